@@ -1,0 +1,1 @@
+"""forecourt drivers package."""

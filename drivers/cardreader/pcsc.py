@@ -1,0 +1,149 @@
+"""A PC/SC card reader through pyscard's thin `smartcard.scard` layer (pcsc-lite on Linux)."""
+
+from __future__ import annotations
+
+import time
+from types import ModuleType
+from typing import Any
+
+from firmware.errors import CardError, CardReaderError, CardRemoved
+
+__all__ = ["PcscReader"]
+
+_INFINITE_SLICE_MS = 1000    # wait in slices so a dead pcscd is noticed and the deadline kept
+
+
+def _scard() -> ModuleType:
+    try:
+        from smartcard import scard
+    except ImportError as exc:
+        raise CardReaderError("pyscard is not installed: pip install pyscard "
+                              "(Debian: python3-pyscard; it also needs pcscd)") from exc
+    return scard
+
+
+class PcscReader:
+    """One named PC/SC reader; exceptions come out as CardRemoved or CardReaderError."""
+
+    def __init__(self, reader_name: str) -> None:
+        self.reader_name = reader_name
+        self._sc = _scard()
+        self._context: Any = None
+        self._card: Any = None
+        self._protocol: int | None = None
+
+    def __repr__(self) -> str:
+        return f"PcscReader({self.reader_name!r})"
+
+    # -- error translation -----------------------------------------------------------------------------
+    def _fail(self, hresult: int, action: str, **context: Any) -> CardError:
+        sc = self._sc
+        message = f"{action}: {sc.SCardGetErrorMessage(hresult)}"
+        if hresult in (sc.SCARD_W_REMOVED_CARD, sc.SCARD_E_NO_SMARTCARD, sc.SCARD_W_RESET_CARD,
+                       sc.SCARD_W_UNPOWERED_CARD, sc.SCARD_W_UNRESPONSIVE_CARD):
+            self._drop_card()
+            return CardRemoved(message, reader=self.reader_name, **context)
+        if hresult in (sc.SCARD_E_NO_SERVICE, sc.SCARD_E_SERVICE_STOPPED, sc.SCARD_E_INVALID_HANDLE,
+                       sc.SCARD_E_NO_READERS_AVAILABLE):
+            self._drop_context()   # pcscd restarted or went away: start over on the next call
+        return CardReaderError(message, reader=self.reader_name, code=f"0x{hresult & 0xFFFFFFFF:08X}",
+                               **context)
+
+    def _ctx(self) -> Any:
+        if self._context is None:
+            hresult, context = self._sc.SCardEstablishContext(self._sc.SCARD_SCOPE_USER)
+            if hresult != self._sc.SCARD_S_SUCCESS:
+                raise self._fail(hresult, "cannot reach pcscd")
+            self._context = context
+        return self._context
+
+    def _drop_card(self) -> None:
+        if self._card is not None:
+            try:
+                self._sc.SCardDisconnect(self._card, self._sc.SCARD_LEAVE_CARD)
+            except Exception:  # the handle is already dead; nothing to release
+                pass
+        self._card, self._protocol = None, None
+
+    def _drop_context(self) -> None:
+        self._drop_card()
+        if self._context is not None:
+            try:
+                self._sc.SCardReleaseContext(self._context)
+            except Exception:
+                pass
+        self._context = None
+
+    # -- presence --------------------------------------------------------------------------------------
+    def _state(self, current: int, timeout_ms: int) -> int | None:
+        """Reader state after waiting up to timeout_ms for a change from `current`; None on timeout."""
+        sc = self._sc
+        hresult, states = sc.SCardGetStatusChange(self._ctx(), timeout_ms, [(self.reader_name, current)])
+        if hresult == sc.SCARD_E_TIMEOUT:
+            return None
+        if hresult != sc.SCARD_S_SUCCESS:
+            raise self._fail(hresult, "cannot read the reader state")
+        event_state: int = states[0][1]
+        if event_state & (sc.SCARD_STATE_UNKNOWN | sc.SCARD_STATE_UNAVAILABLE):
+            raise CardReaderError("reader not available", reader=self.reader_name)
+        return event_state & ~sc.SCARD_STATE_CHANGED
+
+    def card_present(self) -> bool:
+        state = self._state(self._sc.SCARD_STATE_UNAWARE, 0)
+        return bool(state is not None and state & self._sc.SCARD_STATE_PRESENT)
+
+    def _wait(self, want_present: bool, timeout: float) -> bool:
+        sc = self._sc
+        deadline = time.monotonic() + max(timeout, 0.0)
+        state = self._state(sc.SCARD_STATE_UNAWARE, 0) or sc.SCARD_STATE_UNAWARE
+        while bool(state & sc.SCARD_STATE_PRESENT) != want_present:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            new_state = self._state(state, min(int(remaining * 1000) + 1, _INFINITE_SLICE_MS))
+            if new_state is not None:
+                state = new_state
+        return True
+
+    def wait_for_card(self, timeout: float) -> bool:
+        return self._wait(True, timeout)
+
+    def wait_for_removal(self, timeout: float) -> bool:
+        return self._wait(False, timeout)
+
+    # -- session ---------------------------------------------------------------------------------------
+    def connect(self) -> bytes:
+        """Power the card (T=0 or T=1, whichever it offers) and return its ATR."""
+        sc = self._sc
+        self._drop_card()
+        hresult, card, protocol = sc.SCardConnect(self._ctx(), self.reader_name, sc.SCARD_SHARE_SHARED,
+                                                  sc.SCARD_PROTOCOL_T0 | sc.SCARD_PROTOCOL_T1)
+        if hresult != sc.SCARD_S_SUCCESS:
+            raise self._fail(hresult, "cannot connect to the card")
+        self._card, self._protocol = card, protocol
+        hresult, _reader, _state, _proto, atr = sc.SCardStatus(card)
+        if hresult != sc.SCARD_S_SUCCESS:
+            raise self._fail(hresult, "cannot read the ATR")
+        return bytes(atr)
+
+    def _send(self, apdu: bytes) -> bytes:
+        if self._card is None:
+            raise CardRemoved("no card connected", reader=self.reader_name, header=apdu[:4].hex())
+        hresult, response = self._sc.SCardTransmit(self._card, self._protocol, list(apdu))
+        if hresult != self._sc.SCARD_S_SUCCESS:
+            raise self._fail(hresult, "APDU exchange failed", header=apdu[:4].hex())
+        return bytes(response)
+
+    def transmit(self, apdu: bytes) -> bytes:
+        """Exchange one APDU; returns response data + SW1 SW2 (61xx and 6Cxx handled)."""
+        from drivers.cardreader import complete_response
+        return complete_response(self._send, bytes(apdu))
+
+    def disconnect(self) -> None:
+        if self._card is not None:
+            self._sc.SCardDisconnect(self._card, self._sc.SCARD_UNPOWER_CARD)
+        self._card, self._protocol = None, None
+
+    def close(self) -> None:
+        """Release the PC/SC context too."""
+        self._drop_context()

@@ -1,0 +1,1 @@
+"""forecourt drivers gpio package."""

@@ -1,0 +1,5 @@
+"""MQTT 5 link (paho-mqtt 2.x) shared by the terminal and the registry."""
+
+from drivers.mqtt.link import MqttLink
+
+__all__ = ["MqttLink"]

@@ -1,0 +1,149 @@
+"""A paho-mqtt 2.x client speaking MQTT 5: reconnects by itself, re-subscribes, and does
+request/response with a response topic, correlation data and a message expiry interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from firmware.errors import HostUnavailable
+
+__all__ = ["MqttLink", "Handler"]
+
+log = logging.getLogger(__name__)
+
+# handler(topic, payload, properties)
+Handler = Callable[[str, bytes, Properties | None], None]
+
+
+class MqttLink:
+    def __init__(self, host: str, port: int, client_id: str, *, keepalive: int = 15,
+                 will: tuple[str, bytes] | None = None, session_expiry: int = 0) -> None:
+        self.host, self.port, self.client_id = host, port, client_id
+        self.keepalive = keepalive
+        self._session_expiry = session_expiry
+        self.connected = threading.Event()
+        self._subs: dict[str, tuple[int, Handler]] = {}
+        self._pending: dict[bytes, tuple[threading.Event, list[bytes]]] = {}
+        self._lock = threading.Lock()
+        self._on_state: list[Callable[[bool], None]] = []
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        c.reconnect_delay_set(min_delay=1, max_delay=5)
+        if will is not None:
+            c.will_set(will[0], will[1], qos=1, retain=True)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self._client = c
+
+    def on_state(self, callback: Callable[[bool], None]) -> None:
+        """callback(True) after each (re)connect, callback(False) after each loss."""
+        self._on_state.append(callback)
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        if self._session_expiry:
+            props.SessionExpiryInterval = self._session_expiry
+        self._client.connect_async(self.host, self.port, keepalive=self.keepalive,
+                                   clean_start=self._session_expiry == 0, properties=props)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self.connected.wait(timeout)
+
+    def subscribe(self, topic: str, handler: Handler, qos: int = 1) -> None:
+        with self._lock:
+            self._subs[topic] = (qos, handler)
+        if self.connected.is_set():
+            self._client.subscribe(topic, qos=qos)
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                properties: Properties | None = None) -> None:
+        if not self.connected.is_set():
+            raise HostUnavailable("not connected to the broker", broker=f"{self.host}:{self.port}")
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise HostUnavailable("publish failed", rc=info.rc)
+
+    def request(self, topic: str, payload: bytes, response_topic: str, timeout: float) -> bytes:
+        """Publish a request and wait for the reply carrying the same correlation data."""
+        corr = uuid.uuid4().bytes
+        done = threading.Event()
+        box: list[bytes] = []
+        with self._lock:
+            self._pending[corr] = (done, box)
+        try:
+            props = Properties(PacketTypes.PUBLISH)
+            props.ResponseTopic = response_topic
+            props.CorrelationData = corr
+            props.MessageExpiryInterval = max(1, int(timeout))
+            self.publish(topic, payload, qos=1, properties=props)
+            if not done.wait(timeout):
+                raise HostUnavailable("no answer from host in time", timeout=timeout)
+            return box[0]
+        finally:
+            with self._lock:
+                self._pending.pop(corr, None)
+
+    def reply(self, request_props: Properties | None, payload: bytes) -> None:
+        """Answer a request received by a handler (registry side)."""
+        topic = getattr(request_props, "ResponseTopic", None)
+        if not topic:
+            log.warning("request without response topic dropped")
+            return
+        props = Properties(PacketTypes.PUBLISH)
+        corr = getattr(request_props, "CorrelationData", None)
+        if corr is not None:
+            props.CorrelationData = corr
+        self.publish(topic, payload, qos=1, properties=props)
+
+    # paho callbacks, run on paho's network thread
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
+                    properties: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.warning("broker refused connection", extra={"reason": str(reason)})
+            return
+        with self._lock:
+            subs = list(self._subs.items())
+        for topic, (qos, _) in subs:
+            client.subscribe(topic, qos=qos)
+        self.connected.set()
+        for cb in self._on_state:
+            cb(True)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
+                       properties: object) -> None:
+        was = self.connected.is_set()
+        self.connected.clear()
+        if was:
+            for cb in self._on_state:
+                cb(False)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        props = getattr(msg, "properties", None)
+        corr = getattr(props, "CorrelationData", None)
+        if corr is not None:
+            with self._lock:
+                waiter = self._pending.get(bytes(corr))
+            if waiter is not None:
+                waiter[1].append(msg.payload)
+                waiter[0].set()
+                return
+        with self._lock:
+            handlers = [h for t, (_, h) in self._subs.items() if mqtt.topic_matches_sub(t, msg.topic)]
+        for handler in handlers:
+            try:
+                handler(msg.topic, msg.payload, props)
+            except Exception:  # one bad message must not stop the network thread
+                log.exception("handler failed", extra={"topic": msg.topic})

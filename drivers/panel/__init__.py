@@ -1,0 +1,33 @@
+"""The terminal's front panel: screen and keys. Backends are picked by URL."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from firmware.errors import ConfigError
+
+__all__ = ["Panel", "open_panel", "KEYS"]
+
+KEYS = frozenset("0123456789") | {"ENTER", "CANCEL", "CLEAR"}
+
+
+class Panel(Protocol):
+    def show(self, screen: str, **fields: Any) -> None: ...
+
+    def read_key(self, timeout: float) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
+def open_panel(url: str, language: str = "en") -> Panel:
+    """tcp://host:port (the simulator's front panel) or pygame:// (the device's own screen)."""
+    if url.startswith("tcp://"):
+        from drivers.panel.socket import SocketPanel
+        host, _, port = url[len("tcp://"):].rpartition(":")
+        if not port.isdigit():
+            raise ConfigError(f"panel URL needs host:port: {url}", key="devices.panel")
+        return SocketPanel(host, int(port), language=language)
+    if url.startswith("pygame://"):
+        from drivers.panel.pygame_panel import PygamePanel
+        return PygamePanel(language=language)
+    raise ConfigError(f"unknown panel URL scheme: {url}", key="devices.panel")

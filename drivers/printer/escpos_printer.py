@@ -1,0 +1,80 @@
+"""Receipt printing through python-escpos; the backend comes from the URL.
+
+tcp://host:port is a network printer (raw port 9100 style), file:///dev/usb/lp0 a device file,
+memory:// keeps the bytes (python-escpos Dummy) for tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from firmware.errors import ConfigError, PrinterError
+from firmware.receipt import ReceiptLine
+
+__all__ = ["ReceiptPrinter", "open_printer"]
+
+
+class ReceiptPrinter:
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+
+    @property
+    def output(self) -> bytes:
+        """Bytes written so far (memory:// only)."""
+        return bytes(getattr(self._backend, "output", b""))
+
+    def print_lines(self, lines: Sequence[ReceiptLine]) -> None:
+        p = self._backend
+        try:
+            p.hw("INIT")
+            for line in lines:
+                p.set(align="center" if line.center else "left", bold=line.bold)
+                p.text(line.text + "\n")
+            p.cut()
+            flush = getattr(p, "flush", None)
+            if callable(flush):
+                flush()
+        except Exception as exc:  # python-escpos raises its own and OS errors
+            raise PrinterError("receipt printer failed", error=type(exc).__name__) from exc
+
+    def close(self) -> None:
+        close = getattr(self._backend, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # closing a failed printer must not hide the original error
+                pass
+
+
+def open_printer(url: str) -> ReceiptPrinter:
+    from escpos import printer as escpos_printer
+
+    if url.startswith("tcp://"):
+        host, _, port = url[len("tcp://"):].rpartition(":")
+        if not port.isdigit():
+            raise ConfigError(f"printer URL needs host:port: {url}", key="devices.printer")
+        return ReceiptPrinter(_NetworkPerJob(escpos_printer.Network, host, int(port)))
+    if url.startswith("file://"):
+        return ReceiptPrinter(escpos_printer.File(url[len("file://"):]))
+    if url == "memory://":
+        return ReceiptPrinter(escpos_printer.Dummy())
+    raise ConfigError(f"unknown printer URL scheme: {url}", key="devices.printer")
+
+
+class _NetworkPerJob:
+    """A network printer connection opened for each receipt, so a printer restart is harmless."""
+
+    def __init__(self, cls: Any, host: str, port: int) -> None:
+        self._cls, self._host, self._port = cls, host, port
+        self._conn: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._conn is None:
+            self._conn = self._cls(self._host, self._port, timeout=5)
+            self._conn.open()
+        return getattr(self._conn, name)
+
+    def flush(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,1 @@
+"""Terminal core: sale flow, card kernels, journal, sync and configuration."""

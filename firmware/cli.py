@@ -1,0 +1,143 @@
+"""The `forecourt` command.
+
+Exit codes: 0 success; 1 the run failed (a scenario's check, a crash of a service); 2 usage or
+configuration error; 3 something the machine lacks (mosquitto, pcscd, a free port); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Sequence
+
+from firmware.errors import ConfigError, ForecourtError
+
+__all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_ENVIRONMENT"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+EPILOG = "exit codes: 0 ok, 1 run failed, 2 usage or configuration error, 3 missing system component"
+
+
+class EnvironmentMissing(ForecourtError):
+    """A system component the command needs is not installed or cannot start."""
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def cmd_terminal(args: argparse.Namespace) -> int:
+    from firmware.config import load_config
+    from firmware.logs import setup_logging
+    from firmware.terminal import run_terminal
+
+    setup_logging(args.log_level, name="terminal")
+    cfg = load_config(args.config)
+    run_terminal(cfg, _stop_on_signals())
+    return EXIT_OK
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from firmware.logs import setup_logging
+    from registry.server import Registry
+
+    setup_logging(args.log_level, name="registry")
+    host, _, port = args.mqtt.rpartition(":")
+    if not port.isdigit():
+        raise ConfigError("--mqtt must be host:port")
+    state = Path(args.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    reg = Registry(args.db, state, host or "127.0.0.1", int(port), Path(args.seed) if args.seed else None)
+    reg.run(_stop_on_signals())
+    return EXIT_OK
+
+
+def cmd_broker_config(args: argparse.Namespace) -> int:
+    from registry.broker import broker_config
+
+    text = broker_config(args.port, bind=args.bind, data_dir=Path(args.data_dir) if args.data_dir else None)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+    return EXIT_OK
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from hostsim.scenarios import SCENARIOS
+
+    if args.list_scenarios:
+        for name in SCENARIOS:
+            print(name)
+        return EXIT_OK
+    headless = args.headless or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if headless:
+        from hostsim.headless import run_headless
+
+        return run_headless(args.scenario, as_json=args.json, state_dir=args.state_dir)
+    from hostsim.window import run_window
+
+    return run_window(state_dir=args.state_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="forecourt", description="Self-service fuel terminal stack.", epilog=EPILOG)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("sim", help="run the host simulator", epilog=EPILOG)
+    s.add_argument("--headless", action="store_true", help="no window: run a scenario and exit")
+    s.add_argument("--scenario", default="fleet-happy", help="scenario to run headless (default fleet-happy)")
+    s.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    s.add_argument("--list-scenarios", action="store_true", help="print the scenario names and exit")
+    s.add_argument("--state-dir", default=None, help="keep the run's state here (default: a temporary dir)")
+    s.set_defaults(func=cmd_sim)
+
+    t = sub.add_parser("terminal", help="run the terminal process, as on the device", epilog=EPILOG)
+    t.add_argument("--config", required=True, help="terminal TOML configuration")
+    t.add_argument("--log-level", default="INFO")
+    t.set_defaults(func=cmd_terminal)
+
+    r = sub.add_parser("registry", help="run the central registry service", epilog=EPILOG)
+    r.add_argument("--db", required=True, help="SQLAlchemy URL, e.g. sqlite:///registry.db")
+    r.add_argument("--mqtt", default="127.0.0.1:1883", help="broker host:port")
+    r.add_argument("--state-dir", default=".", help="where the registry keeps its keys")
+    r.add_argument("--seed", default=None, help="TOML seed data to load (idempotent)")
+    r.add_argument("--log-level", default="INFO")
+    r.set_defaults(func=cmd_registry)
+
+    b = sub.add_parser("broker-config", help="write a Mosquitto config for the registry", epilog=EPILOG)
+    b.add_argument("--port", type=int, default=1883)
+    b.add_argument("--bind", default="127.0.0.1")
+    b.add_argument("--data-dir", default=None, help="enable persistence in this directory")
+    b.add_argument("--output", "-o", default="-", help="file to write (default stdout)")
+    b.set_defaults(func=cmd_broker_config)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"forecourt: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except EnvironmentMissing as exc:
+        print(f"forecourt: {exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except ForecourtError as exc:
+        print(f"forecourt: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

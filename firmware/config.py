@@ -1,0 +1,123 @@
+"""Typed terminal configuration, loaded once from TOML and passed down.
+
+An unknown key is an error that names it, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from firmware.errors import ConfigError
+
+__all__ = ["TerminalConfig", "TerminalSection", "MqttSection", "DevicesSection", "TimeoutsSection",
+           "load_config", "PROFILE_ENV"]
+
+PROFILE_ENV = "FORECOURT_PROFILE"
+
+
+@dataclass(frozen=True)
+class TerminalSection:
+    id: str
+    station: str
+    state_dir: str = "."
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    keepalive: int = 15
+
+
+@dataclass(frozen=True)
+class DevicesSection:
+    card_reader: str = "pcsc://Forecourt Virtual PCD 00 00"
+    pump_line: str = "/dev/ttyAMA0"
+    pumps: tuple[int, ...] = (1,)
+    printer: str = "file:///dev/usb/lp0"
+    panel: str = "pygame://"
+    pin_key: str = "pek.hex"     # AES PIN-encryption key file, relative to state_dir
+
+
+@dataclass(frozen=True)
+class TimeoutsSection:
+    auth: float = 10.0            # MQTT request/response to the registry
+    pin_entry: float = 60.0
+    nozzle_lift: float = 120.0
+    filling: float = 900.0
+    sale_ack: float = 10.0
+
+
+@dataclass(frozen=True)
+class TerminalConfig:
+    terminal: TerminalSection
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    devices: DevicesSection = field(default_factory=DevicesSection)
+    timeouts: TimeoutsSection = field(default_factory=TimeoutsSection)
+    source: str = ""
+
+    @property
+    def state_dir(self) -> Path:
+        base = Path(self.source).parent if self.source else Path.cwd()
+        return (base / self.terminal.state_dir).resolve()
+
+
+def _coerce(section: str, key: str, value: Any, kind: Any) -> Any:
+    where = f"{section}.{key}"
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind == tuple[int, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                  for v in value):
+            raise ConfigError(f"{where} must be a list of integers", key=where)
+        return tuple(value)
+    if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+        raise ConfigError(f"{where} must be {kind.__name__}, got {type(value).__name__}", key=where)
+    return value
+
+
+def _section(name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table", key=name)
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"unknown key '{key}' in [{name}] (known: {', '.join(sorted(known))})",
+                              key=f"{name}.{key}")
+    values = {k: _coerce(name, k, v, hints[k]) for k, v in raw.items()}
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        missing = sorted(f.name for f in dataclasses.fields(cls)
+                         if f.name not in raw and f.default is dataclasses.MISSING)
+        raise ConfigError(f"[{name}] is missing {', '.join(missing)}", key=name) from exc
+
+
+_SECTIONS = {"terminal": TerminalSection, "mqtt": MqttSection, "devices": DevicesSection,
+             "timeouts": TimeoutsSection}
+
+
+def load_config(path: str | os.PathLike[str]) -> TerminalConfig:
+    """Read and validate a terminal TOML file."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {p}", path=str(p)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}", path=str(p)) from exc
+    for name in raw:
+        if name not in _SECTIONS:
+            raise ConfigError(f"unknown section [{name}] in {p} (known: {', '.join(_SECTIONS)})",
+                              key=name)
+    if "terminal" not in raw:
+        raise ConfigError(f"{p} has no [terminal] section", key="terminal")
+    parts = {name: _section(name, cls, raw[name]) for name, cls in _SECTIONS.items() if name in raw}
+    return TerminalConfig(**parts, source=str(p.resolve()))

@@ -1,0 +1,138 @@
+"""The terminal's side of the registry conversation: authorization, configuration and sale sync.
+
+It gets an MQTT link passed in (drivers.mqtt.MqttLink or anything shaped like it). Completed sales are
+sent store-and-forward from the journal; only the registry's acknowledgement marks one synced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import uuid
+from typing import Any, Callable, Protocol
+
+from firmware import messages as m
+from firmware.errors import HostUnavailable, JournalError, MessageError
+from firmware.journal import Journal, SaleRecord
+
+__all__ = ["HostLink", "Link", "sale_payload"]
+
+log = logging.getLogger(__name__)
+
+
+class Link(Protocol):
+    connected: threading.Event
+
+    def subscribe(self, topic: str, handler: Callable[[str, bytes, Any], None], qos: int = 1) -> None: ...
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                properties: Any = None) -> None: ...
+
+    def request(self, topic: str, payload: bytes, response_topic: str, timeout: float) -> bytes: ...
+
+    def on_state(self, callback: Callable[[bool], None]) -> None: ...
+
+
+def sale_payload(rec: SaleRecord, terminal: str, station: str) -> dict[str, Any]:
+    finished = dt.datetime.fromtimestamp(rec.finished_at or rec.created_at, dt.timezone.utc)
+    return {
+        "sale_id": rec.id, "auth_id": rec.auth_id, "terminal": terminal, "station": station, "pump": rec.pump,
+        "nozzle": rec.nozzle or 0, "product": rec.product, "volume_cl": rec.volume_cl or 0,
+        "amount_cents": rec.amount_cents or 0, "price_milli": rec.price_milli or 0,
+        "card_masked": rec.card_masked, "finished_at": finished.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "recovered": rec.recovered, "flags": list(rec.flags),
+    }
+
+
+class HostLink:
+    def __init__(self, link: Link, journal: Journal, terminal: str, station: str) -> None:
+        self.link, self.journal = link, journal
+        self.terminal, self.station = terminal, station
+        self.inbox = m.TOPICS["terminal_inbox"].format(terminal=terminal)
+        self.config: dict[str, Any] | None = None
+        cached = journal.get_value("terminal_config")
+        if cached is not None:
+            self.config = json.loads(cached)
+        self.config_changed = threading.Event()
+        self._kick = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        link.subscribe(self.inbox, self._on_inbox)
+        link.subscribe(m.TOPICS["config"].format(terminal=terminal), self._on_config)
+        link.on_state(lambda up: up and self._kick.set())
+
+    @property
+    def online(self) -> bool:
+        return self.link.connected.is_set()
+
+    def authorize(self, *, pan: str, expiry: str, pin_block: bytes, pump: int, timeout: float) -> dict[str, Any]:
+        req = {"request_id": str(uuid.uuid4()), "terminal": self.terminal, "station": self.station,
+               "pump": pump, "pan": pan, "expiry": expiry, "pin_block": pin_block.hex().upper()}
+        raw = self.link.request(m.TOPICS["auth_request"], m.encode(req, m.AUTH_REQUEST), self.inbox, timeout)
+        try:
+            answer = m.decode(raw, m.AUTH_RESPONSE)
+        except MessageError as exc:
+            raise HostUnavailable("registry answered with a malformed message") from exc
+        if answer["request_id"] != req["request_id"]:
+            raise HostUnavailable("registry answered another request")
+        return answer
+
+    # store-and-forward
+    def start_sync(self) -> None:
+        self._thread = threading.Thread(target=self._sync_loop, name="sync", daemon=True)
+        self._thread.start()
+
+    def stop_sync(self) -> None:
+        self._stop.set()
+        self._kick.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def kick(self) -> None:
+        """A sale was completed: try to send it now."""
+        self._kick.set()
+
+    def _sync_loop(self) -> None:
+        while not self._stop.is_set():
+            self._kick.wait(timeout=5.0)
+            self._kick.clear()
+            if self._stop.is_set() or not self.online:
+                continue
+            for rec in self.journal.unsynced():
+                payload = m.encode(sale_payload(rec, self.terminal, self.station), m.SALE)
+                try:
+                    self.link.publish(m.TOPICS["sales"].format(terminal=self.terminal), payload, qos=1)
+                except HostUnavailable:
+                    break
+
+    def _on_inbox(self, topic: str, payload: bytes, props: Any) -> None:
+        try:
+            ack = m.decode(payload, m.SALE_ACK)
+        except MessageError as exc:
+            log.warning("malformed message in inbox dropped", extra={"error": str(exc)})
+            return
+        if ack["status"] in ("stored", "duplicate"):
+            try:
+                rec = self.journal.get(ack["sale_id"])
+            except JournalError:
+                log.warning("ack for a sale this terminal does not know", extra={"sale_id": ack["sale_id"]})
+                return
+            if not rec.synced:
+                self.journal.mark(rec.id, "synced")
+                log.info("sale synced", extra={"sale_id": rec.id, "status": ack["status"]})
+        else:
+            log.error("registry rejected sale", extra={"sale_id": ack["sale_id"], "reason": ack["reason"]})
+
+    def _on_config(self, topic: str, payload: bytes, props: Any) -> None:
+        try:
+            doc = m.decode(payload, m.TERMINAL_CONFIG)
+        except MessageError as exc:
+            log.warning("malformed configuration dropped", extra={"error": str(exc)})
+            return
+        if doc["terminal"] != self.terminal:
+            return
+        self.config = doc
+        self.journal.put("terminal_config", json.dumps(doc))
+        self.config_changed.set()

@@ -1,0 +1,112 @@
+"""MQTT payloads between terminal and registry: pure encode/decode, the schemas as data.
+
+Every payload is a JSON object with "v": 1. decode() checks each field's type and shape and raises
+MessageError naming the field, never echoing its value (a field may hold a card number).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Callable, Mapping
+
+from firmware.errors import MessageError
+
+__all__ = ["encode", "decode", "AUTH_REQUEST", "AUTH_RESPONSE", "SALE", "SALE_ACK", "TERMINAL_CONFIG",
+           "TOPICS", "VERSION"]
+
+VERSION = 1
+
+Check = Callable[[Any], bool]
+
+
+def _int(lo: int, hi: int) -> Check:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _str(pattern: str) -> Check:
+    rx = re.compile(pattern)
+    return lambda v: isinstance(v, str) and rx.fullmatch(v) is not None
+
+
+def _opt(check: Check) -> Check:
+    return lambda v: v is None or check(v)
+
+
+_UUID = _str(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ID = _str(r"[A-Za-z0-9_.-]{1,64}")
+_TEXT = _str(r"[^\x00-\x1f]{0,200}")
+_BOOL: Check = lambda v: isinstance(v, bool)  # noqa: E731
+_PUMP = _int(1, 32)
+_NOZZLES: Check = lambda v: isinstance(v, list) and len(v) <= 15 and all(_int(1, 15)(n) for n in v)  # noqa: E731
+_MONEY = _int(0, 10**10)
+_PRICES: Check = lambda v: (isinstance(v, list) and len(v) <= 32 * 15 and all(  # noqa: E731
+    isinstance(p, dict) and set(p) == {"pump", "nozzle", "product", "product_name", "price_milli"}
+    and _TEXT(p["product_name"])
+    and _PUMP(p["pump"]) and _int(1, 15)(p["nozzle"]) and _ID(p["product"])
+    and _int(1, 999_999)(p["price_milli"]) for p in v))
+
+# field name -> check; every field is required and no other is allowed.
+AUTH_REQUEST: Mapping[str, Check] = {
+    "request_id": _UUID, "terminal": _ID, "station": _ID, "pump": _PUMP,
+    "pan": _str(r"[0-9]{12,19}"), "expiry": _str(r"[0-9]{4}"), "pin_block": _str(r"[0-9A-F]{32}"),
+}
+AUTH_RESPONSE: Mapping[str, Check] = {
+    "request_id": _UUID, "approved": _BOOL, "reason": _TEXT, "auth_id": _opt(_UUID),
+    "allowed_cl": _int(0, 10**7), "nozzles": _NOZZLES, "card_masked": _opt(_str(r"[0-9*]{12,19}")),
+}
+SALE: Mapping[str, Check] = {
+    "sale_id": _UUID, "auth_id": _UUID, "terminal": _ID, "station": _ID, "pump": _PUMP,
+    "nozzle": _int(0, 15), "product": _opt(_ID), "volume_cl": _int(0, 10**7), "amount_cents": _MONEY,
+    "price_milli": _int(0, 999_999), "card_masked": _str(r"[0-9*]{12,19}"),
+    "finished_at": _str(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"), "recovered": _BOOL,
+    "flags": lambda v: isinstance(v, list) and all(_ID(f) for f in v),
+}
+SALE_ACK: Mapping[str, Check] = {"sale_id": _UUID, "status": _str(r"stored|duplicate|rejected"),
+                                 "reason": _TEXT}
+TERMINAL_CONFIG: Mapping[str, Check] = {
+    "terminal": _ID, "station": _ID, "station_name": _TEXT, "currency": _str(r"[A-Z]{3}"),
+    "version": _int(0, 2**31), "prices": _PRICES,
+}
+
+TOPICS = {
+    "auth_request": "forecourt/v1/auth/request",
+    "sales": "forecourt/v1/sales/{terminal}",
+    "terminal_inbox": "forecourt/v1/terminal/{terminal}/inbox",
+    "config": "forecourt/v1/config/{terminal}",
+    "status": "forecourt/v1/terminal/{terminal}/status",
+}
+
+
+def encode(doc: Mapping[str, Any], schema: Mapping[str, Check]) -> bytes:
+    """Validate doc against schema and return its JSON bytes."""
+    _check(doc, schema)
+    return json.dumps({"v": VERSION, **doc}, separators=(",", ":"), sort_keys=True).encode()
+
+
+def decode(raw: bytes, schema: Mapping[str, Check]) -> dict[str, Any]:
+    """Parse and validate a payload; raise MessageError on anything unexpected."""
+    if len(raw) > 64 * 1024:
+        raise MessageError("payload too large", size=len(raw))
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageError("payload is not JSON") from exc
+    if not isinstance(doc, dict):
+        raise MessageError("payload is not a JSON object")
+    if doc.pop("v", None) != VERSION:
+        raise MessageError("unsupported payload version")
+    _check(doc, schema)
+    return doc
+
+
+def _check(doc: Mapping[str, Any], schema: Mapping[str, Check]) -> None:
+    missing = sorted(set(schema) - set(doc))
+    extra = sorted(set(doc) - set(schema))
+    if missing:
+        raise MessageError("payload lacks fields", fields=",".join(missing))
+    if extra:
+        raise MessageError("payload has unknown fields", fields=",".join(str(e)[:32] for e in extra))
+    for name, check in schema.items():
+        if not check(doc[name]):
+            raise MessageError("payload field is invalid", field=name)

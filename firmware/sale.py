@@ -1,0 +1,279 @@
+"""The fleet-card sale, step by step. Each state change is journaled before the terminal acts on it,
+so a restart can settle a sale from the pump's own figures exactly once (see recover()).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from firmware.cards import card_token
+from firmware.errors import (CardError, CardNotAccepted, HostUnavailable, PinPadError, PrinterError,
+                             PumpError, PumpTimeout)
+from firmware.fleet import FleetCardData, read_fleet_card
+from firmware.hostlink import HostLink
+from firmware.journal import Journal, SaleRecord
+from firmware.pump import PumpController, PumpState, PumpStatus
+from firmware.receipt import fleet_receipt, format_litres, format_money
+
+__all__ = ["SaleFlow", "Devices"]
+
+log = logging.getLogger(__name__)
+
+
+class Reader(Protocol):
+    def connect(self) -> bytes: ...
+    def transmit(self, apdu: bytes) -> bytes: ...
+    def disconnect(self) -> None: ...
+
+
+class Panel(Protocol):
+    def show(self, screen: str, **fields: Any) -> None: ...
+    def read_key(self, timeout: float) -> str | None: ...
+
+
+class PinEntry(Protocol):
+    def read_pin_block(self, pan: str, timeout: float, on_digits: Callable[[int], None] = ...) -> bytes: ...
+
+
+class Printer(Protocol):
+    def print_lines(self, lines: Any) -> None: ...
+
+
+@dataclass
+class Devices:
+    reader: Reader
+    panel: Panel
+    pinpad: PinEntry
+    pumps: PumpController
+    printer: Printer
+
+
+class SaleFlow:
+    def __init__(self, *, terminal: str, station: str, pumps: tuple[int, ...], devices: Devices,
+                 journal: Journal, host: HostLink, token_key: bytes, timeouts: Any) -> None:
+        self.terminal, self.station, self.pump_numbers = terminal, station, pumps
+        self.dev, self.journal, self.host = devices, journal, host
+        self.token_key, self.timeouts = token_key, timeouts
+
+    # -- one sale, from card in to receipt out -------------------------------------------------------
+    def run_sale(self) -> str | None:
+        """Serve the card now in the reader; return the sale id when one was created."""
+        dev = self.dev
+        dev.panel.show("reading")
+        try:
+            dev.reader.connect()
+            card = read_fleet_card(dev.reader)
+        except CardNotAccepted:
+            dev.panel.show("card_not_accepted")
+            return None
+        except CardError as exc:
+            log.warning("card read failed", extra={"error": str(exc)})
+            dev.panel.show("card_error")
+            return None
+        if card.expired(dt.date.today()):
+            dev.panel.show("declined", reason="card_expired")
+            return None
+        if not self.host.online:
+            dev.panel.show("host_unavailable")
+            return None
+        pump = self._choose_pump()
+        if pump is None:
+            return None
+        try:
+            pin_block = self._read_pin(card)
+        except PinPadError:
+            dev.panel.show("remove_card")
+            return None
+        sale_id = str(uuid.uuid4())
+        self.journal.begin_sale(sale_id, pump, card.masked, card_token(self.token_key, card.pan))
+        self.journal.transition(sale_id, "authorizing")
+        dev.panel.show("authorizing")
+        try:
+            answer = self.host.authorize(pan=card.pan, expiry=card.expiry, pin_block=pin_block, pump=pump,
+                                         timeout=self.timeouts.auth)
+        except HostUnavailable as exc:
+            log.warning("authorization failed", extra={"sale_id": sale_id, "error": str(exc)})
+            self.journal.transition(sale_id, "declined", reason="host_unavailable")
+            dev.panel.show("host_unavailable")
+            return sale_id
+        finally:
+            del pin_block
+        if not answer["approved"]:
+            self.journal.transition(sale_id, "declined", reason=answer["reason"])
+            dev.panel.show("declined", reason=answer["reason"])
+            return sale_id
+        self.journal.transition(sale_id, "approved", auth_id=answer["auth_id"], allowed_cl=answer["allowed_cl"],
+                                nozzles=answer["nozzles"])
+        self._dispense(self.journal.get(sale_id))
+        return sale_id
+
+    def _choose_pump(self) -> int | None:
+        if len(self.pump_numbers) == 1:
+            return self.pump_numbers[0]
+        self.dev.panel.show("select_pump", pumps=",".join(map(str, self.pump_numbers)))
+        deadline = time.monotonic() + self.timeouts.pin_entry
+        while time.monotonic() < deadline:
+            key = self.dev.panel.read_key(0.5)
+            if key == "CANCEL":
+                return None
+            if key is not None and key.isdigit() and int(key) in self.pump_numbers:
+                return int(key)
+        return None
+
+    def _read_pin(self, card: FleetCardData) -> bytes:
+        self.dev.panel.show("enter_pin", stars="")
+        return self.dev.pinpad.read_pin_block(card.pan, self.timeouts.pin_entry,
+                                              lambda n: self.dev.panel.show("enter_pin", stars="*" * n))
+
+    # -- the pump part ------------------------------------------------------------------------------
+    def _totals(self, pump: int, nozzles: tuple[int, ...]) -> int:
+        return sum(self.dev.pumps.totals(pump, n).volume_cl for n in nozzles)
+
+    def _dispense(self, rec: SaleRecord) -> None:
+        pumps = self.dev.pumps
+        try:
+            before = self._totals(rec.pump, rec.nozzles)
+            # journaled before the pump is released: a restart then knows fuel may have flowed
+            self.journal.transition(rec.id, "pump_authorized", totals_before_cl=before)
+            pumps.authorize(rec.pump, nozzles=rec.nozzles, volume_cl=rec.allowed_cl)
+        except PumpError as exc:
+            log.error("pump authorization failed", extra={"sale_id": rec.id, "error": str(exc)})
+            self.dev.panel.show("pump_error")
+            self._settle(self.journal.get(rec.id), recovered=False)
+            return
+        self.dev.panel.show("lift_nozzle", pump=rec.pump, litres=format_litres(rec.allowed_cl or 0))
+        self._follow(self.journal.get(rec.id), recovered=False)
+
+    def _follow(self, rec: SaleRecord, *, recovered: bool) -> None:
+        """Follow an authorized pump until the filling is over, then settle."""
+        pumps = self.dev.pumps
+        try:
+            st = pumps.wait_status(rec.pump, lambda s: s.state in (PumpState.FILLING,) or s.state.finished,
+                                   self.timeouts.nozzle_lift)
+        except PumpTimeout:
+            log.info("nozzle not lifted in time, pump stopped", extra={"sale_id": rec.id})
+            self._stop_quietly(rec.pump)
+            self._settle(self.journal.get(rec.id), recovered=recovered)
+            return
+        deadline = time.monotonic() + self.timeouts.filling
+        while not st.state.finished and time.monotonic() < deadline:
+            self.dev.panel.show("filling", pump=rec.pump, litres=format_litres(st.volume_cl),
+                                amount=format_money(st.amount_cents, self._currency()))
+            seq = st.seq
+            try:
+                st = pumps.wait_status(rec.pump, lambda s: s.seq != seq, 2.0)
+            except PumpTimeout:
+                st = pumps.status(rec.pump)
+                if st.state is PumpState.OFFLINE:
+                    break
+        if not st.state.finished:
+            self._stop_quietly(rec.pump)
+        self._settle(self.journal.get(rec.id), recovered=recovered)
+
+    def _stop_quietly(self, pump: int) -> None:
+        try:
+            self.dev.pumps.stop(pump)
+        except PumpError as exc:
+            log.warning("pump stop failed", extra={"pump": pump, "error": str(exc)})
+
+    def _settle(self, rec: SaleRecord, *, recovered: bool) -> None:
+        """Complete the sale with the pump's own figures, cross-checked against its totals.
+
+        A pump that cannot be read leaves the sale open, flagged for the attendant; recover() settles it
+        once the pump answers again.
+        """
+        flags = list(rec.flags)
+        try:
+            st = self.dev.pumps.status(rec.pump)
+            if st.state is PumpState.OFFLINE:
+                raise PumpTimeout("pump offline", pump=rec.pump)
+            after = self._totals(rec.pump, rec.nozzles) if rec.totals_before_cl is not None else None
+        except PumpError as exc:
+            log.error("pump unreadable; sale left open for the attendant",
+                      extra={"sale_id": rec.id, "error": str(exc)})
+            if "attendant_check" not in flags:
+                self.journal.transition(rec.id, rec.state, flags=flags + ["attendant_check"])
+            self.dev.panel.show("pump_error")
+            return
+        volume, amount = st.volume_cl, st.amount_cents
+        moved = None if after is None or rec.totals_before_cl is None else after - rec.totals_before_cl
+        if moved == 0 or (moved is None and not st.state.finished):
+            volume = amount = 0           # nothing flowed for this sale
+        elif moved is not None and not st.state.finished:
+            volume, amount = moved, (moved * st.price_milli + 500) // 1000
+            flags.append("settled_from_totals")
+        elif moved is not None and moved != volume:
+            flags.append("totals_mismatch")
+        product, _ = self._product(rec.pump, st.nozzle)
+        self.journal.transition(rec.id, "completed", nozzle=st.nozzle, product=product, volume_cl=volume,
+                                amount_cents=amount, price_milli=st.price_milli, finished_at=time.time(),
+                                recovered=recovered, flags=flags)
+        self.host.kick()
+        self.print_receipt(self.journal.get(rec.id))
+
+    def print_receipt(self, rec: SaleRecord) -> None:
+        if not rec.volume_cl:
+            self.dev.panel.show("no_fuel")
+            return
+        cfg = self.host.config or {}
+        _, name = self._product(rec.pump, rec.nozzle or 0)
+        lines = fleet_receipt(
+            station_name=cfg.get("station_name", self.station), station=self.station, terminal=self.terminal,
+            sale_id=rec.id, when=dt.datetime.fromtimestamp(rec.finished_at or time.time(), dt.timezone.utc),
+            pump=rec.pump, product=name, volume_cl=rec.volume_cl, price_milli=rec.price_milli or 0,
+            amount_cents=rec.amount_cents or 0, card_masked=rec.card_masked, auth_id=rec.auth_id or "",
+            currency=self._currency())
+        try:
+            self.dev.printer.print_lines(lines)
+        except PrinterError as exc:
+            log.error("receipt not printed", extra={"sale_id": rec.id, "error": str(exc)})
+            return
+        self.journal.mark(rec.id, "receipt_printed")
+        self.dev.panel.show("thank_you", litres=format_litres(rec.volume_cl),
+                            amount=format_money(rec.amount_cents or 0, self._currency()))
+
+    def _currency(self) -> str:
+        return str((self.host.config or {}).get("currency", "EUR"))
+
+    def _product(self, pump: int, nozzle: int) -> tuple[str | None, str]:
+        for p in (self.host.config or {}).get("prices", []):
+            if p["pump"] == pump and p["nozzle"] == nozzle:
+                return p["product"], p["product_name"]
+        return None, f"Nozzle {nozzle}"
+
+    # -- after a restart ----------------------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """Settle every sale a crash left open, then print receipts that were not printed."""
+        done = []
+        for rec in self.journal.open_sales():
+            log.info("recovering open sale", extra={"sale_id": rec.id, "state": rec.state})
+            if rec.state == "approved":
+                # the pump was never released for this sale
+                self._settle_unreleased(rec)
+            else:
+                self._recover_pump(rec)
+            done.append(rec.id)
+        for rec in self.journal.unprinted():
+            self.print_receipt(rec)
+        return done
+
+    def _settle_unreleased(self, rec: SaleRecord) -> None:
+        self.journal.transition(rec.id, "completed", nozzle=0, volume_cl=0, amount_cents=0, price_milli=0,
+                                finished_at=time.time(), recovered=True)
+        self.host.kick()
+
+    def _recover_pump(self, rec: SaleRecord) -> None:
+        try:
+            st = self.dev.pumps.wait_status(rec.pump, lambda s: s.state is not PumpState.OFFLINE, 10.0)
+        except PumpTimeout:
+            self._settle(rec, recovered=True)   # leaves it open and flagged
+            return
+        if st.state in (PumpState.AUTHORIZED, PumpState.FILLING):
+            self._follow(rec, recovered=True)
+        else:
+            self._settle(rec, recovered=True)

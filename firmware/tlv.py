@@ -1,0 +1,92 @@
+"""Strict BER-TLV (ISO/IEC 8825-1, as used by ISO 7816-4 and EMV Book 3 annex B).
+
+parse() returns (tag, value) pairs; constructed values (bit 6 of the first tag byte) can be parsed
+again. Anything malformed - truncated tag, length or value, an indefinite or over-long length -
+raises MessageError. Padding bytes 0x00/0xFF between objects are skipped (EMV Book 3, B1).
+"""
+
+from __future__ import annotations
+
+from firmware.errors import MessageError
+
+__all__ = ["parse", "find", "encode", "is_constructed"]
+
+
+def _tag(data: bytes, i: int) -> tuple[int, int]:
+    first = data[i]
+    tag = first
+    i += 1
+    if first & 0x1F == 0x1F:
+        for _ in range(3):
+            if i >= len(data):
+                raise MessageError("TLV tag truncated", offset=i)
+            tag = (tag << 8) | data[i]
+            i += 1
+            if not data[i - 1] & 0x80:
+                break
+        else:
+            raise MessageError("TLV tag longer than 4 bytes", offset=i)
+    return tag, i
+
+
+def _length(data: bytes, i: int) -> tuple[int, int]:
+    if i >= len(data):
+        raise MessageError("TLV length missing", offset=i)
+    first = data[i]
+    i += 1
+    if first < 0x80:
+        return first, i
+    count = first & 0x7F
+    if count == 0 or count > 3:
+        raise MessageError("TLV length form not allowed", offset=i - 1)
+    if i + count > len(data):
+        raise MessageError("TLV length truncated", offset=i)
+    return int.from_bytes(data[i:i + count], "big"), i + count
+
+
+def parse(data: bytes) -> list[tuple[int, bytes]]:
+    """Parse one level of BER-TLV objects."""
+    out: list[tuple[int, bytes]] = []
+    i = 0
+    while i < len(data):
+        if data[i] in (0x00, 0xFF):
+            i += 1
+            continue
+        tag, i = _tag(data, i)
+        length, i = _length(data, i)
+        if i + length > len(data):
+            raise MessageError("TLV value truncated", tag=f"{tag:X}", length=length)
+        out.append((tag, bytes(data[i:i + length])))
+        i += length
+    return out
+
+
+def is_constructed(tag: int) -> bool:
+    first = tag
+    while first > 0xFF:
+        first >>= 8
+    return bool(first & 0x20)
+
+
+def find(data: bytes, tag: int) -> bytes | None:
+    """Depth-first search for the first object with tag."""
+    for t, v in parse(data):
+        if t == tag:
+            return v
+        if is_constructed(t):
+            hit = find(v, tag)
+            if hit is not None:
+                return hit
+    return None
+
+
+def encode(tag: int, value: bytes) -> bytes:
+    tag_bytes = tag.to_bytes((tag.bit_length() + 7) // 8 or 1, "big")
+    n = len(value)
+    if n < 0x80:
+        length = bytes([n])
+    elif n <= 0xFF:
+        length = bytes([0x81, n])
+    else:
+        length = bytes([0x82]) + n.to_bytes(2, "big")
+    return tag_bytes + length + value

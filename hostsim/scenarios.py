@@ -1,0 +1,178 @@
+"""Scripted scenarios: what a driver does at the pump, and what must then hold.
+
+Each scenario drives a started Simulator and returns a result dict; `checks` lists what failed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from firmware.journal import SaleRecord
+from firmware.pump import PumpState
+from firmware.receipt import format_litres
+from hostsim.world import Simulator, load_cards
+
+__all__ = ["SCENARIOS", "Run", "sale_view"]
+
+AUTHORIZE = b"\x06"
+
+
+def sale_view(rec: SaleRecord) -> dict[str, Any]:
+    status = "synced" if rec.synced else rec.state
+    return {"id": rec.id, "card_masked": rec.card_masked, "pump": rec.pump, "nozzle": rec.nozzle,
+            "product": rec.product, "litres": format_litres(rec.volume_cl or 0), "volume_cl": rec.volume_cl or 0,
+            "amount": f"{(rec.amount_cents or 0) / 100:.2f}", "amount_cents": rec.amount_cents or 0,
+            "unit_price_milli": rec.price_milli, "status": status, "reason": rec.reason,
+            "recovered": rec.recovered, "flags": list(rec.flags), "receipt_printed": rec.receipt_printed}
+
+
+class Run:
+    """Helpers a scenario uses, and the transcript it leaves."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.transcript: list[str] = []
+        self.checks: list[str] = []
+        self.timings: dict[str, float] = {}
+        self.sale_ids: list[str] = []
+        self._t0 = time.monotonic()
+        sim.panel.listeners.append(lambda s: self.log("screen: " + " | ".join(s.get("lines", []))))
+
+    def log(self, line: str) -> None:
+        self.transcript.append(f"{time.monotonic() - self._t0:7.3f}  {line}")
+
+    def check(self, ok: bool, what: str) -> None:
+        if not ok:
+            self.checks.append(what)
+
+    def card(self, index: int) -> Any:
+        return load_cards()[index].make()
+
+    def ready(self, timeout: float = 30.0) -> None:
+        self.sim.panel.wait_for("idle", timeout)
+        deadline = time.monotonic() + timeout
+        for n in self.sim.terminal_pumps:
+            while self.sim.pump_line.pump(n).state == PumpState.NOT_PROGRAMMED:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"pump {n} was never programmed with prices")
+                time.sleep(0.02)
+
+    def insert(self, index: int) -> int:
+        profile = load_cards()[index]
+        mark = self.sim.panel.mark()
+        self.log(f"driver inserts card: {profile.name}")
+        self.sim.cards.insert(profile.make())
+        return mark
+
+    def remove(self) -> None:
+        self.log("driver removes card")
+        self.sim.cards.remove()
+
+    def pin(self, digits: str) -> None:
+        self.log("driver enters PIN " + "*" * len(digits))
+        self.sim.panel.press(*digits, "ENTER")
+
+    def wait(self, screens: str | tuple[str, ...], since: int, timeout: float = 20.0) -> dict[str, Any]:
+        return self.sim.panel.wait_for(screens, timeout, since)
+
+    def fill(self, pump: int, nozzle: int, volume_cl: int) -> None:
+        p = self.sim.pump_line.pump(pump)
+        self.log(f"driver lifts nozzle {nozzle} on pump {pump}")
+        p.lift(nozzle)
+        got = p.dispense(volume_cl, timeout=60)
+        self.log(f"{format_litres(got)} L flowed")
+        p.hang_up()
+        self.log("driver hangs up the nozzle")
+
+    def wait_synced(self, sale_id: str, timeout: float = 20.0) -> SaleRecord:
+        deadline = time.monotonic() + timeout
+        journal = self.sim.journal()
+        try:
+            while True:
+                rec = journal.get(sale_id)
+                if rec.synced or time.monotonic() > deadline:
+                    return rec
+                time.sleep(0.02)
+        finally:
+            journal.close()
+
+    def last_sale_id(self) -> str:
+        journal = self.sim.journal()
+        try:
+            sales = journal.all_sales()
+        finally:
+            journal.close()
+        if not sales:
+            raise TimeoutError("the terminal journaled no sale")
+        return sales[-1].id
+
+    def authorize_sent(self, pump: int) -> bool:
+        return any(cmd[:1] == AUTHORIZE for cmd in self.sim.pump_line.sent_commands(pump))
+
+
+def fleet_happy(run: Run) -> None:
+    run.ready()
+    t0 = time.monotonic()
+    mark = run.insert(0)
+    run.wait("enter_pin", mark)
+    run.pin("1234")
+    run.wait("lift_nozzle", mark)
+    run.timings["card_to_authorized_s"] = time.monotonic() - t0
+    run.check(run.sim.pump_line.pump(1).state == PumpState.AUTHORIZED, "pump 1 is authorized")
+    run.fill(1, 1, 2000)
+    t1 = time.monotonic()
+    run.wait("thank_you", mark, timeout=30)
+    sale_id = run.last_sale_id()
+    run.sale_ids.append(sale_id)
+    rec = run.wait_synced(sale_id)
+    run.timings["hangup_to_ack_s"] = time.monotonic() - t1
+    run.remove()
+    run.sim.printer.wait_receipts(1, 10)
+    run.check(rec.synced, "sale acknowledged by the registry")
+    run.check(rec.volume_cl == 2000, "20.00 L settled")
+    run.check(rec.amount_cents == (2000 * 1659 + 500) // 1000, "amount is 20.00 L x 1.659")
+    reg = run.sim.registry_sale(sale_id)
+    run.check(reg is not None and reg["volume_cl"] == 2000, "registry holds the sale with 20.00 L")
+
+
+def fleet_declined_limit(run: Run) -> None:
+    run.ready()
+    mark = run.insert(1)
+    run.wait("enter_pin", mark)
+    run.pin("1234")
+    screen = run.wait(("declined", "lift_nozzle"), mark)
+    run.check(screen["screen"] == "declined" and screen["fields"].get("reason") == "limit_exhausted",
+              "declined for an exhausted limit")
+    run.remove()
+    run.wait("idle", mark)
+    sale_id = run.last_sale_id()
+    run.sale_ids.append(sale_id)
+    run.check(not run.authorize_sent(1), "pump 1 never authorized")
+    run.check(run.sim.registry_sale(sale_id) is None, "nothing charged in the registry")
+
+
+def fleet_wrong_pin(run: Run) -> None:
+    run.ready()
+    reasons = []
+    for attempt in range(4):
+        mark = run.insert(2)
+        run.wait("enter_pin", mark)
+        run.pin("9999" if attempt < 3 else "1234")
+        screen = run.wait(("declined", "lift_nozzle"), mark)
+        reasons.append(screen["fields"].get("reason"))
+        run.remove()
+        run.wait("idle", mark)
+        run.sale_ids.append(run.last_sale_id())
+    run.check(reasons == ["wrong_pin", "wrong_pin", "pin_tries_exceeded", "card_blocked"],
+              f"decline reasons were {reasons}")
+    card = run.sim.registry_card("707700******0035")
+    run.check(card is not None and card["status"] == "blocked", "card blocked in the registry")
+    run.check(not run.authorize_sent(1), "pump 1 never authorized")
+
+
+SCENARIOS: dict[str, Callable[[Run], None]] = {
+    "fleet-happy": fleet_happy,
+    "fleet-declined-limit": fleet_declined_limit,
+    "fleet-wrong-pin": fleet_wrong_pin,
+}

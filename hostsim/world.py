@@ -1,0 +1,214 @@
+"""The simulated forecourt: real mosquitto, real pcscd with a virtual card, a DART pump line on a pty,
+a network receipt printer, the registry and the terminal as separate processes. All on loopback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from firmware.journal import Journal
+from hostsim.cards.fleet import BlankCard, FleetCard
+from hostsim.dart_line import DartLineSimulator
+from hostsim.dart_pump import SimPump
+from hostsim.panel_server import PanelServer
+from hostsim.pcscd import PcscDaemon
+from hostsim.printer_server import PrinterServer
+from hostsim.services import Process, child_env, forecourt_command, free_port, start_mosquitto
+from hostsim.vpcd import VirtualCardServer
+from registry.db import open_database
+from registry.models import Card, Transaction
+
+__all__ = ["Simulator", "FIXTURES", "load_cards", "CardProfile"]
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@dataclass(frozen=True)
+class CardProfile:
+    name: str
+    kind: str
+    fields: dict[str, Any]
+
+    def make(self) -> Any:
+        if self.kind == "fleet":
+            return FleetCard(pan=self.fields["pan"], expiry=self.fields["expiry"], holder=self.fields["holder"])
+        return BlankCard()
+
+
+def load_cards(path: Path = FIXTURES / "cards.toml") -> list[CardProfile]:
+    doc = tomllib.loads(path.read_text())
+    return [CardProfile(c["name"], kind, c) for kind in ("fleet", "blank") for c in doc.get(kind, [])]
+
+
+def _station_pumps(seed: dict[str, Any]) -> dict[int, dict[int, tuple[str, int]]]:
+    pumps: dict[int, dict[int, tuple[str, int]]] = {}
+    for n in seed["nozzles"]:
+        pumps.setdefault(n["pump"], {})[n["nozzle"]] = (n["product"], 0)   # prices come from the terminal
+    return pumps
+
+
+class Simulator:
+    def __init__(self, state_dir: Path, *, flow_cl_per_s: float = 1000.0, terminal_pumps: tuple[int, ...] = (1,),
+                 seed: Path = FIXTURES / "seed.toml") -> None:
+        self.state = Path(state_dir)
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.seed_path = seed
+        self.seed = tomllib.loads(seed.read_text())
+        self.device = self.seed["devices"][0]
+        self.terminal_pumps = terminal_pumps
+        self.pump_line = DartLineSimulator(SimPump(n, nozzles, flow_cl_per_s=flow_cl_per_s)
+                                           for n, nozzles in sorted(_station_pumps(self.seed).items()))
+        self.cards = VirtualCardServer()
+        self.panel = PanelServer()
+        self.printer = PrinterServer()
+        self.pcscd: PcscDaemon | None = None
+        self.mosquitto: Process | None = None
+        self.registry: Process | None = None
+        self.terminal: Process | None = None
+        self.broker_port = 0
+
+    # -- life cycle ---------------------------------------------------------------------------------
+    def start(self, *, broker: bool = True) -> "Simulator":
+        try:
+            self.cards.start()
+            self.pcscd = PcscDaemon(self.state / "pcscd", self.cards.port).start()
+            self.pump_line.start()
+            self.panel.start()
+            self.printer.start()
+            self.broker_port = free_port()
+            if broker:
+                self.start_broker()
+            self.start_registry()
+            self._write_terminal_config()
+            self.start_terminal()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_broker(self) -> None:
+        self.mosquitto = start_mosquitto(self.state, self.broker_port)
+
+    def stop_broker(self) -> None:
+        if self.mosquitto is not None:
+            self.mosquitto.stop()
+            self.mosquitto = None
+
+    def start_registry(self) -> None:
+        reg = self.state / "registry"
+        reg.mkdir(exist_ok=True)
+        self.registry = Process("registry", forecourt_command(
+            "registry", "--db", self.registry_url, "--mqtt", f"127.0.0.1:{self.broker_port}",
+            "--state-dir", str(reg), "--seed", str(self.seed_path)), self.state / "registry.log", child_env())
+
+    def start_terminal(self) -> None:
+        self.terminal = Process("terminal", forecourt_command("terminal", "--config", str(self.terminal_config)),
+                                self.state / "terminal.log", child_env())
+
+    def kill_terminal(self) -> None:
+        if self.terminal is not None:
+            self.terminal.kill(signal.SIGKILL)
+            self.terminal.stop()
+            self.terminal = None
+
+    def stop(self) -> None:
+        for proc in (self.terminal, self.registry, self.mosquitto):
+            if proc is not None:
+                proc.stop()
+        self.terminal = self.registry = self.mosquitto = None
+        if self.pcscd is not None:
+            self.pcscd.stop()
+            self.pcscd = None
+        for part in (self.cards, self.pump_line, self.panel, self.printer):
+            part.stop()
+
+    def __enter__(self) -> "Simulator":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- configuration ------------------------------------------------------------------------------
+    @property
+    def registry_url(self) -> str:
+        return f"sqlite:///{self.state / 'registry' / 'registry.db'}"
+
+    @property
+    def terminal_config(self) -> Path:
+        return self.state / "terminal" / "terminal.toml"
+
+    def _write_terminal_config(self) -> None:
+        tdir = self.terminal_config.parent
+        tdir.mkdir(exist_ok=True)
+        (tdir / "pek.hex").write_text(self.device["pin_key"] + "\n")
+        if self.pcscd is None:
+            raise RuntimeError("pcscd must be started before the terminal is configured")
+        pumps = ", ".join(str(p) for p in self.terminal_pumps)
+        self.terminal_config.write_text(f"""# written by the host simulator
+[terminal]
+id = "{self.device['id']}"
+station = "{self.device['station']}"
+state_dir = "."
+
+[mqtt]
+host = "127.0.0.1"
+port = {self.broker_port}
+keepalive = 5
+
+[devices]
+card_reader = "pcsc://{self.pcscd.reader_name}"
+pump_line = "{self.pump_line.port}"
+pumps = [{pumps}]
+printer = "tcp://127.0.0.1:{self.printer.port}"
+panel = "tcp://127.0.0.1:{self.panel.port}"
+pin_key = "pek.hex"
+
+[timeouts]
+auth = 5
+nozzle_lift = 30
+""")
+
+    # -- reading back -------------------------------------------------------------------------------
+    def journal(self) -> Journal:
+        return Journal(self.terminal_config.parent / "journal.db")
+
+    def registry_sale(self, sale_id: str) -> dict[str, Any] | None:
+        engine, sessions = open_database(self.registry_url)
+        try:
+            with sessions() as s:
+                tx = s.scalar(select(Transaction).where(Transaction.sale_id == sale_id))
+                if tx is None:
+                    return None
+                return {c.name: _plain(getattr(tx, c.name)) for c in Transaction.__table__.columns}
+        finally:
+            engine.dispose()
+
+    def registry_sales(self) -> list[dict[str, Any]]:
+        engine, sessions = open_database(self.registry_url)
+        try:
+            with sessions() as s:
+                rows = s.scalars(select(Transaction).where(Transaction.device_id == self.device["id"])).all()
+                return [{c.name: _plain(getattr(t, c.name)) for c in Transaction.__table__.columns} for t in rows]
+        finally:
+            engine.dispose()
+
+    def registry_card(self, masked: str) -> dict[str, Any] | None:
+        engine, sessions = open_database(self.registry_url)
+        try:
+            with sessions() as s:
+                card = s.scalar(select(Card).where(Card.masked == masked))
+                return None if card is None else {"masked": card.masked, "status": card.status,
+                                                  "pin_tries": card.pin_tries}
+        finally:
+            engine.dispose()
+
+
+def _plain(v: Any) -> Any:
+    return v.isoformat() + "Z" if isinstance(v, dt.datetime) else v

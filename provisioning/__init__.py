@@ -1,0 +1,1 @@
+"""forecourt provisioning package."""

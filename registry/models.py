@@ -1,0 +1,112 @@
+"""Registry tables (SQLAlchemy 2). Cards are keyed by a keyed hash of their number; PINs by a keyed verifier.
+
+Volumes are centilitres, money cents, unit prices thousandths per litre.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "Station", "Product", "Nozzle", "Device", "Account", "Wallet", "Card", "Authorization",
+           "Transaction"]
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Station(Base):
+    __tablename__ = "stations"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+
+
+class Product(Base):
+    __tablename__ = "products"
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+
+class Nozzle(Base):
+    __tablename__ = "nozzles"
+    __table_args__ = (UniqueConstraint("station_id", "pump", "nozzle"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"))
+    pump: Mapped[int]
+    nozzle: Mapped[int]
+    product_code: Mapped[str] = mapped_column(ForeignKey("products.code"))
+    price_milli: Mapped[int]
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"))
+    # AES PIN-encryption key shared with the terminal's PIN pad (an HSM holds it in production).
+    pin_key_hex: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Wallet(Base):
+    __tablename__ = "wallets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    allowed_products: Mapped[str] = mapped_column(String(500))   # comma-separated product codes
+    monthly_limit_cl: Mapped[int]
+
+
+class Card(Base):
+    __tablename__ = "cards"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    masked: Mapped[str] = mapped_column(String(19))
+    wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
+    expiry: Mapped[str] = mapped_column(String(4))                # YYMM
+    pin_verifier: Mapped[str] = mapped_column(String(64))
+    pin_tries: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+
+
+class Authorization(Base):
+    __tablename__ = "authorizations"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"))
+    wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    pump: Mapped[int]
+    allowed_cl: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default="open")   # open, completed
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+
+
+class Transaction(Base):
+    __tablename__ = "transactions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sale_id: Mapped[str] = mapped_column(String(36), unique=True)
+    auth_id: Mapped[str | None] = mapped_column(String(36))
+    card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"))
+    wallet_id: Mapped[int | None] = mapped_column(ForeignKey("wallets.id"))
+    device_id: Mapped[str] = mapped_column(String(64))
+    station_id: Mapped[str] = mapped_column(String(64))
+    pump: Mapped[int]
+    nozzle: Mapped[int]
+    product: Mapped[str | None] = mapped_column(String(32))
+    volume_cl: Mapped[int]
+    amount_cents: Mapped[int]
+    price_milli: Mapped[int]
+    card_masked: Mapped[str] = mapped_column(String(19))
+    finished_at: Mapped[dt.datetime]
+    received_at: Mapped[dt.datetime]
+    recovered: Mapped[bool] = mapped_column(default=False)
+    flags: Mapped[str] = mapped_column(String(200), default="")

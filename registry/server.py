@@ -1,0 +1,111 @@
+"""The registry process: answers authorization requests and stores sales, over MQTT 5."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from paho.mqtt.properties import Properties
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from drivers.mqtt import MqttLink
+from firmware import messages as m
+from firmware.errors import MessageError
+from registry.db import open_database
+from registry.keys import RegistryKeys, load_or_create_keys
+from registry.models import Device, Nozzle, Product, Station
+from registry.seed import apply_seed, load_seed
+from registry.service import authorize, record_sale
+
+__all__ = ["Registry", "utcnow"]
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Registry:
+    def __init__(self, db_url: str, state_dir: Path, mqtt_host: str, mqtt_port: int,
+                 seed: Path | None = None) -> None:
+        self.engine, self.sessions = open_database(db_url)
+        self.keys: RegistryKeys = load_or_create_keys(state_dir / "registry-keys.json")
+        if seed is not None:
+            with self.sessions() as s:
+                apply_seed(s, self.keys, load_seed(seed), utcnow())
+        self.link = MqttLink(mqtt_host, mqtt_port, "forecourt-registry", session_expiry=3600)
+        self.link.subscribe(m.TOPICS["auth_request"], self._on_auth)
+        self.link.subscribe(m.TOPICS["sales"].format(terminal="+"), self._on_sale)
+        self.link.on_state(lambda up: up and self.publish_configs())
+        self.malformed = 0
+
+    def start(self) -> None:
+        self.link.start()
+
+    def stop(self) -> None:
+        self.link.stop()
+        self.engine.dispose()
+
+    def run(self, stop: threading.Event) -> None:
+        self.start()
+        try:
+            stop.wait()
+        finally:
+            self.stop()
+
+    def publish_configs(self) -> None:
+        """Retained per-terminal configuration: station and prices of its pumps."""
+        with self.sessions() as s:
+            for device in s.scalars(select(Device)).all():
+                payload = m.encode(terminal_config(s, device), m.TERMINAL_CONFIG)
+                self.link.publish(m.TOPICS["config"].format(terminal=device.id), payload, retain=True)
+
+    def _on_auth(self, topic: str, payload: bytes, props: Properties | None) -> None:
+        try:
+            req = m.decode(payload, m.AUTH_REQUEST)
+        except MessageError as exc:
+            self.malformed += 1
+            log.warning("malformed authorization request dropped", extra={"error": str(exc)})
+            return
+        with self.sessions() as s:
+            answer = authorize(s, self.keys, req, utcnow())
+        self.link.reply(props, m.encode(answer, m.AUTH_RESPONSE))
+
+    def _on_sale(self, topic: str, payload: bytes, props: Properties | None) -> None:
+        terminal = topic.split("/")[-1]
+        try:
+            sale = m.decode(payload, m.SALE)
+        except MessageError as exc:
+            self.malformed += 1
+            log.warning("malformed sale dropped", extra={"error": str(exc), "terminal": terminal})
+            return
+        if sale["terminal"] != terminal:
+            self.malformed += 1
+            log.warning("sale on another terminal's topic dropped", extra={"terminal": terminal})
+            return
+        with self.sessions() as s:
+            ack = record_sale(s, sale, utcnow())
+        self.link.publish(m.TOPICS["terminal_inbox"].format(terminal=terminal), m.encode(ack, m.SALE_ACK))
+
+
+def terminal_config(s: Session, device: Device) -> dict[str, Any]:
+    station = s.get(Station, device.station_id)
+    nozzles = s.scalars(select(Nozzle).where(Nozzle.station_id == device.station_id)
+                        .order_by(Nozzle.pump, Nozzle.nozzle)).all()
+    names = {p.code: p.name for p in s.scalars(select(Product)).all()}
+    prices = [{"pump": n.pump, "nozzle": n.nozzle, "product": n.product_code,
+               "product_name": names.get(n.product_code, n.product_code), "price_milli": n.price_milli}
+              for n in nozzles]
+    version = abs(hash(tuple((p["pump"], p["nozzle"], p["price_milli"]) for p in prices))) % 2**31
+    return {"terminal": device.id, "station": device.station_id,
+            "station_name": station.name if station else device.station_id,
+            "currency": station.currency if station else "EUR", "version": version, "prices": prices}
+
+
+def open_registry_sessions(db_url: str) -> sessionmaker[Session]:
+    return open_database(db_url)[1]

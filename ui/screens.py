@@ -1,0 +1,49 @@
+"""Screen texts of the terminal, by screen id and language. Pure data plus one render function."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+__all__ = ["SCREENS", "render", "LANGUAGES"]
+
+SCREENS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
+    "en": {
+        "starting": ("Starting...",),
+        "offline": ("Offline", "Card sales unavailable"),
+        "idle": ("Welcome", "Insert card"),
+        "reading": ("Reading card...",),
+        "card_not_accepted": ("Card not accepted", "Please remove card"),
+        "card_error": ("Card error", "Please remove card"),
+        "select_pump": ("Select pump", "{pumps}"),
+        "enter_pin": ("Enter PIN", "{stars}", "Press ENTER"),
+        "authorizing": ("Authorizing...", "Please wait"),
+        "declined": ("Declined", "{reason}", "Please remove card"),
+        "host_unavailable": ("Declined", "Host unavailable", "Please remove card"),
+        "lift_nozzle": ("Pump {pump}", "Lift nozzle", "Max {litres} L"),
+        "filling": ("Pump {pump}", "{litres} L", "{amount}"),
+        "completing": ("Pump {pump}", "Completing sale..."),
+        "thank_you": ("Thank you", "{litres} L  {amount}", "Take your receipt"),
+        "no_fuel": ("No fuel taken", "Nothing charged"),
+        "remove_card": ("Please remove card",),
+        "pump_error": ("Pump unavailable", "Please see attendant"),
+    },
+}
+LANGUAGES = tuple(SCREENS)
+
+DECLINE_TEXTS: Mapping[str, Mapping[str, str]] = {
+    "en": {
+        "wrong_pin": "Wrong PIN", "pin_tries_exceeded": "PIN tries exceeded", "card_blocked": "Card blocked",
+        "limit_exhausted": "Limit exhausted", "product_not_allowed": "Product not allowed",
+        "card_expired": "Card expired", "unknown_card": "Unknown card", "pump_unknown": "Pump not served",
+    },
+}
+
+
+def render(screen: str, language: str = "en", **fields: Any) -> tuple[str, ...]:
+    """Lines of a screen with its fields filled in; unknown language falls back to English."""
+    table = SCREENS.get(language, SCREENS["en"])
+    lines = table.get(screen) or SCREENS["en"][screen]
+    if "reason" in fields:
+        texts = DECLINE_TEXTS.get(language, DECLINE_TEXTS["en"])
+        fields = {**fields, "reason": texts.get(str(fields["reason"]), str(fields["reason"]))}
+    return tuple(line.format(**fields) for line in lines)
