@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import termios
 import threading
 import tty
 from collections import deque
@@ -91,15 +92,24 @@ class DartLineSimulator:
         with sim.lock:
             return [data for t, data in sim.received if t == trans]
 
+    def _unstick_parity(self) -> None:
+        """Linux ptys drop PARENB but keep PARODD, and then refuse (EINVAL) the next tcsetattr asking for
+        odd parity, so a terminal could not reopen the port. Clear the stale PARODD; a pty has no parity."""
+        attrs = termios.tcgetattr(self._slave)
+        if attrs[2] & termios.PARODD and not attrs[2] & termios.PARENB:
+            attrs[2] &= ~termios.PARODD
+            termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
+
     def _run(self) -> None:
         splitter = dart.FrameSplitter()
         while not self._stop.is_set():
             try:
+                self._unstick_parity()
                 ready, _, _ = select.select([self._master], [], [], 0.02)
                 if not ready:
                     continue
                 chunk = os.read(self._master, 4096)
-            except OSError as exc:   # fd closed under us by stop()
+            except (OSError, termios.error) as exc:   # fd closed under us by stop()
                 log.debug("dart sim read ended", extra={"error": str(exc)})
                 return
             for raw in splitter.feed(chunk):

@@ -142,6 +142,12 @@ class SimPump:
             self.suspended = False
             self._target = self._flow
 
+    def command(self, trans: int, data: bytes) -> None:
+        """Apply one master transaction directly, bypassing the line (for scenarios and tests)."""
+        with self.lock:
+            self._advance()
+            self._apply(trans, data)
+
     def total(self, nozzle: int) -> tuple[int, int]:
         """Electronic totals (volume_cl, amount_cents) of a nozzle, the running filling included."""
         with self.lock:

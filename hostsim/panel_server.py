@@ -31,7 +31,12 @@ class PanelServer:
         self._srv.close()
         with self._cond:
             if self._conn is not None:
+                try:
+                    self._conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 self._conn.close()
+                self._conn = None
 
     @property
     def current(self) -> dict[str, Any] | None:
@@ -104,3 +109,4 @@ class PanelServer:
             with self._cond:
                 if self._conn is conn:
                     self._conn = None
+            conn.close()

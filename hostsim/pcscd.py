@@ -27,11 +27,12 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from firmware.errors import CardReaderError
 from hostsim.vpcd import CTRL_ATR, quickack, recv_frame, send_frame, set_low_latency
 
-__all__ = ["PcscDaemon", "MachinePcscd"]
+__all__ = ["MachinePcscd", "PcscDaemon"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ _PLAIN_OPTIONS = {"-f", "--foreground", "-d", "--debug", "-i", "--info", "-e", "
 
 def _pids_of(name: str) -> list[int]:
     out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, check=False).stdout
-    return [int(p) for p in out.split()]
+    return [int(p) for p in out.split() if not _is_zombie(int(p))]
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -73,6 +74,13 @@ def _terminate(pid: int, timeout: float = 5.0) -> None:
         pass
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def _is_zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
@@ -91,7 +99,17 @@ class MachinePcscd:
     def _systemd() -> bool:
         return Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
 
+    def refuse_if_in_use(self) -> None:
+        """pcscd is one per machine: never take it from a forecourt run that is still alive."""
+        for pid in _pids_of("pcscd"):
+            argv = _cmdline(pid)
+            parent = _parent(pid)
+            if self._is_ours(argv) and parent > 1 and Path(f"/proc/{parent}").exists() and not _is_zombie(parent):
+                raise CardReaderError("another forecourt pcscd is in use; runs that need pcscd cannot overlap",
+                                      pid=pid, parent_pid=parent, parent=" ".join(_cmdline(parent))[:120])
+
     def stop(self) -> None:
+        self.refuse_if_in_use()
         if self._systemd():
             for unit in ("pcscd.socket", "pcscd.service"):
                 if subprocess.run(["systemctl", "is-active", "--quiet", unit], check=False).returncode == 0:
@@ -109,7 +127,7 @@ class MachinePcscd:
             if not argv or Path(argv[0]).name != "pcscd":
                 continue
             if self._is_ours(argv):
-                log.warning("killing a stale forecourt pcscd", extra={"pid": pid})
+                log.warning("killing a stale forecourt pcscd (its parent is gone)", extra={"pid": pid})
             elif self._is_plain(argv):
                 # Drop -f so the restarted daemon detaches itself instead of becoming our child.
                 self.restart_cmdlines.append([a for a in argv if a not in ("-f", "--foreground")])
@@ -121,6 +139,8 @@ class MachinePcscd:
 
     @staticmethod
     def _is_ours(argv: list[str]) -> bool:
+        if argv[1:3] == ["--foreground", "--config"]:    # exactly how _start_as_root runs it
+            return True
         for i, arg in enumerate(argv[:-1]):
             if arg in ("-c", "--config") and (Path(argv[i + 1]) / CONF_NAME).exists():
                 return True
@@ -248,7 +268,7 @@ class PcscDaemon:
         self._machine = MachinePcscd()
 
     # -- public ----------------------------------------------------------------------------------------
-    def start(self, timeout: float = 10) -> PcscDaemon:
+    def start(self, timeout: float = 10) -> Self:
         if self._proc is not None:
             return self
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -279,7 +299,7 @@ class PcscDaemon:
             self._proc = None
         self._machine.restore()
 
-    def __enter__(self) -> PcscDaemon:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -304,8 +324,13 @@ class PcscDaemon:
         if not VPCD_DRIVER.exists():
             raise CardReaderError("vpcd driver missing: install the Debian package vsmartcard-vpcd",
                                   path=str(VPCD_DRIVER))
+        self._machine.refuse_if_in_use()
         self._write_conf()
-        self._machine.stop()
+        try:
+            self._machine.stop()
+        except BaseException:
+            self._machine.restore()
+            raise
         with open(self.log_path, "wb") as log_file:
             self._proc = subprocess.Popen(
                 ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
@@ -328,7 +353,8 @@ class PcscDaemon:
 
     def _wait_for_reader(self, timeout: float) -> None:
         try:
-            from smartcard.System import readers
+            from smartcard.pcsc.PCSCExceptions import BaseSCardException  # type: ignore[import-untyped]
+            from smartcard.System import readers  # type: ignore[import-untyped]
         except ImportError as exc:
             raise CardReaderError("pyscard is not installed: pip install pyscard") from exc
         deadline = time.monotonic() + timeout
@@ -339,7 +365,7 @@ class PcscDaemon:
                                       log=self._log_tail())
             try:
                 seen = [str(r) for r in readers()]
-            except Exception:  # pyscard raises its own types while pcscd is still coming up
+            except BaseSCardException:  # no service yet while pcscd is still coming up
                 seen = []
             if self.reader_name in seen:
                 return

@@ -14,10 +14,20 @@ import socket
 import struct
 import threading
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, Self
 
-__all__ = ["VirtualCard", "VirtualCardServer", "CTRL_POWER_OFF", "CTRL_POWER_ON", "CTRL_RESET", "CTRL_ATR",
-           "set_low_latency", "quickack", "recv_frame", "send_frame"]
+__all__ = [
+    "CTRL_ATR",
+    "CTRL_POWER_OFF",
+    "CTRL_POWER_ON",
+    "CTRL_RESET",
+    "VirtualCard",
+    "VirtualCardServer",
+    "quickack",
+    "recv_frame",
+    "send_frame",
+    "set_low_latency",
+]
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +130,7 @@ class VirtualCardServer:
             self._drop(conn)
 
     # -- lifecycle -------------------------------------------------------------------------------------
-    def start(self) -> VirtualCardServer:
+    def start(self) -> Self:
         if self._thread is not None:
             return self
         family = socket.AF_INET6 if self.host == "::1" else socket.AF_INET
@@ -149,7 +159,7 @@ class VirtualCardServer:
             self._listener.close()
             self._listener = None
 
-    def __enter__(self) -> VirtualCardServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

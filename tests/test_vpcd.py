@@ -34,14 +34,20 @@ class Client:
     def _exact(self, size: int) -> bytes | None:
         buf = b""
         while len(buf) < size:
-            chunk = self.sock.recv(size - len(buf))
+            try:
+                chunk = self.sock.recv(size - len(buf))
+            except ConnectionResetError:     # closed with our request unread: also "no card"
+                return None
             if not chunk:
                 return None
             buf += chunk
         return buf
 
     def atr(self) -> bytes | None:
-        self.send(bytes([CTRL_ATR]))
+        try:
+            self.send(bytes([CTRL_ATR]))
+        except (BrokenPipeError, ConnectionResetError):
+            return None
         return self.recv()
 
     def close(self) -> None:

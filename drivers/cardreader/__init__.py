@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 from firmware.errors import ConfigError, MessageError
 
-__all__ = ["CardReader", "MemoryReader", "PcscReader", "open_reader", "complete_response"]
+__all__ = ["CardReader", "MemoryReader", "PcscReader", "complete_response", "open_reader"]
 
 _MAX_CHAINED_RESPONSES = 64
 
@@ -62,5 +62,5 @@ def open_reader(url: str) -> CardReader:
 
 
 # Imported last: both backends use complete_response from this module.
-from drivers.cardreader.memory import MemoryReader  # noqa: E402
-from drivers.cardreader.pcsc import PcscReader  # noqa: E402
+from drivers.cardreader.memory import MemoryReader
+from drivers.cardreader.pcsc import PcscReader

@@ -11,15 +11,17 @@ from firmware.errors import CardError, CardReaderError, CardRemoved
 __all__ = ["PcscReader"]
 
 _INFINITE_SLICE_MS = 1000    # wait in slices so a dead pcscd is noticed and the deadline kept
+_REMOVAL_GRACE_S = 1.5       # pcscd polls presence every 0.4 s; a pulled card first looks like a link error
 
 
 def _scard() -> ModuleType:
     try:
-        from smartcard import scard
+        from smartcard import scard  # type: ignore[import-untyped]
     except ImportError as exc:
         raise CardReaderError("pyscard is not installed: pip install pyscard "
                               "(Debian: python3-pyscard; it also needs pcscd)") from exc
-    return scard
+    module: ModuleType = scard
+    return module
 
 
 class PcscReader:
@@ -59,19 +61,13 @@ class PcscReader:
 
     def _drop_card(self) -> None:
         if self._card is not None:
-            try:
-                self._sc.SCardDisconnect(self._card, self._sc.SCARD_LEAVE_CARD)
-            except Exception:  # the handle is already dead; nothing to release
-                pass
+            self._sc.SCardDisconnect(self._card, self._sc.SCARD_LEAVE_CARD)   # dead handle: result ignored
         self._card, self._protocol = None, None
 
     def _drop_context(self) -> None:
         self._drop_card()
         if self._context is not None:
-            try:
-                self._sc.SCardReleaseContext(self._context)
-            except Exception:
-                pass
+            self._sc.SCardReleaseContext(self._context)
         self._context = None
 
     # -- presence --------------------------------------------------------------------------------------
@@ -86,7 +82,8 @@ class PcscReader:
         event_state: int = states[0][1]
         if event_state & (sc.SCARD_STATE_UNKNOWN | sc.SCARD_STATE_UNAVAILABLE):
             raise CardReaderError("reader not available", reader=self.reader_name)
-        return event_state & ~sc.SCARD_STATE_CHANGED
+        state: int = event_state & ~sc.SCARD_STATE_CHANGED
+        return state
 
     def card_present(self) -> bool:
         state = self._state(self._sc.SCARD_STATE_UNAWARE, 0)
@@ -129,10 +126,24 @@ class PcscReader:
     def _send(self, apdu: bytes) -> bytes:
         if self._card is None:
             raise CardRemoved("no card connected", reader=self.reader_name, header=apdu[:4].hex())
-        hresult, response = self._sc.SCardTransmit(self._card, self._protocol, list(apdu))
-        if hresult != self._sc.SCARD_S_SUCCESS:
+        sc = self._sc
+        hresult, response = sc.SCardTransmit(self._card, self._protocol, list(apdu))
+        # vpcd reports a vanished card as success with no bytes; real readers as "not transacted".
+        link_failed = hresult in (sc.SCARD_E_NOT_TRANSACTED, sc.SCARD_F_COMM_ERROR) or (
+            hresult == sc.SCARD_S_SUCCESS and len(response) < 2)
+        if link_failed and self._card_left():
+            self._drop_card()
+            raise CardRemoved("card removed during an APDU", reader=self.reader_name, header=apdu[:4].hex())
+        if hresult != sc.SCARD_S_SUCCESS:
             raise self._fail(hresult, "APDU exchange failed", header=apdu[:4].hex())
         return bytes(response)
+
+    def _card_left(self) -> bool:
+        """After a failed exchange: did the card go (as opposed to the reader failing)?"""
+        try:
+            return self._wait(False, _REMOVAL_GRACE_S)
+        except CardError:
+            return False
 
     def transmit(self, apdu: bytes) -> bytes:
         """Exchange one APDU; returns response data + SW1 SW2 (61xx and 6Cxx handled)."""

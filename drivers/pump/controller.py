@@ -17,7 +17,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
-from firmware.errors import MessageError, PumpError, PumpLinkError, PumpStateError, PumpTimeout
+from firmware.errors import ConfigError, MessageError, PumpError, PumpLinkError, PumpStateError, PumpTimeout
 from firmware.pump import PumpState, PumpStatus, PumpTotals
 
 from . import dart
@@ -58,10 +58,8 @@ class DartController:
     def __init__(self, url: str, pumps: Sequence[int], *, baudrate: int = 9600, reply_timeout: float = 0.05,
                  poll_interval: float = 0.02, offline_after: int = 3, command_timeout: float = 2.0,
                  serial_factory: Callable[..., Any] | None = None) -> None:
-        if not pumps:
-            raise MessageError("no pumps configured", url=url)
-        for n in pumps:
-            dart.pump_address(n)
+        if not pumps or any(n < 1 or n > 32 for n in pumps):
+            raise ConfigError("pumps must be numbers 1..32", url=url, pumps=list(pumps))
         self.url = url
         self.pumps = tuple(dict.fromkeys(pumps))
         self.baudrate = baudrate

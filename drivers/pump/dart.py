@@ -13,69 +13,14 @@ except Exception:  # noqa: BLE001 - any import failure means "not on the full st
     _ErrorBase = ValueError  # type: ignore[misc,assignment]
 
 __all__ = [
-    "ACK",
-    "ACKPOLL",
-    "ADDR_FIRST",
-    "ADDR_LAST",
-    "CD1",
-    "CD2",
-    "CD3",
-    "CD4",
-    "CD5",
-    "CD101",
-    "CMD_AUTHORIZE",
-    "CMD_FILLING_INFO",
-    "CMD_IDENTITY",
-    "CMD_RESET",
-    "CMD_RESUME",
-    "CMD_RETURN_PRICES",
-    "CMD_STATUS",
-    "CMD_STOP",
-    "CMD_SUSPEND",
-    "CMD_SWITCH_OFF",
-    "DATA",
-    "DC1",
-    "DC2",
-    "DC3",
-    "DC5",
-    "DC9",
-    "DC101",
-    "DLE",
-    "EOT",
-    "ETX",
-    "NAK",
-    "NOZZLE_OUT",
-    "POLL",
-    "RX_ACCEPT",
-    "RX_DUPLICATE",
-    "RX_REJECT",
-    "SF",
-    "ST_AUTHORIZED",
-    "ST_FILLING",
-    "ST_FILLING_COMPLETED",
-    "ST_MAX_REACHED",
-    "ST_NOT_PROGRAMMED",
-    "ST_RESET",
-    "ST_SWITCHED_OFF",
-    "BcdError",
-    "CrcError",
-    "DartError",
-    "Frame",
-    "FrameError",
-    "FrameSplitter",
-    "address_pump",
-    "bcd_decode",
-    "bcd_encode",
-    "crc16",
-    "decode",
-    "decode_resync",
-    "encode_data",
-    "encode_frame",
-    "encode_short",
-    "escape",
-    "next_txn",
-    "pump_address",
-    "rx_verdict",
+    "ACK", "ACKPOLL", "ADDR_FIRST", "ADDR_LAST", "CD1", "CD2", "CD3", "CD4", "CD5", "CD101",
+    "CMD_AUTHORIZE", "CMD_FILLING_INFO", "CMD_IDENTITY", "CMD_RESET", "CMD_RESUME", "CMD_RETURN_PRICES",
+    "CMD_STATUS", "CMD_STOP", "CMD_SUSPEND", "CMD_SWITCH_OFF", "DATA", "DC1", "DC2", "DC3", "DC5", "DC9",
+    "DC101", "DLE", "EOT", "ETX", "NAK", "NOZZLE_OUT", "POLL", "RX_ACCEPT", "RX_DUPLICATE", "RX_REJECT",
+    "SF", "ST_AUTHORIZED", "ST_FILLING", "ST_FILLING_COMPLETED", "ST_MAX_REACHED", "ST_NOT_PROGRAMMED",
+    "ST_RESET", "ST_SWITCHED_OFF", "BcdError", "CrcError", "DartError", "Frame", "FrameError",
+    "FrameSplitter", "address_pump", "bcd_decode", "bcd_encode", "crc16", "decode", "decode_resync",
+    "encode_data", "encode_frame", "encode_short", "escape", "next_txn", "pump_address", "rx_verdict",
     "unescape",
 ]
 
@@ -153,10 +98,12 @@ def next_txn(txn: int) -> int:
 def rx_verdict(last: int, txn: int) -> int:
     """Judge a received data frame's TX# against the last accepted one (-1: none since we started).
 
-    TX# 0 means the peer restarted and is always accepted; the same TX# again is a retry (ACK, drop);
-    the successor is accepted, both wraps F->0 and F->1 included; anything else is NAKed.
+    TX# 0 means the peer restarted and is always accepted, even right after another 0: a sender that
+    reset after 3 NAKs must get through, and every DART command and status is idempotent, so taking a
+    retried first frame twice is harmless while dropping it would lose it. The same TX# again is a retry
+    (ACK, drop); the successor is accepted, both wraps F->0 and F->1 included; anything else is NAKed.
     """
-    if last < 0 or (txn == 0 and last != 0):
+    if last < 0 or txn == 0:
         return RX_ACCEPT
     if txn == last:
         return RX_DUPLICATE

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from firmware.errors import ConfigError
 
-__all__ = ["FLEET_AID", "FLEET_LABEL", "DEFAULT_ATR", "FleetCard", "BlankCard", "HostileCard", "tlv"]
+__all__ = ["DEFAULT_ATR", "FLEET_AID", "FLEET_LABEL", "BlankCard", "FleetCard", "HostileCard", "tlv"]
 
 FLEET_AID = bytes.fromhex("F0464F5245464C54")   # F0 "FOREFLT"
 FLEET_LABEL = b"FORECOURT FLEET"

@@ -1,0 +1,25 @@
+"""Whole-system fixtures: a started Simulator (mosquitto, pcscd + vpcd, registry, terminal) per test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from hostsim.scenarios import Run
+from hostsim.world import Simulator
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[Simulator]:
+    s = Simulator(tmp_path / "sim").start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def run(sim: Simulator) -> Run:
+    return Run(sim)

@@ -1,0 +1,248 @@
+"""firmware.config: typed TOML loading where every mistake is a ConfigError that names the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from firmware.config import (DevicesSection, MqttSection, TerminalConfig, TerminalSection, TimeoutsSection,
+                             load_config)
+from firmware.errors import ConfigError
+
+FULL = """
+[terminal]
+id = "T-0001"
+station = "ST-001"
+state_dir = "state"
+language = "de"
+
+[mqtt]
+host = "10.0.0.2"
+port = 8883
+keepalive = 30
+
+[devices]
+card_reader = "memory://"
+pump_line = "loop://"
+pumps = [1, 2, 4]
+printer = "memory://"
+panel = "headless://"
+pin_key = "keys/pek.hex"
+
+[timeouts]
+auth = 5           # an integer where a float is expected is widened
+pin_entry = 30.5
+nozzle_lift = 60
+filling = 600.0
+sale_ack = 2.5
+"""
+
+MINIMAL = '[terminal]\nid = "T-0001"\nstation = "ST-001"\n'
+
+
+def write(tmp_path: Path, text: str, name: str = "terminal.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_full_file_loads_with_types(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, FULL))
+    assert cfg.terminal == TerminalSection(id="T-0001", station="ST-001", state_dir="state", language="de")
+    assert cfg.mqtt == MqttSection(host="10.0.0.2", port=8883, keepalive=30)
+    assert cfg.devices.pumps == (1, 2, 4)
+    assert isinstance(cfg.devices.pumps, tuple)
+    assert cfg.devices.card_reader == "memory://"
+    assert cfg.devices.pin_key == "keys/pek.hex"
+    assert cfg.timeouts == TimeoutsSection(auth=5.0, pin_entry=30.5, nozzle_lift=60.0, filling=600.0,
+                                           sale_ack=2.5)
+    assert type(cfg.timeouts.auth) is float and type(cfg.timeouts.nozzle_lift) is float
+    assert cfg.source == str((tmp_path / "terminal.toml").resolve())
+
+
+def test_minimal_file_takes_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL))
+    assert cfg.terminal == TerminalSection(id="T-0001", station="ST-001")
+    assert cfg.mqtt == MqttSection()
+    assert cfg.devices == DevicesSection()
+    assert cfg.timeouts == TimeoutsSection()
+    assert cfg.mqtt.port == 1883 and cfg.devices.pumps == (1,)
+
+
+def test_state_dir_is_resolved_relative_to_the_file_not_the_cwd(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "etc").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(write(tmp_path / "etc", MINIMAL.replace("[terminal]\n", '[terminal]\nstate_dir = "../var/state"\n')))
+    assert cfg.state_dir == (tmp_path / "var" / "state").resolve()
+    default = load_config(write(tmp_path / "etc", MINIMAL, "other.toml"))
+    assert default.state_dir == (tmp_path / "etc").resolve()
+
+
+def test_state_dir_absolute_is_kept(tmp_path: Path) -> None:
+    target = tmp_path / "abs"
+    cfg = load_config(write(tmp_path, MINIMAL.replace("[terminal]\n", f'[terminal]\nstate_dir = "{target}"\n')))
+    assert cfg.state_dir == target.resolve()
+
+
+def test_config_without_source_uses_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = TerminalConfig(terminal=TerminalSection(id="T", station="S", state_dir="st"))
+    assert cfg.state_dir == (tmp_path / "st").resolve()
+
+
+def test_typo_in_key_names_the_key(tmp_path: Path) -> None:
+    text = MINIMAL + "[devices]\npumsp = [1, 2]\n"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert "pumsp" in str(info.value)
+    assert info.value.context["key"] == "devices.pumsp"
+    assert "pumps" in str(info.value)       # the known keys are listed to help fix the typo
+
+
+@pytest.mark.parametrize("section", ["terminal", "mqtt", "devices", "timeouts"])
+def test_unknown_key_in_every_section(tmp_path: Path, section: str) -> None:
+    text = MINIMAL if section == "terminal" else MINIMAL + f"[{section}]\n"
+    text = text.replace(f"[{section}]\n", f"[{section}]\nbogus_key = 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert info.value.context["key"] == f"{section}.bogus_key"
+    assert "bogus_key" in str(info.value)
+
+
+def test_unknown_section(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, MINIMAL + "[printer]\nurl = 'x'\n"))
+    assert info.value.context["key"] == "printer"
+    assert "[printer]" in str(info.value)
+
+
+def test_unknown_top_level_scalar_is_an_unknown_section(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, 'id = "T-0001"\n' + MINIMAL))
+    assert info.value.context["key"] == "id"
+
+
+@pytest.mark.parametrize(("section", "line", "key"), [
+    ("mqtt", 'port = "1883"', "mqtt.port"),
+    ("mqtt", "port = 1883.0", "mqtt.port"),
+    ("mqtt", "port = true", "mqtt.port"),
+    ("mqtt", "host = 127", "mqtt.host"),
+    ("timeouts", 'auth = "10"', "timeouts.auth"),
+    ("timeouts", "auth = true", "timeouts.auth"),
+    ("devices", "pumps = 1", "devices.pumps"),
+    ("devices", 'pumps = [1, "2"]', "devices.pumps"),
+    ("devices", "pumps = [1, true]", "devices.pumps"),
+    ("devices", "pumps = [1.0]", "devices.pumps"),
+    ("devices", "printer = ['memory://']", "devices.printer"),
+    ("terminal", "language = 1", "terminal.language"),
+])
+def test_wrong_type_names_the_key(tmp_path: Path, section: str, line: str, key: str) -> None:
+    base = MINIMAL if section == "terminal" else MINIMAL + f"[{section}]\n"
+    text = base.replace(f"[{section}]\n", f"[{section}]\n{line}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert info.value.context["key"] == key
+    assert key in str(info.value)
+
+
+def test_section_that_is_not_a_table(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, 'mqtt = "broker"\n' + MINIMAL))
+    assert info.value.context["key"] == "mqtt"
+
+
+def test_missing_terminal_section(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "[mqtt]\nport = 1883\n"))
+    assert info.value.context["key"] == "terminal"
+    assert "[terminal]" in str(info.value)
+
+
+def test_empty_file_lacks_terminal(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[terminal\]"):
+        load_config(write(tmp_path, ""))
+
+
+def test_missing_terminal_id_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, '[terminal]\nstation = "ST-001"\n'))
+    assert info.value.context["key"] == "terminal"
+    assert "missing id" in str(info.value)
+    assert "station" not in str(info.value).split("missing", 1)[1]
+
+
+def test_missing_both_required_terminal_keys(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="missing id, station"):
+        load_config(write(tmp_path, "[terminal]\n"))
+
+
+def test_invalid_toml(tmp_path: Path) -> None:
+    path = write(tmp_path, '[terminal\nid = "T"\n')
+    with pytest.raises(ConfigError, match="not valid TOML") as info:
+        load_config(path)
+    assert info.value.context["path"] == str(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match="not found") as info:
+        load_config(path)
+    assert info.value.context["path"] == str(path)
+    assert isinstance(info.value, ValueError)   # ConfigError mixes in ValueError
+
+
+def test_config_is_frozen(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL))
+    with pytest.raises(AttributeError):
+        cfg.terminal.id = "other"  # type: ignore[misc]
+
+
+_KEY = st.from_regex(r"[a-z][a-z_]{0,12}", fullmatch=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(key=_KEY, value=st.one_of(st.integers(-10, 10**6), st.text(alphabet="abc", max_size=5), st.booleans()))
+def test_any_key_not_in_the_dataclass_is_rejected_by_name(tmp_path_factory: pytest.TempPathFactory,
+                                                          key: str, value: object) -> None:
+    known = {"id", "station", "state_dir", "language", "host", "port", "keepalive", "card_reader",
+             "pump_line", "pumps", "printer", "panel", "pin_key", "auth", "pin_entry", "nozzle_lift",
+             "filling", "sale_ack"}
+    toml_value = ("true" if value else "false") if isinstance(value, bool) else (
+        f'"{value}"' if isinstance(value, str) else str(value))
+    path = tmp_path_factory.mktemp("cfg") / "t.toml"
+    path.write_text(MINIMAL + f"[mqtt]\n{key} = {toml_value}\n")
+    if key in known and key not in ("host", "port", "keepalive"):
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert info.value.context["key"] == f"mqtt.{key}"
+    elif key not in known:
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert info.value.context["key"] == f"mqtt.{key}"
+        assert key in str(info.value)
+    else:
+        try:
+            cfg = load_config(path)
+        except ConfigError as exc:          # a value of the wrong type
+            assert exc.context["key"] == f"mqtt.{key}"
+        else:
+            assert getattr(cfg.mqtt, key) == value
+
+
+@settings(max_examples=80, deadline=None)
+@given(text=st.text(max_size=80))
+def test_arbitrary_file_text_gives_config_or_config_error(tmp_path_factory: pytest.TempPathFactory,
+                                                          text: str) -> None:
+    path = tmp_path_factory.mktemp("cfg") / "t.toml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        cfg = load_config(path)
+    except ConfigError:
+        return
+    assert isinstance(cfg, TerminalConfig)

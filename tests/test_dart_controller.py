@@ -1,0 +1,275 @@
+"""DartController against the DART pump simulator over a real pseudo-terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from drivers.pump import DartController, dart, open_pump_controller
+from firmware.errors import ConfigError, MessageError, PumpError, PumpStateError, PumpTimeout
+from firmware.pump import PumpState, PumpStatus
+from hostsim.dart_line import DartLineSimulator
+from hostsim.dart_pump import SimFaults, SimPump, amount_for
+
+FLOW = 5000.0           # cl/s: a 10 L preset takes 0.2 s
+PRICES = {1: 1659, 2: 1789}
+WAIT = 3.0
+
+
+def make_controller(port: str, pumps: list[int], **kw: object) -> DartController:
+    opts: dict[str, object] = {"reply_timeout": 0.2, "poll_interval": 0.005, "command_timeout": 2.0}
+    opts.update(kw)
+    return open_pump_controller(port, pumps, **opts)
+
+
+def online(c: DartController, pump: int) -> PumpStatus:
+    return c.wait_status(pump, lambda s: s.state != PumpState.OFFLINE, WAIT)
+
+
+@pytest.fixture
+def line() -> Iterator[DartLineSimulator]:
+    with DartLineSimulator([SimPump(1, flow_cl_per_s=FLOW)]) as sim:
+        yield sim
+
+
+@pytest.fixture
+def ctl(line: DartLineSimulator) -> Iterator[DartController]:
+    c = make_controller(line.port, [1])
+    try:
+        online(c, 1)
+        yield c
+    finally:
+        c.close()
+
+
+def cd1_commands(sim: DartLineSimulator, pump: int = 1) -> list[int]:
+    return [d[0] for d in sim.sent_commands(pump, dart.CD1)]
+
+
+def test_programming_a_pump(line: DartLineSimulator, ctl: DartController) -> None:
+    assert ctl.status(1).state == PumpState.NOT_PROGRAMMED
+    with pytest.raises(PumpStateError):
+        ctl.authorize(1, nozzles=[1])              # not programmed until prices are sent
+    ctl.set_prices(1, PRICES)
+    assert ctl.status(1).state == PumpState.RESET
+    assert line.pump(1).prices == PRICES
+
+
+def test_sale_with_volume_preset(line: DartLineSimulator, ctl: DartController) -> None:
+    pump = line.pump(1)
+    ctl.set_prices(1, PRICES)
+    assert ctl.totals(1, 1).volume_cl == 0
+    ctl.authorize(1, nozzles=[1], volume_cl=1000)
+    assert ctl.status(1).state == PumpState.AUTHORIZED
+    assert pump.preset_volume_cl == 1000 and pump.allowed == {1}
+    pump.lift(1)
+    st = ctl.wait_status(1, lambda s: s.state == PumpState.FILLING and s.nozzle_out, WAIT)
+    assert (st.nozzle, st.price_milli) == (1, 1659)
+    assert pump.dispense(5000) == 1000             # the preset stops the flow exactly
+    st = ctl.wait_status(1, lambda s: s.state == PumpState.MAX_REACHED and s.volume_cl == 1000, WAIT)
+    assert st.amount_cents == amount_for(1000, 1659) == 1659
+    pump.hang_up()
+    st = ctl.wait_status(1, lambda s: not s.nozzle_out, WAIT)
+    assert (st.state, st.volume_cl, st.amount_cents) == (PumpState.MAX_REACHED, 1000, 1659)
+    t = ctl.totals(1, 1)
+    assert (t.pump, t.nozzle, t.volume_cl, t.amount_cents) == (1, 1, 1000, 1659)
+
+    # the next sale resets first (RESET only from a finished filling), and totals keep growing
+    ctl.authorize(1, nozzles=[1, 2], amount_cents=500)
+    cmds = cd1_commands(line)
+    auths = [i for i, c in enumerate(cmds) if c == dart.CMD_AUTHORIZE]
+    assert len(auths) == 2 and dart.CMD_RESET in cmds[auths[0]:auths[1]]
+    pump.lift(2)
+    pump.dispense(10_000)
+    st = ctl.wait_status(1, lambda s: s.state == PumpState.MAX_REACHED, WAIT)
+    assert st.volume_cl == 279 and st.amount_cents == amount_for(279, 1789) == 499
+    pump.hang_up()
+    assert ctl.totals(1, 2).volume_cl == 279
+    assert ctl.totals(1, 1).volume_cl == 1000
+
+
+def test_requested_volume_below_preset_then_hang_up(line: DartLineSimulator, ctl: DartController) -> None:
+    pump = line.pump(1)
+    ctl.set_prices(1, PRICES)
+    ctl.authorize(1, nozzles=[2], volume_cl=2000)
+    pump.lift(2)
+    assert pump.dispense(1234) == 1234
+    st = ctl.wait_status(1, lambda s: s.volume_cl == 1234, WAIT)
+    assert st.state == PumpState.FILLING
+    pump.hang_up()
+    st = ctl.wait_status(1, lambda s: s.state == PumpState.FILLING_COMPLETED, WAIT)
+    assert (st.volume_cl, st.amount_cents) == (1234, amount_for(1234, 1789))
+
+
+def test_reset_ordering_enforced(line: DartLineSimulator, ctl: DartController) -> None:
+    pump = line.pump(1)
+    ctl.set_prices(1, PRICES)
+    ctl.authorize(1, nozzles=[1], volume_cl=500)
+    with pytest.raises(PumpStateError):
+        ctl.reset(1)                               # not while authorized
+    with pytest.raises(PumpStateError):
+        ctl.authorize(1, nozzles=[1])              # AUTHORIZE only from reset
+    pump.lift(1)
+    ctl.wait_status(1, lambda s: s.state == PumpState.FILLING, WAIT)
+    # the pump itself refuses RESET while filling, whatever the master sends
+    with pump.lock:
+        pump.command(dart.CD1, bytes([dart.CMD_RESET]))
+        assert pump.state == PumpState.FILLING and pump.preset_volume_cl == 500
+    pump.dispense(10_000)
+    ctl.wait_status(1, lambda s: s.state == PumpState.MAX_REACHED, WAIT)
+    ctl.reset(1)
+    assert ctl.status(1).state == PumpState.RESET
+    assert pump.preset_volume_cl is None and pump.volume_cl == 0   # RESET clears the preset
+    ctl.reset(1)                                   # harmless in reset state
+    ctl.stop(1)
+    assert ctl.status(1).state == PumpState.RESET
+
+
+def test_stop_ends_a_filling(line: DartLineSimulator, ctl: DartController) -> None:
+    pump = line.pump(1)
+    ctl.set_prices(1, PRICES)
+    ctl.authorize(1, nozzles=[1])
+    pump.lift(1)
+    pump.dispense(300)
+    ctl.wait_status(1, lambda s: s.volume_cl == 300, WAIT)
+    ctl.stop(1)
+    st = ctl.status(1)
+    assert (st.state, st.volume_cl) == (PumpState.FILLING_COMPLETED, 300)
+    assert pump.dispense(100) == 0
+
+
+def test_controller_restarted_mid_filling_reads_final_figures(line: DartLineSimulator) -> None:
+    pump = line.pump(1)
+    first = make_controller(line.port, [1])
+    try:
+        online(first, 1)
+        first.set_prices(1, PRICES)
+        first.authorize(1, nozzles=[1], volume_cl=3000)
+        pump.lift(1)
+        pump.dispense(700)
+        first.wait_status(1, lambda s: s.volume_cl == 700, WAIT)
+    finally:
+        first.close()                             # the terminal "crashes"
+    sent_before = len(line.sent_commands(1, dart.CD1))
+    frames_before = len(line.frames)
+    pump.dispense(300)                            # the customer keeps filling meanwhile
+
+    second = make_controller(line.port, [1])
+    try:
+        st = second.wait_status(1, lambda s: s.state == PumpState.FILLING and s.volume_cl == 1000, WAIT)
+        assert st.nozzle_out and st.nozzle == 1
+        pump.hang_up()
+        st = second.wait_status(1, lambda s: s.state == PumpState.FILLING_COMPLETED, WAIT)
+        assert (st.volume_cl, st.amount_cents) == (1000, amount_for(1000, 1659))
+        # it only asked: status and filling info, never RESET/AUTHORIZE/STOP
+        assert set(cd1_commands(line)[sent_before:]) <= {dart.CMD_STATUS, dart.CMD_FILLING_INFO}
+        data = [f for f in list(line.frames)[frames_before:] if f.kind == dart.DATA]
+        assert data and data[0].txn == 0          # first frame after start carries TX# 0
+    finally:
+        second.close()
+
+
+def test_four_pumps_on_one_line() -> None:
+    numbers = [1, 2, 7, 32]
+    sims = [SimPump(n, flow_cl_per_s=FLOW) for n in numbers]
+    with DartLineSimulator(sims) as line:
+        c = make_controller(line.port, numbers)
+        try:
+            for n in numbers:
+                online(c, n)
+                c.set_prices(n, PRICES)
+                c.authorize(n, nozzles=[1, 2], volume_cl=100 * n)
+            for sim in sims:
+                sim.lift(1 + sim.number % 2)
+                sim.dispense(10_000, wait=False)
+            for sim in sims:
+                n = sim.number
+                st = c.wait_status(n, lambda s, n=n: s.state == PumpState.MAX_REACHED  # type: ignore[misc]
+                                   and s.volume_cl == 100 * n, WAIT)
+                assert st.amount_cents == amount_for(100 * n, PRICES[1 + n % 2])
+                assert c.totals(n, 1 + n % 2).volume_cl == 100 * n
+        finally:
+            c.close()
+
+
+def test_offline_pump_and_recovery(line: DartLineSimulator, ctl: DartController) -> None:
+    pump = line.pump(1)
+    ctl.set_prices(1, PRICES)
+    with pump.lock:
+        pump.faults.mute = 1_000_000
+    ctl.wait_status(1, lambda s: s.state == PumpState.OFFLINE, WAIT)
+    with pytest.raises(PumpTimeout):
+        ctl.authorize(1, nozzles=[1])
+    with pump.lock:
+        pump.faults.mute = 0
+    assert ctl.wait_status(1, lambda s: s.state == PumpState.RESET, WAIT)
+    ctl.authorize(1, nozzles=[1])
+
+
+def test_line_faults_are_survived(line: DartLineSimulator, ctl: DartController) -> None:
+    pump = line.pump(1)
+    with pump.lock:
+        pump.faults.corrupt_crc = 2
+        pump.faults.nak = 3                        # the controller resets its TX# after 3 NAKs
+    ctl.set_prices(1, PRICES)
+    with pump.lock:
+        pump.faults.drop_bytes = 4
+    ctl.authorize(1, nozzles=[1], volume_cl=400)
+    assert pump.state == PumpState.AUTHORIZED
+
+
+def test_fault_flow_stops_and_early_hang_up() -> None:
+    faults = SimFaults(flow_stop_at_cl=250)
+    with DartLineSimulator([SimPump(3, flow_cl_per_s=FLOW, faults=faults)]) as line:
+        pump = line.pump(3)
+        with make_controller(line.port, [3]) as c:
+            online(c, 3)
+            c.set_prices(3, PRICES)
+            c.authorize(3, nozzles=[1], volume_cl=1000)
+            pump.lift(1)
+            assert pump.dispense(1000) == 250      # flow stops before the preset
+            st = c.wait_status(3, lambda s: s.volume_cl == 250, WAIT)
+            assert st.state == PumpState.FILLING
+            pump.hang_up()
+            c.wait_status(3, lambda s: s.state == PumpState.FILLING_COMPLETED, WAIT)
+
+            with pump.lock:
+                pump.faults.hang_up_at_cl = 120    # the customer hangs up early
+            c.authorize(3, nozzles=[1], volume_cl=1000)
+            pump.lift(1)
+            assert pump.dispense(1000) == 120
+            st = c.wait_status(3, lambda s: s.state == PumpState.FILLING_COMPLETED and not s.nozzle_out, WAIT)
+            assert st.volume_cl == 120
+            assert c.totals(3, 1).volume_cl == 370
+
+
+def test_pump_restart_keeps_totals(line: DartLineSimulator, ctl: DartController) -> None:
+    pump = line.pump(1)
+    ctl.set_prices(1, PRICES)
+    ctl.authorize(1, nozzles=[1])
+    pump.lift(1)
+    pump.dispense(200)
+    ctl.wait_status(1, lambda s: s.volume_cl == 200, WAIT)
+    pump.restart()                                 # power cut mid-filling
+    ctl.wait_status(1, lambda s: s.state == PumpState.NOT_PROGRAMMED, WAIT)
+    assert ctl.totals(1, 1).volume_cl == 200
+    ctl.set_prices(1, PRICES)
+    assert ctl.status(1).state == PumpState.RESET
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ConfigError):
+        DartController("loop://", [])
+    with pytest.raises(ConfigError):
+        DartController("loop://", [33])
+    with DartLineSimulator([SimPump(1)]) as line, make_controller(line.port, [1]) as c:
+        online(c, 1)
+        with pytest.raises(PumpError):
+            c.status(2)
+        with pytest.raises(MessageError):
+            c.set_prices(1, {2: 1000})
+        with pytest.raises(MessageError):
+            c.authorize(1, nozzles=[1], volume_cl=100, amount_cents=100)
+        with pytest.raises(MessageError):
+            c.set_prices(1, {1: 1_000_000})

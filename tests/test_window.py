@@ -1,0 +1,306 @@
+"""The simulator window's layout and input against a fake simulator, ui.render, and PygamePanel.
+
+All under SDL's dummy video driver: no display needed. The real Simulator behind the window is covered by
+the e2e tests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+import pygame  # noqa: E402
+
+from firmware.pump import PumpState  # noqa: E402
+from hostsim.window import SIZE, SimulatorWindow, run_window  # noqa: E402
+from hostsim.world import CardProfile, load_cards  # noqa: E402
+from ui.render import SCREEN_BG, draw_screen, draw_text_block  # noqa: E402
+
+RECEIPT = "\n".join(["      FORECOURT TEST STATION", "", "Volume                             20.00 L",
+                     "-" * 42, "TOTAL                            33.18 EUR"])
+
+
+@pytest.fixture(autouse=True)
+def dummy_video(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    pygame.display.init()
+    pygame.font.init()
+    yield
+    pygame.quit()
+
+
+class FakePanel:
+    def __init__(self) -> None:
+        self.current: dict[str, Any] | None = {"screen": "enter_pin", "lines": ["Enter PIN", "**", "Press ENTER"],
+                                               "fields": {"stars": "**"}}
+        self.pressed: list[str] = []
+        self.connected = True
+
+    def press(self, *keys: str) -> None:
+        if not self.connected:
+            raise ConnectionError("terminal panel not connected")
+        self.pressed.extend(keys)
+
+
+class FakeCards:
+    def __init__(self) -> None:
+        self.card: Any = None
+        self.inserted: list[Any] = []
+        self.removed = 0
+
+    def insert(self, card: Any) -> None:
+        self.card = card
+        self.inserted.append(card)
+
+    def remove(self) -> None:
+        self.card = None
+        self.removed += 1
+
+
+class FakePump:
+    def __init__(self) -> None:
+        self.grades = {1: "diesel", 2: "petrol95"}
+        self.state = PumpState.RESET
+        self.nozzle, self.nozzle_out = 0, False
+        self.volume_cl = self.amount_cents = 0
+        self.flow_cl_per_s = 100.0
+        self.calls: list[tuple[Any, ...]] = []
+
+    def lift(self, nozzle: int) -> None:
+        self.calls.append(("lift", nozzle))
+        self.nozzle, self.nozzle_out = nozzle, True
+
+    def hang_up(self) -> None:
+        self.calls.append(("hang_up",))
+        self.nozzle_out = False
+
+    def dispense(self, volume_cl: int, *, wait: bool = True) -> int:
+        self.calls.append(("dispense", volume_cl, wait))
+        return 0
+
+
+class FakeLine:
+    def __init__(self) -> None:
+        self.pumps = {1: FakePump()}
+
+    def pump(self, number: int) -> FakePump:
+        return self.pumps[number]
+
+
+class FakePrinter:
+    def __init__(self) -> None:
+        self.receipts: list[str] = []
+
+
+class FakeSim:
+    def __init__(self) -> None:
+        self.panel, self.cards, self.pump_line, self.printer = FakePanel(), FakeCards(), FakeLine(), FakePrinter()
+
+
+@pytest.fixture
+def sim() -> FakeSim:
+    return FakeSim()
+
+
+@pytest.fixture
+def window(sim: FakeSim) -> SimulatorWindow:
+    return SimulatorWindow(sim, profiles=load_cards())
+
+
+def button(window: SimulatorWindow, action: str, arg: Any = None) -> pygame.Rect:
+    return next(b.rect for b in window.buttons if b.action == action and (arg is None or b.arg == arg))
+
+
+def pixels(surface: pygame.Surface, rect: pygame.Rect) -> bytes:
+    return pygame.image.tobytes(surface.subsurface(rect), "RGB")
+
+
+def test_keypad_buttons_send_their_keys(window: SimulatorWindow, sim: FakeSim) -> None:
+    for key in ("1", "2", "3", "4", "0", "CLEAR", "ENTER", "CANCEL"):
+        hit = window.handle_click(button(window, "key", key).center)
+        assert hit is not None and hit.label == key
+    assert sim.panel.pressed == ["1", "2", "3", "4", "0", "CLEAR", "ENTER", "CANCEL"]
+
+
+def test_keypad_has_every_panel_key(window: SimulatorWindow) -> None:
+    keys = {b.arg for b in window.buttons if b.action == "key"}
+    assert keys == set("0123456789") | {"ENTER", "CANCEL", "CLEAR"}
+
+
+def test_click_outside_any_button_does_nothing(window: SimulatorWindow, sim: FakeSim) -> None:
+    assert window.handle_click((window.screen_rect.centerx, window.screen_rect.centery)) is None
+    assert sim.panel.pressed == [] and sim.cards.inserted == [] and sim.pump_line.pump(1).calls == []
+
+
+def test_buttons_do_not_overlap_and_stay_in_the_window(window: SimulatorWindow) -> None:
+    bounds = pygame.Rect((0, 0), SIZE)
+    for i, a in enumerate(window.buttons):
+        assert bounds.contains(a.rect), a
+        for b in window.buttons[i + 1:]:
+            assert not a.rect.colliderect(b.rect), (a.label, b.label)
+    panels = (window.screen_rect, window.keypad_rect, window.card_rect, window.pump_rect, window.receipt_rect)
+    for i, a in enumerate(panels):
+        assert bounds.contains(a)
+        for b in panels[i + 1:]:
+            assert not a.colliderect(b)
+
+
+def test_keyboard_keys_go_to_the_terminal(window: SimulatorWindow, sim: FakeSim) -> None:
+    events = [pygame.event.Event(pygame.KEYDOWN, key=k, mod=0)
+              for k in (pygame.K_7, pygame.K_KP3, pygame.K_RETURN, pygame.K_ESCAPE, pygame.K_BACKSPACE, pygame.K_a)]
+    assert window.handle_events(events)
+    assert sim.panel.pressed == ["7", "3", "ENTER", "CANCEL", "CLEAR"]
+
+
+def test_window_close_and_ctrl_q_quit(window: SimulatorWindow) -> None:
+    assert not window.handle_events([pygame.event.Event(pygame.QUIT)])
+    assert not window.handle_events([pygame.event.Event(pygame.KEYDOWN, key=pygame.K_q, mod=pygame.KMOD_LCTRL)])
+    assert window.handle_events([pygame.event.Event(pygame.KEYDOWN, key=pygame.K_q, mod=0)])
+
+
+def test_key_while_terminal_disconnected_is_reported_not_raised(window: SimulatorWindow, sim: FakeSim) -> None:
+    sim.panel.connected = False
+    window.handle_click(button(window, "key", "5").center)
+    assert "not connected" in window.status
+
+
+def test_card_picker_inserts_the_clicked_profile(window: SimulatorWindow, sim: FakeSim) -> None:
+    profiles = load_cards()
+    window.handle_click(button(window, "insert", 1).center)
+    assert len(sim.cards.inserted) == 1
+    assert sim.cards.inserted[0].__class__ is profiles[1].make().__class__
+    assert window.inserted == 1
+    window.handle_click(button(window, "remove").center)
+    assert sim.cards.removed == 1 and sim.cards.card is None and window.inserted is None
+
+
+def test_card_picker_lists_every_profile(sim: FakeSim) -> None:
+    profiles = [CardProfile(f"card {i}", "blank", {}) for i in range(3)]
+    w = SimulatorWindow(sim, profiles=profiles)
+    assert [b.label for b in w.buttons if b.action == "insert"] == ["card 0", "card 1", "card 2"]
+    w.handle_click(button(w, "insert", 2).center)
+    assert w.inserted == 2 and len(sim.cards.inserted) == 1
+
+
+def test_lift_and_hang_up_buttons_drive_the_pump(window: SimulatorWindow, sim: FakeSim) -> None:
+    pump = sim.pump_line.pump(1)
+    assert [b.label for b in window.buttons if b.action == "lift"] == ["Lift nozzle 1", "Lift nozzle 2"]
+    window.handle_click(button(window, "lift", 2).center)
+    window.handle_click(button(window, "hang_up").center)
+    assert pump.calls == [("lift", 2), ("hang_up",)]
+
+
+def test_squeeze_flows_only_while_held_and_filling(window: SimulatorWindow, sim: FakeSim) -> None:
+    pump = sim.pump_line.pump(1)
+    squeeze = button(window, "squeeze").center
+    window.handle_click(squeeze)          # not authorized: the trigger does nothing
+    window.tick()
+    assert pump.calls == []
+    pump.state = PumpState.FILLING
+    window.tick()
+    assert pump.calls == [("dispense", 20, False)]     # 0.2 s ahead at 1 L/s
+    window.tick()
+    assert len(pump.calls) == 1                         # nothing new flowed: nothing more asked
+    pump.volume_cl = 15
+    window.tick()
+    assert pump.calls[-1] == ("dispense", 15, False)
+    window.handle_events([pygame.event.Event(pygame.MOUSEBUTTONUP, button=1, pos=squeeze)])
+    pump.volume_cl = 35
+    window.tick()
+    assert len(pump.calls) == 2 and not window.squeezing
+
+
+def test_space_bar_is_the_trigger(window: SimulatorWindow, sim: FakeSim) -> None:
+    pump = sim.pump_line.pump(1)
+    pump.state = PumpState.FILLING
+    window.handle_events([pygame.event.Event(pygame.KEYDOWN, key=pygame.K_SPACE, mod=0)])
+    assert window.squeezing and pump.calls == [("dispense", 20, False)]
+    window.handle_events([pygame.event.Event(pygame.KEYUP, key=pygame.K_SPACE, mod=0)])
+    assert not window.squeezing
+
+
+def test_draw_shows_screen_lines_and_receipt(window: SimulatorWindow, sim: FakeSim) -> None:
+    surface = pygame.Surface(SIZE)
+    sim.panel.current = {"screen": "idle", "lines": [], "fields": {}}
+    window.draw(surface)
+    blank_screen, blank_receipt = pixels(surface, window.screen_rect), pixels(surface, window.receipt_rect)
+    sim.panel.current = {"screen": "idle", "lines": ["Welcome", "Insert card"], "fields": {}}
+    sim.printer.receipts.append(RECEIPT)
+    pump = sim.pump_line.pump(1)
+    pump.state, pump.volume_cl, pump.amount_cents, pump.nozzle_out, pump.nozzle = \
+        PumpState.FILLING, 1234, 2047, True, 1
+    window.draw(surface)
+    assert pixels(surface, window.screen_rect) != blank_screen
+    assert pixels(surface, window.receipt_rect) != blank_receipt
+
+
+def test_draw_before_the_terminal_connects(window: SimulatorWindow, sim: FakeSim) -> None:
+    sim.panel.current = None
+    window.starting = True
+    window.draw(pygame.Surface(SIZE))
+
+
+def test_run_window_with_a_given_sim(sim: FakeSim, tmp_path: Path) -> None:
+    shot = tmp_path / "window.png"
+    assert run_window(sim=sim, max_frames=3, screenshot=shot, fps=1000) == 0
+    assert pygame.image.load(str(shot)).get_size() == SIZE
+
+
+def test_draw_screen_on_a_plain_surface() -> None:
+    surface = pygame.Surface((400, 240))
+    surface.fill((255, 0, 255))
+    rect = pygame.Rect(0, 0, 400, 240)
+    draw_screen(surface, rect, [])
+    empty = pixels(surface, rect)
+    assert surface.get_at((200, 120))[:3] == SCREEN_BG
+    draw_screen(surface, rect, ["Enter PIN", "****", "Press ENTER"], title="enter_pin")
+    assert pixels(surface, rect) != empty
+
+
+def test_draw_screen_shrinks_long_lines_to_fit() -> None:
+    surface = pygame.Surface((200, 120))
+    draw_screen(surface, (0, 0, 200, 120), ["Northwind fleet card, limit used up", "x"])
+
+
+def test_draw_text_block_lines_up_columns_without_a_monospace_font() -> None:
+    surface = pygame.Surface((420, 200))
+    surface.fill((255, 255, 255))
+    before = pixels(surface, surface.get_rect())
+    draw_text_block(surface, surface.get_rect(), RECEIPT, columns=42, mono_path=None)
+    assert pixels(surface, surface.get_rect()) != before
+
+
+def test_pygame_panel_shows_screens_and_reads_keys() -> None:
+    from drivers.panel.pygame_panel import PygamePanel
+
+    panel = PygamePanel(fullscreen=False)
+    try:
+        screen = pygame.display.get_surface()
+        assert screen.get_size() == (800, 480)
+        black = pixels(screen, screen.get_rect())
+        panel.show("enter_pin", stars="**")
+        assert pixels(screen, screen.get_rect()) != black
+        for key in (pygame.K_5, pygame.K_RETURN, pygame.K_ESCAPE, pygame.K_BACKSPACE, pygame.K_a):
+            pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key, mod=0, unicode="", scancode=0))
+        assert [panel.read_key(0.5) for _ in range(4)] == ["5", "ENTER", "CANCEL", "CLEAR"]
+        assert panel.read_key(0.05) is None
+    finally:
+        panel.close()
+    assert panel.read_key(0.01) is None
+
+
+def test_pygame_panel_fullscreen_on_the_device() -> None:
+    from drivers.panel import open_panel
+
+    panel = open_panel("pygame://")
+    try:
+        panel.show("idle")
+        assert pygame.display.get_surface().get_size() == (800, 480)
+    finally:
+        panel.close()
