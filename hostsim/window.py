@@ -20,19 +20,26 @@ from typing import Any
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
-import pygame  # noqa: E402
+import pygame
 
-from drivers.panel.pygame_panel import panel_key  # noqa: E402
-from firmware.pump import PumpState  # noqa: E402
-from firmware.receipt import WIDTH as RECEIPT_WIDTH  # noqa: E402
-from firmware.receipt import format_litres  # noqa: E402
-from hostsim.world import CardProfile, Simulator, load_cards  # noqa: E402
-from ui.render import draw_screen, draw_text_block, monospace_font_path  # noqa: E402
+from drivers.panel.pygame_panel import panel_key
+from firmware.pump import PumpState
+from firmware.receipt import WIDTH as RECEIPT_WIDTH
+from firmware.receipt import format_litres
+from hostsim.world import CardProfile, Simulator, load_cards
+from ui.render import draw_screen, draw_text_block, monospace_font_path
 
-__all__ = ["run_window", "SimulatorWindow", "Button", "keypad_buttons", "card_buttons", "pump_buttons",
-           "button_at", "SIZE", "FLOW_CL_PER_S"]
-
-log = logging.getLogger(__name__)
+__all__ = [
+    "FLOW_CL_PER_S",
+    "SIZE",
+    "Button",
+    "SimulatorWindow",
+    "button_at",
+    "card_buttons",
+    "keypad_buttons",
+    "pump_buttons",
+    "run_window",
+]
 
 SIZE = (1100, 700)
 TITLE = "forecourt simulator"
@@ -81,23 +88,26 @@ def keypad_buttons(area: pygame.Rect) -> list[Button]:
             for r, row in enumerate(KEYPAD_ROWS) for c, key in enumerate(row) if key]
 
 
-def card_buttons(area: pygame.Rect, profiles: Sequence[CardProfile]) -> list[Button]:
-    """One row per card profile, then the remove button; area is the panel's inside below its title."""
-    row, gap = 30, 4
-    buttons = [Button(pygame.Rect(area.x, area.y + i * (row + gap), area.w, row), p.name, "insert", i)
-               for i, p in enumerate(profiles)]
-    y = area.y + len(profiles) * (row + gap) + 2
-    buttons.append(Button(pygame.Rect(area.right - 160, y, 160, row), "Remove card", "remove"))
+CARD_ROW, CARD_GAP, TITLE_H = 26, 4, 34
+
+
+def card_buttons(panel: pygame.Rect, profiles: Sequence[CardProfile]) -> list[Button]:
+    """The remove button in the panel's title row, then one row per card profile."""
+    inner = panel.inflate(-20, 0)
+    buttons = [Button(pygame.Rect(inner.right - 150, panel.y + 5, 150, CARD_ROW), "Remove card", "remove")]
+    buttons += [Button(pygame.Rect(inner.x, panel.y + TITLE_H + i * (CARD_ROW + CARD_GAP), inner.w, CARD_ROW),
+                       p.name, "insert", i) for i, p in enumerate(profiles)]
     return buttons
 
 
 def card_panel_height(profiles: Sequence[CardProfile]) -> int:
-    return 34 + len(profiles) * 34 + 2 + 30 + 10
+    return TITLE_H + len(profiles) * (CARD_ROW + CARD_GAP) + 6
 
 
 def pump_buttons(area: pygame.Rect, grades: dict[int, str]) -> list[Button]:
     """Lift nozzle N for each nozzle, the trigger and hang up, in one row."""
-    items = [(f"Lift nozzle {n}", "lift", n, grades[n]) for n in sorted(grades)]
+    items: list[tuple[str, str, int | None, str]] = [(f"Lift nozzle {n}", "lift", n, grades[n])
+                                                     for n in sorted(grades)]
     items += [("Squeeze (flow)", "squeeze", None, "hold"), ("Hang up", "hang_up", None, "")]
     gap = 8
     w = (area.w - gap * (len(items) - 1)) // len(items)
@@ -136,14 +146,13 @@ class SimulatorWindow:
         self.keypad_rect = pygame.Rect(LEFT.x, self.screen_rect.bottom + 16, LEFT.w,
                                        LEFT.bottom - self.screen_rect.bottom - 16)
         self.card_rect = pygame.Rect(RIGHT.x, RIGHT.y, RIGHT.w, card_panel_height(self.profiles))
-        self.pump_rect = pygame.Rect(RIGHT.x, self.card_rect.bottom + 12, RIGHT.w, 150)
+        self.pump_rect = pygame.Rect(RIGHT.x, self.card_rect.bottom + 12, RIGHT.w, 124)
         self.receipt_rect = pygame.Rect(RIGHT.x, self.pump_rect.bottom + 12, RIGHT.w,
                                         RIGHT.bottom - self.pump_rect.bottom - 12)
-        inner = self.card_rect.inflate(-20, 0)
         self.buttons = keypad_buttons(self.keypad_rect)
-        self.buttons += card_buttons(pygame.Rect(inner.x, self.card_rect.y + 34, inner.w, 0), self.profiles)
-        self.buttons += pump_buttons(pygame.Rect(self.pump_rect.x + 10, self.pump_rect.y + 34,
-                                                 self.pump_rect.w - 20, 52), dict(self.pump.grades))
+        self.buttons += card_buttons(self.card_rect, self.profiles)
+        self.buttons += pump_buttons(pygame.Rect(self.pump_rect.x + 10, self.pump_rect.y + TITLE_H,
+                                                 self.pump_rect.w - 20, 46), dict(self.pump.grades))
 
     # -- input ------------------------------------------------------------------------------------------
     def handle_click(self, pos: tuple[int, int]) -> Button | None:
@@ -276,11 +285,9 @@ class SimulatorWindow:
         card_in = getattr(self.sim.cards, "card", True) is not None
         if not card_in:
             self.inserted = None
-        slot = "empty" if self.inserted is None else "card inserted"
-        self._panel(surface, self.card_rect, "Card slot", slot)
-        remove = next(b for b in self.buttons if b.action == "remove")
-        self.text(surface, "click a card to insert it", (self.card_rect.x + 10, remove.rect.centery),
-                  18, MUTED, "midleft")
+        self._panel(surface, self.card_rect, "Card slot")
+        slot = "empty - click a card to insert it" if self.inserted is None else "card inserted"
+        self.text(surface, slot, (self.card_rect.x + 110, self.card_rect.y + 11), 20, MUTED)
 
     def _draw_pump(self, surface: pygame.Surface) -> None:
         pump = self.pump
@@ -290,17 +297,19 @@ class SimulatorWindow:
             nozzle = f"nozzle {pump.nozzle} out ({pump.grades.get(pump.nozzle, '?')})"
         else:
             nozzle = "all nozzles in"
-        y = self.pump_rect.bottom - 34
-        self.text(surface, f"{format_litres(pump.volume_cl)} L", (self.pump_rect.x + 12, y), 40, TEXT, "midleft")
-        self.text(surface, f"{pump.amount_cents // 100}.{pump.amount_cents % 100:02d}",
-                  (self.pump_rect.x + 250, y), 40, TEXT, "midleft")
+        y = self.pump_rect.bottom - 22
+        x = self.text(surface, "volume", (self.pump_rect.x + 12, y), 20, MUTED, "midleft").right
+        x = self.text(surface, f"{format_litres(pump.volume_cl)} L", (x + 8, y), 36, TEXT, "midleft").right
+        x = self.text(surface, "amount", (max(x + 24, self.pump_rect.x + 200), y), 20, MUTED, "midleft").right
+        self.text(surface, f"{pump.amount_cents // 100}.{pump.amount_cents % 100:02d}", (x + 8, y), 36, TEXT,
+                  "midleft")
         self.text(surface, nozzle, (self.pump_rect.right - 12, y), 20, MUTED, "midright")
 
     def _draw_receipt(self, surface: pygame.Surface) -> None:
         receipts = list(self.sim.printer.receipts)
         self._panel(surface, self.receipt_rect, "Receipt", f"{len(receipts)} printed")
         paper = self.receipt_rect.inflate(-20, 0)
-        paper.y, paper.h = self.receipt_rect.y + 36, self.receipt_rect.h - 46
+        paper.y, paper.h = self.receipt_rect.y + TITLE_H, self.receipt_rect.h - TITLE_H - 10
         if not receipts:
             self.text(surface, "no receipt printed yet", paper.center, 20, MUTED, "center")
             return
@@ -336,7 +345,7 @@ class SimulatorWindow:
 def _start(sim: Simulator, failure: list[BaseException]) -> None:
     try:
         sim.start()
-    except BaseException as exc:  # reported by run_window on the main thread
+    except BaseException as exc:  # noqa: BLE001  (re-raised by run_window on the main thread)
         failure.append(exc)
 
 
@@ -357,7 +366,7 @@ def run_window(state_dir: str | None = None, *, max_frames: int | None = None, s
     failure: list[BaseException] = []
     starter: threading.Thread | None = None
     try:
-        if own:
+        if path is not None:
             sim = Simulator(path, flow_cl_per_s=FLOW_CL_PER_S)
             starter = threading.Thread(target=_start, args=(sim, failure), name="sim-start", daemon=True)
             starter.start()

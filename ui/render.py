@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
-import pygame  # noqa: E402  (the environment variable must be set first)
+import pygame
 
-__all__ = ["draw_screen", "draw_text_block", "fit_font", "monospace_font_path", "Color",
-           "SCREEN_BG", "SCREEN_TEXT", "SCREEN_DIM", "BEZEL"]
+__all__ = [
+    "BEZEL",
+    "SCREEN_BG",
+    "SCREEN_DIM",
+    "SCREEN_TEXT",
+    "Color",
+    "draw_screen",
+    "draw_text_block",
+    "fit_font",
+    "monospace_font_path",
+]
 
 Color = tuple[int, int, int]
 

@@ -13,12 +13,12 @@ from typing import Any
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
-import pygame  # noqa: E402
+import pygame
 
-from drivers.panel import KEYS  # noqa: E402
-from firmware.errors import ConfigError  # noqa: E402
-from ui.render import draw_screen  # noqa: E402
-from ui.screens import render  # noqa: E402
+from drivers.panel import KEYS
+from firmware.errors import ConfigError
+from ui.render import draw_screen
+from ui.screens import render
 
 __all__ = ["PygamePanel", "panel_key"]
 

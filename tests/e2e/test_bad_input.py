@@ -1,0 +1,134 @@
+"""Bad input end to end: unknown and hostile cards, malformed MQTT, a broker that is down, a config typo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from hostsim.cards.fleet import BlankCard, HostileCard
+from hostsim.scenarios import Run
+from hostsim.world import Simulator
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def journal_count(sim: Simulator) -> int:
+    j = sim.journal()
+    try:
+        return len(j.all_sales())
+    finally:
+        j.close()
+
+
+def happy_sale(run: Run, litres_cl: int = 1000) -> str:
+    mark = run.insert(0)
+    run.wait("enter_pin", mark)
+    run.pin("1234")
+    run.wait("lift_nozzle", mark)
+    run.fill(1, 1, litres_cl)
+    run.wait("thank_you", mark, timeout=30)
+    sale_id = run.last_sale_id()
+    run.remove()
+    return sale_id
+
+
+def test_unknown_and_hostile_cards_are_refused_and_terminal_serves_next(sim: Simulator, run: Run) -> None:
+    run.ready()
+    mark = sim.panel.mark()
+    sim.cards.insert(BlankCard())
+    run.wait("card_not_accepted", mark)
+    run.remove()
+    run.wait("idle", mark)
+    # SELECT answered 9000 with a TLV whose length runs past the data, then garbage
+    mark = sim.panel.mark()
+    sim.cards.insert(HostileCard([bytes.fromhex("6F20840890009000"), b"\x01"]))
+    run.wait("card_error", mark)
+    run.remove()
+    run.wait("idle", mark)
+    assert journal_count(sim) == 0
+    sale_id = happy_sale(run)
+    assert run.wait_synced(sale_id).synced
+
+
+def test_malformed_mqtt_payloads_are_dropped_and_service_goes_on(sim: Simulator, run: Run) -> None:
+    run.ready()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hostile", protocol=mqtt.MQTTv5)
+    client.connect("127.0.0.1", sim.broker_port)
+    client.loop_start()
+    try:
+        for topic in ("forecourt/v1/auth/request", "forecourt/v1/sales/T-0001",
+                      "forecourt/v1/terminal/T-0001/inbox"):
+            for payload in (b"\xff\xfe", b"[]", b'{"v": 1}', b'{"v": 1, "sale_id": "x", "status": "stored"}',
+                            b"{" * 5000):
+                client.publish(topic, payload, qos=1).wait_for_publish(5)
+        # a sale for an unknown id and a garbage retained config must not disturb the terminal either
+        client.publish("forecourt/v1/terminal/T-0001/inbox",
+                       b'{"v":1,"sale_id":"%s","status":"stored","reason":""}' % str(uuid.uuid4()).encode(),
+                       qos=1).wait_for_publish(5)
+        client.publish("forecourt/v1/config/T-0001", b"not json", qos=1, retain=True).wait_for_publish(5)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    time.sleep(0.5)
+    assert sim.terminal is not None and sim.terminal.poll() is None
+    assert sim.registry is not None and sim.registry.poll() is None
+    sale_id = happy_sale(run)
+    rec = run.wait_synced(sale_id)
+    assert rec.synced and rec.volume_cl == 1000 and rec.product == "diesel"
+    assert "malformed" in (sim.state / "registry.log").read_text()
+
+
+def test_broker_down_at_start_shows_offline_then_recovers(tmp_path: Path) -> None:
+    sim = Simulator(tmp_path / "sim").start(broker=False)
+    try:
+        run = Run(sim)
+        sim.panel.wait_for("offline", 30)
+        mark = run.insert(0)
+        run.wait("host_unavailable", mark)
+        run.remove()
+        assert not run.authorize_sent(1)
+        sim.start_broker()
+        run.ready()
+        sale_id = happy_sale(run)
+        assert run.wait_synced(sale_id).synced
+    finally:
+        sim.stop()
+
+
+def test_sale_completed_while_broker_down_is_queued_then_synced_once(sim: Simulator, run: Run) -> None:
+    run.ready()
+    mark = run.insert(0)
+    run.wait("enter_pin", mark)
+    run.pin("1234")
+    run.wait("lift_nozzle", mark)
+    sim.stop_broker()
+    run.fill(1, 1, 1234)
+    run.wait("thank_you", mark, timeout=30)
+    sale_id = run.last_sale_id()
+    run.remove()
+    time.sleep(1.0)
+    j = sim.journal()
+    try:
+        rec = j.get(sale_id)
+        assert rec.state == "completed" and not rec.synced and rec.volume_cl == 1234
+    finally:
+        j.close()
+    sim.start_broker()
+    assert run.wait_synced(sale_id, timeout=40).synced
+    assert [s["volume_cl"] for s in sim.registry_sales()] == [1234]
+
+
+def test_config_typo_is_one_clear_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "terminal.toml"
+    cfg.write_text('[terminal]\nid = "T-1"\nstation = "S"\n\n[devices]\npumsp = [1]\n')
+    out = subprocess.run([sys.executable, "-m", "firmware.cli", "terminal", "--config", str(cfg)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr
+    assert "pumsp" in out.stderr
