@@ -308,19 +308,25 @@ class SimulatorWindow:
     def _draw_receipt(self, surface: pygame.Surface) -> None:
         receipts = list(self.sim.printer.receipts)
         self._panel(surface, self.receipt_rect, "Receipt", f"{len(receipts)} printed")
-        paper = self.receipt_rect.inflate(-20, 0)
-        paper.y, paper.h = self.receipt_rect.y + TITLE_H, self.receipt_rect.h - TITLE_H - 10
+        area = self.receipt_rect.inflate(-20, 0)
+        area.y, area.h = self.receipt_rect.y + TITLE_H, self.receipt_rect.h - TITLE_H - 10
         if not receipts:
-            self.text(surface, "no receipt printed yet", paper.center, 20, MUTED, "center")
+            self.text(surface, "no receipt printed yet", area.center, 20, MUTED, "center")
             return
-        text = receipts[-1]
-        if self._receipt is None or self._receipt[0] != text or self._receipt[1].get_size() != paper.size:
-            image = pygame.Surface(paper.size)
-            image.fill(PAPER)
-            draw_text_block(image, image.get_rect().inflate(-16, -12), text, color=INK, columns=RECEIPT_WIDTH,
-                            mono_path=self._mono, max_size=20)
-            self._receipt = (text, image)
-        surface.blit(self._receipt[1], paper)
+        if self._receipt is None or self._receipt[0] != receipts[-1]:
+            self._receipt = (receipts[-1], self._paper(receipts[-1], area.size))
+        paper = self._receipt[1]
+        surface.blit(paper, paper.get_rect(midtop=area.midtop))
+
+    def _paper(self, text: str, size: tuple[int, int]) -> pygame.Surface:
+        """The receipt as a strip of paper as wide as its text, at most size."""
+        ink = pygame.Surface(size, pygame.SRCALPHA)
+        used = draw_text_block(ink, ink.get_rect().inflate(-24, -16), text, color=INK, columns=RECEIPT_WIDTH,
+                               mono_path=self._mono, max_size=20)
+        paper = pygame.Surface((min(size[0], used.w + 24), min(size[1], used.h + 16)))
+        paper.fill(PAPER)
+        paper.blit(ink, (0, 0), paper.get_rect())
+        return paper
 
     def _draw_button(self, surface: pygame.Surface, button: Button) -> None:
         color = KEY_COLORS.get(button.arg, BUTTON) if button.action == "key" else BUTTON

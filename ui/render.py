@@ -88,8 +88,8 @@ def monospace_font_path() -> str | None:
 
 def draw_text_block(surface: pygame.Surface, rect: pygame.Rect | tuple[int, int, int, int], text: str, *,
                     color: Color = (20, 20, 20), columns: int | None = None, mono_path: str | None = None,
-                    max_size: int = 22) -> None:
-    """Draw fixed-width text (a receipt) into rect so that its columns line up.
+                    max_size: int = 22) -> pygame.Rect:
+    """Draw fixed-width text (a receipt) into rect so that its columns line up; returns the area it used.
 
     With mono_path (a monospaced font file) lines are rendered whole; otherwise each character is put in
     a fixed-width cell of the bundled proportional font. Lines that do not fit at the smallest size are cut.
@@ -97,14 +97,19 @@ def draw_text_block(surface: pygame.Surface, rect: pygame.Rect | tuple[int, int,
     area = pygame.Rect(rect)
     lines = text.splitlines() or [""]
     cols = max(columns or 0, max(len(line) for line in lines), 1)
-    sample = ["M" * cols] * len(lines)
+    if mono_path is None:   # cells a little wider than a digit; the bundled font also runs small
+        sample, max_size = ["0" * (cols + cols // 4)] * len(lines), max_size + max_size // 3
+    else:
+        sample = ["0" * cols] * len(lines)
     font = fit_font(sample, area.w, area.h, max_size=max_size, min_size=9, path=mono_path, spacing=1.0)
-    cell = font.size("M")[0]
+    cell = font.size("0")[0] if mono_path is not None else font.size(sample[0])[0] // cols
     step = font.get_linesize()
     y = area.y
+    used = pygame.Rect(area.x, area.y, cols * cell, 0)
     for line in lines:
         if y + step > area.bottom:
             break
+        used.h += step
         if mono_path is not None:
             surface.blit(font.render(line, True, color), (area.x, y))
         else:
@@ -113,3 +118,4 @@ def draw_text_block(surface: pygame.Surface, rect: pygame.Rect | tuple[int, int,
                     glyph = font.render(ch, True, color)
                     surface.blit(glyph, (area.x + i * cell + (cell - glyph.get_width()) // 2, y))
         y += step
+    return used

@@ -1,0 +1,75 @@
+"""Sale latency on the headless simulator (real mosquitto, pcscd+vpcd, DART line on a pty).
+
+Prints the median and p90 over 20 fleet sales of: card inserted -> pump authorized (PIN keyed at once),
+and nozzle hung up -> sale acknowledged by the registry (the journal's synced mark).
+Run: .venv/bin/python benchmarks/sale_latency.py [runs]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from firmware.pump import PumpState
+from hostsim.scenarios import Run
+from hostsim.world import Simulator
+
+
+def wait_until(predicate, timeout: float = 30.0, step: float = 0.0005) -> float:  # type: ignore[no-untyped-def]
+    deadline = time.perf_counter() + timeout
+    while not predicate():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(step)
+    return time.perf_counter()
+
+
+def one_sale(run: Run) -> tuple[float, float]:
+    sim = run.sim
+    pump = sim.pump_line.pump(1)
+    mark = sim.panel.mark()
+    t0 = time.perf_counter()
+    run.sim.cards.insert(run.card(0))
+    run.wait("enter_pin", mark)
+    run.sim.panel.press("1", "2", "3", "4", "ENTER")
+    t1 = wait_until(lambda: pump.state == PumpState.AUTHORIZED)
+    pump.lift(1)
+    pump.dispense(1000)
+    journal = sim.journal()
+    try:
+        pump.hang_up()
+        t2 = time.perf_counter()
+        run.wait("thank_you", mark)
+        sale_id = journal.all_sales()[-1].id
+        t3 = wait_until(lambda: journal.get(sale_id).synced)
+    finally:
+        journal.close()
+    sim.cards.remove()
+    run.wait("idle", mark)
+    return t1 - t0, t3 - t2
+
+
+def main() -> int:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    with tempfile.TemporaryDirectory(prefix="forecourt-bench-") as tmp:
+        sim = Simulator(Path(tmp) / "sim").start()
+        try:
+            run = Run(sim)
+            run.ready()
+            samples = [one_sale(run) for _ in range(runs)]
+        finally:
+            sim.stop()
+    auth = sorted(s[0] for s in samples)
+    ack = sorted(s[1] for s in samples)
+    p90 = max(0, int(len(auth) * 0.9) - 1)
+    print(f"sale_latency runs={runs} "
+          f"card_to_authorized_ms median={statistics.median(auth) * 1000:.1f} p90={auth[p90] * 1000:.1f} "
+          f"hangup_to_ack_ms median={statistics.median(ack) * 1000:.1f} p90={ack[p90] * 1000:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
