@@ -51,6 +51,7 @@ class TimeoutsSection:
     pin_entry: float = 60.0
     nozzle_lift: float = 120.0
     filling: float = 900.0
+    pump_offline: float = 120.0   # how long a sale waits for a pump that stopped answering
     sale_ack: float = 10.0
 
 

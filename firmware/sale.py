@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -59,10 +60,52 @@ class SaleFlow:
         self.terminal, self.station, self.pump_numbers = terminal, station, pumps
         self.dev, self.journal, self.host = devices, journal, host
         self.token_key, self.timeouts = token_key, timeouts
+        self._lock = threading.Lock()
+        self._followers: dict[int, threading.Thread] = {}
+        self._print_lock = threading.Lock()
+        self.interacting = threading.Event()     # a cardholder is at the terminal: followers keep off the screen
+
+    def busy_pumps(self) -> set[int]:
+        with self._lock:
+            return {p for p, t in self._followers.items() if t.is_alive()}
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no pump is being followed (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self.busy_pumps():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def _show(self, screen: str, **fields: Any) -> None:
+        if not self.interacting.is_set():
+            self.dev.panel.show(screen, **fields)
+
+    def _spawn(self, rec: SaleRecord, *, recovered: bool) -> None:
+        t = threading.Thread(target=self._follow_safely, args=(rec, recovered), name=f"pump-{rec.pump}",
+                             daemon=True)
+        with self._lock:
+            self._followers[rec.pump] = t
+        t.start()
+
+    def _follow_safely(self, rec: SaleRecord, recovered: bool) -> None:
+        try:
+            self._follow(rec, recovered=recovered)
+        except Exception:  # a follower must never die silently: the sale stays open for recover()
+            log.exception("following the pump failed; sale left open", extra={"sale_id": rec.id})
 
     # -- one sale, from card in to receipt out -------------------------------------------------------
     def run_sale(self) -> str | None:
-        """Serve the card now in the reader; return the sale id when one was created."""
+        """Serve the card now in the reader; return the sale id when one was created. The pump, once
+        authorized, is followed by its own thread, so the terminal can serve the next card."""
+        self.interacting.set()
+        try:
+            return self._run_sale()
+        finally:
+            self.interacting.clear()
+
+    def _run_sale(self) -> str | None:
         dev = self.dev
         dev.panel.show("reading")
         try:
@@ -113,15 +156,19 @@ class SaleFlow:
         return sale_id
 
     def _choose_pump(self) -> int | None:
+        free = [p for p in self.pump_numbers if p not in self.busy_pumps()]
+        if not free:
+            self.dev.panel.show("pump_busy")
+            return None
         if len(self.pump_numbers) == 1:
-            return self.pump_numbers[0]
-        self.dev.panel.show("select_pump", pumps=",".join(map(str, self.pump_numbers)))
+            return free[0]
+        self.dev.panel.show("select_pump", pumps=",".join(map(str, free)))
         deadline = time.monotonic() + self.timeouts.pin_entry
         while time.monotonic() < deadline:
             key = self.dev.panel.read_key(0.5)
             if key == "CANCEL":
                 return None
-            if key is not None and key.isdigit() and int(key) in self.pump_numbers:
+            if key is not None and key.isdigit() and int(key) in free:
                 return int(key)
         return None
 
@@ -147,14 +194,14 @@ class SaleFlow:
             self._settle(self.journal.get(rec.id), recovered=False)
             return
         self.dev.panel.show("lift_nozzle", pump=rec.pump, litres=format_litres(rec.allowed_cl or 0))
-        self._follow(self.journal.get(rec.id), recovered=False)
+        self._spawn(self.journal.get(rec.id), recovered=False)
 
     def _follow(self, rec: SaleRecord, *, recovered: bool) -> None:
         """Follow an authorized pump until the filling is over, then settle."""
         pumps = self.dev.pumps
         try:
-            st = pumps.wait_status(rec.pump, lambda s: s.state in (PumpState.FILLING,) or s.state.finished,
-                                   self.timeouts.nozzle_lift)
+            st = pumps.wait_status(rec.pump, lambda s: s.state is PumpState.FILLING or s.state.finished
+                                   or s.state is PumpState.OFFLINE, self.timeouts.nozzle_lift)
         except PumpTimeout:
             log.info("nozzle not lifted in time, pump stopped", extra={"sale_id": rec.id})
             self._stop_quietly(rec.pump)
@@ -162,18 +209,39 @@ class SaleFlow:
             return
         deadline = time.monotonic() + self.timeouts.filling
         while not st.state.finished and time.monotonic() < deadline:
-            self.dev.panel.show("filling", pump=rec.pump, litres=format_litres(st.volume_cl),
-                                amount=format_money(st.amount_cents, self._currency()))
-            seq = st.seq
-            try:
-                st = pumps.wait_status(rec.pump, lambda s: s.seq != seq, 2.0)
-            except PumpTimeout:
-                st = pumps.status(rec.pump)
+            if st.state is PumpState.OFFLINE:
+                st = self._pump_lost(rec)
                 if st.state is PumpState.OFFLINE:
                     break
-        if not st.state.finished:
+                continue
+            if st.state is PumpState.FILLING:
+                self._show("filling", pump=rec.pump, litres=format_litres(st.volume_cl),
+                           amount=format_money(st.amount_cents, self._currency()))
+            seq = st.seq
+            try:
+                st = pumps.wait_status(rec.pump, lambda s: s.seq != seq or s.state is PumpState.OFFLINE, 2.0)
+            except PumpTimeout:
+                st = pumps.status(rec.pump)
+        if not st.state.finished and st.state is not PumpState.OFFLINE:
             self._stop_quietly(rec.pump)
         self._settle(self.journal.get(rec.id), recovered=recovered)
+
+    def _pump_lost(self, rec: SaleRecord) -> PumpStatus:
+        """The pump stopped answering mid-sale: flag the sale, wait for the pump, then stop it."""
+        log.error("pump offline mid-sale", extra={"sale_id": rec.id, "pump": rec.pump})
+        fresh = self.journal.get(rec.id)
+        if "attendant_check" not in fresh.flags:
+            self.journal.transition(rec.id, fresh.state, flags=list(fresh.flags) + ["attendant_check"])
+        self._show("pump_error")
+        try:
+            st = self.dev.pumps.wait_status(rec.pump, lambda s: s.state is not PumpState.OFFLINE,
+                                            self.timeouts.pump_offline)
+        except PumpTimeout:
+            return self.dev.pumps.status(rec.pump)
+        if st.state in (PumpState.AUTHORIZED, PumpState.FILLING):
+            self._stop_quietly(rec.pump)
+            st = self.dev.pumps.status(rec.pump)
+        return st
 
     def _stop_quietly(self, pump: int) -> None:
         try:
@@ -198,7 +266,7 @@ class SaleFlow:
                       extra={"sale_id": rec.id, "error": str(exc)})
             if "attendant_check" not in flags:
                 self.journal.transition(rec.id, rec.state, flags=flags + ["attendant_check"])
-            self.dev.panel.show("pump_error")
+            self._show("pump_error")
             return
         volume, amount = st.volume_cl, st.amount_cents
         moved = None if after is None or rec.totals_before_cl is None else after - rec.totals_before_cl
@@ -218,7 +286,7 @@ class SaleFlow:
 
     def print_receipt(self, rec: SaleRecord) -> None:
         if not rec.volume_cl:
-            self.dev.panel.show("no_fuel")
+            self._show("no_fuel")
             return
         cfg = self.host.config or {}
         _, name = self._product(rec.pump, rec.nozzle or 0)
@@ -228,13 +296,16 @@ class SaleFlow:
             pump=rec.pump, product=name, volume_cl=rec.volume_cl, price_milli=rec.price_milli or 0,
             amount_cents=rec.amount_cents or 0, card_masked=rec.card_masked, auth_id=rec.auth_id or "",
             currency=self._currency())
-        try:
-            self.dev.printer.print_lines(lines)
-        except PrinterError as exc:
-            log.error("receipt not printed", extra={"sale_id": rec.id, "error": str(exc)})
-            return
-        self.journal.mark(rec.id, "receipt_printed")
-        self.dev.panel.show("thank_you", litres=format_litres(rec.volume_cl),
+        with self._print_lock:
+            if self.journal.get(rec.id).receipt_printed:
+                return
+            try:
+                self.dev.printer.print_lines(lines)
+            except PrinterError as exc:
+                log.error("receipt not printed", extra={"sale_id": rec.id, "error": str(exc)})
+                return
+            self.journal.mark(rec.id, "receipt_printed")
+        self._show("thank_you", litres=format_litres(rec.volume_cl),
                             amount=format_money(rec.amount_cents or 0, self._currency()))
 
     def _currency(self) -> str:
@@ -250,7 +321,10 @@ class SaleFlow:
     def recover(self) -> list[str]:
         """Settle every sale a crash left open, then print receipts that were not printed."""
         done = []
+        busy = self.busy_pumps()
         for rec in self.journal.open_sales():
+            if rec.pump in busy:
+                continue
             log.info("recovering open sale", extra={"sale_id": rec.id, "state": rec.state})
             if rec.state == "approved":
                 # the pump was never released for this sale
@@ -274,6 +348,6 @@ class SaleFlow:
             self._settle(rec, recovered=True)   # leaves it open and flagged
             return
         if st.state in (PumpState.AUTHORIZED, PumpState.FILLING):
-            self._follow(rec, recovered=True)
+            self._spawn(rec, recovered=True)
         else:
             self._settle(rec, recovered=True)

@@ -26,6 +26,7 @@ SCREENS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "no_fuel": ("No fuel taken", "Nothing charged"),
         "remove_card": ("Please remove card",),
         "pump_error": ("Pump unavailable", "Please see attendant"),
+        "pump_busy": ("All pumps busy", "Please wait"),
     },
 }
 LANGUAGES = tuple(SCREENS)
