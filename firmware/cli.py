@@ -14,17 +14,13 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-from firmware.errors import ConfigError, ForecourtError
+from firmware.errors import CardReaderError, ConfigError, ForecourtError, MissingComponent
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_ENVIRONMENT"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 EPILOG = "exit codes: 0 ok, 1 run failed, 2 usage or configuration error, 3 missing system component"
-
-
-class EnvironmentMissing(ForecourtError):
-    """A system component the command needs is not installed or cannot start."""
 
 
 def _stop_on_signals() -> threading.Event:
@@ -79,13 +75,17 @@ def cmd_sim(args: argparse.Namespace) -> int:
             print(name)
         return EXIT_OK
     headless = args.headless or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    if headless:
-        from hostsim.headless import run_headless
+    try:
+        if headless:
+            from hostsim.headless import run_headless
 
-        return run_headless(args.scenario, as_json=args.json, state_dir=args.state_dir)
-    from hostsim.window import run_window
+            return run_headless(args.scenario, as_json=args.json, state_dir=args.state_dir)
+        from hostsim.window import run_window
 
-    return run_window(state_dir=args.state_dir)
+        return run_window(state_dir=args.state_dir)
+    except CardReaderError as exc:
+        # the simulator's reader path is pcscd + vpcd on this machine
+        raise MissingComponent(f"card reader path unavailable: {exc}") from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"forecourt: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except EnvironmentMissing as exc:
+    except MissingComponent as exc:
         print(f"forecourt: {exc}", file=sys.stderr)
         return EXIT_ENVIRONMENT
     except ForecourtError as exc:

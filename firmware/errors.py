@@ -7,7 +7,7 @@ from typing import Any
 __all__ = [
     "ForecourtError", "ConfigError", "CardError", "CardNotAccepted", "CardRemoved", "CardReaderError",
     "PumpError", "PumpTimeout", "PumpLinkError", "PumpStateError", "HostError", "HostUnavailable",
-    "SyncError", "MessageError", "JournalError", "PinPadError", "PrinterError",
+    "SyncError", "MessageError", "JournalError", "PinPadError", "PrinterError", "MissingComponent",
 ]
 
 
@@ -88,3 +88,7 @@ class PinPadError(ForecourtError):
 
 class PrinterError(ForecourtError):
     """The receipt printer failed."""
+
+
+class MissingComponent(ForecourtError):
+    """A system component (mosquitto, pcscd, a free port) is missing or cannot start here."""

@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS sales (
     card_masked TEXT NOT NULL, card_token TEXT NOT NULL,
     auth_id TEXT, allowed_cl INTEGER, nozzles TEXT,
     nozzle INTEGER, product TEXT, volume_cl INTEGER, amount_cents INTEGER, price_milli INTEGER,
-    totals_before_cl INTEGER, reason TEXT, flags TEXT NOT NULL DEFAULT '[]', recovered INTEGER NOT NULL DEFAULT 0,
+    totals_before TEXT, reason TEXT, flags TEXT NOT NULL DEFAULT '[]', recovered INTEGER NOT NULL DEFAULT 0,
     receipt_printed INTEGER NOT NULL DEFAULT 0, synced INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL, finished_at REAL
 );
@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _FIELDS = ("auth_id", "allowed_cl", "nozzles", "nozzle", "product", "volume_cl", "amount_cents",
-           "price_milli", "totals_before_cl", "reason", "flags", "recovered", "finished_at")
+           "price_milli", "totals_before", "reason", "flags", "recovered", "finished_at")
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class SaleRecord:
     volume_cl: int | None
     amount_cents: int | None
     price_milli: int | None
-    totals_before_cl: int | None
+    totals_before: dict[int, tuple[int, int]] | None   # nozzle -> (volume_cl, amount_cents)
     reason: str | None
     flags: tuple[str, ...]
     recovered: bool
@@ -120,9 +120,12 @@ class Journal:
         if unknown:
             raise JournalError("unknown journal fields", fields=",".join(sorted(unknown)))
         stored = {k: (json.dumps(list(v)) if k in ("nozzles", "flags") else v) for k, v in fields.items()}
+        if fields.get("totals_before") is not None:
+            stored["totals_before"] = json.dumps({str(n): list(t) for n, t in fields["totals_before"].items()})
         sets = ", ".join(["state = ?"] + [f"{k} = ?" for k in stored])
         self._write(f"UPDATE sales SET {sets} WHERE id = ?", (state, *stored.values(), sale_id),
-                    sale_id, state, {k: v for k, v in fields.items() if k != "reason"})
+                    sale_id, state, {k: (v if k != "totals_before" else stored[k]) for k, v in fields.items()
+                                     if k != "reason"})
 
     def mark(self, sale_id: str, flag: str) -> None:
         """Set receipt_printed or synced."""
@@ -182,6 +185,12 @@ def _record(r: dict[str, Any]) -> SaleRecord:
         card_token=r["card_token"], auth_id=r["auth_id"], allowed_cl=r["allowed_cl"],
         nozzles=tuple(json.loads(r["nozzles"] or "[]")), nozzle=r["nozzle"], product=r["product"],
         volume_cl=r["volume_cl"], amount_cents=r["amount_cents"], price_milli=r["price_milli"],
-        totals_before_cl=r["totals_before_cl"], reason=r["reason"], flags=tuple(json.loads(r["flags"])), recovered=bool(r["recovered"]),
+        totals_before=_totals(r["totals_before"]), reason=r["reason"], flags=tuple(json.loads(r["flags"])), recovered=bool(r["recovered"]),
         receipt_printed=bool(r["receipt_printed"]), synced=bool(r["synced"]),
         created_at=r["created_at"], finished_at=r["finished_at"])
+
+
+def _totals(raw: str | None) -> dict[int, tuple[int, int]] | None:
+    if raw is None:
+        return None
+    return {int(n): (int(t[0]), int(t[1])) for n, t in json.loads(raw).items()}

@@ -25,6 +25,9 @@ __all__ = ["SaleFlow", "Devices"]
 
 log = logging.getLogger(__name__)
 
+# A pump in one of these states mid-sale lost its filling display (RESET, power cycle, switch-off).
+_ENDED_WITHOUT_FIGURES = (PumpState.RESET, PumpState.NOT_PROGRAMMED, PumpState.SWITCHED_OFF)
+
 
 class Reader(Protocol):
     def connect(self) -> bytes: ...
@@ -178,15 +181,20 @@ class SaleFlow:
                                               lambda n: self.dev.panel.show("enter_pin", stars="*" * n))
 
     # -- the pump part ------------------------------------------------------------------------------
-    def _totals(self, pump: int, nozzles: tuple[int, ...]) -> int:
-        return sum(self.dev.pumps.totals(pump, n).volume_cl for n in nozzles)
+    def _totals(self, pump: int, nozzles: tuple[int, ...]) -> dict[int, tuple[int, int]]:
+        """Electronic totals per nozzle: (volume_cl, amount_cents); they only grow."""
+        out = {}
+        for n in nozzles:
+            t = self.dev.pumps.totals(pump, n)
+            out[n] = (t.volume_cl, t.amount_cents)
+        return out
 
     def _dispense(self, rec: SaleRecord) -> None:
         pumps = self.dev.pumps
         try:
             before = self._totals(rec.pump, rec.nozzles)
             # journaled before the pump is released: a restart then knows fuel may have flowed
-            self.journal.transition(rec.id, "pump_authorized", totals_before_cl=before)
+            self.journal.transition(rec.id, "pump_authorized", totals_before=before)
             pumps.authorize(rec.pump, nozzles=rec.nozzles, volume_cl=rec.allowed_cl)
         except PumpError as exc:
             log.error("pump authorization failed", extra={"sale_id": rec.id, "error": str(exc)})
@@ -209,6 +217,10 @@ class SaleFlow:
             return
         deadline = time.monotonic() + self.timeouts.filling
         while not st.state.finished and time.monotonic() < deadline:
+            if st.state in _ENDED_WITHOUT_FIGURES:
+                log.warning("pump reset or restarted mid-sale; settling from its totals",
+                            extra={"sale_id": rec.id, "state": st.state.value})
+                break
             if st.state is PumpState.OFFLINE:
                 st = self._pump_lost(rec)
                 if st.state is PumpState.OFFLINE:
@@ -222,7 +234,7 @@ class SaleFlow:
                 st = pumps.wait_status(rec.pump, lambda s: s.seq != seq or s.state is PumpState.OFFLINE, 2.0)
             except PumpTimeout:
                 st = pumps.status(rec.pump)
-        if not st.state.finished and st.state is not PumpState.OFFLINE:
+        if st.state in (PumpState.AUTHORIZED, PumpState.FILLING):
             self._stop_quietly(rec.pump)
         self._settle(self.journal.get(rec.id), recovered=recovered)
 
@@ -260,7 +272,7 @@ class SaleFlow:
             st = self.dev.pumps.status(rec.pump)
             if st.state is PumpState.OFFLINE:
                 raise PumpTimeout("pump offline", pump=rec.pump)
-            after = self._totals(rec.pump, rec.nozzles) if rec.totals_before_cl is not None else None
+            after = self._totals(rec.pump, rec.nozzles) if rec.totals_before is not None else None
         except PumpError as exc:
             log.error("pump unreadable; sale left open for the attendant",
                       extra={"sale_id": rec.id, "error": str(exc)})
@@ -268,18 +280,27 @@ class SaleFlow:
                 self.journal.transition(rec.id, rec.state, flags=flags + ["attendant_check"])
             self._show("pump_error")
             return
-        volume, amount = st.volume_cl, st.amount_cents
-        moved = None if after is None or rec.totals_before_cl is None else after - rec.totals_before_cl
-        if moved == 0 or (moved is None and not st.state.finished):
-            volume = amount = 0           # nothing flowed for this sale
-        elif moved is not None and not st.state.finished:
-            volume, amount = moved, (moved * st.price_milli + 500) // 1000
-            flags.append("settled_from_totals")
-        elif moved is not None and moved != volume:
-            flags.append("totals_mismatch")
-        product, _ = self._product(rec.pump, st.nozzle)
-        self.journal.transition(rec.id, "completed", nozzle=st.nozzle, product=product, volume_cl=volume,
-                                amount_cents=amount, price_milli=st.price_milli, finished_at=time.time(),
+        nozzle, volume, amount, price = st.nozzle, st.volume_cl, st.amount_cents, st.price_milli
+        if after is None or rec.totals_before is None:
+            if not st.state.finished:
+                volume = amount = 0       # the pump was never released for this sale
+        else:
+            moved = {n: (after[n][0] - rec.totals_before[n][0], after[n][1] - rec.totals_before[n][1])
+                     for n in after if n in rec.totals_before}
+            moved_cl = sum(v for v, _ in moved.values())
+            if moved_cl == 0:
+                volume = amount = 0       # nothing flowed for this sale
+            elif not st.state.finished:
+                # the pump lost its filling display (reset, restart): its totals still say what flowed
+                nozzle = max(moved, key=lambda n: moved[n][0])
+                volume, amount = moved_cl, sum(a for _, a in moved.values())
+                price = self._price(rec.pump, nozzle) or price
+                flags.append("settled_from_totals")
+            elif moved_cl != volume:
+                flags.append("totals_mismatch")
+        product, _ = self._product(rec.pump, nozzle)
+        self.journal.transition(rec.id, "completed", nozzle=nozzle, product=product, volume_cl=volume,
+                                amount_cents=amount, price_milli=price, finished_at=time.time(),
                                 recovered=recovered, flags=flags)
         self.host.kick()
         self.print_receipt(self.journal.get(rec.id))
@@ -310,6 +331,12 @@ class SaleFlow:
 
     def _currency(self) -> str:
         return str((self.host.config or {}).get("currency", "EUR"))
+
+    def _price(self, pump: int, nozzle: int) -> int | None:
+        for p in (self.host.config or {}).get("prices", []):
+            if p["pump"] == pump and p["nozzle"] == nozzle:
+                return int(p["price_milli"])
+        return None
 
     def _product(self, pump: int, nozzle: int) -> tuple[str | None, str]:
         for p in (self.host.config or {}).get("prices", []):

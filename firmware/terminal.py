@@ -31,9 +31,12 @@ def load_token_key(path: Path) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
-def _apply_prices(host: HostLink, pumps: Devices, numbers: tuple[int, ...]) -> None:
+def _apply_prices(host: HostLink, pumps: Devices, numbers: tuple[int, ...], *,
+                  only_unprogrammed: bool = False) -> None:
     prices = (host.config or {}).get("prices", [])
     for pump in numbers:
+        if only_unprogrammed and pumps.pumps.status(pump).state is not PumpState.NOT_PROGRAMMED:
+            continue
         table = {p["nozzle"]: p["price_milli"] for p in prices if p["pump"] == pump}
         if not table:
             continue
@@ -93,11 +96,14 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
 def _serve(cfg: TerminalConfig, flow: SaleFlow, host: HostLink, dev: Devices, journal: Journal,
            stop: threading.Event) -> None:
     shown = None
-    last_recover = time.monotonic()
+    last_recover = last_check = time.monotonic()
     while not stop.is_set():
         if host.config_changed.is_set():
             host.config_changed.clear()
             _apply_prices(host, dev, cfg.devices.pumps)
+        if time.monotonic() - last_check > 1.0:
+            _apply_prices(host, dev, cfg.devices.pumps, only_unprogrammed=True)   # a pump that restarted
+            last_check = time.monotonic()
         screen = "idle" if host.online else "offline"
         if screen != shown:
             dev.panel.show(screen)

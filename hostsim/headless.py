@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware.errors import ConfigError, ForecourtError
-from hostsim.scenarios import SCENARIOS, Run, sale_view
+from hostsim.scenarios import SCENARIOS, SIM_OPTIONS, Run, sale_view
 from hostsim.world import Simulator
 
 __all__ = ["run_headless", "run_scenario"]
@@ -21,7 +21,7 @@ __all__ = ["run_headless", "run_scenario"]
 def run_scenario(name: str, state_dir: Path) -> dict[str, Any]:
     if name not in SCENARIOS:
         raise ConfigError(f"unknown scenario '{name}' (see --list-scenarios)", scenario=name)
-    with Simulator(state_dir) as sim:
+    with Simulator(state_dir, **SIM_OPTIONS.get(name, {})) as sim:
         run = Run(sim)
         error = None
         try:

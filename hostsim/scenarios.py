@@ -11,9 +11,10 @@ from typing import Any, Callable
 from firmware.journal import SaleRecord
 from firmware.pump import PumpState
 from firmware.receipt import format_litres
+from hostsim.scenarios_pump import pump_faults, pump_offline_midsale
 from hostsim.world import Simulator, load_cards
 
-__all__ = ["SCENARIOS", "Run", "sale_view"]
+__all__ = ["SCENARIOS", "SIM_OPTIONS", "Run", "sale_view"]
 
 AUTHORIZE = b"\x06"
 
@@ -175,4 +176,11 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "fleet-happy": fleet_happy,
     "fleet-declined-limit": fleet_declined_limit,
     "fleet-wrong-pin": fleet_wrong_pin,
+    "pump-faults": pump_faults,
+    "pump-offline-midsale": pump_offline_midsale,
+}
+
+# Simulator options a scenario needs (defaults otherwise).
+SIM_OPTIONS: dict[str, dict[str, Any]] = {
+    "pump-faults": {"terminal_pumps": (1, 2, 3, 4)},
 }

@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 from typing import IO, Sequence
 
-from firmware.errors import ForecourtError
+from firmware.errors import MissingComponent
 from registry.broker import broker_config
 
 __all__ = ["free_port", "wait_port", "Process", "start_mosquitto", "forecourt_command", "ServiceError"]
 
 
-class ServiceError(ForecourtError):
+class ServiceError(MissingComponent):
     """A service the simulator needs did not start."""
 
 

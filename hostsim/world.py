@@ -173,6 +173,7 @@ pin_key = "pek.hex"
 [timeouts]
 auth = 5
 nozzle_lift = 30
+pump_offline = 30
 """)
 
     # -- reading back -------------------------------------------------------------------------------

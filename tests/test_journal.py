@@ -34,7 +34,7 @@ def journal(path: Path) -> Iterator[Journal]:
 def complete(j: Journal, sale_id: str, volume_cl: int = 2000) -> None:
     j.transition(sale_id, "authorizing")
     j.transition(sale_id, "approved", auth_id="auth-" + sale_id, allowed_cl=15000, nozzles=[1, 2])
-    j.transition(sale_id, "pump_authorized", totals_before_cl=100)
+    j.transition(sale_id, "pump_authorized", totals_before={1: (100, 166)})
     j.transition(sale_id, "completed", nozzle=1, product="diesel", volume_cl=volume_cl, amount_cents=3318,
                  price_milli=1659, finished_at=1_700_000_000.5, flags=["totals_mismatch"], recovered=False)
 
@@ -60,7 +60,7 @@ def test_transition_sets_fields_with_their_types(journal: Journal) -> None:
     assert rec.nozzles == (1, 2)
     assert (rec.nozzle, rec.product, rec.volume_cl, rec.amount_cents, rec.price_milli) == (
         1, "diesel", 2000, 3318, 1659)
-    assert rec.totals_before_cl == 100
+    assert rec.totals_before == {1: (100, 166)}
     assert rec.finished_at == 1_700_000_000.5
     assert rec.flags == ("totals_mismatch",)
     assert rec.recovered is False
@@ -97,7 +97,7 @@ def test_filters(journal: Journal) -> None:
         journal.begin_sale(sid, 1, MASKED, TOKEN)
         time.sleep(0.002)       # distinct created_at: the filters order by it
     journal.transition("approved", "approved", auth_id="x", allowed_cl=100, nozzles=[1])
-    journal.transition("pumping", "pump_authorized", totals_before_cl=0)
+    journal.transition("pumping", "pump_authorized", totals_before={1: (0, 0)})
     journal.transition("declined", "declined", reason="wrong_pin")
     complete(journal, "done")
     complete(journal, "done_empty", volume_cl=0)

@@ -1,0 +1,411 @@
+"""Terminal <-> registry over a real mosquitto: authorization, retained config and store-and-forward of sales."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psec.pinblock import encipher_pinblock_iso_4
+from sqlalchemy import func, select
+
+from drivers.mqtt import MqttLink
+from firmware import messages as m
+from firmware.cards import card_token, mask_pan
+from firmware.errors import HostUnavailable
+from firmware.hostlink import HostLink, sale_payload
+from firmware.journal import Journal
+from registry.broker import broker_config
+from registry.models import Transaction
+from registry.seed import load_seed
+from registry.server import Registry
+
+pytestmark = pytest.mark.system
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+SEED = Path(__file__).resolve().parents[1] / "hostsim" / "fixtures" / "seed.toml"
+PIN_KEY = bytes.fromhex("8B2F4E01A7C3D95E6F1028374C5D6E7F")
+PAN = "7077001000000019"
+TERMINAL, STATION = "T-0001", "ST-001"
+SEED_DOC = load_seed(SEED)
+
+
+def seed_nozzles(wallet: int, pump: int) -> list[int]:
+    """The nozzles of a pump whose product the seed lets a wallet buy (the seed file may evolve)."""
+    products = next(set(w["products"]) for w in SEED_DOC["wallets"] if w["id"] == wallet)
+    return sorted(n["nozzle"] for n in SEED_DOC["nozzles"] if n["pump"] == pump and n["product"] in products)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 5.0, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+@dataclass
+class Broker:
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    if not Path(MOSQUITTO).exists():
+        pytest.skip("mosquitto is not installed")
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(broker_config(port))
+    log = tmp_path / "mosquitto.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    b = Broker(port, proc, log)
+    try:
+        def listening() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return True
+            except OSError:
+                return False
+        assert wait_for(listening, 10, 0.02), f"mosquitto did not start: {log.read_text()}"
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture
+def registry(broker: Broker, tmp_path: Path) -> Iterator[Registry]:
+    reg = Registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "registry", "127.0.0.1", broker.port,
+                   seed=SEED)
+    reg.start()
+    try:
+        assert reg.link.wait_connected(5)
+        yield reg
+    finally:
+        reg.stop()
+
+
+@dataclass
+class Terminal:
+    link: MqttLink
+    journal: Journal
+    host: HostLink
+
+
+def make_terminal(port: int, journal_path: Path) -> Terminal:
+    journal = Journal(journal_path)
+    link = MqttLink("127.0.0.1", port, TERMINAL)
+    host = HostLink(link, journal, TERMINAL, STATION)
+    return Terminal(link, journal, host)
+
+
+@pytest.fixture
+def terminal(broker: Broker, tmp_path: Path) -> Iterator[Terminal]:
+    t = make_terminal(broker.port, tmp_path / "terminal" / "journal.db")
+    t.link.start()
+    try:
+        assert t.link.wait_connected(5)
+        yield t
+    finally:
+        t.host.stop_sync()
+        t.link.stop()
+        t.journal.close()
+
+
+@dataclass
+class Spy:
+    """A third MQTT client: publishes raw payloads and records what it sees."""
+
+    link: MqttLink
+    seen: dict[str, list[bytes]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def watch(self, topic: str) -> None:
+        def handler(t: str, payload: bytes, props: Any) -> None:
+            with self.lock:
+                self.seen.setdefault(topic, []).append(bytes(payload))
+        self.link.subscribe(topic, handler)
+
+    def got(self, topic: str) -> list[bytes]:
+        with self.lock:
+            return list(self.seen.get(topic, []))
+
+
+@pytest.fixture
+def spy(broker: Broker) -> Iterator[Spy]:
+    s = Spy(MqttLink("127.0.0.1", broker.port, "spy-" + uuid.uuid4().hex[:8]))
+    s.link.start()
+    try:
+        assert s.link.wait_connected(5)
+        yield s
+    finally:
+        s.link.stop()
+
+
+def pin_block(pin: str = "1234", pan: str = PAN) -> bytes:
+    return encipher_pinblock_iso_4(PIN_KEY, pin, pan)
+
+
+def wait_config(t: Terminal) -> dict[str, Any]:
+    assert t.host.config_changed.wait(5), "no retained configuration arrived"
+    assert t.host.config is not None
+    return t.host.config
+
+
+def completed_sale(journal: Journal, auth_id: str, volume_cl: int = 2000) -> str:
+    sale_id = str(uuid.uuid4())
+    journal.begin_sale(sale_id, 1, mask_pan(PAN), card_token(b"k" * 32, PAN))
+    journal.transition(sale_id, "authorizing")
+    journal.transition(sale_id, "approved", auth_id=auth_id, allowed_cl=15000, nozzles=[1])
+    journal.transition(sale_id, "pump_authorized")
+    journal.transition(sale_id, "completed", nozzle=1, product="diesel", volume_cl=volume_cl,
+                       amount_cents=(volume_cl * 1659 + 500) // 1000, price_milli=1659, finished_at=time.time(),
+                       recovered=False, flags=[])
+    return sale_id
+
+
+def registry_rows(reg: Registry, sale_id: str) -> int:
+    with reg.sessions() as s:
+        return int(s.scalar(select(func.count()).select_from(Transaction).where(Transaction.sale_id == sale_id))
+                   or 0)
+
+
+# -- configuration -----------------------------------------------------------------------------------------
+
+def test_retained_config_arrives_with_prices(registry: Registry, terminal: Terminal, tmp_path: Path) -> None:
+    cfg = wait_config(terminal)
+    assert cfg["terminal"] == TERMINAL and cfg["station"] == STATION
+    assert cfg["station_name"] == "Forecourt Demo Station" and cfg["currency"] == "EUR"
+    prices = {(p["pump"], p["nozzle"]): (p["product"], p["product_name"], p["price_milli"]) for p in cfg["prices"]}
+    assert prices[(1, 1)] == ("diesel", "Diesel", 1659)
+    assert prices[(1, 2)] == ("petrol95", "Unleaded 95", 1789)
+    assert prices[(2, 2)] == ("adblue", "AdBlue", 899)
+    assert len(prices) == 6
+    # cached in the journal: a terminal restarted offline still knows its prices
+    assert json.loads(terminal.journal.get_value("terminal_config") or "null") == cfg
+    offline = HostLink(MqttLink("127.0.0.1", free_port(), "offline"), terminal.journal, TERMINAL, STATION)
+    assert offline.config == cfg and not offline.online
+
+
+def test_config_for_another_terminal_is_ignored(broker: Broker, terminal: Terminal, spy: Spy) -> None:
+    doc = {"terminal": "T-0002", "station": STATION, "station_name": "x", "currency": "EUR", "version": 1,
+           "prices": []}
+    spy.link.publish(m.TOPICS["config"].format(terminal=TERMINAL), m.encode(doc, m.TERMINAL_CONFIG))
+    spy.link.publish(m.TOPICS["config"].format(terminal=TERMINAL), b"garbage")
+    assert not terminal.host.config_changed.wait(0.5)
+    assert terminal.host.config is None
+
+
+# -- authorization -----------------------------------------------------------------------------------------
+
+def test_authorize_round_trip_approved(registry: Registry, terminal: Terminal) -> None:
+    wait_config(terminal)
+    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1, timeout=5)
+    assert answer["approved"] is True and answer["reason"] == "approved"
+    assert answer["allowed_cl"] == 15000 and answer["nozzles"] == seed_nozzles(1, 1)
+    assert answer["card_masked"] == "707700******0019"
+    uuid.UUID(answer["auth_id"])
+
+
+def test_authorize_round_trip_declined(registry: Registry, terminal: Terminal) -> None:
+    wait_config(terminal)
+    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block("0000"), pump=1, timeout=5)
+    assert (answer["approved"], answer["reason"]) == (False, "wrong_pin")
+    answer = terminal.host.authorize(pan="7077001000000027", expiry="2912",
+                                     pin_block=pin_block(pan="7077001000000027"), pump=1, timeout=5)
+    assert answer["reason"] == "limit_exhausted"
+
+
+def test_concurrent_requests_get_their_own_answers(registry: Registry, terminal: Terminal) -> None:
+    wait_config(terminal)
+    results: dict[int, dict[str, Any]] = {}
+
+    def ask(pump: int) -> None:
+        results[pump] = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=pump,
+                                                timeout=5)
+
+    threads = [threading.Thread(target=ask, args=(p,)) for p in (1, 2, 3, 9)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(10)
+    assert [results[p]["nozzles"] for p in (1, 2, 3)] == [seed_nozzles(1, p) for p in (1, 2, 3)]
+    assert all(results[p]["approved"] for p in (1, 2, 3))
+    assert results[9]["reason"] == "pump_unknown"
+
+
+def test_broker_down_raises_host_unavailable_quickly(tmp_path: Path) -> None:
+    t = make_terminal(free_port(), tmp_path / "journal.db")     # nothing listens there
+    t.link.start()
+    try:
+        start = time.monotonic()
+        with pytest.raises(HostUnavailable):
+            t.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1, timeout=5)
+        assert time.monotonic() - start < 1.0
+        assert not t.host.online
+    finally:
+        t.link.stop()
+        t.journal.close()
+
+
+def test_registry_down_times_out_as_host_unavailable(broker: Broker, terminal: Terminal) -> None:
+    start = time.monotonic()
+    with pytest.raises(HostUnavailable, match="in time"):
+        terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1, timeout=0.5)
+    assert 0.4 <= time.monotonic() - start < 2.0
+
+
+def test_broker_lost_mid_session_raises_quickly(broker: Broker, terminal: Terminal) -> None:
+    assert terminal.host.online
+    broker.stop()
+    assert wait_for(lambda: not terminal.host.online, 5)
+    start = time.monotonic()
+    with pytest.raises(HostUnavailable):
+        terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1, timeout=5)
+    assert time.monotonic() - start < 1.0
+
+
+# -- store and forward -------------------------------------------------------------------------------------
+
+def test_completed_sale_is_synced_and_stored_once(registry: Registry, terminal: Terminal, spy: Spy) -> None:
+    wait_config(terminal)
+    inbox = m.TOPICS["terminal_inbox"].format(terminal=TERMINAL)
+    spy.watch(inbox)
+    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1, timeout=5)
+    sale_id = completed_sale(terminal.journal, answer["auth_id"])
+    assert [r.id for r in terminal.journal.unsynced()] == [sale_id]
+    terminal.host.start_sync()
+    terminal.host.kick()
+    assert wait_for(lambda: terminal.journal.get(sale_id).synced, 5)
+    assert terminal.journal.unsynced() == []
+    assert registry_rows(registry, sale_id) == 1
+    with registry.sessions() as s:
+        tx = s.scalar(select(Transaction).where(Transaction.sale_id == sale_id))
+        assert tx is not None
+        assert (tx.volume_cl, tx.amount_cents, tx.device_id, tx.flags) == (2000, 3318, TERMINAL, "")
+        assert tx.card_masked == "707700******0019"
+
+    # the same sale sent again (a retry after a lost ack) is acknowledged as a duplicate, never stored twice
+    payload = m.encode(sale_payload(terminal.journal.get(sale_id), TERMINAL, STATION), m.SALE)
+    spy.link.publish(m.TOPICS["sales"].format(terminal=TERMINAL), payload)
+    assert wait_for(lambda: any(json.loads(p).get("status") == "duplicate" for p in spy.got(inbox)), 5)
+    assert registry_rows(registry, sale_id) == 1
+    assert terminal.journal.get(sale_id).synced
+
+
+def test_sale_is_marked_synced_only_after_the_ack(broker: Broker, terminal: Terminal, spy: Spy) -> None:
+    sales_topic = m.TOPICS["sales"].format(terminal=TERMINAL)
+    inbox = m.TOPICS["terminal_inbox"].format(terminal=TERMINAL)
+    spy.watch(sales_topic)
+    sale_id = completed_sale(terminal.journal, str(uuid.uuid4()))
+    terminal.host.start_sync()
+    terminal.host.kick()
+    assert wait_for(lambda: len(spy.got(sales_topic)) >= 1, 5)        # sent, but no registry to answer
+    sent = m.decode(spy.got(sales_topic)[0], m.SALE)
+    assert sent["sale_id"] == sale_id and sent["volume_cl"] == 2000 and sent["card_masked"] == "707700******0019"
+    assert PAN not in spy.got(sales_topic)[0].decode()
+    time.sleep(0.3)
+    assert not terminal.journal.get(sale_id).synced
+
+    def ack(sid: str, status: str) -> None:
+        spy.link.publish(inbox, m.encode({"sale_id": sid, "status": status, "reason": ""}, m.SALE_ACK))
+
+    ack(str(uuid.uuid4()), "stored")         # someone else's sale
+    ack(sale_id, "rejected")                 # a refusal is not a sync
+    spy.link.publish(inbox, b'{"v":1,"sale_id":"' + sale_id.encode() + b'","status":"stored"}')  # malformed
+    time.sleep(0.3)
+    assert not terminal.journal.get(sale_id).synced
+    ack(sale_id, "stored")
+    assert wait_for(lambda: terminal.journal.get(sale_id).synced, 5)
+    assert [s for s, d in terminal.journal.events(sale_id)][-1] == "completed"
+
+
+def test_unsynced_sale_is_resent_when_the_registry_comes_back(broker: Broker, terminal: Terminal,
+                                                               tmp_path: Path) -> None:
+    sale_id = completed_sale(terminal.journal, str(uuid.uuid4()))
+    terminal.host.start_sync()
+    terminal.host.kick()
+    time.sleep(0.3)
+    assert not terminal.journal.get(sale_id).synced            # no registry yet: nothing acknowledged
+    reg = Registry(f"sqlite:///{tmp_path / 'late.db'}", tmp_path / "late", "127.0.0.1", broker.port, seed=SEED)
+    reg.start()
+    try:
+        assert reg.link.wait_connected(5)
+        wait_config(terminal)                                  # the registry is subscribed by now
+        terminal.host.kick()
+        assert wait_for(lambda: terminal.journal.get(sale_id).synced, 5)
+        assert registry_rows(reg, sale_id) == 1
+        with reg.sessions() as s:
+            tx = s.scalar(select(Transaction).where(Transaction.sale_id == sale_id))
+            assert tx is not None and tx.flags == "unknown_authorization"
+    finally:
+        reg.stop()
+
+
+# -- malformed traffic -------------------------------------------------------------------------------------
+
+def test_malformed_payloads_are_counted_and_the_registry_keeps_answering(registry: Registry, terminal: Terminal,
+                                                                         spy: Spy) -> None:
+    wait_config(terminal)
+    auth_topic = m.TOPICS["auth_request"]
+    sales_topic = m.TOPICS["sales"].format(terminal=TERMINAL)
+    spy.link.publish(auth_topic, b"not json")
+    spy.link.publish(auth_topic, b'{"v":1,"pan":"7077001000000019"}')
+    spy.link.publish(sales_topic, b"\xff\xfe")
+    spy.link.publish(sales_topic, json.dumps({"v": 2}).encode())
+    # a well-formed sale published on another terminal's topic
+    doc = sale_payload(terminal.journal.get(completed_sale(terminal.journal, str(uuid.uuid4()))), TERMINAL,
+                       STATION)
+    spy.link.publish(m.TOPICS["sales"].format(terminal="T-0002"), m.encode(doc, m.SALE))
+    assert wait_for(lambda: registry.malformed == 5, 5), registry.malformed
+    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1, timeout=5)
+    assert answer["approved"] is True
+    assert registry_rows(registry, doc["sale_id"]) == 0
+
+
+def test_payloads_that_break_the_json_parser_do_not_stop_the_registry(registry: Registry, terminal: Terminal,
+                                                                      spy: Spy) -> None:
+    wait_config(terminal)
+    spy.link.publish(m.TOPICS["auth_request"], b'{"v":1,"pump":' + b"9" * 5000 + b"}")
+    spy.link.publish(m.TOPICS["sales"].format(terminal=TERMINAL), b"[" * 60000)
+    time.sleep(0.3)
+    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1, timeout=5)
+    assert answer["approved"] is True
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: messages.decode lets ValueError (a >4300-digit number) and "
+                                       "RecursionError (deep nesting) through, so Registry._on_auth/_on_sale "
+                                       "do not count these payloads in registry.malformed")
+def test_parser_breaking_payloads_are_counted_as_malformed(registry: Registry, terminal: Terminal,
+                                                           spy: Spy) -> None:
+    wait_config(terminal)
+    spy.link.publish(m.TOPICS["auth_request"], b'{"v":1,"pump":' + b"9" * 5000 + b"}")
+    spy.link.publish(m.TOPICS["sales"].format(terminal=TERMINAL), b"[" * 60000)
+    assert wait_for(lambda: registry.malformed == 2, 1.5), registry.malformed

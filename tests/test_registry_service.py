@@ -1,0 +1,439 @@
+"""registry.service on a real SQLite file seeded from hostsim/fixtures/seed.toml."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psec.pinblock import encipher_pinblock_iso_4
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from firmware import messages as m
+from firmware.cards import luhn_ok
+from firmware.errors import ConfigError
+from registry.db import open_database
+from registry.keys import RegistryKeys, load_or_create_keys
+from registry.models import Account, Authorization, Card, Device, Nozzle, Product, Station, Transaction, Wallet
+from registry.seed import apply_seed, load_seed
+from registry.service import AUTH_TTL, MAX_FILL_CL, MAX_PIN_TRIES, authorize, record_sale, wallet_usage_cl
+
+SEED = Path(__file__).resolve().parents[1] / "hostsim" / "fixtures" / "seed.toml"
+PIN_KEY = bytes.fromhex("8B2F4E01A7C3D95E6F1028374C5D6E7F")      # device T-0001 in the seed
+ACME = "7077001000000019"          # wallet 1: diesel, adblue; 1000 L a month
+NORTHWIND = "7077001000000027"     # wallet 2: diesel only; 200 L a month, all used
+ACME2 = "7077001000000035"         # wallet 1 too
+EXPIRED = "7077001000000043"
+BLOCKED = "7077001000000050"
+UNKNOWN = "7077001000000068"
+NOW = dt.datetime(2025, 3, 15, 12, 0, 0)
+
+ADBLUE_ONLY = "7077001000000076"  # wallet 9 below: AdBlue only
+EXTRA_CARDS = {
+    "wallets": [{"id": 9, "account": 1, "products": ["adblue"], "monthly_limit_litres": 50.5}],
+    "cards": [
+        {"pan": EXPIRED, "expiry": "2502", "pin": "1234", "wallet": 1},
+        {"pan": BLOCKED, "expiry": "2912", "pin": "1234", "wallet": 1, "status": "blocked"},
+        {"pan": ADBLUE_ONLY, "expiry": "2912", "pin": "1234", "wallet": 9},
+    ]}
+SEED_DOC = load_seed(SEED)
+
+
+def seed_nozzles(wallet: int, pump: int) -> list[int]:
+    """The nozzles of a pump whose product the seed lets a wallet buy (the seed file may evolve)."""
+    products = next(set(w["products"]) for w in SEED_DOC["wallets"] if w["id"] == wallet)
+    return sorted(n["nozzle"] for n in SEED_DOC["nozzles"] if n["pump"] == pump and n["product"] in products)
+
+
+class Env:
+    def __init__(self, path: Path, engine: Engine, sessions: sessionmaker[Session], keys: RegistryKeys) -> None:
+        self.path, self.engine, self.sessions, self.keys = path, engine, sessions, keys
+
+    def auth(self, pan: str = ACME, pin: str = "1234", pump: int = 1, *, now: dt.datetime = NOW,
+             terminal: str = "T-0001", station: str = "ST-001", pin_block: str | None = None,
+             block_pan: str | None = None) -> dict[str, Any]:
+        req = {"request_id": str(uuid.uuid4()), "terminal": terminal, "station": station, "pump": pump,
+               "pan": pan, "expiry": "2912",
+               "pin_block": pin_block or encipher_pinblock_iso_4(PIN_KEY, pin, block_pan or pan).hex().upper()}
+        req = m.decode(m.encode(req, m.AUTH_REQUEST), m.AUTH_REQUEST)      # exactly what the wire carries
+        with self.sessions() as s:
+            answer = authorize(s, self.keys, req, now)
+        assert answer["request_id"] == req["request_id"]
+        m.encode(answer, m.AUTH_RESPONSE)          # the answer always fits its schema
+        return answer
+
+    def sale(self, auth_id: str, volume_cl: int = 2000, **over: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        doc = {"sale_id": str(uuid.uuid4()), "auth_id": auth_id, "terminal": "T-0001", "station": "ST-001",
+               "pump": 1, "nozzle": 1, "product": "diesel", "volume_cl": volume_cl,
+               "amount_cents": (volume_cl * 1659 + 500) // 1000, "price_milli": 1659,
+               "card_masked": "707700******0019", "finished_at": "2025-03-15T11:59:00.000000Z",
+               "recovered": False, "flags": []}
+        doc.update(over)
+        doc = m.decode(m.encode(doc, m.SALE), m.SALE)
+        return doc, self.record(doc)
+
+    def record(self, doc: dict[str, Any], now: dt.datetime = NOW) -> dict[str, Any]:
+        with self.sessions() as s:
+            ack = record_sale(s, doc, now)
+        m.encode(ack, m.SALE_ACK)
+        return ack
+
+    def card(self, pan: str) -> Card:
+        with self.sessions() as s:
+            card = s.scalar(select(Card).where(Card.token == self.keys.token(pan)))
+            assert card is not None
+            return card
+
+    def count(self, model: type, *where: Any) -> int:
+        with self.sessions() as s:
+            return int(s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+    def usage(self, wallet: int, now: dt.datetime = NOW) -> int:
+        with self.sessions() as s:
+            return wallet_usage_cl(s, wallet, now)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    path = tmp_path / "registry.db"
+    engine, sessions = open_database(f"sqlite:///{path}")
+    keys = load_or_create_keys(tmp_path / "keys" / "registry-keys.json")
+    with sessions() as s:
+        apply_seed(s, keys, load_seed(SEED), NOW)
+        apply_seed(s, keys, EXTRA_CARDS, NOW)
+    try:
+        yield Env(path, engine, sessions, keys)
+    finally:
+        engine.dispose()
+
+
+# -- database and seed -------------------------------------------------------------------------------------
+
+def test_sqlite_pragmas(env: Env) -> None:
+    with env.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def _counts(env: Env) -> dict[str, int]:
+    return {model.__name__: env.count(model) for model in
+            (Station, Product, Nozzle, Device, Account, Wallet, Card, Transaction)}
+
+
+def test_seed_contents(env: Env) -> None:
+    assert _counts(env) == {"Station": 1, "Product": 3, "Nozzle": 6, "Device": 1, "Account": 2, "Wallet": 3,
+                            "Card": 6, "Transaction": 1}
+    with env.sessions() as s:
+        w1, w2, w9 = s.get(Wallet, 1), s.get(Wallet, 2), s.get(Wallet, 9)
+        assert w1 is not None and w2 is not None and w9 is not None
+        assert w1.monthly_limit_cl == 100_000
+        assert set(w1.allowed_products.split(",")) == set(SEED_DOC["wallets"][0]["products"])
+        assert (w2.allowed_products, w2.monthly_limit_cl) == ("diesel", 20_000)
+        assert (w9.allowed_products, w9.monthly_limit_cl) == ("adblue", 5_050)     # litres -> cl
+    assert env.card(ACME).masked == "707700******0019"
+    assert env.card(BLOCKED).status == "blocked"
+    assert env.usage(2) == 20_000 and env.usage(1) == 0
+
+
+def test_apply_seed_twice_is_idempotent(env: Env) -> None:
+    before = _counts(env)
+    verifier = env.card(ACME).pin_verifier
+    with env.sessions() as s:
+        apply_seed(s, env.keys, load_seed(SEED), NOW + dt.timedelta(hours=1))
+        apply_seed(s, env.keys, EXTRA_CARDS, NOW)
+    assert _counts(env) == before
+    assert env.card(ACME).pin_verifier == verifier
+    assert env.usage(2) == 20_000
+
+
+def test_malformed_seed_is_a_config_error(env: Env, tmp_path: Path) -> None:
+    with env.sessions() as s:
+        with pytest.raises(ConfigError, match="malformed"):
+            apply_seed(s, env.keys, {"cards": [{"pan": "7077001000000084"}]}, NOW)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[cards]\n")
+    with pytest.raises(ConfigError):
+        load_seed(bad)
+    with pytest.raises(ConfigError):
+        load_seed(tmp_path / "missing.toml")
+
+
+def test_test_pans_are_luhn_valid() -> None:
+    assert all(luhn_ok(p) for p in (ACME, NORTHWIND, ACME2, EXPIRED, BLOCKED, UNKNOWN, ADBLUE_ONLY))
+
+
+# -- authorization -----------------------------------------------------------------------------------------
+
+def test_approve_reserves_at_most_one_filling(env: Env) -> None:
+    a = env.auth(ACME, pump=1)
+    assert a["approved"] is True and a["reason"] == "approved"
+    assert a["allowed_cl"] == min(100_000, MAX_FILL_CL) == 15_000
+    assert a["nozzles"] == seed_nozzles(1, 1)
+    assert a["card_masked"] == "707700******0019"
+    with env.sessions() as s:
+        row = s.get(Authorization, a["auth_id"])
+        assert row is not None
+        assert (row.status, row.allowed_cl, row.pump, row.device_id, row.wallet_id) == ("open", 15_000, 1,
+                                                                                         "T-0001", 1)
+        assert row.expires_at == NOW + AUTH_TTL
+    assert env.usage(1) == 15_000
+
+
+def test_nozzles_are_filtered_by_wallet_products(env: Env) -> None:
+    for pump in (1, 2, 3):
+        assert env.auth(ACME, pump=pump)["nozzles"] == seed_nozzles(1, pump)
+    only = env.auth(ADBLUE_ONLY, pump=2)                  # pump 2: diesel (1) and adblue (2)
+    assert (only["approved"], only["nozzles"], only["allowed_cl"]) == (True, [2], 5_050)
+    assert env.auth(ADBLUE_ONLY, pump=1)["reason"] == "product_not_allowed"
+
+
+def test_open_authorizations_hold_litres_until_the_limit(env: Env) -> None:
+    allowed = [env.auth(ACME if i % 2 else ACME2)["allowed_cl"] for i in range(7)]
+    assert allowed == [15_000] * 6 + [10_000]              # 1000 L a month, shared by both cards
+    last = env.auth(ACME)
+    assert (last["approved"], last["reason"], last["allowed_cl"]) == (False, "limit_exhausted", 0)
+    assert env.usage(1) == 100_000
+    # held litres are released when the authorizations expire
+    later = NOW + AUTH_TTL + dt.timedelta(seconds=1)
+    assert env.usage(1, later) == 0
+    assert env.auth(ACME, now=later)["allowed_cl"] == 15_000
+
+
+def test_settled_sales_count_instead_of_the_hold(env: Env) -> None:
+    a = env.auth(ACME)
+    env.sale(a["auth_id"], volume_cl=2_500)
+    assert env.usage(1) == 2_500
+    assert env.auth(ACME)["allowed_cl"] == 15_000
+    # next month the sale no longer counts
+    assert env.usage(1, dt.datetime(2025, 4, 1, 0, 0, 1)) == 0
+
+
+def test_remaining_below_one_filling_is_what_is_allowed(env: Env) -> None:
+    a = env.auth(ACME)
+    env.sale(a["auth_id"], volume_cl=15_000)
+    for _ in range(5):
+        env.sale(env.auth(ACME)["auth_id"], volume_cl=15_000)
+    assert env.usage(1) == 90_000
+    assert env.auth(ACME)["allowed_cl"] == 10_000
+
+
+@pytest.mark.parametrize(("kw", "reason"), [
+    ({"terminal": "T-9999"}, "unknown_terminal"),
+    ({"station": "ST-002"}, "unknown_terminal"),          # a device answering for another station
+])
+def test_unknown_terminal(env: Env, kw: dict[str, str], reason: str) -> None:
+    a = env.auth(ACME, **kw)
+    assert (a["approved"], a["reason"], a["auth_id"], a["allowed_cl"], a["nozzles"]) == (
+        False, reason, None, 0, [])
+    assert a["card_masked"] is None
+    assert env.count(Authorization) == 0
+
+
+def test_inactive_terminal(env: Env) -> None:
+    with env.sessions() as s:
+        device = s.get(Device, "T-0001")
+        assert device is not None
+        device.status = "retired"
+        s.commit()
+    assert env.auth(ACME)["reason"] == "unknown_terminal"
+
+
+def test_unknown_card(env: Env) -> None:
+    a = env.auth(UNKNOWN)
+    assert (a["approved"], a["reason"], a["card_masked"]) == (False, "unknown_card", "707700******0068")
+
+
+def test_wrong_pin_counts_to_blocked(env: Env) -> None:
+    assert MAX_PIN_TRIES == 3
+    assert env.auth(ACME, pin="0000")["reason"] == "wrong_pin"
+    assert env.card(ACME).pin_tries == 1
+    assert env.auth(ACME, pin="9999")["reason"] == "wrong_pin"
+    third = env.auth(ACME, pin="1111")
+    assert (third["approved"], third["reason"]) == (False, "pin_tries_exceeded")
+    card = env.card(ACME)
+    assert (card.status, card.pin_tries) == ("blocked", 3)
+    # now even the right PIN is refused, and the counter does not move
+    assert env.auth(ACME, pin="1234")["reason"] == "card_blocked"
+    assert env.card(ACME).pin_tries == 3
+    assert env.count(Authorization) == 0
+    # the other card of the same wallet is unaffected
+    assert env.auth(ACME2)["approved"] is True
+
+
+def test_correct_pin_resets_the_counter(env: Env) -> None:
+    env.auth(ACME, pin="0000")
+    env.auth(ACME, pin="0000")
+    assert env.card(ACME).pin_tries == 2
+    assert env.auth(ACME)["approved"] is True
+    assert env.card(ACME).pin_tries == 0
+    assert env.auth(ACME, pin="0000")["reason"] == "wrong_pin"
+    assert env.auth(ACME, pin="0000")["reason"] == "wrong_pin"
+    assert env.card(ACME).status == "active"
+
+
+def test_correct_pin_resets_the_counter_even_when_declined_later(env: Env) -> None:
+    env.auth(ACME, pin="0000")
+    env.auth(ACME, pin="0000")
+    assert env.auth(ACME, pump=9)["reason"] == "pump_unknown"
+    assert env.card(ACME).pin_tries == 0
+
+
+@pytest.mark.parametrize("kw", [
+    {"pin_block": "00" * 16},                                # garbage block
+    {"pin_block": "FF" * 16},
+    {"block_pan": ACME2},                                    # right PIN, enciphered for another card
+    {"pin": "12345"},                                        # a longer PIN that starts with the right one
+])
+def test_bad_pin_blocks_are_wrong_pins(env: Env, kw: dict[str, str]) -> None:
+    assert env.auth(ACME, **kw)["reason"] == "wrong_pin"
+    assert env.card(ACME).pin_tries == 1
+
+
+def test_pin_block_under_another_key_is_a_wrong_pin(env: Env) -> None:
+    block = encipher_pinblock_iso_4(bytes(16), "1234", ACME).hex().upper()
+    assert env.auth(ACME, pin_block=block)["reason"] == "wrong_pin"
+
+
+def test_blocked_card(env: Env) -> None:
+    a = env.auth(BLOCKED)
+    assert (a["approved"], a["reason"], a["card_masked"]) == (False, "card_blocked", "707700******0050")
+    assert env.card(BLOCKED).pin_tries == 0
+
+
+def test_expired_card(env: Env) -> None:
+    a = env.auth(EXPIRED)                             # expiry 2502, today 2025-03
+    assert (a["approved"], a["reason"]) == (False, "card_expired")
+    # still valid in its own expiry month
+    assert env.auth(EXPIRED, now=dt.datetime(2025, 2, 28, 23, 59))["approved"] is True
+    assert env.auth(ACME, now=dt.datetime(2029, 12, 31, 23, 59))["approved"] is True
+    assert env.auth(ACME, now=dt.datetime(2030, 1, 1))["reason"] == "card_expired"
+
+
+def test_product_not_allowed(env: Env) -> None:
+    a = env.auth(NORTHWIND, pump=4)                   # pump 4 has only petrol95; wallet 2 only diesel
+    assert (a["approved"], a["reason"], a["nozzles"]) == (False, "product_not_allowed", [])
+    assert env.auth(ADBLUE_ONLY, pump=4)["reason"] == "product_not_allowed"
+    assert env.auth(ACME, pump=4)["reason"] == ("approved" if seed_nozzles(1, 4) else "product_not_allowed")
+
+
+def test_pump_unknown(env: Env) -> None:
+    assert env.auth(ACME, pump=9)["reason"] == "pump_unknown"
+
+
+def test_limit_exhausted(env: Env) -> None:
+    a = env.auth(NORTHWIND, pump=1)
+    assert (a["approved"], a["reason"], a["allowed_cl"]) == (False, "limit_exhausted", 0)
+    assert env.count(Authorization) == 0
+
+
+def test_log_never_carries_the_pan(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    env.auth(ACME)
+    env.auth(ACME, pin="0000")
+    env.auth(UNKNOWN)
+    for rec in caplog.records:
+        assert ACME not in rec.getMessage() and UNKNOWN not in rec.getMessage()
+        assert all(ACME not in str(v) and UNKNOWN not in str(v) for v in vars(rec).values())
+
+
+# -- sales ---------------------------------------------------------------------------------------------------
+
+def test_sale_stored_once_then_duplicate(env: Env) -> None:
+    a = env.auth(ACME)
+    doc, ack = env.sale(a["auth_id"])
+    assert ack == {"sale_id": doc["sale_id"], "status": "stored", "reason": ""}
+    again = env.record(doc)
+    assert again == {"sale_id": doc["sale_id"], "status": "duplicate", "reason": ""}
+    assert env.count(Transaction, Transaction.sale_id == doc["sale_id"]) == 1
+    with env.sessions() as s:
+        tx = s.scalar(select(Transaction).where(Transaction.sale_id == doc["sale_id"]))
+        auth = s.get(Authorization, a["auth_id"])
+        assert tx is not None and auth is not None
+        assert (tx.volume_cl, tx.amount_cents, tx.wallet_id, tx.device_id, tx.flags) == (2000, 3318, 1, "T-0001", "")
+        assert tx.card_id == env.card(ACME).id
+        assert tx.finished_at == dt.datetime(2025, 3, 15, 11, 59)
+        assert tx.received_at == NOW
+        assert auth.status == "completed"
+
+
+def test_sale_for_an_unknown_authorization_is_flagged(env: Env) -> None:
+    doc, ack = env.sale(str(uuid.uuid4()), flags=["recovered_from_totals"])
+    assert ack["status"] == "stored"
+    with env.sessions() as s:
+        tx = s.scalar(select(Transaction).where(Transaction.sale_id == doc["sale_id"]))
+        assert tx is not None
+        assert tx.flags == "recovered_from_totals,unknown_authorization"
+        assert tx.card_id is None and tx.wallet_id is None
+
+
+def test_sale_against_another_terminals_authorization_is_flagged(env: Env) -> None:
+    a = env.auth(ACME)
+    doc, _ = env.sale(a["auth_id"], terminal="T-0002")
+    with env.sessions() as s:
+        tx = s.scalar(select(Transaction).where(Transaction.sale_id == doc["sale_id"]))
+        auth = s.get(Authorization, a["auth_id"])
+        assert tx is not None and auth is not None
+        assert "unknown_authorization" in tx.flags.split(",")
+        assert auth.status == "open"        # the real terminal's authorization is untouched
+
+
+def test_over_authorized_sale_is_flagged_and_stored(env: Env) -> None:
+    a = env.auth(ACME)
+    doc, ack = env.sale(a["auth_id"], volume_cl=15_001, flags=["totals_mismatch"])
+    assert ack["status"] == "stored"
+    with env.sessions() as s:
+        tx = s.scalar(select(Transaction).where(Transaction.sale_id == doc["sale_id"]))
+        assert tx is not None and tx.flags == "totals_mismatch,over_authorized"
+    exact, _ = env.sale(env.auth(ACME)["auth_id"], volume_cl=15_000)
+    with env.sessions() as s:
+        tx = s.scalar(select(Transaction).where(Transaction.sale_id == exact["sale_id"]))
+        assert tx is not None and tx.flags == ""
+
+
+def test_completing_releases_the_hold(env: Env) -> None:
+    a = env.auth(ACME)
+    assert env.usage(1) == 15_000
+    env.sale(a["auth_id"], volume_cl=0)          # nozzle never lifted
+    assert env.usage(1) == 0
+
+
+# -- secrets -------------------------------------------------------------------------------------------------
+
+def test_database_never_contains_a_pan_or_a_plain_pin(env: Env) -> None:
+    env.auth(ACME)
+    env.auth(ACME, pin="0000")
+    env.auth(UNKNOWN)
+    env.sale(env.auth(ACME2)["auth_id"])
+    env.engine.dispose()                                  # checkpoint nothing away: scan every file
+    files = [p for p in env.path.parent.iterdir() if p.name.startswith("registry.db")]
+    assert files
+    blob = b"".join(p.read_bytes() for p in files)
+    for pan in (ACME, NORTHWIND, ACME2, EXPIRED, BLOCKED, UNKNOWN, ADBLUE_ONLY):
+        assert pan.encode() not in blob
+        assert pan.encode("utf-16-le") not in blob
+    for card in (env.card(p) for p in (ACME, NORTHWIND, ACME2)):
+        assert card.pin_verifier != "1234"
+        assert len(card.pin_verifier) == 64 and int(card.pin_verifier, 16) >= 0
+        assert card.pin_verifier != hashlib.sha256(b"1234").hexdigest()     # keyed, not a bare hash
+        assert card.pin_verifier == env.keys.pin_verifier(card.token, "1234")
+    # the same PIN on two cards gives two verifiers (bound to the card's token)
+    assert env.card(ACME).pin_verifier != env.card(ACME2).pin_verifier
+    assert env.card(ACME).token != ACME and len(env.card(ACME).token) == 32
+
+
+def test_keys_file_is_created_once_and_private(tmp_path: Path) -> None:
+    path = tmp_path / "k" / "registry-keys.json"
+    first = load_or_create_keys(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert load_or_create_keys(path) == first
+    assert "secret" in repr(first) and first.card_key.hex() not in repr(first)
+    path.write_text("{}")
+    with pytest.raises(ConfigError, match="damaged"):
+        load_or_create_keys(path)
