@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-__all__ = ["mask_pan", "card_token", "luhn_ok", "last4"]
+__all__ = ["card_token", "last4", "luhn_ok", "mask_pan"]
 
 
 def mask_pan(pan: str) -> str:

@@ -14,8 +14,15 @@ from typing import Any, get_type_hints
 
 from firmware.errors import ConfigError
 
-__all__ = ["TerminalConfig", "TerminalSection", "MqttSection", "DevicesSection", "TimeoutsSection",
-           "load_config", "PROFILE_ENV"]
+__all__ = [
+    "PROFILE_ENV",
+    "DevicesSection",
+    "MqttSection",
+    "TerminalConfig",
+    "TerminalSection",
+    "TimeoutsSection",
+    "load_config",
+]
 
 PROFILE_ENV = "FORECOURT_PROFILE"
 

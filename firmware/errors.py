@@ -5,9 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "ForecourtError", "ConfigError", "CardError", "CardNotAccepted", "CardRemoved", "CardReaderError",
-    "PumpError", "PumpTimeout", "PumpLinkError", "PumpStateError", "HostError", "HostUnavailable",
-    "SyncError", "MessageError", "JournalError", "PinPadError", "PrinterError", "MissingComponent",
+    "CardError",
+    "CardNotAccepted",
+    "CardReaderError",
+    "CardRemoved",
+    "ConfigError",
+    "ForecourtError",
+    "HostError",
+    "HostUnavailable",
+    "JournalError",
+    "MessageError",
+    "MissingComponent",
+    "PinPadError",
+    "PrinterError",
+    "PumpError",
+    "PumpLinkError",
+    "PumpStateError",
+    "PumpTimeout",
+    "SyncError",
 ]
 
 

@@ -14,7 +14,7 @@ from firmware import tlv
 from firmware.cards import luhn_ok, mask_pan
 from firmware.errors import CardError, CardNotAccepted, MessageError
 
-__all__ = ["FLEET_AID", "FleetCardData", "read_fleet_card", "SELECT_FLEET", "READ_RECORD_1"]
+__all__ = ["FLEET_AID", "READ_RECORD_1", "SELECT_FLEET", "FleetCardData", "read_fleet_card"]
 
 # Proprietary AID: first nibble F marks an unregistered application provider (ISO/IEC 7816-5).
 FLEET_AID = bytes.fromhex("F0464F5245464C54")

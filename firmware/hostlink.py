@@ -11,7 +11,8 @@ import json
 import logging
 import threading
 import uuid
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from firmware import messages as m
 from firmware.errors import HostUnavailable, JournalError, MessageError
@@ -36,7 +37,7 @@ class Link(Protocol):
 
 
 def sale_payload(rec: SaleRecord, terminal: str, station: str) -> dict[str, Any]:
-    finished = dt.datetime.fromtimestamp(rec.finished_at or rec.created_at, dt.timezone.utc)
+    finished = dt.datetime.fromtimestamp(rec.finished_at or rec.created_at, dt.UTC)
     return {
         "sale_id": rec.id, "auth_id": rec.auth_id, "terminal": terminal, "station": station, "pump": rec.pump,
         "nozzle": rec.nozzle or 0, "product": rec.product, "volume_cl": rec.volume_cl or 0,
@@ -61,7 +62,11 @@ class HostLink:
         self._thread: threading.Thread | None = None
         link.subscribe(self.inbox, self._on_inbox)
         link.subscribe(m.TOPICS["config"].format(terminal=terminal), self._on_config)
-        link.on_state(lambda up: up and self._kick.set())
+        link.on_state(self._on_link)
+
+    def _on_link(self, up: bool) -> None:
+        if up:
+            self._kick.set()     # (re)connected: forward what waits in the journal
 
     @property
     def online(self) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 from firmware.errors import JournalError
 
-__all__ = ["Journal", "SaleRecord", "OPEN_STATES", "STATES"]
+__all__ = ["OPEN_STATES", "STATES", "Journal", "SaleRecord"]
 
 # created -> authorizing -> declined | approved -> pump_authorized -> completed ; completed rows get
 # receipt_printed then synced set. "failed" ends a sale nothing was dispensed for.

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from firmware.errors import MessageError
 
-__all__ = ["encode", "decode", "AUTH_REQUEST", "AUTH_RESPONSE", "SALE", "SALE_ACK", "TERMINAL_CONFIG",
-           "TOPICS", "VERSION"]
+__all__ = [
+    "AUTH_REQUEST",
+    "AUTH_RESPONSE",
+    "SALE",
+    "SALE_ACK",
+    "TERMINAL_CONFIG",
+    "TOPICS",
+    "VERSION",
+    "decode",
+    "encode",
+]
 
 VERSION = 1
 
@@ -36,11 +46,11 @@ def _opt(check: Check) -> Check:
 _UUID = _str(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ID = _str(r"[A-Za-z0-9_.-]{1,64}")
 _TEXT = _str(r"[^\x00-\x1f]{0,200}")
-_BOOL: Check = lambda v: isinstance(v, bool)  # noqa: E731
+_BOOL: Check = lambda v: isinstance(v, bool)
 _PUMP = _int(1, 32)
-_NOZZLES: Check = lambda v: isinstance(v, list) and len(v) <= 15 and all(_int(1, 15)(n) for n in v)  # noqa: E731
+_NOZZLES: Check = lambda v: isinstance(v, list) and len(v) <= 15 and all(_int(1, 15)(n) for n in v)
 _MONEY = _int(0, 10**10)
-_PRICES: Check = lambda v: (isinstance(v, list) and len(v) <= 32 * 15 and all(  # noqa: E731
+_PRICES: Check = lambda v: (isinstance(v, list) and len(v) <= 32 * 15 and all(
     isinstance(p, dict) and set(p) == {"pump", "nozzle", "product", "product_name", "price_milli"}
     and _TEXT(p["product_name"])
     and _PUMP(p["pump"]) and _int(1, 15)(p["nozzle"]) and _ID(p["product"])

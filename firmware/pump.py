@@ -7,10 +7,11 @@ thousandths of the currency per litre. Pumps are numbered 1..32 on a line.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Protocol
 
-__all__ = ["PumpState", "PumpStatus", "PumpTotals", "PumpController"]
+__all__ = ["PumpController", "PumpState", "PumpStatus", "PumpTotals"]
 
 
 class PumpState(enum.Enum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-__all__ = ["ReceiptLine", "fleet_receipt", "format_money", "format_litres", "WIDTH"]
+__all__ = ["WIDTH", "ReceiptLine", "fleet_receipt", "format_litres", "format_money"]
 
 WIDTH = 42  # characters per line on an 80 mm printer in font A
 
@@ -43,7 +43,7 @@ def fleet_receipt(*, station_name: str, station: str, terminal: str, sale_id: st
     if copy:
         lines.append(ReceiptLine("*** DUPLICATE ***", bold=True, center=True))
     lines += [
-        _pair("Date", when.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")),
+        _pair("Date", when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")),
         _pair("Terminal", terminal),
         _pair("Pump", str(pump)),
         _pair("Product", product),

@@ -9,24 +9,36 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from firmware.cards import card_token
-from firmware.errors import (CardError, CardNotAccepted, HostUnavailable, PinPadError, PrinterError,
-                             PumpError, PumpTimeout)
+from firmware.errors import (
+    CardError,
+    CardNotAccepted,
+    HostUnavailable,
+    PinPadError,
+    PrinterError,
+    PumpError,
+    PumpTimeout,
+)
 from firmware.fleet import FleetCardData, read_fleet_card
 from firmware.hostlink import HostLink
 from firmware.journal import Journal, SaleRecord
 from firmware.pump import PumpController, PumpState, PumpStatus
 from firmware.receipt import fleet_receipt, format_litres, format_money
 
-__all__ = ["SaleFlow", "Devices"]
+__all__ = ["Devices", "SaleFlow"]
 
 log = logging.getLogger(__name__)
 
 # A pump in one of these states mid-sale lost its filling display (RESET, power cycle, switch-off).
 _ENDED_WITHOUT_FIGURES = (PumpState.RESET, PumpState.NOT_PROGRAMMED, PumpState.SWITCHED_OFF)
+
+
+def _changed_from(seq: int) -> Callable[[PumpStatus], bool]:
+    return lambda s: s.seq != seq or s.state is PumpState.OFFLINE
 
 
 class Reader(Protocol):
@@ -229,9 +241,8 @@ class SaleFlow:
             if st.state is PumpState.FILLING:
                 self._show("filling", pump=rec.pump, litres=format_litres(st.volume_cl),
                            amount=format_money(st.amount_cents, self._currency()))
-            seq = st.seq
             try:
-                st = pumps.wait_status(rec.pump, lambda s: s.seq != seq or s.state is PumpState.OFFLINE, 2.0)
+                st = pumps.wait_status(rec.pump, _changed_from(st.seq), 2.0)
             except PumpTimeout:
                 st = pumps.status(rec.pump)
         if st.state in (PumpState.AUTHORIZED, PumpState.FILLING):
@@ -313,7 +324,7 @@ class SaleFlow:
         _, name = self._product(rec.pump, rec.nozzle or 0)
         lines = fleet_receipt(
             station_name=cfg.get("station_name", self.station), station=self.station, terminal=self.terminal,
-            sale_id=rec.id, when=dt.datetime.fromtimestamp(rec.finished_at or time.time(), dt.timezone.utc),
+            sale_id=rec.id, when=dt.datetime.fromtimestamp(rec.finished_at or time.time(), dt.UTC),
             pump=rec.pump, product=name, volume_cl=rec.volume_cl, price_milli=rec.price_milli or 0,
             amount_cents=rec.amount_cents or 0, card_masked=rec.card_masked, auth_id=rec.auth_id or "",
             currency=self._currency())

@@ -17,7 +17,7 @@ from firmware.journal import Journal
 from firmware.pump import PumpState
 from firmware.sale import Devices, SaleFlow
 
-__all__ = ["run_terminal", "load_token_key"]
+__all__ = ["load_token_key", "run_terminal"]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,11 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     link = MqttLink(cfg.mqtt.host, cfg.mqtt.port, f"forecourt-terminal-{tid}", keepalive=cfg.mqtt.keepalive,
                     will=(status_topic, b"offline"))
     host = HostLink(link, journal, tid, cfg.terminal.station)
-    link.on_state(lambda up: up and link.publish(status_topic, b"online", retain=True))
+    def announce(up: bool) -> None:
+        if up:
+            link.publish(status_topic, b"online", retain=True)
+
+    link.on_state(announce)
     panel = open_panel(cfg.devices.panel, cfg.terminal.language)
     reader = open_reader(cfg.devices.card_reader)
     pumps = open_pump_controller(cfg.devices.pump_line, cfg.devices.pumps)

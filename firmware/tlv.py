@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from firmware.errors import MessageError
 
-__all__ = ["parse", "find", "encode", "is_constructed"]
+__all__ = ["encode", "find", "is_constructed", "parse"]
 
 
 def _tag(data: bytes, i: int) -> tuple[int, int]:

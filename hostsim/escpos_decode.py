@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from firmware.errors import MessageError
 
-__all__ = ["decode_escpos", "Paper"]
+__all__ = ["Paper", "decode_escpos"]
 
 # command prefix -> number of argument bytes
 _ARGS = {b"\x1b@": 0, b"\x1bE": 1, b"\x1ba": 1, b"\x1bt": 1, b"\x1b!": 1, b"\x1d!": 1, b"\x1bd": 1,

@@ -47,7 +47,7 @@ def run_scenario(name: str, state_dir: Path) -> dict[str, Any]:
 def run_headless(name: str, *, as_json: bool, state_dir: str | None) -> int:
     logging.basicConfig(level=logging.WARNING)
     keep = state_dir is not None
-    path = Path(state_dir) if keep else Path(tempfile.mkdtemp(prefix="forecourt-sim-"))
+    path = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="forecourt-sim-"))
     try:
         result = run_scenario(name, path)
     finally:

@@ -6,7 +6,8 @@ import json
 import socket
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["PanelServer"]
 
@@ -22,7 +23,7 @@ class PanelServer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="panel-server", daemon=True)
 
-    def start(self) -> "PanelServer":
+    def start(self) -> PanelServer:
         self._thread.start()
         return self
 

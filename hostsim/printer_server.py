@@ -22,7 +22,7 @@ class PrinterServer:
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._serve, name="printer-server", daemon=True)
 
-    def start(self) -> "PrinterServer":
+    def start(self) -> PrinterServer:
         self._thread.start()
         return self
 

@@ -6,7 +6,8 @@ Each scenario drives a started Simulator and returns a result dict; `checks` lis
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from firmware.journal import SaleRecord
 from firmware.pump import PumpState

@@ -12,7 +12,7 @@ from typing import Any
 from firmware.pump import PumpState
 from hostsim.dart_pump import SimPump
 
-__all__ = ["pump_faults", "pump_offline_midsale", "authorize_at"]
+__all__ = ["authorize_at", "pump_faults", "pump_offline_midsale"]
 
 
 def authorize_at(run: Any, pump: int, card: int = 0) -> None:

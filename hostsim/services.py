@@ -9,13 +9,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO
 
 from firmware.errors import MissingComponent
 from registry.broker import broker_config
 
-__all__ = ["free_port", "wait_port", "Process", "start_mosquitto", "forecourt_command", "ServiceError"]
+__all__ = ["Process", "ServiceError", "forecourt_command", "free_port", "start_mosquitto", "wait_port"]
 
 
 class ServiceError(MissingComponent):
@@ -28,7 +29,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float, proc: "Process | None" = None) -> None:
+def wait_port(port: int, timeout: float, proc: Process | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -46,7 +47,7 @@ class Process:
 
     def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.name, self.argv, self.log_path = name, list(argv), log_path
-        self._log: IO[bytes] = open(log_path, "ab")
+        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - open for the child's lifetime
         self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env, start_new_session=True)
 

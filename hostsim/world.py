@@ -9,7 +9,7 @@ import signal
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import select
 
@@ -25,7 +25,7 @@ from hostsim.vpcd import VirtualCardServer
 from registry.db import open_database
 from registry.models import Card, Transaction
 
-__all__ = ["Simulator", "FIXTURES", "load_cards", "CardProfile"]
+__all__ = ["FIXTURES", "CardProfile", "Simulator", "load_cards"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -75,7 +75,7 @@ class Simulator:
         self.broker_port = 0
 
     # -- life cycle ---------------------------------------------------------------------------------
-    def start(self, *, broker: bool = True) -> "Simulator":
+    def start(self, *, broker: bool = True) -> Simulator:
         try:
             self.cards.start()
             self.pcscd = PcscDaemon(self.state / "pcscd", self.cards.port).start()
@@ -129,8 +129,10 @@ class Simulator:
         for part in (self.cards, self.pump_line, self.panel, self.printer):
             part.stop()
 
-    def __enter__(self) -> "Simulator":
-        return self.start()
+    def __enter__(self) -> Self:
+        if self.terminal is None:
+            self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

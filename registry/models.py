@@ -10,8 +10,18 @@ import datetime as dt
 from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Station", "Product", "Nozzle", "Device", "Account", "Wallet", "Card", "Authorization",
-           "Transaction"]
+__all__ = [
+    "Account",
+    "Authorization",
+    "Base",
+    "Card",
+    "Device",
+    "Nozzle",
+    "Product",
+    "Station",
+    "Transaction",
+    "Wallet",
+]
 
 
 class Base(DeclarativeBase):

@@ -19,7 +19,7 @@ from firmware.errors import ConfigError
 from registry.keys import RegistryKeys
 from registry.models import Account, Card, Device, Nozzle, Product, Station, Transaction, Wallet
 
-__all__ = ["load_seed", "apply_seed"]
+__all__ = ["apply_seed", "load_seed"]
 
 
 def load_seed(path: Path) -> dict[str, Any]:

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Registry:
@@ -41,8 +41,12 @@ class Registry:
         self.link = MqttLink(mqtt_host, mqtt_port, "forecourt-registry", session_expiry=3600)
         self.link.subscribe(m.TOPICS["auth_request"], self._on_auth)
         self.link.subscribe(m.TOPICS["sales"].format(terminal="+"), self._on_sale)
-        self.link.on_state(lambda up: up and self.publish_configs())
+        self.link.on_state(self._on_link)
         self.malformed = 0
+
+    def _on_link(self, up: bool) -> None:
+        if up:
+            self.publish_configs()
 
     def start(self) -> None:
         self.link.start()

@@ -17,7 +17,7 @@ from firmware.cards import mask_pan
 from registry.keys import RegistryKeys
 from registry.models import Authorization, Card, Device, Nozzle, Transaction, Wallet
 
-__all__ = ["authorize", "record_sale", "wallet_usage_cl", "MAX_PIN_TRIES", "MAX_FILL_CL", "AUTH_TTL"]
+__all__ = ["AUTH_TTL", "MAX_FILL_CL", "MAX_PIN_TRIES", "authorize", "record_sale", "wallet_usage_cl"]
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dic
         auth = None
     elif sale["volume_cl"] > auth.allowed_cl:
         flags.append("over_authorized")
-    finished = dt.datetime.fromisoformat(sale["finished_at"].replace("Z", "+00:00")).replace(tzinfo=None)
+    finished = dt.datetime.fromisoformat(sale["finished_at"]).replace(tzinfo=None)
     session.add(Transaction(
         sale_id=sale["sale_id"], auth_id=sale["auth_id"], card_id=auth.card_id if auth else None,
         wallet_id=auth.wallet_id if auth else None, device_id=sale["terminal"], station_id=sale["station"],

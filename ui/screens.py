@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["SCREENS", "render", "LANGUAGES"]
+__all__ = ["LANGUAGES", "SCREENS", "render"]
 
 SCREENS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "en": {

@@ -7,15 +7,16 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from firmware.errors import HostUnavailable
 
-__all__ = ["MqttLink", "Handler"]
+__all__ = ["Handler", "MqttLink"]
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class MqttLink:
         self._pending: dict[bytes, tuple[threading.Event, list[bytes]]] = {}
         self._lock = threading.Lock()
         self._on_state: list[Callable[[bool], None]] = []
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         c.reconnect_delay_set(min_delay=1, max_delay=5)
         if will is not None:
             c.will_set(will[0], will[1], qos=1, retain=True)
@@ -48,7 +49,7 @@ class MqttLink:
         self._on_state.append(callback)
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         if self._session_expiry:
             props.SessionExpiryInterval = self._session_expiry
         self._client.connect_async(self.host, self.port, keepalive=self.keepalive,
@@ -84,7 +85,7 @@ class MqttLink:
         with self._lock:
             self._pending[corr] = (done, box)
         try:
-            props = Properties(PacketTypes.PUBLISH)
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.ResponseTopic = response_topic
             props.CorrelationData = corr
             props.MessageExpiryInterval = max(1, int(timeout))
@@ -102,7 +103,7 @@ class MqttLink:
         if not topic:
             log.warning("request without response topic dropped")
             return
-        props = Properties(PacketTypes.PUBLISH)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         corr = getattr(request_props, "CorrelationData", None)
         if corr is not None:
             props.CorrelationData = corr
@@ -137,13 +138,13 @@ class MqttLink:
             with self._lock:
                 waiter = self._pending.get(bytes(corr))
             if waiter is not None:
-                waiter[1].append(msg.payload)
+                waiter[1].append(bytes(msg.payload))
                 waiter[0].set()
                 return
         with self._lock:
             handlers = [h for t, (_, h) in self._subs.items() if mqtt.topic_matches_sub(t, msg.topic)]
         for handler in handlers:
             try:
-                handler(msg.topic, msg.payload, props)
+                handler(msg.topic, bytes(msg.payload), props)
             except Exception:  # one bad message must not stop the network thread
                 log.exception("handler failed", extra={"topic": msg.topic})

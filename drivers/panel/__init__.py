@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from firmware.errors import ConfigError
 
-__all__ = ["Panel", "open_panel", "KEYS"]
+__all__ = ["KEYS", "Panel", "open_panel"]
 
 KEYS = frozenset("0123456789") | {"ENTER", "CANCEL", "CLEAR"}
 

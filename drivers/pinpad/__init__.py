@@ -2,4 +2,4 @@
 
 from drivers.pinpad.pinpad import PinEntryCancelled, PinPad, load_pin_key
 
-__all__ = ["PinPad", "PinEntryCancelled", "load_pin_key"]
+__all__ = ["PinEntryCancelled", "PinPad", "load_pin_key"]

@@ -8,14 +8,15 @@ dropped at once and never logged.)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from psec.pinblock import encipher_pinblock_iso_4
 
 from firmware.errors import ConfigError, PinPadError
 
-__all__ = ["PinPad", "PinEntryCancelled", "load_pin_key", "KeySource"]
+__all__ = ["KeySource", "PinEntryCancelled", "PinPad", "load_pin_key"]
 
 MIN_DIGITS, MAX_DIGITS = 4, 12
 

@@ -6,12 +6,17 @@ memory:// keeps the bytes (python-escpos Dummy) for tests.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import logging
+
+from collections.abc import Sequence
+from typing import Any
 
 from firmware.errors import ConfigError, PrinterError
 from firmware.receipt import ReceiptLine
 
 __all__ = ["ReceiptPrinter", "open_printer"]
+
+log = logging.getLogger(__name__)
 
 
 class ReceiptPrinter:
@@ -42,12 +47,12 @@ class ReceiptPrinter:
         if callable(close):
             try:
                 close()
-            except Exception:  # closing a failed printer must not hide the original error
-                pass
+            except Exception as exc:  # noqa: BLE001 - closing a failed printer must not hide the first error
+                log.debug("printer close failed", extra={"error": type(exc).__name__})
 
 
 def open_printer(url: str) -> ReceiptPrinter:
-    from escpos import printer as escpos_printer
+    from escpos import printer as escpos_printer  # type: ignore[import-untyped]
 
     if url.startswith("tcp://"):
         host, _, port = url[len("tcp://"):].rpartition(":")
