@@ -59,9 +59,16 @@ def _bcd_pan(raw: bytes) -> str:
     return digits
 
 
+def _exchange(reader: Transmitter, apdu: bytes, step: str) -> tuple[bytes, int]:
+    try:
+        return _split(reader.transmit(apdu), step)
+    except MessageError as exc:   # the reader's APDU layer refused the card's answer
+        raise CardError("card answer is malformed", step=step) from exc
+
+
 def read_fleet_card(reader: Transmitter) -> FleetCardData:
     """Run the fleet application's read sequence; raise CardNotAccepted when the card has none."""
-    data, sw = _split(reader.transmit(SELECT_FLEET), "select")
+    data, sw = _exchange(reader, SELECT_FLEET, "select")
     if sw in (0x6A82, 0x6A81):
         raise CardNotAccepted("card has no fleet application", sw=f"{sw:04X}")
     if sw != 0x9000:
@@ -69,7 +76,7 @@ def read_fleet_card(reader: Transmitter) -> FleetCardData:
     try:
         if tlv.find(data, 0x84) != FLEET_AID:
             raise CardNotAccepted("card answered SELECT with another application")
-        record, sw = _split(reader.transmit(READ_RECORD_1), "read_record")
+        record, sw = _exchange(reader, READ_RECORD_1, "read_record")
         if sw != 0x9000:
             raise CardError("READ RECORD failed", sw=f"{sw:04X}")
         outer = tlv.parse(record)

@@ -100,11 +100,12 @@ def decode(raw: bytes, schema: Mapping[str, Check]) -> dict[str, Any]:
         raise MessageError("payload too large", size=len(raw))
     try:
         doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:   # bad UTF-8 or JSON, over-long numbers, deep nesting
         raise MessageError("payload is not JSON") from exc
     if not isinstance(doc, dict):
         raise MessageError("payload is not a JSON object")
-    if doc.pop("v", None) != VERSION:
+    version = doc.pop("v", None)
+    if type(version) is not int or version != VERSION:
         raise MessageError("unsupported payload version")
     _check(doc, schema)
     return doc

@@ -87,6 +87,10 @@ def encode(tag: int, value: bytes) -> bytes:
         length = bytes([n])
     elif n <= 0xFF:
         length = bytes([0x81, n])
-    else:
+    elif n <= 0xFFFF:
         length = bytes([0x82]) + n.to_bytes(2, "big")
+    elif n <= 0xFFFFFF:
+        length = bytes([0x83]) + n.to_bytes(3, "big")
+    else:
+        raise MessageError("TLV value too long", length=n)
     return tag_bytes + length + value

@@ -6,6 +6,7 @@ page, ESC ! n print mode, GS ! n size, ESC d n feed, GS V m [n] cut, LF.
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass, field
 
 from firmware.errors import MessageError
@@ -29,20 +30,35 @@ class Paper:
         return "\n\n".join(done)
 
 
+def _codec(number: int) -> str:
+    """Python codec of ESC t code page `number`, per the printer profile python-escpos encodes with."""
+    from escpos.capabilities import get_profile
+
+    name = get_profile("default").codePages.get(str(number), "Unknown")
+    try:
+        codec = codecs.lookup(name.replace("_", "-")).name
+    except LookupError as exc:
+        raise MessageError("unsupported code page", page=number) from exc
+    if codecs.getincrementaldecoder(codec)().decode(b"\x81", final=False) == "":
+        raise MessageError("multi-byte code page not supported", page=number)
+    return codec
+
+
 def decode_escpos(data: bytes, width: int = 42) -> Paper:
     paper = Paper()
-    line = bytearray()
+    line: list[str] = []
+    codec = "cp437"
     align = 0
     i = 0
 
     def end_line() -> None:
-        text = line.decode("cp437")
+        text = "".join(line)
         if align == 1:
             text = text.strip().center(width).rstrip()
         elif align == 2:
             text = text.strip().rjust(width)
         paper.current.append(text.rstrip())
-        del line[:]
+        line.clear()
 
     while i < len(data):
         b = data[i]
@@ -53,9 +69,10 @@ def decode_escpos(data: bytes, width: int = 42) -> Paper:
             head = data[i:i + 2]
             if head == b"\x1dV":
                 mode = data[i + 2] if i + 2 < len(data) else None
-                if mode is None:
+                size = 4 if mode in (65, 66) else 3
+                if mode is None or i + size > len(data):
                     raise MessageError("truncated cut command", offset=i)
-                i += 4 if mode in (65, 66) else 3
+                i += size
                 if line:
                     end_line()
                 while paper.current and paper.current[-1] == "":
@@ -70,12 +87,14 @@ def decode_escpos(data: bytes, width: int = 42) -> Paper:
                 raise MessageError("truncated ESC/POS command", offset=i)
             if head == b"\x1ba":
                 align = data[i + 2] % 48
+            if head == b"\x1bt":
+                codec = _codec(data[i + 2])
             if head == b"\x1bd":
                 for _ in range(data[i + 2]):
                     paper.current.append("")
             i += 2 + n
         elif b >= 0x20:
-            line.append(b)
+            line.append(bytes([b]).decode(codec, "replace"))
             i += 1
         else:
             i += 1  # other control bytes (CR, HT) carry no text

@@ -8,8 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.config import (DevicesSection, MqttSection, TerminalConfig, TerminalSection, TimeoutsSection,
-                             load_config)
+from firmware.config import (
+    DevicesSection,
+    MqttSection,
+    TerminalConfig,
+    TerminalSection,
+    TimeoutsSection,
+    load_config,
+)
 from firmware.errors import ConfigError
 
 FULL = """

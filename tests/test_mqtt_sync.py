@@ -400,9 +400,6 @@ def test_payloads_that_break_the_json_parser_do_not_stop_the_registry(registry: 
     assert answer["approved"] is True
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: messages.decode lets ValueError (a >4300-digit number) and "
-                                       "RecursionError (deep nesting) through, so Registry._on_auth/_on_sale "
-                                       "do not count these payloads in registry.malformed")
 def test_parser_breaking_payloads_are_counted_as_malformed(registry: Registry, terminal: Terminal,
                                                            spy: Spy) -> None:
     wait_config(terminal)

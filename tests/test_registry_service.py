@@ -20,7 +20,17 @@ from firmware.cards import luhn_ok
 from firmware.errors import ConfigError
 from registry.db import open_database
 from registry.keys import RegistryKeys, load_or_create_keys
-from registry.models import Account, Authorization, Card, Device, Nozzle, Product, Station, Transaction, Wallet
+from registry.models import (
+    Account,
+    Authorization,
+    Card,
+    Device,
+    Nozzle,
+    Product,
+    Station,
+    Transaction,
+    Wallet,
+)
 from registry.seed import apply_seed, load_seed
 from registry.service import AUTH_TTL, MAX_FILL_CL, MAX_PIN_TRIES, authorize, record_sale, wallet_usage_cl
 
@@ -154,9 +164,8 @@ def test_apply_seed_twice_is_idempotent(env: Env) -> None:
 
 
 def test_malformed_seed_is_a_config_error(env: Env, tmp_path: Path) -> None:
-    with env.sessions() as s:
-        with pytest.raises(ConfigError, match="malformed"):
-            apply_seed(s, env.keys, {"cards": [{"pan": "7077001000000084"}]}, NOW)
+    with env.sessions() as s, pytest.raises(ConfigError, match="malformed"):
+        apply_seed(s, env.keys, {"cards": [{"pan": "7077001000000084"}]}, NOW)
     bad = tmp_path / "bad.toml"
     bad.write_text("[[cards]\n")
     with pytest.raises(ConfigError):
@@ -228,7 +237,7 @@ def test_remaining_below_one_filling_is_what_is_allowed(env: Env) -> None:
     ({"terminal": "T-9999"}, "unknown_terminal"),
     ({"station": "ST-002"}, "unknown_terminal"),          # a device answering for another station
 ])
-def test_unknown_terminal(env: Env, kw: dict[str, str], reason: str) -> None:
+def test_unknown_terminal(env: Env, kw: dict[str, Any], reason: str) -> None:
     a = env.auth(ACME, **kw)
     assert (a["approved"], a["reason"], a["auth_id"], a["allowed_cl"], a["nozzles"]) == (
         False, reason, None, 0, [])
@@ -291,7 +300,7 @@ def test_correct_pin_resets_the_counter_even_when_declined_later(env: Env) -> No
     {"block_pan": ACME2},                                    # right PIN, enciphered for another card
     {"pin": "12345"},                                        # a longer PIN that starts with the right one
 ])
-def test_bad_pin_blocks_are_wrong_pins(env: Env, kw: dict[str, str]) -> None:
+def test_bad_pin_blocks_are_wrong_pins(env: Env, kw: dict[str, Any]) -> None:
     assert env.auth(ACME, **kw)["reason"] == "wrong_pin"
     assert env.card(ACME).pin_tries == 1
 

@@ -40,6 +40,9 @@ class ReceiptPrinter:
             if callable(flush):
                 flush()
         except Exception as exc:  # python-escpos raises its own and OS errors
+            discard = getattr(p, "discard", None)
+            if callable(discard):
+                discard()
             raise PrinterError("receipt printer failed", error=type(exc).__name__) from exc
 
     def close(self) -> None:
@@ -83,3 +86,17 @@ class _NetworkPerJob:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    output = b""   # a network printer keeps no copy of what it printed
+
+    def close(self) -> None:
+        self.discard()
+
+    def discard(self) -> None:
+        """Forget a connection that failed, so the next receipt connects afresh."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception as exc:  # noqa: BLE001 - the connection is already broken
+                log.debug("closing a failed printer connection", extra={"error": type(exc).__name__})
