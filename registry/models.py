@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
@@ -111,12 +111,13 @@ class Transaction(Base):
     station_id: Mapped[str] = mapped_column(String(64))
     pump: Mapped[int]
     nozzle: Mapped[int]
-    product: Mapped[str | None] = mapped_column(String(32))
+    # Sized to what firmware.messages.SALE admits: PostgreSQL enforces lengths and 32-bit INTEGER, SQLite not.
+    product: Mapped[str | None] = mapped_column(String(64))
     volume_cl: Mapped[int]
-    amount_cents: Mapped[int]
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
     price_milli: Mapped[int]
     card_masked: Mapped[str] = mapped_column(String(19))
     finished_at: Mapped[dt.datetime]
     received_at: Mapped[dt.datetime]
     recovered: Mapped[bool] = mapped_column(default=False)
-    flags: Mapped[str] = mapped_column(String(200), default="")
+    flags: Mapped[str] = mapped_column(Text, default="")       # comma-separated; a sale's list is unbounded

@@ -126,7 +126,11 @@ def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dic
     try:
         session.commit()
     except IntegrityError:
+        # Another session stored this sale_id between the check above and the commit. Any other
+        # constraint failure must not be acknowledged, or the terminal would drop an unstored sale.
         session.rollback()
+        if session.scalar(select(Transaction.id).where(Transaction.sale_id == sale["sale_id"])) is None:
+            raise
         return {**ack, "status": "duplicate"}
     log.info("sale stored", extra={"sale_id": sale["sale_id"], "volume_cl": sale["volume_cl"]})
     return ack

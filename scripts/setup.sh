@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(mosquitto pcscd vsmartcard-vpcd libpcsclite-dev swig python3-venv python3-dev gcc make)
+APT_PACKAGES=(mosquitto pcscd vsmartcard-vpcd libpcsclite-dev swig python3-venv python3-dev gcc make postgresql)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -28,4 +28,24 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q -e '.[dev]'
     echo "$want" > "$stamp"
+fi
+
+# --- MicroPython codec check (tests/test_dart_micropython.py) -------------------------------------------
+# Node runs the DART codec vectors under the MicroPython WebAssembly port; the npm package is pinned in
+# tests/micropython/package-lock.json. Installs nodejs/npm when missing, then `npm ci` only when
+# node_modules is missing or package.json / package-lock.json changed since the last install.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "setup: installing nodejs npm"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+mp_dir=tests/micropython
+mp_stamp=$mp_dir/node_modules/.forecourt-stamp
+mp_want=$(cat "$mp_dir/package.json" "$mp_dir/package-lock.json" | sha256sum | cut -d' ' -f1)
+if [ ! -f "$mp_stamp" ] || [ "$(cat "$mp_stamp")" != "$mp_want" ]; then
+    echo "setup: npm ci in $mp_dir"
+    (cd "$mp_dir" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$mp_want" > "$mp_stamp"
 fi

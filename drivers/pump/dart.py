@@ -60,7 +60,8 @@ class DartError(_ErrorBase):
     """A DART frame or field is malformed; context says what and where."""
 
     def __init__(self, message: str, **context: object) -> None:
-        _ErrorBase.__init__(self, message)
+        # super(), not _ErrorBase.__init__: MicroPython's built-in exception types have no __init__ attribute
+        super().__init__(message)
         self.context = context
 
 

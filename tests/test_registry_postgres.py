@@ -1,0 +1,203 @@
+"""registry.service on PostgreSQL through registry.db.open_database: the SQLite behaviour, plus concurrency.
+
+The server is a private cluster on a free loopback port (tests/pg_server.py), started once per module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pg_server import PostgresUnavailable, postgres_server
+from sqlalchemy import event, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from test_registry_service import ACME, ACME2, NORTHWIND, NOW, SEED, Env
+
+from registry.db import open_database
+from registry.keys import load_or_create_keys
+from registry.models import (
+    Account,
+    Authorization,
+    Base,
+    Card,
+    Device,
+    Nozzle,
+    Product,
+    Station,
+    Transaction,
+    Wallet,
+)
+from registry.seed import apply_seed, load_seed
+from registry.service import AUTH_TTL, MAX_PIN_TRIES, record_sale
+
+pytestmark = pytest.mark.system
+
+THREADS = 8
+
+
+@pytest.fixture(scope="module")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    try:
+        with postgres_server(tmp_path_factory.mktemp("postgres")) as url:
+            yield url
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def env(pg_url: str, tmp_path: Path) -> Iterator[Env]:
+    engine, sessions = open_database(pg_url)
+    Base.metadata.drop_all(engine)           # every test starts from the seed alone
+    Base.metadata.create_all(engine)
+    keys = load_or_create_keys(tmp_path / "keys" / "registry-keys.json")
+    with sessions() as s:
+        apply_seed(s, keys, load_seed(SEED), NOW)
+        apply_seed(s, keys, load_seed(SEED), NOW)         # twice: seeding is idempotent
+    try:
+        yield Env(tmp_path, engine, sessions, keys)
+    finally:
+        engine.dispose()
+
+
+def _counts(env: Env) -> dict[str, int]:
+    return {model.__name__: env.count(model) for model in
+            (Station, Product, Nozzle, Device, Account, Wallet, Card, Transaction)}
+
+
+def test_runs_on_postgresql(env: Env) -> None:
+    assert env.engine.dialect.name == "postgresql"
+    assert env.engine.url.host == "127.0.0.1" and env.engine.url.port != 5432
+
+
+def test_plain_postgresql_url_uses_psycopg3(pg_url: str) -> None:
+    engine, _ = open_database(pg_url.replace("postgresql+psycopg://", "postgresql://"))
+    try:
+        assert engine.dialect.driver == "psycopg"
+    finally:
+        engine.dispose()
+
+
+def test_seed_twice_is_idempotent(env: Env) -> None:
+    expected = {"Station": 1, "Product": 3, "Nozzle": 6, "Device": 1, "Account": 2, "Wallet": 2, "Card": 3,
+                "Transaction": 1}
+    assert _counts(env) == expected
+    verifier = env.card(ACME).pin_verifier
+    with env.sessions() as s:
+        apply_seed(s, env.keys, load_seed(SEED), NOW + dt.timedelta(hours=1))
+    assert _counts(env) == expected
+    assert env.card(ACME).pin_verifier == verifier
+    assert env.usage(2) == 20_000 and env.usage(1) == 0
+
+
+def test_approve(env: Env) -> None:
+    a = env.auth(ACME, pump=1)
+    assert (a["approved"], a["reason"], a["allowed_cl"], a["card_masked"]) == (
+        True, "approved", 15_000, "707700******0019")
+    with env.sessions() as s:
+        row = s.get(Authorization, a["auth_id"])
+        assert row is not None
+        assert (row.status, row.device_id, row.wallet_id) == ("open", "T-0001", 1)
+        assert row.created_at == NOW and row.expires_at == NOW + AUTH_TTL      # naive UTC round trip
+    assert env.usage(1) == 15_000
+    assert env.usage(1, NOW + AUTH_TTL + dt.timedelta(seconds=1)) == 0
+
+
+def test_wrong_pin_counts_to_blocked(env: Env) -> None:
+    for tries in range(1, MAX_PIN_TRIES):
+        assert env.auth(ACME, pin="0000")["reason"] == "wrong_pin"
+        assert env.card(ACME).pin_tries == tries
+    assert env.auth(ACME, pin="0000")["reason"] == "pin_tries_exceeded"
+    assert (env.card(ACME).status, env.card(ACME).pin_tries) == ("blocked", MAX_PIN_TRIES)
+    assert env.auth(ACME, pin="1234")["reason"] == "card_blocked"
+    assert env.count(Authorization) == 0
+    assert env.auth(ACME2)["approved"] is True
+
+
+def test_limit_exhausted(env: Env) -> None:
+    a = env.auth(NORTHWIND, pump=1)
+    assert (a["approved"], a["reason"], a["allowed_cl"]) == (False, "limit_exhausted", 0)
+    assert env.count(Authorization) == 0
+
+
+def test_sale_stored_once_then_duplicate(env: Env) -> None:
+    a = env.auth(ACME)
+    doc, ack = env.sale(a["auth_id"], volume_cl=2_500)
+    assert ack == {"sale_id": doc["sale_id"], "status": "stored", "reason": ""}
+    assert env.record(doc) == {"sale_id": doc["sale_id"], "status": "duplicate", "reason": ""}
+    assert env.count(Transaction, Transaction.sale_id == doc["sale_id"]) == 1
+    with env.sessions() as s:
+        tx = s.scalar(select(Transaction).where(Transaction.sale_id == doc["sale_id"]))
+        auth = s.get(Authorization, a["auth_id"])
+        assert tx is not None and auth is not None
+        assert tx.finished_at == dt.datetime(2025, 3, 15, 11, 59) and tx.received_at == NOW
+        assert (tx.wallet_id, tx.card_id, auth.status) == (1, env.card(ACME).id, "completed")
+    assert env.usage(1) == 2_500
+
+
+def test_sale_at_the_limits_of_the_message_schema(env: Env) -> None:
+    """What firmware.messages.SALE admits must fit the columns: PostgreSQL enforces lengths and int4."""
+    flags = [f"flag-{i:02d}-" + "x" * 55 for i in range(10)]          # ten 64-character flags
+    doc, ack = env.sale(env.auth(ACME)["auth_id"], volume_cl=10**7, amount_cents=10**10, product="p" * 64,
+                        flags=flags)
+    assert ack["status"] == "stored"
+    with env.sessions() as s:
+        tx = s.scalar(select(Transaction).where(Transaction.sale_id == doc["sale_id"]))
+        assert tx is not None
+        assert (tx.amount_cents, tx.product) == (10**10, "p" * 64)
+        assert tx.flags.split(",")[:10] == flags
+
+
+def test_other_constraint_failures_are_raised_not_acknowledged(env: Env) -> None:
+    doc, _ = env.sale(env.auth(ACME)["auth_id"])
+    broken = {**doc, "sale_id": str(uuid.uuid4()), "station": None}       # NOT NULL, not a duplicate
+    with env.sessions() as s, pytest.raises(IntegrityError):
+        record_sale(s, broken, NOW)
+    assert env.count(Transaction, Transaction.sale_id == broken["sale_id"]) == 0
+
+
+def test_concurrent_duplicate_sale_is_stored_once(env: Env) -> None:
+    """Eight sessions record one sale_id at once; all pass the duplicate check before any inserts."""
+    template, _ = env.sale(env.auth(ACME)["auth_id"])
+    auth_id = env.auth(ACME)["auth_id"]                   # open: every thread also completes it
+    doc = {**template, "sale_id": str(uuid.uuid4()), "auth_id": auth_id}
+    sessions = sessionmaker(env.engine, expire_on_commit=False)
+    start = threading.Barrier(THREADS, timeout=30)
+    flush = threading.Barrier(THREADS, timeout=30)
+
+    @event.listens_for(sessions, "before_flush")
+    def _all_checked(session: Session, context: Any, instances: Any) -> None:
+        flush.wait()            # every thread has seen no row: the unique constraint alone decides
+
+    acks: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            start.wait()
+            with sessions() as s:
+                acks.append(record_sale(s, doc, NOW))
+        except BaseException as exc:        # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert not flush.broken
+    assert sorted(a["status"] for a in acks) == ["duplicate"] * (THREADS - 1) + ["stored"]
+    assert env.count(Transaction, Transaction.sale_id == doc["sale_id"]) == 1
+    with env.sessions() as s:
+        auth = s.get(Authorization, auth_id)
+        assert auth is not None and auth.status == "completed"
