@@ -47,6 +47,7 @@ class DevicesSection:
     card_reader: str = "pcsc://Forecourt Virtual PCD 00 00"
     pump_line: str = "/dev/ttyAMA0"
     pumps: tuple[int, ...] = (1,)
+    pump_baudrate: int = 9600    # DART lines run at 9600 or 19200 baud, 8O1
     printer: str = "file:///dev/usb/lp0"
     panel: str = "pygame://"
     pin_key: str = "pek.hex"     # AES PIN-encryption key file, relative to state_dir
@@ -90,6 +91,14 @@ def _coerce(section: str, key: str, value: Any, kind: Any) -> Any:
     return value
 
 
+def _check_values(cfg: TerminalConfig) -> None:
+    if cfg.devices.pump_baudrate not in (9600, 19200):
+        raise ConfigError("devices.pump_baudrate must be 9600 or 19200", key="devices.pump_baudrate")
+    bad = [p for p in cfg.devices.pumps if not 1 <= p <= 32]
+    if bad or not cfg.devices.pumps or len(set(cfg.devices.pumps)) != len(cfg.devices.pumps):
+        raise ConfigError("devices.pumps must list distinct pump numbers 1..32", key="devices.pumps")
+
+
 def _section(name: str, cls: type, raw: Any) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"[{name}] must be a table", key=name)
@@ -128,4 +137,6 @@ def load_config(path: str | os.PathLike[str]) -> TerminalConfig:
     if "terminal" not in raw:
         raise ConfigError(f"{p} has no [terminal] section", key="terminal")
     parts = {name: _section(name, cls, raw[name]) for name, cls in _SECTIONS.items() if name in raw}
-    return TerminalConfig(**parts, source=str(p.resolve()))
+    cfg = TerminalConfig(**parts, source=str(p.resolve()))
+    _check_values(cfg)
+    return cfg

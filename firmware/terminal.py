@@ -73,7 +73,7 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     link.on_state(announce)
     panel = open_panel(cfg.devices.panel, cfg.terminal.language)
     reader = open_reader(cfg.devices.card_reader)
-    pumps = open_pump_controller(cfg.devices.pump_line, cfg.devices.pumps)
+    pumps = open_pump_controller(cfg.devices.pump_line, cfg.devices.pumps, baudrate=cfg.devices.pump_baudrate)
     printer = open_printer(cfg.devices.printer)
     devices = Devices(reader=reader, panel=panel, pinpad=PinPad(panel, pin_key), pumps=pumps, printer=printer)
     flow = SaleFlow(terminal=tid, station=cfg.terminal.station, pumps=cfg.devices.pumps, devices=devices,
@@ -116,12 +116,12 @@ def _serve(cfg: TerminalConfig, flow: SaleFlow, host: HostLink, dev: Devices, jo
             flow.recover()   # sales a pump outage left open
             last_recover = time.monotonic()
         try:
-            if not dev.reader.wait_for_card(0.5):  # type: ignore[attr-defined]
+            if not dev.reader.wait_for_card(0.5):
                 continue
             flow.run_sale()
             shown = None
             dev.panel.show("remove_card")
-            while not stop.is_set() and not dev.reader.wait_for_removal(0.5):  # type: ignore[attr-defined]
+            while not stop.is_set() and not dev.reader.wait_for_removal(0.5):
                 pass
         except CardError as exc:
             log.warning("card reader problem", extra={"error": str(exc)})
