@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data-dir", default=None, help="enable persistence in this directory")
     b.add_argument("--output", "-o", default="-", help="file to write (default stdout)")
     b.set_defaults(func=cmd_broker_config)
+
+    from drivers.pump.decode import add_pump_parser
+
+    add_pump_parser(sub)
     return p
 
 

@@ -273,3 +273,35 @@ def test_bad_arguments() -> None:
             c.authorize(1, nozzles=[1], volume_cl=100, amount_cents=100)
         with pytest.raises(MessageError):
             c.set_prices(1, {1: 1_000_000})
+
+
+def test_suspend_pauses_and_resume_continues_a_filling() -> None:
+    import time
+
+    with DartLineSimulator([SimPump(1, flow_cl_per_s=500.0)]) as line:   # 10 L take 2 s
+        pump = line.pump(1)
+        with make_controller(line.port, [1]) as c:
+            online(c, 1)
+            c.set_prices(1, PRICES)
+            with pytest.raises(PumpStateError):
+                c.suspend(1)                       # nothing to suspend in the reset state
+            c.authorize(1, nozzles=[1], volume_cl=1000)
+            pump.lift(1)
+            pump.dispense(10_000, wait=False)
+            c.wait_status(1, lambda s: s.volume_cl >= 50, WAIT)
+            c.suspend(1)
+            assert pump.suspended
+            with pump.lock:
+                paused = pump.volume_cl
+            c.wait_status(1, lambda s: s.volume_cl == paused, WAIT)   # the last figures before the pause
+            time.sleep(0.3)                        # 150 cl would flow in this time
+            st = c.status(1)
+            assert st.state == PumpState.FILLING and st.volume_cl == paused == pump.volume_cl
+            assert 0 < paused < 1000
+            c.resume(1)
+            assert not pump.suspended
+            c.wait_status(1, lambda s: s.volume_cl > paused, WAIT)
+            st = c.wait_status(1, lambda s: s.state == PumpState.MAX_REACHED, WAIT)
+            assert st.volume_cl == 1000            # the filling went on to its preset
+            cmds = cd1_commands(line)
+            assert cmds.index(dart.CMD_SUSPEND) < cmds.index(dart.CMD_RESUME)

@@ -4,6 +4,7 @@ The same vectors also run here under CPython, so a failure points at MicroPython
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,10 +17,11 @@ PACKAGE = "@micropython/micropython-webassembly-pyscript"
 
 
 def _npm_install() -> None:
-    """npm ci into tests/micropython/node_modules when it is missing or older than the lock file."""
+    """npm ci into tests/micropython/node_modules when the package is missing or not the locked version."""
     installed = HERE / "node_modules" / PACKAGE / "package.json"
-    lock = HERE / "package-lock.json"
-    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+    lock = json.loads((HERE / "package-lock.json").read_text())
+    wanted = lock["packages"]["node_modules/" + PACKAGE]["version"]
+    if installed.exists() and json.loads(installed.read_text()).get("version") == wanted:
         return
     npm = shutil.which("npm")
     if npm is None:

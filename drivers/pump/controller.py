@@ -234,6 +234,22 @@ class DartController:
         if st.state in _BUSY:
             self._expect(pump, st.seq, (PumpState.FILLING_COMPLETED, PumpState.MAX_REACHED), "STOP")
 
+    def suspend(self, pump: int) -> None:
+        """SUSPEND a filling (CD1 0x0D): the flow pauses, the sale stays open; resume() continues it.
+
+        The pump keeps reporting FILLING while suspended (DC1 has no suspended state), so success means the
+        pump ACKed the command; PumpStateError unless the pump is authorized or filling.
+        """
+        st = self.status(pump)
+        if st.state not in _BUSY:
+            raise PumpStateError("SUSPEND needs a filling", pump=pump, state=st.state.value)
+        self._submit(pump, [(dart.CD1, bytes((dart.CMD_SUSPEND,))), (dart.CD1, bytes((dart.CMD_STATUS,)))])
+
+    def resume(self, pump: int) -> None:
+        """RESUME a suspended filling (CD1 0x0E). Harmless when nothing is suspended, so allowed in any
+        state but OFFLINE: a terminal that lost track after a restart can always release the pump."""
+        self._submit(pump, [(dart.CD1, bytes((dart.CMD_RESUME,))), (dart.CD1, bytes((dart.CMD_STATUS,)))])
+
     def set_prices(self, pump: int, prices: Mapping[int, int]) -> None:
         """CD5 price update; prices must cover nozzles 1..n. Programs a pump that is not programmed."""
         if not prices or sorted(prices) != list(range(1, len(prices) + 1)):

@@ -56,7 +56,7 @@ def _length(data: bytes, *ok: int) -> None:
 def _cd1(data: bytes) -> dict[str, Any]:
     _length(data, 1)
     if data[0] not in COMMAND_NAMES:
-        raise dart.FrameError("unknown command 0x{:02X}".format(data[0]))
+        raise dart.FrameError(f"unknown command 0x{data[0]:02X}")
     return {"command": COMMAND_NAMES[data[0]], "command_code": data[0]}
 
 
@@ -91,7 +91,7 @@ def _cd101(data: bytes) -> dict[str, Any]:
 def _dc1(data: bytes) -> dict[str, Any]:
     _length(data, 1)
     if data[0] not in STATUS_NAMES:
-        raise dart.FrameError("unknown status 0x{:02X}".format(data[0]))
+        raise dart.FrameError(f"unknown status 0x{data[0]:02X}")
     return {"status": STATUS_NAMES[data[0]], "status_code": data[0]}
 
 
@@ -132,7 +132,7 @@ FIELDS: dict[str, dict[int, tuple[str, _Field]]] = {
 
 
 def _transaction(direction: str, trans: int, data: bytes) -> dict[str, Any]:
-    out: dict[str, Any] = {"trans": "0x{:02X}".format(trans), "data": data.hex()}
+    out: dict[str, Any] = {"trans": f"0x{trans:02X}", "data": data.hex()}
     known = FIELDS[direction].get(trans)
     if known is None:
         out["name"] = "UNKNOWN"
@@ -158,12 +158,12 @@ def parse_hex(text: str) -> bytes:
         if ch in _SEPARATORS:
             continue
         if ch not in "0123456789abcdefABCDEF":
-            raise DecodeInputError("not a hex digit: {!r} at position {}".format(ch, pos))
+            raise DecodeInputError(f"not a hex digit: {ch!r} at position {pos}")
         digits.append(ch)
     if not digits:
         raise DecodeInputError("no hex digits given")
     if len(digits) % 2:
-        raise DecodeInputError("odd number of hex digits ({}): a byte is two digits".format(len(digits)))
+        raise DecodeInputError(f"odd number of hex digits ({len(digits)}): a byte is two digits")
     return bytes.fromhex("".join(digits))
 
 
@@ -217,8 +217,8 @@ def _frame_dict(offset: int, raw: bytes, direction: str | None, prev: dict[str, 
     skipped = len(raw) - len(wire)
     addr, ctrl = wire[0], wire[1]
     kind = ctrl & 0xF0
-    out: dict[str, Any] = {"offset": offset + skipped, "raw": wire.hex(), "address": "0x{:02X}".format(addr),
-                           "pump": dart.address_pump(addr), "control": "0x{:02X}".format(ctrl),
+    out: dict[str, Any] = {"offset": offset + skipped, "raw": wire.hex(), "address": f"0x{addr:02X}",
+                           "pump": dart.address_pump(addr), "control": f"0x{ctrl:02X}",
                            "kind": KIND_NAMES.get(kind, "UNKNOWN"), "tx": ctrl & 0x0F}
     if skipped:
         out["skipped"] = raw[:skipped].hex()
@@ -244,8 +244,8 @@ def _frame_dict(offset: int, raw: bytes, direction: str | None, prev: dict[str, 
         out["crc_ok"] = not isinstance(error, dart.CrcError)
         out["payload"] = payload
         if isinstance(error, dart.CrcError):
-            out["crc"] = "0x{:04X}".format(int(error.context.get("got", 0)))  # type: ignore[call-overload]
-            out["crc_expected"] = "0x{:04X}".format(int(error.context.get("want", 0)))  # type: ignore[call-overload]
+            out["crc"] = "0x{:04X}".format(int(error.context.get("got", 0)))
+            out["crc_expected"] = "0x{:04X}".format(int(error.context.get("want", 0)))
         else:
             out["error"] = str(error)
     basis = "option"
@@ -262,7 +262,7 @@ def _frame_dict(offset: int, raw: bytes, direction: str | None, prev: dict[str, 
     if out["crc_ok"] and trans is not None:
         out["transactions"] = [_transaction(direction, c, d) for c, d in trans]
     else:   # bad CRC: the split as raw hex only, nothing read into fields
-        out["transactions"] = [{"trans": "0x{:02X}".format(c), "data": d.hex()} for c, d in trans or []]
+        out["transactions"] = [{"trans": f"0x{c:02X}", "data": d.hex()} for c, d in trans or []]
     return out
 
 
@@ -272,12 +272,11 @@ def decode_hex(text: str, direction: str | None = None) -> list[dict[str, Any]]:
     Raises DecodeInputError for odd or non-hex digits and when no complete frame is in the capture.
     """
     if direction not in (None, TO_PUMP, FROM_PUMP):
-        raise DecodeInputError("direction must be {} or {}".format(TO_PUMP, FROM_PUMP))
+        raise DecodeInputError(f"direction must be {TO_PUMP} or {FROM_PUMP}")
     data = parse_hex(text)
     frames, tail = _split(data)
     if not frames:
-        raise DecodeInputError("no complete DART frame (address 50..6F ... stop flag FA) in {} bytes"
-                               .format(len(data)))
+        raise DecodeInputError(f"no complete DART frame (address 50..6F ... stop flag FA) in {len(data)} bytes")
     out: list[dict[str, Any]] = []
     for offset, raw in frames:
         out.append(_frame_dict(offset, raw, direction, out[-1] if out else None))
@@ -303,7 +302,7 @@ def main(argv: Sequence[str], *, direction: str | None = None) -> int:
                 break
         frames = decode_hex(" ".join(args), direction)
     except DecodeInputError as exc:
-        print("{}: {}".format(PROG, exc.args[0] if exc.args else exc), file=sys.stderr)
+        print(f"{PROG}: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return EXIT_USAGE
     for f in frames:
         print(json.dumps(f))
@@ -312,7 +311,7 @@ def main(argv: Sequence[str], *, direction: str | None = None) -> int:
 
 def add_pump_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `pump` with its `decode` subcommand on the forecourt CLI; args.func(args) returns the code."""
-    pump = subparsers.add_parser("pump", help="pump line tools (Wayne DART)")
+    pump: argparse.ArgumentParser = subparsers.add_parser("pump", help="pump line tools (Wayne DART)")
     sub = pump.add_subparsers(dest="pump_command", required=True, metavar="PUMP_COMMAND")
     dec = sub.add_parser("decode", help="decode a hex capture of DART frames, one JSON line per frame",
                          description=(__doc__ or "").split("\n\n")[0],

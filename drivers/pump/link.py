@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 Transactions = list[tuple[int, bytes]]
 NAK_LIMIT = 3          # NAKs before the sender resets its TX# to 0
 _GARBLED = object()    # an answer arrived but did not decode (bad CRC, noise)
+_SHORT_FRAME = 3       # ADR CTRL SF: the shortest frame on the line
 
 
 class SerialLike(Protocol):
@@ -101,10 +102,13 @@ class DartLink:
         except OSError as exc:
             raise PumpLinkError("serial write failed", error=str(exc)) from exc
 
-    def _read_some(self) -> bytes:
+    def _read_some(self, size: int = 0) -> bytes:
+        """Read `size` bytes (blocking up to the port's timeout slice), or with size 0 what is waiting (at
+        least one byte)."""
         try:
-            waiting = int(getattr(self.port, "in_waiting", 0) or 0)
-            return bytes(self.port.read(max(1, waiting)))
+            if not size:
+                size = max(1, int(getattr(self.port, "in_waiting", 0) or 0))
+            return bytes(self.port.read(size))
         except OSError as exc:
             raise PumpLinkError("serial read failed", error=str(exc)) from exc
 
@@ -119,10 +123,14 @@ class DartLink:
         addr = dart.pump_address(pump)
         deadline = self._clock() + self.reply_timeout
         garbled = False
+        # Until the first byte comes, wait for a whole short frame in one read: no answer is shorter, and
+        # it spares a TIOCINQ, a select and a read per reply, the bulk of the poll loop's CPU.
+        want = _SHORT_FRAME
         while self._clock() < deadline:
-            chunk = self._read_some()
+            chunk = self._read_some(want)
             if not chunk:
                 continue
+            want = 0
             deadline = max(deadline, self._clock() + self.inter_byte_timeout)
             for raw in self._splitter.feed(chunk):
                 if raw == request:      # our own echo on a 2-wire adapter

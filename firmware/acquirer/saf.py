@@ -1,0 +1,208 @@
+"""Store-and-forward of acquirer advices (0220 completions, 0420 reversals) the host has not acknowledged.
+
+An advice must reach the acquirer even if the terminal restarts, so it is written to its own SQLite
+file (WAL, synchronous=FULL) before the first send. The advice holds the PAN (the acquirer needs it),
+so each message is stored encrypted with AES-256-GCM (random 96-bit nonce, the row's kind and sale id
+as associated data) under a key given to the constructor; after the host's acknowledgement the
+ciphertext is erased. Messages are never logged, only ids, kinds and sale ids.
+
+A message that may already have reached the host is sent again as a repeat (0221/0421, ISO 8583:1987
+MTI position 4 = 1): the attempt is counted durably *before* each send.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from firmware.acquirer import messages
+from firmware.errors import ConfigError, HostUnavailable, MessageError, SyncError
+
+__all__ = ["AdviceKind", "Exchanger", "ForwardReport", "PendingAdvice", "StoreAndForward"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS advice (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('completion', 'reversal')),
+    sale_id TEXT NOT NULL,
+    nonce BLOB,
+    sealed BLOB,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_response TEXT,
+    created REAL NOT NULL,
+    acked REAL,
+    UNIQUE (sale_id, kind)
+)
+"""
+
+
+class AdviceKind(enum.StrEnum):
+    COMPLETION = "completion"
+    REVERSAL = "reversal"
+
+
+_MTI = {AdviceKind.COMPLETION: b"0220", AdviceKind.REVERSAL: b"0420"}
+
+
+class Exchanger(Protocol):
+    def exchange(self, raw: bytes, timeout: float | None = None) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class PendingAdvice:
+    id: int
+    kind: AdviceKind
+    sale_id: str
+    attempts: int
+    last_response: str | None
+    raw: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ForwardReport:
+    acked: int = 0
+    refused: int = 0
+    stopped: bool = False  # the host became unreachable; the rest waits for the next forward()
+
+
+class StoreAndForward:
+    """Durable advice queue; thread-safe."""
+
+    def __init__(self, path: str | Path, key: bytes) -> None:
+        if len(key) not in (16, 24, 32):
+            raise ConfigError("store-and-forward key must be an AES key (16, 24 or 32 bytes)",
+                              length=len(key))
+        self._aead = AESGCM(key)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise SyncError("cannot open the store-and-forward file", path=str(path)) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @staticmethod
+    def _aad(kind: str, sale_id: str) -> bytes:
+        return f"forecourt-saf\x00{kind}\x00{sale_id}".encode()
+
+    def enqueue(self, kind: AdviceKind | str, sale_id: str, raw: bytes) -> int:
+        """Store an advice for a sale; a second call for the same sale and kind returns the first id."""
+        kind = AdviceKind(kind)
+        if raw[:4] != _MTI[kind]:
+            raise MessageError("advice does not match its kind", kind=kind.value, mti=raw[:4].hex())
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, bytes(raw), self._aad(kind, sale_id))
+        with self._lock, self._tx():
+            row = self._db.execute("SELECT id FROM advice WHERE sale_id = ? AND kind = ?",
+                                   (sale_id, kind.value)).fetchone()
+            if row is not None:
+                return int(row[0])
+            cur = self._db.execute(
+                "INSERT INTO advice (kind, sale_id, nonce, sealed, created) VALUES (?, ?, ?, ?, ?)",
+                (kind.value, sale_id, nonce, sealed, time.time()))
+            advice_id = int(cur.lastrowid or 0)
+        log.info("advice stored", extra={"advice_id": advice_id, "kind": kind.value, "sale_id": sale_id})
+        return advice_id
+
+    def pending(self) -> list[PendingAdvice]:
+        """Unacknowledged advices, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, kind, sale_id, nonce, sealed, attempts, last_response FROM advice "
+                "WHERE acked IS NULL ORDER BY id").fetchall()
+        out = []
+        for advice_id, kind, sale_id, nonce, sealed, attempts, last in rows:
+            try:
+                raw = self._aead.decrypt(nonce, sealed, self._aad(kind, sale_id))
+            except (InvalidTag, TypeError, ValueError):
+                raise SyncError("stored advice cannot be decrypted (wrong key or damaged file)",
+                                advice_id=advice_id) from None
+            out.append(PendingAdvice(advice_id, AdviceKind(kind), sale_id, attempts, last, raw))
+        return out
+
+    def mark_acked(self, advice_id: int) -> None:
+        """The host acknowledged it: keep the row for the record, erase the message."""
+        with self._lock, self._tx():
+            cur = self._db.execute(
+                "UPDATE advice SET acked = ?, nonce = NULL, sealed = NULL WHERE id = ? AND acked IS NULL",
+                (time.time(), advice_id))
+            if cur.rowcount == 0:
+                known = self._db.execute("SELECT 1 FROM advice WHERE id = ?", (advice_id,)).fetchone()
+                if known is None:
+                    raise SyncError("no such advice", advice_id=advice_id)
+
+    def _attempt(self, advice_id: int) -> None:
+        with self._lock, self._tx():
+            self._db.execute("UPDATE advice SET attempts = attempts + 1 WHERE id = ?", (advice_id,))
+
+    def _refused(self, advice_id: int, code: str) -> None:
+        with self._lock, self._tx():
+            self._db.execute("UPDATE advice SET last_response = ? WHERE id = ?", (code, advice_id))
+
+    def forward(self, link: Exchanger, timeout: float | None = None) -> ForwardReport:
+        """Send every pending advice in order; stop at the first sign the host is unreachable."""
+        acked = refused = 0
+        for item in self.pending():
+            raw = messages.as_repeat(item.raw) if item.attempts else item.raw
+            self._attempt(item.id)
+            try:
+                answer = link.exchange(raw, timeout)
+                parse = (messages.parse_completion_response if item.kind is AdviceKind.COMPLETION
+                         else messages.parse_reversal_response)
+                response = parse(answer)
+            except (HostUnavailable, MessageError) as exc:
+                log.warning("advice forwarding stopped",
+                            extra={"advice_id": item.id, "kind": item.kind.value, "error": type(exc).__name__})
+                return ForwardReport(acked, refused, stopped=True)
+            if response.acknowledged:
+                self.mark_acked(item.id)
+                acked += 1
+            else:  # keep it for the next round and for an operator; do not block the queue
+                self._refused(item.id, response.response_code)
+                refused += 1
+                log.warning("advice refused by the acquirer",
+                            extra={"advice_id": item.id, "response_code": response.response_code})
+        return ForwardReport(acked, refused)
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT (or ROLLBACK); sqlite3 errors become SyncError."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise SyncError("store-and-forward file is not writable") from exc
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as err:
+                raise SyncError("store-and-forward commit failed") from err
+        else:
+            self._db.execute("ROLLBACK")

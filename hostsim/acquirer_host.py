@@ -1,0 +1,251 @@
+"""A simulated acquirer and issuer host on loopback TCP, speaking the terminal's ISO 8583:1987 dialect.
+
+Frames are a 2-byte big-endian length then the message (drivers.acquirer.tcp). One thread per
+connection. For a 0100 the host checks, in this order: the test's rules (timeout/drop), the card
+expiry (54), the ARQC in field 55 with the issuer master key for the PAN's prefix (05 if it does not
+verify), the PIN block through pin_verifier (55), then answers as the rules say: approve (00, ARPC in
+tag 91), partial (10, approved amount in field 54), decline (05 or the given code). 0220/0221 and
+0420/0421 are acknowledged with 0230/0430 and recorded in `advices`.
+
+rules(request) returns a behaviour: "approve", "partial" / "partial:<amount>", "decline" /
+"decline:<code>", "timeout" (never answer) or "drop" (close the connection). `requests` and `advices`
+hold decoded messages for tests, without PIN data (fields 52, 53, 110).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import socket
+import socketserver
+import threading
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+from firmware import tlv
+from firmware.acquirer import messages, spec
+from firmware.errors import MessageError
+from hostsim import emv_host_crypto as crypto
+
+__all__ = ["AcquirerHost", "Behaviour", "PinVerifier", "Rules", "approve_all"]
+
+log = logging.getLogger(__name__)
+
+PinVerifier = Callable[[bytes, str, str], bool]  # (pin block, KSN hex, PAN) -> PIN correct
+Behaviour = str
+Rules = Callable[[dict[str, str]], Behaviour]
+_PIN_FIELDS = ("52", "53", "110")
+_ECHO = ("2", "3", "4", "7", "11", "12", "13", "14", "22", "23", "25", "41", "42", "49")
+
+
+def approve_all(request: dict[str, str]) -> Behaviour:
+    return "approve"
+
+
+class AcquirerHost:
+    """Start with start() or a with-block; address is (host, port) once started."""
+
+    def __init__(self, issuer_keys: Mapping[str, bytes], pin_verifier: PinVerifier | None = None,
+                 rules: Rules = approve_all, *, host: str = "127.0.0.1", port: int = 0,
+                 today: Callable[[], dt.date] = dt.date.today) -> None:
+        self.issuer_keys = dict(issuer_keys)  # PAN prefix -> issuer master key for AC (16 bytes)
+        self.pin_verifier = pin_verifier
+        self.rules = rules
+        self.today = today
+        self.requests: list[dict[str, str]] = []
+        self.advices: list[dict[str, str]] = []
+        self.decisions: list[dict[str, str]] = []  # mti, stan, code, reason
+        self._bind = (host, port)
+        self._lock = threading.Lock()
+        self._counter = 0
+        self._server: socketserver.ThreadingTCPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._conns: set[socket.socket] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._server is None:
+            raise RuntimeError("host not started")
+        addr = self._server.server_address
+        return str(addr[0]), int(addr[1])
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    def start(self) -> AcquirerHost:
+        host = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                host._serve(self.request)
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+            block_on_close = True
+
+        self._server = Server(self._bind, Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="acquirer-host", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        with self._lock:
+            for conn in list(self._conns):
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self._server.server_close()  # joins the connection threads (block_on_close)
+        if self._thread is not None:
+            self._thread.join()
+        self._server = None
+
+    def __enter__(self) -> AcquirerHost:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- connection --------------------------------------------------------------------------------
+    def _serve(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._conns.add(conn)
+        try:
+            while True:
+                raw = _recv_frame(conn)
+                if raw is None:
+                    return
+                answer = self.handle(raw)
+                if answer == b"drop":
+                    return
+                if answer:
+                    conn.sendall(len(answer).to_bytes(2, "big") + answer)
+        except OSError:
+            return
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+
+    def handle(self, raw: bytes) -> bytes | None:
+        """One request in; the response, None for "timeout", b"drop" for "drop"."""
+        try:
+            doc = messages.decode(raw)
+        except MessageError as exc:
+            log.warning("undecodable request", extra={"error": str(exc)})
+            return None
+        kept = {k: v for k, v in doc.items() if k not in _PIN_FIELDS}
+        behaviour = self.rules(dict(kept))
+        mti = doc["t"]
+        with self._lock:
+            (self.requests if mti == "0100" else self.advices).append(kept)
+        if behaviour == "timeout":
+            self._decide(doc, "--", "no answer (rules)")
+            return None
+        if behaviour == "drop":
+            self._decide(doc, "--", "connection dropped (rules)")
+            return b"drop"
+        if mti == "0100":
+            try:
+                return self._authorize(doc, behaviour)
+            except (KeyError, ValueError):  # a mandatory field missing or malformed
+                self._decide(doc, "30", "format error")
+                return messages.encode({"t": "0110", "11": doc.get("11", "000000"), "39": "30"})
+        if mti in ("0220", "0221", "0420", "0421"):
+            code = (behaviour.partition(":")[2] or "05") if behaviour.startswith("decline") else "00"
+            self._decide(doc, code, "advice " + ("repeat" if mti.endswith("1") else "first"))
+            return messages.encode({"t": response_mti(mti), "11": doc["11"], "39": code,
+                                    **{k: doc[k] for k in ("3", "4", "7", "41", "42") if k in doc}})
+        self._decide(doc, "12", "unsupported message type")
+        return None
+
+    # -- authorization -----------------------------------------------------------------------------
+    def _authorize(self, doc: dict[str, str], behaviour: Behaviour) -> bytes:
+        icc = dict(tlv.parse(bytes.fromhex(doc.get("55", ""))))
+        pan, psn = doc.get("2", ""), doc.get("23", "000")[-2:]
+        code, reason, amount = self._check(doc, icc, pan, psn)
+        if code == "00":
+            kind, _, arg = behaviour.partition(":")
+            if kind == "partial":
+                amount = int(arg) if arg else int(doc["4"]) // 2
+                code, reason = "10", "partial approval (rules)"
+            elif kind == "decline":
+                code, reason = arg or "05", "declined (rules)"
+        self._decide(doc, code, reason)
+        out: dict[str, Any] = {k: doc[k] for k in _ECHO if k in doc}
+        out.update({"t": "0110", "39": code, "37": self._rrn()})
+        if code in ("00", "10"):
+            out["38"] = f"{self._counter % 1_000_000:06d}"
+        if code == "10":
+            currency = doc.get("49", "978")
+            out["54"] = f"00{spec.AMOUNT_TYPE_APPROVED}{currency}C{amount:012d}"
+        key = self._key(pan)
+        if icc and key is not None and reason != "ARQC does not verify" and 0x9F26 in icc:
+            try:
+                resp = tlv.encode(0x91, crypto.issuer_authentication_data(key, pan, psn, icc, code))
+                out["55"] = (resp + tlv.encode(0x8A, code.encode("ascii"))).hex().upper()
+            except (KeyError, ValueError):
+                pass
+        return messages.encode(out)
+
+    def _check(self, doc: dict[str, str], icc: dict[int, bytes], pan: str, psn: str) -> tuple[str, str, int]:
+        amount = int(doc.get("4", "0"))
+        expiry = doc.get("14")
+        if expiry is not None and expiry < self.today().strftime("%y%m"):
+            return "54", "expired card", 0
+        if doc.get("22") in spec.ICC_ENTRY_MODES:
+            key = self._key(pan)
+            if key is None:
+                return "05", "no issuer key for this card", 0
+            result = crypto.verify_arqc(key, pan, psn, icc)
+            if not result.ok:
+                return "05", result.reason, 0
+            if icc[0x9F02].hex() != doc.get("4"):  # 9F02 is n12 BCD: its hex digits are field 4
+                return "05", "ARQC amount differs from field 4", 0
+        pin_block = bytes.fromhex(doc.get("52") or doc.get("110") or "")
+        if pin_block and self.pin_verifier is not None:
+            if not self.pin_verifier(pin_block, doc.get("53", ""), pan):
+                return "55", "incorrect PIN", 0
+        return "00", "approved", amount
+
+    def _key(self, pan: str) -> bytes | None:
+        best = max((p for p in self.issuer_keys if pan.startswith(p)), key=len, default=None)
+        return None if best is None else self.issuer_keys[best]
+
+    def _rrn(self) -> str:
+        with self._lock:
+            self._counter += 1
+            return f"{self._counter:012d}"
+
+    def _decide(self, doc: dict[str, str], code: str, reason: str) -> None:
+        with self._lock:
+            self.decisions.append({"mti": doc["t"], "stan": doc.get("11", ""), "code": code, "reason": reason})
+
+
+def response_mti(mti: str) -> str:
+    return mti[:2] + str(int(mti[2]) + 1) + "0"
+
+
+def _recv_exact(conn: socket.socket, size: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < size:
+        chunk = conn.recv(size - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def _recv_frame(conn: socket.socket) -> bytes | None:
+    header = _recv_exact(conn, 2)
+    if header is None:
+        return None
+    return _recv_exact(conn, int.from_bytes(header, "big"))

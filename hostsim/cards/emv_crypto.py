@@ -1,0 +1,145 @@
+"""The symmetric side of a simulated EMV card: application cryptograms, ARPC checks and script MACs.
+
+Key derivation and MACs come from pyemv (ICC master key option A/B from the issuer master key, PAN and PAN
+sequence number, EMV Book 2 A1.4; common session key A1.3; AC by ISO 9797-1 MAC algorithm 3, Book 2 8.1;
+ARPC method 1 and 2, Book 2 8.2). The Issuer Application Data and CVR layouts are simplified models of the
+published Visa (VIS) and M/Chip formats: enough that the issuer host sees the card's decisions under the AC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pyemv.cvn
+
+from firmware.errors import ConfigError
+
+__all__ = ["AAC", "ARQC", "CRYPTOGRAMS", "TC", "AcInputs", "CardCrypto", "Cvr", "IssuerAuthResult"]
+
+AAC, TC, ARQC = 0x00, 0x40, 0x80          # Cryptogram Information Data bits 8-7 (Book 3 table 14)
+CRYPTOGRAMS = ("visa_cvn10", "visa_cvn18", "mc_cvn16")
+# Terminal data every supported CVN puts under the AC, in this order (Book 2 8.1.1, table 26).
+AC_TERMINAL_TAGS = (0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37)
+ARC_APPROVED = (b"00", b"10", b"11", b"Y1", b"Y3")   # ISO 8583:1987 codes terminals send in 8A
+ArpcMethod = Literal[1, 2]
+
+
+@dataclass
+class Cvr:
+    """Card Verification Results: what the card did in this transaction."""
+
+    first_ac: int | None = None
+    second_ac: int | None = None
+    offline_pin: bool = False
+    enciphered_pin: bool = False
+    pin_failed: bool = False
+    pin_try_exceeded: bool = False
+    dda: bool = False
+    cda_first: bool = False
+    cda_second: bool = False
+    issuer_auth: bool = False
+    issuer_auth_failed: bool = False
+    scripts: int = 0
+    script_failed: bool = False
+
+
+def _ac_bits(ac: int | None, shift: int) -> int:
+    """2-bit "AC returned" field: 00 AAC, 01 TC, 10 ARQC / not requested."""
+    code = {AAC: 0, TC: 1, ARQC: 2, None: 2}[ac]
+    return code << shift
+
+
+def _visa_cvr(c: Cvr) -> bytes:
+    """VIS-style CVR: length 03 then 3 bytes (byte 2: ACs, issuer auth, offline PIN; 3: PIN limit; 4: scripts)."""
+    b2 = (_ac_bits(c.second_ac, 6) | _ac_bits(c.first_ac, 4) | 0x08 * c.issuer_auth_failed
+          | 0x04 * c.offline_pin | 0x02 * c.pin_failed)
+    b3 = 0x40 * c.pin_try_exceeded
+    b4 = (min(c.scripts, 15) << 4) | 0x08 * c.script_failed | 0x02 * c.dda
+    return bytes([0x03, b2, b3, b4])
+
+
+def _mc_cvr(c: Cvr) -> bytes:
+    """M/Chip-style 6-byte CVR (byte 1: ACs; 2: CVM and ODA; 3: PIN limit, issuer auth; 4: scripts)."""
+    b1 = _ac_bits(c.second_ac, 6) | _ac_bits(c.first_ac, 4)
+    b2 = (0x80 * c.offline_pin | 0x40 * c.enciphered_pin | 0x20 * (c.offline_pin and not c.pin_failed)
+          | 0x10 * c.dda | 0x08 * c.cda_first | 0x04 * c.cda_second | 0x02 * c.issuer_auth)
+    b3 = 0x80 * c.issuer_auth_failed | 0x40 * c.pin_try_exceeded
+    b4 = (min(c.scripts, 15) << 4) | 0x08 * c.script_failed
+    return bytes([b1, b2, b3, b4, 0, 0])
+
+
+@dataclass(frozen=True)
+class AcInputs:
+    """The data one GENERATE AC is computed over."""
+
+    terminal: dict[int, bytes]    # values by tag from the CDOL-related data
+    aip: bytes
+    atc: bytes
+    cvr: Cvr
+
+
+@dataclass(frozen=True)
+class IssuerAuthResult:
+    ok: bool
+    approved: bool            # ARC (method 1) or CSU "approved" bit (method 2)
+    block_application: bool = False
+
+
+class CardCrypto:
+    """One card's cryptogram version: builds IAD and AC, checks ARPCs and script MACs."""
+
+    def __init__(self, cryptogram: str, imk_ac: bytes, imk_smi: bytes, imk_smc: bytes, pan: str,
+                 psn: str) -> None:
+        cls = {"visa_cvn10": pyemv.cvn.VisaCVN10, "visa_cvn18": pyemv.cvn.VisaCVN18,
+               "mc_cvn16": pyemv.cvn.MasterCardCVN16}.get(cryptogram)
+        if cls is None:
+            raise ConfigError("unknown cryptogram version", cryptogram=cryptogram, known=",".join(CRYPTOGRAMS))
+        try:
+            self._cvn = cls(imk_ac, imk_smi, imk_smc, pan, psn)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError("issuer master keys must be 16-byte DES keys", cryptogram=cryptogram) from exc
+        self.cryptogram = cryptogram
+        self.arpc_method: ArpcMethod = 2 if cryptogram == "visa_cvn18" else 1
+
+    def iad(self, cvr: Cvr) -> bytes:
+        """Issuer Application Data (9F10): Visa 06 DKI CVN CVR; M/Chip DKI CVN CVR(6) DAC(2) counters(8)."""
+        if self.cryptogram == "visa_cvn10":
+            return bytes([0x06, 0x01, 0x0A]) + _visa_cvr(cvr)
+        if self.cryptogram == "visa_cvn18":
+            return bytes([0x06, 0x01, 0x12]) + _visa_cvr(cvr)
+        return bytes([0x01, 0x10]) + _mc_cvr(cvr) + bytes(10)
+
+    def ac(self, inputs: AcInputs) -> tuple[bytes, bytes]:
+        """(AC, IAD) for the data of one GENERATE AC."""
+        t = [inputs.terminal[tag] for tag in AC_TERMINAL_TAGS]
+        iad = self.iad(inputs.cvr)
+        if isinstance(self._cvn, pyemv.cvn.VisaCVN18):
+            ac = self._cvn.generate_ac(*t, tag_82=inputs.aip, tag_9f36=inputs.atc, tag_9f10=iad)
+        elif isinstance(self._cvn, pyemv.cvn.VisaCVN10):
+            ac = self._cvn.generate_ac(*t, tag_82=inputs.aip, tag_9f36=inputs.atc, cvr=iad[3:7])
+        else:
+            ac = self._cvn.generate_ac(*t, tag_82=inputs.aip, tag_9f36=inputs.atc, cvr=iad[2:8])
+        return ac, iad
+
+    def check_arpc(self, arqc: bytes, atc: bytes, issuer_auth_data: bytes) -> IssuerAuthResult:
+        """Issuer Authentication Data (91): method 1 ARPC(8)||ARC(2), method 2 ARPC(4)||CSU(4)[||PAD].
+
+        Method 2 CSU byte 2: bit 8 issuer approves, bit 6 block the application (Book 2 8.2.2).
+        """
+        cvn = self._cvn
+        if isinstance(cvn, pyemv.cvn.VisaCVN18):
+            if not 8 <= len(issuer_auth_data) <= 16:
+                return IssuerAuthResult(False, False)
+            arpc, csu, prop = issuer_auth_data[:4], issuer_auth_data[4:8], issuer_auth_data[8:] or None
+            ok = cvn.generate_arpc(arqc, atc, csu, prop) == arpc
+            return IssuerAuthResult(ok, bool(csu[1] & 0x80), bool(csu[1] & 0x20))
+        if len(issuer_auth_data) != 10:
+            return IssuerAuthResult(False, False)
+        arpc, response_code = issuer_auth_data[:8], issuer_auth_data[8:]
+        ok = cvn.generate_arpc(arqc, response_code) == arpc
+        return IssuerAuthResult(ok, response_code in ARC_APPROVED)
+
+    def check_script_mac(self, header: bytes, data: bytes, mac: bytes, arqc: bytes, atc: bytes) -> bool:
+        """Secure messaging integrity for an issuer script command (Book 2 9.2; MAC over header, ATC, AC, data)."""
+        return self._cvn.generate_command_mac(header, arqc, atc, data) == mac
