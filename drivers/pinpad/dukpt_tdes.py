@@ -34,9 +34,9 @@ KSN_LEN, KEY_LEN = 10, 16
 COUNTER_BITS = 21
 MAX_ONE_BITS = 10
 _COUNTER_MASK = (1 << COUNTER_BITS) - 1
-# X9.24-1-2009 A.6: the key-register mask used for the IPEK's right half and in every key generation.
+# X9.24-1-2009 Annex A: the key-register mask used for the IPEK's right half and in every key generation.
 _KEY_MASK = bytes.fromhex("C0C0C0C000000000C0C0C0C000000000")
-# X9.24-1-2009 A.6 (Request PIN Entry 2): the PIN encryption variant of a transaction key.
+# X9.24-1-2009 Annex A processing algorithms ("Request PIN Entry 2"): the PIN encryption variant of a transaction key.
 _PIN_VARIANT = bytes.fromhex("00000000000000FF00000000000000FF")
 
 
@@ -79,7 +79,7 @@ def derive_initial_key(bdk: bytes, ksn: bytes) -> bytes:
 
 
 def _generate_key(key: bytes | bytearray, register8: bytes) -> bytes:
-    """The non-reversible key generation process of X9.24-1-2009 A.2 on the 8-byte crypto register."""
+    """The non-reversible key generation process of X9.24-1-2009 Annex A on the 8-byte crypto register."""
     key = bytes(key)
 
     def half(k: bytes) -> bytes:

@@ -1,0 +1,230 @@
+"""AcquirerLink against a real TCP server on loopback: framing, matching, timeouts, failures, reconnects."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from drivers.acquirer import AcquirerLink
+from drivers.acquirer.tcp import response_mti
+from firmware.acquirer import messages as m
+from firmware.errors import HostUnavailable, MessageError
+
+Handler = Callable[[socket.socket, bytes, int], None]  # (connection, request, connection number)
+
+
+def request(stan: int, mti: str = "0100") -> bytes:
+    return m.encode({"t": mti, "11": f"{stan:06d}", "4": "000000001000"})
+
+
+def answer(raw: bytes, code: str = "00") -> bytes:
+    doc = m.decode(raw)
+    body = m.encode({"t": response_mti(doc["t"]), "11": doc["11"], "39": code})
+    return len(body).to_bytes(2, "big") + body
+
+
+def recv_frame(conn: socket.socket) -> bytes | None:
+    def exact(n: int) -> bytes | None:
+        buf = b""
+        while len(buf) < n:
+            chunk = conn.recv(n - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
+
+    head = exact(2)
+    return None if head is None else exact(int.from_bytes(head, "big"))
+
+
+class Server:
+    """Accepts connections; calls handler for every frame received; counts connections."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.received: list[bytes] = []
+        self._conns: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._accept = threading.Thread(target=self._loop, daemon=True)
+        self._accept.start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self._conns.append(conn)
+            t = threading.Thread(target=self._serve, args=(conn, self.connections), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _serve(self, conn: socket.socket, number: int) -> None:
+        try:
+            while (frame := recv_frame(conn)) is not None:
+                self.received.append(frame)
+                self.handler(conn, frame, number)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self._conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+        self._accept.join(2)
+        for t in self._threads:
+            t.join(2)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Handler], Server]]:
+    servers: list[Server] = []
+
+    def start(handler: Handler) -> Server:
+        servers.append(Server(handler))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def link_to(server: Server, **kw: float) -> AcquirerLink:
+    return AcquirerLink("127.0.0.1", server.port, connect_timeout=kw.get("connect_timeout", 2.0),
+                        response_timeout=kw.get("response_timeout", 2.0))
+
+
+def test_exchange_matches_mti_and_stan_and_drops_stale_frames(serve: Callable[[Handler], Server]) -> None:
+    def handler(conn: socket.socket, raw: bytes, _: int) -> None:
+        conn.sendall(answer(request(999)))  # a stale answer to some other request comes first
+        conn.sendall(answer(raw))
+
+    server = serve(handler)
+    with link_to(server) as link:
+        for stan in (1, 2):
+            got = m.decode(link.exchange(request(stan)))
+            assert (got["t"], got["11"]) == ("0110", f"{stan:06d}")
+        advice = m.decode(link.exchange(request(3, "0221")))
+        assert advice["t"] == "0230"
+    assert server.connections == 1 and len(server.received) == 3
+
+
+def test_timeout_then_late_answer_is_dropped(serve: Callable[[Handler], Server]) -> None:
+    pending: list[bytes] = []
+
+    def handler(conn: socket.socket, raw: bytes, _: int) -> None:
+        if not pending:  # the first request: no answer now
+            pending.append(raw)
+            return
+        conn.sendall(answer(pending[0]) + answer(raw))  # late answer, then the real one
+
+    server = serve(handler)
+    with link_to(server) as link:
+        start = time.monotonic()
+        with pytest.raises(HostUnavailable):
+            link.exchange(request(1), timeout=0.3)
+        assert 0.25 < time.monotonic() - start < 1.5
+        assert m.decode(link.exchange(request(2), timeout=2))["11"] == "000002"
+
+
+def test_partial_frame_at_timeout_stays_in_step(serve: Callable[[Handler], Server]) -> None:
+    def handler(conn: socket.socket, raw: bytes, _: int) -> None:
+        frame = answer(raw)
+        conn.sendall(frame[:5])
+        time.sleep(0.4)
+        conn.sendall(frame[5:])
+
+    server = serve(handler)
+    with link_to(server) as link:
+        with pytest.raises(HostUnavailable):
+            link.exchange(request(1), timeout=0.2)
+        time.sleep(0.3)
+        with pytest.raises(HostUnavailable):  # the rest of answer 1 arrives and is dropped; 2 never comes
+            link.exchange(request(2), timeout=0.2)
+        assert link.connected
+
+
+def test_connection_refused() -> None:
+    probe = socket.create_server(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    link = AcquirerLink("127.0.0.1", port, connect_timeout=1.0, response_timeout=1.0)
+    with pytest.raises(HostUnavailable) as err:
+        link.exchange(request(1))
+    assert err.value.context["reason"] == "ConnectionRefusedError"
+    assert not link.connected
+
+
+def test_drop_then_reconnect(serve: Callable[[Handler], Server]) -> None:
+    def handler(conn: socket.socket, raw: bytes, number: int) -> None:
+        if number == 1:
+            conn.shutdown(socket.SHUT_RDWR)
+            return
+        conn.sendall(answer(raw))
+
+    server = serve(handler)
+    with link_to(server) as link:
+        with pytest.raises(HostUnavailable):
+            link.exchange(request(1))
+        assert not link.connected
+        assert m.decode(link.exchange(request(2)))["11"] == "000002"
+    assert server.connections == 2
+
+
+def test_oversize_frame(serve: Callable[[Handler], Server]) -> None:
+    def handler(conn: socket.socket, raw: bytes, number: int) -> None:
+        conn.sendall(b"\xff\xff" + bytes(100) if number == 1 else answer(raw))
+
+    server = serve(handler)
+    with link_to(server) as link:
+        with pytest.raises(MessageError) as err:
+            link.exchange(request(1))
+        assert err.value.context["length"] == 0xFFFF and not link.connected
+        assert m.decode(link.exchange(request(2)))["11"] == "000002"  # reconnected
+
+
+def test_short_frame(serve: Callable[[Handler], Server]) -> None:
+    def handler(conn: socket.socket, raw: bytes, number: int) -> None:
+        if number == 1:
+            conn.sendall(b"\x00\x64" + bytes(10))  # announces 100 bytes, sends 10, hangs up
+            conn.shutdown(socket.SHUT_RDWR)
+        elif number == 2:
+            conn.sendall(b"\x00\x03abc")  # below the smallest message
+        else:
+            conn.sendall(answer(raw))
+
+    server = serve(handler)
+    with link_to(server) as link:
+        with pytest.raises(MessageError, match="cut short"):
+            link.exchange(request(1))
+        with pytest.raises(MessageError, match="length out of range"):
+            link.exchange(request(2))
+        assert m.decode(link.exchange(request(3)))["11"] == "000003"
+
+
+def test_garbage_frame_is_message_error(serve: Callable[[Handler], Server]) -> None:
+    server = serve(lambda conn, raw, n: conn.sendall(b"\x00\x10" + b"X" * 16))
+    with link_to(server) as link, pytest.raises(MessageError):
+        link.exchange(request(1))
+
+
+def test_oversize_request_is_refused_before_sending(serve: Callable[[Handler], Server]) -> None:
+    server = serve(lambda conn, raw, n: None)
+    link = AcquirerLink("127.0.0.1", server.port, connect_timeout=1, response_timeout=1, max_frame=64)
+    big = m.encode({"t": "0100", "11": "000001", "63": "001L" + "0" * 21 * 1 + "001L" + "0" * 21 * 3})
+    with pytest.raises(MessageError):
+        link.exchange(big + bytes(64))
+    assert server.connections == 0
+    link.close()
