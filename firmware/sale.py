@@ -358,8 +358,9 @@ class SaleFlow:
         return None, f"Nozzle {nozzle}"
 
     # -- after a restart ----------------------------------------------------------------------------
-    def recover(self) -> list[str]:
-        """Settle every sale a crash left open, then print receipts that were not printed."""
+    def recover(self, pump_wait: float = 10.0) -> list[str]:
+        """Settle every sale a crash or a pump outage left open, then print receipts not yet printed.
+        pump_wait is how long to wait for a pump that does not answer (0 on the periodic retry)."""
         done = []
         busy = self.busy_pumps()
         for rec in self.journal.open_sales():
@@ -370,7 +371,7 @@ class SaleFlow:
                 # the pump was never released for this sale
                 self._settle_unreleased(rec)
             else:
-                self._recover_pump(rec)
+                self._recover_pump(rec, pump_wait)
             done.append(rec.id)
         for rec in self.journal.unprinted():
             self.print_receipt(rec)
@@ -381,9 +382,9 @@ class SaleFlow:
                                 finished_at=time.time(), recovered=True)
         self.host.kick()
 
-    def _recover_pump(self, rec: SaleRecord) -> None:
+    def _recover_pump(self, rec: SaleRecord, pump_wait: float) -> None:
         try:
-            st = self.dev.pumps.wait_status(rec.pump, lambda s: s.state is not PumpState.OFFLINE, 10.0)
+            st = self.dev.pumps.wait_status(rec.pump, lambda s: s.state is not PumpState.OFFLINE, pump_wait)
         except PumpTimeout:
             self._settle(rec, recovered=True)   # leaves it open and flagged
             return

@@ -113,7 +113,7 @@ def _serve(cfg: TerminalConfig, flow: SaleFlow, host: HostLink, dev: Devices, jo
             dev.panel.show(screen)
             shown = screen
         if time.monotonic() - last_recover > 30 and journal.open_sales():
-            flow.recover()   # sales a pump outage left open
+            flow.recover(pump_wait=0.0)   # sales a pump outage left open
             last_recover = time.monotonic()
         try:
             if not dev.reader.wait_for_card(0.5):

@@ -76,6 +76,10 @@ class Server:
             pass
 
     def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() (closing alone does not)
+        except OSError:
+            pass
         self.sock.close()
         for conn in self._conns:
             try:
@@ -223,8 +227,8 @@ def test_garbage_frame_is_message_error(serve: Callable[[Handler], Server]) -> N
 def test_oversize_request_is_refused_before_sending(serve: Callable[[Handler], Server]) -> None:
     server = serve(lambda conn, raw, n: None)
     link = AcquirerLink("127.0.0.1", server.port, connect_timeout=1, response_timeout=1, max_frame=64)
-    big = m.encode({"t": "0100", "11": "000001", "63": "001L" + "0" * 21 * 1 + "001L" + "0" * 21 * 3})
+    fuel = "".join(m.FuelLine("001", "L", 1000, 100).encode() for _ in range(4))
     with pytest.raises(MessageError):
-        link.exchange(big + bytes(64))
+        link.exchange(m.encode({"t": "0100", "11": "000001", "63": fuel}))
     assert server.connections == 0
     link.close()
