@@ -32,7 +32,7 @@ class Paper:
 
 def _codec(number: int) -> str:
     """Python codec of ESC t code page `number`, per the printer profile python-escpos encodes with."""
-    from escpos.capabilities import get_profile
+    from escpos.capabilities import get_profile  # type: ignore[import-untyped]
 
     name = get_profile("default").codePages.get(str(number), "Unknown")
     try:
