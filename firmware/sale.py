@@ -213,6 +213,9 @@ class SaleFlow:
         except PumpError as exc:
             log.error("pump authorization failed", extra={"sale_id": rec.id, "error": str(exc)})
             self.dev.panel.show("pump_error")
+            # the command may have reached the pump before the error: never leave it released
+            if pumps.status(rec.pump).state in (PumpState.AUTHORIZED, PumpState.FILLING):
+                self._stop_quietly(rec.pump)
             self._settle(self.journal.get(rec.id), recovered=False)
             return
         self.dev.panel.show("lift_nozzle", pump=rec.pump, litres=format_litres(rec.allowed_cl or 0))

@@ -21,7 +21,7 @@ import socketserver
 import threading
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from firmware import tlv
 from firmware.acquirer import messages, spec
@@ -108,8 +108,9 @@ class AcquirerHost:
             self._thread.join()
         self._server = None
 
-    def __enter__(self) -> AcquirerHost:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -211,9 +212,8 @@ class AcquirerHost:
             if icc[0x9F02].hex() != doc.get("4"):  # 9F02 is n12 BCD: its hex digits are field 4
                 return "05", "ARQC amount differs from field 4", 0
         pin_block = bytes.fromhex(doc.get("52") or doc.get("110") or "")
-        if pin_block and self.pin_verifier is not None:
-            if not self.pin_verifier(pin_block, doc.get("53", ""), pan):
-                return "55", "incorrect PIN", 0
+        if pin_block and self.pin_verifier is not None and not self.pin_verifier(pin_block, doc.get("53", ""), pan):
+            return "55", "incorrect PIN", 0
         return "00", "approved", amount
 
     def _key(self, pan: str) -> bytes | None:

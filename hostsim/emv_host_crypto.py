@@ -17,10 +17,14 @@ The IAD (9F10) layouts match hostsim.cards.emv_crypto: Visa `06 DKI CVN CVR(4)`,
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+import threading
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pyemv.cvn
+from cryptography.utils import CryptographyDeprecationWarning
 
 __all__ = ["AC_TERMINAL_TAGS", "CRYPTOGRAMS", "ArqcResult", "cryptogram_version",
            "generate_ac", "issuer_authentication_data", "verify_arqc"]
@@ -33,6 +37,17 @@ CSU_APPROVED = bytes.fromhex("00800000")  # VIS 1.6 CSU: byte 2 bit 8 = issuer a
 CSU_DECLINED = bytes.fromhex("00000000")
 
 _Cvn = pyemv.cvn.VisaCVN10 | pyemv.cvn.VisaCVN18 | pyemv.cvn.MasterCardCVN16
+
+
+_TDES_LOCK = threading.Lock()  # catch_warnings swaps global state: one pyemv call at a time
+
+
+@contextmanager
+def _pyemv_tdes() -> Iterator[None]:
+    """pyemv takes TripleDES from cryptography's main module, deprecated there (pyproject pins <48)."""
+    with _TDES_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        yield
 
 
 @dataclass(frozen=True)
@@ -53,21 +68,28 @@ def cryptogram_version(iad: bytes) -> str | None:
 
 def _cvn(cryptogram: str, imk_ac: bytes, pan: str, psn: str) -> _Cvn:
     # Only the AC key matters here; the script keys (SMI, SMC) are not used by an ARQC check.
-    cls = {"visa_cvn10": pyemv.cvn.VisaCVN10, "visa_cvn18": pyemv.cvn.VisaCVN18,
-           "mc_cvn16": pyemv.cvn.MasterCardCVN16}[cryptogram]
-    return cls(imk_ac, imk_ac, imk_ac, pan, psn or "00")
+    if cryptogram == "visa_cvn10":
+        return pyemv.cvn.VisaCVN10(imk_ac, imk_ac, imk_ac, pan, psn or "00")
+    if cryptogram == "visa_cvn18":
+        return pyemv.cvn.VisaCVN18(imk_ac, imk_ac, imk_ac, pan, psn or "00")
+    return pyemv.cvn.MasterCardCVN16(imk_ac, imk_ac, imk_ac, pan, psn or "00")
 
 
 def generate_ac(cryptogram: str, imk_ac: bytes, pan: str, psn: str, icc: Mapping[int, bytes]) -> bytes:
     """The AC the card should have computed over the data in icc (tags as ints)."""
-    cvn = _cvn(cryptogram, imk_ac, pan, psn)
-    t = [icc.get(0x9F03, bytes(6)) if tag == 0x9F03 else icc[tag] for tag in AC_TERMINAL_TAGS]
+    with _pyemv_tdes():
+        return _generate_ac(_cvn(cryptogram, imk_ac, pan, psn), icc)
+
+
+def _generate_ac(cvn: _Cvn, icc: Mapping[int, bytes]) -> bytes:
+    terminal = {f"tag_{tag:x}": icc.get(tag, bytes(6)) if tag == 0x9F03 else icc[tag]
+                for tag in AC_TERMINAL_TAGS}  # tag_9f02 ... tag_9f37, pyemv's parameter names
     aip, atc, iad = icc[0x82], icc[0x9F36], icc[0x9F10]
     if isinstance(cvn, pyemv.cvn.VisaCVN18):
-        return cvn.generate_ac(*t, tag_82=aip, tag_9f36=atc, tag_9f10=iad)
+        return cvn.generate_ac(**terminal, tag_82=aip, tag_9f36=atc, tag_9f10=iad)
     if isinstance(cvn, pyemv.cvn.VisaCVN10):
-        return cvn.generate_ac(*t, tag_82=aip, tag_9f36=atc, cvr=iad[3:7])
-    return cvn.generate_ac(*t, tag_82=aip, tag_9f36=atc, cvr=iad[2:8])
+        return cvn.generate_ac(**terminal, tag_82=aip, tag_9f36=atc, cvr=iad[3:7])
+    return cvn.generate_ac(**terminal, tag_82=aip, tag_9f36=atc, cvr=iad[2:8])
 
 
 def verify_arqc(imk_ac: bytes, pan: str, psn: str, icc: Mapping[int, bytes]) -> ArqcResult:
@@ -99,10 +121,11 @@ def issuer_authentication_data(imk_ac: bytes, pan: str, psn: str, icc: Mapping[i
     cryptogram = cryptogram_version(icc[0x9F10])
     if cryptogram is None:
         raise ValueError("unsupported cryptogram version")
-    cvn = _cvn(cryptogram, imk_ac, pan, psn)
     arqc = icc[0x9F26]
-    if isinstance(cvn, pyemv.cvn.VisaCVN18):
-        csu = CSU_APPROVED if response_code in _APPROVING else CSU_DECLINED
-        return cvn.generate_arpc(arqc, icc[0x9F36], csu) + csu
-    arc = response_code.encode("ascii")  # ARC = the ASCII response code (Book 4 A6, ISO 8583 field 39)
-    return cvn.generate_arpc(arqc, arc) + arc
+    with _pyemv_tdes():
+        cvn = _cvn(cryptogram, imk_ac, pan, psn)
+        if isinstance(cvn, pyemv.cvn.VisaCVN18):
+            csu = CSU_APPROVED if response_code in _APPROVING else CSU_DECLINED
+            return cvn.generate_arpc(arqc, icc[0x9F36], csu) + csu
+        arc = response_code.encode("ascii")  # ARC = the ASCII response code (ISO 8583 field 39)
+        return cvn.generate_arpc(arqc, arc) + arc

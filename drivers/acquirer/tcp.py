@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from types import TracebackType
+from typing import Self
 
 from firmware.acquirer import messages
 from firmware.errors import HostUnavailable, MessageError
@@ -54,7 +55,7 @@ class AcquirerLink:
     def connected(self) -> bool:
         return self._sock is not None
 
-    def __enter__(self) -> AcquirerLink:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -143,6 +144,6 @@ class AcquirerLink:
                 had = len(self._buf)
                 self._close()
                 if mid_frame or had:
-                    raise MessageError("acquirer frame cut short", expected=size - 2, got=had - 2)
+                    raise MessageError("acquirer frame cut short", expected=max(size - 2, 0), got=max(had - 2, 0))
                 raise HostUnavailable("acquirer closed the connection", mti=mti, stan=stan)
             self._buf += chunk

@@ -35,30 +35,36 @@ from firmware.acquirer import spec as s
 from firmware.errors import MessageError
 
 __all__ = [
-    "AdviceResponse", "Card", "FuelLine", "Original", "PreauthResult", "RESPONSE_TEXT", "ReversalReason",
-    "Terminal", "as_repeat", "completion_advice", "decode", "encode", "original_of",
-    "parse_completion_response", "parse_fuel", "parse_preauth_response", "parse_reversal_response",
-    "preauth_request", "response_meaning", "reversal_advice",
+    "RESPONSE_TEXT",
+    "AdviceResponse",
+    "Card",
+    "FuelLine",
+    "Original",
+    "PreauthResult",
+    "ReversalReason",
+    "Terminal",
+    "as_repeat",
+    "completion_advice",
+    "decode",
+    "encode",
+    "original_of",
+    "parse_completion_response",
+    "parse_fuel",
+    "parse_preauth_response",
+    "parse_reversal_response",
+    "preauth_request",
+    "response_meaning",
+    "reversal_advice",
 ]
 
-_EXAMPLE_TIME = dt.datetime(2025, 3, 14, 9, 26, 53, tzinfo=dt.timezone.utc)
+_EXAMPLE_TIME = dt.datetime(2025, 3, 14, 9, 26, 53, tzinfo=dt.UTC)
 
 # ISO 8583:1987 field 39 response codes the fuel terminal acts on.
 RESPONSE_TEXT: dict[str, str] = {
-    "00": "approved",
-    "05": "do not honour",
-    "06": "error",
-    "10": "partial approval",
-    "12": "invalid transaction",
-    "14": "invalid card number",
-    "17": "customer cancellation",
-    "30": "format error",
-    "51": "insufficient funds",
-    "54": "expired card",
-    "55": "incorrect PIN",
-    "68": "response received too late",
-    "91": "issuer or switch inoperative",
-    "96": "system malfunction",
+    "00": "approved", "05": "do not honour", "06": "error", "10": "partial approval",
+    "12": "invalid transaction", "14": "invalid card number", "17": "customer cancellation",
+    "30": "format error", "51": "insufficient funds", "54": "expired card", "55": "incorrect PIN",
+    "68": "response received too late", "91": "issuer or switch inoperative", "96": "system malfunction",
 }
 
 _P = r"[ -~]"  # printable ASCII (ans)
@@ -206,7 +212,7 @@ def _common(terminal: Terminal, stan: int, when: dt.datetime) -> dict[str, str]:
         raise MessageError("transmission time must be timezone-aware", field="7")
     if not 0 < stan <= 999_999:
         raise MessageError("STAN out of range", field="11")
-    utc = when.astimezone(dt.timezone.utc)
+    utc = when.astimezone(dt.UTC)
     return {"3": s.PROC_GOODS_AND_SERVICES, "7": utc.strftime("%m%d%H%M%S"), "11": f"{stan:06d}",
             "12": when.strftime("%H%M%S"), "13": when.strftime("%m%d"), **terminal.fields()}
 

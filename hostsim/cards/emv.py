@@ -21,8 +21,8 @@ from typing import Any
 
 from firmware.tlv import encode
 from hostsim import emv_keys
-from hostsim.cards.emv_crypto import AAC, ARQC, TC, AcInputs, Cvr, IssuerAuthResult
-from hostsim.cards.emv_profile import PSE_NAME, PSE_SFI, load_profile, personalise
+from hostsim.cards.emv_crypto import AAC, ARQC, TC, AcInputs, Cvr, IssuerAuthResult, pin_from_block
+from hostsim.cards.emv_profile import PSE_NAME, PSE_SFI, dol_values, load_profile, personalise
 
 __all__ = ["DEFAULT_EMV_ATR", "EmvCard"]
 
@@ -85,20 +85,14 @@ class EmvCard:
         self.last_online_atc = 0
         self.application_blocked = False
         self._put_data: dict[int, bytes] = {}
-        self._handlers: dict[int, tuple[frozenset[int], Callable[[int, int, int, int, bytes], bytes]]] = {
-            0xA4: (frozenset({0x00}), self._select),
-            0xB2: (frozenset({0x00}), self._read_record),
-            0xA8: (frozenset({0x80}), self._get_processing_options),
-            0xCA: (frozenset({0x80}), self._get_data),
-            0x88: (frozenset({0x00}), self._internal_authenticate),
-            0x84: (frozenset({0x00}), self._get_challenge),
-            0x20: (frozenset({0x00}), self._verify),
-            0xAE: (frozenset({0x80}), self._generate_ac),
-            0x82: (frozenset({0x00}), self._external_authenticate),
-            0x1E: (frozenset({0x84}), self._script),       # APPLICATION BLOCK
-            0x18: (frozenset({0x84}), self._script),       # APPLICATION UNBLOCK
-            0x24: (frozenset({0x84}), self._script),       # PIN CHANGE/UNBLOCK
-            0xDA: (frozenset({0x84}), self._script),       # PUT DATA
+        # INS -> (CLA, handler); 1E APPLICATION BLOCK, 18 UNBLOCK, 24 PIN CHANGE/UNBLOCK, DA PUT DATA are scripts
+        self._handlers: dict[int, tuple[int, Callable[[int, int, int, int, bytes], bytes]]] = {
+            0xA4: (0x00, self._select), 0xB2: (0x00, self._read_record), 0xA8: (0x80, self._get_processing_options),
+            0xCA: (0x80, self._get_data), 0x88: (0x00, self._internal_authenticate),
+            0x84: (0x00, self._get_challenge), 0x20: (0x00, self._verify), 0xAE: (0x80, self._generate_ac),
+            0x82: (0x00, self._external_authenticate),
+            0x1E: (0x84, self._script), 0x18: (0x84, self._script), 0x24: (0x84, self._script),
+            0xDA: (0x84, self._script),
         }
         self._new_session()
 
@@ -141,8 +135,8 @@ class EmvCard:
         entry = self._handlers.get(ins)
         if entry is None:
             return SW_INS_NOT_SUPPORTED if cla in (0x00, 0x80, 0x84) else SW_CLA_NOT_SUPPORTED
-        classes, handler = entry
-        if cla not in classes:
+        expected_cla, handler = entry
+        if cla != expected_cla:
             return SW_CLA_NOT_SUPPORTED
         return handler(cla, ins, p1, p2, data)
 
@@ -274,7 +268,7 @@ class EmvCard:
                 return SW_WRONG_DATA
             block = plain[1:9]
             self._cvr.enciphered_pin = True
-        pin = _pin_from_block(block)
+        pin = pin_from_block(block)
         if pin is None:
             return SW_WRONG_DATA
         self._cvr.offline_pin = True
@@ -303,7 +297,7 @@ class EmvCard:
         return self._second_ac(requested, cda, data)
 
     def _first_ac(self, requested: int, cda: bool, data: bytes) -> bytes:
-        values = _dol_values(self._p.cdol1, data)
+        values = dol_values(self._p.cdol1, data)
         if values is None:
             return SW_WRONG_LENGTH
         self.atc += 1                                   # one ATC per transaction, used by both ACs
@@ -321,11 +315,10 @@ class EmvCard:
         self._cdol1_data, self._cdol1_values = data, values
         self._cvr.first_ac = decided
         self._cvr.cda_first = cda and decided != AAC and self._can_cda()
-        response = self._ac_response(decided | reason, values, self._cdol1_data, self._cvr.cda_first)
-        return response
+        return self._ac_response(decided | reason, values, self._cdol1_data, self._cvr.cda_first)
 
     def _second_ac(self, requested: int, cda: bool, data: bytes) -> bytes:
-        extra = _dol_values(self._p.cdol2, data)
+        extra = dol_values(self._p.cdol2, data)
         if extra is None:
             return SW_WRONG_LENGTH
         values = {**self._cdol1_values, **extra}
@@ -351,17 +344,16 @@ class EmvCard:
         return self._p.icc_key is not None and self._p.gen_ac_format == 2
 
     def _ac_response(self, cid: int, values: dict[int, bytes], cdol_data: bytes, cda: bool) -> bytes:
-        p = self._p
-        crypto = p.crypto
-        if crypto is None:
+        p, atc = self._p, self.atc.to_bytes(2, "big")
+        crypto, key = p.crypto, p.icc_key
+        if crypto is None or (cda and key is None):
             return SW_CONDITIONS_NOT_SATISFIED
-        atc = self.atc.to_bytes(2, "big")
         ac, iad = crypto.ac(AcInputs(values, p.aip, atc, self._cvr))
         if self._stage == 1:
             self._arqc = ac
         if p.gen_ac_format == 1:
             return encode(0x80, bytes([cid]) + atc + ac + iad) + SW_OK
-        if not cda:
+        if not cda or key is None:
             return encode(0x77, encode(0x9F27, bytes([cid])) + encode(0x9F36, atc) + encode(0x9F26, ac)
                           + encode(0x9F10, iad)) + SW_OK
         # CDA (Book 2 6.6.1): the AC travels inside the signature; the hash covers PDOL and CDOL data and the
@@ -369,9 +361,6 @@ class EmvCard:
         head, tail = encode(0x9F27, bytes([cid])) + encode(0x9F36, atc), encode(0x9F10, iad)
         pdol_data = self._pdol_data or b""
         tx_hash = hashlib.sha1(pdol_data + cdol_data + head + tail).digest()
-        key = p.icc_key
-        if key is None:
-            return SW_CONDITIONS_NOT_SATISFIED
         dynamic_number = self._rng(8)
         icc_dynamic = bytes([len(dynamic_number)]) + dynamic_number + bytes([cid]) + ac + tx_hash
         signature = emv_keys.signed_dynamic_application_data(key, icc_dynamic, values[0x9F37])
@@ -430,26 +419,3 @@ class EmvCard:
             self._put_data[tag] = body
         return SW_OK
 
-
-def _dol_values(dol: list[tuple[int, int]], data: bytes) -> dict[int, bytes] | None:
-    """Split DOL-related data into values by tag (Book 3 5.4); None when the length is wrong."""
-    if len(data) != sum(length for _, length in dol):
-        return None
-    values: dict[int, bytes] = {}
-    offset = 0
-    for tag, length in dol:
-        values[tag] = data[offset:offset + length]
-        offset += length
-    return values
-
-
-def _pin_from_block(block: bytes) -> str | None:
-    """Plaintext offline PIN block: C=2, N, N PIN digits, 'F' fill (Book 3 6.5.12, table 24)."""
-    digits = block.hex().upper()
-    count = int(digits[1], 16)
-    if digits[0] != "2" or not 4 <= count <= 12:
-        return None
-    pin, fill = digits[2:2 + count], digits[2 + count:]
-    if not pin.isdigit() or fill != "F" * len(fill):
-        return None
-    return pin

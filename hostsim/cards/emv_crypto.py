@@ -8,14 +8,19 @@ published Visa (VIS) and M/Chip formats: enough that the issuer host sees the ca
 
 from __future__ import annotations
 
+import hmac
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
 import pyemv.cvn
+from cryptography.utils import CryptographyDeprecationWarning
 
 from firmware.errors import ConfigError
 
-__all__ = ["AAC", "ARQC", "CRYPTOGRAMS", "TC", "AcInputs", "CardCrypto", "Cvr", "IssuerAuthResult"]
+__all__ = ["AAC", "ARQC", "CRYPTOGRAMS", "TC", "AcInputs", "CardCrypto", "Cvr", "IssuerAuthResult", "pin_from_block"]
 
 AAC, TC, ARQC = 0x00, 0x40, 0x80          # Cryptogram Information Data bits 8-7 (Book 3 table 14)
 CRYPTOGRAMS = ("visa_cvn10", "visa_cvn18", "mc_cvn16")
@@ -23,6 +28,17 @@ CRYPTOGRAMS = ("visa_cvn10", "visa_cvn18", "mc_cvn16")
 AC_TERMINAL_TAGS = (0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37)
 ARC_APPROVED = (b"00", b"10", b"11", b"Y1", b"Y3")   # ISO 8583:1987 codes terminals send in 8A
 ArpcMethod = Literal[1, 2]
+
+
+_Cvn = pyemv.cvn.VisaCVN10 | pyemv.cvn.VisaCVN18 | pyemv.cvn.MasterCardCVN16
+
+
+@contextmanager
+def _pyemv_tdes() -> Iterator[None]:
+    """pyemv takes TripleDES from cryptography's main module, deprecated there (pyproject pins <48)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        yield
 
 
 @dataclass
@@ -91,12 +107,14 @@ class CardCrypto:
 
     def __init__(self, cryptogram: str, imk_ac: bytes, imk_smi: bytes, imk_smc: bytes, pan: str,
                  psn: str) -> None:
-        cls = {"visa_cvn10": pyemv.cvn.VisaCVN10, "visa_cvn18": pyemv.cvn.VisaCVN18,
-               "mc_cvn16": pyemv.cvn.MasterCardCVN16}.get(cryptogram)
+        classes: dict[str, type[_Cvn]] = {"visa_cvn10": pyemv.cvn.VisaCVN10, "visa_cvn18": pyemv.cvn.VisaCVN18,
+                                          "mc_cvn16": pyemv.cvn.MasterCardCVN16}
+        cls = classes.get(cryptogram)
         if cls is None:
             raise ConfigError("unknown cryptogram version", cryptogram=cryptogram, known=",".join(CRYPTOGRAMS))
         try:
-            self._cvn = cls(imk_ac, imk_smi, imk_smc, pan, psn)
+            with _pyemv_tdes():
+                self._cvn: _Cvn = cls(imk_ac, imk_smi, imk_smc, pan, psn)
         except (TypeError, ValueError) as exc:
             raise ConfigError("issuer master keys must be 16-byte DES keys", cryptogram=cryptogram) from exc
         self.cryptogram = cryptogram
@@ -112,14 +130,14 @@ class CardCrypto:
 
     def ac(self, inputs: AcInputs) -> tuple[bytes, bytes]:
         """(AC, IAD) for the data of one GENERATE AC."""
-        t = [inputs.terminal[tag] for tag in AC_TERMINAL_TAGS]
-        iad = self.iad(inputs.cvr)
-        if isinstance(self._cvn, pyemv.cvn.VisaCVN18):
-            ac = self._cvn.generate_ac(*t, tag_82=inputs.aip, tag_9f36=inputs.atc, tag_9f10=iad)
-        elif isinstance(self._cvn, pyemv.cvn.VisaCVN10):
-            ac = self._cvn.generate_ac(*t, tag_82=inputs.aip, tag_9f36=inputs.atc, cvr=iad[3:7])
-        else:
-            ac = self._cvn.generate_ac(*t, tag_82=inputs.aip, tag_9f36=inputs.atc, cvr=iad[2:8])
+        amount, other, country, tvr, currency, date, tx_type, un = (inputs.terminal[t] for t in AC_TERMINAL_TAGS)
+        iad, cvn = self.iad(inputs.cvr), self._cvn
+        # VisaCVN18 takes the whole IAD, VisaCVN10 the 4-byte CVR (IAD 4-7), M/Chip CVN 16 the 6-byte CVR.
+        card_data = iad if isinstance(cvn, pyemv.cvn.VisaCVN18) else iad[3:7] \
+            if isinstance(cvn, pyemv.cvn.VisaCVN10) else iad[2:8]
+        with _pyemv_tdes():
+            ac = cvn.generate_ac(amount, other, country, tvr, currency, date, tx_type, un, inputs.aip, inputs.atc,
+                                 card_data)
         return ac, iad
 
     def check_arpc(self, arqc: bytes, atc: bytes, issuer_auth_data: bytes) -> IssuerAuthResult:
@@ -132,14 +150,29 @@ class CardCrypto:
             if not 8 <= len(issuer_auth_data) <= 16:
                 return IssuerAuthResult(False, False)
             arpc, csu, prop = issuer_auth_data[:4], issuer_auth_data[4:8], issuer_auth_data[8:] or None
-            ok = cvn.generate_arpc(arqc, atc, csu, prop) == arpc
+            with _pyemv_tdes():
+                ok = hmac.compare_digest(cvn.generate_arpc(arqc, atc, csu, prop), arpc)
             return IssuerAuthResult(ok, bool(csu[1] & 0x80), bool(csu[1] & 0x20))
         if len(issuer_auth_data) != 10:
             return IssuerAuthResult(False, False)
         arpc, response_code = issuer_auth_data[:8], issuer_auth_data[8:]
-        ok = cvn.generate_arpc(arqc, response_code) == arpc
+        with _pyemv_tdes():
+            ok = hmac.compare_digest(cvn.generate_arpc(arqc, response_code), arpc)
         return IssuerAuthResult(ok, response_code in ARC_APPROVED)
 
     def check_script_mac(self, header: bytes, data: bytes, mac: bytes, arqc: bytes, atc: bytes) -> bool:
         """Secure messaging integrity for an issuer script command (Book 2 9.2; MAC over header, ATC, AC, data)."""
-        return self._cvn.generate_command_mac(header, arqc, atc, data) == mac
+        with _pyemv_tdes():
+            return hmac.compare_digest(self._cvn.generate_command_mac(header, arqc, atc, data), mac)
+
+
+def pin_from_block(block: bytes) -> str | None:
+    """Plaintext offline PIN block: C=2, N, N PIN digits, 'F' fill (Book 3 6.5.12, table 24)."""
+    digits = block.hex().upper()
+    count = int(digits[1], 16)
+    if digits[0] != "2" or not 4 <= count <= 12:
+        return None
+    pin, fill = digits[2:2 + count], digits[2 + count:]
+    if not pin.isdigit() or fill != "F" * len(fill):
+        return None
+    return pin

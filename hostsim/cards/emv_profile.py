@@ -18,7 +18,8 @@ from firmware.tlv import encode
 from hostsim import emv_keys
 from hostsim.cards.emv_crypto import AC_TERMINAL_TAGS, CardCrypto
 
-__all__ = ["PROFILES", "PSE_NAME", "Personalisation", "load_profile", "parse_dol", "personalise", "profile_names"]
+__all__ = ["PROFILES", "PSE_NAME", "PSE_SFI", "Personalisation", "dol_values", "load_profile", "parse_dol", "personalise",
+           "profile_names"]
 
 PROFILES = Path(__file__).resolve().parent.parent / "fixtures" / "emv"
 PSE_NAME = b"1PAY.SYS.DDF01"
@@ -90,6 +91,18 @@ def parse_dol(dol: bytes) -> list[tuple[int, int]]:
         out.append((tag, dol[i]))
         i += 1
     return out
+
+
+def dol_values(dol: list[tuple[int, int]], data: bytes) -> dict[int, bytes] | None:
+    """Split DOL-related data into values by tag (Book 3 5.4); None when the length is wrong."""
+    if len(data) != sum(length for _, length in dol):
+        return None
+    values: dict[int, bytes] = {}
+    offset = 0
+    for tag, length in dol:
+        values[tag] = data[offset:offset + length]
+        offset += length
+    return values
 
 
 @dataclass(frozen=True)
