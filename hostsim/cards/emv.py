@@ -10,6 +10,7 @@ The card's own risk decisions are deliberately simple (first GENERATE AC):
 AAC if the application is blocked, the PIN is blocked or the terminal asks for an AAC; ARQC if the terminal
 asks for one; TC if the terminal asks for a TC and the profile allows offline approval, else ARQC.
 Second GENERATE AC: AAC if asked, or if issuer authentication failed or declined; TC otherwise.
+The ATC counts transactions: it steps once, at the first GENERATE AC, and both ACs carry it.
 """
 
 from __future__ import annotations
