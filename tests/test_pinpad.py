@@ -217,3 +217,47 @@ def test_load_pin_key_wrong_length(tmp_path: Path, size: int) -> None:
     with pytest.raises(ConfigError, match="16, 24 or 32") as info:
         load_pin_key(path)
     assert "AB" not in str(info.value)           # the key material is never echoed
+
+
+# -- bank PINs: AES DUKPT online blocks and the offline format 2 block ------------------------------------
+
+def test_dukpt_pin_block_decrypts_with_the_host_derived_key() -> None:
+    from drivers.pinpad.dukpt_aes import TerminalDukpt, derive_initial_key, host_derive_working_key
+    from drivers.pinpad.pinpad import PinPad as Pad
+
+    # ANSI X9.24-3-2017 supplement: BDK and initial key ID of its test vectors
+    bdk = bytes.fromhex("FEDCBA9876543210F1F1F1F1F1F1F1F1")
+    ikid = bytes.fromhex("1234567890123456")
+    dukpt = TerminalDukpt(derive_initial_key(bdk, ikid), ikid)
+    pad = Pad(_Keys("4", "3", "2", "1", "ENTER", "9", "9", "9", "9", "ENTER"), bytes(16), dukpt)
+    pan = "4761739001010010"
+    ksn1, block1 = pad.read_dukpt_pin_block(pan, 5)
+    ksn2, block2 = pad.read_dukpt_pin_block(pan, 5)
+    assert ksn1 != ksn2 and ksn1[:8] == ikid
+    from psec.pinblock import decipher_pinblock_iso_4
+    assert decipher_pinblock_iso_4(host_derive_working_key(bdk, ksn1, "pin_encryption"), block1, pan) == "4321"
+    assert decipher_pinblock_iso_4(host_derive_working_key(bdk, ksn2, "pin_encryption"), block2, pan) == "9999"
+
+
+def test_offline_pin_is_an_iso_format_2_block() -> None:
+    from drivers.pinpad.pinpad import PinPad as Pad
+
+    pad = Pad(_Keys("1", "2", "3", "4", "5", "ENTER"), bytes(16))
+    # ISO 9564-1 format 2: C=2, N=5, PIN digits, F filler (EMV Book 3 6.5.12)
+    assert bytes(pad.read_offline_pin(5)) == bytes.fromhex("2512345FFFFFFFFF")
+
+
+def test_dukpt_block_without_dukpt_key_is_a_pin_pad_error() -> None:
+    from drivers.pinpad.pinpad import PinPad as Pad
+    from firmware.errors import PinPadError
+
+    with pytest.raises(PinPadError):
+        Pad(_Keys("1", "2", "3", "4", "ENTER"), bytes(16)).read_dukpt_pin_block("4761739001010010", 5)
+
+
+class _Keys:
+    def __init__(self, *keys: str) -> None:
+        self._keys = list(keys)
+
+    def read_key(self, timeout: float) -> str | None:
+        return self._keys.pop(0) if self._keys else None

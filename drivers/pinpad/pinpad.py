@@ -14,6 +14,7 @@ from typing import Protocol
 
 from psec.pinblock import encipher_pinblock_iso_4
 
+from drivers.pinpad.dukpt_aes import TerminalDukpt
 from firmware.errors import ConfigError, PinPadError
 
 __all__ = ["KeySource", "PinEntryCancelled", "PinPad", "load_pin_key"]
@@ -43,13 +44,49 @@ def load_pin_key(path: Path) -> bytes:
 
 
 class PinPad:
-    def __init__(self, keys: KeySource, key: bytes) -> None:
+    """PIN entry. Online PINs leave as enciphered format 4 blocks (a static key for the fleet host, an
+    AES DUKPT key per transaction for bank acquirers); an offline PIN leaves only as the format 2
+    plaintext block the chip card verifies (EMV Book 3 6.5.12), handed over in a bytearray to wipe."""
+
+    def __init__(self, keys: KeySource, key: bytes, dukpt: TerminalDukpt | None = None) -> None:
         self._keys = keys
         self._key = key
+        self._dukpt = dukpt
 
     def read_pin_block(self, pan: str, timeout: float,
                        on_digits: Callable[[int], None] = lambda n: None) -> bytes:
-        """Collect 4-12 digits until ENTER and return the 16-byte enciphered PIN block."""
+        """Collect 4-12 digits until ENTER and return the 16-byte format 4 block under the static key."""
+        digits = self._collect(timeout, on_digits)
+        try:
+            return encipher_pinblock_iso_4(self._key, digits.decode(), pan)
+        finally:
+            _wipe(digits)
+
+    def read_dukpt_pin_block(self, pan: str, timeout: float,
+                             on_digits: Callable[[int], None] = lambda n: None) -> tuple[bytes, bytes]:
+        """(KSN, format 4 block) under the next AES DUKPT PIN-encryption key (ANSI X9.24-3)."""
+        if self._dukpt is None:
+            raise PinPadError("no DUKPT key loaded; provision the PIN pad")
+        digits = self._collect(timeout, on_digits)
+        try:
+            ksn, key = self._dukpt.next_transaction("pin_encryption")
+            return ksn, encipher_pinblock_iso_4(key, digits.decode(), pan)
+        finally:
+            _wipe(digits)
+
+    def read_offline_pin(self, timeout: float, on_digits: Callable[[int], None] = lambda n: None) -> bytearray:
+        """The ISO 9564 format 2 plaintext block for VERIFY; the caller wipes it after the command."""
+        digits = self._collect(timeout, on_digits)
+        try:
+            nibbles = bytearray([0x2, len(digits)]) + bytearray(d - 0x30 for d in digits)
+            nibbles += bytearray([0xF] * (16 - len(nibbles)))
+            block = bytearray((nibbles[i] << 4) | nibbles[i + 1] for i in range(0, 16, 2))
+            _wipe(nibbles)
+            return block
+        finally:
+            _wipe(digits)
+
+    def _collect(self, timeout: float, on_digits: Callable[[int], None]) -> bytearray:
         digits = bytearray()
         deadline = time.monotonic() + timeout
         try:
@@ -67,12 +104,13 @@ class PinPad:
                     del digits[:]
                 elif key == "ENTER":
                     if MIN_DIGITS <= len(digits) <= MAX_DIGITS:
-                        return encipher_pinblock_iso_4(self._key, digits.decode(), pan)
+                        return digits
                 elif key.isdigit() and len(digits) < MAX_DIGITS:
                     digits.append(ord(key))
                 on_digits(len(digits))
-        finally:
+        except BaseException:
             _wipe(digits)
+            raise
 
 
 def _wipe(buf: bytearray) -> None:
