@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["PanelServer"]
+__all__ = ["PanelServer", "close_listener"]
 
 
 class PanelServer:
@@ -29,7 +29,7 @@ class PanelServer:
 
     def stop(self) -> None:
         self._stop.set()
-        self._srv.close()
+        close_listener(self._srv)
         with self._cond:
             if self._conn is not None:
                 try:
@@ -77,6 +77,9 @@ class PanelServer:
                 conn, _ = self._srv.accept()
             except OSError:
                 return
+            if self._stop.is_set():
+                conn.close()
+                return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._cond:
                 if self._conn is not None:
@@ -111,3 +114,12 @@ class PanelServer:
                 if self._conn is conn:
                     self._conn = None
             conn.close()
+
+
+def close_listener(srv: socket.socket) -> None:
+    """Close a listening socket so that a thread blocked in accept() returns (close alone does not)."""
+    try:
+        srv.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    srv.close()

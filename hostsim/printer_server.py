@@ -8,6 +8,7 @@ import time
 
 from firmware.errors import MessageError
 from hostsim.escpos_decode import decode_escpos
+from hostsim.panel_server import close_listener
 
 __all__ = ["PrinterServer"]
 
@@ -20,6 +21,7 @@ class PrinterServer:
         self.receipts: list[str] = []
         self.errors: list[str] = []
         self._cond = threading.Condition()
+        self._stopped = False
         self._thread = threading.Thread(target=self._serve, name="printer-server", daemon=True)
 
     def start(self) -> PrinterServer:
@@ -27,7 +29,8 @@ class PrinterServer:
         return self
 
     def stop(self) -> None:
-        self._srv.close()
+        self._stopped = True
+        close_listener(self._srv)
 
     def wait_receipts(self, count: int, timeout: float) -> list[str]:
         deadline = time.monotonic() + timeout
@@ -44,6 +47,9 @@ class PrinterServer:
             try:
                 conn, _ = self._srv.accept()
             except OSError:
+                return
+            if self._stopped:
+                conn.close()
                 return
             threading.Thread(target=self._job, args=(conn,), daemon=True).start()
 

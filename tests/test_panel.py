@@ -1,0 +1,90 @@
+"""Front panel over loopback TCP: drivers.panel.socket.SocketPanel against hostsim.panel_server.PanelServer."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from drivers.panel import open_panel
+from drivers.panel.socket import SocketPanel
+from firmware.errors import ConfigError
+from hostsim.panel_server import PanelServer
+
+
+def connected(server: PanelServer, panel: SocketPanel) -> None:
+    panel.show("idle")
+    server.wait_for("idle", 5)
+
+
+def test_screens_arrive_rendered_and_keys_come_back() -> None:
+    server = PanelServer().start()
+    panel = SocketPanel("127.0.0.1", server.port)
+    try:
+        connected(server, panel)
+        panel.show("enter_pin", stars="***")
+        shown = server.wait_for("enter_pin", 5)
+        assert shown["lines"] == ["Enter PIN", "***", "Press ENTER"] and shown["fields"] == {"stars": "***"}
+        server.press("1", "ENTER", "CANCEL")
+        assert [panel.read_key(2) for _ in range(3)] == ["1", "ENTER", "CANCEL"]
+        assert panel.read_key(0.05) is None
+    finally:
+        panel.close()
+        server.stop()
+
+
+def test_unknown_keys_and_garbage_lines_are_dropped() -> None:
+    server = PanelServer().start()
+    panel = SocketPanel("127.0.0.1", server.port)
+    try:
+        connected(server, panel)
+        with server._cond:                       # speak raw to the terminal, as a broken panel would
+            conn = server._conn
+        assert conn is not None
+        conn.sendall(b'not json\n{"key": "F13"}\n[1,2]\n{"key": "7"}\n')
+        assert panel.read_key(2) == "7"
+        assert panel.read_key(0.1) is None
+    finally:
+        panel.close()
+        server.stop()
+
+
+def test_panel_reconnects_and_repeats_the_current_screen() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    panel = SocketPanel("127.0.0.1", port)   # nothing listens yet: the terminal still runs
+    try:
+        panel.show("offline")
+        server = PanelServer(port=port).start()
+        try:
+            assert server.wait_for("offline", 5)["lines"][0] == "Offline"
+        finally:
+            server.stop()
+        time.sleep(0.3)
+        server = PanelServer(port=port).start()  # the simulator restarted: the screen is shown again
+        try:
+            server.wait_for("offline", 5)
+        finally:
+            server.stop()
+    finally:
+        panel.close()
+
+
+def test_decline_reasons_are_translated_for_the_cardholder() -> None:
+    server = PanelServer().start()
+    panel = SocketPanel("127.0.0.1", server.port)
+    try:
+        connected(server, panel)
+        panel.show("declined", reason="limit_exhausted")
+        assert server.wait_for("declined", 5)["lines"][1] == "Limit exhausted"
+    finally:
+        panel.close()
+        server.stop()
+
+
+@pytest.mark.parametrize("url", ["tcp://nohostport", "serial:///dev/ttyS0", "tcp://127.0.0.1:x"])
+def test_bad_panel_urls_are_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError):
+        open_panel(url)
