@@ -22,6 +22,7 @@ from typing import Any
 
 from firmware.tlv import encode
 from hostsim import emv_keys
+from hostsim.cards.atr import build_atr
 from hostsim.cards.emv_crypto import AAC, ARQC, TC, AcInputs, Cvr, IssuerAuthResult, pin_from_block
 from hostsim.cards.emv_profile import PSE_NAME, PSE_SFI, dol_values, load_profile, personalise
 
@@ -47,16 +48,9 @@ CID_REASON_PIN_TRY_LIMIT = 0x02
 CID_REASON_ISSUER_AUTH_FAILED = 0x03
 
 
-def _atr(historical: bytes) -> bytes:
-    """T=0 and T=1 offered (TD1=80, TD2=01), so the TCK is present (ISO/IEC 7816-3 8.2.5)."""
-    body = bytes([0x80 | len(historical), 0x80, 0x01]) + historical
-    tck = 0
-    for byte in body:
-        tck ^= byte
-    return b"\x3b" + body + bytes([tck])
 
 
-DEFAULT_EMV_ATR = _atr(b"FCEMV01")
+DEFAULT_EMV_ATR = build_atr(b"FCEMV01")
 
 
 def _split_apdu(command: bytes) -> tuple[int, int, int, int, bytes] | None:

@@ -10,6 +10,7 @@ import calendar
 from collections.abc import Iterable
 
 from firmware.errors import ConfigError
+from hostsim.cards.atr import build_atr
 
 __all__ = ["DEFAULT_ATR", "FLEET_AID", "FLEET_LABEL", "BlankCard", "FleetCard", "HostileCard", "tlv"]
 
@@ -31,16 +32,9 @@ INS_READ_RECORD = 0xB2
 READ_RECORD_P2_SFI1 = (1 << 3) | 0x04   # SFI 1, "P1 is a record number"
 
 
-def _atr(historical: bytes) -> bytes:
-    """ATR offering T=0 and T=1 (TD1=80 -> TD2=01), with the TCK that T=1 requires (ISO/IEC 7816-3)."""
-    body = bytes([0x80 | len(historical), 0x80, 0x01]) + historical
-    tck = 0
-    for byte in body:
-        tck ^= byte
-    return b"\x3b" + body + bytes([tck])
 
 
-DEFAULT_ATR = _atr(b"FORECRT1")
+DEFAULT_ATR = build_atr(b"FORECRT1")
 
 
 def tlv(tag: int, value: bytes) -> bytes:
