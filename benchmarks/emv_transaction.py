@@ -72,7 +72,7 @@ def one(cards: VirtualCardServer, pcsc: PcscReader, profile: dict, host: Acquire
     card = iso.Card(pan=result.pan, expiry=result.expiry, entry_mode="051", pan_sequence=result.pan_sequence)
     block = result.online_pin_block
     request = iso.preauth_request(terminal=TERMINAL, card=card, amount=15000, stan=1,
-                                  when=NOW.replace(tzinfo=dt.timezone.utc), icc_tlv=result.icc_data,
+                                  when=NOW.replace(tzinfo=dt.UTC), icc_tlv=result.icc_data,
                                   pin_block=block, ksn=bytes(12) if block else None)
     h0 = time.perf_counter()
     with AcquirerLink("127.0.0.1", host.port, response_timeout=5) as link:

@@ -7,7 +7,6 @@ memory:// keeps the bytes (python-escpos Dummy) for tests.
 from __future__ import annotations
 
 import logging
-
 from collections.abc import Sequence
 from typing import Any
 

@@ -44,10 +44,10 @@ class AsyncPumps:
         await asyncio.to_thread(self.controller.stop, pump)
 
     async def suspend(self, pump: int) -> None:
-        await asyncio.to_thread(getattr(self.controller, "suspend"), pump)
+        await asyncio.to_thread(self.controller.suspend, pump)
 
     async def resume(self, pump: int) -> None:
-        await asyncio.to_thread(getattr(self.controller, "resume"), pump)
+        await asyncio.to_thread(self.controller.resume, pump)
 
     async def set_prices(self, pump: int, prices: Mapping[int, int]) -> None:
         await asyncio.to_thread(self.controller.set_prices, pump, prices)
