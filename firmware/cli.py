@@ -67,6 +67,15 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _interrupt_on_terminate() -> None:
+    """SIGTERM and SIGHUP stop the simulator like Ctrl+C does, so it stops everything it started."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from hostsim.scenarios import SCENARIOS
 
@@ -75,6 +84,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
             print(name)
         return EXIT_OK
     headless = args.headless or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    _interrupt_on_terminate()
     try:
         if headless:
             from hostsim.headless import run_headless

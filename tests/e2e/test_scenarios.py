@@ -59,3 +59,21 @@ def test_fleet_wrong_pin() -> None:
     assert doc["result"] == "ok", doc["failures"]
     assert [s["reason"] for s in doc["sales"]] == ["wrong_pin", "wrong_pin", "pin_tries_exceeded", "card_blocked"]
     assert doc["registry"] is None and doc["receipts"] == []
+
+
+def test_sigterm_stops_everything_the_simulator_started(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import time
+
+    state = tmp_path / "state"
+    proc = subprocess.Popen([sys.executable, "-m", "firmware.cli", "sim", "--headless", "--scenario",
+                             "pump-faults", "--state-dir", str(state)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (state / "terminal.log").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 130
+    leftovers = subprocess.run(["pgrep", "-af", str(state)], capture_output=True, text=True).stdout
+    assert [line for line in leftovers.splitlines() if "pgrep" not in line] == []
