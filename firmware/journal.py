@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS sales (
     auth_id TEXT, allowed_cl INTEGER, nozzles TEXT,
     nozzle INTEGER, product TEXT, volume_cl INTEGER, amount_cents INTEGER, price_milli INTEGER,
     totals_before TEXT, reason TEXT, flags TEXT NOT NULL DEFAULT '[]', recovered INTEGER NOT NULL DEFAULT 0,
-    receipt_printed INTEGER NOT NULL DEFAULT 0, synced INTEGER NOT NULL DEFAULT 0,
+    receipt_started INTEGER NOT NULL DEFAULT 0, receipt_printed INTEGER NOT NULL DEFAULT 0,
+    synced INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL, finished_at REAL
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -63,6 +64,7 @@ class SaleRecord:
     reason: str | None
     flags: tuple[str, ...]
     recovered: bool
+    receipt_started: bool       # a print was begun: if not also printed, a reprint is a duplicate
     receipt_printed: bool
     synced: bool
     created_at: float
@@ -128,8 +130,8 @@ class Journal:
                                      if k != "reason"})
 
     def mark(self, sale_id: str, flag: str) -> None:
-        """Set receipt_printed or synced."""
-        if flag not in ("receipt_printed", "synced"):
+        """Set receipt_started (before printing), receipt_printed (after) or synced."""
+        if flag not in ("receipt_started", "receipt_printed", "synced"):
             raise JournalError("unknown mark", flag=flag)
         state = self.get(sale_id).state
         self._write(f"UPDATE sales SET {flag} = 1 WHERE id = ?", (sale_id,), sale_id, state, {flag: True})
@@ -186,7 +188,7 @@ def _record(r: dict[str, Any]) -> SaleRecord:
         nozzles=tuple(json.loads(r["nozzles"] or "[]")), nozzle=r["nozzle"], product=r["product"],
         volume_cl=r["volume_cl"], amount_cents=r["amount_cents"], price_milli=r["price_milli"],
         totals_before=_totals(r["totals_before"]), reason=r["reason"], flags=tuple(json.loads(r["flags"])), recovered=bool(r["recovered"]),
-        receipt_printed=bool(r["receipt_printed"]), synced=bool(r["synced"]),
+        receipt_started=bool(r["receipt_started"]), receipt_printed=bool(r["receipt_printed"]), synced=bool(r["synced"]),
         created_at=r["created_at"], finished_at=r["finished_at"])
 
 

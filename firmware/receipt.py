@@ -27,6 +27,7 @@ def format_litres(cl: int) -> str:
 
 
 def _pair(left: str, right: str) -> ReceiptLine:
+    right = right[:WIDTH - len(left) - 1]
     gap = max(1, WIDTH - len(left) - len(right))
     return ReceiptLine(left + " " * gap + right)
 
@@ -36,7 +37,7 @@ def fleet_receipt(*, station_name: str, station: str, terminal: str, sale_id: st
                   card_masked: str, auth_id: str, currency: str = "EUR", copy: bool = False) -> list[ReceiptLine]:
     price = f"{price_milli // 1000}.{price_milli % 1000:03d} {currency}/L"
     lines = [
-        ReceiptLine(station_name, bold=True, center=True),
+        ReceiptLine(station_name[:WIDTH], bold=True, center=True),
         ReceiptLine(f"Station {station}", center=True),
         ReceiptLine(""),
     ]

@@ -27,7 +27,7 @@ from firmware.fleet import FleetCardData, read_fleet_card
 from firmware.hostlink import HostLink
 from firmware.journal import Journal, SaleRecord
 from firmware.pump import PumpController, PumpState, PumpStatus
-from firmware.receipt import fleet_receipt, format_litres, format_money
+from firmware.receipt import ReceiptLine, fleet_receipt, format_litres, format_money
 
 __all__ = ["Devices", "SaleFlow"]
 
@@ -322,28 +322,35 @@ class SaleFlow:
         self.print_receipt(self.journal.get(rec.id))
 
     def print_receipt(self, rec: SaleRecord) -> None:
+        """Print once. A print begun but never confirmed (a crash or a printer fault in between) is
+        printed again marked as a duplicate, so the paper can never show two originals."""
         if not rec.volume_cl:
             self._show("no_fuel")
             return
-        cfg = self.host.config or {}
-        _, name = self._product(rec.pump, rec.nozzle or 0)
-        lines = fleet_receipt(
-            station_name=cfg.get("station_name", self.station), station=self.station, terminal=self.terminal,
-            sale_id=rec.id, when=dt.datetime.fromtimestamp(rec.finished_at or time.time(), dt.UTC),
-            pump=rec.pump, product=name, volume_cl=rec.volume_cl, price_milli=rec.price_milli or 0,
-            amount_cents=rec.amount_cents or 0, card_masked=rec.card_masked, auth_id=rec.auth_id or "",
-            currency=self._currency())
         with self._print_lock:
-            if self.journal.get(rec.id).receipt_printed:
+            fresh = self.journal.get(rec.id)
+            if fresh.receipt_printed:
                 return
+            if not fresh.receipt_started:
+                self.journal.mark(rec.id, "receipt_started")
             try:
-                self.dev.printer.print_lines(lines)
+                self.dev.printer.print_lines(self._receipt_lines(fresh, copy=fresh.receipt_started))
             except PrinterError as exc:
                 log.error("receipt not printed", extra={"sale_id": rec.id, "error": str(exc)})
                 return
             self.journal.mark(rec.id, "receipt_printed")
         self._show("thank_you", litres=format_litres(rec.volume_cl),
-                            amount=format_money(rec.amount_cents or 0, self._currency()))
+                   amount=format_money(rec.amount_cents or 0, self._currency()))
+
+    def _receipt_lines(self, rec: SaleRecord, *, copy: bool) -> list[ReceiptLine]:
+        cfg = self.host.config or {}
+        _, name = self._product(rec.pump, rec.nozzle or 0)
+        return fleet_receipt(
+            station_name=cfg.get("station_name", self.station), station=self.station, terminal=self.terminal,
+            sale_id=rec.id, when=dt.datetime.fromtimestamp(rec.finished_at or time.time(), dt.UTC),
+            pump=rec.pump, product=name, volume_cl=rec.volume_cl or 0, price_milli=rec.price_milli or 0,
+            amount_cents=rec.amount_cents or 0, card_masked=rec.card_masked, auth_id=rec.auth_id or "",
+            currency=self._currency(), copy=copy)
 
     def _currency(self) -> str:
         return str((self.host.config or {}).get("currency", "EUR"))

@@ -112,8 +112,11 @@ def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dic
     if auth is None or auth.device_id != sale["terminal"]:
         flags.append("unknown_authorization")
         auth = None
-    elif sale["volume_cl"] > auth.allowed_cl:
-        flags.append("over_authorized")
+    else:
+        if auth.status != "open":
+            flags.append("authorization_reused")    # a second sale on one authorization: review it
+        if sale["volume_cl"] > auth.allowed_cl:
+            flags.append("over_authorized")
     finished = dt.datetime.fromisoformat(sale["finished_at"]).replace(tzinfo=None)
     session.add(Transaction(
         sale_id=sale["sale_id"], auth_id=sale["auth_id"], card_id=auth.card_id if auth else None,

@@ -88,7 +88,8 @@ def test_currency_is_used_everywhere() -> None:
 
 def test_long_names_are_still_separated() -> None:
     line = next(x for x in receipt(product="P" * 60) if x.text.startswith("Product"))
-    assert line.text == "Product " + "P" * 60      # at least one space, never glued together
+    # at least one space, never glued together; cut to the paper's width
+    assert line.text == "Product " + "P" * (WIDTH - len("Product "))
 
 
 @pytest.mark.parametrize(("cents", "text"), [
@@ -356,3 +357,15 @@ def test_printed_lines_decode_back(rows: list[str]) -> None:
     while rows and rows[-1] == "":
         rows = rows[:-1]
     assert paper_rows == rows
+
+
+def test_long_names_never_overflow_the_paper() -> None:
+    import datetime as _dt
+
+    from firmware.receipt import WIDTH, fleet_receipt
+
+    lines = fleet_receipt(station_name="S" * 200, station="ST-001", terminal="T-0001", sale_id="x",
+                          when=_dt.datetime(2026, 1, 1, tzinfo=_dt.UTC), pump=1, product="P" * 200,
+                          volume_cl=2000, price_milli=1659, amount_cents=3318, card_masked="707700******0019",
+                          auth_id="abcdef12")
+    assert all(len(line.text) <= WIDTH for line in lines)

@@ -446,3 +446,14 @@ def test_keys_file_is_created_once_and_private(tmp_path: Path) -> None:
     path.write_text("{}")
     with pytest.raises(ConfigError, match="damaged"):
         load_or_create_keys(path)
+
+
+def test_second_sale_on_one_authorization_is_flagged(env: Env) -> None:
+    a = env.auth(ACME)
+    first, _ = env.sale(a["auth_id"])
+    second = {**first, "sale_id": str(uuid.uuid4())}
+    assert env.record(second)["status"] == "stored"
+    with env.sessions() as s:
+        flags = {t.sale_id: t.flags for t in s.scalars(select(Transaction)).all()}
+    assert "authorization_reused" not in flags[first["sale_id"]]
+    assert "authorization_reused" in flags[second["sale_id"]]
