@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-__all__ = ["card_token", "last4", "luhn_ok", "mask_pan"]
+__all__ = ["card_token", "luhn_ok", "mask_pan"]
 
 
 def mask_pan(pan: str) -> str:
@@ -13,10 +13,6 @@ def mask_pan(pan: str) -> str:
     if len(pan) >= 16:
         return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
     return "*" * (len(pan) - 4) + pan[-4:]
-
-
-def last4(pan: str) -> str:
-    return pan[-4:]
 
 
 def card_token(key: bytes, pan: str) -> str:

@@ -82,7 +82,7 @@ def read_fleet_card(reader: Transmitter) -> FleetCardData:
         outer = tlv.parse(record)
         if len(outer) != 1 or outer[0][0] != 0x70:
             raise CardError("record is not a 70 template")
-        fields = dict(tlv.parse(outer[0][1]))
+        fields = tlv.parse_unique(outer[0][1])
     except MessageError as exc:
         raise CardError("card returned malformed data") from exc
     pan_raw, exp_raw = fields.get(0x5A), fields.get(0x5F24)

@@ -51,6 +51,7 @@ class Reader(Protocol):
 
 class Panel(Protocol):
     def show(self, screen: str, **fields: Any) -> None: ...
+    def flush_keys(self) -> None: ...
     def read_key(self, timeout: float) -> str | None: ...
 
 
@@ -85,15 +86,6 @@ class SaleFlow:
     def busy_pumps(self) -> set[int]:
         with self._lock:
             return {p for p, t in self._followers.items() if t.is_alive()}
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait until no pump is being followed (tests, shutdown)."""
-        deadline = time.monotonic() + timeout
-        while self.busy_pumps():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
 
     def _show(self, screen: str, **fields: Any) -> None:
         if not self.interacting.is_set():
@@ -179,6 +171,7 @@ class SaleFlow:
             return None
         if len(self.pump_numbers) == 1:
             return free[0]
+        self.dev.panel.flush_keys()
         self.dev.panel.show("select_pump", pumps=",".join(map(str, free)))
         deadline = time.monotonic() + self.timeouts.pin_entry
         while time.monotonic() < deadline:
@@ -190,6 +183,7 @@ class SaleFlow:
         return None
 
     def _read_pin(self, card: FleetCardData) -> bytes:
+        self.dev.panel.flush_keys()     # keys pressed before the prompt are not PIN digits
         self.dev.panel.show("enter_pin", stars="")
         return self.dev.pinpad.read_pin_block(card.pan, self.timeouts.pin_entry,
                                               lambda n: self.dev.panel.show("enter_pin", stars="*" * n))

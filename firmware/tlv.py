@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from firmware.errors import MessageError
 
-__all__ = ["encode", "find", "is_constructed", "parse"]
+__all__ = ["encode", "find", "is_constructed", "parse", "parse_unique"]
 
 
 def _tag(data: bytes, i: int) -> tuple[int, int]:
@@ -59,6 +59,16 @@ def parse(data: bytes) -> list[tuple[int, bytes]]:
         out.append((tag, bytes(data[i:i + length])))
         i += length
     return out
+
+
+def parse_unique(data: bytes) -> dict[int, bytes]:
+    """One level of BER-TLV as a dict; a tag that appears twice is an error (EMV Book 3 5.2.2)."""
+    fields: dict[int, bytes] = {}
+    for tag, value in parse(data):
+        if tag in fields:
+            raise MessageError("TLV repeats a data object", tag=f"{tag:X}")
+        fields[tag] = value
+    return fields
 
 
 def is_constructed(tag: int) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 
 from paho.mqtt.properties import Properties
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from drivers.mqtt import MqttLink
 from firmware import messages as m
@@ -109,7 +109,3 @@ def terminal_config(s: Session, device: Device) -> dict[str, Any]:
     return {"terminal": device.id, "station": device.station_id,
             "station_name": station.name if station else device.station_id,
             "currency": station.currency if station else "EUR", "version": version, "prices": prices}
-
-
-def open_registry_sessions(db_url: str) -> sessionmaker[Session]:
-    return open_database(db_url)[1]

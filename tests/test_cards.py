@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.cards import card_token, last4, luhn_ok, mask_pan
+from firmware.cards import card_token, luhn_ok, mask_pan
 
 
 @pytest.mark.parametrize(("pan", "masked"), [
@@ -40,10 +40,6 @@ def test_mask_pan_property(pan: str) -> None:
     # every visible digit is where it was in the number
     assert all(m == "*" or m == p for m, p in zip(masked, pan))
     assert pan not in masked
-
-
-def test_last4() -> None:
-    assert last4("7077001000000019") == "0019"
 
 
 @pytest.mark.parametrize("pan", [

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware.cards import luhn_ok
-from firmware.errors import CardError, CardNotAccepted, CardRemoved, MessageError
+from firmware.errors import CardError, CardNotAccepted, CardRemoved
 from firmware.fleet import FLEET_AID, READ_RECORD_1, SELECT_FLEET, FleetCardData, read_fleet_card
 from firmware.tlv import encode as t
 
@@ -314,3 +314,10 @@ def test_hostile_wrong_aid_through_memory_reader() -> None:
 def test_short_answer_through_memory_reader_is_a_card_error(answers: list[bytes]) -> None:
     with pytest.raises(CardError):
         read_fleet_card(_reader(hostsim_cards.HostileCard(answers)))
+
+
+def test_a_record_repeating_the_card_number_is_a_card_error() -> None:
+    # a second 5A could smuggle another number past a reader that keeps the first or the last
+    hostile = record(extra=t(0x5A, bcd("7077001000000027"))) + OK
+    with pytest.raises(CardError, match="malformed"):
+        read_fleet_card(card(read=hostile))

@@ -88,3 +88,21 @@ def test_decline_reasons_are_translated_for_the_cardholder() -> None:
 def test_bad_panel_urls_are_config_errors(url: str) -> None:
     with pytest.raises(ConfigError):
         open_panel(url)
+
+
+def test_flush_drops_keys_pressed_before_a_prompt() -> None:
+    server = PanelServer().start()
+    panel = SocketPanel("127.0.0.1", server.port)
+    try:
+        connected(server, panel)
+        server.press("9", "9")
+        deadline = time.monotonic() + 2
+        while panel._keys.qsize() < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        panel.flush_keys()
+        assert panel.read_key(0.1) is None
+        server.press("1")
+        assert panel.read_key(2) == "1"
+    finally:
+        panel.close()
+        server.stop()

@@ -207,3 +207,11 @@ def test_any_truncation_of_the_last_object_is_an_error(objs: list[tuple[int, byt
     cut = min(cut, len(last) - 1)
     with pytest.raises(MessageError):
         tlv.parse(data[:-cut])
+
+
+def test_parse_unique_rejects_a_repeated_tag() -> None:
+    from firmware.tlv import parse_unique
+
+    assert parse_unique(bytes.fromhex("5A02123482021900")) == {0x5A: b"\x12\x34", 0x82: b"\x19\x00"}
+    with pytest.raises(MessageError, match="repeats"):
+        parse_unique(bytes.fromhex("5A0212345A024321"))

@@ -16,6 +16,10 @@ class Panel(Protocol):
 
     def read_key(self, timeout: float) -> str | None: ...
 
+    def flush_keys(self) -> None:
+        """Drop keys pressed before a prompt."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -34,14 +34,9 @@ def _format1(value: bytes) -> AcResponse:
 
 def _format2(value: bytes, cda: bool) -> AcResponse:
     try:
-        objects = tuple(tlv.parse(value))
+        fields = tlv.parse_unique(value)
     except MessageError as exc:
-        raise CardError("GENERATE AC answer is not valid BER-TLV") from exc
-    fields: dict[int, bytes] = {}
-    for tag, v in objects:
-        if tag in fields:
-            raise CardError("GENERATE AC answer repeats a data object", tag=f"{tag:X}")
-        fields[tag] = v
+        raise CardError("GENERATE AC answer is malformed", **exc.context) from exc
     cid, atc, ac = fields.get(0x9F27), fields.get(0x9F36), fields.get(0x9F26)
     if cid is None or len(cid) != 1:
         raise CardError("GENERATE AC answer lacks the CID")
@@ -50,7 +45,8 @@ def _format2(value: bytes, cda: bool) -> AcResponse:
     signed = cda and 0x9F4B in fields
     if not signed and (ac is None or len(ac) != 8):
         raise CardError("GENERATE AC answer lacks the application cryptogram")
-    return AcResponse(cid[0], atc, None if signed else ac, fields.get(0x9F10, b""), objects)
+    # dicts keep insertion order and repeats were refused: this is the card's object order (CDA hash)
+    return AcResponse(cid[0], atc, None if signed else ac, fields.get(0x9F10, b""), tuple(fields.items()))
 
 
 def request_ac(reader: Transmitter, store: DataStore, kind: Cryptogram, cdol_data: bytes, *,

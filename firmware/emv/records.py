@@ -71,14 +71,9 @@ def initiate(reader: Transmitter, store: DataStore, pdol: bytes) -> ProcessingOp
         aip, afl = value[:2], value[2:]
     else:
         try:
-            objects = tlv.parse(value)
+            fields = tlv.parse_unique(value)
         except MessageError as exc:
-            raise CardError("GPO format 2 answer is not valid BER-TLV") from exc
-        fields: dict[int, bytes] = {}
-        for t, v in objects:
-            if t in fields:
-                raise CardError("GPO answer repeats a data object", tag=f"{t:X}")
-            fields[t] = v
+            raise CardError("GPO format 2 answer is malformed", **exc.context) from exc
         if 0x82 not in fields or 0x94 not in fields or len(fields[0x82]) != 2:
             raise CardError("GPO format 2 answer lacks AIP or AFL")
         aip, afl = fields[0x82], fields[0x94]

@@ -128,7 +128,15 @@ def test_config_typo_is_one_clear_line(tmp_path: Path) -> None:
     cfg = tmp_path / "terminal.toml"
     cfg.write_text('[terminal]\nid = "T-1"\nstation = "S"\n\n[devices]\npumsp = [1]\n')
     out = subprocess.run([sys.executable, "-m", "firmware.cli", "terminal", "--config", str(cfg)],
-                         capture_output=True, text=True, timeout=60)
+                         check=False, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr
     assert "pumsp" in out.stderr
+
+
+def test_keys_pressed_before_the_pin_prompt_are_not_pin_digits(sim: Simulator, run: Run) -> None:
+    run.ready()
+    sim.panel.press("9", "9", "ENTER")        # a bored driver taps the keypad at the idle screen
+    time.sleep(0.3)
+    sale_id = happy_sale(run)
+    assert run.wait_synced(sale_id).synced    # PIN 1234 was accepted, not 99 + 1234

@@ -35,7 +35,7 @@ BDK = bytes.fromhex("FEDCBA9876543210F1F1F1F1F1F1F1F1")
 IKID = bytes.fromhex("1234567890123456")
 TERMINAL = iso.Terminal(terminal_id="T0000001", merchant_id="FORECOURT000001", name_location="Demo Station")
 NOW = dt.datetime(2026, 6, 15, 12, 0, 0)
-SENT = NOW.replace(tzinfo=dt.timezone.utc)
+SENT = NOW.replace(tzinfo=dt.UTC)
 
 
 class Keys:

@@ -14,14 +14,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def sim_json(scenario: str) -> dict:
     out = subprocess.run([sys.executable, "-m", "firmware.cli", "sim", "--headless", "--scenario", scenario,
-                          "--json"], capture_output=True, text=True, timeout=180)
+                          "--json"], check=False, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return json.loads(out.stdout)
 
 
 def test_list_scenarios_names_the_three() -> None:
     out = subprocess.run([sys.executable, "-m", "firmware.cli", "sim", "--list-scenarios"],
-                         capture_output=True, text=True, timeout=60)
+                         check=False, capture_output=True, text=True, timeout=60)
     names = out.stdout.split()
     assert {"fleet-happy", "fleet-declined-limit", "fleet-wrong-pin"} <= set(names)
 
@@ -75,5 +75,5 @@ def test_sigterm_stops_everything_the_simulator_started(tmp_path) -> None:  # ty
     time.sleep(2)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 130
-    leftovers = subprocess.run(["pgrep", "-af", str(state)], capture_output=True, text=True).stdout
+    leftovers = subprocess.run(["pgrep", "-af", str(state)], check=False, capture_output=True, text=True).stdout
     assert [line for line in leftovers.splitlines() if "pgrep" not in line] == []
