@@ -64,7 +64,7 @@ def one(cards: VirtualCardServer, pcsc: PcscReader, profile: dict, host: Acquire
                                   for a in ("A0000000031010", "A0000000041010")),
                        ca_keys=emv_keys.ca_public_keys())
 
-    def pin_entry(kind: str, tries: int | None) -> PinInput:
+    def pin_entry(kind: str, tries: int | None, pan: str) -> PinInput:
         return PinInput(online_block=bytes(16)) if kind == "online" else PinInput(offline=OfflinePin())
 
     t0 = time.perf_counter()

@@ -16,6 +16,7 @@ from firmware.errors import ConfigError
 
 __all__ = [
     "PROFILE_ENV",
+    "BankSection",
     "DevicesSection",
     "MqttSection",
     "TerminalConfig",
@@ -64,11 +65,27 @@ class TimeoutsSection:
 
 
 @dataclass(frozen=True)
+class BankSection:
+    """Bank cards (EMV chip, magstripe fallback) through an acquirer; off while acquirer is empty."""
+
+    acquirer: str = ""               # tcp://host:port, ISO 8583 with a 2-byte length header
+    emv_config: str = "emv.toml"     # AIDs, TACs, CA keys; relative to state_dir
+    dukpt: str = "dukpt.toml"        # AES DUKPT initial key and key id of the PIN pad (an HSM-loaded PED in production)
+    magstripe: str = ""              # magnetic stripe head of the hybrid reader: tcp://host:port, "" = none
+    merchant_id: str = "FORECOURT000001"
+    name_location: str = "Forecourt self-service"
+    currency: str = "978"            # ISO 4217 numeric
+    preauth_cents: int = 15000       # the pre-authorization asked for: the most one filling may cost
+    response_timeout: float = 15.0   # per acquirer message
+
+
+@dataclass(frozen=True)
 class TerminalConfig:
     terminal: TerminalSection
     mqtt: MqttSection = field(default_factory=MqttSection)
     devices: DevicesSection = field(default_factory=DevicesSection)
     timeouts: TimeoutsSection = field(default_factory=TimeoutsSection)
+    bank: BankSection = field(default_factory=BankSection)
     source: str = ""
 
     @property
@@ -97,6 +114,13 @@ def _check_values(cfg: TerminalConfig) -> None:
     bad = [p for p in cfg.devices.pumps if not 1 <= p <= 32]
     if bad or not cfg.devices.pumps or len(set(cfg.devices.pumps)) != len(cfg.devices.pumps):
         raise ConfigError("devices.pumps must list distinct pump numbers 1..32", key="devices.pumps")
+    bank = cfg.bank
+    if bank.acquirer and not bank.acquirer.startswith("tcp://"):
+        raise ConfigError("bank.acquirer must be tcp://host:port", key="bank.acquirer")
+    if not 0 < bank.preauth_cents < 10**8:
+        raise ConfigError("bank.preauth_cents must be positive", key="bank.preauth_cents")
+    if len(bank.currency) != 3 or not bank.currency.isdigit():
+        raise ConfigError("bank.currency must be an ISO 4217 numeric code", key="bank.currency")
 
 
 def _section(name: str, cls: type, raw: Any) -> Any:
@@ -118,7 +142,7 @@ def _section(name: str, cls: type, raw: Any) -> Any:
 
 
 _SECTIONS = {"terminal": TerminalSection, "mqtt": MqttSection, "devices": DevicesSection,
-             "timeouts": TimeoutsSection}
+             "timeouts": TimeoutsSection, "bank": BankSection}
 
 
 def load_config(path: str | os.PathLike[str]) -> TerminalConfig:

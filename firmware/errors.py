@@ -85,6 +85,14 @@ class HostUnavailable(HostError):
     """No answer from the host: offline, timed out or not connected."""
 
 
+class HostUnreachable(HostUnavailable):
+    """The host could not be reached at all: nothing was sent."""
+
+
+class SaleCancelled(ForecourtError):
+    """The cardholder cancelled (CANCEL key, no choice made, prompt timed out)."""
+
+
 class SyncError(ForecourtError):
     """Store-and-forward of sales failed."""
 

@@ -39,7 +39,9 @@ class Link(Protocol):
 def sale_payload(rec: SaleRecord, terminal: str, station: str) -> dict[str, Any]:
     finished = dt.datetime.fromtimestamp(rec.finished_at or rec.created_at, dt.UTC)
     return {
-        "sale_id": rec.id, "auth_id": rec.auth_id, "terminal": terminal, "station": station, "pump": rec.pump,
+        # a bank sale's authorization lives at the acquirer; the registry gets it for reports only
+        "sale_id": rec.id, "kind": rec.kind, "auth_id": rec.auth_id if rec.kind == "fleet" else None,
+        "terminal": terminal, "station": station, "pump": rec.pump,
         "nozzle": rec.nozzle or 0, "product": rec.product, "volume_cl": rec.volume_cl or 0,
         "amount_cents": rec.amount_cents or 0, "price_milli": rec.price_milli or 0,
         "card_masked": rec.card_masked, "finished_at": finished.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),

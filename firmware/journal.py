@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS sales (
     id TEXT PRIMARY KEY, state TEXT NOT NULL, pump INTEGER NOT NULL,
     card_masked TEXT NOT NULL, card_token TEXT NOT NULL,
     auth_id TEXT, allowed_cl INTEGER, nozzles TEXT,
+    kind TEXT NOT NULL DEFAULT 'fleet', allowed_cents INTEGER, bank TEXT,
     nozzle INTEGER, product TEXT, volume_cl INTEGER, amount_cents INTEGER, price_milli INTEGER,
     totals_before TEXT, reason TEXT, flags TEXT NOT NULL DEFAULT '[]', recovered INTEGER NOT NULL DEFAULT 0,
     receipt_started INTEGER NOT NULL DEFAULT 0, receipt_printed INTEGER NOT NULL DEFAULT 0,
@@ -41,7 +42,10 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-_FIELDS = ("auth_id", "allowed_cl", "nozzles", "nozzle", "product", "volume_cl", "amount_cents",
+# Columns added after the first release: (name, declaration) for ALTER TABLE on an older journal.
+_ADDED = (("kind", "TEXT NOT NULL DEFAULT 'fleet'"), ("allowed_cents", "INTEGER"), ("bank", "TEXT"))
+
+_FIELDS = ("auth_id", "allowed_cl", "allowed_cents", "bank", "nozzles", "nozzle", "product", "volume_cl", "amount_cents",
            "price_milli", "totals_before", "reason", "flags", "recovered", "finished_at")
 
 
@@ -52,8 +56,11 @@ class SaleRecord:
     pump: int
     card_masked: str
     card_token: str
+    kind: str                   # "fleet" or "bank"
     auth_id: str | None
     allowed_cl: int | None
+    allowed_cents: int | None   # a bank pre-authorization: the pump is preset to this amount
+    bank: dict[str, Any] | None  # bank sale summary (AID, label, entry mode, CVM, TVR/TSI, codes); never a PAN
     nozzles: tuple[int, ...]
     nozzle: int | None
     product: str | None
@@ -83,6 +90,10 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(sales)")}
+            for name, decl in _ADDED:
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE sales ADD COLUMN {name} {decl}")
         except (sqlite3.Error, OSError) as exc:
             raise JournalError("cannot open journal", path=str(self.path)) from exc
 
@@ -108,11 +119,13 @@ class Journal:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def begin_sale(self, sale_id: str, pump: int, card_masked: str, card_token: str) -> None:
-        self._write("INSERT INTO sales (id, state, pump, card_masked, card_token, created_at) "
-                    "VALUES (?, 'created', ?, ?, ?, ?)",
-                    (sale_id, pump, card_masked, card_token, time.time()), sale_id, "created",
-                    {"pump": pump})
+    def begin_sale(self, sale_id: str, pump: int, card_masked: str, card_token: str, kind: str = "fleet") -> None:
+        if kind not in ("fleet", "bank"):
+            raise JournalError("unknown sale kind", kind=kind)
+        self._write("INSERT INTO sales (id, state, pump, card_masked, card_token, kind, created_at) "
+                    "VALUES (?, 'created', ?, ?, ?, ?, ?)",
+                    (sale_id, pump, card_masked, card_token, kind, time.time()), sale_id, "created",
+                    {"pump": pump, "kind": kind})
 
     def transition(self, sale_id: str, state: str, **fields: Any) -> None:
         """Move a sale to state and set fields, in one transaction with its event row."""
@@ -122,12 +135,14 @@ class Journal:
         if unknown:
             raise JournalError("unknown journal fields", fields=",".join(sorted(unknown)))
         stored = {k: (json.dumps(list(v)) if k in ("nozzles", "flags") else v) for k, v in fields.items()}
+        if fields.get("bank") is not None:
+            stored["bank"] = json.dumps(fields["bank"], sort_keys=True)
         if fields.get("totals_before") is not None:
             stored["totals_before"] = json.dumps({str(n): list(t) for n, t in fields["totals_before"].items()})
         sets = ", ".join(["state = ?"] + [f"{k} = ?" for k in stored])
         self._write(f"UPDATE sales SET {sets} WHERE id = ?", (state, *stored.values(), sale_id),
-                    sale_id, state, {k: (v if k != "totals_before" else stored[k]) for k, v in fields.items()
-                                     if k != "reason"})
+                    sale_id, state, {k: (v if k not in ("totals_before", "bank") else stored[k])
+                                     for k, v in fields.items() if k != "reason"})
 
     def mark(self, sale_id: str, flag: str) -> None:
         """Set receipt_started (before printing), receipt_printed (after) or synced."""
@@ -184,7 +199,8 @@ class Journal:
 def _record(r: dict[str, Any]) -> SaleRecord:
     return SaleRecord(
         id=r["id"], state=r["state"], pump=r["pump"], card_masked=r["card_masked"],
-        card_token=r["card_token"], auth_id=r["auth_id"], allowed_cl=r["allowed_cl"],
+        card_token=r["card_token"], kind=r["kind"], auth_id=r["auth_id"], allowed_cl=r["allowed_cl"],
+        allowed_cents=r["allowed_cents"], bank=json.loads(r["bank"]) if r["bank"] else None,
         nozzles=tuple(json.loads(r["nozzles"] or "[]")), nozzle=r["nozzle"], product=r["product"],
         volume_cl=r["volume_cl"], amount_cents=r["amount_cents"], price_milli=r["price_milli"],
         totals_before=_totals(r["totals_before"]), reason=r["reason"], flags=tuple(json.loads(r["flags"])), recovered=bool(r["recovered"]),

@@ -66,7 +66,8 @@ AUTH_RESPONSE: Mapping[str, Check] = {
     "allowed_cl": _int(0, 10**7), "nozzles": _NOZZLES, "card_masked": _opt(_str(r"[0-9*]{12,19}")),
 }
 SALE: Mapping[str, Check] = {
-    "sale_id": _UUID, "auth_id": _UUID, "terminal": _ID, "station": _ID, "pump": _PUMP,
+    "sale_id": _UUID, "kind": _str(r"fleet|bank"), "auth_id": _opt(_UUID), "terminal": _ID, "station": _ID,
+    "pump": _PUMP,
     "nozzle": _int(0, 15), "product": _opt(_ID), "volume_cl": _int(0, 10**7), "amount_cents": _MONEY,
     "price_milli": _int(0, 999_999), "card_masked": _str(r"[0-9*]{12,19}"),
     "finished_at": _str(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"), "recovered": _BOOL,

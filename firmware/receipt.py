@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-__all__ = ["WIDTH", "ReceiptLine", "fleet_receipt", "format_litres", "format_money"]
+__all__ = ["WIDTH", "ReceiptLine", "bank_receipt", "fleet_receipt", "format_litres", "format_money", "mask_pan"]
 
 WIDTH = 42  # characters per line on an 80 mm printer in font A
 
@@ -32,18 +32,18 @@ def _pair(left: str, right: str) -> ReceiptLine:
     return ReceiptLine(left + " " * gap + right)
 
 
-def fleet_receipt(*, station_name: str, station: str, terminal: str, sale_id: str, when: dt.datetime,
-                  pump: int, product: str, volume_cl: int, price_milli: int, amount_cents: int,
-                  card_masked: str, auth_id: str, currency: str = "EUR", copy: bool = False) -> list[ReceiptLine]:
+def _sale_head(*, station_name: str, station: str, terminal: str, when: dt.datetime, pump: int, product: str,
+               volume_cl: int, price_milli: int, amount_cents: int, currency: str, copy: bool) -> list[ReceiptLine]:
+    """Station header, the fuel lines and the TOTAL between rules: common to every receipt."""
     price = f"{price_milli // 1000}.{price_milli % 1000:03d} {currency}/L"
     lines = [
         ReceiptLine(station_name[:WIDTH], bold=True, center=True),
-        ReceiptLine(f"Station {station}", center=True),
+        ReceiptLine(f"Station {station}"[:WIDTH], center=True),
         ReceiptLine(""),
     ]
     if copy:
         lines.append(ReceiptLine("*** DUPLICATE ***", bold=True, center=True))
-    lines += [
+    return lines + [
         _pair("Date", when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")),
         _pair("Terminal", terminal),
         _pair("Pump", str(pump)),
@@ -53,11 +53,65 @@ def fleet_receipt(*, station_name: str, station: str, terminal: str, sale_id: st
         ReceiptLine("-" * WIDTH),
         ReceiptLine(_pair("TOTAL", format_money(amount_cents, currency)).text, bold=True),
         ReceiptLine("-" * WIDTH),
+    ]
+
+
+def _sale_tail(sale_id: str) -> list[ReceiptLine]:
+    return [ReceiptLine("Sale"), ReceiptLine(sale_id[:WIDTH]), ReceiptLine(""), ReceiptLine("Thank you", center=True)]
+
+
+def fleet_receipt(*, station_name: str, station: str, terminal: str, sale_id: str, when: dt.datetime,
+                  pump: int, product: str, volume_cl: int, price_milli: int, amount_cents: int,
+                  card_masked: str, auth_id: str, currency: str = "EUR", copy: bool = False) -> list[ReceiptLine]:
+    head = _sale_head(station_name=station_name, station=station, terminal=terminal, when=when, pump=pump,
+                      product=product, volume_cl=volume_cl, price_milli=price_milli, amount_cents=amount_cents,
+                      currency=currency, copy=copy)
+    return head + [
         _pair("Fleet card", card_masked),
         _pair("Auth", auth_id[:8].upper()),
-        ReceiptLine("Sale"),
-        ReceiptLine(sale_id),
-        ReceiptLine(""),
-        ReceiptLine("Thank you", center=True),
-    ]
-    return lines
+    ] + _sale_tail(sale_id)
+
+
+def mask_pan(value: str) -> str:
+    """A PAN as it may be printed: with more than 10 digits, only the first 6 and last 4 stay visible."""
+    count = sum(ch.isdigit() for ch in value)
+    if count <= 10:
+        return value
+    out: list[str] = []
+    seen = 0
+    for ch in value:
+        if ch.isdigit():
+            out.append(ch if seen < 6 or seen >= count - 4 else "*")
+            seen += 1
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _printable(text: str) -> str:
+    """Card data (labels) stripped to printable ASCII: no control bytes reach the ESC/POS printer."""
+    return "".join(ch for ch in text if " " <= ch <= "~").strip()
+
+
+def bank_receipt(*, station_name: str, station: str, terminal: str, sale_id: str, when: dt.datetime,
+                 pump: int, product: str, volume_cl: int, price_milli: int, amount_cents: int,
+                 preauth_cents: int, card_masked: str, app_label: str, aid_hex: str, entry_mode: str,
+                 cvm: str, auth_code: str, tvr_hex: str, tsi_hex: str, currency: str = "EUR",
+                 copy: bool = False, partial: bool = False) -> list[ReceiptLine]:
+    """Cardholder receipt of a bank card (EMV or magstripe) sale: fuel, totals, then the card block."""
+    head = _sale_head(station_name=station_name, station=station, terminal=terminal, when=when, pump=pump,
+                      product=product, volume_cl=volume_cl, price_milli=price_milli, amount_cents=amount_cents,
+                      currency=currency, copy=copy)
+    preauth = "Pre-authorized (partial)" if partial else "Pre-authorized"
+    return head + [
+        _pair("Card", _printable(mask_pan(card_masked))),
+        _pair("Application", _printable(app_label)),
+        _pair("AID", _printable(aid_hex).upper()),
+        _pair("Entry", _printable(entry_mode)),
+        _pair("Verification", _printable(cvm)),
+        _pair("Auth code", _printable(auth_code)),
+        _pair(preauth, format_money(preauth_cents, currency)),
+        _pair("Charged", format_money(amount_cents, currency)),
+        _pair("TVR", _printable(tvr_hex).upper()),
+        _pair("TSI", _printable(tsi_hex).upper()),
+    ] + _sale_tail(sale_id)

@@ -1,4 +1,4 @@
-"""The fleet-card sale, step by step. Each state change is journaled before the terminal acts on it,
+"""The card sale, step by step (fleet cards here; bank cards in firmware.bank). Each state change is journaled before the terminal acts on it,
 so a restart can settle a sale from the pump's own figures exactly once (see recover()).
 """
 
@@ -11,12 +11,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from firmware.cards import card_token
 from firmware.errors import (
     CardError,
     CardNotAccepted,
+    CardRemoved,
     HostUnavailable,
     PinPadError,
     PrinterError,
@@ -27,7 +28,10 @@ from firmware.fleet import FleetCardData, read_fleet_card
 from firmware.hostlink import HostLink
 from firmware.journal import Journal, SaleRecord
 from firmware.pump import PumpController, PumpState, PumpStatus
-from firmware.receipt import ReceiptLine, fleet_receipt, format_litres, format_money
+from firmware.receipt import ReceiptLine, bank_receipt, fleet_receipt, format_litres, format_money
+
+if TYPE_CHECKING:
+    from firmware.bank import BankSale
 
 __all__ = ["Devices", "SaleFlow"]
 
@@ -53,6 +57,9 @@ class Panel(Protocol):
     def show(self, screen: str, **fields: Any) -> None: ...
     def flush_keys(self) -> None: ...
     def read_key(self, timeout: float) -> str | None: ...
+    def set_language(self, code: str) -> None: ...
+    @property
+    def languages(self) -> tuple[str, ...]: ...
 
 
 class PinEntry(Protocol):
@@ -74,8 +81,10 @@ class Devices:
 
 class SaleFlow:
     def __init__(self, *, terminal: str, station: str, pumps: tuple[int, ...], devices: Devices,
-                 journal: Journal, host: HostLink, token_key: bytes, timeouts: Any) -> None:
+                 journal: Journal, host: HostLink, token_key: bytes, timeouts: Any, language: str = "en") -> None:
         self.terminal, self.station, self.pump_numbers = terminal, station, pumps
+        self.language = language
+        self.bank: BankSale | None = None       # bank cards accepted when set
         self.dev, self.journal, self.host = devices, journal, host
         self.token_key, self.timeouts = token_key, timeouts
         self._lock = threading.Lock()
@@ -121,10 +130,14 @@ class SaleFlow:
             dev.reader.connect()
             card = read_fleet_card(dev.reader)
         except CardNotAccepted:
+            if self.bank is not None:
+                return self.bank.run()
             dev.panel.show("card_not_accepted")
             return None
         except CardError as exc:
             log.warning("card read failed", extra={"error": str(exc)})
+            if self.bank is not None and not isinstance(exc, CardRemoved):
+                return self.bank.run(chip_failed=True)
             dev.panel.show("card_error")
             return None
         if card.expired(dt.date.today()):
@@ -133,7 +146,7 @@ class SaleFlow:
         if not self.host.online:
             dev.panel.show("host_unavailable")
             return None
-        pump = self._choose_pump()
+        pump = self.choose_pump()
         if pump is None:
             return None
         try:
@@ -161,10 +174,10 @@ class SaleFlow:
             return sale_id
         self.journal.transition(sale_id, "approved", auth_id=answer["auth_id"], allowed_cl=answer["allowed_cl"],
                                 nozzles=answer["nozzles"])
-        self._dispense(self.journal.get(sale_id))
+        self.dispense(self.journal.get(sale_id))
         return sale_id
 
-    def _choose_pump(self) -> int | None:
+    def choose_pump(self) -> int | None:
         free = [p for p in self.pump_numbers if p not in self.busy_pumps()]
         if not free:
             self.dev.panel.show("pump_busy")
@@ -197,13 +210,23 @@ class SaleFlow:
             out[n] = (t.volume_cl, t.amount_cents)
         return out
 
-    def _dispense(self, rec: SaleRecord) -> None:
+    def pump_nozzles(self, pump: int) -> tuple[int, ...]:
+        return tuple(sorted(p["nozzle"] for p in (self.host.config or {}).get("prices", []) if p["pump"] == pump))
+
+    def money(self, cents: int) -> str:
+        return format_money(cents, self._currency())
+
+    def dispense(self, rec: SaleRecord) -> None:
+        """Release the pump for an approved sale: a fleet sale by volume, a bank sale by amount."""
         pumps = self.dev.pumps
         try:
             before = self._totals(rec.pump, rec.nozzles)
             # journaled before the pump is released: a restart then knows fuel may have flowed
             self.journal.transition(rec.id, "pump_authorized", totals_before=before)
-            pumps.authorize(rec.pump, nozzles=rec.nozzles, volume_cl=rec.allowed_cl)
+            if rec.kind == "bank":
+                pumps.authorize(rec.pump, nozzles=rec.nozzles, amount_cents=rec.allowed_cents)
+            else:
+                pumps.authorize(rec.pump, nozzles=rec.nozzles, volume_cl=rec.allowed_cl)
         except PumpError as exc:
             log.error("pump authorization failed", extra={"sale_id": rec.id, "error": str(exc)})
             self.dev.panel.show("pump_error")
@@ -212,7 +235,10 @@ class SaleFlow:
                 self._stop_quietly(rec.pump)
             self._settle(self.journal.get(rec.id), recovered=False)
             return
-        self.dev.panel.show("lift_nozzle", pump=rec.pump, litres=format_litres(rec.allowed_cl or 0))
+        if rec.kind == "bank":
+            self.dev.panel.show("lift_nozzle_amount", pump=rec.pump, amount=self.money(rec.allowed_cents or 0))
+        else:
+            self.dev.panel.show("lift_nozzle", pump=rec.pump, litres=format_litres(rec.allowed_cl or 0))
         self._spawn(self.journal.get(rec.id), recovered=False)
 
     def _follow(self, rec: SaleRecord, *, recovered: bool) -> None:
@@ -309,6 +335,12 @@ class SaleFlow:
             elif moved_cl != volume:
                 flags.append("totals_mismatch")
         product, _ = self._product(rec.pump, nozzle)
+        if rec.kind == "bank":
+            if rec.allowed_cents is not None and amount > rec.allowed_cents:
+                flags.append("over_authorized")      # the pump ran past its preset: the attendant collects
+            if self.bank is None:
+                raise RuntimeError("a bank sale needs the bank set-up")
+            self.bank.finish(rec, amount)
         self.journal.transition(rec.id, "completed", nozzle=nozzle, product=product, volume_cl=volume,
                                 amount_cents=amount, price_milli=price, finished_at=time.time(),
                                 recovered=recovered, flags=flags)
@@ -339,12 +371,27 @@ class SaleFlow:
     def _receipt_lines(self, rec: SaleRecord, *, copy: bool) -> list[ReceiptLine]:
         cfg = self.host.config or {}
         _, name = self._product(rec.pump, rec.nozzle or 0)
+        if rec.kind == "bank":
+            return self._bank_receipt(rec, name, copy=copy)
         return fleet_receipt(
             station_name=cfg.get("station_name", self.station), station=self.station, terminal=self.terminal,
             sale_id=rec.id, when=dt.datetime.fromtimestamp(rec.finished_at or time.time(), dt.UTC),
             pump=rec.pump, product=name, volume_cl=rec.volume_cl or 0, price_milli=rec.price_milli or 0,
             amount_cents=rec.amount_cents or 0, card_masked=rec.card_masked, auth_id=rec.auth_id or "",
             currency=self._currency(), copy=copy)
+
+    def _bank_receipt(self, rec: SaleRecord, product: str, *, copy: bool) -> list[ReceiptLine]:
+        from firmware.bank import cvm_text, entry_text
+        cfg, bank = self.host.config or {}, rec.bank or {}
+        return bank_receipt(
+            station_name=cfg.get("station_name", self.station), station=self.station, terminal=self.terminal,
+            sale_id=rec.id, when=dt.datetime.fromtimestamp(rec.finished_at or time.time(), dt.UTC),
+            pump=rec.pump, product=product, volume_cl=rec.volume_cl or 0, price_milli=rec.price_milli or 0,
+            amount_cents=rec.amount_cents or 0, preauth_cents=rec.allowed_cents or 0,
+            card_masked=rec.card_masked, app_label=bank.get("app_label", ""), aid_hex=bank.get("aid", ""),
+            entry_mode=entry_text(bank.get("entry_mode", "")), cvm=cvm_text(bank.get("cvm_results", "")),
+            auth_code=rec.auth_id or "", tvr_hex=bank.get("tvr", ""), tsi_hex=bank.get("tsi", ""),
+            currency=self._currency(), copy=copy, partial=bool(bank.get("partial")))
 
     def _currency(self) -> str:
         return str((self.host.config or {}).get("currency", "EUR"))
@@ -365,7 +412,7 @@ class SaleFlow:
     def recover(self, pump_wait: float = 10.0) -> list[str]:
         """Settle every sale a crash or a pump outage left open, then print receipts not yet printed.
         pump_wait is how long to wait for a pump that does not answer (0 on the periodic retry)."""
-        done = []
+        done = self.bank.recover() if self.bank is not None else []
         busy = self.busy_pumps()
         for rec in self.journal.open_sales():
             if rec.pump in busy:
@@ -382,6 +429,8 @@ class SaleFlow:
         return done
 
     def _settle_unreleased(self, rec: SaleRecord) -> None:
+        if rec.kind == "bank" and self.bank is not None:
+            self.bank.finish(rec, 0)          # the hold goes back: reversal, nothing dispensed
         self.journal.transition(rec.id, "completed", nozzle=0, volume_cl=0, amount_cents=0, price_milli=0,
                                 finished_at=time.time(), recovered=True)
         self.host.kick()

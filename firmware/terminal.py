@@ -8,8 +8,10 @@ import secrets
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from firmware import messages as m
+from firmware.bank_setup import load_dukpt, open_bank
 from firmware.config import TerminalConfig
 from firmware.errors import CardError, PumpError
 from firmware.hostlink import HostLink
@@ -75,10 +77,17 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     reader = open_reader(cfg.devices.card_reader)
     pumps = open_pump_controller(cfg.devices.pump_line, cfg.devices.pumps, baudrate=cfg.devices.pump_baudrate)
     printer = open_printer(cfg.devices.printer)
-    devices = Devices(reader=reader, panel=panel, pinpad=PinPad(panel, pin_key), pumps=pumps, printer=printer)
+    dukpt = load_dukpt(state / cfg.bank.dukpt, journal) if cfg.bank.acquirer else None
+    pinpad = PinPad(panel, pin_key, dukpt)
+    devices = Devices(reader=reader, panel=panel, pinpad=pinpad, pumps=pumps, printer=printer)
+    token_key = load_token_key(state / "token.key")
     flow = SaleFlow(terminal=tid, station=cfg.terminal.station, pumps=cfg.devices.pumps, devices=devices,
-                    journal=journal, host=host, token_key=load_token_key(state / "token.key"),
-                    timeouts=cfg.timeouts)
+                    journal=journal, host=host, token_key=token_key, timeouts=cfg.timeouts,
+                    language=cfg.terminal.language)
+    closers: list[Any] = []
+    if cfg.bank.acquirer:
+        flow.bank, closers = open_bank(cfg, flow, pinpad, token_key)
+        closers[0].start()      # the advice forwarder
     panel.show("starting")
     link.start()
     host.start_sync()
@@ -89,6 +98,8 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
         _apply_prices(host, devices, cfg.devices.pumps)
         _serve(cfg, flow, host, devices, journal, stop)
     finally:
+        for part in closers:
+            part.stop() if hasattr(part, "stop") else part.close()
         host.stop_sync()
         link.stop()
         pumps.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 from firmware.errors import ConfigError, ForecourtError
 from hostsim.scenarios import SCENARIOS, SIM_OPTIONS, Run, sale_view
+from hostsim.scenarios_bank import bank_view
 from hostsim.world import Simulator
 
 __all__ = ["run_headless", "run_scenario"]
@@ -35,11 +36,13 @@ def run_scenario(name: str, state_dir: Path) -> dict[str, Any]:
             journal.close()
         registry = [r for r in (sim.registry_sale(s["id"]) for s in sales) if r is not None]
         receipts = list(sim.printer.receipts)
+        acquirer = bank_view(run) if name.startswith("bank-") else None
     failed = run.checks + ([error] if error else [])
     return {
         "scenario": name, "result": "failed" if failed else "ok", "failures": failed,
         "sales": sales, "receipt": receipts[-1] if receipts else None, "receipts": receipts,
         "registry": registry[0] if len(registry) == 1 else (registry or None),
+        **({"acquirer": acquirer} if acquirer is not None else {}),
         "timings": run.timings, "transcript": run.transcript, "state_dir": str(state_dir),
     }
 

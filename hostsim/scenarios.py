@@ -12,6 +12,7 @@ from typing import Any
 from firmware.journal import SaleRecord
 from firmware.pump import PumpState
 from firmware.receipt import format_litres
+from hostsim.scenarios_bank import BANK_SCENARIOS
 from hostsim.scenarios_pump import pump_faults, pump_offline_midsale
 from hostsim.world import Simulator, load_cards
 
@@ -26,7 +27,9 @@ def sale_view(rec: SaleRecord) -> dict[str, Any]:
             "product": rec.product, "litres": format_litres(rec.volume_cl or 0), "volume_cl": rec.volume_cl or 0,
             "amount": f"{(rec.amount_cents or 0) / 100:.2f}", "amount_cents": rec.amount_cents or 0,
             "unit_price_milli": rec.price_milli, "status": status, "reason": rec.reason,
-            "recovered": rec.recovered, "flags": list(rec.flags), "receipt_printed": rec.receipt_printed}
+            "recovered": rec.recovered, "flags": list(rec.flags), "receipt_printed": rec.receipt_printed,
+            "kind": rec.kind, **({"preauthorized_cents": rec.allowed_cents, "auth_code": rec.auth_id,
+                                   "emv": rec.bank} if rec.kind == "bank" else {})}
 
 
 class Run:
@@ -179,6 +182,7 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "fleet-wrong-pin": fleet_wrong_pin,
     "pump-faults": pump_faults,
     "pump-offline-midsale": pump_offline_midsale,
+    **BANK_SCENARIOS,
 }
 
 # Simulator options a scenario needs (defaults otherwise).

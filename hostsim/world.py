@@ -14,6 +14,9 @@ from typing import Any, Self
 from sqlalchemy import select
 
 from firmware.journal import Journal
+from hostsim.acquirer_host import AcquirerHost, Rules, approve_all
+from hostsim.bank_world import make_acquirer, write_bank_files
+from hostsim.cards.emv import EmvCard
 from hostsim.cards.fleet import BlankCard, FleetCard
 from hostsim.dart_line import DartLineSimulator
 from hostsim.dart_pump import SimPump
@@ -21,11 +24,12 @@ from hostsim.panel_server import PanelServer
 from hostsim.pcscd import PcscDaemon
 from hostsim.printer_server import PrinterServer
 from hostsim.services import Process, child_env, forecourt_command, free_port, start_mosquitto
+from hostsim.swipe_server import SwipeServer
 from hostsim.vpcd import VirtualCardServer
 from registry.db import open_database
 from registry.models import Card, Transaction
 
-__all__ = ["FIXTURES", "CardProfile", "Simulator", "load_cards"]
+__all__ = ["FIXTURES", "CardProfile", "Simulator", "card_index", "load_cards"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -39,12 +43,27 @@ class CardProfile:
     def make(self) -> Any:
         if self.kind == "fleet":
             return FleetCard(pan=self.fields["pan"], expiry=self.fields["expiry"], holder=self.fields["holder"])
+        if self.kind == "emv":
+            return EmvCard.from_profile(self.fields["profile"])
         return BlankCard()
+
+    @property
+    def track2(self) -> str | None:
+        """The magnetic stripe, for the swipe reader (bank cards only)."""
+        return self.make().track2 if self.kind == "emv" else None
 
 
 def load_cards(path: Path = FIXTURES / "cards.toml") -> list[CardProfile]:
     doc = tomllib.loads(path.read_text())
-    return [CardProfile(c["name"], kind, c) for kind in ("fleet", "blank") for c in doc.get(kind, [])]
+    return [CardProfile(c["name"], kind, c) for kind in ("fleet", "emv", "blank") for c in doc.get(kind, [])]
+
+
+def card_index(name_or_profile: str) -> int:
+    """Index in load_cards() of a card by its EMV profile name or its picker name."""
+    for i, c in enumerate(load_cards()):
+        if name_or_profile in (c.name, c.fields.get("profile")):
+            return i
+    raise KeyError(name_or_profile)
 
 
 def _station_pumps(seed: dict[str, Any]) -> dict[int, dict[int, tuple[str, int]]]:
@@ -68,6 +87,9 @@ class Simulator:
         self.cards = VirtualCardServer()
         self.panel = PanelServer()
         self.printer = PrinterServer()
+        self.swipe = SwipeServer()
+        self.acquirer_rules: Rules = approve_all     # a scenario swaps it to make the bank decline, time out...
+        self.acquirer: AcquirerHost = make_acquirer(lambda req: self.acquirer_rules(req))
         self.pcscd: PcscDaemon | None = None
         self.mosquitto: Process | None = None
         self.registry: Process | None = None
@@ -82,6 +104,8 @@ class Simulator:
             self.pump_line.start()
             self.panel.start()
             self.printer.start()
+            self.swipe.start()
+            self.acquirer.start()
             self.broker_port = free_port()
             if broker:
                 self.start_broker()
@@ -126,7 +150,7 @@ class Simulator:
         if self.pcscd is not None:
             self.pcscd.stop()
             self.pcscd = None
-        for part in (self.cards, self.pump_line, self.panel, self.printer):
+        for part in (self.cards, self.pump_line, self.panel, self.printer, self.swipe, self.acquirer):
             part.stop()
 
     def __enter__(self) -> Self:
@@ -150,6 +174,7 @@ class Simulator:
         tdir = self.terminal_config.parent
         tdir.mkdir(exist_ok=True)
         (tdir / "pek.hex").write_text(self.device["pin_key"] + "\n")
+        write_bank_files(tdir)
         if self.pcscd is None:
             raise RuntimeError("pcscd must be started before the terminal is configured")
         pumps = ", ".join(str(p) for p in self.terminal_pumps)
@@ -171,6 +196,13 @@ pumps = [{pumps}]
 printer = "tcp://127.0.0.1:{self.printer.port}"
 panel = "tcp://127.0.0.1:{self.panel.port}"
 pin_key = "pek.hex"
+
+[bank]
+acquirer = "tcp://127.0.0.1:{self.acquirer.port}"
+magstripe = "tcp://127.0.0.1:{self.swipe.port}"
+name_location = "Forecourt Demo Station"
+preauth_cents = 15000
+response_timeout = 5
 
 [timeouts]
 auth = 5

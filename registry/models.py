@@ -104,6 +104,7 @@ class Transaction(Base):
     __tablename__ = "transactions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sale_id: Mapped[str] = mapped_column(String(36), unique=True)
+    kind: Mapped[str] = mapped_column(String(8), default="fleet")      # fleet or bank
     auth_id: Mapped[str | None] = mapped_column(String(36))
     card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"))
     wallet_id: Mapped[int | None] = mapped_column(ForeignKey("wallets.id"))

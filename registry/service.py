@@ -107,9 +107,12 @@ def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dic
     ack = {"sale_id": sale["sale_id"], "status": "stored", "reason": ""}
     if session.scalar(select(Transaction.id).where(Transaction.sale_id == sale["sale_id"])) is not None:
         return {**ack, "status": "duplicate"}
-    auth = session.get(Authorization, sale["auth_id"])
+    bank = sale["kind"] == "bank"
+    auth = None if bank or sale["auth_id"] is None else session.get(Authorization, sale["auth_id"])
     flags = list(sale["flags"])
-    if auth is None or auth.device_id != sale["terminal"]:
+    if bank:
+        pass    # authorized and settled by the acquirer; kept here for station reports
+    elif auth is None or auth.device_id != sale["terminal"]:
         flags.append("unknown_authorization")
         auth = None
     else:
@@ -119,7 +122,7 @@ def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dic
             flags.append("over_authorized")
     finished = dt.datetime.fromisoformat(sale["finished_at"]).replace(tzinfo=None)
     session.add(Transaction(
-        sale_id=sale["sale_id"], auth_id=sale["auth_id"], card_id=auth.card_id if auth else None,
+        sale_id=sale["sale_id"], kind=sale["kind"], auth_id=sale["auth_id"], card_id=auth.card_id if auth else None,
         wallet_id=auth.wallet_id if auth else None, device_id=sale["terminal"], station_id=sale["station"],
         pump=sale["pump"], nozzle=sale["nozzle"], product=sale["product"], volume_cl=sale["volume_cl"],
         amount_cents=sale["amount_cents"], price_milli=sale["price_milli"], card_masked=sale["card_masked"],

@@ -1,9 +1,11 @@
-"""Store-and-forward of acquirer advices: durability, order, repeats, acknowledgement, data at rest."""
+"""Store-and-forward of acquirer advices and held card contexts: durability, order, repeats,
+acknowledgement, data at rest."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -171,3 +173,159 @@ def test_forward_to_the_simulated_host_over_tcp(path: Path) -> None:
                                                              ("0420", "000004")]
         link.close()
         saf.close()
+
+
+# A sale's card context, as the sale flow would serialize it (the format is the caller's): PAN, expiry,
+# PSN, original STAN/time, RRN, auth code, approved amount, ICC data.
+CONTEXT = f"{PAN}|2912|00|000001|0601115959|515212000001|A1B2C3|10000|9F2608C2A3D4E5F6071829".encode()
+
+
+def disk_bytes(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in path.parent.iterdir() if p.name.startswith(path.name)}
+
+
+def test_held_context_survives_a_restart_and_can_be_replaced(path: Path) -> None:
+    saf = StoreAndForward(path, KEY)
+    assert saf.held("sale-1") is None and saf.held_sales() == []
+    saf.hold("sale-1", CONTEXT)
+    saf.close()
+
+    saf = StoreAndForward(path, KEY)  # restart: reopen the file
+    assert saf.held("sale-1") == CONTEXT
+    saf.hold("sale-1", CONTEXT + b"|4321")
+    assert saf.held("sale-1") == CONTEXT + b"|4321" and saf.held_sales() == ["sale-1"]
+    saf.hold("sale-2", b"")  # empty is a context too
+    assert saf.held("sale-2") == b""
+    saf.close()
+
+
+def test_held_sales_oldest_first_and_drop(path: Path) -> None:
+    saf = StoreAndForward(path, KEY)
+    for sale in ("c", "a", "b"):
+        saf.hold(sale, CONTEXT)
+    saf.hold("c", CONTEXT + b"|again")  # a replacement keeps the sale's place
+    assert saf.held_sales() == ["c", "a", "b"]
+    saf.drop("a")
+    saf.drop("a")  # twice is fine
+    saf.drop("never-held")
+    assert saf.held_sales() == ["c", "b"] and saf.held("a") is None
+    saf.hold("a", CONTEXT)  # held again after a drop: now the newest
+    assert saf.held_sales() == ["c", "b", "a"]
+    saf.close()
+
+
+def test_no_card_data_of_a_held_context_at_rest(path: Path) -> None:
+    saf = StoreAndForward(path, KEY)
+    for n in range(5):
+        saf.hold(f"sale-{n}", CONTEXT)
+    files = disk_bytes(path)
+    assert any(name.endswith("-wal") for name in files) and sum(map(len, files.values())) > 0
+    for data in files.values():
+        for secret in (PAN, PAN[-10:], "515212000001", "A1B2C3", "9F2608C2A3D4E5F6071829"):
+            assert secret.encode() not in data
+    saf.close()
+
+
+def test_held_context_with_a_wrong_key(path: Path) -> None:
+    saf = StoreAndForward(path, KEY)
+    saf.hold("sale-1", CONTEXT)
+    saf.close()
+    other = StoreAndForward(path, os.urandom(32))
+    with pytest.raises(SyncError):
+        other.held("sale-1")
+    assert other.held_sales() == ["sale-1"]  # ids are not secret; the context stays for the right key
+    other.close()
+
+
+def test_a_context_is_bound_to_its_sale(path: Path) -> None:
+    saf = StoreAndForward(path, KEY)
+    saf.hold("sale-1", CONTEXT)
+    saf.hold("sale-2", CONTEXT.replace(PAN.encode(), b"4761739001010010"))
+    saf.close()
+    with sqlite3.connect(path) as db:  # swap the sealed contexts (nonce and ciphertext) between the rows
+        rows = {sale: (nonce, sealed) for sale, nonce, sealed in
+                db.execute("SELECT sale_id, nonce, sealed FROM card_context")}
+        for sale, other in (("sale-1", "sale-2"), ("sale-2", "sale-1")):
+            db.execute("UPDATE card_context SET nonce = ?, sealed = ? WHERE sale_id = ?", (*rows[other], sale))
+    db.close()
+    saf = StoreAndForward(path, KEY)
+    for sale in ("sale-1", "sale-2"):
+        with pytest.raises(SyncError):
+            saf.held(sale)
+    saf.close()
+
+
+def test_a_context_is_not_an_advice(path: Path) -> None:
+    saf = StoreAndForward(path, KEY)
+    saf.enqueue(AdviceKind.COMPLETION, "sale-1", completion(2))
+    saf.hold("sale-1", completion(2))
+    saf.close()
+    with sqlite3.connect(path) as db:  # put an advice's sealed message in the context row of its sale
+        nonce, sealed = db.execute("SELECT nonce, sealed FROM advice WHERE sale_id = 'sale-1'").fetchone()
+        db.execute("UPDATE card_context SET nonce = ?, sealed = ? WHERE sale_id = 'sale-1'", (nonce, sealed))
+    db.close()
+    saf = StoreAndForward(path, KEY)
+    with pytest.raises(SyncError):
+        saf.held("sale-1")
+    saf.close()
+
+
+def test_settle_queues_the_advice_and_erases_the_context(path: Path) -> None:
+    saf = StoreAndForward(path, KEY)
+    saf.hold("sale-1", CONTEXT)
+    saf.hold("sale-2", CONTEXT)
+    assert not saf.has_advice("sale-1")
+    advice_id = saf.settle(AdviceKind.COMPLETION, "sale-1", completion(2))
+    assert saf.held("sale-1") is None and saf.held_sales() == ["sale-2"]
+    assert saf.has_advice("sale-1") and saf.has_advice("sale-1", AdviceKind.COMPLETION)
+    assert not saf.has_advice("sale-1", "reversal") and not saf.has_advice("sale-2")
+    saf.close()
+
+    saf = StoreAndForward(path, KEY)  # both halves are durable
+    assert saf.held("sale-1") is None
+    assert [(p.id, p.kind, p.sale_id, p.raw) for p in saf.pending()] == [
+        (advice_id, AdviceKind.COMPLETION, "sale-1", completion(2))]
+    # idempotent: the same id, even when the context was held again meanwhile; it is erased again
+    saf.hold("sale-1", CONTEXT)
+    assert saf.settle("completion", "sale-1", completion(2)) == advice_id
+    assert saf.enqueue(AdviceKind.COMPLETION, "sale-1", completion(2)) == advice_id
+    assert saf.held("sale-1") is None and len(saf.pending()) == 1
+    # without a held context it is an enqueue
+    reversal_id = saf.settle(AdviceKind.REVERSAL, "sale-3", reversal(4))
+    assert reversal_id != advice_id and saf.has_advice("sale-3", AdviceKind.REVERSAL)
+    saf.mark_acked(advice_id)
+    assert saf.has_advice("sale-1", AdviceKind.COMPLETION)  # acknowledged still counts: enqueue would not re-add
+    with pytest.raises(ValueError):
+        saf.has_advice("sale-1", "refund")
+    saf.close()
+
+
+def test_settle_is_all_or_nothing(path: Path) -> None:
+    saf = StoreAndForward(path, KEY)
+    saf.hold("sale-1", CONTEXT)
+    with pytest.raises(MessageError):  # refused before anything is written
+        saf.settle(AdviceKind.COMPLETION, "sale-1", reversal(3))
+    assert saf.held("sale-1") == CONTEXT and not saf.has_advice("sale-1")
+    # make the erasure fail inside the transaction: the advice must not be queued either
+    saf._db.execute("CREATE TEMP TRIGGER keep BEFORE DELETE ON card_context BEGIN SELECT RAISE(ABORT, 'no'); END")
+    with pytest.raises(SyncError):
+        saf.settle(AdviceKind.COMPLETION, "sale-1", completion(2))
+    assert saf.held("sale-1") == CONTEXT and not saf.has_advice("sale-1") and saf.pending() == []
+    saf._db.execute("DROP TRIGGER keep")
+    assert saf.settle(AdviceKind.COMPLETION, "sale-1", completion(2)) > 0
+    assert saf.held("sale-1") is None and len(saf.pending()) == 1
+    saf.close()
+
+
+def test_existing_file_without_the_context_table_is_upgraded(path: Path) -> None:
+    saf = StoreAndForward(path, KEY)
+    saf.enqueue(AdviceKind.COMPLETION, "a", completion(2))
+    saf.close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE card_context")
+    db.close()
+    saf = StoreAndForward(path, KEY)
+    assert len(saf.pending()) == 1 and saf.held_sales() == []
+    saf.hold("b", CONTEXT)
+    assert saf.held("b") == CONTEXT
+    saf.close()

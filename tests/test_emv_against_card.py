@@ -64,7 +64,7 @@ def run(profile: str, pin: OfflinePin | None = None) -> tuple[EmvResult, dict[st
     reader.connect()
     asked: list[str] = []
 
-    def pin_entry(kind: str, tries: int | None) -> PinInput:
+    def pin_entry(kind: str, tries: int | None, pan: str) -> PinInput:
         asked.append(kind)
         if kind == "online":
             return PinInput(online_block=b"\x5a" * 16)

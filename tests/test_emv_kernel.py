@@ -98,8 +98,9 @@ def head(aip: str = "1C00") -> list[tuple[str, str]]:
     ]
 
 
-def online_pin(kind: str, tries: int | None) -> PinInput:
+def online_pin(kind: str, tries: int | None, pan: str) -> PinInput:
     assert kind == "online" and tries is None
+    assert pan and pan.isdigit()       # the format 4 PIN block binds the PAN read from the card
     return PinInput(online_block=bytes(range(16)))
 
 

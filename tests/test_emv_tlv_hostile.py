@@ -37,7 +37,7 @@ class ByInstruction:
         return self.answers.get(apdu[1], b"\x6d\x00")
 
 
-def pin(kind: str, tries: int | None) -> PinInput:
+def pin(kind: str, tries: int | None, pan: str) -> PinInput:
     return PinInput(online_block=b"\x00" * 8) if kind == "online" else PinInput()
 
 

@@ -74,7 +74,7 @@ def test_events_are_kept_in_order_with_details(journal: Journal) -> None:
     events = journal.events("s1")
     assert [s for s, _ in events] == ["created", "authorizing", "approved", "pump_authorized", "completed",
                                       "completed", "completed"]
-    assert events[0][1] == {"pump": 2}
+    assert events[0][1] == {"pump": 2, "kind": "fleet"}
     assert events[2][1] == {"auth_id": "auth-s1", "allowed_cl": 15000, "nozzles": [1, 2]}
     assert events[4][1]["flags"] == ["totals_mismatch"]
     assert events[5][1] == {}                        # the reason text is not copied to the event log

@@ -22,7 +22,7 @@ VALID: dict[str, dict[str, Any]] = {
                      "expiry": "2912", "pin_block": "0123456789ABCDEF0123456789ABCDEF"},
     "AUTH_RESPONSE": {"request_id": UUID1, "approved": True, "reason": "approved", "auth_id": UUID2,
                       "allowed_cl": 15000, "nozzles": [1, 2], "card_masked": "707700******0019"},
-    "SALE": {"sale_id": UUID1, "auth_id": UUID2, "terminal": "T-0001", "station": "ST-001", "pump": 2,
+    "SALE": {"sale_id": UUID1, "kind": "fleet", "auth_id": UUID2, "terminal": "T-0001", "station": "ST-001", "pump": 2,
              "nozzle": 1, "product": "diesel", "volume_cl": 2000, "amount_cents": 3318, "price_milli": 1659,
              "card_masked": "707700******0019", "finished_at": "2025-03-01T10:11:12.123456Z",
              "recovered": False, "flags": ["totals_mismatch"]},
@@ -40,7 +40,7 @@ WRONG_TYPE: dict[str, Any] = {
     "expiry": 2912, "pin_block": None, "approved": 1, "reason": None, "auth_id": 5, "allowed_cl": "100",
     "nozzles": 1, "card_masked": 7, "sale_id": None, "nozzle": 1.0, "product": 3, "volume_cl": True,
     "amount_cents": 1.5, "price_milli": "1659", "finished_at": 0, "recovered": "no", "flags": "a,b",
-    "status": True, "station_name": None, "currency": 978, "version": "1", "prices": {},
+    "status": True, "station_name": None, "currency": 978, "version": "1", "prices": {}, "kind": None,
 }
 
 

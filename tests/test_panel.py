@@ -106,3 +106,27 @@ def test_flush_drops_keys_pressed_before_a_prompt() -> None:
     finally:
         panel.close()
         server.stop()
+
+
+def test_set_language_renders_the_next_screens_in_it() -> None:
+    server = PanelServer().start()
+    panel = SocketPanel("127.0.0.1", server.port)
+    try:
+        connected(server, panel)
+        assert panel.languages == ("en", "de", "fr")
+        panel.set_language("de")                     # the card's 5F2D preference, for this sale
+        since = len(server.screens)
+        panel.show("enter_pin", stars="**")
+        assert server.wait_for("enter_pin", 5, since)["lines"] == ["PIN eingeben", "**", "Mit ENTER bestätigen"]
+        panel.show("declined", reason="insufficient_funds")
+        assert server.wait_for("declined", 5, since)["lines"][1] == "Keine ausreichende Deckung"
+        panel.set_language("FR")
+        panel.show("card_removed")
+        assert server.wait_for("card_removed", 5, since)["lines"] == ["Carte retirée", "Transaction annulée"]
+        panel.set_language("xx")                     # a language the terminal has no texts for
+        since = len(server.screens)
+        panel.show("idle")
+        assert server.wait_for("idle", 5, since)["lines"] == ["Welcome", "Insert card"]
+    finally:
+        panel.close()
+        server.stop()

@@ -79,7 +79,7 @@ class Env:
         return answer
 
     def sale(self, auth_id: str, volume_cl: int = 2000, **over: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        doc = {"sale_id": str(uuid.uuid4()), "auth_id": auth_id, "terminal": "T-0001", "station": "ST-001",
+        doc = {"sale_id": str(uuid.uuid4()), "kind": "fleet", "auth_id": auth_id, "terminal": "T-0001", "station": "ST-001",
                "pump": 1, "nozzle": 1, "product": "diesel", "volume_cl": volume_cl,
                "amount_cents": (volume_cl * 1659 + 500) // 1000, "price_milli": 1659,
                "card_masked": "707700******0019", "finished_at": "2025-03-15T11:59:00.000000Z",

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["LANGUAGES", "SCREENS", "render"]
+from ui.texts_de import DECLINE_TEXTS_DE, SCREENS_DE
+from ui.texts_fr import DECLINE_TEXTS_FR, SCREENS_FR
+
+__all__ = ["DECLINE_TEXTS", "LANGUAGES", "SCREENS", "render"]
 
 SCREENS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "en": {
@@ -28,16 +31,33 @@ SCREENS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "remove_card": ("Please remove card",),
         "pump_error": ("Pump unavailable", "Please see attendant"),
         "pump_busy": ("All pumps busy", "Please wait"),
+        "choose_app": ("Choose application", "{apps}"),
+        "swipe_card": ("Chip not read", "Please swipe card"),
+        "insert_chip": ("Chip card", "Please insert chip"),
+        "approved_up_to": ("Approved up to", "{amount}", "Lift nozzle on pump {pump}"),
+        "lift_nozzle_amount": ("Pump {pump}", "Lift nozzle", "Max {amount}"),
+        "card_removed": ("Card removed", "Transaction cancelled"),
+        "processing": ("Processing...", "Do not remove card"),
+        "enter_pin_last": ("Enter PIN", "{stars}", "Last PIN try"),
     },
+    "de": SCREENS_DE,
+    "fr": SCREENS_FR,
 }
-LANGUAGES = tuple(SCREENS)
+LANGUAGES = tuple(SCREENS)   # ("en", "de", "fr"): ISO 639-1, as in the card's tag 5F2D
 
 DECLINE_TEXTS: Mapping[str, Mapping[str, str]] = {
     "en": {
         "wrong_pin": "Wrong PIN", "pin_tries_exceeded": "PIN tries exceeded", "card_blocked": "Card blocked",
         "limit_exhausted": "Limit exhausted", "product_not_allowed": "Product not allowed",
         "card_expired": "Card expired", "unknown_card": "Unknown card", "pump_unknown": "Pump not served",
+        # bank cards: issuer and host responses, card and kernel outcomes
+        "do_not_honour": "Declined by bank", "insufficient_funds": "Insufficient funds",
+        "incorrect_pin": "Wrong PIN", "expired_card": "Card expired", "card_declined": "Declined by card",
+        "not_accepted": "Card not accepted", "host_timeout": "No answer from bank",
+        "host_unavailable": "Bank unavailable", "chip_error": "Card error", "card_removed": "Card removed",
     },
+    "de": DECLINE_TEXTS_DE,
+    "fr": DECLINE_TEXTS_FR,
 }
 
 

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Self
 
 from firmware.acquirer import messages
-from firmware.errors import HostUnavailable, MessageError
+from firmware.errors import HostUnavailable, HostUnreachable, MessageError
 
 __all__ = ["MAX_FRAME", "AcquirerLink"]
 
@@ -79,7 +79,7 @@ class AcquirerLink:
             try:
                 self._sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
             except OSError as exc:  # refused, unreachable, timed out
-                raise HostUnavailable("cannot connect to the acquirer", host=self.host, port=self.port,
+                raise HostUnreachable("cannot connect to the acquirer", host=self.host, port=self.port,
                                       reason=type(exc).__name__) from exc
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._buf.clear()

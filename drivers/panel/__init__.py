@@ -12,7 +12,16 @@ KEYS = frozenset("0123456789") | {"ENTER", "CANCEL", "CLEAR"}
 
 
 class Panel(Protocol):
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """Screen languages it can show (ui.screens.LANGUAGES)."""
+        ...
+
     def show(self, screen: str, **fields: Any) -> None: ...
+
+    def set_language(self, code: str) -> None:
+        """Language of the following screens (a sale's card preference, tag 5F2D); unknown codes show English."""
+        ...
 
     def read_key(self, timeout: float) -> str | None: ...
 

@@ -18,7 +18,7 @@ import pygame
 from drivers.panel import KEYS
 from firmware.errors import ConfigError
 from ui.render import draw_screen
-from ui.screens import render
+from ui.screens import LANGUAGES, render
 
 __all__ = ["PygamePanel", "panel_key"]
 
@@ -57,6 +57,13 @@ class PygamePanel:
                 pygame.mouse.set_visible(False)
         except pygame.error as exc:
             raise ConfigError(f"no display for the pygame panel: {exc}", key="devices.panel") from exc
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return LANGUAGES
+
+    def set_language(self, code: str) -> None:
+        self.language = code.strip().lower()
 
     def show(self, screen: str, **fields: Any) -> None:
         lines = render(screen, self.language, **fields)

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from drivers.panel import KEYS
-from ui.screens import render
+from ui.screens import LANGUAGES, render
 
 __all__ = ["SocketPanel"]
 
@@ -32,6 +32,13 @@ class SocketPanel:
         self._last: bytes | None = None
         self._thread = threading.Thread(target=self._reader, name="panel", daemon=True)
         self._thread.start()
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return LANGUAGES
+
+    def set_language(self, code: str) -> None:
+        self.language = code.strip().lower()
 
     def show(self, screen: str, **fields: Any) -> None:
         lines = render(screen, self.language, **fields)

@@ -53,6 +53,11 @@ class PinPad:
         self._key = key
         self._dukpt = dukpt
 
+    @property
+    def dukpt_counter(self) -> int | None:
+        """The next DUKPT transaction counter (to persist after each PIN block); None when exhausted."""
+        return None if self._dukpt is None else self._dukpt.counter
+
     def read_pin_block(self, pan: str, timeout: float,
                        on_digits: Callable[[int], None] = lambda n: None) -> bytes:
         """Collect 4-12 digits until ENTER and return the 16-byte format 4 block under the static key."""

@@ -8,6 +8,11 @@ ciphertext is erased. Messages are never logged, only ids, kinds and sale ids.
 
 A message that may already have reached the host is sent again as a repeat (0221/0421, ISO 8583:1987
 MTI position 4 = 1): the attempt is counted durably *before* each send.
+
+Between the pre-authorization and its advice, a sale's card context (the card data the advice will be
+built from) is kept in a second table of the same file, sealed the same way (associated data
+"context" and the sale id), so it survives a restart without being written to the journal in clear.
+settle() queues the advice and erases the context in one transaction.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ __all__ = ["AdviceKind", "Exchanger", "ForwardReport", "PendingAdvice", "StoreAn
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
+_ADVICE_TABLE = """
 CREATE TABLE IF NOT EXISTS advice (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL CHECK (kind IN ('completion', 'reversal')),
@@ -44,6 +49,18 @@ CREATE TABLE IF NOT EXISTS advice (
     created REAL NOT NULL,
     acked REAL,
     UNIQUE (sale_id, kind)
+)
+"""
+
+# One row per sale between pre-authorization and advice; id keeps the order of the first hold().
+_CONTEXT_TABLE = """
+CREATE TABLE IF NOT EXISTS card_context (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sale_id TEXT NOT NULL UNIQUE,
+    nonce BLOB NOT NULL,
+    sealed BLOB NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
 )
 """
 
@@ -90,7 +107,9 @@ class StoreAndForward:
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(_SCHEMA)
+            self._db.execute("PRAGMA secure_delete=ON")    # erased card data leaves no free-page copy
+            self._db.execute(_ADVICE_TABLE)
+            self._db.execute(_CONTEXT_TABLE)
         except sqlite3.Error as exc:
             raise SyncError("cannot open the store-and-forward file", path=str(path)) from exc
 
@@ -102,8 +121,19 @@ class StoreAndForward:
     def _aad(kind: str, sale_id: str) -> bytes:
         return f"forecourt-saf\x00{kind}\x00{sale_id}".encode()
 
+    @staticmethod
+    def _context_aad(sale_id: str) -> bytes:
+        return b"forecourt-saf\x00context\x00" + sale_id.encode()
+
     def enqueue(self, kind: AdviceKind | str, sale_id: str, raw: bytes) -> int:
         """Store an advice for a sale; a second call for the same sale and kind returns the first id."""
+        return self._store_advice(kind, sale_id, raw, settle=False)
+
+    def settle(self, kind: AdviceKind | str, sale_id: str, raw: bytes) -> int:
+        """enqueue() the advice and erase the sale's card context, in one transaction."""
+        return self._store_advice(kind, sale_id, raw, settle=True)
+
+    def _store_advice(self, kind: AdviceKind | str, sale_id: str, raw: bytes, *, settle: bool) -> int:
         kind = AdviceKind(kind)
         if raw[:4] != _MTI[kind]:
             raise MessageError("advice does not match its kind", kind=kind.value, mti=raw[:4].hex())
@@ -112,14 +142,67 @@ class StoreAndForward:
         with self._lock, self._tx():
             row = self._db.execute("SELECT id FROM advice WHERE sale_id = ? AND kind = ?",
                                    (sale_id, kind.value)).fetchone()
-            if row is not None:
-                return int(row[0])
-            cur = self._db.execute(
-                "INSERT INTO advice (kind, sale_id, nonce, sealed, created) VALUES (?, ?, ?, ?, ?)",
-                (kind.value, sale_id, nonce, sealed, time.time()))
-            advice_id = int(cur.lastrowid or 0)
-        log.info("advice stored", extra={"advice_id": advice_id, "kind": kind.value, "sale_id": sale_id})
+            if row is None:
+                cur = self._db.execute(
+                    "INSERT INTO advice (kind, sale_id, nonce, sealed, created) VALUES (?, ?, ?, ?, ?)",
+                    (kind.value, sale_id, nonce, sealed, time.time()))
+                advice_id, stored = int(cur.lastrowid or 0), True
+            else:
+                advice_id, stored = int(row[0]), False
+            erased = settle and self._db.execute(
+                "DELETE FROM card_context WHERE sale_id = ?", (sale_id,)).rowcount > 0
+        if stored:
+            log.info("advice stored", extra={"advice_id": advice_id, "kind": kind.value, "sale_id": sale_id})
+        if erased:
+            log.info("card context erased", extra={"sale_id": sale_id, "advice_id": advice_id})
         return advice_id
+
+    def has_advice(self, sale_id: str, kind: AdviceKind | str | None = None) -> bool:
+        """Whether an advice (of this kind, or any) was stored for the sale, acknowledged or not."""
+        query, args = "SELECT 1 FROM advice WHERE sale_id = ?", [sale_id]
+        if kind is not None:
+            query, args = query + " AND kind = ?", [sale_id, AdviceKind(kind).value]
+        with self._lock:
+            return self._db.execute(query, args).fetchone() is not None
+
+    def hold(self, sale_id: str, context: bytes) -> None:
+        """Store (or replace) the sale's card context, durably, until settle() or drop()."""
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, bytes(context), self._context_aad(sale_id))
+        now = time.time()
+        with self._lock, self._tx():
+            self._db.execute(
+                "INSERT INTO card_context (sale_id, nonce, sealed, created, updated) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (sale_id) DO UPDATE SET nonce = excluded.nonce, sealed = excluded.sealed, "
+                "updated = excluded.updated",
+                (sale_id, nonce, sealed, now, now))
+        log.info("card context held", extra={"sale_id": sale_id})
+
+    def held(self, sale_id: str) -> bytes | None:
+        """The sale's card context, or None if none is held."""
+        with self._lock:
+            row = self._db.execute("SELECT nonce, sealed FROM card_context WHERE sale_id = ?",
+                                   (sale_id,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return self._aead.decrypt(row[0], row[1], self._context_aad(sale_id))
+        except (InvalidTag, TypeError, ValueError):
+            raise SyncError("stored card context cannot be decrypted (wrong key or damaged file)",
+                            sale_id=sale_id) from None
+
+    def held_sales(self) -> list[str]:
+        """Sales with a card context, oldest first (by their first hold())."""
+        with self._lock:
+            rows = self._db.execute("SELECT sale_id FROM card_context ORDER BY id").fetchall()
+        return [str(row[0]) for row in rows]
+
+    def drop(self, sale_id: str) -> None:
+        """Erase the sale's card context; nothing happens if none is held."""
+        with self._lock, self._tx():
+            cur = self._db.execute("DELETE FROM card_context WHERE sale_id = ?", (sale_id,))
+        if cur.rowcount:
+            log.info("card context erased", extra={"sale_id": sale_id})
 
     def pending(self) -> list[PendingAdvice]:
         """Unacknowledged advices, oldest first."""
@@ -205,4 +288,7 @@ class _Transaction:
             except sqlite3.Error as err:
                 raise SyncError("store-and-forward commit failed") from err
         else:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise SyncError("store-and-forward write failed") from exc

@@ -53,7 +53,8 @@ class PinInput:
         return f"PinInput({kind})"
 
 
-PinEntry = Callable[[PinKind, "int | None"], PinInput]
+# (kind, PIN tries left for offline PIN, PAN): an ISO 9564 format 4 online block binds the PAN.
+PinEntry = Callable[[PinKind, "int | None", str], PinInput]
 
 
 @dataclass(frozen=True, repr=False)
@@ -121,6 +122,9 @@ class _Verifier:
             return self._offline(enciphered=cvm == ENC_PIN)
         return None
 
+    def _pan(self) -> str:
+        return (self.store.get(0x5A) or b"").hex().upper().rstrip("F")
+
     def _bypass(self) -> None:
         self.bypassed = True
         self.store.tvr.set(TvrBit.PIN_REQUIRED_NOT_ENTERED)
@@ -128,7 +132,7 @@ class _Verifier:
     def _online(self) -> int | None:
         if self.bypassed:
             return None
-        entered = self.pin_entry("online", None)
+        entered = self.pin_entry("online", None, self._pan())
         if entered.online_block is None:
             self._bypass()
             return None
@@ -153,7 +157,7 @@ class _Verifier:
             if tries == 0:
                 self.store.tvr.set(TvrBit.PIN_TRY_LIMIT_EXCEEDED)
                 return None
-            entered = self.pin_entry("offline", tries)
+            entered = self.pin_entry("offline", tries, self._pan())
             if entered.offline is None:
                 self._bypass()
                 return None

@@ -127,6 +127,7 @@ def _terminal_store(config: EmvConfig, aid: AidConfig, app: SelectedApp, amount:
 
 def _select_and_initiate(reader: Transmitter, config: EmvConfig, amount: int, amount_other: int,
                          now: dt.datetime, choose: Chooser | None, sequence: int | None,
+                         on_select: Callable[[SelectedApp], None] | None,
                          ) -> tuple[SelectedApp, AidConfig, DataStore, ProcessingOptions]:
     """Book 1 12.4 and Book 3 10.1: pick, final-select and GPO; a refusal drops the candidate."""
     listed = build_candidate_list(reader, config.aids)
@@ -151,6 +152,8 @@ def _select_and_initiate(reader: Transmitter, config: EmvConfig, amount: int, am
         aid = config.aid_config(app.aid)
         if aid is None:
             continue
+        if on_select is not None:
+            on_select(app)          # e.g. the screen language from 5F2D, before any cardholder prompt
         store = _terminal_store(config, aid, app, amount, amount_other, now, sequence)
         try:
             return app, aid, store, initiate(reader, store, app.pdol)
@@ -184,13 +187,14 @@ def _cda_check(s: _Session, answer: AcResponse, answered: Cryptogram, dol_data: 
 def run_transaction(reader: Transmitter, config: EmvConfig, amount_cents: int, *, pin_entry: PinEntry,
                     online: bool, choose: Chooser | None = None, now: dt.datetime | None = None,
                     amount_other: int = 0, sequence: int | None = None,
-                    random_percent: Callable[[], int] | None = None) -> EmvResult:
+                    random_percent: Callable[[], int] | None = None,
+                    on_select: Callable[[SelectedApp], None] | None = None) -> EmvResult:
     """Run the card up to the first GENERATE AC. CardError (or a subclass) ends the transaction."""
     if amount_cents < 0 or amount_cents >= 10**12:
         raise ValueError("amount out of range")
     now = now or dt.datetime.now()
     app, aid, store, options = _select_and_initiate(reader, config, amount_cents, amount_other, now,
-                                                    choose, sequence)
+                                                    choose, sequence, on_select)
     oda_records = read_application_data(reader, store, options.afl)
     pan = _pan(store)
     oda = perform_oda(reader, store, config.ca_keys, app.aid, oda_records, config.capabilities,

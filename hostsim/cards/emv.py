@@ -123,6 +123,8 @@ class EmvCard:
         self._new_session()
 
     def apdu(self, command: bytes) -> bytes:
+        if self._p.chip_fault is not None:             # a broken chip: ATR fine, every command fails
+            return self._p.chip_fault
         parts = _split_apdu(bytes(command))
         if parts is None:
             return SW_WRONG_LENGTH

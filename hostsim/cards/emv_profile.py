@@ -137,6 +137,7 @@ class Personalisation:
     track1: str | None
     track2: str | None
     pan: str
+    chip_fault: bytes | None = None      # every APDU answered with this status word (a broken chip)
 
 
 def _static_data(afl: bytes, records: dict[tuple[int, int], bytes], aip: bytes, sda_tags: bytes | None) -> bytes:
@@ -174,6 +175,14 @@ def _check_afl(afl: bytes, records: dict[tuple[int, int], bytes]) -> set[tuple[i
     return oda
 
 
+def _chip_fault(value: object) -> bytes:
+    """An ISO/IEC 7816-4 error status word: SW1 64-6F, but not 6C (a T=0 procedure: resend with Le)."""
+    sw = _hex(value, "chip_fault")
+    if len(sw) != 2 or not 0x64 <= sw[0] <= 0x6F or sw[0] == 0x6C:
+        raise ConfigError("chip_fault must be an error status word (SW1 64-6F, not 6C)", key="chip_fault")
+    return sw
+
+
 def personalise(profile: dict[str, Any], pki: emv_keys.Pki | None = None) -> Personalisation:
     """Build the card image. Raises ConfigError naming the profile key that is wrong."""
     card, app = profile.get("card", {}), profile.get("application", {})
@@ -184,9 +193,13 @@ def personalise(profile: dict[str, Any], pki: emv_keys.Pki | None = None) -> Per
     if not _luhn_ok(pan):
         raise ConfigError("PAN fails the Luhn check", key="card.pan")
     track1, track2 = magstripe.get("track1"), magstripe.get("track2")
-    if not profile.get("chip", True):
-        return Personalisation(False, atr, b"", False, b"", {}, b"", [], b"", b"", {}, [], [], "", 0, 0, 0, None,
-                               None, 1, 1, 1, False, False, frozenset(), track1, track2, pan)
+    chip = bool(profile.get("chip", True))
+    chip_fault = _chip_fault(profile["chip_fault"]) if "chip_fault" in profile else None
+    if chip_fault is not None and not chip:
+        raise ConfigError("chip_fault needs a chip (chip = true)", key="chip_fault")
+    if not chip or chip_fault is not None:     # nothing on the chip is ever read: no application to build
+        return Personalisation(chip, atr, b"", False, b"", {}, b"", [], b"", b"", {}, [], [], "", 0, 0, 0, None,
+                               None, 1, 1, 1, False, False, frozenset(), track1, track2, pan, chip_fault)
     pki = pki or emv_keys.load_pki()
     psn = _digits(card.get("psn", "00"), "card.psn", range(2, 3))
     exp_year, exp_month = _yymm(card.get("expiry"), "card.expiry")

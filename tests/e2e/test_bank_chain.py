@@ -75,9 +75,9 @@ def sale(reader: tuple[VirtualCardServer, PcscReader], profile_name: str, pin: s
     pad = PinPad(Keys(*pin, "ENTER"), bytes(16), TerminalDukpt(derive_initial_key(BDK, IKID), IKID))
     sent: dict[str, bytes] = {}
 
-    def pin_entry(kind: str, tries: int | None) -> PinInput:
+    def pin_entry(kind: str, tries: int | None, pan: str) -> PinInput:
         if kind == "online":
-            sent["ksn"], sent["block"] = pad.read_dukpt_pin_block(profile["card"]["pan"], 5)
+            sent["ksn"], sent["block"] = pad.read_dukpt_pin_block(pan, 5)
             return PinInput(online_block=sent["block"])
         return PinInput(offline=OfflinePin(pad))
 

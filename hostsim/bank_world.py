@@ -1,0 +1,57 @@
+"""The simulator's bank side: the acquirer host that knows every test card's issuer keys and PIN, and the
+terminal's bank files (EMV configuration with the test CA keys, the PIN pad's AES DUKPT initial key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from psec.pinblock import decipher_pinblock_iso_4
+
+from drivers.pinpad.dukpt_aes import derive_initial_key, host_derive_working_key
+from hostsim.acquirer_host import AcquirerHost
+from hostsim.cards.emv_profile import PROFILES, load_profile, profile_names
+
+__all__ = ["BDK", "KEY_ID", "make_acquirer", "write_bank_files"]
+
+# ANSI X9.24-3-2017 supplement test BDK and initial key ID: test values, never for production.
+BDK = bytes.fromhex("FEDCBA9876543210F1F1F1F1F1F1F1F1")
+KEY_ID = bytes.fromhex("1234567890123456")
+
+# The terminal's accepted AIDs with their application version numbers (9F09).
+_AIDS = (("A0000000031010", "008C"), ("A0000000041010", "0002"), ("A0000000043060", "0002"))
+
+
+def _cards() -> list[dict[str, Any]]:
+    return [p["card"] for p in map(load_profile, profile_names()) if "card" in p]
+
+
+def make_acquirer(rules: Callable[[dict[str, str]], str]) -> AcquirerHost:
+    """A host that verifies the ARQC with each test card's issuer key and the PIN under the BDK."""
+    profiles = [load_profile(n) for n in profile_names()]
+    issuer_keys = {p["card"]["pan"]: bytes.fromhex(p["keys"]["imk_ac"]) for p in profiles if "keys" in p}
+    pins = {c["pan"]: c["pin"] for c in _cards() if "pin" in c}
+
+    def pin_ok(block: bytes, ksn_hex: str, pan: str) -> bool:
+        try:
+            key = host_derive_working_key(BDK, bytes.fromhex(ksn_hex), "pin_encryption")
+            return bool(decipher_pinblock_iso_4(key, block, pan) == pins.get(pan))
+        except ValueError:
+            return False
+
+    return AcquirerHost(issuer_keys, pin_ok, rules)
+
+
+def write_bank_files(directory: Path) -> None:
+    """emv.toml and dukpt.toml for the terminal's state directory."""
+    aids = "".join(f'\n[[aid]]\naid = "{aid}"\napp_version = "{version}"\n' for aid, version in _AIDS)
+    ca_keys = (PROFILES / "ca_keys.toml").read_text()
+    (directory / "emv.toml").write_text(
+        "# written by the host simulator: test CA keys only\n"
+        'country_code = "0276"\ncurrency_code = "0978"\nterminal_id = "FCT00001"\n' + aids + "\n" + ca_keys)
+    initial_key = derive_initial_key(BDK, KEY_ID)
+    (directory / "dukpt.toml").write_text(
+        "# written by the host simulator from the X9.24-3 test BDK\n"
+        f'initial_key = "{initial_key.hex().upper()}"\nkey_id = "{KEY_ID.hex().upper()}"\n')
