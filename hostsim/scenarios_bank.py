@@ -155,6 +155,7 @@ def bank_fallback_magstripe(run: Any) -> None:
     index = card_index("visa_chip_broken")
     mark = run.insert(index)
     run.wait("swipe_card", mark)
+    run.sim.swipe.wait_connected(5)
     run.log("driver swipes the card")
     run.sim.swipe.swipe(run.card(index).track2)
     run.wait("enter_pin", mark)
