@@ -103,15 +103,17 @@ def bank_receipt(*, station_name: str, station: str, terminal: str, sale_id: str
                       product=product, volume_cl=volume_cl, price_milli=price_milli, amount_cents=amount_cents,
                       currency=currency, copy=copy)
     preauth = "Pre-authorized (partial)" if partial else "Pre-authorized"
-    return head + [
-        _pair("Card", _printable(mask_pan(card_masked))),
-        _pair("Application", _printable(app_label)),
-        _pair("AID", _printable(aid_hex).upper()),
-        _pair("Entry", _printable(entry_mode)),
-        _pair("Verification", _printable(cvm)),
-        _pair("Auth code", _printable(auth_code)),
-        _pair(preauth, format_money(preauth_cents, currency)),
-        _pair("Charged", format_money(amount_cents, currency)),
-        _pair("TVR", _printable(tvr_hex).upper()),
-        _pair("TSI", _printable(tsi_hex).upper()),
-    ] + _sale_tail(sale_id)
+    rows = [
+        ("Card", _printable(mask_pan(card_masked))),
+        ("Application", _printable(app_label)),
+        ("AID", _printable(aid_hex).upper()),
+        ("Entry", _printable(entry_mode)),
+        ("Verification", _printable(cvm)),
+        ("Auth code", _printable(auth_code)),
+        (preauth, format_money(preauth_cents, currency)),
+        ("Charged", format_money(amount_cents, currency)),
+        ("TVR", _printable(tvr_hex).upper()),
+        ("TSI", _printable(tsi_hex).upper()),
+    ]
+    # a swiped card has no application, AID, TVR or TSI: leave those lines out rather than print them empty
+    return head + [_pair(k, v) for k, v in rows if v] + _sale_tail(sale_id)

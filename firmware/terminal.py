@@ -99,7 +99,10 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
         _serve(cfg, flow, host, devices, journal, stop)
     finally:
         for part in closers:
-            part.stop() if hasattr(part, "stop") else part.close()
+            if hasattr(part, "stop"):
+                part.stop()
+            else:
+                part.close()
         host.stop_sync()
         link.stop()
         pumps.close()
@@ -131,9 +134,11 @@ def _serve(cfg: TerminalConfig, flow: SaleFlow, host: HostLink, dev: Devices, jo
                 continue
             flow.run_sale()
             shown = None
-            dev.panel.show("remove_card")
-            while not stop.is_set() and not dev.reader.wait_for_removal(0.5):
-                pass
+            # the outcome (declined and why, lift nozzle) stays readable until the card leaves, or 3 s
+            if not dev.reader.wait_for_removal(3.0):
+                dev.panel.show("remove_card")
+                while not stop.is_set() and not dev.reader.wait_for_removal(0.5):
+                    pass
         except CardError as exc:
             log.warning("card reader problem", extra={"error": str(exc)})
             shown = None
