@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware.config import (
+    BankSection,
     DevicesSection,
     MqttSection,
     TerminalConfig,
@@ -111,7 +112,7 @@ def test_typo_in_key_names_the_key(tmp_path: Path) -> None:
     assert "pumps" in str(info.value)       # the known keys are listed to help fix the typo
 
 
-@pytest.mark.parametrize("section", ["terminal", "mqtt", "devices", "timeouts"])
+@pytest.mark.parametrize("section", ["terminal", "mqtt", "devices", "timeouts", "bank"])
 def test_unknown_key_in_every_section(tmp_path: Path, section: str) -> None:
     text = MINIMAL if section == "terminal" else MINIMAL + f"[{section}]\n"
     text = text.replace(f"[{section}]\n", f"[{section}]\nbogus_key = 1\n")
@@ -252,3 +253,78 @@ def test_arbitrary_file_text_gives_config_or_config_error(tmp_path_factory: pyte
     except ConfigError:
         return
     assert isinstance(cfg, TerminalConfig)
+
+
+BANK = """
+[bank]
+acquirer = "tcp://10.0.0.9:5000"
+emv_config = "keys/emv.toml"
+dukpt = "keys/dukpt.toml"
+magstripe = "tcp://127.0.0.1:7002"
+merchant_id = "MERCHANT0000042"
+name_location = "Forecourt 7 Ring Road"
+currency = "826"
+preauth_cents = 20000
+response_timeout = 8        # widened to float
+"""
+
+
+def test_bank_section_defaults_when_absent(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL))
+    assert cfg.bank == BankSection()
+    assert cfg.bank.acquirer == ""                  # bank cards are off
+    assert (cfg.bank.currency, cfg.bank.preauth_cents, cfg.bank.response_timeout) == ("978", 15000, 15.0)
+    assert (cfg.bank.emv_config, cfg.bank.dukpt, cfg.bank.magstripe) == ("emv.toml", "dukpt.toml", "")
+
+
+def test_empty_bank_section_takes_defaults(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL + "[bank]\n")).bank == BankSection()
+
+
+def test_bank_section_values_are_read(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL + BANK))
+    assert cfg.bank == BankSection(acquirer="tcp://10.0.0.9:5000", emv_config="keys/emv.toml",
+                                   dukpt="keys/dukpt.toml", magstripe="tcp://127.0.0.1:7002",
+                                   merchant_id="MERCHANT0000042", name_location="Forecourt 7 Ring Road",
+                                   currency="826", preauth_cents=20000, response_timeout=8.0)
+    assert type(cfg.bank.response_timeout) is float
+    assert cfg.mqtt == MqttSection()                # other sections keep their defaults
+
+
+def test_unknown_bank_key_names_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, MINIMAL + "[bank]\npreauth = 15000\n"))
+    assert info.value.context["key"] == "bank.preauth"
+    assert "preauth_cents" in str(info.value)       # the known keys help fix the typo
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    ('acquirer = "10.0.0.9:5000"', "bank.acquirer"),
+    ('acquirer = "http://10.0.0.9:5000"', "bank.acquirer"),
+    ("preauth_cents = 0", "bank.preauth_cents"),
+    ("preauth_cents = -100", "bank.preauth_cents"),
+    ("preauth_cents = 100000000", "bank.preauth_cents"),
+    ('currency = "EUR"', "bank.currency"),
+    ('currency = "97"', "bank.currency"),
+    ('currency = "9780"', "bank.currency"),
+    ('preauth_cents = "15000"', "bank.preauth_cents"),
+    ("preauth_cents = 150.0", "bank.preauth_cents"),
+    ("currency = 978", "bank.currency"),
+    ("response_timeout = true", "bank.response_timeout"),
+])
+def test_bad_bank_value_names_the_key(tmp_path: Path, line: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, MINIMAL + f"[bank]\n{line}\n"))
+    assert info.value.context["key"] == key
+    assert key in str(info.value)
+
+
+@pytest.mark.parametrize(("line", "attr", "value"), [
+    ('acquirer = "tcp://acquirer.example:8583"', "acquirer", "tcp://acquirer.example:8583"),
+    ("preauth_cents = 1", "preauth_cents", 1),
+    ("preauth_cents = 99999999", "preauth_cents", 99_999_999),
+    ('currency = "840"', "currency", "840"),
+])
+def test_bank_values_at_the_limits_are_accepted(tmp_path: Path, line: str, attr: str, value: object) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL + f"[bank]\n{line}\n"))
+    assert getattr(cfg.bank, attr) == value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -271,3 +272,131 @@ def test_journal_never_holds_a_full_pan(journal: Journal, path: Path) -> None:
     journal.close()
     for f in path.parent.iterdir():
         assert b"7077001000000019" not in f.read_bytes()
+
+
+# The journal of the first release: the sales table without kind, allowed_cents and bank.
+_OLD_SCHEMA = """
+CREATE TABLE sales (
+    id TEXT PRIMARY KEY, state TEXT NOT NULL, pump INTEGER NOT NULL,
+    card_masked TEXT NOT NULL, card_token TEXT NOT NULL,
+    auth_id TEXT, allowed_cl INTEGER, nozzles TEXT,
+    nozzle INTEGER, product TEXT, volume_cl INTEGER, amount_cents INTEGER, price_milli INTEGER,
+    totals_before TEXT, reason TEXT, flags TEXT NOT NULL DEFAULT '[]', recovered INTEGER NOT NULL DEFAULT 0,
+    receipt_started INTEGER NOT NULL DEFAULT 0, receipt_printed INTEGER NOT NULL DEFAULT 0,
+    synced INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL, finished_at REAL
+);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, sale_id TEXT NOT NULL, state TEXT NOT NULL,
+    at REAL NOT NULL, detail TEXT NOT NULL
+);
+CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+BANK_SUMMARY = {"aid": "A0000000031010", "label": "VISA DEBIT", "entry_mode": "051", "cvm_results": "420300",
+                "tvr": "0000008000", "tsi": "E800", "arc": "00", "response_code": "00", "stan": "000042"}
+
+
+def _old_journal(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = sqlite3.connect(path)
+    try:
+        raw.executescript(_OLD_SCHEMA)
+        raw.execute("INSERT INTO sales (id, state, pump, card_masked, card_token, auth_id, allowed_cl, nozzles, "
+                    "nozzle, product, volume_cl, amount_cents, price_milli, totals_before, flags, "
+                    "receipt_printed, created_at, finished_at) "
+                    "VALUES ('old', 'completed', 2, ?, ?, 'auth-old', 15000, '[1]', 1, 'diesel', 2000, 3318, "
+                    "1659, '{\"1\": [100, 166]}', '[]', 1, 1700000000.0, 1700000100.0)", (MASKED, TOKEN))
+        raw.execute("INSERT INTO events (sale_id, state, at, detail) VALUES ('old', 'completed', 1700000100.0, '{}')")
+        raw.execute("INSERT INTO kv (key, value) VALUES ('terminal_config', '{\"version\": 2}')")
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def test_journal_of_the_old_schema_is_upgraded_in_place(path: Path) -> None:
+    _old_journal(path)
+    j = Journal(path)
+    try:
+        rec = j.get("old")
+        assert (rec.kind, rec.allowed_cents, rec.bank) == ("fleet", None, None)
+        assert (rec.state, rec.pump, rec.auth_id, rec.allowed_cl, rec.nozzles) == (
+            "completed", 2, "auth-old", 15000, (1,))
+        assert (rec.volume_cl, rec.amount_cents, rec.totals_before) == (2000, 3318, {1: (100, 166)})
+        assert rec.receipt_printed and not rec.synced
+        assert [s for s, _ in j.events("old")] == ["completed"]
+        assert j.get_value("terminal_config") == '{"version": 2}'
+        # the upgraded file takes bank sales
+        j.begin_sale("new", 1, MASKED, TOKEN, kind="bank")
+        j.transition("new", "approved", allowed_cents=12000, bank=BANK_SUMMARY)
+        assert j.get("new").bank == BANK_SUMMARY
+        assert [r.id for r in j.unsynced()] == ["old"]
+    finally:
+        j.close()
+    raw = sqlite3.connect(path)
+    try:
+        columns = {row[1] for row in raw.execute("PRAGMA table_info(sales)")}
+        assert {"kind", "allowed_cents", "bank"} <= columns
+    finally:
+        raw.close()
+    j2 = Journal(path)          # opening an upgraded file again adds nothing twice
+    try:
+        assert j2.get("old").kind == "fleet" and j2.get("new").kind == "bank"
+    finally:
+        j2.close()
+
+
+def test_bank_sale_round_trips_its_summary(journal: Journal, path: Path) -> None:
+    journal.begin_sale("b1", 4, "476173******0010", TOKEN, kind="bank")
+    rec = journal.get("b1")
+    assert (rec.kind, rec.allowed_cents, rec.bank, rec.allowed_cl) == ("bank", None, None, None)
+    journal.transition("b1", "authorizing")
+    journal.transition("b1", "approved", auth_id="A1B2C3", allowed_cents=12000, bank=BANK_SUMMARY)
+    rec = journal.get("b1")
+    assert rec.state == "approved" and rec.allowed_cents == 12000
+    assert rec.bank == BANK_SUMMARY
+    assert rec.bank is not BANK_SUMMARY
+    journal.transition("b1", "completed", volume_cl=850, amount_cents=1410, finished_at=1_700_000_000.0)
+    rec = journal.get("b1")
+    assert rec.bank == BANK_SUMMARY and rec.allowed_cents == 12000      # a later transition keeps them
+    journal.close()
+    j2 = Journal(path)
+    try:
+        assert j2.get("b1") == rec
+    finally:
+        j2.close()
+
+
+def test_default_kind_is_fleet(journal: Journal) -> None:
+    journal.begin_sale("f1", 1, MASKED, TOKEN)
+    assert journal.get("f1").kind == "fleet"
+    assert journal.events("f1")[0][1] == {"pump": 1, "kind": "fleet"}
+
+
+def test_unknown_sale_kind_is_refused_and_leaves_no_trace(journal: Journal) -> None:
+    with pytest.raises(JournalError) as info:
+        journal.begin_sale("c1", 1, MASKED, TOKEN, kind="cash")
+    assert info.value.context == {"kind": "cash"}
+    with pytest.raises(JournalError):
+        journal.get("c1")
+    assert journal.events("c1") == []
+    assert journal.all_sales() == []
+
+
+def test_bank_transition_event_holds_the_summary_as_json_text(journal: Journal, path: Path) -> None:
+    journal.begin_sale("b1", 2, "476173******0010", TOKEN, kind="bank")
+    journal.transition("b1", "approved", allowed_cents=9000, bank=BANK_SUMMARY)
+    events = journal.events("b1")
+    assert events[0][1] == {"pump": 2, "kind": "bank"}
+    state, detail = events[1]
+    assert state == "approved"
+    assert detail["allowed_cents"] == 9000
+    assert isinstance(detail["bank"], str)
+    assert json.loads(detail["bank"]) == BANK_SUMMARY
+    assert detail["bank"] == json.dumps(BANK_SUMMARY, sort_keys=True)
+    raw = sqlite3.connect(path)
+    try:
+        row = raw.execute("SELECT bank FROM sales WHERE id = 'b1'").fetchone()
+    finally:
+        raw.close()
+    assert json.loads(row[0]) == BANK_SUMMARY

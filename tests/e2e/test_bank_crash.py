@@ -1,0 +1,144 @@
+"""Bank sales under a SIGKILLed terminal and a vanished acquirer: money counted once, holds released once,
+and no card data anywhere but the encrypted advice queue."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from hostsim.acquirer_host import AcquirerHost
+from hostsim.scenarios import Run
+from hostsim.world import Simulator, card_index
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+VISA = "visa_dda_online_pin"
+VISA_PAN = "4761739001010010"
+# A PIN no timestamp, UUID or counter will contain by chance.
+WRONG_PIN = "731902468135"
+
+
+def until(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+def approve(run: Run, pin: str = "1234") -> int:
+    run.ready()
+    mark = run.insert(card_index(VISA))
+    run.wait("enter_pin", mark)
+    run.pin(pin)
+    run.wait("lift_nozzle_amount", mark, timeout=30)
+    return mark
+
+
+def advices(sim: Simulator, mti: str) -> list[dict[str, str]]:
+    return [a for a in sim.acquirer.advices if a["t"][:3] == mti[:3]]
+
+
+def test_sigkill_while_filling_sends_one_completion(sim: Simulator, run: Run) -> None:
+    approve(run)
+    pump = sim.pump_line.pump(1)
+    pump.flow_cl_per_s = 400.0
+    pump.lift(1)
+    pump.dispense(1800, wait=False)
+    until(lambda: pump.total(1)[0] >= 400, 20, "fuel flowing")
+    sim.kill_terminal()
+    pump.dispense(0, timeout=30)
+    pump.hang_up()
+    run.remove()
+    amount = (1800 * 1659 + 500) // 1000
+    assert pump.amount_cents == amount
+
+    mark = sim.panel.mark()
+    sim.start_terminal()
+    run.wait("thank_you", mark, timeout=30)
+    until(lambda: advices(sim, "0220"), 20, "completion advice")
+    time.sleep(1.0)
+    [done] = advices(sim, "0220")
+    assert done["95"].startswith(f"{amount:012d}")
+    rec = run.wait_synced(run.last_sale_id())
+    assert rec.recovered and rec.amount_cents == amount and rec.kind == "bank"
+
+    mark = sim.panel.mark()                  # a second restart sends and prints nothing more
+    sim.kill_terminal()
+    sim.start_terminal()
+    run.wait("idle", mark, timeout=30)
+    time.sleep(1.5)
+    assert len(advices(sim, "0220")) == 1 and len(sim.printer.receipts) == 1
+
+
+def test_sigkill_while_authorizing_reverses_once(sim: Simulator, run: Run) -> None:
+    sim.acquirer_rules = lambda req: "timeout" if req["t"] == "0100" else "approve"
+    run.ready()
+    mark = run.insert(card_index(VISA))
+    run.wait("enter_pin", mark)
+    run.pin("1234")
+    run.wait("authorizing", mark)
+    until(lambda: sim.acquirer.requests, 10, "0100 at the acquirer")
+    sim.kill_terminal()                      # the bank may have approved: nobody knows
+    run.remove()
+    mark = sim.panel.mark()
+    sim.start_terminal()
+    run.wait("idle", mark, timeout=30)
+    until(lambda: advices(sim, "0420"), 20, "reversal")
+    time.sleep(1.0)
+    [rev] = advices(sim, "0420")
+    assert rev["39"] == "68" and rev["90"][4:10] == sim.acquirer.requests[0]["11"]
+    rec = run.wait_synced(run.last_sale_id(), timeout=1)
+    assert rec.state == "declined" and rec.recovered and rec.reason == "host_timeout"
+    assert not run.authorize_sent(1)
+
+
+def test_completion_waits_for_the_acquirer_across_a_restart(sim: Simulator, run: Run) -> None:
+    approve(run)
+    port = sim.acquirer.port
+    sim.acquirer.stop()                      # the acquirer goes away while the customer fills
+    run.remove()
+    run.fill(1, 1, 1000)
+    mark = sim.panel.mark()
+    run.wait("thank_you", mark, timeout=30)
+    sim.kill_terminal()
+    sim.start_terminal()
+    time.sleep(2.0)
+    old = sim.acquirer
+    sim.acquirer = AcquirerHost(old.issuer_keys, old.pin_verifier, old.rules, port=port).start()
+    until(lambda: advices(sim, "0220"), 30, "completion after the acquirer returned")
+    time.sleep(1.0)
+    [done] = advices(sim, "0220")
+    assert done["95"].startswith(f"{(1000 * 1659 + 500) // 1000:012d}")
+
+
+def test_no_pan_track_or_pin_anywhere_after_bank_sales(sim: Simulator, run: Run) -> None:
+    run.ready()
+    mark = run.insert(card_index(VISA))
+    run.wait("enter_pin", mark)
+    run.pin(WRONG_PIN)
+    run.wait("declined", mark, timeout=30)
+    run.remove()
+    run.wait("idle", mark)
+    approve(run)
+    run.remove()
+    run.fill(1, 1, 500)
+    mark = sim.panel.mark()
+    run.wait("thank_you", mark, timeout=30)
+    until(lambda: advices(sim, "0220"), 20, "completion advice")
+    sim.printer.wait_receipts(1, 10)
+
+    files = [p for p in Path(sim.state).rglob("*") if p.is_file() and p.suffix not in (".toml", ".hex")]
+    assert {"advices.db", "journal.db", "terminal.log"} <= {p.name for p in files}
+    blobs = {str(p): p.read_bytes() for p in files}
+    blobs["receipts"] = "\n".join(sim.printer.receipts).encode()
+    blobs["screens"] = repr(sim.panel.screens).encode()
+    for where, data in blobs.items():
+        assert VISA_PAN.encode() not in data, f"full card number in {where}"
+        assert VISA_PAN.encode().hex().encode() not in data.lower(), f"hex card number in {where}"
+        assert b"4761739001010010D3112" not in data.upper(), f"track 2 in {where}"
+        assert WRONG_PIN.encode() not in data, f"PIN in {where}"
+    for rec in sim.journal().all_sales():
+        assert rec.bank is not None and "pan" not in rec.bank and VISA_PAN not in str(rec.bank)
