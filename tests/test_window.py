@@ -1,7 +1,8 @@
 """The simulator window's layout and input against a fake simulator, ui.render, and PygamePanel.
 
-All under SDL's dummy video driver: no display needed. The real Simulator behind the window is covered by
-the e2e tests.
+All under SDL's dummy video driver: no display needed. The swipe button talks to a real SwipeServer and the
+terminal's own TCP magstripe reader on loopback; the real Simulator behind the window is covered by the e2e
+tests.
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 import pygame
 
+from drivers.msr import open_msr
+from firmware.magstripe import Track2
 from firmware.pump import PumpState
+from hostsim.swipe_server import SwipeServer
 from hostsim.window import SIZE, SimulatorWindow, run_window
-from hostsim.world import CardProfile, load_cards
+from hostsim.window_layout import CARD_MAX_ROWS, layout
+from hostsim.world import CardProfile, card_index, load_cards
 from ui.render import SCREEN_BG, draw_screen, draw_text_block
 
 RECEIPT = "\n".join(["      FORECOURT TEST STATION", "", "Volume                             20.00 L",
@@ -98,9 +103,17 @@ class FakePrinter:
         self.receipts: list[str] = []
 
 
+class FakeSwipe:
+    """The swipe server unplugged: the terminal's reader is not connected."""
+
+    def swipe(self, track2_content: str) -> None:
+        raise ConnectionError("terminal magstripe reader not connected")
+
+
 class FakeSim:
     def __init__(self) -> None:
         self.panel, self.cards, self.pump_line, self.printer = FakePanel(), FakeCards(), FakeLine(), FakePrinter()
+        self.swipe: Any = FakeSwipe()
 
 
 @pytest.fixture
@@ -138,7 +151,7 @@ def test_click_outside_any_button_does_nothing(window: SimulatorWindow, sim: Fak
     assert sim.panel.pressed == [] and sim.cards.inserted == [] and sim.pump_line.pump(1).calls == []
 
 
-def test_buttons_do_not_overlap_and_stay_in_the_window(window: SimulatorWindow) -> None:
+def assert_layout_fits(window: SimulatorWindow) -> None:
     bounds = pygame.Rect((0, 0), SIZE)
     for i, a in enumerate(window.buttons):
         assert bounds.contains(a.rect), a
@@ -149,6 +162,38 @@ def test_buttons_do_not_overlap_and_stay_in_the_window(window: SimulatorWindow) 
         assert bounds.contains(a)
         for b in panels[i + 1:]:
             assert not a.colliderect(b)
+    for b in window.buttons:     # each button on its own panel
+        assert any(panel.contains(b.rect) for panel in panels), b
+    assert window.receipt_rect.h >= 250, window.receipt_rect     # the receipt stays readable
+    status = window.layout.slot_status
+    assert status.w > 0 and window.card_rect.contains(status)
+    assert not any(status.colliderect(b.rect) for b in window.buttons)
+
+
+def test_buttons_do_not_overlap_and_stay_in_the_window(window: SimulatorWindow) -> None:
+    assert len(window.profiles) == 10
+    assert_layout_fits(window)
+
+
+@pytest.mark.parametrize("count", [1, 4, CARD_MAX_ROWS, CARD_MAX_ROWS + 1, 10, 18])
+def test_layout_fits_any_number_of_cards(sim: FakeSim, count: int) -> None:
+    profiles = [CardProfile(f"card {i} " + "with a long name " * 3, "blank", {}) for i in range(count)]
+    w = SimulatorWindow(sim, profiles=profiles)
+    assert_layout_fits(w)
+    assert [b.arg for b in w.buttons if b.action == "insert"] == list(range(count))
+    w.draw(pygame.Surface(SIZE))
+
+
+def test_ten_cards_take_two_columns_of_five(window: SimulatorWindow) -> None:
+    cards = [b.rect for b in window.buttons if b.action == "insert"]
+    assert len({r.x for r in cards}) == 2 and len({r.y for r in cards}) == 5
+    assert layout(window.profiles[:4], {1: "diesel"}).cards.h < window.card_rect.h     # four: one column
+
+
+def test_swipe_button_sits_next_to_remove(window: SimulatorWindow) -> None:
+    swipe, remove = button(window, "swipe"), button(window, "remove")
+    assert swipe.y == remove.y and swipe.right < remove.x and remove.x - swipe.right <= 12
+    assert window.card_rect.contains(swipe)
 
 
 def test_keyboard_keys_go_to_the_terminal(window: SimulatorWindow, sim: FakeSim) -> None:
@@ -306,3 +351,81 @@ def test_pygame_panel_fullscreen_on_the_device() -> None:
         assert glass[:3] == SCREEN_BG
     finally:
         panel.close()
+
+
+@pytest.fixture
+def swipe_server() -> Iterator[SwipeServer]:
+    server = SwipeServer("127.0.0.1", 0).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_swipe_sends_the_inserted_cards_track2(window: SimulatorWindow, sim: FakeSim,
+                                                  swipe_server: SwipeServer) -> None:
+    sim.swipe = swipe_server
+    reader = open_msr(f"tcp://127.0.0.1:{swipe_server.port}")
+    assert reader is not None
+    try:
+        reader.flush()                     # connects the reader
+        swipe_server.wait_connected(5)
+        broken = card_index("visa_chip_broken")
+        window.handle_click(button(window, "insert", broken).center)
+        hit = window.handle_click(button(window, "swipe").center)
+        assert hit is not None and hit.label == "Swipe card"
+        track = reader.wait_swipe(5)
+        assert isinstance(track, Track2)
+        assert track.raw == window.profiles[broken].track2 == "4761739001010143=31062010000000000000"
+        assert track.pan == "4761739001010143" and track.service_code == "201"
+        assert repr(track) == "Track2(pan='476173******0143')"
+        assert window.status == f"swiped: {window.profiles[broken].name}"
+        assert "4761739001010143" not in window.status        # never track data on the screen
+        assert reader.wait_swipe(0.05) is None                 # one click, one swipe
+    finally:
+        reader.close()
+
+
+def test_swipe_before_the_reader_connects_is_reported_not_raised(window: SimulatorWindow, sim: FakeSim,
+                                                                  swipe_server: SwipeServer) -> None:
+    sim.swipe = swipe_server                                   # nobody connected to it
+    window.handle_click(button(window, "insert", card_index("magstripe_only")).center)
+    window.handle_click(button(window, "swipe").center)
+    assert window.status == "swipe not sent: terminal magstripe reader not connected"
+
+
+@pytest.mark.parametrize("name", ["ACME fleet card (PIN 1234)", "Unknown card (no fleet application)",
+                                  "mc_cda_offline_pin"])
+def test_swipe_a_card_without_a_stripe(window: SimulatorWindow, sim: FakeSim, name: str) -> None:
+    sim.swipe = SwipeRecorder()
+    window.handle_click(button(window, "insert", card_index(name)).center)
+    window.handle_click(button(window, "swipe").center)
+    assert window.status == "this card has no magnetic stripe"
+    assert sim.swipe.swiped == []
+
+
+def test_swipe_with_no_card_inserted(window: SimulatorWindow, sim: FakeSim) -> None:
+    sim.swipe = SwipeRecorder()
+    window.handle_click(button(window, "swipe").center)
+    assert window.status == "insert a card first"
+    window.handle_click(button(window, "insert", card_index("visa_chip_broken")).center)
+    sim.cards.remove()                     # taken out behind the window's back (a scenario, the terminal)
+    window.handle_click(button(window, "swipe").center)
+    assert window.status == "insert a card first" and window.inserted is None
+    assert sim.swipe.swiped == []
+
+
+class SwipeRecorder:
+    def __init__(self) -> None:
+        self.swiped: list[str] = []
+
+    def swipe(self, track2_content: str) -> None:
+        self.swiped.append(track2_content)
+
+
+def test_draw_with_a_card_inserted_and_long_labels(window: SimulatorWindow, sim: FakeSim) -> None:
+    window.handle_click(button(window, "insert", card_index("mc_cda_offline_pin")).center)
+    surface = pygame.Surface(SIZE)
+    window.draw(surface)
+    label = window.text_fit(surface, window.profiles[card_index("mc_cda_offline_pin")].name, 120, (0, 0))
+    assert label.w <= 120

@@ -142,3 +142,24 @@ def test_no_pan_track_or_pin_anywhere_after_bank_sales(sim: Simulator, run: Run)
         assert WRONG_PIN.encode() not in data, f"PIN in {where}"
     for rec in sim.journal().all_sales():
         assert rec.bank is not None and "pan" not in rec.bank and VISA_PAN not in str(rec.bank)
+
+
+def test_mastercard_speaks_german_and_checks_the_pin_offline(sim: Simulator, run: Run) -> None:
+    """5F2D 'deen' picks German screens; CDA card, offline enciphered PIN (VERIFY), then online for the
+    pre-authorization; the next customer is greeted in the terminal's own language again."""
+    run.ready()
+    mark = run.insert(card_index("mc_cda_offline_pin"))
+    pin_screen = run.wait("enter_pin", mark)
+    assert pin_screen["lines"][0] == "PIN eingeben"
+    run.pin("1234")
+    screen = run.wait("lift_nozzle_amount", mark, timeout=30)
+    assert screen["lines"][1] == "Zapfpistole abnehmen"
+    run.remove()
+    run.fill(1, 1, 700)
+    run.wait("thank_you", mark, timeout=30)
+    rec = run.wait_synced(run.last_sale_id())
+    bank = rec.bank or {}
+    assert bank["oda"] == "cda" and bank["cvm_results"] == "440302" and bank["language"] == "deen"
+    assert "110" not in sim.acquirer.requests[-1]            # the PIN was verified by the card, not sent
+    idle = run.wait("idle", mark, timeout=10)
+    assert idle["lines"][0] == "Welcome"
