@@ -91,9 +91,14 @@ def entry_text(mode: str) -> str:
 
 def cvm_text(results: str) -> str:
     """9F34 in words (Book 3 Annex C1/C3): method and result."""
-    if len(results) != 6:
-        return "Online PIN" if results == "online_pin" else "-"
-    method, outcome = int(results[:2], 16) & 0x3F, results[4:]
+    if results == "online_pin":
+        return "Online PIN"
+    try:
+        method, outcome = int(results[:2], 16) & 0x3F, results[4:]
+    except ValueError:
+        return "-"
+    if len(results) != 6 or not all(c in "0123456789abcdefABCDEF" for c in results):
+        return "-"
     name = {0x01: "PIN verified by card", 0x02: "PIN verified online", 0x04: "PIN verified by card",
             0x1F: "No CVM", 0x3F: "No CVM performed"}.get(method, f"CVM {method:02X}")
     return name + (" (failed)" if outcome == "01" else "")
