@@ -41,9 +41,11 @@ from firmware.errors import (
     CardRemoved,
     HostUnavailable,
     HostUnreachable,
+    JournalError,
     MessageError,
     PinPadError,
     SaleCancelled,
+    SyncError,
 )
 from firmware.journal import SaleRecord
 from firmware.magstripe import Track2, entry_mode_for_swipe, expired
@@ -118,6 +120,7 @@ class BankSale:
         self.stan = Stan(lambda: flow.journal.get_value("acquirer_stan"),
                          lambda v: flow.journal.put("acquirer_stan", v))
         self._ksn: bytes | None = None
+        self._selected = False       # an application was final-selected: no magstripe fallback after that
 
     # -- card in -> pump released -------------------------------------------------------------------
     def run(self, *, chip_failed: bool = False) -> str | None:
@@ -138,7 +141,11 @@ class BankSale:
         if pump is None:
             raise SaleCancelled("no pump chosen")
         panel.show("processing")
+        if not self.flow.pump_nozzles(pump):
+            panel.show("declined", reason="pump_unknown")
+            return None
         self._ksn = None
+        self._selected = False
         try:
             result = run_transaction(
                 self.flow.dev.reader, self.setup.emv, self.setup.preauth_cents, pin_entry=self._pin_entry,
@@ -150,6 +157,10 @@ class BankSale:
             raise SaleCancelled("PIN entry cancelled") from None
         except CardError as exc:
             log.warning("chip transaction failed", extra={"error": str(exc)})
+            if self._selected or exc.context.get("sw") == "6A81":
+                # EMV: no fallback once an application was selected, nor for a blocked card
+                panel.show("declined", reason="chip_error")
+                return None
             return self._fallback(pump)
         sale_id = self._begin(pump, result.pan, "051", result)
         if result.decision != "online":
@@ -188,6 +199,9 @@ class BankSale:
         pump = pump or self.flow.choose_pump()
         if pump is None:
             raise SaleCancelled("no pump chosen")
+        if not self.flow.pump_nozzles(pump):
+            panel.show("declined", reason="pump_unknown")
+            return None
         self._ksn = None
         try:
             block = self._online_pin(track.pan)
@@ -207,12 +221,8 @@ class BankSale:
                    pin_block: bytes | None = None) -> str:
         flow, panel, saf = self.flow, self.flow.dev.panel, self.setup.saf
         nozzles = flow.pump_nozzles(pump)
-        if not nozzles:
-            flow.journal.transition(sale_id, "declined", reason="pump_unknown")
-            panel.show("declined", reason="pump_unknown")
-            return sale_id
         stan = self.stan.next()
-        now = dt.datetime.now(dt.UTC)
+        now = dt.datetime.now().astimezone()      # fields 12/13 local, field 7 in UTC
         block = result.online_pin_block if result is not None else pin_block
         request = iso.preauth_request(
             terminal=self.setup.terminal, card=card, amount=self.setup.preauth_cents, stan=stan, when=now,
@@ -233,6 +243,11 @@ class BankSale:
         except (HostUnavailable, MessageError) as exc:
             log.warning("no usable answer from the acquirer", extra={"sale_id": sale_id, "error": str(exc)})
             return self._host_failed(sale_id, result, card, reversal=True)
+        if answer.approved:
+            # held before the card is asked: a crash from here on reverses the right approval
+            ctx.approved = min(answer.approved_amount, self.setup.preauth_cents)
+            ctx.rrn, ctx.auth_code = answer.rrn, answer.auth_code
+            saf.hold(sale_id, ctx.dumps())
         final = self._second_ac(result, answer)
         summary = self._summary(result, final, answer, card=card)
         if not answer.approved:
@@ -241,7 +256,6 @@ class BankSale:
             flow.journal.transition(sale_id, "declined", reason=reason, bank=summary)
             panel.show("declined", reason=reason)
             return sale_id
-        ctx.approved, ctx.rrn, ctx.auth_code = answer.approved_amount, answer.rrn, answer.auth_code
         if final is not None:
             ctx.icc = final.icc_data.hex()
         if result is not None and (final is None or not final.approved):
@@ -252,10 +266,10 @@ class BankSale:
             panel.show("card_removed" if final is None else "declined", reason=reason)
             return sale_id
         saf.hold(sale_id, ctx.dumps())
-        flow.journal.transition(sale_id, "approved", auth_id=answer.auth_code, allowed_cents=answer.approved_amount,
+        flow.journal.transition(sale_id, "approved", auth_id=answer.auth_code, allowed_cents=ctx.approved,
                                 nozzles=nozzles, bank=summary)
         if answer.partial:
-            panel.show("approved_up_to", amount=flow.money(answer.approved_amount), pump=pump)
+            panel.show("approved_up_to", amount=flow.money(ctx.approved), pump=pump)
             time.sleep(1.5)   # let the driver read the lower limit before the pump prompt replaces it
         flow.dispense(flow.journal.get(sale_id))
         return sale_id
@@ -311,21 +325,37 @@ class BankSale:
     def recover(self) -> list[str]:
         """After a restart: a sale stopped while authorizing may hold an approval: reverse it."""
         done = []
-        for sale_id in self.setup.saf.held_sales():
-            rec = self.flow.journal.get(sale_id)
-            raw = self.setup.saf.held(sale_id)
-            if raw is None or rec.state not in ("created", "authorizing", "declined"):
-                continue     # approved and later: the pump part settles it
-            if rec.state != "declined":
-                self._reverse(sale_id, CardContext.loads(raw), iso.ReversalReason.TIMEOUT)
-                self.flow.journal.transition(sale_id, "declined", reason="host_timeout", recovered=True)
-            else:
-                self.setup.saf.drop(sale_id)
-            done.append(sale_id)
+        held = self.setup.saf.held_sales()
+        for sale_id in held:
+            try:
+                self._recover_one(sale_id)
+                done.append(sale_id)
+            except (SyncError, JournalError, MessageError) as exc:   # one damaged row must not stop the rest
+                log.error("bank sale not recovered; see the attendant", extra={"sale_id": sale_id,
+                                                                               "error": type(exc).__name__})
+        for rec in self.flow.journal.sales_in("created", "authorizing"):
+            if rec.kind == "bank" and rec.id not in held:
+                # its advice (or nothing) was already settled before the crash: close the row
+                self.flow.journal.transition(rec.id, "declined", reason="interrupted", recovered=True)
+                done.append(rec.id)
         return done
+
+    def _recover_one(self, sale_id: str) -> None:
+        rec = self.flow.journal.get(sale_id)
+        raw = self.setup.saf.held(sale_id)
+        if raw is None or rec.state not in ("created", "authorizing", "declined"):
+            return     # approved and later: the pump part settles it
+        if rec.state == "authorizing":      # the 0100 may have been approved: give the hold back
+            self._reverse(sale_id, CardContext.loads(raw), iso.ReversalReason.TIMEOUT)
+            self.flow.journal.transition(sale_id, "declined", reason="host_timeout", recovered=True)
+        else:                               # never sent ("created"), or declined by the host
+            self.setup.saf.drop(sale_id)
+            if rec.state == "created":
+                self.flow.journal.transition(sale_id, "declined", reason="interrupted", recovered=True)
 
     # -- cardholder prompts --------------------------------------------------------------------------
     def _language(self, app: SelectedApp) -> None:
+        self._selected = True
         panel = self.flow.dev.panel
         panel.set_language(choose_language(app.language, panel.languages, self.flow.language))
 

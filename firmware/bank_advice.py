@@ -120,5 +120,7 @@ class AdviceForwarder:
                     log.info("advices forwarded", extra={"acked": report.acked, "refused": report.refused})
             except (HostUnavailable, MessageError, SyncError) as exc:
                 log.warning("advice forwarding failed", extra={"error": type(exc).__name__})
+            except Exception:   # the forwarder must outlive any surprise: advices wait, they are not lost
+                log.exception("advice forwarder error")
             self._kick.wait(self.interval)
             self._kick.clear()

@@ -16,7 +16,9 @@ from firmware.errors import ConfigError
 from firmware.journal import Journal
 from firmware.sale import SaleFlow
 
-__all__ = ["load_dukpt", "open_bank"]
+__all__ = ["EXHAUSTED", "load_dukpt", "open_bank"]
+
+EXHAUSTED = "exhausted"
 
 
 def _toml(path: Path, what: str) -> dict[str, Any]:
@@ -36,8 +38,10 @@ def load_dukpt(path: Path, journal: Journal) -> Any:
         initial_key, key_id = bytes.fromhex(raw["initial_key"]), bytes.fromhex(raw["key_id"])
     except (KeyError, ValueError, TypeError) as exc:
         raise ConfigError("DUKPT key file needs hex initial_key and key_id", path=str(path)) from exc
-    counter = int(journal.get_value("dukpt_counter") or "1")
-    return TerminalDukpt(initial_key, key_id, counter=counter)
+    stored = journal.get_value("dukpt_counter") or "1"
+    if stored == EXHAUSTED:
+        return None     # every key of this initial key was used: the PIN pad must be re-keyed
+    return TerminalDukpt(initial_key, key_id, counter=int(stored))
 
 
 def open_bank(cfg: TerminalConfig, flow: SaleFlow, pinpad: Any, token_key: bytes) -> tuple[BankSale, list[Any]]:
@@ -59,7 +63,7 @@ def open_bank(cfg: TerminalConfig, flow: SaleFlow, pinpad: Any, token_key: bytes
                             name_location=bank.name_location, currency=bank.currency)
     setup = BankSetup(emv=emv, terminal=terminal, link=sale_link, saf=saf, forwarder=forwarder, pinpad=pinpad,
                       msr=msr, preauth_cents=bank.preauth_cents, response_timeout=bank.response_timeout,
-                      after_pin=lambda: flow.journal.put("dukpt_counter", str(pinpad.dukpt_counter or 0)))
+                      after_pin=lambda: flow.journal.put("dukpt_counter", str(pinpad.dukpt_counter or EXHAUSTED)))
     closers: list[Any] = [forwarder, sale_link, advice_link, saf] + ([msr] if msr is not None else [])
     return BankSale(flow, setup), closers
 

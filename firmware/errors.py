@@ -13,6 +13,7 @@ __all__ = [
     "ForecourtError",
     "HostError",
     "HostUnavailable",
+    "HostUnreachable",
     "JournalError",
     "MessageError",
     "MissingComponent",
@@ -22,6 +23,7 @@ __all__ = [
     "PumpLinkError",
     "PumpStateError",
     "PumpTimeout",
+    "SaleCancelled",
     "SyncError",
 ]
 

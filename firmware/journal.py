@@ -169,6 +169,10 @@ class Journal:
     def unsynced(self) -> list[SaleRecord]:
         return self._select("WHERE state = 'completed' AND synced = 0 ORDER BY created_at", ())
 
+    def sales_in(self, *states: str) -> list[SaleRecord]:
+        marks = ",".join("?" * len(states))
+        return self._select(f"WHERE state IN ({marks}) ORDER BY created_at", states)
+
     def all_sales(self) -> list[SaleRecord]:
         return self._select("ORDER BY created_at", ())
 

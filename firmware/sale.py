@@ -96,6 +96,10 @@ class SaleFlow:
         with self._lock:
             return {p for p, t in self._followers.items() if t.is_alive()}
 
+    def unavailable_pumps(self) -> set[int]:
+        """Followed pumps, and pumps whose last sale is still open (its figures are not yet settled)."""
+        return self.busy_pumps() | {rec.pump for rec in self.journal.open_sales()}
+
     def _show(self, screen: str, **fields: Any) -> None:
         if not self.interacting.is_set():
             self.dev.panel.show(screen, **fields)
@@ -128,17 +132,20 @@ class SaleFlow:
         dev.panel.show("reading")
         try:
             dev.reader.connect()
-            card = read_fleet_card(dev.reader)
-        except CardNotAccepted:
-            if self.bank is not None:
-                return self.bank.run()
-            dev.panel.show("card_not_accepted")
-            return None
-        except CardError as exc:
-            log.warning("card read failed", extra={"error": str(exc)})
+        except CardError as exc:        # no answer to reset: the chip is dead (a bank card may be swiped)
+            log.warning("card did not answer", extra={"error": str(exc)})
             if self.bank is not None and not isinstance(exc, CardRemoved):
                 return self.bank.run(chip_failed=True)
             dev.panel.show("card_error")
+            return None
+        try:
+            card = read_fleet_card(dev.reader)
+        except CardError as exc:
+            if self.bank is not None and not isinstance(exc, CardRemoved):
+                return self.bank.run()          # not a fleet card: try it as a bank card
+            if not isinstance(exc, CardNotAccepted):
+                log.warning("card read failed", extra={"error": str(exc)})
+            dev.panel.show("card_not_accepted" if isinstance(exc, CardNotAccepted) else "card_error")
             return None
         if card.expired(dt.date.today()):
             dev.panel.show("declined", reason="card_expired")
@@ -178,7 +185,8 @@ class SaleFlow:
         return sale_id
 
     def choose_pump(self) -> int | None:
-        free = [p for p in self.pump_numbers if p not in self.busy_pumps()]
+        taken = self.unavailable_pumps()
+        free = [p for p in self.pump_numbers if p not in taken]
         if not free:
             self.dev.panel.show("pump_busy")
             return None
@@ -221,6 +229,12 @@ class SaleFlow:
         pumps = self.dev.pumps
         try:
             before = self._totals(rec.pump, rec.nozzles)
+        except PumpError as exc:
+            log.error("pump totals unreadable; pump not released", extra={"sale_id": rec.id, "error": str(exc)})
+            self.dev.panel.show("pump_error")
+            self._settle_unreleased(rec, recovered=False)
+            return
+        try:
             # journaled before the pump is released: a restart then knows fuel may have flowed
             self.journal.transition(rec.id, "pump_authorized", totals_before=before)
             if rec.kind == "bank":
@@ -231,7 +245,11 @@ class SaleFlow:
             log.error("pump authorization failed", extra={"sale_id": rec.id, "error": str(exc)})
             self.dev.panel.show("pump_error")
             # the command may have reached the pump before the error: never leave it released
-            if pumps.status(rec.pump).state in (PumpState.AUTHORIZED, PumpState.FILLING):
+            try:
+                released = pumps.status(rec.pump).state in (PumpState.AUTHORIZED, PumpState.FILLING)
+            except PumpError:
+                released = True
+            if released:
                 self._stop_quietly(rec.pump)
             self._settle(self.journal.get(rec.id), recovered=False)
             return
@@ -428,11 +446,11 @@ class SaleFlow:
             self.print_receipt(rec)
         return done
 
-    def _settle_unreleased(self, rec: SaleRecord) -> None:
+    def _settle_unreleased(self, rec: SaleRecord, *, recovered: bool = True) -> None:
         if rec.kind == "bank" and self.bank is not None:
             self.bank.finish(rec, 0)          # the hold goes back: reversal, nothing dispensed
         self.journal.transition(rec.id, "completed", nozzle=0, volume_cl=0, amount_cents=0, price_milli=0,
-                                finished_at=time.time(), recovered=True)
+                                finished_at=time.time(), recovered=recovered)
         self.host.kick()
 
     def _recover_pump(self, rec: SaleRecord, pump_wait: float) -> None:

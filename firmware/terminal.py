@@ -85,7 +85,9 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
                     journal=journal, host=host, token_key=token_key, timeouts=cfg.timeouts,
                     language=cfg.terminal.language)
     closers: list[Any] = []
-    if cfg.bank.acquirer:
+    if cfg.bank.acquirer and dukpt is None:
+        log.error("DUKPT keys exhausted: bank cards are off until the PIN pad is re-keyed")
+    elif cfg.bank.acquirer:
         flow.bank, closers = open_bank(cfg, flow, pinpad, token_key)
         closers[0].start()      # the advice forwarder
     panel.show("starting")
@@ -132,7 +134,13 @@ def _serve(cfg: TerminalConfig, flow: SaleFlow, host: HostLink, dev: Devices, jo
         try:
             if not dev.reader.wait_for_card(0.5):
                 continue
-            flow.run_sale()
+            try:
+                flow.run_sale()
+            except CardError:
+                raise
+            except Exception:   # one sale's surprise must not stop the terminal; its journal row stays
+                log.exception("sale failed")
+                dev.panel.show("card_error")
             shown = None
             # the outcome (declined and why, lift nozzle) stays readable until the card leaves, or 3 s
             if not dev.reader.wait_for_removal(3.0):

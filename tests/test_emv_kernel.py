@@ -251,3 +251,12 @@ def test_gpo_format_2_and_pdol_padding() -> None:
     with pytest.raises(CardError, match="READ RECORD failed"):
         run_transaction(card, CONFIG, 4000, pin_entry=online_pin, online=True, now=NOW)
     assert card.done()
+
+
+@pytest.mark.parametrize("psn", ["0102", "1A"])
+def test_malformed_pan_sequence_number_ends_the_transaction(psn: str) -> None:
+    """5F34 goes into ISO 8583 field 23 (n3): two bytes or non-BCD digits must stop the card here."""
+    bad = h(0x70, h(0x5A, PAN) + h(0x5F24, "311231") + h(0x5F34, psn) + h(0x8E, "00000000" "00000000" "1F03"))
+    card = Replay([(c, resp(bad) if r == resp(RECORD_2_1) else r) for c, r in head()])
+    with pytest.raises(CardError, match="5F34"):
+        run_transaction(card, CONFIG, 4000, pin_entry=online_pin, online=True, now=NOW)

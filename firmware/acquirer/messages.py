@@ -347,7 +347,7 @@ def parse_preauth_response(raw: bytes) -> PreauthResult:
     items = tlv.parse(icc)
     found = dict(items)
     scripts = tuple(tlv.encode(t, v) for t, v in items if t in (0x71, 0x72))
-    approved = code in ("00", "10")
+    approved = code in ("00", "08", "10", "11")    # 08 honour with identification, 11 approved (VIP)
     amount = 0
     if approved:
         _expect(doc, "0110", "4")

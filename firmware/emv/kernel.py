@@ -197,6 +197,9 @@ def run_transaction(reader: Transmitter, config: EmvConfig, amount_cents: int, *
                                                     choose, sequence, on_select)
     oda_records = read_application_data(reader, store, options.afl)
     pan = _pan(store)
+    psn = store.get(0x5F34)
+    if psn is not None and (len(psn) != 1 or not psn.hex().isdigit()):    # n2 (Book 3 Annex A)
+        raise CardError("PAN sequence number 5F34 is malformed", length=len(psn))
     oda = perform_oda(reader, store, config.ca_keys, app.aid, oda_records, config.capabilities,
                       aid.default_ddol, now.date())
     process_restrictions(store, config.terminal_type, config.additional_capabilities,
