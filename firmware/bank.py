@@ -106,6 +106,24 @@ def cvm_text(results: str) -> str:
     return name + (" (failed)" if outcome == "01" else "")
 
 
+class _ChipWatch:
+    """Passes APDUs to the reader and notes a technical failure (an error status 64xx/65xx/6Fxx, or a
+    transmission error): only those allow magstripe fallback, not a card that simply has no application."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader, self.faulted = reader, False
+
+    def transmit(self, apdu: bytes) -> bytes:
+        try:
+            answer: bytes = self.reader.transmit(apdu)
+        except CardError:
+            self.faulted = True
+            raise
+        if len(answer) < 2 or answer[-2] in (0x64, 0x65, 0x6F):
+            self.faulted = True
+        return answer
+
+
 class _OfflinePin:
     def __init__(self, sale: BankSale, last_try: bool) -> None:
         self.sale, self.last_try = sale, last_try
@@ -124,11 +142,27 @@ class BankSale:
 
     # -- card in -> pump released -------------------------------------------------------------------
     def run(self, *, chip_failed: bool = False) -> str | None:
+        """Serve the inserted card: the chip, or (chip_failed: no answer to reset) a fallback swipe."""
+        return self._guarded(lambda: self._fallback() if chip_failed else self._chip())
+
+    def run_swipe(self, track: Track2) -> str | None:
+        """A card swiped at the idle screen: a chip card is sent to the chip, a stripe card is served."""
+        return self._guarded(lambda: self._swiped(track, chip_failed=False, pump=None))
+
+    def swiped(self) -> Track2 | None:
+        """A swipe made at the idle screen, if any (never blocks); a garbled one is logged and dropped."""
+        if self.setup.msr is None:
+            return None
+        try:
+            return self.setup.msr.wait_swipe(0.0)
+        except CardError as exc:
+            log.warning("swipe unreadable", extra={"error": str(exc)})
+            return None
+
+    def _guarded(self, sale: Callable[[], str | None]) -> str | None:
         panel = self.flow.dev.panel
         try:
-            if chip_failed:
-                return self._fallback()
-            return self._chip()
+            return sale()
         except SaleCancelled:
             panel.show("remove_card")
             return None
@@ -146,9 +180,10 @@ class BankSale:
             return None
         self._ksn = None
         self._selected = False
+        chip = _ChipWatch(self.flow.dev.reader)
         try:
             result = run_transaction(
-                self.flow.dev.reader, self.setup.emv, self.setup.preauth_cents, pin_entry=self._pin_entry,
+                chip, self.setup.emv, self.setup.preauth_cents, pin_entry=self._pin_entry,
                 online=True, choose=self._choose_app, now=dt.datetime.now(), on_select=self._language)
         except CardRemoved:
             panel.show("card_removed")
@@ -157,6 +192,9 @@ class BankSale:
             raise SaleCancelled("PIN entry cancelled") from None
         except CardError as exc:
             log.warning("chip transaction failed", extra={"error": str(exc)})
+            if isinstance(exc, CardNotAccepted) and not chip.faulted:
+                panel.show("card_not_accepted")     # a sound chip without a payment application we take
+                return None
             if self._selected or exc.context.get("sw") == "6A81":
                 # EMV: no fallback once an application was selected, nor for a blocked card
                 panel.show("declined", reason="chip_error")
@@ -173,23 +211,31 @@ class BankSale:
         return self._authorize(sale_id, pump, card, result)
 
     def _fallback(self, pump: int | None = None) -> str | None:
-        """Magstripe after the chip failed (EMV fallback): entry mode 80, online PIN."""
+        """The chip failed technically: ask for a swipe (EMV fallback, entry mode 80, online PIN)."""
         panel, msr = self.flow.dev.panel, self.setup.msr
         if msr is None:
             panel.show("card_error")
             return None
         msr.flush()
+        panel.flush_keys()
         panel.show("swipe_card")
+        deadline = time.monotonic() + self.flow.timeouts.pin_entry
+        track = None
+        while track is None:
+            if time.monotonic() > deadline or panel.read_key(0.05) == "CANCEL":
+                raise SaleCancelled("no swipe")
+            try:
+                track = msr.wait_swipe(0.25)
+            except CardError as exc:
+                log.warning("swipe unreadable", extra={"error": str(exc)})
+                panel.show("card_error")
+                return None
+        return self._swiped(track, chip_failed=True, pump=pump)
+
+    def _swiped(self, track: Track2, *, chip_failed: bool, pump: int | None) -> str | None:
+        panel = self.flow.dev.panel
         try:
-            track = msr.wait_swipe(self.flow.timeouts.pin_entry)
-        except CardError as exc:
-            log.warning("swipe unreadable", extra={"error": str(exc)})
-            panel.show("card_error")
-            return None
-        if track is None:
-            raise SaleCancelled("no swipe")
-        try:
-            mode = entry_mode_for_swipe(track, chip_tried_and_failed=True)
+            mode = entry_mode_for_swipe(track, chip_tried_and_failed=chip_failed)
         except CardNotAccepted:
             panel.show("insert_chip")
             return None

@@ -127,6 +127,16 @@ class SaleFlow:
         finally:
             self.interacting.clear()
 
+    def run_swipe(self, track: Any) -> str | None:
+        """A bank card swiped at the idle screen (magnetic stripe only cards)."""
+        if self.bank is None:
+            return None
+        self.interacting.set()
+        try:
+            return self.bank.run_swipe(track)
+        finally:
+            self.interacting.clear()
+
     def _run_sale(self) -> str | None:
         dev = self.dev
         dev.panel.show("reading")

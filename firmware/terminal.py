@@ -133,6 +133,11 @@ def _serve(cfg: TerminalConfig, flow: SaleFlow, host: HostLink, dev: Devices, jo
             last_recover = time.monotonic()
         try:
             if not dev.reader.wait_for_card(0.5):
+                track = flow.bank.swiped() if flow.bank is not None else None
+                if track is not None:
+                    flow.run_swipe(track)
+                    time.sleep(3.0)          # the outcome stays readable; no card to wait for
+                    shown = None
                 continue
             try:
                 flow.run_sale()

@@ -54,6 +54,7 @@ class SimulatorWindow(WindowPainter):
         self.pump_number = pump
         self.profiles = list(profiles) if profiles is not None else load_cards()
         self.inserted: int | None = None
+        self.last_card: int | None = None      # the card last put in the slot: what the Swipe button swipes
         self.squeezing = False
         self.status = ""
         self.starting = False
@@ -82,7 +83,7 @@ class SimulatorWindow(WindowPainter):
         elif button.action == "insert":
             profile = self.profiles[button.arg]
             self.sim.cards.insert(profile.make())
-            self.inserted = button.arg
+            self.inserted = self.last_card = button.arg
             self.status = f"inserted: {profile.name}"
         elif button.action == "swipe":
             self.swipe()
@@ -107,11 +108,13 @@ class SimulatorWindow(WindowPainter):
 
     def swipe(self) -> None:
         """Swipe the stripe of the card in the slot through the reader head, as the driver does when asked."""
-        if self.inserted is None or getattr(self.sim.cards, "card", True) is None:
+        # the card in the slot, or the one just taken out of it (a fallback swipe follows a pull)
+        if self.inserted is not None and getattr(self.sim.cards, "card", True) is None:
             self.inserted = None
+        if self.last_card is None:
             self.status = "insert a card first"
             return
-        profile = self.profiles[self.inserted]
+        profile = self.profiles[self.last_card]
         track2 = profile.track2
         if track2 is None:
             self.status = "this card has no magnetic stripe"

@@ -404,15 +404,21 @@ def test_swipe_a_card_without_a_stripe(window: SimulatorWindow, sim: FakeSim, na
     assert sim.swipe.swiped == []
 
 
-def test_swipe_with_no_card_inserted(window: SimulatorWindow, sim: FakeSim) -> None:
+def test_swipe_with_no_card_picked_yet(window: SimulatorWindow, sim: FakeSim) -> None:
     sim.swipe = SwipeRecorder()
     window.handle_click(button(window, "swipe").center)
     assert window.status == "insert a card first"
+    assert sim.swipe.swiped == []
+
+
+def test_swipe_after_pulling_the_card_swipes_that_card(window: SimulatorWindow, sim: FakeSim) -> None:
+    """EMV fallback: the driver pulls the card the chip could not read and swipes it."""
+    sim.swipe = SwipeRecorder()
     window.handle_click(button(window, "insert", card_index("visa_chip_broken")).center)
     sim.cards.remove()                     # taken out behind the window's back (a scenario, the terminal)
     window.handle_click(button(window, "swipe").center)
-    assert window.status == "insert a card first" and window.inserted is None
-    assert sim.swipe.swiped == []
+    assert window.inserted is None and window.status == "swiped: Visa, chip broken (swipe it)"
+    assert sim.swipe.swiped == ["4761739001010143=31062010000000000000"]
 
 
 class SwipeRecorder:

@@ -163,3 +163,35 @@ def test_mastercard_speaks_german_and_checks_the_pin_offline(sim: Simulator, run
     assert "110" not in sim.acquirer.requests[-1]            # the PIN was verified by the card, not sent
     idle = run.wait("idle", mark, timeout=10)
     assert idle["lines"][0] == "Welcome"
+
+
+def test_stripe_only_card_swiped_at_idle_and_chip_card_sent_to_the_chip(sim: Simulator, run: Run) -> None:
+    run.ready()
+    sim.swipe.wait_connected(10)
+    chip_card = run.card(card_index(VISA)).track2
+    mark = sim.panel.mark()
+    sim.swipe.swipe(chip_card)                        # service code 201: the chip must be used
+    run.wait("insert_chip", mark)
+    run.wait("idle", mark, timeout=10)
+    assert not sim.acquirer.requests
+    mark = sim.panel.mark()
+    sim.swipe.swipe(run.card(card_index("magstripe_only")).track2)    # service code 101
+    run.wait("enter_pin", mark)
+    run.pin("1234")
+    run.wait("lift_nozzle_amount", mark, timeout=30)
+    [req] = sim.acquirer.requests
+    assert req["22"] == "901" and "35" in req and "55" not in req
+    run.fill(1, 1, 300)
+    run.wait("thank_you", mark, timeout=30)
+    until(lambda: advices(sim, "0220"), 20, "completion advice")
+    rec = run.wait_synced(run.last_sale_id())
+    assert rec.kind == "bank" and (rec.bank or {})["entry_mode"] == "901" and rec.volume_cl == 300
+
+
+def test_sound_chip_without_a_payment_application_is_not_offered_the_stripe(sim: Simulator, run: Run) -> None:
+    run.ready()
+    mark = run.insert(card_index("magstripe_only"))    # its chip answers, but 6A82 to every SELECT
+    run.wait("card_not_accepted", mark)
+    run.remove()
+    run.wait("idle", mark)
+    assert sim.panel.mark() > mark and "swipe_card" not in [s["screen"] for s in sim.panel.screens[mark:]]
