@@ -195,3 +195,33 @@ def test_sound_chip_without_a_payment_application_is_not_offered_the_stripe(sim:
     run.remove()
     run.wait("idle", mark)
     assert sim.panel.mark() > mark and "swipe_card" not in [s["screen"] for s in sim.panel.screens[mark:]]
+
+
+def test_cardholder_confirms_the_application_then_sees_french(sim: Simulator, run: Run) -> None:
+    run.ready()
+    mark = run.insert(card_index("visa_confirm_fr"))
+    choice = run.wait("choose_app", mark)
+    assert choice["fields"]["apps"] == "1 VISA PREMIER"     # no issuer code table 9F11: the label, not 9F12
+    sim.panel.press("1")
+    pin = run.wait("enter_pin", mark)
+    assert pin["lines"][0] == "Tapez votre code"                # 5F2D "fren": French from here on
+    run.pin("1234")
+    run.wait("lift_nozzle_amount", mark, timeout=30)
+    run.remove()
+    assert sim.acquirer.decisions[-1]["code"] == "00"
+
+
+def test_acquirer_down_declines_clearly_and_holds_nothing(sim: Simulator, run: Run) -> None:
+    sim.acquirer.stop()
+    run.ready()
+    mark = run.insert(card_index(VISA))
+    run.wait("enter_pin", mark)
+    run.pin("1234")
+    screen = run.wait("declined", mark, timeout=30)
+    assert screen["fields"]["reason"] == "host_unavailable" and "Bank unavailable" in screen["lines"]
+    run.remove()
+    run.wait("idle", mark)
+    rec = sim.journal().get(run.last_sale_id())
+    assert rec.state == "declined" and rec.amount_cents is None and not run.authorize_sent(1)
+    time.sleep(1.0)
+    assert sim.acquirer.requests == [] and sim.acquirer.advices == []    # no reversal for a 0100 never sent
