@@ -3,7 +3,8 @@ pre-authorization for the most one filling may cost, the pump preset to the appr
 completion (or reversal) advice through the store-and-forward queue.
 
 Order of durable writes, so that a crash anywhere leaves money counted once:
-  card context held (encrypted) -> 0100 sent -> 0110 -> second GENERATE AC -> journal approved/declined.
+  card context held (encrypted) -> 0100 sent -> 0110 -> approval added to the context -> second
+  GENERATE AC -> journal approved (pump released) or declined (reversal queued if the bank approved).
 A sale found "authorizing" after a restart may have been approved by the host: it is reversed (0420,
 reason 68). Card data stays in the encrypted context; the journal keeps the masked PAN, a token and
 the EMV summary (AID, TVR, TSI, ARC, CVM), never the PAN, track 2 or a PIN block.
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from firmware.acquirer import messages as iso
-from firmware.acquirer.saf import AdviceKind, Exchanger, StoreAndForward
+from firmware.acquirer.saf import Exchanger, StoreAndForward
 from firmware.bank_advice import AdviceForwarder, CardContext, Stan, build_final_advice
 from firmware.cards import card_token, mask_pan
 from firmware.emv import (
@@ -93,14 +94,11 @@ def entry_text(mode: str) -> str:
 
 def cvm_text(results: str) -> str:
     """9F34 in words (Book 3 Annex C1/C3): method and result."""
-    if results == "online_pin":
+    if results == "online_pin":          # a swiped card: the PIN went to the acquirer
         return "Online PIN"
-    try:
-        method, outcome = int(results[:2], 16) & 0x3F, results[4:]
-    except ValueError:
+    if len(results) != 6 or any(c not in "0123456789abcdefABCDEF" for c in results):
         return "-"
-    if len(results) != 6 or not all(c in "0123456789abcdefABCDEF" for c in results):
-        return "-"
+    method, outcome = int(results[:2], 16) & 0x3F, results[4:]
     name = {0x01: "PIN verified by card", 0x02: "PIN verified online", 0x04: "PIN verified by card",
             0x1F: "No CVM", 0x3F: "No CVM performed"}.get(method, f"CVM {method:02X}")
     return name + (" (failed)" if outcome == "01" else "")
@@ -200,7 +198,7 @@ class BankSale:
                 panel.show("declined", reason="chip_error")
                 return None
             return self._fallback(pump)
-        sale_id = self._begin(pump, result.pan, "051", result)
+        sale_id = self._begin(pump, result.pan)
         if result.decision != "online":
             # floor limit 0: the kernel always asks for an ARQC, so only a card's own AAC lands here
             self.flow.journal.transition(sale_id, "declined", reason="card_declined",
@@ -253,11 +251,11 @@ class BankSale:
             block = self._online_pin(track.pan)
         except PinPadError:
             raise SaleCancelled("PIN entry cancelled") from None
-        sale_id = self._begin(pump, track.pan, mode, None)
+        sale_id = self._begin(pump, track.pan)
         card = iso.Card(pan=track.pan, expiry=track.expiry, entry_mode=mode, track2=track.raw)
         return self._authorize(sale_id, pump, card, None, pin_block=block)
 
-    def _begin(self, pump: int, pan: str, mode: str, result: EmvResult | None) -> str:
+    def _begin(self, pump: int, pan: str) -> str:
         sale_id = str(uuid.uuid4())
         self.flow.journal.begin_sale(sale_id, pump, mask_pan(pan), card_token(self.flow.token_key, pan), kind="bank")
         return sale_id
@@ -270,10 +268,17 @@ class BankSale:
         stan = self.stan.next()
         now = dt.datetime.now().astimezone()      # fields 12/13 local, field 7 in UTC
         block = result.online_pin_block if result is not None else pin_block
-        request = iso.preauth_request(
-            terminal=self.setup.terminal, card=card, amount=self.setup.preauth_cents, stan=stan, when=now,
-            icc_tlv=result.icc_data if result else None, pin_block=block, ksn=self._ksn if block else None,
-            pump=pump)
+        try:
+            request = iso.preauth_request(
+                terminal=self.setup.terminal, card=card, amount=self.setup.preauth_cents, stan=stan, when=now,
+                icc_tlv=result.icc_data if result else None, pin_block=block, ksn=self._ksn if block else None,
+                pump=pump)
+        except MessageError as exc:       # card data that no acquirer message can carry: nothing was sent
+            log.warning("card data does not fit the pre-authorization", extra={"sale_id": sale_id,
+                                                                               "error": str(exc)})
+            flow.journal.transition(sale_id, "declined", reason="chip_error")
+            panel.show("declined", reason="chip_error")
+            return sale_id
         ctx = CardContext(pan=card.pan, expiry=card.expiry, entry_mode=card.entry_mode,
                           pan_sequence=card.pan_sequence, pump=pump, requested=self.setup.preauth_cents,
                           stan=f"{stan:06d}", transmission=iso.decode(request)["7"],
@@ -469,5 +474,3 @@ class BankSale:
                        approved_cents=answer.approved_amount, partial=answer.partial)
         return out
 
-
-__all__ += ["AdviceKind"]

@@ -1,5 +1,6 @@
-"""The card sale, step by step (fleet cards here; bank cards in firmware.bank). Each state change is journaled before the terminal acts on it,
-so a restart can settle a sale from the pump's own figures exactly once (see recover()).
+"""The card sale, step by step: fleet cards here, bank cards in firmware.bank, the pump part shared.
+Each state change is journaled before the terminal acts on it, so a restart can settle a sale from the
+pump's own figures exactly once (see recover()).
 """
 
 from __future__ import annotations

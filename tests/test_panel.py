@@ -42,7 +42,7 @@ def test_unknown_keys_and_garbage_lines_are_dropped() -> None:
         with server._cond:                       # speak raw to the terminal, as a broken panel would
             conn = server._conn
         assert conn is not None
-        conn.sendall(b'not json\n{"key": "F13"}\n[1,2]\n{"key": "7"}\n')
+        conn.sendall(b'not json\n{"key": "F13"}\n[1,2]\n{"key": []}\n{"key": "7"}\n')
         assert panel.read_key(2) == "7"
         assert panel.read_key(0.1) is None
     finally:
