@@ -336,9 +336,10 @@ class BankSale:
             return None
 
     def _host_failed(self, sale_id: str, result: EmvResult | None, card: iso.Card, *, reversal: bool) -> str:
+        final = None
         if result is not None:
-            try:   # close the card session: no answer from the issuer, the terminal declines
-                complete(result, IssuerResponse(arc=b"Z3"))
+            try:   # close the card session: Z3, unable to go online, declined; the card answers an AAC
+                final = complete(result, IssuerResponse(arc=b"Z3"))
             except CardError:
                 pass
         reason = "host_timeout" if reversal else "host_unavailable"
@@ -348,7 +349,7 @@ class BankSale:
         else:
             self.setup.saf.drop(sale_id)
         self.flow.journal.transition(sale_id, "declined", reason=reason,
-                                     bank=self._summary(result, None, None, card=card))
+                                     bank=self._summary(result, final, None, card=card))
         self.flow.dev.panel.show("declined", reason=reason)
         return sale_id
 

@@ -13,7 +13,7 @@ import pytest
 from drivers.acquirer import AcquirerLink
 from drivers.acquirer.tcp import response_mti
 from firmware.acquirer import messages as m
-from firmware.acquirer.saf import AdviceKind, StoreAndForward
+from firmware.acquirer.saf import MAX_REFUSALS, AdviceKind, StoreAndForward
 from firmware.errors import ConfigError, HostUnavailable, MessageError, SyncError
 from hostsim.acquirer_host import AcquirerHost
 
@@ -116,6 +116,20 @@ def test_refused_advice_stays_pending_without_blocking(path: Path) -> None:
     link = FakeLink()
     assert saf.forward(link).acked == 2 and [raw[:4] for raw in link.sent] == [b"0421", b"0421"]
     saf.close()
+
+
+def test_an_advice_refused_again_and_again_is_parked_not_resent(path: Path) -> None:
+    saf = StoreAndForward(path, KEY)
+    saf.enqueue(AdviceKind.COMPLETION, "a", completion(2))
+    refusing = FakeLink(code="30")
+    reports = [saf.forward(refusing) for _ in range(MAX_REFUSALS + 2)]
+    assert len(refusing.sent) == MAX_REFUSALS                       # the last two rounds sent nothing
+    assert [r.parked for r in reports] == [0] * (MAX_REFUSALS - 1) + [1, 0, 0]
+    assert saf.pending() == []
+    [kept] = saf.pending(parked=True)
+    assert kept.sale_id == "a" and kept.last_response == "30" and kept.raw == completion(2)
+    saf.close()
+    assert StoreAndForward(path, KEY).pending(parked=True)[0].id == kept.id     # kept across a restart
 
 
 def test_mark_acked_erases_the_message(path: Path) -> None:

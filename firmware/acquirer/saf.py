@@ -33,7 +33,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from firmware.acquirer import messages
 from firmware.errors import ConfigError, HostUnavailable, MessageError, SyncError
 
-__all__ = ["AdviceKind", "Exchanger", "ForwardReport", "PendingAdvice", "StoreAndForward"]
+__all__ = ["MAX_REFUSALS", "AdviceKind", "Exchanger", "ForwardReport", "PendingAdvice", "StoreAndForward"]
+
+# An advice the acquirer refuses this many times (a format error, an unknown original) stops being sent:
+# repeating it cannot change the answer. It stays in the file, encrypted, for an operator (parked()).
+MAX_REFUSALS = 5
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,7 @@ CREATE TABLE IF NOT EXISTS advice (
     nonce BLOB,
     sealed BLOB,
     attempts INTEGER NOT NULL DEFAULT 0,
+    refusals INTEGER NOT NULL DEFAULT 0,
     last_response TEXT,
     created REAL NOT NULL,
     acked REAL,
@@ -91,6 +96,7 @@ class PendingAdvice:
 class ForwardReport:
     acked: int = 0
     refused: int = 0
+    parked: int = 0        # refused MAX_REFUSALS times: kept for an operator, no longer sent
     stopped: bool = False  # the host became unreachable; the rest waits for the next forward()
 
 
@@ -110,6 +116,8 @@ class StoreAndForward:
             self._db.execute("PRAGMA secure_delete=ON")    # erased card data leaves no free-page copy
             self._db.execute(_ADVICE_TABLE)
             self._db.execute(_CONTEXT_TABLE)
+            if "refusals" not in {row[1] for row in self._db.execute("PRAGMA table_info(advice)")}:
+                self._db.execute("ALTER TABLE advice ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0")
         except sqlite3.Error as exc:
             raise SyncError("cannot open the store-and-forward file", path=str(path)) from exc
 
@@ -204,12 +212,13 @@ class StoreAndForward:
         if cur.rowcount:
             log.info("card context erased", extra={"sale_id": sale_id})
 
-    def pending(self) -> list[PendingAdvice]:
-        """Unacknowledged advices, oldest first."""
+    def pending(self, *, parked: bool = False) -> list[PendingAdvice]:
+        """Unacknowledged advices still to send, oldest first; parked=True: those given up on instead."""
+        where = "refusals >= ?" if parked else "refusals < ?"
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, kind, sale_id, nonce, sealed, attempts, last_response FROM advice "
-                "WHERE acked IS NULL ORDER BY id").fetchall()
+                f"WHERE acked IS NULL AND {where} ORDER BY id", (MAX_REFUSALS,)).fetchall()
         out = []
         for advice_id, kind, sale_id, nonce, sealed, attempts, last in rows:
             try:
@@ -235,13 +244,17 @@ class StoreAndForward:
         with self._lock, self._tx():
             self._db.execute("UPDATE advice SET attempts = attempts + 1 WHERE id = ?", (advice_id,))
 
-    def _refused(self, advice_id: int, code: str) -> None:
+    def _refused(self, advice_id: int, code: str) -> bool:
+        """Record a refusal; True when the advice is now parked."""
         with self._lock, self._tx():
-            self._db.execute("UPDATE advice SET last_response = ? WHERE id = ?", (code, advice_id))
+            self._db.execute("UPDATE advice SET last_response = ?, refusals = refusals + 1 WHERE id = ?",
+                             (code, advice_id))
+            row = self._db.execute("SELECT refusals FROM advice WHERE id = ?", (advice_id,)).fetchone()
+        return bool(row and row[0] >= MAX_REFUSALS)
 
     def forward(self, link: Exchanger, timeout: float | None = None) -> ForwardReport:
         """Send every pending advice in order; stop at the first sign the host is unreachable."""
-        acked = refused = 0
+        acked = refused = parked = 0
         for item in self.pending():
             raw = messages.as_repeat(item.raw) if item.attempts else item.raw
             self._attempt(item.id)
@@ -253,16 +266,21 @@ class StoreAndForward:
             except (HostUnavailable, MessageError) as exc:
                 log.warning("advice forwarding stopped",
                             extra={"advice_id": item.id, "kind": item.kind.value, "error": type(exc).__name__})
-                return ForwardReport(acked, refused, stopped=True)
+                return ForwardReport(acked, refused, parked, stopped=True)
             if response.acknowledged:
                 self.mark_acked(item.id)
                 acked += 1
             else:  # keep it for the next round and for an operator; do not block the queue
-                self._refused(item.id, response.response_code)
                 refused += 1
-                log.warning("advice refused by the acquirer",
-                            extra={"advice_id": item.id, "response_code": response.response_code})
-        return ForwardReport(acked, refused)
+                if self._refused(item.id, response.response_code):
+                    parked += 1
+                    log.error("advice refused too often; parked for an operator",
+                              extra={"advice_id": item.id, "sale_id": item.sale_id,
+                                     "response_code": response.response_code})
+                else:
+                    log.warning("advice refused by the acquirer",
+                                extra={"advice_id": item.id, "response_code": response.response_code})
+        return ForwardReport(acked, refused, parked)
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)

@@ -73,6 +73,7 @@ def test_bank_wrong_pin_checked_by_the_acquirer() -> None:
 def test_bank_host_timeout_declines_and_reverses() -> None:
     doc, sale = bank("bank-host-timeout")
     assert sale["status"] == "declined" and sale["reason"] == "host_timeout"
+    assert sale["emv"]["arc"] == "Z3" and sale["emv"]["cryptogram"] == "AAC"   # unable to go online: declined
     [rev] = doc["acquirer"]["advices"]
     assert rev["t"] in ("0420", "0421") and rev["39"] == "68" and rev["4"] == "000000015000"
     assert any("No answer from bank" in line for line in doc["transcript"])
