@@ -232,6 +232,10 @@ class SaleFlow:
     def pump_nozzles(self, pump: int) -> tuple[int, ...]:
         return tuple(sorted(p["nozzle"] for p in (self.host.config or {}).get("prices", []) if p["pump"] == pump))
 
+    def pump_numbers_priced(self) -> bool:
+        """The configuration (cached across restarts) prices at least one of this terminal's pumps."""
+        return any(self.pump_nozzles(p) for p in self.pump_numbers)
+
     def money(self, cents: int) -> str:
         return format_money(cents, self._currency())
 

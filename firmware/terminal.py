@@ -124,7 +124,9 @@ def _serve(cfg: TerminalConfig, flow: SaleFlow, host: HostLink, dev: Devices, jo
         if time.monotonic() - last_check > 1.0:
             _apply_prices(host, dev, cfg.devices.pumps, only_unprogrammed=True)   # a pump that restarted
             last_check = time.monotonic()
-        screen = "idle" if host.online else "offline"
+        # without the registry fleet cards cannot be authorized; bank cards can, once prices are known
+        screen = ("idle" if host.online else
+                  "idle_bank_only" if flow.bank is not None and flow.pump_numbers_priced() else "offline")
         if screen != shown:
             dev.panel.show(screen)
             shown = screen

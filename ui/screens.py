@@ -15,6 +15,7 @@ SCREENS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "starting": ("Starting...",),
         "offline": ("Offline", "Card sales unavailable"),
         "idle": ("Welcome", "Insert card"),
+        "idle_bank_only": ("Welcome", "Bank cards only", "Insert card"),
         "reading": ("Reading card...",),
         "card_not_accepted": ("Card not accepted", "Please remove card"),
         "card_error": ("Card error", "Please remove card"),

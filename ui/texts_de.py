@@ -8,6 +8,7 @@ SCREENS_DE: dict[str, tuple[str, ...]] = {
     "starting": ("Startet...",),
     "offline": ("Offline", "Kartenzahlung nicht möglich"),
     "idle": ("Willkommen", "Bitte Karte einstecken"),
+    "idle_bank_only": ("Willkommen", "Nur Bankkarten", "Bitte Karte einstecken"),
     "reading": ("Karte wird gelesen...",),
     "card_not_accepted": ("Karte nicht akzeptiert", "Bitte Karte entnehmen"),
     "card_error": ("Kartenfehler", "Bitte Karte entnehmen"),

@@ -8,6 +8,7 @@ SCREENS_FR: dict[str, tuple[str, ...]] = {
     "starting": ("Démarrage...",),
     "offline": ("Hors ligne", "Paiement par carte indisponible"),
     "idle": ("Bienvenue", "Insérez votre carte"),
+    "idle_bank_only": ("Bienvenue", "Cartes bancaires seulement", "Insérez votre carte"),
     "reading": ("Lecture de la carte...",),
     "card_not_accepted": ("Carte non acceptée", "Retirez votre carte"),
     "card_error": ("Erreur carte", "Retirez votre carte"),

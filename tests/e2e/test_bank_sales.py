@@ -225,3 +225,22 @@ def test_acquirer_down_declines_clearly_and_holds_nothing(sim: Simulator, run: R
     assert rec.state == "declined" and rec.amount_cents is None and not run.authorize_sent(1)
     time.sleep(1.0)
     assert sim.acquirer.requests == [] and sim.acquirer.advices == []    # no reversal for a 0100 never sent
+
+
+def test_bank_cards_still_sell_while_the_registry_is_away(sim: Simulator, run: Run) -> None:
+    run.ready()
+    mark = sim.panel.mark()
+    sim.stop_broker()                                       # fleet cards need the registry, bank cards do not
+    run.wait("idle_bank_only", mark, timeout=30)
+    mark = run.insert(card_index(VISA))
+    run.wait("enter_pin", mark)
+    run.pin("1234")
+    run.wait("lift_nozzle_amount", mark, timeout=30)
+    run.remove()
+    run.fill(1, 1, 400)
+    run.wait("thank_you", mark, timeout=30)
+    until(lambda: advices(sim, "0220"), 20, "completion advice")
+    sale_id = run.last_sale_id()
+    assert not run.wait_synced(sale_id, timeout=1).synced    # the registry's copy waits for the broker
+    sim.start_broker()
+    assert run.wait_synced(sale_id, timeout=30).synced
