@@ -1,7 +1,8 @@
 """A TCP client for newline-terminated lines that reconnects: the transport under the panel and the MSR head.
 
 start() spawns one thread that connects to host:port, hands every line received to on_line, and after a failed
-connect or a drop waits retry_delay and connects again, until close().
+connect or a drop waits retry_delay and connects again, until close(). A callback that raises is logged and
+the thread carries on.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import threading
 from collections.abc import Callable, Iterator
 
 __all__ = ["LineClient", "recv_lines", "shut"]
+
+_log = logging.getLogger(__name__)
 
 
 class LineClient:
@@ -79,7 +82,11 @@ class LineClient:
         if self._log is not None:
             self._log.info(f"{self.name}: connected", extra={"host": self.host, "port": self.port})
         if self._on_connect is not None:
-            self._on_connect()
+            try:
+                self._on_connect()
+            except Exception:  # a callback's bug must not stop the connection thread
+                log = self._log or _log
+                log.exception(f"{self.name}: on_connect callback failed")
         return sock
 
     def _run(self) -> None:
@@ -88,7 +95,7 @@ class LineClient:
             if sock is not None:
                 try:
                     for line in recv_lines(sock, max_line=self._max_line, on_drop=self._dropped):
-                        self._on_line(line)
+                        self._deliver(line)
                 except OSError:
                     pass
                 with self._lock:
@@ -99,6 +106,13 @@ class LineClient:
                     self._log.warning(f"{self.name}: connection lost, reconnecting",
                                       extra={"host": self.host, "port": self.port})
             self._closed.wait(self.retry_delay)
+
+    def _deliver(self, line: bytes) -> None:
+        try:
+            self._on_line(line)
+        except Exception:  # a callback's bug must not stop the connection thread
+            log = self._log or _log  # the size, never the line: it may be track data
+            log.exception(f"{self.name}: on_line callback failed", extra={"size": len(line)})
 
     def _dropped(self, size: int) -> None:
         if self._log is not None:

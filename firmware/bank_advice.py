@@ -115,7 +115,7 @@ class AdviceForwarder:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                report = self.saf.forward(self.link, self.timeout)
+                report = self.saf.forward(self.link, self.timeout, stop=self._stop.is_set)
                 if report.acked or report.refused:
                     log.info("advices forwarded", extra={"acked": report.acked, "refused": report.refused})
             except (HostUnavailable, MessageError, SyncError) as exc:

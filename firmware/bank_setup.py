@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firmware.acquirer import messages as iso
 from firmware.acquirer.saf import StoreAndForward
 from firmware.bank import BankSale, BankSetup
 from firmware.bank_advice import AdviceForwarder
+from firmware.bank_prompts import DukptPad, Prompts
 from firmware.config import TerminalConfig
 from firmware.emv import load_emv_config
 from firmware.errors import ConfigError
 from firmware.journal import Journal
+from firmware.keyfile import load_or_create_key
 from firmware.sale import SaleFlow
+
+if TYPE_CHECKING:
+    from drivers.pinpad.dukpt_aes import TerminalDukpt
 
 __all__ = ["EXHAUSTED", "load_dukpt", "open_bank"]
 
-EXHAUSTED = "exhausted"
+EXHAUSTED = "exhausted"     # the journal's dukpt_counter once every key of the initial key was used
 
 
 def _toml(path: Path, what: str) -> dict[str, Any]:
@@ -30,8 +35,9 @@ def _toml(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{what} file {path} is not valid TOML", path=str(path)) from exc
 
 
-def load_dukpt(path: Path, journal: Journal) -> Any:
-    """The PIN pad's AES DUKPT state: initial key and key id from the file, counter from the journal."""
+def load_dukpt(path: Path, journal: Journal) -> TerminalDukpt | None:
+    """The PIN pad's AES DUKPT state: initial key and key id from the file, counter from the journal;
+    None once the keys are exhausted (the PIN pad must be re-keyed)."""
     from drivers.pinpad.dukpt_aes import TerminalDukpt
     raw = _toml(path, "DUKPT key")
     try:
@@ -40,12 +46,12 @@ def load_dukpt(path: Path, journal: Journal) -> Any:
         raise ConfigError("DUKPT key file needs hex initial_key and key_id", path=str(path)) from exc
     stored = journal.get_value("dukpt_counter") or "1"
     if stored == EXHAUSTED:
-        return None     # every key of this initial key was used: the PIN pad must be re-keyed
+        return None
     return TerminalDukpt(initial_key, key_id, counter=int(stored))
 
 
-def open_bank(cfg: TerminalConfig, flow: SaleFlow, pinpad: Any, token_key: bytes) -> tuple[BankSale, list[Any]]:
-    """The bank sale and what must be closed at shutdown (links, forwarder, queue, swipe reader)."""
+def open_bank(cfg: TerminalConfig, flow: SaleFlow, pinpad: DukptPad) -> BankSale:
+    """The bank sale with its acquirer links, advice queue and forwarder, swipe reader and prompts."""
     from drivers.acquirer import AcquirerLink
     from drivers.msr import open_msr
 
@@ -54,20 +60,22 @@ def open_bank(cfg: TerminalConfig, flow: SaleFlow, pinpad: Any, token_key: bytes
     if not host or not port.isdigit():
         raise ConfigError("bank.acquirer must be tcp://host:port", key="bank.acquirer")
     emv = load_emv_config(_toml(state / bank.emv_config, "EMV configuration"))
-    saf = StoreAndForward(state / "advices.db", token_key_file(state / "saf.key"))
+    saf = StoreAndForward(state / "advices.db", load_or_create_key(state / "saf.key"))
     sale_link = AcquirerLink(host, int(port), response_timeout=bank.response_timeout)
     advice_link = AcquirerLink(host, int(port), response_timeout=bank.response_timeout)
-    forwarder = AdviceForwarder(saf, advice_link, timeout=bank.response_timeout)
     msr = open_msr(bank.magstripe)
-    terminal = iso.Terminal(terminal_id=cfg.terminal.id[:8].ljust(8), merchant_id=bank.merchant_id[:15].ljust(15),
+
+    def after_pin() -> None:
+        counter = pinpad.dukpt_counter
+        flow.journal.put("dukpt_counter", str(counter) if counter is not None else EXHAUSTED)
+
+    prompts = Prompts(flow.dev.panel, pinpad, timeout=cfg.timeouts.pin_entry, home=cfg.terminal.language,
+                      after_pin=after_pin)
+    terminal = iso.Terminal(terminal_id=cfg.terminal.id.ljust(8), merchant_id=bank.merchant_id.ljust(15),
                             name_location=bank.name_location, currency=bank.currency)
-    setup = BankSetup(emv=emv, terminal=terminal, link=sale_link, saf=saf, forwarder=forwarder, pinpad=pinpad,
-                      msr=msr, preauth_cents=bank.preauth_cents, response_timeout=bank.response_timeout,
-                      after_pin=lambda: flow.journal.put("dukpt_counter", str(pinpad.dukpt_counter or EXHAUSTED)))
-    closers: list[Any] = [forwarder, sale_link, advice_link, saf] + ([msr] if msr is not None else [])
-    return BankSale(flow, setup), closers
-
-
-def token_key_file(path: Path) -> bytes:
-    from firmware.terminal import load_token_key
-    return load_token_key(path)
+    setup = BankSetup(emv=emv, terminal=terminal, link=sale_link, saf=saf,
+                      forwarder=AdviceForwarder(saf, advice_link, timeout=bank.response_timeout),
+                      prompts=prompts, msr=msr, preauth_cents=bank.preauth_cents,
+                      response_timeout=bank.response_timeout,
+                      parts=(sale_link, advice_link) + ((msr,) if msr is not None else ()))
+    return BankSale(flow, setup)

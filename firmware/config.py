@@ -121,6 +121,14 @@ def _check_values(cfg: TerminalConfig) -> None:
         raise ConfigError("bank.preauth_cents must be positive", key="bank.preauth_cents")
     if len(bank.currency) != 3 or not bank.currency.isdigit():
         raise ConfigError("bank.currency must be an ISO 4217 numeric code", key="bank.currency")
+    if bank.response_timeout <= 0:
+        raise ConfigError("bank.response_timeout must be positive", key="bank.response_timeout")
+    if bank.acquirer:
+        # ISO 8583 fields 41 (ans 8) and 42 (ans 15): a longer id would be cut and could collide
+        if not 0 < len(cfg.terminal.id) <= 8 or not cfg.terminal.id.isascii():
+            raise ConfigError("terminal.id must be 1..8 ASCII characters for the acquirer", key="terminal.id")
+        if not 0 < len(bank.merchant_id) <= 15 or not bank.merchant_id.isascii():
+            raise ConfigError("bank.merchant_id must be 1..15 ASCII characters", key="bank.merchant_id")
 
 
 def _section(name: str, cls: type, raw: Any) -> Any:

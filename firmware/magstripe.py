@@ -13,11 +13,9 @@ from firmware.acquirer.spec import ENTRY_FALLBACK, ENTRY_MAGSTRIPE
 from firmware.cards import luhn_ok, mask_pan
 from firmware.errors import CardError, CardNotAccepted
 
-__all__ = ["Track2", "chip_card", "entry_mode_for_swipe", "expired", "needs_online_pin", "parse_track2",
-           "pin_required"]
+__all__ = ["Track2", "chip_card", "entry_mode_for_swipe", "expired", "parse_track2", "sells_goods"]
 
 MAX_CONTENT = 37      # ISO/IEC 7813: 40 characters, less start sentinel, end sentinel and LRC
-_PIN_SERVICE_DIGITS = "03567"
 
 
 def _digits(text: str) -> bool:
@@ -98,14 +96,10 @@ def entry_mode_for_swipe(track: Track2, chip_tried_and_failed: bool) -> str:
     raise CardNotAccepted("chip card: insert the chip", reason="chip_not_tried")
 
 
-def pin_required(service_code: str) -> bool:
-    """ISO/IEC 7813 service code third digit 0, 3, 5 (PIN required) or 6, 7 (prompt for PIN). Information."""
-    return service_code[2:3] in tuple(_PIN_SERVICE_DIGITS)
-
-
-def needs_online_pin(track: Track2) -> bool:
-    """Always: an unattended terminal cannot take a signature, so every swiped card is verified by online PIN."""
-    return True
+def sells_goods(service_code: str) -> bool:
+    """ISO/IEC 7813 service code third digit 3 (ATM only) or 4 (cash only): no fuel on such a card.
+    Every swiped card is verified by online PIN anyway: an unattended terminal cannot take a signature."""
+    return service_code[2:3] not in ("3", "4")
 
 
 def expired(track: Track2, today: date) -> bool:

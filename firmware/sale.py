@@ -29,10 +29,13 @@ from firmware.fleet import FleetCardData, read_fleet_card
 from firmware.hostlink import HostLink
 from firmware.journal import Journal, SaleRecord
 from firmware.pump import PumpController, PumpState, PumpStatus
-from firmware.receipt import ReceiptLine, bank_receipt, fleet_receipt, format_litres, format_money
+from firmware.receipt import ReceiptLine, format_litres, format_money
+from firmware.sale_receipt import receipt_for
+from firmware.station import StationConfig
 
 if TYPE_CHECKING:
     from firmware.bank import BankSale
+    from firmware.magstripe import Track2
 
 __all__ = ["Devices", "SaleFlow"]
 
@@ -86,6 +89,7 @@ class SaleFlow:
         self.terminal, self.station, self.pump_numbers = terminal, station, pumps
         self.language = language
         self.bank: BankSale | None = None       # bank cards accepted when set
+        self.prices = StationConfig(host)
         self.dev, self.journal, self.host = devices, journal, host
         self.token_key, self.timeouts = token_key, timeouts
         self._lock = threading.Lock()
@@ -128,7 +132,7 @@ class SaleFlow:
         finally:
             self.interacting.clear()
 
-    def run_swipe(self, track: Any) -> str | None:
+    def run_swipe(self, track: Track2) -> str | None:
         """A bank card swiped at the idle screen (magnetic stripe only cards)."""
         if self.bank is None:
             return None
@@ -229,15 +233,9 @@ class SaleFlow:
             out[n] = (t.volume_cl, t.amount_cents)
         return out
 
-    def pump_nozzles(self, pump: int) -> tuple[int, ...]:
-        return tuple(sorted(p["nozzle"] for p in (self.host.config or {}).get("prices", []) if p["pump"] == pump))
-
     def pump_numbers_priced(self) -> bool:
         """The configuration (cached across restarts) prices at least one of this terminal's pumps."""
-        return any(self.pump_nozzles(p) for p in self.pump_numbers)
-
-    def money(self, cents: int) -> str:
-        return format_money(cents, self._currency())
+        return any(self.prices.nozzles(p) for p in self.pump_numbers)
 
     def dispense(self, rec: SaleRecord) -> None:
         """Release the pump for an approved sale: a fleet sale by volume, a bank sale by amount."""
@@ -269,7 +267,7 @@ class SaleFlow:
             self._settle(self.journal.get(rec.id), recovered=False)
             return
         if rec.kind == "bank":
-            self.dev.panel.show("lift_nozzle_amount", pump=rec.pump, amount=self.money(rec.allowed_cents or 0))
+            self.dev.panel.show("lift_nozzle_amount", pump=rec.pump, amount=self.prices.money(rec.allowed_cents or 0))
         else:
             self.dev.panel.show("lift_nozzle", pump=rec.pump, litres=format_litres(rec.allowed_cl or 0))
         self._spawn(self.journal.get(rec.id), recovered=False)
@@ -298,7 +296,7 @@ class SaleFlow:
                 continue
             if st.state is PumpState.FILLING:
                 self._show("filling", pump=rec.pump, litres=format_litres(st.volume_cl),
-                           amount=format_money(st.amount_cents, self._currency()))
+                           amount=format_money(st.amount_cents, self.prices.currency))
             try:
                 st = pumps.wait_status(rec.pump, _changed_from(st.seq), 2.0)
             except PumpTimeout:
@@ -363,17 +361,15 @@ class SaleFlow:
                 # the pump lost its filling display (reset, restart): its totals still say what flowed
                 nozzle = max(moved, key=lambda n: moved[n][0])
                 volume, amount = moved_cl, sum(a for _, a in moved.values())
-                price = self._price(rec.pump, nozzle) or price
+                price = self.prices.price(rec.pump, nozzle) or price
                 flags.append("settled_from_totals")
             elif moved_cl != volume:
                 flags.append("totals_mismatch")
-        product, _ = self._product(rec.pump, nozzle)
+        product, _ = self.prices.product(rec.pump, nozzle)
         if rec.kind == "bank":
             if rec.allowed_cents is not None and amount > rec.allowed_cents:
                 flags.append("over_authorized")      # the pump ran past its preset: the attendant collects
-            if self.bank is None:
-                raise RuntimeError("a bank sale needs the bank set-up")
-            self.bank.finish(rec, amount)
+            self._bank_advice(rec, amount, flags)
         self.journal.transition(rec.id, "completed", nozzle=nozzle, product=product, volume_cl=volume,
                                 amount_cents=amount, price_milli=price, finished_at=time.time(),
                                 recovered=recovered, flags=flags)
@@ -399,47 +395,21 @@ class SaleFlow:
                 return
             self.journal.mark(rec.id, "receipt_printed")
         self._show("thank_you", litres=format_litres(rec.volume_cl),
-                   amount=format_money(rec.amount_cents or 0, self._currency()))
+                   amount=format_money(rec.amount_cents or 0, self.prices.currency))
 
     def _receipt_lines(self, rec: SaleRecord, *, copy: bool) -> list[ReceiptLine]:
-        cfg = self.host.config or {}
-        _, name = self._product(rec.pump, rec.nozzle or 0)
-        if rec.kind == "bank":
-            return self._bank_receipt(rec, name, copy=copy)
-        return fleet_receipt(
-            station_name=cfg.get("station_name", self.station), station=self.station, terminal=self.terminal,
-            sale_id=rec.id, when=dt.datetime.fromtimestamp(rec.finished_at or time.time(), dt.UTC),
-            pump=rec.pump, product=name, volume_cl=rec.volume_cl or 0, price_milli=rec.price_milli or 0,
-            amount_cents=rec.amount_cents or 0, card_masked=rec.card_masked, auth_id=rec.auth_id or "",
-            currency=self._currency(), copy=copy)
+        _, product = self.prices.product(rec.pump, rec.nozzle or 0)
+        return receipt_for(rec, self.host.config or {}, station=self.station, terminal=self.terminal,
+                           product=product, currency=self.prices.currency, copy=copy)
 
-    def _bank_receipt(self, rec: SaleRecord, product: str, *, copy: bool) -> list[ReceiptLine]:
-        from firmware.bank import cvm_text, entry_text
-        cfg, bank = self.host.config or {}, rec.bank or {}
-        return bank_receipt(
-            station_name=cfg.get("station_name", self.station), station=self.station, terminal=self.terminal,
-            sale_id=rec.id, when=dt.datetime.fromtimestamp(rec.finished_at or time.time(), dt.UTC),
-            pump=rec.pump, product=product, volume_cl=rec.volume_cl or 0, price_milli=rec.price_milli or 0,
-            amount_cents=rec.amount_cents or 0, preauth_cents=rec.allowed_cents or 0,
-            card_masked=rec.card_masked, app_label=bank.get("app_label", ""), aid_hex=bank.get("aid", ""),
-            entry_mode=entry_text(bank.get("entry_mode", "")), cvm=cvm_text(bank.get("cvm_results", "")),
-            auth_code=rec.auth_id or "", tvr_hex=bank.get("tvr", ""), tsi_hex=bank.get("tsi", ""),
-            currency=self._currency(), copy=copy, partial=bool(bank.get("partial")))
-
-    def _currency(self) -> str:
-        return str((self.host.config or {}).get("currency", "EUR"))
-
-    def _price(self, pump: int, nozzle: int) -> int | None:
-        for p in (self.host.config or {}).get("prices", []):
-            if p["pump"] == pump and p["nozzle"] == nozzle:
-                return int(p["price_milli"])
-        return None
-
-    def _product(self, pump: int, nozzle: int) -> tuple[str | None, str]:
-        for p in (self.host.config or {}).get("prices", []):
-            if p["pump"] == pump and p["nozzle"] == nozzle:
-                return p["product"], p["product_name"]
-        return None, f"Nozzle {nozzle}"
+    def _bank_advice(self, rec: SaleRecord, amount: int, flags: list[str]) -> None:
+        """Queue the bank sale's completion or reversal; without a bank set-up (acquirer removed from the
+        configuration) the sale is flagged so the money is settled by hand, never silently dropped."""
+        if self.bank is not None:
+            self.bank.finish(rec, amount)
+        else:
+            log.error("bank sale settled without an acquirer configured", extra={"sale_id": rec.id})
+            flags.append("advice_not_sent")
 
     # -- after a restart ----------------------------------------------------------------------------
     def recover(self, pump_wait: float = 10.0) -> list[str]:
@@ -462,10 +432,11 @@ class SaleFlow:
         return done
 
     def _settle_unreleased(self, rec: SaleRecord, *, recovered: bool = True) -> None:
-        if rec.kind == "bank" and self.bank is not None:
-            self.bank.finish(rec, 0)          # the hold goes back: reversal, nothing dispensed
+        flags = list(rec.flags)
+        if rec.kind == "bank":
+            self._bank_advice(rec, 0, flags)  # the hold goes back: reversal, nothing dispensed
         self.journal.transition(rec.id, "completed", nozzle=0, volume_cl=0, amount_cents=0, price_milli=0,
-                                finished_at=time.time(), recovered=recovered)
+                                finished_at=time.time(), recovered=recovered, flags=flags)
         self.host.kick()
 
     def _recover_pump(self, rec: SaleRecord, pump_wait: float) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
-import secrets
 import threading
 import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 from firmware import messages as m
 from firmware.bank_setup import load_dukpt, open_bank
@@ -16,21 +14,13 @@ from firmware.config import TerminalConfig
 from firmware.errors import CardError, PumpError
 from firmware.hostlink import HostLink
 from firmware.journal import Journal
+from firmware.keyfile import load_or_create_key
 from firmware.pump import PumpState
 from firmware.sale import Devices, SaleFlow
 
-__all__ = ["load_token_key", "run_terminal"]
+__all__ = ["run_terminal"]
 
 log = logging.getLogger(__name__)
-
-
-def load_token_key(path: Path) -> bytes:
-    """The terminal's key for card tokens; created on first start."""
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-    return bytes.fromhex(path.read_text().strip())
 
 
 def _apply_prices(host: HostLink, pumps: Devices, numbers: tuple[int, ...], *,
@@ -80,17 +70,18 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     dukpt = load_dukpt(state / cfg.bank.dukpt, journal) if cfg.bank.acquirer else None
     pinpad = PinPad(panel, pin_key, dukpt)
     devices = Devices(reader=reader, panel=panel, pinpad=pinpad, pumps=pumps, printer=printer)
-    token_key = load_token_key(state / "token.key")
+    token_key = load_or_create_key(state / "token.key")     # keyed hash of card numbers
     flow = SaleFlow(terminal=tid, station=cfg.terminal.station, pumps=cfg.devices.pumps, devices=devices,
                     journal=journal, host=host, token_key=token_key, timeouts=cfg.timeouts,
                     language=cfg.terminal.language)
-    closers: list[Any] = []
-    if cfg.bank.acquirer and dukpt is None:
-        log.error("DUKPT keys exhausted: bank cards are off until the PIN pad is re-keyed")
-    elif cfg.bank.acquirer:
-        flow.bank, closers = open_bank(cfg, flow, pinpad, token_key)
-        closers[0].start()      # the advice forwarder
+    if cfg.bank.acquirer:
+        # built even with the DUKPT keys used up: queued advices and held approvals still need it
+        flow.bank = open_bank(cfg, flow, pinpad)
+        if dukpt is None:
+            log.error("DUKPT keys exhausted: bank cards are refused until the PIN pad is re-keyed")
     panel.show("starting")
+    if flow.bank is not None:
+        flow.bank.start()
     link.start()
     host.start_sync()
     try:
@@ -100,11 +91,8 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
         _apply_prices(host, devices, cfg.devices.pumps)
         _serve(cfg, flow, host, devices, journal, stop)
     finally:
-        for part in closers:
-            if hasattr(part, "stop"):
-                part.stop()
-            else:
-                part.close()
+        if flow.bank is not None:
+            flow.bank.close()
         host.stop_sync()
         link.stop()
         pumps.close()
@@ -130,30 +118,24 @@ def _serve(cfg: TerminalConfig, flow: SaleFlow, host: HostLink, dev: Devices, jo
         if screen != shown:
             dev.panel.show(screen)
             shown = screen
-        if time.monotonic() - last_recover > 30 and journal.open_sales():
-            flow.recover(pump_wait=0.0)   # sales a pump outage left open
+        if time.monotonic() - last_recover > 30 and _needs_recovery(flow, journal):
+            flow.recover(pump_wait=0.0)   # sales a pump outage or a failed sale left open
             last_recover = time.monotonic()
         try:
-            if not dev.reader.wait_for_card(0.5):
-                track = flow.bank.swiped() if flow.bank is not None else None
-                if track is not None:
-                    flow.run_swipe(track)
-                    time.sleep(3.0)          # the outcome stays readable; no card to wait for
-                    shown = None
+            if dev.reader.wait_for_card(0.5):
+                _one_sale(flow, dev, flow.run_sale)
+                # the outcome (declined and why, lift nozzle) stays readable until the card leaves, or 3 s
+                if not dev.reader.wait_for_removal(3.0):
+                    dev.panel.show("remove_card")
+                    while not stop.is_set() and not dev.reader.wait_for_removal(0.5):
+                        pass
+                shown = None
                 continue
-            try:
-                flow.run_sale()
-            except CardError:
-                raise
-            except Exception:   # one sale's surprise must not stop the terminal; its journal row stays
-                log.exception("sale failed")
-                dev.panel.show("card_error")
-            shown = None
-            # the outcome (declined and why, lift nozzle) stays readable until the card leaves, or 3 s
-            if not dev.reader.wait_for_removal(3.0):
-                dev.panel.show("remove_card")
-                while not stop.is_set() and not dev.reader.wait_for_removal(0.5):
-                    pass
+            track = flow.bank.swiped() if flow.bank is not None else None
+            if track is not None:
+                _one_sale(flow, dev, functools.partial(flow.run_swipe, track))
+                stop.wait(3.0)          # the outcome stays readable; there is no card to wait for
+                shown = None
         except CardError as exc:
             log.warning("card reader problem", extra={"error": str(exc)})
             shown = None
@@ -163,3 +145,21 @@ def _serve(cfg: TerminalConfig, flow: SaleFlow, host: HostLink, dev: Devices, jo
                 dev.reader.disconnect()
             except CardError:
                 pass
+
+
+def _needs_recovery(flow: SaleFlow, journal: Journal) -> bool:
+    return bool(journal.open_sales()) or (flow.bank is not None and flow.bank.needs_recovery())
+
+
+def _one_sale(flow: SaleFlow, dev: Devices, sale: Callable[[], str | None]) -> None:
+    """Run one sale; a surprise in it is logged and the terminal goes on (its journal row stays open
+    for recovery). A card reader problem goes to the caller."""
+    try:
+        sale()
+    except CardError:
+        raise
+    except Exception:
+        log.exception("sale failed")
+        dev.panel.show("card_error")
+        if flow.bank is not None and flow.bank.needs_recovery():
+            flow.bank.recover()         # an approval the failed sale held is given back now

@@ -56,6 +56,8 @@ class PanelServer(LineServer):
             doc = json.loads(line)
         except ValueError:
             return
+        if not isinstance(doc, dict):  # valid JSON but not a screen: garbage too
+            return
         doc["at"] = time.time()
         with self._cond:
             self.screens.append(doc)

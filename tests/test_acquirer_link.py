@@ -13,6 +13,7 @@ from drivers.acquirer import AcquirerLink
 from drivers.acquirer.tcp import response_mti
 from firmware.acquirer import messages as m
 from firmware.errors import HostUnavailable, MessageError
+from hostsim.acquirer_host import AcquirerHost
 
 Handler = Callable[[socket.socket, bytes, int], None]  # (connection, request, connection number)
 
@@ -185,6 +186,23 @@ def test_drop_then_reconnect(serve: Callable[[Handler], Server]) -> None:
         assert not link.connected
         assert m.decode(link.exchange(request(2)))["11"] == "000002"
     assert server.connections == 2
+
+
+def test_idle_drop_reconnects_before_sending() -> None:
+    first = AcquirerHost({}).start()
+    port = first.port
+    try:
+        link = AcquirerLink("127.0.0.1", port, connect_timeout=2.0, response_timeout=2.0)
+        assert m.decode(link.exchange(request(1)))["39"] == "00"
+    finally:
+        first.stop()                                  # closes the idle connection
+    second = AcquirerHost({}, port=port).start()      # the acquirer came back on the same port
+    try:
+        assert m.decode(link.exchange(request(2)))["39"] == "00"
+        assert [r["11"] for r in second.requests] == ["000002"]
+    finally:
+        link.close()
+        second.stop()
 
 
 def test_oversize_frame(serve: Callable[[Handler], Server]) -> None:

@@ -1,6 +1,6 @@
 """firmware.bank_advice: the card context kept between pre-authorization and advice, the STAN counter, the
 final 0220/0420, and the forwarder that delivers queued advices to a real (simulated) acquirer over TCP.
-Also the receipt helpers cvm_text and entry_text of firmware.bank."""
+Also the receipt helpers cvm_text and entry_text of firmware.bank_summary."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from drivers.acquirer import AcquirerLink
 from firmware.acquirer import messages as iso
 from firmware.acquirer.saf import AdviceKind, StoreAndForward
-from firmware.bank import cvm_text, entry_text
 from firmware.bank_advice import AdviceForwarder, CardContext, Stan, build_final_advice
+from firmware.bank_summary import cvm_text, entry_text
 from firmware.errors import SyncError
 from firmware.journal import Journal
 from hostsim.acquirer_host import AcquirerHost

@@ -15,9 +15,8 @@ from firmware.magstripe import (
     chip_card,
     entry_mode_for_swipe,
     expired,
-    needs_online_pin,
     parse_track2,
-    pin_required,
+    sells_goods,
 )
 
 PAN = "4761739001010143"                     # test range 476173, Luhn-valid
@@ -108,15 +107,10 @@ def test_entry_modes() -> None:
     assert "insert the chip" in str(info.value) and PAN not in str(info.value)
 
 
-@pytest.mark.parametrize(("digit", "required"), [("0", True), ("1", False), ("2", False), ("3", True),
-                                                 ("4", False), ("5", True), ("6", True), ("7", True)])
-def test_pin_required_from_service_code(digit: str, required: bool) -> None:
-    assert pin_required("20" + digit) is required
-
-
-def test_online_pin_for_every_swipe() -> None:
-    assert needs_online_pin(parse_track2(STRIPE_ONLY.replace("=3106101", "=3106120")))
-    assert needs_online_pin(parse_track2(CONTENT))
+@pytest.mark.parametrize(("digit", "ok"), [("0", True), ("1", True), ("2", True), ("3", False),
+                                           ("4", False), ("5", True), ("6", True), ("7", True)])
+def test_atm_only_and_cash_only_cards_buy_no_fuel(digit: str, ok: bool) -> None:
+    assert sells_goods("20" + digit) is ok
 
 
 def test_expired_after_the_last_day_of_the_month() -> None:

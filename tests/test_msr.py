@@ -47,8 +47,9 @@ def test_open_by_url() -> None:
     assert open_msr("none://") is None
     assert isinstance(open_msr("memory://"), MemoryMagstripeReader)
     for bad in ("serial:///dev/ttyUSB0", "tcp://localhost", "tcp://:80", "tcp://host:port"):
-        with pytest.raises(ConfigError):
+        with pytest.raises(ConfigError) as err:
             open_msr(bad)
+        assert err.value.context["key"] == "bank.magstripe"     # BankSection.magstripe in the config
 
 
 def test_memory_reader() -> None:

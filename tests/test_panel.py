@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import queue
 import socket
 import time
 
 import pytest
 
+from drivers.line_client import LineClient
 from drivers.panel import open_panel
 from drivers.panel.socket import SocketPanel
 from firmware.errors import ConfigError
@@ -47,6 +49,45 @@ def test_unknown_keys_and_garbage_lines_are_dropped() -> None:
         assert panel.read_key(0.1) is None
     finally:
         panel.close()
+        server.stop()
+
+
+def test_server_drops_json_lines_that_are_not_objects() -> None:
+    server = PanelServer().start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+            conn.sendall(b'[1]\n"x"\n7\nnull\n{"screen": "idle", "lines": [], "fields": {}}\n')
+            server.wait_for("idle", 5)
+            assert [s["screen"] for s in server.screens] == ["idle"]
+    finally:
+        server.stop()
+
+
+def test_line_client_survives_callbacks_that_raise() -> None:
+    server = PanelServer().start()
+    lines: queue.Queue[bytes] = queue.Queue()
+    failed: list[str] = []
+
+    def on_line(line: bytes) -> None:
+        if "line" not in failed:
+            failed.append("line")
+            raise ValueError("callback bug")
+        lines.put(line)
+
+    def on_connect() -> None:
+        if "connect" not in failed:
+            failed.append("connect")
+            raise RuntimeError("callback bug")
+
+    client = LineClient("127.0.0.1", server.port, on_line, name="test", on_connect=on_connect)
+    client.start()
+    try:
+        server.wait_connected(5)
+        server.press("1", "2")
+        assert lines.get(timeout=5) == b'{"key": "2"}'
+        assert client.connected and failed == ["connect", "line"]
+    finally:
+        client.close()
         server.stop()
 
 

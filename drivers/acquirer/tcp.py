@@ -4,7 +4,8 @@ exchange() sends one request and returns the response with the matching MTI (req
 repeat digit cleared: 0221 -> 0230) and STAN (field 11); other frames (late answers to requests that
 already timed out) are dropped. No answer in time, a refused or dropped connection -> HostUnavailable;
 a frame over the size limit, or cut short -> MessageError. After a failure the connection is closed
-and the next exchange() connects again. Frames are never logged: they hold card numbers.
+and the next exchange() connects again; so does one the acquirer closed while it was idle. Frames are
+never logged: they hold card numbers.
 """
 
 from __future__ import annotations
@@ -35,6 +36,18 @@ def _key(raw: bytes) -> tuple[str, str]:
 def response_mti(request_mti: str) -> str:
     """ISO 8583:1987 MTI position 3 is the function (0 request/advice, 1 response); 4 is origin/repeat."""
     return request_mti[:2] + str(int(request_mti[2]) + 1) + "0"
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """True if the peer hung up or reset an idle connection; unread bytes (a late answer) are not a close."""
+    # a non-blocking peek rather than select(): select() fails on descriptors above FD_SETSIZE
+    sock.settimeout(0)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:  # nothing to read: still open
+        return False
+    except OSError:  # reset by the peer, or the socket is unusable
+        return True
 
 
 class AcquirerLink:
@@ -75,6 +88,10 @@ class AcquirerLink:
                 self._buf.clear()
 
     def _connect(self) -> socket.socket:
+        if self._sock is not None and _peer_closed(self._sock):
+            log.info("acquirer closed the idle connection, reconnecting",
+                     extra={"host": self.host, "port": self.port})
+            self._close()
         if self._sock is None:
             try:
                 self._sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)

@@ -30,9 +30,9 @@ def open_msr(url: str) -> MagstripeReader | None:
         from drivers.msr.reader import TcpMagstripeReader
         host, _, port = url[len("tcp://"):].rpartition(":")
         if not (host and port.isdigit()):
-            raise ConfigError("magstripe reader URL needs host:port", key="devices.msr", url=url)
+            raise ConfigError("magstripe reader URL needs host:port", key="bank.magstripe", url=url)
         return TcpMagstripeReader(host, int(port))
     if url == "memory://":
         from drivers.msr.reader import MemoryMagstripeReader
         return MemoryMagstripeReader()
-    raise ConfigError("unknown magstripe reader URL scheme", key="devices.msr", url=url)
+    raise ConfigError("unknown magstripe reader URL scheme", key="bank.magstripe", url=url)

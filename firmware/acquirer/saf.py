@@ -23,6 +23,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -252,10 +253,14 @@ class StoreAndForward:
             row = self._db.execute("SELECT refusals FROM advice WHERE id = ?", (advice_id,)).fetchone()
         return bool(row and row[0] >= MAX_REFUSALS)
 
-    def forward(self, link: Exchanger, timeout: float | None = None) -> ForwardReport:
-        """Send every pending advice in order; stop at the first sign the host is unreachable."""
+    def forward(self, link: Exchanger, timeout: float | None = None,
+                stop: Callable[[], bool] = lambda: False) -> ForwardReport:
+        """Send every pending advice in order; stop at the first sign the host is unreachable, or when
+        stop() says the terminal is shutting down (the rest waits in the file)."""
         acked = refused = parked = 0
         for item in self.pending():
+            if stop():
+                break
             raw = messages.as_repeat(item.raw) if item.attempts else item.raw
             self._attempt(item.id)
             try:
