@@ -39,7 +39,8 @@ class Link(Protocol):
 def sale_payload(rec: SaleRecord, terminal: str, station: str) -> dict[str, Any]:
     finished = dt.datetime.fromtimestamp(rec.finished_at or rec.created_at, dt.UTC)
     return {
-        # a bank sale's authorization lives at the acquirer; the registry gets it for reports only
+        # a bank sale's authorization lives at the acquirer (the journal's auth_id is its approval code):
+        # the registry stores the sale for reports only, without an authorization id
         "sale_id": rec.id, "kind": rec.kind, "auth_id": rec.auth_id if rec.kind == "fleet" else None,
         "terminal": terminal, "station": station, "pump": rec.pump,
         "nozzle": rec.nozzle or 0, "product": rec.product, "volume_cl": rec.volume_cl or 0,

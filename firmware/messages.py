@@ -1,7 +1,9 @@
 """MQTT payloads between terminal and registry: pure encode/decode, the schemas as data.
 
 Every payload is a JSON object with "v": 1. decode() checks each field's type and shape and raises
-MessageError naming the field, never echoing its value (a field may hold a card number).
+MessageError naming the field, never echoing its value (a field may hold a card number). A field added
+after terminals were deployed is a Default: decode() fills in its value when an older sender leaves it
+out; encode() still requires it, so this code always states it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from firmware.errors import MessageError
@@ -21,6 +24,7 @@ __all__ = [
     "TERMINAL_CONFIG",
     "TOPICS",
     "VERSION",
+    "Default",
     "decode",
     "encode",
 ]
@@ -43,6 +47,17 @@ def _opt(check: Check) -> Check:
     return lambda v: v is None or check(v)
 
 
+@dataclass(frozen=True)
+class Default:
+    """A field older senders leave out: decode() fills in `value`; a value sent is checked as usual."""
+
+    check: Check
+    value: Any
+
+    def __call__(self, v: Any) -> bool:
+        return self.check(v)
+
+
 _UUID = _str(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ID = _str(r"[A-Za-z0-9_.-]{1,64}")
 _TEXT = _str(r"[^\x00-\x1f]{0,200}")
@@ -56,7 +71,7 @@ _PRICES: Check = lambda v: (isinstance(v, list) and len(v) <= 32 * 15 and all(
     and _PUMP(p["pump"]) and _int(1, 15)(p["nozzle"]) and _ID(p["product"])
     and _int(1, 999_999)(p["price_milli"]) for p in v))
 
-# field name -> check; every field is required and no other is allowed.
+# field name -> check; every field is required (a Default only on decode) and no other is allowed.
 AUTH_REQUEST: Mapping[str, Check] = {
     "request_id": _UUID, "terminal": _ID, "station": _ID, "pump": _PUMP,
     "pan": _str(r"[0-9]{12,19}"), "expiry": _str(r"[0-9]{4}"), "pin_block": _str(r"[0-9A-F]{32}"),
@@ -66,8 +81,9 @@ AUTH_RESPONSE: Mapping[str, Check] = {
     "allowed_cl": _int(0, 10**7), "nozzles": _NOZZLES, "card_masked": _opt(_str(r"[0-9*]{12,19}")),
 }
 SALE: Mapping[str, Check] = {
-    "sale_id": _UUID, "kind": _str(r"fleet|bank"), "auth_id": _opt(_UUID), "terminal": _ID, "station": _ID,
-    "pump": _PUMP,
+    # "kind" came with bank cards: a terminal from before sends fleet sales only, and no "kind"
+    "sale_id": _UUID, "kind": Default(_str(r"fleet|bank"), "fleet"), "auth_id": _opt(_UUID),
+    "terminal": _ID, "station": _ID, "pump": _PUMP,
     "nozzle": _int(0, 15), "product": _opt(_ID), "volume_cl": _int(0, 10**7), "amount_cents": _MONEY,
     "price_milli": _int(0, 999_999), "card_masked": _str(r"[0-9*]{12,19}"),
     "finished_at": _str(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"), "recovered": _BOOL,
@@ -108,6 +124,9 @@ def decode(raw: bytes, schema: Mapping[str, Check]) -> dict[str, Any]:
     version = doc.pop("v", None)
     if type(version) is not int or version != VERSION:
         raise MessageError("unsupported payload version")
+    for name, check in schema.items():
+        if isinstance(check, Default) and name not in doc:
+            doc[name] = check.value
     _check(doc, schema)
     return doc
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -12,6 +13,15 @@ from firmware.errors import MissingComponent
 from registry.models import Base
 
 __all__ = ["open_database"]
+
+log = logging.getLogger(__name__)
+
+# Columns added after the first release, as (table, column, declaration). create_all() creates missing
+# tables but never alters an existing one, so a database from before a column gets it added here. Each
+# declaration matches the model's column and is valid on both SQLite and PostgreSQL.
+_ADDED = (
+    ("transactions", "kind", "VARCHAR(8) NOT NULL DEFAULT 'fleet'"),     # bank sales; all earlier are fleet
+)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:
@@ -23,8 +33,20 @@ def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:
     cur.close()
 
 
+def _upgrade(engine: Engine) -> None:
+    """Add the columns a database made by an older registry lacks."""
+    with engine.begin() as conn:
+        for table, column, declaration in _ADDED:
+            if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+                log.info("database upgraded", extra={"table": table, "column": column})
+
+
 def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
-    """Create the engine and the tables; `url` is an SQLAlchemy URL (sqlite:///path, postgresql://...)."""
+    """Create the engine, the tables and any column an older database lacks.
+
+    `url` is an SQLAlchemy URL (sqlite:///path, postgresql://...).
+    """
     parsed = make_url(url)
     if parsed.drivername == "postgresql":       # SQLAlchemy would pick psycopg2; the project ships psycopg 3
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -36,4 +58,5 @@ def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     Base.metadata.create_all(engine)
+    _upgrade(engine)
     return engine, sessionmaker(engine, expire_on_commit=False)

@@ -102,29 +102,36 @@ def authorize(session: Session, keys: RegistryKeys, req: dict[str, Any], now: dt
             "allowed_cl": allowed, "nozzles": allowed_nozzles, "card_masked": masked}
 
 
+def _fleet_authorization(session: Session, sale: dict[str, Any], flags: list[str]) -> Authorization | None:
+    """The registry's authorization a fleet sale was made on, or None; what looks wrong is added to flags."""
+    auth = None if sale["auth_id"] is None else session.get(Authorization, sale["auth_id"])
+    if auth is None or auth.device_id != sale["terminal"]:
+        flags.append("unknown_authorization")
+        return None
+    if auth.status != "open":
+        flags.append("authorization_reused")    # a second sale on one authorization: review it
+    if sale["volume_cl"] > auth.allowed_cl:
+        flags.append("over_authorized")
+    return auth
+
+
 def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
-    """Store a sale once, keyed by its UUID; a repeat is acknowledged as a duplicate."""
+    """Store a sale once, keyed by its UUID; a repeat is acknowledged as a duplicate.
+
+    A fleet sale completes the authorization it was made on. A bank sale was authorized and is settled by
+    the acquirer: it is stored for station reports only, with no authorization to look up.
+    """
     ack = {"sale_id": sale["sale_id"], "status": "stored", "reason": ""}
     if session.scalar(select(Transaction.id).where(Transaction.sale_id == sale["sale_id"])) is not None:
         return {**ack, "status": "duplicate"}
-    bank = sale["kind"] == "bank"
-    auth = None if bank or sale["auth_id"] is None else session.get(Authorization, sale["auth_id"])
     flags = list(sale["flags"])
-    if bank:
-        pass    # authorized and settled by the acquirer; kept here for station reports
-    elif auth is None or auth.device_id != sale["terminal"]:
-        flags.append("unknown_authorization")
-        auth = None
-    else:
-        if auth.status != "open":
-            flags.append("authorization_reused")    # a second sale on one authorization: review it
-        if sale["volume_cl"] > auth.allowed_cl:
-            flags.append("over_authorized")
+    auth = _fleet_authorization(session, sale, flags) if sale["kind"] == "fleet" else None
     finished = dt.datetime.fromisoformat(sale["finished_at"]).replace(tzinfo=None)
     session.add(Transaction(
-        sale_id=sale["sale_id"], kind=sale["kind"], auth_id=sale["auth_id"], card_id=auth.card_id if auth else None,
-        wallet_id=auth.wallet_id if auth else None, device_id=sale["terminal"], station_id=sale["station"],
-        pump=sale["pump"], nozzle=sale["nozzle"], product=sale["product"], volume_cl=sale["volume_cl"],
+        sale_id=sale["sale_id"], kind=sale["kind"], auth_id=sale["auth_id"],
+        card_id=auth.card_id if auth else None, wallet_id=auth.wallet_id if auth else None,
+        device_id=sale["terminal"], station_id=sale["station"], pump=sale["pump"], nozzle=sale["nozzle"],
+        product=sale["product"], volume_cl=sale["volume_cl"],
         amount_cents=sale["amount_cents"], price_milli=sale["price_milli"], card_masked=sale["card_masked"],
         finished_at=finished, received_at=now, recovered=sale["recovered"], flags=",".join(flags)))
     if auth is not None:
@@ -138,5 +145,6 @@ def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dic
         if session.scalar(select(Transaction.id).where(Transaction.sale_id == sale["sale_id"])) is None:
             raise
         return {**ack, "status": "duplicate"}
-    log.info("sale stored", extra={"sale_id": sale["sale_id"], "volume_cl": sale["volume_cl"]})
+    log.info("sale stored",
+             extra={"sale_id": sale["sale_id"], "kind": sale["kind"], "volume_cl": sale["volume_cl"]})
     return ack

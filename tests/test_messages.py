@@ -22,10 +22,10 @@ VALID: dict[str, dict[str, Any]] = {
                      "expiry": "2912", "pin_block": "0123456789ABCDEF0123456789ABCDEF"},
     "AUTH_RESPONSE": {"request_id": UUID1, "approved": True, "reason": "approved", "auth_id": UUID2,
                       "allowed_cl": 15000, "nozzles": [1, 2], "card_masked": "707700******0019"},
-    "SALE": {"sale_id": UUID1, "kind": "fleet", "auth_id": UUID2, "terminal": "T-0001", "station": "ST-001", "pump": 2,
-             "nozzle": 1, "product": "diesel", "volume_cl": 2000, "amount_cents": 3318, "price_milli": 1659,
-             "card_masked": "707700******0019", "finished_at": "2025-03-01T10:11:12.123456Z",
-             "recovered": False, "flags": ["totals_mismatch"]},
+    "SALE": {"sale_id": UUID1, "kind": "fleet", "auth_id": UUID2, "terminal": "T-0001", "station": "ST-001",
+             "pump": 2, "nozzle": 1, "product": "diesel", "volume_cl": 2000, "amount_cents": 3318,
+             "price_milli": 1659, "card_masked": "707700******0019",
+             "finished_at": "2025-03-01T10:11:12.123456Z", "recovered": False, "flags": ["totals_mismatch"]},
     "SALE_ACK": {"sale_id": UUID1, "status": "stored", "reason": ""},
     "TERMINAL_CONFIG": {"terminal": "T-0001", "station": "ST-001", "station_name": "Forecourt Demo Station",
                         "currency": "EUR", "version": 12345,
@@ -33,6 +33,8 @@ VALID: dict[str, dict[str, Any]] = {
                                     "price_milli": 1659}]},
 }
 SCHEMAS: dict[str, Mapping[str, Any]] = {name: getattr(m, name) for name in VALID}
+# fields an older sender may leave out, and what decode() makes of them
+DEFAULTS = {("SALE", "kind"): "fleet"}
 
 # a value of the wrong JSON type for every field (None where the field is not optional)
 WRONG_TYPE: dict[str, Any] = {
@@ -73,7 +75,8 @@ def test_optional_fields_accept_null() -> None:
     assert m.decode(raw({"v": 1, **sale}), m.SALE)["product"] is None
 
 
-@pytest.mark.parametrize(("name", "field"), [(n, f) for n in VALID for f in VALID[n]])
+@pytest.mark.parametrize(("name", "field"),
+                         [(n, f) for n in VALID for f in VALID[n] if (n, f) not in DEFAULTS])
 def test_each_missing_field_is_rejected(name: str, field: str) -> None:
     doc = valid(name)
     del doc[field]
@@ -82,6 +85,40 @@ def test_each_missing_field_is_rejected(name: str, field: str) -> None:
     assert info.value.context["fields"] == field
     with pytest.raises(MessageError):
         m.encode(doc, SCHEMAS[name])
+
+
+def test_defaulted_fields_are_exactly_the_schemas_defaults() -> None:
+    found = {(n, f): c.value for n, s in SCHEMAS.items() for f, c in s.items() if isinstance(c, m.Default)}
+    assert found == DEFAULTS
+
+
+@pytest.mark.parametrize(("name", "field"), list(DEFAULTS))
+def test_missing_defaulted_field_decodes_to_its_default_but_is_still_required_to_encode(name: str,
+                                                                                          field: str) -> None:
+    doc = valid(name)
+    del doc[field]
+    assert m.decode(raw({"v": 1, **doc}), SCHEMAS[name]) == doc | {field: DEFAULTS[name, field]}
+    with pytest.raises(MessageError) as info:
+        m.encode(doc, SCHEMAS[name])
+    assert info.value.context["fields"] == field
+
+
+def test_sale_from_a_terminal_before_bank_cards_is_a_fleet_sale() -> None:
+    old = valid("SALE")
+    del old["kind"]
+    assert m.decode(raw({"v": 1, **old}), m.SALE)["kind"] == "fleet"
+    bank = valid("SALE") | {"kind": "bank", "auth_id": None}
+    assert m.decode(m.encode(bank, m.SALE), m.SALE) == bank
+
+
+@pytest.mark.parametrize("kind", ["cash", "FLEET", "", "bank ", None, 1])
+def test_unknown_sale_kind_is_rejected_not_defaulted(kind: Any) -> None:
+    doc = valid("SALE") | {"kind": kind}
+    with pytest.raises(MessageError) as info:
+        m.decode(raw({"v": 1, **doc}), m.SALE)
+    assert info.value.context == {"field": "kind"}
+    with pytest.raises(MessageError):
+        m.encode(doc, m.SALE)
 
 
 @pytest.mark.parametrize("name", list(VALID))

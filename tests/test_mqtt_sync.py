@@ -179,9 +179,9 @@ def wait_config(t: Terminal) -> dict[str, Any]:
     return t.host.config
 
 
-def completed_sale(journal: Journal, auth_id: str, volume_cl: int = 2000) -> str:
+def completed_sale(journal: Journal, auth_id: str, volume_cl: int = 2000, kind: str = "fleet") -> str:
     sale_id = str(uuid.uuid4())
-    journal.begin_sale(sale_id, 1, mask_pan(PAN), card_token(b"k" * 32, PAN))
+    journal.begin_sale(sale_id, 1, mask_pan(PAN), card_token(b"k" * 32, PAN), kind=kind)
     journal.transition(sale_id, "authorizing")
     journal.transition(sale_id, "approved", auth_id=auth_id, allowed_cl=15000, nozzles=[1])
     journal.transition(sale_id, "pump_authorized")
@@ -367,6 +367,53 @@ def test_unsynced_sale_is_resent_when_the_registry_comes_back(broker: Broker, te
             assert tx is not None and tx.flags == "unknown_authorization"
     finally:
         reg.stop()
+
+
+def test_bank_sale_is_synced_without_an_authorization_id(registry: Registry, terminal: Terminal,
+                                                         spy: Spy) -> None:
+    wait_config(terminal)
+    sales_topic = m.TOPICS["sales"].format(terminal=TERMINAL)
+    spy.watch(sales_topic)
+    sale_id = completed_sale(terminal.journal, "A1B2C3", kind="bank")     # the acquirer's approval code
+    terminal.host.start_sync()
+    terminal.host.kick()
+    assert wait_for(lambda: terminal.journal.get(sale_id).synced, 5)
+    sent = m.decode(spy.got(sales_topic)[0], m.SALE)
+    assert (sent["kind"], sent["auth_id"]) == ("bank", None)
+    with registry.sessions() as s:
+        tx = s.scalar(select(Transaction).where(Transaction.sale_id == sale_id))
+        assert tx is not None
+        assert (tx.kind, tx.auth_id, tx.card_id, tx.flags) == ("bank", None, None, "")
+
+
+def test_sale_without_kind_from_an_older_terminal_is_stored_as_fleet(registry: Registry, terminal: Terminal,
+                                                                      spy: Spy) -> None:
+    wait_config(terminal)
+    inbox = m.TOPICS["terminal_inbox"].format(terminal=TERMINAL)
+    spy.watch(inbox)
+    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1, timeout=5)
+    old = sale_payload(terminal.journal.get(completed_sale(terminal.journal, answer["auth_id"])), TERMINAL,
+                       STATION)
+    del old["kind"]
+    spy.link.publish(m.TOPICS["sales"].format(terminal=TERMINAL), json.dumps({"v": 1, **old}).encode())
+    def acks() -> list[str]:           # the inbox also carries the authorization answer
+        return [d["status"] for d in map(json.loads, spy.got(inbox)) if d.get("sale_id") == old["sale_id"]]
+
+    assert wait_for(lambda: acks() != [], 5)
+    assert acks() == ["stored"]
+    with registry.sessions() as s:
+        tx = s.scalar(select(Transaction).where(Transaction.sale_id == old["sale_id"]))
+        assert tx is not None and (tx.kind, tx.flags) == ("fleet", "")
+
+
+def test_sale_of_an_unknown_kind_is_malformed(registry: Registry, terminal: Terminal, spy: Spy) -> None:
+    wait_config(terminal)
+    doc = sale_payload(terminal.journal.get(completed_sale(terminal.journal, str(uuid.uuid4()))), TERMINAL,
+                       STATION)
+    doc["kind"] = "cash"
+    spy.link.publish(m.TOPICS["sales"].format(terminal=TERMINAL), json.dumps({"v": 1, **doc}).encode())
+    assert wait_for(lambda: registry.malformed == 1, 5), registry.malformed
+    assert registry_rows(registry, doc["sale_id"]) == 0
 
 
 # -- malformed traffic -------------------------------------------------------------------------------------

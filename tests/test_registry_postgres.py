@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 from pg_server import PostgresUnavailable, postgres_server
-from sqlalchemy import event, select
+from sqlalchemy import create_engine, event, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
-from test_registry_service import ACME, ACME2, NORTHWIND, NOW, SEED, Env
+from test_registry_service import ACME, ACME2, NORTHWIND, NOW, SEED, Env, make_pre_kind_database
 
 from registry.db import open_database
 from registry.keys import load_or_create_keys
@@ -84,6 +84,33 @@ def test_plain_postgresql_url_uses_psycopg3(pg_url: str) -> None:
         assert engine.dialect.driver == "psycopg"
     finally:
         engine.dispose()
+
+
+def test_database_from_before_sale_kinds_is_upgraded(pg_url: str, tmp_path: Path) -> None:
+    old_engine = create_engine(pg_url)
+    try:
+        old_sale = make_pre_kind_database(old_engine)
+    finally:
+        old_engine.dispose()
+    for _ in range(2):                                    # the second opening finds nothing to do
+        engine, sessions = open_database(pg_url)
+        try:
+            env = Env(tmp_path, engine, sessions, load_or_create_keys(tmp_path / "keys.json"))
+            assert env.transaction(old_sale).kind == "fleet"
+            doc, ack = env.sale(None, kind="bank")
+            assert ack["status"] == "stored" and env.transaction(doc["sale_id"]).kind == "bank"
+            kind = next(c for c in inspect(engine).get_columns("transactions") if c["name"] == "kind")
+        finally:
+            engine.dispose()
+    assert (kind["nullable"], getattr(kind["type"], "length", None)) == (False, 8)
+    assert "'fleet'" in str(kind["default"])
+
+
+def test_bank_sale_is_stored_without_an_authorization(env: Env) -> None:
+    doc, ack = env.sale(None, kind="bank", card_masked="476173******0010")
+    assert ack["status"] == "stored"
+    tx = env.transaction(doc["sale_id"])
+    assert (tx.kind, tx.auth_id, tx.card_id, tx.wallet_id, tx.flags) == ("bank", None, None, None, "")
 
 
 def test_seed_twice_is_idempotent(env: Env) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 from psec.pinblock import encipher_pinblock_iso_4
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, MetaData, Table, create_engine, func, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from firmware import messages as m
@@ -23,6 +24,7 @@ from registry.keys import RegistryKeys, load_or_create_keys
 from registry.models import (
     Account,
     Authorization,
+    Base,
     Card,
     Device,
     Nozzle,
@@ -78,9 +80,10 @@ class Env:
         m.encode(answer, m.AUTH_RESPONSE)          # the answer always fits its schema
         return answer
 
-    def sale(self, auth_id: str, volume_cl: int = 2000, **over: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        doc = {"sale_id": str(uuid.uuid4()), "kind": "fleet", "auth_id": auth_id, "terminal": "T-0001", "station": "ST-001",
-               "pump": 1, "nozzle": 1, "product": "diesel", "volume_cl": volume_cl,
+    def sale(self, auth_id: str | None, volume_cl: int = 2000,
+             **over: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        doc = {"sale_id": str(uuid.uuid4()), "kind": "fleet", "auth_id": auth_id, "terminal": "T-0001",
+               "station": "ST-001", "pump": 1, "nozzle": 1, "product": "diesel", "volume_cl": volume_cl,
                "amount_cents": (volume_cl * 1659 + 500) // 1000, "price_milli": 1659,
                "card_masked": "707700******0019", "finished_at": "2025-03-15T11:59:00.000000Z",
                "recovered": False, "flags": []}
@@ -93,6 +96,12 @@ class Env:
             ack = record_sale(s, doc, now)
         m.encode(ack, m.SALE_ACK)
         return ack
+
+    def transaction(self, sale_id: str) -> Transaction:
+        with self.sessions() as s:
+            tx = s.scalar(select(Transaction).where(Transaction.sale_id == sale_id))
+            assert tx is not None
+            return tx
 
     def card(self, pan: str) -> Card:
         with self.sessions() as s:
@@ -107,6 +116,23 @@ class Env:
     def usage(self, wallet: int, now: dt.datetime = NOW) -> int:
         with self.sessions() as s:
             return wallet_usage_cl(s, wallet, now)
+
+
+def make_pre_kind_database(engine: Engine) -> str:
+    """The tables as a registry from before transactions.kind left them, holding one sale; its sale_id."""
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    sale_id = str(uuid.uuid4())
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE transactions DROP COLUMN kind")
+        old = Table("transactions", MetaData(), autoload_with=conn)
+        assert "kind" not in old.columns
+        conn.execute(old.insert().values(
+            sale_id=sale_id, auth_id=str(uuid.uuid4()), device_id="T-0001", station_id="ST-001", pump=1,
+            nozzle=1, product="diesel", volume_cl=2000, amount_cents=3318, price_milli=1659,
+            card_masked="707700******0019", finished_at=dt.datetime(2025, 3, 1, 8, 0), received_at=NOW,
+            recovered=False, flags=""))
+    return sale_id
 
 
 @pytest.fixture
@@ -457,3 +483,64 @@ def test_second_sale_on_one_authorization_is_flagged(env: Env) -> None:
         flags = {t.sale_id: t.flags for t in s.scalars(select(Transaction)).all()}
     assert "authorization_reused" not in flags[first["sale_id"]]
     assert "authorization_reused" in flags[second["sale_id"]]
+
+
+# -- sale kinds ---------------------------------------------------------------------------------------------
+
+def test_bank_sale_is_stored_for_reports_without_an_authorization(env: Env) -> None:
+    held = env.auth(ACME)                                 # an open fleet authorization stays untouched
+    doc, ack = env.sale(None, kind="bank", card_masked="476173******0010", flags=["recovered_from_totals"])
+    assert ack == {"sale_id": doc["sale_id"], "status": "stored", "reason": ""}
+    tx = env.transaction(doc["sale_id"])
+    assert (tx.kind, tx.auth_id, tx.card_id, tx.wallet_id) == ("bank", None, None, None)
+    assert tx.flags == "recovered_from_totals"            # no unknown_authorization: it has none here
+    assert env.record(doc)["status"] == "duplicate"
+    with env.sessions() as s:
+        auth = s.get(Authorization, held["auth_id"])
+        assert auth is not None and auth.status == "open"
+    assert env.usage(1) == 15_000                         # a bank sale never counts against a wallet
+
+
+def test_fleet_sale_without_an_authorization_id_is_flagged(env: Env) -> None:
+    doc, ack = env.sale(None)
+    assert ack["status"] == "stored"
+    assert env.transaction(doc["sale_id"]).flags == "unknown_authorization"
+
+
+def test_sale_from_a_terminal_before_bank_cards_is_stored_as_fleet(env: Env) -> None:
+    a = env.auth(ACME)
+    doc = {"sale_id": str(uuid.uuid4()), "auth_id": a["auth_id"], "terminal": "T-0001", "station": "ST-001",
+           "pump": 1, "nozzle": 1, "product": "diesel", "volume_cl": 2000, "amount_cents": 3318,
+           "price_milli": 1659, "card_masked": "707700******0019", "finished_at": "2025-03-15T11:59:00Z",
+           "recovered": False, "flags": []}                # no "kind"
+    ack = env.record(m.decode(json.dumps({"v": 1, **doc}).encode(), m.SALE))
+    assert ack["status"] == "stored"
+    tx = env.transaction(doc["sale_id"])
+    assert (tx.kind, tx.wallet_id, tx.flags) == ("fleet", 1, "")
+    assert env.usage(1) == 2000                           # settled against its authorization
+
+
+# -- a database from an older registry ----------------------------------------------------------------------
+
+def test_database_from_before_sale_kinds_is_upgraded(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old_engine = create_engine(url)
+    old_sale = make_pre_kind_database(old_engine)
+    old_engine.dispose()
+    for _ in range(2):                                    # the second opening finds nothing to do
+        engine, sessions = open_database(url)
+        try:
+            env = Env(tmp_path, engine, sessions, load_or_create_keys(tmp_path / "keys.json"))
+            assert env.transaction(old_sale).kind == "fleet"
+            doc, ack = env.sale(None, kind="bank")
+            assert ack["status"] == "stored" and env.transaction(doc["sale_id"]).kind == "bank"
+            upgraded = {c["name"]: c for c in inspect(engine).get_columns("transactions")}
+        finally:
+            engine.dispose()
+    fresh, _ = open_database(f"sqlite:///{tmp_path / 'new.db'}")
+    try:
+        made = {c["name"]: c for c in inspect(fresh).get_columns("transactions")}
+    finally:
+        fresh.dispose()
+    assert upgraded["kind"]["nullable"] is False and "fleet" in str(upgraded["kind"]["default"])
+    assert {k: str(v) for k, v in upgraded["kind"].items()} == {k: str(v) for k, v in made["kind"].items()}
