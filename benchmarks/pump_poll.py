@@ -130,7 +130,8 @@ def run(pumps: int = 32, cycles: int = 1000, warmup: int = 20, filling: int = 4,
                                        10**9, cycles, profile))
             return holder[-1]
 
-        ctl = DartController(line.port, numbers, poll_interval=0.0, reply_timeout=0.05, serial_factory=factory)
+        ctl = DartController(line.port, numbers, poll_interval=0.0, reply_timeout=0.05,
+                             serial_factory=factory)
         with ctl:
             for n in numbers:
                 ctl.wait_status(n, lambda s: s.state != PumpState.OFFLINE, 10.0)

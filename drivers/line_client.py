@@ -47,7 +47,8 @@ class LineClient:
                 self.thread.start()
 
     def send(self, data: bytes) -> None:
-        """Send if connected, else drop the data; a failed send drops the connection (the thread reconnects)."""
+        """Send if connected, else drop the data; a failed send drops the connection
+        (the thread reconnects)."""
         with self._lock:
             if self._sock is None:
                 return
@@ -121,7 +122,8 @@ class LineClient:
 
 def recv_lines(sock: socket.socket, bufsize: int = 4096, *, max_line: int | None = None,
                on_drop: Callable[[int], None] | None = None) -> Iterator[bytes]:
-    """Lines received on sock, without their newlines, until the peer hangs up (recv's OSError passes through).
+    """Lines received on sock, without their newlines, until the peer hangs up
+    (recv's OSError passes through).
 
     With max_line, a partial line that grows past it is dropped as noise and its size given to on_drop.
     """
@@ -138,7 +140,8 @@ def recv_lines(sock: socket.socket, bufsize: int = 4096, *, max_line: int | None
 
 
 def shut(sock: socket.socket) -> None:
-    """Shut down before closing, so that a thread blocked in recv() or accept() returns (close alone does not)."""
+    """Shut down before closing, so that a thread blocked in recv() or accept() returns
+    (close alone does not)."""
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:

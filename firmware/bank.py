@@ -192,7 +192,8 @@ class BankSale:
             self._decline(sale_id, "card_declined", summary(result, None, None, entry_mode=CHIP,
                                                             preauth_cents=self.setup.preauth_cents))
             return sale_id
-        card = iso.Card(pan=result.pan, expiry=result.expiry, entry_mode=CHIP, pan_sequence=result.pan_sequence)
+        card = iso.Card(pan=result.pan, expiry=result.expiry, entry_mode=CHIP,
+                        pan_sequence=result.pan_sequence)
         return self._authorize(sale_id, pump, card, result)
 
     def _fallback(self, pump: int | None = None) -> str | None:
@@ -281,7 +282,8 @@ class BankSale:
         flow.journal.transition(sale_id, "authorizing", bank=record(None, None))
         panel.show("authorizing")
         try:
-            answer = iso.parse_preauth_response(self.setup.link.exchange(request, self.setup.response_timeout))
+            answer = iso.parse_preauth_response(
+                self.setup.link.exchange(request, self.setup.response_timeout))
         except HostUnreachable as exc:
             log.warning("acquirer unreachable", extra={"sale_id": sale_id, "error": str(exc)})
             return self._host_failed(sale_id, result, record, reversal=False)

@@ -78,7 +78,8 @@ class Stan:
 
 
 def build_final_advice(ctx: CardContext, *, terminal: iso.Terminal, dispensed: int, stan: int,
-                       when: dt.datetime, reason: iso.ReversalReason | None = None) -> tuple[AdviceKind, bytes]:
+                       when: dt.datetime,
+                       reason: iso.ReversalReason | None = None) -> tuple[AdviceKind, bytes]:
     """A 0220 for what was dispensed, or a 0420 when nothing was (or the sale failed: reason)."""
     icc = bytes.fromhex(ctx.icc) or None
     if reason is None and dispensed > 0:
@@ -94,7 +95,8 @@ def build_final_advice(ctx: CardContext, *, terminal: iso.Terminal, dispensed: i
 class AdviceForwarder:
     """Sends queued advices now (kick) and every interval seconds, on its own acquirer connection."""
 
-    def __init__(self, saf: StoreAndForward, link: Exchanger, *, timeout: float, interval: float = 10.0) -> None:
+    def __init__(self, saf: StoreAndForward, link: Exchanger, *, timeout: float,
+                 interval: float = 10.0) -> None:
         self.saf, self.link, self.timeout, self.interval = saf, link, timeout, interval
         self._kick = threading.Event()
         self._stop = threading.Event()

@@ -38,7 +38,8 @@ class Prompts:
 
     def __init__(self, panel: Any, pinpad: DukptPad, *, timeout: float, home: str,
                  after_pin: Callable[[], None]) -> None:
-        self.panel, self.pinpad, self.timeout, self.home, self.after_pin = panel, pinpad, timeout, home, after_pin
+        self.panel, self.pinpad, self.timeout = panel, pinpad, timeout
+        self.home, self.after_pin = home, after_pin
         self.ksn: bytes | None = None
         self.selected = False       # an application was final-selected: no magstripe fallback after that
 

@@ -99,7 +99,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="forecourt", description="Self-service fuel terminal stack.", epilog=EPILOG)
+    p = argparse.ArgumentParser(prog="forecourt", description="Self-service fuel terminal stack.",
+                                epilog=EPILOG)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("sim", help="run the host simulator", epilog=EPILOG)

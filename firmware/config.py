@@ -70,7 +70,8 @@ class BankSection:
 
     acquirer: str = ""               # tcp://host:port, ISO 8583 with a 2-byte length header
     emv_config: str = "emv.toml"     # AIDs, TACs, CA keys; relative to state_dir
-    dukpt: str = "dukpt.toml"        # AES DUKPT initial key and key id of the PIN pad (an HSM-loaded PED in production)
+    # AES DUKPT initial key and key id of the PIN pad (an HSM-loaded PED in production)
+    dukpt: str = "dukpt.toml"
     magstripe: str = ""              # magnetic stripe head of the hybrid reader: tcp://host:port, "" = none
     merchant_id: str = "FORECOURT000001"
     name_location: str = "Forecourt self-service"

@@ -75,7 +75,8 @@ class HostLink:
     def online(self) -> bool:
         return self.link.connected.is_set()
 
-    def authorize(self, *, pan: str, expiry: str, pin_block: bytes, pump: int, timeout: float) -> dict[str, Any]:
+    def authorize(self, *, pan: str, expiry: str, pin_block: bytes, pump: int,
+                  timeout: float) -> dict[str, Any]:
         req = {"request_id": str(uuid.uuid4()), "terminal": self.terminal, "station": self.station,
                "pump": pump, "pan": pan, "expiry": expiry, "pin_block": pin_block.hex().upper()}
         raw = self.link.request(m.TOPICS["auth_request"], m.encode(req, m.AUTH_REQUEST), self.inbox, timeout)

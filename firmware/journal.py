@@ -45,8 +45,8 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 # Columns added after the first release: (name, declaration) for ALTER TABLE on an older journal.
 _ADDED = (("kind", "TEXT NOT NULL DEFAULT 'fleet'"), ("allowed_cents", "INTEGER"), ("bank", "TEXT"))
 
-_FIELDS = ("auth_id", "allowed_cl", "allowed_cents", "bank", "nozzles", "nozzle", "product", "volume_cl", "amount_cents",
-           "price_milli", "totals_before", "reason", "flags", "recovered", "finished_at")
+_FIELDS = ("auth_id", "allowed_cl", "allowed_cents", "bank", "nozzles", "nozzle", "product", "volume_cl",
+           "amount_cents", "price_milli", "totals_before", "reason", "flags", "recovered", "finished_at")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,8 @@ class SaleRecord:
     auth_id: str | None
     allowed_cl: int | None
     allowed_cents: int | None   # a bank pre-authorization: the pump is preset to this amount
-    bank: dict[str, Any] | None  # bank sale summary (AID, label, entry mode, CVM, TVR/TSI, codes); never a PAN
+    # bank sale summary (AID, label, entry mode, CVM, TVR/TSI, codes); never a PAN
+    bank: dict[str, Any] | None
     nozzles: tuple[int, ...]
     nozzle: int | None
     product: str | None
@@ -119,7 +120,8 @@ class Journal:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def begin_sale(self, sale_id: str, pump: int, card_masked: str, card_token: str, kind: str = "fleet") -> None:
+    def begin_sale(self, sale_id: str, pump: int, card_masked: str, card_token: str,
+                   kind: str = "fleet") -> None:
         if kind not in ("fleet", "bank"):
             raise JournalError("unknown sale kind", kind=kind)
         self._write("INSERT INTO sales (id, state, pump, card_masked, card_token, kind, created_at) "
@@ -138,7 +140,8 @@ class Journal:
         if fields.get("bank") is not None:
             stored["bank"] = json.dumps(fields["bank"], sort_keys=True)
         if fields.get("totals_before") is not None:
-            stored["totals_before"] = json.dumps({str(n): list(t) for n, t in fields["totals_before"].items()})
+            stored["totals_before"] = json.dumps({str(n): list(t)
+                                                  for n, t in fields["totals_before"].items()})
         sets = ", ".join(["state = ?"] + [f"{k} = ?" for k in stored])
         self._write(f"UPDATE sales SET {sets} WHERE id = ?", (state, *stored.values(), sale_id),
                     sale_id, state, {k: (v if k not in ("totals_before", "bank") else stored[k])
@@ -207,8 +210,9 @@ def _record(r: dict[str, Any]) -> SaleRecord:
         allowed_cents=r["allowed_cents"], bank=json.loads(r["bank"]) if r["bank"] else None,
         nozzles=tuple(json.loads(r["nozzles"] or "[]")), nozzle=r["nozzle"], product=r["product"],
         volume_cl=r["volume_cl"], amount_cents=r["amount_cents"], price_milli=r["price_milli"],
-        totals_before=_totals(r["totals_before"]), reason=r["reason"], flags=tuple(json.loads(r["flags"])), recovered=bool(r["recovered"]),
-        receipt_started=bool(r["receipt_started"]), receipt_printed=bool(r["receipt_printed"]), synced=bool(r["synced"]),
+        totals_before=_totals(r["totals_before"]), reason=r["reason"], flags=tuple(json.loads(r["flags"])),
+        recovered=bool(r["recovered"]), receipt_started=bool(r["receipt_started"]),
+        receipt_printed=bool(r["receipt_printed"]), synced=bool(r["synced"]),
         created_at=r["created_at"], finished_at=r["finished_at"])
 
 

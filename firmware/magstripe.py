@@ -56,7 +56,8 @@ class Track2:
 
 
 def parse_track2(text: str) -> Track2:
-    """Track 2 as a reader or EMV tag 57 gives it: sentinels ';' '?' and a trailing LRC optional, '=' or 'D'."""
+    """Track 2 as a reader or EMV tag 57 gives it: sentinels ';' '?' and a trailing LRC optional,
+    '=' or 'D'."""
     content = text.strip().removeprefix(";")
     end = content.find("?")
     if end >= 0:

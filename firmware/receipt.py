@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-__all__ = ["WIDTH", "ReceiptLine", "bank_receipt", "fleet_receipt", "format_litres", "format_money", "mask_pan"]
+__all__ = ["WIDTH", "ReceiptLine", "bank_receipt", "fleet_receipt", "format_litres", "format_money",
+           "mask_pan"]
 
 WIDTH = 42  # characters per line on an 80 mm printer in font A
 
@@ -33,7 +34,8 @@ def _pair(left: str, right: str) -> ReceiptLine:
 
 
 def _sale_head(*, station_name: str, station: str, terminal: str, when: dt.datetime, pump: int, product: str,
-               volume_cl: int, price_milli: int, amount_cents: int, currency: str, copy: bool) -> list[ReceiptLine]:
+               volume_cl: int, price_milli: int, amount_cents: int, currency: str,
+               copy: bool) -> list[ReceiptLine]:
     """Station header, the fuel lines and the TOTAL between rules: common to every receipt."""
     price = f"{price_milli // 1000}.{price_milli % 1000:03d} {currency}/L"
     lines = [
@@ -57,15 +59,17 @@ def _sale_head(*, station_name: str, station: str, terminal: str, when: dt.datet
 
 
 def _sale_tail(sale_id: str) -> list[ReceiptLine]:
-    return [ReceiptLine("Sale"), ReceiptLine(sale_id[:WIDTH]), ReceiptLine(""), ReceiptLine("Thank you", center=True)]
+    return [ReceiptLine("Sale"), ReceiptLine(sale_id[:WIDTH]), ReceiptLine(""),
+            ReceiptLine("Thank you", center=True)]
 
 
 def fleet_receipt(*, station_name: str, station: str, terminal: str, sale_id: str, when: dt.datetime,
                   pump: int, product: str, volume_cl: int, price_milli: int, amount_cents: int,
-                  card_masked: str, auth_id: str, currency: str = "EUR", copy: bool = False) -> list[ReceiptLine]:
+                  card_masked: str, auth_id: str, currency: str = "EUR",
+                  copy: bool = False) -> list[ReceiptLine]:
     head = _sale_head(station_name=station_name, station=station, terminal=terminal, when=when, pump=pump,
-                      product=product, volume_cl=volume_cl, price_milli=price_milli, amount_cents=amount_cents,
-                      currency=currency, copy=copy)
+                      product=product, volume_cl=volume_cl, price_milli=price_milli,
+                      amount_cents=amount_cents, currency=currency, copy=copy)
     return head + [
         _pair("Fleet card", card_masked),
         _pair("Auth", auth_id[:8].upper()),
@@ -100,8 +104,8 @@ def bank_receipt(*, station_name: str, station: str, terminal: str, sale_id: str
                  copy: bool = False, partial: bool = False) -> list[ReceiptLine]:
     """Cardholder receipt of a bank card (EMV or magstripe) sale: fuel, totals, then the card block."""
     head = _sale_head(station_name=station_name, station=station, terminal=terminal, when=when, pump=pump,
-                      product=product, volume_cl=volume_cl, price_milli=price_milli, amount_cents=amount_cents,
-                      currency=currency, copy=copy)
+                      product=product, volume_cl=volume_cl, price_milli=price_milli,
+                      amount_cents=amount_cents, currency=currency, copy=copy)
     preauth = "Pre-authorized (partial)" if partial else "Pre-authorized"
     rows = [
         ("Card", _printable(mask_pan(card_masked))),

@@ -85,7 +85,8 @@ class Devices:
 
 class SaleFlow:
     def __init__(self, *, terminal: str, station: str, pumps: tuple[int, ...], devices: Devices,
-                 journal: Journal, host: HostLink, token_key: bytes, timeouts: Any, language: str = "en") -> None:
+                 journal: Journal, host: HostLink, token_key: bytes, timeouts: Any,
+                 language: str = "en") -> None:
         self.terminal, self.station, self.pump_numbers = terminal, station, pumps
         self.language = language
         self.bank: BankSale | None = None       # bank cards accepted when set
@@ -95,7 +96,8 @@ class SaleFlow:
         self._lock = threading.Lock()
         self._followers: dict[int, threading.Thread] = {}
         self._print_lock = threading.Lock()
-        self.interacting = threading.Event()     # a cardholder is at the terminal: followers keep off the screen
+        # a cardholder is at the terminal: followers keep off the screen
+        self.interacting = threading.Event()
 
     def busy_pumps(self) -> set[int]:
         with self._lock:
@@ -194,8 +196,8 @@ class SaleFlow:
             self.journal.transition(sale_id, "declined", reason=answer["reason"])
             dev.panel.show("declined", reason=answer["reason"])
             return sale_id
-        self.journal.transition(sale_id, "approved", auth_id=answer["auth_id"], allowed_cl=answer["allowed_cl"],
-                                nozzles=answer["nozzles"])
+        self.journal.transition(sale_id, "approved", auth_id=answer["auth_id"],
+                                allowed_cl=answer["allowed_cl"], nozzles=answer["nozzles"])
         self.dispense(self.journal.get(sale_id))
         return sale_id
 
@@ -243,7 +245,8 @@ class SaleFlow:
         try:
             before = self._totals(rec.pump, rec.nozzles)
         except PumpError as exc:
-            log.error("pump totals unreadable; pump not released", extra={"sale_id": rec.id, "error": str(exc)})
+            log.error("pump totals unreadable; pump not released",
+                      extra={"sale_id": rec.id, "error": str(exc)})
             self.dev.panel.show("pump_error")
             self._settle_unreleased(rec, recovered=False)
             return
@@ -267,7 +270,8 @@ class SaleFlow:
             self._settle(self.journal.get(rec.id), recovered=False)
             return
         if rec.kind == "bank":
-            self.dev.panel.show("lift_nozzle_amount", pump=rec.pump, amount=self.prices.money(rec.allowed_cents or 0))
+            self.dev.panel.show("lift_nozzle_amount", pump=rec.pump,
+                                amount=self.prices.money(rec.allowed_cents or 0))
         else:
             self.dev.panel.show("lift_nozzle", pump=rec.pump, litres=format_litres(rec.allowed_cl or 0))
         self._spawn(self.journal.get(rec.id), recovered=False)

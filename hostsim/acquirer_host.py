@@ -212,7 +212,8 @@ class AcquirerHost:
             if icc[0x9F02].hex() != doc.get("4"):  # 9F02 is n12 BCD: its hex digits are field 4
                 return "05", "ARQC amount differs from field 4", 0
         pin_block = bytes.fromhex(doc.get("52") or doc.get("110") or "")
-        if pin_block and self.pin_verifier is not None and not self.pin_verifier(pin_block, doc.get("53", ""), pan):
+        if (pin_block and self.pin_verifier is not None
+                and not self.pin_verifier(pin_block, doc.get("53", ""), pan)):
             return "55", "incorrect PIN", 0
         return "00", "approved", amount
 
@@ -227,7 +228,8 @@ class AcquirerHost:
 
     def _decide(self, doc: dict[str, str], code: str, reason: str) -> None:
         with self._lock:
-            self.decisions.append({"mti": doc["t"], "stan": doc.get("11", ""), "code": code, "reason": reason})
+            self.decisions.append({"mti": doc["t"], "stan": doc.get("11", ""), "code": code,
+                                   "reason": reason})
 
 
 def response_mti(mti: str) -> str:

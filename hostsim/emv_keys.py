@@ -154,7 +154,8 @@ def issuer_public_key_certificate(issuer: IssuerKey) -> PublicKeyCertificate:
     in_cert, remainder = _split(key.modulus, ca_size - 36)
     fields = (bytes([0x02]) + _bcd_padded(issuer.issuer_id, 4) + bytes.fromhex(issuer.expiry) + issuer.serial
               + bytes([HASH_SHA1, PK_ALGO_RSA, key.size, len(key.exponent)]) + in_cert)
-    return PublicKeyCertificate(_sign(issuer.ca.key, fields, remainder + key.exponent), remainder, key.exponent)
+    return PublicKeyCertificate(_sign(issuer.ca.key, fields, remainder + key.exponent), remainder,
+                                key.exponent)
 
 
 def icc_public_key_certificate(icc: RsaKey, issuer: RsaKey, pan: str, expiry_mmyy: str, serial: bytes,
@@ -172,14 +173,16 @@ def icc_public_key_certificate(icc: RsaKey, issuer: RsaKey, pan: str, expiry_mmy
 
 
 def signed_static_application_data(issuer: RsaKey, dac: bytes, static_data: bytes) -> bytes:
-    """Signed Static Application Data (tag 93), format '03', with the Data Authentication Code (Book 2 5.4)."""
+    """Signed Static Application Data (tag 93), format '03',
+    with the Data Authentication Code (Book 2 5.4)."""
     if len(dac) != 2:
         raise ConfigError("Data Authentication Code must be 2 bytes", length=len(dac))
     fields = bytes([0x03, HASH_SHA1]) + dac + bytes([PAD]) * (issuer.size - 26)
     return _sign(issuer, fields, static_data)
 
 
-def signed_dynamic_application_data(icc: RsaKey, icc_dynamic_data: bytes, terminal_dynamic_data: bytes) -> bytes:
+def signed_dynamic_application_data(icc: RsaKey, icc_dynamic_data: bytes,
+                                    terminal_dynamic_data: bytes) -> bytes:
     """Signed Dynamic Application Data (tag 9F4B), format '05' (Book 2 6.5 table 17; CDA: 6.6 table 19).
 
     For DDA the terminal dynamic data is the DDOL-related data of INTERNAL AUTHENTICATE; for CDA it is the
@@ -212,8 +215,8 @@ def _parse_pki(doc: dict[str, object]) -> Pki:
         cas = {name: CaKey(bytes.fromhex(c["rid"]), int(c["index"], 16), dt.date.fromisoformat(c["expiry"]),
                            _rsa_from_pem(c["private_key"], f"ca.{name}"))
                for name, c in doc["ca"].items()}  # type: ignore[attr-defined]
-        issuers = {name: IssuerKey(name, cas[i["ca"]], i["issuer_id"], bytes.fromhex(i["serial"]), i["expiry"],
-                                   _rsa_from_pem(i["private_key"], f"issuer.{name}"))
+        issuers = {name: IssuerKey(name, cas[i["ca"]], i["issuer_id"], bytes.fromhex(i["serial"]),
+                                   i["expiry"], _rsa_from_pem(i["private_key"], f"issuer.{name}"))
                    for name, i in doc["issuer"].items()}  # type: ignore[attr-defined]
         iccs = {name: IccKey(name, issuers[k["issuer"]], _rsa_from_pem(k["private_key"], f"icc.{name}"))
                 for name, k in doc["icc"].items()}  # type: ignore[attr-defined]
@@ -252,11 +255,13 @@ def ca_public_key_checksum(ca: CaKey) -> bytes:
 
 def ca_keys_toml(pki: Pki) -> str:
     """fixtures/emv/ca_keys.toml: the CA public keys as the terminal configuration reads them."""
-    lines = ["# Test CA public keys for the terminal (generated from pki.toml by hostsim.emv_keys.ca_keys_toml).",
+    lines = [("# Test CA public keys for the terminal "
+              "(generated from pki.toml by hostsim.emv_keys.ca_keys_toml)."),
              "# NOT production keys: they verify only the simulator's test cards.", ""]
     for ca in pki.cas.values():
         lines += ["[[ca_key]]", f'rid = "{ca.rid.hex().upper()}"', f'index = "{ca.index:02X}"',
-                  f'modulus = "{ca.key.modulus.hex().upper()}"', f'exponent = "{ca.key.exponent.hex().upper()}"',
+                  f'modulus = "{ca.key.modulus.hex().upper()}"',
+                  f'exponent = "{ca.key.exponent.hex().upper()}"',
                   f'expiry = "{ca.expiry.isoformat()}"', 'hash_algorithm = "01"',
                   f'checksum = "{ca_public_key_checksum(ca).hex().upper()}"', ""]
     return "\n".join(lines)

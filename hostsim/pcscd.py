@@ -104,8 +104,10 @@ class MachinePcscd:
         for pid in _pids_of("pcscd"):
             argv = _cmdline(pid)
             parent = _parent(pid)
-            if self._is_ours(argv) and parent > 1 and Path(f"/proc/{parent}").exists() and not _is_zombie(parent):
-                raise CardReaderError("another forecourt pcscd is in use; runs that need pcscd cannot overlap",
+            if (self._is_ours(argv) and parent > 1 and Path(f"/proc/{parent}").exists()
+                    and not _is_zombie(parent)):
+                raise CardReaderError("another forecourt pcscd is in use; "
+                                      "runs that need pcscd cannot overlap",
                                       pid=pid, parent_pid=parent, parent=" ".join(_cmdline(parent))[:120])
 
     def stop(self) -> None:

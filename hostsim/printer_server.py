@@ -62,7 +62,8 @@ class PrinterServer:
             return
         try:
             paper = decode_escpos(bytes(data))
-            texts = ["\n".join(r) for r in paper.receipts] + (["\n".join(paper.current)] if paper.current else [])
+            texts = (["\n".join(r) for r in paper.receipts]
+                     + (["\n".join(paper.current)] if paper.current else []))
         except MessageError as exc:  # a garbled job is recorded, never fatal to the printer
             texts, err = [], f"{type(exc).__name__}: {exc}"
             with self._cond:

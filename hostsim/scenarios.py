@@ -24,7 +24,8 @@ AUTHORIZE = b"\x06"
 def sale_view(rec: SaleRecord) -> dict[str, Any]:
     status = "synced" if rec.synced else rec.state
     return {"id": rec.id, "card_masked": rec.card_masked, "pump": rec.pump, "nozzle": rec.nozzle,
-            "product": rec.product, "litres": format_litres(rec.volume_cl or 0), "volume_cl": rec.volume_cl or 0,
+            "product": rec.product, "litres": format_litres(rec.volume_cl or 0),
+            "volume_cl": rec.volume_cl or 0,
             "amount": f"{(rec.amount_cents or 0) / 100:.2f}", "amount_cents": rec.amount_cents or 0,
             "unit_price_milli": rec.price_milli, "status": status, "reason": rec.reason,
             "recovered": rec.recovered, "flags": list(rec.flags), "receipt_printed": rec.receipt_printed,

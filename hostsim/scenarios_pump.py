@@ -54,7 +54,8 @@ def _check_settled(run: Any, expected: dict[str, int]) -> None:
     for sale_id, volume in expected.items():
         rec = recs[sale_id]
         run.check(rec.synced, f"sale {sale_id[:8]} synced")
-        run.check(rec.volume_cl == volume, f"sale {sale_id[:8]}: {rec.volume_cl} cl settled, pump gave {volume}")
+        run.check(rec.volume_cl == volume,
+                  f"sale {sale_id[:8]}: {rec.volume_cl} cl settled, pump gave {volume}")
         row = reg.get(sale_id)
         run.check(row is not None and row["volume_cl"] == volume and row["amount_cents"] == rec.amount_cents,
                   f"registry row of sale {sale_id[:8]} matches the pump")

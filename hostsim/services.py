@@ -45,7 +45,8 @@ def wait_port(port: int, timeout: float, proc: Process | None = None) -> None:
 class Process:
     """A child process with its output in a log file; stopped with SIGTERM, then SIGKILL."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
         self.name, self.argv, self.log_path = name, list(argv), log_path
         self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - open for the child's lifetime
         self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
@@ -77,7 +78,8 @@ class Process:
 
 
 def start_mosquitto(state_dir: Path, port: int) -> Process:
-    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    exe = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
     if exe is None:
         raise ServiceError("mosquitto is not installed (apt-get install mosquitto, or run `make setup`)")
     conf = state_dir / "mosquitto.conf"

@@ -1,4 +1,5 @@
-"""The simulator's side of the magnetic stripe reader: swipes a card's track 2 to the terminal (loopback TCP)."""
+"""The simulator's side of the magnetic stripe reader: swipes a card's track 2 to the terminal
+(loopback TCP)."""
 
 from __future__ import annotations
 

@@ -221,7 +221,8 @@ class VirtualCardServer:
     def _control(card: VirtualCard, code: int) -> bytes | None:
         if code == CTRL_ATR:
             return bytes(card.atr)
-        action = {CTRL_POWER_OFF: card.power_off, CTRL_POWER_ON: card.power_on, CTRL_RESET: card.reset}.get(code)
+        action = {CTRL_POWER_OFF: card.power_off, CTRL_POWER_ON: card.power_on,
+                  CTRL_RESET: card.reset}.get(code)
         if action is None:
             log.warning("unknown vpcd control message", extra={"code": code})
             return None

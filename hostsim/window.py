@@ -47,7 +47,8 @@ FLOW_LEAD_S = 0.2            # the trigger asks for this much flow ahead, renewe
 
 
 class SimulatorWindow(WindowPainter):
-    """State and input of the simulator window around a (started) Simulator-shaped object; drawn by its base."""
+    """State and input of the simulator window around a (started) Simulator-shaped object;
+    drawn by its base."""
 
     def __init__(self, sim: Any, *, pump: int = 1, profiles: Sequence[CardProfile] | None = None) -> None:
         self.sim = sim
@@ -68,7 +69,8 @@ class SimulatorWindow(WindowPainter):
     def _layout(self) -> None:
         self.layout = layout(self.profiles, dict(self.pump.grades))
         self.screen_rect, self.keypad_rect = self.layout.screen, self.layout.keypad
-        self.card_rect, self.pump_rect, self.receipt_rect = self.layout.cards, self.layout.pump, self.layout.receipt
+        self.card_rect, self.pump_rect = self.layout.cards, self.layout.pump
+        self.receipt_rect = self.layout.receipt
         self.buttons = list(self.layout.buttons)
 
     # -- input ------------------------------------------------------------------------------------------

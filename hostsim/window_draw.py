@@ -176,10 +176,12 @@ class WindowPainter:
             size = 44 if len(button.label) == 1 else 30
             self.text(surface, button.label, button.rect.center, size, TEXT, "center")
         elif button.action == "insert":
-            self.text_fit(surface, button.label, button.rect.w - 16, (button.rect.x + 8, button.rect.centery), 22,
-                          TEXT, "midleft")
+            self.text_fit(surface, button.label, button.rect.w - 16,
+                          (button.rect.x + 8, button.rect.centery), 22, TEXT, "midleft")
         elif button.sub:
-            self.text(surface, button.label, (button.rect.centerx, button.rect.centery - 8), 22, TEXT, "center")
-            self.text(surface, button.sub, (button.rect.centerx, button.rect.centery + 12), 18, MUTED, "center")
+            self.text(surface, button.label, (button.rect.centerx, button.rect.centery - 8), 22, TEXT,
+                      "center")
+            self.text(surface, button.sub, (button.rect.centerx, button.rect.centery + 12), 18, MUTED,
+                      "center")
         else:
             self.text(surface, button.label, button.rect.center, 22, TEXT, "center")

@@ -40,7 +40,8 @@ __all__ = [
 SIZE = (1100, 700)
 LEFT = pygame.Rect(20, 20, 500, 650)
 RIGHT = pygame.Rect(540, 20, 540, 650)
-KEYPAD_ROWS = (("1", "2", "3", "CANCEL"), ("4", "5", "6", "CLEAR"), ("7", "8", "9", "ENTER"), ("", "0", "", ""))
+KEYPAD_ROWS = (("1", "2", "3", "CANCEL"), ("4", "5", "6", "CLEAR"), ("7", "8", "9", "ENTER"),
+               ("", "0", "", ""))
 
 TITLE_H = 34                  # a panel's title row
 CARD_ROW, CARD_GAP = 26, 4    # one card button, and the space between two
@@ -51,7 +52,8 @@ SCREEN_H, PUMP_H, PANEL_GAP = 290, 124, 12
 
 @dataclass(frozen=True)
 class Button:
-    """A clickable area: action is key | insert | swipe | remove | lift | squeeze | hang_up, arg its parameter."""
+    """A clickable area: action is key | insert | swipe | remove | lift | squeeze | hang_up,
+    arg its parameter."""
 
     rect: pygame.Rect
     label: str
@@ -105,7 +107,8 @@ def card_buttons(panel: pygame.Rect, profiles: Sequence[CardProfile]) -> list[Bu
     buttons = slot_buttons(panel)
     for i, p in enumerate(profiles):
         col, row = divmod(i, rows)
-        rect = pygame.Rect(inner.x + col * (w + gap), panel.y + TITLE_H + row * (CARD_ROW + CARD_GAP), w, CARD_ROW)
+        rect = pygame.Rect(inner.x + col * (w + gap), panel.y + TITLE_H + row * (CARD_ROW + CARD_GAP), w,
+                           CARD_ROW)
         buttons.append(Button(rect, p.name, "insert", i))
     return buttons
 
@@ -140,7 +143,8 @@ class Layout:
 
 
 def layout(profiles: Sequence[CardProfile], grades: dict[int, str]) -> Layout:
-    """Left: screen over keypad. Right: card panel (as tall as its cards need), pump, and the receipt below."""
+    """Left: screen over keypad.
+    Right: card panel (as tall as its cards need), pump, and the receipt below."""
     screen = pygame.Rect(LEFT.x, LEFT.y, LEFT.w, SCREEN_H)
     keypad = pygame.Rect(LEFT.x, screen.bottom + 16, LEFT.w, LEFT.bottom - screen.bottom - 16)
     cards = pygame.Rect(RIGHT.x, RIGHT.y, RIGHT.w, card_panel_height(profiles))

@@ -42,7 +42,8 @@ class CardProfile:
 
     def make(self) -> Any:
         if self.kind == "fleet":
-            return FleetCard(pan=self.fields["pan"], expiry=self.fields["expiry"], holder=self.fields["holder"])
+            return FleetCard(pan=self.fields["pan"], expiry=self.fields["expiry"],
+                             holder=self.fields["holder"])
         if self.kind == "emv":
             return EmvCard.from_profile(self.fields["profile"])
         return BlankCard()
@@ -74,7 +75,8 @@ def _station_pumps(seed: dict[str, Any]) -> dict[int, dict[int, tuple[str, int]]
 
 
 class Simulator:
-    def __init__(self, state_dir: Path, *, flow_cl_per_s: float = 1000.0, terminal_pumps: tuple[int, ...] = (1,),
+    def __init__(self, state_dir: Path, *, flow_cl_per_s: float = 1000.0,
+                 terminal_pumps: tuple[int, ...] = (1,),
                  seed: Path = FIXTURES / "seed.toml") -> None:
         self.state = Path(state_dir)
         self.state.mkdir(parents=True, exist_ok=True)
@@ -88,7 +90,8 @@ class Simulator:
         self.panel = PanelServer()
         self.printer = PrinterServer()
         self.swipe = SwipeServer()
-        self.acquirer_rules: Rules = approve_all     # a scenario swaps it to make the bank decline, time out...
+        # a scenario swaps it to make the bank decline, time out...
+        self.acquirer_rules: Rules = approve_all
         self.acquirer: AcquirerHost = make_acquirer(lambda req: self.acquirer_rules(req))
         self.pcscd: PcscDaemon | None = None
         self.mosquitto: Process | None = None
@@ -133,7 +136,8 @@ class Simulator:
             "--state-dir", str(reg), "--seed", str(self.seed_path)), self.state / "registry.log", child_env())
 
     def start_terminal(self) -> None:
-        self.terminal = Process("terminal", forecourt_command("terminal", "--config", str(self.terminal_config)),
+        self.terminal = Process("terminal",
+                                forecourt_command("terminal", "--config", str(self.terminal_config)),
                                 self.state / "terminal.log", child_env())
 
     def kill_terminal(self) -> None:
@@ -230,7 +234,8 @@ pump_offline = 30
         try:
             with sessions() as s:
                 rows = s.scalars(select(Transaction).where(Transaction.device_id == self.device["id"])).all()
-                return [{c.name: _plain(getattr(t, c.name)) for c in Transaction.__table__.columns} for t in rows]
+                return [{c.name: _plain(getattr(t, c.name)) for c in Transaction.__table__.columns}
+                        for t in rows]
         finally:
             engine.dispose()
 

@@ -44,7 +44,8 @@ def _apply(session: Session, keys: RegistryKeys, seed: dict[str, Any], now: dt.d
         session.merge(Product(code=p["code"], name=p["name"]))
     session.flush()
     for n in seed.get("nozzles", []):
-        if session.query(Nozzle).filter_by(station_id=n["station"], pump=n["pump"], nozzle=n["nozzle"]).first():
+        if session.query(Nozzle).filter_by(station_id=n["station"], pump=n["pump"],
+                                           nozzle=n["nozzle"]).first():
             continue
         session.add(Nozzle(station_id=n["station"], pump=n["pump"], nozzle=n["nozzle"],
                            product_code=n["product"], price_milli=n["price_milli"]))

@@ -97,7 +97,8 @@ def authorize(session: Session, keys: RegistryKeys, req: dict[str, Any], now: dt
                          expires_at=now + AUTH_TTL)
     session.add(auth)
     session.commit()
-    log.info("authorization approved", extra={"terminal": device.id, "auth_id": auth.id, "allowed_cl": allowed})
+    log.info("authorization approved",
+             extra={"terminal": device.id, "auth_id": auth.id, "allowed_cl": allowed})
     return {"request_id": req["request_id"], "approved": True, "reason": "approved", "auth_id": auth.id,
             "allowed_cl": allowed, "nozzles": allowed_nozzles, "card_masked": masked}
 

@@ -56,13 +56,15 @@ def find_postgres() -> PostgresInstall:
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        raise PostgresUnavailable("running as root and there is no 'postgres' user to run the server as") from None
+        raise PostgresUnavailable("running as root and there is no 'postgres' user "
+                                  "to run the server as") from None
     if runuser := shutil.which("runuser"):
         return PostgresInstall(bindir, [runuser, "-u", "postgres", "--"], "postgres")
     if setpriv := shutil.which("setpriv"):
         return PostgresInstall(bindir, [setpriv, "--reuid=postgres", "--regid=postgres", "--init-groups"],
                                "postgres")
-    raise PostgresUnavailable("running as root and neither runuser nor setpriv is there to drop to 'postgres'")
+    raise PostgresUnavailable("running as root and neither runuser nor setpriv "
+                              "is there to drop to 'postgres'")
 
 
 def _run(pg: PostgresInstall, argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,5 @@
-"""The simulated acquirer/issuer host over TCP: ARQC checks with real pyemv cryptograms, PIN, rules, advices."""
+"""The simulated acquirer/issuer host over TCP: ARQC checks with real pyemv cryptograms,
+PIN, rules, advices."""
 
 from __future__ import annotations
 

@@ -205,7 +205,8 @@ def test_arbitrary_bytes_only_raise_message_error(data: bytes) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(min_value=0, max_value=400), st.integers(min_value=0, max_value=400), st.binary(max_size=8))
+@given(st.integers(min_value=0, max_value=400), st.integers(min_value=0, max_value=400),
+       st.binary(max_size=8))
 def test_mutated_messages_only_raise_message_error(start: int, length: int, splice: bytes) -> None:
     base = _preauth(pin_block=bytes(8), ksn=bytes(10)).replace(b"0100", b"0110", 1)
     mutated = base[:start] + splice + base[start + length:]

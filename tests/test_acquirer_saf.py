@@ -25,12 +25,14 @@ WHEN = dt.datetime(2025, 6, 1, 12, 0, 0, tzinfo=dt.UTC)
 
 
 def completion(stan: int) -> bytes:
-    return m.completion_advice(terminal=TERMINAL, card=CARD, original=m.Original(f"{stan - 1:06d}", "0601115959"),
+    return m.completion_advice(terminal=TERMINAL, card=CARD,
+                               original=m.Original(f"{stan - 1:06d}", "0601115959"),
                                authorized_amount=10000, dispensed_amount=4321, stan=stan, when=WHEN)
 
 
 def reversal(stan: int) -> bytes:
-    return m.reversal_advice(terminal=TERMINAL, card=CARD, original=m.Original(f"{stan - 1:06d}", "0601115959"),
+    return m.reversal_advice(terminal=TERMINAL, card=CARD,
+                             original=m.Original(f"{stan - 1:06d}", "0601115959"),
                              amount=10000, reason=m.ReversalReason.NOTHING_DISPENSED, stan=stan, when=WHEN)
 
 
@@ -260,7 +262,8 @@ def test_a_context_is_bound_to_its_sale(path: Path) -> None:
         rows = {sale: (nonce, sealed) for sale, nonce, sealed in
                 db.execute("SELECT sale_id, nonce, sealed FROM card_context")}
         for sale, other in (("sale-1", "sale-2"), ("sale-2", "sale-1")):
-            db.execute("UPDATE card_context SET nonce = ?, sealed = ? WHERE sale_id = ?", (*rows[other], sale))
+            db.execute("UPDATE card_context SET nonce = ?, sealed = ? WHERE sale_id = ?",
+                       (*rows[other], sale))
     db.close()
     saf = StoreAndForward(path, KEY)
     for sale in ("sale-1", "sale-2"):
@@ -308,7 +311,8 @@ def test_settle_queues_the_advice_and_erases_the_context(path: Path) -> None:
     reversal_id = saf.settle(AdviceKind.REVERSAL, "sale-3", reversal(4))
     assert reversal_id != advice_id and saf.has_advice("sale-3", AdviceKind.REVERSAL)
     saf.mark_acked(advice_id)
-    assert saf.has_advice("sale-1", AdviceKind.COMPLETION)  # acknowledged still counts: enqueue would not re-add
+    # acknowledged still counts: enqueue would not re-add
+    assert saf.has_advice("sale-1", AdviceKind.COMPLETION)
     with pytest.raises(ValueError):
         saf.has_advice("sale-1", "refund")
     saf.close()
@@ -321,7 +325,8 @@ def test_settle_is_all_or_nothing(path: Path) -> None:
         saf.settle(AdviceKind.COMPLETION, "sale-1", reversal(3))
     assert saf.held("sale-1") == CONTEXT and not saf.has_advice("sale-1")
     # make the erasure fail inside the transaction: the advice must not be queued either
-    saf._db.execute("CREATE TEMP TRIGGER keep BEFORE DELETE ON card_context BEGIN SELECT RAISE(ABORT, 'no'); END")
+    saf._db.execute("CREATE TEMP TRIGGER keep BEFORE DELETE ON card_context "
+                    "BEGIN SELECT RAISE(ABORT, 'no'); END")
     with pytest.raises(SyncError):
         saf.settle(AdviceKind.COMPLETION, "sale-1", completion(2))
     assert saf.held("sale-1") == CONTEXT and not saf.has_advice("sale-1") and saf.pending() == []

@@ -61,7 +61,8 @@ def test_card_context_round_trips_through_bytes() -> None:
                         requested=5000, stan="000001", transmission="0314092653")
     again = CardContext.loads(early.dumps())
     assert again == early
-    assert (again.approved, again.rrn, again.auth_code, again.icc, again.pan_sequence) == (0, None, None, "", None)
+    assert ((again.approved, again.rrn, again.auth_code, again.icc, again.pan_sequence)
+            == (0, None, None, "", None))
 
 
 @pytest.mark.parametrize("raw", [

@@ -61,7 +61,8 @@ def test_luhn_invalid(pan: str) -> None:
     assert not luhn_ok(pan)
 
 
-@pytest.mark.parametrize("pan", ["", "4111 1111 1111 1111", "411111111111111A", "-79927398713", "7992739871.3"])
+@pytest.mark.parametrize("pan", ["", "4111 1111 1111 1111", "411111111111111A", "-79927398713",
+                                 "7992739871.3"])
 def test_luhn_rejects_non_digits(pan: str) -> None:
     assert not luhn_ok(pan)
 

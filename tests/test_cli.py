@@ -12,8 +12,8 @@ from firmware.cli import EXIT_OK, EXIT_USAGE, main
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "firmware.cli", *args], check=False, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([sys.executable, "-m", "firmware.cli", *args], check=False, capture_output=True,
+                          text=True, timeout=60)
 
 
 @pytest.mark.parametrize("sub", ["sim", "terminal", "registry", "broker-config"])

@@ -85,7 +85,8 @@ def test_state_dir_is_resolved_relative_to_the_file_not_the_cwd(tmp_path: Path,
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    cfg = load_config(write(tmp_path / "etc", MINIMAL.replace("[terminal]\n", '[terminal]\nstate_dir = "../var/state"\n')))
+    cfg = load_config(write(tmp_path / "etc",
+                            MINIMAL.replace("[terminal]\n", '[terminal]\nstate_dir = "../var/state"\n')))
     assert cfg.state_dir == (tmp_path / "var" / "state").resolve()
     default = load_config(write(tmp_path / "etc", MINIMAL, "other.toml"))
     assert default.state_dir == (tmp_path / "etc").resolve()
@@ -93,7 +94,8 @@ def test_state_dir_is_resolved_relative_to_the_file_not_the_cwd(tmp_path: Path,
 
 def test_state_dir_absolute_is_kept(tmp_path: Path) -> None:
     target = tmp_path / "abs"
-    cfg = load_config(write(tmp_path, MINIMAL.replace("[terminal]\n", f'[terminal]\nstate_dir = "{target}"\n')))
+    cfg = load_config(write(tmp_path,
+                            MINIMAL.replace("[terminal]\n", f'[terminal]\nstate_dir = "{target}"\n')))
     assert cfg.state_dir == target.resolve()
 
 

@@ -1,5 +1,6 @@
 """The DART codec under MicroPython: tests/micropython/run_vectors.mjs runs dart_vectors.py against
-drivers/pump/dart.py in the MicroPython WebAssembly port (npm package pinned in tests/micropython), as CI does.
+drivers/pump/dart.py in the MicroPython WebAssembly port (npm package pinned in tests/micropython),
+as CI does.
 The same vectors also run here under CPython, so a failure points at MicroPython, not at the vectors."""
 
 from __future__ import annotations

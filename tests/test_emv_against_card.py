@@ -70,7 +70,8 @@ def run(profile: str, pin: OfflinePin | None = None) -> tuple[EmvResult, dict[st
             return PinInput(online_block=b"\x5a" * 16)
         return PinInput(offline=pin or OfflinePin("1234"))
     version = prof["data"].get("9F08", "008C")
-    return run_transaction(reader, config(version), 5000, pin_entry=pin_entry, online=True, now=NOW), prof, asked
+    return (run_transaction(reader, config(version), 5000, pin_entry=pin_entry, online=True, now=NOW),
+            prof, asked)
 
 
 def approve(result: EmvResult, prof: dict[str, Any], code: str = "00") -> IssuerResponse:

@@ -31,7 +31,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.Cryptography
 PSE = b"1PAY.SYS.DDF01"
 AIDS = ("A0000000031010", "A0000000041010", "A0000000043060")     # the terminal's own AID list
 CHIP_PROFILES = ("visa_dda_online_pin", "mc_cda_offline_pin", "expired", "pin_blocked")
-CVN = {"visa_cvn10": pyemv.cvn.VisaCVN10, "visa_cvn18": pyemv.cvn.VisaCVN18, "mc_cvn16": pyemv.cvn.MasterCardCVN16}
+CVN = {"visa_cvn10": pyemv.cvn.VisaCVN10, "visa_cvn18": pyemv.cvn.VisaCVN18,
+       "mc_cvn16": pyemv.cvn.MasterCardCVN16}
 OK = b"\x90\x00"
 
 
@@ -190,7 +191,8 @@ class Terminal:
         return int.from_bytes(modulus, "big"), int.from_bytes(self.objects[0x9F47], "big")
 
     def check_sdad(self, icc: tuple[int, int], sdad: bytes, terminal_dynamic_data: bytes) -> bytes:
-        """Book 2 6.5.2: recover and check the Signed Dynamic Application Data; returns the ICC dynamic data."""
+        """Book 2 6.5.2: recover and check the Signed Dynamic Application Data;
+        returns the ICC dynamic data."""
         rec = recover(icc, sdad)
         assert rec[1:3] == b"\x05\x01"
         check_hash(rec, terminal_dynamic_data)
@@ -356,7 +358,8 @@ def test_visa_cvn18_online_with_external_authenticate() -> None:
     response, sw, _ = t.generate_ac(0x80, 0x8C)
     assert sw == OK
     f = ac_fields(response)
-    assert f[0x9F27] == b"\x80" and int.from_bytes(f[0x9F36], "big") == int.from_bytes(atc_before[3:], "big") + 1
+    assert (f[0x9F27] == b"\x80"
+            and int.from_bytes(f[0x9F36], "big") == int.from_bytes(atc_before[3:], "big") + 1)
     assert f[0x9F10][:3] == bytes.fromhex("060112")
     assert f[0x9F26] == t.expected_ac(t.values, aip, f[0x9F36], f[0x9F10])
     # the acquirer host's verifier agrees with the card
@@ -474,7 +477,8 @@ def test_enciphered_offline_pin() -> None:
     t = open_card("mc_cda_offline_pin")
     t.prepare()
     assert t.objects[0x8E][8:10] == bytes.fromhex("4403")
-    assert t.send(apdu(0x00, 0x20, 0x00, 0x88, enciphered_pin(t, "1234", bytes(8)), le=False))[1] == b"\x69\x85"
+    assert t.send(apdu(0x00, 0x20, 0x00, 0x88, enciphered_pin(t, "1234", bytes(8)),
+                       le=False))[1] == b"\x69\x85"
     challenge, sw = t.send(apdu(0x00, 0x84, 0, 0))
     assert sw == OK and len(challenge) == 8
     wrong = enciphered_pin(t, "9999", challenge)
@@ -621,7 +625,8 @@ SW1_VALID = {0x61, 0x62, 0x63, 0x67, 0x69, 0x6A, 0x6D, 0x6E, 0x90}
     st.binary(max_size=300),
     st.builds(lambda cla, ins, p1, p2, data: bytes([cla, ins, p1, p2, len(data)]) + data,
               st.sampled_from([0x00, 0x80, 0x84, 0xFF]),
-              st.sampled_from([0xA4, 0xB2, 0xA8, 0xCA, 0x88, 0x84, 0x20, 0xAE, 0x82, 0x1E, 0x18, 0x24, 0xDA, 0x00]),
+              st.sampled_from([0xA4, 0xB2, 0xA8, 0xCA, 0x88, 0x84, 0x20, 0xAE, 0x82, 0x1E, 0x18, 0x24,
+                               0xDA, 0x00]),
               st.integers(0, 255), st.integers(0, 255), st.binary(min_size=1, max_size=255))), max_size=12),
        name=st.sampled_from([*CHIP_PROFILES, "magstripe_only"]), prepared=st.booleans())
 def test_arbitrary_apdus_get_a_status_word(commands: list[bytes], name: str, prepared: bool) -> None:

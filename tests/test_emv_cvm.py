@@ -46,7 +46,8 @@ def store_with(cvm_list: str, aip: str = "1000", amount_currency: str = "0978") 
     return store
 
 
-def entry(*inputs: PinInput) -> tuple[Callable[[str, int | None, str], PinInput], list[tuple[str, int | None]]]:
+def entry(*inputs: PinInput) -> tuple[Callable[[str, int | None, str], PinInput],
+                                      list[tuple[str, int | None]]]:
     calls: list[tuple[str, int | None]] = []
     queue = list(inputs)
 
@@ -56,8 +57,8 @@ def entry(*inputs: PinInput) -> tuple[Callable[[str, int | None, str], PinInput]
     return pin_entry, calls
 
 
-def run(store: DataStore, reader: Replay, pin_entry: Callable[[str, int | None, str], PinInput], amount: int = 5000,
-        key: PublicKey | None = None, caps: bytes = CAPS) -> bytes:
+def run(store: DataStore, reader: Replay, pin_entry: Callable[[str, int | None, str], PinInput],
+        amount: int = 5000, key: PublicKey | None = None, caps: bytes = CAPS) -> bytes:
     return perform_cvm(reader, store, amount, pin_entry, caps, 0x25, lambda: key).results
 
 

@@ -143,7 +143,8 @@ def test_online_transaction_then_approval_with_issuer_authentication_and_scripts
     card.script = [
         ("00820000080102030405060708", OK),
         ("84DA9F580501020304A1", OK),
-        ("80AE4000" "0B" "3030" + TVR_ONLINE + UN + "00", resp(h(0x80, "40" "0011" "0102030405060708" + IAD))),
+        ("80AE4000" "0B" "3030" + TVR_ONLINE + UN + "00",
+         resp(h(0x80, "40" "0011" "0102030405060708" + IAD))),
         ("841E000004AABBCCDD", "6A80"),
     ]
     final = complete(result, IssuerResponse(b"00", bytes.fromhex("0102030405060708"), script71 + script72))
@@ -156,7 +157,8 @@ def test_online_transaction_then_approval_with_issuer_authentication_and_scripts
     assert TvrBit.SCRIPT_FAILED_AFTER_FINAL_GENERATE_AC in tvr
     assert TvrBit.SCRIPT_FAILED_BEFORE_FINAL_GENERATE_AC not in tvr
     assert TvrBit.ISSUER_AUTHENTICATION_FAILED not in tvr
-    assert TsiBit.ISSUER_AUTHENTICATION_PERFORMED in tsi_final and TsiBit.SCRIPT_PROCESSING_PERFORMED in tsi_final
+    assert (TsiBit.ISSUER_AUTHENTICATION_PERFORMED in tsi_final
+            and TsiBit.SCRIPT_PROCESSING_PERFORMED in tsi_final)
     assert dict(parse(final.icc_data))[0x9F5B].hex().upper() == "20000000011100000002"
     assert complete(result, IssuerResponse(b"05")) is final        # idempotent
 
@@ -171,7 +173,8 @@ def test_issuer_authentication_refused_and_host_decline() -> None:
     assert card.sent[-1][8:14] == "0B3035"   # 8A '05' in CDOL2 data
 
 
-@pytest.mark.parametrize(("tac_default", "kind", "arc"), [("0000000000", "40", "5933"), ("8000000000", "00", "5A33")])
+@pytest.mark.parametrize(("tac_default", "kind", "arc"),
+                         [("0000000000", "40", "5933"), ("8000000000", "00", "5A33")])
 def test_unable_to_go_online_uses_default_action(tac_default: str, kind: str, arc: str) -> None:
     config = EmvConfig(aids=(AidConfig(VISA, tac_default=bytes.fromhex(tac_default)),))
     card = Replay(head() + [("80AE8000.*", resp(h(0x80, "80" "0011" + AC1)))])
@@ -200,14 +203,16 @@ def test_card_may_not_answer_tc_to_an_arqc_request() -> None:
 def test_list_of_aids_with_partial_match_and_next_occurrence() -> None:
     """Book 1 12.3.3: PSE absent (6A82); partial AID A000000003 finds two ADFs, then 6A82."""
     config = EmvConfig(aids=(AidConfig(bytes.fromhex("A000000003")),))
-    fci = lambda aid, prio: h(0x6F, h(0x84, aid) + h(0xA5, h(0x50, b"APP" + aid[-1:].hex().encode()) + h(0x87, prio)))
+    fci = lambda aid, prio: h(0x6F, h(0x84, aid)
+                              + h(0xA5, h(0x50, b"APP" + aid[-1:].hex().encode()) + h(0x87, prio)))
     card = Replay([
         (SELECT_PSE, "6A82"),
         ("00A4040005A00000000300", resp(fci(bytes.fromhex("A0000000032010"), "02"))),
         ("00A4040205A00000000300", resp(fci(VISA, "01"))),
         ("00A4040205A00000000300", "6A82"),
         ("00A4040007A000000003101000", "6A81"),          # final select fails: drop, next candidate
-        ("00A4040007A000000003201000", resp(h(0x6F, h(0x84, bytes.fromhex("A0000000032010")) + h(0xA5, b"")))),
+        ("00A4040007A000000003201000",
+         resp(h(0x6F, h(0x84, bytes.fromhex("A0000000032010")) + h(0xA5, b"")))),
         ("80A8000002830000", "6985"),                 # GPO refused: no candidate left
     ])
     with pytest.raises(CardNotAccepted):

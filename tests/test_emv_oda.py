@@ -46,7 +46,8 @@ CA, ISSUER, ICC = make_key(1152), make_key(1024), make_key(1024)
 CA_KEYS = {("A000000003", 0x92): (CA.n, CA.e)}
 
 
-def framed(signer: Key, fields: bytes, hashed_after: bytes, *, header: int = 0x6A, trailer: int = 0xBC) -> bytes:
+def framed(signer: Key, fields: bytes, hashed_after: bytes, *, header: int = 0x6A,
+           trailer: int = 0xBC) -> bytes:
     """Book 2 A2.1: header | fields | SHA-1(fields + data not in the block) | trailer, signed raw."""
     digest = hashlib.sha1(fields + hashed_after).digest()
     return signer.sign(bytes([header]) + fields + digest + bytes([trailer]))
@@ -117,8 +118,10 @@ class Replay:
         return response
 
 
-def oda(store: DataStore, reader: Replay | None = None, records: bytes | None = RECORDS) -> tuple[DataStore, str]:
-    state = perform_oda(reader or Replay([]), store, CA_KEYS, AID, records, CAPS, bytes.fromhex("9F3704"), TODAY)
+def oda(store: DataStore, reader: Replay | None = None,
+        records: bytes | None = RECORDS) -> tuple[DataStore, str]:
+    state = perform_oda(reader or Replay([]), store, CA_KEYS, AID, records, CAPS, bytes.fromhex("9F3704"),
+                        TODAY)
     return store, state.reason
 
 
@@ -183,7 +186,8 @@ def test_bad_issuer_certificate_sets_the_method_failed_bit(issuer: tuple[bytes, 
 
 def test_wrong_trailer_is_detected() -> None:
     in_cert, remainder = split(ISSUER, CA.size - 36)
-    fields = b"\x02" + bytes.fromhex("476173FF1230") + b"\x00\x00\x01\x01\x01" + bytes([ISSUER.size, 1]) + in_cert
+    fields = (b"\x02" + bytes.fromhex("476173FF1230") + b"\x00\x00\x01\x01\x01" + bytes([ISSUER.size, 1])
+              + in_cert)
     bad = framed(CA, fields, remainder + b"\x03", trailer=0xBD)
     store, reason = oda(card_store("2000", issuer=(bad, remainder)))
     assert failed(store) == ["DDA_FAILED"] and "trailer" in reason
@@ -209,7 +213,8 @@ def test_flagged_record_not_usable_fails() -> None:
     assert failed(store) == ["SDA_FAILED"]
 
 
-def cda_answer(cid: int, ac: bytes, dol_data: bytes, *, sig_cid: int | None = None) -> list[tuple[int, bytes]]:
+def cda_answer(cid: int, ac: bytes, dol_data: bytes, *,
+               sig_cid: int | None = None) -> list[tuple[int, bytes]]:
     head = [(0x9F27, bytes([cid])), (0x9F36, b"\x00\x11")]
     tail = [(0x9F10, bytes.fromhex("0110A00000"))]
     response = b"".join(t(tag, v) for tag, v in head + tail)

@@ -96,13 +96,16 @@ def get_data(atc: int, last: int) -> dict[bytes, bytes]:
 @pytest.mark.parametrize(("atc", "last", "bits"), [
     (10, 9, []),
     (14, 10, [TvrBit.LOWER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED]),
-    (20, 10, [TvrBit.LOWER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED, TvrBit.UPPER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED]),
+    (20, 10, [TvrBit.LOWER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED,
+              TvrBit.UPPER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED]),
     (2, 0, [TvrBit.NEW_CARD]),
-    (5, 5, [TvrBit.LOWER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED, TvrBit.UPPER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED]),
+    (5, 5, [TvrBit.LOWER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED,
+            TvrBit.UPPER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED]),
 ])
 def test_velocity_checking(atc: int, last: int, bits: list[TvrBit]) -> None:
     store = trm_store()
-    terminal_risk_management(Answers(get_data(atc, last)), store, 100, AidConfig(b"\xa0" * 5, floor_limit=10_000))
+    terminal_risk_management(Answers(get_data(atc, last)), store, 100,
+                             AidConfig(b"\xa0" * 5, floor_limit=10_000))
     assert [b for b in TvrBit if b in store.tvr] == bits
     assert TsiBit.TERMINAL_RISK_MANAGEMENT_PERFORMED in store.tsi
 
@@ -116,8 +119,9 @@ def test_velocity_get_data_refused_sets_both_bits_and_floor_limit_zero() -> None
         TvrBit.UPPER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED]
 
 
-@pytest.mark.parametrize(("amount", "number", "selected"), [(100, 10, True), (100, 11, False),
-                                                            (750, 30, True), (750, 31, False), (1000, 1, False)])
+@pytest.mark.parametrize(("amount", "number", "selected"),
+                         [(100, 10, True), (100, 11, False), (750, 30, True), (750, 31, False),
+                          (1000, 1, False)])
 def test_random_transaction_selection(amount: int, number: int, selected: bool) -> None:
     aid = AidConfig(b"\xa0" * 5, floor_limit=1000, threshold=500, target_percent=10, max_target_percent=50)
     store = trm_store(None, None)
@@ -128,13 +132,14 @@ def test_random_transaction_selection(amount: int, number: int, selected: bool) 
 def test_trm_skipped_when_aip_says_so_and_terminal_agrees() -> None:
     store = trm_store(None, None)
     store.set(0x82, b"\x10\x00")
-    assert not terminal_risk_management(Answers({}), store, 100, AidConfig(b"\xa0" * 5), regardless_of_aip=False)
+    assert not terminal_risk_management(Answers({}), store, 100, AidConfig(b"\xa0" * 5),
+                                        regardless_of_aip=False)
     assert TsiBit.TERMINAL_RISK_MANAGEMENT_PERFORMED not in store.tsi
 
 
 def test_terminal_action_analysis() -> None:
-    aid = AidConfig(b"\xa0" * 5, tac_denial=bytes.fromhex("0010000000"), tac_online=bytes.fromhex("0000008000"),
-                    tac_default=bytes.fromhex("0000008000"))
+    aid = AidConfig(b"\xa0" * 5, tac_denial=bytes.fromhex("0010000000"),
+                    tac_online=bytes.fromhex("0000008000"), tac_default=bytes.fromhex("0000008000"))
     store = DataStore()
     store.set(0x9F0D, bytes(5))
     store.set(0x9F0E, bytes(5))
@@ -149,7 +154,8 @@ def test_terminal_action_analysis() -> None:
     # absent IACs: denial zeros, online and default all ones (Book 3 10.7)
     bare = DataStore()
     bare.tvr.set(TvrBit.NEW_CARD)
-    assert terminal_action(bare, AidConfig(b"\xa0" * 5, tac_online=bytes(5)), can_go_online=True) is Cryptogram.ARQC
+    assert terminal_action(bare, AidConfig(b"\xa0" * 5, tac_online=bytes(5)),
+                           can_go_online=True) is Cryptogram.ARQC
     assert default_action(bare, AidConfig(b"\xa0" * 5, tac_default=bytes(5))) is Cryptogram.AAC
 
 
@@ -185,7 +191,8 @@ def test_select_ppse() -> None:
 
 def test_load_emv_config() -> None:
     cfg = load_emv_config({"aid": [{"aid": "A0000000031010", "tac_online": "FFFFFFFFFF", "floor_limit": 0}],
-                           "ca_key": [{"rid": "a000000003", "index": "92", "modulus": "C1", "exponent": "03"}]})
+                           "ca_key": [{"rid": "a000000003", "index": "92", "modulus": "C1",
+                                       "exponent": "03"}]})
     assert cfg.aids[0].tac_online == b"\xff" * 5 and cfg.ca_keys[("A000000003", 0x92)] == (0xC1, 3)
     assert cfg.aid_config(bytes.fromhex("A000000003101001")) is cfg.aids[0]
     with pytest.raises(ConfigError):

@@ -106,7 +106,8 @@ def test_duplicate_primitive_across_records() -> None:
 def test_oversized_and_non_70_records() -> None:
     big = t(0x70, t(0x9F4B, bytes(300)))
     with pytest.raises(CardError, match="too long"):
-        read_application_data(ByInstruction({0xB2: big + OK}), DataStore(), parse_afl(bytes.fromhex("08010100")))
+        read_application_data(ByInstruction({0xB2: big + OK}), DataStore(),
+                              parse_afl(bytes.fromhex("08010100")))
     with pytest.raises(CardError, match="70 template"):
         read_application_data(ByInstruction({0xB2: t(0x77, b"") + OK}), DataStore(),
                               parse_afl(bytes.fromhex("08010100")))

@@ -107,7 +107,8 @@ def test_hostile_card_replays_script_then_6f00() -> None:
 
 
 def test_get_response_and_6c_reissue() -> None:
-    card = HostileCard([b"\x61\x03", b"\xaa\xbb\xcc\x61\x01", b"\xdd\x90\x00", b"\x6c\x04", b"\x01\x02\x03\x04\x90\x00"])
+    card = HostileCard([b"\x61\x03", b"\xaa\xbb\xcc\x61\x01", b"\xdd\x90\x00", b"\x6c\x04",
+                        b"\x01\x02\x03\x04\x90\x00"])
     r = MemoryReader(card)
     r.connect()
     assert r.transmit(SELECT) == b"\xaa\xbb\xcc\xdd\x90\x00"

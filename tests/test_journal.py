@@ -44,7 +44,8 @@ def test_begin_creates_a_sale(journal: Journal, path: Path) -> None:
     before = time.time()
     journal.begin_sale("s1", 3, MASKED, TOKEN)
     rec = journal.get("s1")
-    assert (rec.id, rec.state, rec.pump, rec.card_masked, rec.card_token) == ("s1", "created", 3, MASKED, TOKEN)
+    assert ((rec.id, rec.state, rec.pump, rec.card_masked, rec.card_token)
+            == ("s1", "created", 3, MASKED, TOKEN))
     assert rec.auth_id is None and rec.allowed_cl is None and rec.nozzles == () and rec.flags == ()
     assert not rec.recovered and not rec.receipt_printed and not rec.synced
     assert before <= rec.created_at <= time.time()
@@ -195,7 +196,8 @@ def test_persisted_across_reopen(path: Path) -> None:
         j2.close()
     # an independent reader sees the committed rows too
     with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT state, receipt_printed FROM sales WHERE id='s1'").fetchone() == ("completed", 1)
+        assert (raw.execute("SELECT state, receipt_printed FROM sales WHERE id='s1'").fetchone()
+                == ("completed", 1))
     raw.close()
 
 
@@ -302,12 +304,13 @@ def _old_journal(path: Path) -> None:
     raw = sqlite3.connect(path)
     try:
         raw.executescript(_OLD_SCHEMA)
-        raw.execute("INSERT INTO sales (id, state, pump, card_masked, card_token, auth_id, allowed_cl, nozzles, "
-                    "nozzle, product, volume_cl, amount_cents, price_milli, totals_before, flags, "
+        raw.execute("INSERT INTO sales (id, state, pump, card_masked, card_token, auth_id, allowed_cl, "
+                    "nozzles, nozzle, product, volume_cl, amount_cents, price_milli, totals_before, flags, "
                     "receipt_printed, created_at, finished_at) "
                     "VALUES ('old', 'completed', 2, ?, ?, 'auth-old', 15000, '[1]', 1, 'diesel', 2000, 3318, "
                     "1659, '{\"1\": [100, 166]}', '[]', 1, 1700000000.0, 1700000100.0)", (MASKED, TOKEN))
-        raw.execute("INSERT INTO events (sale_id, state, at, detail) VALUES ('old', 'completed', 1700000100.0, '{}')")
+        raw.execute("INSERT INTO events (sale_id, state, at, detail) "
+                    "VALUES ('old', 'completed', 1700000100.0, '{}')")
         raw.execute("INSERT INTO kv (key, value) VALUES ('terminal_config', '{\"version\": 2}')")
         raw.commit()
     finally:

@@ -90,8 +90,9 @@ def test_repr_masks_pan_and_hides_the_rest() -> None:
         assert PAN not in shown and "3106" not in shown and "201" not in shown
 
 
-@pytest.mark.parametrize(("service_code", "chip"), [("101", False), ("201", True), ("221", True), ("601", True),
-                                                    ("120", False), ("501", False), ("701", False)])
+@pytest.mark.parametrize(("service_code", "chip"),
+                         [("101", False), ("201", True), ("221", True), ("601", True),
+                          ("120", False), ("501", False), ("701", False)])
 def test_chip_card(service_code: str, chip: bool) -> None:
     assert chip_card(service_code) is chip
 

@@ -1,4 +1,5 @@
-"""firmware.messages: strict MQTT payload schemas; every deviation is a MessageError that never echoes a PAN."""
+"""firmware.messages: strict MQTT payload schemas;
+every deviation is a MessageError that never echoes a PAN."""
 
 from __future__ import annotations
 
@@ -275,7 +276,8 @@ def test_decode_of_arbitrary_bytes_is_dict_or_message_error(data: bytes) -> None
         assert isinstance(doc, dict) and set(doc) == set(schema)
 
 
-_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                     | st.text(max_size=20),
                      lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
                                                                                     max_size=4),
                      max_leaves=12)

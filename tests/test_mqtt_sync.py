@@ -1,4 +1,5 @@
-"""Terminal <-> registry over a real mosquitto: authorization, retained config and store-and-forward of sales."""
+"""Terminal <-> registry over a real mosquitto: authorization, retained config
+and store-and-forward of sales."""
 
 from __future__ import annotations
 
@@ -186,14 +187,15 @@ def completed_sale(journal: Journal, auth_id: str, volume_cl: int = 2000, kind: 
     journal.transition(sale_id, "approved", auth_id=auth_id, allowed_cl=15000, nozzles=[1])
     journal.transition(sale_id, "pump_authorized")
     journal.transition(sale_id, "completed", nozzle=1, product="diesel", volume_cl=volume_cl,
-                       amount_cents=(volume_cl * 1659 + 500) // 1000, price_milli=1659, finished_at=time.time(),
-                       recovered=False, flags=[])
+                       amount_cents=(volume_cl * 1659 + 500) // 1000, price_milli=1659,
+                       finished_at=time.time(), recovered=False, flags=[])
     return sale_id
 
 
 def registry_rows(reg: Registry, sale_id: str) -> int:
     with reg.sessions() as s:
-        return int(s.scalar(select(func.count()).select_from(Transaction).where(Transaction.sale_id == sale_id))
+        return int(s.scalar(select(func.count()).select_from(Transaction)
+                            .where(Transaction.sale_id == sale_id))
                    or 0)
 
 
@@ -203,7 +205,8 @@ def test_retained_config_arrives_with_prices(registry: Registry, terminal: Termi
     cfg = wait_config(terminal)
     assert cfg["terminal"] == TERMINAL and cfg["station"] == STATION
     assert cfg["station_name"] == "Forecourt Demo Station" and cfg["currency"] == "EUR"
-    prices = {(p["pump"], p["nozzle"]): (p["product"], p["product_name"], p["price_milli"]) for p in cfg["prices"]}
+    prices = {(p["pump"], p["nozzle"]): (p["product"], p["product_name"], p["price_milli"])
+              for p in cfg["prices"]}
     names = {p["code"]: p["name"] for p in SEED_DOC["products"]}
     assert prices == {(n["pump"], n["nozzle"]): (n["product"], names[n["product"]], n["price_milli"])
                       for n in SEED_DOC["nozzles"]}
@@ -329,7 +332,8 @@ def test_sale_is_marked_synced_only_after_the_ack(broker: Broker, terminal: Term
     terminal.host.kick()
     assert wait_for(lambda: len(spy.got(sales_topic)) >= 1, 5)        # sent, but no registry to answer
     sent = m.decode(spy.got(sales_topic)[0], m.SALE)
-    assert sent["sale_id"] == sale_id and sent["volume_cl"] == 2000 and sent["card_masked"] == "707700******0019"
+    assert (sent["sale_id"] == sale_id and sent["volume_cl"] == 2000
+            and sent["card_masked"] == "707700******0019")
     assert PAN not in spy.got(sales_topic)[0].decode()
     time.sleep(0.3)
     assert not terminal.journal.get(sale_id).synced
@@ -354,7 +358,8 @@ def test_unsynced_sale_is_resent_when_the_registry_comes_back(broker: Broker, te
     terminal.host.kick()
     time.sleep(0.3)
     assert not terminal.journal.get(sale_id).synced            # no registry yet: nothing acknowledged
-    reg = Registry(f"sqlite:///{tmp_path / 'late.db'}", tmp_path / "late", "127.0.0.1", broker.port, seed=SEED)
+    reg = Registry(f"sqlite:///{tmp_path / 'late.db'}", tmp_path / "late", "127.0.0.1", broker.port,
+                   seed=SEED)
     reg.start()
     try:
         assert reg.link.wait_connected(5)
@@ -418,8 +423,8 @@ def test_sale_of_an_unknown_kind_is_malformed(registry: Registry, terminal: Term
 
 # -- malformed traffic -------------------------------------------------------------------------------------
 
-def test_malformed_payloads_are_counted_and_the_registry_keeps_answering(registry: Registry, terminal: Terminal,
-                                                                         spy: Spy) -> None:
+def test_malformed_payloads_are_counted_and_the_registry_keeps_answering(
+        registry: Registry, terminal: Terminal, spy: Spy) -> None:
     wait_config(terminal)
     auth_topic = m.TOPICS["auth_request"]
     sales_topic = m.TOPICS["sales"].format(terminal=TERMINAL)

@@ -1,4 +1,5 @@
-"""Front panel over loopback TCP: drivers.panel.socket.SocketPanel against hostsim.panel_server.PanelServer."""
+"""Front panel over loopback TCP:
+drivers.panel.socket.SocketPanel against hostsim.panel_server.PanelServer."""
 
 from __future__ import annotations
 
@@ -158,7 +159,8 @@ def test_set_language_renders_the_next_screens_in_it() -> None:
         panel.set_language("de")                     # the card's 5F2D preference, for this sale
         since = len(server.screens)
         panel.show("enter_pin", stars="**")
-        assert server.wait_for("enter_pin", 5, since)["lines"] == ["PIN eingeben", "**", "Mit ENTER bestätigen"]
+        assert server.wait_for("enter_pin", 5, since)["lines"] == ["PIN eingeben", "**",
+                                                                   "Mit ENTER bestätigen"]
         panel.show("declined", reason="insufficient_funds")
         assert server.wait_for("declined", 5, since)["lines"][1] == "Keine ausreichende Deckung"
         panel.set_language("FR")

@@ -184,7 +184,7 @@ def test_any_pin_round_trips(pin: str, noise: list[str]) -> None:
     assert seen[-len(pin):] == list(range(1, len(pin) + 1))
 
 
-# -- the key file ----------------------------------------------------------------------------------------------
+# -- the key file -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("size", [16, 24, 32])
 def test_load_pin_key(tmp_path: Path, size: int) -> None:
@@ -201,8 +201,8 @@ def test_load_pin_key_missing(tmp_path: Path) -> None:
     assert info.value.context == {"path": str(path)}
 
 
-@pytest.mark.parametrize("text", ["not hex at all", "8B2F4E01A7C3D95E6F1028374C5D6E7", "0x8B2F4E01A7C3D95E6F1028374C5D6E7F",
-                                  "8B2F4E01A7C3D95E6F1028374C5D6E7G"])
+@pytest.mark.parametrize("text", ["not hex at all", "8B2F4E01A7C3D95E6F1028374C5D6E7",
+                                  "0x8B2F4E01A7C3D95E6F1028374C5D6E7F", "8B2F4E01A7C3D95E6F1028374C5D6E7G"])
 def test_load_pin_key_not_hex(tmp_path: Path, text: str) -> None:
     path = tmp_path / "pek.hex"
     path.write_text(text)
@@ -235,8 +235,10 @@ def test_dukpt_pin_block_decrypts_with_the_host_derived_key() -> None:
     ksn2, block2 = pad.read_dukpt_pin_block(pan, 5)
     assert ksn1 != ksn2 and ksn1[:8] == ikid
     from psec.pinblock import decipher_pinblock_iso_4
-    assert decipher_pinblock_iso_4(host_derive_working_key(bdk, ksn1, "pin_encryption"), block1, pan) == "4321"
-    assert decipher_pinblock_iso_4(host_derive_working_key(bdk, ksn2, "pin_encryption"), block2, pan) == "9999"
+    assert decipher_pinblock_iso_4(host_derive_working_key(bdk, ksn1, "pin_encryption"),
+                                   block1, pan) == "4321"
+    assert decipher_pinblock_iso_4(host_derive_working_key(bdk, ksn2, "pin_encryption"),
+                                   block2, pan) == "9999"
 
 
 def test_offline_pin_is_an_iso_format_2_block() -> None:

@@ -1,4 +1,5 @@
-"""Receipts end to end: firmware.receipt content -> drivers.printer ESC/POS bytes -> hostsim.escpos_decode text."""
+"""Receipts end to end: firmware.receipt content -> drivers.printer ESC/POS bytes
+-> hostsim.escpos_decode text."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ AUTH_ID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 
 def receipt(**over: object) -> list[ReceiptLine]:
     args: dict[str, object] = {
-        "station_name": "Forecourt Demo Station", "station": "ST-001", "terminal": "T-0001", "sale_id": SALE_ID,
+        "station_name": "Forecourt Demo Station", "station": "ST-001", "terminal": "T-0001",
+        "sale_id": SALE_ID,
         "when": dt.datetime(2025, 3, 1, 11, 11, 12, tzinfo=dt.timezone(dt.timedelta(hours=1))), "pump": 2,
         "product": "Diesel", "volume_cl": 2000, "price_milli": 1659, "amount_cents": 3318,
         "card_masked": "707700******0019", "auth_id": AUTH_ID}
@@ -129,8 +131,10 @@ def test_format_litres_parses_back(cl: int) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(volume=st.integers(0, 15000), price=st.integers(1, 999_999), amount=st.integers(0, 10**8),
-       pump=st.integers(1, 32), product=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20))
-def test_realistic_receipts_fit_the_paper(volume: int, price: int, amount: int, pump: int, product: str) -> None:
+       pump=st.integers(1, 32),
+       product=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20))
+def test_realistic_receipts_fit_the_paper(volume: int, price: int, amount: int, pump: int,
+                                          product: str) -> None:
     lines = receipt(volume_cl=volume, price_milli=price, amount_cents=amount, pump=pump, product=product)
     assert all(len(line.text) <= WIDTH for line in lines)
     _, text = printed(lines)
@@ -260,7 +264,8 @@ def test_network_printer_receives_each_job_on_its_own_connection(job_server: Job
     p.close()
 
 
-@pytest.mark.filterwarnings("ignore::ResourceWarning")     # python-escpos leaks the socket of a failed connect
+# python-escpos leaks the socket of a failed connect
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_unreachable_network_printer_is_a_printer_error() -> None:
     p = open_printer(f"tcp://127.0.0.1:{free_port()}")
     try:

@@ -15,7 +15,8 @@ SALE_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 
 def receipt(**over: object) -> list[ReceiptLine]:
     args: dict[str, object] = {
-        "station_name": "Forecourt Demo Station", "station": "ST-001", "terminal": "T-0001", "sale_id": SALE_ID,
+        "station_name": "Forecourt Demo Station", "station": "ST-001", "terminal": "T-0001",
+        "sale_id": SALE_ID,
         "when": dt.datetime(2025, 3, 1, 11, 11, 12, tzinfo=dt.timezone(dt.timedelta(hours=1))), "pump": 2,
         "product": "Diesel", "volume_cl": 2000, "price_milli": 1659, "amount_cents": 3318,
         "preauth_cents": 15000, "card_masked": "476173******0119", "app_label": "VISA DEBIT",

@@ -64,7 +64,8 @@ def seed_nozzles(wallet: int, pump: int) -> list[int]:
 
 
 class Env:
-    def __init__(self, path: Path, engine: Engine, sessions: sessionmaker[Session], keys: RegistryKeys) -> None:
+    def __init__(self, path: Path, engine: Engine, sessions: sessionmaker[Session],
+                 keys: RegistryKeys) -> None:
         self.path, self.engine, self.sessions, self.keys = path, engine, sessions, keys
 
     def auth(self, pan: str = ACME, pin: str = "1234", pump: int = 1, *, now: dt.datetime = NOW,
@@ -72,7 +73,8 @@ class Env:
              block_pan: str | None = None) -> dict[str, Any]:
         req = {"request_id": str(uuid.uuid4()), "terminal": terminal, "station": station, "pump": pump,
                "pan": pan, "expiry": "2912",
-               "pin_block": pin_block or encipher_pinblock_iso_4(PIN_KEY, pin, block_pan or pan).hex().upper()}
+               "pin_block": (pin_block
+                             or encipher_pinblock_iso_4(PIN_KEY, pin, block_pan or pan).hex().upper())}
         req = m.decode(m.encode(req, m.AUTH_REQUEST), m.AUTH_REQUEST)      # exactly what the wire carries
         with self.sessions() as s:
             answer = authorize(s, self.keys, req, now)
@@ -391,7 +393,8 @@ def test_sale_stored_once_then_duplicate(env: Env) -> None:
         tx = s.scalar(select(Transaction).where(Transaction.sale_id == doc["sale_id"]))
         auth = s.get(Authorization, a["auth_id"])
         assert tx is not None and auth is not None
-        assert (tx.volume_cl, tx.amount_cents, tx.wallet_id, tx.device_id, tx.flags) == (2000, 3318, 1, "T-0001", "")
+        assert ((tx.volume_cl, tx.amount_cents, tx.wallet_id, tx.device_id, tx.flags)
+                == (2000, 3318, 1, "T-0001", ""))
         assert tx.card_id == env.card(ACME).id
         assert tx.finished_at == dt.datetime(2025, 3, 15, 11, 59)
         assert tx.received_at == NOW

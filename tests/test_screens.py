@@ -30,7 +30,8 @@ def test_every_language_has_the_same_screens_and_fields_as_english(lang: str) ->
     assert set(SCREENS[lang]) == set(SCREENS["en"])
     for screen, lines in SCREENS["en"].items():
         assert len(SCREENS[lang][screen]) == len(lines), (lang, screen)
-        assert set().union(*fields_of(SCREENS[lang][screen])) == set().union(*fields_of(lines)), (lang, screen)
+        assert (set().union(*fields_of(SCREENS[lang][screen]))
+                == set().union(*fields_of(lines))), (lang, screen)
 
 
 @pytest.mark.parametrize("lang", OTHERS)
@@ -43,9 +44,9 @@ def test_bank_screens_and_reasons_exist() -> None:
     for screen in ("choose_app", "swipe_card", "insert_chip", "approved_up_to", "lift_nozzle_amount",
                    "card_removed", "processing", "enter_pin_last"):
         assert screen in SCREENS["en"]
-    for reason in ("do_not_honour", "insufficient_funds", "incorrect_pin", "pin_tries_exceeded", "expired_card",
-                   "card_declined", "not_accepted", "host_timeout", "host_unavailable", "chip_error",
-                   "card_removed"):
+    for reason in ("do_not_honour", "insufficient_funds", "incorrect_pin", "pin_tries_exceeded",
+                   "expired_card", "card_declined", "not_accepted", "host_timeout", "host_unavailable",
+                   "chip_error", "card_removed"):
         assert reason in DECLINE_TEXTS["en"]
     assert DECLINE_TEXTS["en"]["incorrect_pin"] == DECLINE_TEXTS["en"]["wrong_pin"]
 

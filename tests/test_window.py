@@ -42,7 +42,8 @@ def dummy_video(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 class FakePanel:
     def __init__(self) -> None:
-        self.current: dict[str, Any] | None = {"screen": "enter_pin", "lines": ["Enter PIN", "**", "Press ENTER"],
+        self.current: dict[str, Any] | None = {"screen": "enter_pin",
+                                               "lines": ["Enter PIN", "**", "Press ENTER"],
                                                "fields": {"stars": "**"}}
         self.pressed: list[str] = []
         self.connected = True
@@ -112,7 +113,8 @@ class FakeSwipe:
 
 class FakeSim:
     def __init__(self) -> None:
-        self.panel, self.cards, self.pump_line, self.printer = FakePanel(), FakeCards(), FakeLine(), FakePrinter()
+        self.panel, self.cards = FakePanel(), FakeCards()
+        self.pump_line, self.printer = FakeLine(), FakePrinter()
         self.swipe: Any = FakeSwipe()
 
 
@@ -199,18 +201,21 @@ def test_swipe_button_sits_next_to_remove(window: SimulatorWindow) -> None:
 
 def test_keyboard_keys_go_to_the_terminal(window: SimulatorWindow, sim: FakeSim) -> None:
     events = [pygame.event.Event(pygame.KEYDOWN, key=k, mod=0)
-              for k in (pygame.K_7, pygame.K_KP3, pygame.K_RETURN, pygame.K_ESCAPE, pygame.K_BACKSPACE, pygame.K_a)]
+              for k in (pygame.K_7, pygame.K_KP3, pygame.K_RETURN, pygame.K_ESCAPE, pygame.K_BACKSPACE,
+                        pygame.K_a)]
     assert window.handle_events(events)
     assert sim.panel.pressed == ["7", "3", "ENTER", "CANCEL", "CLEAR"]
 
 
 def test_window_close_and_ctrl_q_quit(window: SimulatorWindow) -> None:
     assert not window.handle_events([pygame.event.Event(pygame.QUIT)])
-    assert not window.handle_events([pygame.event.Event(pygame.KEYDOWN, key=pygame.K_q, mod=pygame.KMOD_LCTRL)])
+    assert not window.handle_events([pygame.event.Event(pygame.KEYDOWN, key=pygame.K_q,
+                                                        mod=pygame.KMOD_LCTRL)])
     assert window.handle_events([pygame.event.Event(pygame.KEYDOWN, key=pygame.K_q, mod=0)])
 
 
-def test_key_while_terminal_disconnected_is_reported_not_raised(window: SimulatorWindow, sim: FakeSim) -> None:
+def test_key_while_terminal_disconnected_is_reported_not_raised(window: SimulatorWindow,
+                                                                sim: FakeSim) -> None:
     sim.panel.connected = False
     window.handle_click(button(window, "key", "5").center)
     assert "not connected" in window.status

@@ -53,7 +53,8 @@ def fit_font(lines: Sequence[str], width: int, height: int, *, max_size: int = 6
 
 
 def draw_screen(surface: pygame.Surface, rect: pygame.Rect | tuple[int, int, int, int], lines: Sequence[str],
-                *, title: str | None = None, text: Color = SCREEN_TEXT, background: Color = SCREEN_BG) -> None:
+                *, title: str | None = None, text: Color = SCREEN_TEXT,
+                background: Color = SCREEN_BG) -> None:
     """Draw a terminal display into rect: bezel, dark glass, an optional small title, centred lines."""
     outer = pygame.Rect(rect)
     pygame.draw.rect(surface, BEZEL, outer, border_radius=12)

@@ -36,12 +36,15 @@ SCREENS_DE: dict[str, tuple[str, ...]] = {
 }
 
 DECLINE_TEXTS_DE: dict[str, str] = {
-    "wrong_pin": "Falsche PIN", "pin_tries_exceeded": "Zu viele PIN-Versuche", "card_blocked": "Karte gesperrt",
+    "wrong_pin": "Falsche PIN", "pin_tries_exceeded": "Zu viele PIN-Versuche",
+    "card_blocked": "Karte gesperrt",
     "limit_exhausted": "Limit ausgeschöpft", "product_not_allowed": "Produkt nicht erlaubt",
     "card_expired": "Karte abgelaufen", "unknown_card": "Unbekannte Karte",
     "pump_unknown": "Zapfsäule nicht verfügbar",
     "do_not_honour": "Von Bank abgelehnt", "insufficient_funds": "Keine ausreichende Deckung",
-    "incorrect_pin": "Falsche PIN", "expired_card": "Karte abgelaufen", "card_declined": "Von Karte abgelehnt",
+    "incorrect_pin": "Falsche PIN", "expired_card": "Karte abgelaufen",
+    "card_declined": "Von Karte abgelehnt",
     "not_accepted": "Karte nicht akzeptiert", "host_timeout": "Keine Antwort der Bank",
-    "host_unavailable": "Bank nicht erreichbar", "chip_error": "Kartenfehler", "card_removed": "Karte entnommen",
+    "host_unavailable": "Bank nicht erreichbar", "chip_error": "Kartenfehler",
+    "card_removed": "Karte entnommen",
 }

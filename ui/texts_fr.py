@@ -36,7 +36,8 @@ SCREENS_FR: dict[str, tuple[str, ...]] = {
 }
 
 DECLINE_TEXTS_FR: dict[str, str] = {
-    "wrong_pin": "Code erroné", "pin_tries_exceeded": "Nombre d'essais dépassé", "card_blocked": "Carte bloquée",
+    "wrong_pin": "Code erroné", "pin_tries_exceeded": "Nombre d'essais dépassé",
+    "card_blocked": "Carte bloquée",
     "limit_exhausted": "Plafond atteint", "product_not_allowed": "Produit non autorisé",
     "card_expired": "Carte expirée", "unknown_card": "Carte inconnue", "pump_unknown": "Pompe non disponible",
     "do_not_honour": "Refusé par la banque", "insufficient_funds": "Provision insuffisante",

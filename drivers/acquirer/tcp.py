@@ -161,6 +161,7 @@ class AcquirerLink:
                 had = len(self._buf)
                 self._close()
                 if mid_frame or had:
-                    raise MessageError("acquirer frame cut short", expected=max(size - 2, 0), got=max(had - 2, 0))
+                    raise MessageError("acquirer frame cut short", expected=max(size - 2, 0),
+                                       got=max(had - 2, 0))
                 raise HostUnavailable("acquirer closed the connection", mti=mti, stan=stan)
             self._buf += chunk

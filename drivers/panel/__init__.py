@@ -20,7 +20,8 @@ class Panel(Protocol):
     def show(self, screen: str, **fields: Any) -> None: ...
 
     def set_language(self, code: str) -> None:
-        """Language of the following screens (a sale's card preference, tag 5F2D); unknown codes show English."""
+        """Language of the following screens (a sale's card preference, tag 5F2D);
+        unknown codes show English."""
         ...
 
     def read_key(self, timeout: float) -> str | None: ...

@@ -1,4 +1,5 @@
-"""The terminal's own screen and keys on the device (a Pi with a 800x480 display and a USB keypad), via pygame.
+"""The terminal's own screen and keys on the device (a Pi with a 800x480 display and a USB keypad),
+via pygame.
 
 pygame (SDL) wants one thread at a time: show() draws and read_key() pumps events, both under one lock.
 """

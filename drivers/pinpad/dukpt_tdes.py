@@ -36,7 +36,8 @@ MAX_ONE_BITS = 10
 _COUNTER_MASK = (1 << COUNTER_BITS) - 1
 # X9.24-1-2009 Annex A: the key-register mask used for the IPEK's right half and in every key generation.
 _KEY_MASK = bytes.fromhex("C0C0C0C000000000C0C0C0C000000000")
-# X9.24-1-2009 Annex A processing algorithms ("Request PIN Entry 2"): the PIN encryption variant of a transaction key.
+# X9.24-1-2009 Annex A processing algorithms ("Request PIN Entry 2"):
+# the PIN encryption variant of a transaction key.
 _PIN_VARIANT = bytes.fromhex("00000000000000FF00000000000000FF")
 
 
@@ -136,7 +137,8 @@ class TdesTerminalDukpt:
         _check_len(ipek, KEY_LEN, "IPEK")
         base, initial_counter = _split_ksn(initial_ksn)
         if initial_counter:
-            raise DukptKeyError("initial KSN must have a zero transaction counter", counter=hex(initial_counter))
+            raise DukptKeyError("initial KSN must have a zero transaction counter",
+                                counter=hex(initial_counter))
         self._base = base
         self._registers = FutureKeyRegisters(ipek, _ksn_step(base), counter_bits=COUNTER_BITS,
                                              max_one_bits=MAX_ONE_BITS, counter=counter)

@@ -79,7 +79,8 @@ class PinPad:
         finally:
             _wipe(digits)
 
-    def read_offline_pin(self, timeout: float, on_digits: Callable[[int], None] = lambda n: None) -> bytearray:
+    def read_offline_pin(self, timeout: float,
+                         on_digits: Callable[[int], None] = lambda n: None) -> bytearray:
         """The ISO 9564 format 2 plaintext block for VERIFY; the caller wipes it after the command."""
         digits = self._collect(timeout, on_digits)
         try:

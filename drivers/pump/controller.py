@@ -350,7 +350,8 @@ class DartController:
                 cmd.done.set()
 
     def _absorb(self, pump: int, transactions: Transactions) -> None:
-        """Fold DC1/DC2/DC3/DC101 into the pump's status; unknown or malformed fields are logged and skipped."""
+        """Fold DC1/DC2/DC3/DC101 into the pump's status;
+        unknown or malformed fields are logged and skipped."""
         with self._cond:
             st = self._status[pump]
             fields: dict[str, Any] = {}

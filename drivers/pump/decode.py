@@ -212,7 +212,8 @@ def _decode_frame(raw: bytes) -> tuple[bytes, dart.Frame | None, Exception | Non
     return raw, None, first
 
 
-def _frame_dict(offset: int, raw: bytes, direction: str | None, prev: dict[str, Any] | None) -> dict[str, Any]:
+def _frame_dict(offset: int, raw: bytes, direction: str | None,
+                prev: dict[str, Any] | None) -> dict[str, Any]:
     wire, frame, error = _decode_frame(raw)
     skipped = len(raw) - len(wire)
     addr, ctrl = wire[0], wire[1]
@@ -276,7 +277,8 @@ def decode_hex(text: str, direction: str | None = None) -> list[dict[str, Any]]:
     data = parse_hex(text)
     frames, tail = _split(data)
     if not frames:
-        raise DecodeInputError(f"no complete DART frame (address 50..6F ... stop flag FA) in {len(data)} bytes")
+        raise DecodeInputError("no complete DART frame (address 50..6F ... stop flag FA) "
+                               f"in {len(data)} bytes")
     out: list[dict[str, Any]] = []
     for offset, raw in frames:
         out.append(_frame_dict(offset, raw, direction, out[-1] if out else None))

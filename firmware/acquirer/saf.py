@@ -270,7 +270,8 @@ class StoreAndForward:
                 response = parse(answer)
             except (HostUnavailable, MessageError) as exc:
                 log.warning("advice forwarding stopped",
-                            extra={"advice_id": item.id, "kind": item.kind.value, "error": type(exc).__name__})
+                            extra={"advice_id": item.id, "kind": item.kind.value,
+                                   "error": type(exc).__name__})
                 return ForwardReport(acked, refused, parked, stopped=True)
             if response.acknowledged:
                 self.mark_acked(item.id)

@@ -68,7 +68,8 @@ class EmvConfig:
         for entry in self.aids:
             if aid == entry.aid:
                 return entry
-            if entry.partial_match and aid.startswith(entry.aid) and (best is None or len(entry.aid) > len(best.aid)):
+            if (entry.partial_match and aid.startswith(entry.aid)
+                    and (best is None or len(entry.aid) > len(best.aid))):
                 best = entry
         return best
 
@@ -116,4 +117,5 @@ def load_emv_config(raw: Mapping[str, Any]) -> EmvConfig:
                      currency_code=_hex(raw, "currency_code", b"\x08\x40"),
                      currency_exponent=int(raw.get("currency_exponent", 2)),
                      terminal_id=str(raw.get("terminal_id", "FCT00001")).encode("ascii")[:8].ljust(8),
-                     merchant_id=str(raw.get("merchant_id", "FORECOURT000001")).encode("ascii")[:15].ljust(15))
+                     merchant_id=(str(raw.get("merchant_id", "FORECOURT000001"))
+                                  .encode("ascii")[:15].ljust(15)))

@@ -21,7 +21,8 @@ from firmware.errors import CardError, PinPadError
 __all__ = ["CvmOutcome", "PinEntry", "PinInput", "PinKind", "PlainPinBlockSource", "perform_cvm"]
 
 PinKind = Literal["online", "offline"]
-FAIL_CVM, PLAIN_PIN, ONLINE_PIN, PLAIN_PIN_SIGNATURE, ENC_PIN, ENC_PIN_SIGNATURE = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05
+FAIL_CVM, PLAIN_PIN, ONLINE_PIN = 0x00, 0x01, 0x02
+PLAIN_PIN_SIGNATURE, ENC_PIN, ENC_PIN_SIGNATURE = 0x03, 0x04, 0x05
 SIGNATURE, NO_CVM = 0x1E, 0x1F
 RECOGNISED = frozenset({FAIL_CVM, PLAIN_PIN, ONLINE_PIN, PLAIN_PIN_SIGNATURE, ENC_PIN, ENC_PIN_SIGNATURE,
                         SIGNATURE, NO_CVM})

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 __all__ = ["choose_language"]
 
 
-def choose_language(preference: str | bytes | None, available: Sequence[str], default: str | None = None) -> str:
+def choose_language(preference: str | bytes | None, available: Sequence[str],
+                    default: str | None = None) -> str:
     """The first of the card's ISO 639-1 codes (2 letters each, up to 4, in order) the UI offers;
     otherwise default, or the UI's first language."""
     if not available:

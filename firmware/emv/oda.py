@@ -43,7 +43,8 @@ class OdaState:
 
 
 def choose_method(aip: bytes, capabilities: bytes) -> str:
-    """CDA before DDA before SDA, as both card (AIP byte 1) and terminal (9F33 byte 3) support (Book 3 10.3)."""
+    """CDA before DDA before SDA, as both card (AIP byte 1) and terminal (9F33 byte 3) support
+    (Book 3 10.3)."""
     card, term = aip[0], capabilities[2]
     if card & 0x01 and term & 0x08:
         return "cda"
@@ -67,14 +68,16 @@ def _pan(store: DataStore) -> str:
     return (store.get(0x5A) or b"").hex().upper().rstrip("F")
 
 
-def _issuer_key(store: DataStore, ca_keys: CaKeys, aid: bytes, today: dt.date) -> tuple[PublicKey | None, str, bool]:
+def _issuer_key(store: DataStore, ca_keys: CaKeys, aid: bytes,
+                today: dt.date) -> tuple[PublicKey | None, str, bool]:
     index, cert, exponent = store.get(0x8F), store.get(0x90), store.get(0x9F32)
     if index is None or cert is None or exponent is None or len(index) != 1:
         return None, "CA index, issuer certificate or exponent missing", True
     ca = ca_keys.get((aid[:5].hex().upper(), index[0]))
     if ca is None:
         return None, f"no CA public key for index {index[0]:02X}", False
-    key, reason = recover_issuer_key(cert, store.get(0x92) or b"", exponent, PublicKey(*ca), _pan(store), today)
+    key, reason = recover_issuer_key(cert, store.get(0x92) or b"", exponent, PublicKey(*ca), _pan(store),
+                                     today)
     return key, reason, False
 
 
@@ -127,7 +130,8 @@ def perform_oda(reader: Transmitter, store: DataStore, ca_keys: CaKeys, aid: byt
     return state
 
 
-def _dda(reader: Transmitter, store: DataStore, state: OdaState, icc_key: PublicKey, default_ddol: bytes) -> None:
+def _dda(reader: Transmitter, store: DataStore, state: OdaState, icc_key: PublicKey,
+         default_ddol: bytes) -> None:
     """INTERNAL AUTHENTICATE with the DDOL and verify the answer (Book 2 6.5, Book 3 6.5.9)."""
     ddol = store.get(0x9F49)
     if ddol is None:
@@ -188,7 +192,8 @@ def verify_cda(store: DataStore, state: OdaState, objects: Sequence[tuple[int, b
         _fail(store, state, "CDA signature does not verify")
         return None
     k = dynamic[0]
-    number, sig_cid, ac, tdhc = dynamic[1:1 + k], dynamic[1 + k:2 + k], dynamic[2 + k:10 + k], dynamic[10 + k:30 + k]
+    number, sig_cid = dynamic[1:1 + k], dynamic[1 + k:2 + k]
+    ac, tdhc = dynamic[2 + k:10 + k], dynamic[10 + k:30 + k]
     if sig_cid != cid:
         _fail(store, state, "CDA: CID in the signature differs from 9F27")
         return None

@@ -80,9 +80,11 @@ class EmvCard:
         self.last_online_atc = 0
         self.application_blocked = False
         self._put_data: dict[int, bytes] = {}
-        # INS -> (CLA, handler); 1E APPLICATION BLOCK, 18 UNBLOCK, 24 PIN CHANGE/UNBLOCK, DA PUT DATA are scripts
+        # INS -> (CLA, handler); 1E APPLICATION BLOCK, 18 UNBLOCK, 24 PIN CHANGE/UNBLOCK,
+        # DA PUT DATA are scripts
         self._handlers: dict[int, tuple[int, Callable[[int, int, int, int, bytes], bytes]]] = {
-            0xA4: (0x00, self._select), 0xB2: (0x00, self._read_record), 0xA8: (0x80, self._get_processing_options),
+            0xA4: (0x00, self._select), 0xB2: (0x00, self._read_record),
+            0xA8: (0x80, self._get_processing_options),
             0xCA: (0x80, self._get_data), 0x88: (0x00, self._internal_authenticate),
             0x84: (0x00, self._get_challenge), 0x20: (0x00, self._verify), 0xAE: (0x80, self._generate_ac),
             0x82: (0x00, self._external_authenticate),

@@ -20,7 +20,8 @@ from cryptography.utils import CryptographyDeprecationWarning
 
 from firmware.errors import ConfigError
 
-__all__ = ["AAC", "ARQC", "CRYPTOGRAMS", "TC", "AcInputs", "CardCrypto", "Cvr", "IssuerAuthResult", "pin_from_block"]
+__all__ = ["AAC", "ARQC", "CRYPTOGRAMS", "TC", "AcInputs", "CardCrypto", "Cvr", "IssuerAuthResult",
+           "pin_from_block"]
 
 AAC, TC, ARQC = 0x00, 0x40, 0x80          # Cryptogram Information Data bits 8-7 (Book 3 table 14)
 CRYPTOGRAMS = ("visa_cvn10", "visa_cvn18", "mc_cvn16")
@@ -67,7 +68,8 @@ def _ac_bits(ac: int | None, shift: int) -> int:
 
 
 def _visa_cvr(c: Cvr) -> bytes:
-    """VIS-style CVR: length 03 then 3 bytes (byte 2: ACs, issuer auth, offline PIN; 3: PIN limit; 4: scripts)."""
+    """VIS-style CVR: length 03 then 3 bytes
+    (byte 2: ACs, issuer auth, offline PIN; 3: PIN limit; 4: scripts)."""
     b2 = (_ac_bits(c.second_ac, 6) | _ac_bits(c.first_ac, 4) | 0x08 * c.issuer_auth_failed
           | 0x04 * c.offline_pin | 0x02 * c.pin_failed)
     b3 = 0x40 * c.pin_try_exceeded
@@ -107,11 +109,13 @@ class CardCrypto:
 
     def __init__(self, cryptogram: str, imk_ac: bytes, imk_smi: bytes, imk_smc: bytes, pan: str,
                  psn: str) -> None:
-        classes: dict[str, type[_Cvn]] = {"visa_cvn10": pyemv.cvn.VisaCVN10, "visa_cvn18": pyemv.cvn.VisaCVN18,
+        classes: dict[str, type[_Cvn]] = {"visa_cvn10": pyemv.cvn.VisaCVN10,
+                                          "visa_cvn18": pyemv.cvn.VisaCVN18,
                                           "mc_cvn16": pyemv.cvn.MasterCardCVN16}
         cls = classes.get(cryptogram)
         if cls is None:
-            raise ConfigError("unknown cryptogram version", cryptogram=cryptogram, known=",".join(CRYPTOGRAMS))
+            raise ConfigError("unknown cryptogram version", cryptogram=cryptogram,
+                              known=",".join(CRYPTOGRAMS))
         try:
             with _pyemv_tdes():
                 self._cvn: _Cvn = cls(imk_ac, imk_smi, imk_smc, pan, psn)
@@ -130,14 +134,15 @@ class CardCrypto:
 
     def ac(self, inputs: AcInputs) -> tuple[bytes, bytes]:
         """(AC, IAD) for the data of one GENERATE AC."""
-        amount, other, country, tvr, currency, date, tx_type, un = (inputs.terminal[t] for t in AC_TERMINAL_TAGS)
+        amount, other, country, tvr, currency, date, tx_type, un = (
+            inputs.terminal[t] for t in AC_TERMINAL_TAGS)
         iad, cvn = self.iad(inputs.cvr), self._cvn
         # VisaCVN18 takes the whole IAD, VisaCVN10 the 4-byte CVR (IAD 4-7), M/Chip CVN 16 the 6-byte CVR.
         card_data = iad if isinstance(cvn, pyemv.cvn.VisaCVN18) else iad[3:7] \
             if isinstance(cvn, pyemv.cvn.VisaCVN10) else iad[2:8]
         with _pyemv_tdes():
-            ac = cvn.generate_ac(amount, other, country, tvr, currency, date, tx_type, un, inputs.aip, inputs.atc,
-                                 card_data)
+            ac = cvn.generate_ac(amount, other, country, tvr, currency, date, tx_type, un,
+                                 inputs.aip, inputs.atc, card_data)
         return ac, iad
 
     def check_arpc(self, arqc: bytes, atc: bytes, issuer_auth_data: bytes) -> IssuerAuthResult:
@@ -161,7 +166,8 @@ class CardCrypto:
         return IssuerAuthResult(ok, response_code in ARC_APPROVED)
 
     def check_script_mac(self, header: bytes, data: bytes, mac: bytes, arqc: bytes, atc: bytes) -> bool:
-        """Secure messaging integrity for an issuer script command (Book 2 9.2; MAC over header, ATC, AC, data)."""
+        """Secure messaging integrity for an issuer script command
+        (Book 2 9.2; MAC over header, ATC, AC, data)."""
         with _pyemv_tdes():
             return hmac.compare_digest(self._cvn.generate_command_mac(header, arqc, atc, data), mac)
 

@@ -18,8 +18,8 @@ from firmware.tlv import encode
 from hostsim import emv_keys
 from hostsim.cards.emv_crypto import AC_TERMINAL_TAGS, CardCrypto
 
-__all__ = ["PROFILES", "PSE_NAME", "PSE_SFI", "Personalisation", "dol_values", "load_profile", "parse_dol", "personalise",
-           "profile_names"]
+__all__ = ["PROFILES", "PSE_NAME", "PSE_SFI", "Personalisation", "dol_values", "load_profile", "parse_dol",
+           "personalise", "profile_names"]
 
 PROFILES = Path(__file__).resolve().parent.parent / "fixtures" / "emv"
 PSE_NAME = b"1PAY.SYS.DDF01"
@@ -140,7 +140,8 @@ class Personalisation:
     chip_fault: bytes | None = None      # every APDU answered with this status word (a broken chip)
 
 
-def _static_data(afl: bytes, records: dict[tuple[int, int], bytes], aip: bytes, sda_tags: bytes | None) -> bytes:
+def _static_data(afl: bytes, records: dict[tuple[int, int], bytes], aip: bytes,
+                 sda_tags: bytes | None) -> bytes:
     """Static data to be authenticated (Book 3 10.3): ODA records (SFI 1-10 without tag 70 and length)."""
     out = bytearray()
     for i in range(0, len(afl), 4):
@@ -198,8 +199,9 @@ def personalise(profile: dict[str, Any], pki: emv_keys.Pki | None = None) -> Per
     if chip_fault is not None and not chip:
         raise ConfigError("chip_fault needs a chip (chip = true)", key="chip_fault")
     if not chip or chip_fault is not None:     # nothing on the chip is ever read: no application to build
-        return Personalisation(chip, atr, b"", False, b"", {}, b"", [], b"", b"", {}, [], [], "", 0, 0, 0, None,
-                               None, 1, 1, 1, False, False, frozenset(), track1, track2, pan, chip_fault)
+        return Personalisation(chip, atr, b"", False, b"", {}, b"", [], b"", b"", {}, [], [], "", 0, 0, 0,
+                               None, None, 1, 1, 1, False, False, frozenset(), track1, track2, pan,
+                               chip_fault)
     pki = pki or emv_keys.load_pki()
     psn = _digits(card.get("psn", "00"), "card.psn", range(2, 3))
     exp_year, exp_month = _yymm(card.get("expiry"), "card.expiry")
@@ -269,8 +271,8 @@ def personalise(profile: dict[str, Any], pki: emv_keys.Pki | None = None) -> Per
                                                    static)
         data[0x9F46], data[0x9F47], data[0x9F48] = cert.certificate, cert.exponent, cert.remainder
     elif issuer is not None:
-        data[0x93] = emv_keys.signed_static_application_data(issuer.key, _hex(keys.get("dac", "DAC0"), "keys.dac"),
-                                                             static)
+        data[0x93] = emv_keys.signed_static_application_data(
+            issuer.key, _hex(keys.get("dac", "DAC0"), "keys.dac"), static)
     records.update({key: build(tags) for key, tags in layout.items() if key not in records})
 
     cdol1 = parse_dol(data.get(0x8C, b""))
@@ -311,10 +313,12 @@ def personalise(profile: dict[str, Any], pki: emv_keys.Pki | None = None) -> Per
     limit = int(card.get("pin_try_limit", 3))
     return Personalisation(
         chip=True, atr=atr, aid=aid, pse=bool(app.get("pse", True)), pse_fci=pse_fci,
-        pse_records={1: encode(0x70, encode(0x61, entry))}, fci=fci, pdol=parse_dol(pdol_raw), aip=aip, afl=afl,
-        records=records, cdol1=cdol1, cdol2=cdol2, pin=_digits(card.get("pin"), "card.pin", range(4, 13)),
-        pin_try_limit=limit, pin_try_counter=int(card.get("pin_try_counter", limit)), atc=int(card.get("atc", 0)),
-        crypto=crypto, icc_key=icc_key, gpo_format=formats["gpo_format"], gen_ac_format=formats["gen_ac_format"],
+        pse_records={1: encode(0x70, encode(0x61, entry))}, fci=fci, pdol=parse_dol(pdol_raw), aip=aip,
+        afl=afl, records=records, cdol1=cdol1, cdol2=cdol2,
+        pin=_digits(card.get("pin"), "card.pin", range(4, 13)),
+        pin_try_limit=limit, pin_try_counter=int(card.get("pin_try_counter", limit)),
+        atc=int(card.get("atc", 0)), crypto=crypto, icc_key=icc_key, gpo_format=formats["gpo_format"],
+        gen_ac_format=formats["gen_ac_format"],
         internal_auth_format=formats["internal_auth_format"], offline_tc=bool(proc.get("offline_tc", False)),
         script_mac=bool(proc.get("script_mac", True)),
         put_data_tags=frozenset(int(t, 16) for t in proc.get("put_data_tags", [])),

@@ -135,7 +135,8 @@ def test_wrong_online_pin_is_declined_by_the_host_and_the_card_gives_aac(
     assert not out["final"].approved and out["final"].cryptogram is Cryptogram.AAC  # type: ignore[attr-defined]
 
 
-def test_mastercard_cda_offline_pin_approved_through_pcscd(reader: tuple[VirtualCardServer, PcscReader]) -> None:
+def test_mastercard_cda_offline_pin_approved_through_pcscd(
+        reader: tuple[VirtualCardServer, PcscReader]) -> None:
     out = sale(reader, "mc_cda_offline_pin", "1234")
     result, final = out["result"], out["final"]
     assert result.oda_method == "cda" and result.cvm_results.hex().upper() == "440302"  # type: ignore[attr-defined]

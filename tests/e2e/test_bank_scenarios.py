@@ -27,7 +27,8 @@ def bank(scenario: str) -> tuple[dict, dict]:
 
 def test_bank_happy_dda_online_pin() -> None:
     doc, sale = bank("bank-happy")
-    assert sale["status"] == "synced" and sale["amount_cents"] == 3318 and sale["preauthorized_cents"] == 15000
+    assert (sale["status"] == "synced" and sale["amount_cents"] == 3318
+            and sale["preauthorized_cents"] == 15000)
     emv = sale["emv"]
     assert emv["aid"] == "A0000000031010" and emv["oda"] == "dda" and emv["cvm_results"] == "420300"
     assert emv["cryptogram"] == "TC" and emv["arc"] == "00" and emv["issuer_authenticated"] is True

@@ -57,7 +57,8 @@ def test_fleet_declined_limit() -> None:
 def test_fleet_wrong_pin() -> None:
     doc = sim_json("fleet-wrong-pin")
     assert doc["result"] == "ok", doc["failures"]
-    assert [s["reason"] for s in doc["sales"]] == ["wrong_pin", "wrong_pin", "pin_tries_exceeded", "card_blocked"]
+    assert [s["reason"] for s in doc["sales"]] == ["wrong_pin", "wrong_pin", "pin_tries_exceeded",
+                                                   "card_blocked"]
     assert doc["registry"] is None and doc["receipts"] == []
 
 
@@ -75,5 +76,6 @@ def test_sigterm_stops_everything_the_simulator_started(tmp_path) -> None:  # ty
     time.sleep(2)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 130
-    leftovers = subprocess.run(["pgrep", "-af", str(state)], check=False, capture_output=True, text=True).stdout
+    leftovers = subprocess.run(["pgrep", "-af", str(state)], check=False, capture_output=True,
+                               text=True).stdout
     assert [line for line in leftovers.splitlines() if "pgrep" not in line] == []
