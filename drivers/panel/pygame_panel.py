@@ -17,9 +17,9 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame
 
 from drivers.panel import KEYS
+from drivers.panel.language import ScreenLanguage
 from firmware.errors import ConfigError
 from ui.render import draw_screen
-from ui.screens import LANGUAGES, render
 
 __all__ = ["PygamePanel", "panel_key"]
 
@@ -38,7 +38,7 @@ def panel_key(key: int) -> str | None:
     return name if name in KEYS else None
 
 
-class PygamePanel:
+class PygamePanel(ScreenLanguage):
     """Panel protocol on a pygame window: fullscreen 800x480 on the device, windowed for a bench."""
 
     def __init__(self, *, language: str = "en", size: tuple[int, int] = (800, 480),
@@ -59,15 +59,8 @@ class PygamePanel:
         except pygame.error as exc:
             raise ConfigError(f"no display for the pygame panel: {exc}", key="devices.panel") from exc
 
-    @property
-    def languages(self) -> tuple[str, ...]:
-        return LANGUAGES
-
-    def set_language(self, code: str) -> None:
-        self.language = code.strip().lower()
-
     def show(self, screen: str, **fields: Any) -> None:
-        lines = render(screen, self.language, **fields)
+        lines = self.render(screen, **fields)
         with self._lock:
             self._lines = lines
             self._draw()

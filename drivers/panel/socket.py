@@ -13,14 +13,14 @@ from typing import Any
 
 from drivers.line_client import LineClient
 from drivers.panel import KEYS
-from ui.screens import LANGUAGES, render
+from drivers.panel.language import ScreenLanguage
 
 __all__ = ["SocketPanel"]
 
 log = logging.getLogger(__name__)
 
 
-class SocketPanel:
+class SocketPanel(ScreenLanguage):
     def __init__(self, host: str, port: int, *, language: str = "en") -> None:
         self.host, self.port, self.language = host, port, language
         self._keys: queue.Queue[str] = queue.Queue()
@@ -28,15 +28,8 @@ class SocketPanel:
         self._line = LineClient(host, port, self._on_line, name="panel", on_connect=self._repeat_last)
         self._line.start()
 
-    @property
-    def languages(self) -> tuple[str, ...]:
-        return LANGUAGES
-
-    def set_language(self, code: str) -> None:
-        self.language = code.strip().lower()
-
     def show(self, screen: str, **fields: Any) -> None:
-        lines = render(screen, self.language, **fields)
+        lines = self.render(screen, **fields)
         doc = {"screen": screen, "lines": list(lines), "fields": {k: str(v) for k, v in fields.items()}}
         self._last = json.dumps(doc).encode() + b"\n"
         self._line.send(self._last)
