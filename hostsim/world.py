@@ -17,6 +17,7 @@ from firmware.journal import Journal
 from hostsim.acquirer_host import AcquirerHost, Rules, approve_all
 from hostsim.bank_world import make_acquirer, write_bank_files
 from hostsim.cards.emv import EmvCard
+from hostsim.cards.emv_profile import load_profile
 from hostsim.cards.fleet import BlankCard, FleetCard
 from hostsim.dart_line import DartLineSimulator
 from hostsim.dart_pump import SimPump
@@ -51,7 +52,10 @@ class CardProfile:
     @property
     def track2(self) -> str | None:
         """The magnetic stripe, for the swipe reader (bank cards only)."""
-        return self.make().track2 if self.kind == "emv" else None
+        if self.kind != "emv":
+            return None
+        track2 = load_profile(self.fields["profile"]).get("magstripe", {}).get("track2")
+        return None if track2 is None else str(track2)
 
 
 def load_cards(path: Path = FIXTURES / "cards.toml") -> list[CardProfile]:
