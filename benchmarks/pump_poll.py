@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 from drivers.pump import DartController, dart
-from firmware.pump import PumpState
+from contracts.pump import PumpState
 from hostsim.dart_line import DartLineSimulator
 from hostsim.dart_pump import SimPump
 

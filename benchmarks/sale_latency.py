@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from firmware.pump import PumpState
+from contracts.pump import PumpState
 from hostsim.scenarios import Run
 from hostsim.world import Simulator, card_index
 

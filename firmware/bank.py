@@ -25,9 +25,9 @@ from firmware.acquirer.saf import Exchanger, StoreAndForward
 from firmware.bank_advice import AdviceForwarder, CardContext, Stan, build_final_advice
 from firmware.bank_prompts import Prompts
 from firmware.bank_summary import CHIP, summary
-from firmware.cards import card_token, mask_pan
+from contracts.cards import card_token, mask_pan
 from firmware.emv import EmvConfig, EmvFinal, EmvResult, IssuerResponse, complete, run_transaction
-from firmware.errors import (
+from contracts.errors import (
     CardError,
     CardNotAccepted,
     CardRemoved,
@@ -40,7 +40,8 @@ from firmware.errors import (
     SyncError,
 )
 from firmware.journal import SaleRecord
-from firmware.magstripe import Track2, entry_mode_for_swipe, expired, sells_goods
+from contracts.track2 import Track2
+from firmware.magstripe import entry_mode_for_swipe, expired, sells_goods
 
 if TYPE_CHECKING:
     from firmware.sale import SaleFlow

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 from firmware.acquirer import messages as iso
 from firmware.acquirer.saf import AdviceKind, Exchanger, StoreAndForward
-from firmware.errors import HostUnavailable, MessageError, SyncError
+from contracts.errors import HostUnavailable, MessageError, SyncError
 
 __all__ = ["AdviceForwarder", "CardContext", "Stan", "build_final_advice"]
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from firmware.emv import CandidateList, PinInput, choose_language
 from firmware.emv.select import Candidate, SelectedApp
-from firmware.errors import SaleCancelled
+from contracts.errors import SaleCancelled
 
 __all__ = ["DukptPad", "Prompts"]
 

@@ -13,7 +13,7 @@ from firmware.bank_advice import AdviceForwarder
 from firmware.bank_prompts import DukptPad, Prompts
 from firmware.config import TerminalConfig
 from firmware.emv import load_emv_config
-from firmware.errors import ConfigError
+from contracts.errors import ConfigError
 from firmware.journal import Journal
 from firmware.keyfile import load_or_create_key
 from firmware.sale import SaleFlow

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from firmware.errors import ConfigError
+from contracts.errors import ConfigError
 
 __all__ = [
     "PROFILE_ENV",

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from firmware import tlv
-from firmware.cards import luhn_ok, mask_pan
-from firmware.errors import CardError, CardNotAccepted, MessageError
+from contracts.cards import luhn_ok, mask_pan
+from contracts.errors import CardError, CardNotAccepted, MessageError
 
 __all__ = ["FLEET_AID", "READ_RECORD_1", "SELECT_FLEET", "FleetCardData", "read_fleet_card"]
 

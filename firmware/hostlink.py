@@ -14,8 +14,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from firmware import messages as m
-from firmware.errors import HostUnavailable, JournalError, MessageError
+from contracts import messages as m
+from contracts.errors import HostUnavailable, JournalError, MessageError
 from firmware.journal import Journal, SaleRecord
 
 __all__ = ["HostLink", "Link", "sale_payload"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware.errors import JournalError
+from contracts.errors import JournalError
 
 __all__ = ["OPEN_STATES", "STATES", "Journal", "SaleRecord"]
 

@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-from firmware.errors import ConfigError
+from contracts.errors import ConfigError
 
 __all__ = ["load_or_create_key"]
 

@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
-__all__ = ["WIDTH", "ReceiptLine", "bank_receipt", "fleet_receipt", "format_litres", "format_money",
+from contracts.receipt import WIDTH, ReceiptLine
+
+__all__ = ["bank_receipt", "fleet_receipt", "format_litres", "format_money",
            "mask_pan"]
-
-WIDTH = 42  # characters per line on an 80 mm printer in font A
-
-
-@dataclass(frozen=True)
-class ReceiptLine:
-    text: str
-    bold: bool = False
-    center: bool = False
-
 
 def format_money(cents: int, currency: str = "EUR") -> str:
     sign = "-" if cents < 0 else ""

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from firmware.cards import card_token
-from firmware.errors import (
+from contracts.cards import card_token
+from contracts.errors import (
     CardError,
     CardNotAccepted,
     CardRemoved,
@@ -28,14 +28,15 @@ from firmware.errors import (
 from firmware.fleet import FleetCardData, read_fleet_card
 from firmware.hostlink import HostLink
 from firmware.journal import Journal, SaleRecord
-from firmware.pump import PumpController, PumpState, PumpStatus
-from firmware.receipt import ReceiptLine, format_litres, format_money
+from contracts.pump import PumpController, PumpState, PumpStatus
+from contracts.receipt import ReceiptLine
+from firmware.receipt import format_litres, format_money
 from firmware.sale_receipt import receipt_for
 from firmware.station import StationConfig
 
 if TYPE_CHECKING:
     from firmware.bank import BankSale
-    from firmware.magstripe import Track2
+    from contracts.track2 import Track2
 
 __all__ = ["Devices", "SaleFlow"]
 

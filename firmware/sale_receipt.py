@@ -8,7 +8,8 @@ from typing import Any
 
 from firmware.bank_summary import cvm_text, entry_text
 from firmware.journal import SaleRecord
-from firmware.receipt import ReceiptLine, bank_receipt, fleet_receipt
+from contracts.receipt import ReceiptLine
+from firmware.receipt import bank_receipt, fleet_receipt
 
 __all__ = ["receipt_for"]
 

@@ -7,7 +7,7 @@ raises MessageError. Padding bytes 0x00/0xFF between objects are skipped (EMV Bo
 
 from __future__ import annotations
 
-from firmware.errors import MessageError
+from contracts.errors import MessageError
 
 __all__ = ["encode", "find", "is_constructed", "parse", "parse_unique"]
 

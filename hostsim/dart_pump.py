@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from drivers.pump import dart
-from firmware.pump import PumpState
+from contracts.pump import PumpState
 
 __all__ = ["STATE_CODES", "SimFaults", "SimPump", "amount_for"]
 

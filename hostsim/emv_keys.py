@@ -17,7 +17,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from firmware.errors import ConfigError
+from contracts.errors import ConfigError
 
 __all__ = [
     "CA_KEYS_TOML",

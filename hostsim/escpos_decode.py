@@ -9,7 +9,7 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass, field
 
-from firmware.errors import MessageError
+from contracts.errors import MessageError
 
 __all__ = ["Paper", "decode_escpos"]
 

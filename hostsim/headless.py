@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from firmware.errors import ConfigError, ForecourtError
+from contracts.errors import ConfigError, ForecourtError
 from hostsim.scenarios import SCENARIOS, SIM_OPTIONS, Run, sale_view
 from hostsim.scenarios_bank import bank_view
 from hostsim.world import Simulator

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from firmware.errors import CardReaderError
+from contracts.errors import CardReaderError
 from hostsim.vpcd import CTRL_ATR, quickack, recv_frame, send_frame, set_low_latency
 
 __all__ = ["MachinePcscd", "PcscDaemon"]

@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 
-from firmware.errors import MessageError
+from contracts.errors import MessageError
 from hostsim.escpos_decode import decode_escpos
 from hostsim.panel_server import close_listener
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from firmware.cards import mask_pan
-from firmware.pump import PumpState
+from contracts.cards import mask_pan
+from contracts.pump import PumpState
 from hostsim.world import card_index
 
 __all__ = ["BANK_SCENARIOS", "bank_view"]

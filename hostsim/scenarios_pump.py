@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from firmware.pump import PumpState
+from contracts.pump import PumpState
 from hostsim.dart_pump import SimPump
 
 __all__ = ["authorize_at", "pump_faults", "pump_offline_midsale"]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from firmware.errors import MissingComponent
+from contracts.errors import MissingComponent
 from registry.broker import broker_config
 
 __all__ = ["Process", "ServiceError", "forecourt_command", "free_port", "start_mosquitto", "wait_port"]
@@ -91,7 +91,7 @@ def start_mosquitto(state_dir: Path, port: int) -> Process:
 
 def forecourt_command(*args: str) -> list[str]:
     """Run our own CLI with this interpreter, so the simulator works from a venv without activating it."""
-    return [sys.executable, "-m", "firmware.cli", *args]
+    return [sys.executable, "-m", "forecourtcli", *args]
 
 
 def child_env() -> dict[str, str]:

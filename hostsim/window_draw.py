@@ -15,8 +15,8 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 import pygame
 
-from firmware.pump import PumpState
-from firmware.receipt import WIDTH as RECEIPT_WIDTH
+from contracts.pump import PumpState
+from contracts.receipt import WIDTH as RECEIPT_WIDTH
 from firmware.receipt import format_litres
 from hostsim.window_layout import LEFT, RIGHT, SIZE, TITLE_H, Button, Layout
 from ui.render import draw_screen, draw_text_block

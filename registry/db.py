@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from firmware.errors import MissingComponent
+from contracts.errors import MissingComponent
 from registry.models import Base
 
 __all__ = ["open_database"]

@@ -10,8 +10,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from firmware.cards import card_token
-from firmware.errors import ConfigError
+from contracts.cards import card_token
+from contracts.errors import ConfigError
 
 __all__ = ["RegistryKeys", "load_or_create_keys"]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from firmware.cards import mask_pan
-from firmware.errors import ConfigError
+from contracts.cards import mask_pan
+from contracts.errors import ConfigError
 from registry.keys import RegistryKeys
 from registry.models import Account, Card, Device, Nozzle, Product, Station, Transaction, Wallet
 

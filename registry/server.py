@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from drivers.mqtt import MqttLink
-from firmware import messages as m
-from firmware.errors import MessageError
+from contracts import messages as m
+from contracts.errors import MessageError
 from registry.db import open_database
 from registry.keys import RegistryKeys, load_or_create_keys
 from registry.models import Device, Nozzle, Product, Station

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from firmware.cards import mask_pan
+from contracts.cards import mask_pan
 from registry.keys import RegistryKeys
 from registry.models import Authorization, Card, Device, Nozzle, Transaction, Wallet
 

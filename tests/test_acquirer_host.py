@@ -17,7 +17,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 from drivers.acquirer import AcquirerLink
 from firmware import tlv
 from firmware.acquirer import messages as m
-from firmware.errors import HostUnavailable
+from contracts.errors import HostUnavailable
 from hostsim.acquirer_host import AcquirerHost
 from hostsim.emv_host_crypto import CSU_APPROVED, cryptogram_version
 

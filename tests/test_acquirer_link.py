@@ -12,7 +12,7 @@ import pytest
 from drivers.acquirer import AcquirerLink
 from drivers.acquirer.tcp import response_mti
 from firmware.acquirer import messages as m
-from firmware.errors import HostUnavailable, MessageError
+from contracts.errors import HostUnavailable, MessageError
 from hostsim.acquirer_host import AcquirerHost
 
 Handler = Callable[[socket.socket, bytes, int], None]  # (connection, request, connection number)

@@ -17,7 +17,7 @@ from firmware.acquirer import messages as iso
 from firmware.acquirer.saf import AdviceKind, StoreAndForward
 from firmware.bank_advice import AdviceForwarder, CardContext, Stan, build_final_advice
 from firmware.bank_summary import cvm_text, entry_text
-from firmware.errors import SyncError
+from contracts.errors import SyncError
 from firmware.journal import Journal
 from hostsim.acquirer_host import AcquirerHost
 

@@ -1,4 +1,4 @@
-"""firmware.cards: PAN masking (PCI DSS 3.4), Luhn check digit, keyed card token."""
+"""contracts.cards: PAN masking (PCI DSS 3.4), Luhn check digit, keyed card token."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.cards import card_token, luhn_ok, mask_pan
+from contracts.cards import card_token, luhn_ok, mask_pan
 
 
 @pytest.mark.parametrize(("pan", "masked"), [

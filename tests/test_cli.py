@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from firmware.cli import EXIT_OK, EXIT_USAGE, main
+from forecourtcli.main import EXIT_OK, EXIT_USAGE, main
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "firmware.cli", *args], check=False, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "forecourtcli", *args], check=False, capture_output=True,
                           text=True, timeout=60)
 
 

@@ -17,7 +17,7 @@ from firmware.config import (
     TimeoutsSection,
     load_config,
 )
-from firmware.errors import ConfigError
+from contracts.errors import ConfigError
 
 FULL = """
 [terminal]

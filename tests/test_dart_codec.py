@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.pump import dart
-from firmware.errors import MessageError
+from contracts.errors import MessageError
 
 POLL_1 = bytes.fromhex("50 20 FA")
 EOT_1 = bytes.fromhex("50 70 FA")

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from drivers.pump import DartController, dart, open_pump_controller
-from firmware.errors import ConfigError, MessageError, PumpError, PumpStateError, PumpTimeout
-from firmware.pump import PumpState, PumpStatus
+from contracts.errors import ConfigError, MessageError, PumpError, PumpStateError, PumpTimeout
+from contracts.pump import PumpState, PumpStatus
 from hostsim.dart_line import DartLineSimulator
 from hostsim.dart_pump import SimFaults, SimPump, amount_for
 

@@ -16,7 +16,7 @@ import serial  # type: ignore[import-untyped]
 
 from drivers.pump import dart
 from drivers.pump.link import DartLink
-from firmware.errors import PumpLinkError, PumpTimeout
+from contracts.errors import PumpLinkError, PumpTimeout
 from hostsim.dart_line import DartLineSimulator
 from hostsim.dart_pump import SimPump
 

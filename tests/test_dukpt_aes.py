@@ -30,7 +30,7 @@ from drivers.pinpad.dukpt_aes import (
     derive_working_key,
     host_derive_working_key,
 )
-from firmware.errors import PinPadError
+from contracts.errors import PinPadError
 
 BDK = bytes.fromhex("FEDCBA9876543210F1F1F1F1F1F1F1F1")
 BDK256 = bytes.fromhex("FEDCBA9876543210F1F1F1F1F1F1F1F1FEDCBA9876543210F1F1F1F1F1F1F1F1")

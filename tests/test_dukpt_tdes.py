@@ -30,7 +30,7 @@ from drivers.pinpad.dukpt_tdes import (
     host_derive_pin_key,
     pin_key_variant,
 )
-from firmware.errors import PinPadError
+from contracts.errors import PinPadError
 
 BDK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 INITIAL_KSN = bytes.fromhex("FFFF9876543210E00000")

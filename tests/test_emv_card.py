@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drivers.cardreader import MemoryReader
-from firmware.errors import ConfigError
+from contracts.errors import ConfigError
 from firmware.tlv import find, parse
 from hostsim import emv_host_crypto, emv_keys
 from hostsim.cards.emv import EmvCard

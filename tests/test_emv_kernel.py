@@ -23,7 +23,7 @@ from firmware.emv import (
 )
 from firmware.emv import kernel as kernel_module
 from firmware.emv.data import Tsi, Tvr
-from firmware.errors import CardError, CardNotAccepted
+from contracts.errors import CardError, CardNotAccepted
 from firmware.tlv import encode as t
 from firmware.tlv import parse
 

@@ -13,7 +13,7 @@ from firmware.emv.action import Cryptogram
 from firmware.emv.data import DataStore, build_dol, parse_dol
 from firmware.emv.genac import request_ac
 from firmware.emv.records import initiate, parse_afl, read_application_data
-from firmware.errors import CardError
+from contracts.errors import CardError
 from firmware.tlv import encode as t
 
 OK = b"\x90\x00"

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.cardreader import MemoryReader, open_reader
-from firmware.errors import CardRemoved, ConfigError
+from contracts.errors import CardRemoved, ConfigError
 from hostsim.cards import FLEET_AID, BlankCard, FleetCard, HostileCard
 
 PAN = "7083123456789012345"

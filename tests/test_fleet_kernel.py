@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.cards import luhn_ok
-from firmware.errors import CardError, CardNotAccepted, CardRemoved
+from contracts.cards import luhn_ok
+from contracts.errors import CardError, CardNotAccepted, CardRemoved
 from firmware.fleet import FLEET_AID, READ_RECORD_1, SELECT_FLEET, FleetCardData, read_fleet_card
 from firmware.tlv import encode as t
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware.errors import JournalError
+from contracts.errors import JournalError
 from firmware.journal import OPEN_STATES, STATES, Journal
 
 MASKED = "707700******0019"

@@ -9,15 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware.errors import CardError, CardNotAccepted
-from firmware.magstripe import (
-    Track2,
-    chip_card,
-    entry_mode_for_swipe,
-    expired,
-    parse_track2,
-    sells_goods,
-)
+from contracts.errors import CardError, CardNotAccepted
+from contracts.track2 import Track2, parse_track2
+from firmware.magstripe import chip_card, entry_mode_for_swipe, expired, sells_goods
 
 PAN = "4761739001010143"                     # test range 476173, Luhn-valid
 CONTENT = f"{PAN}=31062010000000000000"      # as in hostsim/fixtures/emv/visa_chip_broken.toml

@@ -1,4 +1,4 @@
-"""firmware.messages: strict MQTT payload schemas;
+"""contracts.messages: strict MQTT payload schemas;
 every deviation is a MessageError that never echoes a PAN."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware import messages as m
-from firmware.errors import MessageError
+from contracts import messages as m
+from contracts.errors import MessageError
 
 PAN = "7077001000000019"
 UUID1 = "0f8fad5b-d9cb-469f-a165-70867728950e"

@@ -19,9 +19,9 @@ from psec.pinblock import encipher_pinblock_iso_4
 from sqlalchemy import func, select
 
 from drivers.mqtt import MqttLink
-from firmware import messages as m
-from firmware.cards import card_token, mask_pan
-from firmware.errors import HostUnavailable
+from contracts import messages as m
+from contracts.cards import card_token, mask_pan
+from contracts.errors import HostUnavailable
 from firmware.hostlink import HostLink, sale_payload
 from firmware.journal import Journal
 from registry.broker import broker_config

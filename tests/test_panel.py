@@ -12,7 +12,7 @@ import pytest
 from drivers.line_client import LineClient
 from drivers.panel import open_panel
 from drivers.panel.socket import SocketPanel
-from firmware.errors import ConfigError
+from contracts.errors import ConfigError
 from hostsim.panel_server import PanelServer
 
 

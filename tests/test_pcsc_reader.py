@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from drivers.cardreader import PcscReader, open_reader
-from firmware.errors import CardReaderError, CardRemoved
+from contracts.errors import CardReaderError, CardRemoved
 from hostsim.cards import FLEET_AID, FleetCard
 from hostsim.pcscd import VPCD_DRIVER, PcscDaemon
 from hostsim.vpcd import VirtualCardServer

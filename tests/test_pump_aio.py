@@ -6,7 +6,7 @@ import asyncio
 
 from drivers.pump import open_pump_controller
 from drivers.pump.aio import AsyncPumps
-from firmware.pump import PumpState
+from contracts.pump import PumpState
 from hostsim.dart_line import DartLineSimulator
 from hostsim.dart_pump import SimPump
 

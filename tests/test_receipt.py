@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.printer import ReceiptPrinter, open_printer
-from firmware.errors import ConfigError, MessageError, PrinterError
-from firmware.receipt import WIDTH, ReceiptLine, fleet_receipt, format_litres, format_money
+from contracts.errors import ConfigError, MessageError, PrinterError
+from contracts.receipt import WIDTH, ReceiptLine
+from firmware.receipt import fleet_receipt, format_litres, format_money
 from hostsim.escpos_decode import Paper, decode_escpos
 
 SALE_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -367,7 +368,8 @@ def test_printed_lines_decode_back(rows: list[str]) -> None:
 def test_long_names_never_overflow_the_paper() -> None:
     import datetime as _dt
 
-    from firmware.receipt import WIDTH, fleet_receipt
+    from contracts.receipt import WIDTH
+    from firmware.receipt import fleet_receipt
 
     lines = fleet_receipt(station_name="S" * 200, station="ST-001", terminal="T-0001", sale_id="x",
                           when=_dt.datetime(2026, 1, 1, tzinfo=_dt.UTC), pump=1, product="P" * 200,

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware.receipt import WIDTH, ReceiptLine, bank_receipt, mask_pan
+from contracts.receipt import WIDTH, ReceiptLine
+from firmware.receipt import bank_receipt, mask_pan
 
 SALE_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 

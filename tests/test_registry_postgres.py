@@ -171,7 +171,7 @@ def test_sale_stored_once_then_duplicate(env: Env) -> None:
 
 
 def test_sale_at_the_limits_of_the_message_schema(env: Env) -> None:
-    """What firmware.messages.SALE admits must fit the columns: PostgreSQL enforces lengths and int4."""
+    """What contracts.messages.SALE admits must fit the columns: PostgreSQL enforces lengths and int4."""
     flags = [f"flag-{i:02d}-" + "x" * 55 for i in range(10)]          # ten 64-character flags
     doc, ack = env.sale(env.auth(ACME)["auth_id"], volume_cl=10**7, amount_cents=10**10, product="p" * 64,
                         flags=flags)

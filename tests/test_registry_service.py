@@ -16,9 +16,9 @@ from psec.pinblock import encipher_pinblock_iso_4
 from sqlalchemy import Engine, MetaData, Table, create_engine, func, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from firmware import messages as m
-from firmware.cards import luhn_ok
-from firmware.errors import ConfigError
+from contracts import messages as m
+from contracts.cards import luhn_ok
+from contracts.errors import ConfigError
 from registry.db import open_database
 from registry.keys import RegistryKeys, load_or_create_keys
 from registry.models import (

@@ -9,7 +9,7 @@ from typing import Any
 
 from drivers.printer import open_printer
 from firmware.config import TimeoutsSection
-from firmware.errors import PrinterError
+from contracts.errors import PrinterError
 from firmware.journal import Journal
 from firmware.sale import Devices, SaleFlow
 from hostsim.escpos_decode import decode_escpos

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Self
 
 from firmware.acquirer import messages
-from firmware.errors import HostUnavailable, HostUnreachable, MessageError
+from contracts.errors import HostUnavailable, HostUnreachable, MessageError
 
 __all__ = ["MAX_FRAME", "AcquirerLink"]
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
-from firmware.errors import ConfigError, MessageError
+from contracts.errors import ConfigError, MessageError
 
 __all__ = ["CardReader", "MemoryReader", "PcscReader", "complete_response", "open_reader"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-from firmware.errors import CardRemoved
+from contracts.errors import CardRemoved
 
 __all__ = ["MemoryReader", "SimulatedCard"]
 

@@ -6,7 +6,7 @@ import time
 from types import ModuleType
 from typing import Any
 
-from firmware.errors import CardError, CardReaderError, CardRemoved
+from contracts.errors import CardError, CardReaderError, CardRemoved
 
 __all__ = ["PcscReader"]
 

@@ -14,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from firmware.errors import HostUnavailable
+from contracts.errors import HostUnavailable
 
 __all__ = ["Handler", "MqttLink"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from firmware.errors import ConfigError
-from firmware.magstripe import Track2
+from contracts.errors import ConfigError
+from contracts.track2 import Track2
 
 __all__ = ["MagstripeReader", "open_msr"]
 

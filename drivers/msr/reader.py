@@ -13,7 +13,7 @@ import queue
 import threading
 
 from drivers.line_client import LineClient
-from firmware.magstripe import Track2, parse_track2
+from contracts.track2 import Track2, parse_track2
 
 __all__ = ["MemoryMagstripeReader", "TcpMagstripeReader"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from firmware.errors import ConfigError
+from contracts.errors import ConfigError
 
 __all__ = ["KEYS", "Panel", "open_panel"]
 

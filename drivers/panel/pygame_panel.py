@@ -18,7 +18,7 @@ import pygame
 
 from drivers.panel import KEYS
 from drivers.panel.language import ScreenLanguage
-from firmware.errors import ConfigError
+from contracts.errors import ConfigError
 from ui.render import draw_screen
 
 __all__ = ["PygamePanel", "panel_key"]

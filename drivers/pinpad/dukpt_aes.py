@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from firmware.errors import PinPadError
+from contracts.errors import PinPadError
 
 __all__ = [
     "KEY_TYPES",

@@ -15,7 +15,7 @@ from typing import Protocol
 from psec.pinblock import encipher_pinblock_iso_4
 
 from drivers.pinpad.dukpt_aes import TerminalDukpt
-from firmware.errors import ConfigError, PinPadError
+from contracts.errors import ConfigError, PinPadError
 
 __all__ = ["KeySource", "PinEntryCancelled", "PinPad", "load_pin_key"]
 

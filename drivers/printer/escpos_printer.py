@@ -10,8 +10,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from firmware.errors import ConfigError, PrinterError
-from firmware.receipt import ReceiptLine
+from contracts.errors import ConfigError, PrinterError
+from contracts.receipt import ReceiptLine
 
 __all__ = ["ReceiptPrinter", "open_printer"]
 

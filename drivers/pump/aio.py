@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-from firmware.errors import PumpTimeout
-from firmware.pump import PumpController, PumpStatus, PumpTotals
+from contracts.errors import PumpTimeout
+from contracts.pump import PumpController, PumpStatus, PumpTotals
 
 __all__ = ["AsyncPumps"]
 

@@ -1,4 +1,4 @@
-"""DartController: firmware.pump.PumpController over one Wayne DART line.
+"""DartController: contracts.pump.PumpController over one Wayne DART line.
 
 A background thread owns the line: it polls every configured pump round-robin and sends the commands other
 threads queue. On start it only polls and asks for status and filling info, so a filling in progress
@@ -17,8 +17,8 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
-from firmware.errors import ConfigError, MessageError, PumpError, PumpLinkError, PumpStateError, PumpTimeout
-from firmware.pump import PumpState, PumpStatus, PumpTotals
+from contracts.errors import ConfigError, MessageError, PumpError, PumpLinkError, PumpStateError, PumpTimeout
+from contracts.pump import PumpState, PumpStatus, PumpTotals
 
 from . import dart
 from .link import DartLink, SerialLike, Transactions

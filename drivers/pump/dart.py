@@ -7,8 +7,8 @@ This module must also run unchanged under MicroPython: no dataclasses, enum, typ
 no f-strings; only plain classes, tuples, bytes/bytearray and ints. Annotations are never evaluated there.
 """
 
-try:  # one error hierarchy on CPython; plain ValueError where firmware.errors cannot load (MicroPython)
-    from firmware.errors import MessageError as _ErrorBase
+try:  # one error hierarchy on CPython; plain ValueError where contracts.errors cannot load (MicroPython)
+    from contracts.errors import MessageError as _ErrorBase
 except Exception:  # noqa: BLE001 - any import failure means "not on the full stack"
     _ErrorBase = ValueError  # type: ignore[misc,assignment]
 

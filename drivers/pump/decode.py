@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from firmware.errors import MessageError
+from contracts.errors import MessageError
 
 from . import dart
 

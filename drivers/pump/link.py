@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from firmware.errors import PumpLinkError, PumpTimeout
+from contracts.errors import PumpLinkError, PumpTimeout
 
 from . import dart
 

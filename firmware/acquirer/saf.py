@@ -32,7 +32,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from firmware.acquirer import messages
-from firmware.errors import ConfigError, HostUnavailable, MessageError, SyncError
+from contracts.errors import ConfigError, HostUnavailable, MessageError, SyncError
 
 __all__ = ["MAX_REFUSALS", "AdviceKind", "Exchanger", "ForwardReport", "PendingAdvice", "StoreAndForward"]
 

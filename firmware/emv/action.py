@@ -8,7 +8,7 @@ from enum import IntEnum
 
 from firmware.emv.config import AidConfig
 from firmware.emv.data import DataStore
-from firmware.errors import CardError
+from contracts.errors import CardError
 
 __all__ = ["Cryptogram", "after_online", "card_action", "default_action", "terminal_action"]
 

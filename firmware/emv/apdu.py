@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from firmware import tlv
-from firmware.errors import CardError, MessageError
+from contracts.errors import CardError, MessageError
 
 __all__ = [
     "Response",

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from firmware.errors import ConfigError
+from contracts.errors import ConfigError
 
 __all__ = ["AidConfig", "EmvConfig", "load_emv_config"]
 

@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 from firmware.emv.apdu import Transmitter, exchange, get_challenge, get_data, verify
 from firmware.emv.certs import PublicKey
 from firmware.emv.data import DataStore, TsiBit, TvrBit
-from firmware.errors import CardError, PinPadError
+from contracts.errors import CardError, PinPadError
 
 __all__ = ["CvmOutcome", "PinEntry", "PinInput", "PinKind", "PlainPinBlockSource", "perform_cvm"]
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from enum import Enum
 
 from firmware import tlv
-from firmware.errors import CardError, MessageError
+from contracts.errors import CardError, MessageError
 
 __all__ = ["DataStore", "Tsi", "TsiBit", "Tvr", "TvrBit", "build_dol", "parse_dol", "unpredictable_number"]
 

@@ -8,7 +8,7 @@ from firmware import tlv
 from firmware.emv.action import Cryptogram
 from firmware.emv.apdu import Transmitter, exchange, generate_ac, single_template
 from firmware.emv.data import DataStore
-from firmware.errors import CardError, MessageError
+from contracts.errors import CardError, MessageError
 
 __all__ = ["AcResponse", "request_ac"]
 

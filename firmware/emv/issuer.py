@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from firmware import tlv
 from firmware.emv.apdu import Transmitter, exchange, external_authenticate
 from firmware.emv.data import DataStore, TsiBit, TvrBit
-from firmware.errors import MessageError
+from contracts.errors import MessageError
 
 __all__ = ["IssuerResponse", "authenticate_issuer", "run_scripts"]
 

@@ -19,7 +19,7 @@ from firmware.emv.certs import (
     signed_dynamic_data,
 )
 from firmware.emv.data import DataStore, TsiBit, TvrBit, build_dol, parse_dol
-from firmware.errors import CardError, MessageError
+from contracts.errors import CardError, MessageError
 
 __all__ = ["OdaState", "choose_method", "perform_oda", "pin_encipherment_key", "verify_cda"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from firmware.emv.data import DataStore, TvrBit
-from firmware.errors import CardError
+from contracts.errors import CardError
 
 __all__ = ["emv_date", "process_restrictions"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from firmware import tlv
 from firmware.emv.apdu import Transmitter, exchange, read_record, select
 from firmware.emv.config import AidConfig
-from firmware.errors import CardError, CardNotAccepted, MessageError
+from contracts.errors import CardError, CardNotAccepted, MessageError
 
 __all__ = ["PPSE", "PSE", "Candidate", "CandidateList", "SelectedApp", "build_candidate_list",
            "final_select", "select_ppse"]

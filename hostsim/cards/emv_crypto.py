@@ -18,7 +18,7 @@ from typing import Literal
 import pyemv.cvn
 from cryptography.utils import CryptographyDeprecationWarning
 
-from firmware.errors import ConfigError
+from contracts.errors import ConfigError
 
 __all__ = ["AAC", "ARQC", "CRYPTOGRAMS", "TC", "AcInputs", "CardCrypto", "Cvr", "IssuerAuthResult",
            "pin_from_block"]

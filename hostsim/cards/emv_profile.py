@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware.errors import ConfigError
+from contracts.errors import ConfigError
 from firmware.tlv import encode
 from hostsim import emv_keys
 from hostsim.cards.emv_crypto import AC_TERMINAL_TAGS, CardCrypto

@@ -9,7 +9,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable
 
-from firmware.errors import ConfigError
+from contracts.errors import ConfigError
 from hostsim.cards.atr import build_atr
 
 __all__ = ["DEFAULT_ATR", "FLEET_AID", "FLEET_LABEL", "BlankCard", "FleetCard", "HostileCard", "tlv"]

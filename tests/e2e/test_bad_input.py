@@ -130,7 +130,7 @@ def test_sale_completed_while_broker_down_is_queued_then_synced_once(sim: Simula
 def test_config_typo_is_one_clear_line(tmp_path: Path) -> None:
     cfg = tmp_path / "terminal.toml"
     cfg.write_text('[terminal]\nid = "T-1"\nstation = "S"\n\n[devices]\npumsp = [1]\n')
-    out = subprocess.run([sys.executable, "-m", "firmware.cli", "terminal", "--config", str(cfg)],
+    out = subprocess.run([sys.executable, "-m", "forecourtcli", "terminal", "--config", str(cfg)],
                          check=False, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from firmware.pump import PumpState
+from contracts.pump import PumpState
 from hostsim.scenarios import Run
 from hostsim.world import Simulator
 

@@ -13,14 +13,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def sim_json(scenario: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "firmware.cli", "sim", "--headless", "--scenario", scenario,
+    out = subprocess.run([sys.executable, "-m", "forecourtcli", "sim", "--headless", "--scenario", scenario,
                           "--json"], check=False, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return json.loads(out.stdout)
 
 
 def test_list_scenarios_names_the_three() -> None:
-    out = subprocess.run([sys.executable, "-m", "firmware.cli", "sim", "--list-scenarios"],
+    out = subprocess.run([sys.executable, "-m", "forecourtcli", "sim", "--list-scenarios"],
                          check=False, capture_output=True, text=True, timeout=60)
     names = out.stdout.split()
     assert {"fleet-happy", "fleet-declined-limit", "fleet-wrong-pin"} <= set(names)
@@ -67,7 +67,7 @@ def test_sigterm_stops_everything_the_simulator_started(tmp_path) -> None:  # ty
     import time
 
     state = tmp_path / "state"
-    proc = subprocess.Popen([sys.executable, "-m", "firmware.cli", "sim", "--headless", "--scenario",
+    proc = subprocess.Popen([sys.executable, "-m", "forecourtcli", "sim", "--headless", "--scenario",
                              "pump-faults", "--state-dir", str(state)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from firmware.errors import CardReaderError, ConfigError, ForecourtError, MissingComponent
+from contracts.errors import CardReaderError, ConfigError, ForecourtError, MissingComponent
 
 __all__ = ["EXIT_ENVIRONMENT", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -154,5 +154,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-if __name__ == "__main__":
-    sys.exit(main())

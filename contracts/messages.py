@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from firmware.errors import MessageError
+from contracts.errors import MessageError
 
 __all__ = [
     "AUTH_REQUEST",
