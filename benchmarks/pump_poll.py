@@ -30,8 +30,8 @@ import threading
 import time
 from typing import Any
 
-from drivers.pump import DartController, dart
 from contracts.pump import PumpState
+from drivers.pump import DartController, dart
 from hostsim.dart_line import DartLineSimulator
 from hostsim.dart_pump import SimPump
 

@@ -20,13 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from firmware.acquirer import messages as iso
-from firmware.acquirer.saf import Exchanger, StoreAndForward
-from firmware.bank_advice import AdviceForwarder, CardContext, Stan, build_final_advice
-from firmware.bank_prompts import Prompts
-from firmware.bank_summary import CHIP, summary
 from contracts.cards import card_token, mask_pan
-from firmware.emv import EmvConfig, EmvFinal, EmvResult, IssuerResponse, complete, run_transaction
 from contracts.errors import (
     CardError,
     CardNotAccepted,
@@ -39,8 +33,14 @@ from contracts.errors import (
     SaleCancelled,
     SyncError,
 )
-from firmware.journal import SaleRecord
 from contracts.track2 import Track2
+from firmware.acquirer import messages as iso
+from firmware.acquirer.saf import Exchanger, StoreAndForward
+from firmware.bank_advice import AdviceForwarder, CardContext, Stan, build_final_advice
+from firmware.bank_prompts import Prompts
+from firmware.bank_summary import CHIP, summary
+from firmware.emv import EmvConfig, EmvFinal, EmvResult, IssuerResponse, complete, run_transaction
+from firmware.journal import SaleRecord
 from firmware.magstripe import entry_mode_for_swipe, expired, sells_goods
 
 if TYPE_CHECKING:

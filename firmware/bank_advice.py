@@ -15,9 +15,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from contracts.errors import HostUnavailable, MessageError, SyncError
 from firmware.acquirer import messages as iso
 from firmware.acquirer.saf import AdviceKind, Exchanger, StoreAndForward
-from contracts.errors import HostUnavailable, MessageError, SyncError
 
 __all__ = ["AdviceForwarder", "CardContext", "Stan", "build_final_advice"]
 

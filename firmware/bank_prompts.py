@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from contracts.errors import SaleCancelled
 from firmware.emv import CandidateList, PinInput, choose_language
 from firmware.emv.select import Candidate, SelectedApp
-from contracts.errors import SaleCancelled
 
 __all__ = ["DukptPad", "Prompts"]
 

@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from contracts.errors import ConfigError
 from firmware.acquirer import messages as iso
 from firmware.acquirer.saf import StoreAndForward
 from firmware.bank import BankSale, BankSetup
@@ -13,7 +14,6 @@ from firmware.bank_advice import AdviceForwarder
 from firmware.bank_prompts import DukptPad, Prompts
 from firmware.config import TerminalConfig
 from firmware.emv import load_emv_config
-from contracts.errors import ConfigError
 from firmware.journal import Journal
 from firmware.keyfile import load_or_create_key
 from firmware.sale import SaleFlow

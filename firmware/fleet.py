@@ -10,9 +10,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol
 
-from firmware import tlv
 from contracts.cards import luhn_ok, mask_pan
 from contracts.errors import CardError, CardNotAccepted, MessageError
+from firmware import tlv
 
 __all__ = ["FLEET_AID", "READ_RECORD_1", "SELECT_FLEET", "FleetCardData", "read_fleet_card"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from contracts.iso8583_spec import ENTRY_FALLBACK, ENTRY_MAGSTRIPE
 from contracts.errors import CardNotAccepted
+from contracts.iso8583_spec import ENTRY_FALLBACK, ENTRY_MAGSTRIPE
 from contracts.track2 import Track2
 
 __all__ = ["chip_card", "entry_mode_for_swipe", "expired", "sells_goods"]

@@ -25,18 +25,18 @@ from contracts.errors import (
     PumpError,
     PumpTimeout,
 )
+from contracts.pump import PumpController, PumpState, PumpStatus
+from contracts.receipt import ReceiptLine
 from firmware.fleet import FleetCardData, read_fleet_card
 from firmware.hostlink import HostLink
 from firmware.journal import Journal, SaleRecord
-from contracts.pump import PumpController, PumpState, PumpStatus
-from contracts.receipt import ReceiptLine
 from firmware.receipt import format_litres, format_money
 from firmware.sale_receipt import receipt_for
 from firmware.station import StationConfig
 
 if TYPE_CHECKING:
-    from firmware.bank import BankSale
     from contracts.track2 import Track2
+    from firmware.bank import BankSale
 
 __all__ = ["Devices", "SaleFlow"]
 

@@ -6,9 +6,9 @@ import datetime as dt
 import time
 from typing import Any
 
+from contracts.receipt import ReceiptLine
 from firmware.bank_summary import cvm_text, entry_text
 from firmware.journal import SaleRecord
-from contracts.receipt import ReceiptLine
 from firmware.receipt import bank_receipt, fleet_receipt
 
 __all__ = ["receipt_for"]

@@ -9,13 +9,13 @@ import time
 from collections.abc import Callable
 
 from contracts import messages as m
+from contracts.errors import CardError, PumpError
+from contracts.pump import PumpState
 from firmware.bank_setup import load_dukpt, open_bank
 from firmware.config import TerminalConfig
-from contracts.errors import CardError, PumpError
 from firmware.hostlink import HostLink
 from firmware.journal import Journal
 from firmware.keyfile import load_or_create_key
-from contracts.pump import PumpState
 from firmware.sale import Devices, SaleFlow
 
 __all__ = ["run_terminal"]

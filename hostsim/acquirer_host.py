@@ -23,10 +23,10 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from firmware import tlv
 from contracts import iso8583_spec as spec
-from firmware.acquirer import messages
 from contracts.errors import MessageError
+from firmware import tlv
+from firmware.acquirer import messages
 from hostsim import emv_host_crypto as crypto
 
 __all__ = ["AcquirerHost", "Behaviour", "PinVerifier", "Rules", "approve_all"]

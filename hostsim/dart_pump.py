@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from drivers.pump import dart
 from contracts.pump import PumpState
+from drivers.pump import dart
 
 __all__ = ["STATE_CODES", "SimFaults", "SimPump", "amount_for"]
 

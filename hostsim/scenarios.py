@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from firmware.journal import SaleRecord
 from contracts.pump import PumpState
+from firmware.journal import SaleRecord
 from firmware.receipt import format_litres
 from hostsim.scenarios_bank import BANK_SCENARIOS
 from hostsim.scenarios_pump import pump_faults, pump_offline_midsale

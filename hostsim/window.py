@@ -22,8 +22,8 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 import pygame
 
-from drivers.panel.pygame_panel import panel_key
 from contracts.pump import PumpState
+from drivers.panel.pygame_panel import panel_key
 from hostsim.window_draw import WindowPainter
 from hostsim.window_layout import SIZE, Button, button_at, card_buttons, keypad_buttons, layout, pump_buttons
 from hostsim.world import CardProfile, Simulator, load_cards

@@ -12,9 +12,9 @@ from paho.mqtt.properties import Properties
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from drivers.mqtt import MqttLink
 from contracts import messages as m
 from contracts.errors import MessageError
+from drivers.mqtt import MqttLink
 from registry.db import open_database
 from registry.keys import RegistryKeys, load_or_create_keys
 from registry.models import Device, Nozzle, Product, Station

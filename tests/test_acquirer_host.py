@@ -14,10 +14,10 @@ from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from cryptography.utils import CryptographyDeprecationWarning
 
+from contracts.errors import HostUnavailable
 from drivers.acquirer import AcquirerLink
 from firmware import tlv
 from firmware.acquirer import messages as m
-from contracts.errors import HostUnavailable
 from hostsim.acquirer_host import AcquirerHost
 from hostsim.emv_host_crypto import CSU_APPROVED, cryptogram_version
 

@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from contracts.errors import HostUnavailable, MessageError
 from drivers.acquirer import AcquirerLink
 from drivers.acquirer.tcp import response_mti
 from firmware.acquirer import messages as m
-from contracts.errors import HostUnavailable, MessageError
 from hostsim.acquirer_host import AcquirerHost
 
 Handler = Callable[[socket.socket, bytes, int], None]  # (connection, request, connection number)

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contracts.errors import MessageError
+from contracts.iso8583_spec import SPEC
 from firmware import tlv
 from firmware.acquirer import messages as m
-from contracts.iso8583_spec import SPEC
-from contracts.errors import MessageError
 
 PAN = "4761739001010010"  # Visa test card PAN from the public EMV test card set
 TERMINAL = m.Terminal("AFD00001", "000000000123456", "FORECOURT 1 HIGH STREET LONDON")

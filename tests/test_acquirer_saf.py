@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from contracts.errors import ConfigError, HostUnavailable, MessageError, SyncError
 from drivers.acquirer import AcquirerLink
 from drivers.acquirer.tcp import response_mti
 from firmware.acquirer import messages as m
 from firmware.acquirer.saf import MAX_REFUSALS, AdviceKind, StoreAndForward
-from contracts.errors import ConfigError, HostUnavailable, MessageError, SyncError
 from hostsim.acquirer_host import AcquirerHost
 
 PAN = "5413330089010434"  # Mastercard test PAN from the public M/TIP card set

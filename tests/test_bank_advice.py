@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from contracts.errors import SyncError
 from drivers.acquirer import AcquirerLink
 from firmware.acquirer import messages as iso
 from firmware.acquirer.saf import AdviceKind, StoreAndForward
 from firmware.bank_advice import AdviceForwarder, CardContext, Stan, build_final_advice
 from firmware.bank_summary import cvm_text, entry_text
-from contracts.errors import SyncError
 from firmware.journal import Journal
 from hostsim.acquirer_host import AcquirerHost
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contracts.errors import ConfigError
 from firmware.config import (
     BankSection,
     DevicesSection,
@@ -17,7 +18,6 @@ from firmware.config import (
     TimeoutsSection,
     load_config,
 )
-from contracts.errors import ConfigError
 
 FULL = """
 [terminal]

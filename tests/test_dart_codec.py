@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.pump import dart
 from contracts.errors import MessageError
+from drivers.pump import dart
 
 POLL_1 = bytes.fromhex("50 20 FA")
 EOT_1 = bytes.fromhex("50 70 FA")

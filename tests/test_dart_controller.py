@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from drivers.pump import DartController, dart, open_pump_controller
 from contracts.errors import ConfigError, MessageError, PumpError, PumpStateError, PumpTimeout
 from contracts.pump import PumpState, PumpStatus
+from drivers.pump import DartController, dart, open_pump_controller
 from hostsim.dart_line import DartLineSimulator
 from hostsim.dart_pump import SimFaults, SimPump, amount_for
 

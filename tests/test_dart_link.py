@@ -14,9 +14,9 @@ from collections.abc import Callable
 import pytest
 import serial  # type: ignore[import-untyped]
 
+from contracts.errors import PumpLinkError, PumpTimeout
 from drivers.pump import dart
 from drivers.pump.link import DartLink
-from contracts.errors import PumpLinkError, PumpTimeout
 from hostsim.dart_line import DartLineSimulator
 from hostsim.dart_pump import SimPump
 

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from psec.pinblock import decipher_pinblock_iso_4, encipher_pinblock_iso_4
 
+from contracts.errors import PinPadError
 from drivers.pinpad.dukpt_aes import (
     DerivationData,
     DukptError,
@@ -30,7 +31,6 @@ from drivers.pinpad.dukpt_aes import (
     derive_working_key,
     host_derive_working_key,
 )
-from contracts.errors import PinPadError
 
 BDK = bytes.fromhex("FEDCBA9876543210F1F1F1F1F1F1F1F1")
 BDK256 = bytes.fromhex("FEDCBA9876543210F1F1F1F1F1F1F1F1FEDCBA9876543210F1F1F1F1F1F1F1F1")

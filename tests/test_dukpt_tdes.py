@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from psec.pinblock import encode_pinblock_iso_0
 
+from contracts.errors import PinPadError
 from drivers.pinpad.dukpt_aes import DukptError, DukptExhaustedError, DukptKeyError
 from drivers.pinpad.dukpt_tdes import (
     TdesTerminalDukpt,
@@ -30,7 +31,6 @@ from drivers.pinpad.dukpt_tdes import (
     host_derive_pin_key,
     pin_key_variant,
 )
-from contracts.errors import PinPadError
 
 BDK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 INITIAL_KSN = bytes.fromhex("FFFF9876543210E00000")

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers.cardreader import MemoryReader
 from contracts.errors import ConfigError
+from drivers.cardreader import MemoryReader
 from firmware.tlv import find, parse
 from hostsim import emv_host_crypto, emv_keys
 from hostsim.cards.emv import EmvCard

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from contracts.errors import CardError, CardNotAccepted
 from firmware.emv import (
     AidConfig,
     Candidate,
@@ -23,7 +24,6 @@ from firmware.emv import (
 )
 from firmware.emv import kernel as kernel_module
 from firmware.emv.data import Tsi, Tvr
-from contracts.errors import CardError, CardNotAccepted
 from firmware.tlv import encode as t
 from firmware.tlv import parse
 

@@ -7,12 +7,12 @@ import datetime as dt
 
 import pytest
 
+from contracts.errors import CardError, CardNotAccepted, ConfigError
 from firmware.emv import AidConfig, choose_language, load_emv_config, select_ppse
 from firmware.emv.action import Cryptogram, after_online, card_action, default_action, terminal_action
 from firmware.emv.data import DataStore, TsiBit, TvrBit, build_dol
 from firmware.emv.restrictions import process_restrictions
 from firmware.emv.risk import terminal_risk_management
-from contracts.errors import CardError, CardNotAccepted, ConfigError
 from firmware.tlv import encode as t
 
 TODAY = dt.date(2025, 6, 15)

@@ -8,12 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contracts.errors import CardError
 from firmware.emv import AidConfig, EmvConfig, PinInput, run_transaction
 from firmware.emv.action import Cryptogram
 from firmware.emv.data import DataStore, build_dol, parse_dol
 from firmware.emv.genac import request_ac
 from firmware.emv.records import initiate, parse_afl, read_application_data
-from contracts.errors import CardError
 from firmware.tlv import encode as t
 
 OK = b"\x90\x00"

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.cardreader import MemoryReader, open_reader
 from contracts.errors import CardRemoved, ConfigError
+from drivers.cardreader import MemoryReader, open_reader
 from hostsim.cards import FLEET_AID, BlankCard, FleetCard, HostileCard
 
 PAN = "7083123456789012345"

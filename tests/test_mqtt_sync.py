@@ -18,10 +18,10 @@ import pytest
 from psec.pinblock import encipher_pinblock_iso_4
 from sqlalchemy import func, select
 
-from drivers.mqtt import MqttLink
 from contracts import messages as m
 from contracts.cards import card_token, mask_pan
 from contracts.errors import HostUnavailable
+from drivers.mqtt import MqttLink
 from firmware.hostlink import HostLink, sale_payload
 from firmware.journal import Journal
 from registry.broker import broker_config

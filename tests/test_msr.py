@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from contracts.errors import CardError, ConfigError
 from drivers.msr import open_msr
 from drivers.msr.reader import MemoryMagstripeReader, TcpMagstripeReader
-from contracts.errors import CardError, ConfigError
 from hostsim.swipe_server import SwipeServer
 
 BROKEN_CHIP = "4761739001010143=31062010000000000000"

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
+from contracts.errors import ConfigError
 from drivers.line_client import LineClient
 from drivers.panel import open_panel
 from drivers.panel.socket import SocketPanel
-from contracts.errors import ConfigError
 from hostsim.panel_server import PanelServer
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from drivers.cardreader import PcscReader, open_reader
 from contracts.errors import CardReaderError, CardRemoved
+from drivers.cardreader import PcscReader, open_reader
 from hostsim.cards import FLEET_AID, FleetCard
 from hostsim.pcscd import VPCD_DRIVER, PcscDaemon
 from hostsim.vpcd import VirtualCardServer

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from psec.pinblock import decipher_pinblock_iso_4
 
-from drivers.pinpad import PinEntryCancelled, PinPad, load_pin_key
 from contracts.errors import ConfigError, PinPadError
+from drivers.pinpad import PinEntryCancelled, PinPad, load_pin_key
 
 KEY = bytes.fromhex("8B2F4E01A7C3D95E6F1028374C5D6E7F")     # the seed device's test key
 PAN = "7077001000000019"
@@ -250,8 +250,8 @@ def test_offline_pin_is_an_iso_format_2_block() -> None:
 
 
 def test_dukpt_block_without_dukpt_key_is_a_pin_pad_error() -> None:
-    from drivers.pinpad.pinpad import PinPad as Pad
     from contracts.errors import PinPadError
+    from drivers.pinpad.pinpad import PinPad as Pad
 
     with pytest.raises(PinPadError):
         Pad(_Keys("1", "2", "3", "4", "ENTER"), bytes(16)).read_dukpt_pin_block("4761739001010010", 5)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from contracts.pump import PumpState
 from drivers.pump import open_pump_controller
 from drivers.pump.aio import AsyncPumps
-from contracts.pump import PumpState
 from hostsim.dart_line import DartLineSimulator
 from hostsim.dart_pump import SimPump
 

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.printer import ReceiptPrinter, open_printer
 from contracts.errors import ConfigError, MessageError, PrinterError
 from contracts.receipt import WIDTH, ReceiptLine
+from drivers.printer import ReceiptPrinter, open_printer
 from firmware.receipt import fleet_receipt, format_litres, format_money
 from hostsim.escpos_decode import Paper, decode_escpos
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from contracts.errors import PrinterError
 from drivers.printer import open_printer
 from firmware.config import TimeoutsSection
-from contracts.errors import PrinterError
 from firmware.journal import Journal
 from firmware.sale import Devices, SaleFlow
 from hostsim.escpos_decode import decode_escpos

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware import tlv
 from contracts.errors import MessageError
+from firmware import tlv
 
 # Published vector: the FCI of the Payment System Environment, EMV 4.3 Book 1 section 11.3.4 (table 43),
 # quoted in most EMV tutorials: 6F (FCI) > 84 (DF name "1PAY.SYS.DDF01") + A5 (proprietary template) >

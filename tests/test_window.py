@@ -18,9 +18,9 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 import pygame
 
-from drivers.msr import open_msr
-from contracts.track2 import Track2
 from contracts.pump import PumpState
+from contracts.track2 import Track2
+from drivers.msr import open_msr
 from hostsim.swipe_server import SwipeServer
 from hostsim.window import SIZE, SimulatorWindow, run_window
 from hostsim.window_layout import CARD_MAX_ROWS, layout

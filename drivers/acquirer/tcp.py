@@ -17,8 +17,8 @@ import time
 from types import TracebackType
 from typing import Self
 
-from firmware.acquirer import messages
 from contracts.errors import HostUnavailable, HostUnreachable, MessageError
+from firmware.acquirer import messages
 
 __all__ = ["MAX_FRAME", "AcquirerLink"]
 

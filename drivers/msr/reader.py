@@ -12,8 +12,8 @@ import logging
 import queue
 import threading
 
-from drivers.line_client import LineClient
 from contracts.track2 import Track2, parse_track2
+from drivers.line_client import LineClient
 
 __all__ = ["MemoryMagstripeReader", "TcpMagstripeReader"]
 

@@ -16,9 +16,9 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 import pygame
 
+from contracts.errors import ConfigError
 from drivers.panel import KEYS
 from drivers.panel.language import ScreenLanguage
-from contracts.errors import ConfigError
 from ui.render import draw_screen
 
 __all__ = ["PygamePanel", "panel_key"]

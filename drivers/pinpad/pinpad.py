@@ -14,8 +14,8 @@ from typing import Protocol
 
 from psec.pinblock import encipher_pinblock_iso_4
 
-from drivers.pinpad.dukpt_aes import TerminalDukpt
 from contracts.errors import ConfigError, PinPadError
+from drivers.pinpad.dukpt_aes import TerminalDukpt
 
 __all__ = ["KeySource", "PinEntryCancelled", "PinPad", "load_pin_key"]
 

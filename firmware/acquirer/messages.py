@@ -27,10 +27,10 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from firmware import tlv
 from contracts import iso8583_spec as s
-from contracts.iso8583 import FORMATS, decode, encode
 from contracts.errors import MessageError
+from contracts.iso8583 import FORMATS, decode, encode
+from firmware import tlv
 
 __all__ = [
     "RESPONSE_TEXT",

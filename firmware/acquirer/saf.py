@@ -31,8 +31,8 @@ from typing import Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from firmware.acquirer import messages
 from contracts.errors import ConfigError, HostUnavailable, MessageError, SyncError
+from firmware.acquirer import messages
 
 __all__ = ["MAX_REFUSALS", "AdviceKind", "Exchanger", "ForwardReport", "PendingAdvice", "StoreAndForward"]
 

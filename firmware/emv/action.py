@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from contracts.errors import CardError
 from firmware.emv.config import AidConfig
 from firmware.emv.data import DataStore
-from contracts.errors import CardError
 
 __all__ = ["Cryptogram", "after_online", "card_action", "default_action", "terminal_action"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from firmware import tlv
 from contracts.errors import CardError, MessageError
+from firmware import tlv
 
 __all__ = [
     "Response",

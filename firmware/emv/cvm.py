@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from contracts.errors import CardError, PinPadError
 from firmware.emv.apdu import Transmitter, exchange, get_challenge, get_data, verify
 from firmware.emv.certs import PublicKey
 from firmware.emv.data import DataStore, TsiBit, TvrBit
-from contracts.errors import CardError, PinPadError
 
 __all__ = ["CvmOutcome", "PinEntry", "PinInput", "PinKind", "PlainPinBlockSource", "perform_cvm"]
 

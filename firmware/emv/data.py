@@ -10,8 +10,8 @@ import secrets
 from collections.abc import Iterator
 from enum import Enum
 
-from firmware import tlv
 from contracts.errors import CardError, MessageError
+from firmware import tlv
 
 __all__ = ["DataStore", "Tsi", "TsiBit", "Tvr", "TvrBit", "build_dol", "parse_dol", "unpredictable_number"]
 

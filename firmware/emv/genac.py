@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contracts.errors import CardError, MessageError
 from firmware import tlv
 from firmware.emv.action import Cryptogram
 from firmware.emv.apdu import Transmitter, exchange, generate_ac, single_template
 from firmware.emv.data import DataStore
-from contracts.errors import CardError, MessageError
 
 __all__ = ["AcResponse", "request_ac"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contracts.errors import MessageError
 from firmware import tlv
 from firmware.emv.apdu import Transmitter, exchange, external_authenticate
 from firmware.emv.data import DataStore, TsiBit, TvrBit
-from contracts.errors import MessageError
 
 __all__ = ["IssuerResponse", "authenticate_issuer", "run_scripts"]
 

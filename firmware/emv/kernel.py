@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from firmware import tlv
 from contracts.cards import luhn_ok, mask_pan
+from contracts.errors import CardError, CardNotAccepted, CardRemoved
+from firmware import tlv
 from firmware.emv.action import Cryptogram, after_online, card_action, default_action, terminal_action
 from firmware.emv.apdu import Transmitter
 from firmware.emv.config import AidConfig, EmvConfig
@@ -28,7 +29,6 @@ from firmware.emv.records import ConditionsNotSatisfied, ProcessingOptions, init
 from firmware.emv.restrictions import process_restrictions
 from firmware.emv.risk import terminal_risk_management
 from firmware.emv.select import Candidate, CandidateList, SelectedApp, build_candidate_list, final_select
-from contracts.errors import CardError, CardNotAccepted, CardRemoved
 
 __all__ = ["ICC_DATA_TAGS", "EmvFinal", "EmvResult", "complete", "run_transaction"]
 

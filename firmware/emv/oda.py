@@ -9,6 +9,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from contracts.errors import CardError, MessageError
 from firmware import tlv
 from firmware.emv.apdu import Transmitter, exchange, internal_authenticate
 from firmware.emv.certs import (
@@ -19,7 +20,6 @@ from firmware.emv.certs import (
     signed_dynamic_data,
 )
 from firmware.emv.data import DataStore, TsiBit, TvrBit, build_dol, parse_dol
-from contracts.errors import CardError, MessageError
 
 __all__ = ["OdaState", "choose_method", "perform_oda", "pin_encipherment_key", "verify_cda"]
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contracts.errors import CardError, MessageError
 from firmware import tlv
 from firmware.emv.apdu import Transmitter, exchange, get_processing_options, read_record, single_template
 from firmware.emv.data import DataStore, build_dol
-from contracts.errors import CardError, MessageError
 
 __all__ = ["MANDATORY_TAGS", "AflEntry", "ConditionsNotSatisfied", "ProcessingOptions", "initiate",
            "parse_afl", "read_application_data"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from firmware.emv.data import DataStore, TvrBit
 from contracts.errors import CardError
+from firmware.emv.data import DataStore, TvrBit
 
 __all__ = ["emv_date", "process_restrictions"]
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from contracts.errors import CardError, CardNotAccepted, MessageError
 from firmware import tlv
 from firmware.emv.apdu import Transmitter, exchange, read_record, select
 from firmware.emv.config import AidConfig
-from contracts.errors import CardError, CardNotAccepted, MessageError
 
 __all__ = ["PPSE", "PSE", "Candidate", "CandidateList", "SelectedApp", "build_candidate_list",
            "final_select", "select_ppse"]
