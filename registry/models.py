@@ -113,7 +113,8 @@ class Transaction(Base):
     station_id: Mapped[str] = mapped_column(String(64))
     pump: Mapped[int]
     nozzle: Mapped[int]
-    # Sized to what contracts.messages.SALE admits: PostgreSQL enforces lengths and 32-bit INTEGER, SQLite not.
+    # Sized to what contracts.messages.SALE admits: PostgreSQL enforces lengths and 32-bit INTEGER,
+    # SQLite not.
     product: Mapped[str | None] = mapped_column(String(64))
     volume_cl: Mapped[int]
     amount_cents: Mapped[int] = mapped_column(BigInteger)
