@@ -1,0 +1,41 @@
+"""The terminal's screen ids: what the sale asks the panel to show. The texts per language are in
+ui.screens; a test fails when an id has no text in a language."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Screen"]
+
+
+class Screen(enum.StrEnum):
+    STARTING = "starting"
+    OFFLINE = "offline"
+    IDLE = "idle"
+    IDLE_BANK_ONLY = "idle_bank_only"
+    READING = "reading"
+    CARD_NOT_ACCEPTED = "card_not_accepted"
+    CARD_ERROR = "card_error"
+    SELECT_PUMP = "select_pump"
+    ENTER_PIN = "enter_pin"
+    ENTER_PIN_LAST = "enter_pin_last"
+    AUTHORIZING = "authorizing"
+    DECLINED = "declined"
+    HOST_UNAVAILABLE = "host_unavailable"
+    LIFT_NOZZLE = "lift_nozzle"
+    LIFT_NOZZLE_AMOUNT = "lift_nozzle_amount"
+    FILLING = "filling"
+    COMPLETING = "completing"
+    THANK_YOU = "thank_you"
+    NO_FUEL = "no_fuel"
+    REMOVE_CARD = "remove_card"
+    PUMP_ERROR = "pump_error"
+    PUMP_BUSY = "pump_busy"
+    CHOOSE_APP = "choose_app"
+    SWIPE_CARD = "swipe_card"
+    INSERT_CHIP = "insert_chip"
+    APPROVED_UP_TO = "approved_up_to"
+    CARD_REMOVED = "card_removed"
+    PROCESSING = "processing"
+    QUESTION = "question"            # a program's question: odometer, vehicle, driver id
+    CARD_READ = "card_read"          # a card riding along (loyalty) was read: insert the payment card
