@@ -1,26 +1,23 @@
 """Run a private pcscd whose only reader is a vpcd slot bridged to a VirtualCardServer.
 
-pcscd serves one socket per machine, so start() stops a running one first: a systemd pcscd.socket/service
-is stopped and `systemctl start pcscd.socket` on stop() restores it; a stray pcscd is terminated and restarted
-from its old command line if that has only plain pcscd options, else it stays stopped (logged as a warning).
-Needs root (for the machine pcscd and a network namespace); as non-root everything runs under `sudo -n`.
+pcscd serves one socket per machine, so start() stops the machine's pcscd first and stop() puts it back
+(hostsim.machine_pcscd). Needs root (for the machine pcscd and a network namespace); as non-root everything
+runs under `sudo -n`.
 
 Why a network namespace: vpcd 3.3 in client mode (DEVICENAME host:port) aborts pcscd (FD_SET(-1)) as soon as
 its connection closes, so a removed card crashes it. We therefore run vpcd in server mode (DEVICENAME
 /dev/null:PORT, which binds all interfaces) inside a new network namespace whose only interface is its own
-loopback, and a bridge thread relays bytes between it and the card server on the host's 127.0.0.1.
+loopback, and a bridge thread (hostsim.vpcd_bridge) relays bytes between it and the card server on the host's
+127.0.0.1.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import os
-import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,229 +27,12 @@ from types import TracebackType
 from typing import Self
 
 from contracts.errors import CardReaderError
-from hostsim.vpcd import CTRL_ATR, quickack, recv_frame, send_frame, set_low_latency
+from hostsim.machine_pcscd import CONF_NAME, MachinePcscd
+from hostsim.vpcd_bridge import VPCD_PORT, VpcdBridge
 
-__all__ = ["MachinePcscd", "PcscDaemon"]
+__all__ = ["VPCD_DRIVER", "MachinePcscd", "PcscDaemon"]
 
-log = logging.getLogger(__name__)
-
-CONF_NAME = "forecourt-vpcd"        # also marks a pcscd as ours (stale from a crashed run)
-VPCD_PORT = 0x8C7B                 # inside the private namespace, so no clash with anything
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
-PCSCD_PIDFILE = Path("/run/pcscd/pcscd.pid")
-_CLONE_NEWNET = 0x40000000
-_PLAIN_OPTIONS = {"-f", "--foreground", "-d", "--debug", "-i", "--info", "-e", "--error", "-C", "--critical",
-                  "-a", "--apdu", "-T", "--color", "-x", "--auto-exit", "-S", "--reader-name-no-serial",
-                  "-I", "--reader-name-no-interface", "--force-reader-polling"}
-
-
-def _pids_of(name: str) -> list[int]:
-    out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, check=False).stdout
-    return [int(p) for p in out.split() if not _is_zombie(int(p))]
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").rstrip("\0").split("\0")
-    except OSError:
-        return []
-
-
-def _terminate(pid: int, timeout: float = 5.0) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
-            return
-        time.sleep(0.05)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _parent(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
-
-
-class MachinePcscd:
-    """The machine's own pcscd: stop it for our run, put it back afterwards."""
-
-    def __init__(self) -> None:
-        self.systemd_units: list[str] = []
-        self.restart_cmdlines: list[list[str]] = []
-
-    @staticmethod
-    def _systemd() -> bool:
-        return Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
-
-    def refuse_if_in_use(self) -> None:
-        """pcscd is one per machine: never take it from a forecourt run that is still alive."""
-        for pid in _pids_of("pcscd"):
-            argv = _cmdline(pid)
-            parent = _parent(pid)
-            if (self._is_ours(argv) and parent > 1 and Path(f"/proc/{parent}").exists()
-                    and not _is_zombie(parent)):
-                raise CardReaderError("another forecourt pcscd is in use; "
-                                      "runs that need pcscd cannot overlap",
-                                      pid=pid, parent_pid=parent, parent=" ".join(_cmdline(parent))[:120])
-
-    def stop(self) -> None:
-        self.refuse_if_in_use()
-        if self._systemd():
-            for unit in ("pcscd.socket", "pcscd.service"):
-                if subprocess.run(["systemctl", "is-active", "--quiet", unit], check=False).returncode == 0:
-                    self.systemd_units.append(unit)
-            if self.systemd_units:
-                log.info("stopping systemd pcscd", extra={"units": self.systemd_units})
-                subprocess.run(["systemctl", "stop", "pcscd.socket", "pcscd.service"], check=False)
-        pids = set(_pids_of("pcscd"))
-        try:
-            pids.add(int(PCSCD_PIDFILE.read_text().split()[0]))
-        except (OSError, ValueError, IndexError):
-            pass
-        for pid in sorted(pids):
-            argv = _cmdline(pid)
-            if not argv or Path(argv[0]).name != "pcscd":
-                continue
-            if self._is_ours(argv):
-                log.warning("killing a stale forecourt pcscd (its parent is gone)", extra={"pid": pid})
-            elif self._is_plain(argv):
-                # Drop -f so the restarted daemon detaches itself instead of becoming our child.
-                self.restart_cmdlines.append([a for a in argv if a not in ("-f", "--foreground")])
-                log.info("stopping running pcscd", extra={"pid": pid})
-            else:
-                log.warning("stopping running pcscd; its command line is not plain, it will not be restarted",
-                            extra={"pid": pid, "argv": " ".join(argv)})
-            _terminate(pid)
-
-    @staticmethod
-    def _is_ours(argv: list[str]) -> bool:
-        if argv[1:3] == ["--foreground", "--config"]:    # exactly how _start_as_root runs it
-            return True
-        for i, arg in enumerate(argv[:-1]):
-            if arg in ("-c", "--config") and (Path(argv[i + 1]) / CONF_NAME).exists():
-                return True
-        return any(arg.startswith("/") and CONF_NAME in arg for arg in argv[1:])
-
-    @staticmethod
-    def _is_plain(argv: list[str]) -> bool:
-        args = iter(argv[1:])
-        for arg in args:
-            if arg in ("-c", "--config"):
-                if not Path(next(args, "")).is_dir():
-                    return False
-            elif arg not in _PLAIN_OPTIONS:
-                return False
-        return True
-
-    def restore(self) -> None:
-        if self.systemd_units:
-            unit = "pcscd.socket" if "pcscd.socket" in self.systemd_units else "pcscd.service"
-            subprocess.run(["systemctl", "start", unit], check=False)
-            log.info("restored systemd pcscd", extra={"unit": unit})
-        for argv in self.restart_cmdlines:
-            subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, check=False, timeout=10)
-            log.info("restarted the machine's pcscd", extra={"argv": " ".join(argv)})
-        self.systemd_units, self.restart_cmdlines = [], []
-
-
-class _Bridge(threading.Thread):
-    """Relays vpcd (in pcscd's namespace) to the card server on the host's loopback, card present only."""
-
-    def __init__(self, card_port: int, netns: Path) -> None:
-        super().__init__(name="vpcd-bridge", daemon=True)
-        self.card_port = card_port
-        self.netns = netns
-        self.stopping = threading.Event()
-        self._libc = ctypes.CDLL(None, use_errno=True)
-
-    def _vpcd_socket(self) -> socket.socket:
-        """A socket in pcscd's namespace (a socket keeps the namespace it was created in)."""
-        host = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        target = os.open(self.netns, os.O_RDONLY)
-        try:
-            if self._libc.setns(target, _CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns into pcscd's network namespace failed")
-            try:
-                return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            finally:
-                if self._libc.setns(host, _CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns back to the host network namespace failed")
-        finally:
-            os.close(host)
-            os.close(target)
-
-    def _probe_card(self) -> socket.socket | None:
-        """Connect to the card server; keep the connection only if a card answers with an ATR."""
-        try:
-            card = socket.create_connection(("127.0.0.1", self.card_port), timeout=1.0)
-        except OSError:
-            return None
-        try:
-            set_low_latency(card)
-            send_frame(card, bytes([CTRL_ATR]))
-            atr = recv_frame(card)
-            if atr:
-                card.settimeout(None)
-                return card
-        except OSError:
-            pass
-        card.close()
-        return None
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            card = self._probe_card()
-            if card is None:
-                self.stopping.wait(0.05)
-                continue
-            try:
-                vpcd = self._vpcd_socket()
-                vpcd.settimeout(1.0)
-                vpcd.connect(("127.0.0.1", VPCD_PORT))
-                vpcd.settimeout(None)
-                set_low_latency(vpcd)
-            except OSError:
-                card.close()
-                self.stopping.wait(0.1)
-                continue
-            try:
-                self._relay(card, vpcd)
-            finally:
-                card.close()
-                vpcd.close()
-
-    def _relay(self, a: socket.socket, b: socket.socket) -> None:
-        peer = {a: b, b: a}
-        with selectors.DefaultSelector() as sel:
-            sel.register(a, selectors.EVENT_READ)
-            sel.register(b, selectors.EVENT_READ)
-            while not self.stopping.is_set():
-                for key, _ in sel.select(timeout=0.2):
-                    src: socket.socket = key.fileobj  # type: ignore[assignment]
-                    try:
-                        quickack(src)
-                        data = src.recv(65536)
-                        if not data:
-                            return
-                        peer[src].sendall(data)
-                    except OSError:
-                        return
 
 
 class PcscDaemon:
@@ -266,7 +46,7 @@ class PcscDaemon:
         self.conf_dir = self.state_dir / "reader.conf.d"
         self.log_path = self.state_dir / "pcscd.log"
         self._proc: subprocess.Popen[bytes] | None = None
-        self._bridge: _Bridge | None = None
+        self._bridge: VpcdBridge | None = None
         self._machine = MachinePcscd()
 
     # -- public ----------------------------------------------------------------------------------------
@@ -338,7 +118,7 @@ class PcscDaemon:
                 ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
                  "pcscd", "--foreground", "--config", str(self.conf_dir)],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-        self._bridge = _Bridge(self.card_port, Path(f"/proc/{self._proc.pid}/ns/net"))
+        self._bridge = VpcdBridge(self.card_port, Path(f"/proc/{self._proc.pid}/ns/net"))
         self._bridge.start()
 
     def _start_with_sudo(self) -> None:
