@@ -6,6 +6,8 @@ import string
 
 import pytest
 
+from contracts.reasons import LEGACY_REASONS, DeclineReason
+from contracts.screens import Screen
 from ui.screens import DECLINE_TEXTS, LANGUAGES, SCREENS, render
 
 OTHERS = [lang for lang in LANGUAGES if lang != "en"]
@@ -40,15 +42,46 @@ def test_every_decline_reason_is_translated(lang: str) -> None:
     assert all(text.strip() for text in DECLINE_TEXTS[lang].values())
 
 
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_screen_id_has_a_text_and_no_text_lacks_an_id(lang: str) -> None:
+    missing = {screen.value for screen in Screen} - set(SCREENS[lang])
+    stray = set(SCREENS[lang]) - {screen.value for screen in Screen}
+    assert not missing, f"{lang}: screens without text: {sorted(missing)}"
+    assert not stray, f"{lang}: texts for no screen id: {sorted(stray)}"
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_decline_reason_has_a_text_and_no_text_lacks_a_reason(lang: str) -> None:
+    missing = {reason.value for reason in DeclineReason} - set(DECLINE_TEXTS[lang])
+    stray = set(DECLINE_TEXTS[lang]) - {reason.value for reason in DeclineReason}
+    assert not missing, f"{lang}: reasons without text: {sorted(missing)}"
+    assert not stray, f"{lang}: texts for no reason: {sorted(stray)}"
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_legacy_codes_render_as_their_reason(lang: str) -> None:
+    for code, reason in LEGACY_REASONS.items():
+        assert code not in DECLINE_TEXTS[lang]
+        assert render("declined", lang, reason=code)[1] == DECLINE_TEXTS[lang][reason.value]
+
+
+def test_render_takes_enum_members_and_codes_alike() -> None:
+    assert render(Screen.DECLINED, "de", reason=DeclineReason.CARD_EXPIRED) == (
+        "Abgelehnt", "Karte abgelaufen", "Bitte Karte entnehmen")
+    assert render(Screen.QUESTION, question="Odometer?", answer="12345") == (
+        "Odometer?", "12345", "Press ENTER")
+    assert render("card_read", "fr", card="Fidélité") == (
+        "Carte Fidélité lue", "Insérez la carte de paiement")
+
+
 def test_bank_screens_and_reasons_exist() -> None:
     for screen in ("choose_app", "swipe_card", "insert_chip", "approved_up_to", "lift_nozzle_amount",
                    "card_removed", "processing", "enter_pin_last"):
         assert screen in SCREENS["en"]
-    for reason in ("do_not_honour", "insufficient_funds", "incorrect_pin", "pin_tries_exceeded",
-                   "expired_card", "card_declined", "not_accepted", "host_timeout", "host_unavailable",
+    for reason in ("do_not_honour", "insufficient_funds", "wrong_pin", "pin_tries_exceeded",
+                   "card_expired", "card_declined", "not_accepted", "host_timeout", "host_unavailable",
                    "chip_error", "card_removed"):
         assert reason in DECLINE_TEXTS["en"]
-    assert DECLINE_TEXTS["en"]["incorrect_pin"] == DECLINE_TEXTS["en"]["wrong_pin"]
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

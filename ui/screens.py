@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from contracts.reasons import LEGACY_REASONS
+from contracts.screens import Screen
 from ui.texts_de import DECLINE_TEXTS_DE, SCREENS_DE
 from ui.texts_fr import DECLINE_TEXTS_FR, SCREENS_FR
 
@@ -40,6 +42,8 @@ SCREENS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "card_removed": ("Card removed", "Transaction cancelled"),
         "processing": ("Processing...", "Do not remove card"),
         "enter_pin_last": ("Enter PIN", "{stars}", "Last PIN try"),
+        "question": ("{question}", "{answer}", "Press ENTER"),
+        "card_read": ("{card} card read", "Insert payment card"),
     },
     "de": SCREENS_DE,
     "fr": SCREENS_FR,
@@ -53,20 +57,27 @@ DECLINE_TEXTS: Mapping[str, Mapping[str, str]] = {
         "card_expired": "Card expired", "unknown_card": "Unknown card", "pump_unknown": "Pump not served",
         # bank cards: issuer and host responses, card and kernel outcomes
         "do_not_honour": "Declined by bank", "insufficient_funds": "Insufficient funds",
-        "incorrect_pin": "Wrong PIN", "expired_card": "Card expired", "card_declined": "Declined by card",
+        "card_declined": "Declined by card",
         "not_accepted": "Card not accepted", "host_timeout": "No answer from bank",
         "host_unavailable": "Bank unavailable", "chip_error": "Card error", "card_removed": "Card removed",
+        "card_error": "Card error", "cancelled": "Cancelled", "pump_busy": "Pump busy",
+        "interrupted": "Sale interrupted",
     },
     "de": DECLINE_TEXTS_DE,
     "fr": DECLINE_TEXTS_FR,
 }
 
 
-def render(screen: str, language: str = "en", **fields: Any) -> tuple[str, ...]:
-    """Lines of a screen with its fields filled in; unknown language falls back to English."""
+def render(screen: Screen | str, language: str = "en", **fields: Any) -> tuple[str, ...]:
+    """Lines of a screen with its fields filled in; unknown language falls back to English.
+
+    A reason field (a DeclineReason or its code; legacy codes such as "expired_card" too) becomes its text.
+    """
     table = SCREENS.get(language, SCREENS["en"])
     lines = table.get(screen) or SCREENS["en"][screen]
     if "reason" in fields:
+        code = str(fields["reason"])
+        code = LEGACY_REASONS[code].value if code in LEGACY_REASONS else code
         texts = DECLINE_TEXTS.get(language, DECLINE_TEXTS["en"])
-        fields = {**fields, "reason": texts.get(str(fields["reason"]), str(fields["reason"]))}
+        fields = {**fields, "reason": texts.get(code, code)}
     return tuple(line.format(**fields) for line in lines)

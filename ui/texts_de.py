@@ -33,6 +33,8 @@ SCREENS_DE: dict[str, tuple[str, ...]] = {
     "card_removed": ("Karte entnommen", "Vorgang abgebrochen"),
     "processing": ("Bitte warten...", "Karte nicht entnehmen"),
     "enter_pin_last": ("PIN eingeben", "{stars}", "Letzter PIN-Versuch"),
+    "question": ("{question}", "{answer}", "Mit ENTER bestätigen"),
+    "card_read": ("{card}-Karte gelesen", "Bitte Zahlungskarte einstecken"),
 }
 
 DECLINE_TEXTS_DE: dict[str, str] = {
@@ -42,9 +44,10 @@ DECLINE_TEXTS_DE: dict[str, str] = {
     "card_expired": "Karte abgelaufen", "unknown_card": "Unbekannte Karte",
     "pump_unknown": "Zapfsäule nicht verfügbar",
     "do_not_honour": "Von Bank abgelehnt", "insufficient_funds": "Keine ausreichende Deckung",
-    "incorrect_pin": "Falsche PIN", "expired_card": "Karte abgelaufen",
     "card_declined": "Von Karte abgelehnt",
     "not_accepted": "Karte nicht akzeptiert", "host_timeout": "Keine Antwort der Bank",
     "host_unavailable": "Bank nicht erreichbar", "chip_error": "Kartenfehler",
     "card_removed": "Karte entnommen",
+    "card_error": "Kartenfehler", "cancelled": "Abgebrochen", "pump_busy": "Zapfsäule belegt",
+    "interrupted": "Vorgang unterbrochen",
 }

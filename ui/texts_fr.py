@@ -33,6 +33,8 @@ SCREENS_FR: dict[str, tuple[str, ...]] = {
     "card_removed": ("Carte retirée", "Transaction annulée"),
     "processing": ("Traitement...", "Ne retirez pas la carte"),
     "enter_pin_last": ("Tapez votre code", "{stars}", "Dernier essai"),
+    "question": ("{question}", "{answer}", "Validez par ENTER"),
+    "card_read": ("Carte {card} lue", "Insérez la carte de paiement"),
 }
 
 DECLINE_TEXTS_FR: dict[str, str] = {
@@ -41,7 +43,9 @@ DECLINE_TEXTS_FR: dict[str, str] = {
     "limit_exhausted": "Plafond atteint", "product_not_allowed": "Produit non autorisé",
     "card_expired": "Carte expirée", "unknown_card": "Carte inconnue", "pump_unknown": "Pompe non disponible",
     "do_not_honour": "Refusé par la banque", "insufficient_funds": "Provision insuffisante",
-    "incorrect_pin": "Code erroné", "expired_card": "Carte expirée", "card_declined": "Refusé par la carte",
+    "card_declined": "Refusé par la carte",
     "not_accepted": "Carte non acceptée", "host_timeout": "Pas de réponse de la banque",
     "host_unavailable": "Banque indisponible", "chip_error": "Erreur carte", "card_removed": "Carte retirée",
+    "card_error": "Erreur carte", "cancelled": "Annulé", "pump_busy": "Pompe occupée",
+    "interrupted": "Transaction interrompue",
 }
