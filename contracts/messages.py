@@ -106,13 +106,42 @@ TOPICS = {
 
 
 def encode(doc: Mapping[str, Any], schema: Mapping[str, Check]) -> bytes:
-    """Validate doc against schema and return its JSON bytes."""
+    """Validate doc against schema and return its JSON bytes.
+
+    >>> ack = {"sale_id": "0f8fad5b-d9cb-469f-a165-70867728950e", "status": "stored", "reason": ""}
+    >>> encode(ack, SALE_ACK)
+    b'{"reason":"","sale_id":"0f8fad5b-d9cb-469f-a165-70867728950e","status":"stored","v":1}'
+    >>> encode(ack | {"status": "lost"}, SALE_ACK)
+    Traceback (most recent call last):
+        ...
+    contracts.errors.MessageError: payload field is invalid (field=status)
+    """
     _check(doc, schema)
     return json.dumps({"v": VERSION, **doc}, separators=(",", ":"), sort_keys=True).encode()
 
 
 def decode(raw: bytes, schema: Mapping[str, Check]) -> dict[str, Any]:
-    """Parse and validate a payload; raise MessageError on anything unexpected."""
+    """Parse and validate a payload; raise MessageError on anything unexpected.
+
+    >>> decode(b'{"v":1,"sale_id":"0f8fad5b-d9cb-469f-a165-70867728950e","status":"duplicate","reason":""}',
+    ...        SALE_ACK)["status"]
+    'duplicate'
+
+    A card number is never echoed, only the name of the field it was in:
+
+    >>> decode(b'{"v":1,"sale_id":"4111111111111111","status":"stored","reason":""}', SALE_ACK)
+    Traceback (most recent call last):
+        ...
+    contracts.errors.MessageError: payload field is invalid (field=sale_id)
+    >>> decode(b'{"v":2,"sale_id":"0f8fad5b-d9cb-469f-a165-70867728950e"}', SALE_ACK)
+    Traceback (most recent call last):
+        ...
+    contracts.errors.MessageError: unsupported payload version
+    >>> decode(b'{"v":1,"status":"stored","reason":""}', SALE_ACK)
+    Traceback (most recent call last):
+        ...
+    contracts.errors.MessageError: payload lacks fields (fields=sale_id)
+    """
     if len(raw) > 64 * 1024:
         raise MessageError("payload too large", size=len(raw))
     try:
