@@ -45,7 +45,21 @@ def _length(data: bytes, i: int) -> tuple[int, int]:
 
 
 def parse(data: bytes) -> list[tuple[int, bytes]]:
-    """Parse one level of BER-TLV objects."""
+    """Parse one level of BER-TLV objects.
+
+    ATC (9F36, two-byte tag) then PAN (5A), as a card answers GET DATA / READ RECORD:
+
+    >>> [(f"{tag:X}", value.hex()) for tag, value in parse(bytes.fromhex("9F3602002A5A084761739001010010"))]
+    [('9F36', '002a'), ('5A', '4761739001010010')]
+    >>> parse(bytes.fromhex("9F360200"))
+    Traceback (most recent call last):
+        ...
+    contracts.errors.MessageError: TLV value truncated (length=2 tag=9F36)
+    >>> parse(bytes.fromhex("5A80"))         # indefinite length is not BER-TLV as EMV uses it
+    Traceback (most recent call last):
+        ...
+    contracts.errors.MessageError: TLV length form not allowed (offset=1)
+    """
     out: list[tuple[int, bytes]] = []
     i = 0
     while i < len(data):
@@ -62,7 +76,15 @@ def parse(data: bytes) -> list[tuple[int, bytes]]:
 
 
 def parse_unique(data: bytes) -> dict[int, bytes]:
-    """One level of BER-TLV as a dict; a tag that appears twice is an error (EMV Book 3 5.2.2)."""
+    """One level of BER-TLV as a dict; a tag that appears twice is an error (EMV Book 3 5.2.2).
+
+    >>> {f"{tag:X}": value.hex() for tag, value in parse_unique(bytes.fromhex("9F2701809F3602002A")).items()}
+    {'9F27': '80', '9F36': '002a'}
+    >>> parse_unique(bytes.fromhex("9F2701809F270140"))
+    Traceback (most recent call last):
+        ...
+    contracts.errors.MessageError: TLV repeats a data object (tag=9F27)
+    """
     fields: dict[int, bytes] = {}
     for tag, value in parse(data):
         if tag in fields:
@@ -79,7 +101,13 @@ def is_constructed(tag: int) -> bool:
 
 
 def find(data: bytes, tag: int) -> bytes | None:
-    """Depth-first search for the first object with tag."""
+    """Depth-first search for the first object with tag.
+
+    >>> find(bytes.fromhex("77099F2701809F3602002A"), 0x9F36).hex()     # inside template 77
+    '002a'
+    >>> find(bytes.fromhex("77099F2701809F3602002A"), 0x9F26) is None
+    True
+    """
     for t, v in parse(data):
         if t == tag:
             return v
@@ -91,6 +119,13 @@ def find(data: bytes, tag: int) -> bytes | None:
 
 
 def encode(tag: int, value: bytes) -> bytes:
+    """One object, the length in the shortest form (ISO/IEC 8825-1 8.1.3).
+
+    >>> encode(0x9F36, bytes.fromhex("002A")).hex().upper()
+    '9F3602002A'
+    >>> encode(0x70, bytes(200))[:3].hex().upper()        # 128-255 bytes: 81 then one length byte
+    '7081C8'
+    """
     tag_bytes = tag.to_bytes((tag.bit_length() + 7) // 8 or 1, "big")
     n = len(value)
     if n < 0x80:
