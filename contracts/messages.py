@@ -4,6 +4,8 @@ Every payload is a JSON object with "v": 1. decode() checks each field's type an
 MessageError naming the field, never echoing its value (a field may hold a card number). A field added
 after terminals were deployed is a Default: decode() fills in its value when an older sender leaves it
 out; encode() still requires it, so this code always states it.
+
+The authorization answer crosses into the terminal as a typed AuthAnswer, its reason a DeclineReason.
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.errors import MessageError
+from contracts.reasons import DeclineReason, parse_reason
 
 __all__ = [
+    "APPROVED",
     "AUTH_REQUEST",
     "AUTH_RESPONSE",
+    "PROGRAM",
     "SALE",
     "SALE_ACK",
     "TERMINAL_CONFIG",
     "TOPICS",
     "VERSION",
+    "AuthAnswer",
     "Default",
     "decode",
     "encode",
@@ -58,6 +64,8 @@ class Default:
         return self.check(v)
 
 
+# A card program's name (firmware/programs/): "fleet", "bank", "loyalty", ...
+PROGRAM = r"[a-z][a-z0-9_]{0,31}"
 _UUID = _str(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ID = _str(r"[A-Za-z0-9_.-]{1,64}")
 _TEXT = _str(r"[^\x00-\x1f]{0,200}")
@@ -76,13 +84,16 @@ AUTH_REQUEST: Mapping[str, Check] = {
     "request_id": _UUID, "terminal": _ID, "station": _ID, "pump": _PUMP,
     "pan": _str(r"[0-9]{12,19}"), "expiry": _str(r"[0-9]{4}"), "pin_block": _str(r"[0-9A-F]{32}"),
 }
+# "reason" is "approved" or a DeclineReason value. The wire admits any text, so that a terminal older than
+# a reason the registry adds still reads the answer (parse_reason makes it a plain decline).
 AUTH_RESPONSE: Mapping[str, Check] = {
     "request_id": _UUID, "approved": _BOOL, "reason": _TEXT, "auth_id": _opt(_UUID),
     "allowed_cl": _int(0, 10**7), "nozzles": _NOZZLES, "card_masked": _opt(_str(r"[0-9*]{12,19}")),
 }
 SALE: Mapping[str, Check] = {
-    # "kind" came with bank cards: a terminal from before sends fleet sales only, and no "kind"
-    "sale_id": _UUID, "kind": Default(_str(r"fleet|bank"), "fleet"), "auth_id": _opt(_UUID),
+    # "kind" is the card program's name; it came with bank cards: a terminal from before sends fleet
+    # sales only, and no "kind". "auth_id" names the registry authorization a sale settles against.
+    "sale_id": _UUID, "kind": Default(_str(PROGRAM), "fleet"), "auth_id": _opt(_UUID),
     "terminal": _ID, "station": _ID, "pump": _PUMP,
     "nozzle": _int(0, 15), "product": _opt(_ID), "volume_cl": _int(0, 10**7), "amount_cents": _MONEY,
     "price_milli": _int(0, 999_999), "card_masked": _str(r"[0-9*]{12,19}"),
@@ -95,6 +106,67 @@ TERMINAL_CONFIG: Mapping[str, Check] = {
     "terminal": _ID, "station": _ID, "station_name": _TEXT, "currency": _str(r"[A-Z]{3}"),
     "version": _int(0, 2**31), "prices": _PRICES,
 }
+
+APPROVED = "approved"      # AUTH_RESPONSE "reason" of an approval
+
+
+@dataclass(frozen=True)
+class AuthAnswer:
+    """The registry's answer to an authorization request, as the terminal acts on it.
+
+    An approval carries the authorization the sale settles against; a decline grants nothing and says why.
+
+    >>> doc = {"request_id": "0f8fad5b-d9cb-469f-a165-70867728950e", "approved": False,
+    ...        "reason": "expired_card", "auth_id": None, "allowed_cl": 0, "nozzles": [], "card_masked": None}
+    >>> AuthAnswer.from_doc(doc).reason
+    <DeclineReason.CARD_EXPIRED: 'card_expired'>
+    >>> ok = AuthAnswer.from_doc(doc | {"approved": True, "reason": "approved",
+    ...     "auth_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7", "allowed_cl": 15000, "nozzles": [1, 2]})
+    >>> (ok.approved, ok.reason, ok.allowed_cl, ok.nozzles)
+    (True, None, 15000, (1, 2))
+    >>> ok.to_doc()["reason"], AuthAnswer.from_doc(ok.to_doc()) == ok
+    ('approved', True)
+    """
+
+    request_id: str
+    approved: bool
+    reason: DeclineReason | None         # None exactly when approved
+    auth_id: str | None                  # the registry's authorization; set exactly when approved
+    allowed_cl: int
+    nozzles: tuple[int, ...]
+    card_masked: str | None
+
+    def __post_init__(self) -> None:
+        if self.approved and (self.reason is not None or self.auth_id is None):
+            raise MessageError("approval without an authorization or with a decline reason")
+        if not self.approved and (self.reason is None or self.auth_id is not None or self.allowed_cl
+                                  or self.nozzles):
+            raise MessageError("decline without a reason or granting fuel")
+
+    @classmethod
+    def declined(cls, request_id: str, reason: DeclineReason, card_masked: str | None = None) -> AuthAnswer:
+        """A decline: no authorization, nothing allowed."""
+        return cls(request_id, False, reason, None, 0, (), card_masked)
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> AuthAnswer:
+        """From a decoded AUTH_RESPONSE; a reason code unknown here is a plain decline (do not honour).
+
+        Raises MessageError when the answer contradicts itself (an approval without an authorization,
+        a decline that grants fuel).
+        """
+        approved = doc["approved"]
+        return cls(request_id=doc["request_id"], approved=approved,
+                   reason=None if approved else parse_reason(doc["reason"]), auth_id=doc["auth_id"],
+                   allowed_cl=doc["allowed_cl"], nozzles=tuple(doc["nozzles"]),
+                   card_masked=doc["card_masked"])
+
+    def to_doc(self) -> dict[str, Any]:
+        """The AUTH_RESPONSE document; encode() it with AUTH_RESPONSE."""
+        return {"request_id": self.request_id, "approved": self.approved,
+                "reason": APPROVED if self.reason is None else self.reason.value, "auth_id": self.auth_id,
+                "allowed_cl": self.allowed_cl, "nozzles": list(self.nozzles), "card_masked": self.card_masked}
+
 
 TOPICS = {
     "auth_request": "forecourt/v1/auth/request",

@@ -3,6 +3,8 @@ every deviation is a MessageError that never echoes a PAN."""
 
 from __future__ import annotations
 
+import dataclasses
+import doctest
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 
 from contracts import messages as m
 from contracts.errors import MessageError
+from contracts.reasons import LEGACY_REASONS, DeclineReason
 
 PAN = "7077001000000019"
 UUID1 = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -112,7 +115,16 @@ def test_sale_from_a_terminal_before_bank_cards_is_a_fleet_sale() -> None:
     assert m.decode(m.encode(bank, m.SALE), m.SALE) == bank
 
 
-@pytest.mark.parametrize("kind", ["cash", "FLEET", "", "bank ", None, 1])
+@pytest.mark.parametrize("kind", ["fleet", "bank", "loyalty", "prepaid_gift", "voucher2", "a",
+                                  "a" + "0" * 31])
+def test_sale_kind_is_any_card_program_name(kind: str) -> None:
+    doc = valid("SALE") | {"kind": kind, "auth_id": None}
+    assert m.decode(m.encode(doc, m.SALE), m.SALE) == doc
+
+
+@pytest.mark.parametrize("kind", ["FLEET", "Fleet", "", "bank ", " bank", None, 1, ["fleet"], "9fleet",
+                                  "_fleet", "a" * 33, "fleet-card", "fleet.card", "flëet", "fleet\n",
+                                  "fleet/bank", "../x", "fleet,bank"])
 def test_unknown_sale_kind_is_rejected_not_defaulted(kind: Any) -> None:
     doc = valid("SALE") | {"kind": kind}
     with pytest.raises(MessageError) as info:
@@ -305,3 +317,96 @@ def test_pan_never_echoed_property(pan: str, junk: str, where: str) -> None:
     with pytest.raises(MessageError) as info:
         m.decode(raw({"v": 1, **doc}), m.AUTH_REQUEST)
     assert pan not in str(info.value) and pan not in repr(info.value)
+
+
+# -- the authorization answer, typed -------------------------------------------------------------------------
+
+def test_doctests() -> None:
+    result = doctest.testmod(m)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_auth_answer_of_an_approval() -> None:
+    wire = m.encode(valid("AUTH_RESPONSE"), m.AUTH_RESPONSE)
+    answer = m.AuthAnswer.from_doc(m.decode(wire, m.AUTH_RESPONSE))
+    assert answer == m.AuthAnswer(request_id=UUID1, approved=True, reason=None, auth_id=UUID2,
+                                  allowed_cl=15000, nozzles=(1, 2), card_masked="707700******0019")
+    assert answer.to_doc() == VALID["AUTH_RESPONSE"]
+    assert [f.name for f in dataclasses.fields(m.AuthAnswer)] == list(m.AUTH_RESPONSE)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        answer.approved = False  # type: ignore[misc]
+
+
+DECLINED = {"request_id": UUID1, "approved": False, "auth_id": None, "allowed_cl": 0, "nozzles": [],
+            "card_masked": "707700******0019"}
+
+
+@pytest.mark.parametrize("reason", list(DeclineReason))
+def test_auth_answer_reason_is_the_decline_reason(reason: DeclineReason) -> None:
+    answer = m.AuthAnswer.from_doc(DECLINED | {"reason": reason.value})
+    assert answer.reason is reason and answer.approved is False
+    assert answer.to_doc() == DECLINED | {"reason": reason.value}
+    assert m.AuthAnswer.declined(UUID1, reason, "707700******0019") == answer
+
+
+@pytest.mark.parametrize(("code", "reason"), [
+    *LEGACY_REASONS.items(),
+    ("expired_card", DeclineReason.CARD_EXPIRED),            # what older registries answered
+    ("incorrect_pin", DeclineReason.WRONG_PIN),
+    ("unknown_terminal", DeclineReason.DO_NOT_HONOUR),       # an older registry's, now not a code of its own
+    ("a_reason_added_later", DeclineReason.DO_NOT_HONOUR),   # a newer registry's: still a decline
+    ("approved", DeclineReason.DO_NOT_HONOUR),               # "approved" in a decline grants nothing
+    ("", DeclineReason.DO_NOT_HONOUR),
+])
+def test_auth_answer_reads_legacy_and_unknown_reason_codes(code: str, reason: DeclineReason) -> None:
+    doc = m.decode(m.encode(DECLINED | {"reason": code}, m.AUTH_RESPONSE), m.AUTH_RESPONSE)
+    answer = m.AuthAnswer.from_doc(doc)
+    assert answer.reason is reason
+    assert answer.to_doc()["reason"] == reason.value            # answered on in today's codes
+
+
+def test_auth_answer_of_an_approval_has_no_reason_whatever_the_text() -> None:
+    answer = m.AuthAnswer.from_doc(valid("AUTH_RESPONSE") | {"reason": "wrong_pin"})
+    assert (answer.approved, answer.reason) == (True, None)
+    assert answer.to_doc()["reason"] == m.APPROVED == "approved"
+
+
+@pytest.mark.parametrize("change", [
+    {"auth_id": None},                                       # an approval with nothing to settle against
+])
+def test_auth_answer_approval_without_an_authorization_is_a_message_error(change: dict[str, Any]) -> None:
+    with pytest.raises(MessageError, match="approval"):
+        m.AuthAnswer.from_doc(valid("AUTH_RESPONSE") | change)
+
+
+@pytest.mark.parametrize("change", [
+    {"auth_id": UUID2},                                      # a decline that grants fuel after all
+    {"allowed_cl": 100},
+    {"nozzles": [1]},
+])
+def test_auth_answer_decline_that_grants_something_is_a_message_error(change: dict[str, Any]) -> None:
+    with pytest.raises(MessageError, match="decline"):
+        m.AuthAnswer.from_doc(DECLINED | {"reason": "wrong_pin"} | change)
+
+
+def test_auth_answer_constructed_inconsistently_is_a_message_error() -> None:
+    with pytest.raises(MessageError):
+        m.AuthAnswer(UUID1, True, DeclineReason.WRONG_PIN, UUID2, 100, (1,), None)
+    with pytest.raises(MessageError):
+        m.AuthAnswer(UUID1, False, None, None, 0, (), None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(approved=st.booleans(), reason=st.text(max_size=30), nozzles=st.lists(st.integers(1, 15), max_size=15),
+       allowed=st.integers(0, 10**7), masked=st.none() | st.from_regex(r"[0-9*]{12,19}", fullmatch=True))
+def test_auth_answer_from_any_decoded_response_is_an_answer_or_message_error(
+        approved: bool, reason: str, nozzles: list[int], allowed: int, masked: str | None) -> None:
+    doc = {"request_id": UUID1, "approved": approved, "reason": reason,
+           "auth_id": UUID2 if approved else None, "allowed_cl": allowed if approved else 0,
+           "nozzles": nozzles if approved else [],
+           "card_masked": masked}
+    answer = m.AuthAnswer.from_doc(doc)
+    assert answer.approved is approved
+    assert (answer.reason is None) is approved
+    assert m.AuthAnswer.from_doc(answer.to_doc()) == answer
+    m.encode(answer.to_doc(), m.AUTH_RESPONSE)
