@@ -1,6 +1,6 @@
 """DART driver CPU per frame while polling 32 pumps on one line, against the frame's wire time at 9600 8O1.
 
-Setup: hostsim's DartLineSimulator answers as SimPump 1..32 on a pty; a DartController (poll_interval 0,
+Setup: the driver's DartLineSimulator answers as SimPump 1..32 on a pty; a DartController (poll_interval 0,
 so it polls back to back) drives the line; `--filling` of the pumps dispense meanwhile, so the mix holds
 DC1/DC2/DC3 data frames and their ACKs, not only POLL/EOT.
 
@@ -32,8 +32,8 @@ from typing import Any
 
 from contracts.pump import PumpState
 from drivers.pump import DartController, dart
-from hostsim.dart_line import DartLineSimulator
-from hostsim.dart_pump import SimPump
+from drivers.pump.sim_line import DartLineSimulator
+from drivers.pump.simulator import SimPump
 
 BAUD = 9600
 BITS_PER_BYTE = 11          # 8O1: start + 8 data + parity + stop

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from contracts.pump import PumpState
-from hostsim.dart_pump import SimPump
+from drivers.pump.simulator import SimPump
 
 __all__ = ["authorize_at", "pump_faults", "pump_offline_midsale"]
 

@@ -13,14 +13,14 @@ from typing import Any, Self
 
 from sqlalchemy import select
 
-from firmware.journal import Journal
+from drivers.pump.sim_line import DartLineSimulator
+from drivers.pump.simulator import SimPump
+from firmware.sale.journal import Journal
 from hostsim.acquirer_host import AcquirerHost, Rules, approve_all
 from hostsim.bank_world import make_acquirer, write_bank_files
 from hostsim.cards.emv import EmvCard
 from hostsim.cards.emv_profile import load_profile
 from hostsim.cards.fleet import BlankCard, FleetCard
-from hostsim.dart_line import DartLineSimulator
-from hostsim.dart_pump import SimPump
 from hostsim.panel_server import PanelServer
 from hostsim.pcscd import PcscDaemon
 from hostsim.printer_server import PrinterServer

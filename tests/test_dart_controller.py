@@ -9,8 +9,8 @@ import pytest
 from contracts.errors import ConfigError, MessageError, PumpError, PumpStateError, PumpTimeout
 from contracts.pump import PumpState, PumpStatus
 from drivers.pump import DartController, dart, open_pump_controller
-from hostsim.dart_line import DartLineSimulator
-from hostsim.dart_pump import SimFaults, SimPump, amount_for
+from drivers.pump.sim_line import DartLineSimulator
+from drivers.pump.simulator import SimFaults, SimPump, amount_for
 
 FLOW = 5000.0           # cl/s: a 10 L preset takes 0.2 s
 PRICES = {1: 1659, 2: 1789}

@@ -17,8 +17,8 @@ import serial  # type: ignore[import-untyped]
 from contracts.errors import PumpLinkError, PumpTimeout
 from drivers.pump import dart
 from drivers.pump.link import DartLink
-from hostsim.dart_line import DartLineSimulator
-from hostsim.dart_pump import SimPump
+from drivers.pump.sim_line import DartLineSimulator
+from drivers.pump.simulator import SimPump
 
 Peer = Callable[[dart.Frame], "bytes | None"]
 

@@ -7,8 +7,8 @@ import asyncio
 from contracts.pump import PumpState
 from drivers.pump import open_pump_controller
 from drivers.pump.aio import AsyncPumps
-from hostsim.dart_line import DartLineSimulator
-from hostsim.dart_pump import SimPump
+from drivers.pump.sim_line import DartLineSimulator
+from drivers.pump.simulator import SimPump
 
 
 def test_status_stream_follows_an_async_sale() -> None:

@@ -15,12 +15,13 @@ import socket
 import threading
 import time
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from contracts.errors import HostUnavailable, HostUnreachable, MessageError
+from drivers.url import DeviceUrl
 from firmware.acquirer import messages
 
-__all__ = ["MAX_FRAME", "AcquirerLink"]
+__all__ = ["MAX_FRAME", "AcquirerLink", "open_acquirer_link"]
 
 log = logging.getLogger(__name__)
 
@@ -165,3 +166,9 @@ class AcquirerLink:
                                        got=max(had - 2, 0))
                 raise HostUnavailable("acquirer closed the connection", mti=mti, stan=stan)
             self._buf += chunk
+
+
+def open_acquirer_link(url: DeviceUrl, **options: Any) -> AcquirerLink:
+    """tcp://host:port: the acquirer's ISO 8583 port (connects on the first exchange)."""
+    host, port = url.address()
+    return AcquirerLink(host, port, **options)

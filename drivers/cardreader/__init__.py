@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
-from urllib.parse import unquote, urlsplit
 
-from contracts.errors import ConfigError, MessageError
+from contracts.errors import MessageError
 
 __all__ = ["CardReader", "MemoryReader", "PcscReader", "complete_response", "open_reader"]
 
@@ -50,15 +49,10 @@ def complete_response(send: Callable[[bytes], bytes], apdu: bytes) -> bytes:
 
 def open_reader(url: str) -> CardReader:
     """`pcsc://Forecourt%20Virtual%20PCD%2000%2000` or `pcsc://Forecourt Virtual PCD 00 00`, `memory://`."""
-    parts = urlsplit(url)
-    if parts.scheme == "pcsc":
-        name = unquote(url[len("pcsc://"):])
-        if not name:
-            raise ConfigError("pcsc:// URL needs a reader name", url=url)
-        return PcscReader(name)
-    if parts.scheme == "memory":
-        return MemoryReader()
-    raise ConfigError("unknown card reader URL scheme (use pcsc:// or memory://)", url=url)
+    from drivers.devices import open_device
+
+    reader: CardReader = open_device("card_reader", url)
+    return reader
 
 
 # Imported last: both backends use complete_response from this module.

@@ -6,8 +6,9 @@ import threading
 from typing import Protocol
 
 from contracts.errors import CardRemoved
+from drivers.url import DeviceUrl
 
-__all__ = ["MemoryReader", "SimulatedCard"]
+__all__ = ["MemoryReader", "SimulatedCard", "open_memory_reader"]
 
 
 class SimulatedCard(Protocol):
@@ -81,3 +82,8 @@ class MemoryReader:
             if self._card is not None and self._connected == self._generation:
                 self._card.power_off()
             self._connected = None
+
+
+def open_memory_reader(url: DeviceUrl) -> MemoryReader:
+    """memory://: an empty in-process reader; tests insert() simulated cards."""
+    return MemoryReader()

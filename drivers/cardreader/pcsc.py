@@ -6,9 +6,10 @@ import time
 from types import ModuleType
 from typing import Any
 
-from contracts.errors import CardError, CardReaderError, CardRemoved
+from contracts.errors import CardError, CardReaderError, CardRemoved, ConfigError
+from drivers.url import DeviceUrl
 
-__all__ = ["PcscReader"]
+__all__ = ["PcscReader", "open_pcsc_reader"]
 
 _INFINITE_SLICE_MS = 1000    # wait in slices so a dead pcscd is noticed and the deadline kept
 _REMOVAL_GRACE_S = 1.5       # pcscd polls presence every 0.4 s; a pulled card first looks like a link error
@@ -22,6 +23,14 @@ def _scard() -> ModuleType:
                               "(Debian: python3-pyscard; it also needs pcscd)") from exc
     module: ModuleType = scard
     return module
+
+
+def open_pcsc_reader(url: DeviceUrl) -> PcscReader:
+    """pcsc://<reader name>, percent-encoded or not (a colon in the name must be written %3A)."""
+    name = url.host + url.path
+    if not name:
+        raise ConfigError("pcsc:// URL needs a reader name", key=url.key)
+    return PcscReader(name)
 
 
 class PcscReader:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from contracts.errors import ConfigError
 from contracts.track2 import Track2
 
 __all__ = ["MagstripeReader", "open_msr"]
@@ -24,15 +23,9 @@ class MagstripeReader(Protocol):
 
 def open_msr(url: str) -> MagstripeReader | None:
     """"" or none:// (no reader fitted), tcp://host:port (the simulator or a serial-to-TCP head), memory://."""
-    if url in ("", "none://"):
+    if not url:
         return None
-    if url.startswith("tcp://"):
-        from drivers.msr.reader import TcpMagstripeReader
-        host, _, port = url[len("tcp://"):].rpartition(":")
-        if not (host and port.isdigit()):
-            raise ConfigError("magstripe reader URL needs host:port", key="bank.magstripe", url=url)
-        return TcpMagstripeReader(host, int(port))
-    if url == "memory://":
-        from drivers.msr.reader import MemoryMagstripeReader
-        return MemoryMagstripeReader()
-    raise ConfigError("unknown magstripe reader URL scheme", key="bank.magstripe", url=url)
+    from drivers.devices import open_device
+
+    reader: MagstripeReader | None = open_device("magstripe", url)
+    return reader

@@ -14,8 +14,9 @@ import threading
 
 from contracts.track2 import Track2, parse_track2
 from drivers.line_client import LineClient
+from drivers.url import DeviceUrl
 
-__all__ = ["MemoryMagstripeReader", "TcpMagstripeReader"]
+__all__ = ["MemoryMagstripeReader", "TcpMagstripeReader", "open_memory_msr", "open_no_msr", "open_tcp_msr"]
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +87,16 @@ class TcpMagstripeReader(_SwipeQueue):
         text = line.decode("ascii", errors="replace").strip()
         if text:
             self._swipes.put(text)
+
+
+def open_tcp_msr(url: DeviceUrl) -> TcpMagstripeReader:
+    host, port = url.address()
+    return TcpMagstripeReader(host, port)
+
+
+def open_memory_msr(url: DeviceUrl) -> MemoryMagstripeReader:
+    return MemoryMagstripeReader()
+
+
+def open_no_msr(url: DeviceUrl) -> None:
+    """none://: no stripe head fitted, so no reader."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from contracts.errors import ConfigError
-
 __all__ = ["KEYS", "Panel", "open_panel"]
 
 KEYS = frozenset("0123456789") | {"ENTER", "CANCEL", "CLEAR"}
@@ -35,13 +33,7 @@ class Panel(Protocol):
 
 def open_panel(url: str, language: str = "en") -> Panel:
     """tcp://host:port (the simulator's front panel) or pygame:// (the device's own screen)."""
-    if url.startswith("tcp://"):
-        from drivers.panel.socket import SocketPanel
-        host, _, port = url[len("tcp://"):].rpartition(":")
-        if not port.isdigit():
-            raise ConfigError(f"panel URL needs host:port: {url}", key="devices.panel")
-        return SocketPanel(host, int(port), language=language)
-    if url.startswith("pygame://"):
-        from drivers.panel.pygame_panel import PygamePanel
-        return PygamePanel(language=language)
-    raise ConfigError(f"unknown panel URL scheme: {url}", key="devices.panel")
+    from drivers.devices import open_device
+
+    panel: Panel = open_device("panel", url, language=language)
+    return panel

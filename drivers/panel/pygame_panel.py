@@ -19,9 +19,10 @@ import pygame
 from contracts.errors import ConfigError
 from drivers.panel import KEYS
 from drivers.panel.language import ScreenLanguage
+from drivers.url import DeviceUrl
 from ui.render import draw_screen
 
-__all__ = ["PygamePanel", "panel_key"]
+__all__ = ["PygamePanel", "open_pygame_panel", "panel_key"]
 
 _KEYMAP: dict[int, str] = {
     **{getattr(pygame, f"K_{d}"): str(d) for d in range(10)},
@@ -105,3 +106,8 @@ class PygamePanel(ScreenLanguage):
                     self._keys.append(key)
             elif event.type in (pygame.VIDEOEXPOSE, getattr(pygame, "WINDOWEXPOSED", -1)):
                 self._draw()
+
+
+def open_pygame_panel(url: DeviceUrl, *, language: str = "en") -> PygamePanel:
+    """pygame://: the device's own screen and keypad."""
+    return PygamePanel(language=language)

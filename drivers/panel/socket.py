@@ -14,10 +14,16 @@ from typing import Any
 from drivers.line_client import LineClient
 from drivers.panel import KEYS
 from drivers.panel.language import ScreenLanguage
+from drivers.url import DeviceUrl
 
-__all__ = ["SocketPanel"]
+__all__ = ["SocketPanel", "open_socket_panel"]
 
 log = logging.getLogger(__name__)
+
+
+def open_socket_panel(url: DeviceUrl, *, language: str = "en") -> SocketPanel:
+    host, port = url.address()
+    return SocketPanel(host, port, language=language)
 
 
 class SocketPanel(ScreenLanguage):

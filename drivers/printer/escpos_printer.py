@@ -10,10 +10,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from contracts.errors import ConfigError, PrinterError
+from contracts.errors import PrinterError
 from contracts.receipt import ReceiptLine
+from drivers.url import DeviceUrl
 
-__all__ = ["ReceiptPrinter", "open_printer"]
+__all__ = ["ReceiptPrinter", "open_file_printer", "open_memory_printer", "open_network_printer",
+           "open_printer"]
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +56,30 @@ class ReceiptPrinter:
 
 
 def open_printer(url: str) -> ReceiptPrinter:
+    """tcp://host:port, file:///dev/usb/lp0 or memory:// (drivers.devices)."""
+    from drivers.devices import open_device
+
+    printer: ReceiptPrinter = open_device("printer", url)
+    return printer
+
+
+def _escpos() -> Any:
     from escpos import printer as escpos_printer  # type: ignore[import-untyped]
 
-    if url.startswith("tcp://"):
-        host, _, port = url[len("tcp://"):].rpartition(":")
-        if not port.isdigit():
-            raise ConfigError(f"printer URL needs host:port: {url}", key="devices.printer")
-        return ReceiptPrinter(_NetworkPerJob(escpos_printer.Network, host, int(port)))
-    if url.startswith("file://"):
-        return ReceiptPrinter(escpos_printer.File(url[len("file://"):]))
-    if url == "memory://":
-        return ReceiptPrinter(escpos_printer.Dummy())
-    raise ConfigError(f"unknown printer URL scheme: {url}", key="devices.printer")
+    return escpos_printer
+
+
+def open_network_printer(url: DeviceUrl) -> ReceiptPrinter:
+    host, port = url.address()
+    return ReceiptPrinter(_NetworkPerJob(_escpos().Network, host, port))
+
+
+def open_file_printer(url: DeviceUrl) -> ReceiptPrinter:
+    return ReceiptPrinter(_escpos().File(url.host + url.path))
+
+
+def open_memory_printer(url: DeviceUrl) -> ReceiptPrinter:
+    return ReceiptPrinter(_escpos().Dummy())
 
 
 class _NetworkPerJob:

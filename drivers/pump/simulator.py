@@ -1,9 +1,10 @@
 """One simulated Wayne DART pump: state machine, flow, totals, pump-side line protocol and fault injection.
 
-The pump answers frames handed to it by hostsim.dart_line.DartLineSimulator (or directly, in tests) and
-enforces the ordering real pumps do (Wayne DART application protocol spec): not programmed until prices
-are sent; RESET only from filling completed / max reached (harmless in reset, also leaves switched off);
-AUTHORIZE only from reset; RESET clears presets and allowed nozzles.
+The driver ships it as its simulated backend, as gpiozero ships its mock pin factory. The pump answers
+frames handed to it by drivers.pump.sim_line.DartLineSimulator (or directly, in tests) and enforces the
+ordering real pumps do (Wayne DART application protocol spec): not programmed until prices are sent; RESET
+only from filling completed / max reached (harmless in reset, also leaves switched off); AUTHORIZE only
+from reset; RESET clears presets and allowed nozzles.
 
 Money: amount_cents = (volume_cl * price_milli + 500) // 1000, i.e. volume_cl/100 L * price_milli/1000 per
 litre in currency units, times 100 for cents, rounded half up. An amount preset stops the flow at the
@@ -19,7 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from contracts.pump import PumpState
-from drivers.pump import dart
+
+from . import dart
 
 __all__ = ["STATE_CODES", "SimFaults", "SimPump", "amount_for"]
 

@@ -1,8 +1,11 @@
 """A simulated DART RS-485 line on a pseudo-terminal: one thread answers for every configured pump.
 
-The terminal opens `.port` (the pty slave path) as it would /dev/ttyUSB0. The simulator keeps its own slave
-fd open, so the master side never sees EIO when the terminal closes and reopens the port (a restart after a
-crash). Frames that fail CRC or framing get no answer, as on a real line (Wayne DART line protocol spec).
+The `sim://` pump line backend: open_device("pump_line", "sim://?flow=50", pumps=[1, 2]) starts a line
+with simulated pumps 1 and 2 (flow in cl/s) and a DartController on it, which stops the line on close().
+Otherwise the terminal opens `.port` (the pty slave path) as it would /dev/ttyUSB0. The simulator keeps
+its own slave fd open, so the master side never sees EIO when the terminal closes and reopens the port
+(a restart after a crash). Frames that fail CRC or framing get no answer, as on a real line (Wayne DART
+line protocol spec).
 """
 
 from __future__ import annotations
@@ -16,13 +19,16 @@ import tty
 from collections import deque
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
-from drivers.pump import dart
+from drivers.url import DeviceUrl
 
-from .dart_pump import SimFaults, SimPump
+from . import dart
+from .controller import DartController
+from .simulator import SimFaults, SimPump
 
-__all__ = ["DartLineSimulator", "SimFaults", "SimPump"]
+__all__ = ["DartLineSimulator", "SimFaults", "SimPump", "SimulatedDartController", "open_sim_line",
+           "simulated_line"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +84,7 @@ class DartLineSimulator:
             except OSError:
                 pass
         self._master = self._slave = -1
+        self._port = ""
 
     def __enter__(self) -> Self:
         return self.start()
@@ -130,3 +137,33 @@ class DartLineSimulator:
                         os.write(self._master, reply)
                     except OSError:
                         return
+
+
+def simulated_line(url: DeviceUrl, pumps: Iterable[int], *, flow_cl_per_s: float = 50.0) -> DartLineSimulator:
+    """A (not started) line of simulated pumps; `?flow=` in the URL overrides the flow rate (cl/s)."""
+    flow = url.number("flow", flow_cl_per_s)
+    return DartLineSimulator(SimPump(n, flow_cl_per_s=flow) for n in dict.fromkeys(pumps))
+
+
+class SimulatedDartController(DartController):
+    """A DartController on its own simulated line; `simulator` plays the pumps and their customers."""
+
+    def __init__(self, simulator: DartLineSimulator, pumps: Iterable[int], **options: Any) -> None:
+        super().__init__(simulator.port, list(pumps), **options)
+        self.simulator = simulator
+
+    def close(self) -> None:
+        super().close()
+        self.simulator.stop()
+
+
+def open_sim_line(url: DeviceUrl, *, pumps: Iterable[int], **options: Any) -> SimulatedDartController:
+    """The sim:// backend: simulated pumps `pumps` on a pty, and a started DartController over it."""
+    line = simulated_line(url, pumps).start()
+    try:
+        controller = SimulatedDartController(line, pumps, **options)
+        controller.start()
+    except BaseException:
+        line.stop()
+        raise
+    return controller
