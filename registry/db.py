@@ -20,7 +20,12 @@ log = logging.getLogger(__name__)
 # tables but never alters an existing one, so a database from before a column gets it added here. Each
 # declaration matches the model's column and is valid on both SQLite and PostgreSQL.
 _ADDED = (
-    ("transactions", "kind", "VARCHAR(8) NOT NULL DEFAULT 'fleet'"),     # bank sales; all earlier are fleet
+    ("transactions", "kind", "VARCHAR(32) NOT NULL DEFAULT 'fleet'"),    # bank sales; all earlier are fleet
+)
+# Text columns made longer, as (table, column, length). Only PostgreSQL enforces a length (SQLite cannot
+# alter a column's type, and need not).
+_WIDENED = (
+    ("transactions", "kind", 32),        # a card program's name; the first registry with kinds had 8
 )
 
 
@@ -34,12 +39,19 @@ def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:
 
 
 def _upgrade(engine: Engine) -> None:
-    """Add the columns a database made by an older registry lacks."""
+    """Add the columns a database made by an older registry lacks, and lengthen those it has too short."""
     with engine.begin() as conn:
         for table, column, declaration in _ADDED:
             if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
                 conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
                 log.info("database upgraded", extra={"table": table, "column": column})
+        if conn.dialect.name != "postgresql":
+            return
+        for table, column, length in _WIDENED:
+            found = next(c for c in inspect(conn).get_columns(table) if c["name"] == column)
+            if (getattr(found["type"], "length", None) or length) < length:
+                conn.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE VARCHAR({length})")
+                log.info("database upgraded", extra={"table": table, "column": column, "length": length})
 
 
 def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:

@@ -104,8 +104,9 @@ class Transaction(Base):
     __tablename__ = "transactions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sale_id: Mapped[str] = mapped_column(String(36), unique=True)
-    # fleet or bank; the server default is the one registry.db adds to a database from before this column
-    kind: Mapped[str] = mapped_column(String(8), default="fleet", server_default="fleet")
+    # the card program (contracts.messages.PROGRAM: up to 32 characters); the server default is the one
+    # registry.db adds to a database from before this column
+    kind: Mapped[str] = mapped_column(String(32), default="fleet", server_default="fleet")
     auth_id: Mapped[str | None] = mapped_column(String(36))
     card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"))
     wallet_id: Mapped[int | None] = mapped_column(ForeignKey("wallets.id"))

@@ -78,7 +78,7 @@ class Registry:
             return
         with self.sessions() as s:
             answer = authorize(s, self.keys, req, utcnow())
-        self.link.reply(props, m.encode(answer, m.AUTH_RESPONSE))
+        self.link.reply(props, m.encode(answer.to_doc(), m.AUTH_RESPONSE))
 
     def _on_sale(self, topic: str, payload: bytes, props: Properties | None) -> None:
         terminal = topic.split("/")[-1]

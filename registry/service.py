@@ -1,4 +1,10 @@
-"""Registry decisions: authorize a fleet card for a pump, and store a completed sale exactly once."""
+"""Registry decisions: authorize a fleet card for a pump, and store a completed sale exactly once.
+
+A sale names its card program ("kind"). One that carries an auth_id settles against the registry
+authorization it was made on; one without is stored for reports only (a bank sale is settled by the
+acquirer). A program the registry authorizes itself (REGISTRY_PROGRAMS) must carry one: a sale of it
+without is stored flagged, never billed, so that a terminal cannot make one pass for an unchecked sale.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +20,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contracts.cards import mask_pan
+from contracts.messages import AuthAnswer
+from contracts.reasons import DeclineReason
 from registry.keys import RegistryKeys
 from registry.models import Authorization, Card, Device, Nozzle, Transaction, Wallet
 
-__all__ = ["AUTH_TTL", "MAX_FILL_CL", "MAX_PIN_TRIES", "authorize", "record_sale", "wallet_usage_cl"]
+__all__ = ["AUTH_TTL", "MAX_FILL_CL", "MAX_PIN_TRIES", "REGISTRY_PROGRAMS", "authorize", "record_sale",
+           "wallet_usage_cl"]
 
 log = logging.getLogger(__name__)
 
 MAX_PIN_TRIES = 3
 MAX_FILL_CL = 150_00           # one filling at most 150 L, whatever the wallet allows
 AUTH_TTL = dt.timedelta(minutes=30)
+# Card programs whose sales the registry authorizes (authorize() below): each sale of them needs an auth_id.
+REGISTRY_PROGRAMS = frozenset({"fleet"})
 
 
 def _month_start(now: dt.datetime) -> dt.datetime:
@@ -40,26 +51,29 @@ def wallet_usage_cl(session: Session, wallet_id: int, now: dt.datetime) -> int:
     return int(settled or 0) + int(held or 0)
 
 
-def _decline(req: dict[str, Any], reason: str, masked: str | None = None) -> dict[str, Any]:
-    log.info("authorization declined", extra={"terminal": req["terminal"], "reason": reason})
-    return {"request_id": req["request_id"], "approved": False, "reason": reason, "auth_id": None,
-            "allowed_cl": 0, "nozzles": [], "card_masked": masked}
+def _decline(req: dict[str, Any], reason: DeclineReason, masked: str | None = None, *,
+             why: str | None = None) -> AuthAnswer:
+    """A decline; `why` is logged when it says more than the reason the terminal gets."""
+    log.info("authorization declined",
+             extra={"terminal": req["terminal"], "reason": reason.value, "why": why or reason.value})
+    return AuthAnswer.declined(req["request_id"], reason, masked)
 
 
-def authorize(session: Session, keys: RegistryKeys, req: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+def authorize(session: Session, keys: RegistryKeys, req: dict[str, Any], now: dt.datetime) -> AuthAnswer:
     """Check device, PIN, card status, product and monthly limit; reserve the allowed litres."""
     device = session.get(Device, req["terminal"])
     if device is None or device.status != "active" or device.station_id != req["station"]:
-        return _decline(req, "unknown_terminal")
+        # not the card's fault, and nothing the customer can mend: the host refuses
+        return _decline(req, DeclineReason.DO_NOT_HONOUR, why="unknown_terminal")
     pan = req["pan"]
     masked = mask_pan(pan)
     card = session.scalar(select(Card).where(Card.token == keys.token(pan)))
     if card is None:
-        return _decline(req, "unknown_card", masked)
+        return _decline(req, DeclineReason.UNKNOWN_CARD, masked)
     if card.status != "active":
-        return _decline(req, "card_blocked", masked)
+        return _decline(req, DeclineReason.CARD_BLOCKED, masked)
     if (now.year % 100, now.month) > (int(card.expiry[:2]), int(card.expiry[2:])):
-        return _decline(req, "card_expired", masked)
+        return _decline(req, DeclineReason.CARD_EXPIRED, masked)
     try:
         pin = decipher_pinblock_iso_4(bytes.fromhex(device.pin_key_hex), bytes.fromhex(req["pin_block"]), pan)
     except ValueError:
@@ -68,29 +82,29 @@ def authorize(session: Session, keys: RegistryKeys, req: dict[str, Any], now: dt
     del pin
     if not good:
         card.pin_tries += 1
-        reason = "wrong_pin"
+        reason = DeclineReason.WRONG_PIN
         if card.pin_tries >= MAX_PIN_TRIES:
-            card.status, reason = "blocked", "pin_tries_exceeded"
+            card.status, reason = "blocked", DeclineReason.PIN_TRIES_EXCEEDED
         session.commit()
         return _decline(req, reason, masked)
     card.pin_tries = 0
     wallet = session.get(Wallet, card.wallet_id)
     if wallet is None:
-        return _decline(req, "unknown_card", masked)
+        return _decline(req, DeclineReason.UNKNOWN_CARD, masked)
     nozzles = session.scalars(select(Nozzle).where(Nozzle.station_id == device.station_id,
                                                    Nozzle.pump == req["pump"])).all()
     if not nozzles:
         session.commit()
-        return _decline(req, "pump_unknown", masked)
+        return _decline(req, DeclineReason.PUMP_UNKNOWN, masked)
     products = set(wallet.allowed_products.split(","))
     allowed_nozzles = sorted(n.nozzle for n in nozzles if n.product_code in products)
     if not allowed_nozzles:
         session.commit()
-        return _decline(req, "product_not_allowed", masked)
+        return _decline(req, DeclineReason.PRODUCT_NOT_ALLOWED, masked)
     remaining = wallet.monthly_limit_cl - wallet_usage_cl(session, wallet.id, now)
     if remaining <= 0:
         session.commit()
-        return _decline(req, "limit_exhausted", masked)
+        return _decline(req, DeclineReason.LIMIT_EXHAUSTED, masked)
     allowed = min(remaining, MAX_FILL_CL)
     auth = Authorization(id=str(uuid.uuid4()), card_id=card.id, wallet_id=wallet.id, device_id=device.id,
                          pump=req["pump"], allowed_cl=allowed, status="open", created_at=now,
@@ -99,13 +113,19 @@ def authorize(session: Session, keys: RegistryKeys, req: dict[str, Any], now: dt
     session.commit()
     log.info("authorization approved",
              extra={"terminal": device.id, "auth_id": auth.id, "allowed_cl": allowed})
-    return {"request_id": req["request_id"], "approved": True, "reason": "approved", "auth_id": auth.id,
-            "allowed_cl": allowed, "nozzles": allowed_nozzles, "card_masked": masked}
+    return AuthAnswer(request_id=req["request_id"], approved=True, reason=None, auth_id=auth.id,
+                      allowed_cl=allowed, nozzles=tuple(allowed_nozzles), card_masked=masked)
 
 
-def _fleet_authorization(session: Session, sale: dict[str, Any], flags: list[str]) -> Authorization | None:
-    """The registry's authorization a fleet sale was made on, or None; what looks wrong is added to flags."""
-    auth = None if sale["auth_id"] is None else session.get(Authorization, sale["auth_id"])
+def _settled_authorization(session: Session, sale: dict[str, Any], flags: list[str]) -> Authorization | None:
+    """The registry's authorization a sale settles against, or None; what looks wrong is added to flags."""
+    if sale["auth_id"] is None:
+        if sale["kind"] in REGISTRY_PROGRAMS:
+            flags.append("unknown_authorization")     # a program the registry authorizes, no authorization
+        return None                                   # else authorized elsewhere: for reports only
+    if sale["kind"] not in REGISTRY_PROGRAMS:
+        flags.append("unexpected_authorization")      # settles a fleet authorization under another program
+    auth = session.get(Authorization, sale["auth_id"])
     if auth is None or auth.device_id != sale["terminal"]:
         flags.append("unknown_authorization")
         return None
@@ -119,14 +139,15 @@ def _fleet_authorization(session: Session, sale: dict[str, Any], flags: list[str
 def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
     """Store a sale once, keyed by its UUID; a repeat is acknowledged as a duplicate.
 
-    A fleet sale completes the authorization it was made on. A bank sale was authorized and is settled by
-    the acquirer: it is stored for station reports only, with no authorization to look up.
+    A sale with an auth_id completes the registry authorization it was made on. One without (a bank
+    sale, settled by the acquirer) is stored for station reports only; see the module docstring for a
+    program the registry authorizes.
     """
     ack = {"sale_id": sale["sale_id"], "status": "stored", "reason": ""}
     if session.scalar(select(Transaction.id).where(Transaction.sale_id == sale["sale_id"])) is not None:
         return {**ack, "status": "duplicate"}
     flags = list(sale["flags"])
-    auth = _fleet_authorization(session, sale, flags) if sale["kind"] == "fleet" else None
+    auth = _settled_authorization(session, sale, flags)
     finished = dt.datetime.fromisoformat(sale["finished_at"]).replace(tzinfo=None)
     session.add(Transaction(
         sale_id=sale["sale_id"], kind=sale["kind"], auth_id=sale["auth_id"],

@@ -102,8 +102,30 @@ def test_database_from_before_sale_kinds_is_upgraded(pg_url: str, tmp_path: Path
             kind = next(c for c in inspect(engine).get_columns("transactions") if c["name"] == "kind")
         finally:
             engine.dispose()
-    assert (kind["nullable"], getattr(kind["type"], "length", None)) == (False, 8)
+    assert (kind["nullable"], getattr(kind["type"], "length", None)) == (False, 32)
     assert "'fleet'" in str(kind["default"])
+
+
+def test_kind_column_of_the_first_registry_with_kinds_is_lengthened(pg_url: str, tmp_path: Path) -> None:
+    """That registry made transactions.kind VARCHAR(8): too short for a program name of up to 32."""
+    old_engine = create_engine(pg_url)
+    try:
+        Base.metadata.drop_all(old_engine)
+        Base.metadata.create_all(old_engine)
+        with old_engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE transactions ALTER COLUMN kind TYPE VARCHAR(8)")
+    finally:
+        old_engine.dispose()
+    for _ in range(2):                                    # the second opening finds nothing to do
+        engine, sessions = open_database(pg_url)
+        try:
+            kind = next(c for c in inspect(engine).get_columns("transactions") if c["name"] == "kind")
+            assert getattr(kind["type"], "length", None) == 32
+            env = Env(tmp_path, engine, sessions, load_or_create_keys(tmp_path / "keys.json"))
+            doc, ack = env.sale(None, kind="prepaid_gift_card_program_abcdef")
+            assert ack["status"] == "stored" and len(env.transaction(doc["sale_id"]).kind) == 32
+        finally:
+            engine.dispose()
 
 
 def test_bank_sale_is_stored_without_an_authorization(env: Env) -> None:
@@ -111,6 +133,23 @@ def test_bank_sale_is_stored_without_an_authorization(env: Env) -> None:
     assert ack["status"] == "stored"
     tx = env.transaction(doc["sale_id"])
     assert (tx.kind, tx.auth_id, tx.card_id, tx.wallet_id, tx.flags) == ("bank", None, None, None, "")
+
+
+def test_sale_of_the_longest_program_name_is_stored(env: Env) -> None:
+    doc, ack = env.sale(None, kind="z" + "9" * 31)       # PostgreSQL enforces the column's length
+    assert ack["status"] == "stored" and env.transaction(doc["sale_id"]).kind == "z" + "9" * 31
+
+
+def test_fleet_sale_without_auth_id_is_flagged_and_never_billed(env: Env) -> None:
+    a = env.auth(ACME)
+    doc, ack = env.sale(None, kind="fleet", volume_cl=4_000)
+    assert ack["status"] == "stored"
+    tx = env.transaction(doc["sale_id"])
+    assert (tx.wallet_id, tx.card_id, tx.flags) == (None, None, "unknown_authorization")
+    assert env.usage(1) == 15_000
+    with env.sessions() as s:
+        auth = s.get(Authorization, a["auth_id"])
+        assert auth is not None and auth.status == "open"
 
 
 def test_seed_twice_is_idempotent(env: Env) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from contracts import messages as m
 from contracts.cards import luhn_ok
 from contracts.errors import ConfigError
+from contracts.reasons import DeclineReason
 from registry.db import open_database
 from registry.keys import RegistryKeys, load_or_create_keys
 from registry.models import (
@@ -34,7 +35,15 @@ from registry.models import (
     Wallet,
 )
 from registry.seed import apply_seed, load_seed
-from registry.service import AUTH_TTL, MAX_FILL_CL, MAX_PIN_TRIES, authorize, record_sale, wallet_usage_cl
+from registry.service import (
+    AUTH_TTL,
+    MAX_FILL_CL,
+    MAX_PIN_TRIES,
+    REGISTRY_PROGRAMS,
+    authorize,
+    record_sale,
+    wallet_usage_cl,
+)
 
 SEED = Path(__file__).resolve().parents[1] / "hostsim" / "fixtures" / "seed.toml"
 PIN_KEY = bytes.fromhex("8B2F4E01A7C3D95E6F1028374C5D6E7F")      # device T-0001 in the seed
@@ -78,9 +87,12 @@ class Env:
         req = m.decode(m.encode(req, m.AUTH_REQUEST), m.AUTH_REQUEST)      # exactly what the wire carries
         with self.sessions() as s:
             answer = authorize(s, self.keys, req, now)
-        assert answer["request_id"] == req["request_id"]
-        m.encode(answer, m.AUTH_RESPONSE)          # the answer always fits its schema
-        return answer
+        assert answer.request_id == req["request_id"]
+        doc = answer.to_doc()
+        wire = m.decode(m.encode(doc, m.AUTH_RESPONSE), m.AUTH_RESPONSE)   # the answer always fits its schema
+        assert m.AuthAnswer.from_doc(wire) == answer                       # and reads back as it was sent
+        assert doc["reason"] == ("approved" if answer.approved else DeclineReason(doc["reason"]))
+        return doc
 
     def sale(self, auth_id: str | None, volume_cl: int = 2000,
              **over: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -262,8 +274,8 @@ def test_remaining_below_one_filling_is_what_is_allowed(env: Env) -> None:
 
 
 @pytest.mark.parametrize(("kw", "reason"), [
-    ({"terminal": "T-9999"}, "unknown_terminal"),
-    ({"station": "ST-002"}, "unknown_terminal"),          # a device answering for another station
+    ({"terminal": "T-9999"}, "do_not_honour"),
+    ({"station": "ST-002"}, "do_not_honour"),            # a device answering for another station
 ])
 def test_unknown_terminal(env: Env, kw: dict[str, Any], reason: str) -> None:
     a = env.auth(ACME, **kw)
@@ -273,13 +285,33 @@ def test_unknown_terminal(env: Env, kw: dict[str, Any], reason: str) -> None:
     assert env.count(Authorization) == 0
 
 
+def test_unknown_terminal_is_logged_as_such(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="registry.service")
+    env.auth(ACME, terminal="T-9999")
+    rec = next(r for r in caplog.records if r.getMessage() == "authorization declined")
+    assert (vars(rec)["reason"], vars(rec)["why"], vars(rec)["terminal"]) == (
+        "do_not_honour", "unknown_terminal", "T-9999")
+
+
+def test_every_decline_reason_is_a_decline_reason_code(env: Env) -> None:
+    """What the registry answers is one of contracts.reasons' codes, so a terminal shows the right text."""
+    answers = [env.auth(UNKNOWN), env.auth(BLOCKED), env.auth(EXPIRED), env.auth(ACME, pump=9),
+               env.auth(NORTHWIND, pump=4), env.auth(NORTHWIND, pump=1), env.auth(ACME, terminal="T-9999")]
+    answers += [env.auth(ACME2, pin="0000") for _ in range(MAX_PIN_TRIES)]
+    reasons = [DeclineReason(a["reason"]) for a in answers]
+    assert reasons == [DeclineReason.UNKNOWN_CARD, DeclineReason.CARD_BLOCKED, DeclineReason.CARD_EXPIRED,
+                       DeclineReason.PUMP_UNKNOWN, DeclineReason.PRODUCT_NOT_ALLOWED,
+                       DeclineReason.LIMIT_EXHAUSTED, DeclineReason.DO_NOT_HONOUR,
+                       DeclineReason.WRONG_PIN, DeclineReason.WRONG_PIN, DeclineReason.PIN_TRIES_EXCEEDED]
+
+
 def test_inactive_terminal(env: Env) -> None:
     with env.sessions() as s:
         device = s.get(Device, "T-0001")
         assert device is not None
         device.status = "retired"
         s.commit()
-    assert env.auth(ACME)["reason"] == "unknown_terminal"
+    assert env.auth(ACME)["reason"] == "do_not_honour"
 
 
 def test_unknown_card(env: Env) -> None:
@@ -440,6 +472,78 @@ def test_completing_releases_the_hold(env: Env) -> None:
     assert env.usage(1) == 15_000
     env.sale(a["auth_id"], volume_cl=0)          # nozzle never lifted
     assert env.usage(1) == 0
+
+
+# -- sales of any card program -----------------------------------------------------------------------------
+
+def _auth_status(env: Env, auth_id: str) -> str:
+    with env.sessions() as s:
+        auth = s.get(Authorization, auth_id)
+        assert auth is not None
+        return auth.status
+
+
+def test_fleet_is_the_program_the_registry_authorizes() -> None:
+    assert REGISTRY_PROGRAMS == {"fleet"}
+
+
+@pytest.mark.parametrize("kind", ["bank", "loyalty", "prepaid_gift", "v" * 32])
+def test_sale_of_another_program_without_auth_id_is_stored_for_reports(env: Env, kind: str) -> None:
+    a = env.auth(ACME)                                    # an open fleet hold on this terminal stays as it is
+    doc, ack = env.sale(None, kind=kind, card_masked="476173******0010", flags=["recovered_from_totals"])
+    assert ack == {"sale_id": doc["sale_id"], "status": "stored", "reason": ""}
+    tx = env.transaction(doc["sale_id"])
+    assert (tx.kind, tx.auth_id, tx.card_id, tx.wallet_id, tx.flags) == (
+        kind, None, None, None, "recovered_from_totals")
+    assert _auth_status(env, a["auth_id"]) == "open"
+    assert env.usage(1) == 15_000                         # the hold, and nothing billed to a wallet
+    assert env.record(doc)["status"] == "duplicate"
+
+
+@pytest.mark.parametrize("kind", ["fleet", None])         # None: an older terminal, which sends no kind
+def test_fleet_sale_without_auth_id_is_flagged_and_never_billed(env: Env, kind: str | None) -> None:
+    """A hostile or broken terminal cannot pass a fleet sale off as one needing no authorization."""
+    a = env.auth(ACME)
+    doc = {"sale_id": str(uuid.uuid4()), "kind": kind, "auth_id": None, "terminal": "T-0001",
+           "station": "ST-001", "pump": 1, "nozzle": 1, "product": "diesel", "volume_cl": 4000,
+           "amount_cents": 6636, "price_milli": 1659, "card_masked": "707700******0019",
+           "finished_at": "2025-03-15T11:59:00Z", "recovered": False, "flags": []}
+    if kind is None:
+        del doc["kind"]
+    sale = m.decode(json.dumps({"v": 1, **doc}).encode(), m.SALE)
+    ack = env.record(sale)
+    assert ack["status"] == "stored"      # for review: "rejected" would have the terminal resend it forever
+    tx = env.transaction(doc["sale_id"])
+    assert (tx.kind, tx.auth_id, tx.card_id, tx.wallet_id, tx.flags) == (
+        "fleet", None, None, None, "unknown_authorization")
+    assert _auth_status(env, a["auth_id"]) == "open"      # no authorization completed
+    assert env.usage(1) == 15_000                         # the hold only: the 40 L are billed to no wallet
+
+
+@pytest.mark.parametrize("kind", ["bank", "loyalty"])
+def test_sale_of_another_program_with_an_auth_id_settles_it_and_is_flagged(env: Env, kind: str) -> None:
+    """An auth_id is always checked and settled, whatever the program; a program the registry does not
+    authorize has no business carrying one."""
+    a = env.auth(ACME)
+    doc, ack = env.sale(a["auth_id"], kind=kind, volume_cl=15_001)
+    assert ack["status"] == "stored"
+    tx = env.transaction(doc["sale_id"])
+    assert (tx.kind, tx.wallet_id, tx.card_id) == (kind, 1, env.card(ACME).id)
+    assert tx.flags == "unexpected_authorization,over_authorized"
+    assert _auth_status(env, a["auth_id"]) == "completed"
+    again, _ = env.sale(a["auth_id"], kind=kind)
+    assert env.transaction(again["sale_id"]).flags == "unexpected_authorization,authorization_reused"
+    other, _ = env.sale(str(uuid.uuid4()), kind=kind)
+    assert env.transaction(other["sale_id"]).flags == "unexpected_authorization,unknown_authorization"
+    assert env.transaction(other["sale_id"]).wallet_id is None
+
+
+def test_sale_of_another_program_cannot_settle_another_terminals_authorization(env: Env) -> None:
+    a = env.auth(ACME)
+    doc, _ = env.sale(a["auth_id"], kind="loyalty", terminal="T-0002")
+    tx = env.transaction(doc["sale_id"])
+    assert (tx.wallet_id, tx.flags) == (None, "unexpected_authorization,unknown_authorization")
+    assert _auth_status(env, a["auth_id"]) == "open"
 
 
 # -- secrets -------------------------------------------------------------------------------------------------
