@@ -18,8 +18,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from contracts.errors import HostUnavailable, HostUnreachable, MessageError
+from contracts.iso8583 import decode
 from drivers.url import DeviceUrl
-from firmware.acquirer import messages
 
 __all__ = ["MAX_FRAME", "AcquirerLink", "open_acquirer_link"]
 
@@ -30,7 +30,7 @@ _MIN_FRAME = 12  # MTI (4) + primary bitmap (8)
 
 
 def _key(raw: bytes) -> tuple[str, str]:
-    doc = messages.decode(raw)
+    doc = decode(raw)
     return doc["t"], doc.get("11", "")
 
 
