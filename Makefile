@@ -1,5 +1,13 @@
 # The two commands a newcomer needs: `make sim` and `make test`. Both set up what they need first.
-.PHONY: setup sim test bench clean
+# `make test` runs, in order and stopping at the first failure: ruff, mypy --strict on the lower layers,
+# the docstring examples, then pytest (PYTEST_ARGS selects tests, e.g. PYTEST_ARGS="-m 'not e2e'").
+.PHONY: setup sim test lint typecheck doctest bench clean
+
+# Packages type-checked strictly: the layers below the simulator and the command line.
+STRICT = contracts drivers registry firmware
+# Every module with a docstring example: the wire formats (MQTT, ISO 8583, TLV, APDUs, DART) and any other.
+DOCTESTS = contracts $(shell grep -rlE --include='*.py' '^\s*>>> ' ui drivers registry firmware hostsim \
+	provisioning forecourtcli)
 
 setup:
 	@scripts/setup.sh
@@ -7,8 +15,17 @@ setup:
 sim: setup
 	.venv/bin/forecourt sim $(ARGS)
 
-test: setup
+test: setup lint typecheck doctest
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	.venv/bin/ruff check .
+
+typecheck: setup
+	.venv/bin/mypy --strict $(STRICT)
+
+doctest: setup
+	.venv/bin/python -m pytest -q --doctest-modules $(DOCTESTS)
 
 bench: setup
 	for b in benchmarks/*.py; do .venv/bin/python $$b || exit 1; done
