@@ -16,7 +16,9 @@ from typing import Any, Protocol
 
 from contracts import messages as m
 from contracts.errors import HostUnavailable, JournalError, MessageError
-from firmware.journal import Journal, SaleRecord
+from firmware.sale.journal import Journal
+from firmware.sale.record import SaleRecord
+from firmware.station import Station
 
 __all__ = ["HostLink", "Link", "sale_payload"]
 
@@ -38,10 +40,12 @@ class Link(Protocol):
 
 def sale_payload(rec: SaleRecord, terminal: str, station: str) -> dict[str, Any]:
     finished = dt.datetime.fromtimestamp(rec.finished_at or rec.created_at, dt.UTC)
+    registry_auth = rec.data.get("registry_auth")
     return {
-        # a bank sale's authorization lives at the acquirer (the journal's auth_id is its approval code):
-        # the registry stores the sale for reports only, without an authorization id
-        "sale_id": rec.id, "kind": rec.kind, "auth_id": rec.auth_id if rec.kind == "fleet" else None,
+        # only a program the registry authorized names its authorization ("registry_auth" in its data);
+        # other sales (bank: the acquirer settles them) are stored for reports only
+        "sale_id": rec.id, "kind": rec.program,
+        "auth_id": registry_auth if isinstance(registry_auth, str) else None,
         "terminal": terminal, "station": station, "pump": rec.pump,
         "nozzle": rec.nozzle or 0, "product": rec.product, "volume_cl": rec.volume_cl or 0,
         "amount_cents": rec.amount_cents or 0, "price_milli": rec.price_milli or 0,
@@ -51,14 +55,16 @@ def sale_payload(rec: SaleRecord, terminal: str, station: str) -> dict[str, Any]
 
 
 class HostLink:
-    def __init__(self, link: Link, journal: Journal, terminal: str, station: str) -> None:
-        self.link, self.journal = link, journal
-        self.terminal, self.station = terminal, station
+    def __init__(self, link: Link, journal: Journal, terminal: str, station: str, *,
+                 auth_timeout: float = 10.0) -> None:
+        self.link, self.journal, self.auth_timeout = link, journal, auth_timeout
+        self.terminal, self.station_id = terminal, station
         self.inbox = m.TOPICS["terminal_inbox"].format(terminal=terminal)
         self.config: dict[str, Any] | None = None
         cached = journal.get_value("terminal_config")
         if cached is not None:
             self.config = json.loads(cached)
+        self.station = Station.from_config(self.config, station)
         self.config_changed = threading.Event()
         self._kick = threading.Event()
         self._stop = threading.Event()
@@ -75,16 +81,16 @@ class HostLink:
     def online(self) -> bool:
         return self.link.connected.is_set()
 
-    def authorize(self, *, pan: str, expiry: str, pin_block: bytes, pump: int,
-                  timeout: float) -> dict[str, Any]:
-        req = {"request_id": str(uuid.uuid4()), "terminal": self.terminal, "station": self.station,
+    def authorize(self, *, pan: str, expiry: str, pin_block: bytes, pump: int) -> m.AuthAnswer:
+        req = {"request_id": str(uuid.uuid4()), "terminal": self.terminal, "station": self.station_id,
                "pump": pump, "pan": pan, "expiry": expiry, "pin_block": pin_block.hex().upper()}
-        raw = self.link.request(m.TOPICS["auth_request"], m.encode(req, m.AUTH_REQUEST), self.inbox, timeout)
+        raw = self.link.request(m.TOPICS["auth_request"], m.encode(req, m.AUTH_REQUEST), self.inbox,
+                                self.auth_timeout)
         try:
-            answer = m.decode(raw, m.AUTH_RESPONSE)
+            answer = m.AuthAnswer.from_doc(m.decode(raw, m.AUTH_RESPONSE))
         except MessageError as exc:
             raise HostUnavailable("registry answered with a malformed message") from exc
-        if answer["request_id"] != req["request_id"]:
+        if answer.request_id != req["request_id"]:
             raise HostUnavailable("registry answered another request")
         return answer
 
@@ -110,7 +116,7 @@ class HostLink:
             if self._stop.is_set() or not self.online:
                 continue
             for rec in self.journal.unsynced():
-                payload = m.encode(sale_payload(rec, self.terminal, self.station), m.SALE)
+                payload = m.encode(sale_payload(rec, self.terminal, self.station_id), m.SALE)
                 try:
                     self.link.publish(m.TOPICS["sales"].format(terminal=self.terminal), payload, qos=1)
                 except HostUnavailable:
@@ -143,5 +149,6 @@ class HostLink:
         if doc["terminal"] != self.terminal:
             return
         self.config = doc
+        self.station = Station.from_config(doc, self.station_id)
         self.journal.put("terminal_config", json.dumps(doc))
         self.config_changed.set()

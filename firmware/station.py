@@ -1,49 +1,66 @@
-"""What the station's configuration (pushed by the registry, cached in the journal) says about pumps:
-prices, products, nozzles and the currency."""
+"""The station's configuration as the terminal uses it (pushed by the registry, cached in the journal):
+its name, currency, and each nozzle's product and price. Built once per configuration message."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from firmware.receipt import format_money
 
-__all__ = ["StationConfig"]
+__all__ = ["NozzlePrice", "Station"]
 
 
-class _ConfigSource(Protocol):
-    @property
-    def config(self) -> dict[str, Any] | None: ...
+@dataclass(frozen=True)
+class NozzlePrice:
+    pump: int
+    nozzle: int
+    product: str
+    product_name: str
+    price_milli: int       # thousandths of the currency per litre
 
 
-class StationConfig:
-    def __init__(self, source: _ConfigSource) -> None:
-        self._source = source
+@dataclass(frozen=True)
+class Station:
+    name: str
+    currency: str = "EUR"
+    prices: tuple[NozzlePrice, ...] = ()
 
-    def _prices(self) -> list[dict[str, Any]]:
-        return list((self._source.config or {}).get("prices", []))
+    @classmethod
+    def from_config(cls, doc: Mapping[str, Any] | None, station: str) -> Station:
+        """From a decoded TERMINAL_CONFIG (contracts.messages checked its shape); None: nothing known yet.
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return (self._source.config or {}).get(key, default)
-
-    @property
-    def currency(self) -> str:
-        return str(self.get("currency", "EUR"))
+        >>> s = Station.from_config({"station_name": "Main St", "currency": "EUR", "prices": [
+        ...     {"pump": 1, "nozzle": 2, "product": "B7", "product_name": "Diesel", "price_milli": 1659}]},
+        ...     "ST-1")
+        >>> s.nozzles(1), s.price(1, 2), s.product(1, 2), s.product(1, 3), s.money(3318)
+        ((2,), 1659, ('B7', 'Diesel'), (None, 'Nozzle 3'), '33.18 EUR')
+        """
+        doc = doc or {}
+        prices = tuple(NozzlePrice(p["pump"], p["nozzle"], p["product"], p["product_name"], p["price_milli"])
+                       for p in doc.get("prices", []))
+        return cls(name=str(doc.get("station_name", station)), currency=str(doc.get("currency", "EUR")),
+                   prices=prices)
 
     def money(self, cents: int) -> str:
         return format_money(cents, self.currency)
 
     def nozzles(self, pump: int) -> tuple[int, ...]:
-        return tuple(sorted(p["nozzle"] for p in self._prices() if p["pump"] == pump))
+        return tuple(sorted(p.nozzle for p in self.prices if p.pump == pump))
+
+    def _find(self, pump: int, nozzle: int) -> NozzlePrice | None:
+        return next((p for p in self.prices if p.pump == pump and p.nozzle == nozzle), None)
 
     def price(self, pump: int, nozzle: int) -> int | None:
-        for p in self._prices():
-            if p["pump"] == pump and p["nozzle"] == nozzle:
-                return int(p["price_milli"])
-        return None
+        p = self._find(pump, nozzle)
+        return p.price_milli if p else None
 
     def product(self, pump: int, nozzle: int) -> tuple[str | None, str]:
         """(product id, product name) of a nozzle; an unpriced nozzle is named by its number."""
-        for p in self._prices():
-            if p["pump"] == pump and p["nozzle"] == nozzle:
-                return p["product"], p["product_name"]
-        return None, f"Nozzle {nozzle}"
+        p = self._find(pump, nozzle)
+        return (p.product, p.product_name) if p else (None, f"Nozzle {nozzle}")
+
+    def price_table(self, pump: int) -> dict[int, int]:
+        """Nozzle -> unit price of one pump, as the pump is programmed."""
+        return {p.nozzle: p.price_milli for p in self.prices if p.pump == pump}

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from contracts.pump import PumpState
-from firmware.journal import SaleRecord
 from firmware.receipt import format_litres
+from firmware.sale.record import SaleRecord
 from hostsim.scenarios_bank import BANK_SCENARIOS
 from hostsim.scenarios_pump import pump_faults, pump_offline_midsale
 from hostsim.world import Simulator, load_cards
@@ -29,8 +29,9 @@ def sale_view(rec: SaleRecord) -> dict[str, Any]:
             "amount": f"{(rec.amount_cents or 0) / 100:.2f}", "amount_cents": rec.amount_cents or 0,
             "unit_price_milli": rec.price_milli, "status": status, "reason": rec.reason,
             "recovered": rec.recovered, "flags": list(rec.flags), "receipt_printed": rec.receipt_printed,
-            "kind": rec.kind, **({"preauthorized_cents": rec.allowed_cents, "auth_code": rec.auth_id,
-                                   "emv": rec.bank} if rec.kind == "bank" else {})}
+            "kind": rec.program,
+            **({"preauthorized_cents": rec.preset.value if rec.preset else None, "auth_code": rec.reference,
+                "emv": dict(rec.data)} if rec.program == "bank" else {})}
 
 
 class Run:

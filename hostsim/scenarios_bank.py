@@ -12,6 +12,7 @@ from typing import Any
 
 from contracts.cards import mask_pan
 from contracts.pump import PumpState
+from firmware.sale.record import Preset
 from hostsim.world import card_index
 
 __all__ = ["BANK_SCENARIOS", "bank_view"]
@@ -77,9 +78,9 @@ def bank_happy(run: Any) -> None:
     run.pin(PIN)
     rec = _fill_and_settle(run, mark, 2000)
     amount = (2000 * PRICE_MILLI + 500) // 1000
-    run.check(rec.kind == "bank" and rec.allowed_cents == 15000, "pump preset to the 150.00 approved")
+    run.check(rec.program == "bank" and rec.preset == Preset.amount(15000), "pump preset to the 150.00 approved")
     run.check(rec.amount_cents == amount, f"charged {amount} cents for 20.00 L")
-    bank = rec.bank or {}
+    bank = rec.data
     run.check(bank.get("cryptogram") == "TC" and bank.get("arc") == "00", "card accepted the approval (TC)")
     run.check(bank.get("issuer_authenticated") is True, "card authenticated the issuer (ARPC)")
     run.check(run.sim.acquirer.requests[-1].get("22") == "051", "0100 sent as chip with PIN")
@@ -97,24 +98,24 @@ def bank_partial(run: Any) -> None:
     run.pin(PIN)
     run.wait("approved_up_to", mark, timeout=30)
     rec = _fill_and_settle(run, mark, 5000)            # the driver wants 50 L; the preset stops it sooner
-    run.check(rec.allowed_cents == 5000, "pump preset to the 50.00 approved")
+    run.check(rec.preset == Preset.amount(5000), "pump preset to the 50.00 approved")
     run.check(0 < (rec.amount_cents or 0) <= 5000, f"dispensed within 50.00, got {rec.amount_cents}")
     done = _advices(run, "0220")
     run.check(len(done) == 1 and int(done[0]["95"][:12]) == rec.amount_cents, "0220 for what flowed")
-    run.check(bool((rec.bank or {}).get("partial")), "sale marked as a partial approval")
+    run.check(bool(rec.data.get("partial")), "sale marked as a partial approval")
 
 
 def bank_declined(run: Any) -> None:
     run.sim.acquirer_rules = lambda req: "decline:51" if req["t"] == "0100" else "approve"
     rec = _declined(run, "visa_dda_online_pin", PIN, "insufficient_funds")
-    run.check((rec.bank or {}).get("cryptogram") == "AAC", "card closed with an AAC")
+    run.check(rec.data.get("cryptogram") == "AAC", "card closed with an AAC")
     run.check(not _advices(run, "0220", timeout=1) and not _advices(run, "0420", timeout=0),
               "no advice: nothing was held")
 
 
 def bank_wrong_pin(run: Any) -> None:
-    rec = _declined(run, "visa_dda_online_pin", "9999", "incorrect_pin")
-    run.check((rec.bank or {}).get("response_code") == "55", "acquirer answered 55")
+    rec = _declined(run, "visa_dda_online_pin", "9999", "wrong_pin")
+    run.check(rec.data.get("response_code") == "55", "acquirer answered 55")
     run.check(run.sim.acquirer.decisions[-1]["code"] == "55", "the acquirer's own PIN check failed")
 
 
@@ -163,7 +164,7 @@ def bank_fallback_magstripe(run: Any) -> None:
     rec = _fill_and_settle(run, mark, 1000)
     req = run.sim.acquirer.requests[-1]
     run.check(req.get("22") == "801" and "35" in req and "55" not in req, "0100 flagged as fallback, track 2")
-    run.check((rec.bank or {}).get("entry_mode") == "801", "journal keeps the fallback entry mode")
+    run.check(rec.data.get("entry_mode") == "801", "journal keeps the fallback entry mode")
     done = _advices(run, "0220")
     run.check(len(done) == 1 and "35" not in done[0], "0220 without track data")
 

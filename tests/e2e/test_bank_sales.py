@@ -63,7 +63,7 @@ def test_sigkill_while_filling_sends_one_completion(sim: Simulator, run: Run) ->
     [done] = advices(sim, "0220")
     assert done["95"].startswith(f"{amount:012d}")
     rec = run.wait_synced(run.last_sale_id())
-    assert rec.recovered and rec.amount_cents == amount and rec.kind == "bank"
+    assert rec.recovered and rec.amount_cents == amount and rec.program == "bank"
 
     mark = sim.panel.mark()                  # a second restart sends and prints nothing more
     sim.kill_terminal()
@@ -141,7 +141,7 @@ def test_no_pan_track_or_pin_anywhere_after_bank_sales(sim: Simulator, run: Run)
         assert b"4761739001010010D3112" not in data.upper(), f"track 2 in {where}"
         assert WRONG_PIN.encode() not in data, f"PIN in {where}"
     for rec in sim.journal().all_sales():
-        assert rec.bank is not None and "pan" not in rec.bank and VISA_PAN not in str(rec.bank)
+        assert rec.data and "pan" not in rec.data and VISA_PAN not in str(rec.data)
 
 
 def test_mastercard_speaks_german_and_checks_the_pin_offline(sim: Simulator, run: Run) -> None:
@@ -158,7 +158,7 @@ def test_mastercard_speaks_german_and_checks_the_pin_offline(sim: Simulator, run
     run.fill(1, 1, 700)
     run.wait("thank_you", mark, timeout=30)
     rec = run.wait_synced(run.last_sale_id())
-    bank = rec.bank or {}
+    bank = rec.data
     assert bank["oda"] == "cda" and bank["cvm_results"] == "440302" and bank["language"] == "deen"
     assert "110" not in sim.acquirer.requests[-1]            # the PIN was verified by the card, not sent
     idle = run.wait("idle", mark, timeout=10)
@@ -185,7 +185,7 @@ def test_stripe_only_card_swiped_at_idle_and_chip_card_sent_to_the_chip(sim: Sim
     run.wait("thank_you", mark, timeout=30)
     until(lambda: advices(sim, "0220"), 20, "completion advice")
     rec = run.wait_synced(run.last_sale_id())
-    assert rec.kind == "bank" and (rec.bank or {})["entry_mode"] == "901" and rec.volume_cl == 300
+    assert rec.program == "bank" and rec.data["entry_mode"] == "901" and rec.volume_cl == 300
 
 
 def test_sound_chip_without_a_payment_application_is_not_offered_the_stripe(sim: Simulator, run: Run) -> None:

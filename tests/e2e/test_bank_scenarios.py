@@ -65,7 +65,7 @@ def test_bank_declined_nothing_charged() -> None:
 
 def test_bank_wrong_pin_checked_by_the_acquirer() -> None:
     doc, sale = bank("bank-wrong-pin")
-    assert sale["reason"] == "incorrect_pin" and sale["emv"]["response_code"] == "55"
+    assert sale["reason"] == "wrong_pin" and sale["emv"]["response_code"] == "55"
     assert doc["acquirer"]["decisions"][0]["reason"] == "incorrect PIN"
     assert "110" not in doc["acquirer"]["requests"][0] and "53" not in doc["acquirer"]["requests"][0]
     assert doc["receipts"] == []

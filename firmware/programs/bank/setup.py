@@ -1,0 +1,60 @@
+"""Builds the bank program from [bank] of the terminal's configuration; the devices it needs (the
+acquirer links, the stripe reader) are opened by the terminal's device table and passed in."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from contracts.errors import ConfigError
+from firmware.acquirer import messages as iso
+from firmware.acquirer.saf import StoreAndForward
+from firmware.config_files import read_toml
+from firmware.emv import load_emv_config
+from firmware.keyfile import load_or_create_key
+from firmware.programs.bank.advice import AdviceForwarder, Stan
+from firmware.programs.bank.program import BankProgram, BankSetup
+from firmware.programs.build import ProgramDeps
+
+__all__ = ["EXHAUSTED", "build"]
+
+log = logging.getLogger(__name__)
+
+EXHAUSTED = "exhausted"     # the journal's dukpt_counter once every key of the initial key was used
+
+
+def build(deps: ProgramDeps) -> BankProgram | None:
+    """The bank program, or None when no acquirer is configured (bank cards off). Built even with the
+    DUKPT keys used up: queued advices and held approvals still need it."""
+    cfg, journal = deps.config, deps.journal
+    bank, state = cfg.bank, cfg.state_dir
+    if not bank.acquirer:
+        return None
+    if not bank.acquirer.startswith("tcp://"):
+        raise ConfigError("bank.acquirer must be tcp://host:port", key="bank.acquirer")
+    emv = load_emv_config(read_toml(state / bank.emv_config, "EMV configuration"))
+    saf = StoreAndForward(state / "advices.db", load_or_create_key(state / "saf.key"))
+    sale_link = deps.open_device("acquirer", bank.acquirer)
+    advice_link = deps.open_device("acquirer", bank.acquirer)
+    pinpad = deps.pinpad
+
+    def keys_left() -> bool:
+        return pinpad.dukpt_counter is not None
+
+    def after_pin() -> None:
+        counter = pinpad.dukpt_counter
+        journal.put("dukpt_counter", str(counter) if counter is not None else EXHAUSTED)
+
+    if not keys_left():
+        log.error("DUKPT keys exhausted: bank cards are refused until the PIN pad is re-keyed")
+    terminal = iso.Terminal(terminal_id=cfg.terminal.id.ljust(8), merchant_id=bank.merchant_id.ljust(15),
+                            name_location=bank.name_location, currency=bank.currency)
+    parts: tuple[Any, ...] = (sale_link, advice_link)
+    setup = BankSetup(
+        emv=emv, terminal=terminal, link=sale_link, saf=saf,
+        forwarder=AdviceForwarder(saf, advice_link, timeout=bank.response_timeout),
+        stan=Stan(lambda: journal.get_value("acquirer_stan"), lambda v: journal.put("acquirer_stan", v)),
+        preauth_cents=bank.preauth_cents, response_timeout=bank.response_timeout,
+        home_language=cfg.terminal.language, keys_left=keys_left, after_pin=after_pin,
+        magstripe=deps.magstripe, parts=parts)
+    return BankProgram(setup)

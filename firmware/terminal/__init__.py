@@ -1,0 +1,101 @@
+"""The terminal process: builds its devices and programs from configuration, recovers, then serves
+cards. This is the composition root: the only place in firmware/ that imports drivers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from contracts import messages as m
+from firmware.config import TerminalConfig
+from firmware.hostlink import HostLink
+from firmware.keyfile import load_or_create_key
+from firmware.programs import PROGRAMS, build_programs
+from firmware.programs.build import ProgramDeps
+from firmware.sale.journal import Journal
+from firmware.sale.runner import SaleRunner
+from firmware.sale.world import SaleTimeouts, SaleWorld
+from firmware.terminal.cardholder import PanelCardholder
+from firmware.terminal.dukpt import load_dukpt
+from firmware.terminal.serve import Loop, apply_prices, serve
+
+__all__ = ["run_terminal"]
+
+log = logging.getLogger(__name__)
+
+
+def _spawn(name: str, work: Callable[[], None]) -> None:
+    threading.Thread(target=work, name=name, daemon=True).start()
+
+
+def _lifecycle(programs: list[Any], verb: str) -> None:
+    for program in programs:
+        step = getattr(program, verb, None)
+        if callable(step):
+            step()
+
+
+def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
+    from drivers.devices import open_device
+    from drivers.mqtt import MqttLink
+    from drivers.pinpad import PinPad, load_pin_key
+
+    state = cfg.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    tid, dev = cfg.terminal.id, cfg.devices
+    pin_key = load_pin_key(state / dev.pin_key)
+    journal = Journal(state / "journal.db")
+    status_topic = m.TOPICS["status"].format(terminal=tid)
+    link = MqttLink(cfg.mqtt.host, cfg.mqtt.port, f"forecourt-terminal-{tid}", keepalive=cfg.mqtt.keepalive,
+                    will=(status_topic, b"offline"))
+    host = HostLink(link, journal, tid, cfg.terminal.station, auth_timeout=cfg.timeouts.auth)
+
+    def announce(up: bool) -> None:
+        if up:
+            link.publish(status_topic, b"online", retain=True)
+
+    link.on_state(announce)
+    panel = open_device("panel", dev.panel, language=cfg.terminal.language)
+    reader = open_device("card_reader", dev.card_reader)
+    pumps = open_device("pump_line", dev.pump_line, pumps=dev.pumps, baudrate=dev.pump_baudrate)
+    printer = open_device("printer", dev.printer)
+    dukpt = load_dukpt(state / cfg.bank.dukpt, journal) if cfg.bank.acquirer else None
+    pinpad = PinPad(panel, pin_key, dukpt)
+    stripes = open_device("magstripe", cfg.bank.magstripe or "none://") if cfg.bank.acquirer else None
+    port = PanelCardholder(panel, pinpad, stripes, timeout=cfg.timeouts.pin_entry, home=cfg.terminal.language)
+    deps = ProgramDeps(
+        config=cfg, journal=journal, registry=host, pinpad=pinpad, magstripe=stripes is not None,
+        open_device=lambda kind, url: open_device(kind, url, response_timeout=cfg.bank.response_timeout))
+    programs = build_programs(tuple(PROGRAMS), deps)
+    world = SaleWorld(
+        terminal=tid, station_id=cfg.terminal.station, pump_numbers=dev.pumps, programs=programs, port=port,
+        display=port, pumps=pumps, printer=printer, journal=journal, station=lambda: host.station,
+        token_key=load_or_create_key(state / "token.key"), spawn=_spawn, on_completed=host.kick,
+        timeouts=SaleTimeouts(nozzle_lift=cfg.timeouts.nozzle_lift, filling=cfg.timeouts.filling,
+                              pump_offline=cfg.timeouts.pump_offline))
+    runner = SaleRunner(world)
+    loop = Loop(runner=runner, port=port, reader=reader, stripes=stripes, pumps=pumps, host=host,
+                pump_numbers=dev.pumps, sells_offline=any(p.name == "bank" for p in programs))
+    panel.show("starting")
+    _lifecycle(programs, "start")
+    link.start()
+    host.start_sync()
+    try:
+        link.wait_connected(3.0)
+        log.info("terminal started", extra={"terminal": tid, "online": host.online,
+                                            "programs": ",".join(p.name for p in programs)})
+        runner.recover()
+        apply_prices(host, pumps, dev.pumps)
+        serve(loop, stop)
+    finally:
+        _lifecycle(programs, "close")
+        host.stop_sync()
+        link.stop()
+        pumps.close()
+        panel.close()
+        if stripes is not None:
+            stripes.close()
+        journal.close()
+        log.info("terminal stopped", extra={"terminal": tid})

@@ -1,0 +1,172 @@
+"""The cardholder port on the terminal's own panel, PIN pad and stripe reader: every question a sale
+asks, each with its timeout and the CANCEL key (both raise SaleCancelled). Key polling and waiting live
+here, in the terminal process, not in the programs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from contracts.errors import CardError, PinPadError, SaleCancelled
+from contracts.screens import Screen
+from contracts.track2 import Track2
+from firmware.programs.base import Question
+
+__all__ = ["PanelCardholder"]
+
+
+class Panel(Protocol):
+    def show(self, screen: str, **fields: Any) -> None: ...
+    def flush_keys(self) -> None: ...
+    def read_key(self, timeout: float) -> str | None: ...
+    def set_language(self, code: str) -> None: ...
+    @property
+    def languages(self) -> tuple[str, ...]: ...
+
+
+class PinPad(Protocol):
+    def read_pin_block(self, pan: str, timeout: float, on_digits: Callable[[int], None] = ...) -> bytes: ...
+    def read_dukpt_pin_block(self, pan: str, timeout: float,
+                             on_digits: Callable[[int], None] = ...) -> tuple[bytes, bytes]: ...
+    def read_offline_pin(self, timeout: float, on_digits: Callable[[int], None] = ...) -> bytearray: ...
+
+
+class StripeReader(Protocol):
+    def wait_swipe(self, timeout: float) -> Track2 | None: ...
+    def flush(self) -> None: ...
+
+
+class PanelCardholder:
+    """timeout: seconds per prompt. While a cardholder is served (serving()), pump followers' status
+    screens stay off the panel."""
+
+    def __init__(self, panel: Panel, pinpad: PinPad, stripes: StripeReader | None, *, timeout: float,
+                 home: str, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.panel, self.pinpad, self.stripes = panel, pinpad, stripes
+        self.timeout, self.home, self._clock, self._sleep = timeout, home, clock, sleep
+        self._serving = threading.Event()
+
+    # -- the screen ----------------------------------------------------------------------------------
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return self.panel.languages
+
+    def show(self, screen: Screen, **fields: Any) -> None:
+        self.panel.show(screen, **fields)
+
+    def notice(self, screen: Screen, seconds: float, **fields: Any) -> None:
+        """A screen the cardholder must have time to read before the next one replaces it."""
+        self.panel.show(screen, **fields)
+        self._sleep(seconds)
+
+    def status(self, screen: Screen, **fields: Any) -> None:
+        if not self._serving.is_set():
+            self.panel.show(screen, **fields)
+
+    def set_language(self, code: str) -> None:
+        self.panel.set_language(code)
+
+    def begin(self) -> None:
+        """A cardholder is at the terminal: back to the terminal's language, no stale keys or swipes."""
+        self._serving.set()
+        self.panel.set_language(self.home)
+
+    def end(self) -> None:
+        self.panel.set_language(self.home)
+        if self.stripes is not None:
+            self.stripes.flush()       # a swipe made during this sale must not start another
+        self._serving.clear()
+
+    # -- questions -----------------------------------------------------------------------------------
+    def _keys(self) -> Any:
+        """Keys until the prompt's deadline; CANCEL ends the prompt."""
+        deadline = self._clock() + self.timeout
+        while self._clock() < deadline:
+            key = self.panel.read_key(0.25)
+            if key == "CANCEL":
+                raise SaleCancelled("cancelled")
+            if key is not None:
+                yield key
+        raise SaleCancelled("prompt timed out")
+
+    def choose_pump(self, free: Sequence[int]) -> int:
+        self.panel.flush_keys()
+        self.panel.show(Screen.SELECT_PUMP, pumps=",".join(map(str, free)))
+        for key in self._keys():
+            if key.isdigit() and int(key) in free:
+                return int(key)
+        raise SaleCancelled("no pump chosen")      # unreachable: _keys raises at its deadline
+
+    def choose(self, options: Sequence[str]) -> int:
+        self.panel.flush_keys()
+        self.panel.show(Screen.CHOOSE_APP, apps="  ".join(f"{i} {o}" for i, o in enumerate(options, 1)))
+        for key in self._keys():
+            if key == "ENTER" and len(options) == 1:
+                return 0
+            if key.isdigit() and 1 <= int(key) <= len(options):
+                return int(key) - 1
+        raise SaleCancelled("nothing chosen")
+
+    def ask(self, question: Question) -> str:
+        answer = ""
+        self.panel.flush_keys()
+        self.panel.show(Screen.QUESTION, question=question.prompt, answer="")
+        for key in self._keys():
+            if key.isdigit() and len(answer) < question.max_len:
+                answer += key
+            elif key == "CLEAR":
+                answer = ""
+            elif key == "ENTER" and len(answer) >= question.min_len:
+                return answer
+            self.panel.show(Screen.QUESTION, question=question.prompt, answer=answer)
+        raise SaleCancelled("no answer")
+
+    def _stars(self, screen: Screen) -> Callable[[int], None]:
+        return lambda n: self.panel.show(screen, stars="*" * n)
+
+    def pin_block(self, pan: str) -> bytes:
+        self.panel.flush_keys()     # keys pressed before the prompt are not PIN digits
+        self.panel.show(Screen.ENTER_PIN, stars="")
+        try:
+            return self.pinpad.read_pin_block(pan, self.timeout, self._stars(Screen.ENTER_PIN))
+        except PinPadError as exc:
+            raise SaleCancelled("PIN entry ended") from exc
+
+    def dukpt_pin_block(self, pan: str) -> tuple[bytes, bytes]:
+        self.panel.flush_keys()
+        self.panel.show(Screen.ENTER_PIN, stars="")
+        try:
+            return self.pinpad.read_dukpt_pin_block(pan, self.timeout, self._stars(Screen.ENTER_PIN))
+        except PinPadError as exc:
+            raise SaleCancelled("PIN entry ended") from exc
+
+    def offline_pin(self, last_try: bool) -> bytearray:
+        screen = Screen.ENTER_PIN_LAST if last_try else Screen.ENTER_PIN
+        self.panel.flush_keys()
+        self.panel.show(screen, stars="")
+        try:
+            block = self.pinpad.read_offline_pin(self.timeout, self._stars(screen))
+        except PinPadError as exc:
+            raise SaleCancelled("PIN entry ended") from exc
+        self.panel.show(Screen.PROCESSING)
+        return block
+
+    def swipe(self) -> Track2:
+        """Ask for a swipe; a garbled one raises CardError."""
+        if self.stripes is None:
+            raise CardError("no stripe reader fitted")
+        self.stripes.flush()
+        self.panel.flush_keys()
+        self.panel.show(Screen.SWIPE_CARD)
+        deadline = self._clock() + self.timeout
+        while self._clock() < deadline:
+            if self.panel.read_key(0.05) == "CANCEL":
+                raise SaleCancelled("swipe cancelled")
+            track = self.stripes.wait_swipe(0.25)
+            if track is not None:
+                return track
+        raise SaleCancelled("no swipe")

@@ -1,0 +1,32 @@
+"""The PIN pad's AES DUKPT state at start-up: initial key and key id from its file, the counter from
+the journal (persisted before each PIN block leaves)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from contracts.errors import ConfigError
+from firmware.config_files import read_toml
+from firmware.programs.bank.setup import EXHAUSTED
+from firmware.sale.journal import Journal
+
+if TYPE_CHECKING:
+    from drivers.pinpad.dukpt_aes import TerminalDukpt
+
+__all__ = ["load_dukpt"]
+
+
+def load_dukpt(path: Path, journal: Journal) -> TerminalDukpt | None:
+    """None once the keys are exhausted (the PIN pad must be re-keyed)."""
+    from drivers.pinpad.dukpt_aes import TerminalDukpt
+
+    raw = read_toml(path, "DUKPT key")
+    try:
+        initial_key, key_id = bytes.fromhex(raw["initial_key"]), bytes.fromhex(raw["key_id"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ConfigError("DUKPT key file needs hex initial_key and key_id", path=str(path)) from exc
+    stored = journal.get_value("dukpt_counter") or "1"
+    if stored == EXHAUSTED:
+        return None
+    return TerminalDukpt(initial_key, key_id, counter=int(stored))

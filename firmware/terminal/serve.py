@@ -1,0 +1,160 @@
+"""The terminal's loop: keep the pumps priced, show the idle screen, hand each card (inserted or swiped)
+to the sale runner, and retry what a pump outage or a failed sale left open."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from contracts.errors import CardError, CardRemoved, PumpError
+from contracts.pump import PumpController, PumpState
+from contracts.screens import Screen
+from contracts.track2 import Track2
+from firmware.hostlink import HostLink
+from firmware.programs.base import CardIn, ChipCard, DeadChip, Swipe
+from firmware.sale.runner import SaleRunner
+from firmware.terminal.cardholder import PanelCardholder
+
+__all__ = ["Loop", "apply_prices", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+class Reader(Protocol):
+    def wait_for_card(self, timeout: float) -> bool: ...
+    def wait_for_removal(self, timeout: float) -> bool: ...
+    def connect(self) -> bytes: ...
+    def transmit(self, apdu: bytes) -> bytes: ...
+    def disconnect(self) -> None: ...
+
+
+class Stripes(Protocol):
+    def wait_swipe(self, timeout: float) -> Track2 | None: ...
+
+
+@dataclass
+class Loop:
+    runner: SaleRunner
+    port: PanelCardholder
+    reader: Reader
+    stripes: Stripes | None
+    pumps: PumpController
+    host: HostLink
+    pump_numbers: tuple[int, ...]
+    sells_offline: bool          # a program can sell while the registry is away (bank cards)
+
+
+def apply_prices(host: HostLink, pumps: PumpController, numbers: tuple[int, ...], *,
+                 only_unprogrammed: bool = False) -> None:
+    for pump in numbers:
+        table = host.station.price_table(pump)
+        if not table:
+            continue
+        try:
+            state = pumps.status(pump).state
+            if only_unprogrammed and state is not PumpState.NOT_PROGRAMMED:
+                continue
+            if state in (PumpState.AUTHORIZED, PumpState.FILLING):
+                continue   # a pump takes no price change mid-sale; the next config push retries
+            pumps.set_prices(pump, table)
+        except PumpError as exc:
+            log.warning("price update failed", extra={"pump": pump, "error": str(exc)})
+
+
+def _card_in(reader: Reader) -> CardIn | None:
+    """The inserted card as the programs see it; None when it left before it answered."""
+    try:
+        return ChipCard(reader, reader.connect())
+    except CardRemoved:
+        return None
+    except CardError as exc:        # no answer to reset: the chip is dead (a bank card may be swiped)
+        log.warning("card did not answer", extra={"error": str(exc)})
+        return DeadChip()
+
+
+def _swiped(stripes: Stripes | None) -> Track2 | None:
+    """A swipe made at the idle screen, if any (never blocks); a garbled one is logged and dropped."""
+    if stripes is None:
+        return None
+    try:
+        return stripes.wait_swipe(0.0)
+    except CardError as exc:
+        log.warning("swipe unreadable", extra={"error": str(exc)})
+        return None
+
+
+def _one_sale(loop: Loop, card: CardIn | None) -> None:
+    """Run one sale; a surprise in it is logged and the terminal goes on (its journal row stays open
+    for recovery). A card reader problem goes to the caller."""
+    port = loop.port
+    port.begin()
+    try:
+        if card is None:
+            port.show(Screen.CARD_ERROR)
+        else:
+            loop.runner.serve(card)
+    except CardError:
+        raise
+    except Exception:
+        log.exception("sale failed")
+        port.show(Screen.CARD_ERROR)
+        loop.runner.recover_interrupted()     # an approval the failed sale held is given back now
+    finally:
+        port.end()
+
+
+def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.1) -> None:
+    shown: Screen | None = None
+    last_recover = last_check = time.monotonic()
+    host, reader = loop.host, loop.reader
+    while not stop.is_set():
+        if host.config_changed.is_set():
+            host.config_changed.clear()
+            apply_prices(host, loop.pumps, loop.pump_numbers)
+        if time.monotonic() - last_check > 1.0:
+            apply_prices(host, loop.pumps, loop.pump_numbers, only_unprogrammed=True)   # a pump restarted
+            last_check = time.monotonic()
+        # without the registry fleet cards cannot be authorized; bank cards can, once prices are known
+        priced = any(host.station.nozzles(p) for p in loop.pump_numbers)
+        screen = (Screen.IDLE if host.online else
+                  Screen.IDLE_BANK_ONLY if loop.sells_offline and priced else Screen.OFFLINE)
+        if screen != shown:
+            loop.port.show(screen)
+            shown = screen
+        if time.monotonic() - last_recover > 30 and loop.runner.needs_recovery():
+            loop.runner.recover(pump_wait=0.0)   # sales a pump outage or a failed sale left open
+            last_recover = time.monotonic()
+        try:
+            if reader.wait_for_card(card_wait):
+                loop.port.show(Screen.READING)
+                _one_sale(loop, _card_in(reader))
+                _wait_removal(loop, stop)
+                shown = None
+                continue
+            track = _swiped(loop.stripes)
+            if track is not None:
+                _one_sale(loop, Swipe(track))
+                stop.wait(3.0)          # the outcome stays readable; there is no card to wait for
+                shown = None
+        except CardError as exc:
+            log.warning("card reader problem", extra={"error": str(exc)})
+            shown = None
+            time.sleep(0.5)
+        finally:
+            try:
+                reader.disconnect()
+            except CardError:
+                pass
+
+
+def _wait_removal(loop: Loop, stop: threading.Event) -> None:
+    """The outcome (declined and why, lift nozzle) stays readable until the card leaves, or 3 s."""
+    if not loop.reader.wait_for_removal(3.0):
+        loop.port.show(Screen.REMOVE_CARD)
+        while not stop.is_set() and not loop.reader.wait_for_removal(0.5):
+            pass
+
+
