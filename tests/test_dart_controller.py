@@ -1,4 +1,8 @@
-"""DartController against the DART pump simulator over a real pseudo-terminal."""
+"""DartController over a real tty: the driver's DART pump simulator on a pty by default, or a bench line.
+
+With `--device-url /dev/ttyUSB0 --device-pumps 1` (tests/conftest.py) the tests that need no customer at
+the nozzle run against the bench pump; the others skip, saying why.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from contracts.pump import PumpState, PumpStatus
 from drivers.pump import DartController, dart, open_pump_controller
 from drivers.pump.sim_line import DartLineSimulator
 from drivers.pump.simulator import SimFaults, SimPump, amount_for
+from tests.conftest import PumpLine
 
 FLOW = 5000.0           # cl/s: a 10 L preset takes 0.2 s
 PRICES = {1: 1659, 2: 1789}
@@ -27,27 +32,118 @@ def online(c: DartController, pump: int) -> PumpStatus:
     return c.wait_status(pump, lambda s: s.state != PumpState.OFFLINE, WAIT)
 
 
-@pytest.fixture
-def line() -> Iterator[DartLineSimulator]:
-    with DartLineSimulator([SimPump(1, flow_cl_per_s=FLOW)]) as sim:
-        yield sim
-
-
-@pytest.fixture
-def ctl(line: DartLineSimulator) -> Iterator[DartController]:
-    c = make_controller(line.port, [1])
+def settle(c: DartController, pump: int) -> None:
+    """Leave the pump idle for the next test (on a bench it outlives the test)."""
     try:
-        online(c, 1)
+        if c.status(pump).state in (PumpState.AUTHORIZED, PumpState.FILLING):
+            c.stop(pump)
+        if c.status(pump).state.finished:
+            c.reset(pump)
+    except PumpError:
+        pass
+
+
+@pytest.fixture
+def p(pump_line: PumpLine) -> int:
+    """Number of the pump under test."""
+    return pump_line.pump
+
+
+@pytest.fixture
+def ctl(pump_line: PumpLine, p: int) -> Iterator[DartController]:
+    c = make_controller(pump_line.url, list(pump_line.pumps))
+    try:
+        online(c, p)
         yield c
+        settle(c, p)
     finally:
         c.close()
+
+
+@pytest.fixture
+def line(simulator: DartLineSimulator) -> DartLineSimulator:
+    """The simulated line (the test skips on a bench line)."""
+    return simulator
 
 
 def cd1_commands(sim: DartLineSimulator, pump: int = 1) -> list[int]:
     return [d[0] for d in sim.sent_commands(pump, dart.CD1)]
 
 
-def test_programming_a_pump(line: DartLineSimulator, ctl: DartController) -> None:
+# -- on the simulator and on a bench pump: no customer needed ------------------------------------------
+def programmed(ctl: DartController, p: int) -> None:
+    """Prices sent and the pump in the reset state, whatever state the pump was found in."""
+    if ctl.status(p).state.finished:
+        ctl.reset(p)
+    ctl.set_prices(p, PRICES)
+    if ctl.status(p).state.finished:             # a pump left finished takes prices and stays finished
+        ctl.reset(p)
+
+
+def test_set_prices_then_reset_state(ctl: DartController, p: int) -> None:
+    programmed(ctl, p)
+    st = ctl.status(p)
+    assert st.state == PumpState.RESET and st.pump == p
+
+
+def test_authorize_then_stop_without_a_filling(ctl: DartController, p: int) -> None:
+    programmed(ctl, p)
+    ctl.authorize(p, nozzles=[1], volume_cl=500)
+    assert ctl.status(p).state == PumpState.AUTHORIZED
+    with pytest.raises(PumpStateError):
+        ctl.reset(p)                               # not while authorized
+    with pytest.raises(PumpStateError):
+        ctl.authorize(p, nozzles=[1])              # AUTHORIZE only from reset
+    ctl.stop(p)
+    st = ctl.status(p)
+    assert (st.state, st.volume_cl) == (PumpState.FILLING_COMPLETED, 0)
+    ctl.reset(p)
+    assert ctl.status(p).state == PumpState.RESET
+    ctl.reset(p)                                   # harmless in reset state
+    ctl.stop(p)
+    assert ctl.status(p).state == PumpState.RESET
+
+
+def test_totals_are_read_and_stay_put_while_idle(ctl: DartController, p: int) -> None:
+    programmed(ctl, p)
+    first = ctl.totals(p, 1)
+    assert (first.pump, first.nozzle) == (p, 1) and first.volume_cl >= 0 and first.amount_cents >= 0
+    again = ctl.totals(p, 1)
+    assert (again.volume_cl, again.amount_cents) == (first.volume_cl, first.amount_cents)
+
+
+def test_restarted_controller_finds_the_pump_as_left(pump_line: PumpLine, p: int) -> None:
+    with make_controller(pump_line.url, list(pump_line.pumps)) as first:
+        online(first, p)
+        programmed(first, p)
+        first.authorize(p, nozzles=[1], volume_cl=300)
+    with make_controller(pump_line.url, list(pump_line.pumps)) as second:   # it only asks, never resets
+        st = second.wait_status(p, lambda s: s.state == PumpState.AUTHORIZED, WAIT)
+        assert st.pump == p
+        second.stop(p)
+        second.reset(p)
+
+
+def test_bad_arguments(ctl: DartController, pump_line: PumpLine, p: int) -> None:
+    with pytest.raises(ConfigError):
+        DartController("loop://", [])
+    with pytest.raises(ConfigError):
+        DartController("loop://", [33])
+    absent = min(set(range(1, 33)) - set(pump_line.pumps))
+    with pytest.raises(PumpError):
+        ctl.status(absent)
+    with pytest.raises(MessageError):
+        ctl.set_prices(p, {2: 1000})
+    with pytest.raises(MessageError):
+        ctl.authorize(p, nozzles=[1], volume_cl=100, amount_cents=100)
+    with pytest.raises(MessageError):
+        ctl.set_prices(p, {1: 1_000_000})
+
+
+# -- simulator only: a simulated customer at the nozzle, fault injection -------------------------------
+
+
+def test_programming_a_new_pump(line: DartLineSimulator, ctl: DartController) -> None:
     assert ctl.status(1).state == PumpState.NOT_PROGRAMMED
     with pytest.raises(PumpStateError):
         ctl.authorize(1, nozzles=[1])              # not programmed until prices are sent
@@ -170,6 +266,7 @@ def test_controller_restarted_mid_filling_reads_final_figures(line: DartLineSimu
         second.close()
 
 
+@pytest.mark.simulator
 def test_four_pumps_on_one_line() -> None:
     numbers = [1, 2, 7, 32]
     sims = [SimPump(n, flow_cl_per_s=FLOW) for n in numbers]
@@ -219,6 +316,7 @@ def test_line_faults_are_survived(line: DartLineSimulator, ctl: DartController) 
     assert pump.state == PumpState.AUTHORIZED
 
 
+@pytest.mark.simulator
 def test_fault_flow_stops_and_early_hang_up() -> None:
     faults = SimFaults(flow_stop_at_cl=250)
     with DartLineSimulator([SimPump(3, flow_cl_per_s=FLOW, faults=faults)]) as line:
@@ -258,23 +356,7 @@ def test_pump_restart_keeps_totals(line: DartLineSimulator, ctl: DartController)
     assert ctl.status(1).state == PumpState.RESET
 
 
-def test_bad_arguments() -> None:
-    with pytest.raises(ConfigError):
-        DartController("loop://", [])
-    with pytest.raises(ConfigError):
-        DartController("loop://", [33])
-    with DartLineSimulator([SimPump(1)]) as line, make_controller(line.port, [1]) as c:
-        online(c, 1)
-        with pytest.raises(PumpError):
-            c.status(2)
-        with pytest.raises(MessageError):
-            c.set_prices(1, {2: 1000})
-        with pytest.raises(MessageError):
-            c.authorize(1, nozzles=[1], volume_cl=100, amount_cents=100)
-        with pytest.raises(MessageError):
-            c.set_prices(1, {1: 1_000_000})
-
-
+@pytest.mark.simulator
 def test_suspend_pauses_and_resume_continues_a_filling() -> None:
     import time
 

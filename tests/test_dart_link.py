@@ -1,15 +1,15 @@
 """DART master link layer: every retry and TX# rule of the Wayne DART line protocol spec.
 
-The far end is a function from frame to reply bytes: usually the simulated pump's handle(), or a script.
-A fake clock advances as the link reads an empty line, so reply windows cost no wall time.
+Most tests need no device: the far end is a function from frame to reply bytes (the simulated pump's
+handle(), or a script) and a fake clock advances as the link reads an empty line, so reply windows cost
+no wall time. The tests at the end talk to the pump line of --device-url (tests/conftest.py): the
+simulator on a pty by default, or a bench line.
 """
 
 from __future__ import annotations
 
-import os
-import select
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import serial  # type: ignore[import-untyped]
@@ -19,6 +19,7 @@ from drivers.pump import dart
 from drivers.pump.link import DartLink
 from drivers.pump.sim_line import DartLineSimulator
 from drivers.pump.simulator import SimPump
+from tests.conftest import PumpLine
 
 Peer = Callable[[dart.Frame], "bytes | None"]
 
@@ -297,28 +298,70 @@ def test_serial_errors_become_link_errors(fail: str) -> None:
         link.poll(1)
 
 
-# -- the simulated line stays silent on a CRC error -----------------------------------------------------
-def _read_for(fd: int, seconds: float, want: int = 1 << 16) -> bytes:
+# -- over the device line: the simulator's pty, or a bench line ------------------------------------------
+@pytest.fixture
+def port(pump_line: PumpLine) -> Iterator[serial.Serial]:
+    """The line opened 8O1 at 9600 baud, as DartController opens it."""
+    with serial.serial_for_url(pump_line.url, baudrate=9600, bytesize=8, parity=serial.PARITY_ODD,
+                               stopbits=1, timeout=0.01) as opened:
+        yield opened
+
+
+def _read_for(port: serial.Serial, seconds: float, want: int = 1 << 16) -> bytes:
     out = b""
     end = time.monotonic() + seconds
     while time.monotonic() < end and len(out) < want:
-        if select.select([fd], [], [], 0.01)[0]:
-            out += os.read(fd, 256)
+        out += port.read(256)
     return out
 
 
-def test_pump_is_silent_on_crc_error() -> None:
-    with DartLineSimulator([SimPump(2)]) as sim:
-        fd = os.open(sim.port, os.O_RDWR | os.O_NOCTTY)
-        try:
-            bad = bytearray(dart.encode_data(0x51, 0, [(dart.CD1, b"\x00")]))
-            bad[4] ^= 0x01
-            os.write(fd, bytes(bad))
-            assert _read_for(fd, 0.15) == b""
-            assert sim.bad_frames == 1
-            os.write(fd, dart.encode_data(0x51, 0, [(dart.CD1, b"\x00")]))
-            assert _read_for(fd, 2.0, want=3) == dart.encode_short(0x51, dart.ACK, 0)
-            os.write(fd, dart.encode_short(0x50, dart.POLL))   # pump 1 is not on this line
-            assert _read_for(fd, 0.1) == b""
-        finally:
-            os.close(fd)
+def _poll_until(link: DartLink, pump: int, wanted: int, tries: int = 20) -> list[tuple[int, bytes]]:
+    """Poll until the pump reports transaction `wanted`; what it reported."""
+    seen: list[tuple[int, bytes]] = []
+    for _ in range(tries):
+        seen += link.poll(pump)
+        if any(code == wanted for code, _ in seen):
+            return seen
+    raise AssertionError(f"no transaction {wanted} in {tries} polls")
+
+
+def test_device_answers_a_status_request(port: serial.Serial, pump_line: PumpLine) -> None:
+    link = DartLink(port, reply_timeout=0.2)
+    p = pump_line.pump
+    link.poll(p)                                   # whatever it had pending (EOT or data), ACKed
+    assert link.online(p)
+    link.send(p, [(dart.CD1, bytes([dart.CMD_STATUS]))])
+    assert link.tx(p) == 1                         # our first frame carried TX# 0 and was ACKed
+    status = [data for code, data in _poll_until(link, p, dart.DC1) if code == dart.DC1]
+    assert status[-1][0] in (dart.ST_NOT_PROGRAMMED, dart.ST_RESET, dart.ST_AUTHORIZED, dart.ST_FILLING,
+                             dart.ST_FILLING_COMPLETED, dart.ST_MAX_REACHED, dart.ST_SWITCHED_OFF)
+
+
+def test_device_acks_every_txn_through_the_wrap(port: serial.Serial, pump_line: PumpLine) -> None:
+    link = DartLink(port, reply_timeout=0.2)
+    p = pump_line.pump
+    for _ in range(17):                            # TX# 0, 1..15, then 1 again
+        link.send(p, [(dart.CD1, bytes([dart.CMD_STATUS]))])
+    assert link.tx(p) == 2
+    _poll_until(link, p, dart.DC1)
+
+
+def test_device_is_silent_on_crc_error(port: serial.Serial, pump_line: PumpLine) -> None:
+    addr = dart.pump_address(pump_line.pump)
+    good = dart.encode_data(addr, 0, [(dart.CD1, bytes([dart.CMD_STATUS]))])
+    bad = bytearray(good)
+    bad[4] ^= 0x01
+    port.reset_input_buffer()
+    port.write(bytes(bad))
+    assert _read_for(port, 0.15) == b""
+    port.write(good)
+    assert _read_for(port, 2.0, want=3) == dart.encode_short(addr, dart.ACK, 0)
+    if pump_line.simulator is not None:
+        assert pump_line.simulator.bad_frames == 1
+
+
+def test_simulated_line_ignores_other_addresses(port: serial.Serial, pump_line: PumpLine,
+                                                simulator: DartLineSimulator) -> None:
+    absent = min(set(range(1, 33)) - set(pump_line.pumps))
+    port.write(dart.encode_short(dart.pump_address(absent), dart.POLL))   # no pump of that number here
+    assert _read_for(port, 0.1) == b""
