@@ -15,6 +15,7 @@ from typing import Any, get_type_hints
 from contracts.errors import ConfigError
 
 __all__ = [
+    "PROFILES",
     "PROFILE_ENV",
     "BankSection",
     "DevicesSection",
@@ -25,7 +26,21 @@ __all__ = [
     "load_config",
 ]
 
+# FORECOURT_PROFILE picks the default device URLs, as GPIOZERO_PIN_FACTORY picks gpiozero's pins: "pi"
+# (the terminal's own hardware, the default) or "sim" (in-process simulated devices, for a desktop or CI).
+# Keys set in [devices] win over either.
 PROFILE_ENV = "FORECOURT_PROFILE"
+PROFILES: dict[str, dict[str, str]] = {
+    "pi": {},
+    "sim": {"pump_line": "sim://", "card_reader": "memory://", "printer": "memory://"},
+}
+
+
+def _profile(name: str | None) -> dict[str, str]:
+    chosen = name if name is not None else os.environ.get(PROFILE_ENV, "") or "pi"
+    if chosen not in PROFILES:
+        raise ConfigError(f"unknown profile {chosen!r} (known: {', '.join(PROFILES)})", key=PROFILE_ENV)
+    return PROFILES[chosen]
 
 
 @dataclass(frozen=True)
@@ -132,7 +147,7 @@ def _check_values(cfg: TerminalConfig) -> None:
             raise ConfigError("bank.merchant_id must be 1..15 ASCII characters", key="bank.merchant_id")
 
 
-def _section(name: str, cls: type, raw: Any) -> Any:
+def _section(name: str, cls: type, raw: Any, defaults: dict[str, str] | None = None) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"[{name}] must be a table", key=name)
     hints = get_type_hints(cls)
@@ -141,7 +156,7 @@ def _section(name: str, cls: type, raw: Any) -> Any:
         if key not in known:
             raise ConfigError(f"unknown key '{key}' in [{name}] (known: {', '.join(sorted(known))})",
                               key=f"{name}.{key}")
-    values = {k: _coerce(name, k, v, hints[k]) for k, v in raw.items()}
+    values = {**(defaults or {}), **{k: _coerce(name, k, v, hints[k]) for k, v in raw.items()}}
     try:
         return cls(**values)
     except TypeError as exc:
@@ -154,8 +169,10 @@ _SECTIONS = {"terminal": TerminalSection, "mqtt": MqttSection, "devices": Device
              "timeouts": TimeoutsSection, "bank": BankSection}
 
 
-def load_config(path: str | os.PathLike[str]) -> TerminalConfig:
-    """Read and validate a terminal TOML file."""
+def load_config(path: str | os.PathLike[str], *, profile: str | None = None) -> TerminalConfig:
+    """Read and validate a terminal TOML file; device defaults come from `profile` (else $FORECOURT_PROFILE,
+    else "pi")."""
+    device_defaults = _profile(profile)
     p = Path(path)
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
@@ -169,7 +186,9 @@ def load_config(path: str | os.PathLike[str]) -> TerminalConfig:
                               key=name)
     if "terminal" not in raw:
         raise ConfigError(f"{p} has no [terminal] section", key="terminal")
-    parts = {name: _section(name, cls, raw[name]) for name, cls in _SECTIONS.items() if name in raw}
+    raw.setdefault("devices", {})
+    parts = {name: _section(name, cls, raw[name], device_defaults if name == "devices" else None)
+             for name, cls in _SECTIONS.items() if name in raw}
     cfg = TerminalConfig(**parts, source=str(p.resolve()))
     _check_values(cfg)
     return cfg

@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.errors import ConfigError
+from contracts.pump import PumpState
 from firmware.config import (
+    PROFILE_ENV,
     BankSection,
     DevicesSection,
     MqttSection,
@@ -77,6 +79,37 @@ def test_minimal_file_takes_defaults(tmp_path: Path) -> None:
     assert cfg.devices == DevicesSection()
     assert cfg.timeouts == TimeoutsSection()
     assert cfg.mqtt.port == 1883 and cfg.devices.pumps == (1,)
+
+
+def test_profile_picks_device_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    path = write(tmp_path, MINIMAL)
+    assert load_config(path).devices == DevicesSection() == load_config(path, profile="pi").devices
+    monkeypatch.setenv(PROFILE_ENV, "sim")
+    sim = load_config(path).devices
+    assert (sim.pump_line, sim.card_reader, sim.printer) == ("sim://", "memory://", "memory://")
+    assert sim.panel == DevicesSection().panel                      # no simulated panel in-process
+    assert load_config(path, profile="pi").devices == DevicesSection()   # the argument wins (--profile)
+    bench = write(tmp_path, MINIMAL + '[devices]\npump_line = "/dev/ttyUSB0"\n', "bench.toml")
+    assert load_config(bench).devices.pump_line == "/dev/ttyUSB0"   # the file wins over the profile
+    assert load_config(bench).devices.card_reader == "memory://"
+
+
+def test_unknown_profile_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PROFILE_ENV, "raspberry")
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, MINIMAL))
+    assert err.value.context["key"] == PROFILE_ENV and "sim" in str(err.value)
+
+
+def test_sim_profile_devices_open_by_url(tmp_path: Path) -> None:
+    from drivers.devices import open_device
+
+    devices = load_config(write(tmp_path, MINIMAL), profile="sim").devices
+    assert open_device("card_reader", devices.card_reader) is not None
+    assert open_device("printer", devices.printer).output == b""
+    with open_device("pump_line", devices.pump_line, pumps=devices.pumps) as pumps:
+        assert pumps.wait_status(1, lambda s: s.state is not PumpState.OFFLINE, 5).pump == 1
 
 
 def test_state_dir_is_resolved_relative_to_the_file_not_the_cwd(tmp_path: Path,
