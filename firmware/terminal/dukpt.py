@@ -4,21 +4,19 @@ the journal (persisted before each PIN block leaves)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from contracts.errors import ConfigError
 from firmware.config_files import read_toml
 from firmware.programs.bank.setup import EXHAUSTED
 from firmware.sale.journal import Journal
 
-if TYPE_CHECKING:
-    from drivers.pinpad.dukpt_aes import TerminalDukpt
-
 __all__ = ["load_dukpt"]
 
 
-def load_dukpt(path: Path, journal: Journal) -> TerminalDukpt | None:
-    """None once the keys are exhausted (the PIN pad must be re-keyed)."""
+def load_dukpt(path: Path, journal: Journal) -> Any:
+    """A drivers.pinpad.dukpt_aes.TerminalDukpt; None once the keys are exhausted (the PIN pad must be
+    re-keyed)."""
     from drivers.pinpad.dukpt_aes import TerminalDukpt
 
     raw = read_toml(path, "DUKPT key")
