@@ -155,7 +155,8 @@ def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dic
         device_id=sale["terminal"], station_id=sale["station"], pump=sale["pump"], nozzle=sale["nozzle"],
         product=sale["product"], volume_cl=sale["volume_cl"],
         amount_cents=sale["amount_cents"], price_milli=sale["price_milli"], card_masked=sale["card_masked"],
-        finished_at=finished, received_at=now, recovered=sale["recovered"], flags=",".join(dict.fromkeys(flags))))
+        finished_at=finished, received_at=now, recovered=sale["recovered"],
+        flags=",".join(dict.fromkeys(flags))))
     if auth is not None:
         auth.status = "completed"
     try:
