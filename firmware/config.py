@@ -49,6 +49,8 @@ class TerminalSection:
     station: str
     state_dir: str = "."
     language: str = "en"
+    # card programs offered, by name (firmware.programs.PROGRAMS); bank runs only with an acquirer
+    programs: tuple[str, ...] = ("fleet", "bank")
 
 
 @dataclass(frozen=True)
@@ -119,12 +121,18 @@ def _coerce(section: str, key: str, value: Any, kind: Any) -> Any:
                                                   for v in value):
             raise ConfigError(f"{where} must be a list of integers", key=where)
         return tuple(value)
+    if kind == tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings", key=where)
+        return tuple(value)
     if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
         raise ConfigError(f"{where} must be {kind.__name__}, got {type(value).__name__}", key=where)
     return value
 
 
 def _check_values(cfg: TerminalConfig) -> None:
+    if not cfg.terminal.programs or len(set(cfg.terminal.programs)) != len(cfg.terminal.programs):
+        raise ConfigError("terminal.programs must list distinct program names", key="terminal.programs")
     if cfg.devices.pump_baudrate not in (9600, 19200):
         raise ConfigError("devices.pump_baudrate must be 9600 or 19200", key="devices.pump_baudrate")
     bad = [p for p in cfg.devices.pumps if not 1 <= p <= 32]

@@ -363,3 +363,24 @@ def test_bad_bank_value_names_the_key(tmp_path: Path, line: str, key: str) -> No
 def test_bank_values_at_the_limits_are_accepted(tmp_path: Path, line: str, attr: str, value: object) -> None:
     cfg = load_config(write(tmp_path, MINIMAL + f"[bank]\n{line}\n"))
     assert getattr(cfg.bank, attr) == value
+
+
+def test_programs_default_and_choice(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL)).terminal.programs == ("fleet", "bank")
+    text = MINIMAL.replace('station = "ST-001"', 'station = "ST-001"\nprograms = ["bank"]')
+    assert load_config(write(tmp_path, text)).terminal.programs == ("bank",)
+
+
+@pytest.mark.parametrize("value", ['"fleet"', "[1]", "[]", '["fleet", "fleet"]'])
+def test_programs_must_be_distinct_names(tmp_path: Path, value: str) -> None:
+    text = MINIMAL.replace('station = "ST-001"', f'station = "ST-001"\nprograms = {value}')
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert err.value.context["key"] == "terminal.programs"
+
+
+def test_unknown_program_names_the_known_ones(tmp_path: Path) -> None:
+    from firmware.programs import build_programs
+
+    with pytest.raises(ConfigError, match="unknown card program 'loyalty' .*known: fleet, bank"):
+        build_programs(("fleet", "loyalty"), None)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from contracts import messages as m
 from firmware.config import TerminalConfig
 from firmware.hostlink import HostLink
 from firmware.keyfile import load_or_create_key
-from firmware.programs import PROGRAMS, build_programs
+from firmware.programs import build_programs
 from firmware.programs.build import ProgramDeps
 from firmware.sale.journal import Journal
 from firmware.sale.runner import SaleRunner
@@ -68,7 +68,7 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     deps = ProgramDeps(
         config=cfg, journal=journal, registry=host, pinpad=pinpad, magstripe=stripes is not None,
         open_device=lambda kind, url: open_device(kind, url, response_timeout=cfg.bank.response_timeout))
-    programs = build_programs(tuple(PROGRAMS), deps)
+    programs = build_programs(cfg.terminal.programs, deps)
     world = SaleWorld(
         terminal=tid, station_id=cfg.terminal.station, pump_numbers=dev.pumps, programs=programs, port=port,
         display=port, pumps=pumps, printer=printer, journal=journal, station=lambda: host.station,
