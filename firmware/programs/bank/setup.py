@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from contracts.errors import ConfigError
 from firmware.acquirer import messages as iso
 from firmware.acquirer.saf import StoreAndForward
 from firmware.config_files import read_toml
@@ -30,8 +29,6 @@ def build(deps: ProgramDeps) -> BankProgram | None:
     bank, state = cfg.bank, cfg.state_dir
     if not bank.acquirer:
         return None
-    if not bank.acquirer.startswith("tcp://"):
-        raise ConfigError("bank.acquirer must be tcp://host:port", key="bank.acquirer")
     emv = load_emv_config(read_toml(state / bank.emv_config, "EMV configuration"))
     saf = StoreAndForward(state / "advices.db", load_or_create_key(state / "saf.key"))
     sale_link = deps.open_device("acquirer", bank.acquirer)
