@@ -29,10 +29,10 @@ from typing import Self
 from contracts.errors import CardReaderError
 from hostsim.machine_pcscd import CONF_NAME, MachinePcscd
 from hostsim.vpcd_bridge import VPCD_PORT, VpcdBridge
+from hostsim.vpcd_driver import VPCD_DRIVER, reader_driver
 
 __all__ = ["VPCD_DRIVER", "MachinePcscd", "PcscDaemon"]
 
-VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 
 
 class PcscDaemon:
@@ -96,7 +96,7 @@ class PcscDaemon:
         (self.conf_dir / CONF_NAME).write_text(
             f'FRIENDLYNAME "{self.friendly_name}"\n'
             f"DEVICENAME /dev/null:{VPCD_PORT}\n"      # server mode, safe only inside the namespace
-            f"LIBPATH {VPCD_DRIVER}\n"
+            f"LIBPATH {reader_driver(self.state_dir)}\n"
             f"CHANNELID {VPCD_PORT}\n")
 
     def _start_as_root(self) -> None:

@@ -78,7 +78,8 @@ def bank_happy(run: Any) -> None:
     run.pin(PIN)
     rec = _fill_and_settle(run, mark, 2000)
     amount = (2000 * PRICE_MILLI + 500) // 1000
-    run.check(rec.program == "bank" and rec.preset == Preset.amount(15000), "pump preset to the 150.00 approved")
+    run.check(rec.program == "bank" and rec.preset == Preset.amount(15000),
+              "pump preset to the 150.00 approved")
     run.check(rec.amount_cents == amount, f"charged {amount} cents for 20.00 L")
     bank = rec.data
     run.check(bank.get("cryptogram") == "TC" and bank.get("arc") == "00", "card accepted the approval (TC)")

@@ -66,7 +66,7 @@ class VpcdBridge(threading.Thread):
         while not self.stopping.is_set():
             card = self._probe_card()
             if card is None:
-                self.stopping.wait(0.05)
+                self.stopping.wait(0.01)
                 continue
             try:
                 vpcd = self._vpcd_socket()
