@@ -9,7 +9,7 @@ import pytest
 from contracts.errors import ConfigError
 from contracts.track2 import parse_track2
 from drivers.cardreader import MemoryReader
-from firmware.magstripe import chip_card, entry_mode_for_swipe
+from firmware.programs.bank.magstripe import chip_card, entry_mode_for_swipe
 from hostsim.cards.emv import EmvCard
 from hostsim.cards.emv_profile import load_profile
 

@@ -1,4 +1,5 @@
-"""firmware.fleet: the fleet card read sequence against a replaying fake card, and through MemoryReader."""
+"""firmware.programs.fleet.card: the fleet card read sequence against a replaying fake card, and through
+MemoryReader."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from hypothesis import strategies as st
 
 from contracts.cards import luhn_ok
 from contracts.errors import CardError, CardNotAccepted, CardRemoved
-from firmware.fleet import FLEET_AID, READ_RECORD_1, SELECT_FLEET, FleetCardData, read_fleet_card
+from firmware.programs.fleet.card import (
+    FLEET_AID,
+    READ_RECORD_1,
+    SELECT_FLEET,
+    FleetCardData,
+    read_fleet_card,
+)
 from firmware.tlv import encode as t
 
 PAN = "7077001000000019"

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from contracts.errors import CardError, CardNotAccepted
 from contracts.track2 import Track2, parse_track2
-from firmware.magstripe import chip_card, entry_mode_for_swipe, expired, sells_goods
+from firmware.programs.bank.magstripe import chip_card, entry_mode_for_swipe, expired, sells_goods
 
 PAN = "4761739001010143"                     # test range 476173, Luhn-valid
 CONTENT = f"{PAN}=31062010000000000000"      # as in hostsim/fixtures/emv/visa_chip_broken.toml

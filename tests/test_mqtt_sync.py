@@ -21,9 +21,13 @@ from sqlalchemy import func, select
 from contracts import messages as m
 from contracts.cards import card_token, mask_pan
 from contracts.errors import HostUnavailable
+from contracts.reasons import DeclineReason
 from drivers.mqtt import MqttLink
 from firmware.hostlink import HostLink, sale_payload
-from firmware.journal import Journal
+from firmware.programs.bank.summary import BankSummary
+from firmware.sale.journal import Journal
+from firmware.sale.machine import SaleState
+from firmware.sale.record import Preset
 from registry.broker import broker_config
 from registry.models import Transaction
 from registry.seed import load_seed
@@ -120,10 +124,10 @@ class Terminal:
     host: HostLink
 
 
-def make_terminal(port: int, journal_path: Path) -> Terminal:
+def make_terminal(port: int, journal_path: Path, auth_timeout: float = 5.0) -> Terminal:
     journal = Journal(journal_path)
     link = MqttLink("127.0.0.1", port, TERMINAL)
-    host = HostLink(link, journal, TERMINAL, STATION)
+    host = HostLink(link, journal, TERMINAL, STATION, auth_timeout=auth_timeout)
     return Terminal(link, journal, host)
 
 
@@ -180,14 +184,26 @@ def wait_config(t: Terminal) -> dict[str, Any]:
     return t.host.config
 
 
-def completed_sale(journal: Journal, auth_id: str, volume_cl: int = 2000, kind: str = "fleet") -> str:
+BANK_SUMMARY = BankSummary(entry_mode="051", preauth_cents=12000, cvm_results="420300", aid="A0000000031010",
+                           app_label="VISA DEBIT", response_code="00", auth_code="A1B2C3").to_doc()
+
+
+def completed_sale(journal: Journal, auth_id: str, volume_cl: int = 2000, program: str = "fleet") -> str:
+    """A completed sale as the sale machine journals it. A fleet sale settles against the registry's
+    authorization (registry_auth in its data); a bank sale's reference is the acquirer's approval code."""
     sale_id = str(uuid.uuid4())
-    journal.begin_sale(sale_id, 1, mask_pan(PAN), card_token(b"k" * 32, PAN), kind=kind)
-    journal.transition(sale_id, "authorizing")
-    journal.transition(sale_id, "approved", auth_id=auth_id, allowed_cl=15000, nozzles=[1])
-    journal.transition(sale_id, "pump_authorized")
-    journal.transition(sale_id, "completed", nozzle=1, product="diesel", volume_cl=volume_cl,
-                       amount_cents=(volume_cl * 1659 + 500) // 1000, price_milli=1659,
+    journal.begin_sale(sale_id, 1, mask_pan(PAN), card_token(b"k" * 32, PAN), program=program)
+    journal.transition(sale_id, SaleState.AUTHORIZING)
+    if program == "bank":
+        journal.transition(sale_id, SaleState.APPROVED, preset=Preset.amount(12000), nozzles=[1],
+                           reference=auth_id, data=BANK_SUMMARY)
+    else:
+        journal.transition(sale_id, SaleState.APPROVED, preset=Preset.volume(15000), nozzles=[1],
+                           reference=auth_id, data={"registry_auth": auth_id})
+    journal.transition(sale_id, SaleState.PUMP_AUTHORIZED, totals_before={1: (0, 0)})
+    amount = (volume_cl * 1659 + 500) // 1000
+    journal.transition(sale_id, SaleState.COMPLETED, nozzle=1, product="diesel", volume_cl=volume_cl,
+                       amount_cents=amount, charged_cents=amount, price_milli=1659,
                        finished_at=time.time(), recovered=False, flags=[])
     return sale_id
 
@@ -230,38 +246,41 @@ def test_config_for_another_terminal_is_ignored(broker: Broker, terminal: Termin
 
 def test_authorize_round_trip_approved(registry: Registry, terminal: Terminal) -> None:
     wait_config(terminal)
-    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1, timeout=5)
-    assert answer["approved"] is True and answer["reason"] == "approved"
-    assert answer["allowed_cl"] == 15000 and answer["nozzles"] == seed_nozzles(1, 1)
-    assert answer["card_masked"] == "707700******0019"
-    uuid.UUID(answer["auth_id"])
+    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
+    assert isinstance(answer, m.AuthAnswer)
+    assert answer.approved is True and answer.reason is None
+    assert answer.allowed_cl == 15000 and answer.nozzles == tuple(seed_nozzles(1, 1))
+    assert answer.card_masked == "707700******0019"
+    assert answer.auth_id is not None
+    uuid.UUID(answer.auth_id)
 
 
 def test_authorize_round_trip_declined(registry: Registry, terminal: Terminal) -> None:
     wait_config(terminal)
-    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block("0000"), pump=1, timeout=5)
-    assert (answer["approved"], answer["reason"]) == (False, "wrong_pin")
+    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block("0000"), pump=1)
+    assert (answer.approved, answer.reason) == (False, DeclineReason.WRONG_PIN)
+    assert (answer.auth_id, answer.allowed_cl, answer.nozzles) == (None, 0, ())
     answer = terminal.host.authorize(pan="7077001000000027", expiry="2912",
-                                     pin_block=pin_block(pan="7077001000000027"), pump=1, timeout=5)
-    assert answer["reason"] == "limit_exhausted"
+                                     pin_block=pin_block(pan="7077001000000027"), pump=1)
+    assert answer.reason is DeclineReason.LIMIT_EXHAUSTED and not answer.approved
 
 
 def test_concurrent_requests_get_their_own_answers(registry: Registry, terminal: Terminal) -> None:
     wait_config(terminal)
-    results: dict[int, dict[str, Any]] = {}
+    results: dict[int, m.AuthAnswer] = {}
 
     def ask(pump: int) -> None:
-        results[pump] = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=pump,
-                                                timeout=5)
+        results[pump] = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=pump)
 
     threads = [threading.Thread(target=ask, args=(p,)) for p in (1, 2, 3, 9)]
     for th in threads:
         th.start()
     for th in threads:
         th.join(10)
-    assert [results[p]["nozzles"] for p in (1, 2, 3)] == [seed_nozzles(1, p) for p in (1, 2, 3)]
-    assert all(results[p]["approved"] for p in (1, 2, 3))
-    assert results[9]["reason"] == "pump_unknown"
+    assert [results[p].nozzles for p in (1, 2, 3)] == [tuple(seed_nozzles(1, p)) for p in (1, 2, 3)]
+    assert all(results[p].approved for p in (1, 2, 3))
+    assert len({results[p].auth_id for p in (1, 2, 3)}) == 3           # one authorization each
+    assert results[9].reason is DeclineReason.PUMP_UNKNOWN
 
 
 def test_broker_down_raises_host_unavailable_quickly(tmp_path: Path) -> None:
@@ -270,7 +289,7 @@ def test_broker_down_raises_host_unavailable_quickly(tmp_path: Path) -> None:
     try:
         start = time.monotonic()
         with pytest.raises(HostUnavailable):
-            t.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1, timeout=5)
+            t.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
         assert time.monotonic() - start < 1.0
         assert not t.host.online
     finally:
@@ -278,11 +297,18 @@ def test_broker_down_raises_host_unavailable_quickly(tmp_path: Path) -> None:
         t.journal.close()
 
 
-def test_registry_down_times_out_as_host_unavailable(broker: Broker, terminal: Terminal) -> None:
-    start = time.monotonic()
-    with pytest.raises(HostUnavailable, match="in time"):
-        terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1, timeout=0.5)
-    assert 0.4 <= time.monotonic() - start < 2.0
+def test_registry_down_times_out_as_host_unavailable(broker: Broker, tmp_path: Path) -> None:
+    t = make_terminal(broker.port, tmp_path / "journal.db", auth_timeout=0.5)    # the link's own timeout
+    t.link.start()
+    try:
+        assert t.link.wait_connected(5)
+        start = time.monotonic()
+        with pytest.raises(HostUnavailable, match="in time"):
+            t.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
+        assert 0.4 <= time.monotonic() - start < 2.0
+    finally:
+        t.link.stop()
+        t.journal.close()
 
 
 def test_broker_lost_mid_session_raises_quickly(broker: Broker, terminal: Terminal) -> None:
@@ -291,7 +317,7 @@ def test_broker_lost_mid_session_raises_quickly(broker: Broker, terminal: Termin
     assert wait_for(lambda: not terminal.host.online, 5)
     start = time.monotonic()
     with pytest.raises(HostUnavailable):
-        terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1, timeout=5)
+        terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
     assert time.monotonic() - start < 1.0
 
 
@@ -301,8 +327,9 @@ def test_completed_sale_is_synced_and_stored_once(registry: Registry, terminal: 
     wait_config(terminal)
     inbox = m.TOPICS["terminal_inbox"].format(terminal=TERMINAL)
     spy.watch(inbox)
-    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1, timeout=5)
-    sale_id = completed_sale(terminal.journal, answer["auth_id"])
+    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
+    assert answer.auth_id is not None
+    sale_id = completed_sale(terminal.journal, answer.auth_id)
     assert [r.id for r in terminal.journal.unsynced()] == [sale_id]
     terminal.host.start_sync()
     terminal.host.kick()
@@ -314,6 +341,7 @@ def test_completed_sale_is_synced_and_stored_once(registry: Registry, terminal: 
         assert tx is not None
         assert (tx.volume_cl, tx.amount_cents, tx.device_id, tx.flags) == (2000, 3318, TERMINAL, "")
         assert tx.card_masked == "707700******0019"
+        assert (tx.kind, tx.auth_id) == ("fleet", answer.auth_id)          # settled against its authorization
 
     # the same sale sent again (a retry after a lost ack) is acknowledged as a duplicate, never stored twice
     payload = m.encode(sale_payload(terminal.journal.get(sale_id), TERMINAL, STATION), m.SALE)
@@ -327,13 +355,15 @@ def test_sale_is_marked_synced_only_after_the_ack(broker: Broker, terminal: Term
     sales_topic = m.TOPICS["sales"].format(terminal=TERMINAL)
     inbox = m.TOPICS["terminal_inbox"].format(terminal=TERMINAL)
     spy.watch(sales_topic)
-    sale_id = completed_sale(terminal.journal, str(uuid.uuid4()))
+    auth_id = str(uuid.uuid4())
+    sale_id = completed_sale(terminal.journal, auth_id)
     terminal.host.start_sync()
     terminal.host.kick()
     assert wait_for(lambda: len(spy.got(sales_topic)) >= 1, 5)        # sent, but no registry to answer
     sent = m.decode(spy.got(sales_topic)[0], m.SALE)
     assert (sent["sale_id"] == sale_id and sent["volume_cl"] == 2000
             and sent["card_masked"] == "707700******0019")
+    assert (sent["kind"], sent["auth_id"]) == ("fleet", auth_id)      # the program, its registry_auth
     assert PAN not in spy.got(sales_topic)[0].decode()
     time.sleep(0.3)
     assert not terminal.journal.get(sale_id).synced
@@ -379,7 +409,7 @@ def test_bank_sale_is_synced_without_an_authorization_id(registry: Registry, ter
     wait_config(terminal)
     sales_topic = m.TOPICS["sales"].format(terminal=TERMINAL)
     spy.watch(sales_topic)
-    sale_id = completed_sale(terminal.journal, "A1B2C3", kind="bank")     # the acquirer's approval code
+    sale_id = completed_sale(terminal.journal, "A1B2C3", program="bank")   # the acquirer's approval code
     terminal.host.start_sync()
     terminal.host.kick()
     assert wait_for(lambda: terminal.journal.get(sale_id).synced, 5)
@@ -396,8 +426,9 @@ def test_sale_without_kind_from_an_older_terminal_is_stored_as_fleet(registry: R
     wait_config(terminal)
     inbox = m.TOPICS["terminal_inbox"].format(terminal=TERMINAL)
     spy.watch(inbox)
-    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1, timeout=5)
-    old = sale_payload(terminal.journal.get(completed_sale(terminal.journal, answer["auth_id"])), TERMINAL,
+    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
+    assert answer.auth_id is not None
+    old = sale_payload(terminal.journal.get(completed_sale(terminal.journal, answer.auth_id)), TERMINAL,
                        STATION)
     del old["kind"]
     spy.link.publish(m.TOPICS["sales"].format(terminal=TERMINAL), json.dumps({"v": 1, **old}).encode())
@@ -415,7 +446,7 @@ def test_sale_of_an_unknown_kind_is_malformed(registry: Registry, terminal: Term
     wait_config(terminal)
     doc = sale_payload(terminal.journal.get(completed_sale(terminal.journal, str(uuid.uuid4()))), TERMINAL,
                        STATION)
-    doc["kind"] = "cash"
+    doc["kind"] = "Cash!"             # any lower-case id names a program; this names none
     spy.link.publish(m.TOPICS["sales"].format(terminal=TERMINAL), json.dumps({"v": 1, **doc}).encode())
     assert wait_for(lambda: registry.malformed == 1, 5), registry.malformed
     assert registry_rows(registry, doc["sale_id"]) == 0
@@ -437,8 +468,8 @@ def test_malformed_payloads_are_counted_and_the_registry_keeps_answering(
                        STATION)
     spy.link.publish(m.TOPICS["sales"].format(terminal="T-0002"), m.encode(doc, m.SALE))
     assert wait_for(lambda: registry.malformed == 5, 5), registry.malformed
-    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1, timeout=5)
-    assert answer["approved"] is True
+    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
+    assert answer.approved is True
     assert registry_rows(registry, doc["sale_id"]) == 0
 
 
@@ -448,8 +479,8 @@ def test_payloads_that_break_the_json_parser_do_not_stop_the_registry(registry: 
     spy.link.publish(m.TOPICS["auth_request"], b'{"v":1,"pump":' + b"9" * 5000 + b"}")
     spy.link.publish(m.TOPICS["sales"].format(terminal=TERMINAL), b"[" * 60000)
     time.sleep(0.3)
-    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1, timeout=5)
-    assert answer["approved"] is True
+    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
+    assert answer.approved is True
 
 
 def test_parser_breaking_payloads_are_counted_as_malformed(registry: Registry, terminal: Terminal,
