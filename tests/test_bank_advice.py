@@ -485,11 +485,6 @@ def test_bank_receipt_without_a_summary_still_prints(tmp_path: Path) -> None:
     assert not {"Application", "AID", "Entry", "TVR"} & set(got)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="firmware bug: bank_receipt_for reads the journal's data with "
-                   "BankSummary.from_doc, which raises TypeError when entry_mode or preauth_cents is "
-                   "missing; the receipt of a sale with a damaged summary then stops SaleRunner.recover "
-                   "(the old receipt used .get)")
 def test_bank_receipt_of_a_summary_missing_its_entry_mode_still_prints(tmp_path: Path) -> None:
     sale = journaled_sale(tmp_path, {"aid": "A0000000031010", "app_label": "VISA DEBIT"})
     got = rows(bank_receipt_for(sale, head(sale)))

@@ -596,6 +596,13 @@ def _dump(path: Path) -> dict[str, Any]:
         raw.close()
 
 
+def _v2_data(row: dict[str, Any]) -> dict[str, Any]:
+    """A bank sale keeps its summary; a fleet sale settles against the registry's authorization."""
+    if row.get("kind", "fleet") == "bank":
+        return dict(json.loads(row["bank"])) if row.get("bank") else {}
+    return {"registry_auth": row["auth_id"]} if row.get("auth_id") else {}
+
+
 def _expected(row: dict[str, Any], created_at: float) -> dict[str, Any]:
     """What the version-2 SaleRecord of a version-1 row holds."""
     preset = (Preset.amount(row["allowed_cents"]) if row.get("allowed_cents") is not None
@@ -606,7 +613,7 @@ def _expected(row: dict[str, Any], created_at: float) -> dict[str, Any]:
         "program": row.get("kind", "fleet"), "card_masked": row["card_masked"],
         "card_token": row["card_token"],
         "preset": preset, "nozzles": tuple(json.loads(row.get("nozzles") or "[]")),
-        "reference": row.get("auth_id"), "data": json.loads(row["bank"]) if row.get("bank") else {},
+        "reference": row.get("auth_id"), "data": _v2_data(row),
         "adjuncts": {}, "nozzle": row.get("nozzle"), "product": row.get("product"),
         "volume_cl": row.get("volume_cl"), "amount_cents": row.get("amount_cents"),
         "charged_cents": row.get("amount_cents"), "price_milli": row.get("price_milli"),
@@ -741,10 +748,6 @@ def test_a_failing_migration_leaves_the_old_journal_intact(path: Path, schema: s
         j.close()
 
 
-@pytest.mark.xfail(strict=True, reason="firmware bug: _FROM_V1 copies a fleet sale's auth_id into reference "
-                   "but not into data['registry_auth'], which sale_payload sends as auth_id; a fleet sale "
-                   "left unsynced (or open) by a version-1 terminal syncs without its authorization and the "
-                   "registry stores it flagged unknown_authorization, never billed")
 def test_a_migrated_fleet_sale_still_syncs_against_its_authorization(path: Path) -> None:
     _v1_journal(path, _V1_SCHEMA, V1_ROWS)
     j = Journal(path)

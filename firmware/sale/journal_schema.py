@@ -30,14 +30,18 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-# version 1 rows: a bank sale's preset is its amount, a fleet sale's its volume
+# version 1 rows: a bank sale's preset is its amount, a fleet sale's its volume; a fleet sale settles
+# against the registry's authorization (data.registry_auth, as firmware.programs.fleet grants it)
 _FROM_V1 = """
 INSERT INTO sales (id, state, pump, program, card_masked, card_token, preset_kind, preset_value, nozzles,
     reference, data, nozzle, product, volume_cl, amount_cents, charged_cents, price_milli, totals_before,
     reason, flags, recovered, receipt_started, receipt_printed, synced, created_at, finished_at)
 SELECT id, state, pump, kind, card_masked, card_token,
     CASE WHEN allowed_cents IS NOT NULL THEN 'amount' WHEN allowed_cl IS NOT NULL THEN 'volume' END,
-    COALESCE(allowed_cents, allowed_cl), nozzles, auth_id, COALESCE(bank, '{}'), nozzle, product,
+    COALESCE(allowed_cents, allowed_cl), nozzles, auth_id,
+    CASE WHEN kind = 'bank' THEN COALESCE(bank, '{}')
+         WHEN auth_id IS NOT NULL THEN json_object('registry_auth', auth_id) ELSE '{}' END,
+    nozzle, product,
     volume_cl, amount_cents, amount_cents, price_milli, totals_before, reason, flags, recovered,
     receipt_started, receipt_printed, synced, created_at, finished_at
 FROM sales_v1

@@ -167,7 +167,10 @@ class SaleRunner:
                 self._recover_pump(rec.id, pump_wait)
             done.append(rec.id)
         for rec in w.journal.unprinted():
-            self.pump.print_receipt(rec)
+            try:
+                self.pump.print_receipt(rec)
+            except Exception:   # a damaged row must not stop the terminal: the attendant reprints it
+                log.exception("receipt not printed", extra={"sale_id": rec.id})
         return done
 
     def recover_interrupted(self) -> list[str]:

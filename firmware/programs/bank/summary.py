@@ -35,8 +35,8 @@ class BankSummary:
     """What the journal, the receipt and the scenario report keep of one bank sale: AID, label, CVM,
     TVR/TSI, cryptogram and ARC, response and auth codes. Never a PAN, a track or a PIN."""
 
-    entry_mode: str
-    preauth_cents: int
+    entry_mode: str = ""
+    preauth_cents: int = 0
     cvm_results: str = "online_pin"      # 9F34 hex; a swiped card's PIN went to the acquirer
     aid: str | None = None
     app_label: str | None = None
