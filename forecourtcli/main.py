@@ -42,16 +42,16 @@ def cmd_terminal(args: argparse.Namespace) -> int:
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
+    from drivers.url import parse_url
     from firmware.logs import setup_logging
     from registry.server import Registry
 
     setup_logging(args.log_level, name="registry")
-    host, _, port = args.mqtt.rpartition(":")
-    if not port.isdigit():
-        raise ConfigError("--mqtt must be host:port")
+    mqtt = args.mqtt if not args.mqtt.startswith(":") else "127.0.0.1" + args.mqtt
+    host, port = parse_url(f"tcp://{mqtt}", key="--mqtt").address()
     state = Path(args.state_dir)
     state.mkdir(parents=True, exist_ok=True)
-    reg = Registry(args.db, state, host or "127.0.0.1", int(port), Path(args.seed) if args.seed else None)
+    reg = Registry(args.db, state, host, port, Path(args.seed) if args.seed else None)
     reg.run(_stop_on_signals())
     return EXIT_OK
 
