@@ -82,7 +82,7 @@ class HouseCard:
         if not diesel:
             return Decline(DeclineReason.PRODUCT_NOT_ALLOWED)
         steps.begin(pump, claim.card)
-        vehicle = steps.port.ask(Question("vehicle", "house.vehicle", max_len=6))
+        vehicle = steps.port.ask(Question("vehicle", max_len=6))
         steps.authorizing({"vehicle": vehicle})
         if vehicle in self.barred:
             return Decline(DeclineReason.UNKNOWN_CARD)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
 from contracts.reasons import LEGACY_REASONS, DeclineReason
 from contracts.screens import Screen
-from ui.screens import DECLINE_TEXTS, LANGUAGES, SCREENS, render
+from ui.screens import CARD_TEXTS, DECLINE_TEXTS, LANGUAGES, QUESTION_TEXTS, SCREENS, render
 
 OTHERS = [lang for lang in LANGUAGES if lang != "en"]
 
@@ -42,20 +44,30 @@ def test_every_decline_reason_is_translated(lang: str) -> None:
     assert all(text.strip() for text in DECLINE_TEXTS[lang].values())
 
 
-@pytest.mark.parametrize("lang", LANGUAGES)
-def test_every_screen_id_has_a_text_and_no_text_lacks_an_id(lang: str) -> None:
-    missing = {screen.value for screen in Screen} - set(SCREENS[lang])
-    stray = set(SCREENS[lang]) - {screen.value for screen in Screen}
-    assert not missing, f"{lang}: screens without text: {sorted(missing)}"
-    assert not stray, f"{lang}: texts for no screen id: {sorted(stray)}"
+# catalogue -> the keys it must have in every language: the enums' values, or English's own keys
+CATALOGUES: dict[str, tuple[Mapping[str, Mapping[str, Any]], set[str]]] = {
+    "screens": (SCREENS, {screen.value for screen in Screen}),
+    "reasons": (DECLINE_TEXTS, {reason.value for reason in DeclineReason}),
+    "questions": (QUESTION_TEXTS, set(QUESTION_TEXTS["en"])),
+    "cards": (CARD_TEXTS, set(CARD_TEXTS["en"])),
+}
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_every_decline_reason_has_a_text_and_no_text_lacks_a_reason(lang: str) -> None:
-    missing = {reason.value for reason in DeclineReason} - set(DECLINE_TEXTS[lang])
-    stray = set(DECLINE_TEXTS[lang]) - {reason.value for reason in DeclineReason}
-    assert not missing, f"{lang}: reasons without text: {sorted(missing)}"
-    assert not stray, f"{lang}: texts for no reason: {sorted(stray)}"
+@pytest.mark.parametrize("name", CATALOGUES)
+def test_every_catalogue_has_every_key_and_no_stray_one(name: str, lang: str) -> None:
+    texts, keys = CATALOGUES[name]
+    missing, stray = keys - set(texts[lang]), set(texts[lang]) - keys
+    assert not missing, f"{lang}: {name} without text: {sorted(missing)}"
+    assert not stray, f"{lang}: {name} texts for no key: {sorted(stray)}"
+    assert all(texts[lang].values())
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_questions_and_card_names_render_in_the_language(lang: str) -> None:
+    lines = render(Screen.QUESTION, lang, question="odometer", answer="12")
+    assert lines[:2] == (QUESTION_TEXTS[lang]["odometer"], "12")
+    assert CARD_TEXTS[lang]["loyalty"] in render(Screen.CARD_READ, lang, card="loyalty")[0]
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

@@ -7,10 +7,10 @@ from typing import Any
 
 from contracts.reasons import LEGACY_REASONS
 from contracts.screens import Screen
-from ui.texts_de import DECLINE_TEXTS_DE, SCREENS_DE
-from ui.texts_fr import DECLINE_TEXTS_FR, SCREENS_FR
+from ui.texts_de import CARD_TEXTS_DE, DECLINE_TEXTS_DE, QUESTION_TEXTS_DE, SCREENS_DE
+from ui.texts_fr import CARD_TEXTS_FR, DECLINE_TEXTS_FR, QUESTION_TEXTS_FR, SCREENS_FR
 
-__all__ = ["DECLINE_TEXTS", "LANGUAGES", "SCREENS", "render"]
+__all__ = ["CARD_TEXTS", "DECLINE_TEXTS", "LANGUAGES", "QUESTION_TEXTS", "SCREENS", "render"]
 
 SCREENS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "en": {
@@ -68,16 +68,33 @@ DECLINE_TEXTS: Mapping[str, Mapping[str, str]] = {
 }
 
 
+# A program's question to the cardholder (firmware.programs.base.Question.id) and the cards that ride
+# along a payment (an adjunct's name, on the card_read screen).
+QUESTION_TEXTS: Mapping[str, Mapping[str, str]] = {
+    "en": {"odometer": "Odometer", "vehicle": "Vehicle number", "driver_id": "Driver number"},
+    "de": QUESTION_TEXTS_DE,
+    "fr": QUESTION_TEXTS_FR,
+}
+CARD_TEXTS: Mapping[str, Mapping[str, str]] = {
+    "en": {"loyalty": "Loyalty", "voucher": "Voucher"},
+    "de": CARD_TEXTS_DE,
+    "fr": CARD_TEXTS_FR,
+}
+# fields whose value is a catalogue key, translated before the screen is filled in
+_FIELD_TEXTS = {"reason": DECLINE_TEXTS, "question": QUESTION_TEXTS, "card": CARD_TEXTS}
+
+
 def render(screen: Screen | str, language: str = "en", **fields: Any) -> tuple[str, ...]:
     """Lines of a screen with its fields filled in; unknown language falls back to English.
 
-    A reason field (a DeclineReason or its code; legacy codes such as "expired_card" too) becomes its text.
+    A reason field (a DeclineReason or its code; legacy codes such as "expired_card" too), a question and
+    a card field become their texts.
     """
     table = SCREENS.get(language, SCREENS["en"])
     lines = table.get(screen) or SCREENS["en"][screen]
-    if "reason" in fields:
-        code = str(fields["reason"])
-        code = LEGACY_REASONS[code].value if code in LEGACY_REASONS else code
-        texts = DECLINE_TEXTS.get(language, DECLINE_TEXTS["en"])
-        fields = {**fields, "reason": texts.get(code, code)}
+    for name, catalogue in _FIELD_TEXTS.items():
+        if name in fields:
+            code = str(fields[name])
+            code = LEGACY_REASONS[code].value if name == "reason" and code in LEGACY_REASONS else code
+            fields = {**fields, name: catalogue.get(language, catalogue["en"]).get(code, code)}
     return tuple(line.format(**fields) for line in lines)

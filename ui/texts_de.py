@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DECLINE_TEXTS_DE", "SCREENS_DE"]
+__all__ = ["CARD_TEXTS_DE", "DECLINE_TEXTS_DE", "QUESTION_TEXTS_DE", "SCREENS_DE"]
 
 SCREENS_DE: dict[str, tuple[str, ...]] = {
     "starting": ("Startet...",),
@@ -51,3 +51,9 @@ DECLINE_TEXTS_DE: dict[str, str] = {
     "card_error": "Kartenfehler", "cancelled": "Abgebrochen", "pump_busy": "Zapfsäule belegt",
     "interrupted": "Vorgang unterbrochen",
 }
+
+QUESTION_TEXTS_DE: dict[str, str] = {
+    "odometer": "Kilometerstand", "vehicle": "Fahrzeugnummer", "driver_id": "Fahrernummer",
+}
+
+CARD_TEXTS_DE: dict[str, str] = {"loyalty": "Kundenkarte", "voucher": "Gutschein"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DECLINE_TEXTS_FR", "SCREENS_FR"]
+__all__ = ["CARD_TEXTS_FR", "DECLINE_TEXTS_FR", "QUESTION_TEXTS_FR", "SCREENS_FR"]
 
 SCREENS_FR: dict[str, tuple[str, ...]] = {
     "starting": ("Démarrage...",),
@@ -49,3 +49,9 @@ DECLINE_TEXTS_FR: dict[str, str] = {
     "card_error": "Erreur carte", "cancelled": "Annulé", "pump_busy": "Pompe occupée",
     "interrupted": "Transaction interrompue",
 }
+
+QUESTION_TEXTS_FR: dict[str, str] = {
+    "odometer": "Kilométrage", "vehicle": "Numéro de véhicule", "driver_id": "Code conducteur",
+}
+
+CARD_TEXTS_FR: dict[str, str] = {"loyalty": "Carte fidélité", "voucher": "Bon"}

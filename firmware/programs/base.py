@@ -2,8 +2,9 @@
 
 A program claims a card, authorizes it (asking the cardholder through the port) into a typed Grant or
 Decline, settles the dispensed figures, recovers its half-done sales after a restart, and writes its part
-of the receipt. Adjuncts (loyalty, vouchers) ride along a payment: they may lower what is charged and
-act on the settled figures. The sale machine knows none of them by name.
+of the receipt. Optional: start()/close() for background work, and sells_offline = True for a program
+that can sell while the registry is away. Adjuncts (loyalty, vouchers) ride along a payment: they may
+lower what is charged and add receipt lines. The sale machine knows none of them by name.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from contracts.reasons import DeclineReason
 from contracts.receipt import ReceiptLine
 from contracts.screens import Screen
 from contracts.track2 import Track2
+from firmware.emv.apdu import Transmitter
 from firmware.sale.record import Preset, SaleRecord
 from firmware.station import Station
 
@@ -44,10 +46,6 @@ __all__ = [
 
 
 # -- how a card reaches the terminal -----------------------------------------------------------------
-class Transmitter(Protocol):
-    def transmit(self, apdu: bytes) -> bytes: ...
-
-
 @dataclass(frozen=True)
 class ChipCard:
     """A contact card that answered reset; APDUs go through reader."""
@@ -142,9 +140,9 @@ class ReceiptHead:
 
 @dataclass(frozen=True)
 class Question:
-    """A program's question to the cardholder: digits only, up to max_len (odometer, vehicle, driver)."""
+    """A program's question to the cardholder: digits only, up to max_len. id names its text in
+    ui.screens.QUESTION_TEXTS (odometer, vehicle, driver_id)."""
     id: str
-    prompt: str              # catalogue key of the question text
     max_len: int = 8
     min_len: int = 1
 

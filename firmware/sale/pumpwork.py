@@ -138,6 +138,19 @@ class PumpWork:
             self._stop_quietly(rec.pump)
         self.settle(w.journal.get(rec.id), recovered=recovered)
 
+    def recover(self, rec: SaleRecord, pump_wait: float) -> None:
+        """After a restart: follow a pump still released for the sale, else settle from its figures (a
+        pump that does not answer within pump_wait leaves the sale open and flagged)."""
+        try:
+            st = self.world.pumps.wait_status(rec.pump, lambda s: s.state is not PumpState.OFFLINE, pump_wait)
+        except PumpTimeout:
+            self.settle(rec, recovered=True)
+            return
+        if st.state in _RELEASED:
+            self.follow_in_background(rec, recovered=True)
+        else:
+            self.settle(rec, recovered=True)
+
     def _pump_lost(self, rec: SaleRecord) -> PumpStatus:
         """The pump stopped answering mid-sale: flag the sale, wait for the pump, then stop it."""
         w = self.world
@@ -198,8 +211,8 @@ class PumpWork:
         w = self.world
         flags = [*rec.flags, *figures.flags]
         preset = rec.preset
-        if preset is not None and figures.amount_cents and (
-                figures.amount_cents if preset.kind == "amount" else figures.volume_cl) > preset.value:
+        if preset is not None and (figures.amount_cents if preset.kind == "amount"
+                                   else figures.volume_cl) > preset.value:
             flags.append("over_authorized")     # the pump ran past its preset: the attendant collects
         discount = 0
         for adjunct in w.adjuncts:

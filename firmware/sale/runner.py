@@ -68,15 +68,20 @@ class SaleRunner:
     def __init__(self, world: SaleWorld) -> None:
         self.world = world
         self.pump = PumpWork(world)
-        self._riders: dict[str, Mapping[str, Any]] = {}    # adjunct cards read for the next payment
+        # adjunct cards read for the next payment: name -> (when read, its document)
+        self._riders: dict[str, tuple[float, Mapping[str, Any]]] = {}
 
     def unavailable_pumps(self) -> set[int]:
         """Followed pumps, and pumps whose last sale is still open (its figures are not yet settled)."""
         return self.pump.following() | {rec.pump for rec in self.world.journal.open_sales()}
 
-    def forget_riders(self) -> None:
-        """Drop adjunct cards read without a payment following (the cardholder walked away)."""
+    def _take_riders(self) -> dict[str, Mapping[str, Any]]:
+        """The adjunct cards read for this payment; one read longer ago than timeouts.rider belonged to
+        a cardholder who walked away without paying, and is dropped."""
+        now, limit = self.world.clock.monotonic(), self.world.timeouts.rider
+        riders = {name: doc for name, (at, doc) in self._riders.items() if now - at <= limit}
         self._riders.clear()
+        return riders
 
     # -- card in -> pump released --------------------------------------------------------------------
     def serve(self, card: CardIn) -> str | None:
@@ -88,8 +93,7 @@ class SaleRunner:
         if isinstance(outcome, Decline):
             self._show(outcome)
             return None
-        riders, self._riders = self._riders, {}
-        steps = _Steps(self, outcome.program.name, riders)
+        steps = _Steps(self, outcome.program.name, self._take_riders())
         try:
             answer = outcome.program.authorize(outcome, steps)
         except Declined as exc:
@@ -115,7 +119,7 @@ class SaleRunner:
         for adjunct in w.adjuncts:
             doc = adjunct.claim(card)
             if doc is not None:
-                self._riders[adjunct.name] = doc
+                self._riders[adjunct.name] = (w.clock.monotonic(), doc)
                 w.port.show(Screen.CARD_READ, card=adjunct.name)
                 return None
         failed: CardError | None = None
@@ -164,7 +168,7 @@ class SaleRunner:
             if recovery(rec.state) is Recovery.SETTLE_UNRELEASED:
                 self.pump.complete_unreleased(rec, recovered=True)
             else:
-                self._recover_pump(rec.id, pump_wait)
+                self.pump.recover(rec, pump_wait)
             done.append(rec.id)
         for rec in w.journal.unprinted():
             try:
@@ -187,19 +191,3 @@ class SaleRunner:
             w.journal.transition(rec.id, SaleState.DECLINED, reason=decline.reason, recovered=True)
             done.append(rec.id)
         return done
-
-    def _recover_pump(self, sale_id: str, pump_wait: float) -> None:
-        from contracts.errors import PumpTimeout
-        from contracts.pump import PumpState
-
-        w = self.world
-        rec = w.journal.get(sale_id)
-        try:
-            st = w.pumps.wait_status(rec.pump, lambda s: s.state is not PumpState.OFFLINE, pump_wait)
-        except PumpTimeout:
-            self.pump.settle(rec, recovered=True)   # leaves it open and flagged
-            return
-        if st.state in (PumpState.AUTHORIZED, PumpState.FILLING):
-            self.pump.follow_in_background(rec, recovered=True)
-        else:
-            self.pump.settle(rec, recovered=True)

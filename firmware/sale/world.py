@@ -53,6 +53,7 @@ class SaleTimeouts:
     nozzle_lift: float = 120.0
     filling: float = 900.0
     pump_offline: float = 120.0    # how long a sale waits for a pump that stopped answering
+    rider: float = 60.0            # a loyalty card or voucher read waits this long for the payment card
 
 
 @dataclass

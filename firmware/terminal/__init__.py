@@ -76,8 +76,9 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
         timeouts=SaleTimeouts(nozzle_lift=cfg.timeouts.nozzle_lift, filling=cfg.timeouts.filling,
                               pump_offline=cfg.timeouts.pump_offline))
     runner = SaleRunner(world)
+    offline = any(getattr(p, "sells_offline", False) for p in programs)
     loop = Loop(runner=runner, port=port, reader=reader, stripes=stripes, pumps=pumps, host=host,
-                pump_numbers=dev.pumps, sells_offline=any(p.name == "bank" for p in programs))
+                pump_numbers=dev.pumps, sells_offline=offline)
     panel.show("starting")
     _lifecycle(programs, "start")
     link.start()

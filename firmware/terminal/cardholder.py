@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from contracts.errors import CardError, PinPadError, SaleCancelled
@@ -82,7 +82,7 @@ class PanelCardholder:
         self._serving.clear()
 
     # -- questions -----------------------------------------------------------------------------------
-    def _keys(self) -> Any:
+    def _keys(self) -> Iterator[str]:
         """Keys until the prompt's deadline; CANCEL ends the prompt."""
         deadline = self._clock() + self.timeout
         while self._clock() < deadline:
@@ -114,7 +114,7 @@ class PanelCardholder:
     def ask(self, question: Question) -> str:
         answer = ""
         self.panel.flush_keys()
-        self.panel.show(Screen.QUESTION, question=question.prompt, answer="")
+        self.panel.show(Screen.QUESTION, question=question.id, answer="")
         for key in self._keys():
             if key.isdigit() and len(answer) < question.max_len:
                 answer += key
@@ -122,7 +122,7 @@ class PanelCardholder:
                 answer = ""
             elif key == "ENTER" and len(answer) >= question.min_len:
                 return answer
-            self.panel.show(Screen.QUESTION, question=question.prompt, answer=answer)
+            self.panel.show(Screen.QUESTION, question=question.id, answer=answer)
         raise SaleCancelled("no answer")
 
     def _stars(self, screen: Screen) -> Callable[[int], None]:

@@ -106,7 +106,7 @@ def _one_sale(loop: Loop, card: CardIn | None) -> None:
         port.end()
 
 
-def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.1) -> None:
+def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
     shown: Screen | None = None
     last_recover = last_check = time.monotonic()
     host, reader = loop.host, loop.reader

@@ -12,6 +12,7 @@ the summary (AID, TVR, TSI, ARC, CVM), never the PAN, track 2 or a PIN block.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -142,8 +143,6 @@ class Acquirer:
         self._queue(sale_id, ctx, charged_cents, None)
 
     def _queue(self, sale_id: str, ctx: CardContext, amount: int, reason: iso.ReversalReason | None) -> None:
-        import datetime as dt
-
         kind, raw = build_final_advice(ctx, terminal=self.setup.terminal, dispensed=amount,
                                        stan=self.setup.stan.next(), when=dt.datetime.now().astimezone(),
                                        reason=reason)

@@ -19,8 +19,6 @@ from contracts.errors import (
     CardRemoved,
     JournalError,
     MessageError,
-    PinPadError,
-    SaleCancelled,
     SyncError,
 )
 from contracts.reasons import DeclineReason
@@ -47,6 +45,7 @@ from firmware.programs.base import (
     SaleSteps,
     Swipe,
 )
+from firmware.sale.machine import SaleState
 from firmware.sale.record import SaleRecord
 
 __all__ = ["BankProgram", "BankSetup"]
@@ -95,6 +94,7 @@ class _ChipWatch:
 
 class BankProgram:
     name = "bank"
+    sells_offline = True      # the acquirer authorizes: bank cards sell while the registry is away
 
     def __init__(self, setup: BankSetup) -> None:
         self.setup = setup
@@ -142,8 +142,6 @@ class BankProgram:
                 choose=prompts.choose_app, now=steps.now().replace(tzinfo=None), on_select=prompts.language)
         except CardRemoved:
             return Decline(DeclineReason.CARD_REMOVED, Screen.CARD_REMOVED)
-        except PinPadError:
-            raise SaleCancelled("PIN entry cancelled") from None
         except CardError as exc:
             log.warning("chip transaction failed", extra={"error": str(exc)})
             if isinstance(exc, CardNotAccepted) and not chip.faulted:
@@ -183,10 +181,7 @@ class BankProgram:
         if not sells_goods(track.service_code):
             return Decline(DeclineReason.NOT_ACCEPTED)
         pump = pump or steps.choose_pump()
-        try:
-            block = prompts.online_pin(track.pan)
-        except PinPadError:
-            raise SaleCancelled("PIN entry cancelled") from None
+        block = prompts.online_pin(track.pan)     # the port raises SaleCancelled on CANCEL or timeout
         steps.begin(pump, track.pan)
         card = iso.Card(pan=track.pan, expiry=track.expiry, entry_mode=mode, track2=track.raw)
         return self.acquirer.authorize(steps, pump, card, None, prompts, pin_block=block)
@@ -212,7 +207,7 @@ class BankProgram:
             raw = saf.held(sale.id)
             if raw is None:       # its advice (or nothing) was already settled before the crash
                 return Decline(DeclineReason.INTERRUPTED)
-            if sale.state == "authorizing":
+            if sale.state is SaleState.AUTHORIZING:
                 self.acquirer.reverse(sale.id, CardContext.loads(raw), iso.ReversalReason.TIMEOUT)
                 return Decline(DeclineReason.HOST_TIMEOUT)
             saf.drop(sale.id)     # never sent

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Protocol
 
 from contracts.cards import luhn_ok, mask_pan
 from contracts.errors import CardError, CardNotAccepted, MessageError
 from firmware import tlv
+from firmware.emv.apdu import Transmitter
 
 __all__ = ["FLEET_AID", "READ_RECORD_1", "SELECT_FLEET", "FleetCardData", "read_fleet_card"]
 
@@ -20,10 +20,6 @@ __all__ = ["FLEET_AID", "READ_RECORD_1", "SELECT_FLEET", "FleetCardData", "read_
 FLEET_AID = bytes.fromhex("F0464F5245464C54")
 SELECT_FLEET = bytes([0x00, 0xA4, 0x04, 0x00, len(FLEET_AID)]) + FLEET_AID + b"\x00"
 READ_RECORD_1 = bytes([0x00, 0xB2, 0x01, (1 << 3) | 0x04, 0x00])
-
-
-class Transmitter(Protocol):
-    def transmit(self, apdu: bytes) -> bytes: ...
 
 
 @dataclass(frozen=True, repr=False)
