@@ -9,11 +9,15 @@ its connection closes, so a removed card crashes it. We therefore run vpcd in se
 /dev/null:PORT, which binds all interfaces) inside a new network namespace whose only interface is its own
 loopback, and a bridge thread (hostsim.vpcd_bridge) relays bytes between it and the card server on the host's
 127.0.0.1.
+
+Since there can be only one, start() first takes a machine-wide lock (MACHINE_LOCK) and holds it until stop():
+a second run (another test session, the simulator) waits its turn instead of failing.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import os
 import shutil
@@ -31,8 +35,26 @@ from hostsim.machine_pcscd import CONF_NAME, MachinePcscd
 from hostsim.vpcd_bridge import VPCD_PORT, VpcdBridge
 from hostsim.vpcd_driver import VPCD_DRIVER, reader_driver
 
-__all__ = ["VPCD_DRIVER", "MachinePcscd", "PcscDaemon"]
+__all__ = ["MACHINE_LOCK", "VPCD_DRIVER", "MachinePcscd", "PcscDaemon"]
 
+MACHINE_LOCK = Path("/tmp/forecourt-pcscd.lock")
+LOCK_WAIT_S = float(os.environ.get("FORECOURT_PCSCD_WAIT", "900"))
+
+
+def _take_machine_lock(timeout: float) -> int:
+    """Open and flock MACHINE_LOCK, waiting up to timeout seconds; the caller closes the fd to release."""
+    fd = os.open(MACHINE_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise CardReaderError(f"another forecourt pcscd run held {MACHINE_LOCK} for {timeout:g} s") \
+                    from None
+            time.sleep(0.2)
 
 
 class PcscDaemon:
@@ -48,17 +70,19 @@ class PcscDaemon:
         self._proc: subprocess.Popen[bytes] | None = None
         self._bridge: VpcdBridge | None = None
         self._machine = MachinePcscd()
+        self._lock_fd: int | None = None
 
     # -- public ----------------------------------------------------------------------------------------
     def start(self, timeout: float = 10) -> Self:
         if self._proc is not None:
             return self
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            self._start_as_root()
-        else:
-            self._start_with_sudo()
+        self._lock_fd = _take_machine_lock(LOCK_WAIT_S)
         try:
+            if os.geteuid() == 0:
+                self._start_as_root()
+            else:
+                self._start_with_sudo()
             self._wait_for_reader(timeout)
         except BaseException:
             self.stop()
@@ -80,6 +104,9 @@ class PcscDaemon:
                     self._proc.wait(timeout=5)
             self._proc = None
         self._machine.restore()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def __enter__(self) -> Self:
         return self.start()
