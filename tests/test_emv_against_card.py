@@ -125,3 +125,39 @@ def test_blocked_pin_card() -> None:
     tvr = bits(result.tvr, Tvr)
     assert TvrBit.PIN_TRY_LIMIT_EXCEEDED in tvr and result.cryptogram is Cryptogram.AAC
     assert result.decision == "declined" and complete(result, IssuerResponse(b"00")).approved is False
+
+
+def forged(result: EmvResult, prof: dict[str, Any]) -> IssuerResponse:
+    """A hostile host: the right format and an approving ARC, but an ARPC it could not compute."""
+    genuine = approve(result, prof)
+    assert genuine.auth_data is not None
+    return IssuerResponse(b"00", bytes(b ^ 0x5A for b in genuine.auth_data[:8]) + genuine.auth_data[8:])
+
+
+@pytest.mark.parametrize("profile", ["visa_dda_online_pin", "mc_cda_offline_pin", "expired"])
+def test_forged_arpc_ends_in_aac(profile: str) -> None:
+    """Book 3 10.9 / Book 2 8.2: the card checks the ARPC, by EXTERNAL AUTHENTICATE or by 91 in CDOL2."""
+    result, prof, _ = run(profile)
+    final = complete(result, forged(result, prof))
+    assert not final.approved and final.cryptogram is Cryptogram.AAC
+    assert dict(parse(final.icc_data))[0x9F27][0] & 0xC0 == 0x00
+
+
+def test_cdol2_asks_for_issuer_authentication_data() -> None:
+    """An M/Chip card (AIP 3900: no EXTERNAL AUTHENTICATE) gets the host's 91 in the second GENERATE AC."""
+    prof = load_profile("mc_cda_offline_pin")
+    card = EmvCard(prof)
+    sent: list[bytes] = []
+
+    class Spy(MemoryReader):
+        def transmit(self, apdu: bytes) -> bytes:
+            sent.append(bytes(apdu))
+            return super().transmit(apdu)
+    reader = Spy(card)
+    reader.connect()
+    result = run_transaction(reader, config("0002"), 5000, online=True, now=NOW,
+                             pin_entry=lambda kind, tries, pan: PinInput(offline=OfflinePin("1234")))
+    response = approve(result, prof)
+    assert complete(result, response).approved
+    second = [a for a in sent if a[1] == 0xAE][-1]
+    assert response.auth_data is not None and second[5:5 + 10] == response.auth_data

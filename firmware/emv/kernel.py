@@ -257,10 +257,12 @@ def complete(result: EmvResult, issuer_response: IssuerResponse) -> EmvFinal:
         arc = issuer_response.arc
         auth = issuer_response.auth_data
         aip = store.get(0x82) or b"\x00\x00"
-        if auth and aip[0] & 0x04:
-            if any(tag == 0x91 for tag, _ in parse_dol(cdol2)):
-                store.set(0x91, auth)            # the card checks it in the second GENERATE AC
-            else:
+        if auth:
+            # Book 3 10.9: a card that asks for 91 in CDOL2 checks the ARPC in the second GENERATE AC,
+            # whatever its AIP says (M/Chip cards, AIP 38xx/39xx); otherwise EXTERNAL AUTHENTICATE when
+            # the AIP (byte 1 bit 3) says the card supports issuer authentication.
+            store.set(0x91, auth)
+            if aip[0] & 0x04 and not any(tag == 0x91 for tag, _ in parse_dol(cdol2)):
                 authenticated = authenticate_issuer(s.reader, store, auth)
         scripts += run_scripts(s.reader, store, issuer_response.scripts, final=False)
         kind = after_online(arc, s.config.approved_codes)
