@@ -119,6 +119,16 @@ def test_velocity_get_data_refused_sets_both_bits_and_floor_limit_zero() -> None
         TvrBit.UPPER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED]
 
 
+def test_new_card_bit_when_atc_unreadable_and_last_online_atc_zero() -> None:
+    """Book 3 10.6.3: a Last Online ATC Register of zero sets "new card" even if GET DATA ATC fails."""
+    store = trm_store()
+    answers = {bytes.fromhex("80CA9F1300"): t(0x9F13, b"\x00\x00") + OK}
+    terminal_risk_management(Answers(answers), store, 100, AidConfig(b"\xa0" * 5, floor_limit=10_000))
+    assert [b for b in TvrBit if b in store.tvr] == [
+        TvrBit.NEW_CARD, TvrBit.LOWER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED,
+        TvrBit.UPPER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED]
+
+
 @pytest.mark.parametrize(("amount", "number", "selected"),
                          [(100, 10, True), (100, 11, False), (750, 30, True), (750, 31, False),
                           (1000, 1, False)])

@@ -48,6 +48,8 @@ def _velocity(reader: Transmitter, store: DataStore) -> None:
     if lcol is None or ucol is None or len(lcol) != 1 or len(ucol) != 1:
         return
     atc, last_online = _counter(reader, 0x9F36), _counter(reader, 0x9F13)
+    if last_online == 0:                 # "new card" even when the ATC itself cannot be read (10.6.3)
+        store.tvr.set(TvrBit.NEW_CARD)
     if atc is None or last_online is None or atc <= last_online:
         store.tvr.set(TvrBit.LOWER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED)
         store.tvr.set(TvrBit.UPPER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED)
@@ -58,8 +60,6 @@ def _velocity(reader: Transmitter, store: DataStore) -> None:
         store.tvr.set(TvrBit.LOWER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED)
     if atc - last_online > ucol[0]:
         store.tvr.set(TvrBit.UPPER_CONSECUTIVE_OFFLINE_LIMIT_EXCEEDED)
-    if last_online == 0:
-        store.tvr.set(TvrBit.NEW_CARD)
 
 
 def terminal_risk_management(reader: Transmitter, store: DataStore, amount: int, aid: AidConfig, *,
