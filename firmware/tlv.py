@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from contracts.errors import MessageError
 
-__all__ = ["encode", "find", "is_constructed", "parse", "parse_unique"]
+__all__ = ["MAX_DEPTH", "encode", "find", "is_constructed", "parse", "parse_single", "parse_unique"]
+
+# Deepest template nesting find() follows. EMV nests at most 4 levels (6F > A5 > BF0C > 61, Book 1 11.3.4);
+# more is hostile input, refused with MessageError instead of exhausting the stack (issue 10).
+MAX_DEPTH = 16
 
 
 def _tag(data: bytes, i: int) -> tuple[int, int]:
@@ -66,13 +70,36 @@ def parse(data: bytes) -> list[tuple[int, bytes]]:
         if data[i] in (0x00, 0xFF):
             i += 1
             continue
-        tag, i = _tag(data, i)
-        length, i = _length(data, i)
-        if i + length > len(data):
-            raise MessageError("TLV value truncated", tag=f"{tag:X}", length=length)
-        out.append((tag, bytes(data[i:i + length])))
-        i += length
+        tag, value, i = _object(data, i)
+        out.append((tag, value))
     return out
+
+
+def _object(data: bytes, i: int) -> tuple[int, bytes, int]:
+    """The object starting at offset i: tag, value and the offset after it."""
+    tag, i = _tag(data, i)
+    length, i = _length(data, i)
+    if i + length > len(data):
+        raise MessageError("TLV value truncated", tag=f"{tag:X}", length=length)
+    return tag, bytes(data[i:i + length]), i + length
+
+
+def parse_single(data: bytes) -> tuple[int, bytes]:
+    """Exactly one object filling data: no padding or trailing bytes (a record is one 70 template).
+
+    >>> parse_single(bytes.fromhex("70035A0112"))
+    (112, b'Z\\x01\\x12')
+    >>> parse_single(bytes.fromhex("70035A0112FFFF"))
+    Traceback (most recent call last):
+        ...
+    contracts.errors.MessageError: TLV object followed by other bytes (tag=70 trailing=2)
+    """
+    if not data:
+        raise MessageError("TLV object missing")
+    tag, value, end = _object(data, 0)
+    if end != len(data):
+        raise MessageError("TLV object followed by other bytes", tag=f"{tag:X}", trailing=len(data) - end)
+    return tag, value
 
 
 def parse_unique(data: bytes) -> dict[int, bytes]:
@@ -107,12 +134,25 @@ def find(data: bytes, tag: int) -> bytes | None:
     '002a'
     >>> find(bytes.fromhex("77099F2701809F3602002A"), 0x9F26) is None
     True
+    >>> nested = bytes.fromhex("5A00")
+    >>> for _ in range(MAX_DEPTH + 1):
+    ...     nested = encode(0x70, nested)
+    >>> find(nested, 0x5A)
+    Traceback (most recent call last):
+        ...
+    contracts.errors.MessageError: TLV templates nested too deeply (limit=16)
     """
+    return _find(data, tag, 0)
+
+
+def _find(data: bytes, tag: int, depth: int) -> bytes | None:
+    if depth > MAX_DEPTH:
+        raise MessageError("TLV templates nested too deeply", limit=MAX_DEPTH)
     for t, v in parse(data):
         if t == tag:
             return v
         if is_constructed(t):
-            hit = find(v, tag)
+            hit = _find(v, tag, depth + 1)
             if hit is not None:
                 return hit
     return None

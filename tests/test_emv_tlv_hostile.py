@@ -113,6 +113,22 @@ def test_oversized_and_non_70_records() -> None:
                               parse_afl(bytes.fromhex("08010100")))
 
 
+@pytest.mark.parametrize("record", [GOOD_RECORD + b"\xff\xff", b"\x00" + GOOD_RECORD,
+                                    GOOD_RECORD + t(0x70, b"")], ids=["trailing FF FF", "leading 00", "two"])
+def test_record_is_exactly_one_70_template(record: bytes) -> None:
+    """Book 3 10.2: padding or a second object around template 70 makes the record malformed."""
+    with pytest.raises(CardError, match="70 template"):
+        read_application_data(ByInstruction({0xB2: record + OK}), DataStore(),
+                              parse_afl(bytes.fromhex("08010100")))
+
+    class BySfi(ByInstruction):
+        def transmit(self, apdu: bytes) -> bytes:      # SFI 1 good, SFI 11 the record under test
+            return (GOOD_RECORD if apdu[3] >> 3 == 1 else record) + OK
+    # SFI 11-30: such a record cannot serve for ODA (Book 3 10.3), so ODA fails
+    afl = parse_afl(bytes.fromhex("08010100" "58010101"))
+    assert read_application_data(BySfi({}), DataStore(), afl) is None
+
+
 @pytest.mark.parametrize("answer", [
     t(0x77, t(0x82, b"\x18\x00")),                          # no AFL
     t(0x6F, b"\x18\x00\x08\x01\x01\x00"),                   # wrong template

@@ -215,3 +215,23 @@ def test_parse_unique_rejects_a_repeated_tag() -> None:
     assert parse_unique(bytes.fromhex("5A02123482021900")) == {0x5A: b"\x12\x34", 0x82: b"\x19\x00"}
     with pytest.raises(MessageError, match="repeats"):
         parse_unique(bytes.fromhex("5A0212345A024321"))
+
+
+def nested(levels: int, inner: bytes = bytes.fromhex("5A0112")) -> bytes:
+    for _ in range(levels):
+        inner = tlv.encode(0x70, inner)
+    return inner
+
+
+def test_find_in_1000_nested_templates_is_a_message_error_not_recursion() -> None:
+    """Issue 10: depth is bounded by tlv.MAX_DEPTH; before, 1,000 templates raised RecursionError."""
+    with pytest.raises(MessageError, match="nested too deeply"):
+        tlv.find(nested(1000), 0x5A)
+    assert tlv.find(nested(tlv.MAX_DEPTH), 0x5A) == b"\x12"       # the limit itself is allowed
+
+
+def test_parse_single_wants_exactly_one_object() -> None:
+    assert tlv.parse_single(bytes.fromhex("70035A0112")) == (0x70, bytes.fromhex("5A0112"))
+    for bad in ("70035A0112FFFF", "0070035A0112", "70035A011270035A0112", "", "7003"):
+        with pytest.raises(MessageError):
+            tlv.parse_single(bytes.fromhex(bad))

@@ -56,6 +56,14 @@ def parse_afl(afl: bytes) -> tuple[AflEntry, ...]:
     return tuple(out)
 
 
+def _single(data: bytes) -> bool:
+    try:
+        tlv.parse_single(data)
+    except MessageError:
+        return False
+    return True
+
+
 def initiate(reader: Transmitter, store: DataStore, pdol: bytes) -> ProcessingOptions:
     """GET PROCESSING OPTIONS with the PDOL data (empty 83 without a PDOL); format 1 or 2 answer."""
     pdol_data = build_dol(pdol, store) if pdol else b""
@@ -103,7 +111,8 @@ def read_application_data(reader: Transmitter, store: DataStore, afl: tuple[AflE
                 objects = tlv.parse(resp.data)
             except MessageError as exc:
                 raise CardError("record is not valid BER-TLV", sfi=entry.sfi, record=number) from exc
-            is_70 = len(objects) == 1 and objects[0][0] == 0x70
+            # Book 3 10.2: a record is one template 70; padding or bytes after it make it malformed
+            is_70 = len(objects) == 1 and objects[0][0] == 0x70 and _single(resp.data)
             if entry.sfi <= 10 and not is_70:
                 raise CardError("record is not a 70 template", sfi=entry.sfi, record=number)
             if is_70:

@@ -106,10 +106,10 @@ def _pse_candidates(reader: Transmitter, aids: Sequence[AidConfig]) -> list[Cand
         if not rec.ok:
             return None
         try:
-            records = tlv.parse(rec.data)
-            if len(records) != 1 or records[0][0] != 0x70:
+            template, body = tlv.parse_single(rec.data)     # exactly one 70 template (Book 1 12.2.3)
+            if template != 0x70:
                 return None
-            for tag, value in tlv.parse(records[0][1]):
+            for tag, value in tlv.parse(body):
                 if tag != 0x61:
                     continue
                 entry = dict(tlv.parse(value))
