@@ -10,6 +10,8 @@ The authorization answer crosses into the terminal as a typed AuthAnswer, its re
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -31,8 +33,11 @@ __all__ = [
     "VERSION",
     "AuthAnswer",
     "Default",
+    "SaleAckReason",
     "decode",
+    "decode_field",
     "encode",
+    "parse_timestamp",
 ]
 
 VERSION = 1
@@ -47,6 +52,41 @@ def _int(lo: int, hi: int) -> Check:
 def _str(pattern: str) -> Check:
     rx = re.compile(pattern)
     return lambda v: isinstance(v, str) and rx.fullmatch(v) is not None
+
+
+def parse_timestamp(text: str) -> dt.datetime:
+    """A wire timestamp (UTC, "Z", ASCII digits, up to 6 fraction digits) as a naive UTC datetime.
+
+    Raises ValueError for anything else: a date that does not exist, year 0000, leap second 60, digits of
+    another script (a regex \\d and int() take those).
+
+    >>> parse_timestamp("2024-02-29T23:59:59.5Z")
+    datetime.datetime(2024, 2, 29, 23, 59, 59, 500000)
+    >>> parse_timestamp("2025-02-30T00:00:00Z")
+    Traceback (most recent call last):
+        ...
+    ValueError: day is out of range for month
+    """
+    if _TIMESTAMP.fullmatch(text) is None:
+        raise ValueError("not a UTC timestamp")
+    date, time = text[:-1].split("T")
+    hms, _, fraction = time.partition(".")
+    (year, month, day), (hour, minute, second) = date.split("-"), hms.split(":")
+    return dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                       int(fraction.ljust(6, "0")) if fraction else 0)
+
+
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z", re.ASCII)
+
+
+def _timestamp(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    try:
+        parse_timestamp(v)
+    except ValueError:
+        return False
+    return True
 
 
 def _opt(check: Check) -> Check:
@@ -97,9 +137,12 @@ SALE: Mapping[str, Check] = {
     "terminal": _ID, "station": _ID, "pump": _PUMP,
     "nozzle": _int(0, 15), "product": _opt(_ID), "volume_cl": _int(0, 10**7), "amount_cents": _MONEY,
     "price_milli": _int(0, 999_999), "card_masked": _str(r"[0-9*]{12,19}"),
-    "finished_at": _str(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"), "recovered": _BOOL,
+    "finished_at": _timestamp, "recovered": _BOOL,
     "flags": lambda v: isinstance(v, list) and all(_ID(f) for f in v),
 }
+# "stored" and "duplicate" say the registry holds the sale (reason "" or "held"); "rejected" that it never
+# will (reason a SaleAckReason), and the terminal parks it for an operator. Like AUTH_RESPONSE, the wire
+# admits any reason text, so that a terminal older than a code still reads the answer.
 SALE_ACK: Mapping[str, Check] = {"sale_id": _UUID, "status": _str(r"stored|duplicate|rejected"),
                                  "reason": _TEXT}
 TERMINAL_CONFIG: Mapping[str, Check] = {
@@ -108,6 +151,15 @@ TERMINAL_CONFIG: Mapping[str, Check] = {
 }
 
 APPROVED = "approved"      # AUTH_RESPONSE "reason" of an approval
+
+
+class SaleAckReason(enum.StrEnum):
+    """SALE_ACK "reason" codes besides "" (stored and counted)."""
+
+    HELD = "held"                        # stored apart for an operator: fails a registry check, not counted
+    MALFORMED = "malformed"              # rejected: the payload does not fit SALE
+    WRONG_TERMINAL = "wrong_terminal"    # rejected: sent on another terminal's topic
+    CONFLICT = "conflict"                # rejected: its sale_id is stored with other content (kept apart)
 
 
 @dataclass(frozen=True)
@@ -230,6 +282,15 @@ def decode(raw: bytes, schema: Mapping[str, Check]) -> dict[str, Any]:
             doc[name] = check.value
     _check(doc, schema)
     return doc
+
+
+def decode_field(value: Any, name: str, schema: Mapping[str, Check]) -> Any:
+    """value when it is valid as field `name` of schema, else None: for answering a payload that is not.
+
+    >>> decode_field("T-0001", "terminal", SALE), decode_field("T 0001", "terminal", SALE)
+    ('T-0001', None)
+    """
+    return value if value is not None and schema[name](value) else None
 
 
 def _check(doc: Mapping[str, Any], schema: Mapping[str, Check]) -> None:

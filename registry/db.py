@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 # declaration matches the model's column and is valid on both SQLite and PostgreSQL.
 _ADDED = (
     ("transactions", "kind", "VARCHAR(32) NOT NULL DEFAULT 'fleet'"),    # bank sales; all earlier are fleet
+    ("transactions", "held", "BOOLEAN NOT NULL DEFAULT FALSE"),         # registry checks; none held before
 )
 # Text columns made longer, as (table, column, length). Only PostgreSQL enforces a length (SQLite cannot
 # alter a column's type, and need not).

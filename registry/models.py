@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "Device",
     "Nozzle",
     "Product",
+    "SaleConflict",
     "Station",
     "Transaction",
     "Wallet",
@@ -125,3 +126,16 @@ class Transaction(Base):
     received_at: Mapped[dt.datetime]
     recovered: Mapped[bool] = mapped_column(default=False)
     flags: Mapped[str] = mapped_column(Text, default="")       # comma-separated; a sale's list is unbounded
+    # Failed a registry check (registry.checks): kept for an operator, never counted in a wallet's usage.
+    held: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+class SaleConflict(Base):
+    """A sale whose sale_id is stored with other content: kept apart, as received, for an operator."""
+
+    __tablename__ = "sale_conflicts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sale_id: Mapped[str] = mapped_column(String(36), index=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[dt.datetime]
+    payload: Mapped[str] = mapped_column(Text)       # the decoded SALE as JSON (a masked card number only)

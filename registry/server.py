@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 from pathlib import Path
@@ -86,15 +87,36 @@ class Registry:
             sale = m.decode(payload, m.SALE)
         except MessageError as exc:
             self.malformed += 1
-            log.warning("malformed sale dropped", extra={"error": str(exc), "terminal": terminal})
+            log.warning("malformed sale rejected", extra={"error": str(exc), "terminal": terminal})
+            self._reject(terminal, _sale_id(payload), m.SaleAckReason.MALFORMED)
             return
         if sale["terminal"] != terminal:
             self.malformed += 1
-            log.warning("sale on another terminal's topic dropped", extra={"terminal": terminal})
+            log.warning("sale on another terminal's topic rejected", extra={"terminal": terminal})
+            self._reject(terminal, sale["sale_id"], m.SaleAckReason.WRONG_TERMINAL)
             return
         with self.sessions() as s:
             ack = record_sale(s, sale, utcnow())
         self.link.publish(m.TOPICS["terminal_inbox"].format(terminal=terminal), m.encode(ack, m.SALE_ACK))
+
+    def _reject(self, terminal: str, sale_id: str | None, reason: m.SaleAckReason) -> None:
+        """A sale that can never be stored: tell its sender, who parks it instead of resending forever."""
+        if sale_id is None or m.decode_field(terminal, "terminal", m.SALE) is None:
+            return                                   # nobody to tell, or nothing it could match
+        ack = {"sale_id": sale_id, "status": "rejected", "reason": reason.value}
+        self.link.publish(m.TOPICS["terminal_inbox"].format(terminal=terminal), m.encode(ack, m.SALE_ACK))
+
+
+def _sale_id(payload: bytes) -> str | None:
+    """The sale_id of a payload that is no valid SALE, when it has a well-formed one."""
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    sale_id = m.decode_field(doc.get("sale_id"), "sale_id", m.SALE)
+    return sale_id if isinstance(sale_id, str) else None
 
 
 def terminal_config(s: Session, device: Device) -> dict[str, Any]:

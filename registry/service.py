@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import json
 import logging
-import uuid
 from typing import Any
 
 from psec.pinblock import decipher_pinblock_iso_4
@@ -20,13 +20,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contracts.cards import mask_pan
-from contracts.messages import AuthAnswer
+from contracts.messages import AuthAnswer, SaleAckReason, parse_timestamp
 from contracts.reasons import DeclineReason
+from registry.checks import sale_problems
 from registry.keys import RegistryKeys
-from registry.models import Authorization, Card, Device, Nozzle, Transaction, Wallet
+from registry.models import Authorization, Card, Device, Nozzle, SaleConflict, Transaction, Wallet
 
-__all__ = ["AUTH_TTL", "MAX_FILL_CL", "MAX_PIN_TRIES", "REGISTRY_PROGRAMS", "authorize", "record_sale",
-           "wallet_usage_cl"]
+__all__ = ["AUTH_TTL", "MAX_FILL_CL", "MAX_PIN_TRIES", "REGISTRY_PROGRAMS", "authorize", "held_sales",
+           "record_sale", "sale_conflicts", "wallet_usage_cl"]
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,13 @@ def _month_start(now: dt.datetime) -> dt.datetime:
 
 
 def wallet_usage_cl(session: Session, wallet_id: int, now: dt.datetime) -> int:
-    """Litres (cl) this calendar month: settled sales plus open, unexpired authorizations."""
+    """Litres (cl) this calendar month: settled sales plus open, unexpired authorizations.
+
+    A held sale (registry.checks) is not counted: its figures cannot be trusted, in either direction.
+    """
     settled = session.scalar(select(func.coalesce(func.sum(Transaction.volume_cl), 0)).where(
-        Transaction.wallet_id == wallet_id, Transaction.finished_at >= _month_start(now)))
+        Transaction.wallet_id == wallet_id, Transaction.held.is_(False),
+        Transaction.finished_at >= _month_start(now)))
     held = session.scalar(select(func.coalesce(func.sum(Authorization.allowed_cl), 0)).where(
         Authorization.wallet_id == wallet_id, Authorization.status == "open",
         Authorization.expires_at > now))
@@ -61,6 +66,8 @@ def _decline(req: dict[str, Any], reason: DeclineReason, masked: str | None = No
 
 def authorize(session: Session, keys: RegistryKeys, req: dict[str, Any], now: dt.datetime) -> AuthAnswer:
     """Check device, PIN, card status, product and monthly limit; reserve the allowed litres."""
+    if session.get(Authorization, req["request_id"]) is not None:
+        return _decline(req, DeclineReason.DO_NOT_HONOUR, why="request_id_reused")
     device = session.get(Device, req["terminal"])
     if device is None or device.status != "active" or device.station_id != req["station"]:
         # not the card's fault, and nothing the customer can mend: the host refuses
@@ -106,7 +113,9 @@ def authorize(session: Session, keys: RegistryKeys, req: dict[str, Any], now: dt
         session.commit()
         return _decline(req, DeclineReason.LIMIT_EXHAUSTED, masked)
     allowed = min(remaining, MAX_FILL_CL)
-    auth = Authorization(id=str(uuid.uuid4()), card_id=card.id, wallet_id=wallet.id, device_id=device.id,
+    # keyed by the terminal's request id: a terminal that crashed before it journaled the answer still
+    # knows the hold and closes it (a sale with nothing dispensed) on restart
+    auth = Authorization(id=req["request_id"], card_id=card.id, wallet_id=wallet.id, device_id=device.id,
                          pump=req["pump"], allowed_cl=allowed, status="open", created_at=now,
                          expires_at=now + AUTH_TTL)
     session.add(auth)
@@ -136,38 +145,88 @@ def _settled_authorization(session: Session, sale: dict[str, Any], flags: list[s
     return auth
 
 
+def _same_sale(tx: Transaction, sale: dict[str, Any]) -> bool:
+    """Whether a stored sale is the one received again. Flags are left out: the registry adds its own."""
+    stored = (tx.kind, tx.auth_id, tx.device_id, tx.station_id, tx.pump, tx.nozzle, tx.product, tx.volume_cl,
+              tx.amount_cents, tx.price_milli, tx.card_masked, tx.finished_at, tx.recovered)
+    return stored == (sale["kind"], sale["auth_id"], sale["terminal"], sale["station"], sale["pump"],
+                      sale["nozzle"], sale["product"], sale["volume_cl"], sale["amount_cents"],
+                      sale["price_milli"], sale["card_masked"], parse_timestamp(sale["finished_at"]),
+                      sale["recovered"])
+
+
+def _repeat(session: Session, tx: Transaction, sale: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """The answer to a sale_id already stored: a duplicate, or a conflict kept apart and raised."""
+    if _same_sale(tx, sale):
+        return {"sale_id": sale["sale_id"], "status": "duplicate", "reason": ""}
+    payload = json.dumps(sale, sort_keys=True)
+    known = session.scalar(select(SaleConflict.id).where(SaleConflict.sale_id == sale["sale_id"],
+                                                         SaleConflict.payload == payload))
+    if known is None:
+        session.add(SaleConflict(sale_id=sale["sale_id"], device_id=sale["terminal"], received_at=now,
+                                 payload=payload))
+        session.commit()
+        # the alarm: an operator must decide which version is true
+        log.error("sale conflict: one sale_id, two contents",
+                  extra={"alarm": "sale_conflict", "sale_id": sale["sale_id"], "terminal": sale["terminal"]})
+    return {"sale_id": sale["sale_id"], "status": "rejected", "reason": SaleAckReason.CONFLICT.value}
+
+
 def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
-    """Store a sale once, keyed by its UUID; a repeat is acknowledged as a duplicate.
+    """Store a sale once, keyed by its UUID. An identical repeat is a duplicate; a repeat with other
+    content a conflict, kept apart (SaleConflict) and rejected.
 
     A sale with an auth_id completes the registry authorization it was made on. One without (a bank
     sale, settled by the acquirer) is stored for station reports only; see the module docstring for a
-    program the registry authorizes.
+    program the registry authorizes. A sale that fails a check (registry.checks, the authorization) is
+    stored held: flagged, acknowledged with reason "held", never counted.
     """
     ack = {"sale_id": sale["sale_id"], "status": "stored", "reason": ""}
-    if session.scalar(select(Transaction.id).where(Transaction.sale_id == sale["sale_id"])) is not None:
-        return {**ack, "status": "duplicate"}
-    flags = list(sale["flags"])
-    auth = _settled_authorization(session, sale, flags)
-    finished = dt.datetime.fromisoformat(sale["finished_at"]).replace(tzinfo=None)
+    stored = session.scalar(select(Transaction).where(Transaction.sale_id == sale["sale_id"]))
+    if stored is not None:
+        return _repeat(session, stored, sale, now)
+    device = session.get(Device, sale["terminal"])
+    nozzle = session.scalar(select(Nozzle).where(
+        Nozzle.station_id == sale["station"], Nozzle.pump == sale["pump"], Nozzle.nozzle == sale["nozzle"]))
+    problems = sale_problems(sale, device, nozzle, now)
+    auth = _settled_authorization(session, sale, problems)
+    held = bool(problems)
     session.add(Transaction(
         sale_id=sale["sale_id"], kind=sale["kind"], auth_id=sale["auth_id"],
         card_id=auth.card_id if auth else None, wallet_id=auth.wallet_id if auth else None,
         device_id=sale["terminal"], station_id=sale["station"], pump=sale["pump"], nozzle=sale["nozzle"],
         product=sale["product"], volume_cl=sale["volume_cl"],
         amount_cents=sale["amount_cents"], price_milli=sale["price_milli"], card_masked=sale["card_masked"],
-        finished_at=finished, received_at=now, recovered=sale["recovered"],
-        flags=",".join(dict.fromkeys(flags))))
+        finished_at=parse_timestamp(sale["finished_at"]), received_at=now, recovered=sale["recovered"],
+        flags=",".join(dict.fromkeys([*sale["flags"], *problems])), held=held))
     if auth is not None:
-        auth.status = "completed"
+        auth.status = "completed"         # held or not, the sale used it: the hold on the wallet ends
     try:
         session.commit()
     except IntegrityError:
         # Another session stored this sale_id between the check above and the commit. Any other
         # constraint failure must not be acknowledged, or the terminal would drop an unstored sale.
         session.rollback()
-        if session.scalar(select(Transaction.id).where(Transaction.sale_id == sale["sale_id"])) is None:
+        stored = session.scalar(select(Transaction).where(Transaction.sale_id == sale["sale_id"]))
+        if stored is None:
             raise
-        return {**ack, "status": "duplicate"}
+        return _repeat(session, stored, sale, now)
+    if held:
+        log.warning("sale held for review", extra={"sale_id": sale["sale_id"], "terminal": sale["terminal"],
+                                                    "flags": ",".join(problems)})
+        return {**ack, "reason": SaleAckReason.HELD.value}
     log.info("sale stored",
              extra={"sale_id": sale["sale_id"], "kind": sale["kind"], "volume_cl": sale["volume_cl"]})
     return ack
+
+
+def held_sales(session: Session) -> list[Transaction]:
+    """Sales stored apart for an operator, oldest first."""
+    return list(session.scalars(select(Transaction).where(Transaction.held.is_(True))
+                                .order_by(Transaction.received_at, Transaction.id)).all())
+
+
+def sale_conflicts(session: Session) -> list[SaleConflict]:
+    """Second versions of stored sales, oldest first: each one an alarm for an operator."""
+    return list(session.scalars(select(SaleConflict)
+                                .order_by(SaleConflict.received_at, SaleConflict.id)).all())

@@ -4,6 +4,7 @@ every deviation is a MessageError that never echoes a PAN."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import doctest
 import json
 from collections.abc import Mapping
@@ -410,3 +411,38 @@ def test_auth_answer_from_any_decoded_response_is_an_answer_or_message_error(
     assert (answer.reason is None) is approved
     assert m.AuthAnswer.from_doc(answer.to_doc()) == answer
     m.encode(answer.to_doc(), m.AUTH_RESPONSE)
+
+
+# -- timestamps are parsed, not pattern-matched (issue 10) ------------------------------------------------
+
+@pytest.mark.parametrize("bad", [
+    "2025-02-30T00:00:00Z",                 # no such day
+    "2025-13-01T00:00:00Z", "2025-00-10T00:00:00Z", "2025-01-00T00:00:00Z",
+    "0000-01-01T00:00:00Z",                 # no year 0
+    "2025-01-01T24:00:00Z", "2025-01-01T23:60:00Z", "2025-01-01T23:59:60Z",
+    "\u0662\u0660\u0662\u0665-01-01T00:00:00Z",     # Arabic-Indic digits: \d and int() accept them
+    "2025-01-01T00:00:00.\u0661Z",
+    "2025-01-01T00:00:00.1234567Z",         # more than microseconds
+    "2025-01-01T00:00:00", "2025-1-01T00:00:00Z",
+])
+def test_sale_timestamp_that_is_no_real_instant_is_rejected(bad: str) -> None:
+    with pytest.raises(MessageError) as info:
+        m.decode(raw({"v": 1, **(valid("SALE") | {"finished_at": bad})}), m.SALE)
+    assert info.value.context == {"field": "finished_at"}
+
+
+@pytest.mark.parametrize(("text", "when"), [
+    ("2024-02-29T23:59:59Z", dt.datetime(2024, 2, 29, 23, 59, 59)),
+    ("2025-03-01T10:11:12.123456Z", dt.datetime(2025, 3, 1, 10, 11, 12, 123456)),
+    ("2025-03-01T10:11:12.5Z", dt.datetime(2025, 3, 1, 10, 11, 12, 500000)),
+    ("9999-12-31T23:59:59Z", dt.datetime(9999, 12, 31, 23, 59, 59)),     # a real instant: the registry
+])                                                                         # judges whether it is plausible
+def test_sale_timestamp_parses_to_its_instant(text: str, when: dt.datetime) -> None:
+    assert m.parse_timestamp(text) == when
+    assert m.decode(raw({"v": 1, **(valid("SALE") | {"finished_at": text})}), m.SALE)["finished_at"] == text
+
+
+def test_sale_ack_reasons_are_plain_codes() -> None:
+    for reason in m.SaleAckReason:
+        ack = {"sale_id": UUID1, "status": "rejected", "reason": reason.value}
+        assert m.decode(m.encode(ack, m.SALE_ACK), m.SALE_ACK) == ack

@@ -18,6 +18,16 @@ from pg_server import PostgresUnavailable, postgres_server
 from sqlalchemy import create_engine, event, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from test_registry_checks import (  # noqa: F401  (the same tests, collected here with the PostgreSQL env)
+    check_database_from_before_held_sales_is_upgraded,
+    test_different_resend_is_a_conflict_kept_apart_and_raised,
+    test_fleet_sale_over_its_authorization_is_held_and_not_counted,
+    test_identical_resend_is_a_duplicate_and_counted_once,
+    test_plausible_sales_are_counted,
+    test_sale_dated_9999_does_not_exhaust_a_wallet_in_later_months,
+    test_untrue_bank_sale_is_held,
+    test_untrue_fleet_sale_is_held_and_never_counted,
+)
 from test_registry_service import ACME, ACME2, NORTHWIND, NOW, SEED, Env, make_pre_kind_database
 
 from registry.db import open_database
@@ -104,6 +114,10 @@ def test_database_from_before_sale_kinds_is_upgraded(pg_url: str, tmp_path: Path
             engine.dispose()
     assert (kind["nullable"], getattr(kind["type"], "length", None)) == (False, 32)
     assert "'fleet'" in str(kind["default"])
+
+
+def test_database_from_before_held_sales_is_upgraded(pg_url: str, tmp_path: Path) -> None:
+    check_database_from_before_held_sales_is_upgraded(pg_url, tmp_path)
 
 
 def test_kind_column_of_the_first_registry_with_kinds_is_lengthened(pg_url: str, tmp_path: Path) -> None:

@@ -151,6 +151,11 @@ def make_pre_kind_database(engine: Engine) -> str:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
+    yield from sqlite_env(tmp_path)
+
+
+def sqlite_env(tmp_path: Path) -> Iterator[Env]:
+    """A seeded SQLite registry (the fixture env; other test modules use it too)."""
     path = tmp_path / "registry.db"
     engine, sessions = open_database(f"sqlite:///{path}")
     keys = load_or_create_keys(tmp_path / "keys" / "registry-keys.json")
@@ -542,7 +547,8 @@ def test_sale_of_another_program_cannot_settle_another_terminals_authorization(e
     a = env.auth(ACME)
     doc, _ = env.sale(a["auth_id"], kind="loyalty", terminal="T-0002")
     tx = env.transaction(doc["sale_id"])
-    assert (tx.wallet_id, tx.flags) == (None, "unexpected_authorization,unknown_authorization")
+    assert (tx.wallet_id, tx.flags, tx.held) == (
+        None, "unknown_terminal,unexpected_authorization,unknown_authorization", True)
     assert _auth_status(env, a["auth_id"]) == "open"
 
 
