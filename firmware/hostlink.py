@@ -81,9 +81,12 @@ class HostLink:
     def online(self) -> bool:
         return self.link.connected.is_set()
 
-    def authorize(self, *, pan: str, expiry: str, pin_block: bytes, pump: int) -> m.AuthAnswer:
-        req = {"request_id": str(uuid.uuid4()), "terminal": self.terminal, "station": self.station_id,
-               "pump": pump, "pan": pan, "expiry": expiry, "pin_block": pin_block.hex().upper()}
+    def authorize(self, *, pan: str, expiry: str, pin_block: bytes, pump: int,
+                  request_id: str | None = None) -> m.AuthAnswer:
+        """request_id: journaled by the caller first; the registry keys its hold by it."""
+        req = {"request_id": request_id or str(uuid.uuid4()), "terminal": self.terminal,
+               "station": self.station_id, "pump": pump, "pan": pan, "expiry": expiry,
+               "pin_block": pin_block.hex().upper()}
         raw = self.link.request(m.TOPICS["auth_request"], m.encode(req, m.AUTH_REQUEST), self.inbox,
                                 self.auth_timeout)
         try:

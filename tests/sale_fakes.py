@@ -22,6 +22,7 @@ from firmware.sale.machine import SaleState
 from firmware.sale.runner import SaleRunner
 from firmware.sale.world import SaleTimeouts, SaleWorld
 from firmware.station import NozzlePrice, Station
+from firmware.terminal.crashpoint import write_name
 
 __all__ = ["CANCEL", "Crash", "CrashingJournal", "FakeClock", "FakePumps", "ListPrinter",
            "ScriptedCardholder", "make_runner", "station"]
@@ -318,7 +319,8 @@ class ListPrinter:
 
 class CrashingJournal(Journal):
     """The real journal; crash = (when, what) raises Crash once, "before" or "after" the write that moves
-    a sale to state what (or sets the mark what: receipt_started, receipt_printed)."""
+    a sale to state what (or sets the mark what: receipt_started, receipt_printed; or "figures", the
+    settled figures journaled before the program books them)."""
 
     crash: tuple[str, str] | None = None
 
@@ -334,9 +336,10 @@ class CrashingJournal(Journal):
         self._maybe("after", "created")
 
     def transition(self, sale_id: str, state: SaleState, **fields: Any) -> None:
-        self._maybe("before", state.value)
+        name = write_name(state, fields)      # the state, or "figures" for the settled figures
+        self._maybe("before", name)
         super().transition(sale_id, state, **fields)
-        self._maybe("after", state.value)
+        self._maybe("after", name)
 
     def mark(self, sale_id: str, flag: str) -> None:
         self._maybe("before", flag)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -136,17 +136,32 @@ class HouseReader:
 
 
 class FakeRegistry:
-    """firmware.programs.fleet.program.Registry: answers an AuthAnswer or raises."""
+    """firmware.programs.fleet.program.Registry: answers an AuthAnswer or raises. Like registry.service, an
+    approval's authorization id is the request id, and the litres stay held (holds) until a synced sale
+    names that authorization (book)."""
 
     def __init__(self, answer: AuthAnswer | BaseException = FLEET_OK, online: bool = True) -> None:
         self.answer, self.online = answer, online
         self.asked: list[int] = []
+        self.requests: list[str] = []
+        self.holds: set[str] = set()
 
-    def authorize(self, *, pan: str, expiry: str, pin_block: bytes, pump: int) -> AuthAnswer:
+    def authorize(self, *, pan: str, expiry: str, pin_block: bytes, pump: int,
+                  request_id: str | None = None) -> AuthAnswer:
         self.asked.append(pump)
+        if request_id is None:
+            raise AssertionError("the fleet program names its request before asking")
+        self.requests.append(request_id)
         if isinstance(self.answer, BaseException):
             raise self.answer
-        return self.answer
+        if not self.answer.approved:
+            return self.answer
+        self.holds.add(request_id)
+        return replace(self.answer, request_id=request_id, auth_id=request_id)
+
+    def book(self, payload: dict[str, Any]) -> None:
+        """A synced sale: it completes the authorization it names."""
+        self.holds.discard(payload["auth_id"])
 
 
 class FakeAcquirer:
@@ -363,7 +378,10 @@ def test_sale(env_factory: Any, row: Sale) -> None:
     assert [r.id for r in env.journal.unsynced()] == [sale_id]    # the sale reaches the registry once
     payload = sale_payload(rec, "T-0001", "ST-1")
     assert payload["kind"] == row.kind and payload["volume_cl"] == row.volume
-    assert payload["auth_id"] == ("auth-7c9e6679" if row.kind == "fleet" else None)
+    assert payload["auth_id"] == (env.registry.requests[0] if row.kind == "fleet" else None)
+    if row.kind == "fleet":
+        env.registry.book(payload)
+        assert env.registry.holds == set()
     if row.kind == "house":
         assert env.ledger == {sale_id: row.charged}
     if row.kind == "bank":
@@ -419,20 +437,26 @@ DONE = f"{amount(V):012d}"
 CRASHES = [
     CrashAt("before-created", ALL, ("journal", "before:created"), None),
     CrashAt("created-not-asked", ALL, ("journal", "after:created"), S.DECLINED, DeclineReason.INTERRUPTED),
-    CrashAt("authorizing-host-not-asked", ("fleet", "house"), ("journal", "after:authorizing"), S.DECLINED,
+    CrashAt("authorizing-host-not-asked", ("house",), ("journal", "after:authorizing"), S.DECLINED,
             DeclineReason.INTERRUPTED),
+    # fleet: the registry may hold litres under the journaled request id; recovery closes that hold with a
+    # sale of nothing (issue 10, window 1)
+    CrashAt("authorizing-host-not-asked", ("fleet",), ("journal", "after:authorizing"), S.COMPLETED),
     CrashAt("authorizing-host-not-asked", ("bank",), ("journal", "after:authorizing"), S.DECLINED,
             DeclineReason.HOST_TIMEOUT, advice=("reversal", "68")),
     CrashAt("context-held-authorizing-not-journaled", ALL, ("journal", "before:authorizing"), S.DECLINED,
             DeclineReason.INTERRUPTED),
     CrashAt("0100-sent-no-0110", ("bank",), ("host", ""), S.DECLINED, DeclineReason.HOST_TIMEOUT,
             advice=("reversal", "68")),
-    CrashAt("host-declined-not-journaled", ("fleet", "house"), ("journal", "before:declined"), S.DECLINED,
+    CrashAt("host-declined-not-journaled", ("house",), ("journal", "before:declined"), S.DECLINED,
             DeclineReason.INTERRUPTED, declines=True),
+    CrashAt("host-declined-not-journaled", ("fleet",), ("journal", "before:declined"), S.COMPLETED,
+            declines=True),
     CrashAt("reversal-queued-decline-not-journaled", ("bank",), ("host-timeout", "before:declined"),
             S.DECLINED, DeclineReason.INTERRUPTED, advice=("reversal", "68")),
-    CrashAt("host-approved-not-journaled", ("fleet", "house"), ("journal", "before:approved"), S.DECLINED,
+    CrashAt("host-approved-not-journaled", ("house",), ("journal", "before:approved"), S.DECLINED,
             DeclineReason.INTERRUPTED),
+    CrashAt("host-approved-not-journaled", ("fleet",), ("journal", "before:approved"), S.COMPLETED),
     CrashAt("host-approved-not-journaled", ("bank",), ("journal", "before:approved"), S.DECLINED,
             DeclineReason.HOST_TIMEOUT, advice=("reversal", "68")),
     CrashAt("partial-approval-not-journaled", ("bank",), ("journal", "before:approved"), S.DECLINED,
@@ -514,12 +538,15 @@ def test_crash_and_recover(env_factory: Any, kind: str, row: CrashAt) -> None:
         assert rec.charged_cents == (amount(V) if row.volume else 0)
         assert [r.id for r in env.journal.unsynced()] == [rec.id]     # booked centrally once
         payload = sale_payload(rec, "T-0001", "ST-1")
-        assert payload["auth_id"] == ("auth-7c9e6679" if kind == "fleet" else None)
+        assert payload["auth_id"] == (rec.data["registry_request"] if kind == "fleet" else None)
+        assert env.registry.requests in ([], [payload["auth_id"]])    # the hold the registry keyed by it
+        env.registry.book(payload)
         assert payload["volume_cl"] == row.volume
         if kind == "house":
             assert env.ledger == {rec.id: rec.charged_cents}
     else:
         assert env.ledger == {} and env.journal.unsynced() == []
+    assert env.registry.holds == set()                            # no litres left held
 
 
 @pytest.mark.parametrize(("first", "second", "kind", "advice"), [

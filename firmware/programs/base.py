@@ -204,8 +204,10 @@ class CardProgram(Protocol):
         """Book what was charged (idempotent: may run again after a crash); returns flags to add."""
         ...
 
-    def recover(self, sale: SaleRecord) -> Decline:
-        """A sale of this program found created or authorizing after a restart: undo what may be held."""
+    def recover(self, sale: SaleRecord) -> Grant | Decline:
+        """A sale of this program found created or authorizing after a restart: undo what may be held
+        (Decline), or name the hold the host may have granted (Grant): the sale machine then completes
+        the sale with nothing dispensed, and settling that closes the hold."""
         ...
 
     def receipt(self, sale: SaleRecord, head: ReceiptHead) -> list[ReceiptLine]: ...

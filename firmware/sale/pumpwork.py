@@ -19,18 +19,26 @@ from contracts.receipt import ReceiptLine
 from contracts.screens import Screen
 from firmware.programs.base import Figures, ReceiptHead
 from firmware.receipt import format_litres, format_money
-from firmware.sale.machine import SaleState
+from firmware.sale.machine import OPEN_STATES, SaleState
 from firmware.sale.record import SaleRecord
 from firmware.sale.settlement import Totals, settle
 from firmware.sale.world import SaleWorld
 
-__all__ = ["PumpWork"]
+__all__ = ["PumpWork", "journaled_figures"]
 
 log = logging.getLogger(__name__)
 
 # A pump in one of these states mid-sale lost its filling display (RESET, power cycle, switch-off).
 _ENDED_WITHOUT_FIGURES = (PumpState.RESET, PumpState.NOT_PROGRAMMED, PumpState.SWITCHED_OFF)
 _RELEASED = (PumpState.AUTHORIZED, PumpState.FILLING)
+
+
+def journaled_figures(rec: SaleRecord) -> Figures | None:
+    """The figures journaled for an open sale before its program booked them, or None: not settled yet."""
+    if rec.state not in OPEN_STATES or rec.charged_cents is None:
+        return None
+    return Figures(nozzle=rec.nozzle or 0, product=rec.product, volume_cl=rec.volume_cl or 0,
+                   amount_cents=rec.amount_cents or 0, price_milli=rec.price_milli or 0)
 
 
 def _changed_from(seq: int) -> Callable[[PumpStatus], bool]:
@@ -182,8 +190,13 @@ class PumpWork:
 
     # -- settle --------------------------------------------------------------------------------------
     def settle(self, rec: SaleRecord, *, recovered: bool) -> None:
-        """Complete the sale with the pump's own figures, cross-checked against its totals."""
+        """Complete the sale with the pump's own figures, cross-checked against its totals (or with the
+        figures journaled already, if a crash stopped it after that)."""
         w = self.world
+        journaled = journaled_figures(rec)
+        if journaled is not None:
+            self.complete(rec, journaled, recovered=recovered, printed=bool(journaled.volume_cl))
+            return
         try:
             st = w.pumps.status(rec.pump)
             if st.state is PumpState.OFFLINE:
@@ -207,7 +220,36 @@ class PumpWork:
                       recovered=recovered, printed=False)
 
     def complete(self, rec: SaleRecord, figures: Figures, *, recovered: bool, printed: bool = True) -> None:
-        """Charge the figures less what adjuncts take off, let the program book it, journal, print."""
+        """Charge the figures less what adjuncts take off, let the program book it, journal, print.
+
+        The figures and the charge are journaled first (the sale stays open), then the program books them
+        (a bank 0220), then the sale is completed: a restart in between books the journaled figures again,
+        never figures read anew from a pump that may have moved on, so the journal and what the program
+        booked cannot differ. A sale whose figures are journaled already is completed with those."""
+        w = self.world
+        if journaled_figures(rec) is None:
+            rec = self._journal_figures(rec, figures)
+        settled = journaled_figures(rec)
+        if settled is None or rec.charged_cents is None:
+            raise ValueError("figures were journaled")
+        flags = list(rec.flags)
+        program = w.program(rec.program)
+        if program is None:     # the program was removed from the configuration: settle by hand
+            log.error("sale of a program not configured", extra={"sale_id": rec.id, "program": rec.program})
+            flags.append("program_unavailable")
+        else:
+            flags.extend(program.settle(rec, rec.charged_cents))
+        w.journal.transition(rec.id, SaleState.COMPLETED, nozzle=settled.nozzle, product=settled.product,
+                             volume_cl=settled.volume_cl, amount_cents=settled.amount_cents,
+                             charged_cents=rec.charged_cents, price_milli=settled.price_milli,
+                             finished_at=w.clock.time(), recovered=recovered,
+                             flags=list(dict.fromkeys(flags)))
+        w.on_completed()
+        if printed:
+            self.print_receipt(w.journal.get(rec.id))
+
+    def _journal_figures(self, rec: SaleRecord, figures: Figures) -> SaleRecord:
+        """Journal what the sale dispensed and what it charges, the sale still open."""
         w = self.world
         flags = [*rec.flags, *figures.flags]
         preset = rec.preset
@@ -220,20 +262,11 @@ class PumpWork:
             if doc is not None:
                 discount += max(0, adjunct.discount(doc, figures))
         charged = figures.amount_cents - min(discount, figures.amount_cents)
-        program = w.program(rec.program)
-        if program is None:     # the program was removed from the configuration: settle by hand
-            log.error("sale of a program not configured", extra={"sale_id": rec.id, "program": rec.program})
-            flags.append("program_unavailable")
-        else:
-            flags.extend(program.settle(rec, charged))
-        w.journal.transition(rec.id, SaleState.COMPLETED, nozzle=figures.nozzle, product=figures.product,
+        w.journal.transition(rec.id, rec.state, nozzle=figures.nozzle, product=figures.product,
                              volume_cl=figures.volume_cl, amount_cents=figures.amount_cents,
                              charged_cents=charged, price_milli=figures.price_milli,
-                             finished_at=w.clock.time(), recovered=recovered,
                              flags=list(dict.fromkeys(flags)))
-        w.on_completed()
-        if printed:
-            self.print_receipt(w.journal.get(rec.id))
+        return w.journal.get(rec.id)
 
     # -- receipt -------------------------------------------------------------------------------------
     def print_receipt(self, rec: SaleRecord) -> None:

@@ -17,7 +17,7 @@ from contracts.reasons import DeclineReason
 from contracts.screens import Screen
 from firmware.programs.base import CardIn, Claim, Decline, Declined, Grant
 from firmware.sale.machine import Recovery, SaleState, recovery
-from firmware.sale.pumpwork import PumpWork
+from firmware.sale.pumpwork import PumpWork, journaled_figures
 from firmware.sale.world import SaleWorld
 from firmware.station import Station
 
@@ -165,7 +165,9 @@ class SaleRunner:
             if rec.pump in busy:
                 continue
             log.info("recovering open sale", extra={"sale_id": rec.id, "state": rec.state.value})
-            if recovery(rec.state) is Recovery.SETTLE_UNRELEASED:
+            if journaled_figures(rec) is not None:   # settled, not yet completed: book those figures
+                self.pump.settle(rec, recovered=True)
+            elif recovery(rec.state) is Recovery.SETTLE_UNRELEASED:
                 self.pump.complete_unreleased(rec, recovered=True)
             else:
                 self.pump.recover(rec, pump_wait)
@@ -178,16 +180,23 @@ class SaleRunner:
         return done
 
     def recover_interrupted(self) -> list[str]:
-        """Sales stopped before the pump part: their program undoes what may be held (an approval)."""
+        """Sales stopped before the pump part: their program undoes what may be held (an approval), or
+        names a hold the host may have granted, which is then settled with nothing dispensed."""
         w = self.world
         done = []
         for rec in w.journal.sales_in(SaleState.CREATED, SaleState.AUTHORIZING):
             program = w.program(rec.program)
             try:
-                decline = program.recover(rec) if program is not None else Decline(DeclineReason.INTERRUPTED)
+                outcome = program.recover(rec) if program is not None else Decline(DeclineReason.INTERRUPTED)
             except Exception:   # one damaged sale must not stop the rest; it stays for the attendant
                 log.exception("sale not recovered; see the attendant", extra={"sale_id": rec.id})
                 continue
-            w.journal.transition(rec.id, SaleState.DECLINED, reason=decline.reason, recovered=True)
+            if isinstance(outcome, Grant):
+                w.journal.transition(rec.id, SaleState.APPROVED, preset=outcome.preset,
+                                     nozzles=list(outcome.nozzles), reference=outcome.reference,
+                                     data={**rec.data, **outcome.data}, recovered=True)
+                self.pump.complete_unreleased(w.journal.get(rec.id), recovered=True)
+            else:
+                w.journal.transition(rec.id, SaleState.DECLINED, reason=outcome.reason, recovered=True)
             done.append(rec.id)
         return done

@@ -14,10 +14,10 @@ from firmware.hostlink import HostLink
 from firmware.keyfile import load_or_create_key
 from firmware.programs import build_programs
 from firmware.programs.build import ProgramDeps
-from firmware.sale.journal import Journal
 from firmware.sale.runner import SaleRunner
 from firmware.sale.world import SaleTimeouts, SaleWorld
 from firmware.terminal.cardholder import PanelCardholder
+from firmware.terminal.crashpoint import open_journal
 from firmware.terminal.dukpt import load_dukpt
 from firmware.terminal.serve import Loop, apply_prices, serve
 
@@ -46,7 +46,7 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     state.mkdir(parents=True, exist_ok=True)
     tid, dev = cfg.terminal.id, cfg.devices
     pin_key = load_pin_key(state / dev.pin_key)
-    journal = Journal(state / "journal.db")
+    journal = open_journal(state / "journal.db")
     status_topic = m.TOPICS["status"].format(terminal=tid)
     link = MqttLink(cfg.mqtt.host, cfg.mqtt.port, f"forecourt-terminal-{tid}", keepalive=cfg.mqtt.keepalive,
                     will=(status_topic, b"offline"))

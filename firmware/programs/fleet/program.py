@@ -1,9 +1,16 @@
 """The fleet card program: claim a card with the fleet application, ask for the PIN, let the registry
-decide (card status, products at this pump, the wallet's litres) and preset the pump by volume."""
+decide (card status, products at this pump, the wallet's litres) and preset the pump by volume.
+
+The request id is journaled (state authorizing) before the registry is asked, and the registry keys the
+hold it grants by it (its authorization id is the request id). A restart that finds the sale still
+authorizing, its answer lost, closes that hold as a sale with nothing dispensed, instead of leaving the
+wallet's litres held until the registry lets them lapse.
+"""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Protocol
 
 from contracts.errors import CardNotAccepted, HostUnavailable
@@ -14,18 +21,22 @@ from contracts.screens import Screen
 from firmware.programs.base import CardIn, ChipCard, Claim, Decline, Grant, ReceiptHead, SaleSteps
 from firmware.programs.fleet.card import FleetCardData, read_fleet_card
 from firmware.receipt import fleet_receipt
+from firmware.sale.machine import SaleState
 from firmware.sale.record import Preset, SaleRecord
 
-__all__ = ["FleetProgram", "Registry"]
+__all__ = ["REQUEST", "FleetProgram", "Registry"]
 
 log = logging.getLogger(__name__)
+
+REQUEST = "registry_request"     # the journaled request id, which the registry keys its hold by
 
 
 class Registry(Protocol):
     """The registry's authorization service (firmware.hostlink.HostLink)."""
     @property
     def online(self) -> bool: ...
-    def authorize(self, *, pan: str, expiry: str, pin_block: bytes, pump: int) -> AuthAnswer: ...
+    def authorize(self, *, pan: str, expiry: str, pin_block: bytes, pump: int,
+                  request_id: str | None = None) -> AuthAnswer: ...
 
 
 class FleetProgram:
@@ -52,9 +63,11 @@ class FleetProgram:
         pump = steps.choose_pump()
         pin_block = steps.port.pin_block(card.pan)
         steps.begin(pump, card.pan)
-        steps.authorizing()
+        request_id = str(uuid.uuid4())
+        steps.authorizing({REQUEST: request_id})
         try:
-            answer = self.registry.authorize(pan=card.pan, expiry=card.expiry, pin_block=pin_block, pump=pump)
+            answer = self.registry.authorize(pan=card.pan, expiry=card.expiry, pin_block=pin_block, pump=pump,
+                                             request_id=request_id)
         except HostUnavailable as exc:
             log.warning("authorization failed", extra={"error": str(exc)})
             return Decline(DeclineReason.HOST_UNAVAILABLE, Screen.HOST_UNAVAILABLE)
@@ -64,14 +77,20 @@ class FleetProgram:
             return Decline(answer.reason or DeclineReason.DO_NOT_HONOUR)
         # registry_auth: the sale settles against this authorization when it syncs
         return Grant(Preset.volume(answer.allowed_cl), nozzles=answer.nozzles, reference=answer.auth_id,
-                     data={"registry_auth": answer.auth_id})
+                     data={REQUEST: request_id, "registry_auth": answer.auth_id})
 
     def settle(self, sale: SaleRecord, charged_cents: int) -> tuple[str, ...]:
         return ()      # the registry books it from the synced sale, once by its id
 
-    def recover(self, sale: SaleRecord) -> Decline:
-        # the registry's reservation of an authorization never used lapses there
-        return Decline(DeclineReason.INTERRUPTED)
+    def recover(self, sale: SaleRecord) -> Grant | Decline:
+        """Stopped while the registry was asked: it may hold litres under the request id. Use that hold
+        for a sale the pump never served (the sale machine completes it with nothing dispensed), so the
+        synced sale closes it. A registry that never approved stores it flagged, with nothing charged."""
+        request_id = sale.data.get(REQUEST) if sale.state is SaleState.AUTHORIZING else None
+        if not isinstance(request_id, str):
+            return Decline(DeclineReason.INTERRUPTED)    # the registry was never asked
+        return Grant(Preset.volume(0), nozzles=(), reference=request_id,
+                     data={REQUEST: request_id, "registry_auth": request_id})
 
     def receipt(self, sale: SaleRecord, head: ReceiptHead) -> list[ReceiptLine]:
         return fleet_receipt(**head.fields(), auth_id=sale.reference or "")
