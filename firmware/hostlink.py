@@ -119,7 +119,13 @@ class HostLink:
             if self._stop.is_set() or not self.online:
                 continue
             for rec in self.journal.unsynced():
-                payload = m.encode(sale_payload(rec, self.terminal, self.station_id), m.SALE)
+                try:
+                    payload = m.encode(sale_payload(rec, self.terminal, self.station_id), m.SALE)
+                except MessageError as exc:      # no registry could store it: set aside, keep syncing
+                    if self.journal.park(rec.id, m.SaleAckReason.MALFORMED.value):
+                        log.error("sale cannot be sent; parked for an operator",
+                                  extra={"sale_id": rec.id, "error": str(exc)})
+                    continue
                 try:
                     self.link.publish(m.TOPICS["sales"].format(terminal=self.terminal), payload, qos=1)
                 except HostUnavailable:
@@ -131,17 +137,23 @@ class HostLink:
         except MessageError as exc:
             log.warning("malformed message in inbox dropped", extra={"error": str(exc)})
             return
+        try:
+            rec = self.journal.get(ack["sale_id"])
+        except JournalError:
+            log.warning("ack for a sale this terminal does not know", extra={"sale_id": ack["sale_id"]})
+            return
+        if rec.synced:
+            return
         if ack["status"] in ("stored", "duplicate"):
-            try:
-                rec = self.journal.get(ack["sale_id"])
-            except JournalError:
-                log.warning("ack for a sale this terminal does not know", extra={"sale_id": ack["sale_id"]})
-                return
-            if not rec.synced:
-                self.journal.mark(rec.id, "synced")
-                log.info("sale synced", extra={"sale_id": rec.id, "status": ack["status"]})
-        else:
-            log.error("registry rejected sale", extra={"sale_id": ack["sale_id"], "reason": ack["reason"]})
+            self.journal.mark(rec.id, "synced")
+            # "held": stored apart for an operator at the registry; nothing to resend either way
+            log_at = logging.WARNING if ack["reason"] else logging.INFO
+            log.log(log_at, "sale synced", extra={"sale_id": rec.id, "status": ack["status"],
+                                                  "reason": ack["reason"]})
+        elif self.journal.park(rec.id, ack["reason"] or "rejected"):
+            # the registry will never store it: resending would repeat forever
+            log.error("registry rejected sale; parked for an operator",
+                      extra={"sale_id": rec.id, "reason": ack["reason"]})
 
     def _on_config(self, topic: str, payload: bytes, props: Any) -> None:
         try:

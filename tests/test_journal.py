@@ -338,7 +338,7 @@ def test_persisted_across_reopen(path: Path) -> None:
         assert j2.get_value("missing") is None
         j2.put("terminal_config", '{"version": 4}')      # upsert
         assert j2.get_value("terminal_config") == '{"version": 4}'
-        assert j2._db.execute("PRAGMA user_version").fetchone()[0] == journal_schema.VERSION == 2
+        assert j2._db.execute("PRAGMA user_version").fetchone()[0] == journal_schema.VERSION == 3
     finally:
         j2.close()
     # an independent reader sees the committed rows too
@@ -662,7 +662,7 @@ def test_version_1_journal_is_migrated_with_every_value(path: Path) -> None:
         assert [s for s, _ in j.events("f-done")] == ["created", "completed"]
         assert j.events("f-done")[0][1] == {"pump": 1, "kind": "fleet"}
         assert j.get_value("terminal_config") == '{"version": 2}' and j.get_value("acquirer_stan") == "000042"
-        assert j._db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert j._db.execute("PRAGMA user_version").fetchone()[0] == journal_schema.VERSION
         # the migrated sales go on along the machine's moves, and only those
         j.transition("f-pumping", S.COMPLETED, nozzle=2, volume_cl=300, amount_cents=498, charged_cents=498)
         with pytest.raises(JournalError, match="no such move"):
@@ -671,7 +671,7 @@ def test_version_1_journal_is_migrated_with_every_value(path: Path) -> None:
     finally:
         j.close()
     after = _dump(path)
-    assert after["version"] == 2
+    assert after["version"] == journal_schema.VERSION
     assert set(after["schema"]) == {"sales", "events", "kv", "sqlite_sequence"}       # no sales_v1 left
     raw = sqlite3.connect(path)
     try:
@@ -697,7 +697,7 @@ def test_first_release_journal_is_migrated_too(path: Path) -> None:
         _check_carried_over(j, first)
         assert {r.program for r in j.all_sales()} == {"fleet"}
         assert j.get("f-approved").preset == Preset.volume(15000)
-        assert j._db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert j._db.execute("PRAGMA user_version").fetchone()[0] == journal_schema.VERSION
     finally:
         j.close()
 
@@ -712,7 +712,7 @@ def test_opening_a_migrated_journal_again_changes_nothing(path: Path) -> None:
     finally:
         j.close()
     assert _dump(path) == once
-    assert once["version"] == 2
+    assert once["version"] == journal_schema.VERSION
 
 
 def test_opening_a_new_journal_again_changes_nothing(path: Path) -> None:
@@ -721,7 +721,7 @@ def test_opening_a_new_journal_again_changes_nothing(path: Path) -> None:
     complete(j, "s1")
     j.close()
     once = _dump(path)
-    assert once["version"] == 2
+    assert once["version"] == journal_schema.VERSION
     Journal(path).close()
     assert _dump(path) == once
 

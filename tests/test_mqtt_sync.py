@@ -31,7 +31,8 @@ from firmware.sale.record import Preset
 from registry.broker import broker_config
 from registry.models import Transaction
 from registry.seed import load_seed
-from registry.server import Registry
+from registry.server import Registry, utcnow
+from registry.service import held_sales, record_sale, sale_conflicts
 
 pytestmark = pytest.mark.system
 
@@ -489,3 +490,92 @@ def test_parser_breaking_payloads_are_counted_as_malformed(registry: Registry, t
     spy.link.publish(m.TOPICS["auth_request"], b'{"v":1,"pump":' + b"9" * 5000 + b"}")
     spy.link.publish(m.TOPICS["sales"].format(terminal=TERMINAL), b"[" * 60000)
     assert wait_for(lambda: registry.malformed == 2, 1.5), registry.malformed
+
+
+# -- sales the registry will never store are parked, not resent (issue 10) ---------------------------------
+
+def _acks(spy: Spy, inbox: str, sale_id: str) -> list[dict[str, Any]]:
+    return [d for d in map(json.loads, spy.got(inbox)) if d.get("sale_id") == sale_id]
+
+
+@pytest.mark.parametrize("finished_at", ["2025-02-30T00:00:00Z", "0000-01-01T00:00:00Z",
+                                         "\u0662\u0660\u0662\u0665-01-01T00:00:00Z"])
+def test_sale_that_can_never_be_stored_is_rejected_and_parked(
+        registry: Registry, terminal: Terminal, spy: Spy, finished_at: str) -> None:
+    """Before: the registry dropped it without an answer (or raised inside record_sale), and the terminal
+    resent it every 5 s forever."""
+    wait_config(terminal)
+    inbox, sales_topic = m.TOPICS["terminal_inbox"].format(terminal=TERMINAL), m.TOPICS["sales"].format(
+        terminal=TERMINAL)
+    spy.watch(inbox)
+    spy.watch(sales_topic)
+    sale_id = completed_sale(terminal.journal, str(uuid.uuid4()))
+    doc = sale_payload(terminal.journal.get(sale_id), TERMINAL, STATION) | {"finished_at": finished_at}
+    spy.link.publish(sales_topic, json.dumps({"v": 1, **doc}).encode())     # as a terminal with a bad clock
+    assert wait_for(lambda: terminal.journal.parked_reason(sale_id) == "malformed", 5)
+    assert wait_for(lambda: _acks(spy, inbox, sale_id) != [], 5)
+    assert _acks(spy, inbox, sale_id) == [{"v": 1, "sale_id": sale_id, "status": "rejected",
+                                           "reason": "malformed"}]
+    assert registry_rows(registry, sale_id) == 0 and registry.malformed == 1
+    assert terminal.journal.unsynced() == [] and [r.id for r in terminal.journal.parked()] == [sale_id]
+    terminal.host.start_sync()
+    terminal.host.kick()
+    time.sleep(0.5)
+    assert len(spy.got(sales_topic)) == 1                  # the parked sale is not resent
+
+
+def test_second_version_of_a_stored_sale_is_a_conflict_and_parked(
+        registry: Registry, terminal: Terminal, spy: Spy, caplog: pytest.LogCaptureFixture) -> None:
+    wait_config(terminal)
+    inbox = m.TOPICS["terminal_inbox"].format(terminal=TERMINAL)
+    spy.watch(inbox)
+    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
+    assert answer.auth_id is not None
+    sale_id = completed_sale(terminal.journal, answer.auth_id, volume_cl=2000)
+    first = sale_payload(terminal.journal.get(sale_id), TERMINAL, STATION) | {"volume_cl": 1000,
+                                                                              "amount_cents": 1659}
+    with registry.sessions() as s:      # an earlier version reached the registry; its ack was lost
+        assert record_sale(s, m.decode(m.encode(first, m.SALE), m.SALE), utcnow())["status"] == "stored"
+    with caplog.at_level("ERROR"):
+        terminal.host.start_sync()
+        terminal.host.kick()
+        assert wait_for(lambda: terminal.journal.parked_reason(sale_id) == "conflict", 5)
+    assert not terminal.journal.get(sale_id).synced
+    assert wait_for(lambda: _acks(spy, inbox, sale_id) != [], 5)
+    assert {(a["status"], a["reason"]) for a in _acks(spy, inbox, sale_id)} == {("rejected", "conflict")}
+    with registry.sessions() as s:
+        tx = s.scalar(select(Transaction).where(Transaction.sale_id == sale_id))
+        assert tx is not None and tx.volume_cl == 1000                     # the first version stands
+        assert [json.loads(c.payload)["volume_cl"] for c in sale_conflicts(s)] == [2000]
+    assert [r.message for r in caplog.records if r.name == "firmware.hostlink"] == [
+        "registry rejected sale; parked for an operator"]                  # logged once
+    assert sum(r.message.startswith("sale conflict") for r in caplog.records) == 1
+
+
+def test_held_sale_is_synced_and_kept_apart(registry: Registry, terminal: Terminal, spy: Spy) -> None:
+    wait_config(terminal)
+    inbox = m.TOPICS["terminal_inbox"].format(terminal=TERMINAL)
+    spy.watch(inbox)
+    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
+    assert answer.auth_id is not None
+    sale_id = completed_sale(terminal.journal, answer.auth_id, volume_cl=15_001)    # over the authorization
+    terminal.host.start_sync()
+    terminal.host.kick()
+    assert wait_for(lambda: terminal.journal.get(sale_id).synced, 5)
+    acks = [(a["status"], a["reason"]) for a in _acks(spy, inbox, sale_id)]
+    assert acks[0] == ("stored", "held") and set(acks[1:]) <= {("duplicate", "")}   # a resend before the ack
+    assert terminal.journal.parked() == []
+    with registry.sessions() as s:
+        assert [t.sale_id for t in held_sales(s)] == [sale_id]
+
+
+def test_sale_the_terminal_cannot_encode_is_parked_and_sync_goes_on(registry: Registry, terminal: Terminal,
+                                                                     spy: Spy) -> None:
+    wait_config(terminal)
+    bad = completed_sale(terminal.journal, str(uuid.uuid4()))
+    terminal.journal.transition(bad, SaleState.COMPLETED, product="not a product id")
+    good = completed_sale(terminal.journal, "A1B2C3", program="bank")
+    terminal.host.start_sync()
+    terminal.host.kick()
+    assert wait_for(lambda: terminal.journal.get(good).synced, 5)
+    assert terminal.journal.parked_reason(bad) == "malformed" and not terminal.journal.get(bad).synced

@@ -127,7 +127,27 @@ class Journal:
                             "ORDER BY created_at", ())
 
     def unsynced(self) -> list[SaleRecord]:
-        return self._select("WHERE state = 'completed' AND synced = 0 ORDER BY created_at", ())
+        """Completed sales the registry has not acknowledged; a parked one waits for an operator instead."""
+        return self._select("WHERE state = 'completed' AND synced = 0 AND parked IS NULL ORDER BY created_at",
+                            ())
+
+    def park(self, sale_id: str, reason: str) -> bool:
+        """Set a sale the registry rejected aside, with its reason; False when it was parked already."""
+        state = self.get(sale_id).state
+        if self.parked_reason(sale_id) is not None:
+            return False
+        self._write("UPDATE sales SET parked = ? WHERE id = ?", (reason, sale_id), sale_id, state.value,
+                    {"parked": reason})
+        return True
+
+    def parked_reason(self, sale_id: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT parked FROM sales WHERE id = ?", (sale_id,)).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def parked(self) -> list[SaleRecord]:
+        """Sales the registry rejected: for an operator, never resent."""
+        return self._select("WHERE parked IS NOT NULL ORDER BY created_at", ())
 
     def sales_in(self, *states: SaleState) -> list[SaleRecord]:
         marks = ",".join("?" * len(states))

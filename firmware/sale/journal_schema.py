@@ -7,7 +7,7 @@ import sqlite3
 
 __all__ = ["VERSION", "migrate"]
 
-VERSION = 2
+VERSION = 3
 
 _SALES = """
 CREATE TABLE sales (
@@ -19,7 +19,7 @@ CREATE TABLE sales (
     price_milli INTEGER, totals_before TEXT, reason TEXT, flags TEXT NOT NULL DEFAULT '[]',
     recovered INTEGER NOT NULL DEFAULT 0, receipt_started INTEGER NOT NULL DEFAULT 0,
     receipt_printed INTEGER NOT NULL DEFAULT 0, synced INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL, finished_at REAL
+    created_at REAL NOT NULL, finished_at REAL, parked TEXT
 )"""
 
 _OTHERS = """
@@ -67,6 +67,8 @@ def migrate(db: sqlite3.Connection) -> None:
             db.execute(_SALES)
             db.execute(_FROM_V1)
             db.execute("DROP TABLE sales_v1")
+        if "parked" not in {row[1] for row in db.execute("PRAGMA table_info(sales)")}:
+            db.execute("ALTER TABLE sales ADD COLUMN parked TEXT")     # version 3: the registry's rejection
         for statement in _OTHERS.split(";"):
             if statement.strip():
                 db.execute(statement)
