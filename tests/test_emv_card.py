@@ -426,24 +426,63 @@ def test_mastercard_cda_online_with_arpc_in_second_generate_ac() -> None:
     response, sw, cdol1 = t.generate_ac(0x80 | 0x10, 0x8C)
     assert sw == OK
     f = check_cda(t, response, cdol1)
-    assert f[0x9F27] == b"\x80" and f[0x9F10][:2] == b"\x01\x10" and f[0x9F10][3] & 0x08
+    # M/Chip 4 CVR (IAD bytes 3-8): byte 2 b7 "CDA returned in first GENERATE AC"
+    assert f[0x9F27] == b"\x80" and f[0x9F10][:2] == b"\x01\x10" and f[0x9F10][3] == 0x40
     assert f[0x9F26] == t.expected_ac(t.values, aip, f[0x9F36], f[0x9F10])
     t.values[0x91] = t.arpc(f[0x9F26], f[0x9F36])
     response2, sw, cdol2 = t.generate_ac(0x40 | 0x10, 0x8D)
     f2 = check_cda(t, response2, cdol1 + cdol2)
     assert f2[0x9F27] == b"\x40" and f2[0x9F36] == f[0x9F36]
+    assert f2[0x9F10][3] == 0x40 | 0x20 | 0x10        # CDA in 1st and 2nd GENERATE AC, issuer auth performed
     assert f2[0x9F26] == t.expected_ac(t.values, aip, f2[0x9F36], f2[0x9F10])
 
 
-def test_mastercard_offline_tc_with_cda_and_aac_without_signature() -> None:
+def test_mastercard_offline_tc_with_cda_and_signed_aac() -> None:
     t = open_card("mc_cda_offline_pin")
     t.prepare()
     response, sw, cdol1 = t.generate_ac(0x40 | 0x10, 0x8C)
     assert sw == OK and check_cda(t, response, cdol1)[0x9F27] == b"\x40"
     t2 = open_card("mc_cda_offline_pin")
     t2.prepare()
-    fields = ac_fields(t2.generate_ac(0x00 | 0x10, 0x8C)[0])
-    assert fields[0x9F27] == b"\x00" and 0x9F4B not in fields and 0x9F26 in fields
+    response, sw, cdol1 = t2.generate_ac(0x00 | 0x10, 0x8C)      # an AAC requested with CDA is signed (9F4B)
+    fields = check_cda(t2, response, cdol1)
+    assert sw == OK and fields[0x9F27] == b"\x00" and 0x9F4B in fields
+    t3 = open_card("mc_cda_offline_pin")
+    t3.prepare()
+    assert 0x9F4B not in ac_fields(t3.generate_ac(0x00, 0x8C)[0])  # no CDA asked: the AC in the clear
+
+
+def mchip4_cvr(iad: bytes) -> dict[str, int]:
+    """Decode the CVR of an M/Chip 4 IAD (DKI, CVN '10', CVR 6 bytes): the bits these tests look at."""
+    assert iad[1] == 0x10
+    c = iad[2:8]
+    return {"ac2": c[0] >> 6, "ac1": (c[0] >> 4) & 3, "offline_pin": c[0] >> 2 & 1,
+            "enciphered": c[0] >> 1 & 1, "pin_ok": c[0] & 1, "dda": c[1] >> 7, "cda1": c[1] >> 6 & 1,
+            "issuer_auth": c[1] >> 4 & 1,
+            "scripts": c[2] >> 4, "pin_tries": c[2] & 0x0F, "pin_not_performed": c[3] >> 5 & 1,
+            "pin_failed": c[3] >> 4 & 1, "ptl_exceeded": c[3] >> 3 & 1, "issuer_auth_failed": c[4] >> 2 & 1,
+            "script_received": c[4] >> 1 & 1, "rfu": c[5]}
+
+
+def test_mchip_cvr_of_a_pin_blocked_card_uses_the_cvn_10_layout() -> None:
+    """Before: byte 3 read "script counter 4" and byte 2 "issuer authentication performed" for a PTL card."""
+    t = open_card("pin_blocked")
+    t.prepare()
+    cvr = mchip4_cvr(ac_fields(t.generate_ac(0x80, 0x8C)[0])[0x9F10])
+    assert cvr == {"ac2": 2, "ac1": 0, "offline_pin": 0, "enciphered": 0, "pin_ok": 0, "dda": 0, "cda1": 0,
+                   "issuer_auth": 0, "scripts": 0, "pin_tries": 0, "pin_not_performed": 1, "pin_failed": 0,
+                   "ptl_exceeded": 1, "issuer_auth_failed": 0, "script_received": 0, "rfu": 0}
+
+
+def test_mchip_cvr_after_offline_enciphered_pin() -> None:
+    t = open_card("mc_cda_offline_pin")
+    t.prepare()
+    challenge = t.send(apdu(0x00, 0x84, 0, 0))[0]
+    assert t.send(apdu(0x00, 0x20, 0x00, 0x88, enciphered_pin(t, "1234", challenge), le=False))[1] == OK
+    cvr = mchip4_cvr(ac_fields(t.generate_ac(0x80, 0x8C)[0])[0x9F10])
+    assert (cvr["ac1"], cvr["offline_pin"], cvr["enciphered"], cvr["pin_ok"]) == (2, 1, 1, 1)
+    assert cvr["pin_tries"] == 3
+    assert (cvr["pin_not_performed"], cvr["pin_failed"], cvr["ptl_exceeded"], cvr["scripts"]) == (0, 0, 0, 0)
 
 
 def test_atc_increments_once_per_transaction_and_survives_power_cycles() -> None:

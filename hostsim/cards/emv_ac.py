@@ -81,7 +81,8 @@ class CardActionAnalysis:
         self._stage, self._awaiting_second = 1, decided == ARQC
         self._cdol1_data, self._cdol1_values = data, values
         self._cvr.first_ac = decided
-        self._cvr.cda_first = cda and decided != AAC and self._can_cda()
+        # CDA on request whatever the cryptogram: an AAC is signed too (Book 2 6.6.1, as M/Chip cards do)
+        self._cvr.cda_first = cda and self._can_cda()
         return self._ac_response(decided | reason, values, self._cdol1_data, self._cvr.cda_first)
 
     def _second_ac(self, requested: int, cda: bool, data: bytes) -> bytes:
@@ -89,6 +90,7 @@ class CardActionAnalysis:
         if extra is None:
             return SW_WRONG_LENGTH
         values = {**self._cdol1_values, **extra}
+        self._cvr.unable_to_go_online = extra.get(0x8A) in (b"Y3", b"Z3")
         auth = self._issuer_auth
         issuer_data = extra.get(0x91, b"")
         if auth is None and issuer_data.strip(b"\x00"):
@@ -104,7 +106,7 @@ class CardActionAnalysis:
             decided = TC
         self._stage, self._awaiting_second = 2, False
         self._cvr.second_ac = decided
-        self._cvr.cda_second = cda and decided != AAC and self._can_cda()
+        self._cvr.cda_second = cda and self._can_cda()
         return self._ac_response(decided | reason, values, self._cdol1_data + data, self._cvr.cda_second)
 
     def _can_cda(self) -> bool:
@@ -115,6 +117,7 @@ class CardActionAnalysis:
         crypto, key = p.crypto, p.icc_key
         if crypto is None or (cda and key is None):
             return SW_CONDITIONS_NOT_SATISFIED
+        self._cvr.pin_try_counter = self.pin_try_counter
         ac, iad = crypto.ac(AcInputs(values, p.aip, atc, self._cvr))
         if self._stage == 1:
             self._arqc = ac

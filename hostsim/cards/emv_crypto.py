@@ -59,6 +59,8 @@ class Cvr:
     issuer_auth_failed: bool = False
     scripts: int = 0
     script_failed: bool = False
+    pin_try_counter: int = 0
+    unable_to_go_online: bool = False     # the second GENERATE AC carried ARC Y3/Z3
 
 
 def _ac_bits(ac: int | None, shift: int) -> int:
@@ -78,13 +80,23 @@ def _visa_cvr(c: Cvr) -> bytes:
 
 
 def _mc_cvr(c: Cvr) -> bytes:
-    """M/Chip-style 6-byte CVR (byte 1: ACs; 2: CVM and ODA; 3: PIN limit, issuer auth; 4: scripts)."""
-    b1 = _ac_bits(c.second_ac, 6) | _ac_bits(c.first_ac, 4)
-    b2 = (0x80 * c.offline_pin | 0x40 * c.enciphered_pin | 0x20 * (c.offline_pin and not c.pin_failed)
-          | 0x10 * c.dda | 0x08 * c.cda_first | 0x04 * c.cda_second | 0x02 * c.issuer_auth)
-    b3 = 0x80 * c.issuer_auth_failed | 0x40 * c.pin_try_exceeded
-    b4 = (min(c.scripts, 15) << 4) | 0x08 * c.script_failed
-    return bytes([b1, b2, b3, b4, 0, 0])
+    """M/Chip 4 CVR, 6 bytes, the layout IAD byte 2 = CVN '10' names (Mastercard M/Chip 4 Card Application
+    Specifications, CVR; the same table as public EMV tag dictionaries):
+    byte 1: b8-7 AC of 2nd GENERATE AC, b6-5 AC of 1st, b4 date check failed, b3 offline PIN performed,
+            b2 offline enciphered PIN performed, b1 offline PIN successful;
+    byte 2: b8 DDA returned, b7 CDA in 1st GENERATE AC, b6 CDA in 2nd, b5 issuer authentication performed;
+    byte 3: b8-5 script counter (low nibble), b4-1 PIN try counter (low nibble);
+    byte 4: b7 unable to go online, b6 offline PIN not performed, b5 offline PIN failed, b4 PIN try limit
+            exceeded;
+    byte 5: b3 issuer authentication failed, b2 script received, b1 script failed; byte 6 RFU."""
+    b1 = (_ac_bits(c.second_ac, 6) | _ac_bits(c.first_ac, 4) | 0x04 * c.offline_pin
+          | 0x02 * c.enciphered_pin | 0x01 * (c.offline_pin and not c.pin_failed))
+    b2 = 0x80 * c.dda | 0x40 * c.cda_first | 0x20 * c.cda_second | 0x10 * c.issuer_auth
+    b3 = (min(c.scripts, 15) << 4) | (c.pin_try_counter & 0x0F)
+    b4 = (0x40 * c.unable_to_go_online | 0x20 * (not c.offline_pin) | 0x10 * c.pin_failed
+          | 0x08 * c.pin_try_exceeded)
+    b5 = 0x04 * c.issuer_auth_failed | 0x02 * (c.scripts > 0 or c.script_failed) | 0x01 * c.script_failed
+    return bytes([b1, b2, b3, b4, b5, 0])
 
 
 @dataclass(frozen=True)
