@@ -6,6 +6,7 @@ An unknown key is an error that names it, so a typo never silently falls back to
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from contracts.errors import ConfigError
+from drivers.devices import BACKENDS
+from drivers.url import parse_url
 
 __all__ = [
     "PROFILES",
@@ -127,7 +130,54 @@ def _coerce(section: str, key: str, value: Any, kind: Any) -> Any:
         return tuple(value)
     if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
         raise ConfigError(f"{where} must be {kind.__name__}, got {type(value).__name__}", key=where)
+    if kind is str and any(ord(c) < 0x20 or c == "\x7f" for c in value):
+        # a NUL makes every path or URL call raise ValueError far from here; a line break splits a log line
+        raise ConfigError(f"{where} holds a control character", key=where)
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number", key=where)
     return value
+
+
+MAX_TIMEOUT = 86_400.0       # seconds: no wait in a sale is meant to last a day
+
+
+def _check_timeout(where: str, value: float) -> None:
+    if not 0 < value <= MAX_TIMEOUT:
+        raise ConfigError(f"{where} must be a number of seconds above 0 and at most {MAX_TIMEOUT:.0f}",
+                          key=where)
+
+
+def _check_url(kind: str, url: str, where: str) -> None:
+    """A device URL this terminal can open: a known scheme for the kind, host:port for a network one."""
+    parsed = parse_url(url, key=where)
+    if parsed.scheme not in BACKENDS[kind]:
+        known = ", ".join(f"{s}://" if s else "a device path" for s in sorted(BACKENDS[kind]))
+        raise ConfigError(f"{where} must be one of {known}", key=where)
+    if parsed.scheme == "tcp":
+        host, port = parsed.address()
+        if not host or not 1 <= port <= 65535:
+            raise ConfigError(f"{where} must be tcp://host:port with a port 1..65535", key=where)
+
+
+def _check_network(cfg: TerminalConfig) -> None:
+    mqtt = cfg.mqtt
+    if not mqtt.host or any(c.isspace() for c in mqtt.host) or "/" in mqtt.host:
+        raise ConfigError("mqtt.host must be a host name or address", key="mqtt.host")
+    if not 1 <= mqtt.port <= 65535:
+        raise ConfigError("mqtt.port must be 1..65535", key="mqtt.port")
+    if not 1 <= mqtt.keepalive <= 65535:           # MQTT 3.1.2.10: a 16-bit number of seconds; 0 = never
+        raise ConfigError("mqtt.keepalive must be 1..65535 seconds", key="mqtt.keepalive")
+    for f in dataclasses.fields(TimeoutsSection):
+        _check_timeout(f"timeouts.{f.name}", getattr(cfg.timeouts, f.name))
+    _check_timeout("bank.response_timeout", cfg.bank.response_timeout)
+    devices = cfg.devices
+    for kind, url in (("card_reader", devices.card_reader), ("pump_line", devices.pump_line),
+                      ("printer", devices.printer), ("panel", devices.panel)):
+        _check_url(kind, url, f"devices.{kind}")
+    if cfg.bank.acquirer:
+        _check_url("acquirer", cfg.bank.acquirer, "bank.acquirer")
+    if cfg.bank.magstripe:
+        _check_url("magstripe", cfg.bank.magstripe, "bank.magstripe")
 
 
 def _check_values(cfg: TerminalConfig) -> None:
@@ -138,15 +188,12 @@ def _check_values(cfg: TerminalConfig) -> None:
     bad = [p for p in cfg.devices.pumps if not 1 <= p <= 32]
     if bad or not cfg.devices.pumps or len(set(cfg.devices.pumps)) != len(cfg.devices.pumps):
         raise ConfigError("devices.pumps must list distinct pump numbers 1..32", key="devices.pumps")
+    _check_network(cfg)
     bank = cfg.bank
-    if bank.acquirer and not bank.acquirer.startswith("tcp://"):
-        raise ConfigError("bank.acquirer must be tcp://host:port", key="bank.acquirer")
     if not 0 < bank.preauth_cents < 10**8:
         raise ConfigError("bank.preauth_cents must be positive", key="bank.preauth_cents")
     if len(bank.currency) != 3 or not bank.currency.isdigit():
         raise ConfigError("bank.currency must be an ISO 4217 numeric code", key="bank.currency")
-    if bank.response_timeout <= 0:
-        raise ConfigError("bank.response_timeout must be positive", key="bank.response_timeout")
     if bank.acquirer:
         # ISO 8583 fields 41 (ans 8) and 42 (ans 15): a longer id would be cut and could collide
         if not 0 < len(cfg.terminal.id) <= 8 or not cfg.terminal.id.isascii():
@@ -186,6 +233,10 @@ def load_config(path: str | os.PathLike[str], *, profile: str | None = None) -> 
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"config file not found: {p}", path=str(p)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start})", path=str(p)) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror}", path=str(p)) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {p} is not valid TOML: {exc}", path=str(p)) from exc
     for name in raw:

@@ -16,5 +16,9 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"{what} file not found: {path}", path=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} file {path} is not UTF-8 text (byte {exc.start})", path=str(path)) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} file {path}: {exc.strerror}", path=str(path)) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{what} file {path} is not valid TOML", path=str(path)) from exc

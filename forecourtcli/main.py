@@ -36,22 +36,57 @@ def cmd_terminal(args: argparse.Namespace) -> int:
     from firmware.terminal import run_terminal
 
     setup_logging(args.log_level, name="terminal")
-    cfg = load_config(args.config)
+    cfg = load_config(_path(args.config, "--config"))
     run_terminal(cfg, _stop_on_signals())
     return EXIT_OK
 
 
-def cmd_registry(args: argparse.Namespace) -> int:
+def _path(text: str, option: str) -> Path:
+    """A file or directory named on the command line; ConfigError for one no system call would take."""
+    if not text or any(ord(c) < 0x20 for c in text):
+        raise ConfigError(f"{option} must be a path without control characters", key=option)
+    return Path(text)
+
+
+def _directory(text: str, option: str) -> Path:
+    path = _path(text, option)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot create the directory ({exc.strerror})",
+                          key=option) from exc
+    return path
+
+
+def _broker(text: str, option: str) -> tuple[str, int]:
+    """host:port of an MQTT broker (":port" is this machine)."""
     from drivers.url import parse_url
+
+    mqtt = text if not text.startswith(":") else "127.0.0.1" + text
+    host, port = parse_url(f"tcp://{mqtt}", key=option).address()
+    if not host or any(c.isspace() or c in "/?" for c in host) or not 1 <= port <= 65535:
+        raise ConfigError(f"{option} must be host:port with a port 1..65535", key=option)
+    return host, port
+
+
+def _port(text: str) -> int:
+    """argparse type of a TCP port: 1..65535."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1..65535, not {text!r}")
+    return int(text)
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
     from firmware.logs import setup_logging
+    from registry.db import database_url
     from registry.server import Registry
 
+    database_url(args.db, key="--db")          # refused here, before a log line or a file is made
+    host, port = _broker(args.mqtt, "--mqtt")
+    seed = _path(args.seed, "--seed") if args.seed else None
     setup_logging(args.log_level, name="registry")
-    mqtt = args.mqtt if not args.mqtt.startswith(":") else "127.0.0.1" + args.mqtt
-    host, port = parse_url(f"tcp://{mqtt}", key="--mqtt").address()
-    state = Path(args.state_dir)
-    state.mkdir(parents=True, exist_ok=True)
-    reg = Registry(args.db, state, host, port, Path(args.seed) if args.seed else None)
+    state = _directory(args.state_dir, "--state-dir")
+    reg = Registry(args.db, state, host, port, seed)
     reg.run(_stop_on_signals())
     return EXIT_OK
 
@@ -59,11 +94,17 @@ def cmd_registry(args: argparse.Namespace) -> int:
 def cmd_broker_config(args: argparse.Namespace) -> int:
     from registry.broker import broker_config
 
-    text = broker_config(args.port, bind=args.bind, data_dir=Path(args.data_dir) if args.data_dir else None)
+    bind, _ = _broker(f"{args.bind}:{args.port}", "--bind")
+    data_dir = _path(args.data_dir, "--data-dir") if args.data_dir else None
+    text = broker_config(args.port, bind=bind, data_dir=data_dir)
     if args.output == "-":
         sys.stdout.write(text)
-    else:
-        Path(args.output).write_text(text)
+        return EXIT_OK
+    output = _path(args.output, "--output")
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        raise ConfigError(f"--output {output}: cannot write ({exc.strerror})", key="--output") from exc
     return EXIT_OK
 
 
@@ -83,6 +124,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
         for name in SCENARIOS:
             print(name)
         return EXIT_OK
+    if args.state_dir is not None:
+        _path(args.state_dir, "--state-dir")
     headless = args.headless or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     _interrupt_on_terminate()
     try:
@@ -125,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_registry)
 
     b = sub.add_parser("broker-config", help="write a Mosquitto config for the registry", epilog=EPILOG)
-    b.add_argument("--port", type=int, default=1883)
+    b.add_argument("--port", type=_port, default=1883, help="1..65535 (default 1883)")
     b.add_argument("--bind", default="127.0.0.1")
     b.add_argument("--data-dir", default=None, help="enable persistence in this directory")
     b.add_argument("--output", "-o", default="-", help="file to write (default stdout)")

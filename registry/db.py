@@ -6,13 +6,17 @@ import logging
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from contracts.errors import MissingComponent
+from contracts.errors import ConfigError, MissingComponent
 from registry.models import Base
 
-__all__ = ["open_database"]
+__all__ = ["DRIVERS", "database_url", "open_database"]
+
+# The databases the registry runs on (SQLAlchemy driver names): SQLite, and PostgreSQL through psycopg 3.
+DRIVERS = ("sqlite", "postgresql", "postgresql+psycopg")
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +59,49 @@ def _upgrade(engine: Engine) -> None:
                 log.info("database upgraded", extra={"table": table, "column": column, "length": length})
 
 
+def database_url(url: str, *, key: str = "db") -> URL:
+    """The SQLAlchemy URL of a database the registry runs on; ConfigError naming `key` for anything else.
+
+    >>> database_url("postgresql://registry@db/forecourt").drivername
+    'postgresql+psycopg'
+    >>> database_url("bogus://x")
+    Traceback (most recent call last):
+        ...
+    contracts.errors.ConfigError: database URL must be sqlite:///path or postgresql://... (key=db)
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError("database URL is malformed", key=key) from exc
+    if parsed.drivername not in DRIVERS or "\x00" in url:
+        raise ConfigError("database URL must be sqlite:///path or postgresql://...", key=key)
+    if parsed.drivername == "postgresql":       # SQLAlchemy would pick psycopg2; the project ships psycopg 3
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
 def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
     """Create the engine, the tables and any column an older database lacks.
 
-    `url` is an SQLAlchemy URL (sqlite:///path, postgresql://...).
+    `url` is an SQLAlchemy URL (sqlite:///path, postgresql://...). One that names no database the
+    registry runs on, or one that cannot be opened, is a ConfigError (its password never shown).
     """
-    parsed = make_url(url)
-    if parsed.drivername == "postgresql":       # SQLAlchemy would pick psycopg2; the project ships psycopg 3
-        parsed = parsed.set(drivername="postgresql+psycopg")
+    parsed = database_url(url)
     try:
         engine = create_engine(parsed)
     except ModuleNotFoundError as exc:
         raise MissingComponent(f"no database driver for {parsed.drivername}: {exc}; "
                                "for PostgreSQL install 'psycopg[binary]>=3.1'") from exc
+    except (ArgumentError, TypeError, ValueError) as exc:        # e.g. an unknown ?option=
+        raise ConfigError("database URL is malformed", key="db") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    Base.metadata.create_all(engine)
-    _upgrade(engine)
+    try:
+        Base.metadata.create_all(engine)
+        _upgrade(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        shown = parsed.render_as_string(hide_password=True)
+        why = str(getattr(exc, "orig", None) or type(exc).__name__).strip().splitlines()[0][:200]
+        raise ConfigError(f"cannot open database {shown}: {why}", key="db") from exc
     return engine, sessionmaker(engine, expire_on_commit=False)

@@ -24,8 +24,8 @@ __all__ = ["apply_seed", "load_seed"]
 
 def load_seed(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, tomllib.TOMLDecodeError) as exc:   # ValueError: a NUL
         raise ConfigError(f"cannot read seed file {path}: {exc}", path=str(path)) from exc
 
 

@@ -58,3 +58,70 @@ def test_registry_bad_mqtt_address_is_usage_error(tmp_path: Path) -> None:
     out = cli("registry", "--db", f"sqlite:///{tmp_path / 'r.db'}", "--mqtt", "localhost", "--state-dir",
               str(tmp_path))
     assert out.returncode == EXIT_USAGE and "Traceback" not in out.stderr
+
+
+# -- every option naming a database, a broker, a device or a file is checked (issue 10) --------------------
+
+def one_line_usage_error(out: subprocess.CompletedProcess[str]) -> str:
+    assert out.returncode == EXIT_USAGE, out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith("forecourt: ")
+    return out.stderr
+
+
+def test_terminal_config_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_bytes(b'[terminal]\nid = "T-0001"\nstation = "ST-\xe9"\n')
+    assert "not UTF-8" in one_line_usage_error(cli("terminal", "--config", str(path)))
+
+
+def test_terminal_config_with_a_bad_port_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text('[terminal]\nid = "T-0001"\nstation = "ST-1"\n[mqtt]\nport = 99999\n')
+    assert "mqtt.port" in one_line_usage_error(cli("terminal", "--config", str(path)))
+
+
+@pytest.mark.parametrize("db", ["bogus://x", "sqlite+bogus:///x.db", "mysql://u@h/x", "not a url", "",
+                                "sqlite:////nonexistent-forecourt-dir/sub/r.db",
+                                "postgresql://registry:s3cret-pw@127.0.0.1:1/forecourt"])
+def test_registry_bad_database_is_one_line(tmp_path: Path, db: str) -> None:
+    err = one_line_usage_error(cli("registry", "--db", db, "--mqtt", "127.0.0.1:1", "--state-dir",
+                                   str(tmp_path / "state")))
+    assert "database" in err and "s3cret-pw" not in err
+
+
+@pytest.mark.parametrize("mqtt", [":0", ":99999", "host:-1", "a b:1883", ":", "localhost", "[::1", "h/x:1"])
+def test_registry_bad_broker_is_one_line(tmp_path: Path, mqtt: str) -> None:
+    err = one_line_usage_error(cli("registry", "--db", f"sqlite:///{tmp_path / 'r.db'}", "--mqtt", mqtt,
+                                   "--state-dir", str(tmp_path / "state")))
+    assert "--mqtt" in err
+    assert not (tmp_path / "r.db").exists()                    # refused before anything was made
+
+
+def test_registry_state_dir_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    err = one_line_usage_error(cli("registry", "--db", f"sqlite:///{tmp_path / 'r.db'}", "--mqtt",
+                                   "127.0.0.1:1", "--state-dir", str(tmp_path / "file" / "sub")))
+    assert "--state-dir" in err
+
+
+def test_registry_seed_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.toml"
+    seed.write_bytes(b'[[stations]]\nid = "\xff"\n')
+    err = one_line_usage_error(cli("registry", "--db", f"sqlite:///{tmp_path / 'r.db'}", "--mqtt",
+                                   "127.0.0.1:1", "--state-dir", str(tmp_path / "s"), "--seed", str(seed)))
+    assert "seed" in err
+
+
+@pytest.mark.parametrize("args", [("--port", "-1"), ("--port", "99999"), ("--port", "0x50"),
+                                  ("--bind", "0.0.0.0 evil"), ("--output", "/nonexistent-forecourt/m.conf")])
+def test_broker_config_bad_option_is_a_usage_error(args: tuple[str, ...]) -> None:
+    out = cli("broker-config", *args)
+    assert out.returncode == EXIT_USAGE and "Traceback" not in out.stderr
+
+
+def test_nul_in_a_path_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["terminal", "--config", "a\x00b.toml"]) == EXIT_USAGE
+    assert main(["broker-config", "--data-dir", "d\x00"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "--config" in err and "--data-dir" in err

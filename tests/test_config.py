@@ -38,7 +38,7 @@ card_reader = "memory://"
 pump_line = "loop://"
 pumps = [1, 2, 4]
 printer = "memory://"
-panel = "headless://"
+panel = "tcp://127.0.0.1:7001"
 pin_key = "keys/pek.hex"
 
 [timeouts]
@@ -384,3 +384,80 @@ def test_unknown_program_names_the_known_ones(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="unknown card program 'loyalty' .*known: fleet, bank"):
         build_programs(("fleet", "loyalty"), None)  # type: ignore[arg-type]
+
+
+# -- hostile values are refused at load (issue 10) --------------------------------------------------------
+
+def test_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "terminal.toml"
+    path.write_bytes(MINIMAL.encode() + b'language = "\xe9"\n')          # Latin-1
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(path)
+
+
+def test_directory_as_config_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path)
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    ('state_dir = "st\\u0000ate"', "terminal.state_dir"),
+    ('state_dir = "a\\nb"', "terminal.state_dir"),
+    ('language = "e\\u007fn"', "terminal.language"),
+])
+def test_control_characters_in_text_are_refused(tmp_path: Path, line: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, MINIMAL + line + "\n"))
+    assert info.value.context["key"] == key
+
+
+@pytest.mark.parametrize(("section", "line", "key"), [
+    ("mqtt", "port = -1", "mqtt.port"),
+    ("mqtt", "port = 0", "mqtt.port"),
+    ("mqtt", "port = 99999", "mqtt.port"),
+    ("mqtt", "keepalive = 0", "mqtt.keepalive"),
+    ("mqtt", "keepalive = 70000", "mqtt.keepalive"),
+    ("mqtt", 'host = ""', "mqtt.host"),
+    ("mqtt", 'host = "broker host"', "mqtt.host"),
+    ("timeouts", "auth = nan", "timeouts.auth"),
+    ("timeouts", "auth = inf", "timeouts.auth"),
+    ("timeouts", "filling = -inf", "timeouts.filling"),
+    ("timeouts", "pin_entry = -1", "timeouts.pin_entry"),
+    ("timeouts", "sale_ack = 0", "timeouts.sale_ack"),
+    ("timeouts", "pump_offline = 1e9", "timeouts.pump_offline"),
+    ("bank", "response_timeout = nan", "bank.response_timeout"),
+    ("bank", 'acquirer = "tcp://"', "bank.acquirer"),
+    ("bank", 'acquirer = "tcp://10.0.0.9"', "bank.acquirer"),
+    ("bank", 'acquirer = "tcp://:5000"', "bank.acquirer"),
+    ("bank", 'acquirer = "tcp://10.0.0.9:0"', "bank.acquirer"),
+    ("bank", 'acquirer = "tcp://10.0.0.9:70000"', "bank.acquirer"),
+    ("bank", 'acquirer = "http://10.0.0.9:5000"', "bank.acquirer"),
+    ("bank", 'magstripe = "tcp://"', "bank.magstripe"),
+    ("devices", 'printer = "tcp://"', "devices.printer"),
+    ("devices", 'printer = "lpt://1"', "devices.printer"),
+    ("devices", 'card_reader = "/dev/ttyUSB0"', "devices.card_reader"),
+    ("devices", 'panel = "headless://"', "devices.panel"),
+    ("devices", 'pump_line = "bogus://x"', "devices.pump_line"),
+])
+def test_out_of_range_values_and_bad_urls_are_refused(tmp_path: Path, section: str, line: str,
+                                                     key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, MINIMAL + f"[{section}]\n{line}\n"), profile="sim")
+    assert info.value.context["key"] == key
+
+
+def test_good_urls_and_limits_load(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL + "[mqtt]\nport = 65535\nkeepalive = 1\n"
+                            "[timeouts]\nauth = 0.5\n"
+                            '[devices]\npump_line = "/dev/ttyUSB0"\nprinter = "tcp://10.0.0.7:9100"\n'
+                            '[bank]\nacquirer = "tcp://[::1]:5000"\nmagstripe = "none://"\n'), profile="sim")
+    assert (cfg.mqtt.port, cfg.timeouts.auth, cfg.bank.acquirer) == (65535, 0.5, "tcp://[::1]:5000")
+
+
+def test_helper_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    from firmware.config_files import read_toml
+
+    path = tmp_path / "emv.toml"
+    path.write_bytes(b"name = \"\xff\"\n")
+    with pytest.raises(ConfigError, match="EMV parameters file .* is not UTF-8"):
+        read_toml(path, "EMV parameters")
