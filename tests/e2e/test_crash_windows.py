@@ -1,0 +1,241 @@
+"""Issue 10's crash windows, whole system: the terminal is SIGKILLed at each one (FORECOURT_CRASH_AT for
+a journal write, the DART line simulator for the frames that release the pump), then restarted; every
+litre and cent is counted once (journal, registry, acquirer, pump totals) and no hold is left.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from contracts.pump import PumpState
+from drivers.pump import dart
+from firmware.terminal.crashpoint import ENV
+from hostsim.scenarios import Run
+from hostsim.world import Simulator, card_index
+from registry.db import open_database
+from registry.models import Authorization
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+VISA = "visa_dda_online_pin"
+PRICE = 1659                    # pump 1 nozzle 1 in hostsim/fixtures/seed.toml
+
+
+def cents(cl: int) -> int:
+    return (cl * PRICE + 500) // 1000
+
+
+def until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+StartSim = Callable[[str], tuple[Simulator, Run]]
+
+
+@pytest.fixture
+def start_sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StartSim]:
+    """A simulator whose first terminal process kills itself at a journal write ("" for nowhere)."""
+    made: list[Simulator] = []
+
+    def start(point: str) -> tuple[Simulator, Run]:
+        monkeypatch.setenv(ENV, point)
+        sim = Simulator(tmp_path / "sim")
+        made.append(sim)
+        sim.start()
+        monkeypatch.delenv(ENV)          # a restarted terminal runs without it
+        return sim, Run(sim)
+
+    yield start
+    for sim in made:
+        sim.stop()
+
+
+def killed(sim: Simulator, timeout: float = 30.0) -> None:
+    """Wait for the terminal to have died by SIGKILL; forget the process."""
+    proc = sim.terminal
+    assert proc is not None
+    until(lambda: proc.poll() is not None, timeout, "the terminal killing itself")
+    assert proc.poll() == -signal.SIGKILL
+    sim.kill_terminal()
+
+
+def restart(sim: Simulator, run: Run) -> None:
+    mark = sim.panel.mark()
+    sim.start_terminal()
+    run.wait("idle", mark, timeout=30)
+
+
+def holds(sim: Simulator) -> dict[str, str]:
+    """The registry's authorizations: id -> status (open holds litres of a wallet)."""
+    engine, sessions = open_database(sim.registry_url)
+    try:
+        with sessions() as s:
+            return {a.id: a.status for a in s.scalars(select(Authorization)).all()}
+    finally:
+        engine.dispose()
+
+
+def journaled(sim: Simulator) -> list[object]:
+    journal = sim.journal()
+    try:
+        return list(journal.all_sales())
+    finally:
+        journal.close()
+
+
+def advices(sim: Simulator, mti: str) -> list[dict[str, str]]:
+    """Advices of one kind (first sends and repeats), one per STAN."""
+    got = {a["11"]: a for a in sim.acquirer.advices if a["t"][:3] == mti[:3]}
+    return list(got.values())
+
+
+def fleet_to_pin(run: Run) -> int:
+    run.ready()
+    mark = run.insert(0)
+    run.wait("enter_pin", mark)
+    run.pin("1234")
+    return mark
+
+
+def bank_to_pin(run: Run) -> int:
+    run.ready()
+    mark = run.insert(card_index(VISA))
+    run.wait("enter_pin", mark)
+    run.pin("1234")
+    return mark
+
+
+def settled_once(sim: Simulator, run: Run, volume: int) -> object:
+    """The one sale, completed and synced with volume; the registry holds it once, no hold is open."""
+    (rec,) = journaled(sim)
+    rec = run.wait_synced(rec.id)                           # type: ignore[attr-defined]
+    assert rec.state == "completed" and rec.recovered and rec.synced
+    assert (rec.volume_cl, rec.amount_cents, rec.charged_cents) == (volume, cents(volume), cents(volume))
+    reg = sim.registry_sales()
+    assert [(s["sale_id"], s["volume_cl"], s["amount_cents"]) for s in reg] == [
+        (rec.id, volume, cents(volume))]
+    assert "open" not in holds(sim).values()
+    return rec
+
+
+# -- window 1: the registry approved, "approved" not journaled ----------------------------------------------
+def test_fleet_hold_granted_then_killed_is_closed_on_restart(start_sim: StartSim) -> None:
+    sim, run = start_sim("before:approved")
+    fleet_to_pin(run)
+    killed(sim)
+    run.remove()
+    (rec,) = journaled(sim)
+    request = rec.data["registry_request"]                  # type: ignore[attr-defined]
+    assert rec.state == "authorizing"                       # type: ignore[attr-defined]
+    assert holds(sim) == {request: "open"}                  # litres held that the journal never saw
+
+    restart(sim, run)
+    rec = settled_once(sim, run, 0)
+    assert sim.registry_sales()[0]["auth_id"] == request
+    assert holds(sim) == {request: "completed"}
+    assert not run.authorize_sent(1) and sim.printer.receipts == []
+
+
+# -- window 2: "pump_authorized" journaled, the release frames not (all) sent --------------------------------
+def test_killed_after_pump_authorized_before_any_frame_settles_nothing(start_sim: StartSim) -> None:
+    sim, run = start_sim("after:pump_authorized")
+    fleet_to_pin(run)
+    killed(sim)
+    run.remove()
+    assert not run.authorize_sent(1)
+    restart(sim, run)
+    settled_once(sim, run, 0)
+    assert not run.authorize_sent(1) and sim.pump_line.pump(1).state is not PumpState.AUTHORIZED
+
+
+@pytest.mark.parametrize("reaches_pump", [False, True], ids=["authorize-lost", "authorize-taken"])
+def test_killed_during_the_release_frames(start_sim: StartSim, reaches_pump: bool) -> None:
+    sim, run = start_sim("")
+    pump = sim.pump_line.pump(1)
+    before = pump.total(1)
+    authorize = (dart.CD1, bytes((dart.CMD_AUTHORIZE,)))
+    forward = pump.handle
+
+    def handle(frame: dart.Frame) -> bytes | None:       # the line thread's view of pump 1
+        if frame.kind == dart.DATA and authorize in frame.transactions and sim.terminal is not None:
+            os.kill(sim.terminal.pid, signal.SIGKILL)    # the terminal dies as its AUTHORIZE goes out
+            pump.handle = forward                         # type: ignore[method-assign]
+            if not reaches_pump:
+                return None
+        return forward(frame)
+
+    pump.handle = handle                                  # type: ignore[method-assign]
+    fleet_to_pin(run)
+    killed(sim)
+    run.remove()
+    assert (pump.state is PumpState.AUTHORIZED) is reaches_pump
+    restart(sim, run)
+    volume = 0
+    if reaches_pump:             # the restarted terminal follows the released pump: the customer fills
+        volume = 1000
+        run.fill(1, 1, volume)
+    settled_once(sim, run, volume)
+    assert pump.total(1) == (before[0] + volume, before[1] + cents(volume))
+    assert len(sim.printer.wait_receipts(1, 10) if volume else sim.printer.receipts) == (1 if volume else 0)
+
+
+# -- window 3: the bank approved and "approved" is journaled, the pump not released --------------------------
+@pytest.mark.parametrize("partial", [None, 5000], ids=["full", "partial"])
+def test_bank_approval_killed_before_release_is_reversed_once(start_sim: StartSim,
+                                                              partial: int | None) -> None:
+    sim, run = start_sim("after:approved")
+    if partial is not None:
+        sim.acquirer_rules = lambda req: f"partial:{partial}" if req["t"] == "0100" else "approve"
+    bank_to_pin(run)
+    killed(sim)
+    run.remove()
+    (rec,) = journaled(sim)
+    assert rec.state == "approved" and advices(sim, "0420") == []      # type: ignore[attr-defined]
+
+    restart(sim, run)
+    until(lambda: advices(sim, "0420"), 20, "the reversal")
+    rec = run.wait_synced(rec.id)                                      # type: ignore[attr-defined]
+    time.sleep(1.0)                                                    # nothing more follows
+    (rev,) = advices(sim, "0420")
+    assert rev["39"] == "17" and rev["4"] == f"{partial or 15000:012d}"
+    assert rev["90"][4:10] == sim.acquirer.requests[0]["11"] and advices(sim, "0220") == []
+    assert rec.state == "completed" and rec.recovered and rec.volume_cl == 0
+    assert not run.authorize_sent(1) and sim.printer.receipts == []
+    assert [s["volume_cl"] for s in sim.registry_sales()] == [0]
+
+
+# -- window 4: the 0220 queued, "completed" not journaled, the pump's figures change meanwhile ---------------
+def test_bank_completion_queued_then_killed_completes_with_the_advice_figures(start_sim: StartSim) -> None:
+    sim, run = start_sim("before:completed")
+    mark = bank_to_pin(run)
+    run.wait("lift_nozzle_amount", mark, timeout=30)
+    run.remove()
+    pump = sim.pump_line.pump(1)
+    run.fill(1, 1, 800)
+    killed(sim)
+    (rec,) = journaled(sim)
+    assert rec.state == "pump_authorized" and len(advices(sim, "0220")) <= 1   # type: ignore[attr-defined]
+    with pump.lock:         # power cycled, then 3 L sold under the attendant's key while the terminal is down
+        pump.restart()
+        vol, amt = pump.totals[1]
+        pump.totals[1] = (vol + 300, amt + cents(300))
+
+    restart(sim, run)
+    until(lambda: advices(sim, "0220"), 20, "the completion")
+    rec = settled_once(sim, run, 800)
+    time.sleep(1.0)
+    (done,) = advices(sim, "0220")
+    assert done["95"][:12] == f"{cents(800):012d}" and advices(sim, "0420") == []
+    assert "settled_from_totals" not in rec.flags                      # type: ignore[attr-defined]
+    assert len(sim.printer.wait_receipts(1, 10)) == 1
