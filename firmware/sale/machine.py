@@ -6,7 +6,9 @@
 
 Every move is journaled before the terminal acts on it, so the state after a crash says what may have
 happened outside: "authorizing" means the host may have approved (and hold money), "pump_authorized"
-means fuel may have flowed. Pure code: no I/O, no clock.
+means fuel may have flowed. Before "completed", the settled figures are journaled in the open state
+(charged_cents set) and only then booked by the program (a bank 0220): a restart books and completes
+with those figures, never with figures read again from the pump. Pure code: no I/O, no clock.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ class SaleRecord:
     product: str | None
     volume_cl: int | None
     amount_cents: int | None    # what the pump's figures say
-    charged_cents: int | None   # what the payment program charges: amount less any adjunct's discount
+    charged_cents: int | None   # what the payment program charges: amount less any adjunct's discount;
+    #                             set on an open sale once settled, before its program books the figures
     price_milli: int | None
     totals_before: dict[int, tuple[int, int]] | None   # nozzle -> (volume_cl, amount_cents)
     reason: DeclineReason | None

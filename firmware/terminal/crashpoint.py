@@ -72,4 +72,7 @@ class CrashPointJournal(Journal):
 def open_journal(path: str | Path) -> Journal:
     """The terminal's journal; a CrashPointJournal when FORECOURT_CRASH_AT names a write."""
     point = os.environ.get(ENV, "").strip()
-    return CrashPointJournal(path, point) if point else Journal(path)
+    if not point:
+        return Journal(path)
+    log.warning("crash point armed: the terminal will kill itself there", extra={"point": point})
+    return CrashPointJournal(path, point)

@@ -125,6 +125,7 @@ def settled_once(sim: Simulator, run: Run, volume: int) -> object:
     reg = sim.registry_sales()
     assert [(s["sale_id"], s["volume_cl"], s["amount_cents"]) for s in reg] == [
         (rec.id, volume, cents(volume))]
+    assert not any(s["held"] for s in reg)                 # nothing set apart for an operator
     assert "open" not in holds(sim).values()
     return rec
 
