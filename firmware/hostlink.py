@@ -15,14 +15,17 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from contracts import messages as m
+from contracts.cards import mask_pan
 from contracts.errors import HostUnavailable, JournalError, MessageError
 from firmware.sale.journal import Journal
 from firmware.sale.record import SaleRecord
 from firmware.station import Station
 
-__all__ = ["HostLink", "Link", "sale_payload"]
+__all__ = ["RELEASE", "HostLink", "Link", "sale_payload"]
 
 log = logging.getLogger(__name__)
+
+RELEASE = "release:"      # journal kv prefix: sales of nothing that close a hold whose answer never came
 
 
 class Link(Protocol):
@@ -84,18 +87,38 @@ class HostLink:
     def authorize(self, *, pan: str, expiry: str, pin_block: bytes, pump: int,
                   request_id: str | None = None) -> m.AuthAnswer:
         """request_id: journaled by the caller first; the registry keys its hold by it."""
-        req = {"request_id": request_id or str(uuid.uuid4()), "terminal": self.terminal,
-               "station": self.station_id, "pump": pump, "pan": pan, "expiry": expiry,
-               "pin_block": pin_block.hex().upper()}
-        raw = self.link.request(m.TOPICS["auth_request"], m.encode(req, m.AUTH_REQUEST), self.inbox,
-                                self.auth_timeout)
+        rid = request_id or str(uuid.uuid4())
+        req = {"request_id": rid, "terminal": self.terminal, "station": self.station_id, "pump": pump,
+               "pan": pan, "expiry": expiry, "pin_block": pin_block.hex().upper()}
+        sent = self.online
         try:
-            answer = m.AuthAnswer.from_doc(m.decode(raw, m.AUTH_RESPONSE))
-        except MessageError as exc:
-            raise HostUnavailable("registry answered with a malformed message") from exc
-        if answer.request_id != req["request_id"]:
-            raise HostUnavailable("registry answered another request")
+            raw = self.link.request(m.TOPICS["auth_request"], m.encode(req, m.AUTH_REQUEST), self.inbox,
+                                    self.auth_timeout)
+            try:
+                answer = m.AuthAnswer.from_doc(m.decode(raw, m.AUTH_RESPONSE))
+            except MessageError as exc:
+                raise HostUnavailable("registry answered with a malformed message") from exc
+            if answer.request_id != rid:
+                raise HostUnavailable("registry answered another request")
+        except HostUnavailable:
+            if sent:           # the registry may hold litres for an answer that never came: release them
+                self._queue_release(rid, pump, mask_pan(pan))
+            raise
         return answer
+
+    def _queue_release(self, request_id: str, pump: int, card_masked: str) -> None:
+        """A sale of nothing on the request's authorization, sent like a sale until acknowledged: it
+        closes a hold the registry granted (or, never granted, is stored as nothing and bars the id)."""
+        sale_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"forecourt-release:{request_id}"))
+        doc = {"sale_id": sale_id, "kind": "fleet", "auth_id": request_id, "terminal": self.terminal,
+               "station": self.station_id, "pump": pump, "nozzle": 0, "product": None, "volume_cl": 0,
+               "amount_cents": 0, "price_milli": 0, "card_masked": card_masked,
+               "finished_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "recovered": False,
+               "flags": ["unanswered_authorization"]}
+        self.journal.put(RELEASE + sale_id, json.dumps(doc))
+        log.warning("authorization unanswered; its hold is released by a sale of nothing",
+                    extra={"request_id": request_id, "sale_id": sale_id})
+        self._kick.set()
 
     # store-and-forward
     def start_sync(self) -> None:
@@ -118,6 +141,7 @@ class HostLink:
             self._kick.clear()
             if self._stop.is_set() or not self.online:
                 continue
+            releases = [m.encode(json.loads(doc), m.SALE) for doc in self.journal.values(RELEASE).values()]
             for rec in self.journal.unsynced():
                 try:
                     payload = m.encode(sale_payload(rec, self.terminal, self.station_id), m.SALE)
@@ -130,12 +154,22 @@ class HostLink:
                     self.link.publish(m.TOPICS["sales"].format(terminal=self.terminal), payload, qos=1)
                 except HostUnavailable:
                     break
+            for payload in releases:
+                try:
+                    self.link.publish(m.TOPICS["sales"].format(terminal=self.terminal), payload, qos=1)
+                except HostUnavailable:
+                    break
 
     def _on_inbox(self, topic: str, payload: bytes, props: Any) -> None:
         try:
             ack = m.decode(payload, m.SALE_ACK)
         except MessageError as exc:
             log.warning("malformed message in inbox dropped", extra={"error": str(exc)})
+            return
+        if self.journal.get_value(RELEASE + ack["sale_id"]) is not None:
+            self.journal.delete(RELEASE + ack["sale_id"])         # whatever the answer: nothing to hold
+            log.info("unanswered authorization released", extra={"sale_id": ack["sale_id"],
+                                                                  "status": ack["status"]})
             return
         try:
             rec = self.journal.get(ack["sale_id"])

@@ -13,8 +13,12 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contracts.errors import CardReaderError, ConfigError, ForecourtError, MissingComponent
+
+if TYPE_CHECKING:
+    from firmware.config import TerminalConfig
 
 __all__ = ["EXIT_ENVIRONMENT", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -37,6 +41,7 @@ def cmd_terminal(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level, name="terminal")
     cfg = load_config(_path(args.config, "--config"))
+    _check_devices(cfg)
     run_terminal(cfg, _stop_on_signals())
     return EXIT_OK
 
@@ -74,6 +79,22 @@ def _port(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 1..65535, not {text!r}")
     return int(text)
+
+
+def _check_devices(cfg: TerminalConfig) -> None:
+    """Each device URL names a backend the terminal has (drivers.devices), before anything is opened."""
+    from drivers.devices import BACKENDS, CONFIG_KEYS
+    from drivers.url import parse_url
+
+    bank = {"acquirer": cfg.bank.acquirer, "magstripe": cfg.bank.magstripe}
+    for kind, key in CONFIG_KEYS.items():
+        url = bank[kind] if kind in bank else getattr(cfg.devices, kind)
+        if kind in bank and not url:
+            continue                              # bank cards off, or no magnetic stripe head
+        scheme = parse_url(url, key=key).scheme
+        if scheme not in BACKENDS[kind]:
+            known = ", ".join(f"{s}://" if s else "a device path" for s in sorted(BACKENDS[kind]))
+            raise ConfigError(f"{key} must be one of {known}", key=key)
 
 
 def cmd_registry(args: argparse.Namespace) -> int:

@@ -34,6 +34,12 @@ _WIDENED = (
 )
 
 
+# Indexes added after the first release, as (name, table, column); the names are SQLAlchemy's (ix_...).
+_INDEXED = (
+    ("ix_transactions_auth_id", "transactions", "auth_id"),     # authorize() looks a request id up
+)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -50,6 +56,8 @@ def _upgrade(engine: Engine) -> None:
             if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
                 conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
                 log.info("database upgraded", extra={"table": table, "column": column})
+        for name, table, column in _INDEXED:
+            conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({column})")
         if conn.dialect.name != "postgresql":
             return
         for table, column, length in _WIDENED:

@@ -108,7 +108,7 @@ class Transaction(Base):
     # the card program (contracts.messages.PROGRAM: up to 32 characters); the server default is the one
     # registry.db adds to a database from before this column
     kind: Mapped[str] = mapped_column(String(32), default="fleet", server_default="fleet")
-    auth_id: Mapped[str | None] = mapped_column(String(36))
+    auth_id: Mapped[str | None] = mapped_column(String(36), index=True)    # registry.db adds it to older
     card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"))
     wallet_id: Mapped[int | None] = mapped_column(ForeignKey("wallets.id"))
     device_id: Mapped[str] = mapped_column(String(64))

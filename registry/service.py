@@ -66,7 +66,9 @@ def _decline(req: dict[str, Any], reason: DeclineReason, masked: str | None = No
 
 def authorize(session: Session, keys: RegistryKeys, req: dict[str, Any], now: dt.datetime) -> AuthAnswer:
     """Check device, PIN, card status, product and monthly limit; reserve the allowed litres."""
-    if session.get(Authorization, req["request_id"]) is not None:
+    if (session.get(Authorization, req["request_id"]) is not None
+            or session.scalar(select(Transaction.id).where(Transaction.auth_id == req["request_id"]))):
+        # reused, or late: the terminal gave up on it and released it with a sale of nothing
         return _decline(req, DeclineReason.DO_NOT_HONOUR, why="request_id_reused")
     device = session.get(Device, req["terminal"])
     if device is None or device.status != "active" or device.station_id != req["station"]:
@@ -190,7 +192,10 @@ def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dic
         Nozzle.station_id == sale["station"], Nozzle.pump == sale["pump"], Nozzle.nozzle == sale["nozzle"]))
     problems = sale_problems(sale, device, nozzle, now)
     auth = _settled_authorization(session, sale, problems)
-    held = bool(problems)
+    # A sale of nothing on an authorization never granted (the terminal releasing a request that got no
+    # answer, which never reached the registry) holds nothing to review.
+    nothing = sale["volume_cl"] == 0 and sale["amount_cents"] == 0 and problems == ["unknown_authorization"]
+    held = bool(problems) and not nothing
     session.add(Transaction(
         sale_id=sale["sale_id"], kind=sale["kind"], auth_id=sale["auth_id"],
         card_id=auth.card_id if auth else None, wallet_id=auth.wallet_id if auth else None,

@@ -125,3 +125,14 @@ def test_nul_in_a_path_option_is_a_usage_error(capsys: pytest.CaptureFixture[str
     assert main(["broker-config", "--data-dir", "d\x00"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and "--config" in err and "--data-dir" in err
+
+
+@pytest.mark.parametrize(("line", "key"), [('[devices]\nprinter = "lpt://1"', "devices.printer"),
+                                           ('[devices]\ncard_reader = "/dev/ttyUSB0"', "devices.card_reader"),
+                                           ('[devices]\npanel = "headless://"', "devices.panel"),
+                                           ('[devices]\npump_line = "bogus://x"', "devices.pump_line"),
+                                           ('[bank]\nmagstripe = "file:///dev/ttyS0"', "bank.magstripe")])
+def test_terminal_device_url_no_backend_opens_is_one_line(tmp_path: Path, line: str, key: str) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(f'[terminal]\nid = "T-0001"\nstation = "ST-1"\n{line}\n')
+    assert key in one_line_usage_error(cli("terminal", "--config", str(path)))

@@ -579,3 +579,50 @@ def test_sale_the_terminal_cannot_encode_is_parked_and_sync_goes_on(registry: Re
     terminal.host.kick()
     assert wait_for(lambda: terminal.journal.get(good).synced, 5)
     assert terminal.journal.parked_reason(bad) == "malformed" and not terminal.journal.get(bad).synced
+
+
+# -- an authorization whose answer never came is released (crash window 7) ---------------------------------
+
+def _hold_statuses(reg: Registry) -> list[str]:
+    from registry.models import Authorization
+
+    with reg.sessions() as s:
+        return [a.status for a in s.scalars(select(Authorization)).all()]
+
+
+def test_hold_granted_after_the_terminal_gave_up_is_released(registry: Registry, broker: Broker,
+                                                             tmp_path: Path) -> None:
+    """The registry approves, but the answer comes too late (lost with a broker, or slow): the terminal
+    declines, and its sale of nothing on the request closes the hold instead of it waiting 30 minutes."""
+    t = make_terminal(broker.port, tmp_path / "slow" / "journal.db", auth_timeout=0.000_001)
+    t.link.start()
+    try:
+        assert t.link.wait_connected(5)
+        wait_config(t)
+        request_id = str(uuid.uuid4())
+        with pytest.raises(HostUnavailable):
+            t.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1, request_id=request_id)
+        assert wait_for(lambda: _hold_statuses(registry) == ["open"], 5)      # granted, answer not taken
+        (key,) = t.journal.values("release:")
+        t.host.start_sync()
+        assert wait_for(lambda: _hold_statuses(registry) == ["completed"], 10)
+        assert wait_for(lambda: t.journal.values("release:") == {}, 5)
+        with registry.sessions() as s:
+            tx = s.scalar(select(Transaction).where(Transaction.auth_id == request_id))
+            assert tx is not None and (tx.volume_cl, tx.amount_cents, tx.held) == (0, 0, False)
+            assert tx.sale_id == key.removeprefix("release:")
+            assert held_sales(s) == []
+    finally:
+        t.host.stop_sync()
+        t.link.stop()
+        t.journal.close()
+
+
+def test_request_never_sent_queues_no_release(broker: Broker, tmp_path: Path) -> None:
+    t = make_terminal(broker.port, tmp_path / "off" / "journal.db")      # never connected
+    try:
+        with pytest.raises(HostUnavailable):
+            t.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
+        assert t.journal.values("release:") == {}
+    finally:
+        t.journal.close()

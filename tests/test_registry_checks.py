@@ -16,14 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psec.pinblock import encipher_pinblock_iso_4
 from sqlalchemy import create_engine, select
-from test_registry_service import ACME, NOW, Env, make_pre_kind_database, sqlite_env
+from test_registry_service import ACME, NOW, PIN_KEY, Env, make_pre_kind_database, sqlite_env
 
+from contracts import messages as m
 from registry.checks import CLOCK_AHEAD, MAX_AGE, MAX_SALE_CL
 from registry.db import open_database
 from registry.keys import load_or_create_keys
 from registry.models import Authorization, Device, SaleConflict, Transaction
-from registry.service import held_sales, sale_conflicts
+from registry.service import authorize, held_sales, sale_conflicts
 
 
 @pytest.fixture
@@ -195,3 +197,40 @@ def check_database_from_before_held_sales_is_upgraded(url: str, tmp_path: Path) 
 
 def test_database_from_before_held_sales_is_upgraded(tmp_path: Path) -> None:
     check_database_from_before_held_sales_is_upgraded(f"sqlite:///{tmp_path / 'old.db'}", tmp_path)
+
+
+# -- a terminal releases an authorization whose answer never came (crash window 7) --------------------------
+
+def _release(env: Env, request_id: str) -> dict[str, Any]:
+    _, ack = env.sale(request_id, volume_cl=0, amount_cents=0, nozzle=0, product=None, price_milli=0,
+                       flags=["unanswered_authorization"],
+                       sale_id=str(uuid.uuid5(uuid.NAMESPACE_URL, request_id)))
+    return ack
+
+
+def test_sale_of_nothing_releases_a_hold_whose_answer_was_lost(env: Env) -> None:
+    a = env.auth(ACME)
+    assert env.usage(1) == 15_000
+    assert _release(env, a["auth_id"]) == {"sale_id": str(uuid.uuid5(uuid.NAMESPACE_URL, a["auth_id"])),
+                                           "status": "stored", "reason": ""}
+    assert env.usage(1) == 0
+    with env.sessions() as s:
+        auth = s.get(Authorization, a["auth_id"])
+        assert auth is not None and auth.status == "completed" and held_sales(s) == []
+
+
+def test_release_of_a_request_never_received_is_not_held_and_bars_the_request(env: Env) -> None:
+    request_id = str(uuid.uuid4())
+    assert _release(env, request_id)["reason"] == ""          # nothing to review: nothing was granted
+    req_doc = env.auth(ACME)                                   # another request goes through
+    assert req_doc["approved"]
+    with env.sessions() as s:
+        tx = s.scalar(select(Transaction).where(Transaction.auth_id == request_id))
+        assert tx is not None and not tx.held and tx.flags == "unanswered_authorization,unknown_authorization"
+    # the request itself, arriving late, grants nothing: the terminal already gave up on it
+    late = {"request_id": request_id, "terminal": "T-0001", "station": "ST-001", "pump": 1, "pan": ACME,
+            "expiry": "2912", "pin_block": encipher_pinblock_iso_4(PIN_KEY, "1234", ACME).hex().upper()}
+    with env.sessions() as s:
+        answer = authorize(s, env.keys, m.decode(m.encode(late, m.AUTH_REQUEST), m.AUTH_REQUEST), NOW)
+    assert not answer.approved and answer.reason is not None and answer.reason.value == "do_not_honour"
+    assert env.usage(1) == 15_000                              # only the other request's hold

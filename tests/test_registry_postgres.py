@@ -24,7 +24,9 @@ from test_registry_checks import (  # noqa: F401  (the same tests, collected her
     test_fleet_sale_over_its_authorization_is_held_and_not_counted,
     test_identical_resend_is_a_duplicate_and_counted_once,
     test_plausible_sales_are_counted,
+    test_release_of_a_request_never_received_is_not_held_and_bars_the_request,
     test_sale_dated_9999_does_not_exhaust_a_wallet_in_later_months,
+    test_sale_of_nothing_releases_a_hold_whose_answer_was_lost,
     test_untrue_bank_sale_is_held,
     test_untrue_fleet_sale_is_held_and_never_counted,
 )

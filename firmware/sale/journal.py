@@ -172,6 +172,17 @@ class Journal:
             row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    def values(self, prefix: str) -> dict[str, str]:
+        """Every key-value pair whose key starts with prefix (a queue kept in the kv table)."""
+        with self._lock:
+            rows = self._db.execute("SELECT key, value FROM kv WHERE substr(key, 1, ?) = ? ORDER BY key",
+                                    (len(prefix), prefix)).fetchall()
+        return {str(k): str(v) for k, v in rows}
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
+
     def _select(self, where: str, args: tuple[Any, ...]) -> list[SaleRecord]:
         with self._lock:
             cur = self._db.execute(f"SELECT * FROM sales {where}", args)
