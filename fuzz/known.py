@@ -1,0 +1,48 @@
+"""Defects the fuzz targets found that are reported and not fixed yet, each with its minimal input.
+
+The property tests (tests/test_fuzz_*.py) step over exactly these (exception type and file); each
+example is an xfail(strict=True) test, so a fix turns it into XPASS and this entry is then removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from contracts import iso8583
+from fuzz.harness import Known, Target
+
+__all__ = ["KNOWN", "reported"]
+
+KNOWN: dict[str, tuple[Known, ...]] = {
+    "escpos": (Known("UnicodeDecodeError", "hostsim/escpos_decode.py", b"\x1bt\x10",
+                     "reported: ESC t with a single-byte code page lacking 0x81 (cp1252...) raises "
+                     "UnicodeDecodeError in _codec's multi-byte probe instead of MessageError"),),
+    "acquirer_host": (Known("KeyError", "hostsim/acquirer_host.py",
+                            iso8583.encode({"t": "0220", "4": "000000001000"}),
+                            "reported: an advice (0220/0420) without field 11 raises KeyError in "
+                            "AcquirerHost.handle instead of a format-error answer"),),
+    "journal_rows": (Known("", "firmware/sale/journal.py", b"\x05[",
+                           "reported: a sale row whose JSON column (nozzles) is corrupt raises "
+                           "JSONDecodeError instead of JournalError"),
+                     Known("", "firmware/sale/journal.py", b"\x00bogus",
+                           "reported: a sale row with an unknown state raises ValueError instead of "
+                           "JournalError"),
+                     Known("", "firmware/sale/journal.py", b"\x8a\xff",
+                           "reported: a sale row whose JSON column is a BLOB of non-UTF-8 bytes raises "
+                           "UnicodeDecodeError instead of JournalError")),
+    "pinpad_keys": (Known("", "drivers/pinpad/pinpad.py", b"12\n3\n4\n5\nENTER",
+                          "reported: a key source handing over several characters at once ('12') makes "
+                          "PinPad._collect raise TypeError from ord() instead of ignoring the key"),
+                    Known("", "drivers/pinpad/pinpad.py", "1\n2\n3\n\u0664\nENTER".encode(),
+                          "reported: a non-ASCII digit key ('\u0664', str.isdigit() is true) makes "
+                          "PinPad._collect raise ValueError instead of ignoring the key")),
+}
+
+
+def reported(targets: Sequence[Target]) -> list[Any]:
+    """pytest params (target, known defect), each marked xfail(strict=True) with its report."""
+    import pytest
+
+    return [pytest.param(t, k, marks=pytest.mark.xfail(strict=True, reason=k.reason), id=f"{t.name}-{i}")
+            for t in targets for i, k in enumerate(KNOWN.get(t.name, ()))]
