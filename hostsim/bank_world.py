@@ -13,6 +13,7 @@ from psec.pinblock import decipher_pinblock_iso_4
 from drivers.pinpad.dukpt_aes import derive_initial_key, host_derive_working_key
 from hostsim.acquirer_host import AcquirerHost
 from hostsim.cards.emv_profile import PROFILES, load_profile, profile_names
+from provisioning.keys import install_dukpt
 
 __all__ = ["BDK", "KEY_ID", "make_acquirer", "write_bank_files"]
 
@@ -52,6 +53,5 @@ def write_bank_files(directory: Path) -> None:
         "# written by the host simulator: test CA keys only\n"
         'country_code = "0276"\ncurrency_code = "0978"\nterminal_id = "FCT00001"\n' + aids + "\n" + ca_keys)
     initial_key = derive_initial_key(BDK, KEY_ID)
-    (directory / "dukpt.toml").write_text(
-        "# written by the host simulator from the X9.24-3 test BDK\n"
-        f'initial_key = "{initial_key.hex().upper()}"\nkey_id = "{KEY_ID.hex().upper()}"\n')
+    install_dukpt(directory, initial_key, KEY_ID,
+                  note="written by the host simulator from the X9.24-3 test BDK")

@@ -27,6 +27,7 @@ from hostsim.printer_server import PrinterServer
 from hostsim.services import Process, child_env, forecourt_command, free_port, start_mosquitto
 from hostsim.swipe_server import SwipeServer
 from hostsim.vpcd import VirtualCardServer
+from provisioning.keys import install_pin_key
 from registry.db import open_database
 from registry.models import Card, Transaction
 
@@ -181,7 +182,7 @@ class Simulator:
     def _write_terminal_config(self) -> None:
         tdir = self.terminal_config.parent
         tdir.mkdir(exist_ok=True)
-        (tdir / "pek.hex").write_text(self.device["pin_key"] + "\n")
+        install_pin_key(tdir, bytes.fromhex(self.device["pin_key"]))
         write_bank_files(tdir)
         if self.pcscd is None:
             raise RuntimeError("pcscd must be started before the terminal is configured")

@@ -11,7 +11,7 @@ from typing import Any
 from contracts import messages as m
 from firmware.config import TerminalConfig
 from firmware.hostlink import HostLink
-from firmware.keyfile import load_or_create_key
+from firmware.keyfile import check_private, load_or_create_key
 from firmware.programs import build_programs
 from firmware.programs.build import ProgramDeps
 from firmware.sale.runner import SaleRunner
@@ -45,7 +45,7 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     state = cfg.state_dir
     state.mkdir(parents=True, exist_ok=True)
     tid, dev = cfg.terminal.id, cfg.devices
-    pin_key = load_pin_key(state / dev.pin_key)
+    pin_key = load_pin_key(check_private(state / dev.pin_key))
     journal = open_journal(state / "journal.db")
     status_topic = m.TOPICS["status"].format(terminal=tid)
     link = MqttLink(cfg.mqtt.host, cfg.mqtt.port, f"forecourt-terminal-{tid}", keepalive=cfg.mqtt.keepalive,

@@ -8,6 +8,7 @@ from typing import Any
 
 from contracts.errors import ConfigError
 from firmware.config_files import read_toml
+from firmware.keyfile import check_private
 from firmware.programs.bank.setup import EXHAUSTED
 from firmware.sale.journal import Journal
 
@@ -19,7 +20,7 @@ def load_dukpt(path: Path, journal: Journal) -> Any:
     re-keyed)."""
     from drivers.pinpad.dukpt_aes import TerminalDukpt
 
-    raw = read_toml(path, "DUKPT key")
+    raw = read_toml(check_private(path), "DUKPT key")
     try:
         initial_key, key_id = bytes.fromhex(raw["initial_key"]), bytes.fromhex(raw["key_id"])
     except (KeyError, ValueError, TypeError) as exc:
