@@ -18,11 +18,10 @@ from contracts.screens import Screen
 from contracts.track2 import Track2
 from firmware.programs.base import Adjunct, CardProgram, Question
 from firmware.sale.journal import Journal
-from firmware.sale.machine import SaleState
+from firmware.sale.machine import SaleState, write_name
 from firmware.sale.runner import SaleRunner
 from firmware.sale.world import SaleTimeouts, SaleWorld
 from firmware.station import NozzlePrice, Station
-from firmware.terminal.crashpoint import write_name
 
 __all__ = ["CANCEL", "Crash", "CrashingJournal", "FakeClock", "FakePumps", "ListPrinter",
            "ScriptedCardholder", "make_runner", "station"]

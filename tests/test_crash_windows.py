@@ -1,16 +1,23 @@
 """Issue 10's crash windows on the sale machine with its fakes (tests/test_sale_machine.py's Env): a crash
 at each point, the pump moving on while the terminal is down, then a restart that counts every litre and
-cent once and leaves nothing held. The whole-system versions are in tests/e2e/test_crash_windows.py.
+cent once and leaves nothing held; and the registry's side of window 1. The whole-system versions are in
+tests/e2e/test_crash_windows.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from psec.pinblock import encipher_pinblock_iso_4
 
 from firmware.hostlink import sale_payload
 from firmware.sale.machine import SaleState
+from registry.models import Authorization
+from registry.service import authorize
+from tests import test_registry_service as reg
 from tests.sale_fakes import Crash
 from tests.test_sale_machine import Env, amount, env_factory
 
@@ -95,3 +102,30 @@ def test_a_fleet_hold_granted_before_the_crash_is_closed_on_restart(env_factory:
     assert (payload["auth_id"], payload["volume_cl"], payload["amount_cents"]) == (request, 0, 0)
     env.registry.book(payload)
     assert env.registry.holds == set()
+
+
+# -- window 1, the registry's side: the hold is keyed by the request id, and a sale of nothing closes it ----
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[reg.Env]:
+    yield from reg.sqlite_env(tmp_path)
+
+
+def test_the_registry_keys_its_hold_by_the_request_id_and_a_sale_of_nothing_closes_it(
+        registry: reg.Env) -> None:
+    before = registry.usage(1)
+    doc = registry.auth(reg.ACME)
+    assert doc["approved"] and doc["auth_id"] == doc["request_id"]
+    assert registry.usage(1) == before + doc["allowed_cl"]          # litres held for the sale
+    again = {"request_id": doc["request_id"], "terminal": "T-0001", "station": "ST-001", "pump": 1,
+             "pan": reg.ACME, "expiry": "2912",
+             "pin_block": encipher_pinblock_iso_4(reg.PIN_KEY, "1234", reg.ACME).hex().upper()}
+    with registry.sessions() as s:          # a request id seen before grants nothing more
+        assert not authorize(s, registry.keys, again, reg.NOW).approved
+    assert registry.count(Authorization) == 1
+
+    # the restarted terminal's sale of nothing, naming the request id, ends the hold
+    _, ack = registry.sale(doc["request_id"], volume_cl=0, nozzle=0, product=None, amount_cents=0,
+                           price_milli=0, recovered=True)
+    assert ack == {"sale_id": ack["sale_id"], "status": "stored", "reason": ""}
+    assert registry.usage(1) == before
+    assert registry.count(Authorization, Authorization.status == "open") == 0

@@ -14,10 +14,12 @@ with those figures, never with figures read again from the pump. Pure code: no I
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from typing import Any
 
 from contracts.errors import JournalError
 
-__all__ = ["OPEN_STATES", "TRANSITIONS", "Recovery", "SaleState", "check_move", "recovery"]
+__all__ = ["OPEN_STATES", "TRANSITIONS", "Recovery", "SaleState", "check_move", "recovery", "write_name"]
 
 
 class SaleState(enum.StrEnum):
@@ -79,3 +81,17 @@ def recovery(state: SaleState) -> Recovery:
     if state is S.PUMP_AUTHORIZED:
         return Recovery.PUMP
     return Recovery.NOTHING
+
+
+def write_name(state: SaleState, fields: Mapping[str, Any]) -> str:
+    """The name of a journal write, as crash points call it: the state it moves the sale to, or "figures"
+    for the write of the settled figures (charged_cents) in the open state.
+
+    >>> write_name(SaleState.PUMP_AUTHORIZED, {"charged_cents": 0})
+    'figures'
+    >>> write_name(SaleState.COMPLETED, {"charged_cents": 0})
+    'completed'
+    """
+    if "charged_cents" in fields and state is not SaleState.COMPLETED:
+        return "figures"
+    return state.value

@@ -17,26 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from firmware.sale.journal import Journal
-from firmware.sale.machine import SaleState
+from firmware.sale.machine import SaleState, write_name
 
-__all__ = ["ENV", "CrashPointJournal", "open_journal", "write_name"]
+__all__ = ["ENV", "CrashPointJournal", "open_journal"]
 
 log = logging.getLogger(__name__)
 
 ENV = "FORECOURT_CRASH_AT"
-
-
-def write_name(state: SaleState, fields: Mapping[str, Any]) -> str:
-    """The crash-point name of a transition: its state, or "figures" for the settled figures' write.
-
-    >>> write_name(SaleState.PUMP_AUTHORIZED, {"charged_cents": 0})
-    'figures'
-    >>> write_name(SaleState.COMPLETED, {"charged_cents": 0})
-    'completed'
-    """
-    if "charged_cents" in fields and state is not SaleState.COMPLETED:
-        return "figures"
-    return state.value
 
 
 class CrashPointJournal(Journal):
