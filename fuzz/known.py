@@ -22,6 +22,14 @@ KNOWN: dict[str, tuple[Known, ...]] = {
                             iso8583.encode({"t": "0220", "4": "000000001000"}),
                             "reported: an advice (0220/0420) without field 11 raises KeyError in "
                             "AcquirerHost.handle instead of a format-error answer"),),
+    "panel_line": (Known("RecursionError", "drivers/panel/socket.py", b'{"key": ' + b"[" * 5000,
+                         "reported: a panel line of deeply nested JSON raises RecursionError from "
+                         "SocketPanel._on_line instead of being dropped as malformed"),),
+    "pinpad_line": (Known("RecursionError", "drivers/panel/socket.py", b"[" * 5000,
+                          "reported: as panel_line, on the way to the PIN pad"),),
+    "card_context": (Known("RecursionError", "firmware/programs/bank/advice.py", b"[" * 5000,
+                           "reported: CardContext.loads of deeply nested JSON raises RecursionError "
+                           "instead of SyncError (it catches ValueError and TypeError only)"),),
     "journal_rows": (Known("", "firmware/sale/journal.py", b"\x05[",
                            "reported: a sale row whose JSON column (nozzles) is corrupt raises "
                            "JSONDecodeError instead of JournalError"),

@@ -16,7 +16,7 @@ from firmware.emv.data import DataStore, build_dol, parse_dol
 from firmware.emv.genac import request_ac
 from firmware.emv.issuer import IssuerResponse, run_scripts
 from firmware.emv.records import initiate, parse_afl, read_application_data
-from firmware.emv.select import build_candidate_list, final_select
+from firmware.emv.select import build_candidate_list, final_select, select_ppse
 from firmware.programs.fleet.card import FLEET_AID, read_fleet_card
 from fuzz.harness import SEP, Target, Violation, parts
 
@@ -101,10 +101,11 @@ def emv_genac(data: bytes) -> None:
 def emv_select(data: bytes) -> None:
     """FCI of the final SELECT, and the candidate list from PSE directory records (Book 1 12)."""
     final, pse, record = parts(data, 3)
-    try:
-        final_select(Card({0xA4: final}), VISA)
-    except CardError:
-        pass
+    for select in (lambda: final_select(Card({0xA4: final}), VISA), lambda: select_ppse(Card({0xA4: pse}))):
+        try:
+            select()
+        except CardError:
+            pass
     build_candidate_list(Card({0xA4: pse, 0xB2: record}), (AidConfig(VISA),))
 
 

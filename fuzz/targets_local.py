@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from contracts.errors import CardError, ConfigError, JournalError, MessageError, PinPadError
+from contracts.errors import CardError, ConfigError, JournalError, MessageError, PinPadError, SyncError
 from contracts.reasons import DeclineReason, parse_reason
 from contracts.track2 import Track2, parse_track2
 from fuzz.harness import Target, Violation
@@ -170,6 +170,37 @@ def fuel_lines(data: bytes) -> None:
         raise Violation("encode(parse_fuel(x)) != x")
 
 
+def timestamp(data: bytes) -> None:
+    """contracts.messages.parse_timestamp: a naive UTC datetime that prints back to itself, or ValueError."""
+    from contracts.messages import parse_timestamp
+
+    when = parse_timestamp(data.decode("utf-8", "replace"))
+    if parse_timestamp(when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")) != when:
+        raise Violation("timestamp does not survive its own text")
+
+
+def card_context(data: bytes) -> None:
+    """The bank sale's card context as read back from the store-and-forward file: SyncError when damaged."""
+    from firmware.programs.bank.advice import CardContext
+
+    context = CardContext.loads(data)
+    if CardContext.loads(context.dumps()) != context:
+        raise Violation("loads(dumps(context)) != context")
+
+
+def registry_sale_id(data: bytes) -> None:
+    """The registry's look at a payload that is no valid SALE, to answer its sender: a sale_id or None."""
+    from registry.server import _sale_id
+
+    sale_id = _sale_id(data)
+    if sale_id is not None and not isinstance(sale_id, str):
+        raise Violation("sale_id is not text")
+
+
+_UUID = b"0f8fad5b-d9cb-469f-a165-70867728950e"
+_CONTEXT = (b'{"pan": "4761739001010010", "expiry": "3012", "entry_mode": "051", "pan_sequence": "01", '
+            b'"pump": 1, "requested": 5000, "stan": "000042", "transmission": "0615120000", "icc": "9F2701", '
+            b'"approved": 5000, "rrn": "000000000001", "auth_code": "ABC123"}')
 _CONFIG = (b'[terminal]\nid = "T-0001"\nstation = "ST-001"\nprograms = ["fleet"]\n[mqtt]\nport = 1883\n'
            b'[devices]\npumps = [1, 2]\n[timeouts]\nauth = 5\n')
 
@@ -190,4 +221,8 @@ TARGETS = [
            lambda: [b"pcsc://Virtual PCD 00 00", b"tcp://127.0.0.1:5000"]),
     Target("reason", reason, (), lambda: [b"card_expired", b"expired_card"]),
     Target("fuel_lines", fuel_lines, (MessageError,), lambda: [b"001L000012345000000002159"]),
+    Target("timestamp", timestamp, (ValueError,),
+           lambda: [b"2024-02-29T23:59:59.5Z", b"2025-06-15T12:00:00Z"]),
+    Target("card_context", card_context, (SyncError,), lambda: [_CONTEXT]),
+    Target("registry_sale_id", registry_sale_id, (), lambda: [b'{"v":1,"sale_id":"' + _UUID + b'"}']),
 ]
