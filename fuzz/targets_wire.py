@@ -99,6 +99,23 @@ def dart_link(data: bytes) -> None:
     link.send(1, [(dart.CD1, b"\x00")])
 
 
+def dart_sim_pump(data: bytes) -> None:
+    """The pump simulator answering whatever frames a master sends: silence or well-formed frames."""
+    from drivers.pump.simulator import SimPump
+
+    pump = SimPump(1)
+    for raw in dart.FrameSplitter().feed(data):
+        try:
+            frame = dart.decode(raw)
+        except dart.DartError:
+            continue
+        if frame.addr != A:
+            continue
+        reply = pump.handle(frame)
+        for wire in dart.FrameSplitter().feed(reply or b""):
+            dart.decode(wire)
+
+
 def _acq_seeds() -> list[bytes]:
     icc = "910A" + "11" * 10 + "8A023030" + "7107" + "9F180400000001"
     return [iso8583.encode({"t": "0110", "11": "000042", "39": "00", "4": "000000005000",
@@ -201,6 +218,10 @@ TARGETS = [
     Target("dart_link", dart_link, (PumpError,),
            lambda: [dart.encode_data(A, 1, [(dart.DC1, b"\x02")]), dart.encode_short(A, dart.ACK, 0)],
            max_len=1024),
+    Target("dart_sim_pump", dart_sim_pump, (),
+           lambda: [dart.encode_short(A, dart.POLL) + dart.encode_data(A, 1, [(dart.CD1, b"\x06")])
+                    + dart.encode_data(A, 2, [(dart.CD3, dart.bcd_encode(1000, 4)), (dart.CD2, b"\x01")])
+                    + dart.encode_short(A, dart.POLL) + dart.encode_short(A, dart.ACK, 1)]),
     Target("iso8583_decode", iso8583_decode, (MessageError,), _acq_seeds),
     Target("acquirer_responses", acquirer_responses, (MessageError,), _acq_seeds),
     Target("acquirer_host", acquirer_host, (), _host_seeds),
