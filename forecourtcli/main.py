@@ -107,7 +107,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
     seed = _path(args.seed, "--seed") if args.seed else None
     setup_logging(args.log_level, name="registry")
     state = _directory(args.state_dir, "--state-dir")
-    reg = Registry(args.db, state, host, port, seed)
+    reg = Registry(args.db, state, host, port, seed, _path(args.kek, "--kek") if args.kek else None)
     reg.run(_stop_on_signals())
     return EXIT_OK
 
@@ -185,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mqtt", default="127.0.0.1:1883", help="broker host:port")
     r.add_argument("--state-dir", default=".", help="where the registry keeps its keys")
     r.add_argument("--seed", default=None, help="TOML seed data to load (idempotent)")
+    r.add_argument("--kek", default=None, help="key-encryption key file for the device keys, mode 0600 "
+                   "(default: STATE_DIR/kek.hex; an HSM or KMS in production)")
     r.add_argument("--log-level", default="INFO")
     r.set_defaults(func=cmd_registry)
 

@@ -1,25 +1,54 @@
-"""The registry's secret keys: one for card tokens, one for PIN verifiers. Created on first start."""
+"""The registry's secret keys, held apart from its database.
+
+- registry-keys.json: the card-token key and the PIN-verifier key (created on first start);
+- the key-encryption key (KEK, default kek.hex next to it; `forecourt registry --kek PATH`): every
+  terminal's PIN key is stored in the database wrapped under it, never in clear. A copy of the database
+  (a dump, a backup, a replica) alone gives no PIN key. In production the KEK lives in an HSM or a cloud
+  KMS and the unwrap happens there; this file is the stand-in (docs/security.md).
+
+Key files are written atomically with mode 0600 and refused when other users can open them.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from contracts.cards import card_token
 from contracts.errors import ConfigError
+from registry.models import Device
 
-__all__ = ["RegistryKeys", "load_or_create_keys"]
+__all__ = ["KEK_PREFIX", "RegistryKeys", "load_or_create_keys", "seal_device_keys"]
+
+log = logging.getLogger(__name__)
+
+# A stored device key: "kek1:" + base64 of the key wrapped with AES key wrap (NIST SP 800-38F KW,
+# RFC 3394) under a 256-bit KEK. KW is the NIST mode made for wrapping keys (integrity check included,
+# no nonce), and its 40 bytes for a 32-byte key fit the existing devices.pin_key_hex VARCHAR(64)
+# (an AES-GCM record, 12 + 32 + 16 bytes, would not). A new KEK or scheme gets a new prefix.
+KEK_PREFIX = "kek1:"
+_AES_SIZES = (16, 24, 32)
 
 
 @dataclass(frozen=True, repr=False)
 class RegistryKeys:
     card_key: bytes
     pin_key: bytes
+    kek: bytes = field(default=b"")
 
     def token(self, pan: str) -> str:
         return card_token(self.card_key, pan)
@@ -28,19 +57,121 @@ class RegistryKeys:
         """Keyed verifier of a PIN, bound to the card's token; the PIN itself is never stored."""
         return hmac.new(self.pin_key, f"{token}:{pin}".encode(), hashlib.sha256).hexdigest()
 
+    def seal_device_key(self, key: bytes) -> str:
+        """A terminal's AES PIN key as stored in the database: wrapped under the KEK."""
+        if len(key) not in _AES_SIZES:
+            raise ConfigError("device PIN key must be an AES key of 16, 24 or 32 bytes", size=len(key))
+        return KEK_PREFIX + base64.b64encode(aes_key_wrap(self._kek(), key)).decode("ascii")
+
+    def device_key(self, stored: str) -> bytes:
+        """The PIN key from its stored form; a row that is not sealed, or not under this KEK, is refused."""
+        if not stored.startswith(KEK_PREFIX):
+            raise ConfigError("device PIN key is stored unsealed")
+        try:
+            return aes_key_unwrap(self._kek(), base64.b64decode(stored[len(KEK_PREFIX):], validate=True))
+        except (InvalidUnwrap, binascii.Error, ValueError) as exc:
+            raise ConfigError("device PIN key does not unwrap under this KEK") from exc
+
+    def _kek(self) -> bytes:
+        if len(self.kek) != 32:
+            raise ConfigError("the registry has no key-encryption key loaded")
+        return self.kek
+
     def __repr__(self) -> str:
         return "RegistryKeys(<secret>)"
 
 
-def load_or_create_keys(path: Path) -> RegistryKeys:
+def seal_device_keys(session: Session, keys: RegistryKeys) -> int:
+    """At start: wrap every device key still stored in clear (rows from before the KEK), and check that
+    every sealed one unwraps, so a wrong KEK stops the registry instead of declining every PIN (and
+    blocking cards). Returns how many rows were sealed."""
+    sealed, wrong = 0, []
+    for device in session.scalars(select(Device)).all():
+        stored = device.pin_key_hex
+        if stored.startswith(KEK_PREFIX):
+            try:
+                keys.device_key(stored)
+            except ConfigError:
+                wrong.append(device.id)
+            continue
+        try:
+            device.pin_key_hex = keys.seal_device_key(bytes.fromhex(stored))
+        except ValueError:
+            wrong.append(device.id)
+            continue
+        sealed += 1
+    if wrong:
+        session.rollback()
+        raise ConfigError("device PIN keys do not unwrap under this KEK (wrong --kek?)",
+                          devices=",".join(wrong))
+    session.commit()
+    if sealed:
+        log.info("device PIN keys sealed under the KEK", extra={"devices": sealed})
+    return sealed
+
+
+def load_or_create_keys(path: Path, kek_path: Path | None = None) -> RegistryKeys:
+    """The keys in path and the KEK in kek_path (default kek.hex beside path); each made on first start."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
         doc = {"card_key": secrets.token_hex(32), "pin_key": secrets.token_hex(32)}
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f)
+        with contextlib.suppress(FileExistsError):
+            _write_private(path, json.dumps(doc))
+    kek_path = kek_path if kek_path is not None else path.with_name("kek.hex")
+    if not kek_path.exists():
+        with contextlib.suppress(FileExistsError):
+            _write_private(kek_path, secrets.token_hex(32) + "\n")
     try:
-        doc = json.loads(path.read_text())
-        return RegistryKeys(bytes.fromhex(doc["card_key"]), bytes.fromhex(doc["pin_key"]))
+        doc = json.loads(_read_private(path))
+        card_key, pin_key = bytes.fromhex(doc["card_key"]), bytes.fromhex(doc["pin_key"])
+    except ConfigError:
+        raise
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError("registry key file is damaged", path=str(path)) from exc
+    try:
+        kek = bytes.fromhex(_read_private(kek_path).strip())
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError("KEK file is not hex", path=str(kek_path)) from exc
+    if len(kek) != 32:
+        raise ConfigError("KEK file must hold a 256-bit AES key", path=str(kek_path))
+    return RegistryKeys(card_key, pin_key, kek)
+
+
+# The same private-file rules as firmware.keyfile (the registry may not import the terminal's code).
+
+def _write_private(path: Path, text: str) -> None:
+    """Create path with mode 0600, atomically and never over an existing file (FileExistsError)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _read_private(path: Path) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"key file not found: {path}", path=str(path)) from exc
+    with os.fdopen(fd, "r", encoding="ascii", errors="replace") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"key file {path} is not a regular file", path=str(path))
+        if st.st_mode & 0o077:
+            raise ConfigError(f"key file {path} can be read by other users (mode {st.st_mode & 0o777:04o}); "
+                              "it must be 0600: chmod 600 it", path=str(path))
+        return f.read()

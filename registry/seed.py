@@ -51,7 +51,8 @@ def _apply(session: Session, keys: RegistryKeys, seed: dict[str, Any], now: dt.d
                            product_code=n["product"], price_milli=n["price_milli"]))
     for d in seed.get("devices", []):
         if session.get(Device, d["id"]) is None:
-            session.add(Device(id=d["id"], station_id=d["station"], pin_key_hex=d["pin_key"]))
+            session.add(Device(id=d["id"], station_id=d["station"],
+                               pin_key_hex=keys.seal_device_key(bytes.fromhex(d["pin_key"]))))
     for a in seed.get("accounts", []):
         session.merge(Account(id=a["id"], name=a["name"]))
     for w in seed.get("wallets", []):

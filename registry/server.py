@@ -17,7 +17,7 @@ from contracts import messages as m
 from contracts.errors import MessageError
 from drivers.mqtt import MqttLink
 from registry.db import open_database
-from registry.keys import RegistryKeys, load_or_create_keys
+from registry.keys import RegistryKeys, load_or_create_keys, seal_device_keys
 from registry.models import Device, Nozzle, Product, Station
 from registry.seed import apply_seed, load_seed
 from registry.service import authorize, record_sale
@@ -33,12 +33,14 @@ def utcnow() -> dt.datetime:
 
 class Registry:
     def __init__(self, db_url: str, state_dir: Path, mqtt_host: str, mqtt_port: int,
-                 seed: Path | None = None) -> None:
+                 seed: Path | None = None, kek: Path | None = None) -> None:
         self.engine, self.sessions = open_database(db_url)
-        self.keys: RegistryKeys = load_or_create_keys(state_dir / "registry-keys.json")
+        self.keys: RegistryKeys = load_or_create_keys(state_dir / "registry-keys.json", kek)
         if seed is not None:
             with self.sessions() as s:
                 apply_seed(s, self.keys, load_seed(seed), utcnow())
+        with self.sessions() as s:
+            seal_device_keys(s, self.keys)          # rows from before the KEK; a wrong KEK stops here
         self.link = MqttLink(mqtt_host, mqtt_port, "forecourt-registry", session_expiry=3600)
         self.link.subscribe(m.TOPICS["auth_request"], self._on_auth)
         self.link.subscribe(m.TOPICS["sales"].format(terminal="+"), self._on_sale)

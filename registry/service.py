@@ -84,7 +84,8 @@ def authorize(session: Session, keys: RegistryKeys, req: dict[str, Any], now: dt
     if (now.year % 100, now.month) > (int(card.expiry[:2]), int(card.expiry[2:])):
         return _decline(req, DeclineReason.CARD_EXPIRED, masked)
     try:
-        pin = decipher_pinblock_iso_4(bytes.fromhex(device.pin_key_hex), bytes.fromhex(req["pin_block"]), pan)
+        pin_key = keys.device_key(device.pin_key_hex)
+        pin = decipher_pinblock_iso_4(pin_key, bytes.fromhex(req["pin_block"]), pan)
     except ValueError:
         pin = ""
     good = hmac.compare_digest(keys.pin_verifier(card.token, pin), card.pin_verifier)
