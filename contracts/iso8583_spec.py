@@ -1,22 +1,52 @@
-"""ISO 8583:1987 message layout of the acquirer link, as a pyiso8583 spec dict (data, not code).
+"""The acquirer dialect of the fuel terminal, as data: ISO 8583:1987 messages for an automated fuel dispenser
+(MCC 5542), with the acquirer's choices for what 1987 leaves to private or national use.
 
-Encoding choices (one place, so the host simulator and the terminal cannot drift apart):
+Sources (what each choice follows; comments below name the one for each field):
+- [ISO87] ISO 8583:1987, 4.3 data element directory: field numbers, names, lengths and formats; checked
+  against an independent transcription, pyiso8583's `iso8583.specs.default`
+  (tests/test_acquirer_crosscheck.py).
+- [MC61] Mastercard DE 61 "Point-of-Service Data" as published by processors for their Mastercard
+  authorisation messages: Thredd EHI guide 4.24 "POS_Data_DE61 field" (docs.thredd.com/ehi-json/Content/
+  Appendices/POS_Data_DE61.htm) and Galileo "DE061 Subfields" (docs.galileo-ft.com/pro/reference/
+  api-reference-de061-subfields): subfield 1 attendance (1 = unattended, CAT), 7 transaction status
+  (4 = pre-authorization request), 10 CAT level.
+- [MC43] Mastercard DE 43 card acceptor name/location: name 1-22, space, city 24-36, space, country 38-40.
+- [MC48] Mastercard DE 48 subelement 61 "POS data, extended condition codes", subfield 1 partial approval
+  terminal support indicator (1 = supported). Taken from the Mastercard Customer Interface Specification as
+  processors summarise it; the CIS itself is proprietary and was not read here: confirm with the acquirer.
+- [VAL] Valitor "Automatic Fuel Dispenser" (audur-docs-authorization-collect-eu1.valitor.com/afd-evc/afd/):
+  the AFD pre-authorization carries MCC 5542, pre-authorized request status, partial authorization
+  supported, unattended terminal type; the advice carries the final amount.
+- [IFSF] PayEx "ISO 8583:1993 (IFSF) H2H description": a terminal must ignore unknown fields in responses;
+  advices (and only advices) are repeated (x221/x421) until acknowledged.
+- [CMF] jPOS Common Message Format (github.com/jpos/jPOS-CMF, src/docx/data_elements.xml): DE 52 B8 ISO 9564
+  PIN block, DE 32 N..11 LLVAR acquiring institution, DE 35 z..37 track 2 that also gives the PAN and expiry.
+- [CNX] Conexxus Payment System Product Codes (X9.104-2 registry, www.conexxus.org/public-standards): three-
+  digit fuel product codes. The code table was not available here: PRODUCT_CODES must be checked against it.
 
-- no header; MTI 4 ASCII digits; primary and secondary bitmaps binary (8 bytes each);
-- numeric (n), alphanumeric (an/ans) and track (z) fields are ASCII, variable lengths as ASCII
-  LL/LLL prefixes, so a hex dump of a frame is readable on the bench;
-- binary (b) fields are raw bytes; pyiso8583 shows them as upper-case hex strings.
+Encoding: no header; MTI 4 ASCII digits; binary bitmaps; n/an/ans/z fields ASCII with ASCII LL/LLL
+prefixes; b fields raw bytes (shown as upper-case hex strings).
 
-Field numbers, names and formats follow ISO 8583:1987 section 4.3 (data element directory); where we
-deviate or use a reserved/private field the comment says so and why.
+Decisions where the 1987 table is silent or cannot carry our data:
+- KSN: 1987 field 53 is n16, which holds no DUKPT key serial number (10 bytes TDES, 12 bytes AES). It goes in
+  field 62 (reserved private, ans..999) as hex; field 53 is not sent.
+- PIN: field 52 is b64 in 1987, an ISO 9564 format 0 block under a TDES DUKPT key. Our PIN pad makes AES
+  DUKPT format 4 blocks (128 bits), which no 1987 field holds; until it makes format 0 blocks (under TDES
+  DUKPT or an AES DUKPT 2TDEA working key, X9.24-3-2017 6.3.3) this dialect declares field 52 as b128. That is
+  the one departure from [ISO87]; DIALECT_TDES is the same acquirer with the 1987 b64 field 52.
+- Completion: the 0220 carries the dispensed amount in field 4 [VAL]; the original is field 90.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from contracts.iso8583_dialect import Dialect
+
 __all__ = [
     "AMOUNT_TYPE_APPROVED",
+    "DIALECT",
+    "DIALECT_TDES",
     "ENTRY_CHIP_PIN",
     "ENTRY_CONTACTLESS",
     "ENTRY_FALLBACK",
@@ -27,6 +57,7 @@ __all__ = [
     "MCC_AUTOMATED_FUEL_DISPENSER",
     "POS_CONDITION_PREAUTH",
     "PROC_GOODS_AND_SERVICES",
+    "PRODUCT_CODES",
     "SPEC",
 ]
 
@@ -39,88 +70,76 @@ def _var(enc: str, digits: int, max_len: int, desc: str) -> dict[str, Any]:
     return {"data_enc": enc, "len_enc": "ascii", "len_type": digits, "max_len": max_len, "desc": desc}
 
 
+_P = r"[ -~]"  # printable ASCII (ans)
+
+# Field layouts [ISO87] unless the comment says otherwise.
 SPEC: dict[str, dict[str, Any]] = {
     "h": _fixed("ascii", 0, "No message header"),
     "t": _fixed("ascii", 4, "Message type indicator"),
-    "p": _fixed("b", 8, "Primary bitmap (binary)"),
-    "1": _fixed("b", 8, "Secondary bitmap (binary)"),
-    # 2  Primary account number, n..19 LLVAR.
-    "2": _var("ascii", 2, 19, "Primary account number (PAN)"),
-    # 3  Processing code, n6: transaction type (2), from account (2), to account (2).
-    "3": _fixed("ascii", 6, "Processing code"),
-    # 4  Amount, transaction, n12, minor units of field 49.
-    "4": _fixed("ascii", 12, "Amount, transaction"),
-    # 7  Transmission date and time, n10 MMDDhhmmss, GMT.
-    "7": _fixed("ascii", 10, "Transmission date and time"),
-    # 11 Systems trace audit number, n6.
-    "11": _fixed("ascii", 6, "Systems trace audit number"),
-    # 12 Time, local transaction, n6 hhmmss.  13 Date, local transaction, n4 MMDD.
-    "12": _fixed("ascii", 6, "Time, local transaction"),
-    "13": _fixed("ascii", 4, "Date, local transaction"),
-    # 14 Date, expiration, n4 YYMM.
-    "14": _fixed("ascii", 4, "Date, expiration"),
-    # 18 Merchant's type, n4 (ISO 18245 merchant category code; 5542 automated fuel dispenser).
-    "18": _fixed("ascii", 4, "Merchant type"),
-    # 22 Point of service entry mode, n3: PAN entry mode (2) + PIN entry capability (1).
-    "22": _fixed("ascii", 3, "Point of service entry mode"),
-    # 23 Card sequence number, n3 (the EMV PAN sequence number 5F34, zero-padded).
-    "23": _fixed("ascii", 3, "Card sequence number"),
-    # 25 Point of service condition code, n2.
-    "25": _fixed("ascii", 2, "Point of service condition code"),
-    # 35 Track 2 data, z..37 LLVAR (magnetic stripe and fallback only).
-    "35": _var("ascii", 2, 37, "Track 2 data"),
-    # 37 Retrieval reference number, an12.  38 Authorization identification response, an6.
-    "37": _fixed("ascii", 12, "Retrieval reference number"),
-    "38": _fixed("ascii", 6, "Authorization identification response"),
-    # 39 Response code, an2.
-    "39": _fixed("ascii", 2, "Response code"),
-    # 41 Card acceptor terminal identification, ans8.  42 Card acceptor identification code, ans15.
-    "41": _fixed("ascii", 8, "Card acceptor terminal identification"),
-    "42": _fixed("ascii", 15, "Card acceptor identification code"),
-    # 43 Card acceptor name/location, ans40.
-    "43": _fixed("ascii", 40, "Card acceptor name/location"),
-    # 49 Currency code, transaction, n3 (ISO 4217 numeric).
-    "49": _fixed("ascii", 3, "Currency code, transaction"),
-    # 52 Personal identification number data, b64 (8 bytes): an ISO 9564 format 0 block under a
-    #    TDES DUKPT key. A 16-byte AES format 4 block does not fit; it goes in field 110 below.
-    "52": _fixed("b", 8, "PIN data"),
-    # 53 Security related control information. 1987 defines n16, which cannot hold a DUKPT key
-    #    serial number (10 bytes TDES, 12 bytes AES); like most acquirer specs we carry the KSN as
-    #    binary LLVAR instead.
-    "53": _var("b", 2, 12, "Security related control information (KSN)"),
-    # 54 Additional amounts, an..120 LLLVAR: up to 6 groups of account type n2, amount type n2,
-    #    currency n3, sign C/D, amount n12 (the usual 20-character layout).
-    "54": _var("ascii", 3, 120, "Additional amounts"),
-    # 55 Reserved for ISO use (LLLVAR) in 1987; assigned to ICC system related data (BER-TLV) in the
-    #    1993 edition, which is how every EMV acquirer uses it. Binary, at most 255 bytes here.
-    "55": _var("b", 3, 255, "ICC data (BER-TLV)"),
-    # 60 Reserved for national use, ans..999 LLLVAR: here the pump (fuelling point) number, n2.
-    "60": _var("ascii", 3, 999, "Fuelling point"),
-    # 63 Reserved for private use, ans..999 LLLVAR: fuel lines, see messages.FuelLine.
-    "63": _var("ascii", 3, 999, "Fuel product and volume"),
-    # 90 Original data elements, n42: original MTI n4, STAN n6, transmission date/time n10,
-    #    acquiring institution id n11, forwarding institution id n11.
-    "90": _fixed("ascii", 42, "Original data elements"),
-    # 95 Replacement amounts, an42: actual amount transaction n12, actual amount settlement n12,
-    #    actual transaction fee x+n8, actual settlement fee x+n8.
-    "95": _fixed("ascii", 42, "Replacement amounts"),
-    # 110 Reserved for ISO use (LLLVAR) in 1987; used here for a 16-byte ISO 9564 format 4 (AES)
-    #     PIN block, which field 52 (b64) cannot carry.
-    "110": _var("b", 3, 16, "PIN data, AES format 4"),
+    "p": _fixed("b", 8, "Primary bitmap"),
+    "1": _fixed("b", 8, "Secondary bitmap"),
+    "2": _var("ascii", 2, 19, "Primary account number"),             # n..19
+    "3": _fixed("ascii", 6, "Processing code"),                      # n6
+    "4": _fixed("ascii", 12, "Amount, transaction"),                 # n12, minor units of field 49
+    "7": _fixed("ascii", 10, "Transmission date and time"),          # n10 MMDDhhmmss GMT
+    "11": _fixed("ascii", 6, "Systems trace audit number"),          # n6
+    "12": _fixed("ascii", 6, "Time, local transaction"),             # n6 hhmmss
+    "13": _fixed("ascii", 4, "Date, local transaction"),             # n4 MMDD
+    "14": _fixed("ascii", 4, "Date, expiration"),                    # n4 YYMM
+    "18": _fixed("ascii", 4, "Merchant type"),                       # n4, ISO 18245 MCC
+    "22": _fixed("ascii", 3, "Point of service entry mode"),         # n3
+    "23": _fixed("ascii", 3, "Card sequence number"),                # n3 (EMV 5F34)
+    "25": _fixed("ascii", 2, "Point of service condition code"),     # n2
+    "32": _var("ascii", 2, 11, "Acquiring institution id code"),     # n..11 [CMF]
+    "35": _var("ascii", 2, 37, "Track 2 data"),                      # z..37 [CMF]
+    "37": _fixed("ascii", 12, "Retrieval reference number"),         # an12
+    "38": _fixed("ascii", 6, "Authorization identification response"),  # an6
+    "39": _fixed("ascii", 2, "Response code"),                       # an2
+    "41": _fixed("ascii", 8, "Card acceptor terminal id"),           # ans8
+    "42": _fixed("ascii", 15, "Card acceptor id code"),              # ans15
+    "43": _fixed("ascii", 40, "Card acceptor name/location"),        # ans40, layout [MC43]
+    "48": _var("ascii", 3, 999, "Additional data, private"),         # ans..999, [MC48] subelements
+    "49": _fixed("ascii", 3, "Currency code, transaction"),          # n3 ISO 4217
+    "52": _fixed("b", 16, "PIN data"),                               # b64 in [ISO87]: see the docstring
+    "54": _var("ascii", 3, 120, "Additional amounts"),               # an..120
+    "55": _var("b", 3, 255, "ICC system related data"),              # 1993 assignment, BER-TLV
+    "61": _var("ascii", 3, 26, "Point-of-service data"),             # ans..999 private; [MC61] ans..26
+    "62": _var("ascii", 3, 999, "Key serial number"),                # ans..999 private: DUKPT KSN, hex
+    "63": _var("ascii", 3, 999, "Fuel data"),                        # ans..999 private: FuelLine groups
+    "70": _fixed("ascii", 3, "Network management information code"),  # n3
+    "90": _fixed("ascii", 42, "Original data elements"),             # n42
 }
 
-# Processing code (field 3): 00 goods and services, 00 default account, 00 default account.
-# ISO 8583:1987 has no separate pre-authorization transaction type: the pre-authorization is the
-# MTI 0100 (authorization, no posting) with POS condition code 06, and the completion the 0220 advice.
+FORMATS: dict[str, str] = {
+    "t": r"0100|0110|0220|0221|0230|0420|0421|0430|0800|0810", "p": r"[0-9A-F]{16}", "1": r"[0-9A-F]{16}",
+    "2": r"\d{12,19}", "3": r"\d{6}", "4": r"\d{12}", "7": r"\d{10}", "11": r"\d{6}", "12": r"\d{6}",
+    "13": r"\d{4}", "14": r"\d{4}", "18": r"\d{4}", "22": r"\d{3}", "23": r"\d{3}", "25": r"\d{2}",
+    "32": r"\d{1,11}", "35": r"\d{12,19}=\d{4,20}", "37": r"[0-9A-Za-z ]{12}", "38": r"[0-9A-Za-z ]{6}",
+    "39": r"[0-9A-Z]{2}", "41": _P + "{8}", "42": _P + "{15}",
+    "43": _P + "{22} " + _P + "{13} (?:[A-Z]{3}|   )",
+    "48": r"[A-Z](?:\d{4}[ -~]*)?", "49": r"\d{3}", "52": r"[0-9A-F]{32}", "54": r"(?:\d{7}[CD]\d{12}){1,6}",
+    "55": r"(?:[0-9A-F]{2})*", "61": r"\d{9,11}", "62": r"(?:[0-9A-F]{2}){10,12}",
+    "63": r"(?:\d{3}L\d{9}\d{9}\d{12}){1,9}", "70": r"\d{3}", "90": r"\d{42}",
+}
+
+# Fields each message must carry, checked by the simulated host ("2|35": PAN, or track 2 that holds it).
+_REQUEST = ("3", "4", "7", "11", "12", "13", "18", "22", "25", "32", "41", "42", "43", "49")
+MANDATORY: dict[str, tuple[str, ...]] = {
+    "0100": ("2|35", *_REQUEST, "48", "61"),
+    "0220": ("2", *_REQUEST, "37", "38", "63", "90"), "0221": ("2", *_REQUEST, "37", "38", "63", "90"),
+    "0420": ("2", *_REQUEST, "39", "90"), "0421": ("2", *_REQUEST, "39", "90"),
+    "0110": ("11", "39"), "0230": ("11", "39"), "0430": ("11", "39"),
+    "0800": ("7", "11", "70"), "0810": ("7", "11", "39", "70"),
+}
+
+# Processing code 00 goods and services, default accounts. 1987 has no pre-authorization transaction type:
+# the 0100 with condition code 06 "preauthorized request" is one, and the 0220 its completion.
 PROC_GOODS_AND_SERVICES = "000000"
-# POS condition code (field 25) 06 "preauthorized request" (ISO 8583:1987).
 POS_CONDITION_PREAUTH = "06"
 MCC_AUTOMATED_FUEL_DISPENSER = "5542"
 
-# POS entry mode (field 22). The 1987 code table lists 00 unknown, 01 manual, 02 magnetic stripe;
-# 05 (ICC), 07 (contactless ICC), 80 (chip fallback to stripe) and 90 (full, unaltered track) are
-# the network extensions every EMV acquirer uses. Third digit: 1 = terminal can accept a PIN,
-# 2 = cannot.
+# Field 22: PAN entry mode (2) + PIN entry capability (1). 05 ICC, 07 contactless, 80 chip fallback to
+# stripe (the acquirer maps it to each scheme's own code), 90 full unaltered track; 1 = can accept a PIN.
 ENTRY_CHIP_PIN = "051"
 ENTRY_CONTACTLESS = "071"
 ENTRY_MAGSTRIPE = "901"
@@ -129,6 +148,34 @@ ENTRY_FALLBACK = "801"
 ICC_ENTRY_MODES = frozenset({ENTRY_CHIP_PIN, ENTRY_CONTACTLESS})
 MAGSTRIPE_ENTRY_MODES = frozenset({ENTRY_MAGSTRIPE, ENTRY_MAGSTRIPE_NO_PIN, ENTRY_FALLBACK})
 
-# Amount type in field 54 for "amount approved" of a partial approval (response code 10). The
-# amount-type codes are scheme-defined; this is the acquirer interface's private choice.
+# Field 54 amount type of the approved amount in a partial approval (response code 10): the amount-type
+# codes are scheme-defined; this is the acquirer interface's private choice.
 AMOUNT_TYPE_APPROVED = "90"
+
+# [CNX] product codes by the station's product names (fixtures/seed.toml). To check against the table.
+PRODUCT_CODES: dict[str, str] = {"petrol95": "001", "diesel": "019", "adblue": "078", "other": "099"}
+
+_VALUES: dict[str, str] = {
+    # [MC61] sf1 1 unattended, sf2 0, sf3 0 on premises, sf4 0 cardholder present, sf5 0 card present,
+    # sf6 0 no card capture, sf7 4 pre-authorization request, sf8 0, sf9 0, sf10 2 CAT level 2 (AFD).
+    "pos_data_preauth": "1000004002",
+    # the advices: sf7 0 normal (the completion of the pre-authorization)
+    "pos_data_advice": "1000000002",
+    # [MC48] TCC "R" retail, subelement 61 length 05: partial approval supported, rest 0.
+    "additional_data_preauth": "R610510000",
+    "additional_data_advice": "R",
+    "acquirer_id_default": "000000",
+    "network_echo": "301",      # field 70 of an echo test
+}
+
+_ROLES: dict[str, str] = {"pin_block": "52", "ksn": "62", "fuel": "63", "pos_data": "61",
+                          "additional_data": "48", "acquirer_id": "32", "network_code": "70"}
+
+DIALECT = Dialect(
+    name="afd-1987", source="ISO 8583:1987 with Mastercard DE 43/48/61 usage; see contracts.iso8583_spec",
+    spec=SPEC, formats=FORMATS, mandatory=MANDATORY, roles=_ROLES, values=_VALUES)
+
+# The same acquirer with the 1987 b64 PIN field: an ISO 9564 format 0 block under a TDES key.
+DIALECT_TDES = Dialect(
+    name="afd-1987-tdes", source=DIALECT.source, spec={**SPEC, "52": _fixed("b", 8, "PIN data")},
+    formats={**FORMATS, "52": r"[0-9A-F]{16}"}, mandatory=MANDATORY, roles=_ROLES, values=_VALUES)

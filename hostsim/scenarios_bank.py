@@ -35,6 +35,14 @@ def _advices(run: Any, mti: str, timeout: float = 15.0) -> list[dict[str, str]]:
         time.sleep(0.05)
 
 
+def _settled(run: Any, expected: int, timeout: float = 15.0) -> int:
+    """What the acquirer settled from the completions, once it reaches the expected figure (or time is up)."""
+    deadline = time.monotonic() + timeout
+    while run.sim.acquirer.settled_total != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return int(run.sim.acquirer.settled_total)
+
+
 def _sale(run: Any) -> Any:
     sale_id = run.last_sale_id()
     run.sale_ids.append(sale_id)
@@ -84,9 +92,13 @@ def bank_happy(run: Any) -> None:
     bank = rec.data
     run.check(bank.get("cryptogram") == "TC" and bank.get("arc") == "00", "card accepted the approval (TC)")
     run.check(bank.get("issuer_authenticated") is True, "card authenticated the issuer (ARPC)")
-    run.check(run.sim.acquirer.requests[-1].get("22") == "051", "0100 sent as chip with PIN")
+    req = run.sim.acquirer.requests[-1]
+    run.check(req.get("22") == "051", "0100 sent as chip with PIN")
+    run.check(req.get("61", "")[:1] == "1" and req.get("48", "").startswith("R6105"),
+              "0100 flagged unattended, partial approval supported")
     done = _advices(run, "0220")
-    run.check(len(done) == 1 and done[0]["95"][:12] == f"{amount:012d}", "one 0220 for the dispensed amount")
+    run.check(len(done) == 1 and done[0]["4"] == f"{amount:012d}", "one 0220 for the dispensed amount")
+    run.check(_settled(run, amount) == amount, f"the acquirer settled the pump's {amount} cents")
     run.wait_synced(rec.id)
 
 
@@ -102,7 +114,8 @@ def bank_partial(run: Any) -> None:
     run.check(rec.preset == Preset.amount(5000), "pump preset to the 50.00 approved")
     run.check(0 < (rec.amount_cents or 0) <= 5000, f"dispensed within 50.00, got {rec.amount_cents}")
     done = _advices(run, "0220")
-    run.check(len(done) == 1 and int(done[0]["95"][:12]) == rec.amount_cents, "0220 for what flowed")
+    run.check(len(done) == 1 and int(done[0]["4"]) == rec.amount_cents, "0220 for what flowed")
+    run.check(_settled(run, rec.amount_cents or 0) == rec.amount_cents, "the acquirer settled what flowed")
     run.check(bool(rec.data.get("partial")), "sale marked as a partial approval")
 
 
@@ -165,6 +178,7 @@ def bank_fallback_magstripe(run: Any) -> None:
     rec = _fill_and_settle(run, mark, 1000)
     req = run.sim.acquirer.requests[-1]
     run.check(req.get("22") == "801" and "35" in req and "55" not in req, "0100 flagged as fallback, track 2")
+    run.check("2" not in req and "14" not in req, "track 2 alone: no separate PAN or expiry beside it")
     run.check(rec.data.get("entry_mode") == "801", "journal keeps the fallback entry mode")
     done = _advices(run, "0220")
     run.check(len(done) == 1 and "35" not in done[0], "0220 without track data")
@@ -174,7 +188,7 @@ def bank_view(run: Any) -> dict[str, Any]:
     """The acquirer's view for the scenario JSON: requests, advices and decisions (no PIN data)."""
     host = run.sim.acquirer
     return {"requests": [_masked(r) for r in host.requests], "advices": [_masked(a) for a in host.advices],
-            "decisions": list(host.decisions)}
+            "decisions": list(host.decisions), "settled_cents": host.settled_total}
 
 
 def _masked(doc: dict[str, str]) -> dict[str, str]:

@@ -7,6 +7,7 @@ import datetime as dt
 import warnings
 from collections.abc import Iterator
 
+import iso8583
 import psec.pinblock
 import pyemv.cvn
 import pytest
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from cryptography.utils import CryptographyDeprecationWarning
 
 from contracts.errors import HostUnavailable
+from contracts.iso8583_spec import DIALECT_TDES
 from drivers.acquirer import AcquirerLink
 from firmware import tlv
 from firmware.acquirer import messages as m
@@ -96,14 +98,16 @@ def rules() -> Rules:
 
 @pytest.fixture
 def host(rules: Rules) -> Iterator[AcquirerHost]:
+    # this host's acquirer takes 1987 b64 PIN blocks: ISO 9564 format 0 under TDES
     with AcquirerHost({"476173": IMK_AC, "9999": bytes(16)}, pin_verifier, rules,
-                      today=lambda: dt.date(2025, 3, 14)) as h:
+                      today=lambda: dt.date(2025, 3, 14), dialect=DIALECT_TDES) as h:
         yield h
 
 
 @pytest.fixture
 def link(host: AcquirerHost) -> Iterator[AcquirerLink]:
-    with AcquirerLink("127.0.0.1", host.port, connect_timeout=1.0, response_timeout=1.0) as lk:
+    with AcquirerLink("127.0.0.1", host.port, connect_timeout=1.0, response_timeout=1.0,
+                      dialect=DIALECT_TDES) as lk:
         yield lk
 
 
@@ -113,8 +117,8 @@ def preauth(link: AcquirerLink, *, amount: int = 15000, icc: bytes | None = None
     icc = icc if icc is not None else card_icc("visa_cvn18", amount)[0]
     raw = m.preauth_request(terminal=TERMINAL, card=card, amount=amount, stan=stan, when=WHEN, icc_tlv=icc,
                             pin_block=enciphered_pin(pin) if pin else None,
-                            ksn=bytes.fromhex("FFFF9876543210E00001") if pin else None)
-    return m.parse_preauth_response(link.exchange(raw, timeout))
+                            ksn=bytes.fromhex("FFFF9876543210E00001") if pin else None, dialect=DIALECT_TDES)
+    return m.parse_preauth_response(link.exchange(raw, timeout), DIALECT_TDES)
 
 
 @pytest.mark.parametrize("cryptogram", sorted(CVNS))
@@ -140,7 +144,7 @@ def test_approve_with_a_real_arqc_and_arpc(link: AcquirerLink, host: AcquirerHos
 def test_no_pin_data_recorded(link: AcquirerLink, host: AcquirerHost) -> None:
     preauth(link)
     block = enciphered_pin("1234").hex().upper()
-    assert not {"52", "53", "110"} & host.requests[0].keys() and block not in repr(host.requests)
+    assert not {"52", "62"} & host.requests[0].keys() and block not in repr(host.requests)
 
 
 def test_wrong_arqc_is_declined(link: AcquirerLink, host: AcquirerHost) -> None:
@@ -191,28 +195,95 @@ def test_timeout_then_drop_then_recover(link: AcquirerLink, host: AcquirerHost, 
     assert [d["code"] for d in host.decisions] == ["--", "--", "00"]
 
 
+CARD = m.Card(pan=PAN, expiry="2812", entry_mode="051", pan_sequence="01")
+
+
+def _original(result: m.PreauthResult, stan: str = "000001") -> m.Original:
+    return m.Original(stan, WHEN.strftime("%m%d%H%M%S"), rrn=result.rrn, auth_code=result.auth_code)
+
+
+def _completion(original: m.Original, amount: int, stan: int = 2) -> bytes:
+    return m.completion_advice(terminal=TERMINAL, card=CARD, original=original, authorized_amount=15000,
+                               dispensed_amount=amount, stan=stan, when=WHEN,
+                               fuel=[m.FuelLine("002", 50_100, 1_749, amount)], dialect=DIALECT_TDES)
+
+
 def test_completion_and_reversal_advices_acknowledged(link: AcquirerLink, host: AcquirerHost) -> None:
     first = preauth(link)
-    card = m.Card(pan=PAN, expiry="2812", entry_mode="051", pan_sequence="01")
-    original = m.Original("000001", WHEN.strftime("%m%d%H%M%S"), rrn=first.rrn, auth_code=first.auth_code)
-    done = m.completion_advice(terminal=TERMINAL, card=card, original=original, authorized_amount=15000,
-                               dispensed_amount=8765, stan=2, when=WHEN,
-                               fuel=[m.FuelLine("002", "L", 50_100, 8765)])
-    ack = m.parse_completion_response(link.exchange(done))
+    original = _original(first)
+    ack = m.parse_completion_response(link.exchange(_completion(original, 8765)), DIALECT_TDES)
     assert ack.acknowledged and ack.stan == "000002"
-    back = m.reversal_advice(terminal=TERMINAL, card=card, original=original, amount=15000,
-                             reason=m.ReversalReason.CARD_DECLINED, stan=3, when=WHEN)
-    assert m.parse_reversal_response(link.exchange(back)).acknowledged
-    assert m.parse_reversal_response(link.exchange(m.as_repeat(back))).acknowledged
+    second = preauth(link, stan=5)
+    back = m.reversal_advice(terminal=TERMINAL, card=CARD, original=_original(second, "000005"),
+                             amount=15000, reason=m.ReversalReason.CARD_DECLINED, stan=3, when=WHEN,
+                             dialect=DIALECT_TDES)
+    assert m.parse_reversal_response(link.exchange(back), DIALECT_TDES).acknowledged
+    assert m.parse_reversal_response(link.exchange(m.as_repeat(back)), DIALECT_TDES).acknowledged
     assert [a["t"] for a in host.advices] == ["0220", "0420", "0421"]
-    assert host.advices[0]["95"].startswith("000000008765") and host.advices[0]["37"] == first.rrn
-    assert host.advices[1]["39"] == "06"
+    assert host.advices[0]["37"] == first.rrn and host.advices[1]["39"] == "06"
+    assert host.releases == {"000005" + original.transmission: 15000} and host.repeats == 1
+
+
+def test_host_settles_field_4_of_the_completion(link: AcquirerLink, host: AcquirerHost) -> None:
+    """Defect: the host never read what the advice said was dispensed; it now settles field 4."""
+    original = _original(preauth(link))
+    assert m.parse_completion_response(link.exchange(_completion(original, 3318)), DIALECT_TDES).acknowledged
+    assert host.settled_total == 3318
+    settled = host.settlements["000001" + original.transmission]
+    assert settled["fuel"][0].product == "002" and settled["fuel"][0].quantity_milli == 50_100
+
+
+def test_repeat_of_an_advice_settles_once(link: AcquirerLink, host: AcquirerHost) -> None:
+    """Crash window 5: the 0230 came, the terminal died before marking the advice acknowledged and sends it
+    again as a repeat; the host sees both (same STAN and RRN) and settles once."""
+    original = _original(preauth(link))
+    done = _completion(original, 3318)
+    assert m.parse_completion_response(link.exchange(done), DIALECT_TDES).acknowledged
+    assert m.parse_completion_response(link.exchange(m.as_repeat(done)), DIALECT_TDES).acknowledged
+    first, repeat = host.advices
+    assert (first["t"], repeat["t"]) == ("0220", "0221")
+    assert first["11"] == repeat["11"] and first["37"] == repeat["37"] and first["90"] == repeat["90"]
+    assert host.settled_total == 3318 and len(host.settlements) == 1 and host.repeats == 1
+
+
+def test_completion_over_the_approval_or_without_an_original_is_refused(link: AcquirerLink,
+                                                                       host: AcquirerHost) -> None:
+    original = _original(preauth(link, amount=5000, icc=card_icc("visa_cvn18", 5000)[0]))
+    over = m.completion_advice(terminal=TERMINAL, card=CARD, original=original, authorized_amount=6000,
+                               dispensed_amount=6000, stan=2, when=WHEN,
+                               fuel=[m.FuelLine("002", 1000, 1000, 6000)], dialect=DIALECT_TDES)
+    assert m.parse_completion_response(link.exchange(over), DIALECT_TDES).response_code == "13"
+    stranger = _completion(m.Original("000777", "0101000000", rrn="000000000777", auth_code="777777"), 100,
+                           stan=3)
+    assert m.parse_completion_response(link.exchange(stranger), DIALECT_TDES).response_code == "25"
+    assert host.settled_total == 0
+
+
+def test_field_out_of_format_is_refused(host: AcquirerHost) -> None:
+    """The host parses strictly by the spec: an 0100 with field 53 as the old binary LLVAR KSN, or a field
+    the spec does not use, or a mandatory field missing, gets a format error."""
+    raw = m.preauth_request(terminal=TERMINAL, card=CARD, amount=15000, stan=4, when=WHEN,
+                            icc_tlv=card_icc("visa_cvn18", 15000)[0], dialect=DIALECT_TDES)
+    doc = m.decode(raw, DIALECT_TDES)
+    old_53 = {**doc, "53": "FFFF9876543210E00001"}
+    wire, _ = iso8583.encode(old_53, {**DIALECT_TDES.full_spec(),
+                                      "53": {"data_enc": "b", "len_enc": "ascii", "len_type": 2,
+                                             "max_len": 12, "desc": "KSN, the old way"}})
+    assert host.handle(bytes(wire)) is None     # a 1987 parser cannot even find field 11: no answer
+    assert host.decisions[-1]["code"] == "30" and host.decisions[-1]["reason"] == "format error: 53"
+    bad = raw.replace(b"5542", b"55X2", 1)
+    assert m.decode(host.handle(bad) or b"", DIALECT_TDES)["39"] == "30"
+    lacking = {k: v for k, v in doc.items() if k not in ("61", "p")}
+    short = m.encode(lacking, DIALECT_TDES)
+    assert m.decode(host.handle(short) or b"", DIALECT_TDES)["39"] == "30"
+    assert not host.requests and all(d["code"] == "30" for d in host.decisions)
 
 
 def test_magstripe_needs_no_cryptogram(link: AcquirerLink) -> None:
     card = m.Card(pan="9999000011112222", expiry="2812", entry_mode="902", track2="9999000011112222=2812201")
-    raw = m.preauth_request(terminal=TERMINAL, card=card, amount=5000, stan=9, when=WHEN)
-    result = m.parse_preauth_response(link.exchange(raw))
+    raw = m.preauth_request(terminal=TERMINAL, card=card, amount=5000, stan=9, when=WHEN,
+                            dialect=DIALECT_TDES)
+    result = m.parse_preauth_response(link.exchange(raw), DIALECT_TDES)
     assert result.approved and result.icc_response_tlv == b""
 
 

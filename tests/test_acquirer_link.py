@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import iso8583
 import pytest
 
 from contracts.errors import HostUnavailable, MessageError
@@ -193,13 +194,13 @@ def test_idle_drop_reconnects_before_sending() -> None:
     port = first.port
     try:
         link = AcquirerLink("127.0.0.1", port, connect_timeout=2.0, response_timeout=2.0)
-        assert m.decode(link.exchange(request(1)))["39"] == "00"
+        assert m.decode(link.exchange(request(1)))["11"] == "000001"   # answered (format error: no matter)
     finally:
         first.stop()                                  # closes the idle connection
     second = AcquirerHost({}, port=port).start()      # the acquirer came back on the same port
     try:
-        assert m.decode(link.exchange(request(2)))["39"] == "00"
-        assert [r["11"] for r in second.requests] == ["000002"]
+        assert m.decode(link.exchange(request(2)))["11"] == "000002"
+        assert [d["stan"] for d in second.decisions] == ["000002"]
     finally:
         link.close()
         second.stop()
@@ -245,8 +246,34 @@ def test_garbage_frame_is_message_error(serve: Callable[[Handler], Server]) -> N
 def test_oversize_request_is_refused_before_sending(serve: Callable[[Handler], Server]) -> None:
     server = serve(lambda conn, raw, n: None)
     link = AcquirerLink("127.0.0.1", server.port, connect_timeout=1, response_timeout=1, max_frame=64)
-    fuel = "".join(m.FuelLine("001", "L", 1000, 100).encode() for _ in range(4))
+    fuel = "".join(m.FuelLine("001", 1000, 1000, 100).encode() for _ in range(4))
     with pytest.raises(MessageError):
         link.exchange(m.encode({"t": "0100", "11": "000001", "63": fuel}))
     assert server.connections == 0
     link.close()
+
+
+def test_network_echo_answered_and_unknown_response_fields_ignored(
+        serve: Callable[[Handler], Server]) -> None:
+    """Defects: an 0800 from the acquirer went unanswered, and a 0110 with fields the terminal does not use
+    (44, a private 62 and 63) was rejected whole."""
+    got: list[bytes] = []
+
+    def handler(conn: socket.socket, raw: bytes, number: int) -> None:
+        if raw[:4] == b"0810":
+            got.append(raw)
+            doc = {"t": "0110", "11": "000001", "39": "00", "4": "000000001000", "38": "A1B2C3",
+                   "44": "AVS", "62": "PRIVATE", "63": "NOT FUEL"}
+            body = bytes(iso8583.encode(doc, m.DIALECT.full_spec())[0])
+            conn.sendall(len(body).to_bytes(2, "big") + body)
+            return
+        echo = bytes(iso8583.encode({"t": "0800", "7": "1201120000", "11": "000777", "70": "301"},
+                                    m.DIALECT.full_spec())[0])
+        conn.sendall(len(echo).to_bytes(2, "big") + echo)
+
+    server = serve(handler)
+    with link_to(server) as link:
+        result = m.parse_preauth_response(link.exchange(request(1)))
+    assert result.approved and result.auth_code == "A1B2C3"
+    reply = m.decode(got[0])
+    assert (reply["t"], reply["11"], reply["39"], reply["70"]) == ("0810", "000777", "00", "301")

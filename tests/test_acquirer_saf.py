@@ -24,16 +24,20 @@ CARD = m.Card(pan=PAN, expiry="2912", entry_mode="051", pan_sequence="00")
 WHEN = dt.datetime(2025, 6, 1, 12, 0, 0, tzinfo=dt.UTC)
 
 
+def _original(stan: int) -> m.Original:
+    return m.Original(f"{stan - 1:06d}", "0601115959", rrn=f"{stan - 1:012d}", auth_code="A1B2C3")
+
+
 def completion(stan: int) -> bytes:
-    return m.completion_advice(terminal=TERMINAL, card=CARD,
-                               original=m.Original(f"{stan - 1:06d}", "0601115959"),
-                               authorized_amount=10000, dispensed_amount=4321, stan=stan, when=WHEN)
+    return m.completion_advice(terminal=TERMINAL, card=CARD, original=_original(stan),
+                               authorized_amount=10000, dispensed_amount=4321, stan=stan, when=WHEN,
+                               fuel=[m.FuelLine("019", 26_050, 1_659, 4321)])
 
 
 def reversal(stan: int) -> bytes:
     return m.reversal_advice(terminal=TERMINAL, card=CARD,
-                             original=m.Original(f"{stan - 1:06d}", "0601115959"),
-                             amount=10000, reason=m.ReversalReason.NOTHING_DISPENSED, stan=stan, when=WHEN)
+                             original=_original(stan), amount=10000,
+                             reason=m.ReversalReason.NOTHING_DISPENSED, stan=stan, when=WHEN)
 
 
 class FakeLink:
@@ -179,6 +183,8 @@ def test_pragmas(path: Path) -> None:
 def test_forward_to_the_simulated_host_over_tcp(path: Path) -> None:
     answers = iter(["timeout", "approve", "approve"])
     with AcquirerHost({}, rules=lambda doc: next(answers)) as host:
+        host.remember("000001", "0601115959", 10000)
+        host.remember("000003", "0601115959", 10000)
         link = AcquirerLink("127.0.0.1", host.port, connect_timeout=1, response_timeout=0.3)
         saf = StoreAndForward(path, KEY)
         saf.enqueue(AdviceKind.COMPLETION, "a", completion(2))
@@ -348,3 +354,35 @@ def test_existing_file_without_the_context_table_is_upgraded(path: Path) -> None
     saf.hold("b", CONTEXT)
     assert saf.held("b") == CONTEXT
     saf.close()
+
+
+class _Crash(BaseException):
+    """The terminal dies (power cut): not an error the forwarder could catch."""
+
+
+def test_crash_after_the_0230_before_marking_it_acked_repeats_and_settles_once(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Crash window 5: the 0230 arrived, the terminal died before mark_acked. After the restart the advice
+    goes again as a repeat (0221, same STAN, same original and RRN); the host sees both and settles once."""
+    with AcquirerHost({}) as host:
+        host.remember("000001", "0601115959", 10000)
+        link = AcquirerLink("127.0.0.1", host.port, connect_timeout=1, response_timeout=1)
+        saf = StoreAndForward(path, KEY)
+        saf.enqueue(AdviceKind.COMPLETION, "a", completion(2))
+
+        def crash(self: StoreAndForward, advice_id: int) -> None:
+            raise _Crash
+
+        with monkeypatch.context() as patch:
+            patch.setattr(StoreAndForward, "mark_acked", crash)
+            with pytest.raises(_Crash):
+                saf.forward(link)
+        saf.close()
+        saf = StoreAndForward(path, KEY)            # the restart
+        assert saf.forward(link).acked == 1 and not saf.pending()
+        first, repeat = host.advices
+        assert (first["t"], repeat["t"]) == ("0220", "0221")
+        assert all(first[k] == repeat[k] for k in ("11", "37", "38", "90", "4", "63"))
+        assert host.settled_total == 4321 and len(host.settlements) == 1 and host.repeats == 1
+        link.close()
+        saf.close()

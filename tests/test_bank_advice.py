@@ -18,7 +18,7 @@ from contracts.receipt import ReceiptLine
 from drivers.acquirer import AcquirerLink
 from firmware.acquirer import messages as iso
 from firmware.acquirer.saf import AdviceKind, StoreAndForward
-from firmware.programs.bank.advice import AdviceForwarder, CardContext, Stan, build_final_advice
+from firmware.programs.bank.advice import AdviceForwarder, CardContext, Sold, Stan, build_final_advice
 from firmware.programs.bank.receipt import bank_receipt_for
 from firmware.programs.bank.summary import BankSummary, cvm_text, entry_text
 from firmware.programs.base import ReceiptHead
@@ -29,7 +29,8 @@ from hostsim.acquirer_host import AcquirerHost
 
 PAN = "4761739001010010"  # Visa test PAN (Luhn-valid), as in firmware.acquirer.messages' doctest
 ICC = "9F2608A1B2C3D4E5F607189F2701809F360200A5"
-TERMINAL = iso.Terminal("AFD00001", "000000000123456", "FORECOURT 1 HIGH STREET")
+TERMINAL = iso.Terminal("AFD00001", "000000000123456", "FORECOURT 1 HIGH STREET", acquirer_id="4711")
+SOLD = Sold("diesel", 2605, 1659)       # 26.05 L at 1.659 a litre
 WHEN = dt.datetime(2025, 3, 14, 9, 30, 0, tzinfo=dt.UTC)
 KEY = bytes(range(32))
 
@@ -197,31 +198,41 @@ def test_stan_gives_distinct_values_to_threads(tmp_path: Path) -> None:
 
 
 def test_completion_advice_for_what_was_dispensed() -> None:
-    kind, raw = build_final_advice(context(), terminal=TERMINAL, dispensed=4321, stan=43, when=WHEN)
+    kind, raw = build_final_advice(context(), terminal=TERMINAL, dispensed=4321, stan=43, when=WHEN,
+                                   sold=SOLD)
     assert kind is AdviceKind.COMPLETION
     doc = iso.decode(raw)
     assert doc["t"] == "0220"
-    assert doc["4"] == "000000012000"                      # the approved amount
-    assert doc["95"][:12] == "000000004321"                # what was dispensed
+    assert doc["4"] == "000000004321"                      # what was dispensed: the host settles field 4
     assert doc["11"] == "000043"
     assert doc["7"] == "0314093000"
-    assert doc["90"] == "0100" + "000042" + "0314092653" + "0" * 22
+    assert doc["90"] == "0100" + "000042" + "0314092653" + "00000004711" + "0" * 11
     assert (doc["37"], doc["38"]) == ("000000000777", "A1B2C3")
-    assert doc["55"] == ICC
-    assert doc["60"] == "03"
+    assert doc["55"] == ICC and doc["32"] == "4711" and doc["61"] == "1000000002"
     assert (doc["2"], doc["14"], doc["22"], doc["23"]) == (PAN, "2812", "051", "001")
     assert (doc["41"], doc["42"], doc["49"]) == ("AFD00001", "000000000123456", "978")
-    for absent in ("35", "39", "52", "53", "110"):
+    for absent in ("35", "39", "52", "62", "95", "110"):
         assert absent not in doc
+
+
+def test_completion_carries_the_pumps_fuel_figures() -> None:
+    """Defect: no fuel data in the completion. Product (Conexxus code), litres, unit price: field 63."""
+    _, raw = build_final_advice(context(), terminal=TERMINAL, dispensed=4321, stan=43, when=WHEN,
+                                   sold=SOLD)
+    (line,) = iso.parse_fuel(iso.decode(raw)["63"])
+    assert (line.product, line.unit, line.quantity_milli, line.unit_price_milli, line.amount) == (
+        "019", "L", 26_050, 1_659, 4321)
+    _, raw = build_final_advice(context(), terminal=TERMINAL, dispensed=100, stan=44, when=WHEN,
+                                sold=Sold("hydrogen", 10, 1000))
+    assert iso.parse_fuel(iso.decode(raw)["63"])[0].product == "099"   # unknown product: other fuel
 
 
 def test_completion_is_capped_at_the_approved_amount() -> None:
     kind, raw = build_final_advice(context(approved=5000), terminal=TERMINAL, dispensed=5003, stan=44,
-                                   when=WHEN)
+                                   when=WHEN, sold=SOLD)
     doc = iso.decode(raw)
     assert kind is AdviceKind.COMPLETION and doc["t"] == "0220"
-    assert doc["4"] == "000000005000"
-    assert doc["95"][:12] == "000000005000"
+    assert doc["4"] == "000000005000" and iso.parse_fuel(doc["63"])[0].amount == 5000
 
 
 def test_nothing_dispensed_is_a_reversal_17() -> None:
@@ -232,8 +243,8 @@ def test_nothing_dispensed_is_a_reversal_17() -> None:
     assert doc["39"] == "17"
     assert doc["4"] == "000000012000"                      # the whole approval is released
     assert doc["90"].startswith("0100000042")
-    assert (doc["37"], doc["38"], doc["55"], doc["60"]) == ("000000000777", "A1B2C3", ICC, "03")
-    for absent in ("35", "52", "53", "95", "110"):
+    assert (doc["37"], doc["38"], doc["55"]) == ("000000000777", "A1B2C3", ICC)
+    for absent in ("35", "52", "62", "63", "95", "110"):
         assert absent not in doc
 
 
@@ -246,7 +257,7 @@ def test_timeout_without_approval_reverses_the_requested_amount_68() -> None:
     assert doc["39"] == "68"
     assert doc["4"] == "000000015000"                      # requested: nothing was approved
     assert "37" not in doc and "38" not in doc
-    assert doc["90"] == "0100" + "000042" + "0314092653" + "0" * 22
+    assert doc["90"] == "0100" + "000042" + "0314092653" + "00000004711" + "0" * 11
 
 
 def test_card_declined_after_approval_is_a_reversal_06() -> None:
@@ -295,13 +306,14 @@ def queue_completion(saf: StoreAndForward, sale_id: str = "sale-1") -> bytes:
 def test_forwarder_delivers_a_queued_advice_once(saf: StoreAndForward) -> None:
     raw = queue_completion(saf)
     host = AcquirerHost({}).start()
+    host.remember("000042", "0314092653", 12000)
     link = AcquirerLink("127.0.0.1", host.port, connect_timeout=1.0, response_timeout=1.0)
     forwarder = AdviceForwarder(saf, link, timeout=1.0, interval=0.05)
     try:
         forwarder.start()
         forwarder.kick()
         assert wait_until(lambda: not saf.pending())
-        assert len(host.advices) == 1
+        assert len(host.advices) == 1 and host.settled_total == 4321
         assert host.advices[0]["t"] == "0220"
         assert host.advices[0] == iso.decode(raw)
         # further rounds send nothing more
@@ -333,12 +345,13 @@ def test_forwarder_keeps_the_advice_while_the_host_is_down_then_repeats_it(saf: 
         assert pending[0].last_response is None
 
         second = AcquirerHost({}, port=port).start()
+        second.remember("000042", "0314092653", 12000)
         forwarder.kick()
         assert wait_until(lambda: not saf.pending())
         assert len(second.advices) == 1
         doc = second.advices[0]
         assert doc["t"] == "0221"                          # a repeat: it was attempted before
-        assert doc["95"][:12] == "000000004321" and doc["11"] == "000043"
+        assert doc["4"] == "000000004321" and doc["11"] == "000043"
         assert second.decisions[0]["reason"] == "advice repeat"
     finally:
         forwarder.stop()

@@ -2,7 +2,9 @@
 
 exchange() sends one request and returns the response with the matching MTI (request MTI + 10, the
 repeat digit cleared: 0221 -> 0230) and STAN (field 11); other frames (late answers to requests that
-already timed out) are dropped. No answer in time, a refused or dropped connection -> HostUnavailable;
+already timed out) are dropped; an 0800 network management request from the acquirer (echo test) is
+answered with an 0810 while waiting. Fields of a response the terminal does not use are ignored. No
+answer in time, a refused or dropped connection -> HostUnavailable;
 a frame over the size limit, or cut short -> MessageError. After a failure the connection is closed
 and the next exchange() connects again; so does one the acquirer closed while it was idle. Frames are
 never logged: they hold card numbers.
@@ -18,7 +20,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from contracts.errors import HostUnavailable, HostUnreachable, MessageError
-from contracts.iso8583 import decode
+from contracts.iso8583 import DIALECT, Dialect, decode, network_response
 from drivers.url import DeviceUrl
 
 __all__ = ["MAX_FRAME", "AcquirerLink", "open_acquirer_link"]
@@ -29,8 +31,8 @@ MAX_FRAME = 4096  # largest message we accept; our 0100 with full ICC data is we
 _MIN_FRAME = 12  # MTI (4) + primary bitmap (8)
 
 
-def _key(raw: bytes) -> tuple[str, str]:
-    doc = decode(raw)
+def _key(raw: bytes, dialect: Dialect) -> tuple[str, str]:
+    doc = decode(raw, dialect, strict=False, reads=("11",))
     return doc["t"], doc.get("11", "")
 
 
@@ -55,7 +57,9 @@ class AcquirerLink:
     """Request/response over TCP; thread-safe (one exchange at a time)."""
 
     def __init__(self, host: str, port: int, *, connect_timeout: float = 5.0,
-                 response_timeout: float = 30.0, max_frame: int = MAX_FRAME) -> None:
+                 response_timeout: float = 30.0, max_frame: int = MAX_FRAME,
+                 dialect: Dialect = DIALECT) -> None:
+        self.dialect = dialect
         self.host = host
         self.port = port
         self.connect_timeout = connect_timeout
@@ -107,7 +111,7 @@ class AcquirerLink:
         """Send raw and return the matching response; timeout defaults to response_timeout."""
         if not _MIN_FRAME <= len(raw) <= min(self.max_frame, 0xFFFF):
             raise MessageError("request does not fit a frame", length=len(raw))
-        mti, stan = _key(raw)
+        mti, stan = _key(raw, self.dialect)
         want = (response_mti(mti), stan)
         wait = self.response_timeout if timeout is None else timeout
         with self._lock:
@@ -123,13 +127,32 @@ class AcquirerLink:
             while True:
                 frame = self._read_frame(sock, deadline, mti, stan)
                 try:
-                    got = _key(frame)
+                    got = _key(frame, self.dialect)
                 except MessageError:
                     self._close()
                     raise
                 if got == want:
                     return frame
+                if got[0] == "0800":
+                    self._answer_network(sock, frame, mti, stan)
+                    continue
                 log.warning("dropped unmatched acquirer frame", extra={"mti": got[0], "stan": got[1]})
+
+    def _answer_network(self, sock: socket.socket, frame: bytes, mti: str, stan: str) -> None:
+        try:
+            answer = network_response(frame, self.dialect)
+        except MessageError:
+            log.warning("unreadable network management request dropped")
+            return
+        if answer is None:
+            return
+        try:
+            sock.sendall(len(answer).to_bytes(2, "big") + answer)
+        except OSError as exc:
+            self._close()
+            raise HostUnavailable("answering the acquirer failed", mti=mti, stan=stan,
+                                  reason=type(exc).__name__) from exc
+        log.info("answered network management request", extra={"mti": "0810"})
 
     def _read_frame(self, sock: socket.socket, deadline: float, mti: str, stan: str) -> bytes:
         self._fill(sock, 2, deadline, mti, stan, mid_frame=False)

@@ -107,7 +107,8 @@ def sale(reader: tuple[VirtualCardServer, PcscReader], profile_name: str, pin: s
                 advice = iso.completion_advice(terminal=TERMINAL, card=card,
                                                original=iso.original_of(request, answer),
                                                authorized_amount=answer.approved_amount,
-                                               dispensed_amount=3318, stan=2, when=SENT, pump=1)
+                                               dispensed_amount=3318, stan=2, when=SENT, pump=1,
+                                               fuel=[iso.FuelLine("019", 20_000, 1_659, 3318)])
                 acked = iso.parse_completion_response(link.exchange(advice)).acknowledged
     finally:
         host.stop()
@@ -125,7 +126,8 @@ def test_visa_dda_online_pin_approved_through_pcscd(reader: tuple[VirtualCardSer
     assert final.approved and final.cryptogram is Cryptogram.TC and final.issuer_authenticated  # type: ignore[attr-defined]
     assert out["acked"] is True
     assert [d["code"] for d in host.decisions] == ["00", "00"]  # type: ignore[attr-defined]
-    assert all("52" not in r and "110" not in r for r in host.requests)  # type: ignore[attr-defined]
+    assert all("52" not in r and "62" not in r for r in host.requests)  # type: ignore[attr-defined]
+    assert host.settled_total == 3318  # type: ignore[attr-defined]
 
 
 def test_wrong_online_pin_is_declined_by_the_host_and_the_card_gives_aac(

@@ -37,7 +37,9 @@ def test_bank_happy_dda_online_pin() -> None:
     assert req["t"] == "0100" and req["4"] == "000000015000" and req["22"] == "051" and req["18"] == "5542"
     assert req["2"] == "476173******0010" and "9F26" in req["55"]
     [adv] = doc["acquirer"]["advices"]
-    assert adv["t"] == "0220" and adv["95"].startswith("000000003318") and adv["90"][4:10] == req["11"]
+    assert adv["t"] == "0220" and adv["4"] == "000000003318" and adv["90"][4:10] == req["11"]
+    assert doc["acquirer"]["settled_cents"] == sale["amount_cents"] == 3318     # the host settled the pump's
+    assert req["61"] == "1000004002" and req["48"] == "R610510000"            # unattended, partial supported
     assert [d["code"] for d in doc["acquirer"]["decisions"]] == ["00", "00"]
     receipt = doc["receipt"]
     for text in ("476173******0010", "VISA CREDIT", "A0000000031010", "Chip", "PIN verified online",
@@ -51,7 +53,7 @@ def test_bank_partial_presets_the_pump_to_the_approved_amount() -> None:
     assert sale["preauthorized_cents"] == 5000 and 4980 <= sale["amount_cents"] <= 5000
     assert sale["emv"]["partial"] is True and sale["emv"]["response_code"] == "10"
     [adv] = doc["acquirer"]["advices"]
-    assert adv["4"] == "000000005000" and int(adv["95"][:12]) == sale["amount_cents"]
+    assert int(adv["4"]) == sale["amount_cents"] == doc["acquirer"]["settled_cents"]
     assert "Pre-authorized (partial)" in doc["receipt"]
 
 
@@ -67,7 +69,8 @@ def test_bank_wrong_pin_checked_by_the_acquirer() -> None:
     doc, sale = bank("bank-wrong-pin")
     assert sale["reason"] == "wrong_pin" and sale["emv"]["response_code"] == "55"
     assert doc["acquirer"]["decisions"][0]["reason"] == "incorrect PIN"
-    assert "110" not in doc["acquirer"]["requests"][0] and "53" not in doc["acquirer"]["requests"][0]
+    req = doc["acquirer"]["requests"][0]
+    assert not {"52", "53", "62", "110"} & req.keys()            # the host keeps no PIN data in its record
     assert doc["receipts"] == []
 
 
@@ -97,6 +100,7 @@ def test_bank_fallback_magstripe_is_flagged_in_the_message() -> None:
     assert sale["emv"]["entry_mode"] == "801" and sale["status"] == "synced"
     [req] = doc["acquirer"]["requests"]
     assert req["22"] == "801" and "55" not in req and req["35"].startswith("<track 2")
+    assert "2" not in req and "14" not in req
     [adv] = doc["acquirer"]["advices"]
     assert adv["22"] == "801" and "35" not in adv
     assert "Magstripe fallback" in doc["receipt"] and "AID" not in doc["receipt"]

@@ -8,6 +8,7 @@ queued advices until the acquirer acknowledges them, across restarts.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -15,11 +16,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from contracts import iso8583_spec
 from contracts.errors import HostUnavailable, MessageError, SyncError
 from firmware.acquirer import messages as iso
 from firmware.acquirer.saf import AdviceKind, Exchanger, StoreAndForward
 
-__all__ = ["AdviceForwarder", "CardContext", "Stan", "build_final_advice"]
+__all__ = ["AdviceForwarder", "CardContext", "Sold", "Stan", "build_final_advice", "fuel_lines"]
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +79,39 @@ class Stan:
             return value
 
 
+@dataclass(frozen=True)
+class Sold:
+    """What the pump says was sold: the station's product name, centilitres, price a litre in thousandths."""
+
+    product: str | None = None
+    volume_cl: int = 0
+    price_milli: int = 0
+
+
+def fuel_lines(sold: Sold | None, amount: int) -> list[iso.FuelLine]:
+    """Field 63 of the completion: one line for the product, its Conexxus code from the dialect's table
+    (an unknown product as "other fuel"), litres and unit price as the pump counted them."""
+    sold = sold or Sold()
+    codes = iso8583_spec.PRODUCT_CODES
+    return [iso.FuelLine(product=codes.get(sold.product or "", codes["other"]),
+                         quantity_milli=max(sold.volume_cl, 0) * 10,
+                         unit_price_milli=max(sold.price_milli, 0), amount=amount)]
+
+
 def build_final_advice(ctx: CardContext, *, terminal: iso.Terminal, dispensed: int, stan: int,
-                       when: dt.datetime,
-                       reason: iso.ReversalReason | None = None) -> tuple[AdviceKind, bytes]:
+                       when: dt.datetime, reason: iso.ReversalReason | None = None,
+                       sold: Sold | None = None) -> tuple[AdviceKind, bytes]:
     """A 0220 for what was dispensed, or a 0420 when nothing was (or the sale failed: reason)."""
     icc = bytes.fromhex(ctx.icc) or None
+    original = dataclasses.replace(ctx.original, acquirer_id=terminal.acquirer_id)
     if reason is None and dispensed > 0:
+        amount = min(dispensed, ctx.approved)
         return AdviceKind.COMPLETION, iso.completion_advice(
-            terminal=terminal, card=ctx.card, original=ctx.original, authorized_amount=ctx.approved,
-            dispensed_amount=min(dispensed, ctx.approved), stan=stan, when=when, icc_tlv=icc, pump=ctx.pump)
+            terminal=terminal, card=ctx.card, original=original, authorized_amount=ctx.approved,
+            dispensed_amount=amount, stan=stan, when=when, icc_tlv=icc, fuel=fuel_lines(sold, amount))
     return AdviceKind.REVERSAL, iso.reversal_advice(
-        terminal=terminal, card=ctx.card, original=ctx.original, amount=ctx.approved or ctx.requested,
-        reason=reason or iso.ReversalReason.NOTHING_DISPENSED, stan=stan, when=when, icc_tlv=icc,
-        pump=ctx.pump)
+        terminal=terminal, card=ctx.card, original=original, amount=ctx.approved or ctx.requested,
+        reason=reason or iso.ReversalReason.NOTHING_DISPENSED, stan=stan, when=when, icc_tlv=icc)
 
 
 class AdviceForwarder:

@@ -22,11 +22,11 @@ from contracts.reasons import DeclineReason
 from contracts.screens import Screen
 from firmware.acquirer import messages as iso
 from firmware.emv import EmvFinal, EmvResult, IssuerResponse, complete
-from firmware.programs.bank.advice import CardContext, build_final_advice
+from firmware.programs.bank.advice import CardContext, Sold, build_final_advice
 from firmware.programs.bank.prompts import Prompts
 from firmware.programs.bank.summary import summary
 from firmware.programs.base import Decline, Grant, SaleSteps
-from firmware.sale.record import Preset
+from firmware.sale.record import Preset, SaleRecord
 
 if TYPE_CHECKING:
     from firmware.programs.bank.program import BankSetup
@@ -138,14 +138,17 @@ class Acquirer:
     def reverse(self, sale_id: str, ctx: CardContext, reason: iso.ReversalReason) -> None:
         self._queue(sale_id, ctx, 0, reason)
 
-    def final_advice(self, sale_id: str, ctx: CardContext, charged_cents: int) -> None:
-        """The 0220 for what was charged, or the 0420 when nothing was."""
-        self._queue(sale_id, ctx, charged_cents, None)
+    def final_advice(self, sale_id: str, ctx: CardContext, charged_cents: int,
+                     sale: SaleRecord | None = None) -> None:
+        """The 0220 for what was charged (with the fuel the pump says was sold); the 0420 when nothing was."""
+        sold = None if sale is None else Sold(sale.product, sale.volume_cl or 0, sale.price_milli or 0)
+        self._queue(sale_id, ctx, charged_cents, None, sold)
 
-    def _queue(self, sale_id: str, ctx: CardContext, amount: int, reason: iso.ReversalReason | None) -> None:
+    def _queue(self, sale_id: str, ctx: CardContext, amount: int, reason: iso.ReversalReason | None,
+               sold: Sold | None = None) -> None:
         kind, raw = build_final_advice(ctx, terminal=self.setup.terminal, dispensed=amount,
                                        stan=self.setup.stan.next(), when=dt.datetime.now().astimezone(),
-                                       reason=reason)
+                                       reason=reason, sold=sold)
         self.setup.saf.settle(kind, sale_id, raw)
         log.info("bank advice queued", extra={"sale_id": sale_id, "kind": kind.value})
         self.setup.forwarder.kick()

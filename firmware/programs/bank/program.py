@@ -197,7 +197,7 @@ class BankProgram:
                 log.error("bank sale has no card context; nothing to send", extra={"sale_id": sale.id})
                 return ("advice_not_sent",)
             return ()
-        self.acquirer.final_advice(sale.id, CardContext.loads(raw), charged_cents)
+        self.acquirer.final_advice(sale.id, CardContext.loads(raw), charged_cents, sale)
         return ()
 
     def recover(self, sale: SaleRecord) -> Decline:

@@ -15,11 +15,26 @@ from firmware.programs.bank.advice import AdviceForwarder, Stan
 from firmware.programs.bank.program import BankProgram, BankSetup
 from firmware.programs.build import ProgramDeps
 
-__all__ = ["EXHAUSTED", "build"]
+__all__ = ["EXHAUSTED", "build", "card_acceptor"]
 
 log = logging.getLogger(__name__)
 
 EXHAUSTED = "exhausted"     # the journal's dukpt_counter once every key of the initial key was used
+
+# ISO 3166 numeric (the EMV terminal country code, 9F1A) -> alpha-3 for field 43's country positions.
+_ALPHA3 = {"040": "AUT", "056": "BEL", "203": "CZE", "208": "DNK", "250": "FRA", "276": "DEU", "380": "ITA",
+           "442": "LUX", "528": "NLD", "578": "NOR", "616": "POL", "724": "ESP", "752": "SWE", "756": "CHE",
+           "826": "GBR", "840": "USA"}
+
+
+def card_acceptor(bank: Any, terminal_id: str, country_code: bytes) -> iso.Terminal:
+    """Fields 32, 41-43 and 49 from [bank]: name_location is "name" or "name, city"; the country comes from
+    the EMV terminal country code; acquirer_id (field 32) when [bank] has one."""
+    name, _, city = str(bank.name_location).partition(",")
+    return iso.Terminal(terminal_id=terminal_id.ljust(8), merchant_id=bank.merchant_id.ljust(15),
+                        name_location=name.strip(), city=city.strip(), currency=bank.currency,
+                        country=_ALPHA3.get(country_code.hex()[-3:], "   "),
+                        acquirer_id=str(getattr(bank, "acquirer_id", "") or ""))
 
 
 def build(deps: ProgramDeps) -> BankProgram | None:
@@ -44,8 +59,7 @@ def build(deps: ProgramDeps) -> BankProgram | None:
 
     if not keys_left():
         log.error("DUKPT keys exhausted: bank cards are refused until the PIN pad is re-keyed")
-    terminal = iso.Terminal(terminal_id=cfg.terminal.id.ljust(8), merchant_id=bank.merchant_id.ljust(15),
-                            name_location=bank.name_location, currency=bank.currency)
+    terminal = card_acceptor(bank, cfg.terminal.id, emv.country_code)
     parts: tuple[Any, ...] = (sale_link, advice_link)
     setup = BankSetup(
         emv=emv, terminal=terminal, link=sale_link, saf=saf,

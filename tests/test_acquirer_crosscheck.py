@@ -1,0 +1,122 @@
+"""Our acquirer frames read by an ISO 8583 implementation that is not ours: pyiso8583's own ISO 8583:1987
+field table (`iso8583.specs.default`, binary bitmaps, ASCII fields), written independently of
+contracts.iso8583_spec. Every field it finds must hold the value we put there.
+
+The PIN frame uses the ANSI X9.24-1-2009 A.4 TDES DUKPT test data (BDK 0123456789ABCDEFFEDCBA9876543210,
+KSN FFFF9876543210E00001, PIN 1234, PAN 4012345678909 -> encrypted format 0 block 1B9C1845EB993A7A), as in
+tests/test_dukpt_tdes.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import iso8583
+import iso8583.specs
+import pytest
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
+from psec.pinblock import decode_pinblock_iso_0
+
+from contracts.errors import MessageError
+from contracts.iso8583_spec import DIALECT, DIALECT_TDES
+from drivers.pinpad.dukpt_tdes import host_derive_pin_key
+from firmware.acquirer import messages as m
+from hostsim.acquirer_host import AcquirerHost
+
+PAN = "4012345678909"
+BDK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+KSN = bytes.fromhex("FFFF9876543210E00001")
+PIN_BLOCK = bytes.fromhex("1B9C1845EB993A7A")        # A.4.2, counter 1
+WHEN = dt.datetime(2025, 3, 14, 9, 26, 53, tzinfo=dt.UTC)
+TERMINAL = m.Terminal("AFD00001", "000000000123456", "FORECOURT 1", city="BERLIN", country="DEU",
+                      acquirer_id="12345678901")
+STRIPE = m.Card(pan=PAN, expiry="2812", entry_mode="801", track2=f"{PAN}=28122011234567890")
+CHIP = m.Card(pan=PAN, expiry="2812", entry_mode="051", pan_sequence="01")
+ICC = bytes.fromhex("9F2608A1B2C3D4E5F607189F36020042")
+ORIGINAL = m.Original("000001", "0314092653", rrn="000000000001", auth_code="123456",
+                      acquirer_id="12345678901")
+ISO1987: dict[str, Any] = iso8583.specs.default
+
+
+def _clear_pin(block: bytes, ksn_hex: str, pan: str) -> str:
+    key = host_derive_pin_key(BDK, bytes.fromhex(ksn_hex))
+    clear = Cipher(TripleDES(key + key[:8]), modes.ECB()).decryptor().update(block)
+    return str(decode_pinblock_iso_0(clear, pan))
+
+
+def _theirs(raw: bytes) -> dict[str, str]:
+    doc, _ = iso8583.decode(raw, ISO1987)
+    return {k: v for k, v in doc.items() if k not in ("h", "p", "1")}
+
+
+def _ours(raw: bytes, dialect: Any) -> dict[str, str]:
+    return {k: v for k, v in m.decode(raw, dialect).items() if k not in ("h", "p", "1")}
+
+
+def _frames(dialect: Any) -> dict[str, bytes]:
+    """Frames of every kind; the format 0 PIN frame only for a dialect whose field 52 is b64."""
+    frames = {} if dialect.spec["52"]["max_len"] != 8 else {
+        "fallback 0100 with PIN": m.preauth_request(terminal=TERMINAL, card=STRIPE, amount=15000, stan=1,
+                                                    when=WHEN, pin_block=PIN_BLOCK, ksn=KSN, dialect=dialect)}
+    return frames | {
+        "chip 0100, offline PIN": m.preauth_request(terminal=TERMINAL, card=CHIP, amount=15000, stan=2,
+                                                    when=WHEN, icc_tlv=ICC, dialect=dialect),
+        "0220": m.completion_advice(terminal=TERMINAL, card=CHIP, original=ORIGINAL, authorized_amount=15000,
+                                    dispensed_amount=3318, stan=3, when=WHEN, icc_tlv=ICC, dialect=dialect,
+                                    fuel=[m.FuelLine("019", 20_000, 1_659, 3318)]),
+        "0420": m.reversal_advice(terminal=TERMINAL, card=CHIP, original=ORIGINAL, amount=15000, stan=4,
+                                  when=WHEN, reason=m.ReversalReason.NOTHING_DISPENSED, dialect=dialect),
+    }
+
+
+@pytest.mark.parametrize("name", list(_frames(DIALECT_TDES)))
+def test_a_1987_decoder_reads_every_frame_as_we_wrote_it(name: str) -> None:
+    """Defect: field 53 sent as binary LLVAR (1987: n16) stopped a 1987 parser in its tracks."""
+    raw = _frames(DIALECT_TDES)[name]
+    assert _theirs(raw) == _ours(raw, DIALECT_TDES)
+
+
+def test_the_pin_is_where_a_1987_host_looks_for_it() -> None:
+    theirs = _theirs(_frames(DIALECT_TDES)["fallback 0100 with PIN"])
+    assert theirs["52"] == PIN_BLOCK.hex().upper() and theirs["62"] == KSN.hex().upper()
+    assert _clear_pin(bytes.fromhex(theirs["52"]), theirs["62"], PAN) == "1234"
+    assert "53" not in theirs and "110" not in theirs and "2" not in theirs and "14" not in theirs
+
+
+@pytest.mark.parametrize("name", ["chip 0100, offline PIN", "0220", "0420"])
+def test_frames_without_a_pin_block_are_the_same_in_both_dialects(name: str) -> None:
+    assert _frames(DIALECT)[name] == _frames(DIALECT_TDES)[name]
+    raw = _frames(DIALECT)[name]
+    assert _theirs(raw) == _ours(raw, DIALECT)
+
+
+def test_the_aes_pin_block_is_the_one_departure_from_1987() -> None:
+    """Our default dialect carries a 16-byte ISO 9564 format 4 block in field 52 (documented in
+    contracts.iso8583_spec); with only field 52 widened, the 1987 table reads the rest unchanged."""
+    raw = m.preauth_request(terminal=TERMINAL, card=STRIPE, amount=15000, stan=1, when=WHEN,
+                            pin_block=bytes(range(16)), ksn=bytes(12))
+    widened = {**ISO1987, "52": {**ISO1987["52"], "max_len": 16}}
+    doc, _ = iso8583.decode(raw, widened)
+    assert doc["52"] == bytes(range(16)).hex().upper() and doc["62"] == "00" * 12
+    assert {k: v for k, v in doc.items() if k not in ("h", "p", "1")} == _ours(raw, DIALECT)
+
+
+def test_the_tdes_dialects_host_verifies_the_pin_in_field_52() -> None:
+    def verify(block: bytes, ksn_hex: str, pan: str) -> bool:
+        try:
+            return _clear_pin(block, ksn_hex, pan) == "1234"
+        except ValueError:
+            return False
+
+    host = AcquirerHost({}, verify, today=lambda: dt.date(2025, 3, 14), dialect=DIALECT_TDES)
+    answer = m.parse_preauth_response(host.handle(_frames(DIALECT_TDES)["fallback 0100 with PIN"]) or b"",
+                                      DIALECT_TDES)
+    assert answer.approved
+    wrong = m.preauth_request(terminal=TERMINAL, card=STRIPE, amount=15000, stan=5, when=WHEN,
+                              pin_block=bytes.fromhex("10A01C8D02C69107"), ksn=KSN, dialect=DIALECT_TDES)
+    assert m.parse_preauth_response(host.handle(wrong) or b"", DIALECT_TDES).response_code == "55"
+    with pytest.raises(MessageError):      # an AES block does not fit this acquirer's b64 field 52
+        m.preauth_request(terminal=TERMINAL, card=STRIPE, amount=15000, stan=6, when=WHEN,
+                          pin_block=bytes(16), ksn=bytes(12), dialect=DIALECT_TDES)
