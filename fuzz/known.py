@@ -36,7 +36,7 @@ KNOWN: dict[str, tuple[Known, ...]] = {
                      Known("", "firmware/sale/journal.py", b"\x00bogus",
                            "reported: a sale row with an unknown state raises ValueError instead of "
                            "JournalError"),
-                     Known("", "firmware/sale/journal.py", b"\x8a\xff",
+                     Known("", "firmware/sale/journal.py", b"\x86\xff",
                            "reported: a sale row whose JSON column is a BLOB of non-UTF-8 bytes raises "
                            "UnicodeDecodeError instead of JournalError")),
     "pinpad_keys": (Known("", "drivers/pinpad/pinpad.py", b"12\n3\n4\n5\nENTER",

@@ -52,7 +52,7 @@ def config_toml(data: bytes) -> None:
 
 
 _COLUMNS = ("state", "pump", "program", "preset_kind", "preset_value", "nozzles", "data", "adjuncts",
-            "totals_before", "reason", "flags", "volume_cl", "created_at")
+            "totals_before", "reason", "flags", "volume_cl", "created_at", "events.detail")
 
 
 def journal_rows(data: bytes) -> None:
@@ -72,8 +72,8 @@ def journal_rows(data: bytes) -> None:
     column = _COLUMNS[data[0] % len(_COLUMNS)]
     raw = data[1:]
     value: Any = raw if data[0] & 0x80 else raw.decode("utf-8", "replace")
-    db.execute(f"UPDATE sales SET {column} = ?", (value,))
-    db.execute("UPDATE events SET detail = ?", (value,))
+    table, _, name = column.rpartition(".")
+    db.execute(f"UPDATE {table or 'sales'} SET {name} = ?", (value,))
     journal.get("s1")
     journal.all_sales()
     journal.events("s1")

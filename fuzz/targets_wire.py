@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import warnings
 from typing import Any
 
 from contracts import iso8583, messages
-from contracts.errors import MessageError, PumpError
+from contracts.errors import HostError, MessageError, PumpError
 from drivers.pump import dart
 from drivers.pump.decode import decode_hex
 from drivers.pump.link import DartLink
@@ -168,6 +170,55 @@ def _host_seeds() -> list[bytes]:
             iso8583.encode({"t": "0420", "11": "000003", "39": "17"})]
 
 
+class _Acquirer:
+    """A loopback TCP acquirer that answers each connection's first frame with the fuzzed bytes, then
+    hangs up; the real AcquirerLink deframes whatever came."""
+
+    def __init__(self) -> None:
+        self.answer = b""
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._serve, name="fuzz-acquirer", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            conn, _ = self.server.accept()
+            with conn:
+                try:
+                    size = int.from_bytes(conn.recv(2), "big")
+                    while size > 0:
+                        size -= len(conn.recv(size) or b"x" * size)
+                    conn.sendall(self.answer)
+                except OSError:
+                    pass
+
+
+def acquirer_link(data: bytes) -> None:
+    """drivers.acquirer.tcp: the response frame is the matching MTI and STAN, else a HostError or
+    MessageError."""
+    from drivers.acquirer.tcp import AcquirerLink
+
+    global _ACQUIRER
+    if _ACQUIRER is None:
+        _ACQUIRER = _Acquirer()
+    _ACQUIRER.answer = data
+    with AcquirerLink("127.0.0.1", _ACQUIRER.port, response_timeout=1.0) as link:
+        frame = link.exchange(_REQUEST)
+    doc = iso8583.decode(frame)
+    if (doc["t"], doc.get("11")) != ("0110", "000001"):
+        raise Violation("exchange returned a frame that does not answer the request")
+
+
+_ACQUIRER: _Acquirer | None = None
+_REQUEST = iso8583.encode({"t": "0100", "11": "000001", "4": "000000005000"})
+
+
+def _link_seeds() -> list[bytes]:
+    answer = iso8583.encode({"t": "0110", "11": "000001", "39": "00"})
+    late = iso8583.encode({"t": "0110", "11": "000000", "39": "00"})
+    return [len(late).to_bytes(2, "big") + late + len(answer).to_bytes(2, "big") + answer]
+
+
 SCHEMAS = (messages.AUTH_REQUEST, messages.AUTH_RESPONSE, messages.SALE, messages.SALE_ACK,
            messages.TERMINAL_CONFIG)
 UUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -225,6 +276,7 @@ TARGETS = [
     Target("iso8583_decode", iso8583_decode, (MessageError,), _acq_seeds),
     Target("acquirer_responses", acquirer_responses, (MessageError,), _acq_seeds),
     Target("acquirer_host", acquirer_host, (), _host_seeds),
+    Target("acquirer_link", acquirer_link, (HostError, MessageError), _link_seeds, max_len=1024),
     Target("mqtt_payload", mqtt_payload, (MessageError,), _mqtt_seeds),
     Target("escpos", escpos, (MessageError,), _escpos_seeds),
 ]
