@@ -40,6 +40,11 @@ COMMANDS = [bytes.fromhex(h) for h in ("00A404000E315041592E5359532E444446303100
 GENAC2 = t(0x77, t(0x9F27, b"\x80") + t(0x9F36, b"\x00\x01") + t(0x9F26, bytes(8)) + t(0x9F10, b"\x06\x01"))
 
 
+# A card may legitimately ask for 63 AFL entries (tag 94 holds at most 252 bytes) of up to 255 records each
+# (Book 3 10.2): more commands than that plus selection is a loop the card keeps going.
+MAX_COMMANDS = 63 * 255 + 100
+
+
 class Card:
     """Answers each command with the answer scripted for its instruction byte (6D00 when none)."""
 
@@ -49,8 +54,8 @@ class Card:
 
     def transmit(self, apdu: bytes) -> bytes:
         self.sent += 1
-        if self.sent > 200:
-            raise Violation("more than 200 commands for one card: a loop the card controls")
+        if self.sent > MAX_COMMANDS:
+            raise Violation("more commands than any AFL can ask for: a loop the card controls")
         return self.answers.get(apdu[1], b"\x6d\x00")
 
 
