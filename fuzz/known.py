@@ -15,9 +15,11 @@ from fuzz.harness import Known, Target
 __all__ = ["KNOWN", "reported"]
 
 KNOWN: dict[str, tuple[Known, ...]] = {
-    "escpos": (Known("UnicodeDecodeError", "hostsim/escpos_decode.py", b"\x1bt\x10",
-                     "reported: ESC t with a single-byte code page lacking 0x81 (cp1252...) raises "
-                     "UnicodeDecodeError in _codec's multi-byte probe instead of MessageError"),),
+    # what python-escpos sends for ReceiptLine("œ") (French): ESC t 16 (WPC1252), then 0x9C
+    "escpos": (Known("UnicodeDecodeError", "hostsim/escpos_decode.py", b"\x1bt\x10\x9c\n",
+                     "reported: ESC t with a single-byte code page lacking 0x81 (16 WPC1252, 21 Thai, 49 "
+                     "Hebrew) raises UnicodeDecodeError in _codec's multi-byte probe; the printer sends "
+                     "page 16 for œ Œ Š Ž Ÿ ý"),),
     "acquirer_host": (Known("KeyError", "hostsim/acquirer_host.py",
                             iso8583.encode({"t": "0220", "4": "000000001000"}),
                             "reported: an advice (0220/0420) without field 11 raises KeyError in "

@@ -3,11 +3,15 @@ any input parses or raises the module's typed error, within the time bound; roun
 
 from __future__ import annotations
 
+import string
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from contracts import iso8583, messages
+from contracts.receipt import ReceiptLine
+from drivers.printer.escpos_printer import open_printer
 from drivers.pump import dart
 from fuzz.harness import Known, Target, check, check_known
 from fuzz.known import KNOWN, reported
@@ -55,6 +59,37 @@ def test_dart_frames_survive_the_line(frames: list[dart.Frame], noise: bytes) ->
     assert [dart.decode(w) for w in wire] == frames
     noise = bytes(b for b in noise if not dart.ADDR_FIRST <= b <= dart.ADDR_LAST)
     assert dart.FrameSplitter().feed(noise + b"".join(wire)) == wire
+
+
+# What the receipts in en/de/fr print: ASCII, Latin-1 letters, the euro sign.
+RECEIPT_TEXT = st.text(st.sampled_from(string.ascii_letters + string.digits + string.punctuation + " "
+                                       + "äöüÄÖÜßéèêëàâçîïôùûÉÈÇ€£°"), min_size=1, max_size=42)
+
+
+def printed(lines: list[ReceiptLine]) -> bytes:
+    printer = open_printer("memory://")
+    printer.print_lines(lines)
+    return printer.output
+
+
+@BOUNDED
+@given(st.lists(st.builds(ReceiptLine, RECEIPT_TEXT, st.booleans(), st.booleans()), min_size=1, max_size=6))
+def test_printed_receipt_reads_back(lines: list[ReceiptLine]) -> None:
+    """The simulator's decoder reads back what the printer driver (python-escpos) sends."""
+    from hostsim.escpos_decode import decode_escpos
+
+    want = [line.text.strip().center(42).rstrip() if line.center else line.text.rstrip() for line in lines]
+    while want and not want[-1]:
+        want.pop()                      # blank lines before the cut do not show on paper
+    assert decode_escpos(printed(lines)).receipts == [want]
+
+
+@pytest.mark.xfail(strict=True, reason=KNOWN["escpos"][0].reason)
+@pytest.mark.parametrize("text", ["œ", "Ÿ", "Š"])
+def test_printed_receipt_reads_back_known(text: str) -> None:
+    from hostsim.escpos_decode import decode_escpos
+
+    assert decode_escpos(printed([ReceiptLine(text)])).receipts == [[text]]
 
 
 @BOUNDED
