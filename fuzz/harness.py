@@ -55,7 +55,10 @@ class Known:
     reason: str
 
     def matches(self, exc: BaseException) -> bool:
-        kind, _, where = signature(exc).partition(" at ")
+        return self.matches_signature(signature(exc))
+
+    def matches_signature(self, sig: str) -> bool:
+        kind, _, where = sig.partition(" at ")
         return kind == (self.error or kind) and where.startswith(f"{self.path}:")
 
 

@@ -3,8 +3,9 @@
     python -m fuzz.run [--seconds N] [--engine atheris|hypothesis] [--jobs N] [TARGET ...]
 
 Prints per target the engine, the inputs tried, the distinct failures and the time; then each failure
-with its shortest input (hex) and where it was raised. Work, corpora and libFuzzer logs are kept in
-.state/fuzz/<target>/. Exit code 1 when a target has a failure, 0 otherwise.
+with its shortest input (hex) and where it was raised, KNOWN when fuzz/known.py has it reported, else
+NEW. Work, corpora and libFuzzer logs are kept in .state/fuzz/<target>/. Exit code 1 when a failure is
+new, 0 otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fuzz import all_targets
+from fuzz.known import KNOWN
 
 __all__ = ["main"]
 
@@ -96,11 +98,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{doc['seconds']:>6} s", flush=True)
     print(f"fuzz: {sum(d['inputs'] for d in results)} inputs in {time.monotonic() - started:.0f} s")
     failures = [(d["target"], sig, f) for d in results for sig, f in sorted(d["findings"].items())]
+    new = 0
     for target, sig, finding in failures:
-        print(f"FINDING {target}: {sig} ({finding['count']} inputs)\n    input  {finding['input'][:400]}\n"
-              f"    error  {finding['message']}")
-    print(f"fuzz: {len(failures)} distinct failures in {len({t for t, _, _ in failures})} targets")
-    return 1 if failures else 0
+        reported = any(k.matches_signature(sig) for k in KNOWN.get(target, ()))
+        new += not reported
+        print(f"{'KNOWN' if reported else 'NEW'} {target}: {sig} ({finding['count']} inputs)\n"
+              f"    input  {finding['input'][:400]}\n    error  {finding['message']}")
+    print(f"fuzz: {len(failures)} distinct failures in {len({t for t, _, _ in failures})} targets, "
+          f"{new} not yet reported (fuzz/known.py)")
+    return 1 if new else 0
 
 
 if __name__ == "__main__":
