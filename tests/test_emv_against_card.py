@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from contracts.errors import CardNotAccepted
 from drivers.cardreader import MemoryReader
 from firmware.emv import (
     AidConfig,
@@ -161,3 +162,21 @@ def test_cdol2_asks_for_issuer_authentication_data() -> None:
     assert complete(result, response).approved
     second = [a for a in sent if a[1] == 0xAE][-1]
     assert response.auth_data is not None and second[5:5 + 10] == response.auth_data
+
+
+@pytest.mark.parametrize("profile", ["visa_dda_online_pin", "mc_cda_offline_pin"])   # T=0 and T=1
+def test_blocked_application_is_no_candidate(profile: str) -> None:
+    card = EmvCard(load_profile(profile))
+    card.application_blocked = True
+    sent: list[bytes] = []
+
+    class Spy(MemoryReader):
+        def transmit(self, apdu: bytes) -> bytes:
+            sent.append(bytes(apdu))
+            return super().transmit(apdu)
+    reader = Spy(card)
+    reader.connect()
+    with pytest.raises(CardNotAccepted):
+        run_transaction(reader, config("0002"), 5000, online=True, now=NOW,
+                        pin_entry=lambda kind, tries, pan: PinInput(offline=OfflinePin("1234")))
+    assert (bytes.fromhex("00C0000000") in sent) is (card.protocol == 0)

@@ -220,6 +220,50 @@ def test_list_of_aids_with_partial_match_and_next_occurrence() -> None:
     assert card.done()
 
 
+def app_fci(aid: bytes, priority: str = "01") -> bytes:
+    return h(0x6F, h(0x84, aid) + h(0xA5, h(0x50, b"APP") + h(0x87, priority)))
+
+
+BLOCKED = bytes.fromhex("A0000000032010")
+
+
+@pytest.mark.parametrize("get_response", [
+    # T=0 card: 6283 alone, the FCI by GET RESPONSE (Le 00, then the length 6Cxx names) - Book 1 9.3.1.3
+    [("00C0000000", f"6C{len(app_fci(BLOCKED)):02X}"),
+     (f"00C00000{len(app_fci(BLOCKED)):02X}", resp(app_fci(BLOCKED)))],
+    [("00C0000000", "6D00")],                     # no FCI at all: still not the end of the occurrences
+], ids=["fci by get response", "no fci"])
+def test_blocked_application_does_not_end_the_next_occurrence_loop(
+        get_response: list[tuple[str, str]]) -> None:
+    """Book 1 12.3.3: a blocked ADF (6283) is no candidate, but the terminal goes on with SELECT next."""
+    selected: list[bytes] = []
+    card = Replay([(SELECT_PSE, "6A82"), ("00A4040005A00000000300", "6283"), *get_response,
+                   ("00A4040205A00000000300", resp(app_fci(VISA))),
+                   ("00A4040205A00000000300", "6A82"),
+                   ("00A4040007A000000003101000", resp(app_fci(VISA))),
+                   ("80A8000002830000", "6985")])
+    config = EmvConfig(aids=(AidConfig(bytes.fromhex("A000000003")),))
+    with pytest.raises(CardNotAccepted):
+        run_transaction(card, config, 100, pin_entry=online_pin, online=True, now=NOW,
+                        on_select=lambda app: selected.append(app.aid))
+    assert selected == [VISA] and card.done()
+
+
+def test_6a81_on_final_select_drops_the_candidate_and_tries_the_next() -> None:
+    """6A81 ends the card session only while the candidate list is built (Book 1 12.3.2 step 1, 12.3.3
+    step 2); at final selection any status other than 9000 removes that candidate (Book 1 12.4)."""
+    selected: list[bytes] = []
+    directory = h(0x70, h(0x61, h(0x4F, VISA) + h(0x87, "01")) + h(0x61, h(0x4F, MC) + h(0x87, "02")))
+    card = Replay([(SELECT_PSE, resp(PSE_FCI)), ("00B2010C00", resp(directory)), ("00B2020C00", "6A83"),
+                   ("00A4040007A000000003101000", "6A81"),
+                   ("00A4040007A000000004101000", resp(app_fci(MC))),
+                   ("80A8000002830000", "6985")])
+    with pytest.raises(CardNotAccepted):
+        run_transaction(card, CONFIG, 100, pin_entry=online_pin, online=True, now=NOW,
+                        choose=lambda c: c.candidates[0], on_select=lambda app: selected.append(app.aid))
+    assert selected == [MC] and card.done()
+
+
 def test_confirmation_flag_and_chooser() -> None:
     directory = h(0x70, h(0x61, h(0x4F, VISA) + h(0x87, "81")) + h(0x61, h(0x4F, MC) + h(0x87, "02")))
     seen: list[CandidateList] = []

@@ -17,6 +17,7 @@ __all__ = [
     "get_challenge",
     "get_data",
     "get_processing_options",
+    "get_response",
     "internal_authenticate",
     "read_record",
     "select",
@@ -57,7 +58,34 @@ def exchange(reader: Transmitter, apdu: bytes, step: str) -> Response:
         raise CardError("card answer shorter than a status word", step=step, length=len(raw))
     if len(raw) - 2 > MAX_RESPONSE:
         raise CardError("card answer is too long", step=step, length=len(raw))
-    return Response(bytes(raw[:-2]), int.from_bytes(raw[-2:], "big"))
+    response = Response(bytes(raw[:-2]), int.from_bytes(raw[-2:], "big"))
+    if not response.data and response.sw >> 8 in (0x62, 0x63) and _is_case4(apdu):
+        return _warning_data(reader, response, step)
+    return response
+
+
+def _is_case4(apdu: bytes) -> bool:
+    return len(apdu) > 5 and len(apdu) == 6 + apdu[4]
+
+
+def _warning_data(reader: Transmitter, warning: Response, step: str) -> Response:
+    """T=0, case 4 command answered with a warning (62xx/63xx) alone: the data waits in the card; fetch it
+    with GET RESPONSE, Le = 00 then the length 6Cxx names, and keep the warning (Book 1 9.3.1.3, A5)."""
+    apdu = get_response(0)
+    for _ in range(2):
+        try:
+            raw = reader.transmit(apdu)
+        except MessageError as exc:
+            raise CardError("card answer is malformed", step=step) from exc
+        if len(raw) < 2 or len(raw) - 2 > MAX_RESPONSE:
+            raise CardError("card answer to GET RESPONSE is malformed", step=step, length=len(raw))
+        if raw[-2] == 0x6C and len(raw) == 2:
+            apdu = get_response(raw[-1])
+            continue
+        if raw[-2:] == b"\x90\x00":
+            return Response(bytes(raw[:-2]), warning.sw)
+        break
+    return warning
 
 
 def single_template(data: bytes, step: str, *allowed: int) -> tuple[int, bytes]:
@@ -76,6 +104,11 @@ def _case4(cla: int, ins: int, p1: int, p2: int, data: bytes) -> bytes:
     if len(data) > 255:
         raise CardError("command data too long", ins=f"{ins:02X}", length=len(data))
     return bytes([cla, ins, p1, p2, len(data)]) + data + b"\x00"
+
+
+def get_response(length: int) -> bytes:
+    """GET RESPONSE (ISO/IEC 7816-4 7.6.1; EMV Book 1 9.3.1.3), case 2."""
+    return bytes([0x00, 0xC0, 0x00, 0x00, length])
 
 
 def select(name: bytes, *, next_occurrence: bool = False) -> bytes:

@@ -138,6 +138,13 @@ def _aid_list_candidates(reader: Transmitter, aids: Sequence[AidConfig]) -> list
             except MessageError:
                 break
             name = fci.get(0x84, b"")
+            if resp.sw == 0x6283 and not name:
+                # a blocked application whose FCI did not come (Book 1 12.3.3 steps 5-6): not a candidate,
+                # but the card may hold further occurrences of a partial name
+                if not entry.partial_match:
+                    break
+                next_occurrence = True
+                continue
             if name == entry.aid:
                 if resp.ok:
                     found.append(_candidate(prop, name))

@@ -53,7 +53,8 @@ class EmvCard(CardActionAnalysis):
                  rng: Callable[[int], bytes] = os.urandom) -> None:
         self._p = personalise(profile, pki)
         self.name = str(profile.get("name", "EMV card"))
-        self.atr = self._p.atr or DEFAULT_EMV_ATR
+        self.atr = self._p.atr
+        self.protocol = self._p.protocol
         self._rng = rng
         self.atc = self._p.atc
         self.pin_try_counter = self._p.pin_try_counter
@@ -111,16 +112,40 @@ class EmvCard(CardActionAnalysis):
         if parts is None:
             return SW_WRONG_LENGTH
         cla, ins, p1, p2, data = parts
+        if (cla, ins) == (0x00, 0xC0) and self.protocol == 0:     # a T=1 card has no GET RESPONSE (6D00)
+            return self._get_response(p1, p2, data, command[4] if len(command) == 5 else None)
+        self._pending = b""
         entry = self._handlers.get(ins)
         if entry is None:
             return SW_INS_NOT_SUPPORTED if cla in (0x00, 0x80, 0x84) else SW_CLA_NOT_SUPPORTED
         expected_cla, handler = entry
         if cla != expected_cla:
             return SW_CLA_NOT_SUPPORTED
-        return handler(cla, ins, p1, p2, data)
+        return self._t0_warning(handler(cla, ins, p1, p2, data))
+
+    # -- T=0 transport (EMV Book 1 9.3.1.3, ISO/IEC 7816-3 12.2.5) ------------------------------------
+    def _t0_warning(self, response: bytes) -> bytes:
+        """Under T=0 a warning (62xx, 63xx) cannot travel with data: the card answers the bare status and
+        keeps the data for GET RESPONSE, which the terminal sends with Le = 00 (then again with 6Cxx's Le)."""
+        if self.protocol != 0 or len(response) <= 2 or response[-2] not in (0x62, 0x63):
+            return response
+        self._pending = response[:-2]
+        return response[-2:]
+
+    def _get_response(self, p1: int, p2: int, data: bytes, le: int | None) -> bytes:
+        pending = self._pending
+        if not pending:
+            return SW_CONDITIONS_NOT_SATISFIED
+        if p1 or p2 or data:
+            return SW_WRONG_P1P2 if p1 or p2 else SW_WRONG_LENGTH
+        if le != len(pending) % 256:
+            return bytes([0x6C, len(pending) % 256])
+        self._pending = b""
+        return pending + SW_OK
 
     # -- session state -----------------------------------------------------------------------------
     def _new_session(self) -> None:
+        self._pending = b""                        # T=0: response data held back for GET RESPONSE
         self._selected: str | None = None          # None, "pse" or "adf"
         self._pdol_data: bytes | None = None       # set by GET PROCESSING OPTIONS
         self._stage = 0                             # GENERATE ACs answered in this transaction

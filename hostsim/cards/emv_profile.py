@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.errors import ConfigError
+from contracts.errors import ConfigError, MessageError
 from firmware.tlv import encode
 from hostsim import emv_keys
+from hostsim.cards.atr import build_atr, check_emv_atr
 from hostsim.cards.emv_crypto import AC_TERMINAL_TAGS, CardCrypto
 
 __all__ = ["PROFILES", "PSE_NAME", "PSE_SFI", "Personalisation", "dol_values", "load_profile", "parse_dol",
@@ -110,7 +111,7 @@ class Personalisation:
     """Everything the card's APDU handler serves, computed once from the profile."""
 
     chip: bool
-    atr: bytes | None
+    atr: bytes
     aid: bytes
     pse: bool
     pse_fci: bytes
@@ -138,6 +139,7 @@ class Personalisation:
     track2: str | None
     pan: str
     chip_fault: bytes | None = None      # every APDU answered with this status word (a broken chip)
+    protocol: int = 1                    # T=0 or T=1, the first protocol the ATR offers
 
 
 def _static_data(afl: bytes, records: dict[tuple[int, int], bytes], aip: bytes,
@@ -184,12 +186,23 @@ def _chip_fault(value: object) -> bytes:
     return sw
 
 
+def _atr(profile: dict[str, Any]) -> tuple[bytes, int]:
+    """The profile's ATR (key atr) or a basic ATR for card.protocol (0 or 1, default 1), checked against the
+    EMV Book 1 section 8 rules; returns it with the protocol it offers first."""
+    protocol = profile.get("card", {}).get("protocol", 1)
+    try:
+        atr = _hex(profile["atr"], "atr") if "atr" in profile else build_atr(b"FCEMV01", int(protocol))
+        return atr, check_emv_atr(atr).protocol
+    except MessageError as exc:
+        raise ConfigError("ATR a conforming EMV terminal would reject", key="atr", why=str(exc)) from exc
+
+
 def personalise(profile: dict[str, Any], pki: emv_keys.Pki | None = None) -> Personalisation:
     """Build the card image. Raises ConfigError naming the profile key that is wrong."""
     card, app = profile.get("card", {}), profile.get("application", {})
     proc, keys, extra = profile.get("processing", {}), profile.get("keys", {}), profile.get("data", {})
     magstripe = profile.get("magstripe", {})
-    atr = _hex(profile["atr"], "atr") if "atr" in profile else None
+    atr, protocol = _atr(profile)
     pan = _digits(card.get("pan"), "card.pan", range(12, 20))
     if not _luhn_ok(pan):
         raise ConfigError("PAN fails the Luhn check", key="card.pan")
@@ -201,7 +214,7 @@ def personalise(profile: dict[str, Any], pki: emv_keys.Pki | None = None) -> Per
     if not chip or chip_fault is not None:     # nothing on the chip is ever read: no application to build
         return Personalisation(chip, atr, b"", False, b"", {}, b"", [], b"", b"", {}, [], [], "", 0, 0, 0,
                                None, None, 1, 1, 1, False, False, frozenset(), track1, track2, pan,
-                               chip_fault)
+                               chip_fault, protocol)
     pki = pki or emv_keys.load_pki()
     psn = _digits(card.get("psn", "00"), "card.psn", range(2, 3))
     exp_year, exp_month = _yymm(card.get("expiry"), "card.expiry")
@@ -322,4 +335,4 @@ def personalise(profile: dict[str, Any], pki: emv_keys.Pki | None = None) -> Per
         internal_auth_format=formats["internal_auth_format"], offline_tc=bool(proc.get("offline_tc", False)),
         script_mac=bool(proc.get("script_mac", True)),
         put_data_tags=frozenset(int(t, 16) for t in proc.get("put_data_tags", [])),
-        track1=track1, track2=track2, pan=pan)
+        track1=track1, track2=track2, pan=pan, protocol=protocol)
