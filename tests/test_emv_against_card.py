@@ -59,7 +59,8 @@ def config(app_version: str) -> EmvConfig:
     return EmvConfig(aids=aids, ca_keys=emv_keys.ca_public_keys())
 
 
-def run(profile: str, pin: OfflinePin | None = None) -> tuple[EmvResult, dict[str, Any], list[str]]:
+def run(profile: str, pin: OfflinePin | None = None, choose: Any = None,
+        ) -> tuple[EmvResult, dict[str, Any], list[str]]:
     prof = load_profile(profile)
     reader = MemoryReader(EmvCard(prof))
     reader.connect()
@@ -71,7 +72,8 @@ def run(profile: str, pin: OfflinePin | None = None) -> tuple[EmvResult, dict[st
             return PinInput(online_block=b"\x5a" * 16)
         return PinInput(offline=pin or OfflinePin("1234"))
     version = prof["data"].get("9F08", "008C")
-    return (run_transaction(reader, config(version), 5000, pin_entry=pin_entry, online=True, now=NOW),
+    return (run_transaction(reader, config(version), 5000, pin_entry=pin_entry, online=True, now=NOW,
+                            choose=choose),
             prof, asked)
 
 
@@ -135,10 +137,12 @@ def forged(result: EmvResult, prof: dict[str, Any]) -> IssuerResponse:
     return IssuerResponse(b"00", bytes(b ^ 0x5A for b in genuine.auth_data[:8]) + genuine.auth_data[8:])
 
 
-@pytest.mark.parametrize("profile", ["visa_dda_online_pin", "mc_cda_offline_pin", "expired"])
+@pytest.mark.parametrize("profile", ["visa_dda_online_pin", "visa_confirm_fr", "mc_cda_offline_pin",
+                                     "expired"])
 def test_forged_arpc_ends_in_aac(profile: str) -> None:
-    """Book 3 10.9 / Book 2 8.2: the card checks the ARPC, by EXTERNAL AUTHENTICATE or by 91 in CDOL2."""
-    result, prof, _ = run(profile)
+    """Book 3 10.9 / Book 2 8.2: the card checks the ARPC, by EXTERNAL AUTHENTICATE or by 91 in CDOL2.
+    (pin_blocked never goes online: its first GENERATE AC is an AAC.)"""
+    result, prof, _ = run(profile, choose=lambda candidates: candidates.candidates[0])
     final = complete(result, forged(result, prof))
     assert not final.approved and final.cryptogram is Cryptogram.AAC
     assert dict(parse(final.icc_data))[0x9F27][0] & 0xC0 == 0x00
