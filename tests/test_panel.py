@@ -64,6 +64,16 @@ def test_server_drops_json_lines_that_are_not_objects() -> None:
         server.stop()
 
 
+def test_panel_drops_a_line_nested_too_deep_for_json() -> None:
+    panel = SocketPanel("127.0.0.1", 9)          # nothing listens: the line is fed directly
+    try:
+        panel._on_line(b"[" * 100_000 + b"]" * 100_000)    # json raises RecursionError on this
+        panel._on_line(b'{"key": "1"}')
+        assert panel.read_key(1) == "1"
+    finally:
+        panel.close()
+
+
 def test_line_client_survives_callbacks_that_raise() -> None:
     server = PanelServer().start()
     lines: queue.Queue[bytes] = queue.Queue()

@@ -61,7 +61,7 @@ class SocketPanel(ScreenLanguage):
     def _on_line(self, line: bytes) -> None:
         try:
             key = json.loads(line).get("key")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):   # RecursionError: hostile nesting
             log.warning("panel: malformed line dropped", extra={"size": len(line)})
             return
         if isinstance(key, str) and key in KEYS:
