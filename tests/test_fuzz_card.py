@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from firmware import tlv
 from firmware.emv.records import parse_afl
 from fuzz.harness import Known, Target, check, check_known
-from fuzz.known import KNOWN, reported
+from fuzz.known import KNOWN, fixed, reported
 from fuzz.strategies import BOUNDED, inputs
 from fuzz.targets_card import TARGETS
 
@@ -34,6 +34,11 @@ def test_seeds_are_taken(target: Target) -> None:
 @pytest.mark.parametrize(("target", "known"), reported(TARGETS))
 def test_reported_defect(target: Target, known: Known) -> None:
     check(target, known.example)
+
+
+@pytest.mark.parametrize(("target", "data"), fixed(TARGETS))
+def test_fixed_defect_stays_fixed(target: Target, data: bytes) -> None:
+    check(target, data)
 
 
 # BER-TLV tags as ISO/IEC 8825-1 8.1.2 encodes them: one byte (low five bits not all set), or a first byte

@@ -14,7 +14,7 @@ from contracts.track2 import Track2, parse_track2
 from firmware.acquirer.messages import FuelLine, parse_fuel
 from fuzz import by_name
 from fuzz.harness import Known, Target, check, check_known
-from fuzz.known import KNOWN, reported
+from fuzz.known import KNOWN, fixed, reported
 from fuzz.strategies import BOUNDED, inputs
 from fuzz.targets_local import TARGETS
 
@@ -38,6 +38,11 @@ def test_seeds_are_taken(target: Target) -> None:
 @pytest.mark.parametrize(("target", "known"), reported(TARGETS))
 def test_reported_defect(target: Target, known: Known) -> None:
     check(target, known.example)
+
+
+@pytest.mark.parametrize(("target", "data"), fixed(TARGETS))
+def test_fixed_defect_stays_fixed(target: Target, data: bytes) -> None:
+    check(target, data)
 
 
 PANS = st.from_regex(r"[0-9]{11,18}", fullmatch=True).map(lambda p: p + luhn_digit(p))

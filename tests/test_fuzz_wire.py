@@ -14,7 +14,7 @@ from contracts.receipt import ReceiptLine
 from drivers.printer.escpos_printer import open_printer
 from drivers.pump import dart
 from fuzz.harness import Known, Target, check, check_known
-from fuzz.known import KNOWN, reported
+from fuzz.known import KNOWN, fixed, reported
 from fuzz.strategies import BOUNDED, inputs
 from fuzz.targets_wire import TARGETS
 
@@ -40,6 +40,11 @@ def test_seeds_are_taken(target: Target) -> None:
 @pytest.mark.parametrize(("target", "known"), reported(TARGETS))
 def test_reported_defect(target: Target, known: Known) -> None:
     check(target, known.example)
+
+
+@pytest.mark.parametrize(("target", "data"), fixed(TARGETS))
+def test_fixed_defect_stays_fixed(target: Target, data: bytes) -> None:
+    check(target, data)
 
 
 ADDRESSES = st.integers(dart.ADDR_FIRST, dart.ADDR_LAST)
