@@ -4,6 +4,7 @@ any input parses or raises the module's typed error, within the time bound; roun
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -67,7 +68,7 @@ def test_track2_round_trip(track: Track2, framing: str) -> None:
 
 def fuel_line(draw: st.DrawFn) -> FuelLine:
     """A fuel line of field 63 with every field in range: product n3, unit L, figures that fit n9."""
-    fields = {f.name: draw(st.from_regex(r"[0-9]{3}", fullmatch=True)) if f.name == "product"
+    fields: dict[str, Any] = {f.name: draw(st.from_regex(r"[0-9]{3}", fullmatch=True)) if f.name == "product"
               else "L" if f.name == "unit" else draw(st.integers(0, 10**9 - 1))
               for f in dataclasses.fields(FuelLine)}
     return FuelLine(**fields)
