@@ -1,21 +1,127 @@
-"""No PIN and no full card number in any log line, journal row, database, receipt or error text."""
+"""After a whole simulated run (fleet and bank cards, chip, swipe, right and wrong PINs), no file the
+terminal, the registry, the simulator or the broker wrote holds a full card number, track 2 data, a clear
+PIN block, a PIN or a key; a key appears only in its own key file, mode 0600, and the registry database
+holds device keys only wrapped under its KEK."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hostsim.scenarios import Run
-from hostsim.world import Simulator, load_cards
+from drivers.pinpad.dukpt_aes import TerminalDukpt, derive_initial_key
+from hostsim import world
+from hostsim.bank_world import BDK, KEY_ID
+from hostsim.scenarios import Run, fleet_happy
+from hostsim.scenarios_bank import bank_fallback_magstripe, bank_happy
+from hostsim.services import Process, ServiceError, wait_port
+from hostsim.world import FIXTURES, Simulator, card_index, load_cards
+from registry.broker import broker_config
+from registry.keys import KEK_PREFIX
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 # A PIN no timestamp, UUID or counter will contain by chance.
 WRONG_PIN = "731902468135"
+PINS = ("1234", "9999", WRONG_PIN)      # every PIN this run enters
 
 
-def test_no_pin_or_pan_anywhere(sim: Simulator, run: Run) -> None:
+# -- what must not leak ----------------------------------------------------------------------------------
+
+def fixture_cards() -> list[dict[str, str]]:
+    """Every card of the simulator's fixtures: fleet cards (picker and registry seed) and EMV profiles."""
+    cards = [{"pan": c.fields["pan"]} for c in load_cards() if c.kind == "fleet"]
+    seed = tomllib.loads((FIXTURES / "seed.toml").read_text())
+    cards += [{"pan": c["pan"]} for c in seed.get("cards", [])]
+    for path in sorted((FIXTURES / "emv").glob("*.toml")):
+        doc = tomllib.loads(path.read_text())
+        if "card" in doc:
+            card = {"pan": doc["card"]["pan"]}
+            if "track2" in doc.get("magstripe", {}):
+                card["track2"] = doc["magstripe"]["track2"]
+            cards.append(card)
+    return cards
+
+
+def _nibbles(text: str) -> bytes:
+    return bytes.fromhex(text if len(text) % 2 == 0 else text + "F")
+
+
+def clear_pin_blocks(pan: str, pin: str) -> list[bytes]:
+    """ISO 9564-1 clear PIN blocks of this PIN: format 0 (PIN field XOR PAN field), the deterministic
+    first half of format 4's plain PIN field ("4", length, PIN, fill A) and format 2 (offline, fill F)."""
+    pin_field0 = _nibbles(f"0{len(pin):X}{pin}".ljust(16, "F"))
+    pan_field0 = bytes.fromhex("0000" + pan[-13:-1])
+    fmt0 = bytes(a ^ b for a, b in zip(pin_field0, pan_field0, strict=True))
+    fmt4 = bytes.fromhex(f"4{len(pin):X}{pin}".ljust(16, "A"))
+    fmt2 = bytes.fromhex(f"2{len(pin):X}{pin}".ljust(16, "F"))
+    return [fmt0, fmt4, fmt2]
+
+
+def forms(secret: bytes) -> list[bytes]:
+    """A binary secret as stored in any way we know: raw, hex in either case."""
+    return [secret, secret.hex().encode(), secret.hex().upper().encode()]
+
+
+def card_needles(cards: list[dict[str, str]]) -> dict[str, list[bytes]]:
+    needles: dict[str, list[bytes]] = {}
+    for card in cards:
+        pan = card["pan"]
+        label = f"card {pan[:6]}...{pan[-4:]}"
+        needles[label] = [pan.encode(), pan.encode().hex().encode(), _nibbles(pan),
+                          pan.encode("utf-16-le")]
+        if "track2" in card:
+            needles[label] += [card["track2"].encode(), card["track2"].replace("=", "D").encode()]
+        for pin in PINS:
+            for block in clear_pin_blocks(pan, pin):
+                needles.setdefault(f"clear PIN block ({label})", []).extend(forms(block))
+    needles["PIN digits"] = [WRONG_PIN.encode(), WRONG_PIN.encode("utf-16-le")]
+    return needles
+
+
+def dukpt_keys() -> dict[str, bytes]:
+    """The DUKPT initial key, the BDK and the first working keys the PIN pad hands out."""
+    initial = derive_initial_key(BDK, KEY_ID)
+    keys = {"DUKPT initial key": initial, "BDK": BDK}
+    pad = TerminalDukpt(initial, KEY_ID)
+    for i in range(12):
+        keys[f"DUKPT working key {i + 1}"] = pad.next_transaction("pin_encryption")[1]
+    return keys
+
+
+# -- the run ------------------------------------------------------------------------------------------------
+
+def persistent_broker(state_dir: Path, port: int) -> Process:
+    """Mosquitto persisting to disk, as `forecourt broker-config --data-dir` sets it up."""
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(exe).exists():
+        raise ServiceError("mosquitto is not installed")
+    data = state_dir / "mosquitto-data"
+    data.mkdir(exist_ok=True)
+    conf = state_dir / "mosquitto.conf"
+    # as root, mosquitto drops to its own user, which cannot enter pytest's 0700 directories
+    conf.write_text(broker_config(port, data_dir=data) + ("user root\n" if os.geteuid() == 0 else ""))
+    proc = Process("mosquitto", [exe, "-c", str(conf)], state_dir / "mosquitto.log")
+    wait_port(port, 10, proc)
+    return proc
+
+
+@pytest.fixture
+def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
+    monkeypatch.setattr(world, "start_mosquitto", persistent_broker)
+    s = Simulator(tmp_path / "sim").start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def fleet_wrong_pin(run: Run) -> None:
     run.ready()
     mark = run.insert(0)
     run.wait("enter_pin", mark)
@@ -23,31 +129,74 @@ def test_no_pin_or_pan_anywhere(sim: Simulator, run: Run) -> None:
     run.wait("declined", mark)
     run.remove()
     run.wait("idle", mark)
-    mark = run.insert(0)
+
+
+def bank_wrong_pin(run: Run) -> None:
+    run.ready()
+    mark = run.insert(card_index("visa_dda_online_pin"))
+    run.wait("enter_pin", mark)
+    run.pin("9999")                                      # an online PIN block under DUKPT, refused (55)
+    run.wait("declined", mark, timeout=30)
+    run.remove()
+    run.wait("idle", mark)
+
+
+def mastercard_offline_pin(run: Run) -> None:
+    run.ready()
+    mark = run.insert(card_index("mc_cda_offline_pin"))
     run.wait("enter_pin", mark)
     run.pin("1234")
-    run.wait("lift_nozzle", mark)
-    run.fill(1, 1, 500)
-    run.wait("thank_you", mark, timeout=30)
-    sale_id = run.last_sale_id()
+    run.wait("lift_nozzle_amount", mark, timeout=30)
     run.remove()
-    assert run.wait_synced(sale_id).synced
-    sim.printer.wait_receipts(1, 10)
+    run.fill(1, 1, 700)
+    run.wait("thank_you", mark, timeout=30)
+    run.wait_synced(run.last_sale_id())
 
-    pans = [c.fields["pan"] for c in load_cards() if c.kind == "fleet"]
-    files = [p for p in Path(sim.state).rglob("*") if p.is_file() and p.suffix not in (".toml", ".hex")]
+
+def test_no_card_data_pin_or_key_anywhere(sim: Simulator, run: Run) -> None:
+    for scenario in (fleet_wrong_pin, fleet_happy, bank_happy, bank_wrong_pin, bank_fallback_magstripe,
+                     mastercard_offline_pin):
+        sim.acquirer.advices.clear()                      # each scenario counts its own advices
+        scenario(run)
+        assert not run.checks, f"{scenario.__name__}: {run.checks}"
+    receipts = "\n".join(sim.printer.receipts).encode()
+    screens = repr(sim.panel.screens).encode()
+    for proc in (sim.terminal, sim.registry):             # every process flushes and closes its files
+        if proc is not None:
+            proc.stop()
+    sim.terminal = sim.registry = None
+    sim.stop_broker()                                     # mosquitto saves its persistence file
+
+    state = sim.state
+    tdir, rdir = state / "terminal", state / "registry"
+    registry_keys = json.loads((rdir / "registry-keys.json").read_text())
+    key_files: dict[Path, dict[str, bytes]] = {
+        tdir / "pek.hex": {"terminal PIN key": bytes.fromhex(sim.device["pin_key"])},
+        tdir / "dukpt.toml": {"DUKPT initial key": derive_initial_key(BDK, KEY_ID)},
+        tdir / "token.key": {"card-token key": bytes.fromhex((tdir / "token.key").read_text())},
+        tdir / "saf.key": {"advice-store key": bytes.fromhex((tdir / "saf.key").read_text())},
+        rdir / "registry-keys.json": {f"registry {k}": bytes.fromhex(v) for k, v in registry_keys.items()},
+        rdir / "kek.hex": {"registry KEK": bytes.fromhex((rdir / "kek.hex").read_text())},
+    }
+    keys = {**dukpt_keys(), **{name: key for found in key_files.values() for name, key in found.items()}}
+    for path in key_files:
+        assert path.stat().st_mode & 0o777 == 0o600, f"{path.name} is not 0600"
+
+    files = [p for p in state.rglob("*") if p.is_file()]
     names = {p.name for p in files}
-    assert {"terminal.log", "registry.log", "journal.db", "registry.db"} <= names
-    blobs = {str(p): p.read_bytes() for p in files}
-    blobs["receipts"] = "\n".join(sim.printer.receipts).encode()
-    blobs["screens"] = repr(sim.panel.screens).encode()
-    blobs["transcript"] = "\n".join(run.transcript).encode()
+    assert {"terminal.log", "registry.log", "mosquitto.log", "pcscd.log", "journal.db", "advices.db",
+            "registry.db", "mosquitto.db"} <= names, names
+    blobs = {str(p.relative_to(state)): p.read_bytes() for p in files}
+    blobs |= {"receipts": receipts, "screens": screens, "transcript": "\n".join(run.transcript).encode()}
+
+    needles = card_needles(fixture_cards())
     for where, data in blobs.items():
-        for pan in pans:
-            assert pan.encode() not in data, f"full card number in {where}"
-            assert pan.encode().hex().encode() not in data.lower(), f"hex card number in {where}"
-        assert WRONG_PIN.encode() not in data, f"PIN in {where}"
-    pin_key = sim.device["pin_key"].lower().encode()
-    for where in ("terminal.log", "registry.log", "mosquitto.log"):
-        text = (sim.state / where).read_bytes().lower()
-        assert pin_key not in text, f"PIN key in {where}"
+        for what, forms_of in needles.items():
+            assert not any(n in data for n in forms_of), f"{what} in {where}"
+        for name, key in keys.items():
+            own = any(state / where == path and name in found for path, found in key_files.items())
+            if not own:
+                assert not any(n in data for n in forms(key)), f"{name} in {where}"
+
+    registry_db = b"".join(blobs[w] for w in blobs if w.startswith("registry/registry.db"))
+    assert KEK_PREFIX.encode() in registry_db                 # the device key is there, wrapped
