@@ -9,6 +9,7 @@ import warnings
 from typing import Any
 
 from contracts import iso8583, messages
+from contracts import iso8583_spec as spec
 from contracts.errors import HostError, MessageError, PumpError
 from drivers.pump import dart
 from drivers.pump.decode import decode_hex
@@ -129,9 +130,28 @@ def _acq_seeds() -> list[bytes]:
 
 
 def iso8583_decode(data: bytes) -> None:
-    doc = iso8583.decode(data)
-    if iso8583.decode(iso8583.encode(doc)) != doc:
+    """Either dialect (the first byte picks it): decode and re-encode; an 0800 gets an 0810 that decodes."""
+    dialect = (spec.DIALECT, spec.DIALECT_TDES)[data[0] & 1] if data else spec.DIALECT
+    raw = data[1:]
+    try:
+        answer = iso8583.network_response(raw, dialect)
+    except MessageError:
+        answer = None
+    if answer is not None and iso8583.decode(answer, dialect)["t"] != "0810":
+        raise Violation("network_response answered with another MTI")
+    doc = iso8583.decode(raw, dialect)
+    if _fields(iso8583.decode(iso8583.encode(doc, dialect), dialect)) != _fields(doc):
         raise Violation("decode(encode(doc)) != doc")
+
+
+def _fields(doc: dict[str, str]) -> dict[str, str]:
+    """The fields without the bitmaps: encode() derives those (an all-zero secondary bitmap is dropped)."""
+    return {k: v for k, v in doc.items() if k not in ("p", "1")}
+
+
+def _iso_seeds() -> list[bytes]:
+    echo = iso8583.encode({"t": "0800", "7": "0615120000", "11": "000007", "70": "301"})
+    return [b"\x00" + raw for raw in [*_acq_seeds(), echo]]
 
 
 def acquirer_responses(data: bytes) -> None:
@@ -273,7 +293,7 @@ TARGETS = [
            lambda: [dart.encode_short(A, dart.POLL) + dart.encode_data(A, 1, [(dart.CD1, b"\x06")])
                     + dart.encode_data(A, 2, [(dart.CD3, dart.bcd_encode(1000, 4)), (dart.CD2, b"\x01")])
                     + dart.encode_short(A, dart.POLL) + dart.encode_short(A, dart.ACK, 1)]),
-    Target("iso8583_decode", iso8583_decode, (MessageError,), _acq_seeds),
+    Target("iso8583_decode", iso8583_decode, (MessageError,), _iso_seeds),
     Target("acquirer_responses", acquirer_responses, (MessageError,), _acq_seeds),
     Target("acquirer_host", acquirer_host, (), _host_seeds),
     Target("acquirer_link", acquirer_link, (HostError, MessageError), _link_seeds, max_len=1024),
