@@ -195,14 +195,19 @@ def test_killed_during_the_release_frames(start_sim: StartSim, reaches_pump: boo
 
 
 # -- window 3: the bank approved and "approved" is journaled, the pump not released --------------------------
-@pytest.mark.parametrize("partial", [None, 5000], ids=["full", "partial"])
-def test_bank_approval_killed_before_release_is_reversed_once(start_sim: StartSim,
-                                                              partial: int | None) -> None:
-    sim, run = start_sim("after:approved")
+@pytest.mark.parametrize(("partial", "in_pause"), [(None, False), (5000, False), (5000, True)],
+                         ids=["full", "partial", "partial-killed-in-the-notice-pause"])
+def test_bank_approval_killed_before_release_is_reversed_once(start_sim: StartSim, partial: int | None,
+                                                              in_pause: bool) -> None:
+    sim, run = start_sim("" if in_pause else "after:approved")
     if partial is not None:
         sim.acquirer_rules = lambda req: f"partial:{partial}" if req["t"] == "0100" else "approve"
-    bank_to_pin(run)
-    killed(sim)
+    mark = bank_to_pin(run)
+    if in_pause:                # "approved up to 50.00" is on the screen; the pump is released after it
+        run.wait("approved_up_to", mark, timeout=30)
+        sim.kill_terminal()
+    else:
+        killed(sim)
     run.remove()
     (rec,) = journaled(sim)
     assert rec.state == "approved" and advices(sim, "0420") == []      # type: ignore[attr-defined]
