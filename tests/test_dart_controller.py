@@ -100,8 +100,8 @@ def test_authorize_then_stop_without_a_filling(ctl: DartController, p: int) -> N
     ctl.reset(p)
     assert ctl.status(p).state == PumpState.RESET
     ctl.reset(p)                                   # harmless in reset state
-    ctl.stop(p)
-    assert ctl.status(p).state == PumpState.RESET
+    ctl.stop(p)                                    # STOP in RESET: FILLING COMPLETE (states.TABLE)
+    ctl.wait_status(p, lambda s: s.state == PumpState.FILLING_COMPLETED, WAIT)
 
 
 def test_totals_are_read_and_stay_put_while_idle(ctl: DartController, p: int) -> None:
@@ -148,8 +148,11 @@ def test_programming_a_new_pump(line: DartLineSimulator, ctl: DartController) ->
     with pytest.raises(PumpStateError):
         ctl.authorize(1, nozzles=[1])              # not programmed until prices are sent
     ctl.set_prices(1, PRICES)
+    # a real pump takes its first prices into FILLING COMPLETE (states.TABLE); set_prices() then resets it
     assert ctl.status(1).state == PumpState.RESET
     assert line.pump(1).prices == PRICES
+    cmds = cd1_commands(line)
+    assert cmds[-2:] == [dart.CMD_RESET, dart.CMD_STATUS]
 
 
 def test_sale_with_volume_preset(line: DartLineSimulator, ctl: DartController) -> None:
@@ -165,9 +168,9 @@ def test_sale_with_volume_preset(line: DartLineSimulator, ctl: DartController) -
     assert pump.dispense(5000) == 1000             # the preset stops the flow exactly
     st = ctl.wait_status(1, lambda s: s.state == PumpState.MAX_REACHED and s.volume_cl == 1000, WAIT)
     assert st.amount_cents == amount_for(1000, 1659) == 1659
-    pump.hang_up()
+    pump.hang_up()                                 # hanging up in MAX REACHED: FILLING COMPLETE
     st = ctl.wait_status(1, lambda s: not s.nozzle_out, WAIT)
-    assert (st.state, st.volume_cl, st.amount_cents) == (PumpState.MAX_REACHED, 1000, 1659)
+    assert (st.state, st.volume_cl, st.amount_cents) == (PumpState.FILLING_COMPLETED, 1000, 1659)
     t = ctl.totals(1, 1)
     assert (t.pump, t.nozzle, t.volume_cl, t.amount_cents) == (1, 1, 1000, 1659)
 
@@ -218,8 +221,8 @@ def test_reset_ordering_enforced(line: DartLineSimulator, ctl: DartController) -
     assert ctl.status(1).state == PumpState.RESET
     assert pump.preset_volume_cl is None and pump.volume_cl == 0   # RESET clears the preset
     ctl.reset(1)                                   # harmless in reset state
-    ctl.stop(1)
-    assert ctl.status(1).state == PumpState.RESET
+    ctl.stop(1)                                    # STOP in RESET: FILLING COMPLETE
+    ctl.wait_status(1, lambda s: s.state == PumpState.FILLING_COMPLETED, WAIT)
 
 
 def test_stop_ends_a_filling(line: DartLineSimulator, ctl: DartController) -> None:
@@ -259,7 +262,8 @@ def test_controller_restarted_mid_filling_reads_final_figures(line: DartLineSimu
         st = second.wait_status(1, lambda s: s.state == PumpState.FILLING_COMPLETED, WAIT)
         assert (st.volume_cl, st.amount_cents) == (1000, amount_for(1000, 1659))
         # it only asked: status and filling info, never RESET/AUTHORIZE/STOP
-        assert set(cd1_commands(line)[sent_before:]) <= {dart.CMD_STATUS, dart.CMD_FILLING_INFO}
+        assert set(cd1_commands(line)[sent_before:]) <= {dart.CMD_STATUS, dart.CMD_FILLING_INFO,
+                                                          dart.CMD_PARAMETERS}
         data = [f for f in list(line.frames)[frames_before:] if f.kind == dart.DATA]
         assert data and data[0].txn == 0          # first frame after start carries TX# 0
     finally:
@@ -387,3 +391,48 @@ def test_suspend_pauses_and_resume_continues_a_filling() -> None:
             assert st.volume_cl == 1000            # the filling went on to its preset
             cmds = cd1_commands(line)
             assert cmds.index(dart.CMD_SUSPEND) < cmds.index(dart.CMD_RESUME)
+
+
+# -- hostile line (issue 10) ----------------------------------------------------------------------------
+@pytest.mark.simulator
+def test_babbling_line_with_a_dead_pump_still_stops_a_filling() -> None:
+    """Pump 2 switched off and noise every 5 ms: pump 2 goes offline, pump 1's figures keep coming and its
+    STOP goes out within the bound the controller states (DartLink.max_operation_time)."""
+    import time
+
+    with DartLineSimulator([SimPump(1, flow_cl_per_s=200.0), SimPump(2)]) as line, \
+            make_controller(line.port, [1, 2], reply_timeout=0.05) as c:
+        online(c, 1)
+        online(c, 2)
+        c.set_prices(1, PRICES)
+        c.authorize(1, nozzles=[1])
+        pump = line.pump(1)
+        pump.lift(1)
+        pump.dispense(100_000, wait=False)
+        with line.pump(2).lock:
+            line.pump(2).faults.mute = 10**9
+        line.noise_interval = 0.005
+        c.wait_status(2, lambda s: s.state == PumpState.OFFLINE, WAIT)
+        seen = c.status(1).volume_cl
+        c.wait_status(1, lambda s: s.volume_cl > seen + 20, WAIT)     # pump 1 is still followed
+        assert c._link is not None
+        bound = c._link.max_operation_time
+        start = time.monotonic()
+        c.stop(1)
+        assert time.monotonic() - start < bound
+        assert c.status(1).state == PumpState.FILLING_COMPLETED
+
+
+def test_a_dc2_with_a_bad_amount_changes_nothing(line: DartLineSimulator, ctl: DartController) -> None:
+    """All or none: a DC2 whose amount is not BCD must not leave its new volume beside the old amount."""
+    pump = line.pump(1)
+    ctl.set_prices(1, PRICES)
+    ctl.authorize(1, nozzles=[1])
+    pump.lift(1)
+    pump.dispense(300)
+    ctl.wait_status(1, lambda s: s.volume_cl == 300 and s.amount_cents == amount_for(300, 1659), WAIT)
+    with pump.lock:
+        pump.faults.bad_amount_at_cl = 500
+    pump.dispense(200)                             # the DC2 for 500 cl comes with a broken amount
+    st = ctl.wait_status(1, lambda s: s.volume_cl == 500, WAIT)
+    assert st.amount_cents == amount_for(500, 1659)   # the frame was dropped and asked for again

@@ -365,3 +365,40 @@ def test_simulated_line_ignores_other_addresses(port: serial.Serial, pump_line: 
     absent = min(set(range(1, 33)) - set(pump_line.pumps))
     port.write(dart.encode_short(dart.pump_address(absent), dart.POLL))   # no pump of that number here
     assert _read_for(port, 0.1) == b""
+
+
+# -- hostile line (issue 10): a babbling line must not hold the poll loop ------------------------------
+class BabblingLine(FakeLine):
+    """A line that delivers a noise byte every 5 ms besides what the peer answers; after 10 s of fake time
+    it raises, so a link that never gives up fails the test instead of hanging it."""
+
+    def read(self, size: int = 1) -> bytes:
+        if self.now > 10.0:
+            raise AssertionError("the link kept reading a babbling line for 10 s")
+        if not self.rx:
+            self.now += 0.005
+            return b"\x00"
+        return super().read(size)
+
+
+def test_babbling_line_cannot_stretch_the_reply_window() -> None:
+    sim = SimPump(2)
+    line = BabblingLine(sim.handle)
+    link = DartLink(line, reply_timeout=0.05, offline_after=3, clock=line.clock)  # type: ignore[arg-type]
+    link.poll(2)
+    assert link.online(2)
+    sim.faults.mute = 1000                         # switched off: never answers again
+    for missed in range(1, 4):
+        start = line.now
+        with pytest.raises(PumpTimeout):
+            link.poll(2)
+        assert line.now - start <= link.reply_limit + 0.01    # the deadline is absolute
+        assert link.online(2) == (missed < 3)      # noise is no answer: the pump goes offline
+
+
+def test_babbling_line_bounds_a_data_frame_send() -> None:
+    line = BabblingLine(lambda frame: None)
+    link = DartLink(line, reply_timeout=0.05, retries=3, clock=line.clock)  # type: ignore[arg-type]
+    with pytest.raises(PumpTimeout):
+        link.send(2, [(dart.CD1, bytes([dart.CMD_STOP]))])
+    assert line.now <= link.max_operation_time + 0.01

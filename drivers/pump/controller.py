@@ -4,6 +4,14 @@ A background thread owns the line: it polls every configured pump round-robin an
 threads queue. On start it only polls and asks for status and filling info, so a filling in progress
 survives a terminal restart and its final figures can still be read. Its first frame to each pump carries
 TX# 0, which tells the pump the master restarted (Wayne DART line protocol spec).
+
+Figures on the wire carry the pump's own decimal places (DC7 DPVOL, DPAMO, DPUNP, asked with CD1 0x02 on
+first contact) unless the configuration pins them; they are scaled to ours (cl, cents, thousandths).
+
+Bound: a STOP for any pump is written to the line before the poll thread starts its next exchange, so
+within DartLink.max_operation_time of being queued (10 exchanges of reply_limit: 2.0 s at the defaults,
+one reply_limit, 0.2 s, while the other pumps are merely silent on a babbling line). Every pump gets at
+most one queued command per round, and a pump that goes offline fails its queued commands at once.
 """
 
 from __future__ import annotations
@@ -17,22 +25,17 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
-from contracts.errors import ConfigError, MessageError, PumpError, PumpLinkError, PumpStateError, PumpTimeout
+from contracts.errors import ConfigError, PumpError, PumpLinkError, PumpStateError, PumpTimeout
 from contracts.pump import PumpState, PumpStatus, PumpTotals
 
-from . import dart
-from .link import DartLink, SerialLike, Transactions
+from . import commands, dart, replies
+from .link import DartLink, SerialLike, Transactions, open_port
+from .replies import STATES, Decimals
 
 __all__ = ["STATES", "DartController"]
 
 log = logging.getLogger(__name__)
 
-STATES = {
-    dart.ST_NOT_PROGRAMMED: PumpState.NOT_PROGRAMMED, dart.ST_RESET: PumpState.RESET,
-    dart.ST_AUTHORIZED: PumpState.AUTHORIZED, dart.ST_FILLING: PumpState.FILLING,
-    dart.ST_FILLING_COMPLETED: PumpState.FILLING_COMPLETED, dart.ST_MAX_REACHED: PumpState.MAX_REACHED,
-    dart.ST_SWITCHED_OFF: PumpState.SWITCHED_OFF,
-}
 _BUSY = (PumpState.AUTHORIZED, PumpState.FILLING)
 _STARTED = (PumpState.AUTHORIZED, PumpState.FILLING, PumpState.FILLING_COMPLETED, PumpState.MAX_REACHED)
 
@@ -44,6 +47,7 @@ class _Command:
         self.done = threading.Event()
         self.cancelled = False
         self.error: PumpError | None = None
+        self.urgent = commands.request(dart.CMD_STOP)[0] in transactions
 
 
 class DartController:
@@ -51,12 +55,14 @@ class DartController:
 
     reply_timeout: window for a pump's first answer byte; poll_interval: pause after each round of polls;
     command_timeout: how long a caller waits for a command to go out and for the pump to report the
-    resulting state; offline_after: missed polls before a pump is OFFLINE. `serial_factory` replaces
-    serial.serial_for_url (transport injection for tests and benches).
+    resulting state; offline_after: missed polls before a pump is OFFLINE. `decimals` (DPVOL, DPAMO, DPUNP)
+    pins the decimal places of every pump on the line instead of reading them (DC7). `serial_factory`
+    replaces serial.serial_for_url (transport injection for tests and benches).
     """
 
     def __init__(self, url: str, pumps: Sequence[int], *, baudrate: int = 9600, reply_timeout: float = 0.05,
                  poll_interval: float = 0.02, offline_after: int = 3, command_timeout: float = 2.0,
+                 decimals: tuple[int, int, int] | None = None,
                  serial_factory: Callable[..., Any] | None = None) -> None:
         if not pumps or any(n < 1 or n > 32 for n in pumps):
             raise ConfigError("pumps must be numbers 1..32", url=url, pumps=list(pumps))
@@ -76,31 +82,19 @@ class DartController:
         self._thread: threading.Thread | None = None
         self._queues: dict[int, deque[_Command]] = {n: deque() for n in self.pumps}
         self._status = {n: PumpStatus(pump=n, state=PumpState.OFFLINE) for n in self.pumps}
-        self._totals: dict[tuple[int, int], tuple[int, PumpTotals]] = {}
+        self._urgent: deque[_Command] = deque()
+        self._totals: dict[tuple[int, int], tuple[int, int]] = {}     # (pump, COUN) -> (seq, total)
         self._totals_seq = 0
         self._was_online = {n: False for n in self.pumps}
+        self._pinned = Decimals(*decimals) if decimals is not None else None
+        self._decimals: dict[int, Decimals | None] = {n: self._pinned for n in self.pumps}
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def _open(self) -> SerialLike:
-        if self._serial_factory is not None:
-            return self._serial_factory(self.url, baudrate=self.baudrate)  # type: ignore[no-any-return]
-        try:
-            import serial  # type: ignore[import-untyped]
-        except ImportError as exc:  # pragma: no cover - pyserial is a core dependency
-            raise PumpLinkError("pyserial is not installed: pip install pyserial") from exc
-        try:
-            port = serial.serial_for_url(self.url, baudrate=self.baudrate, bytesize=8,
-                                         parity=serial.PARITY_ODD, stopbits=1,
-                                         timeout=min(self.reply_timeout, 0.01))
-        except (OSError, ValueError) as exc:
-            raise PumpLinkError("cannot open pump line", url=self.url, error=str(exc)) from exc
-        return port  # type: ignore[no-any-return]
-
     def start(self) -> None:
         """Open the port, flush stale input and start polling. Idempotent."""
         if self._thread is not None:
             return
-        port = self._open()
+        port = open_port(self.url, self.baudrate, min(self.reply_timeout, 0.01), self._serial_factory)
         try:
             port.reset_input_buffer()
         except OSError as exc:
@@ -118,7 +112,7 @@ class DartController:
         self._wake.set()
         if thread is not None:
             thread.join(timeout=5.0)
-        for q in self._queues.values():
+        for q in (*self._queues.values(), self._urgent):
             while q:
                 cmd = q.popleft()
                 cmd.error = PumpLinkError("controller closed", pump=cmd.pump)
@@ -170,7 +164,7 @@ class DartController:
         with self._cond:
             if wait and self._status[pump].state == PumpState.OFFLINE:
                 raise PumpTimeout("pump offline", pump=pump)
-            self._queues[pump].append(cmd)
+            (self._urgent if cmd.urgent else self._queues[pump]).append(cmd)
         self._wake.set()
         if not wait:
             return
@@ -197,25 +191,16 @@ class DartController:
             raise PumpTimeout("pump offline", pump=pump)
         if st.state in _BUSY or st.state == PumpState.NOT_PROGRAMMED:
             raise PumpStateError("RESET not allowed", pump=pump, state=st.state.value)
-        self._submit(pump, [(dart.CD1, bytes((dart.CMD_RESET,))), (dart.CD1, bytes((dart.CMD_STATUS,)))])
+        self._submit(pump, commands.request(dart.CMD_RESET, dart.CMD_STATUS))
         self._expect(pump, st.seq, (PumpState.RESET,), "RESET")
 
     def authorize(self, pump: int, *, nozzles: Sequence[int], volume_cl: int | None = None,
                   amount_cents: int | None = None) -> None:
         """RESET if the last filling is finished, then allowed nozzles, preset and AUTHORIZE in one frame."""
-        if volume_cl is not None and amount_cents is not None:
-            raise MessageError("give a volume or an amount preset, not both", pump=pump)
-        if not nozzles or any(n < 1 or n > 15 for n in nozzles):
-            raise MessageError("nozzles must be 1..15", pump=pump, nozzles=list(nozzles))
-        trans: Transactions = [(dart.CD2, bytes(nozzles))]
-        try:
-            if volume_cl is not None:
-                trans.append((dart.CD3, dart.bcd_encode(volume_cl, 4)))
-            if amount_cents is not None:
-                trans.append((dart.CD4, dart.bcd_encode(amount_cents, 4)))
-        except dart.BcdError as exc:
-            raise MessageError("preset out of range", pump=pump) from exc
-        trans.append((dart.CD1, bytes((dart.CMD_AUTHORIZE,))))
+        commands.authorize(pump, nozzles, volume_cl, amount_cents, None)       # bad arguments fail first
+        preset = volume_cl is not None or amount_cents is not None
+        trans = commands.authorize(pump, nozzles, volume_cl, amount_cents,
+                                   self._pump_decimals(pump) if preset else None)
         st = self.status(pump)
         if st.state.finished:
             self.reset(pump)
@@ -228,60 +213,76 @@ class DartController:
         self._expect(pump, st.seq, _STARTED, "AUTHORIZE")
 
     def stop(self, pump: int) -> None:
-        """STOP an authorization or a filling; the pump reports the filling completed."""
+        """STOP an authorization or a filling: FILLING COMPLETE. It jumps the queue (bound: module doc)."""
         st = self.status(pump)
-        self._submit(pump, [(dart.CD1, bytes((dart.CMD_STOP,))), (dart.CD1, bytes((dart.CMD_STATUS,)))])
+        self._submit(pump, commands.request(dart.CMD_STOP, dart.CMD_STATUS))
         if st.state in _BUSY:
             self._expect(pump, st.seq, (PumpState.FILLING_COMPLETED, PumpState.MAX_REACHED), "STOP")
 
     def suspend(self, pump: int) -> None:
-        """SUSPEND a filling (CD1 0x0D): the flow pauses, the sale stays open; resume() continues it.
-
-        The pump keeps reporting FILLING while suspended (DC1 has no suspended state), so success means the
-        pump ACKed the command; PumpStateError unless the pump is authorized or filling.
-        """
+        """SUSPEND a filling (CD1 0x0D): the flow pauses, the sale stays open; resume() continues it. The
+        optional status 8 SUSPENDED reads as FILLING; PumpStateError unless authorized or filling."""
         st = self.status(pump)
         if st.state not in _BUSY:
             raise PumpStateError("SUSPEND needs a filling", pump=pump, state=st.state.value)
-        self._submit(pump, [(dart.CD1, bytes((dart.CMD_SUSPEND,))), (dart.CD1, bytes((dart.CMD_STATUS,)))])
+        self._submit(pump, commands.request(dart.CMD_SUSPEND, dart.CMD_STATUS))
 
     def resume(self, pump: int) -> None:
         """RESUME a suspended filling (CD1 0x0E). Harmless when nothing is suspended, so allowed in any
         state but OFFLINE: a terminal that lost track after a restart can always release the pump."""
-        self._submit(pump, [(dart.CD1, bytes((dart.CMD_RESUME,))), (dart.CD1, bytes((dart.CMD_STATUS,)))])
+        self._submit(pump, commands.request(dart.CMD_RESUME, dart.CMD_STATUS))
 
     def set_prices(self, pump: int, prices: Mapping[int, int]) -> None:
-        """CD5 price update; prices must cover nozzles 1..n. Programs a pump that is not programmed."""
-        if not prices or sorted(prices) != list(range(1, len(prices) + 1)):
-            raise MessageError("prices must cover nozzles 1..n", pump=pump, nozzles=sorted(prices))
-        try:
-            data = b"".join(dart.bcd_encode(prices[n], 3) for n in sorted(prices))
-        except dart.BcdError as exc:
-            raise MessageError("price out of range", pump=pump) from exc
+        """CD5 price update in the pump's price decimals; prices must cover nozzles 1..n. A pump that is not
+        programmed takes them and reports FILLING COMPLETE (Pump Interface 2.1.3; seen on a real Wayne,
+        intelipump docs/real-wayne-price-programming-review.md); it is then RESET, ready to authorize."""
+        commands.check_prices(pump, prices)
+        data = commands.prices(pump, prices, self._pump_decimals(pump))
         st = self.status(pump)
         if st.state in _BUSY:
             raise PumpStateError("prices cannot change during a sale", pump=pump, state=st.state.value)
         self._submit(pump, [(dart.CD5, data), (dart.CD1, bytes((dart.CMD_STATUS,)))])
-        if st.state == PumpState.NOT_PROGRAMMED:
-            self._expect(pump, st.seq, (PumpState.RESET,), "price update")
+        if st.state != PumpState.NOT_PROGRAMMED:
+            return
+        if self._expect(pump, st.seq, (PumpState.FILLING_COMPLETED, PumpState.RESET), "price update").state \
+                == PumpState.FILLING_COMPLETED:
+            try:
+                self.reset(pump)           # leave it ready to authorize, as a new pump is expected to be
+            except PumpStateError as exc:  # the prices were taken all the same; authorize() resets again
+                log.warning("dart pump programmed but not reset", extra={"pump": pump, "error": str(exc)})
 
     def totals(self, pump: int, nozzle: int) -> PumpTotals:
-        """Electronic totals of one nozzle (CD101 -> DC101)."""
-        if nozzle < 1 or nozzle > 15:
-            raise MessageError("nozzle must be 1..15", pump=pump, nozzle=nozzle)
+        """Electronic totals of one nozzle: its volume counter (CD101 COUN n) and its amount counter
+        (COUN 0x10 + n), each answered by a DC101. DART counts nozzles 1..8 only."""
+        counters = commands.counters(pump, nozzle)
+        self._pump_decimals(pump)
         with self._cond:
             seq0 = self._totals_seq
-        self._submit(pump, [(dart.CD101, bytes((nozzle,)))])
+        for coun in counters:
+            self._submit(pump, [(dart.CD101, bytes((coun,)))])
         deadline = time.monotonic() + self.command_timeout
         with self._cond:
             while True:
-                got = self._totals.get((pump, nozzle))
-                if got is not None and got[0] > seq0:
-                    return got[1]
+                got = [self._totals.get((pump, coun)) for coun in counters]
+                if all(g is not None and g[0] > seq0 for g in got):
+                    vol, amt = (g[1] for g in got if g is not None)
+                    return PumpTotals(pump=pump, nozzle=nozzle, volume_cl=vol, amount_cents=amt)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise PumpTimeout("no totals from pump", pump=pump, nozzle=nozzle)
                 self._cond.wait(left)
+
+    def _pump_decimals(self, pump: int) -> Decimals:
+        """The pump's decimals, waiting for its DC7 up to command_timeout; PumpTimeout if it never comes."""
+        self._check(pump)
+        deadline = time.monotonic() + self.command_timeout
+        with self._cond:
+            while (dec := self._decimals[pump]) is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise PumpTimeout("pump parameters (decimals) not received", pump=pump)
+                self._cond.wait(left)
+            return dec
 
     # -- poll thread ---------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -302,30 +303,43 @@ class DartController:
             self._wake.wait(self.poll_interval)
             self._wake.clear()
 
+    def _send(self, link: DartLink, cmd: _Command) -> None:
+        try:
+            link.send(cmd.pump, cmd.transactions)
+        except PumpLinkError as exc:
+            cmd.error = exc
+            cmd.done.set()
+            raise
+        except PumpError as exc:
+            cmd.error = exc
+        cmd.done.set()
+
+    def _send_urgent(self, link: DartLink) -> None:
+        while self._urgent:
+            cmd = self._urgent.popleft()
+            if not cmd.cancelled:
+                self._send(link, cmd)
+
     def _serve(self, link: DartLink, pump: int) -> None:
+        """One command at most (so a long queue cannot hold the other pumps), then a poll; urgent commands
+        for any pump go out before each."""
+        self._send_urgent(link)
         queue = self._queues[pump]
         while queue:
             cmd = queue.popleft()
-            if cmd.cancelled:
-                continue
-            try:
-                link.send(pump, cmd.transactions)
-            except PumpLinkError as exc:
-                cmd.error = exc
-                cmd.done.set()
-                raise
-            except PumpError as exc:
-                cmd.error = exc
-            cmd.done.set()
+            if not cmd.cancelled:
+                self._send(link, cmd)
+                break
+        self._send_urgent(link)
         try:
             transactions = link.poll(pump)
         except PumpTimeout:
             transactions = None
-        online = link.online(pump)
-        if online and not self._was_online[pump]:
+        if (online := link.online(pump)) and not self._was_online[pump]:
             # first contact (or back after offline): ask, never command; a running filling is left alone
-            queue.append(_Command(pump, [(dart.CD1, bytes((dart.CMD_STATUS,)))]))
-            queue.append(_Command(pump, [(dart.CD1, bytes((dart.CMD_FILLING_INFO,)))]))
+            asks = (dart.CMD_STATUS, dart.CMD_FILLING_INFO)
+            for ask in asks if self._pinned is not None else (dart.CMD_PARAMETERS, *asks):
+                queue.append(_Command(pump, commands.request(ask)))
         self._was_online[pump] = online
         if transactions:
             self._absorb(pump, transactions)
@@ -338,54 +352,49 @@ class DartController:
             if st.state != PumpState.OFFLINE:
                 self._status[pump] = replace(st, state=PumpState.OFFLINE, seq=st.seq + 1)
                 self._cond.notify_all()
+        q = self._queues[pump]
+        while q:
+            cmd = q.popleft()
+            cmd.error = PumpTimeout("pump offline", pump=pump)
+            cmd.done.set()
 
     def _fail_all(self, exc: PumpLinkError) -> None:
         for pump in self.pumps:
             self._was_online[pump] = False
             self._set_offline(pump)
-            q = self._queues[pump]
-            while q:
-                cmd = q.popleft()
-                cmd.error = exc
-                cmd.done.set()
+        while self._urgent:
+            cmd = self._urgent.popleft()
+            cmd.error = exc
+            cmd.done.set()
 
     def _absorb(self, pump: int, transactions: Transactions) -> None:
-        """Fold DC1/DC2/DC3/DC101 into the pump's status;
-        unknown or malformed fields are logged and skipped."""
+        """Fold one data frame from the pump into its status, all or none: a malformed field drops the
+        whole frame (and asks again), so no figure is ever paired with a stale one. Frames before the
+        pump's decimals are known are dropped too (its DC7 asks for everything again)."""
         with self._cond:
-            st = self._status[pump]
-            fields: dict[str, Any] = {}
-            touched = False
-            for trans, data in transactions:
-                try:
-                    touched = self._field(pump, trans, data, fields) or touched
-                except dart.DartError as exc:
-                    log.warning("dart bad field", extra={"pump": pump, "trans": trans, "error": str(exc)})
-            if touched:
+            pinned = self._pinned is not None
+            dec = self._decimals[pump]
+            try:
+                got = replies.read(transactions, dec or replies.OURS)
+            except dart.DartError as exc:
+                log.warning("dart bad frame dropped", extra={"pump": pump, "error": str(exc)})
+                self._queues[pump].append(_Command(pump, commands.request(dart.CMD_FILLING_INFO,
+                                                                          dart.CMD_STATUS)))
+                return
+            if got.unknown_status is not None:
+                log.info("dart unknown status", extra={"pump": pump, "code": got.unknown_status})
+            if got.decimals is not None and not pinned:
+                self._decimals[pump] = got.decimals
+                if dec != got.decimals:        # what came before was read wrong or not at all: ask again
+                    self._queues[pump].append(_Command(pump, commands.request(dart.CMD_STATUS,
+                                                                              dart.CMD_FILLING_INFO)))
+            if dec is None:                    # decimals not known yet: nothing of it can be read right
+                self._cond.notify_all()
+                return
+            for coun, total in got.totals:
+                self._totals_seq += 1
+                self._totals[(pump, coun)] = (self._totals_seq, total)
+            if fields := got.fields:
+                st = self._status[pump]
                 self._status[pump] = replace(st, seq=st.seq + 1, **fields)
             self._cond.notify_all()
-
-    def _field(self, pump: int, trans: int, data: bytes, fields: dict[str, Any]) -> bool:
-        if trans == dart.DC1 and len(data) >= 1:
-            state = STATES.get(data[0])
-            if state is None:
-                log.info("dart unknown status", extra={"pump": pump, "code": data[0]})
-                return False
-            fields["state"] = state
-        elif trans == dart.DC2 and len(data) == 8:
-            fields["volume_cl"] = dart.bcd_decode(data[:4])
-            fields["amount_cents"] = dart.bcd_decode(data[4:])
-        elif trans == dart.DC3 and len(data) == 4:
-            fields["price_milli"] = dart.bcd_decode(data[:3])
-            fields["nozzle"] = data[3] & 0x0F
-            fields["nozzle_out"] = bool(data[3] & dart.NOZZLE_OUT)
-        elif trans == dart.DC101 and len(data) == 11:
-            totals = PumpTotals(pump=pump, nozzle=data[0], volume_cl=dart.bcd_decode(data[1:6]),
-                                amount_cents=dart.bcd_decode(data[6:11]))
-            self._totals_seq += 1
-            self._totals[(pump, data[0])] = (self._totals_seq, totals)
-            return False
-        else:
-            log.debug("dart field ignored", extra={"pump": pump, "trans": trans, "length": len(data)})
-            return False
-        return True

@@ -14,14 +14,16 @@ except Exception:  # noqa: BLE001 - any import failure means "not on the full st
 
 __all__ = [
     "ACK", "ACKPOLL", "ADDR_FIRST", "ADDR_LAST", "CD1", "CD2", "CD3", "CD4", "CD5", "CD101",
-    "CMD_AUTHORIZE", "CMD_FILLING_INFO", "CMD_IDENTITY", "CMD_RESET", "CMD_RESUME", "CMD_RETURN_PRICES",
-    "CMD_STATUS", "CMD_STOP", "CMD_SUSPEND", "CMD_SWITCH_OFF", "DATA", "DC1", "DC2", "DC3", "DC5", "DC9",
-    "DC101", "DLE", "EOT", "ETX", "NAK", "NOZZLE_OUT", "POLL", "RX_ACCEPT", "RX_DUPLICATE", "RX_REJECT",
-    "SF", "ST_AUTHORIZED", "ST_FILLING", "ST_FILLING_COMPLETED", "ST_MAX_REACHED", "ST_NOT_PROGRAMMED",
-    "ST_RESET", "ST_SWITCHED_OFF", "BcdError", "CrcError", "DartError", "Frame", "FrameError",
-    "FrameSplitter", "address_pump", "bcd_decode", "bcd_encode", "crc16", "decode", "decode_resync",
-    "encode_data", "encode_frame", "encode_short", "escape", "next_txn", "pump_address", "rx_verdict",
-    "unescape",
+    "CMD_AUTHORIZE", "CMD_FILLING_INFO", "CMD_IDENTITY", "CMD_PARAMETERS", "CMD_RESET", "CMD_RESUME",
+    "CMD_RETURN_PRICES", "CMD_STATUS", "CMD_STOP", "CMD_SUSPEND", "CMD_SWITCH_OFF",
+    "DATA", "DC1", "DC2", "DC3", "DC5", "DC7", "DC9", "DC101",
+    "DLE", "EOT", "ETX", "NAK", "NOZZLE_OUT", "POLL", "RX_ACCEPT", "RX_DUPLICATE",
+    "RX_REJECT", "SF", "ST_AUTHORIZED", "ST_FILLING", "ST_FILLING_COMPLETED", "ST_MAX_REACHED",
+    "ST_NOT_PROGRAMMED", "ST_RESET", "ST_SUSPENDED", "ST_SWITCHED_OFF", "BcdError", "CrcError",
+    "DartError", "Frame", "FrameError", "FrameSplitter", "address_pump", "bcd_decode",
+    "bcd_encode", "crc16", "decode", "decode_resync",
+    "encode_data", "encode_frame", "encode_short", "escape", "next_txn",
+    "pump_address", "rx_verdict", "unescape",
 ]
 
 # Line protocol control bytes: high nibble is the kind, low nibble the TX# (DART line protocol spec).
@@ -48,12 +50,14 @@ RX_REJECT = 2      # out of sequence: NAK
 
 # Application layer (Wayne DART application protocol spec): transaction codes, CD1 commands, DC1 states.
 CD1, CD2, CD3, CD4, CD5, CD101 = 0x01, 0x02, 0x03, 0x04, 0x05, 0x65   # to the pump
-DC1, DC2, DC3, DC5, DC9, DC101 = 0x01, 0x02, 0x03, 0x05, 0x09, 0x65   # from the pump
-CMD_STATUS, CMD_IDENTITY, CMD_FILLING_INFO, CMD_RESET, CMD_AUTHORIZE = 0x00, 0x03, 0x04, 0x05, 0x06
-CMD_STOP, CMD_SWITCH_OFF, CMD_SUSPEND, CMD_RESUME, CMD_RETURN_PRICES = 0x08, 0x0A, 0x0D, 0x0E, 0x0F
+DC1, DC2, DC3, DC5, DC7, DC9, DC101 = 0x01, 0x02, 0x03, 0x05, 0x07, 0x09, 0x65   # from the pump
+CMD_STATUS, CMD_PARAMETERS, CMD_IDENTITY, CMD_FILLING_INFO = 0x00, 0x02, 0x03, 0x04
+CMD_RESET, CMD_AUTHORIZE, CMD_STOP, CMD_SWITCH_OFF = 0x05, 0x06, 0x08, 0x0A
+CMD_SUSPEND, CMD_RESUME, CMD_RETURN_PRICES = 0x0D, 0x0E, 0x0F
 ST_NOT_PROGRAMMED, ST_RESET, ST_AUTHORIZED, ST_FILLING = 0, 1, 2, 4
-ST_FILLING_COMPLETED, ST_MAX_REACHED, ST_SWITCHED_OFF = 5, 6, 7
+ST_FILLING_COMPLETED, ST_MAX_REACHED, ST_SWITCHED_OFF, ST_SUSPENDED = 5, 6, 7, 8   # 8 is optional
 NOZZLE_OUT = 0x10  # DC3 nozzle byte: bit 4 set while the nozzle is out; low nibble is the nozzle number
+
 
 
 class DartError(_ErrorBase):

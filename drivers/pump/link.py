@@ -17,7 +17,7 @@ from contracts.errors import PumpLinkError, PumpTimeout
 
 from . import dart
 
-__all__ = ["NAK_LIMIT", "DartLink", "SerialLike", "Transactions"]
+__all__ = ["NAK_LIMIT", "DartLink", "SerialLike", "Transactions", "open_port"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,23 @@ class SerialLike(Protocol):
     def reset_input_buffer(self) -> None: ...
 
 
+def open_port(url: str, baudrate: int, timeout: float,
+              factory: Callable[..., Any] | None = None) -> SerialLike:
+    """The DART line at url, 8O1 (Wayne DART line protocol spec), through serial_for_url or `factory`."""
+    if factory is not None:
+        return factory(url, baudrate=baudrate)  # type: ignore[no-any-return]
+    try:
+        import serial  # type: ignore[import-untyped]
+    except ImportError as exc:  # pragma: no cover - pyserial is a core dependency
+        raise PumpLinkError("pyserial is not installed: pip install pyserial") from exc
+    try:
+        port = serial.serial_for_url(url, baudrate=baudrate, bytesize=8, parity=serial.PARITY_ODD, stopbits=1,
+                                     timeout=timeout)
+    except (OSError, ValueError) as exc:
+        raise PumpLinkError("cannot open pump line", url=url, error=str(exc)) from exc
+    return port  # type: ignore[no-any-return]
+
+
 class _PumpLine:
     """Per-pump link state."""
 
@@ -51,16 +68,20 @@ class DartLink:
     """Master side of one DART line.
 
     reply_timeout is the window for the first byte of an answer (50 ms suits 9600 baud); the window stretches
-    by inter_byte_timeout while bytes keep coming. A pump is offline after offline_after consecutive polls
-    without an answer, and online again at its next answer.
+    by inter_byte_timeout while bytes keep coming, but never past reply_limit after the request went out
+    (default reply_timeout + 0.15 s: some 130 bytes at 9600 baud 8O1, more than any DART reply). The limit
+    is absolute, so a babbling line cannot hold the master. A pump is offline after offline_after
+    consecutive polls without an answer (noise is no answer; a garbled frame from its address is), and
+    online again at its next answer. No single poll() or send() takes longer than max_operation_time.
     """
 
     def __init__(self, port: SerialLike, *, reply_timeout: float = 0.05, inter_byte_timeout: float = 0.01,
-                 retries: int = 3, offline_after: int = 3,
+                 retries: int = 3, offline_after: int = 3, reply_limit: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.port = port
         self.reply_timeout = reply_timeout
         self.inter_byte_timeout = inter_byte_timeout
+        self.reply_limit = reply_limit if reply_limit is not None else reply_timeout + 0.15
         self.retries = retries
         self.offline_after = offline_after
         self._clock = clock
@@ -72,6 +93,12 @@ class DartLink:
                 self.port.timeout = wanted
             except Exception as exc:  # termios.error is no OSError; each reconfigure is a tcsetattr
                 raise PumpLinkError("cannot set serial timeout", error=str(exc)) from exc
+
+    @property
+    def max_operation_time(self) -> float:
+        """Upper bound of one poll() or send(): a send makes at most retries + 1 + 2 * NAK_LIMIT exchanges
+        (silences, then NAKs before and after the TX# reset), each cut off at reply_limit."""
+        return (self.retries + 1 + 2 * NAK_LIMIT) * self.reply_limit
 
     # -- state ---------------------------------------------------------------------------------------
     def _line(self, pump: int) -> _PumpLine:
@@ -121,7 +148,9 @@ class DartLink:
         self._splitter.reset()
         self._write(request)
         addr = dart.pump_address(pump)
-        deadline = self._clock() + self.reply_timeout
+        start = self._clock()
+        deadline = start + self.reply_timeout
+        limit = start + self.reply_limit      # absolute: bytes that keep coming never push past it
         garbled = False
         # Until the first byte comes, wait for a whole short frame in one read: no answer is shorter, and
         # it spares a TIOCINQ, a select and a read per reply, the bulk of the poll loop's CPU.
@@ -131,7 +160,7 @@ class DartLink:
             if not chunk:
                 continue
             want = 0
-            deadline = max(deadline, self._clock() + self.inter_byte_timeout)
+            deadline = min(limit, max(deadline, self._clock() + self.inter_byte_timeout))
             for raw in self._splitter.feed(chunk):
                 if raw == request:      # our own echo on a 2-wire adapter
                     continue
@@ -139,7 +168,7 @@ class DartLink:
                     frame = dart.decode_resync(raw)
                 except dart.DartError as exc:
                     log.debug("dart bad frame", extra={"pump": pump, "error": str(exc), "raw": raw.hex()})
-                    garbled = True
+                    garbled = garbled or raw[0] == addr      # our pump answered, garbled; else noise
                     continue
                 if frame.addr != addr or frame.kind == dart.POLL:
                     continue
@@ -168,7 +197,7 @@ class DartLink:
         addr = dart.pump_address(pump)
         reply = self._exchange(pump, dart.encode_short(addr, dart.POLL))
         if reply is None or reply is _GARBLED:
-            if reply is None:
+            if reply is None:                  # noise is no answer: a silent pump goes offline
                 self._silent(line, pump)
             raise PumpTimeout("no answer to poll", pump=pump, garbled=reply is _GARBLED)
         self._answered(line, pump)

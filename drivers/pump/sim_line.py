@@ -50,6 +50,7 @@ class DartLineSimulator:
         self._lock = threading.Lock()
         self.frames: deque[dart.Frame] = deque(maxlen=10000)  # latest good frames from the master, in order
         self.bad_frames = 0                  # frames dropped for CRC or framing errors
+        self.noise_interval: float | None = None   # set: the line babbles a noise byte this often (s)
 
     @property
     def port(self) -> str:
@@ -112,7 +113,10 @@ class DartLineSimulator:
         while not self._stop.is_set():
             try:
                 self._unstick_parity()
-                ready, _, _ = select.select([self._master], [], [], 0.02)
+                noise = self.noise_interval
+                ready, _, _ = select.select([self._master], [], [], noise or 0.02)
+                if noise:
+                    os.write(self._master, b"\x00")     # not an address: no frame can start with it
                 if not ready:
                     continue
                 chunk = os.read(self._master, 4096)

@@ -1,15 +1,14 @@
 """One simulated Wayne DART pump: state machine, flow, totals, pump-side line protocol and fault injection.
 
 The driver ships it as its simulated backend, as gpiozero ships its mock pin factory. The pump answers
-frames handed to it by drivers.pump.sim_line.DartLineSimulator (or directly, in tests) and enforces the
-ordering real pumps do (Wayne DART application protocol spec): not programmed until prices are sent; RESET
-only from filling completed / max reached (harmless in reset, also leaves switched off); AUTHORIZE only
-from reset; RESET clears presets and allowed nozzles.
+frames handed to it by drivers.pump.sim_line.DartLineSimulator (or directly, in tests). Every change of
+its state is a row of drivers.pump.states.TABLE (cited clause by clause); anything else is refused.
+RESET clears the presets and keeps the allowed nozzles. A frame's transactions apply all or none.
+Figures go on the wire in the pump's own decimals (`decimals`: DPVOL, DPAMO, DPUNP; answered in DC7).
 
-Money: amount_cents = (volume_cl * price_milli + 500) // 1000, i.e. volume_cl/100 L * price_milli/1000 per
-litre in currency units, times 100 for cents, rounded half up. An amount preset stops the flow at the
-largest volume whose amount does not exceed the preset (so the amount may end a cent below it).
-Flow is computed from elapsed time, so a volume preset is reached exactly, never overshot.
+Money: amount_cents = (volume_cl * price_milli + 500) // 1000, rounded half up. An amount preset stops
+the flow at the largest volume whose amount does not exceed it; flow is computed from elapsed time, so a
+volume preset is reached exactly, never overshot.
 """
 
 from __future__ import annotations
@@ -21,19 +20,14 @@ from dataclasses import dataclass
 
 from contracts.pump import PumpState
 
-from . import dart
+from . import commands, dart, layouts
+from .replies import OURS, STATES, Decimals, scale
+from .states import next_state
 
-__all__ = ["STATE_CODES", "SimFaults", "SimPump", "amount_for"]
+__all__ = ["SimFaults", "SimPump", "amount_for"]
 
-STATE_CODES = {
-    PumpState.NOT_PROGRAMMED: dart.ST_NOT_PROGRAMMED, PumpState.RESET: dart.ST_RESET,
-    PumpState.AUTHORIZED: dart.ST_AUTHORIZED, PumpState.FILLING: dart.ST_FILLING,
-    PumpState.FILLING_COMPLETED: dart.ST_FILLING_COMPLETED, PumpState.MAX_REACHED: dart.ST_MAX_REACHED,
-    PumpState.SWITCHED_OFF: dart.ST_SWITCHED_OFF,
-}
-_RESETTABLE = (PumpState.FILLING_COMPLETED, PumpState.MAX_REACHED, PumpState.RESET, PumpState.SWITCHED_OFF)
-_PRICEABLE = (PumpState.NOT_PROGRAMMED, PumpState.RESET, PumpState.FILLING_COMPLETED, PumpState.MAX_REACHED,
-              PumpState.SWITCHED_OFF)
+_COMMANDS = {dart.CMD_RESET: "reset", dart.CMD_AUTHORIZE: "authorize", dart.CMD_STOP: "stop",
+             dart.CMD_SWITCH_OFF: "switch_off", dart.CMD_SUSPEND: "suspend", dart.CMD_RESUME: "resume"}
 
 
 def amount_for(volume_cl: int, price_milli: int) -> int:
@@ -51,6 +45,7 @@ class SimFaults:
     nak: int = 0                       # NAK the next N data frames from the master
     hang_up_at_cl: int | None = None   # the customer hangs up when the filling reaches this volume
     flow_stop_at_cl: int | None = None  # flow stops here (nozzle stays out, state stays filling)
+    bad_amount_at_cl: int | None = None  # the first DC2 of this volume has a non-BCD amount (good CRC)
 
 
 class SimPump:
@@ -58,6 +53,7 @@ class SimPump:
 
     def __init__(self, number: int, nozzles: Mapping[int, tuple[str, int]] | None = None, *,
                  flow_cl_per_s: float = 50.0, faults: SimFaults | None = None, identity: int = 1234567890,
+                 decimals: tuple[int, int, int] = (2, 2, 3),
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.number = number
         self.address = dart.pump_address(number)
@@ -67,18 +63,16 @@ class SimPump:
         self.flow_cl_per_s = flow_cl_per_s
         self.faults = faults if faults is not None else SimFaults()
         self.identity = identity
+        self.decimals = Decimals(*decimals)
         self._clock = clock
         self.lock = threading.RLock()
-        self.state = PumpState.NOT_PROGRAMMED
-        self.nozzle = 0
-        self.nozzle_out = False
-        self.volume_cl = 0
-        self.amount_cents = 0
+        self.code = dart.ST_NOT_PROGRAMMED          # DC1 status: the state the table moves
+        self.nozzle, self.nozzle_out = 0, False
+        self.volume_cl = self.amount_cents = 0
         self.totals: dict[int, tuple[int, int]] = {n: (0, 0) for n in cfg}   # committed fillings
         self.preset_volume_cl: int | None = None
-        self.preset_amount_cents: int | None = None
+        self.preset_amount_cents: int | None = self.preset_volume_cl
         self.allowed: set[int] = set()
-        self.suspended = False
         self.received: list[tuple[int, bytes]] = []   # every transaction accepted from the master
         self._flow = 0.0            # exact volume of the filling, cl
         self._target = 0.0          # volume the customer wants to have, cl
@@ -92,11 +86,29 @@ class SimPump:
         self.tx = 0                  # TX# of our next data frame
         self.rx_last = -1
         self._outstanding: tuple[int, list[tuple[int, bytes]]] | None = None
-        self._last_sent_tx = 0
-        self._naks = 0
+        self._last_sent_tx = self._naks = 0
         self._dirty = {dart.DC1}
         self._pending_totals: list[int] = []
-        self._send_identity = False
+        self._send_identity = self._send_parameters = False
+
+    @property
+    def state(self) -> PumpState:
+        """The state as contracts.pump names it (SUSPENDED reads as FILLING: the filling is still open)."""
+        return STATES[self.code]
+
+    @property
+    def suspended(self) -> bool:
+        return self.code == dart.ST_SUSPENDED
+
+    def _event(self, event: str) -> bool:
+        """Move by the state table; False (and no change) when the table has no row for it."""
+        new = next_state(self.code, event)
+        if new is None:
+            return False
+        if new != self.code:
+            self.code = new
+            self._dirty.add(dart.DC1)
+        return True
 
     # -- customer side -----------------------------------------------------------------------------
     def lift(self, nozzle: int) -> None:
@@ -106,7 +118,7 @@ class SimPump:
             self._advance()
             self.nozzle, self.nozzle_out = nozzle, True
             self._dirty.add(dart.DC3)
-            if self.state == PumpState.AUTHORIZED and self._nozzle_allowed(nozzle):
+            if self.code == dart.ST_AUTHORIZED and self._nozzle_allowed(nozzle):
                 self._start_filling()
 
     def hang_up(self) -> None:
@@ -138,16 +150,16 @@ class SimPump:
             self._advance()
             self._commit()
             self._reset_line()
-            self.state = PumpState.NOT_PROGRAMMED
+            self.code = dart.ST_NOT_PROGRAMMED      # a power cycle is no event of the table
             self.preset_volume_cl = self.preset_amount_cents = None
             self.allowed = set()
-            self.suspended = False
             self._target = self._flow
 
     def command(self, trans: int, data: bytes) -> None:
         """Apply one master transaction directly, bypassing the line (for scenarios and tests)."""
         with self.lock:
             self._advance()
+            commands.check(trans, data)
             self._apply(trans, data)
 
     def total(self, nozzle: int) -> tuple[int, int]:
@@ -164,13 +176,14 @@ class SimPump:
         return not self.allowed or nozzle in self.allowed
 
     def _start_filling(self) -> None:
-        self.state = PumpState.FILLING
+        if not self._event("flow"):
+            return
         self._flow = 0.0
         self._target = 0.0
         self._flow_stopped = False
         self.volume_cl = self.amount_cents = 0
         self._committed = False
-        self._dirty.update((dart.DC1, dart.DC2))
+        self._dirty.add(dart.DC2)
 
     def _amount_cap(self) -> int | None:
         """Largest volume whose amount does not exceed the amount preset."""
@@ -192,8 +205,8 @@ class SimPump:
         return max(0.0, min(caps))
 
     def _flowing(self) -> bool:
-        return (self.state == PumpState.FILLING and self.nozzle_out and not self.suspended
-                and not self._flow_stopped and self._flow < self._cap())
+        return (self.code == dart.ST_FILLING and self.nozzle_out and not self._flow_stopped
+                and self._flow < self._cap())
 
     def _advance(self) -> None:
         now = self._clock()
@@ -215,7 +228,7 @@ class SimPump:
             self.faults.hang_up_at_cl = None
             self._hang_up()
         elif preset_reached:
-            self._finish(PumpState.MAX_REACHED)
+            self._finish("max")
         elif self.faults.flow_stop_at_cl is not None and vol >= self.faults.flow_stop_at_cl:
             self.faults.flow_stop_at_cl = None
             self._flow_stopped = True
@@ -224,13 +237,12 @@ class SimPump:
         if self.nozzle_out:
             self.nozzle_out = False
             self._dirty.add(dart.DC3)
-        if self.state == PumpState.FILLING:
-            self._finish(PumpState.FILLING_COMPLETED)
+            self._finish("nozzle_in")
 
-    def _finish(self, state: PumpState) -> None:
-        self.state = state
-        self._commit()
-        self._dirty.update((dart.DC1, dart.DC2))
+    def _finish(self, event: str) -> None:
+        if self._event(event) and self.state.finished:
+            self._commit()
+            self._dirty.add(dart.DC2)
 
     def _commit(self) -> None:
         if not self._committed:
@@ -240,78 +252,82 @@ class SimPump:
 
     # -- commands from the master ------------------------------------------------------------------
     def _apply(self, trans: int, data: bytes) -> None:
-        if trans == dart.CD1 and len(data) == 1:
+        dec = self.decimals
+        if trans == dart.CD1:
             self._command(data[0])
         elif trans == dart.CD2:
             self.allowed = set(data)
-        elif trans == dart.CD3 and len(data) == 4:
-            self.preset_volume_cl = dart.bcd_decode(data)
-        elif trans == dart.CD4 and len(data) == 4:
-            self.preset_amount_cents = dart.bcd_decode(data)
-        elif trans == dart.CD5 and data and len(data) % 3 == 0:
-            if self.state in _PRICEABLE:
-                for i in range(len(data) // 3):
-                    self.prices[i + 1] = dart.bcd_decode(data[3 * i:3 * i + 3])
-                if self.state == PumpState.NOT_PROGRAMMED:
-                    self.state = PumpState.RESET
-                self._dirty.update((dart.DC1, dart.DC3))
-        elif trans == dart.CD101 and len(data) == 1:
+        elif trans == dart.CD3:
+            self.preset_volume_cl = scale(dart.bcd_decode(data), dec.volume, OURS.volume)
+        elif trans == dart.CD4:
+            self.preset_amount_cents = scale(dart.bcd_decode(data), dec.amount, OURS.amount)
+        elif trans == dart.CD5 and next_state(self.code, "prices") is not None:
+            for i in range(len(data) // 3):
+                self.prices[i + 1] = scale(dart.bcd_decode(data[3 * i:3 * i + 3]), dec.price, OURS.price)
+            self._event("prices")
+            self._dirty.update((dart.DC1, dart.DC3))
+        elif trans == dart.CD101:
             self._pending_totals.append(data[0])
 
     def _command(self, cmd: int) -> None:
-        st = self.state
         if cmd == dart.CMD_STATUS:
             self._dirty.update((dart.DC1, dart.DC3))
-        elif cmd == dart.CMD_FILLING_INFO:
-            self._dirty.add(dart.DC2)
+        elif cmd == dart.CMD_FILLING_INFO:            # answered by DC2 and DC3 (issue 11, real pumps)
+            self._dirty.update((dart.DC2, dart.DC3))
+        elif cmd == dart.CMD_PARAMETERS:
+            self._send_parameters = True
         elif cmd == dart.CMD_IDENTITY:
             self._send_identity = True
-        elif cmd == dart.CMD_RESET and st in _RESETTABLE:
-            self.state = PumpState.RESET
-            self.preset_volume_cl = self.preset_amount_cents = None
-            self.allowed = set()
-            self.suspended = False
-            self.volume_cl = self.amount_cents = 0
-            self._flow = self._target = 0.0
-            self._dirty.update((dart.DC1, dart.DC2))
-        elif cmd == dart.CMD_AUTHORIZE and st == PumpState.RESET:
-            self.state = PumpState.AUTHORIZED
-            self._dirty.add(dart.DC1)
-            if self.nozzle_out and self._nozzle_allowed(self.nozzle):
+        elif cmd == dart.CMD_RESET:
+            if self._event("reset"):                  # presets go, the allowed nozzles stay
+                self.preset_volume_cl = self.preset_amount_cents = None
+                self.volume_cl = self.amount_cents = 0
+                self._flow = self._target = 0.0
+                self._dirty.update((dart.DC1, dart.DC2))
+        elif cmd == dart.CMD_AUTHORIZE:
+            if self._event("authorize") and self.nozzle_out and self._nozzle_allowed(self.nozzle):
                 self._start_filling()
-        elif cmd == dart.CMD_STOP and st in (PumpState.AUTHORIZED, PumpState.FILLING):
-            self._finish(PumpState.FILLING_COMPLETED)
-        elif cmd == dart.CMD_SWITCH_OFF:
+        elif cmd in (dart.CMD_STOP, dart.CMD_SWITCH_OFF):
             self._commit()
-            self.state = PumpState.SWITCHED_OFF
-            self._dirty.add(dart.DC1)
-        elif cmd == dart.CMD_SUSPEND and st == PumpState.FILLING:
-            self.suspended = True
-        elif cmd == dart.CMD_RESUME:
-            self.suspended = False
-        # anything else (refused by the ordering rules, or unknown) is ignored, as a real pump does
+            self._finish(_COMMANDS[cmd])
+        elif cmd in _COMMANDS:
+            self._event(_COMMANDS[cmd])
+        # anything else (refused by the state table, or unknown) is ignored, as a real pump does
 
     # -- pump side of the line protocol ------------------------------------------------------------
     def _reply_transactions(self) -> list[tuple[int, bytes]]:
-        out: list[tuple[int, bytes]] = []
+        dec, out = self.decimals, []
         if dart.DC1 in self._dirty:
-            out.append((dart.DC1, bytes((STATE_CODES[self.state],))))
+            out.append((dart.DC1, bytes((self.code,))))
         if dart.DC2 in self._dirty:
-            out.append((dart.DC2, dart.bcd_encode(self.volume_cl, 4) + dart.bcd_encode(self.amount_cents, 4)))
+            amount = dart.bcd_encode(scale(self.amount_cents, OURS.amount, dec.amount), 4)
+            if self.faults.bad_amount_at_cl == self.volume_cl:
+                self.faults.bad_amount_at_cl = None
+                amount = b"\xff" * 4
+            volume = dart.bcd_encode(scale(self.volume_cl, OURS.volume, dec.volume), 4)
+            out.append((dart.DC2, volume + amount))
         if dart.DC3 in self._dirty:
             nozzle = self.nozzle | (dart.NOZZLE_OUT if self.nozzle_out else 0)
-            price = self.prices.get(self.nozzle, 0)
+            price = scale(self.prices.get(self.nozzle, 0), OURS.price, dec.price)
             out.append((dart.DC3, dart.bcd_encode(price, 3) + bytes((nozzle,))))
-        for n in self._pending_totals:
-            if n in self.prices:
-                vol, amt = self.total(n)
-                out.append((dart.DC101, bytes((n,)) + dart.bcd_encode(vol, 5) + dart.bcd_encode(amt, 5)))
+        if self._send_parameters:
+            out.append((dart.DC7, layouts.encode_dc7(dec.volume, dec.amount, dec.price)))
+        for coun in self._pending_totals:
+            out.append((dart.DC101, layouts.encode_dc101(coun, self._counter(coun))))
         if self._send_identity:
             out.append((dart.DC9, dart.bcd_encode(self.identity, 5)))
         self._dirty.clear()
         self._pending_totals = []
-        self._send_identity = False
+        self._send_identity = self._send_parameters = False
         return out
+
+    def _counter(self, coun: int) -> int:
+        """A total counter in the pump's decimals: a nozzle's or the sum, volume (COUN 01..09) or amount."""
+        volume = layouts.coun_is_volume(coun)
+        nozzles = list(self.prices) if coun & 0x0F == 9 else [coun & 0x0F]
+        total = sum(self.total(n)[0 if volume else 1] for n in nozzles if n in self.prices)
+        dec = self.decimals
+        return scale(total, OURS.volume, dec.volume) if volume else scale(total, OURS.amount, dec.amount)
 
     def _data_reply(self) -> bytes:
         if self._outstanding is None:
@@ -364,11 +380,13 @@ class SimPump:
                 return dart.encode_short(self.address, dart.NAK, frame.txn)
             if verdict == dart.RX_ACCEPT:
                 self.rx_last = frame.txn
+                try:                # all or none: one malformed field and the frame is ignored
+                    for code, data in frame.transactions:
+                        commands.check(code, data)
+                except dart.DartError:
+                    return dart.encode_short(self.address, dart.ACK, frame.txn)
                 for code, data in frame.transactions:
-                    try:
-                        self._apply(code, data)
-                    except dart.DartError:
-                        continue    # malformed field: ignored, like a real pump
+                    self._apply(code, data)
                     self.received.append((code, data))
             return dart.encode_short(self.address, dart.ACK, frame.txn)
         return None
