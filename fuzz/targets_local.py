@@ -4,7 +4,9 @@ device URLs, decline reasons and the ISO 8583 fuel lines."""
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
+import shutil
 import socket
 import sqlite3
 import tempfile
@@ -20,6 +22,7 @@ __all__ = ["TARGETS"]
 
 TODAY = dt.date(2025, 6, 15)
 _TMP = Path(tempfile.mkdtemp(prefix="forecourt-fuzz-"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 _STATE: dict[str, Any] = {}
 
 

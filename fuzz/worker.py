@@ -11,6 +11,7 @@ WORKDIR/summary.json, rewritten at most once a second and when the budget is spe
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import json
@@ -58,7 +59,8 @@ class Worker:
         now = time.monotonic()
         if now >= self.deadline:
             self.write(done=True)
-            os._exit(0)           # libFuzzer has no "stop now" call; the summary is written
+            atexit._run_exitfuncs()   # temporary files of the targets
+            os._exit(0)               # libFuzzer has no "stop now" call; the summary is written
         if now - self._written > 1.0:
             self.write()
 
