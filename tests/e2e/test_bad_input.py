@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -143,3 +144,40 @@ def test_keys_pressed_before_the_pin_prompt_are_not_pin_digits(sim: Simulator, r
     time.sleep(0.3)
     sale_id = happy_sale(run)
     assert run.wait_synced(sale_id).synced    # PIN 1234 was accepted, not 99 + 1234
+
+
+def test_untrue_and_undated_sales_are_held_or_refused_and_never_counted(sim: Simulator, run: Run) -> None:
+    """Issue 10: a sale dated 9999 of 10^7 cl made the wallet "limit exhausted" for good; one dated
+    2025-02-30 made the registry raise with no answer, the sender resending it forever."""
+    run.ready()
+    forged = {"v": 1, "sale_id": str(uuid.uuid4()), "kind": "fleet", "auth_id": None, "terminal": "T-0001",
+              "station": "ST-001", "pump": 1, "nozzle": 1, "product": "diesel", "volume_cl": 10**7,
+              "amount_cents": (10**7 * 1659 + 500) // 1000, "price_milli": 1659,
+              "card_masked": "707700******0019", "finished_at": "9999-01-01T00:00:00Z", "recovered": False,
+              "flags": []}
+    undated = forged | {"sale_id": str(uuid.uuid4()), "volume_cl": 1000, "amount_cents": 1659,
+                        "finished_at": "2025-02-30T00:00:00Z"}
+    acks: list[bytes] = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="forger", protocol=mqtt.MQTTv5)
+    client.on_message = lambda c, u, msg: acks.append(msg.payload)
+    client.connect("127.0.0.1", sim.broker_port)
+    client.loop_start()
+    try:
+        client.subscribe("forecourt/v1/terminal/T-0001/inbox", qos=1)
+        time.sleep(0.3)
+        for doc in (forged, undated):
+            client.publish("forecourt/v1/sales/T-0001", json.dumps(doc).encode(), qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 10
+        while len(acks) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    answers = {d["sale_id"]: (d["status"], d["reason"]) for d in map(json.loads, acks)}
+    assert answers == {forged["sale_id"]: ("stored", "held"), undated["sale_id"]: ("rejected", "malformed")}
+    (stored,) = [s for s in sim.registry_sales() if s["sale_id"] == forged["sale_id"]]
+    assert stored["held"] and "finished_in_future" in stored["flags"]
+    sale_id = happy_sale(run)                   # the wallet still approves: the forged litres count nowhere
+    rec = run.wait_synced(sale_id)
+    assert rec.synced and rec.volume_cl == 1000
+    assert [s["held"] for s in sim.registry_sales() if s["sale_id"] == sale_id] == [False]
