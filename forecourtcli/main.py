@@ -97,6 +97,16 @@ def _check_devices(cfg: TerminalConfig) -> None:
             raise ConfigError(f"{key} must be one of {known}", key=key)
 
 
+LEVELS = "DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)"
+
+
+def _level(text: str) -> str:
+    """argparse type of a logging level name."""
+    if text.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise argparse.ArgumentTypeError(f"log level must be {LEVELS.split(' (')[0]}")
+    return text.upper()
+
+
 def cmd_registry(args: argparse.Namespace) -> int:
     from firmware.logs import setup_logging
     from registry.db import database_url
@@ -177,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("terminal", help="run the terminal process, as on the device", epilog=EPILOG)
     t.add_argument("--config", required=True, help="terminal TOML configuration")
-    t.add_argument("--log-level", default="INFO")
+    t.add_argument("--log-level", default="INFO", type=_level, help=LEVELS)
     t.set_defaults(func=cmd_terminal)
 
     r = sub.add_parser("registry", help="run the central registry service", epilog=EPILOG)
@@ -187,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", default=None, help="TOML seed data to load (idempotent)")
     r.add_argument("--kek", default=None, help="key-encryption key file for the device keys, mode 0600 "
                    "(default: STATE_DIR/kek.hex; an HSM or KMS in production)")
-    r.add_argument("--log-level", default="INFO")
+    r.add_argument("--log-level", default="INFO", type=_level, help=LEVELS)
     r.set_defaults(func=cmd_registry)
 
     b = sub.add_parser("broker-config", help="write a Mosquitto config for the registry", epilog=EPILOG)

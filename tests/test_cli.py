@@ -136,3 +136,9 @@ def test_terminal_device_url_no_backend_opens_is_one_line(tmp_path: Path, line: 
     path = tmp_path / "t.toml"
     path.write_text(f'[terminal]\nid = "T-0001"\nstation = "ST-1"\n{line}\n')
     assert key in one_line_usage_error(cli("terminal", "--config", str(path)))
+
+
+@pytest.mark.parametrize("sub", [("terminal", "--config", "t.toml"), ("registry", "--db", "sqlite:///r.db")])
+def test_unknown_log_level_is_a_usage_error(sub: tuple[str, ...]) -> None:
+    out = cli(*sub, "--log-level", "LOUD")
+    assert out.returncode == EXIT_USAGE and "Traceback" not in out.stderr and "log level" in out.stderr
