@@ -21,8 +21,10 @@ Sources (what each choice follows; comments below name the one for each field):
   advices (and only advices) are repeated (x221/x421) until acknowledged.
 - [CMF] jPOS Common Message Format (github.com/jpos/jPOS-CMF, src/docx/data_elements.xml): DE 52 B8 ISO 9564
   PIN block, DE 32 N..11 LLVAR acquiring institution, DE 35 z..37 track 2 that also gives the PAN and expiry.
-- [CNX] Conexxus Payment System Product Codes (X9.104-2 registry, www.conexxus.org/public-standards): three-
-  digit fuel product codes. The code table was not available here: PRODUCT_CODES must be checked against it.
+- [CNX] Conexxus Payment System Product Codes (the NACS three-digit list, registry of X9.104-2,
+  www.conexxus.org/public-standards). The Conexxus PDF was not readable here; the codes used were checked
+  against a processor's published transcription of the list, Global Payments java-sdk
+  com.global.api.network.enums.NtsProductCode: 001 regular, 019 diesel #2, 062 DEF, 099 miscellaneous fuel.
 
 Encoding: no header; MTI 4 ASCII digits; binary bitmaps; n/an/ans/z fields ASCII with ASCII LL/LLL
 prefixes; b fields raw bytes (shown as upper-case hex strings).
@@ -152,8 +154,8 @@ MAGSTRIPE_ENTRY_MODES = frozenset({ENTRY_MAGSTRIPE, ENTRY_MAGSTRIPE_NO_PIN, ENTR
 # codes are scheme-defined; this is the acquirer interface's private choice.
 AMOUNT_TYPE_APPROVED = "90"
 
-# [CNX] product codes by the station's product names (fixtures/seed.toml). To check against the table.
-PRODUCT_CODES: dict[str, str] = {"petrol95": "001", "diesel": "019", "adblue": "078", "other": "099"}
+# [CNX] codes by the station's product names (fixtures/seed.toml); a product not listed goes as "other".
+PRODUCT_CODES: dict[str, str] = {"petrol95": "001", "diesel": "019", "adblue": "062", "other": "099"}
 
 _VALUES: dict[str, str] = {
     # [MC61] sf1 1 unattended, sf2 0, sf3 0 on premises, sf4 0 cardholder present, sf5 0 card present,

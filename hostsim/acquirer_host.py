@@ -9,7 +9,8 @@ verify), the PIN block through pin_verifier (55), then answers as the rules say:
 tag 91), partial (10, approved amount in field 54), decline (05 or the given code). 0220/0221 and
 0420/0421 are acknowledged with 0230/0430 and recorded in `advices`. A completion settles the amount in its
 field 4, once per original pre-authorization (a repeat 0221 is acknowledged, not settled again), and only
-within what was approved (else 13); an advice whose original this host never approved gets 25.
+within what was approved (else 13); a completion whose original this host never approved gets 25, a reversal
+of one is acknowledged (nothing was held).
 `settlements` and `releases` hold what was settled and released, by original (STAN + transmission time).
 
 rules(request) returns a behaviour: "approve", "partial" / "partial:<amount>", "decline" /
@@ -203,13 +204,16 @@ class AcquirerHost:
         key, amount = doc["90"][4:20], int(doc["4"])
         with self._lock:
             approved = self.approved.get(key)
-            if approved is None:
+            completion = doc["t"] in ("0220", "0221")
+            if approved is None and completion:
                 return "25"                             # unable to locate the original on file
-            book = self.settlements if doc["t"] in ("0220", "0221") else self.releases
+            book = self.settlements if completion else self.releases
             if key in book:
                 self.repeats += 1
                 return "00"
-            if doc["t"] in ("0220", "0221"):
+            if approved is None:                        # reversal of what was never approved: nothing held
+                self.releases[key] = 0
+            elif completion:
                 if not 0 < amount <= approved:
                     return "13"                         # invalid amount
                 self.settlements[key] = {"amount": amount, "stan": doc["11"], "rrn": doc.get("37"),

@@ -99,6 +99,10 @@ def bank_happy(run: Any) -> None:
     done = _advices(run, "0220")
     run.check(len(done) == 1 and done[0]["4"] == f"{amount:012d}", "one 0220 for the dispensed amount")
     run.check(_settled(run, amount) == amount, f"the acquirer settled the pump's {amount} cents")
+    [settled] = run.sim.acquirer.settlements.values()
+    [line] = settled["fuel"]
+    run.check((line.product, line.quantity_milli, line.unit_price_milli, line.amount) == ("019", 20_000,
+              PRICE_MILLI, amount), "the 0220 names the diesel, the litres and the price the pump counted")
     run.wait_synced(rec.id)
 
 

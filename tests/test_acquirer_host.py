@@ -289,3 +289,17 @@ def test_magstripe_needs_no_cryptogram(link: AcquirerLink) -> None:
 
 def test_undecodable_request_gets_no_answer(link: AcquirerLink, host: AcquirerHost) -> None:
     assert host.handle(b"garbage-garbage") is None
+
+
+def test_reversal_of_a_request_it_never_answered_is_acknowledged(link: AcquirerLink, host: AcquirerHost,
+                                                                 rules: Rules) -> None:
+    """The 0110 never came (the terminal reverses with 68): nothing was held, the 0420 is still taken."""
+    rules.next = "timeout"
+    with pytest.raises(HostUnavailable):
+        preauth(link, timeout=0.3)
+    rules.next = "approve"
+    never = m.Original("000001", WHEN.strftime("%m%d%H%M%S"))
+    back = m.reversal_advice(terminal=TERMINAL, card=CARD, original=never, amount=15000,
+                             reason=m.ReversalReason.TIMEOUT, stan=2, when=WHEN, dialect=DIALECT_TDES)
+    assert m.parse_reversal_response(link.exchange(back), DIALECT_TDES).acknowledged
+    assert host.releases == {"000001" + WHEN.strftime("%m%d%H%M%S"): 0}
