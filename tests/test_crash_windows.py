@@ -19,7 +19,7 @@ from registry.models import Authorization
 from registry.service import authorize
 from tests import test_registry_service as reg
 from tests.sale_fakes import Crash
-from tests.test_sale_machine import Env, amount, env_factory
+from tests.test_sale_machine import Env, amount, env_factory, litres_ml
 
 __all__ = ["env_factory"]
 
@@ -57,7 +57,8 @@ def test_the_completion_advice_and_the_journal_carry_the_same_figures(env_factor
     (rec,) = env.journal.all_sales()
     ((kind, doc),) = env.advices()                 # one advice, the one queued before the crash if any
     assert kind == "completion" and (not queued or queued[0][1] == doc)
-    booked = int(doc["95"][:12])
+    booked = int(doc["4"])
+    assert litres_ml(doc) == 10 * (rec.volume_cl or 0)      # the litres booked are the litres journaled
     assert rec.state is S.COMPLETED and rec.recovered and not env.runner.needs_recovery()
     if figures_journaled:       # the figures settled before the crash are the ones booked and completed
         assert (rec.volume_cl, rec.amount_cents, rec.charged_cents) == (800, amount(800), amount(800))

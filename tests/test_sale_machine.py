@@ -289,6 +289,11 @@ def amount(cl: int) -> int:
     return (cl * 1659 + 500) // 1000
 
 
+def litres_ml(advice: dict[str, str]) -> int:
+    """Millilitres of a 0220's fuel line (field 63: product 3, "L", millilitres 9, price 9, amount 12)."""
+    return int(advice["63"][4:13])
+
+
 SALES = [
     # -- fleet ---------------------------------------------------------------------------------------------
     Sale("fleet-fill", "fleet", FULL, events=FILL, volume=2000, charged=amount(2000), released=1),
@@ -365,7 +370,7 @@ def test_sale(env_factory: Any, row: Sale) -> None:
     assert not rec.recovered and not env.runner.needs_recovery()
     assert env.saf.held_sales() == []                      # no card context outlives its sale
     advices = env.advices()
-    assert [(kind, doc["39"] if kind == "reversal" else doc["95"][:12]) for kind, doc in advices] == (
+    assert [(kind, doc["39"] if kind == "reversal" else doc["4"]) for kind, doc in advices] == (
         [row.advice] if row.advice else [])
     if rec.state is S.DECLINED:
         assert env.printer.papers == [] and env.ledger == {}
@@ -387,9 +392,13 @@ def test_sale(env_factory: Any, row: Sale) -> None:
     if row.kind == "bank":
         assert rec.preset == Preset.amount(6000 if row.host == "10:6000" else PREAUTH)
         assert (rec.reference, env.acquirer.requests[0]["t"]) == ("A1B2C3", "0100")
-        assert "35" in env.acquirer.requests[0] and "110" in env.acquirer.requests[0]   # track 2, PIN block
-        for _, doc in advices:
-            assert doc["4"] == f"{rec.preset.value if rec.preset else 0:012d}" and "35" not in doc
+        assert "35" in env.acquirer.requests[0] and "52" in env.acquirer.requests[0]    # track 2, PIN block
+        for kind, doc in advices:
+            assert "35" not in doc
+            if kind == "reversal":      # the approval given back whole
+                assert doc["4"] == f"{rec.preset.value if rec.preset else 0:012d}"
+            else:                       # what was charged, and the litres the journal settled
+                assert doc["4"] == f"{rec.charged_cents:012d}" and litres_ml(doc) == 10 * (rec.volume_cl or 0)
 
 
 def test_a_pump_that_goes_offline_mid_fill_leaves_the_sale_open_until_it_answers(env_factory: Any) -> None:
@@ -532,7 +541,7 @@ def test_crash_and_recover(env_factory: Any, kind: str, row: CrashAt) -> None:
         assert env.printer.papers[-1][0].text == "Test Station" and env.journal.get(rec.id).receipt_printed
     advices = env.advices()
     if kind == "bank":
-        assert [(k, doc["39"] if k == "reversal" else doc["95"][:12]) for k, doc in advices] == (
+        assert [(k, doc["39"] if k == "reversal" else doc["4"]) for k, doc in advices] == (
             [row.advice] if row.advice else [])
         if row.amount4 is not None:
             assert advices[0][1]["4"] == f"{row.amount4:012d}"
@@ -574,7 +583,7 @@ def test_a_crash_during_recovery_still_counts_money_once(
     env.restart()
     env.runner.recover(pump_wait=1.0)
     advices = env.advices()
-    assert [(k, doc["39"] if k == "reversal" else doc["95"][:12]) for k, doc in advices] == [(kind, advice)]
+    assert [(k, doc["39"] if k == "reversal" else doc["4"]) for k, doc in advices] == [(kind, advice)]
     (rec,) = env.journal.all_sales()
     assert rec.state in (S.DECLINED, S.COMPLETED) and rec.recovered and not env.runner.needs_recovery()
     assert env.saf.held_sales() == [] and len(env.printer.papers) == (1 if rec.volume_cl else 0)

@@ -245,6 +245,7 @@ def test_bank_completion_queued_then_killed_completes_with_the_advice_figures(st
     rec = settled_once(sim, run, 800)
     time.sleep(1.0)
     (done,) = advices(sim, "0220")
-    assert done["95"][:12] == f"{cents(800):012d}" and advices(sim, "0420") == []
+    assert done["4"] == f"{cents(800):012d}" and advices(sim, "0420") == []
+    assert int(done["63"][4:13]) == 800 * 10                # the litres booked: field 63, millilitres
     assert "settled_from_totals" not in rec.flags                      # type: ignore[attr-defined]
     assert len(sim.printer.wait_receipts(1, 10)) == 1
