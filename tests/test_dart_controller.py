@@ -436,3 +436,33 @@ def test_a_dc2_with_a_bad_amount_changes_nothing(line: DartLineSimulator, ctl: D
     pump.dispense(200)                             # the DC2 for 500 cl comes with a broken amount
     st = ctl.wait_status(1, lambda s: s.volume_cl == 500, WAIT)
     assert st.amount_cents == amount_for(500, 1659)   # the frame was dropped and asked for again
+
+
+@pytest.mark.simulator
+def test_a_pump_with_its_own_decimals_is_read_and_commanded_in_them() -> None:
+    """Volume with 3 decimals, amount and unit price with none (issue 11): read from DC7, every figure
+    scaled both ways; the preset goes out as 10.000 L and comes back as 1000 cl."""
+    with DartLineSimulator([SimPump(1, flow_cl_per_s=FLOW, decimals=(3, 0, 0))]) as line:
+        pump = line.pump(1)
+        with make_controller(line.port, [1]) as c:
+            online(c, 1)
+            c.set_prices(1, {1: 1_175_000, 2: 1_200_000})      # 1175 and 1200 a litre
+            assert pump.prices == {1: 1_175_000, 2: 1_200_000}
+            assert line.sent_commands(1, dart.CD5)[-1] == bytes.fromhex("001175001200")
+            c.authorize(1, nozzles=[1], volume_cl=1000)
+            assert line.sent_commands(1, dart.CD3)[-1] == dart.bcd_encode(10_000, 4)
+            pump.lift(1)
+            pump.dispense(5000)
+            st = c.wait_status(1, lambda s: s.state == PumpState.MAX_REACHED, WAIT)
+            assert (st.volume_cl, st.amount_cents, st.price_milli) == (1000, 1_175_000, 1_175_000)
+            t = c.totals(1, 1)
+            assert (t.volume_cl, t.amount_cents) == (1000, 1_175_000)
+            with pytest.raises(MessageError):
+                c.set_prices(1, {1: 1_175_500})   # half a unit cannot be shown without decimals
+
+
+def test_pinned_decimals_are_used_without_asking(pump_line: PumpLine, simulator: DartLineSimulator) -> None:
+    with make_controller(pump_line.url, [1], decimals=(2, 2, 3)) as c:
+        online(c, 1)
+        c.set_prices(1, PRICES)
+        assert dart.CMD_PARAMETERS not in cd1_commands(simulator)

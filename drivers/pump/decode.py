@@ -5,7 +5,10 @@ kind, TX#, direction, transactions by name with their fields, crc_ok. Frames com
 so several frames and line noise in one capture are fine. A frame with a bad CRC is still shown
 (crc_ok false, transactions as raw hex). DART transaction codes overlap between directions (0x01 is CD1
 to the pump and DC1 from it), so a data frame's direction comes from --from, else from the capture (the
-answer to a POLL is from the pump), else from which reading fits its contents; ties read as a command.
+answer to a POLL is from the pump), else from its own structure where that decides it (a DC101 is 16
+bytes, a CD101 1; a DC2 8 BCD bytes, a CD2 nozzles 1..15). Where nothing decides it (CD1 and DC1, CD3 and
+DC3 read alike) the frame says so: direction null, direction_basis "undecided", and both readings.
+Figures are raw wire numbers: their decimal places are the pump's (DC7), not in the frame.
 
 Exit codes: 0 frames decoded (undecodable ones are shown with an "error" field); 2 bad input (odd or
 non-hex digits, no complete frame), with one line on stderr.
@@ -21,7 +24,7 @@ from typing import Any
 
 from contracts.errors import MessageError
 
-from . import dart
+from . import dart, layouts
 
 __all__ = ["EXIT_OK", "EXIT_USAGE", "DecodeInputError", "add_pump_parser", "decode_hex", "main"]
 
@@ -36,11 +39,11 @@ COMMAND_NAMES = {dart.CMD_STATUS: "STATUS", dart.CMD_IDENTITY: "IDENTITY",
                  dart.CMD_FILLING_INFO: "FILLING_INFO", dart.CMD_RESET: "RESET",
                  dart.CMD_AUTHORIZE: "AUTHORIZE", dart.CMD_STOP: "STOP", dart.CMD_SWITCH_OFF: "SWITCH_OFF",
                  dart.CMD_SUSPEND: "SUSPEND", dart.CMD_RESUME: "RESUME",
-                 dart.CMD_RETURN_PRICES: "RETURN_PRICES"}
+                 dart.CMD_RETURN_PRICES: "RETURN_PRICES", dart.CMD_PARAMETERS: "RETURN_PARAMETERS"}
 STATUS_NAMES = {dart.ST_NOT_PROGRAMMED: "NOT_PROGRAMMED", dart.ST_RESET: "RESET",
                 dart.ST_AUTHORIZED: "AUTHORIZED", dart.ST_FILLING: "FILLING",
                 dart.ST_FILLING_COMPLETED: "FILLING_COMPLETED", dart.ST_MAX_REACHED: "MAX_REACHED",
-                dart.ST_SWITCHED_OFF: "SWITCHED_OFF"}
+                dart.ST_SWITCHED_OFF: "SWITCHED_OFF", dart.ST_SUSPENDED: "SUSPENDED"}
 
 
 class DecodeInputError(MessageError):
@@ -68,24 +71,30 @@ def _cd2(data: bytes) -> dict[str, Any]:
 
 def _cd3(data: bytes) -> dict[str, Any]:
     _length(data, 4)
-    return {"preset_volume_cl": dart.bcd_decode(data)}
+    return {"preset_volume": dart.bcd_decode(data)}
 
 
 def _cd4(data: bytes) -> dict[str, Any]:
     _length(data, 4)
-    return {"preset_amount_cents": dart.bcd_decode(data)}
+    return {"preset_amount": dart.bcd_decode(data)}
 
 
 def _cd5(data: bytes) -> dict[str, Any]:
     if not data or len(data) % 3:
         raise dart.FrameError("prices need 3 bytes per nozzle")
-    return {"prices": [{"nozzle": i // 3 + 1, "price_milli": dart.bcd_decode(data[i:i + 3])}
+    return {"prices": [{"nozzle": i // 3 + 1, "price": dart.bcd_decode(data[i:i + 3])}
                        for i in range(0, len(data), 3)]}
+
+
+def _counter(coun: int) -> dict[str, Any]:
+    kind = "volume" if layouts.coun_is_volume(coun) else "amount"
+    nozzle = coun & 0x0F
+    return {"counter": coun, "total": kind, "nozzle": None if nozzle == 9 else nozzle}
 
 
 def _cd101(data: bytes) -> dict[str, Any]:
     _length(data, 1)
-    return {"nozzle": data[0]}
+    return _counter(data[0])
 
 
 def _dc1(data: bytes) -> dict[str, Any]:
@@ -97,12 +106,14 @@ def _dc1(data: bytes) -> dict[str, Any]:
 
 def _dc2(data: bytes) -> dict[str, Any]:
     _length(data, 8)
-    return {"volume_cl": dart.bcd_decode(data[:4]), "amount_cents": dart.bcd_decode(data[4:])}
+    return {"volume": dart.bcd_decode(data[:4]), "amount": dart.bcd_decode(data[4:])}
 
 
 def _dc3(data: bytes) -> dict[str, Any]:
     _length(data, 4)
-    return {"price_milli": dart.bcd_decode(data[:3]), "nozzle": data[3] & 0x0F,
+    if data[3] & 0xE0:
+        raise dart.FrameError("nozzle byte uses bits 5..7")
+    return {"price": dart.bcd_decode(data[:3]), "nozzle": data[3] & 0x0F,
             "nozzle_out": bool(data[3] & dart.NOZZLE_OUT)}
 
 
@@ -116,10 +127,15 @@ def _dc9(data: bytes) -> dict[str, Any]:
     return {"identity": dart.bcd_decode(data)}
 
 
+def _dc7(data: bytes) -> dict[str, Any]:
+    vol, amo, unp = layouts.dc7_decimals(data)
+    return {"volume_decimals": vol, "amount_decimals": amo, "price_decimals": unp}
+
+
 def _dc101(data: bytes) -> dict[str, Any]:
-    _length(data, 11)
-    return {"nozzle": data[0], "volume_cl": dart.bcd_decode(data[1:6]),
-            "amount_cents": dart.bcd_decode(data[6:11])}
+    coun, total = layouts.dc101_total(data)
+    return {**_counter(coun), "value": total, "meter1": dart.bcd_decode(data[6:11]),
+            "meter2": dart.bcd_decode(data[11:16])}
 
 
 _Field = Callable[[bytes], dict[str, Any]]
@@ -127,7 +143,8 @@ FIELDS: dict[str, dict[int, tuple[str, _Field]]] = {
     TO_PUMP: {dart.CD1: ("CD1", _cd1), dart.CD2: ("CD2", _cd2), dart.CD3: ("CD3", _cd3),
               dart.CD4: ("CD4", _cd4), dart.CD5: ("CD5", _cd5), dart.CD101: ("CD101", _cd101)},
     FROM_PUMP: {dart.DC1: ("DC1", _dc1), dart.DC2: ("DC2", _dc2), dart.DC3: ("DC3", _dc3),
-                dart.DC5: ("DC5", _dc5), dart.DC9: ("DC9", _dc9), dart.DC101: ("DC101", _dc101)},
+                dart.DC5: ("DC5", _dc5), dart.DC7: ("DC7", _dc7), dart.DC9: ("DC9", _dc9),
+                dart.DC101: ("DC101", _dc101)},
 }
 
 
@@ -145,9 +162,19 @@ def _transaction(direction: str, trans: int, data: bytes) -> dict[str, Any]:
     return out
 
 
-def _fits(direction: str, transactions: list[tuple[int, bytes]]) -> int:
-    return sum("error" not in t and t["name"] != "UNKNOWN"
-               for t in (_transaction(direction, c, d) for c, d in transactions))
+def _fits(direction: str, trans: int, data: bytes) -> bool:
+    """Whether the transaction reads in that direction; one unknown both ways constrains nothing."""
+    got = _transaction(direction, trans, data)
+    other = _transaction(TO_PUMP if direction == FROM_PUMP else FROM_PUMP, trans, data)
+    if got["name"] == "UNKNOWN" and other["name"] == "UNKNOWN":
+        return True
+    return got["name"] != "UNKNOWN" and "error" not in got
+
+
+def _structure(transactions: list[tuple[int, bytes]]) -> str | None:
+    """The one direction every transaction of the frame reads in, or None when both (or neither) do."""
+    ways = [d for d in (TO_PUMP, FROM_PUMP) if all(_fits(d, c, x) for c, x in transactions)]
+    return ways[0] if len(ways) == 1 else None
 
 
 # -- frames ----------------------------------------------------------------------------------------------
@@ -253,17 +280,18 @@ def _frame_dict(offset: int, raw: bytes, direction: str | None,
     if direction is None:
         if same_pump and prev is not None and prev.get("kind") in ("POLL", "ACKPOLL"):
             direction, basis = FROM_PUMP, "sequence"     # the answer to a poll
-        elif trans:
-            to, frm = _fits(TO_PUMP, trans), _fits(FROM_PUMP, trans)
-            direction, basis = (FROM_PUMP, "content") if frm > to else (TO_PUMP, "content" if to > frm
-                                                                          else "default")
+        elif trans and (direction := _structure(trans)) is not None:
+            basis = "structure"
         else:
-            direction, basis = TO_PUMP, "default"
+            basis = "undecided"
     out["direction"], out["direction_basis"] = direction, basis
-    if out["crc_ok"] and trans is not None:
+    if out["crc_ok"] and trans is not None and direction is not None:
         out["transactions"] = [_transaction(direction, c, d) for c, d in trans]
-    else:   # bad CRC: the split as raw hex only, nothing read into fields
-        out["transactions"] = [{"trans": f"0x{c:02X}", "data": d.hex()} for c, d in trans or []]
+        return out
+    out["transactions"] = [{"trans": f"0x{c:02X}", "data": d.hex()} for c, d in trans or []]
+    if out["crc_ok"] and trans is not None:    # both readings fit: show both, decide neither
+        out["note"] = "the frame reads both ways; give --from, or the POLL before it"
+        out["readings"] = {way: [_transaction(way, c, d) for c, d in trans] for way in (TO_PUMP, FROM_PUMP)}
     return out
 
 

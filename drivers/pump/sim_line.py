@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Self
 
+from contracts.errors import ConfigError
 from drivers.url import DeviceUrl
 
 from . import dart
@@ -144,9 +145,15 @@ class DartLineSimulator:
 
 
 def simulated_line(url: DeviceUrl, pumps: Iterable[int], *, flow_cl_per_s: float = 50.0) -> DartLineSimulator:
-    """A (not started) line of simulated pumps; `?flow=` in the URL overrides the flow rate (cl/s)."""
+    """A (not started) line of simulated pumps; `?flow=` in the URL overrides the flow rate (cl/s),
+    `?decimals=3,0,0` the pumps' decimal places of volume, amount and unit price (default 2,2,3)."""
     flow = url.number("flow", flow_cl_per_s)
-    return DartLineSimulator(SimPump(n, flow_cl_per_s=flow) for n in dict.fromkeys(pumps))
+    try:
+        vol, amo, unp = (int(d) for d in url.option("decimals", "2,2,3").split(","))
+    except ValueError as exc:
+        raise ConfigError("decimals must be three numbers: volume,amount,price", url=url.raw) from exc
+    return DartLineSimulator(SimPump(n, flow_cl_per_s=flow, decimals=(vol, amo, unp))
+                             for n in dict.fromkeys(pumps))
 
 
 class SimulatedDartController(DartController):
