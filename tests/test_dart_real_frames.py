@@ -162,3 +162,12 @@ def test_programming_a_real_pump_that_answers_filling_complete() -> None:
         assert cd5 == [dart.decode(real("51 34 05 03")).transactions[0][1]]    # 00 11 75, byte for byte
         with pytest.raises(MessageError):
             c.set_prices(2, {1: 1_175_500})        # 1175.5 cannot be shown without decimals: refused
+
+
+def test_status_8_suspended_is_a_paused_filling(caplog: pytest.LogCaptureFixture) -> None:
+    port = ReplayPort()
+    port.queue(1, synthetic(0x50, 1, (dart.DC1, bytes((dart.ST_AUTHORIZED,)))),     # built: no capture
+               synthetic(0x50, 2, (dart.DC1, bytes((dart.ST_SUSPENDED,)))))
+    with caplog.at_level("INFO", logger="drivers.pump.controller"), controller(port, [1], (2, 2, 3)) as c:
+        c.wait_status(1, lambda s: s.state == PumpState.FILLING, WAIT)
+    assert "dart unknown status" not in caplog.text
