@@ -25,6 +25,7 @@ import logging
 import socket
 import socketserver
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -65,6 +66,7 @@ class AcquirerHost:
         self.rules = rules
         self.today = today
         self.requests: list[dict[str, str]] = []
+        self.wire: deque[bytes] = deque(maxlen=1000)   # the last frames as received (card data): tests only
         self.advices: list[dict[str, str]] = []
         self.decisions: list[dict[str, str]] = []  # mti, stan, code, reason
         self.approved: dict[str, int] = {}          # original key -> amount approved
@@ -153,6 +155,8 @@ class AcquirerHost:
 
     def handle(self, raw: bytes) -> bytes | None:
         """One request in; the response, None for "timeout" or an unreadable frame, b"drop" for "drop"."""
+        with self._lock:
+            self.wire.append(bytes(raw))
         try:
             doc = messages.decode(raw, self.dialect)
         except MessageError as exc:

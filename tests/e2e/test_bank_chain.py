@@ -10,6 +10,8 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
+import iso8583
+import iso8583.specs
 import pytest
 from psec.pinblock import decipher_pinblock_iso_4
 
@@ -128,6 +130,16 @@ def test_visa_dda_online_pin_approved_through_pcscd(reader: tuple[VirtualCardSer
     assert [d["code"] for d in host.decisions] == ["00", "00"]  # type: ignore[attr-defined]
     assert all("52" not in r and "62" not in r for r in host.requests)  # type: ignore[attr-defined]
     assert host.settled_total == 3318  # type: ignore[attr-defined]
+    # the captured frames, read by pyiso8583's own ISO 8583:1987 table (only field 52 widened to the
+    # 16-byte AES PIN block, the dialect's one departure): the same values as our decoder finds
+    wire = list(host.wire)  # type: ignore[attr-defined]
+    assert [frame[:4] for frame in wire] == [b"0100", b"0220"]
+    table = {**iso8583.specs.default, "52": {**iso8583.specs.default["52"], "max_len": 16}}
+    for frame in wire:
+        theirs, _ = iso8583.decode(frame, table)
+        assert theirs == iso.decode(frame)
+    advice, _ = iso8583.decode(wire[1], iso8583.specs.default)     # no PIN field: the plain 1987 table
+    assert advice["4"] == "000000003318" and advice["63"].startswith("019L000020000")
 
 
 def test_wrong_online_pin_is_declined_by_the_host_and_the_card_gives_aac(
