@@ -100,6 +100,14 @@ def advices(sim: Simulator, mti: str) -> list[dict[str, str]]:
     return list(got.values())
 
 
+def host_books(sim: Simulator) -> tuple[list[int], list[int]]:
+    """The acquirer's books: amounts settled and amounts released, one each per approval, none left."""
+    host = sim.acquirer
+    settled, released = host.settlements, host.releases
+    assert not set(settled) & set(released) and set(host.approved) == set(settled) | set(released)
+    return [int(v["amount"]) for v in settled.values()], list(released.values())
+
+
 def fleet_to_pin(run: Run) -> int:
     run.ready()
     mark = run.insert(0)
@@ -222,6 +230,7 @@ def test_bank_approval_killed_before_release_is_reversed_once(start_sim: StartSi
     assert rec.state == "completed" and rec.recovered and rec.volume_cl == 0
     assert not run.authorize_sent(1) and sim.printer.receipts == []
     assert [s["volume_cl"] for s in sim.registry_sales()] == [0]
+    assert host_books(sim) == ([], [partial or 15000])                # the approval released, once
 
 
 # -- window 4: the 0220 queued, "completed" not journaled, the pump's figures change meanwhile ---------------
@@ -247,5 +256,8 @@ def test_bank_completion_queued_then_killed_completes_with_the_advice_figures(st
     (done,) = advices(sim, "0220")
     assert done["4"] == f"{cents(800):012d}" and advices(sim, "0420") == []
     assert int(done["63"][4:13]) == 800 * 10                # the litres booked: field 63, millilitres
+    assert host_books(sim) == ([cents(800)], [])
+    (settled,) = sim.acquirer.settlements.values()
+    assert [line.quantity_milli for line in settled["fuel"]] == [800 * 10]
     assert "settled_from_totals" not in rec.flags                      # type: ignore[attr-defined]
     assert len(sim.printer.wait_receipts(1, 10)) == 1
