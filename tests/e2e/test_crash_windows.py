@@ -108,6 +108,11 @@ def host_books(sim: Simulator) -> tuple[list[int], list[int]]:
     return [int(v["amount"]) for v in settled.values()], list(released.values())
 
 
+def authorizations(sim: Simulator) -> int:
+    """AUTHORIZE commands pump 1 has taken."""
+    return sum(cmd[:1] == bytes((dart.CMD_AUTHORIZE,)) for cmd in sim.pump_line.sent_commands(1))
+
+
 def fleet_to_pin(run: Run) -> int:
     run.ready()
     mark = run.insert(0)
@@ -200,6 +205,44 @@ def test_killed_during_the_release_frames(start_sim: StartSim, reaches_pump: boo
     settled_once(sim, run, volume)
     assert pump.total(1) == (before[0] + volume, before[1] + cents(volume))
     assert len(sim.printer.wait_receipts(1, 10) if volume else sim.printer.receipts) == (1 if volume else 0)
+
+
+def test_killed_as_the_reset_before_the_release_goes_out(start_sim: StartSim) -> None:
+    """A pump that shows the last filling is RESET first, then authorized: the terminal dies as the RESET
+    reaches the pump. The second sale settles with nothing, the first stays as it was."""
+    sim, run = start_sim("")
+    pump = sim.pump_line.pump(1)
+    mark = fleet_to_pin(run)
+    run.wait("lift_nozzle", mark)
+    run.remove()
+    run.fill(1, 1, 500)
+    run.wait("thank_you", mark, timeout=30)
+    (first,) = journaled(sim)
+    run.wait_synced(first.id)                                   # type: ignore[attr-defined]
+    before = pump.total(1)
+    released = authorizations(sim)
+    reset = (dart.CD1, bytes((dart.CMD_RESET,)))
+    forward = pump.handle
+
+    def handle(frame: dart.Frame) -> bytes | None:
+        if frame.kind == dart.DATA and reset in frame.transactions and sim.terminal is not None:
+            os.kill(sim.terminal.pid, signal.SIGKILL)
+            pump.handle = forward                               # type: ignore[method-assign]
+        return forward(frame)
+
+    pump.handle = handle                                        # type: ignore[method-assign]
+    fleet_to_pin(run)
+    killed(sim)
+    run.remove()
+    assert pump.state is PumpState.RESET and authorizations(sim) == released
+    restart(sim, run)
+    second = next(r for r in journaled(sim) if r.id != first.id)        # type: ignore[attr-defined]
+    second = run.wait_synced(second.id)                                 # type: ignore[attr-defined]
+    assert (second.state, second.volume_cl, second.recovered) == ("completed", 0, True)
+    assert sorted(s["volume_cl"] for s in sim.registry_sales()) == [0, 500]
+    assert not any(s["held"] for s in sim.registry_sales()) and "open" not in holds(sim).values()
+    assert pump.total(1) == before and authorizations(sim) == released
+    assert len(sim.printer.wait_receipts(1, 10)) == 1
 
 
 # -- window 3: the bank approved and "approved" is journaled, the pump not released --------------------------
