@@ -216,8 +216,8 @@ class AcquirerHost:
                 self.repeats += 1
                 return "00"
             if approved is None:                        # reversal of what was never approved: nothing held
-                self.releases[key] = 0
-            elif completion:
+                return "00"
+            if completion:
                 if not 0 < amount <= approved:
                     return "13"                         # invalid amount
                 self.settlements[key] = {"amount": amount, "stan": doc["11"], "rrn": doc.get("37"),
