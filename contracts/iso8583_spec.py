@@ -9,8 +9,13 @@ Sources (what each choice follows; comments below name the one for each field):
   authorisation messages: Thredd EHI guide 4.24 "POS_Data_DE61 field" (docs.thredd.com/ehi-json/Content/
   Appendices/POS_Data_DE61.htm) and Galileo "DE061 Subfields" (docs.galileo-ft.com/pro/reference/
   api-reference-de061-subfields): subfield 1 attendance (1 = unattended, CAT), 7 transaction status
-  (4 = pre-authorization request), 10 CAT level.
-- [MC43] Mastercard DE 43 card acceptor name/location: name 1-22, space, city 24-36, space, country 38-40.
+  (4 = pre-authorization request), 10 CAT level; level 2 = self-service terminal, as Cybersource's
+  "pointOfSaleInformation.catLevel" lists the levels (an automated fuel dispenser is one).
+- [MC43] Mastercard DE 43 card acceptor name/location, Thredd EHI guide 4.17 "Merch_Name_DE43 field"
+  (docs.thredd.com/ehi-json/Content/Appendices/Merch_Name_DE43_Authorisations.htm): name 1-22, space,
+  city 24-36, space, ISO 3166 alpha-3 country 38-40.
+- [MC22] Mastercard DE 22 subfield 1, Galileo "DE022 Codes" (docs.galileo-ft.com/pro/reference/
+  api-reference-de022-codes): 05 chip, 07 contactless, 80 chip fallback to magnetic stripe, 90 full track.
 - [MC48] Mastercard DE 48 subelement 61 "POS data, extended condition codes", subfield 1 partial approval
   terminal support indicator (1 = supported). Taken from the Mastercard Customer Interface Specification as
   processors summarise it; the CIS itself is proprietary and was not read here: confirm with the acquirer.
@@ -48,6 +53,7 @@ from contracts.iso8583_dialect import Dialect
 __all__ = [
     "AMOUNT_TYPE_APPROVED",
     "DIALECT",
+    "DIALECTS",
     "DIALECT_TDES",
     "ENTRY_CHIP_PIN",
     "ENTRY_CONTACTLESS",
@@ -140,8 +146,9 @@ PROC_GOODS_AND_SERVICES = "000000"
 POS_CONDITION_PREAUTH = "06"
 MCC_AUTOMATED_FUEL_DISPENSER = "5542"
 
-# Field 22: PAN entry mode (2) + PIN entry capability (1). 05 ICC, 07 contactless, 80 chip fallback to
-# stripe (the acquirer maps it to each scheme's own code), 90 full unaltered track; 1 = can accept a PIN.
+# Field 22 [MC22]: PAN entry mode (2) + PIN entry capability (1). 05 ICC, 07 contactless, 80 chip fallback
+# to stripe, 90 full unaltered track; 1 = can accept a PIN. This acquirer takes 80 for a fallback whatever
+# the card's scheme and maps it to the scheme's own code (Visa's 90 with its chip condition code) itself.
 ENTRY_CHIP_PIN = "051"
 ENTRY_CONTACTLESS = "071"
 ENTRY_MAGSTRIPE = "901"
@@ -159,7 +166,7 @@ PRODUCT_CODES: dict[str, str] = {"petrol95": "001", "diesel": "019", "adblue": "
 
 _VALUES: dict[str, str] = {
     # [MC61] sf1 1 unattended, sf2 0, sf3 0 on premises, sf4 0 cardholder present, sf5 0 card present,
-    # sf6 0 no card capture, sf7 4 pre-authorization request, sf8 0, sf9 0, sf10 2 CAT level 2 (AFD).
+    # sf6 0 no card capture, sf7 4 pre-authorization request, sf8 0, sf9 0, sf10 2 CAT level 2.
     "pos_data_preauth": "1000004002",
     # the advices: sf7 0 normal (the completion of the pre-authorization)
     "pos_data_advice": "1000000002",
@@ -181,3 +188,5 @@ DIALECT = Dialect(
 DIALECT_TDES = Dialect(
     name="afd-1987-tdes", source=DIALECT.source, spec={**SPEC, "52": _fixed("b", 8, "PIN data")},
     formats={**FORMATS, "52": r"[0-9A-F]{16}"}, mandatory=MANDATORY, roles=_ROLES, values=_VALUES)
+
+DIALECTS: dict[str, Dialect] = {d.name: d for d in (DIALECT, DIALECT_TDES)}

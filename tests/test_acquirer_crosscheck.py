@@ -120,3 +120,36 @@ def test_the_tdes_dialects_host_verifies_the_pin_in_field_52() -> None:
     with pytest.raises(MessageError):      # an AES block does not fit this acquirer's b64 field 52
         m.preauth_request(terminal=TERMINAL, card=STRIPE, amount=15000, stan=6, when=WHEN,
                           pin_block=bytes(16), ksn=bytes(12), dialect=DIALECT_TDES)
+
+
+# Where our field table departs from pyiso8583's 1987 transcription (contracts.iso8583_spec): 52 the AES PIN
+# block (DIALECT only); 61 capped at Mastercard's ans..26 inside 1987's ans..999; 54 capped at six
+# 20-character amounts (an..120; pyiso8583 allows 240). The length prefix is the same for every field.
+DEPARTURES = {"afd-1987": {"52", "54", "61"}, "afd-1987-tdes": {"54", "61"}}
+
+
+@pytest.mark.parametrize("name", sorted(DEPARTURES))
+def test_our_field_table_matches_the_independent_1987_table(name: str) -> None:
+    from contracts.iso8583_spec import DIALECTS
+
+    dialect = DIALECTS[name]
+    for key, ours in dialect.spec.items():
+        if key in ("h", "t", "p", "1"):
+            continue
+        theirs = ISO1987[key]
+        same = (ours["data_enc"], ours["len_type"], ours["max_len"]) == (
+            theirs["data_enc"], theirs["len_type"], theirs["max_len"])
+        assert same or key in DEPARTURES[name], key
+        assert ours["len_type"] == theirs["len_type"], key        # the length prefix never departs
+
+
+@pytest.mark.parametrize("name", sorted(DEPARTURES))
+def test_dialect_data_is_consistent(name: str) -> None:
+    from contracts.iso8583_spec import DIALECTS
+
+    dialect = DIALECTS[name]
+    assert set(dialect.formats) <= set(dialect.spec) and set(dialect.spec) - {"h"} <= set(dialect.formats)
+    assert set(dialect.roles.values()) <= set(dialect.spec)
+    for mti, fields in dialect.mandatory.items():
+        assert dialect.pattern("t") is not None and dialect.pattern("t").fullmatch(mti), mti  # type: ignore[union-attr]
+        assert {k for f in fields for k in f.split("|")} <= set(dialect.spec), mti
