@@ -142,6 +142,19 @@ def test_escape_unescape():
     check(raises(dart.FrameError, dart.unescape, b"\x01\xfa"), "bare SF is a FrameError")
 
 
+def test_real_frames():
+    # frames from real Wayne pumps and controllers (tests/vectors/dart/README.md): CRC and escaping agree
+    big = unhex("50 3E 02 08 00 00 00 00 00 00 00 00 03 04 00 99 07 07 01 01 05 65 10 01 13 36 38 49 66"
+                " 13 36 38 49 66 00 00 00 00 00 39 10 FA 03 FA")
+    f = dart.decode(big)                      # its CRC high byte is FA, escaped by DLE
+    check(f.txn == 0xE and [t for t, _ in f.transactions] == [2, 3, 1, 0x65], "real reply splits")
+    check(dart.encode_frame(f) == big, "real reply encodes back byte for byte")
+    cd5 = unhex("50 30 05 06 00 11 75 00 11 75 DA C7 03 FA")
+    check(dart.decode(cd5).transactions == [(dart.CD5, unhex("00 11 75 00 11 75"))], "real CD5")
+    check(dart.encode_data(0x51, 0xD, [(0x65, unhex("01 00 00 00 00 02 00 00 00 00 02 00 00 00 00 00"))])
+          == unhex("51 3D 65 10 01 00 00 00 00 02 00 00 00 00 02 00 00 00 00 00 58 F8 03 FA"), "real DC101")
+
+
 # -- runner --------------------------------------------------------------------------------------------
 def run():
     passed = failed = 0
