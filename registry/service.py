@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contracts.cards import mask_pan
+from contracts.errors import ConfigError
 from contracts.messages import AuthAnswer, SaleAckReason, parse_timestamp
 from contracts.reasons import DeclineReason
 from registry.checks import sale_problems
@@ -85,6 +86,11 @@ def authorize(session: Session, keys: RegistryKeys, req: dict[str, Any], now: dt
         return _decline(req, DeclineReason.CARD_EXPIRED, masked)
     try:
         pin_key = keys.device_key(device.pin_key_hex)
+    except ConfigError:
+        # the registry's fault, not the card's: no PIN try is counted, an operator must mend the key
+        log.error("device PIN key unusable", extra={"alarm": "device_key", "terminal": device.id})
+        return _decline(req, DeclineReason.DO_NOT_HONOUR, masked, why="device_key_unusable")
+    try:
         pin = decipher_pinblock_iso_4(pin_key, bytes.fromhex(req["pin_block"]), pan)
     except ValueError:
         pin = ""
@@ -195,7 +201,9 @@ def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dic
     auth = _settled_authorization(session, sale, problems)
     # A sale of nothing on an authorization never granted (the terminal releasing a request that got no
     # answer, which never reached the registry) holds nothing to review.
-    nothing = sale["volume_cl"] == 0 and sale["amount_cents"] == 0 and problems == ["unknown_authorization"]
+    # Nor does a second sale of nothing on one authorization (a release repeated across a crash).
+    nothing = (sale["volume_cl"] == 0 and sale["amount_cents"] == 0
+               and set(problems) <= {"unknown_authorization", "authorization_reused"} and bool(problems))
     held = bool(problems) and not nothing
     session.add(Transaction(
         sale_id=sale["sale_id"], kind=sale["kind"], auth_id=sale["auth_id"],

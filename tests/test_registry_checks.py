@@ -234,3 +234,16 @@ def test_release_of_a_request_never_received_is_not_held_and_bars_the_request(en
         answer = authorize(s, env.keys, m.decode(m.encode(late, m.AUTH_REQUEST), m.AUTH_REQUEST), NOW)
     assert not answer.approved and answer.reason is not None and answer.reason.value == "do_not_honour"
     assert env.usage(1) == 15_000                              # only the other request's hold
+
+
+def test_a_second_release_of_one_hold_is_not_held(env: Env) -> None:
+    """The terminal's timeout release and its crash recovery can both close one hold: nothing to review."""
+    a = env.auth(ACME)
+    assert _release(env, a["auth_id"])["reason"] == ""
+    _, again = env.sale(a["auth_id"], volume_cl=0, amount_cents=0, nozzle=0, product=None, price_milli=0)
+    assert again == {"sale_id": again["sale_id"], "status": "stored", "reason": ""}
+    _, fuel = env.sale(a["auth_id"], volume_cl=1000)          # fuel on a used authorization still is
+    assert fuel["reason"] == "held"
+    with env.sessions() as s:
+        assert [tx.volume_cl for tx in held_sales(s)] == [1000]
+    assert env.usage(1) == 0

@@ -130,3 +130,12 @@ def test_tampered_sealed_key_is_refused(env: Env) -> None:
         env.keys.device_key(raw.decode())
     with pytest.raises(ConfigError, match="unsealed"):
         env.keys.device_key(PIN_KEY.hex())
+
+
+def test_unusable_device_key_declines_without_counting_a_pin_try(env: Env) -> None:
+    with env.sessions() as s:
+        s.execute(update(Device).where(Device.id == "T-0001").values(pin_key_hex=PIN_KEY.hex()))  # unsealed
+        s.commit()
+    answer = env.auth(ACME)
+    assert not answer["approved"] and answer["reason"] == "do_not_honour"
+    assert env.card(ACME).pin_tries == 0 and env.card(ACME).status == "active"
