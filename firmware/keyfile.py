@@ -16,7 +16,8 @@ from pathlib import Path
 
 from contracts.errors import ConfigError
 
-__all__ = ["PRIVATE_MODE", "check_private", "load_or_create_key", "read_key_file", "write_key_file"]
+__all__ = ["PRIVATE_MODE", "check_private", "load_or_create_key", "private_database", "read_key_file",
+           "write_key_file"]
 
 PRIVATE_MODE = 0o600
 _OPEN_TO_OTHERS = 0o077        # any right for the group or for others
@@ -97,3 +98,17 @@ def load_or_create_key(path: Path, size: int = 32) -> bytes:
     if len(key) != size:
         raise ConfigError("key file holds a key of the wrong size", path=str(path), expected=size)
     return key
+
+
+def private_database(path: Path) -> Path:
+    """Make an SQLite file (and its -wal and -shm) readable by its owner only, creating it empty if absent.
+
+    SQLite gives the -wal and -shm files it creates the main file's mode, so they stay private too. The
+    journal and the advice store hold no clear card data, but a sale's history is nobody else's business.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_MODE))
+    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(each, PRIVATE_MODE)
+    return path

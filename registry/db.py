@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
@@ -88,6 +91,17 @@ def database_url(url: str, *, key: str = "db") -> URL:
     return parsed
 
 
+def _private_sqlite(path: Path) -> None:
+    """The database holds sealed keys and every sale: its owner's only (SQLite gives -wal/-shm its mode)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(each, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot open database file {path}: {exc.strerror}", key="db") from exc
+
+
 def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
     """Create the engine, the tables and any column an older database lacks.
 
@@ -95,6 +109,8 @@ def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
     registry runs on, or one that cannot be opened, is a ConfigError (its password never shown).
     """
     parsed = database_url(url)
+    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+        _private_sqlite(Path(parsed.database))
     try:
         engine = create_engine(parsed)
     except ModuleNotFoundError as exc:

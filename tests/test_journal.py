@@ -758,3 +758,18 @@ def test_a_migrated_fleet_sale_still_syncs_against_its_authorization(path: Path)
             assert sale_payload(rec, "T-0001", "ST-1")["auth_id"] == auth, sid
     finally:
         j.close()
+
+
+def test_journal_files_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "journal.db"
+    path.parent.mkdir()
+    path.write_bytes(b"")
+    path.chmod(0o644)                                   # a journal from before: narrowed at open
+    journal = Journal(path)
+    try:
+        journal.begin_sale("s1", 1, "707700******0019", "tok", program="fleet")
+        made = sorted(p for p in path.parent.iterdir())
+        assert [p.name for p in made] == ["journal.db", "journal.db-shm", "journal.db-wal"]
+        assert {p.stat().st_mode & 0o777 for p in made} == {0o600}
+    finally:
+        journal.close()

@@ -139,3 +139,19 @@ def test_unusable_device_key_declines_without_counting_a_pin_try(env: Env) -> No
     answer = env.auth(ACME)
     assert not answer["approved"] and answer["reason"] == "do_not_honour"
     assert env.card(ACME).pin_tries == 0 and env.card(ACME).status == "active"
+
+
+def test_registry_database_files_are_private(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    old.write_bytes(b"")
+    old.chmod(0o644)                                 # from before: narrowed at open
+    for path in (tmp_path / "new.db", old):
+        engine, _ = open_database(f"sqlite:///{path}")
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT count(*) FROM devices").scalar()
+            made = [p for p in tmp_path.iterdir() if p.name.startswith(path.name)]
+            assert path.with_name(path.name + "-wal") in made         # WAL: -wal and -shm exist too
+            assert {p.name: p.stat().st_mode & 0o777 for p in made} == {p.name: 0o600 for p in made}
+        finally:
+            engine.dispose()

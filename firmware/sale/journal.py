@@ -19,6 +19,7 @@ from typing import Any
 
 from contracts.errors import JournalError
 from contracts.reasons import parse_reason
+from firmware.keyfile import private_database
 from firmware.sale.journal_schema import migrate
 from firmware.sale.machine import OPEN_STATES, SaleState, check_move
 from firmware.sale.record import Preset, SaleRecord
@@ -38,8 +39,8 @@ class Journal:
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self._db = sqlite3.connect(str(private_database(self.path)), check_same_thread=False,
+                                       isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             migrate(self._db)
