@@ -122,12 +122,23 @@ def cmd_registry(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _owner(directory: Path) -> str | None:
+    """The user owning a data directory, who can write it; None when it does not exist yet."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(directory.stat().st_uid).pw_name
+    except (OSError, KeyError):
+        return None
+
+
 def cmd_broker_config(args: argparse.Namespace) -> int:
     from registry.broker import broker_config
 
     bind, _ = _broker(f"{args.bind}:{args.port}", "--bind")
     data_dir = _path(args.data_dir, "--data-dir") if args.data_dir else None
-    text = broker_config(args.port, bind=bind, data_dir=data_dir)
+    user = args.user or (_owner(data_dir) if data_dir is not None else None)
+    text = broker_config(args.port, bind=bind, data_dir=data_dir, user=user)
     if args.output == "-":
         sys.stdout.write(text)
         return EXIT_OK
@@ -204,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--port", type=_port, default=1883, help="1..65535 (default 1883)")
     b.add_argument("--bind", default="127.0.0.1")
     b.add_argument("--data-dir", default=None, help="enable persistence in this directory")
+    b.add_argument("--user", default=None,
+                   help="user the broker runs as when started as root (default: the data directory's owner)")
     b.add_argument("--output", "-o", default="-", help="file to write (default stdout)")
     b.set_defaults(func=cmd_broker_config)
 

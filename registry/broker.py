@@ -8,8 +8,12 @@ __all__ = ["broker_config"]
 
 
 def broker_config(port: int, *, bind: str = "127.0.0.1", data_dir: Path | None = None,
-                  password_file: Path | None = None) -> str:
-    """A mosquitto 2.x config: one MQTT listener on bind:port, no persistence unless data_dir is given."""
+                  password_file: Path | None = None, user: str | None = None) -> str:
+    """A mosquitto 2.x config: one MQTT listener on bind:port, no persistence unless data_dir is given.
+
+    Started as root, mosquitto drops to `user` (its own default is the user "mosquitto", who cannot write
+    a data directory someone else made); started as anyone else it runs as that user and ignores this.
+    """
     lines = [
         "# written by forecourt broker-config",
         "per_listener_settings false",
@@ -22,6 +26,8 @@ def broker_config(port: int, *, bind: str = "127.0.0.1", data_dir: Path | None =
         "log_type notice",
         "connection_messages false",
     ]
+    if user is not None:
+        lines += [f"user {user}"]
     if password_file is not None:
         lines += ["allow_anonymous false", f"password_file {password_file}"]
     else:

@@ -5,8 +5,8 @@ holds device keys only wrapped under its KEK."""
 
 from __future__ import annotations
 
+import getpass
 import json
-import os
 import shutil
 import time
 import tomllib
@@ -110,8 +110,8 @@ def persistent_broker(state_dir: Path, port: int) -> Process:
     data = state_dir / "mosquitto-data"
     data.mkdir(exist_ok=True)
     conf = state_dir / "mosquitto.conf"
-    # as root, mosquitto drops to its own user, which cannot enter pytest's 0700 directories
-    conf.write_text(broker_config(port, data_dir=data) + ("user root\n" if os.geteuid() == 0 else ""))
+    # as root, mosquitto would drop to its own user, which cannot enter pytest's 0700 directories
+    conf.write_text(broker_config(port, data_dir=data, user=getpass.getuser()))
     proc = Process("mosquitto", [exe, "-c", str(conf)], state_dir / "mosquitto.log")
     wait_port(port, 10, proc)
     return proc
