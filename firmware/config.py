@@ -68,6 +68,8 @@ class DevicesSection:
     pump_line: str = "/dev/ttyAMA0"
     pumps: tuple[int, ...] = (1,)
     pump_baudrate: int = 9600    # DART lines run at 9600 or 19200 baud, 8O1
+    # decimal places of volume, amount and unit price, e.g. [3, 0, 0]; empty: each pump's own (DART DC7)
+    pump_decimals: tuple[int, ...] = ()
     printer: str = "file:///dev/usb/lp0"
     panel: str = "pygame://"
     pin_key: str = "pek.hex"     # AES PIN-encryption key file, relative to state_dir
@@ -185,6 +187,10 @@ def _check_values(cfg: TerminalConfig) -> None:
     bad = [p for p in cfg.devices.pumps if not 1 <= p <= 32]
     if bad or not cfg.devices.pumps or len(set(cfg.devices.pumps)) != len(cfg.devices.pumps):
         raise ConfigError("devices.pumps must list distinct pump numbers 1..32", key="devices.pumps")
+    if cfg.devices.pump_decimals and (len(cfg.devices.pump_decimals) != 3
+                                      or not all(0 <= d <= 4 for d in cfg.devices.pump_decimals)):
+        raise ConfigError("devices.pump_decimals must be three places 0..4: volume, amount, price",
+                          key="devices.pump_decimals")
     _check_network(cfg)
     bank = cfg.bank
     if not 0 < bank.preauth_cents < 10**8:

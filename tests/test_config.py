@@ -459,3 +459,16 @@ def test_helper_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     path.write_bytes(b"name = \"\xff\"\n")
     with pytest.raises(ConfigError, match="EMV parameters file .* is not UTF-8"):
         read_toml(path, "EMV parameters")
+
+
+def test_pump_decimals_are_the_pumps_own_unless_pinned(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL)).devices.pump_decimals == ()
+    text = MINIMAL + "\n[devices]\npump_decimals = [3, 0, 0]\n"
+    assert load_config(write(tmp_path, text)).devices.pump_decimals == (3, 0, 0)
+
+
+@pytest.mark.parametrize("value", ["[2, 2]", "[2, 2, 3, 1]", "[2, -1, 3]", "[2, 2, 9]", '"2,2,3"'])
+def test_pump_decimals_must_be_three_places(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, MINIMAL + f"\n[devices]\npump_decimals = {value}\n"))
+    assert err.value.context["key"] == "devices.pump_decimals"

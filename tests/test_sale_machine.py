@@ -16,7 +16,14 @@ from typing import Any, cast
 
 import pytest
 
-from contracts.errors import HostUnavailable, HostUnreachable, JournalError, PumpLinkError, PumpStateError
+from contracts.errors import (
+    HostUnavailable,
+    HostUnreachable,
+    JournalError,
+    MessageError,
+    PumpLinkError,
+    PumpStateError,
+)
 from contracts.iso8583 import encode
 from contracts.messages import AuthAnswer
 from contracts.reasons import DeclineReason
@@ -307,6 +314,9 @@ SALES = [
          host=HostUnavailable("no answer"), screen=Screen.HOST_UNAVAILABLE),
     Sale("fleet-totals-unreadable", "fleet", ("created", "authorizing", "approved", "completed"), events=FILL,
          fail=("totals", PumpLinkError("no answer")), screen=Screen.PUMP_ERROR),
+    Sale("fleet-nozzle-without-totals", "fleet", ("created", "authorizing", "approved", "completed"),
+         events=FILL, fail=("totals", MessageError("nozzle must be 1..8 for total counters")),
+         screen=Screen.PUMP_ERROR),
     Sale("fleet-pump-refuses-authorize", "fleet", FULL, events=FILL,
          fail=("authorize", PumpStateError("busy")), screen=Screen.PUMP_ERROR),
     Sale("fleet-authorize-reply-lost", "fleet", FULL, events=FILL, fail=("authorized", PumpLinkError("lost")),

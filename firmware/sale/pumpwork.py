@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from contracts.errors import PrinterError, PumpError, PumpTimeout
+from contracts.errors import MessageError, PrinterError, PumpError, PumpStateError, PumpTimeout
 from contracts.pump import PumpState, PumpStatus
 from contracts.receipt import ReceiptLine
 from contracts.screens import Screen
@@ -184,7 +184,10 @@ class PumpWork:
     def _totals(self, pump: int, nozzles: tuple[int, ...]) -> dict[int, tuple[int, int]]:
         out = {}
         for n in nozzles:
-            t = self.world.pumps.totals(pump, n)
+            try:
+                t = self.world.pumps.totals(pump, n)
+            except MessageError as exc:        # e.g. a nozzle the line's protocol keeps no totals for
+                raise PumpStateError("pump keeps no totals for this nozzle", pump=pump, nozzle=n) from exc
             out[n] = (t.volume_cl, t.amount_cents)
         return out
 

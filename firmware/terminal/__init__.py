@@ -59,7 +59,8 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     link.on_state(announce)
     panel = open_device("panel", dev.panel, language=cfg.terminal.language)
     reader = open_device("card_reader", dev.card_reader)
-    pumps = open_device("pump_line", dev.pump_line, pumps=dev.pumps, baudrate=dev.pump_baudrate)
+    pumps = open_device("pump_line", dev.pump_line, pumps=dev.pumps, baudrate=dev.pump_baudrate,
+                        decimals=dev.pump_decimals or None)
     printer = open_device("printer", dev.printer)
     dukpt = load_dukpt(state / cfg.bank.dukpt, journal) if cfg.bank.acquirer else None
     pinpad = PinPad(panel, pin_key, dukpt)
