@@ -502,3 +502,41 @@ def test_bank_receipt_of_a_summary_missing_its_entry_mode_still_prints(tmp_path:
     sale = journaled_sale(tmp_path, {"aid": "A0000000031010", "app_label": "VISA DEBIT"})
     got = rows(bank_receipt_for(sale, head(sale)))
     assert (got["Application"], got["Charged"]) == ("VISA DEBIT", "14.10 EUR")
+
+
+# -- a second acquirer is a second dialect (data), not new code ------------------------------------------
+
+
+def test_the_acquirers_dialect_is_named_in_the_bank_configuration() -> None:
+    from types import SimpleNamespace
+
+    from contracts.errors import ConfigError
+    from contracts.iso8583_spec import DIALECT, DIALECT_TDES
+    from firmware.programs.bank.setup import acquirer_dialect
+
+    assert acquirer_dialect(SimpleNamespace()) is DIALECT
+    assert acquirer_dialect(SimpleNamespace(dialect="afd-1987-tdes")) is DIALECT_TDES
+    with pytest.raises(ConfigError):
+        acquirer_dialect(SimpleNamespace(dialect="acquirer-nobody-has"))
+
+
+def test_advices_of_another_dialect_are_built_and_forwarded_in_it(saf: StoreAndForward) -> None:
+    from contracts.iso8583_spec import DIALECT_TDES
+
+    saf.hold("sale-t", context().dumps())
+    kind, raw = build_final_advice(context(), terminal=TERMINAL, dispensed=4321, stan=43, when=WHEN,
+                                   sold=SOLD, dialect=DIALECT_TDES)
+    saf.settle(kind, "sale-t", raw)
+    host = AcquirerHost({}, dialect=DIALECT_TDES).start()
+    host.remember("000042", "0314092653", 12000)
+    link = AcquirerLink("127.0.0.1", host.port, connect_timeout=1.0, response_timeout=1.0)
+    forwarder = AdviceForwarder(saf, link, timeout=1.0, interval=0.05, dialect=DIALECT_TDES)
+    try:
+        forwarder.start()
+        forwarder.kick()
+        assert wait_until(lambda: not saf.pending())
+        assert host.settled_total == 4321 and host.decisions[-1]["code"] == "00"
+    finally:
+        forwarder.stop()
+        link.close()
+        host.stop()

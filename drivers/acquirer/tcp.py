@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from contracts.errors import HostUnavailable, HostUnreachable, MessageError
-from contracts.iso8583 import DIALECT, Dialect, decode, network_response
+from contracts.iso8583 import DIALECT, Dialect, network_response
 from drivers.url import DeviceUrl
 
 __all__ = ["MAX_FRAME", "AcquirerLink", "open_acquirer_link"]
@@ -32,8 +32,31 @@ _MIN_FRAME = 12  # MTI (4) + primary bitmap (8)
 
 
 def _key(raw: bytes, dialect: Dialect) -> tuple[str, str]:
-    doc = decode(raw, dialect, strict=False, reads=("11",))
-    return doc["t"], doc.get("11", "")
+    """MTI and STAN (field 11) from the head of a frame: fields 2-10 are stepped over by their lengths, so a
+    frame is matched whatever the fields after 11 hold; its reader decodes it whole by its own dialect."""
+    spec = dialect.full_spec()
+    try:
+        mti = raw[:4].decode("ascii")
+        bitmap = int.from_bytes(raw[4:12], "big")
+        if len(raw) < _MIN_FRAME or not mti.isdigit():
+            raise ValueError(mti)
+        pos, stan = 12 + (8 if bitmap >> 63 & 1 else 0), ""
+        for number in range(2, 12):
+            if not bitmap >> (64 - number) & 1:
+                continue
+            field = spec[str(number)]
+            digits = int(field["len_type"])
+            length = int(raw[pos:pos + digits].decode("ascii")) if digits else int(field["max_len"])
+            pos += digits
+            value = raw[pos:pos + length].decode("ascii")
+            pos += length
+            if number == 11:
+                stan = value
+        if stan and not (len(stan) == 6 and stan.isdigit()):
+            raise ValueError(stan)
+    except (ValueError, UnicodeDecodeError):
+        raise MessageError("cannot read the frame's MTI and STAN") from None
+    return mti, stan
 
 
 def response_mti(request_mti: str) -> str:

@@ -43,6 +43,7 @@ __all__ = [
     "RESPONSE_TEXT",
     "AdviceResponse",
     "Card",
+    "Dialect",
     "FuelLine",
     "Original",
     "PreauthResult",

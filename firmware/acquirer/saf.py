@@ -254,7 +254,8 @@ class StoreAndForward:
         return bool(row and row[0] >= MAX_REFUSALS)
 
     def forward(self, link: Exchanger, timeout: float | None = None,
-                stop: Callable[[], bool] = lambda: False) -> ForwardReport:
+                stop: Callable[[], bool] = lambda: False,
+                dialect: messages.Dialect = messages.DIALECT) -> ForwardReport:
         """Send every pending advice in order; stop at the first sign the host is unreachable, or when
         stop() says the terminal is shutting down (the rest waits in the file)."""
         acked = refused = parked = 0
@@ -267,7 +268,7 @@ class StoreAndForward:
                 answer = link.exchange(raw, timeout)
                 parse = (messages.parse_completion_response if item.kind is AdviceKind.COMPLETION
                          else messages.parse_reversal_response)
-                response = parse(answer)
+                response = parse(answer, dialect)
             except (HostUnavailable, MessageError) as exc:
                 log.warning("advice forwarding stopped",
                             extra={"advice_id": item.id, "kind": item.kind.value,

@@ -100,7 +100,8 @@ def fuel_lines(sold: Sold | None, amount: int) -> list[iso.FuelLine]:
 
 def build_final_advice(ctx: CardContext, *, terminal: iso.Terminal, dispensed: int, stan: int,
                        when: dt.datetime, reason: iso.ReversalReason | None = None,
-                       sold: Sold | None = None) -> tuple[AdviceKind, bytes]:
+                       sold: Sold | None = None,
+                       dialect: iso.Dialect = iso.DIALECT) -> tuple[AdviceKind, bytes]:
     """A 0220 for what was dispensed, or a 0420 when nothing was (or the sale failed: reason)."""
     icc = bytes.fromhex(ctx.icc) or None
     original = dataclasses.replace(ctx.original, acquirer_id=terminal.acquirer_id)
@@ -108,18 +109,21 @@ def build_final_advice(ctx: CardContext, *, terminal: iso.Terminal, dispensed: i
         amount = min(dispensed, ctx.approved)
         return AdviceKind.COMPLETION, iso.completion_advice(
             terminal=terminal, card=ctx.card, original=original, authorized_amount=ctx.approved,
-            dispensed_amount=amount, stan=stan, when=when, icc_tlv=icc, fuel=fuel_lines(sold, amount))
+            dispensed_amount=amount, stan=stan, when=when, icc_tlv=icc, fuel=fuel_lines(sold, amount),
+            dialect=dialect)
     return AdviceKind.REVERSAL, iso.reversal_advice(
         terminal=terminal, card=ctx.card, original=original, amount=ctx.approved or ctx.requested,
-        reason=reason or iso.ReversalReason.NOTHING_DISPENSED, stan=stan, when=when, icc_tlv=icc)
+        reason=reason or iso.ReversalReason.NOTHING_DISPENSED, stan=stan, when=when, icc_tlv=icc,
+        dialect=dialect)
 
 
 class AdviceForwarder:
     """Sends queued advices now (kick) and every interval seconds, on its own acquirer connection."""
 
     def __init__(self, saf: StoreAndForward, link: Exchanger, *, timeout: float,
-                 interval: float = 10.0) -> None:
+                 interval: float = 10.0, dialect: iso.Dialect = iso.DIALECT) -> None:
         self.saf, self.link, self.timeout, self.interval = saf, link, timeout, interval
+        self.dialect = dialect
         self._kick = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="advice-forwarder", daemon=True)
@@ -139,7 +143,8 @@ class AdviceForwarder:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                report = self.saf.forward(self.link, self.timeout, stop=self._stop.is_set)
+                report = self.saf.forward(self.link, self.timeout, stop=self._stop.is_set,
+                                          dialect=self.dialect)
                 if report.acked or report.refused:
                     log.info("advices forwarded", extra={"acked": report.acked, "refused": report.refused})
             except (HostUnavailable, MessageError, SyncError) as exc:

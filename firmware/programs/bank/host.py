@@ -64,20 +64,21 @@ class Acquirer:
             request = iso.preauth_request(
                 terminal=setup.terminal, card=card, amount=preauth, stan=stan, when=steps.now(),
                 icc_tlv=result.icc_data if result else None, pin_block=block,
-                ksn=prompts.ksn if block else None, pump=pump)
+                ksn=prompts.ksn if block else None, pump=pump, dialect=setup.dialect)
         except MessageError as exc:       # card data that no acquirer message can carry: nothing was sent
             log.warning("card data does not fit the pre-authorization", extra={"sale_id": sale_id,
                                                                                "error": str(exc)})
             return Decline(DeclineReason.CARD_ERROR, data=record(None, None))
         ctx = CardContext(pan=card.pan, expiry=card.expiry, entry_mode=card.entry_mode,
                           pan_sequence=card.pan_sequence, pump=pump, requested=preauth,
-                          stan=f"{stan:06d}", transmission=iso.decode(request)["7"],
+                          stan=f"{stan:06d}", transmission=iso.decode(request, setup.dialect)["7"],
                           icc=result.icc_data.hex() if result else "")
         saf.hold(sale_id, ctx.dumps())        # before the 0100 leaves: a crash after it can still reverse
         steps.authorizing(record(None, None))
         steps.port.show(Screen.AUTHORIZING)
         try:
-            answer = iso.parse_preauth_response(setup.link.exchange(request, setup.response_timeout))
+            answer = iso.parse_preauth_response(setup.link.exchange(request, setup.response_timeout),
+                                                setup.dialect)
         except HostUnreachable as exc:
             log.warning("acquirer unreachable", extra={"sale_id": sale_id, "error": str(exc)})
             return self._host_failed(sale_id, result, record, reversal=False)
@@ -148,7 +149,7 @@ class Acquirer:
                sold: Sold | None = None) -> None:
         kind, raw = build_final_advice(ctx, terminal=self.setup.terminal, dispensed=amount,
                                        stan=self.setup.stan.next(), when=dt.datetime.now().astimezone(),
-                                       reason=reason, sold=sold)
+                                       reason=reason, sold=sold, dialect=self.setup.dialect)
         self.setup.saf.settle(kind, sale_id, raw)
         log.info("bank advice queued", extra={"sale_id": sale_id, "kind": kind.value})
         self.setup.forwarder.kick()

@@ -72,6 +72,7 @@ class BankSetup:
     after_pin: Callable[[], None]        # persists the DUKPT counter
     magstripe: bool                      # a stripe reader head is fitted
     parts: tuple[Closable, ...] = ()     # connections to close at shutdown, after the forwarder stops
+    dialect: iso.Dialect = iso.DIALECT   # the acquirer's ISO 8583 dialect (contracts.iso8583_spec)
 
 
 class _ChipWatch:

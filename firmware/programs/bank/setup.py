@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from contracts.errors import ConfigError
+from contracts.iso8583_spec import DIALECTS
 from firmware.acquirer import messages as iso
 from firmware.acquirer.saf import StoreAndForward
 from firmware.config_files import read_toml
@@ -15,7 +17,7 @@ from firmware.programs.bank.advice import AdviceForwarder, Stan
 from firmware.programs.bank.program import BankProgram, BankSetup
 from firmware.programs.build import ProgramDeps
 
-__all__ = ["EXHAUSTED", "build", "card_acceptor"]
+__all__ = ["EXHAUSTED", "acquirer_dialect", "build", "card_acceptor"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,15 @@ EXHAUSTED = "exhausted"     # the journal's dukpt_counter once every key of the 
 _ALPHA3 = {"040": "AUT", "056": "BEL", "203": "CZE", "208": "DNK", "250": "FRA", "276": "DEU", "380": "ITA",
            "442": "LUX", "528": "NLD", "578": "NOR", "616": "POL", "724": "ESP", "752": "SWE", "756": "CHE",
            "826": "GBR", "840": "USA"}
+
+
+def acquirer_dialect(bank: Any) -> iso.Dialect:
+    """The acquirer's ISO 8583 dialect by its name in [bank] dialect (contracts.iso8583_spec.DIALECTS);
+    the default dialect when none is named. A second acquirer is a second entry there, not new code."""
+    name = str(getattr(bank, "dialect", "") or iso.DIALECT.name)
+    if name not in DIALECTS:
+        raise ConfigError("unknown acquirer dialect", key="bank.dialect", known=", ".join(sorted(DIALECTS)))
+    return DIALECTS[name]
 
 
 def card_acceptor(bank: Any, terminal_id: str, country_code: bytes) -> iso.Terminal:
@@ -60,12 +71,13 @@ def build(deps: ProgramDeps) -> BankProgram | None:
     if not keys_left():
         log.error("DUKPT keys exhausted: bank cards are refused until the PIN pad is re-keyed")
     terminal = card_acceptor(bank, cfg.terminal.id, emv.country_code)
+    dialect = acquirer_dialect(bank)
     parts: tuple[Any, ...] = (sale_link, advice_link)
     setup = BankSetup(
         emv=emv, terminal=terminal, link=sale_link, saf=saf,
-        forwarder=AdviceForwarder(saf, advice_link, timeout=bank.response_timeout),
+        forwarder=AdviceForwarder(saf, advice_link, timeout=bank.response_timeout, dialect=dialect),
         stan=Stan(lambda: journal.get_value("acquirer_stan"), lambda v: journal.put("acquirer_stan", v)),
         preauth_cents=bank.preauth_cents, response_timeout=bank.response_timeout,
         home_language=cfg.terminal.language, keys_left=keys_left, after_pin=after_pin,
-        magstripe=deps.magstripe, parts=parts)
+        magstripe=deps.magstripe, parts=parts, dialect=dialect)
     return BankProgram(setup)
