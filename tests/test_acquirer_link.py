@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 
 import iso8583
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contracts.errors import HostUnavailable, MessageError
 from drivers.acquirer import AcquirerLink
@@ -277,3 +279,15 @@ def test_network_echo_answered_and_unknown_response_fields_ignored(
     assert result.approved and result.auth_code == "A1B2C3"
     reply = m.decode(got[0])
     assert (reply["t"], reply["11"], reply["39"], reply["70"]) == ("0810", "000777", "00", "301")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=80))
+def test_reading_mti_and_stan_from_any_bytes_only_raises_message_error(data: bytes) -> None:
+    from drivers.acquirer.tcp import _key
+
+    try:
+        mti, stan = _key(data, m.DIALECT)
+    except MessageError:
+        return
+    assert mti.isdigit() and len(mti) == 4 and (stan == "" or (stan.isdigit() and len(stan) == 6))
