@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.errors import MessageError
+from contracts.panseal import PAN_SEALED
 from contracts.reasons import DeclineReason, parse_reason
 
 __all__ = [
@@ -120,9 +121,11 @@ _PRICES: Check = lambda v: (isinstance(v, list) and len(v) <= 32 * 15 and all(
     and _int(1, 999_999)(p["price_milli"]) for p in v))
 
 # field name -> check; every field is required (a Default only on decode) and no other is allowed.
+# "pan_sealed": the card number enciphered for the registry and bound to this request (contracts.panseal);
+# the full number never crosses the broker in clear, nor rests in its persistence file.
 AUTH_REQUEST: Mapping[str, Check] = {
     "request_id": _UUID, "terminal": _ID, "station": _ID, "pump": _PUMP,
-    "pan": _str(r"[0-9]{12,19}"), "expiry": _str(r"[0-9]{4}"), "pin_block": _str(r"[0-9A-F]{32}"),
+    "pan_sealed": _str(PAN_SEALED.pattern), "expiry": _str(r"[0-9]{4}"), "pin_block": _str(r"[0-9A-F]{32}"),
 }
 # "reason" is "approved" or a DeclineReason value. The wire admits any text, so that a terminal older than
 # a reason the registry adds still reads the answer (parse_reason makes it a plain decline).

@@ -2,6 +2,8 @@
 
 It gets an MQTT link passed in (drivers.mqtt.MqttLink or anything shaped like it). Completed sales are
 sent store-and-forward from the journal; only the registry's acknowledgement marks one synced.
+An authorization request carries the card number sealed (contracts.panseal) under a key derived from the
+terminal's PIN key, never in clear: the broker, and its persistence file, see only the sealed form.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, Protocol
 from contracts import messages as m
 from contracts.cards import mask_pan
 from contracts.errors import HostUnavailable, JournalError, MessageError
+from contracts.panseal import derive_pan_key, seal_pan
 from firmware.sale.journal import Journal
 from firmware.sale.record import SaleRecord
 from firmware.station import Station
@@ -58,9 +61,11 @@ def sale_payload(rec: SaleRecord, terminal: str, station: str) -> dict[str, Any]
 
 
 class HostLink:
-    def __init__(self, link: Link, journal: Journal, terminal: str, station: str, *,
+    def __init__(self, link: Link, journal: Journal, terminal: str, station: str, *, pin_key: bytes,
                  auth_timeout: float = 10.0) -> None:
+        """pin_key: the terminal's AES PIN key (pek.hex); only a PAN key derived from it is kept."""
         self.link, self.journal, self.auth_timeout = link, journal, auth_timeout
+        self._pan_key = derive_pan_key(pin_key)
         self.terminal, self.station_id = terminal, station
         self.inbox = m.TOPICS["terminal_inbox"].format(terminal=terminal)
         self.config: dict[str, Any] | None = None
@@ -86,10 +91,14 @@ class HostLink:
 
     def authorize(self, *, pan: str, expiry: str, pin_block: bytes, pump: int,
                   request_id: str | None = None) -> m.AuthAnswer:
-        """request_id: journaled by the caller first; the registry keys its hold by it."""
+        """request_id: journaled by the caller first; the registry keys its hold by it.
+
+        The request lives in the broker at most auth_timeout (its MQTT 5 message expiry, set by the
+        link's request()): one queued for an absent registry dies there instead of arriving late."""
         rid = request_id or str(uuid.uuid4())
+        sealed = seal_pan(self._pan_key, pan, request_id=rid, terminal=self.terminal, station=self.station_id)
         req = {"request_id": rid, "terminal": self.terminal, "station": self.station_id, "pump": pump,
-               "pan": pan, "expiry": expiry, "pin_block": pin_block.hex().upper()}
+               "pan_sealed": sealed, "expiry": expiry, "pin_block": pin_block.hex().upper()}
         sent = self.online
         try:
             raw = self.link.request(m.TOPICS["auth_request"], m.encode(req, m.AUTH_REQUEST), self.inbox,

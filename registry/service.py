@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from contracts.cards import mask_pan
 from contracts.errors import ConfigError
 from contracts.messages import AuthAnswer, SaleAckReason, parse_timestamp
+from contracts.panseal import PanSealError, derive_pan_key, unseal_pan
 from contracts.reasons import DeclineReason
 from registry.checks import sale_problems
 from registry.keys import RegistryKeys
@@ -66,7 +67,8 @@ def _decline(req: dict[str, Any], reason: DeclineReason, masked: str | None = No
 
 
 def authorize(session: Session, keys: RegistryKeys, req: dict[str, Any], now: dt.datetime) -> AuthAnswer:
-    """Check device, PIN, card status, product and monthly limit; reserve the allowed litres."""
+    """Check device, card number (unsealed), PIN, card status, product and monthly limit; reserve the
+    allowed litres."""
     if (session.get(Authorization, req["request_id"]) is not None
             or session.scalar(select(Transaction.id).where(Transaction.auth_id == req["request_id"]))):
         # reused, or late: the terminal gave up on it and released it with a sale of nothing
@@ -75,7 +77,19 @@ def authorize(session: Session, keys: RegistryKeys, req: dict[str, Any], now: dt
     if device is None or device.status != "active" or device.station_id != req["station"]:
         # not the card's fault, and nothing the customer can mend: the host refuses
         return _decline(req, DeclineReason.DO_NOT_HONOUR, why="unknown_terminal")
-    pan = req["pan"]
+    try:
+        pin_key = keys.device_key(device.pin_key_hex)
+    except ConfigError:
+        # the registry's fault, not the card's: no PIN try is counted, an operator must mend the key
+        log.error("device PIN key unusable", extra={"alarm": "device_key", "terminal": device.id})
+        return _decline(req, DeclineReason.DO_NOT_HONOUR, why="device_key_unusable")
+    try:
+        # the card number travels sealed under a key derived from the device's PIN key (contracts.panseal)
+        pan = unseal_pan(derive_pan_key(pin_key), req["pan_sealed"], request_id=req["request_id"],
+                         terminal=req["terminal"], station=req["station"])
+    except PanSealError:
+        # another key, another request's seal, or tampered with: no card to count a PIN try against
+        return _decline(req, DeclineReason.DO_NOT_HONOUR, why="pan_unsealable")
     masked = mask_pan(pan)
     card = session.scalar(select(Card).where(Card.token == keys.token(pan)))
     if card is None:
@@ -84,12 +98,6 @@ def authorize(session: Session, keys: RegistryKeys, req: dict[str, Any], now: dt
         return _decline(req, DeclineReason.CARD_BLOCKED, masked)
     if (now.year % 100, now.month) > (int(card.expiry[:2]), int(card.expiry[2:])):
         return _decline(req, DeclineReason.CARD_EXPIRED, masked)
-    try:
-        pin_key = keys.device_key(device.pin_key_hex)
-    except ConfigError:
-        # the registry's fault, not the card's: no PIN try is counted, an operator must mend the key
-        log.error("device PIN key unusable", extra={"alarm": "device_key", "terminal": device.id})
-        return _decline(req, DeclineReason.DO_NOT_HONOUR, masked, why="device_key_unusable")
     try:
         pin = decipher_pinblock_iso_4(pin_key, bytes.fromhex(req["pin_block"]), pan)
     except ValueError:

@@ -16,14 +16,17 @@ from hypothesis import strategies as st
 
 from contracts import messages as m
 from contracts.errors import MessageError
+from contracts.panseal import derive_pan_key, seal_pan
 from contracts.reasons import LEGACY_REASONS, DeclineReason
 
 PAN = "7077001000000019"
 UUID1 = "0f8fad5b-d9cb-469f-a165-70867728950e"
 UUID2 = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+SEALED = seal_pan(derive_pan_key(bytes(16)), PAN, request_id=UUID1, terminal="T-0001", station="ST-001")
 
 VALID: dict[str, dict[str, Any]] = {
-    "AUTH_REQUEST": {"request_id": UUID1, "terminal": "T-0001", "station": "ST-001", "pump": 1, "pan": PAN,
+    "AUTH_REQUEST": {"request_id": UUID1, "terminal": "T-0001", "station": "ST-001", "pump": 1,
+                     "pan_sealed": SEALED,
                      "expiry": "2912", "pin_block": "0123456789ABCDEF0123456789ABCDEF"},
     "AUTH_RESPONSE": {"request_id": UUID1, "approved": True, "reason": "approved", "auth_id": UUID2,
                       "allowed_cl": 15000, "nozzles": [1, 2], "card_masked": "707700******0019"},
@@ -43,7 +46,7 @@ DEFAULTS = {("SALE", "kind"): "fleet"}
 
 # a value of the wrong JSON type for every field (None where the field is not optional)
 WRONG_TYPE: dict[str, Any] = {
-    "request_id": 12, "terminal": 1, "station": ["ST"], "pump": "1", "pan": 7077001000000019,
+    "request_id": 12, "terminal": 1, "station": ["ST"], "pump": "1", "pan_sealed": 7077001000000019,
     "expiry": 2912, "pin_block": None, "approved": 1, "reason": None, "auth_id": 5, "allowed_cl": "100",
     "nozzles": 1, "card_masked": 7, "sale_id": None, "nozzle": 1.0, "product": 3, "volume_cl": True,
     "amount_cents": 1.5, "price_milli": "1659", "finished_at": 0, "recovered": "no", "flags": "a,b",
@@ -160,9 +163,11 @@ def test_each_field_of_wrong_type_is_rejected_by_name(name: str, field: str) -> 
     ("AUTH_REQUEST", "pump", 0),
     ("AUTH_REQUEST", "pump", 33),
     ("AUTH_REQUEST", "pump", True),
-    ("AUTH_REQUEST", "pan", "70770010000"),              # 11 digits
-    ("AUTH_REQUEST", "pan", "7" * 20),
-    ("AUTH_REQUEST", "pan", "7077 0010 0000 0019"),
+    ("AUTH_REQUEST", "pan_sealed", PAN),                 # a card number in clear is not a sealed one
+    ("AUTH_REQUEST", "pan_sealed", SEALED.lower()),
+    ("AUTH_REQUEST", "pan_sealed", SEALED[:-2]),         # truncated
+    ("AUTH_REQUEST", "pan_sealed", SEALED + "00"),
+    ("AUTH_REQUEST", "pan_sealed", "02" + SEALED[2:]),   # a sealing version this code does not know
     ("AUTH_REQUEST", "pin_block", "0123456789abcdef0123456789abcdef"),
     ("AUTH_REQUEST", "pin_block", "0123456789ABCDEF"),
     ("AUTH_REQUEST", "expiry", "29125"),
@@ -257,9 +262,20 @@ def _no_pan_in(exc: MessageError) -> None:
     assert all(PAN not in str(v) for v in exc.context.values())
 
 
+def test_auth_request_refuses_a_clear_card_number() -> None:
+    """Issue 10: the full PAN never crosses the broker in clear; the old "pan" field is no field at all."""
+    doc = {k: v for k, v in valid("AUTH_REQUEST").items() if k != "pan_sealed"} | {"pan": PAN}
+    for call in (lambda: m.decode(raw({"v": 1, **doc}), m.AUTH_REQUEST),
+                 lambda: m.encode(doc, m.AUTH_REQUEST)):
+        with pytest.raises(MessageError) as info:
+            call()
+        _no_pan_in(info.value)
+    assert PAN not in m.encode(valid("AUTH_REQUEST"), m.AUTH_REQUEST).decode()
+
+
 @pytest.mark.parametrize("change", [
-    {"pan": PAN + "X"},                       # the pan field itself malformed
-    {"pan": PAN + "0000"},                    # 20 digits
+    {"pan_sealed": PAN},                      # a clear number where the sealed one belongs
+    {"pan_sealed": PAN + "X"},
     {"expiry": PAN},                          # a pan in another field
     {"pin_block": PAN},
     {"terminal": PAN + " "},
@@ -312,9 +328,9 @@ def test_mutated_valid_document_is_dict_or_message_error(name: str, field: st.Da
 
 @settings(max_examples=200, deadline=None)
 @given(pan=st.from_regex(r"[0-9]{16}", fullmatch=True), junk=st.sampled_from([" ", "!", "\x01", "/"]),
-       where=st.sampled_from(["pan", "expiry", "pin_block", "terminal", "station", "request_id"]))
+       where=st.sampled_from(["pan_sealed", "expiry", "pin_block", "terminal", "station", "request_id"]))
 def test_pan_never_echoed_property(pan: str, junk: str, where: str) -> None:
-    doc = valid("AUTH_REQUEST") | {"pan": pan, where: pan + junk}
+    doc = valid("AUTH_REQUEST") | {"pan_sealed": pan, where: pan + junk}
     with pytest.raises(MessageError) as info:
         m.decode(raw({"v": 1, **doc}), m.AUTH_REQUEST)
     assert pan not in str(info.value) and pan not in repr(info.value)

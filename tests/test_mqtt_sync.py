@@ -29,7 +29,7 @@ from firmware.sale.journal import Journal
 from firmware.sale.machine import SaleState
 from firmware.sale.record import Preset
 from registry.broker import broker_config
-from registry.models import Transaction
+from registry.models import Card, Transaction
 from registry.seed import load_seed
 from registry.server import Registry, utcnow
 from registry.service import held_sales, record_sale, sale_conflicts
@@ -125,10 +125,11 @@ class Terminal:
     host: HostLink
 
 
-def make_terminal(port: int, journal_path: Path, auth_timeout: float = 5.0) -> Terminal:
+def make_terminal(port: int, journal_path: Path, auth_timeout: float = 5.0,
+                  pin_key: bytes = PIN_KEY) -> Terminal:
     journal = Journal(journal_path)
     link = MqttLink("127.0.0.1", port, TERMINAL)
-    host = HostLink(link, journal, TERMINAL, STATION, auth_timeout=auth_timeout)
+    host = HostLink(link, journal, TERMINAL, STATION, pin_key=pin_key, auth_timeout=auth_timeout)
     return Terminal(link, journal, host)
 
 
@@ -230,7 +231,8 @@ def test_retained_config_arrives_with_prices(registry: Registry, terminal: Termi
     assert prices[(1, 1)] == ("diesel", "Diesel", 1659)
     # cached in the journal: a terminal restarted offline still knows its prices
     assert json.loads(terminal.journal.get_value("terminal_config") or "null") == cfg
-    offline = HostLink(MqttLink("127.0.0.1", free_port(), "offline"), terminal.journal, TERMINAL, STATION)
+    offline = HostLink(MqttLink("127.0.0.1", free_port(), "offline"), terminal.journal, TERMINAL, STATION,
+                       pin_key=PIN_KEY)
     assert offline.config == cfg and not offline.online
 
 
@@ -254,6 +256,39 @@ def test_authorize_round_trip_approved(registry: Registry, terminal: Terminal) -
     assert answer.card_masked == "707700******0019"
     assert answer.auth_id is not None
     uuid.UUID(answer.auth_id)
+
+
+def test_authorization_request_crosses_the_broker_sealed_and_expiring(registry: Registry, terminal: Terminal,
+                                                                      spy: Spy) -> None:
+    """Issue 10: what the broker carries (and may persist) holds no card number; it lives auth_timeout."""
+    seen: list[tuple[bytes, Any]] = []
+    spy.link.subscribe(m.TOPICS["auth_request"], lambda t, payload, props: seen.append((payload, props)))
+    wait_config(terminal)
+    time.sleep(0.2)                                   # the spy's subscription is in place
+    answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
+    assert answer.approved and answer.card_masked == mask_pan(PAN)
+    assert wait_for(lambda: len(seen) == 1, 2)
+    payload, props = seen[0]
+    doc = m.decode(payload, m.AUTH_REQUEST)
+    assert PAN.encode() not in payload and PAN[-10:].encode() not in payload
+    assert "pan" not in doc and doc["pan_sealed"].startswith("01")
+    assert 1 <= props.MessageExpiryInterval <= terminal.host.auth_timeout
+
+
+def test_a_terminal_sealing_under_another_key_is_declined_without_a_pin_try(
+        registry: Registry, broker: Broker, tmp_path: Path) -> None:
+    t = make_terminal(broker.port, tmp_path / "other" / "journal.db", pin_key=bytes(16))
+    t.link.start()
+    try:
+        assert t.link.wait_connected(5)
+        answer = t.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block("0000"), pump=1)
+    finally:
+        t.link.stop()
+        t.journal.close()
+    assert (answer.approved, answer.reason) == (False, DeclineReason.DO_NOT_HONOUR)
+    with registry.sessions() as s:
+        card = s.scalar(select(Card).where(Card.token == registry.keys.token(PAN)))
+        assert card is not None and card.pin_tries == 0
 
 
 def test_authorize_round_trip_declined(registry: Registry, terminal: Terminal) -> None:

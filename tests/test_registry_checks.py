@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, select
 from test_registry_service import ACME, NOW, PIN_KEY, Env, make_pre_kind_database, sqlite_env
 
 from contracts import messages as m
+from contracts.panseal import derive_pan_key, seal_pan
 from registry.checks import CLOCK_AHEAD, MAX_AGE, MAX_SALE_CL
 from registry.db import open_database
 from registry.keys import load_or_create_keys
@@ -228,8 +229,10 @@ def test_release_of_a_request_never_received_is_not_held_and_bars_the_request(en
         tx = s.scalar(select(Transaction).where(Transaction.auth_id == request_id))
         assert tx is not None and not tx.held and tx.flags == "unanswered_authorization,unknown_authorization"
     # the request itself, arriving late, grants nothing: the terminal already gave up on it
-    late = {"request_id": request_id, "terminal": "T-0001", "station": "ST-001", "pump": 1, "pan": ACME,
-            "expiry": "2912", "pin_block": encipher_pinblock_iso_4(PIN_KEY, "1234", ACME).hex().upper()}
+    where = {"terminal": "T-0001", "station": "ST-001"}
+    sealed = seal_pan(derive_pan_key(PIN_KEY), ACME, request_id=request_id, **where)
+    late = {"request_id": request_id, **where, "pump": 1, "pan_sealed": sealed, "expiry": "2912",
+            "pin_block": encipher_pinblock_iso_4(PIN_KEY, "1234", ACME).hex().upper()}
     with env.sessions() as s:
         answer = authorize(s, env.keys, m.decode(m.encode(late, m.AUTH_REQUEST), m.AUTH_REQUEST), NOW)
     assert not answer.approved and answer.reason is not None and answer.reason.value == "do_not_honour"

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from contracts import messages as m
 from contracts.cards import luhn_ok
 from contracts.errors import ConfigError
+from contracts.panseal import derive_pan_key, seal_pan
 from contracts.reasons import DeclineReason
 from registry.db import open_database
 from registry.keys import RegistryKeys, load_or_create_keys
@@ -79,9 +80,13 @@ class Env:
 
     def auth(self, pan: str = ACME, pin: str = "1234", pump: int = 1, *, now: dt.datetime = NOW,
              terminal: str = "T-0001", station: str = "ST-001", pin_block: str | None = None,
-             block_pan: str | None = None) -> dict[str, Any]:
-        req = {"request_id": str(uuid.uuid4()), "terminal": terminal, "station": station, "pump": pump,
-               "pan": pan, "expiry": "2912",
+             block_pan: str | None = None, pan_key: bytes = PIN_KEY) -> dict[str, Any]:
+        """An authorization as a terminal sends it: the PAN sealed under the key derived from pan_key."""
+        rid = str(uuid.uuid4())
+        req = {"request_id": rid, "terminal": terminal, "station": station, "pump": pump,
+               "pan_sealed": seal_pan(derive_pan_key(pan_key), pan, request_id=rid, terminal=terminal,
+                                      station=station),
+               "expiry": "2912",
                "pin_block": (pin_block
                              or encipher_pinblock_iso_4(PIN_KEY, pin, block_pan or pan).hex().upper())}
         req = m.decode(m.encode(req, m.AUTH_REQUEST), m.AUTH_REQUEST)      # exactly what the wire carries
