@@ -130,8 +130,9 @@ def _acq_seeds() -> list[bytes]:
 
 
 def iso8583_decode(data: bytes) -> None:
-    """Either dialect (the first byte picks it): decode and re-encode; an 0800 gets an 0810 that decodes."""
-    dialect = (spec.DIALECT, spec.DIALECT_TDES)[data[0] & 1] if data else spec.DIALECT
+    """Any dialect (the first byte picks it): decode and re-encode; an 0800 gets an 0810 that decodes."""
+    dialects = list(spec.DIALECTS.values())
+    dialect = dialects[data[0] % len(dialects)] if data else spec.DIALECT
     raw = data[1:]
     try:
         answer = iso8583.network_response(raw, dialect)
