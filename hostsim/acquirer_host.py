@@ -6,7 +6,8 @@ Frames are a 2-byte big-endian length then the message (drivers.acquirer.tcp). O
 connection. For a 0100 the host checks, in this order: the test's rules (timeout/drop), the card
 expiry (54), the ARQC in field 55 with the issuer master key for the PAN's prefix (05 if it does not
 verify), the PIN block through pin_verifier (55), then answers as the rules say: approve (00, ARPC in
-tag 91), partial (10, approved amount in field 54), decline (05 or the given code). 0220/0221 and
+tag 91), partial (10, approved amount in field 54; 51 when the 0100 does not flag partial approval as
+supported), decline (05 or the given code). 0220/0221 and
 0420/0421 are acknowledged with 0230/0430 and recorded in `advices`. A completion settles the amount in its
 field 4, once per original pre-authorization (a repeat 0221 is acknowledged, not settled again), and only
 within what was approved (else 13); a completion whose original this host never approved gets 25, a reversal
@@ -244,7 +245,9 @@ class AcquirerHost:
         code, reason, amount = self._check(doc, icc, pan, psn)
         if code == "00":
             kind, _, arg = behaviour.partition(":")
-            if kind == "partial":
+            if kind == "partial" and not self._takes_partial(doc):
+                code, reason, amount = "51", "partial approval not flagged as supported", 0
+            elif kind == "partial":
                 amount = int(arg) if arg else int(doc["4"]) // 2
                 code, reason = "10", "partial approval (rules)"
             elif kind == "decline":
@@ -287,6 +290,11 @@ class AcquirerHost:
                 and not self.pin_verifier(pin_block, doc.get(self.dialect.role("ksn"), ""), pan)):
             return "55", "incorrect PIN", 0
         return "00", "approved", amount
+
+    def _takes_partial(self, doc: dict[str, str]) -> bool:
+        """The 0100 says the terminal takes a partial approval; an issuer declines rather than approve part
+        of an amount for a terminal that does not say so."""
+        return doc.get(self.dialect.role("additional_data")) == self.dialect.values["additional_data_preauth"]
 
     def _key(self, pan: str) -> bytes | None:
         best = max((p for p in self.issuer_keys if pan.startswith(p)), key=len, default=None)

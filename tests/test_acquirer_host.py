@@ -303,3 +303,16 @@ def test_reversal_of_a_request_it_never_answered_is_acknowledged(link: AcquirerL
                              reason=m.ReversalReason.TIMEOUT, stan=2, when=WHEN, dialect=DIALECT_TDES)
     assert m.parse_reversal_response(link.exchange(back), DIALECT_TDES).acknowledged
     assert host.releases == {} and host.approved == {}            # nothing was held, nothing released
+
+
+def test_partial_approval_only_for_a_terminal_that_says_it_takes_one(link: AcquirerLink, host: AcquirerHost,
+                                                                     rules: Rules) -> None:
+    """Defect: the 0100 did not flag partial approval; without the flag an issuer declines instead."""
+    rules.next = "partial:6000"
+    raw = m.preauth_request(terminal=TERMINAL, card=CARD, amount=15000, stan=7, when=WHEN,
+                            icc_tlv=card_icc("visa_cvn18", 15000)[0], dialect=DIALECT_TDES)
+    unflagged = m.encode({**m.decode(raw, DIALECT_TDES), "48": "R"}, DIALECT_TDES)
+    result = m.parse_preauth_response(link.exchange(unflagged), DIALECT_TDES)
+    assert not result.approved and result.response_code == "51"
+    assert host.decisions[-1]["reason"] == "partial approval not flagged as supported"
+    assert m.parse_preauth_response(link.exchange(raw), DIALECT_TDES).partial     # flagged: 10, part approved
