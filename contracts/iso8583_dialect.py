@@ -9,7 +9,13 @@ from typing import Any
 
 import iso8583.specs
 
-__all__ = ["Dialect"]
+__all__ = ["PIN_BLOCK_FORMATS", "PIN_ISO0_TDEA2", "PIN_ISO4_AES", "Dialect"]
+
+# The PIN blocks an acquirer may take, each under a working key of the PIN pad's AES DUKPT initial key
+# (ANSI X9.24-3-2017 6.3.3 derives 2TDEA and AES working keys alike):
+PIN_ISO0_TDEA2 = "iso0-tdea2"   # ISO 9564-1 format 0, 8 bytes, 2TDEA: the 1987 b64 field 52
+PIN_ISO4_AES = "iso4-aes"       # ISO 9564-1 format 4, 16 bytes, AES: wider than any 1987 field
+PIN_BLOCK_FORMATS = (PIN_ISO0_TDEA2, PIN_ISO4_AES)
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,7 @@ class Dialect:
     mandatory: Mapping[str, tuple[str, ...]]     # MTI -> fields it must carry ("2|35": one of them)
     roles: Mapping[str, str] = field(default_factory=dict)     # role (ksn, fuel, ...) -> field number
     values: Mapping[str, str] = field(default_factory=dict)    # named code values of this acquirer
+    pin_block: str = PIN_ISO0_TDEA2                            # the PIN block format its PIN field carries
     _compiled: dict[str, re.Pattern[str]] = field(default_factory=dict, repr=False, compare=False)
 
     def pattern(self, key: str) -> re.Pattern[str] | None:

@@ -37,10 +37,12 @@ prefixes; b fields raw bytes (shown as upper-case hex strings).
 Decisions where the 1987 table is silent or cannot carry our data:
 - KSN: 1987 field 53 is n16, which holds no DUKPT key serial number (10 bytes TDES, 12 bytes AES). It goes in
   field 62 (reserved private, ans..999) as hex; field 53 is not sent.
-- PIN: field 52 is b64 in 1987, an ISO 9564 format 0 block under a TDES DUKPT key. Our PIN pad makes AES
-  DUKPT format 4 blocks (128 bits), which no 1987 field holds; until it makes format 0 blocks (under TDES
-  DUKPT or an AES DUKPT 2TDEA working key, X9.24-3-2017 6.3.3) this dialect declares field 52 as b128. That is
-  the one departure from [ISO87]; DIALECT_TDES is the same acquirer with the 1987 b64 field 52.
+- PIN: field 52 is b64 [ISO87], an ISO 9564-1 format 0 block [CMF]. The PIN pad holds one AES DUKPT initial
+  key and derives from it, per transaction, a 2TDEA PIN-encryption working key (ANSI X9.24-3-2017 6.3.3,
+  key type 2TDEA, usage 1000): the format 0 block is enciphered under that key, the AES KSN goes in field 62.
+  DIALECT ("afd-1987") is this acquirer exactly by the 1987 table. DIALECT_AES_PIN ("afd-1987-aes-pin") is
+  the same acquirer for a host that takes AES format 4 blocks (16 bytes): it widens field 52 to b128, which
+  departs from 1987, and a strict 1987 host cannot parse its 0100 with a PIN.
 - Completion: the 0220 carries the dispensed amount in field 4 [VAL]; the original is field 90.
 """
 
@@ -48,13 +50,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts.iso8583_dialect import Dialect
+from contracts.iso8583_dialect import PIN_ISO0_TDEA2, PIN_ISO4_AES, Dialect
 
 __all__ = [
     "AMOUNT_TYPE_APPROVED",
     "DIALECT",
     "DIALECTS",
-    "DIALECT_TDES",
+    "DIALECT_AES_PIN",
     "ENTRY_CHIP_PIN",
     "ENTRY_CONTACTLESS",
     "ENTRY_FALLBACK",
@@ -108,7 +110,7 @@ SPEC: dict[str, dict[str, Any]] = {
     "43": _fixed("ascii", 40, "Card acceptor name/location"),        # ans40, layout [MC43]
     "48": _var("ascii", 3, 999, "Additional data, private"),         # ans..999, [MC48] subelements
     "49": _fixed("ascii", 3, "Currency code, transaction"),          # n3 ISO 4217
-    "52": _fixed("b", 16, "PIN data"),                               # b64 in [ISO87]: see the docstring
+    "52": _fixed("b", 8, "PIN data"),                                # b64, ISO 9564 format 0 [CMF]
     "54": _var("ascii", 3, 120, "Additional amounts"),               # an..120
     "55": _var("b", 3, 255, "ICC system related data"),              # 1993 assignment, BER-TLV
     "61": _var("ascii", 3, 26, "Point-of-service data"),             # ans..999 private; [MC61] ans..26
@@ -125,7 +127,7 @@ FORMATS: dict[str, str] = {
     "32": r"\d{1,11}", "35": r"\d{12,19}=\d{4,20}", "37": r"[0-9A-Za-z ]{12}", "38": r"[0-9A-Za-z ]{6}",
     "39": r"[0-9A-Z]{2}", "41": _P + "{8}", "42": _P + "{15}",
     "43": _P + "{22} " + _P + "{13} (?:[A-Z]{3}|   )",
-    "48": r"[A-Z](?:\d{4}[ -~]*)?", "49": r"\d{3}", "52": r"[0-9A-F]{32}", "54": r"(?:\d{7}[CD]\d{12}){1,6}",
+    "48": r"[A-Z](?:\d{4}[ -~]*)?", "49": r"\d{3}", "52": r"[0-9A-F]{16}", "54": r"(?:\d{7}[CD]\d{12}){1,6}",
     "55": r"(?:[0-9A-F]{2})*", "61": r"\d{9,11}", "62": r"(?:[0-9A-F]{2}){10,12}",
     "63": r"(?:\d{3}L\d{9}\d{9}\d{12}){1,9}", "70": r"\d{3}", "90": r"\d{42}",
 }
@@ -182,11 +184,13 @@ _ROLES: dict[str, str] = {"pin_block": "52", "ksn": "62", "fuel": "63", "pos_dat
 
 DIALECT = Dialect(
     name="afd-1987", source="ISO 8583:1987 with Mastercard DE 43/48/61 usage; see contracts.iso8583_spec",
-    spec=SPEC, formats=FORMATS, mandatory=MANDATORY, roles=_ROLES, values=_VALUES)
+    spec=SPEC, formats=FORMATS, mandatory=MANDATORY, roles=_ROLES, values=_VALUES, pin_block=PIN_ISO0_TDEA2)
 
-# The same acquirer with the 1987 b64 PIN field: an ISO 9564 format 0 block under a TDES key.
-DIALECT_TDES = Dialect(
-    name="afd-1987-tdes", source=DIALECT.source, spec={**SPEC, "52": _fixed("b", 8, "PIN data")},
-    formats={**FORMATS, "52": r"[0-9A-F]{16}"}, mandatory=MANDATORY, roles=_ROLES, values=_VALUES)
+# The same acquirer taking AES PIN blocks: field 52 widened to b128 for an ISO 9564 format 4 block. This
+# departs from ISO 8583:1987 (b64): only a host that agreed to the wider field can parse its PIN 0100.
+DIALECT_AES_PIN = Dialect(
+    name="afd-1987-aes-pin", source=DIALECT.source + "; field 52 widened to b128 (not 1987)",
+    spec={**SPEC, "52": _fixed("b", 16, "PIN data")}, formats={**FORMATS, "52": r"[0-9A-F]{32}"},
+    mandatory=MANDATORY, roles=_ROLES, values=_VALUES, pin_block=PIN_ISO4_AES)
 
-DIALECTS: dict[str, Dialect] = {d.name: d for d in (DIALECT, DIALECT_TDES)}
+DIALECTS: dict[str, Dialect] = {d.name: d for d in (DIALECT, DIALECT_AES_PIN)}

@@ -70,6 +70,7 @@ class ScriptedCardholder:
         self.script = {k: list(v) for k, v in script.items()}
         self.screens: list[tuple[Screen, dict[str, Any]]] = []
         self.asked: list[str] = []
+        self.pin_formats: list[str] = []      # the PIN block format of each dukpt_pin_block call
 
     def _next(self, kind: str) -> Any:
         self.asked.append(kind)
@@ -104,7 +105,8 @@ class ScriptedCardholder:
     def pin_block(self, pan: str) -> bytes:
         return bytes(self._next("pin"))
 
-    def dukpt_pin_block(self, pan: str) -> tuple[bytes, bytes]:
+    def dukpt_pin_block(self, pan: str, *, fmt: str = "iso0-tdea2") -> tuple[bytes, bytes]:
+        self.pin_formats.append(fmt)
         ksn, block = self._next("dukpt")
         return bytes(ksn), bytes(block)
 

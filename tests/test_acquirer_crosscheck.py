@@ -1,6 +1,7 @@
 """Our acquirer frames read by an ISO 8583 implementation that is not ours: pyiso8583's own ISO 8583:1987
 field table (`iso8583.specs.default`, binary bitmaps, ASCII fields), written independently of
-contracts.iso8583_spec. Every field it finds must hold the value we put there.
+contracts.iso8583_spec. Every field it finds must hold the value we put there, for every frame of the default
+dialect, the 0100 with an online PIN included: nothing in the table is widened.
 
 The PIN frame uses the ANSI X9.24-1-2009 A.4 TDES DUKPT test data (BDK 0123456789ABCDEFFEDCBA9876543210,
 KSN FFFF9876543210E00001, PIN 1234, PAN 4012345678909 -> encrypted format 0 block 1B9C1845EB993A7A), as in
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from psec.pinblock import decode_pinblock_iso_0
 
 from contracts.errors import MessageError
-from contracts.iso8583_spec import DIALECT, DIALECT_TDES
+from contracts.iso8583_spec import DIALECT, DIALECT_AES_PIN
 from drivers.pinpad.dukpt_tdes import host_derive_pin_key
 from firmware.acquirer import messages as m
 from hostsim.acquirer_host import AcquirerHost
@@ -44,6 +45,14 @@ def _clear_pin(block: bytes, ksn_hex: str, pan: str) -> str:
     key = host_derive_pin_key(BDK, bytes.fromhex(ksn_hex))
     clear = Cipher(TripleDES(key + key[:8]), modes.ECB()).decryptor().update(block)
     return str(decode_pinblock_iso_0(clear, pan))
+
+
+class _Keys:
+    def __init__(self, *keys: str) -> None:
+        self.keys = list(keys)
+
+    def read_key(self, timeout: float) -> str | None:
+        return self.keys.pop(0) if self.keys else None
 
 
 def _theirs(raw: bytes) -> dict[str, str]:
@@ -71,61 +80,90 @@ def _frames(dialect: Any) -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("name", list(_frames(DIALECT_TDES)))
+@pytest.mark.parametrize("name", list(_frames(DIALECT)))
 def test_a_1987_decoder_reads_every_frame_as_we_wrote_it(name: str) -> None:
     """Defect: field 53 sent as binary LLVAR (1987: n16) stopped a 1987 parser in its tracks."""
-    raw = _frames(DIALECT_TDES)[name]
-    assert _theirs(raw) == _ours(raw, DIALECT_TDES)
+    raw = _frames(DIALECT)[name]
+    assert _theirs(raw) == _ours(raw, DIALECT)
 
 
 def test_the_pin_is_where_a_1987_host_looks_for_it() -> None:
-    theirs = _theirs(_frames(DIALECT_TDES)["fallback 0100 with PIN"])
+    theirs = _theirs(_frames(DIALECT)["fallback 0100 with PIN"])
     assert theirs["52"] == PIN_BLOCK.hex().upper() and theirs["62"] == KSN.hex().upper()
     assert _clear_pin(bytes.fromhex(theirs["52"]), theirs["62"], PAN) == "1234"
     assert "53" not in theirs and "110" not in theirs and "2" not in theirs and "14" not in theirs
 
 
+@pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")  # psec's TDES name
+def test_the_pin_pads_0100_is_plain_1987_and_its_pin_opens_under_the_2tdea_working_key() -> None:
+    """Defect: the default dialect widened field 52 to carry a 16-byte AES block; a strict 1987 host could
+    not parse a PIN 0100. Now the PIN pad makes the format 0 block (2TDEA working key of its AES DUKPT
+    initial key, X9.24-3-2017 6.3.3) and pyiso8583's plain 1987 table reads the whole frame."""
+    from psec.des import decrypt_tdes_ecb
+
+    from drivers.pinpad.dukpt_aes import TerminalDukpt, derive_initial_key, host_derive_working_key
+    from drivers.pinpad.pinpad import PinPad
+
+    bdk, ikid = bytes.fromhex("FEDCBA9876543210F1F1F1F1F1F1F1F1"), bytes.fromhex("1234567890123456")
+    pad = PinPad(_Keys("4", "3", "2", "1", "ENTER"), bytes(16),
+                 TerminalDukpt(derive_initial_key(bdk, ikid), ikid))
+    ksn, block = pad.read_dukpt_pin_block(PAN, 5, fmt=DIALECT.pin_block)
+    raw = m.preauth_request(terminal=TERMINAL, card=STRIPE, amount=15000, stan=1, when=WHEN, pin_block=block,
+                            ksn=ksn)                                   # the default dialect
+    theirs = _theirs(raw)
+    assert theirs == _ours(raw, DIALECT) and theirs["52"] == block.hex().upper() and len(block) == 8
+    key = host_derive_working_key(bdk, bytes.fromhex(theirs["62"]), "pin_encryption", "TDEA2")
+    assert decode_pinblock_iso_0(decrypt_tdes_ecb(key, bytes.fromhex(theirs["52"])), PAN) == "4321"
+
+
+def test_the_aes_pin_dialect_widens_field_52_and_departs_from_1987() -> None:
+    """DIALECT_AES_PIN carries a 16-byte ISO 9564 format 4 block in a b128 field 52: the plain 1987 table
+    misreads its PIN 0100; with only field 52 widened it reads the rest unchanged."""
+    raw = m.preauth_request(terminal=TERMINAL, card=STRIPE, amount=15000, stan=1, when=WHEN,
+                            pin_block=bytes(range(16)), ksn=bytes(12), dialect=DIALECT_AES_PIN)
+    try:
+        plain = _theirs(raw)
+    except iso8583.DecodeError:
+        plain = {}
+    assert plain != _ours(raw, DIALECT_AES_PIN)
+    widened = {**ISO1987, "52": {**ISO1987["52"], "max_len": 16}}
+    doc, _ = iso8583.decode(raw, widened)
+    assert doc["52"] == bytes(range(16)).hex().upper() and doc["62"] == "00" * 12
+    assert {k: v for k, v in doc.items() if k not in ("h", "p", "1")} == _ours(raw, DIALECT_AES_PIN)
+    with pytest.raises(MessageError):      # and an 8-byte block does not fit its field 52
+        m.preauth_request(terminal=TERMINAL, card=STRIPE, amount=15000, stan=6, when=WHEN,
+                          pin_block=bytes(8), ksn=bytes(12), dialect=DIALECT_AES_PIN)
+
+
 @pytest.mark.parametrize("name", ["chip 0100, offline PIN", "0220", "0420"])
 def test_frames_without_a_pin_block_are_the_same_in_both_dialects(name: str) -> None:
-    assert _frames(DIALECT)[name] == _frames(DIALECT_TDES)[name]
+    assert _frames(DIALECT)[name] == _frames(DIALECT_AES_PIN)[name]
     raw = _frames(DIALECT)[name]
     assert _theirs(raw) == _ours(raw, DIALECT)
 
 
-def test_the_aes_pin_block_is_the_one_departure_from_1987() -> None:
-    """Our default dialect carries a 16-byte ISO 9564 format 4 block in field 52 (documented in
-    contracts.iso8583_spec); with only field 52 widened, the 1987 table reads the rest unchanged."""
-    raw = m.preauth_request(terminal=TERMINAL, card=STRIPE, amount=15000, stan=1, when=WHEN,
-                            pin_block=bytes(range(16)), ksn=bytes(12))
-    widened = {**ISO1987, "52": {**ISO1987["52"], "max_len": 16}}
-    doc, _ = iso8583.decode(raw, widened)
-    assert doc["52"] == bytes(range(16)).hex().upper() and doc["62"] == "00" * 12
-    assert {k: v for k, v in doc.items() if k not in ("h", "p", "1")} == _ours(raw, DIALECT)
-
-
-def test_the_tdes_dialects_host_verifies_the_pin_in_field_52() -> None:
+def test_the_default_dialects_host_verifies_the_pin_in_field_52() -> None:
     def verify(block: bytes, ksn_hex: str, pan: str) -> bool:
         try:
             return _clear_pin(block, ksn_hex, pan) == "1234"
         except ValueError:
             return False
 
-    host = AcquirerHost({}, verify, today=lambda: dt.date(2025, 3, 14), dialect=DIALECT_TDES)
-    answer = m.parse_preauth_response(host.handle(_frames(DIALECT_TDES)["fallback 0100 with PIN"]) or b"",
-                                      DIALECT_TDES)
+    host = AcquirerHost({}, verify, today=lambda: dt.date(2025, 3, 14))
+    answer = m.parse_preauth_response(host.handle(_frames(DIALECT)["fallback 0100 with PIN"]) or b"")
     assert answer.approved
     wrong = m.preauth_request(terminal=TERMINAL, card=STRIPE, amount=15000, stan=5, when=WHEN,
-                              pin_block=bytes.fromhex("10A01C8D02C69107"), ksn=KSN, dialect=DIALECT_TDES)
-    assert m.parse_preauth_response(host.handle(wrong) or b"", DIALECT_TDES).response_code == "55"
+                              pin_block=bytes.fromhex("10A01C8D02C69107"), ksn=KSN)
+    assert m.parse_preauth_response(host.handle(wrong) or b"").response_code == "55"
     with pytest.raises(MessageError):      # an AES block does not fit this acquirer's b64 field 52
         m.preauth_request(terminal=TERMINAL, card=STRIPE, amount=15000, stan=6, when=WHEN,
-                          pin_block=bytes(16), ksn=bytes(12), dialect=DIALECT_TDES)
+                          pin_block=bytes(16), ksn=bytes(12))
 
 
 # Where our field table departs from pyiso8583's 1987 transcription (contracts.iso8583_spec): 52 the AES PIN
-# block (DIALECT only); 61 capped at Mastercard's ans..26 inside 1987's ans..999; 54 capped at six
+# block (DIALECT_AES_PIN only); 61 capped at Mastercard's ans..26 inside 1987's ans..999; 54 capped at six
 # 20-character amounts (an..120; pyiso8583 allows 240). The length prefix is the same for every field.
-DEPARTURES = {"afd-1987": {"52", "54", "61"}, "afd-1987-tdes": {"54", "61"}}
+DEPARTURES = {"afd-1987": {"54", "61"}, "afd-1987-aes-pin": {"52", "54", "61"}}
 
 
 @pytest.mark.parametrize("name", sorted(DEPARTURES))
@@ -153,3 +191,6 @@ def test_dialect_data_is_consistent(name: str) -> None:
     for mti, fields in dialect.mandatory.items():
         assert dialect.pattern("t") is not None and dialect.pattern("t").fullmatch(mti), mti  # type: ignore[union-attr]
         assert {k for f in fields for k in f.split("|")} <= set(dialect.spec), mti
+    # the PIN block format fits the PIN field: format 0 is 8 bytes, format 4 is 16 (ISO 9564-1)
+    block_len = {"iso0-tdea2": 8, "iso4-aes": 16}[dialect.pin_block]
+    assert dialect.spec[dialect.role("pin_block")]["max_len"] == block_len

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from cryptography.utils import CryptographyDeprecationWarning
 
 from contracts.errors import HostUnavailable
-from contracts.iso8583_spec import DIALECT_TDES
+from contracts.iso8583_spec import DIALECT
 from drivers.acquirer import AcquirerLink
 from firmware import tlv
 from firmware.acquirer import messages as m
@@ -98,16 +98,16 @@ def rules() -> Rules:
 
 @pytest.fixture
 def host(rules: Rules) -> Iterator[AcquirerHost]:
-    # this host's acquirer takes 1987 b64 PIN blocks: ISO 9564 format 0 under TDES
+    # the default dialect takes 1987 b64 PIN blocks: ISO 9564 format 0 (here under TDES DUKPT test data)
     with AcquirerHost({"476173": IMK_AC, "9999": bytes(16)}, pin_verifier, rules,
-                      today=lambda: dt.date(2025, 3, 14), dialect=DIALECT_TDES) as h:
+                      today=lambda: dt.date(2025, 3, 14), dialect=DIALECT) as h:
         yield h
 
 
 @pytest.fixture
 def link(host: AcquirerHost) -> Iterator[AcquirerLink]:
     with AcquirerLink("127.0.0.1", host.port, connect_timeout=1.0, response_timeout=1.0,
-                      dialect=DIALECT_TDES) as lk:
+                      dialect=DIALECT) as lk:
         yield lk
 
 
@@ -117,8 +117,8 @@ def preauth(link: AcquirerLink, *, amount: int = 15000, icc: bytes | None = None
     icc = icc if icc is not None else card_icc("visa_cvn18", amount)[0]
     raw = m.preauth_request(terminal=TERMINAL, card=card, amount=amount, stan=stan, when=WHEN, icc_tlv=icc,
                             pin_block=enciphered_pin(pin) if pin else None,
-                            ksn=bytes.fromhex("FFFF9876543210E00001") if pin else None, dialect=DIALECT_TDES)
-    return m.parse_preauth_response(link.exchange(raw, timeout), DIALECT_TDES)
+                            ksn=bytes.fromhex("FFFF9876543210E00001") if pin else None, dialect=DIALECT)
+    return m.parse_preauth_response(link.exchange(raw, timeout), DIALECT)
 
 
 @pytest.mark.parametrize("cryptogram", sorted(CVNS))
@@ -205,20 +205,20 @@ def _original(result: m.PreauthResult, stan: str = "000001") -> m.Original:
 def _completion(original: m.Original, amount: int, stan: int = 2) -> bytes:
     return m.completion_advice(terminal=TERMINAL, card=CARD, original=original, authorized_amount=15000,
                                dispensed_amount=amount, stan=stan, when=WHEN,
-                               fuel=[m.FuelLine("002", 50_100, 1_749, amount)], dialect=DIALECT_TDES)
+                               fuel=[m.FuelLine("002", 50_100, 1_749, amount)], dialect=DIALECT)
 
 
 def test_completion_and_reversal_advices_acknowledged(link: AcquirerLink, host: AcquirerHost) -> None:
     first = preauth(link)
     original = _original(first)
-    ack = m.parse_completion_response(link.exchange(_completion(original, 8765)), DIALECT_TDES)
+    ack = m.parse_completion_response(link.exchange(_completion(original, 8765)), DIALECT)
     assert ack.acknowledged and ack.stan == "000002"
     second = preauth(link, stan=5)
     back = m.reversal_advice(terminal=TERMINAL, card=CARD, original=_original(second, "000005"),
                              amount=15000, reason=m.ReversalReason.CARD_DECLINED, stan=3, when=WHEN,
-                             dialect=DIALECT_TDES)
-    assert m.parse_reversal_response(link.exchange(back), DIALECT_TDES).acknowledged
-    assert m.parse_reversal_response(link.exchange(m.as_repeat(back)), DIALECT_TDES).acknowledged
+                             dialect=DIALECT)
+    assert m.parse_reversal_response(link.exchange(back), DIALECT).acknowledged
+    assert m.parse_reversal_response(link.exchange(m.as_repeat(back)), DIALECT).acknowledged
     assert [a["t"] for a in host.advices] == ["0220", "0420", "0421"]
     assert host.advices[0]["37"] == first.rrn and host.advices[1]["39"] == "06"
     assert host.releases == {"000005" + original.transmission: 15000} and host.repeats == 1
@@ -227,7 +227,7 @@ def test_completion_and_reversal_advices_acknowledged(link: AcquirerLink, host: 
 def test_host_settles_field_4_of_the_completion(link: AcquirerLink, host: AcquirerHost) -> None:
     """Defect: the host never read what the advice said was dispensed; it now settles field 4."""
     original = _original(preauth(link))
-    assert m.parse_completion_response(link.exchange(_completion(original, 3318)), DIALECT_TDES).acknowledged
+    assert m.parse_completion_response(link.exchange(_completion(original, 3318)), DIALECT).acknowledged
     assert host.settled_total == 3318
     settled = host.settlements["000001" + original.transmission]
     assert settled["fuel"][0].product == "002" and settled["fuel"][0].quantity_milli == 50_100
@@ -238,8 +238,8 @@ def test_repeat_of_an_advice_settles_once(link: AcquirerLink, host: AcquirerHost
     again as a repeat; the host sees both (same STAN and RRN) and settles once."""
     original = _original(preauth(link))
     done = _completion(original, 3318)
-    assert m.parse_completion_response(link.exchange(done), DIALECT_TDES).acknowledged
-    assert m.parse_completion_response(link.exchange(m.as_repeat(done)), DIALECT_TDES).acknowledged
+    assert m.parse_completion_response(link.exchange(done), DIALECT).acknowledged
+    assert m.parse_completion_response(link.exchange(m.as_repeat(done)), DIALECT).acknowledged
     first, repeat = host.advices
     assert (first["t"], repeat["t"]) == ("0220", "0221")
     assert first["11"] == repeat["11"] and first["37"] == repeat["37"] and first["90"] == repeat["90"]
@@ -251,11 +251,11 @@ def test_completion_over_the_approval_or_without_an_original_is_refused(link: Ac
     original = _original(preauth(link, amount=5000, icc=card_icc("visa_cvn18", 5000)[0]))
     over = m.completion_advice(terminal=TERMINAL, card=CARD, original=original, authorized_amount=6000,
                                dispensed_amount=6000, stan=2, when=WHEN,
-                               fuel=[m.FuelLine("002", 1000, 1000, 6000)], dialect=DIALECT_TDES)
-    assert m.parse_completion_response(link.exchange(over), DIALECT_TDES).response_code == "13"
+                               fuel=[m.FuelLine("002", 1000, 1000, 6000)], dialect=DIALECT)
+    assert m.parse_completion_response(link.exchange(over), DIALECT).response_code == "13"
     stranger = _completion(m.Original("000777", "0101000000", rrn="000000000777", auth_code="777777"), 100,
                            stan=3)
-    assert m.parse_completion_response(link.exchange(stranger), DIALECT_TDES).response_code == "25"
+    assert m.parse_completion_response(link.exchange(stranger), DIALECT).response_code == "25"
     assert host.settled_total == 0
 
 
@@ -263,27 +263,27 @@ def test_field_out_of_format_is_refused(host: AcquirerHost) -> None:
     """The host parses strictly by the spec: an 0100 with field 53 as the old binary LLVAR KSN, or a field
     the spec does not use, or a mandatory field missing, gets a format error."""
     raw = m.preauth_request(terminal=TERMINAL, card=CARD, amount=15000, stan=4, when=WHEN,
-                            icc_tlv=card_icc("visa_cvn18", 15000)[0], dialect=DIALECT_TDES)
-    doc = m.decode(raw, DIALECT_TDES)
+                            icc_tlv=card_icc("visa_cvn18", 15000)[0], dialect=DIALECT)
+    doc = m.decode(raw, DIALECT)
     old_53 = {**doc, "53": "FFFF9876543210E00001"}
-    wire, _ = iso8583.encode(old_53, {**DIALECT_TDES.full_spec(),
+    wire, _ = iso8583.encode(old_53, {**DIALECT.full_spec(),
                                       "53": {"data_enc": "b", "len_enc": "ascii", "len_type": 2,
                                              "max_len": 12, "desc": "KSN, the old way"}})
     assert host.handle(bytes(wire)) is None     # a 1987 parser cannot even find field 11: no answer
     assert host.decisions[-1]["code"] == "30" and host.decisions[-1]["reason"] == "format error: 53"
     bad = raw.replace(b"5542", b"55X2", 1)
-    assert m.decode(host.handle(bad) or b"", DIALECT_TDES)["39"] == "30"
+    assert m.decode(host.handle(bad) or b"", DIALECT)["39"] == "30"
     lacking = {k: v for k, v in doc.items() if k not in ("61", "p")}
-    short = m.encode(lacking, DIALECT_TDES)
-    assert m.decode(host.handle(short) or b"", DIALECT_TDES)["39"] == "30"
+    short = m.encode(lacking, DIALECT)
+    assert m.decode(host.handle(short) or b"", DIALECT)["39"] == "30"
     assert not host.requests and all(d["code"] == "30" for d in host.decisions)
 
 
 def test_magstripe_needs_no_cryptogram(link: AcquirerLink) -> None:
     card = m.Card(pan="9999000011112222", expiry="2812", entry_mode="902", track2="9999000011112222=2812201")
     raw = m.preauth_request(terminal=TERMINAL, card=card, amount=5000, stan=9, when=WHEN,
-                            dialect=DIALECT_TDES)
-    result = m.parse_preauth_response(link.exchange(raw), DIALECT_TDES)
+                            dialect=DIALECT)
+    result = m.parse_preauth_response(link.exchange(raw), DIALECT)
     assert result.approved and result.icc_response_tlv == b""
 
 
@@ -300,8 +300,8 @@ def test_reversal_of_a_request_it_never_answered_is_acknowledged(link: AcquirerL
     rules.next = "approve"
     never = m.Original("000001", WHEN.strftime("%m%d%H%M%S"))
     back = m.reversal_advice(terminal=TERMINAL, card=CARD, original=never, amount=15000,
-                             reason=m.ReversalReason.TIMEOUT, stan=2, when=WHEN, dialect=DIALECT_TDES)
-    assert m.parse_reversal_response(link.exchange(back), DIALECT_TDES).acknowledged
+                             reason=m.ReversalReason.TIMEOUT, stan=2, when=WHEN, dialect=DIALECT)
+    assert m.parse_reversal_response(link.exchange(back), DIALECT).acknowledged
     assert host.releases == {} and host.approved == {}            # nothing was held, nothing released
 
 
@@ -310,9 +310,9 @@ def test_partial_approval_only_for_a_terminal_that_says_it_takes_one(link: Acqui
     """Defect: the 0100 did not flag partial approval; without the flag an issuer declines instead."""
     rules.next = "partial:6000"
     raw = m.preauth_request(terminal=TERMINAL, card=CARD, amount=15000, stan=7, when=WHEN,
-                            icc_tlv=card_icc("visa_cvn18", 15000)[0], dialect=DIALECT_TDES)
-    unflagged = m.encode({**m.decode(raw, DIALECT_TDES), "48": "R"}, DIALECT_TDES)
-    result = m.parse_preauth_response(link.exchange(unflagged), DIALECT_TDES)
+                            icc_tlv=card_icc("visa_cvn18", 15000)[0], dialect=DIALECT)
+    unflagged = m.encode({**m.decode(raw, DIALECT), "48": "R"}, DIALECT)
+    result = m.parse_preauth_response(link.exchange(unflagged), DIALECT)
     assert not result.approved and result.response_code == "51"
     assert host.decisions[-1]["reason"] == "partial approval not flagged as supported"
-    assert m.parse_preauth_response(link.exchange(raw), DIALECT_TDES).partial     # flagged: 10, part approved
+    assert m.parse_preauth_response(link.exchange(raw), DIALECT).partial     # flagged: 10, part approved

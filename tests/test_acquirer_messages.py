@@ -44,7 +44,7 @@ def test_doctests() -> None:
 
 
 def test_preauth_chip_fields() -> None:
-    raw = _preauth(pin_block=bytes(range(16)), ksn=AES_KSN, pump=3)
+    raw = _preauth(pin_block=bytes(range(8)), ksn=AES_KSN, pump=3)
     doc, _ = iso8583.decode(raw, SPEC)  # the library itself reads it back
     assert doc["t"] == "0100"
     assert doc["2"] == PAN and doc["3"] == "000000" and doc["4"] == "000000015000"
@@ -59,8 +59,8 @@ def test_preauth_chip_fields() -> None:
 
 def test_pin_block_in_field_52_and_ksn_where_the_spec_puts_it() -> None:
     """Defect: the PIN went to field 110 and the KSN to field 53 as binary LLVAR (1987: n16)."""
-    doc = m.decode(_preauth(pin_block=bytes(range(16)), ksn=AES_KSN))
-    assert doc[DIALECT.role("pin_block")] == "000102030405060708090A0B0C0D0E0F" and doc["52"] == doc["52"]
+    doc = m.decode(_preauth(pin_block=bytes(range(8)), ksn=AES_KSN))
+    assert doc[DIALECT.role("pin_block")] == "0001020304050607" and DIALECT.role("pin_block") == "52"
     assert doc[DIALECT.role("ksn")] == AES_KSN.hex().upper() and DIALECT.role("ksn") == "62"
     assert "53" not in doc and "110" not in doc
 
@@ -94,9 +94,9 @@ def test_preauth_magstripe_and_fallback_carry_track2_alone() -> None:
     {"amount": 0},
     {"stan": 0},
     {"when": dt.datetime(2025, 1, 1)},  # naive time
-    {"pin_block": bytes(16)},  # PIN block without KSN
+    {"pin_block": bytes(8)},  # PIN block without KSN
     {"pin_block": bytes(9), "ksn": bytes(10)},
-    {"pin_block": bytes(8), "ksn": bytes(10)},  # a format 0 block does not fit this dialect's field 52
+    {"pin_block": bytes(16), "ksn": bytes(12)},  # a format 4 block does not fit the 1987 b64 field 52
     {"card": m.Card(pan=PAN[:-1] + "X", expiry="2812", entry_mode="051")},
     {"icc_tlv": b"\x9f\x26\x08\x00"},  # truncated TLV
 ])
@@ -269,7 +269,7 @@ def test_arbitrary_bytes_only_raise_message_error(data: bytes) -> None:
 @given(st.integers(min_value=0, max_value=400), st.integers(min_value=0, max_value=400),
        st.binary(max_size=8))
 def test_mutated_messages_only_raise_message_error(start: int, length: int, splice: bytes) -> None:
-    base = _preauth(pin_block=bytes(16), ksn=bytes(12)).replace(b"0100", b"0110", 1)
+    base = _preauth(pin_block=bytes(8), ksn=bytes(12)).replace(b"0100", b"0110", 1)
     mutated = base[:start] + splice + base[start + length:]
     for parse in PARSERS:
         try:

@@ -511,26 +511,26 @@ def test_the_acquirers_dialect_is_named_in_the_bank_configuration() -> None:
     from types import SimpleNamespace
 
     from contracts.errors import ConfigError
-    from contracts.iso8583_spec import DIALECT, DIALECT_TDES
+    from contracts.iso8583_spec import DIALECT, DIALECT_AES_PIN
     from firmware.programs.bank.setup import acquirer_dialect
 
     assert acquirer_dialect(SimpleNamespace()) is DIALECT
-    assert acquirer_dialect(SimpleNamespace(dialect="afd-1987-tdes")) is DIALECT_TDES
+    assert acquirer_dialect(SimpleNamespace(dialect="afd-1987-aes-pin")) is DIALECT_AES_PIN
     with pytest.raises(ConfigError):
         acquirer_dialect(SimpleNamespace(dialect="acquirer-nobody-has"))
 
 
 def test_advices_of_another_dialect_are_built_and_forwarded_in_it(saf: StoreAndForward) -> None:
-    from contracts.iso8583_spec import DIALECT_TDES
+    from contracts.iso8583_spec import DIALECT_AES_PIN
 
     saf.hold("sale-t", context().dumps())
     kind, raw = build_final_advice(context(), terminal=TERMINAL, dispensed=4321, stan=43, when=WHEN,
-                                   sold=SOLD, dialect=DIALECT_TDES)
+                                   sold=SOLD, dialect=DIALECT_AES_PIN)
     saf.settle(kind, "sale-t", raw)
-    host = AcquirerHost({}, dialect=DIALECT_TDES).start()
+    host = AcquirerHost({}, dialect=DIALECT_AES_PIN).start()
     host.remember("000042", "0314092653", 12000)
     link = AcquirerLink("127.0.0.1", host.port, connect_timeout=1.0, response_timeout=1.0)
-    forwarder = AdviceForwarder(saf, link, timeout=1.0, interval=0.05, dialect=DIALECT_TDES)
+    forwarder = AdviceForwarder(saf, link, timeout=1.0, interval=0.05, dialect=DIALECT_AES_PIN)
     try:
         forwarder.start()
         forwarder.kick()

@@ -72,10 +72,10 @@ class PinPad:
         self._digits(on_digits)
         return b"\x41" * 16
 
-    def read_dukpt_pin_block(self, pan: str, timeout: float,
-                             on_digits: Callable[[int], None] = print) -> tuple[bytes, bytes]:
+    def read_dukpt_pin_block(self, pan: str, timeout: float, on_digits: Callable[[int], None] = print, *,
+                             fmt: str = "iso0-tdea2") -> tuple[bytes, bytes]:
         self._digits(on_digits)
-        return b"K" * 12, b"\x42" * 16
+        return b"K" * 12, (b"\x42" * 16 if fmt == "iso4-aes" else b"\x40" * 8)
 
     def read_offline_pin(self, timeout: float, on_digits: Callable[[int], None] = print) -> bytearray:
         self._digits(on_digits)
@@ -147,7 +147,8 @@ def test_pin_entry_shows_stars_and_a_pin_pad_cancel_cancels_the_sale() -> None:
     p, panel, _ = port()
     assert p.pin_block("6009990000000016") == b"\x41" * 16
     assert [f["stars"] for s, f in panel.screens if s == Screen.ENTER_PIN] == ["", "*", "**", "***", "****"]
-    assert p.dukpt_pin_block("6009990000000016") == (b"K" * 12, b"\x42" * 16)
+    assert p.dukpt_pin_block("6009990000000016") == (b"K" * 12, b"\x40" * 8)     # format 0 by default
+    assert p.dukpt_pin_block("6009990000000016", fmt="iso4-aes") == (b"K" * 12, b"\x42" * 16)
     assert p.offline_pin(last_try=True) == bytearray(b"\x24\x12\x34")
     assert panel.screens[-1] == (Screen.PROCESSING, {})
     assert any(s == Screen.ENTER_PIN_LAST for s, _ in panel.screens)

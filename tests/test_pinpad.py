@@ -231,14 +231,53 @@ def test_dukpt_pin_block_decrypts_with_the_host_derived_key() -> None:
     dukpt = TerminalDukpt(derive_initial_key(bdk, ikid), ikid)
     pad = Pad(_Keys("4", "3", "2", "1", "ENTER", "9", "9", "9", "9", "ENTER"), bytes(16), dukpt)
     pan = "4761739001010010"
-    ksn1, block1 = pad.read_dukpt_pin_block(pan, 5)
-    ksn2, block2 = pad.read_dukpt_pin_block(pan, 5)
+    ksn1, block1 = pad.read_dukpt_pin_block(pan, 5, fmt="iso4-aes")
+    ksn2, block2 = pad.read_dukpt_pin_block(pan, 5, fmt="iso4-aes")
     assert ksn1 != ksn2 and ksn1[:8] == ikid
     from psec.pinblock import decipher_pinblock_iso_4
     assert decipher_pinblock_iso_4(host_derive_working_key(bdk, ksn1, "pin_encryption"),
                                    block1, pan) == "4321"
     assert decipher_pinblock_iso_4(host_derive_working_key(bdk, ksn2, "pin_encryption"),
                                    block2, pan) == "9999"
+
+
+@pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")  # psec's TDES name
+def test_dukpt_format_0_block_is_under_the_published_2tdea_working_key() -> None:
+    """The default block: ISO 9564-1 format 0 under the 2TDEA PIN key derived from the AES-128 initial key.
+    Supplement to ANSI X9.24-3-2017 Test Vectors (2018-01-29): AES-128 BDK FEDCBA98..F1F1, IKID
+    1234567890123456, counter 1, 2TDEA PIN-encryption working key 630C706D9546E47D4449313F61C4D4AB (as in
+    tests/test_dukpt_aes.py). The TDEA step is checked with psec's own TDES, not the pad's cipher."""
+    from psec.des import decrypt_tdes_ecb, encrypt_tdes_ecb
+    from psec.pinblock import decode_pinblock_iso_0, encode_pinblock_iso_0
+
+    from drivers.pinpad.dukpt_aes import TerminalDukpt, derive_initial_key, host_derive_working_key
+    from drivers.pinpad.pinpad import PinPad as Pad
+
+    bdk = bytes.fromhex("FEDCBA9876543210F1F1F1F1F1F1F1F1")
+    ikid = bytes.fromhex("1234567890123456")
+    published = bytes.fromhex("630C706D9546E47D4449313F61C4D4AB")
+    pan = "4111111111111111"
+    pad = Pad(_Keys("1", "2", "3", "4", "ENTER", "5", "6", "7", "8", "9", "ENTER"), bytes(16),
+              TerminalDukpt(derive_initial_key(bdk, ikid), ikid))
+    ksn, block = pad.read_dukpt_pin_block(pan, 5)
+    assert ksn == ikid + bytes.fromhex("00000001") and len(block) == 8
+    assert block == encrypt_tdes_ecb(published, encode_pinblock_iso_0("1234", pan))
+    assert decode_pinblock_iso_0(decrypt_tdes_ecb(published, block), pan) == "1234"
+    ksn2, block2 = pad.read_dukpt_pin_block(pan, 5, fmt="iso0-tdea2")
+    host_key = host_derive_working_key(bdk, ksn2, "pin_encryption", "TDEA2")
+    assert ksn2[-4:] == bytes.fromhex("00000002") and host_key != published
+    assert decode_pinblock_iso_0(decrypt_tdes_ecb(host_key, block2), pan) == "56789"
+
+
+def test_dukpt_pin_block_of_an_unknown_format_is_refused_before_entry() -> None:
+    from drivers.pinpad.dukpt_aes import TerminalDukpt
+    from drivers.pinpad.pinpad import PinPad as Pad
+
+    keys = _Keys("1", "2", "3", "4", "ENTER")
+    dukpt = TerminalDukpt(bytes(16), bytes(8))
+    with pytest.raises(PinPadError, match="format"):
+        Pad(keys, bytes(16), dukpt).read_dukpt_pin_block("4761739001010010", 5, fmt="iso1")
+    assert dukpt.counter == 1                # no key was used
 
 
 def test_offline_pin_is_an_iso_format_2_block() -> None:

@@ -197,8 +197,9 @@ def swipe(service_code: str = "101", expiry: str = "2812") -> Swipe:
     return Swipe(Track2(BANK_PAN, expiry, service_code, ""))
 
 
+# bank: (KSN, ISO 9564 format 0 block), what the default dialect carries in field 52
 PORTS: dict[str, dict[str, list[Any]]] = {
-    "fleet": {"pin": [bytes(8)]}, "house": {"vehicle": ["4711"]}, "bank": {"dukpt": [(bytes(10), bytes(16))]}}
+    "fleet": {"pin": [bytes(8)]}, "house": {"vehicle": ["4711"]}, "bank": {"dukpt": [(bytes(12), bytes(8))]}}
 
 
 class Env:

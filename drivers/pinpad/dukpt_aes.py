@@ -291,10 +291,12 @@ class TerminalDukpt:
     def counter(self) -> int | None:
         return self._registers.counter
 
-    def next_transaction(self, usage: str = "pin_encryption") -> tuple[bytes, bytes]:
-        """The next KSN and its working key; the counter advances and the used key is wiped."""
+    def next_transaction(self, usage: str = "pin_encryption",
+                         key_type: str | None = None) -> tuple[bytes, bytes]:
+        """The next KSN and its working key; the counter advances and the used key is wiped. key_type
+        overrides the device's working key type for this one key (e.g. "TDEA2" for a format 0 PIN block)."""
         counter, derivation_key = self._registers.current()
-        key = _working_key(derivation_key, self._ikid, counter, usage, self._key_type)
+        key = _working_key(derivation_key, self._ikid, counter, usage, key_type or self._key_type)
         self._registers.advance()
         return self._ikid + counter.to_bytes(4, "big"), key
 

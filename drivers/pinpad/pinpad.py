@@ -1,7 +1,9 @@
 """PIN entry. Digits live only in this module, in a bytearray that is wiped after use.
 
 The PIN block is ISO 9564-1 format 4 (AES, PAN-bound) made with psec, under the terminal's
-PIN-encryption key. (Python's str is immutable: the one str psec needs cannot be wiped; it is
+PIN-encryption key; for a bank acquirer under AES DUKPT it is format 4 under the AES working key or format 0
+(8 bytes, the ISO 8583:1987 field 52) under a 2TDEA working key of the same initial key, as the acquirer's
+dialect says. (Python's str is immutable: the one str psec needs cannot be wiped; it is
 dropped at once and never logged.)
 """
 
@@ -12,10 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from psec.pinblock import encipher_pinblock_iso_4
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
+from psec.pinblock import encipher_pinblock_iso_4, encode_pinblock_iso_0
 
 from contracts.errors import ConfigError, PinPadError
+from contracts.iso8583_dialect import PIN_ISO0_TDEA2, PIN_ISO4_AES
 from drivers.pinpad.dukpt_aes import TerminalDukpt
+
+try:  # cryptography >= 43 keeps TDES in "decrepit"
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+except ImportError:  # pragma: no cover - cryptography 42
+    from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
 
 __all__ = ["KeySource", "PinEntryCancelled", "PinPad", "load_pin_key"]
 
@@ -68,14 +77,22 @@ class PinPad:
             _wipe(digits)
 
     def read_dukpt_pin_block(self, pan: str, timeout: float,
-                             on_digits: Callable[[int], None] = lambda n: None) -> tuple[bytes, bytes]:
-        """(KSN, format 4 block) under the next AES DUKPT PIN-encryption key (ANSI X9.24-3)."""
+                             on_digits: Callable[[int], None] = lambda n: None, *,
+                             fmt: str = PIN_ISO0_TDEA2) -> tuple[bytes, bytes]:
+        """(KSN, PIN block) under the next AES DUKPT PIN-encryption key (ANSI X9.24-3-2017). fmt "iso0-tdea2":
+        an 8-byte format 0 block under the 2TDEA working key (6.3.3); "iso4-aes": a 16-byte format 4 block
+        under the AES working key."""
         if self._dukpt is None:
             raise PinPadError("no DUKPT key loaded; provision the PIN pad")
+        if fmt not in (PIN_ISO0_TDEA2, PIN_ISO4_AES):
+            raise PinPadError("unknown PIN block format", fmt=fmt)
         digits = self._collect(timeout, on_digits)
         try:
-            ksn, key = self._dukpt.next_transaction("pin_encryption")
-            return ksn, encipher_pinblock_iso_4(key, digits.decode(), pan)
+            if fmt == PIN_ISO4_AES:
+                ksn, key = self._dukpt.next_transaction("pin_encryption")
+                return ksn, encipher_pinblock_iso_4(key, digits.decode(), pan)
+            ksn, key = self._dukpt.next_transaction("pin_encryption", "TDEA2")
+            return ksn, _encipher_iso_0(key, digits.decode(), pan)
         finally:
             _wipe(digits)
 
@@ -117,6 +134,16 @@ class PinPad:
         except BaseException:
             _wipe(digits)
             raise
+
+
+def _encipher_iso_0(key16: bytes, pin: str, pan: str) -> bytes:
+    """ISO 9564-1 format 0 (psec builds the clear block) under a 2TDEA key, TDEA-ECB with K1K2K1."""
+    clear = bytearray(encode_pinblock_iso_0(pin, pan))
+    try:
+        encryptor = Cipher(TripleDES(key16 + key16[:8]), modes.ECB()).encryptor()
+        return encryptor.update(bytes(clear)) + encryptor.finalize()
+    finally:
+        _wipe(clear)
 
 
 def _wipe(buf: bytearray) -> None:

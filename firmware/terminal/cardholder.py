@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from contracts.errors import CardError, PinPadError, SaleCancelled
+from contracts.iso8583_dialect import PIN_ISO0_TDEA2
 from contracts.screens import Screen
 from contracts.track2 import Track2
 from firmware.programs.base import Question
@@ -29,8 +30,8 @@ class Panel(Protocol):
 
 class PinPad(Protocol):
     def read_pin_block(self, pan: str, timeout: float, on_digits: Callable[[int], None] = ...) -> bytes: ...
-    def read_dukpt_pin_block(self, pan: str, timeout: float,
-                             on_digits: Callable[[int], None] = ...) -> tuple[bytes, bytes]: ...
+    def read_dukpt_pin_block(self, pan: str, timeout: float, on_digits: Callable[[int], None] = ..., *,
+                             fmt: str = ...) -> tuple[bytes, bytes]: ...
     def read_offline_pin(self, timeout: float, on_digits: Callable[[int], None] = ...) -> bytearray: ...
 
 
@@ -136,11 +137,12 @@ class PanelCardholder:
         except PinPadError as exc:
             raise SaleCancelled("PIN entry ended") from exc
 
-    def dukpt_pin_block(self, pan: str) -> tuple[bytes, bytes]:
+    def dukpt_pin_block(self, pan: str, *, fmt: str = PIN_ISO0_TDEA2) -> tuple[bytes, bytes]:
+        """fmt: the PIN block the acquirer's dialect carries (contracts.iso8583_dialect)."""
         self.panel.flush_keys()
         self.panel.show(Screen.ENTER_PIN, stars="")
         try:
-            return self.pinpad.read_dukpt_pin_block(pan, self.timeout, self._stars(Screen.ENTER_PIN))
+            return self.pinpad.read_dukpt_pin_block(pan, self.timeout, self._stars(Screen.ENTER_PIN), fmt=fmt)
         except PinPadError as exc:
             raise SaleCancelled("PIN entry ended") from exc
 

@@ -13,16 +13,16 @@ from pathlib import Path
 import iso8583
 import iso8583.specs
 import pytest
-from psec.pinblock import decipher_pinblock_iso_4
 
 from drivers.acquirer import AcquirerLink
 from drivers.cardreader.pcsc import PcscReader
-from drivers.pinpad.dukpt_aes import TerminalDukpt, derive_initial_key, host_derive_working_key
+from drivers.pinpad.dukpt_aes import TerminalDukpt, derive_initial_key
 from drivers.pinpad.pinpad import PinPad
 from firmware.acquirer import messages as iso
 from firmware.emv import AidConfig, Cryptogram, EmvConfig, IssuerResponse, PinInput, complete, run_transaction
 from hostsim import emv_keys
 from hostsim.acquirer_host import AcquirerHost
+from hostsim.bank_world import clear_pin
 from hostsim.cards.emv import EmvCard
 from hostsim.cards.emv_profile import load_profile
 from hostsim.pcscd import PcscDaemon
@@ -83,9 +83,12 @@ def sale(reader: tuple[VirtualCardServer, PcscReader], profile_name: str, pin: s
             return PinInput(online_block=sent["block"])
         return PinInput(offline=OfflinePin(pad))
 
-    def pin_ok(block: bytes, ksn_hex: str, pan: str) -> bool:
-        key = host_derive_working_key(BDK, bytes.fromhex(ksn_hex), "pin_encryption")
-        return bool(decipher_pinblock_iso_4(key, block, pan) == profile["card"]["pin"])
+    def pin_ok(block: bytes, ksn_hex: str, pan: str) -> bool:   # format 0 under the 2TDEA working key
+        try:
+            pin = clear_pin(BDK, block, bytes.fromhex(ksn_hex), pan, iso.DIALECT.pin_block)
+            return pin == profile["card"]["pin"]
+        except ValueError:
+            return False
 
     version = bytes.fromhex(profile["data"].get("9F08", "008C"))
     config = EmvConfig(aids=tuple(AidConfig(bytes.fromhex(a), app_version=version)
@@ -130,15 +133,16 @@ def test_visa_dda_online_pin_approved_through_pcscd(reader: tuple[VirtualCardSer
     assert [d["code"] for d in host.decisions] == ["00", "00"]  # type: ignore[attr-defined]
     assert all("52" not in r and "62" not in r for r in host.requests)  # type: ignore[attr-defined]
     assert host.settled_total == 3318  # type: ignore[attr-defined]
-    # the captured frames, read by pyiso8583's own ISO 8583:1987 table (only field 52 widened to the
-    # 16-byte AES PIN block, the dialect's one departure): the same values as our decoder finds
+    # the captured frames, read by pyiso8583's own plain ISO 8583:1987 table (nothing widened): the same
+    # values as our decoder finds, the 0100's field 52 an 8-byte format 0 PIN block
     wire = list(host.wire)  # type: ignore[attr-defined]
     assert [frame[:4] for frame in wire] == [b"0100", b"0220"]
-    table = {**iso8583.specs.default, "52": {**iso8583.specs.default["52"], "max_len": 16}}
     for frame in wire:
-        theirs, _ = iso8583.decode(frame, table)
+        theirs, _ = iso8583.decode(frame, iso8583.specs.default)
         assert theirs == iso.decode(frame)
-    advice, _ = iso8583.decode(wire[1], iso8583.specs.default)     # no PIN field: the plain 1987 table
+    request, _ = iso8583.decode(wire[0], iso8583.specs.default)
+    assert len(bytes.fromhex(request["52"])) == 8
+    advice, _ = iso8583.decode(wire[1], iso8583.specs.default)
     assert advice["4"] == "000000003318" and advice["63"].startswith("019L000020000")
 
 

@@ -125,7 +125,7 @@ class BankProgram:
 
     def authorize(self, claim: Claim, steps: SaleSteps) -> Grant | Decline:
         prompts = Prompts(steps.port, home=self.setup.home_language, after_pin=self.setup.after_pin,
-                          keys_left=self.setup.keys_left)
+                          keys_left=self.setup.keys_left, pin_format=self.setup.dialect.pin_block)
         card = claim.card
         if isinstance(card, Swipe):
             return self._swiped(card.track, steps, prompts, chip_failed=False, pump=None)

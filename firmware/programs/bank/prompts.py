@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from contracts.errors import SaleCancelled
+from contracts.iso8583_dialect import PIN_ISO0_TDEA2
 from contracts.screens import Screen
 from firmware.emv import CandidateList, PinInput, choose_language
 from firmware.emv.select import Candidate, SelectedApp
@@ -27,11 +28,13 @@ class Prompts:
     """One per card; ksn and selected describe the card now in the reader.
 
     home: the terminal's own language; after_pin: persists the DUKPT counter before the PIN block leaves
-    the terminal; keys_left: False once the PIN pad's DUKPT keys are used up."""
+    the terminal; keys_left: False once the PIN pad's DUKPT keys are used up; pin_format: the PIN block the
+    acquirer's dialect carries (contracts.iso8583_dialect)."""
 
     def __init__(self, port: Cardholder, *, home: str, after_pin: Callable[[], None],
-                 keys_left: Callable[[], bool]) -> None:
+                 keys_left: Callable[[], bool], pin_format: str = PIN_ISO0_TDEA2) -> None:
         self.port, self.home, self.after_pin, self.keys_left = port, home, after_pin, keys_left
+        self.pin_format = pin_format
         self.ksn: bytes | None = None
         self.selected = False       # an application was final-selected: no magstripe fallback after that
 
@@ -53,10 +56,10 @@ class Prompts:
         return PinInput(offline=_OfflinePin(self, tries == 1))
 
     def online_pin(self, pan: str) -> bytes:
-        """ISO 9564 format 4 block under the next DUKPT key; the KSN stays in self.ksn for the 0100."""
+        """The dialect's PIN block under the next DUKPT key; the KSN stays in self.ksn for the 0100."""
         if not self.keys_left():
             raise SaleCancelled("DUKPT keys exhausted")
-        ksn, block = self.port.dukpt_pin_block(pan)
+        ksn, block = self.port.dukpt_pin_block(pan, fmt=self.pin_format)
         self.after_pin()
         self.ksn = ksn
         self.port.show(Screen.PROCESSING)
