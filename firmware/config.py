@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from contracts.errors import ConfigError
+from contracts.iso8583_spec import DIALECTS
 
 __all__ = [
     "PROFILES",
@@ -99,6 +100,9 @@ class BankSection:
     currency: str = "978"            # ISO 4217 numeric
     preauth_cents: int = 15000       # the pre-authorization asked for: the most one filling may cost
     response_timeout: float = 15.0   # per acquirer message
+    # the acquirer's ISO 8583 dialect by name (contracts.iso8583_spec.DIALECTS); the default is strict 1987
+    dialect: str = "afd-1987"
+    acquirer_id: str = "000000"      # field 32, acquiring institution id code, n..11
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,12 @@ def _check_values(cfg: TerminalConfig) -> None:
         raise ConfigError("bank.preauth_cents must be positive", key="bank.preauth_cents")
     if len(bank.currency) != 3 or not bank.currency.isdigit():
         raise ConfigError("bank.currency must be an ISO 4217 numeric code", key="bank.currency")
+    if bank.dialect not in DIALECTS:
+        raise ConfigError(f"unknown bank.dialect {bank.dialect!r} (known: {', '.join(DIALECTS)})",
+                          key="bank.dialect")
+    if not re.fullmatch(r"[0-9]{1,11}", bank.acquirer_id):
+        raise ConfigError("bank.acquirer_id must be 1..11 digits (ISO 8583 field 32, n..11)",
+                          key="bank.acquirer_id")
     if bank.acquirer:
         # ISO 8583 fields 41 (ans 8) and 42 (ans 15): a longer id would be cut and could collide
         if not 0 < len(cfg.terminal.id) <= 8 or not cfg.terminal.id.isascii():

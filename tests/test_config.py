@@ -472,3 +472,38 @@ def test_pump_decimals_must_be_three_places(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, MINIMAL + f"\n[devices]\npump_decimals = {value}\n"))
     assert err.value.context["key"] == "devices.pump_decimals"
+
+
+# -- the acquirer's dialect and acquiring institution (issue 9) ------------------------------------------
+
+
+def test_bank_dialect_and_acquirer_id_default_to_the_strict_1987_dialect(tmp_path: Path) -> None:
+    from contracts.iso8583_spec import DIALECT
+    from firmware.programs.bank.setup import acquirer_dialect
+
+    bank = load_config(write(tmp_path, MINIMAL + "[bank]\n")).bank
+    assert (bank.dialect, bank.acquirer_id) == ("afd-1987", "000000")
+    assert acquirer_dialect(bank) is DIALECT and DIALECT.spec["52"]["max_len"] == 8
+
+
+def test_bank_dialect_and_acquirer_id_are_read(tmp_path: Path) -> None:
+    from contracts.iso8583_spec import DIALECT_AES_PIN
+    from firmware.programs.bank.setup import acquirer_dialect, card_acceptor
+
+    text = MINIMAL + '[bank]\ndialect = "afd-1987-aes-pin"\nacquirer_id = "12345678901"\n'
+    bank = load_config(write(tmp_path, text)).bank
+    assert acquirer_dialect(bank) is DIALECT_AES_PIN
+    assert card_acceptor(bank, "AFD00001", bytes.fromhex("0276")).acquirer_id == "12345678901"
+
+
+def test_unknown_bank_dialect_names_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="afd-1987, afd-1987-aes-pin") as info:
+        load_config(write(tmp_path, MINIMAL + '[bank]\ndialect = "afd-1993"\n'))
+    assert info.value.context["key"] == "bank.dialect"
+
+
+@pytest.mark.parametrize("value", ["", "123456789012", "12345A", "-1", " 123", "١٢٣"])
+def test_acquirer_id_must_be_1_to_11_digits(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"field 32, n\.\.11") as info:
+        load_config(write(tmp_path, MINIMAL + f'[bank]\nacquirer_id = "{value}"\n'))
+    assert info.value.context["key"] == "bank.acquirer_id"
