@@ -88,6 +88,13 @@ def test_damaged_context_is_a_sync_error(raw: bytes) -> None:
         CardContext.loads(raw)
 
 
+def test_deeply_nested_context_is_a_sync_error_not_a_recursion_error() -> None:
+    """Defect (fuzz target card_context): json.loads of 5000 nested lists raised RecursionError."""
+    for raw in (b"[" * 5000, b'{"pan": ' * 5000):
+        with pytest.raises(SyncError, match="damaged"):
+            CardContext.loads(raw)
+
+
 def test_card_context_repr_has_no_card_number() -> None:
     ctx = context()
     text = repr(ctx)

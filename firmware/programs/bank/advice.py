@@ -51,7 +51,7 @@ class CardContext:
     def loads(cls, raw: bytes) -> CardContext:
         try:
             return cls(**json.loads(raw))
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:    # RecursionError: JSON nested too deep
             raise SyncError("stored card context is damaged") from exc
 
     @property
