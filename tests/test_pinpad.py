@@ -280,6 +280,16 @@ def test_dukpt_pin_block_of_an_unknown_format_is_refused_before_entry() -> None:
     assert dukpt.counter == 1                # no key was used
 
 
+@pytest.mark.parametrize("odd", ["12", "\u0664", "\x00", ""])
+def test_a_key_that_is_not_one_ascii_digit_is_ignored(odd: str) -> None:
+    """Defect (fuzz target pinpad_keys): "12" raised TypeError from ord(), an Arabic-Indic digit (isdigit()
+    is true) raised ValueError; a key source's odd key is now ignored like any unknown key."""
+    from drivers.pinpad.pinpad import PinPad as Pad
+
+    pad = Pad(_Keys("1", odd, "2", "3", "4", "ENTER"), bytes(16))
+    assert bytes(pad.read_offline_pin(5)) == bytes.fromhex("241234FFFFFFFFFF")
+
+
 def test_offline_pin_is_an_iso_format_2_block() -> None:
     from drivers.pinpad.pinpad import PinPad as Pad
 

@@ -128,7 +128,7 @@ class PinPad:
                 elif key == "ENTER":
                     if MIN_DIGITS <= len(digits) <= MAX_DIGITS:
                         return digits
-                elif key.isdigit() and len(digits) < MAX_DIGITS:
+                elif len(key) == 1 and "0" <= key <= "9" and len(digits) < MAX_DIGITS:   # one ASCII digit
                     digits.append(ord(key))
                 on_digits(len(digits))
         except BaseException:
