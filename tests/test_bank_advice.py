@@ -527,6 +527,19 @@ def test_the_acquirers_dialect_is_named_in_the_bank_configuration() -> None:
         acquirer_dialect(SimpleNamespace(dialect="acquirer-nobody-has"))
 
 
+def test_the_cardholder_port_is_asked_for_the_dialects_pin_block() -> None:
+    from contracts.iso8583_spec import DIALECT, DIALECT_AES_PIN
+    from firmware.programs.bank.prompts import Prompts
+    from tests.sale_fakes import ScriptedCardholder
+
+    port = ScriptedCardholder(dukpt=[(bytes(12), bytes(8)), (bytes(12), bytes(16))])
+    for dialect in (DIALECT, DIALECT_AES_PIN):
+        prompts = Prompts(port, home="en", after_pin=lambda: None, keys_left=lambda: True,
+                          pin_format=dialect.pin_block)
+        prompts.online_pin(PAN)
+    assert port.pin_formats == ["iso0-tdea2", "iso4-aes"]
+
+
 def test_advices_of_another_dialect_are_built_and_forwarded_in_it(saf: StoreAndForward) -> None:
     from contracts.iso8583_spec import DIALECT_AES_PIN
 

@@ -404,6 +404,8 @@ def test_sale(env_factory: Any, row: Sale) -> None:
         assert rec.preset == Preset.amount(6000 if row.host == "10:6000" else PREAUTH)
         assert (rec.reference, env.acquirer.requests[0]["t"]) == ("A1B2C3", "0100")
         assert "35" in env.acquirer.requests[0] and "52" in env.acquirer.requests[0]    # track 2, PIN block
+        # the PIN block the default dialect carries: ISO 9564 format 0, 8 bytes in the 1987 b64 field 52
+        assert env.port.pin_formats == ["iso0-tdea2"] and len(env.acquirer.requests[0]["52"]) == 16
         for kind, doc in advices:
             assert "35" not in doc
             if kind == "reversal":      # the approval given back whole
