@@ -53,9 +53,10 @@ def load_pin_key(path: Path) -> bytes:
 
 
 class PinPad:
-    """PIN entry. Online PINs leave as enciphered format 4 blocks (a static key for the fleet host, an
-    AES DUKPT key per transaction for bank acquirers); an offline PIN leaves only as the format 2
-    plaintext block the chip card verifies (EMV Book 3 6.5.12), handed over in a bytearray to wipe."""
+    """PIN entry. Online PINs leave enciphered: format 4 under a static key for the fleet host; for bank
+    acquirers under a DUKPT key per transaction, format 0 (2TDEA) or 4 (AES) as the acquirer takes. An
+    offline PIN leaves only as the format 2 plaintext block the chip card verifies (EMV Book 3 6.5.12),
+    handed over in a bytearray to wipe."""
 
     def __init__(self, keys: KeySource, key: bytes, dukpt: TerminalDukpt | None = None) -> None:
         self._keys = keys
