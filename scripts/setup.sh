@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(mosquitto pcscd vsmartcard-vpcd libpcsclite-dev swig python3-venv python3-dev gcc make postgresql)
+APT_PACKAGES=(mosquitto pcscd vsmartcard-vpcd libpcsclite-dev swig python3-venv python3-dev gcc make postgresql
+              espeak-ng alsa-utils)   # spoken prompts (docs/accessibility.md): espeak-ng, aplay -D
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
