@@ -1,5 +1,6 @@
-"""The terminal's screen ids: what the sale asks the panel to show. The texts per language are in
-ui.screens; a test fails when an id has no text in a language."""
+"""The terminal's screen ids: what the sale asks the panel to show. The texts per language are in the
+catalogues ui/locales/<lang>.po (<id>.title, .body, .hint); a test fails when an id has no text in a
+language."""
 
 from __future__ import annotations
 
@@ -39,3 +40,14 @@ class Screen(enum.StrEnum):
     PROCESSING = "processing"
     QUESTION = "question"            # a program's question: odometer, vehicle, driver id
     CARD_READ = "card_read"          # a card riding along (loyalty) was read: insert the payment card
+    # the driver's choices and the sale's later steps (ui.views builds them; not every flow uses them yet)
+    CHOOSE_LANGUAGE = "choose_language"
+    CHOOSE_PRODUCT = "choose_product"
+    ENTER_PRESET = "enter_preset"    # an amount or litres to fill up to
+    HANG_UP = "hang_up"
+    PRINTING = "printing"
+    OUT_OF_SERVICE = "out_of_service"
+    # the attendant's screens
+    ATTENDANT_SIGN_IN = "attendant_sign_in"
+    ATTENDANT_MENU = "attendant_menu"
+    ATTENDANT_REPORTS = "attendant_reports"

@@ -7,7 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from contracts.errors import MessageError
 from hostsim.line_server import LineServer, close_listener
+from ui.view import View
 
 __all__ = ["PanelServer", "close_listener"]
 
@@ -27,6 +29,17 @@ class PanelServer(LineServer):
     def current(self) -> dict[str, Any] | None:
         with self._cond:
             return self.screens[-1] if self.screens else None
+
+    def view(self, shown: dict[str, Any] | None = None) -> View | None:
+        """The View of a screen the terminal showed (the current one by default); None for a screen that came
+        without one or with a broken one (an older terminal, a garbled line)."""
+        doc = self.current if shown is None else shown
+        if doc is None or "view" not in doc:
+            return None
+        try:
+            return View.from_doc(doc["view"])
+        except MessageError:
+            return None
 
     def press(self, *keys: str) -> None:
         for key in keys:

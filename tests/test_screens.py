@@ -1,127 +1,150 @@
-"""Screen texts: every language has every screen and decline reason, with the same fields as English."""
+"""The terminal's screens as Views (ui.views) and as lines (ui.screens.render): every screen in every
+language, texts from the catalogues only, numbers per locale, what to do next after a decline."""
 
 from __future__ import annotations
 
-import string
-from collections.abc import Mapping
+import ast
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from contracts.errors import MessageError
 from contracts.reasons import LEGACY_REASONS, DeclineReason
 from contracts.screens import Screen
-from ui.screens import CARD_TEXTS, DECLINE_TEXTS, LANGUAGES, QUESTION_TEXTS, SCREENS, render
+from ui.catalog import LANGUAGES, text
+from ui.screens import render
+from ui.view import Figure, Option, Tone, View
+from ui.views import ADVICE, build
 
-OTHERS = [lang for lang in LANGUAGES if lang != "en"]
-
-
-def fields_of(lines: tuple[str, ...]) -> list[set[str]]:
-    return [{name for _, name, _, _ in string.Formatter().parse(line) if name is not None} for line in lines]
-
-
-def dummy_fields(screen: str) -> dict[str, str]:
-    names = set().union(*fields_of(SCREENS["en"][screen]))
-    return {name: f"<{name}>" for name in names}
-
-
-def test_languages() -> None:
-    assert LANGUAGES == ("en", "de", "fr")
-    assert set(SCREENS) == set(DECLINE_TEXTS) == set(LANGUAGES)
-
-
-@pytest.mark.parametrize("lang", OTHERS)
-def test_every_language_has_the_same_screens_and_fields_as_english(lang: str) -> None:
-    assert set(SCREENS[lang]) == set(SCREENS["en"])
-    for screen, lines in SCREENS["en"].items():
-        assert len(SCREENS[lang][screen]) == len(lines), (lang, screen)
-        assert (set().union(*fields_of(SCREENS[lang][screen]))
-                == set().union(*fields_of(lines))), (lang, screen)
-
-
-@pytest.mark.parametrize("lang", OTHERS)
-def test_every_decline_reason_is_translated(lang: str) -> None:
-    assert set(DECLINE_TEXTS[lang]) == set(DECLINE_TEXTS["en"])
-    assert all(text.strip() for text in DECLINE_TEXTS[lang].values())
-
-
-# catalogue -> the keys it must have in every language: the enums' values, or English's own keys
-CATALOGUES: dict[str, tuple[Mapping[str, Mapping[str, Any]], set[str]]] = {
-    "screens": (SCREENS, {screen.value for screen in Screen}),
-    "reasons": (DECLINE_TEXTS, {reason.value for reason in DeclineReason}),
-    "questions": (QUESTION_TEXTS, set(QUESTION_TEXTS["en"])),
-    "cards": (CARD_TEXTS, set(CARD_TEXTS["en"])),
+# fields the sale passes today (preformatted strings) for every screen that takes any
+SAMPLE: dict[str, dict[str, Any]] = {
+    "select_pump": {"pumps": "1,2,3"}, "enter_pin": {"stars": "**"}, "enter_pin_last": {"stars": ""},
+    "declined": {"reason": "insufficient_funds"}, "lift_nozzle": {"pump": 2, "litres": "40.00"},
+    "lift_nozzle_amount": {"pump": 2, "amount": "50.00 EUR"},
+    "filling": {"pump": 2, "litres": "12.34", "amount": "21.55 EUR"},
+    "completing": {"pump": 2}, "hang_up": {"pump": 2},
+    "thank_you": {"litres": "12.34", "amount": "21.55 EUR", "points": 120},
+    "choose_app": {"apps": "1 VISA DEBIT  2 VISA CREDIT"},
+    "approved_up_to": {"amount": "150.00 EUR", "pump": 3},
+    "question": {"question": "odometer", "answer": "12"}, "card_read": {"card": "loyalty"},
+    "idle": {"prices": [("Diesel", 1789), ("Super E10", 1859)], "currency": "EUR",
+             "payments": ["bank", "fleet"]},
+    "choose_product": {"products": [("Diesel", 1789), ("AdBlue", 899)], "currency": "EUR"},
+    "enter_preset": {"mode": "amount", "amount_cents": 5000, "currency": "EUR"},
+    "attendant_reports": {"sales": 42, "total_cents": 123456, "currency": "EUR"},
+    "attendant_sign_in": {"stars": "***"},
 }
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-@pytest.mark.parametrize("name", CATALOGUES)
-def test_every_catalogue_has_every_key_and_no_stray_one(name: str, lang: str) -> None:
-    texts, keys = CATALOGUES[name]
-    missing, stray = keys - set(texts[lang]), set(texts[lang]) - keys
-    assert not missing, f"{lang}: {name} without text: {sorted(missing)}"
-    assert not stray, f"{lang}: {name} texts for no key: {sorted(stray)}"
-    assert all(texts[lang].values())
+@pytest.mark.parametrize("screen", list(Screen))
+def test_every_screen_builds_in_every_language(screen: Screen, lang: str) -> None:
+    view = build(screen, lang, **SAMPLE.get(screen.value, {}))
+    assert view.screen == screen.value and view.language == lang and view.title
+    assert all(t and "{" not in t and "}" not in t for t in view.texts()), view
+    assert view.tone_word == text(lang, f"tone.{view.tone.value}")
+    assert View.from_doc(view.to_doc()) == view
 
 
-@pytest.mark.parametrize("lang", LANGUAGES)
-def test_questions_and_card_names_render_in_the_language(lang: str) -> None:
-    lines = render(Screen.QUESTION, lang, question="odometer", answer="12")
-    assert lines[:2] == (QUESTION_TEXTS[lang]["odometer"], "12")
-    assert CARD_TEXTS[lang]["loyalty"] in render(Screen.CARD_READ, lang, card="loyalty")[0]
+def test_filling_shows_litres_and_amount_per_locale() -> None:
+    view = build(Screen.FILLING, "de", pump=2, litres="12.34", amount="21.55 EUR")
+    assert view.title == "Zapfsäule 2"
+    assert view.figures == (Figure("litres", "Liter", "12,34 l"), Figure("amount", "Betrag", "21,55\xa0€"))
+    typed = build(Screen.FILLING, "en", pump=2, volume_cl=1234, amount_cents=2155, currency="EUR")
+    assert [f.value for f in typed.figures] == ["12.34 L", "€21.55"]
+
+
+def test_idle_shows_prices_payment_means_and_languages() -> None:
+    view = build(Screen.IDLE, "fr", prices=[("Diesel", 1789), ("SP95", 1899)], currency="EUR",
+                 payments=["bank", "fleet"], languages=True)
+    assert view.figures == (Figure("price", "Diesel", "1,789\xa0€/L"),
+                            Figure("price", "SP95", "1,899\xa0€/L"))
+    assert view.lines == ("Acceptés : Cartes bancaires, Cartes flotte",)
+    assert [o.label for o in view.options][:3] == ["English", "Deutsch", "Français"]
+    assert [o.key for o in view.options] == [str(i) for i in range(1, len(LANGUAGES) + 1)]
+
+
+def test_pump_and_application_choices_are_options_keyed_by_digit() -> None:
+    pumps = build(Screen.SELECT_PUMP, "en", pumps="1,3").options
+    assert pumps == (Option("1", "Pump 1"), Option("3", "Pump 3"))
+    apps = build(Screen.CHOOSE_APP, "en", apps="1 VISA DEBIT  2 VISA CREDIT").options
+    assert apps == (Option("1", "VISA DEBIT"), Option("2", "VISA CREDIT"))
+    view = build(Screen.CHOOSE_PRODUCT, "de", products=[("Diesel", 1789)], currency="EUR")
+    assert view.options == (Option("1", "Diesel 1,789\xa0€/l"),)
+    assert view.option_for(1) == Option("1", "Diesel 1,789\xa0€/l") and view.option_for(2) is None
+
+
+@pytest.mark.parametrize("reason", list(DeclineReason))
+def test_a_decline_says_what_happened_and_what_to_do(reason: DeclineReason) -> None:
+    view = build(Screen.DECLINED, "en", reason=reason)
+    assert view.lines == (text("en", f"reason.{reason.value}"), text("en", f"advice.{ADVICE[reason.value]}"))
+    assert view.tone is Tone.ERROR and view.hint == "Please remove card"
+
+
+def test_prompts_time_out_and_notices_do_not() -> None:
+    assert build(Screen.ENTER_PIN, "en").timeout == 30.0
+    assert build(Screen.QUESTION, "en", question="vehicle", answer="", timeout=12).timeout == 12.0
+    assert build(Screen.FILLING, "en", pump=1, litres="0.00", amount="0.00 EUR").timeout is None
+
+
+def test_speech_reads_the_screen_in_order() -> None:
+    view = build(Screen.DECLINED, "en", reason="wrong_pin")
+    assert view.speech() == "Error. Declined. Wrong PIN. Please try again. Please remove card."
+
+
+def test_a_bad_view_doc_is_a_message_error() -> None:
+    for doc in ([], {"screen": "idle"}, {**build("idle").to_doc(), "title": 7},
+                {**build("idle").to_doc(), "tone": "pink"}):
+        with pytest.raises(MessageError):
+            View.from_doc(doc)
+
+
+# -- the line-based entry point the socket panel and the simulator's log use ----------------------------
+def test_render_takes_enum_members_and_codes_alike() -> None:
+    assert render(Screen.DECLINED, "de", reason=DeclineReason.CARD_EXPIRED) == (
+        "Abgelehnt", "Karte abgelaufen", "Bitte andere Karte verwenden", "Bitte Karte entnehmen")
+    assert render(Screen.ENTER_PIN, "en", stars="***") == ("Enter PIN", "PIN: ***", "Press ENTER")
+    assert render("card_read", "fr", card="loyalty") == ("Carte Fidélité lue", "Insérez la carte de paiement")
+    assert render(Screen.QUESTION, question="Odometer?", answer="12345")[0] == "Odometer?"
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_legacy_codes_render_as_their_reason(lang: str) -> None:
     for code, reason in LEGACY_REASONS.items():
-        assert code not in DECLINE_TEXTS[lang]
-        assert render("declined", lang, reason=code)[1] == DECLINE_TEXTS[lang][reason.value]
-
-
-def test_render_takes_enum_members_and_codes_alike() -> None:
-    assert render(Screen.DECLINED, "de", reason=DeclineReason.CARD_EXPIRED) == (
-        "Abgelehnt", "Karte abgelaufen", "Bitte Karte entnehmen")
-    assert render(Screen.QUESTION, question="Odometer?", answer="12345") == (
-        "Odometer?", "12345", "Press ENTER")
-    assert render("card_read", "fr", card="Fidélité") == (
-        "Carte Fidélité lue", "Insérez la carte de paiement")
-
-
-def test_bank_screens_and_reasons_exist() -> None:
-    for screen in ("choose_app", "swipe_card", "insert_chip", "approved_up_to", "lift_nozzle_amount",
-                   "card_removed", "processing", "enter_pin_last"):
-        assert screen in SCREENS["en"]
-    for reason in ("do_not_honour", "insufficient_funds", "wrong_pin", "pin_tries_exceeded",
-                   "card_expired", "card_declined", "not_accepted", "host_timeout", "host_unavailable",
-                   "chip_error", "card_removed"):
-        assert reason in DECLINE_TEXTS["en"]
-
-
-@pytest.mark.parametrize("lang", LANGUAGES)
-def test_every_screen_renders_with_its_fields(lang: str) -> None:
-    for screen in SCREENS["en"]:
-        fields = dummy_fields(screen)
-        lines = render(screen, lang, **fields)
-        assert len(lines) == len(SCREENS["en"][screen])
-        assert all("{" not in line and "}" not in line for line in lines)
-        assert all(any(value in line for line in lines) for value in fields.values()), (lang, screen)
-        assert all(len(line) <= 40 for line in lines), (lang, screen, lines)   # small display
-
-
-@pytest.mark.parametrize("lang", LANGUAGES)
-def test_decline_reasons_render_in_the_language(lang: str) -> None:
-    for reason, text in DECLINE_TEXTS[lang].items():
-        assert render("declined", lang, reason=reason)[1] == text
-
-
-def test_examples() -> None:
-    assert render("approved_up_to", amount="150.00 EUR", pump=3) == (
-        "Approved up to", "150.00 EUR", "Lift nozzle on pump 3")
-    assert render("enter_pin_last", "de", stars="**") == ("PIN eingeben", "**", "Letzter PIN-Versuch")
-    assert render("declined", "fr", reason="insufficient_funds")[1] == "Provision insuffisante"
-    assert render("choose_app", apps="1 VISA DEBIT  2 VISA CREDIT")[1] == "1 VISA DEBIT  2 VISA CREDIT"
+        assert render("declined", lang, reason=code)[1] == text(lang, f"reason.{reason.value}")
 
 
 def test_unknown_language_and_reason_fall_back() -> None:
     assert render("idle", "xx") == render("idle", "en") == ("Welcome", "Insert card")
     assert render("declined", "xx", reason="wrong_pin")[1] == "Wrong PIN"
     assert render("declined", "de", reason="some_new_code")[1] == "some_new_code"
+
+
+# -- no text a person reads in code -----------------------------------------------------------------------
+UI = Path(__file__).resolve().parents[1] / "ui"
+MINE = ("catalog.py", "format.py", "view.py", "views.py", "screens.py", "draw.py", "fonts.py", "layout.py")
+WORDS = re.compile(r"[^\W\d_]{2,}\s+[^\W\d_]{2,}")      # two words: a phrase, not a key or a code
+
+
+def _literals(tree: ast.AST) -> list[str]:
+    """String constants outside docstrings, raised errors and log calls."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                skip.add(id(first.value))
+        if isinstance(node, ast.Raise) or (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                                           and isinstance(node.func.value, ast.Name)
+                                           and node.func.value.id == "log"):
+            skip.update(id(n) for n in ast.walk(node))
+    return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in skip]
+
+
+@pytest.mark.parametrize("name", [m for m in MINE if (UI / m).exists()])
+def test_no_text_for_the_driver_is_left_in_code(name: str) -> None:
+    phrases = [s for s in _literals(ast.parse((UI / name).read_text())) if WORDS.search(s)]
+    assert not phrases, f"ui/{name}: texts belong in ui/locales/*.po: {phrases}"

@@ -1,10 +1,14 @@
-"""The screen-language part both panels share: the languages they can show and the one they show now."""
+"""The screen-language part both panels share: the languages they can show, the one they show now, and the
+View (ui.views) of a screen in it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ui.screens import LANGUAGES, render
+from ui.catalog import language_of
+from ui.screens import LANGUAGES
+from ui.view import View
+from ui.views import build
 
 __all__ = ["ScreenLanguage"]
 
@@ -17,8 +21,11 @@ class ScreenLanguage:
         return LANGUAGES
 
     def set_language(self, code: str) -> None:
-        """5F2D codes may come in upper case; an unknown code renders English."""
-        self.language = code.strip().lower()
+        """5F2D codes may come in upper case; an unknown code shows English."""
+        self.language = language_of(code)
+
+    def view(self, screen: str, **fields: Any) -> View:
+        return build(screen, self.language, **fields)
 
     def render(self, screen: str, **fields: Any) -> tuple[str, ...]:
-        return render(screen, self.language, **fields)
+        return self.view(screen, **fields).plain_lines()

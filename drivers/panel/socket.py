@@ -1,6 +1,7 @@
 """Front panel over a TCP line protocol: the simulator shows the screen and sends key presses.
 
-Terminal -> panel: {"screen": id, "lines": [...], "fields": {...}}; panel -> terminal: {"key": "5"}.
+Terminal -> panel: {"screen": id, "lines": [...], "fields": {...}, "view": View.to_doc()};
+panel -> terminal: {"key": "5"}.
 One JSON object per line. The connection is re-established when it drops.
 """
 
@@ -35,8 +36,9 @@ class SocketPanel(ScreenLanguage):
         self._line.start()
 
     def show(self, screen: str, **fields: Any) -> None:
-        lines = self.render(screen, **fields)
-        doc = {"screen": screen, "lines": list(lines), "fields": {k: str(v) for k, v in fields.items()}}
+        view = self.view(screen, **fields)
+        doc = {"screen": view.screen, "lines": list(view.plain_lines()),
+               "fields": {k: str(v) for k, v in fields.items()}, "view": view.to_doc()}
         self._last = json.dumps(doc).encode() + b"\n"
         self._line.send(self._last)
 

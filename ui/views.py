@@ -1,0 +1,250 @@
+"""Builders of the terminal's screens: a screen id and its fields -> a View in the driver's language.
+
+Every text comes from the catalogues (ui.catalog), every number through ui.format. Fields are what the
+sale passes to Panel.show(): typed values (volume_cl, amount_cents and currency, price_milli) are
+formatted per locale; the older preformatted strings ("12.34", "18.50 EUR") are read back into numbers so
+they show per locale too, and any other string is shown as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from contracts.reasons import LEGACY_REASONS, parse_reason
+from contracts.screens import Screen
+from ui.catalog import LANGUAGES, has, is_rtl, language_of, text
+from ui.format import format_date, format_litres, format_money, format_number, format_unit_price
+from ui.view import Figure, Option, Tone, View
+
+__all__ = ["ADVICE", "PROMPT_TIMEOUT", "TONES", "build"]
+
+PROMPT_TIMEOUT = 30.0       # seconds a prompt waits when the sale does not say (firmware's own timeout)
+
+# what the driver should do after a decline, by reason: an advice.* key
+ADVICE: Mapping[str, str] = {
+    "wrong_pin": "try_again", "card_error": "try_again", "chip_error": "try_again",
+    "card_removed": "try_again", "cancelled": "try_again", "interrupted": "try_again",
+    "pin_tries_exceeded": "other_card", "card_blocked": "other_card", "card_expired": "other_card",
+    "unknown_card": "other_card", "not_accepted": "other_card", "card_declined": "other_card",
+    "limit_exhausted": "other_card", "do_not_honour": "other_card", "insufficient_funds": "other_card",
+    "pump_unknown": "other_pump", "pump_busy": "other_pump", "product_not_allowed": "attendant",
+    "host_unavailable": "later", "host_timeout": "later",
+}
+
+_ERROR = ("declined", "host_unavailable", "card_not_accepted", "card_error", "pump_error", "out_of_service",
+          "offline", "card_removed")
+_WARNING = ("enter_pin_last", "swipe_card", "insert_chip", "no_fuel", "pump_busy", "remove_card")
+_OK = ("approved_up_to", "lift_nozzle", "lift_nozzle_amount", "thank_you", "card_read")
+TONES: Mapping[str, Tone] = {**{s: Tone.ERROR for s in _ERROR}, **{s: Tone.WARNING for s in _WARNING},
+                             **{s: Tone.OK for s in _OK}}
+_PROMPTS = frozenset({"select_pump", "choose_app", "question", "enter_pin", "enter_pin_last",
+                      "choose_product", "enter_preset", "choose_language", "swipe_card", "attendant_sign_in",
+                      "attendant_menu", "attendant_reports"})
+
+_NONE = "-"        # an empty entry: a dash, the same in every language
+_LITRES = re.compile(r"^(\d+)\.(\d{2})$")
+_MONEY = re.compile(r"^(-?)(\d+)\.(\d{2}) ([A-Z]{3})$")
+_APPS = re.compile(r"(\d+) (.+?)(?=\s{2,}\d+ |$)")
+
+
+def build(screen: Screen | str, language: str = "en", **fields: Any) -> View:
+    """The View of a screen in a language (an unknown language shows English)."""
+    lang = language_of(language)
+    sid = str(Screen(screen).value) if isinstance(screen, Screen) else str(screen)
+    f = _display_fields(lang, fields)
+    lines: list[str] = [text(lang, f"{sid}.body", **f)] if has(lang, f"{sid}.body") else []
+    figures: list[Figure] = []
+    options: list[Option] = []
+    special = _SPECIAL.get(sid)
+    if special is not None:
+        special(lang, fields, f, lines, figures, options)
+    hint = text(lang, f"{sid}.hint", **f) if has(lang, f"{sid}.hint") else ""
+    tone = TONES.get(sid, Tone.INFO)
+    timeout = float(fields["timeout"]) if "timeout" in fields else PROMPT_TIMEOUT if sid in _PROMPTS else None
+    return View(screen=sid, language=lang, rtl=is_rtl(lang), title=text(lang, f"{sid}.title", **f),
+                lines=tuple(lines), figures=tuple(figures), options=tuple(options), hint=hint, tone=tone,
+                tone_word=text(lang, f"tone.{tone.value}"), timeout=timeout)
+
+
+def _display_fields(lang: str, fields: Mapping[str, Any]) -> dict[str, str]:
+    """The fields a catalogue text fills in, as the language writes them."""
+    out = {name: str(value) for name, value in fields.items()}
+    if "pump" in fields:
+        out["pump"] = _number(lang, fields["pump"])
+    if "tries" in fields:
+        out["tries"] = _number(lang, fields["tries"])
+    if "reason" in fields:
+        code = str(fields["reason"])
+        code = LEGACY_REASONS[code].value if code in LEGACY_REASONS else code
+        out["reason"] = text(lang, f"reason.{code}") if has(lang, f"reason.{code}") else code
+    for name, prefix in (("question", "ask"), ("card", "card")):
+        if name in fields and has(lang, f"{prefix}.{fields[name]}"):
+            out[name] = text(lang, f"{prefix}.{fields[name]}")
+    return out
+
+
+def _number(lang: str, value: Any) -> str:
+    return format_number(lang, int(value)) if str(value).isdigit() else str(value)
+
+
+def litres(lang: str, fields: Mapping[str, Any]) -> str:
+    """The volume of volume_cl (centilitres), or of a "12.34" litres string."""
+    if isinstance(fields.get("volume_cl"), int):
+        return format_litres(lang, fields["volume_cl"])
+    raw = str(fields.get("litres", ""))
+    m = _LITRES.match(raw)
+    return format_litres(lang, int(m[1]) * 100 + int(m[2])) if m else raw
+
+
+def money(lang: str, fields: Mapping[str, Any], name: str = "amount") -> str:
+    """The amount of <name>_cents with currency, or of a "18.50 EUR" string."""
+    cents = fields.get(f"{name}_cents")
+    if isinstance(cents, int) and isinstance(fields.get("currency"), str):
+        return format_money(lang, cents, fields["currency"])
+    raw = str(fields.get(name, ""))
+    m = _MONEY.match(raw)
+    if m is None:
+        return raw
+    return format_money(lang, (-1 if m[1] else 1) * (int(m[2]) * 100 + int(m[3])), m[4])
+
+
+def _label(lang: str, key: str) -> str:
+    return text(lang, f"label.{key}")
+
+
+# -- screens with more than a title, a body and a hint -------------------------------------------------
+
+
+def _idle(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str], figures: list[Figure],
+          options: list[Option]) -> None:
+    """Prices per product (prices: (product, price_milli) pairs with currency), the payment means accepted
+    (payments: payment.* names) and, when languages is given, the language choice."""
+    currency = raw.get("currency")
+    for product, milli in raw.get("prices", ()):
+        value = format_unit_price(lang, int(milli), currency) if isinstance(currency, str) else str(milli)
+        figures.append(Figure("price", str(product), value))
+    means = [text(lang, f"payment.{m}") for m in raw.get("payments", ()) if has(lang, f"payment.{m}")]
+    if means:
+        lines.append(text(lang, "idle.accepts", means=", ".join(means)))
+    if raw.get("languages"):
+        options.extend(_language_options(raw["languages"]))
+
+
+def _language_options(codes: Iterable[str] | bool) -> list[Option]:
+    shown = LANGUAGES if isinstance(codes, bool) else tuple(c for c in codes if c in LANGUAGES)
+    return [Option(str(i), text(code, "language.name")) for i, code in enumerate(shown, 1)]
+
+
+def _choose_language(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+                     figures: list[Figure], options: list[Option]) -> None:
+    options.extend(_language_options(raw.get("languages", True)))
+
+
+def _select_pump(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+                 figures: list[Figure], options: list[Option]) -> None:
+    pumps = raw.get("pumps", ())
+    numbers = [p.strip() for p in pumps.split(",")] if isinstance(pumps, str) else [str(p) for p in pumps]
+    options.extend(Option(n, text(lang, "option.pump", pump=_number(lang, n))) for n in numbers if n)
+
+
+def _choose_app(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+                figures: list[Figure], options: list[Option]) -> None:
+    """options: the applications' names (card data, shown as the card gives them); or apps "1 A  2 B"."""
+    names = raw.get("options")
+    if names is None:
+        names = [m[2] for m in _APPS.finditer(str(raw.get("apps", "")).strip())]
+    options.extend(Option(str(i), str(name)) for i, name in enumerate(names, 1))
+
+
+def _choose_product(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+                    figures: list[Figure], options: list[Option]) -> None:
+    """products: (product, price_milli) pairs with currency."""
+    currency = raw.get("currency")
+    for i, (product, milli) in enumerate(raw.get("products", ()), 1):
+        price = format_unit_price(lang, int(milli), currency) if isinstance(currency, str) else ""
+        options.append(Option(str(i), text(lang, "option.product", product=product, price=price).strip()))
+
+
+def _enter_preset(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+                  figures: list[Figure], options: list[Option]) -> None:
+    """mode: amount or litres; the entry so far as amount_cents with currency, or volume_cl."""
+    if raw.get("mode") == "litres":
+        figures.append(Figure("litres", _label(lang, "litres"), litres(lang, raw) or _NONE))
+    else:
+        figures.append(Figure("amount", _label(lang, "amount"), money(lang, raw) or _NONE))
+    options.extend([Option("1", text(lang, "option.amount")), Option("2", text(lang, "option.litres"))])
+
+
+def _pin(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str], figures: list[Figure],
+         options: list[Option]) -> None:
+    if "tries" in raw:
+        lines.append(text(lang, "enter_pin.tries", **f))
+    figures.append(Figure("pin", _label(lang, "pin"), str(raw.get("stars", "")) or _NONE))
+
+
+def _declined(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+              figures: list[Figure], options: list[Option]) -> None:
+    if "reason" in raw:
+        lines.append(f["reason"])
+        lines.append(text(lang, f"advice.{ADVICE[parse_reason(str(raw['reason'])).value]}"))
+
+
+def _question(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+              figures: list[Figure], options: list[Option]) -> None:
+    figures.append(Figure("answer", _label(lang, "entry"), str(raw.get("answer", "")) or _NONE))
+
+
+def _max_litres(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+                figures: list[Figure], options: list[Option]) -> None:
+    figures.append(Figure("litres", _label(lang, "maximum"), litres(lang, raw)))
+
+
+def _max_amount(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+                figures: list[Figure], options: list[Option]) -> None:
+    figures.append(Figure("amount", _label(lang, "maximum"), money(lang, raw)))
+
+
+def _approved(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+              figures: list[Figure], options: list[Option]) -> None:
+    figures.append(Figure("amount", _label(lang, "amount"), money(lang, raw)))
+
+
+def _sale_figures(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+                  figures: list[Figure], options: list[Option]) -> None:
+    """Litres and amount as the pump reports them; points earned when a loyalty card took part."""
+    figures.append(Figure("litres", _label(lang, "litres"), litres(lang, raw)))
+    figures.append(Figure("amount", _label(lang, "amount"), money(lang, raw)))
+    if "points" in raw:
+        figures.append(Figure("points", _label(lang, "points"), _number(lang, raw["points"])))
+
+
+def _attendant_sign_in(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+                       figures: list[Figure], options: list[Option]) -> None:
+    figures.append(Figure("code", _label(lang, "code"), str(raw.get("stars", "")) or _NONE))
+
+
+def _attendant_menu(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+                    figures: list[Figure], options: list[Option]) -> None:
+    items = ("reports", "prices", "close_shift", "sign_out")
+    options.extend(Option(str(i), text(lang, f"menu.{item}")) for i, item in enumerate(items, 1))
+
+
+def _attendant_reports(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+                       figures: list[Figure], options: list[Option]) -> None:
+    """sales (a count) and total (total_cents with currency); day a datetime.date."""
+    if "day" in raw:
+        figures.append(Figure("date", _label(lang, "date"), format_date(lang, raw["day"])))
+    figures.append(Figure("sales", _label(lang, "sales"), _number(lang, raw.get("sales", 0))))
+    figures.append(Figure("total", _label(lang, "total"), money(lang, raw, "total") or _NONE))
+
+
+_SPECIAL = {
+    "idle": _idle, "idle_bank_only": _idle, "choose_language": _choose_language, "select_pump": _select_pump,
+    "choose_app": _choose_app, "choose_product": _choose_product, "enter_preset": _enter_preset,
+    "enter_pin": _pin, "enter_pin_last": _pin, "declined": _declined, "question": _question,
+    "lift_nozzle": _max_litres, "lift_nozzle_amount": _max_amount, "approved_up_to": _approved,
+    "filling": _sale_figures, "thank_you": _sale_figures, "attendant_sign_in": _attendant_sign_in,
+    "attendant_menu": _attendant_menu, "attendant_reports": _attendant_reports,
+}
