@@ -108,7 +108,23 @@ class WindowPainter:
             self.text(surface, right, (rect.right - 10, rect.y + 10), 20, MUTED, "topright")
 
     def _draw_terminal(self, surface: pygame.Surface) -> None:
+        """The terminal's screen as the device draws it (ui.draw, from the View the terminal sent); a screen
+        sent without a view (an older terminal) as its lines. terminal_drawing maps a click to an option."""
+        from contracts.errors import MessageError
+        from ui.draw import draw_view
+        from ui.view import View
+
         current = self.sim.panel.current
+        self.terminal_drawing = None
+        if current is not None and "view" in current:
+            try:
+                view = View.from_doc(current["view"])
+            except MessageError:
+                view = None
+            if view is not None:
+                rect = self.screen_rect
+                self.terminal_drawing = draw_view(surface.subsurface(rect), view, origin=rect.topleft)
+                return
         if current is None:
             lines: Sequence[str] = ("Starting..." if self.starting else "Terminal not connected",)
             title = "terminal"

@@ -32,7 +32,7 @@ def _locale(lang: str) -> Locale:
 
 
 @functools.cache
-def _digit_table(lang: str) -> dict[int, str]:
+def _digit_table(lang: str) -> dict[int, int]:
     system = _locale(lang).default_numbering_system
     own = _DIGITS.get(system)
     return str.maketrans("0123456789", own) if own else {}

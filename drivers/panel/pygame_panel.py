@@ -1,5 +1,6 @@
-"""The terminal's own screen and keys on the device (a Pi with a 800x480 display and a USB keypad),
-via pygame.
+"""The terminal's own screen and keys on the device (a Pi with a 800x480 touch display and a USB keypad),
+via pygame. Screens are Views drawn by ui.draw; a touch on an option and the function keys F1..F4 beside
+the screen send the option's key, as if its digit were pressed.
 
 pygame (SDL) wants one thread at a time: show() draws and read_key() pumps events, both under one lock.
 """
@@ -20,7 +21,8 @@ from contracts.errors import ConfigError
 from drivers.panel import KEYS
 from drivers.panel.language import ScreenLanguage
 from drivers.url import DeviceUrl
-from ui.render import draw_screen
+from ui.draw import THEMES, Drawing, Theme, draw_view
+from ui.view import View
 
 __all__ = ["PygamePanel", "open_pygame_panel", "panel_key"]
 
@@ -33,6 +35,15 @@ _KEYMAP: dict[int, str] = {
 }
 
 
+_FKEYS = {pygame.K_F1: 1, pygame.K_F2: 2, pygame.K_F3: 3, pygame.K_F4: 4}
+
+
+def _theme(name: str) -> Theme:
+    if name not in THEMES:
+        raise ConfigError(f"unknown panel theme {name!r}: one of {', '.join(THEMES)}", key="devices.panel")
+    return THEMES[name]
+
+
 def panel_key(key: int) -> str | None:
     """The panel key for a pygame key code: digits, Return -> ENTER, Escape -> CANCEL, Backspace -> CLEAR."""
     name = _KEYMAP.get(key)
@@ -40,14 +51,18 @@ def panel_key(key: int) -> str | None:
 
 
 class PygamePanel(ScreenLanguage):
-    """Panel protocol on a pygame window: fullscreen 800x480 on the device, windowed for a bench."""
+    """Panel protocol on a pygame window: fullscreen 800x480 on the device, windowed for a bench.
+
+    theme: normal or high_contrast (set_theme switches it at run time)."""
 
     def __init__(self, *, language: str = "en", size: tuple[int, int] = (800, 480),
-                 fullscreen: bool = True) -> None:
-        self.language = language
+                 fullscreen: bool = True, theme: str = "normal") -> None:
+        self.set_language(language)
+        self.theme = _theme(theme)
         self._lock = threading.Lock()
         self._keys: collections.deque[str] = collections.deque()
-        self._lines: tuple[str, ...] = ()
+        self._view: View | None = None
+        self._drawing: Drawing | None = None
         self._closed = False
         try:
             pygame.display.init()
@@ -61,10 +76,22 @@ class PygamePanel(ScreenLanguage):
             raise ConfigError(f"no display for the pygame panel: {exc}", key="devices.panel") from exc
 
     def show(self, screen: str, **fields: Any) -> None:
-        lines = self.render(screen, **fields)
+        view = self.view(screen, **fields)
         with self._lock:
-            self._lines = lines
+            self._view = view
             self._draw()
+
+    def set_theme(self, name: str) -> None:
+        """normal or high_contrast; the current screen is drawn again in it."""
+        theme = _theme(name)
+        with self._lock:
+            self.theme = theme
+            self._draw()
+
+    @property
+    def drawing(self) -> Drawing | None:
+        """The last screen drawn: its options' places and its texts."""
+        return self._drawing
 
     def read_key(self, timeout: float) -> str | None:
         deadline = time.monotonic() + max(0.0, timeout)
@@ -92,22 +119,32 @@ class PygamePanel(ScreenLanguage):
 
     # -- under the lock ------------------------------------------------------------------------------
     def _draw(self) -> None:
-        if self._closed:
+        if self._closed or self._view is None:
             return
-        self._surface.fill((0, 0, 0))
-        draw_screen(self._surface, self._surface.get_rect(), self._lines)
+        self._drawing = draw_view(self._surface, self._view, self.theme)
         pygame.display.flip()
 
     def _pump(self) -> None:
         for event in pygame.event.get():
             if event.type == pygame.KEYDOWN:
-                key = panel_key(event.key)
+                key = panel_key(event.key) or self._function_key(event.key)
                 if key is not None:
                     self._keys.append(key)
+            elif event.type == pygame.MOUSEBUTTONDOWN and event.button == 1 and self._drawing is not None:
+                touched = self._drawing.key_at(event.pos)      # SDL turns a touch into a left click
+                if touched is not None and touched in KEYS:
+                    self._keys.append(touched)
             elif event.type in (pygame.VIDEOEXPOSE, getattr(pygame, "WINDOWEXPOSED", -1)):
                 self._draw()
 
 
+    def _function_key(self, key: int) -> str | None:
+        """F1..F4: the key of the option beside it on the current screen."""
+        number = _FKEYS.get(key)
+        option = self._view.option_for(number) if number and self._view is not None else None
+        return option.key if option is not None and option.key in KEYS else None
+
+
 def open_pygame_panel(url: DeviceUrl, *, language: str = "en") -> PygamePanel:
-    """pygame://: the device's own screen and keypad."""
-    return PygamePanel(language=language)
+    """pygame://[?theme=high_contrast]: the device's own screen and keypad."""
+    return PygamePanel(language=language, theme=url.option("theme", "normal"))
