@@ -46,12 +46,15 @@ BACKENDS: dict[str, dict[str, str]] = {
     "acquirer": {
         "tcp": "drivers.acquirer.tcp:open_acquirer_link",
     },
+    "audio": {"espeak": "drivers.audio.espeak:open_espeak",          # spoken prompts, docs/accessibility.md
+              "memory": "drivers.audio.memory:open_memory_speaker"},
 }
 
 # The terminal configuration key of each kind, named in errors.
 CONFIG_KEYS = {
     "pump_line": "devices.pump_line", "card_reader": "devices.card_reader", "printer": "devices.printer",
     "panel": "devices.panel", "magstripe": "bank.magstripe", "acquirer": "bank.acquirer",
+    "audio": "devices.audio",
 }
 
 # Third-party import names -> what to install (Debian package where pip alone is not enough).

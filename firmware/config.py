@@ -20,6 +20,7 @@ from contracts.iso8583_spec import DIALECTS
 __all__ = [
     "PROFILES",
     "PROFILE_ENV",
+    "AccessibilitySection",
     "BankSection",
     "DevicesSection",
     "MqttSection",
@@ -35,7 +36,7 @@ __all__ = [
 PROFILE_ENV = "FORECOURT_PROFILE"
 PROFILES: dict[str, dict[str, str]] = {
     "pi": {},
-    "sim": {"pump_line": "sim://", "card_reader": "memory://", "printer": "memory://"},
+    "sim": {"pump_line": "sim://", "card_reader": "memory://", "printer": "memory://", "audio": "memory://"},
 }
 
 
@@ -74,6 +75,8 @@ class DevicesSection:
     printer: str = "file:///dev/usb/lp0"
     panel: str = "pygame://"
     pin_key: str = "pek.hex"     # AES PIN-encryption key file, relative to state_dir
+    # spoken prompts on the headphone output (docs/accessibility.md): espeak://?device=<ALSA name>, "" = none
+    audio: str = "espeak://"
 
 
 @dataclass(frozen=True)
@@ -106,12 +109,20 @@ class BankSection:
 
 
 @dataclass(frozen=True)
+class AccessibilitySection:
+    """docs/accessibility.md: what the CLEAR key adds to a timed prompt."""
+
+    more_time: float = 30.0       # seconds per press; the time left never exceeds the prompt's timeout + this
+
+
+@dataclass(frozen=True)
 class TerminalConfig:
     terminal: TerminalSection
     mqtt: MqttSection = field(default_factory=MqttSection)
     devices: DevicesSection = field(default_factory=DevicesSection)
     timeouts: TimeoutsSection = field(default_factory=TimeoutsSection)
     bank: BankSection = field(default_factory=BankSection)
+    accessibility: AccessibilitySection = field(default_factory=AccessibilitySection)
     source: str = ""
 
     @property
@@ -175,6 +186,7 @@ def _check_network(cfg: TerminalConfig) -> None:
     for f in dataclasses.fields(TimeoutsSection):
         _check_timeout(f"timeouts.{f.name}", getattr(cfg.timeouts, f.name))
     _check_timeout("bank.response_timeout", cfg.bank.response_timeout)
+    _check_timeout("accessibility.more_time", cfg.accessibility.more_time)
     if cfg.bank.acquirer:
         _check_tcp(cfg.bank.acquirer, "bank.acquirer")
     for where, url in (("bank.magstripe", cfg.bank.magstripe), ("devices.printer", cfg.devices.printer),
@@ -234,7 +246,7 @@ def _section(name: str, cls: type, raw: Any, defaults: dict[str, str] | None = N
 
 
 _SECTIONS = {"terminal": TerminalSection, "mqtt": MqttSection, "devices": DevicesSection,
-             "timeouts": TimeoutsSection, "bank": BankSection}
+             "timeouts": TimeoutsSection, "bank": BankSection, "accessibility": AccessibilitySection}
 
 
 def load_config(path: str | os.PathLike[str], *, profile: str | None = None) -> TerminalConfig:

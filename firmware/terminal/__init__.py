@@ -58,6 +58,11 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
 
     link.on_state(announce)
     panel = open_device("panel", dev.panel, language=cfg.terminal.language)
+    if dev.audio:     # spoken prompts, off until the keypad gesture (docs/accessibility.md)
+        from drivers.panel.speaking import SpeakingPanel
+
+        panel = SpeakingPanel(panel, open_device("audio", dev.audio, key="devices.audio"),
+                              language=cfg.terminal.language)
     reader = open_device("card_reader", dev.card_reader)
     pumps = open_device("pump_line", dev.pump_line, pumps=dev.pumps, baudrate=dev.pump_baudrate,
                         decimals=dev.pump_decimals or None)
@@ -65,7 +70,8 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     dukpt = load_dukpt(state / cfg.bank.dukpt, journal) if cfg.bank.acquirer else None
     pinpad = PinPad(panel, pin_key, dukpt)
     stripes = open_device("magstripe", cfg.bank.magstripe or "none://") if cfg.bank.acquirer else None
-    port = PanelCardholder(panel, pinpad, stripes, timeout=cfg.timeouts.pin_entry, home=cfg.terminal.language)
+    port = PanelCardholder(panel, pinpad, stripes, timeout=cfg.timeouts.pin_entry, home=cfg.terminal.language,
+                           more_time=cfg.accessibility.more_time)
     deps = ProgramDeps(
         config=cfg, journal=journal, registry=host, pinpad=pinpad, magstripe=stripes is not None,
         open_device=lambda kind, url: open_device(kind, url, response_timeout=cfg.bank.response_timeout))

@@ -16,7 +16,12 @@ from contracts.screens import Screen
 from contracts.track2 import Track2
 from firmware.programs.base import Question
 
-__all__ = ["PanelCardholder"]
+__all__ = ["MORE_TIME_KEY", "PanelCardholder"]
+
+# The key that gives a timed prompt more time (EN 301 549 5.1.3 non-visual access, WCAG 2.2.1 "Timing
+# Adjustable" as EN 301 549 11.2.2.1 takes it over): CLEAR, which no choice uses; in a typed answer it also
+# clears what was typed. docs/accessibility.md.
+MORE_TIME_KEY = "CLEAR"
 
 
 class Panel(Protocol):
@@ -41,14 +46,16 @@ class StripeReader(Protocol):
 
 
 class PanelCardholder:
-    """timeout: seconds per prompt. While a cardholder is served (serving()), pump followers' status
-    screens stay off the panel."""
+    """timeout: seconds per prompt; more_time: seconds MORE_TIME_KEY adds to a prompt (the time left is
+    capped at timeout + more_time, however often it is pressed). While a cardholder is served (serving()),
+    pump followers' status screens stay off the panel."""
 
     def __init__(self, panel: Panel, pinpad: PinPad, stripes: StripeReader | None, *, timeout: float,
                  home: str, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, more_time: float = 30.0) -> None:
         self.panel, self.pinpad, self.stripes = panel, pinpad, stripes
         self.timeout, self.home, self._clock, self._sleep = timeout, home, clock, sleep
+        self.more_time = more_time
         self._serving = threading.Event()
 
     # -- the screen ----------------------------------------------------------------------------------
@@ -83,13 +90,23 @@ class PanelCardholder:
         self._serving.clear()
 
     # -- questions -----------------------------------------------------------------------------------
+    def _extended(self, deadline: float) -> float:
+        """The prompt's deadline after MORE_TIME_KEY; a speaking panel says so."""
+        now = self._clock()
+        said = getattr(self.panel, "more_time", None)
+        if callable(said):
+            said()
+        return now + min(deadline - now + self.more_time, self.timeout + self.more_time)
+
     def _keys(self) -> Iterator[str]:
-        """Keys until the prompt's deadline; CANCEL ends the prompt."""
+        """Keys until the prompt's deadline; CANCEL ends the prompt, MORE_TIME_KEY extends it."""
         deadline = self._clock() + self.timeout
         while self._clock() < deadline:
             key = self.panel.read_key(0.25)
             if key == "CANCEL":
                 raise SaleCancelled("cancelled")
+            if key == MORE_TIME_KEY:
+                deadline = self._extended(deadline)
             if key is not None:
                 yield key
         raise SaleCancelled("prompt timed out")
@@ -166,8 +183,11 @@ class PanelCardholder:
         self.panel.show(Screen.SWIPE_CARD)
         deadline = self._clock() + self.timeout
         while self._clock() < deadline:
-            if self.panel.read_key(0.05) == "CANCEL":
+            key = self.panel.read_key(0.05)
+            if key == "CANCEL":
                 raise SaleCancelled("swipe cancelled")
+            if key == MORE_TIME_KEY:
+                deadline = self._extended(deadline)
             track = self.stripes.wait_swipe(0.25)
             if track is not None:
                 return track
