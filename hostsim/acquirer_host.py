@@ -3,7 +3,8 @@
 missing gets a format error (30), as a real host answers; an unreadable frame gets no answer.
 
 Frames are a 2-byte big-endian length then the message (drivers.acquirer.tcp). One thread per
-connection. For a 0100 the host checks, in this order: the test's rules (timeout/drop), the card
+connection. While pause()d the host answers nothing (the simulator window's acquirer timeout).
+For a 0100 the host checks, in this order: the test's rules (timeout/drop), the card
 expiry (54), the ARQC in field 55 with the issuer master key for the PAN's prefix (05 if it does not
 verify), the PIN block through pin_verifier (55), then answers as the rules say: approve (00, ARPC in
 tag 91), partial (10, approved amount in field 54; 51 when the 0100 does not flag partial approval as
@@ -26,6 +27,7 @@ import logging
 import socket
 import socketserver
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -80,6 +82,7 @@ class AcquirerHost:
         self._server: socketserver.ThreadingTCPServer | None = None
         self._thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()
+        self._paused_until = 0.0                     # time.monotonic() until which nothing is answered
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -125,6 +128,24 @@ class AcquirerHost:
         if self._thread is not None:
             self._thread.join()
         self._server = None
+
+    @property
+    def serving(self) -> bool:
+        return self._server is not None
+
+    def pause(self, seconds: float) -> None:
+        """Answer nothing for seconds (a host that stopped answering): every request meanwhile times out."""
+        with self._lock:
+            self._paused_until = time.monotonic() + seconds
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused_until = 0.0
+
+    def paused_for(self) -> float:
+        """Seconds of the pause still to run; 0.0 when the host answers."""
+        with self._lock:
+            return max(0.0, self._paused_until - time.monotonic())
 
     def __enter__(self) -> Self:
         self.start()
@@ -172,6 +193,9 @@ class AcquirerHost:
             (self.requests if mti == "0100" else self.advices).append(kept)
         if behaviour == "timeout":
             self._decide(doc, "--", "no answer (rules)")
+            return None
+        if self.paused_for():
+            self._decide(doc, "--", "no answer (paused)")
             return None
         if behaviour == "drop":
             self._decide(doc, "--", "connection dropped (rules)")

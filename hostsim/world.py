@@ -60,8 +60,12 @@ class CardProfile:
 
 
 def load_cards(path: Path = FIXTURES / "cards.toml") -> list[CardProfile]:
+    """Every card of the fixture: fleet, EMV and blank first (scenarios pick them by index), then any
+    further kind (loyalty, gift, attendant, voucher...) in the file's order."""
     doc = tomllib.loads(path.read_text())
-    return [CardProfile(c["name"], kind, c) for kind in ("fleet", "emv", "blank") for c in doc.get(kind, [])]
+    kinds = ["fleet", "emv", "blank"] + [k for k in doc if k not in ("fleet", "emv", "blank")]
+    return [CardProfile(c["name"], kind, c) for kind in kinds for c in doc.get(kind, [])
+            if isinstance(c, dict) and "name" in c]
 
 
 def card_index(name_or_profile: str) -> int:
@@ -150,6 +154,23 @@ class Simulator:
             self.terminal.kill(signal.SIGKILL)
             self.terminal.stop()
             self.terminal = None
+
+    def power_cut(self) -> int:
+        """SIGKILL the terminal, as a power cut would, and start it again; returns the new pid."""
+        self.kill_terminal()
+        self.start_terminal()
+        if self.terminal is None:
+            raise RuntimeError("terminal did not start")
+        return self.terminal.pid
+
+    def reconfigure_terminal(self, pumps: tuple[int, ...]) -> None:
+        """Restart the terminal (stopped cleanly) controlling these pumps."""
+        if self.terminal is not None:
+            self.terminal.stop()
+            self.terminal = None
+        self.terminal_pumps = pumps
+        self._write_terminal_config()
+        self.start_terminal()
 
     def stop(self) -> None:
         for proc in (self.terminal, self.registry, self.mosquitto):

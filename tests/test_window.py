@@ -94,6 +94,7 @@ class FakePump:
 class FakeLine:
     def __init__(self) -> None:
         self.pumps = {1: FakePump()}
+        self.noise_interval: float | None = None
 
     def pump(self, number: int) -> FakePump:
         return self.pumps[number]
@@ -111,16 +112,30 @@ class FakeSwipe:
         raise ConnectionError("terminal magstripe reader not connected")
 
 
+class FakeAcquirer:
+    serving = False
+
+    def paused_for(self) -> float:
+        return 0.0
+
+
 class FakeSim:
-    def __init__(self) -> None:
+    """Nothing started: the status strip reads everything down."""
+
+    def __init__(self, state: Path) -> None:
         self.panel, self.cards = FakePanel(), FakeCards()
         self.pump_line, self.printer = FakeLine(), FakePrinter()
         self.swipe: Any = FakeSwipe()
+        self.state = state
+        self.terminal_config = state / "terminal" / "terminal.toml"
+        self.acquirer = FakeAcquirer()
+        self.broker_port = 0
+        self.mosquitto = self.registry = self.terminal = None
 
 
 @pytest.fixture
-def sim() -> FakeSim:
-    return FakeSim()
+def sim(tmp_path: Path) -> FakeSim:
+    return FakeSim(tmp_path)
 
 
 @pytest.fixture
@@ -159,7 +174,7 @@ def assert_layout_fits(window: SimulatorWindow) -> None:
         assert bounds.contains(a.rect), a
         for b in window.buttons[i + 1:]:
             assert not a.rect.colliderect(b.rect), (a.label, b.label)
-    panels = (window.screen_rect, window.keypad_rect, window.card_rect, window.pump_rect, window.receipt_rect)
+    panels = window.layout.panels
     for i, a in enumerate(panels):
         assert bounds.contains(a)
         for b in panels[i + 1:]:
@@ -167,6 +182,7 @@ def assert_layout_fits(window: SimulatorWindow) -> None:
     for b in window.buttons:     # each button on its own panel
         assert any(panel.contains(b.rect) for panel in panels), b
     assert window.receipt_rect.h >= 250, window.receipt_rect     # the receipt stays readable
+    assert window.log_rect.h >= 250, window.log_rect
     status = window.layout.slot_status
     assert status.w > 0 and window.card_rect.contains(status)
     assert not any(status.colliderect(b.rect) for b in window.buttons)
@@ -186,11 +202,18 @@ def test_layout_fits_any_number_of_cards(sim: FakeSim, count: int) -> None:
     w.draw(pygame.Surface(SIZE))
 
 
-def test_the_card_list_takes_two_columns(window: SimulatorWindow) -> None:
-    cards = [b.rect for b in window.buttons if b.action == "insert"]
-    rows = (len(cards) + 1) // 2
-    assert len({r.x for r in cards}) == 2 and len({r.y for r in cards}) == rows
-    assert layout(window.profiles[:4], {1: "diesel"}).cards.h < window.card_rect.h     # four: one column
+def test_the_card_list_is_grouped_by_kind(window: SimulatorWindow) -> None:
+    by_y: dict[int, list[str]] = {}
+    for b in window.buttons:
+        if b.action == "insert":
+            by_y.setdefault(b.rect.y, []).append(window.profiles[b.arg].kind)
+    assert all(len(set(kinds)) == 1 for kinds in by_y.values())     # a row never mixes kinds
+    kinds = [window.profiles[b.arg].kind for b in sorted((b for b in window.buttons if b.action == "insert"),
+                                                          key=lambda b: (b.rect.y, b.rect.x))]
+    assert kinds == sorted(kinds, key=["fleet", "emv", "blank"].index)
+    many = [CardProfile(f"c{i}", "emv", {}) for i in range(CARD_MAX_ROWS + 1)]
+    two = [b.rect for b in layout(many, {1: {1: "diesel"}}).buttons if b.action == "insert"]
+    assert len({r.x for r in two}) == 2                            # a long group takes two columns
 
 
 def test_swipe_button_sits_next_to_remove(window: SimulatorWindow) -> None:
@@ -242,7 +265,7 @@ def test_card_picker_lists_every_profile(sim: FakeSim) -> None:
 def test_lift_and_hang_up_buttons_drive_the_pump(window: SimulatorWindow, sim: FakeSim) -> None:
     pump = sim.pump_line.pump(1)
     assert [b.label for b in window.buttons if b.action == "lift"] == ["Lift nozzle 1", "Lift nozzle 2"]
-    window.handle_click(button(window, "lift", 2).center)
+    window.handle_click(button(window, "lift", (1, 2)).center)
     window.handle_click(button(window, "hang_up").center)
     assert pump.calls == [("lift", 2), ("hang_up",)]
 
@@ -264,16 +287,16 @@ def test_squeeze_flows_only_while_held_and_filling(window: SimulatorWindow, sim:
     window.handle_events([pygame.event.Event(pygame.MOUSEBUTTONUP, button=1, pos=squeeze)])
     pump.volume_cl = 35
     window.tick()
-    assert len(pump.calls) == 2 and not window.squeezing
+    assert len(pump.calls) == 2 and window.squeezing is None
 
 
 def test_space_bar_is_the_trigger(window: SimulatorWindow, sim: FakeSim) -> None:
     pump = sim.pump_line.pump(1)
     pump.state = PumpState.FILLING
     window.handle_events([pygame.event.Event(pygame.KEYDOWN, key=pygame.K_SPACE, mod=0)])
-    assert window.squeezing and pump.calls == [("dispense", 20, False)]
+    assert window.squeezing == 1 and pump.calls == [("dispense", 20, False)]
     window.handle_events([pygame.event.Event(pygame.KEYUP, key=pygame.K_SPACE, mod=0)])
-    assert not window.squeezing
+    assert window.squeezing is None
 
 
 def test_draw_shows_screen_lines_and_receipt(window: SimulatorWindow, sim: FakeSim) -> None:

@@ -52,6 +52,7 @@ class DartLineSimulator:
         self.frames: deque[dart.Frame] = deque(maxlen=10000)  # latest good frames from the master, in order
         self.bad_frames = 0                  # frames dropped for CRC or framing errors
         self.noise_interval: float | None = None   # set: the line babbles a noise byte this often (s)
+        self.noise_bytes = 0                 # noise bytes written so far
 
     @property
     def port(self) -> str:
@@ -118,6 +119,7 @@ class DartLineSimulator:
                 ready, _, _ = select.select([self._master], [], [], noise or 0.02)
                 if noise:
                     os.write(self._master, b"\x00")     # not an address: no frame can start with it
+                    self.noise_bytes += 1
                 if not ready:
                     continue
                 chunk = os.read(self._master, 4096)
