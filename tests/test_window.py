@@ -23,7 +23,7 @@ from contracts.track2 import Track2
 from drivers.msr import open_msr
 from hostsim.swipe_server import SwipeServer
 from hostsim.window import SIZE, SimulatorWindow, run_window
-from hostsim.window_layout import CARD_MAX_ROWS, layout
+from hostsim.window_layout import CARD_MAX_ROWS, fit_scale, layout
 from hostsim.world import CardProfile, card_index, load_cards
 from ui.render import SCREEN_BG, draw_screen, draw_text_block
 
@@ -464,3 +464,56 @@ def test_draw_with_a_card_inserted_and_long_labels(window: SimulatorWindow, sim:
     window.draw(surface)
     label = window.text_fit(surface, window.profiles[card_index("mc_cda_offline_pin")].name, 120, (0, 0))
     assert label.w <= 120
+
+
+def test_fit_scale_shrinks_only_for_a_small_display() -> None:
+    assert fit_scale(SIZE, (1920, 1080)) == 1.0
+    scale = fit_scale(SIZE, (1024, 768))
+    assert scale < 1.0 and SIZE[0] * scale <= 1024 and SIZE[1] * scale <= 768
+
+
+def test_run_window_scales_down_on_a_small_display(sim: FakeSim, tmp_path: Path) -> None:
+    shot = tmp_path / "window.png"
+    assert run_window(sim=sim, max_frames=2, screenshot=shot, fps=1000, display=(1024, 768)) == 0
+    assert pygame.image.load(str(shot)).get_size() == SIZE          # the frame is drawn at full size
+
+
+def test_a_click_on_a_scaled_window_hits_the_button_under_it(window: SimulatorWindow, sim: FakeSim) -> None:
+    window.scale = 0.5
+    target = button(window, "key", "7").center
+    window.handle_events([pygame.event.Event(pygame.MOUSEBUTTONDOWN, button=1,
+                                             pos=(target[0] // 2, target[1] // 2))])
+    assert sim.panel.pressed == ["7"]
+
+
+def test_the_picker_lists_every_kind_the_fixture_holds(sim: FakeSim, tmp_path: Path) -> None:
+    fixture = tmp_path / "cards.toml"
+    fixture.write_text('[[fleet]]\nname = "F"\npan = "7077001000000019"\nexpiry = "2912"\nholder = "H"\n'
+                       '[[gift]]\nname = "Gift card"\n[[loyalty]]\nname = "Loyalty card"\n'
+                       '[[blank]]\nname = "Blank"\n')
+    profiles = load_cards(fixture)
+    assert [(p.kind, p.name) for p in profiles] == [("fleet", "F"), ("blank", "Blank"), ("gift", "Gift card"),
+                                                     ("loyalty", "Loyalty card")]
+    w = SimulatorWindow(sim, profiles=profiles)
+    assert_layout_fits(w)
+    assert [b.label for b in w.buttons if b.action == "insert"] == ["F", "Blank", "Gift card", "Loyalty card"]
+    w.draw(pygame.Surface(SIZE))
+
+
+def test_every_pump_gets_its_row_of_buttons(sim: FakeSim) -> None:
+    for n in (2, 3, 4):
+        sim.pump_line.pumps[n] = FakePump()
+    w = SimulatorWindow(sim)
+    assert_layout_fits(w)
+    w.handle_click(button(w, "lift", (3, 2)).center)
+    w.handle_click(button(w, "hang_up", 3).center)
+    assert sim.pump_line.pump(3).calls == [("lift", 2), ("hang_up",)] and sim.pump_line.pump(1).calls == []
+    assert w.selected_pump == 3
+
+
+def test_status_strip_says_down_before_anything_started(window: SimulatorWindow) -> None:
+    window.refresh()
+    assert window.strip is not None
+    values = {label: value for label, value, _ in window.strip.items()}
+    assert values["broker"] == values["registry"] == values["acquirer"] == "DOWN"
+    assert values["config"] == "none yet" and values["backlog"] == "? sales, ? advices"
