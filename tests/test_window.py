@@ -517,3 +517,36 @@ def test_status_strip_says_down_before_anything_started(window: SimulatorWindow)
     values = {label: value for label, value, _ in window.strip.items()}
     assert values["broker"] == values["registry"] == values["acquirer"] == "DOWN"
     assert values["config"] == "none yet" and values["backlog"] == "? sales, ? advices"
+
+
+def test_paper_scrolls_back_through_older_receipts(window: SimulatorWindow, sim: FakeSim) -> None:
+    sim.printer.receipts += [RECEIPT.replace("33.18", f"{i}.00") for i in range(10, 16)]
+    surface = pygame.Surface(SIZE)
+    window.draw(surface)
+    newest = pixels(surface, window.receipt_rect)
+    inside = window.receipt_rect.center
+    window.scroll(inside, 12)
+    window.draw(surface)
+    assert window.receipt_scroll == 12 and pixels(surface, window.receipt_rect) != newest
+    window.handle_key(pygame.K_PAGEDOWN)
+    window.handle_key(pygame.K_PAGEDOWN)
+    window.draw(surface)
+    assert window.receipt_scroll == 0 and pixels(surface, window.receipt_rect) == newest
+    window.scroll(inside, 10_000)
+    window.draw(surface)
+    assert 0 < window.receipt_scroll < 10_000          # no further back than the first receipt's top
+
+
+def test_log_pane_shows_the_terminal_log_masked(window: SimulatorWindow, sim: FakeSim) -> None:
+    log = sim.state / "terminal.log"
+    log.write_text("".join(f"2026-12-01 17:16:{i:02d},000 terminal INFO firmware.x: event {i}\n"
+                           for i in range(60)) + "2026-12-01 17:17:00,000 terminal WARNING firmware.x: "
+                   "card 7077001000000019 track 4761739001010143=31062010000000000000\n")
+    window.refresh()
+    assert window.log.lines[-1] == "17:17:00 WARNING x: card ************0019 track [track data]"
+    surface = pygame.Surface(SIZE)
+    window.draw(surface)
+    latest = pixels(surface, window.log_rect)
+    window.scroll(window.log_rect.center, 20)
+    window.draw(surface)
+    assert window.log_scroll == 20 and pixels(surface, window.log_rect) != latest
