@@ -54,22 +54,29 @@ def test_every_language_has_every_phrase_and_a_voice(language: str) -> None:
 
 def test_options_are_spoken_with_their_key_digits() -> None:
     said = utterance("select_pump", "en", pumps="1,2")
-    assert said.startswith("Select pump. For pump 1, press 1. For pump 2, press 2. ")
+    assert said.startswith("Select pump. For Pump 1, press 1. For Pump 2, press 2. ")
     assert said.endswith(" Press CLEAR for more time.") and said.count("1") == 2
     said = utterance("choose_app", "en", apps="1 VISA DEBIT  2 MAESTRO")
     assert said.startswith("Choose application. For VISA DEBIT, press 1. For MAESTRO, press 2. ")
     assert said.count("MAESTRO") == 1                  # the option list is said once, the speech's way
     said = utterance("choose_app", "fr", apps="1 VISA DEBIT  2 MAESTRO")
     assert "Pour MAESTRO, appuyez sur 2." in said
-    assert said.endswith("Pour plus de temps, appuyez sur CORRECTION.")
+    assert said.endswith("Pour plus de temps, appuyez sur CLEAR.")
 
 
-@pytest.mark.parametrize("screen", ["enter_pin", "enter_pin_last"])
-def test_a_pin_screen_says_only_how_many_digits(screen: str) -> None:
-    said = utterance(screen, "en", stars="****")
-    assert said.startswith("Enter PIN. Digits entered: 4. ") and "*" not in said
-    assert not re.search(r"\d", said.replace("Digits entered: 4.", ""))
+@pytest.mark.parametrize("screen", ["enter_pin", "enter_pin_last", "attendant_sign_in"])
+def test_a_secret_entry_says_only_how_many_digits(screen: str) -> None:
+    for stars in ("****", "4711"):                 # even digits passed by mistake are never read out
+        said = utterance(screen, "en", stars=stars)
+        assert "Digits entered: 4." in said and "*" not in said
+        assert not re.search(r"\d", said.replace("Digits entered: 4.", ""))
     assert update(screen, "fr", stars="**") == "Chiffres saisis : 2."
+
+
+def test_a_warning_or_an_error_says_so_in_words() -> None:
+    assert utterance("declined", "en", reason="wrong_pin").startswith("Error. Declined. Wrong PIN.")
+    assert utterance("enter_pin_last", "de").startswith("Achtung. PIN eingeben.")
+    assert not utterance("idle", "en").startswith(("Error", "Caution", "Info", "OK"))
 
 
 def test_a_card_number_is_never_spoken() -> None:
