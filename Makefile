@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make sim` and `make test`. Both set up what they need first.
 # `make test` runs, in order and stopping at the first failure: ruff, mypy --strict on the lower layers,
 # the docstring examples, then pytest (PYTEST_ARGS selects tests, e.g. PYTEST_ARGS="-m 'not e2e'").
-.PHONY: setup sim test lint typecheck doctest bench fuzz clean
+.PHONY: setup sim test lint typecheck doctest bench fuzz clean screens
 
 # Packages type-checked strictly: the layers below the simulator and the command line.
 STRICT = contracts drivers registry firmware
@@ -38,6 +38,10 @@ FUZZ_JOBS ?= 1
 FUZZ_TARGETS ?=
 fuzz: setup
 	.venv/bin/python -m fuzz.run --seconds $(FUZZ_SECONDS) --jobs $(FUZZ_JOBS) $(FUZZ_TARGETS)
+
+# Every screen in every language as PNG (docs/screens/<language>/<screen>.png), drawn without a display.
+screens: setup
+	SDL_VIDEODRIVER=dummy .venv/bin/python -m ui.screenshots docs/screens
 
 clean:
 	rm -rf .venv .state

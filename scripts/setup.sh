@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(mosquitto pcscd vsmartcard-vpcd libpcsclite-dev swig python3-venv python3-dev gcc make postgresql
-              espeak-ng alsa-utils)   # spoken prompts (docs/accessibility.md): espeak-ng, aplay -D
+              espeak-ng alsa-utils    # spoken prompts (docs/accessibility.md): espeak-ng, aplay -D
+              fonts-dejavu-core)      # the screens' font: Latin, Cyrillic and Persian glyphs (ui/fonts.py)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

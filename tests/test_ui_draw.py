@@ -108,3 +108,10 @@ def test_pygame_panel_maps_touch_and_function_keys_to_the_options() -> None:
             panel.set_theme("neon")
     finally:
         panel.close()
+
+
+def test_drawing_after_the_font_module_was_quit_and_started_again() -> None:
+    draw_view(pygame.Surface((800, 480)), build("idle", "en"))
+    pygame.font.quit()              # another part of the program (a window closing) quit pygame's fonts
+    pygame.font.init()
+    assert not draw_view(pygame.Surface((800, 480)), build("idle", "en")).clipped()

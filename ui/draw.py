@@ -11,7 +11,6 @@ import dataclasses
 import functools
 import math
 import os
-from collections.abc import Sequence
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
@@ -77,13 +76,16 @@ THEMES = {t.name: t for t in (NORMAL, HIGH_CONTRAST)}
 
 @dataclasses.dataclass(frozen=True)
 class Placed:
-    """One text drawn: as given, as drawn (shaped), the box it had, the area it took, its size."""
+    """One text drawn: as given, as drawn (shaped), the box it had, the area it took, its size, the font file
+    and the side it is aligned to (left, right, center)."""
 
     text: str
     drawn: str
     box: pygame.Rect
     area: pygame.Rect
     size: int
+    font: str
+    side: str
 
     @property
     def fits(self) -> bool:
@@ -106,10 +108,15 @@ class Drawing:
 
 
 def _font(weight: str, size: int) -> pygame.font.Font:
-    if not pygame.font.get_init():  # fonts loaded before a pygame.quit() are dead
+    if not pygame.font.get_init():
         pygame.font.init()
+    font = _load(weight, size)
+    try:
+        font.get_height()
+    except pygame.error:  # loaded before the font module was quit and started again: dead
         _load.cache_clear()
-    return _load(weight, size)
+        font = _load(weight, size)
+    return font
 
 
 @functools.lru_cache(maxsize=256)
@@ -154,7 +161,8 @@ class _Painter:
         else:
             area.left = box.left
         self.surface.blit(img, area, area=None)
-        placed = Placed(text, drawn, box.move(self.ox, self.oy), area.move(self.ox, self.oy), size)
+        placed = Placed(text, drawn, box.move(self.ox, self.oy), area.move(self.ox, self.oy), size,
+                        font_path(weight), side)
         self.drawing.texts.append(placed)
         return placed
 
@@ -248,22 +256,24 @@ def _icon(surface: pygame.Surface, tone: Tone, rect: pygame.Rect, color: Color, 
 
 
 def _content(p: _Painter, box: pygame.Rect, s: float) -> None:
-    """Lines above, figures below them (label small, value large): rows share the height."""
+    """Lines above (a long one wrapped at word breaks rather than shrunk past reading), figures below them
+    (label small, value large): rows share the height."""
     view, t = p.view, p.theme
-    rows: Sequence[tuple[str, str | None]] = [(line, None) for line in view.lines] + [
-        (f.label, f.value) for f in view.figures
-    ]
+    line_size = round(30 * s)
+    rows: list[tuple[str, str | None]] = [
+        (piece, None) for line in view.lines for piece in _wrap(line, box.w, line_size, view.rtl)
+    ] + [(f.label, f.value) for f in view.figures]
     if not rows:
         return
     gap = round(8 * s)
     heights = [1.0 if value is None else 1.6 for _, value in rows]
-    unit = (box.h - gap * (len(rows) - 1)) / sum(heights)
-    y = float(box.y)
+    unit = min((box.h - gap * (len(rows) - 1)) / sum(heights), 64 * s)   # few rows: a block, centred
+    y = box.y + (box.h - unit * sum(heights) - gap * (len(rows) - 1)) / 2
     for (label, value), share in zip(rows, heights, strict=True):
         h = int(unit * share)
         row = pygame.Rect(box.x, int(y), box.w, h)
         if value is None:
-            p.text(label, row, size=min(round(34 * s), h), floor=round(14 * s), color=t.text)
+            p.text(label, row, size=min(line_size, h), floor=round(14 * s), color=t.text)
         else:
             label_w = int(row.w * 0.42)
             start, end = row.inflate(0, 0), row.inflate(0, 0)
@@ -273,16 +283,23 @@ def _content(p: _Painter, box: pygame.Rect, s: float) -> None:
             else:
                 end.right = row.right
             p.text(label, start, size=min(round(28 * s), h), floor=round(14 * s), color=t.muted)
-            p.text(
-                value,
-                end,
-                size=min(round(52 * s), h),
-                floor=round(16 * s),
-                color=t.text,
-                weight="bold",
-                align="end",
-            )
+            p.text(value, end, size=min(round(52 * s), h), floor=round(16 * s), color=t.text, weight="bold",
+                   align="end")
         y += h + gap
+
+
+def _wrap(text: str, width: int, size: int, rtl: bool) -> list[str]:
+    """text in pieces (whole words, in reading order) that each fit width at size; a word wider than width
+    stays whole and is shrunk when drawn."""
+    font = _font("regular", size)
+    pieces: list[str] = []
+    for word in text.split(" "):
+        joined = f"{pieces[-1]} {word}" if pieces else word
+        if pieces and font.size(shape(joined, rtl))[0] <= width:
+            pieces[-1] = joined
+        else:
+            pieces.append(word)
+    return pieces or [text]
 
 
 def _option(p: _Painter, key: str, label: str, box: pygame.Rect, fkey: int | None, s: float) -> None:
