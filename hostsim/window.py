@@ -27,6 +27,7 @@ import pygame
 
 from contracts.pump import PumpState
 from drivers.panel.pygame_panel import panel_key
+from hostsim.cards.emv_profile import profile_names
 from hostsim.window_draw import WindowPainter
 from hostsim.window_faults import Faults
 from hostsim.window_layout import (
@@ -52,6 +53,7 @@ __all__ = [
     "button_at",
     "card_buttons",
     "keypad_buttons",
+    "picker_cards",
     "pump_buttons",
     "run_window",
 ]
@@ -63,13 +65,22 @@ STATUS_EVERY_S = 1.0         # the status strip and the log pane are refreshed t
 SCROLL_KEYS = {pygame.K_PAGEUP: 1, pygame.K_PAGEDOWN: -1}
 
 
+def picker_cards() -> list[CardProfile]:
+    """The cards of hostsim/fixtures/cards.toml, then any EMV profile of hostsim/fixtures/emv that the
+    fixture does not name (by its profile name), so a new profile shows up without another edit."""
+    cards = load_cards()
+    named = {c.fields.get("profile") for c in cards if c.kind == "emv"}
+    extra = [n for n in profile_names() if n not in named]
+    return cards + [CardProfile(n, "emv", {"name": n, "profile": n}) for n in extra]
+
+
 class SimulatorWindow(WindowPainter):
     """State and input of the simulator window around a (started) Simulator-shaped object;
     drawn by its base."""
 
     def __init__(self, sim: Any, *, profiles: Sequence[CardProfile] | None = None) -> None:
         self.sim = sim
-        self.profiles = list(profiles) if profiles is not None else load_cards()
+        self.profiles = list(profiles) if profiles is not None else picker_cards()
         self.inserted: int | None = None
         self.last_card: int | None = None      # the card last put in the slot: what the Swipe button swipes
         self.squeezing: int | None = None      # the pump whose trigger is held

@@ -98,7 +98,10 @@ class WindowPainter(PanelPainter):
         if not card_in:
             self.inserted = None
         self._panel(surface, self.card_rect, "Card slot")
-        slot = "empty - click a card to insert it" if self.inserted is None else "card inserted"
+        if not card_in:
+            slot = "empty - click a card to insert it"
+        else:
+            slot = "card inserted" if self.inserted is not None else "a card is in the reader"
         room = self.layout.slot_status
         self.text_fit(surface, slot, room.w, (room.x, room.centery), 20, MUTED, "midleft")
         for kind, y in group_headings(self.card_rect, self.profiles):

@@ -21,8 +21,9 @@ import pygame
 from contracts.pump import PumpState
 from contracts.track2 import Track2
 from drivers.msr import open_msr
+from hostsim.cards.emv_profile import profile_names
 from hostsim.swipe_server import SwipeServer
-from hostsim.window import SIZE, SimulatorWindow, run_window
+from hostsim.window import SIZE, SimulatorWindow, picker_cards, run_window
 from hostsim.window_layout import CARD_MAX_ROWS, fit_scale, layout
 from hostsim.world import CardProfile, card_index, load_cards
 from ui.render import SCREEN_BG, draw_screen, draw_text_block
@@ -550,3 +551,14 @@ def test_log_pane_shows_the_terminal_log_masked(window: SimulatorWindow, sim: Fa
     window.scroll(window.log_rect.center, 20)
     window.draw(surface)
     assert window.log_scroll == 20 and pixels(surface, window.log_rect) != latest
+
+
+def test_the_picker_offers_every_emv_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hostsim import window as window_module
+
+    names = profile_names()
+    assert {c.fields.get("profile") for c in picker_cards() if c.kind == "emv"} == set(names)
+    monkeypatch.setattr(window_module, "profile_names", lambda: [*names, "new_profile"])
+    extra = picker_cards()[-1]
+    assert (extra.kind, extra.name, extra.fields["profile"]) == ("emv", "new_profile", "new_profile")
+    assert picker_cards()[:len(load_cards())] == load_cards()      # the fixture's cards keep their order
