@@ -39,7 +39,11 @@ def _codec(number: int) -> str:
         codec = codecs.lookup(name.replace("_", "-")).name
     except LookupError as exc:
         raise MessageError("unsupported code page", page=number) from exc
-    if codecs.getincrementaldecoder(codec)().decode(b"\x81", final=False) == "":
+    try:   # a multi-byte page holds a lead byte back; a single-byte page decodes it or has no 0x81
+        held = codecs.getincrementaldecoder(codec)().decode(b"\x81", final=False) == ""
+    except UnicodeDecodeError:        # e.g. WPC1252 (page 16), which python-escpos sends for œ Š Ÿ
+        held = False
+    if held:
         raise MessageError("multi-byte code page not supported", page=number)
     return codec
 

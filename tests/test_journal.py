@@ -773,3 +773,41 @@ def test_journal_files_are_private(tmp_path: Path) -> None:
         assert {p.stat().st_mode & 0o777 for p in made} == {0o600}
     finally:
         journal.close()
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("nozzles", "["),                     # JSON cut short
+    ("state", "bogus"),                   # a state the machine does not have
+    ("flags", b"\x86\xff"),               # a BLOB that is not UTF-8
+    ("totals_before", '{"1": 5}'),        # JSON of the wrong shape
+])
+def test_a_damaged_row_is_a_journal_error_and_does_not_hide_the_others(tmp_path: Path, column: str,
+                                                                       value: Any) -> None:
+    path = tmp_path / "journal.db"
+    journal = Journal(path)
+    try:
+        journal.begin_sale("bad", 1, "707700******0019", "tok", program="fleet")
+        journal.begin_sale("good", 2, "707700******0027", "tok2", program="fleet")
+        with sqlite3.connect(path) as db:
+            db.execute(f"UPDATE sales SET {column} = ? WHERE id = 'bad'", (value,))
+        with pytest.raises(JournalError, match="damaged") as err:
+            journal.get("bad")
+        assert err.value.context["sale_id"] == "bad"
+        assert [r.id for r in journal.all_sales()] == ["good"]       # the bad row stays on disk
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT count(*) FROM sales").fetchone()[0] == 2
+    finally:
+        journal.close()
+
+
+def test_a_damaged_event_is_a_journal_error(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    journal = Journal(path)
+    try:
+        journal.begin_sale("s1", 1, "707700******0019", "tok", program="fleet")
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE events SET detail = ?", (b"\xff{",))
+        with pytest.raises(JournalError, match="damaged"):
+            journal.events("s1")
+    finally:
+        journal.close()

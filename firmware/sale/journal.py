@@ -10,6 +10,7 @@ program's own store).
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -23,6 +24,8 @@ from firmware.keyfile import private_database
 from firmware.sale.journal_schema import migrate
 from firmware.sale.machine import OPEN_STATES, SaleState, check_move
 from firmware.sale.record import Preset, SaleRecord
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Journal"]
 
@@ -114,7 +117,7 @@ class Journal:
                     {flag: True})
 
     def get(self, sale_id: str) -> SaleRecord:
-        rows = self._select("WHERE id = ?", (sale_id,))
+        rows = self._select("WHERE id = ?", (sale_id,), strict=True)
         if not rows:
             raise JournalError("no such sale", sale_id=sale_id)
         return rows[0]
@@ -161,7 +164,10 @@ class Journal:
         with self._lock:
             rows = self._db.execute("SELECT state, detail FROM events WHERE sale_id = ? ORDER BY seq",
                                     (sale_id,)).fetchall()
-        return [(s, json.loads(d)) for s, d in rows]
+        try:
+            return [(s, json.loads(d)) for s, d in rows]
+        except (ValueError, TypeError, RecursionError) as exc:    # UnicodeDecodeError is a ValueError
+            raise JournalError("journal event is damaged", sale_id=sale_id) from exc
 
     def put(self, key: str, value: str) -> None:
         with self._lock:
@@ -184,12 +190,22 @@ class Journal:
         with self._lock:
             self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
 
-    def _select(self, where: str, args: tuple[Any, ...]) -> list[SaleRecord]:
+    def _select(self, where: str, args: tuple[Any, ...], *, strict: bool = False) -> list[SaleRecord]:
+        """The rows as records. A damaged row raises JournalError when strict; in a list it is left out
+        (and stays on disk) with an alarm, so one bad row cannot stop the recovery or sync of the others."""
         with self._lock:
             cur = self._db.execute(f"SELECT * FROM sales {where}", args)
             names = [d[0] for d in cur.description]
             rows = [dict(zip(names, r)) for r in cur.fetchall()]
-        return [_record(r) for r in rows]
+        out = []
+        for r in rows:
+            try:
+                out.append(_record(r))
+            except JournalError:
+                if strict:
+                    raise
+                log.error("journal row damaged; left out", extra={"alarm": "journal_row", "sale_id": r["id"]})
+        return out
 
 
 def _store(key: str, value: Any) -> Any:
@@ -205,6 +221,14 @@ def _store(key: str, value: Any) -> Any:
 
 
 def _record(r: dict[str, Any]) -> SaleRecord:
+    """A row as a record; JournalError when a column does not hold what the journal wrote there."""
+    try:
+        return _fields(r)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        raise JournalError("journal row is damaged", sale_id=str(r.get("id"))) from exc
+
+
+def _fields(r: dict[str, Any]) -> SaleRecord:
     preset = Preset(r["preset_kind"], r["preset_value"]) if r["preset_kind"] else None
     return SaleRecord(
         id=r["id"], state=SaleState(r["state"]), pump=r["pump"], program=r["program"],
