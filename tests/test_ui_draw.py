@@ -115,3 +115,31 @@ def test_drawing_after_the_font_module_was_quit_and_started_again() -> None:
     pygame.font.quit()              # another part of the program (a window closing) quit pygame's fonts
     pygame.font.init()
     assert not draw_view(pygame.Surface((800, 480)), build("idle", "en")).clipped()
+
+
+def test_pygame_panel_takes_events_while_the_sale_waits() -> None:
+    """The panel's own loop drains SDL's queue without read_key being called (a sale waiting on the
+    network), so the window never stops answering; the key is there at once when the sale asks."""
+    import time
+
+    from drivers.panel.pygame_panel import PygamePanel
+
+    panel = PygamePanel(fullscreen=False)
+    try:
+        panel.show("authorizing")
+        pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_7, mod=0, unicode="", scancode=0))
+        deadline = time.monotonic() + 2
+        while pygame.event.peek(pygame.KEYDOWN) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not pygame.event.peek(pygame.KEYDOWN)
+        time.sleep(0.1)
+        assert panel.read_key(0) == "7"
+    finally:
+        panel.close()
+
+
+def test_a_pygame_panel_url_with_an_unknown_theme_is_a_config_error() -> None:
+    from drivers.panel import open_panel
+
+    with pytest.raises(ConfigError, match="theme"):
+        open_panel("pygame://?theme=neon")

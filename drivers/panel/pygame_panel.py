@@ -2,13 +2,17 @@
 via pygame. Screens are Views drawn by ui.draw; a touch on an option and the function keys F1..F4 beside
 the screen send the option's key, as if its digit were pressed.
 
-pygame (SDL) wants one thread at a time: show() draws and read_key() pumps events, both under one lock.
+The screen runs its own loop in a thread that owns SDL (SDL wants its video and events in the thread that
+started them): it takes events and redraws while the sale waits on a card, a pump or the network, so the
+display never freezes; show() hands it a View and returns once it is drawn.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import os
+import queue
 import threading
 import time
 from typing import Any
@@ -24,7 +28,11 @@ from drivers.url import DeviceUrl
 from ui.draw import THEMES, Drawing, Theme, draw_view
 from ui.view import View
 
-__all__ = ["PygamePanel", "open_pygame_panel", "panel_key"]
+__all__ = ["FRAME", "PygamePanel", "open_pygame_panel", "panel_key"]
+
+log = logging.getLogger(__name__)
+
+FRAME = 1 / 30          # the loop's period: events are taken and the screen redrawn at most this late
 
 _KEYMAP: dict[int, str] = {
     **{getattr(pygame, f"K_{d}"): str(d) for d in range(10)},
@@ -33,8 +41,6 @@ _KEYMAP: dict[int, str] = {
     pygame.K_ESCAPE: "CANCEL",
     pygame.K_BACKSPACE: "CLEAR", pygame.K_DELETE: "CLEAR",
 }
-
-
 _FKEYS = {pygame.K_F1: 1, pygame.K_F2: 2, pygame.K_F3: 3, pygame.K_F4: 4}
 
 
@@ -59,34 +65,28 @@ class PygamePanel(ScreenLanguage):
                  fullscreen: bool = True, theme: str = "normal") -> None:
         self.set_language(language)
         self.theme = _theme(theme)
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._keys: collections.deque[str] = collections.deque()
+        self._inbox: queue.SimpleQueue[tuple[View | None, Theme, threading.Event]] = queue.SimpleQueue()
         self._view: View | None = None
         self._drawing: Drawing | None = None
-        self._closed = False
-        try:
-            pygame.display.init()
-            pygame.font.init()
-            flags = pygame.FULLSCREEN if fullscreen else 0
-            self._surface = pygame.display.set_mode(size, flags)
-            pygame.display.set_caption("forecourt terminal")
-            if fullscreen:
-                pygame.mouse.set_visible(False)
-        except pygame.error as exc:
-            raise ConfigError(f"no display for the pygame panel: {exc}", key="devices.panel") from exc
+        self._closed = threading.Event()
+        started: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, args=(size, fullscreen, started), daemon=True,
+                                        name="pygame-panel")
+        self._thread.start()
+        failure = started.get()
+        if failure is not None:
+            raise ConfigError(f"no display for the pygame panel: {failure}", key="devices.panel") from failure
 
+    # -- the sale's side ---------------------------------------------------------------------------------
     def show(self, screen: str, **fields: Any) -> None:
-        view = self.view(screen, **fields)
-        with self._lock:
-            self._view = view
-            self._draw()
+        self._hand(self.view(screen, **fields), self.theme)
 
     def set_theme(self, name: str) -> None:
         """normal or high_contrast; the current screen is drawn again in it."""
-        theme = _theme(name)
-        with self._lock:
-            self.theme = theme
-            self._draw()
+        self.theme = _theme(name)
+        self._hand(None, self.theme)
 
     @property
     def drawing(self) -> Drawing | None:
@@ -95,54 +95,97 @@ class PygamePanel(ScreenLanguage):
 
     def read_key(self, timeout: float) -> str | None:
         deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            with self._lock:
-                if not self._keys and not self._closed:
-                    self._pump()
-                if self._keys:
-                    return self._keys.popleft()
-            if self._closed or time.monotonic() >= deadline:
-                return None
-            time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
+        with self._cond:
+            while not self._keys:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed.is_set():
+                    return None
+                self._cond.wait(left)
+            return self._keys.popleft()
 
     def flush_keys(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._pump()
+        """Drop keys pressed before now, including those SDL has not handed over yet."""
+        done = threading.Event()
+        if not self._closed.is_set():
+            self._inbox.put((None, self.theme, done))   # the loop takes pending events before it answers
+            done.wait(1.0)
+        with self._cond:
             self._keys.clear()
 
     def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                pygame.display.quit()
+        if not self._closed.is_set():
+            self._closed.set()
+            self._thread.join(2.0)
+        with self._cond:
+            self._cond.notify_all()
 
-    # -- under the lock ------------------------------------------------------------------------------
-    def _draw(self) -> None:
-        if self._closed or self._view is None:
+    def _hand(self, view: View | None, theme: Theme) -> None:
+        if self._closed.is_set():
             return
-        self._drawing = draw_view(self._surface, self._view, self.theme)
-        pygame.display.flip()
+        done = threading.Event()
+        self._inbox.put((view, theme, done))
+        done.wait(1.0)
 
-    def _pump(self) -> None:
+    # -- the loop's side: the only thread that touches SDL ---------------------------------------------
+    def _run(self, size: tuple[int, int], fullscreen: bool,
+             started: queue.SimpleQueue[BaseException | None]) -> None:
+        try:
+            pygame.display.init()
+            pygame.font.init()
+            surface = pygame.display.set_mode(size, pygame.FULLSCREEN if fullscreen else 0)
+            pygame.display.set_caption("forecourt terminal")
+            if fullscreen:
+                pygame.mouse.set_visible(False)
+        except pygame.error as exc:
+            started.put(exc)
+            return
+        started.put(None)
+        theme = self.theme
+        try:
+            while not self._closed.is_set():
+                redraw = self._events()
+                try:
+                    view, theme, done = self._inbox.get(timeout=FRAME)
+                except queue.Empty:
+                    done = None
+                else:                       # a new screen, a theme, or a flush: events first, then draw
+                    self._events()
+                    self._view = view or self._view
+                    redraw = True
+                if redraw and self._view is not None:
+                    try:
+                        self._drawing = draw_view(surface, self._view, theme)
+                        pygame.display.flip()
+                    except (pygame.error, ValueError) as exc:    # a bad screen must not end the loop
+                        log.error("panel: screen not drawn", extra={"screen": self._view.screen,
+                                                                    "error": str(exc)})
+                if done is not None:
+                    done.set()
+        finally:
+            pygame.display.quit()
+
+    def _events(self) -> bool:
+        """Take SDL's events: keys and touches become panel keys; True when the screen must be redrawn."""
+        redraw = False
         for event in pygame.event.get():
+            key: str | None = None
             if event.type == pygame.KEYDOWN:
                 key = panel_key(event.key) or self._function_key(event.key)
-                if key is not None:
-                    self._keys.append(key)
             elif event.type == pygame.MOUSEBUTTONDOWN and event.button == 1 and self._drawing is not None:
-                touched = self._drawing.key_at(event.pos)      # SDL turns a touch into a left click
-                if touched is not None and touched in KEYS:
-                    self._keys.append(touched)
+                key = self._drawing.key_at(event.pos)          # SDL turns a touch into a left click
             elif event.type in (pygame.VIDEOEXPOSE, getattr(pygame, "WINDOWEXPOSED", -1)):
-                self._draw()
-
+                redraw = True
+            if key is not None and key in KEYS:
+                with self._cond:
+                    self._keys.append(key)
+                    self._cond.notify_all()
+        return redraw
 
     def _function_key(self, key: int) -> str | None:
         """F1..F4: the key of the option beside it on the current screen."""
         number = _FKEYS.get(key)
         option = self._view.option_for(number) if number and self._view is not None else None
-        return option.key if option is not None and option.key in KEYS else None
+        return option.key if option is not None else None
 
 
 def open_pygame_panel(url: DeviceUrl, *, language: str = "en") -> PygamePanel:
