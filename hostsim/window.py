@@ -141,6 +141,8 @@ class SimulatorWindow(WindowPainter):
             self.pump_of(button.arg).hang_up()
         elif button.action == "squeeze":
             self.squeeze(button.arg)
+        elif button.action in ("fault", "scenario") and self.starting:
+            self.status = "wait: the forecourt is still starting"
         elif button.action == "fault":
             self.status = self.faults.run(button.arg)
             self._next_status = 0.0
@@ -211,7 +213,10 @@ class SimulatorWindow(WindowPainter):
             return True
         verb = {pygame.K_F5: "step", pygame.K_F6: "play", pygame.K_F7: "stop"}.get(key)
         if verb is not None:
-            self.scenario(verb)
+            if self.starting:
+                self.status = "wait: the forecourt is still starting"
+            else:
+                self.scenario(verb)
             return True
         if key in SCROLL_KEYS:
             self.receipt_scroll = max(0, self.receipt_scroll + 10 * SCROLL_KEYS[key])
@@ -287,13 +292,14 @@ def _display(scale_to: tuple[int, int] | None) -> tuple[pygame.Surface, pygame.S
 
 def run_window(state_dir: str | None = None, *, max_frames: int | None = None, sim: Any = None,
                screenshot: str | Path | None = None, fps: int = 30,
-               display: tuple[int, int] | None = None) -> int:
+               display: tuple[int, int] | None = None, scenario: str | None = None) -> int:
     """Run the simulator window until it is closed (or for max_frames frames); returns the exit code 0.
 
     Without sim, a Simulator is created in state_dir (a temporary directory, removed afterwards, when None)
     with the terminal controlling every pump of the station, started in the background while the window
     already shows, and always stopped on the way out. A sim passed in is used as it is and left running.
-    screenshot saves the last frame (at full size) as an image; display pretends the screen is that big.
+    screenshot saves the last frame (at full size) as an image; display pretends the screen is that big;
+    scenario is the one the player offers first (`forecourt sim --scenario NAME` with a display).
     """
     logging.basicConfig(level=logging.WARNING)
     own = sim is None
@@ -315,6 +321,8 @@ def run_window(state_dir: str | None = None, *, max_frames: int | None = None, s
         pygame.display.set_caption(TITLE)
         window = SimulatorWindow(sim)
         window.scale = scale
+        if scenario in window.player.names:
+            window.player.index = window.player.names.index(scenario)
         clock = pygame.time.Clock()
         frames = 0
         while max_frames is None or frames < max_frames:

@@ -31,6 +31,7 @@ class Status:
     unsynced_sales: int | None  # None: the file is not there (yet)
     queued_advices: int | None
     config: str                 # "v3 (registry)" or "toml 1a2b3c4d (file hash, no registry config yet)"
+    line_noise: bool = False    # the DART line babbles garbage (the window's fault)
 
     def items(self) -> list[tuple[str, str, bool | None]]:
         """(label, value, ok) for each field of the strip; ok None when it is neither good nor bad."""
@@ -40,7 +41,8 @@ class Status:
                 ("registry", _updown(self.registry), self.registry),
                 ("acquirer", _updown(self.acquirer) + (f" ({self.acquirer_note})" * bool(self.acquirer_note)),
                  self.acquirer),
-                ("terminal", f"pid {self.terminal_pid}" if self.terminal else "down", self.terminal),
+                ("terminal", f"pid {self.terminal_pid}" if self.terminal else "DOWN", self.terminal),
+                ("pump line", "NOISY" if self.line_noise else "quiet", not self.line_noise),
                 ("backlog", backlog, None if not busy else False),
                 ("config", self.config, None)]
 
@@ -113,4 +115,4 @@ def read_status(sim: Any) -> Status:
         unsynced_sales=_count(tdir / "journal.db", "SELECT count(*) FROM sales WHERE state = 'completed' "
                               "AND synced = 0 AND parked IS NULL"),
         queued_advices=_count(tdir / "advices.db", "SELECT count(*) FROM advice WHERE acked IS NULL"),
-        config=_config(tdir))
+        config=_config(tdir), line_noise=bool(getattr(sim.pump_line, "noise_interval", None)))

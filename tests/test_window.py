@@ -562,3 +562,36 @@ def test_the_picker_offers_every_emv_profile(monkeypatch: pytest.MonkeyPatch) ->
     extra = picker_cards()[-1]
     assert (extra.kind, extra.name, extra.fields["profile"]) == ("emv", "new_profile", "new_profile")
     assert picker_cards()[:len(load_cards())] == load_cards()      # the fixture's cards keep their order
+
+
+def test_faults_and_scenarios_wait_until_the_forecourt_started(window: SimulatorWindow, sim: FakeSim) -> None:
+    window.starting = True
+    window.handle_click(button(window, "fault", "noise").center)
+    assert window.status == "wait: the forecourt is still starting" and sim.pump_line.noise_interval is None
+    window.status = ""
+    window.handle_key(pygame.K_F6)
+    assert window.status == "wait: the forecourt is still starting" and not window.player.busy
+
+
+def test_noise_button_and_the_strip(window: SimulatorWindow, sim: FakeSim) -> None:
+    window.handle_click(button(window, "fault", "noise").center)
+    assert window.status == "pump line noisy" and sim.pump_line.noise_interval
+    window.refresh()
+    assert window.strip is not None and window.strip.line_noise
+    assert ("pump line", "NOISY", False) in window.strip.items()
+    window.handle_click(button(window, "fault", "noise").center)
+    window.refresh()
+    assert window.status == "pump line quiet" and not window.strip.line_noise
+
+
+def test_run_window_offers_the_named_scenario_first(sim: FakeSim, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    real_draw = SimulatorWindow.draw
+
+    def draw(self: SimulatorWindow, surface: pygame.Surface) -> None:
+        seen.append(self.player.name)
+        real_draw(self, surface)
+
+    monkeypatch.setattr(SimulatorWindow, "draw", draw)
+    assert run_window(sim=sim, max_frames=1, fps=1000, scenario="bank-happy") == 0
+    assert seen == ["bank-happy"]

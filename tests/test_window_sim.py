@@ -132,8 +132,10 @@ def read_queued(window: SimulatorWindow) -> int:
 def test_pump_line_noise_reaches_the_line(window: SimulatorWindow, sim: Simulator) -> None:
     before = sim.pump_line.noise_bytes
     assert click(window, "fault", "noise") == "pump line noisy"
+    assert window.strip is not None and window.strip.line_noise
     assert until(lambda: sim.pump_line.noise_bytes >= before + 5, 5)
     assert click(window, "fault", "noise") == "pump line quiet"
+    assert not window.strip.line_noise
     time.sleep(0.2)                                       # the byte of the wait under way, if any
     quiet = sim.pump_line.noise_bytes
     time.sleep(0.3)
