@@ -217,6 +217,7 @@ class Keys:
 
     def __init__(self, clock: Manual, *keys: str | None) -> None:
         self.clock, self.keys, self.extended = clock, list(keys), 0
+        self.warned: list[float] = []
 
     def show(self, screen: str, **fields: Any) -> None:
         pass
@@ -235,6 +236,9 @@ class Keys:
 
     def more_time(self) -> None:
         self.extended += 1
+
+    def time_short(self) -> None:
+        self.warned.append(self.clock.t)
 
 
 def prompt(*keys: str | None) -> tuple[PanelCardholder, Keys]:
@@ -270,7 +274,25 @@ def test_more_time_is_announced_when_speech_is_on(speaking: Any) -> None:
     panel.switch(True)
     port = PanelCardholder(panel, PinPad(panel, bytes(16), None), None, timeout=10, home="en")
     assert answered(server, "select_pump", ("CLEAR", "1"), lambda: port.choose_pump([1, 2])) == 1
-    assert speaker.texts()[-1] == "More time."
+    assert speaker.texts()[-1] == "More time. " + utterance("select_pump", "en", pumps="1,2")   # said again
+
+
+def test_a_prompt_warns_before_it_times_out_and_again_after_more_time() -> None:
+    port, panel = prompt(*[None] * 30, "CLEAR", *[None] * 200)    # 10 s prompt: warned at 5 s left
+    with pytest.raises(SaleCancelled, match="timed out"):
+        port.choose_pump([1, 2])
+    # CLEAR at 7.5 s (2.5 s left) leaves 32.5 s: the prompt ends at 40 s, warned again 5 s before
+    assert panel.warned == [pytest.approx(5.0, abs=0.3), pytest.approx(35.0, abs=0.3)]
+    assert panel.clock.t == pytest.approx(40.0, abs=0.3)
+
+
+def test_the_speaking_panel_says_time_runs_short_after_the_prompt(speaking: Any) -> None:
+    panel, _, speaker, _ = speaking
+    panel.switch(True)
+    panel.show("select_pump", pumps="1,2")
+    panel.time_short()
+    assert speaker.said[-1] == ("Time is running out. Press CLEAR for more time.", "en")
+    assert speaker.interrupts == 2                  # switching on and the prompt; the warning waits its turn
 
 
 # -- configuration -----------------------------------------------------------------------------------------

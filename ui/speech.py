@@ -39,37 +39,41 @@ SPEECH_TEXTS: Mapping[str, Mapping[str, str]] = {
     "en": {"on": "Speech on. The 5 key has a raised dot. CLEAR three times on the welcome screen switches "
                  "speech off.",
            "off": "Speech off.", "digits": "Digits entered: {count}.", "option": "For {name}, press {key}.",
-           "more_time": "Press CLEAR for more time.", "time_added": "More time."},
+           "more_time": "Press CLEAR for more time.", "time_added": "More time.",
+           "time_short": "Time is running out. Press CLEAR for more time."},
     "de": {"on": "Sprachausgabe an. Die Taste 5 hat einen fühlbaren Punkt. Dreimal CLEAR auf dem "
                  "Startbildschirm schaltet sie aus.",
            "off": "Sprachausgabe aus.", "digits": "Eingegebene Ziffern: {count}.",
            "option": "Für {name} drücken Sie {key}.", "more_time": "Für mehr Zeit drücken Sie CLEAR.",
-           "time_added": "Mehr Zeit."},
+           "time_added": "Mehr Zeit.", "time_short": "Die Zeit läuft ab. Für mehr Zeit drücken Sie CLEAR."},
     "fr": {"on": "Synthèse vocale activée. La touche 5 porte un point en relief. Trois fois CLEAR sur "
                  "l'écran d'accueil la désactive.",
            "off": "Synthèse vocale désactivée.", "digits": "Chiffres saisis : {count}.",
            "option": "Pour {name}, appuyez sur {key}.", "more_time": "Pour plus de temps, appuyez sur CLEAR.",
-           "time_added": "Temps prolongé."},
+           "time_added": "Temps prolongé.",
+           "time_short": "Le temps est presque écoulé. Pour plus de temps, appuyez sur CLEAR."},
     "ru": {"on": "Озвучивание включено. На клавише 5 есть выпуклая точка. Три нажатия CLEAR на начальном "
                  "экране выключают озвучивание.",
            "off": "Озвучивание выключено.", "digits": "Введено цифр: {count}.",
            "option": "{name}: нажмите {key}.", "more_time": "Чтобы добавить время, нажмите CLEAR.",
-           "time_added": "Время добавлено."},
+           "time_added": "Время добавлено.",
+           "time_short": "Время заканчивается. Чтобы добавить время, нажмите CLEAR."},
     "uk": {"on": "Озвучення увімкнено. На клавіші 5 є опукла крапка. Три натискання CLEAR на початковому "
                  "екрані вимикають озвучення.",
            "off": "Озвучення вимкнено.", "digits": "Введено цифр: {count}.",
            "option": "{name}: натисніть {key}.", "more_time": "Щоб додати час, натисніть CLEAR.",
-           "time_added": "Час додано."},
+           "time_added": "Час додано.", "time_short": "Час спливає. Щоб додати час, натисніть CLEAR."},
     "es": {"on": "Voz activada. La tecla 5 tiene un punto en relieve. Pulsar CLEAR tres veces en la "
                  "pantalla de inicio la desactiva.",
            "off": "Voz desactivada.", "digits": "Dígitos introducidos: {count}.",
            "option": "Para {name}, pulse {key}.", "more_time": "Para más tiempo, pulse CLEAR.",
-           "time_added": "Más tiempo."},
+           "time_added": "Más tiempo.", "time_short": "El tiempo se acaba. Para más tiempo, pulse CLEAR."},
     "fa": {"on": "گفتار روشن شد. کلید ۵ یک نقطه برجسته دارد. سه بار CLEAR در صفحه آغاز گفتار را خاموش "
                  "می‌کند.",
            "off": "گفتار خاموش شد.", "digits": "رقم‌های وارد شده: {count}.",
            "option": "{name}: کلید {key}.", "more_time": "برای زمان بیشتر، CLEAR را فشار دهید.",
-           "time_added": "زمان بیشتر."},
+           "time_added": "زمان بیشتر.",
+           "time_short": "زمان رو به پایان است. برای زمان بیشتر، CLEAR را فشار دهید."},
 }
 
 _CARD_NUMBER = re.compile(r"\d(?:[ -]?\d){9,}")       # ten or more digits, maybe grouped: a card number

@@ -70,11 +70,14 @@ class SpeakingPanel:
             self.language = code.strip().lower()
 
     def show(self, screen: str, **fields: Any) -> None:
-        self.inner.show(screen, **fields)
+        # the screen is known here before it is shown, so a key pressed on it (a CLEAR in a PIN) is never
+        # taken for the gesture of the screen before
         with self._lock:
             again = screen == self._screen
             self._screen, self._fields = screen, dict(fields)
-            if not self.speaking:
+        self.inner.show(screen, **fields)
+        with self._lock:
+            if not self.speaking or screen != self._screen:
                 return
             if screen in IDLE_SCREENS and self._in_sale:     # the session ends with the sale
                 self.speaking = self._in_sale = False
@@ -107,10 +110,18 @@ class SpeakingPanel:
 
     # -- accessibility ------------------------------------------------------------------------------------
     def more_time(self) -> None:
-        """The cardholder port extended the current prompt: say so."""
+        """The cardholder port extended the current prompt: say so, and say the prompt again (EN 301 549
+        5.1.3.4: speech the user can repeat)."""
         with self._lock:
             if self.speaking:
-                self.speaker.say(phrase("time_added", self.language), self.language)
+                again = utterance(self._screen, self.language, **self._fields) if self._screen else ""
+                self.speaker.say(f"{phrase('time_added', self.language)} {again}".strip(), self.language)
+
+    def time_short(self) -> None:
+        """The current prompt times out soon: say so after what is being said."""
+        with self._lock:
+            if self.speaking:
+                self.speaker.say(phrase("time_short", self.language), self.language, interrupt=False)
 
     def switch(self, on: bool) -> None:
         """Speech on (announces itself, then the current screen) or off (says so, then is silent)."""

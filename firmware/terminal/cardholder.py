@@ -16,12 +16,16 @@ from contracts.screens import Screen
 from contracts.track2 import Track2
 from firmware.programs.base import Question
 
-__all__ = ["MORE_TIME_KEY", "PanelCardholder"]
+__all__ = ["MORE_TIME_KEY", "WARN_BEFORE", "PanelCardholder"]
 
 # The key that gives a timed prompt more time (EN 301 549 5.1.3 non-visual access, WCAG 2.2.1 "Timing
 # Adjustable" as EN 301 549 11.2.2.1 takes it over): CLEAR, which no choice uses; in a typed answer it also
 # clears what was typed. docs/accessibility.md.
 MORE_TIME_KEY = "CLEAR"
+# A prompt warns this long before it times out (at most half its time): WCAG 2.1 SC 2.2.1 "Extend" gives
+# at least 20 s to ask for more; the EAA, Annex I, asks self-service terminals to warn of a timed response
+# through more than one sensory channel (a speaking panel says it; the screen shows the prompt's time).
+WARN_BEFORE = 20.0
 
 
 class Panel(Protocol):
@@ -90,23 +94,21 @@ class PanelCardholder:
         self._serving.clear()
 
     # -- questions -----------------------------------------------------------------------------------
-    def _extended(self, deadline: float) -> float:
-        """The prompt's deadline after MORE_TIME_KEY; a speaking panel says so."""
-        now = self._clock()
-        said = getattr(self.panel, "more_time", None)
-        if callable(said):
-            said()
-        return now + min(deadline - now + self.more_time, self.timeout + self.more_time)
+    def _tell(self, event: str) -> None:
+        """more_time or time_short, to a panel that says them (drivers.panel.speaking); others ignore it."""
+        hook = getattr(self.panel, event, None)
+        if callable(hook):
+            hook()
 
     def _keys(self) -> Iterator[str]:
         """Keys until the prompt's deadline; CANCEL ends the prompt, MORE_TIME_KEY extends it."""
-        deadline = self._clock() + self.timeout
-        while self._clock() < deadline:
+        deadline = _Deadline(self)
+        while deadline.running():
             key = self.panel.read_key(0.25)
             if key == "CANCEL":
                 raise SaleCancelled("cancelled")
             if key == MORE_TIME_KEY:
-                deadline = self._extended(deadline)
+                deadline.extend()
             if key is not None:
                 yield key
         raise SaleCancelled("prompt timed out")
@@ -181,14 +183,35 @@ class PanelCardholder:
         self.stripes.flush()
         self.panel.flush_keys()
         self.panel.show(Screen.SWIPE_CARD)
-        deadline = self._clock() + self.timeout
-        while self._clock() < deadline:
+        deadline = _Deadline(self)
+        while deadline.running():
             key = self.panel.read_key(0.05)
             if key == "CANCEL":
                 raise SaleCancelled("swipe cancelled")
             if key == MORE_TIME_KEY:
-                deadline = self._extended(deadline)
+                deadline.extend()
             track = self.stripes.wait_swipe(0.25)
             if track is not None:
                 return track
         raise SaleCancelled("no swipe")
+
+
+class _Deadline:
+    """One prompt's deadline: extend() adds more_time (the time left capped at timeout + more_time);
+    running() warns the panel once when the time left runs short."""
+
+    def __init__(self, port: PanelCardholder) -> None:
+        self.port, self.at, self.warned = port, port._clock() + port.timeout, False
+
+    def running(self) -> bool:
+        left = self.at - self.port._clock()
+        if 0 < left <= min(WARN_BEFORE, self.port.timeout / 2) and not self.warned:
+            self.warned = True
+            self.port._tell("time_short")
+        return left > 0
+
+    def extend(self) -> None:
+        port, now = self.port, self.port._clock()
+        self.at = now + min(self.at - now + port.more_time, port.timeout + port.more_time)
+        self.warned = False
+        port._tell("more_time")
