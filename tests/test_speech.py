@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -306,3 +307,45 @@ def test_audio_and_more_time_are_configured(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(path, profile="sim")
     assert err.value.context["key"] == "accessibility.more_time"
+
+
+class Racing:
+    """A panel whose keypad sends CLEAR the moment a screen is put up, before show() returns."""
+
+    languages = ("en",)
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.taken = threading.Event()
+
+    def show(self, screen: str, **fields: Any) -> None:
+        if screen == "enter_pin":
+            self.keys.append("CLEAR")
+            assert self.taken.wait(2)          # the key reader has it before the show is over
+            time.sleep(0.1)
+
+    def read_key(self, timeout: float) -> str | None:
+        if self.keys:
+            self.taken.set()
+            return self.keys.pop(0)
+        time.sleep(min(timeout, 0.01))
+        return None
+
+    def flush_keys(self) -> None:
+        pass
+
+    def set_language(self, code: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_clear_pressed_as_the_pin_screen_appears_is_not_taken_for_the_gesture() -> None:
+    panel = SpeakingPanel(Racing(), MemorySpeaker())
+    try:
+        panel.show("idle")
+        panel.show("enter_pin", stars="")
+        assert panel.read_key(1) == "CLEAR"
+    finally:
+        panel.close()
