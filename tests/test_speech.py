@@ -349,3 +349,16 @@ def test_a_clear_pressed_as_the_pin_screen_appears_is_not_taken_for_the_gesture(
         assert panel.read_key(1) == "CLEAR"
     finally:
         panel.close()
+
+
+def test_what_else_the_panel_offers_passes_through() -> None:
+    inner = Racing()
+    inner.set_theme = lambda name: setattr(inner, "theme", name)      # type: ignore[attr-defined]
+    panel = SpeakingPanel(inner, MemorySpeaker())
+    try:
+        panel.set_theme("high_contrast")
+        assert inner.theme == "high_contrast"                          # type: ignore[attr-defined]
+        with pytest.raises(AttributeError):
+            panel.no_such_thing  # noqa: B018
+    finally:
+        panel.close()

@@ -108,6 +108,12 @@ class SpeakingPanel:
         self.inner.close()
         self.speaker.close()
 
+    def __getattr__(self, name: str) -> Any:
+        """Anything else the panel offers (a theme switch, say) is the inner panel's."""
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     # -- accessibility ------------------------------------------------------------------------------------
     def more_time(self) -> None:
         """The cardholder port extended the current prompt: say so, and say the prompt again (EN 301 549
