@@ -47,6 +47,11 @@ def test_text_fills_fields_and_falls_back_to_english() -> None:
         text("en", "no.such.key")
 
 
+def test_a_field_not_passed_shows_empty_instead_of_failing_the_screen() -> None:
+    assert text("en", "option.pump") == "Pump "
+    assert text("en", "idle.title", unused="x") == "Welcome"
+
+
 def test_direction_comes_from_the_locale() -> None:
     assert not is_rtl("en") and not is_rtl("de")
     assert is_rtl("fa") if "fa" in LANGUAGES else True

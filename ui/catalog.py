@@ -55,7 +55,8 @@ def has(lang: str, key: str) -> bool:
 
 
 def text(lang: str, key: str, **fields: Any) -> str:
-    """The text of key in lang with its {fields} filled in; English when the language lacks the key.
+    """The text of key in lang with its {fields} filled in (one not passed shows empty); English when the
+    language lacks the key.
 
     An unknown key is a ConfigError: a screen asked for a text no catalogue has.
     """
@@ -64,7 +65,14 @@ def text(lang: str, key: str, **fields: Any) -> str:
         found = catalogue("en").get(key)
     if found is None:
         raise ConfigError(f"no screen text for key {key!r}", key="ui.locales")
-    return found.format(**fields) if fields or "{" in found else found
+    return found.format_map(_Fields(fields)) if "{" in found else found
+
+
+class _Fields(dict[str, Any]):
+    """A field the caller did not pass shows empty rather than stopping the sale's screen."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
 
 
 def fields_of(message: str) -> set[str]:
