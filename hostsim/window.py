@@ -145,6 +145,7 @@ class SimulatorWindow(WindowPainter):
             self.status = "wait: the forecourt is still starting"
         elif button.action == "fault":
             self.status = self.faults.run(button.arg)
+            self.log.note(self.status)
             self._next_status = 0.0
         elif button.action == "scenario":
             self.scenario(button.arg)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,10 @@ class LogTail:
         self.lines: deque[str] = deque(maxlen=keep)
         self._pos = 0
         self._partial = b""
+
+    def note(self, line: str) -> None:
+        """A line of the simulator's own (a fault it injected), among the terminal's, masked alike."""
+        self.lines.append(mask(f"{time.strftime('%H:%M:%S')} SIM {line}"))
 
     def poll(self) -> int:
         """Read the lines written since the last poll; returns how many were added."""

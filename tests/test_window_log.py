@@ -43,3 +43,9 @@ def test_tail_reads_only_whole_new_lines_and_survives_truncation(tmp_path: Path)
     assert tail.poll() == 1 and list(tail.lines) == ["one", "two ************0019"]
     log.write_text("new\n")                             # replaced: read from the start again
     assert tail.poll() == 1 and list(tail.lines)[-1] == "new"
+
+
+def test_the_simulators_own_notes_are_masked_too(tmp_path: Path) -> None:
+    tail = LogTail(tmp_path / "terminal.log")
+    tail.note("card 7077001000000019 pulled")
+    assert tail.lines[-1].endswith(" SIM card ************0019 pulled")

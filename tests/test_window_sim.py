@@ -102,6 +102,7 @@ def read_config(window: SimulatorWindow) -> str:
 
 def test_broker_down_and_up(window: SimulatorWindow, sim: Simulator) -> None:
     assert click(window, "fault", "broker_down") == "broker stopped"
+    assert any(line.endswith("SIM broker stopped") for line in window.log.lines)     # the fault too
     assert refused(sim.broker_port)
     assert window.strip is not None and not window.strip.broker
     assert click(window, "fault", "broker_up") == "broker starting"
