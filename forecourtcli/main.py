@@ -166,6 +166,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
         for name in SCENARIOS:
             print(name)
         return EXIT_OK
+    if args.scenario is not None and args.scenario not in SCENARIOS:
+        raise ConfigError(f"--scenario {args.scenario!r} is not one of: {', '.join(SCENARIOS)}",
+                          key="--scenario")
     if args.state_dir is not None:
         _path(args.state_dir, "--state-dir")
     headless = args.headless or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -174,10 +177,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
         if headless:
             from hostsim.headless import run_headless
 
-            return run_headless(args.scenario, as_json=args.json, state_dir=args.state_dir)
+            return run_headless(args.scenario or "fleet-happy", as_json=args.json, state_dir=args.state_dir)
         from hostsim.window import run_window
 
-        return run_window(state_dir=args.state_dir)
+        return run_window(state_dir=args.state_dir, scenario=args.scenario)   # played in the window
     except CardReaderError as exc:
         # the simulator's reader path is pcscd + vpcd on this machine
         raise MissingComponent(f"card reader path unavailable: {exc}") from exc
@@ -190,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sim", help="run the host simulator", epilog=EPILOG)
     s.add_argument("--headless", action="store_true", help="no window: run a scenario and exit")
-    s.add_argument("--scenario", default="fleet-happy", help="scenario to run headless (default fleet-happy)")
+    s.add_argument("--scenario", default=None,
+                   help="scenario to run (headless: default fleet-happy; with a window: ready to play)")
     s.add_argument("--json", action="store_true", help="print the result as one JSON object")
     s.add_argument("--list-scenarios", action="store_true", help="print the scenario names and exit")
     s.add_argument("--state-dir", default=None, help="keep the run's state here (default: a temporary dir)")

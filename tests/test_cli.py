@@ -35,10 +35,21 @@ def test_list_scenarios_one_per_line(capsys: pytest.CaptureFixture[str]) -> None
     assert "pump-faults" in names and len(names) == len(set(names))
 
 
-def test_unknown_scenario_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["sim", "--headless", "--scenario", "no-such"]) == EXIT_USAGE
+@pytest.mark.parametrize("mode", [["--headless"], []])
+def test_unknown_scenario_is_one_line(capsys: pytest.CaptureFixture[str], mode: list[str]) -> None:
+    assert main(["sim", *mode, "--scenario", "no-such"]) == EXIT_USAGE     # with a window or without
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no-such" in err
+    assert err.count("\n") == 1 and "no-such" in err and "fleet-happy" in err
+
+
+def test_sim_with_a_window_plays_the_scenario_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hostsim.window
+
+    asked: dict[str, object] = {}
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(hostsim.window, "run_window", lambda **kw: asked.update(kw) or 0)
+    assert main(["sim", "--scenario", "bank-happy"]) == EXIT_OK
+    assert asked == {"state_dir": None, "scenario": "bank-happy"}
 
 
 def test_broker_config_writes_loopback_listener(tmp_path: Path) -> None:
