@@ -780,6 +780,7 @@ def test_journal_files_are_private(tmp_path: Path) -> None:
     ("state", "bogus"),                   # a state the machine does not have
     ("flags", b"\x86\xff"),               # a BLOB that is not UTF-8
     ("totals_before", '{"1": 5}'),        # JSON of the wrong shape
+    ("totals_before", '{"1": [5]}'),      # one figure where two belong
 ])
 def test_a_damaged_row_is_a_journal_error_and_does_not_hide_the_others(tmp_path: Path, column: str,
                                                                        value: Any) -> None:

@@ -224,7 +224,7 @@ def _record(r: dict[str, Any]) -> SaleRecord:
     """A row as a record; JournalError when a column does not hold what the journal wrote there."""
     try:
         return _fields(r)
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+    except (ValueError, TypeError, LookupError, AttributeError, RecursionError) as exc:
         raise JournalError("journal row is damaged", sale_id=str(r.get("id"))) from exc
 
 
