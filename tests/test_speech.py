@@ -362,3 +362,31 @@ def test_what_else_the_panel_offers_passes_through() -> None:
             panel.no_such_thing  # noqa: B018
     finally:
         panel.close()
+
+
+class Slow(Racing):
+    """The key reader is held up between taking a key from the panel and handing it on."""
+
+    def read_key(self, timeout: float) -> str | None:
+        if self.keys:
+            key = self.keys.pop(0)
+            self.taken.set()
+            time.sleep(0.3)
+            return key
+        time.sleep(min(timeout, 0.01))
+        return None
+
+
+def test_a_key_pressed_before_a_prompt_is_flushed_even_while_the_reader_holds_it() -> None:
+    inner = Slow()
+    panel = SpeakingPanel(inner, MemorySpeaker())
+    try:
+        panel.show("select_pump", pumps="1,2")
+        inner.keys.append("7")
+        assert inner.taken.wait(2)
+        panel.flush_keys()                   # a PIN prompt starts now: the 7 was pressed before it
+        assert panel.read_key(0.6) is None
+        inner.keys.append("8")
+        assert panel.read_key(2) == "8"
+    finally:
+        panel.close()

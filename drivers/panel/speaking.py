@@ -55,6 +55,8 @@ class SpeakingPanel:
         self._in_sale = False                 # a screen other than idle was shown since speech went on
         self._presses: collections.deque[float] = collections.deque()
         self._keys: queue.Queue[str] = queue.Queue()
+        self._reading = threading.Lock()      # held while the key reader takes a key from the panel
+        self._flushing = threading.Event()
         self._closed = threading.Event()
         self._reader = threading.Thread(target=self._read_keys, name="panel-keys", daemon=True)
         self._reader.start()
@@ -95,12 +97,19 @@ class SpeakingPanel:
             return None
 
     def flush_keys(self) -> None:
-        self.inner.flush_keys()
-        while True:
-            try:
-                self._keys.get_nowait()
-            except queue.Empty:
-                return
+        """Keys pressed before now are dropped: the inner panel's, those queued here, and one the key
+        reader is taking at this moment (the flush waits for its read, at most 50 ms)."""
+        self._flushing.set()
+        try:
+            with self._reading:
+                self.inner.flush_keys()
+                while True:
+                    try:
+                        self._keys.get_nowait()
+                    except queue.Empty:
+                        break
+        finally:
+            self._flushing.clear()
 
     def close(self) -> None:
         self._closed.set()
@@ -161,6 +170,10 @@ class SpeakingPanel:
 
     def _read_keys(self) -> None:
         while not self._closed.is_set():
-            key = self.inner.read_key(0.1)
-            if key is not None and not self._gesture(key):
-                self._keys.put(key)
+            if self._flushing.is_set():       # let a flush in between two reads
+                time.sleep(0.001)
+                continue
+            with self._reading:
+                key = self.inner.read_key(0.05)
+                if key is not None and not self._gesture(key):
+                    self._keys.put(key)
