@@ -390,3 +390,11 @@ def test_a_key_pressed_before_a_prompt_is_flushed_even_while_the_reader_holds_it
         assert panel.read_key(2) == "8"
     finally:
         panel.close()
+
+
+def test_a_speech_text_in_the_catalogue_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ui.speech
+
+    german = {"speech.off": "Stimme aus."}
+    monkeypatch.setattr(ui.speech, "catalogue", lambda lang: german if lang == "de" else {})
+    assert phrase("off", "de") == "Stimme aus." and phrase("off", "fr") == SPEECH_TEXTS["fr"]["off"]

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ui.catalog import LANGUAGES
+from ui.catalog import LANGUAGES, catalogue
 from ui.view import Tone, View
 from ui.views import build
 
@@ -32,7 +32,8 @@ IDLE_SCREENS = frozenset({"idle", "idle_bank_only", "offline"})
 EXTENDABLE = frozenset({"select_pump", "choose_app", "question", "swipe_card", "choose_product",
                         "enter_preset", "choose_language"})
 
-# Phrases only speech needs, by key; msgids "speech.<key>" once they move into the ui/locales catalogues.
+# Phrases only speech needs, by key, until the ui/locales catalogues carry them as msgids "speech.<key>"
+# (phrase() takes the catalogue's text first).
 # Keys are named as printed on them and on the screens (CLEAR, ENTER) in every language; espeak-ng reads a
 # Latin-script word in the ru, uk and fa voices with its English voice (`espeak-ng -v ru -x CLEAR`: "(en)").
 SPEECH_TEXTS: Mapping[str, Mapping[str, str]] = {
@@ -92,7 +93,10 @@ def voice(language: str) -> str:
 
 
 def phrase(which: str, language: str, **fields: Any) -> str:
-    return SPEECH_TEXTS[_language(language)][which].format(**fields)
+    """A speech phrase; the catalogue's msgid speech.<which> wins once the language's .po file has it."""
+    lang = _language(language)
+    found = catalogue(lang).get(f"speech.{which}") or SPEECH_TEXTS[lang][which]
+    return found.format(**fields)
 
 
 def _sentence(text: str) -> str:
