@@ -312,3 +312,24 @@ class _Keys:
 
     def read_key(self, timeout: float) -> str | None:
         return self._keys.pop(0) if self._keys else None
+
+
+def test_clear_with_no_digit_gives_more_time_capped() -> None:
+    pad = PinPad(entry("CLEAR", None, None, None, None, None, None, None), KEY, more_time=0.3)
+    t0 = time.monotonic()
+    with pytest.raises(PinEntryCancelled, match="timed out"):
+        pad.read_pin_block(PAN, 0.3)
+    assert 0.5 <= time.monotonic() - t0 < 1.5                     # 0.3 s asked for, 0.3 s more given
+    capped = PinPad(entry(*["CLEAR"] * 20), KEY, more_time=0.3)  # pressed again and again: never more
+    t0 = time.monotonic()
+    with pytest.raises(PinEntryCancelled, match="timed out"):
+        capped.read_pin_block(PAN, 0.3)
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_clear_after_digits_only_clears() -> None:
+    pad = PinPad(entry("1", "2", "CLEAR"), KEY, more_time=5)
+    t0 = time.monotonic()
+    with pytest.raises(PinEntryCancelled, match="timed out"):
+        pad.read_pin_block(PAN, 0.3)
+    assert time.monotonic() - t0 < 1.0

@@ -58,10 +58,14 @@ class PinPad:
     offline PIN leaves only as the format 2 plaintext block the chip card verifies (EMV Book 3 6.5.12),
     handed over in a bytearray to wipe."""
 
-    def __init__(self, keys: KeySource, key: bytes, dukpt: TerminalDukpt | None = None) -> None:
+    def __init__(self, keys: KeySource, key: bytes, dukpt: TerminalDukpt | None = None, *,
+                 more_time: float = 30.0) -> None:
+        """more_time: seconds CLEAR adds to the entry when no digit is entered (the time left is capped
+        at timeout + more_time however often it is pressed), for a cardholder who needs longer."""
         self._keys = keys
         self._key = key
         self._dukpt = dukpt
+        self.more_time = more_time
 
     @property
     def dukpt_counter(self) -> int | None:
@@ -124,6 +128,9 @@ class PinPad:
                 if key == "CANCEL":
                     raise PinEntryCancelled("PIN entry cancelled")
                 if key == "CLEAR":
+                    if not digits:                     # nothing to clear: the cardholder asks for time
+                        now = time.monotonic()
+                        deadline = now + min(deadline - now + self.more_time, timeout + self.more_time)
                     _wipe(digits)
                     del digits[:]
                 elif key == "ENTER":

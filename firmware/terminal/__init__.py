@@ -68,7 +68,7 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
                         decimals=dev.pump_decimals or None)
     printer = open_device("printer", dev.printer)
     dukpt = load_dukpt(state / cfg.bank.dukpt, journal) if cfg.bank.acquirer else None
-    pinpad = PinPad(panel, pin_key, dukpt)
+    pinpad = PinPad(panel, pin_key, dukpt, more_time=cfg.accessibility.more_time)
     stripes = open_device("magstripe", cfg.bank.magstripe or "none://") if cfg.bank.acquirer else None
     port = PanelCardholder(panel, pinpad, stripes, timeout=cfg.timeouts.pin_entry, home=cfg.terminal.language,
                            more_time=cfg.accessibility.more_time)
