@@ -61,7 +61,7 @@ def test_idle_shows_prices_payment_means_and_languages() -> None:
                  payments=["bank", "fleet"], languages=True)
     assert view.figures == (Figure("price", "Diesel", "1,789\xa0€/L"),
                             Figure("price", "SP95", "1,899\xa0€/L"))
-    assert view.lines == ("Acceptés : Cartes bancaires, Cartes flotte",)
+    assert view.lines == ("Acceptés : Cartes bancaires et Cartes flotte",)
     assert [o.label for o in view.options][:3] == ["English", "Deutsch", "Français"]
     assert [o.key for o in view.options] == [str(i) for i in range(1, len(LANGUAGES) + 1)]
 

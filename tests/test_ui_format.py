@@ -8,7 +8,15 @@ import pytest
 
 from contracts.errors import ConfigError
 from ui.catalog import LANGUAGES
-from ui.format import digits, format_date, format_litres, format_money, format_number, format_unit_price
+from ui.format import (
+    digits,
+    format_date,
+    format_list,
+    format_litres,
+    format_money,
+    format_number,
+    format_unit_price,
+)
 
 
 def test_money_is_written_as_each_locale_writes_it() -> None:
@@ -31,6 +39,13 @@ def test_persian_numbers_use_persian_digits() -> None:
     assert "۱۸" in shown and "۵۰" in shown and not any(ch in shown for ch in "0123456789")
     assert format_number("fa", 1234) == "۱٬۲۳۴"
     assert digits("de", "12") == "12"
+
+
+def test_lists_are_joined_as_the_locale_joins_them() -> None:
+    assert format_list("en", ["A", "B", "C"]) == "A, B, and C"
+    assert format_list("de", ["A", "B"]) == "A und B"
+    assert "،" in format_list("fa", ["A", "B", "C"])
+    assert format_list("en", []) == ""
 
 
 def test_dates_per_locale() -> None:

@@ -11,12 +11,13 @@ import datetime as dt
 import functools
 from decimal import Decimal
 
-from babel import Locale, UnknownLocaleError, dates, numbers
+from babel import Locale, UnknownLocaleError, dates, lists, numbers
 
 from contracts.errors import ConfigError
 from ui.catalog import text
 
-__all__ = ["digits", "format_date", "format_litres", "format_money", "format_number", "format_unit_price"]
+__all__ = ["digits", "format_date", "format_list", "format_litres", "format_money", "format_number",
+           "format_unit_price"]
 
 # CLDR numbering systems (common/supplemental/numberingSystems.xml) whose digits are not ASCII
 _DIGITS = {"arabext": "۰۱۲۳۴۵۶۷۸۹", "arab": "٠١٢٣٤٥٦٧٨٩"}
@@ -85,3 +86,8 @@ def format_date(lang: str, when: dt.datetime | dt.date) -> str:
     if isinstance(when, dt.datetime):
         return digits(lang, dates.format_datetime(when, "short", locale=loc))
     return digits(lang, dates.format_date(when, "short", locale=loc))
+
+
+def format_list(lang: str, items: list[str]) -> str:
+    """Items joined as the locale joins a list (CLDR list patterns): en "A, B, and C", fa "A، B، و C"."""
+    return lists.format_list(items, locale=_locale(lang)) if items else ""

@@ -15,7 +15,7 @@ from typing import Any
 from contracts.reasons import LEGACY_REASONS, parse_reason
 from contracts.screens import Screen
 from ui.catalog import LANGUAGES, has, is_rtl, language_of, text
-from ui.format import format_date, format_litres, format_money, format_number, format_unit_price
+from ui.format import format_date, format_list, format_litres, format_money, format_number, format_unit_price
 from ui.view import Figure, Option, Tone, View
 
 __all__ = ["ADVICE", "PROMPT_TIMEOUT", "TONES", "build"]
@@ -127,7 +127,7 @@ def _idle(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[s
         figures.append(Figure("price", str(product), value))
     means = [text(lang, f"payment.{m}") for m in raw.get("payments", ()) if has(lang, f"payment.{m}")]
     if means:
-        lines.append(text(lang, "idle.accepts", means=", ".join(means)))
+        lines.append(text(lang, "idle.accepts", means=format_list(lang, means)))
     if raw.get("languages"):
         options.extend(_language_options(raw["languages"]))
 
