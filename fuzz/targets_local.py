@@ -104,6 +104,24 @@ def _panel() -> Any:
     return panel
 
 
+def panel_server_line(data: bytes) -> None:
+    """The simulator's end of the panel line: terminal -> panel screens, each read back as a View."""
+    from hostsim.panel_server import PanelServer
+
+    server = _STATE.get("panel_server")
+    if server is None:
+        server = _STATE["panel_server"] = PanelServer()       # listens, never started: no thread
+    server.screens.clear()
+    for line in data.split(b"\n"):
+        server._on_line(line)
+    for doc in list(server.screens):
+        server.view(doc)
+    try:
+        server.wait_for("no such screen", 0)
+    except TimeoutError:
+        pass
+
+
 def pinpad_line(data: bytes) -> None:
     """Keys from the panel line into PIN entry: a 16-byte block of 4-12 digits, or PinPadError."""
     from drivers.pinpad.pinpad import PinPad
@@ -215,6 +233,8 @@ TARGETS = [
            lambda: [b"\x05[1,2]", b"\x08{\"1\": [10, 20]}", b"\x00completed", b"\x09card_expired"],
            max_len=512),
     Target("panel_line", panel_line, (), lambda: [b'{"key": "5"}\n{"key": "ENTER"}\n[1]\n{"key": 5}']),
+    Target("panel_server_line", panel_server_line, (),
+           lambda: [b'{"screen": "idle", "lines": ["Welcome"]}\n{"screen": "pin", "view": {}}']),
     Target("pinpad_line", pinpad_line, (PinPadError,),
            lambda: [b'{"key": "1"}\n{"key": "2"}\n{"key": "3"}\n{"key": "4"}\n{"key": "ENTER"}']),
     Target("pinpad_keys", pinpad_keys, (PinPadError,),
