@@ -61,6 +61,22 @@ class Station:
         p = self._find(pump, nozzle)
         return (p.product, p.product_name) if p else (None, f"Nozzle {nozzle}")
 
+    def product_prices(self) -> tuple[tuple[str, int], ...]:
+        """(product name, unit price) per product, in the order first priced; a product priced differently
+        on two pumps shows its lowest price (the idle screen's "from" price).
+
+        >>> Station("S", prices=(NozzlePrice(1, 1, "B7", "Diesel", 1659),
+        ...                      NozzlePrice(2, 1, "B7", "Diesel", 1649),
+        ...                      NozzlePrice(1, 2, "E10", "Super E10", 1789))).product_prices()
+        (('Diesel', 1649), ('Super E10', 1789))
+        """
+        out: dict[str, tuple[str, int]] = {}
+        for p in self.prices:
+            known = out.get(p.product)
+            if known is None or p.price_milli < known[1]:
+                out[p.product] = (p.product_name, p.price_milli)
+        return tuple(out.values())
+
     def price_table(self, pump: int) -> dict[int, int]:
         """Nozzle -> unit price of one pump, as the pump is programmed."""
         return {p.nozzle: p.price_milli for p in self.prices if p.pump == pump}

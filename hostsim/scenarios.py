@@ -19,6 +19,7 @@ from hostsim.world import Simulator, load_cards
 __all__ = ["SCENARIOS", "SIM_OPTIONS", "Run", "sale_view"]
 
 AUTHORIZE = b"\x06"
+DEFAULT_ANSWERS = ("choose_product", "enter_preset")   # Run.wait answers these with ENTER
 
 
 def sale_view(rec: SaleRecord) -> dict[str, Any]:
@@ -81,7 +82,18 @@ class Run:
         self.sim.panel.press(*digits, "ENTER")
 
     def wait(self, screens: str | tuple[str, ...], since: int, timeout: float = 20.0) -> dict[str, Any]:
-        return self.sim.panel.wait_for(screens, timeout, since)
+        """The first of these screens shown since the mark. A driver's choice on the way (the product, a
+        preset) the scenario does not wait for is answered with ENTER: every nozzle, the granted maximum."""
+        wanted = (screens,) if isinstance(screens, str) else screens
+        answered = tuple(s for s in DEFAULT_ANSWERS if s not in wanted)
+        panel = self.sim.panel
+        while True:
+            screen = panel.wait_for((*wanted, *answered), timeout, since)
+            if screen["screen"] in wanted:
+                return screen
+            self.log(f"driver presses ENTER on {screen['screen']}")
+            since = next(i for i, s in enumerate(panel.screens) if s is screen) + 1
+            panel.press("ENTER")
 
     def fill(self, pump: int, nozzle: int, volume_cl: int) -> None:
         p = self.sim.pump_line.pump(pump)

@@ -19,6 +19,7 @@ from contracts.track2 import Track2
 from firmware.programs.base import Adjunct, CardProgram, Question
 from firmware.sale.journal import Journal
 from firmware.sale.machine import SaleState, write_name
+from firmware.sale.record import Preset
 from firmware.sale.runner import SaleRunner
 from firmware.sale.world import SaleTimeouts, SaleWorld
 from firmware.station import NozzlePrice, Station
@@ -71,6 +72,9 @@ class ScriptedCardholder:
         self.screens: list[tuple[Screen, dict[str, Any]]] = []
         self.asked: list[str] = []
         self.pin_formats: list[str] = []      # the PIN block format of each dukpt_pin_block call
+        self.pin_tries: list[int | None] = []   # the tries left each offline_pin call was told
+        self.products_offered: list[list[tuple[str, int]]] = []
+        self.preset_limits: list[Preset] = []
 
     def _next(self, kind: str) -> Any:
         self.asked.append(kind)
@@ -110,7 +114,8 @@ class ScriptedCardholder:
         ksn, block = self._next("dukpt")
         return bytes(ksn), bytes(block)
 
-    def offline_pin(self, last_try: bool) -> bytearray:
+    def offline_pin(self, last_try: bool, tries: int | None = None) -> bytearray:
+        self.pin_tries.append(tries)
         return bytearray(self._next("offline_pin"))
 
     def swipe(self) -> Track2:
@@ -119,6 +124,22 @@ class ScriptedCardholder:
 
     def ask(self, question: Question) -> str:
         return str(self._next(question.id))
+
+    def choose_product(self, products: Sequence[tuple[str, int]], currency: str) -> int | None:
+        """Script "product": an index or None (any); unscripted: None, as ENTER would."""
+        self.products_offered.append(list(products))
+        if "product" not in self.script:
+            return None
+        answer: int | None = self._next("product")
+        return answer
+
+    def enter_preset(self, limit: Preset, currency: str) -> Preset:
+        """Script "preset": a Preset; unscripted: the limit, as ENTER with nothing would."""
+        self.preset_limits.append(limit)
+        if "preset" not in self.script:
+            return limit
+        answer: Preset = self._next("preset")
+        return answer
 
     def shown(self) -> list[Screen]:
         return [s for s, _ in self.screens]

@@ -291,10 +291,15 @@ class Sale:
     advice: tuple[str, ...] = ()               # bank: (kind, field 39 or field 95) of the one advice queued
     screen: Screen | None = None
     released: int = 0                          # pump authorize commands that went out
+    preset: Preset | None = None               # journaled when the driver chose one below the grant
+    nozzles: tuple[int, ...] | None = None     # the nozzles the pump was released to, when checked
 
 
-def amount(cl: int) -> int:
-    return (cl * 1659 + 500) // 1000
+def amount(cl: int, price: int = 1659) -> int:
+    return (cl * price + 500) // 1000
+
+
+UNRELEASED = ("created", "authorizing", "approved", "completed")
 
 
 def litres_ml(advice: dict[str, str]) -> int:
@@ -327,6 +332,12 @@ SALES = [
          volume=4100, charged=amount(4100), flags=("over_authorized",), released=1),
     Sale("fleet-pump-restarts-mid-fill", "fleet", FULL, events=("lift", ("flow", 1500), "restart"),
          volume=1500, charged=amount(1500), flags=("settled_from_totals",), released=1),
+    # the driver's limits: litres below the grant; the prompt left (CANCEL or its timeout) closes the hold
+    Sale("fleet-preset-litres", "fleet", FULL, script={"preset": [Preset.volume(1500)]},
+         events=("lift", ("flow", 3000)), volume=1500, charged=amount(1500), released=1,
+         preset=Preset.volume(1500), nozzles=(1,)),
+    Sale("fleet-preset-cancelled", "fleet", UNRELEASED, script={"preset": [CANCEL]},
+         screen=Screen.REMOVE_CARD),
     # -- house ---------------------------------------------------------------------------------------------
     Sale("house-fill-to-preset", "house", FULL, events=("lift", ("flow", 1500)), volume=1000,
          charged=amount(1000), released=1),
@@ -353,6 +364,20 @@ SALES = [
     Sale("bank-totals-unreadable", "bank", ("created", "authorizing", "approved", "completed"),
          fail=("totals", PumpLinkError("no answer")), advice=("reversal", "17")),
     Sale("bank-pin-cancelled", "bank", script={"dukpt": [CANCEL]}, screen=Screen.REMOVE_CARD),
+    # the driver's limits: the grant allows both nozzles; a product narrows them, a preset lowers the amount
+    Sale("bank-product-chosen", "bank", FULL, script={"product": [1]}, events=(("lift", 2), ("flow", 2000),
+         "hang_up"), volume=2000, charged=amount(2000, 1789), released=1, nozzles=(2,),
+         advice=("completion", f"{amount(2000, 1789):012d}")),
+    Sale("bank-any-product", "bank", FULL, script={"product": [None]}, events=FILL, volume=2000,
+         charged=amount(2000), released=1, nozzles=(1, 2), advice=("completion", f"{amount(2000):012d}")),
+    Sale("bank-preset-amount", "bank", FULL, script={"preset": [Preset.amount(2000)]},
+         events=("lift", ("flow", 5000)), volume=2000 * 1000 // 1659, charged=amount(2000 * 1000 // 1659),
+         released=1, preset=Preset.amount(2000),
+         advice=("completion", f"{amount(2000 * 1000 // 1659):012d}")),
+    Sale("bank-product-cancelled", "bank", UNRELEASED, script={"product": [CANCEL]},
+         advice=("reversal", "17"), screen=Screen.REMOVE_CARD),
+    Sale("bank-preset-timed-out", "bank", UNRELEASED, script={"preset": [CANCEL]},
+         advice=("reversal", "17"), screen=Screen.REMOVE_CARD),
     Sale("bank-chip-card-swiped", "bank", card=lambda: swipe("201"), screen=Screen.INSERT_CHIP),
     Sale("bank-expired-card", "bank", card=lambda: swipe(expiry="2001"), screen=Screen.DECLINED),
 ]
@@ -371,6 +396,8 @@ def test_sale(env_factory: Any, row: Sale) -> None:
     if row.screen is not None:
         assert row.screen in env.port.shown()
     assert len(env.pumps.authorized) == row.released and not env.pumps.released()
+    if row.nozzles is not None:
+        assert env.pumps.authorized[0][1] == row.nozzles
     if not row.path:
         assert sale_id is None and env.journal.all_sales() == [] and env.saf.held_sales() == []
         assert env.registry.asked == [] and env.acquirer.requests == []
@@ -389,6 +416,8 @@ def test_sale(env_factory: Any, row: Sale) -> None:
     assert rec.state is S.COMPLETED
     assert (rec.volume_cl, rec.amount_cents, rec.charged_cents) == (row.volume, row.charged, row.charged)
     assert set(row.flags) <= set(rec.flags)
+    if row.preset is not None:
+        assert rec.preset == row.preset
     assert len(env.printer.papers) == (1 if row.volume else 0) and env.printer.duplicates() == (
         [False] if row.volume else [])
     assert [r.id for r in env.journal.unsynced()] == [sale_id]    # the sale reaches the registry once
@@ -401,7 +430,7 @@ def test_sale(env_factory: Any, row: Sale) -> None:
     if row.kind == "house":
         assert env.ledger == {sale_id: row.charged}
     if row.kind == "bank":
-        assert rec.preset == Preset.amount(6000 if row.host == "10:6000" else PREAUTH)
+        assert rec.preset == (row.preset or Preset.amount(6000 if row.host == "10:6000" else PREAUTH))
         assert (rec.reference, env.acquirer.requests[0]["t"]) == ("A1B2C3", "0100")
         assert "35" in env.acquirer.requests[0] and "52" in env.acquirer.requests[0]    # track 2, PIN block
         # the PIN block the default dialect carries: ISO 9564 format 0, 8 bytes in the 1987 b64 field 52
@@ -412,6 +441,33 @@ def test_sale(env_factory: Any, row: Sale) -> None:
                 assert doc["4"] == f"{rec.preset.value if rec.preset else 0:012d}"
             else:                       # what was charged, and the litres the journal settled
                 assert doc["4"] == f"{rec.charged_cents:012d}" and litres_ml(doc) == 10 * (rec.volume_cl or 0)
+
+
+def test_the_drivers_preset_is_journaled_before_the_pump_is_released(env_factory: Any) -> None:
+    env: Env = env_factory("bank", script={"product": [1], "preset": [Preset.amount(3000)]})
+    sale_id = env.runner.serve(env.card)
+    assert sale_id is not None
+    events = env.journal.events(sale_id)
+    states = [s for s, _ in events]
+    chosen = next(i for i, (s, d) in enumerate(events) if s == "approved" and d.get("preset_value") == 3000)
+    assert states.index("approved") < chosen < states.index("pump_authorized")
+    assert env.pumps.authorized == [(1, (2,), None, 3000)]
+    assert env.port.products_offered == [[("Diesel", 1659), ("Super 95", 1789)]]
+    assert env.port.preset_limits == [Preset.amount(PREAUTH)]
+
+
+def test_a_crash_after_the_drivers_choice_gives_the_hold_back_on_restart(env_factory: Any) -> None:
+    env: Env = env_factory("bank", script={"preset": [Preset.amount(3000)]})
+    env.pumps.fail("totals", Crash())           # power lost after the choice, before the pump is released
+    with pytest.raises(Crash):
+        env.runner.serve(env.card)
+    env.restart()
+    [sale_id] = env.runner.recover()
+    rec = env.journal.get(sale_id)
+    assert (rec.state, rec.preset, rec.volume_cl) == (S.COMPLETED, Preset.amount(3000), 0)
+    given_back = [(kind, doc["39"], doc["4"]) for kind, doc in env.advices()]
+    assert given_back == [("reversal", "17", f"{PREAUTH:012d}")]     # the whole approval, not the preset
+    assert env.pumps.authorized == []
 
 
 def test_a_pump_that_goes_offline_mid_fill_leaves_the_sale_open_until_it_answers(env_factory: Any) -> None:

@@ -176,7 +176,8 @@ def test_receipt_prints_once(make: Callable[[int], Setup]) -> None:
     assert sale_id in s.printer.jobs[0]
     rec = s.journal.get(sale_id)
     assert rec.receipt_started and rec.receipt_printed
-    assert s.screens.shown == [(Screen.THANK_YOU, {"litres": "20.00", "amount": "33.18 EUR"})]
+    thanks = {"volume_cl": 2000, "amount_cents": 3318, "currency": "EUR"}
+    assert s.screens.shown == [(Screen.PRINTING, {}), (Screen.THANK_YOU, thanks)]
 
 
 def test_printer_fault_then_recovery_prints_a_marked_duplicate(make: Callable[[int], Setup]) -> None:
@@ -185,7 +186,7 @@ def test_printer_fault_then_recovery_prints_a_marked_duplicate(make: Callable[[i
     s.work.print_receipt(s.journal.get(sale_id))
     rec = s.journal.get(sale_id)
     assert s.printer.jobs == [] and rec.receipt_started and not rec.receipt_printed
-    assert s.screens.shown == []                       # no "thank you" for a receipt that did not print
+    assert s.screens.shown == [(Screen.PRINTING, {})]  # no "thank you" for a receipt that did not print
     s.restart()
     s.runner.recover()                                 # after a restart
     assert len(s.printer.jobs) == 1 and "*** DUPLICATE ***" in s.printer.jobs[0]

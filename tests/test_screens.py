@@ -21,13 +21,13 @@ from ui.views import ADVICE, build
 # fields the sale passes today (preformatted strings) for every screen that takes any
 SAMPLE: dict[str, dict[str, Any]] = {
     "select_pump": {"pumps": "1,2,3"}, "enter_pin": {"stars": "**"}, "enter_pin_last": {"stars": ""},
-    "declined": {"reason": "insufficient_funds"}, "lift_nozzle": {"pump": 2, "litres": "40.00"},
-    "lift_nozzle_amount": {"pump": 2, "amount": "50.00 EUR"},
-    "filling": {"pump": 2, "litres": "12.34", "amount": "21.55 EUR"},
+    "declined": {"reason": "insufficient_funds"}, "lift_nozzle": {"pump": 2, "volume_cl": 4000},
+    "lift_nozzle_amount": {"pump": 2, "amount_cents": 5000, "currency": "EUR"},
+    "filling": {"pump": 2, "volume_cl": 1234, "amount_cents": 2155, "currency": "EUR", "price_milli": 1749},
     "completing": {"pump": 2}, "hang_up": {"pump": 2},
-    "thank_you": {"litres": "12.34", "amount": "21.55 EUR", "points": 120},
+    "thank_you": {"volume_cl": 1234, "amount_cents": 2155, "currency": "EUR", "points": 120},
     "choose_app": {"apps": "1 VISA DEBIT  2 VISA CREDIT"},
-    "approved_up_to": {"amount": "150.00 EUR", "pump": 3},
+    "approved_up_to": {"amount_cents": 15000, "currency": "EUR", "pump": 3},
     "question": {"question": "odometer", "answer": "12"}, "card_read": {"card": "loyalty"},
     "idle": {"prices": [("Diesel", 1789), ("Super E10", 1859)], "currency": "EUR",
              "payments": ["bank", "fleet"]},
@@ -49,7 +49,7 @@ def test_every_screen_builds_in_every_language(screen: Screen, lang: str) -> Non
 
 
 def test_filling_shows_litres_and_amount_per_locale() -> None:
-    view = build(Screen.FILLING, "de", pump=2, litres="12.34", amount="21.55 EUR")
+    view = build(Screen.FILLING, "de", pump=2, volume_cl=1234, amount_cents=2155, currency="EUR")
     assert view.title == "Zapfsäule 2"
     assert view.figures == (Figure("litres", "Liter", "12,34 l"), Figure("amount", "Betrag", "21,55\xa0€"))
     typed = build(Screen.FILLING, "en", pump=2, volume_cl=1234, amount_cents=2155, currency="EUR")
@@ -86,7 +86,7 @@ def test_a_decline_says_what_happened_and_what_to_do(reason: DeclineReason) -> N
 def test_prompts_time_out_and_notices_do_not() -> None:
     assert build(Screen.ENTER_PIN, "en").timeout == 30.0
     assert build(Screen.QUESTION, "en", question="vehicle", answer="", timeout=12).timeout == 12.0
-    assert build(Screen.FILLING, "en", pump=1, litres="0.00", amount="0.00 EUR").timeout is None
+    assert build(Screen.FILLING, "en", pump=1, volume_cl=0, amount_cents=0, currency="EUR").timeout is None
 
 
 def test_speech_reads_the_screen_in_order() -> None:
@@ -148,3 +148,18 @@ def _literals(tree: ast.AST) -> list[str]:
 def test_no_text_for_the_driver_is_left_in_code(name: str) -> None:
     phrases = [s for s in _literals(ast.parse((UI / name).read_text())) if WORDS.search(s)]
     assert not phrases, f"ui/{name}: texts belong in ui/locales/*.po: {phrases}"
+
+
+def test_enter_preset_shows_the_entry_and_the_granted_maximum() -> None:
+    view = build(Screen.ENTER_PRESET, "en", mode="amount", currency="EUR", max_cents=15000, amount_cents=2000)
+    assert [(f.key, f.value) for f in view.figures] == [("amount", "€20.00"), ("maximum", "€150.00")]
+    assert view.options == ()           # digits type the entry: no digit-keyed options beside it
+    view = build(Screen.ENTER_PRESET, "de", mode="litres", max_cl=4000)
+    assert [(f.key, f.value) for f in view.figures] == [("litres", "-"), ("maximum", "40,00 l")]
+    assert [o.key for o in build(Screen.ENTER_PRESET, "en", mode="amount", modes=True).options] == ["1", "2"]
+
+
+def test_figures_come_typed_and_a_string_shows_as_it_is() -> None:
+    view = build(Screen.LIFT_NOZZLE_AMOUNT, "fr", pump=1, amount_cents=5000, currency="EUR")
+    assert view.figures[0].value == "50,00\xa0€"
+    assert build(Screen.FILLING, "de", pump=1, litres="12.34").figures[0].value == "12.34"   # no parsing

@@ -2,8 +2,7 @@
 
 Every text comes from the catalogues (ui.catalog), every number through ui.format. Fields are what the
 sale passes to Panel.show(): typed values (volume_cl, amount_cents and currency, price_milli) are
-formatted per locale; the older preformatted strings ("12.34", "18.50 EUR") are read back into numbers so
-they show per locale too, and any other string is shown as it is.
+formatted per locale; a string is shown as it is.
 """
 
 from __future__ import annotations
@@ -44,8 +43,6 @@ _PROMPTS = frozenset({"select_pump", "choose_app", "question", "enter_pin", "ent
                       "attendant_menu", "attendant_reports"})
 
 _NONE = "-"        # an empty entry: a dash, the same in every language
-_LITRES = re.compile(r"^(\d+)\.(\d{2})$")
-_MONEY = re.compile(r"^(-?)(\d+)\.(\d{2}) ([A-Z]{3})$")
 _APPS = re.compile(r"(\d+) (.+?)(?=\s{2,}\d+ |$)")
 
 
@@ -90,24 +87,18 @@ def _number(lang: str, value: Any) -> str:
 
 
 def litres(lang: str, fields: Mapping[str, Any]) -> str:
-    """The volume of volume_cl (centilitres), or of a "12.34" litres string."""
+    """The volume of volume_cl (centilitres); a litres string as it is."""
     if isinstance(fields.get("volume_cl"), int):
         return format_litres(lang, fields["volume_cl"])
-    raw = str(fields.get("litres", ""))
-    m = _LITRES.match(raw)
-    return format_litres(lang, int(m[1]) * 100 + int(m[2])) if m else raw
+    return str(fields.get("litres", ""))
 
 
 def money(lang: str, fields: Mapping[str, Any], name: str = "amount") -> str:
-    """The amount of <name>_cents with currency, or of a "18.50 EUR" string."""
+    """The amount of <name>_cents with currency; an amount string as it is."""
     cents = fields.get(f"{name}_cents")
     if isinstance(cents, int) and isinstance(fields.get("currency"), str):
         return format_money(lang, cents, fields["currency"])
-    raw = str(fields.get(name, ""))
-    m = _MONEY.match(raw)
-    if m is None:
-        return raw
-    return format_money(lang, (-1 if m[1] else 1) * (int(m[2]) * 100 + int(m[3])), m[4])
+    return str(fields.get(name, ""))
 
 
 def _label(lang: str, key: str) -> str:
@@ -169,12 +160,20 @@ def _choose_product(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lin
 
 def _enter_preset(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
                   figures: list[Figure], options: list[Option]) -> None:
-    """mode: amount or litres; the entry so far as amount_cents with currency, or volume_cl."""
+    """mode: amount or litres; the entry so far as amount_cents with currency, or volume_cl; the granted
+    maximum as max_cents or max_cl; modes=True offers the switch between amount and litres (keys 1, 2:
+    only where digits do not type the entry)."""
     if raw.get("mode") == "litres":
         figures.append(Figure("litres", _label(lang, "litres"), litres(lang, raw) or _NONE))
+        if isinstance(raw.get("max_cl"), int):
+            figures.append(Figure("maximum", _label(lang, "maximum"), format_litres(lang, raw["max_cl"])))
     else:
         figures.append(Figure("amount", _label(lang, "amount"), money(lang, raw) or _NONE))
-    options.extend([Option("1", text(lang, "option.amount")), Option("2", text(lang, "option.litres"))])
+        if isinstance(raw.get("max_cents"), int):
+            top = {"amount_cents": raw["max_cents"], "currency": raw.get("currency")}
+            figures.append(Figure("maximum", _label(lang, "maximum"), money(lang, top)))
+    if raw.get("modes"):
+        options.extend([Option("1", text(lang, "option.amount")), Option("2", text(lang, "option.litres"))])
 
 
 def _pin(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str], figures: list[Figure],

@@ -18,7 +18,6 @@ from contracts.pump import PumpState, PumpStatus
 from contracts.receipt import ReceiptLine
 from contracts.screens import Screen
 from firmware.programs.base import Figures, ReceiptHead
-from firmware.receipt import format_litres, format_money
 from firmware.sale.machine import OPEN_STATES, SaleState
 from firmware.sale.record import SaleRecord
 from firmware.sale.settlement import Totals, settle
@@ -91,9 +90,10 @@ class PumpWork:
             self.settle(w.journal.get(rec.id), recovered=False)
             return
         if preset.kind == "amount":
-            w.port.show(Screen.LIFT_NOZZLE_AMOUNT, pump=rec.pump, amount=w.station().money(preset.value))
+            w.port.show(Screen.LIFT_NOZZLE_AMOUNT, pump=rec.pump, amount_cents=preset.value,
+                        currency=w.station().currency)
         else:
-            w.port.show(Screen.LIFT_NOZZLE, pump=rec.pump, litres=format_litres(preset.value))
+            w.port.show(Screen.LIFT_NOZZLE, pump=rec.pump, volume_cl=preset.value)
         self.follow_in_background(w.journal.get(rec.id), recovered=False)
 
     def follow_in_background(self, rec: SaleRecord, *, recovered: bool) -> None:
@@ -136,14 +136,17 @@ class PumpWork:
                     break
                 continue
             if st.state is PumpState.FILLING:
-                w.display.status(Screen.FILLING, pump=rec.pump, litres=format_litres(st.volume_cl),
-                                 amount=format_money(st.amount_cents, w.station().currency))
+                w.display.status(Screen.FILLING, pump=rec.pump, volume_cl=st.volume_cl,
+                                 amount_cents=st.amount_cents, currency=w.station().currency,
+                                 price_milli=st.price_milli)
             try:
                 st = pumps.wait_status(rec.pump, _changed_from(st.seq), 2.0)
             except PumpTimeout:
                 st = pumps.status(rec.pump)
         if st.state in _RELEASED:
             self._stop_quietly(rec.pump)
+        elif st.state.finished and st.nozzle_out:     # the preset was reached, the nozzle is still out
+            w.display.status(Screen.HANG_UP, pump=rec.pump)
         self.settle(w.journal.get(rec.id), recovered=recovered)
 
     def recover(self, rec: SaleRecord, pump_wait: float) -> None:
@@ -285,14 +288,15 @@ class PumpWork:
                 return
             if not fresh.receipt_started:
                 w.journal.mark(rec.id, "receipt_started")
+            w.display.status(Screen.PRINTING)
             try:
                 w.printer.print_lines(self.receipt_lines(fresh, copy=fresh.receipt_started))
             except PrinterError as exc:
                 log.error("receipt not printed", extra={"sale_id": rec.id, "error": str(exc)})
                 return
             w.journal.mark(rec.id, "receipt_printed")
-        w.display.status(Screen.THANK_YOU, litres=format_litres(rec.volume_cl),
-                         amount=format_money(rec.charged_cents or 0, w.station().currency))
+        w.display.status(Screen.THANK_YOU, volume_cl=rec.volume_cl, amount_cents=rec.charged_cents or 0,
+                         currency=w.station().currency)
 
     def receipt_lines(self, rec: SaleRecord, *, copy: bool) -> list[ReceiptLine]:
         w = self.world

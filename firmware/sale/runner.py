@@ -16,6 +16,7 @@ from contracts.errors import CardError, CardRemoved, SaleCancelled
 from contracts.reasons import DeclineReason
 from contracts.screens import Screen
 from firmware.programs.base import CardIn, Claim, Decline, Declined, Grant
+from firmware.sale.limits import driver_limits
 from firmware.sale.machine import Recovery, SaleState, recovery
 from firmware.sale.pumpwork import PumpWork, journaled_figures
 from firmware.sale.world import SaleWorld
@@ -145,6 +146,16 @@ class SaleRunner:
         if grant.notice is not None:
             screen, fields = grant.notice
             w.port.notice(screen, 1.5, **fields)   # e.g. a partial approval, read before "lift nozzle"
+        rec = w.journal.get(sale_id)
+        try:
+            preset, nozzles = driver_limits(w.port, w.station(), rec.pump, grant)
+        except SaleCancelled:
+            # the driver left: complete with nothing dispensed, which gives the program's hold back
+            self._show(CANCELLED)
+            self.pump.complete_unreleased(rec, recovered=False)
+            return
+        if (preset, nozzles) != (grant.preset, grant.nozzles):
+            w.journal.transition(sale_id, SaleState.APPROVED, preset=preset, nozzles=list(nozzles))
         self.pump.dispense(w.journal.get(sale_id))
 
     def _show(self, decline: Decline) -> None:

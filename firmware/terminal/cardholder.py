@@ -15,6 +15,7 @@ from contracts.iso8583_dialect import PIN_ISO0_TDEA2
 from contracts.screens import Screen
 from contracts.track2 import Track2
 from firmware.programs.base import Question
+from firmware.sale.record import Preset
 
 __all__ = ["MORE_TIME_KEY", "WARN_BEFORE", "PanelCardholder"]
 
@@ -61,6 +62,8 @@ class PanelCardholder:
         self.timeout, self.home, self._clock, self._sleep = timeout, home, clock, sleep
         self.more_time = more_time
         self._serving = threading.Event()
+        self._chosen: str | None = None       # the language the driver picked on the idle screen
+        self._chosen_at = 0.0
 
     # -- the screen ----------------------------------------------------------------------------------
     @property
@@ -80,14 +83,39 @@ class PanelCardholder:
             self.panel.show(screen, **fields)
 
     def set_language(self, code: str) -> None:
-        self.panel.set_language(code)
+        """The card's preference (EMV 5F2D); a language the driver picked on the idle screen wins."""
+        if self._chosen is None:
+            self.panel.set_language(code)
+
+    # -- the idle screen -----------------------------------------------------------------------------
+    def idle_fields(self) -> dict[str, Any]:
+        """What the idle screen adds for the language choice: the languages, each on its digit key."""
+        return {"languages": self.languages} if len(self.languages) > 1 else {}
+
+    def idle_key(self, timeout: float) -> bool:
+        """Read a key on the idle screen: a digit shown beside a language picks it for the next sale.
+        True when the language changed (the idle screen is shown again). A choice nobody used within the
+        prompt's timeout lapses."""
+        if self._chosen is not None and self._clock() - self._chosen_at > self.timeout:
+            self._chosen = None
+            self.panel.set_language(self.home)
+            return True
+        key = self.panel.read_key(timeout)
+        offered = self.idle_fields().get("languages", ())
+        if key is None or not key.isdigit() or not 1 <= int(key) <= len(offered):
+            return False
+        self._chosen, self._chosen_at = self.languages[int(key) - 1], self._clock()
+        self.panel.set_language(self._chosen)
+        return True
 
     def begin(self) -> None:
-        """A cardholder is at the terminal: back to the terminal's language, no stale keys or swipes."""
+        """A cardholder is at the terminal: in the language they picked or the terminal's, no stale keys
+        or swipes."""
         self._serving.set()
-        self.panel.set_language(self.home)
+        self.panel.set_language(self._chosen or self.home)
 
     def end(self) -> None:
+        self._chosen = None         # the driver's choice holds for one sale
         self.panel.set_language(self.home)
         if self.stripes is not None:
             self.stripes.flush()       # a swipe made during this sale must not start another
@@ -145,8 +173,45 @@ class PanelCardholder:
             self.panel.show(Screen.QUESTION, question=question.id, answer=answer)
         raise SaleCancelled("no answer")
 
-    def _stars(self, screen: Screen) -> Callable[[int], None]:
-        return lambda n: self.panel.show(screen, stars="*" * n)
+    def choose_product(self, products: Sequence[tuple[str, int]], currency: str) -> int | None:
+        """A digit picks a product; ENTER leaves every granted nozzle open (the driver lifts one)."""
+        self.panel.flush_keys()
+        self.panel.show(Screen.CHOOSE_PRODUCT, products=list(products), currency=currency)
+        for key in self._keys():
+            if key == "ENTER":
+                return None
+            if key.isdigit() and 1 <= int(key) <= len(products):
+                return int(key) - 1
+        raise SaleCancelled("no product chosen")
+
+    def enter_preset(self, limit: Preset, currency: str) -> Preset:
+        """An amount (whole currency units) or litres (whole litres), as the grant limits; a digit that
+        would pass the limit is not taken; ENTER with nothing (or CLEAR, then ENTER) keeps the limit."""
+        typed = 0
+
+        def show() -> None:
+            if limit.kind == "amount":
+                entry = {"amount_cents": typed * 100} if typed else {}
+                self.panel.show(Screen.ENTER_PRESET, mode="amount", currency=currency, max_cents=limit.value,
+                                **entry)
+            else:
+                entry = {"volume_cl": typed * 100} if typed else {}
+                self.panel.show(Screen.ENTER_PRESET, mode="litres", max_cl=limit.value, **entry)
+
+        self.panel.flush_keys()
+        show()
+        for key in self._keys():
+            if key.isdigit() and 0 < (typed * 10 + int(key)) * 100 <= limit.value:
+                typed = typed * 10 + int(key)
+            elif key == "CLEAR":
+                typed = 0
+            elif key == "ENTER":
+                return Preset(limit.kind, typed * 100) if typed else limit
+            show()
+        raise SaleCancelled("no preset entered")
+
+    def _stars(self, screen: Screen, **fields: Any) -> Callable[[int], None]:
+        return lambda n: self.panel.show(screen, stars="*" * n, **fields)
 
     def pin_block(self, pan: str) -> bytes:
         self.panel.flush_keys()     # keys pressed before the prompt are not PIN digits
@@ -165,12 +230,14 @@ class PanelCardholder:
         except PinPadError as exc:
             raise SaleCancelled("PIN entry ended") from exc
 
-    def offline_pin(self, last_try: bool) -> bytearray:
+    def offline_pin(self, last_try: bool, tries: int | None = None) -> bytearray:
+        """tries: the PIN tries the card has left, when known (shown on the screen)."""
         screen = Screen.ENTER_PIN_LAST if last_try else Screen.ENTER_PIN
+        extra = {"tries": tries} if tries is not None and not last_try else {}
         self.panel.flush_keys()
-        self.panel.show(screen, stars="")
+        self.panel.show(screen, stars="", **extra)
         try:
-            block = self.pinpad.read_offline_pin(self.timeout, self._stars(screen))
+            block = self.pinpad.read_offline_pin(self.timeout, self._stars(screen, **extra))
         except PinPadError as exc:
             raise SaleCancelled("PIN entry ended") from exc
         self.panel.show(Screen.PROCESSING)

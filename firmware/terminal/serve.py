@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from contracts.errors import CardError, CardRemoved, PumpError
 from contracts.pump import PumpController, PumpState
@@ -64,6 +64,16 @@ def apply_prices(host: HostLink, pumps: PumpController, numbers: tuple[int, ...]
             log.warning("price update failed", extra={"pump": pump, "error": str(exc)})
 
 
+def idle_fields(loop: Loop) -> dict[str, Any]:
+    """The idle screen's figures: prices per product, the payment means the programs accept, and the
+    driver's language choice."""
+    station = loop.host.station
+    world = loop.runner.world
+    payments = [p.name for p in world.programs] + [a.name for a in world.adjuncts]
+    return {"prices": list(station.product_prices()), "currency": station.currency, "payments": payments,
+            **loop.port.idle_fields()}
+
+
 def _card_in(reader: Reader) -> CardIn | None:
     """The inserted card as the programs see it; None when it left before it answered."""
     try:
@@ -107,7 +117,7 @@ def _one_sale(loop: Loop, card: CardIn | None) -> None:
 
 
 def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
-    shown: Screen | None = None
+    shown: tuple[Screen, str] | None = None
     last_recover = last_check = time.monotonic()
     host, reader = loop.host, loop.reader
     while not stop.is_set():
@@ -121,12 +131,16 @@ def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
         priced = any(host.station.nozzles(p) for p in loop.pump_numbers)
         screen = (Screen.IDLE if host.online else
                   Screen.IDLE_BANK_ONLY if loop.sells_offline and priced else Screen.OFFLINE)
-        if screen != shown:
-            loop.port.show(screen)
-            shown = screen
+        fields = idle_fields(loop) if screen is not Screen.OFFLINE else {}
+        if (screen, repr(fields)) != shown:
+            loop.port.show(screen, **fields)
+            shown = (screen, repr(fields))
         if time.monotonic() - last_recover > 30 and loop.runner.needs_recovery():
             loop.runner.recover(pump_wait=0.0)   # sales a pump outage or a failed sale left open
             last_recover = time.monotonic()
+        if loop.port.idle_key(0.05):       # the driver picked a language: idle again, in it
+            shown = None
+            continue
         try:
             if reader.wait_for_card(card_wait):
                 loop.port.show(Screen.READING)

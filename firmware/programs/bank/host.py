@@ -105,7 +105,8 @@ class Acquirer:
             return Decline(DeclineReason.CARD_DECLINED, data=record(final, answer))
         saf.hold(sale_id, ctx.dumps())
         station = steps.station()
-        notice = ((Screen.APPROVED_UP_TO, {"amount": station.money(ctx.approved), "pump": pump})
+        notice = ((Screen.APPROVED_UP_TO, {"amount_cents": ctx.approved, "currency": station.currency,
+                                            "pump": pump})
                   if answer.partial else None)
         return Grant(Preset.amount(ctx.approved), nozzles=station.nozzles(pump),
                      reference=answer.auth_code or "", data=record(final, answer), notice=notice)

@@ -17,11 +17,12 @@ __all__ = ["Prompts"]
 
 
 class _OfflinePin:
-    def __init__(self, prompts: Prompts, last_try: bool) -> None:
-        self.prompts, self.last_try = prompts, last_try
+    def __init__(self, prompts: Prompts, tries: int | None) -> None:
+        self.prompts, self.tries = prompts, tries
 
     def plain_pin_block_for_card(self) -> bytearray:
-        return self.prompts.port.offline_pin(self.last_try)
+        # tries: the card's PIN Try Counter (9F17, EMV Book 3 10.5.1), shown so the cardholder knows
+        return self.prompts.port.offline_pin(self.tries == 1, tries=self.tries)
 
 
 class Prompts:
@@ -53,7 +54,7 @@ class Prompts:
         """The kernel's PIN entry: online PIN for the acquirer, or offline PIN for the card."""
         if kind == "online":
             return PinInput(online_block=self.online_pin(pan))
-        return PinInput(offline=_OfflinePin(self, tries == 1))
+        return PinInput(offline=_OfflinePin(self, tries))
 
     def online_pin(self, pan: str) -> bytes:
         """The dialect's PIN block under the next DUKPT key; the KSN stays in self.ksn for the 0100."""
