@@ -117,6 +117,7 @@ class SimulatorWindow(WindowPainter):
         """Act on a mouse press at pos (window coordinates); returns the button hit, if any."""
         button = button_at(self.buttons, pos)
         if button is None:
+            self._touch(pos)
             return None
         self._flash = (button, time.monotonic() + 0.15)
         if button.action == "key":
@@ -150,6 +151,13 @@ class SimulatorWindow(WindowPainter):
         elif button.action == "scenario":
             self.scenario(button.arg)
         return button
+
+    def _touch(self, pos: tuple[int, int]) -> None:
+        """A touch on the terminal's screen: the option drawn there is pressed, as on the touch display."""
+        drawing = getattr(self, "terminal_drawing", None)
+        key = drawing.key_at(pos) if drawing is not None and self.screen_rect.collidepoint(pos) else None
+        if key is not None:
+            self.press(key)
 
     def scenario(self, verb: str) -> None:
         if verb in ("prev", "next"):
