@@ -208,10 +208,11 @@ class Env:
     runner objects over the same files; the pump, the hosts, the printer and the house ledger live on."""
 
     def __init__(self, tmp: Path, kind: str, *, card: CardIn | None = None, host: Any = None,
-                 script: dict[str, list[Any]] | None = None, events: Sequence[Any] = ()) -> None:
-        self.tmp, self.kind = tmp, kind
+                 script: dict[str, list[Any]] | None = None, events: Sequence[Any] = (),
+                 pumps: tuple[int, ...] = (1,)) -> None:
+        self.tmp, self.kind, self.pump_numbers = tmp, kind, pumps
         self.clock = FakeClock()
-        self.pumps = FakePumps(self.clock)
+        self.pumps = FakePumps(self.clock, pumps)
         self.pumps.customer(*events)
         self.printer = ListPrinter()
         self.port = ScriptedCardholder(**{**PORTS[kind], **(script or {})})
@@ -236,7 +237,8 @@ class Env:
             after_pin=lambda: None, magstripe=True)
         self.house = HouseCard(self.ledger)
         self.runner = make_runner(self.journal, [FleetProgram(self.registry), self.house, BankProgram(setup)],
-                                  self.port, self.pumps, self.printer, self.clock)
+                                  self.port, self.pumps, self.printer, self.clock,
+                                  pump_numbers=self.pump_numbers)
 
     def restart(self) -> None:
         self.journal.close()
@@ -293,6 +295,7 @@ class Sale:
     released: int = 0                          # pump authorize commands that went out
     preset: Preset | None = None               # journaled when the driver chose one below the grant
     nozzles: tuple[int, ...] | None = None     # the nozzles the pump was released to, when checked
+    pumps: tuple[int, ...] = (1,)              # the terminal's pumps (more than one: the driver picks)
 
 
 def amount(cl: int, price: int = 1659) -> int:
@@ -338,6 +341,10 @@ SALES = [
          preset=Preset.volume(1500), nozzles=(1,)),
     Sale("fleet-preset-cancelled", "fleet", UNRELEASED, script={"preset": [CANCEL]},
          screen=Screen.REMOVE_CARD),
+    Sale("fleet-pump-choice-timed-out", "fleet", script={"pump": [CANCEL]}, pumps=(1, 2),
+         screen=Screen.REMOVE_CARD),
+    Sale("fleet-pump-chosen", "fleet", FULL, script={"pump": [1]}, pumps=(1, 2), events=FILL, volume=2000,
+         charged=amount(2000), released=1),
     # -- house ---------------------------------------------------------------------------------------------
     Sale("house-fill-to-preset", "house", FULL, events=("lift", ("flow", 1500)), volume=1000,
          charged=amount(1000), released=1),
@@ -374,6 +381,8 @@ SALES = [
          events=("lift", ("flow", 5000)), volume=2000 * 1000 // 1659, charged=amount(2000 * 1000 // 1659),
          released=1, preset=Preset.amount(2000),
          advice=("completion", f"{amount(2000 * 1000 // 1659):012d}")),
+    Sale("bank-pump-choice-timed-out", "bank", script={"pump": [CANCEL]}, pumps=(1, 2),
+         screen=Screen.REMOVE_CARD),
     Sale("bank-product-cancelled", "bank", UNRELEASED, script={"product": [CANCEL]},
          advice=("reversal", "17"), screen=Screen.REMOVE_CARD),
     Sale("bank-preset-timed-out", "bank", UNRELEASED, script={"preset": [CANCEL]},
@@ -386,13 +395,14 @@ SALES = [
 @pytest.mark.parametrize("row", SALES, ids=lambda r: r.id)
 def test_sale(env_factory: Any, row: Sale) -> None:
     env: Env = env_factory(row.kind, card=row.card() if row.card else None, host=row.host, script=row.script,
-                           events=row.events)
+                           events=row.events, pumps=row.pumps)
     if row.id == "fleet-registry-offline":
         env.registry.online = False
     if row.fail is not None:
         env.pumps.fail(*row.fail)
     sale_id = env.runner.serve(env.card)
 
+    assert all(env.port.script[kind] == [] for kind in row.script)      # every scripted answer was asked for
     if row.screen is not None:
         assert row.screen in env.port.shown()
     assert len(env.pumps.authorized) == row.released and not env.pumps.released()
