@@ -67,9 +67,9 @@ class PanelServer(LineServer):
     def _on_line(self, line: bytes) -> None:
         try:
             doc = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):      # RecursionError: nested too deep for json
             return
-        if not isinstance(doc, dict):  # valid JSON but not a screen: garbage too
+        if not isinstance(doc, dict) or not isinstance(doc.get("screen"), str):   # JSON, but no screen
             return
         doc["at"] = time.time()
         with self._cond:
