@@ -45,6 +45,7 @@ class Run:
         self.timings: dict[str, float] = {}
         self.sale_ids: list[str] = []
         self._t0 = time.monotonic()
+        self._answered: set[int] = set()     # ids of prompt screens a wait answered or passed
         sim.panel.listeners.append(lambda s: self.log("screen: " + " | ".join(s.get("lines", []))))
 
     def log(self, line: str) -> None:
@@ -89,10 +90,15 @@ class Run:
         panel = self.sim.panel
         while True:
             screen = panel.wait_for((*wanted, *answered), timeout, since)
+            at = next(i for i, s in enumerate(panel.screens) if s is screen)
+            seen = id(screen) in self._answered
+            self._answered.add(id(screen))
             if screen["screen"] in wanted:
                 return screen
+            since = at + 1
+            if seen or (at and panel.screens[at - 1]["screen"] == screen["screen"]):
+                continue       # answered by an earlier wait, or the prompt shown again as keys come in
             self.log(f"driver presses ENTER on {screen['screen']}")
-            since = next(i for i, s in enumerate(panel.screens) if s is screen) + 1
             panel.press("ENTER")
 
     def fill(self, pump: int, nozzle: int, volume_cl: int) -> None:
@@ -190,8 +196,46 @@ def fleet_wrong_pin(run: Run) -> None:
     run.check(not run.authorize_sent(1), "pump 1 never authorized")
 
 
+def fleet_driver_choices(run: Run) -> None:
+    """The driver picks German on the idle screen (digit 2), keys 10 litres below the grant, fills to that
+    preset, is asked to hang up; the next driver is greeted in the terminal's language again."""
+    run.ready()
+    mark = run.sim.panel.mark()
+    run.log("driver presses 2 on the idle screen")
+    run.sim.panel.press("2")
+    idle = run.wait("idle", mark)
+    run.check(idle["view"]["language"] == "de", "idle shown again in German")
+    mark = run.insert(0)
+    pin = run.wait("enter_pin", mark)
+    run.check(pin["view"]["language"] == "de", "the sale's screens in German")
+    run.pin("1234")
+    run.wait("enter_preset", mark, timeout=30)
+    run.log("driver keys 10 litres")
+    run.sim.panel.press("1", "0", "ENTER")
+    lift = run.wait("lift_nozzle", mark)
+    run.check(lift["fields"].get("volume_cl") == "1000", f"released for 10 L, got {lift['fields']}")
+    pump = run.sim.pump_line.pump(1)
+    run.log("driver lifts nozzle 1 on pump 1")
+    pump.lift(1)
+    run.log(f"{format_litres(pump.dispense(2000, timeout=60))} L flowed: the preset stopped the pump")
+    run.wait("hang_up", mark, timeout=30)
+    pump.hang_up()
+    run.log("driver hangs up the nozzle")
+    run.wait("thank_you", mark, timeout=30)
+    sale_id = run.last_sale_id()
+    run.sale_ids.append(sale_id)
+    rec = run.wait_synced(sale_id)
+    run.check(rec.volume_cl == 1000, f"10.00 L settled, got {rec.volume_cl}")
+    run.check(rec.preset is not None and rec.preset.value == 1000, "the driver's preset journaled")
+    mark = run.sim.panel.mark()
+    run.remove()
+    idle = run.wait("idle", mark)
+    run.check(idle["view"]["language"] == "en", "the next driver is greeted in English")
+
+
 SCENARIOS: dict[str, Callable[[Run], None]] = {
     "fleet-happy": fleet_happy,
+    "fleet-driver-choices": fleet_driver_choices,
     "fleet-declined-limit": fleet_declined_limit,
     "fleet-wrong-pin": fleet_wrong_pin,
     "pump-faults": pump_faults,

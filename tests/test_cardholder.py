@@ -181,6 +181,8 @@ def test_notice_stays_for_its_time_and_followers_keep_off_while_serving() -> Non
     p.status(Screen.FILLING, pump=2, litres="1.00", amount="1.66 EUR")     # a follower: not shown
     assert panel.screens[-1][0] == Screen.APPROVED_UP_TO
     p.end()
-    assert panel.language == "en" and p.stripes is not None and p.stripes.flushed == 1
+    assert panel.language == "de" and p.stripes is not None and p.stripes.flushed == 1   # until idle
+    p.idle()
+    assert panel.language == "en"
     p.status(Screen.FILLING, pump=2, litres="1.00", amount="1.66 EUR")
     assert panel.screens[-1][0] == Screen.FILLING

@@ -4,12 +4,17 @@ script, time from a fake clock (tests/test_cardholder.py's fakes)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from contracts.errors import SaleCancelled
 from contracts.screens import Screen
 from firmware.sale.record import Preset
+from firmware.terminal.serve import idle_fields
+from tests.sale_fakes import station
 from tests.test_cardholder import port
+from ui.views import build
 
 DIESEL, SUPER = ("Diesel", 1659), ("Super 95", 1789)
 
@@ -22,7 +27,9 @@ def test_a_digit_on_idle_picks_the_language_for_the_next_sale_only() -> None:
     p.begin()
     p.set_language("en")                # the card's 5F2D: the driver's own choice wins
     assert panel.language == "de"
-    p.end()                             # the sale is over: the next driver is greeted in the home language
+    p.end()                             # the sale's last screens stay in the driver's language
+    assert panel.language == "de"
+    p.idle()                            # idle returns: the next driver is greeted in the home language
     assert panel.language == "en"
     p.begin()
     p.set_language("de")                # no choice this time: the card's preference applies
@@ -100,3 +107,19 @@ def test_offline_pin_shows_the_tries_left_when_the_card_tells_them() -> None:
     p, panel, _ = port()
     p.offline_pin(True, tries=1)        # the last try has a screen of its own
     assert all("tries" not in f for s, f in panel.screens if s == Screen.ENTER_PIN_LAST)
+
+
+# -- the idle screen's figures (firmware.terminal.serve) ----------------------------------------------------
+def test_idle_shows_the_station_prices_payment_means_and_languages() -> None:
+    p, _, _ = port()
+    world = SimpleNamespace(programs=[SimpleNamespace(name="fleet"), SimpleNamespace(name="bank")],
+                            adjuncts=[SimpleNamespace(name="loyalty")])
+    host = SimpleNamespace(station=station())
+    loop = SimpleNamespace(host=host, runner=SimpleNamespace(world=world), port=p)
+    fields = idle_fields(loop)    # type: ignore[arg-type]
+    assert fields == {"prices": [("Diesel", 1659), ("Super 95", 1789)], "currency": "EUR",
+                      "payments": ["fleet", "bank", "loyalty"], "languages": ("en", "de")}
+    view = build("idle", "en", **fields)
+    assert [(f.label, f.value) for f in view.figures] == [("Diesel", "€1.659/L"), ("Super 95", "€1.789/L")]
+    assert view.lines == ("We accept: Fleet cards, Bank cards, and Loyalty cards",)
+    assert [o.label for o in view.options] == ["English", "Deutsch"]

@@ -108,6 +108,11 @@ class PanelCardholder:
         self.panel.set_language(self._chosen)
         return True
 
+    def idle(self) -> None:
+        """Back to the idle screen after a sale: the terminal's language; the driver's choice is used up."""
+        self._chosen = None
+        self.panel.set_language(self.home)
+
     def begin(self) -> None:
         """A cardholder is at the terminal: in the language they picked or the terminal's, no stale keys
         or swipes."""
@@ -115,8 +120,8 @@ class PanelCardholder:
         self.panel.set_language(self._chosen or self.home)
 
     def end(self) -> None:
-        self._chosen = None         # the driver's choice holds for one sale
-        self.panel.set_language(self.home)
+        """The cardholder's part is over; the sale's language stays for its last screens (remove card,
+        the pump's) until idle() brings the idle screen back."""
         if self.stripes is not None:
             self.stripes.flush()       # a swipe made during this sale must not start another
         self._serving.clear()

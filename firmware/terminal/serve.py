@@ -146,15 +146,18 @@ def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
                 loop.port.show(Screen.READING)
                 _one_sale(loop, _card_in(reader))
                 _wait_removal(loop, stop)
+                loop.port.idle()
                 shown = None
                 continue
             track = _swiped(loop.stripes)
             if track is not None:
                 _one_sale(loop, Swipe(track))
                 stop.wait(3.0)          # the outcome stays readable; there is no card to wait for
+                loop.port.idle()
                 shown = None
         except CardError as exc:
             log.warning("card reader problem", extra={"error": str(exc)})
+            loop.port.idle()
             shown = None
             time.sleep(0.5)
         finally:
