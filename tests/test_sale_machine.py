@@ -466,6 +466,23 @@ def test_the_drivers_preset_is_journaled_before_the_pump_is_released(env_factory
     assert env.port.preset_limits == [Preset.amount(PREAUTH)]
 
 
+@pytest.mark.parametrize(("events", "hang_up"), [(("lift", ("flow", 5000)), True), (FILL, False)])
+def test_hang_up_is_asked_when_the_preset_stopped_the_pump_with_the_nozzle_out(
+        env_factory: Any, events: tuple[Any, ...], hang_up: bool) -> None:
+    env: Env = env_factory("fleet", events=events)
+    env.runner.serve(env.card)
+    shown = env.port.shown()
+    assert (Screen.HANG_UP in shown) is hang_up
+    assert shown.index(Screen.PRINTING) < shown.index(Screen.THANK_YOU)      # printing while it prints
+    filling = [f for s, f in env.port.screens if s is Screen.FILLING]       # typed figures, never strings
+    assert filling and filling[-1]["price_milli"] == 1659 and filling[-1]["currency"] == "EUR"
+    assert all(isinstance(f["volume_cl"], int) and isinstance(f["amount_cents"], int) for f in filling)
+    assert dict(env.port.screens)[Screen.LIFT_NOZZLE] == {"pump": 1, "volume_cl": 4000}
+    assert dict(env.port.screens)[Screen.THANK_YOU] == {"volume_cl": 4000 if hang_up else 2000,
+                                                       "amount_cents": amount(4000 if hang_up else 2000),
+                                                       "currency": "EUR"}
+
+
 def test_a_crash_after_the_drivers_choice_gives_the_hold_back_on_restart(env_factory: Any) -> None:
     env: Env = env_factory("bank", script={"preset": [Preset.amount(3000)]})
     env.pumps.fail("totals", Crash())           # power lost after the choice, before the pump is released
