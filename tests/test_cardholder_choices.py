@@ -10,9 +10,10 @@ import pytest
 
 from contracts.errors import SaleCancelled
 from contracts.screens import Screen
+from firmware.programs.bank.prompts import Prompts
 from firmware.sale.record import Preset
 from firmware.terminal.serve import idle_fields
-from tests.sale_fakes import station
+from tests.sale_fakes import ScriptedCardholder, station
 from tests.test_cardholder import port
 from ui.views import build
 
@@ -123,3 +124,21 @@ def test_idle_shows_the_station_prices_payment_means_and_languages() -> None:
     assert [(f.label, f.value) for f in view.figures] == [("Diesel", "€1.659/L"), ("Super 95", "€1.789/L")]
     assert view.lines == ("We accept: Fleet cards, Bank cards, and Loyalty cards",)
     assert [o.label for o in view.options] == ["English", "Deutsch"]
+
+
+@pytest.mark.parametrize(("tries", "last"), [(3, False), (1, True), (None, False)])
+def test_the_emv_kernel_passes_the_cards_pin_try_counter_to_the_pin_screen(tries: int | None,
+                                                                           last: bool) -> None:
+    """EMV Book 3 10.5.1: the kernel reads the PIN Try Counter (9F17) before offline PIN; the bank program
+    hands it to the port, which shows it (the last try has its own screen)."""
+    port_ = ScriptedCardholder(offline_pin=[b"\x24\x12\x34"])
+    prompts = Prompts(port_, home="en", after_pin=lambda: None, keys_left=lambda: True)
+    entry = prompts.pin_entry("offline", tries, "4761739001010010")
+    assert entry.offline is not None
+    entry.offline.plain_pin_block_for_card()
+    assert port_.pin_tries == [tries]
+    p, panel, _ = port()
+    p.offline_pin(last, tries=tries)
+    screen, fields = panel.screens[0]
+    assert screen == (Screen.ENTER_PIN_LAST if last else Screen.ENTER_PIN)
+    assert fields.get("tries") == (None if last else tries)
