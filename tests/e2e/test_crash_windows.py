@@ -121,6 +121,12 @@ def fleet_to_pin(run: Run) -> int:
     return mark
 
 
+def take_the_grant(run: Run, mark: int) -> None:
+    """The driver keeps what was granted: every nozzle, the granted maximum (ENTER on the preset prompt)."""
+    run.wait("enter_preset", mark, timeout=30)
+    run.sim.panel.press("ENTER")
+
+
 def bank_to_pin(run: Run) -> int:
     run.ready()
     mark = run.insert(card_index(VISA))
@@ -167,7 +173,7 @@ def test_fleet_hold_granted_then_killed_is_closed_on_restart(start_sim: StartSim
 # -- window 2: "pump_authorized" journaled, the release frames not (all) sent --------------------------------
 def test_killed_after_pump_authorized_before_any_frame_settles_nothing(start_sim: StartSim) -> None:
     sim, run = start_sim("after:pump_authorized")
-    fleet_to_pin(run)
+    take_the_grant(run, fleet_to_pin(run))
     killed(sim)
     run.remove()
     assert not run.authorize_sent(1)
@@ -193,7 +199,7 @@ def test_killed_during_the_release_frames(start_sim: StartSim, reaches_pump: boo
         return forward(frame)
 
     pump.handle = handle                                  # type: ignore[method-assign]
-    fleet_to_pin(run)
+    take_the_grant(run, fleet_to_pin(run))
     killed(sim)
     run.remove()
     assert (pump.state is PumpState.AUTHORIZED) is reaches_pump
@@ -231,7 +237,7 @@ def test_killed_as_the_reset_before_the_release_goes_out(start_sim: StartSim) ->
         return forward(frame)
 
     pump.handle = handle                                        # type: ignore[method-assign]
-    fleet_to_pin(run)
+    take_the_grant(run, fleet_to_pin(run))
     killed(sim)
     run.remove()
     assert pump.state is PumpState.RESET and authorizations(sim) == released
