@@ -113,7 +113,8 @@ def test_offline_pin_shows_the_tries_left_when_the_card_tells_them() -> None:
 # -- the idle screen's figures (firmware.terminal.serve) ----------------------------------------------------
 def test_idle_shows_the_station_prices_payment_means_and_languages() -> None:
     p, _, _ = port()
-    world = SimpleNamespace(programs=[SimpleNamespace(name="fleet"), SimpleNamespace(name="bank")],
+    world = SimpleNamespace(programs=[SimpleNamespace(name="fleet"),
+                                      SimpleNamespace(name="bank", sells_offline=True)],
                             adjuncts=[SimpleNamespace(name="loyalty")])
     host = SimpleNamespace(station=station())
     loop = SimpleNamespace(host=host, runner=SimpleNamespace(world=world), port=p)
@@ -124,6 +125,8 @@ def test_idle_shows_the_station_prices_payment_means_and_languages() -> None:
     assert [(f.label, f.value) for f in view.figures] == [("Diesel", "€1.659/L"), ("Super 95", "€1.789/L")]
     assert view.lines == ("We accept: Fleet cards, Bank cards, and Loyalty cards",)
     assert [o.label for o in view.options] == ["English", "Deutsch"]
+    offline = idle_fields(loop, offline=True)     # type: ignore[arg-type]
+    assert offline["payments"] == ["bank", "loyalty"]      # the registry is away: no fleet cards
 
 
 @pytest.mark.parametrize(("tries", "last"), [(3, False), (1, True), (None, False)])

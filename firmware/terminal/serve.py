@@ -64,12 +64,13 @@ def apply_prices(host: HostLink, pumps: PumpController, numbers: tuple[int, ...]
             log.warning("price update failed", extra={"pump": pump, "error": str(exc)})
 
 
-def idle_fields(loop: Loop) -> dict[str, Any]:
-    """The idle screen's figures: prices per product, the payment means the programs accept, and the
-    driver's language choice."""
+def idle_fields(loop: Loop, *, offline: bool = False) -> dict[str, Any]:
+    """The idle screen's figures: prices per product, the payment means the programs accept (offline:
+    those that sell without the registry), and the driver's language choice."""
     station = loop.host.station
     world = loop.runner.world
-    payments = [p.name for p in world.programs] + [a.name for a in world.adjuncts]
+    payments = [p.name for p in world.programs if not offline or getattr(p, "sells_offline", False)]
+    payments += [a.name for a in world.adjuncts]
     return {"prices": list(station.product_prices()), "currency": station.currency, "payments": payments,
             **loop.port.idle_fields()}
 
@@ -131,14 +132,16 @@ def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
         priced = any(host.station.nozzles(p) for p in loop.pump_numbers)
         screen = (Screen.IDLE if host.online else
                   Screen.IDLE_BANK_ONLY if loop.sells_offline and priced else Screen.OFFLINE)
-        fields = idle_fields(loop) if screen is not Screen.OFFLINE else {}
+        fields = ({} if screen is Screen.OFFLINE else
+                  idle_fields(loop, offline=screen is Screen.IDLE_BANK_ONLY))
         if (screen, repr(fields)) != shown:
             loop.port.show(screen, **fields)
             shown = (screen, repr(fields))
         if time.monotonic() - last_recover > 30 and loop.runner.needs_recovery():
             loop.runner.recover(pump_wait=0.0)   # sales a pump outage or a failed sale left open
             last_recover = time.monotonic()
-        if loop.port.idle_key(0.05):       # the driver picked a language: idle again, in it
+        # the driver picked a language on the idle screen (offline shows no choice): idle again, in it
+        if screen is not Screen.OFFLINE and loop.port.idle_key(0.05):
             shown = None
             continue
         try:
