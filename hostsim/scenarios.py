@@ -235,9 +235,9 @@ def fleet_driver_choices(run: Run) -> None:
 
 SCENARIOS: dict[str, Callable[[Run], None]] = {
     "fleet-happy": fleet_happy,
-    "fleet-driver-choices": fleet_driver_choices,
     "fleet-declined-limit": fleet_declined_limit,
     "fleet-wrong-pin": fleet_wrong_pin,
+    "fleet-driver-choices": fleet_driver_choices,
     "pump-faults": pump_faults,
     "pump-offline-midsale": pump_offline_midsale,
     **BANK_SCENARIOS,
