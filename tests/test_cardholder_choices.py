@@ -11,6 +11,8 @@ import pytest
 from contracts.errors import SaleCancelled
 from contracts.screens import Screen
 from firmware.programs.bank.prompts import Prompts
+from firmware.programs.base import Grant
+from firmware.sale.limits import driver_limits
 from firmware.sale.record import Preset
 from firmware.terminal.serve import idle_fields
 from tests.sale_fakes import ScriptedCardholder, station
@@ -145,3 +147,12 @@ def test_the_emv_kernel_passes_the_cards_pin_try_counter_to_the_pin_screen(tries
     screen, fields = panel.screens[0]
     assert screen == (Screen.ENTER_PIN_LAST if last else Screen.ENTER_PIN)
     assert fields.get("tries") == (None if last else tries)
+
+
+@pytest.mark.parametrize(("answer", "kept"), [(Preset.amount(20000), True), (Preset.volume(1000), True),
+                                              (Preset.amount(0), True), (Preset.amount(2000), False)])
+def test_a_preset_outside_the_grant_is_never_used(answer: Preset, kept: bool) -> None:
+    grant = Grant(Preset.amount(15000), nozzles=(1, 2), reference="A1")
+    port_ = ScriptedCardholder(product=[0], preset=[answer])
+    preset, nozzles = driver_limits(port_, station(), 1, grant)
+    assert preset == (grant.preset if kept else answer) and nozzles == (1,)

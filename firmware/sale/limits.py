@@ -50,7 +50,8 @@ def driver_limits(port: Cardholder, station: Station, pump: int,
         if pick is not None:
             nozzles = products[pick][1]
     preset = port.enter_preset(grant.preset, station.currency)
-    if preset.kind != grant.preset.kind or not 0 < preset.value <= grant.preset.value:
+    inside = preset.kind == grant.preset.kind and 0 < preset.value <= grant.preset.value
+    if preset != grant.preset and not inside:       # never more than granted, whatever a port answers
         log.warning("preset outside the grant ignored", extra={"kind": preset.kind})
         preset = grant.preset
     return preset, nozzles
