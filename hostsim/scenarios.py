@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from contracts.pump import PumpState
+from firmware.programs.bank.receipt import held_cents
 from firmware.receipt import format_litres
 from firmware.sale.record import SaleRecord
 from hostsim.scenarios_bank import BANK_SCENARIOS
@@ -31,7 +32,7 @@ def sale_view(rec: SaleRecord) -> dict[str, Any]:
             "unit_price_milli": rec.price_milli, "status": status, "reason": rec.reason,
             "recovered": rec.recovered, "flags": list(rec.flags), "receipt_printed": rec.receipt_printed,
             "kind": rec.program,
-            **({"preauthorized_cents": rec.preset.value if rec.preset else None, "auth_code": rec.reference,
+            **({"preauthorized_cents": held_cents(rec), "auth_code": rec.reference,
                 "emv": dict(rec.data)} if rec.program == "bank" else {})}
 
 

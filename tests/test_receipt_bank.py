@@ -128,3 +128,22 @@ def test_control_bytes_from_the_card_do_not_reach_the_printer() -> None:
 def test_every_line_fits_the_paper(over: dict[str, object]) -> None:
     lines = receipt(**over)
     assert all(len(line.text) <= WIDTH for line in lines), [r for r in rows(lines) if len(r) > WIDTH]
+
+
+@pytest.mark.parametrize(("approved", "preset", "held"), [(15000, 2000, 15000), (5000, 2000, 5000),
+                                                          (None, 15000, 15000)])
+def test_the_hold_printed_is_what_the_bank_approved_not_the_drivers_preset(approved: int | None, preset: int,
+                                                                          held: int) -> None:
+    from firmware.programs.bank.receipt import held_cents
+    from firmware.programs.bank.summary import BankSummary
+    from firmware.sale.machine import SaleState
+    from firmware.sale.record import Preset, SaleRecord
+
+    data = BankSummary(entry_mode="05", preauth_cents=15000, approved_cents=approved).to_doc()
+    sale = SaleRecord(
+        id=SALE_ID, state=SaleState.COMPLETED, pump=1, program="bank", card_masked="476173******0119",
+        card_token="t", preset=Preset.amount(preset), nozzles=(1,), reference="123456", data=data,
+        adjuncts={}, nozzle=1, product="diesel", volume_cl=1000, amount_cents=1659, charged_cents=1659,
+        price_milli=1659, totals_before=None, reason=None, flags=(), recovered=False, receipt_started=False,
+        receipt_printed=False, synced=False, created_at=0.0, finished_at=None)
+    assert held_cents(sale) == held
