@@ -398,3 +398,13 @@ def test_a_speech_text_in_the_catalogue_wins(monkeypatch: pytest.MonkeyPatch) ->
     german = {"speech.off": "Stimme aus."}
     monkeypatch.setattr(ui.speech, "catalogue", lambda lang: german if lang == "de" else {})
     assert phrase("off", "de") == "Stimme aus." and phrase("off", "fr") == SPEECH_TEXTS["fr"]["off"]
+
+
+def test_a_language_picked_on_idle_reads_idle_again_in_it(speaking: Any) -> None:
+    panel, server, speaker, _ = speaking
+    server.press("CLEAR", "CLEAR", "CLEAR")
+    until(lambda: panel.speaking)
+    panel.set_language("de")                          # the driver picked German on the idle screen
+    panel.show("idle")
+    assert speaker.said[-1] == (utterance("idle", "de"), "de")
+    assert panel.speaking                             # still the same session: no sale has ended
