@@ -54,7 +54,7 @@ def has(lang: str, key: str) -> bool:
     return key in catalogue(language_of(lang)) or key in catalogue("en")
 
 
-def text(lang: str, key: str, **fields: Any) -> str:
+def text(lang: str, key: str, /, **fields: Any) -> str:
     """The text of key in lang with its {fields} filled in (one not passed shows empty); English when the
     language lacks the key.
 

@@ -12,11 +12,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ui.catalog import LANGUAGES, catalogue
+from ui.catalog import LANGUAGES, text
 from ui.view import Tone, View
 from ui.views import build
 
-__all__ = ["EXTENDABLE", "IDLE_SCREENS", "PIN_SCREENS", "SECRET_FIGURES", "SPEECH_TEXTS", "VOICES", "phrase",
+__all__ = ["EXTENDABLE", "IDLE_SCREENS", "PIN_SCREENS", "SECRET_FIGURES", "SPEECH_KEYS", "VOICES", "phrase",
            "update", "utterance", "voice"]
 
 # espeak-ng voice per ISO 639-1 code (our languages, the card's tag 5F2D); names as `espeak-ng --voices`
@@ -27,55 +27,16 @@ VOICES: Mapping[str, str] = {"en": "en-gb", "de": "de", "fr": "fr-fr", "ru": "ru
 PIN_SCREENS = frozenset({"enter_pin", "enter_pin_last", "attendant_sign_in"})   # secret entries
 SECRET_FIGURES = frozenset({"pin", "code"})
 IDLE_SCREENS = frozenset({"idle", "idle_bank_only", "offline"})
-# prompts that wait for a key with a timeout CLEAR extends (firmware.terminal.cardholder); the PIN pad's
-# own entry loop (drivers.pinpad) has no extension yet, so PIN screens do not offer it
+# prompts that wait for a key with a timeout CLEAR extends (firmware.terminal.cardholder). The PIN pad
+# extends too (CLEAR with no digit entered), but there CLEAR also clears digits, so it is not announced
 EXTENDABLE = frozenset({"select_pump", "choose_app", "question", "swipe_card", "choose_product",
                         "enter_preset", "choose_language"})
 
-# Phrases only speech needs, by key, until the ui/locales catalogues carry them as msgids "speech.<key>"
-# (phrase() takes the catalogue's text first).
-# Keys are named as printed on them and on the screens (CLEAR, ENTER) in every language; espeak-ng reads a
-# Latin-script word in the ru, uk and fa voices with its English voice (`espeak-ng -v ru -x CLEAR`: "(en)").
-SPEECH_TEXTS: Mapping[str, Mapping[str, str]] = {
-    "en": {"on": "Speech on. The 5 key has a raised dot. CLEAR three times on the welcome screen switches "
-                 "speech off.",
-           "off": "Speech off.", "digits": "Digits entered: {count}.", "option": "For {name}, press {key}.",
-           "more_time": "Press CLEAR for more time.", "time_added": "More time.",
-           "time_short": "Time is running out. Press CLEAR for more time."},
-    "de": {"on": "Sprachausgabe an. Die Taste 5 hat einen fühlbaren Punkt. Dreimal CLEAR auf dem "
-                 "Startbildschirm schaltet sie aus.",
-           "off": "Sprachausgabe aus.", "digits": "Eingegebene Ziffern: {count}.",
-           "option": "Für {name} drücken Sie {key}.", "more_time": "Für mehr Zeit drücken Sie CLEAR.",
-           "time_added": "Mehr Zeit.", "time_short": "Die Zeit läuft ab. Für mehr Zeit drücken Sie CLEAR."},
-    "fr": {"on": "Synthèse vocale activée. La touche 5 porte un point en relief. Trois fois CLEAR sur "
-                 "l'écran d'accueil la désactive.",
-           "off": "Synthèse vocale désactivée.", "digits": "Chiffres saisis : {count}.",
-           "option": "Pour {name}, appuyez sur {key}.", "more_time": "Pour plus de temps, appuyez sur CLEAR.",
-           "time_added": "Temps prolongé.",
-           "time_short": "Le temps est presque écoulé. Pour plus de temps, appuyez sur CLEAR."},
-    "ru": {"on": "Озвучивание включено. На клавише 5 есть выпуклая точка. Три нажатия CLEAR на начальном "
-                 "экране выключают озвучивание.",
-           "off": "Озвучивание выключено.", "digits": "Введено цифр: {count}.",
-           "option": "{name}: нажмите {key}.", "more_time": "Чтобы добавить время, нажмите CLEAR.",
-           "time_added": "Время добавлено.",
-           "time_short": "Время заканчивается. Чтобы добавить время, нажмите CLEAR."},
-    "uk": {"on": "Озвучення увімкнено. На клавіші 5 є опукла крапка. Три натискання CLEAR на початковому "
-                 "екрані вимикають озвучення.",
-           "off": "Озвучення вимкнено.", "digits": "Введено цифр: {count}.",
-           "option": "{name}: натисніть {key}.", "more_time": "Щоб додати час, натисніть CLEAR.",
-           "time_added": "Час додано.", "time_short": "Час спливає. Щоб додати час, натисніть CLEAR."},
-    "es": {"on": "Voz activada. La tecla 5 tiene un punto en relieve. Pulsar CLEAR tres veces en la "
-                 "pantalla de inicio la desactiva.",
-           "off": "Voz desactivada.", "digits": "Dígitos introducidos: {count}.",
-           "option": "Para {name}, pulse {key}.", "more_time": "Para más tiempo, pulse CLEAR.",
-           "time_added": "Más tiempo.", "time_short": "El tiempo se acaba. Para más tiempo, pulse CLEAR."},
-    "fa": {"on": "گفتار روشن شد. کلید ۵ یک نقطه برجسته دارد. سه بار CLEAR در صفحه آغاز گفتار را خاموش "
-                 "می‌کند.",
-           "off": "گفتار خاموش شد.", "digits": "رقم‌های وارد شده: {count}.",
-           "option": "{name}: کلید {key}.", "more_time": "برای زمان بیشتر، CLEAR را فشار دهید.",
-           "time_added": "زمان بیشتر.",
-           "time_short": "زمان رو به پایان است. برای زمان بیشتر، CLEAR را فشار دهید."},
-}
+# Phrases only speech needs are msgids "speech.<key>" of the catalogues (on, off, digits, option, more_time,
+# time_added, time_short). Keys are named as printed on them and on the screens (CLEAR, ENTER) in every
+# language; espeak-ng reads a Latin-script word in the ru, uk and fa voices with its English voice
+# (`espeak-ng -v ru -x CLEAR`: "(en)").
+SPEECH_KEYS = ("on", "off", "digits", "option", "more_time", "time_added", "time_short")
 
 _CARD_NUMBER = re.compile(r"\d(?:[ -]?\d){9,}")       # ten or more digits, maybe grouped: a card number
 _DIGIT = re.compile(r"\d")
@@ -84,7 +45,7 @@ _EMPTY = "-"                                          # ui.views shows an empty 
 
 def _language(code: str) -> str:
     code = code.strip().lower()
-    return code if code in LANGUAGES and code in SPEECH_TEXTS else "en"
+    return code if code in LANGUAGES else "en"
 
 
 def voice(language: str) -> str:
@@ -93,10 +54,8 @@ def voice(language: str) -> str:
 
 
 def phrase(which: str, language: str, **fields: Any) -> str:
-    """A speech phrase; the catalogue's msgid speech.<which> wins once the language's .po file has it."""
-    lang = _language(language)
-    found = catalogue(lang).get(f"speech.{which}") or SPEECH_TEXTS[lang][which]
-    return found.format(**fields)
+    """A speech phrase (msgid speech.<which>) in the language's catalogue."""
+    return text(_language(language), f"speech.{which}", **fields)
 
 
 def _sentence(text: str) -> str:
