@@ -148,7 +148,8 @@ class _Painter:
         """Text in box at the largest size <= size that fits, aligned to the start side (or centre, end)."""
         drawn = shape(text, self.view.rtl)
         font = _font(weight, size)
-        while size > floor and (font.size(drawn)[0] > box.w or font.get_height() > box.h):
+        # the rendered height, not the font's line height: some scripts' glyphs reach a pixel beyond it
+        while size > floor and (font.size(drawn)[0] > box.w or font.size(drawn)[1] > box.h):
             size = max(floor, min(size - 1, int(size * box.w / max(1, font.size(drawn)[0]))))
             font = _font(weight, size)
         img = font.render(drawn, True, color)
@@ -259,13 +260,19 @@ def _content(p: _Painter, box: pygame.Rect, s: float) -> None:
     """Lines above (a long one wrapped at word breaks rather than shrunk past reading), figures below them
     (label small, value large): rows share the height."""
     view, t = p.view, p.theme
+    gap = round(8 * s)
     line_size = round(30 * s)
-    rows: list[tuple[str, str | None]] = [
-        (piece, None) for line in view.lines for piece in _wrap(line, box.w, line_size, view.rtl)
-    ] + [(f.label, f.value) for f in view.figures]
+    while True:     # the largest line size whose wrapped lines all fit the box with the figures
+        pieces = [piece for line in view.lines for piece in _wrap(line, box.w, line_size, view.rtl)]
+        count = len(pieces) + len(view.figures)
+        room = (box.h - gap * max(0, count - 1)) / max(1.0, len(pieces) + 1.6 * len(view.figures))
+        if room >= _font("regular", line_size).get_height() or line_size <= round(14 * s):
+            break
+        line_size -= 1
+    rows: list[tuple[str, str | None]] = [(piece, None) for piece in pieces] + [
+        (f.label, f.value) for f in view.figures]
     if not rows:
         return
-    gap = round(8 * s)
     heights = [1.0 if value is None else 1.6 for _, value in rows]
     unit = min((box.h - gap * (len(rows) - 1)) / sum(heights), 64 * s)   # few rows: a block, centred
     y = box.y + (box.h - unit * sum(heights) - gap * (len(rows) - 1)) / 2

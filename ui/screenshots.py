@@ -29,8 +29,9 @@ __all__ = ["SAMPLES", "main", "shoot", "views"]
 
 PRICES = [("Diesel", 1789), ("Super E10", 1859), ("AdBlue", 899)]
 SAMPLES: dict[str, dict[str, Any]] = {
-    "idle": {"prices": PRICES, "currency": "EUR", "payments": ["bank", "fleet", "loyalty"]},
-    "idle_bank_only": {"prices": PRICES[:2], "currency": "EUR", "payments": ["bank"]},
+    "idle": {"prices": PRICES, "currency": "EUR", "payments": ["bank", "fleet", "loyalty"],
+             "languages": LANGUAGES},                   # as the terminal shows it: the language choice too
+    "idle_bank_only": {"prices": PRICES[:2], "currency": "EUR", "payments": ["bank"], "languages": LANGUAGES},
     "select_pump": {"pumps": "1,2,3,4"},
     "choose_product": {"products": PRICES, "currency": "EUR"},
     "enter_preset": {"mode": "amount", "amount_cents": 5000, "currency": "EUR"},
