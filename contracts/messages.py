@@ -3,7 +3,8 @@
 Every payload is a JSON object with "v": 1. decode() checks each field's type and shape and raises
 MessageError naming the field, never echoing its value (a field may hold a card number). A field added
 after terminals were deployed is a Default: decode() fills in its value when an older sender leaves it
-out; encode() still requires it, so this code always states it.
+out; encode() still requires it, so this code always states it. A field only some payloads carry is an
+Omissible: absent otherwise, never null.
 
 The authorization answer crosses into the terminal as a typed AuthAnswer, its reason a DeclineReason.
 """
@@ -26,6 +27,7 @@ __all__ = [
     "APPROVED",
     "AUTH_REQUEST",
     "AUTH_RESPONSE",
+    "MAX_PIN_TRIES",
     "PROGRAM",
     "SALE",
     "SALE_ACK",
@@ -34,6 +36,7 @@ __all__ = [
     "VERSION",
     "AuthAnswer",
     "Default",
+    "Omissible",
     "SaleAckReason",
     "decode",
     "decode_field",
@@ -105,6 +108,20 @@ class Default:
         return self.check(v)
 
 
+@dataclass(frozen=True)
+class Omissible:
+    """A field only some payloads carry: encode() and decode() accept it absent; when present, its value
+    must pass check (None is not a value: the field is left out instead)."""
+
+    check: Check
+
+    def __call__(self, v: Any) -> bool:
+        return v is not None and self.check(v)
+
+
+# Wrong fleet PINs in a row before the registry blocks the card (registry.service counts them).
+MAX_PIN_TRIES = 3
+
 # A card program's name (firmware/programs/): "fleet", "bank", "loyalty", ...
 PROGRAM = r"[a-z][a-z0-9_]{0,31}"
 _UUID = _str(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -129,9 +146,13 @@ AUTH_REQUEST: Mapping[str, Check] = {
 }
 # "reason" is "approved" or a DeclineReason value. The wire admits any text, so that a terminal older than
 # a reason the registry adds still reads the answer (parse_reason makes it a plain decline).
+# "pin_tries_left" only on a wrong_pin decline: the fleet PIN tries the card has before it is blocked.
+# It came after terminals were deployed: a terminal reads an older registry's answer (no field) as "not
+# known"; a terminal older than it rejects the field (strict schema), so terminals are upgraded first.
 AUTH_RESPONSE: Mapping[str, Check] = {
     "request_id": _UUID, "approved": _BOOL, "reason": _TEXT, "auth_id": _opt(_UUID),
     "allowed_cl": _int(0, 10**7), "nozzles": _NOZZLES, "card_masked": _opt(_str(r"[0-9*]{12,19}")),
+    "pin_tries_left": Omissible(_int(0, MAX_PIN_TRIES)),
 }
 SALE: Mapping[str, Check] = {
     # "kind" is the card program's name; it came with bank cards: a terminal from before sends fleet
@@ -190,6 +211,7 @@ class AuthAnswer:
     allowed_cl: int
     nozzles: tuple[int, ...]
     card_masked: str | None
+    pin_tries_left: int | None = None    # set only on a WRONG_PIN decline, when the registry tells
 
     def __post_init__(self) -> None:
         if self.approved and (self.reason is not None or self.auth_id is None):
@@ -197,30 +219,36 @@ class AuthAnswer:
         if not self.approved and (self.reason is None or self.auth_id is not None or self.allowed_cl
                                   or self.nozzles):
             raise MessageError("decline without a reason or granting fuel")
+        if self.pin_tries_left is not None and self.reason is not DeclineReason.WRONG_PIN:
+            raise MessageError("PIN tries left on an answer that is not a wrong PIN")
 
     @classmethod
-    def declined(cls, request_id: str, reason: DeclineReason, card_masked: str | None = None) -> AuthAnswer:
+    def declined(cls, request_id: str, reason: DeclineReason, card_masked: str | None = None, *,
+                 pin_tries_left: int | None = None) -> AuthAnswer:
         """A decline: no authorization, nothing allowed."""
-        return cls(request_id, False, reason, None, 0, (), card_masked)
+        return cls(request_id, False, reason, None, 0, (), card_masked, pin_tries_left)
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> AuthAnswer:
         """From a decoded AUTH_RESPONSE; a reason code unknown here is a plain decline (do not honour).
 
         Raises MessageError when the answer contradicts itself (an approval without an authorization,
-        a decline that grants fuel).
+        a decline that grants fuel, PIN tries left on another reason than a wrong PIN).
         """
         approved = doc["approved"]
         return cls(request_id=doc["request_id"], approved=approved,
                    reason=None if approved else parse_reason(doc["reason"]), auth_id=doc["auth_id"],
                    allowed_cl=doc["allowed_cl"], nozzles=tuple(doc["nozzles"]),
-                   card_masked=doc["card_masked"])
+                   card_masked=doc["card_masked"], pin_tries_left=doc.get("pin_tries_left"))
 
     def to_doc(self) -> dict[str, Any]:
         """The AUTH_RESPONSE document; encode() it with AUTH_RESPONSE."""
-        return {"request_id": self.request_id, "approved": self.approved,
-                "reason": APPROVED if self.reason is None else self.reason.value, "auth_id": self.auth_id,
-                "allowed_cl": self.allowed_cl, "nozzles": list(self.nozzles), "card_masked": self.card_masked}
+        doc = {"request_id": self.request_id, "approved": self.approved,
+               "reason": APPROVED if self.reason is None else self.reason.value, "auth_id": self.auth_id,
+               "allowed_cl": self.allowed_cl, "nozzles": list(self.nozzles), "card_masked": self.card_masked}
+        if self.pin_tries_left is not None:
+            doc["pin_tries_left"] = self.pin_tries_left
+        return doc
 
 
 TOPICS = {
@@ -297,12 +325,12 @@ def decode_field(value: Any, name: str, schema: Mapping[str, Check]) -> Any:
 
 
 def _check(doc: Mapping[str, Any], schema: Mapping[str, Check]) -> None:
-    missing = sorted(set(schema) - set(doc))
+    missing = sorted(n for n in set(schema) - set(doc) if not isinstance(schema[n], Omissible))
     extra = sorted(set(doc) - set(schema))
     if missing:
         raise MessageError("payload lacks fields", fields=",".join(missing))
     if extra:
         raise MessageError("payload has unknown fields", fields=",".join(str(e)[:32] for e in extra))
     for name, check in schema.items():
-        if not check(doc[name]):
+        if name in doc and not check(doc[name]):
             raise MessageError("payload field is invalid", field=name)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from contracts.cards import mask_pan
 from contracts.errors import ConfigError
-from contracts.messages import AuthAnswer, SaleAckReason, parse_timestamp
+from contracts.messages import MAX_PIN_TRIES, AuthAnswer, SaleAckReason, parse_timestamp
 from contracts.panseal import PanSealError, derive_pan_key, unseal_pan
 from contracts.reasons import DeclineReason
 from registry.checks import sale_problems
@@ -33,7 +33,6 @@ __all__ = ["AUTH_TTL", "MAX_FILL_CL", "MAX_PIN_TRIES", "REGISTRY_PROGRAMS", "aut
 
 log = logging.getLogger(__name__)
 
-MAX_PIN_TRIES = 3
 MAX_FILL_CL = 150_00           # one filling at most 150 L, whatever the wallet allows
 AUTH_TTL = dt.timedelta(minutes=30)
 # Card programs whose sales the registry authorizes (authorize() below): each sale of them needs an auth_id.
@@ -59,11 +58,11 @@ def wallet_usage_cl(session: Session, wallet_id: int, now: dt.datetime) -> int:
 
 
 def _decline(req: dict[str, Any], reason: DeclineReason, masked: str | None = None, *,
-             why: str | None = None) -> AuthAnswer:
+             why: str | None = None, pin_tries_left: int | None = None) -> AuthAnswer:
     """A decline; `why` is logged when it says more than the reason the terminal gets."""
     log.info("authorization declined",
              extra={"terminal": req["terminal"], "reason": reason.value, "why": why or reason.value})
-    return AuthAnswer.declined(req["request_id"], reason, masked)
+    return AuthAnswer.declined(req["request_id"], reason, masked, pin_tries_left=pin_tries_left)
 
 
 def authorize(session: Session, keys: RegistryKeys, req: dict[str, Any], now: dt.datetime) -> AuthAnswer:
@@ -106,11 +105,13 @@ def authorize(session: Session, keys: RegistryKeys, req: dict[str, Any], now: dt
     del pin
     if not good:
         card.pin_tries += 1
-        reason = DeclineReason.WRONG_PIN
         if card.pin_tries >= MAX_PIN_TRIES:
-            card.status, reason = "blocked", DeclineReason.PIN_TRIES_EXCEEDED
+            card.status = "blocked"
+            session.commit()
+            return _decline(req, DeclineReason.PIN_TRIES_EXCEEDED, masked)
         session.commit()
-        return _decline(req, reason, masked)
+        # the driver is told how many tries are left before the card is blocked (issue 12)
+        return _decline(req, DeclineReason.WRONG_PIN, masked, pin_tries_left=MAX_PIN_TRIES - card.pin_tries)
     card.pin_tries = 0
     wallet = session.get(Wallet, card.wallet_id)
     if wallet is None:

@@ -462,3 +462,44 @@ def test_sale_ack_reasons_are_plain_codes() -> None:
     for reason in m.SaleAckReason:
         ack = {"sale_id": UUID1, "status": "rejected", "reason": reason.value}
         assert m.decode(m.encode(ack, m.SALE_ACK), m.SALE_ACK) == ack
+
+
+# -- PIN tries left on a wrong fleet PIN (issue 12: the PIN screen's "tries left") ------------------------
+
+def test_wrong_pin_answer_carries_the_tries_left() -> None:
+    doc = DECLINED | {"reason": "wrong_pin", "pin_tries_left": 2}
+    wire = m.encode(doc, m.AUTH_RESPONSE)
+    assert b'"pin_tries_left":2' in wire
+    answer = m.AuthAnswer.from_doc(m.decode(wire, m.AUTH_RESPONSE))
+    assert (answer.reason, answer.pin_tries_left) == (DeclineReason.WRONG_PIN, 2)
+    assert answer.to_doc() == doc
+    assert answer == m.AuthAnswer.declined(UUID1, DeclineReason.WRONG_PIN, "707700******0019",
+                                           pin_tries_left=2)
+
+
+def test_answer_without_tries_left_is_as_before() -> None:
+    """Absent, not null, on every other answer: the bytes an older terminal reads are unchanged; and an
+    older registry's wrong_pin answer (no field) reads as tries not known."""
+    wire = m.encode(valid("AUTH_RESPONSE"), m.AUTH_RESPONSE)
+    assert b"pin_tries_left" not in wire and "pin_tries_left" not in m.AuthAnswer.declined(
+        UUID1, DeclineReason.CARD_BLOCKED).to_doc()
+    old = m.decode(m.encode(DECLINED | {"reason": "wrong_pin"}, m.AUTH_RESPONSE), m.AUTH_RESPONSE)
+    assert m.AuthAnswer.from_doc(old).pin_tries_left is None
+
+
+@pytest.mark.parametrize("tries", [None, -1, m.MAX_PIN_TRIES + 1, True, "2", 1.0])
+def test_tries_left_out_of_its_range_or_null_is_rejected(tries: Any) -> None:
+    doc = DECLINED | {"reason": "wrong_pin", "pin_tries_left": tries}
+    with pytest.raises(MessageError, match="field=pin_tries_left"):
+        m.encode(doc, m.AUTH_RESPONSE)
+    with pytest.raises(MessageError, match="field=pin_tries_left"):
+        m.decode(raw({"v": 1, **doc}), m.AUTH_RESPONSE)
+
+
+@pytest.mark.parametrize("doc", [
+    DECLINED | {"reason": "card_blocked", "pin_tries_left": 1},
+    valid("AUTH_RESPONSE") | {"pin_tries_left": 1},
+])
+def test_tries_left_on_another_answer_is_a_message_error(doc: dict[str, Any]) -> None:
+    with pytest.raises(MessageError, match="PIN tries"):
+        m.AuthAnswer.from_doc(m.decode(m.encode(doc, m.AUTH_RESPONSE), m.AUTH_RESPONSE))

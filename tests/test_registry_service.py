@@ -331,11 +331,14 @@ def test_unknown_card(env: Env) -> None:
 
 def test_wrong_pin_counts_to_blocked(env: Env) -> None:
     assert MAX_PIN_TRIES == 3
-    assert env.auth(ACME, pin="0000")["reason"] == "wrong_pin"
+    first = env.auth(ACME, pin="0000")
+    assert (first["reason"], first["pin_tries_left"]) == ("wrong_pin", 2)     # the terminal shows it
     assert env.card(ACME).pin_tries == 1
-    assert env.auth(ACME, pin="9999")["reason"] == "wrong_pin"
+    second = env.auth(ACME, pin="9999")
+    assert (second["reason"], second["pin_tries_left"]) == ("wrong_pin", 1)
     third = env.auth(ACME, pin="1111")
     assert (third["approved"], third["reason"]) == (False, "pin_tries_exceeded")
+    assert "pin_tries_left" not in third                   # only a wrong_pin decline carries it
     card = env.card(ACME)
     assert (card.status, card.pin_tries) == ("blocked", 3)
     # now even the right PIN is refused, and the counter does not move
@@ -350,9 +353,10 @@ def test_correct_pin_resets_the_counter(env: Env) -> None:
     env.auth(ACME, pin="0000")
     env.auth(ACME, pin="0000")
     assert env.card(ACME).pin_tries == 2
-    assert env.auth(ACME)["approved"] is True
+    ok = env.auth(ACME)
+    assert ok["approved"] is True and "pin_tries_left" not in ok
     assert env.card(ACME).pin_tries == 0
-    assert env.auth(ACME, pin="0000")["reason"] == "wrong_pin"
+    assert env.auth(ACME, pin="0000")["pin_tries_left"] == MAX_PIN_TRIES - 1     # counted afresh
     assert env.auth(ACME, pin="0000")["reason"] == "wrong_pin"
     assert env.card(ACME).status == "active"
 
