@@ -111,7 +111,7 @@ def port(*keys: str, pinpad: PinPad | None = None, swipes: list[Any] | None = No
 def test_choose_pump_takes_a_free_pump_and_ignores_other_keys() -> None:
     p, panel, _ = port("7", "ENTER", "3", "2")
     assert p.choose_pump([2, 4]) == 2
-    assert panel.screens == [(Screen.SELECT_PUMP, {"pumps": "2,4"})] and panel.flushed == 1
+    assert panel.screens == [(Screen.SELECT_PUMP, {"pumps": [2, 4]})] and panel.flushed == 1
 
 
 @pytest.mark.parametrize(("keys", "why"), [(("1", "CANCEL"), "cancelled"), ((), "timed out")])
@@ -125,7 +125,7 @@ def test_choose_pump_ends_on_cancel_or_timeout(keys: tuple[str, ...], why: str) 
 def test_choose_application_by_number_or_enter_when_one() -> None:
     p, panel, _ = port("9", "2")
     assert p.choose(["VISA DEBIT", "MAESTRO"]) == 1
-    assert panel.screens[-1] == (Screen.CHOOSE_APP, {"apps": "1 VISA DEBIT  2 MAESTRO"})
+    assert panel.screens[-1] == (Screen.CHOOSE_APP, {"options": ["VISA DEBIT", "MAESTRO"]})
     assert port("ENTER")[0].choose(["VISA"]) == 0
     with pytest.raises(SaleCancelled):
         port("ENTER")[0].choose(["VISA", "MAESTRO"])      # ENTER picks only a single choice

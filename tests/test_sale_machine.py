@@ -466,6 +466,21 @@ def test_the_drivers_preset_is_journaled_before_the_pump_is_released(env_factory
     assert env.port.preset_limits == [Preset.amount(PREAUTH)]
 
 
+@pytest.mark.parametrize(("tries", "data"), [(2, {"pin_tries_left": 2}), (None, {})])
+def test_a_wrong_fleet_pin_declines_with_the_tries_the_registry_leaves(
+        env_factory: Any, tries: int | None, data: dict[str, int]) -> None:
+    """The registry's count (AUTH_RESPONSE pin_tries_left) goes with the decline, journaled; an older
+    registry's answer has none."""
+    host = AuthAnswer.declined("req-1", DeclineReason.WRONG_PIN, pin_tries_left=tries)
+    env: Env = env_factory("fleet", host=host)
+    sale_id = env.runner.serve(env.card)
+    assert sale_id is not None
+    rec = env.journal.get(sale_id)
+    assert (rec.state, rec.reason) == (S.DECLINED, DeclineReason.WRONG_PIN)
+    assert {k: v for k, v in rec.data.items() if k == "pin_tries_left"} == data
+    assert env.port.screens[-1][0] is Screen.DECLINED
+
+
 @pytest.mark.parametrize(("events", "hang_up"), [(("lift", ("flow", 5000)), True), (FILL, False)])
 def test_hang_up_is_asked_when_the_preset_stopped_the_pump_with_the_nozzle_out(
         env_factory: Any, events: tuple[Any, ...], hang_up: bool) -> None:

@@ -20,13 +20,13 @@ from ui.views import ADVICE, build
 
 # fields the sale passes today (preformatted strings) for every screen that takes any
 SAMPLE: dict[str, dict[str, Any]] = {
-    "select_pump": {"pumps": "1,2,3"}, "enter_pin": {"stars": "**"}, "enter_pin_last": {"stars": ""},
+    "select_pump": {"pumps": [1, 2, 3]}, "enter_pin": {"stars": "**"}, "enter_pin_last": {"stars": ""},
     "declined": {"reason": "insufficient_funds"}, "lift_nozzle": {"pump": 2, "volume_cl": 4000},
     "lift_nozzle_amount": {"pump": 2, "amount_cents": 5000, "currency": "EUR"},
     "filling": {"pump": 2, "volume_cl": 1234, "amount_cents": 2155, "currency": "EUR", "price_milli": 1749},
     "completing": {"pump": 2}, "hang_up": {"pump": 2},
     "thank_you": {"volume_cl": 1234, "amount_cents": 2155, "currency": "EUR", "points": 120},
-    "choose_app": {"apps": "1 VISA DEBIT  2 VISA CREDIT"},
+    "choose_app": {"options": ["VISA DEBIT", "VISA CREDIT"]},
     "approved_up_to": {"amount_cents": 15000, "currency": "EUR", "pump": 3},
     "question": {"question": "odometer", "answer": "12"}, "card_read": {"card": "loyalty"},
     "idle": {"prices": [("Diesel", 1789), ("Super E10", 1859)], "currency": "EUR",
@@ -67,10 +67,11 @@ def test_idle_shows_prices_payment_means_and_languages() -> None:
 
 
 def test_pump_and_application_choices_are_options_keyed_by_digit() -> None:
-    pumps = build(Screen.SELECT_PUMP, "en", pumps="1,3").options
+    pumps = build(Screen.SELECT_PUMP, "en", pumps=[1, 3]).options          # what the cardholder port sends
     assert pumps == (Option("1", "Pump 1"), Option("3", "Pump 3"))
-    apps = build(Screen.CHOOSE_APP, "en", apps="1 VISA DEBIT  2 VISA CREDIT").options
-    assert apps == (Option("1", "VISA DEBIT"), Option("2", "VISA CREDIT"))
+    assert build(Screen.SELECT_PUMP, "en", pumps="1,3").options == pumps   # the string older callers send
+    apps = build(Screen.CHOOSE_APP, "en", options=["VISA DEBIT", "VISA  CREDIT 2"]).options
+    assert apps == (Option("1", "VISA DEBIT"), Option("2", "VISA  CREDIT 2"))   # labels as the card gives
     view = build(Screen.CHOOSE_PRODUCT, "de", products=[("Diesel", 1789)], currency="EUR")
     assert view.options == (Option("1", "Diesel 1,789\xa0€/l"),)
     assert view.option_for(1) == Option("1", "Diesel 1,789\xa0€/l") and view.option_for(2) is None
@@ -92,6 +93,19 @@ def test_prompts_time_out_and_notices_do_not() -> None:
 def test_speech_reads_the_screen_in_order() -> None:
     view = build(Screen.DECLINED, "en", reason="wrong_pin")
     assert view.speech() == "Error. Declined. Wrong PIN. Please try again. Please remove card."
+
+
+@pytest.mark.parametrize(("lang", "line"), [
+    ("en", "Wrong PIN — tries left: 2"), ("de", "Falsche PIN – verbleibende Versuche: 2"),
+    ("fa", "رمز اشتباه است — دفعات باقی‌مانده: ۲"),
+])
+def test_a_wrong_pin_decline_says_the_tries_left(lang: str, line: str) -> None:
+    view = build(Screen.DECLINED, lang, reason="wrong_pin", tries=2)
+    assert view.lines == (line, text(lang, "advice.try_again"))
+    assert build(Screen.DECLINED, lang, reason="wrong_pin").lines[0] == text(lang, "reason.wrong_pin")
+    # another reason never shows tries, whatever the fields
+    blocked = build(Screen.DECLINED, lang, reason="card_blocked", tries=2)
+    assert blocked.lines[0] == text(lang, "reason.card_blocked")
 
 
 def test_a_bad_view_doc_is_a_message_error() -> None:

@@ -135,6 +135,7 @@ def _choose_language(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], li
 
 def _select_pump(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
                  figures: list[Figure], options: list[Option]) -> None:
+    """pumps: the free pumps' numbers, each on its digit key (a string "1,3" as older callers send it)."""
     pumps = raw.get("pumps", ())
     numbers = [p.strip() for p in pumps.split(",")] if isinstance(pumps, str) else [str(p) for p in pumps]
     options.extend(Option(n, text(lang, "option.pump", pump=_number(lang, n))) for n in numbers if n)
@@ -142,7 +143,8 @@ def _select_pump(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines:
 
 def _choose_app(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
                 figures: list[Figure], options: list[Option]) -> None:
-    """options: the applications' names (card data, shown as the card gives them); or apps "1 A  2 B"."""
+    """options: the applications' labels in the card's order (card data, shown as the card gives them), each
+    on its digit key; or apps "1 A  2 B" as older callers send it."""
     names = raw.get("options")
     if names is None:
         names = [m[2] for m in _APPS.finditer(str(raw.get("apps", "")).strip())]
@@ -185,9 +187,12 @@ def _pin(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[st
 
 def _declined(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
               figures: list[Figure], options: list[Option]) -> None:
+    """reason: a reason code; tries: the PIN tries left, shown with a wrong PIN when the host tells them."""
     if "reason" in raw:
-        lines.append(f["reason"])
-        lines.append(text(lang, f"advice.{ADVICE[parse_reason(str(raw['reason'])).value]}"))
+        code = parse_reason(str(raw["reason"])).value
+        pin_tries = code == "wrong_pin" and "tries" in raw
+        lines.append(text(lang, "declined.wrong_pin_tries", **f) if pin_tries else f["reason"])
+        lines.append(text(lang, f"advice.{ADVICE[code]}"))
 
 
 def _question(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],

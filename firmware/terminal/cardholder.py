@@ -148,7 +148,7 @@ class PanelCardholder:
 
     def choose_pump(self, free: Sequence[int]) -> int:
         self.panel.flush_keys()
-        self.panel.show(Screen.SELECT_PUMP, pumps=",".join(map(str, free)))
+        self.panel.show(Screen.SELECT_PUMP, pumps=list(free))     # ui.views makes each an option
         for key in self._keys():
             if key.isdigit() and int(key) in free:
                 return int(key)
@@ -156,7 +156,7 @@ class PanelCardholder:
 
     def choose(self, options: Sequence[str]) -> int:
         self.panel.flush_keys()
-        self.panel.show(Screen.CHOOSE_APP, apps="  ".join(f"{i} {o}" for i, o in enumerate(options, 1)))
+        self.panel.show(Screen.CHOOSE_APP, options=list(options))   # the labels; digit i picks options[i-1]
         for key in self._keys():
             if key == "ENTER" and len(options) == 1:
                 return 0

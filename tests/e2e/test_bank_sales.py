@@ -203,7 +203,8 @@ def test_cardholder_confirms_the_application_then_sees_french(sim: Simulator, ru
     run.ready()
     mark = run.insert(card_index("visa_confirm_fr"))
     choice = run.wait("choose_app", mark)
-    assert choice["fields"]["apps"] == "1 VISA PREMIER"     # no issuer code table 9F11: the label, not 9F12
+    # no issuer code table 9F11: the label, not 9F12; on digit 1, as the screen built it from the typed list
+    assert choice["view"]["options"] == [["1", "VISA PREMIER"]]
     sim.panel.press("1")
     pin = run.wait("enter_pin", mark)
     assert pin["lines"][0] == "Tapez votre code"                # 5F2D "fren": French from here on

@@ -74,7 +74,9 @@ class FleetProgram:
         finally:
             del pin_block
         if not answer.approved or answer.auth_id is None:
-            return Decline(answer.reason or DeclineReason.DO_NOT_HONOUR)
+            # a wrong PIN: the tries the registry leaves before it blocks the card, for the declined screen
+            tries = {} if answer.pin_tries_left is None else {"pin_tries_left": answer.pin_tries_left}
+            return Decline(answer.reason or DeclineReason.DO_NOT_HONOUR, data=tries)
         # registry_auth: the sale settles against this authorization when it syncs
         return Grant(Preset.volume(answer.allowed_cl), nozzles=answer.nozzles, reference=answer.auth_id,
                      data={REQUEST: request_id, "registry_auth": answer.auth_id})
