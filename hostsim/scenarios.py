@@ -180,18 +180,20 @@ def fleet_declined_limit(run: Run) -> None:
 
 def fleet_wrong_pin(run: Run) -> None:
     run.ready()
-    reasons = []
+    reasons, tries = [], []
     for attempt in range(4):
         mark = run.insert(2)
         run.wait("enter_pin", mark)
         run.pin("9999" if attempt < 3 else "1234")
         screen = run.wait(("declined", "lift_nozzle"), mark)
         reasons.append(screen["fields"].get("reason"))
+        tries.append(screen["fields"].get("tries"))        # the registry's count, on a wrong PIN only
         run.remove()
         run.wait("idle", mark)
         run.sale_ids.append(run.last_sale_id())
     run.check(reasons == ["wrong_pin", "wrong_pin", "pin_tries_exceeded", "card_blocked"],
               f"decline reasons were {reasons}")
+    run.check(tries == ["2", "1", None, None], f"tries left shown were {tries}")
     card = run.sim.registry_card("707700******0035")
     run.check(card is not None and card["status"] == "blocked", "card blocked in the registry")
     run.check(not run.authorize_sent(1), "pump 1 never authorized")

@@ -16,7 +16,7 @@ from drivers.audio import espeak, open_speaker
 from drivers.audio.espeak import EspeakSpeaker, render_wav
 from drivers.audio.memory import MemorySpeaker
 from ui.screens import LANGUAGES
-from ui.speech import SPEECH_TEXTS, VOICES, phrase, utterance
+from ui.speech import VOICES, phrase, utterance
 
 
 def samples(path: Path) -> tuple[tuple[int, int, int, int], bytes]:
@@ -43,7 +43,7 @@ def test_espeak_speaks_each_language_into_a_wav(tmp_path: Path, language: str) -
     is shown in English, so the voice is called by name here)."""
     path = tmp_path / f"{language}.wav"
     subprocess.run(["espeak-ng", "-v", VOICES[language], "-b", "1", "-w", str(path), "--stdin"],
-                   input=SPEECH_TEXTS[language]["on"].encode(), check=True, capture_output=True, timeout=30)
+                   input=phrase("on", language).encode(), check=True, capture_output=True, timeout=30)
     (channels, width, rate, count), frames = samples(path)
     assert (channels, width, rate) == (1, 2, 22050)              # espeak-ng's output: 16-bit mono 22 kHz
     assert count / rate > 1.0 and loudest(frames) > 1000           # over a second of real sound

@@ -478,7 +478,8 @@ def test_a_wrong_fleet_pin_declines_with_the_tries_the_registry_leaves(
     rec = env.journal.get(sale_id)
     assert (rec.state, rec.reason) == (S.DECLINED, DeclineReason.WRONG_PIN)
     assert {k: v for k, v in rec.data.items() if k == "pin_tries_left"} == data
-    assert env.port.screens[-1][0] is Screen.DECLINED
+    shown = {"reason": DeclineReason.WRONG_PIN, **({"tries": tries} if tries is not None else {})}
+    assert env.port.screens[-1] == (Screen.DECLINED, shown)
 
 
 @pytest.mark.parametrize(("events", "hang_up"), [(("lift", ("flow", 5000)), True), (FILL, False)])

@@ -37,7 +37,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "enter_preset": {"mode": "amount", "amount_cents": 5000, "currency": "EUR"},
     "enter_pin": {"stars": "**", "tries": 3},
     "enter_pin_last": {"stars": ""},
-    "declined": {"reason": "insufficient_funds"},
+    "declined": {"reason": "wrong_pin", "tries": 2},
     "lift_nozzle": {"pump": 2, "volume_cl": 4000},
     "lift_nozzle_amount": {"pump": 2, "amount_cents": 5000, "currency": "EUR"},
     "approved_up_to": {"pump": 3, "amount_cents": 15000, "currency": "EUR"},

@@ -159,7 +159,10 @@ class SaleRunner:
         self.pump.dispense(w.journal.get(sale_id))
 
     def _show(self, decline: Decline) -> None:
-        self.world.port.show(decline.screen, reason=decline.reason)
+        # a wrong PIN the host counted: the tries it leaves (fleet: AUTH_RESPONSE pin_tries_left)
+        tries = decline.data.get("pin_tries_left")
+        extra = {"tries": tries} if isinstance(tries, int) else {}
+        self.world.port.show(decline.screen, reason=decline.reason, **extra)
 
     # -- after a restart -----------------------------------------------------------------------------
     def needs_recovery(self) -> bool:
