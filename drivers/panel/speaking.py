@@ -24,6 +24,9 @@ from ui.speech import IDLE_SCREENS, phrase, update, utterance
 __all__ = ["GESTURE_KEY", "GESTURE_PRESSES", "GESTURE_WINDOW", "SpeakingPanel"]
 
 GESTURE_KEY, GESTURE_PRESSES, GESTURE_WINDOW = "CLEAR", 3, 2.0
+# How long one read of the inner panel waits: a prompt's flush waits for the read in progress, so this
+# is added to every prompt (50 ms made a fleet sale's three prompts cost 150 ms; benchmarks/sale_latency.py)
+READ_SLICE = 0.005
 
 
 class _Panel(Protocol):
@@ -98,7 +101,7 @@ class SpeakingPanel:
 
     def flush_keys(self) -> None:
         """Keys pressed before now are dropped: the inner panel's, those queued here, and one the key
-        reader is taking at this moment (the flush waits for its read, at most 50 ms)."""
+        reader is taking at this moment (the flush waits for its read, at most READ_SLICE)."""
         self._flushing.set()
         try:
             with self._reading:
@@ -174,6 +177,6 @@ class SpeakingPanel:
                 time.sleep(0.001)
                 continue
             with self._reading:
-                key = self.inner.read_key(0.05)
+                key = self.inner.read_key(READ_SLICE)
                 if key is not None and not self._gesture(key):
                     self._keys.put(key)
