@@ -65,7 +65,8 @@ def one(cards: VirtualCardServer, pcsc: PcscReader, profile: dict, host: Acquire
                        ca_keys=emv_keys.ca_public_keys())
 
     def pin_entry(kind: str, tries: int | None, pan: str) -> PinInput:
-        return PinInput(online_block=bytes(16)) if kind == "online" else PinInput(offline=OfflinePin())
+        # an 8-byte format 0 block, what the default acquirer dialect carries in field 52
+        return PinInput(online_block=bytes(8)) if kind == "online" else PinInput(offline=OfflinePin())
 
     t0 = time.perf_counter()
     result = run_transaction(reader, config, 15000, pin_entry=pin_entry, online=True, now=NOW)
