@@ -177,3 +177,10 @@ def test_figures_come_typed_and_a_string_shows_as_it_is() -> None:
     view = build(Screen.LIFT_NOZZLE_AMOUNT, "fr", pump=1, amount_cents=5000, currency="EUR")
     assert view.figures[0].value == "50,00\xa0€"
     assert build(Screen.FILLING, "de", pump=1, litres="12.34").figures[0].value == "12.34"   # no parsing
+
+
+def test_a_typed_answer_shows_in_the_locales_digits() -> None:
+    from ui.views import build
+
+    assert build("question", "fa", question="odometer", answer="1284").figures[0].value == "۱۲۸۴"
+    assert build("question", "en", question="odometer", answer="1284").figures[0].value == "1284"

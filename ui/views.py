@@ -14,7 +14,15 @@ from typing import Any
 from contracts.reasons import LEGACY_REASONS, parse_reason
 from contracts.screens import Screen
 from ui.catalog import LANGUAGES, has, is_rtl, language_of, text
-from ui.format import format_date, format_list, format_litres, format_money, format_number, format_unit_price
+from ui.format import (
+    digits,
+    format_date,
+    format_list,
+    format_litres,
+    format_money,
+    format_number,
+    format_unit_price,
+)
 from ui.view import Figure, Option, Tone, View
 
 __all__ = ["ADVICE", "PROMPT_TIMEOUT", "TONES", "build"]
@@ -197,7 +205,8 @@ def _declined(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: li
 
 def _question(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
               figures: list[Figure], options: list[Option]) -> None:
-    figures.append(Figure("answer", _label(lang, "entry"), str(raw.get("answer", "")) or _NONE))
+    typed = digits(lang, str(raw.get("answer", "")))     # in the locale's own digits, as every figure
+    figures.append(Figure("answer", _label(lang, "entry"), typed or _NONE))
 
 
 def _max_litres(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
