@@ -30,7 +30,21 @@ from test_registry_checks import (  # noqa: F401  (the same tests, collected her
     test_untrue_bank_sale_is_held,
     test_untrue_fleet_sale_is_held_and_never_counted,
 )
-from test_registry_service import ACME, ACME2, NORTHWIND, NOW, SEED, Env, make_pre_kind_database
+from test_registry_migrations import (
+    check_database_made_by_todays_code_keeps_every_row,
+    check_fresh_database_reaches_the_models_schema,
+    check_older_shapes_reach_the_models_schema,
+)
+from test_registry_service import (
+    ACME,
+    ACME2,
+    NORTHWIND,
+    NOW,
+    SEED,
+    Env,
+    forget_migrations,
+    make_pre_kind_database,
+)
 
 from registry.db import open_database
 from registry.keys import load_or_create_keys
@@ -126,7 +140,7 @@ def test_kind_column_of_the_first_registry_with_kinds_is_lengthened(pg_url: str,
     """That registry made transactions.kind VARCHAR(8): too short for a program name of up to 32."""
     old_engine = create_engine(pg_url)
     try:
-        Base.metadata.drop_all(old_engine)
+        forget_migrations(old_engine)
         Base.metadata.create_all(old_engine)
         with old_engine.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE transactions ALTER COLUMN kind TYPE VARCHAR(8)")
@@ -283,3 +297,23 @@ def test_concurrent_duplicate_sale_is_stored_once(env: Env) -> None:
     with env.sessions() as s:
         auth = s.get(Authorization, auth_id)
         assert auth is not None and auth.status == "completed"
+
+
+# -- schema migrations (tests/test_registry_migrations.py) ---------------------------------------------
+
+def test_migrations_bring_a_database_made_by_todays_code_to_head_with_every_row(pg_url: str,
+                                                                               tmp_path: Path) -> None:
+    check_database_made_by_todays_code_keeps_every_row(pg_url, tmp_path)
+
+
+def test_migrations_bring_older_shapes_to_the_models_schema(pg_url: str) -> None:
+    check_older_shapes_reach_the_models_schema(pg_url)
+
+
+def test_migrations_make_the_models_schema_in_an_empty_database(pg_url: str) -> None:
+    engine = create_engine(pg_url)
+    try:
+        forget_migrations(engine)
+    finally:
+        engine.dispose()
+    check_fresh_database_reaches_the_models_schema(pg_url)

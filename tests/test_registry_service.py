@@ -137,9 +137,16 @@ class Env:
             return wallet_usage_cl(s, wallet, now)
 
 
+def forget_migrations(engine: Engine) -> None:
+    """Drop the tables and Alembic's version: the database as a registry from before migrations found it."""
+    Base.metadata.drop_all(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+
+
 def make_pre_kind_database(engine: Engine) -> str:
     """The tables as a registry from before transactions.kind left them, holding one sale; its sale_id."""
-    Base.metadata.drop_all(engine)
+    forget_migrations(engine)
     Base.metadata.create_all(engine)
     sale_id = str(uuid.uuid4())
     with engine.begin() as conn:

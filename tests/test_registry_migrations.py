@@ -1,0 +1,133 @@
+"""Schema changes go through Alembic (registry.migrations): a fresh database reaches the models' schema, and
+one made by earlier code is recognised, stamped at the revision it matches and upgraded with every row.
+
+The check_* functions take a database URL; tests/test_registry_postgres.py runs them on PostgreSQL too.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Column, Engine, Integer, MetaData, create_engine, select
+from sqlalchemy.orm import sessionmaker
+from test_registry_checks import make_pre_held_database
+from test_registry_service import ACME, NOW, SEED, Env, forget_migrations, make_pre_kind_database
+
+from registry import migrations
+from registry.db import database_url, open_database
+from registry.keys import load_or_create_keys
+from registry.models import Base
+from registry.seed import apply_seed, load_seed
+
+
+def head() -> str | None:
+    with create_engine("sqlite://").connect() as conn:
+        return ScriptDirectory.from_config(migrations.config(conn)).get_current_head()
+
+
+def differences(engine: Engine, metadata: MetaData = Base.metadata) -> list[Any]:
+    """What autogenerate would write to bring the database to `metadata`: empty when they match."""
+    with engine.connect() as conn:
+        return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+
+def version(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, in primary-key order."""
+    with engine.connect() as conn:
+        return {t.name: [tuple(r) for r in conn.execute(select(t).order_by(*t.primary_key.columns))]
+                for t in Base.metadata.sorted_tables}
+
+
+def check_fresh_database_reaches_the_models_schema(url: str) -> None:
+    engine, _ = open_database(url)
+    try:
+        assert version(engine) == head()
+        assert differences(engine) == []
+    finally:
+        engine.dispose()
+
+
+def check_database_made_by_todays_code_keeps_every_row(url: str, tmp_path: Path) -> None:
+    """Today's code (before migrations) made the tables with create_all: seed, sales and a conflict in it."""
+    engine = create_engine(database_url(url))
+    try:
+        forget_migrations(engine)
+        Base.metadata.create_all(engine)
+        env = Env(tmp_path, engine, sessionmaker(engine, expire_on_commit=False),
+                  load_or_create_keys(tmp_path / "keys.json"))
+        with env.sessions() as s:
+            apply_seed(s, env.keys, load_seed(SEED), NOW)
+        doc, _ = env.sale(env.auth(ACME)["auth_id"])
+        env.sale(None, kind="bank")
+        assert env.record({**doc, "volume_cl": 1})["reason"] == "conflict"
+        env.sale(env.auth(ACME)["auth_id"], volume_cl=99_999)           # held
+        before = rows(engine)
+        assert all(before.values()), {name: len(r) for name, r in before.items()}    # a row in every table
+    finally:
+        engine.dispose()
+    for _ in range(2):                                    # the second opening finds nothing to do
+        upgraded, _ = open_database(url)
+        try:
+            assert version(upgraded) == head()
+            assert rows(upgraded) == before
+            assert differences(upgraded) == []
+        finally:
+            upgraded.dispose()
+
+
+def check_older_shapes_reach_the_models_schema(url: str) -> None:
+    for make, found in ((make_pre_kind_database, "r0001"), (None, "r0002")):
+        engine = create_engine(database_url(url))
+        try:
+            if make is None:
+                engine.dispose()
+                make_pre_held_database(url)
+            else:
+                make(engine)
+            with engine.connect() as conn:
+                assert migrations.legacy_revision(conn) == found
+        finally:
+            engine.dispose()
+        upgraded, _ = open_database(url)
+        try:
+            assert version(upgraded) == head() and differences(upgraded) == []
+        finally:
+            upgraded.dispose()
+
+
+def test_fresh_database_reaches_the_models_schema(tmp_path: Path) -> None:
+    check_fresh_database_reaches_the_models_schema(f"sqlite:///{tmp_path / 'new.db'}")
+
+
+def test_database_made_by_todays_code_keeps_every_row(tmp_path: Path) -> None:
+    check_database_made_by_todays_code_keeps_every_row(f"sqlite:///{tmp_path / 'today.db'}", tmp_path)
+
+
+def test_older_shapes_reach_the_models_schema(tmp_path: Path) -> None:
+    check_older_shapes_reach_the_models_schema(f"sqlite:///{tmp_path / 'old.db'}")
+
+
+def test_a_model_change_without_a_migration_is_seen(tmp_path: Path) -> None:
+    """The guard: a column in the models that no revision adds is a difference (and fails the test above)."""
+    engine, _ = open_database(f"sqlite:///{tmp_path / 'new.db'}")
+    try:
+        changed = copy.deepcopy(Base.metadata)
+        changed.tables["stations"].append_column(Column("opened", Integer))
+        assert [d[:2] for d in differences(engine, changed)] == [("add_column", None)]
+    finally:
+        engine.dispose()
+
+
+def test_new_revision_ids_follow_the_newest() -> None:
+    with create_engine("sqlite://").connect() as conn:
+        assert migrations.next_revision(migrations.config(conn)) == f"r{int(str(head())[1:]) + 1:04d}"
