@@ -31,9 +31,11 @@ def head() -> str | None:
 
 
 def differences(engine: Engine, metadata: MetaData = Base.metadata) -> list[Any]:
-    """What autogenerate would write to bring the database to `metadata`: empty when they match."""
+    """What autogenerate would write to bring the database to `metadata` (types and server defaults
+    compared too): empty when they match."""
+    opts = {"compare_type": True, "compare_server_default": True}
     with engine.connect() as conn:
-        return list(compare_metadata(MigrationContext.configure(conn), metadata))
+        return list(compare_metadata(MigrationContext.configure(conn, opts=opts), metadata))
 
 
 def version(engine: Engine) -> str | None:

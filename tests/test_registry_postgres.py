@@ -34,6 +34,7 @@ from test_registry_migrations import (
     check_database_made_by_todays_code_keeps_every_row,
     check_fresh_database_reaches_the_models_schema,
     check_older_shapes_reach_the_models_schema,
+    differences,
 )
 from test_registry_service import (
     ACME,
@@ -46,6 +47,7 @@ from test_registry_service import (
     make_pre_kind_database,
 )
 
+from registry import migrations
 from registry.db import open_database
 from registry.keys import load_or_create_keys
 from registry.models import (
@@ -317,3 +319,21 @@ def test_migrations_make_the_models_schema_in_an_empty_database(pg_url: str) -> 
     finally:
         engine.dispose()
     check_fresh_database_reaches_the_models_schema(pg_url)
+
+
+def test_migrations_recognise_the_first_kinds_and_reach_the_models_schema(pg_url: str) -> None:
+    """transactions.kind VARCHAR(8) (the first registry with kinds) is stamped at r0002 and lengthened."""
+    engine = create_engine(pg_url)
+    try:
+        forget_migrations(engine)
+        Base.metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE transactions ALTER COLUMN kind TYPE VARCHAR(8)")
+            assert migrations.legacy_revision(conn) == "r0002"
+    finally:
+        engine.dispose()
+    upgraded, _ = open_database(pg_url)
+    try:
+        assert differences(upgraded) == []
+    finally:
+        upgraded.dispose()
