@@ -62,6 +62,8 @@ class MqttSection:
     host: str = "127.0.0.1"
     port: int = 1883
     keepalive: int = 15
+    # the most sales (first sends and resends) a terminal publishes per second when it forwards a backlog
+    sales_per_second: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ def _coerce(section: str, key: str, value: Any, kind: Any) -> Any:
 
 
 MAX_TIMEOUT = 86_400.0       # seconds: no wait in a sale is meant to last a day
+MAX_SALES_PER_SECOND = 1000.0  # a terminal's sync never needs more; beyond it a typo floods the broker
 
 
 def _check_timeout(where: str, value: float) -> None:
@@ -183,6 +186,9 @@ def _check_network(cfg: TerminalConfig) -> None:
         raise ConfigError("mqtt.port must be 1..65535", key="mqtt.port")
     if not 1 <= mqtt.keepalive <= 65535:           # MQTT 3.1.2.10: a 16-bit number of seconds; 0 = never
         raise ConfigError("mqtt.keepalive must be 1..65535 seconds", key="mqtt.keepalive")
+    if not 0.1 <= mqtt.sales_per_second <= MAX_SALES_PER_SECOND:
+        raise ConfigError(f"mqtt.sales_per_second must be 0.1..{MAX_SALES_PER_SECOND:.0f}",
+                          key="mqtt.sales_per_second")
     for f in dataclasses.fields(TimeoutsSection):
         _check_timeout(f"timeouts.{f.name}", getattr(cfg.timeouts, f.name))
     _check_timeout("bank.response_timeout", cfg.bank.response_timeout)

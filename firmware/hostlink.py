@@ -11,9 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import random
 import threading
+import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from contracts import messages as m
@@ -24,11 +28,44 @@ from firmware.sale.journal import Journal
 from firmware.sale.record import SaleRecord
 from firmware.station import Station
 
-__all__ = ["RELEASE", "HostLink", "Link", "sale_payload"]
+__all__ = ["RELEASE", "Backlog", "HostLink", "Link", "resend_delay", "sale_payload"]
 
 log = logging.getLogger(__name__)
 
 RELEASE = "release:"      # journal kv prefix: sales of nothing that close a hold whose answer never came
+
+# Sale sync pacing. WINDOW: sales sent and not yet acknowledged, at most; mosquitto's own default
+# max_inflight_messages per client is 20, so the window never outruns what the broker lets through at once.
+# RESEND_CAP: the longest wait for an ack before a sale is sent again, however often it went unanswered.
+WINDOW = 20
+RESEND_CAP = 60.0
+BACKLOG_LOG_EVERY = 60.0  # seconds between the info lines that state a backlog
+
+
+def resend_delay(ack_timeout: float, tries: int, jitter: float, cap: float = RESEND_CAP) -> float:
+    """How long a sale sent for the tries-th time (0 = first) waits for its ack: exponential backoff with
+    up to 25 % jitter (jitter in [0, 1)), never below ack_timeout nor above cap.
+
+    >>> [resend_delay(10.0, n, 0.0) for n in range(5)]
+    [10.0, 20.0, 40.0, 60.0, 60.0]
+    >>> resend_delay(10.0, 0, 0.999) <= 12.5
+    True
+    """
+    return min(cap, max(ack_timeout, ack_timeout * 2.0 ** min(tries, 30) * (1.0 + 0.25 * jitter)))
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What waits for the registry: sales (and releases) not acknowledged, and the oldest one's age."""
+
+    count: int
+    oldest_age: float       # seconds since the oldest unacknowledged sale finished; 0 without a backlog
+
+
+@dataclass
+class _InFlight:
+    tries: int      # times sent
+    due: float      # clock time at which it is sent again unless acknowledged
 
 
 class Link(Protocol):
@@ -62,9 +99,22 @@ def sale_payload(rec: SaleRecord, terminal: str, station: str) -> dict[str, Any]
 
 class HostLink:
     def __init__(self, link: Link, journal: Journal, terminal: str, station: str, *, pin_key: bytes,
-                 auth_timeout: float = 10.0) -> None:
-        """pin_key: the terminal's AES PIN key (pek.hex); only a PAN key derived from it is kept."""
+                 auth_timeout: float = 10.0, ack_timeout: float = 10.0, sales_per_second: float = 10.0,
+                 window: int = WINDOW, resend_cap: float = RESEND_CAP,
+                 clock: Callable[[], float] = time.monotonic,
+                 jitter: Callable[[], float] = random.random) -> None:
+        """pin_key: the terminal's AES PIN key (pek.hex); only a PAN key derived from it is kept.
+        ack_timeout ([timeouts] sale_ack): the first wait for a sale's ack; sales_per_second ([mqtt]): the
+        most sales (first sends and resends together) published per second."""
         self.link, self.journal, self.auth_timeout = link, journal, auth_timeout
+        self.ack_timeout, self.window, self.resend_cap = ack_timeout, window, resend_cap
+        self.gap = 1.0 / sales_per_second
+        self._clock, self._jitter = clock, jitter
+        self._inflight: dict[str, _InFlight] = {}
+        self._settled_ids: set[str] = set()      # acknowledged or parked since this round read the journal
+        self._lock = threading.Lock()
+        self._next_send = 0.0
+        self._next_report = 0.0
         self._pan_key = derive_pan_key(pin_key)
         self.terminal, self.station_id = terminal, station
         self.inbox = m.TOPICS["terminal_inbox"].format(terminal=terminal)
@@ -83,7 +133,12 @@ class HostLink:
 
     def _on_link(self, up: bool) -> None:
         if up:
-            self._kick.set()     # (re)connected: forward what waits in the journal
+            # (re)connected: what was in flight may have died with the old connection or broker; send it
+            # again at once (the window bounds how many) and start its backoff afresh
+            with self._lock:
+                for entry in self._inflight.values():
+                    entry.tries, entry.due = 0, 0.0
+            self._kick.set()     # forward what waits in the journal
 
     @property
     def online(self) -> bool:
@@ -144,30 +199,96 @@ class HostLink:
         """A sale was completed: try to send it now."""
         self._kick.set()
 
+    def backlog(self) -> Backlog:
+        """Sales and releases the registry has not acknowledged (parked ones excluded: an operator's)."""
+        sales = self.journal.unsynced()
+        releases = self.journal.values(RELEASE).values()
+        finished = [r.finished_at or r.created_at for r in sales]
+        finished += [dt.datetime.strptime(json.loads(d)["finished_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+                     .replace(tzinfo=dt.UTC).timestamp() for d in releases]
+        age = max(0.0, time.time() - min(finished)) if finished else 0.0
+        return Backlog(len(finished), age)
+
     def _sync_loop(self) -> None:
         while not self._stop.is_set():
-            self._kick.wait(timeout=5.0)
             self._kick.clear()
-            if self._stop.is_set() or not self.online:
-                continue
-            releases = [m.encode(json.loads(doc), m.SALE) for doc in self.journal.values(RELEASE).values()]
-            for rec in self.journal.unsynced():
-                try:
-                    payload = m.encode(sale_payload(rec, self.terminal, self.station_id), m.SALE)
-                except MessageError as exc:      # no registry could store it: set aside, keep syncing
-                    if self.journal.park(rec.id, m.SaleAckReason.MALFORMED.value):
-                        log.error("sale cannot be sent; parked for an operator",
-                                  extra={"sale_id": rec.id, "error": str(exc)})
+            try:
+                self._report()
+                wake = self._pump() if self.online else self._clock() + 5.0
+            except Exception:          # a journal or link fault must not end sync for good
+                log.exception("sale sync round failed")
+                wake = self._clock() + 5.0
+            self._kick.wait(timeout=min(5.0, max(0.0, wake - self._clock())))
+
+    def _report(self) -> None:
+        now = self._clock()
+        if now < self._next_report:
+            return
+        self._next_report = now + BACKLOG_LOG_EVERY
+        backlog = self.backlog()
+        if backlog.count:
+            log.info("sales wait for the registry", extra={"backlog": backlog.count,
+                                                           "oldest_age_s": round(backlog.oldest_age)})
+
+    def _outbox(self) -> list[tuple[str, Callable[[], bytes]]]:
+        """What waits for an ack, oldest sale first, then releases: (sale id, its payload's encoder)."""
+        out: list[tuple[str, Callable[[], bytes]]] = [
+            (rec.id, partial(self._encode_sale, rec)) for rec in self.journal.unsynced()]
+        for key, doc in self.journal.values(RELEASE).items():
+            out.append((key.removeprefix(RELEASE), partial(m.encode, json.loads(doc), m.SALE)))
+        return out
+
+    def _encode_sale(self, rec: SaleRecord) -> bytes:
+        return m.encode(sale_payload(rec, self.terminal, self.station_id), m.SALE)
+
+    def _pump(self) -> float:
+        """Send what is due, in order and paced; the clock time at which to look again."""
+        with self._lock:
+            self._settled_ids.clear()
+        outbox = self._outbox()
+        with self._lock:             # drop what was acknowledged or parked meanwhile
+            live = {sid for sid, _ in outbox}
+            self._inflight = {sid: e for sid, e in self._inflight.items() if sid in live}
+        wake = self._clock() + 5.0
+        for sid, encode in outbox:
+            now = self._clock()
+            with self._lock:
+                entry = self._inflight.get(sid)
+                if sid in self._settled_ids:
+                    continue                             # acknowledged since the journal was read
+                if entry is None and len(self._inflight) >= self.window:
+                    continue                             # the window is full: a later ack moves it on
+                if entry is not None and entry.due > now:
+                    wake = min(wake, entry.due)
                     continue
-                try:
-                    self.link.publish(m.TOPICS["sales"].format(terminal=self.terminal), payload, qos=1)
-                except HostUnavailable:
-                    break
-            for payload in releases:
-                try:
-                    self.link.publish(m.TOPICS["sales"].format(terminal=self.terminal), payload, qos=1)
-                except HostUnavailable:
-                    break
+            if now < self._next_send:
+                return min(wake, self._next_send)        # paced: the next slot
+            try:
+                payload = encode()
+            except MessageError as exc:      # no registry could store it: set aside, keep syncing
+                if self.journal.park(sid, m.SaleAckReason.MALFORMED.value):
+                    log.error("sale cannot be sent; parked for an operator", extra={"sale_id": sid,
+                                                                                    "error": str(exc)})
+                continue
+            try:
+                self.link.publish(m.TOPICS["sales"].format(terminal=self.terminal), payload, qos=1)
+            except HostUnavailable:
+                return now + 5.0             # link down: its reconnect kicks this loop
+            self._next_send = max(now, self._next_send) + self.gap
+            tries = entry.tries if entry is not None else 0
+            due = now + resend_delay(self.ack_timeout, tries, self._jitter(), self.resend_cap)
+            with self._lock:
+                if sid not in self._settled_ids:         # (an ack may beat this line)
+                    self._inflight[sid] = _InFlight(tries + 1, due)
+            wake = min(wake, due)
+        return wake
+
+    def _settled(self, sale_id: str) -> None:
+        """Acknowledged (or parked): out of the window, which moves on at once."""
+        with self._lock:
+            self._inflight.pop(sale_id, None)
+            self._settled_ids.add(sale_id)
+        self._kick.set()
 
     def _on_inbox(self, topic: str, payload: bytes, props: Any) -> None:
         try:
@@ -177,6 +298,7 @@ class HostLink:
             return
         if self.journal.get_value(RELEASE + ack["sale_id"]) is not None:
             self.journal.delete(RELEASE + ack["sale_id"])         # whatever the answer: nothing to hold
+            self._settled(ack["sale_id"])
             log.info("unanswered authorization released", extra={"sale_id": ack["sale_id"],
                                                                   "status": ack["status"]})
             return
@@ -186,6 +308,7 @@ class HostLink:
             log.warning("ack for a sale this terminal does not know", extra={"sale_id": ack["sale_id"]})
             return
         if rec.synced:
+            self._settled(rec.id)
             return
         if ack["status"] in ("stored", "duplicate"):
             self.journal.mark(rec.id, "synced")
@@ -197,6 +320,7 @@ class HostLink:
             # the registry will never store it: resending would repeat forever
             log.error("registry rejected sale; parked for an operator",
                       extra={"sale_id": rec.id, "reason": ack["reason"]})
+        self._settled(rec.id)
 
     def _on_config(self, topic: str, payload: bytes, props: Any) -> None:
         try:

@@ -420,6 +420,7 @@ def test_sale_is_marked_synced_only_after_the_ack(broker: Broker, terminal: Term
 def test_unsynced_sale_is_resent_when_the_registry_comes_back(broker: Broker, terminal: Terminal,
                                                                tmp_path: Path) -> None:
     sale_id = completed_sale(terminal.journal, str(uuid.uuid4()))
+    terminal.host.ack_timeout = 1.0          # sent again after its own ack timeout (a kick does not resend)
     terminal.host.start_sync()
     terminal.host.kick()
     time.sleep(0.3)
