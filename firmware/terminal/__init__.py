@@ -50,7 +50,8 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     status_topic = m.TOPICS["status"].format(terminal=tid)
     link = MqttLink(cfg.mqtt.host, cfg.mqtt.port, f"forecourt-terminal-{tid}", keepalive=cfg.mqtt.keepalive,
                     will=(status_topic, b"offline"))
-    host = HostLink(link, journal, tid, cfg.terminal.station, pin_key=pin_key, auth_timeout=cfg.timeouts.auth)
+    host = HostLink(link, journal, tid, cfg.terminal.station, pin_key=pin_key, auth_timeout=cfg.timeouts.auth,
+                    ack_timeout=cfg.timeouts.sale_ack, sales_per_second=cfg.mqtt.sales_per_second)
 
     def announce(up: bool) -> None:
         if up:
