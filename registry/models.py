@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
@@ -90,6 +90,9 @@ class Card(Base):
 
 class Authorization(Base):
     __tablename__ = "authorizations"
+    # a wallet's open holds (registry.service.wallet_usage_cl) read from the index alone
+    __table_args__ = (
+        Index("ix_authorizations_wallet_hold", "wallet_id", "status", "expires_at", "allowed_cl"),)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"))
     wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
@@ -103,6 +106,9 @@ class Authorization(Base):
 
 class Transaction(Base):
     __tablename__ = "transactions"
+    # a wallet's litres since a date (registry.service.wallet_usage_cl): a range of this month's sales of
+    # one wallet, never the history (held is read from the row: an index on it would bar dropping it)
+    __table_args__ = (Index("ix_transactions_wallet_usage", "wallet_id", "finished_at", "volume_cl"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sale_id: Mapped[str] = mapped_column(String(36), unique=True)
     # the card program (contracts.messages.PROGRAM: up to 32 characters); the server default is the one

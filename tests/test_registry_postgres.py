@@ -46,6 +46,7 @@ from test_registry_service import (
     forget_migrations,
     make_pre_kind_database,
 )
+from test_registry_usage import check_usage_is_the_sum_of_the_rows
 
 from registry import migrations
 from registry.db import open_database
@@ -337,3 +338,7 @@ def test_migrations_recognise_the_first_kinds_and_reach_the_models_schema(pg_url
         assert differences(upgraded) == []
     finally:
         upgraded.dispose()
+
+
+def test_usage_is_the_sum_of_the_rows(env: Env) -> None:
+    check_usage_is_the_sum_of_the_rows(env)
