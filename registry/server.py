@@ -41,10 +41,15 @@ class Registry:
                 apply_seed(s, self.keys, load_seed(seed), utcnow())
         with self.sessions() as s:
             seal_device_keys(s, self.keys)          # rows from before the KEK; a wrong KEK stops here
+        # Authorizations on a client of their own: the broker queues and delivers them apart from sales, and
+        # its network thread answers them while the sales client works through a backlog (issue 13).
+        self.auth_link = MqttLink(mqtt_host, mqtt_port, "forecourt-registry-auth", session_expiry=3600)
+        self.auth_link.subscribe(m.TOPICS["auth_request"], self._on_auth)
         self.link = MqttLink(mqtt_host, mqtt_port, "forecourt-registry", session_expiry=3600)
-        self.link.subscribe(m.TOPICS["auth_request"], self._on_auth)
         self.link.subscribe(m.TOPICS["sales"].format(terminal="+"), self._on_sale)
         self.link.on_state(self._on_link)
+        self._sales_started = threading.Event()
+        self.auth_link.on_state(self._on_auth_link)
         self.malformed = 0
 
     def _on_link(self, up: bool) -> None:
@@ -52,10 +57,17 @@ class Registry:
             self.publish_configs()
 
     def start(self) -> None:
-        self.link.start()
+        """Connect; sales (and the configurations terminals wait for) once authorizations are subscribed."""
+        self.auth_link.start()
+
+    def _on_auth_link(self, up: bool) -> None:
+        if up and not self._sales_started.is_set():
+            self._sales_started.set()
+            self.link.start()
 
     def stop(self) -> None:
         self.link.stop()
+        self.auth_link.stop()
         self.engine.dispose()
 
     def run(self, stop: threading.Event) -> None:
@@ -81,7 +93,7 @@ class Registry:
             return
         with self.sessions() as s:
             answer = authorize(s, self.keys, req, utcnow())
-        self.link.reply(props, m.encode(answer.to_doc(), m.AUTH_RESPONSE))
+        self.auth_link.reply(props, m.encode(answer.to_doc(), m.AUTH_RESPONSE))
 
     def _on_sale(self, topic: str, payload: bytes, props: Properties | None) -> None:
         terminal = topic.split("/")[-1]

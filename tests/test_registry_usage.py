@@ -1,4 +1,5 @@
-"""A wallet's monthly usage is read from indexes (r0004), and always equals the sum recomputed from its rows.
+"""A registry that keeps up (issue 13): a wallet's monthly usage is read from indexes (r0004) and always
+equals the sum recomputed from its rows; an authorization is not answered behind a backlog of sales.
 
 The project's standard "every balance is the sum of its ledger movements": after a mix of sales over several
 months (counted, held, duplicate, conflict, release of nothing) wallet_usage_cl gives what the transactions
@@ -8,15 +9,26 @@ and open holds add up to. Timings belong in benchmarks/registry_auth_under_flood
 from __future__ import annotations
 
 import datetime as dt
+import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from psec.pinblock import encipher_pinblock_iso_4
 from sqlalchemy import select, text
-from test_registry_service import ACME, ACME2, NORTHWIND, Env, sqlite_env
+from test_mqtt_sync import MOSQUITTO, free_port, wait_for
+from test_registry_service import ACME, ACME2, NORTHWIND, PIN_KEY, SEED, Env, sqlite_env
 
+from contracts import messages as m
+from contracts.panseal import derive_pan_key, seal_pan
+from drivers.mqtt import MqttLink
+from registry.broker import broker_config
 from registry.models import Authorization, Transaction
+from registry.server import Registry, utcnow
 
 MONTHS = [dt.datetime(2025, 1, 20, 9, 0), dt.datetime(2025, 2, 10, 9, 0), dt.datetime(2025, 3, 15, 12, 0)]
 
@@ -87,3 +99,84 @@ def test_usage_reads_a_range_of_the_wallet_index_not_the_history(env: Env) -> No
         in [row[-1] for row in sales]
     assert "SEARCH authorizations USING COVERING INDEX ix_authorizations_wallet_hold " \
         "(wallet_id=? AND status=? AND expires_at>?)" in [row[-1] for row in holds]
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[int]:
+    """A real mosquitto on a free loopback port (registry.broker's configuration); its port."""
+    if not Path(MOSQUITTO).exists():
+        pytest.skip("mosquitto is not installed")
+    port = free_port()
+    (tmp_path / "mosquitto.conf").write_text(broker_config(port))
+    proc = subprocess.Popen([MOSQUITTO, "-c", str(tmp_path / "mosquitto.conf")], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: _listening(port), 10), "mosquitto did not start"
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _bank_sale(terminal: str = "T-0001") -> bytes:
+    return m.encode({"sale_id": str(uuid.uuid4()), "kind": "bank", "auth_id": None, "terminal": terminal,
+                     "station": "ST-001", "pump": 1, "nozzle": 1, "product": "diesel", "volume_cl": 2000,
+                     "amount_cents": 3318, "price_milli": 1659, "card_masked": "476173******0010",
+                     "finished_at": stamp(utcnow()), "recovered": False, "flags": []}, m.SALE)
+
+
+def test_an_authorization_is_answered_before_a_backlog_of_sales(mosquitto: int, tmp_path: Path) -> None:
+    """The issue's flood: 800 sales wait at the broker, then a request; it is answered while most of the
+    sales are still unacknowledged, not behind them (an order, not a time)."""
+    sales = 800
+    reg = Registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "registry", "127.0.0.1", mosquitto,
+                   seed=SEED)
+    terminal = MqttLink("127.0.0.1", mosquitto, "T-0001")
+    acks: list[bytes] = []
+    terminal.subscribe(m.TOPICS["terminal_inbox"].format(terminal="T-0001"),
+                       lambda t, p, props: acks.append(p))
+    terminal.subscribe("test/T-0001/answers", lambda t, p, props: None)
+    flood = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="flood", protocol=mqtt.MQTTv5)
+    flood.max_inflight_messages_set(1000)
+    terminal.start()
+    flood.connect("127.0.0.1", mosquitto)
+    flood.loop_start()
+    reg.start()
+    try:
+        assert reg.link.wait_connected(5) and terminal.wait_connected(5)
+        assert m.decode(terminal.request(m.TOPICS["auth_request"], auth_request(), "test/T-0001/answers", 5),
+                        m.AUTH_RESPONSE)["approved"]           # both registry clients subscribed
+        sent = [flood.publish(m.TOPICS["sales"].format(terminal="T-0001"), _bank_sale(), qos=1)
+                for _ in range(sales)]
+        for info in sent:
+            info.wait_for_publish(10)                          # every sale queued at the broker first
+        answer = m.decode(terminal.request(m.TOPICS["auth_request"], auth_request(), "test/T-0001/answers",
+                                           30), m.AUTH_RESPONSE)
+        acked_then = len(acks)
+        assert answer["approved"]
+        assert acked_then < sales // 2, acked_then
+        assert wait_for(lambda: len(acks) == sales, 60)        # and every sale is acknowledged once stored
+        assert {m.decode(p, m.SALE_ACK)["status"] for p in acks} == {"stored"}
+    finally:
+        flood.loop_stop()
+        flood.disconnect()
+        terminal.stop()
+        reg.stop()
+
+
+def auth_request(pan: str = ACME, terminal: str = "T-0001") -> bytes:
+    rid = str(uuid.uuid4())
+    return m.encode({"request_id": rid, "terminal": terminal, "station": "ST-001", "pump": 1,
+                     "pan_sealed": seal_pan(derive_pan_key(PIN_KEY), pan, request_id=rid, terminal=terminal,
+                                            station="ST-001"),
+                     "expiry": "2912",
+                     "pin_block": encipher_pinblock_iso_4(PIN_KEY, "1234", pan).hex().upper()},
+                    m.AUTH_REQUEST)
