@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import queue
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,17 +15,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts import messages as m
-from contracts.errors import MessageError
+from contracts.errors import HostUnavailable, MessageError
 from drivers.mqtt import MqttLink
 from registry.db import open_database
 from registry.keys import RegistryKeys, load_or_create_keys, seal_device_keys
 from registry.models import Device, Nozzle, Product, Station
 from registry.seed import apply_seed, load_seed
-from registry.service import authorize, record_sale
+from registry.service import authorize, record_sales
 
 __all__ = ["Registry", "utcnow"]
 
 log = logging.getLogger(__name__)
+
+# Sales stored in one transaction at most: one commit (one fsync) for a backlog's worth, while an
+# authorization waits for the database no longer than one batch.
+SALE_BATCH = 50
 
 
 def utcnow() -> dt.datetime:
@@ -49,6 +54,13 @@ class Registry:
         self.link.subscribe(m.TOPICS["sales"].format(terminal="+"), self._on_sale)
         self.link.on_state(self._on_link)
         self._sales_started = threading.Event()
+        # sales received, stored by one worker in batches; each acknowledged once its batch is committed
+        self._sales: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._store_sales, name="registry-sales", daemon=True)
+        # Authorizations go first: the worker starts no batch while one is being answered (SQLite's
+        # lock is not fair, and back-to-back batches would starve it).
+        self._auths = 0
+        self._auths_done = threading.Condition()
         self.auth_link.on_state(self._on_auth_link)
         self.malformed = 0
 
@@ -58,6 +70,7 @@ class Registry:
 
     def start(self) -> None:
         """Connect; sales (and the configurations terminals wait for) once authorizations are subscribed."""
+        self._worker.start()
         self.auth_link.start()
 
     def _on_auth_link(self, up: bool) -> None:
@@ -67,6 +80,9 @@ class Registry:
 
     def stop(self) -> None:
         self.link.stop()
+        if self._worker.is_alive():
+            self._sales.put(None)        # what was received is stored; its acks are sent again on a resend
+            self._worker.join(30)
         self.auth_link.stop()
         self.engine.dispose()
 
@@ -91,8 +107,15 @@ class Registry:
             self.malformed += 1
             log.warning("malformed authorization request dropped", extra={"error": str(exc)})
             return
-        with self.sessions() as s:
-            answer = authorize(s, self.keys, req, utcnow())
+        with self._auths_done:
+            self._auths += 1
+        try:
+            with self.sessions() as s:
+                answer = authorize(s, self.keys, req, utcnow())
+        finally:
+            with self._auths_done:
+                self._auths -= 1
+                self._auths_done.notify_all()
         self.auth_link.reply(props, m.encode(answer.to_doc(), m.AUTH_RESPONSE))
 
     def _on_sale(self, topic: str, payload: bytes, props: Properties | None) -> None:
@@ -109,9 +132,43 @@ class Registry:
             log.warning("sale on another terminal's topic rejected", extra={"terminal": terminal})
             self._reject(terminal, sale["sale_id"], m.SaleAckReason.WRONG_TERMINAL)
             return
-        with self.sessions() as s:
-            ack = record_sale(s, sale, utcnow())
-        self.link.publish(m.TOPICS["terminal_inbox"].format(terminal=terminal), m.encode(ack, m.SALE_ACK))
+        self._sales.put((terminal, sale))
+
+    def _next_batch(self) -> list[tuple[str, dict[str, Any]]] | None:
+        """The sales waiting, up to SALE_BATCH (waits for one); None once stop() asked."""
+        first = self._sales.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < SALE_BATCH:
+            try:
+                more = self._sales.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                self._sales.put(None)             # stop after this batch
+                break
+            batch.append(more)
+        return batch
+
+    def _store_sales(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            with self._auths_done:
+                self._auths_done.wait_for(lambda: self._auths == 0)
+            try:
+                with self.sessions() as s:
+                    acks = record_sales(s, [sale for _, sale in batch], utcnow())
+            except Exception:  # a batch not stored is not acknowledged; the worker goes on
+                log.exception("sales not stored", extra={"count": len(batch)})
+                continue
+            for (terminal, _), ack in zip(batch, acks, strict=True):
+                if ack is None:
+                    continue                      # not stored: unacknowledged, its terminal sends it again
+                try:
+                    self.link.publish(m.TOPICS["terminal_inbox"].format(terminal=terminal),
+                                      m.encode(ack, m.SALE_ACK))
+                except HostUnavailable:
+                    log.warning("sale ack not sent: broker unreachable", extra={"sale_id": ack["sale_id"]})
 
     def _reject(self, terminal: str, sale_id: str | None, reason: m.SaleAckReason) -> None:
         """A sale that can never be stored: tell its sender, who parks it instead of resending forever."""

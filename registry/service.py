@@ -16,7 +16,7 @@ from typing import Any
 
 from psec.pinblock import decipher_pinblock_iso_4
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from contracts.cards import mask_pan
@@ -29,7 +29,7 @@ from registry.keys import RegistryKeys
 from registry.models import Authorization, Card, Device, Nozzle, SaleConflict, Transaction, Wallet
 
 __all__ = ["AUTH_TTL", "MAX_FILL_CL", "MAX_PIN_TRIES", "REGISTRY_PROGRAMS", "authorize", "held_sales",
-           "record_sale", "sale_conflicts", "wallet_usage_cl"]
+           "record_sale", "record_sales", "sale_conflicts", "wallet_usage_cl"]
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +173,10 @@ def _same_sale(tx: Transaction, sale: dict[str, Any]) -> bool:
                       sale["recovered"])
 
 
-def _repeat(session: Session, tx: Transaction, sale: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
-    """The answer to a sale_id already stored: a duplicate, or a conflict kept apart and raised."""
+def _repeat(session: Session, tx: Transaction, sale: dict[str, Any], now: dt.datetime,
+            alarms: list[dict[str, Any]]) -> dict[str, Any]:
+    """The answer to a sale_id already stored: a duplicate, or a conflict kept apart (staged, not committed;
+    a new one added to alarms, raised once it is committed)."""
     if _same_sale(tx, sale):
         return {"sale_id": sale["sale_id"], "status": "duplicate", "reason": ""}
     payload = json.dumps(sale, sort_keys=True)
@@ -183,26 +185,17 @@ def _repeat(session: Session, tx: Transaction, sale: dict[str, Any], now: dt.dat
     if known is None:
         session.add(SaleConflict(sale_id=sale["sale_id"], device_id=sale["terminal"], received_at=now,
                                  payload=payload))
-        session.commit()
-        # the alarm: an operator must decide which version is true
-        log.error("sale conflict: one sale_id, two contents",
-                  extra={"alarm": "sale_conflict", "sale_id": sale["sale_id"], "terminal": sale["terminal"]})
+        alarms.append(sale)
     return {"sale_id": sale["sale_id"], "status": "rejected", "reason": SaleAckReason.CONFLICT.value}
 
 
-def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
-    """Store a sale once, keyed by its UUID. An identical repeat is a duplicate; a repeat with other
-    content a conflict, kept apart (SaleConflict) and rejected.
-
-    A sale with an auth_id completes the registry authorization it was made on. One without (a bank
-    sale, settled by the acquirer) is stored for station reports only; see the module docstring for a
-    program the registry authorizes. A sale that fails a check (registry.checks, the authorization) is
-    stored held: flagged, acknowledged with reason "held", never counted.
-    """
+def _stage(session: Session, sale: dict[str, Any], now: dt.datetime,
+           alarms: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """A sale added to the session, uncommitted: its acknowledgement, and the problems it is held for."""
     ack = {"sale_id": sale["sale_id"], "status": "stored", "reason": ""}
     stored = session.scalar(select(Transaction).where(Transaction.sale_id == sale["sale_id"]))
     if stored is not None:
-        return _repeat(session, stored, sale, now)
+        return _repeat(session, stored, sale, now, alarms), []
     device = session.get(Device, sale["terminal"])
     nozzle = session.scalar(select(Nozzle).where(
         Nozzle.station_id == sale["station"], Nozzle.pump == sale["pump"], Nozzle.nozzle == sale["nozzle"]))
@@ -224,6 +217,41 @@ def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dic
         flags=",".join(dict.fromkeys([*sale["flags"], *problems])), held=held))
     if auth is not None:
         auth.status = "completed"         # held or not, the sale used it: the hold on the wallet ends
+    if held:
+        return {**ack, "reason": SaleAckReason.HELD.value}, problems
+    return ack, []
+
+
+def _raise(alarms: list[dict[str, Any]]) -> None:
+    for each in alarms:
+        # the alarm: an operator must decide which version is true
+        log.error("sale conflict: one sale_id, two contents",
+                  extra={"alarm": "sale_conflict", "sale_id": each["sale_id"], "terminal": each["terminal"]})
+
+
+def _announce(sale: dict[str, Any], ack: dict[str, Any], problems: list[str]) -> None:
+    """Log a committed sale."""
+    if ack["status"] != "stored":
+        return
+    if ack["reason"] == SaleAckReason.HELD.value:
+        log.warning("sale held for review", extra={"sale_id": sale["sale_id"], "terminal": sale["terminal"],
+                                                    "flags": ",".join(problems)})
+    else:
+        log.info("sale stored",
+                 extra={"sale_id": sale["sale_id"], "kind": sale["kind"], "volume_cl": sale["volume_cl"]})
+
+
+def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """Store a sale once, keyed by its UUID. An identical repeat is a duplicate; a repeat with other
+    content a conflict, kept apart (SaleConflict) and rejected.
+
+    A sale with an auth_id completes the registry authorization it was made on. One without (a bank
+    sale, settled by the acquirer) is stored for station reports only; see the module docstring for a
+    program the registry authorizes. A sale that fails a check (registry.checks, the authorization) is
+    stored held: flagged, acknowledged with reason "held", never counted.
+    """
+    alarms: list[dict[str, Any]] = []
+    ack, problems = _stage(session, sale, now, alarms)
     try:
         session.commit()
     except IntegrityError:
@@ -233,14 +261,40 @@ def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dic
         stored = session.scalar(select(Transaction).where(Transaction.sale_id == sale["sale_id"]))
         if stored is None:
             raise
-        return _repeat(session, stored, sale, now)
-    if held:
-        log.warning("sale held for review", extra={"sale_id": sale["sale_id"], "terminal": sale["terminal"],
-                                                    "flags": ",".join(problems)})
-        return {**ack, "reason": SaleAckReason.HELD.value}
-    log.info("sale stored",
-             extra={"sale_id": sale["sale_id"], "kind": sale["kind"], "volume_cl": sale["volume_cl"]})
+        alarms.clear()
+        ack, problems = _repeat(session, stored, sale, now, alarms), []
+        session.commit()
+    _raise(alarms)
+    _announce(sale, ack, problems)
     return ack
+
+
+def record_sales(session: Session, sales: list[dict[str, Any]],
+                 now: dt.datetime) -> list[dict[str, Any] | None]:
+    """Several sales in one transaction (one commit): the answers of record_sale, in order, given only once
+    all are committed. When the batch fails to commit (another writer, a bad row), each sale is recorded on
+    its own; one that cannot be stored answers None, to be left unacknowledged (its terminal sends it again).
+    """
+    alarms: list[dict[str, Any]] = []
+    try:
+        staged = [_stage(session, sale, now, alarms) for sale in sales]
+        session.commit()
+    except SQLAlchemyError:
+        session.rollback()
+        return [_alone(session, sale, now) for sale in sales]
+    _raise(alarms)
+    for sale, (ack, problems) in zip(sales, staged, strict=True):
+        _announce(sale, ack, problems)
+    return [ack for ack, _ in staged]
+
+
+def _alone(session: Session, sale: dict[str, Any], now: dt.datetime) -> dict[str, Any] | None:
+    try:
+        return record_sale(session, sale, now)
+    except SQLAlchemyError:
+        session.rollback()
+        log.exception("sale not stored", extra={"sale_id": sale["sale_id"], "terminal": sale["terminal"]})
+        return None
 
 
 def held_sales(session: Session) -> list[Transaction]:

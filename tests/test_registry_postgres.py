@@ -46,7 +46,11 @@ from test_registry_service import (
     forget_migrations,
     make_pre_kind_database,
 )
-from test_registry_usage import check_usage_is_the_sum_of_the_rows
+from test_registry_usage import (
+    check_a_batch_answers_as_sales_one_by_one,
+    check_a_sale_that_cannot_be_stored_fails_alone,
+    check_usage_is_the_sum_of_the_rows,
+)
 
 from registry import migrations
 from registry.db import open_database
@@ -342,3 +346,11 @@ def test_migrations_recognise_the_first_kinds_and_reach_the_models_schema(pg_url
 
 def test_usage_is_the_sum_of_the_rows(env: Env) -> None:
     check_usage_is_the_sum_of_the_rows(env)
+
+
+def test_a_batch_answers_as_sales_one_by_one(env: Env) -> None:
+    check_a_batch_answers_as_sales_one_by_one(env)
+
+
+def test_a_sale_that_cannot_be_stored_fails_alone(env: Env) -> None:
+    check_a_sale_that_cannot_be_stored_fails_alone(env)

@@ -27,8 +27,9 @@ from contracts import messages as m
 from contracts.panseal import derive_pan_key, seal_pan
 from drivers.mqtt import MqttLink
 from registry.broker import broker_config
-from registry.models import Authorization, Transaction
+from registry.models import Authorization, SaleConflict, Transaction
 from registry.server import Registry, utcnow
+from registry.service import record_sales
 
 MONTHS = [dt.datetime(2025, 1, 20, 9, 0), dt.datetime(2025, 2, 10, 9, 0), dt.datetime(2025, 3, 15, 12, 0)]
 
@@ -82,6 +83,52 @@ def check_usage_is_the_sum_of_the_rows(env: Env) -> None:
 
 def test_usage_is_the_sum_of_the_rows(env: Env) -> None:
     check_usage_is_the_sum_of_the_rows(env)
+
+
+def sale_doc(auth_id: str | None, volume_cl: int = 2000, **over: object) -> dict[str, object]:
+    doc = {"sale_id": str(uuid.uuid4()), "kind": "fleet", "auth_id": auth_id, "terminal": "T-0001",
+           "station": "ST-001", "pump": 1, "nozzle": 1, "product": "diesel", "volume_cl": volume_cl,
+           "amount_cents": (volume_cl * 1659 + 500) // 1000, "price_milli": 1659,
+           "card_masked": "707700******0019", "finished_at": stamp(MONTHS[-1] - dt.timedelta(minutes=1)),
+           "recovered": False, "flags": [], **over}
+    return m.decode(m.encode(doc, m.SALE), m.SALE)
+
+
+def check_a_batch_answers_as_sales_one_by_one(env: Env) -> None:
+    """One transaction for several sales: stored, held, a duplicate and a conflict within the batch, a
+    release; the answers of record_sale, and the usage still the sum of the rows."""
+    now = MONTHS[-1]
+    counted = sale_doc(env.auth(ACME, now=now)["auth_id"], 1500)
+    over = sale_doc(env.auth(ACME2, now=now)["auth_id"], 99_999)
+    release = sale_doc(str(uuid.uuid4()), 0, amount_cents=0)
+    batch = [counted, over, dict(counted), {**counted, "volume_cl": 1}, release]
+    with env.sessions() as s:
+        acks = record_sales(s, batch, now)
+    assert [(a or {}).get("status") for a in acks] == ["stored", "stored", "duplicate", "rejected", "stored"]
+    assert [(a or {}).get("reason") for a in acks] == ["", "held", "", "conflict", ""]
+    assert env.count(SaleConflict, SaleConflict.sale_id == counted["sale_id"]) == 1
+    assert env.usage(1, now) == recomputed(env, 1, now) >= 1500
+
+
+def check_a_sale_that_cannot_be_stored_fails_alone(env: Env) -> None:
+    """A row the database refuses: the batch is recorded sale by sale, that one answers None (left
+    unacknowledged), the others are stored."""
+    now = MONTHS[-1]
+    good = [sale_doc(None, 700, kind="bank") for _ in range(3)]
+    broken = {**good[1], "sale_id": str(uuid.uuid4()), "station": None}      # NOT NULL
+    with env.sessions() as s:
+        acks = record_sales(s, [good[0], broken, good[1], good[2]], now)
+    assert [a is None for a in acks] == [False, True, False, False]
+    assert env.count(Transaction, Transaction.sale_id == broken["sale_id"]) == 0
+    assert all(env.count(Transaction, Transaction.sale_id == g["sale_id"]) == 1 for g in good)
+
+
+def test_a_batch_answers_as_sales_one_by_one(env: Env) -> None:
+    check_a_batch_answers_as_sales_one_by_one(env)
+
+
+def test_a_sale_that_cannot_be_stored_fails_alone(env: Env) -> None:
+    check_a_sale_that_cannot_be_stored_fails_alone(env)
 
 
 def test_usage_reads_a_range_of_the_wallet_index_not_the_history(env: Env) -> None:
