@@ -1,45 +1,14 @@
-"""Fuzz targets of the card answers (fuzz/targets_card.py), bounded for `make test`:
-any card answer parses or ends in CardError (MessageError for bare TLV), in time; round trips hold."""
+"""Round trips of the card answers (fuzz/targets_card.py), bounded for `make test`; every target's
+"parses or ends in CardError" property is in tests/test_fuzz_targets.py."""
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from firmware import tlv
 from firmware.emv.records import parse_afl
-from fuzz.harness import Known, Target, check, check_known
-from fuzz.known import KNOWN, fixed, reported
-from fuzz.strategies import BOUNDED, inputs
-from fuzz.targets_card import TARGETS
-
-
-@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
-def test_any_input_parses_or_raises_the_typed_error(target: Target) -> None:
-    @BOUNDED
-    @given(inputs(target, max_size=512))
-    def prop(data: bytes) -> None:
-        check_known(target, data, KNOWN.get(target.name, ()))
-
-    prop()
-
-
-@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
-def test_seeds_are_taken(target: Target) -> None:
-    for seed in target.seeds():
-        check_known(target, seed, KNOWN.get(target.name, ()))
-
-
-@pytest.mark.parametrize(("target", "known"), reported(TARGETS))
-def test_reported_defect(target: Target, known: Known) -> None:
-    check(target, known.example)
-
-
-@pytest.mark.parametrize(("target", "data"), fixed(TARGETS))
-def test_fixed_defect_stays_fixed(target: Target, data: bytes) -> None:
-    check(target, data)
-
+from fuzz.strategies import BOUNDED
 
 # BER-TLV tags as ISO/IEC 8825-1 8.1.2 encodes them: one byte (low five bits not all set), or a first byte
 # with them all set and subsequent bytes, bit 8 set on all but the last. 00 and FF are padding (EMV Book 3
