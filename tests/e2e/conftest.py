@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from firmware.terminal.crashpoint import ENV
 from hostsim.scenarios import Run
 from hostsim.world import Simulator
+from tests.e2e.crash_kit import StartSim
 
 
 @pytest.fixture
@@ -23,3 +25,21 @@ def sim(tmp_path: Path) -> Iterator[Simulator]:
 @pytest.fixture
 def run(sim: Simulator) -> Run:
     return Run(sim)
+
+
+@pytest.fixture
+def start_sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StartSim]:
+    """A simulator whose first terminal process kills itself at a journal write ("" for nowhere)."""
+    made: list[Simulator] = []
+
+    def start(point: str) -> tuple[Simulator, Run]:
+        monkeypatch.setenv(ENV, point)
+        sim = Simulator(tmp_path / "sim")
+        made.append(sim)
+        sim.start()
+        monkeypatch.delenv(ENV)          # a restarted terminal runs without it
+        return sim, Run(sim)
+
+    yield start
+    for sim in made:
+        sim.stop()

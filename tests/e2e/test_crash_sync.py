@@ -10,57 +10,21 @@ import datetime as dt
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from contracts.pump import PumpState
-from firmware.terminal.crashpoint import ENV
 from hostsim.scenarios import Run
 from hostsim.world import Simulator
 from registry.db import open_database
 from registry.models import Authorization
 from registry.service import held_sales, sale_conflicts, wallet_usage_cl
+from tests.e2e.crash_kit import StartSim, cents, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-PRICE = 1659                    # pump 1 nozzle 1 in hostsim/fixtures/seed.toml
 WALLET = 1                      # the wallet of card 0 (ACME) in the seed
-
-
-def cents(cl: int) -> int:
-    return (cl * PRICE + 500) // 1000
-
-
-def until(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
-
-
-StartSim = Callable[[str], tuple[Simulator, Run]]
-
-
-@pytest.fixture
-def start_sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StartSim]:
-    """A simulator whose first terminal process kills itself at a journal write ("" for nowhere)."""
-    made: list[Simulator] = []
-
-    def start(point: str) -> tuple[Simulator, Run]:
-        monkeypatch.setenv(ENV, point)
-        sim = Simulator(tmp_path / "sim")
-        made.append(sim)
-        sim.start()
-        monkeypatch.delenv(ENV)          # a restarted terminal runs without it
-        return sim, Run(sim)
-
-    yield start
-    for sim in made:
-        sim.stop()
 
 
 class Books:
