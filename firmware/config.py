@@ -9,13 +9,13 @@ import dataclasses
 import math
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
 from contracts.errors import ConfigError
 from contracts.iso8583_spec import DIALECTS
+from firmware.config_files import read_toml
 
 __all__ = [
     "PROFILES",
@@ -260,16 +260,7 @@ def load_config(path: str | os.PathLike[str], *, profile: str | None = None) -> 
     else "pi")."""
     device_defaults = _profile(profile)
     p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {p}", path=str(p)) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start})", path=str(p)) from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {p}: {exc.strerror}", path=str(p)) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {p} is not valid TOML: {exc}", path=str(p)) from exc
+    raw = read_toml(p, "config")
     for name in raw:
         if name not in _SECTIONS:
             raise ConfigError(f"unknown section [{name}] in {p} (known: {', '.join(_SECTIONS)})",

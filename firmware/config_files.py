@@ -21,4 +21,4 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read {what} file {path}: {exc.strerror}", path=str(path)) from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{what} file {path} is not valid TOML", path=str(path)) from exc
+        raise ConfigError(f"{what} file {path} is not valid TOML: {exc}", path=str(path)) from exc
