@@ -18,11 +18,11 @@ from contracts.screens import Screen
 from contracts.track2 import Track2
 from firmware.programs.base import Adjunct, CardProgram, Question
 from firmware.sale.journal import Journal
-from firmware.sale.machine import SaleState, write_name
 from firmware.sale.record import Preset
 from firmware.sale.runner import SaleRunner
 from firmware.sale.world import SaleTimeouts, SaleWorld
 from firmware.station import NozzlePrice, Station
+from firmware.terminal.crashpoint import CrashPointJournal
 
 __all__ = ["CANCEL", "Crash", "CrashingJournal", "FakeClock", "FakePumps", "ListPrinter",
            "ScriptedCardholder", "make_runner", "station"]
@@ -339,10 +339,10 @@ class ListPrinter:
         return [any("DUPLICATE" in line.text for line in paper) for paper in self.papers]
 
 
-class CrashingJournal(Journal):
-    """The real journal; crash = (when, what) raises Crash once, "before" or "after" the write that moves
-    a sale to state what (or sets the mark what: receipt_started, receipt_printed; or "figures", the
-    settled figures journaled before the program books them)."""
+class CrashingJournal(CrashPointJournal):
+    """The terminal's crash-point journal (the same write names); crash = (when, what) raises Crash once,
+    "before" or "after" the write that moves a sale to state what (or sets the mark what: receipt_started,
+    receipt_printed; or "figures", the settled figures journaled before the program books them)."""
 
     crash: tuple[str, str] | None = None
 
@@ -350,23 +350,6 @@ class CrashingJournal(Journal):
         if self.crash == (when, what):
             self.crash = None
             raise Crash(f"{when} {what}")
-
-    def begin_sale(self, sale_id: str, pump: int, card_masked: str, card_token: str, *, program: str,
-                   adjuncts: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        self._maybe("before", "created")
-        super().begin_sale(sale_id, pump, card_masked, card_token, program=program, adjuncts=adjuncts)
-        self._maybe("after", "created")
-
-    def transition(self, sale_id: str, state: SaleState, **fields: Any) -> None:
-        name = write_name(state, fields)      # the state, or "figures" for the settled figures
-        self._maybe("before", name)
-        super().transition(sale_id, state, **fields)
-        self._maybe("after", name)
-
-    def mark(self, sale_id: str, flag: str) -> None:
-        self._maybe("before", flag)
-        super().mark(sale_id, flag)
-        self._maybe("after", flag)
 
 
 def make_runner(journal: Journal, programs: Sequence[CardProgram], port: ScriptedCardholder,

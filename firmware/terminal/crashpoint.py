@@ -27,9 +27,10 @@ ENV = "FORECOURT_CRASH_AT"
 
 
 class CrashPointJournal(Journal):
-    """The real journal; the process is killed once at the named write."""
+    """The real journal; the process is killed once at the named write ("when:what"). Tests override
+    _maybe to stop elsewhere than in a SIGKILL (tests/sale_fakes.py CrashingJournal)."""
 
-    def __init__(self, path: str | Path, point: str) -> None:
+    def __init__(self, path: str | Path, point: str = "") -> None:
         super().__init__(path)
         self.point = point
 
