@@ -27,6 +27,7 @@ from psec.pinblock import encipher_pinblock_iso_4
 from sqlalchemy import insert, select, text
 
 from contracts import messages as m
+from contracts import protocol
 from contracts.errors import HostUnavailable
 from contracts.panseal import derive_pan_key, seal_pan
 from drivers.mqtt import MqttLink
@@ -50,6 +51,9 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+AUTH_TOPIC = protocol.topic("auth_request", terminal="T-0001")
 
 
 def auth_request(terminal: str = "T-0001") -> bytes:
@@ -94,7 +98,7 @@ def flood(work: Path, sales: int) -> None:
         acked = threading.Semaphore(0)
         for i in range(1, TERMINALS + 1):
             link = MqttLink("127.0.0.1", port, f"bench-{i:04d}")
-            link.subscribe(m.TOPICS["terminal_inbox"].format(terminal=f"T-{i:04d}"),
+            link.subscribe(protocol.topic("terminal_inbox", terminal=f"T-{i:04d}"),
                            lambda t, p, props: acked.release())
             link.start()
             assert link.wait_connected(5)
@@ -112,7 +116,7 @@ def flood(work: Path, sales: int) -> None:
             while flooding.is_set():
                 start = time.perf_counter()
                 try:
-                    doc = m.decode(asker.request(m.TOPICS["auth_request"], auth_request(),
+                    doc = m.decode(asker.request(AUTH_TOPIC, auth_request(),
                                                  "bench/asker/answers", timeout=10), m.AUTH_RESPONSE)
                     latencies.append(time.perf_counter() - start)
                     answers[str(doc["reason"])] = answers.get(str(doc["reason"]), 0) + 1
@@ -125,7 +129,7 @@ def flood(work: Path, sales: int) -> None:
 
         def send(link: MqttLink, terminal: str, count: int) -> None:
             for _ in range(count):
-                link.publish(m.TOPICS["sales"].format(terminal=terminal), bank_sale(terminal))
+                link.publish(protocol.topic("sales", terminal=terminal), bank_sale(terminal))
 
         start = time.perf_counter()
         per = sales // TERMINALS

@@ -32,15 +32,18 @@ __all__ = [
     "SALE",
     "SALE_ACK",
     "TERMINAL_CONFIG",
-    "TOPICS",
     "VERSION",
     "AuthAnswer",
+    "Check",
     "Default",
     "Omissible",
     "SaleAckReason",
     "decode",
     "decode_field",
     "encode",
+    "int_range",
+    "is_timestamp",
+    "matching",
     "parse_timestamp",
 ]
 
@@ -91,6 +94,10 @@ def _timestamp(v: Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+# The checks other payload modules build on (contracts.device_messages).
+int_range, matching, is_timestamp = _int, _str, _timestamp
 
 
 def _opt(check: Check) -> Check:
@@ -249,15 +256,6 @@ class AuthAnswer:
         if self.pin_tries_left is not None:
             doc["pin_tries_left"] = self.pin_tries_left
         return doc
-
-
-TOPICS = {
-    "auth_request": "forecourt/v1/auth/request",
-    "sales": "forecourt/v1/sales/{terminal}",
-    "terminal_inbox": "forecourt/v1/terminal/{terminal}/inbox",
-    "config": "forecourt/v1/config/{terminal}",
-    "status": "forecourt/v1/terminal/{terminal}/status",
-}
 
 
 def encode(doc: Mapping[str, Any], schema: Mapping[str, Check]) -> bytes:

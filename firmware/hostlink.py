@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from contracts import messages as m
+from contracts import protocol
 from contracts.cards import mask_pan
 from contracts.errors import HostUnavailable, JournalError, MessageError
 from contracts.panseal import derive_pan_key, seal_pan
@@ -117,7 +118,7 @@ class HostLink:
         self._next_report = 0.0
         self._pan_key = derive_pan_key(pin_key)
         self.terminal, self.station_id = terminal, station
-        self.inbox = m.TOPICS["terminal_inbox"].format(terminal=terminal)
+        self.inbox = protocol.topic("terminal_inbox", terminal=terminal)
         self.config: dict[str, Any] | None = None
         cached = journal.get_value("terminal_config")
         if cached is not None:
@@ -128,7 +129,7 @@ class HostLink:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         link.subscribe(self.inbox, self._on_inbox)
-        link.subscribe(m.TOPICS["config"].format(terminal=terminal), self._on_config)
+        link.subscribe(protocol.topic("config", terminal=terminal), self._on_config)
         link.on_state(self._on_link)
 
     def _on_link(self, up: bool) -> None:
@@ -156,8 +157,8 @@ class HostLink:
                "pan_sealed": sealed, "expiry": expiry, "pin_block": pin_block.hex().upper()}
         sent = self.online
         try:
-            raw = self.link.request(m.TOPICS["auth_request"], m.encode(req, m.AUTH_REQUEST), self.inbox,
-                                    self.auth_timeout)
+            raw = self.link.request(protocol.topic("auth_request", terminal=self.terminal),
+                                    m.encode(req, m.AUTH_REQUEST), self.inbox, self.auth_timeout)
             try:
                 answer = m.AuthAnswer.from_doc(m.decode(raw, m.AUTH_RESPONSE))
             except MessageError as exc:
@@ -271,7 +272,7 @@ class HostLink:
                                                                                     "error": str(exc)})
                 continue
             try:
-                self.link.publish(m.TOPICS["sales"].format(terminal=self.terminal), payload, qos=1)
+                self.link.publish(protocol.topic("sales", terminal=self.terminal), payload, qos=1)
             except HostUnavailable:
                 return now + 5.0             # link down: its reconnect kicks this loop
             self._next_send = max(now, self._next_send) + self.gap

@@ -15,10 +15,18 @@ __all__ = [
     "Authorization",
     "Base",
     "Card",
+    "ConfigRelease",
     "Device",
+    "DeviceCommand",
+    "DeviceEvent",
+    "EnrollmentToken",
+    "ExpectedDevice",
     "Nozzle",
     "Product",
+    "Rollout",
+    "RolloutDevice",
     "SaleConflict",
+    "SoftwareRelease",
     "Station",
     "Transaction",
     "Wallet",
@@ -54,12 +62,123 @@ class Nozzle(Base):
 
 
 class Device(Base):
+    """A terminal. Its desired state (what the registry wants it to run) and its reported state (what its
+    heartbeat says it runs) are kept apart, as a device shadow does."""
+
     __tablename__ = "devices"
+    __table_args__ = (Index("ix_devices_serial", "serial", unique=True),)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"))
     # AES PIN-encryption key shared with the terminal's PIN pad (an HSM holds it in production).
     pin_key_hex: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default="active")  # pending active revoked decommissioned
+    serial: Mapped[str | None] = mapped_column(String(64))
+    cert_fingerprint: Mapped[str | None] = mapped_column(String(64))    # SHA-256 of the DER certificate, hex
+    cert_expires_at: Mapped[dt.datetime | None]
+    dukpt_key_id: Mapped[str | None] = mapped_column(String(16))       # hex; the PIN pad's initial key id
+    first_seen_at: Mapped[dt.datetime | None]
+    last_seen_at: Mapped[dt.datetime | None]
+    online: Mapped[bool] = mapped_column(default=False, server_default=false())
+    desired_config_version: Mapped[int | None]
+    desired_software_version: Mapped[str | None] = mapped_column(String(32))
+    reported_config_version: Mapped[int | None]
+    reported_software_version: Mapped[str | None] = mapped_column(String(32))
+    backlog: Mapped[int] = mapped_column(default=0, server_default="0")
+    backlog_oldest_s: Mapped[int] = mapped_column(default=0, server_default="0")
+
+
+class ExpectedDevice(Base):
+    """A serial number registered ahead (a CSV from the shipment): its enrollment is accepted at once."""
+
+    __tablename__ = "expected_devices"
+    serial: Mapped[str] = mapped_column(String(64), primary_key=True)
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"))
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    imported_at: Mapped[dt.datetime]
+
+
+class EnrollmentToken(Base):
+    """A one-time, short-lived enrollment token; only its SHA-256 is stored."""
+
+    __tablename__ = "enrollment_tokens"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"))
+    device_id: Mapped[str | None] = mapped_column(String(64))      # the id the device gets; None: made up
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+    used_by: Mapped[str | None] = mapped_column(String(64))        # the device it made
+
+
+class ConfigRelease(Base):
+    """A signed configuration issued to one device: versions only grow."""
+
+    __tablename__ = "config_releases"
+    __table_args__ = (UniqueConstraint("device_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    version: Mapped[int]
+    digest: Mapped[str] = mapped_column(String(64))              # SHA-256 of the canonical body
+    issued_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    envelope: Mapped[str] = mapped_column(Text)                  # the SIGNED_CONFIG document as sent
+
+
+class DeviceEvent(Base):
+    __tablename__ = "device_events"
+    __table_args__ = (Index("ix_device_events_device_at", "device_id", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime]
+    received_at: Mapped[dt.datetime]
+    severity: Mapped[str] = mapped_column(String(8))
+    code: Mapped[str] = mapped_column(String(48))
+    detail: Mapped[str] = mapped_column(String(200))
+
+
+class DeviceCommand(Base):
+    __tablename__ = "device_commands"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    name: Mapped[str] = mapped_column(String(48))
+    args: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    status: Mapped[str] = mapped_column(String(16), default="pending")   # pending sent done failed rejected
+    detail: Mapped[str] = mapped_column(String(200), default="")
+    finished_at: Mapped[dt.datetime | None]
+
+
+class SoftwareRelease(Base):
+    __tablename__ = "software_releases"
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    path: Mapped[str] = mapped_column(Text)                     # the signed bundle file
+    created_at: Mapped[dt.datetime]
+
+
+class Rollout(Base):
+    """A release offered to a fraction of devices first; halted by itself when too many fail."""
+
+    __tablename__ = "rollouts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(ForeignKey("software_releases.version"))
+    percent: Mapped[int]                                        # of the devices offered in the first wave
+    failure_threshold: Mapped[int]                              # percent of failures that halts it
+    status: Mapped[str] = mapped_column(String(16), default="running")   # running halted completed
+    created_at: Mapped[dt.datetime]
+    detail: Mapped[str] = mapped_column(String(200), default="")
+
+
+class RolloutDevice(Base):
+    __tablename__ = "rollout_devices"
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="offered")   # offered installed failed ...
+    updated_at: Mapped[dt.datetime]
+    detail: Mapped[str] = mapped_column(String(200), default="")
 
 
 class Account(Base):
@@ -108,9 +227,12 @@ class Transaction(Base):
     __tablename__ = "transactions"
     # a wallet's litres since a date (registry.service.wallet_usage_cl): a range of this month's sales of
     # one wallet, never the history (held is read from the row: an index on it would bar dropping it)
-    __table_args__ = (Index("ix_transactions_wallet_usage", "wallet_id", "finished_at", "volume_cl"),)
+    __table_args__ = (Index("ix_transactions_wallet_usage", "wallet_id", "finished_at", "volume_cl"),
+                      Index("ix_transactions_device_seq", "device_id", "seq"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sale_id: Mapped[str] = mapped_column(String(36), unique=True)
+    # the terminal's own count of its sales (1, 2, 3...): a gap is a sale not yet received (reports)
+    seq: Mapped[int | None] = mapped_column(BigInteger)
     # the card program (contracts.messages.PROGRAM: up to 32 characters); the server default is the one
     # registry.db adds to a database from before this column
     kind: Mapped[str] = mapped_column(String(32), default="fleet", server_default="fleet")

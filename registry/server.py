@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts import messages as m
+from contracts import protocol
 from contracts.errors import HostUnavailable, MessageError
 from drivers.mqtt import MqttLink
 from registry.db import open_database
@@ -49,9 +50,9 @@ class Registry:
         # Authorizations on a client of their own: the broker queues and delivers them apart from sales, and
         # its network thread answers them while the sales client works through a backlog (issue 13).
         self.auth_link = MqttLink(mqtt_host, mqtt_port, "forecourt-registry-auth", session_expiry=3600)
-        self.auth_link.subscribe(m.TOPICS["auth_request"], self._on_auth)
+        self.auth_link.subscribe(protocol.subscription("auth_request"), self._on_auth)
         self.link = MqttLink(mqtt_host, mqtt_port, "forecourt-registry", session_expiry=3600)
-        self.link.subscribe(m.TOPICS["sales"].format(terminal="+"), self._on_sale)
+        self.link.subscribe(protocol.subscription("sales"), self._on_sale)
         self.link.on_state(self._on_link)
         self._sales_started = threading.Event()
         # sales received, stored by one worker in batches; each acknowledged once its batch is committed
@@ -98,7 +99,7 @@ class Registry:
         with self.sessions() as s:
             for device in s.scalars(select(Device)).all():
                 payload = m.encode(terminal_config(s, device), m.TERMINAL_CONFIG)
-                self.link.publish(m.TOPICS["config"].format(terminal=device.id), payload, retain=True)
+                self.link.publish(protocol.topic("config", terminal=device.id), payload, retain=True)
 
     def _on_auth(self, topic: str, payload: bytes, props: Properties | None) -> None:
         try:
@@ -106,6 +107,12 @@ class Registry:
         except MessageError as exc:
             self.malformed += 1
             log.warning("malformed authorization request dropped", extra={"error": str(exc)})
+            return
+        if req["terminal"] != protocol.terminal_of(topic):
+            # the broker lets a terminal publish only under its own id: the request names another
+            self.malformed += 1
+            log.warning("authorization request for another terminal dropped",
+                        extra={"terminal": protocol.terminal_of(topic)})
             return
         with self._auths_done:
             self._auths += 1
@@ -119,7 +126,7 @@ class Registry:
         self.auth_link.reply(props, m.encode(answer.to_doc(), m.AUTH_RESPONSE))
 
     def _on_sale(self, topic: str, payload: bytes, props: Properties | None) -> None:
-        terminal = topic.split("/")[-1]
+        terminal = protocol.terminal_of(topic) or ""
         try:
             sale = m.decode(payload, m.SALE)
         except MessageError as exc:
@@ -165,7 +172,7 @@ class Registry:
                 if ack is None:
                     continue                      # not stored: unacknowledged, its terminal sends it again
                 try:
-                    self.link.publish(m.TOPICS["terminal_inbox"].format(terminal=terminal),
+                    self.link.publish(protocol.topic("terminal_inbox", terminal=terminal),
                                       m.encode(ack, m.SALE_ACK))
                 except HostUnavailable:
                     log.warning("sale ack not sent: broker unreachable", extra={"sale_id": ack["sale_id"]})
@@ -175,7 +182,7 @@ class Registry:
         if sale_id is None or m.decode_field(terminal, "terminal", m.SALE) is None:
             return                                   # nobody to tell, or nothing it could match
         ack = {"sale_id": sale_id, "status": "rejected", "reason": reason.value}
-        self.link.publish(m.TOPICS["terminal_inbox"].format(terminal=terminal), m.encode(ack, m.SALE_ACK))
+        self.link.publish(protocol.topic("terminal_inbox", terminal=terminal), m.encode(ack, m.SALE_ACK))
 
 
 def _sale_id(payload: bytes) -> str | None:

@@ -19,6 +19,7 @@ from psec.pinblock import encipher_pinblock_iso_4
 from sqlalchemy import func, select
 
 from contracts import messages as m
+from contracts import protocol
 from contracts.cards import card_token, mask_pan
 from contracts.errors import HostUnavailable
 from contracts.reasons import DeclineReason
@@ -41,6 +42,8 @@ SEED = Path(__file__).resolve().parents[1] / "hostsim" / "fixtures" / "seed.toml
 PIN_KEY = bytes.fromhex("8B2F4E01A7C3D95E6F1028374C5D6E7F")
 PAN = "7077001000000019"
 TERMINAL, STATION = "T-0001", "ST-001"
+AUTH_TOPIC = protocol.topic("auth_request", terminal=TERMINAL)
+SALES_TOPIC = protocol.topic("sales", terminal=TERMINAL)
 SEED_DOC = load_seed(SEED)
 
 
@@ -239,8 +242,8 @@ def test_retained_config_arrives_with_prices(registry: Registry, terminal: Termi
 def test_config_for_another_terminal_is_ignored(broker: Broker, terminal: Terminal, spy: Spy) -> None:
     doc = {"terminal": "T-0002", "station": STATION, "station_name": "x", "currency": "EUR", "version": 1,
            "prices": []}
-    spy.link.publish(m.TOPICS["config"].format(terminal=TERMINAL), m.encode(doc, m.TERMINAL_CONFIG))
-    spy.link.publish(m.TOPICS["config"].format(terminal=TERMINAL), b"garbage")
+    spy.link.publish(protocol.topic("config", terminal=TERMINAL), m.encode(doc, m.TERMINAL_CONFIG))
+    spy.link.publish(protocol.topic("config", terminal=TERMINAL), b"garbage")
     assert not terminal.host.config_changed.wait(0.5)
     assert terminal.host.config is None
 
@@ -262,7 +265,7 @@ def test_authorization_request_crosses_the_broker_sealed_and_expiring(registry: 
                                                                       spy: Spy) -> None:
     """Issue 10: what the broker carries (and may persist) holds no card number; it lives auth_timeout."""
     seen: list[tuple[bytes, Any]] = []
-    spy.link.subscribe(m.TOPICS["auth_request"], lambda t, payload, props: seen.append((payload, props)))
+    spy.link.subscribe(AUTH_TOPIC, lambda t, payload, props: seen.append((payload, props)))
     wait_config(terminal)
     time.sleep(0.2)                                   # the spy's subscription is in place
     answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
@@ -361,7 +364,7 @@ def test_broker_lost_mid_session_raises_quickly(broker: Broker, terminal: Termin
 
 def test_completed_sale_is_synced_and_stored_once(registry: Registry, terminal: Terminal, spy: Spy) -> None:
     wait_config(terminal)
-    inbox = m.TOPICS["terminal_inbox"].format(terminal=TERMINAL)
+    inbox = protocol.topic("terminal_inbox", terminal=TERMINAL)
     spy.watch(inbox)
     answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
     assert answer.auth_id is not None
@@ -381,15 +384,15 @@ def test_completed_sale_is_synced_and_stored_once(registry: Registry, terminal: 
 
     # the same sale sent again (a retry after a lost ack) is acknowledged as a duplicate, never stored twice
     payload = m.encode(sale_payload(terminal.journal.get(sale_id), TERMINAL, STATION), m.SALE)
-    spy.link.publish(m.TOPICS["sales"].format(terminal=TERMINAL), payload)
+    spy.link.publish(protocol.topic("sales", terminal=TERMINAL), payload)
     assert wait_for(lambda: any(json.loads(p).get("status") == "duplicate" for p in spy.got(inbox)), 5)
     assert registry_rows(registry, sale_id) == 1
     assert terminal.journal.get(sale_id).synced
 
 
 def test_sale_is_marked_synced_only_after_the_ack(broker: Broker, terminal: Terminal, spy: Spy) -> None:
-    sales_topic = m.TOPICS["sales"].format(terminal=TERMINAL)
-    inbox = m.TOPICS["terminal_inbox"].format(terminal=TERMINAL)
+    sales_topic = protocol.topic("sales", terminal=TERMINAL)
+    inbox = protocol.topic("terminal_inbox", terminal=TERMINAL)
     spy.watch(sales_topic)
     auth_id = str(uuid.uuid4())
     sale_id = completed_sale(terminal.journal, auth_id)
@@ -444,7 +447,7 @@ def test_unsynced_sale_is_resent_when_the_registry_comes_back(broker: Broker, te
 def test_bank_sale_is_synced_without_an_authorization_id(registry: Registry, terminal: Terminal,
                                                          spy: Spy) -> None:
     wait_config(terminal)
-    sales_topic = m.TOPICS["sales"].format(terminal=TERMINAL)
+    sales_topic = protocol.topic("sales", terminal=TERMINAL)
     spy.watch(sales_topic)
     sale_id = completed_sale(terminal.journal, "A1B2C3", program="bank")   # the acquirer's approval code
     terminal.host.start_sync()
@@ -461,14 +464,14 @@ def test_bank_sale_is_synced_without_an_authorization_id(registry: Registry, ter
 def test_sale_without_kind_from_an_older_terminal_is_stored_as_fleet(registry: Registry, terminal: Terminal,
                                                                       spy: Spy) -> None:
     wait_config(terminal)
-    inbox = m.TOPICS["terminal_inbox"].format(terminal=TERMINAL)
+    inbox = protocol.topic("terminal_inbox", terminal=TERMINAL)
     spy.watch(inbox)
     answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
     assert answer.auth_id is not None
     old = sale_payload(terminal.journal.get(completed_sale(terminal.journal, answer.auth_id)), TERMINAL,
                        STATION)
     del old["kind"]
-    spy.link.publish(m.TOPICS["sales"].format(terminal=TERMINAL), json.dumps({"v": 1, **old}).encode())
+    spy.link.publish(protocol.topic("sales", terminal=TERMINAL), json.dumps({"v": 1, **old}).encode())
     def acks() -> list[str]:           # the inbox also carries the authorization answer
         return [d["status"] for d in map(json.loads, spy.got(inbox)) if d.get("sale_id") == old["sale_id"]]
 
@@ -484,7 +487,7 @@ def test_sale_of_an_unknown_kind_is_malformed(registry: Registry, terminal: Term
     doc = sale_payload(terminal.journal.get(completed_sale(terminal.journal, str(uuid.uuid4()))), TERMINAL,
                        STATION)
     doc["kind"] = "Cash!"             # any lower-case id names a program; this names none
-    spy.link.publish(m.TOPICS["sales"].format(terminal=TERMINAL), json.dumps({"v": 1, **doc}).encode())
+    spy.link.publish(protocol.topic("sales", terminal=TERMINAL), json.dumps({"v": 1, **doc}).encode())
     assert wait_for(lambda: registry.malformed == 1, 5), registry.malformed
     assert registry_rows(registry, doc["sale_id"]) == 0
 
@@ -494,8 +497,8 @@ def test_sale_of_an_unknown_kind_is_malformed(registry: Registry, terminal: Term
 def test_malformed_payloads_are_counted_and_the_registry_keeps_answering(
         registry: Registry, terminal: Terminal, spy: Spy) -> None:
     wait_config(terminal)
-    auth_topic = m.TOPICS["auth_request"]
-    sales_topic = m.TOPICS["sales"].format(terminal=TERMINAL)
+    auth_topic = AUTH_TOPIC
+    sales_topic = protocol.topic("sales", terminal=TERMINAL)
     spy.link.publish(auth_topic, b"not json")
     spy.link.publish(auth_topic, b'{"v":1,"pan":"7077001000000019"}')
     spy.link.publish(sales_topic, b"\xff\xfe")
@@ -503,7 +506,7 @@ def test_malformed_payloads_are_counted_and_the_registry_keeps_answering(
     # a well-formed sale published on another terminal's topic
     doc = sale_payload(terminal.journal.get(completed_sale(terminal.journal, str(uuid.uuid4()))), TERMINAL,
                        STATION)
-    spy.link.publish(m.TOPICS["sales"].format(terminal="T-0002"), m.encode(doc, m.SALE))
+    spy.link.publish(protocol.topic("sales", terminal="T-0002"), m.encode(doc, m.SALE))
     assert wait_for(lambda: registry.malformed == 5, 5), registry.malformed
     answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
     assert answer.approved is True
@@ -513,8 +516,8 @@ def test_malformed_payloads_are_counted_and_the_registry_keeps_answering(
 def test_payloads_that_break_the_json_parser_do_not_stop_the_registry(registry: Registry, terminal: Terminal,
                                                                       spy: Spy) -> None:
     wait_config(terminal)
-    spy.link.publish(m.TOPICS["auth_request"], b'{"v":1,"pump":' + b"9" * 5000 + b"}")
-    spy.link.publish(m.TOPICS["sales"].format(terminal=TERMINAL), b"[" * 60000)
+    spy.link.publish(AUTH_TOPIC, b'{"v":1,"pump":' + b"9" * 5000 + b"}")
+    spy.link.publish(protocol.topic("sales", terminal=TERMINAL), b"[" * 60000)
     time.sleep(0.3)
     answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
     assert answer.approved is True
@@ -523,8 +526,8 @@ def test_payloads_that_break_the_json_parser_do_not_stop_the_registry(registry: 
 def test_parser_breaking_payloads_are_counted_as_malformed(registry: Registry, terminal: Terminal,
                                                            spy: Spy) -> None:
     wait_config(terminal)
-    spy.link.publish(m.TOPICS["auth_request"], b'{"v":1,"pump":' + b"9" * 5000 + b"}")
-    spy.link.publish(m.TOPICS["sales"].format(terminal=TERMINAL), b"[" * 60000)
+    spy.link.publish(AUTH_TOPIC, b'{"v":1,"pump":' + b"9" * 5000 + b"}")
+    spy.link.publish(protocol.topic("sales", terminal=TERMINAL), b"[" * 60000)
     assert wait_for(lambda: registry.malformed == 2, 1.5), registry.malformed
 
 
@@ -541,8 +544,7 @@ def test_sale_that_can_never_be_stored_is_rejected_and_parked(
     """Before: the registry dropped it without an answer (or raised inside record_sale), and the terminal
     resent it every 5 s forever."""
     wait_config(terminal)
-    inbox, sales_topic = m.TOPICS["terminal_inbox"].format(terminal=TERMINAL), m.TOPICS["sales"].format(
-        terminal=TERMINAL)
+    inbox, sales_topic = protocol.topic("terminal_inbox", terminal=TERMINAL), SALES_TOPIC
     spy.watch(inbox)
     spy.watch(sales_topic)
     sale_id = completed_sale(terminal.journal, str(uuid.uuid4()))
@@ -563,7 +565,7 @@ def test_sale_that_can_never_be_stored_is_rejected_and_parked(
 def test_second_version_of_a_stored_sale_is_a_conflict_and_parked(
         registry: Registry, terminal: Terminal, spy: Spy, caplog: pytest.LogCaptureFixture) -> None:
     wait_config(terminal)
-    inbox = m.TOPICS["terminal_inbox"].format(terminal=TERMINAL)
+    inbox = protocol.topic("terminal_inbox", terminal=TERMINAL)
     spy.watch(inbox)
     answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
     assert answer.auth_id is not None
@@ -590,7 +592,7 @@ def test_second_version_of_a_stored_sale_is_a_conflict_and_parked(
 
 def test_held_sale_is_synced_and_kept_apart(registry: Registry, terminal: Terminal, spy: Spy) -> None:
     wait_config(terminal)
-    inbox = m.TOPICS["terminal_inbox"].format(terminal=TERMINAL)
+    inbox = protocol.topic("terminal_inbox", terminal=TERMINAL)
     spy.watch(inbox)
     answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
     assert answer.auth_id is not None

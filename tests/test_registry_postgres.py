@@ -45,6 +45,7 @@ from test_registry_service import (
     Env,
     forget_migrations,
     make_pre_kind_database,
+    make_unversioned_database,
 )
 from test_registry_usage import (
     check_a_batch_answers_as_sales_one_by_one,
@@ -147,8 +148,7 @@ def test_kind_column_of_the_first_registry_with_kinds_is_lengthened(pg_url: str,
     """That registry made transactions.kind VARCHAR(8): too short for a program name of up to 32."""
     old_engine = create_engine(pg_url)
     try:
-        forget_migrations(old_engine)
-        Base.metadata.create_all(old_engine)
+        make_unversioned_database(old_engine)
         with old_engine.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE transactions ALTER COLUMN kind TYPE VARCHAR(8)")
     finally:
@@ -330,8 +330,7 @@ def test_migrations_recognise_the_first_kinds_and_reach_the_models_schema(pg_url
     """transactions.kind VARCHAR(8) (the first registry with kinds) is stamped at r0002 and lengthened."""
     engine = create_engine(pg_url)
     try:
-        forget_migrations(engine)
-        Base.metadata.create_all(engine)
+        make_unversioned_database(engine)
         with engine.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE transactions ALTER COLUMN kind TYPE VARCHAR(8)")
             assert migrations.legacy_revision(conn) == "r0002"

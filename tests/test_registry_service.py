@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from psec.pinblock import encipher_pinblock_iso_4
 from sqlalchemy import Engine, MetaData, Table, create_engine, func, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +22,7 @@ from contracts.cards import luhn_ok
 from contracts.errors import ConfigError
 from contracts.panseal import derive_pan_key, seal_pan
 from contracts.reasons import DeclineReason
+from registry import migrations
 from registry.db import open_database
 from registry.keys import RegistryKeys, load_or_create_keys
 from registry.models import (
@@ -144,10 +146,18 @@ def forget_migrations(engine: Engine) -> None:
         conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
 
 
+def make_unversioned_database(engine: Engine, revision: str = migrations.HELD) -> None:
+    """The tables as they were at `revision`, without Alembic's version: a registry from before migrations
+    (which stopped at r0003) left them so."""
+    forget_migrations(engine)
+    with engine.begin() as conn:
+        command.upgrade(migrations.config(conn), revision)
+        conn.exec_driver_sql("DROP TABLE alembic_version")
+
+
 def make_pre_kind_database(engine: Engine) -> str:
     """The tables as a registry from before transactions.kind left them, holding one sale; its sale_id."""
-    forget_migrations(engine)
-    Base.metadata.create_all(engine)
+    make_unversioned_database(engine)
     sale_id = str(uuid.uuid4())
     with engine.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE transactions DROP COLUMN kind")

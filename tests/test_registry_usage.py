@@ -24,6 +24,7 @@ from test_mqtt_sync import MOSQUITTO, free_port, wait_for
 from test_registry_service import ACME, ACME2, NORTHWIND, PIN_KEY, SEED, Env, sqlite_env
 
 from contracts import messages as m
+from contracts import protocol
 from contracts.panseal import derive_pan_key, seal_pan
 from drivers.mqtt import MqttLink
 from registry.broker import broker_config
@@ -31,6 +32,7 @@ from registry.models import Authorization, SaleConflict, Transaction
 from registry.server import Registry, utcnow
 from registry.service import record_sales
 
+AUTH_TOPIC = protocol.topic("auth_request", terminal="T-0001")
 MONTHS = [dt.datetime(2025, 1, 20, 9, 0), dt.datetime(2025, 2, 10, 9, 0), dt.datetime(2025, 3, 15, 12, 0)]
 
 
@@ -188,7 +190,7 @@ def test_an_authorization_is_answered_before_a_backlog_of_sales(mosquitto: int, 
                    seed=SEED)
     terminal = MqttLink("127.0.0.1", mosquitto, "T-0001")
     acks: list[bytes] = []
-    terminal.subscribe(m.TOPICS["terminal_inbox"].format(terminal="T-0001"),
+    terminal.subscribe(protocol.topic("terminal_inbox", terminal="T-0001"),
                        lambda t, p, props: acks.append(p))
     terminal.subscribe("test/T-0001/answers", lambda t, p, props: None)
     flood = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="flood", protocol=mqtt.MQTTv5)
@@ -199,13 +201,13 @@ def test_an_authorization_is_answered_before_a_backlog_of_sales(mosquitto: int, 
     reg.start()
     try:
         assert reg.link.wait_connected(5) and terminal.wait_connected(5)
-        assert m.decode(terminal.request(m.TOPICS["auth_request"], auth_request(), "test/T-0001/answers", 5),
+        assert m.decode(terminal.request(AUTH_TOPIC, auth_request(), "test/T-0001/answers", 5),
                         m.AUTH_RESPONSE)["approved"]           # both registry clients subscribed
-        sent = [flood.publish(m.TOPICS["sales"].format(terminal="T-0001"), _bank_sale(), qos=1)
+        sent = [flood.publish(protocol.topic("sales", terminal="T-0001"), _bank_sale(), qos=1)
                 for _ in range(sales)]
         for info in sent:
             info.wait_for_publish(10)                          # every sale queued at the broker first
-        answer = m.decode(terminal.request(m.TOPICS["auth_request"], auth_request(), "test/T-0001/answers",
+        answer = m.decode(terminal.request(AUTH_TOPIC, auth_request(), "test/T-0001/answers",
                                            30), m.AUTH_RESPONSE)
         acked_then = len(acks)
         assert answer["approved"]

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from contracts import messages as m
+from contracts import protocol
 from contracts.errors import ConfigError
 from drivers.mqtt import MqttLink
 from firmware.config import load_config
@@ -37,7 +38,7 @@ from tests.test_mqtt_sync import (  # noqa: F401  (broker, registry: fixtures)
 
 pytestmark = pytest.mark.system
 
-SALES = m.TOPICS["sales"].format(terminal=TERMINAL)
+SALES = protocol.topic("sales", terminal=TERMINAL)
 WAITING = "sales wait for the registry"
 
 

@@ -8,7 +8,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from contracts import device_messages as d
 from contracts import messages as m
+from contracts import protocol
 from firmware.config import TerminalConfig
 from firmware.hostlink import HostLink
 from firmware.keyfile import check_private, load_or_create_key
@@ -47,15 +49,15 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     tid, dev = cfg.terminal.id, cfg.devices
     pin_key = load_pin_key(check_private(state / dev.pin_key))
     journal = open_journal(state / "journal.db")
-    status_topic = m.TOPICS["status"].format(terminal=tid)
+    status_topic = protocol.topic("status", terminal=tid)
     link = MqttLink(cfg.mqtt.host, cfg.mqtt.port, f"forecourt-terminal-{tid}", keepalive=cfg.mqtt.keepalive,
-                    will=(status_topic, b"offline"))
+                    will=(status_topic, m.encode({"terminal": tid, "state": "offline"}, d.STATUS)))
     host = HostLink(link, journal, tid, cfg.terminal.station, pin_key=pin_key, auth_timeout=cfg.timeouts.auth,
                     ack_timeout=cfg.timeouts.sale_ack, sales_per_second=cfg.mqtt.sales_per_second)
 
     def announce(up: bool) -> None:
         if up:
-            link.publish(status_topic, b"online", retain=True)
+            link.publish(status_topic, m.encode({"terminal": tid, "state": "online"}, d.STATUS), retain=True)
 
     link.on_state(announce)
     panel = open_device("panel", dev.panel, language=cfg.terminal.language)

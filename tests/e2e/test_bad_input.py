@@ -12,11 +12,15 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from contracts import protocol
 from hostsim.cards.fleet import BlankCard, HostileCard
 from hostsim.scenarios import Run
 from hostsim.world import Simulator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+AUTH, SALES, INBOX, CONFIG = (protocol.topic(name, terminal="T-0001")
+                              for name in ("auth_request", "sales", "terminal_inbox", "config"))
 
 
 def journal_count(sim: Simulator) -> int:
@@ -66,16 +70,16 @@ def test_malformed_mqtt_payloads_are_dropped_and_service_goes_on(sim: Simulator,
     client.connect("127.0.0.1", sim.broker_port)
     client.loop_start()
     try:
-        for topic in ("forecourt/v1/auth/request", "forecourt/v1/sales/T-0001",
-                      "forecourt/v1/terminal/T-0001/inbox"):
+        for topic in (AUTH, SALES,
+                      INBOX):
             for payload in (b"\xff\xfe", b"[]", b'{"v": 1}', b'{"v": 1, "sale_id": "x", "status": "stored"}',
                             b"{" * 5000):
                 client.publish(topic, payload, qos=1).wait_for_publish(5)
         # a sale for an unknown id and a garbage retained config must not disturb the terminal either
-        client.publish("forecourt/v1/terminal/T-0001/inbox",
+        client.publish(INBOX,
                        b'{"v":1,"sale_id":"%s","status":"stored","reason":""}' % str(uuid.uuid4()).encode(),
                        qos=1).wait_for_publish(5)
-        client.publish("forecourt/v1/config/T-0001", b"not json", qos=1, retain=True).wait_for_publish(5)
+        client.publish(CONFIG, b"not json", qos=1, retain=True).wait_for_publish(5)
     finally:
         client.loop_stop()
         client.disconnect()
@@ -163,10 +167,10 @@ def test_untrue_and_undated_sales_are_held_or_refused_and_never_counted(sim: Sim
     client.connect("127.0.0.1", sim.broker_port)
     client.loop_start()
     try:
-        client.subscribe("forecourt/v1/terminal/T-0001/inbox", qos=1)
+        client.subscribe(INBOX, qos=1)
         time.sleep(0.3)
         for doc in (forged, undated):
-            client.publish("forecourt/v1/sales/T-0001", json.dumps(doc).encode(), qos=1).wait_for_publish(5)
+            client.publish(SALES, json.dumps(doc).encode(), qos=1).wait_for_publish(5)
         deadline = time.monotonic() + 10
         while len(acks) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
