@@ -7,6 +7,7 @@ configuration error; 3 something the machine lacks (mosquitto, pcscd, a free por
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
@@ -205,7 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--log-level", default="INFO", type=_level, help=LEVELS)
     t.set_defaults(func=cmd_terminal)
 
-    r = sub.add_parser("registry", help="run the central registry service", epilog=EPILOG)
+    registry = sub.add_parser("registry", help="the central registry: run it, manage devices, reports",
+                              epilog=EPILOG)
+    rsub = registry.add_subparsers(dest="registry_command", required=True, metavar="COMMAND")
+    r = rsub.add_parser("run", help="run the registry service (the default: `forecourt registry --db ...`)",
+                        epilog=EPILOG)
     r.add_argument("--db", required=True, help="SQLAlchemy URL, e.g. sqlite:///registry.db")
     r.add_argument("--mqtt", default="127.0.0.1:1883", help="broker host:port")
     r.add_argument("--state-dir", default=".", help="where the registry keeps its keys")
@@ -227,11 +232,31 @@ def build_parser() -> argparse.ArgumentParser:
     from drivers.pump.decode import add_pump_parser
 
     add_pump_parser(sub)
+    for name in REGISTRY_COMMANDS:
+        importlib.import_module(name).add_parsers(rsub)
+    for name in COMMANDS:
+        importlib.import_module(name).add_parsers(sub)
     return p
 
 
+# Modules whose add_parsers(sub) adds `forecourt registry <command>` commands, one per line.
+REGISTRY_COMMANDS: tuple[str, ...] = (
+)
+# Modules whose add_parsers(sub) adds top-level `forecourt <command>` commands, one per line.
+COMMANDS: tuple[str, ...] = (
+)
+
+
+def _registry_default(argv: list[str]) -> list[str]:
+    """`forecourt registry --db ...` (no subcommand) runs the registry, as before subcommands came."""
+    if argv[:1] == ["registry"] and (len(argv) == 1 or argv[1].startswith("-")) and "-h" not in argv[1:2] \
+            and "--help" not in argv[1:2]:
+        return ["registry", "run", *argv[1:]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_registry_default(list(sys.argv[1:] if argv is None else argv)))
     try:
         return int(args.func(args))
     except ConfigError as exc:
