@@ -1,0 +1,116 @@
+"""forecourt provision on the device: identity (key, CSR), enrollment, selftest, rotate-cert, status."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from contracts.errors import ConfigError
+from provisioning.identity import (
+    certificate_info,
+    check_certificate,
+    check_device_id,
+    create_device_key,
+    load_device_key,
+    make_csr,
+)
+
+NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+class ScratchCa:
+    """A throwaway CA for the tests of this module (the registry's own is registry.pki)."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.cert = (x509.CertificateBuilder().subject_name(_name("test CA")).issuer_name(_name("test CA"))
+                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                     .not_valid_before(NOW - dt.timedelta(days=1))
+                     .not_valid_after(NOW + dt.timedelta(days=3650))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                     .sign(self.key, hashes.SHA256()))
+        self.pem = self.cert.public_bytes(serialization.Encoding.PEM).decode()
+
+    def issue(self, csr_pem: str, cn: str, days: int = 365) -> str:
+        csr = x509.load_pem_x509_csr(csr_pem.encode())
+        cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(self.cert.subject)
+                .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(NOW - dt.timedelta(minutes=5))
+                .not_valid_after(NOW + dt.timedelta(days=days))
+                .sign(self.key, hashes.SHA256()))
+        return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+# -- identity -------------------------------------------------------------------------------------------
+
+def test_device_key_is_made_on_the_device_private_and_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "device.key"
+    key = create_device_key(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert load_device_key(path).private_numbers() == key.private_numbers()
+    with pytest.raises(ConfigError, match="never overwritten"):
+        create_device_key(path)
+    assert load_device_key(path).private_numbers() == key.private_numbers()
+
+
+def test_a_device_key_others_can_read_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "device.key"
+    create_device_key(path)
+    os.chmod(path, 0o644)
+    with pytest.raises(ConfigError, match="0600"):
+        load_device_key(path)
+
+
+def test_a_key_on_another_curve_is_refused(tmp_path: Path) -> None:
+    from firmware.keyfile import write_key_file
+
+    other = ec.generate_private_key(ec.SECP384R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    write_key_file(tmp_path / "device.key", other.decode())
+    with pytest.raises(ConfigError, match="P-256"):
+        load_device_key(tmp_path / "device.key")
+
+
+def test_csr_names_the_device_and_is_signed_by_its_key(tmp_path: Path) -> None:
+    key = create_device_key(tmp_path / "device.key")
+    csr = x509.load_pem_x509_csr(make_csr(key, "SN-0042").encode())
+    assert csr.is_signature_valid
+    assert csr.subject.rfc4514_string() == "CN=SN-0042"
+    assert csr.public_key() == key.public_key()
+    assert b"PRIVATE" not in make_csr(key, "SN-0042").encode()
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "x" * 65, "T/1", "registry", "Claim", "broker"])
+def test_a_name_unfit_for_a_certificate_or_a_topic_is_refused(bad: str) -> None:
+    with pytest.raises(ConfigError):
+        check_device_id(bad)
+
+
+def test_certificate_is_checked_against_key_name_ca_and_clock(tmp_path: Path) -> None:
+    ca = ScratchCa()
+    key = create_device_key(tmp_path / "device.key")
+    cert = ca.issue(make_csr(key, "SN-1"), "T-0001", days=90)
+    info = check_certificate(cert, ca.pem, key, common_name="T-0001", now=NOW)
+    assert info.common_name == "T-0001" and info.subject == "CN=T-0001" and info.days_left(NOW) == 90
+    assert info.fingerprint == certificate_info(cert).fingerprint and len(info.fingerprint) == 64
+    with pytest.raises(ConfigError, match="names 'T-0001'"):
+        check_certificate(cert, ca.pem, key, common_name="T-0002", now=NOW)
+    with pytest.raises(ConfigError, match="not now"):
+        check_certificate(cert, ca.pem, key, common_name="T-0001", now=NOW + dt.timedelta(days=91))
+    with pytest.raises(ConfigError, match="not signed by the CA"):
+        check_certificate(cert, ScratchCa().pem, key, common_name="T-0001", now=NOW)
+    other = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(ConfigError, match="not for this device's key"):
+        check_certificate(cert, ca.pem, other, common_name="T-0001", now=NOW)
