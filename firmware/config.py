@@ -64,6 +64,11 @@ class MqttSection:
     keepalive: int = 15
     # the most sales (first sends and resends) a terminal publishes per second when it forwards a backlog
     sales_per_second: float = 10.0
+    # TLS with the device's certificate (written by `forecourt provision init`); files relative to state_dir
+    tls: bool = False
+    ca: str = "ca.pem"
+    cert: str = "device.pem"
+    key: str = "device.key"
 
 
 @dataclass(frozen=True)

@@ -114,3 +114,15 @@ def test_certificate_is_checked_against_key_name_ca_and_clock(tmp_path: Path) ->
     other = ec.generate_private_key(ec.SECP256R1())
     with pytest.raises(ConfigError, match="not for this device's key"):
         check_certificate(cert, ca.pem, other, common_name="T-0001", now=NOW)
+
+
+def test_terminal_config_names_its_tls_files(tmp_path: Path) -> None:
+    from firmware.config import load_config
+
+    path = tmp_path / "terminal.toml"
+    path.write_text('[terminal]\nid = "T-1"\nstation = "S"\n[mqtt]\ntls = true\ncert = "id/device.pem"\n')
+    mqtt = load_config(path, profile="sim").mqtt
+    assert (mqtt.tls, mqtt.ca, mqtt.cert, mqtt.key) == (True, "ca.pem", "id/device.pem", "device.key")
+    path.write_text('[terminal]\nid = "T-1"\nstation = "S"\n[mqtt]\ntls = "yes"\n')
+    with pytest.raises(ConfigError, match="mqtt.tls must be bool"):
+        load_config(path, profile="sim")
