@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from contracts.errors import MessageError
 
-__all__ = ["MAX_PLAINTEXT", "SealError", "open_sealed", "seal"]
+__all__ = ["MAX_PLAINTEXT", "SealError", "keys_context", "open_sealed", "seal"]
 
 VERSION = 0x01
 INFO = b"forecourt sealbox v1"
@@ -46,6 +46,15 @@ MAX_PLAINTEXT = 4096
 
 class SealError(MessageError):
     """A box that is malformed, or does not open under this key for this context; a key of the wrong kind."""
+
+
+def keys_context(device_id: str, request_id: str) -> bytes:
+    """The context of the keys a device gets at enrollment (registry.keyinject seals, provisioning opens).
+
+    >>> keys_context("T-0001", "0f8fad5b-d9cb-469f-a165-70867728950e")
+    b'forecourt-keys|T-0001|0f8fad5b-d9cb-469f-a165-70867728950e'
+    """
+    return b"forecourt-keys|" + device_id.encode("ascii") + b"|" + request_id.encode("ascii")
 
 
 def _point(key: ec.EllipticCurvePublicKey) -> bytes:
