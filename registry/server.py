@@ -1,11 +1,14 @@
-"""The registry process: answers authorization requests and stores sales, over MQTT 5."""
+"""The registry process: a composition of handler parts on MQTT 5 (authorizations on a client of their own).
+
+Each part gives (subscription, handler) pairs: the sales intake (registry.ingest), and the parts other modules
+add with one line in Registry.__init__. `ingest_only` runs the sales intake alone: several such processes
+share the sales on one shared subscription (docs/scaling.md).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import queue
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,19 +21,19 @@ from contracts import messages as m
 from contracts import protocol
 from contracts.errors import HostUnavailable, MessageError
 from drivers.mqtt import MqttLink
+from drivers.mqtt.link import Handler
 from registry.db import open_database
+from registry.ingest import SALE_BATCH, AuthFirst, SaleIngest, sale_id_of
 from registry.keys import RegistryKeys, load_or_create_keys, seal_device_keys
 from registry.models import Device, Nozzle, Product, Station
 from registry.seed import apply_seed, load_seed
-from registry.service import authorize, record_sales
+from registry.service import authorize
 
-__all__ = ["Registry", "utcnow"]
+__all__ = ["SALE_BATCH", "Registry", "terminal_config", "utcnow"]
 
 log = logging.getLogger(__name__)
 
-# Sales stored in one transaction at most: one commit (one fsync) for a backlog's worth, while an
-# authorization waits for the database no longer than one batch.
-SALE_BATCH = 50
+_sale_id = sale_id_of          # fuzz/targets_local.py reads it from here
 
 
 def utcnow() -> dt.datetime:
@@ -39,10 +42,12 @@ def utcnow() -> dt.datetime:
 
 class Registry:
     def __init__(self, db_url: str, state_dir: Path, mqtt_host: str, mqtt_port: int,
-                 seed: Path | None = None, kek: Path | None = None) -> None:
+                 seed: Path | None = None, kek: Path | None = None, *, ingest_only: bool = False,
+                 worker: str = "") -> None:
         self.engine, self.sessions = open_database(db_url)
+        self.ingest_only = ingest_only
         self.keys: RegistryKeys = load_or_create_keys(state_dir / "registry-keys.json", kek)
-        if seed is not None:
+        if seed is not None and not ingest_only:
             with self.sessions() as s:
                 apply_seed(s, self.keys, load_seed(seed), utcnow())
         with self.sessions() as s:
@@ -51,27 +56,57 @@ class Registry:
         # its network thread answers them while the sales client works through a backlog (issue 13).
         self.auth_link = MqttLink(mqtt_host, mqtt_port, "forecourt-registry-auth", session_expiry=3600)
         self.auth_link.subscribe(protocol.subscription("auth_request"), self._on_auth)
-        self.link = MqttLink(mqtt_host, mqtt_port, "forecourt-registry", session_expiry=3600)
-        self.link.subscribe(protocol.subscription("sales"), self._on_sale)
-        self.link.on_state(self._on_link)
+        # each process its own client id (a persistent session of its own) on the shared sales subscription
+        self.link = MqttLink(mqtt_host, mqtt_port, "forecourt-registry" + (f"-{worker}" if worker else ""),
+                             session_expiry=3600)
+        self.auth_first = AuthFirst()
+        self.ingest = SaleIngest(self.sessions, self.link, utcnow, auth_first=self.auth_first)
+        handlers: list[tuple[str, Handler]] = [*self.ingest.subscriptions()]
+        if not ingest_only:
+            handlers += [
+                # the registry's other parts, one line each: *part.handlers(...)
+            ]
+        for subscription, handler in handlers:
+            self.link.subscribe(subscription, handler)
+        # configurations are republished on a thread of their own: a reconnect never stalls sales
+        self._configs_due = threading.Event()
+        self._stopping = threading.Event()
+        self._configs = threading.Thread(target=self._publish_configs_when_due, name="registry-configs",
+                                         daemon=True)
+        if not ingest_only:
+            self.link.on_state(self._on_link)
         self._sales_started = threading.Event()
-        # sales received, stored by one worker in batches; each acknowledged once its batch is committed
-        self._sales: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
-        self._worker = threading.Thread(target=self._store_sales, name="registry-sales", daemon=True)
-        # Authorizations go first: the worker starts no batch while one is being answered (SQLite's
-        # lock is not fair, and back-to-back batches would starve it).
-        self._auths = 0
-        self._auths_done = threading.Condition()
         self.auth_link.on_state(self._on_auth_link)
-        self.malformed = 0
+        self.malformed_auth = 0
+
+    @property
+    def malformed(self) -> int:
+        """Messages dropped or rejected as malformed: authorization requests and sales."""
+        return self.malformed_auth + self.ingest.malformed
 
     def _on_link(self, up: bool) -> None:
         if up:
-            self.publish_configs()
+            self._configs_due.set()
+
+    def _publish_configs_when_due(self) -> None:
+        while self._configs_due.wait() and not self._stopping.is_set():
+            self._configs_due.clear()
+            try:
+                self.publish_configs()
+            except HostUnavailable:
+                log.warning("configurations not republished: broker unreachable")   # again on reconnect
+            except Exception:  # the thread lives on; the next reconnect tries again
+                log.exception("configurations not republished")
 
     def start(self) -> None:
-        """Connect; sales (and the configurations terminals wait for) once authorizations are subscribed."""
-        self._worker.start()
+        """Connect; sales (and the configurations terminals wait for) once authorizations are subscribed.
+        An ingest-only process takes sales alone."""
+        self.ingest.start()
+        if self.ingest_only:
+            self._sales_started.set()
+            self.link.start()
+            return
+        self._configs.start()
         self.auth_link.start()
 
     def _on_auth_link(self, up: bool) -> None:
@@ -80,11 +115,14 @@ class Registry:
             self.link.start()
 
     def stop(self) -> None:
+        self._stopping.set()
+        self._configs_due.set()
         self.link.stop()
-        if self._worker.is_alive():
-            self._sales.put(None)        # what was received is stored; its acks are sent again on a resend
-            self._worker.join(30)
-        self.auth_link.stop()
+        self.ingest.stop()
+        if self._configs.is_alive():
+            self._configs.join(10)
+        if not self.ingest_only:
+            self.auth_link.stop()
         self.engine.dispose()
 
     def run(self, stop: threading.Event) -> None:
@@ -105,96 +143,18 @@ class Registry:
         try:
             req = m.decode(payload, m.AUTH_REQUEST)
         except MessageError as exc:
-            self.malformed += 1
+            self.malformed_auth += 1
             log.warning("malformed authorization request dropped", extra={"error": str(exc)})
             return
         if req["terminal"] != protocol.terminal_of(topic):
             # the broker lets a terminal publish only under its own id: the request names another
-            self.malformed += 1
+            self.malformed_auth += 1
             log.warning("authorization request for another terminal dropped",
                         extra={"terminal": protocol.terminal_of(topic)})
             return
-        with self._auths_done:
-            self._auths += 1
-        try:
-            with self.sessions() as s:
-                answer = authorize(s, self.keys, req, utcnow())
-        finally:
-            with self._auths_done:
-                self._auths -= 1
-                self._auths_done.notify_all()
+        with self.auth_first.answering(), self.sessions() as s:
+            answer = authorize(s, self.keys, req, utcnow())
         self.auth_link.reply(props, m.encode(answer.to_doc(), m.AUTH_RESPONSE))
-
-    def _on_sale(self, topic: str, payload: bytes, props: Properties | None) -> None:
-        terminal = protocol.terminal_of(topic) or ""
-        try:
-            sale = m.decode(payload, m.SALE)
-        except MessageError as exc:
-            self.malformed += 1
-            log.warning("malformed sale rejected", extra={"error": str(exc), "terminal": terminal})
-            self._reject(terminal, _sale_id(payload), m.SaleAckReason.MALFORMED)
-            return
-        if sale["terminal"] != terminal:
-            self.malformed += 1
-            log.warning("sale on another terminal's topic rejected", extra={"terminal": terminal})
-            self._reject(terminal, sale["sale_id"], m.SaleAckReason.WRONG_TERMINAL)
-            return
-        self._sales.put((terminal, sale))
-
-    def _next_batch(self) -> list[tuple[str, dict[str, Any]]] | None:
-        """The sales waiting, up to SALE_BATCH (waits for one); None once stop() asked."""
-        first = self._sales.get()
-        if first is None:
-            return None
-        batch = [first]
-        while len(batch) < SALE_BATCH:
-            try:
-                more = self._sales.get_nowait()
-            except queue.Empty:
-                break
-            if more is None:
-                self._sales.put(None)             # stop after this batch
-                break
-            batch.append(more)
-        return batch
-
-    def _store_sales(self) -> None:
-        while (batch := self._next_batch()) is not None:
-            with self._auths_done:
-                self._auths_done.wait_for(lambda: self._auths == 0)
-            try:
-                with self.sessions() as s:
-                    acks = record_sales(s, [sale for _, sale in batch], utcnow())
-            except Exception:  # a batch not stored is not acknowledged; the worker goes on
-                log.exception("sales not stored", extra={"count": len(batch)})
-                continue
-            for (terminal, _), ack in zip(batch, acks, strict=True):
-                if ack is None:
-                    continue                      # not stored: unacknowledged, its terminal sends it again
-                try:
-                    self.link.publish(protocol.topic("terminal_inbox", terminal=terminal),
-                                      m.encode(ack, m.SALE_ACK))
-                except HostUnavailable:
-                    log.warning("sale ack not sent: broker unreachable", extra={"sale_id": ack["sale_id"]})
-
-    def _reject(self, terminal: str, sale_id: str | None, reason: m.SaleAckReason) -> None:
-        """A sale that can never be stored: tell its sender, who parks it instead of resending forever."""
-        if sale_id is None or m.decode_field(terminal, "terminal", m.SALE) is None:
-            return                                   # nobody to tell, or nothing it could match
-        ack = {"sale_id": sale_id, "status": "rejected", "reason": reason.value}
-        self.link.publish(protocol.topic("terminal_inbox", terminal=terminal), m.encode(ack, m.SALE_ACK))
-
-
-def _sale_id(payload: bytes) -> str | None:
-    """The sale_id of a payload that is no valid SALE, when it has a well-formed one."""
-    try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(doc, dict):
-        return None
-    sale_id = m.decode_field(doc.get("sale_id"), "sale_id", m.SALE)
-    return sale_id if isinstance(sale_id, str) else None
 
 
 def terminal_config(s: Session, device: Device) -> dict[str, Any]:

@@ -1,22 +1,30 @@
 """A paho-mqtt 2.x client speaking MQTT 5: reconnects by itself, re-subscribes, and does
 request/response with a response topic, correlation data and a message expiry interval.
+
+With TlsFiles it speaks TLS 1.2 or later, checks the broker's certificate and name against the fleet CA
+and shows its own client certificate. A refusal (a TLS alert or a failing CONNACK) is logged once per
+reason and kept in `refused` until the next good connection.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from contracts.errors import HostUnavailable
+from contracts.errors import ConfigError, HostUnavailable
 
-__all__ = ["Handler", "MqttLink"]
+__all__ = ["Handler", "MqttLink", "TlsFiles", "tls_context"]
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +32,68 @@ log = logging.getLogger(__name__)
 Handler = Callable[[str, bytes, Properties | None], None]
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of a TLS client: the CA that signed the broker, this client's certificate and its key."""
+    ca: Path
+    cert: Path
+    key: Path
+
+
+class _Socket(ssl.SSLSocket):
+    """Tells its context why the broker's TLS refused us (paho swallows handshake errors and retries)."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except ssl.SSLError as exc:
+            _report(self.context, exc)
+            raise
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        # TLS 1.3: the server checks the client's certificate after the client's handshake is done, so its
+        # alert (certificate required, unknown CA, revoked) arrives with the first read (RFC 8446, 4.4.2.4)
+        try:
+            return super().recv(buflen, flags)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as exc:
+            _report(self.context, exc)
+            raise
+
+
+class _Context(ssl.SSLContext):
+    sslsocket_class = _Socket
+    report: Callable[[str], None] | None = None
+
+
+def _report(context: ssl.SSLContext, exc: ssl.SSLError) -> None:
+    report = getattr(context, "report", None)
+    if report is not None:
+        detail = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+        report(f"TLS: {detail}")
+
+
+def tls_context(files: TlsFiles) -> _Context:
+    """A TLS 1.2+ client context: the broker checked against files.ca (and its name), our certificate shown."""
+    context = _Context(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_verify_locations(cafile=str(files.ca))
+        context.load_cert_chain(str(files.cert), str(files.key))
+    except (OSError, ssl.SSLError) as exc:      # missing file, not PEM, key not the certificate's
+        raise ConfigError(f"MQTT TLS files unusable: {exc.strerror or getattr(exc, 'reason', '') or exc}",
+                          ca=str(files.ca), cert=str(files.cert)) from exc
+    return context
+
+
 class MqttLink:
     def __init__(self, host: str, port: int, client_id: str, *, keepalive: int = 15,
-                 will: tuple[str, bytes] | None = None, session_expiry: int = 0) -> None:
+                 will: tuple[str, bytes] | None = None, session_expiry: int = 0,
+                 tls: TlsFiles | None = None) -> None:
         self.host, self.port, self.client_id = host, port, client_id
         self.keepalive = keepalive
+        self.refused: str | None = None     # why the broker last refused us; None while fine
         self._session_expiry = session_expiry
         self.connected = threading.Event()
         self._subs: dict[str, tuple[int, Handler]] = {}
@@ -42,6 +107,10 @@ class MqttLink:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        if tls is not None:
+            context = tls_context(tls)
+            context.report = self._refuse
+            c.tls_set_context(context)
         self._client = c
 
     def on_state(self, callback: Callable[[bool], None]) -> None:
@@ -109,12 +178,19 @@ class MqttLink:
             props.CorrelationData = corr
         self.publish(topic, payload, qos=1, properties=props)
 
+    def _refuse(self, reason: str) -> None:
+        if reason != self.refused:        # once per reason: paho retries every few seconds
+            log.warning("broker refused connection", extra={"reason": reason, "client": self.client_id,
+                                                            "broker": f"{self.host}:{self.port}"})
+        self.refused = reason
+
     # paho callbacks, run on paho's network thread
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: Any,
                     properties: object) -> None:
         if getattr(reason, "is_failure", False):
-            log.warning("broker refused connection", extra={"reason": str(reason)})
+            self._refuse(f"CONNACK: {reason}")
             return
+        self.refused = None
         with self._lock:
             subs = list(self._subs.items())
         for topic, (qos, _) in subs:
@@ -142,9 +218,18 @@ class MqttLink:
                 waiter[0].set()
                 return
         with self._lock:
-            handlers = [h for t, (_, h) in self._subs.items() if mqtt.topic_matches_sub(t, msg.topic)]
+            handlers = [h for t, (_, h) in self._subs.items()
+                        if mqtt.topic_matches_sub(_topic_filter(t), msg.topic)]
         for handler in handlers:
             try:
                 handler(msg.topic, bytes(msg.payload), props)
             except Exception:  # one bad message must not stop the network thread
                 log.exception("handler failed", extra={"topic": msg.topic})
+
+
+def _topic_filter(subscription: str) -> str:
+    """The topic filter of a subscription: a shared one ($share/group/filter, MQTT 5.0 4.8.2) without its
+    prefix, as the messages it delivers carry their own topic."""
+    if subscription.startswith("$share/"):
+        return subscription.split("/", 2)[2] if subscription.count("/") >= 2 else subscription
+    return subscription
