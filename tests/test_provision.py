@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from contracts.errors import ConfigError
+from firmware.config import TerminalConfig
 from provisioning.identity import (
     certificate_info,
     check_certificate,
@@ -126,3 +128,124 @@ def test_terminal_config_names_its_tls_files(tmp_path: Path) -> None:
     path.write_text('[terminal]\nid = "T-1"\nstation = "S"\n[mqtt]\ntls = "yes"\n')
     with pytest.raises(ConfigError, match="mqtt.tls must be bool"):
         load_config(path, profile="sim")
+
+
+# -- selftest and status ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[int]:
+    from hostsim.services import free_port, start_mosquitto
+
+    port = free_port()
+    proc = start_mosquitto(tmp_path, port)
+    try:
+        yield port
+    finally:
+        proc.stop()
+
+
+def _terminal_toml(directory: Path, *, broker: int, printer: str, pump_line: str = "sim://",
+                   pumps: str = "1, 2", reader: str = "memory://") -> TerminalConfig:
+    from firmware.config import load_config
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "terminal.toml"
+    path.write_text(f'[terminal]\nid = "T-0042"\nstation = "S-1"\n'
+                    f'[mqtt]\nhost = "127.0.0.1"\nport = {broker}\n'
+                    f'[devices]\ncard_reader = "{reader}"\npump_line = "{pump_line}"\npumps = [{pumps}]\n'
+                    f'printer = "{printer}"\n')
+    return load_config(path, profile="sim")
+
+
+def _signed_config(version: int) -> bytes:
+    from contracts import device_messages as d
+    from contracts import messages as m
+
+    return m.encode({"terminal": "T-0042", "version": version, "issued_at": "2026-12-01T12:00:00Z",
+                     "expires_at": "2026-12-31T12:00:00Z", "key_id": "k1", "body": {}, "sig": "AAAA"},
+                    d.SIGNED_CONFIG)
+
+
+def _publish_retained(port: int, topic: str, payload: bytes) -> None:
+    from drivers.mqtt import MqttLink
+
+    link = MqttLink("127.0.0.1", port, "test-registry")
+    link.start()
+    try:
+        assert link.wait_connected(5)
+        link.publish(topic, payload, retain=True)
+    finally:
+        link.stop()
+
+
+def test_selftest_passes_every_device_that_answers(tmp_path: Path, mosquitto: int) -> None:
+    from contracts import protocol
+    from hostsim.printer_server import PrinterServer
+    from provisioning.selftest import failed, run_selftest, table
+
+    printer = PrinterServer().start()
+    try:
+        _publish_retained(mosquitto, protocol.topic("config", terminal="T-0042"), _signed_config(3))
+        cfg = _terminal_toml(tmp_path / "t", broker=mosquitto, printer=f"tcp://127.0.0.1:{printer.port}")
+        results = run_selftest(cfg, timeout=5)
+    finally:
+        printer.stop()
+    assert [(r.device, r.passed) for r in results] == [
+        ("card reader", True), ("pump 1", True), ("pump 2", True), ("printer", True), ("broker", True)]
+    assert "configuration version 3" in results[-1].detail and not failed(results)
+    assert printer.raw == [] and printer.errors == []           # the check printed nothing
+    rows = list(table(results))
+    assert rows[0].split() == ["device", "result", "detail"] and rows[2].split()[2] == "PASS"
+
+
+def test_selftest_fails_each_device_that_does_not_answer(tmp_path: Path, mosquitto: int) -> None:
+    from hostsim.services import free_port
+    from provisioning.selftest import failed, run_selftest, table
+
+    master, slave = os.openpty()                 # a pump line where no pump answers
+    try:
+        cfg = _terminal_toml(tmp_path / "t", broker=free_port(), printer=f"tcp://127.0.0.1:{free_port()}",
+                             pump_line=os.ttyname(slave), pumps="3", reader="pcsc://No Such Reader")
+        results = run_selftest(cfg, timeout=1.5)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert [(r.device, r.passed) for r in results] == [
+        ("card reader", False), ("pump 3", False), ("printer", False), ("broker", False)]
+    assert failed(results)
+    assert "unreachable" in results[-1].detail and "refused" in results[2].detail.lower()
+    assert all("FAIL" in row for row in list(table(results))[1:])
+
+
+def test_selftest_fails_a_broker_without_the_devices_configuration(tmp_path: Path, mosquitto: int) -> None:
+    from provisioning.selftest import check_broker
+
+    cfg = _terminal_toml(tmp_path / "t", broker=mosquitto, printer="memory://")
+    result = check_broker(cfg, timeout=1.0)
+    assert not result.passed and "no configuration for T-0042" in result.detail
+
+
+def test_status_says_who_the_terminal_is_and_how_it_stands(tmp_path: Path, mosquitto: int) -> None:
+    from provisioning.status import collect_status, lines, software_version
+
+    ca = ScratchCa()
+    cfg = _terminal_toml(tmp_path / "t", broker=mosquitto, printer="memory://")
+    key = create_device_key(cfg.state_dir / "device.key")
+    (cfg.state_dir / "device.pem").write_text(ca.issue(make_csr(key, "SN-9"), "T-0042", days=30))
+    (cfg.state_dir / "config.signed.json").write_text('{"version": 7}')
+    status = collect_status(cfg, now=NOW, timeout=5)
+    assert (status.terminal, status.station, status.config_version) == ("T-0042", "S-1", 7)
+    assert status.certificate is not None and status.certificate.subject == "CN=T-0042"
+    assert status.backlog == 0 and status.broker.startswith("reachable")
+    text = "\n".join(lines(status))
+    assert "(30 days left)" in text and status.certificate.fingerprint in text and software_version() in text
+    assert "PRIVATE" not in text
+
+
+def test_status_without_a_certificate_or_a_broker_says_so(tmp_path: Path) -> None:
+    from hostsim.services import free_port
+    from provisioning.status import collect_status, lines
+
+    cfg = _terminal_toml(tmp_path / "t", broker=free_port(), printer="memory://")
+    text = "\n".join(lines(collect_status(cfg, now=NOW, timeout=1)))
+    assert "run forecourt provision init" in text and "unreachable" in text and "none yet" in text

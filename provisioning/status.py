@@ -1,0 +1,169 @@
+"""`forecourt provision status`: who this terminal is and how it stands - id, station, certificate subject,
+fingerprint and expiry, configuration and software versions, the sync backlog and whether the broker takes
+its certificate. Also the one way the provisioning tools connect as the device (selftest, rotate-cert).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TYPE_CHECKING
+
+from contracts import device_messages as d
+from contracts import messages as m
+from contracts import protocol
+from contracts.errors import ConfigError, ForecourtError, HostUnreachable, MessageError
+from firmware.config import TerminalConfig
+from firmware.hostlink import RELEASE
+from firmware.sale.journal import Journal
+from provisioning.identity import CertInfo, certificate_info
+
+if TYPE_CHECKING:
+    from drivers.mqtt import MqttLink
+
+__all__ = ["DeviceStatus", "collect_status", "config_version_on_broker", "connect_as_device", "lines",
+           "software_version"]
+
+CONFIG_FILE = "config.signed.json"     # firmware.configstore keeps the last good configuration here
+
+
+def software_version() -> str:
+    """The forecourt package's version as installed here."""
+    try:
+        return metadata.version("forecourt")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def connect_as_device(cfg: TerminalConfig, *, client: str, timeout: float) -> MqttLink:
+    """An MQTT link to the configured broker under the device certificate ([mqtt] tls, ca, cert, key),
+    connected; client names the tool (the client id is forecourt-<client>-<id>, so the running terminal's
+    own session is left alone). HostUnreachable saying why when the broker does not take it in time."""
+    from drivers.mqtt import MqttLink, TlsFiles
+
+    state, mqtt = cfg.state_dir, cfg.mqtt
+    tls = TlsFiles(state / mqtt.ca, state / mqtt.cert, state / mqtt.key) if mqtt.tls else None
+    link = MqttLink(mqtt.host, mqtt.port, f"forecourt-{client}-{cfg.terminal.id}", keepalive=mqtt.keepalive,
+                    tls=tls)
+    link.start()
+    if link.wait_connected(timeout):
+        return link
+    reason = link.refused
+    link.stop()
+    where = f"{mqtt.host}:{mqtt.port}"
+    if reason:
+        raise HostUnreachable(f"broker {where} refused the device certificate: {reason}", broker=where)
+    raise HostUnreachable(f"broker {where} unreachable: no connection within {timeout:g} s", broker=where)
+
+
+def config_version_on_broker(cfg: TerminalConfig, *, timeout: float, client: str) -> int | None:
+    """Connect as the device, read its retained configuration and return its version (None when none came
+    within timeout). Only the envelope is checked here; the terminal's config store checks the signature."""
+    link = connect_as_device(cfg, client=client, timeout=timeout)
+    got = threading.Event()
+    versions: list[int] = []
+
+    def on_config(topic: str, payload: bytes, props: object) -> None:
+        try:
+            versions.append(int(m.decode(payload, d.SIGNED_CONFIG)["version"]))
+        except MessageError:
+            versions.append(0)                   # a configuration came, but not a valid one
+        got.set()
+
+    try:
+        link.subscribe(protocol.topic("config", terminal=cfg.terminal.id), on_config)
+        got.wait(timeout)
+    finally:
+        link.stop()
+    return versions[0] if versions else None
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    terminal: str
+    station: str
+    certificate: CertInfo | None
+    certificate_problem: str          # why there is no certificate info ("" when there is)
+    config_version: int               # 0: none yet
+    software_version: str
+    backlog: int                      # sales and releases the registry has not acknowledged
+    oldest_unsent_s: float
+    broker: str                       # "reachable (TLS)" or the reason it is not
+    now: dt.datetime
+
+
+def _config_version(cfg: TerminalConfig) -> int:
+    try:
+        doc = json.loads((cfg.state_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        return int(doc.get("version", 0)) if isinstance(doc, dict) else 0
+    except (OSError, ValueError):
+        return 0
+
+
+def _backlog(cfg: TerminalConfig, now: float) -> tuple[int, float]:
+    """What firmware.hostlink.HostLink.backlog counts, read from the journal without a link: unacknowledged
+    completed sales and releases, and the oldest one's age. A terminal with no journal yet has none."""
+    path = cfg.state_dir / "journal.db"
+    if not path.exists():
+        return 0, 0.0
+    journal = Journal(path)
+    try:
+        finished = [r.finished_at or r.created_at for r in journal.unsynced()]
+        for doc in journal.values(RELEASE).values():
+            at = dt.datetime.strptime(json.loads(doc)["finished_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+            finished.append(at.replace(tzinfo=dt.UTC).timestamp())
+    finally:
+        journal.close()
+    return len(finished), (max(0.0, now - min(finished)) if finished else 0.0)
+
+
+def _broker(cfg: TerminalConfig, timeout: float) -> str:
+    try:
+        connect_as_device(cfg, client="status", timeout=timeout).stop()
+    except ForecourtError as exc:
+        return str(exc)
+    return "reachable" + (" (TLS, device certificate)" if cfg.mqtt.tls else " (no TLS)")
+
+
+def collect_status(cfg: TerminalConfig, *, now: dt.datetime | None = None, timeout: float = 5.0,
+                   probe_broker: bool = True) -> DeviceStatus:
+    moment = now or dt.datetime.now(dt.UTC)
+    cert: CertInfo | None = None
+    problem = ""
+    try:
+        cert = certificate_info((cfg.state_dir / cfg.mqtt.cert).read_bytes())
+    except FileNotFoundError:
+        problem = f"no certificate ({cfg.mqtt.cert}): run forecourt provision init"
+    except (OSError, ConfigError) as exc:
+        problem = str(exc)
+    count, oldest = _backlog(cfg, moment.timestamp())
+    return DeviceStatus(
+        terminal=cfg.terminal.id, station=cfg.terminal.station, certificate=cert, certificate_problem=problem,
+        config_version=_config_version(cfg), software_version=software_version(), backlog=count,
+        oldest_unsent_s=oldest, broker=_broker(cfg, timeout) if probe_broker else "not checked", now=moment)
+
+
+def lines(status: DeviceStatus) -> Iterator[str]:
+    """The status as 'name  value' lines for a technician."""
+    rows = [("terminal", status.terminal), ("station", status.station)]
+    cert = status.certificate
+    if cert is None:
+        rows.append(("certificate", status.certificate_problem))
+    else:
+        left = cert.days_left(status.now)
+        rows += [("certificate", cert.subject), ("issuer", cert.issuer), ("fingerprint", cert.fingerprint),
+                 ("expires", f"{cert.not_after:%Y-%m-%d %H:%M} UTC "
+                             + (f"({left} days left)" if left >= 0 else f"(EXPIRED {-left} days ago)"))]
+    rows += [("config version", str(status.config_version) if status.config_version else "none yet"),
+             ("software", status.software_version),
+             ("backlog", f"{status.backlog} unsent" + (f", oldest {status.oldest_unsent_s:.0f} s"
+                                                       if status.backlog else "")),
+             ("broker", status.broker)]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        yield f"{name:<{width}}  {value}"
+
