@@ -170,6 +170,8 @@ SALE: Mapping[str, Check] = {
     "price_milli": _int(0, 999_999), "card_masked": _str(r"[0-9*]{12,19}"),
     "finished_at": _timestamp, "recovered": _BOOL,
     "flags": lambda v: isinstance(v, list) and all(_ID(f) for f in v),
+    # the terminal's count of its sales (1, 2, 3...); a release of an unanswered authorization has none
+    "seq": Omissible(_int(1, 2**62)),
 }
 # "stored" and "duplicate" say the registry holds the sale (reason "" or "held"); "rejected" that it never
 # will (reason a SaleAckReason), and the terminal parks it for an operator. Like AUTH_RESPONSE, the wire

@@ -85,7 +85,8 @@ class Link(Protocol):
 def sale_payload(rec: SaleRecord, terminal: str, station: str) -> dict[str, Any]:
     finished = dt.datetime.fromtimestamp(rec.finished_at or rec.created_at, dt.UTC)
     registry_auth = rec.data.get("registry_auth")
-    return {
+    seq = {} if rec.seq is None else {"seq": rec.seq}
+    return {**seq,
         # only a program the registry authorized names its authorization ("registry_auth" in its data);
         # other sales (bank: the acquirer settles them) are stored for reports only
         "sale_id": rec.id, "kind": rec.program,

@@ -208,7 +208,7 @@ def _stage(session: Session, sale: dict[str, Any], now: dt.datetime,
                and set(problems) <= {"unknown_authorization", "authorization_reused"} and bool(problems))
     held = bool(problems) and not nothing
     session.add(Transaction(
-        sale_id=sale["sale_id"], kind=sale["kind"], auth_id=sale["auth_id"],
+        sale_id=sale["sale_id"], seq=sale.get("seq"), kind=sale["kind"], auth_id=sale["auth_id"],
         card_id=auth.card_id if auth else None, wallet_id=auth.wallet_id if auth else None,
         device_id=sale["terminal"], station_id=sale["station"], pump=sale["pump"], nozzle=sale["nozzle"],
         product=sale["product"], volume_cl=sale["volume_cl"],

@@ -338,7 +338,7 @@ def test_persisted_across_reopen(path: Path) -> None:
         assert j2.get_value("missing") is None
         j2.put("terminal_config", '{"version": 4}')      # upsert
         assert j2.get_value("terminal_config") == '{"version": 4}'
-        assert j2._db.execute("PRAGMA user_version").fetchone()[0] == journal_schema.VERSION == 3
+        assert j2._db.execute("PRAGMA user_version").fetchone()[0] == journal_schema.VERSION == 4
     finally:
         j2.close()
     # an independent reader sees the committed rows too
@@ -629,9 +629,11 @@ def _expected(row: dict[str, Any], created_at: float) -> dict[str, Any]:
 
 def _check_carried_over(j: Journal, rows: list[dict[str, Any]]) -> None:
     assert [r.id for r in j.all_sales()] == [row["id"] for row in rows]
+    completed = [row["id"] for row in rows if row["state"] == "completed"]     # numbered in creation order
     for n, row in enumerate(rows):
         rec = j.get(row["id"])
-        want = _expected(row, 1_700_000_000.0 + n)
+        seq = completed.index(row["id"]) + 1 if row["id"] in completed else None
+        want = _expected(row, 1_700_000_000.0 + n) | {"seq": seq}
         got = {name: getattr(rec, name) for name in SaleRecord.__dataclass_fields__}
         assert got == want, row["id"]
         assert isinstance(rec.state, SaleState)

@@ -49,6 +49,6 @@ def test_version_2_journal_gets_the_parked_column(tmp_path: Path) -> None:
         j = Journal(path)
         try:
             assert [r.id for r in j.unsynced()] == ["old"] and j.parked_reason("old") is None
-            assert j._db.execute("PRAGMA user_version").fetchone()[0] == journal_schema.VERSION == 3
+            assert j._db.execute("PRAGMA user_version").fetchone()[0] == journal_schema.VERSION == 4
         finally:
             j.close()

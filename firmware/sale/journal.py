@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Journal"]
 
+# A completed sale is one the registry is sent: it gets the terminal's next number (seq 1, 2, 3...) in the
+# transaction that completes it, once; a gap in the numbers the registry holds is a sale not received.
+_NEXT_SEQ = "seq = COALESCE(seq, (SELECT COALESCE(MAX(seq), 0) + 1 FROM sales))"
 _JSON_FIELDS = ("data", "adjuncts", "nozzles", "flags", "totals_before")
 _FIELDS = ("preset", "nozzles", "reference", "data", "adjuncts", "nozzle", "product", "volume_cl",
            "amount_cents", "charged_cents", "price_milli", "totals_before", "reason", "flags", "recovered",
@@ -95,7 +98,8 @@ class Journal:
             preset: Preset | None = fields["preset"]
             stored["preset_kind"] = preset.kind if preset else None
             stored["preset_value"] = preset.value if preset else None
-        sets = ", ".join(["state = ?"] + [f"{k} = ?" for k in stored])
+        sets = ", ".join(["state = ?"] + [f"{k} = ?" for k in stored] + (
+            [_NEXT_SEQ] if state is SaleState.COMPLETED else []))
         detail = {k: v for k, v in stored.items() if k not in ("reason",)}
         if "reason" in fields:
             detail["reason"] = str(fields["reason"])
@@ -240,7 +244,7 @@ def _fields(r: dict[str, Any]) -> SaleRecord:
         totals_before=_totals(r["totals_before"]), reason=parse_reason(r["reason"]) if r["reason"] else None,
         flags=tuple(json.loads(r["flags"])), recovered=bool(r["recovered"]),
         receipt_started=bool(r["receipt_started"]), receipt_printed=bool(r["receipt_printed"]),
-        synced=bool(r["synced"]), created_at=r["created_at"], finished_at=r["finished_at"])
+        synced=bool(r["synced"]), created_at=r["created_at"], finished_at=r["finished_at"], seq=r["seq"])
 
 
 def _totals(raw: str | None) -> dict[int, tuple[int, int]] | None:

@@ -1,5 +1,8 @@
 """The journal's tables and the move of an older journal (one kind column, bank summary and fleet
-limits in columns of their own) to one row layout for every program. PRAGMA user_version numbers it."""
+limits in columns of their own) to one row layout for every program. PRAGMA user_version numbers it.
+
+Version 4 numbers the sales the registry is sent (completed ones): seq 1, 2, 3..., so that it can tell a
+sale it has not received by a gap (registry.reports). A declined row is never sent, so it gets no number."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import sqlite3
 
 __all__ = ["VERSION", "migrate"]
 
-VERSION = 3
+VERSION = 4
 
 _SALES = """
 CREATE TABLE sales (
@@ -19,7 +22,7 @@ CREATE TABLE sales (
     price_milli INTEGER, totals_before TEXT, reason TEXT, flags TEXT NOT NULL DEFAULT '[]',
     recovered INTEGER NOT NULL DEFAULT 0, receipt_started INTEGER NOT NULL DEFAULT 0,
     receipt_printed INTEGER NOT NULL DEFAULT 0, synced INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL, finished_at REAL, parked TEXT
+    created_at REAL NOT NULL, finished_at REAL, parked TEXT, seq INTEGER
 )"""
 
 _OTHERS = """
@@ -28,6 +31,16 @@ CREATE TABLE IF NOT EXISTS events (
     at REAL NOT NULL, detail TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS ix_sales_seq ON sales (seq);
+"""
+
+# version 4: completed rows made before it are numbered in the order they were made (rowid breaks a tie);
+# an open one gets its number when it completes
+_NUMBER = """
+UPDATE sales SET seq = (SELECT n FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY created_at, rowid) AS n
+                                       FROM sales WHERE state = 'completed') AS ordered
+                        WHERE ordered.id = sales.id)
+WHERE state = 'completed'
 """
 
 # version 1 rows: a bank sale's preset is its amount, a fleet sale's its volume; a fleet sale settles
@@ -69,6 +82,10 @@ def migrate(db: sqlite3.Connection) -> None:
             db.execute("DROP TABLE sales_v1")
         if "parked" not in {row[1] for row in db.execute("PRAGMA table_info(sales)")}:
             db.execute("ALTER TABLE sales ADD COLUMN parked TEXT")     # version 3: the registry's rejection
+        if "seq" not in {row[1] for row in db.execute("PRAGMA table_info(sales)")}:
+            db.execute("ALTER TABLE sales ADD COLUMN seq INTEGER")     # version 4: the sale's number
+        if db.execute("SELECT 1 FROM sales WHERE seq IS NOT NULL LIMIT 1").fetchone() is None:
+            db.execute(_NUMBER)
         for statement in _OTHERS.split(";"):
             if statement.strip():
                 db.execute(statement)

@@ -56,3 +56,4 @@ class SaleRecord:
     synced: bool
     created_at: float
     finished_at: float | None
+    seq: int | None = None      # the terminal's count of its completed sales (1, 2, 3...), by the journal
