@@ -1,0 +1,229 @@
+"""registry.releases and registry.rollout_rules: releases added from signed bundles, waves, halting by
+itself, an offline device, a report twice, offers published and cleared."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from contracts import device_messages as d
+from contracts import messages as m
+from contracts import protocol
+from contracts.bundle import Health, build_bundle
+from contracts.errors import ConfigError
+from registry.db import open_database
+from registry.models import Device, Rollout, RolloutDevice, Station
+from registry.releases import Releases, add_release, read_chunk, record_report, rollout_status, start_rollout
+from registry.rollout_rules import bucket, decide, failure_rate_passes, first_wave
+
+KEY = Ed25519PrivateKey.generate()
+TRUSTED = {"release-1": KEY.public_key()}
+NOW = dt.datetime(2026, 12, 1, 12, 0)
+DEVICES = [f"T-{n:04d}" for n in range(1, 41)]
+
+
+def bundle_file(tmp_path: Path, version: str = "1.1.0", key: Ed25519PrivateKey = KEY) -> Path:
+    raw = build_bundle(version, {"health.py": b"raise SystemExit(0)\n"},
+                       health=Health(("python", "health.py"), 10), key_id="release-1", private_key=key)
+    path = tmp_path / f"upload-{version}.bundle"
+    path.write_bytes(raw)
+    return path
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine, factory = open_database(f"sqlite:///{tmp_path / 'registry.db'}")
+    with factory() as s:
+        s.add(Station(id="ST-001", name="Demo"))
+        s.flush()
+        for i, dev in enumerate(DEVICES):
+            s.add(Device(id=dev, station_id="ST-001", pin_key_hex="00" * 16, online=i % 10 != 9))
+        s.commit()
+    yield factory
+    engine.dispose()
+
+
+class Recorder:
+    """The registry link as seen by Releases: what it published, retained offers by topic."""
+
+    def __init__(self) -> None:
+        self.retained: dict[str, bytes] = {}
+        self.replies: list[tuple[Any, bytes]] = []
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                properties: Any = None) -> None:
+        assert retain
+        self.retained[topic] = payload
+
+    def reply(self, request_props: Any, payload: bytes) -> None:
+        self.replies.append((request_props, payload))
+
+
+def report(device: str, status: str, rollout: int = 1, version: str = "1.1.0") -> dict[str, Any]:
+    return {"terminal": device, "version": version, "rollout": rollout, "status": status, "detail": "",
+            "at": "2026-12-01T12:00:00Z"}
+
+
+def statuses(s: Session, rollout: int = 1) -> dict[str, str]:
+    rows = s.scalars(select(RolloutDevice).where(RolloutDevice.rollout_id == rollout)).all()
+    return {r.device_id: r.status for r in rows}
+
+
+# -- the pure rules -------------------------------------------------------------------------------------
+
+def test_the_first_wave_is_a_stable_fraction_by_device_id() -> None:
+    many = [f"T-{n:05d}" for n in range(2000)]
+    wave = first_wave(many, 10)
+    assert 150 <= len(wave) <= 250                      # about 10 % of 2000
+    assert wave == first_wave(reversed(many), 10) == sorted(d for d in many if bucket(d) < 10)
+    assert set(first_wave(many, 10)) <= set(first_wave(many, 30))
+    assert first_wave(many, 100) == sorted(many)
+
+
+def test_a_first_wave_has_at_least_one_device() -> None:
+    assert len(first_wave(["T-0001", "T-0002"], 1)) == 1
+    assert first_wave([], 10) == []
+
+
+def test_the_rollout_halts_only_past_the_threshold() -> None:
+    assert not failure_rate_passes({"a": "installed"} | {f"f{i}": "failed" for i in range(1)}
+                                   | {f"i{i}": "installed" for i in range(3)}, 20)    # 1 of 5 = 20 %
+    assert failure_rate_passes({"a": "rolled_back", "b": "installed", "c": "installed"}, 20)   # 33 %
+    assert not failure_rate_passes({"a": "offered", "b": "downloading"}, 0)          # none finished
+
+
+def test_an_offline_device_does_not_hold_back_the_first_wave() -> None:
+    wave = {"a": "installed", "b": "offered"}
+    everyone = {"a", "b", "c", "d"}
+    assert decide(wave, online={"a", "b"}, everyone=everyone, threshold=20).action == "wait"
+    expand = decide(wave, online={"a"}, everyone=everyone, threshold=20)
+    assert (expand.action, expand.offer) == ("expand", ("c", "d"))
+
+
+def test_a_rollout_completes_when_every_device_finished() -> None:
+    done = {"a": "installed", "b": "installed", "c": "failed"}
+    assert decide(done, online=set(), everyone={"a", "b", "c"}, threshold=50).action == "complete"
+    assert decide(done | {"d": "offered"}, online=set(), everyone={"a", "b", "c", "d"},
+                  threshold=50).action == "wait"
+
+
+# -- releases and rollouts in the database --------------------------------------------------------------
+
+def test_a_release_is_added_from_a_trusted_bundle_only(tmp_path: Path,
+                                                       sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        release = add_release(s, bundle_file(tmp_path), tmp_path / "state", TRUSTED, NOW)
+        assert Path(release.path).read_bytes() == bundle_file(tmp_path).read_bytes()
+        assert Path(release.path).parent == tmp_path / "state" / "releases"
+        with pytest.raises(ConfigError, match="exists already"):
+            add_release(s, bundle_file(tmp_path), tmp_path / "state", TRUSTED, NOW)
+        with pytest.raises(ConfigError, match="does not verify"):
+            add_release(s, bundle_file(tmp_path, "1.2.0", Ed25519PrivateKey.generate()), tmp_path / "state",
+                        TRUSTED, NOW)
+        with pytest.raises(ConfigError, match="no release 9.9"):
+            start_rollout(s, "9.9", 10, 20, NOW)
+
+
+def test_a_rollout_offers_the_first_wave_then_everyone(tmp_path: Path,
+                                                       sessions: sessionmaker[Session]) -> None:
+    link = Recorder()
+    releases = Releases(sessions, link, clock=lambda: NOW)
+    with sessions() as s:
+        add_release(s, bundle_file(tmp_path), tmp_path / "state", TRUSTED, NOW)
+        rollout = start_rollout(s, "1.1.0", 10, 20, NOW)
+        wave = first_wave(DEVICES, 10)
+        assert sorted(statuses(s)) == wave and set(statuses(s).values()) == {"pending"}
+        with pytest.raises(ConfigError, match="still running"):
+            start_rollout(s, "1.1.0", 10, 20, NOW)
+    releases.tick()
+    assert sorted(link.retained) == [protocol.topic("update_offer", terminal=t) for t in wave]
+    offer = m.decode(link.retained[protocol.topic("update_offer", terminal=wave[0])], d.UPDATE_OFFER)
+    assert (offer["version"], offer["rollout"]) == ("1.1.0", rollout.id)
+    with sessions() as s:
+        for device in wave:
+            assert record_report(s, report(device, "installed"), device, NOW)
+        assert s.get(Device, wave[0]).reported_software_version == "1.1.0"   # type: ignore[union-attr]
+    releases.tick()
+    assert len(link.retained) == len(DEVICES)
+    with sessions() as s:
+        for device in DEVICES:
+            record_report(s, report(device, "installed"), device, NOW)
+        assert s.get(Rollout, rollout.id).status == "completed"    # type: ignore[union-attr]
+
+
+def test_a_rollout_halts_by_itself_and_clears_its_offers(tmp_path: Path,
+                                                         sessions: sessionmaker[Session]) -> None:
+    link = Recorder()
+    releases = Releases(sessions, link, clock=lambda: NOW)
+    with sessions() as s:
+        add_release(s, bundle_file(tmp_path), tmp_path / "state", TRUSTED, NOW)
+        start_rollout(s, "1.1.0", 25, 20, NOW)
+    releases.tick()
+    wave = first_wave(DEVICES, 25)
+    with sessions() as s:
+        record_report(s, report(wave[0], "installed"), wave[0], NOW)
+        record_report(s, report(wave[1], "installed"), wave[1], NOW)
+        record_report(s, report(wave[2], "rolled_back"), wave[2], NOW)     # 1 of 3 > 20 %
+        assert s.get(Rollout, 1).status == "halted"                 # type: ignore[union-attr]
+        assert "failure rate over 20 %" in s.get(Rollout, 1).detail    # type: ignore[union-attr]
+    releases.tick()
+    with sessions() as s:
+        left = statuses(s)
+        assert {left[w] for w in wave[3:]} == {"cancelled"}
+        assert left[wave[2]] == "rolled_back" and left[wave[0]] == "installed"
+        # nobody outside the first wave was offered; the offers not taken are cleared (empty, retained)
+        assert set(left) == set(wave)
+    assert all(link.retained[protocol.topic("update_offer", terminal=w)] == b"" for w in wave[3:])
+    assert link.retained[protocol.topic("update_offer", terminal=wave[0])] != b""
+    assert rollout_status(sessions())[0]["status"] == "halted"
+
+
+def test_a_report_twice_or_out_of_order_changes_nothing(tmp_path: Path,
+                                                        sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        add_release(s, bundle_file(tmp_path), tmp_path / "state", TRUSTED, NOW)
+        start_rollout(s, "1.1.0", 100, 50, NOW)
+        device = DEVICES[0]
+        assert record_report(s, report(device, "downloading"), device, NOW)
+        assert not record_report(s, report(device, "downloading"), device, NOW)
+        assert record_report(s, report(device, "installed"), device, NOW)
+        assert not record_report(s, report(device, "installed"), device, NOW)
+        assert not record_report(s, report(device, "rolled_back"), device, NOW)   # final stays
+        assert not record_report(s, report(device, "installed", rollout=7), device, NOW)
+        assert not record_report(s, report(device, "installed", version="0.9"), device, NOW)
+        assert statuses(s)[device] == "installed"
+
+
+def test_a_piece_of_the_bundle_goes_only_to_a_device_offered_it(tmp_path: Path,
+                                                               sessions: sessionmaker[Session]) -> None:
+    path = bundle_file(tmp_path)
+    with sessions() as s:
+        add_release(s, path, tmp_path / "state", TRUSTED, NOW)
+        start_rollout(s, "1.1.0", 1, 20, NOW)
+        chosen = first_wave(DEVICES, 1)[0]
+        other = next(x for x in DEVICES if x != chosen)
+        assert read_chunk(s, chosen, "1.1.0", 100, 50) == path.read_bytes()[100:150]
+        assert read_chunk(s, chosen, "1.1.0", 10**6, 50) == b""
+        assert read_chunk(s, other, "1.1.0", 0, 50) is None
+        assert read_chunk(s, chosen, "2.0", 0, 50) is None
+
+
+def test_fetches_and_reports_for_another_terminal_are_dropped(tmp_path: Path,
+                                                            sessions: sessionmaker[Session]) -> None:
+    link = Recorder()
+    releases = Releases(sessions, link, clock=lambda: NOW)
+    fetch, on_report = dict(releases.handlers()).values()
+    doc = {"terminal": "T-0002", "version": "1.1.0", "offset": 0, "length": 10}
+    fetch(protocol.topic("update_fetch", terminal="T-0001"), m.encode(doc, d.UPDATE_FETCH), None)
+    on_report(protocol.topic("update_report", terminal="T-0001"),
+              m.encode(report("T-0002", "installed"), d.UPDATE_REPORT), None)
+    on_report(protocol.topic("update_report", terminal="T-0001"), json.dumps({"v": 1}).encode(), None)
+    assert releases.malformed == 3 and link.replies == []
