@@ -7,20 +7,20 @@ those the manifest lists with those digests; anything else (a link, a device nod
 an unlisted file) is refused with BundleError. Pure: bytes in, bytes out.
 
 >>> from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+>>> from contracts.signing import key_id
 >>> key = Ed25519PrivateKey.generate()
 >>> raw = build_bundle("1.2.0", {"bin/run.py": b"print(1)"}, health=Health(("python", "bin/run.py"), 30),
-...                    key_id="release-1", private_key=key)
->>> open_bundle(raw, {"release-1": key.public_key()}).files["bin/run.py"]
+...                    private_key=key)
+>>> open_bundle(raw, {key_id(key.public_key()): key.public_key()}).files["bin/run.py"]
 b'print(1)'
 >>> open_bundle(raw, {"other": key.public_key()})
 Traceback (most recent call last):
     ...
-contracts.bundle.BundleError: bundle signed by an unknown key (key_id=release-1)
+contracts.bundle.BundleError: bundle signed by an unknown key (key_id=...)
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import json
@@ -30,16 +30,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from contracts import messages as m
 from contracts.errors import MessageError
+from contracts.signing import SignatureError, key_id, sign_bytes, verify_bytes
 
-__all__ = ["MAX_BUNDLE", "Bundle", "BundleError", "Health", "build_bundle", "bundle_version",
+__all__ = ["CONTEXT", "MAX_BUNDLE", "Bundle", "BundleError", "Health", "build_bundle", "bundle_version",
            "open_bundle"]
 
 MANIFEST, SIGNATURE, FILES = "manifest.json", "manifest.sig", "files/"
+CONTEXT = b"forecourt update bundle v1\n"      # contracts.signing: a signature made for this use only
 MAX_BUNDLE = 256 * 2**20          # the largest size an UPDATE_OFFER may announce
 MAX_FILES = 5000
 MAX_MANIFEST = 2 * 2**20
@@ -92,33 +93,22 @@ SIGNATURE_SCHEMA: Mapping[str, m.Check] = {
 }
 
 
-def sign_bytes(data: bytes, *, key_id: str, private_key: Ed25519PrivateKey) -> str:
-    """Stand-in for contracts.signing.sign_bytes until it lands (same call)."""
-    return base64.b64encode(private_key.sign(data)).decode()
-
-
-def verify_bytes(data: bytes, sig: str, *, key_id: str, trusted: Mapping[str, Ed25519PublicKey]) -> None:
-    try:
-        trusted[key_id].verify(base64.b64decode(sig, validate=True), data)
-    except (KeyError, ValueError, InvalidSignature) as exc:
-        raise BundleError("bundle signature does not verify", key_id=key_id) from exc
-
-
 def _member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = len(data), 0o644, 0      # reproducible: same files, same bytes
     tar.addfile(info, io.BytesIO(data))
 
 
-def build_bundle(version: str, files: Mapping[str, bytes], *, health: Health, key_id: str,
+def build_bundle(version: str, files: Mapping[str, bytes], *, health: Health,
                  private_key: Ed25519PrivateKey) -> bytes:
-    """The bundle of `files` (relative path -> content) as release `version`, signed with private_key."""
+    """The bundle of `files` (relative path -> content) as release `version`, signed with private_key
+    (named by its key id, contracts.signing.key_id)."""
     manifest = {"version": version, "files": {p: hashlib.sha256(b).hexdigest() for p, b in files.items()},
                 "health": {"command": list(health.command), "deadline_s": health.deadline_s}}
     try:
         body = m.encode(manifest, MANIFEST_SCHEMA)
-        sig = m.encode({"key_id": key_id, "sig": sign_bytes(body, key_id=key_id, private_key=private_key)},
-                       SIGNATURE_SCHEMA)
+        sig = m.encode({"key_id": key_id(private_key.public_key()),
+                        "sig": sign_bytes(body, private_key, context=CONTEXT)}, SIGNATURE_SCHEMA)
     except MessageError as exc:
         raise BundleError("bundle manifest is invalid", **exc.context) from exc
     out = io.BytesIO()
@@ -181,7 +171,10 @@ def open_bundle(data: bytes, trusted: Mapping[str, Ed25519PublicKey]) -> Bundle:
         raise BundleError("bundle signature is malformed", **exc.context) from exc
     if sig["key_id"] not in trusted:
         raise BundleError("bundle signed by an unknown key", key_id=sig["key_id"])
-    verify_bytes(body, sig["sig"], key_id=sig["key_id"], trusted=trusted)
+    try:
+        verify_bytes(body, sig["sig"], sig["key_id"], trusted, context=CONTEXT)
+    except SignatureError as exc:
+        raise BundleError("bundle signature does not verify", key_id=sig["key_id"]) from exc
     doc = _manifest(body)
     files: dict[str, bytes] = {}
     for name, content in members.items():

@@ -12,17 +12,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts.bundle import Bundle, BundleError, Health, build_bundle, bundle_version, open_bundle
+from contracts.bundle import CONTEXT, Bundle, BundleError, Health, build_bundle, bundle_version, open_bundle
 from contracts.errors import MessageError
+from contracts.signing import key_id
 
 KEY = Ed25519PrivateKey.generate()
-TRUSTED = {"release-1": KEY.public_key()}
+KID = key_id(KEY.public_key())
+TRUSTED = {KID: KEY.public_key()}
 FILES = {"health.py": b"raise SystemExit(0)\n", "lib/forecourt.txt": b"payload"}
 HEALTH = Health(("python", "health.py"), 20)
 
 
 def make(files: dict[str, bytes] = FILES, version: str = "1.1.0") -> bytes:
-    return build_bundle(version, files, health=HEALTH, key_id="release-1", private_key=KEY)
+    return build_bundle(version, files, health=HEALTH, private_key=KEY)
 
 
 def tar_of(members: list[tuple[str, bytes]], *, link: str | None = None) -> bytes:
@@ -46,7 +48,7 @@ def members_of(raw: bytes) -> list[tuple[str, bytes]]:
 
 def test_a_bundle_opens_with_its_files_version_and_health() -> None:
     raw = make()
-    assert open_bundle(raw, TRUSTED) == Bundle("1.1.0", FILES, HEALTH, "release-1")
+    assert open_bundle(raw, TRUSTED) == Bundle("1.1.0", FILES, HEALTH, KID)
     assert bundle_version(raw) == "1.1.0"
 
 
@@ -78,8 +80,8 @@ def test_a_link_in_the_tar_is_refused() -> None:
 
 def test_an_unknown_key_or_a_bad_signature_is_refused() -> None:
     with pytest.raises(BundleError, match="unknown key"):
-        open_bundle(make(), {"release-2": KEY.public_key()})
-    other = {"release-1": Ed25519PrivateKey.generate().public_key()}
+        open_bundle(make(), {"0123456789abcdef": KEY.public_key()})
+    other = {KID: Ed25519PrivateKey.generate().public_key()}
     with pytest.raises(BundleError, match="does not verify"):
         open_bundle(make(), other)
 
@@ -87,9 +89,9 @@ def test_an_unknown_key_or_a_bad_signature_is_refused() -> None:
 def test_a_manifest_signed_but_not_canonical_is_refused() -> None:
     members = dict(members_of(make()))
     body = json.dumps(json.loads(members["manifest.json"]), indent=1).encode()
-    sig = base64.b64encode(KEY.sign(body)).decode()
+    sig = base64.b64encode(KEY.sign(CONTEXT + body)).decode()
     members["manifest.json"] = body
-    members["manifest.sig"] = json.dumps({"v": 1, "key_id": "release-1", "sig": sig}).encode()
+    members["manifest.sig"] = json.dumps({"v": 1, "key_id": KID, "sig": sig}).encode()
     with pytest.raises(BundleError, match="canonical"):
         open_bundle(tar_of(list(members.items())), TRUSTED)
 

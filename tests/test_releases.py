@@ -19,20 +19,21 @@ from contracts import messages as m
 from contracts import protocol
 from contracts.bundle import Health, build_bundle
 from contracts.errors import ConfigError
+from contracts.signing import key_id
 from registry.db import open_database
 from registry.models import Device, Rollout, RolloutDevice, Station
 from registry.releases import Releases, add_release, read_chunk, record_report, rollout_status, start_rollout
 from registry.rollout_rules import bucket, decide, failure_rate_passes, first_wave
 
 KEY = Ed25519PrivateKey.generate()
-TRUSTED = {"release-1": KEY.public_key()}
+TRUSTED = {key_id(KEY.public_key()): KEY.public_key()}
 NOW = dt.datetime(2026, 12, 1, 12, 0)
 DEVICES = [f"T-{n:04d}" for n in range(1, 41)]
 
 
 def bundle_file(tmp_path: Path, version: str = "1.1.0", key: Ed25519PrivateKey = KEY) -> Path:
     raw = build_bundle(version, {"health.py": b"raise SystemExit(0)\n"},
-                       health=Health(("python", "health.py"), 10), key_id="release-1", private_key=key)
+                       health=Health(("python", "health.py"), 10), private_key=key)
     path = tmp_path / f"upload-{version}.bundle"
     path.write_bytes(raw)
     return path
@@ -125,7 +126,7 @@ def test_a_release_is_added_from_a_trusted_bundle_only(tmp_path: Path,
         assert Path(release.path).parent == tmp_path / "state" / "releases"
         with pytest.raises(ConfigError, match="exists already"):
             add_release(s, bundle_file(tmp_path), tmp_path / "state", TRUSTED, NOW)
-        with pytest.raises(ConfigError, match="does not verify"):
+        with pytest.raises(ConfigError, match="unknown key"):
             add_release(s, bundle_file(tmp_path, "1.2.0", Ed25519PrivateKey.generate()), tmp_path / "state",
                         TRUSTED, NOW)
         with pytest.raises(ConfigError, match="no release 9.9"):
