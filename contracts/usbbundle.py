@@ -44,9 +44,10 @@ from contracts import messages as m
 from contracts.errors import MessageError
 from contracts.sealbox import SealError, open_sealed, seal
 
-__all__ = ["CONFIG_FORMAT", "MAX_BUNDLE", "MAX_SALES", "SALES_FORMAT", "ConfigBundle", "SalesBundle",
-           "UsbBundleError", "decode_config_bundle", "decode_sales_bundle", "encode_config_bundle",
-           "encode_sales_bundle", "open_sales", "recipient_id", "verify_sales_signature"]
+__all__ = ["CONFIG_FORMAT", "MAX_BUNDLE", "MAX_SALES", "REGISTRY_KEY_B64", "SALES_FORMAT", "ConfigBundle",
+           "SalesBundle", "UsbBundleError", "canonical", "decode_config_bundle", "decode_sales_bundle",
+           "encode_config_bundle", "encode_sales_bundle", "open_sales", "recipient_id",
+           "registry_key_from_b64", "registry_key_to_b64", "verify_sales_signature"]
 
 SALES_FORMAT = "forecourt-usb-sales"
 CONFIG_FORMAT = "forecourt-usb-config"
@@ -116,6 +117,29 @@ def recipient_id(public_key: ec.EllipticCurvePublicKey) -> str:
     """SHA-256 (hex) of the registry bundle key's DER SubjectPublicKeyInfo: names the registry it is for."""
     der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()
+
+
+# The registry bundle key as the signed configuration carries it (CONFIG_BODY "registry_bundle_key"):
+# base64 of its DER SubjectPublicKeyInfo (RFC 5480 2; 91 bytes for P-256).
+REGISTRY_KEY_B64 = r"[A-Za-z0-9+/]{122}=="
+
+
+def registry_key_to_b64(public_key: ec.EllipticCurvePublicKey) -> str:
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode("ascii")
+
+
+def registry_key_from_b64(text: str) -> ec.EllipticCurvePublicKey:
+    """The registry's P-256 bundle key from its configuration form; UsbBundleError no_registry_key else."""
+    if not isinstance(text, str) or re.fullmatch(REGISTRY_KEY_B64, text) is None:
+        raise UsbBundleError("no registry bundle key (a P-256 key in base64 DER)", "no_registry_key")
+    try:
+        key = serialization.load_der_public_key(base64.b64decode(text))
+    except ValueError as exc:
+        raise UsbBundleError("registry bundle key does not load", "no_registry_key") from exc
+    if not (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)):
+        raise UsbBundleError("registry bundle key is not EC P-256", "no_registry_key")
+    return key
 
 
 def _context(header: Mapping[str, Any]) -> bytes:

@@ -1,0 +1,234 @@
+"""The offline exchange end to end, without a broker: the terminal's journal -> a sales bundle file ->
+the registry (real SQLite, the simulator's seed), and a configuration bundle -> the terminal's store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from contracts.errors import ConfigError
+from contracts.usbbundle import UsbBundleError, registry_key_from_b64
+from firmware.sale.journal import Journal
+from firmware.sale.machine import SaleState as S
+from firmware.sale.record import Preset
+from firmware.usbexport import export_sales, load_identity, registry_key
+from registry.db import open_database
+from registry.keys import load_or_create_keys
+from registry.models import Device, Transaction
+from registry.pki import Authority, fingerprint
+from registry.seed import apply_seed, load_seed
+from registry.usbimport import BUNDLE_KEY, bundle_public_key, import_sales, load_or_create_bundle_key
+from tests.test_usbbundle import NOW, Kit, make_kit
+
+SEED = Path(__file__).resolve().parents[1] / "hostsim" / "fixtures" / "seed.toml"
+AT = NOW.replace(tzinfo=None)          # the registry's clock: naive UTC
+
+
+@dataclass
+class World:
+    kit: Kit
+    sessions: sessionmaker[Session]
+    journal: Journal
+    state: Path
+    bundle_key: ec.EllipticCurvePrivateKey
+
+    def mine(self) -> list[str]:
+        """Ids of the sales stored by this test (the seed brings some of its own)."""
+        with self.sessions() as s:
+            return sorted(s.scalars(select(Transaction.sale_id).where(Transaction.kind == "bank")).all())
+
+    def stored(self) -> int:
+        return len(self.mine())
+
+    def export(self, **over: object) -> bytes:
+        args: dict[str, object] = {
+            "terminal": "T-0001", "station": "ST-001", "device_key": self.kit.device_key,
+            "certificate_pem": self.kit.cert_pem, "registry": self.bundle_key.public_key(), "now": AT}
+        args.update(over)
+        return export_sales(self.journal, **args).data  # type: ignore[arg-type]
+
+    def import_(self, raw: bytes, **over: object) -> str:
+        args: dict[str, object] = {"bundle_key": self.bundle_key, "ca_pem": self.kit.ca.ca_pem, "now": AT}
+        args.update(over)
+        with self.sessions() as s:
+            return import_sales(s, raw, **args).summary()  # type: ignore[arg-type]
+
+
+def bank_sale(j: Journal, *, volume_cl: int = 2000) -> str:
+    sale_id = str(uuid.uuid4())
+    j.begin_sale(sale_id, 1, "476173******0010", "b" * 32, program="bank")
+    j.transition(sale_id, S.AUTHORIZING)
+    j.transition(sale_id, S.APPROVED, preset=Preset.amount(12000), nozzles=[1])
+    j.transition(sale_id, S.PUMP_AUTHORIZED, totals_before={1: (0, 0)})
+    j.transition(sale_id, S.COMPLETED, nozzle=1, product="diesel", volume_cl=volume_cl,
+                 amount_cents=(volume_cl * 1659 + 500) // 1000, charged_cents=0, price_milli=1659,
+                 finished_at=(NOW - dt.timedelta(hours=1)).timestamp(), flags=[], recovered=False)
+    return sale_id
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    kit = make_kit(tmp_path / "pki")
+    _, sessions = open_database(f"sqlite:///{tmp_path / 'registry.db'}")
+    keys = load_or_create_keys(tmp_path / "registry" / "registry-keys.json")
+    with sessions() as s:
+        apply_seed(s, keys, load_seed(SEED), AT)
+        device = s.get(Device, "T-0001")
+        assert device is not None
+        device.cert_fingerprint = fingerprint(kit.cert_pem)
+        s.commit()
+    journal = Journal(tmp_path / "terminal" / "journal.db")
+    try:
+        yield World(kit, sessions, journal, tmp_path, load_or_create_bundle_key(tmp_path / "registry"))
+    finally:
+        journal.close()
+
+
+def test_sales_exported_imported_twice_stored_once(world: World) -> None:
+    ids = [bank_sale(world.journal) for _ in range(5)]
+    raw = world.export()
+    assert world.import_(raw).endswith(
+        "5 sales, 5 new (stored 5, held 0, already stored 0, rejected 0, failed 0)")
+    assert world.stored() == 5
+    again = world.import_(raw)
+    assert "nothing new" in again and "already stored 5" in again
+    assert world.stored() == 5
+    assert world.mine() == sorted(ids)
+
+
+def test_an_export_marks_nothing_synced(world: World) -> None:
+    for _ in range(3):
+        bank_sale(world.journal)
+    world.import_(world.export())
+    assert len(world.journal.unsynced()) == 3          # only the registry's ack marks a sale synced
+    bank_sale(world.journal)
+    second = world.import_(world.export())             # carries all four again; one is new
+    assert "4 sales, 1 new" in second and "already stored 3" in second
+    assert world.stored() == 4
+
+
+def test_synced_and_parked_sales_are_not_exported(world: World) -> None:
+    a, b, _ = (bank_sale(world.journal) for _ in range(3))
+    world.journal.mark(a, "synced")
+    world.journal.park(b, "conflict")
+    assert "1 sales, 1 new" in world.import_(world.export())
+
+
+def test_bundle_key_is_private_and_kept(world: World) -> None:
+    path = world.state / "registry" / BUNDLE_KEY
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert load_or_create_bundle_key(world.state / "registry").private_numbers() == \
+        world.bundle_key.private_numbers()
+    public = registry_key_from_b64(bundle_public_key(world.state / "registry"))
+    assert public == world.bundle_key.public_key()
+    assert registry_key({"registry_bundle_key": bundle_public_key(world.state / "registry")}) == public
+    with pytest.raises(ConfigError, match="import a configuration"):
+        registry_key({"registry_bundle_key": ""})
+
+
+def refused(world: World, raw: bytes, reason: str, **over: object) -> None:
+    before = world.stored()
+    with pytest.raises(UsbBundleError) as err:
+        world.import_(raw, **over)
+    assert err.value.reason == reason
+    assert world.stored() == before
+
+
+def test_truncated_and_tampered_files_are_refused(world: World) -> None:
+    bank_sale(world.journal)
+    raw = world.export()
+    refused(world, raw[: len(raw) // 2], "malformed")
+    doc = json.loads(raw)
+    doc["count"] = 2
+    refused(world, json.dumps(doc).encode(), "bad_signature")
+    doc = json.loads(raw)
+    doc["payload"] = doc["payload"][:40] + ("A" if doc["payload"][40] != "A" else "B") + doc["payload"][41:]
+    refused(world, json.dumps(doc).encode(), "bad_signature")
+
+
+def test_a_bundle_for_another_registry_is_refused(world: World) -> None:
+    bank_sale(world.journal)
+    other = ec.generate_private_key(ec.SECP256R1())
+    refused(world, world.export(registry=other.public_key()), "wrong_registry")
+    # the same file carried to the other registry opens there; replayed here it does not
+    refused(world, world.export(), "wrong_registry", bundle_key=other)
+
+
+def test_a_certificate_of_another_ca_is_refused(world: World) -> None:
+    bank_sale(world.journal)
+    rogue = make_kit(world.state / "rogue-pki")
+    refused(world, world.export(device_key=rogue.device_key, certificate_pem=rogue.cert_pem),
+            "untrusted_certificate")
+
+
+def test_another_devices_certificate_is_refused(world: World) -> None:
+    bank_sale(world.journal)
+    key, cert = world.kit.device("T-0002")
+    refused(world, world.export(device_key=key, certificate_pem=cert), "wrong_device")
+
+
+def test_a_certificate_that_is_not_the_devices_current_one_is_refused(world: World) -> None:
+    bank_sale(world.journal)
+    key, cert = world.kit.device("T-0001")        # a valid certificate of our CA, but not the one on record
+    refused(world, world.export(device_key=key, certificate_pem=cert), "wrong_certificate")
+
+
+def test_signed_with_a_key_that_is_not_the_certificates(world: World) -> None:
+    bank_sale(world.journal)
+    refused(world, world.export(device_key=ec.generate_private_key(ec.SECP256R1())), "bad_signature")
+
+
+@pytest.mark.parametrize("status", ["revoked", "decommissioned", "pending"])
+def test_an_inactive_device_is_refused(world: World, status: str) -> None:
+    bank_sale(world.journal)
+    raw = world.export()
+    with world.sessions() as s:
+        device = s.get(Device, "T-0001")
+        assert device is not None
+        device.status = status
+        s.commit()
+    refused(world, raw, "device_not_active")
+
+
+def test_an_unknown_device_is_refused(world: World) -> None:
+    key, cert = world.kit.device("T-0099")
+    refused(world, world.export(terminal="T-0099", device_key=key, certificate_pem=cert), "unknown_device")
+
+
+def test_a_bundle_dated_ahead_or_after_the_certificate(world: World) -> None:
+    bank_sale(world.journal)
+    refused(world, world.export(now=AT + dt.timedelta(hours=1)), "from_the_future")
+    refused(world, world.export(now=AT + dt.timedelta(days=400)), "certificate_expired",
+            now=AT + dt.timedelta(days=400))
+
+
+def test_identity_files(world: World, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key_path, cert_path = tmp_path / "device.key", tmp_path / "device.pem"
+    pem = world.kit.device_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption())
+    key_path.write_bytes(pem)
+    cert_path.write_text(world.kit.cert_pem)
+    key_path.chmod(0o644)
+    with pytest.raises(ConfigError, match="other users"):
+        load_identity(key_path, cert_path)
+    key_path.chmod(0o600)
+    key, cert = load_identity(key_path, cert_path)
+    assert key.private_numbers() == world.kit.device_key.private_numbers() and cert == world.kit.cert_pem
+    with pytest.raises(ConfigError, match="provision"):
+        load_identity(key_path, tmp_path / "missing.pem")
+
+
+def test_the_ca_of_the_world_is_the_one_checked(world: World) -> None:
+    assert Authority.load(world.kit.ca.directory).ca_pem == world.kit.ca.ca_pem
