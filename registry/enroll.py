@@ -1,0 +1,310 @@
+"""Enrollment, registry side: a new device's ENROLL_REQUEST (sent under the claim identity with a one-time
+token) becomes a Device, and an accepted device gets its certificate, the CA, the configuration keys and its
+keys sealed to the device key (registry.keyinject). handle_enroll and replies_for_accepted work on the session
+and the authority; Enroller (below) connects them to MQTT for the registry process.
+
+A request is refused with a reason code (REASONS) and no side effect, except that a request that made a
+device used its token: a token opens one device, even under two requests at once (the token row is
+claimed by one conditional UPDATE: the database lets one win). The clock and the CSR are checked before the
+token, so a device with a wrong clock or a broken key keeps its token for the next try.
+
+A device whose serial number was registered ahead (registry.devices.import_expected) for the token's station
+is active at once and answered "accepted"; any other is "pending" until an operator accepts it; then
+replies_for_accepted gives its "accepted" reply (the registry publishes it retained). The certificate is
+issued on acceptance, so a pending device holds nothing that reaches the broker. A pending request waits as
+a JSON file in the authority's directory (pending/<device id>.json: request id, claim client id, CSR).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import re
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from contracts import device_messages as d
+from contracts import messages as m
+from contracts import protocol
+from contracts.device_messages import RESERVED_IDS
+from contracts.errors import ForecourtError, HostUnavailable, MessageError
+from contracts.messages import parse_timestamp
+from registry.devices import ID, keep_certificate, token_digest
+from registry.keyinject import KeyInjector
+from registry.keys import RegistryKeys
+from registry.models import Device, EnrollmentToken, ExpectedDevice
+from registry.pki import Authority, CertificateRefused
+
+__all__ = ["CLOCK_SKEW", "REASONS", "Enroller", "PendingReply", "delivered", "enrollment_handlers",
+           "handle_enroll", "replies_for_accepted", "wire_time"]
+
+log = logging.getLogger(__name__)
+
+CLOCK_SKEW = dt.timedelta(minutes=5)
+REASONS = ("token_unknown", "token_expired", "token_used", "clock_skew", "serial_taken", "id_taken",
+           "bad_csr", "device_refused", "registry_error")
+CERT_DAYS = 365
+
+
+def wire_time(when: dt.datetime) -> str:
+    """A naive UTC datetime as a wire timestamp."""
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _refused(doc: Mapping[str, Any], reason: str, now: dt.datetime) -> dict[str, Any]:
+    return {"request_id": doc["request_id"], "status": "refused", "reason": reason,
+            "server_time": wire_time(now)}
+
+
+def _public_key(csr_pem: str) -> ec.EllipticCurvePublicKey | None:
+    """The CSR's P-256 key when the CSR is one the authority will sign, else None."""
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        return None
+    key = csr.public_key()
+    if not csr.is_signature_valid or not isinstance(key, ec.EllipticCurvePublicKey) \
+            or not isinstance(key.curve, ec.SECP256R1):
+        return None
+    return key
+
+
+def made_up_id(serial: str) -> str:
+    """A device id for a serial number when neither token nor import names one."""
+    return "T-" + hashlib.sha256(serial.encode("utf-8")).hexdigest()[:10].upper()
+
+
+def handle_enroll(session: Session, authority: Authority, keys: RegistryKeys, doc: Mapping[str, Any],
+                  now: dt.datetime, *, client: str, injector: KeyInjector,
+                  config_keys: Mapping[str, str]) -> dict[str, Any]:
+    """The ENROLL_REPLY to a decoded ENROLL_REQUEST received from claim client `client` (now: naive UTC).
+    Committed when the reply is accepted or pending; nothing changes when it is refused."""
+    client_time = parse_timestamp(doc["client_time"])
+    if abs(client_time - now) > CLOCK_SKEW:
+        return _refused(doc, "clock_skew", now)
+    public_key = _public_key(doc["csr_pem"])
+    if public_key is None:
+        return _refused(doc, "bad_csr", now)
+    digest = token_digest(doc["token"])
+    token = session.get(EnrollmentToken, digest)
+    if token is None:
+        return _refused(doc, "token_unknown", now)
+    if token.used_at is not None:
+        return _refused(doc, "token_used", now)
+    if token.expires_at <= now:
+        return _refused(doc, "token_expired", now)
+    serial = doc["serial"]
+    if session.scalar(select(Device.id).where(Device.serial == serial)) is not None:
+        return _refused(doc, "serial_taken", now)
+    expected = session.get(ExpectedDevice, serial)
+    at_once = expected is not None and expected.station_id == token.station_id
+    device_id = (token.device_id or (expected.device_id if expected is not None else None)
+                 or made_up_id(serial))
+    if session.get(Device, device_id) is not None or device_id in RESERVED_IDS or not ID.fullmatch(device_id):
+        return _refused(doc, "id_taken", now)
+    # one winner per token: the row is claimed only while unused (a second request updates no row)
+    claimed = session.execute(update(EnrollmentToken)
+                              .where(EnrollmentToken.digest == digest, EnrollmentToken.used_at.is_(None))
+                              .values(used_at=now, used_by=device_id)
+                              .execution_options(synchronize_session=False))
+    if claimed.rowcount != 1:       # type: ignore[attr-defined]
+        session.rollback()
+        return _refused(doc, "token_used", now)
+    device = Device(id=device_id, station_id=token.station_id, serial=serial,
+                    status="active" if at_once else "pending",
+                    pin_key_hex=keys.seal_device_key(injector.pin_key(device_id)),
+                    first_seen_at=now, reported_software_version=doc["software_version"])
+    session.add(device)
+    try:
+        session.flush()
+    except IntegrityError:          # another request took the serial or the id meanwhile
+        session.rollback()
+        return _refused(doc, "serial_taken", now)
+    if at_once:
+        reply = _accepted(session, authority, keys, device, doc["csr_pem"], doc["request_id"], now,
+                          injector=injector, config_keys=config_keys)
+    else:
+        _save_pending(authority.directory, device_id, {"request_id": doc["request_id"], "client": client,
+                                                       "csr_pem": doc["csr_pem"]})
+        reply = {"request_id": doc["request_id"], "status": "pending", "reason": "waiting for an operator",
+                 "device_id": device_id, "station": device.station_id, "server_time": wire_time(now)}
+    session.commit()
+    return reply
+
+
+def _accepted(session: Session, authority: Authority, keys: RegistryKeys, device: Device, csr_pem: str,
+              request_id: str, now: dt.datetime, *, injector: KeyInjector,
+              config_keys: Mapping[str, str]) -> dict[str, Any]:
+    """Issue the device's certificate and seal its keys: the "accepted" reply (the caller commits)."""
+    issued = authority.issue(csr_pem, device.id, days=CERT_DAYS, now=now.replace(tzinfo=dt.UTC))
+    device.cert_fingerprint = issued.fingerprint
+    device.cert_expires_at = issued.not_after.astimezone(dt.UTC).replace(tzinfo=None)
+    keep_certificate(authority.directory, device.id, issued.cert_pem)
+    if device.dukpt_key_id is None:
+        key_id = injector.new_key_id(lambda k: session.scalar(
+            select(Device.id).where(Device.dukpt_key_id == k)) is not None)
+        device.dukpt_key_id = key_id.hex().upper()
+    public = x509.load_pem_x509_certificate(issued.cert_pem.encode("ascii")).public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey):      # the authority signs P-256 keys only
+        raise CertificateRefused("device certificate holds no EC key")
+    sealed = injector.sealed_keys(keys, device.pin_key_hex, bytes.fromhex(device.dukpt_key_id), public,
+                                  device_id=device.id, request_id=request_id)
+    return {"request_id": request_id, "status": "accepted", "reason": "", "device_id": device.id,
+            "station": device.station_id, "certificate_pem": issued.cert_pem, "ca_pem": authority.ca_pem,
+            "config_keys": dict(config_keys), "keys_sealed": sealed, "server_time": wire_time(now)}
+
+
+def _pending_dir(directory: Path) -> Path:
+    return directory / "pending"
+
+
+def _save_pending(directory: Path, device_id: str, record: dict[str, str]) -> None:
+    folder = _pending_dir(directory)
+    folder.mkdir(exist_ok=True)
+    tmp = folder / f".{device_id}.{secrets.token_hex(4)}.tmp"
+    tmp.write_text(json.dumps(record), encoding="ascii")
+    tmp.replace(folder / f"{device_id}.json")
+
+
+@dataclass(frozen=True)
+class PendingReply:
+    """A reply for a device that was waiting: publish it retained on enroll_reply for client."""
+
+    device_id: str
+    client: str
+    doc: dict[str, Any]
+
+
+def replies_for_accepted(session: Session, authority: Authority, keys: RegistryKeys, now: dt.datetime, *,
+                         injector: KeyInjector, config_keys: Mapping[str, str]) -> list[PendingReply]:
+    """The replies owed to waiting devices an operator has since accepted ("accepted", with certificate
+    and keys) or decommissioned ("refused", device_refused). Committed; once a reply is published the
+    caller calls delivered(), until then the next call issues it again."""
+    replies = []
+    for path in sorted(_pending_dir(authority.directory).glob("*.json")):
+        device = session.get(Device, path.stem)
+        try:
+            record = json.loads(path.read_text(encoding="ascii"))
+        except (OSError, ValueError):
+            continue
+        if device is None or device.status == "decommissioned":
+            doc = {"request_id": record["request_id"], "status": "refused", "reason": "device_refused",
+                   "server_time": wire_time(now)}
+        elif device.status == "active":
+            doc = _accepted(session, authority, keys, device, record["csr_pem"], record["request_id"], now,
+                            injector=injector, config_keys=config_keys)
+        else:
+            continue                                     # still pending
+        replies.append(PendingReply(path.stem, record["client"], doc))
+    session.commit()
+    return replies
+
+
+def delivered(authority: Authority, device_id: str) -> None:
+    """The device's reply is on the broker (retained): nothing more is owed to it."""
+    with contextlib.suppress(FileNotFoundError):
+        (_pending_dir(authority.directory) / f"{device_id}.json").unlink()
+
+
+# -- the registry process's part ----------------------------------------------------------------------------
+
+Handler = Callable[[str, bytes, Any], None]
+_CLIENT = re.compile(re.escape(protocol.PREFIX) + r"/enroll/([A-Za-z0-9_.:-]{1,64})/request")
+
+
+class Publisher(Protocol):
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                properties: Any = None) -> None: ...
+
+
+class Enroller:
+    """Answers enrollment requests, and every `period` seconds sends the replies owed to devices an operator
+    accepted or refused since (the operator's command runs in another process: the database tells)."""
+
+    def __init__(self, sessions: sessionmaker[Session], link: Publisher, authority: Authority,
+                 keys: RegistryKeys, injector: KeyInjector, config_keys: Callable[[], Mapping[str, str]], *,
+                 clock: Callable[[], dt.datetime], period: float = 2.0) -> None:
+        self.sessions, self.link, self.authority, self.keys = sessions, link, authority, keys
+        self.injector, self.config_keys, self.clock, self.period = injector, config_keys, clock, period
+        self._lock = threading.Lock()            # one enrollment at a time: requests and the tick
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="registry-enroll", daemon=True)
+        self.malformed = 0
+
+    def handlers(self) -> list[tuple[str, Handler]]:
+        return [(protocol.subscription("enroll_request"), self.on_request)]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+
+    def on_request(self, topic: str, payload: bytes, props: Any = None) -> None:
+        match = _CLIENT.fullmatch(topic)
+        try:
+            doc = m.decode(payload, d.ENROLL_REQUEST)
+        except MessageError as exc:
+            self.malformed += 1
+            log.warning("malformed enrollment request dropped", extra={"error": str(exc)})
+            return
+        if match is None:
+            self.malformed += 1
+            log.warning("enrollment request on an unexpected topic dropped")
+            return
+        client = match.group(1)
+        try:
+            with self._lock, self.sessions() as s:
+                reply = handle_enroll(s, self.authority, self.keys, doc, self.clock(), client=client,
+                                      injector=self.injector, config_keys=self.config_keys())
+        except ForecourtError as exc:      # the registry's own trouble (a key file, the CA): nothing stored
+            log.error("enrollment failed", extra={"client": client, "error": str(exc)})
+            reply = _refused(doc, "registry_error", self.clock())
+        log.info("enrollment answered", extra={"client": client, "status": reply["status"],
+                                               "reason": reply["reason"], "device": reply.get("device_id")})
+        self._publish(client, reply)
+
+    def _publish(self, client: str, reply: dict[str, Any]) -> None:
+        self.link.publish(protocol.topic("enroll_reply", client=client), m.encode(reply, d.ENROLL_REPLY),
+                          retain=True)
+
+    def tick(self) -> int:
+        """Send the replies owed to waiting devices; returns how many went out."""
+        with self._lock, self.sessions() as s:
+            owed = replies_for_accepted(s, self.authority, self.keys, self.clock(), injector=self.injector,
+                                        config_keys=self.config_keys())
+            for reply in owed:
+                self._publish(reply.client, reply.doc)
+                delivered(self.authority, reply.device_id)
+                log.info("enrollment answered", extra={"client": reply.client, "device": reply.device_id,
+                                                       "status": reply.doc["status"]})
+        return len(owed)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            try:
+                self.tick()
+            except HostUnavailable:
+                pass                      # the broker is away: the replies wait for the next tick
+            except Exception:             # the thread lives on; the next tick tries again
+                log.exception("enrollment tick failed")
+
+
+def enrollment_handlers(enroller: Enroller) -> list[tuple[str, Handler]]:
+    """The enrollment topic's (subscription, handler) pairs for registry/server.py."""
+    return enroller.handlers()

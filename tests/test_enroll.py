@@ -1,0 +1,352 @@
+"""registry.enroll: a new device's enrollment request, its reasons to refuse, the operator's accept, the keys
+and certificate an accepted device gets, and one device per token under racing requests."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from sqlalchemy import select
+from test_registry_devices import NOW, Central, device_csr, make_central
+
+from contracts import device_messages as d
+from contracts import messages as m
+from contracts import protocol
+from contracts.sealbox import keys_context, open_sealed
+from drivers.pinpad.dukpt_aes import derive_initial_key
+from hostsim.bank_world import BDK
+from registry import devices
+from registry.enroll import CLOCK_SKEW, Enroller, delivered, handle_enroll, made_up_id, replies_for_accepted
+from registry.models import Device, EnrollmentToken, Station
+from registry.pki import fingerprint
+
+CONFIG_KEYS = {"k1": "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE="}
+CLIENT = "claim-SN-1"
+
+
+@pytest.fixture
+def central(tmp_path: Path) -> Iterator[Central]:
+    yield from make_central(tmp_path)
+
+
+def token(central: Central, **kw: Any) -> str:
+    with central.sessions() as s:
+        return devices.create_token(s, "ST-001", kw.pop("now", NOW), **kw)
+
+
+def request(tok: str, serial: str = "SN-1", key: ec.EllipticCurvePrivateKey | None = None, *,
+            client_time: dt.datetime = NOW, csr: str | None = None) -> dict[str, Any]:
+    """An ENROLL_REQUEST exactly as the wire carries it."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    doc = {"request_id": str(uuid.uuid4()), "token": tok, "serial": serial,
+           "csr_pem": csr or device_csr(key, serial), "software_version": "1.4.2",
+           "client_time": client_time.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return m.decode(m.encode(doc, d.ENROLL_REQUEST), d.ENROLL_REQUEST)
+
+
+def enroll(central: Central, doc: dict[str, Any], now: dt.datetime = NOW,
+           client: str = CLIENT) -> dict[str, Any]:
+    with central.sessions() as s:
+        reply = handle_enroll(s, central.authority, central.keys, doc, now, client=client,
+                              injector=central.injector, config_keys=CONFIG_KEYS)
+    return m.decode(m.encode(reply, d.ENROLL_REPLY), d.ENROLL_REPLY)     # the reply is a valid message
+
+
+def expect(central: Central, serial: str, device_id: str | None = None) -> None:
+    with central.sessions() as s:
+        devices.import_expected(s, f"{serial},ST-001,{device_id or ''}\n", NOW)
+
+
+def check_accepted(central: Central, reply: dict[str, Any], request_doc: dict[str, Any],
+                   key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
+    """The reply carries a certificate for the device key with CN = device id, the CA, the config keys, and
+    keys that open with the device key only for this request; returns the opened keys."""
+    assert reply["status"] == "accepted" and reply["request_id"] == request_doc["request_id"]
+    cert = x509.load_pem_x509_certificate(reply["certificate_pem"].encode())
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == reply["device_id"]
+    assert cert.public_key() == key.public_key()
+    assert central.authority.issued(cert) and reply["ca_pem"] == central.authority.ca_pem
+    assert reply["config_keys"] == CONFIG_KEYS and reply["station"] == "ST-001"
+    device = central.device(reply["device_id"])
+    assert device is not None and device.status == "active"
+    assert device.cert_fingerprint == fingerprint(reply["certificate_pem"])
+    assert device.cert_expires_at == cert.not_valid_after_utc.replace(tzinfo=None)
+    keys = json.loads(open_sealed(key, reply["keys_sealed"],
+                                  context=keys_context(reply["device_id"], request_doc["request_id"])))
+    assert bytes.fromhex(keys["pin_key"]) == central.keys.device_key(device.pin_key_hex)
+    assert keys["dukpt_key_id"].upper() == device.dukpt_key_id
+    assert keys["dukpt_initial_key"] == derive_initial_key(BDK, bytes.fromhex(keys["dukpt_key_id"])).hex()
+    return dict(keys)
+
+
+# -- accepted at once, or pending for an operator -----------------------------------------------------------
+
+def test_a_serial_registered_ahead_is_accepted_at_once(central: Central) -> None:
+    expect(central, "SN-1", "T-0200")
+    key = ec.generate_private_key(ec.SECP256R1())
+    doc = request(token(central), key=key)
+    reply = enroll(central, doc)
+    assert reply["device_id"] == "T-0200"
+    keys = check_accepted(central, reply, doc, key)
+    assert bytes.fromhex(keys["pin_key"]) == central.injector.pin_key("T-0200")
+    device = central.device("T-0200")
+    assert device is not None and (device.serial, device.first_seen_at) == ("SN-1", NOW)
+    assert device.reported_software_version == "1.4.2"
+    with central.sessions() as s:
+        row = s.scalars(select(EnrollmentToken)).one()
+    assert (row.used_at, row.used_by) == (NOW, "T-0200")
+
+
+def test_an_unknown_serial_waits_for_an_operator(central: Central) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    doc = request(token(central, device_id="T-0300"), key=key)
+    reply = enroll(central, doc)
+    assert (reply["status"], reply["device_id"], reply["station"]) == ("pending", "T-0300", "ST-001")
+    assert "certificate_pem" not in reply and "keys_sealed" not in reply
+    device = central.device("T-0300")
+    assert device is not None and device.status == "pending" and device.cert_fingerprint is None
+    with central.sessions() as s:                 # nothing owed while it waits
+        assert replies_for_accepted(s, central.authority, central.keys, NOW, injector=central.injector,
+                                    config_keys=CONFIG_KEYS) == []
+        devices.accept(s, "T-0300")
+    later = NOW + dt.timedelta(minutes=30)
+    with central.sessions() as s:
+        owed = replies_for_accepted(s, central.authority, central.keys, later, injector=central.injector,
+                                    config_keys=CONFIG_KEYS)
+    assert [(r.device_id, r.client) for r in owed] == [("T-0300", CLIENT)]
+    check_accepted(central, m.decode(m.encode(owed[0].doc, d.ENROLL_REPLY), d.ENROLL_REPLY), doc, key)
+    delivered(central.authority, "T-0300")
+    with central.sessions() as s:
+        assert replies_for_accepted(s, central.authority, central.keys, later, injector=central.injector,
+                                    config_keys=CONFIG_KEYS) == []
+
+
+def test_a_pending_device_refused_by_the_operator_is_told(central: Central) -> None:
+    reply = enroll(central, request(token(central)))
+    with central.sessions() as s:
+        devices.decommission(s, central.authority, reply["device_id"], NOW)
+        owed = replies_for_accepted(s, central.authority, central.keys, NOW, injector=central.injector,
+                                    config_keys=CONFIG_KEYS)
+    assert [(r.doc["status"], r.doc["reason"]) for r in owed] == [("refused", "device_refused")]
+    assert central.authority.revoked_serials() == []           # it never had a certificate
+
+
+def test_an_imported_serial_for_another_station_waits(central: Central) -> None:
+    """The import says ST-001, the token ST-002: an operator decides (pending, at the token's station)."""
+    expect(central, "SN-1")
+    with central.sessions() as s:
+        s.add(Station(id="ST-002", name="Other"))
+        s.commit()
+        tok = devices.create_token(s, "ST-002", NOW)
+    reply = enroll(central, request(tok))
+    assert (reply["status"], reply["station"]) == ("pending", "ST-002")
+
+
+def test_the_device_id_comes_from_the_token_the_import_or_the_serial(central: Central) -> None:
+    expect(central, "SN-2", "T-0402")
+    assert enroll(central, request(token(central, device_id="T-0401"), "SN-1"))["device_id"] == "T-0401"
+    assert enroll(central, request(token(central), "SN-2"))["device_id"] == "T-0402"
+    made = enroll(central, request(token(central), "SN-3"))["device_id"]
+    assert made == made_up_id("SN-3") and made.startswith("T-") and len(made) == 12
+
+
+def test_a_seeded_device_gets_its_own_pin_key(central: Central) -> None:
+    """A device that already has a PIN key (seeded) keeps it: the one the registry checks PINs with."""
+    with central.sessions() as s:
+        seeded = s.get(Device, "T-0001")
+        assert seeded is not None
+        seeded.pin_key_hex = central.keys.seal_device_key(bytes.fromhex("8B2F4E01A7C3D95E6F1028374C5D6E7F"))
+        seeded.status, seeded.serial = "active", "SN-SEED"
+        s.commit()
+    # the registry re-keys a seeded device through replies_for_accepted when its request waited
+    key = ec.generate_private_key(ec.SECP256R1())
+    doc = request(token(central), "SN-9", key=key)
+    reply = enroll(central, doc)
+    with central.sessions() as s:
+        device = s.get(Device, reply["device_id"])
+        assert device is not None
+        device.pin_key_hex = central.keys.seal_device_key(bytes.fromhex("8B2F4E01A7C3D95E6F1028374C5D6E7F"))
+        s.commit()
+        devices.accept(s, reply["device_id"])
+        owed = replies_for_accepted(s, central.authority, central.keys, NOW, injector=central.injector,
+                                    config_keys=CONFIG_KEYS)
+    keys = check_accepted(central, owed[0].doc, doc, key)
+    assert keys["pin_key"].upper() == "8B2F4E01A7C3D95E6F1028374C5D6E7F"
+
+
+# -- refusals ----------------------------------------------------------------------------------------------
+
+def test_an_unknown_token_is_refused(central: Central) -> None:
+    reply = enroll(central, request("A" * 43))
+    assert (reply["status"], reply["reason"]) == ("refused", "token_unknown")
+    assert central.device(made_up_id("SN-1")) is None
+
+
+def test_an_expired_token_is_refused(central: Central) -> None:
+    tok = token(central)
+    late = NOW + dt.timedelta(minutes=15)
+    reply = enroll(central, request(tok, client_time=late), now=late)
+    assert reply["reason"] == "token_expired"
+    ok = enroll(central, request(tok, client_time=late - dt.timedelta(seconds=1)),
+                now=late - dt.timedelta(seconds=1))
+    assert ok["status"] == "pending"
+
+
+def test_a_token_opens_one_device(central: Central) -> None:
+    tok = token(central)
+    assert enroll(central, request(tok, "SN-1"))["status"] == "pending"
+    again = enroll(central, request(tok, "SN-2"))
+    assert (again["status"], again["reason"]) == ("refused", "token_used")
+    assert enroll(central, request(tok, "SN-1"))["reason"] == "token_used"
+
+
+@pytest.mark.parametrize("off", [CLOCK_SKEW + dt.timedelta(seconds=1), -CLOCK_SKEW - dt.timedelta(seconds=1),
+                                 dt.timedelta(days=400)])
+def test_a_clock_far_off_is_refused_and_keeps_the_token(central: Central, off: dt.timedelta) -> None:
+    tok = token(central)
+    reply = enroll(central, request(tok, client_time=NOW + off))
+    assert (reply["reason"], reply["server_time"]) == ("clock_skew", "2026-12-01T12:00:00.000000Z")
+    assert enroll(central, request(tok, client_time=NOW + CLOCK_SKEW))["status"] == "pending"
+
+
+def test_a_serial_enrolled_before_is_refused(central: Central) -> None:
+    enroll(central, request(token(central), "SN-1"))
+    tok = token(central)
+    assert enroll(central, request(tok, "SN-1"))["reason"] == "serial_taken"
+    assert enroll(central, request(tok, "SN-2"))["status"] == "pending"     # the token was kept
+
+
+def test_an_id_taken_is_refused(central: Central) -> None:
+    expect(central, "SN-1", "T-0500")
+    with central.sessions() as s:
+        s.add(Device(id="T-0500", station_id="ST-001", pin_key_hex=central.keys.seal_device_key(bytes(16))))
+        s.commit()
+    assert enroll(central, request(token(central)))["reason"] == "id_taken"
+
+
+def _other_signature_csr() -> str:
+    """A CSR whose signature is not by the key it carries: one request's body, another's signature."""
+    a, b = (x509.load_pem_x509_csr(device_csr(ec.generate_private_key(ec.SECP256R1())).encode())
+            for _ in range(2))
+    der = b.public_bytes(serialization.Encoding.DER)
+    assert len(a.tbs_certrequest_bytes) == len(b.tbs_certrequest_bytes)
+    der = der.replace(b.tbs_certrequest_bytes, a.tbs_certrequest_bytes)
+    return "-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(der).decode() + \
+        "-----END CERTIFICATE REQUEST-----\n"
+
+
+@pytest.mark.parametrize("make", [
+    lambda: device_csr(ec.generate_private_key(ec.SECP384R1())),
+    _other_signature_csr,
+])
+def test_a_bad_csr_is_refused_and_keeps_the_token(central: Central, make: Any) -> None:
+    tok = token(central)
+    csr = make()
+    reply = enroll(central, request(tok, csr=csr))
+    assert (reply["status"], reply["reason"]) == ("refused", "bad_csr")
+    assert enroll(central, request(tok))["status"] == "pending"
+
+
+def test_a_refusal_changes_nothing(central: Central) -> None:
+    enroll(central, request("A" * 43))
+    enroll(central, request(token(central), client_time=NOW + dt.timedelta(hours=1)))
+    with central.sessions() as s:
+        assert [d.id for d in s.scalars(select(Device)).all()] == ["T-0001"]
+        assert all(t.used_at is None for t in s.scalars(select(EnrollmentToken)).all())
+
+
+# -- races ----------------------------------------------------------------------------------------------
+
+def _race(central: Central, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    barrier = threading.Barrier(len(docs))
+    replies: list[dict[str, Any]] = []
+
+    def run(doc: dict[str, Any]) -> None:
+        barrier.wait()
+        replies.append(enroll(central, doc))
+
+    threads = [threading.Thread(target=run, args=(doc,)) for doc in docs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return replies
+
+
+def test_racing_requests_with_one_token_make_one_device(central: Central) -> None:
+    tok = token(central)
+    replies = _race(central, [request(tok, f"SN-{i}") for i in range(8)])
+    assert sorted(r["status"] for r in replies) == ["pending"] + ["refused"] * 7
+    assert {r["reason"] for r in replies if r["status"] == "refused"} == {"token_used"}
+    with central.sessions() as s:
+        assert len(s.scalars(select(Device)).all()) == 2          # T-0001 and the winner
+
+
+def test_racing_requests_for_one_serial_make_one_device(central: Central) -> None:
+    replies = _race(central, [request(token(central), "SN-1") for _ in range(6)])
+    assert sorted(r["status"] for r in replies) == ["pending"] + ["refused"] * 5
+    assert {r["reason"] for r in replies if r["status"] == "refused"} <= {"serial_taken", "id_taken"}
+    with central.sessions() as s:
+        assert sum(t.used_at is not None for t in s.scalars(select(EnrollmentToken)).all()) == 1
+
+
+# -- the registry process's part ---------------------------------------------------------------------------
+
+class Link:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bool]] = []
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                properties: Any = None) -> None:
+        self.sent.append((topic, payload, retain))
+
+
+def test_the_enroller_answers_on_the_clients_reply_topic_retained(central: Central) -> None:
+    link = Link()
+    enroller = Enroller(central.sessions, link, central.authority, central.keys, central.injector,
+                        lambda: CONFIG_KEYS, clock=lambda: NOW)
+    [(subscription, handler)] = enroller.handlers()
+    assert subscription == protocol.subscription("enroll_request")
+    key = ec.generate_private_key(ec.SECP256R1())
+    doc = request(token(central, device_id="T-0600"), key=key)
+    handler(protocol.topic("enroll_request", client=CLIENT), m.encode(doc, d.ENROLL_REQUEST), None)
+    handler(protocol.topic("enroll_request", client=CLIENT), b'{"v":1,"token":"x"}', None)
+    assert enroller.malformed == 1
+    [(topic, payload, retain)] = link.sent
+    assert topic == protocol.topic("enroll_reply", client=CLIENT) and retain
+    assert m.decode(payload, d.ENROLL_REPLY)["status"] == "pending"
+    assert enroller.tick() == 0
+    with central.sessions() as s:
+        devices.accept(s, "T-0600")
+    assert enroller.tick() == 1 and enroller.tick() == 0
+    topic, payload, retain = link.sent[-1]
+    assert topic == protocol.topic("enroll_reply", client=CLIENT) and retain
+    check_accepted(central, m.decode(payload, d.ENROLL_REPLY), doc, key)
+
+
+def test_no_key_or_token_is_logged(central: Central, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    link = Link()
+    enroller = Enroller(central.sessions, link, central.authority, central.keys, central.injector,
+                        lambda: CONFIG_KEYS, clock=lambda: NOW)
+    expect(central, "SN-1")
+    tok = token(central)
+    enroller.on_request(protocol.topic("enroll_request", client=CLIENT),
+                        m.encode(request(tok), d.ENROLL_REQUEST))
+    text = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
+    device = central.device(made_up_id("SN-1"))
+    assert device is not None and device.status == "active"
+    pin = central.keys.device_key(device.pin_key_hex).hex()
+    assert tok not in text and pin not in text.lower() and pin.upper() not in text
+    assert "enrollment answered" in caplog.text
