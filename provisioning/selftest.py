@@ -7,6 +7,7 @@ Run it while the terminal is stopped: a DART line has one master, and the termin
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -14,12 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.errors import ForecourtError
+from contracts import device_messages as d
+from contracts import messages as m
+from contracts.errors import ConfigError, ForecourtError, MessageError
 from contracts.pump import PumpState
+from contracts.signing import SignatureError, verify_envelope
 from drivers.devices import open_device as drivers_open_device
 from drivers.url import parse_url
 from firmware.config import TerminalConfig
-from provisioning.status import config_version_on_broker
+from firmware.configstore import load_config_keys
+from provisioning.status import config_on_broker
 
 __all__ = ["CheckResult", "failed", "run_selftest", "table"]
 
@@ -109,18 +114,27 @@ def check_printer(cfg: TerminalConfig, timeout: float) -> CheckResult:
     return CheckResult("printer", False, f"{url.raw}: no check for this scheme")
 
 
-def check_broker(cfg: TerminalConfig, timeout: float) -> CheckResult:
-    """The broker takes the device certificate and hands over the device's retained configuration."""
-    where = f"{cfg.mqtt.host}:{cfg.mqtt.port}"
+def check_broker(cfg: TerminalConfig, timeout: float, now: dt.datetime | None = None) -> CheckResult:
+    """The broker takes the device certificate and hands over the device's retained configuration, which
+    must verify against the configuration keys the device trusts (config-keys.json)."""
+    where = f"{cfg.mqtt.host}:{cfg.mqtt.port}{' (TLS)' if cfg.mqtt.tls else ''}"
     try:
-        version = config_version_on_broker(cfg, timeout=timeout, client="selftest")
+        raw = config_on_broker(cfg, timeout=timeout, client="selftest")
     except ForecourtError as exc:
         return CheckResult("broker", False, _reason(exc))
-    if version is None:
+    if raw is None:
         return CheckResult("broker", False, f"{where}: connected, but no configuration for "
                                             f"{cfg.terminal.id} within {timeout:g} s")
-    return CheckResult("broker", True, f"{where}: connected{' (TLS)' if cfg.mqtt.tls else ''}, "
-                                       f"configuration version {version}")
+    moment = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None)
+    try:
+        doc = m.decode(raw, d.SIGNED_CONFIG)
+        verify_envelope(doc, load_config_keys(cfg.state_dir), terminal=cfg.terminal.id, now=moment)
+    except SignatureError as exc:
+        return CheckResult("broker", False, f"{where}: connected, configuration refused ({exc.reason})")
+    except (MessageError, ConfigError) as exc:
+        return CheckResult("broker", False, f"{where}: connected, configuration unusable: {_reason(exc)}")
+    return CheckResult("broker", True, f"{where}: connected, configuration version {doc['version']} "
+                                       f"verified (key {doc['key_id']})")
 
 
 def run_selftest(cfg: TerminalConfig, *, timeout: float = 5.0,

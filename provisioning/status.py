@@ -11,24 +11,27 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING
 
-from contracts import device_messages as d
-from contracts import messages as m
 from contracts import protocol
-from contracts.errors import ConfigError, ForecourtError, HostUnreachable, MessageError
+from contracts.errors import ConfigError, ForecourtError, HostUnreachable, MissingComponent
+from drivers.mqtt.link import MqttLink, TlsFiles
 from firmware.config import TerminalConfig
+from firmware.configstore import ConfigStore
 from firmware.hostlink import RELEASE
 from firmware.sale.journal import Journal
 from provisioning.identity import CertInfo, certificate_info
 
-if TYPE_CHECKING:
-    from drivers.mqtt import MqttLink
-
-__all__ = ["DeviceStatus", "collect_status", "config_version_on_broker", "connect_as_device", "lines",
-           "software_version"]
-
-CONFIG_FILE = "config.signed.json"     # firmware.configstore keeps the last good configuration here
+__all__ = [
+    "BrokerRefused",
+    "BrokerUnreachable",
+    "DeviceStatus",
+    "collect_status",
+    "config_on_broker",
+    "connect",
+    "connect_as_device",
+    "lines",
+    "software_version",
+]
 
 
 def software_version() -> str:
@@ -39,39 +42,47 @@ def software_version() -> str:
         return "unknown"
 
 
-def connect_as_device(cfg: TerminalConfig, *, client: str, timeout: float) -> MqttLink:
-    """An MQTT link to the configured broker under the device certificate ([mqtt] tls, ca, cert, key),
-    connected; client names the tool (the client id is forecourt-<client>-<id>, so the running terminal's
-    own session is left alone). HostUnreachable saying why when the broker does not take it in time."""
-    from drivers.mqtt import MqttLink, TlsFiles
+class BrokerUnreachable(HostUnreachable, MissingComponent):
+    """No connection to the broker at all (exit 3: the network or the broker is down)."""
 
-    state, mqtt = cfg.state_dir, cfg.mqtt
-    tls = TlsFiles(state / mqtt.ca, state / mqtt.cert, state / mqtt.key) if mqtt.tls else None
-    link = MqttLink(mqtt.host, mqtt.port, f"forecourt-{client}-{cfg.terminal.id}", keepalive=mqtt.keepalive,
-                    tls=tls)
+
+class BrokerRefused(HostUnreachable, ConfigError):
+    """The broker refused the certificate given (TLS alert or CONNACK; exit 2: the credentials are wrong)."""
+
+
+def connect(host: str, port: int, client_id: str, *, tls: TlsFiles | None, timeout: float,
+            identity: str) -> MqttLink:
+    """A started MQTT link, connected within timeout, else BrokerRefused with the broker's reason or
+    BrokerUnreachable. identity names the certificate in the error ("device", "claim")."""
+    link = MqttLink(host, port, client_id, tls=tls)
     link.start()
     if link.wait_connected(timeout):
         return link
     reason = link.refused
     link.stop()
-    where = f"{mqtt.host}:{mqtt.port}"
+    where = f"{host}:{port}"
     if reason:
-        raise HostUnreachable(f"broker {where} refused the device certificate: {reason}", broker=where)
-    raise HostUnreachable(f"broker {where} unreachable: no connection within {timeout:g} s", broker=where)
+        raise BrokerRefused(f"broker {where} refused the {identity} certificate: {reason}", broker=where)
+    raise BrokerUnreachable(f"broker {where} unreachable: no connection within {timeout:g} s", broker=where)
 
 
-def config_version_on_broker(cfg: TerminalConfig, *, timeout: float, client: str) -> int | None:
-    """Connect as the device, read its retained configuration and return its version (None when none came
-    within timeout). Only the envelope is checked here; the terminal's config store checks the signature."""
+def connect_as_device(cfg: TerminalConfig, *, client: str, timeout: float) -> MqttLink:
+    """Connected as the device ([mqtt] tls, ca, cert, key); client names the tool: the client id is
+    forecourt-<client>-<id>, so the running terminal's own session is left alone."""
+    state, mqtt = cfg.state_dir, cfg.mqtt
+    tls = TlsFiles(state / mqtt.ca, state / mqtt.cert, state / mqtt.key) if mqtt.tls else None
+    return connect(mqtt.host, mqtt.port, f"forecourt-{client}-{cfg.terminal.id}", tls=tls, timeout=timeout,
+                   identity="device")
+
+
+def config_on_broker(cfg: TerminalConfig, *, timeout: float, client: str) -> bytes | None:
+    """Connect as the device and read its retained configuration (raw; None when none came in time)."""
     link = connect_as_device(cfg, client=client, timeout=timeout)
     got = threading.Event()
-    versions: list[int] = []
+    payloads: list[bytes] = []
 
     def on_config(topic: str, payload: bytes, props: object) -> None:
-        try:
-            versions.append(int(m.decode(payload, d.SIGNED_CONFIG)["version"]))
-        except MessageError:
-            versions.append(0)                   # a configuration came, but not a valid one
+        payloads.append(payload)
         got.set()
 
     try:
@@ -79,7 +90,7 @@ def config_version_on_broker(cfg: TerminalConfig, *, timeout: float, client: str
         got.wait(timeout)
     finally:
         link.stop()
-    return versions[0] if versions else None
+    return payloads[0] if payloads else None
 
 
 @dataclass(frozen=True)
@@ -96,11 +107,11 @@ class DeviceStatus:
     now: dt.datetime
 
 
-def _config_version(cfg: TerminalConfig) -> int:
+def _config_version(cfg: TerminalConfig, now: dt.datetime) -> int:
+    """The version the terminal's config store runs (0: none, or none it can trust)."""
     try:
-        doc = json.loads((cfg.state_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-        return int(doc.get("version", 0)) if isinstance(doc, dict) else 0
-    except (OSError, ValueError):
+        return ConfigStore(cfg.state_dir, terminal=cfg.terminal.id, now=now.replace(tzinfo=None)).version
+    except ConfigError:
         return 0
 
 
@@ -143,7 +154,7 @@ def collect_status(cfg: TerminalConfig, *, now: dt.datetime | None = None, timeo
     count, oldest = _backlog(cfg, moment.timestamp())
     return DeviceStatus(
         terminal=cfg.terminal.id, station=cfg.terminal.station, certificate=cert, certificate_problem=problem,
-        config_version=_config_version(cfg), software_version=software_version(), backlog=count,
+        config_version=_config_version(cfg, moment), software_version=software_version(), backlog=count,
         oldest_unsent_s=oldest, broker=_broker(cfg, timeout) if probe_broker else "not checked", now=moment)
 
 

@@ -12,6 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from contracts.errors import ConfigError
@@ -157,13 +158,26 @@ def _terminal_toml(directory: Path, *, broker: int, printer: str, pump_line: str
     return load_config(path, profile="sim")
 
 
-def _signed_config(version: int) -> bytes:
+CONFIG_KEY = Ed25519PrivateKey.generate()
+
+
+def _signed_config(version: int, state_dir: Path | None = None, *, days: int = 30) -> bytes:
+    """A configuration for T-0042 signed as the registry does; its key trusted in state_dir when given."""
     from contracts import device_messages as d
     from contracts import messages as m
+    from contracts.signing import key_id, public_b64, sign_envelope
+    from firmware.configstore import write_config_keys
 
-    return m.encode({"terminal": "T-0042", "version": version, "issued_at": "2026-12-01T12:00:00Z",
-                     "expires_at": "2026-12-31T12:00:00Z", "key_id": "k1", "body": {}, "sig": "AAAA"},
-                    d.SIGNED_CONFIG)
+    kid = key_id(CONFIG_KEY.public_key())
+    if state_dir is not None:
+        write_config_keys(state_dir, {kid: public_b64(CONFIG_KEY.public_key())})
+    body = {"station": "S-1", "station_name": "Main St", "currency": "EUR", "prices": [], "products": [],
+            "pumps": [], "stop_list": [], "offline_limits": {}, "programs": [], "attendants": [],
+            "registry_bundle_key": ""}
+    issued = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0) - dt.timedelta(days=1)
+    doc = sign_envelope(body, terminal="T-0042", version=version, issued_at=issued,
+                        expires_at=issued + dt.timedelta(days=days), key_id=kid, private_key=CONFIG_KEY)
+    return m.encode(doc, d.SIGNED_CONFIG)
 
 
 def _publish_retained(port: int, topic: str, payload: bytes) -> None:
@@ -185,14 +199,15 @@ def test_selftest_passes_every_device_that_answers(tmp_path: Path, mosquitto: in
 
     printer = PrinterServer().start()
     try:
-        _publish_retained(mosquitto, protocol.topic("config", terminal="T-0042"), _signed_config(3))
         cfg = _terminal_toml(tmp_path / "t", broker=mosquitto, printer=f"tcp://127.0.0.1:{printer.port}")
+        _publish_retained(mosquitto, protocol.topic("config", terminal="T-0042"),
+                          _signed_config(3, cfg.state_dir))
         results = run_selftest(cfg, timeout=5)
     finally:
         printer.stop()
     assert [(r.device, r.passed) for r in results] == [
         ("card reader", True), ("pump 1", True), ("pump 2", True), ("printer", True), ("broker", True)]
-    assert "configuration version 3" in results[-1].detail and not failed(results)
+    assert "configuration version 3 verified" in results[-1].detail and not failed(results)
     assert printer.raw == [] and printer.errors == []           # the check printed nothing
     rows = list(table(results))
     assert rows[0].split() == ["device", "result", "detail"] and rows[2].split()[2] == "PASS"
@@ -225,6 +240,20 @@ def test_selftest_fails_a_broker_without_the_devices_configuration(tmp_path: Pat
     assert not result.passed and "no configuration for T-0042" in result.detail
 
 
+def test_selftest_fails_a_configuration_the_device_would_refuse(tmp_path: Path, mosquitto: int) -> None:
+    from contracts import protocol
+    from provisioning.selftest import check_broker
+
+    cfg = _terminal_toml(tmp_path / "t", broker=mosquitto, printer="memory://")
+    _publish_retained(mosquitto, protocol.topic("config", terminal="T-0042"), _signed_config(4))
+    result = check_broker(cfg, timeout=5)                     # no config-keys.json: nothing is trusted
+    assert not result.passed and "refused (unknown_key)" in result.detail
+    _publish_retained(mosquitto, protocol.topic("config", terminal="T-0042"),
+                      _signed_config(5, cfg.state_dir, days=-1))
+    result = check_broker(cfg, timeout=5)
+    assert not result.passed and "refused (expired)" in result.detail
+
+
 def test_status_says_who_the_terminal_is_and_how_it_stands(tmp_path: Path, mosquitto: int) -> None:
     from provisioning.status import collect_status, lines, software_version
 
@@ -232,7 +261,10 @@ def test_status_says_who_the_terminal_is_and_how_it_stands(tmp_path: Path, mosqu
     cfg = _terminal_toml(tmp_path / "t", broker=mosquitto, printer="memory://")
     key = create_device_key(cfg.state_dir / "device.key")
     (cfg.state_dir / "device.pem").write_text(ca.issue(make_csr(key, "SN-9"), "T-0042", days=30))
-    (cfg.state_dir / "config.signed.json").write_text('{"version": 7}')
+    from firmware.configstore import ConfigStore
+
+    signed = _signed_config(7, cfg.state_dir)
+    ConfigStore(cfg.state_dir, terminal="T-0042").offer(signed)
     status = collect_status(cfg, now=NOW, timeout=5)
     assert (status.terminal, status.station, status.config_version) == ("T-0042", "S-1", 7)
     assert status.certificate is not None and status.certificate.subject == "CN=T-0042"
