@@ -1,0 +1,283 @@
+"""The terminal's software updates: offer, download, check, install between sales, health check, rollback.
+
+The registry's retained UPDATE_OFFER names a version, its size and SHA-256. The updater fetches the bundle
+in pieces (UPDATE_FETCH requests answered on its update_chunk topic), appending to a partial file so a
+download resumes where it stopped; checks size, digest and signature (contracts.bundle; the keys trusted
+are config-keys.json's, firmware.configstore.load_config_keys) and stages it (firmware.update_slots).
+Between sales (idle()) it switches the `current` link to it, marks it "trying" and asks for a restart:
+the process exits with RESTART_EXIT and its supervisor (systemd Restart=, or the simulator) starts it
+again. At start a version being tried runs its health check (the release's command, then "connected to
+the broker and got the configuration" within its deadline): passing commits it (reported installed);
+failing points `current` back to the previous version, marks the version failed here (never tried
+again) and restarts (reported rolled_back). Reports are kept on disk until published.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from contracts import device_messages as d
+from contracts import messages as m
+from contracts import protocol
+from contracts.bundle import BundleError, open_bundle
+from contracts.errors import ConfigError, HostUnavailable, MessageError
+from firmware.hostlink import Link
+from firmware.update_slots import FACTORY, Slots
+
+__all__ = ["RESTART_EXIT", "Updater", "running_version"]
+
+log = logging.getLogger(__name__)
+
+RESTART_EXIT = 75          # "restart me": the supervisor starts the terminal again (docs/updates.md)
+CHUNK = 64 * 1024
+
+
+def running_version(state_dir: Path) -> str:
+    """The software version the terminal runs (for heartbeats and status)."""
+    return Slots(state_dir).running()
+
+
+def _stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Updater:
+    def __init__(self, state_dir: Path, link: Link, terminal: str, trusted: Mapping[str, Ed25519PublicKey], *,
+                 chunk: int = CHUNK, fetch_timeout: float = 10.0, retry: float = 5.0,
+                 python: str = sys.executable) -> None:
+        self.slots, self.link, self.terminal, self.trusted = Slots(state_dir), link, terminal, trusted
+        self.chunk, self.fetch_timeout, self.retry, self.python = chunk, fetch_timeout, retry, python
+        self.state = self.slots.load()
+        self.restart_due = threading.Event()     # set: exit with RESTART_EXIT at the next idle moment
+        self.staged: dict[str, Any] | None = None   # the offer whose bundle is staged, ready to install
+        self._offer: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+        self._reports_lock = threading.Lock()     # state.reports and the state file
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._announced: set[str] = set()
+        self._thread = threading.Thread(target=self._download_loop, name="updater", daemon=True)
+        self._fetch = protocol.topic("update_fetch", terminal=terminal)
+        self._chunks = protocol.topic("update_chunk", terminal=terminal)
+        link.subscribe(protocol.topic("update_offer", terminal=terminal), self._on_offer)
+        link.subscribe(self._chunks, lambda *_: None)     # answers are matched by correlation data
+        link.on_state(lambda up: self.flush_reports() if up else None)
+
+    @property
+    def version(self) -> str:
+        return self.slots.running()
+
+    # -- life cycle -----------------------------------------------------------------------------------
+    def start(self, ready: Callable[[], bool]) -> None:
+        """Check the version being tried, if any (ready(): connected and configured), then watch offers."""
+        if self.state.trying is not None:
+            self._check_health(self.state.trying, ready)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(self.fetch_timeout + 1)
+
+    def idle(self, between_sales: bool) -> bool:
+        """Called by the terminal's loop; True: stop now and exit with RESTART_EXIT. Never during a sale."""
+        if not between_sales:
+            return False
+        if not self.restart_due.is_set():
+            with self._lock:
+                offer, self.staged = self.staged, None
+            if offer is not None and self.state.trying is None:
+                self.install(offer)
+        return self.restart_due.is_set()
+
+    def install(self, offer: Mapping[str, Any]) -> None:
+        """Switch `current` to a staged version and mark it tried: it runs after the restart."""
+        version = offer["version"]
+        self.state.previous, self.state.trying, self.state.rollout = self.version, version, offer["rollout"]
+        self.slots.save(self.state)          # marked before the switch: a crash between tries it, or not
+        self.slots.point_to(version)
+        log.info("update installed; restarting to try it", extra={"version": version,
+                                                                  "previous": self.state.previous})
+        self.restart_due.set()
+
+    # -- health after a restart -----------------------------------------------------------------------
+    def _check_health(self, version: str, ready: Callable[[], bool]) -> None:
+        try:
+            health = self.slots.health(version)
+        except ConfigError as exc:
+            self._rollback(version, "release description unreadable")
+            log.error("update health check impossible", extra={"error": str(exc)})
+            return
+        detail = self._run_command(version, health.command, health.deadline_s)
+        if detail is not None:
+            self._rollback(version, detail)
+            return
+        deadline = time.monotonic() + health.deadline_s
+
+        def watch() -> None:
+            while not ready():
+                if self._stop.wait(0.1):
+                    return
+                if time.monotonic() > deadline:
+                    self._rollback(version, f"no broker or configuration within {health.deadline_s} s")
+                    return
+            self._commit(version)
+
+        threading.Thread(target=watch, name="update-health", daemon=True).start()
+
+    def _run_command(self, version: str, command: tuple[str, ...], deadline_s: int) -> str | None:
+        """None when the release's health command passes, else why not."""
+        argv = [self.python if command[0] == "python" else command[0], *command[1:]]
+        try:
+            done = subprocess.run(argv, cwd=self.slots.root / version, timeout=deadline_s, check=False,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return f"health check ran over {deadline_s} s"
+        except OSError as exc:
+            return f"health check did not start ({exc.strerror})"
+        return None if done.returncode == 0 else f"health check exited {done.returncode}"
+
+    def _commit(self, version: str) -> None:
+        rollout, self.state.trying = self.state.rollout, None
+        self._report(version, rollout, "installed", f"healthy; previous {self.state.previous}")
+        log.info("update healthy and kept", extra={"version": version})
+
+    def _rollback(self, version: str, detail: str) -> None:
+        previous = self.state.previous or FACTORY
+        self.slots.point_to(previous)
+        rollout, self.state.trying = self.state.rollout, None
+        if version not in self.state.failed:
+            self.state.failed.append(version)
+        self._report(version, rollout, "rolled_back", f"{detail}; back to {previous}")
+        log.error("update failed its health check; rolled back",
+                  extra={"version": version, "previous": previous, "detail": detail})
+        self.restart_due.set()
+
+    # -- reports --------------------------------------------------------------------------------------
+    def _report(self, version: str, rollout: int | None, status: str, detail: str) -> None:
+        """Kept on disk with the state, then published (again after a restart if the link was down)."""
+        with self._reports_lock:
+            if rollout is not None:
+                self.state.reports.append({"terminal": self.terminal, "version": version,
+                                           "rollout": rollout, "status": status, "detail": detail[:200],
+                                           "at": _stamp()})
+            self.slots.save(self.state)
+        self.flush_reports()
+
+    def flush_reports(self) -> None:
+        with self._reports_lock:
+            while self.state.reports and self.link.connected.is_set():
+                doc = self.state.reports[0]
+                try:
+                    self.link.publish(protocol.topic("update_report", terminal=self.terminal),
+                                      m.encode(doc, d.UPDATE_REPORT))
+                except HostUnavailable:
+                    return
+                except MessageError:
+                    log.error("update report dropped", extra={"status": doc.get("status")})
+                self.state.reports.pop(0)
+                self.slots.save(self.state)
+
+    # -- offers and downloads -------------------------------------------------------------------------
+    def _on_offer(self, topic: str, payload: bytes, props: Any) -> None:
+        if not payload:                 # the registry cleared the offer (rollout halted)
+            with self._lock:
+                self._offer = None
+            return
+        try:
+            offer = m.decode(payload, d.UPDATE_OFFER)
+        except MessageError as exc:
+            log.warning("malformed update offer dropped", extra={"error": str(exc)})
+            return
+        version = offer["version"]
+        if offer["terminal"] != self.terminal or version in (self.version, self.state.trying) \
+                or version in self.state.failed:
+            return
+        with self._lock:
+            self._offer = offer
+        self._wake.set()
+
+    def _download_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.retry)
+            self._wake.clear()
+            with self._lock:
+                offer = self._offer
+                ready = self.staged is not None and offer is not None \
+                    and self.staged["version"] == offer["version"]
+            if offer is None or ready or self.state.trying is not None:
+                continue
+            try:
+                self._download(offer)
+            except HostUnavailable as exc:
+                log.info("update download paused", extra={"version": offer["version"], "error": str(exc)})
+            except OSError as exc:
+                log.error("update download failed", extra={"version": offer["version"], "error": str(exc)})
+
+    def _current_offer(self, version: str) -> bool:
+        with self._lock:
+            return self._offer is not None and self._offer["version"] == version and not self._stop.is_set()
+
+    def _download(self, offer: Mapping[str, Any]) -> None:
+        version, size = offer["version"], offer["size"]
+        if self.slots.staged(version) is not None:      # checked and staged before a restart
+            with self._lock:
+                self.staged = dict(offer)
+            return
+        if version not in self._announced:
+            self._announced.add(version)
+            self._report(version, offer["rollout"], "downloading", f"{size} bytes")
+        part = self.slots.partial(version)
+        with open(part, "ab") as f:
+            have = f.tell()
+            while have < size:
+                if not self._current_offer(version):
+                    return
+                req = {"terminal": self.terminal, "version": version, "offset": have,
+                       "length": min(self.chunk, size - have)}
+                data = self.link.request(self._fetch, m.encode(req, d.UPDATE_FETCH), self._chunks,
+                                         self.fetch_timeout)
+                if not data:
+                    raise HostUnavailable("the registry sent no bytes", offset=have)
+                f.write(data[:size - have])
+                f.flush()
+                have += min(len(data), size - have)
+        self._check_and_stage(offer, part)
+
+    def _check_and_stage(self, offer: Mapping[str, Any], part: Path) -> None:
+        version = offer["version"]
+        data = part.read_bytes()
+        part.unlink()                       # a bad download starts over; a good one is staged
+        if hashlib.sha256(data).hexdigest() != offer["sha256"]:
+            self._refuse(offer, "bundle digest differs from the offer")
+            return
+        try:
+            bundle = open_bundle(data, self.trusted)
+        except BundleError as exc:
+            self._refuse(offer, str(exc))
+            return
+        if bundle.version != version:
+            self._refuse(offer, f"bundle is version {bundle.version}, not the one offered")
+            return
+        self.slots.stage(bundle)
+        with self._lock:
+            self.staged = dict(offer)
+        log.info("update staged; installed at the next moment between sales", extra={"version": version})
+
+    def _refuse(self, offer: Mapping[str, Any], detail: str) -> None:
+        if offer["version"] not in self.state.failed:
+            self.state.failed.append(offer["version"])
+        self._report(offer["version"], offer["rollout"], "refused", detail)
+        log.error("update refused", extra={"version": offer["version"], "detail": detail})
