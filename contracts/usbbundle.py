@@ -264,7 +264,7 @@ def decode_config_bundle(raw: bytes) -> ConfigBundle:
     _check(doc, _CONFIG_WRAPPER)
     _check_config(doc["config"], doc["terminal"])
     return ConfigBundle(bundle_id=doc["bundle_id"], terminal=doc["terminal"], created_at=doc["created_at"],
-                        config=doc["config"])
+                        config={k: v for k, v in doc["config"].items() if k != "v"})
 
 
 def _check_config(config: dict[str, Any], terminal: str) -> None:

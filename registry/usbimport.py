@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts.errors import ConfigError
@@ -43,8 +41,9 @@ from contracts.usbbundle import (
     registry_key_to_b64,
     verify_sales_signature,
 )
+from registry.configs import ConfigIssuer
 from registry.keys import _read_private, _write_private
-from registry.models import ConfigRelease, Device
+from registry.models import Device
 from registry.pki import fingerprint
 from registry.service import record_sales
 
@@ -162,17 +161,14 @@ def import_sales(session: Session, raw: bytes, *, bundle_key: ec.EllipticCurvePr
     return result
 
 
-def export_config(session: Session, device_id: str, *, now: dt.datetime) -> bytes:
-    """The device's newest signed configuration as a bundle file (ConfigError when it has none)."""
+def export_config(session: Session, device_id: str, *, issuer: ConfigIssuer, now: dt.datetime) -> bytes:
+    """The device's signed configuration as a bundle file: the one the registry publishes to it (a new
+    release when the database changed since, registry.configs; committed here). now: naive UTC."""
     device = session.get(Device, device_id)
     if device is None:
         raise ConfigError(f"no device {device_id!r}", key="--device")
-    release = session.scalar(select(ConfigRelease).where(ConfigRelease.device_id == device_id)
-                             .order_by(ConfigRelease.version.desc()).limit(1))
-    if release is None:
-        raise ConfigError(f"device {device_id!r} has no signed configuration yet (the registry issues one "
-                          "when it runs)", key="--device")
-    if release.expires_at <= now:
-        raise ConfigError(f"the newest configuration of {device_id!r} has expired; let the registry issue "
-                          "a new one first", key="--device", version=release.version)
-    return encode_config_bundle(json.loads(release.envelope), created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    if device.status != "active":
+        raise ConfigError(f"device {device_id!r} is {device.status}, not active", key="--device")
+    envelope = issuer.issue_config(session, device, now)
+    session.commit()
+    return encode_config_bundle(envelope, created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"))

@@ -13,21 +13,30 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.errors import ConfigError
-from contracts.usbbundle import UsbBundleError, registry_key_from_b64
+from contracts.usbbundle import UsbBundleError, decode_config_bundle, registry_key_from_b64
+from firmware.configstore import ConfigStore, write_config_keys
 from firmware.sale.journal import Journal
 from firmware.sale.machine import SaleState as S
 from firmware.sale.record import Preset
 from firmware.usbexport import export_sales, load_identity, registry_key
+from firmware.usbimport import ConfigImport, import_config
+from registry.configs import ConfigIssuer
 from registry.db import open_database
 from registry.keys import load_or_create_keys
-from registry.models import Device, Transaction
+from registry.models import Device, Nozzle, Transaction
 from registry.pki import Authority, fingerprint
 from registry.seed import apply_seed, load_seed
-from registry.usbimport import BUNDLE_KEY, bundle_public_key, import_sales, load_or_create_bundle_key
+from registry.usbimport import (
+    BUNDLE_KEY,
+    bundle_public_key,
+    export_config,
+    import_sales,
+    load_or_create_bundle_key,
+)
 from tests.test_usbbundle import NOW, Kit, make_kit
 
 SEED = Path(__file__).resolve().parents[1] / "hostsim" / "fixtures" / "seed.toml"
@@ -232,3 +241,122 @@ def test_identity_files(world: World, tmp_path: Path) -> None:
 
 def test_the_ca_of_the_world_is_the_one_checked(world: World) -> None:
     assert Authority.load(world.kit.ca.directory).ca_pem == world.kit.ca.ca_pem
+
+
+# -- a configuration from the registry onto a terminal -------------------------------------------------------
+
+@pytest.fixture
+def issuer(world: World) -> ConfigIssuer:
+    return ConfigIssuer(world.state / "registry")
+
+
+def store_of(world: World, issuer: ConfigIssuer) -> ConfigStore:
+    state = world.state / "terminal"
+    write_config_keys(state, issuer.config_keys())
+    return ConfigStore(state, terminal="T-0001", now=AT)
+
+
+def exported(world: World, issuer: ConfigIssuer, device: str = "T-0001") -> bytes:
+    with world.sessions() as s:
+        return export_config(s, device, issuer=issuer, now=AT)
+
+
+def test_config_bundle_installed_once(world: World, issuer: ConfigIssuer) -> None:
+    store = store_of(world, issuer)
+    raw = exported(world, issuer)
+    assert import_config(store, raw, terminal="T-0001", now=AT) == ConfigImport("installed", 1)
+    on_disk = (world.state / "terminal" / "config.signed.json").read_bytes()
+    assert import_config(store, raw, terminal="T-0001", now=AT) == ConfigImport("unchanged", 1)
+    assert (world.state / "terminal" / "config.signed.json").read_bytes() == on_disk
+    assert not store.refusals
+    # a terminal restarted in between: the same file changes nothing either
+    again = ConfigStore(world.state / "terminal", terminal="T-0001", now=AT)
+    assert import_config(again, raw, terminal="T-0001", now=AT) == ConfigImport("unchanged", 1)
+    assert again.current is not None and again.current["station"] == "ST-001"
+
+
+def test_config_export_is_the_registrys_current_release(world: World, issuer: ConfigIssuer) -> None:
+    first = decode_config_bundle(exported(world, issuer)).config
+    assert decode_config_bundle(exported(world, issuer)).config == first     # nothing changed: same release
+    with world.sessions() as s:
+        s.execute(update(Nozzle).where(Nozzle.pump == 1, Nozzle.nozzle == 1).values(price_milli=1699))
+        s.commit()
+    newer = exported(world, issuer)
+    assert decode_config_bundle(newer).config["version"] == 2
+    store = store_of(world, issuer)
+    assert import_config(store, newer, terminal="T-0001", now=AT).version == 2
+
+
+def test_an_older_configuration_is_refused(world: World, issuer: ConfigIssuer) -> None:
+    old = exported(world, issuer)
+    with world.sessions() as s:
+        s.execute(update(Nozzle).where(Nozzle.pump == 1, Nozzle.nozzle == 1).values(price_milli=1699))
+        s.commit()
+    store = store_of(world, issuer)
+    import_config(store, exported(world, issuer), terminal="T-0001", now=AT)
+    with pytest.raises(UsbBundleError) as err:
+        import_config(store, old, terminal="T-0001", now=AT)
+    assert err.value.reason == "old_version" and store.version == 2
+
+
+def test_a_tampered_configuration_is_refused(world: World, issuer: ConfigIssuer) -> None:
+    store = store_of(world, issuer)
+    doc = json.loads(exported(world, issuer))
+    doc["config"]["body"]["prices"][0]["price_milli"] = 1
+    with pytest.raises(UsbBundleError) as err:
+        import_config(store, json.dumps(doc).encode(), terminal="T-0001", now=AT)
+    assert err.value.reason == "bad_signature" and store.version == 0
+    assert not (world.state / "terminal" / "config.signed.json").exists()
+
+
+def test_a_configuration_signed_by_another_registry_is_refused(world: World, issuer: ConfigIssuer) -> None:
+    store = store_of(world, issuer)
+    rogue = ConfigIssuer(world.state / "rogue-registry")
+    with pytest.raises(UsbBundleError) as err:
+        import_config(store, exported(world, rogue), terminal="T-0001", now=AT)
+    assert err.value.reason == "unknown_key" and store.version == 0
+
+
+def test_another_terminals_configuration_is_refused(world: World, issuer: ConfigIssuer) -> None:
+    store = store_of(world, issuer)
+    with world.sessions() as s:
+        station = s.get(Device, "T-0001")
+        assert station is not None
+        s.add(Device(id="T-0002", station_id=station.station_id, pin_key_hex="00" * 16, status="active"))
+        s.commit()
+    raw = exported(world, issuer, "T-0002")
+    with pytest.raises(UsbBundleError) as err:
+        import_config(store, raw, terminal="T-0001", now=AT)
+    assert err.value.reason == "wrong_terminal"
+    doc = json.loads(raw)
+    doc["terminal"] = "T-0001"        # the wrapper says T-0001, the signed configuration T-0002
+    with pytest.raises(UsbBundleError) as err:
+        import_config(store, json.dumps(doc).encode(), terminal="T-0001", now=AT)
+    assert err.value.reason == "malformed" and store.version == 0
+
+
+def test_an_expired_configuration_is_refused(world: World, issuer: ConfigIssuer) -> None:
+    store = store_of(world, issuer)
+    with pytest.raises(UsbBundleError) as err:
+        import_config(store, exported(world, issuer), terminal="T-0001", now=AT + dt.timedelta(days=31))
+    assert err.value.reason == "expired" and store.version == 0
+
+
+def test_a_truncated_configuration_file(world: World, issuer: ConfigIssuer) -> None:
+    store = store_of(world, issuer)
+    raw = exported(world, issuer)
+    with pytest.raises(UsbBundleError) as err:
+        import_config(store, raw[:-40], terminal="T-0001", now=AT)
+    assert err.value.reason == "malformed" and store.version == 0
+
+
+def test_no_config_for_an_unknown_or_inactive_device(world: World, issuer: ConfigIssuer) -> None:
+    with pytest.raises(ConfigError, match="no device"):
+        exported(world, issuer, "T-0404")
+    with world.sessions() as s:
+        device = s.get(Device, "T-0001")
+        assert device is not None
+        device.status = "revoked"
+        s.commit()
+    with pytest.raises(ConfigError, match="not active"):
+        exported(world, issuer)
