@@ -241,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Modules whose add_parsers(sub) adds `forecourt registry <command>` commands, one per line.
 REGISTRY_COMMANDS: tuple[str, ...] = (
+    "forecourtcli.registry_devices",
+    "forecourtcli.registry_report",
 )
 # Modules whose add_parsers(sub) adds top-level `forecourt <command>` commands, one per line.
 COMMANDS: tuple[str, ...] = (
