@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
+from contracts import device_messages as d
 from contracts import messages as m
 from contracts import protocol
 from contracts.cards import mask_pan
 from contracts.errors import HostUnavailable, JournalError, MessageError
 from contracts.panseal import derive_pan_key, seal_pan
+from firmware.configstore import ConfigStore, Refused
 from firmware.sale.journal import Journal
 from firmware.sale.record import SaleRecord
 from firmware.station import Station
@@ -104,10 +106,11 @@ class HostLink:
                  auth_timeout: float = 10.0, ack_timeout: float = 10.0, sales_per_second: float = 10.0,
                  window: int = WINDOW, resend_cap: float = RESEND_CAP,
                  clock: Callable[[], float] = time.monotonic,
-                 jitter: Callable[[], float] = random.random) -> None:
+                 jitter: Callable[[], float] = random.random, configs: ConfigStore | None = None) -> None:
         """pin_key: the terminal's AES PIN key (pek.hex); only a PAN key derived from it is kept.
         ack_timeout ([timeouts] sale_ack): the first wait for a sale's ack; sales_per_second ([mqtt]): the
-        most sales (first sends and resends together) published per second."""
+        most sales (first sends and resends together) published per second. configs: the signed
+        configuration store (default: in the journal's directory, the terminal's state dir)."""
         self.link, self.journal, self.auth_timeout = link, journal, auth_timeout
         self.ack_timeout, self.window, self.resend_cap = ack_timeout, window, resend_cap
         self.gap = 1.0 / sales_per_second
@@ -120,11 +123,9 @@ class HostLink:
         self._pan_key = derive_pan_key(pin_key)
         self.terminal, self.station_id = terminal, station
         self.inbox = protocol.topic("terminal_inbox", terminal=terminal)
-        self.config: dict[str, Any] | None = None
-        cached = journal.get_value("terminal_config")
-        if cached is not None:
-            self.config = json.loads(cached)
-        self.station = Station.from_config(self.config, station)
+        # only a signed configuration is run (firmware.configstore); the last good one is loaded here
+        self.configs = configs if configs is not None else ConfigStore(journal.path.parent, terminal=terminal)
+        self.station = Station.from_config(self.configs.current, station)
         self.config_changed = threading.Event()
         self._kick = threading.Event()
         self._stop = threading.Event()
@@ -141,6 +142,8 @@ class HostLink:
                 for entry in self._inflight.values():
                     entry.tries, entry.due = 0, 0.0
             self._kick.set()     # forward what waits in the journal
+            if self.configs.expired():     # it still runs (it was good); the registry should know
+                self.event("warning", "config_expired", f"running={self.configs.version}")
 
     @property
     def online(self) -> bool:
@@ -324,15 +327,25 @@ class HostLink:
                       extra={"sale_id": rec.id, "reason": ack["reason"]})
         self._settled(rec.id)
 
+    @property
+    def config(self) -> dict[str, Any] | None:
+        """The body of the signed configuration run (None: none yet)."""
+        return self.configs.current
+
     def _on_config(self, topic: str, payload: bytes, props: Any) -> None:
+        result = self.configs.offer(payload)
+        if isinstance(result, Refused):        # logged and counted by the store; the registry is told
+            self.event("warning", "config_refused",
+                       f"reason={result.reason} offered={result.version} running={self.configs.version}")
+        elif result is not None:
+            self.station = Station.from_config(result.body, self.station_id)
+            self.config_changed.set()
+
+    def event(self, severity: str, code: str, detail: str) -> None:
+        """Publish an EVENT (best effort: an event lost while offline is in the log)."""
+        doc = {"event_id": str(uuid.uuid4()), "terminal": self.terminal, "severity": severity, "code": code,
+               "detail": detail, "at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
         try:
-            doc = m.decode(payload, m.TERMINAL_CONFIG)
-        except MessageError as exc:
-            log.warning("malformed configuration dropped", extra={"error": str(exc)})
-            return
-        if doc["terminal"] != self.terminal:
-            return
-        self.config = doc
-        self.station = Station.from_config(doc, self.station_id)
-        self.journal.put("terminal_config", json.dumps(doc))
-        self.config_changed.set()
+            self.link.publish(protocol.topic("events", terminal=self.terminal), m.encode(doc, d.EVENT))
+        except HostUnavailable:
+            log.warning("event not sent: registry unreachable", extra={"code": code})

@@ -1,5 +1,5 @@
-"""The station's configuration as the terminal uses it (pushed by the registry, cached in the journal):
-its name, currency, and each nozzle's product and price. Built once per configuration message."""
+"""The station's configuration as the terminal uses it: its name, currency, and each nozzle's product
+and price. Built once per signed configuration the terminal accepts (firmware.configstore)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ class Station:
 
     @classmethod
     def from_config(cls, doc: Mapping[str, Any] | None, station: str) -> Station:
-        """From a decoded TERMINAL_CONFIG (contracts.messages checked its shape); None: nothing known yet.
+        """From a configuration body (contracts.signing.CONFIG_BODY, checked once its signature held);
+        None: nothing known yet.
 
         >>> s = Station.from_config({"station_name": "Main St", "currency": "EUR", "prices": [
         ...     {"pump": 1, "nozzle": 2, "product": "B7", "product_name": "Diesel", "price_milli": 1659}]},

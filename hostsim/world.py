@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from drivers.pump.sim_line import DartLineSimulator
 from drivers.pump.simulator import SimPump
+from firmware.configstore import write_config_keys
 from firmware.sale.journal import Journal
 from hostsim.acquirer_host import AcquirerHost, Rules, approve_all
 from hostsim.bank_world import make_acquirer, write_bank_files
@@ -28,6 +29,7 @@ from hostsim.services import Process, child_env, forecourt_command, free_port, s
 from hostsim.swipe_server import SwipeServer
 from hostsim.vpcd import VirtualCardServer
 from provisioning.keys import install_pin_key
+from registry.configs import config_keys
 from registry.db import open_database
 from registry.models import Card, Transaction
 
@@ -204,6 +206,7 @@ class Simulator:
         tdir = self.terminal_config.parent
         tdir.mkdir(exist_ok=True)
         install_pin_key(tdir, bytes.fromhex(self.device["pin_key"]))
+        write_config_keys(tdir, config_keys(self.state / "registry"))     # as provisioning does
         write_bank_files(tdir)
         if self.pcscd is None:
             raise RuntimeError("pcscd must be started before the terminal is configured")

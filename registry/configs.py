@@ -30,15 +30,17 @@ from contracts.signing import digest, key_id, public_b64, sign_envelope
 from registry.keys import _read_private, _write_private
 from registry.models import ConfigRelease, Device, Nozzle, Product, Station
 
-__all__ = ["KEY_FILE", "ConfigIssuer", "build_body", "config_keys", "load_or_create_signing_key"]
+__all__ = ["KEY_FILE", "REPUBLISH_EVERY", "ConfigIssuer", "build_body", "config_keys",
+           "load_or_create_signing_key"]
 
 log = logging.getLogger(__name__)
 
 KEY_FILE = "config-signing.key"
 VALIDITY = dt.timedelta(days=30)
 # A release with less than this left is renewed (a new version) at the next publish: the registry
-# publishes at least daily, so a terminal that is online never runs an expired configuration.
+# publishes every REPUBLISH_EVERY, so a terminal that is online never runs an expired configuration.
 RENEW_WITHIN = dt.timedelta(days=10)
+REPUBLISH_EVERY = dt.timedelta(hours=6)     # the registry's publish round besides each reconnect
 
 
 def load_or_create_signing_key(state_dir: Path) -> Ed25519PrivateKey:

@@ -11,25 +11,25 @@ import datetime as dt
 import logging
 import threading
 from pathlib import Path
-from typing import Any
 
 from paho.mqtt.properties import Properties
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from contracts import device_messages as d
 from contracts import messages as m
 from contracts import protocol
 from contracts.errors import HostUnavailable, MessageError
 from drivers.mqtt import MqttLink
 from drivers.mqtt.link import Handler
+from registry.configs import REPUBLISH_EVERY, ConfigIssuer
 from registry.db import open_database
 from registry.ingest import SALE_BATCH, AuthFirst, SaleIngest, sale_id_of
 from registry.keys import RegistryKeys, load_or_create_keys, seal_device_keys
-from registry.models import Device, Nozzle, Product, Station
+from registry.models import Device
 from registry.seed import apply_seed, load_seed
 from registry.service import authorize
 
-__all__ = ["SALE_BATCH", "Registry", "terminal_config", "utcnow"]
+__all__ = ["SALE_BATCH", "Registry", "utcnow"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class Registry:
         self.engine, self.sessions = open_database(db_url)
         self.ingest_only = ingest_only
         self.keys: RegistryKeys = load_or_create_keys(state_dir / "registry-keys.json", kek)
+        self.config_issuer = ConfigIssuer(state_dir)
         if seed is not None and not ingest_only:
             with self.sessions() as s:
                 apply_seed(s, self.keys, load_seed(seed), utcnow())
@@ -89,7 +90,11 @@ class Registry:
             self._configs_due.set()
 
     def _publish_configs_when_due(self) -> None:
-        while self._configs_due.wait() and not self._stopping.is_set():
+        # on each reconnect, and every REPUBLISH_EVERY so that releases are renewed before they expire
+        while not self._stopping.is_set():
+            self._configs_due.wait(REPUBLISH_EVERY.total_seconds())
+            if self._stopping.is_set():
+                break
             self._configs_due.clear()
             try:
                 self.publish_configs()
@@ -133,10 +138,13 @@ class Registry:
             self.stop()
 
     def publish_configs(self) -> None:
-        """Retained per-terminal configuration: station and prices of its pumps."""
+        """Retained per-device signed configuration (registry.configs), for every active device: a new
+        version only where the body changed or the last one nears expiry, else the same one again."""
         with self.sessions() as s:
-            for device in s.scalars(select(Device)).all():
-                payload = m.encode(terminal_config(s, device), m.TERMINAL_CONFIG)
+            for device in s.scalars(select(Device).where(Device.status == "active")).all():
+                doc = self.config_issuer.issue_config(s, device, utcnow())
+                s.commit()
+                payload = m.encode(doc, d.SIGNED_CONFIG)
                 self.link.publish(protocol.topic("config", terminal=device.id), payload, retain=True)
 
     def _on_auth(self, topic: str, payload: bytes, props: Properties | None) -> None:
@@ -156,16 +164,3 @@ class Registry:
             answer = authorize(s, self.keys, req, utcnow())
         self.auth_link.reply(props, m.encode(answer.to_doc(), m.AUTH_RESPONSE))
 
-
-def terminal_config(s: Session, device: Device) -> dict[str, Any]:
-    station = s.get(Station, device.station_id)
-    nozzles = s.scalars(select(Nozzle).where(Nozzle.station_id == device.station_id)
-                        .order_by(Nozzle.pump, Nozzle.nozzle)).all()
-    names = {p.code: p.name for p in s.scalars(select(Product)).all()}
-    prices = [{"pump": n.pump, "nozzle": n.nozzle, "product": n.product_code,
-               "product_name": names.get(n.product_code, n.product_code), "price_milli": n.price_milli}
-              for n in nozzles]
-    version = abs(hash(tuple((p["pump"], p["nozzle"], p["price_milli"]) for p in prices))) % 2**31
-    return {"terminal": device.id, "station": device.station_id,
-            "station_name": station.name if station else device.station_id,
-            "currency": station.currency if station else "EUR", "version": version, "prices": prices}

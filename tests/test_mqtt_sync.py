@@ -3,6 +3,7 @@ and store-and-forward of sales."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import socket
 import subprocess
@@ -18,18 +19,22 @@ import pytest
 from psec.pinblock import encipher_pinblock_iso_4
 from sqlalchemy import func, select
 
+from contracts import device_messages as d
 from contracts import messages as m
 from contracts import protocol
 from contracts.cards import card_token, mask_pan
 from contracts.errors import HostUnavailable
 from contracts.reasons import DeclineReason
+from contracts.signing import key_id, sign_envelope
 from drivers.mqtt import MqttLink
+from firmware.configstore import write_config_keys
 from firmware.hostlink import HostLink, sale_payload
 from firmware.programs.bank.summary import BankSummary
 from firmware.sale.journal import Journal
 from firmware.sale.machine import SaleState
 from firmware.sale.record import Preset
 from registry.broker import broker_config
+from registry.configs import config_keys, load_or_create_signing_key
 from registry.models import Card, Transaction
 from registry.seed import load_seed
 from registry.server import Registry, utcnow
@@ -129,7 +134,10 @@ class Terminal:
 
 
 def make_terminal(port: int, journal_path: Path, auth_timeout: float = 5.0,
-                  pin_key: bytes = PIN_KEY) -> Terminal:
+                  pin_key: bytes = PIN_KEY, trust: Path | None = None) -> Terminal:
+    """trust: a registry's state dir whose configuration key the terminal trusts (as provisioned)."""
+    if trust is not None:
+        write_config_keys(journal_path.parent, config_keys(trust))
     journal = Journal(journal_path)
     link = MqttLink("127.0.0.1", port, TERMINAL)
     host = HostLink(link, journal, TERMINAL, STATION, pin_key=pin_key, auth_timeout=auth_timeout)
@@ -138,7 +146,7 @@ def make_terminal(port: int, journal_path: Path, auth_timeout: float = 5.0,
 
 @pytest.fixture
 def terminal(broker: Broker, tmp_path: Path) -> Iterator[Terminal]:
-    t = make_terminal(broker.port, tmp_path / "terminal" / "journal.db")
+    t = make_terminal(broker.port, tmp_path / "terminal" / "journal.db", trust=tmp_path / "registry")
     t.link.start()
     try:
         assert t.link.wait_connected(5)
@@ -224,7 +232,7 @@ def registry_rows(reg: Registry, sale_id: str) -> int:
 
 def test_retained_config_arrives_with_prices(registry: Registry, terminal: Terminal, tmp_path: Path) -> None:
     cfg = wait_config(terminal)
-    assert cfg["terminal"] == TERMINAL and cfg["station"] == STATION
+    assert terminal.host.configs.version == 1 and cfg["station"] == STATION
     assert cfg["station_name"] == "Forecourt Demo Station" and cfg["currency"] == "EUR"
     prices = {(p["pump"], p["nozzle"]): (p["product"], p["product_name"], p["price_milli"])
               for p in cfg["prices"]}
@@ -232,20 +240,31 @@ def test_retained_config_arrives_with_prices(registry: Registry, terminal: Termi
     assert prices == {(n["pump"], n["nozzle"]): (n["product"], names[n["product"]], n["price_milli"])
                       for n in SEED_DOC["nozzles"]}
     assert prices[(1, 1)] == ("diesel", "Diesel", 1659)
-    # cached in the journal: a terminal restarted offline still knows its prices
-    assert json.loads(terminal.journal.get_value("terminal_config") or "null") == cfg
+    # kept on disk: a terminal restarted offline still knows its prices
+    assert json.loads((tmp_path / "terminal" / "config.signed.json").read_text())["body"] == cfg
     offline = HostLink(MqttLink("127.0.0.1", free_port(), "offline"), terminal.journal, TERMINAL, STATION,
                        pin_key=PIN_KEY)
     assert offline.config == cfg and not offline.online
 
 
-def test_config_for_another_terminal_is_ignored(broker: Broker, terminal: Terminal, spy: Spy) -> None:
-    doc = {"terminal": "T-0002", "station": STATION, "station_name": "x", "currency": "EUR", "version": 1,
+def test_config_for_another_terminal_is_ignored(broker: Broker, terminal: Terminal, spy: Spy,
+                                                tmp_path: Path) -> None:
+    """Signed by the trusted key but for T-0002; garbage; the old unsigned TERMINAL_CONFIG: all refused."""
+    doc = {"terminal": TERMINAL, "station": STATION, "station_name": "x", "currency": "EUR", "version": 1,
            "prices": []}
-    spy.link.publish(protocol.topic("config", terminal=TERMINAL), m.encode(doc, m.TERMINAL_CONFIG))
+    key = load_or_create_signing_key(tmp_path / "registry")          # the key the terminal trusts
+    body = {"station": STATION, "station_name": "x", "currency": "EUR", "prices": [], "products": [],
+            "pumps": [], "stop_list": [], "offline_limits": {}, "programs": [], "attendants": [],
+            "registry_bundle_key": ""}
+    signed = sign_envelope(body, terminal="T-0002", version=9, issued_at=utcnow(),
+                           expires_at=utcnow() + dt.timedelta(days=1), key_id=key_id(key.public_key()),
+                           private_key=key)
+    spy.link.publish(protocol.topic("config", terminal=TERMINAL), m.encode(signed, d.SIGNED_CONFIG))
     spy.link.publish(protocol.topic("config", terminal=TERMINAL), b"garbage")
+    spy.link.publish(protocol.topic("config", terminal=TERMINAL), m.encode(doc, m.TERMINAL_CONFIG))
     assert not terminal.host.config_changed.wait(0.5)
     assert terminal.host.config is None
+    assert wait_for(lambda: terminal.host.configs.refusals == {"wrong_terminal": 1, "malformed": 2})
 
 
 # -- authorization -----------------------------------------------------------------------------------------
@@ -428,7 +447,7 @@ def test_unsynced_sale_is_resent_when_the_registry_comes_back(broker: Broker, te
     terminal.host.kick()
     time.sleep(0.3)
     assert not terminal.journal.get(sale_id).synced            # no registry yet: nothing acknowledged
-    reg = Registry(f"sqlite:///{tmp_path / 'late.db'}", tmp_path / "late", "127.0.0.1", broker.port,
+    reg = Registry(f"sqlite:///{tmp_path / 'late.db'}", tmp_path / "registry", "127.0.0.1", broker.port,
                    seed=SEED)
     reg.start()
     try:
@@ -632,7 +651,8 @@ def test_hold_granted_after_the_terminal_gave_up_is_released(registry: Registry,
                                                              tmp_path: Path) -> None:
     """The registry approves, but the answer comes too late (lost with a broker, or slow): the terminal
     declines, and its sale of nothing on the request closes the hold instead of it waiting 30 minutes."""
-    t = make_terminal(broker.port, tmp_path / "slow" / "journal.db", auth_timeout=0.000_001)
+    t = make_terminal(broker.port, tmp_path / "slow" / "journal.db", auth_timeout=0.000_001,
+                      trust=tmp_path / "registry")
     t.link.start()
     try:
         assert t.link.wait_connected(5)
