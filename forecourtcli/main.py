@@ -243,9 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
 REGISTRY_COMMANDS: tuple[str, ...] = (
     "forecourtcli.registry_devices",
     "forecourtcli.registry_report",
+    "forecourtcli.releases",
 )
 # Modules whose add_parsers(sub) adds top-level `forecourt <command>` commands, one per line.
 COMMANDS: tuple[str, ...] = (
+    "forecourtcli.release_build",
+    "forecourtcli.usb",
 )
 
 

@@ -33,8 +33,8 @@ from drivers.mqtt.link import Handler
 from registry.models import Device, Rollout, RolloutDevice, SoftwareRelease
 from registry.rollout_rules import decide, first_wave, later
 
-__all__ = ["RELEASES_DIR", "Releases", "add_release", "read_chunk", "record_report", "rollout_status",
-           "start_rollout"]
+__all__ = ["RELEASES_DIR", "Releases", "add_release", "halt_rollout", "read_chunk", "record_report",
+           "rollout_status", "start_rollout"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,16 @@ def start_rollout(s: Session, version: str, percent: int, halt_at: int, now: dt.
     for device in first_wave(_active_devices(s), percent):
         s.add(RolloutDevice(rollout_id=rollout.id, device_id=device, status="pending", updated_at=now,
                             detail=""))
+    s.commit()
+    return rollout
+
+
+def halt_rollout(s: Session, rollout_id: int, now: dt.datetime) -> Rollout:
+    """An operator stops a running rollout; the running registry clears the offers not taken."""
+    rollout = s.get(Rollout, rollout_id)
+    if rollout is None or rollout.status != "running":
+        raise ConfigError(f"no running rollout {rollout_id}", key="rollout")
+    rollout.status, rollout.detail = "halted", f"halted by an operator at {now:%Y-%m-%d %H:%M} UTC"
     s.commit()
     return rollout
 

@@ -228,3 +228,43 @@ def test_fetches_and_reports_for_another_terminal_are_dropped(tmp_path: Path,
               m.encode(report("T-0002", "installed"), d.UPDATE_REPORT), None)
     on_report(protocol.topic("update_report", terminal="T-0001"), json.dumps({"v": 1}).encode(), None)
     assert releases.malformed == 3 and link.replies == []
+
+
+# -- the command line -------------------------------------------------------------------------------------
+
+def test_a_release_is_built_added_and_rolled_out_from_the_command_line(
+        tmp_path: Path, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]) -> None:
+    from forecourtcli.main import EXIT_OK, EXIT_USAGE, main
+    from registry.configs import KEY_FILE, load_or_create_signing_key
+
+    state = tmp_path / "registry"
+    state.mkdir()
+    load_or_create_signing_key(state)            # the key the registry signs configurations with
+    src = tmp_path / "src"
+    (src / "lib").mkdir(parents=True)
+    (src / "health.py").write_text("raise SystemExit(0)\n")
+    (src / "lib" / "app.txt").write_text("v2")
+    db = f"sqlite:///{tmp_path / 'registry.db'}"
+    out = tmp_path / "2.0.0.bundle"
+    assert main(["release", "build", "--version", "2.0.0", "--dir", str(src), "-o", str(out),
+                 "--key", str(state / KEY_FILE)]) == EXIT_OK
+    assert main(["registry", "release", "add", str(out), "--db", db, "--state-dir", str(state)]) == EXIT_OK
+    assert main(["registry", "rollout", "start", "2.0.0", "--percent", "10", "--halt-at", "20",
+                 "--db", db]) == EXIT_OK
+    assert main(["registry", "rollout", "status", "--db", db]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "release 2.0.0: " in printed and "rollout 1 of 2.0.0: first wave 10 %" in printed
+    assert f"pending {len(first_wave(DEVICES, 10))}" in printed
+    assert main(["registry", "rollout", "halt", "1", "--db", db]) == EXIT_OK
+    with sessions() as s:
+        assert s.get(Rollout, 1).status == "halted"           # type: ignore[union-attr]
+    # a bundle signed by another key than the registry's is refused, with one line and exit 2
+    other = tmp_path / "other.key"
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+    other.write_bytes(Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
+                                                                 NoEncryption()))
+    assert main(["release", "build", "--version", "2.0.1", "--dir", str(src), "-o", str(out),
+                 "--key", str(other)]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["registry", "release", "add", str(out), "--db", db, "--state-dir", str(state)]) == EXIT_USAGE
+    assert "unknown key" in capsys.readouterr().err
