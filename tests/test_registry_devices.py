@@ -254,3 +254,69 @@ def test_list_and_show_give_identity_shadow_and_backlog(central: Central) -> Non
     assert row["cert_fingerprint"] == central.device("T-0100").cert_fingerprint     # type: ignore[union-attr]
     assert row["last_seen_at"] == "2026-12-01 12:00:00Z" and row["software_reported"] == ""
     assert "pin_key" not in " ".join(row) and "kek1:" not in " ".join(row.values())
+
+
+# -- the command line -----------------------------------------------------------------------------------
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from forecourtcli.main import main
+
+    code = main(["registry", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_token_create_prints_the_token_once(central: Central, capsys: pytest.CaptureFixture[str]) -> None:
+    db = f"sqlite:///{central.path}"
+    code, out, err = run_cli(capsys, "token", "create", "--db", db, "--station", "ST-001",
+                             "--device-id", "T-0700", "--ttl", "2h")
+    assert code == 0 and out.count("\n") == 1
+    token = out.strip()
+    with central.sessions() as s:
+        row = s.get(EnrollmentToken, hashlib.sha256(token.encode()).hexdigest())
+    assert row is not None and row.device_id == "T-0700"
+    assert row.expires_at - row.created_at == dt.timedelta(hours=2)
+    assert token not in err and "shown once" in err
+    code, _, err = run_cli(capsys, "token", "create", "--db", db, "--station", "ST-404")
+    assert code == 2 and err.count("\n") == 1 and "no station" in err
+
+
+def test_cli_import_list_show(central: Central, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    db = f"sqlite:///{central.path}"
+    csv_file = tmp_path / "serials.csv"
+    csv_file.write_text("serial,station,device_id\nSN-1,ST-001,T-0101\n")
+    assert run_cli(capsys, "device", "import", str(csv_file), "--db", db)[:2] == \
+        (0, "1 serial numbers registered: their devices are accepted when they enroll\n")
+    csv_file.write_text("SN-2,ST-009\n")
+    code, _, err = run_cli(capsys, "device", "import", str(csv_file), "--db", db)
+    assert code == 2 and "line 1: no station 'ST-009'" in err and "Traceback" not in err
+    add_device(central, "T-0100", "pending")
+    code, out, _ = run_cli(capsys, "device", "list", "--db", db)
+    assert code == 0 and out.splitlines()[0].split()[:4] == ["ID", "STATION", "SERIAL", "STATUS"]
+    assert [line.split()[:4] for line in out.splitlines()[1:]] == [
+        ["T-0001", "ST-001", "-", "active"], ["T-0100", "ST-001", "SN-T-0100", "pending"]]
+    code, out, _ = run_cli(capsys, "device", "list", "--db", db, "--csv")
+    assert code == 0 and out.splitlines()[0].startswith("id,station,serial,status,cert_fingerprint")
+    code, out, _ = run_cli(capsys, "device", "show", "T-0100", "--db", db)
+    assert code == 0 and "status             pending" in out and "backlog_oldest_s   0" in out
+    code, _, err = run_cli(capsys, "device", "show", "T-9", "--db", db)
+    assert (code, err) == (2, "forecourt: no device 'T-9' (key=ID)\n")
+
+
+def test_cli_accept_revoke_decommission(central: Central, capsys: pytest.CaptureFixture[str]) -> None:
+    db = f"sqlite:///{central.path}"
+    tls = str(central.authority.directory)
+    add_device(central, "T-0100", "pending")
+    add_device(central, "T-0101", "active", certified=True)
+    assert run_cli(capsys, "device", "accept", "T-0100", "--db", db)[:2] == \
+        (0, "T-0100: active; the registry sends its certificate and keys\n")
+    code, _, err = run_cli(capsys, "device", "accept", "T-0100", "--db", db)
+    assert code == 1 and "is active: it cannot become active" in err and err.count("\n") == 1
+    assert run_cli(capsys, "device", "revoke", "T-0101", "--db", db, "--tls-dir", tls)[:2] == \
+        (0, "T-0101: revoked; its certificate is on the CRL (crl.pem)\n")
+    assert central.authority.revoked_serials() == [cert_serial(central, "T-0101")]
+    assert run_cli(capsys, "device", "decommission", "T-0101", "--db", db, "--tls-dir", tls)[:2] == \
+        (0, "T-0101: decommissioned; retired for good\n")
+    elsewhere = str(central.path.parent)
+    code, _, err = run_cli(capsys, "device", "revoke", "T-0100", "--db", db, "--tls-dir", elsewhere)
+    assert code == 2 and "authority file not found" in err
