@@ -26,6 +26,7 @@ from registry.db import open_database
 from registry.ingest import SALE_BATCH, AuthFirst, SaleIngest, sale_id_of
 from registry.keys import RegistryKeys, load_or_create_keys, seal_device_keys
 from registry.models import Device
+from registry.releases import Releases
 from registry.seed import apply_seed, load_seed
 from registry.service import authorize
 
@@ -63,9 +64,11 @@ class Registry:
         self.auth_first = AuthFirst()
         self.ingest = SaleIngest(self.sessions, self.link, utcnow, auth_first=self.auth_first)
         handlers: list[tuple[str, Handler]] = [*self.ingest.subscriptions()]
+        self.releases = Releases(self.sessions, self.link, clock=utcnow)
         if not ingest_only:
             handlers += [
                 # the registry's other parts, one line each: *part.handlers(...)
+                *self.releases.handlers(),
             ]
         for subscription, handler in handlers:
             self.link.subscribe(subscription, handler)
@@ -112,6 +115,7 @@ class Registry:
             self.link.start()
             return
         self._configs.start()
+        self.releases.start()
         self.auth_link.start()
 
     def _on_auth_link(self, up: bool) -> None:
@@ -124,6 +128,7 @@ class Registry:
         self._configs_due.set()
         self.link.stop()
         self.ingest.stop()
+        self.releases.stop()
         if self._configs.is_alive():
             self._configs.join(10)
         if not self.ingest_only:
