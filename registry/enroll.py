@@ -43,13 +43,13 @@ from contracts.device_messages import RESERVED_IDS
 from contracts.errors import ForecourtError, HostUnavailable, MessageError
 from contracts.messages import parse_timestamp
 from registry.devices import ID, keep_certificate, token_digest
-from registry.keyinject import KeyInjector
+from registry.keyinject import BDK_FILE, KeyInjector
 from registry.keys import RegistryKeys
 from registry.models import Device, EnrollmentToken, ExpectedDevice
 from registry.pki import Authority, CertificateRefused
 
 __all__ = ["CLOCK_SKEW", "REASONS", "Enroller", "PendingReply", "delivered", "enrollment_handlers",
-           "handle_enroll", "replies_for_accepted", "wire_time"]
+           "enrollment_part", "handle_enroll", "replies_for_accepted", "wire_time"]
 
 log = logging.getLogger(__name__)
 
@@ -236,9 +236,11 @@ class Enroller:
 
     def __init__(self, sessions: sessionmaker[Session], link: Publisher, authority: Authority,
                  keys: RegistryKeys, injector: KeyInjector, config_keys: Callable[[], Mapping[str, str]], *,
-                 clock: Callable[[], dt.datetime], period: float = 2.0) -> None:
+                 clock: Callable[[], dt.datetime], period: float = 2.0,
+                 on_accepted: Callable[[str], None] = lambda device_id: None) -> None:
         self.sessions, self.link, self.authority, self.keys = sessions, link, authority, keys
         self.injector, self.config_keys, self.clock, self.period = injector, config_keys, clock, period
+        self.on_accepted = on_accepted          # e.g. publish its first signed configuration now
         self._lock = threading.Lock()            # one enrollment at a time: requests and the tick
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="registry-enroll", daemon=True)
@@ -278,6 +280,8 @@ class Enroller:
         log.info("enrollment answered", extra={"client": client, "status": reply["status"],
                                                "reason": reply["reason"], "device": reply.get("device_id")})
         self._publish(client, reply)
+        if reply["status"] == "accepted":
+            self.on_accepted(reply["device_id"])
 
     def _publish(self, client: str, reply: dict[str, Any]) -> None:
         self.link.publish(protocol.topic("enroll_reply", client=client), m.encode(reply, d.ENROLL_REPLY),
@@ -291,6 +295,8 @@ class Enroller:
             for reply in owed:
                 self._publish(reply.client, reply.doc)
                 delivered(self.authority, reply.device_id)
+                if reply.doc["status"] == "accepted":
+                    self.on_accepted(reply.device_id)
                 log.info("enrollment answered", extra={"client": reply.client, "device": reply.device_id,
                                                        "status": reply.doc["status"]})
         return len(owed)
@@ -308,3 +314,20 @@ class Enroller:
 def enrollment_handlers(enroller: Enroller) -> list[tuple[str, Handler]]:
     """The enrollment topic's (subscription, handler) pairs for registry/server.py."""
     return enroller.handlers()
+
+
+def enrollment_part(sessions: sessionmaker[Session], link: Publisher, keys: RegistryKeys, state_dir: Path,
+                    tls_dir: Path | None, *, clock: Callable[[], dt.datetime],
+                    on_accepted: Callable[[str], None] = lambda device_id: None) -> Enroller | None:
+    """The registry's enrollment part: on when it runs with its authority (tls_dir) and a BDK in state_dir
+    (registry.keyinject); None, with a warning, when either is missing."""
+    from registry.configs import config_keys
+
+    if tls_dir is None:
+        return None
+    if not (state_dir / BDK_FILE).exists():
+        log.warning("enrollment off: no BDK in the state directory",
+                    extra={"path": str(state_dir / BDK_FILE)})
+        return None
+    return Enroller(sessions, link, Authority.load(tls_dir), keys, KeyInjector.load(state_dir),
+                    lambda: config_keys(state_dir), clock=clock, on_accepted=on_accepted)

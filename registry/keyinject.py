@@ -34,7 +34,7 @@ from contracts.sealbox import keys_context, seal
 from drivers.pinpad.dukpt_aes import derive_initial_key
 from registry.keys import RegistryKeys, _read_private, _write_private
 
-__all__ = ["BDK_FILE", "PIN_BASE_FILE", "KeyInjector"]
+__all__ = ["BDK_FILE", "PIN_BASE_FILE", "KeyInjector", "install_bdk"]
 
 PIN_BASE_FILE = "pin-base-key.hex"
 BDK_FILE = "bdk.hex"
@@ -87,6 +87,17 @@ class KeyInjector:
 
     def __repr__(self) -> str:
         return "KeyInjector(<secret>)"
+
+
+def install_bdk(state_dir: Path, bdk: bytes) -> Path:
+    """Put a BDK in the registry's state dir (0600; kept when one is there): the simulator's test BDK."""
+    if len(bdk) not in _AES_SIZES:
+        raise ConfigError("a BDK is an AES key of 16, 24 or 32 bytes", size=len(bdk))
+    path = state_dir / BDK_FILE
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            _write_private(path, bdk.hex().upper() + "\n")
+    return path
 
 
 def _hex_key(path: Path, sizes: tuple[int, ...]) -> bytes:

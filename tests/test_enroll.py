@@ -27,7 +27,17 @@ from contracts.sealbox import keys_context, open_sealed
 from drivers.pinpad.dukpt_aes import derive_initial_key
 from hostsim.bank_world import BDK
 from registry import devices
-from registry.enroll import CLOCK_SKEW, Enroller, delivered, handle_enroll, made_up_id, replies_for_accepted
+from registry.configs import config_keys
+from registry.enroll import (
+    CLOCK_SKEW,
+    Enroller,
+    delivered,
+    enrollment_part,
+    handle_enroll,
+    made_up_id,
+    replies_for_accepted,
+)
+from registry.keyinject import install_bdk
 from registry.models import Device, EnrollmentToken, Station
 from registry.pki import fingerprint
 
@@ -350,3 +360,41 @@ def test_no_key_or_token_is_logged(central: Central, caplog: pytest.LogCaptureFi
     pin = central.keys.device_key(device.pin_key_hex).hex()
     assert tok not in text and pin not in text.lower() and pin.upper() not in text
     assert "enrollment answered" in caplog.text
+
+
+def test_the_enroller_asks_for_a_configuration_for_each_accepted_device(central: Central) -> None:
+    accepted: list[str] = []
+    enroller = Enroller(central.sessions, Link(), central.authority, central.keys, central.injector,
+                        lambda: CONFIG_KEYS, clock=lambda: NOW, on_accepted=accepted.append)
+    expect(central, "SN-1", "T-0801")
+    enroller.on_request(protocol.topic("enroll_request", client="claim-SN-1"),
+                        m.encode(request(token(central), "SN-1"), d.ENROLL_REQUEST))
+    enroller.on_request(protocol.topic("enroll_request", client="claim-SN-2"),
+                        m.encode(request(token(central, device_id="T-0802"), "SN-2"), d.ENROLL_REQUEST))
+    assert accepted == ["T-0801"]
+    with central.sessions() as s:
+        devices.accept(s, "T-0802")
+    enroller.tick()
+    assert accepted == ["T-0801", "T-0802"]
+
+
+def test_the_enrollment_part_needs_the_authority_and_a_bdk(central: Central, tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    state = tmp_path / "state"
+    assert enrollment_part(central.sessions, Link(), central.keys, state, None, clock=lambda: NOW) is None
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    assert enrollment_part(central.sessions, Link(), central.keys, bare, central.authority.directory,
+                           clock=lambda: NOW) is None
+    assert "enrollment off: no BDK" in caplog.text
+    part = enrollment_part(central.sessions, Link(), central.keys, state, central.authority.directory,
+                           clock=lambda: NOW)
+    assert isinstance(part, Enroller) and part.injector.bdk == BDK
+    assert part.config_keys() == config_keys(state)
+
+
+def test_install_bdk_writes_it_once_private(tmp_path: Path) -> None:
+    path = install_bdk(tmp_path, BDK)
+    assert path.stat().st_mode & 0o777 == 0o600 and path.read_text().strip() == BDK.hex().upper()
+    install_bdk(tmp_path, bytes(16))                      # one is there: kept
+    assert path.read_text().strip() == BDK.hex().upper()
