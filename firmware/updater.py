@@ -32,10 +32,11 @@ from contracts import messages as m
 from contracts import protocol
 from contracts.bundle import BundleError, open_bundle
 from contracts.errors import ConfigError, HostUnavailable, MessageError
+from firmware.configstore import Accepted, ConfigStore, Refused
 from firmware.hostlink import Link
 from firmware.update_slots import FACTORY, Slots
 
-__all__ = ["RESTART_EXIT", "Updater", "running_version"]
+__all__ = ["RESTART_EXIT", "Updater", "WatchedConfigs", "running_version"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,22 @@ CHUNK = 64 * 1024
 def running_version(state_dir: Path) -> str:
     """The software version the terminal runs (for heartbeats and status)."""
     return Slots(state_dir).running()
+
+
+class WatchedConfigs(ConfigStore):
+    """The terminal's configuration store, telling when a good configuration came from the registry in
+    this run (the one already run, delivered again, counts): half of an update's health check."""
+
+    def __init__(self, state_dir: Path, *, terminal: str) -> None:
+        super().__init__(state_dir, terminal=terminal)
+        self.received = threading.Event()
+
+    def offer(self, doc: Mapping[str, Any] | bytes,
+              now: dt.datetime | None = None) -> Accepted | Refused | None:
+        result = super().offer(doc, now)
+        if not isinstance(result, Refused):
+            self.received.set()
+        return result
 
 
 def _stamp() -> str:
@@ -90,9 +107,10 @@ class Updater:
         if self._thread.is_alive():
             self._thread.join(self.fetch_timeout + 1)
 
-    def idle(self, between_sales: bool) -> bool:
-        """Called by the terminal's loop; True: stop now and exit with RESTART_EXIT. Never during a sale."""
-        if not between_sales:
+    def idle(self, between_sales: Callable[[], bool]) -> bool:
+        """Called by the terminal's loop; True: stop now and exit with RESTART_EXIT. Never during a sale:
+        between_sales() (no sale open in the journal) is asked only when there is something to do."""
+        if not (self.restart_due.is_set() or self.staged is not None) or not between_sales():
             return False
         if not self.restart_due.is_set():
             with self._lock:

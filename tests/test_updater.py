@@ -126,9 +126,9 @@ def test_an_update_is_fetched_installed_between_sales_and_kept_when_healthy(
     term = Terminal(central, state).start()
     wait_for(lambda: term.updater.staged)
     assert central.status(rollout) == "downloading"
-    assert not term.updater.idle(between_sales=False)       # a sale is open: nothing changes
+    assert not term.updater.idle(lambda: False)       # a sale is open: nothing changes
     assert running_version(state) == FACTORY
-    assert term.updater.idle(between_sales=True)            # installed: restart now
+    assert term.updater.idle(lambda: True)            # installed: restart now
     assert running_version(state) == "1.1.0"
     assert (state / "software" / "1.1.0" / "payload.bin").read_bytes() == GOOD["payload.bin"]
     term.stop()
@@ -145,7 +145,7 @@ def test_a_failing_health_check_rolls_back_and_the_rollout_halts(central: Centra
     rollout = central.release(tmp_path, "1.2.0", BAD)
     term = Terminal(central, state).start()
     wait_for(lambda: term.updater.staged)
-    assert term.updater.idle(between_sales=True)
+    assert term.updater.idle(lambda: True)
     term.stop()
     tried = Terminal(central, state).start()               # health check: exits 3
     assert tried.updater.restart_due.is_set()
@@ -165,7 +165,7 @@ def test_no_broker_or_configuration_within_the_deadline_rolls_back(central: Cent
     rollout = central.release(tmp_path, "1.3.0", GOOD)
     term = Terminal(central, state).start()
     wait_for(lambda: term.updater.staged)
-    term.updater.idle(between_sales=True)
+    term.updater.idle(lambda: True)
     term.stop()
     started = time.monotonic()
     tried = Terminal(central, state).start(ready=lambda: False)
