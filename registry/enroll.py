@@ -57,6 +57,8 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 REASONS = ("token_unknown", "token_expired", "token_used", "clock_skew", "serial_taken", "id_taken",
            "bad_csr", "device_refused", "registry_error")
 CERT_DAYS = 365
+KEEP_REPLY = dt.timedelta(days=7)       # an accepted reply waits this long for its device to connect
+KEEP_REFUSED = dt.timedelta(hours=1)
 
 
 def wire_time(when: dt.datetime) -> str:
@@ -137,8 +139,8 @@ def handle_enroll(session: Session, authority: Authority, keys: RegistryKeys, do
         reply = _accepted(session, authority, keys, device, doc["csr_pem"], doc["request_id"], now,
                           injector=injector, config_keys=config_keys)
     else:
-        _save_pending(authority.directory, device_id, {"request_id": doc["request_id"], "client": client,
-                                                       "csr_pem": doc["csr_pem"]})
+        _save(_pending_dir(authority.directory), device_id,
+              {"request_id": doc["request_id"], "client": client, "csr_pem": doc["csr_pem"]})
         reply = {"request_id": doc["request_id"], "status": "pending", "reason": "waiting for an operator",
                  "device_id": device_id, "station": device.station_id, "server_time": wire_time(now)}
     session.commit()
@@ -171,12 +173,12 @@ def _pending_dir(directory: Path) -> Path:
     return directory / "pending"
 
 
-def _save_pending(directory: Path, device_id: str, record: dict[str, str]) -> None:
-    folder = _pending_dir(directory)
+def _save(folder: Path, name: str, record: dict[str, str]) -> None:
+    """folder/name.json, replaced atomically (pending requests, replies to clear)."""
     folder.mkdir(exist_ok=True)
-    tmp = folder / f".{device_id}.{secrets.token_hex(4)}.tmp"
+    tmp = folder / f".{name}.{secrets.token_hex(4)}.tmp"
     tmp.write_text(json.dumps(record), encoding="ascii")
-    tmp.replace(folder / f"{device_id}.json")
+    tmp.replace(folder / f"{name}.json")
 
 
 @dataclass(frozen=True)
@@ -286,6 +288,31 @@ class Enroller:
     def _publish(self, client: str, reply: dict[str, Any]) -> None:
         self.link.publish(protocol.topic("enroll_reply", client=client), m.encode(reply, d.ENROLL_REPLY),
                           retain=True)
+        if reply["status"] != "pending":            # the final answer: cleared by clear_replies
+            _save(self.authority.directory / "replied", client,
+                  {"device_id": reply.get("device_id", ""), "status": reply["status"],
+                   "at": reply["server_time"]})
+
+    def clear_replies(self) -> int:
+        """Clear (an empty retained message) each final reply once its device has been seen on its own
+        certificate, or once it is older than KEEP_REPLY (a refused one: KEEP_REFUSED); the claim identity
+        may not publish there (registry.acl). Returns how many were cleared."""
+        now, cleared = self.clock(), 0
+        for path in sorted((self.authority.directory / "replied").glob("*.json")):
+            try:
+                record = json.loads(path.read_text(encoding="ascii"))
+                at = parse_timestamp(record["at"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            with self.sessions() as s:
+                device = s.get(Device, record["device_id"]) if record["device_id"] else None
+                seen = device is not None and (device.online or (device.last_seen_at or at) > at)
+            keep = KEEP_REPLY if record["status"] == "accepted" else KEEP_REFUSED
+            if seen or now - at > keep:
+                self.link.publish(protocol.topic("enroll_reply", client=path.stem), b"", retain=True)
+                path.unlink(missing_ok=True)
+                cleared += 1
+        return cleared
 
     def tick(self) -> int:
         """Send the replies owed to waiting devices; returns how many went out."""
@@ -305,6 +332,7 @@ class Enroller:
         while not self._stop.wait(self.period):
             try:
                 self.tick()
+                self.clear_replies()
             except HostUnavailable:
                 pass                      # the broker is away: the replies wait for the next tick
             except Exception:             # the thread lives on; the next tick tries again

@@ -398,3 +398,32 @@ def test_install_bdk_writes_it_once_private(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600 and path.read_text().strip() == BDK.hex().upper()
     install_bdk(tmp_path, bytes(16))                      # one is there: kept
     assert path.read_text().strip() == BDK.hex().upper()
+
+
+def test_a_final_reply_is_cleared_once_the_device_is_seen_or_it_is_old(central: Central) -> None:
+    """The claim identity may not clear its retained reply (registry.acl): the registry does, with an empty
+    retained message, once the device connected on its own certificate; a refusal after an hour."""
+    clock = [NOW]
+    link = Link()
+    enroller = Enroller(central.sessions, link, central.authority, central.keys, central.injector,
+                        lambda: CONFIG_KEYS, clock=lambda: clock[0])
+    expect(central, "SN-1", "T-0901")
+    enroller.on_request(protocol.topic("enroll_request", client="claim-SN-1"),
+                        m.encode(request(token(central), "SN-1"), d.ENROLL_REQUEST))
+    enroller.on_request(protocol.topic("enroll_request", client="claim-SN-2"),
+                        m.encode(request("B" * 43, "SN-2"), d.ENROLL_REQUEST))
+    enroller.on_request(protocol.topic("enroll_request", client="claim-SN-3"),
+                        m.encode(request(token(central), "SN-3"), d.ENROLL_REQUEST))     # pending: kept
+    sent = len(link.sent)
+    assert enroller.clear_replies() == 0 and len(link.sent) == sent
+    with central.sessions() as s:
+        device = s.get(Device, "T-0901")
+        assert device is not None
+        device.online, device.last_seen_at = True, NOW + dt.timedelta(seconds=5)
+        s.commit()
+    assert enroller.clear_replies() == 1
+    assert link.sent[-1] == (protocol.topic("enroll_reply", client="claim-SN-1"), b"", True)
+    clock[0] = NOW + dt.timedelta(minutes=61)
+    assert enroller.clear_replies() == 1
+    assert link.sent[-1] == (protocol.topic("enroll_reply", client="claim-SN-2"), b"", True)
+    assert enroller.clear_replies() == 0
