@@ -31,7 +31,7 @@ from contracts.bundle import BundleError, open_bundle
 from contracts.errors import ConfigError, HostUnavailable, MessageError
 from drivers.mqtt.link import Handler
 from registry.models import Device, Rollout, RolloutDevice, SoftwareRelease
-from registry.rollout_rules import decide, first_wave, later
+from registry.rollout_rules import FAILED, decide, first_wave, later
 
 __all__ = ["RELEASES_DIR", "Releases", "add_release", "halt_rollout", "read_chunk", "record_report",
            "rollout_status", "start_rollout"]
@@ -273,8 +273,17 @@ class Releases:
         report = self._checked(topic, payload, d.UPDATE_REPORT)
         if report is None:
             return
+        terminal = report["terminal"]
         with self.sessions() as s:
-            if record_report(s, report, report["terminal"], self.clock()):
-                log.info("update report", extra={"terminal": report["terminal"], "status": report["status"],
-                                                 "version": report["version"]})
+            if not record_report(s, report, terminal, self.clock()):
+                return
+            log.info("update report", extra={"terminal": terminal, "status": report["status"],
+                                             "version": report["version"]})
+            if report["status"] in FAILED:
+                # the device will not run it: its desired version is what it runs, and the offer goes
+                device = s.get(Device, terminal)
+                if device is not None:
+                    device.desired_software_version = device.reported_software_version
+                    s.commit()
+                self.link.publish(protocol.topic("update_offer", terminal=terminal), b"", retain=True)
 

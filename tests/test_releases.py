@@ -183,6 +183,7 @@ def test_a_rollout_halts_by_itself_and_clears_its_offers(tmp_path: Path,
         # nobody outside the first wave was offered; the offers not taken are cleared (empty, retained)
         assert set(left) == set(wave)
     assert all(link.retained[protocol.topic("update_offer", terminal=w)] == b"" for w in wave[3:])
+    assert link.retained[protocol.topic("update_offer", terminal=wave[2])] != b""   # reported directly
     assert link.retained[protocol.topic("update_offer", terminal=wave[0])] != b""
     assert rollout_status(sessions())[0]["status"] == "halted"
 
@@ -268,3 +269,23 @@ def test_a_release_is_built_added_and_rolled_out_from_the_command_line(
     capsys.readouterr()
     assert main(["registry", "release", "add", str(out), "--db", db, "--state-dir", str(state)]) == EXIT_USAGE
     assert "unknown key" in capsys.readouterr().err
+
+
+def test_a_device_that_rolled_back_gets_its_offer_withdrawn(tmp_path: Path,
+                                                            sessions: sessionmaker[Session]) -> None:
+    link = Recorder()
+    releases = Releases(sessions, link, clock=lambda: NOW)
+    _, on_report = dict(releases.handlers()).values()
+    with sessions() as s:
+        add_release(s, bundle_file(tmp_path), tmp_path / "state", TRUSTED, NOW)
+        start_rollout(s, "1.1.0", 1, 20, NOW)
+    releases.tick()
+    device = first_wave(DEVICES, 1)[0]
+    topic = protocol.topic("update_offer", terminal=device)
+    assert link.retained[topic] != b""
+    on_report(protocol.topic("update_report", terminal=device),
+              m.encode(report(device, "rolled_back"), d.UPDATE_REPORT), None)
+    assert link.retained[topic] == b""
+    with sessions() as s:
+        assert s.get(Device, device).desired_software_version is None      # type: ignore[union-attr]
+        assert s.get(Rollout, 1).status == "halted"                         # type: ignore[union-attr]
