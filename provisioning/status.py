@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -54,13 +56,21 @@ def connect(host: str, port: int, client_id: str, *, tls: TlsFiles | None, timeo
             identity: str) -> MqttLink:
     """A started MQTT link, connected within timeout, else BrokerRefused with the broker's reason or
     BrokerUnreachable. identity names the certificate in the error ("device", "claim")."""
+    where = f"{host}:{port}"
+    try:                    # fail at once, with the system's reason, when nothing listens there
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise BrokerUnreachable(f"broker {where} unreachable: {exc.strerror or exc}", broker=where) from exc
     link = MqttLink(host, port, client_id, tls=tls)
     link.start()
-    if link.wait_connected(timeout):
+    deadline = time.monotonic() + timeout
+    while not link.wait_connected(0.1):
+        if link.refused or time.monotonic() >= deadline:     # a refusal is final: paho would only retry
+            break
+    else:
         return link
     reason = link.refused
     link.stop()
-    where = f"{host}:{port}"
     if reason:
         raise BrokerRefused(f"broker {where} refused the {identity} certificate: {reason}", broker=where)
     raise BrokerUnreachable(f"broker {where} unreachable: no connection within {timeout:g} s", broker=where)

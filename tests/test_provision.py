@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import os
 import stat
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -15,8 +21,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
+from contracts import device_messages as d
+from contracts import messages as m
+from contracts import protocol
 from contracts.errors import ConfigError
 from firmware.config import TerminalConfig
+from provisioning.enroll import EnrollmentRefused, EnrollmentUnanswered, InitOptions, enroll
 from provisioning.identity import (
     certificate_info,
     check_certificate,
@@ -281,3 +291,261 @@ def test_status_without_a_certificate_or_a_broker_says_so(tmp_path: Path) -> Non
     cfg = _terminal_toml(tmp_path / "t", broker=free_port(), printer="memory://")
     text = "\n".join(lines(collect_status(cfg, now=NOW, timeout=1)))
     assert "run forecourt provision init" in text and "unreachable" in text and "none yet" in text
+
+
+# -- init: enrollment by claim, against a TLS broker with the ACL -------------------------------------------
+
+PIN_KEY, DUKPT_KEY, DUKPT_ID = bytes(range(16)), bytes(range(16, 32)), bytes.fromhex("0102030405060708")
+TOKEN = "t" * 43
+
+
+@dataclass
+class Pki:
+    authority: Any
+    port: int
+    directory: Path
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path) -> Iterator[Pki]:
+    from hostsim.services import free_port, start_mosquitto
+    from registry.pki import Authority
+
+    authority = Authority.create(tmp_path / "pki")
+    port = free_port()
+    proc = start_mosquitto(tmp_path, port, tls_dir=authority.directory)
+    try:
+        yield Pki(authority, port, authority.directory)
+    finally:
+        proc.stop()
+
+
+class FakeOperator:
+    """The registry's half of enrollment as the wire sees it, under the registry's certificate: each
+    request is answered by `answer` (a list of reply documents, published retained one after another)."""
+
+    def __init__(self, pki: Pki, answer: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> None:
+        from drivers.mqtt import MqttLink, TlsFiles
+
+        self.pki, self.answer, self.requests = pki, answer, []
+        f = pki.directory
+        self.link = MqttLink("127.0.0.1", pki.port, "registry-test",
+                             tls=TlsFiles(f / "ca.pem", f / "registry.pem", f / "registry.key"))
+        self.link.subscribe(protocol.subscription("enroll_request"), self._on_request)
+        self.link.start()
+        assert self.link.wait_connected(10), self.link.refused
+
+    def _on_request(self, topic: str, payload: bytes, props: object) -> None:
+        doc = m.decode(payload, d.ENROLL_REQUEST)
+        self.requests.append(doc)
+        client = topic.split("/")[-2]
+        for reply in self.answer(doc):
+            time.sleep(0.2)
+            self.link.publish(protocol.topic("enroll_reply", client=client), m.encode(reply, d.ENROLL_REPLY),
+                              retain=True)
+
+    def accepted(self, doc: dict[str, Any], device_id: str = "T-0042") -> dict[str, Any]:
+        from contracts.sealbox import keys_context, seal
+        from contracts.signing import key_id, public_b64
+
+        issued = self.pki.authority.issue(doc["csr_pem"], device_id)
+        public = x509.load_pem_x509_csr(doc["csr_pem"].encode()).public_key()
+        keys = json.dumps({"pin_key": PIN_KEY.hex(), "dukpt_initial_key": DUKPT_KEY.hex(),
+                           "dukpt_key_id": DUKPT_ID.hex()}).encode()
+        return {"request_id": doc["request_id"], "status": "accepted", "reason": "", "device_id": device_id,
+                "station": "S-1", "certificate_pem": issued.cert_pem, "ca_pem": self.pki.authority.ca_pem,
+                "config_keys": {key_id(CONFIG_KEY.public_key()): public_b64(CONFIG_KEY.public_key())},
+                "keys_sealed": seal(public, keys, context=keys_context(device_id, doc["request_id"])),
+                "server_time": _now_wire()}
+
+    def stop(self) -> None:
+        self.link.stop()
+
+
+def _now_wire() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _pending(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"request_id": doc["request_id"], "status": "pending", "reason": "waiting for an operator",
+            "device_id": "T-0042", "station": "S-1", "server_time": _now_wire()}
+
+
+def _refused(reason: str, server_time: str | None = None) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
+    return lambda doc: [{"request_id": doc["request_id"], "status": "refused", "reason": reason,
+                         "server_time": server_time or _now_wire()}]
+
+
+def _init(pki: Pki, state: Path, **kw: Any) -> InitOptions:
+    return InitOptions(**{"state_dir": state, "host": "127.0.0.1", "port": pki.port, "token": TOKEN,
+                          "serial": "SN-0042", "claim_dir": pki.directory, "wait": 10.0, **kw})
+
+
+def test_init_enrolls_a_fresh_state_directory(tls_broker: Pki, tmp_path: Path) -> None:
+    from firmware.config import load_config
+    from firmware.configstore import load_config_keys
+
+    operator = FakeOperator(tls_broker, lambda doc: [operator.accepted(doc)])
+    said: list[str] = []
+    state = tmp_path / "device"
+    try:
+        done = enroll(_init(tls_broker, state), say=said.append)
+    finally:
+        operator.stop()
+    assert (done.device_id, done.station, done.certificate.common_name) == ("T-0042", "S-1", "T-0042")
+    request = operator.requests[0]
+    assert request["serial"] == "SN-0042" and request["token"] == TOKEN
+    assert x509.load_pem_x509_csr(request["csr_pem"].encode()).subject.rfc4514_string() == "CN=SN-0042"
+    for name in ("device.key", "device.pem", "ca.pem", "config-keys.json", "pek.hex", "dukpt.toml",
+                 "terminal.toml"):
+        assert stat.S_IMODE(os.stat(state / name).st_mode) == 0o600, name
+    assert (state / "pek.hex").read_text().strip() == PIN_KEY.hex().upper()
+    assert DUKPT_KEY.hex().upper() in (state / "dukpt.toml").read_text()
+    assert list(load_config_keys(state)) == [key_id_of_config()]
+    cfg = load_config(state / "terminal.toml", profile="sim")
+    assert (cfg.terminal.id, cfg.terminal.station, cfg.mqtt.port, cfg.mqtt.tls) == ("T-0042", "S-1",
+                                                                                    tls_broker.port, True)
+    assert not (state / "enroll-request.json").exists()
+    assert all(PIN_KEY.hex() not in line.lower() and "PRIVATE" not in line for line in said)
+    # the device now reaches the broker under its own certificate
+    from provisioning.status import connect_as_device
+
+    connect_as_device(cfg, client="test", timeout=10).stop()
+
+
+def key_id_of_config() -> str:
+    from contracts.signing import key_id
+
+    return key_id(CONFIG_KEY.public_key())
+
+
+def test_init_waits_for_an_operator_and_resumes_after_an_interruption(tls_broker: Pki,
+                                                                      tmp_path: Path) -> None:
+    accept = threading.Event()
+
+    def answer(doc: dict[str, Any]) -> list[dict[str, Any]]:
+        return [_pending(doc)]
+
+    operator = FakeOperator(tls_broker, answer)
+    said: list[str] = []
+    state = tmp_path / "device"
+    try:
+        with pytest.raises(EnrollmentUnanswered, match="still waiting for an operator to accept T-0042"):
+            enroll(_init(tls_broker, state, wait=1.5), say=said.append)
+        assert said == ["waiting for an operator to accept T-0042 (forecourt registry device accept T-0042)"]
+        first = operator.requests[0]
+
+        def operator_accepts() -> None:
+            accept.wait(10)
+            time.sleep(0.5)
+            operator.link.publish(protocol.topic("enroll_reply", client="claim-SN-0042"),
+                                  m.encode(operator.accepted(first), d.ENROLL_REPLY), retain=True)
+
+        threading.Thread(target=operator_accepts, daemon=True).start()
+        accept.set()
+        done = enroll(_init(tls_broker, state, wait=10), say=said.append)
+    finally:
+        operator.stop()
+    assert done.device_id == "T-0042" and len(operator.requests) == 1     # the token was spent once
+    assert said[1] == f"resuming enrollment request {first['request_id']}"
+
+
+@pytest.mark.parametrize(("reason", "text"), [
+    ("token_unknown", "does not know this enrollment token"), ("token_expired", "has expired"),
+    ("token_used", "used already"), ("bad_csr", "certificate request (CSR)"),
+    ("serial_taken", "serial number is enrolled already")])
+def test_a_refused_enrollment_says_why(reason: str, text: str) -> None:
+    from provisioning.enroll import refusal
+
+    error = refusal({"request_id": "r", "status": "refused", "reason": reason, "server_time": _now_wire()},
+                    now=dt.datetime.now(dt.UTC))
+    assert isinstance(error, ConfigError) and error.reason == reason and text in str(error)
+
+
+def test_a_clock_far_off_names_both_clocks(tls_broker: Pki, tmp_path: Path) -> None:
+    operator = FakeOperator(tls_broker, _refused("clock_skew", "2026-12-01T12:00:00.000000Z"))
+    device_clock = dt.datetime(2026, 12, 1, 14, 30, tzinfo=dt.UTC)
+    try:
+        with pytest.raises(EnrollmentRefused) as caught:
+            enroll(_init(tls_broker, tmp_path / "device"), say=lambda _: None, clock=lambda: device_clock)
+    finally:
+        operator.stop()
+    text = str(caught.value)
+    assert "2026-12-01 14:30:00 UTC" in text and "2026-12-01 12:00:00 UTC" in text and "+9000 s" in text
+    assert operator.requests[0]["client_time"].startswith("2026-12-01T14:30:00")
+    assert not (tmp_path / "device" / "terminal.toml").exists()
+
+
+def test_a_broker_unreachable_or_refusing_the_claim_certificate(tls_broker: Pki, tmp_path: Path) -> None:
+    from hostsim.services import free_port
+    from provisioning.status import BrokerRefused, BrokerUnreachable
+    from registry.pki import Authority
+
+    with pytest.raises(BrokerUnreachable, match=r"127\.0\.0\.1:\d+ unreachable"):
+        enroll(dataclasses.replace(_init(tls_broker, tmp_path / "a"), port=free_port()), say=print)
+    stranger = Authority.create(tmp_path / "other-ca")                  # a claim certificate of another CA
+    (tmp_path / "claim").mkdir()
+    for name in ("claim.pem", "claim.key"):
+        (tmp_path / "claim" / name).write_bytes((stranger.directory / name).read_bytes())
+    (tmp_path / "claim" / "ca.pem").write_bytes((tls_broker.directory / "ca.pem").read_bytes())
+    with pytest.raises(BrokerRefused, match="refused the claim certificate: TLS"):
+        enroll(_init(tls_broker, tmp_path / "b", claim_dir=tmp_path / "claim"), say=print)
+
+
+def test_a_certificate_for_another_key_installs_nothing(tls_broker: Pki, tmp_path: Path) -> None:
+    other = ec.generate_private_key(ec.SECP256R1())
+
+    def answer(doc: dict[str, Any]) -> list[dict[str, Any]]:
+        return [operator.accepted(doc | {"csr_pem": make_csr(other, "SN-0042")})]
+
+    operator = FakeOperator(tls_broker, answer)
+    try:
+        with pytest.raises(ConfigError, match="not for this device's key"):
+            enroll(_init(tls_broker, tmp_path / "device"), say=print)
+    finally:
+        operator.stop()
+    assert sorted(p.name for p in (tmp_path / "device").iterdir()) == ["device.key", "enroll-request.json"]
+
+
+def test_init_keeps_the_technicians_devices_and_refuses_a_provisioned_directory(tls_broker: Pki,
+                                                                               tmp_path: Path) -> None:
+    state = tmp_path / "device"
+    state.mkdir()
+    (state / "terminal.toml").write_text('[terminal]\nid = "X"\nstation = "Y"\n\n[devices]\n'
+                                         'pump_line = "sim://"\npumps = [1, 2]\nprinter = "tcp://10.0.0.9:9100"\n')
+    operator = FakeOperator(tls_broker, lambda doc: [operator.accepted(doc)])
+    try:
+        enroll(_init(tls_broker, state), say=print)
+    finally:
+        operator.stop()
+    from firmware.config import load_config
+
+    cfg = load_config(state / "terminal.toml", profile="sim")
+    assert (cfg.terminal.id, cfg.devices.pumps, cfg.devices.printer) == ("T-0042", (1, 2), "tcp://10.0.0.9:9100")
+    with pytest.raises(ConfigError, match="provisioned already"):
+        enroll(_init(tls_broker, state), say=print)
+
+
+@pytest.mark.parametrize("bad", [{"token": "short"}, {"serial": "a/b"}, {"device_id": "registry"}])
+def test_init_refuses_bad_options_before_connecting(tmp_path: Path, bad: dict[str, str]) -> None:
+    opts = InitOptions(state_dir=tmp_path / "s", host="127.0.0.1", port=1, token=TOKEN, serial="SN-1",
+                       claim_dir=tmp_path)
+    with pytest.raises(ConfigError):
+        enroll(dataclasses.replace(opts, **bad), say=print)
+
+
+def test_a_resumed_request_the_registry_never_got_is_sent_again(tls_broker: Pki, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import provisioning.enroll
+
+    monkeypatch.setattr(provisioning.enroll, "RESEND_AFTER", 0.5)
+    state = tmp_path / "device"
+    state.mkdir()
+    request_id = "0f8fad5b-d9cb-469f-a165-70867728950e"     # init interrupted before its request went out
+    (state / "enroll-request.json").write_text(json.dumps({"request_id": request_id, "serial": "SN-0042"}))
+    operator = FakeOperator(tls_broker, lambda doc: [operator.accepted(doc)])
+    try:
+        enroll(_init(tls_broker, state), say=print)
+    finally:
+        operator.stop()
+    assert [r["request_id"] for r in operator.requests] == [request_id]
