@@ -134,12 +134,19 @@ def _owner(directory: Path) -> str | None:
 
 
 def cmd_broker_config(args: argparse.Namespace) -> int:
-    from registry.broker import broker_config
+    from registry.broker import broker_config, write_acl
 
     bind, _ = _broker(f"{args.bind}:{args.port}", "--bind")
     data_dir = _path(args.data_dir, "--data-dir") if args.data_dir else None
-    user = args.user or (_owner(data_dir) if data_dir is not None else None)
-    text = broker_config(args.port, bind=bind, data_dir=data_dir, user=user)
+    tls_dir = _path(args.tls_dir, "--tls-dir") if args.tls_dir else None
+    if tls_dir is not None and not (tls_dir / "broker.key").is_file():
+        raise ConfigError(f"--tls-dir {tls_dir}: no authority there (forecourt registry pki init --dir DIR)",
+                          key="--tls-dir")
+    owned = data_dir if data_dir is not None else tls_dir      # mosquitto drops root before reading its key
+    user = args.user or (_owner(owned) if owned is not None else None)
+    text = broker_config(args.port, bind=bind, data_dir=data_dir, user=user, tls_dir=tls_dir)
+    if tls_dir is not None:
+        write_acl(tls_dir)
     if args.output == "-":
         sys.stdout.write(text)
         return EXIT_OK
@@ -224,8 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--port", type=_port, default=1883, help="1..65535 (default 1883)")
     b.add_argument("--bind", default="127.0.0.1")
     b.add_argument("--data-dir", default=None, help="enable persistence in this directory")
-    b.add_argument("--user", default=None,
-                   help="user the broker runs as when started as root (default: the data directory's owner)")
+    b.add_argument("--tls-dir", default=None,
+                   help="TLS with client certificates, CRL and ACL from this authority directory "
+                   "(`forecourt registry pki init`); writes DIR/broker.acl")
+    b.add_argument("--user", default=None, help="user the broker runs as when started as root "
+                   "(default: the owner of the data directory, else of the TLS directory)")
     b.add_argument("--output", "-o", default="-", help="file to write (default stdout)")
     b.set_defaults(func=cmd_broker_config)
 
@@ -244,6 +254,7 @@ REGISTRY_COMMANDS: tuple[str, ...] = (
     "forecourtcli.registry_devices",
     "forecourtcli.registry_report",
     "forecourtcli.releases",
+    "forecourtcli.pki",
 )
 # Modules whose add_parsers(sub) adds top-level `forecourt <command>` commands, one per line.
 COMMANDS: tuple[str, ...] = (

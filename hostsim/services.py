@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -13,10 +14,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from contracts.errors import MissingComponent
-from registry.broker import broker_config
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import CertificateSigningRequestBuilder, Name, NameAttribute
+from cryptography.x509.oid import NameOID
 
-__all__ = ["Process", "ServiceError", "forecourt_command", "free_port", "start_mosquitto", "wait_port"]
+from contracts.errors import MissingComponent
+from drivers.mqtt import TlsFiles
+from registry.broker import broker_config, write_acl
+from registry.keys import _write_private
+from registry.pki import Authority
+
+__all__ = ["Process", "ServiceError", "client_certificate", "forecourt_command", "free_port",
+           "start_mosquitto", "wait_port"]
 
 
 class ServiceError(MissingComponent):
@@ -77,16 +87,48 @@ class Process:
         return self.proc.returncode
 
 
-def start_mosquitto(state_dir: Path, port: int) -> Process:
+def mosquitto_exe() -> str:
     exe = shutil.which("mosquitto") or (
         "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
     if exe is None:
         raise ServiceError("mosquitto is not installed (apt-get install mosquitto, or run `make setup`)")
+    return exe
+
+
+def start_mosquitto(state_dir: Path, port: int, *, tls_dir: Path | None = None) -> Process:
+    """Mosquitto on 127.0.0.1:port; with tls_dir (a registry.pki Authority directory) TLS with client
+    certificates, the CRL and the ACL of registry.acl."""
+    exe = mosquitto_exe()
     conf = state_dir / "mosquitto.conf"
-    conf.write_text(broker_config(port))
+    if tls_dir is None:
+        conf.write_text(broker_config(port))
+    else:
+        write_acl(tls_dir)
+        # mosquitto drops root before it reads its key: run it as whoever owns the 0600 key files
+        conf.write_text(broker_config(port, tls_dir=tls_dir, user=getpass.getuser()))
     proc = Process("mosquitto", [exe, "-c", str(conf)], state_dir / "mosquitto.log")
-    wait_port(port, 10, proc)
+    try:
+        wait_port(port, 10, proc)
+    except ServiceError:
+        proc.stop()
+        raise
     return proc
+
+
+def client_certificate(authority: Authority, name: str, directory: Path) -> TlsFiles:
+    """A key made here and its certificate from authority, as NAME.key (0600) and NAME.pem, with the CA
+    as ca.pem, in directory: what enrollment leaves on a device (the simulator's terminal, tests)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = CertificateSigningRequestBuilder().subject_name(Name([NameAttribute(NameOID.COMMON_NAME, name)]))
+    pem = csr.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode("ascii")
+    issued = authority.issue(pem, name)
+    files = TlsFiles(directory / "ca.pem", directory / f"{name}.pem", directory / f"{name}.key")
+    _write_private(files.key, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()).decode("ascii"))
+    files.cert.write_text(issued.cert_pem)
+    if files.ca.resolve() != (authority.directory / "ca.pem").resolve():
+        files.ca.write_text(authority.ca_pem)
+    return files
 
 
 def forecourt_command(*args: str) -> list[str]:

@@ -195,3 +195,23 @@ def test_openssl_verifies_issued_and_refuses_revoked(tmp_path: Path) -> None:
     assert verify("good").returncode == 0, verify("good").stdout + verify("good").stderr
     revoked = verify("bad")
     assert revoked.returncode != 0 and "revoked" in (revoked.stdout + revoked.stderr)
+
+
+def test_cli_pki_init_and_crl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from forecourtcli.main import EXIT_OK, EXIT_USAGE, main
+
+    pki = tmp_path / "pki"
+    assert main(["registry", "pki", "init", "--dir", str(pki), "--broker-host", "broker.example",
+                 "--broker-host", "10.1.2.3"]) == EXIT_OK
+    broker = x509.load_pem_x509_certificate((pki / "broker.pem").read_bytes())
+    san = broker.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["broker.example"]
+    ca_before = (pki / "ca.pem").read_text()
+    assert main(["registry", "pki", "init", "--dir", str(pki)]) == EXIT_USAGE
+    assert "already exists" in capsys.readouterr().err
+    assert (pki / "ca.pem").read_text() == ca_before
+    bad = ["registry", "pki", "init", "--dir", str(tmp_path / "x"), "--broker-host", "a b"]
+    assert main(bad) == EXIT_USAGE
+    assert not (tmp_path / "x").exists()
+    assert main(["registry", "pki", "crl", "--dir", str(pki)]) == EXIT_OK
+    assert "0 revoked" in capsys.readouterr().out
