@@ -6,7 +6,8 @@ import datetime as dt
 import json
 import os
 import stat
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,17 @@ from sqlalchemy.orm import Session
 
 from contracts import device_messages as d
 from contracts import messages as m
+from contracts import protocol
 from contracts.errors import ConfigError
 from contracts.signing import SignatureError, trusted_from_b64, verify_envelope
+from drivers.mqtt import MqttLink
+from hostsim.services import ServiceError, free_port, start_mosquitto
 from registry.configs import KEY_FILE, ConfigIssuer, config_keys, load_or_create_signing_key
 from registry.db import open_database
 from registry.keys import load_or_create_keys
 from registry.models import ConfigRelease, Device, Nozzle
 from registry.seed import apply_seed, load_seed
+from registry.server import Registry, utcnow
 
 SEED = Path(__file__).resolve().parents[1] / "hostsim" / "fixtures" / "seed.toml"
 SEED_DOC = load_seed(SEED)
@@ -119,3 +124,66 @@ def test_a_new_signing_key_reissues(tmp_path: Path, session: Session) -> None:
     assert second["version"] == 2 and second["key_id"] != first["key_id"]
     assert json.loads(session.scalars(select(ConfigRelease.envelope).where(
         ConfigRelease.version == 2)).one()) == second
+
+
+# -- the registry publishes them (a real mosquitto) ---------------------------------------------------------
+
+@pytest.fixture
+def broker_port(tmp_path: Path) -> Iterator[int]:
+    try:
+        proc = start_mosquitto(tmp_path, port := free_port())
+    except ServiceError as exc:
+        pytest.skip(str(exc))
+    try:
+        yield port
+    finally:
+        proc.stop()
+
+
+@pytest.mark.system
+def test_registry_publishes_signed_configs_to_active_devices(tmp_path: Path, broker_port: int) -> None:
+    reg = Registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "registry", "127.0.0.1", broker_port,
+                   seed=SEED)
+    with reg.sessions() as s:
+        s.add(Device(id="T-0009", station_id="ST-001", pin_key_hex=reg.keys.seal_device_key(bytes(16)),
+                     status="revoked"))
+        s.commit()
+    got: dict[str, list[bytes]] = {"T-0001": [], "T-0009": []}
+    spy = MqttLink("127.0.0.1", broker_port, "spy")
+    for tid, seen in got.items():
+        def keep(topic: str, payload: bytes, props: object, seen: list[bytes] = seen) -> None:
+            seen.append(payload)
+        spy.subscribe(protocol.topic("config", terminal=tid), keep)
+    spy.start()
+    reg.start()
+    trusted = trusted_from_b64(config_keys(tmp_path / "registry"))
+    try:
+        assert spy.wait_connected(5) and reg.link.wait_connected(5)
+        assert wait_for(lambda: len(got["T-0001"]) == 1)
+        first = m.decode(got["T-0001"][0], d.SIGNED_CONFIG)
+        assert first["version"] == 1
+        assert verify_envelope(first, trusted, terminal=DEVICE, now=utcnow())["station"] == "ST-001"
+        with reg.sessions() as s:
+            nozzle = s.scalars(select(Nozzle).where(Nozzle.station_id == "ST-001")).first()
+            assert nozzle is not None
+            nozzle.price_milli += 10
+            s.commit()
+        reg.publish_configs()
+        assert wait_for(lambda: len(got["T-0001"]) == 2)
+        assert m.decode(got["T-0001"][1], d.SIGNED_CONFIG)["version"] == 2
+        with reg.sessions() as s:
+            device = s.get(Device, DEVICE)
+            assert device is not None and device.desired_config_version == 2
+        assert got["T-0009"] == []             # a revoked device is sent nothing
+    finally:
+        reg.stop()
+        spy.stop()
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
