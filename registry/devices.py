@@ -32,8 +32,8 @@ from registry.pki import Authority, CertificateRefused
 
 __all__ = [
     "MOVES", "STATUSES", "TOKEN_TTL", "DeviceError", "DeviceView", "MoveRefused", "UnknownDevice",
-    "accept", "create_token", "decommission", "device_view", "import_expected", "keep_certificate",
-    "kept_certificate", "list_devices", "move", "revoke", "token_digest",
+    "accept", "awaiting_enrollment", "create_token", "decommission", "device_view", "import_expected",
+    "keep_certificate", "kept_certificate", "list_devices", "move", "revoke", "token_digest",
 ]
 
 STATUSES = ("pending", "active", "revoked", "decommissioned")
@@ -71,7 +71,7 @@ def create_token(session: Session, station: str, now: dt.datetime, *, device_id:
     if session.get(Station, station) is None:
         raise ConfigError(f"no station {station!r}", key="--station")
     if device_id is not None:
-        _check_new_id(session, device_id)
+        _check_new_id(session, device_id, station)
     if not dt.timedelta(minutes=1) <= ttl <= MAX_TTL:
         raise ConfigError("token lifetime must be 1 minute to 7 days", key="--ttl")
     token = secrets.token_urlsafe(32)
@@ -81,12 +81,22 @@ def create_token(session: Session, station: str, now: dt.datetime, *, device_id:
     return token
 
 
-def _check_new_id(session: Session, device_id: str) -> None:
+def awaiting_enrollment(device: Device) -> bool:
+    """A device made by an operator (the seed) that has not enrolled yet: no serial, no certificate. Its
+    enrollment takes the row and keeps its PIN key."""
+    return (device.serial is None and device.cert_fingerprint is None
+            and device.status in ("pending", "active"))
+
+
+def _check_new_id(session: Session, device_id: str, station: str) -> None:
     if not ID.fullmatch(device_id) or device_id in RESERVED_IDS:
         raise ConfigError("a device id is 1-64 letters, digits, _ . - and not a reserved name",
                           key="--device-id")
-    if session.get(Device, device_id) is not None:
+    device = session.get(Device, device_id)
+    if device is not None and not awaiting_enrollment(device):
         raise ConfigError(f"device {device_id} already exists", key="--device-id")
+    if device is not None and device.station_id != station:
+        raise ConfigError(f"device {device_id} belongs to station {device.station_id}", key="--station")
 
 
 def _device(session: Session, device_id: str) -> Device:
@@ -209,7 +219,8 @@ def _check_row(session: Session, fields: list[str], number: int, stations: set[s
             raise bad("a device id is 1-64 letters, digits, _ . - and not a reserved name")
         if device_id in ids:
             raise bad(f"device id {device_id} also on line {ids[device_id]}")
-        if session.get(Device, device_id) is not None:
+        device = session.get(Device, device_id)
+        if device is not None and not (awaiting_enrollment(device) and device.station_id == station):
             raise bad(f"device {device_id} already exists")
         ids[device_id] = number
 

@@ -42,7 +42,7 @@ from contracts import protocol
 from contracts.device_messages import RESERVED_IDS
 from contracts.errors import ForecourtError, HostUnavailable, MessageError
 from contracts.messages import parse_timestamp
-from registry.devices import ID, keep_certificate, token_digest
+from registry.devices import ID, awaiting_enrollment, keep_certificate, token_digest
 from registry.keyinject import BDK_FILE, KeyInjector
 from registry.keys import RegistryKeys
 from registry.models import Device, EnrollmentToken, ExpectedDevice
@@ -115,7 +115,9 @@ def handle_enroll(session: Session, authority: Authority, keys: RegistryKeys, do
     at_once = expected is not None and expected.station_id == token.station_id
     device_id = (token.device_id or (expected.device_id if expected is not None else None)
                  or made_up_id(serial))
-    if session.get(Device, device_id) is not None or device_id in RESERVED_IDS or not ID.fullmatch(device_id):
+    seeded = session.get(Device, device_id)
+    if device_id in RESERVED_IDS or not ID.fullmatch(device_id) or (seeded is not None and not (
+            awaiting_enrollment(seeded) and seeded.station_id == token.station_id)):
         return _refused(doc, "id_taken", now)
     # one winner per token: the row is claimed only while unused (a second request updates no row)
     claimed = session.execute(update(EnrollmentToken)
@@ -125,16 +127,16 @@ def handle_enroll(session: Session, authority: Authority, keys: RegistryKeys, do
     if claimed.rowcount != 1:       # type: ignore[attr-defined]
         session.rollback()
         return _refused(doc, "token_used", now)
-    device = Device(id=device_id, station_id=token.station_id, serial=serial,
-                    status="active" if at_once else "pending",
-                    pin_key_hex=keys.seal_device_key(injector.pin_key(device_id)),
-                    first_seen_at=now, reported_software_version=doc["software_version"])
-    session.add(device)
     try:
-        session.flush()
+        device = _take_or_make(session, keys, injector, seeded, device_id, token.station_id, doc, now,
+                               at_once=at_once)
     except IntegrityError:          # another request took the serial or the id meanwhile
         session.rollback()
         return _refused(doc, "serial_taken", now)
+    if device is None:
+        session.rollback()
+        return _refused(doc, "id_taken", now)
+    at_once = device.status == "active"
     if at_once:
         reply = _accepted(session, authority, keys, device, doc["csr_pem"], doc["request_id"], now,
                           injector=injector, config_keys=config_keys)
@@ -145,6 +147,28 @@ def handle_enroll(session: Session, authority: Authority, keys: RegistryKeys, do
                  "device_id": device_id, "station": device.station_id, "server_time": wire_time(now)}
     session.commit()
     return reply
+
+
+def _take_or_make(session: Session, keys: RegistryKeys, injector: KeyInjector, seeded: Device | None,
+                  device_id: str, station: str, doc: Mapping[str, Any], now: dt.datetime, *,
+                  at_once: bool) -> Device | None:
+    """A new Device row, or the seeded one taken (its PIN key and status kept; one taker, by a conditional
+    UPDATE); None when another request took it first. IntegrityError when the serial is taken meanwhile."""
+    fields = {"serial": doc["serial"], "first_seen_at": now,
+              "reported_software_version": doc["software_version"]}
+    if seeded is None:
+        device = Device(id=device_id, station_id=station, status="active" if at_once else "pending",
+                        pin_key_hex=keys.seal_device_key(injector.pin_key(device_id)), **fields)
+        session.add(device)
+        session.flush()
+        return device
+    taken = session.execute(update(Device).where(Device.id == device_id, Device.serial.is_(None),
+                                                 Device.cert_fingerprint.is_(None)).values(**fields)
+                            .execution_options(synchronize_session=False))
+    if taken.rowcount != 1:         # type: ignore[attr-defined]
+        return None
+    session.refresh(seeded)
+    return seeded
 
 
 def _accepted(session: Session, authority: Authority, keys: RegistryKeys, device: Device, csr_pem: str,

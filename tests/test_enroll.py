@@ -23,6 +23,7 @@ from test_registry_devices import NOW, Central, device_csr, make_central
 from contracts import device_messages as d
 from contracts import messages as m
 from contracts import protocol
+from contracts.errors import ConfigError
 from contracts.sealbox import keys_context, open_sealed
 from drivers.pinpad.dukpt_aes import derive_initial_key
 from hostsim.bank_world import BDK
@@ -172,27 +173,28 @@ def test_the_device_id_comes_from_the_token_the_import_or_the_serial(central: Ce
 
 
 def test_a_seeded_device_gets_its_own_pin_key(central: Central) -> None:
-    """A device that already has a PIN key (seeded) keeps it: the one the registry checks PINs with."""
-    with central.sessions() as s:
-        seeded = s.get(Device, "T-0001")
-        assert seeded is not None
-        seeded.pin_key_hex = central.keys.seal_device_key(bytes.fromhex("8B2F4E01A7C3D95E6F1028374C5D6E7F"))
-        seeded.status, seeded.serial = "active", "SN-SEED"
-        s.commit()
-    # the registry re-keys a seeded device through replies_for_accepted when its request waited
+    """T-0001 comes from the seed with the PIN key the registry checks PINs with: enrolling with a token
+    naming it takes that row (accepted at once: an operator made it) and delivers that key."""
     key = ec.generate_private_key(ec.SECP256R1())
-    doc = request(token(central), "SN-9", key=key)
+    doc = request(token(central, device_id="T-0001"), "SN-9", key=key)
     reply = enroll(central, doc)
+    assert reply["device_id"] == "T-0001"
+    keys = check_accepted(central, reply, doc, key)
+    assert keys["pin_key"].upper() == "8B2F4E01A7C3D95E6F1028374C5D6E7F"     # the seed's, not a derived one
+    device = central.device("T-0001")
+    assert device is not None and device.serial == "SN-9"
+    again = enroll(central, request(token(central), "SN-10"))
+    assert again["status"] == "pending"                      # another device, another id
+    with central.sessions() as s, pytest.raises(ConfigError, match="already exists"):
+        devices.create_token(s, "ST-001", NOW, device_id="T-0001")   # enrolled: no longer open
+
+
+def test_racing_requests_for_one_seeded_device_take_it_once(central: Central) -> None:
+    replies = _race(central, [request(token(central, device_id="T-0001"), f"SN-{i}") for i in range(6)])
+    assert sorted(r["status"] for r in replies) == ["accepted"] + ["refused"] * 5
+    assert {r["reason"] for r in replies if r["status"] == "refused"} == {"id_taken"}
     with central.sessions() as s:
-        device = s.get(Device, reply["device_id"])
-        assert device is not None
-        device.pin_key_hex = central.keys.seal_device_key(bytes.fromhex("8B2F4E01A7C3D95E6F1028374C5D6E7F"))
-        s.commit()
-        devices.accept(s, reply["device_id"])
-        owed = replies_for_accepted(s, central.authority, central.keys, NOW, injector=central.injector,
-                                    config_keys=CONFIG_KEYS)
-    keys = check_accepted(central, owed[0].doc, doc, key)
-    assert keys["pin_key"].upper() == "8B2F4E01A7C3D95E6F1028374C5D6E7F"
+        assert sum(t.used_at is not None for t in s.scalars(select(EnrollmentToken)).all()) == 1
 
 
 # -- refusals ----------------------------------------------------------------------------------------------
@@ -240,7 +242,8 @@ def test_a_serial_enrolled_before_is_refused(central: Central) -> None:
 def test_an_id_taken_is_refused(central: Central) -> None:
     expect(central, "SN-1", "T-0500")
     with central.sessions() as s:
-        s.add(Device(id="T-0500", station_id="ST-001", pin_key_hex=central.keys.seal_device_key(bytes(16))))
+        s.add(Device(id="T-0500", station_id="ST-001", pin_key_hex=central.keys.seal_device_key(bytes(16)),
+                     serial="SN-0"))
         s.commit()
     assert enroll(central, request(token(central)))["reason"] == "id_taken"
 

@@ -23,7 +23,7 @@ from registry.db import open_database
 from registry.devices import MOVES, STATUSES, MoveRefused, UnknownDevice
 from registry.keyinject import KeyInjector
 from registry.keys import RegistryKeys, load_or_create_keys
-from registry.models import Device, EnrollmentToken, ExpectedDevice
+from registry.models import Device, EnrollmentToken, ExpectedDevice, Station
 from registry.pki import Authority
 from registry.seed import apply_seed, load_seed
 
@@ -116,7 +116,7 @@ def test_tokens_differ_and_carry_a_requested_id_and_ttl(central: Central) -> Non
 
 @pytest.mark.parametrize(("station", "device_id", "ttl", "match"), [
     ("ST-404", None, dt.timedelta(minutes=15), "no station"),
-    ("ST-001", "T-0001", dt.timedelta(minutes=15), "already exists"),
+    ("ST-001", "T-0100", dt.timedelta(minutes=15), "already exists"),
     ("ST-001", "claim", dt.timedelta(minutes=15), "reserved"),
     ("ST-001", "bad id", dt.timedelta(minutes=15), "device id"),
     ("ST-001", None, dt.timedelta(seconds=5), "lifetime"),
@@ -124,6 +124,7 @@ def test_tokens_differ_and_carry_a_requested_id_and_ttl(central: Central) -> Non
 ])
 def test_bad_token_requests_are_refused(central: Central, station: str, device_id: str | None,
                                         ttl: dt.timedelta, match: str) -> None:
+    add_device(central, "T-0100", "active")
     with central.sessions() as s, pytest.raises(ConfigError, match=match):
         devices.create_token(s, station, NOW, device_id=device_id, ttl=ttl)
 
@@ -205,6 +206,22 @@ def test_a_refused_move_changes_nothing(central: Central) -> None:
 
 # -- serials registered ahead -------------------------------------------------------------------------
 
+def test_a_seeded_device_awaiting_its_hardware_takes_a_token_or_an_import(central: Central) -> None:
+    """T-0001 comes from the seed (no serial, no certificate): a token or an import may name it, at its
+    own station only."""
+    with central.sessions() as s:
+        seeded = s.get(Device, "T-0001")
+        assert seeded is not None and devices.awaiting_enrollment(seeded)
+        devices.create_token(s, "ST-001", NOW, device_id="T-0001")
+        assert devices.import_expected(s, "SN-1,ST-001,T-0001\n", NOW) == 1
+        s.add(Station(id="ST-002", name="Other"))
+        s.commit()
+        with pytest.raises(ConfigError, match="belongs to station ST-001"):
+            devices.create_token(s, "ST-002", NOW, device_id="T-0001")
+        with pytest.raises(ConfigError, match="already exists"):
+            devices.import_expected(s, "SN-1,ST-002,T-0001\n", NOW)
+
+
 def test_import_expected_serials(central: Central) -> None:
     text = "serial,station,device_id\nSN-1,ST-001,T-0101\nSN-2,ST-001\n\n# spare\nSN-3,ST-001,\n"
     with central.sessions() as s:
@@ -224,7 +241,7 @@ def test_import_expected_serials(central: Central) -> None:
     ("SN-1,ST-001\nSN-1,ST-001\n", 2, "appears twice"),
     ("SN-1,ST-001,T-5\nSN-2,ST-001,T-5\n", 2, "also on line 1"),
     ("SN-1,ST-001,registry\n", 1, "reserved"),
-    ("SN-1,ST-001,T-0001\n", 1, "already exists"),
+    ("SN-1,ST-001,T-0100\n", 1, "already exists"),
     ("SN-T-0100,ST-001\n", 1, "already enrolled"),
 ])
 def test_a_bad_line_is_named_and_nothing_imported(central: Central, text: str, line: int, match: str) -> None:
