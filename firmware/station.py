@@ -26,6 +26,9 @@ class Station:
     name: str
     currency: str = "EUR"
     prices: tuple[NozzlePrice, ...] = ()
+    stop_list: frozenset[str] = frozenset()     # card tokens and masked numbers refused at this station
+    # (program, most cents, most centilitres) a sale may reach while the registry is away
+    offline_limits: tuple[tuple[str, int, int], ...] = ()
 
     @classmethod
     def from_config(cls, doc: Mapping[str, Any] | None, station: str) -> Station:
@@ -41,8 +44,23 @@ class Station:
         doc = doc or {}
         prices = tuple(NozzlePrice(p["pump"], p["nozzle"], p["product"], p["product_name"], p["price_milli"])
                        for p in doc.get("prices", []))
+        limits = tuple(sorted((name, lim["amount_cents"], lim["volume_cl"])
+                              for name, lim in doc.get("offline_limits", {}).items()))
         return cls(name=str(doc.get("station_name", station)), currency=str(doc.get("currency", "EUR")),
-                   prices=prices)
+                   prices=prices, stop_list=frozenset(doc.get("stop_list", ())), offline_limits=limits)
+
+    def blocked(self, *, token: str = "", masked: str = "") -> bool:
+        """Whether a card is on the configuration's stop-list, by its token or its masked number.
+
+        >>> s = Station("S", stop_list=frozenset({"707700******0019"}))
+        >>> s.blocked(masked="707700******0019"), s.blocked(token="ab" * 16, masked="707700******0027")
+        (True, False)
+        """
+        return any(card and card in self.stop_list for card in (token, masked))
+
+    def offline_limit(self, program: str) -> tuple[int, int] | None:
+        """(most cents, most centilitres) of an offline sale of this program; None: no limit configured."""
+        return next(((c, v) for name, c, v in self.offline_limits if name == program), None)
 
     def money(self, cents: int) -> str:
         return format_money(cents, self.currency)

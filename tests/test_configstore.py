@@ -26,6 +26,7 @@ from firmware.configstore import (
     load_config_keys,
     write_config_keys,
 )
+from firmware.station import Station
 
 KEY = Ed25519PrivateKey.generate()
 ROGUE = Ed25519PrivateKey.generate()
@@ -139,3 +140,18 @@ def test_keys_file_is_private_and_checked(tmp_path: Path) -> None:
         load_config_keys(tmp_path)
     with pytest.raises(ValueError):
         write_config_keys(tmp_path, {"0000000000000000": public_b64(KEY.public_key())})
+
+
+def test_the_body_run_becomes_the_station(state: Path) -> None:
+    doc = body() | {"stop_list": ["707700******0019"], "offline_limits": {"fleet": {"amount_cents": 5000,
+                                                                                     "volume_cl": 3000}}}
+    raw = m.encode(sign_envelope(doc, terminal=TERMINAL, version=1, issued_at=NOW,
+                                 expires_at=NOW + dt.timedelta(days=1), key_id=KID, private_key=KEY),
+                   d.SIGNED_CONFIG)
+    s = store(state)
+    assert isinstance(s.offer(raw, NOW), Accepted)
+    station = Station.from_config(s.current, "ST-001")
+    assert station.name == "Main St" and station.price(1, 1) == 1659 and station.product(1, 1) == ("diesel",
+                                                                                                  "Diesel")
+    assert station.blocked(masked="707700******0019") and not station.blocked(masked="707700******0027")
+    assert station.offline_limit("fleet") == (5000, 3000) and station.offline_limit("bank") is None
