@@ -305,7 +305,14 @@ class Enroller:
             reply = _refused(doc, "registry_error", self.clock())
         log.info("enrollment answered", extra={"client": client, "status": reply["status"],
                                                "reason": reply["reason"], "device": reply.get("device_id")})
-        self._publish(client, reply)
+        try:
+            self._publish(client, reply)
+        except HostUnavailable:
+            log.warning("enrollment reply not sent: broker unreachable", extra={"client": client})
+            if reply["status"] == "accepted":      # owed: the tick issues it again once the broker is back
+                _save(_pending_dir(self.authority.directory), reply["device_id"],
+                      {"request_id": doc["request_id"], "client": client, "csr_pem": doc["csr_pem"]})
+            return
         if reply["status"] == "accepted":
             self.on_accepted(reply["device_id"])
 

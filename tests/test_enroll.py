@@ -23,7 +23,7 @@ from test_registry_devices import NOW, Central, device_csr, make_central
 from contracts import device_messages as d
 from contracts import messages as m
 from contracts import protocol
-from contracts.errors import ConfigError
+from contracts.errors import ConfigError, HostUnavailable
 from contracts.sealbox import keys_context, open_sealed
 from drivers.pinpad.dukpt_aes import derive_initial_key
 from hostsim.bank_world import BDK
@@ -430,3 +430,29 @@ def test_a_final_reply_is_cleared_once_the_device_is_seen_or_it_is_old(central: 
     assert enroller.clear_replies() == 1
     assert link.sent[-1] == (protocol.topic("enroll_reply", client="claim-SN-2"), b"", True)
     assert enroller.clear_replies() == 0
+
+
+def test_an_accepted_reply_the_broker_did_not_take_is_sent_again(central: Central) -> None:
+    class Down(Link):
+        up = False
+
+        def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                    properties: Any = None) -> None:
+            if not self.up:
+                raise HostUnavailable("not connected to the broker")
+            super().publish(topic, payload, retain=retain)
+
+    link = Down()
+    enroller = Enroller(central.sessions, link, central.authority, central.keys, central.injector,
+                        lambda: CONFIG_KEYS, clock=lambda: NOW)
+    expect(central, "SN-1", "T-1001")
+    key = ec.generate_private_key(ec.SECP256R1())
+    doc = request(token(central), "SN-1", key=key)
+    enroller.on_request(protocol.topic("enroll_request", client=CLIENT), m.encode(doc, d.ENROLL_REQUEST))
+    with pytest.raises(HostUnavailable):
+        enroller.tick()
+    link.up = True
+    assert enroller.tick() == 1
+    topic, payload, _ = link.sent[-1]
+    assert topic == protocol.topic("enroll_reply", client=CLIENT)
+    check_accepted(central, m.decode(payload, d.ENROLL_REPLY), doc, key)
