@@ -204,6 +204,14 @@ class HostLink:
         """A sale was completed: try to send it now."""
         self._kick.set()
 
+    def resend_now(self) -> None:
+        """Send what waits at once, each sale's backoff started afresh (the resend_sales command)."""
+        with self._lock:
+            for entry in self._inflight.values():
+                entry.tries, entry.due = 0, 0.0
+        self._next_send = 0.0
+        self._kick.set()
+
     def backlog(self) -> Backlog:
         """Sales and releases the registry has not acknowledged (parked ones excluded: an operator's)."""
         sales = self.journal.unsynced()

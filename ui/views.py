@@ -129,6 +129,15 @@ def _idle(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[s
         lines.append(text(lang, "idle.accepts", means=format_list(lang, means)))
     if raw.get("languages"):
         options.extend(_language_options(raw["languages"]))
+    _backlog(lang, raw, f, lines, figures, options)
+
+
+def _backlog(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str], figures: list[Figure],
+             options: list[Option]) -> None:
+    """Sales the registry has not acknowledged (backlog, a count) and the oldest one's age (oldest_min)."""
+    if raw.get("backlog"):
+        lines.append(text(lang, "idle.backlog", count=_number(lang, raw["backlog"]),
+                          minutes=_number(lang, raw.get("oldest_min", 0))))
 
 
 def _language_options(codes: Iterable[str] | bool) -> list[Option]:
@@ -254,7 +263,8 @@ def _attendant_reports(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], 
 
 
 _SPECIAL = {
-    "idle": _idle, "idle_bank_only": _idle, "choose_language": _choose_language, "select_pump": _select_pump,
+    "idle": _idle, "idle_bank_only": _idle, "offline": _backlog, "choose_language": _choose_language,
+    "select_pump": _select_pump,
     "choose_app": _choose_app, "choose_product": _choose_product, "enter_preset": _enter_preset,
     "enter_pin": _pin, "enter_pin_last": _pin, "declined": _declined, "question": _question,
     "lift_nozzle": _max_litres, "lift_nozzle_amount": _max_amount, "approved_up_to": _approved,
