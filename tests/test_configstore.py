@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from contracts import device_messages as d
 from contracts import messages as m
@@ -155,3 +157,24 @@ def test_the_body_run_becomes_the_station(state: Path) -> None:
                                                                                                   "Diesel")
     assert station.blocked(masked="707700******0019") and not station.blocked(masked="707700******0027")
     assert station.offline_limit("fleet") == (5000, 3000) and station.offline_limit("bank") is None
+
+
+_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                   max_size=3), max_leaves=8)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=200), field=st.sampled_from(sorted(d.SIGNED_CONFIG) + ["v", "extra"]),
+       value=_VALUES)
+def test_anything_offered_is_run_or_refused_never_raised(state: Path, raw: bytes, field: str,
+                                                         value: Any) -> None:
+    s = store(state)
+    doc = json.loads(signed(1))
+    if field == "body" and isinstance(value, dict):
+        doc["body"] = body() | value          # a body field changed: the signature no longer holds
+    else:
+        doc[field] = value
+    for payload in (raw, json.dumps(doc).encode()):
+        s.offer(payload, NOW)                 # (the state dir is shared by all examples)
+    assert s.current in (None, body()) and s.version in (0, 1)     # only the genuine one ever runs
