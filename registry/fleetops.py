@@ -82,6 +82,8 @@ class FleetOps:
                  clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.sessions, self.link, self.clock = sessions, link, clock
         self.refused = 0          # messages refused (malformed, another terminal's, a device not active)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def handlers(self, *, share: Callable[[str], str] | None = None) -> list[tuple[str, Handler]]:
         """(subscription, handler) pairs. Status keeps a plain subscription: a shared one gets no retained
@@ -237,6 +239,18 @@ class FleetOps:
                 self.send_commands()
             except Exception:            # a database hiccup must not end command delivery for good
                 log.exception("command round failed")
+
+    def start(self, every: float = 5.0) -> None:
+        """run() on a thread of its own, until stop()."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, args=(self._stop, every), name="registry-commands",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
 
 
 def handlers(sessions: sessionmaker[Session], link: Publisher, *,

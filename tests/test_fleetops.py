@@ -263,3 +263,30 @@ def test_pending_commands_go_to_connected_devices_and_expired_ones_are_marked(
     with env.sessions() as s:
         assert s.scalar(select(func.count()).select_from(DeviceCommand)
                         .where(DeviceCommand.status == "expired")) == 1
+
+
+@pytest.mark.system
+def test_the_command_thread_sends_and_expires_by_itself(env: Env, broker: Broker) -> None:  # noqa: F811
+    spy = Spy(MqttLink("127.0.0.1", broker.port, "spy-" + uuid.uuid4().hex[:8]))
+    link = MqttLink("127.0.0.1", broker.port, "registry-ops-" + uuid.uuid4().hex[:8])
+    spy.link.start()
+    link.start()
+    ops = FleetOps(env.sessions, link)                       # the real clock
+    try:
+        assert spy.link.wait_connected(5) and link.wait_connected(5)
+        spy.watch(topic("commands", T1))
+        with env.sessions() as s:
+            s.get(Device, T1).online = True  # type: ignore[union-attr]
+            s.commit()
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        cid = queue(env, T1, "heartbeat", now=now)
+        gone = queue(env, T2, "heartbeat", ttl=dt.timedelta(seconds=-1), now=now)
+        ops.start(every=0.1)
+        assert wait_for(lambda: len(spy.got(topic("commands", T1))) == 1)
+        assert wait_for(lambda: command(env, gone).status == "expired")
+        assert command(env, cid).status == "sent"
+    finally:
+        ops.stop()
+        link.stop()
+        spy.link.stop()
+    assert ops._thread is not None and not ops._thread.is_alive()
