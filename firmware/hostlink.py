@@ -127,6 +127,7 @@ class HostLink:
         self.configs = configs if configs is not None else ConfigStore(journal.path.parent, terminal=terminal)
         self.station = Station.from_config(self.configs.current, station)
         self.config_changed = threading.Event()
+        self.event_sink: Callable[[str, str, str], object] | None = None
         self._kick = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -350,7 +351,11 @@ class HostLink:
             self.config_changed.set()
 
     def event(self, severity: str, code: str, detail: str) -> None:
-        """Publish an EVENT (best effort: an event lost while offline is in the log)."""
+        """Report an EVENT: through event_sink when one is set (firmware.deviceops queues events and
+        sends them on reconnect), else published at once (best effort: one lost offline is in the log)."""
+        if self.event_sink is not None:
+            self.event_sink(severity, code, detail)
+            return
         doc = {"event_id": str(uuid.uuid4()), "terminal": self.terminal, "severity": severity, "code": code,
                "detail": detail, "at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
         try:

@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 
 from contracts import device_messages as d
 from contracts import messages as m
+from contracts import protocol
 from contracts.errors import ConfigError
 from contracts.signing import key_id, public_b64, sign_envelope
+from drivers.mqtt import MqttLink
 from firmware.configstore import (
     CONFIG_FILE,
     KEYS_FILE,
@@ -28,6 +30,8 @@ from firmware.configstore import (
     load_config_keys,
     write_config_keys,
 )
+from firmware.hostlink import HostLink
+from firmware.sale.journal import Journal
 from firmware.station import Station
 
 KEY = Ed25519PrivateKey.generate()
@@ -178,3 +182,21 @@ def test_anything_offered_is_run_or_refused_never_raised(state: Path, raw: bytes
     for payload in (raw, json.dumps(doc).encode()):
         s.offer(payload, NOW)                 # (the state dir is shared by all examples)
     assert s.current in (None, body()) and s.version in (0, 1)     # only the genuine one ever runs
+
+
+def test_hostlink_reports_a_refusal_through_its_event_sink(state: Path) -> None:
+    """The terminal's HostLink offers what arrives on its config topic to the store beside its journal;
+    a refusal becomes a config_refused event (deviceops queues it while offline)."""
+    journal = Journal(state / "journal.db")
+    try:
+        host = HostLink(MqttLink("127.0.0.1", 9, TERMINAL), journal, TERMINAL, "ST-001", pin_key=bytes(16))
+        seen: list[tuple[str, str, str]] = []
+        host.event_sink = lambda *event: seen.append(event)
+        topic = protocol.topic("config", terminal=TERMINAL)
+        host._on_config(topic, signed(2, price=1700), None)
+        assert host.configs.version == 2 and host.station.price(1, 1) == 1700 and host.config_changed.is_set()
+        host._on_config(topic, signed(3, key=ROGUE), None)
+        assert seen == [("warning", "config_refused", "reason=bad_signature offered=3 running=2")]
+        assert host.configs.version == 2 and host.station.price(1, 1) == 1700
+    finally:
+        journal.close()
