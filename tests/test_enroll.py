@@ -16,6 +16,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 from test_registry_devices import NOW, Central, device_csr, make_central
@@ -25,6 +26,7 @@ from contracts import messages as m
 from contracts import protocol
 from contracts.errors import ConfigError, HostUnavailable
 from contracts.sealbox import keys_context, open_sealed
+from contracts.signing import key_id, public_b64
 from drivers.pinpad.dukpt_aes import derive_initial_key
 from hostsim.bank_world import BDK
 from registry import devices
@@ -33,6 +35,7 @@ from registry.enroll import (
     CLOCK_SKEW,
     Enroller,
     delivered,
+    enrollment_handlers,
     enrollment_part,
     handle_enroll,
     made_up_id,
@@ -42,7 +45,8 @@ from registry.keyinject import install_bdk
 from registry.models import Device, EnrollmentToken, Station
 from registry.pki import fingerprint
 
-CONFIG_KEYS = {"k1": "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE="}
+_CONFIG_KEY = Ed25519PrivateKey.generate().public_key()
+CONFIG_KEYS = {key_id(_CONFIG_KEY): public_b64(_CONFIG_KEY)}          # the registry's, as registry.configs
 CLIENT = "claim-SN-1"
 
 
@@ -456,3 +460,102 @@ def test_an_accepted_reply_the_broker_did_not_take_is_sent_again(central: Centra
     topic, payload, _ = link.sent[-1]
     assert topic == protocol.topic("enroll_reply", client=CLIENT)
     check_accepted(central, m.decode(payload, d.ENROLL_REPLY), doc, key)
+
+
+# -- on the wire: the device's `provision init` and the registry's part through TLS Mosquitto ----------------
+
+@pytest.fixture
+def wire(central: Central, tmp_path: Path) -> Iterator[tuple[Central, int, Enroller]]:
+    """Mosquitto with the authority's TLS, ACL and CRL; the registry's enrollment part on its certificate."""
+    from drivers.mqtt import MqttLink, TlsFiles
+    from hostsim.services import free_port, mosquitto_exe, start_mosquitto
+
+    try:
+        mosquitto_exe()
+    except Exception:                                       # noqa: BLE001 - no broker on this machine
+        pytest.skip("no mosquitto")
+    port = free_port()
+    proc = start_mosquitto(tmp_path, port, tls_dir=central.authority.directory)
+    f = central.authority.directory
+    link = MqttLink("127.0.0.1", port, "forecourt-registry",
+                    tls=TlsFiles(f / "ca.pem", f / "registry.pem", f / "registry.key"))
+    enroller = Enroller(central.sessions, link, central.authority, central.keys, central.injector,
+                        lambda: CONFIG_KEYS, clock=lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                        period=0.2)
+    for subscription, handler in enrollment_handlers(enroller):
+        link.subscribe(subscription, handler)
+    link.start()
+    try:
+        assert link.wait_connected(10), link.refused
+        enroller.start()
+        yield central, port, enroller
+    finally:
+        enroller.stop()
+        link.stop()
+        proc.stop()
+
+
+def _provision(central: Central, port: int, tmp_path: Path, tok: str, serial: str, said: list[str]) -> Any:
+    from provisioning.enroll import InitOptions
+    from provisioning.enroll import enroll as provision
+
+    opts = InitOptions(state_dir=tmp_path / serial, host="127.0.0.1", port=port, token=tok, serial=serial,
+                       claim_dir=central.authority.directory, wait=20.0)
+    return provision(opts, say=said.append)
+
+
+def test_a_device_registered_ahead_provisions_over_the_broker(wire: tuple[Central, int, Enroller],
+                                                              tmp_path: Path) -> None:
+    central, port, _ = wire
+    expect(central, "SN-W1", "T-2001")
+    with central.sessions() as s:
+        tok = devices.create_token(s, "ST-001", dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    said: list[str] = []
+    done = _provision(central, port, tmp_path, tok, "SN-W1", said)
+    assert (done.device_id, done.station) == ("T-2001", "ST-001")
+    state = tmp_path / "SN-W1"
+    assert (state / "pek.hex").read_text().strip() == central.injector.pin_key("T-2001").hex().upper()
+    device = central.device("T-2001")
+    assert device is not None and device.status == "active" and device.dukpt_key_id is not None
+    assert device.dukpt_key_id in (state / "dukpt.toml").read_text()
+    assert device.cert_fingerprint == fingerprint((state / "device.pem").read_text())
+    assert not any(tok in line for line in said)
+
+
+def test_a_pending_device_finishes_once_an_operator_accepts(wire: tuple[Central, int, Enroller],
+                                                           tmp_path: Path) -> None:
+    central, port, _ = wire
+    with central.sessions() as s:
+        tok = devices.create_token(s, "ST-001", dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                                   device_id="T-2002")
+
+    def operator() -> None:
+        for _ in range(100):
+            device = central.device("T-2002")
+            if device is not None and device.status == "pending":
+                with central.sessions() as s:
+                    devices.accept(s, "T-2002")
+                return
+            threading.Event().wait(0.1)
+
+    accept = threading.Thread(target=operator)
+    accept.start()
+    said: list[str] = []
+    done = _provision(central, port, tmp_path, tok, "SN-W2", said)
+    accept.join(10)
+    assert done.device_id == "T-2002"
+    assert any("waiting for an operator to accept T-2002" in line for line in said)
+    assert (tmp_path / "SN-W2" / "pek.hex").read_text().strip() == \
+        central.injector.pin_key("T-2002").hex().upper()
+
+
+def test_a_used_token_is_refused_over_the_broker(wire: tuple[Central, int, Enroller], tmp_path: Path) -> None:
+    from provisioning.enroll import EnrollmentRefused
+
+    central, port, _ = wire
+    expect(central, "SN-W3")
+    with central.sessions() as s:
+        tok = devices.create_token(s, "ST-001", dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    _provision(central, port, tmp_path, tok, "SN-W3", [])
+    with pytest.raises(EnrollmentRefused, match="used already"):
+        _provision(central, port, tmp_path, tok, "SN-W4", [])
