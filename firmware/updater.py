@@ -178,10 +178,10 @@ class Updater:
         rollout, self.state.trying = self.state.rollout, None
         if version not in self.state.failed:
             self.state.failed.append(version)
+        self.restart_due.set()                # the report goes from the next run, on the previous version
         self._report(version, rollout, "rolled_back", f"{detail}; back to {previous}")
         log.error("update failed its health check; rolled back",
                   extra={"version": version, "previous": previous, "detail": detail})
-        self.restart_due.set()
 
     # -- reports --------------------------------------------------------------------------------------
     def _report(self, version: str, rollout: int | None, status: str, detail: str) -> None:
@@ -195,8 +195,9 @@ class Updater:
         self.flush_reports()
 
     def flush_reports(self) -> None:
+        """Publish the reports kept; none while a restart is due (they go once the next run is up)."""
         with self._reports_lock:
-            while self.state.reports and self.link.connected.is_set():
+            while self.state.reports and self.link.connected.is_set() and not self.restart_due.is_set():
                 doc = self.state.reports[0]
                 try:
                     self.link.publish(protocol.topic("update_report", terminal=self.terminal),

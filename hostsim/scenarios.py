@@ -15,6 +15,7 @@ from firmware.receipt import format_litres
 from firmware.sale.record import SaleRecord
 from hostsim.scenarios_bank import BANK_SCENARIOS
 from hostsim.scenarios_pump import pump_faults, pump_offline_midsale
+from hostsim.scenarios_update import update_rollback
 from hostsim.world import Simulator, load_cards
 
 __all__ = ["SCENARIOS", "SIM_OPTIONS", "Run", "sale_view"]
@@ -244,6 +245,7 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "pump-faults": pump_faults,
     "pump-offline-midsale": pump_offline_midsale,
     **BANK_SCENARIOS,
+    "update-rollback": update_rollback,
 }
 
 # Simulator options a scenario needs (defaults otherwise).

@@ -17,6 +17,7 @@ from drivers.pump.sim_line import DartLineSimulator
 from drivers.pump.simulator import SimPump
 from firmware.configstore import write_config_keys
 from firmware.sale.journal import Journal
+from firmware.updater import RESTART_EXIT
 from hostsim.acquirer_host import AcquirerHost, Rules, approve_all
 from hostsim.bank_world import make_acquirer, write_bank_files
 from hostsim.cards.emv import EmvCard
@@ -156,6 +157,15 @@ class Simulator:
             self.terminal.kill(signal.SIGKILL)
             self.terminal.stop()
             self.terminal = None
+
+    def supervise_terminal(self) -> bool:
+        """What systemd's Restart= does on the device: start the terminal again when it exited asking for
+        it (firmware.updater.RESTART_EXIT, after installing or rolling back an update). True: restarted."""
+        if self.terminal is None or self.terminal.poll() != RESTART_EXIT:
+            return False
+        self.terminal.stop()
+        self.start_terminal()
+        return True
 
     def power_cut(self) -> int:
         """SIGKILL the terminal, as a power cut would, and start it again; returns the new pid."""

@@ -150,10 +150,12 @@ def test_a_failing_health_check_rolls_back_and_the_rollout_halts(central: Centra
     tried = Terminal(central, state).start()               # health check: exits 3
     assert tried.updater.restart_due.is_set()
     assert running_version(state) == FACTORY
-    wait_for(lambda: central.status(rollout) == "rolled_back")
-    assert central.rollout(rollout) == "halted"
+    time.sleep(0.5)
+    assert central.status(rollout) == "downloading"        # the report waits for the next run
     tried.stop()
     back = Terminal(central, state).start()                 # the previous version again, offer ignored
+    wait_for(lambda: central.status(rollout) == "rolled_back")
+    assert central.rollout(rollout) == "halted"
     time.sleep(1.0)
     assert not back.updater.staged and not back.updater.restart_due.is_set()
     assert Slots(state).load().failed == ["1.2.0"]
@@ -172,8 +174,10 @@ def test_no_broker_or_configuration_within_the_deadline_rolls_back(central: Cent
     wait_for(lambda: tried.updater.restart_due.is_set(), timeout=10)
     assert time.monotonic() - started >= 4.5                  # the release's deadline is 5 s
     assert running_version(state) == FACTORY
-    wait_for(lambda: central.status(rollout) == "rolled_back")
     tried.stop()
+    back = Terminal(central, state).start()
+    wait_for(lambda: central.status(rollout) == "rolled_back")
+    back.stop()
 
 
 def test_a_download_resumes_where_it_stopped(central: Central, tmp_path: Path) -> None:

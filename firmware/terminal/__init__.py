@@ -22,6 +22,7 @@ from firmware.terminal.cardholder import PanelCardholder
 from firmware.terminal.crashpoint import open_journal
 from firmware.terminal.dukpt import load_dukpt
 from firmware.terminal.serve import Loop, apply_prices, serve
+from firmware.updater import RESTART_EXIT, Updater, WatchedConfigs
 
 __all__ = ["run_terminal"]
 
@@ -52,8 +53,11 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     status_topic = protocol.topic("status", terminal=tid)
     link = MqttLink(cfg.mqtt.host, cfg.mqtt.port, f"forecourt-terminal-{tid}", keepalive=cfg.mqtt.keepalive,
                     will=(status_topic, m.encode({"terminal": tid, "state": "offline"}, d.STATUS)))
+    configs = WatchedConfigs(state, terminal=tid)
     host = HostLink(link, journal, tid, cfg.terminal.station, pin_key=pin_key, auth_timeout=cfg.timeouts.auth,
-                    ack_timeout=cfg.timeouts.sale_ack, sales_per_second=cfg.mqtt.sales_per_second)
+                    ack_timeout=cfg.timeouts.sale_ack, sales_per_second=cfg.mqtt.sales_per_second,
+                    configs=configs)
+    updater = Updater(state, link, tid, configs.trusted)      # releases are signed by a configuration key
 
     def announce(up: bool) -> None:
         if up:
@@ -88,11 +92,13 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     runner = SaleRunner(world)
     offline = any(getattr(p, "sells_offline", False) for p in programs)
     loop = Loop(runner=runner, port=port, reader=reader, stripes=stripes, pumps=pumps, host=host,
-                pump_numbers=dev.pumps, sells_offline=offline)
+                pump_numbers=dev.pumps, sells_offline=offline,
+                idle=lambda: updater.idle(lambda: not runner.needs_recovery()))
     panel.show("starting")
     _lifecycle(programs, "start")
     link.start()
     host.start_sync()
+    updater.start(ready=lambda: link.connected.is_set() and configs.received.is_set())
     try:
         link.wait_connected(3.0)
         log.info("terminal started", extra={"terminal": tid, "online": host.online,
@@ -101,6 +107,7 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
         apply_prices(host, pumps, dev.pumps)
         serve(loop, stop)
     finally:
+        updater.stop()
         _lifecycle(programs, "close")
         host.stop_sync()
         link.stop()
@@ -110,3 +117,5 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
             stripes.close()
         journal.close()
         log.info("terminal stopped", extra={"terminal": tid})
+    if updater.restart_due.is_set():
+        raise SystemExit(RESTART_EXIT)      # the supervisor starts the version now current

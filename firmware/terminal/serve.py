@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,6 +46,7 @@ class Loop:
     host: HostLink
     pump_numbers: tuple[int, ...]
     sells_offline: bool          # a program can sell while the registry is away (bank cards)
+    idle: Callable[[], bool] | None = None   # between sales; True: stop now (an update to install)
 
 
 def apply_prices(host: HostLink, pumps: PumpController, numbers: tuple[int, ...], *,
@@ -122,6 +124,8 @@ def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
     last_recover = last_check = time.monotonic()
     host, reader = loop.host, loop.reader
     while not stop.is_set():
+        if loop.idle is not None and loop.idle():
+            break
         if host.config_changed.is_set():
             host.config_changed.clear()
             apply_prices(host, loop.pumps, loop.pump_numbers)
