@@ -207,7 +207,7 @@ def write_terminal_toml(path: Path, **sections: dict[str, Any]) -> Path:
     for name, values in sections.items():
         doc.setdefault(name, {}).update(values)
     doc["terminal"].setdefault("state_dir", ".")
-    out = ["# written by forecourt provision init"]
+    out = ["# written by forecourt provision"]
     for name, table in doc.items():
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: {name} must be a table", key=name)

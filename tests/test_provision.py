@@ -549,3 +549,147 @@ def test_a_resumed_request_the_registry_never_got_is_sent_again(tls_broker: Pki,
     finally:
         operator.stop()
     assert [r["request_id"] for r in operator.requests] == [request_id]
+
+
+# -- rotate-cert, against the registry's real handler (registry.certs) --------------------------------------
+
+@dataclass
+class Rotation:
+    cfg: TerminalConfig
+    sessions: Any
+    rotator: Any
+    link: Any
+
+
+@pytest.fixture
+def rotation(tls_broker: Pki, tmp_path: Path) -> Iterator[Rotation]:
+    from drivers.mqtt import MqttLink, TlsFiles
+    from firmware.config import load_config
+    from provisioning.enroll import write_terminal_toml
+    from registry.certs import CertRotator
+    from registry.db import open_database
+    from registry.devices import keep_certificate
+    from registry.models import Device, Station
+
+    pki, state = tls_broker, tmp_path / "device"
+    key = create_device_key(state / "device.key")
+    issued = pki.authority.issue(make_csr(key, "SN-0042"), "T-0042")
+    keep_certificate(pki.directory, "T-0042", issued.cert_pem)
+    (state / "device.pem").write_text(issued.cert_pem)
+    (state / "ca.pem").write_text(pki.authority.ca_pem)
+    write_terminal_toml(state / "terminal.toml", terminal={"id": "T-0042", "station": "S-1"},
+                        mqtt={"host": "127.0.0.1", "port": pki.port, "tls": True})
+    engine, sessions = open_database(f"sqlite:///{tmp_path / 'registry.db'}")
+    with sessions() as s:
+        s.add(Station(id="S-1", name="Main St"))
+        s.flush()
+        s.add(Device(id="T-0042", station_id="S-1", pin_key_hex="00", cert_fingerprint=issued.fingerprint))
+        s.commit()
+    f = pki.directory
+    link = MqttLink("127.0.0.1", pki.port, "registry-certs",
+                    tls=TlsFiles(f / "ca.pem", f / "registry.pem", f / "registry.key"))
+    rotator = CertRotator(sessions, link, pki.authority,
+                          clock=lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    for subscription, handler in rotator.handlers():
+        link.subscribe(subscription, handler)
+    link.start()
+    assert link.wait_connected(10), link.refused
+    try:
+        yield Rotation(load_config(state / "terminal.toml", profile="sim"), sessions, rotator, link)
+    finally:
+        link.stop()
+        engine.dispose()
+
+
+def test_rotate_cert_swaps_to_a_new_key_and_revokes_the_old(rotation: Rotation, tls_broker: Pki) -> None:
+    from firmware.config import load_config
+    from provisioning.rotate import rotate_certificate
+    from provisioning.status import connect_as_device
+    from registry.models import Device
+
+    old_cfg, state = rotation.cfg, rotation.cfg.state_dir
+    old_key = (state / "device.key").read_text()
+    old_cert = x509.load_pem_x509_certificate((state / "device.pem").read_bytes())
+    info = rotate_certificate(old_cfg, timeout=10)
+    cfg = load_config(state / "terminal.toml", profile="sim")
+    assert cfg.mqtt.cert == f"device-{info.fingerprint[:16]}.pem" and cfg.mqtt.key.endswith(".key")
+    assert not (state / "device.key").exists() and not (state / "device.pem").exists()
+    assert (state / cfg.mqtt.key).read_text() != old_key
+    assert stat.S_IMODE(os.stat(state / cfg.mqtt.key).st_mode) == 0o600
+    assert sorted(p.name for p in state.iterdir()) == sorted(["ca.pem", "terminal.toml", cfg.mqtt.key,
+                                                              cfg.mqtt.cert])
+    with rotation.sessions() as s:
+        device = s.get(Device, "T-0042")
+        assert device is not None and device.cert_fingerprint == info.fingerprint
+    assert old_cert.serial_number in tls_broker.authority.revoked_serials()
+    connect_as_device(cfg, client="test", timeout=10).stop()              # the new pair reaches the broker
+
+
+def test_rotate_cert_refused_keeps_the_current_certificate(rotation: Rotation) -> None:
+    from provisioning.rotate import RotationRefused, rotate_certificate
+    from registry.models import Device
+
+    with rotation.sessions() as s:
+        device = s.get(Device, "T-0042")
+        assert device is not None
+        device.status = "revoked"
+        s.commit()
+    state = rotation.cfg.state_dir
+    before = {p.name: p.read_bytes() for p in state.iterdir()}
+    with pytest.raises(RotationRefused, match="device_not_active"):
+        rotate_certificate(rotation.cfg, timeout=10)
+    after = {p.name: p.read_bytes() for p in state.iterdir() if p.name != "device.key.new"}
+    assert after == before
+
+
+def test_registry_refuses_a_certificate_request_for_another_device(rotation: Rotation) -> None:
+    from registry.certs import handle_cert_request
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    doc = {"request_id": "0f8fad5b-d9cb-469f-a165-70867728950e", "terminal": "T-0001",
+           "csr_pem": make_csr(key, "T-0001")}
+    with rotation.sessions() as s:
+        reply, old = handle_cert_request(s, rotation.rotator.authority, doc, "T-0042",
+                                         dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    assert (reply["status"], reply["reason"], old) == ("refused", "wrong_terminal", None)
+
+
+# -- the command line ----------------------------------------------------------------------------------------
+
+def test_provision_commands_have_help_with_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    from forecourtcli.main import main
+
+    for command in ("init", "selftest", "rotate-cert", "status"):
+        with pytest.raises(SystemExit) as done:
+            main(["provision", command, "--help"])
+        assert done.value.code == 0
+        assert "exit codes" in capsys.readouterr().out
+
+
+def test_init_exit_codes_bad_token_2_broker_unreachable_3(tmp_path: Path, tls_broker: Pki,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from forecourtcli.main import EXIT_ENVIRONMENT, EXIT_USAGE, main
+    from hostsim.services import free_port
+
+    args = ["provision", "init", "--state-dir", str(tmp_path / "s"), "--serial", "SN-1", "--claim-dir",
+            str(tls_broker.directory)]
+    assert main([*args, "--broker", f"127.0.0.1:{tls_broker.port}", "--token", "short"]) == EXIT_USAGE
+    assert main([*args, "--broker", f"127.0.0.1:{free_port()}", "--token", TOKEN]) == EXIT_ENVIRONMENT
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "--token" in err[0] and "unreachable" in err[1] and TOKEN not in "".join(err)
+
+
+def test_status_and_selftest_from_the_command_line(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from forecourtcli.main import main
+    from hostsim.services import free_port
+
+    cfg = _terminal_toml(tmp_path / "t", broker=free_port(), printer="memory://", pumps="1")
+    assert main(["provision", "status", "--config", cfg.source, "--offline"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["terminal", "T-0042"] and "not checked" in out
+    assert main(["provision", "selftest", "--config", cfg.source, "--timeout", "2"]) == 1    # no broker
+    rows = capsys.readouterr().out.splitlines()
+    assert [row.split("  ")[0].strip() for row in rows[1:]] == [
+        "card reader", "pump 1", "printer", "broker"]
+    assert "FAIL" in rows[-1] and all("PASS" in row for row in rows[1:-1])

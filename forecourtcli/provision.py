@@ -1,0 +1,106 @@
+"""`forecourt provision init|selftest|rotate-cert|status`: the technician's tools, run on the terminal.
+
+init enrolls a fresh state directory with a one-time token (provisioning.enroll); selftest opens every
+configured device and prints a pass/fail table; rotate-cert gets a certificate for a new device key over the
+current one (provisioning.rotate); status says who the terminal is and how it stands. No key is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_parsers"]
+
+EPILOG = "exit codes: 0 ok, 1 run failed (a selftest check, no answer in time), 2 usage or configuration " \
+         "error (a refused token, a clock far off, a refused certificate), 3 broker unreachable"
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"seconds must be above 0 and at most 3600, not {text!r}")
+    return value
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from forecourtcli.main import _broker, _path
+    from provisioning.enroll import InitOptions, enroll
+
+    host, port = _broker(args.broker, "--broker")
+    done = enroll(InitOptions(state_dir=_path(args.state_dir, "--state-dir"), host=host, port=port,
+                              token=args.token, serial=args.serial,
+                              claim_dir=_path(args.claim_dir, "--claim-dir"), device_id=args.device_id,
+                              wait=args.wait))
+    cert = done.certificate
+    print(f"enrolled as {done.device_id} at station {done.station}")
+    print(f"certificate {cert.subject}, fingerprint {cert.fingerprint}, expires {cert.not_after:%Y-%m-%d}")
+    print(f"configuration written: {done.config_path} (add [devices], then run forecourt provision selftest)")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from firmware.config import load_config
+    from forecourtcli.main import _path
+
+    return load_config(_path(args.config, "--config"))
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from provisioning.selftest import failed, run_selftest, table
+
+    results = run_selftest(_config(args), timeout=args.timeout)
+    for line in table(results):
+        print(line)
+    return 1 if failed(results) else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from provisioning.status import collect_status, lines
+
+    for line in lines(collect_status(_config(args), timeout=args.timeout, probe_broker=not args.offline)):
+        print(line)
+    return 0
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    from provisioning.rotate import rotate_certificate
+
+    cert = rotate_certificate(_config(args), timeout=args.timeout)
+    print(f"new certificate {cert.subject}, fingerprint {cert.fingerprint}, "
+          f"expires {cert.not_after:%Y-%m-%d}")
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("provision", help="the technician's tools on the terminal: init, selftest, "
+                       "rotate-cert, status", epilog=EPILOG)
+    psub = p.add_subparsers(dest="provision_command", required=True, metavar="COMMAND")
+
+    i = psub.add_parser("init", help="make the device key and enroll with a one-time token", epilog=EPILOG)
+    i.add_argument("--state-dir", required=True, help="the terminal's state directory (fresh, or a prepared "
+                   "terminal.toml whose other sections are kept)")
+    i.add_argument("--broker", required=True, help="host:port of the broker's TLS listener")
+    i.add_argument("--token", required=True, help="the enrollment token (forecourt registry token create)")
+    i.add_argument("--serial", required=True, help="the terminal's serial number")
+    i.add_argument("--claim-dir", required=True, help="directory with ca.pem, claim.pem and claim.key")
+    i.add_argument("--device-id", default=None, help="the device id to ask for (default: the serial; the "
+                   "token or the registry may decide another)")
+    i.add_argument("--wait", type=_seconds, default=120.0,
+                   help="seconds to wait for an operator to accept the device (default 120)")
+    i.set_defaults(func=cmd_init)
+
+    commands = (("selftest", cmd_selftest, "check every device (terminal stopped); exit 1 if any fails"),
+                ("rotate-cert", cmd_rotate, "a new device key and certificate, over the current certificate"),
+                ("status", cmd_status, "id, station, certificate, versions, backlog, broker"))
+    for name, func, text in commands:
+        c = psub.add_parser(name, help=text, epilog=EPILOG)
+        c.add_argument("--config", required=True, help="the terminal's TOML configuration")
+        c.add_argument("--timeout", type=_seconds, default=10.0 if name == "rotate-cert" else 5.0,
+                       help="seconds to wait for each device or the broker")
+        if name == "status":
+            c.add_argument("--offline", action="store_true", help="do not try the broker")
+        c.set_defaults(func=func)
