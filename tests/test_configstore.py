@@ -200,3 +200,18 @@ def test_hostlink_reports_a_refusal_through_its_event_sink(state: Path) -> None:
         assert host.configs.version == 2 and host.station.price(1, 1) == 1700
     finally:
         journal.close()
+
+
+def test_hostlink_reports_an_expired_stored_config_on_connect(state: Path) -> None:
+    issued = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0) - dt.timedelta(days=2)
+    store(state, issued).offer(signed(4, issued=issued, days=1), issued)
+    journal = Journal(state / "journal.db")
+    try:
+        host = HostLink(MqttLink("127.0.0.1", 9, TERMINAL), journal, TERMINAL, "ST-001", pin_key=bytes(16))
+        seen: list[tuple[str, str, str]] = []
+        host.event_sink = lambda *event: seen.append(event)
+        assert host.configs.version == 4 and host.station.price(1, 1) == 1659     # it still runs
+        host._on_link(True)
+        assert seen == [("warning", "config_expired", "running=4")]
+    finally:
+        journal.close()
