@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from contracts.errors import CardReaderError, ConfigError, ForecourtError, MissingComponent
 
 if TYPE_CHECKING:
+    from drivers.mqtt import TlsFiles
     from firmware.config import TerminalConfig
 
 __all__ = ["EXIT_ENVIRONMENT", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -115,12 +116,29 @@ def cmd_registry(args: argparse.Namespace) -> int:
 
     database_url(args.db, key="--db")          # refused here, before a log line or a file is made
     host, port = _broker(args.mqtt, "--mqtt")
+    tls = _registry_tls(args.tls_dir)
     seed = _path(args.seed, "--seed") if args.seed else None
     setup_logging(args.log_level, name="registry")
     state = _directory(args.state_dir, "--state-dir")
-    reg = Registry(args.db, state, host, port, seed, _path(args.kek, "--kek") if args.kek else None)
+    reg = Registry(args.db, state, host, port, seed, _path(args.kek, "--kek") if args.kek else None,
+                   tls=tls)
     reg.run(_stop_on_signals())
     return EXIT_OK
+
+
+def _registry_tls(text: str | None) -> TlsFiles | None:
+    """The registry's certificate in an authority directory (forecourt registry pki init)."""
+    from drivers.mqtt import TlsFiles
+
+    if text is None:
+        return None
+    tls_dir = _path(text, "--tls-dir")
+    files = TlsFiles(tls_dir / "ca.pem", tls_dir / "registry.pem", tls_dir / "registry.key")
+    for path in (files.ca, files.cert, files.key):
+        if not path.is_file():
+            raise ConfigError(f"--tls-dir {tls_dir}: no {path.name} (forecourt registry pki init --dir DIR)",
+                              key="--tls-dir")
+    return files
 
 
 def _owner(directory: Path) -> str | None:
@@ -224,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", default=None, help="TOML seed data to load (idempotent)")
     r.add_argument("--kek", default=None, help="key-encryption key file for the device keys, mode 0600 "
                    "(default: STATE_DIR/kek.hex; an HSM or KMS in production)")
+    r.add_argument("--tls-dir", default=None, help="connect with TLS as CN=registry: ca.pem, registry.pem "
+                   "and registry.key of this authority directory (forecourt registry pki init)")
     r.add_argument("--log-level", default="INFO", type=_level, help=LEVELS)
     r.set_defaults(func=cmd_registry)
 
@@ -260,6 +280,7 @@ REGISTRY_COMMANDS: tuple[str, ...] = (
 COMMANDS: tuple[str, ...] = (
     "forecourtcli.release_build",
     "forecourtcli.usb",
+    "forecourtcli.provision",
 )
 
 

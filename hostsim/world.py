@@ -1,5 +1,9 @@
 """The simulated forecourt: real mosquitto, real pcscd with a virtual card, a DART pump line on a pty,
 a network receipt printer, the registry and the terminal as separate processes. All on loopback.
+
+The broker speaks TLS with client certificates and the ACL (registry.broker): the simulator makes a fleet
+authority in STATE/pki, the registry connects with its certificate, and the terminal is already
+provisioned with a device key and certificate (device.key, device.pem, ca.pem) for the seed device.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any, Self
 
 from sqlalchemy import select
 
+from drivers.mqtt import TlsFiles
 from drivers.pump.sim_line import DartLineSimulator
 from drivers.pump.simulator import SimPump
 from firmware.configstore import write_config_keys
@@ -26,13 +31,21 @@ from hostsim.cards.fleet import BlankCard, FleetCard
 from hostsim.panel_server import PanelServer
 from hostsim.pcscd import PcscDaemon
 from hostsim.printer_server import PrinterServer
-from hostsim.services import Process, child_env, forecourt_command, free_port, start_mosquitto
+from hostsim.services import (
+    Process,
+    child_env,
+    client_certificate,
+    forecourt_command,
+    free_port,
+    start_mosquitto,
+)
 from hostsim.swipe_server import SwipeServer
 from hostsim.vpcd import VirtualCardServer
 from provisioning.keys import install_pin_key
 from registry.configs import config_keys
 from registry.db import open_database
 from registry.models import Card, Transaction
+from registry.pki import Authority
 
 __all__ = ["FIXTURES", "CardProfile", "Simulator", "card_index", "load_cards"]
 
@@ -110,6 +123,7 @@ class Simulator:
         self.registry: Process | None = None
         self.terminal: Process | None = None
         self.broker_port = 0
+        self._authority: Authority | None = None
 
     # -- life cycle ---------------------------------------------------------------------------------
     def start(self, *, broker: bool = True) -> Simulator:
@@ -133,7 +147,7 @@ class Simulator:
         return self
 
     def start_broker(self) -> None:
-        self.mosquitto = start_mosquitto(self.state, self.broker_port)
+        self.mosquitto = start_mosquitto(self.state, self.broker_port, tls_dir=self.authority.directory)
 
     def stop_broker(self) -> None:
         if self.mosquitto is not None:
@@ -145,7 +159,8 @@ class Simulator:
         reg.mkdir(exist_ok=True)
         self.registry = Process("registry", forecourt_command(
             "registry", "--db", self.registry_url, "--mqtt", f"127.0.0.1:{self.broker_port}",
-            "--state-dir", str(reg), "--seed", str(self.seed_path)), self.state / "registry.log", child_env())
+            "--state-dir", str(reg), "--seed", str(self.seed_path),
+            "--tls-dir", str(self.authority.directory)), self.state / "registry.log", child_env())
 
     def start_terminal(self) -> None:
         self.terminal = Process("terminal",
@@ -205,6 +220,35 @@ class Simulator:
 
     # -- configuration ------------------------------------------------------------------------------
     @property
+    def authority(self) -> Authority:
+        """The fleet CA in STATE/pki: made on the first start, loaded on the next ones."""
+        if self._authority is None:
+            pki = self.state / "pki"
+            self._authority = Authority.load(pki) if (pki / "ca.key").exists() else Authority.create(pki)
+        return self._authority
+
+    def service_tls(self, name: str) -> TlsFiles:
+        """The certificate of "registry" or "claim" in the authority's directory."""
+        d = self.authority.directory
+        return TlsFiles(d / "ca.pem", d / f"{name}.pem", d / f"{name}.key")
+
+    @property
+    def terminal_tls(self) -> TlsFiles:
+        tdir = self.terminal_config.parent
+        return TlsFiles(tdir / "ca.pem", tdir / "device.pem", tdir / "device.key")
+
+    def _provision_certificate(self) -> None:
+        """The seed device's key and certificate, as enrollment leaves them (kept across restarts); the
+        certificate also in pki/issued/<id>.pem, where the registry keeps what it may revoke."""
+        files = self.terminal_tls
+        if files.cert.exists():
+            return
+        files = client_certificate(self.authority, self.device["id"], files.cert.parent, stem="device")
+        issued = self.authority.directory / "issued"
+        issued.mkdir(exist_ok=True)
+        (issued / f"{self.device['id']}.pem").write_text(files.cert.read_text())
+
+    @property
     def registry_url(self) -> str:
         return f"sqlite:///{self.state / 'registry' / 'registry.db'}"
 
@@ -218,6 +262,7 @@ class Simulator:
         install_pin_key(tdir, bytes.fromhex(self.device["pin_key"]))
         write_config_keys(tdir, config_keys(self.state / "registry"))     # as provisioning does
         write_bank_files(tdir)
+        self._provision_certificate()
         if self.pcscd is None:
             raise RuntimeError("pcscd must be started before the terminal is configured")
         pumps = ", ".join(str(p) for p in self.terminal_pumps)
@@ -231,6 +276,10 @@ state_dir = "."
 host = "127.0.0.1"
 port = {self.broker_port}
 keepalive = 5
+tls = true
+ca = "ca.pem"
+cert = "device.pem"
+key = "device.key"
 
 [devices]
 card_reader = "pcsc://{self.pcscd.reader_name}"

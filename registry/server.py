@@ -19,7 +19,7 @@ from contracts import device_messages as d
 from contracts import messages as m
 from contracts import protocol
 from contracts.errors import HostUnavailable, MessageError
-from drivers.mqtt import MqttLink
+from drivers.mqtt import MqttLink, TlsFiles
 from drivers.mqtt.link import Handler
 from registry.configs import REPUBLISH_EVERY, ConfigIssuer
 from registry.db import open_database
@@ -44,7 +44,7 @@ def utcnow() -> dt.datetime:
 class Registry:
     def __init__(self, db_url: str, state_dir: Path, mqtt_host: str, mqtt_port: int,
                  seed: Path | None = None, kek: Path | None = None, *, ingest_only: bool = False,
-                 worker: str = "") -> None:
+                 worker: str = "", tls: TlsFiles | None = None) -> None:
         self.engine, self.sessions = open_database(db_url)
         self.ingest_only = ingest_only
         self.keys: RegistryKeys = load_or_create_keys(state_dir / "registry-keys.json", kek)
@@ -56,11 +56,12 @@ class Registry:
             seal_device_keys(s, self.keys)          # rows from before the KEK; a wrong KEK stops here
         # Authorizations on a client of their own: the broker queues and delivers them apart from sales, and
         # its network thread answers them while the sales client works through a backlog (issue 13).
-        self.auth_link = MqttLink(mqtt_host, mqtt_port, "forecourt-registry-auth", session_expiry=3600)
+        self.auth_link = MqttLink(mqtt_host, mqtt_port, "forecourt-registry-auth", session_expiry=3600,
+                                  tls=tls)
         self.auth_link.subscribe(protocol.subscription("auth_request"), self._on_auth)
         # each process its own client id (a persistent session of its own) on the shared sales subscription
         self.link = MqttLink(mqtt_host, mqtt_port, "forecourt-registry" + (f"-{worker}" if worker else ""),
-                             session_expiry=3600)
+                             session_expiry=3600, tls=tls)
         self.auth_first = AuthFirst()
         self.ingest = SaleIngest(self.sessions, self.link, utcnow, auth_first=self.auth_first)
         handlers: list[tuple[str, Handler]] = [*self.ingest.subscriptions()]

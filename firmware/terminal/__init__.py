@@ -42,7 +42,7 @@ def _lifecycle(programs: list[Any], verb: str) -> None:
 
 def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     from drivers.devices import open_device
-    from drivers.mqtt import MqttLink
+    from drivers.mqtt import MqttLink, TlsFiles
     from drivers.pinpad import PinPad, load_pin_key
 
     state = cfg.state_dir
@@ -51,8 +51,10 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     pin_key = load_pin_key(check_private(state / dev.pin_key))
     journal = open_journal(state / "journal.db")
     status_topic = protocol.topic("status", terminal=tid)
+    mq = cfg.mqtt
+    tls = TlsFiles(state / mq.ca, state / mq.cert, state / mq.key) if mq.tls else None    # the device's own
     link = MqttLink(cfg.mqtt.host, cfg.mqtt.port, f"forecourt-terminal-{tid}", keepalive=cfg.mqtt.keepalive,
-                    will=(status_topic, m.encode({"terminal": tid, "state": "offline"}, d.STATUS)))
+                    will=(status_topic, m.encode({"terminal": tid, "state": "offline"}, d.STATUS)), tls=tls)
     configs = WatchedConfigs(state, terminal=tid)
     host = HostLink(link, journal, tid, cfg.terminal.station, pin_key=pin_key, auth_timeout=cfg.timeouts.auth,
                     ack_timeout=cfg.timeouts.sale_ack, sales_per_second=cfg.mqtt.sales_per_second,

@@ -13,6 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from contracts import protocol
+from drivers.mqtt.link import tls_context
 from hostsim.cards.fleet import BlankCard, HostileCard
 from hostsim.scenarios import Run
 from hostsim.world import Simulator
@@ -67,6 +68,7 @@ def test_unknown_and_hostile_cards_are_refused_and_terminal_serves_next(sim: Sim
 def test_malformed_mqtt_payloads_are_dropped_and_service_goes_on(sim: Simulator, run: Run) -> None:
     run.ready()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hostile", protocol=mqtt.MQTTv5)
+    client.tls_set_context(tls_context(sim.service_tls("registry")))   # the broker's widest rights
     client.connect("127.0.0.1", sim.broker_port)
     client.loop_start()
     try:
@@ -164,6 +166,7 @@ def test_untrue_and_undated_sales_are_held_or_refused_and_never_counted(sim: Sim
     acks: list[bytes] = []
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="forger", protocol=mqtt.MQTTv5)
     client.on_message = lambda c, u, msg: acks.append(msg.payload)
+    client.tls_set_context(tls_context(sim.service_tls("registry")))   # the broker's widest rights
     client.connect("127.0.0.1", sim.broker_port)
     client.loop_start()
     try:

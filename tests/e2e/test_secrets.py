@@ -22,7 +22,7 @@ from hostsim.scenarios import Run, fleet_happy
 from hostsim.scenarios_bank import bank_fallback_magstripe, bank_happy
 from hostsim.services import Process, ServiceError, wait_port
 from hostsim.world import FIXTURES, Simulator, card_index, load_cards
-from registry.broker import broker_config
+from registry.broker import broker_config, write_acl
 from registry.keys import KEK_PREFIX
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -102,7 +102,7 @@ def simulator_keys() -> dict[str, bytes]:
 
 # -- the run ------------------------------------------------------------------------------------------------
 
-def persistent_broker(state_dir: Path, port: int) -> Process:
+def persistent_broker(state_dir: Path, port: int, *, tls_dir: Path | None = None) -> Process:
     """Mosquitto persisting to disk, as `forecourt broker-config --data-dir` sets it up."""
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(exe).exists():
@@ -111,7 +111,9 @@ def persistent_broker(state_dir: Path, port: int) -> Process:
     data.mkdir(exist_ok=True)
     conf = state_dir / "mosquitto.conf"
     # as root, mosquitto would drop to its own user, which cannot enter pytest's 0700 directories
-    conf.write_text(broker_config(port, data_dir=data, user=getpass.getuser()))
+    if tls_dir is not None:
+        write_acl(tls_dir)
+    conf.write_text(broker_config(port, data_dir=data, user=getpass.getuser(), tls_dir=tls_dir))
     proc = Process("mosquitto", [exe, "-c", str(conf)], state_dir / "mosquitto.log")
     wait_port(port, 10, proc)
     return proc

@@ -1,0 +1,25 @@
+"""acl-cross-device on the whole simulator: its terminal, with its own device certificate, is refused
+another terminal's topics by the broker, and the simulator's parts all run on TLS with certificates."""
+
+from __future__ import annotations
+
+from hostsim.scenarios import Run, fleet_happy
+from hostsim.scenarios_central import FORGED, OTHER_DEVICE, acl_cross_device
+from hostsim.world import Simulator
+
+
+def test_acl_cross_device(sim: Simulator, run: Run) -> None:
+    acl_cross_device(run)
+    assert run.checks == [], "\n".join(run.transcript)
+    refused = [line for line in run.transcript if line.endswith("PUBACK 0x87")]
+    assert len(refused) == len(FORGED)
+    assert all(f"/terminal/{OTHER_DEVICE}/" in line for line in refused)
+
+
+def test_the_simulator_sells_over_tls_with_client_certificates(sim: Simulator, run: Run) -> None:
+    conf = sim.terminal_config.read_text()
+    assert "tls = true" in conf and 'cert = "device.pem"' in conf
+    assert "require_certificate true" in (sim.state / "mosquitto.conf").read_text()
+    fleet_happy(run)                         # authorized by the registry and synced, all through TLS
+    assert run.checks == [], "\n".join(run.transcript)
+    assert sim.registry_sales(), "the registry stored the sale"
