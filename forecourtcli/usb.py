@@ -1,0 +1,212 @@
+"""`forecourt usb ...`: the offline exchange on a USB stick, for a site without a link.
+
+On the terminal: `export-sales` (every sale the registry has not acknowledged, encrypted to the registry
+and signed with the device key) and `import-config` (a signed configuration from the registry). On the
+registry: `import-sales` (checked, then stored once: a second import stores nothing and says so),
+`export-config` (a device's signed configuration) and `bundle-key` (the registry's public bundle key, for a
+terminal whose configuration does not name it yet). One top-level command rather than `forecourt
+terminal ...` (which runs the terminal) and `forecourt registry ...`: the stick's four steps in one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from contracts.errors import ConfigError
+
+__all__ = ["add_parsers", "write_file"]
+
+EPILOG = ("exit codes: 0 ok (also: nothing new), 1 the bundle was refused (its reason is printed), "
+          "2 usage or configuration error, 3 missing system component")
+DB_HELP = "SQLAlchemy URL, e.g. sqlite:///registry.db"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _read(text: str, what: str) -> bytes:
+    if text == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(text).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{what} {text}: cannot read ({exc.strerror})", key=what) from exc
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write a bundle whole or not at all (a stick pulled out mid-write leaves the old file or none)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ConfigError(f"-o {path}: cannot write ({exc.strerror})", key="-o") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _registry_key_file(text: str) -> Any:
+    """An EC P-256 public key in a PEM file, checked as the one a configuration names."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from contracts.usbbundle import registry_key_from_b64, registry_key_to_b64
+
+    try:
+        key = serialization.load_pem_public_key(_read(text, "--registry-key"))
+    except ValueError as exc:
+        raise ConfigError(f"--registry-key {text}: not a PEM public key", key="--registry-key") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ConfigError(f"--registry-key {text}: not an EC P-256 key", key="--registry-key")
+    return registry_key_from_b64(registry_key_to_b64(key))
+
+
+def cmd_export_sales(args: argparse.Namespace) -> int:
+    from firmware.config import load_config
+    from firmware.configstore import ConfigStore
+    from firmware.sale.journal import Journal
+    from firmware.usbexport import export_sales, load_identity, registry_key
+
+    cfg = load_config(args.config)
+    state = cfg.state_dir
+    if args.registry_key:
+        registry = _registry_key_file(args.registry_key)
+    else:
+        registry = registry_key(ConfigStore(state, terminal=cfg.terminal.id).current)
+    device_key, cert_pem = load_identity(state / cfg.mqtt.key, state / cfg.mqtt.cert)
+    journal_path = state / "journal.db"
+    if not journal_path.exists():
+        raise ConfigError(f"no journal at {journal_path}: is --config the terminal's?", key="--config")
+    journal = Journal(journal_path)
+    try:
+        out = export_sales(journal, terminal=cfg.terminal.id, station=cfg.terminal.station,
+                           device_key=device_key, certificate_pem=cert_pem, registry=registry, now=_now())
+    finally:
+        journal.close()
+    write_file(Path(args.output), out.data)
+    print(f"{out.count} sales not yet acknowledged by the registry exported to {args.output}"
+          + (f"; {out.skipped} left out (they do not encode: see the log)" if out.skipped else ""))
+    return 0
+
+
+def cmd_import_config(args: argparse.Namespace) -> int:
+    from firmware.config import load_config
+    from firmware.configstore import ConfigStore
+    from firmware.usbimport import import_config
+
+    cfg = load_config(args.config)
+    store = ConfigStore(cfg.state_dir, terminal=cfg.terminal.id)
+    result = import_config(store, _read(args.file, "FILE"), terminal=cfg.terminal.id, now=_now())
+    if result.status == "unchanged":
+        print(f"configuration version {result.version} is the one running: nothing changed")
+    else:
+        print(f"configuration version {result.version} installed (the terminal reads it when it starts)")
+    return 0
+
+
+def _sessions(url: str) -> Any:
+    from registry.db import database_url, open_database
+
+    database_url(url, key="--db")
+    return open_database(url)
+
+
+def cmd_import_sales(args: argparse.Namespace) -> int:
+    from registry.usbimport import import_sales, load_or_create_bundle_key
+
+    ca_path = Path(args.tls_dir) / "ca.pem"
+    try:
+        ca_pem = ca_path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--tls-dir: no CA certificate at {ca_path}", key="--tls-dir") from exc
+    raw = _read(args.file, "FILE")
+    key = load_or_create_bundle_key(Path(args.state_dir))
+    engine, sessions = _sessions(args.db)
+    try:
+        with sessions() as s:
+            result = import_sales(s, raw, bundle_key=key, ca_pem=ca_pem, now=_now())
+    finally:
+        engine.dispose()
+    print(result.summary())
+    return 1 if result.failed else 0
+
+
+def cmd_export_config(args: argparse.Namespace) -> int:
+    from registry.configs import ConfigIssuer
+    from registry.usbimport import export_config
+
+    issuer = ConfigIssuer(Path(args.state_dir))
+    engine, sessions = _sessions(args.db)
+    try:
+        with sessions() as s:
+            data = export_config(s, args.device, issuer=issuer, now=_now())
+    finally:
+        engine.dispose()
+    write_file(Path(args.output), data)
+    print(f"configuration of {args.device} written to {args.output}")
+    return 0
+
+
+def cmd_bundle_key(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+
+    from registry.usbimport import load_or_create_bundle_key
+
+    public = load_or_create_bundle_key(Path(args.state_dir)).public_key()
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if args.output == "-":
+        sys.stdout.write(pem.decode("ascii"))
+    else:
+        write_file(Path(args.output), pem)
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    usb = sub.add_parser("usb", help="offline exchange on a USB stick: sales out, configuration in",
+                         epilog=EPILOG)
+    usub = usb.add_subparsers(dest="usb_command", required=True, metavar="COMMAND")
+
+    e = usub.add_parser("export-sales", help="terminal: unacknowledged sales to a bundle file", epilog=EPILOG)
+    e.add_argument("--config", required=True, help="terminal TOML configuration")
+    e.add_argument("-o", "--output", required=True, help="the bundle file to write")
+    e.add_argument("--registry-key", default=None,
+                   help="the registry's bundle key (PEM, from `forecourt usb bundle-key`) when the "
+                        "configuration the terminal runs names none")
+    e.set_defaults(func=cmd_export_sales)
+
+    c = usub.add_parser("import-config", help="terminal: a signed configuration from a bundle file",
+                        epilog=EPILOG)
+    c.add_argument("--config", required=True, help="terminal TOML configuration")
+    c.add_argument("file", metavar="FILE", help="the configuration bundle, - for stdin")
+    c.set_defaults(func=cmd_import_config)
+
+    i = usub.add_parser("import-sales", help="registry: store the sales of a bundle file (once)",
+                        epilog=EPILOG)
+    i.add_argument("--db", required=True, help=DB_HELP)
+    i.add_argument("--state-dir", required=True, help="the registry's state directory (its bundle key)")
+    i.add_argument("--tls-dir", required=True, help="the certificate authority's directory (its ca.pem)")
+    i.add_argument("file", metavar="FILE", help="the sales bundle, - for stdin")
+    i.set_defaults(func=cmd_import_sales)
+
+    x = usub.add_parser("export-config", help="registry: a device's signed configuration to a bundle file",
+                        epilog=EPILOG)
+    x.add_argument("--db", required=True, help=DB_HELP)
+    x.add_argument("--state-dir", required=True, help="the registry's state directory (its signing key)")
+    x.add_argument("--device", required=True, help="the device id")
+    x.add_argument("-o", "--output", required=True, help="the bundle file to write")
+    x.set_defaults(func=cmd_export_config)
+
+    k = usub.add_parser("bundle-key", help="registry: its public bundle key (PEM)", epilog=EPILOG)
+    k.add_argument("--state-dir", required=True, help="the registry's state directory")
+    k.add_argument("-o", "--output", default="-", help="file to write (default stdout)")
+    k.set_defaults(func=cmd_bundle_key)
