@@ -38,16 +38,17 @@ class Probe:
         self._connected = threading.Event()
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
         c.tls_set_context(tls_context(tls))
-        c.on_connect = lambda *a: self._connected.set()
+        self.connack: ReasonCode | None = None
+        c.on_connect = self._on_connect
         c.on_subscribe = self._on_subscribe
         c.on_publish = self._on_publish
         c.on_message = self._on_message
         c.connect(host, port, keepalive=30)
         c.loop_start()
         self._client = c
-        if not self._connected.wait(10):
+        if not self._connected.wait(10) or self.connack is None or self.connack.is_failure:
             self.close()
-            raise TimeoutError(f"{self.client_id}: no CONNACK")
+            raise ConnectionRefusedError(f"{self.client_id}: CONNACK {self.connack}")
 
     def subscribe(self, topic_filter: str, timeout: float = 5.0) -> int:
         _, mid = self._client.subscribe(topic_filter, qos=1)
@@ -76,6 +77,10 @@ class Probe:
                     raise TimeoutError(f"{self.client_id}: no answer to packet {mid}")
                 self._done.wait(min(left, 0.1))
             return self._acks.pop(mid)
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, code: ReasonCode, properties: Any) -> None:
+        self.connack = code
+        self._connected.set()
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: list[ReasonCode],
                       properties: Any) -> None:
