@@ -10,7 +10,8 @@
    naming a certificate means a finished enrollment.
 
 A pending enrollment survives an interrupted init: enroll-request.json keeps the request id, and the next
-init with the same serial waits for the answer to that request instead of spending the token again. The
+init with the same serial and token waits for the answer to that request instead of spending the token
+again (a new token starts a new request). The
 claim identity may not publish on the reply topic (registry.acl), so the registry clears the retained
 reply, not the device.
 """
@@ -18,6 +19,7 @@ reply, not the device.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import queue
 import time
@@ -146,9 +148,11 @@ def _request(opts: InitOptions, now: dt.datetime) -> tuple[dict[str, Any], bool]
     key_path = opts.state_dir / DEVICE_KEY
     key = load_device_key(key_path) if key_path.exists() else create_device_key(key_path)
     request_id, resumed = str(uuid.uuid4()), False
+    token = hashlib.sha256(opts.token.encode("ascii")).hexdigest()   # which token, never the token
     try:
         pending = json.loads((opts.state_dir / PENDING_FILE).read_text(encoding="ascii"))
-        if pending.get("serial") == opts.serial and isinstance(pending.get("request_id"), str):
+        if (pending.get("serial"), pending.get("token_sha256")) == (opts.serial, token) \
+                and isinstance(pending.get("request_id"), str):
             request_id, resumed = pending["request_id"], True
     except (OSError, ValueError):
         pass
@@ -156,7 +160,7 @@ def _request(opts: InitOptions, now: dt.datetime) -> tuple[dict[str, Any], bool]
            "csr_pem": make_csr(key, opts.device_id or opts.serial), "client_time": _wire(now),
            "software_version": software_version()}
     write_key_file(opts.state_dir / PENDING_FILE,
-                   json.dumps({"request_id": request_id, "serial": opts.serial}))
+                   json.dumps({"request_id": request_id, "serial": opts.serial, "token_sha256": token}))
     return doc, resumed
 
 

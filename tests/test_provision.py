@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import os
 import stat
@@ -542,7 +543,9 @@ def test_a_resumed_request_the_registry_never_got_is_sent_again(tls_broker: Pki,
     state = tmp_path / "device"
     state.mkdir()
     request_id = "0f8fad5b-d9cb-469f-a165-70867728950e"     # init interrupted before its request went out
-    (state / "enroll-request.json").write_text(json.dumps({"request_id": request_id, "serial": "SN-0042"}))
+    digest = hashlib.sha256(TOKEN.encode()).hexdigest()
+    (state / "enroll-request.json").write_text(json.dumps({"request_id": request_id, "serial": "SN-0042",
+                                                           "token_sha256": digest}))
     operator = FakeOperator(tls_broker, lambda doc: [operator.accepted(doc)])
     try:
         enroll(_init(tls_broker, state), say=print)
@@ -693,3 +696,17 @@ def test_status_and_selftest_from_the_command_line(tmp_path: Path,
     assert [row.split("  ")[0].strip() for row in rows[1:]] == [
         "card reader", "pump 1", "printer", "broker"]
     assert "FAIL" in rows[-1] and all("PASS" in row for row in rows[1:-1])
+
+
+def test_a_new_token_starts_a_new_request(tls_broker: Pki, tmp_path: Path) -> None:
+    state = tmp_path / "device"
+    state.mkdir()
+    old = {"request_id": "0f8fad5b-d9cb-469f-a165-70867728950e", "serial": "SN-0042",
+           "token_sha256": hashlib.sha256(b"another-token-spent-long-ago").hexdigest()}
+    (state / "enroll-request.json").write_text(json.dumps(old))
+    operator = FakeOperator(tls_broker, lambda doc: [operator.accepted(doc)])
+    try:
+        enroll(_init(tls_broker, state), say=print)
+    finally:
+        operator.stop()
+    assert len(operator.requests) == 1 and operator.requests[0]["request_id"] != old["request_id"]
