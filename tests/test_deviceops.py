@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from paho.mqtt.packettypes import PacketTypes
@@ -22,11 +23,13 @@ from sqlalchemy import select
 from contracts import device_messages as d
 from contracts import messages as m
 from contracts import protocol
+from contracts.screens import Screen
 from drivers.mqtt import MqttLink
 from firmware.deviceops import DONE, RESTART_EXIT, DeviceOps, last_will
 from firmware.hostlink import HostLink
 from firmware.sale.journal import Journal
 from firmware.sale.machine import SaleState
+from firmware.terminal.serve import Loop, serve
 from registry.fleetops import FleetOps, queue_command
 from registry.models import Device, DeviceCommand, DeviceEvent
 from tests.test_mqtt_sync import (  # noqa: F401  (broker: a fixture)
@@ -289,3 +292,26 @@ def test_idle_and_offline_screens_show_the_backlog_in_every_language(screen: str
     line = [x for x in shown if format_number(lang, 3) in x and format_number(lang, 12) in x]
     assert len(line) == 1
     assert not [x for x in build(screen, lang).lines if format_number(lang, 12) in x]   # none without
+
+
+# -- the terminal's loop (firmware.terminal.serve) -------------------------------------------------------
+
+def test_the_loop_shows_the_backlog_offline_and_stops_when_idle_says_so() -> None:
+    shown: list[tuple[Screen, dict[str, object]]] = []
+    calls: list[int] = []
+
+    def idle() -> bool:                        # a restart becomes due on the third look between sales
+        calls.append(1)
+        return len(calls) == 3
+
+    station = SimpleNamespace(nozzles=lambda pump: (), price_table=lambda pump: {})
+    host = SimpleNamespace(online=False, station=station, config_changed=threading.Event())
+    port = SimpleNamespace(show=lambda screen, **fields: shown.append((screen, fields)))
+    reader = SimpleNamespace(wait_for_card=lambda timeout: False, disconnect=lambda: None)
+    loop = Loop(runner=SimpleNamespace(), port=port, reader=reader, stripes=None, pumps=SimpleNamespace(),
+                host=host, pump_numbers=(1,), sells_offline=False, idle=idle,  # type: ignore[arg-type]
+                screen_fields=lambda: {"backlog": 2, "oldest_min": 5})
+    stop = threading.Event()
+    serve(loop, stop, card_wait=0.01)
+    assert len(calls) == 3 and not stop.is_set()
+    assert shown == [(Screen.OFFLINE, {"backlog": 2, "oldest_min": 5})]     # shown once, unchanged since

@@ -8,10 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from contracts import device_messages as d
-from contracts import messages as m
-from contracts import protocol
 from firmware.config import TerminalConfig
+from firmware.deviceops import DeviceOps, last_will
 from firmware.hostlink import HostLink
 from firmware.keyfile import check_private, load_or_create_key
 from firmware.programs import build_programs
@@ -50,22 +48,18 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     tid, dev = cfg.terminal.id, cfg.devices
     pin_key = load_pin_key(check_private(state / dev.pin_key))
     journal = open_journal(state / "journal.db")
-    status_topic = protocol.topic("status", terminal=tid)
     mq = cfg.mqtt
     tls = TlsFiles(state / mq.ca, state / mq.cert, state / mq.key) if mq.tls else None    # the device's own
     link = MqttLink(cfg.mqtt.host, cfg.mqtt.port, f"forecourt-terminal-{tid}", keepalive=cfg.mqtt.keepalive,
-                    will=(status_topic, m.encode({"terminal": tid, "state": "offline"}, d.STATUS)), tls=tls)
+                    will=last_will(tid), tls=tls)
     configs = WatchedConfigs(state, terminal=tid)
     host = HostLink(link, journal, tid, cfg.terminal.station, pin_key=pin_key, auth_timeout=cfg.timeouts.auth,
                     ack_timeout=cfg.timeouts.sale_ack, sales_per_second=cfg.mqtt.sales_per_second,
                     configs=configs)
     updater = Updater(state, link, tid, configs.trusted)      # releases are signed by a configuration key
-
-    def announce(up: bool) -> None:
-        if up:
-            link.publish(status_topic, m.encode({"terminal": tid, "state": "online"}, d.STATUS), retain=True)
-
-    link.on_state(announce)
+    restart = threading.Event()      # a remote restart command: stop, and exit for the supervisor
+    ops = DeviceOps(link, journal, host, tid, software_version=lambda: updater.version,
+                    config_version=lambda: configs.version, stop=stop, restart=restart)
     panel = open_device("panel", dev.panel, language=cfg.terminal.language)
     if dev.audio:     # spoken prompts, off until the keypad gesture (docs/accessibility.md)
         from drivers.panel.speaking import SpeakingPanel
@@ -95,12 +89,14 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     offline = any(getattr(p, "sells_offline", False) for p in programs)
     loop = Loop(runner=runner, port=port, reader=reader, stripes=stripes, pumps=pumps, host=host,
                 pump_numbers=dev.pumps, sells_offline=offline,
-                idle=lambda: updater.idle(lambda: not runner.needs_recovery()))
+                idle=lambda: ops.idle() or updater.idle(lambda: not runner.needs_recovery()),
+                screen_fields=ops.screen_fields)
     panel.show("starting")
     _lifecycle(programs, "start")
     link.start()
     host.start_sync()
     updater.start(ready=lambda: link.connected.is_set() and configs.received.is_set())
+    ops.start()
     try:
         link.wait_connected(3.0)
         log.info("terminal started", extra={"terminal": tid, "online": host.online,
@@ -109,6 +105,7 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
         apply_prices(host, pumps, dev.pumps)
         serve(loop, stop)
     finally:
+        ops.stop()
         updater.stop()
         _lifecycle(programs, "close")
         host.stop_sync()
@@ -119,5 +116,5 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
             stripes.close()
         journal.close()
         log.info("terminal stopped", extra={"terminal": tid})
-    if updater.restart_due.is_set():
-        raise SystemExit(RESTART_EXIT)      # the supervisor starts the version now current
+    if updater.restart_due.is_set() or restart.is_set():
+        raise SystemExit(RESTART_EXIT)      # the supervisor starts the terminal (the version now current)

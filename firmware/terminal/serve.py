@@ -47,6 +47,7 @@ class Loop:
     pump_numbers: tuple[int, ...]
     sells_offline: bool          # a program can sell while the registry is away (bank cards)
     idle: Callable[[], bool] | None = None   # between sales; True: stop now (an update to install)
+    screen_fields: Callable[[], dict[str, Any]] | None = None   # more on the idle and offline screens
 
 
 def apply_prices(host: HostLink, pumps: PumpController, numbers: tuple[int, ...], *,
@@ -138,6 +139,8 @@ def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
                   Screen.IDLE_BANK_ONLY if loop.sells_offline and priced else Screen.OFFLINE)
         fields = ({} if screen is Screen.OFFLINE else
                   idle_fields(loop, offline=screen is Screen.IDLE_BANK_ONLY))
+        if loop.screen_fields is not None:
+            fields = {**fields, **loop.screen_fields()}      # the backlog (firmware.deviceops)
         if (screen, repr(fields)) != shown:
             loop.port.show(screen, **fields)
             shown = (screen, repr(fields))
