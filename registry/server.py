@@ -21,8 +21,10 @@ from contracts import protocol
 from contracts.errors import HostUnavailable, MessageError
 from drivers.mqtt import MqttLink, TlsFiles
 from drivers.mqtt.link import Handler
+from registry.certs import cert_rotation_handlers
 from registry.configs import REPUBLISH_EVERY, ConfigIssuer
 from registry.db import open_database
+from registry.fleetops import FleetOps
 from registry.ingest import SALE_BATCH, AuthFirst, SaleIngest, sale_id_of
 from registry.keys import RegistryKeys, load_or_create_keys, seal_device_keys
 from registry.models import Device
@@ -66,10 +68,13 @@ class Registry:
         self.ingest = SaleIngest(self.sessions, self.link, utcnow, auth_first=self.auth_first)
         handlers: list[tuple[str, Handler]] = [*self.ingest.subscriptions()]
         self.releases = Releases(self.sessions, self.link, clock=utcnow)
+        self.fleetops = FleetOps(self.sessions, self.link, clock=utcnow)
         if not ingest_only:
             handlers += [
                 # the registry's other parts, one line each: *part.handlers(...)
                 *self.releases.handlers(),
+                *self.fleetops.handlers(share=protocol.shared),
+                *cert_rotation_handlers(self.sessions, self.link, tls, clock=utcnow),
             ]
         for subscription, handler in handlers:
             self.link.subscribe(subscription, handler)
@@ -117,6 +122,7 @@ class Registry:
             return
         self._configs.start()
         self.releases.start()
+        self.fleetops.start()
         self.auth_link.start()
 
     def _on_auth_link(self, up: bool) -> None:
@@ -130,6 +136,7 @@ class Registry:
         self.link.stop()
         self.ingest.stop()
         self.releases.stop()
+        self.fleetops.stop()
         if self._configs.is_alive():
             self._configs.join(10)
         if not self.ingest_only:

@@ -32,8 +32,10 @@ from firmware.sale.machine import SaleState
 from firmware.terminal.serve import Loop, serve
 from registry.fleetops import FleetOps, queue_command
 from registry.models import Device, DeviceCommand, DeviceEvent
+from registry.server import Registry
 from tests.test_mqtt_sync import (  # noqa: F401  (broker: a fixture)
     PIN_KEY,
+    SEED,
     STATION,
     TERMINAL,
     Broker,
@@ -315,3 +317,45 @@ def test_the_loop_shows_the_backlog_offline_and_stops_when_idle_says_so() -> Non
     serve(loop, stop, card_wait=0.01)
     assert len(calls) == 3 and not stop.is_set()
     assert shown == [(Screen.OFFLINE, {"backlog": 2, "oldest_min": 5})]     # shown once, unchanged since
+
+
+def test_the_registry_process_hears_a_terminal_and_sends_it_commands(broker: Broker,  # noqa: F811
+                                                                      tmp_path: Path) -> None:
+    reg = Registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "registry", "127.0.0.1", broker.port,
+                   seed=SEED)
+    reg.start()
+    journal = Journal(tmp_path / "terminal" / "journal.db")
+    link = _terminal_link(broker.port)
+    host = HostLink(link, journal, TERMINAL, STATION, pin_key=PIN_KEY)
+    stop, restart = threading.Event(), threading.Event()
+    ops = DeviceOps(link, journal, host, TERMINAL, software_version=lambda: "2.0.1", config_version=lambda: 3,
+                    stop=stop, restart=restart)
+
+    def device() -> Device:
+        with reg.sessions() as s:
+            row = s.get(Device, TERMINAL)
+            assert row is not None
+            return row
+
+    try:
+        assert reg.link.wait_connected(5)
+        link.start()
+        assert wait_for(lambda: device().reported_software_version == "2.0.1")
+        assert device().online and device().reported_config_version == 3
+        cid = str(uuid.uuid4())
+        with reg.sessions() as s:
+            queue_command(s, TERMINAL, "heartbeat", now=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                          command_id=cid)
+        assert wait_for(lambda: ops._commands.qsize() == 1, timeout=10)     # the registry's command round
+        ops.idle()
+
+        def status() -> str:
+            with reg.sessions() as s:
+                row = s.get(DeviceCommand, cid)
+                return row.status if row else ""
+
+        assert wait_for(lambda: status() == "done")
+    finally:
+        link.stop()
+        reg.stop()
+        journal.close()
