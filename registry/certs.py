@@ -22,7 +22,7 @@ from contracts import device_messages as d
 from contracts import messages as m
 from contracts import protocol
 from contracts.errors import ForecourtError, MessageError
-from drivers.mqtt.link import Handler
+from drivers.mqtt.link import Handler, TlsFiles
 from registry.devices import keep_certificate, kept_certificate
 from registry.models import Device
 from registry.pki import Authority, CertificateRefused
@@ -107,6 +107,10 @@ class CertRotator:
         self.link.publish(protocol.topic("cert_reply", terminal=terminal), m.encode(reply, d.CERT_REPLY))
 
 
-def cert_rotation_handlers(rotator: CertRotator) -> list[tuple[str, Handler]]:
-    """The certificate topic's (subscription, handler) pairs for registry/server.py."""
-    return rotator.handlers()
+def cert_rotation_handlers(sessions: sessionmaker[Session], link: Publisher, tls: TlsFiles | None, *,
+                           clock: Callable[[], dt.datetime]) -> list[tuple[str, Handler]]:
+    """The (subscription, handler) pairs for registry/server.py: certificate requests answered by the
+    authority whose directory holds the registry's TLS files; none when the registry runs without TLS."""
+    if tls is None:
+        return []
+    return CertRotator(sessions, link, Authority.load(tls.ca.parent), clock=clock).handlers()
