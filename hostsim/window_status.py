@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from firmware.configstore import CONFIG_FILE
+
 __all__ = ["Status", "read_status"]
 
 
@@ -83,18 +85,12 @@ def _count(db: Path, sql: str) -> int | None:
 
 
 def _config(tdir: Path) -> str:
-    db = tdir / "journal.db"
-    if db.exists():
-        try:
-            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2)
-            try:
-                row = con.execute("SELECT value FROM kv WHERE key = 'terminal_config'").fetchone()
-            finally:
-                con.close()
-            if row is not None:
-                return f"v{json.loads(row[0]).get('version', '?')} (registry)"
-        except (sqlite3.Error, ValueError, AttributeError):
-            pass
+    """The signed configuration the terminal runs (the file its config store keeps), by version."""
+    try:
+        doc = json.loads((tdir / CONFIG_FILE).read_text())
+        return f"v{int(doc['version'])} signed (registry)"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     toml = tdir / "terminal.toml"
     if not toml.exists():
         return "none yet"
