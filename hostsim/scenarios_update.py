@@ -21,7 +21,7 @@ from registry.configs import KEY_FILE
 from registry.db import open_database
 from registry.models import Rollout, RolloutDevice
 
-__all__ = ["update_rollback"]
+__all__ = ["BAD", "GOOD", "Supervised", "release", "update_rollback"]
 
 GOOD, BAD = "1.1.0", "1.2.0"
 
@@ -38,7 +38,8 @@ def _forecourt(run: Any, *args: str) -> str:
     return done.stdout
 
 
-def _release(run: Any, version: str, health: str) -> None:
+def release(run: Any, version: str, health: str) -> None:
+    """Build, add and roll out a release with the operator's commands (first wave 10 %, halt past 20 %)."""
     sim = run.sim
     src = sim.state / f"release-{version}"
     src.mkdir(exist_ok=True)
@@ -66,7 +67,7 @@ def _device_status(run: Any, version: str) -> tuple[str, str]:
         engine.dispose()
 
 
-class _Supervised:
+class Supervised:
     """Restarts of the terminal made while a scenario waits, and the panel's mark at the last one."""
 
     def __init__(self, run: Any) -> None:
@@ -117,8 +118,8 @@ def update_rollback(run: Any) -> None:
     running, _ = _terminal_state(run)
     run.check(running == FACTORY, f"the terminal starts on its installed version {FACTORY}, got {running}")
 
-    supervisor = _Supervised(run)
-    _release(run, GOOD, "raise SystemExit(0)\n")
+    supervisor = Supervised(run)
+    release(run, GOOD, "raise SystemExit(0)\n")
     rollout = supervisor.until_reported(GOOD, "installed")
     supervisor.serving()
     running, state = _terminal_state(run)
@@ -127,8 +128,8 @@ def update_rollback(run: Any) -> None:
     run.check(running == GOOD, f"the terminal runs {GOOD} after a healthy start, got {running}")
     run.check(rollout == "completed", f"the rollout of {GOOD} completed, got {rollout}")
 
-    supervisor = _Supervised(run)
-    _release(run, BAD, "import sys\nsys.exit(1)   # this release cannot work here\n")
+    supervisor = Supervised(run)
+    release(run, BAD, "import sys\nsys.exit(1)   # this release cannot work here\n")
     rollout = supervisor.until_reported(BAD, "rolled_back")
     supervisor.serving()
     running, state = _terminal_state(run)
