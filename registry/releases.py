@@ -237,6 +237,9 @@ class Releases:
                 elif rollout.status != "running":
                     self.link.publish(topic, b"", retain=True)     # an empty retained message clears it
                     row.status, row.updated_at, row.detail = "cancelled", now, f"rollout {rollout.status}"
+                    device = s.get(Device, row.device_id)
+                    if device is not None:
+                        device.desired_software_version = device.reported_software_version
                 s.commit()
 
     def _checked(self, topic: str, payload: bytes, schema: Mapping[str, m.Check]) -> dict[str, Any] | None:

@@ -182,6 +182,8 @@ def test_a_rollout_halts_by_itself_and_clears_its_offers(tmp_path: Path,
         assert left[wave[2]] == "rolled_back" and left[wave[0]] == "installed"
         # nobody outside the first wave was offered; the offers not taken are cleared (empty, retained)
         assert set(left) == set(wave)
+        assert s.get(Device, wave[3]).desired_software_version is None     # type: ignore[union-attr]
+        assert s.get(Device, wave[0]).desired_software_version == "1.1.0"  # type: ignore[union-attr]
     assert all(link.retained[protocol.topic("update_offer", terminal=w)] == b"" for w in wave[3:])
     assert link.retained[protocol.topic("update_offer", terminal=wave[2])] != b""   # reported directly
     assert link.retained[protocol.topic("update_offer", terminal=wave[0])] != b""
