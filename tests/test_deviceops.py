@@ -359,3 +359,34 @@ def test_the_registry_process_hears_a_terminal_and_sends_it_commands(broker: Bro
         link.stop()
         reg.stop()
         journal.close()
+
+
+def test_a_command_for_another_terminal_or_malformed_is_dropped(side: Side,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    _connect(side)
+    other = {"command_id": str(uuid.uuid4()), "terminal": "T-0002", "name": "restart", "args": {},
+             "expires_at": "2099-01-01T00:00:00Z"}
+    with caplog.at_level(logging.WARNING, logger="firmware.deviceops"):
+        for payload in (m.encode(other, d.COMMAND), b'{"v":1,"command_id":"x"}'):
+            side.registry_link.publish(protocol.topic("commands", terminal=TERMINAL), payload)
+        assert wait_for(lambda: len([r for r in caplog.records if r.name == "firmware.deviceops"]) == 2)
+    assert {r.getMessage() for r in caplog.records if r.name == "firmware.deviceops"} == {
+        "command for another terminal dropped", "malformed command dropped"}
+    assert _queued(side, 0) and side.journal.get_value(DONE + other["command_id"]) is None
+    assert side.ops.idle() is False and not side.restart.is_set()
+
+
+def test_commands_done_are_forgotten_a_day_past_their_expiry(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.db")
+    try:
+        now = 1_800_000_000.0
+        journal.put(DONE + "old", json.dumps({"expires": now - 86400 - 1, "status": "done"}))
+        journal.put(DONE + "recent", json.dumps({"expires": now - 3600, "status": "done"}))
+        journal.put(DONE + "damaged", "{")
+        link = MqttLink("127.0.0.1", 1, "never-started")
+        DeviceOps(link, journal, HostLink(link, journal, TERMINAL, STATION, pin_key=PIN_KEY), TERMINAL,
+                  software_version=lambda: "1", config_version=lambda: 0, stop=threading.Event(),
+                  restart=threading.Event(), clock=lambda: now)
+        assert list(journal.values(DONE)) == [DONE + "recent"]
+    finally:
+        journal.close()
