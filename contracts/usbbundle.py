@@ -16,6 +16,10 @@ terminal, registry or count) does not open. The signature covers the canonical b
 spaces) of every field but "sig", ciphertext included. Inside: the sales as JSON lines, each the very SALE
 payload the terminal sends over MQTT.
 
+Receipt back (registry -> terminal): the registry's answer to each sale of a bundle it imported (the
+SALE_ACK it would have sent over MQTT), signed with its configuration key (Ed25519, contracts.signing), so
+that a site that never gets a link can mark its sales synced: importing it does what the acks would have.
+
 Configuration in (registry -> terminal): the registry's SIGNED_CONFIG document (Ed25519, contracts.signing)
 in a small wrapper; its own signature protects it, and the terminal's ConfigStore checks it as it checks one
 from the broker. It is not encrypted: it holds no secret (attendants carry PIN verifiers, never PINs).
@@ -37,20 +41,44 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from contracts import device_messages as d
 from contracts import messages as m
 from contracts.errors import MessageError
 from contracts.sealbox import SealError, open_sealed, seal
+from contracts.signing import SignatureError, sign_bytes, verify_bytes
 
-__all__ = ["CONFIG_FORMAT", "MAX_BUNDLE", "MAX_SALES", "REGISTRY_KEY_B64", "SALES_FORMAT", "ConfigBundle",
-           "SalesBundle", "UsbBundleError", "canonical", "decode_config_bundle", "decode_sales_bundle",
-           "encode_config_bundle", "encode_sales_bundle", "open_sales", "recipient_id",
-           "registry_key_from_b64", "registry_key_to_b64", "verify_sales_signature"]
+__all__ = [
+    "CONFIG_FORMAT",
+    "MAX_BUNDLE",
+    "MAX_SALES",
+    "RECEIPT_FORMAT",
+    "REGISTRY_KEY_B64",
+    "SALES_FORMAT",
+    "ConfigBundle",
+    "Receipt",
+    "SalesBundle",
+    "UsbBundleError",
+    "canonical",
+    "decode_config_bundle",
+    "decode_receipt",
+    "decode_sales_bundle",
+    "encode_config_bundle",
+    "encode_receipt",
+    "encode_sales_bundle",
+    "open_sales",
+    "recipient_id",
+    "registry_key_from_b64",
+    "registry_key_to_b64",
+    "verify_sales_signature",
+]
 
 SALES_FORMAT = "forecourt-usb-sales"
 CONFIG_FORMAT = "forecourt-usb-config"
+RECEIPT_FORMAT = "forecourt-usb-receipt"
+RECEIPT_CONTEXT = b"forecourt usb receipt v1\n"     # what the registry's key signs here, and nothing else
 VERSION = 1
 MAX_BUNDLE = 64 * 2**20           # a file larger than this is refused before it is parsed
 MAX_SALES = 100_000               # sales in one bundle at most (a SALE is about 400 bytes)
@@ -274,3 +302,46 @@ def _check_config(config: dict[str, Any], terminal: str) -> None:
         raise UsbBundleError("bundle holds no valid signed configuration", "malformed") from exc
     if config["terminal"] != terminal:
         raise UsbBundleError("bundle configuration is for another terminal", "malformed")
+
+
+_ACK: m.Check = lambda a: isinstance(a, dict) and set(a) == set(m.SALE_ACK) and all(
+    check(a[k]) for k, check in m.SALE_ACK.items())
+_ACKS: m.Check = lambda v: isinstance(v, list) and len(v) <= MAX_SALES and all(_ACK(a) for a in v)
+_RECEIPT: Mapping[str, m.Check] = {
+    "format": m.matching(RECEIPT_FORMAT), "bundle_id": _UUID, "terminal": d.HEARTBEAT["terminal"],
+    "created_at": m.is_timestamp, "acks": _ACKS, "key_id": d.SIGNED_CONFIG["key_id"],
+    "sig": d.SIGNED_CONFIG["sig"],
+}
+
+
+@dataclass(frozen=True)
+class Receipt:
+    bundle_id: str
+    terminal: str
+    acks: list[dict[str, Any]]      # SALE_ACK documents, one per sale of the bundle
+
+
+def encode_receipt(acks: Sequence[Mapping[str, Any]], *, bundle_id: str, terminal: str, created_at: str,
+                   key_id: str, private_key: Ed25519PrivateKey) -> bytes:
+    """The registry's signed answers to a sales bundle, as a file for the terminal."""
+    doc: dict[str, Any] = {"format": RECEIPT_FORMAT, "v": VERSION, "bundle_id": bundle_id,
+                           "terminal": terminal, "created_at": created_at, "acks": [dict(a) for a in acks],
+                           "key_id": key_id}
+    doc["sig"] = sign_bytes(canonical(doc), private_key, context=RECEIPT_CONTEXT)
+    _check(doc, _RECEIPT)
+    return canonical(doc) + b"\n"
+
+
+def decode_receipt(raw: bytes, trusted: Mapping[str, Ed25519PublicKey], *, terminal: str) -> Receipt:
+    """A receipt file checked: its shape, the registry's signature by a trusted key, this terminal."""
+    doc = _load(raw, RECEIPT_FORMAT)
+    _check(doc, _RECEIPT)
+    signed = canonical({"v": VERSION, **{k: v for k, v in doc.items() if k != "sig"}})
+    try:
+        verify_bytes(signed, doc["sig"], doc["key_id"], trusted, context=RECEIPT_CONTEXT)
+    except SignatureError as exc:
+        raise UsbBundleError("receipt signature does not verify", exc.reason,
+                             bundle_id=doc["bundle_id"]) from exc
+    if doc["terminal"] != terminal:
+        raise UsbBundleError("receipt is for another terminal", "wrong_terminal", bundle_id=doc["bundle_id"])
+    return Receipt(doc["bundle_id"], doc["terminal"], doc["acks"])

@@ -1,8 +1,9 @@
 """`forecourt usb ...`: the offline exchange on a USB stick, for a site without a link.
 
 On the terminal: `export-sales` (every sale the registry has not acknowledged, encrypted to the registry
-and signed with the device key) and `import-config` (a signed configuration from the registry). On the
-registry: `import-sales` (checked, then stored once: a second import stores nothing and says so),
+and signed with the device key), `import-config` (a signed configuration from the registry) and
+`import-receipt` (the registry's signed answers: the sales it holds are marked synced). On the registry:
+`import-sales` (checked, then stored once: a second import stores nothing and says so; --receipt),
 `export-config` (a device's signed configuration) and `bundle-key` (the registry's public bundle key, for a
 terminal whose configuration does not name it yet). One top-level command rather than `forecourt
 terminal ...` (which runs the terminal) and `forecourt registry ...`: the stick's four steps in one place.
@@ -74,7 +75,6 @@ def _registry_key_file(text: str) -> Any:
 def cmd_export_sales(args: argparse.Namespace) -> int:
     from firmware.config import load_config
     from firmware.configstore import ConfigStore
-    from firmware.sale.journal import Journal
     from firmware.usbexport import export_sales, load_identity, registry_key
 
     cfg = load_config(args.config)
@@ -84,10 +84,7 @@ def cmd_export_sales(args: argparse.Namespace) -> int:
     else:
         registry = registry_key(ConfigStore(state, terminal=cfg.terminal.id).current)
     device_key, cert_pem = load_identity(state / cfg.mqtt.key, state / cfg.mqtt.cert)
-    journal_path = state / "journal.db"
-    if not journal_path.exists():
-        raise ConfigError(f"no journal at {journal_path}: is --config the terminal's?", key="--config")
-    journal = Journal(journal_path)
+    journal = _journal(state)
     try:
         out = export_sales(journal, terminal=cfg.terminal.id, station=cfg.terminal.station,
                            device_key=device_key, certificate_pem=cert_pem, registry=registry, now=_now())
@@ -114,6 +111,32 @@ def cmd_import_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_receipt(args: argparse.Namespace) -> int:
+    from firmware.config import load_config
+    from firmware.configstore import load_config_keys
+    from firmware.usbimport import import_receipt
+
+    cfg = load_config(args.config)
+    raw = _read(args.file, "FILE")
+    journal = _journal(cfg.state_dir)
+    try:
+        got = import_receipt(journal, raw, terminal=cfg.terminal.id, trusted=load_config_keys(cfg.state_dir))
+    finally:
+        journal.close()
+    print(f"{got.synced} sales synced, {got.parked} parked (rejected by the registry), {got.released} "
+          f"releases answered, {got.already} acknowledged before, {got.unknown} unknown here")
+    return 0
+
+
+def _journal(state: Path) -> Any:
+    from firmware.sale.journal import Journal
+
+    path = state / "journal.db"
+    if not path.exists():
+        raise ConfigError(f"no journal at {path}: is --config the terminal's?", key="--config")
+    return Journal(path)
+
+
 def _sessions(url: str) -> Any:
     from registry.db import database_url, open_database
 
@@ -122,7 +145,7 @@ def _sessions(url: str) -> Any:
 
 
 def cmd_import_sales(args: argparse.Namespace) -> int:
-    from registry.usbimport import import_sales, load_or_create_bundle_key
+    from registry.usbimport import import_sales, load_or_create_bundle_key, receipt
 
     ca_path = Path(args.tls_dir) / "ca.pem"
     try:
@@ -138,6 +161,9 @@ def cmd_import_sales(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(result.summary())
+    if args.receipt:
+        write_file(Path(args.receipt), receipt(result, Path(args.state_dir), now=_now()))
+        print(f"receipt for the terminal written to {args.receipt}")
     return 1 if result.failed else 0
 
 
@@ -195,8 +221,16 @@ def add_parsers(sub: Any) -> None:
     i.add_argument("--db", required=True, help=DB_HELP)
     i.add_argument("--state-dir", required=True, help="the registry's state directory (its bundle key)")
     i.add_argument("--tls-dir", required=True, help="the certificate authority's directory (its ca.pem)")
+    i.add_argument("--receipt", default=None,
+                   help="also write the registry's signed answers here (for `usb import-receipt`)")
     i.add_argument("file", metavar="FILE", help="the sales bundle, - for stdin")
     i.set_defaults(func=cmd_import_sales)
+
+    r = usub.add_parser("import-receipt", help="terminal: mark the sales a registry receipt acknowledges",
+                        epilog=EPILOG)
+    r.add_argument("--config", required=True, help="terminal TOML configuration")
+    r.add_argument("file", metavar="FILE", help="the receipt, - for stdin")
+    r.set_defaults(func=cmd_import_receipt)
 
     x = usub.add_parser("export-config", help="registry: a device's signed configuration to a bundle file",
                         epilog=EPILOG)

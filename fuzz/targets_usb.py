@@ -2,7 +2,8 @@
 
 Sales: the parser, then the device's signature and the registry's opening, with fixed keys. Beyond typed
 errors only, the property: a file that still verifies and opens after a change holds exactly the sales it
-was made with (a change the signature does not cover may not change what is stored).
+was made with (a change the signature does not cover may not change what is stored). The same for a
+receipt and the answers it carries.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from contracts import messages as m
 from contracts.errors import MessageError
+from contracts.signing import key_id
 from contracts.usbbundle import (
     decode_config_bundle,
+    decode_receipt,
     decode_sales_bundle,
     encode_config_bundle,
+    encode_receipt,
     encode_sales_bundle,
     open_sales,
     verify_sales_signature,
@@ -80,8 +85,28 @@ def usb_config_bundle(data: bytes) -> None:
         raise Violation("a configuration bundle for another terminal than its wrapper says")
 
 
+_SIGNER = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+_TRUSTED = {key_id(_SIGNER.public_key()): _SIGNER.public_key()}
+_ACKS = [{"sale_id": str(uuid.UUID(int=1)), "status": "stored", "reason": ""},
+         {"sale_id": str(uuid.UUID(int=2)), "status": "rejected", "reason": "conflict"}]
+
+
+def _receipt_seeds() -> list[bytes]:
+    return [encode_receipt(_ACKS, bundle_id=str(uuid.UUID(int=9)), terminal="T-0001",
+                           created_at="2026-06-01T12:00:00Z", key_id=key_id(_SIGNER.public_key()),
+                           private_key=_SIGNER)]
+
+
+def usb_receipt(data: bytes) -> None:
+    """A receipt that verifies after a change holds the answers it was signed with."""
+    receipt = decode_receipt(data, _TRUSTED, terminal="T-0001")
+    if receipt.acks != _ACKS:
+        raise Violation("a receipt that verifies holds other answers than it was signed with")
+
+
 TARGETS = [
     Target("usb_sales_bundle", usb_sales_bundle, (MessageError,), _sales_seeds, max_len=8192),
     Target("usb_config_bundle", usb_config_bundle, (MessageError,),
            lambda: [encode_config_bundle(_CONFIG, created_at="2026-06-01T12:00:00Z")], max_len=2048),
+    Target("usb_receipt", usb_receipt, (MessageError,), _receipt_seeds, max_len=2048),
 ]

@@ -2,10 +2,11 @@
 
 The broker is stopped; two bank sales are made (the acquirer is reached on its own line) and wait in the
 journal. `forecourt usb export-sales` writes them to a file, `forecourt usb import-sales` stores them in the
-registry, and a second import of the same file stores nothing. The registry's configuration, changed
-meanwhile (a new price), goes the other way: `forecourt usb export-config`, then `import-config` twice on the
-terminal (installed, then unchanged). When the broker is back the terminal sends the sales again, the
-registry answers "duplicate", and only then are they marked synced (an export marks nothing).
+registry, and a second import of the same file stores nothing. Nothing is synced on the terminal until the
+registry's signed receipt is imported there (twice: the second changes nothing). The registry's
+configuration, changed meanwhile (a new price), goes the other way: `forecourt usb export-config`, then
+`import-config` twice on the terminal (installed, then unchanged). With the broker back, a new sale syncs
+as usual and the stick's sales stay stored once.
 """
 
 from __future__ import annotations
@@ -79,6 +80,14 @@ def _stored(sim: Simulator, sale_ids: list[str]) -> int:
         engine.dispose()
 
 
+def _unsynced(sim: Simulator) -> set[str]:
+    journal = sim.journal()
+    try:
+        return {rec.id for rec in journal.unsynced()}
+    finally:
+        journal.close()
+
+
 def _set_price(sim: Simulator, price: int) -> None:
     engine, sessions = open_database(sim.registry_url)
     try:
@@ -130,11 +139,7 @@ def usb_bundle(run: Any) -> None:
     run.log("broker stopped: the site has no link")
     sale_ids = [_bank_sale(run, 1000), _bank_sale(run, 1500)]
     run.sale_ids.extend(sale_ids)
-    journal = sim.journal()
-    try:
-        waiting = {rec.id for rec in journal.unsynced()}
-    finally:
-        journal.close()
+    waiting = _unsynced(sim)
     run.check(set(sale_ids) <= waiting, "both sales wait in the journal, unsynced")
 
     config = str(sim.terminal_config)
@@ -148,9 +153,18 @@ def usb_bundle(run: Any) -> None:
     run.check(first.returncode == 0 and f"{len(waiting)} sales, {len(waiting)} new" in first.stdout,
               "first import stores every sale waiting")
     run.check(_stored(sim, sale_ids) == 2, "the registry holds both sales")
-    second = _cli(run, "import-sales", *registry, str(sales_file))
+    receipt_file = stick / "receipt.fcr"
+    second = _cli(run, "import-sales", *registry, "--receipt", str(receipt_file), str(sales_file))
     run.check(second.returncode == 0 and "nothing new" in second.stdout, "second import stores nothing new")
     run.check(_stored(sim, sale_ids) == 2, "still two sales: stored once")
+    run.check(_unsynced(sim) >= set(sale_ids), "an export and an import mark nothing synced on the terminal")
+    acked = _cli(run, "import-receipt", "--config", config, str(receipt_file))
+    run.check(acked.returncode == 0 and acked.stdout.startswith("2 sales synced"),
+              "the registry's receipt marks both sales synced")
+    run.check(not _unsynced(sim) & set(sale_ids), "no sale waits for the registry any more")
+    acked = _cli(run, "import-receipt", "--config", config, str(receipt_file))
+    run.check(acked.returncode == 0 and acked.stdout.startswith("0 sales synced"), "the same receipt again: "
+              "nothing changes")
 
     _set_price(sim, NEW_PRICE)
     config_file = stick / "config.fcb"
@@ -166,11 +180,11 @@ def usb_bundle(run: Any) -> None:
               "the stored configuration is untouched by the second import")
 
     sim.start_broker()                    # on the port the terminal and the registry were given
-    run.log("broker back: the terminal sends its backlog; the registry knows the sales already")
-    for sale_id in sale_ids:
-        rec = run.wait_synced(sale_id, timeout=60)
-        run.check(rec.synced, f"sale {sale_id[:8]} synced by the registry's ack once the link is back")
-    run.check(_stored(sim, sale_ids) == 2, "the resent sales are duplicates: still two")
+    run.log("broker back")
+    third = _bank_sale(run, 500)          # a sale over the link again, synced as usual
+    run.sale_ids.append(third)
+    run.check(run.wait_synced(third, timeout=60).synced, "a sale made once the link is back is synced")
+    run.check(_stored(sim, sale_ids) == 2, "the stick's sales are stored once")
 
 
 USB_SCENARIOS = {"usb-bundle": usb_bundle}

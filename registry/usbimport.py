@@ -12,6 +12,9 @@ does_not_open); each sale inside is a valid SALE of that terminal. Then the sale
 registry.service.record_sales, the same path as sales over MQTT: a sale already stored is a duplicate, so
 importing a bundle twice stores nothing the second time, and says so.
 
+receipt() signs the answers of an import (the SALE_ACK of each sale) with the registry's configuration key
+(registry.configs), for the terminal of a site that never gets a link: it marks its sales synced with them.
+
 The bundle key: EC P-256, in the registry state dir (usb-bundle.key, mode 0600, the rules of
 registry.keys); its public key reaches terminals in the signed configuration ("registry_bundle_key").
 """
@@ -23,6 +26,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -33,22 +37,24 @@ from sqlalchemy.orm import Session
 
 from contracts.errors import ConfigError
 from contracts.messages import parse_timestamp
+from contracts.signing import key_id
 from contracts.usbbundle import (
     UsbBundleError,
     decode_sales_bundle,
     encode_config_bundle,
+    encode_receipt,
     open_sales,
     registry_key_to_b64,
     verify_sales_signature,
 )
-from registry.configs import ConfigIssuer
+from registry.configs import ConfigIssuer, load_or_create_signing_key
 from registry.keys import _read_private, _write_private
 from registry.models import Device
 from registry.pki import fingerprint
 from registry.service import record_sales
 
 __all__ = ["BUNDLE_KEY", "ImportResult", "bundle_public_key", "export_config", "import_sales",
-           "load_or_create_bundle_key"]
+           "load_or_create_bundle_key", "receipt"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +95,7 @@ class ImportResult:
     duplicate: int       # stored already (by MQTT or an earlier import)
     rejected: int        # never stored: a second, different version of a stored sale (kept apart)
     failed: int          # not stored this time (database error): import the bundle again
+    acks: tuple[dict[str, Any], ...] = ()     # the SALE_ACK of each sale stored, duplicate or rejected
 
     def summary(self) -> str:
         new = self.stored + self.held
@@ -155,10 +162,20 @@ def import_sales(session: Session, raw: bytes, *, bundle_key: ec.EllipticCurvePr
             counts["held" if ack["reason"] else "stored"] += 1
         else:
             counts[ack["status"]] += 1
-    result = ImportResult(bundle.bundle_id, bundle.terminal, bundle.count, **counts)
+    result = ImportResult(bundle.bundle_id, bundle.terminal, bundle.count, **counts,
+                          acks=tuple(a for a in acks if a is not None))
     log.info("sales bundle imported", extra={"bundle_id": bundle.bundle_id, "terminal": bundle.terminal,
                                              **counts})
     return result
+
+
+def receipt(result: ImportResult, state_dir: Path, *, now: dt.datetime) -> bytes:
+    """The registry's answers to an imported bundle, signed with its configuration key (registry.configs),
+    for the terminal: importing it marks the sales synced as the acks over MQTT would have."""
+    key = load_or_create_signing_key(state_dir)
+    return encode_receipt(result.acks, bundle_id=result.bundle_id, terminal=result.terminal,
+                          created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"), key_id=key_id(key.public_key()),
+                          private_key=key)
 
 
 def export_config(session: Session, device_id: str, *, issuer: ConfigIssuer, now: dt.datetime) -> bytes:

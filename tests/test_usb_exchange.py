@@ -13,18 +13,21 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.errors import ConfigError
-from contracts.usbbundle import UsbBundleError, decode_config_bundle, registry_key_from_b64
+from contracts.signing import key_id, trusted_from_b64
+from contracts.usbbundle import UsbBundleError, decode_config_bundle, encode_receipt, registry_key_from_b64
 from firmware.configstore import ConfigStore, write_config_keys
+from firmware.hostlink import RELEASE
 from firmware.sale.journal import Journal
 from firmware.sale.machine import SaleState as S
 from firmware.sale.record import Preset
 from firmware.usbexport import export_sales, load_identity, registry_key
-from firmware.usbimport import ConfigImport, import_config
-from registry.configs import ConfigIssuer
+from firmware.usbimport import ConfigImport, ReceiptImport, import_config, import_receipt
+from registry.configs import ConfigIssuer, load_or_create_signing_key
 from registry.db import open_database
 from registry.keys import load_or_create_keys
 from registry.models import Device, Nozzle, Transaction
@@ -32,10 +35,12 @@ from registry.pki import Authority, fingerprint
 from registry.seed import apply_seed, load_seed
 from registry.usbimport import (
     BUNDLE_KEY,
+    ImportResult,
     bundle_public_key,
     export_config,
     import_sales,
     load_or_create_bundle_key,
+    receipt,
 )
 from tests.test_usbbundle import NOW, Kit, make_kit
 
@@ -66,11 +71,14 @@ class World:
         args.update(over)
         return export_sales(self.journal, **args).data  # type: ignore[arg-type]
 
-    def import_(self, raw: bytes, **over: object) -> str:
+    def imported(self, raw: bytes, **over: object) -> ImportResult:
         args: dict[str, object] = {"bundle_key": self.bundle_key, "ca_pem": self.kit.ca.ca_pem, "now": AT}
         args.update(over)
         with self.sessions() as s:
-            return import_sales(s, raw, **args).summary()  # type: ignore[arg-type]
+            return import_sales(s, raw, **args)  # type: ignore[arg-type]
+
+    def import_(self, raw: bytes, **over: object) -> str:
+        return self.imported(raw, **over).summary()
 
 
 def bank_sale(j: Journal, *, volume_cl: int = 2000) -> str:
@@ -360,3 +368,64 @@ def test_no_config_for_an_unknown_or_inactive_device(world: World, issuer: Confi
         s.commit()
     with pytest.raises(ConfigError, match="not active"):
         exported(world, issuer)
+
+
+# -- the registry's receipt back onto the terminal -----------------------------------------------------------
+
+def trusted_of(issuer: ConfigIssuer) -> dict[str, Ed25519PublicKey]:
+    return trusted_from_b64(issuer.config_keys())
+
+
+def test_a_receipt_marks_the_sales_synced_once(world: World, issuer: ConfigIssuer) -> None:
+    ids = [bank_sale(world.journal) for _ in range(3)]
+    result = world.imported(world.export())
+    raw = receipt(result, world.state / "registry", now=AT)
+    got = import_receipt(world.journal, raw, terminal="T-0001", trusted=trusted_of(issuer))
+    assert got == ReceiptImport(synced=3, parked=0, released=0, already=0, unknown=0)
+    assert world.journal.unsynced() == [] and all(world.journal.get(i).synced for i in ids)
+    again = import_receipt(world.journal, raw, terminal="T-0001", trusted=trusted_of(issuer))
+    assert again == ReceiptImport(synced=0, parked=0, released=0, already=3, unknown=0)
+
+
+def test_a_receipt_of_an_import_that_stored_nothing_new_still_acknowledges(world: World,
+                                                                          issuer: ConfigIssuer) -> None:
+    bank_sale(world.journal)
+    raw = world.export()
+    world.import_(raw)
+    second = world.imported(raw)
+    assert [a["status"] for a in second.acks] == ["duplicate"]
+    got = import_receipt(world.journal, receipt(second, world.state / "registry", now=AT), terminal="T-0001",
+                         trusted=trusted_of(issuer))
+    assert got.synced == 1
+
+
+def test_a_rejected_sale_is_parked_and_a_release_dropped(world: World, issuer: ConfigIssuer) -> None:
+    sale_id, release_id = bank_sale(world.journal), str(uuid.uuid4())
+    world.journal.put(RELEASE + release_id, "{}")
+    key = load_or_create_signing_key(world.state / "registry")
+    raw = encode_receipt([{"sale_id": sale_id, "status": "rejected", "reason": "conflict"},
+                          {"sale_id": release_id, "status": "stored", "reason": ""},
+                          {"sale_id": str(uuid.uuid4()), "status": "stored", "reason": ""}],
+                         bundle_id=str(uuid.uuid4()), terminal="T-0001", created_at="2026-06-01T12:00:00Z",
+                         key_id=key_id(key.public_key()), private_key=key)
+    got = import_receipt(world.journal, raw, terminal="T-0001", trusted=trusted_of(issuer))
+    assert got == ReceiptImport(synced=0, parked=1, released=1, already=0, unknown=1)
+    assert world.journal.parked_reason(sale_id) == "conflict"
+    assert world.journal.get_value(RELEASE + release_id) is None
+
+
+def test_a_forged_or_foreign_receipt_changes_nothing(world: World, issuer: ConfigIssuer) -> None:
+    bank_sale(world.journal)
+    result = world.imported(world.export())
+    rogue = receipt(result, world.state / "rogue", now=AT)
+    doc = json.loads(receipt(result, world.state / "registry", now=AT))
+    doc["acks"][0]["status"] = "duplicate"
+    # signed by the registry's key, but for another terminal
+    foreign = receipt(ImportResult(result.bundle_id, "T-0002", 1, 1, 0, 0, 0, 0, acks=result.acks),
+                      world.state / "registry", now=AT)
+    for raw, reason in ((rogue, "unknown_key"), (json.dumps(doc).encode(), "bad_signature"),
+                        (foreign, "wrong_terminal"), (foreign[:50], "malformed")):
+        with pytest.raises(UsbBundleError) as err:
+            import_receipt(world.journal, raw, terminal="T-0001", trusted=trusted_of(issuer))
+        assert err.value.reason == reason
+    assert len(world.journal.unsynced()) == 1

@@ -14,14 +14,18 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from contracts import messages as m
+from contracts.signing import key_id
 from contracts.usbbundle import (
     UsbBundleError,
     decode_config_bundle,
+    decode_receipt,
     decode_sales_bundle,
     encode_config_bundle,
+    encode_receipt,
     encode_sales_bundle,
     open_sales,
     recipient_id,
@@ -222,3 +226,37 @@ def test_config_bundle_refuses_garbage() -> None:
             decode_config_bundle(json.dumps(bad).encode())
     with pytest.raises(UsbBundleError):
         decode_config_bundle(raw[:-30])
+
+
+SIGNER = Ed25519PrivateKey.generate()
+TRUSTED = {key_id(SIGNER.public_key()): SIGNER.public_key()}
+ACKS = [{"sale_id": str(uuid.uuid4()), "status": "stored", "reason": ""},
+        {"sale_id": str(uuid.uuid4()), "status": "duplicate", "reason": "held"}]
+
+
+def signed_receipt(acks: list[dict[str, str]] = ACKS, terminal: str = "T-0001") -> bytes:
+    return encode_receipt(acks, bundle_id=str(uuid.uuid4()), terminal=terminal, created_at=CREATED,
+                          key_id=key_id(SIGNER.public_key()), private_key=SIGNER)
+
+
+def test_receipt_round_trip() -> None:
+    assert decode_receipt(signed_receipt(), TRUSTED, terminal="T-0001").acks == ACKS
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    (signed_receipt()[:-20], "malformed"),
+    (signed_receipt().replace(b'"stored"', b'"rejected"'), "bad_signature"),
+    (signed_receipt(terminal="T-0002"), "wrong_terminal"),
+    (json.dumps({**json.loads(signed_receipt()), "key_id": "0000000000000000"}).encode(), "unknown_key"),
+])
+def test_receipt_refusals(raw: bytes, reason: str) -> None:
+    with pytest.raises(UsbBundleError) as err:
+        decode_receipt(raw, TRUSTED, terminal="T-0001")
+    assert err.value.reason == reason
+
+
+def test_receipt_acks_must_be_sale_acks() -> None:
+    with pytest.raises(UsbBundleError):
+        signed_receipt([{"sale_id": "x", "status": "stored", "reason": ""}])
+    with pytest.raises(UsbBundleError):
+        signed_receipt([{**ACKS[0], "extra": 1}])  # type: ignore[dict-item]
