@@ -429,3 +429,57 @@ def test_a_forged_or_foreign_receipt_changes_nothing(world: World, issuer: Confi
             import_receipt(world.journal, raw, terminal="T-0001", trusted=trusted_of(issuer))
         assert err.value.reason == reason
     assert len(world.journal.unsynced()) == 1
+
+
+# -- the command line, in process ---------------------------------------------------------------------------
+
+def test_the_command_line_round_trip(world: World, issuer: ConfigIssuer,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from forecourtcli.main import main
+
+    tdir, reg, stick = world.state / "terminal", str(world.state / "registry"), world.state / "stick"
+    stick.mkdir()
+    key_pem = world.kit.device_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (tdir / "device.key").write_bytes(key_pem)
+    (tdir / "device.key").chmod(0o600)
+    (tdir / "device.pem").write_text(world.kit.cert_pem)
+    write_config_keys(tdir, issuer.config_keys())
+    (tdir / "terminal.toml").write_text('[terminal]\nid = "T-0001"\nstation = "ST-001"\n')
+    config, db = str(tdir / "terminal.toml"), f"sqlite:///{world.state / 'registry.db'}"
+    sale_id = bank_sale(world.journal)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(["usb", *args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    code, _, err = run("export-sales", "--config", config, "-o", str(stick / "sales.fcb"))
+    assert code == 2 and "import a configuration" in err and "Traceback" not in err
+    assert run("bundle-key", "--state-dir", reg, "-o", str(stick / "key.pem"))[0] == 0
+    code, out, _ = run("export-sales", "--config", config, "-o", str(stick / "sales.fcb"),
+                       "--registry-key", str(stick / "key.pem"))
+    assert code == 0 and out.startswith("1 sales not yet acknowledged")
+    registry = ("--db", db, "--state-dir", reg, "--tls-dir", str(world.kit.ca.directory))
+    code, out, _ = run("import-sales", *registry, "--receipt", str(stick / "receipt.fcr"),
+                       str(stick / "sales.fcb"))
+    assert code == 0 and "1 sales, 1 new" in out
+    code, out, _ = run("import-sales", *registry, str(stick / "sales.fcb"))
+    assert code == 0 and "nothing new" in out
+    code, out, _ = run("import-receipt", "--config", config, str(stick / "receipt.fcr"))
+    assert code == 0 and out.startswith("1 sales synced") and world.journal.get(sale_id).synced
+
+    code, out, _ = run("export-config", "--db", db, "--state-dir", reg, "--device", "T-0001",
+                       "-o", str(stick / "config.fcb"))
+    assert code == 0
+    assert "installed" in run("import-config", "--config", config, str(stick / "config.fcb"))[1]
+    assert "nothing changed" in run("import-config", "--config", config, str(stick / "config.fcb"))[1]
+
+    (stick / "bad.fcb").write_bytes(b"not a bundle")
+    code, out, err = run("import-sales", *registry, str(stick / "bad.fcb"))
+    assert code == 1 and "reason=malformed" in err and err.count("\n") == 1
+    code, _, err = run("import-sales", "--db", db, "--state-dir", reg, "--tls-dir", str(stick),
+                       str(stick / "sales.fcb"))
+    assert code == 2 and "no CA certificate" in err
