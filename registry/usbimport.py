@@ -26,7 +26,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -47,11 +47,13 @@ from contracts.usbbundle import (
     registry_key_to_b64,
     verify_sales_signature,
 )
-from registry.configs import ConfigIssuer, load_or_create_signing_key
 from registry.keys import _read_private, _write_private
 from registry.models import Device
 from registry.pki import fingerprint
 from registry.service import record_sales
+
+if TYPE_CHECKING:       # registry.configs may import this module for the bundle key: no cycle
+    from registry.configs import ConfigIssuer
 
 __all__ = ["BUNDLE_KEY", "ImportResult", "bundle_public_key", "export_config", "import_sales",
            "load_or_create_bundle_key", "receipt"]
@@ -172,6 +174,8 @@ def import_sales(session: Session, raw: bytes, *, bundle_key: ec.EllipticCurvePr
 def receipt(result: ImportResult, state_dir: Path, *, now: dt.datetime) -> bytes:
     """The registry's answers to an imported bundle, signed with its configuration key (registry.configs),
     for the terminal: importing it marks the sales synced as the acks over MQTT would have."""
+    from registry.configs import load_or_create_signing_key
+
     key = load_or_create_signing_key(state_dir)
     return encode_receipt(result.acks, bundle_id=result.bundle_id, terminal=result.terminal,
                           created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"), key_id=key_id(key.public_key()),
