@@ -24,6 +24,7 @@ from drivers.mqtt.link import Handler
 from registry.certs import cert_rotation_handlers
 from registry.configs import REPUBLISH_EVERY, ConfigIssuer
 from registry.db import open_database
+from registry.enroll import enrollment_part
 from registry.fleetops import FleetOps
 from registry.ingest import SALE_BATCH, AuthFirst, SaleIngest, sale_id_of
 from registry.keys import RegistryKeys, load_or_create_keys, seal_device_keys
@@ -69,12 +70,17 @@ class Registry:
         handlers: list[tuple[str, Handler]] = [*self.ingest.subscriptions()]
         self.releases = Releases(self.sessions, self.link, clock=utcnow)
         self.fleetops = FleetOps(self.sessions, self.link, clock=utcnow)
+        # enrollment: with the authority (--tls-dir) and a BDK; an accepted device gets its configuration now
+        self.enroller = None if ingest_only else enrollment_part(
+            self.sessions, self.link, self.keys, state_dir, tls.ca.parent if tls else None, clock=utcnow,
+            on_accepted=lambda device_id: self._configs_due.set())
         if not ingest_only:
             handlers += [
                 # the registry's other parts, one line each: *part.handlers(...)
                 *self.releases.handlers(),
                 *self.fleetops.handlers(share=protocol.shared),
                 *cert_rotation_handlers(self.sessions, self.link, tls, clock=utcnow),
+                *(self.enroller.handlers() if self.enroller else []),
             ]
         for subscription, handler in handlers:
             self.link.subscribe(subscription, handler)
@@ -123,6 +129,8 @@ class Registry:
         self._configs.start()
         self.releases.start()
         self.fleetops.start()
+        if self.enroller:
+            self.enroller.start()
         self.auth_link.start()
 
     def _on_auth_link(self, up: bool) -> None:
@@ -137,6 +145,8 @@ class Registry:
         self.ingest.stop()
         self.releases.stop()
         self.fleetops.stop()
+        if self.enroller:
+            self.enroller.stop()
         if self._configs.is_alive():
             self._configs.join(10)
         if not self.ingest_only:

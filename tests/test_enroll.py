@@ -559,3 +559,23 @@ def test_a_used_token_is_refused_over_the_broker(wire: tuple[Central, int, Enrol
     _provision(central, port, tmp_path, tok, "SN-W3", [])
     with pytest.raises(EnrollmentRefused, match="used already"):
         _provision(central, port, tmp_path, tok, "SN-W4", [])
+
+
+def test_the_registry_process_runs_the_enrollment_part(central: Central, tmp_path: Path) -> None:
+    """registry.server: on with --tls-dir (the authority) and a BDK in the state dir; off on a worker."""
+    from drivers.mqtt import TlsFiles
+    from registry.server import Registry
+
+    f = central.authority.directory
+    tls = TlsFiles(f / "ca.pem", f / "registry.pem", f / "registry.key")
+    url = f"sqlite:///{central.path}"
+    made = [Registry(url, tmp_path / "state", "127.0.0.1", 1, tls=tls),
+            Registry(url, tmp_path / "state", "127.0.0.1", 1, tls=tls, ingest_only=True, worker="w1"),
+            Registry(url, tmp_path / "state", "127.0.0.1", 1)]
+    try:
+        on, worker, plain = (r.enroller for r in made)
+        assert isinstance(on, Enroller) and on.authority.directory == f and worker is None and plain is None
+        assert protocol.subscription("enroll_request") in dict(on.handlers())
+    finally:
+        for r in made:
+            r.engine.dispose()
