@@ -72,9 +72,12 @@ def _stamp() -> str:
 class Updater:
     def __init__(self, state_dir: Path, link: Link, terminal: str, trusted: Mapping[str, Ed25519PublicKey], *,
                  chunk: int = CHUNK, fetch_timeout: float = 10.0, retry: float = 5.0,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, event: Callable[[str, str, str], None] | None = None) -> None:
+        """event(severity, code, detail): an alarm for an update rolled back or refused (HostLink.event),
+        raised when its report is published."""
         self.slots, self.link, self.terminal, self.trusted = Slots(state_dir), link, terminal, trusted
         self.chunk, self.fetch_timeout, self.retry, self.python = chunk, fetch_timeout, retry, python
+        self.event = event
         self.state = self.slots.load()
         self.restart_due = threading.Event()     # set: exit with RESTART_EXIT at the next idle moment
         self.staged: dict[str, Any] | None = None   # the offer whose bundle is staged, ready to install
@@ -196,18 +199,24 @@ class Updater:
 
     def flush_reports(self) -> None:
         """Publish the reports kept; none while a restart is due (they go once the next run is up)."""
+        sent: list[dict[str, Any]] = []
         with self._reports_lock:
             while self.state.reports and self.link.connected.is_set() and not self.restart_due.is_set():
                 doc = self.state.reports[0]
                 try:
                     self.link.publish(protocol.topic("update_report", terminal=self.terminal),
                                       m.encode(doc, d.UPDATE_REPORT))
+                    sent.append(doc)
                 except HostUnavailable:
-                    return
+                    break
                 except MessageError:
                     log.error("update report dropped", extra={"status": doc.get("status")})
                 self.state.reports.pop(0)
                 self.slots.save(self.state)
+        for doc in sent:
+            if self.event is not None and doc["status"] in ("rolled_back", "refused"):
+                detail = f"version={doc['version']} {doc['detail']}"
+                self.event("alarm", f"update_{doc['status']}", detail[:200])
 
     # -- offers and downloads -------------------------------------------------------------------------
     def _on_offer(self, topic: str, payload: bytes, props: Any) -> None:

@@ -105,8 +105,10 @@ class Terminal:
 
     def __init__(self, central: Central, state: Path, trusted: Any = None, chunk: int = 1024) -> None:
         self.link = MqttLink("127.0.0.1", central.port, f"forecourt-terminal-{TERMINAL}")
+        self.alarms: list[tuple[str, str, str]] = []
         self.updater = Updater(state, self.link, TERMINAL, TRUSTED if trusted is None else trusted,
-                               chunk=chunk, fetch_timeout=3.0, retry=0.5)
+                               chunk=chunk, fetch_timeout=3.0, retry=0.5,
+                               event=lambda *a: self.alarms.append(a))
         self.link.start()
         assert self.link.wait_connected(5)
 
@@ -153,9 +155,13 @@ def test_a_failing_health_check_rolls_back_and_the_rollout_halts(central: Centra
     time.sleep(0.5)
     assert central.status(rollout) == "downloading"        # the report waits for the next run
     tried.stop()
+    assert tried.alarms == []
     back = Terminal(central, state).start()                 # the previous version again, offer ignored
     wait_for(lambda: central.status(rollout) == "rolled_back")
     assert central.rollout(rollout) == "halted"
+    [(severity, code, detail)] = back.alarms
+    assert (severity, code) == ("alarm", "update_rolled_back")
+    assert detail.startswith("version=1.2.0 health check exited 3; back to ")
     time.sleep(1.0)
     assert not back.updater.staged and not back.updater.restart_due.is_set()
     assert Slots(state).load().failed == ["1.2.0"]
