@@ -24,7 +24,7 @@ from firmware.configstore import write_config_keys
 from firmware.sale.journal import Journal
 from firmware.updater import RESTART_EXIT
 from hostsim.acquirer_host import AcquirerHost, Rules, approve_all
-from hostsim.bank_world import make_acquirer, write_bank_files
+from hostsim.bank_world import BDK, make_acquirer, write_bank_files
 from hostsim.cards.emv import EmvCard
 from hostsim.cards.emv_profile import load_profile
 from hostsim.cards.fleet import BlankCard, FleetCard
@@ -44,6 +44,7 @@ from hostsim.vpcd import VirtualCardServer
 from provisioning.keys import install_pin_key
 from registry.configs import config_keys
 from registry.db import open_database
+from registry.keyinject import install_bdk
 from registry.models import Card, Transaction
 from registry.pki import Authority
 
@@ -157,6 +158,7 @@ class Simulator:
     def start_registry(self) -> None:
         reg = self.state / "registry"
         reg.mkdir(exist_ok=True)
+        install_bdk(reg, BDK)          # the X9.24-3 test BDK: the registry injects DUKPT keys at enrollment
         self.registry = Process("registry", forecourt_command(
             "registry", "--db", self.registry_url, "--mqtt", f"127.0.0.1:{self.broker_port}",
             "--state-dir", str(reg), "--seed", str(self.seed_path),
