@@ -25,6 +25,8 @@ EPILOG = ("exit codes: 0 ok, 1 run failed (a move the device's status does not a
           "configuration error (an unknown device, a bad CSV line), 3 missing system component")
 DB_HELP = "SQLAlchemy URL, e.g. sqlite:///registry.db"
 TLS_HELP = "the certificate authority's directory (forecourt registry pki init --dir)"
+# Mosquitto reads crl.pem at start and on SIGHUP only, and keeps connections already open (docs/security.md)
+RELOAD = "; restart the broker (or SIGHUP it and make the device reconnect) for the CRL to take effect"
 _TTL = re.compile(r"([0-9]{1,6})([smhd]?)", re.ASCII)
 _UNIT = {"s": 1, "m": 60, "": 60, "h": 3600, "d": 86400}
 LIST_COLUMNS = ("id", "station", "serial", "status", "cert_expires_at", "last_seen_at", "online",
@@ -179,9 +181,9 @@ def add_parsers(sub: Any) -> None:
     moves = (("show", cmd_show, False, "everything the registry knows of a device"),
              ("accept", _move(devices.accept, False, "the registry sends its certificate and keys"), False,
               "accept a pending device"),
-             ("revoke", _move(devices.revoke, True, "its certificate is on the CRL (crl.pem)"), True,
+             ("revoke", _move(devices.revoke, True, "its certificate is on the CRL (crl.pem)" + RELOAD), True,
               "revoke an active device's certificate"),
-             ("decommission", _move(devices.decommission, True, "retired for good"), True,
+             ("decommission", _move(devices.decommission, True, "retired for good" + RELOAD), True,
               "retire a device for good (its certificate revoked)"))
     for name, func, tls, text in moves:
         p = dsub.add_parser(name, help=text, epilog=EPILOG)

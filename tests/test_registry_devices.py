@@ -275,6 +275,9 @@ def test_list_and_show_give_identity_shadow_and_backlog(central: Central) -> Non
 
 # -- the command line -----------------------------------------------------------------------------------
 
+RELOAD = "; restart the broker (or SIGHUP it and make the device reconnect) for the CRL to take effect"
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     from forecourtcli.main import main
 
@@ -330,10 +333,10 @@ def test_cli_accept_revoke_decommission(central: Central, capsys: pytest.Capture
     code, _, err = run_cli(capsys, "device", "accept", "T-0100", "--db", db)
     assert code == 1 and "is active: it cannot become active" in err and err.count("\n") == 1
     assert run_cli(capsys, "device", "revoke", "T-0101", "--db", db, "--tls-dir", tls)[:2] == \
-        (0, "T-0101: revoked; its certificate is on the CRL (crl.pem)\n")
+        (0, f"T-0101: revoked; its certificate is on the CRL (crl.pem){RELOAD}\n")
     assert central.authority.revoked_serials() == [cert_serial(central, "T-0101")]
     assert run_cli(capsys, "device", "decommission", "T-0101", "--db", db, "--tls-dir", tls)[:2] == \
-        (0, "T-0101: decommissioned; retired for good\n")
+        (0, f"T-0101: decommissioned; retired for good{RELOAD}\n")
     elsewhere = str(central.path.parent)
     code, _, err = run_cli(capsys, "device", "revoke", "T-0100", "--db", db, "--tls-dir", elsewhere)
     assert code == 2 and "authority file not found" in err
