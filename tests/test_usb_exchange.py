@@ -483,3 +483,13 @@ def test_the_command_line_round_trip(world: World, issuer: ConfigIssuer,
     code, _, err = run("import-sales", "--db", db, "--state-dir", reg, "--tls-dir", str(stick),
                        str(stick / "sales.fcb"))
     assert code == 2 and "no CA certificate" in err
+
+
+def test_a_large_bundle_is_stored_in_batches(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    import registry.usbimport
+
+    monkeypatch.setattr(registry.usbimport, "IMPORT_BATCH", 2)
+    ids = [bank_sale(world.journal) for _ in range(5)]
+    result = world.imported(world.export())
+    assert (result.stored, len(result.acks)) == (5, 5) and [a["sale_id"] for a in result.acks] == ids
+    assert world.mine() == sorted(ids)
