@@ -268,7 +268,11 @@ def open_sales(bundle: SalesBundle, registry_key: ec.EllipticCurvePrivateKey) ->
         raise UsbBundleError("bundle holds another number of sales than its header says", "malformed")
     sales = []
     for line in lines[:-1]:
-        sale = m.decode(line, m.SALE)
+        try:
+            sale = m.decode(line, m.SALE)
+        except MessageError as exc:       # names the field, never its value
+            raise UsbBundleError("bundle holds a malformed sale", "malformed", bundle_id=bundle.bundle_id,
+                                 **exc.context) from exc
         if sale["terminal"] != bundle.terminal:
             raise UsbBundleError("bundle holds a sale of another terminal", "wrong_terminal",
                                  bundle_id=bundle.bundle_id)

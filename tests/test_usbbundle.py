@@ -260,3 +260,12 @@ def test_receipt_acks_must_be_sale_acks() -> None:
         signed_receipt([{"sale_id": "x", "status": "stored", "reason": ""}])
     with pytest.raises(UsbBundleError):
         signed_receipt([{**ACKS[0], "extra": 1}])  # type: ignore[dict-item]
+
+
+def test_a_malformed_sale_inside_is_refused_typed(kit: Kit) -> None:
+    raw = encode_sales_bundle([b'{"v":1,"sale_id":"4111111111111111"}'], terminal=kit.terminal,
+                              created_at=CREATED, certificate_pem=kit.cert_pem, device_key=kit.device_key,
+                              registry_key=kit.registry_key.public_key())
+    with pytest.raises(UsbBundleError) as err:
+        open_sales(decode_sales_bundle(raw), kit.registry_key)
+    assert err.value.reason == "malformed" and "4111" not in str(err.value)
