@@ -3,16 +3,12 @@ token) becomes a Device, and an accepted device gets its certificate, the CA, th
 keys sealed to the device key (registry.keyinject). handle_enroll and replies_for_accepted work on the session
 and the authority; Enroller (below) connects them to MQTT for the registry process.
 
-A request is refused with a reason code (REASONS) and no side effect, except that a request that made a
-device used its token: a token opens one device, even under two requests at once (the token row is
-claimed by one conditional UPDATE: the database lets one win). The clock and the CSR are checked before the
-token, so a device with a wrong clock or a broken key keeps its token for the next try.
-
-A device whose serial number was registered ahead (registry.devices.import_expected) for the token's station
-is active at once and answered "accepted"; any other is "pending" until an operator accepts it; then
-replies_for_accepted gives its "accepted" reply (the registry publishes it retained). The certificate is
-issued on acceptance, so a pending device holds nothing that reaches the broker. A pending request waits as
-a JSON file in the authority's directory (pending/<device id>.json: request id, claim client id, CSR).
+A refusal (REASONS) changes nothing. A token opens one device, even under racing requests (its row is
+claimed by one conditional UPDATE); clock and CSR are checked first, so a retry keeps the token.
+A serial registered ahead (registry.devices.import_expected) for the token's station is accepted at once;
+any other device waits "pending" for an operator, then replies_for_accepted gives its "accepted" reply.
+The certificate is issued on acceptance. A pending request waits as a JSON file in the authority's
+directory (pending/<device id>.json: request id, claim client id, CSR).
 """
 
 from __future__ import annotations
@@ -42,6 +38,7 @@ from contracts import protocol
 from contracts.device_messages import RESERVED_IDS
 from contracts.errors import ForecourtError, HostUnavailable, MessageError
 from contracts.messages import parse_timestamp
+from drivers.mqtt.link import Handler
 from registry.devices import ID, awaiting_enrollment, keep_certificate, token_digest
 from registry.keyinject import BDK_FILE, KeyInjector
 from registry.keys import RegistryKeys
@@ -59,6 +56,7 @@ REASONS = ("token_unknown", "token_expired", "token_used", "clock_skew", "serial
 CERT_DAYS = 365
 KEEP_REPLY = dt.timedelta(days=7)       # an accepted reply waits this long for its device to connect
 KEEP_REFUSED = dt.timedelta(hours=1)
+PENDING, REPLIED = "pending", "replied"  # in the authority's directory: requests waiting, replies to clear
 
 
 def wire_time(when: dt.datetime) -> str:
@@ -105,7 +103,7 @@ def handle_enroll(session: Session, authority: Authority, keys: RegistryKeys, do
     if token is None:
         return _refused(doc, "token_unknown", now)
     if token.used_at is not None:
-        return _refused(doc, "token_used", now)
+        return _again(authority, token.used_by, doc, now) or _refused(doc, "token_used", now)
     if token.expires_at <= now:
         return _refused(doc, "token_expired", now)
     serial = doc["serial"]
@@ -141,12 +139,24 @@ def handle_enroll(session: Session, authority: Authority, keys: RegistryKeys, do
         reply = _accepted(session, authority, keys, device, doc["csr_pem"], doc["request_id"], now,
                           injector=injector, config_keys=config_keys)
     else:
-        _save(_pending_dir(authority.directory), device_id,
+        _save(authority.directory / PENDING, device_id,
               {"request_id": doc["request_id"], "client": client, "csr_pem": doc["csr_pem"]})
         reply = {"request_id": doc["request_id"], "status": "pending", "reason": "waiting for an operator",
                  "device_id": device_id, "station": device.station_id, "server_time": wire_time(now)}
     session.commit()
     return reply
+
+
+def _again(authority: Authority, device_id: str | None, doc: Mapping[str, Any],
+           now: dt.datetime) -> dict[str, Any] | None:
+    """The same request again (a device resuming one whose answer it missed): "pending" again while it
+    waits (the tick sends the final answer), not token_used."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        if device_id and json.loads((authority.directory / PENDING / f"{device_id}.json").read_text(
+                encoding="ascii"))["request_id"] == doc["request_id"]:
+            return {"request_id": doc["request_id"], "status": "pending", "reason": "waiting for an operator",
+                    "device_id": device_id, "server_time": wire_time(now)}
+    return None
 
 
 def _take_or_make(session: Session, keys: RegistryKeys, injector: KeyInjector, seeded: Device | None,
@@ -193,10 +203,6 @@ def _accepted(session: Session, authority: Authority, keys: RegistryKeys, device
             "config_keys": dict(config_keys), "keys_sealed": sealed, "server_time": wire_time(now)}
 
 
-def _pending_dir(directory: Path) -> Path:
-    return directory / "pending"
-
-
 def _save(folder: Path, name: str, record: dict[str, str]) -> None:
     """folder/name.json, replaced atomically (pending requests, replies to clear)."""
     folder.mkdir(exist_ok=True)
@@ -220,15 +226,14 @@ def replies_for_accepted(session: Session, authority: Authority, keys: RegistryK
     and keys) or decommissioned ("refused", device_refused). Committed; once a reply is published the
     caller calls delivered(), until then the next call issues it again."""
     replies = []
-    for path in sorted(_pending_dir(authority.directory).glob("*.json")):
+    for path in sorted((authority.directory / PENDING).glob("*.json")):
         device = session.get(Device, path.stem)
         try:
             record = json.loads(path.read_text(encoding="ascii"))
         except (OSError, ValueError):
             continue
         if device is None or device.status == "decommissioned":
-            doc = {"request_id": record["request_id"], "status": "refused", "reason": "device_refused",
-                   "server_time": wire_time(now)}
+            doc = _refused(record, "device_refused", now)
         elif device.status == "active":
             doc = _accepted(session, authority, keys, device, record["csr_pem"], record["request_id"], now,
                             injector=injector, config_keys=config_keys)
@@ -241,13 +246,11 @@ def replies_for_accepted(session: Session, authority: Authority, keys: RegistryK
 
 def delivered(authority: Authority, device_id: str) -> None:
     """The device's reply is on the broker (retained): nothing more is owed to it."""
-    with contextlib.suppress(FileNotFoundError):
-        (_pending_dir(authority.directory) / f"{device_id}.json").unlink()
+    (authority.directory / PENDING / f"{device_id}.json").unlink(missing_ok=True)
 
 
 # -- the registry process's part ----------------------------------------------------------------------------
 
-Handler = Callable[[str, bytes, Any], None]
 _CLIENT = re.compile(re.escape(protocol.PREFIX) + r"/enroll/([A-Za-z0-9_.:-]{1,64})/request")
 
 
@@ -310,7 +313,7 @@ class Enroller:
         except HostUnavailable:
             log.warning("enrollment reply not sent: broker unreachable", extra={"client": client})
             if reply["status"] == "accepted":      # owed: the tick issues it again once the broker is back
-                _save(_pending_dir(self.authority.directory), reply["device_id"],
+                _save(self.authority.directory / PENDING, reply["device_id"],
                       {"request_id": doc["request_id"], "client": client, "csr_pem": doc["csr_pem"]})
             return
         if reply["status"] == "accepted":
@@ -320,7 +323,7 @@ class Enroller:
         self.link.publish(protocol.topic("enroll_reply", client=client), m.encode(reply, d.ENROLL_REPLY),
                           retain=True)
         if reply["status"] != "pending":            # the final answer: cleared by clear_replies
-            _save(self.authority.directory / "replied", client,
+            _save(self.authority.directory / REPLIED, client,
                   {"device_id": reply.get("device_id", ""), "status": reply["status"],
                    "at": reply["server_time"]})
 
@@ -329,7 +332,7 @@ class Enroller:
         certificate, or once it is older than KEEP_REPLY (a refused one: KEEP_REFUSED); the claim identity
         may not publish there (registry.acl). Returns how many were cleared."""
         now, cleared = self.clock(), 0
-        for path in sorted((self.authority.directory / "replied").glob("*.json")):
+        for path in sorted((self.authority.directory / REPLIED).glob("*.json")):
             try:
                 record = json.loads(path.read_text(encoding="ascii"))
                 at = parse_timestamp(record["at"])

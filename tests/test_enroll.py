@@ -219,6 +219,23 @@ def test_an_expired_token_is_refused(central: Central) -> None:
     assert ok["status"] == "pending"
 
 
+def test_the_same_request_again_is_answered_pending_not_token_used(central: Central) -> None:
+    """A device resuming a request whose "pending" answer it missed sends it again: same request id."""
+    doc = request(token(central, device_id="T-0310"))
+    assert enroll(central, doc)["status"] == "pending"
+    again = enroll(central, doc)
+    assert (again["status"], again["device_id"]) == ("pending", "T-0310")
+    assert again["request_id"] == doc["request_id"]
+    other = enroll(central, doc | {"request_id": str(uuid.uuid4())})
+    assert (other["status"], other["reason"]) == ("refused", "token_used")
+    with central.sessions() as s:
+        devices.accept(s, "T-0310")
+        replies_for_accepted(s, central.authority, central.keys, NOW, injector=central.injector,
+                             config_keys=CONFIG_KEYS)
+    delivered(central.authority, "T-0310")
+    assert enroll(central, doc)["reason"] == "token_used"       # answered for good: nothing owed
+
+
 def test_a_token_opens_one_device(central: Central) -> None:
     tok = token(central)
     assert enroll(central, request(tok, "SN-1"))["status"] == "pending"
