@@ -128,8 +128,8 @@ class DeviceOps:
             return False
         return True
 
-    def event(self, severity: str, code: str, detail: str = "") -> str:
-        """Queue an event (info, warning or alarm) and send what waits; its event_id."""
+    def event(self, severity: str, code: str, detail: str = "") -> None:
+        """Queue an event (info, warning or alarm; a new event_id) and send what waits."""
         event_id = str(uuid.uuid4())
         doc = {"event_id": event_id, "terminal": self.terminal, "at": _stamp(self.clock()),
                "severity": severity, "code": code, "detail": detail[:200]}
@@ -143,7 +143,6 @@ class DeviceOps:
         log.log(logging.WARNING if severity != "info" else logging.INFO, "device event",
                 extra={"event_id": event_id, "severity": severity, "code": code})
         self._flush()
-        return event_id
 
     def _flush(self) -> None:
         """Send waiting events and command results in order, until the link refuses."""

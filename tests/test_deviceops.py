@@ -170,15 +170,18 @@ def test_events_wait_while_offline_dropped_oldest_beyond_the_outbox_and_sent_on_
         side: Side, caplog: pytest.LogCaptureFixture) -> None:
     side.ops.outbox_size = 5
     with caplog.at_level(logging.WARNING, logger="firmware.deviceops"):
-        ids = [side.ops.event("alarm" if n == 6 else "info", "pump_offline", f"n={n}") for n in range(7)]
+        for n in range(7):
+            side.ops.event("alarm" if n == 6 else "info", "pump_offline", f"n={n}")
     assert side.ops.pending_events() == 5 and side.ops.dropped == 2
+    waiting = [json.loads(p) for p in side.ops._outbox]
+    assert [e["detail"] for e in waiting] == [f"n={n}" for n in range(2, 7)]
     assert sum("outbox full" in r.getMessage() for r in caplog.records) == 2
     _connect(side)
     assert wait_for(lambda: side.env.count(DeviceEvent) == 5)
     assert side.ops.pending_events() == 0
     with side.env.sessions() as s:
         stored = [e.event_id for e in s.scalars(select(DeviceEvent).order_by(DeviceEvent.id))]
-    assert stored == ids[2:]                                   # in order, the two oldest dropped
+    assert stored == [e["event_id"] for e in waiting]          # in order, the two oldest dropped
 
 
 # -- commands -------------------------------------------------------------------------------------------

@@ -56,11 +56,12 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     host = HostLink(link, journal, tid, cfg.terminal.station, pin_key=pin_key, auth_timeout=cfg.timeouts.auth,
                     ack_timeout=cfg.timeouts.sale_ack, sales_per_second=cfg.mqtt.sales_per_second,
                     configs=configs)
-    # releases are signed by a configuration key; a rollback or a refusal is an alarm (docs/updates.md)
-    updater = Updater(state, link, tid, configs.trusted, event=host.event)
     restart = threading.Event()      # a remote restart command: stop, and exit for the supervisor
     ops = DeviceOps(link, journal, host, tid, software_version=lambda: updater.version,
                     config_version=lambda: configs.version, stop=stop, restart=restart)
+    # releases are signed by a configuration key; a rollback or a refusal is an alarm (docs/updates.md),
+    # sent through the device's event outbox
+    updater = Updater(state, link, tid, configs.trusted, event=ops.event)
     panel = open_device("panel", dev.panel, language=cfg.terminal.language)
     if dev.audio:     # spoken prompts, off until the keypad gesture (docs/accessibility.md)
         from drivers.panel.speaking import SpeakingPanel
