@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pg_server import PostgresUnavailable, postgres_server
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,17 +19,35 @@ from contracts.errors import ConfigError
 from forecourtcli.main import EXIT_USAGE, main
 from registry import reports
 from registry.db import open_database
-from registry.models import Device, DeviceCommand, Station, Transaction
+from registry.models import Base, Device, DeviceCommand, Station, Transaction
 from registry.reports import Table
 
 NOW = dt.datetime(2026, 6, 1, 12, 0)
 DB = tuple[str, sessionmaker[Session]]
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[DB]:
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
+@pytest.fixture(scope="module")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    try:
+        with postgres_server(tmp_path_factory.mktemp("postgres")) as url:
+            yield url
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DB]:
+    """The same rows on SQLite and on a PostgreSQL started for this module (the gaps query is SQL)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'registry.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
     engine, sessions = open_database(url)
+    if request.param == "postgresql":
+        Base.metadata.drop_all(engine)           # every test starts from its own rows alone
+        Base.metadata.create_all(engine)
     with sessions() as s:
         s.add(Station(id="ST-001", name="North", currency="EUR"))
         s.commit()
