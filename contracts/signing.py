@@ -224,7 +224,8 @@ _BLOCKED = matching(r"[0-9a-f]{32}|(?=[0-9*]{12,19}\Z)[0-9]{0,6}\*+[0-9]{4}")
 PIN_VERIFIER = r"pbkdf2-sha256\$[0-9]{4,7}\$[A-Za-z0-9+/]{22}==\$[A-Za-z0-9+/]{43}="
 _VERIFIER = matching(PIN_VERIFIER)
 PIN_ITERATIONS = 600_000      # OWASP's 2023 figure for PBKDF2-HMAC-SHA256
-_ED25519_B64 = matching(r"|[A-Za-z0-9+/]{43}=")
+# the registry's P-256 key for USB bundles: base64 of its DER SubjectPublicKeyInfo (RFC 5480), 91 bytes
+_BUNDLE_KEY_B64 = matching(r"|[A-Za-z0-9+/]{122}==")
 
 
 def _item(shape: Mapping[str, Check] | Check) -> Check:
@@ -262,7 +263,7 @@ CONFIG_BODY: Mapping[str, Check] = {
     "programs": _list_of({"name": _PROGRAM, "enabled": int_range(0, 1),
                           "settings": _dict_of(_CODE, _SETTING, 32)}, 16),
     "attendants": _list_of({"id": _ID, "name": _TEXT, "pin_verifier": _VERIFIER}, 64),
-    "registry_bundle_key": _ED25519_B64,      # public key of USB bundles, base64; "" none
+    "registry_bundle_key": _BUNDLE_KEY_B64,   # public key of USB bundles (contracts.usbbundle); "" none
 }
 
 

@@ -110,7 +110,9 @@ class ConfigIssuer:
         when the body changed, the last release nears expiry or was signed by another key; else the last
         release as it was sent. Adds to the session; the caller commits (a concurrent issue of the same
         version fails on the (device, version) unique constraint)."""
-        body = build_body(s, device)
+        from registry.usbimport import bundle_public_key  # usbimport imports this module
+
+        body = build_body(s, device) | {"registry_bundle_key": bundle_public_key(self.state_dir)}
         body_digest = digest(body)
         last = s.scalars(select(ConfigRelease).where(ConfigRelease.device_id == device.id)
                          .order_by(ConfigRelease.version.desc()).limit(1)).first()

@@ -10,7 +10,9 @@ import json
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -51,7 +53,8 @@ BODY: dict[str, Any] = {
     "programs": [{"name": "fleet", "enabled": 1, "settings": {"preset_cl": 15000, "label": "Fleet"}}],
     "attendants": [{"id": "A1", "name": "Sam", "pin_verifier": pin_verifier("4321", salt=b"s" * 16,
                                                                             iterations=1000)}],
-    "registry_bundle_key": public_b64(OTHER.public_key()),
+    "registry_bundle_key": base64.b64encode(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).decode(),
 }
 
 
