@@ -62,6 +62,7 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     # releases are signed by a configuration key; a rollback or a refusal is an alarm (docs/updates.md),
     # sent through the device's event outbox
     updater = Updater(state, link, tid, configs.trusted, event=ops.event)
+    host.event_sink = ops.event       # a configuration refused while offline waits in the outbox too
     panel = open_device("panel", dev.panel, language=cfg.terminal.language)
     if dev.audio:     # spoken prompts, off until the keypad gesture (docs/accessibility.md)
         from drivers.panel.speaking import SpeakingPanel
