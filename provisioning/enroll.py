@@ -210,7 +210,8 @@ def write_terminal_toml(path: Path, **sections: dict[str, Any]) -> Path:
     doc: dict[str, Any] = read_toml(path, "config") if path.exists() else {}
     for name, values in sections.items():
         doc.setdefault(name, {}).update(values)
-    doc["terminal"].setdefault("state_dir", ".")
+    if "terminal" in doc:
+        doc["terminal"].setdefault("state_dir", ".")
     out = ["# written by forecourt provision"]
     for name, table in doc.items():
         if not isinstance(table, dict):
