@@ -109,6 +109,7 @@ def _statuses(s: Session, rollout_id: int) -> dict[str, str]:
 def review(s: Session, rollout: Rollout, now: dt.datetime) -> str:
     """Apply the rules to a running rollout (expand, halt or complete); returns the action taken."""
     if rollout.status != "running":
+        s.commit()
         return "wait"
     online = set(s.scalars(select(Device.id).where(Device.online.is_(True))).all())
     decision = decide(_statuses(s, rollout.id), online=online, everyone=_active_devices(s),
@@ -143,8 +144,7 @@ def record_report(s: Session, report: Mapping[str, Any], terminal: str, now: dt.
     device = s.get(Device, terminal)
     if device is not None and status == "installed":
         device.reported_software_version = rollout.version
-    s.commit()
-    review(s, rollout, now)
+    review(s, rollout, now)             # one commit: the report and what it decides (a halt) together
     return True
 
 

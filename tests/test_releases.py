@@ -22,7 +22,15 @@ from contracts.errors import ConfigError
 from contracts.signing import key_id
 from registry.db import open_database
 from registry.models import Device, Rollout, RolloutDevice, Station
-from registry.releases import Releases, add_release, read_chunk, record_report, rollout_status, start_rollout
+from registry.releases import (
+    Releases,
+    add_release,
+    halt_rollout,
+    read_chunk,
+    record_report,
+    rollout_status,
+    start_rollout,
+)
 from registry.rollout_rules import bucket, decide, failure_rate_passes, first_wave
 
 KEY = Ed25519PrivateKey.generate()
@@ -291,3 +299,14 @@ def test_a_device_that_rolled_back_gets_its_offer_withdrawn(tmp_path: Path,
     with sessions() as s:
         assert s.get(Device, device).desired_software_version is None      # type: ignore[union-attr]
         assert s.get(Rollout, 1).status == "halted"                         # type: ignore[union-attr]
+
+
+def test_a_report_after_a_halt_is_kept(tmp_path: Path, sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        add_release(s, bundle_file(tmp_path), tmp_path / "state", TRUSTED, NOW)
+        start_rollout(s, "1.1.0", 100, 20, NOW)
+        halt_rollout(s, 1, NOW)
+        assert record_report(s, report(DEVICES[0], "installed"), DEVICES[0], NOW)
+    with sessions() as s:
+        assert statuses(s)[DEVICES[0]] == "installed"
+        assert s.get(Rollout, 1).status == "halted"               # type: ignore[union-attr]
