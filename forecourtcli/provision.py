@@ -38,7 +38,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     cert = done.certificate
     print(f"enrolled as {done.device_id} at station {done.station}")
     print(f"certificate {cert.subject}, fingerprint {cert.fingerprint}, expires {cert.not_after:%Y-%m-%d}")
-    print(f"configuration written: {done.config_path} (add [devices], then run forecourt provision selftest)")
+    import tomllib
+
+    has_devices = "devices" in tomllib.loads(done.config_path.read_text(encoding="utf-8"))
+    print(f"configuration written: {done.config_path}; next: "
+          + ("" if has_devices else "add its [devices], then ")
+          + f"forecourt provision selftest --config {done.config_path}")
     return 0
 
 

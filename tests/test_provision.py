@@ -710,3 +710,21 @@ def test_a_new_token_starts_a_new_request(tls_broker: Pki, tmp_path: Path) -> No
     finally:
         operator.stop()
     assert len(operator.requests) == 1 and operator.requests[0]["request_id"] != old["request_id"]
+
+
+def test_init_from_the_command_line_prints_no_key_and_the_next_step(
+        tls_broker: Pki, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from forecourtcli.main import main
+
+    operator = FakeOperator(tls_broker, lambda doc: [operator.accepted(doc)])
+    try:
+        code = main(["provision", "init", "--state-dir", str(tmp_path / "s"), "--serial", "SN-0042",
+                     "--claim-dir", str(tls_broker.directory), "--broker", f"127.0.0.1:{tls_broker.port}",
+                     "--token", TOKEN])
+    finally:
+        operator.stop()
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith("enrolled as T-0042 at station S-1\n")
+    assert "add its [devices], then forecourt provision selftest --config" in out
+    key = (tmp_path / "s" / "device.key").read_text()
+    assert key.splitlines()[1] not in out and PIN_KEY.hex() not in out.lower() and TOKEN not in out
