@@ -26,9 +26,18 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _logging(args: argparse.Namespace) -> None:
+    """Warnings of the libraries only when asked for: a technician reads one line per problem."""
+    from firmware.logs import setup_logging
+
+    setup_logging(args.log_level, name="provision")
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from forecourtcli.main import _broker, _path
     from provisioning.enroll import InitOptions, enroll
+
+    _logging(args)
 
     host, port = _broker(args.broker, "--broker")
     done = enroll(InitOptions(state_dir=_path(args.state_dir, "--state-dir"), host=host, port=port,
@@ -51,6 +60,7 @@ def _config(args: argparse.Namespace) -> Any:
     from firmware.config import load_config
     from forecourtcli.main import _path
 
+    _logging(args)
     return load_config(_path(args.config, "--config"))
 
 
@@ -76,11 +86,13 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 
     cert = rotate_certificate(_config(args), timeout=args.timeout)
     print(f"new certificate {cert.subject}, fingerprint {cert.fingerprint}, "
-          f"expires {cert.not_after:%Y-%m-%d}")
+          f"expires {cert.not_after:%Y-%m-%d}; restart the terminal to use it")
     return 0
 
 
 def add_parsers(sub: Any) -> None:
+    from forecourtcli.main import LEVELS, _level
+
     p = sub.add_parser("provision", help="the technician's tools on the terminal: init, selftest, "
                        "rotate-cert, status", epilog=EPILOG)
     psub = p.add_subparsers(dest="provision_command", required=True, metavar="COMMAND")
@@ -96,6 +108,7 @@ def add_parsers(sub: Any) -> None:
                    "token or the registry may decide another)")
     i.add_argument("--wait", type=_seconds, default=120.0,
                    help="seconds to wait for an operator to accept the device (default 120)")
+    i.add_argument("--log-level", default="ERROR", type=_level, help=LEVELS.replace("INFO)", "ERROR)"))
     i.set_defaults(func=cmd_init)
 
     commands = (("selftest", cmd_selftest, "check every device (terminal stopped); exit 1 if any fails"),
@@ -106,6 +119,7 @@ def add_parsers(sub: Any) -> None:
         c.add_argument("--config", required=True, help="the terminal's TOML configuration")
         c.add_argument("--timeout", type=_seconds, default=10.0 if name == "rotate-cert" else 5.0,
                        help="seconds to wait for each device or the broker")
+        c.add_argument("--log-level", default="ERROR", type=_level, help=LEVELS.replace("INFO)", "ERROR)"))
         if name == "status":
             c.add_argument("--offline", action="store_true", help="do not try the broker")
         c.set_defaults(func=func)

@@ -72,7 +72,13 @@ def connect(host: str, port: int, client_id: str, *, tls: TlsFiles | None, timeo
     reason = link.refused
     link.stop()
     if reason:
-        raise BrokerRefused(f"broker {where} refused the {identity} certificate: {reason}", broker=where)
+        hint = ""
+        if any(word in reason.lower() for word in ("expired", "not yet valid", "bad_certificate")):
+            # validity is judged by the clocks: a device's clock far off looks like a bad certificate
+            hint = (f"; check this device's clock (it says {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S} UTC) "
+                    "and the certificate's dates (forecourt provision status)")
+        raise BrokerRefused(f"broker {where} refused the {identity} certificate: {reason}{hint}",
+                            broker=where)
     raise BrokerUnreachable(f"broker {where} unreachable: no connection within {timeout:g} s", broker=where)
 
 

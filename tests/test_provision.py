@@ -680,6 +680,23 @@ def test_init_exit_codes_bad_token_2_broker_unreachable_3(tmp_path: Path, tls_br
     assert main([*args, "--broker", f"127.0.0.1:{free_port()}", "--token", TOKEN]) == EXIT_ENVIRONMENT
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and "--token" in err[0] and "unreachable" in err[1] and TOKEN not in "".join(err)
+    from registry.pki import Authority
+
+    stranger = Authority.create(tmp_path / "other-ca")      # a claim certificate the broker does not trust
+    claim = tmp_path / "claim"
+    claim.mkdir()
+    for name in ("claim.pem", "claim.key"):
+        (claim / name).write_bytes((stranger.directory / name).read_bytes())
+    (claim / "ca.pem").write_bytes((tls_broker.directory / "ca.pem").read_bytes())
+    args[args.index("--claim-dir") + 1] = str(claim)
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "forecourtcli", *args, "--broker",
+                           f"127.0.0.1:{tls_broker.port}", "--token", TOKEN], capture_output=True, text=True,
+                          timeout=60, check=False)
+    err = done.stderr.splitlines()          # one line: the library's own warning is not shown by default
+    assert done.returncode == EXIT_USAGE and len(err) == 1 and "refused the claim certificate: TLS" in err[0]
 
 
 def test_status_and_selftest_from_the_command_line(tmp_path: Path,
@@ -728,3 +745,18 @@ def test_init_from_the_command_line_prints_no_key_and_the_next_step(
     assert "add its [devices], then forecourt provision selftest --config" in out
     key = (tmp_path / "s" / "device.key").read_text()
     assert key.splitlines()[1] not in out and PIN_KEY.hex() not in out.lower() and TOKEN not in out
+
+
+@pytest.mark.parametrize("shift", [dt.timedelta(days=3), dt.timedelta(days=-30)])
+def test_a_certificate_out_of_its_dates_points_at_the_clock(tls_broker: Pki, tmp_path: Path,
+                                                           shift: dt.timedelta) -> None:
+    from drivers.mqtt import TlsFiles
+    from provisioning.status import BrokerRefused, connect
+
+    key = create_device_key(tmp_path / "device.key")
+    issued = tls_broker.authority.issue(make_csr(key, "T-1"), "T-1", days=1,
+                                        now=dt.datetime.now(dt.UTC) + shift)   # as a clock off by `shift`
+    (tmp_path / "device.pem").write_text(issued.cert_pem)
+    files = TlsFiles(tls_broker.directory / "ca.pem", tmp_path / "device.pem", tmp_path / "device.key")
+    with pytest.raises(BrokerRefused, match="check this device's clock"):
+        connect("127.0.0.1", tls_broker.port, "forecourt-test-T-1", tls=files, timeout=5, identity="device")
