@@ -110,7 +110,11 @@ class CertRotator:
 def cert_rotation_handlers(sessions: sessionmaker[Session], link: Publisher, tls: TlsFiles | None, *,
                            clock: Callable[[], dt.datetime]) -> list[tuple[str, Handler]]:
     """The (subscription, handler) pairs for registry/server.py: certificate requests answered by the
-    authority whose directory holds the registry's TLS files; none when the registry runs without TLS."""
+    authority whose directory holds the registry's TLS files; none without TLS or without the CA's key."""
     if tls is None:
+        return []
+    if not (tls.ca.parent / "ca.key").exists():      # the CA signs elsewhere: no rotation by this registry
+        log.warning("certificate rotation off: no CA key beside the registry's TLS files",
+                    extra={"path": str(tls.ca.parent)})
         return []
     return CertRotator(sessions, link, Authority.load(tls.ca.parent), clock=clock).handlers()

@@ -760,3 +760,21 @@ def test_a_certificate_out_of_its_dates_points_at_the_clock(tls_broker: Pki, tmp
     files = TlsFiles(tls_broker.directory / "ca.pem", tmp_path / "device.pem", tmp_path / "device.key")
     with pytest.raises(BrokerRefused, match="check this device's clock"):
         connect("127.0.0.1", tls_broker.port, "forecourt-test-T-1", tls=files, timeout=5, identity="device")
+
+
+def test_certificate_rotation_runs_only_where_the_registry_holds_the_ca(tmp_path: Path) -> None:
+    from drivers.mqtt import TlsFiles
+    from registry.certs import cert_rotation_handlers
+    from registry.pki import Authority
+
+    authority = Authority.create(tmp_path / "pki")
+    folder = authority.directory
+    tls = TlsFiles(folder / "ca.pem", folder / "registry.pem", folder / "registry.key")
+
+    def handlers(files: TlsFiles | None) -> list[str]:
+        return [s for s, _ in cert_rotation_handlers(None, None, files, clock=dt.datetime.now)]
+
+    assert handlers(tls) == [protocol.subscription("cert_request")]
+    assert handlers(None) == []                                  # no TLS: no authority
+    (folder / "ca.key").rename(tmp_path / "ca.key.offline")
+    assert handlers(tls) == []                                   # the CA signs elsewhere
