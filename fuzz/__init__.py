@@ -13,10 +13,10 @@ __all__ = ["all_targets", "by_name"]
 
 
 def all_targets() -> list[Target]:
-    from fuzz import targets_card, targets_local, targets_update, targets_usb, targets_wire
+    from fuzz import targets_card, targets_central, targets_local, targets_update, targets_usb, targets_wire
 
     return [*targets_wire.TARGETS, *targets_card.TARGETS, *targets_local.TARGETS, *targets_usb.TARGETS,
-            *targets_update.TARGETS]
+            *targets_update.TARGETS, *targets_central.TARGETS]
 
 
 def by_name(name: str) -> Target:
