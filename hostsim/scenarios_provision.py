@@ -97,8 +97,10 @@ def _device(sim: Any, device_id: str) -> dict[str, Any] | None:
         engine.dispose()
 
 
-def _sell(run: Any) -> None:
-    """A fleet card buys 20 L on pump 1 of the newly provisioned terminal."""
+def _sell(run: Any, started: int) -> None:
+    """A fleet card buys 20 L on pump 1 of the newly provisioned terminal, once it shows its idle screen
+    (a screen since `started`: the old terminal's idle screen does not count)."""
+    run.sim.panel.wait_for("idle", 60, started)
     run.ready(timeout=60)
     mark = run.insert(0)
     run.wait("enter_pin", mark)
@@ -148,9 +150,10 @@ def provision_new_device(run: Any, *, device_id: str = "T-0042", preregistered: 
     for line in selftest.splitlines():
         run.log("selftest: " + line)
     run.check("FAIL" not in selftest and "PASS" in selftest, "selftest passes every device")
+    started = sim.panel.mark()
     sim.terminal = Process("terminal", forecourt_command("terminal", "--config", config),
                            sim.state / "new-terminal.log", child_env())
-    _sell(run)
+    _sell(run, started)
     deadline = time.monotonic() + 30
     sales: list[tuple[str, int]] = []
     while time.monotonic() < deadline and not sales:
