@@ -107,6 +107,18 @@ class Slots:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{path}: release description unreadable", key="software") from exc
 
+    def prune(self, keep: set[str]) -> list[str]:
+        """Remove the staged versions not in keep (what runs, and what it would go back to), and staging
+        left by a crash; returns the versions removed. Downloads in progress (.part) stay."""
+        removed = []
+        for path in self.root.iterdir():
+            if path.is_symlink() or not path.is_dir():
+                continue
+            if path.name.startswith(".") or path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path.name)
+        return sorted(removed)
+
     def partial(self, version: str) -> Path:
         """The download in progress of a version (kept across restarts: the download resumes)."""
         return self.root / f"{version}.part"

@@ -100,8 +100,14 @@ class Updater:
     # -- life cycle -----------------------------------------------------------------------------------
     def start(self, ready: Callable[[], bool]) -> None:
         """Check the version being tried, if any (ready(): connected and configured), then watch offers."""
-        if self.state.trying is not None:
-            self._check_health(self.state.trying, ready)
+        trying = self.state.trying
+        if trying is not None and self.version != trying:
+            # stopped between marking it and switching `current`: it never ran; installed again later
+            log.warning("update marked but never switched to; not tried", extra={"version": trying})
+            self.state.trying = None
+            self.slots.save(self.state)
+        elif trying is not None:
+            self._check_health(trying, ready)
         self._thread.start()
 
     def stop(self) -> None:
@@ -173,11 +179,13 @@ class Updater:
     def _commit(self, version: str) -> None:
         rollout, self.state.trying = self.state.rollout, None
         self._report(version, rollout, "installed", f"healthy; previous {self.state.previous}")
+        self.slots.prune(keep={version, self.state.previous or ""})
         log.info("update healthy and kept", extra={"version": version})
 
     def _rollback(self, version: str, detail: str) -> None:
         previous = self.state.previous or FACTORY
         self.slots.point_to(previous)
+        self.slots.prune(keep={previous})
         rollout, self.state.trying = self.state.rollout, None
         if version not in self.state.failed:
             self.state.failed.append(version)

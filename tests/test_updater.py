@@ -23,7 +23,7 @@ from contracts import protocol
 from contracts.bundle import Health, build_bundle
 from contracts.signing import key_id
 from drivers.mqtt import MqttLink
-from firmware.update_slots import FACTORY, Slots
+from firmware.update_slots import FACTORY, Slots, UpdateState
 from firmware.updater import Updater, running_version
 from hostsim.services import Process, free_port, start_mosquitto
 from registry.db import open_database
@@ -142,6 +142,30 @@ def test_an_update_is_fetched_installed_between_sales_and_kept_when_healthy(
     after.stop()
 
 
+def test_a_version_marked_but_never_switched_to_is_not_tried(central: Central, tmp_path: Path) -> None:
+    """Stopped between writing "trying" and switching `current`: the next start runs no health check of a
+    version that never ran, reports nothing and restarts nothing."""
+    state = tmp_path / "terminal"
+    slots = Slots(state)
+    slots.save(UpdateState(trying="1.1.0", previous=FACTORY, rollout=1))
+    term = Terminal(central, state).start(ready=lambda: False)
+    assert not term.updater.restart_due.is_set()
+    assert slots.load().trying is None and slots.load().reports == []
+    assert running_version(state) == FACTORY
+    term.stop()
+
+
+def test_old_releases_are_removed_once_a_new_one_is_kept(tmp_path: Path) -> None:
+    slots = Slots(tmp_path)
+    for version in ("1.0.0", "1.1.0", "1.2.0", ".1.3.0.staging"):
+        (slots.root / version).mkdir()
+        (slots.root / version / "release.json").write_text("{}")
+    slots.partial("1.4.0").write_bytes(b"half")
+    slots.point_to("1.2.0")
+    assert slots.prune(keep={"1.2.0", "1.1.0"}) == [".1.3.0.staging", "1.0.0"]
+    assert sorted(p.name for p in slots.root.iterdir()) == ["1.1.0", "1.2.0", "1.4.0.part", "current"]
+
+
 def test_a_failing_health_check_rolls_back_and_the_rollout_halts(central: Central, tmp_path: Path) -> None:
     state = tmp_path / "terminal"
     rollout = central.release(tmp_path, "1.2.0", BAD)
@@ -165,6 +189,7 @@ def test_a_failing_health_check_rolls_back_and_the_rollout_halts(central: Centra
     time.sleep(1.0)
     assert not back.updater.staged and not back.updater.restart_due.is_set()
     assert Slots(state).load().failed == ["1.2.0"]
+    assert not (state / "software" / "1.2.0").exists()      # the failed release's files are gone
     back.stop()
 
 
