@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import metadata
+from pathlib import Path
 
 from contracts import protocol
 from contracts.errors import ConfigError, ForecourtError, HostUnreachable, MissingComponent
@@ -21,6 +21,7 @@ from firmware.config import TerminalConfig
 from firmware.configstore import ConfigStore
 from firmware.hostlink import RELEASE
 from firmware.sale.journal import Journal
+from firmware.update_slots import FACTORY, Slots
 from provisioning.identity import CertInfo, certificate_info
 
 __all__ = [
@@ -36,12 +37,10 @@ __all__ = [
 ]
 
 
-def software_version() -> str:
-    """The forecourt package's version as installed here."""
-    try:
-        return metadata.version("forecourt")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+def software_version(state_dir: Path | None = None) -> str:
+    """The version that runs: the updater's current one in state_dir (what the heartbeat reports), else the
+    forecourt package's version as installed here."""
+    return Slots(state_dir).running() if state_dir is not None else FACTORY
 
 
 class BrokerUnreachable(HostUnreachable, MissingComponent):
@@ -170,8 +169,9 @@ def collect_status(cfg: TerminalConfig, *, now: dt.datetime | None = None, timeo
     count, oldest = _backlog(cfg, moment.timestamp())
     return DeviceStatus(
         terminal=cfg.terminal.id, station=cfg.terminal.station, certificate=cert, certificate_problem=problem,
-        config_version=_config_version(cfg, moment), software_version=software_version(), backlog=count,
-        oldest_unsent_s=oldest, broker=_broker(cfg, timeout) if probe_broker else "not checked", now=moment)
+        config_version=_config_version(cfg, moment), software_version=software_version(cfg.state_dir),
+        backlog=count, oldest_unsent_s=oldest, now=moment,
+        broker=_broker(cfg, timeout) if probe_broker else "not checked")
 
 
 def lines(status: DeviceStatus) -> Iterator[str]:

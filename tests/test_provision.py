@@ -283,6 +283,9 @@ def test_status_says_who_the_terminal_is_and_how_it_stands(tmp_path: Path, mosqu
     text = "\n".join(lines(status))
     assert "(30 days left)" in text and status.certificate.fingerprint in text and software_version() in text
     assert "PRIVATE" not in text
+    (cfg.state_dir / "software").mkdir(exist_ok=True)
+    os.symlink("1.4.2", cfg.state_dir / "software" / "current")      # the updater runs 1.4.2
+    assert collect_status(cfg, now=NOW, probe_broker=False).software_version == "1.4.2"
 
 
 def test_status_without_a_certificate_or_a_broker_says_so(tmp_path: Path) -> None:
