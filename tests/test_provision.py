@@ -288,6 +288,25 @@ def test_status_says_who_the_terminal_is_and_how_it_stands(tmp_path: Path, mosqu
     assert collect_status(cfg, now=NOW, probe_broker=False).software_version == "1.4.2"
 
 
+def test_status_counts_the_sales_the_registry_has_not_acknowledged(tmp_path: Path) -> None:
+    from firmware.sale.journal import Journal
+    from firmware.sale.machine import SaleState
+    from provisioning.status import collect_status, lines
+
+    cfg = _terminal_toml(tmp_path / "t", broker=1, printer="memory://")
+    journal = Journal(cfg.state_dir / "journal.db")
+    for n, sale_id in enumerate(["s-1", "s-2", "s-3"]):
+        journal.begin_sale(sale_id, 1, "707700******0011", "tok", program="fleet")
+        for state in (SaleState.AUTHORIZING, SaleState.APPROVED):
+            journal.transition(sale_id, state)
+        journal.transition(sale_id, SaleState.COMPLETED, finished_at=NOW.timestamp() - 600 + n)
+    journal.mark("s-3", "synced")
+    journal.close()
+    status = collect_status(cfg, now=NOW, probe_broker=False)
+    assert (status.backlog, round(status.oldest_unsent_s)) == (2, 600)
+    assert "2 unsent, oldest 600 s" in "\n".join(lines(status))
+
+
 def test_status_without_a_certificate_or_a_broker_says_so(tmp_path: Path) -> None:
     from hostsim.services import free_port
     from provisioning.status import collect_status, lines
