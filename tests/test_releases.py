@@ -310,3 +310,26 @@ def test_a_report_after_a_halt_is_kept(tmp_path: Path, sessions: sessionmaker[Se
     with sessions() as s:
         assert statuses(s)[DEVICES[0]] == "installed"
         assert s.get(Rollout, 1).status == "halted"               # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--version", "1 0"], "bundle not built"),
+    (["--dir", "/nonexistent/src"], "not a directory"),
+    (["--key", "/nonexistent/key"], "not a readable PEM private key"),
+    (["--health", ""], "--health must name a command"),
+])
+def test_release_build_refuses_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     args: list[str], message: str) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    from forecourtcli.main import EXIT_USAGE, main
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "health.py").write_text("raise SystemExit(0)\n")
+    key = tmp_path / "k.pem"
+    key.write_bytes(KEY.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    base = {"--version": "1.0", "--dir": str(tmp_path / "src"), "--key": str(key), "-o": str(tmp_path / "b")}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    assert main(["release", "build", *[x for kv in base.items() for x in kv]]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
