@@ -8,6 +8,7 @@ Run it while the terminal is stopped: a DART line has one master, and the termin
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -104,8 +105,8 @@ def check_printer(cfg: TerminalConfig, timeout: float) -> CheckResult:
             return CheckResult("printer", True, f"{url.raw}: connected")
         if url.scheme == "file":
             path = Path(url.host + url.path)
-            with path.open("ab"):
-                pass
+            # no O_CREAT: an unplugged printer must not become a regular file at its device path
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY))
             return CheckResult("printer", True, f"{path}: opens for writing")
         if url.scheme == "memory":
             return CheckResult("printer", True, "memory://: simulated")

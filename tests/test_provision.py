@@ -243,6 +243,18 @@ def test_selftest_fails_each_device_that_does_not_answer(tmp_path: Path, mosquit
     assert all("FAIL" in row for row in list(table(results))[1:])
 
 
+def test_selftest_opens_a_printer_device_file_and_never_creates_one(tmp_path: Path) -> None:
+    from provisioning.selftest import check_printer
+
+    missing = tmp_path / "dev" / "lp0"
+    missing.parent.mkdir()
+    cfg = _terminal_toml(tmp_path / "t", broker=1, printer=f"file://{missing}")
+    result = check_printer(cfg, timeout=1)
+    assert not result.passed and "No such file" in result.detail and not missing.exists()
+    missing.write_bytes(b"")
+    assert check_printer(cfg, timeout=1).passed
+
+
 def test_selftest_fails_a_broker_without_the_devices_configuration(tmp_path: Path, mosquitto: int) -> None:
     from provisioning.selftest import check_broker
 
