@@ -41,7 +41,7 @@ __all__ = ["RESTART_EXIT", "Updater", "WatchedConfigs", "running_version"]
 log = logging.getLogger(__name__)
 
 RESTART_EXIT = 75          # "restart me": the supervisor starts the terminal again (docs/updates.md)
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024         # the most the registry sends at once (registry.releases.MAX_CHUNK)
 
 
 def running_version(state_dir: Path) -> str:
