@@ -228,22 +228,28 @@ class Updater:
 
     # -- offers and downloads -------------------------------------------------------------------------
     def _on_offer(self, topic: str, payload: bytes, props: Any) -> None:
-        if not payload:                 # the registry cleared the offer (rollout halted)
-            with self._lock:
-                self._offer = None
-            return
-        try:
-            offer = m.decode(payload, d.UPDATE_OFFER)
-        except MessageError as exc:
-            log.warning("malformed update offer dropped", extra={"error": str(exc)})
-            return
-        version = offer["version"]
-        if offer["terminal"] != self.terminal or version in (self.version, self.state.trying) \
-                or version in self.state.failed:
-            return
+        """The registry's desired version. Empty: withdrawn (rollout halted); a staged version no longer
+        offered is not installed."""
+        offer: dict[str, Any] | None = None
+        if payload:
+            try:
+                offer = m.decode(payload, d.UPDATE_OFFER)
+            except MessageError as exc:
+                log.warning("malformed update offer dropped", extra={"error": str(exc)})
+                return
+            if offer["terminal"] != self.terminal:
+                return
+        version = offer["version"] if offer is not None else None
+        if version in (self.version, self.state.trying) or version in self.state.failed:
+            offer = None                   # runs it, tries it, or it failed here: nothing to fetch
         with self._lock:
+            if self.staged is not None and self.staged["version"] != version:
+                log.info("staged update no longer offered; not installed",
+                         extra={"version": self.staged["version"]})
+                self.staged = None
             self._offer = offer
-        self._wake.set()
+        if offer is not None:
+            self._wake.set()
 
     def _download_loop(self) -> None:
         while not self._stop.is_set():

@@ -250,3 +250,18 @@ def test_an_altered_bundle_or_an_untrusted_key_is_refused(central: Central, tmp_
     wait_for(lambda: central.status(rollout) == "refused")
     assert not (tmp_path / "t2" / "software" / "1.6.0").exists()
     term.stop()
+
+
+def test_a_staged_update_whose_offer_is_withdrawn_is_not_installed(central: Central, tmp_path: Path) -> None:
+    state = tmp_path / "terminal"
+    rollout = central.release(tmp_path, "1.7.0", GOOD)
+    term = Terminal(central, state).start()
+    wait_for(lambda: term.updater.staged)
+    with central.sessions() as s:
+        s.get(Rollout, rollout).status = "halted"              # type: ignore[union-attr]
+        s.commit()
+    central.releases.tick()                                     # the offer is cleared (empty, retained)
+    wait_for(lambda: term.updater.staged is None)
+    assert not term.updater.idle(lambda: True)
+    assert running_version(state) == FACTORY and central.status(rollout) == "cancelled"
+    term.stop()
