@@ -137,6 +137,7 @@ def _check_options(opts: InitOptions) -> None:
     for name in ("ca.pem", "claim.pem", "claim.key"):
         if not (opts.claim_dir / name).is_file():
             raise ConfigError(f"--claim-dir {opts.claim_dir} has no {name}", key="--claim-dir")
+    _key_names(opts.state_dir / "terminal.toml")       # a prepared file that cannot work: before the token
     if (opts.state_dir / DEVICE_CERT).exists():
         raise ConfigError(f"{opts.state_dir} is provisioned already ({DEVICE_CERT}): use rotate-cert, or a "
                           "fresh state directory", key="--state-dir")
@@ -164,6 +165,18 @@ def _request(opts: InitOptions, now: dt.datetime) -> tuple[dict[str, Any], bool]
     return doc, resumed
 
 
+def _key_names(config: Path) -> tuple[str, str]:
+    """The PIN key and DUKPT file names a prepared terminal.toml gives ([devices] pin_key, [bank] dukpt),
+    else the terminal's defaults: the keys go where the terminal will read them."""
+    doc = read_toml(config, "config") if config.exists() else {}
+    names = (doc.get("devices", {}).get("pin_key", "pek.hex"), doc.get("bank", {}).get("dukpt", "dukpt.toml"))
+    for name in names:
+        if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ConfigError(f"{config}: a key file must be named inside the state directory, not {name!r}",
+                              key="devices.pin_key")
+    return names[0], names[1]
+
+
 def _install(opts: InitOptions, reply: dict[str, Any], request_id: str, now: dt.datetime) -> Enrolled:
     """Check what the registry sent and write it; terminal.toml last."""
     needed = ("device_id", "station", "certificate_pem", "ca_pem", "config_keys", "keys_sealed")
@@ -179,12 +192,16 @@ def _install(opts: InitOptions, reply: dict[str, Any], request_id: str, now: dt.
         dukpt_id = bytes.fromhex(keys["dukpt_key_id"])
     except (KeyError, TypeError, ValueError) as exc:
         raise MessageError("sealed keys are not the three hex keys expected") from exc
-    install_pin_key(state, pin_key)
-    install_dukpt(state, dukpt_key, dukpt_id, note=f"sealed to {device_id} by the registry at enrollment")
+    names = _key_names(state / "terminal.toml")
+    install_pin_key(state, pin_key, names[0])
+    install_dukpt(state, dukpt_key, dukpt_id, name=names[1],
+                  note=f"sealed to {device_id} by the registry at enrollment")
     write_key_file(state / CA_CERT, reply["ca_pem"])
     write_key_file(state / DEVICE_CERT, reply["certificate_pem"])
     write_config_keys(state, reply["config_keys"])      # each key id checked against its key
-    path = write_terminal_toml(state / "terminal.toml", terminal={"id": device_id, "station": station},
+    # the files are in this directory, whatever state_dir a prepared terminal.toml said
+    path = write_terminal_toml(state / "terminal.toml",
+                               terminal={"id": device_id, "station": station, "state_dir": "."},
                                mqtt={"host": opts.host, "port": opts.port, "tls": True, "ca": CA_CERT,
                                      "cert": DEVICE_CERT, "key": DEVICE_KEY})
     (state / PENDING_FILE).unlink(missing_ok=True)

@@ -546,8 +546,10 @@ def test_init_keeps_the_technicians_devices_and_refuses_a_provisioned_directory(
                                                                                tmp_path: Path) -> None:
     state = tmp_path / "device"
     state.mkdir()
-    (state / "terminal.toml").write_text('[terminal]\nid = "X"\nstation = "Y"\n\n[devices]\n'
-                                         'pump_line = "sim://"\npumps = [1, 2]\nprinter = "tcp://10.0.0.9:9100"\n')
+    (state / "terminal.toml").write_text('[terminal]\nid = "X"\nstation = "Y"\n'
+                                         'state_dir = "/var/elsewhere"\n\n[devices]\n'
+                                         'pump_line = "sim://"\npumps = [1, 2]\n'
+                                         'printer = "tcp://10.0.0.9:9100"\npin_key = "keys/fleet-pin.hex"\n')
     operator = FakeOperator(tls_broker, lambda doc: [operator.accepted(doc)])
     try:
         enroll(_init(tls_broker, state), say=print)
@@ -557,14 +559,21 @@ def test_init_keeps_the_technicians_devices_and_refuses_a_provisioned_directory(
 
     cfg = load_config(state / "terminal.toml", profile="sim")
     assert (cfg.terminal.id, cfg.devices.pumps, cfg.devices.printer) == ("T-0042", (1, 2), "tcp://10.0.0.9:9100")
+    assert cfg.state_dir == state.resolve() and (state / "keys" / "fleet-pin.hex").exists()
+    assert not (state / "pek.hex").exists()               # the key went where the prepared file said
     with pytest.raises(ConfigError, match="provisioned already"):
         enroll(_init(tls_broker, state), say=print)
 
 
-@pytest.mark.parametrize("bad", [{"token": "short"}, {"serial": "a/b"}, {"device_id": "registry"}])
+@pytest.mark.parametrize("bad", [{"token": "short"}, {"serial": "a/b"}, {"device_id": "registry"}, {}])
 def test_init_refuses_bad_options_before_connecting(tmp_path: Path, bad: dict[str, str]) -> None:
     opts = InitOptions(state_dir=tmp_path / "s", host="127.0.0.1", port=1, token=TOKEN, serial="SN-1",
                        claim_dir=tmp_path)
+    for name in ("ca.pem", "claim.pem", "claim.key"):
+        (tmp_path / name).write_text("")
+    if not bad:                                     # a prepared terminal.toml naming a key outside
+        opts.state_dir.mkdir()
+        (opts.state_dir / "terminal.toml").write_text('[devices]\npin_key = "../pek.hex"\n')
     with pytest.raises(ConfigError):
         enroll(dataclasses.replace(opts, **bad), say=print)
 
