@@ -31,7 +31,7 @@ from firmware.sale.journal import Journal
 from firmware.sale.record import SaleRecord
 from firmware.station import Station
 
-__all__ = ["RELEASE", "Backlog", "HostLink", "Link", "resend_delay", "sale_payload"]
+__all__ = ["RELEASE", "Backlog", "HostLink", "Link", "backlog_of", "resend_delay", "sale_payload"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,15 @@ class Backlog:
 
     count: int
     oldest_age: float       # seconds since the oldest unacknowledged sale finished; 0 without a backlog
+
+
+def backlog_of(journal: Journal, now: float) -> Backlog:
+    """What waits in a journal for the registry's ack at `now` (epoch seconds): unacknowledged completed
+    sales and releases, and the oldest one's age (also read without a link, by provisioning's status)."""
+    finished = [r.finished_at or r.created_at for r in journal.unsynced()]
+    finished += [dt.datetime.strptime(json.loads(d)["finished_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+                 .replace(tzinfo=dt.UTC).timestamp() for d in journal.values(RELEASE).values()]
+    return Backlog(len(finished), max(0.0, now - min(finished)) if finished else 0.0)
 
 
 @dataclass
@@ -215,13 +224,7 @@ class HostLink:
 
     def backlog(self) -> Backlog:
         """Sales and releases the registry has not acknowledged (parked ones excluded: an operator's)."""
-        sales = self.journal.unsynced()
-        releases = self.journal.values(RELEASE).values()
-        finished = [r.finished_at or r.created_at for r in sales]
-        finished += [dt.datetime.strptime(json.loads(d)["finished_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
-                     .replace(tzinfo=dt.UTC).timestamp() for d in releases]
-        age = max(0.0, time.time() - min(finished)) if finished else 0.0
-        return Backlog(len(finished), age)
+        return backlog_of(self.journal, time.time())
 
     def _sync_loop(self) -> None:
         while not self._stop.is_set():

@@ -6,7 +6,6 @@ its certificate. Also the one way the provisioning tools connect as the device (
 from __future__ import annotations
 
 import datetime as dt
-import json
 import socket
 import threading
 import time
@@ -19,7 +18,7 @@ from contracts.errors import ConfigError, ForecourtError, HostUnreachable, Missi
 from drivers.mqtt.link import MqttLink, TlsFiles
 from firmware.config import TerminalConfig
 from firmware.configstore import ConfigStore
-from firmware.hostlink import RELEASE
+from firmware.hostlink import backlog_of
 from firmware.sale.journal import Journal
 from firmware.update_slots import FACTORY, Slots
 from provisioning.identity import CertInfo, certificate_info
@@ -138,13 +137,10 @@ def _backlog(cfg: TerminalConfig, now: float) -> tuple[int, float]:
         return 0, 0.0
     journal = Journal(path)
     try:
-        finished = [r.finished_at or r.created_at for r in journal.unsynced()]
-        for doc in journal.values(RELEASE).values():
-            at = dt.datetime.strptime(json.loads(doc)["finished_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
-            finished.append(at.replace(tzinfo=dt.UTC).timestamp())
+        backlog = backlog_of(journal, now)
     finally:
         journal.close()
-    return len(finished), (max(0.0, now - min(finished)) if finished else 0.0)
+    return backlog.count, backlog.oldest_age
 
 
 def _broker(cfg: TerminalConfig, timeout: float) -> str:
