@@ -257,7 +257,9 @@ class SimulatorWindow(WindowPainter):
         return True
 
     def refresh(self) -> None:
-        """Read the status strip and the new log lines again (the loop calls it through tick)."""
+        """Read the status strip and the new log lines again (the loop calls it through tick); start the
+        terminal again when it exited for an update or a remote restart, as its supervisor would."""
+        self.sim.supervise_terminal()
         self.strip = read_status(self.sim)
         added = self.log.poll()
         if self.log_scroll:

@@ -133,6 +133,9 @@ class FakeSim:
         self.broker_port = 0
         self.mosquitto = self.registry = self.terminal = None
 
+    def supervise_terminal(self) -> bool:
+        return False                      # no terminal runs to be started again
+
 
 @pytest.fixture
 def sim(tmp_path: Path) -> FakeSim:
