@@ -155,6 +155,12 @@ class Simulator:
             self.mosquitto.stop()
             self.mosquitto = None
 
+    def reload_broker(self) -> None:
+        """SIGHUP: mosquitto reads its certificates, CRL and ACL again (after a revocation). Connections
+        already open stay; restart the broker (stop_broker, start_broker) to drop them as well."""
+        if self.mosquitto is not None:
+            self.mosquitto.kill(signal.SIGHUP)
+
     def start_registry(self) -> None:
         reg = self.state / "registry"
         reg.mkdir(exist_ok=True)

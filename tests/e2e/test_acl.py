@@ -3,17 +3,30 @@ another terminal's topics by the broker, and the simulator's parts all run on TL
 
 from __future__ import annotations
 
+import time
+
+from drivers.mqtt import TlsFiles
 from hostsim.scenarios import Run, fleet_happy
-from hostsim.scenarios_central import FORGED, OTHER_DEVICE, acl_cross_device
+from hostsim.scenarios_central import FORGED, OTHER_DEVICE, acl_cross_device, refusal
 from hostsim.world import Simulator
 
 
-def test_acl_cross_device(sim: Simulator, run: Run) -> None:
+def test_acl_cross_device_and_a_revoked_device(sim: Simulator, run: Run) -> None:
     acl_cross_device(run)
     assert run.checks == [], "\n".join(run.transcript)
     refused = [line for line in run.transcript if line.endswith("PUBACK 0x87")]
     assert len(refused) == len(FORGED)
     assert all(f"/terminal/{OTHER_DEVICE}/" in line for line in refused)
+    # the other device revoked: refused once the broker has reloaded; the terminal's own certificate not
+    other = TlsFiles(sim.terminal_tls.ca, *(sim.state / "acl-cross-device" / f"{OTHER_DEVICE}.{x}"
+                                            for x in ("pem", "key")))
+    sim.authority.revoke(other.cert.read_text())
+    sim.reload_broker()
+    deadline = time.monotonic() + 10
+    while (reason := refusal(sim.broker_port, other)) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert reason == "TLS: SSLV3_ALERT_CERTIFICATE_REVOKED"
+    assert refusal(sim.broker_port, sim.terminal_tls) is None
 
 
 def test_the_simulator_sells_over_tls_with_client_certificates(sim: Simulator, run: Run) -> None:
