@@ -14,8 +14,12 @@ from firmware.programs.bank.receipt import held_cents
 from firmware.receipt import format_litres
 from firmware.sale.record import SaleRecord
 from hostsim.scenarios_bank import BANK_SCENARIOS
+from hostsim.scenarios_central import acl_cross_device
+from hostsim.scenarios_config import config_rollback
+from hostsim.scenarios_provision import provision_new_device
 from hostsim.scenarios_pump import pump_faults, pump_offline_midsale
 from hostsim.scenarios_update import update_rollback
+from hostsim.scenarios_usb import USB_SCENARIOS
 from hostsim.world import Simulator, load_cards
 
 __all__ = ["SCENARIOS", "SIM_OPTIONS", "Run", "sale_view"]
@@ -245,7 +249,12 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "pump-faults": pump_faults,
     "pump-offline-midsale": pump_offline_midsale,
     **BANK_SCENARIOS,
+    # issue 13: the central part
+    "acl-cross-device": acl_cross_device,
+    "config-rollback": config_rollback,
+    "provision-new-device": provision_new_device,
     "update-rollback": update_rollback,
+    **USB_SCENARIOS,
 }
 
 # Simulator options a scenario needs (defaults otherwise).
