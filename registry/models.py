@@ -19,6 +19,7 @@ __all__ = [
     "Device",
     "DeviceCommand",
     "DeviceEvent",
+    "EnrollmentRequest",
     "EnrollmentToken",
     "ExpectedDevice",
     "Nozzle",
@@ -75,6 +76,7 @@ class Device(Base):
     serial: Mapped[str | None] = mapped_column(String(64))
     cert_fingerprint: Mapped[str | None] = mapped_column(String(64))    # SHA-256 of the DER certificate, hex
     cert_expires_at: Mapped[dt.datetime | None]
+    cert_pem: Mapped[str | None] = mapped_column(Text)     # the certificate it holds: what revocation lists
     dukpt_key_id: Mapped[str | None] = mapped_column(String(16))       # hex; the PIN pad's initial key id
     first_seen_at: Mapped[dt.datetime | None]
     last_seen_at: Mapped[dt.datetime | None]
@@ -108,6 +110,28 @@ class EnrollmentToken(Base):
     expires_at: Mapped[dt.datetime]
     used_at: Mapped[dt.datetime | None]
     used_by: Mapped[str | None] = mapped_column(String(64))        # the device it made
+
+
+class EnrollmentRequest(Base):
+    """An enrollment request the registry answered or owes an answer (registry.enroll_state): a device
+    waiting for an operator keeps its CSR here, and a final reply retained on the claim client's reply topic
+    is cleared from the broker later. One row per request; a refusal that made no device has none."""
+
+    __tablename__ = "enrollment_requests"
+    __table_args__ = (Index("ix_enrollment_requests_owed", "replied_at", "reply_cleared_at"),
+                      Index("ix_enrollment_requests_client", "client"),
+                      Index("ix_enrollment_requests_device", "device_id"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client: Mapped[str] = mapped_column(String(64))             # the claim client: its reply topic
+    request_id: Mapped[str] = mapped_column(String(36))
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"))
+    csr_pem: Mapped[str | None] = mapped_column(Text)           # while its answer is owed
+    created_at: Mapped[dt.datetime]
+    reply_status: Mapped[str] = mapped_column(String(16))       # pending accepted refused
+    # final answers prepared: a conditional UPDATE on it lets one registry host prepare each
+    answers: Mapped[int] = mapped_column(default=0, server_default="0")
+    replied_at: Mapped[dt.datetime | None]                      # the final answer is on the broker
+    reply_cleared_at: Mapped[dt.datetime | None]                # ... and cleared there (or replaced)
 
 
 class ConfigRelease(Base):

@@ -15,14 +15,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Engine, Integer, MetaData, create_engine, select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from test_registry_checks import make_pre_held_database
 from test_registry_service import ACME, NOW, SEED, Env, forget_migrations, make_pre_kind_database
 
-from registry import migrations
+from registry import devices, migrations
+from registry.configs import ConfigIssuer
 from registry.db import database_url, open_database
+from registry.fleetops import queue_command
 from registry.keys import load_or_create_keys
-from registry.models import Base
+from registry.models import Base, Device, DeviceEvent, Rollout, RolloutDevice, SoftwareRelease
 from registry.seed import apply_seed, load_seed
 
 
@@ -66,7 +68,29 @@ def check_fresh_database_reaches_the_models_schema(url: str) -> None:
 
 
 # The newest revision of the release before this one: its database is "today's" for the next upgrade.
-PREVIOUS = "r0004"
+PREVIOUS = "r0005"
+
+
+def add_device_operations(s: Session, tmp_path: Path) -> None:
+    """Rows in the tables of device identity and operations (r0005): a token, a serial registered ahead,
+    a device's shadow, its signed configuration, an event, a command, a release and a rollout."""
+    devices.create_token(s, "ST-001", NOW)
+    devices.import_expected(s, "SN-9,ST-001,T-0009\n", NOW)
+    device = s.get(Device, "T-0001")
+    assert device is not None
+    device.serial, device.cert_fingerprint, device.cert_expires_at = "SN-1", "ab" * 32, NOW
+    device.reported_software_version, device.online, device.backlog = "1.4.2", True, 3
+    ConfigIssuer(tmp_path / "config").issue_config(s, device, NOW)
+    queue_command(s, "T-0001", "restart", now=NOW, command_id="0f8fad5b-d9cb-469f-a165-70867728950e")
+    s.add(DeviceEvent(event_id="7c9e6679-7425-40de-944b-e07fc1f90ae7", device_id="T-0001", at=NOW,
+                      received_at=NOW, severity="warning", code="paper_low", detail=""))
+    s.add(SoftwareRelease(version="1.5.0", sha256="cd" * 32, size=10, path="/srv/1.5.0.bundle",
+                          created_at=NOW))
+    s.flush()
+    s.add(Rollout(id=1, version="1.5.0", percent=10, failure_threshold=20, status="running", created_at=NOW))
+    s.flush()
+    s.add(RolloutDevice(rollout_id=1, device_id="T-0001", status="offered", updated_at=NOW))
+    s.commit()
 
 
 def check_database_made_by_todays_code_keeps_every_row(url: str, tmp_path: Path) -> None:
@@ -83,6 +107,8 @@ def check_database_made_by_todays_code_keeps_every_row(url: str, tmp_path: Path)
         env.sale(None, kind="bank")
         assert env.record({**doc, "volume_cl": 1})["reason"] == "conflict"
         env.sale(env.auth(ACME)["auth_id"], volume_cl=99_999)           # held
+        with env.sessions() as s:
+            add_device_operations(s, tmp_path)
         made = {name: [dict(r._mapping) for r in rs] for name, rs in mapped_rows(scratch).items()}
     finally:
         scratch.dispose()
