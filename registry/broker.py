@@ -39,6 +39,9 @@ def broker_config(port: int, *, bind: str = "127.0.0.1", data_dir: Path | None =
         f"listener {port} {bind}",
         "protocol mqtt",
         "max_queued_messages 10000",
+        # Nagle's algorithm held a publish written right after a PUBACK for the client's delayed ACK (~40 ms
+        # per answer and per sale ack window); the clients (drivers.mqtt.link) set TCP_NODELAY too
+        "set_tcp_nodelay true",
         "log_dest stderr",
         "log_type error",
         "log_type warning",

@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from psec.pinblock import decipher_pinblock_iso_4
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -189,16 +189,36 @@ def _repeat(session: Session, tx: Transaction, sale: dict[str, Any], now: dt.dat
     return {"sale_id": sale["sale_id"], "status": "rejected", "reason": SaleAckReason.CONFLICT.value}
 
 
+class _Batch:
+    """What a batch of sales reads, one query per table (issue 13): the sales already stored, the nozzles of
+    their stations; their devices and authorizations are held here, so session.get finds them in the
+    session's identity map (which holds them only weakly) without a query."""
+
+    def __init__(self, session: Session, sales: list[dict[str, Any]]) -> None:
+        ids = [sale["sale_id"] for sale in sales]
+        self.stored = {t.sale_id: t for t in session.scalars(select(Transaction)
+                                                             .where(Transaction.sale_id.in_(ids)))}
+        self.held: list[object] = [*session.scalars(select(Device).where(
+            Device.id.in_({sale["terminal"] for sale in sales})))]
+        if auths := {sale["auth_id"] for sale in sales if sale["auth_id"] is not None}:
+            self.held += session.scalars(select(Authorization).where(Authorization.id.in_(auths)))
+        self.nozzles = {(n.station_id, n.pump, n.nozzle): n for n in session.scalars(
+            select(Nozzle).where(Nozzle.station_id.in_({sale["station"] for sale in sales})))}
+        self.rows: list[dict[str, Any]] = []
+
+
 def _stage(session: Session, sale: dict[str, Any], now: dt.datetime,
-           alarms: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+           alarms: list[dict[str, Any]], batch: _Batch | None = None) -> tuple[dict[str, Any], list[str]]:
     """A sale added to the session, uncommitted: its acknowledgement, and the problems it is held for."""
     ack = {"sale_id": sale["sale_id"], "status": "stored", "reason": ""}
-    stored = session.scalar(select(Transaction).where(Transaction.sale_id == sale["sale_id"]))
+    stored = batch.stored.get(sale["sale_id"]) if batch else session.scalar(
+        select(Transaction).where(Transaction.sale_id == sale["sale_id"]))
     if stored is not None:
         return _repeat(session, stored, sale, now, alarms), []
     device = session.get(Device, sale["terminal"])
-    nozzle = session.scalar(select(Nozzle).where(
-        Nozzle.station_id == sale["station"], Nozzle.pump == sale["pump"], Nozzle.nozzle == sale["nozzle"]))
+    nozzle = batch.nozzles.get((sale["station"], sale["pump"], sale["nozzle"])) if batch else session.scalar(
+        select(Nozzle).where(Nozzle.station_id == sale["station"], Nozzle.pump == sale["pump"],
+                             Nozzle.nozzle == sale["nozzle"]))
     problems = sale_problems(sale, device, nozzle, now)
     auth = _settled_authorization(session, sale, problems)
     # A sale of nothing on an authorization never granted (the terminal releasing a request that got no
@@ -207,14 +227,20 @@ def _stage(session: Session, sale: dict[str, Any], now: dt.datetime,
     nothing = (sale["volume_cl"] == 0 and sale["amount_cents"] == 0
                and set(problems) <= {"unknown_authorization", "authorization_reused"} and bool(problems))
     held = bool(problems) and not nothing
-    session.add(Transaction(
-        sale_id=sale["sale_id"], seq=sale.get("seq"), kind=sale["kind"], auth_id=sale["auth_id"],
-        card_id=auth.card_id if auth else None, wallet_id=auth.wallet_id if auth else None,
-        device_id=sale["terminal"], station_id=sale["station"], pump=sale["pump"], nozzle=sale["nozzle"],
-        product=sale["product"], volume_cl=sale["volume_cl"],
-        amount_cents=sale["amount_cents"], price_milli=sale["price_milli"], card_masked=sale["card_masked"],
-        finished_at=parse_timestamp(sale["finished_at"]), received_at=now, recovered=sale["recovered"],
-        flags=",".join(dict.fromkeys([*sale["flags"], *problems])), held=held))
+    row = {
+        "sale_id": sale["sale_id"], "seq": sale.get("seq"), "kind": sale["kind"], "auth_id": sale["auth_id"],
+        "card_id": auth.card_id if auth else None, "wallet_id": auth.wallet_id if auth else None,
+        "device_id": sale["terminal"], "station_id": sale["station"], "pump": sale["pump"],
+        "nozzle": sale["nozzle"], "product": sale["product"], "volume_cl": sale["volume_cl"],
+        "amount_cents": sale["amount_cents"], "price_milli": sale["price_milli"],
+        "card_masked": sale["card_masked"], "finished_at": parse_timestamp(sale["finished_at"]),
+        "received_at": now, "recovered": sale["recovered"],
+        "flags": ",".join(dict.fromkeys([*sale["flags"], *problems])), "held": held}
+    if batch:
+        batch.rows.append(row)            # inserted with the batch's other rows, in one statement
+        batch.stored[sale["sale_id"]] = Transaction(**row)   # the same sale again in this batch: its repeat
+    else:
+        session.add(Transaction(**row))
     if auth is not None:
         auth.status = "completed"         # held or not, the sale used it: the hold on the wallet ends
     if held:
@@ -277,7 +303,11 @@ def record_sales(session: Session, sales: list[dict[str, Any]],
     """
     alarms: list[dict[str, Any]] = []
     try:
-        staged = [_stage(session, sale, now, alarms) for sale in sales]
+        with session.no_autoflush:
+            batch = _Batch(session, sales)
+            staged = [_stage(session, sale, now, alarms, batch) for sale in sales]
+        if batch.rows:
+            session.execute(insert(Transaction), batch.rows)     # one executemany, no row read back
         session.commit()
     except SQLAlchemyError:
         session.rollback()

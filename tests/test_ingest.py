@@ -1,0 +1,114 @@
+"""Sales intake speed (issue 13): a batch reads each table once and inserts in one statement; acks and
+requests are not held by Nagle's algorithm."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select
+from test_registry_service import NOW, Env, sqlite_env
+from test_registry_usage import mosquitto  # noqa: F401 - the fixture
+
+from contracts import messages as m
+from drivers.mqtt import MqttLink
+from registry.ingest import SaleIngest
+from registry.models import Transaction
+from registry.service import record_sales
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    yield from sqlite_env(tmp_path)
+
+
+def sale(kind: str = "bank", auth_id: str | None = None, terminal: str = "T-0001") -> dict[str, Any]:
+    return m.decode(m.encode({
+        "sale_id": str(uuid.uuid4()), "kind": kind, "auth_id": auth_id, "terminal": terminal,
+        "station": "ST-001", "pump": 1, "nozzle": 1, "product": "diesel", "volume_cl": 2000,
+        "amount_cents": 3318, "price_milli": 1659, "card_masked": "476173******0010",
+        "finished_at": "2025-03-15T11:59:00.000000Z", "recovered": False, "flags": []}, m.SALE), m.SALE)
+
+
+def statements(env: Env, sales: list[dict[str, Any]]) -> tuple[list[dict[str, Any] | None], int]:
+    """record_sales' answers, and how many SQL statements it sent."""
+    sent: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        sent.append(statement)
+
+    event.listen(env.engine, "before_cursor_execute", count)
+    try:
+        with env.sessions() as s:
+            acks = record_sales(s, sales, NOW)
+    finally:
+        event.remove(env.engine, "before_cursor_execute", count)
+    return acks, len(sent)
+
+
+def test_a_batch_reads_each_table_once_whatever_its_size(env: Env) -> None:
+    """Before: three queries and one INSERT per sale (the existence check flushed the previous row)."""
+    small_acks, small_count = statements(env, [sale() for _ in range(5)])
+    large_acks, large_count = statements(env, [sale() for _ in range(50)])
+    assert [a["status"] if a else None for a in small_acks + large_acks] == ["stored"] * 55
+    assert large_count == small_count <= 5, (small_count, large_count)
+    # a fleet sale completes its authorization: one more read for the batch, an UPDATE for each
+    fleet_acks, fleet_count = statements(env, [sale("fleet", env.auth()["auth_id"]) for _ in range(3)])
+    assert [(a["status"], a["reason"]) if a else None for a in fleet_acks] == [("stored", "")] * 3
+    assert fleet_count <= small_count + 1 + 3, fleet_count
+
+
+def test_one_sale_twice_in_a_batch_is_stored_once(env: Env) -> None:
+    """A resend can reach the queue before the first copy is stored: one row, the second a duplicate."""
+    first = sale()
+    acks, _ = statements(env, [first, sale(), dict(first)])
+    assert [a["status"] if a else None for a in acks] == ["stored", "stored", "duplicate"]
+    with env.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Transaction)
+                        .where(Transaction.sale_id == first["sale_id"])) == 1
+
+
+def test_a_reply_sent_after_a_puback_is_not_held_by_nagle(mosquitto: int) -> None:  # noqa: F811
+    """The answerer acks a request (PUBACK) and publishes its answer right after: without TCP_NODELAY the
+    answer waited for the broker's delayed TCP ACK, ~40 ms each time (a window of 20 sales: ~400/s)."""
+    asker = MqttLink("127.0.0.1", mosquitto, "asker")
+    answerer = MqttLink("127.0.0.1", mosquitto, "answerer")
+    answerer.subscribe("test/ask", lambda t, p, props: answerer.reply(props, p))
+    asker.subscribe("test/answers", lambda t, p, props: None)
+    for link in (answerer, asker):
+        link.start()
+    try:
+        assert asker.wait_connected(5) and answerer.wait_connected(5)
+        time.sleep(0.3)                                          # both subscribed
+        times = []
+        for n in range(30):
+            start = time.perf_counter()
+            assert asker.request("test/ask", str(n).encode(), "test/answers", 5) == str(n).encode()
+            times.append(time.perf_counter() - start)
+        assert statistics.median(times) < 0.02, times
+    finally:
+        for link in (asker, answerer):
+            link.stop()
+
+
+def test_stop_waits_for_the_batch_in_hand(env: Env) -> None:
+    """What the intake received is stored before stop() returns (its acks go when the link is up)."""
+    offline = MqttLink("127.0.0.1", 1, "never-connected")          # publish raises HostUnavailable
+    ingest = SaleIngest(env.sessions, offline, lambda: NOW)
+    with env.sessions() as s:
+        before = s.scalar(select(func.count()).select_from(Transaction)) or 0     # the seed's
+    ingest.start()
+    sales = [sale() for _ in range(120)]
+    for each in sales:
+        ingest.on_sale("forecourt/v1/terminal/T-0001/sales", m.encode(each, m.SALE), None)
+    done = threading.Event()
+    threading.Thread(target=lambda: (ingest.stop(), done.set())).start()
+    assert done.wait(30)
+    with env.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Transaction)) == before + 120
