@@ -1,22 +1,31 @@
 """Fuzz targets for what the central code (issue 13) reads from the wire: every device message schema
 (contracts.device_messages through contracts.messages.decode), the signed configuration envelope
 (contracts.signing.verify_envelope), the keys sealed to a device (contracts.sealbox.open_sealed), the
-configuration keys an enrollment reply names (contracts.signing.trusted_from_b64) and the CSR the
-authority signs (registry.pki.Authority.issue). The update bundle is fuzz/targets_update.py's.
+configuration keys an enrollment reply names (contracts.signing.trusted_from_b64), the CSR the
+authority signs (registry.pki.Authority.issue), and the registry's handlers of the device topics (status,
+heartbeat, events, command results, update reports and fetches, certificate and enrollment requests) on a
+seeded SQLite database. The update bundle is fuzz/targets_update.py's.
 
 Beyond typed errors only, each target checks a property: a decoded message encodes back to itself; an
 envelope or box that still verifies after a change holds what it was signed or sealed with; a certificate
-is issued only for the CSR's own key, under the common name asked for, never a reserved one.
+is issued only for the CSR's own key, under the common name asked for, never a reserved one; a registry
+handler never raises (it runs on the MQTT network thread) and whatever it answers fits its topic's schema.
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import functools
 import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -25,11 +34,14 @@ from cryptography.x509.oid import NameOID
 
 from contracts import device_messages as d
 from contracts import messages as m
+from contracts import protocol
 from contracts.errors import MessageError
 from contracts.sealbox import keys_context, open_sealed, seal
 from contracts.signing import key_id, public_b64, sign_envelope, trusted_from_b64, verify_envelope
 from fuzz.harness import Target, Violation, parts
 from registry.pki import Authority
+
+_SEED_TOML = Path(__file__).resolve().parent.parent / "hostsim" / "fixtures" / "seed.toml"
 
 __all__ = ["TARGETS"]
 
@@ -192,3 +204,93 @@ TARGETS = [
            max_len=1024),
     Target("csr_issue", csr_issue, (MessageError,), _csr_seeds, max_len=2048),
 ]
+
+
+# -- the registry's handlers of device topics ---------------------------------------------------------------
+
+class _Wire:
+    """The registry's link: every answer must be a valid message of the topic it goes to."""
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                properties: Any = None) -> None:
+        if not payload:
+            return                                          # an empty retained message clears one
+        for t in protocol.TABLE:
+            if t.schema is not None and mqtt.topic_matches_sub(protocol.subscription(t.name), topic):
+                for schema in (t.schema, *t.schemas):
+                    try:
+                        m.decode(payload, schema)
+                        return
+                    except MessageError:
+                        continue
+                raise Violation(f"the registry answered {t.name} with a payload its schema refuses")
+
+    def reply(self, request_props: Any, payload: bytes) -> None:
+        """An update chunk: raw bytes."""
+
+
+HANDLED = ("status", "heartbeat", "events", "command_result", "update_report", "update_fetch", "cert_request",
+           "enroll_request")
+
+
+@functools.cache
+def _handlers() -> dict[str, Callable[[str, bytes, Any], None]]:
+    """The registry's parts on a seeded database in a directory of their own (removed at exit)."""
+    from registry.certs import CertRotator
+    from registry.db import open_database
+    from registry.devices import import_expected, token_digest
+    from registry.enroll import Enroller
+    from registry.fleetops import FleetOps
+    from registry.keyinject import KeyInjector, install_bdk
+    from registry.keys import load_or_create_keys
+    from registry.models import EnrollmentToken
+    from registry.releases import Releases
+    from registry.seed import apply_seed, load_seed
+
+    work = Path(tempfile.mkdtemp(prefix="fuzz-registry-"))
+    atexit.register(shutil.rmtree, work, True)
+    _, sessions = open_database(f"sqlite:///{work / 'registry.db'}")
+    keys = load_or_create_keys(work / "registry-keys.json")
+    install_bdk(work, bytes(range(16)))
+    with sessions() as s:
+        apply_seed(s, keys, load_seed(_SEED_TOML), _NOW)
+        # the enrollment seed's token, for a serial registered ahead: its first request is accepted
+        s.add(EnrollmentToken(digest=token_digest("A" * 32), station_id="ST-001", device_id=None,
+                              created_at=_NOW, expires_at=_NOW + dt.timedelta(days=1)))
+        import_expected(s, "SN-1,ST-001,T-0900\n", _NOW)
+    authority = Authority.create(work / "pki", now=_NOW.replace(tzinfo=dt.UTC))
+    wire, clock = _Wire(), lambda: _NOW
+    fleet = FleetOps(sessions, wire, clock=clock)
+    fetch, report = (h for _, h in Releases(sessions, wire, clock=clock).handlers())
+    enroller = Enroller(sessions, wire, authority, keys, KeyInjector.load(work),
+                        lambda: {key_id(_SIGNER.public_key()): public_b64(_SIGNER.public_key())}, clock=clock)
+    return {"status": fleet.on_status, "heartbeat": fleet.on_heartbeat, "events": fleet.on_event,
+            "command_result": fleet.on_command_result, "update_report": report, "update_fetch": fetch,
+            "cert_request": CertRotator(sessions, wire, authority, clock=clock).on_request,
+            "enroll_request": enroller.on_request}
+
+
+def registry_handlers(data: bytes) -> None:
+    """One payload on the device topic the first byte picks, from T-0001 (or an enrolling client)."""
+    if not data:
+        return
+    name = HANDLED[data[0] % len(HANDLED)]
+    handler = _handlers()
+    logging.disable(logging.CRITICAL)       # each refusal is logged: millions of lines under atheris
+    try:
+        handler[name](protocol.topic(name, terminal="T-0001", client="claim-SN-1"), data[1:], None)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _handler_seeds() -> list[bytes]:
+    docs, at = dict(_docs()), _NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
+    by_name = {"status": docs[0] | {"at": at}, "heartbeat": docs[1] | {"at": at},
+               "events": docs[2] | {"at": at}, "command_result": docs[4] | {"at": at},
+               "update_report": docs[12] | {"at": at}, "update_fetch": docs[11], "cert_request": docs[7],
+               "enroll_request": docs[5] | {"client_time": at}}
+    return [bytes([HANDLED.index(n)]) + m.encode(doc, protocol.BY_NAME[n].schema or {})
+            for n, doc in by_name.items()]
+
+
+TARGETS.append(Target("registry_handlers", registry_handlers, (), _handler_seeds, max_len=8192))

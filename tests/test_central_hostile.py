@@ -11,6 +11,7 @@ reserved name or for a device other than the one the broker says is asking.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -53,7 +54,7 @@ from registry.models import (
     Station,
     Transaction,
 )
-from registry.pki import Authority, fingerprint
+from registry.pki import Authority, CertificateRefused, fingerprint
 from registry.server import Registry, utcnow
 from tests.test_mqtt_sync import PAN, PIN_KEY, SEED, pin_block
 
@@ -188,6 +189,38 @@ def csr(cn: str, key: ec.EllipticCurvePrivateKey | None = None) -> str:
     req = (x509.CertificateSigningRequestBuilder()
            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])).sign(key, hashes.SHA256()))
     return req.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def unreadable_csr(kind: str) -> str:
+    """A CSR whose DER says version 4, names an unknown curve, or holds a point that is no key (the three
+    errors fuzz target registry_handlers found); the lengths stay, so the DER still parses."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "SN-1")])
+    req = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    der = req.public_bytes(serialization.Encoding.DER)
+    was, now = {"version": (b"\x02\x01\x00", b"\x02\x01\x04"),                     # INTEGER 0 -> 4
+                "curve": (bytes.fromhex("06082a8648ce3d030107"), bytes.fromhex("06082a8648ce3d030108")),
+                "point": (b"\x03\x42\x00\x04", b"\x03\x42\x00\x05")}[kind]        # not uncompressed
+    text = base64.b64encode(der.replace(was, now, 1)).decode("ascii")
+    lines = "\n".join(text[i:i + 64] for i in range(0, len(text), 64))
+    return f"-----BEGIN CERTIFICATE REQUEST-----\n{lines}\n-----END CERTIFICATE REQUEST-----\n"
+
+
+UNREADABLE = ["version", "curve", "point"]
+CSR_KEY_DEFECT = ("cryptography raises InvalidVersion, UnsupportedAlgorithm or ValueError('Invalid key') "
+                  "from load_pem_x509_csr / is_signature_valid / public_key for a CSR that parses but holds "
+                  "no usable key; ")
+
+
+@pytest.mark.xfail(strict=True, reason=CSR_KEY_DEFECT + "registry/pki.py Authority.issue (lines 125-131) "
+                   "catches only ValueError/UnicodeEncodeError around the load, nothing around "
+                   "is_signature_valid and public_key(): no CertificateRefused")
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_the_authority_refuses_a_csr_with_an_unreadable_key_with_a_typed_error(tmp_path: Path,
+                                                                               kind: str) -> None:
+    authority = Authority.create(tmp_path / "pki")
+    with pytest.raises(CertificateRefused):
+        authority.issue(unreadable_csr(kind), "T-0009")
 
 
 def common_name(cert_pem: str) -> str:
@@ -435,6 +468,26 @@ def test_an_authorization_answered_on_another_terminals_topic_is_dropped(central
     c.authorize()
 
 
+@pytest.mark.xfail(strict=True, reason=CSR_KEY_DEFECT + "registry/certs.py CertRotator.on_request catches "
+                   "only ForecourtError: the error escapes to the MQTT link's handler guard and the device "
+                   "gets no CERT_REPLY at all (it should be refused, bad_csr)")
+def test_a_certificate_request_with_an_unreadable_key_is_answered_refused(central: Central) -> None:
+    c = central
+    reply_topic = protocol.topic("cert_reply", terminal=HOSTILE)
+    assert c.hostile.subscribe(reply_topic) == 0x01
+    rid = str(uuid.uuid4())
+    c.publish("cert_request", m.encode({"request_id": rid, "terminal": HOSTILE,
+                                        "csr_pem": unreadable_csr("point")}, d.CERT_REQUEST))
+
+    def reply() -> dict[str, Any] | None:
+        docs = [m.decode(p, d.CERT_REPLY) for t, p in c.hostile.messages if t == reply_topic]
+        return next((x for x in docs if x["request_id"] == rid), None)
+
+    assert wait_for(lambda: reply() is not None, 3)
+    answer = reply()
+    assert answer is not None and answer["status"] == "refused"
+
+
 # -- the claim identity --------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -448,14 +501,15 @@ def claim(central: Central) -> Iterator[Probe]:
         p.close()
 
 
-def enroll(c: Central, claim: Probe, token: str, serial: str, cn: str) -> dict[str, Any]:
+def enroll(c: Central, claim: Probe, token: str, serial: str, cn: str, *, csr_pem: str = "",
+           timeout: float = 10.0) -> dict[str, Any]:
     reply_topic = protocol.topic("enroll_reply", client=claim.client_id)
     assert claim.subscribe(reply_topic) == 0x01
-    doc = {"request_id": str(uuid.uuid4()), "token": token, "serial": serial, "csr_pem": csr(cn),
+    doc = {"request_id": str(uuid.uuid4()), "token": token, "serial": serial, "csr_pem": csr_pem or csr(cn),
            "client_time": _at(), "software_version": "1.4.2"}
     assert claim.publish(protocol.topic("enroll_request", client=claim.client_id),
                          m.encode(doc, d.ENROLL_REQUEST)) == 0x00
-    assert wait_for(lambda: any(t == reply_topic and p for t, p in claim.messages))
+    assert wait_for(lambda: any(t == reply_topic and p for t, p in claim.messages), timeout), "no reply"
     reply = m.decode(next(p for t, p in claim.messages if t == reply_topic and p), d.ENROLL_REPLY)
     assert reply["request_id"] == doc["request_id"]
     return reply
@@ -519,6 +573,20 @@ def test_a_csr_with_a_reserved_name_gets_a_certificate_only_for_the_device_id(ce
         row = s.get(Device, reply["device_id"])
         assert row is not None and row.cert_fingerprint == fingerprint(reply["certificate_pem"])
     c.authorize()
+
+
+@pytest.mark.xfail(strict=True, reason=CSR_KEY_DEFECT + "registry/enroll.py _public_key (lines 73-78) "
+                   "catches only ValueError/UnicodeEncodeError around the load: the error escapes "
+                   "Enroller.on_request (it catches ForecourtError) and the device gets no ENROLL_REPLY (it "
+                   "should be refused, bad_csr)")
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_an_enrollment_with_an_unreadable_key_is_refused_bad_csr(central: Central, claim: Probe,
+                                                                 kind: str) -> None:
+    c = central
+    with c.reg.sessions() as s:
+        token = devices.create_token(s, STATION, utcnow())
+    reply = enroll(c, claim, token, f"SN-U-{kind}", "", csr_pem=unreadable_csr(kind), timeout=3.0)
+    assert (reply["status"], reply["reason"]) == ("refused", "bad_csr")
 
 
 def test_a_terminal_certificate_cannot_answer_for_the_registry(central: Central) -> None:
