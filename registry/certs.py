@@ -1,6 +1,6 @@
 """Certificate rotation, registry side: an active device asks, over its current certificate, for a
 certificate for a new key (CERT_REQUEST on its own cert/request topic); the registry issues it, keeps it as
-the device's certificate (fingerprint and expiry in the devices table) and puts the old one on the CRL.
+the device's certificate (PEM, fingerprint and expiry in the devices table) and puts the old one on the CRL.
 
 The broker's ACL lets only the device itself publish under its id, so the topic's id is who asks; a body
 naming another device is refused. The old certificate is revoked at once: the device wrote its new pair
@@ -23,7 +23,6 @@ from contracts import messages as m
 from contracts import protocol
 from contracts.errors import ForecourtError, MessageError
 from drivers.mqtt.link import Handler, TlsFiles
-from registry.devices import keep_certificate, kept_certificate
 from registry.models import Device
 from registry.pki import Authority, CertificateRefused
 
@@ -56,8 +55,7 @@ def handle_cert_request(session: Session, authority: Authority, doc: dict[str, A
         issued = authority.issue(doc["csr_pem"], device.id, days=CERT_DAYS, now=now.replace(tzinfo=dt.UTC))
     except CertificateRefused as exc:
         return _refused(doc, f"bad_csr: {exc}"[:200]), None
-    old = kept_certificate(authority.directory, device.id)
-    keep_certificate(authority.directory, device.id, issued.cert_pem)
+    old, device.cert_pem = device.cert_pem, issued.cert_pem
     device.cert_fingerprint = issued.fingerprint
     device.cert_expires_at = issued.not_after.astimezone(dt.UTC).replace(tzinfo=None)
     session.commit()

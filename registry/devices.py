@@ -5,13 +5,13 @@ decommissioned; a pending device an operator refuses is decommissioned); any oth
 Revoking puts the device's certificate on the CA's CRL (registry.pki); decommissioning revokes it too and
 the device is never active again (its serial and id stay taken).
 
-A token is shown once: only its SHA-256 is stored. The certificate each device holds is kept as a PEM file
-in the authority's directory (issued/<device id>.pem) so it can be revoked; the table keeps its fingerprint.
+A token is shown once: only its SHA-256 is stored. The certificate each device holds is kept in its row
+(cert_pem, with its fingerprint and expiry), so any registry host can revoke it; a device whose certificate
+is known only by its fingerprint cannot be revoked here and says so (DeviceError).
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
 import hashlib
@@ -19,7 +19,6 @@ import io
 import re
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -33,7 +32,7 @@ from registry.pki import Authority, CertificateRefused
 __all__ = [
     "MOVES", "STATUSES", "TOKEN_TTL", "DeviceError", "DeviceView", "MoveRefused", "UnknownDevice",
     "accept", "awaiting_enrollment", "create_token", "decommission", "device_view", "import_expected",
-    "keep_certificate", "kept_certificate", "list_devices", "move", "revoke", "token_digest",
+    "list_devices", "move", "revoke", "token_digest",
 ]
 
 STATUSES = ("pending", "active", "revoked", "decommissioned")
@@ -126,7 +125,7 @@ def accept(session: Session, device_id: str) -> Device:
 def revoke(session: Session, authority: Authority, device_id: str, now: dt.datetime) -> Device:
     """The device's certificate goes on the CRL; the device is revoked."""
     device = move(session, device_id, "revoked")
-    _revoke_certificate(authority, device.id, now)
+    _revoke_certificate(authority, device, now)
     session.commit()
     return device
 
@@ -137,43 +136,23 @@ def decommission(session: Session, authority: Authority, device_id: str, now: dt
     was = device.status
     move(session, device_id, "decommissioned")
     if was == "active":
-        _revoke_certificate(authority, device.id, now)
+        _revoke_certificate(authority, device, now)
     session.commit()
     return device
 
 
-def _revoke_certificate(authority: Authority, device_id: str, now: dt.datetime) -> None:
-    pem = kept_certificate(authority.directory, device_id)
-    if pem is None:
+def _revoke_certificate(authority: Authority, device: Device, now: dt.datetime) -> None:
+    """Put the certificate in the device's row on the CRL (nothing: it never had one)."""
+    if device.cert_pem is None:
+        if device.cert_fingerprint is not None:     # it holds one the registry cannot name to the CA
+            raise DeviceError(f"device {device.id}: its certificate is not in the registry's database, "
+                              "so it cannot be revoked here", device=device.id)
         return                          # never issued one (a seeded device, or one not yet delivered)
     try:
-        authority.revoke(pem, now=now.replace(tzinfo=dt.UTC))
+        authority.revoke(device.cert_pem, now=now.replace(tzinfo=dt.UTC))
     except CertificateRefused as exc:
-        raise DeviceError(f"device {device_id}: its certificate cannot be revoked ({exc})",
-                          device=device_id) from exc
-
-
-def _issued(directory: Path) -> Path:
-    return directory / "issued"
-
-
-def keep_certificate(directory: Path, device_id: str, cert_pem: str) -> None:
-    """Keep the certificate a device now holds (public; replaces the one before)."""
-    if not ID.fullmatch(device_id):
-        raise ConfigError("not a device id", device=device_id[:64])
-    folder = _issued(directory)
-    folder.mkdir(exist_ok=True)
-    tmp = folder / f".{device_id}.{secrets.token_hex(4)}.tmp"
-    tmp.write_text(cert_pem, encoding="ascii")
-    tmp.replace(folder / f"{device_id}.pem")
-
-
-def kept_certificate(directory: Path, device_id: str) -> str | None:
-    if not ID.fullmatch(device_id):
-        return None
-    with contextlib.suppress(FileNotFoundError):
-        return (_issued(directory) / f"{device_id}.pem").read_text(encoding="ascii")
-    return None
+        raise DeviceError(f"device {device.id}: its certificate cannot be revoked ({exc})",
+                          device=device.id) from exc
 
 
 def import_expected(session: Session, text: str, now: dt.datetime) -> int:

@@ -7,19 +7,17 @@ A refusal (REASONS) changes nothing. A token opens one device, even under racing
 claimed by one conditional UPDATE); clock and CSR are checked first, so a retry keeps the token.
 A serial registered ahead (registry.devices.import_expected) for the token's station is accepted at once;
 any other device waits "pending" for an operator, then replies_for_accepted gives its "accepted" reply.
-The certificate is issued on acceptance. A pending request waits as a JSON file in the authority's
-directory (pending/<device id>.json: request id, claim client id, CSR).
+The certificate is issued on acceptance and kept in the device's row (what revocation lists). A pending
+request and each retained reply still to clear are rows of enrollment_requests (registry.enroll_state), so
+any registry host on the database answers, and nothing is kept beside the CA.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
-import json
 import logging
 import re
-import secrets
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,7 +37,8 @@ from contracts.device_messages import RESERVED_IDS
 from contracts.errors import ForecourtError, HostUnavailable, MessageError
 from contracts.messages import parse_timestamp
 from drivers.mqtt.link import Handler
-from registry.devices import ID, awaiting_enrollment, keep_certificate, token_digest
+from registry import enroll_state as state
+from registry.devices import ID, awaiting_enrollment, token_digest
 from registry.keyinject import BDK_FILE, KeyInjector
 from registry.keys import RegistryKeys
 from registry.models import Device, EnrollmentToken, ExpectedDevice
@@ -56,7 +55,6 @@ REASONS = ("token_unknown", "token_expired", "token_used", "clock_skew", "serial
 CERT_DAYS = 365
 KEEP_REPLY = dt.timedelta(days=7)       # an accepted reply waits this long for its device to connect
 KEEP_REFUSED = dt.timedelta(hours=1)
-PENDING, REPLIED = "pending", "replied"  # in the authority's directory: requests waiting, replies to clear
 
 
 def wire_time(when: dt.datetime) -> str:
@@ -103,7 +101,7 @@ def handle_enroll(session: Session, authority: Authority, keys: RegistryKeys, do
     if token is None:
         return _refused(doc, "token_unknown", now)
     if token.used_at is not None:
-        return _again(authority, token.used_by, doc, now) or _refused(doc, "token_used", now)
+        return _again(session, token.used_by, doc, now) or _refused(doc, "token_used", now)
     if token.expires_at <= now:
         return _refused(doc, "token_expired", now)
     serial = doc["serial"]
@@ -139,23 +137,21 @@ def handle_enroll(session: Session, authority: Authority, keys: RegistryKeys, do
         reply = _accepted(session, authority, keys, device, doc["csr_pem"], doc["request_id"], now,
                           injector=injector, config_keys=config_keys)
     else:
-        _save(authority.directory / PENDING, device_id,
-              {"request_id": doc["request_id"], "client": client, "csr_pem": doc["csr_pem"]})
+        state.wait(session, client=client, request_id=doc["request_id"], device_id=device_id,
+                   csr_pem=doc["csr_pem"], now=now)
         reply = {"request_id": doc["request_id"], "status": "pending", "reason": "waiting for an operator",
                  "device_id": device_id, "station": device.station_id, "server_time": wire_time(now)}
     session.commit()
     return reply
 
 
-def _again(authority: Authority, device_id: str | None, doc: Mapping[str, Any],
+def _again(session: Session, device_id: str | None, doc: Mapping[str, Any],
            now: dt.datetime) -> dict[str, Any] | None:
     """The same request again (a device resuming one whose answer it missed): "pending" again while it
     waits (the tick sends the final answer), not token_used."""
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        if device_id and json.loads((authority.directory / PENDING / f"{device_id}.json").read_text(
-                encoding="ascii"))["request_id"] == doc["request_id"]:
-            return {"request_id": doc["request_id"], "status": "pending", "reason": "waiting for an operator",
-                    "device_id": device_id, "server_time": wire_time(now)}
+    if device_id and state.waiting(session, device_id, doc["request_id"]):
+        return {"request_id": doc["request_id"], "status": "pending", "reason": "waiting for an operator",
+                "device_id": device_id, "server_time": wire_time(now)}
     return None
 
 
@@ -188,7 +184,7 @@ def _accepted(session: Session, authority: Authority, keys: RegistryKeys, device
     issued = authority.issue(csr_pem, device.id, days=CERT_DAYS, now=now.replace(tzinfo=dt.UTC))
     device.cert_fingerprint = issued.fingerprint
     device.cert_expires_at = issued.not_after.astimezone(dt.UTC).replace(tzinfo=None)
-    keep_certificate(authority.directory, device.id, issued.cert_pem)
+    device.cert_pem = issued.cert_pem
     if device.dukpt_key_id is None:
         key_id = injector.new_key_id(lambda k: session.scalar(
             select(Device.id).where(Device.dukpt_key_id == k)) is not None)
@@ -203,50 +199,43 @@ def _accepted(session: Session, authority: Authority, keys: RegistryKeys, device
             "config_keys": dict(config_keys), "keys_sealed": sealed, "server_time": wire_time(now)}
 
 
-def _save(folder: Path, name: str, record: dict[str, str]) -> None:
-    """folder/name.json, replaced atomically (pending requests, replies to clear)."""
-    folder.mkdir(exist_ok=True)
-    tmp = folder / f".{name}.{secrets.token_hex(4)}.tmp"
-    tmp.write_text(json.dumps(record), encoding="ascii")
-    tmp.replace(folder / f"{name}.json")
-
-
 @dataclass(frozen=True)
 class PendingReply:
-    """A reply for a device that was waiting: publish it retained on enroll_reply for client."""
+    """A reply for a device that was waiting: publish it retained on enroll_reply for client, then call
+    delivered() (row: its enrollment_requests row)."""
 
     device_id: str
     client: str
     doc: dict[str, Any]
+    row: int = 0
 
 
 def replies_for_accepted(session: Session, authority: Authority, keys: RegistryKeys, now: dt.datetime, *,
                          injector: KeyInjector, config_keys: Mapping[str, str]) -> list[PendingReply]:
     """The replies owed to waiting devices an operator has since accepted ("accepted", with certificate
-    and keys) or decommissioned ("refused", device_refused). Committed; once a reply is published the
-    caller calls delivered(), until then the next call issues it again."""
+    and keys) or decommissioned ("refused", device_refused). Committed; each is this caller's to publish
+    (registry.enroll_state.take) until it calls delivered(), or give_back() when the broker is away."""
     replies = []
-    for path in sorted((authority.directory / PENDING).glob("*.json")):
-        device = session.get(Device, path.stem)
-        try:
-            record = json.loads(path.read_text(encoding="ascii"))
-        except (OSError, ValueError):
-            continue
-        if device is None or device.status == "decommissioned":
-            doc = _refused(record, "device_refused", now)
-        elif device.status == "active":
-            doc = _accepted(session, authority, keys, device, record["csr_pem"], record["request_id"], now,
-                            injector=injector, config_keys=config_keys)
-        else:
+    for row in state.owed(session, now):
+        device = session.get(Device, row.device_id) if row.device_id else None
+        if device is not None and device.status not in ("active", "decommissioned"):
             continue                                     # still pending
-        replies.append(PendingReply(path.stem, record["client"], doc))
+        csr = row.csr_pem if device is not None and device.status == "active" else None
+        if not state.take(session, row, "accepted" if csr else "refused", now):
+            continue                                     # another registry host answers it
+        if device is None or csr is None:
+            doc = _refused({"request_id": row.request_id}, "device_refused", now)
+        else:
+            doc = _accepted(session, authority, keys, device, csr, row.request_id, now,
+                            injector=injector, config_keys=config_keys)
+        replies.append(PendingReply(row.device_id or "", row.client, doc, row.id))
     session.commit()
     return replies
 
 
-def delivered(authority: Authority, device_id: str) -> None:
-    """The device's reply is on the broker (retained): nothing more is owed to it."""
-    (authority.directory / PENDING / f"{device_id}.json").unlink(missing_ok=True)
+def delivered(session: Session, reply: PendingReply, now: dt.datetime) -> None:
+    """The reply is on the broker (retained): nothing more is owed to the device (committed)."""
+    state.answered(session, client=reply.client, now=now, row_id=reply.row)
 
 
 # -- the registry process's part ----------------------------------------------------------------------------
@@ -313,39 +302,41 @@ class Enroller:
         except HostUnavailable:
             log.warning("enrollment reply not sent: broker unreachable", extra={"client": client})
             if reply["status"] == "accepted":      # owed: the tick issues it again once the broker is back
-                _save(self.authority.directory / PENDING, reply["device_id"],
-                      {"request_id": doc["request_id"], "client": client, "csr_pem": doc["csr_pem"]})
+                with self.sessions() as s:
+                    state.wait(s, client=client, request_id=doc["request_id"], device_id=reply["device_id"],
+                               csr_pem=doc["csr_pem"], now=self.clock(), status="accepted")
+                    s.commit()
             return
+        with self.sessions() as s:                 # a final answer: cleared by clear_replies
+            if reply["status"] == "pending":
+                state.superseded(s, client, self.clock())
+                s.commit()
+            else:
+                state.answered(s, client=client, now=self.clock(), request_id=doc["request_id"],
+                               device_id=reply.get("device_id"), status=reply["status"])
         if reply["status"] == "accepted":
             self.on_accepted(reply["device_id"])
 
     def _publish(self, client: str, reply: dict[str, Any]) -> None:
         self.link.publish(protocol.topic("enroll_reply", client=client), m.encode(reply, d.ENROLL_REPLY),
                           retain=True)
-        if reply["status"] != "pending":            # the final answer: cleared by clear_replies
-            _save(self.authority.directory / REPLIED, client,
-                  {"device_id": reply.get("device_id", ""), "status": reply["status"],
-                   "at": reply["server_time"]})
 
     def clear_replies(self) -> int:
         """Clear (an empty retained message) each final reply once its device has been seen on its own
         certificate, or once it is older than KEEP_REPLY (a refused one: KEEP_REFUSED); the claim identity
         may not publish there (registry.acl). Returns how many were cleared."""
         now, cleared = self.clock(), 0
-        for path in sorted((self.authority.directory / REPLIED).glob("*.json")):
-            try:
-                record = json.loads(path.read_text(encoding="ascii"))
-                at = parse_timestamp(record["at"])
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            with self.sessions() as s:
-                device = s.get(Device, record["device_id"]) if record["device_id"] else None
+        with self.sessions() as s:
+            for row in state.retained(s):
+                at = row.replied_at or now
+                device = s.get(Device, row.device_id) if row.reply_status == "accepted" and row.device_id \
+                    else None
                 seen = device is not None and (device.online or (device.last_seen_at or at) > at)
-            keep = KEEP_REPLY if record["status"] == "accepted" else KEEP_REFUSED
-            if seen or now - at > keep:
-                self.link.publish(protocol.topic("enroll_reply", client=path.stem), b"", retain=True)
-                path.unlink(missing_ok=True)
-                cleared += 1
+                keep = KEEP_REPLY if row.reply_status == "accepted" else KEEP_REFUSED
+                if seen or now - at > keep:
+                    self.link.publish(protocol.topic("enroll_reply", client=row.client), b"", retain=True)
+                    state.clear(s, row, now)
+                    cleared += 1
         return cleared
 
     def tick(self) -> int:
@@ -353,9 +344,14 @@ class Enroller:
         with self._lock, self.sessions() as s:
             owed = replies_for_accepted(s, self.authority, self.keys, self.clock(), injector=self.injector,
                                         config_keys=self.config_keys())
-            for reply in owed:
-                self._publish(reply.client, reply.doc)
-                delivered(self.authority, reply.device_id)
+            for done, reply in enumerate(owed):
+                try:
+                    self._publish(reply.client, reply.doc)
+                except HostUnavailable:                 # the rest are free for the next tick (any host)
+                    for left in owed[done:]:
+                        state.give_back(s, left.row)
+                    raise
+                delivered(s, reply, self.clock())
                 if reply.doc["status"] == "accepted":
                     self.on_accepted(reply.device_id)
                 log.info("enrollment answered", extra={"client": reply.client, "device": reply.device_id,

@@ -130,6 +130,7 @@ class EnrollmentRequest(Base):
     reply_status: Mapped[str] = mapped_column(String(16))       # pending accepted refused
     # final answers prepared: a conditional UPDATE on it lets one registry host prepare each
     answers: Mapped[int] = mapped_column(default=0, server_default="0")
+    prepared_at: Mapped[dt.datetime | None]                     # the last one, being published since
     replied_at: Mapped[dt.datetime | None]                      # the final answer is on the broker
     reply_cleared_at: Mapped[dt.datetime | None]                # ... and cleared there (or replaced)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import shutil
 import threading
 import uuid
 from collections.abc import Iterator
@@ -41,9 +42,10 @@ from registry.enroll import (
     made_up_id,
     replies_for_accepted,
 )
+from registry.enroll_state import LEASE
 from registry.keyinject import install_bdk
 from registry.models import Device, EnrollmentToken, Station
-from registry.pki import fingerprint
+from registry.pki import Authority, fingerprint
 
 _CONFIG_KEY = Ed25519PrivateKey.generate().public_key()
 CONFIG_KEYS = {key_id(_CONFIG_KEY): public_b64(_CONFIG_KEY)}          # the registry's, as registry.configs
@@ -141,8 +143,8 @@ def test_an_unknown_serial_waits_for_an_operator(central: Central) -> None:
                                     config_keys=CONFIG_KEYS)
     assert [(r.device_id, r.client) for r in owed] == [("T-0300", CLIENT)]
     check_accepted(central, m.decode(m.encode(owed[0].doc, d.ENROLL_REPLY), d.ENROLL_REPLY), doc, key)
-    delivered(central.authority, "T-0300")
     with central.sessions() as s:
+        delivered(s, owed[0], later)
         assert replies_for_accepted(s, central.authority, central.keys, later, injector=central.injector,
                                     config_keys=CONFIG_KEYS) == []
 
@@ -230,9 +232,9 @@ def test_the_same_request_again_is_answered_pending_not_token_used(central: Cent
     assert (other["status"], other["reason"]) == ("refused", "token_used")
     with central.sessions() as s:
         devices.accept(s, "T-0310")
-        replies_for_accepted(s, central.authority, central.keys, NOW, injector=central.injector,
-                             config_keys=CONFIG_KEYS)
-    delivered(central.authority, "T-0310")
+        [owed] = replies_for_accepted(s, central.authority, central.keys, NOW, injector=central.injector,
+                                      config_keys=CONFIG_KEYS)
+        delivered(s, owed, NOW)
     assert enroll(central, doc)["reason"] == "token_used"       # answered for good: nothing owed
 
 
@@ -477,6 +479,74 @@ def test_an_accepted_reply_the_broker_did_not_take_is_sent_again(central: Centra
     topic, payload, _ = link.sent[-1]
     assert topic == protocol.topic("enroll_reply", client=CLIENT)
     check_accepted(central, m.decode(payload, d.ENROLL_REPLY), doc, key)
+
+
+# -- several registry hosts on one database: the state is in the database, not beside the CA ---------------
+
+def second_host(central: Central, tmp_path: Path, link: Link, clock: Any = lambda: NOW) -> Enroller:
+    """Another registry host: the same database, its own copy of the authority's files."""
+    copy = tmp_path / "host-b"
+    shutil.copytree(central.authority.directory, copy)
+    return Enroller(central.sessions, link, Authority.load(copy), central.keys, central.injector,
+                    lambda: CONFIG_KEYS, clock=clock)
+
+
+def test_another_registry_host_answers_a_request_the_first_took(central: Central, tmp_path: Path) -> None:
+    files = sorted(p.name for p in central.authority.directory.iterdir())
+    link_a, link_b = Link(), Link()
+    host_a = Enroller(central.sessions, link_a, central.authority, central.keys, central.injector,
+                      lambda: CONFIG_KEYS, clock=lambda: NOW)
+    host_b = second_host(central, tmp_path, link_b)
+    key = ec.generate_private_key(ec.SECP256R1())
+    doc = request(token(central, device_id="T-0700"), key=key)
+    host_a.on_request(protocol.topic("enroll_request", client=CLIENT), m.encode(doc, d.ENROLL_REQUEST))
+    again = enroll(central, doc)                             # resumed at host B: still pending there
+    assert (again["status"], again["device_id"]) == ("pending", "T-0700")
+    with central.sessions() as s:
+        devices.accept(s, "T-0700")
+    assert host_b.tick() == 1 and host_a.tick() == 0
+    topic, payload, retain = link_b.sent[-1]
+    assert topic == protocol.topic("enroll_reply", client=CLIENT) and retain
+    check_accepted(central, m.decode(payload, d.ENROLL_REPLY), doc, key)
+    with central.sessions() as s:
+        device = s.get(Device, "T-0700")
+        assert device is not None and device.cert_pem == m.decode(payload, d.ENROLL_REPLY)["certificate_pem"]
+        device.online = True
+        s.commit()
+    assert host_a.clear_replies() == 1 and host_b.clear_replies() == 0       # cleared once, by either
+    assert link_a.sent[-1] == (protocol.topic("enroll_reply", client=CLIENT), b"", True)
+    assert sorted(p.name for p in central.authority.directory.iterdir()) == files   # nothing beside the CA
+
+
+def test_one_registry_host_prepares_each_answer(central: Central, tmp_path: Path) -> None:
+    """A host that took an owed answer keeps it for LEASE; the other issues no second certificate."""
+    host_b = second_host(central, tmp_path, Link(), clock=lambda: NOW + LEASE + dt.timedelta(seconds=1))
+    enroll(central, request(token(central, device_id="T-0710")))
+    with central.sessions() as s:
+        devices.accept(s, "T-0710")
+        [taken] = replies_for_accepted(s, central.authority, central.keys, NOW, injector=central.injector,
+                                       config_keys=CONFIG_KEYS)
+        assert replies_for_accepted(s, central.authority, central.keys, NOW, injector=central.injector,
+                                    config_keys=CONFIG_KEYS) == []
+    first = central.device("T-0710")
+    assert first is not None and first.cert_pem == taken.doc["certificate_pem"]
+    assert host_b.tick() == 1                # host A vanished before publishing: taken over after LEASE
+    assert host_b.tick() == 0
+
+
+def test_a_reply_replaced_on_the_claim_topic_is_not_cleared(central: Central) -> None:
+    """A refusal, then a pending answer to the same claim client: the retained message is the pending one,
+    which clearing the refusal an hour later would wipe."""
+    clock = [NOW]
+    link = Link()
+    enroller = Enroller(central.sessions, link, central.authority, central.keys, central.injector,
+                        lambda: CONFIG_KEYS, clock=lambda: clock[0])
+    topic = protocol.topic("enroll_request", client=CLIENT)
+    enroller.on_request(topic, m.encode(request("B" * 43), d.ENROLL_REQUEST))           # token_unknown
+    enroller.on_request(topic, m.encode(request(token(central)), d.ENROLL_REQUEST))     # pending
+    assert [m.decode(p, d.ENROLL_REPLY)["status"] for _, p, _ in link.sent] == ["refused", "pending"]
+    clock[0] = NOW + dt.timedelta(hours=2)
+    assert enroller.clear_replies() == 0 and len(link.sent) == 2
 
 
 # -- on the wire: the device's `provision init` and the registry's part through TLS Mosquitto ----------------

@@ -614,13 +614,11 @@ def rotation(tls_broker: Pki, tmp_path: Path) -> Iterator[Rotation]:
     from provisioning.enroll import write_terminal_toml
     from registry.certs import CertRotator
     from registry.db import open_database
-    from registry.devices import keep_certificate
     from registry.models import Device, Station
 
     pki, state = tls_broker, tmp_path / "device"
     key = create_device_key(state / "device.key")
     issued = pki.authority.issue(make_csr(key, "SN-0042"), "T-0042")
-    keep_certificate(pki.directory, "T-0042", issued.cert_pem)
     (state / "device.pem").write_text(issued.cert_pem)
     (state / "ca.pem").write_text(pki.authority.ca_pem)
     write_terminal_toml(state / "terminal.toml", terminal={"id": "T-0042", "station": "S-1"},
@@ -629,7 +627,8 @@ def rotation(tls_broker: Pki, tmp_path: Path) -> Iterator[Rotation]:
     with sessions() as s:
         s.add(Station(id="S-1", name="Main St"))
         s.flush()
-        s.add(Device(id="T-0042", station_id="S-1", pin_key_hex="00", cert_fingerprint=issued.fingerprint))
+        s.add(Device(id="T-0042", station_id="S-1", pin_key_hex="00", cert_fingerprint=issued.fingerprint,
+                     cert_pem=issued.cert_pem))
         s.commit()
     f = pki.directory
     link = MqttLink("127.0.0.1", pki.port, "registry-certs",
@@ -652,6 +651,7 @@ def test_rotate_cert_swaps_to_a_new_key_and_revokes_the_old(rotation: Rotation, 
     from provisioning.rotate import rotate_certificate
     from provisioning.status import connect_as_device
     from registry.models import Device
+    from registry.pki import fingerprint
 
     old_cfg, state = rotation.cfg, rotation.cfg.state_dir
     old_key = (state / "device.key").read_text()
@@ -667,7 +667,9 @@ def test_rotate_cert_swaps_to_a_new_key_and_revokes_the_old(rotation: Rotation, 
     with rotation.sessions() as s:
         device = s.get(Device, "T-0042")
         assert device is not None and device.cert_fingerprint == info.fingerprint
+        assert device.cert_pem is not None and fingerprint(device.cert_pem) == info.fingerprint
     assert old_cert.serial_number in tls_broker.authority.revoked_serials()
+    assert not (tls_broker.directory / "issued").exists()        # the database holds it, not the CA's dir
     connect_as_device(cfg, client="test", timeout=10).stop()              # the new pair reaches the broker
 
 

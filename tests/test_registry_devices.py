@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,14 +83,14 @@ def add_device(central: Central, device_id: str, status: str, *, certified: bool
         if certified:
             issued = central.authority.issue(device_csr(ec.generate_private_key(ec.SECP256R1())), device_id,
                                              now=UTC_NOW)
-            d.cert_fingerprint = issued.fingerprint
-            devices.keep_certificate(central.authority.directory, device_id, issued.cert_pem)
+            d.cert_fingerprint, d.cert_pem = issued.fingerprint, issued.cert_pem
         s.add(d)
         s.commit()
 
 
 def cert_serial(central: Central, device_id: str) -> int:
-    pem = devices.kept_certificate(central.authority.directory, device_id)
+    device = central.device(device_id)
+    pem = device.cert_pem if device is not None else None
     assert pem is not None
     return x509.load_pem_x509_certificate(pem.encode()).serial_number
 
@@ -194,6 +195,33 @@ def test_a_revoked_device_is_decommissioned_without_a_second_crl_entry(central: 
         devices.decommission(s, central.authority, "T-0100", NOW)
     assert central.authority.revoked_serials() == [cert_serial(central, "T-0100")]
     assert central.device("T-0100").status == "decommissioned"     # type: ignore[union-attr]
+
+
+def test_any_registry_host_revokes_from_the_database(central: Central, tmp_path: Path) -> None:
+    """The certificate is in the device's row: a host with its own copy of the CA's files revokes it, and
+    nothing is written beside the CA but the CRL."""
+    add_device(central, "T-0100", "active", certified=True)
+    copy = tmp_path / "host-b"
+    shutil.copytree(central.authority.directory, copy)
+    files = sorted(p.name for p in copy.iterdir())
+    host_b = Authority.load(copy)
+    with central.sessions() as s:
+        devices.revoke(s, host_b, "T-0100", NOW)
+    assert host_b.revoked_serials() == [cert_serial(central, "T-0100")]
+    assert sorted(p.name for p in copy.iterdir()) == files
+
+
+def test_a_certificate_known_only_by_its_fingerprint_is_not_left_valid_silently(central: Central) -> None:
+    add_device(central, "T-0100", "active", certified=True)
+    with central.sessions() as s:
+        device = s.get(Device, "T-0100")
+        assert device is not None
+        device.cert_pem = None
+        s.commit()
+    with central.sessions() as s, pytest.raises(devices.DeviceError, match="not in the registry's database"):
+        devices.revoke(s, central.authority, "T-0100", NOW)
+    assert central.device("T-0100").status == "active"      # type: ignore[union-attr]
+    assert central.authority.revoked_serials() == []
 
 
 def test_a_refused_move_changes_nothing(central: Central) -> None:

@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime, nullable=False),
         sa.Column("reply_status", sa.String(16), nullable=False),
         sa.Column("answers", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("prepared_at", sa.DateTime, nullable=True),
         sa.Column("replied_at", sa.DateTime, nullable=True),
         sa.Column("reply_cleared_at", sa.DateTime, nullable=True),
     )
