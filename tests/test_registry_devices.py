@@ -211,7 +211,8 @@ def test_any_registry_host_revokes_from_the_database(central: Central, tmp_path:
     assert sorted(p.name for p in copy.iterdir()) == files
 
 
-def test_a_certificate_known_only_by_its_fingerprint_is_not_left_valid_silently(central: Central) -> None:
+def test_a_certificate_known_only_by_its_fingerprint_is_not_left_valid_silently(
+        central: Central, capsys: pytest.CaptureFixture[str]) -> None:
     add_device(central, "T-0100", "active", certified=True)
     with central.sessions() as s:
         device = s.get(Device, "T-0100")
@@ -220,6 +221,9 @@ def test_a_certificate_known_only_by_its_fingerprint_is_not_left_valid_silently(
         s.commit()
     with central.sessions() as s, pytest.raises(devices.DeviceError, match="not in the registry's database"):
         devices.revoke(s, central.authority, "T-0100", NOW)
+    code, out, err = run_cli(capsys, "device", "decommission", "T-0100", "--db", f"sqlite:///{central.path}",
+                             "--tls-dir", str(central.authority.directory))
+    assert (code, out, err.count("\n")) == (1, "", 1) and "cannot be revoked here" in err
     assert central.device("T-0100").status == "active"      # type: ignore[union-attr]
     assert central.authority.revoked_serials() == []
 
