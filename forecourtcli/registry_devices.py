@@ -27,6 +27,8 @@ DB_HELP = "SQLAlchemy URL, e.g. sqlite:///registry.db"
 TLS_HELP = "the certificate authority's directory (forecourt registry pki init --dir)"
 # Mosquitto reads crl.pem at start and on SIGHUP only, and keeps connections already open (docs/security.md)
 RELOAD = "; restart the broker (or SIGHUP it and make the device reconnect) for the CRL to take effect"
+# a device the registry never issued a certificate to (a seeded one before it enrolled)
+NO_CERTIFICATE = "it has no certificate on record: nothing was put on the CRL"
 _TTL = re.compile(r"([0-9]{1,6})([smhd]?)", re.ASCII)
 _UNIT = {"s": 1, "m": 60, "": 60, "h": 3600, "d": 86400}
 LIST_COLUMNS = ("id", "station", "serial", "status", "cert_expires_at", "last_seen_at", "online",
@@ -137,7 +139,8 @@ def _move(what: Callable[..., Any], needs_authority: bool, done: str) -> Callabl
         extra = (_authority(args.tls_dir),) if needs_authority else ()
         with _session(args.db) as s, _known():
             device = what(s, *extra, args.device, _now()) if needs_authority else what(s, args.device)
-        print(f"{device.id}: {device.status}; {done}")
+        said = NO_CERTIFICATE if needs_authority and device.cert_pem is None else done
+        print(f"{device.id}: {device.status}; {said}")
         return 0
     return cmd
 

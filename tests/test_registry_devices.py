@@ -372,3 +372,12 @@ def test_cli_accept_revoke_decommission(central: Central, capsys: pytest.Capture
     elsewhere = str(central.path.parent)
     code, _, err = run_cli(capsys, "device", "revoke", "T-0100", "--db", db, "--tls-dir", elsewhere)
     assert code == 2 and "authority file not found" in err
+
+
+def test_cli_says_when_a_device_had_no_certificate_to_revoke(central: Central,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """T-0001 comes from the seed: active, but never issued a certificate by this registry."""
+    assert run_cli(capsys, "device", "revoke", "T-0001", "--db", f"sqlite:///{central.path}", "--tls-dir",
+                   str(central.authority.directory))[:2] == \
+        (0, "T-0001: revoked; it has no certificate on record: nothing was put on the CRL\n")
+    assert central.authority.revoked_serials() == []
