@@ -100,9 +100,13 @@ def retained(session: Session) -> list[EnrollmentRequest]:
 
 
 def clear(session: Session, row: EnrollmentRequest, now: dt.datetime) -> None:
-    """Its retained reply is cleared: a device's row is kept (when), a refusal that made none is dropped."""
+    """Its retained reply is cleared: a device's row is kept (when), a refusal that made none is dropped.
+    Another host clearing it too changes nothing more (committed)."""
     if row.device_id is None:
-        session.delete(row)
+        session.execute(delete(EnrollmentRequest).where(EnrollmentRequest.id == row.id)
+                        .execution_options(synchronize_session=False))
     else:
-        row.reply_cleared_at = now
+        session.execute(update(EnrollmentRequest).where(EnrollmentRequest.id == row.id,
+                                                        EnrollmentRequest.reply_cleared_at.is_(None))
+                        .values(reply_cleared_at=now).execution_options(synchronize_session=False))
     session.commit()
