@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -69,13 +70,12 @@ def _refused(doc: Mapping[str, Any], reason: str, now: dt.datetime) -> dict[str,
 
 def _public_key(csr_pem: str) -> ec.EllipticCurvePublicKey | None:
     """The CSR's P-256 key when the CSR is one the authority will sign, else None."""
-    try:
+    try:        # a request that parses may still hold no usable key (version 4, unknown curve, no point)
         csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
-    except (ValueError, UnicodeEncodeError):
+        key, valid = csr.public_key(), csr.is_signature_valid
+    except (ValueError, TypeError, UnicodeEncodeError, UnsupportedAlgorithm, x509.InvalidVersion):
         return None
-    key = csr.public_key()
-    if not csr.is_signature_valid or not isinstance(key, ec.EllipticCurvePublicKey) \
-            or not isinstance(key.curve, ec.SECP256R1):
+    if not valid or not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         return None
     return key
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
+from test_central_hostile import UNREADABLE, unreadable_csr
 from test_registry_devices import NOW, Central, device_csr, make_central
 
 from contracts import device_messages as d
@@ -327,6 +328,17 @@ def test_racing_requests_with_one_token_make_one_device(central: Central) -> Non
     assert {r["reason"] for r in replies if r["status"] == "refused"} == {"token_used"}
     with central.sessions() as s:
         assert len(s.scalars(select(Device)).all()) == 2          # T-0001 and the winner
+
+
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_a_csr_that_parses_but_holds_no_usable_key_is_refused_bad_csr(central: Central, kind: str) -> None:
+    """The three CSRs fuzz target registry_handlers found (cryptography raises InvalidVersion,
+    UnsupportedAlgorithm or ValueError from the load, the signature check or the key)."""
+    tok = token(central)
+    reply = enroll(central, request(tok, csr=unreadable_csr(kind)))
+    assert (reply["status"], reply["reason"]) == ("refused", "bad_csr")
+    with central.sessions() as s:
+        assert s.get(EnrollmentToken, devices.token_digest(tok)).used_at is None   # type: ignore[union-attr]
 
 
 def test_racing_requests_for_one_serial_make_one_device(central: Central) -> None:
