@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -124,11 +124,14 @@ class Authority:
             raise CertificateRefused("certificate lifetime out of range", days=days)
         try:
             csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
-        except (ValueError, UnicodeEncodeError) as exc:
+        except (ValueError, UnicodeEncodeError, x509.InvalidVersion) as exc:
             raise CertificateRefused("not a PEM certificate request") from exc
-        if not csr.is_signature_valid:
+        try:       # a request that parses may still hold no usable key (an unknown curve, no point)
+            valid, public = csr.is_signature_valid, csr.public_key()
+        except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
+            raise CertificateRefused("the request's key cannot be read", common_name=common_name) from exc
+        if not valid:
             raise CertificateRefused("the request's signature does not verify", common_name=common_name)
-        public = csr.public_key()
         if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(public.curve, ec.SECP256R1):
             raise CertificateRefused("device keys must be EC P-256", common_name=common_name)
         cert = self._sign(public, common_name, now, now + timedelta(days=days), client=True)

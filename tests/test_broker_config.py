@@ -54,18 +54,19 @@ def test_tls_config_requires_a_certificate_of_the_authority(tmp_path: Path) -> N
 
 def test_acl_is_the_protocol_table() -> None:
     lines = acl_text().splitlines()
+    claim = lines[lines.index("user claim") + 1:lines.index("topic deny forecourt/v1/terminal/#") + 1]
     for t in protocol.TABLE:
         if "{terminal}" in t.pattern:
             want = "write" if t.sender == protocol.TERMINAL else "read"
             assert f"pattern {want} {t.pattern.format(terminal='%u')}" in lines, t.name
-        else:
+        else:                                   # enrollment: the claim identity's own lines, no pattern
             want = "write" if t.sender == protocol.CLAIM else "read"
-            assert f"pattern {want} {t.pattern.format(client='%c')}" in lines, t.name
+            assert f"topic {want} {t.pattern.format(client='+')}" in claim, t.name
+    assert claim[-1] == "topic deny forecourt/v1/terminal/#"    # what %u=claim would reach in the patterns
+    assert not [line for line in lines if line.startswith("pattern") and "/enroll/" in line]
     assert not [line for line in lines if line.startswith("pattern readwrite")]
     at = lines.index("user registry")
     assert lines[at + 1] == "topic readwrite forecourt/v1/#"
-    at = lines.index("user claim")
-    assert lines[at + 1] == "topic deny forecourt/v1/terminal/#"
     patterns = [i for i, line in enumerate(lines) if line.startswith("pattern")]
     users = [i for i, line in enumerate(lines) if line.startswith(("user", "topic"))]
     assert max(users) < min(patterns)

@@ -154,30 +154,42 @@ def test_a_terminal_never_receives_another_terminals_messages(probes: dict[str, 
     assert a.messages == []
 
 
-def test_claim_reaches_only_its_own_enrollment_topics(broker: Broker, probes: dict[str, Probe]) -> None:
+def test_claim_reaches_only_enrollment_topics(broker: Broker, probes: dict[str, Probe]) -> None:
     registry = probes["registry"]
-    claim = Probe(broker.port, broker.service("claim"), "enroll-" + uuid.uuid4().hex[:8])
+    claim = Probe(broker.port, broker.service("claim"), "claim-" + uuid.uuid4().hex[:8])
     try:
         own_reply = protocol.topic("enroll_reply", client=claim.client_id)
-        for f in (own_reply, protocol.topic("enroll_reply", client="someone-else"),
-                  protocol.subscription("sales"), protocol.topic("terminal_inbox", terminal="claim")):
+        for f in (own_reply, protocol.subscription("sales"),
+                  protocol.topic("terminal_inbox", terminal="claim")):
             claim.subscribe(f)
         assert registry.subscribe("forecourt/v1/#") == GRANTED_QOS1
         assert claim.publish(protocol.topic("enroll_request", client=claim.client_id), b"csr") == 0x00
-        assert claim.publish(protocol.topic("enroll_request", client="someone-else"), b"x") == NOT_AUTHORIZED
         for name in TERMINAL_SENDS:
             for device in ("claim", "T-A"):
                 assert claim.publish(protocol.topic(name, terminal=device), b"x") == NOT_AUTHORIZED, name
-        for where in (own_reply, protocol.topic("enroll_reply", client="someone-else"),
-                      protocol.topic("sales", terminal="T-A"),
+        assert claim.publish(own_reply, b"forged reply") == NOT_AUTHORIZED
+        assert claim.publish("forecourt/v2/elsewhere", b"x") == NOT_AUTHORIZED
+        for where in (own_reply, protocol.topic("sales", terminal="T-A"),
                       protocol.topic("terminal_inbox", terminal="claim")):
             assert registry.publish(where, b"to " + where.encode()) in DELIVERED
         settle()
         assert claim.messages == [(own_reply, b"to " + own_reply.encode())]
         request = protocol.topic("enroll_request", client=claim.client_id)
-        assert [t for t, _ in registry.messages].count(request) == 1
+        assert [t for t, body in registry.messages if not body.startswith(b"to ")] == [request]
     finally:
         claim.close()
+
+
+def test_a_terminal_takes_no_part_in_enrollment(probes: dict[str, Probe]) -> None:
+    """Not even under its own client id: the enrollment lines are the claim identity's, not patterns."""
+    registry, a = probes["registry"], probes["A"]
+    assert registry.subscribe("forecourt/v1/enroll/#") == GRANTED_QOS1
+    assert a.subscribe("forecourt/v1/enroll/#") == GRANTED_QOS1
+    for client in (a.client_id, "claim-SN-1"):
+        assert a.publish(protocol.topic("enroll_request", client=client), b"x") == NOT_AUTHORIZED
+        assert registry.publish(protocol.topic("enroll_reply", client=client), b"reply") in DELIVERED
+    settle()
+    assert a.messages == [] and [t for t, _ in registry.messages if t.endswith("/request")] == []
 
 
 def handshake_without_certificate(port: int, ca: Path) -> str:
@@ -261,3 +273,4 @@ def test_a_link_with_unusable_tls_files_is_a_config_error(broker: Broker, tmp_pa
         MqttLink("127.0.0.1", broker.port, "x", tls=TlsFiles(good.ca, tmp_path / "missing.pem", good.key))
     with pytest.raises(ConfigError, match="MQTT TLS files unusable"):      # the key of another certificate
         MqttLink("127.0.0.1", broker.port, "x", tls=TlsFiles(good.ca, good.cert, broker.files("T-B").key))
+

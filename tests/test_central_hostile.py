@@ -212,9 +212,6 @@ CSR_KEY_DEFECT = ("cryptography raises InvalidVersion, UnsupportedAlgorithm or V
                   "no usable key; ")
 
 
-@pytest.mark.xfail(strict=True, reason=CSR_KEY_DEFECT + "registry/pki.py Authority.issue (lines 125-131) "
-                   "catches only ValueError/UnicodeEncodeError around the load, nothing around "
-                   "is_signature_valid and public_key(): no CertificateRefused")
 @pytest.mark.parametrize("kind", UNREADABLE)
 def test_the_authority_refuses_a_csr_with_an_unreadable_key_with_a_typed_error(tmp_path: Path,
                                                                                kind: str) -> None:
@@ -468,9 +465,6 @@ def test_an_authorization_answered_on_another_terminals_topic_is_dropped(central
     c.authorize()
 
 
-@pytest.mark.xfail(strict=True, reason=CSR_KEY_DEFECT + "registry/certs.py CertRotator.on_request catches "
-                   "only ForecourtError: the error escapes to the MQTT link's handler guard and the device "
-                   "gets no CERT_REPLY at all (it should be refused, bad_csr)")
 def test_a_certificate_request_with_an_unreadable_key_is_answered_refused(central: Central) -> None:
     c = central
     reply_topic = protocol.topic("cert_reply", terminal=HOSTILE)
@@ -596,10 +590,6 @@ def test_a_terminal_certificate_cannot_answer_for_the_registry(central: Central)
         assert c.hostile.publish(where, b'{"v":1}') == NOT_AUTHORIZED, where
 
 
-@pytest.mark.xfail(strict=True, reason="registry/acl.py: the claim's enrollment lines are `pattern` lines "
-                   "(forecourt/v1/enroll/%c/request write, .../reply read), which mosquitto applies to every "
-                   "user: a terminal certificate may send enrollment requests and read enrollment replies "
-                   "under any client id it connects with; a terminal should reach only its own id's topics")
 def test_a_terminal_certificate_cannot_send_enrollment_requests(central: Central) -> None:
     c = central
     doc = {"request_id": str(uuid.uuid4()), "token": "A" * 32, "serial": "SN-X", "csr_pem": csr("SN-X"),
