@@ -121,7 +121,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, name="registry")
     state = _directory(args.state_dir, "--state-dir")
     reg = Registry(args.db, state, host, port, seed, _path(args.kek, "--kek") if args.kek else None,
-                   tls=tls)
+                   tls=tls, ingest_only=args.ingest_only, worker=args.worker)
     reg.run(_stop_on_signals())
     return EXIT_OK
 
@@ -245,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tls-dir", default=None, help="connect with TLS as CN=registry: ca.pem, registry.pem "
                    "and registry.key of this authority directory (forecourt registry pki init)")
     r.add_argument("--log-level", default="INFO", type=_level, help=LEVELS)
+    r.add_argument("--ingest-only", action="store_true",
+                   help="only store sales, sharing them with the other registry processes (docs/scaling.md)")
+    r.add_argument("--worker", default="", help="this process's name, unique among the registry processes "
+                   "(its MQTT client id forecourt-registry-NAME); required with --ingest-only")
     r.set_defaults(func=cmd_registry)
 
     b = sub.add_parser("broker-config", help="write a Mosquitto config for the registry", epilog=EPILOG)

@@ -67,6 +67,7 @@ class SaleIngest:
         self.sessions, self.link, self.now = sessions, link, now
         self.auth_first = auth_first
         self.malformed = 0
+        self.acked = 0              # sales answered stored or duplicate by this process
         self._sales: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
         self._worker = threading.Thread(target=self._store_sales, name="registry-sales", daemon=True)
 
@@ -131,6 +132,7 @@ class SaleIngest:
                 try:
                     self.link.publish(protocol.topic("terminal_inbox", terminal=terminal),
                                       m.encode(ack, m.SALE_ACK))
+                    self.acked += 1
                 except HostUnavailable:
                     log.warning("sale ack not sent: broker unreachable", extra={"sale_id": ack["sale_id"]})
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import threading
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from sqlalchemy import select
 from contracts import device_messages as d
 from contracts import messages as m
 from contracts import protocol
-from contracts.errors import HostUnavailable, MessageError
+from contracts.errors import ConfigError, HostUnavailable, MessageError
 from drivers.mqtt import MqttLink, TlsFiles
 from drivers.mqtt.link import Handler
 from registry.certs import cert_rotation_handlers
@@ -37,6 +38,7 @@ __all__ = ["SALE_BATCH", "Registry", "utcnow"]
 
 log = logging.getLogger(__name__)
 
+_WORKER = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _sale_id = sale_id_of          # fuzz/targets_local.py reads it from here
 
 
@@ -48,6 +50,10 @@ class Registry:
     def __init__(self, db_url: str, state_dir: Path, mqtt_host: str, mqtt_port: int,
                  seed: Path | None = None, kek: Path | None = None, *, ingest_only: bool = False,
                  worker: str = "", tls: TlsFiles | None = None) -> None:
+        if worker and not _WORKER.fullmatch(worker) or ingest_only and not worker:
+            # two processes with one client id would take each other's session over, endlessly
+            raise ConfigError("--worker must name this process (1-32 of A-Z a-z 0-9 _ . -); --ingest-only "
+                              "needs one", key="--worker")
         self.engine, self.sessions = open_database(db_url)
         self.ingest_only = ingest_only
         self.keys: RegistryKeys = load_or_create_keys(state_dir / "registry-keys.json", kek)
@@ -62,9 +68,13 @@ class Registry:
         self.auth_link = MqttLink(mqtt_host, mqtt_port, "forecourt-registry-auth", session_expiry=3600,
                                   tls=tls)
         self.auth_link.subscribe(protocol.subscription("auth_request"), self._on_auth)
-        # each process its own client id (a persistent session of its own) on the shared sales subscription
+        # Each process its own client id on the shared sales subscription. The main one keeps its session
+        # (what arrives while it restarts waits for it); an ingest-only worker has none: mosquitto 2.0.11
+        # keeps queueing a dead member's share in its session rather than giving it to the others, while
+        # without one the others get everything at once and the sales it held unacknowledged are resent
+        # by their terminals (docs/scaling.md).
         self.link = MqttLink(mqtt_host, mqtt_port, "forecourt-registry" + (f"-{worker}" if worker else ""),
-                             session_expiry=3600, tls=tls)
+                             session_expiry=0 if ingest_only else 3600, tls=tls)
         self.auth_first = AuthFirst()
         self.ingest = SaleIngest(self.sessions, self.link, utcnow, auth_first=self.auth_first)
         handlers: list[tuple[str, Handler]] = [*self.ingest.subscriptions()]

@@ -9,6 +9,7 @@ reason and kept in `refused` until the next good connection.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 import uuid
@@ -75,7 +76,7 @@ def _report(context: ssl.SSLContext, exc: ssl.SSLError) -> None:
 
 
 def tls_context(files: TlsFiles) -> _Context:
-    """A TLS 1.2+ client context: the broker checked against files.ca (and its name), our certificate shown."""
+    """A TLS 1.2+ client context: the broker checked against files.ca (and its name), our certificate."""
     context = _Context(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
@@ -107,6 +108,7 @@ class MqttLink:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_socket_open = _no_delay
         if tls is not None:
             context = tls_context(tls)
             context.report = self._refuse
@@ -225,6 +227,17 @@ class MqttLink:
                 handler(msg.topic, bytes(msg.payload), props)
             except Exception:  # one bad message must not stop the network thread
                 log.exception("handler failed", extra={"topic": msg.topic})
+
+
+def _no_delay(client: mqtt.Client, userdata: object, sock: object) -> None:
+    """TCP_NODELAY on the broker connection: with Nagle's algorithm a publish written right after a PUBACK
+    waits for the broker's delayed TCP ACK (~40 ms on Linux), which capped a window of 20 sales at ~400/s."""
+    setsockopt = getattr(sock, "setsockopt", None)
+    if setsockopt is not None:
+        try:
+            setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass                      # not TCP (a websocket wrapper): nothing to tune
 
 
 def _topic_filter(subscription: str) -> str:
