@@ -3,7 +3,9 @@ lists) and the enrollment requests waiting for an operator or whose retained rep
 
 Revision ID: r0006
 Revises: r0005
-Devices already registered keep an empty cert_pem (r0005 never shipped with certificates kept elsewhere).
+Devices already registered keep an empty cert_pem. Nothing is imported from the authority's directory
+(issued/<id>.pem, pending/, replied/): only unreleased code of the same issue kept state there, so no
+installation has such files.
 """
 
 from __future__ import annotations
