@@ -206,10 +206,7 @@ def unreadable_csr(kind: str) -> str:
     return f"-----BEGIN CERTIFICATE REQUEST-----\n{lines}\n-----END CERTIFICATE REQUEST-----\n"
 
 
-UNREADABLE = ["version", "curve", "point"]
-CSR_KEY_DEFECT = ("cryptography raises InvalidVersion, UnsupportedAlgorithm or ValueError('Invalid key') "
-                  "from load_pem_x509_csr / is_signature_valid / public_key for a CSR that parses but holds "
-                  "no usable key; ")
+UNREADABLE = ["version", "curve", "point"]    # cryptography: InvalidVersion, UnsupportedAlgorithm, ValueError
 
 
 @pytest.mark.parametrize("kind", UNREADABLE)
@@ -569,10 +566,6 @@ def test_a_csr_with_a_reserved_name_gets_a_certificate_only_for_the_device_id(ce
     c.authorize()
 
 
-@pytest.mark.xfail(strict=True, reason=CSR_KEY_DEFECT + "registry/enroll.py _public_key (lines 73-78) "
-                   "catches only ValueError/UnicodeEncodeError around the load: the error escapes "
-                   "Enroller.on_request (it catches ForecourtError) and the device gets no ENROLL_REPLY (it "
-                   "should be refused, bad_csr)")
 @pytest.mark.parametrize("kind", UNREADABLE)
 def test_an_enrollment_with_an_unreadable_key_is_refused_bad_csr(central: Central, claim: Probe,
                                                                  kind: str) -> None:
