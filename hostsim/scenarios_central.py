@@ -142,7 +142,10 @@ def acl_cross_device(run: Any) -> None:
             where = protocol.topic(name, terminal=OTHER_DEVICE)
             run.log(f"{a_id} subscribes to {where}: SUBACK 0x{a.subscribe(where):02x}")
             witness.publish(where, f"for {OTHER_DEVICE} only: {name}".encode())
-        time.sleep(0.5)                  # deliveries in flight arrive; a refused one never does
+        deadline = time.monotonic() + 10         # B's own arrive; one refused to A would have by then too
+        while len(b.messages) < len(PRIVATE) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)
         run.log(f"{OTHER_DEVICE} received {len(b.messages)} messages, {a_id} {len(a.messages)}, "
                 f"the witness {len(witness.messages)} (its own {len(PRIVATE)})")
         leaked = [t for t, _ in a.messages]

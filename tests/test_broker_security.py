@@ -100,8 +100,13 @@ def probes(broker: Broker) -> Iterator[dict[str, Probe]]:
             p.close()
 
 
-def settle(*probes: Probe, seconds: float = 0.5) -> None:
-    time.sleep(seconds)        # deliveries in flight arrive (a denied one never does)
+def settle(*expected: tuple[Probe, int], seconds: float = 0.5) -> None:
+    """Wait until each probe holds the messages it should (at most 10 s), then a little longer: a message
+    that must never arrive would have arrived by then."""
+    deadline = time.monotonic() + 10
+    while any(len(p.messages) < n for p, n in expected) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(seconds)
 
 
 def test_registry_reads_every_terminal_through_shared_subscriptions_and_answers(
@@ -114,7 +119,7 @@ def test_registry_reads_every_terminal_through_shared_subscriptions_and_answers(
         assert a.publish(protocol.topic(name, terminal="T-A"), name.encode()) == 0x00, name
     for name in REGISTRY_SENDS:
         assert registry.publish(protocol.topic(name, terminal="T-A"), b"from registry") in DELIVERED, name
-    settle()
+    settle((registry, len(TERMINAL_SENDS)), (a, 1))
     assert sorted(p for _, p in registry.messages) == sorted(n.encode() for n in TERMINAL_SENDS)
     assert a.messages == [(protocol.topic("terminal_inbox", terminal="T-A"), b"from registry")]
 
@@ -149,7 +154,7 @@ def test_a_terminal_never_receives_another_terminals_messages(probes: dict[str, 
     assert b.subscribe("forecourt/v1/terminal/T-B/#") == GRANTED_QOS1
     for name in REGISTRY_SENDS:
         assert registry.publish(protocol.topic(name, terminal="T-B"), name.encode()) in DELIVERED
-    settle()
+    settle((b, len(REGISTRY_SENDS)))
     assert sorted(p for _, p in b.messages) == sorted(n.encode() for n in REGISTRY_SENDS)
     assert a.messages == []
 
@@ -172,7 +177,7 @@ def test_claim_reaches_only_enrollment_topics(broker: Broker, probes: dict[str, 
         for where in (own_reply, protocol.topic("sales", terminal="T-A"),
                       protocol.topic("terminal_inbox", terminal="claim")):
             assert registry.publish(where, b"to " + where.encode()) in DELIVERED
-        settle()
+        settle((claim, 1), (registry, 4))        # the request and the registry's own three
         assert claim.messages == [(own_reply, b"to " + own_reply.encode())]
         request = protocol.topic("enroll_request", client=claim.client_id)
         assert [t for t, body in registry.messages if not body.startswith(b"to ")] == [request]
