@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from sqlalchemy import select
+from cryptography import x509
+from sqlalchemy import create_engine, select, update
+from sqlalchemy.exc import OperationalError
 
 from drivers.mqtt import TlsFiles
 from drivers.pump.sim_line import DartLineSimulator
@@ -33,6 +36,7 @@ from hostsim.pcscd import PcscDaemon
 from hostsim.printer_server import PrinterServer
 from hostsim.services import (
     Process,
+    ServiceError,
     child_env,
     client_certificate,
     forecourt_command,
@@ -45,8 +49,8 @@ from provisioning.keys import install_pin_key
 from registry.configs import config_keys
 from registry.db import open_database
 from registry.keyinject import install_bdk
-from registry.models import Card, Transaction
-from registry.pki import Authority
+from registry.models import Card, Device, Transaction
+from registry.pki import Authority, fingerprint
 
 __all__ = ["FIXTURES", "CardProfile", "Simulator", "card_index", "load_cards"]
 
@@ -246,15 +250,35 @@ class Simulator:
         return TlsFiles(tdir / "ca.pem", tdir / "device.pem", tdir / "device.key")
 
     def _provision_certificate(self) -> None:
-        """The seed device's key and certificate, as enrollment leaves them (kept across restarts); the
-        certificate also in pki/issued/<id>.pem, where the registry keeps what it may revoke."""
+        """The seed device's key and certificate, as enrollment leaves them (kept across restarts), and in
+        the registry's device row the certificate it may revoke."""
         files = self.terminal_tls
         if files.cert.exists():
             return
         files = client_certificate(self.authority, self.device["id"], files.cert.parent, stem="device")
-        issued = self.authority.directory / "issued"
-        issued.mkdir(exist_ok=True)
-        (issued / f"{self.device['id']}.pem").write_text(files.cert.read_text())
+        self._record_certificate(files.cert.read_text())
+
+    def _record_certificate(self, cert_pem: str, timeout: float = 30.0) -> None:
+        """Certificate, fingerprint and expiry on the seed device's row, once the registry has made it (the
+        registry process migrates and seeds its database; this only writes one row)."""
+        path = self.state / "registry" / "registry.db"
+        expires = x509.load_pem_x509_certificate(cert_pem.encode()).not_valid_after_utc.replace(tzinfo=None)
+        change = update(Device).where(Device.id == self.device["id"]).values(
+            cert_pem=cert_pem, cert_fingerprint=fingerprint(cert_pem), cert_expires_at=expires)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.exists():
+                engine = create_engine(self.registry_url)
+                try:
+                    with engine.begin() as conn:
+                        if conn.execute(change).rowcount:
+                            return
+                except OperationalError:
+                    pass                                  # not migrated yet
+                finally:
+                    engine.dispose()
+            time.sleep(0.1)
+        raise ServiceError(f"the registry never made device {self.device['id']}; see registry.log")
 
     @property
     def registry_url(self) -> str:
