@@ -21,6 +21,7 @@ __all__ = [
     "ENROLL_REQUEST",
     "EVENT",
     "HEARTBEAT",
+    "INT32_MAX",
     "RESERVED_IDS",
     "SIGNED_CONFIG",
     "STATUS",
@@ -45,6 +46,8 @@ _PEM_CERT = matching(_CERT_BLOCK)
 _PEM_CERTS = matching(f"({_CERT_BLOCK}){{1,4}}")
 _KEY_ID = matching(r"[a-z0-9][a-z0-9-]{0,31}")
 _AGE = int_range(0, 10**9)
+# the largest version or rollout number: what a signed 32-bit INTEGER column holds (PostgreSQL, SQL standard)
+INT32_MAX = 2**31 - 1
 
 # Ids no device may have: the registry's and the claim identity's certificate names (ACL usernames).
 RESERVED_IDS = frozenset({"registry", "claim", "broker"})
@@ -67,7 +70,8 @@ STATUS: Mapping[str, Check] = {"terminal": _ID, "state": matching(r"online|offli
 
 # forecourt/v1/terminal/{id}/heartbeat: what the device runs and what waits in it (the reported state).
 HEARTBEAT: Mapping[str, Check] = {
-    "terminal": _ID, "at": is_timestamp, "software_version": _VERSION, "config_version": int_range(0, 2**31),
+    "terminal": _ID, "at": is_timestamp, "software_version": _VERSION,
+    "config_version": int_range(0, INT32_MAX),
     "backlog": int_range(0, 10**7), "oldest_unsent_s": _AGE, "uptime_s": _AGE, "parked": int_range(0, 10**7),
 }
 
@@ -114,14 +118,14 @@ CERT_REPLY: Mapping[str, Check] = {
 # forecourt/v1/terminal/{id}/config, retained: a configuration signed by the registry (contracts.signing).
 # "body" is checked against contracts.signing's CONFIG_BODY only once the signature holds.
 SIGNED_CONFIG: Mapping[str, Check] = {
-    "terminal": _ID, "version": int_range(1, 2**31), "issued_at": is_timestamp, "expires_at": is_timestamp,
-    "key_id": _KEY_ID, "body": _json_object(32), "sig": _B64,
+    "terminal": _ID, "version": int_range(1, INT32_MAX), "issued_at": is_timestamp,
+    "expires_at": is_timestamp, "key_id": _KEY_ID, "body": _json_object(32), "sig": _B64,
 }
 
 # forecourt/v1/terminal/{id}/update, retained: the software the registry wants this device to run.
 UPDATE_OFFER: Mapping[str, Check] = {
     "terminal": _ID, "version": _VERSION, "size": int_range(1, 256 * 2**20), "sha256": _SHA256,
-    "rollout": int_range(1, 2**31),
+    "rollout": int_range(1, INT32_MAX),
 }
 # forecourt/v1/terminal/{id}/update/fetch: a request (MQTT 5 request/response) for a piece of a bundle;
 # the answer on .../update/chunk is the raw bytes from offset.
@@ -130,7 +134,7 @@ UPDATE_FETCH: Mapping[str, Check] = {
 }
 # forecourt/v1/terminal/{id}/update/report: how an offered update went.
 UPDATE_REPORT: Mapping[str, Check] = {
-    "terminal": _ID, "version": _VERSION, "rollout": int_range(1, 2**31),
+    "terminal": _ID, "version": _VERSION, "rollout": int_range(1, INT32_MAX),
     "status": matching(r"downloading|installed|failed|rolled_back|refused"), "detail": _TEXT,
     "at": is_timestamp,
 }
