@@ -647,3 +647,64 @@ def test_the_largest_number_the_wire_admits_fits_the_database(tmp_path: Path, na
                       "detail": "", "at": _at()}
             handlers = dict(Releases(sessions, Wire(), clock=utcnow).handlers())
             handlers[protocol.subscription("update_report")](topic, m.encode(report, d.UPDATE_REPORT), None)
+
+
+ANSWER_TAKEN = ("registry/enroll.py: any request on a client's topic gets its answer published retained "
+                "there (Enroller.on_request), so a bogus one replaces the accepted answer another device has "
+                "not read yet; that device's resend of the same request is then refused token_used (_again "
+                "answers only a request still waiting), and the device never gets its certificate and keys "
+                "(an operator must decommission it and make a new token)")
+
+
+@pytest.mark.parametrize("attacked", [False, pytest.param(True, marks=pytest.mark.xfail(
+    strict=True, reason=ANSWER_TAKEN))], ids=["alone", "attacked"])
+def test_another_claim_holder_cannot_take_an_accepted_answer_from_a_device(central: Central,
+                                                                          attacked: bool) -> None:
+    """A device's request is accepted while it is away (a power cut before it read the retained answer);
+    another holder of the claim kit then sends a bogus request on that device's client topic (its client
+    id is claim-<serial>, printed on the device). Back, the device must still get its accepted answer,
+    retained or answered again to the same request (provisioning.enroll resends it after RESEND_AFTER)."""
+    c = central
+    folder = c.authority.directory
+    claim_files = TlsFiles(folder / "ca.pem", folder / "claim.pem", folder / "claim.key")
+    serial = f"SN-VICTIM-{int(attacked)}"
+    client = f"claim-{serial}"
+    with c.reg.sessions() as s:
+        devices.import_expected(s, f"{serial},{STATION},\n", utcnow())     # accepted at once
+        token = devices.create_token(s, STATION, utcnow())
+    doc = {"request_id": str(uuid.uuid4()), "token": token, "serial": serial, "csr_pem": csr(serial),
+           "client_time": _at(), "software_version": "1.4.2"}
+    request, reply_topic = (protocol.topic(n, client=client) for n in ("enroll_request", "enroll_reply"))
+    victim = Probe(c.port, claim_files, client_id=client)
+    assert victim.publish(request, m.encode(doc, d.ENROLL_REQUEST)) == 0x00
+    victim.close()                                        # gone before reading its answer
+
+    def certified() -> bool:
+        with c.reg.sessions() as s:
+            row = s.scalar(select(Device).where(Device.serial == serial))
+            return row is not None and row.cert_fingerprint is not None
+
+    assert wait_for(certified)
+    time.sleep(0.3)                                       # the accepted answer is retained
+    if attacked:
+        evil = Probe(c.port, claim_files, client_id="claim-" + uuid.uuid4().hex[:8])
+        bogus = doc | {"request_id": str(uuid.uuid4()), "token": "B" * 32}
+        assert evil.publish(request, m.encode(bogus, d.ENROLL_REQUEST)) == 0x00
+        time.sleep(0.5)
+        evil.close()
+    back = Probe(c.port, claim_files, client_id=client)
+    try:
+        assert back.subscribe(reply_topic) == 0x01
+
+        def answer() -> dict[str, Any] | None:
+            docs = [m.decode(p, d.ENROLL_REPLY) for t, p in back.messages if t == reply_topic and p]
+            return next((x for x in docs if x["request_id"] == doc["request_id"]), None)
+
+        if not wait_for(lambda: answer() is not None, 1.0):
+            assert back.publish(request, m.encode(doc, d.ENROLL_REQUEST)) == 0x00     # the resend
+        assert wait_for(lambda: answer() is not None, 5.0), [m.decode(p, d.ENROLL_REPLY)["reason"]
+                                                             for t, p in back.messages if p]
+        got = answer()
+        assert got is not None and got["status"] == "accepted", got
+    finally:
+        back.close()
