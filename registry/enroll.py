@@ -21,12 +21,10 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,12 +36,14 @@ from contracts.device_messages import RESERVED_IDS
 from contracts.errors import ForecourtError, HostUnavailable, MessageError
 from contracts.messages import parse_timestamp
 from drivers.mqtt.link import Handler
+from registry import enroll_reply as reply
 from registry import enroll_state as state
 from registry.devices import ID, awaiting_enrollment, token_digest
+from registry.enroll_reply import csr_public_key, wire_time
 from registry.keyinject import BDK_FILE, KeyInjector
 from registry.keys import RegistryKeys
 from registry.models import Device, EnrollmentToken, ExpectedDevice
-from registry.pki import Authority, CertificateRefused
+from registry.pki import Authority
 
 __all__ = ["CLOCK_SKEW", "REASONS", "Enroller", "PendingReply", "delivered", "enrollment_handlers",
            "enrollment_part", "handle_enroll", "replies_for_accepted", "wire_time"]
@@ -53,31 +53,13 @@ log = logging.getLogger(__name__)
 CLOCK_SKEW = dt.timedelta(minutes=5)
 REASONS = ("token_unknown", "token_expired", "token_used", "clock_skew", "serial_taken", "id_taken",
            "bad_csr", "device_refused", "registry_error")
-CERT_DAYS = 365
 KEEP_REPLY = dt.timedelta(days=7)       # an accepted reply waits this long for its device to connect
 KEEP_REFUSED = dt.timedelta(hours=1)
-
-
-def wire_time(when: dt.datetime) -> str:
-    """A naive UTC datetime as a wire timestamp."""
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _refused(doc: Mapping[str, Any], reason: str, now: dt.datetime) -> dict[str, Any]:
     return {"request_id": doc["request_id"], "status": "refused", "reason": reason,
             "server_time": wire_time(now)}
-
-
-def _public_key(csr_pem: str) -> ec.EllipticCurvePublicKey | None:
-    """The CSR's P-256 key when the CSR is one the authority will sign, else None."""
-    try:        # a request that parses may still hold no usable key (version 4, unknown curve, no point)
-        csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
-        key, valid = csr.public_key(), csr.is_signature_valid
-    except (ValueError, TypeError, UnicodeEncodeError, UnsupportedAlgorithm, x509.InvalidVersion):
-        return None
-    if not valid or not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        return None
-    return key
 
 
 def made_up_id(serial: str) -> str:
@@ -93,7 +75,7 @@ def handle_enroll(session: Session, authority: Authority, keys: RegistryKeys, do
     client_time = parse_timestamp(doc["client_time"])
     if abs(client_time - now) > CLOCK_SKEW:
         return _refused(doc, "clock_skew", now)
-    public_key = _public_key(doc["csr_pem"])
+    public_key = csr_public_key(doc["csr_pem"])
     if public_key is None:
         return _refused(doc, "bad_csr", now)
     digest = token_digest(doc["token"])
@@ -101,7 +83,9 @@ def handle_enroll(session: Session, authority: Authority, keys: RegistryKeys, do
     if token is None:
         return _refused(doc, "token_unknown", now)
     if token.used_at is not None:
-        return _again(session, token.used_by, doc, now) or _refused(doc, "token_used", now)
+        again = partial(reply.accepted_again, authority=authority, keys=keys, doc=doc, now=now,
+                        injector=injector, config_keys=config_keys)
+        return _again(session, token.used_by, doc, now, again) or _refused(doc, "token_used", now)
     if token.expires_at <= now:
         return _refused(doc, "token_expired", now)
     serial = doc["serial"]
@@ -134,25 +118,27 @@ def handle_enroll(session: Session, authority: Authority, keys: RegistryKeys, do
         return _refused(doc, "id_taken", now)
     at_once = device.status == "active"
     if at_once:
-        reply = _accepted(session, authority, keys, device, doc["csr_pem"], doc["request_id"], now,
-                          injector=injector, config_keys=config_keys)
+        answer = reply.accepted(session, authority, keys, device, doc["csr_pem"], doc["request_id"], now,
+                                injector=injector, config_keys=config_keys)
     else:
         state.wait(session, client=client, request_id=doc["request_id"], device_id=device_id,
                    csr_pem=doc["csr_pem"], now=now)
-        reply = {"request_id": doc["request_id"], "status": "pending", "reason": "waiting for an operator",
-                 "device_id": device_id, "station": device.station_id, "server_time": wire_time(now)}
+        answer = {"request_id": doc["request_id"], "status": "pending", "reason": "waiting for an operator",
+                  "device_id": device_id, "station": device.station_id, "server_time": wire_time(now)}
     session.commit()
-    return reply
+    return answer
 
 
-def _again(session: Session, device_id: str | None, doc: Mapping[str, Any],
-           now: dt.datetime) -> dict[str, Any] | None:
+def _again(session: Session, device_id: str | None, doc: Mapping[str, Any], now: dt.datetime,
+           accepted_again: Callable[[Device], dict[str, Any] | None]) -> dict[str, Any] | None:
     """The same request again (a device resuming one whose answer it missed): "pending" again while it
-    waits (the tick sends the final answer), not token_used."""
+    waits (the tick sends the final answer); "accepted" again, certificate and keys, when the device was
+    accepted for this very key (its retained answer may have been replaced on its topic); not token_used."""
     if device_id and state.waiting(session, device_id, doc["request_id"]):
         return {"request_id": doc["request_id"], "status": "pending", "reason": "waiting for an operator",
                 "device_id": device_id, "server_time": wire_time(now)}
-    return None
+    device = session.get(Device, device_id) if device_id else None
+    return accepted_again(device) if device is not None else None
 
 
 def _take_or_make(session: Session, keys: RegistryKeys, injector: KeyInjector, seeded: Device | None,
@@ -175,28 +161,6 @@ def _take_or_make(session: Session, keys: RegistryKeys, injector: KeyInjector, s
         return None
     session.refresh(seeded)
     return seeded
-
-
-def _accepted(session: Session, authority: Authority, keys: RegistryKeys, device: Device, csr_pem: str,
-              request_id: str, now: dt.datetime, *, injector: KeyInjector,
-              config_keys: Mapping[str, str]) -> dict[str, Any]:
-    """Issue the device's certificate and seal its keys: the "accepted" reply (the caller commits)."""
-    issued = authority.issue(csr_pem, device.id, days=CERT_DAYS, now=now.replace(tzinfo=dt.UTC))
-    device.cert_fingerprint = issued.fingerprint
-    device.cert_expires_at = issued.not_after.astimezone(dt.UTC).replace(tzinfo=None)
-    device.cert_pem = issued.cert_pem
-    if device.dukpt_key_id is None:
-        key_id = injector.new_key_id(lambda k: session.scalar(
-            select(Device.id).where(Device.dukpt_key_id == k)) is not None)
-        device.dukpt_key_id = key_id.hex().upper()
-    public = x509.load_pem_x509_certificate(issued.cert_pem.encode("ascii")).public_key()
-    if not isinstance(public, ec.EllipticCurvePublicKey):      # the authority signs P-256 keys only
-        raise CertificateRefused("device certificate holds no EC key")
-    sealed = injector.sealed_keys(keys, device.pin_key_hex, bytes.fromhex(device.dukpt_key_id), public,
-                                  device_id=device.id, request_id=request_id)
-    return {"request_id": request_id, "status": "accepted", "reason": "", "device_id": device.id,
-            "station": device.station_id, "certificate_pem": issued.cert_pem, "ca_pem": authority.ca_pem,
-            "config_keys": dict(config_keys), "keys_sealed": sealed, "server_time": wire_time(now)}
 
 
 @dataclass(frozen=True)
@@ -226,8 +190,8 @@ def replies_for_accepted(session: Session, authority: Authority, keys: RegistryK
         if device is None or csr is None:
             doc = _refused({"request_id": row.request_id}, "device_refused", now)
         else:
-            doc = _accepted(session, authority, keys, device, csr, row.request_id, now,
-                            injector=injector, config_keys=config_keys)
+            doc = reply.accepted(session, authority, keys, device, csr, row.request_id, now,
+                                 injector=injector, config_keys=config_keys)
         replies.append(PendingReply(row.device_id or "", row.client, doc, row.id))
     session.commit()
     return replies

@@ -649,15 +649,7 @@ def test_the_largest_number_the_wire_admits_fits_the_database(tmp_path: Path, na
             handlers[protocol.subscription("update_report")](topic, m.encode(report, d.UPDATE_REPORT), None)
 
 
-ANSWER_TAKEN = ("registry/enroll.py: any request on a client's topic gets its answer published retained "
-                "there (Enroller.on_request), so a bogus one replaces the accepted answer another device has "
-                "not read yet; that device's resend of the same request is then refused token_used (_again "
-                "answers only a request still waiting), and the device never gets its certificate and keys "
-                "(an operator must decommission it and make a new token)")
-
-
-@pytest.mark.parametrize("attacked", [False, pytest.param(True, marks=pytest.mark.xfail(
-    strict=True, reason=ANSWER_TAKEN))], ids=["alone", "attacked"])
+@pytest.mark.parametrize("attacked", [False, True], ids=["alone", "attacked"])
 def test_another_claim_holder_cannot_take_an_accepted_answer_from_a_device(central: Central,
                                                                           attacked: bool) -> None:
     """A device's request is accepted while it is away (a power cut before it read the retained answer);
