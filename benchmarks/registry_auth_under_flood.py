@@ -53,7 +53,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-AUTH_TOPIC = protocol.topic("auth_request", terminal="T-0001")
+ASKER = f"T-{TERMINALS + 1:04d}"        # asks for authorizations and sends no sales
+AUTH_TOPIC = protocol.topic("auth_request", terminal=ASKER)
+ASKER_INBOX = protocol.topic("terminal_inbox", terminal=ASKER)
 
 
 def auth_request(terminal: str = "T-0001") -> bytes:
@@ -88,7 +90,7 @@ def flood(work: Path, sales: int) -> None:
     with reg.sessions() as s:
         model = s.get(Device, "T-0001")
         assert model is not None
-        for i in range(2, TERMINALS + 1):
+        for i in range(2, TERMINALS + 2):
             s.merge(Device(id=f"T-{i:04d}", station_id=STATION, pin_key_hex=model.pin_key_hex,
                            status="active"))
         s.commit()
@@ -116,15 +118,15 @@ def flood(work: Path, sales: int) -> None:
             while flooding.is_set():
                 start = time.perf_counter()
                 try:
-                    doc = m.decode(asker.request(AUTH_TOPIC, auth_request(),
-                                                 "bench/asker/answers", timeout=10), m.AUTH_RESPONSE)
+                    doc = m.decode(asker.request(AUTH_TOPIC, auth_request(ASKER),
+                                                 ASKER_INBOX, timeout=10), m.AUTH_RESPONSE)
                     latencies.append(time.perf_counter() - start)
                     answers[str(doc["reason"])] = answers.get(str(doc["reason"]), 0) + 1
                 except HostUnavailable:        # a timeout counts as 10 s
                     latencies.append(10.0)
                     answers["timeout"] = answers.get("timeout", 0) + 1
                 time.sleep(0.05)
-        asker.subscribe("bench/asker/answers", lambda t, p, props: None)
+        asker.subscribe(ASKER_INBOX, lambda t, p, props: None)
         time.sleep(0.3)
 
         def send(link: MqttLink, terminal: str, count: int) -> None:

@@ -193,6 +193,13 @@ class Registry:
             log.warning("authorization request for another terminal dropped",
                         extra={"terminal": protocol.terminal_of(topic)})
             return
+        inbox = protocol.topic("terminal_inbox", terminal=req["terminal"])
+        if getattr(props, "ResponseTopic", None) != inbox:
+            # the registry may publish anywhere: it answers only into the asking terminal's own inbox
+            self.malformed_auth += 1
+            log.warning("authorization request with another response topic dropped",
+                        extra={"terminal": req["terminal"]})
+            return
         with self.auth_first.answering(), self.sessions() as s:
             answer = authorize(s, self.keys, req, utcnow())
         self.auth_link.reply(props, m.encode(answer.to_doc(), m.AUTH_RESPONSE))

@@ -437,10 +437,6 @@ def test_an_update_fetch_answered_on_another_terminals_topic_is_dropped(central:
         seen.close()
 
 
-@pytest.mark.xfail(strict=True, reason="registry/server.py Registry._on_auth answers on whatever response "
-                   "topic the request names (auth_link.reply, with the registry's rights on all of "
-                   "forecourt/v1): a terminal makes the registry publish into another terminal's inbox, "
-                   "commands or sales topic; registry/releases.py _on_fetch checks the response topic")
 def test_an_authorization_answered_on_another_terminals_topic_is_dropped(central: Central) -> None:
     c = central
     link, seen = hostile_link(c, "auth"), witness(c)

@@ -33,6 +33,7 @@ from registry.server import Registry, utcnow
 from registry.service import record_sales
 
 AUTH_TOPIC = protocol.topic("auth_request", terminal="T-0001")
+INBOX = protocol.topic("terminal_inbox", terminal="T-0001")
 MONTHS = [dt.datetime(2025, 1, 20, 9, 0), dt.datetime(2025, 2, 10, 9, 0), dt.datetime(2025, 3, 15, 12, 0)]
 
 
@@ -192,7 +193,6 @@ def test_an_authorization_is_answered_before_a_backlog_of_sales(mosquitto: int, 
     acks: list[bytes] = []
     terminal.subscribe(protocol.topic("terminal_inbox", terminal="T-0001"),
                        lambda t, p, props: acks.append(p))
-    terminal.subscribe("test/T-0001/answers", lambda t, p, props: None)
     flood = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="flood", protocol=mqtt.MQTTv5)
     flood.max_inflight_messages_set(1000)
     terminal.start()
@@ -201,13 +201,13 @@ def test_an_authorization_is_answered_before_a_backlog_of_sales(mosquitto: int, 
     reg.start()
     try:
         assert reg.link.wait_connected(5) and terminal.wait_connected(5)
-        assert m.decode(terminal.request(AUTH_TOPIC, auth_request(), "test/T-0001/answers", 5),
+        assert m.decode(terminal.request(AUTH_TOPIC, auth_request(), INBOX, 5),
                         m.AUTH_RESPONSE)["approved"]           # both registry clients subscribed
         sent = [flood.publish(protocol.topic("sales", terminal="T-0001"), _bank_sale(), qos=1)
                 for _ in range(sales)]
         for info in sent:
             info.wait_for_publish(10)                          # every sale queued at the broker first
-        answer = m.decode(terminal.request(AUTH_TOPIC, auth_request(), "test/T-0001/answers",
+        answer = m.decode(terminal.request(AUTH_TOPIC, auth_request(), INBOX,
                                            30), m.AUTH_RESPONSE)
         acked_then = len(acks)
         assert answer["approved"]
