@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 # Sales stored in one transaction at most: one commit (one fsync) for a backlog's worth, while an
 # authorization waits for the database no longer than one batch.
-SALE_BATCH = 50
+SALE_BATCH = 200
 
 
 class AuthFirst:

@@ -7,7 +7,7 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +112,32 @@ def test_stop_waits_for_the_batch_in_hand(env: Env) -> None:
     assert done.wait(30)
     with env.sessions() as s:
         assert s.scalar(select(func.count()).select_from(Transaction)) == before + 120
+
+
+def test_a_later_subscription_gets_the_topics_already_routed(mosquitto: int) -> None:  # noqa: F811
+    """MqttLink remembers each topic's handlers; a subscription added later gets the topics seen before."""
+    link = MqttLink("127.0.0.1", mosquitto, "router")
+    got: list[tuple[str, bytes]] = []
+    link.subscribe("test/#", lambda t, p, props: got.append(("all", p)))
+    sender = MqttLink("127.0.0.1", mosquitto, "sender")
+    for each in (link, sender):
+        each.start()
+    try:
+        assert link.wait_connected(5) and sender.wait_connected(5)
+        time.sleep(0.3)
+        sender.publish("test/T-1/sales", b"1")
+        assert wait_until(lambda: got == [("all", b"1")])
+        link.subscribe("test/+/sales", lambda t, p, props: got.append(("sales", p)))
+        time.sleep(0.3)
+        sender.publish("test/T-1/sales", b"2")      # (mosquitto sends a copy per matching filter)
+        assert wait_until(lambda: ("sales", b"2") in got and ("all", b"2") in got), got
+    finally:
+        for each in (link, sender):
+            each.stop()
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not cond():
+        time.sleep(0.02)
+    return cond()

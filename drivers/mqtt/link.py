@@ -29,6 +29,8 @@ __all__ = ["Handler", "MqttLink", "TlsFiles", "tls_context"]
 
 log = logging.getLogger(__name__)
 
+ROUTES = 10_000          # topics whose handlers are remembered (a fleet's devices times their topics)
+
 # handler(topic, payload, properties)
 Handler = Callable[[str, bytes, Properties | None], None]
 
@@ -98,6 +100,8 @@ class MqttLink:
         self._session_expiry = session_expiry
         self.connected = threading.Event()
         self._subs: dict[str, tuple[int, Handler]] = {}
+        # the handlers of each topic seen, found once: matching every filter cost ~10 us each per message
+        self._routes: dict[str, list[Handler]] = {}
         self._pending: dict[bytes, tuple[threading.Event, list[bytes]]] = {}
         self._lock = threading.Lock()
         self._on_state: list[Callable[[bool], None]] = []
@@ -137,6 +141,7 @@ class MqttLink:
     def subscribe(self, topic: str, handler: Handler, qos: int = 1) -> None:
         with self._lock:
             self._subs[topic] = (qos, handler)
+            self._routes.clear()
         if self.connected.is_set():
             self._client.subscribe(topic, qos=qos)
 
@@ -220,8 +225,13 @@ class MqttLink:
                 waiter[0].set()
                 return
         with self._lock:
-            handlers = [h for t, (_, h) in self._subs.items()
-                        if mqtt.topic_matches_sub(_topic_filter(t), msg.topic)]
+            handlers = self._routes.get(msg.topic)
+            if handlers is None:
+                handlers = [h for t, (_, h) in self._subs.items()
+                            if mqtt.topic_matches_sub(_topic_filter(t), msg.topic)]
+                if len(self._routes) >= ROUTES:
+                    self._routes.clear()
+                self._routes[msg.topic] = handlers
         for handler in handlers:
             try:
                 handler(msg.topic, bytes(msg.payload), props)
