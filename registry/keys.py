@@ -32,7 +32,7 @@ from contracts.cards import card_token
 from contracts.errors import ConfigError
 from registry.models import Device
 
-__all__ = ["KEK_PREFIX", "RegistryKeys", "load_or_create_keys", "seal_device_keys"]
+__all__ = ["KEK_PREFIX", "RegistryKeys", "load_or_create_keys", "seal_device_keys", "write_atomic"]
 
 log = logging.getLogger(__name__)
 
@@ -140,18 +140,22 @@ def load_or_create_keys(path: Path, kek_path: Path | None = None) -> RegistryKey
 
 # The same private-file rules as firmware.keyfile (the registry may not import the terminal's code).
 
-def _write_private(path: Path, text: str) -> None:
-    """Create path with mode 0600, atomically and never over an existing file (FileExistsError)."""
+def write_atomic(path: Path, text: str, *, mode: int, replace: bool) -> None:
+    """Write text to path with `mode` whatever the umask, atomically (a reader sees the old file or the
+    whole new one); replace=False never writes over an existing file (FileExistsError)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        os.fchmod(fd, 0o600)
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.link(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -160,6 +164,11 @@ def _write_private(path: Path, text: str) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create path with mode 0600, atomically and never over an existing file (FileExistsError)."""
+    write_atomic(path, text, mode=0o600, replace=False)
 
 
 def _read_private(path: Path) -> str:

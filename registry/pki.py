@@ -10,12 +10,9 @@ Mosquitto takes as the user name (use_identity_as_username) for the ACL.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import ipaddress
-import os
 import re
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,7 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from contracts.device_messages import RESERVED_IDS
 from contracts.errors import ConfigError, MessageError
-from registry.keys import _read_private, _write_private
+from registry.keys import _read_private, _write_private, write_atomic
 
 __all__ = ["CA_DAYS", "CRL_DAYS", "Authority", "CertificateRefused", "Issued", "fingerprint"]
 
@@ -249,18 +246,7 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 
 def _write_public(path: Path, text: str) -> None:
     """Replace path atomically (certificates and the CRL: public, mode 0644, read by the broker)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    write_atomic(path, text, mode=0o644, replace=True)
 
 
 def _read_public(path: Path) -> str:
