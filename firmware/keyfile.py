@@ -17,7 +17,7 @@ from pathlib import Path
 from contracts.errors import ConfigError
 
 __all__ = ["PRIVATE_MODE", "check_private", "load_or_create_key", "private_database", "read_key_file",
-           "write_key_file"]
+           "sync_dir", "write_key_file"]
 
 PRIVATE_MODE = 0o600
 _OPEN_TO_OTHERS = 0o077        # any right for the group or for others
@@ -43,10 +43,10 @@ def write_key_file(path: Path, text: str, *, replace: bool = True) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    _sync_dir(path.parent)
+    sync_dir(path.parent)
 
 
-def _sync_dir(directory: Path) -> None:
+def sync_dir(directory: Path) -> None:
     """The rename survives a power cut only once the directory is on disk."""
     fd = os.open(directory, os.O_RDONLY)
     try:

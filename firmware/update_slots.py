@@ -20,6 +20,7 @@ from typing import Any
 
 from contracts.bundle import Bundle, Health
 from contracts.errors import ConfigError
+from firmware.keyfile import sync_dir
 
 __all__ = ["FACTORY", "Slots", "UpdateState"]
 
@@ -42,14 +43,6 @@ class UpdateState:
     rollout: int | None = None       # the rollout the version tried came from
     failed: list[str] = field(default_factory=list)
     reports: list[dict[str, Any]] = field(default_factory=list)   # UPDATE_REPORTs not yet published
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Slots:
@@ -75,7 +68,7 @@ class Slots:
             tmp.unlink(missing_ok=True)
             os.symlink(version, tmp)
             os.replace(tmp, self.current)
-        _fsync_dir(self.root)
+        sync_dir(self.root)
 
     # -- staged releases ------------------------------------------------------------------------------
     def staged(self, version: str) -> Path | None:
@@ -96,7 +89,7 @@ class Slots:
         (tmp / RELEASE_FILE).write_text(json.dumps(release))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        _fsync_dir(self.root)
+        sync_dir(self.root)
         return final
 
     def health(self, version: str) -> Health:
@@ -140,4 +133,4 @@ class Slots:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.state_file)
-        _fsync_dir(self.root)
+        sync_dir(self.root)
