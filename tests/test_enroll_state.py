@@ -3,16 +3,14 @@ module) answer waiting devices together; each owed answer is prepared by one hos
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pg_env
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from pg_server import PostgresUnavailable, postgres_server
 from test_enroll import CONFIG_KEYS, Link, request
 from test_keyinject import write_bdk
 from test_registry_devices import NOW, SEED, UTC_NOW
@@ -32,23 +30,12 @@ from registry.seed import apply_seed, load_seed
 DEVICES = [f"T-08{n:02d}" for n in range(8)]
 
 
-@pytest.fixture(scope="module")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    try:
-        with postgres_server(tmp_path_factory.mktemp("postgres")) as url:
-            yield url
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the PostgreSQL tests: {exc}")
-        pytest.skip(str(exc))
+pg_url = pg_env.pg_url          # the module's PostgreSQL (a fixture)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'registry.db'}"
-    found: str = request.getfixturevalue("pg_url")
-    return found
+    return pg_env.database_url(request, tmp_path)
 
 
 def test_two_hosts_answer_each_waiting_device_once(url: str, tmp_path: Path) -> None:

@@ -6,15 +6,14 @@ The server is a private cluster on a free loopback port (tests/pg_server.py), st
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pg_env
 import pytest
-from pg_server import PostgresUnavailable, postgres_server
 from sqlalchemy import create_engine, event, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -76,15 +75,7 @@ pytestmark = pytest.mark.system
 THREADS = 8
 
 
-@pytest.fixture(scope="module")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    try:
-        with postgres_server(tmp_path_factory.mktemp("postgres")) as url:
-            yield url
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the PostgreSQL tests: {exc}")
-        pytest.skip(str(exc))
+pg_url = pg_env.pg_url          # the module's PostgreSQL (a fixture)
 
 
 @pytest.fixture

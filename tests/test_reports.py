@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pg_env
 import pytest
-from pg_server import PostgresUnavailable, postgres_server
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,24 +25,13 @@ NOW = dt.datetime(2026, 6, 1, 12, 0)
 DB = tuple[str, sessionmaker[Session]]
 
 
-@pytest.fixture(scope="module")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    try:
-        with postgres_server(tmp_path_factory.mktemp("postgres")) as url:
-            yield url
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the PostgreSQL tests: {exc}")
-        pytest.skip(str(exc))
+pg_url = pg_env.pg_url          # the module's PostgreSQL (a fixture)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DB]:
     """The same rows on SQLite and on a PostgreSQL started for this module (the gaps query is SQL)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'registry.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
+    url = pg_env.database_url(request, tmp_path)
     engine, sessions = open_database(url)
     if request.param == "postgresql":
         Base.metadata.drop_all(engine)           # every test starts from its own rows alone
