@@ -44,6 +44,7 @@ from registry.keyinject import BDK_FILE, KeyInjector
 from registry.keys import RegistryKeys
 from registry.models import Device, EnrollmentToken, ExpectedDevice
 from registry.pki import Authority
+from registry.ticker import Ticker
 
 __all__ = ["CLOCK_SKEW", "REASONS", "Enroller", "PendingReply", "delivered", "enrollment_handlers",
            "enrollment_part", "handle_enroll", "replies_for_accepted", "wire_time"]
@@ -224,20 +225,18 @@ class Enroller:
         self.injector, self.config_keys, self.clock, self.period = injector, config_keys, clock, period
         self.on_accepted = on_accepted          # e.g. publish its first signed configuration now
         self._lock = threading.Lock()            # one enrollment at a time: requests and the tick
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="registry-enroll", daemon=True)
+        self._ticker = Ticker("registry-enroll", self._send_owed, period, log=log,
+                              failed="enrollment tick failed")
         self.malformed = 0
 
     def handlers(self) -> list[tuple[str, Handler]]:
         return [(protocol.subscription("enroll_request"), self.on_request)]
 
     def start(self) -> None:
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(10)
+        self._ticker.stop()
 
     def on_request(self, topic: str, payload: bytes, props: Any = None) -> None:
         match = _CLIENT.fullmatch(topic)
@@ -322,15 +321,9 @@ class Enroller:
                                                        "status": reply.doc["status"]})
         return len(owed)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.period):
-            try:
-                self.tick()
-                self.clear_replies()
-            except HostUnavailable:
-                pass                      # the broker is away: the replies wait for the next tick
-            except Exception:             # the thread lives on; the next tick tries again
-                log.exception("enrollment tick failed")
+    def _send_owed(self) -> None:
+        self.tick()
+        self.clear_replies()
 
 
 def enrollment_handlers(enroller: Enroller) -> list[tuple[str, Handler]]:

@@ -14,7 +14,6 @@ import datetime as dt
 import hashlib
 import logging
 import shutil
-import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,10 +27,11 @@ from contracts import device_messages as d
 from contracts import messages as m
 from contracts import protocol
 from contracts.bundle import BundleError, open_bundle
-from contracts.errors import ConfigError, HostUnavailable, MessageError
+from contracts.errors import ConfigError, MessageError
 from drivers.mqtt.link import Handler
 from registry.models import Device, Rollout, RolloutDevice, SoftwareRelease
 from registry.rollout_rules import FAILED, decide, first_wave, later
+from registry.ticker import Ticker
 
 __all__ = ["RELEASES_DIR", "Releases", "add_release", "halt_rollout", "read_chunk", "record_report",
            "rollout_status", "start_rollout"]
@@ -189,8 +189,7 @@ class Releases:
     def __init__(self, sessions: sessionmaker[Session], link: Publisher, *,
                  clock: Callable[[], dt.datetime], period: float = 1.0) -> None:
         self.sessions, self.link, self.clock, self.period = sessions, link, clock, period
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="registry-releases", daemon=True)
+        self._ticker = Ticker("registry-releases", self.tick, period, log=log, failed="rollout tick failed")
         self.malformed = 0
 
     def handlers(self) -> list[tuple[str, Handler]]:
@@ -198,21 +197,10 @@ class Releases:
                 (protocol.subscription("update_report"), self._on_report)]
 
     def start(self) -> None:
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.period):
-            try:
-                self.tick()
-            except HostUnavailable:
-                pass                      # the broker is away: the rows wait for the next tick
-            except Exception:             # the thread lives on; the next tick tries again
-                log.exception("rollout tick failed")
+        self._ticker.stop()
 
     def tick(self) -> None:
         """Publish the offers chosen and clear those a halted rollout leaves."""
