@@ -365,6 +365,12 @@ class Link:
                 properties: Any = None) -> None:
         self.sent.append((topic, payload, retain))
 
+    def reply(self) -> dict[str, Any]:
+        """The last answer sent, checked to be retained on the test client's reply topic."""
+        topic, payload, retain = self.sent[-1]
+        assert topic == protocol.topic("enroll_reply", client=CLIENT) and retain
+        return m.decode(payload, d.ENROLL_REPLY)
+
 
 def test_the_enroller_answers_on_the_clients_reply_topic_retained(central: Central) -> None:
     link = Link()
@@ -377,16 +383,12 @@ def test_the_enroller_answers_on_the_clients_reply_topic_retained(central: Centr
     handler(protocol.topic("enroll_request", client=CLIENT), m.encode(doc, d.ENROLL_REQUEST), None)
     handler(protocol.topic("enroll_request", client=CLIENT), b'{"v":1,"token":"x"}', None)
     assert enroller.malformed == 1
-    [(topic, payload, retain)] = link.sent
-    assert topic == protocol.topic("enroll_reply", client=CLIENT) and retain
-    assert m.decode(payload, d.ENROLL_REPLY)["status"] == "pending"
+    assert len(link.sent) == 1 and link.reply()["status"] == "pending"
     assert enroller.tick() == 0
     with central.sessions() as s:
         devices.accept(s, "T-0600")
     assert enroller.tick() == 1 and enroller.tick() == 0
-    topic, payload, retain = link.sent[-1]
-    assert topic == protocol.topic("enroll_reply", client=CLIENT) and retain
-    check_accepted(central, m.decode(payload, d.ENROLL_REPLY), doc, key)
+    check_accepted(central, link.reply(), doc, key)
 
 
 def test_no_key_or_token_is_logged(central: Central, caplog: pytest.LogCaptureFixture) -> None:
@@ -494,9 +496,7 @@ def test_an_accepted_reply_the_broker_did_not_take_is_sent_again(central: Centra
         enroller.tick()
     link.up = True
     assert enroller.tick() == 1
-    topic, payload, _ = link.sent[-1]
-    assert topic == protocol.topic("enroll_reply", client=CLIENT)
-    check_accepted(central, m.decode(payload, d.ENROLL_REPLY), doc, key)
+    check_accepted(central, link.reply(), doc, key)
 
 
 # -- several registry hosts on one database: the state is in the database, not beside the CA ---------------
@@ -523,12 +523,11 @@ def test_another_registry_host_answers_a_request_the_first_took(central: Central
     with central.sessions() as s:
         devices.accept(s, "T-0700")
     assert host_b.tick() == 1 and host_a.tick() == 0
-    topic, payload, retain = link_b.sent[-1]
-    assert topic == protocol.topic("enroll_reply", client=CLIENT) and retain
-    check_accepted(central, m.decode(payload, d.ENROLL_REPLY), doc, key)
+    reply = link_b.reply()
+    check_accepted(central, reply, doc, key)
     with central.sessions() as s:
         device = s.get(Device, "T-0700")
-        assert device is not None and device.cert_pem == m.decode(payload, d.ENROLL_REPLY)["certificate_pem"]
+        assert device is not None and device.cert_pem == reply["certificate_pem"]
         device.online = True
         s.commit()
     assert host_a.clear_replies() == 1 and host_b.clear_replies() == 0       # cleared once, by either
