@@ -47,6 +47,12 @@ def bundle_file(tmp_path: Path, version: str = "1.1.0", key: Ed25519PrivateKey =
     return path
 
 
+def released(s: Session, tmp_path: Path, percent: int, halt_at: int) -> Rollout:
+    """Release 1.1.0 (bundle_file) and start its rollout: percent of the devices first, halt at halt_at %."""
+    add_release(s, bundle_file(tmp_path), tmp_path / "state", TRUSTED, NOW)
+    return start_rollout(s, "1.1.0", percent, halt_at, NOW)
+
+
 @pytest.fixture
 def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     engine, factory = open_database(f"sqlite:///{tmp_path / 'registry.db'}")
@@ -74,6 +80,12 @@ class Recorder:
 
     def reply(self, request_props: Any, payload: bytes) -> None:
         self.replies.append((request_props, payload))
+
+
+def recording(sessions: sessionmaker[Session]) -> tuple[Recorder, Releases]:
+    """The releases part at NOW, publishing into a Recorder."""
+    link = Recorder()
+    return link, Releases(sessions, link, clock=lambda: NOW)
 
 
 def report(device: str, status: str, rollout: int = 1, version: str = "1.1.0") -> dict[str, Any]:
@@ -143,11 +155,9 @@ def test_a_release_is_added_from_a_trusted_bundle_only(tmp_path: Path,
 
 def test_a_rollout_offers_the_first_wave_then_everyone(tmp_path: Path,
                                                        sessions: sessionmaker[Session]) -> None:
-    link = Recorder()
-    releases = Releases(sessions, link, clock=lambda: NOW)
+    link, releases = recording(sessions)
     with sessions() as s:
-        add_release(s, bundle_file(tmp_path), tmp_path / "state", TRUSTED, NOW)
-        rollout = start_rollout(s, "1.1.0", 10, 20, NOW)
+        rollout = released(s, tmp_path, 10, 20)
         wave = first_wave(DEVICES, 10)
         assert sorted(statuses(s)) == wave and set(statuses(s).values()) == {"pending"}
         with pytest.raises(ConfigError, match="still running"):
@@ -170,11 +180,9 @@ def test_a_rollout_offers_the_first_wave_then_everyone(tmp_path: Path,
 
 def test_a_rollout_halts_by_itself_and_clears_its_offers(tmp_path: Path,
                                                          sessions: sessionmaker[Session]) -> None:
-    link = Recorder()
-    releases = Releases(sessions, link, clock=lambda: NOW)
+    link, releases = recording(sessions)
     with sessions() as s:
-        add_release(s, bundle_file(tmp_path), tmp_path / "state", TRUSTED, NOW)
-        start_rollout(s, "1.1.0", 25, 20, NOW)
+        released(s, tmp_path, 25, 20)
     releases.tick()
     wave = first_wave(DEVICES, 25)
     with sessions() as s:
@@ -201,8 +209,7 @@ def test_a_rollout_halts_by_itself_and_clears_its_offers(tmp_path: Path,
 def test_a_report_twice_or_out_of_order_changes_nothing(tmp_path: Path,
                                                         sessions: sessionmaker[Session]) -> None:
     with sessions() as s:
-        add_release(s, bundle_file(tmp_path), tmp_path / "state", TRUSTED, NOW)
-        start_rollout(s, "1.1.0", 100, 50, NOW)
+        released(s, tmp_path, 100, 50)
         device = DEVICES[0]
         assert record_report(s, report(device, "downloading"), device, NOW)
         assert not record_report(s, report(device, "downloading"), device, NOW)
@@ -230,8 +237,7 @@ def test_a_piece_of_the_bundle_goes_only_to_a_device_offered_it(tmp_path: Path,
 
 def test_fetches_and_reports_for_another_terminal_are_dropped(tmp_path: Path,
                                                             sessions: sessionmaker[Session]) -> None:
-    link = Recorder()
-    releases = Releases(sessions, link, clock=lambda: NOW)
+    link, releases = recording(sessions)
     fetch, on_report = dict(releases.handlers()).values()
     doc = {"terminal": "T-0002", "version": "1.1.0", "offset": 0, "length": 10}
     fetch(protocol.topic("update_fetch", terminal="T-0001"), m.encode(doc, d.UPDATE_FETCH), None)
@@ -283,12 +289,10 @@ def test_a_release_is_built_added_and_rolled_out_from_the_command_line(
 
 def test_a_device_that_rolled_back_gets_its_offer_withdrawn(tmp_path: Path,
                                                             sessions: sessionmaker[Session]) -> None:
-    link = Recorder()
-    releases = Releases(sessions, link, clock=lambda: NOW)
+    link, releases = recording(sessions)
     _, on_report = dict(releases.handlers()).values()
     with sessions() as s:
-        add_release(s, bundle_file(tmp_path), tmp_path / "state", TRUSTED, NOW)
-        start_rollout(s, "1.1.0", 1, 20, NOW)
+        released(s, tmp_path, 1, 20)
     releases.tick()
     device = first_wave(DEVICES, 1)[0]
     topic = protocol.topic("update_offer", terminal=device)
@@ -303,8 +307,7 @@ def test_a_device_that_rolled_back_gets_its_offer_withdrawn(tmp_path: Path,
 
 def test_a_report_after_a_halt_is_kept(tmp_path: Path, sessions: sessionmaker[Session]) -> None:
     with sessions() as s:
-        add_release(s, bundle_file(tmp_path), tmp_path / "state", TRUSTED, NOW)
-        start_rollout(s, "1.1.0", 100, 20, NOW)
+        released(s, tmp_path, 100, 20)
         halt_rollout(s, 1, NOW)
         assert record_report(s, report(DEVICES[0], "installed"), DEVICES[0], NOW)
     with sessions() as s:
