@@ -77,6 +77,11 @@ class Central:
         with self.sessions() as s:
             return s.get(Rollout, rollout).status    # type: ignore[union-attr]
 
+    def set_rollout(self, rollout: int, status: str) -> None:
+        with self.sessions() as s:
+            s.get(Rollout, rollout).status = status    # type: ignore[union-attr]
+            s.commit()
+
 
 @pytest.fixture
 def central(tmp_path: Path) -> Iterator[Central]:
@@ -121,12 +126,18 @@ class Terminal:
         self.link.stop()
 
 
+def staged(central: Central, state: Path) -> Terminal:
+    """A terminal run that has fetched, checked and staged the release offered to it."""
+    term = Terminal(central, state).start()
+    wait_for(lambda: term.updater.staged)
+    return term
+
+
 def test_an_update_is_fetched_installed_between_sales_and_kept_when_healthy(
         central: Central, tmp_path: Path) -> None:
     state = tmp_path / "terminal"
     rollout = central.release(tmp_path, "1.1.0", GOOD)
-    term = Terminal(central, state).start()
-    wait_for(lambda: term.updater.staged)
+    term = staged(central, state)
     assert central.status(rollout) == "downloading"
     assert not term.updater.idle(lambda: False)       # a sale is open: nothing changes
     assert running_version(state) == FACTORY
@@ -169,8 +180,7 @@ def test_old_releases_are_removed_once_a_new_one_is_kept(tmp_path: Path) -> None
 def test_a_failing_health_check_rolls_back_and_the_rollout_halts(central: Central, tmp_path: Path) -> None:
     state = tmp_path / "terminal"
     rollout = central.release(tmp_path, "1.2.0", BAD)
-    term = Terminal(central, state).start()
-    wait_for(lambda: term.updater.staged)
+    term = staged(central, state)
     assert term.updater.idle(lambda: True)
     term.stop()
     tried = Terminal(central, state).start()               # health check: exits 3
@@ -196,8 +206,7 @@ def test_a_failing_health_check_rolls_back_and_the_rollout_halts(central: Centra
 def test_no_broker_or_configuration_within_the_deadline_rolls_back(central: Central, tmp_path: Path) -> None:
     state = tmp_path / "terminal"
     rollout = central.release(tmp_path, "1.3.0", GOOD)
-    term = Terminal(central, state).start()
-    wait_for(lambda: term.updater.staged)
+    term = staged(central, state)
     term.updater.idle(lambda: True)
     term.stop()
     started = time.monotonic()
@@ -223,8 +232,7 @@ def test_a_download_resumes_where_it_stopped(central: Central, tmp_path: Path) -
     with central.sessions() as s:
         bundle = Path(s.scalars(select(SoftwareRelease.path)).one()).read_bytes()
     Slots(state).partial("1.4.0").write_bytes(bundle[:3000])       # what an earlier run had fetched
-    term = Terminal(central, state).start()
-    wait_for(lambda: term.updater.staged)
+    term = staged(central, state)
     assert offsets[0] == 3000 and offsets == sorted(offsets)
     assert len(offsets) == -(-(len(bundle) - 3000) // 1024)
     term.stop()
@@ -237,9 +245,7 @@ def test_an_altered_bundle_or_an_untrusted_key_is_refused(central: Central, tmp_
     wait_for(lambda: central.status(rollout) == "refused")
     assert not term.updater.staged and Slots(tmp_path / "t1").load().failed == ["1.5.0"]
     term.stop()
-    with central.sessions() as s:
-        s.get(Rollout, rollout).status = "completed"           # type: ignore[union-attr]
-        s.commit()
+    central.set_rollout(rollout, "completed")
     rollout = central.release(tmp_path, "1.6.0", GOOD)
     with central.sessions() as s:
         path = Path(s.get(SoftwareRelease, "1.6.0").path)      # type: ignore[union-attr]
@@ -255,11 +261,8 @@ def test_an_altered_bundle_or_an_untrusted_key_is_refused(central: Central, tmp_
 def test_a_staged_update_whose_offer_is_withdrawn_is_not_installed(central: Central, tmp_path: Path) -> None:
     state = tmp_path / "terminal"
     rollout = central.release(tmp_path, "1.7.0", GOOD)
-    term = Terminal(central, state).start()
-    wait_for(lambda: term.updater.staged)
-    with central.sessions() as s:
-        s.get(Rollout, rollout).status = "halted"              # type: ignore[union-attr]
-        s.commit()
+    term = staged(central, state)
+    central.set_rollout(rollout, "halted")
     central.releases.tick()                                     # the offer is cleared (empty, retained)
     wait_for(lambda: term.updater.staged is None)
     assert not term.updater.idle(lambda: True)
