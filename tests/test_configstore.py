@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_signing import envelope
 
 from contracts import device_messages as d
 from contracts import messages as m
@@ -54,8 +55,8 @@ def body(price: int = 1659) -> dict[str, Any]:
 
 def signed(version: int, *, price: int = 1659, issued: dt.datetime = NOW, days: int = 30,
            key: Ed25519PrivateKey = KEY, terminal: str = TERMINAL, kid: str = KID) -> bytes:
-    doc = sign_envelope(body(price), terminal=terminal, version=version, issued_at=issued,
-                        expires_at=issued + dt.timedelta(days=days), key_id=kid, private_key=key)
+    doc = envelope(body(price), terminal=terminal, version=version, issued=issued, days=days, key=key,
+                   kid=kid)
     return m.encode(doc, d.SIGNED_CONFIG)
 
 

@@ -59,10 +59,12 @@ BODY: dict[str, Any] = {
 
 
 def envelope(body: dict[str, Any] | None = None, *, terminal: str = "T-0001", version: int = 2,
-             issued: dt.datetime = NOW, days: int = 30, key: Ed25519PrivateKey = KEY) -> dict[str, Any]:
+             issued: dt.datetime = NOW, days: int = 30, key: Ed25519PrivateKey = KEY,
+             kid: str | None = None) -> dict[str, Any]:
+    """A SIGNED_CONFIG document valid `days` from `issued`, signed by key and naming kid (default: its id)."""
     return sign_envelope(body or BODY, terminal=terminal, version=version, issued_at=issued,
-                         expires_at=issued + dt.timedelta(days=days), key_id=key_id(key.public_key()),
-                         private_key=key)
+                         expires_at=issued + dt.timedelta(days=days),
+                         key_id=key_id(key.public_key()) if kid is None else kid, private_key=key)
 
 
 # -- canonical JSON ------------------------------------------------------------------------------------
