@@ -13,13 +13,16 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
+from test_mqtt_sync import SEED
 from test_registry_service import NOW, Env, sqlite_env
 from test_registry_usage import mosquitto  # noqa: F401 - the fixture
 
 from contracts import messages as m
 from drivers.mqtt import MqttLink
+from hostsim.services import free_port, start_mosquitto
 from registry.ingest import SaleIngest
-from registry.models import Transaction
+from registry.models import Device, Transaction
+from registry.server import Registry
 from registry.service import record_sales
 
 
@@ -141,3 +144,44 @@ def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
     while time.monotonic() < deadline and not cond():
         time.sleep(0.02)
     return cond()
+
+
+def test_a_reconnect_does_not_hold_sales_behind_the_configurations(tmp_path: Path) -> None:
+    """After the broker comes back, the registry republishes every device's configuration; a sale sent
+    meanwhile is acknowledged before the last configuration goes out (before: all were published on the
+    network thread first, in the reconnect callback)."""
+    port, devices = free_port(), 1500
+    broker = start_mosquitto(tmp_path, port)
+    reg = Registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "registry", "127.0.0.1", port,
+                   seed=SEED)
+    with reg.sessions() as s:
+        model = s.get(Device, "T-0001")
+        assert model is not None
+        for n in range(devices):
+            s.add(Device(id=f"Z-{n:05d}", station_id="ST-001", pin_key_hex=model.pin_key_hex,
+                         status="active"))
+        s.commit()
+    order: list[str] = []
+    last = f"forecourt/v1/terminal/Z-{devices - 1:05d}/config"
+    terminal = MqttLink("127.0.0.1", port, "T-0001", session_expiry=600)
+    terminal.subscribe("forecourt/v1/terminal/T-0001/inbox", lambda t, p, props: order.append("ack"))
+    terminal.subscribe(last, lambda t, p, props: order.append("last config"))
+    reg.start()
+    terminal.start()
+    try:
+        assert wait_until(lambda: "last config" in order, 60)         # the first round, at start
+        broker.stop()
+        order.clear()
+        broker = start_mosquitto(tmp_path, port)
+        assert wait_until(lambda: reg.link.connected.is_set() and terminal.connected.is_set(), 15)
+        payload = m.encode(sale(), m.SALE)
+        for _ in range(120):              # as the terminal's sync does: again until acknowledged
+            terminal.publish("forecourt/v1/terminal/T-0001/sales", payload)
+            if wait_until(lambda: "ack" in order, 0.5):
+                break
+        assert wait_until(lambda: "ack" in order and "last config" in order, 60), order
+        assert order.index("ack") < order.index("last config"), order
+    finally:
+        terminal.stop()
+        reg.stop()
+        broker.stop()
