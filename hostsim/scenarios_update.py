@@ -113,27 +113,31 @@ def _terminal_state(run: Any) -> tuple[str, dict[str, Any]]:
     return slots.running(), json.loads(slots.state_file.read_text()) if slots.state_file.exists() else {}
 
 
+def _roll_out(run: Any, version: str, health: str,
+              wanted: str) -> tuple[Supervised, str, str, dict[str, Any]]:
+    """Release version, wait until the registry has `wanted` from this terminal and the terminal serves
+    again: the supervisor, the rollout's status, the version that runs and the updater's state."""
+    supervisor = Supervised(run)
+    release(run, version, health)
+    rollout = supervisor.until_reported(version, wanted)
+    supervisor.serving()
+    running, state = _terminal_state(run)
+    run.log(f"terminal runs {running}; registry: rollout of {version} {rollout}")
+    return supervisor, rollout, running, state
+
+
 def update_rollback(run: Any) -> None:
     run.ready()
     running, _ = _terminal_state(run)
     run.check(running == FACTORY, f"the terminal starts on its installed version {FACTORY}, got {running}")
 
-    supervisor = Supervised(run)
-    release(run, GOOD, "raise SystemExit(0)\n")
-    rollout = supervisor.until_reported(GOOD, "installed")
-    supervisor.serving()
-    running, state = _terminal_state(run)
-    run.log(f"terminal runs {running}; registry: rollout of {GOOD} {rollout}")
+    supervisor, rollout, running, _ = _roll_out(run, GOOD, "raise SystemExit(0)\n", "installed")
     run.check(supervisor.restarts == 1, f"one restart to install {GOOD}, got {supervisor.restarts}")
     run.check(running == GOOD, f"the terminal runs {GOOD} after a healthy start, got {running}")
     run.check(rollout == "completed", f"the rollout of {GOOD} completed, got {rollout}")
 
-    supervisor = Supervised(run)
-    release(run, BAD, "import sys\nsys.exit(1)   # this release cannot work here\n")
-    rollout = supervisor.until_reported(BAD, "rolled_back")
-    supervisor.serving()
-    running, state = _terminal_state(run)
-    run.log(f"terminal runs {running}; registry: rollout of {BAD} {rollout}")
+    supervisor, rollout, running, state = _roll_out(
+        run, BAD, "import sys\nsys.exit(1)   # this release cannot work here\n", "rolled_back")
     run.check(supervisor.restarts == 2, f"two restarts: to try {BAD}, and back; got {supervisor.restarts}")
     run.check(running == GOOD, f"the terminal is back on {GOOD}, got {running}")
     run.check(state.get("failed") == [BAD], f"{BAD} is remembered as failed, got {state.get('failed')}")
