@@ -4,8 +4,8 @@
 a terminal's sync window does, and send the next on each ack. The registry runs as `forecourt registry run`
 (plus `--ingest-only` workers with --workers N), on SQLite, then on PostgreSQL (tests/pg_server.py) when
 installed. Prints, per run: sales/s stored and acknowledged, p50/p99 ack latency, the raw rate of the same
-messages from the same publishers to a plain subscriber in the same run, the ratio, and lost/duplicated sales
-(must be 0/0: exit 1 otherwise).
+messages from the same publishers to a plain subscriber in the same run (the mean of one measure before the
+registry's and one after), the ratio, and lost/duplicated sales (must be 0/0: exit 1 otherwise).
 Run: .venv/bin/python benchmarks/registry_ingest.py [--sales N] [--terminals 1 10 100] [--workers 2 ...]
 [--no-postgres]
 """
@@ -201,6 +201,7 @@ def run(work: Path, url: str, terminals: int, sales: int, workers: int) -> bool:
             elapsed = time.perf_counter() - start
             close(*clients)
         stored, rows = stored_sales(url, work, port)
+        raw = (raw + raw_rate(port, batches)) / 2          # before and after: the machine's load moves
     finally:
         broker.stop()
     sent = {sid for b in batches.values() for sid, _ in b}
