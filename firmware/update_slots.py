@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import secrets
 import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -127,7 +128,8 @@ class Slots:
         return UpdateState(**{k: v for k, v in doc.items() if k in UpdateState.__dataclass_fields__})
 
     def save(self, state: UpdateState) -> None:
-        tmp = self.state_file.with_suffix(".new")
+        # a name of its own per writer: two saves at once never share (or remove) one temporary file
+        tmp = self.state_file.with_name(f".{self.state_file.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         with open(tmp, "w") as f:
             json.dump(asdict(state), f)
             f.flush()

@@ -189,21 +189,24 @@ class Updater:
         rollout, self.state.trying = self.state.rollout, None
         if version not in self.state.failed:
             self.state.failed.append(version)
-        self.restart_due.set()                # the report goes from the next run, on the previous version
-        self._report(version, rollout, "rolled_back", f"{detail}; back to {previous}")
+        self._keep_report(version, rollout, "rolled_back", f"{detail}; back to {previous}")
+        self.restart_due.set()      # once the report is on disk: it goes from the next run, on `previous`
         log.error("update failed its health check; rolled back",
                   extra={"version": version, "previous": previous, "detail": detail})
 
     # -- reports --------------------------------------------------------------------------------------
     def _report(self, version: str, rollout: int | None, status: str, detail: str) -> None:
         """Kept on disk with the state, then published (again after a restart if the link was down)."""
+        self._keep_report(version, rollout, status, detail)
+        self.flush_reports()
+
+    def _keep_report(self, version: str, rollout: int | None, status: str, detail: str) -> None:
         with self._reports_lock:
             if rollout is not None:
                 self.state.reports.append({"terminal": self.terminal, "version": version,
                                            "rollout": rollout, "status": status, "detail": detail[:200],
                                            "at": _stamp()})
             self.slots.save(self.state)
-        self.flush_reports()
 
     def flush_reports(self) -> None:
         """Publish the reports kept; none while a restart is due (they go once the next run is up)."""
