@@ -18,6 +18,7 @@ from hostsim.scenarios_central import acl_cross_device
 from hostsim.scenarios_config import config_rollback
 from hostsim.scenarios_provision import provision_new_device
 from hostsim.scenarios_pump import pump_faults, pump_offline_midsale
+from hostsim.scenarios_sync import sync_outage
 from hostsim.scenarios_update import update_rollback
 from hostsim.scenarios_usb import USB_SCENARIOS
 from hostsim.world import Simulator, load_cards
@@ -253,6 +254,7 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "acl-cross-device": acl_cross_device,
     "config-rollback": config_rollback,
     "provision-new-device": provision_new_device,
+    "sync-outage": sync_outage,
     "update-rollback": update_rollback,
     **USB_SCENARIOS,
 }
