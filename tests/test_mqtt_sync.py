@@ -597,6 +597,8 @@ def test_second_version_of_a_stored_sale_is_a_conflict_and_parked(
         terminal.host.start_sync()
         terminal.host.kick()
         assert wait_for(lambda: terminal.journal.parked_reason(sale_id) == "conflict", 5)
+        # the terminal parks the sale, then says so: the line may come a moment after the mark
+        assert wait_for(lambda: any(r.name == "firmware.hostlink" for r in caplog.records), 5)
     assert not terminal.journal.get(sale_id).synced
     assert wait_for(lambda: _acks(spy, inbox, sale_id) != [], 5)
     assert {(a["status"], a["reason"]) for a in _acks(spy, inbox, sale_id)} == {("rejected", "conflict")}
