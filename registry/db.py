@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +19,8 @@ __all__ = ["DRIVERS", "database_url", "open_database"]
 
 # The databases the registry runs on (SQLAlchemy driver names): SQLite, and PostgreSQL through psycopg 3.
 DRIVERS = ("sqlite", "postgresql", "postgresql+psycopg")
+# PostgreSQL advisory lock held while the schema is brought up to date (any number the project owns)
+MIGRATION_LOCK = 0x466F7265    # "Fore"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:
@@ -82,6 +84,10 @@ def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
         with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                # registry processes starting together (a main one and ingest workers): one migrates, the
+                # others wait for its commit and find nothing to do
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             migrations.upgrade(conn)
     except SQLAlchemyError as exc:
         engine.dispose()

@@ -317,6 +317,35 @@ def test_migrations_make_the_models_schema_in_an_empty_database(pg_url: str) -> 
     check_fresh_database_reaches_the_models_schema(pg_url)
 
 
+def test_registry_processes_starting_together_on_an_empty_database_all_open_it(pg_url: str) -> None:
+    """A main registry and its ingest workers started at once: one migrates, the others wait for it (an
+    advisory lock) instead of racing to create the same tables and stopping with an error."""
+    engine = create_engine(pg_url)
+    try:
+        forget_migrations(engine)
+    finally:
+        engine.dispose()
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            opened, _ = open_database(pg_url)
+            opened.dispose()
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads), "a registry process hangs on the others' migration"
+    assert errors == []
+    check_fresh_database_reaches_the_models_schema(pg_url)
+
+
 def test_migrations_recognise_the_first_kinds_and_reach_the_models_schema(pg_url: str) -> None:
     """transactions.kind VARCHAR(8) (the first registry with kinds) is stamped at r0002 and lengthened."""
     engine = create_engine(pg_url)
