@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pg_env
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -63,6 +64,8 @@ pytestmark = pytest.mark.system
 
 TERMINAL, HOSTILE, STATION, OTHER_STATION = "T-0001", "T-0002", "ST-001", "ST-002"
 AUTH_P99 = 1.0          # issue 13: authorizations never wait behind other traffic (p99 under 1 s)
+
+pg_url = pg_env.pg_url          # the module's PostgreSQL (a fixture; CI must have one)
 
 
 @dataclass
@@ -609,9 +612,7 @@ class Wire:
 
 
 @pytest.mark.parametrize("name", ["heartbeat", "update_report"])
-def test_the_largest_number_the_wire_admits_fits_the_database(tmp_path: Path, name: str) -> None:
-    from pg_server import PostgresUnavailable, postgres_server
-
+def test_the_largest_number_the_wire_admits_fits_the_database(tmp_path: Path, name: str, pg_url: str) -> None:
     from registry.db import open_database
     from registry.fleetops import FleetOps
     from registry.keys import load_or_create_keys
@@ -619,11 +620,7 @@ def test_the_largest_number_the_wire_admits_fits_the_database(tmp_path: Path, na
     from registry.seed import apply_seed, load_seed
 
     with contextlib.ExitStack() as stack:
-        try:
-            url = stack.enter_context(postgres_server(tmp_path))
-        except PostgresUnavailable as exc:
-            pytest.skip(str(exc))
-        engine, sessions = open_database(url)
+        engine, sessions = open_database(pg_url)
         stack.callback(engine.dispose)
         with sessions() as s:
             apply_seed(s, load_or_create_keys(tmp_path / "registry-keys.json"), load_seed(SEED), utcnow())
