@@ -126,6 +126,44 @@ def test_a_version_3_journal_keeps_every_row_its_completed_ones_numbered_in_crea
         j.close()
 
 
+def test_a_version_3_journal_numbers_only_the_sales_the_registry_has_not_acknowledged(
+        tmp_path: Path) -> None:
+    # the registry's gap report counts from 1: a synced sale it holds without a number must stay
+    # unnumbered, the first unsent one is 1 and a sale completed after the upgrade goes on from there
+    path = tmp_path / "journal.db"
+    _v3_journal(path, [("sent-1", "completed", 100.0), ("sent-2", "completed", 200.0),
+                       ("unsent-b", "completed", 400.0), ("unsent-a", "completed", 300.0),
+                       ("open", "approved", 500.0)])
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE sales SET synced = 1 WHERE id LIKE 'sent-%'")
+    raw.commit()
+    raw.close()
+    j = Journal(path)
+    try:
+        assert {r.id: r.seq for r in j.all_sales()} == {
+            "sent-1": None, "sent-2": None, "unsent-a": 1, "unsent-b": 2, "open": None}
+        j.transition("open", S.COMPLETED, volume_cl=0, amount_cents=0)
+        assert j.get("open").seq == 3
+    finally:
+        j.close()
+
+
+def test_a_version_3_journal_with_every_sale_sent_numbers_the_next_sale_1(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    _v3_journal(path, [("sent", "completed", 100.0), ("open", "approved", 200.0)])
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE sales SET synced = 1 WHERE id = 'sent'")
+    raw.commit()
+    raw.close()
+    j = Journal(path)
+    try:
+        assert j.get("sent").seq is None
+        j.transition("open", S.COMPLETED, volume_cl=0, amount_cents=0)
+        assert j.get("open").seq == 1
+    finally:
+        j.close()
+
+
 def test_two_rows_cannot_share_a_number(tmp_path: Path) -> None:
     j = Journal(tmp_path / "journal.db")
     try:

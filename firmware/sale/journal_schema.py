@@ -2,7 +2,8 @@
 limits in columns of their own) to one row layout for every program. PRAGMA user_version numbers it.
 
 Version 4 numbers the sales the registry is sent (completed ones): seq 1, 2, 3..., so that it can tell a
-sale it has not received by a gap (registry.reports). A declined row is never sent, so it gets no number."""
+sale it has not received by a gap (registry.reports). A declined row is never sent, so it gets no number;
+a sale sent before the upgrade keeps none either."""
 
 from __future__ import annotations
 
@@ -34,13 +35,14 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS ix_sales_seq ON sales (seq);
 """
 
-# version 4: completed rows made before it are numbered in the order they were made (rowid breaks a tie);
-# an open one gets its number when it completes
+# version 4: completed rows not yet sent are numbered in the order they were made (rowid breaks a tie);
+# one the registry acknowledged already (synced) keeps no number, since the registry's gap report counts
+# from 1; an open one gets its number when it completes
 _NUMBER = """
 UPDATE sales SET seq = (SELECT n FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY created_at, rowid) AS n
-                                       FROM sales WHERE state = 'completed') AS ordered
+                                       FROM sales WHERE state = 'completed' AND synced = 0) AS ordered
                         WHERE ordered.id = sales.id)
-WHERE state = 'completed'
+WHERE state = 'completed' AND synced = 0
 """
 
 # version 1 rows: a bank sale's preset is its amount, a fleet sale's its volume; a fleet sale settles
