@@ -629,7 +629,8 @@ def _expected(row: dict[str, Any], created_at: float) -> dict[str, Any]:
 
 def _check_carried_over(j: Journal, rows: list[dict[str, Any]]) -> None:
     assert [r.id for r in j.all_sales()] == [row["id"] for row in rows]
-    completed = [row["id"] for row in rows if row["state"] == "completed"]     # numbered in creation order
+    # unsent completed rows are numbered in creation order; a synced one keeps no number
+    completed = [row["id"] for row in rows if row["state"] == "completed" and not row.get("synced")]
     for n, row in enumerate(rows):
         rec = j.get(row["id"])
         seq = completed.index(row["id"]) + 1 if row["id"] in completed else None
