@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import ssl
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -279,3 +280,20 @@ def test_a_link_with_unusable_tls_files_is_a_config_error(broker: Broker, tmp_pa
     with pytest.raises(ConfigError, match="MQTT TLS files unusable"):      # the key of another certificate
         MqttLink("127.0.0.1", broker.port, "x", tls=TlsFiles(good.ca, good.cert, broker.files("T-B").key))
 
+
+
+def test_the_terminal_refuses_a_tls_device_key_others_can_read(tmp_path: Path) -> None:
+    # the device key is a private key like the PIN key: 0600 or the terminal does not start
+    from firmware.config import load_config
+    from firmware.terminal import run_terminal
+    from provisioning.keys import install_pin_key
+
+    install_pin_key(tmp_path, bytes.fromhex("8B2F4E01A7C3D95E6F1028374C5D6E7F"))
+    for name in ("ca.pem", "device.pem", "device.key"):
+        (tmp_path / name).write_text("not used: refused before it is read\n")
+    (tmp_path / "device.key").chmod(0o644)
+    cfg_path = tmp_path / "terminal.toml"
+    cfg_path.write_text('[terminal]\nid = "T-0001"\nstation = "ST-001"\n\n[mqtt]\nport = 9\ntls = true\n')
+    cfg = load_config(cfg_path, profile="sim")
+    with pytest.raises(ConfigError, match="other users"):
+        run_terminal(cfg, threading.Event())

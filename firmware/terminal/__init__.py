@@ -49,7 +49,8 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     pin_key = load_pin_key(check_private(state / dev.pin_key))
     journal = open_journal(state / "journal.db")
     mq = cfg.mqtt
-    tls = TlsFiles(state / mq.ca, state / mq.cert, state / mq.key) if mq.tls else None    # the device's own
+    tls = (TlsFiles(state / mq.ca, state / mq.cert, check_private(state / mq.key))     # the device's own
+           if mq.tls else None)
     link = MqttLink(cfg.mqtt.host, cfg.mqtt.port, f"forecourt-terminal-{tid}", keepalive=cfg.mqtt.keepalive,
                     will=last_will(tid), tls=tls)
     configs = WatchedConfigs(state, terminal=tid)
