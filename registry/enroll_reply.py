@@ -43,7 +43,14 @@ def csr_public_key(csr_pem: str) -> ec.EllipticCurvePublicKey | None:
 def accepted(session: Session, authority: Authority, keys: RegistryKeys, device: Device, csr_pem: str,
              request_id: str, now: dt.datetime, *, injector: KeyInjector,
              config_keys: Mapping[str, str]) -> dict[str, Any]:
-    """Issue the device's certificate and seal its keys: the "accepted" reply (the caller commits)."""
+    """Issue the device's certificate and seal its keys: the "accepted" reply (the caller commits). A
+    certificate already issued for the CSR's key is reused (a reply prepared again after a lost publish
+    or a lapsed lease: the first may still arrive, so both must stay valid); one for another key is revoked
+    before the new one is issued (a device holds one valid certificate)."""
+    if device.cert_pem and _same_key(device.cert_pem, csr_pem) and device.dukpt_key_id is not None:
+        return _reply(authority, keys, device, request_id, now, injector=injector, config_keys=config_keys)
+    if device.cert_pem and not _same_key(device.cert_pem, csr_pem):
+        authority.revoke(device.cert_pem, now=now.replace(tzinfo=dt.UTC))
     issued = authority.issue(csr_pem, device.id, days=CERT_DAYS, now=now.replace(tzinfo=dt.UTC))
     device.cert_fingerprint = issued.fingerprint
     device.cert_expires_at = issued.not_after.astimezone(dt.UTC).replace(tzinfo=None)
@@ -63,12 +70,17 @@ def accepted_again(device: Device, *, authority: Authority, keys: RegistryKeys, 
     is issued: the same certificate, the keys sealed afresh to that key, which only the device can open."""
     if device.status != "active" or not device.cert_pem or device.dukpt_key_id is None:
         return None
-    held = x509.load_pem_x509_certificate(device.cert_pem.encode("ascii")).public_key()
-    asked = csr_public_key(doc["csr_pem"])
-    if not isinstance(held, ec.EllipticCurvePublicKey) or asked is None \
-            or held.public_numbers() != asked.public_numbers():
+    if not _same_key(device.cert_pem, doc["csr_pem"]):
         return None
     return _reply(authority, keys, device, doc["request_id"], now, injector=injector, config_keys=config_keys)
+
+
+def _same_key(cert_pem: str, csr_pem: str) -> bool:
+    """Whether the certificate holds the CSR's (usable P-256) key."""
+    held = x509.load_pem_x509_certificate(cert_pem.encode("ascii")).public_key()
+    asked = csr_public_key(csr_pem)
+    return isinstance(held, ec.EllipticCurvePublicKey) and asked is not None \
+        and held.public_numbers() == asked.public_numbers()
 
 
 def _reply(authority: Authority, keys: RegistryKeys, device: Device, request_id: str, now: dt.datetime, *,

@@ -31,7 +31,7 @@ from contracts.sealbox import keys_context, open_sealed
 from contracts.signing import key_id, public_b64
 from drivers.pinpad.dukpt_aes import derive_initial_key
 from hostsim.bank_world import BDK
-from registry import devices
+from registry import devices, enroll_reply
 from registry.configs import config_keys
 from registry.enroll import (
     CLOCK_SKEW,
@@ -492,11 +492,50 @@ def test_an_accepted_reply_the_broker_did_not_take_is_sent_again(central: Centra
     key = ec.generate_private_key(ec.SECP256R1())
     doc = request(token(central), "SN-1", key=key)
     enroller.on_request(protocol.topic("enroll_request", client=CLIENT), m.encode(doc, d.ENROLL_REQUEST))
+    first = central.device("T-1001")
     with pytest.raises(HostUnavailable):
         enroller.tick()
     link.up = True
     assert enroller.tick() == 1
     check_accepted(central, link.reply(), doc, key)
+    # paho may still deliver the first publish on reconnect: the reply sent again holds the same certificate
+    assert first is not None and link.reply()["certificate_pem"] == first.cert_pem
+
+
+def test_a_reply_prepared_again_for_the_same_key_reuses_the_certificate(central: Central) -> None:
+    """Each reply prepared for one key carries the one certificate, so revoking the device revokes what it
+    holds, whichever reply arrived."""
+    expect(central, "SN-1", "T-1001")
+    doc = request(token(central), "SN-1")
+    first = enroll(central, doc)["certificate_pem"]
+    with central.sessions() as s:
+        device = s.get(Device, "T-1001")
+        assert device is not None
+        again = enroll_reply.accepted(s, central.authority, central.keys, device, doc["csr_pem"],
+                                      doc["request_id"], NOW, injector=central.injector,
+                                      config_keys=CONFIG_KEYS)
+        s.commit()
+        assert again["certificate_pem"] == first and device.cert_pem == first
+        devices.revoke(s, central.authority, "T-1001", NOW)
+    serial = x509.load_pem_x509_certificate(first.encode()).serial_number
+    assert serial in central.authority.revoked_serials()
+
+
+def test_a_certificate_for_another_key_is_revoked_before_a_new_one(central: Central) -> None:
+    expect(central, "SN-1", "T-1001")
+    first = enroll(central, request(token(central), "SN-1"))["certificate_pem"]
+    other = device_csr(ec.generate_private_key(ec.SECP256R1()), "SN-1")
+    with central.sessions() as s:
+        device = s.get(Device, "T-1001")
+        assert device is not None
+        new = enroll_reply.accepted(s, central.authority, central.keys, device, other, str(uuid.uuid4()),
+                                    NOW, injector=central.injector,
+                                    config_keys=CONFIG_KEYS)["certificate_pem"]
+        s.commit()
+    assert new != first
+    revoked = central.authority.revoked_serials()
+    assert x509.load_pem_x509_certificate(first.encode()).serial_number in revoked
+    assert x509.load_pem_x509_certificate(new.encode()).serial_number not in revoked
 
 
 # -- several registry hosts on one database: the state is in the database, not beside the CA ---------------
@@ -537,7 +576,8 @@ def test_another_registry_host_answers_a_request_the_first_took(central: Central
 
 def test_one_registry_host_prepares_each_answer(central: Central, tmp_path: Path) -> None:
     """A host that took an owed answer keeps it for LEASE; the other issues no second certificate."""
-    host_b = second_host(central, tmp_path, Link(), clock=lambda: NOW + LEASE + dt.timedelta(seconds=1))
+    link_b = Link()
+    host_b = second_host(central, tmp_path, link_b, clock=lambda: NOW + LEASE + dt.timedelta(seconds=1))
     enroll(central, request(token(central, device_id="T-0710")))
     with central.sessions() as s:
         devices.accept(s, "T-0710")
@@ -549,6 +589,10 @@ def test_one_registry_host_prepares_each_answer(central: Central, tmp_path: Path
     assert first is not None and first.cert_pem == taken.doc["certificate_pem"]
     assert host_b.tick() == 1                # host A vanished before publishing: taken over after LEASE
     assert host_b.tick() == 0
+    # host A may still publish its copy: host B's holds the same certificate, none issued a second time
+    now = central.device("T-0710")
+    assert link_b.reply()["certificate_pem"] == first.cert_pem and now is not None
+    assert now.cert_pem == first.cert_pem
 
 
 def test_a_reply_replaced_on_the_claim_topic_is_not_cleared(central: Central) -> None:
