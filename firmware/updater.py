@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 RESTART_EXIT = 75          # "restart me": the supervisor starts the terminal again (docs/updates.md)
 CHUNK = 256 * 1024         # the most the registry sends at once (registry.releases.MAX_CHUNK)
+DOWNLOAD_TRIES = 3         # downloads whose digest differs from the offer before the release is refused
 
 
 def running_version(state_dir: Path) -> str:
@@ -86,6 +88,7 @@ class Updater:
         self._reports_lock = threading.Lock()     # state.reports and the state file
         self._wake, self._stop = threading.Event(), threading.Event()
         self._announced: set[str] = set()
+        self._digest_misses: dict[str, int] = {}   # per version, this run: a torn .part is fetched again
         self._thread = threading.Thread(target=self._download_loop, name="updater", daemon=True)
         self._fetch = protocol.topic("update_fetch", terminal=terminal)
         self._chunks = protocol.topic("update_chunk", terminal=terminal)
@@ -298,6 +301,7 @@ class Updater:
                     raise HostUnavailable("the registry sent no bytes", offset=have)
                 f.write(data[:size - have])
                 f.flush()
+                os.fsync(f.fileno())        # on disk before the next piece is asked for (resume point)
                 have += min(len(data), size - have)
         self._check_and_stage(offer, part)
 
@@ -306,8 +310,18 @@ class Updater:
         data = part.read_bytes()
         part.unlink()                       # a bad download starts over; a good one is staged
         if hashlib.sha256(data).hexdigest() != offer["sha256"]:
-            self._refuse(offer, "bundle digest differs from the offer")
+            # a .part torn by a power cut or a piece damaged on the way: fetched again; the same
+            # difference DOWNLOAD_TRIES times in a row is the registry's bundle, refused
+            misses = self._digest_misses.get(version, 0) + 1
+            self._digest_misses[version] = misses
+            if misses < DOWNLOAD_TRIES:
+                log.warning("update bundle digest differs from the offer; fetching it again",
+                            extra={"version": version, "attempt": misses})
+                self._wake.set()
+                return
+            self._refuse(offer, f"bundle digest differs from the offer ({misses} downloads)")
             return
+        self._digest_misses.pop(version, None)
         try:
             bundle = open_bundle(data, self.trusted)
         except BundleError as exc:

@@ -239,6 +239,23 @@ def test_a_download_resumes_where_it_stopped(central: Central, tmp_path: Path) -
     spy.stop()
 
 
+def test_a_torn_partial_download_is_fetched_again_and_installed(central: Central, tmp_path: Path) -> None:
+    # a .part damaged by a power cut (bytes not on disk in the order written) fails the digest: the
+    # terminal starts the download over instead of refusing the release for good
+    state = tmp_path / "terminal"
+    rollout = central.release(tmp_path, "1.4.1", GOOD)
+    with central.sessions() as s:
+        bundle = Path(s.scalars(select(SoftwareRelease.path)).one()).read_bytes()
+    torn = bytearray(bundle[:3000])
+    torn[1000:2000] = bytes(1000)
+    Slots(state).partial("1.4.1").write_bytes(bytes(torn))
+    term = staged(central, state)
+    assert Slots(state).load().failed == [] and central.status(rollout) == "downloading"
+    assert term.updater.idle(lambda: True)
+    assert (state / "software" / "1.4.1" / "payload.bin").read_bytes() == GOOD["payload.bin"]
+    term.stop()
+
+
 def test_an_altered_bundle_or_an_untrusted_key_is_refused(central: Central, tmp_path: Path) -> None:
     rollout = central.release(tmp_path, "1.5.0", GOOD)
     term = Terminal(central, tmp_path / "t1", trusted={}).start()
