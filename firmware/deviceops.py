@@ -6,9 +6,10 @@ backlog and the age of its oldest sale, parked sales (the device shadow's report
 a small outbox while the link is down (the oldest dropped beyond OUTBOX, with a log line) and go on
 reconnect; the registry stores each event_id once. COMMANDs are checked on receipt (schema, this terminal,
 a name known here, not expired: else a "rejected" result) and carried out between sales only (idle(), from
-the terminal's loop, with no sale open in the journal); each command_id is carried out and answered once,
-remembered in the journal's key-value table until it has expired, so a command delivered again is not run
-twice.
+the terminal's loop, with no sale open in the journal); each command_id is carried out once and
+remembered with its encoded result in the journal's key-value table until it has expired, so a command
+delivered again is not run twice: its result is sent again (the registry resends a command whose result it
+never got).
 """
 
 from __future__ import annotations
@@ -189,10 +190,15 @@ class DeviceOps:
             log.warning("command for another terminal dropped", extra={"command_id": cid})
             return
         with self._lock:
-            if cid in self._queued or self.journal.get_value(DONE + cid) is not None:
-                log.info("command delivered again; carried out once", extra={"command_id": cid})
+            if cid in self._queued:
+                log.info("command delivered again; waiting to be carried out", extra={"command_id": cid})
                 return
-            self._queued.add(cid)
+            done = self.journal.get_value(DONE + cid)
+            if done is None:
+                self._queued.add(cid)
+        if done is not None:
+            self._answer_again(cid, done)
+            return
         expires = m.parse_timestamp(doc["expires_at"]).replace(tzinfo=dt.UTC).timestamp()
         if doc["name"] not in d.COMMANDS:
             self._answer(doc, "rejected", f"unknown command {doc['name']}", expires)
@@ -242,11 +248,25 @@ class DeviceOps:
         result = {"command_id": cid, "terminal": self.terminal, "status": status, "detail": detail[:200],
                   "at": _stamp(self.clock())}
         payload = m.encode(result, d.COMMAND_RESULT)
-        self.journal.put(DONE + cid, json.dumps({"expires": expires, "status": status}))
+        self.journal.put(DONE + cid, json.dumps({"expires": expires, "status": status,
+                                                 "result": payload.decode()}))
         with self._lock:
             self._queued.discard(cid)
             self._results.append(payload)
         log.info("command result", extra={"command_id": cid, "command": doc["name"], "status": status})
+        self._flush()
+
+    def _answer_again(self, cid: str, done: str) -> None:
+        """A command carried out already, delivered again: the registry resends one whose result it never
+        got, so the result kept in the journal goes again (the command is not run twice)."""
+        try:
+            payload = str(json.loads(done)["result"]).encode()
+        except (ValueError, TypeError, KeyError):
+            log.info("command delivered again; carried out once, no result kept", extra={"command_id": cid})
+            return
+        log.info("command delivered again; its result sent again", extra={"command_id": cid})
+        with self._lock:
+            self._results.append(payload)
         self._flush()
 
     def _prune(self) -> None:

@@ -205,17 +205,21 @@ def test_a_command_runs_between_sales_once_and_its_result_reaches_the_registry(s
     assert side.ops.idle() is False and _queued(side, 0)
     assert wait_for(lambda: side.status_of(cid) == "done")
     assert json.loads(side.journal.get_value(DONE + cid) or "{}")["status"] == "done"
-    # delivered again (the registry resends on a reconnect): not run twice, no second result
-    side.registry.send_commands(resend=True)
+    done = side.journal.get_value(DONE + cid)
+    # delivered again (the registry resends to a device whose result it never got): not run twice,
+    # the result kept in the journal is sent again
     with side.env.sessions() as s:
         row = s.get(DeviceCommand, cid)
         assert row is not None
-        row.status = "sent"                      # as if the result were still on its way
+        row.status, row.detail = "sent", "result lost"      # as if the result never arrived
         s.commit()
     side.registry.send_commands(resend=True)
-    side.ops.idle()
-    assert not wait_for(lambda: side.status_of(cid) != "sent", timeout=1.0)
-    assert _queued(side, 0)
+    assert wait_for(lambda: side.status_of(cid) == "done")
+    assert _queued(side, 0) and side.ops.idle() is False and _queued(side, 0)
+    assert side.journal.get_value(DONE + cid) == done             # the same result, not a second run
+    with side.env.sessions() as s:
+        row = s.get(DeviceCommand, cid)
+        assert row is not None and row.detail == json.loads(json.loads(done or "{}")["result"])["detail"]
 
 
 def test_expired_and_unknown_commands_are_rejected(side: Side) -> None:
