@@ -297,3 +297,35 @@ def test_the_terminal_refuses_a_tls_device_key_others_can_read(tmp_path: Path) -
     cfg = load_config(cfg_path, profile="sim")
     with pytest.raises(ConfigError, match="other users"):
         run_terminal(cfg, threading.Event())
+
+
+def test_a_broker_closing_the_tls_session_is_not_a_refusal(broker: Broker) -> None:
+    # the peer ending the session (close_notify, or the TCP connection dropped without one) reaches recv
+    # as SSLZeroReturnError / SSLEOFError: a normal close, which paho handles, not a refusal to log
+    from drivers.mqtt.link import tls_context
+
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    pki = broker.authority.directory
+    server_ctx.load_cert_chain(pki / "broker.pem", pki / "broker.key")
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with server_ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(1)                                   # the client's first byte, then a dropped line
+            tls.shutdown(socket.SHUT_RDWR)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    reasons: list[str] = []
+    context = tls_context(broker.files("T-A"))
+    context.report = reasons.append
+    raw = socket.create_connection(listener.getsockname(), timeout=5)
+    with context.wrap_socket(raw, server_hostname="127.0.0.1", suppress_ragged_eofs=False) as client:
+        client.sendall(b"x")
+        with pytest.raises((ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            while client.recv(1024):
+                pass
+    server.join(5)
+    listener.close()
+    assert reasons == []

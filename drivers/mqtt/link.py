@@ -60,6 +60,8 @@ class _Socket(ssl.SSLSocket):
             return super().recv(buflen, flags)
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            raise                        # the session closed (close_notify or a dropped line): no refusal
         except ssl.SSLError as exc:
             _report(self.context, exc)
             raise
