@@ -63,8 +63,9 @@ class SaleIngest:
     """Decodes sales on the network thread, stores them on a worker of its own, acks each once committed."""
 
     def __init__(self, sessions: sessionmaker[Session], link: MqttLink, now: Callable[[], dt.datetime],
-                 *, auth_first: AuthFirst | None = None) -> None:
-        self.sessions, self.link, self.now = sessions, link, now
+                 *, auth_first: AuthFirst | None = None, group: str = "registry") -> None:
+        """group: the shared-subscription group of the registry's processes (registry.clientnames)."""
+        self.sessions, self.link, self.now, self.group = sessions, link, now, group
         self.auth_first = auth_first
         self.malformed = 0
         self.acked = 0              # sales answered stored or duplicate by this process
@@ -72,7 +73,7 @@ class SaleIngest:
         self._worker = threading.Thread(target=self._store_sales, name="registry-sales", daemon=True)
 
     def subscriptions(self) -> list[tuple[str, Handler]]:
-        return [(protocol.shared("sales"), self.on_sale)]
+        return [(protocol.shared("sales", self.group), self.on_sale)]
 
     def start(self) -> None:
         self._worker.start()

@@ -23,6 +23,7 @@ from contracts.errors import ConfigError, HostUnavailable, MessageError
 from drivers.mqtt import MqttLink, TlsFiles
 from drivers.mqtt.link import Handler
 from registry.certs import cert_rotation_handlers
+from registry.clientnames import client_names
 from registry.configs import REPUBLISH_EVERY, ConfigIssuer
 from registry.db import open_database
 from registry.enroll import enrollment_part
@@ -65,18 +66,19 @@ class Registry:
             seal_device_keys(s, self.keys)          # rows from before the KEK; a wrong KEK stops here
         # Authorizations on a client of their own: the broker queues and delivers them apart from sales, and
         # its network thread answers them while the sales client works through a backlog (issue 13).
-        self.auth_link = MqttLink(mqtt_host, mqtt_port, "forecourt-registry-auth", session_expiry=3600,
-                                  tls=tls)
+        names = client_names(tls.ca.parent if tls else None)     # ids and group no device can guess
+        self.auth_link = MqttLink(mqtt_host, mqtt_port, names.client_id("auth"), session_expiry=3600, tls=tls)
         self.auth_link.subscribe(protocol.subscription("auth_request"), self._on_auth)
         # Each process its own client id on the shared sales subscription. The main one keeps its session
         # (what arrives while it restarts waits for it); an ingest-only worker has none: mosquitto 2.0.11
         # keeps queueing a dead member's share in its session rather than giving it to the others, while
         # without one the others get everything at once and the sales it held unacknowledged are resent
         # by their terminals (docs/scaling.md).
-        self.link = MqttLink(mqtt_host, mqtt_port, "forecourt-registry" + (f"-{worker}" if worker else ""),
+        self.link = MqttLink(mqtt_host, mqtt_port, names.client_id(worker),
                              session_expiry=0 if ingest_only else 3600, tls=tls)
         self.auth_first = AuthFirst()
-        self.ingest = SaleIngest(self.sessions, self.link, utcnow, auth_first=self.auth_first)
+        self.ingest = SaleIngest(self.sessions, self.link, utcnow, auth_first=self.auth_first,
+                                 group=names.group)
         handlers: list[tuple[str, Handler]] = [*self.ingest.subscriptions()]
         self.releases = Releases(self.sessions, self.link, clock=utcnow)
         self.fleetops = FleetOps(self.sessions, self.link, clock=utcnow)
@@ -88,7 +90,7 @@ class Registry:
             handlers += [
                 # the registry's other parts, one line each: *part.handlers(...)
                 *self.releases.handlers(),
-                *self.fleetops.handlers(share=protocol.shared),
+                *self.fleetops.handlers(share=lambda name: protocol.shared(name, names.group)),
                 *cert_rotation_handlers(self.sessions, self.link, tls, clock=utcnow),
                 *(self.enroller.handlers() if self.enroller else []),
             ]

@@ -693,3 +693,35 @@ def test_another_claim_holder_cannot_take_an_accepted_answer_from_a_device(centr
         assert got is not None and got["status"] == "accepted", got
     finally:
         back.close()
+
+
+def test_a_device_certificate_takes_neither_the_registrys_turns_nor_its_client_ids(central: Central) -> None:
+    """Mosquitto 2.0.11 ties neither share groups nor client ids to certificates. Connections with a device
+    certificate join the share group a guess gives (each turn of theirs the broker would drop, their ACL
+    refusing the read) and connect under the registry's guessable client ids (which would disconnect it):
+    every sale of T-0001 still reaches the registry, which stays connected and answers."""
+    c = central
+    bad = TlsFiles(*(c.tmp / "hostile" / f for f in ("ca.pem", "device.pem", "device.key")))
+    good = TlsFiles(*(c.tmp / "terminal" / f for f in ("ca.pem", "device.pem", "device.key")))
+    rogues = [Probe(c.port, bad, client_id=f"rogue-{i}") for i in range(3)]
+    rogues += [Probe(c.port, bad, client_id=f"forecourt-registry{role}") for role in ("", "-auth")]
+    victim = Probe(c.port, good)
+    try:
+        for rogue in rogues[:3]:
+            assert rogue.subscribe("$share/registry/" + protocol.subscription("sales")) == 0x01
+        ids = []
+        for _ in range(20):
+            doc = sale(TERMINAL) | {"kind": "bank"}
+            ids.append(doc["sale_id"])
+            assert victim.publish(protocol.topic("sales", terminal=TERMINAL), m.encode(doc, m.SALE)) == 0x00
+
+        def stored() -> int:
+            with c.reg.sessions() as s:
+                return int(s.scalar(select(func.count()).where(Transaction.sale_id.in_(ids))) or 0)
+
+        assert wait_for(lambda: stored() == 20, 10), stored()
+        assert c.reg.link.connected.is_set() and c.reg.auth_link.connected.is_set()
+        c.authorize()
+    finally:
+        for probe in (*rogues, victim):
+            probe.close()

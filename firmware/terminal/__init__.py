@@ -4,6 +4,7 @@ cards. This is the composition root: the only place in firmware/ that imports dr
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -51,7 +52,9 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     mq = cfg.mqtt
     tls = (TlsFiles(state / mq.ca, state / mq.cert, check_private(state / mq.key))     # the device's own
            if mq.tls else None)
-    link = MqttLink(cfg.mqtt.host, cfg.mqtt.port, f"forecourt-terminal-{tid}", keepalive=cfg.mqtt.keepalive,
+    # a client id no other certificate can guess: the broker drops a client when another takes its id
+    client_id = f"forecourt-terminal-{tid}-{secrets.token_hex(6)}"
+    link = MqttLink(cfg.mqtt.host, cfg.mqtt.port, client_id, keepalive=cfg.mqtt.keepalive,
                     will=last_will(tid), tls=tls)
     configs = WatchedConfigs(state, terminal=tid)
     host = HostLink(link, journal, tid, cfg.terminal.station, pin_key=pin_key, auth_timeout=cfg.timeouts.auth,
