@@ -10,10 +10,13 @@ Mosquitto takes as the user name (use_identity_as_username) for the ACL.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import ipaddress
+import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,11 +31,12 @@ from contracts.device_messages import RESERVED_IDS
 from contracts.errors import ConfigError, MessageError
 from registry.keys import _read_private, _write_private, write_atomic
 
-__all__ = ["CA_DAYS", "CRL_DAYS", "Authority", "CertificateRefused", "Issued", "fingerprint"]
+__all__ = ["CA_DAYS", "CRL_DAYS", "CRL_RENEW", "Authority", "CertificateRefused", "Issued", "fingerprint"]
 
 CA_DAYS = 3650
 SERVICE_DAYS = 825        # broker, registry and claim certificates (re-made by `pki init` into a new dir)
 CRL_DAYS = 365            # nextUpdate: OpenSSL refuses every client once the CRL has expired
+CRL_RENEW = timedelta(days=30)   # re-signed by the registry's ticker once nextUpdate is this close
 BACKDATE = timedelta(minutes=5)   # notBefore a little early: a device clock a few seconds behind still works
 _CN = re.compile(r"[A-Za-z0-9_.-]{1,64}")   # the device id of contracts.device_messages
 
@@ -95,7 +99,7 @@ class Authority:
         authority._write_service("broker", now, server_hosts=broker_hosts)
         authority._write_service("registry", now)
         authority._write_service("claim", now)
-        authority._write_crl([], now)
+        authority._write_crl({}, now)
         return authority
 
     @classmethod
@@ -141,13 +145,27 @@ class Authority:
         cert = _load_cert(cert_pem)
         if not self.issued(cert):
             raise CertificateRefused("the certificate was not issued by this authority")
-        revoked = self.revoked_serials()
-        if cert.serial_number not in revoked:
-            self._write_crl([*revoked, cert.serial_number], _utc(now))
+        when = _utc(now)
+        with self._crl_lock():
+            entries = self._entries()
+            if cert.serial_number not in entries:
+                self._write_crl({**entries, cert.serial_number: when}, when)
 
     def refresh_crl(self, *, now: datetime | None = None) -> None:
         """Re-sign the CRL with the same entries and a new nextUpdate (before CRL_DAYS run out)."""
-        self._write_crl(self.revoked_serials(), _utc(now))
+        with self._crl_lock():
+            self._write_crl(self._entries(), _utc(now))
+
+    def renew_crl_if_due(self, *, now: datetime | None = None, within: timedelta = CRL_RENEW) -> bool:
+        """Re-sign the CRL when its nextUpdate is less than `within` away (a registry ticker calls this);
+        True when it did."""
+        when = _utc(now)
+        with self._crl_lock():
+            next_update = self._crl().next_update_utc
+            if next_update is not None and next_update - when >= within:
+                return False
+            self._write_crl(self._entries(), when)
+        return True
 
     def issued(self, cert: x509.Certificate) -> bool:
         """True when this CA signed cert."""
@@ -158,8 +176,22 @@ class Authority:
         return True
 
     def revoked_serials(self) -> list[int]:
-        crl = self._crl()
-        return [entry.serial_number for entry in crl]
+        return list(self._entries())
+
+    @contextmanager
+    def _crl_lock(self) -> Iterator[None]:
+        """Every process on this directory (the registry, `registry device revoke`) rewrites crl.pem under
+        an exclusive flock on DIR/.crl.lock, so no revocation is lost between a read and a write."""
+        fd = os.open(self.directory / ".crl.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)                    # releases the lock
+
+    def _entries(self) -> dict[int, datetime]:
+        """serial -> revocation date of each CRL entry."""
+        return {entry.serial_number: entry.revocation_date_utc for entry in self._crl()}
 
     def _crl(self) -> x509.CertificateRevocationList:
         try:
@@ -170,12 +202,14 @@ class Authority:
             raise ConfigError("crl.pem is not signed by this CA", path=str(self.crl_path))
         return crl
 
-    def _write_crl(self, serials: Iterable[int], now: datetime) -> None:
+    def _write_crl(self, entries: Mapping[int, datetime], now: datetime) -> None:
+        """Sign crl.pem with these entries, each keeping its own revocation date (RFC 5280 5.1.2.6: the
+        date on which the revocation occurred, not when the list was last signed)."""
         builder = (x509.CertificateRevocationListBuilder().issuer_name(self._cert.subject)
                    .last_update(now - BACKDATE).next_update(now + timedelta(days=CRL_DAYS)))
-        for serial in serials:
+        for serial, revoked_at in entries.items():
             builder = builder.add_revoked_certificate(
-                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build())
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(revoked_at).build())
         crl = builder.sign(self._key, hashes.SHA256())
         _write_public(self.crl_path, crl.public_bytes(serialization.Encoding.PEM).decode("ascii"))
 

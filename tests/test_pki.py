@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from contracts.errors import ConfigError
-from registry.pki import CRL_DAYS, Authority, CertificateRefused, fingerprint
+from registry.pki import CRL_DAYS, CRL_RENEW, Authority, CertificateRefused, fingerprint
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 KEYS = ("ca.key", "broker.key", "registry.key", "claim.key")
@@ -215,3 +217,70 @@ def test_cli_pki_init_and_crl(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert not (tmp_path / "x").exists()
     assert main(["registry", "pki", "crl", "--dir", str(pki)]) == EXIT_OK
     assert "0 revoked" in capsys.readouterr().out
+
+
+def test_rewriting_the_crl_keeps_each_entrys_revocation_date(ca: Authority) -> None:
+    """RFC 5280 5.1.2.6: revocationDate is when the certificate was revoked, not when the list was signed."""
+    a = ca.issue(csr_for(p256()), "T-0001", now=NOW)
+    b = ca.issue(csr_for(p256()), "T-0002", now=NOW)
+    ca.revoke(a.cert_pem, now=NOW)
+    ca.revoke(b.cert_pem, now=NOW + timedelta(days=1))
+    ca.refresh_crl(now=NOW + timedelta(days=300))
+    crl = x509.load_pem_x509_crl(ca.crl_path.read_bytes())
+    dates = {r.serial_number: r.revocation_date_utc for r in crl}
+    serial = {c: x509.load_pem_x509_certificate(c.cert_pem.encode()).serial_number for c in (a, b)}
+    assert dates == {serial[a]: NOW, serial[b]: NOW + timedelta(days=1)}
+
+
+_REVOKE = """
+import sys
+from pathlib import Path
+from registry.pki import Authority
+authority = Authority.load(Path(sys.argv[1]))
+print("ready", flush=True)
+authority.revoke(Path(sys.argv[2]).read_text())
+print("done", flush=True)
+"""
+
+
+def test_a_revocation_by_another_process_meanwhile_is_not_lost(ca: Authority, tmp_path: Path) -> None:
+    """`registry device revoke` (its own process) revokes T-0001 while the registry is between reading and
+    writing crl.pem for T-0002: both stay listed (the CLI waits for the registry's lock)."""
+    first = ca.issue(csr_for(p256()), "T-0001", now=NOW)
+    second = ca.issue(csr_for(p256()), "T-0002", now=NOW)
+    (tmp_path / "first.pem").write_text(first.cert_pem)
+    registry = Authority.load(ca.directory)
+    write = registry._write_crl
+    cli: list[subprocess.Popen[str]] = []
+
+    def slow_write(*args: object) -> None:
+        argv = [sys.executable, "-c", _REVOKE, str(ca.directory), str(tmp_path / "first.pem")]
+        proc = subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
+                                text=True)
+        cli.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=3)             # the CLI would finish here, were it not waiting for the lock
+        write(*args)                          # type: ignore[arg-type]
+
+    registry._write_crl = slow_write          # type: ignore[method-assign, assignment]
+    registry.revoke(second.cert_pem, now=NOW)
+    assert cli[0].wait(timeout=60) == 0 and cli[0].stdout is not None
+    assert cli[0].stdout.read().strip() == "done"
+    cli[0].stdout.close()
+    serials = {x509.load_pem_x509_certificate(c.cert_pem.encode()).serial_number for c in (first, second)}
+    assert set(ca.revoked_serials()) == serials
+
+
+def test_the_crl_is_renewed_once_its_next_update_is_near(ca: Authority) -> None:
+    a = ca.issue(csr_for(p256()), "T-0001", now=NOW)
+    ca.revoke(a.cert_pem, now=NOW)
+    early = NOW + timedelta(days=CRL_DAYS) - CRL_RENEW - timedelta(days=1)
+    assert not ca.renew_crl_if_due(now=early)
+    due = early + timedelta(days=2)
+    assert ca.renew_crl_if_due(now=due)
+    crl = x509.load_pem_x509_crl(ca.crl_path.read_bytes())
+    assert crl.next_update_utc == due + timedelta(days=CRL_DAYS)
+    assert [(r.serial_number, r.revocation_date_utc) for r in crl] == [
+        (x509.load_pem_x509_certificate(a.cert_pem.encode()).serial_number, NOW)]
+    assert not ca.renew_crl_if_due(now=due)
