@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -215,21 +215,25 @@ class FleetOps:
                             Device.online.is_(True)).order_by(DeviceCommand.created_at))
             if device_id is not None:
                 query = query.where(Device.id == device_id)
-            rows = list(s.execute(query).all())
+            docs = [{"command_id": row.id, "terminal": row.device_id, "name": row.name,
+                     "expires_at": _stamp(row.expires_at), "args": json.loads(row.args or "{}")}
+                    for row, _ in s.execute(query).all()]
             s.commit()
             sent = 0
-            for row, _ in rows:
-                doc = {"command_id": row.id, "terminal": row.device_id, "name": row.name,
-                       "expires_at": _stamp(row.expires_at), "args": json.loads(row.args or "{}")}
+            for doc in docs:
                 try:
-                    self.link.publish(protocol.topic("commands", terminal=row.device_id),
+                    self.link.publish(protocol.topic("commands", terminal=doc["terminal"]),
                                       m.encode(doc, d.COMMAND), qos=1)
                 except (HostUnavailable, MessageError) as exc:
-                    log.warning("command not sent", extra={"command_id": row.id, "error": str(exc)})
+                    log.warning("command not sent",
+                                extra={"command_id": doc["command_id"], "error": str(exc)})
                     continue
-                row.status = "sent"
+                # only a command still pending becomes "sent": a result may already have come back
+                s.execute(update(DeviceCommand).where(DeviceCommand.id == doc["command_id"],
+                                                      DeviceCommand.status == "pending")
+                          .values(status="sent").execution_options(synchronize_session=False))
+                s.commit()
                 sent += 1
-            s.commit()
         return sent
 
     def run(self, stop: threading.Event, every: float = 5.0) -> None:

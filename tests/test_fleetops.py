@@ -219,6 +219,30 @@ def test_a_result_for_a_command_another_device_was_sent_is_refused(env: Env, ops
     assert ops.refused == 2 and command(env, cid).status == "pending"
 
 
+def test_a_result_that_comes_back_before_the_send_is_marked_is_kept(env: Env, clock: Clock) -> None:
+    """A fast device answers while publish() still runs: marking the command "sent" afterwards must not
+    overwrite its result."""
+    ops: list[FleetOps] = []
+
+    class Instant:
+        def publish(self, topic_: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                    properties: Any = None) -> None:
+            doc = m.decode(payload, d.COMMAND)
+            ops[0].on_command_result(topic("command_result", doc["terminal"]),
+                                     result(doc["terminal"], doc["command_id"], "done", "ok"))
+
+    ops.append(FleetOps(env.sessions, Instant(), clock=clock))
+    with env.sessions() as s:
+        row = s.get(Device, T1)
+        assert row is not None
+        row.online = True
+        s.commit()
+    cid = queue(env)
+    assert ops[0].send_commands() == 1
+    got = command(env, cid)
+    assert (got.status, got.detail) == ("done", "ok")
+
+
 @pytest.mark.parametrize(("device_id", "name", "match"), [
     (T1, "format_disk", "command must be one of"),
     ("T-9999", "heartbeat", "no such device"),
