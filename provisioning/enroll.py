@@ -29,11 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from contracts import device_messages as d
 from contracts import messages as m
 from contracts import protocol
 from contracts.errors import ConfigError, HostUnavailable, MessageError
 from contracts.sealbox import keys_context, open_sealed
+from contracts.signing import trusted_from_b64
 from drivers.mqtt.link import MqttLink, TlsFiles
 from firmware.config_files import read_toml
 from firmware.configstore import write_config_keys
@@ -49,7 +53,7 @@ from provisioning.identity import (
     load_device_key,
     make_csr,
 )
-from provisioning.keys import install_dukpt, install_pin_key
+from provisioning.keys import AES_KEY_SIZES, install_dukpt, install_pin_key
 from provisioning.status import connect, software_version
 
 __all__ = [
@@ -138,9 +142,36 @@ def _check_options(opts: InitOptions) -> None:
         if not (opts.claim_dir / name).is_file():
             raise ConfigError(f"--claim-dir {opts.claim_dir} has no {name}", key="--claim-dir")
     _key_names(opts.state_dir / "terminal.toml")       # a prepared file that cannot work: before the token
-    if (opts.state_dir / DEVICE_CERT).exists():
-        raise ConfigError(f"{opts.state_dir} is provisioned already ({DEVICE_CERT}): use rotate-cert, or a "
-                          "fresh state directory", key="--state-dir")
+    if _provisioned(opts.state_dir / "terminal.toml"):
+        raise ConfigError(f"{opts.state_dir} is provisioned already (terminal.toml [mqtt] tls): use "
+                          "rotate-cert, or a fresh state directory", key="--state-dir")
+
+
+def _provisioned(config: Path) -> bool:
+    """terminal.toml is written last, so its [mqtt] tls marks a finished enrollment; a device.pem without it
+    is an install cut short, done again."""
+    doc = read_toml(config, "config") if config.exists() else {}
+    mqtt = doc.get("mqtt", {})
+    return isinstance(mqtt, dict) and mqtt.get("tls") is True
+
+
+def _same_ca(sent_pem: str, kit: Path) -> None:
+    """The reply's CA must be the claim kit's ca.pem: the anchor that authenticated the broker and so the
+    registry; another one would make the terminal trust a broker nobody checked."""
+    try:
+        sent = [c.public_bytes(Encoding.DER) for c in x509.load_pem_x509_certificates(sent_pem.encode())]
+        ours = [c.public_bytes(Encoding.DER) for c in x509.load_pem_x509_certificates(kit.read_bytes())]
+    except (OSError, ValueError) as exc:
+        raise ConfigError("the CA sent with the certificate is unreadable", key="ca_pem") from exc
+    if sent != ours:
+        raise ConfigError("the CA sent with the certificate is not the CA of the claim kit", key="ca_pem")
+
+
+def _check_keys(pin_key: bytes, dukpt_key: bytes, dukpt_id: bytes) -> None:
+    """provisioning.keys' size checks, made before any file is written."""
+    if len(pin_key) not in AES_KEY_SIZES or len(dukpt_key) not in AES_KEY_SIZES or len(dukpt_id) != 8:
+        raise MessageError("sealed keys have the wrong sizes (AES keys of 16, 24 or 32 bytes, an 8-byte "
+                           "DUKPT key ID)")
 
 
 def _request(opts: InitOptions, now: dt.datetime) -> tuple[dict[str, Any], bool]:
@@ -178,13 +209,14 @@ def _key_names(config: Path) -> tuple[str, str]:
 
 
 def _install(opts: InitOptions, reply: dict[str, Any], request_id: str, now: dt.datetime) -> Enrolled:
-    """Check what the registry sent and write it; terminal.toml last."""
+    """Check everything the registry sent, then write it; terminal.toml last."""
     needed = ("device_id", "station", "certificate_pem", "ca_pem", "config_keys", "keys_sealed")
     if any(reply.get(name) is None for name in needed):
         raise MessageError("accepted reply lacks " + ", ".join(n for n in needed if reply.get(n) is None))
     device_id, station = str(reply["device_id"]), str(reply["station"])
     state = opts.state_dir
     key = load_device_key(state / DEVICE_KEY)
+    _same_ca(reply["ca_pem"], opts.claim_dir / "ca.pem")
     info = check_certificate(reply["certificate_pem"], reply["ca_pem"], key, common_name=device_id, now=now)
     keys = json.loads(open_sealed(key, reply["keys_sealed"], context=keys_context(device_id, request_id)))
     try:
@@ -192,13 +224,16 @@ def _install(opts: InitOptions, reply: dict[str, Any], request_id: str, now: dt.
         dukpt_id = bytes.fromhex(keys["dukpt_key_id"])
     except (KeyError, TypeError, ValueError) as exc:
         raise MessageError("sealed keys are not the three hex keys expected") from exc
+    _check_keys(pin_key, dukpt_key, dukpt_id)
+    trusted_from_b64(reply["config_keys"])              # each key id checked against its key
     names = _key_names(state / "terminal.toml")
+    # nothing is written before this line
     install_pin_key(state, pin_key, names[0])
     install_dukpt(state, dukpt_key, dukpt_id, name=names[1],
                   note=f"sealed to {device_id} by the registry at enrollment")
     write_key_file(state / CA_CERT, reply["ca_pem"])
     write_key_file(state / DEVICE_CERT, reply["certificate_pem"])
-    write_config_keys(state, reply["config_keys"])      # each key id checked against its key
+    write_config_keys(state, reply["config_keys"])
     # the files are in this directory, whatever state_dir a prepared terminal.toml said
     path = write_terminal_toml(state / "terminal.toml",
                                terminal={"id": device_id, "station": station, "state_dir": "."},

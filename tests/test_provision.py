@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 from contracts import device_messages as d
 from contracts import messages as m
 from contracts import protocol
-from contracts.errors import ConfigError
+from contracts.errors import ConfigError, MessageError
 from firmware.config import TerminalConfig
 from provisioning.enroll import EnrollmentRefused, EnrollmentUnanswered, InitOptions, enroll
 from provisioning.identity import (
@@ -540,6 +540,68 @@ def test_a_certificate_for_another_key_installs_nothing(tls_broker: Pki, tmp_pat
     finally:
         operator.stop()
     assert sorted(p.name for p in (tmp_path / "device").iterdir()) == ["device.key", "enroll-request.json"]
+
+
+def test_a_reply_with_another_ca_than_the_claim_kits_installs_nothing(tls_broker: Pki,
+                                                                     tmp_path: Path) -> None:
+    # the claim kit's ca.pem authenticated the broker; a reply naming another CA (with a certificate that
+    # CA signed) would make the terminal trust a broker nobody checked
+    from registry.pki import Authority
+
+    rogue = Authority.create(tmp_path / "rogue")
+
+    def answer(doc: dict[str, Any]) -> list[dict[str, Any]]:
+        return [operator.accepted(doc) | {"certificate_pem": rogue.issue(doc["csr_pem"], "T-0042").cert_pem,
+                                          "ca_pem": rogue.ca_pem}]
+
+    operator = FakeOperator(tls_broker, answer)
+    try:
+        with pytest.raises(ConfigError, match="not the CA of the claim kit"):
+            enroll(_init(tls_broker, tmp_path / "device"), say=print)
+    finally:
+        operator.stop()
+    assert sorted(p.name for p in (tmp_path / "device").iterdir()) == ["device.key", "enroll-request.json"]
+
+
+@pytest.mark.parametrize("damage", ["config_keys", "dukpt_key_id"])
+def test_a_reply_failing_any_check_writes_no_key(tls_broker: Pki, tmp_path: Path, damage: str) -> None:
+    from contracts.sealbox import keys_context, seal
+    from contracts.signing import public_b64
+
+    def answer(doc: dict[str, Any]) -> list[dict[str, Any]]:
+        reply = operator.accepted(doc)
+        if damage == "config_keys":            # a key id that is not its key's
+            reply["config_keys"] = {"0" * 16: public_b64(CONFIG_KEY.public_key())}
+        else:                                  # a 7-byte DUKPT key id, found after the PIN key was written
+            public = x509.load_pem_x509_csr(doc["csr_pem"].encode()).public_key()
+            keys = json.dumps({"pin_key": PIN_KEY.hex(), "dukpt_initial_key": DUKPT_KEY.hex(),
+                               "dukpt_key_id": DUKPT_ID.hex()[:14]}).encode()
+            reply["keys_sealed"] = seal(public, keys, context=keys_context("T-0042", doc["request_id"]))
+        return [reply]
+
+    operator = FakeOperator(tls_broker, answer)
+    try:
+        with pytest.raises((ConfigError, MessageError)):
+            enroll(_init(tls_broker, tmp_path / "device"), say=print)
+    finally:
+        operator.stop()
+    assert sorted(p.name for p in (tmp_path / "device").iterdir()) == ["device.key", "enroll-request.json"]
+
+
+def test_an_install_cut_short_is_not_taken_for_a_provisioned_directory(tls_broker: Pki,
+                                                                      tmp_path: Path) -> None:
+    # device.pem written, terminal.toml not yet: init runs again; terminal.toml with [mqtt] tls is the mark
+    state = tmp_path / "device"
+    state.mkdir()
+    (state / "device.pem").write_text("left by an install cut short\n")
+    operator = FakeOperator(tls_broker, lambda doc: [operator.accepted(doc)])
+    try:
+        done = enroll(_init(tls_broker, state), say=print)
+    finally:
+        operator.stop()
+    assert done.device_id == "T-0042" and "BEGIN CERTIFICATE" in (state / "device.pem").read_text()
+    with pytest.raises(ConfigError, match="provisioned already"):
+        enroll(_init(tls_broker, state), say=print)
 
 
 def test_init_keeps_the_technicians_devices_and_refuses_a_provisioned_directory(tls_broker: Pki,
