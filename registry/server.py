@@ -15,6 +15,7 @@ from pathlib import Path
 
 from paho.mqtt.properties import Properties
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from contracts import device_messages as d
 from contracts import messages as m
@@ -176,11 +177,23 @@ class Registry:
         """Retained per-device signed configuration (registry.configs), for every active device: a new
         version only where the body changed or the last one nears expiry, else the same one again."""
         with self.sessions() as s:
-            for device in s.scalars(select(Device).where(Device.status == "active")).all():
-                doc = self.config_issuer.issue_config(s, device, utcnow())
-                s.commit()
+            ids = list(s.scalars(select(Device.id).where(Device.status == "active").order_by(Device.id)))
+            for device_id in ids:
+                # one device's database trouble (another host issued the same version) skips that device
+                # alone, till the next round; only a broker that is away ends the round (HostUnavailable)
+                try:
+                    device = s.get(Device, device_id)
+                    if device is None or device.status != "active":
+                        continue
+                    doc = self.config_issuer.issue_config(s, device, utcnow())
+                    s.commit()
+                except SQLAlchemyError as exc:
+                    s.rollback()
+                    log.error("configuration not issued", extra={"device": device_id,
+                                                                 "error": type(exc).__name__})
+                    continue
                 payload = m.encode(doc, d.SIGNED_CONFIG)
-                self.link.publish(protocol.topic("config", terminal=device.id), payload, retain=True)
+                self.link.publish(protocol.topic("config", terminal=device_id), payload, retain=True)
 
     def _on_auth(self, topic: str, payload: bytes, props: Properties | None) -> None:
         try:

@@ -9,6 +9,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from contracts import device_messages as d
 from contracts import messages as m
 from contracts import protocol
-from contracts.errors import ConfigError
+from contracts.errors import ConfigError, HostUnavailable
 from contracts.signing import SignatureError, trusted_from_b64, verify_envelope
 from drivers.mqtt import MqttLink
 from hostsim.services import ServiceError, free_port, start_mosquitto
@@ -187,3 +188,50 @@ def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+class Recorder:
+    """The registry's link, as the round sees it: what it published, or the broker away."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.down = False
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                properties: object = None) -> None:
+        if self.down:
+            raise HostUnavailable("not connected to the broker")
+        self.sent.append(topic)
+
+
+class RacedIssuer(ConfigIssuer):
+    """The real issuer, with another registry host storing the same version for T-0001 at the same moment
+    (the (device, version) unique constraint fails at commit)."""
+
+    def issue_config(self, s: Session, device: Device, now: dt.datetime) -> dict[str, Any]:
+        doc = super().issue_config(s, device, now)
+        if device.id == DEVICE:
+            s.add(ConfigRelease(device_id=device.id, version=doc["version"], digest="0" * 64,
+                                issued_at=now, expires_at=now, envelope="{}"))
+        return doc
+
+
+def test_a_database_error_for_one_device_skips_it_alone(tmp_path: Path) -> None:
+    reg = Registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "registry", "127.0.0.1", free_port(),
+                   seed=SEED)
+    with reg.sessions() as s:
+        s.add(Device(id="T-0002", station_id="ST-001", pin_key_hex=reg.keys.seal_device_key(bytes(16)),
+                     status="active"))
+        s.commit()
+    link = Recorder()
+    reg.link = link                                            # type: ignore[assignment]
+    issuer = reg.config_issuer
+    reg.config_issuer = RacedIssuer(tmp_path / "registry")
+    reg.publish_configs()
+    assert link.sent == [protocol.topic("config", terminal="T-0002")]
+    reg.config_issuer = issuer                                 # the race is over: the next round sends both
+    reg.publish_configs()
+    assert link.sent[1:] == [protocol.topic("config", terminal=t) for t in (DEVICE, "T-0002")]
+    link.down = True
+    with pytest.raises(HostUnavailable):                       # the broker away ends the round
+        reg.publish_configs()
