@@ -32,6 +32,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from contracts import device_messages as d
 from contracts import messages as m
 from contracts.errors import MessageError
 from contracts.signing import SignatureError, key_id, sign_bytes, verify_bytes
@@ -46,7 +47,7 @@ MAX_FILES = 5000
 MAX_MANIFEST = 2 * 2**20
 
 _PATH = re.compile(r"(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+){0,15}")
-_VERSION = r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,31}"        # as contracts.device_messages' software version
+_VERSION = d.VERSION          # a software version, as the wire's
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _ARG = re.compile(r"[^\x00-\x1f]{1,200}")
 
@@ -125,11 +126,16 @@ def _members(data: bytes) -> dict[str, bytes]:
     if len(data) > MAX_BUNDLE:
         raise BundleError("bundle too large", size=len(data))
     found: dict[str, bytes] = {}
+    total = 0
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             for info in tar:
-                if not info.isreg():
+                if not info.isreg() or info.sparse is not None:
+                    # a sparse member "holds" gigabytes in a few bytes of tar: read, it fills the memory
                     raise BundleError("bundle holds something that is not a file", member=info.name[:80])
+                total += info.size
+                if total > len(data):
+                    raise BundleError("bundle members are larger than the bundle", member=info.name[:80])
                 if info.name in found or len(found) > MAX_FILES + 2:
                     raise BundleError("bundle holds a file twice", member=info.name[:80])
                 fileobj = tar.extractfile(info)
@@ -195,7 +201,10 @@ def bundle_version(data: bytes) -> str:
     """The version a bundle's manifest names, read without checking anything (for messages only)."""
     members = _members(data)
     body = members.get(MANIFEST)
-    doc = json.loads(body) if body is not None and len(body) <= MAX_MANIFEST else None
+    try:
+        doc = json.loads(body) if body is not None and len(body) <= MAX_MANIFEST else None
+    except ValueError as exc:              # not JSON, or not UTF-8
+        raise BundleError("bundle names no version") from exc
     version = doc.get("version") if isinstance(doc, dict) else None
     if not isinstance(version, str) or re.fullmatch(_VERSION, version) is None:
         raise BundleError("bundle names no version")

@@ -28,13 +28,17 @@ __all__ = [
     "UPDATE_FETCH",
     "UPDATE_OFFER",
     "UPDATE_REPORT",
+    "VERSION",
 ]
 
 _UUID = matching(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ID = matching(r"[A-Za-z0-9_.-]{1,64}")
 _TEXT = matching(r"[^\x00-\x1f]{0,200}")
 _CODE = matching(r"[a-z][a-z0-9_]{0,47}")
-_VERSION = matching(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,31}")        # a software version: 1.4.2, 2026.12.1+pi
+# a software version: 1.4.2, 2026.12.1+pi. Digit first, and never one of the updater's own file names
+# under STATE/software (current, update.json, *.part), which a release of that "version" would overwrite.
+VERSION = r"[0-9][0-9A-Za-z.+_-]{0,31}(?<!\.part)(?<!\.json)(?<!\.tmp)"
+_VERSION = matching(VERSION)
 _SERIAL = matching(r"[A-Za-z0-9_.:-]{1,64}")
 _B64 = matching(r"[A-Za-z0-9+/]{0,8000}={0,2}")
 _SHA256 = matching(r"[0-9a-f]{64}")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -118,3 +120,25 @@ def test_any_damage_is_a_bundle_error(noise: bytes, at: int) -> None:
     except BundleError:
         return
     assert bundle.files == FILES          # damage that left every signed byte intact (tar padding)
+
+
+def test_a_sparse_member_claiming_gigabytes_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """GNU tar's sparse members pass isreg(): an 8 GiB "file" in 10 KiB of tar would be read into memory
+    before the signature is checked (found by review)."""
+    big = tmp_path / "payload"
+    with open(big, "wb") as f:
+        f.truncate(8 * 2**30)                       # a hole: no disk space used
+    subprocess.run(["tar", "--sparse", "-cf", str(tmp_path / "b.tar"), "-C", str(tmp_path), "payload"],
+                   check=True, timeout=60)
+    raw = (tmp_path / "b.tar").read_bytes()
+    assert len(raw) < 100_000
+    with pytest.raises(BundleError):
+        open_bundle(raw, TRUSTED)
+    with pytest.raises(BundleError):
+        bundle_version(raw)
+
+
+@pytest.mark.parametrize("version", ["current", "update.json", "1.2.0.part", "1.2.0.tmp", ".hidden", "x1"])
+def test_a_version_that_names_one_of_the_updaters_own_files_is_refused(version: str) -> None:
+    with pytest.raises(MessageError):
+        make(version=version)
