@@ -6,6 +6,8 @@ The broker's ACL lets only the device itself publish under its id, so the topic'
 naming another device is refused. The old certificate is revoked at once: the device wrote its new pair
 before it asked for the certificate and keeps the certificate the moment it arrives (provisioning.rotate),
 and a broker reads its CRL when it starts (registry.pki), so the old pair keeps working until then.
+A request for the key the device's certificate already holds (the same request again, its reply lost) is
+answered with that certificate: nothing new is issued or revoked. A new validity needs a new key.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from contracts import device_messages as d
 from contracts import messages as m
 from contracts import protocol
-from contracts.errors import ForecourtError, MessageError
+from contracts.errors import ForecourtError, HostUnavailable, MessageError
 from drivers.mqtt.link import Handler, TlsFiles
 from registry.models import Device
-from registry.pki import Authority, CertificateRefused
+from registry.pki import Authority, CertificateRefused, holds_key
 
 __all__ = ["CERT_DAYS", "CertRotator", "cert_rotation_handlers", "handle_cert_request"]
 
@@ -51,6 +53,10 @@ def handle_cert_request(session: Session, authority: Authority, doc: dict[str, A
     device = session.get(Device, terminal)
     if device is None or device.status != "active":
         return _refused(doc, "device_not_active"), None
+    if device.cert_pem and holds_key(device.cert_pem, doc["csr_pem"]):
+        # the same request again (its reply was lost): the certificate issued for it, nothing revoked
+        return {"request_id": doc["request_id"], "status": "issued", "reason": "",
+                "certificate_pem": device.cert_pem}, None
     try:
         issued = authority.issue(doc["csr_pem"], device.id, days=CERT_DAYS, now=now.replace(tzinfo=dt.UTC))
     except CertificateRefused as exc:
@@ -102,7 +108,10 @@ class CertRotator:
                 log.error("old certificate not revoked", extra={"terminal": terminal, "error": str(exc)})
         log.info("certificate request answered", extra={"terminal": terminal, "status": reply["status"],
                                                         "reason": reply["reason"]})
-        self.link.publish(protocol.topic("cert_reply", terminal=terminal), m.encode(reply, d.CERT_REPLY))
+        try:
+            self.link.publish(protocol.topic("cert_reply", terminal=terminal), m.encode(reply, d.CERT_REPLY))
+        except HostUnavailable:             # the device asks again and gets the same certificate
+            log.warning("certificate reply not sent: broker unreachable", extra={"terminal": terminal})
 
 
 def cert_rotation_handlers(sessions: sessionmaker[Session], link: Publisher, tls: TlsFiles | None, *,

@@ -31,7 +31,8 @@ from contracts.device_messages import RESERVED_IDS
 from contracts.errors import ConfigError, MessageError
 from registry.keys import _read_private, _write_private, write_atomic
 
-__all__ = ["CA_DAYS", "CRL_DAYS", "CRL_RENEW", "Authority", "CertificateRefused", "Issued", "fingerprint"]
+__all__ = ["CA_DAYS", "CRL_DAYS", "CRL_RENEW", "Authority", "CertificateRefused", "Issued", "fingerprint",
+           "holds_key"]
 
 CA_DAYS = 3650
 SERVICE_DAYS = 825        # broker, registry and claim certificates (re-made by `pki init` into a new dir)
@@ -55,6 +56,19 @@ class Issued:
 def fingerprint(cert_pem: str) -> str:
     """SHA-256 of the certificate's DER encoding, lowercase hex (what the registry stores per device)."""
     return hashlib.sha256(_load_cert(cert_pem).public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def holds_key(cert_pem: str, csr_pem: str) -> bool:
+    """Whether the certificate holds the key of the CSR (one whose own signature verifies): the same
+    request asked again."""
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
+        asked, valid = csr.public_key(), csr.is_signature_valid
+        held = _load_cert(cert_pem).public_key()
+    except (ValueError, TypeError, UnicodeEncodeError, UnsupportedAlgorithm, x509.InvalidVersion,
+            CertificateRefused):
+        return False
+    return valid and held == asked
 
 
 class Authority:

@@ -764,6 +764,54 @@ def test_registry_refuses_a_certificate_request_for_another_device(rotation: Rot
     assert (reply["status"], reply["reason"], old) == ("refused", "wrong_terminal", None)
 
 
+def test_a_certificate_request_asked_again_gets_the_same_certificate(tmp_path: Path) -> None:
+    """The reply is lost (broker away at publish: logged, not raised); the device asks again with the same
+    key and gets the certificate issued the first time: nothing issued or revoked again."""
+    from contracts.errors import HostUnavailable
+    from registry.certs import CertRotator
+    from registry.db import open_database
+    from registry.models import Device, Station
+    from registry.pki import Authority
+
+    authority = Authority.create(tmp_path / "pki")
+    first = authority.issue(make_csr(ec.generate_private_key(ec.SECP256R1()), "SN-0042"), "T-0042")
+    engine, sessions = open_database(f"sqlite:///{tmp_path / 'registry.db'}")
+    with sessions() as s:
+        s.add(Station(id="S-1", name="Main St"))
+        s.flush()
+        s.add(Device(id="T-0042", station_id="S-1", pin_key_hex="00", cert_fingerprint=first.fingerprint,
+                     cert_pem=first.cert_pem))
+        s.commit()
+
+    class Link:
+        def __init__(self) -> None:
+            self.down, self.sent = True, list[bytes]()
+
+        def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                    properties: Any = None) -> None:
+            if self.down:
+                raise HostUnavailable("not connected to the broker")
+            self.sent.append(payload)
+
+    link = Link()
+    rotator = CertRotator(sessions, link, authority, clock=lambda: NOW.replace(tzinfo=None))
+    doc = {"request_id": "0f8fad5b-d9cb-469f-a165-70867728950e", "terminal": "T-0042",
+           "csr_pem": make_csr(ec.generate_private_key(ec.SECP256R1()), "T-0042")}
+    topic = protocol.topic("cert_request", terminal="T-0042")
+    rotator.on_request(topic, m.encode(doc, d.CERT_REQUEST))      # issued; the reply is lost
+    with sessions() as s:
+        device = s.get(Device, "T-0042")
+        assert device is not None and device.cert_pem != first.cert_pem
+        new = device.cert_pem
+    link.down = False
+    rotator.on_request(topic, m.encode(doc, d.CERT_REQUEST))      # asked again
+    reply = m.decode(link.sent[-1], d.CERT_REPLY)
+    assert (reply["status"], reply["certificate_pem"]) == ("issued", new)
+    old_serial = x509.load_pem_x509_certificate(first.cert_pem.encode()).serial_number
+    assert authority.revoked_serials() == [old_serial]          # the first certificate, once
+    engine.dispose()
+
+
 # -- the command line ----------------------------------------------------------------------------------------
 
 def test_provision_commands_have_help_with_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
