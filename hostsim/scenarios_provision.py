@@ -147,6 +147,7 @@ def provision_new_device(run: Any, *, device_id: str = "T-0042", preregistered: 
         selftest = done.stdout
         if done.returncode == 0:
             break
+        time.sleep(1.0)
     for line in selftest.splitlines():
         run.log("selftest: " + line)
     run.check("FAIL" not in selftest and "PASS" in selftest, "selftest passes every device")

@@ -78,4 +78,8 @@ def sync_outage(run: Any) -> None:
     run.check(len(stored) == len(set(stored)), "no sale stored twice")
     run.check(sorted(stored) == sorted(sales), f"the registry holds exactly the {SALES} sales "
               f"({len(set(stored) & set(sales))} of them, {len(set(stored) - set(sales))} others)")
+    seq = {row["sale_id"]: row["seq"] for row in sim.registry_sales()}
+    order = [seq.get(s) for s in sales]            # in the order the driver made them
+    run.check(order[0] is not None and order == list(range(order[0], order[0] + SALES)),
+              f"the registry orders the {SALES} sales as the terminal made them, no gap (seq {order})")
     run.log(f"registry holds {len(stored)} sales of the terminal")
