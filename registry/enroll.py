@@ -321,7 +321,18 @@ class Enroller:
                                                        "status": reply.doc["status"]})
         return len(owed)
 
+    def renew_crl(self) -> bool:
+        """Re-sign the CRL once its nextUpdate is under CRL_RENEW away (registry.pki): a broker refuses
+        every client once its CRL has expired. True when renewed."""
+        with self._lock:
+            renewed = self.authority.renew_crl_if_due(now=self.clock().replace(tzinfo=dt.UTC))
+        if renewed:
+            log.warning("CRL re-signed before its next update: reload the broker (SIGHUP) to read it",
+                        extra={"path": str(self.authority.crl_path)})
+        return renewed
+
     def _send_owed(self) -> None:
+        self.renew_crl()                # first: it needs no broker, and the broker away ends the rest
         self.tick()
         self.clear_replies()
 

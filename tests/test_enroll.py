@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,7 +47,7 @@ from registry.enroll import (
 from registry.enroll_state import LEASE
 from registry.keyinject import install_bdk
 from registry.models import Device, EnrollmentToken, Station
-from registry.pki import Authority, fingerprint
+from registry.pki import CRL_DAYS, CRL_RENEW, Authority, fingerprint
 
 _CONFIG_KEY = Ed25519PrivateKey.generate().public_key()
 CONFIG_KEYS = {key_id(_CONFIG_KEY): public_b64(_CONFIG_KEY)}          # the registry's, as registry.configs
@@ -536,6 +537,41 @@ def test_a_certificate_for_another_key_is_revoked_before_a_new_one(central: Cent
     revoked = central.authority.revoked_serials()
     assert x509.load_pem_x509_certificate(first.encode()).serial_number in revoked
     assert x509.load_pem_x509_certificate(new.encode()).serial_number not in revoked
+
+
+def test_the_enrollment_ticker_renews_the_crl_before_it_expires(central: Central) -> None:
+    """A broker refuses every client once its CRL has expired (registry.pki CRL_DAYS): the registry's
+    enrollment tick re-signs it when nextUpdate is under CRL_RENEW away, keeping its entries."""
+    expect(central, "SN-1", "T-1001")
+    cert = enroll(central, request(token(central), "SN-1"))["certificate_pem"]
+    with central.sessions() as s:
+        devices.revoke(s, central.authority, "T-1001", NOW)
+    clock = [NOW]
+    enroller = Enroller(central.sessions, Link(), central.authority, central.keys, central.injector,
+                        lambda: CONFIG_KEYS, clock=lambda: clock[0], period=0.05)
+    assert not enroller.renew_crl()
+    clock[0] = NOW + dt.timedelta(days=CRL_DAYS) - CRL_RENEW + dt.timedelta(hours=1)
+
+    def next_update() -> dt.datetime | None:
+        return x509.load_pem_x509_crl(central.authority.crl_path.read_bytes()).next_update_utc
+
+    renewed = clock[0].replace(tzinfo=dt.UTC) + dt.timedelta(days=CRL_DAYS)
+    enroller.start()
+    try:
+        assert wait_until(lambda: next_update() == renewed)
+    finally:
+        enroller.stop()
+    serial = x509.load_pem_x509_certificate(cert.encode()).serial_number
+    assert central.authority.revoked_serials() == [serial]
+
+
+def wait_until(cond: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 # -- several registry hosts on one database: the state is in the database, not beside the CA ---------------
