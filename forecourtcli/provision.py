@@ -8,7 +8,11 @@ current one (provisioning.rotate); status says who the terminal is and how it st
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any
+
+from contracts.errors import ConfigError
 
 __all__ = ["add_parsers"]
 
@@ -33,6 +37,23 @@ def _logging(args: argparse.Namespace) -> None:
     setup_logging(args.log_level, name="provision")
 
 
+TOKEN_ENV = "FORECOURT_ENROLLMENT_TOKEN"
+
+
+def _token(given: str | None) -> str:
+    """The token from --token -, i.e. standard input (never in `ps` or the shell's history), else from
+    $FORECOURT_ENROLLMENT_TOKEN, else --token TOKEN itself."""
+    if given == "-":
+        return sys.stdin.readline().strip()
+    if given is None:
+        found = os.environ.get(TOKEN_ENV, "").strip()
+        if not found:
+            raise ConfigError(f"no enrollment token: --token - (read from standard input) or ${TOKEN_ENV}",
+                              key="--token")
+        return found
+    return given
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from forecourtcli.main import _broker, _path
     from provisioning.enroll import InitOptions, enroll
@@ -41,7 +62,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     host, port = _broker(args.broker, "--broker")
     done = enroll(InitOptions(state_dir=_path(args.state_dir, "--state-dir"), host=host, port=port,
-                              token=args.token, serial=args.serial,
+                              token=_token(args.token), serial=args.serial,
                               claim_dir=_path(args.claim_dir, "--claim-dir"), device_id=args.device_id,
                               wait=args.wait))
     cert = done.certificate
@@ -101,7 +122,9 @@ def add_parsers(sub: Any) -> None:
     i.add_argument("--state-dir", required=True, help="the terminal's state directory (fresh, or a prepared "
                    "terminal.toml whose other sections are kept)")
     i.add_argument("--broker", required=True, help="host:port of the broker's TLS listener")
-    i.add_argument("--token", required=True, help="the enrollment token (forecourt registry token create)")
+    i.add_argument("--token", default=None,
+                   help="the enrollment token (forecourt registry token create): - reads it from standard "
+                        f"input, which keeps it out of `ps` and the shell's history; default ${TOKEN_ENV}")
     i.add_argument("--serial", required=True, help="the terminal's serial number")
     i.add_argument("--claim-dir", required=True, help="directory with ca.pem, claim.pem and claim.key")
     i.add_argument("--device-id", default=None, help="the device id to ask for (default: the serial; the "

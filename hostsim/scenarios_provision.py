@@ -65,12 +65,15 @@ def _init(run: Any, directory: Path, token: str, accept_as: str | None) -> dict[
     waits for it. Returns what init printed and how it ended."""
     sim = run.sim
     args = forecourt_command("provision", "init", "--state-dir", str(directory), "--broker",
-                             f"127.0.0.1:{sim.broker_port}", "--token", token, "--serial", SERIAL,
+                             f"127.0.0.1:{sim.broker_port}", "--token", "-", "--serial", SERIAL,
                              "--claim-dir", str(_claim_dir(sim)), "--wait", str(INIT_WAIT))
-    run.log(f"technician: forecourt provision init --serial {SERIAL} --token <token>")
+    run.log(f"technician: forecourt provision init --serial {SERIAL} --token - (typed on standard input)")
     lines: list[str] = []
-    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=child_env()) as proc:
+    with subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=child_env()) as proc:
+        if proc.stdin is not None:
+            proc.stdin.write(token + "\n")
+            proc.stdin.close()
         for line in proc.stdout or ():
             lines.append(line.rstrip("\n"))
             run.log("init: " + lines[-1])

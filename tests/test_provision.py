@@ -933,3 +933,27 @@ def test_certificate_rotation_runs_only_where_the_registry_holds_the_ca(tmp_path
     assert handlers(None) == []                                  # no TLS: no authority
     (folder / "ca.key").rename(tmp_path / "ca.key.offline")
     assert handlers(tls) == []                                   # the CA signs elsewhere
+
+
+def test_init_reads_the_token_from_standard_input_or_the_environment(
+        tmp_path: Path, tls_broker: Pki, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A token on the command line shows in `ps` and the shell's history: `--token -` reads it from
+    standard input, and without --token it comes from $FORECOURT_ENROLLMENT_TOKEN."""
+    import io
+
+    from forecourtcli.main import EXIT_ENVIRONMENT, EXIT_USAGE, main
+    from hostsim.services import free_port
+
+    args = ["provision", "init", "--state-dir", str(tmp_path / "s"), "--serial", "SN-1", "--claim-dir",
+            str(tls_broker.directory), "--broker", f"127.0.0.1:{free_port()}"]
+    monkeypatch.delenv("FORECOURT_ENROLLMENT_TOKEN", raising=False)
+    assert main(args) == EXIT_USAGE
+    assert "standard input" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main([*args, "--token", "-"]) == EXIT_USAGE               # the token read is checked as given
+    monkeypatch.setattr("sys.stdin", io.StringIO(TOKEN + "\n"))
+    assert main([*args, "--token", "-"]) == EXIT_ENVIRONMENT         # a good one: on to the broker
+    monkeypatch.setenv("FORECOURT_ENROLLMENT_TOKEN", TOKEN)
+    assert main(args) == EXIT_ENVIRONMENT
+    assert TOKEN not in capsys.readouterr().err
