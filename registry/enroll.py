@@ -145,18 +145,23 @@ def _again(session: Session, device_id: str | None, doc: Mapping[str, Any], now:
 def _take_or_make(session: Session, keys: RegistryKeys, injector: KeyInjector, seeded: Device | None,
                   device_id: str, station: str, doc: Mapping[str, Any], now: dt.datetime, *,
                   at_once: bool) -> Device | None:
-    """A new Device row, or the seeded one taken (its PIN key and status kept; one taker, by a conditional
-    UPDATE); None when another request took it first. IntegrityError when the serial is taken meanwhile."""
-    fields = {"serial": doc["serial"], "first_seen_at": now,
-              "reported_software_version": doc["software_version"]}
+    """A new Device row, or the seeded one taken (its PIN key kept; one taker, by a conditional UPDATE);
+    either is active at once when its serial was registered ahead for the station, else a new one is
+    pending and a seeded one keeps its status. None when another request took the seeded row first.
+    IntegrityError when the serial is taken meanwhile."""
+    fields: dict[str, Any] = {"serial": doc["serial"], "first_seen_at": now,
+                              "reported_software_version": doc["software_version"]}
     if seeded is None:
         device = Device(id=device_id, station_id=station, status="active" if at_once else "pending",
                         pin_key_hex=keys.seal_device_key(injector.pin_key(device_id)), **fields)
         session.add(device)
         session.flush()
         return device
+    if at_once:
+        fields["status"] = "active"
     taken = session.execute(update(Device).where(Device.id == device_id, Device.serial.is_(None),
-                                                 Device.cert_fingerprint.is_(None)).values(**fields)
+                                                 Device.cert_fingerprint.is_(None),
+                                                 Device.status.in_(("pending", "active"))).values(**fields)
                             .execution_options(synchronize_session=False))
     if taken.rowcount != 1:         # type: ignore[attr-defined]
         return None

@@ -197,6 +197,30 @@ def test_a_seeded_device_gets_its_own_pin_key(central: Central) -> None:
         devices.create_token(s, "ST-001", NOW, device_id="T-0001")   # enrolled: no longer open
 
 
+def test_a_seeded_pending_device_registered_ahead_is_accepted_at_once(central: Central) -> None:
+    """A device the seed lists as pending, its serial imported for the token's station: accepted at once,
+    as a new device with that serial would be (not left waiting for an operator)."""
+    with central.sessions() as s:
+        s.add(Device(id="T-0800", station_id="ST-001", status="pending",
+                     pin_key_hex=central.keys.seal_device_key(bytes(range(16)))))
+        s.commit()
+    expect(central, "SN-8", "T-0800")
+    key = ec.generate_private_key(ec.SECP256R1())
+    doc = request(token(central, device_id="T-0800"), "SN-8", key=key)
+    reply = enroll(central, doc)
+    assert (reply["status"], reply["device_id"]) == ("accepted", "T-0800")
+    assert bytes.fromhex(check_accepted(central, reply, doc, key)["pin_key"]) == bytes(range(16))
+
+
+def test_a_seeded_pending_device_not_registered_ahead_still_waits(central: Central) -> None:
+    with central.sessions() as s:
+        s.add(Device(id="T-0801", station_id="ST-001", status="pending",
+                     pin_key_hex=central.keys.seal_device_key(bytes(16))))
+        s.commit()
+    reply = enroll(central, request(token(central, device_id="T-0801"), "SN-9"))
+    assert (reply["status"], reply["device_id"]) == ("pending", "T-0801")
+
+
 def test_racing_requests_for_one_seeded_device_take_it_once(central: Central) -> None:
     replies = _race(central, [request(token(central, device_id="T-0001"), f"SN-{i}") for i in range(6)])
     assert sorted(r["status"] for r in replies) == ["accepted"] + ["refused"] * 5
