@@ -119,11 +119,13 @@ def client_certificate(authority: Authority, name: str, directory: Path, *, stem
     """A key made here and its certificate for CN=name from authority, as STEM.key (0600) and STEM.pem
     (stem: name), with the CA as ca.pem, in directory: what enrollment leaves on a device."""
     stem = stem or name
+    files = TlsFiles(directory / "ca.pem", directory / f"{stem}.pem", directory / f"{stem}.key")
+    if files.key.exists() and files.cert.exists():
+        return files                 # made by an earlier run in this state directory (--state-dir)
     key = ec.generate_private_key(ec.SECP256R1())
     csr = CertificateSigningRequestBuilder().subject_name(Name([NameAttribute(NameOID.COMMON_NAME, name)]))
     pem = csr.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode("ascii")
     issued = authority.issue(pem, name)
-    files = TlsFiles(directory / "ca.pem", directory / f"{stem}.pem", directory / f"{stem}.key")
     _write_private(files.key, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                 serialization.NoEncryption()).decode("ascii"))
     files.cert.write_text(issued.cert_pem)
