@@ -26,12 +26,16 @@ def _percent(text: str) -> int:
 
 
 def cmd_release_add(args: argparse.Namespace) -> int:
+    from contracts.errors import ConfigError
     from contracts.signing import trusted_from_b64
-    from registry.configs import config_keys
+    from registry.configs import KEY_FILE, config_keys
     from registry.db import open_database
     from registry.releases import add_release
 
     state = Path(args.state_dir)
+    if not (state / KEY_FILE).is_file():     # never a new key made in a wrong directory: none trusts it
+        raise ConfigError(f"--state-dir {state} holds no {KEY_FILE}: name the registry's state directory",
+                          key="--state-dir")
     trusted = trusted_from_b64(config_keys(state))      # the keys the terminals trust (config-keys.json)
     engine, sessions = open_database(args.db)
     try:

@@ -144,8 +144,18 @@ def _sessions(url: str) -> Any:
     return open_database(url)
 
 
+def _registry_key(state_dir: str, name: str) -> Path:
+    """The registry's state directory when it holds the key `name`: never a new key made in a wrong
+    directory (a configuration signed by a key no terminal trusts, a bundle key no terminal has)."""
+    state = Path(state_dir)
+    if not (state / name).is_file():
+        raise ConfigError(f"--state-dir {state} holds no {name}: name the registry's state directory",
+                          key="--state-dir")
+    return state
+
+
 def cmd_import_sales(args: argparse.Namespace) -> int:
-    from registry.usbimport import import_sales, load_or_create_bundle_key, receipt
+    from registry.usbimport import BUNDLE_KEY, import_sales, load_or_create_bundle_key, receipt
 
     ca_path = Path(args.tls_dir) / "ca.pem"
     try:
@@ -153,7 +163,7 @@ def cmd_import_sales(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--tls-dir: no CA certificate at {ca_path}", key="--tls-dir") from exc
     raw = _read(args.file, "FILE")
-    key = load_or_create_bundle_key(Path(args.state_dir))
+    key = load_or_create_bundle_key(_registry_key(args.state_dir, BUNDLE_KEY))
     engine, sessions = _sessions(args.db)
     try:
         with sessions() as s:
@@ -168,10 +178,10 @@ def cmd_import_sales(args: argparse.Namespace) -> int:
 
 
 def cmd_export_config(args: argparse.Namespace) -> int:
-    from registry.configs import ConfigIssuer
+    from registry.configs import KEY_FILE, ConfigIssuer
     from registry.usbimport import export_config
 
-    issuer = ConfigIssuer(Path(args.state_dir))
+    issuer = ConfigIssuer(_registry_key(args.state_dir, KEY_FILE))
     engine, sessions = _sessions(args.db)
     try:
         with sessions() as s:
