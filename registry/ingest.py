@@ -127,6 +127,8 @@ class SaleIngest:
             except Exception:  # a batch not stored is not acknowledged; the worker goes on
                 log.exception("sales not stored", extra={"count": len(batch)})
                 continue
+            log.info("sales stored", extra={"count": len(batch),
+                                            "new": sum(1 for a in acks if a and a["status"] == "stored")})
             for (terminal, _), ack in zip(batch, acks, strict=True):
                 if ack is None:
                     continue                      # not stored: unacknowledged, its terminal sends it again
