@@ -83,12 +83,25 @@ def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
-        with engine.begin() as conn:
-            if engine.dialect.name == "postgresql":
-                # registry processes starting together (a main one and ingest workers): one migrates, the
-                # others wait for its commit and find nothing to do
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-            migrations.upgrade(conn)
+        with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                # a batch migration copies a table others reference (Alembic's batch mode): SQLite's foreign
+                # keys are off while it runs (a PRAGMA outside a transaction) and checked after it
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                conn.commit()
+            with conn.begin():
+                if engine.dialect.name == "postgresql":
+                    # registry processes starting together (a main one and ingest workers): one migrates,
+                    # the others wait for its commit and find nothing to do
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+                migrations.upgrade(conn)
+            if engine.dialect.name == "sqlite":
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
+                if broken:
+                    raise ConfigError("database has rows whose references are gone", key="db",
+                                      rows=len(broken))
     except SQLAlchemyError as exc:
         engine.dispose()
         shown = parsed.render_as_string(hide_password=True)

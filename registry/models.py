@@ -7,21 +7,28 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Account",
+    "AuditEntry",
+    "AuthAllowance",
     "Authorization",
     "Base",
     "Card",
     "ConfigRelease",
+    "Customer",
     "Device",
     "DeviceCommand",
     "DeviceEvent",
+    "Driver",
     "EnrollmentRequest",
     "EnrollmentToken",
     "ExpectedDevice",
+    "Hold",
+    "Limit",
+    "Movement",
     "Nozzle",
     "Product",
     "Rollout",
@@ -29,7 +36,11 @@ __all__ = [
     "SaleConflict",
     "SoftwareRelease",
     "Station",
+    "StationGroupMember",
+    "TimeWindow",
     "Transaction",
+    "Usage",
+    "Vehicle",
     "Wallet",
 ]
 
@@ -45,10 +56,20 @@ class Station(Base):
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
 
 
+class StationGroupMember(Base):
+    """A station in a named group (a region, a brand): wallets may be restricted to groups."""
+
+    __tablename__ = "station_group_members"
+    group: Mapped[str] = mapped_column(String(64), primary_key=True)
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"), primary_key=True)
+
+
 class Product(Base):
     __tablename__ = "products"
     code: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
+    # the 3-digit Conexxus / ANSI X9.104-2 product code wallets are restricted by (registry.fleet.rules)
+    code3: Mapped[str | None] = mapped_column(String(3))
 
 
 class Nozzle(Base):
@@ -206,46 +227,217 @@ class RolloutDevice(Base):
     detail: Mapped[str] = mapped_column(String(200), default="")
 
 
+class Customer(Base):
+    """A company or a person the network issues fleet cards to."""
+
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16), default="company")     # company individual
+    tax_id: Mapped[str] = mapped_column(String(32), default="")
+    created_at: Mapped[dt.datetime | None]
+
+
 class Account(Base):
+    """What a customer's cards draw on: wallets (in the order `priority` gives) and limits. Periods and time
+    windows are counted in the account's time zone (IANA name)."""
+
     __tablename__ = "accounts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")  # active closed
+    # prompts asked at the pump, comma-separated: odometer, vehicle, driver_id (the PIN is the card's)
+    prompts: Mapped[str] = mapped_column(String(100), default="", server_default=text("''"))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    # bumped by every authorization: the row lock that makes two pumps' authorizations take turns
+    auth_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class Vehicle(Base):
+    __tablename__ = "vehicles"
+    __table_args__ = (UniqueConstraint("account_id", "number"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    number: Mapped[str] = mapped_column(String(16))               # registration or fleet number
+    odometer_km: Mapped[int | None] = mapped_column(BigInteger)   # the last reading given at a pump
+    odometer_at: Mapped[dt.datetime | None]
+
+
+class Driver(Base):
+    __tablename__ = "drivers"
+    __table_args__ = (UniqueConstraint("account_id", "code"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    code: Mapped[str] = mapped_column(String(16))                 # the driver id keyed in at the pump
+    name: Mapped[str] = mapped_column(String(200), default="")
 
 
 class Wallet(Base):
+    """A balance in money (cents) or volume (centilitres). Prepaid: spends its balance; post-paid: may go
+    down to -credit_limit. `balance` is the sum of the wallet's movements, kept with each one."""
+
     __tablename__ = "wallets"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
-    allowed_products: Mapped[str] = mapped_column(String(500))   # comma-separated product codes
-    monthly_limit_cl: Mapped[int]
+    # comma-separated: 3-digit product codes, ranges of them ("001-099"), or the network's product codes
+    allowed_products: Mapped[str] = mapped_column(String(500))
+    monthly_limit_cl: Mapped[int | None]      # before r0007; a Limit row (account, month, volume) now
+    name: Mapped[str] = mapped_column(String(100), default="", server_default=text("''"))
+    unit: Mapped[str] = mapped_column(String(8), default="volume", server_default="volume")   # volume money
+    mode: Mapped[str] = mapped_column(String(8), default="prepaid", server_default="prepaid")  # prepaid postpaid
+    credit_limit: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    balance: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    priority: Mapped[int] = mapped_column(default=0, server_default="0")     # lower pays first
+    # comma-separated station ids and "group:NAME"; "" any station
+    stations: Mapped[str] = mapped_column(String(500), default="", server_default=text("''"))
+    expires_on: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")  # active closed
 
 
 class Card(Base):
     __tablename__ = "cards"
+    __table_args__ = (Index("ix_cards_account", "account_id"), Index("ix_cards_status", "status"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token: Mapped[str] = mapped_column(String(64), unique=True)
     masked: Mapped[str] = mapped_column(String(19))
-    wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
+    wallet_id: Mapped[int | None] = mapped_column(ForeignKey("wallets.id"))   # before r0007: its one wallet
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    vehicle_id: Mapped[int | None] = mapped_column(ForeignKey("vehicles.id"))
+    driver_id: Mapped[int | None] = mapped_column(ForeignKey("drivers.id"))
     expiry: Mapped[str] = mapped_column(String(4))                # YYMM
-    pin_verifier: Mapped[str] = mapped_column(String(64))
+    pin_verifier: Mapped[str] = mapped_column(String(64))         # "" the card has no PIN
     pin_tries: Mapped[int] = mapped_column(default=0)
+    # new active temp_blocked blocked lost stolen expired replaced withdrawn (registry.fleet.cards)
     status: Mapped[str] = mapped_column(String(16), default="active")
+    medium: Mapped[str] = mapped_column(String(8), default="chip", server_default="chip")   # chip stripe tag
+    # the card number (or tag UID) sealed under the KEK: what a terminal's stop-list entry is made from
+    number_sealed: Mapped[str | None] = mapped_column(Text)
+    replaced_by: Mapped[int | None] = mapped_column(ForeignKey("cards.id"))
+    status_changed_at: Mapped[dt.datetime | None]
+
+
+class Limit(Base):
+    """At most `maximum` (cents, centilitres or sales, by unit) per period, on a card or a whole account."""
+
+    __tablename__ = "limits"
+    __table_args__ = (UniqueConstraint("scope", "scope_id", "period", "unit"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(8))          # card account
+    scope_id: Mapped[int]
+    period: Mapped[str] = mapped_column(String(8))         # sale day week month year lifetime
+    unit: Mapped[str] = mapped_column(String(8))           # money volume count
+    maximum: Mapped[int] = mapped_column(BigInteger)
+
+
+class TimeWindow(Base):
+    """When a card (or every card of an account) may buy: weekdays (bit 0 Monday) and minutes of the day,
+    start inclusive, end exclusive, in the account's time zone. No window: any time."""
+
+    __tablename__ = "time_windows"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(8))          # card account
+    scope_id: Mapped[int] = mapped_column(index=True)
+    weekdays: Mapped[int]                                  # bit mask, 127 every day
+    start_minute: Mapped[int]
+    end_minute: Mapped[int]
+
+
+class Usage(Base):
+    """What a card or an account used in one period (settled sales only), kept with each sale: a limit
+    check reads one row per period instead of the period's sales. period_key e.g. D2026-12-01, W2026-49,
+    M2026-12, Y2026, L (lifetime), in the account's time zone."""
+
+    __tablename__ = "usage"
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)
+    scope_id: Mapped[int] = mapped_column(primary_key=True)
+    period_key: Mapped[str] = mapped_column(String(12), primary_key=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    volume_cl: Mapped[int] = mapped_column(BigInteger, default=0)
+    count: Mapped[int] = mapped_column(default=0)
+
+
+class Movement(Base):
+    """One change of a wallet's balance, never updated or deleted. `key` makes it idempotent: the same
+    top-up or sale booked twice is one movement."""
+
+    __tablename__ = "movements"
+    __table_args__ = (Index("ix_movements_wallet", "wallet_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), unique=True)
+    wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
+    # topup sale refund reversal expiry transfer_in transfer_out correction
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)        # signed, in the wallet's unit
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[dt.datetime]
+    sale_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    auth_id: Mapped[str | None] = mapped_column(String(36))
+    actor: Mapped[str] = mapped_column(String(64), default="")
+    reason: Mapped[str] = mapped_column(String(200), default="")
+
+
+class AuditEntry(Base):
+    """Who changed what and why, for every operator command on customers, cards, wallets and limits."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime]
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(48))
+    subject: Mapped[str] = mapped_column(String(64))       # e.g. card:12, wallet:3
+    reason: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(Text, default="{}")
 
 
 class Authorization(Base):
     __tablename__ = "authorizations"
     # a wallet's open holds (registry.service.wallet_usage_cl) read from the index alone
+    # open authorizations of a card or an account, counted against its limits, read from indexes
     __table_args__ = (
-        Index("ix_authorizations_wallet_hold", "wallet_id", "status", "expires_at", "allowed_cl"),)
+        Index("ix_authorizations_wallet_hold", "wallet_id", "status", "expires_at", "allowed_cl"),
+        Index("ix_authorizations_card_open", "card_id", "status", "expires_at"),
+        Index("ix_authorizations_account_open", "account_id", "status", "expires_at"))
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"))
-    wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
+    wallet_id: Mapped[int | None] = mapped_column(ForeignKey("wallets.id"))   # before r0007: its one wallet
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
     pump: Mapped[int]
     allowed_cl: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), default="open")   # open, completed
     created_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime]
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    # what the authorization may still spend, counted against limits until it completes or expires
+    allowed_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # the answers to the account's prompts (registry.fleet.prompts), stored with the sale
+    odometer_km: Mapped[int | None] = mapped_column(BigInteger)
+    vehicle_id: Mapped[int | None] = mapped_column(ForeignKey("vehicles.id"))
+    driver_id: Mapped[int | None] = mapped_column(ForeignKey("drivers.id"))
+
+
+class AuthAllowance(Base):
+    """Per product an authorization allows: how much, paid from which wallet."""
+
+    __tablename__ = "auth_allowances"
+    auth_id: Mapped[str] = mapped_column(ForeignKey("authorizations.id"), primary_key=True)
+    product: Mapped[str] = mapped_column(String(32), primary_key=True)
+    wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
+    volume_cl: Mapped[int]
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+
+
+class Hold(Base):
+    """What an open authorization holds on a wallet (its unit); released when the authorization completes
+    or expires. A wallet's available amount is its balance, plus its credit line, less its open holds."""
+
+    __tablename__ = "holds"
+    __table_args__ = (Index("ix_holds_wallet_open", "wallet_id", "released", "expires_at", "amount"),)
+    auth_id: Mapped[str] = mapped_column(ForeignKey("authorizations.id"), primary_key=True)
+    wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"), primary_key=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[dt.datetime]
+    released: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Transaction(Base):
@@ -253,7 +445,8 @@ class Transaction(Base):
     # a wallet's litres since a date (registry.service.wallet_usage_cl): a range of this month's sales of
     # one wallet, never the history (held is read from the row: an index on it would bar dropping it)
     __table_args__ = (Index("ix_transactions_wallet_usage", "wallet_id", "finished_at", "volume_cl"),
-                      Index("ix_transactions_device_seq", "device_id", "seq"))
+                      Index("ix_transactions_device_seq", "device_id", "seq"),
+                      Index("ix_transactions_account_finished", "account_id", "finished_at"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sale_id: Mapped[str] = mapped_column(String(36), unique=True)
     # the terminal's own count of its sales (1, 2, 3...): a gap is a sale not yet received (reports)
@@ -281,6 +474,11 @@ class Transaction(Base):
     flags: Mapped[str] = mapped_column(Text, default="")       # comma-separated; a sale's list is unbounded
     # Failed a registry check (registry.checks): kept for an operator, never counted in a wallet's usage.
     held: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # a fleet sale's account, and the prompts answered at the pump (statements per card and vehicle)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    vehicle_id: Mapped[int | None] = mapped_column(ForeignKey("vehicles.id"))
+    driver_id: Mapped[int | None] = mapped_column(ForeignKey("drivers.id"))
+    odometer_km: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class SaleConflict(Base):
