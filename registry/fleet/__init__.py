@@ -1,0 +1,1 @@
+"""Fleet accounts: rules (pure), the ledger, usage per period, cards, authorization and settlement."""
