@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-__all__ = ["card_token", "luhn_ok", "mask_pan"]
+__all__ = ["card_token", "luhn_ok", "mask_number", "mask_pan"]
 
 
 def mask_pan(pan: str) -> str:
@@ -13,6 +13,23 @@ def mask_pan(pan: str) -> str:
     if len(pan) >= 16:
         return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
     return "*" * (len(pan) - 4) + pan[-4:]
+
+
+def mask_number(number: str) -> str:
+    """A fleet card number as shown and sent: a PAN as mask_pan; a tag ("U" + its UID in upper-case hex) as
+    "U", stars and the UID's last 4 hex digits, padded with stars to 12 characters (the least the wire's
+    card_masked pattern takes: a 4-byte UID is only 9).
+
+    >>> mask_number("7083560012345678")
+    '708356******5678'
+    >>> mask_number("U04A1B2C3D4E5F6")
+    'U**********E5F6'
+    >>> mask_number("UDEADBEEF")
+    'U*******BEEF'
+    """
+    if number.startswith("U"):
+        return "U" + "*" * max(len(number) - 5, 7) + number[-4:]
+    return mask_pan(number)
 
 
 def card_token(key: bytes, pan: str) -> str:
