@@ -17,8 +17,8 @@ def mask_pan(pan: str) -> str:
 
 def mask_number(number: str) -> str:
     """A fleet card number as shown and sent: a PAN as mask_pan; a tag ("U" + its UID in upper-case hex) as
-    "U", stars and the UID's last 4 hex digits, padded with stars to 12 characters (the least the wire's
-    card_masked pattern takes: a 4-byte UID is only 9).
+    "U", stars and the UID's last 4 hex digits, 12 to 19 characters (the wire's card_masked pattern: a
+    4-byte UID is only 9, a 10-byte one 21; ISO/IEC 14443-3 UIDs are 4, 7 or 10 bytes).
 
     >>> mask_number("7083560012345678")
     '708356******5678'
@@ -26,9 +26,11 @@ def mask_number(number: str) -> str:
     'U**********E5F6'
     >>> mask_number("UDEADBEEF")
     'U*******BEEF'
+    >>> mask_number("U00112233445566778899")
+    'U**************8899'
     """
     if number.startswith("U"):
-        return "U" + "*" * max(len(number) - 5, 7) + number[-4:]
+        return "U" + "*" * min(max(len(number) - 5, 7), 14) + number[-4:]
     return mask_pan(number)
 
 
