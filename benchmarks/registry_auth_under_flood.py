@@ -63,7 +63,8 @@ def auth_request(terminal: str = "T-0001") -> bytes:
     req = {"request_id": rid, "terminal": terminal, "station": STATION, "pump": 1,
            "pan_sealed": seal_pan(derive_pan_key(PIN_KEY), PAN, request_id=rid, terminal=terminal,
                                   station=STATION),
-           "expiry": "2912", "pin_block": encipher_pinblock_iso_4(PIN_KEY, "1234", PAN).hex().upper()}
+           "expiry": "2912", "pin_block": encipher_pinblock_iso_4(PIN_KEY, "1234", PAN).hex().upper(),
+           "medium": "chip", "prompts": {}}
     return m.encode(req, m.AUTH_REQUEST)
 
 

@@ -25,14 +25,17 @@ from contracts.reasons import DeclineReason, parse_reason
 
 __all__ = [
     "APPROVED",
+    "AUTH_PROMPTS",
     "AUTH_REQUEST",
     "AUTH_RESPONSE",
     "MAX_PIN_TRIES",
+    "MEDIA",
     "PROGRAM",
     "SALE",
     "SALE_ACK",
     "TERMINAL_CONFIG",
     "VERSION",
+    "Allowance",
     "AuthAnswer",
     "Check",
     "Default",
@@ -144,22 +147,48 @@ _PRICES: Check = lambda v: (isinstance(v, list) and len(v) <= 32 * 15 and all(
     and _PUMP(p["pump"]) and _int(1, 15)(p["nozzle"]) and _ID(p["product"])
     and _int(1, 999_999)(p["price_milli"]) for p in v))
 
+# How a fleet card reached the terminal: its chip, its stripe (track 2), or a contactless tag's UID.
+MEDIA = ("chip", "stripe", "tag")
+_MEDIUM = _str("|".join(MEDIA))
+# What the registry may ask the driver for before it authorizes (registry.fleet): the card's PIN and the
+# account's prompts. Answers are keyed in on the PIN pad: digits (a wider keypad may send capitals).
+AUTH_PROMPTS = ("pin", "odometer", "vehicle", "driver_id")
+_ANSWERS: Check = lambda v: (isinstance(v, dict) and set(v) <= {"odometer", "vehicle", "driver_id"} and all(
+    _str(r"[0-9]{1,7}" if k == "odometer" else r"[0-9A-Z]{1,16}")(x) for k, x in v.items()))
+_ASKED: Check = lambda v: (isinstance(v, list) and 0 < len(v) <= len(AUTH_PROMPTS)
+                           and len(set(v)) == len(v) and all(x in AUTH_PROMPTS for x in v))
+_ALLOWANCES: Check = lambda v: isinstance(v, list) and len(v) <= 15 and all(
+    isinstance(a, dict) and set(a) == {"nozzle", "product", "volume_cl", "amount_cents"}
+    and _int(1, 15)(a["nozzle"]) and _ID(a["product"]) and _int(0, 10**7)(a["volume_cl"])
+    and _MONEY(a["amount_cents"]) for a in v)
+# A masked card number: digits and *; a tag's masked number starts with U and shows hex (contracts.cards).
+_MASKED = _str(r"[0-9A-FU*]{12,19}")
+
 # field name -> check; every field is required (a Default only on decode) and no other is allowed.
 # "pan_sealed": the card number enciphered for the registry and bound to this request (contracts.panseal);
 # the full number never crosses the broker in clear, nor rests in its persistence file.
+# "pin_block" is "" when no PIN was entered (a tag, or a card the registry asks no PIN of); "prompts" holds
+# the answers the registry asked for (an answer "prompts_required" lists them). Both came with fleet
+# accounts.
 AUTH_REQUEST: Mapping[str, Check] = {
     "request_id": _UUID, "terminal": _ID, "station": _ID, "pump": _PUMP,
-    "pan_sealed": _str(PAN_SEALED.pattern), "expiry": _str(r"[0-9]{4}"), "pin_block": _str(r"[0-9A-F]{32}"),
+    "pan_sealed": _str(PAN_SEALED.pattern), "expiry": _str(r"[0-9]{4}"),
+    "pin_block": _str(r"([0-9A-F]{32})?"), "medium": Default(_MEDIUM, "chip"),
+    "prompts": Default(_ANSWERS, {}),
 }
 # "reason" is "approved" or a DeclineReason value. The wire admits any text, so that a terminal older than
 # a reason the registry adds still reads the answer (parse_reason makes it a plain decline).
 # "pin_tries_left" only on a wrong_pin decline: the fleet PIN tries the card has before it is blocked.
 # It came after terminals were deployed: a terminal reads an older registry's answer (no field) as "not
 # known"; a terminal older than it rejects the field (strict schema), so terminals are upgraded first.
+# "prompts" only on a prompts_required decline: what to ask before asking again. "allowances" only on an
+# approval of a registry that has them: per nozzle of the pump, the most the sale may take (volume and money,
+# after every wallet and limit); "allowed_cl" is their largest volume and "nozzles" their nozzles.
 AUTH_RESPONSE: Mapping[str, Check] = {
     "request_id": _UUID, "approved": _BOOL, "reason": _TEXT, "auth_id": _opt(_UUID),
-    "allowed_cl": _int(0, 10**7), "nozzles": _NOZZLES, "card_masked": _opt(_str(r"[0-9*]{12,19}")),
-    "pin_tries_left": Omissible(_int(0, MAX_PIN_TRIES)),
+    "allowed_cl": _int(0, 10**7), "nozzles": _NOZZLES, "card_masked": _opt(_MASKED),
+    "pin_tries_left": Omissible(_int(0, MAX_PIN_TRIES)), "prompts": Omissible(_ASKED),
+    "allowances": Omissible(_ALLOWANCES),
 }
 SALE: Mapping[str, Check] = {
     # "kind" is the card program's name; it came with bank cards: a terminal from before sends fleet
@@ -167,11 +196,14 @@ SALE: Mapping[str, Check] = {
     "sale_id": _UUID, "kind": Default(_str(PROGRAM), "fleet"), "auth_id": _opt(_UUID),
     "terminal": _ID, "station": _ID, "pump": _PUMP,
     "nozzle": _int(0, 15), "product": _opt(_ID), "volume_cl": _int(0, 10**7), "amount_cents": _MONEY,
-    "price_milli": _int(0, 999_999), "card_masked": _str(r"[0-9*]{12,19}"),
+    "price_milli": _int(0, 999_999), "card_masked": _MASKED,
     "finished_at": _timestamp, "recovered": _BOOL,
     "flags": lambda v: isinstance(v, list) and all(_ID(f) for f in v),
     # the terminal's count of its sales (1, 2, 3...); a release of an unanswered authorization has none
     "seq": Omissible(_int(1, 2**62)),
+    # an offline fleet sale (flag "offline", no auth_id): the card number sealed as in AUTH_REQUEST, bound to
+    # the sale (request id = sale_id), so the registry finds the card and debits its account when it syncs
+    "card_sealed": Omissible(_str(PAN_SEALED.pattern)), "medium": Omissible(_MEDIUM),
 }
 # "stored" and "duplicate" say the registry holds the sale (reason "" or "held"); "rejected" that it never
 # will (reason a SaleAckReason), and the terminal parks it for an operator. Like AUTH_RESPONSE, the wire
@@ -193,6 +225,16 @@ class SaleAckReason(enum.StrEnum):
     MALFORMED = "malformed"              # rejected: the payload does not fit SALE
     WRONG_TERMINAL = "wrong_terminal"    # rejected: sent on another terminal's topic
     CONFLICT = "conflict"                # rejected: its sale_id is stored with other content (kept apart)
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What one nozzle may deliver under an authorization: the most volume, and its money."""
+
+    nozzle: int
+    product: str
+    volume_cl: int
+    amount_cents: int
 
 
 @dataclass(frozen=True)
@@ -221,6 +263,8 @@ class AuthAnswer:
     nozzles: tuple[int, ...]
     card_masked: str | None
     pin_tries_left: int | None = None    # set only on a WRONG_PIN decline, when the registry tells
+    prompts: tuple[str, ...] = ()        # set only on a PROMPTS_REQUIRED decline: what to ask
+    allowances: tuple[Allowance, ...] = ()   # an approval's, per nozzle (none from older registries)
 
     def __post_init__(self) -> None:
         if self.approved and (self.reason is not None or self.auth_id is None):
@@ -230,12 +274,22 @@ class AuthAnswer:
             raise MessageError("decline without a reason or granting fuel")
         if self.pin_tries_left is not None and self.reason is not DeclineReason.WRONG_PIN:
             raise MessageError("PIN tries left on an answer that is not a wrong PIN")
+        if bool(self.prompts) != (self.reason is DeclineReason.PROMPTS_REQUIRED):
+            raise MessageError("prompts asked for without a prompts_required answer, or none asked")
+        if self.allowances and (not self.approved or any(a.volume_cl > self.allowed_cl
+                                                          or a.nozzle not in self.nozzles
+                                                          for a in self.allowances)):
+            raise MessageError("allowances on a decline, or beyond what is allowed")
+
+    def allowance(self, nozzle: int) -> Allowance | None:
+        """The allowance of one nozzle; None when the answer has none for it."""
+        return next((a for a in self.allowances if a.nozzle == nozzle), None)
 
     @classmethod
     def declined(cls, request_id: str, reason: DeclineReason, card_masked: str | None = None, *,
-                 pin_tries_left: int | None = None) -> AuthAnswer:
+                 pin_tries_left: int | None = None, prompts: tuple[str, ...] = ()) -> AuthAnswer:
         """A decline: no authorization, nothing allowed."""
-        return cls(request_id, False, reason, None, 0, (), card_masked, pin_tries_left)
+        return cls(request_id, False, reason, None, 0, (), card_masked, pin_tries_left, prompts)
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> AuthAnswer:
@@ -248,15 +302,21 @@ class AuthAnswer:
         return cls(request_id=doc["request_id"], approved=approved,
                    reason=None if approved else parse_reason(doc["reason"]), auth_id=doc["auth_id"],
                    allowed_cl=doc["allowed_cl"], nozzles=tuple(doc["nozzles"]),
-                   card_masked=doc["card_masked"], pin_tries_left=doc.get("pin_tries_left"))
+                   card_masked=doc["card_masked"], pin_tries_left=doc.get("pin_tries_left"),
+                   prompts=tuple(doc.get("prompts", ())),
+                   allowances=tuple(Allowance(**a) for a in doc.get("allowances", ())))
 
     def to_doc(self) -> dict[str, Any]:
         """The AUTH_RESPONSE document; encode() it with AUTH_RESPONSE."""
         doc = {"request_id": self.request_id, "approved": self.approved,
                "reason": APPROVED if self.reason is None else self.reason.value, "auth_id": self.auth_id,
                "allowed_cl": self.allowed_cl, "nozzles": list(self.nozzles), "card_masked": self.card_masked}
+        if self.allowances:
+            doc["allowances"] = [dict(a.__dict__) for a in self.allowances]
         if self.pin_tries_left is not None:
             doc["pin_tries_left"] = self.pin_tries_left
+        if self.prompts:
+            doc["prompts"] = list(self.prompts)
         return doc
 
 

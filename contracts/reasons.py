@@ -26,6 +26,13 @@ class DeclineReason(enum.StrEnum):
     PRODUCT_NOT_ALLOWED = "product_not_allowed"
     PUMP_UNKNOWN = "pump_unknown"
     PUMP_BUSY = "pump_busy"
+    STATION_NOT_ALLOWED = "station_not_allowed"   # no wallet of the account may be spent at this station
+    OUTSIDE_TIME_WINDOW = "outside_time_window"   # the card may not buy at this day or hour
+    # the answers the account asks for at the pump (fleet prompts)
+    PROMPTS_REQUIRED = "prompts_required"         # not shown: the terminal asks them and asks again
+    ODOMETER_INVALID = "odometer_invalid"         # backwards, or more than the vehicle could have driven
+    VEHICLE_UNKNOWN = "vehicle_unknown"
+    DRIVER_UNKNOWN = "driver_unknown"
     # the authorizing host
     DO_NOT_HONOUR = "do_not_honour"
     INSUFFICIENT_FUNDS = "insufficient_funds"

@@ -15,7 +15,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -159,16 +159,18 @@ class HostLink:
     def online(self) -> bool:
         return self.link.connected.is_set()
 
-    def authorize(self, *, pan: str, expiry: str, pin_block: bytes, pump: int,
-                  request_id: str | None = None) -> m.AuthAnswer:
-        """request_id: journaled by the caller first; the registry keys its hold by it.
+    def authorize(self, *, pan: str, expiry: str, pin_block: bytes, pump: int, request_id: str | None = None,
+                  medium: str = "chip", prompts: Mapping[str, str] | None = None) -> m.AuthAnswer:
+        """request_id: journaled by the caller first; the registry keys its hold by it. pin_block b"" when
+        no PIN was entered; prompts: the answers the registry asked for (contracts.messages.AUTH_PROMPTS).
 
         The request lives in the broker at most auth_timeout (its MQTT 5 message expiry, set by the
         link's request()): one queued for an absent registry dies there instead of arriving late."""
         rid = request_id or str(uuid.uuid4())
         sealed = seal_pan(self._pan_key, pan, request_id=rid, terminal=self.terminal, station=self.station_id)
         req = {"request_id": rid, "terminal": self.terminal, "station": self.station_id, "pump": pump,
-               "pan_sealed": sealed, "expiry": expiry, "pin_block": pin_block.hex().upper()}
+               "pan_sealed": sealed, "expiry": expiry, "pin_block": pin_block.hex().upper(), "medium": medium,
+               "prompts": dict(prompts or {})}
         sent = self.online
         try:
             raw = self.link.request(protocol.topic("auth_request", terminal=self.terminal),

@@ -453,7 +453,7 @@ def test_an_authorization_answered_on_another_terminals_topic_is_dropped(central
             req = {"request_id": rid, "terminal": HOSTILE, "station": STATION, "pump": 1,
                    "pan_sealed": seal_pan(derive_pan_key(bytes(16)), unknown, request_id=rid,
                                           terminal=HOSTILE, station=STATION),
-                   "expiry": "2912", "pin_block": "0" * 32}
+                   "expiry": "2912", "pin_block": "0" * 32, "medium": "chip", "prompts": {}}
             with pytest.raises(HostUnavailable):
                 link.request(protocol.topic("auth_request", terminal=HOSTILE), m.encode(req, m.AUTH_REQUEST),
                              protocol.topic(target, terminal=TERMINAL), 1.0)

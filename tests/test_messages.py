@@ -27,9 +27,13 @@ SEALED = seal_pan(derive_pan_key(bytes(16)), PAN, request_id=UUID1, terminal="T-
 VALID: dict[str, dict[str, Any]] = {
     "AUTH_REQUEST": {"request_id": UUID1, "terminal": "T-0001", "station": "ST-001", "pump": 1,
                      "pan_sealed": SEALED,
-                     "expiry": "2912", "pin_block": "0123456789ABCDEF0123456789ABCDEF"},
+                     "expiry": "2912", "pin_block": "0123456789ABCDEF0123456789ABCDEF", "medium": "chip",
+                     "prompts": {"odometer": "123456", "vehicle": "4711"}},
     "AUTH_RESPONSE": {"request_id": UUID1, "approved": True, "reason": "approved", "auth_id": UUID2,
-                      "allowed_cl": 15000, "nozzles": [1, 2], "card_masked": "707700******0019"},
+                      "allowed_cl": 15000, "nozzles": [1, 2], "card_masked": "707700******0019",
+                      "allowances": [
+                          {"nozzle": 1, "product": "diesel", "volume_cl": 15000, "amount_cents": 24885},
+                          {"nozzle": 2, "product": "adblue", "volume_cl": 2000, "amount_cents": 1798}]},
     "SALE": {"sale_id": UUID1, "kind": "fleet", "auth_id": UUID2, "terminal": "T-0001", "station": "ST-001",
              "pump": 2, "nozzle": 1, "product": "diesel", "volume_cl": 2000, "amount_cents": 3318,
              "price_milli": 1659, "card_masked": "707700******0019",
@@ -42,7 +46,8 @@ VALID: dict[str, dict[str, Any]] = {
 }
 SCHEMAS: dict[str, Mapping[str, Any]] = {name: getattr(m, name) for name in VALID}
 # fields an older sender may leave out, and what decode() makes of them
-DEFAULTS = {("SALE", "kind"): "fleet"}
+DEFAULTS = {("SALE", "kind"): "fleet", ("AUTH_REQUEST", "medium"): "chip", ("AUTH_REQUEST", "prompts"): {},
+            }
 
 # a value of the wrong JSON type for every field (None where the field is not optional)
 WRONG_TYPE: dict[str, Any] = {
@@ -51,6 +56,7 @@ WRONG_TYPE: dict[str, Any] = {
     "nozzles": 1, "card_masked": 7, "sale_id": None, "nozzle": 1.0, "product": 3, "volume_cl": True,
     "amount_cents": 1.5, "price_milli": "1659", "finished_at": 0, "recovered": "no", "flags": "a,b",
     "status": True, "station_name": None, "currency": 978, "version": "1", "prices": {}, "kind": None,
+    "medium": 1, "prompts": ["odometer"], "allowances": {},
 }
 
 
@@ -84,7 +90,8 @@ def test_optional_fields_accept_null() -> None:
 
 
 @pytest.mark.parametrize(("name", "field"),
-                         [(n, f) for n in VALID for f in VALID[n] if (n, f) not in DEFAULTS])
+                         [(n, f) for n in VALID for f in VALID[n]
+                          if (n, f) not in DEFAULTS and not isinstance(SCHEMAS[n][f], m.Omissible)])
 def test_each_missing_field_is_rejected(name: str, field: str) -> None:
     doc = valid(name)
     del doc[field]
@@ -347,7 +354,10 @@ def test_auth_answer_of_an_approval() -> None:
     wire = m.encode(valid("AUTH_RESPONSE"), m.AUTH_RESPONSE)
     answer = m.AuthAnswer.from_doc(m.decode(wire, m.AUTH_RESPONSE))
     assert answer == m.AuthAnswer(request_id=UUID1, approved=True, reason=None, auth_id=UUID2,
-                                  allowed_cl=15000, nozzles=(1, 2), card_masked="707700******0019")
+                                  allowed_cl=15000, nozzles=(1, 2), card_masked="707700******0019",
+                                  allowances=(m.Allowance(1, "diesel", 15000, 24885),
+                                              m.Allowance(2, "adblue", 2000, 1798)))
+    assert answer.allowance(2) == m.Allowance(2, "adblue", 2000, 1798) and answer.allowance(3) is None
     assert answer.to_doc() == VALID["AUTH_RESPONSE"]
     assert [f.name for f in dataclasses.fields(m.AuthAnswer)] == list(m.AUTH_RESPONSE)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -360,10 +370,25 @@ DECLINED = {"request_id": UUID1, "approved": False, "auth_id": None, "allowed_cl
 
 @pytest.mark.parametrize("reason", list(DeclineReason))
 def test_auth_answer_reason_is_the_decline_reason(reason: DeclineReason) -> None:
-    answer = m.AuthAnswer.from_doc(DECLINED | {"reason": reason.value})
+    asked = {"prompts": ["pin", "odometer"]} if reason is DeclineReason.PROMPTS_REQUIRED else {}
+    answer = m.AuthAnswer.from_doc(DECLINED | {"reason": reason.value} | asked)
     assert answer.reason is reason and answer.approved is False
-    assert answer.to_doc() == DECLINED | {"reason": reason.value}
-    assert m.AuthAnswer.declined(UUID1, reason, "707700******0019") == answer
+    assert answer.to_doc() == DECLINED | {"reason": reason.value} | asked
+    assert m.AuthAnswer.declined(UUID1, reason, "707700******0019",
+                                 prompts=tuple(asked.get("prompts", ()))) == answer
+
+
+@pytest.mark.parametrize("doc", [
+    DECLINED | {"reason": "prompts_required"},                                   # nothing to ask
+    DECLINED | {"reason": "wrong_pin", "prompts": ["odometer"]},                 # asked on another decline
+    VALID["AUTH_RESPONSE"] | {"allowances": [{"nozzle": 3, "product": "diesel", "volume_cl": 1,
+                                              "amount_cents": 2}]},            # a nozzle not allowed
+    VALID["AUTH_RESPONSE"] | {"allowances": [{"nozzle": 1, "product": "diesel", "volume_cl": 15001,
+                                              "amount_cents": 2}]},            # beyond allowed_cl
+])
+def test_auth_answer_prompts_and_allowances_must_agree_with_it(doc: dict[str, Any]) -> None:
+    with pytest.raises(MessageError):
+        m.AuthAnswer.from_doc(doc)
 
 
 @pytest.mark.parametrize(("code", "reason"), [

@@ -232,7 +232,8 @@ def test_release_of_a_request_never_received_is_not_held_and_bars_the_request(en
     where = {"terminal": "T-0001", "station": "ST-001"}
     sealed = seal_pan(derive_pan_key(PIN_KEY), ACME, request_id=request_id, **where)
     late = {"request_id": request_id, **where, "pump": 1, "pan_sealed": sealed, "expiry": "2912",
-            "pin_block": encipher_pinblock_iso_4(PIN_KEY, "1234", ACME).hex().upper()}
+            "pin_block": encipher_pinblock_iso_4(PIN_KEY, "1234", ACME).hex().upper(),
+            "medium": "chip", "prompts": {}}
     with env.sessions() as s:
         answer = authorize(s, env.keys, m.decode(m.encode(late, m.AUTH_REQUEST), m.AUTH_REQUEST), NOW)
     assert not answer.approved and answer.reason is not None and answer.reason.value == "do_not_honour"

@@ -30,7 +30,8 @@ def env(tmp_path: Path) -> Iterator[Env]:
 
 def request(sealed: str, *, pin: str = "1234", request_id: str | None = None) -> dict[str, Any]:
     req = {"request_id": request_id or str(uuid.uuid4()), **WHERE, "pump": 1, "pan_sealed": sealed,
-           "expiry": "2912", "pin_block": encipher_pinblock_iso_4(PIN_KEY, pin, ACME).hex().upper()}
+           "expiry": "2912", "pin_block": encipher_pinblock_iso_4(PIN_KEY, pin, ACME).hex().upper(),
+           "medium": "chip", "prompts": {}}
     return m.decode(m.encode(req, m.AUTH_REQUEST), m.AUTH_REQUEST)
 
 

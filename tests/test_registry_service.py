@@ -90,7 +90,8 @@ class Env:
                                       station=station),
                "expiry": "2912",
                "pin_block": (pin_block
-                             or encipher_pinblock_iso_4(PIN_KEY, pin, block_pan or pan).hex().upper())}
+                             or encipher_pinblock_iso_4(PIN_KEY, pin, block_pan or pan).hex().upper()),
+               "medium": "chip", "prompts": {}}
         req = m.decode(m.encode(req, m.AUTH_REQUEST), m.AUTH_REQUEST)      # exactly what the wire carries
         with self.sessions() as s:
             answer = authorize(s, self.keys, req, now)

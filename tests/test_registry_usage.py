@@ -227,5 +227,6 @@ def auth_request(pan: str = ACME, terminal: str = "T-0001") -> bytes:
                      "pan_sealed": seal_pan(derive_pan_key(PIN_KEY), pan, request_id=rid, terminal=terminal,
                                             station="ST-001"),
                      "expiry": "2912",
-                     "pin_block": encipher_pinblock_iso_4(PIN_KEY, "1234", pan).hex().upper()},
+                     "pin_block": encipher_pinblock_iso_4(PIN_KEY, "1234", pan).hex().upper(),
+                     "medium": "chip", "prompts": {}},
                     m.AUTH_REQUEST)

@@ -37,6 +37,8 @@ ADVICE: Mapping[str, str] = {
     "unknown_card": "other_card", "not_accepted": "other_card", "card_declined": "other_card",
     "limit_exhausted": "other_card", "do_not_honour": "other_card", "insufficient_funds": "other_card",
     "pump_unknown": "other_pump", "pump_busy": "other_pump", "product_not_allowed": "attendant",
+    "station_not_allowed": "other_card", "outside_time_window": "other_card", "prompts_required": "try_again",
+    "odometer_invalid": "try_again", "vehicle_unknown": "try_again", "driver_unknown": "try_again",
     "host_unavailable": "later", "host_timeout": "later",
 }
 
