@@ -31,6 +31,7 @@ from hostsim.bank_world import BDK, make_acquirer, write_bank_files
 from hostsim.cards.emv import EmvCard
 from hostsim.cards.emv_profile import load_profile
 from hostsim.cards.fleet import BlankCard, FleetCard
+from hostsim.cards.tag import TagCard
 from hostsim.panel_server import PanelServer
 from hostsim.pcscd import PcscDaemon
 from hostsim.printer_server import PrinterServer
@@ -69,6 +70,8 @@ class CardProfile:
                              holder=self.fields["holder"])
         if self.kind == "emv":
             return EmvCard.from_profile(self.fields["profile"])
+        if self.kind == "tag":
+            return TagCard(bytes.fromhex(self.fields["uid"]), self.fields.get("type", "mifare_classic_1k"))
         return BlankCard()
 
     @property

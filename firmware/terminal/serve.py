@@ -15,9 +15,10 @@ from contracts.pump import PumpController, PumpState
 from contracts.screens import Screen
 from contracts.track2 import Track2
 from firmware.hostlink import HostLink
-from firmware.programs.base import CardIn, ChipCard, DeadChip, Swipe
+from firmware.programs.base import CardIn, ChipCard, Contactless, DeadChip, Swipe
 from firmware.sale.runner import SaleRunner
 from firmware.terminal.cardholder import PanelCardholder
+from firmware.terminal.contactless import read_uid, storage_card
 
 __all__ = ["Loop", "apply_prices", "serve"]
 
@@ -79,14 +80,26 @@ def idle_fields(loop: Loop, *, offline: bool = False) -> dict[str, Any]:
 
 
 def _card_in(reader: Reader) -> CardIn | None:
-    """The inserted card as the programs see it; None when it left before it answered."""
+    """The card presented as the programs see it; None when it left before it answered, or when a tag
+    gave no usable UID (logged; the card error screen, no sale)."""
     try:
-        return ChipCard(reader, reader.connect())
+        atr = reader.connect()
     except CardRemoved:
         return None
     except CardError as exc:        # no answer to reset: the chip is dead (a bank card may be swiped)
         log.warning("card did not answer", extra={"error": str(exc)})
         return DeadChip()
+    tag = storage_card(atr)
+    if tag is None:
+        return ChipCard(reader, atr)
+    try:
+        return Contactless(read_uid(reader))
+    except CardRemoved:
+        return None
+    except CardError as exc:
+        log.warning("tag unreadable", extra={"error": str(exc), "standard": f"{tag.standard:02X}",
+                                             "card_name": f"{tag.card_name:04X}"})
+        return None
 
 
 def _swiped(stripes: Stripes | None) -> Track2 | None:
