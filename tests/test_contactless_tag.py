@@ -16,7 +16,14 @@ from contracts.errors import CardError, ConfigError
 from drivers.cardreader import PcscReader
 from drivers.cardreader.memory import MemoryReader
 from firmware.programs.base import ChipCard, Contactless
-from firmware.terminal.contactless import GET_UID, StorageCard, parse_uid, read_uid, storage_card
+from firmware.terminal.contactless import (
+    GET_UID,
+    StorageCard,
+    parse_uid,
+    read_uid,
+    storage_card,
+    tag_number,
+)
 from firmware.terminal.serve import _card_in
 from hostsim.cards.atr import check_emv_atr
 from hostsim.cards.fleet import DEFAULT_ATR, FleetCard, HostileCard
@@ -162,6 +169,34 @@ def test_parse_uid_refuses(answer: str, message: str) -> None:
 def test_parse_uid_sizes(size: int) -> None:
     uid = bytes(range(1, size + 1))
     assert parse_uid(uid + b"\x90\x00") == uid
+
+
+@given(st.binary(max_size=300))
+def test_parse_uid_takes_a_uid_or_raises_card_error(answer: bytes) -> None:
+    try:
+        uid = parse_uid(answer)
+    except CardError:
+        return
+    assert answer == uid + b"\x90\x00" and len(uid) in (4, 7, 8, 10)
+
+
+@given(st.sampled_from([4, 7, 10]).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+       st.integers(0, 255))
+def test_any_le_gives_the_uid_through_the_reader_driver(uid: bytes, le: int) -> None:
+    """Whatever Le the reader asks, the tag's answer and the driver's 6C handling give the whole UID."""
+    reader = MemoryReader(TagCard(uid))
+    reader.connect()
+    answer = reader.transmit(bytes.fromhex("FFCA0000") + bytes([le]))
+    if le > len(uid):
+        assert answer == uid + b"\x62\x82"
+    else:
+        assert answer == uid + b"\x90\x00"
+    if len(uid) == 4 and uid[0] == 0x08:
+        with pytest.raises(CardError):
+            read_uid(reader)
+    else:
+        assert read_uid(reader) == uid
+        assert tag_number(uid) == "U" + uid.hex().upper()
 
 
 def test_read_uid_follows_6c() -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from contracts.errors import CardError
 from firmware.emv.apdu import Transmitter, exchange
 
-__all__ = ["GET_UID", "StorageCard", "parse_uid", "read_uid", "storage_card"]
+__all__ = ["GET_UID", "StorageCard", "parse_uid", "read_uid", "storage_card", "tag_number"]
 
 GET_UID = bytes.fromhex("FFCA000000")       # Le 00: the full UID
 _AID_PREFIX = bytes.fromhex("804F0CA000000306")   # category 80, AID tag 4F, length 0C, PC/SC RID
@@ -75,3 +75,12 @@ def read_uid(reader: Transmitter) -> bytes:
     """Send GET DATA for the UID (6C xx is re-sent by the reader driver) and parse the answer."""
     answer = exchange(reader, GET_UID, "get uid")
     return parse_uid(answer.data + answer.sw.to_bytes(2, "big"))
+
+
+def tag_number(uid: bytes) -> str:
+    """A tag's card number as the registry knows it: "U" and its UID in upper-case hex (fleet design).
+
+    >>> tag_number(bytes.fromhex("04a1b2c3d4e5f6"))
+    'U04A1B2C3D4E5F6'
+    """
+    return "U" + uid.hex().upper()
