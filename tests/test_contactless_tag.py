@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +44,15 @@ PUBLISHED_ATRS = {
     "mifare_ultralight_c": "3B 8F 80 01 80 4F 0C A0 00 00 03 06 03 00 3A 00 00 00 00 51",
     "felica": "3B 8F 80 01 80 4F 0C A0 00 00 03 06 11 00 3B 00 00 00 00 42",
 }
-# The same list's wildcard lines give Mifare Mini as card name 00 26 (no full ATR with a standard byte).
+# The same list's lines for each card name, any standard byte and TCK ("..").
+CARD_NAME_LINES = {
+    "mifare_classic_1k": "3B 8F 80 01 80 4F 0C A0 00 00 03 06 .. 00 01 00 00 00 00 ..",
+    "mifare_classic_4k": "3B 8F 80 01 80 4F 0C A0 00 00 03 06 .. 00 02 00 00 00 00 ..",
+    "mifare_ultralight": "3B 8F 80 01 80 4F 0C A0 00 00 03 06 .. 00 03 00 00 00 00 ..",
+    "mifare_mini": "3B 8F 80 01 80 4F 0C A0 00 00 03 06 .. 00 26 00 00 00 00 ..",
+    "mifare_ultralight_c": "3B 8F 80 01 80 4F 0C A0 00 00 03 06 .. 00 3A 00 00 00 00 ..",
+    "felica": "3B 8F 80 01 80 4F 0C A0 00 00 03 06 .. 00 3B 00 00 00 00 ..",
+}
 
 
 def _sw(response: bytes) -> str:
@@ -57,8 +66,10 @@ def test_built_atr_equals_the_published_one(kind: str) -> None:
     assert TagCard(uid, kind).atr == bytes.fromhex(PUBLISHED_ATRS[kind])
 
 
-def test_mifare_mini_card_name() -> None:
-    assert build_storage_atr(0x03, 0x0026)[12:15] == bytes.fromhex("030026")
+@pytest.mark.parametrize("kind", sorted(TAG_KINDS))
+def test_every_kind_matches_the_published_line_of_its_card_name(kind: str) -> None:
+    built = TagCard(bytes(TAG_KINDS[kind].uid_sizes[0]), kind).atr.hex(" ").upper()
+    assert re.fullmatch(CARD_NAME_LINES[kind].replace("..", "[0-9A-F]{2}"), built)
 
 
 def test_tag_atr_is_refused_as_an_emv_contact_atr() -> None:
