@@ -24,6 +24,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,6 +43,10 @@ log = logging.getLogger(__name__)
 # no nonce), and its 40 bytes for a 32-byte key fit the existing devices.pin_key_hex VARCHAR(64)
 # (an AES-GCM record, 12 + 32 + 16 bytes, would not). A new KEK or scheme gets a new prefix.
 KEK_PREFIX = "kek1:"
+# A card number under the KEK: "num1:" + base64(12-byte nonce + AES-256-GCM ciphertext and tag), with the
+# purpose as associated data so a sealed number never opens as anything else (NIST SP 800-38D).
+NUMBER_PREFIX = "num1:"
+_NUMBER_AAD = b"forecourt card number v1"
 _AES_SIZES = (16, 24, 32)
 
 
@@ -71,6 +77,22 @@ class RegistryKeys:
             return aes_key_unwrap(self._kek(), base64.b64decode(stored[len(KEK_PREFIX):], validate=True))
         except (InvalidUnwrap, binascii.Error, ValueError) as exc:
             raise ConfigError("device PIN key does not unwrap under this KEK") from exc
+
+    def seal_number(self, number: str) -> str:
+        """A card number (or tag "U..." number) as stored: AES-GCM under the KEK, a fresh nonce each."""
+        nonce = secrets.token_bytes(12)
+        sealed = AESGCM(self._kek()).encrypt(nonce, number.encode("ascii"), _NUMBER_AAD)
+        return NUMBER_PREFIX + base64.b64encode(nonce + sealed).decode("ascii")
+
+    def open_number(self, sealed: str) -> str:
+        """The card number from its stored form; one not sealed under this KEK is refused (never shown)."""
+        if not sealed.startswith(NUMBER_PREFIX):
+            raise ConfigError("card number is not sealed")
+        try:
+            raw = base64.b64decode(sealed[len(NUMBER_PREFIX):], validate=True)
+            return AESGCM(self._kek()).decrypt(raw[:12], raw[12:], _NUMBER_AAD).decode("ascii")
+        except (InvalidTag, binascii.Error, ValueError) as exc:
+            raise ConfigError("card number does not open under this KEK") from exc
 
     def _kek(self) -> bytes:
         if len(self.kek) != 32:
