@@ -229,6 +229,11 @@ def test_card_in_gives_a_chip_card_for_a_contact_card() -> None:
     assert isinstance(card_in, ChipCard) and card_in.atr == card.atr
 
 
+@pytest.mark.parametrize("answer", ["90", "", "08A1B2C39000", "04A1B2C3D4E5F6A7B8C9D0E1F29000"])
+def test_card_in_gives_nothing_for_a_malformed_uid_answer(answer: str) -> None:
+    assert _card_in(MemoryReader(HostileCard([bytes.fromhex(answer)], atr=TagCard(UID7).atr))) is None
+
+
 def test_card_in_logs_a_tag_without_a_uid_and_sells_nothing(caplog: pytest.LogCaptureFixture) -> None:
     tag = HostileCard([b"\x6a\x81"], atr=TagCard(UID7).atr)
     with caplog.at_level(logging.WARNING, logger="firmware.terminal.serve"):
