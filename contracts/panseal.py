@@ -8,8 +8,8 @@ enciphered with AES-GCM (NIST SP 800-38D) under a random 96-bit nonce, its assoc
 belongs to (request id, terminal, station): a sealed number copied into another request does not open.
 
 Wire form ("pan_sealed"): upper-case hex of version byte 01 | nonce (12) | ciphertext (10) | tag (16).
-A contactless tag has no PAN: its number is "U" and the hex of its UID (ISO/IEC 14443-3: 4, 7 or 10
-bytes), sealed as version 02: ciphertext of 11 bytes (the UID's length, then the UID padded with zeros), so
+A contactless tag has no PAN: its number is "U" and the hex of its UID (ISO/IEC 14443-3: 4, 7 or 10 bytes;
+ISO/IEC 15693 and FeliCa: 8), sealed as version 02: ciphertext of 11 bytes (the UID's length, then the UID padded with zeros), so
 every tag seals to one length.
 
 The terminal's stop-list (the signed configuration) names a refused card by stop_entry(): HMAC-SHA256
@@ -53,7 +53,7 @@ _UID = 11                        # length byte and up to 10 bytes of UID
 PAN_SEALED = re.compile(f"01[0-9A-F]{{{2 * (_NONCE + _PAN + _TAG)}}}"
                         f"|02[0-9A-F]{{{2 * (_NONCE + _UID + _TAG)}}}", re.ASCII)
 _DIGITS = re.compile(r"[0-9]{12,19}", re.ASCII)
-TAG_NUMBER = re.compile(r"U(?:[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20})", re.ASCII)
+TAG_NUMBER = re.compile(r"U(?:[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{16}|[0-9A-F]{20})", re.ASCII)
 
 
 class PanSealError(MessageError):

@@ -32,7 +32,7 @@ BUTTON = (62, 68, 82)
 PRESSED = (120, 128, 146)
 ACTIVE = (150, 96, 40)       # a fault that is on (noise, a paused acquirer, a broker down)
 KEY_COLORS = {"CANCEL": (176, 54, 54), "CLEAR": (196, 156, 42), "ENTER": (42, 142, 74)}
-KINDS = {"fleet": "Fleet cards", "emv": "Bank cards (EMV)", "blank": "Other cards"}
+KINDS = {"fleet": "Fleet cards", "emv": "Bank cards (EMV)", "blank": "Other cards", "tag": "Contactless tags"}
 
 
 class WindowPainter(PanelPainter):

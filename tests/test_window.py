@@ -214,7 +214,7 @@ def test_the_card_list_is_grouped_by_kind(window: SimulatorWindow) -> None:
     assert all(len(set(kinds)) == 1 for kinds in by_y.values())     # a row never mixes kinds
     kinds = [window.profiles[b.arg].kind for b in sorted((b for b in window.buttons if b.action == "insert"),
                                                           key=lambda b: (b.rect.y, b.rect.x))]
-    assert kinds == sorted(kinds, key=["fleet", "emv", "blank"].index)
+    assert kinds == sorted(kinds, key=["fleet", "emv", "blank", "tag"].index)
     many = [CardProfile(f"c{i}", "emv", {}) for i in range(CARD_MAX_ROWS + 1)]
     two = [b.rect for b in layout(many, {1: {1: "diesel"}}).buttons if b.action == "insert"]
     assert len({r.x for r in two}) == 2                            # a long group takes two columns

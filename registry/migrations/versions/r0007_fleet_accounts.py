@@ -212,8 +212,8 @@ def _data() -> None:
                 row[1] += volume
                 row[2] += 1
     for (scope, scope_id, key), (amount, volume, count) in usage.items():
-        conn.execute(sa.text("INSERT INTO usage (scope, scope_id, period_key, amount_cents, volume_cl, count) "
-                             "VALUES (:s, :i, :k, :a, :v, :c)"),
+        conn.execute(sa.text("INSERT INTO usage (scope, scope_id, period_key, amount_cents, volume_cl, "
+                             "count) VALUES (:s, :i, :k, :a, :v, :c)"),
                      {"s": scope, "i": scope_id, "k": key, "a": amount, "v": volume, "c": count})
 
 
