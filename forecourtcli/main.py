@@ -279,6 +279,7 @@ REGISTRY_COMMANDS: tuple[str, ...] = (
     "forecourtcli.registry_report",
     "forecourtcli.releases",
     "forecourtcli.pki",
+    "forecourtcli.fleet",
 )
 # Modules whose add_parsers(sub) adds top-level `forecourt <command>` commands, one per line.
 COMMANDS: tuple[str, ...] = (

@@ -1,0 +1,143 @@
+"""`forecourt registry customer|account|wallet|limit|window|card|statement|ledger` run as the operator runs
+them: a subprocess on a real SQLite registry; card numbers and PINs only on standard input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from registry.keys import load_or_create_keys
+
+PAN, PAN2 = "7077001000000019", "7077001000000027"
+
+
+class Registry:
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "registry.db"
+        self.state = tmp_path / "state"
+        self.keys = load_or_create_keys(self.state / "registry-keys.json")
+        self.db = f"sqlite:///{self.path}"
+
+    def run(self, *args: str, stdin: str = "", keys: bool = False) -> subprocess.CompletedProcess[str]:
+        extra = ["--state-dir", str(self.state)] if keys else []
+        env = os.environ | {"USER": "operator1"}
+        command = [sys.executable, "-m", "forecourtcli", "registry", *args, "--db", self.db, *extra]
+        return subprocess.run(command, input=stdin, check=False, capture_output=True, text=True, timeout=60,
+                              env=env)
+
+    def ok(self, *args: str, stdin: str = "", keys: bool = False) -> str:
+        out = self.run(*args, stdin=stdin, keys=keys)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def rows(self, sql: str) -> list[tuple[object, ...]]:
+        with sqlite3.connect(self.path) as db:
+            return db.execute(sql).fetchall()
+
+
+@pytest.fixture
+def reg(tmp_path: Path) -> Registry:
+    return Registry(tmp_path)
+
+
+def one_line(out: subprocess.CompletedProcess[str], code: int) -> str:
+    assert out.returncode == code, out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.startswith("forecourt: ")
+    assert out.stderr.count("\n") == 1
+    return out.stderr
+
+
+def test_operator_sets_up_an_account_tops_up_issues_and_replaces_a_card(reg: Registry) -> None:
+    assert reg.ok("customer", "add", "--name", "Hauler GmbH", "--tax-id", "DE123") == \
+        "customer 1: Hauler GmbH (company)\n"
+    reg.ok("account", "add", "--customer", "1", "--name", "Trucks", "--timezone", "Europe/Berlin",
+           "--prompts", "odometer,vehicle")
+    assert reg.ok("vehicle", "add", "--account", "1", "--number", "AB-12") == "vehicle 1: AB12\n"
+    reg.ok("driver", "add", "--account", "1", "--code", "0042", "--name", "Dana")
+    reg.ok("wallet", "add", "--account", "1", "--unit", "volume", "--products", "001-099")
+    reg.ok("wallet", "add", "--account", "1", "--unit", "money", "--mode", "postpaid", "--credit", "500")
+    for _ in range(2):              # the same payment reference twice: booked once
+        assert "balance 300.00 L" in reg.ok("wallet", "topup", "1", "--amount", "300", "--key", "INV-7",
+                                            "--reason", "contract December", "--actor", "alice")
+    reg.ok("wallet", "order", "--account", "1", "2", "1")
+    reg.ok("limit", "set", "--account", "1", "--period", "day", "--unit", "volume", "--max", "60")
+    reg.ok("limit", "set", "--account", "1", "--period", "week", "--unit", "count", "--max", "10")
+    reg.ok("window", "add", "--account", "1", "--days", "mon-fri", "--times", "06:00-22:00")
+    issued = reg.ok("card", "issue", "--account", "1", "--number", "-", "--pin", "--expiry", "2812",
+                    "--vehicle", "1", "--activate", stdin=f"{PAN}\n1234\n", keys=True)
+    assert issued == "card 1: 707700******0019, active\n"
+    token, verifier, sealed = reg.rows("SELECT token, pin_verifier, number_sealed FROM cards")[0]
+    assert token == reg.keys.token(PAN) and verifier == reg.keys.pin_verifier(token, "1234")
+    assert isinstance(sealed, str) and reg.keys.open_number(sealed) == PAN
+
+    assert reg.ok("card", "lost", "1", "--reason", "driver called") == "card 1 707700******0019: lost\n"
+    one_line(reg.run("card", "unblock", "1", "--reason", "found again"), 1)
+    assert "replaced by card 2: 707700******0027, new" in reg.ok(
+        "card", "reissue", "1", "--number", "-", "--expiry", "2912", "--reason", "replacement", stdin=PAN2,
+        keys=True)
+    reg.ok("card", "activate", "2", "--reason", "delivered")
+    shown = reg.ok("card", "show", "1")
+    assert "lost" in shown and "replaced_by        2" in shown
+    summary = reg.ok("account", "show", "1")
+    assert "300.00 L" in summary and "500.00" in summary and "60.00 L" in summary and "count" in summary
+    assert summary.index("money") < summary.index("volume  prepaid")         # wallet 2 pays first
+    assert reg.ok("ledger", "check").startswith("ledger sound")
+    audit = reg.rows("SELECT actor, action, reason, detail FROM audit ORDER BY id")
+    assert ("alice", "wallet.topup", "contract December") in [a[:3] for a in audit]
+    assert ("operator1", "card.lost", "driver called") in [a[:3] for a in audit]
+    assert [a[1] for a in audit].count("wallet.topup") == 1
+    assert not any(PAN in str(a) or PAN2 in str(a) or "1234" in str(a) for a in audit)
+    assert json.loads(str(audit[-1][3])) == {"after": "active", "before": "new"}
+
+
+def test_statement_as_csv(reg: Registry) -> None:
+    reg.ok("customer", "add", "--name", "Quiet Ltd")
+    text = reg.ok("statement", "--customer", "1", "--from", "2026-12-01", "--to", "2026-12-31", "--csv")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][:3] == ["record", "date", "card"] and rows[-1][0] == "total"
+    assert "Quiet Ltd" in reg.ok("statement", "--customer", "1", "--from", "2026-12-01", "--to", "2026-12-31")
+
+
+def test_card_number_is_never_taken_from_the_command_line(reg: Registry) -> None:
+    reg.ok("customer", "add", "--name", "C")
+    reg.ok("account", "add", "--customer", "1", "--name", "A")
+    out = reg.run("card", "issue", "--account", "1", "--number", PAN, "--expiry", "2812", keys=True)
+    assert out.returncode == 2 and "standard input" in out.stderr and PAN not in out.stderr + out.stdout
+    out = reg.run("card", "issue", "--account", "1", "--number", "-", "--pin", "--expiry", "2812", stdin=PAN,
+                  keys=True)
+    assert "second line" in one_line(out, 2) and PAN not in out.stderr
+    assert reg.rows("SELECT count(*) FROM cards") == [(0,)]
+
+
+def test_user_errors_are_one_line(reg: Registry, tmp_path: Path) -> None:
+    reg.ok("customer", "add", "--name", "C")
+    reg.ok("account", "add", "--customer", "1", "--name", "A")
+    reg.ok("wallet", "add", "--account", "1", "--unit", "money")
+    assert "unknown account" in one_line(reg.run("wallet", "add", "--account", "9", "--unit", "money"), 2)
+    assert "IANA" in one_line(reg.run("account", "add", "--customer", "1", "--name", "B", "--timezone",
+                                      "Moon/Base"), 2)
+    assert "reason" in one_line(reg.run("wallet", "correct", "1", "--amount", "5", "--reason", " "), 2)
+    assert "not enough" in one_line(reg.run("wallet", "correct", "1", "--amount", "-5", "--reason", "x"), 1)
+    out = reg.run("card", "issue", "--account", "1", "--number", "-", "--expiry", "2812", "--state-dir",
+                  str(tmp_path / "elsewhere"), stdin=PAN)
+    assert "registry-keys.json" in one_line(out, 2) and not (tmp_path / "elsewhere").exists()
+    assert reg.run("wallet", "topup", "1", "--amount", "1.234", "--reason", "x").returncode == 2
+
+
+def test_ledger_check_fails_on_a_balance_its_movements_do_not_make(reg: Registry) -> None:
+    reg.ok("customer", "add", "--name", "C")
+    reg.ok("account", "add", "--customer", "1", "--name", "A")
+    reg.ok("wallet", "add", "--account", "1", "--unit", "money")
+    reg.ok("wallet", "topup", "1", "--amount", "10", "--reason", "x")
+    with sqlite3.connect(reg.path) as db:
+        db.execute("UPDATE wallets SET balance = 5000 WHERE id = 1")
+    out = reg.run("ledger", "check")
+    assert out.returncode == 1 and "wallet 1: balance 5000 but its movements sum to 1000" in out.stdout
