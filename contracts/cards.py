@@ -18,7 +18,7 @@ def mask_pan(pan: str) -> str:
 def mask_number(number: str) -> str:
     """A fleet card number as shown and sent: a PAN as mask_pan; a tag ("U" + its UID in upper-case hex) as
     "U", stars and the UID's last 4 hex digits, 12 to 19 characters (the wire's card_masked pattern: a
-    4-byte UID is only 9, a 10-byte one 21; ISO/IEC 14443-3 UIDs are 4, 7 or 10 bytes).
+    4-byte UID is only 9, a 10-byte one 21; UIDs are 4, 7, 8 or 10 bytes: ISO/IEC 14443-3, 15693, FeliCa).
 
     >>> mask_number("7083560012345678")
     '708356******5678'

@@ -268,6 +268,9 @@ def test_issue_card_stores_token_mask_and_sealed_number_only(fleet: Fleet) -> No
     assert tag_card is not None and tag_card.token == fleet.keys.token("U04A1B2C3D4E5F6")
     assert (tag.masked, tag.status, tag_card.pin_verifier, tag_card.medium) == \
         ("U**********E5F6", "active", "", "tag")
+    eight = cards.issue_card(s, fleet.keys, fleet.account, "E004010012345678", medium="tag", expiry="2812",
+                             pin=None, **OPS)                   # ISO/IEC 15693: 8 bytes
+    assert eight.masked == "U************5678"
     bad = [({"number": PAN}, "issued already"), ({"number": "7077001000000018"}, "check digit"),
            ({"number": "70770010"}, "check digit"), ({"number": "04A1B2", "medium": "tag"}, "UID"),
            ({"number": PAN2, "expiry": "2611"}, "expiry"), ({"number": PAN2, "expiry": "2613"}, "expiry"),

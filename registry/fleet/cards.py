@@ -43,7 +43,8 @@ KEEP_ON_REISSUE = frozenset({"lost", "stolen"})
 STOP_LIST = frozenset({"lost", "stolen", "blocked", "replaced", "withdrawn", "temp_blocked"})
 EXPIRING = frozenset({"new", "active", "temp_blocked"})
 _PAN = re.compile(r"[0-9]{12,19}", re.ASCII)
-_TAG = re.compile(r"U(?:[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20})", re.ASCII)    # ISO/IEC 14443-3 UIDs
+# UIDs of 4, 7 or 10 bytes (ISO/IEC 14443-3) or 8 (ISO/IEC 15693, FeliCa), as firmware.terminal.contactless
+_TAG = re.compile(r"U(?:[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{16}|[0-9A-F]{20})", re.ASCII)
 _PIN = re.compile(r"[0-9]{4,12}", re.ASCII)                                      # ISO 9564-1 PIN length
 _EXPIRY = re.compile(r"[0-9]{2}(0[1-9]|1[0-2])", re.ASCII)
 
@@ -57,7 +58,7 @@ class IssuedCard:
 
 def parse_number(number: str, medium: str) -> str:
     """A card number as stored and tokenised: a PAN of 12 to 19 digits passing Luhn (ISO/IEC 7812-1) for
-    chip and stripe; "U" + a 4, 7 or 10-byte UID in hex for a tag (a bare hex UID gets its "U")."""
+    chip and stripe; "U" + a 4, 7, 8 or 10-byte UID in hex for a tag (a bare hex UID gets its "U")."""
     number = number.strip().replace(" ", "")
     if medium not in MEDIA:
         raise ConfigError(f"medium must be one of {', '.join(MEDIA)}", key="medium")
@@ -65,7 +66,7 @@ def parse_number(number: str, medium: str) -> str:
         number = number.upper()
         number = number if number.startswith("U") else "U" + number
         if not _TAG.fullmatch(number):
-            raise ConfigError("a tag number is its UID in hex: 8, 14 or 20 hex digits", key="number")
+            raise ConfigError("a tag number is its UID in hex: 8, 14, 16 or 20 hex digits", key="number")
     elif not (_PAN.fullmatch(number) and luhn_ok(number)):
         raise ConfigError("a card number is 12 to 19 digits with a valid check digit", key="number")
     return number
