@@ -23,9 +23,9 @@ from typing import Any, Protocol
 from contracts import device_messages as d
 from contracts import messages as m
 from contracts import protocol
-from contracts.cards import mask_pan
+from contracts.cards import mask_number
 from contracts.errors import HostUnavailable, JournalError, MessageError
-from contracts.panseal import derive_pan_key, seal_pan
+from contracts.panseal import derive_pan_key, derive_stop_key, seal_pan, stop_entry
 from firmware.configstore import ConfigStore, Refused
 from firmware.sale.journal import Journal
 from firmware.sale.record import SaleRecord
@@ -107,6 +107,8 @@ def sale_payload(rec: SaleRecord, terminal: str, station: str) -> dict[str, Any]
         "amount_cents": rec.amount_cents or 0, "price_milli": rec.price_milli or 0,
         "card_masked": rec.card_masked, "finished_at": finished.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "recovered": rec.recovered, "flags": list(rec.flags),
+        # an offline fleet sale: the card number sealed to the sale (no auth_id to find the card by)
+        **{k: rec.data[k] for k in ("card_sealed", "medium") if isinstance(rec.data.get(k), str)},
     }
 
 
@@ -130,6 +132,7 @@ class HostLink:
         self._next_send = 0.0
         self._next_report = 0.0
         self._pan_key = derive_pan_key(pin_key)
+        self._stop_key = derive_stop_key(pin_key)
         self.terminal, self.station_id = terminal, station
         self.inbox = protocol.topic("terminal_inbox", terminal=terminal)
         # only a signed configuration is run (firmware.configstore); the last good one is loaded here
@@ -183,9 +186,18 @@ class HostLink:
                 raise HostUnavailable("registry answered another request")
         except HostUnavailable:
             if sent:           # the registry may hold litres for an answer that never came: release them
-                self._queue_release(rid, pump, mask_pan(pan))
+                self._queue_release(rid, pump, mask_number(pan))
             raise
         return answer
+
+    def stop_entry(self, number: str) -> str:
+        """The card number's entry in this terminal's stop-list (the signed configuration's stop_list)."""
+        return stop_entry(self._stop_key, number)
+
+    def seal_for_sale(self, number: str, sale_id: str) -> str:
+        """The card number sealed to an offline sale (SALE card_sealed: the sale id is the request id)."""
+        return seal_pan(self._pan_key, number, request_id=sale_id, terminal=self.terminal,
+                        station=self.station_id)
 
     def _queue_release(self, request_id: str, pump: int, card_masked: str) -> None:
         """A sale of nothing on the request's authorization, sent like a sale until acknowledged: it

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from contracts.cards import card_token, mask_pan
+from contracts.cards import card_token, mask_number
 from contracts.errors import CardError, CardRemoved, SaleCancelled
 from contracts.reasons import DeclineReason
 from contracts.screens import Screen
@@ -54,7 +54,7 @@ class _Steps:
     def begin(self, pump: int, pan: str) -> str:
         w = self._runner.world
         sale_id = str(uuid.uuid4())
-        w.journal.begin_sale(sale_id, pump, mask_pan(pan), card_token(w.token_key, pan),
+        w.journal.begin_sale(sale_id, pump, mask_number(pan), card_token(w.token_key, pan),
                              program=self._program, adjuncts=self._riders)
         self.sale_id = sale_id
         return sale_id
