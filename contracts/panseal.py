@@ -42,8 +42,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from contracts.errors import MessageError
 
-__all__ = ["PAN_SEALED", "TAG_NUMBER", "PanSealError", "derive_pan_key", "derive_stop_key", "seal_pan",
-           "stop_entry", "unseal_pan"]
+__all__ = ["PAN_SEALED", "TAG_NUMBER", "PanSealError", "derive_pan_key", "derive_stop_key", "pin_pan",
+           "seal_pan", "stop_entry", "unseal_pan"]
 
 VERSION, TAG_VERSION = 0x01, 0x02
 INFO = b"forecourt pan v1"       # the HKDF label: this key, and no other, seals card numbers
@@ -66,6 +66,18 @@ def derive_pan_key(pin_key: bytes) -> bytes:
         raise PanSealError("PIN key must be an AES key of 16, 24 or 32 bytes", size=len(pin_key))
     # RFC 5869 2.2: salt absent (zeros); the PIN key is already uniformly random
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=INFO).derive(pin_key)
+
+
+def pin_pan(number: str) -> str:
+    """The PAN a PIN block binds to (ISO 9564-1 format 4 takes 12 to 19 digits): a card's own PAN; for a tag,
+    which has none, the decimal value of its UID, zero-filled to 12 digits and cut to its last 19.
+
+    >>> pin_pan("7077001000000019"), pin_pan("U04A1B2C3"), pin_pan("U04A1B2C3D4E5F6071829")
+    ('7077001000000019', '000077705923', '2273100789168674857')
+    """
+    if TAG_NUMBER.fullmatch(number) is None:
+        return number
+    return str(int(number[1:], 16)).zfill(12)[-19:]
 
 
 def derive_stop_key(pin_key: bytes) -> bytes:
