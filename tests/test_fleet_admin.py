@@ -310,6 +310,12 @@ def test_card_life_cycle_is_the_transition_table(fleet: Fleet, status: str) -> N
             assert card.status == status
     with pytest.raises(ConfigError, match="reason"):
         cards.move(s, card.id, "block", actor="alice", reason="", now=NOW)
+    if status in ("new", "temp_blocked"):               # past its month: not made usable again
+        card.status = status
+        with pytest.raises(FleetError, match="expiry has passed"):
+            cards.move(s, card.id, "activate" if status == "new" else "unblock", actor="alice",
+                       reason="driver called", now=dt.datetime(2029, 1, 1))
+        assert card.status == status
 
 
 def test_reissue_moves_account_vehicle_driver_limits_windows_and_usage(fleet: Fleet) -> None:

@@ -125,6 +125,8 @@ def move(s: Session, card_id: int, action: str, *, actor: str, reason: str, now:
     if card.status not in sources:
         final = " (final: reissue the card)" if card.status in FINAL else ""
         raise FleetError(f"a {card.status} card cannot be moved to {target}{final}", card=card_id)
+    if target == "active" and (not _EXPIRY.fullmatch(card.expiry) or expired(card.expiry, now)):
+        raise FleetError("the card's expiry has passed: reissue it", card=card_id)
     before = card.status
     card.status, card.status_changed_at = target, now
     if target == "active":
