@@ -3,6 +3,8 @@ them: a subprocess on a real SQLite registry; card numbers and PINs only on stan
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import csv
 import io
 import json
@@ -13,7 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from forecourtcli.fleet import decimal_units
+from forecourtcli.fleet_limits import DAYS, parse_days, parse_times
+from registry.fleet.statements import money
 from registry.keys import load_or_create_keys
 
 PAN, PAN2 = "7077001000000019", "7077001000000027"
@@ -141,3 +148,22 @@ def test_ledger_check_fails_on_a_balance_its_movements_do_not_make(reg: Registry
         db.execute("UPDATE wallets SET balance = 5000 WHERE id = 1")
     out = reg.run("ledger", "check")
     assert out.returncode == 1 and "wallet 1: balance 5000 but its movements sum to 1000" in out.stdout
+
+
+@given(st.integers(min_value=-(10**12) + 1, max_value=10**12 - 1))
+def test_amounts_round_trip_through_the_statement_format(cents: int) -> None:
+    assert decimal_units(money(cents)) == cents
+
+
+@given(st.text(max_size=30))
+def test_amount_day_and_time_parsers_take_any_text(text: str) -> None:
+    for parse in (decimal_units, parse_days, parse_times):      # a value or argparse's error, nothing else
+        with contextlib.suppress(argparse.ArgumentTypeError):
+            parse(text)
+
+
+@given(st.integers(min_value=1, max_value=127), st.integers(0, 1439), st.integers(0, 1440))
+def test_days_and_times_round_trip(mask: int, start: int, end: int) -> None:
+    days = ",".join(name for i, name in enumerate(DAYS) if mask >> i & 1)
+    assert parse_days(days) == mask
+    assert parse_times(f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}") == (start, end)
