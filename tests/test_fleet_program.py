@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psec.pinblock import decipher_pinblock_iso_4, encipher_pinblock_iso_4
 
 from contracts.errors import HostUnavailable
 from contracts.messages import Allowance, AuthAnswer
-from contracts.panseal import derive_pan_key, derive_stop_key, seal_pan, stop_entry
+from contracts.panseal import derive_pan_key, derive_stop_key, pin_pan, seal_pan, stop_entry
 from contracts.reasons import DeclineReason
 from contracts.track2 import Track2
 from firmware.programs.base import CardIn, ChipCard, Contactless, Swipe
@@ -186,6 +187,15 @@ def test_prompts_are_asked_and_sent_once_more_under_a_new_request_id(make: Any) 
     journaled = [json.loads(d["data"])[REQUEST] for d in authorizing]
     assert journaled == [first["request_id"], second["request_id"]]
     assert env.port.asked == ["pin", "odometer", "vehicle"]
+
+
+def test_a_tags_pin_block_binds_to_the_pan_its_uid_gives() -> None:
+    """A tag has no PAN; ISO 9564-1 format 4 needs digits: contracts.panseal.pin_pan, as the registry."""
+    card = FleetCard(TAG, "tag", None)
+    assert card.pin_account == pin_pan(TAG) and card.pin_account.isdigit()
+    block = encipher_pinblock_iso_4(PIN_KEY, "1234", card.pin_account)
+    assert decipher_pinblock_iso_4(PIN_KEY, block, pin_pan(TAG)) == "1234"
+    assert FleetCard(FLEET_PAN, "chip", "2912").pin_account == FLEET_PAN
 
 
 def test_a_pin_already_given_is_sent_again_not_asked_again(make: Any) -> None:

@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from contracts.cards import mask_number
-from contracts.panseal import TAG_NUMBER
+from contracts.panseal import TAG_NUMBER, pin_pan
 from firmware.programs.base import Contactless, Swipe
 
 __all__ = ["FLEET_IINS", "NO_EXPIRY", "OFFLINE_CLASSES", "FleetCard", "stripe_card", "tag_card"]
@@ -46,12 +46,9 @@ class FleetCard:
 
     @property
     def pin_account(self) -> str:
-        """The account number the PIN block is bound to (ISO 9564-1 format 4 takes 1 to 19 digits): the PAN;
-        for a tag, its UID read as one number, in decimal, its last 19 digits (a tag has no PAN; the
-        registry must derive the same to open the block)."""
-        if self.number.isdigit():
-            return self.number
-        return str(int(self.number[1:], 16))[-19:]
+        """The PAN the PIN block binds to: the card's own; a tag's from its UID (contracts.panseal.pin_pan,
+        which the registry uses to open the block)."""
+        return pin_pan(self.number)
 
     def expired(self, today: dt.date) -> bool:
         """Past its YYMM month; a card without an expiry is never expired here (the registry checks)."""
@@ -73,7 +70,7 @@ def stripe_card(swipe: Swipe, iins: tuple[str, ...]) -> FleetCard | None:
 
 
 def tag_card(tag: Contactless) -> FleetCard | None:
-    """A contactless tag by its UID (ISO/IEC 14443-3: 4, 7 or 10 bytes); another length: None.
+    """A contactless tag by its UID (contracts.panseal.TAG_NUMBER: 4, 7, 8 or 10 bytes); another: None.
 
     >>> tag_card(Contactless(bytes.fromhex("04a1b2c3d4e5f6")))
     FleetCard(number=U**********E5F6, medium=tag)
