@@ -91,6 +91,9 @@ def test_operator_sets_up_an_account_tops_up_issues_and_replaces_a_card(reg: Reg
         "card", "reissue", "1", "--number", "-", "--expiry", "2912", "--reason", "replacement", stdin=PAN2,
         keys=True)
     reg.ok("card", "activate", "2", "--reason", "delivered")
+    assert reg.ok("card", "list", "--status", "lost").splitlines()[1].split()[:3] == ["1", "707700******0019",
+                                                                                      "lost"]
+    assert reg.ok("card", "expire") == "0 cards past their expiry month marked expired\n"
     shown = reg.ok("card", "show", "1")
     assert "lost" in shown and "replaced_by        2" in shown
     summary = reg.ok("account", "show", "1")
