@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,7 +27,8 @@ from firmware.programs.fleet import FleetProgram
 from firmware.programs.fleet.offline import volume_of
 from firmware.sale.machine import SaleState
 from firmware.station import Station
-from tests.sale_fakes import DIESEL, SUPER, station
+from firmware.terminal.serve import Loop, serve
+from tests.sale_fakes import DIESEL, SUPER, FakeClock, FakePumps, station
 from tests.test_fleet_program import PIN_KEY, STATION, TAG, TERMINAL, UID, Pump, stripe
 from tests.test_sale_machine import FLEET_PAN, FleetChip
 
@@ -182,3 +184,29 @@ def test_an_unanswered_tag_authorization_is_released_under_its_masked_number(tmp
         assert release["card_masked"] == "U**********E5F6"
     finally:
         journal.close()
+
+
+def test_the_idle_screen_follows_a_configuration_that_sets_a_fleet_offline_limit() -> None:
+    """firmware.terminal.serve: the loop, offline, shows the offline screen until a configuration lets
+    fleet cards sell without the registry; then the idle screen of what sells offline, fleet among it."""
+    host = SimpleNamespace(online=False, station=config({}), config_changed=threading.Event())
+    world = SimpleNamespace(programs=[FleetProgram(host)], adjuncts=[])    # type: ignore[arg-type]
+    shown: list[tuple[Screen, dict[str, Any]]] = []
+    port = SimpleNamespace(show=lambda screen, **fields: shown.append((screen, fields)), idle_fields=dict,
+                           idle_key=lambda timeout: False)
+    looks: list[int] = []
+
+    def idle() -> bool:          # a configuration with an offline limit arrives on the second look
+        looks.append(1)
+        if len(looks) == 2:
+            host.station = config({"fleet_tag": (5000, 3000)})
+            host.config_changed.set()
+        return len(looks) == 4
+
+    reader = SimpleNamespace(wait_for_card=lambda timeout: False, disconnect=lambda: None)
+    loop = Loop(runner=SimpleNamespace(world=world), port=port, reader=reader, stripes=None,  # type: ignore[arg-type]
+                pumps=FakePumps(FakeClock()), host=host, pump_numbers=(1,),  # type: ignore[arg-type]
+                sells_offline=any(getattr(p, "sells_offline", False) for p in world.programs), idle=idle)
+    serve(loop, threading.Event(), card_wait=0.01)
+    assert [s for s, _ in shown] == [Screen.OFFLINE, Screen.IDLE_BANK_ONLY]
+    assert shown[-1][1]["payments"] == ["fleet"]

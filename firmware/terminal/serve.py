@@ -143,6 +143,8 @@ def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
         if host.config_changed.is_set():
             host.config_changed.clear()
             apply_prices(host, loop.pumps, loop.pump_numbers)
+            # fleet cards sell offline only while the configuration has an offline limit for them
+            loop.sells_offline = any(getattr(p, "sells_offline", False) for p in loop.runner.world.programs)
         if time.monotonic() - last_check > 1.0:
             apply_prices(host, loop.pumps, loop.pump_numbers, only_unprogrammed=True)   # a pump restarted
             last_check = time.monotonic()
