@@ -109,23 +109,29 @@ def test_an_offline_sale_is_granted_within_its_mediums_limit_without_a_pin(
     assert rec.reference == "offline" and "offline" in rec.flags and env.port.asked == []
 
 
+@pytest.mark.parametrize(("medium", "card", "number", "masked"), [
+    ("stripe", stripe, FLEET_PAN, "707700******0019"),
+    ("tag", lambda: Contactless(UID), TAG, "U**********E5F6"),
+])
 def test_the_offline_sale_payload_carries_the_card_sealed_and_no_file_holds_the_number(
-        offline: Any, tmp_path: Path) -> None:
-    env = offline(config({"fleet_stripe": (5000, 3000)}))
-    sale_id = env.serve(stripe())
+        offline: Any, tmp_path: Path, medium: str, card: Callable[[], CardIn], number: str,
+        masked: str) -> None:
+    env = offline(config({f"fleet_{medium}": (5000, 3000)}))
+    sale_id = env.serve(card())
     doc = sale_payload(env.journal.get(sale_id), TERMINAL, STATION)
     m.encode(doc, m.SALE)       # fits the wire schema
     assert (doc["kind"], doc["auth_id"], doc["flags"]) == ("fleet", None, ["offline"])
-    assert doc["medium"] == "stripe"
-    assert doc["card_masked"] == "707700******0019" and doc["volume_cl"] == 1000
+    assert doc["medium"] == medium and doc["card_masked"] == masked and doc["volume_cl"] == 1000
     # the registry opens it with the terminal's key, bound to this sale (its id is the request id)
     assert unseal_pan(derive_pan_key(PIN_KEY), doc["card_sealed"], request_id=sale_id, terminal=TERMINAL,
-                      station=STATION) == FLEET_PAN
+                      station=STATION) == number
     env.journal.close()
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.name.startswith("journal.db") for p in files)
+    clear = number.removeprefix("U").encode()          # a tag's UID in hex, in either case
     for p in files:
-        assert FLEET_PAN.encode() not in p.read_bytes(), p.name
+        raw = p.read_bytes()
+        assert clear not in raw and clear.lower() not in raw, p.name
 
 
 def test_a_card_on_the_stop_list_is_refused_offline(offline: Any) -> None:
