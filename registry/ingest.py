@@ -24,6 +24,7 @@ from contracts import protocol
 from contracts.errors import HostUnavailable, MessageError
 from drivers.mqtt import MqttLink
 from drivers.mqtt.link import Handler
+from registry.keys import RegistryKeys
 from registry.service import record_sales
 
 __all__ = ["SALE_BATCH", "AuthFirst", "SaleIngest", "sale_id_of"]
@@ -63,9 +64,11 @@ class SaleIngest:
     """Decodes sales on the network thread, stores them on a worker of its own, acks each once committed."""
 
     def __init__(self, sessions: sessionmaker[Session], link: MqttLink, now: Callable[[], dt.datetime],
-                 *, auth_first: AuthFirst | None = None, group: str = "registry") -> None:
-        """group: the shared-subscription group of the registry's processes (registry.clientnames)."""
-        self.sessions, self.link, self.now, self.group = sessions, link, now, group
+                 *, auth_first: AuthFirst | None = None, group: str = "registry",
+                 keys: RegistryKeys | None = None) -> None:
+        """group: the shared-subscription group of the registry's processes (registry.clientnames); keys:
+        the registry's, to open an offline fleet sale's card number (registry.fleet.settle)."""
+        self.sessions, self.link, self.now, self.group, self.keys = sessions, link, now, group, keys
         self.auth_first = auth_first
         self.malformed = 0
         self.acked = 0              # sales answered stored or duplicate by this process
@@ -123,7 +126,7 @@ class SaleIngest:
                 self.auth_first.wait_idle()
             try:
                 with self.sessions() as s:
-                    acks = record_sales(s, [sale for _, sale in batch], self.now())
+                    acks = record_sales(s, [sale for _, sale in batch], self.now(), self.keys)
             except Exception:  # a batch not stored is not acknowledged; the worker goes on
                 log.exception("sales not stored", extra={"count": len(batch)})
                 continue

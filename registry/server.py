@@ -79,7 +79,7 @@ class Registry:
                              session_expiry=0 if ingest_only else 3600, tls=tls)
         self.auth_first = AuthFirst()
         self.ingest = SaleIngest(self.sessions, self.link, utcnow, auth_first=self.auth_first,
-                                 group=names.group)
+                                 group=names.group, keys=self.keys)
         handlers: list[tuple[str, Handler]] = [*self.ingest.subscriptions()]
         self.releases = Releases(self.sessions, self.link, clock=utcnow)
         self.fleetops = FleetOps(self.sessions, self.link, clock=utcnow)

@@ -9,32 +9,26 @@ without is stored flagged, never billed, so that a terminal cannot make one pass
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import json
 import logging
 from typing import Any
 
-from psec.pinblock import decipher_pinblock_iso_4
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from contracts.cards import mask_pan
-from contracts.errors import ConfigError
-from contracts.messages import MAX_PIN_TRIES, AuthAnswer, SaleAckReason, parse_timestamp
-from contracts.panseal import PanSealError, derive_pan_key, unseal_pan
-from contracts.reasons import DeclineReason
+from contracts.messages import MAX_PIN_TRIES, SaleAckReason, parse_timestamp
 from registry.checks import sale_problems
+from registry.fleet.authorize import AUTH_TTL, MAX_FILL_CL, authorize
+from registry.fleet.settle import Settled, is_offline, settle_offline, settle_online
 from registry.keys import RegistryKeys
-from registry.models import Authorization, Card, Device, Nozzle, SaleConflict, Transaction, Wallet
+from registry.models import Authorization, Device, Nozzle, SaleConflict, Transaction
 
 __all__ = ["AUTH_TTL", "MAX_FILL_CL", "MAX_PIN_TRIES", "REGISTRY_PROGRAMS", "authorize", "held_sales",
            "record_sale", "record_sales", "sale_conflicts", "wallet_usage_cl"]
 
 log = logging.getLogger(__name__)
 
-MAX_FILL_CL = 150_00           # one filling at most 150 L, whatever the wallet allows
-AUTH_TTL = dt.timedelta(minutes=30)
 # Card programs whose sales the registry authorizes (authorize() below): each sale of them needs an auth_id.
 REGISTRY_PROGRAMS = frozenset({"fleet"})
 
@@ -57,97 +51,10 @@ def wallet_usage_cl(session: Session, wallet_id: int, now: dt.datetime) -> int:
     return int(settled or 0) + int(held or 0)
 
 
-def _decline(req: dict[str, Any], reason: DeclineReason, masked: str | None = None, *,
-             why: str | None = None, pin_tries_left: int | None = None) -> AuthAnswer:
-    """A decline; `why` is logged when it says more than the reason the terminal gets."""
-    log.info("authorization declined",
-             extra={"terminal": req["terminal"], "reason": reason.value, "why": why or reason.value})
-    return AuthAnswer.declined(req["request_id"], reason, masked, pin_tries_left=pin_tries_left)
-
-
-def authorize(session: Session, keys: RegistryKeys, req: dict[str, Any], now: dt.datetime) -> AuthAnswer:
-    """Check device, card number (unsealed), PIN, card status, product and monthly limit; reserve the
-    allowed litres."""
-    if (session.get(Authorization, req["request_id"]) is not None
-            or session.scalar(select(Transaction.id).where(Transaction.auth_id == req["request_id"]))):
-        # reused, or late: the terminal gave up on it and released it with a sale of nothing
-        return _decline(req, DeclineReason.DO_NOT_HONOUR, why="request_id_reused")
-    device = session.get(Device, req["terminal"])
-    if device is None or device.status != "active" or device.station_id != req["station"]:
-        # not the card's fault, and nothing the customer can mend: the host refuses
-        return _decline(req, DeclineReason.DO_NOT_HONOUR, why="unknown_terminal")
-    try:
-        pin_key = keys.device_key(device.pin_key_hex)
-    except ConfigError:
-        # the registry's fault, not the card's: no PIN try is counted, an operator must mend the key
-        log.error("device PIN key unusable", extra={"alarm": "device_key", "terminal": device.id})
-        return _decline(req, DeclineReason.DO_NOT_HONOUR, why="device_key_unusable")
-    try:
-        # the card number travels sealed under a key derived from the device's PIN key (contracts.panseal)
-        pan = unseal_pan(derive_pan_key(pin_key), req["pan_sealed"], request_id=req["request_id"],
-                         terminal=req["terminal"], station=req["station"])
-    except PanSealError:
-        # another key, another request's seal, or tampered with: no card to count a PIN try against
-        return _decline(req, DeclineReason.DO_NOT_HONOUR, why="pan_unsealable")
-    masked = mask_pan(pan)
-    card = session.scalar(select(Card).where(Card.token == keys.token(pan)))
-    if card is None:
-        return _decline(req, DeclineReason.UNKNOWN_CARD, masked)
-    if card.status != "active":
-        return _decline(req, DeclineReason.CARD_BLOCKED, masked)
-    if (now.year % 100, now.month) > (int(card.expiry[:2]), int(card.expiry[2:])):
-        return _decline(req, DeclineReason.CARD_EXPIRED, masked)
-    try:
-        pin = decipher_pinblock_iso_4(pin_key, bytes.fromhex(req["pin_block"]), pan)
-    except ValueError:
-        pin = ""
-    good = hmac.compare_digest(keys.pin_verifier(card.token, pin), card.pin_verifier)
-    del pin
-    if not good:
-        card.pin_tries += 1
-        if card.pin_tries >= MAX_PIN_TRIES:
-            card.status = "blocked"
-            session.commit()
-            return _decline(req, DeclineReason.PIN_TRIES_EXCEEDED, masked)
-        session.commit()
-        # the driver is told how many tries are left before the card is blocked (issue 12)
-        return _decline(req, DeclineReason.WRONG_PIN, masked, pin_tries_left=MAX_PIN_TRIES - card.pin_tries)
-    card.pin_tries = 0
-    wallet = session.get(Wallet, card.wallet_id)
-    if wallet is None:
-        return _decline(req, DeclineReason.UNKNOWN_CARD, masked)
-    nozzles = session.scalars(select(Nozzle).where(Nozzle.station_id == device.station_id,
-                                                   Nozzle.pump == req["pump"])).all()
-    if not nozzles:
-        session.commit()
-        return _decline(req, DeclineReason.PUMP_UNKNOWN, masked)
-    products = set(wallet.allowed_products.split(","))
-    allowed_nozzles = sorted(n.nozzle for n in nozzles if n.product_code in products)
-    if not allowed_nozzles:
-        session.commit()
-        return _decline(req, DeclineReason.PRODUCT_NOT_ALLOWED, masked)
-    remaining = wallet.monthly_limit_cl - wallet_usage_cl(session, wallet.id, now)
-    if remaining <= 0:
-        session.commit()
-        return _decline(req, DeclineReason.LIMIT_EXHAUSTED, masked)
-    allowed = min(remaining, MAX_FILL_CL)
-    # keyed by the terminal's request id: a terminal that crashed before it journaled the answer still
-    # knows the hold and closes it (a sale with nothing dispensed) on restart
-    auth = Authorization(id=req["request_id"], card_id=card.id, wallet_id=wallet.id, device_id=device.id,
-                         pump=req["pump"], allowed_cl=allowed, status="open", created_at=now,
-                         expires_at=now + AUTH_TTL)
-    session.add(auth)
-    session.commit()
-    log.info("authorization approved",
-             extra={"terminal": device.id, "auth_id": auth.id, "allowed_cl": allowed})
-    return AuthAnswer(request_id=req["request_id"], approved=True, reason=None, auth_id=auth.id,
-                      allowed_cl=allowed, nozzles=tuple(allowed_nozzles), card_masked=masked)
-
-
 def _settled_authorization(session: Session, sale: dict[str, Any], flags: list[str]) -> Authorization | None:
     """The registry's authorization a sale settles against, or None; what looks wrong is added to flags."""
     if sale["auth_id"] is None:
-        if sale["kind"] in REGISTRY_PROGRAMS:
+        if sale["kind"] in REGISTRY_PROGRAMS and not is_offline(sale):
             flags.append("unknown_authorization")     # a program the registry authorizes, no authorization
         return None                                   # else authorized elsewhere: for reports only
     if sale["kind"] not in REGISTRY_PROGRAMS:
@@ -207,8 +114,8 @@ class _Batch:
         self.rows: list[dict[str, Any]] = []
 
 
-def _stage(session: Session, sale: dict[str, Any], now: dt.datetime,
-           alarms: list[dict[str, Any]], batch: _Batch | None = None) -> tuple[dict[str, Any], list[str]]:
+def _stage(session: Session, sale: dict[str, Any], now: dt.datetime, alarms: list[dict[str, Any]],
+           batch: _Batch | None = None, keys: RegistryKeys | None = None) -> tuple[dict[str, Any], list[str]]:
     """A sale added to the session, uncommitted: its acknowledgement, and the problems it is held for."""
     ack = {"sale_id": sale["sale_id"], "status": "stored", "reason": ""}
     stored = batch.stored.get(sale["sale_id"]) if batch else session.scalar(
@@ -227,15 +134,26 @@ def _stage(session: Session, sale: dict[str, Any], now: dt.datetime,
     nothing = (sale["volume_cl"] == 0 and sale["amount_cents"] == 0
                and set(problems) <= {"unknown_authorization", "authorization_reused"} and bool(problems))
     held = bool(problems) and not nothing
+    fleet = Settled()
+    if sale["kind"] in REGISTRY_PROGRAMS:
+        if auth is not None:
+            fleet = settle_online(session, sale, auth, held=held, now=now)
+        elif is_offline(sale) and not held:
+            fleet = settle_offline(session, keys, sale, device, now)
+        problems += fleet.problems
+        held = held or bool(fleet.problems)
     row = {
         "sale_id": sale["sale_id"], "seq": sale.get("seq"), "kind": sale["kind"], "auth_id": sale["auth_id"],
-        "card_id": auth.card_id if auth else None, "wallet_id": auth.wallet_id if auth else None,
+        "card_id": fleet.card_id or (auth.card_id if auth else None),
+        "wallet_id": fleet.wallet_id or (auth.wallet_id if auth else None),
+        "account_id": fleet.account_id, "vehicle_id": fleet.vehicle_id, "driver_id": fleet.driver_id,
+        "odometer_km": fleet.odometer_km,
         "device_id": sale["terminal"], "station_id": sale["station"], "pump": sale["pump"],
         "nozzle": sale["nozzle"], "product": sale["product"], "volume_cl": sale["volume_cl"],
         "amount_cents": sale["amount_cents"], "price_milli": sale["price_milli"],
         "card_masked": sale["card_masked"], "finished_at": parse_timestamp(sale["finished_at"]),
         "received_at": now, "recovered": sale["recovered"],
-        "flags": ",".join(dict.fromkeys([*sale["flags"], *problems])), "held": held}
+        "flags": ",".join(dict.fromkeys([*sale["flags"], *fleet.flags, *problems])), "held": held}
     if batch:
         batch.rows.append(row)            # inserted with the batch's other rows, in one statement
         batch.stored[sale["sale_id"]] = Transaction(**row)   # the same sale again in this batch: its repeat
@@ -269,7 +187,8 @@ def _announce(sale: dict[str, Any], ack: dict[str, Any], problems: list[str]) ->
                   extra={"sale_id": sale["sale_id"], "kind": sale["kind"], "volume_cl": sale["volume_cl"]})
 
 
-def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime,
+                keys: RegistryKeys | None = None) -> dict[str, Any]:
     """Store a sale once, keyed by its UUID. An identical repeat is a duplicate; a repeat with other
     content a conflict, kept apart (SaleConflict) and rejected.
 
@@ -279,7 +198,7 @@ def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dic
     stored held: flagged, acknowledged with reason "held", never counted.
     """
     alarms: list[dict[str, Any]] = []
-    ack, problems = _stage(session, sale, now, alarms)
+    ack, problems = _stage(session, sale, now, alarms, keys=keys)
     try:
         session.commit()
     except IntegrityError:
@@ -297,8 +216,8 @@ def record_sale(session: Session, sale: dict[str, Any], now: dt.datetime) -> dic
     return ack
 
 
-def record_sales(session: Session, sales: list[dict[str, Any]],
-                 now: dt.datetime) -> list[dict[str, Any] | None]:
+def record_sales(session: Session, sales: list[dict[str, Any]], now: dt.datetime,
+                 keys: RegistryKeys | None = None) -> list[dict[str, Any] | None]:
     """Several sales in one transaction (one commit): the answers of record_sale, in order, given only once
     all are committed. When the batch fails to commit (another writer, a bad row), each sale is recorded on
     its own; one that cannot be stored answers None, to be left unacknowledged (its terminal sends it again).
@@ -307,22 +226,23 @@ def record_sales(session: Session, sales: list[dict[str, Any]],
     try:
         with session.no_autoflush:
             batch = _Batch(session, sales)
-            staged = [_stage(session, sale, now, alarms, batch) for sale in sales]
+            staged = [_stage(session, sale, now, alarms, batch, keys) for sale in sales]
         if batch.rows:
             session.execute(insert(Transaction), batch.rows)     # one executemany, no row read back
         session.commit()
     except SQLAlchemyError:
         session.rollback()
-        return [_alone(session, sale, now) for sale in sales]
+        return [_alone(session, sale, now, keys) for sale in sales]
     _raise(alarms)
     for sale, (ack, problems) in zip(sales, staged, strict=True):
         _announce(sale, ack, problems)
     return [ack for ack, _ in staged]
 
 
-def _alone(session: Session, sale: dict[str, Any], now: dt.datetime) -> dict[str, Any] | None:
+def _alone(session: Session, sale: dict[str, Any], now: dt.datetime,
+           keys: RegistryKeys | None) -> dict[str, Any] | None:
     try:
-        return record_sale(session, sale, now)
+        return record_sale(session, sale, now, keys)
     except SQLAlchemyError:
         session.rollback()
         log.exception("sale not stored", extra={"sale_id": sale["sale_id"], "terminal": sale["terminal"]})

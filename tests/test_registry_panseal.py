@@ -61,7 +61,7 @@ def test_wrong_pin_with_a_sealed_number_still_counts(env: Env) -> None:
 
 
 def _unsealable(env: Env, req: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="registry.service")
+    caplog.set_level(logging.INFO, logger="registry.fleet.authorize")
     answer = send(env, req)
     assert (answer.approved, answer.reason and answer.reason.value, answer.card_masked) == (
         False, "do_not_honour", None)

@@ -61,6 +61,7 @@ from registry.models import (
     Base,
     Card,
     Device,
+    Movement,
     Nozzle,
     Product,
     Station,
@@ -258,18 +259,16 @@ def test_other_constraint_failures_are_raised_not_acknowledged(env: Env) -> None
     assert env.count(Transaction, Transaction.sale_id == broken["sale_id"]) == 0
 
 
-def test_concurrent_duplicate_sale_is_stored_once(env: Env) -> None:
-    """Eight sessions record one sale_id at once; all pass the duplicate check before any inserts."""
-    template, _ = env.sale(env.auth(ACME)["auth_id"])
-    auth_id = env.auth(ACME)["auth_id"]                   # open: every thread also completes it
-    doc = {**template, "sale_id": str(uuid.uuid4()), "auth_id": auth_id}
+def _record_at_once(env: Env, doc: dict[str, Any], *, flush_together: bool) -> list[dict[str, Any]]:
+    """record_sale of one document from THREADS sessions at once; flush_together: every session has seen
+    no row before any inserts (the unique constraint alone decides)."""
     sessions = sessionmaker(env.engine, expire_on_commit=False)
     start = threading.Barrier(THREADS, timeout=30)
     flush = threading.Barrier(THREADS, timeout=30)
-
-    @event.listens_for(sessions, "before_flush")
-    def _all_checked(session: Session, context: Any, instances: Any) -> None:
-        flush.wait()            # every thread has seen no row: the unique constraint alone decides
+    if flush_together:
+        @event.listens_for(sessions, "before_flush")
+        def _all_checked(session: Session, context: Any, instances: Any) -> None:
+            flush.wait()
 
     acks: list[dict[str, Any]] = []
     errors: list[BaseException] = []
@@ -290,8 +289,28 @@ def test_concurrent_duplicate_sale_is_stored_once(env: Env) -> None:
     assert not any(t.is_alive() for t in threads)
     assert errors == []
     assert not flush.broken
+    return acks
+
+
+def test_concurrent_duplicate_sale_is_stored_once(env: Env) -> None:
+    """Eight sessions record one bank sale_id at once; all pass the duplicate check before any inserts."""
+    template, _ = env.sale(None, kind="bank")
+    doc = {**template, "sale_id": str(uuid.uuid4())}
+    acks = _record_at_once(env, doc, flush_together=True)
     assert sorted(a["status"] for a in acks) == ["duplicate"] * (THREADS - 1) + ["stored"]
     assert env.count(Transaction, Transaction.sale_id == doc["sale_id"]) == 1
+
+
+def test_concurrent_fleet_sale_is_stored_and_debited_once(env: Env) -> None:
+    """Eight sessions record one fleet sale at once: the account's lock lets one settle it, the others find
+    it stored; one sale, one debit, its authorization completed."""
+    template, _ = env.sale(env.auth(ACME)["auth_id"])
+    auth_id = env.auth(ACME)["auth_id"]
+    doc = {**template, "sale_id": str(uuid.uuid4()), "auth_id": auth_id}
+    acks = _record_at_once(env, doc, flush_together=False)
+    assert sorted(a["status"] for a in acks) == ["duplicate"] * (THREADS - 1) + ["stored"]
+    assert env.count(Transaction, Transaction.sale_id == doc["sale_id"]) == 1
+    assert env.count(Movement, Movement.sale_id == doc["sale_id"]) == 1
     with env.sessions() as s:
         auth = s.get(Authorization, auth_id)
         assert auth is not None and auth.status == "completed"

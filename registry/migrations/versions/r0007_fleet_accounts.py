@@ -6,8 +6,8 @@ Revision ID: r0007
 Revises: r0006
 What was there keeps its meaning: a card belongs to its wallet's account; a wallet's monthly litre limit
 becomes a monthly volume limit on its account (the sum when an account had several wallets); each wallet is
-a post-paid volume wallet with a credit line as large as that limit, so it spends what the limit lets
-through; an open authorization holds its litres on its wallet; past sales count in the usage of their
+a post-paid volume wallet without a credit ceiling to speak of (10^12 cl), so the limit alone bounds it, as
+before; a card keeps its wallet and spends only from it; an open authorization holds its litres on its wallet; past sales count in the usage of their
 account's periods (UTC, the time zone accounts start with).
 """
 
@@ -190,7 +190,7 @@ def _data() -> None:
     for wallet, account, limit in wallets:
         monthly[account] = monthly.get(account, 0) + int(limit or 0)
         conn.execute(sa.text("UPDATE wallets SET mode = 'postpaid', unit = 'volume', credit_limit = :c "
-                             "WHERE id = :w"), {"c": int(limit or 0), "w": wallet})
+                             "WHERE id = :w"), {"c": 10**12, "w": wallet})
     for account, limit in monthly.items():
         conn.execute(sa.text("INSERT INTO limits (scope, scope_id, period, unit, maximum) "
                              "VALUES ('account', :a, 'month', 'volume', :m)"), {"a": account, "m": limit})

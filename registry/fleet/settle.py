@@ -1,0 +1,159 @@
+"""Settle a fleet sale as it is stored: debit the wallet that pays its product, count it in the usage of
+every period, end its authorization's holds. Runs in the transaction that stores the sale, under the
+account's lock; the movement's key (sale:<sale_id>) and the sale's own unique id make it happen once.
+
+An online sale is paid by the wallet its authorization chose for the product. An offline one (flag
+"offline", no authorization, its card number sealed to the sale) by the first wallet that may pay for it,
+or, when none has enough, by the first that allows the product (or the first wallet): the fuel was taken,
+so it is booked even when it overdraws, flagged "overdrawn" and raised as an alarm, never lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contracts.errors import ConfigError
+from contracts.messages import parse_timestamp
+from contracts.panseal import PanSealError, derive_pan_key, unseal_pan
+from registry.fleet import ledger, rules, usage
+from registry.keys import RegistryKeys
+from registry.models import (
+    Account,
+    AuthAllowance,
+    Authorization,
+    Card,
+    Device,
+    Product,
+    StationGroupMember,
+    Wallet,
+)
+
+__all__ = ["OFFLINE", "Settled", "is_offline", "settle_offline", "settle_online"]
+
+log = logging.getLogger(__name__)
+
+OFFLINE = "offline"       # the flag of a sale the terminal made while the registry was away
+
+
+@dataclass
+class Settled:
+    """What settling found: the sale's account and prompts, its card and wallet, flags to add to it, and
+    problems that make it held (then nothing is debited)."""
+    account_id: int | None = None
+    card_id: int | None = None
+    wallet_id: int | None = None
+    vehicle_id: int | None = None
+    driver_id: int | None = None
+    odometer_km: int | None = None
+    flags: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def is_offline(sale: dict[str, Any]) -> bool:
+    return bool(sale["auth_id"] is None and OFFLINE in sale["flags"] and "card_sealed" in sale)
+
+
+def _nothing(sale: dict[str, Any]) -> bool:
+    return bool(sale["volume_cl"] == 0 and sale["amount_cents"] == 0)
+
+
+def settle_online(s: Session, sale: dict[str, Any], auth: Authorization, *, held: bool,
+                  now: dt.datetime) -> Settled:
+    """A sale on a registry authorization. held: the sale failed a check and is not counted."""
+    done = Settled(account_id=auth.account_id, card_id=auth.card_id, vehicle_id=auth.vehicle_id,
+                   driver_id=auth.driver_id, odometer_km=auth.odometer_km)
+    if auth.account_id is None:                  # an authorization from before fleet accounts (r0007)
+        ledger.release(s, auth.id)
+        return done
+    account = ledger.lock_account(s, auth.account_id)
+    ledger.release(s, auth.id)                   # held or not, the sale used it: its holds end
+    if held or _nothing(sale):
+        return done
+    allowance = s.get(AuthAllowance, (auth.id, sale["product"])) if sale["product"] else None
+    if allowance is None:
+        done.problems.append("product_not_authorized")    # the pump offered only what was allowed
+        return done
+    wallet = s.get(Wallet, allowance.wallet_id)
+    if wallet is None:
+        done.problems.append("wallet_gone")
+        return done
+    _debit(s, sale, account, wallet, done, now)
+    return done
+
+
+def settle_offline(s: Session, keys: RegistryKeys | None, sale: dict[str, Any], device: Device | None,
+                   now: dt.datetime) -> Settled:
+    """A sale the terminal made offline: find its card from the sealed number, debit its account."""
+    done = Settled()
+    card = _card(s, keys, sale, device)
+    if card is None or card.account_id is None:
+        done.problems.append("unknown_card")
+        return done
+    done.card_id, done.account_id = card.id, card.account_id
+    done.vehicle_id, done.driver_id = card.vehicle_id, card.driver_id
+    account = ledger.lock_account(s, card.account_id)
+    if card.status != "active":
+        done.flags.append(f"card_{card.status}")          # refused online, sold offline: reported
+    if _nothing(sale):
+        return done
+    wallet = _offline_wallet(s, account, sale, now)
+    if wallet is None:
+        done.problems.append("no_wallet")
+        return done
+    _debit(s, sale, account, wallet, done, now)
+    return done
+
+
+def _card(s: Session, keys: RegistryKeys | None, sale: dict[str, Any], device: Device | None) -> Card | None:
+    if keys is None or device is None:
+        return None
+    try:
+        number = unseal_pan(derive_pan_key(keys.device_key(device.pin_key_hex)), sale["card_sealed"],
+                            request_id=sale["sale_id"], terminal=sale["terminal"], station=sale["station"])
+    except (PanSealError, ConfigError):
+        return None
+    return s.scalar(select(Card).where(Card.token == keys.token(number)))
+
+
+def _offline_wallet(s: Session, account: Account, sale: dict[str, Any], now: dt.datetime) -> Wallet | None:
+    wallets = {w.id: w for w in s.scalars(select(Wallet).where(Wallet.account_id == account.id))}
+    product = sale["product"] or ""
+    code3 = s.scalar(select(Product.code3).where(Product.code == product))
+    groups = tuple(s.scalars(select(StationGroupMember.group)
+                             .where(StationGroupMember.station_id == sale["station"])))
+    today = rules.local_time(now, account.timezone).date()
+    views = [rules.WalletView(w.id, w.unit, ledger.available(s, w, now), w.allowed_products, w.stations,
+                              w.expires_on, w.priority, w.status) for w in wallets.values()]
+    needed = {w.id: sale["volume_cl"] if w.unit == "volume" else sale["amount_cents"]
+              for w in wallets.values()}
+    enough = [v for v in views if v.available >= needed[v.id]]
+    paying = rules.paying_wallet(enough, product=product, code3=code3, station=sale["station"], groups=groups,
+                                 today=today)
+    if paying is None:     # none has enough: the first that allows the product, else the first wallet
+        ordered = sorted(views, key=lambda v: (v.priority, v.id))
+        allowing = [v for v in ordered if v.status == "active"
+                    and rules.product_allowed(v.products, product, code3)]
+        choice = allowing or ordered
+        paying = choice[0] if choice else None
+    return wallets[paying.id] if paying is not None else None
+
+
+def _debit(s: Session, sale: dict[str, Any], account: Account, wallet: Wallet, done: Settled,
+           now: dt.datetime) -> None:
+    amount = sale["volume_cl"] if wallet.unit == "volume" else sale["amount_cents"]
+    ledger.post(s, wallet, "sale", -amount, key=f"sale:{sale['sale_id']}", at=now, sale_id=sale["sale_id"],
+                auth_id=sale["auth_id"], actor="registry", reason=sale["kind"])
+    done.wallet_id = wallet.id
+    usage.record(s, account_id=account.id, card_id=done.card_id, tz=account.timezone,
+                 at_utc=parse_timestamp(sale["finished_at"]), amount_cents=sale["amount_cents"],
+                 volume_cl=sale["volume_cl"])
+    if wallet.balance + ledger.credit(wallet) < 0:
+        done.flags.append("overdrawn")
+        log.warning("fleet sale overdraws its wallet", extra={"alarm": "fleet_overdraw", "wallet": wallet.id,
+                                                             "sale_id": sale["sale_id"]})
