@@ -7,8 +7,8 @@ Revises: r0006
 What was there keeps its meaning: a card belongs to its wallet's account; a wallet's monthly litre limit
 becomes a monthly volume limit on its account (the sum when an account had several wallets); each wallet is
 a post-paid volume wallet without a credit ceiling to speak of (10^12 cl), so the limit alone bounds it, as
-before; a card keeps its wallet and spends only from it; an open authorization holds its litres on its wallet; past sales count in the usage of their
-account's periods (UTC, the time zone accounts start with).
+before; a card keeps its wallet and spends only from it; an open authorization holds its litres on its
+wallet; past sales count in the usage of their account's periods (UTC, the time zone accounts start with).
 """
 
 from __future__ import annotations
