@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 
 from contracts.errors import ConfigError
 from contracts.signing import digest, key_id, public_b64, sign_envelope
-from registry.keys import _read_private, _write_private
+from registry.fleet.stoplist import offline_limits, stop_list_for
+from registry.keys import RegistryKeys, _read_private, _write_private
 from registry.models import ConfigRelease, Device, Nozzle, Product, Station
 
 __all__ = ["KEY_FILE", "REPUBLISH_EVERY", "ConfigIssuer", "build_body", "config_keys",
@@ -66,9 +67,11 @@ def config_keys(state_dir: Path) -> dict[str, str]:
     return {key_id(public): public_b64(public)}
 
 
-def build_body(s: Session, device: Device) -> dict[str, Any]:
-    """The configuration body for one device from the database: its station, nozzles and products.
-    What has no table yet (stop-list, offline limits, programme rules, attendants) is empty."""
+def build_body(s: Session, device: Device, keys: RegistryKeys | None = None,
+               now: dt.datetime | None = None) -> dict[str, Any]:
+    """The configuration body for one device from the database: its station, nozzles and products, its
+    stop-list (given the registry's keys) and the offline limits of fleet card classes. What has no table yet
+    (programme rules, attendants) is empty."""
     station = s.get(Station, device.station_id)
     nozzles = s.scalars(select(Nozzle).where(Nozzle.station_id == device.station_id)
                         .order_by(Nozzle.pump, Nozzle.nozzle)).all()
@@ -85,7 +88,9 @@ def build_body(s: Session, device: Device) -> dict[str, Any]:
                    for n in nozzles],
         "products": [{"code": code, "name": names.get(code, code)} for code in used],
         "pumps": [{"pump": pump, "nozzles": noz} for pump, noz in sorted(pumps.items())],
-        "stop_list": [], "offline_limits": {}, "programs": [], "attendants": [], "registry_bundle_key": "",
+        "stop_list": stop_list_for(s, keys, device, now or dt.datetime.now(dt.UTC).replace(tzinfo=None))
+        if keys is not None else [],
+        "offline_limits": offline_limits(s), "programs": [], "attendants": [], "registry_bundle_key": "",
     }
 
 
@@ -96,6 +101,7 @@ class ConfigIssuer:
     state_dir: Path
     validity: dt.timedelta = VALIDITY
     renew_within: dt.timedelta = RENEW_WITHIN
+    keys: RegistryKeys | None = None        # the registry's: stop-lists are made with them
 
     def __post_init__(self) -> None:
         self._key = load_or_create_signing_key(self.state_dir)
@@ -112,7 +118,8 @@ class ConfigIssuer:
         version fails on the (device, version) unique constraint)."""
         from registry.usbimport import bundle_public_key  # usbimport imports this module
 
-        body = build_body(s, device) | {"registry_bundle_key": bundle_public_key(self.state_dir)}
+        body = build_body(s, device, self.keys, now)
+        body["registry_bundle_key"] = bundle_public_key(self.state_dir)
         body_digest = digest(body)
         last = s.scalars(select(ConfigRelease).where(ConfigRelease.device_id == device.id)
                          .order_by(ConfigRelease.version.desc()).limit(1)).first()

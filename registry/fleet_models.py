@@ -13,8 +13,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.modelbase import Base
 
-__all__ = ["Account", "AuditEntry", "Card", "Customer", "Driver", "Limit", "Movement", "TimeWindow", "Usage",
-           "Vehicle", "Wallet"]
+__all__ = ["Account", "AuditEntry", "Card", "Customer", "Driver", "Limit", "Movement", "OfflineLimit",
+           "TimeWindow", "Usage", "Vehicle", "Wallet"]
 
 
 class Customer(Base):
@@ -178,3 +178,13 @@ class AuditEntry(Base):
     subject: Mapped[str] = mapped_column(String(64))       # e.g. card:12, wallet:3
     reason: Mapped[str] = mapped_column(String(200))
     detail: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class OfflineLimit(Base):
+    """What one sale of a card class may reach while the registry is away (the signed configuration's
+    offline_limits): fleet (chip), fleet_stripe, fleet_tag."""
+
+    __tablename__ = "offline_limits"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    volume_cl: Mapped[int] = mapped_column(BigInteger)

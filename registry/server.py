@@ -11,7 +11,9 @@ import datetime as dt
 import logging
 import re
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 from paho.mqtt.properties import Properties
 from sqlalchemy import select
@@ -28,6 +30,7 @@ from registry.clientnames import client_names
 from registry.configs import REPUBLISH_EVERY, ConfigIssuer
 from registry.db import open_database
 from registry.enroll import enrollment_part
+from registry.fleet import stoplist
 from registry.fleetops import FleetOps
 from registry.ingest import SALE_BATCH, AuthFirst, SaleIngest, sale_id_of
 from registry.keys import RegistryKeys, load_or_create_keys, seal_device_keys
@@ -39,6 +42,10 @@ from registry.service import authorize
 __all__ = ["SALE_BATCH", "Registry", "utcnow"]
 
 log = logging.getLogger(__name__)
+
+# how often the registry looks whether the stop-list or an offline limit changed (seconds): a card reported
+# lost reaches every online terminal's stop-list within this, plus a configuration's publish
+STOP_LIST_POLL = 30.0
 
 _WORKER = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _sale_id = sale_id_of          # fuzz/targets_local.py reads it from here
@@ -59,7 +66,7 @@ class Registry:
         self.engine, self.sessions = open_database(db_url)
         self.ingest_only = ingest_only
         self.keys: RegistryKeys = load_or_create_keys(state_dir / "registry-keys.json", kek)
-        self.config_issuer = ConfigIssuer(state_dir)
+        self.config_issuer = ConfigIssuer(state_dir, keys=self.keys)
         if seed is not None and not ingest_only:
             with self.sessions() as s:
                 apply_seed(s, self.keys, load_seed(seed), utcnow())
@@ -118,11 +125,23 @@ class Registry:
             self._configs_due.set()
 
     def _publish_configs_when_due(self) -> None:
-        # on each reconnect, and every REPUBLISH_EVERY so that releases are renewed before they expire
+        # on each reconnect, every REPUBLISH_EVERY so that releases are renewed before they expire, and when
+        # the stop-list or an offline limit changed (an operator's command in another process)
+        last, signature = time.monotonic(), None
+        now_signature: tuple[Any, ...] | None
         while not self._stopping.is_set():
-            self._configs_due.wait(REPUBLISH_EVERY.total_seconds())
+            self._configs_due.wait(STOP_LIST_POLL)
             if self._stopping.is_set():
                 break
+            try:
+                with self.sessions() as s:
+                    now_signature = stoplist.signature(s)
+            except SQLAlchemyError:
+                now_signature = signature
+            due_at = last + REPUBLISH_EVERY.total_seconds()
+            if not self._configs_due.is_set() and now_signature == signature and time.monotonic() < due_at:
+                continue
+            signature, last = now_signature, time.monotonic()
             self._configs_due.clear()
             try:
                 self.publish_configs()

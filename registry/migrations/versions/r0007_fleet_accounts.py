@@ -1,6 +1,7 @@
 """Fleet accounts: customers, accounts with prompts and a time zone, vehicles and drivers, wallets in money
 or volume with a balance kept by an append-only ledger, limits and time windows on a card or an account,
-usage per period, holds per wallet, per-product allowances of an authorization, and an audit of operators.
+offline limits per card class, usage per period, holds per wallet, per-product allowances of an
+authorization, and an audit of operators.
 
 Revision ID: r0007
 Revises: r0006
@@ -154,6 +155,11 @@ def _tables() -> None:
         sa.Column("subject", sa.String(64), nullable=False),
         sa.Column("reason", sa.String(200), nullable=False),
         sa.Column("detail", sa.Text, nullable=False))
+    op.create_table(
+        "offline_limits",
+        sa.Column("name", sa.String(32), primary_key=True),
+        sa.Column("amount_cents", _BIG, nullable=False),
+        sa.Column("volume_cl", _BIG, nullable=False))
     op.create_table(
         "auth_allowances",
         sa.Column("auth_id", sa.String(36), sa.ForeignKey("authorizations.id"), primary_key=True),
