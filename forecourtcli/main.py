@@ -109,6 +109,17 @@ def _level(text: str) -> str:
     return text.upper()
 
 
+def _seconds(text: str) -> float:
+    """A positive number of seconds, at most a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.1 <= value <= 86400:
+        raise argparse.ArgumentTypeError("seconds must be a number from 0.1 to 86400")
+    return value
+
+
 def cmd_registry(args: argparse.Namespace) -> int:
     from firmware.logs import setup_logging
     from registry.db import database_url
@@ -121,7 +132,8 @@ def cmd_registry(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, name="registry")
     state = _directory(args.state_dir, "--state-dir")
     reg = Registry(args.db, state, host, port, seed, _path(args.kek, "--kek") if args.kek else None,
-                   tls=tls, ingest_only=args.ingest_only, worker=args.worker)
+                   tls=tls, ingest_only=args.ingest_only, worker=args.worker,
+                   stop_list_poll=args.stop_list_poll)
     reg.run(_stop_on_signals())
     return EXIT_OK
 
@@ -249,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only store sales, sharing them with the other registry processes (docs/scaling.md)")
     r.add_argument("--worker", default="", help="this process's name, unique among the registry processes "
                    "(its MQTT client id forecourt-registry-NAME); required with --ingest-only")
+    r.add_argument("--stop-list-poll", type=_seconds, default=30.0, metavar="SECONDS",
+                   help="how often to look for a changed stop-list or offline limit and publish the "
+                   "configurations again (default 30)")
     r.set_defaults(func=cmd_registry)
 
     b = sub.add_parser("broker-config", help="write a Mosquitto config for the registry", epilog=EPILOG)

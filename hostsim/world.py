@@ -174,7 +174,7 @@ class Simulator:
         install_bdk(reg, BDK)          # the X9.24-3 test BDK: the registry injects DUKPT keys at enrollment
         self.registry = Process("registry", forecourt_command(
             "registry", "--db", self.registry_url, "--mqtt", f"127.0.0.1:{self.broker_port}",
-            "--state-dir", str(reg), "--seed", str(self.seed_path),
+            "--state-dir", str(reg), "--seed", str(self.seed_path), "--stop-list-poll", "1",
             "--tls-dir", str(self.authority.directory)), self.state / "registry.log", child_env())
 
     def start_terminal(self) -> None:

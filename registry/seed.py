@@ -28,6 +28,7 @@ from registry.models import (
     Driver,
     Limit,
     Nozzle,
+    OfflineLimit,
     Product,
     Station,
     StationGroupMember,
@@ -164,6 +165,10 @@ def _rules(session: Session, seed: dict[str, Any]) -> None:
                                               unit=lim["unit"]).first():
             session.add(Limit(scope=lim["scope"], scope_id=lim["id"], period=lim["period"], unit=lim["unit"],
                               maximum=lim["maximum"]))
+    for o in seed.get("offline_limits", []):
+        if session.get(OfflineLimit, o["name"]) is None:
+            session.add(OfflineLimit(name=o["name"], amount_cents=o["amount_cents"],
+                                     volume_cl=o["volume_cl"]))
     for w in seed.get("windows", []):
         if not session.query(TimeWindow).filter_by(scope=w["scope"], scope_id=w["id"]).first():
             session.add(TimeWindow(scope=w["scope"], scope_id=w["id"], weekdays=w["weekdays"],

@@ -58,13 +58,14 @@ def utcnow() -> dt.datetime:
 class Registry:
     def __init__(self, db_url: str, state_dir: Path, mqtt_host: str, mqtt_port: int,
                  seed: Path | None = None, kek: Path | None = None, *, ingest_only: bool = False,
-                 worker: str = "", tls: TlsFiles | None = None) -> None:
+                 worker: str = "", tls: TlsFiles | None = None,
+                 stop_list_poll: float = STOP_LIST_POLL) -> None:
         if worker and not _WORKER.fullmatch(worker) or ingest_only and not worker:
             # two processes with one client id would take each other's session over, endlessly
             raise ConfigError("--worker must name this process (1-32 of A-Z a-z 0-9 _ . -); --ingest-only "
                               "needs one", key="--worker")
         self.engine, self.sessions = open_database(db_url)
-        self.ingest_only = ingest_only
+        self.ingest_only, self.stop_list_poll = ingest_only, stop_list_poll
         self.keys: RegistryKeys = load_or_create_keys(state_dir / "registry-keys.json", kek)
         self.config_issuer = ConfigIssuer(state_dir, keys=self.keys)
         if seed is not None and not ingest_only:
@@ -130,7 +131,7 @@ class Registry:
         last, signature = time.monotonic(), None
         now_signature: tuple[Any, ...] | None
         while not self._stopping.is_set():
-            self._configs_due.wait(STOP_LIST_POLL)
+            self._configs_due.wait(self.stop_list_poll)
             if self._stopping.is_set():
                 break
             try:
