@@ -23,6 +23,7 @@ __all__ = [
     "AccessibilitySection",
     "BankSection",
     "DevicesSection",
+    "FleetSection",
     "MqttSection",
     "TerminalConfig",
     "TerminalSection",
@@ -116,6 +117,13 @@ class BankSection:
 
 
 @dataclass(frozen=True)
+class FleetSection:
+    """The network's own fleet cards: a swiped number with one of these prefixes (issuer identification
+    numbers, ISO/IEC 7812-1; 7 is the petroleum industry's major industry identifier) is a fleet card."""
+    iins: tuple[str, ...] = ("707700",)
+
+
+@dataclass(frozen=True)
 class AccessibilitySection:
     """docs/accessibility.md: what the CLEAR key adds to a timed prompt."""
 
@@ -130,6 +138,7 @@ class TerminalConfig:
     timeouts: TimeoutsSection = field(default_factory=TimeoutsSection)
     bank: BankSection = field(default_factory=BankSection)
     accessibility: AccessibilitySection = field(default_factory=AccessibilitySection)
+    fleet: FleetSection = field(default_factory=FleetSection)
     source: str = ""
 
     @property
@@ -219,6 +228,8 @@ def _check_values(cfg: TerminalConfig) -> None:
         raise ConfigError("devices.pump_decimals must be three places 0..4: volume, amount, price",
                           key="devices.pump_decimals")
     _check_network(cfg)
+    if not all(re.fullmatch(r"[0-9]{1,11}", iin) for iin in cfg.fleet.iins):
+        raise ConfigError("fleet.iins must list card number prefixes of 1..11 digits", key="fleet.iins")
     bank = cfg.bank
     if not 0 < bank.preauth_cents < 10**8:
         raise ConfigError("bank.preauth_cents must be positive", key="bank.preauth_cents")
@@ -257,7 +268,8 @@ def _section(name: str, cls: type, raw: Any, defaults: dict[str, str] | None = N
 
 
 _SECTIONS = {"terminal": TerminalSection, "mqtt": MqttSection, "devices": DevicesSection,
-             "timeouts": TimeoutsSection, "bank": BankSection, "accessibility": AccessibilitySection}
+             "timeouts": TimeoutsSection, "bank": BankSection, "accessibility": AccessibilitySection,
+             "fleet": FleetSection}
 
 
 def load_config(path: str | os.PathLike[str], *, profile: str | None = None) -> TerminalConfig:

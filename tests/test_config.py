@@ -507,3 +507,16 @@ def test_acquirer_id_must_be_1_to_11_digits(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError, match=r"field 32, n\.\.11") as info:
         load_config(write(tmp_path, MINIMAL + f'[bank]\nacquirer_id = "{value}"\n'))
     assert info.value.context["key"] == "bank.acquirer_id"
+
+
+def test_fleet_iins_default_to_the_test_cards_and_are_read(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL)).fleet.iins == ("707700",)
+    cfg = load_config(write(tmp_path, MINIMAL + '[fleet]\niins = ["707700", "70088"]\n'))
+    assert cfg.fleet.iins == ("707700", "70088")
+
+
+@pytest.mark.parametrize("value", ['[""]', '["7077A"]', '["123456789012"]', '["١٢٣"]'])
+def test_fleet_iins_must_be_digit_prefixes(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="fleet.iins") as info:
+        load_config(write(tmp_path, MINIMAL + f"[fleet]\niins = {value}\n"))
+    assert info.value.context["key"] == "fleet.iins"

@@ -79,7 +79,9 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     printer = open_device("printer", dev.printer)
     dukpt = load_dukpt(state / cfg.bank.dukpt, journal) if cfg.bank.acquirer else None
     pinpad = PinPad(panel, pin_key, dukpt, more_time=cfg.accessibility.more_time)
-    stripes = open_device("magstripe", cfg.bank.magstripe or "none://") if cfg.bank.acquirer else None
+    # a stripe head serves bank cards and the network's fleet stripe cards alike
+    stripes = (open_device("magstripe", cfg.bank.magstripe or "none://")
+               if cfg.bank.acquirer or cfg.bank.magstripe else None)
     port = PanelCardholder(panel, pinpad, stripes, timeout=cfg.timeouts.pin_entry, home=cfg.terminal.language,
                            more_time=cfg.accessibility.more_time)
     deps = ProgramDeps(

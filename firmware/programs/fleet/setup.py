@@ -9,4 +9,4 @@ __all__ = ["build"]
 
 
 def build(deps: ProgramDeps) -> FleetProgram:
-    return FleetProgram(deps.registry)
+    return FleetProgram(deps.registry, iins=deps.config.fleet.iins)
