@@ -199,7 +199,13 @@ class HostLink:
         return seal_pan(self._pan_key, number, request_id=sale_id, terminal=self.terminal,
                         station=self.station_id)
 
-    def _queue_release(self, request_id: str, pump: int, card_masked: str) -> None:
+    def release(self, request_id: str, pump: int, card_masked: str) -> None:
+        """An approved authorization the sale will not use (the driver cancelled): its hold is closed by
+        a sale of nothing, as for an unanswered one."""
+        self._queue_release(request_id, pump, card_masked, flag="cancelled_after_approval")
+
+    def _queue_release(self, request_id: str, pump: int, card_masked: str, *,
+                       flag: str = "unanswered_authorization") -> None:
         """A sale of nothing on the request's authorization, sent like a sale until acknowledged: it
         closes a hold the registry granted (or, never granted, is stored as nothing and bars the id)."""
         sale_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"forecourt-release:{request_id}"))
@@ -207,7 +213,7 @@ class HostLink:
                "station": self.station_id, "pump": pump, "nozzle": 0, "product": None, "volume_cl": 0,
                "amount_cents": 0, "price_milli": 0, "card_masked": card_masked,
                "finished_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "recovered": False,
-               "flags": ["unanswered_authorization"]}
+               "flags": [flag]}
         self.journal.put(RELEASE + sale_id, json.dumps(doc))
         log.warning("authorization unanswered; its hold is released by a sale of nothing",
                     extra={"request_id": request_id, "sale_id": sale_id})

@@ -28,7 +28,7 @@ from firmware.sale.record import Preset
 from firmware.sale.runner import SaleRunner
 from firmware.sale.world import SaleTimeouts, SaleWorld
 from firmware.station import Station
-from tests.sale_fakes import FakeClock, FakePumps, ListPrinter, ScriptedCardholder, station
+from tests.sale_fakes import CANCEL, FakeClock, FakePumps, ListPrinter, ScriptedCardholder, station
 from tests.test_sale_machine import FLEET_PAN, FleetChip
 
 PIN_KEY = bytes(range(16))
@@ -59,6 +59,10 @@ class TestRegistry:
         self.answers, self.online = list(answers), online
         self.station = config or station()
         self.requests: list[dict[str, Any]] = []
+        self.released: list[tuple[str, int, str]] = []
+
+    def release(self, request_id: str, pump: int, card_masked: str) -> None:
+        self.released.append((request_id, pump, card_masked))
 
     def authorize(self, *, pan: str, expiry: str, pin_block: bytes, pump: int, request_id: str | None = None,
                   medium: str = "chip", prompts: Mapping[str, str] | None = None) -> AuthAnswer:
@@ -235,6 +239,15 @@ def test_differing_allowances_let_the_driver_pick_the_product_and_preset_its_all
     assert env.pumps.authorized == [(1, (2,), 2500, None)]          # only Super 95, its 25 L
     rec = env.journal.get(sale_id)
     assert rec.preset == Preset.volume(2500) and rec.volume_cl == 2500 and rec.product == "petrol95"
+
+
+def test_a_driver_who_cancels_the_product_choice_releases_the_hold_at_once(make: Any) -> None:
+    registry = TestRegistry(approved(allowances=(DIESEL_40, SUPER_25)))
+    env = make(registry, script={"pin": [PIN], "product": [CANCEL]}, events=())
+    rec = env.journal.get(env.serve(ChipCard(FleetChip(), b"\x3b")))
+    assert env.pumps.authorized == [] and not rec.volume_cl
+    request_id = registry.requests[0]["request_id"]
+    assert registry.released == [(request_id, 1, "707700******0019")]
 
 
 def test_lifting_a_nozzle_not_offered_gives_nothing(make: Any) -> None:

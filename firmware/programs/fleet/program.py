@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from contracts.errors import CardNotAccepted, HostUnavailable
+from contracts.errors import CardNotAccepted, HostUnavailable, SaleCancelled
 from contracts.messages import AuthAnswer
 from contracts.reasons import DeclineReason
 from contracts.receipt import ReceiptLine
@@ -68,6 +68,7 @@ class Registry(Protocol):
                   medium: str = "chip", prompts: Mapping[str, str] | None = None) -> AuthAnswer: ...
     def stop_entry(self, number: str) -> str: ...
     def seal_for_sale(self, number: str, sale_id: str) -> str: ...
+    def release(self, request_id: str, pump: int, card_masked: str) -> None: ...
 
 
 class FleetProgram:
@@ -132,8 +133,13 @@ class FleetProgram:
             tries = {} if answer.pin_tries_left is None else {"pin_tries_left": answer.pin_tries_left}
             return Decline(answer.reason or DeclineReason.DO_NOT_HONOUR, data=tries)
         # registry_auth: the sale settles against this authorization when it syncs
-        return registry_grant(answer, steps, pump, {REQUEST: request_id, "registry_auth": answer.auth_id,
-                                                    "medium": card.medium})
+        try:
+            return registry_grant(answer, steps, pump, {REQUEST: request_id, "registry_auth": answer.auth_id,
+                                                        "medium": card.medium})
+        except SaleCancelled:
+            # the driver gave up at the product choice: the registry's hold ends now, not when it lapses
+            self.registry.release(request_id, pump, card.masked)
+            raise
 
     def _ask(self, card: FleetCard, pump: int, pin_block: bytes, request_id: str,
              answers: Mapping[str, str]) -> AuthAnswer | Decline:
