@@ -8,9 +8,12 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pg_env
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -406,3 +409,137 @@ def test_a_key_booked_meanwhile_fails_at_the_second_insert_and_a_retry_finds_it(
     with any_sm() as s:
         assert [m.id for m in movements(s, wid)] == [booked.id]
         assert wallet(s, wid).balance == 900 and ledger.check(s) == []
+
+
+# --- any sequence of ledger steps (hypothesis) -----------------------------------------------------------
+
+WALLETS = ({**PREPAID, "expires_on": dt.date(2026, 12, 2)}, PREPAID, POSTPAID, LITRES)
+MONEY = st.integers(1, 6_000)
+STEPS = st.one_of(
+    st.tuples(st.just("topup"), st.integers(0, 3), MONEY),
+    st.tuples(st.just("correct"), st.integers(0, 3), st.integers(-6_000, 6_000).filter(bool)),
+    st.tuples(st.just("transfer"), st.integers(0, 3), st.integers(0, 3), MONEY),
+    st.tuples(st.just("hold"), st.integers(0, 3), MONEY),
+    st.tuples(st.just("settle"), st.integers(0, 99), st.integers(0, 100)),
+    st.tuples(st.just("release"), st.integers(0, 99)),
+    st.tuples(st.just("advance"), st.integers(1, 48 * 60)),
+    st.tuples(st.just("expire"), st.integers(0, 3)),
+    st.tuples(st.just("reverse"), st.integers(0, 999)),
+    st.tuples(st.just("replay"), st.integers(0, 999)),
+)
+Step = tuple[Any, ...]
+
+
+@pytest.fixture(scope="module")
+def shared_sm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sessionmaker[Session]]:
+    engine, made = open_database(f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'registry.db'}")
+    yield made
+    engine.dispose()
+
+
+class Run:
+    """One sequence on a fresh account of a shared database: applies steps, remembers what it booked."""
+
+    def __init__(self, sm: sessionmaker[Session]) -> None:
+        self.sm = sm
+        self.account, self.wallets = make_account(sm, *WALLETS, tz="Europe/Berlin")
+        self.card = make_card(sm, self.account)
+        self.prefix = uuid.uuid4().hex[:8]
+        self.now = NOW
+        self.n = 0
+        self.holds: list[tuple[str, int, int, dt.datetime]] = []     # auth, wallet, amount, expires
+        self.keys: list[str] = []                                    # movements booked
+        self.done: list[Step] = []                                   # steps that booked, to replay
+
+    def key(self) -> str:
+        self.n += 1
+        return f"{self.prefix}:{self.n}"
+
+    def apply(self, s: Session, step: Step) -> Step | None:
+        """Run one step; the step with its keys fixed (to replay it), or None when it booked nothing.
+        A replayed step carries its key (or authorization) as its last item."""
+        name, *args = step
+        w = [wallet(s, wid) for wid in self.wallets]
+        at, booked = self.now, self.keys
+        if name == "advance":
+            self.now += dt.timedelta(minutes=args[0])
+        elif name == "topup":
+            key = args[2] if len(args) > 2 else self.key()
+            booked.append(ledger.topup(s, w[args[0]], args[1], key=key, at=at, actor="ops").key)
+            return ("topup", args[0], args[1], key)
+        elif name == "correct":
+            key = args[2] if len(args) > 2 else self.key()
+            booked.append(ledger.correct(s, w[args[0]], args[1], key=key, at=at, actor="ops", reason="r").key)
+            return ("correct", args[0], args[1], key)
+        elif name == "transfer":
+            key = args[3] if len(args) > 3 else self.key()
+            pair = ledger.transfer(s, w[args[0]], w[args[1]], args[2], key=key, at=at, actor="ops")
+            booked.extend(m.key for m in pair)
+            return ("transfer", args[0], args[1], args[2], key)
+        elif name == "hold":
+            wid = self.wallets[args[0]]
+            if len(args) > 2:
+                ledger.hold(s, args[2], wid, args[1], at + TTL, now=at)
+                return None
+            auth = make_authorization(s, self.card, self.account, at=at)
+            ledger.hold(s, auth, wid, args[1], at + TTL, now=at)
+            self.holds.append((auth, wid, args[1], at + TTL))
+            return ("hold", args[0], args[1], auth)
+        elif name == "settle" and self.holds:
+            auth, wid, held, expires = self.holds.pop(args[0] % len(self.holds))
+            taken = held * args[1] // 100
+            if expires > at and taken:      # a sale within its open hold: what it reserved pays for it
+                booked.append(ledger.post(s, wallet(s, wid), "sale", -taken, key=f"{self.prefix}:sale:{auth}",
+                                          at=at, auth_id=auth).key)
+            ledger.release(s, auth)
+        elif name == "release" and self.holds:
+            ledger.release(s, self.holds.pop(args[0] % len(self.holds))[0])
+        elif name == "expire":
+            key = args[1] if len(args) > 1 else self.key()
+            gone = ledger.expire(s, w[args[0]], key=key, now=at)
+            if gone is not None:
+                booked.append(gone.key)
+                return ("expire", args[0], key)
+        elif name == "reverse" and self.keys:
+            original = args[0] if isinstance(args[0], str) else self.keys[args[0] % len(self.keys)]
+            booked.append(ledger.reverse(s, original, at=at, actor="ops").key)
+            return ("reverse", original)
+        return None
+
+    def state(self, s: Session) -> tuple[list[int], int, list[int]]:
+        count = len(list(s.scalars(select(Movement.id).where(Movement.wallet_id.in_(self.wallets)))))
+        holds = [ledger.open_holds(s, wid, self.now) for wid in self.wallets]
+        return [wallet(s, wid).balance for wid in self.wallets], count, holds
+
+    def check(self, s: Session) -> None:
+        assert [row for row in ledger.check(s) if row[0] in self.wallets] == []
+        for wid in self.wallets:
+            assert chain_ok(s, wid)
+            assert ledger.available(s, wallet(s, wid), self.now) >= 0
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(STEPS, min_size=10, max_size=50))
+def test_any_sequence_keeps_balances_equal_to_movements(shared_sm: sessionmaker[Session],
+                                                        steps: list[Step]) -> None:
+    """After every step, in its own session: each balance is the sum of its movements, the balance_after
+    chain holds, no wallet's available amount is below zero, and replaying a booked step changes nothing."""
+    run = Run(shared_sm)
+    for step in [("topup", i, 10_000) for i in range(len(WALLETS))] + steps:
+        with shared_sm() as s:
+            replay = step[0] == "replay"
+            if replay and not run.done:
+                continue
+            before, keys = run.state(s), list(run.keys)
+            try:
+                fixed = run.apply(s, run.done[step[1] % len(run.done)] if replay else step)
+                s.commit()
+                if fixed is not None and not replay:
+                    run.done.append(fixed)
+            except LedgerError:
+                s.rollback()
+            if replay:
+                run.keys = keys
+                assert run.state(s) == before
+            run.check(s)
+    event(f"movements booked: {min(len(run.keys) // 10 * 10, 30)}+")
