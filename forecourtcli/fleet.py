@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["actor", "add_parsers", "command", "common", "decimal_units", "group", "now", "ops", "session",
-           "shown", "table"]
+__all__ = ["actor", "add_parsers", "command", "common", "decimal_units", "group", "ident", "now", "ops",
+           "session", "shown", "table"]
 
 EPILOG = ("exit codes: 0 ok, 1 run failed (a change the data does not allow: not enough in a wallet, a card "
           "status move), 2 usage or configuration error (an unknown id, a bad value), 3 missing component")
@@ -42,6 +42,17 @@ def decimal_units(text: str) -> int:
     sign, whole, part = match.groups()
     value = int(whole) * 100 + int((part or "0").ljust(2, "0"))
     return -value if sign else value
+
+
+def ident(text: str) -> int:
+    """argparse type of a row id: 1 .. 2**31 - 1 (an INTEGER column on PostgreSQL).
+
+    >>> ident("42")
+    42
+    """
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) < 2**31:
+        raise argparse.ArgumentTypeError(f"an id is a whole number from 1, not {text[:20]!r}")
+    return int(text)
 
 
 def _date(text: str) -> dt.date:
@@ -253,26 +264,26 @@ def add_parsers(sub: Any) -> None:
 
     g = group(sub, "account", "fleet accounts: add, show (wallets, limits used and remaining, cards)")
     p = command(g, "add", "an account of a customer", cmd_account_add)
-    p.add_argument("--customer", type=int, required=True)
+    p.add_argument("--customer", type=ident, required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--prompts", default="", help="asked at the pump: odometer,vehicle,driver_id (any subset)")
     p.add_argument("--timezone", default="UTC", help="IANA zone its periods and windows count in")
     p = command(g, "show", "wallets with balance and available, every limit with used and remaining",
              cmd_account_show)
-    p.add_argument("account", metavar="ID", type=int)
+    p.add_argument("account", metavar="ID", type=ident)
 
     p = command(group(sub, "vehicle", "an account's vehicles"), "add", "a vehicle of an account",
                 cmd_vehicle_add)
-    p.add_argument("--account", type=int, required=True)
+    p.add_argument("--account", type=ident, required=True)
     p.add_argument("--number", required=True, help="registration or fleet number, as keyed in at the pump")
     p = command(group(sub, "driver", "an account's drivers"), "add", "a driver of an account", cmd_driver_add)
-    p.add_argument("--account", type=int, required=True)
+    p.add_argument("--account", type=ident, required=True)
     p.add_argument("--code", required=True, help="the driver id keyed in at the pump (digits)")
     p.add_argument("--name", default="")
 
     g = group(sub, "wallet", "wallets: add, topup, correct, transfer, order")
     p = command(g, "add", "a money or litre wallet of an account", cmd_wallet_add)
-    p.add_argument("--account", type=int, required=True)
+    p.add_argument("--account", type=ident, required=True)
     p.add_argument("--unit", choices=admin.WALLET_UNITS, required=True)
     p.add_argument("--mode", choices=admin.MODES, default="prepaid")
     p.add_argument("--credit", type=decimal_units, default=0, help="post-paid credit line, in its unit")
@@ -284,22 +295,22 @@ def add_parsers(sub: Any) -> None:
     for name, what, label, text in (("topup", admin.topup, "topped up", "credit a wallet"),
                                     ("correct", admin.correct, "corrected by", "a signed correction")):
         p = command(g, name, text, _money_move(what, label), reason=True, required=True)
-        p.add_argument("wallet", metavar="ID", type=int)
+        p.add_argument("wallet", metavar="ID", type=ident)
         p.add_argument("--amount", type=decimal_units, required=True, help="in the wallet's unit: 12.34")
         if name == "topup":
             p.add_argument("--key", default=None, help="the payment's reference: the same top-up given twice "
                            "is booked once")
     p = command(g, "transfer", "move an amount between two wallets of one unit", cmd_wallet_transfer,
              reason=True, required=True)
-    p.add_argument("--from", dest="source", type=int, required=True)
-    p.add_argument("--to", dest="target", type=int, required=True)
+    p.add_argument("--from", dest="source", type=ident, required=True)
+    p.add_argument("--to", dest="target", type=ident, required=True)
     p.add_argument("--amount", type=decimal_units, required=True)
     p = command(g, "order", "the order wallets pay in", cmd_wallet_order)
-    p.add_argument("--account", type=int, required=True)
-    p.add_argument("wallets", metavar="WALLET", type=int, nargs="+", help="wallet ids, first pays first")
+    p.add_argument("--account", type=ident, required=True)
+    p.add_argument("wallets", metavar="WALLET", type=ident, nargs="+", help="wallet ids, first pays first")
 
     p = command(sub, "statement", "a customer's fleet sales, per card and per vehicle", cmd_statement)
-    p.add_argument("--customer", type=int, required=True)
+    p.add_argument("--customer", type=ident, required=True)
     p.add_argument("--from", dest="start", type=_date, required=True, help="first day, YYYY-MM-DD")
     p.add_argument("--to", dest="end", type=_date, required=True, help="last day, YYYY-MM-DD")
     p.add_argument("--csv", action="store_true", help="CSV instead of a table")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contracts.errors import ConfigError
-from forecourtcli.fleet import EPILOG, common, now, session, table
+from forecourtcli.fleet import EPILOG, common, ident, now, session, table
 
 if TYPE_CHECKING:
     from registry.keys import RegistryKeys
@@ -159,16 +159,16 @@ def add_card_parsers(sub: Any) -> None:
                        epilog=EPILOG).add_subparsers(dest="card_command", required=True, metavar="COMMAND")
     p = g.add_parser("issue", help="a new card of an account", epilog=EPILOG)
     common(p)
-    p.add_argument("--account", type=int, required=True)
+    p.add_argument("--account", type=ident, required=True)
     p.add_argument("--medium", choices=cards.MEDIA, default="chip")
-    p.add_argument("--vehicle", type=int, default=None, help="the vehicle id it belongs to")
-    p.add_argument("--driver", type=int, default=None, help="the driver id it belongs to")
+    p.add_argument("--vehicle", type=ident, default=None, help="the vehicle id it belongs to")
+    p.add_argument("--driver", type=ident, default=None, help="the driver id it belongs to")
     _secret_options(p)
     p.set_defaults(func=cmd_issue)
     p = g.add_parser("reissue", help="replace a card by a new number (the old one refused from then on)",
                      epilog=EPILOG)
     common(p, reason=True, required=True)
-    p.add_argument("card", metavar="ID", type=int)
+    p.add_argument("card", metavar="ID", type=ident)
     p.add_argument("--medium", choices=cards.MEDIA, default=None, help="default: the old card's")
     _secret_options(p)
     p.set_defaults(func=cmd_reissue)
@@ -181,17 +181,17 @@ def add_card_parsers(sub: Any) -> None:
     for name, action, text in moves:
         p = g.add_parser(name, help=text, epilog=EPILOG)
         common(p, reason=True, required=True)
-        p.add_argument("card", metavar="ID", type=int)
+        p.add_argument("card", metavar="ID", type=ident)
         if name == "block":
             p.add_argument("--final", action="store_true", help="blocked for good (reissue to replace it)")
         p.set_defaults(func=_move(action))
     p = g.add_parser("show", help="one card: status, medium, vehicle, driver, PIN tries", epilog=EPILOG)
     common(p)
-    p.add_argument("card", metavar="ID", type=int)
+    p.add_argument("card", metavar="ID", type=ident)
     p.set_defaults(func=cmd_show)
     p = g.add_parser("list", help="cards, of an account or with a status", epilog=EPILOG)
     common(p)
-    p.add_argument("--account", type=int, default=None)
+    p.add_argument("--account", type=ident, default=None)
     p.add_argument("--status", default=None)
     p.set_defaults(func=cmd_list)
     p = g.add_parser("expire", help="mark every card past its expiry month expired", epilog=EPILOG)

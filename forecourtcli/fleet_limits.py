@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from contracts.errors import ConfigError
-from forecourtcli.fleet import command, decimal_units, group, ops, session, shown
+from forecourtcli.fleet import command, decimal_units, group, ident, ops, session, shown
 
 __all__ = ["add_limit_parsers", "parse_days", "parse_times"]
 
@@ -106,8 +106,8 @@ def cmd_window_clear(args: argparse.Namespace) -> int:
 
 def scope_options(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--card", type=int, default=None, help="a card's id")
-    group.add_argument("--account", type=int, default=None, help="an account's id (every card of it)")
+    group.add_argument("--card", type=ident, default=None, help="a card's id")
+    group.add_argument("--account", type=ident, default=None, help="an account's id (every card of it)")
 
 
 def add_limit_parsers(sub: Any) -> None:

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pg_env
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.cards import luhn_ok
 from contracts.errors import ConfigError
@@ -41,6 +42,8 @@ PAN = "7077001000000019"
 PAN2 = "7077001000000027"
 PAN3 = "7077001000000035"
 OPS = {"actor": "alice", "now": NOW}
+
+pg_url = pg_env.pg_url          # the module's PostgreSQL (a fixture)
 
 
 @dataclass
@@ -391,3 +394,56 @@ def pan(n: int) -> str:
     """A 16-digit test card number with a valid check digit."""
     body = f"707700200000{n:03d}"
     return next(body + str(d) for d in range(10) if luhn_ok(body + str(d)))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.system)])
+def any_sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine, made = open_database(pg_env.database_url(request, tmp_path))
+    yield made
+    engine.dispose()
+
+
+def test_administration_on_sqlite_and_postgresql(any_sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    """Every operation once on both databases (PostgreSQL enforces column lengths and integer sizes)."""
+    keys = load_or_create_keys(tmp_path / "state" / "registry-keys.json")
+    with any_sessions() as s:
+        s.add_all([Station(id="ST-PG", name="PG"), Product(code="diesel", name="Diesel", code3="019")])
+        s.flush()
+        s.add(StationGroupMember(group="north", station_id="ST-PG"))
+        customer = admin.create_customer(s, "C" * 200, tax_id="T" * 32, **OPS)
+        account = admin.create_account(s, customer.id, "A", prompts="odometer,vehicle,driver_id",
+                                       timezone="America/Argentina/ComodRivadavia", **OPS)
+        vehicle = admin.add_vehicle(s, account.id, "V" * 16, **OPS)
+        driver = admin.add_driver(s, account.id, "1" * 16, name="D" * 200, **OPS)
+        litres = admin.add_wallet(s, account.id, unit="volume", products="001-099,diesel",
+                                  stations="group:north,ST-PG", name="W" * 100,
+                                  expires_on=dt.date(2027, 12, 31), **OPS)
+        cash = admin.add_wallet(s, account.id, unit="volume", mode="postpaid", credit_limit=admin.MAX_AMOUNT,
+                                **OPS)
+        for wrong in ({"name": "W" * 101}, {"products": ",".join(["001-099"] * 63)}):
+            with pytest.raises(ConfigError):
+                admin.add_wallet(s, account.id, unit="money", **wrong, **OPS)     # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="top-up key"):
+            admin.topup(s, litres.id, 1, actor="a", reason="r", now=NOW, key="K" * 65)
+        admin.topup(s, litres.id, admin.MAX_AMOUNT, actor="a" * 100, reason="R" * 200, now=NOW, key="K" * 64)
+        admin.correct(s, litres.id, -1, actor="a", reason="r", now=NOW)
+        admin.transfer(s, litres.id, cash.id, 10, actor="a", reason="r", now=NOW)
+        admin.set_wallet_order(s, account.id, [cash.id, litres.id], **OPS)
+        card = cards.issue_card(s, keys, account.id, "U00112233445566778899", medium="tag", expiry="2812",
+                                pin=None, vehicle_id=vehicle.id, driver_id=driver.id, **OPS)
+        admin.set_limit(s, "card", card.id, "lifetime", "money", admin.MAX_AMOUNT, **OPS)
+        admin.add_window(s, "card", card.id, 127, 0, 1440, **OPS)
+        cards.move(s, card.id, "activate", actor="a", reason="r", now=NOW)
+        cards.move(s, card.id, "temp_block", actor="a", reason="r", now=NOW)
+        new = cards.reissue(s, keys, card.id, "7077001000000019125", expiry="2812", pin="123456789012",
+                            medium="chip", actor="a", reason="r", now=NOW)
+        s.commit()
+        assert cards.stop_list_numbers(s, keys, NOW) == ["U00112233445566778899"]
+        assert cards.expire_cards(s, dt.datetime(2029, 1, 1)) == 1
+        summary = account_summary(s, account.id, NOW)
+        assert [w.id for w in summary.wallets] == [cash.id, litres.id]
+        assert [(x.scope_id, x.period) for x in summary.limits] == \
+            [(card.id, "lifetime"), (new.id, "lifetime")]
+        s.commit()
+        assert ledger.check(s) == []
+        assert s.scalar(select(func.count()).select_from(AuditEntry)) >= 18

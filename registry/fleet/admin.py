@@ -45,6 +45,8 @@ MODES = ("prepaid", "postpaid")
 SCOPES = ("card", "account")
 PERIODS = ("sale", "day", "week", "month", "year", "lifetime")
 UNITS = ("money", "volume", "count")
+SPEC_SIZE = 500                         # wallets.allowed_products and wallets.stations
+KEY_SIZE = 64                           # an operator's top-up reference ("topup:" + it is a movement key)
 MAX_AMOUNT = 10**12                     # cents or centilitres: far above any real wallet, inside BIGINT
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 _VEHICLE = re.compile(r"[A-Z0-9]{1,16}", re.ASCII)          # keyed in at the pump: letters and digits
@@ -74,10 +76,11 @@ def need_reason(reason: str) -> str:
     return reason
 
 
-def _text(value: str, key: str) -> str:
+def _text(value: str, key: str, size: int = 200) -> str:
+    """One line of 1 to `size` characters (the column's length: PostgreSQL refuses a longer value)."""
     value = value.strip()
-    if not _NAME.fullmatch(value):
-        raise ConfigError(f"{key} must be 1 to 200 characters without control characters", key=key)
+    if not _NAME.fullmatch(value) or len(value) > size:
+        raise ConfigError(f"{key} must be 1 to {size} characters without control characters", key=key)
     return value
 
 
@@ -170,6 +173,8 @@ def product_spec(s: Session, spec: str) -> str:
     """A wallet's allowed_products checked (rules.check_products) with every network product code known
     to the registry; "" any product. Returned without blanks."""
     items = rules.check_products(spec)
+    if len(",".join(text for _, text in items)) > SPEC_SIZE:
+        raise ConfigError(f"products must be at most {SPEC_SIZE} characters", key="products")
     known = set(s.scalars(select(Product.code)))
     for kind, text in items:
         if kind == "product" and text not in known:
@@ -181,6 +186,8 @@ def product_spec(s: Session, spec: str) -> str:
 def station_spec(s: Session, spec: str) -> str:
     """A wallet's stations checked: known station ids and group:NAME of groups that have stations."""
     items = rules.check_stations(spec)
+    if len(",".join(items)) > SPEC_SIZE:
+        raise ConfigError(f"stations must be at most {SPEC_SIZE} characters", key="stations")
     for item in items:
         if item.startswith("group:"):
             group = item[6:].strip()
@@ -208,7 +215,7 @@ def add_wallet(s: Session, account_id: int, *, unit: str, mode: str = "prepaid",
         priority = 0 if last is None else last + 1
     if not 0 <= priority <= 1_000_000:
         raise ConfigError("priority must be 0 to 1000000 (lower pays first)", key="priority")
-    wallet = Wallet(account_id=account_id, name=_text(name, "name") if name.strip() else "", unit=unit,
+    wallet = Wallet(account_id=account_id, name=_text(name, "name", 100) if name.strip() else "", unit=unit,
                     mode=mode, credit_limit=credit_limit, balance=0, priority=priority, status="active",
                     allowed_products=product_spec(s, products), stations=station_spec(s, stations),
                     expires_on=expires_on)
@@ -330,6 +337,8 @@ def topup(s: Session, wallet_id: int, amount: int, *, actor: str, reason: str, n
     """Credit a wallet (its unit). With `key` (a payment's reference) the same top-up given twice is one
     movement; the same key with another amount or wallet is a LedgerError."""
     reason, amount = need_reason(reason), _amount(amount)
+    if key is not None and (not key.isprintable() or not 0 < len(key) <= KEY_SIZE):
+        raise ConfigError(f"a top-up key is 1 to {KEY_SIZE} printable characters", key="key")
     wallet = _wallet(s, wallet_id)
     key = f"topup:{key}" if key else f"topup:{uuid.uuid4()}"
     again = _booked(s, key)
