@@ -244,7 +244,7 @@ def test_account_summary_shows_available_used_and_remaining(fleet: Fleet) -> Non
     s.flush()
     s.add(Hold(auth_id="a1", wallet_id=wallet.id, amount=20_00, expires_at=NOW + dt.timedelta(minutes=5)))
     s.flush()
-    summary = account_summary(s, fleet.account, NOW)
+    summary = admin.account_summary(s, fleet.account, NOW)
     assert [(w.balance, w.available) for w in summary.wallets] == [(300_00, 280_00)]
     got = {(x.scope, x.period, x.unit): (x.maximum, x.used, x.remaining) for x in summary.limits}
     assert got == {("account", "month", "volume"): (1000_00, 20_00, 980_00),

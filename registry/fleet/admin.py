@@ -34,10 +34,10 @@ from registry.models import (
     Wallet,
 )
 
-__all__ = ["KINDS", "MODES", "PERIODS", "SCOPES", "UNITS", "WALLET_UNITS", "FleetError", "add_driver",
-           "add_vehicle", "add_wallet", "add_window", "audit", "clear_limit", "clear_windows", "correct",
-           "create_account", "create_customer", "get", "need_reason", "set_limit", "set_wallet_order",
-           "topup", "transfer"]
+__all__ = ["KINDS", "MODES", "PERIODS", "SCOPES", "UNITS", "WALLET_UNITS", "FleetError", "account_summary",
+           "add_driver", "add_vehicle", "add_wallet", "add_window", "audit", "clear_limit", "clear_windows",
+           "correct", "create_account", "create_customer", "get", "need_reason", "set_limit",
+           "set_wallet_order", "topup", "transfer"]
 
 KINDS = ("company", "individual")
 WALLET_UNITS = ("volume", "money")
@@ -378,3 +378,11 @@ def transfer(s: Session, source_id: int, target_id: int, amount: int, *, actor: 
     audit(s, actor=actor, action="wallet.transfer", subject=f"wallet:{source_id}", now=now, reason=reason,
           amount=amount, unit=source.unit, target=target_id, movements=[out.id, into.id])
     return out, into
+
+
+def account_summary(s: Session, account_id: int, now: dt.datetime) -> Any:
+    """The account's wallets and limits with used and remaining: registry.fleet.statements.account_summary
+    (a read-only report, kept with the statements)."""
+    from registry.fleet.statements import account_summary as summary
+
+    return summary(s, account_id, now)
