@@ -4,11 +4,14 @@ zone, open authorizations counted until they end, and each limit shown with what
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pg_env
 import pytest
+import test_fleet_ledger
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -17,10 +20,13 @@ from test_fleet_ledger import NOW, make_account, make_authorization, make_card
 
 from contracts.errors import ConfigError
 from registry.db import open_database
-from registry.fleet import usage
+from registry.fleet import ledger, usage
 from registry.models import Account, Authorization, Card, Limit, Usage
 
 BERLIN = "Europe/Berlin"
+
+pg_url = pg_env.pg_url                      # the module's PostgreSQL (a fixture)
+any_sm = test_fleet_ledger.any_sm           # a fresh SQLite database, or that PostgreSQL (a fixture)
 
 
 @pytest.fixture
@@ -171,3 +177,32 @@ def test_usage_rows_are_the_sums_of_the_sales_in_each_period(sm: sessionmaker[Se
             day = expected[independent_keys(at, tz)[0]]
             seen = usage.used(s, "card", card_id, tz, at)
             assert (seen[("day", "money")], seen[("day", "volume")], seen[("day", "count")]) == day
+
+
+def test_sales_recorded_at_once_under_the_account_lock_are_all_counted(any_sm: sessionmaker[Session]) -> None:
+    """Four sessions record into the same new period rows at once: under lock_account the second finds
+    the first one's row (no duplicate insert), and every sale is counted."""
+    account_id, _ = make_account(any_sm)
+    card_id = make_card(any_sm, account_id)
+    failures: list[BaseException] = []
+
+    def sell() -> None:
+        try:
+            for _ in range(5):
+                with any_sm() as s:
+                    ledger.lock_account(s, account_id)
+                    usage.record(s, account_id=account_id, card_id=card_id, tz="UTC", at_utc=NOW,
+                                 amount_cents=100, volume_cl=10)
+                    s.commit()
+        except BaseException as exc:        # noqa: BLE001  (reported by the test, not lost in a thread)
+            failures.append(exc)
+
+    threads = [threading.Thread(target=sell) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    with any_sm() as s:
+        assert set(rows(s, "account", account_id).values()) == {(2_000, 200, 20)}
+        assert set(rows(s, "card", card_id).values()) == {(2_000, 200, 20)}
