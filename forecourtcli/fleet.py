@@ -1,4 +1,4 @@
-"""`forecourt registry customer|account|vehicle|driver|wallet|limit|window|statement|ledger ...`: fleet
+"""`forecourt registry customer|account|vehicle|driver|wallet|group|statement|ledger ...`: fleet
 accounts from the registry's command line (registry.fleet.admin, statements, ledger); `card ...` is in
 forecourtcli.fleet_cards, `limit ...` and `window ...` in forecourtcli.fleet_limits. Every change is
 audited with --actor (default $USER) and, where asked, --reason.
@@ -208,6 +208,28 @@ def cmd_wallet_order(args: argparse.Namespace) -> int:
     return 0
 
 
+def _group_move(add: bool) -> Callable[[argparse.Namespace], int]:
+    def cmd(args: argparse.Namespace) -> int:
+        from registry.fleet import groups
+
+        with session(args.db) as s:
+            what = groups.add_station if add else groups.remove_station
+            changed = what(s, args.group, args.station, **ops(args))
+        verb = ("added to" if add else "removed from") if changed else ("already in" if add else "not in")
+        print(f"station {args.station} {verb} group {args.group}")
+        return 0
+    return cmd
+
+
+def cmd_group_list(args: argparse.Namespace) -> int:
+    from registry.fleet import groups
+
+    with session(args.db) as s:
+        found = groups.groups(s)
+    print(table(["GROUP", "STATIONS"], [[g, ",".join(stations)] for g, stations in found.items()]), end="")
+    return 0
+
+
 def cmd_statement(args: argparse.Namespace) -> int:
     from registry.fleet.statements import statement, statement_csv, statement_text
 
@@ -308,6 +330,13 @@ def add_parsers(sub: Any) -> None:
     p = command(g, "order", "the order wallets pay in", cmd_wallet_order)
     p.add_argument("--account", type=ident, required=True)
     p.add_argument("wallets", metavar="WALLET", type=ident, nargs="+", help="wallet ids, first pays first")
+
+    g = group(sub, "group", "station groups wallets may be restricted to (group:NAME): add, remove, list")
+    for name, add, text in (("add", True, "put a station in a group"), ("remove", False, "take it out")):
+        p = command(g, name, text, _group_move(add))
+        p.add_argument("group", metavar="NAME")
+        p.add_argument("--station", required=True)
+    command(g, "list", "every group and its stations", cmd_group_list)
 
     p = command(sub, "statement", "a customer's fleet sales, per card and per vehicle", cmd_statement)
     p.add_argument("--customer", type=ident, required=True)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from contracts.cards import luhn_ok
 from contracts.errors import ConfigError
 from registry.db import open_database
-from registry.fleet import admin, cards, ledger
+from registry.fleet import admin, cards, groups, ledger
 from registry.fleet.admin import FleetError
 from registry.fleet.ledger import LedgerError
 from registry.fleet.statements import account_summary
@@ -144,6 +144,24 @@ def test_wallet_specs_units_and_modes_are_checked(fleet: Fleet) -> None:
         admin.set_wallet_order(s, acc, [cash.id, cash.id], **OPS)
     with pytest.raises(ConfigError, match="each once"):
         admin.set_wallet_order(s, acc, [cash.id, 999], **OPS)
+
+
+def test_station_groups(fleet: Fleet) -> None:
+    s = fleet.s
+    with pytest.raises(ConfigError, match="stations"):
+        admin.add_wallet(s, fleet.account, unit="money", stations="group:south", **OPS)
+    assert groups.add_station(s, "south", "ST-002", **OPS)
+    assert not groups.add_station(s, "south", "ST-002", **OPS)
+    for name, station, match in (("a,b", "ST-001", "group name"), ("south:x", "ST-001", "group name"),
+                                 ("south", "ST-404", "unknown station")):
+        with pytest.raises(ConfigError, match=match):
+            groups.add_station(s, name, station, **OPS)
+    wallet = admin.add_wallet(s, fleet.account, unit="money", stations="group:south", **OPS)
+    assert wallet.stations == "group:south"
+    assert groups.groups(s) == {"north": ["ST-001"], "south": ["ST-002"]}
+    assert groups.remove_station(s, "south", "ST-002", **OPS)
+    assert not groups.remove_station(s, "south", "ST-002", **OPS)
+    assert [e.subject for e in audits(s, "group.add") + audits(s, "group.remove")] == ["group:south"] * 2
 
 
 def test_limits_and_windows(fleet: Fleet) -> None:

@@ -108,6 +108,17 @@ def test_operator_sets_up_an_account_tops_up_issues_and_replaces_a_card(reg: Reg
     assert json.loads(str(audit[-1][3])) == {"after": "active", "before": "new"}
 
 
+def test_station_groups(reg: Registry) -> None:
+    assert reg.ok("group", "list") == "GROUP  STATIONS\n"             # none yet (and the schema made)
+    with sqlite3.connect(reg.path) as db:
+        db.execute("INSERT INTO stations (id, name, currency) VALUES ('ST-9', 'Nine', 'EUR')")
+    assert reg.ok("group", "add", "south", "--station", "ST-9") == "station ST-9 added to group south\n"
+    assert reg.ok("group", "list").splitlines()[1].split() == ["south", "ST-9"]
+    assert "group name" in one_line(reg.run("group", "add", "a:b", "--station", "ST-9"), 2)
+    assert reg.ok("group", "remove", "south", "--station", "ST-9") == \
+        "station ST-9 removed from group south\n"
+
+
 def test_statement_as_csv(reg: Registry) -> None:
     reg.ok("customer", "add", "--name", "Quiet Ltd")
     text = reg.ok("statement", "--customer", "1", "--from", "2026-12-01", "--to", "2026-12-31", "--csv")
