@@ -1,7 +1,7 @@
 """Operator changes to fleet data: customers, accounts, vehicles, drivers, wallets, limits, time windows,
 top-ups, corrections and transfers. Each change writes an AuditEntry (who, what, why); nothing commits
-here (the caller does). Bad input is a ConfigError naming what is wrong; a change the data does not allow
-(a transfer over the available amount, a unit mismatch) is a FleetError."""
+here (the caller does). Bad input is a ConfigError naming what is wrong; money the ledger refuses (more
+than a wallet has available, wallets of two units) is its LedgerError."""
 
 from __future__ import annotations
 
