@@ -173,7 +173,9 @@ def reissue(s: Session, keys: RegistryKeys, old_id: int, number: str, *, medium:
 def expire_cards(s: Session, now: dt.datetime, *, actor: str = "system") -> int:
     """Mark every card still usable whose YYMM has passed "expired"; how many were."""
     done = 0
-    for card in s.scalars(select(Card).where(Card.status.in_(EXPIRING))).all():
+    # YYMM strings order as dates (2000-2099): only cards of a past month are read, not every card
+    query = select(Card).where(Card.status.in_(EXPIRING), Card.expiry < f"{now:%y%m}")
+    for card in s.scalars(query).all():
         if _EXPIRY.fullmatch(card.expiry) and expired(card.expiry, now):
             before, card.status, card.status_changed_at = card.status, "expired", now
             audit(s, actor=actor, action="card.expire", subject=f"card:{card.id}", now=now,
@@ -187,7 +189,8 @@ def stop_list_numbers(s: Session, keys: RegistryKeys, now: dt.datetime) -> list[
     replaced, withdrawn or temporarily blocked, of any account, while its expiry has not passed. An entry
     stays a day past the card's month: a terminal west of UTC still takes the card until its own midnight."""
     numbers = []
-    for card in s.scalars(select(Card).where(Card.status.in_(STOP_LIST)).order_by(Card.id)).all():
+    valid = Card.expiry >= f"{now - dt.timedelta(days=1):%y%m}"
+    for card in s.scalars(select(Card).where(Card.status.in_(STOP_LIST), valid).order_by(Card.id)).all():
         if card.number_sealed is None:
             continue                        # issued before numbers were sealed: nothing to make it from
         if _EXPIRY.fullmatch(card.expiry) and expired(card.expiry, now, grace=dt.timedelta(days=1)):
