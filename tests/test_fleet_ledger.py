@@ -157,7 +157,7 @@ def test_same_key_with_other_content_is_refused(sm: sessionmaker[Session], chang
         assert wallet(s, wid).balance == 4_000
 
 
-def test_post_refuses_an_unknown_kind_a_bad_key_and_a_fractional_amount(sm: sessionmaker[Session]) -> None:
+def test_post_refuses_an_unknown_kind_a_bad_key_and_a_bad_amount(sm: sessionmaker[Session]) -> None:
     _, (wid,) = make_account(sm, PREPAID)
     with sm() as s:
         w = wallet(s, wid)
@@ -168,6 +168,8 @@ def test_post_refuses_an_unknown_kind_a_bad_key_and_a_fractional_amount(sm: sess
                 ledger.post(s, w, "topup", 1, key=key, at=NOW)
         with pytest.raises(LedgerError, match="whole number"):
             ledger.post(s, w, "topup", 1.5, key="a", at=NOW)        # type: ignore[arg-type]
+        with pytest.raises(LedgerError, match="out of range"):     # PostgreSQL's BIGINT would overflow
+            ledger.post(s, w, "topup", -(2**63), key="a", at=NOW)
         assert movements(s, wid) == []
 
 

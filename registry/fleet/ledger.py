@@ -43,6 +43,7 @@ __all__ = [
 KINDS = ("topup", "sale", "refund", "reversal", "expiry", "transfer_in", "transfer_out", "correction")
 KEY_LENGTH = 100            # movements.key is String(100): PostgreSQL refuses a longer one
 REVERSAL = "reversal:"      # a reversal's key: this prefix and the original's key
+MAX_AMOUNT = 10**13         # far above any real movement, far below the BIGINT balance it adds to
 
 
 class LedgerError(ForecourtError):
@@ -57,6 +58,8 @@ def _check_key(key: str) -> None:
 def _amount(amount: int, *, positive: bool = False) -> int:
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise LedgerError("amount must be a whole number of the wallet's unit")
+    if abs(amount) > MAX_AMOUNT:
+        raise LedgerError("amount is out of range", limit=MAX_AMOUNT)
     if positive and amount <= 0:
         raise LedgerError("amount must be above zero", amount=amount)
     return amount
