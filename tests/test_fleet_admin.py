@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pg_env
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +37,7 @@ from registry.models import (
     StationGroupMember,
     TimeWindow,
     Usage,
+    Wallet,
 )
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, 0)
@@ -465,3 +468,40 @@ def test_administration_on_sqlite_and_postgresql(any_sessions: sessionmaker[Sess
         s.commit()
         assert ledger.check(s) == []
         assert s.scalar(select(func.count()).select_from(AuditEntry)) >= 18
+
+
+OPERATION = st.tuples(st.sampled_from(["topup", "correct", "transfer"]), st.integers(0, 2), st.integers(0, 2),
+                      st.integers(-3_000, 3_000))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(OPERATION, max_size=12))
+def test_any_sequence_of_operator_money_keeps_the_ledger_sound(
+        fleet: Fleet, ops: list[tuple[str, int, int, int]]) -> None:
+    """Whatever an operator books (refused or not), every balance is its movements, no prepaid wallet goes
+    below zero, and each booked change has exactly one audit entry."""
+    s = fleet.s
+    wallets = [admin.add_wallet(s, fleet.account, unit="money", **OPS).id for _ in range(2)]
+    wallets.append(admin.add_wallet(s, fleet.account, unit="money", mode="postpaid", credit_limit=1_000,
+                                    **OPS).id)
+    s.commit()
+    audited = s.scalar(select(func.count()).select_from(AuditEntry))
+    booked = 0
+    for kind, a, b, amount in ops:
+        try:
+            if kind == "topup":
+                admin.topup(s, wallets[a], amount, actor="op", reason="r", now=NOW)
+            elif kind == "correct":
+                admin.correct(s, wallets[a], amount, actor="op", reason="r", now=NOW)
+            else:
+                admin.transfer(s, wallets[a], wallets[b], amount, actor="op", reason="r", now=NOW)
+        except (ConfigError, LedgerError):
+            s.rollback()
+            continue
+        s.commit()
+        booked += 1
+    assert ledger.check(s) == []
+    assert s.scalar(select(func.count()).select_from(AuditEntry)) == audited + booked
+    balances = [s.get(Wallet, w).balance for w in wallets]                  # type: ignore[union-attr]
+    assert min(balances[:2]) >= 0 and balances[2] >= -1_000
+    s.rollback()
