@@ -106,6 +106,8 @@ def test_statement_of_an_unknown_customer_or_an_empty_period(s: Session) -> None
     with pytest.raises(ConfigError, match="unknown customer"):
         statement(s, 42, dt.date(2026, 12, 1), dt.date(2026, 12, 31))
     customer = admin.create_customer(s, "Quiet Ltd", **OPS)
+    with pytest.raises(ConfigError, match="on or after"):
+        statement(s, customer.id, dt.date(2026, 12, 31), dt.date(2026, 12, 1))
     st = statement(s, customer.id, dt.date(2026, 12, 1), dt.date(2026, 12, 31))
     assert st.rows == [] and st.total.sales == 0
     assert statement_csv(st).splitlines()[-1].startswith("total,")

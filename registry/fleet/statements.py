@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from contracts.errors import ConfigError
 from registry.fleet import ledger, rules, usage
 from registry.fleet.admin import get
 from registry.models import Account, Card, Customer, Driver, Limit, Transaction, Vehicle, Wallet
@@ -86,9 +87,11 @@ def _utc(day: dt.date, tz: str) -> dt.datetime:
 def statement(s: Session, customer_id: int, start: dt.date, end: dt.date) -> Statement:
     """The customer's fleet sales from `start` to `end` (local dates, both included), in time order."""
     customer = get(s, Customer, customer_id, "customer")
+    if end < start:
+        raise ConfigError("a statement's last day is on or after its first", key="to")
     accounts = {a.id: a for a in s.scalars(select(Account).where(Account.customer_id == customer_id))}
     result = Statement(customer_id, customer.name, start, end)
-    if not accounts or end < start:
+    if not accounts:
         return result
     spans = [and_(Transaction.account_id == a.id, Transaction.finished_at >= _utc(start, a.timezone),
                   Transaction.finished_at < _utc(end + dt.timedelta(days=1), a.timezone))
