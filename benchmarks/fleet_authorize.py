@@ -334,8 +334,7 @@ def prepare(url: str, label: str, keys: RegistryKeys, args: argparse.Namespace, 
 def bench(urls: tuple[str, str], name: str, args: argparse.Namespace) -> None:
     """The same runs on both databases, taking turns (ROUNDS each), so that the machine's load hits both."""
     print(f"{name} (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):")
-    keys = RegistryKeys(secrets.token_bytes(32), secrets.token_bytes(32), secrets.token_bytes(32))
-    rng = random.Random(14)
+    keys, rng = RegistryKeys(*(secrets.token_bytes(32) for _ in range(3))), random.Random(14)
     dbs = [prepare(url, label, keys, args, rng) for url, label in zip(urls, ("small", "year"), strict=True)]
     hour = 0
     for n in args.threads:
