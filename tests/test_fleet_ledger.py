@@ -170,6 +170,8 @@ def test_post_refuses_an_unknown_kind_a_bad_key_and_a_bad_amount(sm: sessionmake
             ledger.post(s, w, "topup", 1.5, key="a", at=NOW)        # type: ignore[arg-type]
         with pytest.raises(LedgerError, match="out of range"):     # PostgreSQL's BIGINT would overflow
             ledger.post(s, w, "topup", -(2**63), key="a", at=NOW)
+        with pytest.raises(LedgerError, match="no such wallet"):
+            ledger.post(s, Wallet(id=wid + 1000, account_id=w.account_id), "topup", 1, key="a", at=NOW)
         assert movements(s, wid) == []
 
 

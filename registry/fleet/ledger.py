@@ -88,11 +88,14 @@ def post(s: Session, wallet: Wallet, kind: str, amount: int, *, key: str, at: dt
             raise LedgerError("movement key already booked with another wallet, kind or amount",
                               key=key, wallet=found.wallet_id)
         return found
-    # the balance moves in the database (a row lock on PostgreSQL, the write lock on SQLite) and is read
-    # back: a wallet object loaded before another session's commit cannot write a stale balance
-    balance = s.execute(update(Wallet).where(Wallet.id == wallet.id)
-                        .values(balance=Wallet.balance + amount).returning(Wallet.balance)
-                        .execution_options(synchronize_session=False)).scalar_one()
+    # the balance moves in the database (a row lock on PostgreSQL, the write lock on SQLite, both held to
+    # the end of the transaction) and is read back: a wallet object loaded before another session's
+    # commit cannot write a stale balance. No RETURNING: SQLite has it only from 3.35.
+    s.execute(update(Wallet).where(Wallet.id == wallet.id).values(balance=Wallet.balance + amount)
+              .execution_options(synchronize_session=False))
+    balance = s.scalar(select(Wallet.balance).where(Wallet.id == wallet.id))
+    if balance is None:
+        raise LedgerError("no such wallet", wallet=wallet.id)
     set_committed_value(wallet, "balance", balance)
     movement = Movement(key=key, wallet_id=wallet.id, kind=kind, amount=amount, balance_after=balance,
                         at=at, sale_id=sale_id, auth_id=auth_id, actor=actor[:64], reason=reason[:200])
@@ -269,12 +272,12 @@ def lock_account(s: Session, account_id: int) -> Account:
     SQLite; either is held until commit or rollback, so authorizations and settlements of one account
     take turns. Call it FIRST in the transaction: rows read before it may be stale.
     """
-    done = s.execute(update(Account).where(Account.id == account_id).values(auth_seq=Account.auth_seq + 1)
-                     .returning(Account.id).execution_options(synchronize_session=False)).first()
-    if done is None:
-        raise LedgerError("no such account", account=account_id)
+    s.execute(update(Account).where(Account.id == account_id).values(auth_seq=Account.auth_seq + 1)
+              .execution_options(synchronize_session=False))
     account = s.scalars(select(Account).where(Account.id == account_id)
-                        .execution_options(populate_existing=True)).one()
+                        .execution_options(populate_existing=True)).one_or_none()
+    if account is None:
+        raise LedgerError("no such account", account=account_id)
     return account
 
 
