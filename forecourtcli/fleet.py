@@ -136,6 +136,21 @@ def cmd_account_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _close(what: str) -> Callable[[argparse.Namespace], int]:
+    def cmd(args: argparse.Namespace) -> int:
+        from registry.fleet import closing
+
+        with session(args.db) as s:
+            if what == "account":
+                cards = closing.close_account(s, args.id, reason=args.reason, **ops(args))
+                print(f"account {args.id}: closed, its wallets closed, {cards} cards withdrawn")
+            else:
+                closing.close_wallet(s, args.id, reason=args.reason, **ops(args))
+                print(f"wallet {args.id}: closed")
+        return 0
+    return cmd
+
+
 def cmd_vehicle_add(args: argparse.Namespace) -> int:
     from registry.fleet import admin
 
@@ -284,7 +299,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--tax-id", default="")
     command(g, "list", "every customer", cmd_customer_list)
 
-    g = group(sub, "account", "fleet accounts: add, show (wallets, limits used and remaining, cards)")
+    g = group(sub, "account", "fleet accounts: add, show (wallets, limits used and remaining, cards), close")
     p = command(g, "add", "an account of a customer", cmd_account_add)
     p.add_argument("--customer", type=ident, required=True)
     p.add_argument("--name", required=True)
@@ -293,6 +308,9 @@ def add_parsers(sub: Any) -> None:
     p = command(g, "show", "wallets with balance and available, every limit with used and remaining",
              cmd_account_show)
     p.add_argument("account", metavar="ID", type=ident)
+    p = command(g, "close", "close for good: its wallets (each empty) and withdraw its cards",
+                _close("account"), reason=True, required=True)
+    p.add_argument("id", metavar="ID", type=ident)
 
     p = command(group(sub, "vehicle", "an account's vehicles"), "add", "a vehicle of an account",
                 cmd_vehicle_add)
@@ -303,7 +321,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--code", required=True, help="the driver id keyed in at the pump (digits)")
     p.add_argument("--name", default="")
 
-    g = group(sub, "wallet", "wallets: add, topup, correct, transfer, order")
+    g = group(sub, "wallet", "wallets: add, topup, correct, transfer, order, close")
     p = command(g, "add", "a money or litre wallet of an account", cmd_wallet_add)
     p.add_argument("--account", type=ident, required=True)
     p.add_argument("--unit", choices=admin.WALLET_UNITS, required=True)
@@ -327,6 +345,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--from", dest="source", type=ident, required=True)
     p.add_argument("--to", dest="target", type=ident, required=True)
     p.add_argument("--amount", type=decimal_units, required=True)
+    p = command(g, "close", "close an empty wallet for good", _close("wallet"), reason=True, required=True)
+    p.add_argument("id", metavar="ID", type=ident)
     p = command(g, "order", "the order wallets pay in", cmd_wallet_order)
     p.add_argument("--account", type=ident, required=True)
     p.add_argument("wallets", metavar="WALLET", type=ident, nargs="+", help="wallet ids, first pays first")

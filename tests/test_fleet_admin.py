@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from contracts.cards import luhn_ok
 from contracts.errors import ConfigError
 from registry.db import open_database
-from registry.fleet import admin, cards, groups, ledger
+from registry.fleet import admin, cards, closing, groups, ledger
 from registry.fleet.admin import FleetError
 from registry.fleet.ledger import LedgerError
 from registry.fleet.statements import account_summary
@@ -245,6 +245,40 @@ def test_corrections_and_transfers_on_the_ledger(fleet: Fleet) -> None:
     assert ledger.check(s) == []
     assert json.loads(audits(s, "wallet.transfer")[0].detail)["target"] == spare.id
     assert s.scalar(select(func.count()).select_from(Movement)) == 4
+
+
+def test_wallets_close_empty_and_a_closed_account_withdraws_its_cards(fleet: Fleet) -> None:
+    s = fleet.s
+    cash = admin.add_wallet(s, fleet.account, unit="money", **OPS)
+    spare = admin.add_wallet(s, fleet.account, unit="money", **OPS)
+    admin.topup(s, cash.id, 500, actor="alice", reason="opening", now=NOW)
+    with pytest.raises(FleetError, match="closes empty"):
+        closing.close_wallet(s, cash.id, actor="alice", reason="contract ended", now=NOW)
+    with pytest.raises(ConfigError, match="reason"):
+        closing.close_wallet(s, spare.id, actor="alice", reason="", now=NOW)
+    closing.close_wallet(s, spare.id, actor="alice", reason="not needed", now=NOW)
+    with pytest.raises(LedgerError):
+        admin.topup(s, spare.id, 1, actor="alice", reason="late", now=NOW)
+    with pytest.raises(FleetError, match="already"):
+        closing.close_wallet(s, spare.id, actor="alice", reason="again", now=NOW)
+    active = cards.issue_card(s, fleet.keys, fleet.account, PAN, medium="chip", expiry="2812", pin=None,
+                              activate=True, **OPS)
+    lost = cards.issue_card(s, fleet.keys, fleet.account, PAN2, medium="chip", expiry="2812", pin=None, **OPS)
+    cards.move(s, lost.id, "lost", actor="alice", reason="gone", now=NOW)
+    with pytest.raises(FleetError, match="closes empty"):
+        closing.close_account(s, fleet.account, actor="alice", reason="customer left", now=NOW)
+    admin.transfer(s, cash.id, admin.add_wallet(s, admin.create_account(s, fleet.customer, "B", **OPS).id,
+                                                 unit="money", **OPS).id, 500, actor="alice", reason="move",
+                   now=NOW)
+    assert closing.close_account(s, fleet.account, actor="alice", reason="customer left", now=NOW) == 1
+    assert [s.get(Card, c.id).status for c in (active, lost)] == ["withdrawn", "lost"]   # type: ignore[union-attr]
+    assert cash.status == "closed" and PAN in cards.stop_list_numbers(s, fleet.keys, NOW)
+    for closed_account in (lambda: admin.add_wallet(s, fleet.account, unit="money", **OPS),
+                           lambda: cards.issue_card(s, fleet.keys, fleet.account, PAN3, medium="chip",
+                                                    expiry="2812", pin=None, **OPS)):
+        with pytest.raises(FleetError, match="closed"):
+            closed_account()
+    assert ledger.check(s) == []
 
 
 def test_account_summary_shows_available_used_and_remaining(fleet: Fleet) -> None:

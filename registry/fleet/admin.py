@@ -203,7 +203,8 @@ def station_spec(s: Session, spec: str) -> str:
 def add_wallet(s: Session, account_id: int, *, unit: str, mode: str = "prepaid", credit_limit: int = 0,
                products: str = "", stations: str = "", expires_on: dt.date | None = None,
                priority: int | None = None, name: str = "", actor: str, now: dt.datetime) -> Wallet:
-    get(s, Account, account_id, "account")
+    if get(s, Account, account_id, "account").status != "active":
+        raise FleetError("the account is closed", account=account_id)
     if unit not in WALLET_UNITS:
         raise ConfigError(f"wallet unit must be {' or '.join(WALLET_UNITS)}", key="unit")
     if mode not in MODES:
