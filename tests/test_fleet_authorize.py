@@ -452,3 +452,209 @@ def test_card_tied_to_one_wallet_spends_only_it(make: Any, doc: dict[str, Any]) 
     assert set(paying(fleet, answer).values()) == {2}
     assert offered(answer) == {"diesel": 1000, "petrol95": 1000, "adblue": 1000}
     assert fleet.auth(CARD2).reason == R.INSUFFICIENT_FUNDS      # wallet 1's 1,000 L are not its to spend
+
+
+# -- limits --------------------------------------------------------------------------------------------------
+def limit(scope: str, period: str, unit: str, maximum: int, scope_id: int = 1) -> dict[str, Any]:
+    return {"scope": scope, "id": scope_id, "period": period, "unit": unit, "maximum": maximum}
+
+
+def diesel_fleet(make: Any, doc: dict[str, Any], *limits: dict[str, Any], topup: int = 100_000) -> Fleet:
+    """A litre wallet for diesel only (nozzle 1 of pump 1), two cards (ids 1 and 2), the limits given."""
+    doc["wallets"] = [litres_wallet(products=["diesel"], topup=topup)]
+    doc["cards"].append({"number": CARD2, "account": 1, "pin": "1234", "expiry": "2912"})
+    doc["limits"] = list(limits)
+    fleet: Fleet = make(doc)
+    return fleet
+
+
+def test_allowance_is_the_days_remainder_not_the_months(make: Any, doc: dict[str, Any]) -> None:
+    fleet = diesel_fleet(make, doc, limit("account", "day", "volume", 5000),
+                         limit("account", "month", "volume", 100_000))
+    fleet.sell(fleet.approved(), 3000)
+    assert offered(fleet.approved(CARD2)) == {"diesel": 2000}
+
+
+def test_next_day_starts_a_new_day_within_the_month(make: Any, doc: dict[str, Any]) -> None:
+    fleet = diesel_fleet(make, doc, limit("account", "day", "volume", 5000),
+                         limit("account", "month", "volume", 8000))
+    fleet.sell(fleet.approved(), 5000)
+    assert fleet.auth().reason == R.LIMIT_EXHAUSTED
+    assert offered(fleet.approved(now=NOW + dt.timedelta(days=1))) == {"diesel": 3000}   # the month's rest
+
+
+def test_per_sale_limit_does_not_accumulate(make: Any, doc: dict[str, Any]) -> None:
+    fleet = diesel_fleet(make, doc, limit("card", "sale", "volume", 2500))
+    first = fleet.approved()
+    assert offered(first) == {"diesel": 2500}
+    fleet.sell(first, 2500)
+    assert offered(fleet.approved()) == {"diesel": 2500}
+
+
+def test_day_count_limit_counts_open_and_settled_authorizations(make: Any, doc: dict[str, Any]) -> None:
+    fleet = diesel_fleet(make, doc, limit("card", "day", "count", 2))
+    first, _ = fleet.approved(), fleet.approved()
+    assert fleet.auth().reason == R.LIMIT_EXHAUSTED            # two open
+    fleet.sell(first, 1000)
+    assert fleet.auth().reason == R.LIMIT_EXHAUSTED            # one settled, one open
+    fleet.approved(CARD2)                                      # the limit is the card's alone
+    assert fleet.approved(now=NOW + dt.timedelta(days=1))      # a new day
+
+
+def test_day_count_limit_with_two_settled_sales(make: Any, doc: dict[str, Any]) -> None:
+    fleet = diesel_fleet(make, doc, limit("account", "day", "count", 2))
+    fleet.sell(fleet.approved(), 1000)
+    fleet.sell(fleet.approved(CARD2), 1000)
+    assert fleet.auth().reason == R.LIMIT_EXHAUSTED
+    assert fleet.auth(CARD2).reason == R.LIMIT_EXHAUSTED
+
+
+def test_money_limit_on_a_volume_wallet(make: Any, doc: dict[str, Any]) -> None:
+    doc["wallets"] = [litres_wallet()]
+    doc["limits"] = [limit("account", "day", "money", 3318)]
+    fleet = make(doc)
+    answer = fleet.approved()
+    for a in answer.allowances:
+        assert a.volume_cl == rules.volume_of(3318, PRICES[a.product])
+        assert a.amount_cents == rules.amount_of(a.volume_cl, PRICES[a.product]) <= 3318
+    assert offered(answer)["diesel"] == 2000                   # 20 L of diesel at 1.659 is 33.18
+    holds = fleet.all(Hold, Hold.auth_id == answer.auth_id)
+    assert [(h.wallet_id, h.amount) for h in holds] == [(1, answer.allowed_cl)]   # litres held, not cents
+
+
+@pytest.mark.parametrize(("card_cl", "account_cl"), [(3000, 5000), (5000, 3000)])
+def test_card_and_account_limits_both_apply_the_smaller_wins(make: Any, doc: dict[str, Any], card_cl: int,
+                                                             account_cl: int) -> None:
+    fleet = diesel_fleet(make, doc, limit("card", "day", "volume", card_cl),
+                         limit("account", "day", "volume", account_cl))
+    assert offered(fleet.approved()) == {"diesel": 3000}
+
+
+def test_account_limit_shared_by_its_cards_card_limit_not(make: Any, doc: dict[str, Any]) -> None:
+    fleet = diesel_fleet(make, doc, limit("card", "day", "volume", 3000),
+                         limit("account", "day", "volume", 5000))
+    fleet.sell(fleet.approved(), 3000)
+    assert fleet.auth().reason == R.LIMIT_EXHAUSTED            # the card's day is used up
+    assert offered(fleet.approved(CARD2)) == {"diesel": 2000}  # card 2 has no limit; the account's rest
+
+
+def test_open_authorizations_count_in_usage_until_they_settle_or_lapse(make: Any,
+                                                                       doc: dict[str, Any]) -> None:
+    fleet = diesel_fleet(make, doc, limit("account", "day", "volume", 5000))
+    first = fleet.approved()
+    assert offered(first) == {"diesel": 5000}
+    assert fleet.auth(CARD2).reason == R.LIMIT_EXHAUSTED       # the open one may still take all of it
+    fleet.sell(first, 2000)
+    assert offered(fleet.approved(CARD2)) == {"diesel": 3000}
+    # that one lapses unused after AUTH_TTL: its 30 L count no more
+    assert offered(fleet.approved(now=NOW + dt.timedelta(minutes=31))) == {"diesel": 3000}
+
+
+# -- time windows --------------------------------------------------------------------------------------------
+MON_FRI = 0b0011111
+EVERY_DAY = 0b1111111
+
+
+def window(scope: str, weekdays: int, start: str, end: str) -> dict[str, Any]:
+    def minute(hhmm: str) -> int:
+        return int(hhmm[:2]) * 60 + int(hhmm[3:])
+    return {"scope": scope, "id": 1, "weekdays": weekdays, "start_minute": minute(start),
+            "end_minute": minute(end)}
+
+
+def at(day: int, hhmm: str) -> dt.datetime:
+    """A time (UTC) in the week of NOW: day 30 is Monday 30 November 2026, 1 to 6 December follow."""
+    month = 11 if day == 30 else 12
+    return dt.datetime(2026, month, day, int(hhmm[:2]), int(hhmm[3:]))
+
+
+@pytest.mark.parametrize(("when", "ok"), [
+    (at(2, "10:00"), True), (at(2, "05:30"), False),         # account's window not yet open, card's open
+    (at(2, "20:30"), False),                                  # account's closed, card's still open
+    (at(2, "20:59"), False), (at(2, "06:00"), True), (at(2, "19:59"), True),
+    (at(5, "10:00"), False),                                  # Saturday: the account's window is Mon-Fri
+    (at(6, "10:00"), False),
+])
+def test_card_and_account_windows_must_both_allow(make: Any, doc: dict[str, Any], when: dt.datetime,
+                                                  ok: bool) -> None:
+    doc["wallets"] = [litres_wallet()]
+    doc["windows"] = [window("account", MON_FRI, "06:00", "20:00"),
+                      window("card", EVERY_DAY, "05:00", "21:00")]
+    fleet = make(doc)
+    answer = fleet.auth(now=when)
+    assert answer.approved is ok
+    if not ok:
+        assert answer.reason == R.OUTSIDE_TIME_WINDOW
+
+
+def test_card_window_alone_refuses(make: Any, doc: dict[str, Any]) -> None:
+    doc["wallets"] = [litres_wallet()]
+    doc["windows"] = [window("account", EVERY_DAY, "00:00", "00:00"),       # start == end: all day
+                      window("card", EVERY_DAY, "08:00", "09:00")]
+    fleet = make(doc)
+    assert fleet.auth().reason == R.OUTSIDE_TIME_WINDOW
+    fleet.approved(now=at(2, "08:30"))
+
+
+@pytest.mark.parametrize(("when", "ok"), [
+    (at(30, "23:00"), True), (at(1, "03:00"), True),          # Monday evening, and Tuesday morning after it
+    (at(30, "21:59"), False), (at(1, "06:00"), False),        # the end minute is excluded
+    (at(30, "03:00"), False),                                 # Monday morning belongs to Sunday's night
+    (at(1, "23:00"), False),                                  # Tuesday evening: the bit is Monday's only
+])
+def test_midnight_spanning_window(make: Any, doc: dict[str, Any], when: dt.datetime, ok: bool) -> None:
+    doc["wallets"] = [litres_wallet()]
+    doc["windows"] = [window("card", 0b0000001, "22:00", "06:00")]
+    fleet = make(doc)
+    assert fleet.auth(now=when).approved is ok
+
+
+def test_windows_are_in_the_accounts_time_zone(make: Any, doc: dict[str, Any]) -> None:
+    doc["accounts"][0]["timezone"] = "America/New_York"       # UTC-5 in December
+    doc["wallets"] = [litres_wallet()]
+    doc["windows"] = [window("account", MON_FRI, "08:00", "12:00")]
+    fleet = make(doc)
+    assert fleet.auth(now=at(2, "10:00")).reason == R.OUTSIDE_TIME_WINDOW      # 05:00 in New York
+    fleet.approved(now=at(2, "14:00"))                                        # 09:00 there
+    assert fleet.auth(now=at(2, "17:00")).reason == R.OUTSIDE_TIME_WINDOW      # 12:00 there
+    assert fleet.auth(now=at(5, "14:00")).reason == R.OUTSIDE_TIME_WINDOW      # Saturday 09:00 there
+
+
+def test_weekday_is_the_accounts_local_one(make: Any, doc: dict[str, Any]) -> None:
+    doc["accounts"][0]["timezone"] = "America/New_York"
+    doc["wallets"] = [litres_wallet()]
+    doc["windows"] = [window("account", MON_FRI, "20:00", "23:00")]
+    fleet = make(doc)
+    fleet.approved(now=at(5, "03:00"))              # Saturday in UTC, Friday 22:00 in New York
+    assert fleet.auth(now=at(6, "03:00")).reason == R.OUTSIDE_TIME_WINDOW      # Saturday 22:00 there
+
+
+# -- holds ---------------------------------------------------------------------------------------------------
+def test_two_authorizations_race_for_the_last_30_litres(make: Any, doc: dict[str, Any]) -> None:
+    fleet = diesel_fleet(make, doc, limit("card", "sale", "volume", 1000), topup=3000)
+    first = fleet.approved()
+    assert offered(first) == {"diesel": 1000}                  # card 1's per-sale limit
+    second = fleet.approved(CARD2)
+    assert offered(second) == {"diesel": 2000}                 # what the first left
+    assert fleet.auth(CARD2).reason == R.INSUFFICIENT_FUNDS
+    assert sum(h.amount for h in fleet.all(Hold, Hold.released.is_(False))) == 3000
+    assert fleet.available(1) == 0
+
+
+def test_completion_releases_the_rest_of_the_hold(make: Any, doc: dict[str, Any]) -> None:
+    fleet = diesel_fleet(make, doc, topup=3000)
+    answer = fleet.approved()
+    assert fleet.available(1) == 0
+    fleet.sell(answer, 2000)
+    assert (fleet.balance(1), fleet.available(1)) == (1000, 1000)
+    assert all(h.released for h in fleet.all(Hold, Hold.auth_id == answer.auth_id))
+    assert offered(fleet.approved(CARD2)) == {"diesel": 1000}
+
+
+def test_a_lapsed_authorization_holds_nothing(make: Any, doc: dict[str, Any]) -> None:
+    fleet = diesel_fleet(make, doc, topup=3000)
+    fleet.approved()
+    assert fleet.auth(CARD2).reason == R.INSUFFICIENT_FUNDS
+    lapsed = NOW + dt.timedelta(minutes=30)                    # AUTH_TTL: held until, not at, 30 minutes
+    assert fleet.available(1, lapsed) == 3000
+    assert offered(fleet.approved(CARD2, now=lapsed)) == {"diesel": 3000}
