@@ -1,0 +1,285 @@
+"""Fleet settlement (registry.fleet.settle through registry.service.record_sale and record_sales) on a real
+SQLite registry: which wallet a sale debits, the usage it counts, what ends its holds, what is held, and
+offline sales found by their sealed card number. The Fleet environment is tests/test_fleet_authorize.py's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from contracts.messages import AuthAnswer
+from contracts.reasons import DeclineReason as R
+from registry.fleet import ledger, rules
+from registry.models import Authorization, Card, Hold, Movement, Transaction, Usage
+from tests.test_fleet_authorize import CARD, CARD2, NOW, PRICES, TAG, Fleet, base_seed, litres_wallet, offered
+
+LATER = NOW + dt.timedelta(minutes=6)          # when the registry receives the sales below
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[Any]:
+    made: list[Fleet] = []
+
+    def build(seed: dict[str, Any]) -> Fleet:
+        made.append(Fleet(tmp_path / str(len(made)), seed))
+        return made[-1]
+    yield build
+    for each in made:
+        each.engine.dispose()
+
+
+@pytest.fixture
+def doc() -> dict[str, Any]:
+    return base_seed()
+
+
+def two_wallets(make: Any, doc: dict[str, Any]) -> Fleet:
+    """Diesel from a litre wallet (1: 1,000 L), everything else from a money wallet (2: 500.00)."""
+    doc["wallets"] = [litres_wallet(1, products=["diesel"]),
+                      {"id": 2, "account": 1, "unit": "money", "mode": "prepaid", "topup": 50_000,
+                       "priority": 1}]
+    doc["cards"].append({"number": CARD2, "account": 1, "pin": "1234", "expiry": "2912"})
+    fleet: Fleet = make(doc)
+    return fleet
+
+
+def sale_movements(fleet: Fleet) -> list[Movement]:
+    return fleet.all(Movement, Movement.kind == "sale")
+
+
+def tx(fleet: Fleet, sale: dict[str, Any]) -> Transaction:
+    found: Transaction = fleet.one(Transaction, Transaction.sale_id == sale["sale_id"])
+    return found
+
+
+def sound(fleet: Fleet) -> None:
+    """Every balance is the sum of its movements."""
+    with fleet.sessions() as s:
+        assert ledger.check(s) == []
+
+
+def open_holds(fleet: Fleet, answer: AuthAnswer) -> list[Hold]:
+    return fleet.all(Hold, Hold.auth_id == answer.auth_id, Hold.released.is_(False))
+
+
+# -- online sales --------------------------------------------------------------------------------------------
+def test_a_sale_debits_the_wallet_its_authorization_chose_for_the_product(make: Any,
+                                                                         doc: dict[str, Any]) -> None:
+    fleet = two_wallets(make, doc)
+    answer = fleet.approved()
+    diesel = fleet.sell(answer, 2000, nozzle=1)
+    assert (fleet.balance(1), fleet.balance(2)) == (98_000, 50_000)          # litres from the litre wallet
+    [movement] = sale_movements(fleet)
+    assert (movement.key, movement.wallet_id, movement.amount, movement.balance_after) == \
+        (f"sale:{diesel['sale_id']}", 1, -2000, 98_000)
+    assert (movement.sale_id, movement.auth_id) == (diesel["sale_id"], answer.auth_id)
+    assert (tx(fleet, diesel).wallet_id, tx(fleet, diesel).held) == (1, False)
+    petrol = fleet.sell(fleet.approved(), 1000, nozzle=2)
+    cents = rules.amount_of(1000, PRICES["petrol95"])
+    assert (fleet.balance(1), fleet.balance(2)) == (98_000, 50_000 - cents)  # cents from the money wallet
+    assert tx(fleet, petrol).wallet_id == 2
+    assert len(sale_movements(fleet)) == 2
+    assert fleet.count(Hold, Hold.released.is_(False)) == 0
+    sound(fleet)
+
+
+def usage_rows(fleet: Fleet, scope: str, scope_id: int) -> dict[str, tuple[int, int, int]]:
+    return {u.period_key: (u.amount_cents, u.volume_cl, u.count)
+            for u in fleet.all(Usage, Usage.scope == scope, Usage.scope_id == scope_id)}
+
+
+def test_a_sale_counts_in_every_period_of_the_card_and_account_in_the_accounts_zone(
+        make: Any, doc: dict[str, Any]) -> None:
+    doc["accounts"][0]["timezone"] = "Pacific/Auckland"      # UTC+13 in December
+    doc["wallets"] = [litres_wallet()]
+    fleet = make(doc)
+    eve = dt.datetime(2026, 12, 31, 11, 30)                   # 1 January 2027, 00:30 in Auckland
+    answer = fleet.approved(now=eve)
+    sale = fleet.sale_doc(answer.auth_id, 2000, finished=eve + dt.timedelta(minutes=5))
+    assert fleet.record(sale, now=eve + dt.timedelta(minutes=6))["reason"] == ""
+    figures = (rules.amount_of(2000, PRICES["diesel"]), 2000, 1)
+    # 2027-01-01 is a Friday of ISO week 53 of 2026 (ISO 8601 weeks, datetime.isocalendar)
+    expected = {key: figures for key in ("D2027-01-01", "W2026-53", "M2027-01", "Y2027", "L")}
+    assert usage_rows(fleet, "account", 1) == expected
+    assert usage_rows(fleet, "card", fleet.card().id) == expected
+
+
+def test_a_sale_received_twice_books_once(make: Any, doc: dict[str, Any]) -> None:
+    doc["wallets"] = [litres_wallet()]
+    fleet = make(doc)
+    sale = fleet.sell(fleet.approved(), 2000)
+    assert fleet.record(sale)["status"] == "duplicate"
+    assert fleet.record_batch([sale, sale]) == [{"sale_id": sale["sale_id"], "status": "duplicate",
+                                                 "reason": ""}] * 2
+    assert fleet.balance(1) == 98_000
+    assert len(sale_movements(fleet)) == 1
+    assert usage_rows(fleet, "account", 1)["L"][2] == 1
+    sound(fleet)
+
+
+def test_a_product_the_authorization_did_not_allow_is_held_and_debits_nothing(make: Any,
+                                                                              doc: dict[str, Any]) -> None:
+    doc["wallets"] = [litres_wallet(products=["diesel"])]
+    fleet = make(doc)
+    answer = fleet.approved()
+    assert set(offered(answer)) == {"diesel"}
+    sale = fleet.sale_doc(answer.auth_id, 1000, nozzle=2)       # petrol95 lifted anyway
+    assert fleet.record(sale) == {"sale_id": sale["sale_id"], "status": "stored", "reason": "held"}
+    stored = tx(fleet, sale)
+    assert stored.held and "product_not_authorized" in stored.flags.split(",")
+    assert sale_movements(fleet) == [] and fleet.balance(1) == 100_000
+    assert open_holds(fleet, answer) == []
+    assert usage_rows(fleet, "account", 1) == {}
+
+
+def test_a_held_sale_debits_nothing_but_ends_the_holds(make: Any, doc: dict[str, Any]) -> None:
+    doc["wallets"] = [litres_wallet(topup=3000)]
+    fleet = make(doc)
+    answer = fleet.approved()
+    assert fleet.available(1, LATER) == 0
+    sale = fleet.sale_doc(answer.auth_id, 2000, price_milli=1500, amount_cents=3000)   # not the nozzle's
+    assert fleet.record(sale)["reason"] == "held"
+    assert "price_mismatch" in tx(fleet, sale).flags.split(",")
+    assert sale_movements(fleet) == [] and usage_rows(fleet, "account", 1) == {}
+    assert open_holds(fleet, answer) == [] and fleet.available(1, LATER) == 3000
+    assert fleet.one(Authorization, Authorization.id == answer.auth_id).status == "completed"
+
+
+def test_a_second_sale_on_one_authorization_is_held_and_not_debited(make: Any, doc: dict[str, Any]) -> None:
+    doc["wallets"] = [litres_wallet()]
+    fleet = make(doc)
+    answer = fleet.approved()
+    fleet.sell(answer, 2000)
+    again = fleet.sale_doc(answer.auth_id, 2000)
+    assert fleet.record(again)["reason"] == "held"
+    assert "authorization_reused" in tx(fleet, again).flags.split(",")
+    assert fleet.balance(1) == 98_000 and len(sale_movements(fleet)) == 1
+
+
+def test_a_sale_of_nothing_releases_the_hold_and_debits_nothing(make: Any, doc: dict[str, Any]) -> None:
+    doc["wallets"] = [litres_wallet(topup=3000)]
+    doc["limits"] = [{"scope": "card", "id": 1, "period": "day", "unit": "count", "maximum": 1}]
+    fleet = make(doc)
+    answer = fleet.approved()
+    release = fleet.sale_doc(answer.auth_id, 0, nozzle=0, flags=["cancelled_after_approval"])
+    assert fleet.record(release) == {"sale_id": release["sale_id"], "status": "stored", "reason": ""}
+    assert open_holds(fleet, answer) == [] and fleet.available(1, LATER) == 3000
+    assert sale_movements(fleet) == [] and usage_rows(fleet, "account", 1) == {}
+    # nothing was sold: the day's one sale is still there to be had
+    assert offered(fleet.approved(now=LATER))["diesel"] == 3000
+
+
+def test_a_sale_after_its_authorization_lapsed_is_still_debited(make: Any, doc: dict[str, Any]) -> None:
+    doc["wallets"] = [litres_wallet()]
+    fleet = make(doc)
+    answer = fleet.approved()
+    sale = fleet.sale_doc(answer.auth_id, 2000)
+    assert fleet.record(sale, now=NOW + dt.timedelta(hours=2))["reason"] == ""   # kept by the terminal
+    assert fleet.balance(1) == 98_000
+
+
+# -- offline sales -------------------------------------------------------------------------------------------
+def test_an_offline_sale_debits_the_cards_account(make: Any, doc: dict[str, Any]) -> None:
+    fleet = two_wallets(make, doc)
+    sale = fleet.offline_doc(CARD2, 2000)
+    assert fleet.record(sale) == {"sale_id": sale["sale_id"], "status": "stored", "reason": ""}
+    stored = tx(fleet, sale)
+    assert (stored.card_id, stored.account_id, stored.wallet_id, stored.held) == \
+        (fleet.card(CARD2).id, 1, 1, False)
+    assert "offline" in stored.flags.split(",") and "overdrawn" not in stored.flags.split(",")
+    assert fleet.balance(1) == 98_000
+    [movement] = sale_movements(fleet)
+    assert (movement.key, movement.auth_id) == (f"sale:{sale['sale_id']}", None)
+    assert usage_rows(fleet, "card", fleet.card(CARD2).id)["L"] == (rules.amount_of(2000, 1659), 2000, 1)
+    sound(fleet)
+
+
+def test_an_offline_sale_takes_a_wallet_that_has_enough(make: Any, doc: dict[str, Any]) -> None:
+    doc["wallets"] = [litres_wallet(1, topup=500), litres_wallet(2, priority=1)]
+    fleet = make(doc)
+    sale = fleet.offline_doc(CARD, 2000)
+    assert fleet.record(sale)["reason"] == ""
+    assert (fleet.balance(1), fleet.balance(2)) == (500, 98_000)
+    assert "overdrawn" not in tx(fleet, sale).flags.split(",")
+
+
+def test_an_offline_sale_that_overdraws_is_booked_flagged_and_alarmed(
+        make: Any, doc: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    doc["wallets"] = [litres_wallet(topup=1000)]
+    fleet = make(doc)
+    caplog.set_level(logging.WARNING)
+    sale = fleet.offline_doc(CARD, 2000)
+    assert fleet.record(sale) == {"sale_id": sale["sale_id"], "status": "stored", "reason": ""}
+    stored = tx(fleet, sale)
+    assert not stored.held and "overdrawn" in stored.flags.split(",")
+    assert fleet.balance(1) == -1000                       # the fuel was taken: booked, never lost
+    alarms = [r for r in caplog.records if getattr(r, "alarm", None) == "fleet_overdraw"]
+    assert len(alarms) == 1 and CARD not in caplog.text
+    sound(fleet)
+
+
+def test_an_offline_sale_of_an_unknown_card_is_held(make: Any, doc: dict[str, Any]) -> None:
+    doc["wallets"] = [litres_wallet()]
+    fleet = make(doc)
+    sale = fleet.offline_doc("7077001000000068", 2000)
+    assert fleet.record(sale)["reason"] == "held"
+    assert "unknown_card" in tx(fleet, sale).flags.split(",")
+    assert sale_movements(fleet) == [] and fleet.balance(1) == 100_000
+
+
+def test_an_offline_sale_sealed_to_another_sale_is_held(make: Any, doc: dict[str, Any]) -> None:
+    doc["wallets"] = [litres_wallet()]
+    fleet = make(doc)
+    other = fleet.offline_doc(CARD, 2000)
+    sale = fleet.offline_doc(CARD, 2000)
+    sale["card_sealed"] = other["card_sealed"]              # a sealed number copied onto another sale
+    assert fleet.record(sale)["reason"] == "held"
+    assert "unknown_card" in tx(fleet, sale).flags.split(",")
+    assert sale_movements(fleet) == []
+
+
+@pytest.mark.parametrize("status", ["lost", "stolen", "blocked"])
+def test_an_offline_sale_of_a_stopped_card_is_debited_and_flagged(make: Any, doc: dict[str, Any],
+                                                                  status: str) -> None:
+    doc["wallets"] = [litres_wallet()]
+    doc["cards"][0]["status"] = status
+    fleet = make(doc)
+    assert fleet.auth().reason == R.CARD_BLOCKED
+    sale = fleet.offline_doc(CARD, 2000)
+    assert fleet.record(sale)["reason"] == ""
+    assert f"card_{status}" in tx(fleet, sale).flags.split(",")
+    assert fleet.balance(1) == 98_000
+
+
+def test_an_offline_tag_sale(make: Any, doc: dict[str, Any]) -> None:
+    doc["wallets"] = [litres_wallet()]
+    doc["cards"] = [{"number": TAG, "account": 1, "medium": "tag", "expiry": "2912"}]
+    fleet = make(doc)
+    sale = fleet.offline_doc(TAG, 1500, medium="tag")
+    assert fleet.record(sale)["reason"] == ""
+    assert tx(fleet, sale).card_id == fleet.card(TAG).id and fleet.balance(1) == 98_500
+
+
+# -- batches -------------------------------------------------------------------------------------------------
+def test_a_batch_settles_online_and_offline_sales_of_one_account(make: Any, doc: dict[str, Any]) -> None:
+    fleet = two_wallets(make, doc)
+    first, second = fleet.approved(), fleet.approved(CARD2)
+    sales = [fleet.sale_doc(first.auth_id, 2000), fleet.offline_doc(CARD, 1000),
+             fleet.sale_doc(second.auth_id, 1000, nozzle=2)]
+    acks = fleet.record_batch(sales)
+    assert [a and (a["status"], a["reason"]) for a in acks] == [("stored", "")] * 3
+    assert fleet.balance(1) == 100_000 - 3000
+    assert fleet.balance(2) == 50_000 - rules.amount_of(1000, PRICES["petrol95"])
+    assert len(sale_movements(fleet)) == 3
+    assert usage_rows(fleet, "account", 1)["L"][1:] == (4000, 3)
+    assert fleet.count(Hold, Hold.released.is_(False)) == 0
+    with fleet.sessions() as s:
+        assert {c.id for c in s.scalars(select(Card))} == {tx(fleet, x).card_id for x in sales}
+    sound(fleet)
