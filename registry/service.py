@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -22,7 +22,7 @@ from registry.checks import sale_problems
 from registry.fleet.authorize import AUTH_TTL, MAX_FILL_CL, authorize
 from registry.fleet.settle import Settled, is_offline, settle_offline, settle_online
 from registry.keys import RegistryKeys
-from registry.models import Authorization, Device, Nozzle, SaleConflict, Transaction
+from registry.models import Account, Authorization, Device, Nozzle, SaleConflict, Transaction
 
 __all__ = ["AUTH_TTL", "MAX_FILL_CL", "MAX_PIN_TRIES", "REGISTRY_PROGRAMS", "authorize", "held_sales",
            "record_sale", "record_sales", "sale_conflicts", "wallet_usage_cl"]
@@ -225,6 +225,7 @@ def record_sales(session: Session, sales: list[dict[str, Any]], now: dt.datetime
     alarms: list[dict[str, Any]] = []
     try:
         with session.no_autoflush:
+            _lock_accounts(session, sales)
             batch = _Batch(session, sales)
             staged = [_stage(session, sale, now, alarms, batch, keys) for sale in sales]
         if batch.rows:
@@ -237,6 +238,25 @@ def record_sales(session: Session, sales: list[dict[str, Any]], now: dt.datetime
     for sale, (ack, problems) in zip(sales, staged, strict=True):
         _announce(sale, ack, problems)
     return [ack for ack, _ in staged]
+
+
+def _lock_accounts(session: Session, sales: list[dict[str, Any]]) -> None:
+    """The accounts whose authorizations the batch settles, locked before anything is read: on SQLite a
+    write first takes the write lock (a read first could find its snapshot stale when it comes to write); on
+    PostgreSQL the rows in id order, so that two registry processes' batches never wait on each other in a
+    circle. registry.fleet.settle takes each account's lock again (already held)."""
+    auths = [sale["auth_id"] for sale in sales
+             if sale["auth_id"] is not None and sale["kind"] in REGISTRY_PROGRAMS]
+    if not auths:
+        return
+    accounts = select(Authorization.account_id).where(Authorization.id.in_(auths),
+                                                      Authorization.account_id.is_not(None))
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(Account).where(Account.id.in_(accounts))
+                        .values(auth_seq=Account.auth_seq + 1).execution_options(synchronize_session=False))
+    else:
+        session.execute(select(Account.id).where(Account.id.in_(accounts)).order_by(Account.id)
+                        .with_for_update())
 
 
 def _alone(session: Session, sale: dict[str, Any], now: dt.datetime,

@@ -24,7 +24,7 @@ SEED = Path(__file__).resolve().parents[1] / "hostsim" / "fixtures" / "seed.toml
 NOW = dt.datetime(2026, 12, 1, 12, 0, 0)
 PIN_KEY = bytes.fromhex("8B2F4E01A7C3D95E6F1028374C5D6E7F")      # T-0001's in the seed
 OTHER_KEY = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
-LOST, TAG = "7077001000000092", "U04A1B2C3D4E5F6"
+LOST, TAG = "7077009000000012", "U04C0FFEE112233"
 
 
 @dataclass

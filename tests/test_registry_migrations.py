@@ -14,7 +14,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Engine, Integer, MetaData, create_engine, select
+from sqlalchemy import Column, Engine, Integer, MetaData, create_engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 from test_registry_checks import make_pre_held_database
 from test_registry_service import ACME, NOW, SEED, Env, forget_migrations, make_pre_kind_database
@@ -24,7 +24,15 @@ from registry.configs import ConfigIssuer
 from registry.db import database_url, open_database
 from registry.fleetops import queue_command
 from registry.keys import load_or_create_keys
-from registry.models import Base, Device, DeviceEvent, Rollout, RolloutDevice, SoftwareRelease
+from registry.models import (
+    Base,
+    Device,
+    DeviceEvent,
+    EnrollmentRequest,
+    Rollout,
+    RolloutDevice,
+    SoftwareRelease,
+)
 from registry.seed import apply_seed, load_seed
 
 
@@ -68,7 +76,20 @@ def check_fresh_database_reaches_the_models_schema(url: str) -> None:
 
 
 # The newest revision of the release before this one: its database is "today's" for the next upgrade.
-PREVIOUS = "r0005"
+PREVIOUS = "r0006"
+
+
+def previous_seed() -> dict[str, Any]:
+    """The simulator's seed as the previous release could load it: its stations, pumps and devices, and the
+    accounts, wallets (a monthly litre limit each) and cards (on one wallet) of that format only."""
+    doc = load_seed(SEED)
+    wallets = [w for w in doc.get("wallets", []) if "monthly_limit_litres" in w]
+    accounts = {w["account"] for w in wallets}
+    return {**{k: doc[k] for k in ("stations", "products", "nozzles", "devices")},
+            "accounts": [{"id": a["id"], "name": a["name"]} for a in doc["accounts"] if a["id"] in accounts],
+            "wallets": wallets,
+            "cards": [c for c in doc["cards"] if "wallet" in c and c["wallet"] in {w["id"] for w in wallets}],
+            "usage": [u for u in doc.get("usage", []) if u["wallet"] in {w["id"] for w in wallets}]}
 
 
 def add_device_operations(s: Session, tmp_path: Path) -> None:
@@ -90,6 +111,10 @@ def add_device_operations(s: Session, tmp_path: Path) -> None:
     s.add(Rollout(id=1, version="1.5.0", percent=10, failure_threshold=20, status="running", created_at=NOW))
     s.flush()
     s.add(RolloutDevice(rollout_id=1, device_id="T-0001", status="offered", updated_at=NOW))
+    s.add(EnrollmentRequest(client="claim-1a2b", request_id="3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+                            device_id="T-0001", csr_pem=None, created_at=NOW, reply_status="accepted",
+                            answers=1, prepared_at=NOW, replied_at=NOW))
+    device.cert_pem = "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"
     s.commit()
 
 
@@ -102,7 +127,7 @@ def check_database_made_by_todays_code_keeps_every_row(url: str, tmp_path: Path)
         env = Env(tmp_path, scratch, sessionmaker(scratch, expire_on_commit=False),
                   load_or_create_keys(tmp_path / "keys.json"))
         with env.sessions() as s:
-            apply_seed(s, env.keys, load_seed(SEED), NOW)
+            apply_seed(s, env.keys, previous_seed(), NOW)
         doc, _ = env.sale(env.auth(ACME)["auth_id"])
         env.sale(None, kind="bank")
         assert env.record({**doc, "volume_cl": 1})["reason"] == "conflict"
@@ -134,8 +159,30 @@ def check_database_made_by_todays_code_keeps_every_row(url: str, tmp_path: Path)
             assert version(upgraded) == head()
             assert rows(upgraded, old) == before
             assert differences(upgraded) == []
+            check_fleet_accounts_keep_their_meaning(upgraded)
         finally:
             upgraded.dispose()
+
+
+def check_fleet_accounts_keep_their_meaning(engine: Engine) -> None:
+    """r0007: each card on its wallet's account; each wallet's monthly litres a monthly volume limit of its
+    account; open authorizations hold on their wallet; past sales in their account's usage."""
+    with engine.connect() as conn:
+        cards = conn.execute(text("SELECT c.account_id, w.account_id FROM cards c "
+                                  "JOIN wallets w ON w.id = c.wallet_id")).all()
+        assert cards and all(card == wallet for card, wallet in cards)
+        limits = dict(conn.execute(text("SELECT scope_id, maximum FROM limits WHERE scope = 'account' "
+                                        "AND period = 'month' AND unit = 'volume'")).all())
+        monthly = dict(conn.execute(text("SELECT account_id, SUM(monthly_limit_cl) FROM wallets "
+                                         "GROUP BY account_id")).all())
+        assert limits == monthly
+        open_auths = conn.execute(text("SELECT COUNT(*) FROM authorizations WHERE status = 'open'")).scalar()
+        assert conn.execute(text("SELECT COUNT(*) FROM holds")).scalar() == open_auths
+        sold = conn.execute(text("SELECT account_id, SUM(volume_cl) FROM transactions WHERE held = :f "
+                                 "AND account_id IS NOT NULL GROUP BY account_id"), {"f": False}).all()
+        lifetime = dict(conn.execute(text("SELECT scope_id, volume_cl FROM usage WHERE scope = 'account' "
+                                          "AND period_key = 'L'")).all())
+        assert sold and all(lifetime[account] == volume for account, volume in sold)
 
 
 def check_older_shapes_reach_the_models_schema(url: str) -> None:
