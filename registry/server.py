@@ -31,6 +31,7 @@ from registry.configs import REPUBLISH_EVERY, ConfigIssuer
 from registry.db import open_database
 from registry.enroll import enrollment_part
 from registry.fleet import stoplist
+from registry.fleet.sweep import FleetSweep
 from registry.fleetops import FleetOps
 from registry.ingest import SALE_BATCH, AuthFirst, SaleIngest, sale_id_of
 from registry.keys import RegistryKeys, load_or_create_keys, seal_device_keys
@@ -66,6 +67,7 @@ class Registry:
                               "needs one", key="--worker")
         self.engine, self.sessions = open_database(db_url)
         self.ingest_only, self.stop_list_poll = ingest_only, stop_list_poll
+        self.fleet_sweep = FleetSweep(self.sessions, utcnow)
         self.keys: RegistryKeys = load_or_create_keys(state_dir / "registry-keys.json", kek)
         self.config_issuer = ConfigIssuer(state_dir, keys=self.keys)
         if seed is not None and not ingest_only:
@@ -162,6 +164,7 @@ class Registry:
         self._configs.start()
         self.releases.start()
         self.fleetops.start()
+        self.fleet_sweep.start()
         if self.enroller:
             self.enroller.start()
         self.auth_link.start()
@@ -178,6 +181,7 @@ class Registry:
         self.ingest.stop()
         self.releases.stop()
         self.fleetops.stop()
+        self.fleet_sweep.stop()
         if self.enroller:
             self.enroller.stop()
         if self._configs.is_alive():
