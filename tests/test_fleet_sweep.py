@@ -1,4 +1,4 @@
-"""registry.fleet.sweep: expired cards marked, expired prepaid wallets emptied by one expiry movement a day."""
+"""registry.fleet.sweep: expired cards marked, expired prepaid wallets emptied, one expiry movement a day."""
 
 from __future__ import annotations
 
