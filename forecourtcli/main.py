@@ -295,6 +295,7 @@ REGISTRY_COMMANDS: tuple[str, ...] = (
     "forecourtcli.releases",
     "forecourtcli.pki",
     "forecourtcli.fleet",
+    "forecourtcli.fleet_offline",
 )
 # Modules whose add_parsers(sub) adds top-level `forecourt <command>` commands, one per line.
 COMMANDS: tuple[str, ...] = (
