@@ -211,7 +211,7 @@ def test_wrong_pin_counts_to_blocked(env: Env) -> None:
         assert env.auth(ACME, pin="0000")["reason"] == "wrong_pin"
         assert env.card(ACME).pin_tries == tries
     assert env.auth(ACME, pin="0000")["reason"] == "pin_tries_exceeded"
-    assert (env.card(ACME).status, env.card(ACME).pin_tries) == ("blocked", MAX_PIN_TRIES)
+    assert (env.card(ACME).status, env.card(ACME).pin_tries) == ("temp_blocked", MAX_PIN_TRIES)
     assert env.auth(ACME, pin="1234")["reason"] == "card_blocked"
     assert env.count(Authorization) == 0
     assert env.auth(ACME2)["approved"] is True

@@ -359,7 +359,7 @@ def test_wrong_pin_counts_to_blocked(env: Env) -> None:
     assert (third["approved"], third["reason"]) == (False, "pin_tries_exceeded")
     assert "pin_tries_left" not in third                   # only a wrong_pin decline carries it
     card = env.card(ACME)
-    assert (card.status, card.pin_tries) == ("blocked", 3)
+    assert (card.status, card.pin_tries) == ("temp_blocked", 3)
     # now even the right PIN is refused, and the counter does not move
     assert env.auth(ACME, pin="1234")["reason"] == "card_blocked"
     assert env.card(ACME).pin_tries == 3

@@ -26,6 +26,7 @@ from contracts.messages import MAX_PIN_TRIES, Allowance, AuthAnswer
 from contracts.panseal import PanSealError, derive_pan_key, pin_pan, unseal_pan
 from contracts.reasons import DeclineReason
 from registry.fleet import ledger, rules, usage
+from registry.fleet.admin import audit
 from registry.fleet.cards import expired
 from registry.keys import RegistryKeys
 from registry.models import (
@@ -122,7 +123,7 @@ def _authorize(s: Session, keys: RegistryKeys, ask: _Ask) -> AuthAnswer:
         raise ask.decline(DeclineReason.UNKNOWN_CARD)
     account = ledger.lock_account(s, card.account_id)       # from here on, this account's turn
     s.refresh(card)
-    _check_card(card, account, ask)
+    _check_card(s, card, account, ask)
     _check_pin(keys, card, number, pin_key, ask)
     vehicle, driver, odometer = _prompts(s, card, account, ask)
     local = rules.local_time(now, account.timezone)
@@ -159,8 +160,12 @@ def _authorize(s: Session, keys: RegistryKeys, ask: _Ask) -> AuthAnswer:
                       card_masked=ask.masked, allowances=tuple(a for a, _ in allowances))
 
 
-def _check_card(card: Card, account: Account, ask: _Ask) -> None:
+def _check_card(s: Session, card: Card, account: Account, ask: _Ask) -> None:
     if card.status == "expired" or (card.status == "active" and expired(card.expiry, ask.now)):
+        if card.status != "expired":      # design: set when YYMM passed, by the sweep or here
+            card.status, card.status_changed_at = "expired", ask.now
+            audit(s, actor="registry", action="card.expire", subject=f"card:{card.id}", now=ask.now,
+                  reason="card expiry passed", before="active", expiry=card.expiry)
         raise ask.decline(DeclineReason.CARD_EXPIRED)
     if card.status != "active" or account.status != "active":
         # lost, stolen, blocked, replaced...: the pump says blocked, never why
@@ -182,7 +187,9 @@ def _check_pin(keys: RegistryKeys, card: Card, number: str, pin_key: bytes, ask:
         return
     card.pin_tries += 1
     if card.pin_tries >= MAX_PIN_TRIES:
-        card.status, card.status_changed_at = "blocked", ask.now
+        # temporarily: an operator who has checked the driver unblocks it (`forecourt registry card
+        # unblock` resets the tries); lost, stolen and blocked are for good
+        card.status, card.status_changed_at = "temp_blocked", ask.now
         raise ask.decline(DeclineReason.PIN_TRIES_EXCEEDED)
     # the driver is told how many tries are left before the card is blocked (issue 12)
     raise ask.decline(DeclineReason.WRONG_PIN, pin_tries_left=MAX_PIN_TRIES - card.pin_tries)
