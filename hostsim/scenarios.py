@@ -16,6 +16,7 @@ from firmware.sale.record import SaleRecord
 from hostsim.scenarios_bank import BANK_SCENARIOS
 from hostsim.scenarios_central import acl_cross_device
 from hostsim.scenarios_config import config_rollback
+from hostsim.scenarios_fleet import FLEET_SCENARIOS, FLEET_SIM_OPTIONS
 from hostsim.scenarios_provision import provision_new_device
 from hostsim.scenarios_pump import pump_faults, pump_offline_midsale
 from hostsim.scenarios_sync import sync_outage
@@ -257,9 +258,11 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "sync-outage": sync_outage,
     "update-rollback": update_rollback,
     **USB_SCENARIOS,
+    **FLEET_SCENARIOS,      # issue 14
 }
 
 # Simulator options a scenario needs (defaults otherwise).
 SIM_OPTIONS: dict[str, dict[str, Any]] = {
     "pump-faults": {"terminal_pumps": (1, 2, 3, 4)},
+    **FLEET_SIM_OPTIONS,
 }
