@@ -24,6 +24,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
 
@@ -54,23 +55,24 @@ def number(i: int) -> str:
     return f"70770010{i:08d}"
 
 
-def bulk(s: Session, model: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert rows fast with the driver itself: COPY on PostgreSQL, executemany on SQLite (datetimes in
-    the text form SQLAlchemy stores, microseconds always written, so they compare as its own do)."""
-    if not rows:
-        return
-    cols, raw = list(rows[0]), cast(Any, s.connection().connection.driver_connection)
-    names, table = ", ".join(f'"{c}"' for c in cols), model.__tablename__
+def bulk(s: Session, model: Any, cols: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert rows fast with the driver itself: COPY on PostgreSQL, executemany on SQLite."""
+    raw, table = cast(Any, s.connection().connection.driver_connection), model.__tablename__
+    names, marks = ", ".join(f'"{c}"' for c in cols.split()), ", ".join("?" * len(cols.split()))
     if s.get_bind().dialect.name == "postgresql":
         with raw.cursor() as cur, cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row([row[c] for c in cols])
-        return
+                copy.write_row(row)
+    else:
+        raw.execute("PRAGMA cache_size=-262144")     # 256 MiB: the load's index pages stay in memory
+        raw.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
 
-    def value(v: Any) -> Any:
-        return v.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, dt.datetime) else v
-    raw.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(cols))})",
-                    [tuple(value(row[c]) for c in cols) for row in rows])
+
+def stamp(s: Session) -> Any:
+    """Datetimes as the driver takes them; for SQLite the text SQLAlchemy writes (microseconds always)."""
+    if s.get_bind().dialect.name == "postgresql":
+        return lambda d: d
+    return lambda d: d.isoformat(" ", "microseconds")
 
 
 def build_account(s: Session, keys: RegistryKeys, cards: int, pumps: int) -> dict[str, bytes]:
@@ -93,15 +95,13 @@ def build_account(s: Session, keys: RegistryKeys, cards: int, pumps: int) -> dic
                     allowed_products="001-099", stations="group:north", priority=1))
     s.flush()
     tokens = {i: keys.token(number(i)) for i in range(1, cards + 1)}
-    bulk(s, db.Card, [{"id": i, "token": t, "masked": mask_number(number(i)), "account_id": 1,
-                       "expiry": "2912", "pin_verifier": keys.pin_verifier(t, PIN), "pin_tries": 0,
-                       "status": "active", "medium": "chip", "number_sealed": keys.seal_number(number(i))}
-                      for i, t in tokens.items()])
+    bulk(s, db.Card, "id token masked account_id expiry pin_verifier pin_tries status medium number_sealed",
+         [(i, t, mask_number(number(i)), 1, "2912", keys.pin_verifier(t, PIN), 0, "active", "chip",
+           keys.seal_number(number(i))) for i, t in tokens.items()])
     limits = [("account", 1, p, u, HUGE) for p in PERIODS for u in ("money", "volume")]
     limits += [("card", i, p, u, 10**6 if u == "count" else HUGE)
                for i in tokens for p in PERIODS for u in ("money", "volume", "count")]
-    bulk(s, db.Limit, [dict(zip(("scope", "scope_id", "period", "unit", "maximum"), x, strict=True))
-                       for x in limits])
+    bulk(s, db.Limit, "scope scope_id period unit maximum", limits)
     s.add(db.TimeWindow(scope="account", scope_id=1, weekdays=127, start_minute=0, end_minute=1440))
     s.add_all(db.TimeWindow(scope="card", scope_id=i, weekdays=0b11111, start_minute=300, end_minute=1320)
               for i in range(1, cards + 1, 10))          # every tenth card: weekdays 05:00-22:00
@@ -117,7 +117,7 @@ class Sale:
     at: dt.datetime
     sale_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
-    @property
+    @cached_property
     def cents(self) -> int:
         return rules.amount_of(self.volume_cl, PRICES[self.product][1])
 
@@ -153,33 +153,32 @@ def check_usage_rows(s: Session, sales: list[Sale]) -> None:
 def add_history(s: Session, sales: list[Sale]) -> None:
     """Store settled sales as settlement leaves them: sale rows, completed authorizations with their
     allowance and released hold, ledger movements and balances, and the usage of every period."""
-    auths, allowances, holds, txs, moves = [], [], [], [], []
+    auths: list[tuple[Any, ...]] = []
+    allowances, holds, txs, moves, ts = auths.copy(), auths.copy(), auths.copy(), auths.copy(), stamp(s)
     balance = {w.id: w.balance for w in s.scalars(select(db.Wallet))}
     for sale in sorted(sales, key=lambda x: x.at):
-        auth_id, wallet, created = str(uuid.uuid4()), WALLET_OF[sale.product], sale.at - MINUTE * 5
-        allowed, cents = rules.amount_of(150_00, PRICES[sale.product][1]), sale.cents
-        auths.append({"id": auth_id, "card_id": sale.card, "wallet_id": wallet, "device_id": "T-0001",
-                      "pump": 1, "allowed_cl": 150_00, "status": "completed", "created_at": created,
-                      "expires_at": created + MINUTE * 30, "account_id": 1, "allowed_cents": allowed})
-        allowances.append({"auth_id": auth_id, "product": sale.product, "wallet_id": wallet,
-                           "volume_cl": 150_00, "amount_cents": allowed})
-        holds.append({"auth_id": auth_id, "wallet_id": wallet, "amount": 150_00 if wallet == 1 else allowed,
-                      "expires_at": auths[-1]["expires_at"], "released": True})
-        txs.append({"sale_id": sale.sale_id, "kind": "fleet", "auth_id": auth_id, "card_id": sale.card,
-                    "wallet_id": wallet, "account_id": 1, "device_id": "T-0001", "station_id": STATION,
-                    "pump": 1, "nozzle": 1 if sale.product == "diesel" else 2, "product": sale.product,
-                    "volume_cl": sale.volume_cl, "amount_cents": cents,
-                    "price_milli": PRICES[sale.product][1], "card_masked": mask_number(number(sale.card)),
-                    "finished_at": sale.at, "received_at": sale.at, "recovered": False, "flags": "",
-                    "held": False})
+        auth_id, wallet, product, at = str(uuid.uuid4()), WALLET_OF[sale.product], sale.product, ts(sale.at)
+        allowed, price, cents = rules.amount_of(150_00, PRICES[product][1]), PRICES[product][1], sale.cents
+        created, expires = ts(sale.at - MINUTE * 5), ts(sale.at + MINUTE * 25)
+        auths.append((auth_id, sale.card, wallet, "T-0001", 1, 150_00, "completed", created, expires, 1,
+                      allowed))
+        allowances.append((auth_id, product, wallet, 150_00, allowed))
+        holds.append((auth_id, wallet, 150_00 if wallet == 1 else allowed, expires, True))
+        txs.append((sale.sale_id, "fleet", auth_id, sale.card, wallet, 1, "T-0001", STATION, 1,
+                    1 + list(PRICES).index(product), product, sale.volume_cl, cents, price,
+                    mask_number(number(sale.card)), at, at, False, "", False))
         amount = sale.volume_cl if wallet == 1 else cents
         balance[wallet] -= amount
-        moves.append({"key": f"sale:{sale.sale_id}", "wallet_id": wallet, "kind": "sale", "amount": -amount,
-                      "balance_after": balance[wallet], "at": sale.at, "sale_id": sale.sale_id,
-                      "auth_id": auth_id, "actor": "registry", "reason": "fleet"})
-    for model, rows in ((db.Authorization, auths), (db.AuthAllowance, allowances), (db.Hold, holds),
-                        (db.Transaction, txs), (db.Movement, moves)):
-        bulk(s, model, rows)
+        moves.append((f"sale:{sale.sale_id}", wallet, "sale", -amount, balance[wallet], at, sale.sale_id,
+                      auth_id, "registry", "fleet"))
+    bulk(s, db.Authorization, "id card_id wallet_id device_id pump allowed_cl status created_at expires_at "
+         "account_id allowed_cents", auths)
+    bulk(s, db.AuthAllowance, "auth_id product wallet_id volume_cl amount_cents", allowances)
+    bulk(s, db.Hold, "auth_id wallet_id amount expires_at released", holds)
+    bulk(s, db.Transaction, "sale_id kind auth_id card_id wallet_id account_id device_id station_id pump "
+         "nozzle product volume_cl amount_cents price_milli card_masked finished_at received_at recovered "
+         "flags held", txs)
+    bulk(s, db.Movement, "key wallet_id kind amount balance_after at sale_id auth_id actor reason", moves)
     for wallet_id, value in balance.items():
         s.execute(update(db.Wallet).where(db.Wallet.id == wallet_id).values(balance=value))
     merged = usage_rows(sales)           # with the usage already kept, written again in one go
@@ -188,8 +187,8 @@ def add_history(s: Session, sales: list[Sale]) -> None:
         row[0], row[1], row[2] = row[0] + u.amount_cents, row[1] + u.volume_cl, row[2] + u.count
     s.execute(delete(db.Usage))
     s.expunge_all()
-    bulk(s, db.Usage, [{"scope": k[0], "scope_id": k[1], "period_key": k[2], "amount_cents": v[0],
-                        "volume_cl": v[1], "count": v[2]} for k, v in merged.items()])
+    bulk(s, db.Usage, "scope scope_id period_key amount_cents volume_cl count",
+         [(*k, *v) for k, v in merged.items()])
     s.commit()
 
 
