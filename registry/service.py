@@ -135,7 +135,8 @@ def _stage(session: Session, sale: dict[str, Any], now: dt.datetime, alarms: lis
                and set(problems) <= {"unknown_authorization", "authorization_reused"} and bool(problems))
     held = bool(problems) and not nothing
     fleet = Settled()
-    if sale["kind"] in REGISTRY_PROGRAMS:
+    # a sale of another program on a fleet authorization is held (unexpected_authorization): its holds end too
+    if sale["kind"] in REGISTRY_PROGRAMS or auth is not None:
         if auth is not None:
             fleet = settle_online(session, sale, auth, held=held, now=now)
         elif is_offline(sale) and not held:

@@ -288,7 +288,7 @@ def test_wrong_pins_are_counted_and_the_third_blocks_the_card(make: Any, doc: di
     assert fleet.auth(pin="1111").pin_tries_left == 2
     assert fleet.auth(pin="2222").pin_tries_left == 1
     assert fleet.auth(pin="3333").reason == R.PIN_TRIES_EXCEEDED
-    assert fleet.card().status == "blocked"
+    assert fleet.card().status == "temp_blocked"      # the lead's choice (88ecf5f): an operator unblocks it
     assert fleet.auth().reason == R.CARD_BLOCKED        # the right PIN no longer helps
     assert fleet.count(Hold, Hold.released.is_(False)) == 1    # only the one approval holds anything
 
@@ -658,3 +658,16 @@ def test_a_lapsed_authorization_holds_nothing(make: Any, doc: dict[str, Any]) ->
     lapsed = NOW + dt.timedelta(minutes=30)                    # AUTH_TTL: held until, not at, 30 minutes
     assert fleet.available(1, lapsed) == 3000
     assert offered(fleet.approved(CARD2, now=lapsed)) == {"diesel": 3000}
+
+
+@pytest.mark.xfail(strict=True, reason="authorize declines an expired card but leaves it active; marking "
+                   "it (5 lines in _check_card) breaks test_registry_service::test_expired_card, which asks "
+                   "at an earlier time after the later decline: the lead decides")
+def test_an_expired_card_is_marked_expired_when_it_is_declined(make: Any, doc: dict[str, Any]) -> None:
+    """Design (card life cycle): expired is set when YYMM passed, by a sweep or at authorization."""
+    doc["wallets"] = [litres_wallet()]
+    doc["cards"][0]["expiry"] = "2611"
+    fleet = make(doc)
+    assert fleet.auth().reason == R.CARD_EXPIRED
+    card = fleet.card()
+    assert (card.status, card.status_changed_at) == ("expired", NOW)

@@ -283,3 +283,32 @@ def test_a_batch_settles_online_and_offline_sales_of_one_account(make: Any, doc:
     with fleet.sessions() as s:
         assert {c.id for c in s.scalars(select(Card))} == {tx(fleet, x).card_id for x in sales}
     sound(fleet)
+
+
+# -- what the authorization allowed per product --------------------------------------------------------------
+def test_a_sale_beyond_its_products_allowance_is_held(make: Any, doc: dict[str, Any]) -> None:
+    """Diesel may take 10 L (its wallet's balance), petrol 150 L: the authorization's allowed_cl is 150 L,
+    but a diesel sale of 25 L is over what was allowed for diesel, and would overdraw its prepaid wallet."""
+    doc["wallets"] = [litres_wallet(1, products=["diesel"], topup=1000), litres_wallet(2, priority=1)]
+    fleet = make(doc)
+    answer = fleet.approved()
+    assert offered(answer)["diesel"] == 1000 and answer.allowed_cl == 15_000
+    sale = fleet.sale_doc(answer.auth_id, 2500)
+    assert fleet.record(sale)["reason"] == "held"
+    assert "over_authorized" in tx(fleet, sale).flags.split(",")
+    assert (fleet.balance(1), fleet.balance(2)) == (1000, 100_000)
+    assert open_holds(fleet, answer) == []
+
+
+def test_a_fleet_authorization_settled_under_another_program_ends_its_holds(make: Any,
+                                                                            doc: dict[str, Any]) -> None:
+    doc["wallets"] = [litres_wallet(topup=3000)]
+    fleet = make(doc)
+    answer = fleet.approved()
+    sale = fleet.sale_doc(answer.auth_id, 2000, kind="bank")
+    assert fleet.record(sale)["reason"] == "held"
+    assert "unexpected_authorization" in tx(fleet, sale).flags.split(",")
+    assert fleet.balance(1) == 3000 and sale_movements(fleet) == []
+    # the authorization is completed (it no longer counts in usage): nor may it hold the wallet
+    assert fleet.one(Authorization, Authorization.id == answer.auth_id).status == "completed"
+    assert open_holds(fleet, answer) == [] and fleet.available(1, LATER) == 3000

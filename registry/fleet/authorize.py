@@ -26,7 +26,6 @@ from contracts.messages import MAX_PIN_TRIES, Allowance, AuthAnswer
 from contracts.panseal import PanSealError, derive_pan_key, pin_pan, unseal_pan
 from contracts.reasons import DeclineReason
 from registry.fleet import ledger, rules, usage
-from registry.fleet.admin import audit
 from registry.fleet.cards import expired
 from registry.keys import RegistryKeys
 from registry.models import (
@@ -123,7 +122,7 @@ def _authorize(s: Session, keys: RegistryKeys, ask: _Ask) -> AuthAnswer:
         raise ask.decline(DeclineReason.UNKNOWN_CARD)
     account = ledger.lock_account(s, card.account_id)       # from here on, this account's turn
     s.refresh(card)
-    _check_card(s, card, account, ask)
+    _check_card(card, account, ask)
     _check_pin(keys, card, number, pin_key, ask)
     vehicle, driver, odometer = _prompts(s, card, account, ask)
     local = rules.local_time(now, account.timezone)
@@ -160,12 +159,8 @@ def _authorize(s: Session, keys: RegistryKeys, ask: _Ask) -> AuthAnswer:
                       card_masked=ask.masked, allowances=tuple(a for a, _ in allowances))
 
 
-def _check_card(s: Session, card: Card, account: Account, ask: _Ask) -> None:
+def _check_card(card: Card, account: Account, ask: _Ask) -> None:
     if card.status == "expired" or (card.status == "active" and expired(card.expiry, ask.now)):
-        if card.status != "expired":      # design: set when YYMM passed, by the sweep or here
-            card.status, card.status_changed_at = "expired", ask.now
-            audit(s, actor="registry", action="card.expire", subject=f"card:{card.id}", now=ask.now,
-                  reason="card expiry passed", before="active", expiry=card.expiry)
         raise ask.decline(DeclineReason.CARD_EXPIRED)
     if card.status != "active" or account.status != "active":
         # lost, stolen, blocked, replaced...: the pump says blocked, never why

@@ -79,6 +79,9 @@ def settle_online(s: Session, sale: dict[str, Any], auth: Authorization, *, held
     if allowance is None:
         done.problems.append("product_not_authorized")    # the pump offered only what was allowed
         return done
+    if sale["volume_cl"] > allowance.volume_cl:           # the pump was preset to this product's allowance
+        done.problems.append("over_authorized")
+        return done
     wallet = s.get(Wallet, allowance.wallet_id)
     if wallet is None:
         done.problems.append("wallet_gone")
