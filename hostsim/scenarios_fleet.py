@@ -18,7 +18,7 @@ from hostsim.scenarios_fleet2 import (
     FLEET_SCENARIOS_2,
     authorize,
     declined,
-    fleet_card,
+    insert_card,
     registry_db,
     sale,
     settle,
@@ -53,7 +53,7 @@ def fleet_daily_limit(run: Any) -> None:
     sim = run.sim
     run.ready()
     run.check(_day_used(sim, DAY_ACCOUNT) == 2500, "25 L used today before the sale")
-    mark = run.insert(fleet_card(DAY_PAN))
+    mark = insert_card(run, DAY_PAN)
     screen = authorize(run, mark)
     run.check(screen["screen"] == "lift_nozzle" and screen["fields"].get("volume_cl") == "1500",
               f"released for the day's remaining 15 L, not the month's 975 L: {screen['fields']}")
@@ -69,7 +69,7 @@ def fleet_daily_limit(run: Any) -> None:
     run.check(_day_used(sim, DAY_ACCOUNT) == 4000, "the day's 40 L are used")
     led = wallet_ledger(sim, DAY_WALLET)
     run.check(led["balance"] == led["sum"] == -4000, f"the litre wallet owes 40 L: {led}")
-    mark = run.insert(fleet_card(DAY_PAN))
+    mark = insert_card(run, DAY_PAN)
     declined(run, mark, authorize(run, mark), "limit_exhausted")
 
 
@@ -82,7 +82,7 @@ def fleet_product_not_allowed(run: Any) -> None:
     is released; nozzle 2 lifted gives nothing; diesel then flows on nozzle 1."""
     sim = run.sim
     run.ready()
-    mark = run.insert(fleet_card(DIESEL_PAN))
+    mark = insert_card(run, DIESEL_PAN)
     screen = authorize(run, mark)
     pump = sim.pump_line.pump(1)
     run.check(screen["screen"] == "lift_nozzle", f"approved, got {screen['fields']}")
@@ -127,7 +127,7 @@ def fleet_two_wallets(run: Any) -> None:
     pump = sim.pump_line.pump(2)
     recs = []
     for digit, nozzle, volume in (("1", 1, 1000), ("2", 2, 500)):
-        mark = run.insert(fleet_card(TWO_PAN))
+        mark = insert_card(run, TWO_PAN)
         _pick(run, mark, digit)
         screen = run.wait(("lift_nozzle", "declined"), mark, timeout=30)
         run.check(screen["screen"] == "lift_nozzle", f"approved, got {screen['fields']}")
@@ -159,13 +159,13 @@ def fleet_odometer_backwards(run: Any) -> None:
     declined (odometer_invalid), 120350 approved and stored with the sale and the vehicle."""
     sim = run.sim
     run.ready()
-    mark = run.insert(fleet_card(ODO_PAN))
+    mark = insert_card(run, ODO_PAN)
     screen = authorize(run, mark, answers={"odometer": str(LOWER_KM), "vehicle": VEHICLE})
     asked = [s["fields"].get("question") for s in sim.panel.screens[mark:] if s["screen"] == "question"
              and s["fields"].get("answer", "") == ""]
     run.check(asked == ["odometer", "vehicle"], f"the terminal asked the account's prompts: {asked}")
     declined(run, mark, screen, "odometer_invalid")
-    mark = run.insert(fleet_card(ODO_PAN))
+    mark = insert_card(run, ODO_PAN)
     screen = authorize(run, mark, answers={"odometer": str(HIGHER_KM), "vehicle": VEHICLE})
     run.check(screen["screen"] == "lift_nozzle", f"a plausible reading approved, got {screen['fields']}")
     run.fill(1, 1, 1000)
@@ -208,7 +208,7 @@ def fleet_time_window(run: Any) -> None:
     minute = local.hour * 60 + local.minute
     run.log(f"account's local time {local:%a %H:%M} ({zone.key})")
     _set_window(run, (minute + 120) % 1440, (minute + 180) % 1440)
-    mark = run.insert(fleet_card(WINDOW_PAN))
+    mark = insert_card(run, WINDOW_PAN)
     declined(run, mark, authorize(run, mark), "outside_time_window")
     _set_window(run, (minute - 60) % 1440, (minute + 60) % 1440)
     rec = sale(run, WINDOW_PAN)

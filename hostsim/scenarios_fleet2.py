@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from contracts.panseal import derive_stop_key, stop_entry
 from firmware.sale.record import SaleRecord
+from hostsim.cards.fleet import FleetCard
 from hostsim.scenarios_config import running_config
 from hostsim.world import load_cards
 from registry.db import open_database
@@ -25,8 +26,18 @@ from registry.fleet import cards as fleet_cards
 from registry.keys import RegistryKeys, load_or_create_keys
 from registry.models import Card, Movement, OfflineLimit, Transaction, Wallet
 
-__all__ = ["FLEET_SCENARIOS_2", "authorize", "declined", "fleet_card", "registry_db", "sale", "settle",
-           "utcnow", "wallet_ledger"]
+__all__ = [
+    "CARDS",
+    "FLEET_SCENARIOS_2",
+    "authorize",
+    "declined",
+    "insert_card",
+    "registry_db",
+    "sale",
+    "settle",
+    "utcnow",
+    "wallet_ledger",
+]
 
 PIN = "1234"
 ENDS = ("declined", "lift_nozzle", "host_unavailable")
@@ -40,9 +51,24 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def fleet_card(pan: str) -> int:
-    """Index in load_cards() of the virtual fleet card with this number."""
-    return next(i for i, c in enumerate(load_cards()) if c.fields.get("pan") == pan)
+# The scenarios' chip cards (seeded in fixtures/seed.toml): kept out of cards.toml, whose cards the
+# simulator window's picker lays out and which has no room for ten more.
+CARDS = {
+    "7077004000000013": "ACME DAY LIMIT", "7077004000000021": "ACME DIESEL ONLY",
+    "7077004000000039": "ACME TWO WALLETS", "7077004000000047": "ACME TRUCK 4711",
+    "7077004000000054": "JO DRIVER", "7077004000000062": "ACME OLD CARD",
+    "7077004000000070": "ACME NEW CARD", "7077004000000088": "ACME LOST CARD",
+    "7077004000000096": "ACME OFFLINE", "7077004000000104": "ACME TWO PUMPS",
+}
+EXPIRY = "2912"
+
+
+def insert_card(run: Any, pan: str) -> int:
+    """The driver inserts the scenario's fleet chip card with this number; the panel's mark before it."""
+    mark: int = run.sim.panel.mark()
+    run.log(f"driver inserts fleet card ...{pan[-4:]} ({CARDS[pan]})")
+    run.sim.cards.insert(FleetCard(pan=pan, expiry=EXPIRY, holder=CARDS[pan]))
+    return mark
 
 
 @contextmanager
@@ -110,7 +136,7 @@ def _journaled(run: Any, sale_id: str) -> SaleRecord:
 
 def sale(run: Any, pan: str, *, pump: int = 1, nozzle: int = 1, volume_cl: int = 1000) -> SaleRecord:
     """A whole online sale with a chip card: in, PIN, fill, thank you, card out; the synced record."""
-    mark = run.insert(fleet_card(pan))
+    mark = insert_card(run, pan)
     screen = authorize(run, mark, pump=pump)
     run.check(screen["screen"] == "lift_nozzle", f"card ...{pan[-4:]} approved, got {screen['fields']}")
     run.fill(pump, nozzle, volume_cl)
@@ -228,7 +254,7 @@ def fleet_reissued_card(run: Any) -> None:
         s.commit()
     run.log(f"operator reissues ...{OLD_PAN[-4:]} as {new.masked}")
     before = wallet_ledger(run.sim, REISSUE_WALLET)
-    mark = run.insert(fleet_card(OLD_PAN))
+    mark = insert_card(run, OLD_PAN)
     declined(run, mark, authorize(run, mark), "card_blocked")
     rec = sale(run, NEW_PAN)
     after = wallet_ledger(run.sim, REISSUE_WALLET)
@@ -279,10 +305,10 @@ def fleet_lost_card_offline(run: Any) -> None:
     sim.stop_broker()
     run.log("registry and broker stopped")
     sim.panel.wait_for("idle_bank_only", 30, sim.panel.mark())
-    mark = run.insert(fleet_card(LOST_PAN))
+    mark = insert_card(run, LOST_PAN)
     declined(run, mark, authorize(run, mark, pin=None), "card_blocked", journaled=False)
     run.check(_journal_size(run) == 0, "the stop-list refused it before any sale began")
-    mark = run.insert(fleet_card(OFFLINE_PAN))
+    mark = insert_card(run, OFFLINE_PAN)
     screen = authorize(run, mark, pin=None)
     run.check(screen["screen"] == "lift_nozzle", f"offline sale granted, got {screen['fields']}")
     run.fill(1, 1, 1000)
@@ -316,20 +342,20 @@ def fleet_two_pumps_one_wallet(run: Any) -> None:
     10 L left; the wallet ends at 0 and the two sales make 30 L."""
     sim = run.sim
     run.ready()
-    mark = run.insert(fleet_card(LAST_PAN))
+    mark = insert_card(run, LAST_PAN)
     first = authorize(run, mark, pump=1)
     run.check(first["fields"].get("volume_cl") == "3000", f"pump 1 released for 30 L: {first['fields']}")
     run.remove()
     run.wait("idle", mark)
     one = run.last_sale_id()
     run.sale_ids.append(one)
-    mark = run.insert(fleet_card(LAST_PAN))
+    mark = insert_card(run, LAST_PAN)
     declined(run, mark, authorize(run, mark, pump=2), "insufficient_funds")
     run.check(not run.authorize_sent(2), "pump 2 never authorized while pump 1's hold was open")
     run.fill(1, 1, 2000)
     rec1 = run.wait_synced(one, timeout=30)
     run.check(rec1.synced and rec1.volume_cl == 2000, f"pump 1 sold 20 L ({rec1.volume_cl})")
-    mark = run.insert(fleet_card(LAST_PAN))
+    mark = insert_card(run, LAST_PAN)
     second = authorize(run, mark, pump=2)
     run.check(second["fields"].get("volume_cl") == "1000", f"pump 2 released for 10 L: {second['fields']}")
     pump = sim.pump_line.pump(2)
