@@ -153,7 +153,8 @@ def declined(run: Any, mark: int, screen: dict[str, Any], reason: str, *, journa
               f"declined for {reason}, got {screen['screen']} {screen['fields']}")
     before = len(run.sale_ids)
     run.remove()
-    run.wait(("idle", "idle_bank_only"), mark, timeout=30)
+    shown = [i for i, s in enumerate(run.sim.panel.screens) if s is screen]
+    run.wait(("idle", "idle_bank_only"), shown[0] + 1 if shown else mark, timeout=30)
     if journaled:
         run.sale_ids.append(run.last_sale_id())
     run.check(len(run.sale_ids) == before + journaled, "one declined sale journaled")
@@ -300,11 +301,12 @@ def fleet_lost_card_offline(run: Any) -> None:
     run.check(_until(lambda: _carries(sim, entry), 60), "the terminal's configuration carries the lost card")
     run.timings["stop_list_reached_terminal_s"] = time.monotonic() - t0
     run.log(f"configuration version {(running_config(sim) or {}).get('version')} carries it")
+    mark = sim.panel.mark()
     sim.registry.stop()
     sim.registry = None
     sim.stop_broker()
     run.log("registry and broker stopped")
-    sim.panel.wait_for("idle_bank_only", 30, sim.panel.mark())
+    sim.panel.wait_for("idle_bank_only", 30, mark)
     mark = insert_card(run, LOST_PAN)
     declined(run, mark, authorize(run, mark, pin=None), "card_blocked", journaled=False)
     run.check(_journal_size(run) == 0, "the stop-list refused it before any sale began")
@@ -316,6 +318,9 @@ def fleet_lost_card_offline(run: Any) -> None:
     run.remove()
     run.check("offline" in rec.flags and not rec.synced and rec.volume_cl == 1000,
               f"sold offline, unsent: flags {rec.flags}")
+    run.check(rec.preset is not None and rec.preset.value <= OFFLINE_LIMIT["volume_cl"]
+              and (rec.amount_cents or 0) <= OFFLINE_LIMIT["amount_cents"],
+              f"within the offline limit: preset {rec.preset}, {rec.amount_cents} cents")
     sim.start_broker()
     sim.start_registry()
     run.log("broker and registry started again")
