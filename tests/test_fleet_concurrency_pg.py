@@ -1,0 +1,228 @@
+"""Eight pumps at once against one fleet account (issue 14, "Must also hold"): on PostgreSQL (a private
+server, tests/pg_server.py) and on one SQLite file, threads with their own sessions authorize and sell
+while an auditor reads the account; the wallet never pays out more than it holds, the day limit is never
+exceeded, each sale is debited once, and racing for the last 30 L grants 30 L in all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pg_env
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+from test_fleet_properties import (
+    LITRES,
+    amount_of,
+    auth_request,
+    balance_sums,
+    live_holds,
+    sale_doc,
+    seed_doc,
+)
+
+from contracts.cards import luhn_ok
+from registry.db import open_database
+from registry.fleet import ledger
+from registry.keys import RegistryKeys, load_or_create_keys
+from registry.models import Authorization, Base, Hold, Movement, Transaction, Usage, Wallet
+from registry.seed import apply_seed
+from registry.service import authorize, record_sale
+
+pytestmark = [pytest.mark.system, pytest.mark.slow]
+
+THREADS = 8
+NOW = dt.datetime(2026, 12, 1, 10, 0)             # naive UTC; the account counts days in Europe/Berlin
+DAY = "D2026-12-01"
+DAY_LIMIT_CL = 200_00
+ROUNDS = 12                                       # authorizations per thread
+
+pg_url = pg_env.pg_url          # the module's PostgreSQL (a fixture)
+
+
+def card_numbers(count: int) -> list[str]:
+    """Luhn-valid fleet card numbers, one per pump."""
+    numbers = []
+    for serial in range(count):
+        body = f"707700200000{serial:03d}"
+        numbers.append(next(body + d for d in "0123456789" if luhn_ok(body + d)))
+    return numbers
+
+
+CARDS = card_numbers(THREADS)
+DIESEL_PUMPS = {pump: {1: "diesel"} for pump in range(1, THREADS + 1)}
+
+
+class Registry:
+    def __init__(self, engine: Engine, sessions: sessionmaker[Session], keys: RegistryKeys) -> None:
+        self.engine, self.sessions, self.keys = engine, sessions, keys
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Registry]]:
+    """A registry seeded with one account of THREADS cards, one pump each, and a prepaid litre wallet."""
+    url = pg_env.database_url(request, tmp_path)
+    made: list[Engine] = []
+
+    def make(**seed: Any) -> Registry:
+        engine, sessions = open_database(url)
+        made.append(engine)
+        if engine.dialect.name == "postgresql":
+            Base.metadata.drop_all(engine)          # every test starts from its seed alone
+            Base.metadata.create_all(engine)
+        keys = load_or_create_keys(tmp_path / "keys" / "registry-keys.json")
+        with sessions() as s:
+            apply_seed(s, keys, seed_doc(pumps=DIESEL_PUMPS, cards=tuple(CARDS), money_wallet=False,
+                                         expires_on=None, **seed), NOW)
+        return Registry(engine, sessions, keys)
+
+    yield make
+    for engine in made:
+        engine.dispose()
+
+
+def run_threads(target: Callable[[int], None], count: int = THREADS) -> None:
+    """target(index) in `count` threads; the first exception of any is raised here."""
+    errors: list[BaseException] = []
+
+    def guarded(index: int) -> None:
+        try:
+            target(index)
+        except BaseException as exc:        # noqa: BLE001 - raised below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(i,), daemon=True) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert not any(t.is_alive() for t in threads), "a thread hangs"
+    if errors:
+        raise errors[0]
+
+
+def audit(s: Session) -> tuple[int, int, int, int]:
+    """One statement, so one snapshot on either database: the litre wallet's balance, what live holds
+    reserve of it, the account's settled litres today and what its open authorizations may still take."""
+    row = s.execute(select(
+        select(Wallet.balance).where(Wallet.id == LITRES).scalar_subquery(),
+        select(func.coalesce(func.sum(Hold.amount), 0)).where(
+            Hold.wallet_id == LITRES, Hold.released.is_(False), Hold.expires_at > NOW).scalar_subquery(),
+        select(func.coalesce(func.sum(Usage.volume_cl), 0)).where(
+            Usage.scope == "account", Usage.scope_id == 1, Usage.period_key == DAY).scalar_subquery(),
+        select(func.coalesce(func.sum(Authorization.allowed_cl), 0)).where(
+            Authorization.account_id == 1, Authorization.status == "open",
+            Authorization.expires_at > NOW).scalar_subquery())).one()
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+
+@pytest.mark.parametrize("wallet_cl", [300_00, 150_00])      # the day limit binds first, or the wallet
+def test_eight_pumps_never_overdraw_the_wallet_or_the_day_limit(make_registry: Callable[..., Registry],
+                                                                wallet_cl: int) -> None:
+    """Each thread authorizes its card at its pump and sells a random part of what it was allowed, ROUNDS
+    times, while an auditor checks every snapshot: available never below zero, the day's litres plus open
+    authorizations never above the limit. A per-sale limit of 25 L keeps every pump in the race."""
+    reg = make_registry(litres_cl=wallet_cl, limits=[("account", None, "day", "volume", DAY_LIMIT_CL),
+                                                     ("account", None, "sale", "volume", 25_00)])
+    answers: Counter[str] = Counter()
+    sold: list[tuple[str, int, int]] = []           # sale_id, volume, what its authorization allowed
+    done = threading.Event()
+    snapshots: list[tuple[int, int, int, int]] = []
+
+    def pump(index: int) -> None:
+        rng = random.Random(index)
+        card, number = CARDS[index], index + 1
+        for _ in range(ROUNDS):
+            with reg.sessions() as s:
+                answer = authorize(s, reg.keys, auth_request(card, number), NOW)
+            answers[answer.reason or "approved"] += 1
+            if not answer.approved:
+                continue
+            assert answer.auth_id is not None
+            allowed = answer.allowances[0].volume_cl
+            volume = rng.choice([allowed, 0, min(allowed, rng.randint(1, 25_00))])
+            doc = sale_doc(answer.auth_id, number, 1, "diesel", volume, NOW)
+            with reg.sessions() as s:
+                ack = record_sale(s, doc, NOW, reg.keys)
+            assert ack["status"] == "stored" and ack["reason"] == "", ack
+            sold.append((doc["sale_id"], volume, allowed))
+
+    def auditor() -> None:
+        while not done.is_set():
+            with reg.sessions() as s:
+                snapshots.append(audit(s))
+
+    watcher = threading.Thread(target=auditor, daemon=True)
+    watcher.start()
+    try:
+        run_threads(pump)
+    finally:
+        done.set()
+        watcher.join(30)
+    with reg.sessions() as s:
+        snapshots.append(audit(s))
+    for balance, held, today, open_cl in snapshots:
+        assert balance - held >= 0, "a hold exceeded what the wallet had"
+        assert today + open_cl <= DAY_LIMIT_CL, "the day limit was promised twice"
+    assert len(snapshots) > THREADS
+    total = sum(volume for _, volume, _ in sold)
+    assert answers["approved"] == len(sold) > THREADS, answers
+    assert answers["limit_exhausted" if wallet_cl > DAY_LIMIT_CL else "insufficient_funds"] > 0, answers
+    assert set(answers) <= {"approved", "limit_exhausted", "insufficient_funds"}, answers
+    assert all(volume <= allowed for _, volume, allowed in sold)
+    with reg.sessions() as s:
+        assert ledger.check(s) == []
+        assert balance_sums(s)[LITRES] == (wallet_cl - total, wallet_cl - total)
+        assert total <= DAY_LIMIT_CL
+        assert audit(s) == (wallet_cl - total, 0, total, 0)
+        assert s.scalar(select(func.sum(Transaction.volume_cl)).where(Transaction.held.is_(False))) == total
+        assert not s.scalar(select(func.count()).select_from(Transaction).where(Transaction.held))
+        debits = Counter(s.scalars(select(Movement.sale_id).where(Movement.kind == "sale")))
+        assert debits == Counter(sale_id for sale_id, volume, _ in sold if volume)     # each sale once
+        for sale_id, volume, _ in sold:
+            if volume:
+                assert s.scalar(select(Movement.amount).where(Movement.sale_id == sale_id)) == -volume
+        assert live_holds(s, NOW) == {}
+
+
+def test_eight_pumps_racing_for_the_last_30_litres_get_30_litres(
+        make_registry: Callable[..., Registry]) -> None:
+    """Eight authorizations at the same moment (a barrier) on a wallet of 30 L: the allowances granted
+    sum to at most 30 L; the pumps then deliver all of it and the prepaid wallet ends at zero."""
+    reg = make_registry(litres_cl=30_00, limits=[])
+    start = threading.Barrier(THREADS, timeout=60)
+    granted: list[tuple[int, str, int]] = []
+    declined: Counter[str] = Counter()
+
+    def pump(index: int) -> None:
+        request = auth_request(CARDS[index], index + 1)
+        with reg.sessions() as s:
+            start.wait()
+            answer = authorize(s, reg.keys, request, NOW)
+        if answer.approved:
+            assert answer.auth_id is not None
+            granted.append((index + 1, answer.auth_id, answer.allowances[0].volume_cl))
+        else:
+            declined[answer.reason or ""] += 1
+
+    run_threads(pump)
+    assert sum(volume for _, _, volume in granted) <= 30_00
+    assert granted and set(declined) <= {"insufficient_funds"}, declined
+    with reg.sessions() as s:
+        assert sum(live_holds(s, NOW).values()) <= 30_00
+    for number, auth_id, volume in granted:
+        doc = sale_doc(auth_id, number, 1, "diesel", volume, NOW)
+        assert doc["amount_cents"] == amount_of(volume, 1659)
+        with reg.sessions() as s:
+            assert record_sale(s, doc, NOW, reg.keys)["reason"] == ""
+    with reg.sessions() as s:
+        assert ledger.check(s) == []
+        balance, total = balance_sums(s)[LITRES]
+        assert balance == total == 30_00 - sum(volume for _, _, volume in granted) >= 0
