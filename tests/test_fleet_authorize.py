@@ -9,6 +9,7 @@ from its AUTH_RESPONSE. tests/test_fleet_settle.py reuses the Fleet environment 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -671,3 +672,47 @@ def test_an_expired_card_is_marked_expired_when_it_is_declined(make: Any, doc: d
     assert fleet.auth().reason == R.CARD_EXPIRED
     card = fleet.card()
     assert (card.status, card.status_changed_at) == ("expired", NOW)
+
+
+def test_threads_racing_for_the_last_30_litres_never_hold_more(make: Any, doc: dict[str, Any]) -> None:
+    """Six sessions at once, three authorizations each, for a wallet of 30 L and 5 L a sale: each gets the
+    account's lock in turn (SQLite's write lock), so exactly six are approved and together hold 30 L."""
+    fleet = diesel_fleet(make, doc, limit("account", "sale", "volume", 500), topup=3000)
+    requests = [[fleet.request() for _ in range(3)] for _ in range(6)]
+    start = threading.Barrier(len(requests))
+    answers: list[m.AuthAnswer] = []
+    errors: list[Exception] = []
+
+    def run(batch: list[dict[str, Any]]) -> None:
+        try:
+            start.wait()
+            for req in batch:
+                with fleet.sessions() as s:
+                    answers.append(authorize(s, fleet.keys, req, NOW))
+        except Exception as exc:  # noqa: BLE001 -- reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(batch,)) for batch in requests]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    approved = [a for a in answers if a.approved]
+    assert len(approved) == 6 and all(a.allowed_cl == 500 for a in approved)
+    assert {a.reason for a in answers if not a.approved} == {R.INSUFFICIENT_FUNDS}
+    assert sum(h.amount for h in fleet.all(Hold)) == 3000
+    assert fleet.available(1) == 0
+
+
+def test_week_limit_in_the_accounts_zone(make: Any, doc: dict[str, Any]) -> None:
+    """Sunday 23:30 in New York is Monday 04:30 UTC: the sale counts in the week it was made there."""
+    doc["accounts"][0]["timezone"] = "America/New_York"
+    fleet = diesel_fleet(make, doc, limit("account", "week", "volume", 5000))
+    sunday_night = dt.datetime(2026, 12, 7, 4, 0)             # Sunday 6 December, 23:00 in New York
+    answer = fleet.approved(now=sunday_night)
+    sale = fleet.sale_doc(answer.auth_id, 5000, finished=sunday_night + dt.timedelta(minutes=30))
+    assert fleet.record(sale, now=sunday_night + dt.timedelta(minutes=31))["reason"] == ""
+    assert fleet.auth(now=sunday_night + dt.timedelta(minutes=45)).reason == R.LIMIT_EXHAUSTED
+    monday = sunday_night + dt.timedelta(hours=1, minutes=30)   # 00:30 on Monday there: a new ISO week
+    assert offered(fleet.approved(now=monday)) == {"diesel": 5000}
