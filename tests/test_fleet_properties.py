@@ -45,7 +45,7 @@ from registry.fleet import ledger
 from registry.keys import RegistryKeys, load_or_create_keys
 from registry.models import AuthAllowance, Authorization, Hold, Limit, Movement, Transaction, Usage, Wallet
 from registry.seed import apply_seed
-from registry.service import AUTH_TTL, MAX_FILL_CL, authorize, record_sale
+from registry.service import AUTH_TTL, MAX_FILL_CL, authorize, record_sale, record_sales
 
 pytestmark = pytest.mark.slow
 
@@ -268,6 +268,7 @@ class FleetLedger(RuleBasedStateMachine):
         self.now = START
         self.model = Model(balance={LITRES: 150_00, MONEY: 50_00})
         self.expiries = 0
+        self.sent: list[dict[str, Any]] = []
 
     def teardown(self) -> None:
         self.engine.dispose()
@@ -350,7 +351,7 @@ class FleetLedger(RuleBasedStateMachine):
         if auth is None:
             return                                        # declined: nothing to complete
         if not auth.live(self.now):
-            event("sale", "release after expiry")
+            event("sale", "release after expiry or completion")
             self._record(sale_doc(auth_id, auth.pump, 1, PUMPS[auth.pump][1], 0, self.now))
             auth.done = True
             return
@@ -370,6 +371,50 @@ class FleetLedger(RuleBasedStateMachine):
         with self.sessions() as s:
             ack = record_sale(s, doc, self.now, self.keys)
         assert ack == {"sale_id": doc["sale_id"], "status": "stored", "reason": ""}
+        self.sent.append(doc)
+
+    @precondition(lambda self: any(a.live(self.now) for a in self.model.auths.values()))
+    @rule(data=st.data())
+    def complete_in_a_batch(self, data: st.DataObject) -> None:
+        """Sales of several live authorizations in one batch (registry.service.record_sales, as the ingest
+        stores them), with a sale already stored sent again among them."""
+        live = sorted(a for a, auth in self.model.auths.items() if auth.live(self.now))
+        chosen = data.draw(st.lists(st.sampled_from(live), min_size=1, max_size=3, unique=True),
+                           label="auths")
+        docs, again = [], None
+        for auth_id in chosen:
+            auth = self.model.auths[auth_id]
+            nozzle = data.draw(st.sampled_from(sorted(auth.allowances)), label="nozzle")
+            product, most, _ = auth.allowances[nozzle]
+            volume = data.draw(st.one_of(st.just(most), st.integers(0, most)), label="volume_cl")
+            docs.append(sale_doc(auth_id, auth.pump, nozzle, product, volume, self.now))
+        if self.sent and data.draw(st.booleans(), label="resend"):
+            again = data.draw(st.sampled_from(self.sent), label="again")
+            docs.insert(data.draw(st.integers(0, len(docs)), label="at"), again)
+        with self.sessions() as s:
+            acks = record_sales(s, docs, self.now, self.keys)
+        event("sale", f"batch of {len(docs)}")
+        for doc, ack in zip(docs, acks, strict=True):
+            assert ack == {"sale_id": doc["sale_id"], "status": "duplicate" if doc is again else "stored",
+                           "reason": ""}
+            if doc is again:
+                continue
+            self.sent.append(doc)
+            auth = self.model.auths[doc["auth_id"]]
+            auth.done = True
+            if doc["volume_cl"]:
+                wallet = auth.payer[doc["product"]]
+                self.model.balance[wallet] -= doc["volume_cl"] if wallet == LITRES else doc["amount_cents"]
+                self.model.sales.append((auth.card, self.now, doc["amount_cents"], doc["volume_cl"]))
+
+    @precondition(lambda self: bool(self.sent))
+    @rule(data=st.data())
+    def resend(self, data: st.DataObject) -> None:
+        """A terminal sends a stored sale again (its acknowledgement was lost): a duplicate, nothing moves."""
+        doc = data.draw(st.sampled_from(self.sent), label="sale")
+        with self.sessions() as s:
+            ack = record_sale(s, doc, self.now, self.keys)
+        assert ack == {"sale_id": doc["sale_id"], "status": "duplicate", "reason": ""}
 
     @rule(minutes=st.sampled_from([1, 4, 12]))
     def advance(self, minutes: int) -> None:
