@@ -549,3 +549,32 @@ def test_fleet_ledger_properties(registry_template: tuple[Path, RegistryKeys], t
         max_examples=60, stateful_step_count=40, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
 
+
+
+def test_a_sale_reported_after_its_authorization_lapsed_is_booked_and_an_overdraw_flagged(
+        tmp_path: Path) -> None:
+    """The hold ends when the authorization lapses (AUTH_TTL), so its room may go to another pump; the
+    first pump's sale, finished in time but reported late, is still booked: the fuel was taken. The prepaid
+    wallet then goes below zero, which the sale that does it is flagged for ("overdrawn"), never lost."""
+    engine, sessions = open_database(f"sqlite:///{tmp_path / 'registry.db'}")
+    keys = load_or_create_keys(tmp_path / "keys" / "registry-keys.json")
+    try:
+        with sessions() as s:
+            apply_seed(s, keys, seed_doc(litres_cl=30_00, money_wallet=False, expires_on=None, limits=[],
+                                         pumps={1: {1: "diesel"}, 2: {1: "diesel"}}), START)
+        with sessions() as s:
+            first = authorize(s, keys, auth_request(CARD_B, 1), START)
+        later = START + AUTH_TTL + dt.timedelta(minutes=1)
+        with sessions() as s:
+            second = authorize(s, keys, auth_request(CARD_B, 2), later)
+        assert first.allowed_cl == second.allowed_cl == 30_00 and first.auth_id and second.auth_id
+        late = sale_doc(first.auth_id, 1, 1, "diesel", 30_00, START + dt.timedelta(minutes=10))
+        sale = sale_doc(second.auth_id, 2, 1, "diesel", 30_00, later + dt.timedelta(minutes=5))
+        with sessions() as s:
+            acks = [record_sale(s, doc, later + dt.timedelta(minutes=6), keys) for doc in (late, sale)]
+            assert [a["status"] for a in acks] == ["stored", "stored"]
+            assert ledger.check(s) == [] and balance_sums(s)[LITRES] == (-30_00, -30_00)
+            flags = {t.sale_id: t.flags.split(",") for t in s.scalars(select(Transaction))}
+        assert "overdrawn" not in flags[late["sale_id"]] and "overdrawn" in flags[sale["sale_id"]]
+    finally:
+        engine.dispose()
