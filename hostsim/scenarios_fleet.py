@@ -107,16 +107,15 @@ def fleet_product_not_allowed(run: Any) -> None:
 TWO_PAN, LITRES_WALLET, MONEY_WALLET = "7077004000000039", 105, 106
 
 
-def _pick(run: Any, mark: int, digit: str) -> dict[str, Any]:
+def _pick(run: Any, mark: int, digit: str) -> None:
     """Pump 2 offers diesel (1) and AdBlue (2) with different allowances: the driver picks one."""
     run.wait("select_pump", mark)
     run.sim.panel.press("2")
     run.wait("enter_pin", mark)
     run.pin("1234")
-    choice = run.wait("choose_product", mark, timeout=30)
+    run.wait("choose_product", mark, timeout=30)
     run.log(f"driver picks product {digit}")
     run.sim.panel.press(digit)
-    return choice
 
 
 def fleet_two_wallets(run: Any) -> None:

@@ -98,11 +98,11 @@ def authorize(run: Any, mark: int, *, pump: int | None = None, pin: str | None =
     todo = dict(answers or {})
     since = mark
     while True:
-        screen = run.wait(("question", "choose_product", *ENDS), since, timeout=30)
+        screen: dict[str, Any] = run.wait(("question", "choose_product", *ENDS), since, timeout=30)
         since = next(i for i, s in enumerate(run.sim.panel.screens) if s is screen) + 1
         if screen["screen"] == "choose_product":
-            # allowances that differ per product: the driver picks the first (diesel). ENTER ("any") would
-            # be asked again by the sale's own product choice (firmware.sale.limits), see the report
+            # allowances that differ per product: the driver picks the first (diesel). After ENTER ("any")
+            # the sale's own product choice (firmware.sale.limits) asks the same question once more
             run.log("driver picks product 1")
             run.sim.panel.press("1")
             continue
