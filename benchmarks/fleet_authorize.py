@@ -47,7 +47,7 @@ BASE = dt.datetime(2026, 12, 1, 9, 0)            # a Tuesday: the first run's cl
 PRICES = {"diesel": ("019", 1659), "petrol95": ("001", 1789)}       # product: (Conexxus code3, price_milli)
 WALLET_OF = {"diesel": 1, "petrol95": 2}          # who pays what (wallet priority and products below)
 PERIODS, HUGE = ("day", "week", "month", "year"), 10**12
-MINUTE, ROUNDS = dt.timedelta(minutes=1), 2       # ROUNDS: turns each database takes per thread count
+MINUTE, ROUNDS = dt.timedelta(minutes=1), 5       # ROUNDS: turns each database takes per thread count
 HISTORY_TABLES = ("transactions", "movements", "authorizations", "holds", "auth_allowances", "usage")
 
 
