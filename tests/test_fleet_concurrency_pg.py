@@ -16,7 +16,7 @@ from typing import Any
 
 import pg_env
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from test_fleet_properties import (
     LITRES,
@@ -226,3 +226,38 @@ def test_eight_pumps_racing_for_the_last_30_litres_get_30_litres(
         assert ledger.check(s) == []
         balance, total = balance_sums(s)[LITRES]
         assert balance == total == 30_00 - sum(volume for _, _, volume in granted) >= 0
+
+
+def test_eight_different_sales_on_one_authorization_at_once_are_debited_once(
+        make_registry: Callable[..., Registry]) -> None:
+    """A broken or hostile terminal sends eight sales (eight sale ids) on one authorization at the same
+    moment: all have read the authorization open before any takes the account's lock. One is debited; the
+    others are held as a second sale on one authorization, as they are one after another."""
+    reg = make_registry(litres_cl=300_00, limits=[])
+    with reg.sessions() as s:
+        answer = authorize(s, reg.keys, auth_request(CARDS[0], 1), NOW)
+    assert answer.auth_id is not None
+    allowed = answer.allowances[0].volume_cl
+    docs = [sale_doc(answer.auth_id, 1, 1, "diesel", allowed, NOW) for _ in range(THREADS)]
+    at_lock = threading.Barrier(THREADS, timeout=60)
+
+    def wait_for_all(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE ACCOUNTS"):
+            at_lock.wait()                 # every sale has read the authorization open
+
+    event.listen(reg.engine, "before_cursor_execute", wait_for_all)
+    acks: list[dict[str, Any]] = []
+
+    def terminal(index: int) -> None:
+        with reg.sessions() as s:
+            acks.append(record_sale(s, docs[index], NOW, reg.keys))
+
+    try:
+        run_threads(terminal)
+    finally:
+        event.remove(reg.engine, "before_cursor_execute", wait_for_all)
+    assert sorted(a["reason"] for a in acks) == [""] + ["held"] * (THREADS - 1)
+    with reg.sessions() as s:
+        assert ledger.check(s) == []
+        assert s.scalar(select(func.count()).select_from(Movement).where(Movement.kind == "sale")) == 1
+        assert balance_sums(s)[LITRES] == (300_00 - allowed, 300_00 - allowed)

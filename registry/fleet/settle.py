@@ -75,6 +75,10 @@ def settle_online(s: Session, sale: dict[str, Any], auth: Authorization, *, held
     ledger.release(s, auth.id)                   # held or not, the sale used it: its holds end
     if held or _nothing(sale):
         return done
+    s.refresh(auth, ["status"])     # read under the lock: another sale on it may have completed it meanwhile
+    if auth.status != "open":
+        done.problems.append("authorization_reused")
+        return done
     allowance = s.get(AuthAllowance, (auth.id, sale["product"])) if sale["product"] else None
     if allowance is None:
         done.problems.append("product_not_authorized")    # the pump offered only what was allowed
