@@ -202,7 +202,8 @@ def fleet_wrong_pin(run: Run) -> None:
               f"decline reasons were {reasons}")
     run.check(tries == ["2", "1", None, None], f"tries left shown were {tries}")
     card = run.sim.registry_card("707700******0035")
-    run.check(card is not None and card["status"] == "blocked", "card blocked in the registry")
+    run.check(card is not None and card["status"] == "temp_blocked",
+              "card blocked in the registry until an operator unblocks it")
     run.check(not run.authorize_sent(1), "pump 1 never authorized")
 
 
