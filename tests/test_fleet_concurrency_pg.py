@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +31,7 @@ from test_fleet_properties import (
 
 from contracts.cards import luhn_ok
 from registry.db import open_database
-from registry.fleet import ledger
+from registry.fleet import admin, ledger
 from registry.keys import RegistryKeys, load_or_create_keys
 from registry.models import Authorization, Base, Hold, Movement, Transaction, Usage, Wallet
 from registry.seed import apply_seed
@@ -127,8 +128,9 @@ def audit(s: Session) -> tuple[int, int, int, int]:
 def test_eight_pumps_never_overdraw_the_wallet_or_the_day_limit(make_registry: Callable[..., Registry],
                                                                 wallet_cl: int) -> None:
     """Each thread authorizes its card at its pump and sells a random part of what it was allowed, ROUNDS
-    times, while an auditor checks every snapshot: available never below zero, the day's litres plus open
-    authorizations never above the limit. A per-sale limit of 25 L keeps every pump in the race."""
+    times, while an operator tops the wallet up and corrects litres out of it and an auditor checks every
+    snapshot: available never below zero, the day's litres plus open authorizations never above the limit.
+    A per-sale limit of 25 L keeps every pump in the race."""
     reg = make_registry(litres_cl=wallet_cl, limits=[("account", None, "day", "volume", DAY_LIMIT_CL),
                                                      ("account", None, "sale", "volume", 25_00)])
     answers: Counter[str] = Counter()
@@ -159,29 +161,52 @@ def test_eight_pumps_never_overdraw_the_wallet_or_the_day_limit(make_registry: C
             with reg.sessions() as s:
                 snapshots.append(audit(s))
 
-    watcher = threading.Thread(target=auditor, daemon=True)
-    watcher.start()
+    booked: list[int] = []                           # the operator's top-ups and corrections that went in
+    refused: list[int] = []
+
+    def operator() -> None:
+        """Top-ups and corrections taking litres out, meanwhile (registry.fleet.admin, under the lock)."""
+        rng = random.Random(99)
+        while not done.is_set():
+            amount = rng.choice([5_00, -rng.randint(1, 20_00)])
+            with reg.sessions() as s:
+                try:
+                    if amount > 0:
+                        admin.topup(s, LITRES, amount, actor="test", reason="top-up", now=NOW)
+                    else:
+                        admin.correct(s, LITRES, amount, actor="test", reason="correction", now=NOW)
+                    s.commit()
+                    booked.append(amount)
+                except ledger.LedgerError:
+                    s.rollback()
+                    refused.append(amount)
+            time.sleep(0.005)
+
+    helpers = [threading.Thread(target=auditor, daemon=True), threading.Thread(target=operator, daemon=True)]
+    for each in helpers:
+        each.start()
     try:
         run_threads(pump)
     finally:
         done.set()
-        watcher.join(30)
+        for each in helpers:
+            each.join(30)
     with reg.sessions() as s:
         snapshots.append(audit(s))
     for balance, held, today, open_cl in snapshots:
         assert balance - held >= 0, "a hold exceeded what the wallet had"
         assert today + open_cl <= DAY_LIMIT_CL, "the day limit was promised twice"
-    assert len(snapshots) > THREADS
+    assert len(snapshots) > THREADS and booked
     total = sum(volume for _, volume, _ in sold)
     assert answers["approved"] == len(sold) > THREADS, answers
-    assert answers["limit_exhausted" if wallet_cl > DAY_LIMIT_CL else "insufficient_funds"] > 0, answers
+    assert answers["limit_exhausted"] + answers["insufficient_funds"] > 0, answers
     assert set(answers) <= {"approved", "limit_exhausted", "insufficient_funds"}, answers
     assert all(volume <= allowed for _, volume, allowed in sold)
     with reg.sessions() as s:
         assert ledger.check(s) == []
-        assert balance_sums(s)[LITRES] == (wallet_cl - total, wallet_cl - total)
+        assert balance_sums(s)[LITRES] == (wallet_cl + sum(booked) - total, wallet_cl + sum(booked) - total)
         assert total <= DAY_LIMIT_CL
-        assert audit(s) == (wallet_cl - total, 0, total, 0)
+        assert audit(s) == (wallet_cl + sum(booked) - total, 0, total, 0)
         assert s.scalar(select(func.sum(Transaction.volume_cl)).where(Transaction.held.is_(False))) == total
         assert not s.scalar(select(func.count()).select_from(Transaction).where(Transaction.held))
         debits = Counter(s.scalars(select(Movement.sale_id).where(Movement.kind == "sale")))
@@ -261,3 +286,36 @@ def test_eight_different_sales_on_one_authorization_at_once_are_debited_once(
         assert ledger.check(s) == []
         assert s.scalar(select(func.count()).select_from(Movement).where(Movement.kind == "sale")) == 1
         assert balance_sums(s)[LITRES] == (300_00 - allowed, 300_00 - allowed)
+
+
+def test_one_request_delivered_eight_times_at_once_is_approved_once(
+        make_registry: Callable[..., Registry]) -> None:
+    """MQTT delivers a request at least once: the same AUTH_REQUEST (one request id) answered by eight
+    sessions at once, all past the check for a reused request id before any takes the lock. One approval,
+    one hold; the others are declined, none fails."""
+    reg = make_registry(litres_cl=300_00, limits=[])
+    request = auth_request(CARDS[0], 1)
+    at_lock = threading.Barrier(THREADS, timeout=60)
+
+    def wait_for_all(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE ACCOUNTS") and not at_lock.broken:
+            try:
+                at_lock.wait()
+            except threading.BrokenBarrierError:
+                pass                       # a retry comes by again: only the first pass waits
+
+    event.listen(reg.engine, "before_cursor_execute", wait_for_all)
+    answers: list[Any] = []
+
+    def terminal(index: int) -> None:
+        with reg.sessions() as s:
+            answers.append(authorize(s, reg.keys, request, NOW))
+
+    try:
+        run_threads(terminal)
+    finally:
+        event.remove(reg.engine, "before_cursor_execute", wait_for_all)
+    assert sorted(a.reason or "approved" for a in answers) == ["approved"] + ["do_not_honour"] * (THREADS - 1)
+    with reg.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Authorization)) == 1
+        assert sum(live_holds(s, NOW).values()) == 150_00
