@@ -250,6 +250,14 @@ def test_a_driver_who_cancels_the_product_choice_releases_the_hold_at_once(make:
     assert registry.released == [(request_id, 1, "707700******0019")]
 
 
+def test_a_driver_who_takes_any_product_is_not_asked_the_product_again(make: Any) -> None:
+    env = make(TestRegistry(approved(allowances=(DIESEL_40, SUPER_25))),
+               script={"pin": [PIN], "product": [None]}, events=(("lift", 1), ("flow", 1000), "hang_up"))
+    env.serve(ChipCard(FleetChip(), b"\x3b"))
+    assert len(env.port.products_offered) == 1                   # asked once, by the fleet grant
+    assert env.pumps.authorized == [(1, (1, 2), 2500, None)]      # both, preset to the smaller allowance
+
+
 def test_lifting_a_nozzle_not_offered_gives_nothing(make: Any) -> None:
     env = make(TestRegistry(approved(allowances=(DIESEL_40, SUPER_25))),
                script={"pin": [PIN], "product": [0]},

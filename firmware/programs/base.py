@@ -81,6 +81,7 @@ class Grant:
     reference: str                                   # authorization id or approval code
     data: Mapping[str, Any] = field(default_factory=dict)   # the program's document, journaled
     notice: tuple[Screen, Mapping[str, Any]] | None = None  # shown a moment before "lift nozzle"
+    product_asked: bool = False                      # the driver already chose the product: not asked again
 
 
 @dataclass(frozen=True)

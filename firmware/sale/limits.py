@@ -45,7 +45,7 @@ def driver_limits(port: Cardholder, station: Station, pump: int,
     Raises SaleCancelled on CANCEL or a prompt's timeout."""
     nozzles = grant.nozzles
     products = products_of(station, pump, nozzles)
-    if len(products) > 1:
+    if len(products) > 1 and not grant.product_asked:
         pick = port.choose_product([(name, price) for name, _, price in products], station.currency)
         if pick is not None:
             nozzles = products[pick][1]

@@ -14,10 +14,11 @@ from firmware.sale.record import Preset
 __all__ = ["registry_grant"]
 
 
-def _grant(chosen: list[Allowance], reference: str, data: Mapping[str, Any]) -> Grant:
-    """The chosen nozzles, preset to the smallest of their allowances: none of them may pass its own."""
+def _grant(chosen: list[Allowance], reference: str, data: Mapping[str, Any], *, asked: bool = False) -> Grant:
+    """The chosen nozzles, preset to the smallest of their allowances: none of them may pass its own.
+    asked: the driver chose the product here (the sale does not ask again)."""
     return Grant(Preset.volume(min(a.volume_cl for a in chosen)), nozzles=tuple(a.nozzle for a in chosen),
-                 reference=reference, data=data)
+                 reference=reference, data=data, product_asked=asked)
 
 
 def registry_grant(answer: AuthAnswer, steps: SaleSteps, pump: int,
@@ -47,4 +48,4 @@ def registry_grant(answer: AuthAnswer, steps: SaleSteps, pump: int,
         options.append((name, max(prices)))
     pick = steps.port.choose_product(options, station.currency)
     chosen = usable if pick is None else list(groups.values())[pick]
-    return _grant(chosen, answer.auth_id, data)
+    return _grant(chosen, answer.auth_id, data, asked=True)
