@@ -121,6 +121,9 @@ def _authorize(s: Session, keys: RegistryKeys, ask: _Ask) -> AuthAnswer:
     if card is None or card.account_id is None:
         raise ask.decline(DeclineReason.UNKNOWN_CARD)
     account = ledger.lock_account(s, card.account_id)       # from here on, this account's turn
+    if s.get(Authorization, req["request_id"]) is not None:
+        # delivered twice at once (MQTT QoS 1, or two registry workers): the other one had the lock first
+        raise ask.decline(DeclineReason.DO_NOT_HONOUR, why="request_id_reused")
     s.refresh(card)
     _check_card(card, account, ask)
     _check_pin(keys, card, number, pin_key, ask)
