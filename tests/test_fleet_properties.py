@@ -68,6 +68,8 @@ LIMITS = [  # (scope, card number or None for the account, period, unit, maximum
     ("card", CARD_A, "sale", "volume", 60_00),
     ("card", CARD_B, "day", "count", 3),
     ("card", CARD_B, "week", "volume", 120_00),
+    ("card", CARD_A, "lifetime", "money", 300_00),
+    ("account", None, "week", "count", 12),
 ]
 
 
@@ -327,6 +329,8 @@ class FleetLedger(RuleBasedStateMachine):
         assert answer.approved == bool(allowances), (answer.reason, allowances)
         assert got == allowances
         event("authorization", answer.reason or "approved")
+        for product, wallet in payer.items():
+            event("pays", f"{product} from {'litres' if wallet == LITRES else 'money'}")
         if not answer.approved:
             return ""
         assert answer.auth_id is not None and answer.allowed_cl == max(v for _, v, _ in allowances.values())
