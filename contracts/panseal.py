@@ -8,9 +8,9 @@ enciphered with AES-GCM (NIST SP 800-38D) under a random 96-bit nonce, its assoc
 belongs to (request id, terminal, station): a sealed number copied into another request does not open.
 
 Wire form ("pan_sealed"): upper-case hex of version byte 01 | nonce (12) | ciphertext (10) | tag (16).
-A contactless tag has no PAN: its number is "U" and the hex of its UID (ISO/IEC 14443-3: 4, 7 or 10 bytes;
-ISO/IEC 15693 and FeliCa: 8), sealed as version 02: ciphertext of 11 bytes (the UID's length, then the UID padded with zeros), so
-every tag seals to one length.
+A contactless tag has no PAN: its number is "U" and the hex of its UID (ISO/IEC 14443-3: 4, 7 or 10
+bytes; ISO/IEC 15693 and FeliCa: 8), sealed as version 02: ciphertext of 11 bytes (the UID's length, then
+the UID padded with zeros), so every tag seals to one length.
 
 The terminal's stop-list (the signed configuration) names a refused card by stop_entry(): HMAC-SHA256
 (RFC 2104) of its number under a stop-list key derived from the same PIN key with a label of its own, cut to

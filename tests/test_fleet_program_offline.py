@@ -17,6 +17,7 @@ import pytest
 
 from contracts import messages as m
 from contracts.errors import HostUnavailable
+from contracts.money import volume_of
 from contracts.panseal import derive_pan_key, derive_stop_key, stop_entry, unseal_pan
 from contracts.reasons import DeclineReason
 from contracts.screens import Screen
@@ -24,7 +25,6 @@ from firmware.configstore import ConfigStore
 from firmware.hostlink import RELEASE, HostLink, sale_payload
 from firmware.programs.base import CardIn, ChipCard, Contactless
 from firmware.programs.fleet import FleetProgram
-from firmware.programs.fleet.offline import volume_of
 from firmware.sale.machine import SaleState
 from firmware.station import Station
 from firmware.terminal.serve import Loop, serve
@@ -137,9 +137,13 @@ def test_the_offline_sale_payload_carries_the_card_sealed_and_no_file_holds_the_
 def test_a_card_on_the_stop_list_is_refused_offline(offline: Any) -> None:
     entry = stop_entry(derive_stop_key(PIN_KEY), TAG)      # the registry's entry for this terminal
     env = offline(config({"fleet_tag": (5000, 3000)}, frozenset({entry})))
+    events: list[tuple[str, str, str]] = []
+    env.host.event_sink = lambda *event: events.append(event)     # as firmware.deviceops queues them
     assert env.serve(Contactless(UID)) is None              # refused before a sale is journaled
     assert env.port.screens[-1] == (Screen.DECLINED, {"reason": DeclineReason.CARD_BLOCKED})
     assert env.pumps.authorized == [] and env.journal.all_sales() == []
+    # the registry hears of it when the terminal is back: masked, never the UID
+    assert events == [("warning", "stop_list_refused", "card=U**********E5F6")]
 
 
 def test_another_terminals_stop_list_entry_does_not_refuse_the_card(offline: Any) -> None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from contracts.errors import ConfigError
+from contracts.money import amount_of, volume_of
 
 __all__ = ["CODE3", "MAX_KM_PER_DAY", "PERIODS", "PROMPTS", "LimitView", "Remaining", "WalletView",
            "WindowView", "allowance", "amount_of", "check_products", "check_stations", "in_windows",
@@ -307,27 +308,6 @@ def remaining(limits: Iterable[LimitView]) -> Remaining:
         left = max(0, lim.maximum if lim.period == "sale" else lim.maximum - lim.used)
         least[lim.unit] = min(least.get(lim.unit, left), left)
     return Remaining(least.get("money"), least.get("volume"), least.get("count"))
-
-
-def amount_of(volume_cl: int, price_milli: int) -> int:
-    """Cents for a volume, rounded half up as the pump rounds.
-
-    >>> amount_of(1, 1659), amount_of(1, 1500), amount_of(1, 1499)
-    (2, 2, 1)
-    """
-    return (volume_cl * price_milli + 500) // 1000
-
-
-def volume_of(cents: int, price_milli: int) -> int:
-    """The most volume whose amount does not exceed the cents (0 when nothing fits): where an amount preset
-    stops the pump. Round trip: amount_of(volume_of(c, p), p) <= c < amount_of(volume_of(c, p) + 1, p).
-
-    >>> volume_of(1659, 1659), volume_of(0, 1659), amount_of(volume_of(4999, 1659), 1659)
-    (1000, 0, 4999)
-    """
-    if price_milli <= 0:
-        raise ConfigError("unit price must be positive", price_milli=price_milli)
-    return max(0, ((cents + 1) * 1000 - 501) // price_milli)
 
 
 def allowance(*, wallet_unit: str, wallet_available: int, price_milli: int, remaining: Remaining,

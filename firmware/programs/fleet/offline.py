@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from contracts.money import volume_of
 from contracts.reasons import DeclineReason
 from contracts.screens import Screen
 from firmware.programs.base import Decline, Grant, SaleSteps
@@ -19,7 +20,7 @@ from firmware.programs.fleet.media import FleetCard
 from firmware.sale.record import Preset
 from firmware.station import Station
 
-__all__ = ["OFFLINE", "OfflineSeal", "offline_grant", "offline_volume", "sells_offline", "volume_of"]
+__all__ = ["OFFLINE", "OfflineSeal", "offline_grant", "offline_volume", "sells_offline"]
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +29,10 @@ UNAVAILABLE = Decline(DeclineReason.HOST_UNAVAILABLE, Screen.HOST_UNAVAILABLE)
 
 
 class OfflineSeal(Protocol):
-    """The terminal's keys for offline fleet sales (firmware.hostlink.HostLink)."""
+    """The terminal's keys for offline fleet sales, and its events (firmware.hostlink.HostLink)."""
     def stop_entry(self, number: str) -> str: ...
     def seal_for_sale(self, number: str, sale_id: str) -> str: ...
-
-
-def volume_of(cents: int, price_milli: int) -> int:
-    """The most centilitres whose amount, rounded half up as the pump rounds ((cl * price + 500) // 1000),
-    stays within cents.
-
-    >>> volume_of(1659, 1659), volume_of(0, 1659), volume_of(4999, 1659)
-    (1000, 0, 3013)
-    """
-    return max(0, ((cents + 1) * 1000 - 501) // price_milli)
+    def event(self, severity: str, code: str, detail: str) -> None: ...
 
 
 def offline_volume(limit: tuple[int, int], station: Station, pump: int) -> tuple[int, tuple[int, ...]]:
@@ -68,6 +60,8 @@ def offline_grant(card: FleetCard, steps: SaleSteps, keys: OfflineSeal) -> Grant
         return UNAVAILABLE
     if station.blocked(token=keys.stop_entry(card.number)):
         log.warning("card on the stop-list refused offline", extra={"card": card.masked})
+        # the registry learns it once the terminal is back (device events are queued meanwhile)
+        keys.event("warning", "stop_list_refused", f"card={card.masked}")
         return Decline(DeclineReason.CARD_BLOCKED)
     pump = steps.choose_pump()
     volume, nozzles = offline_volume(limit, station, pump)
