@@ -1,12 +1,9 @@
-"""Fleet authorizations against a big account (issue 14, "A benchmark"): registry.fleet.authorize() and the
-completion of its sale (registry.service.record_sales) per second, p50 and p99, on SQLite and PostgreSQL.
-
-One account, 10,000 cards with a PIN and day/week/month/year limits (money, litres, sales; the account has
-limits too), a litre and a money wallet, time windows. One database holds 100 sales, another a year of them
-(200,000: authorizations, allowances, released holds, movements, usage rows with settlement's period keys);
-both are measured taking turns, with 1 and 4 threads (a pump each): the year must cost what 100 sales do.
-Then each query of one authorization and completion is EXPLAINed; a scan of a history table is reported.
-Run: .venv/bin/python benchmarks/fleet_authorize.py [--quick] [--no-postgres] [--sales N] [--ops N]
+"""Fleet authorizations (registry.fleet.authorize) and completions (registry.service.record_sales) per
+second, p50 and p99, on SQLite and PostgreSQL (issue 14): one account of 10,000 cards with a PIN and day/week/
+month/year limits, account limits, two wallets, time windows; one database with 100 sales, one with a year
+(200,000 with their authorizations, holds, movements, usage rows), taking turns with 1 and 4 threads: the year
+must cost what 100 sales do. Each query of an authorization and completion is EXPLAINed; a scan of a history
+table fails the run. Run: .venv/bin/python benchmarks/fleet_authorize.py [--quick] [--no-postgres] [--ops N]
 """
 
 from __future__ import annotations
@@ -41,7 +38,6 @@ from registry.fleet.authorize import authorize
 from registry.keys import RegistryKeys
 from registry.service import record_sales
 
-ROOT = Path(__file__).resolve().parents[1]
 TZ, STATION, PIN = "Europe/Berlin", "ST-001", "1234"
 BASE = dt.datetime(2026, 12, 1, 9, 0)            # a Tuesday: the first run's clock (naive UTC)
 PRICES = {"diesel": ("019", 1659), "petrol95": ("001", 1789)}       # product: (Conexxus code3, price_milli)
@@ -71,9 +67,8 @@ def bulk(s: Session, model: Any, cols: str, rows: list[tuple[Any, ...]]) -> None
 
 def stamp(s: Session) -> Any:
     """Datetimes as the driver takes them; for SQLite the text SQLAlchemy writes (microseconds always)."""
-    if s.get_bind().dialect.name == "postgresql":
-        return lambda d: d
-    return lambda d: d.isoformat(" ", "microseconds")
+    sqlite = s.get_bind().dialect.name != "postgresql"
+    return (lambda d: d.isoformat(" ", "microseconds")) if sqlite else (lambda d: d)
 
 
 def build_account(s: Session, keys: RegistryKeys, cards: int, pumps: int) -> dict[str, bytes]:
@@ -331,18 +326,18 @@ def prepare(url: str, label: str, keys: RegistryKeys, args: argparse.Namespace, 
     return Db(label, engine, sessions, pin_keys, len(sales))
 
 
-def bench(urls: tuple[str, str], name: str, args: argparse.Namespace) -> None:
+def bench(urls: tuple[str, str], name: str, args: argparse.Namespace) -> bool:
     """The same runs on both databases, taking turns (ROUNDS each), so that the machine's load hits both."""
     print(f"{name} (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):")
     keys, rng = RegistryKeys(*(secrets.token_bytes(32) for _ in range(3))), random.Random(14)
     dbs = [prepare(url, label, keys, args, rng) for url, label in zip(urls, ("small", "year"), strict=True)]
-    hour = 0
+    turn = 0                   # each run starts 10 minutes after the last (the clock only moves on)
     for n in args.threads:
         for _ in range(ROUNDS):
             for d in dbs:
                 measure(d.sessions, keys, d.pin_keys, d.runs.setdefault(n, Run()), ops=args.ops // ROUNDS,
-                        threads=n, cards=args.cards, start_at=BASE + dt.timedelta(hours=hour))
-                hour += 1
+                        threads=n, cards=args.cards, start_at=BASE + MINUTE * 10 * turn)
+                turn += 1
         for d in dbs:
             run = d.runs[n]
             both = [a + b for a, b in zip(run.auth, run.done, strict=True)]
@@ -354,18 +349,21 @@ def bench(urls: tuple[str, str], name: str, args: argparse.Namespace) -> None:
         small, year = dbs[0].runs[n], dbs[1].runs[n]
         ratio = pct(year.auth, .5) / pct(small.auth, .5), pct(year.done, .5) / pct(small.done, .5)
         print(f"  year / small, {n} thread(s): p50 authorize x{ratio[0]:.2f}, completion x{ratio[1]:.2f}")
-    bad = plans(dbs[1].engine, dbs[1].sessions, keys, dbs[1].pin_keys, BASE + dt.timedelta(hours=hour))
+    bad = plans(dbs[1].engine, dbs[1].sessions, keys, dbs[1].pin_keys, BASE + MINUTE * 10 * turn)
     print("  " + ("; ".join(bad) if bad else "no query of an authorization or completion scans a history "
                   f"table ({', '.join(HISTORY_TABLES)})"))
+    ok = not bad and not any(run.failures for d in dbs for run in d.runs.values())
     for d in dbs:
         with d.sessions() as s:
             wrong = ledger.check(s)
         print(f"  ledger ({d.label}):", f"DIFFERS {wrong}" if wrong else "balances are sums of movements")
+        ok = ok and not wrong
         d.engine.dispose()
+    return ok
 
 
-def postgres(tmp: Path, args: argparse.Namespace) -> None:
-    sys.path.insert(0, str(ROOT / "tests"))
+def postgres(tmp: Path, args: argparse.Namespace) -> bool:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from pg_server import PostgresUnavailable, postgres_server  # type: ignore[import-not-found]
     try:
         with postgres_server(tmp) as url:
@@ -373,9 +371,10 @@ def postgres(tmp: Path, args: argparse.Namespace) -> None:
             with admin.connect() as conn:
                 conn.exec_driver_sql("CREATE DATABASE forecourt_year")
             admin.dispose()
-            bench((url, url.rsplit("/", 1)[0] + "/forecourt_year"), "postgresql", args)
+            return bench((url, url.rsplit("/", 1)[0] + "/forecourt_year"), "postgresql", args)
     except PostgresUnavailable as exc:
         print(f"postgresql: skipped ({exc})")
+        return True
 
 
 def main() -> int:
@@ -390,10 +389,10 @@ def main() -> int:
     if args.quick:
         args.cards, args.sales, args.ops = 1000, 5000, 40
     with tempfile.TemporaryDirectory() as tmp:
-        bench((f"sqlite:///{Path(tmp) / 'small.db'}", f"sqlite:///{Path(tmp) / 'year.db'}"), "sqlite", args)
-        if not args.no_postgres:
-            postgres(Path(tmp), args)
-    return 0
+        ok = bench((f"sqlite:///{tmp}/small.db", f"sqlite:///{tmp}/year.db"), "sqlite", args)
+        ok = (args.no_postgres or postgres(Path(tmp), args)) and ok
+    print("result:", "ok" if ok else "FAILED (a failure, a history scan or a ledger difference above)")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
