@@ -525,6 +525,15 @@ def test_day_count_limit_with_two_settled_sales(make: Any, doc: dict[str, Any]) 
     assert fleet.auth(CARD2).reason == R.LIMIT_EXHAUSTED
 
 
+def test_lifetime_and_year_limits_of_a_card_carry_over_months(make: Any, doc: dict[str, Any]) -> None:
+    fleet = diesel_fleet(make, doc, limit("card", "lifetime", "volume", 5000),
+                         limit("card", "year", "volume", 4000))
+    fleet.sell(fleet.approved(), 3000)
+    assert offered(fleet.approved(now=NOW + dt.timedelta(days=20))) == {"diesel": 1000}     # the year's
+    # January: a new year, the lifetime's rest (the December authorization above lapsed unused)
+    assert offered(fleet.approved(now=dt.datetime(2027, 1, 5, 10))) == {"diesel": 2000}
+
+
 def test_money_limit_on_a_volume_wallet(make: Any, doc: dict[str, Any]) -> None:
     doc["wallets"] = [litres_wallet()]
     doc["limits"] = [limit("account", "day", "money", 3318)]
