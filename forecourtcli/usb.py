@@ -144,6 +144,9 @@ def _sessions(url: str) -> Any:
     return open_database(url)
 
 
+KEYS_FILE = "registry-keys.json"      # the registry's card-token and PIN-verifier keys (registry.server)
+
+
 def _registry_key(state_dir: str, name: str) -> Path:
     """The registry's state directory when it holds the key `name`: never a new key made in a wrong
     directory (a configuration signed by a key no terminal trusts, a bundle key no terminal has)."""
@@ -155,6 +158,7 @@ def _registry_key(state_dir: str, name: str) -> Path:
 
 
 def cmd_import_sales(args: argparse.Namespace) -> int:
+    from registry.keys import load_or_create_keys
     from registry.usbimport import BUNDLE_KEY, import_sales, load_or_create_bundle_key, receipt
 
     ca_path = Path(args.tls_dir) / "ca.pem"
@@ -164,10 +168,13 @@ def cmd_import_sales(args: argparse.Namespace) -> int:
         raise ConfigError(f"--tls-dir: no CA certificate at {ca_path}", key="--tls-dir") from exc
     raw = _read(args.file, "FILE")
     key = load_or_create_bundle_key(_registry_key(args.state_dir, BUNDLE_KEY))
+    # the registry's keys open an offline fleet sale's card number, so its account is debited
+    keys = load_or_create_keys(_registry_key(args.state_dir, KEYS_FILE) / KEYS_FILE,
+                               Path(args.kek) if args.kek else None)
     engine, sessions = _sessions(args.db)
     try:
         with sessions() as s:
-            result = import_sales(s, raw, bundle_key=key, ca_pem=ca_pem, now=_now())
+            result = import_sales(s, raw, bundle_key=key, ca_pem=ca_pem, now=_now(), keys=keys)
     finally:
         engine.dispose()
     print(result.summary())
@@ -231,6 +238,8 @@ def add_parsers(sub: Any) -> None:
     i.add_argument("--db", required=True, help=DB_HELP)
     i.add_argument("--state-dir", required=True, help="the registry's state directory (its bundle key)")
     i.add_argument("--tls-dir", required=True, help="the certificate authority's directory (its ca.pem)")
+    i.add_argument("--kek", default=None, help="the registry's key-encryption key file (default: "
+                   "STATE_DIR/kek.hex)")
     i.add_argument("--receipt", default=None,
                    help="also write the registry's signed answers here (for `usb import-receipt`)")
     i.add_argument("file", metavar="FILE", help="the sales bundle, - for stdin")

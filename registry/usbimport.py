@@ -47,7 +47,7 @@ from contracts.usbbundle import (
     registry_key_to_b64,
     verify_sales_signature,
 )
-from registry.keys import _read_private, _write_private
+from registry.keys import RegistryKeys, _read_private, _write_private
 from registry.models import Device
 from registry.pki import fingerprint
 from registry.service import record_sales
@@ -135,8 +135,9 @@ def _device_certificate(pem: str, ca_pem: str, terminal: str, made: dt.datetime)
 
 
 def import_sales(session: Session, raw: bytes, *, bundle_key: ec.EllipticCurvePrivateKey, ca_pem: str,
-                 now: dt.datetime) -> ImportResult:
-    """Check a sales bundle file and record its sales (see the module docstring). now: naive UTC."""
+                 now: dt.datetime, keys: RegistryKeys | None = None) -> ImportResult:
+    """Check a sales bundle file and record its sales (see the module docstring). now: naive UTC; keys:
+    the registry's, to open an offline fleet sale's card number and debit its account."""
     bundle = decode_sales_bundle(raw)
     made = parse_timestamp(bundle.created_at)
     if made > now + CLOCK_AHEAD:
@@ -160,7 +161,7 @@ def import_sales(session: Session, raw: bytes, *, bundle_key: ec.EllipticCurvePr
     sales = open_sales(bundle, bundle_key)
     acks: list[dict[str, Any] | None] = []
     for at in range(0, len(sales), IMPORT_BATCH):
-        acks += record_sales(session, sales[at:at + IMPORT_BATCH], now)
+        acks += record_sales(session, sales[at:at + IMPORT_BATCH], now, keys)
     counts = {"stored": 0, "held": 0, "duplicate": 0, "rejected": 0, "failed": 0}
     for ack in acks:
         if ack is None:
