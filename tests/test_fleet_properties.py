@@ -43,6 +43,7 @@ from contracts.panseal import derive_pan_key, seal_pan
 from registry.db import open_database
 from registry.fleet import ledger
 from registry.fleet.cards import reissue
+from registry.fleet.sweep import sweep
 from registry.keys import RegistryKeys, load_or_create_keys
 from registry.models import AuthAllowance, Authorization, Hold, Limit, Movement, Transaction, Usage, Wallet
 from registry.seed import apply_seed
@@ -272,6 +273,7 @@ class FleetLedger(RuleBasedStateMachine):
         self.model = Model(balance={LITRES: 150_00, MONEY: 50_00})
         self.expiries = 0
         self.sent: list[dict[str, Any]] = []
+        self.sweeps, self.swept = 0, set[str]()
 
     def teardown(self) -> None:
         self.engine.dispose()
@@ -450,6 +452,22 @@ class FleetLedger(RuleBasedStateMachine):
             s.commit()
         assert (done.amount if done else 0) == -due
         event("wallet expiry", "booked" if due else "nothing due")
+        self.model.balance[LITRES] -= due
+
+    @precondition(lambda self: self.sweeps < 4)
+    @rule()
+    def hourly_sweep(self) -> None:
+        """The registry's sweep (registry.fleet.sweep): the same expiry, once a (UTC) day per wallet."""
+        self.sweeps += 1
+        key = f"expiry:{LITRES}:{self.now:%Y-%m-%d}"
+        due = 0
+        if local(self.now).date() > WALLET1_EXPIRES and key not in self.swept:
+            due = max(0, self.model.balance[LITRES] - self.model.held(LITRES, self.now))
+        with self.sessions() as s:
+            assert sweep(s, self.now) == (0, 1 if due else 0)
+        if due:
+            self.swept.add(key)
+        event("sweep", "booked" if due else "nothing due")
         self.model.balance[LITRES] -= due
 
     # -- invariants ----------------------------------------------------------------------------------------
