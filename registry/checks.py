@@ -13,7 +13,7 @@ from typing import Any
 from contracts.messages import parse_timestamp
 from registry.models import Device, Nozzle
 
-__all__ = ["CLOCK_AHEAD", "MAX_AGE", "MAX_SALE_CL", "amount_matches", "sale_problems"]
+__all__ = ["CLOCK_AHEAD", "MAX_AGE", "MAX_SALE_CL", "amount_matches", "overrun_cl", "sale_problems"]
 
 # One filling of a truck with two tanks and a trailer stays under 1,000 L; a fleet sale is bounded
 # tighter by its authorization (registry.service.MAX_FILL_CL).
@@ -23,6 +23,17 @@ CLOCK_AHEAD = dt.timedelta(minutes=10)
 # Store-and-forward: a terminal cut off from the broker keeps sales; two months is longer than any
 # outage an operator would not have noticed, and short enough that a wrong year is caught.
 MAX_AGE = dt.timedelta(days=62)
+
+
+def overrun_cl(allowed_cl: int) -> int:
+    """How far past its preset a pump may run and the sale still be booked (flagged preset_overrun): a pump
+    slows before its preset but a valve closes late; 1 L or 2 % of the preset, whichever is more. Past
+    that, the sale is held (over_authorized).
+
+    >>> overrun_cl(1000), overrun_cl(15000)
+    (100, 300)
+    """
+    return max(100, allowed_cl // 50)
 
 
 def amount_matches(volume_cl: int, price_milli: int, amount_cents: int) -> bool:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from contracts.messages import MAX_PIN_TRIES, SaleAckReason, parse_timestamp
-from registry.checks import sale_problems
+from registry.checks import overrun_cl, sale_problems
 from registry.fleet.authorize import AUTH_TTL, MAX_FILL_CL, authorize
 from registry.fleet.settle import Settled, is_offline, settle_offline, settle_online
 from registry.keys import RegistryKeys
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 # Card programs whose sales the registry authorizes (authorize() below): each sale of them needs an auth_id.
 REGISTRY_PROGRAMS = frozenset({"fleet"})
+# What a fleet sale may show and still be booked (flagged): its figures against the registry's, not where
+# or when it was made.
+BOOKED_ANYWAY = frozenset({"price_mismatch"})
 
 
 def _month_start(now: dt.datetime) -> dt.datetime:
@@ -65,8 +68,8 @@ def _settled_authorization(session: Session, sale: dict[str, Any], flags: list[s
         return None
     if auth.status != "open":
         flags.append("authorization_reused")    # a second sale on one authorization: review it
-    if sale["volume_cl"] > auth.allowed_cl:
-        flags.append("over_authorized")
+    if sale["volume_cl"] > auth.allowed_cl + overrun_cl(auth.allowed_cl):
+        flags.append("over_authorized")         # far past its preset: held (a small overrun is booked)
     return auth
 
 
@@ -137,12 +140,16 @@ def _stage(session: Session, sale: dict[str, Any], now: dt.datetime, alarms: lis
     fleet = Settled()
     # a sale of another program on a fleet authorization is held (unexpected_authorization): its holds end too
     if sale["kind"] in REGISTRY_PROGRAMS or auth is not None:
+        # a fleet sale the registry can trust but for its figures (a price that changed, a pump past its
+        # preset) is booked as dispensed and flagged: the fuel was taken, and the account must pay it
+        untrusted = bool(set(problems) - BOOKED_ANYWAY) and not nothing
         if auth is not None:
-            fleet = settle_online(session, sale, auth, held=held, now=now)
-        elif is_offline(sale) and not held:
-            fleet = settle_offline(session, keys, sale, device, now)
+            fleet = settle_online(session, sale, auth, held=untrusted, now=now)
+        elif is_offline(sale):
+            fleet = settle_offline(session, keys, sale, device, now, held=untrusted)
+        booked = fleet.wallet_id is not None
         problems += fleet.problems
-        held = held or bool(fleet.problems)
+        held = (untrusted or bool(fleet.problems)) and not booked
     row = {
         "sale_id": sale["sale_id"], "seq": sale.get("seq"), "kind": sale["kind"], "auth_id": sale["auth_id"],
         "card_id": fleet.card_id or (auth.card_id if auth else None),

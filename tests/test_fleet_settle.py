@@ -19,7 +19,18 @@ from contracts.messages import AuthAnswer
 from contracts.reasons import DeclineReason as R
 from registry.fleet import ledger, rules
 from registry.models import Authorization, Card, Hold, Movement, Transaction, Usage
-from tests.test_fleet_authorize import CARD, CARD2, NOW, PRICES, TAG, Fleet, base_seed, litres_wallet, offered
+from tests.test_fleet_authorize import (
+    CARD,
+    CARD2,
+    NOW,
+    PRICES,
+    TAG,
+    Fleet,
+    base_seed,
+    limit,
+    litres_wallet,
+    offered,
+)
 
 LATER = NOW + dt.timedelta(minutes=6)          # when the registry receives the sales below
 
@@ -145,12 +156,25 @@ def test_a_held_sale_debits_nothing_but_ends_the_holds(make: Any, doc: dict[str,
     fleet = make(doc)
     answer = fleet.approved()
     assert fleet.available(1, LATER) == 0
-    sale = fleet.sale_doc(answer.auth_id, 2000, price_milli=1500, amount_cents=3000)   # not the nozzle's
+    sale = fleet.sale_doc(answer.auth_id, 2000, finished=NOW + dt.timedelta(days=1))   # a clock far ahead
     assert fleet.record(sale)["reason"] == "held"
-    assert "price_mismatch" in tx(fleet, sale).flags.split(",")
+    assert "finished_in_future" in tx(fleet, sale).flags.split(",")
     assert sale_movements(fleet) == [] and usage_rows(fleet, "account", 1) == {}
     assert open_holds(fleet, answer) == [] and fleet.available(1, LATER) == 3000
     assert fleet.one(Authorization, Authorization.id == answer.auth_id).status == "completed"
+
+
+def test_a_sale_at_another_price_is_booked_as_dispensed_and_flagged(make: Any, doc: dict[str, Any]) -> None:
+    """The registry's price changed while the terminal still sold at its own: the fuel was taken."""
+    doc["wallets"] = [litres_wallet(topup=3000)]
+    fleet = make(doc)
+    answer = fleet.approved()
+    sale = fleet.sale_doc(answer.auth_id, 2000, price_milli=1500, amount_cents=3000)   # not the nozzle's
+    ack = fleet.record(sale)
+    assert (ack["status"], ack["reason"]) == ("stored", "")
+    stored = tx(fleet, sale)
+    assert not stored.held and "price_mismatch" in stored.flags.split(",")
+    assert [m.amount for m in sale_movements(fleet)] == [-2000] and fleet.available(1, LATER) == 1000
 
 
 def test_a_second_sale_on_one_authorization_is_held_and_not_debited(make: Any, doc: dict[str, Any]) -> None:
@@ -200,6 +224,51 @@ def test_an_offline_sale_debits_the_cards_account(make: Any, doc: dict[str, Any]
     assert (movement.key, movement.auth_id) == (f"sale:{sale['sale_id']}", None)
     assert usage_rows(fleet, "card", fleet.card(CARD2).id)["L"] == (rules.amount_of(2000, 1659), 2000, 1)
     sound(fleet)
+
+
+def test_an_offline_sale_that_fails_a_check_is_held_with_its_card_and_account(make: Any,
+                                                                             doc: dict[str, Any]) -> None:
+    """Held (a clock far ahead), nothing debited, but never unattributed: an operator books it."""
+    fleet = two_wallets(make, doc)
+    sale = fleet.offline_doc(CARD2, 2000, finished=NOW + dt.timedelta(days=1))
+    assert fleet.record(sale)["reason"] == "held"
+    stored = tx(fleet, sale)
+    assert (stored.card_id, stored.account_id, stored.held) == (fleet.card(CARD2).id, 1, True)
+    assert sale_movements(fleet) == [] and fleet.balance(1) == 100_000
+
+
+def test_an_offline_sale_at_an_old_price_is_booked_and_flagged(make: Any, doc: dict[str, Any]) -> None:
+    """The registry changed the price while the terminal was offline: what the pump showed is charged."""
+    fleet = two_wallets(make, doc)
+    sale = fleet.offline_doc(CARD2, 2000, price_milli=1500, amount_cents=3000)
+    assert fleet.record(sale)["reason"] == ""
+    stored = tx(fleet, sale)
+    assert not stored.held and {"offline", "price_mismatch"} <= set(stored.flags.split(","))
+    assert fleet.balance(1) == 98_000
+
+
+def test_an_offline_sale_past_what_online_would_allow_is_booked_and_flagged(make: Any,
+                                                                          doc: dict[str, Any]) -> None:
+    """Petrol on a diesel-only account, past its day limit and its card class's offline limit: booked (the
+    fuel was taken), each excess flagged for an operator."""
+    doc["wallets"] = [litres_wallet(1, products=["diesel"])]
+    doc["limits"] = [limit("account", "day", "volume", 1000)]
+    doc["offline_limits"] = [{"name": "fleet", "amount_cents": 2000, "volume_cl": 1500}]
+    fleet = make(doc)
+    sale = fleet.offline_doc(CARD, 2000, nozzle=2)                        # petrol95
+    assert fleet.record(sale)["reason"] == ""
+    flags = set(tx(fleet, sale).flags.split(","))
+    assert {"offline", "product_not_allowed", "over_limit", "over_offline_limit"} <= flags
+    assert fleet.balance(1) == 98_000
+
+
+def test_an_offline_sale_within_everything_has_no_flag_but_offline(make: Any, doc: dict[str, Any]) -> None:
+    doc["wallets"] = [litres_wallet(1, products=["diesel"])]
+    doc["offline_limits"] = [{"name": "fleet", "amount_cents": 5000, "volume_cl": 3000}]
+    fleet = make(doc)
+    sale = fleet.offline_doc(CARD, 2000)
+    assert fleet.record(sale)["reason"] == ""
+    assert tx(fleet, sale).flags == "offline"
 
 
 def test_an_offline_sale_takes_a_wallet_that_has_enough(make: Any, doc: dict[str, Any]) -> None:
@@ -289,7 +358,7 @@ def test_a_batch_settles_online_and_offline_sales_of_one_account(make: Any, doc:
 # -- what the authorization allowed per product --------------------------------------------------------------
 def test_a_sale_beyond_its_products_allowance_is_held(make: Any, doc: dict[str, Any]) -> None:
     """Diesel may take 10 L (its wallet's balance), petrol 150 L: the authorization's allowed_cl is 150 L,
-    but a diesel sale of 25 L is over what was allowed for diesel, and would overdraw its prepaid wallet."""
+    but a diesel sale of 25 L is far over what was allowed for diesel (and would overdraw its wallet)."""
     doc["wallets"] = [litres_wallet(1, products=["diesel"], topup=1000), litres_wallet(2, priority=1)]
     fleet = make(doc)
     answer = fleet.approved()
@@ -299,6 +368,17 @@ def test_a_sale_beyond_its_products_allowance_is_held(make: Any, doc: dict[str, 
     assert "over_authorized" in tx(fleet, sale).flags.split(",")
     assert (fleet.balance(1), fleet.balance(2)) == (1000, 100_000)
     assert open_holds(fleet, answer) == []
+
+
+def test_a_pump_a_little_past_its_products_allowance_is_booked_and_flagged(make: Any,
+                                                                          doc: dict[str, Any]) -> None:
+    doc["wallets"] = [litres_wallet(1, products=["diesel"], topup=1000), litres_wallet(2, priority=1)]
+    fleet = make(doc)
+    answer = fleet.approved()
+    sale = fleet.sale_doc(answer.auth_id, 1040)                   # 40 cl past a 10 L preset
+    assert fleet.record(sale)["reason"] == ""
+    assert {"preset_overrun", "overdrawn"} <= set(tx(fleet, sale).flags.split(","))
+    assert (fleet.balance(1), fleet.balance(2)) == (-40, 100_000)
 
 
 def test_a_fleet_authorization_settled_under_another_program_ends_its_holds(make: Any,

@@ -57,7 +57,6 @@ UNTRUE: list[tuple[dict[str, Any], str]] = [
     ({"finished_at": stamp(FUTURE)}, "finished_in_future"),
     ({"finished_at": stamp(PAST)}, "finished_too_long_ago"),
     ({"finished_at": "1970-01-01T00:00:00Z"}, "finished_too_long_ago"),
-    ({"price_milli": 1, "amount_cents": 20}, "price_mismatch"),
     ({"product": "petrol95"}, "product_mismatch"),
     ({"nozzle": 9}, "unknown_nozzle"),
     ({"pump": 31}, "unknown_nozzle"),
@@ -104,12 +103,26 @@ def test_plausible_sales_are_counted(env: Env) -> None:
         assert held_sales(s) == []
 
 
-def test_fleet_sale_over_its_authorization_is_held_and_not_counted(env: Env) -> None:
+def test_fleet_sale_a_little_over_its_authorization_is_booked_far_over_held(env: Env) -> None:
+    """A pump that ran a little past its preset: the fuel was taken, the account pays it, an operator sees
+    the flag; far past it (registry.checks.overrun_cl) the figures are not believed: held."""
     a = env.auth(ACME)
-    doc, ack = env.sale(a["auth_id"], volume_cl=15_001)
-    assert ack["reason"] == "held"
-    assert _held(env, doc["sale_id"]) == (True, ["over_authorized"])
-    assert env.usage(1) == 0
+    doc, ack = env.sale(a["auth_id"], volume_cl=15_300)               # 2 % past 150 L
+    assert ack["reason"] == ""
+    assert _held(env, doc["sale_id"]) == (False, ["preset_overrun"])
+    assert env.usage(1) == 15_300
+    far, ack = env.sale(env.auth(ACME)["auth_id"], volume_cl=15_301)
+    assert ack["reason"] == "held" and _held(env, far["sale_id"]) == (True, ["over_authorized"])
+    assert env.usage(1) == 15_300
+
+
+def test_fleet_sale_at_another_price_is_booked_and_flagged(env: Env) -> None:
+    """The registry's price changed while the terminal sold at the one it had: what the pump showed is
+    charged."""
+    doc, ack = env.sale(env.auth(ACME)["auth_id"], price_milli=1700, amount_cents=(2000 * 1700 + 500) // 1000)
+    assert ack["reason"] == ""
+    assert _held(env, doc["sale_id"]) == (False, ["price_mismatch"])
+    assert env.usage(1) == 2000
 
 
 def test_sale_from_an_inactive_terminal_is_held(env: Env) -> None:

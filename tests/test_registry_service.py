@@ -501,7 +501,7 @@ def test_over_authorized_sale_is_flagged_and_stored(env: Env) -> None:
     assert ack["status"] == "stored"
     with env.sessions() as s:
         tx = s.scalar(select(Transaction).where(Transaction.sale_id == doc["sale_id"]))
-        assert tx is not None and tx.flags == "totals_mismatch,over_authorized"
+        assert tx is not None and tx.flags == "totals_mismatch,preset_overrun"
     exact, _ = env.sale(env.auth(ACME)["auth_id"], volume_cl=15_000)
     with env.sessions() as s:
         tx = s.scalar(select(Transaction).where(Transaction.sale_id == exact["sale_id"]))
@@ -566,7 +566,7 @@ def test_sale_of_another_program_with_an_auth_id_settles_it_and_is_flagged(env: 
     """An auth_id is always checked and settled, whatever the program; a program the registry does not
     authorize has no business carrying one."""
     a = env.auth(ACME)
-    doc, ack = env.sale(a["auth_id"], kind=kind, volume_cl=15_001)
+    doc, ack = env.sale(a["auth_id"], kind=kind, volume_cl=15_301)
     assert ack["status"] == "stored"
     tx = env.transaction(doc["sale_id"])
     assert (tx.kind, tx.wallet_id, tx.card_id) == (kind, 1, env.card(ACME).id)

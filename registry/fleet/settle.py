@@ -15,13 +15,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from contracts.errors import ConfigError
 from contracts.messages import parse_timestamp
 from contracts.panseal import PanSealError, derive_pan_key, unseal_pan
+from registry.checks import overrun_cl
 from registry.fleet import ledger, rules, usage
+from registry.fleet.offline_checks import offline_excess
 from registry.keys import RegistryKeys
 from registry.models import (
     Account,
@@ -65,10 +67,11 @@ def _nothing(sale: dict[str, Any]) -> bool:
 
 def settle_online(s: Session, sale: dict[str, Any], auth: Authorization, *, held: bool,
                   now: dt.datetime) -> Settled:
-    """A sale on a registry authorization. held: the sale failed a check and is not counted."""
+    """A sale on a registry authorization. held: the sale failed a check it cannot be booked past (it is
+    kept for an operator, its holds end, nothing is debited)."""
     done = Settled(account_id=auth.account_id, card_id=auth.card_id, vehicle_id=auth.vehicle_id,
                    driver_id=auth.driver_id, odometer_km=auth.odometer_km)
-    if auth.account_id is None:                  # an authorization from before fleet accounts (r0007)
+    if auth.account_id is None:                  # an authorization of a registry from before r0007
         ledger.release(s, auth.id)
         return done
     account = ledger.lock_account(s, auth.account_id)
@@ -79,24 +82,44 @@ def settle_online(s: Session, sale: dict[str, Any], auth: Authorization, *, held
     if auth.status != "open":
         done.problems.append("authorization_reused")
         return done
-    allowance = s.get(AuthAllowance, (auth.id, sale["product"])) if sale["product"] else None
-    if allowance is None:
-        done.problems.append("product_not_authorized")    # the pump offered only what was allowed
-        return done
-    if sale["volume_cl"] > allowance.volume_cl:           # the pump was preset to this product's allowance
-        done.problems.append("over_authorized")
-        return done
-    wallet = s.get(Wallet, allowance.wallet_id)
+    wallet = _online_wallet(s, sale, auth, done)
     if wallet is None:
-        done.problems.append("wallet_gone")
         return done
-    _debit(s, sale, account, wallet, done, now)
+    # counted in the periods of when it was authorized .. now: a terminal's clock cannot move it elsewhere
+    at = min(max(parse_timestamp(sale["finished_at"]), auth.created_at), now)
+    _debit(s, sale, account, wallet, done, now, at)
     return done
 
 
+def _online_wallet(s: Session, sale: dict[str, Any], auth: Authorization, done: Settled) -> Wallet | None:
+    """The wallet the authorization chose for the sale's product. A little beyond that product's allowance
+    (a pump running past its preset, a price changed meanwhile) is booked and flagged; far beyond is held."""
+    allowance = s.get(AuthAllowance, (auth.id, sale["product"])) if sale["product"] else None
+    if allowance is None and auth.wallet_id is not None and s.scalar(
+            select(func.count()).select_from(AuthAllowance).where(AuthAllowance.auth_id == auth.id)) == 0:
+        wallet_id, most_cl, most_cents = auth.wallet_id, auth.allowed_cl, None   # granted before r0007
+    elif allowance is None:
+        done.problems.append("product_not_authorized")    # the pump offered only what was allowed
+        return None
+    else:
+        wallet_id, most_cl, most_cents = allowance.wallet_id, allowance.volume_cl, allowance.amount_cents
+    if sale["volume_cl"] > most_cl + overrun_cl(most_cl):
+        done.problems.append("over_authorized")           # far past the product's preset: held
+        return None
+    if sale["volume_cl"] > most_cl or (most_cents is not None and sale["amount_cents"] > most_cents):
+        done.flags.append("preset_overrun")               # a little past it, or a price changed meanwhile
+        log.warning("fleet sale beyond its allowance", extra={"alarm": "fleet_over_allowance",
+                                                             "sale_id": sale["sale_id"]})
+    wallet = s.get(Wallet, wallet_id)
+    if wallet is None:
+        done.problems.append("wallet_gone")
+    return wallet
+
+
 def settle_offline(s: Session, keys: RegistryKeys | None, sale: dict[str, Any], device: Device | None,
-                   now: dt.datetime) -> Settled:
-    """A sale the terminal made offline: find its card from the sealed number, debit its account."""
+                   now: dt.datetime, *, held: bool = False) -> Settled:
+    """A sale the terminal made offline: find its card from the sealed number and debit its account. held:
+    a check failed; the card and account are still named on it, for the operator who books it."""
     done = Settled()
     card = _card(s, keys, sale, device)
     if card is None or card.account_id is None:
@@ -107,13 +130,14 @@ def settle_offline(s: Session, keys: RegistryKeys | None, sale: dict[str, Any], 
     account = ledger.lock_account(s, card.account_id)
     if card.status != "active":
         done.flags.append(f"card_{card.status}")          # refused online, sold offline: reported
-    if _nothing(sale):
+    if held or _nothing(sale):
         return done
-    wallet = _offline_wallet(s, account, sale, now)
+    wallet = _offline_wallet(s, account, sale, now, done)
     if wallet is None:
         done.problems.append("no_wallet")
         return done
-    _debit(s, sale, account, wallet, done, now)
+    done.flags += offline_excess(s, card, account, sale, now)
+    _debit(s, sale, account, wallet, done, now, min(parse_timestamp(sale["finished_at"]), now))
     return done
 
 
@@ -128,13 +152,15 @@ def _card(s: Session, keys: RegistryKeys | None, sale: dict[str, Any], device: D
     return s.scalar(select(Card).where(Card.token == keys.token(number)))
 
 
-def _offline_wallet(s: Session, account: Account, sale: dict[str, Any], now: dt.datetime) -> Wallet | None:
+def _offline_wallet(s: Session, account: Account, sale: dict[str, Any], now: dt.datetime,
+                    done: Settled) -> Wallet | None:
     wallets = {w.id: w for w in s.scalars(select(Wallet).where(Wallet.account_id == account.id))}
     product = sale["product"] or ""
     code3 = s.scalar(select(Product.code3).where(Product.code == product))
     groups = tuple(s.scalars(select(StationGroupMember.group)
                              .where(StationGroupMember.station_id == sale["station"])))
-    today = rules.local_time(now, account.timezone).date()
+    # the day the sale was made, not the day it arrived: a wallet valid that day pays for it
+    today = rules.local_time(parse_timestamp(sale["finished_at"]), account.timezone).date()
     views = [rules.WalletView(w.id, w.unit, ledger.available(s, w, now), w.allowed_products, w.stations,
                               w.expires_on, w.priority, w.status) for w in wallets.values()]
     needed = {w.id: sale["volume_cl"] if w.unit == "volume" else sale["amount_cents"]
@@ -146,20 +172,22 @@ def _offline_wallet(s: Session, account: Account, sale: dict[str, Any], now: dt.
         ordered = sorted(views, key=lambda v: (v.priority, v.id))
         allowing = [v for v in ordered if v.status == "active"
                     and rules.product_allowed(v.products, product, code3)]
+        if not allowing:
+            done.flags.append("product_not_allowed")      # the terminal could not know offline
         choice = allowing or ordered
         paying = choice[0] if choice else None
     return wallets[paying.id] if paying is not None else None
 
 
 def _debit(s: Session, sale: dict[str, Any], account: Account, wallet: Wallet, done: Settled,
-           now: dt.datetime) -> None:
+           now: dt.datetime, at: dt.datetime) -> None:
+    """Book the sale on the wallet and count it in the usage of the periods `at` falls in."""
     amount = sale["volume_cl"] if wallet.unit == "volume" else sale["amount_cents"]
     ledger.post(s, wallet, "sale", -amount, key=f"sale:{sale['sale_id']}", at=now, sale_id=sale["sale_id"],
                 auth_id=sale["auth_id"], actor="registry", reason=sale["kind"])
     done.wallet_id = wallet.id
-    usage.record(s, account_id=account.id, card_id=done.card_id, tz=account.timezone,
-                 at_utc=parse_timestamp(sale["finished_at"]), amount_cents=sale["amount_cents"],
-                 volume_cl=sale["volume_cl"])
+    usage.record(s, account_id=account.id, card_id=done.card_id, tz=account.timezone, at_utc=at,
+                 amount_cents=sale["amount_cents"], volume_cl=sale["volume_cl"])
     if wallet.balance + ledger.credit(wallet) < 0:
         done.flags.append("overdrawn")
         log.warning("fleet sale overdraws its wallet", extra={"alarm": "fleet_overdraw", "wallet": wallet.id,
