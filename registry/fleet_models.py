@@ -68,6 +68,7 @@ class Wallet(Base):
     down to -credit_limit. `balance` is the sum of the wallet's movements, kept with each one."""
 
     __tablename__ = "wallets"
+    __table_args__ = (Index("ix_wallets_account", "account_id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     # comma-separated: 3-digit product codes, ranges of them ("001-099"), or the network's product codes

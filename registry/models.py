@@ -83,6 +83,7 @@ class StationGroupMember(Base):
     """A station in a named group (a region, a brand): wallets may be restricted to groups."""
 
     __tablename__ = "station_group_members"
+    __table_args__ = (Index("ix_station_group_members_station", "station_id"),)
     group: Mapped[str] = mapped_column(String(64), primary_key=True)
     station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"), primary_key=True)
 

@@ -52,6 +52,7 @@ def _columns() -> None:
                                     ("stations", sa.String(500), empty), ("status", sa.String(16), "active")):
             batch.add_column(sa.Column(name, kind, nullable=False, server_default=default))
         batch.add_column(sa.Column("expires_on", sa.Date, nullable=True))
+        batch.create_index("ix_wallets_account", ["account_id"])
         batch.alter_column("monthly_limit_cl", existing_type=sa.Integer, nullable=True)
     with op.batch_alter_table("cards") as batch:
         for name, target in (("account_id", "accounts.id"), ("vehicle_id", "vehicles.id"),
@@ -83,6 +84,7 @@ def _tables() -> None:
         "station_group_members",
         sa.Column("group", sa.String(64), primary_key=True),
         sa.Column("station_id", sa.String(64), sa.ForeignKey("stations.id"), primary_key=True))
+    op.create_index("ix_station_group_members_station", "station_group_members", ["station_id"])
     op.create_table(
         "customers",
         sa.Column("id", sa.Integer, primary_key=True),
