@@ -167,14 +167,14 @@ _MASKED = _str(r"[0-9A-FU*]{12,19}")
 # field name -> check; every field is required (a Default only on decode) and no other is allowed.
 # "pan_sealed": the card number enciphered for the registry and bound to this request (contracts.panseal);
 # the full number never crosses the broker in clear, nor rests in its persistence file.
-# "pin_block" is "" when no PIN was entered (a tag, or a card the registry asks no PIN of); "prompts" holds
-# the answers the registry asked for (an answer "prompts_required" lists them). Both came with fleet
-# accounts.
+# "pin_block" is "" when no PIN was entered (a tag, or a card the registry asks no PIN of); "medium" only
+# when not "chip"; "prompts" only with the answers the registry asked for (an answer "prompts_required"
+# lists them). They came with fleet accounts and are left out otherwise, so a registry from before still
+# reads a chip card's request.
 AUTH_REQUEST: Mapping[str, Check] = {
     "request_id": _UUID, "terminal": _ID, "station": _ID, "pump": _PUMP,
     "pan_sealed": _str(PAN_SEALED.pattern), "expiry": _str(r"[0-9]{4}"),
-    "pin_block": _str(r"([0-9A-F]{32})?"), "medium": Default(_MEDIUM, "chip"),
-    "prompts": Default(_ANSWERS, {}),
+    "pin_block": _str(r"([0-9A-F]{32})?"), "medium": Omissible(_MEDIUM), "prompts": Omissible(_ANSWERS),
 }
 # "reason" is "approved" or a DeclineReason value. The wire admits any text, so that a terminal older than
 # a reason the registry adds still reads the answer (parse_reason makes it a plain decline).

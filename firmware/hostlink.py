@@ -172,8 +172,11 @@ class HostLink:
         rid = request_id or str(uuid.uuid4())
         sealed = seal_pan(self._pan_key, pan, request_id=rid, terminal=self.terminal, station=self.station_id)
         req = {"request_id": rid, "terminal": self.terminal, "station": self.station_id, "pump": pump,
-               "pan_sealed": sealed, "expiry": expiry, "pin_block": pin_block.hex().upper(), "medium": medium,
-               "prompts": dict(prompts or {})}
+               "pan_sealed": sealed, "expiry": expiry, "pin_block": pin_block.hex().upper()}
+        if medium != "chip":
+            req["medium"] = medium
+        if prompts:
+            req["prompts"] = dict(prompts)
         sent = self.online
         try:
             raw = self.link.request(protocol.topic("auth_request", terminal=self.terminal),

@@ -46,8 +46,7 @@ VALID: dict[str, dict[str, Any]] = {
 }
 SCHEMAS: dict[str, Mapping[str, Any]] = {name: getattr(m, name) for name in VALID}
 # fields an older sender may leave out, and what decode() makes of them
-DEFAULTS = {("SALE", "kind"): "fleet", ("AUTH_REQUEST", "medium"): "chip", ("AUTH_REQUEST", "prompts"): {},
-            }
+DEFAULTS = {("SALE", "kind"): "fleet"}
 
 # a value of the wrong JSON type for every field (None where the field is not optional)
 WRONG_TYPE: dict[str, Any] = {

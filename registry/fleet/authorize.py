@@ -197,7 +197,7 @@ def _prompts(s: Session, card: Card, account: Account,
              ask: _Ask) -> tuple[Vehicle | None, Driver | None, int | None]:
     """The vehicle, driver and odometer reading of this sale; what the account asks for and the request
     lacks (the PIN first) is asked for: a decline that lists it, with nothing held or counted."""
-    answers: dict[str, str] = ask.req["prompts"]
+    answers: dict[str, str] = ask.req.get("prompts", {})
     missing = tuple((["pin"] if card.pin_verifier and not ask.req["pin_block"] else [])
                     + [p for p in rules.parse_prompts(account.prompts) if p not in answers])
     if missing:
