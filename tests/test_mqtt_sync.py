@@ -617,7 +617,7 @@ def test_held_sale_is_synced_and_kept_apart(registry: Registry, terminal: Termin
     spy.watch(inbox)
     answer = terminal.host.authorize(pan=PAN, expiry="2912", pin_block=pin_block(), pump=1)
     assert answer.auth_id is not None
-    sale_id = completed_sale(terminal.journal, answer.auth_id, volume_cl=15_301)    # far over the authorization
+    sale_id = completed_sale(terminal.journal, answer.auth_id, volume_cl=15_301)    # far over its 150 L
     terminal.host.start_sync()
     terminal.host.kick()
     assert wait_for(lambda: terminal.journal.get(sale_id).synced, 5)
