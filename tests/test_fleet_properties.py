@@ -651,9 +651,6 @@ def _sell(sessions: Any, keys: RegistryKeys, auth_id: str, pump: int, volume: in
     assert ack["reason"] == ""
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "settle counts a sale in the periods of the terminal's finished_at (usage.record at_utc): a terminal "
-    "clock a few minutes behind puts a sale authorized on the new day into the full old one"))
 def test_a_terminal_clock_behind_does_not_push_a_day_over_its_limit(tmp_path: Path) -> None:
     """The account's 200 L of a day are used; just after midnight (Berlin) a new day's authorization is
     granted. The terminal's clock is 5 minutes behind, so its sale says it finished on the old day: the old
