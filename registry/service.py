@@ -13,13 +13,14 @@ import json
 import logging
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from contracts.messages import MAX_PIN_TRIES, SaleAckReason, parse_timestamp
 from registry.checks import overrun_cl, sale_problems
 from registry.fleet.authorize import AUTH_TTL, MAX_FILL_CL, authorize
+from registry.fleet.legacy import wallet_usage_cl
 from registry.fleet.settle import Settled, is_offline, settle_offline, settle_online
 from registry.keys import RegistryKeys
 from registry.models import Account, Authorization, Device, Nozzle, SaleConflict, Transaction
@@ -34,24 +35,6 @@ REGISTRY_PROGRAMS = frozenset({"fleet"})
 # What a fleet sale may show and still be booked (flagged): its figures against the registry's, not where
 # or when it was made.
 BOOKED_ANYWAY = frozenset({"price_mismatch"})
-
-
-def _month_start(now: dt.datetime) -> dt.datetime:
-    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def wallet_usage_cl(session: Session, wallet_id: int, now: dt.datetime) -> int:
-    """Litres (cl) this calendar month: settled sales plus open, unexpired authorizations.
-
-    A held sale (registry.checks) is not counted: its figures cannot be trusted, in either direction.
-    """
-    settled = session.scalar(select(func.coalesce(func.sum(Transaction.volume_cl), 0)).where(
-        Transaction.wallet_id == wallet_id, Transaction.held.is_(False),
-        Transaction.finished_at >= _month_start(now)))
-    held = session.scalar(select(func.coalesce(func.sum(Authorization.allowed_cl), 0)).where(
-        Authorization.wallet_id == wallet_id, Authorization.status == "open",
-        Authorization.expires_at > now))
-    return int(settled or 0) + int(held or 0)
 
 
 def _settled_authorization(session: Session, sale: dict[str, Any], flags: list[str]) -> Authorization | None:

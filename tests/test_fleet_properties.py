@@ -604,9 +604,6 @@ def test_a_sale_reported_after_its_authorization_lapsed_is_booked_and_an_overdra
         engine.dispose()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the card's limits go over to its reissue with its settled usage, but not what its open authorizations "
-    "may still take: those count under the old card only (usage.used, card scope), and so do their sales"))
 def test_a_reissued_card_keeps_to_the_limits_its_open_authorization_counts_in(tmp_path: Path) -> None:
     """Card B may take 120 L a week. It is authorized for 50 L, then reissued (damaged at the pump, say)
     while that authorization is open; the new card is authorized too and both pumps deliver in full. The

@@ -275,8 +275,8 @@ def test_nozzles_are_filtered_by_wallet_products(env: Env) -> None:
     for pump in (1, 2, 3):
         assert env.auth(ACME, pump=pump)["nozzles"] == seed_nozzles(1, pump)
     only = env.auth(ADBLUE_ONLY, pump=2)                  # pump 2: diesel (1) and adblue (2)
-    # wallet 9's 50.5 L a month is a share of its account's monthly volume limit since r0007: one filling
-    assert (only["approved"], only["nozzles"], only["allowed_cl"]) == (True, [2], MAX_FILL_CL)
+    # a card issued on one wallet before fleet accounts keeps that wallet's own 50.5 L a month (r0007)
+    assert (only["approved"], only["nozzles"], only["allowed_cl"]) == (True, [2], 5_050)
     assert env.auth(ADBLUE_ONLY, pump=1)["reason"] == "product_not_allowed"
 
 

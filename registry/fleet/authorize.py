@@ -27,6 +27,7 @@ from contracts.panseal import PanSealError, derive_pan_key, pin_pan, unseal_pan
 from contracts.reasons import DeclineReason
 from registry.fleet import ledger, rules, usage
 from registry.fleet.cards import expired
+from registry.fleet.legacy import legacy_limit
 from registry.keys import RegistryKeys
 from registry.models import (
     Account,
@@ -239,7 +240,7 @@ def _allowances(s: Session, card: Card, account: Account, station: str, today: d
                              .where(StationGroupMember.station_id == station)))
     codes = {p.code: p.code3 for p in s.scalars(select(Product).where(
         Product.code.in_({n.product_code for n in nozzles})))}
-    left = rules.remaining(usage.limit_views(s, card, account, ask.now))
+    left = rules.remaining(usage.limit_views(s, card, account, ask.now) + legacy_limit(s, card, ask.now))
     found: list[tuple[Allowance, Wallet]] = []
     plan: dict[str, tuple[Allowance, Wallet]] = {}
     why: set[DeclineReason] = set()

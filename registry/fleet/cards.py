@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from contracts.cards import luhn_ok, mask_number
 from contracts.errors import ConfigError
+from registry.fleet import ledger
 from registry.fleet.admin import FleetError, audit, get, need_reason
 from registry.keys import RegistryKeys
 from registry.models import Account, Card, Driver, Limit, TimeWindow, Usage, Vehicle
@@ -121,6 +122,10 @@ def move(s: Session, card_id: int, action: str, *, actor: str, reason: str, now:
     if action not in MOVES:
         raise ConfigError(f"card action must be one of {', '.join(MOVES)}", key="action")
     card = get(s, Card, card_id, "card")
+    if card.account_id is not None:
+        # the account's turn: an authorization counting a wrong PIN cannot overwrite this move
+        ledger.lock_account(s, card.account_id)
+        s.refresh(card)
     sources, target = MOVES[action]
     if card.status not in sources:
         final = " (final: reissue the card)" if card.status in FINAL else ""
@@ -145,6 +150,9 @@ def reissue(s: Session, keys: RegistryKeys, old_id: int, number: str, *, medium:
     not reset the card's limits)."""
     reason = need_reason(reason)
     old = get(s, Card, old_id, "card")
+    if old.account_id is not None:
+        ledger.lock_account(s, old.account_id)          # no sale settles while its usage is copied
+        s.refresh(old)
     if old.status not in REISSUABLE | KEEP_ON_REISSUE or old.replaced_by is not None \
             or old.account_id is None:
         raise FleetError(f"a {old.status} card cannot be reissued", card=old_id)

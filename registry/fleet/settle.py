@@ -86,7 +86,10 @@ def settle_online(s: Session, sale: dict[str, Any], auth: Authorization, *, held
     if wallet is None:
         return done
     # counted in the periods of when it was authorized .. now: a terminal's clock cannot move it elsewhere
-    at = min(max(parse_timestamp(sale["finished_at"]), auth.created_at), now)
+    finished = parse_timestamp(sale["finished_at"])
+    at = min(max(finished, auth.created_at), now)
+    if finished > auth.expires_at:
+        done.flags.append("authorization_expired")     # its room may have gone to another pump meanwhile
     _debit(s, sale, account, wallet, done, now, at)
     return done
 
@@ -186,7 +189,8 @@ def _debit(s: Session, sale: dict[str, Any], account: Account, wallet: Wallet, d
     ledger.post(s, wallet, "sale", -amount, key=f"sale:{sale['sale_id']}", at=now, sale_id=sale["sale_id"],
                 auth_id=sale["auth_id"], actor="registry", reason=sale["kind"])
     done.wallet_id = wallet.id
-    usage.record(s, account_id=account.id, card_id=done.card_id, tz=account.timezone, at_utc=at,
+    card = usage.newest_card(s, done.card_id) if done.card_id is not None else None   # reissued meanwhile
+    usage.record(s, account_id=account.id, card_id=card, tz=account.timezone, at_utc=at,
                  amount_cents=sale["amount_cents"], volume_cl=sale["volume_cl"])
     if wallet.balance + ledger.credit(wallet) < 0:
         done.flags.append("overdrawn")

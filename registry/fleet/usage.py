@@ -57,13 +57,36 @@ def record(s: Session, *, account_id: int, card_id: int | None, tz: str, at_utc:
             _add(s, scope, scope_id, key, amount_cents, volume_cl, count)
 
 
+def card_chain(s: Session, card_id: int) -> list[int]:
+    """The card and the cards it replaced, newest first: a reissued card's open authorizations still count
+    in its limits (registry.fleet.cards.reissue copied what they had used)."""
+    chain = [card_id]
+    while len(chain) < 32:
+        older = s.scalar(select(Card.id).where(Card.replaced_by == chain[-1]))
+        if older is None or older in chain:
+            break
+        chain.append(older)
+    return chain
+
+
+def newest_card(s: Session, card_id: int) -> int:
+    """The card that replaced this one, and so on: where a sale on an old card's authorization counts."""
+    seen = [card_id]
+    while len(seen) < 32:
+        newer = s.scalar(select(Card.replaced_by).where(Card.id == seen[-1]))
+        if newer is None or newer in seen:
+            break
+        seen.append(newer)
+    return seen[-1]
+
+
 def _open_authorizations(s: Session, scope: str, scope_id: int, now: dt.datetime) -> tuple[int, int, int]:
     """(cents, centilitres, count) that open, unexpired authorizations of the card or account may take."""
-    column = Authorization.card_id if scope == "card" else Authorization.account_id
+    which = (Authorization.card_id.in_(card_chain(s, scope_id)) if scope == "card"
+             else Authorization.account_id == scope_id)
     row = s.execute(select(func.coalesce(func.sum(Authorization.allowed_cents), 0),
                            func.coalesce(func.sum(Authorization.allowed_cl), 0), func.count())
-                    .where(column == scope_id, Authorization.status == OPEN,
-                           Authorization.expires_at > now)).one()
+                    .where(which, Authorization.status == OPEN, Authorization.expires_at > now)).one()
     return int(row[0]), int(row[1]), int(row[2])
 
 
