@@ -439,7 +439,8 @@ def test_stop_list_numbers_are_the_refused_cards_not_yet_expired(fleet: Fleet) -
         _card(fleet, number, status)
     _card(fleet, pan(100), "lost", expiry="2610")               # expired a month ago
     _card(fleet, pan(101), "stolen", expiry="2611")             # its month ended at midnight UTC
-    wanted = {numbers[k] for k in ("lost", "stolen", "blocked", "replaced", "withdrawn", "temp_blocked")}
+    # a new card (not activated yet) is refused offline too
+    wanted = {numbers[k] for k in ("lost", "stolen", "blocked", "replaced", "withdrawn", "temp_blocked", "new")}
     assert set(cards.stop_list_numbers(fleet.s, fleet.keys, dt.datetime(2026, 12, 1, 23, 59))) == \
         wanted | {pan(101)}                                     # a day's grace for terminals west of UTC
     assert sorted(cards.stop_list_numbers(fleet.s, fleet.keys, dt.datetime(2026, 12, 2))) == sorted(wanted)
@@ -493,7 +494,8 @@ def test_administration_on_sqlite_and_postgresql(any_sessions: sessionmaker[Sess
         new = cards.reissue(s, keys, card.id, "7077001000000019125", expiry="2812", pin="123456789012",
                             medium="chip", actor="a", reason="r", now=NOW)
         s.commit()
-        assert cards.stop_list_numbers(s, keys, NOW) == ["U00112233445566778899"]
+        # the old tag, then the new card until it is activated
+        assert cards.stop_list_numbers(s, keys, NOW) == ["U00112233445566778899", "7077001000000019125"]
         assert cards.expire_cards(s, dt.datetime(2029, 1, 1)) == 1
         summary = account_summary(s, account.id, NOW)
         assert [w.id for w in summary.wallets] == [cash.id, litres.id]

@@ -17,7 +17,7 @@ from registry.configs import ConfigIssuer, build_body
 from registry.db import open_database
 from registry.fleet import cards, stoplist
 from registry.keys import RegistryKeys, load_or_create_keys
-from registry.models import Device, OfflineLimit
+from registry.models import Card, Device, OfflineLimit
 from registry.seed import apply_seed, load_seed
 
 SEED = Path(__file__).resolve().parents[1] / "hostsim" / "fixtures" / "seed.toml"
@@ -131,3 +131,24 @@ def _luhn(body: str) -> str:
             d = d * 2 - 9 if d > 4 else d * 2
         total += d
     return body + str((10 - total % 10) % 10)
+
+
+def test_tags_stay_on_the_list_past_their_month_and_the_most_important_come_first(env: Env) -> None:
+    """A tag has no expiry a terminal could read: refused or expired, it stays listed. The list's head is
+    what matters most (a configuration carries 500): stolen before replaced, the newest change first."""
+    then = dt.datetime(2026, 10, 1)
+    with env.sessions() as s:
+        stolen_tag = cards.issue_card(s, env.keys, 1, "U04A1B2C3D4E5F6", medium="tag", expiry="2611",
+                                      pin=None, actor="t", now=then, activate=True).id
+        old_tag = cards.issue_card(s, env.keys, 1, "U04112233445566", medium="tag", expiry="2610", pin=None,
+                                   actor="t", now=then, activate=True).id
+        replaced = _issue(s, env.keys, _luhn("707700500000001"))
+        cards.move(s, stolen_tag, "stolen", actor="t", reason="police report", now=then)
+        cards.reissue(s, env.keys, replaced, _luhn("707700500000002"), expiry="2912", pin=None, actor="t",
+                      reason="damaged", now=NOW, activate=True)
+        cards.expire_cards(s, NOW)
+        s.commit()
+        assert s.get(Card, old_tag).status == "expired"          # type: ignore[union-attr]
+        listed = cards.stop_list_numbers(s, env.keys, NOW)
+    assert listed[:1] == ["U04A1B2C3D4E5F6"]                   # stolen, past its month
+    assert set(listed) == {"U04A1B2C3D4E5F6", "U04112233445566", _luhn("707700500000001")}

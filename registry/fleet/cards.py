@@ -42,6 +42,8 @@ FINAL = frozenset({"lost", "stolen", "blocked", "replaced", "withdrawn"})
 REISSUABLE = frozenset({"new", "active", "temp_blocked", "blocked", "expired"})
 KEEP_ON_REISSUE = frozenset({"lost", "stolen"})
 STOP_LIST = frozenset({"lost", "stolen", "blocked", "replaced", "withdrawn", "temp_blocked"})
+# the stop-list's order: what matters most first (a list longer than a configuration carries keeps its head)
+STOP_ORDER = ("stolen", "lost", "blocked", "withdrawn", "temp_blocked", "replaced", "new", "expired")
 EXPIRING = frozenset({"new", "active", "temp_blocked"})
 _PAN = re.compile(r"[0-9]{12,19}", re.ASCII)
 # UIDs of 4, 7 or 10 bytes (ISO/IEC 14443-3) or 8 (ISO/IEC 15693, FeliCa), as firmware.terminal.contactless
@@ -193,15 +195,26 @@ def expire_cards(s: Session, now: dt.datetime, *, actor: str = "system") -> int:
 
 
 def stop_list_numbers(s: Session, keys: RegistryKeys, now: dt.datetime) -> list[str]:
-    """The numbers (opened from number_sealed) of every card on the stop-list: lost, stolen, blocked,
-    replaced, withdrawn or temporarily blocked, of any account, while its expiry has not passed. An entry
-    stays a day past the card's month: a terminal west of UTC still takes the card until its own midnight."""
+    """The numbers (opened from number_sealed) of every card a terminal must refuse offline, the most
+    important first (a list too long for a configuration keeps its head): stolen, lost, blocked, withdrawn,
+    temporarily blocked, replaced, then new (not yet activated), each the most recently changed first.
+    A chip or stripe leaves the list a day past its expiry month (the terminal reads its expiry; a terminal
+    west of UTC still takes it until its own midnight); a tag carries no expiry, so a refused or expired tag
+    stays on it."""
     numbers = []
     valid = Card.expiry >= f"{now - dt.timedelta(days=1):%y%m}"
-    for card in s.scalars(select(Card).where(Card.status.in_(STOP_LIST), valid).order_by(Card.id)).all():
+    refused = (Card.status.in_(STOP_LIST | {"new"}) & (valid | (Card.medium == "tag"))) | (
+        (Card.status == "expired") & (Card.medium == "tag"))
+    cards = s.scalars(select(Card).where(refused)).all()
+    def order(c: Card) -> tuple[int, float, int]:
+        changed = c.status_changed_at.replace(tzinfo=dt.UTC).timestamp() if c.status_changed_at else 0.0
+        return STOP_ORDER.index(c.status), -changed, -c.id
+
+    for card in sorted(cards, key=order):
         if card.number_sealed is None:
             continue                        # issued before numbers were sealed: nothing to make it from
-        if _EXPIRY.fullmatch(card.expiry) and expired(card.expiry, now, grace=dt.timedelta(days=1)):
+        if card.medium != "tag" and _EXPIRY.fullmatch(card.expiry) and expired(
+                card.expiry, now, grace=dt.timedelta(days=1)):
             continue
         numbers.append(keys.open_number(card.number_sealed))
     return numbers

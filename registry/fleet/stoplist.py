@@ -29,8 +29,9 @@ MOST_CENTS, MOST_CL = 10**8, 10**6     # contracts.signing.CONFIG_BODY's bounds
 
 
 def stop_list_for(s: Session, keys: RegistryKeys, device: Device, now: dt.datetime) -> list[str]:
-    """The device's stop-list entries, sorted. More cards than a configuration carries: the most recently
-    stopped first, and an alarm (the rest are still refused online)."""
+    """The device's stop-list entries, sorted. More cards than a configuration carries: the most important
+    ones (stolen, lost, ... the most recently changed first), and an alarm (the rest are still refused
+    online)."""
     try:
         stop_key = derive_stop_key(keys.device_key(device.pin_key_hex))
     except ConfigError:
@@ -41,7 +42,7 @@ def stop_list_for(s: Session, keys: RegistryKeys, device: Device, now: dt.dateti
     if len(numbers) > MOST:
         log.error("stop-list longer than a configuration carries",
                   extra={"alarm": "stop_list_full", "cards": len(numbers), "carried": MOST})
-        numbers = numbers[-MOST:]          # ordered by card id: the newest cards' entries
+        numbers = numbers[:MOST]           # the most important first (registry.fleet.cards.STOP_ORDER)
     return sorted(stop_entry(stop_key, number) for number in numbers)
 
 
