@@ -440,7 +440,8 @@ def test_stop_list_numbers_are_the_refused_cards_not_yet_expired(fleet: Fleet) -
     _card(fleet, pan(100), "lost", expiry="2610")               # expired a month ago
     _card(fleet, pan(101), "stolen", expiry="2611")             # its month ended at midnight UTC
     # a new card (not activated yet) is refused offline too
-    wanted = {numbers[k] for k in ("lost", "stolen", "blocked", "replaced", "withdrawn", "temp_blocked", "new")}
+    wanted = {numbers[k] for k in ("lost", "stolen", "blocked", "replaced", "withdrawn", "temp_blocked",
+                                   "new")}
     assert set(cards.stop_list_numbers(fleet.s, fleet.keys, dt.datetime(2026, 12, 1, 23, 59))) == \
         wanted | {pan(101)}                                     # a day's grace for terminals west of UTC
     assert sorted(cards.stop_list_numbers(fleet.s, fleet.keys, dt.datetime(2026, 12, 2))) == sorted(wanted)
