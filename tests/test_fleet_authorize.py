@@ -293,6 +293,15 @@ def test_odometer_checked_against_the_cards_own_vehicle(make: Any, doc: dict[str
     assert fleet.one(Vehicle, Vehicle.id == 1).odometer_km == 120_100
 
 
+def test_a_card_bound_to_a_vehicle_fuels_that_vehicle_only(make: Any, doc: dict[str, Any]) -> None:
+    prompting(doc, ["vehicle"])
+    doc["cards"][0]["vehicle"] = 1
+    fleet = make(doc)
+    assert fleet.auth(prompts={"vehicle": "CD34"}).reason == R.VEHICLE_UNKNOWN     # the account's, not its
+    answer = fleet.approved(prompts={"vehicle": "AB12"})
+    assert fleet.one(Authorization, Authorization.id == answer.auth_id).vehicle_id == 1
+
+
 # -- PIN -----------------------------------------------------------------------------------------------------
 def test_wrong_pins_are_counted_and_the_third_blocks_the_card(make: Any, doc: dict[str, Any]) -> None:
     doc["wallets"] = [litres_wallet()]

@@ -207,7 +207,8 @@ def _prompts(s: Session, card: Card, account: Account,
     if "vehicle" in answers:
         vehicle = s.scalar(select(Vehicle).where(Vehicle.account_id == account.id,
                                                  Vehicle.number == answers["vehicle"]))
-        if vehicle is None:
+        if vehicle is None or (card.vehicle_id is not None and vehicle.id != card.vehicle_id):
+            # a card bound to a vehicle fuels that vehicle only
             raise ask.decline(DeclineReason.VEHICLE_UNKNOWN)
     driver = s.get(Driver, card.driver_id) if card.driver_id is not None else None
     if "driver_id" in answers:
