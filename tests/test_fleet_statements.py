@@ -84,8 +84,9 @@ def test_statement_per_card_and_vehicle_in_local_dates(s: Session, tmp_path: Pat
         ("12-01 00:30", "AB12", False), ("12-05 07:15", "VAN7", False), ("12-06 07:15", "", False),
         ("12-10 09:00", "AB12", True), ("12-31 23:59", "AB12", False)]
     assert (st.rows[0].driver, st.rows[0].odometer_km) == ("0042", 120_500)
-    by_card = {k: (t.sales, t.volume_cl, t.amount_cents) for k, t in st.by_card.items()}
-    assert by_card == {c1.masked: (2, 45_00, 74_66), c2.masked: (2, 21_00, 34_84)}
+    by_card = {t.label: (t.sales, t.volume_cl, t.amount_cents) for t in st.by_card.values()}
+    assert by_card == {f"{c1.masked} (card {c1.id})": (2, 45_00, 74_66),
+                       f"{c2.masked} (card {c2.id})": (2, 21_00, 34_84)}
     by_vehicle = {k: (t.sales, t.volume_cl, t.amount_cents) for k, t in st.by_vehicle.items()}
     assert by_vehicle == {"AB12": (2, 45_00, 74_66), "VAN7": (1, 20_00, 33_18), "-": (1, 1_00, 1_66)}
     assert (st.total.sales, st.total.volume_cl, st.total.amount_cents) == (4, 66_00, 109_50)
@@ -111,3 +112,19 @@ def test_statement_of_an_unknown_customer_or_an_empty_period(s: Session) -> None
     st = statement(s, customer.id, dt.date(2026, 12, 1), dt.date(2026, 12, 31))
     assert st.rows == [] and st.total.sales == 0
     assert statement_csv(st).splitlines()[-1].startswith("total,")
+
+
+def test_two_cards_with_one_masked_number_have_their_own_subtotals(s: Session, tmp_path: Path) -> None:
+    keys = load_or_create_keys(tmp_path / "state" / "registry-keys.json")
+    customer = admin.create_customer(s, "Hauler GmbH", **OPS)
+    account = admin.create_account(s, customer.id, "Trucks", **OPS)
+    issue = {"medium": "chip", "expiry": "2812", "pin": None} | OPS
+    a = cards.issue_card(s, keys, account.id, "7077001000000019", **issue)
+    b = cards.issue_card(s, keys, account.id, "7077000000020019", **issue)     # masks the same
+    assert a.masked == b.masked
+    for n, card, cl in ((1, a, 10_00), (2, b, 20_00)):
+        sale(s, n, account=account.id, card=card.id, masked=card.masked, at=dt.datetime(2026, 12, 2),
+             cl=cl, cents=cl)
+    s.flush()
+    st = statement(s, customer.id, dt.date(2026, 12, 1), dt.date(2026, 12, 31))
+    assert sorted(t.volume_cl for t in st.by_card.values()) == [10_00, 20_00]

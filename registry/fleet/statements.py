@@ -108,7 +108,9 @@ def statement(s: Session, customer_id: int, start: dt.date, end: dt.date) -> Sta
         result.rows.append(row)
         if row.held:
             continue
-        result.by_card.setdefault(row.card, Subtotal(row.card)).add(row)
+        # per card by its id: two cards may share a masked number (first 6, last 4); the label shows both
+        label = row.card if row.card_id is None else f"{row.card} (card {row.card_id})"
+        result.by_card.setdefault(str(row.card_id or row.card), Subtotal(label)).add(row)
         result.by_vehicle.setdefault(row.vehicle or "-", Subtotal(row.vehicle or "-")).add(row)
         result.total.add(row)
     return result
