@@ -195,8 +195,9 @@ def _money_move(what: Callable[..., Any], label: str) -> Callable[[argparse.Name
             move = what(s, args.wallet, args.amount, reason=args.reason, **extra, **ops(args))
             wallet = s.get(Wallet, args.wallet)
             unit = wallet.unit if wallet is not None else "money"
-            print(f"wallet {args.wallet}: {label} {shown(unit, move.amount)}, balance "
-                  f"{shown(unit, move.balance_after)} (movement {move.id})")
+            said = (f"wallet {args.wallet}: {label} {shown(unit, move.amount)}, balance "
+                    f"{shown(unit, move.balance_after)} (movement {move.id})")
+        print(said)                  # once committed: a failed commit never reads as booked
         return 0
     return cmd
 
@@ -209,8 +210,9 @@ def cmd_wallet_transfer(args: argparse.Namespace) -> int:
         out, into = admin.transfer(s, args.source, args.target, args.amount, reason=args.reason, **ops(args))
         wallet = s.get(Wallet, args.source)
         unit = wallet.unit if wallet is not None else "money"
-        print(f"wallet {args.source} -> wallet {args.target}: {shown(unit, into.amount)}; balances "
-              f"{shown(unit, out.balance_after)} and {shown(unit, into.balance_after)}")
+        said = (f"wallet {args.source} -> wallet {args.target}: {shown(unit, into.amount)}; balances "
+                f"{shown(unit, out.balance_after)} and {shown(unit, into.balance_after)}")
+    print(said)
     return 0
 
 
@@ -338,8 +340,8 @@ def add_parsers(sub: Any) -> None:
         p.add_argument("wallet", metavar="ID", type=ident)
         p.add_argument("--amount", type=decimal_units, required=True, help="in the wallet's unit: 12.34")
         if name == "topup":
-            p.add_argument("--key", default=None, help="the payment's reference: the same top-up given twice "
-                           "is booked once")
+            p.add_argument("--key", required=True, help="the payment's or order's reference: the same "
+                           "top-up given twice (a retry) is booked once")
     p = command(g, "transfer", "move an amount between two wallets of one unit", cmd_wallet_transfer,
              reason=True, required=True)
     p.add_argument("--from", dest="source", type=ident, required=True)

@@ -150,14 +150,15 @@ def test_user_errors_are_one_line(reg: Registry, tmp_path: Path) -> None:
     out = reg.run("card", "issue", "--account", "1", "--number", "-", "--expiry", "2812", "--state-dir",
                   str(tmp_path / "elsewhere"), stdin=PAN)
     assert "registry-keys.json" in one_line(out, 2) and not (tmp_path / "elsewhere").exists()
-    assert reg.run("wallet", "topup", "1", "--amount", "1.234", "--reason", "x").returncode == 2
+    assert reg.run("wallet", "topup", "1", "--amount", "1.234", "--reason", "x", "--key", "K").returncode == 2
+    assert reg.run("wallet", "topup", "1", "--amount", "1", "--reason", "x").returncode == 2   # no reference
 
 
 def test_ledger_check_fails_on_a_balance_its_movements_do_not_make(reg: Registry) -> None:
     reg.ok("customer", "add", "--name", "C")
     reg.ok("account", "add", "--customer", "1", "--name", "A")
     reg.ok("wallet", "add", "--account", "1", "--unit", "money")
-    reg.ok("wallet", "topup", "1", "--amount", "10", "--reason", "x")
+    reg.ok("wallet", "topup", "1", "--amount", "10", "--reason", "x", "--key", "PAY-1")
     assert "closes empty" in one_line(reg.run("account", "close", "1", "--reason", "left"), 1)
     reg.ok("wallet", "correct", "1", "--amount", "-10", "--reason", "refunded")
     assert reg.ok("account", "close", "1", "--reason", "left") == \
