@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +30,13 @@ from tests.test_fleet_authorize import (
     litres_wallet,
     offered,
 )
+from tests.test_fleet_authorize import make as fleet_fixture
+
+make = fleet_fixture                             # the registries of test_fleet_authorize, by name
 
 LATER = NOW + dt.timedelta(minutes=6)          # when the registry receives the sales below
 
 
-@pytest.fixture
-def make(tmp_path: Path) -> Iterator[Any]:
-    made: list[Fleet] = []
-
-    def build(seed: dict[str, Any]) -> Fleet:
-        made.append(Fleet(tmp_path / str(len(made)), seed))
-        return made[-1]
-    yield build
-    for each in made:
-        each.engine.dispose()
 
 
 @pytest.fixture

@@ -57,27 +57,28 @@ def record(s: Session, *, account_id: int, card_id: int | None, tz: str, at_utc:
             _add(s, scope, scope_id, key, amount_cents, volume_cl, count)
 
 
+def _follow(s: Session, card_id: int, newer: bool) -> list[int]:
+    """The card, then the one that replaced it and so on (newer), or the one it replaced and so on."""
+    chain = [card_id]
+    while len(chain) < 32:
+        step = (select(Card.replaced_by).where(Card.id == chain[-1]) if newer
+                else select(Card.id).where(Card.replaced_by == chain[-1]))
+        found = s.scalar(step)
+        if found is None or found in chain:
+            break
+        chain.append(found)
+    return chain
+
+
 def card_chain(s: Session, card_id: int) -> list[int]:
     """The card and the cards it replaced, newest first: a reissued card's open authorizations still count
     in its limits (registry.fleet.cards.reissue copied what they had used)."""
-    chain = [card_id]
-    while len(chain) < 32:
-        older = s.scalar(select(Card.id).where(Card.replaced_by == chain[-1]))
-        if older is None or older in chain:
-            break
-        chain.append(older)
-    return chain
+    return _follow(s, card_id, newer=False)
 
 
 def newest_card(s: Session, card_id: int) -> int:
     """The card that replaced this one, and so on: where a sale on an old card's authorization counts."""
-    seen = [card_id]
-    while len(seen) < 32:
-        newer = s.scalar(select(Card.replaced_by).where(Card.id == seen[-1]))
-        if newer is None or newer in seen:
-            break
-        seen.append(newer)
-    return seen[-1]
+    return _follow(s, card_id, newer=True)[-1]
 
 
 def _open_authorizations(s: Session, scope: str, scope_id: int, now: dt.datetime) -> tuple[int, int, int]:
