@@ -268,6 +268,7 @@ def test_selftest_is_reported_not_available_and_resend_sales_restarts_the_backof
     side.host.start_sync()
     try:
         completed_sale(side.journal, str(uuid.uuid4()))     # no registry answers: its ack waited 10 s
+        side.host.kick()                                    # as the sale machine does on completing a sale
         assert wait_for(lambda: len(spy.got(sales)) == 1)
         selftest, resend = side.command("selftest"), side.command("resend_sales")
         side.registry.send_commands()
