@@ -522,7 +522,7 @@ class Run:
             assert ledger.available(s, wallet(s, wid), self.now) >= 0
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(STEPS, min_size=10, max_size=50))
 def test_any_sequence_keeps_balances_equal_to_movements(shared_sm: sessionmaker[Session],
                                                         steps: list[Step]) -> None:

@@ -570,7 +570,7 @@ def test_fleet_ledger_properties(registry_template: tuple[Path, RegistryKeys], t
     template, keys = registry_template
     machine = type("Machine", (FleetLedger,), {"template": template, "keys": keys, "workdir": tmp_path})
     run_state_machine_as_test(machine, settings=settings(
-        max_examples=60, stateful_step_count=40, deadline=None,
+        max_examples=30, stateful_step_count=40, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
 
 
