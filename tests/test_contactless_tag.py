@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -29,9 +27,10 @@ from firmware.terminal.serve import _card_in
 from hostsim.cards.atr import check_emv_atr
 from hostsim.cards.fleet import DEFAULT_ATR, FleetCard, HostileCard
 from hostsim.cards.tag import TAG_KINDS, TagCard, build_storage_atr
-from hostsim.pcscd import VPCD_DRIVER, PcscDaemon
+from hostsim.pcscd import VPCD_DRIVER
 from hostsim.vpcd import VirtualCardServer
 from hostsim.world import load_cards
+from tests import test_pcsc_reader as pcsc_reader
 
 UID7 = bytes.fromhex("04A1B2C3D4E5F6")
 
@@ -248,26 +247,8 @@ pcsc = pytest.mark.skipif(shutil.which("pcscd") is None or not VPCD_DRIVER.exist
                           reason="needs the Debian packages pcscd and vsmartcard-vpcd")
 
 
-@pytest.fixture(scope="module")
-def card_server() -> Iterator[VirtualCardServer]:
-    with VirtualCardServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def pcscd(tmp_path_factory: pytest.TempPathFactory, card_server: VirtualCardServer) -> Iterator[PcscDaemon]:
-    with PcscDaemon(Path(tmp_path_factory.mktemp("pcscd")), card_server.port) as daemon:
-        yield daemon
-
-
-@pytest.fixture
-def reader(pcscd: PcscDaemon, card_server: VirtualCardServer) -> Iterator[PcscReader]:
-    card_server.remove()
-    r = PcscReader(pcscd.reader_name)
-    assert r.wait_for_removal(5)
-    yield r
-    r.close()
-    card_server.remove()
+# the virtual card server, pcscd on it and a reader of it: test_pcsc_reader's fixtures, by name
+card_server, pcscd, reader = pcsc_reader.card_server, pcsc_reader.pcscd, pcsc_reader.reader
 
 
 @pcsc
