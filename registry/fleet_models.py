@@ -37,6 +37,8 @@ class Account(Base):
     name: Mapped[str] = mapped_column(String(200))
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")   # or closed
+    # fleet, or (issue 15) loyalty (a points wallet), prepaid, gift (money wallets)
+    kind: Mapped[str] = mapped_column(String(16), default="fleet", server_default="fleet")
     # prompts asked at the pump, comma-separated: odometer, vehicle, driver_id (the PIN is the card's)
     prompts: Mapped[str] = mapped_column(String(100), default="", server_default=text("''"))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")

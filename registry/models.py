@@ -34,10 +34,32 @@ from registry.fleet_models import (
     Vehicle,
     Wallet,
 )
+from registry.loyalty_models import (
+    Attendant,
+    EarnRule,
+    LoyaltyFlag,
+    LoyaltyLink,
+    LoyaltyMember,
+    LoyaltySetting,
+    LoyaltySettlement,
+    PointAllocation,
+    PointAward,
+    PointConversion,
+    Promotion,
+    Reward,
+    RewardOrder,
+    RewardStock,
+    ShiftReport,
+    StationPointValue,
+    Tier,
+    TopupBonus,
+    Voucher,
+)
 from registry.modelbase import Base
 
 __all__ = [
     "Account",
+    "Attendant",
     "AuditEntry",
     "AuthAllowance",
     "Authorization",
@@ -49,25 +71,43 @@ __all__ = [
     "DeviceCommand",
     "DeviceEvent",
     "Driver",
+    "EarnRule",
     "EnrollmentRequest",
     "EnrollmentToken",
     "ExpectedDevice",
     "Hold",
     "Limit",
+    "LoyaltyFlag",
+    "LoyaltyLink",
+    "LoyaltyMember",
+    "LoyaltySetting",
+    "LoyaltySettlement",
     "Movement",
     "Nozzle",
     "OfflineLimit",
+    "PointAllocation",
+    "PointAward",
+    "PointConversion",
     "Product",
+    "Promotion",
+    "Reward",
+    "RewardOrder",
+    "RewardStock",
     "Rollout",
     "RolloutDevice",
     "SaleConflict",
+    "ShiftReport",
     "SoftwareRelease",
     "Station",
     "StationGroupMember",
+    "StationPointValue",
+    "Tier",
     "TimeWindow",
+    "TopupBonus",
     "Transaction",
     "Usage",
     "Vehicle",
+    "Voucher",
     "Wallet",
 ]
 
@@ -94,6 +134,8 @@ class Product(Base):
     name: Mapped[str] = mapped_column(String(100))
     # the 3-digit Conexxus / ANSI X9.104-2 product code wallets are restricted by (registry.fleet.rules)
     code3: Mapped[str | None] = mapped_column(String(3))
+    # what loyalty rules, purpose-restricted credit and settlements group products by: fuel, shop...
+    group: Mapped[str] = mapped_column(String(16), default="fuel", server_default="fuel")
 
 
 class Nozzle(Base):
