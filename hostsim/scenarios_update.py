@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from firmware.update_slots import FACTORY, Slots
 from hostsim.services import child_env, forecourt_command
 from registry.configs import KEY_FILE
@@ -60,9 +62,16 @@ def _device_status(run: Any, version: str) -> tuple[str, str]:
     engine, sessions = open_database(run.sim.registry_url)
     try:
         with sessions() as s:
-            rollout = s.query(Rollout).filter(Rollout.version == version).one_or_none()
-            row = None if rollout is None else s.get(RolloutDevice, (rollout.id, run.sim.device["id"]))
-            return ("" if rollout is None else rollout.status, "" if row is None else row.status)
+            rollout_id = s.scalar(select(Rollout.id).where(Rollout.version == version))
+            if rollout_id is None:
+                return "", ""
+            # The device's row first, then the rollout: both change in one commit, and SQLite reads each
+            # SELECT on its own, so the other order could see the report without the decision it made.
+            device = run.sim.device["id"]
+            row = s.scalar(select(RolloutDevice.status).where(RolloutDevice.rollout_id == rollout_id,
+                                                              RolloutDevice.device_id == device))
+            status = s.scalar(select(Rollout.status).where(Rollout.id == rollout_id))
+            return status or "", row or ""
     finally:
         engine.dispose()
 
