@@ -239,18 +239,19 @@ def _allowances(s: Session, card: Card, account: Account, station: str, today: d
                               w.expires_on, w.priority, w.status) for w in wallets.values()]
     groups = tuple(s.scalars(select(StationGroupMember.group)
                              .where(StationGroupMember.station_id == station)))
-    codes = {p.code: p.code3 for p in s.scalars(select(Product).where(
-        Product.code.in_({n.product_code for n in nozzles})))}
+    known = s.scalars(select(Product).where(Product.code.in_({n.product_code for n in nozzles}))).all()
+    codes, kinds = {p.code: p.code3 for p in known}, {p.code: p.group for p in known}   # kinds: products.group
     left = rules.remaining(usage.limit_views(s, card, account, ask.now) + legacy_limit(s, card, ask.now))
     found: list[tuple[Allowance, Wallet]] = []
     plan: dict[str, tuple[Allowance, Wallet]] = {}
     why: set[DeclineReason] = set()
     for nozzle in nozzles:
-        product, code3 = nozzle.product_code, codes.get(nozzle.product_code)
+        product = nozzle.product_code
+        code3, kind = codes.get(product), kinds.get(product)
         view = rules.paying_wallet(views, product=product, code3=code3, station=station, groups=groups,
-                                   today=today)
+                                   today=today, group=kind)
         if view is None:
-            why.add(_why_none(views, product, code3, station, groups, today))
+            why.add(_why_none(views, product, code3, station, groups, today, kind))
             continue
         volume, amount = rules.allowance(wallet_unit=view.unit, wallet_available=view.available,
                                          price_milli=nozzle.price_milli, remaining=left,
@@ -270,10 +271,10 @@ def _allowances(s: Session, card: Card, account: Account, station: str, today: d
 
 
 def _why_none(views: list[rules.WalletView], product: str, code3: str | None, station: str,
-              groups: tuple[str, ...], today: dt.date) -> DeclineReason:
+              groups: tuple[str, ...], today: dt.date, kind: str | None = None) -> DeclineReason:
     """Why no wallet pays for a product: none has anything left, none may be spent here, none allows it."""
     usable = [w for w in views if w.status == "active" and (w.expires_on is None or today <= w.expires_on)
-              and rules.product_allowed(w.products, product, code3)]
+              and rules.product_allowed(w.products, product, code3, kind)]
     if not usable:
         return DeclineReason.PRODUCT_NOT_ALLOWED
     here = [w for w in usable if rules.station_allowed(w.stations, station, groups)]

@@ -40,7 +40,10 @@ __all__ = [
     "transfer",
 ]
 
-KINDS = ("topup", "sale", "refund", "reversal", "expiry", "transfer_in", "transfer_out", "correction")
+# bonus (issue 15): a prepaid or gift card's top-up bonus, booked apart from the paid amount
+# earn, redeem (issue 15): loyalty points awarded and spent (registry.loyalty.points)
+KINDS = ("topup", "sale", "refund", "reversal", "expiry", "transfer_in", "transfer_out", "correction",
+         "bonus", "earn", "redeem")
 KEY_LENGTH = 100            # movements.key is String(100): PostgreSQL refuses a longer one
 REVERSAL = "reversal:"      # a reversal's key: this prefix and the original's key
 MAX_AMOUNT = 10**13         # far above any real movement, far below the BIGINT balance it adds to

@@ -69,6 +69,7 @@ MAX_KM_PER_DAY = 2000
 _CODE3 = re.compile(r"\d{3}")
 _RANGE = re.compile(r"(\d{3})-(\d{3})")
 _NUMERIC = re.compile(r"\d+(\s*-\s*\d+)?")       # looks like a code or a range, but not 3-digit ones
+_GROUP = re.compile(r"group:([A-Za-z0-9_.-]{1,16})", re.ASCII)     # a products.group name (String(16))
 
 
 @dataclass(frozen=True)
@@ -153,14 +154,18 @@ def _items(spec: str, what: str) -> list[str]:
 
 
 def check_products(spec: str) -> list[tuple[str, str]]:
-    """Parse an allowed_products spec into ("code" | "range" | "product", text) items.
+    """Parse an allowed_products spec into ("code" | "range" | "group" | "product", text) items.
 
-    >>> check_products("001-099, 400,adblue")
-    [('range', '001-099'), ('code', '400'), ('product', 'adblue')]
+    >>> check_products("001-099, 400,adblue, group:shop")
+    [('range', '001-099'), ('code', '400'), ('product', 'adblue'), ('group', 'group:shop')]
     """
     parsed = []
     for item in _items(spec, "product"):
-        if _CODE3.fullmatch(item):
+        if _GROUP.fullmatch(item):
+            parsed.append(("group", item))
+        elif item.startswith("group:"):
+            raise ConfigError("a product group is group:NAME: 1 to 16 letters, digits, _ . -", item=item[:40])
+        elif _CODE3.fullmatch(item):
             parsed.append(("code", item))
         elif (rng := _RANGE.fullmatch(item)) is not None:
             if rng.group(1) > rng.group(2):
@@ -189,8 +194,9 @@ def _read_products(spec: str) -> list[tuple[str, str]]:
     return parsed
 
 
-def product_allowed(spec: str, product: str, code3: str | None) -> bool:
-    """Whether a wallet's spec allows a product: its code3 is listed or in a range, or its own code is listed.
+def product_allowed(spec: str, product: str, code3: str | None, group: str | None = None) -> bool:
+    """Whether a wallet's spec allows a product: its code3 is listed or in a range, its own code is listed,
+    or its group (products.group) is listed as group:NAME (purpose-restricted credit, issue 15).
 
     >>> product_allowed("001-099", "diesel", "019"), product_allowed("001-099", "shop", "400")
     (True, False)
@@ -203,7 +209,7 @@ def product_allowed(spec: str, product: str, code3: str | None) -> bool:
     if not items:
         return True
     for kind, text in items:
-        if kind == "product" and text == product:
+        if kind == "product" and text in ((product, f"group:{group}") if group else (product,)):
             return True
         if code3 is None or _CODE3.fullmatch(code3) is None:
             continue
@@ -241,14 +247,14 @@ def station_allowed(spec: str, station: str, groups: Iterable[str]) -> bool:
 
 
 def paying_wallet(wallets: Iterable[WalletView], *, product: str, code3: str | None, station: str,
-                  groups: Iterable[str], today: dt.date) -> WalletView | None:
+                  groups: Iterable[str], today: dt.date, group: str | None = None) -> WalletView | None:
     """The first wallet by (priority, id) that is active, not expired on the local day, allows the product
-    and the station, and has something available; None when no wallet can pay."""
+    (of product group `group`) and the station, and has something available; None when no wallet can pay."""
     names = tuple(groups)
     for w in sorted(wallets, key=lambda w: (w.priority, w.id)):
         if w.status != "active" or w.available <= 0 or (w.expires_on is not None and today > w.expires_on):
             continue
-        if product_allowed(w.products, product, code3) and station_allowed(w.stations, station, names):
+        if product_allowed(w.products, product, code3, group) and station_allowed(w.stations, station, names):
             return w
     return None
 

@@ -159,7 +159,8 @@ def _offline_wallet(s: Session, account: Account, sale: dict[str, Any], now: dt.
                     done: Settled) -> Wallet | None:
     wallets = {w.id: w for w in s.scalars(select(Wallet).where(Wallet.account_id == account.id))}
     product = sale["product"] or ""
-    code3 = s.scalar(select(Product.code3).where(Product.code == product))
+    row = s.execute(select(Product.code3, Product.group).where(Product.code == product)).first()
+    code3, kind = (row[0], row[1]) if row is not None else (None, None)
     groups = tuple(s.scalars(select(StationGroupMember.group)
                              .where(StationGroupMember.station_id == sale["station"])))
     # the day the sale was made, not the day it arrived: a wallet valid that day pays for it
@@ -170,11 +171,11 @@ def _offline_wallet(s: Session, account: Account, sale: dict[str, Any], now: dt.
               for w in wallets.values()}
     enough = [v for v in views if v.available >= needed[v.id]]
     paying = rules.paying_wallet(enough, product=product, code3=code3, station=sale["station"], groups=groups,
-                                 today=today)
+                                 today=today, group=kind)
     if paying is None:     # none has enough: the first that allows the product, else the first wallet
         ordered = sorted(views, key=lambda v: (v.priority, v.id))
         allowing = [v for v in ordered if v.status == "active"
-                    and rules.product_allowed(v.products, product, code3)]
+                    and rules.product_allowed(v.products, product, code3, kind)]
         if not allowing:
             done.flags.append("product_not_allowed")      # the terminal could not know offline
         choice = allowing or ordered
