@@ -204,6 +204,9 @@ SALE: Mapping[str, Check] = {
     # an offline fleet sale (flag "offline", no auth_id): the card number sealed as in AUTH_REQUEST, bound to
     # the sale (request id = sale_id), so the registry finds the card and debits its account when it syncs
     "card_sealed": Omissible(_str(PAN_SEALED.pattern)), "medium": Omissible(_MEDIUM),
+    # a loyalty card shown before paying (issue 15): its number sealed the same way, bound to the sale, and
+    # how it was read ("chip" too: it may differ from the paying card's); the registry awards its points
+    "loyalty_sealed": Omissible(_str(PAN_SEALED.pattern)), "loyalty_medium": Omissible(_MEDIUM),
 }
 # "stored" and "duplicate" say the registry holds the sale (reason "" or "held"); "rejected" that it never
 # will (reason a SaleAckReason), and the terminal parks it for an operator. Like AUTH_RESPONSE, the wire
