@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from contracts import device_messages as d
 from contracts import messages as m
+from contracts import service_messages as sv
 from contracts.messages import Check
 
 __all__ = ["BY_NAME", "CLAIM", "PREFIX", "REGISTRY", "TABLE", "TERMINAL", "TOPICS", "Topic", "shared",
@@ -48,7 +49,11 @@ TABLE: tuple[Topic, ...] = (
     Topic("auth_request", PREFIX + "/terminal/{terminal}/auth", TERMINAL, m.AUTH_REQUEST, 1, False,
           "MQTT 5 request: response topic = inbox, correlation data, message expiry = the auth timeout"),
     Topic("terminal_inbox", PREFIX + "/terminal/{terminal}/inbox", REGISTRY, m.AUTH_RESPONSE, 1, False,
-          "answers to requests (by correlation data) and sale acknowledgements", (m.SALE_ACK,)),
+          "answers to requests (by correlation data) and sale acknowledgements",
+          (m.SALE_ACK, sv.SERVICE_RESPONSE)),
+    Topic("service_request", PREFIX + "/terminal/{terminal}/service", TERMINAL, sv.SERVICE_REQUEST, 1, False,
+          "MQTT 5 request (loyalty, vouchers, attendants, top-ups): response topic = inbox, correlation "
+          "data, message expiry"),
     Topic("sales", PREFIX + "/terminal/{terminal}/sales", TERMINAL, m.SALE, 1, False,
           "store-and-forward, idempotent by sale_id; acknowledged by a SALE_ACK on the inbox"),
     Topic("config", PREFIX + "/terminal/{terminal}/config", REGISTRY, d.SIGNED_CONFIG, 1, True,

@@ -9,9 +9,10 @@ import pytest
 from contracts import device_messages as d
 from contracts import messages as m
 from contracts import protocol
+from contracts import service_messages as sv
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
-SCHEMA_NAMES = {id(v): k for mod in (m, d) for k, v in vars(mod).items()
+SCHEMA_NAMES = {id(v): k for mod in (m, d, sv) for k, v in vars(mod).items()
                 if k.isupper() and isinstance(v, dict)}
 SCHEMAS = [s for t in protocol.TABLE for s in (t.schema, *t.schemas) if s is not None]
 
@@ -42,6 +43,13 @@ def test_the_page_names_no_topic_the_table_lacks() -> None:
 def test_every_field_is_described(schema: dict[str, object]) -> None:
     missing = [f for f in schema if f"`{f}`" not in DOC]
     assert missing == []
+
+
+@pytest.mark.parametrize("op", sorted(sv.OPS))
+def test_every_service_operation_is_on_the_page_with_its_fields(op: str) -> None:
+    row = next((line for line in DOC.splitlines() if line.startswith(f"| `{op}` |")), "")
+    missing = [f for f in (*sv.OPS[op], *sv.RESULTS[op]) if f"`{f}`" not in row]
+    assert row and missing == []
 
 
 def test_topics_are_unique_and_terminal_topics_carry_the_id_first() -> None:

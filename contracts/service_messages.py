@@ -1,0 +1,156 @@
+"""Requests a terminal makes of the registry besides authorizations: a loyalty card's balance and movements,
+redeeming a reward, a paper voucher, an attendant's sign-in, a top-up against cash (issue 15).
+
+One topic carries them all (contracts.protocol "service_request"), as an MQTT 5 request whose answer comes
+back on the terminal's inbox. A request names its operation ("op") and carries only the fields that
+operation takes; an answer carries the operation's result, checked against that operation's schema.
+Card numbers and voucher codes travel sealed to the request as in AUTH_REQUEST (contracts.panseal), a PIN
+only as a PIN block. Same encoding rules as contracts.messages.
+
+>>> req = {"request_id": "0f8fad5b-d9cb-469f-a165-70867728950e", "terminal": "T-0001", "station": "ST-001",
+...        "op": "voucher_release", "voucher": 12}
+>>> decode_request(encode_request(req))["voucher"]
+12
+>>> decode_request(encode_request(req | {"points": 5}))
+Traceback (most recent call last):
+    ...
+contracts.errors.MessageError: payload has unknown fields (fields=points)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from contracts import messages as m
+from contracts.errors import MessageError
+from contracts.messages import Check, Omissible, int_range, is_timestamp, matching
+from contracts.panseal import PAN_SEALED
+
+__all__ = ["OPS", "RESULTS", "SERVICE_REQUEST", "SERVICE_RESPONSE", "ServiceReason", "decode_request",
+           "decode_response", "encode_request", "encode_response"]
+
+_UUID = matching(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ID = matching(r"[A-Za-z0-9_.-]{1,64}")
+_TEXT = matching(r"[^\x00-\x1f]{0,200}")
+_CODE = matching(r"[a-z][a-z0-9_]{0,31}")
+_SEALED = matching(PAN_SEALED.pattern)
+_MEDIUM = matching("|".join(m.MEDIA))
+_MASKED = matching(r"[0-9A-FU*]{12,19}")
+_BOOL: Check = lambda v: isinstance(v, bool)
+_POINTS = int_range(-(10**12), 10**12)
+_MONEY = int_range(0, 10**10)
+_PIN_BLOCK = matching(r"[0-9A-F]{32}")
+
+
+def _list_of(item: Mapping[str, Check], most: int) -> Check:
+    def check(v: Any) -> bool:
+        if not isinstance(v, list) or len(v) > most:
+            return False
+        try:
+            for x in v:
+                _fields(x, item)
+        except MessageError:
+            return False
+        return True
+    return check
+
+
+def _fields(doc: Any, schema: Mapping[str, Check]) -> None:
+    if not isinstance(doc, dict):
+        raise MessageError("payload field is not an object")
+    m.encode(doc, schema)        # checks every field (the bytes are not used)
+
+
+# What each operation takes besides request_id, terminal, station and op. A card is sealed to the request
+# (card_sealed, its medium when not a chip); an attendant is the one signed in at the terminal.
+_CARD: Mapping[str, Check] = {"card_sealed": _SEALED, "medium": Omissible(_MEDIUM)}
+OPS: Mapping[str, Mapping[str, Check]] = {
+    # a loyalty card: its balance, tier, last movements and the rewards this station has
+    "loyalty_lookup": _CARD,
+    # an attendant redeems a reward for a loyalty card: handed over now, or ordered
+    "loyalty_redeem": {**_CARD, "attendant": _ID, "reward": int_range(1, 2**31), "handed_over": _BOOL},
+    # a paper voucher's code typed at the pump, sealed like a card number
+    "voucher_redeem": {"code_sealed": _SEALED, "pump": int_range(1, 32)},
+    # a voucher whose sale dispensed nothing is usable again
+    "voucher_release": {"voucher": int_range(1, 2**62)},
+    # an attendant's card and PIN (a PIN block as fleet PINs travel)
+    "attendant_signin": {**_CARD, "pin_block": _PIN_BLOCK},
+    # cash taken by an attendant and put on a prepaid, gift or fleet money wallet
+    "topup": {**_CARD, "attendant": _ID, "amount_cents": int_range(1, 10**8)},
+}
+_HISTORY: Mapping[str, Check] = {"at": is_timestamp, "station": matching(r"[A-Za-z0-9_.-]{0,64}"),
+                                 "points": _POINTS, "kind": _CODE}
+_REWARD: Mapping[str, Check] = {"reward": int_range(1, 2**31), "name": _TEXT, "points": _POINTS,
+                                "stock": int_range(0, 10**6)}
+RESULTS: Mapping[str, Mapping[str, Check]] = {
+    "loyalty_lookup": {"masked": _MASKED, "balance": _POINTS, "tier": _ID, "pooled": _BOOL,
+                       "history": _list_of(_HISTORY, 30), "rewards": _list_of(_REWARD, 32)},
+    "loyalty_redeem": {"order": int_range(1, 2**62), "status": _CODE, "balance": _POINTS},
+    "voucher_redeem": {"voucher": int_range(1, 2**62), "product": _ID, "volume_cl": int_range(1, 10**6)},
+    "voucher_release": {},
+    "attendant_signin": {"attendant": _ID, "name": _TEXT, "role": _CODE},
+    "topup": {"masked": _MASKED, "paid_cents": _MONEY, "bonus_cents": _MONEY, "balance_cents": int_range(
+        -(10**12), 10**12)},
+}
+_OP = matching("|".join(OPS))
+
+SERVICE_REQUEST: Mapping[str, Check] = {"request_id": _UUID, "terminal": _ID, "station": _ID, "op": _OP}
+# "reason" is "" when ok, else a ServiceReason value (a terminal older than a reason shows a plain refusal);
+# "result" follows RESULTS[op] when ok and is {} otherwise, except attendant_signin's "tries_left".
+SERVICE_RESPONSE: Mapping[str, Check] = {
+    "request_id": _UUID, "op": _OP, "ok": _BOOL, "reason": _TEXT,
+    "result": lambda v: isinstance(v, dict), "tries_left": Omissible(int_range(0, 99)),
+}
+
+
+class ServiceReason:
+    """Why the registry refused a service request (the terminal shows the text for the code)."""
+
+    UNKNOWN_CARD = "unknown_card"
+    NOT_ALLOWED = "not_allowed"            # this card, attendant or station may not do that
+    INSUFFICIENT_POINTS = "insufficient_points"
+    OUT_OF_STOCK = "out_of_stock"
+    POOLED = "pooled"                      # the card's points are pooled: it neither shows nor redeems them
+    VOUCHER_USED = "voucher_used"
+    VOUCHER_EXPIRED = "voucher_expired"
+    VOUCHER_UNKNOWN = "voucher_unknown"
+    TOO_MANY_TRIES = "too_many_tries"      # wrong voucher codes from this terminal: wait a while
+    WRONG_PIN = "wrong_pin"
+    LOCKED = "locked"                      # the attendant is locked out
+    UNAVAILABLE = "unavailable"            # the registry could not answer now
+
+
+def encode_request(doc: Mapping[str, Any]) -> bytes:
+    """A request checked against the base schema and its operation's fields."""
+    op = doc.get("op")
+    if not isinstance(op, str) or op not in OPS:
+        raise MessageError("payload field is invalid", field="op")
+    return m.encode(doc, {**SERVICE_REQUEST, **OPS[op]})
+
+
+def decode_request(raw: bytes) -> dict[str, Any]:
+    head = m.decode(raw, {**SERVICE_REQUEST, **{k: Omissible(lambda v: True) for o in OPS.values()
+                                                for k in o}})
+    return m.decode(raw, {**SERVICE_REQUEST, **OPS[head["op"]]})
+
+
+def encode_response(doc: Mapping[str, Any]) -> bytes:
+    _result(doc)
+    return m.encode(doc, SERVICE_RESPONSE)
+
+
+def decode_response(raw: bytes) -> dict[str, Any]:
+    doc = m.decode(raw, SERVICE_RESPONSE)
+    _result(doc)
+    return doc
+
+
+def _result(doc: Mapping[str, Any]) -> None:
+    result, op = doc.get("result"), doc.get("op")
+    if not isinstance(result, dict) or not isinstance(op, str) or op not in RESULTS:
+        raise MessageError("payload field is invalid", field="result")
+    if doc.get("ok"):
+        _fields(result, RESULTS[op])
+    elif result:
+        raise MessageError("a refusal carries no result", field="result")

@@ -1,0 +1,98 @@
+"""Service requests and answers (contracts.service_messages): each operation takes its own fields only, and an
+answer's result must fit its operation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from contracts import service_messages as sv
+from contracts.errors import MessageError
+from contracts.panseal import derive_pan_key, seal_pan
+
+RID = "0f8fad5b-d9cb-469f-a165-70867728950e"
+BASE = {"request_id": RID, "terminal": "T-0001", "station": "ST-001"}
+SEALED = seal_pan(derive_pan_key(bytes(16)), "7077001000000019", request_id=RID, terminal="T-0001",
+                  station="ST-001")
+ARGS: dict[str, dict[str, Any]] = {
+    "loyalty_lookup": {"card_sealed": SEALED},
+    "loyalty_redeem": {"card_sealed": SEALED, "medium": "tag", "attendant": "A-1", "reward": 3,
+                       "handed_over": True},
+    "voucher_redeem": {"code_sealed": SEALED, "pump": 2},
+    "voucher_release": {"voucher": 7},
+    "attendant_signin": {"card_sealed": SEALED, "pin_block": "0" * 32},
+    "topup": {"card_sealed": SEALED, "attendant": "A-1", "amount_cents": 5000},
+}
+RESULTS: dict[str, dict[str, Any]] = {
+    "loyalty_lookup": {"masked": "707700******0019", "balance": 120, "tier": "silver", "pooled": False,
+                       "history": [{"at": "2026-12-01T10:00:00Z", "station": "ST-001", "points": 40,
+                                    "kind": "earn"}],
+                       "rewards": [{"reward": 1, "name": "Coffee", "points": 100, "stock": 4}]},
+    "loyalty_redeem": {"order": 9, "status": "handed_over", "balance": 20},
+    "voucher_redeem": {"voucher": 7, "product": "DIESEL", "volume_cl": 2000},
+    "voucher_release": {},
+    "attendant_signin": {"attendant": "A-1", "name": "Ann", "role": "attendant"},
+    "topup": {"masked": "707700******0019", "paid_cents": 10000, "bonus_cents": 1000, "balance_cents": 11000},
+}
+
+
+def test_every_operation_is_covered_here() -> None:
+    assert set(ARGS) == set(sv.OPS) == set(RESULTS) == set(sv.RESULTS)
+
+
+@pytest.mark.parametrize("op", sorted(sv.OPS))
+def test_a_request_round_trips_with_its_own_fields(op: str) -> None:
+    doc = BASE | {"op": op} | ARGS[op]
+    assert sv.decode_request(sv.encode_request(doc)) == doc
+
+
+@pytest.mark.parametrize("op", sorted(sv.OPS))
+def test_a_request_missing_a_field_or_carrying_another_operations_is_refused(op: str) -> None:
+    doc = BASE | {"op": op} | ARGS[op]
+    required = [k for k in ARGS[op] if k != "medium"]
+    with pytest.raises(MessageError, match="lacks"):
+        sv.encode_request({k: v for k, v in doc.items() if k != required[0]})
+    stranger = "voucher" if op != "voucher_release" else "pump"
+    raw = sv.encode_request(doc).replace(b'"op"', f'"{stranger}":1,"op"'.encode())
+    with pytest.raises(MessageError, match="unknown fields"):
+        sv.decode_request(raw)
+
+
+def test_an_unknown_operation_is_refused_both_ways() -> None:
+    with pytest.raises(MessageError, match="op"):
+        sv.encode_request(BASE | {"op": "drop_tables"})
+    raw = sv.encode_request(BASE | {"op": "voucher_release", "voucher": 1}).replace(b"voucher_release",
+                                                                                     b"drop_tables")
+    with pytest.raises(MessageError):
+        sv.decode_request(raw)
+
+
+@pytest.mark.parametrize("op", sorted(sv.OPS))
+def test_an_answer_round_trips_and_its_result_must_fit_the_operation(op: str) -> None:
+    doc = {"request_id": RID, "op": op, "ok": True, "reason": "", "result": RESULTS[op]}
+    assert sv.decode_response(sv.encode_response(doc)) == doc
+    if RESULTS[op]:
+        broken = dict(RESULTS[op])
+        broken.pop(next(iter(broken)))
+        with pytest.raises(MessageError):
+            sv.encode_response(doc | {"result": broken})
+
+
+def test_a_refusal_carries_no_result_and_may_say_the_tries_left() -> None:
+    doc = {"request_id": RID, "op": "attendant_signin", "ok": False, "reason": sv.ServiceReason.WRONG_PIN,
+           "result": {}, "tries_left": 2}
+    assert sv.decode_response(sv.encode_response(doc))["tries_left"] == 2
+    with pytest.raises(MessageError, match="no result"):
+        sv.encode_response(doc | {"result": RESULTS["attendant_signin"]})
+
+
+def test_history_is_at_most_thirty_movements_and_each_is_checked() -> None:
+    result = dict(RESULTS["loyalty_lookup"])
+    row = result["history"][0]
+    doc = {"request_id": RID, "op": "loyalty_lookup", "ok": True, "reason": ""}
+    sv.encode_response(doc | {"result": result | {"history": [row] * 30}})
+    with pytest.raises(MessageError):
+        sv.encode_response(doc | {"result": result | {"history": [row] * 31}})
+    with pytest.raises(MessageError):
+        sv.encode_response(doc | {"result": result | {"history": [row | {"at": "yesterday"}]}})
