@@ -24,7 +24,7 @@ from typing import Any
 
 from contracts import messages as m
 from contracts.errors import MessageError
-from contracts.messages import Check, Omissible, int_range, is_timestamp, matching
+from contracts.messages import Check, Omissible, int_range, matching
 from contracts.panseal import PAN_SEALED
 
 __all__ = ["OPS", "RESULTS", "SERVICE_REQUEST", "SERVICE_RESPONSE", "ServiceReason", "decode_request",
@@ -79,8 +79,11 @@ OPS: Mapping[str, Mapping[str, Check]] = {
     # cash taken by an attendant and put on a prepaid, gift or fleet money wallet
     "topup": {**_CARD, "attendant": _ID, "amount_cents": int_range(1, 10**8)},
 }
-_HISTORY: Mapping[str, Check] = {"at": is_timestamp, "station": matching(r"[A-Za-z0-9_.-]{0,64}"),
-                                 "points": _POINTS, "kind": _CODE}
+# a movement's date and time are the loyalty account's wall clock (what the cardholder lived)
+_HISTORY: Mapping[str, Check] = {"date": matching(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"),
+                                 "time": matching(r"[0-9]{2}:[0-9]{2}:[0-9]{2}"),
+                                 "station": matching(r"[A-Za-z0-9_.-]{0,64}"), "points": _POINTS,
+                                 "kind": _CODE}
 _REWARD: Mapping[str, Check] = {"reward": int_range(1, 2**31), "name": _TEXT, "points": _POINTS,
                                 "stock": int_range(0, 10**6)}
 RESULTS: Mapping[str, Mapping[str, Check]] = {

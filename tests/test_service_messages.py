@@ -26,8 +26,8 @@ ARGS: dict[str, dict[str, Any]] = {
 }
 RESULTS: dict[str, dict[str, Any]] = {
     "loyalty_lookup": {"masked": "707700******0019", "balance": 120, "tier": "silver", "pooled": False,
-                       "history": [{"at": "2026-12-01T10:00:00Z", "station": "ST-001", "points": 40,
-                                    "kind": "earn"}],
+                       "history": [{"date": "2026-12-01", "time": "10:00:00", "station": "ST-001",
+                                    "points": 40, "kind": "earn"}],
                        "rewards": [{"reward": 1, "name": "Coffee", "points": 100, "stock": 4}]},
     "loyalty_redeem": {"order": 9, "status": "handed_over", "balance": 20},
     "voucher_redeem": {"voucher": 7, "product": "DIESEL", "volume_cl": 2000},
@@ -95,4 +95,4 @@ def test_history_is_at_most_thirty_movements_and_each_is_checked() -> None:
     with pytest.raises(MessageError):
         sv.encode_response(doc | {"result": result | {"history": [row] * 31}})
     with pytest.raises(MessageError):
-        sv.encode_response(doc | {"result": result | {"history": [row | {"at": "yesterday"}]}})
+        sv.encode_response(doc | {"result": result | {"history": [row | {"date": "yesterday"}]}})
