@@ -262,14 +262,18 @@ CONFIG_BODY: Mapping[str, Check] = {
                                           "volume_cl": int_range(0, 10**6)}, 16),
     "programs": _list_of({"name": _PROGRAM, "enabled": int_range(0, 1),
                           "settings": _dict_of(_CODE, _SETTING, 32)}, 16),
-    "attendants": _list_of({"id": _ID, "name": _TEXT, "pin_verifier": _VERIFIER}, 64),
+    # who may sign in at this station: their card by its entry under this terminal's stop key (contracts.
+    # panseal.stop_entry of "attendant:" and the number; registry.attendants.card_entry), never the number
+    "attendants": _list_of({"id": _ID, "name": _TEXT, "role": matching(r"attendant|supervisor"),
+                            "pin_verifier": _VERIFIER, "card": matching(r"[0-9a-f]{32}")}, 64),
     "registry_bundle_key": _BUNDLE_KEY_B64,   # public key of USB bundles (contracts.usbbundle); "" none
 }
 
 
 def check_body(body: Mapping[str, Any]) -> None:
     """MessageError unless body fits CONFIG_BODY and holds together: each priced nozzle is in the pump
-    map with the same product, every product named is listed, no nozzle, program or attendant twice."""
+    map with the same product, every product named is listed, no nozzle, program, attendant or attendant
+    card twice."""
     m.encode(body, CONFIG_BODY)
     codes = {p["code"] for p in body["products"]}
     mapped = {(p["pump"], n["nozzle"]): n["product"] for p in body["pumps"] for n in p["nozzles"]}
@@ -279,7 +283,7 @@ def check_body(body: Mapping[str, Any]) -> None:
     if len({(pump, noz) for pump, noz, _ in priced}) != len(priced) or any(
             mapped.get((pump, noz)) != product for pump, noz, product in priced):
         raise MessageError("a price is not on the pump map's nozzle and product", field="prices")
-    for field, key in (("programs", "name"), ("attendants", "id")):
+    for field, key in (("programs", "name"), ("attendants", "id"), ("attendants", "card")):
         names = [x[key] for x in body[field]]
         if len(set(names)) != len(names):
             raise MessageError("an entry is listed twice", field=field)

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from contracts.errors import ConfigError
 from contracts.signing import digest, key_id, public_b64, sign_envelope
+from registry import attendants
 from registry.fleet.stoplist import offline_limits, stop_list_for
 from registry.keys import RegistryKeys, _read_private, _write_private
 from registry.models import ConfigRelease, Device, Nozzle, Product, Station
@@ -70,8 +71,8 @@ def config_keys(state_dir: Path) -> dict[str, str]:
 def build_body(s: Session, device: Device, keys: RegistryKeys | None = None,
                now: dt.datetime | None = None) -> dict[str, Any]:
     """The configuration body for one device from the database: its station, nozzles and products, its
-    stop-list (given the registry's keys) and the offline limits of fleet card classes. What has no table yet
-    (programme rules, attendants) is empty."""
+    stop-list and the attendants of its station (both given the registry's keys) and the offline limits of
+    fleet card classes. What has no table yet (programme rules) is empty."""
     station = s.get(Station, device.station_id)
     nozzles = s.scalars(select(Nozzle).where(Nozzle.station_id == device.station_id)
                         .order_by(Nozzle.pump, Nozzle.nozzle)).all()
@@ -90,7 +91,8 @@ def build_body(s: Session, device: Device, keys: RegistryKeys | None = None,
         "pumps": [{"pump": pump, "nozzles": noz} for pump, noz in sorted(pumps.items())],
         "stop_list": stop_list_for(s, keys, device, now or dt.datetime.now(dt.UTC).replace(tzinfo=None))
         if keys is not None else [],
-        "offline_limits": offline_limits(s), "programs": [], "attendants": [], "registry_bundle_key": "",
+        "offline_limits": offline_limits(s), "programs": [], "registry_bundle_key": "",
+        "attendants": attendants.config_entries(s, keys, device) if keys is not None else [],
     }
 
 

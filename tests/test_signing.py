@@ -51,8 +51,8 @@ BODY: dict[str, Any] = {
     "stop_list": ["707700******0019", "0123456789abcdef0123456789abcdef"],
     "offline_limits": {"fleet": {"amount_cents": 5000, "volume_cl": 3000}},
     "programs": [{"name": "fleet", "enabled": 1, "settings": {"preset_cl": 15000, "label": "Fleet"}}],
-    "attendants": [{"id": "A1", "name": "Sam", "pin_verifier": pin_verifier("4321", salt=b"s" * 16,
-                                                                            iterations=1000)}],
+    "attendants": [{"id": "A1", "name": "Sam", "role": "attendant", "card": "0123456789abcdef" * 2,
+                    "pin_verifier": pin_verifier("4321", salt=b"s" * 16, iterations=1000)}],
     "registry_bundle_key": base64.b64encode(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
         Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).decode(),
 }
@@ -240,7 +240,11 @@ def test_sign_envelope_checks_the_body_first() -> None:
     ({"prices": BODY["prices"] * 2}, "prices"),
     ({"programs": BODY["programs"] * 2}, "programs"),
     ({"attendants": BODY["attendants"] * 2}, "attendants"),
-    ({"attendants": [{"id": "A1", "name": "Sam", "pin_verifier": "4321"}]}, "attendants"),
+    ({"attendants": [BODY["attendants"][0] | {"pin_verifier": "4321"}]}, "attendants"),
+    ({"attendants": [BODY["attendants"][0] | {"card": "7077001000000019"}]}, "attendants"),
+    ({"attendants": [BODY["attendants"][0] | {"role": "manager"}]}, "attendants"),
+    ({"attendants": [BODY["attendants"][0] | {"id": "A2"}, BODY["attendants"][0]]}, "attendants"),
+    ({"attendants": [{k: v for k, v in BODY["attendants"][0].items() if k != "card"}]}, "attendants"),
     ({"offline_limits": {"fleet": {"amount_cents": -1, "volume_cl": 0}}}, "offline_limits"),
     ({"programs": [{"name": "fleet", "enabled": 2, "settings": {}}]}, "programs"),
     ({"registry_bundle_key": "AAAA"}, "registry_bundle_key"),
