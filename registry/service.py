@@ -23,6 +23,7 @@ from registry.fleet.authorize import AUTH_TTL, MAX_FILL_CL, authorize
 from registry.fleet.legacy import wallet_usage_cl
 from registry.fleet.settle import Settled, is_offline, settle_offline, settle_online
 from registry.keys import RegistryKeys
+from registry.loyalty import earnsale
 from registry.models import Account, Authorization, Device, Nozzle, SaleConflict, Transaction
 
 __all__ = ["AUTH_TTL", "MAX_FILL_CL", "MAX_PIN_TRIES", "REGISTRY_PROGRAMS", "authorize", "held_sales",
@@ -150,6 +151,8 @@ def _stage(session: Session, sale: dict[str, Any], now: dt.datetime, alarms: lis
         batch.stored[sale["sale_id"]] = Transaction(**row)   # the same sale again in this batch: its repeat
     else:
         session.add(Transaction(**row))
+    if not held:                          # points for a loyalty card shown or a linked paying card
+        earnsale.on_sale(session, sale, Transaction(**row), device, keys, now)
     if auth is not None:
         auth.status = "completed"         # held or not, the sale used it: the hold on the wallet ends
     if held:

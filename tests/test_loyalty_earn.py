@@ -1,0 +1,250 @@
+"""Points on settled sales (registry.loyalty.earnsale through registry.service.record_sale and record_sales)
+and tier reviews (registry.loyalty.tiers) on a real SQLite registry. The Fleet environment (a seeded
+registry, a terminal's sealed requests and sales) is tests/test_fleet_authorize.py's."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from contracts import messages as m
+from contracts.cards import luhn_ok
+from contracts.panseal import derive_pan_key, seal_pan
+from registry.fleet import ledger
+from registry.loyalty import admin, earnsale, points, tiers
+from registry.models import (
+    AuditEntry,
+    Card,
+    LoyaltyFlag,
+    LoyaltyMember,
+    Movement,
+    PointAward,
+    Product,
+    Transaction,
+)
+from tests.test_fleet_authorize import CARD, NOW, PIN_KEY, Fleet, base_seed, litres_wallet
+from tests.test_fleet_authorize import make as fleet_fixture
+
+make = fleet_fixture
+
+
+def luhn(prefix: str) -> str:
+    return next(prefix + d for d in "0123456789" if luhn_ok(prefix + d))
+
+
+LOYAL = luhn("707700900000001")          # a loyalty card
+LOYAL2 = luhn("707700900000002")
+BANK = luhn("476173900101001")            # a bank card paying (never stored: its token only)
+OPS = {"actor": "ops", "now": NOW}
+ACC = 2                                   # the loyalty account (account 1 is the fleet's)
+LATER = NOW + dt.timedelta(hours=1)       # after the sales (made at NOW + 5 minutes)
+
+
+@pytest.fixture
+def fleet(make: Any) -> Fleet:
+    """ST-1 sells diesel (fuel) on nozzle 1; one loyalty account (1 point per litre) with card LOYAL."""
+    doc = base_seed()
+    doc["wallets"] = [litres_wallet()]
+    made: Fleet = make(doc)
+    with made.sessions() as s:
+        account = admin.create_account(s, "Jo", issued_on=NOW.date(), **OPS)
+        admin.add_card(s, made.keys, account.id, LOYAL, medium="chip", expiry="2912", **OPS)
+        admin.add_rule(s, "*", "volume", 1000, **OPS)
+        s.commit()
+        made.loyalty = account.id           # type: ignore[attr-defined]
+    return made
+
+
+def with_loyalty(doc: dict[str, Any], number: str = LOYAL) -> dict[str, Any]:
+    doc = dict(doc, loyalty_sealed=seal_pan(derive_pan_key(PIN_KEY), number, request_id=doc["sale_id"],
+                                            terminal=doc["terminal"], station=doc["station"]),
+               loyalty_medium="chip")
+    return m.decode(m.encode(doc, m.SALE), m.SALE)
+
+
+def bank_sale(fleet: Fleet, volume_cl: int, **kw: Any) -> dict[str, Any]:
+    doc = fleet.sale_doc(None, volume_cl, kind="bank", card_masked="476173******0010", **kw)
+    return with_loyalty(doc)
+
+
+def balance(fleet: Fleet, account_id: int) -> int:
+    with fleet.sessions() as s:
+        return points.points_wallet(s, account_id).balance
+
+
+def sound(fleet: Fleet) -> None:
+    with fleet.sessions() as s:
+        assert ledger.check(s) == []
+        assert points.check(s) == []
+
+
+def test_loyalty_card_then_bank_card_earns_once_on_the_settled_sale(fleet: Fleet) -> None:
+    doc = bank_sale(fleet, 4050)
+    assert fleet.record(doc)["status"] == "stored"
+    assert balance(fleet, ACC) == 121           # 40.5 L, first use x3, rounded down once: 121.5
+    [award] = fleet.all(PointAward)
+    [move] = fleet.all(Movement, Movement.kind == "earn")
+    assert (move.key, move.sale_id, award.points, award.remaining, award.station_id, award.product_group) == (
+        f"earn:{doc['sale_id']}", doc["sale_id"], 121, 121, "ST-1", "fuel")
+    assert fleet.record(doc)["status"] == "duplicate"       # received again: booked once
+    assert fleet.count(Movement, Movement.kind == "earn") == 1
+    assert fleet.one(LoyaltyMember, LoyaltyMember.account_id == ACC).first_used_at is not None
+    sound(fleet)
+
+
+def test_first_use_bonus_only_on_the_first_earning_sale_within_the_days(fleet: Fleet) -> None:
+    fleet.record(bank_sale(fleet, 1000))
+    fleet.record(bank_sale(fleet, 1000))
+    assert [a.points for a in fleet.all(PointAward)] == [30, 10]
+    fleet.set(LoyaltyMember, LoyaltyMember.account_id == ACC, first_used_at=None,
+              issued_on=NOW.date() - dt.timedelta(days=31))
+    fleet.record(bank_sale(fleet, 1000))                    # first use again, but 31 days after issue
+    assert [a.points for a in fleet.all(PointAward)] == [30, 10, 10]
+
+
+def test_fleet_card_online_with_the_loyalty_card_and_a_linked_card_alone(fleet: Fleet) -> None:
+    fleet.set(LoyaltyMember, LoyaltyMember.account_id == ACC, first_used_at=NOW)
+    doc = with_loyalty(fleet.sale_doc(fleet.approved().auth_id, 2000))
+    assert fleet.record(doc)["reason"] == ""
+    assert balance(fleet, ACC) == 20
+    assert fleet.balance(1) == 100_000 - 2000               # the fleet wallet paid as ever
+    with fleet.sessions() as s:
+        other = admin.create_account(s, "Fleet owner", issued_on=NOW.date(), **OPS)
+        admin.link_card(s, fleet.keys, other.id, CARD, **OPS)
+        s.commit()
+        other_id = other.id
+    fleet.sell(fleet.approved(), 1500)                        # no loyalty card: the link earns
+    assert balance(fleet, other_id) == 45                    # 15 L, first use x3
+    offline = fleet.offline_doc(CARD, 1000)                  # offline, found by its sealed number
+    assert fleet.record(offline)["reason"] == ""
+    assert balance(fleet, other_id) == 55
+    sound(fleet)
+
+
+def test_no_loyalty_no_points_and_held_sales_earn_nothing(fleet: Fleet) -> None:
+    fleet.sell(fleet.approved(), 2000)                       # fleet card, not linked, no loyalty card
+    held = bank_sale(fleet, 2000, terminal="T-2")             # T-2 is at ST-2, the sale says ST-1: held
+    assert fleet.record(held)["reason"] == "held"
+    assert fleet.count(Movement, Movement.kind == "earn") == 0
+    nothing = bank_sale(fleet, 0)
+    assert fleet.record(nothing)["status"] == "stored"
+    assert fleet.count(Movement, Movement.kind == "earn") == 0
+
+
+def test_a_seal_that_does_not_open_stores_the_sale_without_points(fleet: Fleet) -> None:
+    doc = bank_sale(fleet, 1000)
+    other = fleet.sale_doc(None, 1000, kind="bank")
+    doc["loyalty_sealed"] = with_loyalty(other)["loyalty_sealed"]     # bound to another sale
+    assert fleet.record(doc)["status"] == "stored"
+    assert fleet.count(Movement, Movement.kind == "earn") == 0
+
+
+def test_daily_cap_per_card_flags_what_is_over(fleet: Fleet) -> None:
+    fleet.set(LoyaltyMember, LoyaltyMember.account_id == ACC, first_used_at=NOW)
+    with fleet.sessions() as s:
+        admin.set_setting(s, "daily_cap_points", 50, **OPS)
+        s.commit()
+    first, second = bank_sale(fleet, 4000), bank_sale(fleet, 3000)
+    fleet.record(first)
+    fleet.record(second)
+    assert [a.points for a in fleet.all(PointAward)] == [40, 10]
+    [flag] = fleet.all(LoyaltyFlag)
+    assert (flag.kind, flag.sale_id, flag.account_id) == ("daily_cap", second["sale_id"], ACC)
+    assert "earned 30, awarded 10" in flag.detail
+    full = bank_sale(fleet, 1000)
+    fleet.record(full)                                       # nothing left today: flagged, nothing booked
+    assert fleet.count(Movement, Movement.kind == "earn") == 2 and fleet.count(LoyaltyFlag) == 2
+    tomorrow = NOW + dt.timedelta(days=1)
+    fleet.record(bank_sale(fleet, 1000, finished=tomorrow), now=tomorrow)
+    assert balance(fleet, ACC) == 60
+    sound(fleet)
+
+
+def test_promotions_tiers_and_groups_in_order(fleet: Fleet) -> None:
+    fleet.set(LoyaltyMember, LoyaltyMember.account_id == ACC, first_used_at=NOW, tier="gold")
+    fleet.set(Product, Product.code == "petrol95", group="premium")
+    with fleet.sessions() as s:
+        admin.set_tier(s, "base", rank=0, multiplier_pct=100, min_spend_cents=0, **OPS)
+        admin.set_tier(s, "gold", rank=2, multiplier_pct=150, min_spend_cents=100_000, **OPS)
+        admin.add_promotion(s, "Premium x2", position=1, product="group:premium", starts_on=NOW.date(),
+                            ends_on=NOW.date(), multiplier_pct=200, **OPS)
+        s.commit()
+    fleet.record(bank_sale(fleet, 1000, nozzle=2))            # 10 L premium x2 x1.5
+    fleet.record(bank_sale(fleet, 1000, nozzle=1))            # 10 L diesel x1.5
+    later = NOW + dt.timedelta(days=1)
+    fleet.record(bank_sale(fleet, 1000, nozzle=2, finished=later), now=later)    # promotion over
+    assert [a.points for a in fleet.all(PointAward)] == [30, 15, 15]
+    assert [a.product_group for a in fleet.all(PointAward)] == ["premium", "fuel", "premium"]
+
+
+def test_an_ended_promotion_still_counts_for_sales_before_its_end(fleet: Fleet) -> None:
+    fleet.set(LoyaltyMember, LoyaltyMember.account_id == ACC, first_used_at=NOW)
+    with fleet.sessions() as s:
+        promo = admin.add_promotion(s, "x2", position=1, starts_on=NOW.date() - dt.timedelta(days=5),
+                                    ends_on=NOW.date() + dt.timedelta(days=20), multiplier_pct=200, **OPS)
+        admin.end_promotion(s, promo.id, on=NOW.date() - dt.timedelta(days=1), **OPS)
+        s.commit()
+    yesterday = NOW - dt.timedelta(days=1)
+    fleet.record(bank_sale(fleet, 1000, finished=yesterday))  # made while it ran, arriving today
+    fleet.record(bank_sale(fleet, 1000))
+    assert [a.points for a in fleet.all(PointAward)] == [20, 10]
+
+
+def test_a_batch_of_sales_earns_as_one_by_one(fleet: Fleet) -> None:
+    fleet.set(LoyaltyMember, LoyaltyMember.account_id == ACC, first_used_at=NOW)
+    docs = [bank_sale(fleet, 1000 * (i + 1)) for i in range(3)]
+    acks = fleet.record_batch(docs)
+    assert [a["status"] if a else None for a in acks] == ["stored"] * 3
+    assert balance(fleet, ACC) == 60
+    assert fleet.record_batch(docs) == [{"sale_id": d["sale_id"], "status": "duplicate", "reason": ""}
+                                        for d in docs]
+    assert balance(fleet, ACC) == 60
+    sound(fleet)
+
+
+def test_book_sale_is_idempotent_and_a_blocked_loyalty_card_earns_nothing(fleet: Fleet) -> None:
+    doc = bank_sale(fleet, 1000)
+    fleet.record(doc)
+    token = fleet.keys.token(LOYAL)
+    with fleet.sessions() as s:
+        tx = s.scalars(select(Transaction)).one()
+        again = earnsale.book_sale(s, tx, loyalty_token=token, payer_token=None, now=NOW)
+        assert again is not None and again.points == 30
+        s.commit()
+    assert fleet.count(Movement, Movement.kind == "earn") == 1
+    fleet.set(Card, Card.token == token, status="blocked")
+    fleet.record(bank_sale(fleet, 1000))
+    assert fleet.count(Movement, Movement.kind == "earn") == 1
+
+
+# -- tiers -------------------------------------------------------------------------------------------------
+
+def test_tier_review_moves_up_and_down_with_the_rolling_spend(fleet: Fleet) -> None:
+    with fleet.sessions() as s:
+        admin.set_tier(s, "base", rank=0, multiplier_pct=100, min_spend_cents=0, **OPS)
+        admin.set_tier(s, "silver", rank=1, multiplier_pct=125, min_spend_cents=30_00, **OPS)
+        admin.set_tier(s, "gold", rank=2, multiplier_pct=150, min_spend_cents=60_00, **OPS)
+        admin.link_card(s, fleet.keys, ACC, CARD, **OPS)
+        s.commit()
+    fleet.sell(fleet.approved(), 2000)                        # linked fleet card: 33.18
+    fleet.record(bank_sale(fleet, 2000))                     # loyalty card shown, a bank card paid: 33.18
+    fleet.record(fleet.sale_doc(None, 5000, kind="bank"))   # someone else's bank sale: not counted
+    with fleet.sessions() as s:
+        assert tiers.review(s, ACC, now=LATER, window_months=12) == ("base", "gold")
+        s.commit()
+    entry = fleet.one(AuditEntry, AuditEntry.action == "loyalty.tier")
+    assert entry.subject == f"account:{ACC}"
+    with fleet.sessions() as s:
+        # the linked card's sale leaves the window first (moved back 13 months)
+        first = s.scalars(select(Transaction).order_by(Transaction.id)).first()
+        assert first is not None
+        s.execute(update(Transaction).where(Transaction.id == first.id)
+                  .values(finished_at=NOW - dt.timedelta(days=400)))
+        assert tiers.review(s, ACC, now=LATER, window_months=12) == ("gold", "silver")
+        assert tiers.review(s, ACC, now=LATER + dt.timedelta(days=400), window_months=12) == (
+            "silver", "base")
+        s.commit()
+    assert fleet.one(LoyaltyMember, LoyaltyMember.account_id == ACC).tier == "base"
