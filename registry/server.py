@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from contracts import device_messages as d
 from contracts import messages as m
 from contracts import protocol
+from contracts import service_messages as sv
 from contracts.errors import ConfigError, HostUnavailable, MessageError
 from drivers.mqtt import MqttLink, TlsFiles
 from drivers.mqtt.link import Handler
@@ -39,6 +40,7 @@ from registry.models import Device
 from registry.releases import Releases
 from registry.seed import apply_seed, load_seed
 from registry.service import authorize
+from registry.service_desk import answer as service_answer
 
 __all__ = ["SALE_BATCH", "Registry", "utcnow"]
 
@@ -80,6 +82,8 @@ class Registry:
         names = client_names(tls.ca.parent if tls else None)     # ids and group no device can guess
         self.auth_link = MqttLink(mqtt_host, mqtt_port, names.client_id("auth"), session_expiry=3600, tls=tls)
         self.auth_link.subscribe(protocol.subscription("auth_request"), self._on_auth)
+        # loyalty, vouchers, attendants and top-ups: requests a driver or an attendant waits for, like these
+        self.auth_link.subscribe(protocol.subscription("service_request"), self._on_service)
         # Each process its own client id on the shared sales subscription. The main one keeps its session
         # (what arrives while it restarts waits for it); an ingest-only worker has none: mosquitto 2.0.11
         # keeps queueing a dead member's share in its session rather than giving it to the others, while
@@ -219,6 +223,23 @@ class Registry:
                 payload = m.encode(doc, d.SIGNED_CONFIG)
                 self.link.publish(protocol.topic("config", terminal=device_id), payload, retain=True)
 
+    def _answerable(self, what: str, topic: str, req: dict[str, Any], props: Properties | None) -> bool:
+        """A request names the terminal whose topic it came on and asks the answer into its own inbox."""
+        if req["terminal"] != protocol.terminal_of(topic):
+            # the broker lets a terminal publish only under its own id: the request names another
+            self.malformed_auth += 1
+            log.warning("%s request for another terminal dropped", what,
+                        extra={"terminal": protocol.terminal_of(topic)})
+            return False
+        inbox = protocol.topic("terminal_inbox", terminal=req["terminal"])
+        if getattr(props, "ResponseTopic", None) != inbox:
+            # the registry may publish anywhere: it answers only into the asking terminal's own inbox
+            self.malformed_auth += 1
+            log.warning("%s request with another response topic dropped", what,
+                        extra={"terminal": req["terminal"]})
+            return False
+        return True
+
     def _on_auth(self, topic: str, payload: bytes, props: Properties | None) -> None:
         try:
             req = m.decode(payload, m.AUTH_REQUEST)
@@ -226,20 +247,22 @@ class Registry:
             self.malformed_auth += 1
             log.warning("malformed authorization request dropped", extra={"error": str(exc)})
             return
-        if req["terminal"] != protocol.terminal_of(topic):
-            # the broker lets a terminal publish only under its own id: the request names another
-            self.malformed_auth += 1
-            log.warning("authorization request for another terminal dropped",
-                        extra={"terminal": protocol.terminal_of(topic)})
-            return
-        inbox = protocol.topic("terminal_inbox", terminal=req["terminal"])
-        if getattr(props, "ResponseTopic", None) != inbox:
-            # the registry may publish anywhere: it answers only into the asking terminal's own inbox
-            self.malformed_auth += 1
-            log.warning("authorization request with another response topic dropped",
-                        extra={"terminal": req["terminal"]})
+        if not self._answerable("authorization", topic, req, props):
             return
         with self.auth_first.answering(), self.sessions() as s:
             answer = authorize(s, self.keys, req, utcnow())
         self.auth_link.reply(props, m.encode(answer.to_doc(), m.AUTH_RESPONSE))
+
+    def _on_service(self, topic: str, payload: bytes, props: Properties | None) -> None:
+        try:
+            req = sv.decode_request(payload)
+        except MessageError as exc:
+            self.malformed_auth += 1
+            log.warning("malformed service request dropped", extra={"error": str(exc)})
+            return
+        if not self._answerable("service", topic, req, props):
+            return
+        with self.auth_first.answering(), self.sessions() as s:
+            doc = service_answer(s, self.keys, req, utcnow())
+        self.auth_link.reply(props, sv.encode_response(doc))
 
