@@ -5,6 +5,9 @@ written, and the refusals (a period not ended, overlapping, without a value)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from contracts.errors import ConfigError
 from registry.db import open_database
-from registry.loyalty import points, settlement
+from registry.loyalty import points, rewards, settlement
 from registry.loyalty.rewards import RewardError
 from registry.models import Account, AuditEntry, Base, LoyaltySettlement, Station, Wallet
 
@@ -160,3 +163,84 @@ def test_refusals_write_nothing(world: World) -> None:
         settlement.settle(s, "ST-001", dt.date(2026, 11, 30), dt.date(2026, 12, 1), "alice", NOW)
     assert s.scalar(select(func.count()).select_from(LoyaltySettlement)) == 1
     assert settlement.printout([]) == "no settlement\n"
+
+
+# -- the command line ----------------------------------------------------------------------------------------
+
+class Cli:
+    """`forecourt registry ...` run as the operator runs it: a subprocess on a real SQLite registry."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.db = f"sqlite:///{tmp_path / 'registry.db'}"
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "forecourtcli", "registry", *args, "--db", self.db]
+        return subprocess.run(command, check=False, capture_output=True, text=True, timeout=60,
+                              env=os.environ | {"USER": "operator1"})
+
+    def ok(self, *args: str) -> str:
+        out = self.run(*args)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def fails(self, code: int, *args: str) -> str:
+        out = self.run(*args)
+        assert out.returncode == code, out.stderr
+        assert "Traceback" not in out.stderr and out.stderr.startswith("forecourt: ")
+        return out.stderr
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[tuple[Cli, Session, Wallet, int]]:
+    made = Cli(tmp_path)
+    engine, sessions = open_database(made.db)
+    with sessions() as s:
+        s.add_all([Station(id="ST-001", name="North")])
+        account = Account(name="Dana", kind="loyalty", status="active", auth_seq=0)
+        s.add(account)
+        s.flush()
+        wallet = Wallet(account_id=account.id, allowed_products="*", unit="points", mode="prepaid")
+        s.add(wallet)
+        s.flush()
+        points.award(s, wallet, 400, key="earn:f1", at=dt.datetime(2026, 11, 3, 9), station="ST-001",
+                     product_group="fuel", sale_id="f1")
+        s.commit()
+        yield made, s, wallet, account.id
+    engine.dispose()
+
+
+def test_the_command_line_runs_catalogue_orders_conversion_and_settlement(
+        cli: tuple[Cli, Session, Wallet, int]) -> None:
+    run, s, _, account = cli
+    added = run.ok("reward", "add", "--name", "Travel mug", "--points", "150")
+    assert added == "reward 1: Travel mug, 150 points\n"
+    assert "3 in stock" in run.ok("reward", "stock", "--reward", "1", "--station", "ST-001", "--set", "3")
+    taken = run.fails(1, "reward", "stock", "--reward", "1", "--station", "ST-001", "--add", "-4")
+    assert "fewer in stock" in taken
+    run.fails(2, "reward", "add", "--name", "Mug", "--points", "0")
+    assert "ST-001=3" in run.ok("reward", "list")
+    order = rewards.redeem(s, account=account, reward=1, station="ST-001", attendant="", handed_over=False,
+                           key="o-1", now=dt.datetime(2026, 11, 25, 9))
+    s.commit()
+    week = run.ok("orders", "week", "--week", "W2026-48")
+    assert f"ST-001   1       Travel mug  1         {order.id}" in week
+    assert run.ok("orders", "week", "--week", "W2026-48") == week
+    assert "listed" in run.ok("orders", "list", "--batch", "W2026-48")
+    assert run.ok("orders", "return", "--order", str(order.id)) == f"order {order.id}: returned\n"
+    run.ok("conversion", "set", "--band", "100:1.5", "--band", "1000:2")
+    assert run.ok("conversion", "list").splitlines()[1:] == ["100          1.500", "1000         2.000"]
+    bad = run.run("conversion", "set", "--band", "100:1.5555")           # argparse: usage and one line
+    assert bad.returncode == 2 and "cents with up to 3 decimals" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    run.ok("settlement", "value", "--station", "ST-001", "--group", "fuel", "--from", "2026-01-01",
+           "--cents", "0.5")
+    assert "ST-001   fuel   2026-01-01  0.500" in run.ok("settlement", "values")
+    printed = run.ok("settlement", "run", "--station", "ST-001", "--from", "2026-11-01", "--to", "2026-11-30")
+    assert "fuel" in printed and "400" in printed and "2.00" in printed and "by operator1" in printed
+    assert run.ok("settlement", "show", "--station", "ST-001", "--from", "2026-11-01",
+                  "--to", "2026-11-30") == printed
+    run.fails(2, "settlement", "show", "--station", "ST-001", "--from", "2026-10-01", "--to", "2026-10-31")
+    s.expire_all()
+    actions = set(s.scalars(select(AuditEntry.action).where(AuditEntry.actor == "operator1")))
+    assert actions >= {"reward.add", "reward.stock", "reward.week", "reward.return", "conversion.set",
+                       "settlement.value", "settlement.run"}
