@@ -63,7 +63,8 @@ def _apply(session: Session, keys: RegistryKeys, seed: dict[str, Any], now: dt.d
     for s in seed.get("stations", []):
         session.merge(Station(id=s["id"], name=s["name"], currency=s.get("currency", "EUR")))
     for p in seed.get("products", []):
-        session.merge(Product(code=p["code"], name=p["name"], code3=p.get("code3")))
+        session.merge(Product(code=p["code"], name=p["name"], code3=p.get("code3"),
+                              group=p.get("group", "fuel")))
     session.flush()
     for g in seed.get("station_groups", []):
         for station in g["stations"]:
