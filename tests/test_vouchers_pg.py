@@ -1,7 +1,8 @@
 """Terminals redeeming one voucher at the same moment ("voucher-twice", issue 15): threads with their own
 sessions on one SQLite file and on PostgreSQL (a private server, tests/pg_server.py). Every round exactly
 one wins and every other is told "used"; a hypothesis property holds every thread at the UPDATE that
-decides until all have read the voucher as issued (the worst interleaving), for any mix of vouchers."""
+decides until all have read the voucher as issued (the worst interleaving), for any mix of vouchers; a
+release racing redemptions hands the voucher to one of them at most."""
 
 from __future__ import annotations
 
@@ -158,3 +159,45 @@ def test_no_voucher_is_redeemed_twice_at_the_deciding_update(make_registry: Call
             assert wins[str(p + 1)] == 1
     assert all(answer == "used" for _, answer in answers if not answer.isdigit())
     redeemed_once(reg)
+
+
+
+def release_race(reg: Registry, code: str, voucher_id: int, request: str) -> Counter[str]:
+    """Thread 0 releases the voucher its terminal holds while the others type its code."""
+    start = threading.Barrier(THREADS, timeout=60)
+    answers: list[str] = []
+
+    def one(i: int) -> None:
+        with reg.sessions() as s:
+            start.wait()
+            if i == 0:
+                done = vouchers.release(s, voucher_id, terminal="T-holder", request=request, now=NOW)
+                answers.append("released" if done else "not released")
+                return
+            try:
+                answers.append(str(vouchers.redeem(s, KEYS, code, terminal=f"T{i}", station="S1",
+                                                   now=NOW).voucher_id))
+            except VoucherRefused as exc:
+                answers.append(exc.reason)
+
+    run_threads(one, THREADS)
+    return Counter(answers)
+
+
+def test_a_release_racing_redemptions_hands_the_voucher_to_one_at_most(
+        make_registry: Callable[[], Registry]) -> None:
+    """The holder gives the voucher back (its sale dispensed nothing) while seven terminals type its code:
+    at most one of them gets it, and only after the release."""
+    reg = make_registry()
+    codes = reg.issue(ROUNDS // 5)
+    for round_, code in enumerate(codes):
+        voucher = str(round_ + 1)
+        with reg.sessions() as s:
+            vouchers.redeem(s, KEYS, code, terminal="T-holder", station="S1", now=NOW, request=f"r{round_}")
+        outcome = release_race(reg, code, round_ + 1, f"r{round_}")
+        assert outcome["released"] == 1 and outcome[voucher] <= 1, outcome
+        assert outcome["used"] == THREADS - 1 - outcome[voucher], outcome
+        with reg.sessions() as s:
+            row = s.get_one(Voucher, round_ + 1)
+            assert (row.status == "redeemed") == (outcome[voucher] == 1)
+            assert row.terminal != "T-holder"
