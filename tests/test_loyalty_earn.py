@@ -5,10 +5,16 @@ registry, a terminal's sealed requests and sales) is tests/test_fleet_authorize.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pg_env
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import OperationalError
 
 from contracts import messages as m
 from contracts.cards import luhn_ok
@@ -248,3 +254,57 @@ def test_tier_review_moves_up_and_down_with_the_rolling_spend(fleet: Fleet) -> N
             "silver", "base")
         s.commit()
     assert fleet.one(LoyaltyMember, LoyaltyMember.account_id == ACC).tier == "base"
+
+
+# -- one card at several terminals at once ----------------------------------------------------------------
+
+pg_url = pg_env.pg_url          # the module's PostgreSQL (a fixture)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.system)])
+def any_fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
+    url = pg_env.database_url(request, tmp_path)
+    doc = base_seed()
+    doc["wallets"] = [litres_wallet()]
+    made = Fleet(tmp_path / "fleet", doc, None if url.startswith("sqlite") else url)
+    with made.sessions() as s:
+        if not url.startswith("sqlite"):        # the seed's explicit ids left the sequences behind
+            for table in ("accounts", "wallets"):
+                s.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                               f"(SELECT max(id) FROM {table}))"))
+        account = admin.create_account(s, "Jo", issued_on=NOW.date(), **OPS)
+        admin.add_card(s, made.keys, account.id, LOYAL, medium="chip", expiry="2912", **OPS)
+        admin.add_rule(s, "*", "volume", 1000, **OPS)
+        admin.set_setting(s, "daily_cap_points", 50, **OPS)
+        s.commit()
+        assert account.id == ACC
+    yield made
+    made.engine.dispose()
+
+
+def test_sales_of_one_card_at_once_never_pass_the_daily_cap(any_fleet: Fleet) -> None:
+    fleet = any_fleet
+    fleet.set(LoyaltyMember, LoyaltyMember.account_id == ACC, first_used_at=NOW)
+    docs = [bank_sale(fleet, 2000) for _ in range(6)]          # 6 x 20 points at once; the cap is 50
+    errors: list[BaseException] = []
+
+    def send(doc: dict[str, Any]) -> None:
+        for _ in range(20):                                     # as a terminal resends an unanswered sale
+            try:
+                fleet.record(doc)
+                return
+            except OperationalError:
+                time.sleep(0.05)
+        errors.append(RuntimeError("never stored"))
+
+    threads = [threading.Thread(target=send, args=(d,)) for d in docs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert fleet.count(Transaction) == 6
+    assert balance(fleet, ACC) == 50
+    assert sorted(a.points for a in fleet.all(PointAward)) == [10, 20, 20]
+    assert fleet.count(LoyaltyFlag, LoyaltyFlag.kind == "daily_cap") == 4
+    sound(fleet)
