@@ -28,7 +28,7 @@ from contracts.errors import ForecourtError
 from registry.fleet import ledger
 from registry.models import Movement, PointAllocation, PointAward, Wallet
 
-__all__ = ["AWARD_KINDS", "POINTS", "SPEND_KINDS", "PointsError", "award", "check", "earn_key",
+__all__ = ["AWARD_KINDS", "POINTS", "SPEND_KINDS", "PointsError", "award", "check", "earn_key", "lock",
            "open_awards", "points_wallet", "reverse_earn", "reverse_spend", "spend"]
 
 POINTS = "points"                                          # a points wallet's unit
@@ -72,7 +72,7 @@ def _existing(s: Session, key: str) -> Movement | None:
     return s.scalars(select(Movement).where(Movement.key == key)).one_or_none()
 
 
-def _lock(s: Session, wallet: Wallet) -> int:
+def lock(s: Session, wallet: Wallet) -> int:
     """Write the wallet's row (no change) to hold its lock to commit; its balance read after the lock."""
     s.execute(update(Wallet).where(Wallet.id == wallet.id).values(balance=Wallet.balance + 0)
               .execution_options(synchronize_session=False))
@@ -147,7 +147,7 @@ def award(s: Session, wallet: Wallet, points: int, *, key: str, at: dt.datetime,
     if _existing(s, key) is not None:       # the same again: post checks it is the same, and returns it
         return ledger.post(s, wallet, kind, points, key=key, at=at, sale_id=sale_id, actor=actor)
     _is_points(wallet)
-    before = _lock(s, wallet)
+    before = lock(s, wallet)
     movement = ledger.post(s, wallet, kind, points, key=key, at=at, sale_id=sale_id, actor=actor,
                            reason=reason)
     s.add(PointAward(movement_id=movement.id, wallet_id=wallet.id, station_id=station,
@@ -171,7 +171,7 @@ def spend(s: Session, wallet: Wallet, points: int, *, kind: str = "redeem", key:
     if _existing(s, key) is not None:
         return ledger.post(s, wallet, kind, -points, key=key, at=at, sale_id=sale_id, actor=actor)
     _is_points(wallet)
-    balance = _lock(s, wallet)
+    balance = lock(s, wallet)
     if kind != "expiry" and wallet.status != "active":
         raise PointsError("points wallet is closed", wallet=wallet.id)
     if points > balance:
@@ -200,7 +200,7 @@ def reverse_earn(s: Session, sale_id: str, at: dt.datetime, actor: str) -> Movem
     wallet = s.get(Wallet, original.wallet_id)
     if wallet is None:          # movements.wallet_id is a foreign key: only a broken database
         raise PointsError("earn's wallet is gone", sale=sale_id)
-    _lock(s, wallet)
+    lock(s, wallet)
     movement = ledger.post(s, wallet, "reversal", -original.amount, key=key, at=at, sale_id=sale_id,
                            actor=actor, reason="sale returned or voided")
     own = s.get(PointAward, original.id, populate_existing=True)
@@ -226,7 +226,7 @@ def reverse_spend(s: Session, key: str, at: dt.datetime, actor: str) -> Movement
     wallet = s.get(Wallet, original.wallet_id)
     if wallet is None:
         raise PointsError("redeem's wallet is gone")
-    before = _lock(s, wallet)
+    before = lock(s, wallet)
     movement = ledger.post(s, wallet, "reversal", -original.amount, key=rkey, at=at,
                            sale_id=original.sale_id, actor=actor, reason="redeem given back")
     used = s.execute(select(PointAllocation.award_id, PointAllocation.points)
