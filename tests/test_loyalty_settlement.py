@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import io
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import pg_env
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.errors import ConfigError
 from forecourtcli.main import main
@@ -251,3 +252,28 @@ def test_the_command_line_runs_catalogue_orders_conversion_and_settlement(
     actions = set(s.scalars(select(AuditEntry.action).where(AuditEntry.actor == "operator1")))
     assert actions >= {"reward.add", "reward.stock", "reward.week", "reward.return", "conversion.set",
                        "settlement.value", "settlement.run"}
+
+
+def test_two_runs_at_once_write_one_settlement(world: World) -> None:
+    values(world)
+    earn(world, 1000, "f1", 2)
+    world.s.commit()
+    sessions = sessionmaker(bind=world.s.get_bind())
+    start = threading.Barrier(2)
+    got: list[list[int]] = []
+
+    def run(who: str) -> None:
+        with sessions() as mine:
+            start.wait()
+            got.append([r.id for r in settlement.settle(mine, "ST-001", *NOV, who, NOW)])
+            mine.commit()
+
+    threads = [threading.Thread(target=run, args=(who,)) for who in ("alice", "bob")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(got) == 2 and got[0] == got[1]
+    assert world.s.scalar(select(func.count()).select_from(LoyaltySettlement)) == 1
+    assert world.s.scalar(select(func.count()).select_from(AuditEntry)
+                          .where(AuditEntry.action == "settlement.run")) == 1

@@ -14,7 +14,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import literal, select
+from sqlalchemy import literal, select, update
 from sqlalchemy.orm import Session, aliased
 
 from contracts.errors import ConfigError
@@ -111,12 +111,14 @@ def settle(s: Session, station: str, start: dt.date, end: dt.date, actor: str,
     """The station's settlement for [start, end] (inclusive days, UTC), written once; asked again, the lines
     as written. A period must have ended and must not overlap another settled period of the station.
 
-    Two runs at once both compute; the unique index keeps one (IntegrityError at the other's flush or
-    commit): the caller rolls back and asks again, which returns the first run's lines.
+    Runs for one station take turns (the station's row is written first: a row lock on PostgreSQL, the
+    write lock on SQLite, held to commit), so two at once write one settlement and no overlapping periods.
     """
     get(s, Station, station, "station")
     if end < start:
         raise ConfigError("the period ends before it starts", key="end")
+    s.execute(update(Station).where(Station.id == station).values(name=Station.name)
+              .execution_options(synchronize_session=False))
     stored = settled(s, station, start, end)
     if stored:
         return stored
