@@ -385,5 +385,5 @@ def test_converting_to_the_attendants_own_wallet_is_flagged(world: World) -> Non
                     attendant="A1")
     s.commit()
     flag = s.scalars(select(LoyaltyFlag)).one()
-    assert (flag.kind, flag.attendant_id) == ("own_card", "A1")
+    assert (flag.kind, flag.attendant_id, flag.account_id) == ("own_card", "A1", world.account)
     assert balance(world, world.prepaid) == 10

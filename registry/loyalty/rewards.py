@@ -113,8 +113,8 @@ def points_wallet(s: Session, account_id: int) -> Wallet:
 def flag_own_card(s: Session, account_ids: Iterable[int], attendant: str, *, now: dt.datetime,
                   detail: str) -> LoyaltyFlag | None:
     """Flag "own_card" when the attendant's own card is one of the accounts' cards or linked to one of them
-    (the action is done all the same); None when it is not."""
-    ids = sorted(set(account_ids))
+    (the action is done all the same; the flag names the first account); None when it is not."""
+    ids = list(dict.fromkeys(account_ids))
     token = s.scalar(select(Attendant.card_token).where(Attendant.id == attendant)) if attendant else None
     if not token or not ids:
         return None
