@@ -16,9 +16,11 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import OperationalError
 
+from contracts import loyalty
 from contracts import messages as m
 from contracts.cards import luhn_ok
 from contracts.panseal import derive_pan_key, seal_pan
+from contracts.signing import CONFIG_BODY
 from registry.fleet import ledger
 from registry.loyalty import admin, earnsale, points, tiers
 from registry.models import (
@@ -308,3 +310,28 @@ def test_sales_of_one_card_at_once_never_pass_the_daily_cap(any_fleet: Fleet) ->
     assert sorted(a.points for a in fleet.all(PointAward)) == [10, 20, 20]
     assert fleet.count(LoyaltyFlag, LoyaltyFlag.kind == "daily_cap") == 4
     sound(fleet)
+
+
+def test_the_configuration_s_programme_gives_the_terminal_the_points_the_registry_books(fleet: Fleet) -> None:
+    fleet.set(Product, Product.code == "petrol95", group="premium")
+    with fleet.sessions() as s:
+        admin.set_tier(s, "base", rank=0, multiplier_pct=100, min_spend_cents=0, **OPS)
+        admin.set_tier(s, "gold", rank=1, multiplier_pct=150, min_spend_cents=100_000, **OPS)
+        admin.add_rule(s, "group:premium", "volume", 2500, **OPS)
+        admin.add_promotion(s, "Premium x2", position=1, product="group:premium", starts_on=NOW.date(),
+                            ends_on=NOW.date(), multiplier_pct=200, **OPS)
+        admin.add_promotion(s, "North +5", position=2, stations="group:north", starts_on=NOW.date(),
+                            ends_on=NOW.date(), bonus_points=5, **OPS)
+        admin.add_promotion(s, "Old", position=3, starts_on=NOW.date() - dt.timedelta(days=9),
+                            ends_on=NOW.date() - dt.timedelta(days=1), bonus_points=99, **OPS)
+        doc = earnsale.config_settings(s, "ST-1", NOW.date())
+        assert CONFIG_BODY["programs"]([{"name": "loyalty", "enabled": 1, "settings": doc}])
+        assert [k for k in doc if k.startswith("promo_")] == ["promo_0"]      # ST-2's and the ended left out
+        s.commit()
+    fleet.set(LoyaltyMember, LoyaltyMember.account_id == ACC, tier="gold")
+    sale = bank_sale(fleet, 1234, nozzle=2)
+    fleet.record(sale)
+    offline = loyalty.earn(loyalty.programme_from_doc(doc),
+                           loyalty.SaleFacts("petrol95", "premium", "ST-1", 1234, sale["amount_cents"],
+                                             NOW.date()), tier="gold", first_use=True)
+    assert offline.points == balance(fleet, ACC) == 277       # 12.34 L x 2.5 x 2 x 3 x 1.5 = 277.65

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from contracts import loyalty
@@ -42,7 +42,7 @@ from registry.models import (
     Transaction,
 )
 
-__all__ = ["Awarded", "book_sale", "find_account", "on_sale", "programme"]
+__all__ = ["Awarded", "book_sale", "config_settings", "find_account", "on_sale", "programme"]
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,12 @@ class Awarded:
     movement_id: int | None
 
 
-def programme(s: Session, day: dt.date, settings: Settings) -> loyalty.Programme:
-    """The rules and promotions in force on `day`, the tiers' multipliers and the first-use bonus."""
+def programme(s: Session, day: dt.date | None, settings: Settings) -> loyalty.Programme:
+    """The rules and promotions in force on `day` (None: all of them), the tiers' multipliers and the
+    first-use bonus."""
     def live(model: type[EarnRule | Promotion]) -> Any:
+        if day is None:
+            return true()
         return and_(or_(model.starts_on.is_(None), model.starts_on <= day),
                     or_(model.ends_on.is_(None), model.ends_on >= day))
 
@@ -73,6 +76,16 @@ def programme(s: Session, day: dt.date, settings: Settings) -> loyalty.Programme
                                       .order_by(Promotion.position, Promotion.id)))
     tiers = {t.name: t.multiplier_pct for t in s.scalars(select(Tier))}
     return loyalty.Programme(earn_rules, promos, settings.first_use_days, settings.first_use_pct, tiers)
+
+
+def config_settings(s: Session, station: str, today: dt.date) -> dict[str, int | str]:
+    """The programme as the signed configuration of `station` carries it (programs[name="loyalty"]
+    .settings): every rule and this station's promotions not ended before `today`, so that the terminal
+    prints offline the points the registry books (contracts.loyalty.programme_doc; MessageError when the
+    programme does not fit the configuration)."""
+    prog = programme(s, None, load(s))
+    groups = s.scalars(select(StationGroupMember.group).where(StationGroupMember.station_id == station))
+    return loyalty.programme_doc(prog, station=station, groups=tuple(groups), since=today)
 
 
 def find_account(s: Session, *, loyalty_token: str | None, payer_token: str | None) -> tuple[int, str] | None:
