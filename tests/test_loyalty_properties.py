@@ -21,7 +21,7 @@ from test_loyalty_points import make_loyalty
 from registry.db import open_database
 from registry.loyalty import close, points
 from registry.loyalty.points import PointsError
-from registry.models import Movement, PointAllocation, PointAward, Wallet
+from registry.models import LoyaltyMember, Movement, PointAllocation, PointAward, Wallet
 
 START = dt.datetime(2024, 1, 1)
 EXPIRY_MONTHS = 2               # short, so that sequences reach it
@@ -173,7 +173,7 @@ def _points(s: Session, key: str) -> int:
     return int(s.scalars(select(Movement.amount).where(Movement.key == key)).one())
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(STEP, max_size=30))
 def test_any_sequence_keeps_the_points_ledger(shared_sm: sessionmaker[Session],
                                              steps: list[tuple[Any, ...]]) -> None:
@@ -198,4 +198,57 @@ def test_any_sequence_keeps_the_points_ledger(shared_sm: sessionmaker[Session],
             month = s.scalars(select(Movement.key).where(Movement.id == spend)).one().rsplit(":", 1)[1]
             earned = s.scalars(select(PointAward.earned_at).where(PointAward.movement_id == award_id)).one()
             assert earned < dt.datetime.combine(close.expiry_cutoff(month, EXPIRY_MONTHS), dt.time(0))
+        assert points.check(s) == []
+
+
+POOL_STEP = st.one_of(
+    st.tuples(st.just("earn"), st.integers(1, 400), st.integers(0, 90)),
+    st.tuples(st.just("redeem"), st.integers(1, 600)),
+    st.tuples(st.just("advance"), st.integers(1, 60 * 24)),
+    st.tuples(st.just("close")),
+)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(POOL_STEP, max_size=20))
+def test_pooling_keeps_every_point_and_its_age(shared_sm: sessionmaker[Session],
+                                              steps: list[tuple[Any, ...]]) -> None:
+    """A member earns, its pool redeems; closes expire and pool. Nothing is made or lost: member + pool ==
+    earned - redeemed - expired; every pooled award carries the date of the member's award it came from."""
+    run = next(RUN)
+    now, earned, redeemed, expired = START, 0, 0, 0
+    with shared_sm() as s:
+        pool = make_loyalty(s, name=f"pool {run}")
+        member = make_loyalty(s, name=f"member {run}")
+        s.add_all([LoyaltyMember(account_id=pool.account_id, issued_on=START.date()),
+                   LoyaltyMember(account_id=member.account_id, issued_on=START.date(),
+                                 pool_account_id=pool.account_id)])
+        s.flush()
+        for n, step in enumerate(steps):
+            if step[0] == "earn":
+                points.award(s, member, step[1], key=f"earn:p{run}-{n}", at=now, station="S1",
+                             product_group="shop", earned_at=now - dt.timedelta(days=step[2]))
+                earned += step[1]
+            elif step[0] == "redeem":
+                try:
+                    points.spend(s, pool, step[1], key=f"redeem:p{run}-{n}", at=now)
+                    redeemed += step[1]
+                except PointsError:
+                    assert step[1] > pool.balance
+            elif step[0] == "advance":
+                now += dt.timedelta(hours=step[1])
+            else:
+                month = f"{close.next_month(now.date().replace(day=1), -1):%Y-%m}"
+                for each in (member, pool):
+                    expired += close.close_account(s, each.account_id, month, now,
+                                                   expiry_months=EXPIRY_MONTHS).expired
+            assert member.balance + pool.balance == earned - redeemed - expired
+        s.commit()
+        dates = dict(s.execute(select(PointAward.movement_id, PointAward.earned_at)
+                               .where(PointAward.wallet_id == member.id)).all())
+        moved = s.execute(select(Movement.key, PointAward.earned_at, PointAward.station_id)
+                          .join(PointAward, PointAward.movement_id == Movement.id)
+                          .where(PointAward.wallet_id == pool.id)).all()
+        for key, earned_at, station in moved:       # pool:{member}:{month}:{award}:in
+            assert station is None and earned_at == dates[int(key.split(":")[3])]
         assert points.check(s) == []
