@@ -165,6 +165,12 @@ def test_daily_cap_per_card_flags_what_is_over(fleet: Fleet) -> None:
     full = bank_sale(fleet, 1000)
     fleet.record(full)                                       # nothing left today: flagged, nothing booked
     assert fleet.count(Movement, Movement.kind == "earn") == 2 and fleet.count(LoyaltyFlag) == 2
+    with fleet.sessions() as s:                              # booked again: still nothing, one flag
+        tx = s.scalars(select(Transaction).where(Transaction.sale_id == full["sale_id"])).one()
+        again = earnsale.book_sale(s, tx, loyalty_token=fleet.keys.token(LOYAL), payer_token=None, now=NOW)
+        assert again is not None and (again.points, again.earned) == (0, 10)
+        s.commit()
+    assert fleet.count(LoyaltyFlag) == 2
     tomorrow = NOW + dt.timedelta(days=1)
     fleet.record(bank_sale(fleet, 1000, finished=tomorrow), now=tomorrow)
     assert balance(fleet, ACC) == 60

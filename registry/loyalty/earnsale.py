@@ -157,7 +157,9 @@ def book_sale(s: Session, tx: Transaction, *, loyalty_token: str | None, payer_t
     today = _earned_today(s, wallet.id, ref, _day_window(day, account.timezone))
     room = max(0, settings.daily_cap_points - today)
     given = min(got.points, room)
-    if given < got.points:
+    flagged = s.scalar(select(LoyaltyFlag.id).where(LoyaltyFlag.sale_id == tx.sale_id,
+                                                    LoyaltyFlag.kind == "daily_cap").limit(1))
+    if given < got.points and flagged is None:          # a sale capped to nothing, booked again: one flag
         s.add(LoyaltyFlag(kind="daily_cap", account_id=account_id, sale_id=tx.sale_id, at=now,
                           detail=f"earned {got.points}, awarded {given}, cap {settings.daily_cap_points}"))
     movement_id = None
