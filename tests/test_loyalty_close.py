@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import pg_env
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,10 +36,20 @@ from registry.models import (
 CLOSE_AT = dt.datetime(2026, 12, 1, 6, 0)        # November 2026 is over in UTC and in New York
 T = dt.datetime
 
+pg_url = pg_env.pg_url          # the module's PostgreSQL (a fixture)
+
 
 @pytest.fixture
 def sm(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     engine, made = open_database(f"sqlite:///{tmp_path / 'registry.db'}")
+    yield made
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.system)])
+def any_sm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    """SQLite, or the module's PostgreSQL (shared by the module's tests: their keys differ)."""
+    engine, made = open_database(pg_env.database_url(request, tmp_path))
     yield made
     engine.dispose()
 
@@ -72,8 +83,8 @@ def test_months_and_the_expiry_cutoff() -> None:
 
 # --- expiry -----------------------------------------------------------------------------------------------
 
-def test_close_expires_the_oldest_points_only_and_once(sm: sessionmaker[Session]) -> None:
-    with sm() as s:
+def test_close_expires_the_oldest_points_only_and_once(any_sm: sessionmaker[Session]) -> None:
+    with any_sm() as s:
         w = make_loyalty(s)
         earn(s, w, 100, "nov-15", earned_at=T(2024, 11, 15))
         earn(s, w, 50, "nov-30", earned_at=T(2024, 11, 30, 23, 59))
@@ -94,8 +105,8 @@ def test_close_expires_the_oldest_points_only_and_once(sm: sessionmaker[Session]
         assert nxt.expired == 70 and w.balance == 30 and points.check(s) == []
 
 
-def test_the_cutoff_and_the_month_end_are_in_the_account_time_zone(sm: sessionmaker[Session]) -> None:
-    with sm() as s:
+def test_the_cutoff_and_the_month_end_are_in_the_account_time_zone(any_sm: sessionmaker[Session]) -> None:
+    with any_sm() as s:
         ny = make_loyalty(s, tz="America/New_York")
         utc = make_loyalty(s)
         for w in (ny, utc):     # 2024-12-01 03:00 UTC is still 30 November in New York
@@ -108,8 +119,8 @@ def test_the_cutoff_and_the_month_end_are_in_the_account_time_zone(sm: sessionma
         assert (ny.balance, utc.balance) == (0, 10) and points.check(s) == []
 
 
-def test_an_account_in_debt_expires_nothing(sm: sessionmaker[Session]) -> None:
-    with sm() as s:
+def test_an_account_in_debt_expires_nothing(any_sm: sessionmaker[Session]) -> None:
+    with any_sm() as s:
         w = make_loyalty(s)
         earn(s, w, 100, "old", earned_at=T(2024, 1, 1))
         points.spend(s, w, 100, key="redeem:x", at=T(2024, 2, 1))
@@ -120,8 +131,8 @@ def test_an_account_in_debt_expires_nothing(sm: sessionmaker[Session]) -> None:
 
 # --- pooling ----------------------------------------------------------------------------------------------
 
-def test_pooling_moves_each_award_with_its_date_and_expiry_stays_fair(sm: sessionmaker[Session]) -> None:
-    with sm() as s:
+def test_pooling_moves_each_award_with_its_date_and_expiry_stays_fair(any_sm: sessionmaker[Session]) -> None:
+    with any_sm() as s:
         pool = make_loyalty(s, name="Fleet owner")
         w = make_loyalty(s)
         member(s, pool)
@@ -217,8 +228,8 @@ def test_close_month_closes_every_points_account(sm: sessionmaker[Session]) -> N
 
 # --- history ----------------------------------------------------------------------------------------------
 
-def test_history_shows_the_last_movements_in_local_time_with_stations(sm: sessionmaker[Session]) -> None:
-    with sm() as s:
+def test_history_shows_the_last_movements_in_local_time_with_stations(any_sm: sessionmaker[Session]) -> None:
+    with any_sm() as s:
         s.add(Station(id="S9", name="North"))
         w = make_loyalty(s, tz="Europe/Berlin")
         s.add(Card(token="tok-loyal", masked="****1234", account_id=w.account_id, expiry="3012",
@@ -253,8 +264,8 @@ def test_history_shows_the_last_movements_in_local_time_with_stations(sm: sessio
             history.card_history(s, "tok-unknown")
 
 
-def test_a_pooled_card_sees_nothing(sm: sessionmaker[Session]) -> None:
-    with sm() as s:
+def test_a_pooled_card_sees_nothing(any_sm: sessionmaker[Session]) -> None:
+    with any_sm() as s:
         pool = make_loyalty(s)
         w = make_loyalty(s)
         member(s, w, pool=pool.account_id)
