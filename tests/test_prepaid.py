@@ -6,8 +6,12 @@ Fleet environment: requests and sales cross the wire as a terminal sends them)."
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import pg_env
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -376,3 +380,58 @@ def test_an_offline_fuel_sale_is_booked_on_the_fuel_credit(fleet: Fleet) -> None
         stored = s.scalars(select(Transaction).where(Transaction.sale_id == sale["sale_id"])).one()
         assert stored.wallet_id == fuel
     assert balances(fleet, done.account_id) == {shop: 80_00, fuel: 50_00 - sale["amount_cents"]}
+
+
+# -- two tills at once, SQLite and PostgreSQL ---------------------------------------------------------------
+pg_url = pg_env.pg_url          # the module's PostgreSQL (a fixture)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def tills(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
+    url = pg_env.database_url(request, tmp_path / "db")
+    seed = {**base_seed(), "customers": [], "accounts": [], "cards": []}   # ids from PostgreSQL's sequences
+    made = Fleet(tmp_path / "fleet", seed, None if url.startswith("sqlite") else url)
+    with made.sessions() as s:
+        s.execute(update(Product).where(Product.code == "adblue").values(group="adblue"))
+        s.commit()
+    yield made
+    made.engine.dispose()
+
+
+def at_once(*jobs: Callable[[], object]) -> list[object]:
+    """Run the jobs in threads started together; their results (an exception is a result)."""
+    results: list[object] = [None] * len(jobs)
+    start = threading.Barrier(len(jobs))
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = jobs[i]()
+        except Exception as exc:  # noqa: BLE001 -- compared by the test
+            results[i] = exc
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_one_payment_given_at_two_tills_at_once_is_booked_once(tills: Fleet) -> None:
+    with tills.sessions() as s:
+        add_bonus(s, "prepaid", min_cents=0, bonus_pct=10, **OP)
+        s.commit()
+    done = issue(tills)
+    got = at_once(*[lambda: topup(tills, 30_00, "PAY-X", card_id=done.card.id)] * 2)
+    assert all(isinstance(g, prepaid.Topped) for g in got), got
+    assert sorted(g.again for g in got if isinstance(g, prepaid.Topped)) == [False, True]
+    assert balances(tills, done.account_id) == {done.wallet_ids[0]: 33_00}
+
+
+def test_two_refunds_at_once_pay_out_once(tills: Fleet) -> None:
+    done = issue(tills)
+    topup(tills, 40_00, "PAY-1", card_id=done.card.id)
+    got = at_once(lambda: refund(tills, "R-1", card_id=done.card.id),
+                  lambda: refund(tills, "R-2", account_id=done.account_id))
+    assert sorted(g.cents for g in got if isinstance(g, prepaid.Refunded)) == [0, 40_00], got
+    assert balances(tills, done.account_id) == {done.wallet_ids[0]: 0}
