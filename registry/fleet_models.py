@@ -174,6 +174,8 @@ class AuditEntry(Base):
     """Who changed what and why, for every operator command on customers, cards, wallets and limits."""
 
     __tablename__ = "audit"
+    # what counts wrong voucher codes per terminal (registry.vouchers) reads by action, subject and time
+    __table_args__ = (Index("ix_audit_action_subject_at", "action", "subject", "at"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[dt.datetime]
     actor: Mapped[str] = mapped_column(String(64))

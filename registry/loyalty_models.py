@@ -118,6 +118,9 @@ class PointAward(Base):
     points: Mapped[int] = mapped_column(BigInteger)
     remaining: Mapped[int] = mapped_column(BigInteger)
     earned_at: Mapped[dt.datetime]
+    # the settlement line that paid the station for it: an award synced after its period was settled is
+    # paid by the next settlement, never twice, never lost
+    settlement_id: Mapped[int | None] = mapped_column(ForeignKey("loyalty_settlements.id"), index=True)
 
 
 class PointAllocation(Base):
@@ -186,7 +189,9 @@ class LoyaltySettlement(Base):
     """One line of a station's settlement for a period; written once, re-printed as written."""
 
     __tablename__ = "loyalty_settlements"
-    __table_args__ = (UniqueConstraint("station_id", "period_start", "period_end", "product_group"),)
+    # one line per product group and point value in force (a value changed mid-period makes two lines)
+    __table_args__ = (UniqueConstraint("station_id", "period_start", "period_end", "product_group",
+                                       "milli_cents"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"))
     period_start: Mapped[dt.date] = mapped_column(Date)

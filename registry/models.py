@@ -117,6 +117,8 @@ class Station(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    # the station's wall clock (IANA name): voucher expiry, shift and settlement days
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
 
 
 class StationGroupMember(Base):

@@ -5,7 +5,8 @@ bonuses, vouchers, attendants and terminals' shift reports; accounts.kind and pr
 
 Revision ID: r0008
 Revises: r0007
-Every existing account stays a fleet account; every existing product is in the group "fuel".
+Every existing account stays a fleet account; every existing product is in the group "fuel"; every
+station keeps UTC until an operator sets its time zone. The audit gains an index by action, subject and time.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def upgrade() -> None:
     sa.Column('actor', sa.String(length=64), nullable=False),
     sa.ForeignKeyConstraint(['station_id'], ['stations.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('station_id', 'period_start', 'period_end', 'product_group')
+    sa.UniqueConstraint('station_id', 'period_start', 'period_end', 'product_group', 'milli_cents')
     )
     op.create_table('reward_stock',
     sa.Column('reward_id', sa.Integer(), nullable=False),
@@ -192,12 +193,15 @@ def upgrade() -> None:
     sa.Column('points', sa.BigInteger(), nullable=False),
     sa.Column('remaining', sa.BigInteger(), nullable=False),
     sa.Column('earned_at', sa.DateTime(), nullable=False),
+    sa.Column('settlement_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['movement_id'], ['movements.id'], ),
+    sa.ForeignKeyConstraint(['settlement_id'], ['loyalty_settlements.id'], ),
     sa.ForeignKeyConstraint(['wallet_id'], ['wallets.id'], ),
     sa.PrimaryKeyConstraint('movement_id')
     )
     with op.batch_alter_table('point_awards', schema=None) as batch_op:
         batch_op.create_index('ix_point_awards_station', ['station_id', 'earned_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_point_awards_settlement_id'), ['settlement_id'], unique=False)
         batch_op.create_index('ix_point_awards_wallet_open', ['wallet_id', 'remaining', 'movement_id'],
                               unique=False)
 
@@ -241,9 +245,18 @@ def upgrade() -> None:
     with op.batch_alter_table('products', schema=None) as batch_op:
         batch_op.add_column(sa.Column('group', sa.String(length=16), server_default='fuel', nullable=False))
 
+    with op.batch_alter_table('stations', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('timezone', sa.String(length=64), server_default='UTC', nullable=False))
+
+    op.create_index('ix_audit_action_subject_at', 'audit', ['action', 'subject', 'at'])
+
 
 
 def downgrade() -> None:
+    op.drop_index('ix_audit_action_subject_at', 'audit')
+    with op.batch_alter_table('stations', schema=None) as batch_op:
+        batch_op.drop_column('timezone')
+
     with op.batch_alter_table('products', schema=None) as batch_op:
         batch_op.drop_column('group')
 
