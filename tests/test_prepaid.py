@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from contracts.errors import ConfigError
 from contracts.reasons import DeclineReason as R
 from registry import prepaid
-from registry.fleet import ledger
+from registry.fleet import ledger, rules
 from registry.fleet.sweep import sweep
 from registry.models import Account, AuditEntry, Card, Hold, Movement, Product, Transaction, Wallet
 from registry.prepaid import Credit, PrepaidError
@@ -323,6 +323,21 @@ def test_the_hourly_sweep_empties_a_credit_past_its_last_day_bonus_included(flee
         assert sweep(s, NOW) == (0, 0)
         assert sweep(s, NOW + dt.timedelta(days=1)) == (0, 1)
     assert balances(fleet, done.account_id) == {done.wallet_ids[0]: 0}
+
+
+# -- product groups in a wallet's products (registry.fleet.rules) ------------------------------------------
+@pytest.mark.parametrize(("spec", "group", "allowed"), [
+    ("group:fuel", "fuel", True), ("group:fuel", "shop", False), ("group:fuel", None, False),
+    ("group:shop,019", "fuel", True),           # diesel's code listed besides a shop group
+    ("group:shop, group:fuel", "fuel", True), ("", "shop", True)])
+def test_a_wallets_products_may_name_a_product_group(spec: str, group: str | None, allowed: bool) -> None:
+    assert rules.product_allowed(spec, "diesel", "019", group) is allowed
+
+
+@pytest.mark.parametrize("spec", ["group:", "group:has space", "group:" + "x" * 17, "group:a,,"])
+def test_a_bad_product_group_is_a_config_error(spec: str) -> None:
+    with pytest.raises(ConfigError):
+        rules.check_products(spec)
 
 
 # -- purpose-restricted credit at the pump ------------------------------------------------------------------
