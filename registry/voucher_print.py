@@ -1,7 +1,7 @@
 """Printable voucher sheets: one PNG per voucher and, if asked, one PDF with a page per voucher.
 
 A sheet shows the product, the litres, the last day it is valid, the code in groups of four and a QR code
-holding the code alone (20 digits: numeric mode, ISO/IEC 18004 clause 7.4.3; error correction level M),
+holding the code alone (19 digits: numeric mode, ISO/IEC 18004 clause 7.4.3; error correction level M),
 so a scanner types exactly what the PIN pad would. The files are bearer vouchers: written with mode 0600,
 named by voucher id, never by code. The PNG's text chunks carry the voucher's id, product, volume and
 expiry (not the code) for tools that sort printed sheets.

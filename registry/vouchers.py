@@ -1,7 +1,7 @@
 """Paper vouchers for a volume of a product, redeemed once network-wide by typing their code (issue 15).
 
-A code is 20 digits typed on the PIN pad: 19 from `secrets` and a Luhn check digit (ISO/IEC 7812-1
-annex B), printed in groups of four. The registry keeps only a keyed digest of it (HMAC-SHA256 under a
+A code is 19 digits typed on the PIN pad: 18 from `secrets` and a Luhn check digit (ISO/IEC 7812-1
+annex B), printed in groups of four; 19 is the most a terminal seals (contracts.panseal, as card numbers). The registry keeps only a keyed digest of it (HMAC-SHA256 under a
 key derived from the card-token key, `code_key`) and its last four digits as a hint for operators; the
 code itself is in no log, error or audit entry.
 
@@ -39,7 +39,7 @@ __all__ = ["CODE_DIGITS", "MAX_MISSES", "MISS_WINDOW", "REASONS", "IssuedVoucher
            "VoucherError", "VoucherRefused", "code_digest", "code_key", "find", "group_code", "issue",
            "new_code", "redeem", "release", "void"]
 
-CODE_DIGITS = 20                        # 19 random digits (about 63 bits) and the check digit
+CODE_DIGITS = 19                        # 18 random digits (about 60 bits) and the check digit
 MAX_MISSES = 5                          # unknown codes per terminal ...
 MISS_WINDOW = dt.timedelta(minutes=10)  # ... within this window, then refused until the oldest ages out
 MAX_VOLUME_CL = 150_00                  # one filling (docs/fleet.md): a voucher is spent in one sale
@@ -97,7 +97,7 @@ def code_digest(key: bytes, code: str) -> str:
 
 
 def new_code() -> str:
-    """19 random digits from `secrets` and the Luhn check digit that makes the 20 valid."""
+    """18 random digits from `secrets` and the Luhn check digit that makes the 19 valid."""
     body = f"{secrets.randbelow(10 ** (CODE_DIGITS - 1)):0{CODE_DIGITS - 1}d}"
     return next(body + d for d in "0123456789" if luhn_ok(body + d))
 
@@ -105,8 +105,8 @@ def new_code() -> str:
 def group_code(code: str) -> str:
     """The code as printed: groups of four.
 
-    >>> group_code("12345678901234567890")
-    '1234 5678 9012 3456 7890'
+    >>> group_code("1234567890123456789")
+    '1234 5678 9012 3456 789'
     """
     return " ".join(code[i:i + 4] for i in range(0, len(code), 4))
 
@@ -130,7 +130,7 @@ def issue(s: Session, keys: RegistryKeys, *, product: str, volume_cl: int, count
         code = new_code()
         digest = code_digest(key, code)
         if s.scalar(select(Voucher.id).where(Voucher.code_digest == digest)) is not None:
-            continue                    # a repeat of a live code (1 in 10**19 per code): draw again
+            continue                    # a repeat of a live code (1 in 10**18 per code): draw again
         row = Voucher(code_digest=digest, code_hint=code[-4:], product=product, volume_cl=volume_cl,
                       status="issued", batch=batch, issued_at=now, expires_on=expires_on)
         s.add(row)

@@ -85,10 +85,10 @@ def other_valid(code: str) -> str:
 
 # --- codes -------------------------------------------------------------------------------------------
 
-def test_codes_are_20_luhn_valid_digits_and_differ() -> None:
+def test_codes_are_19_luhn_valid_digits_and_differ() -> None:
     codes = {vouchers.new_code() for _ in range(2000)}
     assert len(codes) == 2000
-    assert all(len(c) == 20 and c.isdigit() and luhn_ok(c) for c in codes)
+    assert all(len(c) == 19 and c.isdigit() and luhn_ok(c) for c in codes)
     firsts = {c[0] for c in codes}
     assert firsts == set("0123456789")          # the leading digit is random too (zero-padded)
 
@@ -331,7 +331,7 @@ def test_the_qr_holds_the_code_alone() -> None:
     qr.add_data(code)
     qr.make(fit=True)
     expected = [[bool(m) for m in row] for row in qr.get_matrix()]
-    assert len(drawn) == 21                              # version 1: 20 digits in numeric mode fit
+    assert len(drawn) == 21                              # version 1: 19 digits in numeric mode fit
     assert drawn == expected[:21] and qr.data_list[0].mode == 1          # 1: numeric (qrcode.util)
     wrong = qrcode.QRCode(border=0)
     wrong.add_data(other_valid(code))
