@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -281,3 +282,47 @@ def _reward(s: Session) -> int:
     s.add(reward)
     s.flush()
     return reward.id
+
+
+@pytest.mark.parametrize("first", ["close", "redeem"])
+def test_a_close_and_a_redeem_at_once_take_turns(any_sm: sessionmaker[Session], first: str) -> None:
+    """Whichever holds the wallet first: the other reads what it left. The close expires only what the
+    redeem did not take; a redeem after the close cannot spend expired points."""
+    with any_sm() as s:
+        w = make_loyalty(s)
+        earn(s, w, 100, f"old-{w.id}", earned_at=T(2024, 1, 1))     # expires at November 2026's close
+        earn(s, w, 20, f"new-{w.id}", earned_at=T(2026, 11, 1))
+        s.commit()
+        wid, aid = w.id, w.account_id
+    outcome: list[object] = []
+
+    def do(s: Session, what: str) -> None:
+        wallet = s.get(Wallet, wid)
+        assert wallet is not None
+        if what == "close":
+            outcome.append(close.close_account(s, aid, "2026-11", CLOSE_AT, expiry_months=24).expired)
+            return
+        try:
+            points.spend(s, wallet, 110, key=f"redeem:race-{wid}", at=CLOSE_AT)
+            outcome.append("spent")
+        except PointsError:
+            outcome.append("refused")
+
+    def other() -> None:
+        with any_sm() as s2:
+            do(s2, "redeem" if first == "close" else "close")
+            s2.commit()
+
+    with any_sm() as s1:
+        do(s1, first)
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join(1.0)
+        assert thread.is_alive() and len(outcome) == 1
+        s1.commit()
+    thread.join(10)
+    assert outcome == ([100, "refused"] if first == "close" else ["spent", 0])
+    with any_sm() as s:
+        wallet = s.get(Wallet, wid)
+        assert wallet is not None and wallet.balance == (20 if first == "close" else 10)
+        assert points.check(s) == []

@@ -299,3 +299,37 @@ def test_two_spends_of_the_last_points_one_wins_one_is_refused(any_sm: sessionma
         wallet = s.get(Wallet, wid)
         assert wallet is not None and wallet.balance == 0
         assert points.check(s) == []
+
+
+def test_one_earn_booked_by_two_sessions_at_once_counts_once(any_sm: sessionmaker[Session]) -> None:
+    """The second session waits on the wallet's row, then finds the first one's movement under the key."""
+    with any_sm() as s:
+        w = make_loyalty(s)
+        s.commit()
+        wid = w.id
+    sale = f"twice-{wid}"
+    got: list[int] = []
+
+    def second() -> None:
+        with any_sm() as s2:
+            wallet = s2.get(Wallet, wid)
+            assert wallet is not None
+            got.append(earn(s2, wallet, 70, sale).id)
+            s2.commit()
+
+    with any_sm() as first:
+        wallet = first.get(Wallet, wid)
+        assert wallet is not None
+        booked = earn(first, wallet, 70, sale)
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(1.0)
+        assert thread.is_alive() and got == []
+        first.commit()
+    thread.join(10)
+    assert got == [booked.id]
+    with any_sm() as s:
+        wallet = s.get(Wallet, wid)
+        assert wallet is not None and wallet.balance == 70
+        assert len(s.scalars(select(PointAward).where(PointAward.wallet_id == wid)).all()) == 1
+        assert points.check(s) == []

@@ -144,10 +144,10 @@ def award(s: Session, wallet: Wallet, points: int, *, key: str, at: dt.datetime,
     _whole(points)
     if kind not in AWARD_KINDS:
         raise PointsError(f"an award's kind must be one of {', '.join(AWARD_KINDS)}", kind=kind)
+    _is_points(wallet)
+    before = lock(s, wallet)                # then look for the key: another session may have just booked it
     if _existing(s, key) is not None:       # the same again: post checks it is the same, and returns it
         return ledger.post(s, wallet, kind, points, key=key, at=at, sale_id=sale_id, actor=actor)
-    _is_points(wallet)
-    before = lock(s, wallet)
     movement = ledger.post(s, wallet, kind, points, key=key, at=at, sale_id=sale_id, actor=actor,
                            reason=reason)
     s.add(PointAward(movement_id=movement.id, wallet_id=wallet.id, station_id=station,
@@ -168,10 +168,10 @@ def spend(s: Session, wallet: Wallet, points: int, *, kind: str = "redeem", key:
     _whole(points)
     if kind not in SPEND_KINDS:
         raise PointsError(f"a spend's kind must be one of {', '.join(SPEND_KINDS)}", kind=kind)
-    if _existing(s, key) is not None:
-        return ledger.post(s, wallet, kind, -points, key=key, at=at, sale_id=sale_id, actor=actor)
     _is_points(wallet)
     balance = lock(s, wallet)
+    if _existing(s, key) is not None:
+        return ledger.post(s, wallet, kind, -points, key=key, at=at, sale_id=sale_id, actor=actor)
     if kind != "expiry" and wallet.status != "active":
         raise PointsError("points wallet is closed", wallet=wallet.id)
     if points > balance:
@@ -201,6 +201,9 @@ def reverse_earn(s: Session, sale_id: str, at: dt.datetime, actor: str) -> Movem
     if wallet is None:          # movements.wallet_id is a foreign key: only a broken database
         raise PointsError("earn's wallet is gone", sale=sale_id)
     lock(s, wallet)
+    found = _existing(s, key)               # booked by another session while this one waited
+    if found is not None:
+        return found
     movement = ledger.post(s, wallet, "reversal", -original.amount, key=key, at=at, sale_id=sale_id,
                            actor=actor, reason="sale returned or voided")
     own = s.get(PointAward, original.id, populate_existing=True)
@@ -227,6 +230,9 @@ def reverse_spend(s: Session, key: str, at: dt.datetime, actor: str) -> Movement
     if wallet is None:
         raise PointsError("redeem's wallet is gone")
     before = lock(s, wallet)
+    found = _existing(s, rkey)              # booked by another session while this one waited
+    if found is not None:
+        return found
     movement = ledger.post(s, wallet, "reversal", -original.amount, key=rkey, at=at,
                            sale_id=original.sale_id, actor=actor, reason="redeem given back")
     used = s.execute(select(PointAllocation.award_id, PointAllocation.points)
