@@ -326,3 +326,16 @@ def test_a_close_and_a_redeem_at_once_take_turns(any_sm: sessionmaker[Session], 
         wallet = s.get(Wallet, wid)
         assert wallet is not None and wallet.balance == (20 if first == "close" else 10)
         assert points.check(s) == []
+
+
+def test_a_pooled_earn_taken_back_is_owed_by_the_member(sm: sessionmaker[Session]) -> None:
+    with sm() as s:
+        pool, w = make_loyalty(s), make_loyalty(s)
+        member(s, w, pool=pool.account_id)
+        earn(s, w, 50, "pooled-sale", earned_at=T(2026, 11, 5))
+        assert close.close_account(s, w.account_id, "2026-11", CLOSE_AT, expiry_months=24).pooled == 50
+        points.reverse_earn(s, "pooled-sale", T(2026, 12, 3), "ops")
+        assert (w.balance, pool.balance) == (-50, 50)
+        earn(s, w, 80, "next-sale", earned_at=T(2026, 12, 10))         # pays the 50 owed first
+        done = close.close_account(s, w.account_id, "2026-12", T(2027, 1, 1, 6), expiry_months=24)
+        assert done.pooled == 30 and (w.balance, pool.balance) == (0, 80) and points.check(s) == []

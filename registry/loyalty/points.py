@@ -188,7 +188,8 @@ def reverse_earn(s: Session, sale_id: str, at: dt.datetime, actor: str) -> Movem
     """Take back the points a sale earned (a return or a void), once; None when it earned none.
 
     What is left of its own award goes first, then the oldest awards; what none covers is a debt (the
-    balance goes below zero) that later points pay first.
+    balance goes below zero) that later points pay first. A member's award already pooled is not fetched
+    back from the pool: the member owes it, and its next points pay it before any are pooled.
     """
     original = _existing(s, earn_key(sale_id))
     if original is None:
