@@ -296,6 +296,11 @@ REGISTRY_COMMANDS: tuple[str, ...] = (
     "forecourtcli.pki",
     "forecourtcli.fleet",
     "forecourtcli.fleet_offline",
+    "forecourtcli.loyalty",
+    "forecourtcli.attendants",
+    "forecourtcli.loyalty_rewards",
+    "forecourtcli.vouchers",
+    "forecourtcli.prepaid",
 )
 # Modules whose add_parsers(sub) adds top-level `forecourt <command>` commands, one per line.
 COMMANDS: tuple[str, ...] = (

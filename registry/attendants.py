@@ -35,8 +35,8 @@ from registry.loyalty_models import Attendant, LoyaltySetting
 from registry.models import Device, Station
 
 __all__ = ["ACTIONS", "CARD_ENTRY_PREFIX", "MOST", "REFUSALS", "ROLES", "AttendantError", "SignIn", "add",
-           "audit_action", "card_entry", "check_pin", "config_entries", "lock", "set_card", "set_pin",
-           "signature", "tries_allowed", "unlock", "verify", "withdraw"]
+           "audit_action", "card_entry", "check_pin", "config_entries", "has_pin", "lock", "set_card",
+           "set_pin", "signature", "tries_allowed", "unlock", "verify", "withdraw"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,10 @@ def _credentials(row: Attendant) -> tuple[str, str]:
     """(PIN verifier, sealed card number), each "" when not set."""
     verifier, _, sealed = row.pin_verifier.partition(_SEP)
     return verifier, sealed
+
+
+def has_pin(row: Attendant) -> bool:
+    return bool(_credentials(row)[0])
 
 
 def _store(row: Attendant, *, verifier: str | None = None, sealed: str | None = None) -> None:
