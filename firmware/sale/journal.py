@@ -164,6 +164,10 @@ class Journal:
     def all_sales(self) -> list[SaleRecord]:
         return self._select("ORDER BY created_at", ())
 
+    def completed_after(self, seq: int) -> list[SaleRecord]:
+        """Completed sales numbered after seq, in number order (a shift's sales, firmware.attendant)."""
+        return self._select("WHERE state = 'completed' AND seq > ? ORDER BY seq", (seq,))
+
     def events(self, sale_id: str) -> list[tuple[str, dict[str, Any]]]:
         with self._lock:
             rows = self._db.execute("SELECT state, detail FROM events WHERE sale_id = ? ORDER BY seq",
