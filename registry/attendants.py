@@ -31,6 +31,7 @@ from contracts.signing import PIN_ITERATIONS, pin_matches, pin_verifier
 from registry.fleet.admin import audit, need_reason
 from registry.fleet.cards import parse_number
 from registry.keys import RegistryKeys
+from registry.loyalty import settings
 from registry.loyalty_models import Attendant, LoyaltySetting
 from registry.models import Device, Station
 
@@ -46,7 +47,6 @@ ACTIONS = ("cash_prepay", "topup", "redeem", "convert", "movements", "reprint", 
            "x_report", "z_report", "voucher", "sign_out")
 # why a sign-in is refused; "locked" also answers a withdrawn attendant and one without a PIN or card
 REFUSALS = ("terminal", "unknown", "locked", "wrong_pin", "station")
-DEFAULT_TRIES = 5                       # registry.loyalty.settings' attendant_tries
 MOST = 64                               # attendants a configuration carries (contracts.signing.CONFIG_BODY)
 NAME_SHOWN = 40                         # of a name, in the configuration (the terminal's screen line)
 # a card's entry is its stop-list style entry (contracts.panseal.stop_entry, the terminal's stop key) of
@@ -221,10 +221,8 @@ def tries_allowed(s: Session) -> int:
     """The programme setting attendant_tries (wrong PINs in a row before a lockout), default 5."""
     row = s.get(LoyaltySetting, "attendant_tries")
     if row is None:
-        return DEFAULT_TRIES
-    if not (row.value.isascii() and row.value.isdigit()) or not 1 <= int(row.value) <= 99:
-        raise ConfigError("setting attendant_tries must be a whole number 1..99", key="attendant_tries")
-    return int(row.value)
+        return settings.DEFAULTS["attendant_tries"]
+    return settings.parse("attendant_tries", row.value)
 
 
 def _refused(s: Session, actor: str, subject: str, reason: str, now: dt.datetime, where: dict[str, str],
