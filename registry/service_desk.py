@@ -119,7 +119,7 @@ def loyalty_redeem(a: Ask) -> dict[str, Any]:
         order = rewards.redeem(a.s, account=seen.account_id, reward=a.req["reward"], station=a.req["station"],
                                attendant=attendant, handed_over=a.req["handed_over"], key=a.req["request_id"],
                                now=a.now)
-    except rewards.RewardError as exc:
+    except (rewards.RewardError, ConfigError, PointsError) as exc:     # an unknown reward is a ConfigError
         text = str(exc)
         reason = (R.INSUFFICIENT_POINTS if "not enough" in text else R.OUT_OF_STOCK if "stock" in text
                   else R.NOT_ALLOWED)
@@ -206,5 +206,13 @@ def answer(s: Session, keys: RegistryKeys, req: Mapping[str, Any], now: dt.datet
     except OperationalError:
         s.rollback()
         log.warning("service request not answered: database busy", extra={"op": req["op"]})
+        return {**base, "ok": False, "reason": R.UNAVAILABLE, "result": {}}
+    except ForecourtError as exc:         # a value the rules refuse: the terminal shows "not allowed"
+        s.rollback()
+        log.warning("service request refused by a rule", extra={"op": req["op"], "error": type(exc).__name__})
+        return {**base, "ok": False, "reason": R.NOT_ALLOWED, "result": {}}
+    except Exception:                      # a fault here: answer now rather than leave the terminal waiting
+        s.rollback()
+        log.exception("service request failed", extra={"op": req["op"]})
         return {**base, "ok": False, "reason": R.UNAVAILABLE, "result": {}}
     return {**base, "ok": True, "reason": "", "result": result}
