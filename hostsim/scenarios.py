@@ -17,6 +17,7 @@ from hostsim.scenarios_bank import BANK_SCENARIOS
 from hostsim.scenarios_central import acl_cross_device
 from hostsim.scenarios_config import config_rollback
 from hostsim.scenarios_fleet import FLEET_SCENARIOS, FLEET_SIM_OPTIONS
+from hostsim.scenarios_loyalty import ISSUE15_SCENARIOS
 from hostsim.scenarios_provision import provision_new_device
 from hostsim.scenarios_pump import pump_faults, pump_offline_midsale
 from hostsim.scenarios_sync import sync_outage
@@ -260,6 +261,7 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "update-rollback": update_rollback,
     **USB_SCENARIOS,
     **FLEET_SCENARIOS,      # issue 14
+    **ISSUE15_SCENARIOS,    # issue 15
 }
 
 # Simulator options a scenario needs (defaults otherwise).

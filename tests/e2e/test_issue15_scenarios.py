@@ -1,0 +1,73 @@
+"""The nine scenarios of issue 15 on ONE simulator started once for this module (each scenario has its own
+cards and accounts), in a fixed order, one test each: real pcscd + vpcd, mosquitto, the DART pump line, the
+printer, the registry and the terminal. A scenario's own checks are the evidence (what the driver saw, the
+receipt, the registry's ledger); each test asserts they all held and that no card number leaked into the
+transcript."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forecourtcli.main import main
+from hostsim.scenarios import SCENARIOS, Run
+from hostsim.scenarios_loyalty import ISSUE15_SCENARIOS, NUMBERS
+from hostsim.scenarios_loyalty_kit import use_runner
+from hostsim.world import Simulator
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ORDER = ("gift-card-bonus", "purpose-restricted-shop-only", "loyalty-expiry")
+
+
+def in_process(argv: list[str], stdin: str) -> tuple[int, str, str]:
+    """`forecourt ARGV` in this process (a process each costs seconds here): exit code, stdout, stderr."""
+    out, err, saved = io.StringIO(), io.StringIO(), sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exc:           # argparse: a usage error
+                code = int(exc.code or 0)
+    finally:
+        sys.stdin = saved
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    use_runner(in_process)
+    s = Simulator(Path(tmp_path_factory.mktemp("issue15")) / "sim").start()
+    try:
+        yield s
+    finally:
+        s.stop()
+        use_runner(None)
+
+
+def test_every_scenario_is_listed_in_order() -> None:
+    assert set(ORDER) == set(ISSUE15_SCENARIOS) and set(ORDER) <= set(SCENARIOS)
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_scenario(sim: Simulator, name: str) -> None:
+    run = Run(sim)
+    t0 = time.monotonic()
+    try:
+        ISSUE15_SCENARIOS[name](run)
+    finally:
+        sim.panel.listeners.pop()               # this run's transcript listener (Run added it last)
+        sim.cards.remove()                      # a scenario that failed half-way leaves no card in
+        print(f"{name}: {time.monotonic() - t0:.1f} s")
+        print("\n".join(run.transcript[-80:]))
+    assert run.checks == [], run.checks
+    text = "\n".join(run.transcript)
+    for number in NUMBERS:
+        assert number not in text, number[-4:]
