@@ -1,9 +1,10 @@
 """Paper vouchers for a volume of a product, redeemed once network-wide by typing their code (issue 15).
 
 A code is 19 digits typed on the PIN pad: 18 from `secrets` and a Luhn check digit (ISO/IEC 7812-1
-annex B), printed in groups of four; 19 is the most a terminal seals (contracts.panseal, as card numbers). The registry keeps only a keyed digest of it (HMAC-SHA256 under a
-key derived from the card-token key, `code_key`) and its last four digits as a hint for operators; the
-code itself is in no log, error or audit entry.
+annex B), printed in groups of four; 19 is the most a terminal seals (contracts.panseal, as card
+numbers). The registry keeps only a keyed digest of it (HMAC-SHA256 under a key derived from the
+card-token key, `code_key`) and its last four digits as a hint for operators; the code itself is in no
+log, error or audit entry.
 
 `redeem` turns a voucher from issued to redeemed with one conditional UPDATE (... WHERE status =
 'issued'): of two terminals at the same moment one gets the voucher, the other "used". It commits what
