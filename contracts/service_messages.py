@@ -56,11 +56,50 @@ def _list_of(item: Mapping[str, Check], most: int) -> Check:
     return check
 
 
+def _map_of(item: Mapping[str, Check], most: int) -> Check:
+    """An object of up to `most` names (ids, "-" for none) to objects of `item`'s fields."""
+    def check(v: Any) -> bool:
+        if not isinstance(v, dict) or len(v) > most or not all(isinstance(k, str) and _ID(k) for k in v):
+            return False
+        try:
+            for x in v.values():
+                _fields(x, item)
+        except MessageError:
+            return False
+        return True
+    return check
+
+
 def _fields(doc: Any, schema: Mapping[str, Check]) -> None:
     if not isinstance(doc, dict):
         raise MessageError("payload field is not an object")
     m.encode(doc, schema)        # checks every field (the bytes are not used)
 
+
+def _is(doc: Any, schema: Mapping[str, Check]) -> bool:
+    try:
+        _fields(doc, schema)
+    except MessageError:
+        return False
+    return True
+
+
+_WHEN = matching(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")     # UTC, to the second
+_COUNT = int_range(0, 10**13)
+# one group of a shift's sales: dispensing sales, litres (cl), the pumps' amount and what was charged (cents)
+_TOTALS: Mapping[str, Check] = {"sales": _COUNT, "volume_cl": _COUNT, "amount_cents": _COUNT,
+                                "charged_cents": _COUNT}
+# an attendant's action in the shift (its details stay in the terminal's journal: nothing secret travels)
+_ACTION: Mapping[str, Check] = {"at": _WHEN, "attendant": _ID, "action": _CODE,
+                                "subject": matching(r"[^\x00-\x1f]{0,64}")}
+_SHIFT: Mapping[str, Check] = {
+    "shift": int_range(1, 2**62), "attendant": _ID, "opened_at": _WHEN, "closed_at": _WHEN,
+    "after_seq": int_range(0, 2**62), "last_seq": int_range(0, 2**62),     # the shift's sale numbers
+    "total": lambda v: _is(v, _TOTALS), "by_product": _map_of(_TOTALS, 64),
+    "by_payment": _map_of(_TOTALS, 16), "by_attendant": _map_of(_TOTALS, 128), "topups_cents": _COUNT,
+    "cash_cents": _COUNT,
+    "actions": _list_of(_ACTION, 2000),
+}
 
 # What each operation takes besides request_id, terminal, station and op. A card is sealed to the request
 # (card_sealed, its medium when not a chip); an attendant is the one signed in at the terminal.
@@ -78,6 +117,8 @@ OPS: Mapping[str, Mapping[str, Check]] = {
     "attendant_signin": {**_CARD, "pin_block": _PIN_BLOCK},
     # cash taken by an attendant and put on a prepaid, gift or fleet money wallet
     "topup": {**_CARD, "attendant": _ID, "amount_cents": int_range(1, 10**8)},
+    # a terminal's Z report (firmware.attendant.shift), sent until stored: kept once per terminal and shift
+    "shift_close": _SHIFT,
 }
 # a movement's date and time are the loyalty account's wall clock (what the cardholder lived)
 _HISTORY: Mapping[str, Check] = {"date": matching(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"),
@@ -95,6 +136,7 @@ RESULTS: Mapping[str, Mapping[str, Check]] = {
     "attendant_signin": {"attendant": _ID, "name": _TEXT, "role": _CODE},
     "topup": {"masked": _MASKED, "paid_cents": _MONEY, "bonus_cents": _MONEY, "balance_cents": int_range(
         -(10**12), 10**12)},
+    "shift_close": {"stored": _BOOL},      # False: this shift's report was stored before
 }
 _OP = matching("|".join(OPS))
 

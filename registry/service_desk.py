@@ -1,5 +1,5 @@
 """The registry's answers to a terminal's service requests (contracts.service_messages): loyalty lookups and
-redemptions, vouchers, attendant sign-in and cash top-ups.
+redemptions, vouchers, attendant sign-in, cash top-ups and a shift's Z report.
 
 Each operation is one function from the request to its result; a refusal is a Refused with a
 ServiceReason. A card number or voucher code is opened here from the request it is sealed to, under the
@@ -11,6 +11,7 @@ operation books, or rolls it back on a refusal.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from registry import attendants, prepaid, vouchers
 from registry.keys import RegistryKeys
 from registry.loyalty import history, rewards
 from registry.loyalty.points import PointsError
-from registry.models import Attendant, Card, Device, LoyaltyMember, Reward, RewardStock
+from registry.models import Attendant, Card, Device, LoyaltyMember, Reward, RewardStock, ShiftReport
 
 __all__ = ["Refused", "answer"]
 
@@ -182,9 +183,42 @@ def topup(a: Ask) -> dict[str, Any]:
             "balance_cents": (done.bonus or done.paid).balance_after}
 
 
+def _utc(when: str) -> dt.datetime:
+    return dt.datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ")
+
+
+# actions audited when the registry was asked (a top-up, a reward) or by their own check (a sign-in)
+_AUDITED_BEFORE = ("topup", "redeem", "convert", "voucher")
+
+
+def shift_close(a: Ask) -> dict[str, Any]:
+    """A terminal's Z report: kept once per terminal and shift (ShiftReport, totals as sent), and each
+    attendant action in it audited (registry.attendants.audit_action) once, when the report is stored."""
+    req, terminal = a.req, a.device.id
+    if a.s.scalar(select(ShiftReport.id).where(ShiftReport.terminal == terminal,
+                                               ShiftReport.shift == req["shift"])) is not None:
+        return {"stored": False}
+    totals = {k: req[k] for k in ("after_seq", "last_seq", "total", "by_product", "by_payment",
+                                  "by_attendant", "topups_cents", "cash_cents")}
+    a.s.add(ShiftReport(terminal=terminal, shift=req["shift"], opened_at=_utc(req["opened_at"]),
+                        closed_at=_utc(req["closed_at"]), attendant_id=req["attendant"],
+                        totals=json.dumps(totals, sort_keys=True), received_at=a.now))
+    where = {"terminal": terminal, "station": req["station"], "shift": req["shift"]}
+    for act in req["actions"]:
+        if (act["action"] not in attendants.ACTIONS or act["action"] in _AUDITED_BEFORE
+                or a.s.get(Attendant, act["attendant"]) is None):
+            continue
+        subject = act["subject"] or f"shift:{terminal}:{req['shift']}"
+        attendants.audit_action(a.s, act["attendant"], act["action"], subject, {**where, "at": act["at"]},
+                                a.now)
+    a.s.flush()
+    return {"stored": True}
+
+
 OPERATIONS: Mapping[str, Callable[[Ask], dict[str, Any]]] = {
     "loyalty_lookup": loyalty_lookup, "loyalty_redeem": loyalty_redeem, "voucher_redeem": voucher_redeem,
     "voucher_release": voucher_release, "attendant_signin": attendant_signin, "topup": topup,
+    "shift_close": shift_close,
 }
 
 

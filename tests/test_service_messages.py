@@ -23,6 +23,14 @@ ARGS: dict[str, dict[str, Any]] = {
     "voucher_release": {"voucher": 7},
     "attendant_signin": {"card_sealed": SEALED, "pin_block": "0" * 32},
     "topup": {"card_sealed": SEALED, "attendant": "A-1", "amount_cents": 5000},
+    "shift_close": {"shift": 3, "attendant": "A-1", "opened_at": "2026-12-01T06:00:00Z",
+                    "closed_at": "2026-12-01T14:00:00Z", "after_seq": 40, "last_seq": 42,
+                    "total": {"sales": 2, "volume_cl": 3000, "amount_cents": 4977, "charged_cents": 4977},
+                    "by_product": {"B7": {"sales": 2, "volume_cl": 3000, "amount_cents": 4977,
+                                          "charged_cents": 4977}},
+                    "by_payment": {}, "by_attendant": {}, "topups_cents": 0, "cash_cents": 0,
+                    "actions": [{"at": "2026-12-01T07:00:00Z", "attendant": "A-1", "action": "reprint",
+                                 "subject": "sale:1"}]},
 }
 RESULTS: dict[str, dict[str, Any]] = {
     "loyalty_lookup": {"masked": "707700******0019", "balance": 120, "tier": "silver", "pooled": False,
@@ -34,6 +42,7 @@ RESULTS: dict[str, dict[str, Any]] = {
     "voucher_release": {},
     "attendant_signin": {"attendant": "A-1", "name": "Ann", "role": "attendant"},
     "topup": {"masked": "707700******0019", "paid_cents": 10000, "bonus_cents": 1000, "balance_cents": 11000},
+    "shift_close": {"stored": True},
 }
 
 
@@ -96,3 +105,17 @@ def test_history_is_at_most_thirty_movements_and_each_is_checked() -> None:
         sv.encode_response(doc | {"result": result | {"history": [row] * 31}})
     with pytest.raises(MessageError):
         sv.encode_response(doc | {"result": result | {"history": [row | {"date": "yesterday"}]}})
+
+
+@pytest.mark.parametrize("change", [
+    {"total": {"sales": 2, "volume_cl": -1, "amount_cents": 0, "charged_cents": 0}},
+    {"by_product": {"B 7": {"sales": 0, "volume_cl": 0, "amount_cents": 0, "charged_cents": 0}}},
+    {"by_payment": {"cash": {"sales": 0}}},
+    {"actions": [{"at": "2026-12-01 07:00", "attendant": "A-1", "action": "reprint", "subject": ""}]},
+    {"actions": [{"at": "2026-12-01T07:00:00Z", "attendant": "A-1", "action": "reprint", "subject": "",
+                  "detail": {"pin": "1234"}}]},
+    {"closed_at": "yesterday"},
+])
+def test_a_z_report_with_a_malformed_part_is_refused(change: dict[str, Any]) -> None:
+    with pytest.raises(MessageError):
+        sv.encode_request(BASE | {"op": "shift_close"} | ARGS["shift_close"] | change)

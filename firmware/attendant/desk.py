@@ -19,10 +19,10 @@ from typing import Any, Protocol
 from contracts.errors import ForecourtError, HostUnavailable, SaleCancelled
 from contracts.pump import PumpController
 from contracts.screens import Screen
-from contracts.service_messages import OPS, ServiceReason
+from contracts.service_messages import ServiceReason
 from firmware.attendant import actions
 from firmware.attendant.cash import CashProgram
-from firmware.attendant.shift import ShiftBook
+from firmware.attendant.shift import ShiftBook, close_request
 from firmware.attendant.signin import CardNumber, Refusal, Session, SignInGate, card_of, find
 from firmware.programs.base import Cardholder, CardIn
 from firmware.sale.runner import SaleRunner
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 ITEMS = ("cash_prepay", "topup", "redeem", "movements", "clear_pump", "settle_open", "reprint", "x_report",
          "z_report", "sign_out")
-SHIFT_CLOSE = "shift_close"          # the service operation that takes a Z report, when the contracts have it
+SHIFT_CLOSE = "shift_close"          # the service operation that stores a Z report (and audits its actions)
 
 
 class DeskPort(Cardholder, Protocol):
@@ -139,12 +139,16 @@ class Desk:
 
     def send_unsent(self) -> None:
         """Z reports the registry has not acknowledged: sent while it is reached (store and forward)."""
-        if SHIFT_CLOSE not in OPS or not self.gate.host.online:
+        if not self.gate.host.online:
             return
         for doc in self.book.unsent():
             try:
-                answer = self.service.ask(SHIFT_CLOSE, {"report": dict(doc)})
+                answer = self.service.ask(SHIFT_CLOSE, close_request(doc))
             except HostUnavailable:
+                return
+            except ForecourtError as exc:       # a report the wire refuses: kept here, logged
+                log.error("Z report not sendable", extra={"alarm": "z_report", "shift": doc["shift"],
+                                                          "error": str(exc)})
                 return
             if answer.ok:
                 self.book.sent(int(doc["shift"]))

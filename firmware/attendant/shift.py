@@ -8,6 +8,7 @@ shift's Z report), "shift:unsent:<shift>" (a Z report the registry has not ackno
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
@@ -18,11 +19,12 @@ from contracts.errors import JournalError
 from firmware.attendant.report import CashIn, Shift, ShiftReport, build_report
 from firmware.sale.journal import Journal
 
-__all__ = ["ShiftBook"]
+__all__ = ["ShiftBook", "close_request"]
 
 log = logging.getLogger(__name__)
 
 _CURRENT = "shift:current"
+MOST_ACTIONS = 2000      # a Z report's actions sent to the registry (all stay in the journal)
 
 
 def _act_prefix(shift: int) -> str:
@@ -107,3 +109,19 @@ class ShiftBook:
 
     def sent(self, shift: int) -> None:
         self.journal.delete(f"shift:unsent:{shift:08d}")
+
+
+def _iso(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def close_request(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A kept Z report as the service request shift_close carries it (contracts.service_messages): the
+    totals, and each action's time, attendant, action and subject (its details stay here)."""
+    return {"shift": doc["shift"], "attendant": doc["attendant"], "opened_at": _iso(doc["opened_at"]),
+            "closed_at": _iso(doc["closed_at"]), "after_seq": doc["after_seq"], "last_seq": doc["last_seq"],
+            "total": doc["total"], "by_product": doc["by_product"], "by_payment": doc["by_payment"],
+            "by_attendant": doc["by_attendant"], "cash_cents": doc["cash_cents"],
+            "topups_cents": sum(int(c) for _, c in doc["topups"].values()),
+            "actions": [{"at": _iso(a["at"]), "attendant": a["attendant"], "action": a["action"],
+                         "subject": str(a["subject"])[:64]} for a in doc["actions"][:MOST_ACTIONS]]}
