@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import doctest
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
@@ -203,3 +204,19 @@ def test_doc_fits_a_station_and_refuses_what_does_not() -> None:
 def test_malformed_doc_is_a_message_error(doc: dict[str, object]) -> None:
     with pytest.raises(MessageError):
         programme_from_doc(doc)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 20_000), st.integers(0, 5000), st.integers(0, 500), st.integers(0, 100),
+       st.sampled_from(list(TIERS)), st.booleans())
+def test_order_as_documented_bonus_before_or_after_a_multiplier(volume_cl: int, milli: int, pct: int,
+                                                                bonus: int, tier: str, first: bool) -> None:
+    rule = EarnRule("*", "volume", milli)
+    base = Fraction(milli * volume_cl, 100_000)                  # thousandths per litre, centilitres
+    after = Fraction(300 if first else 100, 100) * Fraction(TIERS[tier], 100)
+    plus, times = Promotion("+", 1, bonus_points=bonus), Promotion("x", 2, multiplier_pct=pct)
+    facts = sale(product="95", volume_cl=volume_cl)
+    p = Programme((rule,), (plus, times), tiers=TIERS)
+    q = Programme((rule,), (dataclasses.replace(plus, position=3), times), tiers=TIERS)
+    assert earn(p, facts, tier=tier, first_use=first).points == int((base + bonus) * pct / 100 * after)
+    assert earn(q, facts, tier=tier, first_use=first).points == int((base * pct / 100 + bonus) * after)
