@@ -124,6 +124,12 @@ class FleetSection:
 
 
 @dataclass(frozen=True)
+class LoyaltySection:
+    """The network's loyalty cards: a chip's card record or a swiped number with one of these prefixes."""
+    iins: tuple[str, ...] = ("707701",)
+
+
+@dataclass(frozen=True)
 class AccessibilitySection:
     """docs/accessibility.md: what the CLEAR key adds to a timed prompt."""
 
@@ -139,6 +145,7 @@ class TerminalConfig:
     bank: BankSection = field(default_factory=BankSection)
     accessibility: AccessibilitySection = field(default_factory=AccessibilitySection)
     fleet: FleetSection = field(default_factory=FleetSection)
+    loyalty: LoyaltySection = field(default_factory=LoyaltySection)
     source: str = ""
 
     @property
@@ -230,6 +237,8 @@ def _check_values(cfg: TerminalConfig) -> None:
     _check_network(cfg)
     if not all(re.fullmatch(r"[0-9]{1,11}", iin) for iin in cfg.fleet.iins):
         raise ConfigError("fleet.iins must list card number prefixes of 1..11 digits", key="fleet.iins")
+    if not all(re.fullmatch(r"[0-9]{1,11}", iin) for iin in cfg.loyalty.iins):
+        raise ConfigError("loyalty.iins must list card number prefixes of 1..11 digits", key="loyalty.iins")
     bank = cfg.bank
     if not 0 < bank.preauth_cents < 10**8:
         raise ConfigError("bank.preauth_cents must be positive", key="bank.preauth_cents")
@@ -269,7 +278,7 @@ def _section(name: str, cls: type, raw: Any, defaults: dict[str, str] | None = N
 
 _SECTIONS = {"terminal": TerminalSection, "mqtt": MqttSection, "devices": DevicesSection,
              "timeouts": TimeoutsSection, "bank": BankSection, "accessibility": AccessibilitySection,
-             "fleet": FleetSection}
+             "fleet": FleetSection, "loyalty": LoyaltySection}
 
 
 def load_config(path: str | os.PathLike[str], *, profile: str | None = None) -> TerminalConfig:

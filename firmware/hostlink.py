@@ -109,7 +109,15 @@ def sale_payload(rec: SaleRecord, terminal: str, station: str) -> dict[str, Any]
         "recovered": rec.recovered, "flags": list(rec.flags),
         # an offline fleet sale: the card number sealed to the sale (no auth_id to find the card by)
         **{k: rec.data[k] for k in ("card_sealed", "medium") if isinstance(rec.data.get(k), str)},
+        **_loyalty(rec),
     }
+
+
+def _loyalty(rec: SaleRecord) -> dict[str, str]:
+    """A loyalty card shown before paying: its number sealed to the sale (firmware.programs.loyalty)."""
+    doc = rec.adjuncts.get("loyalty", {})
+    kept = {"loyalty_sealed": doc.get("sealed"), "loyalty_medium": doc.get("medium")}
+    return {k: v for k, v in kept.items() if isinstance(v, str)} if isinstance(doc.get("sealed"), str) else {}
 
 
 class HostLink:

@@ -42,6 +42,7 @@ __all__ = [
     "SaleSteps",
     "Swipe",
     "Transmitter",
+    "TypedCode",
 ]
 
 
@@ -69,7 +70,18 @@ class Contactless:
     uid: bytes
 
 
-CardIn = ChipCard | DeadChip | Swipe | Contactless
+@dataclass(frozen=True)
+class TypedCode:
+    """A code typed on the keypad (a paper voucher's): never in a repr, a log or the journal."""
+    code: str = field(repr=False)
+
+    @property
+    def hint(self) -> str:
+        """The last four digits, as operators see a voucher (registry.vouchers)."""
+        return self.code[-4:]
+
+
+CardIn = ChipCard | DeadChip | Swipe | Contactless | TypedCode
 
 
 # -- what a program answers ---------------------------------------------------------------------------
@@ -189,8 +201,9 @@ class SaleSteps(Protocol):
         """A free, priced pump the cardholder picked; raises Declined or SaleCancelled."""
         ...
 
-    def begin(self, pump: int, pan: str) -> str:
-        """Journal a new sale (state created) for this card; returns its id."""
+    def begin(self, pump: int, pan: str, *, masked: str | None = None) -> str:
+        """Journal a new sale (state created) for this card; returns its id. masked: the card as journaled
+        when not mask_number(pan) (a voucher: its hint only)."""
         ...
 
     def authorizing(self, data: Mapping[str, Any] | None = None) -> None:
@@ -232,6 +245,15 @@ class Adjunct(Protocol):
 
     def discount(self, doc: Mapping[str, Any], figures: Figures) -> int:
         """Cents taken off what the payment program charges."""
+        ...
+
+    # optional (an adjunct without them journals its document as claimed and shows no fields):
+    def bind(self, doc: Mapping[str, Any], sale_id: str) -> Mapping[str, Any]:
+        """The document the journal keeps once the payment's sale begins (a card number sealed to it)."""
+        ...
+
+    def shown(self, doc: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Fields of the "card read" screen (a loyalty balance)."""
         ...
 
     def receipt(self, doc: Mapping[str, Any], sale: SaleRecord) -> list[ReceiptLine]: ...

@@ -268,6 +268,8 @@ class PumpWork:
             if doc is not None:
                 discount += max(0, adjunct.discount(doc, figures))
         charged = figures.amount_cents - min(discount, figures.amount_cents)
+        if getattr(w.program(rec.program), "prepaid", False):
+            charged = 0         # paid before the sale (a paper voucher)
         w.journal.transition(rec.id, rec.state, nozzle=figures.nozzle, product=figures.product,
                              volume_cl=figures.volume_cl, amount_cents=figures.amount_cents,
                              charged_cents=charged, price_milli=figures.price_milli,
