@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from psec.pinblock import encipher_pinblock_iso_4
@@ -32,6 +32,7 @@ from firmware.sale.journal import Journal
 from firmware.sale.machine import SaleState
 from firmware.sale.record import Preset
 from firmware.service_client import ServiceClient
+from firmware.terminal.serve import Loop, _one_sale
 from registry import attendants
 from registry.loyalty import admin, points, rewards
 from registry.models import AuditEntry, Device, ShiftReport
@@ -89,6 +90,12 @@ class Port(ScriptedCardholder):
     def menu(self, screen: Screen, items: Sequence[str], **fields: Any) -> int:
         self.screens.append((screen, {"items": list(items), **fields}))
         return int(self._next("menu"))
+
+    def begin(self) -> None:
+        self.asked.append("begin")
+
+    def end(self) -> None:
+        self.asked.append("end")
 
 
 def _block(pin: str, number: str = CLERK) -> bytes:
@@ -285,7 +292,8 @@ def test_a_z_report_closes_the_shift_keeps_it_for_the_registry_and_opens_the_nex
     with env.sessions() as s:
         [row] = s.scalars(select(ShiftReport)).all()
         assert (row.terminal, row.shift, row.attendant_id) == ("T-0001", 1, "A-1")
-        assert json.loads(row.totals)["total"] == z["total"] and json.loads(row.totals)["cash_cents"] == 830 + 2489
+        kept = json.loads(row.totals)
+        assert kept["total"] == z["total"] and kept["cash_cents"] == 830 + 2489
         audited = s.scalars(select(AuditEntry.action).where(AuditEntry.actor == "attendant:A-1")
                             .order_by(AuditEntry.id)).all()
     assert [a for a in audited if a.startswith("attendant.")][-4:] == [
@@ -301,3 +309,17 @@ def test_a_z_report_closes_the_shift_keeps_it_for_the_registry_and_opens_the_nex
     assert "Z REPORT - SHIFT 1" in z_paper and "Per attendant" in z_paper
     assert rig.book.current().number == 2 and rig.book.report().total.sales == 0
     assert z["closed_at"] >= z["opened_at"] and z["attendant"] == "A-1"
+
+
+def test_the_terminal_loop_hands_an_attendants_card_to_the_desk_before_any_program(env: Env,
+                                                                                  tmp_path: Path) -> None:
+    port = Port(pin=[_block("2580")], menu=[*_menu("sign_out")])
+    rig = Rig(env, tmp_path, port)
+    loop = Loop(runner=rig.runner, port=cast(Any, port), reader=cast(Any, None), stripes=None,
+                pumps=rig.pumps, host=cast(Any, rig.host), pump_numbers=(1,), sells_offline=False,
+                desk=rig.desk)
+    _one_sale(loop, rig.attendant_card())
+    assert [a["action"] for a in rig.book.actions(1)] == ["sign_in", "sign_out"]
+    assert Screen.CARD_NOT_ACCEPTED not in port.shown()
+    _one_sale(loop, Swipe(Track2(STRANGER, "2912", "101", "")))     # no program here takes it
+    assert port.shown()[-1] is Screen.CARD_NOT_ACCEPTED and port.asked.count("begin") == 2
