@@ -73,6 +73,7 @@ class Host:
     def online(self) -> bool:
         return self.link.up
 
+    @property
     def config(self) -> dict[str, Any]:
         return {"attendants": self.entries}
 

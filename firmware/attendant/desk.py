@@ -70,7 +70,7 @@ class Desk:
 
     def __call__(self, card: CardIn) -> bool:
         """Serve an attendant's card: True when it was one (the session ran), False: not an attendant's."""
-        if not (self.gate.host.config() or {}).get("attendants"):
+        if not (self.gate.host.config or {}).get("attendants"):
             return False                     # no attendant in the configuration: no card read for one
         read = card_of(card)
         entry = find(self.gate.host, read) if read is not None else None

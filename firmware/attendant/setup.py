@@ -10,7 +10,8 @@ from firmware.attendant.cash import CashProgram
 from firmware.attendant.desk import Desk, DeskPort
 from firmware.attendant.present import Presenter, Reader, Stripes
 from firmware.attendant.shift import ShiftBook
-from firmware.attendant.signin import Host, SignInGate, find
+from firmware.attendant.signin import SignInGate, find
+from firmware.hostlink import HostLink
 from firmware.programs.base import CardIn
 from firmware.sale.runner import SaleRunner
 from firmware.service_client import ServiceClient
@@ -20,14 +21,13 @@ __all__ = ["build_desk"]
 TRIES = 5        # wrong PINs before an offline lockout (the registry's attendant_tries default)
 
 
-def build_desk(runner: SaleRunner, port: DeskPort, host: Any, reader: Reader, stripes: Stripes | None,
+def build_desk(runner: SaleRunner, port: DeskPort, host: HostLink, reader: Reader, stripes: Stripes | None,
                read: Callable[[Any], CardIn | None], keys: Callable[[float], str | None], *,
                timeout: float) -> Desk:
-    """host: firmware.hostlink.HostLink; keys: the panel's read_key; timeout: a prompt's seconds."""
+    """keys: the panel's read_key; timeout: a prompt's seconds."""
     journal = runner.world.journal
-    registry: Host = host
-    gate = SignInGate(registry, ServiceClient(host), journal, time.time, tries=TRIES)
-    presenter = Presenter(reader, stripes, read, lambda card: find(registry, card) is not None, keys,
+    gate = SignInGate(host, ServiceClient(host), journal, time.time, tries=TRIES)
+    presenter = Presenter(reader, stripes, read, lambda card: find(host, card) is not None, keys,
                           timeout=timeout)
     cash = next((p for p in runner.world.programs if isinstance(p, CashProgram)), None)
     return Desk(runner=runner, port=port, gate=gate, book=ShiftBook(journal, time.time),

@@ -71,6 +71,7 @@ class Refusal:
 class Host(Protocol):
     @property
     def online(self) -> bool: ...
+    @property
     def config(self) -> dict[str, Any] | None: ...
     def stop_entry(self, number: str) -> str: ...
 
@@ -102,7 +103,7 @@ def card_of(card: CardIn) -> CardNumber | None:
 
 def find(host: Host, card: CardNumber) -> Entry | None:
     """The configuration's attendant whose card this is, or None."""
-    entries = (host.config() or {}).get("attendants") or []
+    entries = (host.config or {}).get("attendants") or []
     if not entries:
         return None
     mine = host.stop_entry(CARD_PREFIX + card.number)
