@@ -7,7 +7,7 @@ stores the synced SALE and books the points."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,10 @@ assert luhn_ok(LOYAL) and luhn_ok(STRANGER)
 
 class DeskLink:
     """The MQTT link's request/response as firmware.service_client uses it, answered by the registry's
-    service desk at once (the registry's server does the same on the broker)."""
+    service desk at once (the registry's server does the same on the broker), on the registry's clock."""
 
-    def __init__(self, env: Env) -> None:
-        self.env, self.requests = env, 0
+    def __init__(self, env: Env, now: Callable[[], dt.datetime] = lambda: NOW) -> None:
+        self.env, self.requests, self.now = env, 0, now
         self.connected = True
 
     def request(self, topic: str, payload: bytes, inbox: str, timeout: float) -> bytes:
@@ -59,7 +59,7 @@ class DeskLink:
         self.requests += 1
         req = sv.decode_request(payload)
         with self.env.sessions() as s:
-            return sv.encode_response(answer(s, self.env.keys, req, NOW))
+            return sv.encode_response(answer(s, self.env.keys, req, self.now()))
 
 
 class Host:
@@ -116,20 +116,24 @@ class Terminal:
     """One pump, the house card paying, the loyalty adjunct riding along; the journal is real."""
 
     def __init__(self, tmp: Path, env: Env) -> None:
-        self.link = DeskLink(env)
+        self.clock = FakeClock()
+        self.link = DeskLink(env, self.utc)
         self.host = Host(self.link)
         with env.sessions() as s:
             settings = config_settings(s, STATION, NOW.date())
         self.host.body = {"programs": [{"name": "loyalty", "enabled": 1, "settings": settings}]}
         self.adjunct = LoyaltyAdjunct(self.host, ServiceClient(self.host).ask, station=STATION,
                                       programme=lambda: configured_programme(self.host.body))
-        self.clock = FakeClock()
         self.pumps = FakePumps(self.clock)
-        self.port = ScriptedCardholder(vehicle=["4711"])
+        self.port = ScriptedCardholder(vehicle=["4711", "4712"])
         self.printer = ListPrinter()
         self.journal = Journal(tmp / "journal.db")
         self.runner = make_runner(self.journal, [HouseCard()], self.port, self.pumps, self.printer,
                                   self.clock, adjuncts=[self.adjunct])
+
+    def utc(self) -> dt.datetime:
+        """The terminal's clock as the registry's (naive UTC): the lookup and the sale on one day."""
+        return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC).replace(tzinfo=None)
 
     def sale(self, loyalty: Any) -> str:
         self.pumps.customer("lift", ("flow", 1500), "hang_up")
@@ -162,7 +166,9 @@ def test_a_loyalty_card_is_a_chip_or_stripe_with_a_loyalty_iin() -> None:
     assert loyalty_card(ChipCard(FleetChip(), b""), iins) is None               # a fleet card: its IIN
     assert loyalty_card(Swipe(Track2(FLEET_PAN, "2912", "101", "")), iins) is None
     assert loyalty_card(house_card_in(), iins) is None                          # no card record
-    assert loyalty_card(Contactless(bytes.fromhex("04A1B2C3D4E5F6")), iins) is None
+    tag = loyalty_card(Contactless(bytes.fromhex("04A1B2C3D4E5F6")), iins)     # a candidate: the registry
+    assert tag is not None and (tag.number, tag.medium) == ("U04A1B2C3D4E5F6", "tag")   # decides
+    assert loyalty_card(Contactless(b"\x01\x02"), iins) is None
 
 
 # -- online -----------------------------------------------------------------------------------------------
@@ -190,7 +196,7 @@ def test_the_registry_books_what_the_receipt_printed_from_the_sealed_sale(
     payload = sale_payload(terminal.journal.get(sale_id), TERMINAL, STATION)
     assert payload["loyalty_medium"] == "chip" and LOYAL not in str(payload)
     doc = m.decode(m.encode(payload, m.SALE), m.SALE)
-    synced = dt.datetime.fromtimestamp(terminal.clock.time(), dt.UTC).replace(tzinfo=None)
+    synced = terminal.utc()
     with env.sessions() as s:
         assert record_sale(s, doc, synced, env.keys)["status"] == "stored"
         s.commit()
@@ -290,3 +296,62 @@ def test_a_fleet_card_pays_after_the_loyalty_card_in_one_sale(tmp_path: Path, en
         assert any(line.startswith("Points earned") for line in t.printer.texts())
     finally:
         t.journal.close()
+
+
+def book(t: Terminal, env: Env, sale_id: str) -> int:
+    """The SALE stored by the registry as the terminal syncs it: the points it booked for the sale."""
+    doc = m.decode(m.encode(sale_payload(t.journal.get(sale_id), TERMINAL, STATION), m.SALE), m.SALE)
+    with env.sessions() as s:
+        assert record_sale(s, doc, t.utc(), env.keys)["reason"] == ""
+        s.commit()
+        earned = s.scalar(select(Movement.amount).where(Movement.key == f"earn:{sale_id}"))
+        return int(earned or 0)
+
+
+def test_the_first_use_bonus_is_on_the_receipt_as_the_registry_books_it(tmp_path: Path, env: Env,
+                                                                        member: int) -> None:
+    t = Terminal(tmp_path, env)
+    try:
+        with env.sessions() as s:         # a new card, issued on the sale's day and never used
+            fresh = admin.create_account(s, "Eve", issued_on=t.utc().date(), actor="op", now=NOW)
+            admin.add_card(s, env.keys, fresh.id, STRANGER, medium="chip", expiry="2912", actor="op", now=NOW)
+            s.commit()
+        sale_id = t.sale(chip(STRANGER))
+        assert t.journal.get(sale_id).adjuncts["loyalty"]["first_use"] is True
+        printed = {line.split("  ")[0]: line.split()[-1] for line in t.printer.texts()}
+        assert printed["Points earned"] == "150" and printed["Points balance"] == "150"   # 50 x 300 %
+        assert book(t, env, sale_id) == 150
+        second = t.sale(chip(STRANGER))                              # booked once: no bonus again
+        assert t.journal.get(second).adjuncts["loyalty"]["first_use"] is False
+    finally:
+        t.journal.close()
+
+
+TAG_UID = bytes.fromhex("04A1B2C3D4E5F6")
+
+
+def test_a_loyalty_tag_is_taken_when_the_registry_knows_it(terminal: Terminal, env: Env, member: int) -> None:
+    with env.sessions() as s:
+        admin.add_card(s, env.keys, member, "U04A1B2C3D4E5F6", medium="tag", expiry="2912", actor="op",
+                       now=NOW)
+        s.commit()
+    sale_id = terminal.sale(Contactless(TAG_UID))
+    rec = terminal.journal.get(sale_id)
+    doc = rec.adjuncts["loyalty"]
+    assert (doc["medium"], doc["masked"]) == ("tag", "U**********E5F6")
+    assert sale_payload(rec, TERMINAL, STATION)["loyalty_medium"] == "tag"
+    assert book(terminal, env, sale_id) == 50
+
+
+def test_a_payment_tag_is_left_to_pay_even_when_linked(terminal: Terminal, env: Env, member: int) -> None:
+    linked = bytes.fromhex("04112233445566")
+    with env.sessions() as s:
+        admin.link_card(s, env.keys, member, "U04112233445566", medium="tag", actor="op", now=NOW)
+        s.commit()
+    for uid in (linked, bytes.fromhex("04998877665544")):           # linked; unknown to loyalty
+        assert terminal.runner.serve(Contactless(uid)) is None
+        assert terminal.port.screens[-1][0] is Screen.CARD_NOT_ACCEPTED    # no program here takes tags
+    assert terminal.link.requests == 2
+    terminal.link.connected = False                                  # offline a tag is never asked about
+    assert terminal.runner.serve(Contactless(linked)) is None and terminal.link.requests == 2
+    assert not [f for s, f in terminal.port.screens if s is Screen.CARD_READ]

@@ -58,23 +58,29 @@ class LoyaltyAdjunct:
     # -- the card read -----------------------------------------------------------------------------------
     def claim(self, card: CardIn) -> Mapping[str, Any] | None:
         """The card's document (its number in memory only), or None: not a loyalty card, or one the
-        registry says it does not know (the programs then say "card not accepted")."""
+        registry says it does not know (the programs then say "card not accepted"). A tag is taken only
+        when the registry knows it as a loyalty card (a fleet tag, even one linked to a loyalty account,
+        goes on to pay)."""
         got = loyalty_card(card, self.iins)
         if got is None:
             return None
+        tag = got.medium == "tag"
         doc: dict[str, Any] = {"number": got.number, "medium": got.medium, "masked": got.masked,
                                "looked_up": False}
         if not self.host.online:
-            return doc
+            return None if tag else doc
         try:
             answer = self.ask("loyalty_lookup", card=got.number, medium=got.medium)
         except HostUnavailable as exc:
             log.warning("loyalty lookup failed", extra={"error": str(exc)})
-            return doc
+            return None if tag else doc
         if not answer.ok:
-            log.info("loyalty card refused", extra={"reason": answer.reason, "card": got.masked})
-            return None if answer.reason in ("unknown_card", "not_allowed") else doc
+            if not tag:
+                log.info("loyalty card refused", extra={"reason": answer.reason, "card": got.masked})
+            return None if tag or answer.reason in ("unknown_card", "not_allowed") else doc
         result = answer.result
+        if tag and result.get("linked") is not False:      # a payment tag (or a registry from before)
+            return None
         doc.update(looked_up=True, balance=int(result["balance"]), tier=str(result["tier"]),
                    pooled=bool(result["pooled"]), first_use=bool(result.get("first_use", False)))
         return doc

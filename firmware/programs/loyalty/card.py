@@ -1,6 +1,7 @@
-"""Which cards are loyalty cards: the chip's card record (the fleet application's, firmware.programs.fleet
-.card) or a swiped track 2 whose number carries a loyalty IIN. Tags carry no IIN: the terminal cannot tell a
-loyalty tag from a fleet tag without the registry, so tags are left to the payment programs this round."""
+"""Which cards may be loyalty cards: the chip's card record (the fleet application's, firmware.programs
+.fleet.card) or a swiped track 2 whose number carries a loyalty IIN, and any contactless tag by its UID. A
+tag carries no IIN: only the registry tells a loyalty tag from a fleet tag (firmware.programs.loyalty
+.adjunct asks it)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from dataclasses import dataclass
 
 from contracts.cards import mask_number
 from contracts.errors import CardError, CardNotAccepted
-from firmware.programs.base import CardIn, ChipCard, Swipe
+from contracts.panseal import TAG_NUMBER
+from firmware.programs.base import CardIn, ChipCard, Contactless, Swipe
 from firmware.programs.fleet.card import read_fleet_card
 
 __all__ = ["LOYALTY_IINS", "LoyaltyCard", "loyalty_card"]
@@ -19,7 +21,8 @@ LOYALTY_IINS = ("707701",)
 
 @dataclass(frozen=True, repr=False)
 class LoyaltyCard:
-    """number: the card's digits (in memory only, until the sale seals it); medium: chip or stripe."""
+    """number: the card's digits, or a tag's "U" and UID (in memory only, until the sale seals it);
+    medium: chip, stripe or tag."""
 
     number: str
     medium: str
@@ -33,7 +36,11 @@ class LoyaltyCard:
 
 
 def loyalty_card(card: CardIn, iins: tuple[str, ...]) -> LoyaltyCard | None:
-    """The loyalty card presented, or None: another card (a chip without the card record, another IIN)."""
+    """The loyalty card presented, or None: another card (a chip without the card record, another IIN).
+    A tag is a candidate only: the registry decides."""
+    if isinstance(card, Contactless):
+        number = "U" + card.uid.hex().upper()
+        return LoyaltyCard(number, "tag") if TAG_NUMBER.fullmatch(number) else None
     if isinstance(card, Swipe):
         pan = card.track.pan
         return LoyaltyCard(pan, "stripe") if pan.startswith(iins) else None
