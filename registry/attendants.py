@@ -5,9 +5,8 @@ that each terminal's configuration can name the card by that terminal's own keye
 only as a PBKDF2 verifier, contracts.signing.pin_verifier). Wrong PINs in a row past the programme setting
 attendant_tries lock the attendant out until an operator unlocks them. Every sign-in, refusal, lockout and
 operator change is an AuditEntry; nothing commits here (the caller does, also after a refused sign-in).
-
-Until the attendants table has a column for it, the sealed card number is kept in pin_verifier after the
-verifier: "VERIFIER|SEALED" (either part may be empty); _credentials() and _store() are the only readers.
+The card number is kept sealed under the KEK (card_sealed): each terminal's configuration entry is made
+from it.
 """
 
 from __future__ import annotations
@@ -56,7 +55,6 @@ _ID = re.compile(r"[A-Za-z0-9_.-]{1,16}", re.ASCII)     # the configuration's id
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,100}")
 _PIN = re.compile(r"[0-9]{4,6}", re.ASCII)
 _STATION = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
-_SEP = "|"
 
 
 class AttendantError(ForecourtError):
@@ -76,8 +74,7 @@ class SignIn:
 
 def _credentials(row: Attendant) -> tuple[str, str]:
     """(PIN verifier, sealed card number), each "" when not set."""
-    verifier, _, sealed = row.pin_verifier.partition(_SEP)
-    return verifier, sealed
+    return row.pin_verifier, row.card_sealed or ""
 
 
 def has_pin(row: Attendant) -> bool:
@@ -85,10 +82,10 @@ def has_pin(row: Attendant) -> bool:
 
 
 def _store(row: Attendant, *, verifier: str | None = None, sealed: str | None = None) -> None:
-    old_verifier, old_sealed = _credentials(row)
-    verifier = old_verifier if verifier is None else verifier
-    sealed = old_sealed if sealed is None else sealed
-    row.pin_verifier = f"{verifier}{_SEP}{sealed}" if sealed else verifier
+    if verifier is not None:
+        row.pin_verifier = verifier
+    if sealed is not None:
+        row.card_sealed = sealed or None
 
 
 def _get(s: Session, attendant_id: str) -> Attendant:

@@ -258,6 +258,8 @@ class Attendant(Base):
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     card_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # the card number sealed under the KEK: each terminal's configuration entry is made from it
+    card_sealed: Mapped[str | None] = mapped_column(Text)
     pin_verifier: Mapped[str] = mapped_column(String(200))
     failed_tries: Mapped[int] = mapped_column(default=0, server_default="0")
     # active locked withdrawn

@@ -125,7 +125,7 @@ def test_add_set_card_and_pin_keep_no_secret(db: Db) -> None:
         assert (row.name, row.role, row.stations, row.status) == ("Sam", "supervisor", "ST-001,ST-002",
                                                                   "active")
         assert row.card_token == db.keys.token(number(1)) and masked == "900100******" + number(1)[-4:]
-        verifier, sealed = row.pin_verifier.split("|")
+        verifier, sealed = row.pin_verifier, row.card_sealed or ""
         assert verifier.startswith("pbkdf2-sha256$600000$") and pin_matches(verifier, "2580")
         assert db.keys.open_number(sealed) == number(1)
         entries = audits(s)

@@ -240,7 +240,7 @@ def _allowances(s: Session, card: Card, account: Account, station: str, today: d
     groups = tuple(s.scalars(select(StationGroupMember.group)
                              .where(StationGroupMember.station_id == station)))
     known = s.scalars(select(Product).where(Product.code.in_({n.product_code for n in nozzles}))).all()
-    codes, kinds = {p.code: p.code3 for p in known}, {p.code: p.group for p in known}   # kinds: products.group
+    codes, kinds = {p.code: p.code3 for p in known}, {p.code: p.group for p in known}   # kinds: group
     left = rules.remaining(usage.limit_views(s, card, account, ask.now) + legacy_limit(s, card, ask.now))
     found: list[tuple[Allowance, Wallet]] = []
     plan: dict[str, tuple[Allowance, Wallet]] = {}

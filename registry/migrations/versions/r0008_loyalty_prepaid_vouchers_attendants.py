@@ -25,6 +25,7 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=16), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.Column('card_token', sa.String(length=64), nullable=True),
+    sa.Column('card_sealed', sa.Text(), nullable=True),
     sa.Column('pin_verifier', sa.String(length=200), nullable=False),
     sa.Column('failed_tries', sa.Integer(), server_default='0', nullable=False),
     sa.Column('status', sa.String(length=16), server_default='active', nullable=False),
