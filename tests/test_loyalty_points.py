@@ -333,3 +333,22 @@ def test_one_earn_booked_by_two_sessions_at_once_counts_once(any_sm: sessionmake
         assert wallet is not None and wallet.balance == 70
         assert len(s.scalars(select(PointAward).where(PointAward.wallet_id == wid)).all()) == 1
         assert points.check(s) == []
+
+
+def test_pool_moves_the_awards_before_a_date_once_and_pays_the_target_debt(sm: sessionmaker[Session]) -> None:
+    with sm() as s:
+        source, target = make_loyalty(s), make_loyalty(s)
+        earn(s, source, 30, "p-old", earned_at=NOW - 9 * DAY)
+        earn(s, source, 20, "p-new", earned_at=NOW)
+        earn(s, target, 10, "t")
+        points.spend(s, target, 10, key="redeem:t", at=NOW)
+        points.reverse_earn(s, "t", NOW, "ops")                      # the target owes 10
+        assert points.pool(s, source, target, before=NOW, key="pool:x:2026-11", at=NOW) == 30
+        assert (source.balance, target.balance) == (20, 20)
+        moved = s.scalars(select(PointAward).join(Movement, Movement.id == PointAward.movement_id)
+                          .where(Movement.kind == "transfer_in")).one()
+        assert (moved.points, moved.remaining, moved.earned_at, moved.station_id) == (30, 20, NOW - 9 * DAY,
+                                                                                     None)
+        assert points.pool(s, source, target, before=NOW + DAY, key="pool:x:2026-11", at=NOW) == 0   # once
+        assert points.pool(s, source, source, before=NOW + DAY, key="pool:self", at=NOW) == 0
+        assert points.check(s) == []

@@ -4,10 +4,11 @@ For month M (YYYY-MM), per account with a points wallet, once M is over in the a
 1. expiry: points still left of awards earned before the cutoff expire, one movement
    "expiry:{wallet}:{M}" taking exactly those awards (the oldest, so the oldest points only). The cutoff is
    the first day after M, expiry_months back: by M's end those points are at least expiry_months old.
-2. pooling: a member account with a pool account (LoyaltyMember.pool_account_id) moves what is left of each
-   award earned by M's end into the pool's wallet, one transfer pair per award
-   ("pool:{member}:{M}:{award}:out|in"), the new award dated as the original so expiry stays fair. The new
-   award has no station: the station was credited for the points once, when they were earned.
+2. pooling: a member account with a pool account (LoyaltyMember.pool_account_id) moves what is left of its
+   awards earned by M's end into the pool's wallet: one transfer_out "pool:{member}:{M}", one transfer_in
+   per award ("pool:{member}:{M}:{award}") whose new award is dated as the original so expiry stays fair.
+   The new award has no station: the station was credited for the points once, when they were earned.
+   Points given back to a member after its pooling wait for the next month's.
 3. tiers: the review hook (registry.loyalty.tiers.review by default in run_close) with M's end as now, so
    a second run of the month gives the same tier.
 Each step is keyed by the month: a second run books nothing twice. `close_account` and `close_month` do
@@ -132,25 +133,11 @@ def _expire(s: Session, wallet: Wallet, month: str, cutoff: dt.datetime, now: dt
 
 def _pool(s: Session, wallet: Wallet, member: LoyaltyMember, month: str, end: dt.datetime,
           now: dt.datetime, actor: str) -> int:
-    pool_id = member.pool_account_id
-    if pool_id is None:
+    if member.pool_account_id is None:
         return 0
-    target = points.points_wallet(s, pool_id)
-    for each in sorted((wallet, target), key=lambda w: w.id):      # one order: two closes never deadlock
-        points.lock(s, each)
-    moved = 0
-    for award in points.open_awards(s, wallet.id):
-        base = f"pool:{member.account_id}:{month}:{award.movement_id}"
-        if award.earned_at >= end or _exists(s, base + ":out"):
-            continue            # earned after the month, or given back since its transfer: next month
-        share = award.remaining
-        points.spend(s, wallet, share, kind="transfer_out", key=base + ":out", at=now, actor=actor,
-                     reason=f"pooled into account {pool_id}")
-        points.award(s, target, share, key=base + ":in", at=now, station=None, kind="transfer_in",
-                     product_group=award.product_group, earned_at=award.earned_at, actor=actor,
-                     reason=f"pooled from account {member.account_id}")
-        moved += share
-    return moved
+    target = points.points_wallet(s, member.pool_account_id)
+    return points.pool(s, wallet, target, before=end, key=f"pool:{member.account_id}:{month}", at=now,
+                       actor=actor)
 
 
 def close_account(s: Session, account_id: int, month: str, now: dt.datetime, *, expiry_months: int,

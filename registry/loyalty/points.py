@@ -29,7 +29,7 @@ from registry.fleet import ledger
 from registry.models import Movement, PointAllocation, PointAward, Wallet
 
 __all__ = ["AWARD_KINDS", "POINTS", "SPEND_KINDS", "PointsError", "award", "check", "earn_key", "lock",
-           "open_awards", "points_wallet", "reverse_earn", "reverse_spend", "spend"]
+           "open_awards", "points_wallet", "pool", "reverse_earn", "reverse_spend", "spend"]
 
 POINTS = "points"                                          # a points wallet's unit
 AWARD_KINDS = ("earn", "transfer_in", "correction")        # + movements with an award row
@@ -91,17 +91,20 @@ def open_awards(s: Session, wallet_id: int) -> list[PointAward]:
                           .execution_options(populate_existing=True)))
 
 
-def _allocate(s: Session, spend_id: int, award_id: int, points: int) -> None:
-    """Add `points` to the (spend, award) allocation: one row per pair (a debt paid later adds to it)."""
-    row = s.scalars(select(PointAllocation).where(PointAllocation.spend_id == spend_id,
-                                                  PointAllocation.award_id == award_id)).one_or_none()
+def _allocate(s: Session, spend_id: int, award_id: int, points: int, *, merge: bool = False) -> None:
+    """Allocate `points` of the award to the spend: one row per pair. A movement just booked has none
+    yet; a debt paid later (`merge`) adds to the row its reversal may already have on that award."""
+    row = None
+    if merge:
+        row = s.scalars(select(PointAllocation).where(PointAllocation.spend_id == spend_id,
+                                                      PointAllocation.award_id == award_id)).one_or_none()
     if row is None:
         s.add(PointAllocation(spend_id=spend_id, award_id=award_id, points=points))
     else:
         row.points += points
 
 
-def _take(s: Session, spend_id: int, awards: list[PointAward], points: int) -> int:
+def _take(s: Session, spend_id: int, awards: list[PointAward], points: int, *, merge: bool = False) -> int:
     """Take up to `points` from `awards` in their order for the spend; how many were taken."""
     taken = 0
     for each in awards:
@@ -110,7 +113,7 @@ def _take(s: Session, spend_id: int, awards: list[PointAward], points: int) -> i
         share = min(each.remaining, points - taken)
         if share > 0:
             each.remaining -= share
-            _allocate(s, spend_id, each.movement_id, share)
+            _allocate(s, spend_id, each.movement_id, share, merge=merge)
             taken += share
     s.flush()
     return taken
@@ -129,7 +132,7 @@ def _debts(s: Session, wallet_id: int) -> list[tuple[int, int]]:
 def _pay_debts(s: Session, wallet_id: int) -> None:
     """Points just in pay what reversals left owing, oldest debt first, from the oldest awards."""
     for spend_id, owed in _debts(s, wallet_id):
-        if _take(s, spend_id, open_awards(s, wallet_id), owed) < owed:
+        if _take(s, spend_id, open_awards(s, wallet_id), owed, merge=True) < owed:
             break
 
 
@@ -212,6 +215,40 @@ def reverse_earn(s: Session, sale_id: str, at: dt.datetime, actor: str) -> Movem
     taken = _take(s, movement.id, first, original.amount)
     _take(s, movement.id, open_awards(s, wallet.id), original.amount - taken)
     return movement
+
+
+def pool(s: Session, source: Wallet, target: Wallet, *, before: dt.datetime, key: str, at: dt.datetime,
+         actor: str = "") -> int:
+    """Move what is left of the source's awards earned before `before` to the target, once under `key`;
+    how many points moved (0 when the key is booked already).
+
+    One transfer_out (`key`) takes exactly those awards (the oldest); one transfer_in per award
+    (key:{award}) gets an award dated as the original, so expiry stays fair, without a station (the
+    station was credited once, when the points were earned). Both wallets are locked in id order.
+    """
+    for wallet in sorted((_is_points(source), _is_points(target)), key=lambda w: w.id):
+        lock(s, wallet)
+    if source.id == target.id or _existing(s, key) is not None:
+        return 0
+    awards = [a for a in open_awards(s, source.id) if a.earned_at < before]
+    total = sum(a.remaining for a in awards)
+    if total == 0:
+        return 0
+    owed = target.balance < 0
+    out = ledger.post(s, source, "transfer_out", -total, key=key, at=at, actor=actor,
+                      reason=f"pooled into wallet {target.id}")
+    moved = [(a, a.remaining) for a in awards]
+    _take(s, out.id, awards, total)
+    for each, share in moved:
+        inn = ledger.post(s, target, "transfer_in", share, key=f"{key}:{each.movement_id}", at=at,
+                          actor=actor, reason=f"pooled from wallet {source.id}")
+        s.add(PointAward(movement_id=inn.id, wallet_id=target.id, station_id=None,
+                         product_group=each.product_group, points=share, remaining=share,
+                         earned_at=each.earned_at))
+    s.flush()
+    if owed:
+        _pay_debts(s, target.id)
+    return total
 
 
 def reverse_spend(s: Session, key: str, at: dt.datetime, actor: str) -> Movement:
