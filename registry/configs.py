@@ -22,18 +22,30 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     load_pem_private_key,
 )
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from contracts.errors import ConfigError
+from contracts.errors import ConfigError, MessageError
 from contracts.signing import digest, key_id, public_b64, sign_envelope
 from registry import attendants
+from registry.fleet.rules import local_time
 from registry.fleet.stoplist import offline_limits, stop_list_for
 from registry.keys import RegistryKeys, _read_private, _write_private
-from registry.models import ConfigRelease, Device, Nozzle, Product, Station
+from registry.loyalty import earnsale
+from registry.models import (
+    ConfigRelease,
+    Device,
+    EarnRule,
+    LoyaltySetting,
+    Nozzle,
+    Product,
+    Promotion,
+    Station,
+    Tier,
+)
 
 __all__ = ["KEY_FILE", "REPUBLISH_EVERY", "ConfigIssuer", "build_body", "config_keys",
-           "load_or_create_signing_key"]
+           "load_or_create_signing_key", "programs_signature"]
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +83,8 @@ def config_keys(state_dir: Path) -> dict[str, str]:
 def build_body(s: Session, device: Device, keys: RegistryKeys | None = None,
                now: dt.datetime | None = None) -> dict[str, Any]:
     """The configuration body for one device from the database: its station, nozzles and products, its
-    stop-list and the attendants of its station (both given the registry's keys) and the offline limits of
-    fleet card classes. What has no table yet (programme rules) is empty."""
+    stop-list and the attendants of its station (both given the registry's keys), the offline limits of
+    fleet card classes and the loyalty programme (what the terminal prints a sale earns)."""
     station = s.get(Station, device.station_id)
     nozzles = s.scalars(select(Nozzle).where(Nozzle.station_id == device.station_id)
                         .order_by(Nozzle.pump, Nozzle.nozzle)).all()
@@ -91,9 +103,33 @@ def build_body(s: Session, device: Device, keys: RegistryKeys | None = None,
         "pumps": [{"pump": pump, "nozzles": noz} for pump, noz in sorted(pumps.items())],
         "stop_list": stop_list_for(s, keys, device, now or dt.datetime.now(dt.UTC).replace(tzinfo=None))
         if keys is not None else [],
-        "offline_limits": offline_limits(s), "programs": [], "registry_bundle_key": "",
+        "offline_limits": offline_limits(s), "registry_bundle_key": "",
+        "programs": _programs(s, device.station_id, station.timezone if station else "UTC", now),
         "attendants": attendants.config_entries(s, keys, device) if keys is not None else [],
     }
+
+
+def _programs(s: Session, station: str, timezone: str, now: dt.datetime | None) -> list[dict[str, Any]]:
+    """The loyalty programme's entry when the network has earn rules or promotions; none when it does not
+    fit a configuration (logged: terminals then print no points, the registry still books them)."""
+    if not s.scalar(select(func.count()).select_from(EarnRule)) and not s.scalar(
+            select(func.count()).select_from(Promotion)):
+        return []
+    today = local_time(now or dt.datetime.now(dt.UTC).replace(tzinfo=None), timezone).date()
+    try:
+        settings = earnsale.config_settings(s, station, today)
+    except MessageError:
+        log.error("loyalty programme too large for the configuration", extra={"station": station,
+                                                                               "alarm": "loyalty_config"})
+        return []
+    return [{"name": "loyalty", "enabled": 1, "settings": settings}]
+
+
+def programs_signature(s: Session) -> tuple[Any, ...]:
+    """Changes whenever the loyalty programme a configuration carries may change (rules, promotions, tiers,
+    settings): the registry's publish loop republishes on it."""
+    return tuple(tuple(tuple(r) for r in s.execute(select(*model.__table__.columns)).all())
+                 for model in (EarnRule, Promotion, Tier, LoyaltySetting))
 
 
 @dataclass

@@ -26,9 +26,10 @@ from contracts import service_messages as sv
 from contracts.errors import ConfigError, HostUnavailable, MessageError
 from drivers.mqtt import MqttLink, TlsFiles
 from drivers.mqtt.link import Handler
+from registry import attendants
 from registry.certs import cert_rotation_handlers
 from registry.clientnames import client_names
-from registry.configs import REPUBLISH_EVERY, ConfigIssuer
+from registry.configs import REPUBLISH_EVERY, ConfigIssuer, programs_signature
 from registry.db import open_database
 from registry.enroll import enrollment_part
 from registry.fleet import stoplist
@@ -133,7 +134,8 @@ class Registry:
 
     def _publish_configs_when_due(self) -> None:
         # on each reconnect, every REPUBLISH_EVERY so that releases are renewed before they expire, and when
-        # the stop-list or an offline limit changed (an operator's command in another process)
+        # the stop-list, an offline limit, the attendants or the loyalty programme changed (an operator's
+        # command in another process)
         last, signature = time.monotonic(), None
         now_signature: tuple[Any, ...] | None
         while not self._stopping.is_set():
@@ -142,7 +144,7 @@ class Registry:
                 break
             try:
                 with self.sessions() as s:
-                    now_signature = stoplist.signature(s)
+                    now_signature = (stoplist.signature(s), attendants.signature(s), programs_signature(s))
             except SQLAlchemyError:
                 now_signature = signature
             due_at = last + REPUBLISH_EVERY.total_seconds()

@@ -16,15 +16,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts import device_messages as d
+from contracts import loyalty, protocol
 from contracts import messages as m
-from contracts import protocol
 from contracts.errors import ConfigError, HostUnavailable
 from contracts.signing import SignatureError, trusted_from_b64, verify_envelope
 from drivers.mqtt import MqttLink
 from hostsim.services import ServiceError, free_port, start_mosquitto
-from registry.configs import KEY_FILE, ConfigIssuer, config_keys, load_or_create_signing_key
+from registry.configs import (
+    KEY_FILE,
+    ConfigIssuer,
+    build_body,
+    config_keys,
+    load_or_create_signing_key,
+    programs_signature,
+)
 from registry.db import open_database
 from registry.keys import load_or_create_keys
+from registry.loyalty import admin
 from registry.models import ConfigRelease, Device, Nozzle
 from registry.seed import apply_seed, load_seed
 from registry.server import Registry, utcnow
@@ -235,3 +243,22 @@ def test_a_database_error_for_one_device_skips_it_alone(tmp_path: Path) -> None:
     link.down = True
     with pytest.raises(HostUnavailable):                       # the broker away ends the round
         reg.publish_configs()
+
+
+def test_the_loyalty_programme_rides_in_the_configuration_and_its_changes_are_seen(
+        tmp_path: Path, session: Session) -> None:
+    device = session.get(Device, DEVICE)
+    assert device is not None
+    assert build_body(session, device, now=NOW)["programs"] == []        # no rules: no programme
+    before = programs_signature(session)
+    admin.add_rule(session, "diesel", "volume", 1000, actor="op", now=NOW)
+    admin.add_promotion(session, "double diesel", position=1, product="diesel", starts_on=NOW.date(),
+                        ends_on=NOW.date() + dt.timedelta(days=30), multiplier_pct=200, actor="op", now=NOW)
+    session.commit()
+    assert programs_signature(session) != before                          # the publish loop republishes
+    [entry] = build_body(session, device, now=NOW)["programs"]
+    assert entry["name"] == "loyalty" and entry["enabled"] == 1
+    programme = loyalty.programme_from_doc(entry["settings"])
+    facts = loyalty.SaleFacts(product="diesel", group="fuel", station=device.station_id, volume_cl=4050,
+                              amount_cents=6719, day=NOW.date())
+    assert loyalty.earn(programme, facts, tier="base", first_use=False).points == 81    # 40.5 L x1 x2
