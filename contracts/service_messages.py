@@ -129,7 +129,10 @@ _REWARD: Mapping[str, Check] = {"reward": int_range(1, 2**31), "name": _TEXT, "p
                                 "stock": int_range(0, 10**6)}
 RESULTS: Mapping[str, Mapping[str, Check]] = {
     "loyalty_lookup": {"masked": _MASKED, "balance": _POINTS, "tier": _ID, "pooled": _BOOL,
-                       "history": _list_of(_HISTORY, 30), "rewards": _list_of(_REWARD, 32)},
+                       "history": _list_of(_HISTORY, 30), "rewards": _list_of(_REWARD, 32),
+                       # the account's next earning sale today gets the first-use bonus; the card is a
+                       # payment card linked to the account, not a loyalty card (a terminal's receipt)
+                       "first_use": Omissible(_BOOL), "linked": Omissible(_BOOL)},
     "loyalty_redeem": {"order": int_range(1, 2**62), "status": _CODE, "balance": _POINTS},
     "voucher_redeem": {"voucher": int_range(1, 2**62), "product": _ID, "volume_cl": int_range(1, 10**6)},
     "voucher_release": {},

@@ -22,15 +22,18 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from contracts import loyalty
 from contracts.cards import mask_number
 from contracts.errors import ConfigError, ForecourtError
 from contracts.panseal import PanSealError, derive_pan_key, pin_pan, unseal_pan
 from contracts.service_messages import ServiceReason as R
 from registry import attendants, prepaid, vouchers
+from registry.fleet.rules import local_time
 from registry.keys import RegistryKeys
 from registry.loyalty import history, rewards
 from registry.loyalty.points import PointsError
-from registry.models import Attendant, Card, Device, LoyaltyMember, Reward, RewardStock, ShiftReport
+from registry.loyalty.settings import load as loyalty_settings
+from registry.models import Account, Attendant, Card, Device, LoyaltyMember, Reward, RewardStock, ShiftReport
 
 __all__ = ["Refused", "answer"]
 
@@ -101,14 +104,26 @@ def loyalty_lookup(a: Ask) -> dict[str, Any]:
     stock = a.s.execute(select(Reward, RewardStock.quantity).outerjoin(
         RewardStock, (RewardStock.reward_id == Reward.id) & (RewardStock.station_id == a.req["station"]))
         .where(Reward.status == "active").order_by(Reward.points, Reward.id).limit(32)).all()
+    card = a.s.scalar(select(Card.account_id).where(Card.token == a.keys.token(a.opened("card_sealed"))))
     return {"masked": masked, "balance": seen.balance or 0,
             "tier": member.tier if member is not None else "base", "pooled": seen.pooled,
+            "first_use": _first_use(a, member), "linked": card != seen.account_id,
             "history": [{"date": line.date.isoformat(), "time": line.time.isoformat(),
                          "station": line.station, "points": line.points, "kind": line.kind}
                         for line in seen.lines],
             "rewards": [] if seen.pooled else [
                 {"reward": r.id, "name": r.name[:100], "points": r.points, "stock": max(0, q or 0)}
                 for r, q in stock]}
+
+
+def _first_use(a: Ask, member: LoyaltyMember | None) -> bool:
+    """Whether an earning sale today gets the first-use bonus (registry.loyalty.earnsale's rule)."""
+    account = a.s.get(Account, member.account_id) if member is not None else None
+    if member is None or account is None or member.first_used_at is not None:
+        return False
+    days = loyalty.Programme(first_use_days=loyalty_settings(a.s).first_use_days)
+    return loyalty.first_use_applies(days, member.issued_on, local_time(a.now, account.timezone).date(),
+                                     earned_before=False)
 
 
 def loyalty_redeem(a: Ask) -> dict[str, Any]:
