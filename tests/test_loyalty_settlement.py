@@ -394,6 +394,53 @@ def test_two_runs_at_once_write_one_settlement(world: World) -> None:
                           .where(AuditEntry.action == "settlement.run")) == 1
 
 
+def test_settling_while_sales_sync_and_two_periods_at_once_pays_each_award_once(world: World) -> None:
+    """Late November sales sync while November and December are settled at once: whichever order the
+    station lock gives them (December first refuses November), after a last settlement every award is
+    paid by exactly one line and the lines add up to all the points."""
+    values(world)
+    earn(world, 1000, "f1", 2)
+    earn(world, 10, "d0", 2, month=12)
+    world.s.commit()
+    sessions = sessionmaker(bind=world.s.get_bind())
+    start = threading.Barrier(3)
+    refused: list[str] = []
+
+    def run(period: tuple[dt.date, dt.date]) -> None:
+        with sessions() as mine:
+            start.wait()
+            try:
+                settlement.settle(mine, "ST-001", *period, "alice", JAN2)
+                mine.commit()
+            except RewardError as exc:
+                refused.append(str(exc))
+
+    def sync() -> None:
+        with sessions() as mine:
+            wallet = mine.get(Wallet, world.wallet.id)
+            assert wallet is not None
+            start.wait()
+            for n in range(20):
+                points.award(mine, wallet, 1 + n, key=points.earn_key(f"late{n}"),
+                             at=dt.datetime(2026, 11, 29, 12, n), station="ST-001", product_group="fuel")
+                mine.commit()
+
+    threads = [threading.Thread(target=run, args=(NOV,)), threading.Thread(target=run, args=(DEC,)),
+               threading.Thread(target=sync)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert all("settled up to a later day" in r for r in refused) and len(refused) <= 1
+    s = world.s
+    s.expire_all()
+    settlement.settle(s, "ST-001", dt.date(2027, 1, 1), dt.date(2027, 1, 31), "bob", dt.datetime(2027, 2, 1))
+    s.commit()
+    unpaid = select(func.count()).select_from(PointAward).where(PointAward.settlement_id.is_(None))
+    assert s.scalar(unpaid) == 0
+    assert s.scalar(select(func.sum(LoyaltySettlement.points))) == 1000 + 10 + sum(range(1, 21))
+
+
 # -- the property: every award paid once, at its value, whatever the order of syncs and settlements ----------
 
 P_START = dt.datetime(2026, 9, 1)
