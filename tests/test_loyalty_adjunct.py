@@ -188,6 +188,8 @@ def test_the_card_read_shows_its_balance_and_the_journal_holds_it_only_sealed(
     lines = {line.split("  ")[0]: line.split()[-1] for line in terminal.printer.texts()}
     assert lines["Points earned"] == "50" and lines["Points balance"] == "550"
     assert rec.charged_cents == rec.amount_cents                     # points are no discount
+    thanks = [f for s, f in terminal.port.screens if s is Screen.THANK_YOU]
+    assert thanks[-1]["points"] == 50
 
 
 def test_the_registry_books_what_the_receipt_printed_from_the_sealed_sale(
@@ -244,6 +246,7 @@ def test_without_a_programme_the_receipt_leaves_the_points_to_the_registry(termi
     terminal.sale(Swipe(Track2(LOYAL, "2912", "101", "")))
     text = receipt_text(terminal)
     assert "Points booked by the network" in text and "Points earned" not in text
+    assert "points" not in [f for s, f in terminal.port.screens if s is Screen.THANK_YOU][-1]
 
 
 def test_the_configured_programme_is_read_or_left_out() -> None:

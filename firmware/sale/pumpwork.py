@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from contracts.errors import MessageError, PrinterError, PumpError, PumpStateError, PumpTimeout
 from contracts.pump import PumpState, PumpStatus
@@ -298,7 +299,16 @@ class PumpWork:
                 return
             w.journal.mark(rec.id, "receipt_printed")
         w.display.status(Screen.THANK_YOU, volume_cl=rec.volume_cl, amount_cents=rec.charged_cents or 0,
-                         currency=w.station().currency)
+                         currency=w.station().currency, **self._thanks(rec))
+
+    def _thanks(self, rec: SaleRecord) -> dict[str, Any]:
+        """What the riders add to the "thank you" screen (a loyalty card's points: Adjunct.thanks)."""
+        out: dict[str, Any] = {}
+        for adjunct in self.world.adjuncts:
+            doc, thanks = rec.adjuncts.get(adjunct.name), getattr(adjunct, "thanks", None)
+            if doc is not None and callable(thanks):
+                out.update(thanks(doc, rec))
+        return out
 
     def receipt_lines(self, rec: SaleRecord, *, copy: bool) -> list[ReceiptLine]:
         w = self.world

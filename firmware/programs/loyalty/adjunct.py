@@ -115,6 +115,11 @@ class LoyaltyAdjunct:
         return loyalty.earn(programme, facts, tier=str(doc.get("tier", "base")),
                             first_use=bool(doc.get("first_use", False))).points
 
+    def thanks(self, doc: Mapping[str, Any], sale: SaleRecord) -> dict[str, Any]:
+        """The "thank you" screen's points earned (none without a programme)."""
+        points = self.earned(doc, sale)
+        return {} if points is None else {"points": points}
+
     def receipt(self, doc: Mapping[str, Any], sale: SaleRecord) -> list[ReceiptLine]:
         lang = self.language
         lines = [_pair(text(lang, "receipt.loyalty_card"), str(doc.get("masked", "")))]
