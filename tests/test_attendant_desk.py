@@ -167,6 +167,8 @@ def test_an_attendant_signs_in_online_and_a_cash_prepay_settles_what_was_dispens
     assert "Cash prepaid" in paper and "20.00 EUR" in paper and "11.70 EUR" in paper and CLERK not in paper
     acts = [a["action"] for a in rig.book.actions(1)]
     assert acts == ["sign_in", "cash_prepay", "sign_out"]
+    results = [f for s, f in port.screens if s is Screen.ATTENDANT_RESULT]
+    assert results[0] == {"done": "cash_prepay", "ok": True, "pump": 1}
     assert all(a["attendant"] == "A-1" for a in rig.book.actions(1))
     assert CLERK not in json.dumps(rig.book.actions(1)) and "2580" not in json.dumps(rig.book.actions(1))
 
@@ -324,3 +326,14 @@ def test_the_terminal_loop_hands_an_attendants_card_to_the_desk_before_any_progr
     assert Screen.CARD_NOT_ACCEPTED not in port.shown()
     _one_sale(loop, Swipe(Track2(STRANGER, "2912", "101", "")))     # no program here takes it
     assert port.shown()[-1] is Screen.CARD_NOT_ACCEPTED and port.asked.count("begin") == 2
+
+
+def test_a_cash_prepay_given_up_at_the_preset_releases_nothing_and_says_so(env: Env, tmp_path: Path) -> None:
+    port = Port(pin=[_block("2580")], menu=[*_menu("cash_prepay"), 1, *_menu("sign_out")], preset=[CANCEL])
+    rig = Rig(env, tmp_path, port)
+    rig.desk(rig.attendant_card())
+    [sale] = rig.journal.all_sales()
+    assert sale.volume_cl == 0 and rig.pumps.authorized == [] and rig.printer.papers == []
+    results = [f for s, f in port.screens if s is Screen.ATTENDANT_RESULT]
+    assert results[0] == {"done": "cash_prepay", "ok": False, "reason": "cancelled", "pump": 1}
+    assert rig.book.actions(1)[1]["detail"]["state"] == "completed"

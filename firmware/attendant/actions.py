@@ -42,10 +42,19 @@ def cash_prepay(desk: Desk, who: Session) -> None:
     kind = ("amount", "volume")[desk.port.menu(Screen.ATTENDANT_MENU, ("prepay_amount", "prepay_litres"))]
     most = CASH_MOST_CENTS if kind == "amount" else CASH_MOST_CL
     sale_id = desk.runner.run(desk.cash.order(CashOrder(who.attendant, kind, most)))
-    if sale_id is not None:
-        rec = desk.runner.world.journal.get(sale_id)
-        preset = {} if rec.preset is None else {"preset": rec.preset.kind, "value": rec.preset.value}
-        desk.book.record(who.attendant, "cash_prepay", f"sale:{sale_id}", pump=rec.pump, **preset)
+    if sale_id is None:                        # no pump chosen: nothing journaled
+        desk.tell("cash_prepay", ok=False, reason="cancelled")
+        return
+    rec = desk.runner.world.journal.get(sale_id)
+    preset = {} if rec.preset is None else {"preset": rec.preset.kind, "value": rec.preset.value}
+    desk.book.record(who.attendant, "cash_prepay", f"sale:{sale_id}", pump=rec.pump, state=rec.state.value,
+                     **preset)
+    if rec.state is SaleState.DECLINED:
+        desk.tell("cash_prepay", ok=False, reason=getattr(rec.reason, "value", "cancelled"), pump=rec.pump)
+    elif rec.totals_before is None:            # never released (the preset was cancelled): nothing to pay
+        desk.tell("cash_prepay", ok=False, reason="cancelled", pump=rec.pump)
+    else:                                      # released: the sale settles in the background
+        desk.tell("cash_prepay", ok=True, pump=rec.pump)
 
 
 def topup(desk: Desk, who: Session) -> None:
