@@ -17,7 +17,7 @@ from hostsim.scenarios_bank import BANK_SCENARIOS
 from hostsim.scenarios_central import acl_cross_device
 from hostsim.scenarios_config import config_rollback
 from hostsim.scenarios_fleet import FLEET_SCENARIOS, FLEET_SIM_OPTIONS
-from hostsim.scenarios_loyalty import ISSUE15_SCENARIOS
+from hostsim.scenarios_loyalty import ISSUE15_SCENARIOS, ISSUE15_SIM_OPTIONS
 from hostsim.scenarios_provision import provision_new_device
 from hostsim.scenarios_pump import pump_faults, pump_offline_midsale
 from hostsim.scenarios_sync import sync_outage
@@ -268,4 +268,5 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
 SIM_OPTIONS: dict[str, dict[str, Any]] = {
     "pump-faults": {"terminal_pumps": (1, 2, 3, 4)},
     **FLEET_SIM_OPTIONS,
+    **ISSUE15_SIM_OPTIONS,
 }

@@ -1,9 +1,6 @@
 """Issue 15 scenarios: loyalty points (expiry here), and the table of all nine (prepaid and gift cards in
 scenarios_loyalty_cards, the terminal's loyalty and voucher programs in scenarios_loyalty_terminal, the
-attendant in scenarios_attendant).
-
-The programme is set by the operator with `forecourt registry loyalty` (not the seed: the registry's seed
-knows no loyalty tables): 1 point per litre of anything, once per simulator (the first scenario needing it).
+attendant in scenarios_attendant; what they share in scenarios_loyalty_kit).
 """
 
 from __future__ import annotations
@@ -12,39 +9,18 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from hostsim.scenarios_attendant import ATTENDANT_NUMBERS, ATTENDANT_SCENARIOS
 from hostsim.scenarios_fleet2 import registry_db
 from hostsim.scenarios_loyalty_cards import CARD_SCENARIOS, GIFT_PAN, MIXED_PAN, SHOP_PAN, fuel_sale, issue
-from hostsim.scenarios_loyalty_kit import late_sale, ledger, must, number_in, operator
-from registry.models import EarnRule, Movement, PointAllocation, PointAward, Wallet
+from hostsim.scenarios_loyalty_kit import late_sale, ledger, loyalty_account, must, operator, programme
+from hostsim.scenarios_loyalty_terminal import TERMINAL_NUMBERS, TERMINAL_SCENARIOS
+from registry.models import Movement, PointAllocation, PointAward
 
-__all__ = ["ISSUE15_SCENARIOS", "NUMBERS", "loyalty_account", "programme"]
+__all__ = ["ISSUE15_PROGRAMS", "ISSUE15_SCENARIOS", "ISSUE15_SIM_OPTIONS", "NUMBERS"]
 
 EXPIRY_LOYALTY_PAN, EXPIRY_PAYER_PAN = "7077011000000034", "7077021000000041"
-
-
-def programme(run: Any) -> None:
-    """The base earn rule (1 point per litre of any product), unless the registry has one already."""
-    with registry_db(run.sim) as (s, _):
-        rules = s.scalar(select(func.count()).select_from(EarnRule))
-    if not rules:
-        must(run, "loyalty", "rule", "add", "--product", "*", "--basis", "volume", "--points", "1")
-
-
-def loyalty_account(run: Any, name: str, pan: str, *, issued_on: dt.date | None = None) -> tuple[int, int]:
-    """A loyalty account with one chip card: (account id, its points wallet id)."""
-    args = ["loyalty", "account", "add", "--name", name]
-    if issued_on is not None:
-        args += ["--issued-on", issued_on.isoformat()]
-    account = number_in(must(run, *args), r"account (\d+)")
-    must(run, "loyalty", "account", "card", str(account), "--number", "-", "--expiry", "2912",
-         stdin=pan + "\n", keys=True)
-    with registry_db(run.sim) as (s, _):
-        wallet = s.scalar(select(Wallet.id).where(Wallet.account_id == account))
-    if wallet is None:
-        raise RuntimeError(f"loyalty account {account} has no points wallet")
-    return account, wallet
 
 
 def _months_back(today: dt.date) -> tuple[str, dt.datetime]:
@@ -115,7 +91,13 @@ def loyalty_expiry(run: Any) -> None:
 ISSUE15_SCENARIOS: dict[str, Callable[[Any], None]] = {
     **CARD_SCENARIOS,
     "loyalty-expiry": loyalty_expiry,
+    **TERMINAL_SCENARIOS,
+    **ATTENDANT_SCENARIOS,
 }
+# the terminal runs every program of the issue: voucher codes, the loyalty adjunct, the attendant's cash
+ISSUE15_PROGRAMS = ("fleet", "voucher", "bank", "cash", "loyalty")
+ISSUE15_SIM_OPTIONS = {name: {"programs": ISSUE15_PROGRAMS} for name in ISSUE15_SCENARIOS}
 
 # every card number the scenarios use: none may appear in a transcript, a log line or the JSON
-NUMBERS = (GIFT_PAN, SHOP_PAN, MIXED_PAN, EXPIRY_LOYALTY_PAN, EXPIRY_PAYER_PAN)
+NUMBERS = (GIFT_PAN, SHOP_PAN, MIXED_PAN, EXPIRY_LOYALTY_PAN, EXPIRY_PAYER_PAN, *TERMINAL_NUMBERS,
+           *ATTENDANT_NUMBERS)

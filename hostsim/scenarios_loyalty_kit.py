@@ -5,6 +5,9 @@ an operator reads it, and a sale the terminal made weeks ago reaching the regist
 Card numbers are test values (ISO/IEC 7812-1 major industry identifier 7, Luhn check digit): IIN 707701
 loyalty, 707702 prepaid and gift, 707703 attendant. Each scenario has its own cards and accounts, so all
 nine run on one simulator in any order.
+
+The loyalty programme is set by the operator with `forecourt registry loyalty` (the registry's seed knows
+no loyalty tables): 1 point per litre of anything, once per simulator (the first scenario needing it).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from contracts import protocol
 from contracts.messages import SALE, encode
@@ -29,10 +32,24 @@ from drivers.mqtt.link import tls_context
 from hostsim.cards.fleet import FleetCard
 from hostsim.scenarios_fleet2 import registry_db
 from hostsim.services import child_env, forecourt_command
-from registry.models import Card, Movement, Transaction, Wallet
+from registry.models import Card, EarnRule, Movement, Transaction, Wallet
 
-__all__ = ["EXPIRY", "Done", "card_of", "chip", "late_sale", "ledger", "must", "number_in", "operator",
-           "sale_amount", "use_runner", "wallets_of"]
+__all__ = [
+    "EXPIRY",
+    "Done",
+    "card_of",
+    "chip",
+    "late_sale",
+    "ledger",
+    "loyalty_account",
+    "must",
+    "number_in",
+    "operator",
+    "programme",
+    "sale_amount",
+    "use_runner",
+    "wallets_of",
+]
 
 ACTOR = "operator1"
 EXPIRY = "2912"
@@ -131,6 +148,29 @@ def ledger(sim: Any, wallet_id: int) -> dict[str, Any]:
         moves = s.scalars(select(Movement).where(Movement.wallet_id == wallet_id).order_by(Movement.id)).all()
         return {"balance": None if wallet is None else wallet.balance, "sum": sum(m.amount for m in moves),
                 "movements": [(m.kind, m.amount, m.key) for m in moves]}
+
+
+def programme(run: Any) -> None:
+    """The base earn rule (1 point per litre of any product), unless the registry has one already."""
+    with registry_db(run.sim) as (s, _):
+        rules = s.scalar(select(func.count()).select_from(EarnRule))
+    if not rules:
+        must(run, "loyalty", "rule", "add", "--product", "*", "--basis", "volume", "--points", "1")
+
+
+def loyalty_account(run: Any, name: str, pan: str, *, issued_on: dt.date | None = None) -> tuple[int, int]:
+    """A loyalty account with one chip card: (account id, its points wallet id)."""
+    args = ["loyalty", "account", "add", "--name", name]
+    if issued_on is not None:
+        args += ["--issued-on", issued_on.isoformat()]
+    account = number_in(must(run, *args), r"account (\d+)")
+    must(run, "loyalty", "account", "card", str(account), "--number", "-", "--expiry", "2912",
+         stdin=pan + "\n", keys=True)
+    with registry_db(run.sim) as (s, _):
+        wallet = s.scalar(select(Wallet.id).where(Wallet.account_id == account))
+    if wallet is None:
+        raise RuntimeError(f"loyalty account {account} has no points wallet")
+    return account, wallet
 
 
 def late_sale(run: Any, loyalty_number: str, finished: dt.datetime, volume_cl: int) -> str:

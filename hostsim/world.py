@@ -110,13 +110,14 @@ def _station_pumps(seed: dict[str, Any]) -> dict[int, dict[int, tuple[str, int]]
 class Simulator:
     def __init__(self, state_dir: Path, *, flow_cl_per_s: float = 1000.0,
                  terminal_pumps: tuple[int, ...] = (1,),
-                 seed: Path = FIXTURES / "seed.toml") -> None:
+                 seed: Path = FIXTURES / "seed.toml", programs: tuple[str, ...] = ()) -> None:
         self.state = Path(state_dir)
         self.state.mkdir(parents=True, exist_ok=True)
         self.seed_path = seed
         self.seed = tomllib.loads(seed.read_text())
         self.device = self.seed["devices"][0]
         self.terminal_pumps = terminal_pumps
+        self.programs = programs          # terminal.programs; () leaves the terminal's default
         self.pump_line = DartLineSimulator(SimPump(n, nozzles, flow_cl_per_s=flow_cl_per_s)
                                            for n, nozzles in sorted(_station_pumps(self.seed).items()))
         self.cards = VirtualCardServer()
@@ -301,12 +302,14 @@ class Simulator:
         if self.pcscd is None:
             raise RuntimeError("pcscd must be started before the terminal is configured")
         pumps = ", ".join(str(p) for p in self.terminal_pumps)
+        named = ", ".join(f'"{p}"' for p in self.programs)
+        programs = f"programs = [{named}]\n" if self.programs else ""
         self.terminal_config.write_text(f"""# written by the host simulator
 [terminal]
 id = "{self.device['id']}"
 station = "{self.device['station']}"
 state_dir = "."
-
+{programs}
 [mqtt]
 host = "127.0.0.1"
 port = {self.broker_port}

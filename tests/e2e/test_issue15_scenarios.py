@@ -17,13 +17,15 @@ import pytest
 
 from forecourtcli.main import main
 from hostsim.scenarios import SCENARIOS, Run
-from hostsim.scenarios_loyalty import ISSUE15_SCENARIOS, NUMBERS
+from hostsim.scenarios_loyalty import ISSUE15_PROGRAMS, ISSUE15_SCENARIOS, NUMBERS
 from hostsim.scenarios_loyalty_kit import use_runner
 from hostsim.world import Simulator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-ORDER = ("gift-card-bonus", "purpose-restricted-shop-only", "loyalty-expiry")
+ORDER = ("gift-card-bonus", "purpose-restricted-shop-only", "loyalty-expiry", "voucher-twice",
+         "loyalty-earn-promo", "loyalty-with-bank-card", "loyalty-redeem", "attendant-cash-prepay",
+         "attendant-z-report")
 
 
 def in_process(argv: list[str], stdin: str) -> tuple[int, str, str]:
@@ -44,7 +46,7 @@ def in_process(argv: list[str], stdin: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     use_runner(in_process)
-    s = Simulator(Path(tmp_path_factory.mktemp("issue15")) / "sim").start()
+    s = Simulator(Path(tmp_path_factory.mktemp("issue15")) / "sim", programs=ISSUE15_PROGRAMS).start()
     try:
         yield s
     finally:
@@ -56,15 +58,28 @@ def test_every_scenario_is_listed_in_order() -> None:
     assert set(ORDER) == set(ISSUE15_SCENARIOS) and set(ORDER) <= set(SCENARIOS)
 
 
+def _back_to_idle(sim: Simulator) -> None:
+    """After a scenario failed half-way: its card out, CANCEL until the terminal is idle (an attendant's
+    menu or a prompt left open)."""
+    sim.cards.remove()
+    for _ in range(5):
+        if sim.panel.screens and sim.panel.screens[-1]["screen"] in ("idle", "idle_bank_only"):
+            return
+        sim.panel.press("CANCEL")
+        time.sleep(1.0)
+
+
 @pytest.mark.parametrize("name", ORDER)
 def test_scenario(sim: Simulator, name: str) -> None:
     run = Run(sim)
     t0 = time.monotonic()
     try:
         ISSUE15_SCENARIOS[name](run)
+    except BaseException:
+        _back_to_idle(sim)                      # the next scenario starts from the idle screen
+        raise
     finally:
         sim.panel.listeners.pop()               # this run's transcript listener (Run added it last)
-        sim.cards.remove()                      # a scenario that failed half-way leaves no card in
         print(f"{name}: {time.monotonic() - t0:.1f} s")
         print("\n".join(run.transcript[-80:]))
     assert run.checks == [], run.checks
