@@ -14,6 +14,8 @@ from firmware.attendant.desk import ITEMS
 from firmware.attendant.present import Presenter
 from firmware.attendant.signin import CardNumber, card_of, pin_digits
 from firmware.programs.base import CardIn, Contactless, DeadChip, Swipe
+from ui.catalog import LANGUAGES, text
+from ui.views import build
 
 CLERK = "7077007000000016"
 LOYAL = "7077009000000012"
@@ -101,3 +103,20 @@ def test_cards_without_a_number_give_none_and_a_tag_its_uid() -> None:
 ])
 def test_the_offline_pin_block_gives_its_digits_or_nothing(block: str, pin: str) -> None:
     assert pin_digits(bytearray.fromhex(block)) == pin
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_the_attendant_screens_read_in_every_language(lang: str) -> None:
+    menu = build(Screen.ATTENDANT_MENU, lang, items=list(ITEMS))
+    assert [o.key for o in menu.options] == [*"123456789", "0"]
+    assert menu.options[-1].label == text(lang, "menu.sign_out")
+    refused = build(Screen.ATTENDANT_RESULT, lang, done="redeem", ok=False, reason="insufficient_points",
+                    balance=80)
+    assert refused.lines == (text(lang, "menu.redeem"), text(lang, "attendant_result.refused",
+                                                             reason=text(lang, "reason.insufficient_points")))
+    assert [f.key for f in refused.figures] == ["balance"]
+    done = build(Screen.ATTENDANT_RESULT, lang, done="cash_prepay", ok=True, pump=1)
+    assert done.lines == (text(lang, "menu.cash_prepay"), text(lang, "attendant_result.ok"))
+    z = build(Screen.ATTENDANT_REPORTS, lang, kind="Z", shift=7, sales=2, total_cents=3319, currency="EUR")
+    assert z.lines[0] == text(lang, "attendant_reports.z")
+    assert [f.key for f in z.figures][:2] == ["shift", "sales"]
