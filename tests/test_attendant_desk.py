@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from test_registry_service import NOW, PIN_KEY, Env, sqlite_env
 
 from contracts import service_messages as sv
-from contracts.errors import HostUnavailable
+from contracts.errors import HostUnavailable, PrinterError
 from contracts.panseal import derive_pan_key, derive_stop_key, pin_pan, seal_pan, stop_entry
 from contracts.pump import PumpState
 from contracts.screens import Screen
@@ -337,3 +337,13 @@ def test_a_cash_prepay_given_up_at_the_preset_releases_nothing_and_says_so(env: 
     results = [f for s, f in port.screens if s is Screen.ATTENDANT_RESULT]
     assert results[0] == {"done": "cash_prepay", "ok": False, "reason": "cancelled", "pump": 1}
     assert rig.book.actions(1)[1]["detail"]["state"] == "completed"
+
+
+def test_a_printer_fault_leaves_the_z_report_closed_and_kept(env: Env, tmp_path: Path) -> None:
+    port = Port(pin=[_block("2580")], menu=[*_menu("z_report"), 0, *_menu("reprint", "sign_out")], pump=[1])
+    rig = Rig(env, tmp_path, port)
+    rig.printer.fail_with = PrinterError("paper out")
+    rig.desk(rig.attendant_card())
+    assert rig.printer.papers == [] and rig.book.current().number == 2 and rig.book.z_report(1) is not None
+    assert [f["done"] for s, f in port.screens if s is Screen.ATTENDANT_RESULT] == ["reprint", "sign_out"]
+    assert [f["kind"] for s, f in port.screens if s is Screen.ATTENDANT_REPORTS] == ["Z"]

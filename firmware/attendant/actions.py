@@ -70,7 +70,7 @@ def topup(desk: Desk, who: Session) -> None:
         r = answer.result
         desk.book.record(who.attendant, "topup", f"card:{r['masked']}", paid_cents=r["paid_cents"],
                          bonus_cents=r["bonus_cents"])
-        desk.printer.print_lines(slip("TOP-UP", [
+        desk.print(slip("TOP-UP", [
             ("Card", r["masked"]), ("Paid in cash", format_money(r["paid_cents"], currency)),
             ("Bonus", format_money(r["bonus_cents"], currency)),
             ("Balance", format_money(r["balance_cents"], currency)), ("Attendant", who.attendant)],
@@ -100,7 +100,7 @@ def redeem(desk: Desk, who: Session) -> None:
         r = answer.result
         desk.book.record(who.attendant, "redeem", f"order:{r['order']}", reward=reward["reward"],
                          points=reward["points"], status=r["status"])
-        desk.printer.print_lines(slip("REWARD", [
+        desk.print(slip("REWARD", [
             ("Card", look.result["masked"]), ("Reward", str(reward["name"])),
             ("Points", str(reward["points"])),
             ("Status", r["status"]), ("Order", str(r["order"])), ("Balance", f"{r['balance']} pts"),
@@ -116,7 +116,7 @@ def movements(desk: Desk, who: Session) -> None:
     if look.ok:
         desk.book.record(who.attendant, "movements", f"card:{look.result['masked']}",
                          shown=len(look.result["history"]))
-        desk.printer.print_lines(movements_slip(look.result, at=desk.now(), **_paper(desk)))
+        desk.print(movements_slip(look.result, at=desk.now(), **_paper(desk)))
         desk.result("movements", look, balance=look.result["balance"])
     else:
         desk.result("movements", look)
@@ -173,9 +173,9 @@ def reprint(desk: Desk, who: Session) -> None:
     if rec is None:
         desk.tell("reprint", ok=False, reason="nothing_open", pump=pump)
         return
-    desk.printer.print_lines(desk.runner.pump.receipt_lines(rec, copy=True))
-    desk.book.record(who.attendant, "reprint", f"sale:{rec.id}")
-    desk.tell("reprint", ok=True, pump=pump)
+    printed = desk.print(desk.runner.pump.receipt_lines(rec, copy=True))
+    desk.book.record(who.attendant, "reprint", f"sale:{rec.id}", printed=printed)
+    desk.tell("reprint", ok=printed, pump=pump, **({} if printed else {"reason": "failed"}))
 
 
 def _report(desk: Desk, who: Session, kind: str) -> None:
@@ -190,7 +190,7 @@ def _report(desk: Desk, who: Session, kind: str) -> None:
         desk.book.record(who.attendant, "z_report", f"shift:{desk.book.current().number}")
         report, _ = desk.book.close(who.attendant)
         desk.send_unsent()
-    desk.printer.print_lines(report_lines(report, kind=kind, currency=currency, at=desk.now(),
+    desk.print(report_lines(report, kind=kind, currency=currency, at=desk.now(),
                                           attendant=who.attendant, **_paper(desk)))
     desk.port.notice(Screen.ATTENDANT_REPORTS, desk.linger, kind=kind, shift=report.shift.number,
                      sales=report.total.sales, total_cents=report.total.charged_cents, currency=currency)

@@ -16,8 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from contracts.errors import ForecourtError, HostUnavailable, SaleCancelled
+from contracts.errors import ForecourtError, HostUnavailable, PrinterError, SaleCancelled
 from contracts.pump import PumpController
+from contracts.receipt import ReceiptLine
 from contracts.screens import Screen
 from contracts.service_messages import ServiceReason
 from firmware.attendant import actions
@@ -118,6 +119,16 @@ class Desk:
                 log.error("attendant action failed", extra={"attendant": who.attendant, "action": pick,
                                                            "error": str(exc)})
                 self.tell(pick, ok=False, reason="failed")
+
+    def print(self, lines: Sequence[ReceiptLine]) -> bool:
+        """Print a slip or report; a printer fault is logged and the action stands (what it booked is
+        booked; a Z report stays in the journal)."""
+        try:
+            self.printer.print_lines(lines)
+        except PrinterError as exc:
+            log.error("attendant slip not printed", extra={"error": str(exc)})
+            return False
+        return True
 
     def tell(self, done: str, ok: bool, **fields: Any) -> None:
         """An action's outcome, left readable a moment before the menu comes back."""
