@@ -33,14 +33,15 @@ from firmware.sale.machine import SaleState
 from firmware.sale.record import Preset
 from firmware.service_client import ServiceClient
 from firmware.terminal.serve import Loop, _one_sale
-from registry import attendants
+from registry import attendants, prepaid
 from registry.loyalty import admin, points, rewards
-from registry.models import AuditEntry, Device, ShiftReport
+from registry.models import AuditEntry, Device, ShiftReport, TopupBonus
 from registry.service_desk import answer
 from tests.sale_fakes import CANCEL, FakeClock, FakePumps, ListPrinter, ScriptedCardholder, make_runner
 
 CLERK = "7077007000000016"
 LOYAL = "7077009000000012"
+GIFT = "7077008000000014"
 STRANGER = "7077001000000019"       # a fleet card of the seed: not an attendant's
 
 
@@ -347,3 +348,25 @@ def test_a_printer_fault_leaves_the_z_report_closed_and_kept(env: Env, tmp_path:
     assert rig.printer.papers == [] and rig.book.current().number == 2 and rig.book.z_report(1) is not None
     assert [f["done"] for s, f in port.screens if s is Screen.ATTENDANT_RESULT] == ["reprint", "sign_out"]
     assert [f["kind"] for s, f in port.screens if s is Screen.ATTENDANT_REPORTS] == ["Z"]
+
+
+def test_a_cash_top_up_books_it_with_its_bonus_prints_a_slip_and_counts_in_the_drawer(env: Env,
+                                                                                      tmp_path: Path) -> None:
+    with env.sessions() as s:
+        prepaid.issue(s, env.keys, kind="gift", number=GIFT, expiry="2912", actor="op", now=NOW)
+        s.add(TopupBonus(account_kind="gift", min_cents=10000, bonus_pct=10, bonus_cents=0))
+        s.commit()
+    port = Port(pin=[_block("2580")], topup_amount=["100", "7"], menu=[*_menu("topup", "topup", "sign_out")])
+    rig = Rig(env, tmp_path, port, presented=[GIFT, LOYAL])
+    rig.desk(rig.attendant_card())
+    results = [f for s, f in port.screens if s is Screen.ATTENDANT_RESULT]
+    assert results[0] == {"done": "topup", "ok": True, "amount_cents": 10000, "currency": "EUR"}
+    assert results[1] == {"done": "topup", "ok": False, "reason": "not_allowed"}      # a loyalty card
+    slip = "\n".join(rig.printer.texts())
+    assert "100.00 EUR" in slip and "10.00 EUR" in slip and "110.00 EUR" in slip and GIFT not in slip
+    assert len(rig.printer.papers) == 1
+    report = rig.book.report()
+    assert report.topups == {"A-1": (1, 10000)} and report.cash_cents == 10000
+    with env.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "attendant.topup")) == 1
