@@ -41,10 +41,10 @@ def _configured(sim: Any) -> set[str]:
     return {str(a.get("id")) for a in body.get("attendants", []) if isinstance(a, dict)}
 
 
-def attendants_ready(run: Any, *wanted: tuple[str, str, str]) -> None:
-    """These attendants exist (made with the operator's commands when new) and the terminal runs a
-    configuration that names them."""
-    sim = run.sim
+def attendants_ready(run: Any) -> None:
+    """The scenarios' attendants exist (made with the operator's commands when new) and the terminal runs
+    a configuration that names them: all three at once, so that one registry restart serves them all."""
+    sim, wanted = run.sim, (CASHIER, CLOSER, REDEEMER)
     with registry_db(sim) as (s, _):
         known = set(s.scalars(select(Attendant.id)))
     for ident, name, pan in wanted:
@@ -128,7 +128,7 @@ def attendant_cash_prepay(run: Any) -> None:
     """Sam signs in with card and PIN, prepays 20.00 in cash on pump 1, the customer takes 5 L of diesel:
     the sale is settled for what flowed, the receipt shows the cash and the change, the registry holds the
     cash sale, and the shift journal has the action with Sam's id."""
-    attendants_ready(run, CASHIER)
+    attendants_ready(run)
     printed = len(run.sim.printer.receipts)
     mark = sign_in(run, CASHIER)
     rec = cash_prepay(run, mark, litres=False, digits="20", volume_cl=500)
@@ -173,7 +173,7 @@ def attendant_z_report(run: Any) -> None:
     completed sales of the shift (every sale since the previous Z, self-service ones too), per payment
     type as well; the registry stores the report once and audits the actions with Kim's id; a new shift
     starts with nothing in it."""
-    attendants_ready(run, CLOSER)
+    attendants_ready(run)
     mark = sign_in(run, CLOSER)
     rec = cash_prepay(run, mark, litres=True, digits="15", volume_cl=1500)
     run.check(rec.volume_cl == 1500 and rec.charged_cents == sale_amount(1500), "15.00 L sold for cash")
@@ -216,6 +216,8 @@ def attendant_z_report(run: Any) -> None:
               "the registry holds the same sales")
     run.check(row.attendant_id == CLOSER[0] and "attendant.z_report" in audited
               and "attendant.cash_prepay" in audited, f"actions audited with {CLOSER[0]}: {audited}")
+    printed = "\n".join(run.sim.printer.receipts)
+    run.check(f"Z REPORT - SHIFT {row.shift}" in printed, "the Z report was printed")
     run.check(str(fresh.get("sales")) == "0" and str(fresh.get("kind")) == "X",
               f"the next shift starts empty: {fresh}")
 

@@ -86,3 +86,12 @@ def test_scenario(sim: Simulator, name: str) -> None:
     text = "\n".join(run.transcript)
     for number in NUMBERS:
         assert number not in text, number[-4:]
+
+
+def test_no_card_number_in_the_simulators_logs(sim: Simulator) -> None:
+    """After all nine: the terminal's and the registry's logs name no card number the scenarios used."""
+    logs = "\n".join((sim.state / name).read_text(errors="replace")
+                     for name in ("terminal.log", "registry.log"))
+    assert "configuration accepted" in logs                     # the terminal's log is there
+    for number in NUMBERS:
+        assert number not in logs, number[-4:]
