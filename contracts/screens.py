@@ -40,6 +40,8 @@ class Screen(enum.StrEnum):
     PROCESSING = "processing"
     QUESTION = "question"            # a program's question: odometer, vehicle, driver id
     CARD_READ = "card_read"          # a card riding along (loyalty) was read: insert the payment card
+    ENTER_VOUCHER = "enter_voucher"  # a paper voucher's code typed at the idle screen (ENTER)
+    VOUCHER_REFUSED = "voucher_refused"   # the registry said no to a voucher code: used, expired, unknown
     # the driver's choices and the sale's later steps (ui.views builds them; not every flow uses them yet)
     CHOOSE_LANGUAGE = "choose_language"
     CHOOSE_PRODUCT = "choose_product"
@@ -51,3 +53,5 @@ class Screen(enum.StrEnum):
     ATTENDANT_SIGN_IN = "attendant_sign_in"
     ATTENDANT_MENU = "attendant_menu"
     ATTENDANT_REPORTS = "attendant_reports"
+    ATTENDANT_RESULT = "attendant_result"      # an attendant action's outcome (done, ok, reason)
+    ATTENDANT_CARD = "attendant_card"          # present the customer's card (top-up, points)

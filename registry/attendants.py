@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 
 ROLES = ("attendant", "supervisor")
 # what an attendant does at a terminal; each is audited as "attendant.<action>" (audit_action)
-ACTIONS = ("cash_prepay", "topup", "redeem", "convert", "movements", "reprint", "clear_pump", "settle_open",
-           "x_report", "z_report", "voucher", "sign_out")
+ACTIONS = ("sign_in", "cash_prepay", "topup", "redeem", "convert", "movements", "reprint", "clear_pump",
+           "settle_open", "x_report", "z_report", "voucher", "sign_out")
 # why a sign-in is refused; "locked" also answers a withdrawn attendant and one without a PIN or card
 REFUSALS = ("terminal", "unknown", "locked", "wrong_pin", "station")
 MOST = 64                               # attendants a configuration carries (contracts.signing.CONFIG_BODY)

@@ -46,9 +46,14 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "thank_you": {"volume_cl": 2417, "amount_cents": 4324, "currency": "EUR", "points": 43},
     "choose_app": {"options": ["VISA DEBIT", "VISA CREDIT"]},
     "question": {"question": "odometer", "answer": "128450"},
-    "card_read": {"card": "loyalty"},
+    "card_read": {"card": "loyalty", "points": 1240},
+    "enter_voucher": {"stars": "*******", "digits": 19},
+    "voucher_refused": {"voucher": "voucher_used"},
     "attendant_sign_in": {"stars": "***"},
-    "attendant_reports": {"sales": 42, "total_cents": 123456, "currency": "EUR"},
+    "attendant_reports": {"sales": 42, "total_cents": 123456, "currency": "EUR", "kind": "Z", "shift": 7},
+    "attendant_menu": {"items": ["cash_prepay", "topup", "redeem", "movements", "clear_pump", "settle_open",
+                                 "reprint", "x_report", "z_report", "sign_out"]},
+    "attendant_result": {"done": "redeem", "ok": False, "reason": "insufficient_points", "balance": 80},
 }
 
 

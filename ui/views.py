@@ -43,14 +43,14 @@ ADVICE: Mapping[str, str] = {
 }
 
 _ERROR = ("declined", "host_unavailable", "card_not_accepted", "card_error", "pump_error", "out_of_service",
-          "offline", "card_removed")
+          "offline", "card_removed", "voucher_refused")
 _WARNING = ("enter_pin_last", "swipe_card", "insert_chip", "no_fuel", "pump_busy", "remove_card")
 _OK = ("approved_up_to", "lift_nozzle", "lift_nozzle_amount", "thank_you", "card_read")
 TONES: Mapping[str, Tone] = {**{s: Tone.ERROR for s in _ERROR}, **{s: Tone.WARNING for s in _WARNING},
                              **{s: Tone.OK for s in _OK}}
 _PROMPTS = frozenset({"select_pump", "choose_app", "question", "enter_pin", "enter_pin_last",
                       "choose_product", "enter_preset", "choose_language", "swipe_card", "attendant_sign_in",
-                      "attendant_menu", "attendant_reports"})
+                      "attendant_menu", "attendant_reports", "enter_voucher", "attendant_card"})
 
 _NONE = "-"        # an empty entry: a dash, the same in every language
 _APPS = re.compile(r"(\d+) (.+?)(?=\s{2,}\d+ |$)")
@@ -129,6 +129,8 @@ def _idle(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[s
     means = [text(lang, f"payment.{m}") for m in raw.get("payments", ()) if has(lang, f"payment.{m}")]
     if means:
         lines.append(text(lang, "idle.accepts", means=format_list(lang, means)))
+    if "voucher" in raw.get("payments", ()):
+        lines.append(text(lang, "idle.voucher_key"))
     if raw.get("languages"):
         options.extend(_language_options(raw["languages"]))
     _backlog(lang, raw, f, lines, figures, options)
@@ -244,6 +246,26 @@ def _sale_figures(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines
         figures.append(Figure("points", _label(lang, "points"), _number(lang, raw["points"])))
 
 
+def _card_read(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+               figures: list[Figure], options: list[Option]) -> None:
+    """points: a loyalty card's balance, when the registry was asked."""
+    if "points" in raw:
+        lines.append(text(lang, "card_read.points", points=_number(lang, raw["points"])))
+
+
+def _enter_voucher(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+                   figures: list[Figure], options: list[Option]) -> None:
+    """stars: one per digit typed (the code itself never reaches a screen)."""
+    figures.append(Figure("code", _label(lang, "code"), str(raw.get("stars", "")) or _NONE))
+
+
+def _voucher_refused(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+                     figures: list[Figure], options: list[Option]) -> None:
+    """voucher: the registry's reason (contracts.service_messages.ServiceReason)."""
+    key = f"voucher.{raw.get('voucher', '')}"
+    lines.append(text(lang, key if has(lang, key) else "voucher.voucher_unknown"))
+
+
 def _attendant_sign_in(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
                        figures: list[Figure], options: list[Option]) -> None:
     figures.append(Figure("code", _label(lang, "code"), str(raw.get("stars", "")) or _NONE))
@@ -251,17 +273,37 @@ def _attendant_sign_in(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], 
 
 def _attendant_menu(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
                     figures: list[Figure], options: list[Option]) -> None:
-    items = ("reports", "prices", "close_shift", "sign_out")
-    options.extend(Option(str(i), text(lang, f"menu.{item}")) for i, item in enumerate(items, 1))
+    """items: the menu's entries (menu.* texts); digit i picks the i-th, 0 the tenth (firmware.attendant)."""
+    items = raw.get("items") or ("reports", "prices", "close_shift", "sign_out")
+    options.extend(Option(str(i % 10), text(lang, f"menu.{item}")) for i, item in enumerate(items, 1)
+                   if has(lang, f"menu.{item}"))
 
 
 def _attendant_reports(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
                        figures: list[Figure], options: list[Option]) -> None:
-    """sales (a count) and total (total_cents with currency); day a datetime.date."""
+    """sales (a count) and total (total_cents with currency); day a datetime.date; kind X or Z and shift."""
+    if raw.get("kind") in ("X", "Z"):
+        lines.append(text(lang, f"attendant_reports.{str(raw['kind']).lower()}"))
+    if "shift" in raw:
+        figures.append(Figure("shift", _label(lang, "shift"), _number(lang, raw["shift"])))
     if "day" in raw:
         figures.append(Figure("date", _label(lang, "date"), format_date(lang, raw["day"])))
     figures.append(Figure("sales", _label(lang, "sales"), _number(lang, raw.get("sales", 0))))
     figures.append(Figure("total", _label(lang, "total"), money(lang, raw, "total") or _NONE))
+
+
+def _attendant_result(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+                      figures: list[Figure], options: list[Option]) -> None:
+    """done: the action (a menu.* item); ok, or reason (reason.* text); balance (points) when known."""
+    done = f"menu.{raw.get('done', '')}"
+    if has(lang, done):
+        lines.append(text(lang, done))
+    lines.append(text(lang, "attendant_result.ok") if raw.get("ok") else
+                 text(lang, "attendant_result.refused", reason=f.get("reason", "")))
+    if isinstance(raw.get("balance"), int):
+        figures.append(Figure("balance", _label(lang, "balance"), _number(lang, raw["balance"])))
+    if isinstance(raw.get("amount_cents"), int) and isinstance(raw.get("currency"), str):
+        figures.append(Figure("amount", _label(lang, "amount"), money(lang, raw)))
 
 
 _SPECIAL = {
@@ -271,5 +313,7 @@ _SPECIAL = {
     "enter_pin": _pin, "enter_pin_last": _pin, "declined": _declined, "question": _question,
     "lift_nozzle": _max_litres, "lift_nozzle_amount": _max_amount, "approved_up_to": _approved,
     "filling": _sale_figures, "thank_you": _sale_figures, "attendant_sign_in": _attendant_sign_in,
+    "card_read": _card_read, "enter_voucher": _enter_voucher, "voucher_refused": _voucher_refused,
     "attendant_menu": _attendant_menu, "attendant_reports": _attendant_reports,
+    "attendant_result": _attendant_result,
 }

@@ -9,30 +9,45 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from contracts.errors import ConfigError
-from firmware.programs.base import CardProgram
+from firmware.programs.base import Adjunct, CardProgram
 from firmware.programs.build import ProgramDeps
 
-__all__ = ["PROGRAMS", "build_programs"]
+__all__ = ["ADJUNCTS", "PROGRAMS", "build_adjuncts", "build_programs"]
 
 PROGRAMS: dict[str, str] = {
     "fleet": "firmware.programs.fleet.setup:build",
+    "voucher": "firmware.programs.voucher.setup:build",
     "bank": "firmware.programs.bank.setup:build",
+    "cash": "firmware.attendant.cash:build",      # an attendant's cash prepay (never claims a card)
+}
+# cards that ride along a payment (firmware.programs.base.Adjunct), named in terminal.programs too
+ADJUNCTS: dict[str, str] = {
+    "loyalty": "firmware.programs.loyalty.setup:build",
 }
 
 
-def build_programs(names: tuple[str, ...], deps: ProgramDeps) -> list[CardProgram]:
-    """Build the named programs in the table's order; a build may return None (not configured)."""
-    unknown = [n for n in names if n not in PROGRAMS]
-    if unknown:
-        raise ConfigError(f"unknown card program {unknown[0]!r} (known: {', '.join(PROGRAMS)})",
-                          key="terminal.programs")
+def _build(table: dict[str, str], names: tuple[str, ...], deps: ProgramDeps) -> list[Any]:
     built = []
-    for name, target in PROGRAMS.items():
+    for name, target in table.items():
         if name not in names:
             continue
         module, _, func = target.partition(":")
         build = cast(Callable[[ProgramDeps], Any], getattr(importlib.import_module(module), func))
         program = build(deps)
         if program is not None:
-            built.append(cast(CardProgram, program))
+            built.append(program)
     return built
+
+
+def build_adjuncts(names: tuple[str, ...], deps: ProgramDeps) -> list[Adjunct]:
+    """Build the named adjuncts (build_programs checks the names)."""
+    return [cast(Adjunct, a) for a in _build(ADJUNCTS, names, deps)]
+
+
+def build_programs(names: tuple[str, ...], deps: ProgramDeps) -> list[CardProgram]:
+    """Build the named programs in the table's order; a build may return None (not configured)."""
+    unknown = [n for n in names if n not in PROGRAMS and n not in ADJUNCTS]
+    if unknown:
+        raise ConfigError(f"unknown card program {unknown[0]!r} (known: {', '.join([*PROGRAMS, *ADJUNCTS])})",
+                          key="terminal.programs")
+    return [cast(CardProgram, p) for p in _build(PROGRAMS, names, deps)]

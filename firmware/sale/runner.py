@@ -19,6 +19,7 @@ from firmware.programs.base import CardIn, Claim, Decline, Declined, Grant
 from firmware.sale.limits import driver_limits
 from firmware.sale.machine import Recovery, SaleState, recovery
 from firmware.sale.pumpwork import PumpWork, journaled_figures
+from firmware.sale.record import SaleRecord
 from firmware.sale.world import SaleWorld
 from firmware.station import Station
 
@@ -51,11 +52,11 @@ class _Steps:
             raise Declined(Decline(DeclineReason.PUMP_UNKNOWN))
         return pump
 
-    def begin(self, pump: int, pan: str) -> str:
+    def begin(self, pump: int, pan: str, *, masked: str | None = None) -> str:
         w = self._runner.world
         sale_id = str(uuid.uuid4())
-        w.journal.begin_sale(sale_id, pump, mask_number(pan), card_token(w.token_key, pan),
-                             program=self._program, adjuncts=self._riders)
+        w.journal.begin_sale(sale_id, pump, masked or mask_number(pan), card_token(w.token_key, pan),
+                             program=self._program, adjuncts=self._runner.bind_riders(self._riders, sale_id))
         self.sale_id = sale_id
         return sale_id
 
@@ -84,6 +85,16 @@ class SaleRunner:
         self._riders.clear()
         return riders
 
+    def bind_riders(self, riders: Mapping[str, Mapping[str, Any]], sale_id: str) -> dict[str, Any]:
+        """The riders' documents as the journal keeps them for this sale (Adjunct.bind, when it has one)."""
+        out: dict[str, Mapping[str, Any]] = {}
+        for adjunct in self.world.adjuncts:
+            doc = riders.get(adjunct.name)
+            if doc is not None:
+                bind = getattr(adjunct, "bind", None)
+                out[adjunct.name] = bind(doc, sale_id) if callable(bind) else doc
+        return out
+
     # -- card in -> pump released --------------------------------------------------------------------
     def serve(self, card: CardIn) -> str | None:
         """Serve one card; returns the sale id when a sale was journaled. The pump, once released, is
@@ -94,6 +105,11 @@ class SaleRunner:
         if isinstance(outcome, Decline):
             self._show(outcome)
             return None
+        return self.run(outcome)
+
+    def run(self, outcome: Claim) -> str | None:
+        """Authorize a claimed card, or an attendant's order (firmware.attendant: a cash prepay), and
+        release the pump; returns the sale id when a sale was journaled."""
         steps = _Steps(self, outcome.program.name, self._take_riders())
         try:
             answer = outcome.program.authorize(outcome, steps)
@@ -121,7 +137,8 @@ class SaleRunner:
             doc = adjunct.claim(card)
             if doc is not None:
                 self._riders[adjunct.name] = (w.clock.monotonic(), doc)
-                w.port.show(Screen.CARD_READ, card=adjunct.name)
+                shown = getattr(adjunct, "shown", None)
+                w.port.show(Screen.CARD_READ, card=adjunct.name, **(shown(doc) if callable(shown) else {}))
                 return None
         failed: CardError | None = None
         for program in w.programs:
@@ -161,7 +178,10 @@ class SaleRunner:
     def _show(self, decline: Decline) -> None:
         # a wrong PIN the host counted: the tries it leaves (fleet: AUTH_RESPONSE pin_tries_left)
         tries = decline.data.get("pin_tries_left")
-        extra = {"tries": tries} if isinstance(tries, int) else {}
+        extra: dict[str, Any] = {"tries": tries} if isinstance(tries, int) else {}
+        shown = decline.data.get("shown")          # the program's own fields (a voucher's refusal)
+        if isinstance(shown, Mapping):
+            extra.update(shown)
         self.world.port.show(decline.screen, reason=decline.reason, **extra)
 
     # -- after a restart -----------------------------------------------------------------------------
@@ -178,13 +198,7 @@ class SaleRunner:
         for rec in w.journal.open_sales():
             if rec.pump in busy:
                 continue
-            log.info("recovering open sale", extra={"sale_id": rec.id, "state": rec.state.value})
-            if journaled_figures(rec) is not None:   # settled, not yet completed: book those figures
-                self.pump.settle(rec, recovered=True)
-            elif recovery(rec.state) is Recovery.SETTLE_UNRELEASED:
-                self.pump.complete_unreleased(rec, recovered=True)
-            else:
-                self.pump.recover(rec, pump_wait)
+            self.recover_sale(rec, pump_wait)
             done.append(rec.id)
         for rec in w.journal.unprinted():
             try:
@@ -192,6 +206,16 @@ class SaleRunner:
             except Exception:   # a damaged row must not stop the terminal: the attendant reprints it
                 log.exception("receipt not printed", extra={"sale_id": rec.id})
         return done
+
+    def recover_sale(self, rec: SaleRecord, pump_wait: float) -> None:
+        """Close one open sale (also the attendant's "settle open sale" for its pump)."""
+        log.info("recovering open sale", extra={"sale_id": rec.id, "state": rec.state.value})
+        if journaled_figures(rec) is not None:   # settled, not yet completed: book those figures
+            self.pump.settle(rec, recovered=True)
+        elif recovery(rec.state) is Recovery.SETTLE_UNRELEASED:
+            self.pump.complete_unreleased(rec, recovered=True)
+        else:
+            self.pump.recover(rec, pump_wait)
 
     def recover_interrupted(self) -> list[str]:
         """Sales stopped before the pump part: their program undoes what may be held (an approval), or

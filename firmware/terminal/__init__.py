@@ -9,18 +9,19 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from firmware.attendant.setup import build_desk
 from firmware.config import TerminalConfig
 from firmware.deviceops import DeviceOps, last_will
 from firmware.hostlink import HostLink
 from firmware.keyfile import check_private, load_or_create_key
-from firmware.programs import build_programs
+from firmware.programs import build_adjuncts, build_programs
 from firmware.programs.build import ProgramDeps
 from firmware.sale.runner import SaleRunner
 from firmware.sale.world import SaleTimeouts, SaleWorld
 from firmware.terminal.cardholder import PanelCardholder
 from firmware.terminal.crashpoint import open_journal
 from firmware.terminal.dukpt import load_dukpt
-from firmware.terminal.serve import Loop, apply_prices, serve
+from firmware.terminal.serve import Loop, apply_prices, card_in, serve
 from firmware.updater import RESTART_EXIT, Updater, WatchedConfigs
 
 __all__ = ["run_terminal"]
@@ -88,18 +89,23 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
         config=cfg, journal=journal, registry=host, pinpad=pinpad, magstripe=stripes is not None,
         open_device=lambda kind, url: open_device(kind, url, response_timeout=cfg.bank.response_timeout))
     programs = build_programs(cfg.terminal.programs, deps)
+    # the idle screen's voucher key asks for a code when the voucher program runs
+    port.code_digits = next((getattr(p, "code_digits", 0) for p in programs if hasattr(p, "code_digits")), 0)
+    adjuncts = build_adjuncts(cfg.terminal.programs, deps)
     world = SaleWorld(
         terminal=tid, station_id=cfg.terminal.station, pump_numbers=dev.pumps, programs=programs, port=port,
         display=port, pumps=pumps, printer=printer, journal=journal, station=lambda: host.station,
         token_key=load_or_create_key(state / "token.key"), spawn=_spawn, on_completed=host.kick,
         timeouts=SaleTimeouts(nozzle_lift=cfg.timeouts.nozzle_lift, filling=cfg.timeouts.filling,
-                              pump_offline=cfg.timeouts.pump_offline))
+                              pump_offline=cfg.timeouts.pump_offline), adjuncts=adjuncts)
     runner = SaleRunner(world)
     offline = any(getattr(p, "sells_offline", False) for p in programs)
     loop = Loop(runner=runner, port=port, reader=reader, stripes=stripes, pumps=pumps, host=host,
                 pump_numbers=dev.pumps, sells_offline=offline,
                 idle=lambda: ops.idle() or updater.idle(lambda: not runner.needs_recovery()),
-                screen_fields=ops.screen_fields)
+                screen_fields=ops.screen_fields,
+                desk=build_desk(runner, port, host, reader, stripes, card_in, panel.read_key,
+                                timeout=cfg.timeouts.pin_entry))
     panel.show("starting")
     _lifecycle(programs, "start")
     link.start()

@@ -17,7 +17,11 @@ from contracts.track2 import Track2
 from firmware.programs.base import Question
 from firmware.sale.record import Preset
 
-__all__ = ["MORE_TIME_KEY", "WARN_BEFORE", "PanelCardholder"]
+__all__ = ["CODE_KEY", "MORE_TIME_KEY", "WARN_BEFORE", "PanelCardholder"]
+
+# The idle screen's key that asks for a paper voucher's code (when the voucher program runs): no digit,
+# since digits pick a language there
+CODE_KEY = "ENTER"
 
 # The key that gives a timed prompt more time (EN 301 549 5.1.3 non-visual access, WCAG 2.2.1 "Timing
 # Adjustable" as EN 301 549 11.2.2.1 takes it over): CLEAR, which no choice uses; in a typed answer it also
@@ -64,6 +68,8 @@ class PanelCardholder:
         self._serving = threading.Event()
         self._chosen: str | None = None       # the language the driver picked on the idle screen
         self._chosen_at = 0.0
+        self.code_digits = 0                  # a voucher code's length; 0: CODE_KEY asks nothing
+        self.code_wanted = False              # CODE_KEY was pressed on the idle screen
 
     # -- the screen ----------------------------------------------------------------------------------
     @property
@@ -101,6 +107,9 @@ class PanelCardholder:
             self.panel.set_language(self.home)
             return True
         key = self.panel.read_key(timeout)
+        if key == CODE_KEY and self.code_digits:
+            self.code_wanted = True
+            return True
         offered = self.idle_fields().get("languages", ())
         if key is None or not key.isdigit() or not 1 <= int(key) <= len(offered):
             return False
@@ -164,6 +173,16 @@ class PanelCardholder:
                 return int(key) - 1
         raise SaleCancelled("nothing chosen")
 
+    def menu(self, screen: Screen, items: Sequence[str], **fields: Any) -> int:
+        """An attendant's menu (firmware.attendant): digit i picks items[i-1], 0 the tenth; CANCEL or the
+        prompt's timeout raise SaleCancelled (the attendant is signed out on inactivity)."""
+        self.panel.flush_keys()
+        self.panel.show(screen, items=list(items), **fields)
+        for key in self._keys():
+            if key.isdigit() and (int(key) or 10) <= len(items):
+                return (int(key) or 10) - 1
+        raise SaleCancelled("nothing chosen")
+
     def ask(self, question: Question) -> str:
         answer = ""
         self.panel.flush_keys()
@@ -177,6 +196,23 @@ class PanelCardholder:
                 return answer
             self.panel.show(Screen.QUESTION, question=question.id, answer=answer)
         raise SaleCancelled("no answer")
+
+    def type_code(self) -> str:
+        """A voucher's code_digits digits, shown as stars and a count (the code is never on a screen, so
+        never in a screen log); CLEAR starts again, ENTER takes a complete code."""
+        self.code_wanted = False
+        typed = ""
+        self.panel.flush_keys()
+        self.panel.show(Screen.ENTER_VOUCHER, stars="", digits=self.code_digits)
+        for key in self._keys():
+            if key.isdigit() and len(typed) < self.code_digits:
+                typed += key
+            elif key == "CLEAR":
+                typed = ""
+            elif key == "ENTER" and len(typed) == self.code_digits:
+                return typed
+            self.panel.show(Screen.ENTER_VOUCHER, stars="*" * len(typed), digits=self.code_digits)
+        raise SaleCancelled("no code typed")
 
     def choose_product(self, products: Sequence[tuple[str, int]], currency: str) -> int | None:
         """A digit picks a product; ENTER leaves every granted nozzle open (the driver lifts one)."""

@@ -10,17 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from contracts.errors import CardError, CardRemoved, PumpError
+from contracts.errors import CardError, CardRemoved, PumpError, SaleCancelled
 from contracts.pump import PumpController, PumpState
 from contracts.screens import Screen
 from contracts.track2 import Track2
 from firmware.hostlink import HostLink
-from firmware.programs.base import CardIn, ChipCard, Contactless, DeadChip, Swipe
+from firmware.programs.base import CardIn, ChipCard, Contactless, DeadChip, Swipe, TypedCode
 from firmware.sale.runner import SaleRunner
 from firmware.terminal.cardholder import PanelCardholder
 from firmware.terminal.contactless import read_uid, storage_card
 
-__all__ = ["Loop", "apply_prices", "serve"]
+__all__ = ["Loop", "apply_prices", "card_in", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class Loop:
     sells_offline: bool          # a program can sell while the registry is away (bank cards)
     idle: Callable[[], bool] | None = None   # between sales; True: stop now (an update to install)
     screen_fields: Callable[[], dict[str, Any]] | None = None   # more on the idle and offline screens
+    desk: Callable[[CardIn], bool] | None = None   # an attendant's card (firmware.attendant): True, served
 
 
 def apply_prices(host: HostLink, pumps: PumpController, numbers: tuple[int, ...], *,
@@ -79,7 +80,7 @@ def idle_fields(loop: Loop, *, offline: bool = False) -> dict[str, Any]:
             **loop.port.idle_fields()}
 
 
-def _card_in(reader: Reader) -> CardIn | None:
+def card_in(reader: Reader) -> CardIn | None:
     """The card presented as the programs see it; None when it left before it answered, or when a tag
     gave no usable UID (logged; the card error screen, no sale)."""
     try:
@@ -102,6 +103,9 @@ def _card_in(reader: Reader) -> CardIn | None:
         return None
 
 
+_card_in = card_in      # its older name (tests/test_contactless_tag.py)
+
+
 def _swiped(stripes: Stripes | None) -> Track2 | None:
     """A swipe made at the idle screen, if any (never blocks); a garbled one is logged and dropped."""
     if stripes is None:
@@ -121,7 +125,7 @@ def _one_sale(loop: Loop, card: CardIn | None) -> None:
     try:
         if card is None:
             port.show(Screen.CARD_ERROR)
-        else:
+        elif loop.desk is None or not loop.desk(card):     # an attendant's card before any program's
             loop.runner.serve(card)
     except CardError:
         raise
@@ -131,6 +135,21 @@ def _one_sale(loop: Loop, card: CardIn | None) -> None:
         loop.runner.recover_interrupted()     # an approval the failed sale held is given back now
     finally:
         port.end()
+
+
+def _typed_sale(loop: Loop, stop: threading.Event) -> None:
+    """A voucher's code typed at the idle screen, served as a card (firmware.programs.voucher)."""
+    loop.port.begin()
+    try:
+        code = loop.port.type_code()
+    except SaleCancelled:
+        loop.port.end()
+        loop.port.idle()
+        return
+    _one_sale(loop, TypedCode(code))
+    del code
+    stop.wait(3.0)              # the outcome stays readable
+    loop.port.idle()
 
 
 def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
@@ -165,11 +184,13 @@ def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
         # the driver picked a language on the idle screen (offline shows no choice): idle again, in it
         if screen is not Screen.OFFLINE and loop.port.idle_key(0.05):
             shown = None
+            if loop.port.code_wanted:        # the voucher key: a code, then a sale like a card's
+                _typed_sale(loop, stop)
             continue
         try:
             if reader.wait_for_card(card_wait):
                 loop.port.show(Screen.READING)
-                _one_sale(loop, _card_in(reader))
+                _one_sale(loop, card_in(reader))
                 _wait_removal(loop, stop)
                 loop.port.idle()
                 shown = None
