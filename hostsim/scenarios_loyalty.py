@@ -24,11 +24,12 @@ EXPIRY_LOYALTY_PAN, EXPIRY_PAYER_PAN = "7077011000000034", "7077021000000041"
 
 
 def _months_back(today: dt.date) -> tuple[str, dt.datetime]:
-    """The month to close (last month) and an hour before it began (naive UTC): points earned then are
-    older than one month at its close. At most 62 days ago, which the registry still takes a sale from."""
+    """The month to close (last month) and a minute before it began (naive UTC): points earned then are
+    older than one month at its close. That is under 62 days ago (the oldest sale the registry takes,
+    registry.checks.MAX_AGE) but in the last minute of January 31 and August 31."""
     first = today.replace(day=1)
     last_month = (first - dt.timedelta(days=1)).replace(day=1)
-    return f"{last_month:%Y-%m}", dt.datetime.combine(last_month, dt.time(0)) - dt.timedelta(hours=1)
+    return f"{last_month:%Y-%m}", dt.datetime.combine(last_month, dt.time(0)) - dt.timedelta(minutes=1)
 
 
 def _awards(sim: Any, wallet: int) -> dict[int, tuple[int, int, dt.datetime]]:
