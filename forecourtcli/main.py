@@ -301,6 +301,7 @@ REGISTRY_COMMANDS: tuple[str, ...] = (
     "forecourtcli.loyalty_rewards",
     "forecourtcli.vouchers",
     "forecourtcli.prepaid",
+    "forecourtcli.sales",
 )
 # Modules whose add_parsers(sub) adds top-level `forecourt <command>` commands, one per line.
 COMMANDS: tuple[str, ...] = (

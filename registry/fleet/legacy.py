@@ -21,11 +21,12 @@ def _month_start(now: dt.datetime) -> dt.datetime:
 def wallet_usage_cl(session: Session, wallet_id: int, now: dt.datetime) -> int:
     """Litres (cl) this calendar month: settled sales plus open, unexpired authorizations.
 
-    A held sale (registry.checks) is not counted: its figures cannot be trusted, in either direction.
+    A held sale (registry.checks) is not counted: its figures cannot be trusted, in either direction; nor
+    is a voided one (registry.voids).
     """
     settled = session.scalar(select(func.coalesce(func.sum(Transaction.volume_cl), 0)).where(
         Transaction.wallet_id == wallet_id, Transaction.held.is_(False),
-        Transaction.finished_at >= _month_start(now)))
+        Transaction.finished_at >= _month_start(now), ~Transaction.flags.contains("voided")))
     held = session.scalar(select(func.coalesce(func.sum(Authorization.allowed_cl), 0)).where(
         Authorization.wallet_id == wallet_id, Authorization.status == "open",
         Authorization.expires_at > now))
