@@ -33,6 +33,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="pump numbers on that line (default 1); the first is the one tested")
 
 
+# Tests that run the machine's one pcscd (hostsim.pcscd takes a machine-wide lock for it): whole-system
+# scenarios and the PC/SC tests. Under pytest-xdist (`make test` runs two workers, --dist loadgroup) they all
+# go to one worker, in turn, while the other worker runs the rest: two workers waiting for one lock would
+# only add waits.
+PCSCD_GROUP = "pcscd"
+PCSCD_FILES = ("test_pcsc_reader.py", "test_contactless_tag.py", "test_window_sim.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "e2e" in item.path.parts or item.path.name in PCSCD_FILES:
+            item.add_marker(pytest.mark.xdist_group(PCSCD_GROUP))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     device(config)                     # a bad option stops the run at once
     config.addinivalue_line("markers", "simulator: needs the DART pump simulator (fault injection, a "

@@ -22,7 +22,9 @@ from contracts.reasons import LEGACY_REASONS, DeclineReason
 PAN = "7077001000000019"
 UUID1 = "0f8fad5b-d9cb-469f-a165-70867728950e"
 UUID2 = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
-SEALED = seal_pan(derive_pan_key(bytes(16)), PAN, request_id=UUID1, terminal="T-0001", station="ST-001")
+# a fixed nonce: the same value in every process, so that test ids match under pytest-xdist
+SEALED = seal_pan(derive_pan_key(bytes(16)), PAN, request_id=UUID1, terminal="T-0001", station="ST-001",
+                  nonce=bytes(12))
 
 VALID: dict[str, dict[str, Any]] = {
     "AUTH_REQUEST": {"request_id": UUID1, "terminal": "T-0001", "station": "ST-001", "pump": 1,
