@@ -278,6 +278,25 @@ def test_a_pooled_card_sees_nothing(any_sm: sessionmaker[Session]) -> None:
         assert (shown.pooled, shown.balance, shown.lines) == (True, None, ())
 
 
+@pytest.mark.parametrize("status", ["blocked", "lost", "stolen", "replaced", "expired", "temp_blocked",
+                                    "new"])
+def test_a_loyalty_card_that_is_not_active_is_refused(sm: sessionmaker[Session], status: str) -> None:
+    """Its token is never looked up as a link either: the card itself is what is refused."""
+    with sm() as s:
+        w = make_loyalty(s)
+        s.add(Card(token="tok-off", masked="****2", account_id=w.account_id, expiry="3012", pin_verifier="",
+                   status=status))
+        s.add(LoyaltyLink(token="tok-off", account_id=w.account_id, masked="****2", created_at=T(2026, 1, 1)))
+        s.add(Card(token="tok-on", masked="****3", account_id=w.account_id, expiry="3012", pin_verifier=""))
+        earn(s, w, 10, "x")
+        with pytest.raises(PointsError, match="not active") as refused:
+            history.card_history(s, "tok-off")
+        assert refused.value.context == {"status": status}
+        with pytest.raises(PointsError, match="not active"):
+            history.loyalty_account(s, "tok-off")
+        assert history.card_history(s, "tok-on").balance == 10      # the group's active card still sees them
+
+
 def _reward(s: Session) -> int:
     reward = Reward(name="Mug", points=5)
     s.add(reward)

@@ -54,11 +54,15 @@ class History:
 
 
 def loyalty_account(s: Session, token: str) -> int:
-    """The loyalty account a card (by its keyed token) earns on; PointsError when it earns on none."""
-    card_account = s.scalar(select(Account.id).join(Card, Card.account_id == Account.id)
-                            .where(Card.token == token, Account.kind == "loyalty"))
-    if card_account is not None:
-        return int(card_account)
+    """The loyalty account a card (by its keyed token) earns on; PointsError when it earns on none, or when
+    it is a loyalty card that is not active (blocked, lost, stolen, replaced, expired...: its points are
+    the account's other cards', never a link's to look up). A link has no status of its own."""
+    found = s.execute(select(Account.id, Card.status).join(Card, Card.account_id == Account.id)
+                      .where(Card.token == token, Account.kind == "loyalty")).first()
+    if found is not None:
+        if found.status != "active":
+            raise PointsError("loyalty card is not active", status=found.status)
+        return int(found.id)
     link = s.get(LoyaltyLink, token)
     if link is None:
         raise PointsError("card has no loyalty account")
