@@ -74,7 +74,9 @@ def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
     if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
         _private_sqlite(Path(parsed.database))
     try:
-        engine = create_engine(parsed)
+        # hide_parameters: an error's text never carries bound values (card tokens, sealed numbers, voucher
+        # digests) into a log; SQLAlchemy shows "[SQL parameters hidden due to hide_parameters=True]"
+        engine = create_engine(parsed, hide_parameters=True)
     except ModuleNotFoundError as exc:
         raise MissingComponent(f"no database driver for {parsed.drivername}: {exc}; "
                                "for PostgreSQL install 'psycopg[binary]>=3.1'") from exc

@@ -15,6 +15,7 @@ import pytest
 from alembic import command
 from psec.pinblock import encipher_pinblock_iso_4
 from sqlalchemy import Engine, MetaData, Table, create_engine, func, inspect, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from contracts import messages as m
@@ -610,6 +611,20 @@ def test_database_never_contains_a_pan_or_a_plain_pin(env: Env) -> None:
     # the same PIN on two cards gives two verifiers (bound to the card's token)
     assert env.card(ACME).pin_verifier != env.card(ACME2).pin_verifier
     assert env.card(ACME).token != ACME and len(env.card(ACME).token) == 32
+
+
+def test_a_database_error_never_carries_its_bound_values(env: Env) -> None:
+    """The engine hides bound parameters: a failing insert's error text (what a log would show) holds
+    neither the card token nor the sealed number it tried to store."""
+    existing = env.card(ACME)
+    with env.sessions() as s, pytest.raises(DBAPIError) as failed:
+        s.add(Card(token=existing.token, masked="****0000", account_id=existing.account_id, expiry="3012",
+                   pin_verifier="", number_sealed="sealed-number-never-shown"))
+        s.flush()
+    shown = str(failed.value)
+    assert "UNIQUE constraint failed: cards.token" in shown       # the error itself is still told
+    assert existing.token not in shown and "sealed-number-never-shown" not in shown
+    assert "parameters hidden" in shown
 
 
 def test_keys_file_is_created_once_and_private(tmp_path: Path) -> None:
