@@ -18,6 +18,11 @@ Decisions where the issue is silent:
   paid money (never more than the balance less open holds, never more than paid in less refunded), so a
   bonus is never cashed by spending it and refunding the money paid. A positive correction is not
   refundable either. A credit past its expiry pays nothing back (it is forfeited to the sweep).
+- Paid in is only a "topup" movement keyed "topup:" (a cashier's top-up here, the service desk's, or
+  `fleet wallet topup` with its payment's reference). Other "topup" movements are credit that was never
+  cash, spent like a correction and never paid back: points converted ("convert:", registry.loyalty
+  .convert) and a seed's opening balance ("seed-topup:", whose origin the registry does not know: an
+  operator who knows it was paid books it as a top-up with its payment's reference instead).
 - A refund pays out every credit's refundable amount (kind "refund", key "refund:{key}:{wallet}") and
   leaves the card open with what is not refundable; gift cards are refused (PrepaidError).
 Nothing commits here: the caller does, after the account's lock is taken (registry.fleet.ledger).
@@ -44,6 +49,7 @@ __all__ = ["KINDS", "Credit", "CreditView", "Issued", "PrepaidError", "Refunded"
            "account_for", "credits", "issue", "refund", "reverse_topup", "split", "topup"]
 
 MAX_CREDITS = 8
+PAID = "topup:"                     # the key of money paid in (refundable): this module's and fleet admin's
 KEY_SIZE = admin.KEY_SIZE           # a cashier's or payment's reference, as a fleet top-up's
 
 
@@ -112,16 +118,18 @@ def split(*, paid_in: int, bonus_in: int, refunded: int, balance: int) -> Split:
 
 
 def _split(s: Session, wallet: Wallet) -> Split:
-    """The wallet's split from its movements (reversals counted with what they undo)."""
-    def total(kind: str) -> int:
+    """The wallet's split from its movements (reversals counted with what they undo). Paid in is only a
+    "topup" movement keyed "topup:" (PAID): see the module's decisions."""
+    def total(kind: str, prefix: str) -> int:
         own = s.scalar(select(func.coalesce(func.sum(Movement.amount), 0))
-                       .where(Movement.wallet_id == wallet.id, Movement.kind == kind))
+                       .where(Movement.wallet_id == wallet.id, Movement.kind == kind,
+                              Movement.key.startswith(prefix, autoescape=True)))
         undone = s.scalar(select(func.coalesce(func.sum(Movement.amount), 0))
                           .where(Movement.wallet_id == wallet.id, Movement.kind == "reversal",
-                                 Movement.key.startswith(f"{ledger.REVERSAL}{kind}:")))
+                                 Movement.key.startswith(ledger.REVERSAL + prefix, autoescape=True)))
         return int(own or 0) + int(undone or 0)
-    return split(paid_in=total("topup"), bonus_in=total("bonus"), refunded=-total("refund"),
-                 balance=wallet.balance)
+    return split(paid_in=total("topup", PAID), bonus_in=total("bonus", "bonus:"),
+                 refunded=-total("refund", "refund:"), balance=wallet.balance)
 
 
 def _month_end(expiry: str) -> dt.date:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pg_env
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
 
@@ -22,7 +22,18 @@ from contracts.reasons import DeclineReason as R
 from registry import prepaid
 from registry.fleet import ledger, rules
 from registry.fleet.sweep import sweep
-from registry.models import Account, AuditEntry, Card, Hold, Movement, Product, Transaction, Wallet
+from registry.loyalty import convert, points
+from registry.models import (
+    Account,
+    AuditEntry,
+    Card,
+    Hold,
+    LoyaltyMember,
+    Movement,
+    Product,
+    Transaction,
+    Wallet,
+)
 from registry.prepaid import Credit, PrepaidError
 from registry.prepaid_bonus import add_bonus, end_bonus, list_bonuses
 from tests.test_fleet_authorize import CARD2, NOW, PRICES, Fleet, base_seed, offered
@@ -267,13 +278,59 @@ def test_a_topup_reversal_takes_back_paid_and_bonus_once_and_never_what_was_spen
     assert balances(fleet, done.account_id) == {wallet: 5_00}
 
 
+def loyalty_points(fleet: Fleet, amount: int, key: str) -> int:
+    """A loyalty account holding `amount` points (one converts to one cent); its id."""
+    with fleet.sessions() as s:
+        account = Account(name="Points", kind="loyalty", status="active", auth_seq=0)
+        s.add(account)
+        s.flush()
+        s.add(LoyaltyMember(account_id=account.id, issued_on=NOW.date()))
+        wallet = Wallet(account_id=account.id, allowed_products="*", unit="points", mode="prepaid")
+        s.add(wallet)
+        s.flush()
+        points.award(s, wallet, amount, key=points.earn_key(key), at=NOW, station="ST-1",
+                     product_group="fuel")
+        s.commit()
+        return account.id
+
+
+def convert_points(fleet: Fleet, wallet: int, cents: int, key: str) -> int:
+    """Points converted to `cents` of credit on the wallet (registry.loyalty.convert): what it credited."""
+    account = loyalty_points(fleet, cents, key)
+    with fleet.sessions() as s:
+        if not convert.table(s):
+            convert.set_table(s, [(1, 1000)], actor="ops", now=NOW)
+        done = convert.convert(s, account=account, points=cents, wallet=wallet, key=key, now=NOW,
+                               attendant="")
+        s.commit()
+        return done.cents
+
+
+def test_converted_points_and_an_opening_balance_are_spent_never_refunded(fleet: Fleet) -> None:
+    done = issue(fleet)
+    wallet = done.wallet_ids[0]
+    assert convert_points(fleet, wallet, 40_00, "cv1") == 40_00
+    with fleet.sessions() as s:
+        w = s.get(Wallet, wallet)
+        assert w is not None
+        ledger.topup(s, w, 5_00, key=f"seed-topup:{wallet}", at=NOW, actor="seed", reason="opening balance")
+        s.commit()
+    assert refund(fleet, "R1", card_id=done.card.id).cents == 0
+    topup(fleet, 10_00, "P1", card_id=done.card.id)
+    assert refund(fleet, "R2", card_id=done.card.id).cents == 10_00         # the paid money only
+    assert balances(fleet, done.account_id) == {wallet: 45_00}
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.sampled_from(["topup", "spend", "refund", "correct", "reverse"]),
+@given(st.lists(st.tuples(st.sampled_from(["topup", "spend", "refund", "correct", "reverse", "convert"]),
                           st.integers(1, 200_00)), max_size=10))
+@example([("convert", 50_00), ("refund", 1)])
+@example([("topup", 10_00), ("convert", 20_00), ("spend", 5_00), ("refund", 1)])
 def test_no_sequence_pays_out_more_than_was_paid_in(fleet: Fleet, steps: list[tuple[str, int]]) -> None:
-    """Any sequence of top-ups (with a 10 % bonus), sales, refunds, corrections and top-up reversals: the
-    refunds never exceed what was paid in (net of reversals), never take more than the balance, and every
-    balance is the sum of its movements. One database for every example, a new card for each."""
+    """Any sequence of top-ups (with a 10 % bonus), sales, refunds, corrections, top-up reversals and
+    points converted to credit: the refunds never exceed what was paid in (net of reversals; converted
+    points are no money paid), never take more than the balance, and every balance is the sum of its
+    movements. One database for every example, a new card for each."""
     with fleet.sessions() as s:
         count = s.scalar(select(Account.id).order_by(Account.id.desc()).limit(1)) or 0
         if not list_bonuses(s):
@@ -301,6 +358,8 @@ def test_no_sequence_pays_out_more_than_was_paid_in(fleet: Fleet, steps: list[tu
                 assert w is not None
                 ledger.post(s, w, "correction", cents, key=f"c:{key}", at=NOW)
                 s.commit()
+        elif step == "convert":
+            assert convert_points(fleet, wallet, cents, key) == cents
         elif step == "reverse" and topups:
             last, amount = topups.pop()
             try:
