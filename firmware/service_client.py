@@ -17,7 +17,12 @@ from contracts import protocol
 from contracts import service_messages as sv
 from contracts.errors import HostUnavailable, MessageError
 
-__all__ = ["Registry", "ServiceAnswer", "ServiceClient"]
+__all__ = ["Registry", "ServiceAnswer", "ServiceClient", "new_request_id"]
+
+
+def new_request_id() -> str:
+    """A request id as contracts.service_messages takes it (a UUID)."""
+    return str(uuid.uuid4())
 
 
 class Registry(Protocol):
@@ -47,10 +52,13 @@ class ServiceClient:
         self.timeout = timeout if timeout is not None else host.auth_timeout
 
     def ask(self, op: str, fields: Mapping[str, Any] | None = None, *, card: str | None = None,
-            medium: str = "chip", code: str | None = None) -> ServiceAnswer:
+            medium: str = "chip", code: str | None = None, request_id: str | None = None,
+            sealed: Mapping[str, str] | None = None) -> ServiceAnswer:
         """The registry's answer to one request; card: the card number (or tag "U..." number) it is about;
-        code: a voucher code."""
-        rid = str(uuid.uuid4())
+        code: a voucher code; request_id: the caller's id (journaled before asking, so a request whose
+        answer was lost is asked again under the same id: the registry keys its bookings by it); sealed:
+        further numbers sealed to the request, by field (loyalty_convert's target_sealed)."""
+        rid = request_id if request_id is not None else new_request_id()
         host = self.host
         req: dict[str, Any] = {"request_id": rid, "terminal": host.terminal, "station": host.station_id,
                                "op": op, **(fields or {})}
@@ -60,6 +68,8 @@ class ServiceClient:
                 req["medium"] = medium
         if code is not None:
             req["code_sealed"] = host.seal_for_sale(code, rid)
+        for name, number in (sealed or {}).items():
+            req[name] = host.seal_for_sale(number, rid)
         raw = host.link.request(protocol.topic("service_request", terminal=host.terminal),
                                 sv.encode_request(req), host.inbox, self.timeout)
         try:

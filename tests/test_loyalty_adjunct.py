@@ -52,14 +52,21 @@ class DeskLink:
     def __init__(self, env: Env, now: Callable[[], dt.datetime] = lambda: NOW) -> None:
         self.env, self.requests, self.now = env, 0, now
         self.connected = True
+        self.seen: list[dict[str, Any]] = []       # the requests as the registry read them
+        self.lose = 0                              # answers to lose on the way back (the registry acted)
 
     def request(self, topic: str, payload: bytes, inbox: str, timeout: float) -> bytes:
         if not self.connected:
             raise HostUnavailable("no answer")
         self.requests += 1
         req = sv.decode_request(payload)
+        self.seen.append(req)
         with self.env.sessions() as s:
-            return sv.encode_response(answer(s, self.env.keys, req, self.now()))
+            got = sv.encode_response(answer(s, self.env.keys, req, self.now()))
+        if self.lose:
+            self.lose -= 1
+            raise HostUnavailable("answer lost")
+        return got
 
 
 class Host:

@@ -18,10 +18,10 @@ from contracts.screens import Screen
 from firmware.hostlink import sale_payload
 from firmware.programs.base import Contactless, TypedCode
 from firmware.programs.voucher import CODE_DIGITS, VoucherProgram
-from firmware.programs.voucher.program import NOT_RELEASED, VOUCHER
+from firmware.programs.voucher.program import NOT_RELEASED, REQUEST, SEALED, VOUCHER
 from firmware.sale.journal import Journal
 from firmware.sale.machine import SaleState
-from firmware.service_client import ServiceClient
+from firmware.service_client import ServiceClient, new_request_id
 from firmware.terminal.cardholder import CODE_KEY, PanelCardholder
 from registry import vouchers
 from registry.models import Voucher
@@ -182,10 +182,11 @@ def test_offline_no_voucher_is_taken(terminal: Terminal, env: Env) -> None:
 
 def test_a_restart_after_the_redemption_gives_the_voucher_back(terminal: Terminal, env: Env) -> None:
     voucher, code = issue(env)
+    rid = new_request_id()
     with env.sessions() as s:          # redeemed for this terminal, the answer journaled, then a crash
-        vouchers.redeem(s, env.keys, code, terminal="T-0001", station="ST-001", now=NOW)
+        vouchers.redeem(s, env.keys, code, terminal="T-0001", station="ST-001", now=NOW, request=rid)
     terminal.journal.begin_sale("s-1", 1, "*" * 15 + code[-4:], "t", program="voucher")
-    terminal.journal.transition("s-1", SaleState.AUTHORIZING, data={VOUCHER: voucher})
+    terminal.journal.transition("s-1", SaleState.AUTHORIZING, data={VOUCHER: voucher, REQUEST: rid})
     assert terminal.runner.recover_interrupted() == ["s-1"]
     rec = terminal.journal.get("s-1")
     assert rec.state is SaleState.COMPLETED and rec.volume_cl == 0
@@ -235,3 +236,49 @@ def test_without_the_voucher_program_the_key_asks_nothing() -> None:
     p.code_digits = 0
     assert not p.idle_key(0.05) and not p.code_wanted
 
+
+
+# -- the request id: journaled first, asked again under it ---------------------------------------------
+def test_a_lost_answer_is_asked_again_under_the_same_request_and_the_voucher_is_taken_once(
+        terminal: Terminal, env: Env, tmp_path: Path) -> None:
+    voucher, code = issue(env, "diesel", 2000)
+    terminal.link.lose = 1                      # the registry redeemed it; its answer never came back
+    terminal.pumps.customer("lift", ("flow", 800), "hang_up")
+    sale_id = terminal.runner.serve(TypedCode(code))
+    assert sale_id is not None
+    rec = terminal.journal.get(sale_id)
+    assert rec.state is SaleState.COMPLETED and rec.volume_cl == 800 and rec.data[VOUCHER] == voucher
+    asked = [r for r in terminal.link.seen if r["op"] == "voucher_redeem"]
+    assert len(asked) == 2 and asked[0]["request_id"] == asked[1]["request_id"] == rec.data[REQUEST]
+    assert SEALED not in rec.data and status(env, voucher) == "redeemed"
+    assert code.encode() not in (tmp_path / "journal.db").read_bytes()
+
+
+def test_a_restart_before_the_answer_asks_again_and_gives_the_voucher_back(terminal: Terminal,
+                                                                           env: Env) -> None:
+    voucher, code = issue(env)
+    rid = new_request_id()
+    sealed = terminal.host.seal_for_sale(code, rid)
+    with env.sessions() as s:          # the registry took it under the journaled request; then a crash
+        vouchers.redeem(s, env.keys, code, terminal="T-0001", station="ST-001", now=NOW, request=rid)
+    terminal.journal.begin_sale("s-3", 1, "*" * 15 + code[-4:], "t", program="voucher")
+    terminal.journal.transition("s-3", SaleState.AUTHORIZING, data={REQUEST: rid, SEALED: sealed})
+    assert terminal.runner.recover_interrupted() == ["s-3"]
+    rec = terminal.journal.get("s-3")
+    assert rec.state is SaleState.COMPLETED and rec.volume_cl == 0 and rec.data[VOUCHER] == voucher
+    assert rec.data[SEALED] is None and status(env, voucher) == "issued"
+    release = [r for r in terminal.link.seen if r["op"] == "voucher_release"]
+    assert [(r["voucher"], r["request"]) for r in release] == [(voucher, rid)]
+
+
+def test_a_restart_before_the_registry_got_the_request_leaves_the_voucher_usable(terminal: Terminal,
+                                                                          env: Env) -> None:
+    voucher, code = issue(env)
+    rid = new_request_id()
+    terminal.journal.begin_sale("s-4", 1, "*" * 15 + code[-4:], "t", program="voucher")
+    terminal.journal.transition("s-4", SaleState.AUTHORIZING,
+                                data={REQUEST: rid, SEALED: terminal.host.seal_for_sale(code, rid)})
+    terminal.runner.recover_interrupted()
+    rec = terminal.journal.get("s-4")
+    # asked again, the registry redeemed it then: given back at once (a sale of nothing)
+    assert rec.state is SaleState.COMPLETED and rec.volume_cl == 0 and status(env, voucher) == "issued"
