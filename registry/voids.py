@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from contracts.errors import ConfigError
@@ -35,6 +35,19 @@ class Voided:
     again: bool                          # voided before: nothing new
 
 
+def _claim(s: Session, tx: Transaction) -> bool:
+    """Flag the sale voided unless it is already: one conditional UPDATE, so of two voids at once (a sale
+    without an account takes no account lock) exactly one finds the row unflagged and books usage and audit
+    (PostgreSQL re-reads the row the other committed; SQLite lets one writer in at a time)."""
+    marked = "," + Transaction.flags + ","
+    done = s.execute(update(Transaction).where(Transaction.id == tx.id, marked.not_like(f"%,{VOIDED},%"))
+                     .values(flags=case((Transaction.flags == "", VOIDED),
+                                        else_=Transaction.flags + f",{VOIDED}"))
+                     .execution_options(synchronize_session=False))
+    s.refresh(tx)
+    return getattr(done, "rowcount", 0) == 1          # a CursorResult (Session.execute types a Result)
+
+
 def void_sale(s: Session, sale_id: str, *, actor: str, reason: str, now: dt.datetime) -> Voided:
     """Undo what the stored sale `sale_id` booked; the same void twice books once."""
     reason = need_reason(reason)
@@ -43,8 +56,7 @@ def void_sale(s: Session, sale_id: str, *, actor: str, reason: str, now: dt.date
         raise ConfigError("no stored sale has that id", key="sale")
     if tx.account_id is not None:
         ledger.lock_account(s, tx.account_id)          # authorizations of the account wait for the void
-    flags = [f for f in tx.flags.split(",") if f]
-    again = VOIDED in flags
+    again = not _claim(s, tx)                          # after the lock; tx is read again after it
     debits = s.scalars(select(Movement).where(Movement.sale_id == sale_id, Movement.kind == "sale")
                        .order_by(Movement.id)).all()
     money = tuple(ledger.reverse(s, m.key, at=now, actor=actor, reason=reason) for m in debits)
@@ -55,7 +67,6 @@ def void_sale(s: Session, sale_id: str, *, actor: str, reason: str, now: dt.date
                      at_utc=tx.finished_at, amount_cents=-tx.amount_cents, volume_cl=-tx.volume_cl, count=-1)
     taken = points.reverse_earn(s, sale_id, now, actor)
     if not again:
-        tx.flags = ",".join([*flags, VOIDED])
         audit(s, actor=actor, action="sale.void", subject=f"sale:{sale_id}", now=now, reason=reason,
               money=[m.amount for m in money], points=taken.amount if taken is not None else 0)
     return Voided(sale_id, money, taken, again)
