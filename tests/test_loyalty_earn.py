@@ -33,6 +33,7 @@ from registry.models import (
     Product,
     Transaction,
 )
+from registry.voids import void_sale
 from tests.test_fleet_authorize import CARD, NOW, PIN_KEY, Fleet, base_seed, litres_wallet
 from tests.test_fleet_authorize import make as fleet_fixture
 
@@ -262,6 +263,22 @@ def test_tier_review_moves_up_and_down_with_the_rolling_spend(fleet: Fleet) -> N
             "silver", "base")
         s.commit()
     assert fleet.one(LoyaltyMember, LoyaltyMember.account_id == ACC).tier == "base"
+
+
+def test_a_voided_sale_is_no_spend_for_the_tier(fleet: Fleet) -> None:
+    with fleet.sessions() as s:
+        admin.set_tier(s, "base", rank=0, multiplier_pct=100, min_spend_cents=0, **OPS)
+        admin.set_tier(s, "silver", rank=1, multiplier_pct=125, min_spend_cents=30_00, **OPS)
+        admin.set_tier(s, "gold", rank=2, multiplier_pct=150, min_spend_cents=60_00, **OPS)
+        s.commit()
+    fleet.record(bank_sale(fleet, 2000))                     # 33.18 each
+    voided = bank_sale(fleet, 2000)
+    fleet.record(voided)
+    with fleet.sessions() as s:
+        assert tiers.spend_cents(s, ACC, NOW - dt.timedelta(days=1), LATER) == 66_36
+        void_sale(s, voided["sale_id"], actor="ops", reason="fuel returned", now=LATER)
+        assert tiers.spend_cents(s, ACC, NOW - dt.timedelta(days=1), LATER) == 33_18
+        assert tiers.review(s, ACC, now=LATER, window_months=12) == ("base", "silver")
 
 
 # -- one card at several terminals at once ----------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 A tier is earned by its min_spend_cents over the last tier_window_months: the review picks the highest-
 ranked tier the spend reaches, so an account moves up as soon as it spends enough and down when its older
-spend leaves the window. The spend is the account's settled sales (not held): those paid with its own cards
-or its linked cards, and any other sale that earned on it (a loyalty card shown, another card paying).
+spend leaves the window. The spend is the account's settled sales (not held, not voided): those paid with
+its own cards or its linked cards, and any other sale that earned on it (a loyalty card shown, another card
+paying).
 """
 
 from __future__ import annotations
@@ -67,13 +68,14 @@ def tier_specs(s: Session) -> list[TierSpec]:
 
 
 def spend_cents(s: Session, account_id: int, since: dt.datetime, until: dt.datetime) -> int:
-    """What the account's settled sales from `since` to before `until` (UTC) amount to."""
+    """What the account's settled sales (not voided) from `since` to before `until` (UTC) amount to."""
     linked = select(LoyaltyLink.token).where(LoyaltyLink.account_id == account_id)
     cards = select(Card.id).where(or_(Card.account_id == account_id, Card.token.in_(linked)))
     earned = (select(Movement.sale_id).join(Wallet, Wallet.id == Movement.wallet_id)
               .where(Wallet.account_id == account_id, Movement.kind == "earn", Movement.sale_id.is_not(None)))
     total = s.scalar(select(func.coalesce(func.sum(Transaction.amount_cents), 0)).where(
         Transaction.held.is_(False), Transaction.finished_at >= since, Transaction.finished_at < until,
+        ~Transaction.flags.contains("voided"),             # a voided sale (registry.voids) spent nothing
         or_(Transaction.card_id.in_(cards), Transaction.sale_id.in_(earned))))
     return int(total or 0)
 
