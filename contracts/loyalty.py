@@ -279,7 +279,7 @@ def programme_from_doc(doc: Mapping[str, Any]) -> Programme:
     """The Programme of programme_doc's form; MessageError for anything else."""
     try:
         rules: list[tuple[int, EarnRule]] = []
-        promos: list[Promotion] = []
+        promos: list[tuple[int, Promotion]] = []
         tiers: dict[str, int] = {}
         for key, value in doc.items():
             if key.startswith("tier_") and isinstance(value, int):
@@ -290,13 +290,16 @@ def programme_from_doc(doc: Mapping[str, Any]) -> Programme:
                                                      _parse_day(ends))))
             elif key.startswith("promo_") and isinstance(value, str):
                 pos, product, where, starts, ends, pct, bonus, stop, name = value.split("|", 8)
-                promos.append(Promotion(name, int(pos), product, tuple(x for x in where.split(",") if x),
-                                        _parse_day(starts), _parse_day(ends), int(pct), int(bonus),
-                                        stop == "1"))
+                promos.append((int(key[6:]), Promotion(
+                    name, int(pos), product, tuple(x for x in where.split(",") if x), _parse_day(starts),
+                    _parse_day(ends), int(pct), int(bonus), stop == "1")))
             elif key not in ("first_use_days", "first_use_pct") or not isinstance(value, int):
                 raise MessageError("unknown loyalty setting", field=key)
-        # rule order breaks ties between rules of one kind (rule_for): kept by the key's number
-        return Programme(tuple(r for _, r in sorted(rules, key=lambda x: x[0])), tuple(promos),
+        # rule order breaks ties between rules of one kind (rule_for), promotion order between promotions
+        # at one position (the registry's: position, then id): both kept by the key's number, whatever
+        # order the keys came in (a canonical JSON sorts them: "promo_10" before "promo_2")
+        return Programme(tuple(r for _, r in sorted(rules, key=lambda x: x[0])),
+                         tuple(p for _, p in sorted(promos, key=lambda x: x[0])),
                          int(doc["first_use_days"]), int(doc["first_use_pct"]), tiers)
     except (ValueError, KeyError) as exc:       # ConfigError is a ValueError: a bad value in the doc
         if isinstance(exc, MessageError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import doctest
+import json
 from fractions import Fraction
 
 import pytest
@@ -195,6 +196,22 @@ def test_doc_fits_a_station_and_refuses_what_does_not() -> None:
     assert programme_from_doc(doc).promotions == (dataclasses.replace(many[3], stations=()),)
     ended = Programme(rules=(EarnRule("*", "volume", 1, ends_on=dt.date(2026, 1, 1)), PER_LITRE))
     assert list(programme_from_doc(programme_doc(ended, since=DEC)).rules) == [PER_LITRE]
+
+
+def test_promotions_at_one_position_keep_their_order_through_a_sorted_json_round_trip() -> None:
+    """The registry orders promotions by position, then id: a multiplier and a bonus at one position, the
+    10th and 11th promotions ("promo_9", "promo_10": a sorted JSON puts "promo_10" before "promo_2")."""
+    others = tuple(Promotion(f"other {i}", i % 4, product="98", bonus_points=7) for i in range(9))
+    double = Promotion("double", 5, multiplier_pct=200)
+    bonus = Promotion("bonus", 5, bonus_points=5)
+    p = Programme(rules=(PER_LITRE,), promotions=(*others, double, bonus))
+    sale = SaleFacts("95", "fuel", "ST-1", 1000, 1659, DEC)
+    assert earn(p, sale, tier="base", first_use=False).points == 25          # 10 x 2 + 5
+    doc = programme_doc(p)
+    assert [doc["promo_9"], doc["promo_10"]] == ["5|*||||200|0|0|double", "5|*||||100|5|0|bonus"]
+    again = programme_from_doc(json.loads(json.dumps(doc, sort_keys=True)))
+    assert again.promotions == tuple(sorted(p.promotions, key=lambda x: x.position))   # stable: as listed
+    assert earn(again, sale, tier="base", first_use=False) == earn(p, sale, tier="base", first_use=False)
 
 
 @pytest.mark.parametrize("doc", [{"first_use_days": 30}, {"first_use_days": 30, "first_use_pct": 300, "x": 1},
