@@ -1,14 +1,17 @@
 """Requests a terminal makes of the registry besides authorizations: a loyalty card's balance and movements,
-redeeming a reward, a paper voucher, an attendant's sign-in, a top-up against cash (issue 15).
+redeeming a reward or converting points to credit, a paper voucher, an attendant's sign-in, a top-up
+against cash, a shift's Z report (issue 15).
 
 One topic carries them all (contracts.protocol "service_request"), as an MQTT 5 request whose answer comes
 back on the terminal's inbox. A request names its operation ("op") and carries only the fields that
 operation takes; an answer carries the operation's result, checked against that operation's schema.
 Card numbers and voucher codes travel sealed to the request as in AUTH_REQUEST (contracts.panseal), a PIN
-only as a PIN block. Same encoding rules as contracts.messages.
+only as a PIN block. An attendant's requests carry the ticket (TICKET) their online sign-in answered.
+Same encoding rules as contracts.messages.
 
->>> req = {"request_id": "0f8fad5b-d9cb-469f-a165-70867728950e", "terminal": "T-0001", "station": "ST-001",
-...        "op": "voucher_release", "voucher": 12}
+>>> rid = "0f8fad5b-d9cb-469f-a165-70867728950e"
+>>> req = {"request_id": rid, "terminal": "T-0001", "station": "ST-001", "op": "voucher_release",
+...        "voucher": 12, "request": rid}
 >>> decode_request(encode_request(req))["voucher"]
 12
 >>> decode_request(encode_request(req | {"points": 5}))
@@ -27,8 +30,8 @@ from contracts.errors import MessageError
 from contracts.messages import Check, Omissible, int_range, matching
 from contracts.panseal import PAN_SEALED
 
-__all__ = ["OPS", "RESULTS", "SERVICE_REQUEST", "SERVICE_RESPONSE", "ServiceReason", "decode_request",
-           "decode_response", "encode_request", "encode_response"]
+__all__ = ["OPS", "RESULTS", "SERVICE_REQUEST", "SERVICE_RESPONSE", "TICKET", "ServiceReason",
+           "decode_request", "decode_response", "encode_request", "encode_response"]
 
 _UUID = matching(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ID = matching(r"[A-Za-z0-9_.-]{1,64}")
@@ -104,19 +107,30 @@ _SHIFT: Mapping[str, Check] = {
 # What each operation takes besides request_id, terminal, station and op. A card is sealed to the request
 # (card_sealed, its medium when not a chip); an attendant is the one signed in at the terminal.
 _CARD: Mapping[str, Check] = {"card_sealed": _SEALED, "medium": Omissible(_MEDIUM)}
+# what an online sign-in answers: "<expiry, unix seconds>.<MAC>" over (attendant, terminal, expiry) under a
+# registry key; an attendant's request carries it, so a terminal acts only for an attendant signed in there
+TICKET = r"[0-9]{10}\.[0-9a-f]{32}"
+_ATTENDANT: Mapping[str, Check] = {"attendant": _ID, "ticket": matching(TICKET)}
 OPS: Mapping[str, Mapping[str, Check]] = {
     # a loyalty card: its balance, tier, last movements and the rewards this station has
     "loyalty_lookup": _CARD,
     # an attendant redeems a reward for a loyalty card: handed over now, or ordered
-    "loyalty_redeem": {**_CARD, "attendant": _ID, "reward": int_range(1, 2**31), "handed_over": _BOOL},
+    "loyalty_redeem": {**_CARD, **_ATTENDANT, "reward": int_range(1, 2**31), "handed_over": _BOOL},
+    # an attendant turns a loyalty card's points into credit on a money card (target_sealed, sealed like
+    # card_sealed) by the conversion table
+    "loyalty_convert": {**_CARD, **_ATTENDANT, "points": int_range(1, 10**9), "target_sealed": _SEALED,
+                        "target_medium": Omissible(_MEDIUM)},
     # a paper voucher's code typed at the pump, sealed like a card number
     "voucher_redeem": {"code_sealed": _SEALED, "pump": int_range(1, 32)},
-    # a voucher whose sale dispensed nothing is usable again
-    "voucher_release": {"voucher": int_range(1, 2**62)},
+    # a voucher whose sale dispensed nothing is usable again: only by the terminal and the redeem request
+    # (its request_id) that took it
+    "voucher_release": {"voucher": int_range(1, 2**62), "request": _UUID},
     # an attendant's card and PIN (a PIN block as fleet PINs travel)
     "attendant_signin": {**_CARD, "pin_block": _PIN_BLOCK},
-    # cash taken by an attendant and put on a prepaid, gift or fleet money wallet
-    "topup": {**_CARD, "attendant": _ID, "amount_cents": int_range(1, 10**8)},
+    # cash taken by an attendant and put on a prepaid, gift or fleet money wallet (wallet: which credit of
+    # a card with several)
+    "topup": {**_CARD, **_ATTENDANT, "amount_cents": int_range(1, 10**8),
+              "wallet": Omissible(int_range(1, 2**62))},
     # a terminal's Z report (firmware.attendant.shift), sent until stored: kept once per terminal and shift
     "shift_close": _SHIFT,
 }
@@ -136,7 +150,8 @@ RESULTS: Mapping[str, Mapping[str, Check]] = {
     "loyalty_redeem": {"order": int_range(1, 2**62), "status": _CODE, "balance": _POINTS},
     "voucher_redeem": {"voucher": int_range(1, 2**62), "product": _ID, "volume_cl": int_range(1, 10**6)},
     "voucher_release": {},
-    "attendant_signin": {"attendant": _ID, "name": _TEXT, "role": _CODE},
+    "attendant_signin": {"attendant": _ID, "name": _TEXT, "role": _CODE, "ticket": matching(TICKET)},
+    "loyalty_convert": {"masked": _MASKED, "points": _POINTS, "credit_cents": _MONEY, "balance": _POINTS},
     "topup": {"masked": _MASKED, "paid_cents": _MONEY, "bonus_cents": _MONEY, "balance_cents": int_range(
         -(10**12), 10**12)},
     "shift_close": {"stored": _BOOL},      # False: this shift's report was stored before
@@ -167,6 +182,7 @@ class ServiceReason:
     WRONG_PIN = "wrong_pin"
     LOCKED = "locked"                      # the attendant is locked out
     UNAVAILABLE = "unavailable"            # the registry could not answer now
+    NOT_SIGNED_IN = "not_signed_in"        # no valid ticket of an online sign-in at this terminal
 
 
 def encode_request(doc: Mapping[str, Any]) -> bytes:

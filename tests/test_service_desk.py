@@ -4,12 +4,16 @@ built and read back exactly as the wire carries them, card numbers sealed under 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from psec.pinblock import encipher_pinblock_iso_4
 from sqlalchemy import func, select
 from test_registry_service import NOW, PIN_KEY, Env, sqlite_env
@@ -17,8 +21,19 @@ from test_registry_service import NOW, PIN_KEY, Env, sqlite_env
 from contracts import service_messages as sv
 from contracts.panseal import derive_pan_key, seal_pan
 from registry import attendants, prepaid, vouchers
-from registry.loyalty import admin, points, rewards
-from registry.models import AuditEntry, Movement, RewardStock, Voucher, Wallet
+from registry import service_desk_ticket as tickets
+from registry.loyalty import admin, convert, points, rewards
+from registry.models import (
+    Attendant,
+    AuditEntry,
+    LoyaltyFlag,
+    Movement,
+    RewardStock,
+    ShiftReport,
+    Station,
+    Voucher,
+    Wallet,
+)
 from registry.service_desk import answer
 
 LOYAL = "7077009000000012"
@@ -32,19 +47,25 @@ def env(tmp_path: Path) -> Iterator[Env]:
     yield from sqlite_env(tmp_path)
 
 
-def ask(env: Env, op: str, *, card: str | None = None, code: str | None = None,
-        now: dt.datetime = NOW, **fields: Any) -> dict[str, Any]:
+def ask(env: Env, op: str, *, card: str | None = None, code: str | None = None, target: str | None = None,
+        now: dt.datetime = NOW, rid: str | None = None, **fields: Any) -> dict[str, Any]:
     """A request as T-0001 sends it, answered, the answer checked against the wire schema."""
-    rid = str(uuid.uuid4())
+    rid = rid or str(uuid.uuid4())
     req: dict[str, Any] = {"request_id": rid, "terminal": "T-0001", "station": "ST-001", "op": op, **fields}
     key = derive_pan_key(PIN_KEY)
-    for field, number in (("card_sealed", card), ("code_sealed", code)):
+    for field, number in (("card_sealed", card), ("code_sealed", code), ("target_sealed", target)):
         if number is not None:
             req[field] = seal_pan(key, number, request_id=rid, terminal="T-0001", station="ST-001")
     req = sv.decode_request(sv.encode_request(req))
     with env.sessions() as s:
         doc = answer(s, env.keys, req, now)
     return sv.decode_response(sv.encode_response(doc))
+
+
+def signed(env: Env, attendant: str = "A-1", *, terminal: str = "T-0001", at: dt.datetime = NOW
+           ) -> dict[str, Any]:
+    """The fields of an attendant's request: who, and the ticket a sign-in at `terminal` at `at` answers."""
+    return {"attendant": attendant, "ticket": tickets.issue(env.keys, attendant, terminal, at)}
 
 
 @pytest.fixture
@@ -93,14 +114,14 @@ def test_a_terminal_asking_for_another_station_is_refused(env: Env, member: int)
 
 
 def test_redeeming_takes_the_points_and_the_stock_once_per_request(env: Env, member: int) -> None:
-    got = ask(env, "loyalty_redeem", card=LOYAL, attendant="A-1", reward=1, handed_over=True)
+    got = ask(env, "loyalty_redeem", card=LOYAL, **signed(env), reward=1, handed_over=True)
     assert got["ok"] and got["result"]["balance"] == 400 and got["result"]["status"] == "handed_over"
     with env.sessions() as s:
         assert s.scalar(select(RewardStock.quantity)) == 1
-    ask(env, "loyalty_redeem", card=LOYAL, attendant="A-1", reward=1, handed_over=True)
-    third = ask(env, "loyalty_redeem", card=LOYAL, attendant="A-1", reward=1, handed_over=True)
+    ask(env, "loyalty_redeem", card=LOYAL, **signed(env), reward=1, handed_over=True)
+    third = ask(env, "loyalty_redeem", card=LOYAL, **signed(env), reward=1, handed_over=True)
     assert third["reason"] == sv.ServiceReason.OUT_OF_STOCK
-    ordered = ask(env, "loyalty_redeem", card=LOYAL, attendant="A-1", reward=1, handed_over=False)
+    ordered = ask(env, "loyalty_redeem", card=LOYAL, **signed(env), reward=1, handed_over=False)
     assert ordered["result"]["status"] == "pending" and ordered["result"]["balance"] == 200
 
 
@@ -109,11 +130,11 @@ def test_redeeming_needs_the_points_and_a_known_attendant(env: Env, member: int)
         dear = rewards.add_reward(s, "Jacket", 900, actor="op", now=NOW)
         s.commit()
         dear_id = dear.id
-    short = ask(env, "loyalty_redeem", card=LOYAL, attendant="A-1", reward=dear_id, handed_over=False)
+    short = ask(env, "loyalty_redeem", card=LOYAL, **signed(env), reward=dear_id, handed_over=False)
     assert short["reason"] == sv.ServiceReason.INSUFFICIENT_POINTS
-    nobody = ask(env, "loyalty_redeem", card=LOYAL, attendant="A-9", reward=1, handed_over=False)
-    assert nobody["reason"] == sv.ServiceReason.NOT_ALLOWED
-    no_such = ask(env, "loyalty_redeem", card=LOYAL, attendant="A-1", reward=999, handed_over=False)
+    nobody = ask(env, "loyalty_redeem", card=LOYAL, **signed(env, "A-9"), reward=1, handed_over=False)
+    assert nobody["reason"] == sv.ServiceReason.NOT_SIGNED_IN
+    no_such = ask(env, "loyalty_redeem", card=LOYAL, **signed(env), reward=999, handed_over=False)
     assert no_such["reason"] == sv.ServiceReason.NOT_ALLOWED        # answered, not dropped
     with env.sessions() as s:
         assert points.points_wallet(s, member).balance == 500
@@ -125,7 +146,8 @@ def _pin(pin: str, number: str = CLERK) -> str:
 
 def test_an_attendant_signs_in_and_wrong_pins_lock_them_out(env: Env, member: int) -> None:
     ok = ask(env, "attendant_signin", card=CLERK, pin_block=_pin("2580"))
-    assert ok["ok"] and ok["result"] == {"attendant": "A-1", "name": "Ann", "role": "attendant"}
+    assert ok["ok"] and {k: v for k, v in ok["result"].items() if k != "ticket"} == {
+        "attendant": "A-1", "name": "Ann", "role": "attendant"}
     tries = [ask(env, "attendant_signin", card=CLERK, pin_block=_pin("1397")) for _ in range(5)]
     assert [t["reason"] for t in tries] == ["wrong_pin"] * 4 + ["locked"]
     assert [t.get("tries_left") for t in tries] == [4, 3, 2, 1, 0]
@@ -142,7 +164,7 @@ def test_a_cash_topup_books_the_paid_amount_and_the_bonus(env: Env, member: int)
         from registry.models import TopupBonus
         s.add(TopupBonus(account_kind="gift", min_cents=10000, bonus_pct=10, bonus_cents=0))
         s.commit()
-    got = ask(env, "topup", card=GIFT, attendant="A-1", amount_cents=10000)
+    got = ask(env, "topup", card=GIFT, **signed(env), amount_cents=10000)
     assert got["ok"] and (got["result"]["paid_cents"], got["result"]["bonus_cents"],
                           got["result"]["balance_cents"]) == (10000, 1000, 11000)
     with env.sessions() as s:
@@ -150,7 +172,7 @@ def test_a_cash_topup_books_the_paid_amount_and_the_bonus(env: Env, member: int)
                            .where(Movement.kind == "bonus")).one()
         assert wallet.balance == s.scalar(select(func.sum(Movement.amount)).where(
             Movement.wallet_id == wallet.id)) == 11000
-    assert ask(env, "topup", card=LOYAL, attendant="A-1", amount_cents=500)["reason"] == "not_allowed"
+    assert ask(env, "topup", card=LOYAL, **signed(env), amount_cents=500)["reason"] == "not_allowed"
 
 
 def test_a_voucher_is_redeemed_once_and_released_when_nothing_was_dispensed(env: Env, member: int) -> None:
@@ -158,12 +180,222 @@ def test_a_voucher_is_redeemed_once_and_released_when_nothing_was_dispensed(env:
         [voucher] = vouchers.issue(s, env.keys, product="diesel", volume_cl=2000, count=1, expires_on=None,
                                    now=NOW, actor="op")
         s.commit()
-    first = ask(env, "voucher_redeem", code=voucher.code, pump=1)
+    took = str(uuid.uuid4())
+    first = ask(env, "voucher_redeem", code=voucher.code, pump=1, rid=took)
     assert first["ok"] and first["result"] == {"voucher": voucher.voucher_id, "product": "diesel",
                                                "volume_cl": 2000}
     again = ask(env, "voucher_redeem", code=voucher.code, pump=2)
     assert again["reason"] == sv.ServiceReason.VOUCHER_USED
-    assert ask(env, "voucher_release", voucher=voucher.voucher_id)["ok"]
+    stranger = ask(env, "voucher_release", voucher=voucher.voucher_id, request=str(uuid.uuid4()))
+    assert stranger["reason"] == sv.ServiceReason.NOT_ALLOWED          # only the redeem that took it
+    with env.sessions() as s:
+        assert s.scalar(select(Voucher.status)) == "redeemed"
+    assert ask(env, "voucher_release", voucher=voucher.voucher_id, request=took)["ok"]
     with env.sessions() as s:
         assert s.scalar(select(Voucher.status)) == "issued"
     assert ask(env, "voucher_redeem", code=voucher.code, pump=2)["ok"]
+
+
+# -- sign-in tickets -----------------------------------------------------------------------------------------
+
+def test_a_sign_in_answers_a_ticket_of_twelve_hours_for_this_attendant_and_terminal(env: Env,
+                                                                                    member: int) -> None:
+    got = ask(env, "attendant_signin", card=CLERK, pin_block=_pin("2580"))["result"]["ticket"]
+    expiry, mac = got.split(".")
+    assert int(expiry) == int((NOW + dt.timedelta(hours=12)).replace(tzinfo=dt.UTC).timestamp())
+    # the construction the terminal side relies on, recomputed here from its definition
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+               info=b"forecourt attendant ticket v1").derive(env.keys.card_key)
+    assert mac == hmac.new(key, f"A-1|T-0001|{expiry}".encode(), hashlib.sha256).hexdigest()[:32]
+    ticket = {"attendant": "A-1", "ticket": got}
+    assert ask(env, "loyalty_redeem", card=LOYAL, **ticket, reward=1, handed_over=True)["ok"]
+    late = NOW + dt.timedelta(hours=12)
+    assert ask(env, "loyalty_redeem", card=LOYAL, **ticket, reward=1, handed_over=True,
+               now=late - dt.timedelta(seconds=1))["ok"]
+    assert ask(env, "loyalty_redeem", card=LOYAL, **ticket, reward=1, handed_over=False,
+               now=late)["reason"] == sv.ServiceReason.NOT_SIGNED_IN
+
+
+def _flip_last(ticket: str) -> str:
+    return ticket[:-1] + ("1" if ticket[-1] == "0" else "0")
+
+
+@pytest.mark.parametrize("forged", ["other_terminal", "other_attendant", "tampered", "old_sign_in"])
+def test_a_ticket_of_another_terminal_attendant_or_time_is_refused(env: Env, member: int,
+                                                                   forged: str) -> None:
+    with env.sessions() as s:
+        attendants.add(s, "A-2", "Bo", actor="op", now=NOW)
+        s.commit()
+    fields = {"other_terminal": signed(env, terminal="T-0002"),
+              "other_attendant": {**signed(env, "A-2"), "attendant": "A-1"},
+              "tampered": {**signed(env), "ticket": _flip_last(signed(env)["ticket"])},
+              "old_sign_in": signed(env, at=NOW - dt.timedelta(hours=12, seconds=1))}[forged]
+    got = ask(env, "loyalty_redeem", card=LOYAL, **fields, reward=1, handed_over=True)
+    assert got["reason"] == sv.ServiceReason.NOT_SIGNED_IN
+    with env.sessions() as s:
+        assert points.points_wallet(s, member).balance == 500
+
+
+def test_a_ticket_stops_when_the_attendant_is_locked_or_moved_to_another_station(env: Env,
+                                                                                 member: int) -> None:
+    ticket = signed(env)
+    with env.sessions() as s:
+        attendants.lock(s, "A-1", actor="op", reason="left", now=NOW)
+        s.commit()
+    assert ask(env, "loyalty_redeem", card=LOYAL, **ticket, reward=1,
+               handed_over=True)["reason"] == sv.ServiceReason.NOT_SIGNED_IN
+    with env.sessions() as s:
+        attendants.unlock(s, "A-1", actor="op", reason="back", now=NOW)
+        s.add(Station(id="ST-002", name="Other"))
+        s.get_one(Attendant, "A-1").stations = "ST-002"
+        s.commit()
+    assert ask(env, "loyalty_redeem", card=LOYAL, **ticket, reward=1,
+               handed_over=True)["reason"] == sv.ServiceReason.NOT_SIGNED_IN
+    with env.sessions() as s:
+        s.get_one(Attendant, "A-1").stations = ""
+        s.commit()
+    assert ask(env, "loyalty_redeem", card=LOYAL, **ticket, reward=1, handed_over=True)["ok"]
+
+
+# -- points converted to credit ------------------------------------------------------------------------------
+
+@pytest.fixture
+def gift(env: Env, member: int) -> int:
+    """A gift card (one credit) and a conversion table of a cent a point from 100 points; its wallet id."""
+    with env.sessions() as s:
+        card = prepaid.issue(s, env.keys, kind="gift", number=GIFT, expiry="2912", actor="op", now=NOW)
+        convert.set_table(s, [(100, 1000)], actor="op", now=NOW)
+        s.commit()
+        return card.wallet_ids[0]
+
+
+def _balance_is_its_movements(s: Any, wallet_id: int) -> int:
+    wallet = s.get_one(Wallet, wallet_id)
+    assert wallet.balance == s.scalar(select(func.coalesce(func.sum(Movement.amount), 0))
+                                      .where(Movement.wallet_id == wallet_id))
+    return int(wallet.balance)
+
+
+def test_points_convert_to_credit_on_the_money_card_once_per_request(env: Env, member: int,
+                                                                     gift: int) -> None:
+    rid = str(uuid.uuid4())
+    got = ask(env, "loyalty_convert", card=LOYAL, target=GIFT, **signed(env), points=300, rid=rid)
+    assert got["ok"] and got["result"] == {"masked": got["result"]["masked"], "points": 300,
+                                           "credit_cents": 300, "balance": 200}
+    assert got["result"]["masked"].endswith("0014") and GIFT not in str(got)     # the credited card
+    again = ask(env, "loyalty_convert", card=LOYAL, target=GIFT, **signed(env), points=300, rid=rid)
+    assert again["result"] == got["result"]
+    with env.sessions() as s:
+        assert _balance_is_its_movements(s, gift) == 300
+        assert points.points_wallet(s, member).balance == 200
+        audited = s.scalars(select(AuditEntry).where(AuditEntry.action == "attendant.convert")).all()
+        assert [(a.actor, a.subject) for a in audited] == [("attendant:A-1", f"wallet:{gift}")]
+        assert s.scalar(select(func.count()).select_from(LoyaltyFlag)) == 0
+
+
+def test_a_conversion_needs_the_points_a_money_card_and_an_unpooled_account(env: Env, member: int,
+                                                                            gift: int) -> None:
+    def convert_to(target: str, how_many: int = 100, card: str = LOYAL) -> str:
+        got = ask(env, "loyalty_convert", card=card, target=target, **signed(env), points=how_many)
+        return str(got["reason"])
+
+    assert convert_to(GIFT, 501) == sv.ServiceReason.INSUFFICIENT_POINTS
+    assert convert_to(GIFT, 99) == sv.ServiceReason.NOT_ALLOWED          # under the table's first band
+    assert convert_to(LOYAL) == sv.ServiceReason.NOT_ALLOWED             # points are no money
+    assert convert_to(STRANGER) == sv.ServiceReason.UNKNOWN_CARD
+    assert convert_to(GIFT, card=STRANGER) == sv.ServiceReason.UNKNOWN_CARD
+    with env.sessions() as s:
+        pool = admin.create_account(s, "Pool", issued_on=NOW.date(), actor="op", now=NOW)
+        admin.set_pool(s, member, pool.id, actor="op", now=NOW)
+        s.commit()
+    assert convert_to(GIFT) == sv.ServiceReason.POOLED
+    with env.sessions() as s:
+        assert points.points_wallet(s, member).balance == 500 and _balance_is_its_movements(s, gift) == 0
+
+
+def test_an_attendant_crediting_their_own_card_is_flagged_and_done(env: Env, member: int, gift: int) -> None:
+    with env.sessions() as s:
+        attendants.set_card(s, env.keys, "A-1", GIFT, actor="op", now=NOW)     # the gift card is theirs
+        s.commit()
+    assert ask(env, "loyalty_convert", card=LOYAL, target=GIFT, **signed(env), points=100)["ok"]
+    rid = str(uuid.uuid4())
+    for _ in range(2):
+        assert ask(env, "topup", card=GIFT, **signed(env), amount_cents=500, rid=rid)["ok"]
+    with env.sessions() as s:
+        flags = s.scalars(select(LoyaltyFlag).order_by(LoyaltyFlag.id)).all()
+        assert [(f.kind, f.attendant_id) for f in flags] == [("own_card", "A-1")] * 2
+        assert "top-up" in flags[1].detail and _balance_is_its_movements(s, gift) == 600
+
+
+# -- top-ups -------------------------------------------------------------------------------------------------
+
+def test_a_topup_goes_to_the_credit_named_and_is_audited_once(env: Env, member: int) -> None:
+    with env.sessions() as s:
+        card = prepaid.issue(s, env.keys, kind="prepaid", number=GIFT, expiry="2912", actor="op", now=NOW,
+                             credits=(prepaid.Credit(name="fuel"), prepaid.Credit(name="shop")))
+        s.commit()
+        fuel, shop = card.wallet_ids
+    assert ask(env, "topup", card=GIFT, **signed(env), amount_cents=700)["reason"] == "not_allowed"
+    rid = str(uuid.uuid4())
+    first = ask(env, "topup", card=GIFT, **signed(env), amount_cents=700, wallet=shop, rid=rid)
+    again = ask(env, "topup", card=GIFT, **signed(env), amount_cents=700, wallet=shop, rid=rid)
+    assert first["ok"] and again["result"] == first["result"]
+    with env.sessions() as s:
+        assert _balance_is_its_movements(s, shop) == 700 and _balance_is_its_movements(s, fuel) == 0
+        assert s.scalars(select(AuditEntry.subject).where(AuditEntry.action == "attendant.topup")).all() == [
+            f"wallet:{shop}"]
+
+
+# -- Z reports and vouchers by the station's clock ---------------------------------------------------------
+
+def _z(shift: int, **change: Any) -> dict[str, Any]:
+    nothing = {"sales": 0, "volume_cl": 0, "amount_cents": 0, "charged_cents": 0}
+    return {"shift": shift, "attendant": "A-1", "opened_at": "2025-03-15T06:00:00Z",
+            "closed_at": "2025-03-15T11:00:00Z", "after_seq": 0, "last_seq": 0, "total": nothing,
+            "by_product": {}, "by_payment": {}, "by_attendant": {}, "topups_cents": 0, "cash_cents": 0,
+            "actions": [], **change}
+
+
+@pytest.mark.parametrize("change", [{"closed_at": "2025-02-30T11:00:00Z"},
+                                    {"opened_at": "2025-03-15T24:00:00Z"}, {"attendant": "A-" + "1" * 20}])
+def test_a_z_report_that_can_never_be_stored_is_refused_not_left_to_resend(env: Env, member: int,
+                                                                          change: dict[str, Any]) -> None:
+    assert ask(env, "shift_close", **_z(7, **change))["reason"] == sv.ServiceReason.NOT_ALLOWED
+    with env.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(ShiftReport)) == 0
+
+
+def test_a_z_report_audits_only_this_stations_attendants_actions_once(env: Env, member: int) -> None:
+    with env.sessions() as s:
+        s.add(Station(id="ST-002", name="Other"))
+        s.flush()
+        attendants.add(s, "A-2", "Bo", stations="ST-002", actor="op", now=NOW)
+        attendants.add(s, "A-3", "Cy", stations="ST-001,ST-002", actor="op", now=NOW)
+        s.commit()
+
+    def act(who: str, what: str, at: str = "2025-03-15T07:00:00Z") -> dict[str, str]:
+        return {"at": at, "attendant": who, "action": what, "subject": "pump:1"}
+
+    actions = [act("A-1", "reprint"), act("A-2", "reprint"), act("A-3", "clear_pump"), act("A-9", "reprint"),
+               act("A-1", "topup"), act("A-1", "x_report", at="2025-03-15T25:00:00Z"), act("A-1", "dance")]
+    assert ask(env, "shift_close", **_z(8, actions=actions))["result"] == {"stored": True}
+    assert ask(env, "shift_close", **_z(8, actions=actions))["result"] == {"stored": False}
+
+    with env.sessions() as s:
+        audited = s.execute(select(AuditEntry.actor, AuditEntry.action).where(
+            AuditEntry.actor.like("attendant:%"), AuditEntry.action != "attendant.add")
+            .order_by(AuditEntry.id)).all()
+        assert [tuple(a) for a in audited] == [("attendant:A-1", "attendant.reprint"),
+                                               ("attendant:A-3", "attendant.clear_pump")]
+        assert s.scalar(select(ShiftReport.attendant_id)) == "A-1"
+
+
+def test_a_voucher_expires_at_the_end_of_its_last_day_on_the_stations_clock(env: Env, member: int) -> None:
+    with env.sessions() as s:
+        s.get_one(Station, "ST-001").timezone = "Pacific/Auckland"      # UTC+13 in March 2025
+        [voucher] = vouchers.issue(s, env.keys, product="diesel", volume_cl=2000, count=1,
+                                   expires_on=NOW.date(), now=NOW - dt.timedelta(days=1), actor="op")
+        s.commit()
+    # NOW is 12:00 UTC on its last day, 01:00 on the day after in Auckland
+    assert ask(env, "voucher_redeem", code=voucher.code, pump=1)["reason"] == sv.ServiceReason.VOUCHER_EXPIRED
+    assert ask(env, "voucher_redeem", code=voucher.code, pump=1, now=NOW - dt.timedelta(hours=12))["ok"]

@@ -15,14 +15,18 @@ RID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 BASE = {"request_id": RID, "terminal": "T-0001", "station": "ST-001"}
 SEALED = seal_pan(derive_pan_key(bytes(16)), "7077001000000019", request_id=RID, terminal="T-0001",
                   station="ST-001")
+TICKET = "1765000000." + "0123456789abcdef" * 2
 ARGS: dict[str, dict[str, Any]] = {
     "loyalty_lookup": {"card_sealed": SEALED},
-    "loyalty_redeem": {"card_sealed": SEALED, "medium": "tag", "attendant": "A-1", "reward": 3,
-                       "handed_over": True},
+    "loyalty_redeem": {"card_sealed": SEALED, "medium": "tag", "attendant": "A-1", "ticket": TICKET,
+                       "reward": 3, "handed_over": True},
+    "loyalty_convert": {"card_sealed": SEALED, "attendant": "A-1", "ticket": TICKET, "points": 500,
+                        "target_sealed": SEALED, "target_medium": "stripe"},
     "voucher_redeem": {"code_sealed": SEALED, "pump": 2},
-    "voucher_release": {"voucher": 7},
+    "voucher_release": {"voucher": 7, "request": RID},
     "attendant_signin": {"card_sealed": SEALED, "pin_block": "0" * 32},
-    "topup": {"card_sealed": SEALED, "attendant": "A-1", "amount_cents": 5000},
+    "topup": {"card_sealed": SEALED, "attendant": "A-1", "ticket": TICKET, "amount_cents": 5000,
+              "wallet": 12},
     "shift_close": {"shift": 3, "attendant": "A-1", "opened_at": "2026-12-01T06:00:00Z",
                     "closed_at": "2026-12-01T14:00:00Z", "after_seq": 40, "last_seq": 42,
                     "total": {"sales": 2, "volume_cl": 3000, "amount_cents": 4977, "charged_cents": 4977},
@@ -40,7 +44,8 @@ RESULTS: dict[str, dict[str, Any]] = {
     "loyalty_redeem": {"order": 9, "status": "handed_over", "balance": 20},
     "voucher_redeem": {"voucher": 7, "product": "DIESEL", "volume_cl": 2000},
     "voucher_release": {},
-    "attendant_signin": {"attendant": "A-1", "name": "Ann", "role": "attendant"},
+    "attendant_signin": {"attendant": "A-1", "name": "Ann", "role": "attendant", "ticket": TICKET},
+    "loyalty_convert": {"masked": "707700******0019", "points": 500, "credit_cents": 500, "balance": 20},
     "topup": {"masked": "707700******0019", "paid_cents": 10000, "bonus_cents": 1000, "balance_cents": 11000},
     "shift_close": {"stored": True},
 }
@@ -59,7 +64,7 @@ def test_a_request_round_trips_with_its_own_fields(op: str) -> None:
 @pytest.mark.parametrize("op", sorted(sv.OPS))
 def test_a_request_missing_a_field_or_carrying_another_operations_is_refused(op: str) -> None:
     doc = BASE | {"op": op} | ARGS[op]
-    required = [k for k in ARGS[op] if k != "medium"]
+    required = [k for k in ARGS[op] if k not in ("medium", "target_medium", "wallet")]
     with pytest.raises(MessageError, match="lacks"):
         sv.encode_request({k: v for k, v in doc.items() if k != required[0]})
     stranger = "voucher" if op != "voucher_release" else "pump"
@@ -71,8 +76,8 @@ def test_a_request_missing_a_field_or_carrying_another_operations_is_refused(op:
 def test_an_unknown_operation_is_refused_both_ways() -> None:
     with pytest.raises(MessageError, match="op"):
         sv.encode_request(BASE | {"op": "drop_tables"})
-    raw = sv.encode_request(BASE | {"op": "voucher_release", "voucher": 1}).replace(b"voucher_release",
-                                                                                     b"drop_tables")
+    raw = sv.encode_request(BASE | {"op": "voucher_release", "voucher": 1, "request": RID}).replace(
+        b"voucher_release", b"drop_tables")
     with pytest.raises(MessageError):
         sv.decode_request(raw)
 
@@ -119,3 +124,28 @@ def test_history_is_at_most_thirty_movements_and_each_is_checked() -> None:
 def test_a_z_report_with_a_malformed_part_is_refused(change: dict[str, Any]) -> None:
     with pytest.raises(MessageError):
         sv.encode_request(BASE | {"op": "shift_close"} | ARGS["shift_close"] | change)
+
+
+@pytest.mark.parametrize("ticket", ["1765000000", "1765000000." + "0" * 31, "176500000." + "0" * 32,
+                                    "1765000000." + "A" * 32, "1765000000." + "0" * 33, ""])
+def test_an_attendants_request_carries_a_well_formed_ticket(ticket: str) -> None:
+    for op in ("loyalty_redeem", "loyalty_convert", "topup"):
+        with pytest.raises(MessageError):
+            sv.encode_request(BASE | {"op": op} | ARGS[op] | {"ticket": ticket})
+    with pytest.raises(MessageError):
+        sv.encode_response({"request_id": RID, "op": "attendant_signin", "ok": True, "reason": "",
+                            "result": RESULTS["attendant_signin"] | {"ticket": ticket}})
+
+
+def test_a_topup_names_its_credit_or_leaves_it_to_the_registry() -> None:
+    doc = BASE | {"op": "topup"} | {k: v for k, v in ARGS["topup"].items() if k != "wallet"}
+    assert "wallet" not in sv.decode_request(sv.encode_request(doc))
+    with pytest.raises(MessageError):
+        sv.encode_request(doc | {"wallet": 0})
+
+
+def test_a_release_names_the_redeem_request_that_took_the_voucher() -> None:
+    with pytest.raises(MessageError, match="lacks"):
+        sv.encode_request(BASE | {"op": "voucher_release", "voucher": 7})
+    with pytest.raises(MessageError):
+        sv.encode_request(BASE | {"op": "voucher_release", "voucher": 7, "request": "not-a-uuid"})
