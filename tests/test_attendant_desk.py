@@ -181,7 +181,9 @@ def test_a_wrong_pin_online_is_refused_with_the_registrys_tries_and_opens_no_men
     assert rig.desk(rig.attendant_card()) is True
     screen, fields = port.screens[-1]
     assert screen is Screen.ATTENDANT_RESULT and fields["reason"] == "wrong_pin" and fields["tries"] == 4
-    assert Screen.ATTENDANT_MENU not in port.shown() and rig.book.actions(1) == []
+    assert Screen.ATTENDANT_MENU not in port.shown()
+    acts = [(a["action"], a["subject"], a["detail"]) for a in rig.book.actions(1)]
+    assert acts == [("sign_in", "refused:wrong_pin", {"online": True, "tries": 4})]     # a shift action
 
 
 def test_a_card_the_configuration_does_not_name_is_left_to_the_programs(env: Env, tmp_path: Path) -> None:
@@ -212,7 +214,8 @@ def test_offline_the_verifier_decides_and_wrong_pins_lock_the_attendant_out(env:
 
 
 def test_points_redeemed_and_movements_printed_for_a_presented_card(env: Env, tmp_path: Path) -> None:
-    port = Port(pin=[_block("2580")], choose=[0], menu=[*_menu("redeem"), 0, *_menu("movements", "sign_out")])
+    port = Port(pin=[_block("2580")], choose=[0],
+                menu=[*_menu("redeem"), 0, 0, *_menu("movements", "sign_out")])     # a reward, handed over
     rig = Rig(env, tmp_path, port, presented=[LOYAL, LOYAL])
     rig.desk(rig.attendant_card())
     assert rig.link.asked == ["attendant_signin", "loyalty_lookup", "loyalty_redeem", "loyalty_lookup"]

@@ -300,6 +300,8 @@ def _attendant_result(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], l
         lines.append(text(lang, done))
     lines.append(text(lang, "attendant_result.ok") if raw.get("ok") else
                  text(lang, "attendant_result.refused", reason=f.get("reason", "")))
+    if raw.get("pooled"):                   # a pooled card: no balance of its own (firmware.attendant.points)
+        lines.append(text(lang, "reason.pooled"))
     if isinstance(raw.get("balance"), int):
         figures.append(Figure("balance", _label(lang, "balance"), _number(lang, raw["balance"])))
     if isinstance(raw.get("amount_cents"), int) and isinstance(raw.get("currency"), str):

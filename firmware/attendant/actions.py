@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from contracts.pump import PumpState
 from contracts.screens import Screen
 from firmware.attendant.cash import CashOrder
-from firmware.attendant.paper import movements_slip, report_lines, slip
+from firmware.attendant.paper import report_lines, slip
+from firmware.attendant.points import movements, points_menu, signed_in_online
 from firmware.attendant.signin import Session
 from firmware.programs.base import Question
 from firmware.receipt import format_money
@@ -58,13 +59,14 @@ def cash_prepay(desk: Desk, who: Session) -> None:
 
 
 def topup(desk: Desk, who: Session) -> None:
+    if not signed_in_online(desk, who, "topup"):
+        return
     card = desk.customer_card()
-    units = int(desk.port.ask(TOPUP_AMOUNT))
+    units = int(desk.port.ask(TOPUP_AMOUNT) or 0)
     if units <= 0:
         desk.tell("topup", ok=False, reason="cancelled")
         return
-    answer = desk.service.ask("topup", {"attendant": who.attendant, "amount_cents": units * 100},
-                              card=card.number, medium=card.medium)
+    answer = desk.booking("topup", who, {"amount_cents": units * 100}, card)
     currency = desk.runner.world.station().currency
     if answer.ok:
         r = answer.result
@@ -78,48 +80,6 @@ def topup(desk: Desk, who: Session) -> None:
         desk.result("topup", answer, amount_cents=r["paid_cents"], currency=currency)
     else:
         desk.result("topup", answer)
-
-
-def redeem(desk: Desk, who: Session) -> None:
-    card = desk.customer_card()
-    look = desk.service.ask("loyalty_lookup", card=card.number, medium=card.medium)
-    if not look.ok:
-        desk.result("redeem", look)
-        return
-    rewards = [r for r in look.result["rewards"] if r["points"] <= look.result["balance"] and r["stock"] > 0]
-    if not rewards:
-        desk.tell("redeem", ok=False, reason="insufficient_points",
-                       balance=look.result["balance"])
-        return
-    # the rewards' names are the operator's catalogue text (shown as given), each with its points
-    reward = rewards[desk.port.choose([f"{r['name']} {r['points']}" for r in rewards])]
-    handed = desk.port.menu(Screen.ATTENDANT_MENU, ("hand_over", "order")) == 0
-    answer = desk.service.ask("loyalty_redeem", {"attendant": who.attendant, "reward": reward["reward"],
-                                                 "handed_over": handed}, card=card.number, medium=card.medium)
-    if answer.ok:
-        r = answer.result
-        desk.book.record(who.attendant, "redeem", f"order:{r['order']}", reward=reward["reward"],
-                         points=reward["points"], status=r["status"])
-        desk.print(slip("REWARD", [
-            ("Card", look.result["masked"]), ("Reward", str(reward["name"])),
-            ("Points", str(reward["points"])),
-            ("Status", r["status"]), ("Order", str(r["order"])), ("Balance", f"{r['balance']} pts"),
-            ("Attendant", who.attendant)], at=desk.now(), **_paper(desk)))
-        desk.result("redeem", answer, balance=r["balance"])
-    else:
-        desk.result("redeem", answer)
-
-
-def movements(desk: Desk, who: Session) -> None:
-    card = desk.customer_card()
-    look = desk.service.ask("loyalty_lookup", card=card.number, medium=card.medium)
-    if look.ok:
-        desk.book.record(who.attendant, "movements", f"card:{look.result['masked']}",
-                         shown=len(look.result["history"]))
-        desk.print(movements_slip(look.result, at=desk.now(), **_paper(desk)))
-        desk.result("movements", look, balance=look.result["balance"])
-    else:
-        desk.result("movements", look)
 
 
 def _busy(desk: Desk) -> set[int]:
@@ -205,7 +165,7 @@ def z_report(desk: Desk, who: Session) -> None:
 
 
 ACTIONS: dict[str, Callable[[Desk, Session], None]] = {
-    "cash_prepay": cash_prepay, "topup": topup, "redeem": redeem, "movements": movements,
+    "cash_prepay": cash_prepay, "topup": topup, "redeem": points_menu, "movements": movements,
     "clear_pump": clear_pump, "settle_open": settle_open, "reprint": reprint, "x_report": x_report,
     "z_report": z_report,
 }

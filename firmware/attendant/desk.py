@@ -2,8 +2,9 @@
 menu until sign-out (the menu key 0, CANCEL, or no key within the prompt's time: sign-out on inactivity).
 
 Menu keys (the order of ITEMS; a simulator's scenario presses them on the panel): 1 cash prepay, 2 top-up
-against cash, 3 redeem points, 4 a card's last movements, 5 clear a pump error, 6 settle a sale left open,
-7 reprint a receipt, 8 X report, 9 Z report (then a new shift), 0 sign out. Every action is logged with the
+against cash, 3 points (then 1 a reward, 2 points to credit on a money card), 4 a card's last movements,
+5 clear a pump error, 6 settle a sale left open, 7 reprint a receipt, 8 X report, 9 Z report (then a new
+shift), 0 sign out. Every action is logged with the
 attendant's id and kept in the shift's journal (firmware.attendant.shift); the Z report carries them to
 the registry, which audits them (registry.attendants.audit_action).
 """
@@ -11,6 +12,7 @@ the registry, which audits them (registry.attendants.audit_action).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from firmware.attendant.signin import CardNumber, Refusal, Session, SignInGate, 
 from firmware.programs.base import Cardholder, CardIn
 from firmware.sale.runner import SaleRunner
 from firmware.sale.world import Printer
+from firmware.service_client import new_request_id
 
 __all__ = ["ITEMS", "Desk", "DeskPort"]
 
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 ITEMS = ("cash_prepay", "topup", "redeem", "movements", "clear_pump", "settle_open", "reprint", "x_report",
          "z_report", "sign_out")
 SHIFT_CLOSE = "shift_close"          # the service operation that stores a Z report (and audits its actions)
+PENDING = "desk:request:"            # a booking request's id, journaled until its answer came
 
 
 class DeskPort(Cardholder, Protocol):
@@ -44,7 +48,8 @@ class DeskPort(Cardholder, Protocol):
 
 class Service(Protocol):
     def ask(self, op: str, fields: Mapping[str, Any] | None = None, *, card: str | None = None,
-            medium: str = "chip", code: str | None = None) -> Any: ...
+            medium: str = "chip", code: str | None = None, request_id: str | None = None,
+            sealed: Mapping[str, str] | None = None) -> Any: ...
 
 
 @dataclass
@@ -81,6 +86,8 @@ class Desk:
         return True
 
     def session(self, card: CardNumber, entry: Any) -> None:
+        # a customer's card read before (a loyalty rider) must not ride along a sale the attendant starts
+        self.runner._take_riders()
         port = self.port
         port.show(Screen.ATTENDANT_SIGN_IN, stars="", name=entry.name)
         try:
@@ -90,6 +97,9 @@ class Desk:
             return
         if isinstance(got, Refusal):
             extra = {} if got.tries_left is None else {"tries": got.tries_left}
+            # a refused sign-in is a shift action too (registry.attendants.ACTIONS "sign_in"): its subject
+            # says refused, why, and a lockout
+            self.book.record(entry.id, "sign_in", f"refused:{got.reason}", online=got.online, **extra)
             self.tell("sign_in", ok=False, reason=got.reason, **extra)
             return
         self.book.record(got.attendant, "sign_in", f"terminal:{self.runner.world.terminal}",
@@ -165,7 +175,35 @@ class Desk:
                 return
             if answer.ok:
                 self.book.sent(int(doc["shift"]))
+            elif answer.reason == ServiceReason.NOT_ALLOWED:     # for good: set aside, the next ones go on
+                self.book.set_aside(int(doc["shift"]), answer.reason)
             else:
                 log.error("registry refused a Z report",
                           extra={"shift": doc["shift"], "reason": answer.reason})
                 return
+
+    def booking(self, op: str, who: Session, fields: Mapping[str, Any], card: CardNumber,
+                sealed: Mapping[str, str] | None = None) -> Any:
+        """A request that books (top-up, reward, conversion) with the session's ticket: its id journaled
+        first, then asked; no answer in time: asked once more under the same id (the registry keys the
+        booking by it, so a lost answer never books twice). Still none: HostUnavailable, and the id stays
+        journaled ("desk:request:<id>") for the operator to look up."""
+        rid = new_request_id()
+        key = f"{PENDING}{rid}"
+        journal = self.runner.world.journal
+        journal.put(key, json.dumps({"op": op, "attendant": who.attendant, "at": self.now().timestamp()}))
+        doc = {**fields, "attendant": who.attendant, "ticket": who.ticket}
+        try:
+            answer = self.service.ask(op, doc, card=card.number, medium=card.medium, request_id=rid,
+                                      sealed=sealed)
+        except HostUnavailable as exc:
+            log.warning("attendant request unanswered: asking again", extra={"op": op, "error": str(exc)})
+            try:
+                answer = self.service.ask(op, doc, card=card.number, medium=card.medium, request_id=rid,
+                                          sealed=sealed)
+            except HostUnavailable:
+                log.error("attendant request unanswered twice", extra={"alarm": "service_unanswered",
+                                                                       "op": op, "request": rid})
+                raise
+        journal.delete(key)
+        return answer

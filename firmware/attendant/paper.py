@@ -90,8 +90,9 @@ def movements_slip(result: Mapping[str, Any], *, station_name: str, station: str
                    at: dt.datetime) -> list[ReceiptLine]:
     """A loyalty card's last movements (service answer loyalty_lookup): date, time, station, points."""
     lines = _top(station_name, station, terminal, "LOYALTY MOVEMENTS", at)
-    lines += [_pair("Card", str(result.get("masked", ""))),
-              _pair("Balance", f"{result.get('balance', 0)} pts"), RULE]
+    # a pooled card's points are its pool's: no balance of its own is printed
+    balance = "pooled" if result.get("pooled") else f"{result.get('balance', 0)} pts"
+    lines += [_pair("Card", str(result.get("masked", ""))), _pair("Balance", balance), RULE]
     history: Sequence[Mapping[str, Any]] = result.get("history", ())
     for h in history:
         lines.append(_pair(f"{h['date']} {h['time'][:5]} {h['station']}"[:WIDTH - 9], f"{h['points']:+d}"))

@@ -26,9 +26,10 @@ def build_desk(runner: SaleRunner, port: DeskPort, host: HostLink, reader: Reade
                timeout: float) -> Desk:
     """keys: the panel's read_key; timeout: a prompt's seconds."""
     journal = runner.world.journal
-    gate = SignInGate(host, ServiceClient(host), journal, time.time, tries=TRIES)
+    service = ServiceClient(host)
+    gate = SignInGate(host, service, journal, time.time, tries=TRIES)
     presenter = Presenter(reader, stripes, read, lambda card: find(host, card) is not None, keys,
                           timeout=timeout)
     cash = next((p for p in runner.world.programs if isinstance(p, CashProgram)), None)
     return Desk(runner=runner, port=port, gate=gate, book=ShiftBook(journal, time.time),
-                service=gate.service, present=presenter, cash=cash)
+                service=service, present=presenter, cash=cash)

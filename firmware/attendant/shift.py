@@ -3,7 +3,9 @@ now open, the attendants' actions in it (who, what, on what; never a PIN or a ca
 report as it was closed, kept for the registry until it acknowledges it.
 
 Keys: "shift:current" (the open shift), "shift:act:<shift>:<n>" (one action), "shift:z:<shift>" (a closed
-shift's Z report), "shift:unsent:<shift>" (a Z report the registry has not acknowledged yet).
+shift's Z report), "shift:unsent:<shift>" (a Z report the registry has not acknowledged yet),
+"shift:refused:<shift>" (one the registry refused for good: set aside with an alarm, kept here). A Z
+report, its unsent mark and the next shift are written in one journal transaction.
 """
 
 from __future__ import annotations
@@ -85,11 +87,17 @@ class ShiftBook:
         closed_at = self.clock()
         doc = {**report.doc(), "closed_at": closed_at, "attendant": attendant,
                "actions": self.actions(report.shift.number)}
+        if len(doc["actions"]) > MOST_ACTIONS:       # the registry gets the first ones; all stay here
+            log.error("shift has more actions than a Z report carries",
+                      extra={"alarm": "shift_actions", "shift": report.shift.number,
+                             "actions": len(doc["actions"]), "sent": MOST_ACTIONS})
+        nxt = Shift(report.shift.number + 1, closed_at, report.last_seq)
         with self._lock:
             key = f"{report.shift.number:08d}"
-            self.journal.put(f"shift:z:{key}", json.dumps(doc, sort_keys=True))
-            self.journal.put(f"shift:unsent:{key}", "1")
-            self._put_shift(Shift(report.shift.number + 1, closed_at, report.last_seq))
+            self.journal.put_many({f"shift:z:{key}": json.dumps(doc, sort_keys=True),
+                                   f"shift:unsent:{key}": "1",
+                                   _CURRENT: json.dumps({"number": nxt.number, "opened_at": nxt.opened_at,
+                                                         "after_seq": nxt.after_seq})})
         log.info("shift closed", extra={"attendant": attendant, "shift": report.shift.number,
                                         "sales": report.total.sales})
         return report, doc
@@ -109,6 +117,18 @@ class ShiftBook:
 
     def sent(self, shift: int) -> None:
         self.journal.delete(f"shift:unsent:{shift:08d}")
+
+    def set_aside(self, shift: int, reason: str) -> None:
+        """A Z report the registry refuses for good: no longer sent (the later ones go on), kept here with
+        why, and an alarm."""
+        key = f"{shift:08d}"
+        self.journal.put_many({f"shift:refused:{key}": reason}, (f"shift:unsent:{key}",))
+        log.error("registry refused a Z report: set aside",
+                  extra={"alarm": "z_report_refused", "shift": shift, "reason": reason})
+
+    def refused(self) -> dict[int, str]:
+        """Z reports set aside, by shift: the registry's reason."""
+        return {int(k.rsplit(":", 1)[1]): v for k, v in self.journal.values("shift:refused:").items()}
 
 
 def _iso(at: float) -> str:

@@ -6,6 +6,13 @@ Online the PIN travels as a PIN block (as a fleet card's) in the registry's atte
 wrong tries and locks out centrally. When the registry cannot be reached the PIN is checked against the
 configuration's PBKDF2 verifier, with the terminal's own counter: after `tries` wrong PINs in a row the
 attendant is locked out at this terminal until a sign-in the registry accepts (the registry then decides).
+The counter follows the registry's: a wrong PIN it counts sets it to the registry's count, a lockout to the
+limit; offline a try is counted before the PIN is checked (a power cut during the check costs a try, never
+gives one back) and the count is cleared on success.
+
+An online sign-in answers a ticket (contracts.service_messages.TICKET) that the attendant's requests carry:
+it stays in the session, in memory only (never journaled or logged). An attendant signed in offline has
+none: the registry's requests (a top-up, points) wait for a sign-in while online.
 Nothing here logs or keeps a PIN or a card number.
 """
 
@@ -60,12 +67,14 @@ class Session:
     name: str
     role: str
     online: bool                    # the registry checked the PIN
+    ticket: str | None = field(default=None, repr=False)    # the online sign-in's; memory only
 
 
 @dataclass(frozen=True)
 class Refusal:
     reason: str                     # a contracts.service_messages.ServiceReason value
     tries_left: int | None = None
+    online: bool = True             # the registry refused (False: the terminal's own check)
 
 
 class Host(Protocol):
@@ -78,7 +87,8 @@ class Host(Protocol):
 
 class Asker(Protocol):
     def ask(self, op: str, fields: Mapping[str, Any] | None = None, *, card: str | None = None,
-            medium: str = "chip", code: str | None = None) -> Any: ...
+            medium: str = "chip", code: str | None = None, request_id: str | None = None,
+            sealed: Mapping[str, str] | None = None) -> Any: ...
 
 
 class PinPort(Protocol):
@@ -145,6 +155,7 @@ class SignInGate:
             del block
         if not answer.ok:
             log.warning("attendant sign-in refused", extra={"attendant": entry.id, "reason": answer.reason})
+            self._follow(entry.id, answer.reason, answer.tries_left)
             return Refusal(answer.reason or ServiceReason.NOT_ALLOWED, answer.tries_left)
         result = answer.result
         if result.get("attendant") != entry.id:
@@ -153,7 +164,14 @@ class SignInGate:
         self._put_wrong(entry.id, 0)                 # the registry accepted: the local counter starts anew
         log.info("attendant signed in", extra={"attendant": entry.id, "online": True})
         return Session(entry.id, str(result.get("name") or entry.name), str(result.get("role") or entry.role),
-                       online=True)
+                       online=True, ticket=str(result["ticket"]))
+
+    def _follow(self, attendant: str, reason: str, tries_left: int | None) -> None:
+        """The local counter set to the registry's: its count of wrong PINs, or the limit when locked."""
+        if reason == ServiceReason.LOCKED:
+            self._put_wrong(attendant, self.tries)
+        elif reason == ServiceReason.WRONG_PIN and tries_left is not None:
+            self._put_wrong(attendant, max(0, min(self.tries, self.tries - tries_left)))
 
     def _wrong(self, attendant: str) -> int:
         raw = self.journal.get_value(f"attendant:wrong:{attendant}")
@@ -173,9 +191,10 @@ class SignInGate:
         left = self.tries - wrong
         if left <= 0:
             log.warning("attendant locked out at this terminal", extra={"attendant": entry.id})
-            return Refusal(ServiceReason.LOCKED, 0)
+            return Refusal(ServiceReason.LOCKED, 0, online=False)
         block = port.offline_pin(left == 1, left)
         try:
+            self._put_wrong(entry.id, wrong + 1)     # counted before the check (kept if it fails)
             ok = pin_matches(entry.pin_verifier, pin_digits(block))
         finally:
             block[:] = bytes(len(block))
@@ -183,10 +202,9 @@ class SignInGate:
             self._put_wrong(entry.id, 0)
             log.info("attendant signed in", extra={"attendant": entry.id, "online": False})
             return Session(entry.id, entry.name, entry.role, online=False)
-        self._put_wrong(entry.id, wrong + 1)
         log.warning("attendant wrong PIN (offline)", extra={"attendant": entry.id, "tries_left": left - 1})
         if left - 1 <= 0:
             log.warning("attendant locked out at this terminal", extra={"alarm": "attendant_lockout",
                                                                         "attendant": entry.id})
-            return Refusal(ServiceReason.LOCKED, 0)
-        return Refusal(ServiceReason.WRONG_PIN, left - 1)
+            return Refusal(ServiceReason.LOCKED, 0, online=False)
+        return Refusal(ServiceReason.WRONG_PIN, left - 1, online=False)

@@ -182,6 +182,20 @@ class Journal:
             self._db.execute("INSERT INTO kv (key, value) VALUES (?, ?) "
                              "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
 
+    def put_many(self, puts: Mapping[str, str], deletes: tuple[str, ...] = ()) -> None:
+        """Several key-value writes (and deletes) in one transaction: all of them, or none."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                                     "SET value = excluded.value", list(puts.items()))
+                self._db.executemany("DELETE FROM kv WHERE key = ?", [(k,) for k in deletes])
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise JournalError("journal write failed") from exc
+
     def get_value(self, key: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
