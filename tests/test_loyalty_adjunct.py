@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 from test_registry_service import NOW, PIN_KEY, Env, sqlite_env
 
+from contracts import loyalty
 from contracts import messages as m
 from contracts import service_messages as sv
 from contracts.cards import luhn_ok
@@ -26,7 +27,7 @@ from firmware.hostlink import sale_payload
 from firmware.programs.base import ChipCard, Contactless, Swipe
 from firmware.programs.fleet import FleetProgram
 from firmware.programs.loyalty import LoyaltyAdjunct, loyalty_card
-from firmware.programs.loyalty.setup import configured_programme
+from firmware.programs.loyalty.setup import configured_programme, configured_timezone
 from firmware.sale.journal import Journal
 from firmware.sale.machine import SaleState
 from firmware.service_client import ServiceClient
@@ -365,3 +366,26 @@ def test_a_payment_tag_is_left_to_pay_even_when_linked(terminal: Terminal, env: 
     terminal.link.connected = False                                  # offline a tag is never asked about
     assert terminal.runner.serve(Contactless(linked)) is None and terminal.link.requests == 2
     assert not [f for s, f in terminal.port.screens if s is Screen.CARD_READ]
+
+
+def test_the_receipts_sale_date_is_the_stations_in_the_configured_time_zone(terminal: Terminal) -> None:
+    sale_id = terminal.sale(chip())
+    rec = terminal.journal.get(sale_id)
+    at = rec.finished_at or rec.created_at
+    east = dt.datetime.fromtimestamp(at, dt.timezone(dt.timedelta(hours=14))).date()   # Pacific/Kiritimati
+    # a promotion on the date of a station 14 hours east of UTC only: 26 hours from one 12 hours west
+    programme = loyalty.Programme(rules=(loyalty.EarnRule("*", "volume", 1000),), promotions=(
+        loyalty.Promotion("East", 1, starts_on=east, ends_on=east, multiplier_pct=300),))
+
+    def adjunct(zone: str | None) -> LoyaltyAdjunct:
+        return LoyaltyAdjunct(terminal.host, ServiceClient(terminal.host).ask, station=STATION,
+                              programme=lambda: programme, timezone=lambda: zone)
+
+    doc = {"looked_up": True, "tier": "base", "balance": 0}
+    litres = (rec.volume_cl or 0) // 100
+    assert litres and adjunct("Pacific/Kiritimati").earned(doc, rec) == 3 * litres     # a point a litre, x3
+    assert adjunct("Etc/GMT+12").earned(doc, rec) == litres
+    terminal_own = dt.datetime.fromtimestamp(at).astimezone()
+    assert adjunct(None).sale_time(at) == terminal_own == adjunct("No/Such_Zone").sale_time(at)
+    assert configured_timezone({"timezone": "Europe/Berlin"}) == "Europe/Berlin"
+    assert configured_timezone({}) is None and configured_timezone(None) is None

@@ -6,13 +6,16 @@ The card's number stays in memory from the read until the payment's sale begins;
 holds it sealed to that sale (bind). Online, the card is looked up (loyalty_lookup) for the "card read"
 screen and the receipt's balance; offline it rides along all the same and the receipt says the balance
 comes later. The points on the receipt are contracts.loyalty.earn over the programme of the signed
-configuration: the registry's figure may be lower (the daily cap per card, which only it can see).
+configuration: the registry's figure may be lower (the daily cap per card, which only it can see). The
+sale's date (promotions' windows) is the station's, in the time zone the configuration gives ("timezone",
+an IANA name), else the terminal's own.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import zoneinfo
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -49,11 +52,23 @@ class LoyaltyAdjunct:
 
     def __init__(self, host: Lookup, ask: ServiceAsk, *, station: str,
                  programme: Callable[[], loyalty.Programme | None], iins: tuple[str, ...] = LOYALTY_IINS,
-                 group: Callable[[str], str] = lambda product: "fuel", language: str = "en") -> None:
+                 group: Callable[[str], str] = lambda product: "fuel", language: str = "en",
+                 timezone: Callable[[], str | None] = lambda: None) -> None:
         """programme: the one in the signed configuration now (None: none published); group: a product's
-        group (the configuration carries none yet: pump products are fuel); language: the receipt's."""
+        group (the configuration carries none yet: pump products are fuel); language: the receipt's;
+        timezone: the station's zone the configuration gives (None: the terminal's)."""
         self.host, self.ask, self.station, self.iins = host, ask, station, iins
-        self.programme, self.group, self.language = programme, group, language
+        self.programme, self.group, self.language, self.timezone = programme, group, language, timezone
+
+    def sale_time(self, at: float) -> dt.datetime:
+        """A moment as the station's wall clock: the configuration's zone, else the terminal's."""
+        name = self.timezone()
+        if name:
+            try:
+                return dt.datetime.fromtimestamp(at, zoneinfo.ZoneInfo(name))
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                log.warning("station time zone unknown: the terminal's used", extra={"timezone": name[:64]})
+        return dt.datetime.fromtimestamp(at).astimezone()
 
     # -- the card read -----------------------------------------------------------------------------------
     def claim(self, card: CardIn) -> Mapping[str, Any] | None:
@@ -108,7 +123,7 @@ class LoyaltyAdjunct:
         programme = self.programme()
         if programme is None:
             return None
-        when = dt.datetime.fromtimestamp(sale.finished_at or sale.created_at).astimezone()
+        when = self.sale_time(sale.finished_at or sale.created_at)
         product = sale.product or ""
         facts = loyalty.SaleFacts(product, self.group(product), self.station, sale.volume_cl or 0,
                                   sale.amount_cents or 0, when.date())

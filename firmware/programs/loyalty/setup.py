@@ -13,7 +13,7 @@ from firmware.programs.build import ProgramDeps
 from firmware.programs.loyalty.adjunct import LoyaltyAdjunct
 from firmware.service_client import ServiceClient
 
-__all__ = ["build", "configured_programme"]
+__all__ = ["build", "configured_programme", "configured_timezone"]
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,15 @@ def configured_programme(body: Mapping[str, Any] | None) -> Programme | None:
         return None
 
 
+def configured_timezone(body: Mapping[str, Any] | None) -> str | None:
+    """The station's time zone a configuration body gives ("timezone", an IANA name), or None."""
+    zone = (body or {}).get("timezone")
+    return zone if isinstance(zone, str) and zone else None
+
+
 def build(deps: ProgramDeps) -> LoyaltyAdjunct:
     host = deps.registry
     return LoyaltyAdjunct(host, ServiceClient(host).ask, station=deps.config.terminal.station,
                           programme=lambda: configured_programme(host.configs.current),
-                          iins=deps.config.loyalty.iins, language=deps.config.terminal.language)
+                          iins=deps.config.loyalty.iins, language=deps.config.terminal.language,
+                          timezone=lambda: configured_timezone(host.configs.current))
