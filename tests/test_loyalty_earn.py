@@ -220,6 +220,42 @@ def test_a_batch_of_sales_earns_as_one_by_one(fleet: Fleet) -> None:
     sound(fleet)
 
 
+def test_a_sale_capped_to_nothing_leaves_the_first_use_bonus(fleet: Fleet) -> None:
+    """The card earned its cap today before the account's first use was recorded (points booked by an
+    operator under the card): the capped sale is awarded nothing, so the next day's sale is the first."""
+    with fleet.sessions() as s:
+        admin.set_setting(s, "daily_cap_points", 50, **OPS)
+        card = s.scalars(select(Card).where(Card.token == fleet.keys.token(LOYAL))).one()
+        points.award(s, points.points_wallet(s, ACC), 50, key="earn:imported", at=NOW, station="ST-1",
+                     product_group="fuel", actor="ops", reason=f"card:{card.id}")
+        s.commit()
+    capped = bank_sale(fleet, 1000)
+    assert fleet.record(capped)["status"] == "stored"
+    assert fleet.count(Movement, Movement.kind == "earn") == 1
+    assert fleet.one(LoyaltyFlag, LoyaltyFlag.kind == "daily_cap").sale_id == capped["sale_id"]
+    assert fleet.one(LoyaltyMember, LoyaltyMember.account_id == ACC).first_used_at is None
+    tomorrow = NOW + dt.timedelta(days=1)
+    fleet.record(bank_sale(fleet, 1000, finished=tomorrow), now=tomorrow)
+    assert [a.points for a in fleet.all(PointAward)] == [50, 30]              # 10 L, first use x3
+    assert fleet.one(LoyaltyMember, LoyaltyMember.account_id == ACC).first_used_at is not None
+    sound(fleet)
+
+
+def test_a_sale_paid_by_a_voucher_earns_nothing(fleet: Fleet) -> None:
+    """The voucher was a gift (or paid for when bought): its fuel earns no points, loyalty card shown."""
+    doc = with_loyalty(fleet.sale_doc(None, 2000, kind="voucher", card_masked="*" * 15 + "1234"))
+    assert fleet.record(doc)["status"] == "stored"
+    assert fleet.count(Movement, Movement.kind == "earn") == 0 and balance(fleet, ACC) == 0
+    assert fleet.one(LoyaltyMember, LoyaltyMember.account_id == ACC).first_used_at is None
+    with fleet.sessions() as s:
+        tx = s.scalars(select(Transaction).where(Transaction.sale_id == doc["sale_id"])).one()
+        assert tx.kind == "voucher"
+        assert earnsale.book_sale(s, tx, loyalty_token=fleet.keys.token(LOYAL), payer_token=None,
+                                  now=NOW) is None
+    fleet.record(bank_sale(fleet, 1000))                     # the next sale paid is the first earning one
+    assert [a.points for a in fleet.all(PointAward)] == [30]
+
+
 def test_book_sale_is_idempotent_and_a_blocked_loyalty_card_earns_nothing(fleet: Fleet) -> None:
     doc = bank_sale(fleet, 1000)
     fleet.record(doc)

@@ -5,7 +5,8 @@ is linked to (LoyaltyLink by its token). The programme is the one in force on th
 loyalty account's time zone). The points are awarded once under "earn:{sale_id}" in the caller's
 transaction; what one card earns in a local day stops at settings.daily_cap_points (the rest is not
 awarded, and a LoyaltyFlag "daily_cap" says so). The card's account lock is taken first, so two sales of
-one card at once cannot both pass the cap.
+one card at once cannot both pass the cap. A sale paid by a voucher earns nothing (NO_POINTS); the
+first-use bonus is used up by the first sale that is awarded points (one capped to nothing is not).
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ from registry.models import (
 __all__ = ["Awarded", "book_sale", "config_settings", "find_account", "on_sale", "programme"]
 
 log = logging.getLogger(__name__)
+
+# Sales that earn nothing: one paid by a paper voucher (charged nothing; the voucher was a gift, or paid for
+# when it was bought) gets no points, whatever card rides along.
+NO_POINTS = frozenset({"voucher"})
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,8 @@ def book_sale(s: Session, tx: Transaction, *, loyalty_token: str | None, payer_t
               now: dt.datetime) -> Awarded | None:
     """Award the sale's points once; None when no loyalty account earns on it. `tx` is the sale's row
     (stored or about to be). Nothing commits here."""
+    if tx.kind in NO_POINTS:
+        return None
     found = find_account(s, loyalty_token=loyalty_token, payer_token=payer_token)
     if found is None:
         return None
@@ -152,8 +159,6 @@ def book_sale(s: Session, tx: Transaction, *, loyalty_token: str | None, payer_t
     got = loyalty.earn(prog, facts, tier=member.tier, first_use=first)
     if got.points <= 0:
         return Awarded(account_id, 0, 0, got.steps, None)
-    if member.first_used_at is None:
-        member.first_used_at = at
     today = _earned_today(s, wallet.id, ref, _day_window(day, account.timezone))
     room = max(0, settings.daily_cap_points - today)
     given = min(got.points, room)
@@ -164,6 +169,8 @@ def book_sale(s: Session, tx: Transaction, *, loyalty_token: str | None, payer_t
                           detail=f"earned {got.points}, awarded {given}, cap {settings.daily_cap_points}"))
     movement_id = None
     if given > 0:
+        if member.first_used_at is None:                # the first sale that earns: capped to 0 is none
+            member.first_used_at = at
         movement = points.award(s, wallet, given, key=key, at=at, station=tx.station_id, product_group=group,
                                 sale_id=tx.sale_id, actor="sale", reason=ref)
         movement_id = movement.id
