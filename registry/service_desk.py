@@ -80,7 +80,7 @@ def _first_use(a: Ask, member: LoyaltyMember | None) -> bool:
 
 
 def loyalty_redeem(a: Ask) -> dict[str, Any]:
-    attendant = a.attendant()
+    attendant = a.attendant(booked=rewards.REDEEM + a.req["request_id"])
     _, seen = _history(a, 1)
     if seen.pooled:
         raise Refused(R.POOLED, "pooled card")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from psec.pinblock import decipher_pinblock_iso_4
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts.errors import ConfigError, ForecourtError
@@ -20,7 +21,7 @@ from contracts.panseal import PanSealError, derive_pan_key, pin_pan, unseal_pan
 from contracts.service_messages import ServiceReason as R
 from registry import service_desk_ticket as tickets
 from registry.keys import RegistryKeys
-from registry.models import Attendant, Device
+from registry.models import Attendant, Device, Movement
 
 __all__ = ["Ask", "Refused", "may_act_at"]
 
@@ -72,12 +73,21 @@ class Ask:
         except (ValueError, ForecourtError):
             raise Refused(R.WRONG_PIN, "PIN block does not open") from None
 
-    def attendant(self) -> str:
+    def attendant(self, booked: str | None = None) -> str:
         """The attendant the request names, signed in online at this terminal (the ticket is theirs, for
-        this terminal, not expired) and still active and allowed at this station; else NOT_SIGNED_IN."""
+        this terminal, not expired) and still active and allowed at this station; else NOT_SIGNED_IN.
+
+        `booked`: the ledger key the request books under. A request sent again after the first was booked
+        (its answer lost) with that attendant's authentic ticket is let through even when the ticket has
+        expired or the attendant was locked since: it books nothing, and answers what was booked."""
         name = self.req["attendant"]
-        if not tickets.valid(self.keys, self.req["ticket"], name, self.device.id, self.now):
+        if tickets.authentic(self.keys, self.req["ticket"], name, self.device.id) is None:
             raise Refused(R.NOT_SIGNED_IN, "no valid sign-in ticket")
+        if booked is not None and self.s.scalar(select(Movement.id).where(
+                Movement.key == booked, Movement.actor == f"attendant:{name}")) is not None:
+            return str(name)
+        if not tickets.valid(self.keys, self.req["ticket"], name, self.device.id, self.now):
+            raise Refused(R.NOT_SIGNED_IN, "sign-in ticket expired")
         row = self.s.get(Attendant, name)
         if row is None or row.status != "active" or not may_act_at(row, self.req["station"]):
             raise Refused(R.NOT_SIGNED_IN, "attendant may no longer act here")

@@ -37,7 +37,7 @@ def _where(a: Ask) -> dict[str, Any]:
 
 
 def topup(a: Ask) -> dict[str, Any]:
-    attendant = a.attendant()
+    attendant = a.attendant(booked=f"topup:{a.req['request_id']}")     # prepaid.topup's key
     number = a.opened("card_sealed")
     card = _card(a, number)
     amount = a.req["amount_cents"]
@@ -81,7 +81,7 @@ def _refused(exc: Exception) -> Refused:
 def loyalty_convert(a: Ask) -> dict[str, Any]:
     """Points of the loyalty card (card_sealed) turned into credit on the money card (target_sealed) by
     the conversion table, once per request id (registry.loyalty.convert, which flags an own card)."""
-    attendant = a.attendant()
+    attendant = a.attendant(booked=convert.CONVERT + a.req["request_id"])
     try:
         account = history.loyalty_account(a.s, a.keys.token(a.opened("card_sealed")))
     except PointsError:

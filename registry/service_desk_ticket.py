@@ -6,7 +6,7 @@ first 32 hex digits (128 bits) of HMAC-SHA256 (RFC 2104) over "attendant|termina
 derived from the card-token key by HKDF-SHA256 (RFC 5869) with its own label. Neither id can hold "|"
 (the wire's id pattern), so the three fields never run into each other. Nothing is stored: the registry
 recomputes the MAC. A ticket cannot be withdrawn before it expires; locking or withdrawing the attendant
-(checked on every request) ends what it allows.
+(checked on every request but a booked one sent again: registry.service_desk_ask) ends what it allows.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from registry.keys import RegistryKeys
 
-__all__ = ["LIFETIME", "issue", "key", "valid"]
+__all__ = ["LIFETIME", "authentic", "issue", "key", "valid"]
 
 LIFETIME = dt.timedelta(hours=12)
 MAC_HEX = 32
@@ -50,12 +50,18 @@ def issue(keys: RegistryKeys, attendant: str, terminal: str, now: dt.datetime) -
     return f"{expiry:010d}.{_mac(key(keys), attendant, terminal, expiry)}"
 
 
-def valid(keys: RegistryKeys, ticket: str, attendant: str, terminal: str, now: dt.datetime) -> bool:
-    """Whether `ticket` was issued for this attendant at this terminal and has not expired (now is before
-    its expiry). The MAC is compared in constant time."""
+def authentic(keys: RegistryKeys, ticket: str, attendant: str, terminal: str) -> int | None:
+    """The expiry of `ticket` (unix seconds) when the registry issued it to this attendant at this
+    terminal, expired or not; None otherwise. The MAC is compared in constant time."""
     found = _TICKET.fullmatch(ticket) if isinstance(ticket, str) else None
     if found is None:
-        return False
+        return None
     expiry, mac = int(found.group(1)), found.group(2)
-    right = hmac.compare_digest(mac, _mac(key(keys), attendant, terminal, expiry))
-    return right and _unix(now) < expiry
+    return expiry if hmac.compare_digest(mac, _mac(key(keys), attendant, terminal, expiry)) else None
+
+
+def valid(keys: RegistryKeys, ticket: str, attendant: str, terminal: str, now: dt.datetime) -> bool:
+    """Whether `ticket` was issued to this attendant at this terminal and has not expired (now is before
+    its expiry)."""
+    expiry = authentic(keys, ticket, attendant, terminal)
+    return expiry is not None and _unix(now) < expiry

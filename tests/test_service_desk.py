@@ -264,6 +264,36 @@ def test_a_ticket_stops_when_the_attendant_is_locked_or_moved_to_another_station
     assert ask(env, "loyalty_redeem", card=LOYAL, **ticket, reward=1, handed_over=True)["ok"]
 
 
+def _booked(answered: dict[str, Any]) -> dict[str, Any]:
+    """An answer's result but the points balance, which is the account's now."""
+    return {k: v for k, v in answered["result"].items() if k != "balance"}
+
+
+def test_a_booking_sent_again_after_its_ticket_expired_answers_what_was_booked(env: Env, member: int,
+                                                                              gift: int) -> None:
+    """An answer lost, the terminal asks again with the same request id: the ticket may have expired or
+    the attendant been locked since; what was booked is answered, nothing new is let through."""
+    ids = {op: str(uuid.uuid4()) for op in ("loyalty_redeem", "loyalty_convert", "topup")}
+    fields: dict[str, dict[str, Any]] = {"loyalty_redeem": {"card": LOYAL, "reward": 1, "handed_over": True},
+              "loyalty_convert": {"card": LOYAL, "target": GIFT, "points": 100},
+              "topup": {"card": GIFT, "amount_cents": 500}}
+    ticket = signed(env)
+    first = {op: ask(env, op, **fields[op], **ticket, rid=rid) for op, rid in ids.items()}
+    assert all(a["ok"] for a in first.values())
+    with env.sessions() as s:
+        attendants.lock(s, "A-1", actor="op", reason="left", now=NOW)
+        s.commit()
+    later = NOW + dt.timedelta(hours=13)
+    for op, rid in ids.items():
+        again = ask(env, op, **fields[op], **ticket, rid=rid, now=later)
+        assert again["ok"] and _booked(again) == _booked(first[op])
+        assert ask(env, op, **fields[op], **ticket, now=later)["reason"] == sv.ServiceReason.NOT_SIGNED_IN
+        forged = {**ticket, "ticket": _flip_last(ticket["ticket"])}
+        assert ask(env, op, **fields[op], **forged, rid=rid, now=later)["reason"] == "not_signed_in"
+    with env.sessions() as s:
+        assert points.points_wallet(s, member).balance == 300 and _balance_is_its_movements(s, gift) == 600
+
+
 # -- points converted to credit ------------------------------------------------------------------------------
 
 @pytest.fixture
