@@ -274,9 +274,10 @@ def test_a_booking_sent_again_after_its_ticket_expired_answers_what_was_booked(e
     """An answer lost, the terminal asks again with the same request id: the ticket may have expired or
     the attendant been locked since; what was booked is answered, nothing new is let through."""
     ids = {op: str(uuid.uuid4()) for op in ("loyalty_redeem", "loyalty_convert", "topup")}
-    fields: dict[str, dict[str, Any]] = {"loyalty_redeem": {"card": LOYAL, "reward": 1, "handed_over": True},
-              "loyalty_convert": {"card": LOYAL, "target": GIFT, "points": 100},
-              "topup": {"card": GIFT, "amount_cents": 500}}
+    fields: dict[str, dict[str, Any]] = {
+        "loyalty_redeem": {"card": LOYAL, "reward": 1, "handed_over": True},
+        "loyalty_convert": {"card": LOYAL, "target": GIFT, "points": 100},
+        "topup": {"card": GIFT, "amount_cents": 500}}
     ticket = signed(env)
     first = {op: ask(env, op, **fields[op], **ticket, rid=rid) for op, rid in ids.items()}
     assert all(a["ok"] for a in first.values())
