@@ -249,6 +249,10 @@ def loyalty_redeem(run: Any) -> None:
     printed = len(run.sim.printer.receipts)
     mark = sign_in(run, REDEEMER)
     since = menu(run, "redeem", mark)
+    run.wait("attendant_menu", since)             # the points sub-menu: 1 reward, 2 points to credit
+    run.log("attendant presses 1 (reward)")
+    since = run.sim.panel.mark()
+    run.sim.panel.press("1")
     run.wait("attendant_card", since)
     run.remove()
     chip(run, REDEEM_LOYALTY, "LOYALTY REDEEM")

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from contracts.cards import mask_number
@@ -93,7 +94,24 @@ def _apply(session: Session, keys: RegistryKeys, seed: dict[str, Any], now: dt.d
     _cards(session, keys, seed, now)
     _rules(session, seed)
     _usage(session, seed, now)
+    _sequences(session)
     session.commit()
+
+
+# Tables the seed writes with explicit integer ids.
+_NUMBERED = (Customer, Account, Wallet, Vehicle, Driver, Card, Nozzle)
+
+
+def _sequences(session: Session) -> None:
+    """On PostgreSQL, move each id sequence past the ids the seed wrote: a row an operator adds later gets a
+    new id instead of colliding with a seeded one (SQLite takes max(id) + 1 by itself)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.flush()
+    for model in _NUMBERED:
+        table = model.__tablename__
+        session.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                             f"GREATEST((SELECT COALESCE(MAX(id), 0) FROM {table}), 1))"))
 
 
 def _wallets(session: Session, seed: dict[str, Any], now: dt.datetime) -> None:

@@ -105,6 +105,18 @@ def test_runs_on_postgresql(env: Env) -> None:
     assert env.engine.url.host == "127.0.0.1" and env.engine.url.port != 5432
 
 
+def test_rows_added_after_the_seed_get_new_ids(env: Env) -> None:
+    from registry.fleet import admin
+
+    with env.sessions() as s:
+        customer = admin.create_customer(s, "After the seed", actor="op", now=NOW)
+        account = admin.create_account(s, customer.id, "Later", actor="op", now=NOW)
+        wallet = admin.add_wallet(s, account.id, unit="money", actor="op", now=NOW)
+        s.commit()
+        seeded = {w["id"] for w in load_seed(SEED)["wallets"]}
+        assert wallet.id not in seeded and account.id > max(a["id"] for a in load_seed(SEED)["accounts"])
+
+
 def test_plain_postgresql_url_uses_psycopg3(pg_url: str) -> None:
     engine, _ = open_database(pg_url.replace("postgresql+psycopg://", "postgresql://"))
     try:
