@@ -267,6 +267,10 @@ CONFIG_BODY: Mapping[str, Check] = {
     "attendants": _list_of({"id": _ID, "name": _TEXT, "role": matching(r"attendant|supervisor"),
                             "pin_verifier": _VERIFIER, "card": matching(r"[0-9a-f]{32}")}, 64),
     "registry_bundle_key": _BUNDLE_KEY_B64,   # public key of USB bundles (contracts.usbbundle); "" none
+    # the station's wall clock (IANA name) and each product's group (loyalty rules name groups): a receipt's
+    # points are then the registry's. Left out by a registry from before them.
+    "timezone": m.Omissible(matching(r"[A-Za-z][A-Za-z0-9_+/-]{0,63}")),
+    "product_groups": m.Omissible(_dict_of(_ID, matching(r"[a-z][a-z0-9_]{0,15}"), 64)),
 }
 
 

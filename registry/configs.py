@@ -89,7 +89,8 @@ def build_body(s: Session, device: Device, keys: RegistryKeys | None = None,
     nozzles = s.scalars(select(Nozzle).where(Nozzle.station_id == device.station_id)
                         .order_by(Nozzle.pump, Nozzle.nozzle)).all()
     used = sorted({n.product_code for n in nozzles})
-    names = {p.code: p.name for p in s.scalars(select(Product).where(Product.code.in_(used))).all()}
+    known = s.scalars(select(Product).where(Product.code.in_(used))).all()
+    names, groups = {p.code: p.name for p in known}, {p.code: p.group for p in known}
     pumps: dict[int, list[dict[str, Any]]] = {}
     for n in nozzles:
         pumps.setdefault(n.pump, []).append({"nozzle": n.nozzle, "product": n.product_code})
@@ -106,6 +107,7 @@ def build_body(s: Session, device: Device, keys: RegistryKeys | None = None,
         "offline_limits": offline_limits(s), "registry_bundle_key": "",
         "programs": _programs(s, device.station_id, station.timezone if station else "UTC", now),
         "attendants": attendants.config_entries(s, keys, device) if keys is not None else [],
+        "timezone": station.timezone if station else "UTC", "product_groups": groups,
     }
 
 

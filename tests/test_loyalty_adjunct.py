@@ -389,3 +389,11 @@ def test_the_receipts_sale_date_is_the_stations_in_the_configured_time_zone(term
     assert adjunct(None).sale_time(at) == terminal_own == adjunct("No/Such_Zone").sale_time(at)
     assert configured_timezone({"timezone": "Europe/Berlin"}) == "Europe/Berlin"
     assert configured_timezone({}) is None and configured_timezone(None) is None
+
+
+def test_a_products_group_comes_from_the_configuration() -> None:
+    from firmware.programs.loyalty.setup import configured_group
+
+    body = {"product_groups": {"adblue": "adblue", "diesel": "fuel"}}
+    assert [configured_group(body, p) for p in ("adblue", "diesel", "coffee")] == ["adblue", "fuel", "fuel"]
+    assert configured_group(None, "adblue") == "fuel"

@@ -249,7 +249,10 @@ def test_the_loyalty_programme_rides_in_the_configuration_and_its_changes_are_se
         tmp_path: Path, session: Session) -> None:
     device = session.get(Device, DEVICE)
     assert device is not None
-    assert build_body(session, device, now=NOW)["programs"] == []        # no rules: no programme
+    body = build_body(session, device, now=NOW)
+    assert body["programs"] == []                                         # no rules: no programme
+    assert body["timezone"] == "UTC" and body["product_groups"] == {"diesel": "fuel", "petrol95": "fuel",
+                                                                    "adblue": "adblue"}
     before = programs_signature(session)
     admin.add_rule(session, "diesel", "volume", 1000, actor="op", now=NOW)
     admin.add_promotion(session, "double diesel", position=1, product="diesel", starts_on=NOW.date(),

@@ -256,9 +256,17 @@ def test_body_that_does_not_hold_together(change: dict[str, Any], field: str) ->
 
 
 def test_an_empty_station_is_a_valid_body() -> None:
-    empty: dict[str, Any] = {k: [] for k in CONFIG_BODY}
+    empty: dict[str, Any] = {k: [] for k in CONFIG_BODY if k not in ("timezone", "product_groups")}
     check_body(empty | {k: BODY[k] for k in ("station", "station_name", "currency")}
                | {"offline_limits": {}, "registry_bundle_key": ""})
+
+
+def test_a_station_clock_and_product_groups_are_optional_and_checked() -> None:
+    check_body(BODY | {"timezone": "Europe/Berlin", "product_groups": {"diesel": "fuel", "coffee": "shop"}})
+    for bad in ({"timezone": "Berlin; rm"}, {"product_groups": {"diesel": "Fuel"}},
+                {"product_groups": {"bad id": "fuel"}}):
+        with pytest.raises(MessageError):
+            check_body(BODY | bad)
 
 
 def test_pin_verifier() -> None:

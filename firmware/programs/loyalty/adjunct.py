@@ -55,7 +55,7 @@ class LoyaltyAdjunct:
                  group: Callable[[str], str] = lambda product: "fuel", language: str = "en",
                  timezone: Callable[[], str | None] = lambda: None) -> None:
         """programme: the one in the signed configuration now (None: none published); group: a product's
-        group (the configuration carries none yet: pump products are fuel); language: the receipt's;
+        group (the configuration's product_groups; "fuel" without one); language: the receipt's;
         timezone: the station's zone the configuration gives (None: the terminal's)."""
         self.host, self.ask, self.station, self.iins = host, ask, station, iins
         self.programme, self.group, self.language, self.timezone = programme, group, language, timezone

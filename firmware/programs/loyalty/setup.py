@@ -13,7 +13,7 @@ from firmware.programs.build import ProgramDeps
 from firmware.programs.loyalty.adjunct import LoyaltyAdjunct
 from firmware.service_client import ServiceClient
 
-__all__ = ["build", "configured_programme", "configured_timezone"]
+__all__ = ["build", "configured_group", "configured_programme", "configured_timezone"]
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,17 @@ def configured_timezone(body: Mapping[str, Any] | None) -> str | None:
     return zone if isinstance(zone, str) and zone else None
 
 
+def configured_group(body: Mapping[str, Any] | None, product: str) -> str:
+    """A product's group as the configuration gives it ("product_groups"); "fuel" when it gives none."""
+    groups = (body or {}).get("product_groups")
+    group = groups.get(product) if isinstance(groups, dict) else None
+    return group if isinstance(group, str) and group else "fuel"
+
+
 def build(deps: ProgramDeps) -> LoyaltyAdjunct:
     host = deps.registry
     return LoyaltyAdjunct(host, ServiceClient(host).ask, station=deps.config.terminal.station,
                           programme=lambda: configured_programme(host.configs.current),
                           iins=deps.config.loyalty.iins, language=deps.config.terminal.language,
-                          timezone=lambda: configured_timezone(host.configs.current))
+                          timezone=lambda: configured_timezone(host.configs.current),
+                          group=lambda product: configured_group(host.configs.current, product))
