@@ -30,10 +30,13 @@ from typing import Any
 
 from contracts.errors import ConfigError, MessageError
 
-__all__ = ["BASES", "EarnRule", "Earned", "Programme", "Promotion", "SaleFacts", "Step", "earn",
+__all__ = ["BASES", "NO_POINTS", "EarnRule", "Earned", "Programme", "Promotion", "SaleFacts", "Step", "earn",
            "first_use_applies", "programme_doc", "programme_from_doc", "rule_for"]
 
 BASES = ("volume", "money")
+# Card programs whose sales earn nothing: one paid by a paper voucher (charged nothing; the voucher was a
+# gift, or paid for when it was bought) gets no points, whatever card rides along.
+NO_POINTS = frozenset({"voucher"})
 MAX_MILLI = 10**9           # thousandths of a point per litre or unit: far above any real programme
 MAX_PCT = 10_000            # a multiplier of at most 100 times
 MAX_BONUS = 10**7

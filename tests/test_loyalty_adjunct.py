@@ -397,3 +397,15 @@ def test_a_products_group_comes_from_the_configuration() -> None:
     body = {"product_groups": {"adblue": "adblue", "diesel": "fuel"}}
     assert [configured_group(body, p) for p in ("adblue", "diesel", "coffee")] == ["adblue", "fuel", "fuel"]
     assert configured_group(None, "adblue") == "fuel"
+
+
+def test_a_sale_paid_by_a_voucher_prints_no_points(terminal: Terminal) -> None:
+    import dataclasses
+
+    rec = terminal.journal.get(terminal.sale(chip()))
+    programme = loyalty.Programme(rules=(loyalty.EarnRule("*", "volume", 1000),))
+    adjunct = LoyaltyAdjunct(terminal.host, ServiceClient(terminal.host).ask, station=STATION,
+                             programme=lambda: programme)
+    doc = {"looked_up": True, "tier": "base", "balance": 7}
+    assert adjunct.earned(doc, rec) == (rec.volume_cl or 0) // 100 > 0
+    assert adjunct.earned(doc, dataclasses.replace(rec, program="voucher")) == 0     # as the registry books

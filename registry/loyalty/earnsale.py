@@ -47,9 +47,7 @@ __all__ = ["Awarded", "book_sale", "config_settings", "find_account", "on_sale",
 
 log = logging.getLogger(__name__)
 
-# Sales that earn nothing: one paid by a paper voucher (charged nothing; the voucher was a gift, or paid for
-# when it was bought) gets no points, whatever card rides along.
-NO_POINTS = frozenset({"voucher"})
+NO_POINTS = loyalty.NO_POINTS
 
 
 @dataclass(frozen=True)

@@ -119,10 +119,13 @@ class LoyaltyAdjunct:
 
     # -- the receipt -------------------------------------------------------------------------------------
     def earned(self, doc: Mapping[str, Any], sale: SaleRecord) -> int | None:
-        """The points this sale earns by the configuration's programme; None: no programme published."""
+        """The points this sale earns by the configuration's programme; None: no programme published. A
+        sale paid by a voucher earns none (contracts.loyalty.NO_POINTS)."""
         programme = self.programme()
         if programme is None:
             return None
+        if sale.program in loyalty.NO_POINTS:
+            return 0
         when = self.sale_time(sale.finished_at or sale.created_at)
         product = sale.product or ""
         facts = loyalty.SaleFacts(product, self.group(product), self.station, sale.volume_cl or 0,
