@@ -120,3 +120,16 @@ def test_the_attendant_screens_read_in_every_language(lang: str) -> None:
     z = build(Screen.ATTENDANT_REPORTS, lang, kind="Z", shift=7, sales=2, total_cents=3319, currency="EUR")
     assert z.lines[0] == text(lang, "attendant_reports.z")
     assert [f.key for f in z.figures][:2] == ["shift", "sales"]
+
+
+def test_a_cards_last_movements_are_shown_as_well_as_printed() -> None:
+    from ui.screens import render
+
+    moves = [{"date": "2026-12-01", "time": "10:00:00", "station": "ST-001", "points": 40, "kind": "earn"},
+             {"date": "2026-11-30", "time": "09:05:00", "station": "ST-002", "points": -100,
+              "kind": "redeem"}]
+    shown = render("attendant_result", "en", done="movements", ok=True, balance=120, movements=moves * 4)
+    assert shown.count("12/1/26 10:00 ST-001 +40") == 3 and "11/30/26 09:05 ST-002 -100" in shown
+    assert sum("ST-00" in line for line in shown) == 5          # the newest five; the slip has all 30
+    assert any("-۱۰۰" in line for line in render("attendant_result", "fa", done="movements", ok=True,
+                                                  movements=moves[1:]))

@@ -7,6 +7,7 @@ formatted per locale; a string is shown as it is.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -306,6 +307,23 @@ def _attendant_result(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], l
         figures.append(Figure("balance", _label(lang, "balance"), _number(lang, raw["balance"])))
     if isinstance(raw.get("amount_cents"), int) and isinstance(raw.get("currency"), str):
         figures.append(Figure("amount", _label(lang, "amount"), money(lang, raw)))
+    for move in raw.get("movements", ())[:SHOWN_MOVEMENTS]:      # newest first; the slip has them all
+        lines.append(_movement(lang, move))
+
+
+SHOWN_MOVEMENTS = 5     # a loyalty card's last movements on the result screen (all 30 on the slip)
+
+
+def _movement(lang: str, move: Mapping[str, Any]) -> str:
+    """One movement as the service answer gives it: local date and time, station, signed points."""
+    try:
+        day = format_date(lang, dt.date.fromisoformat(str(move.get("date", ""))))
+    except ValueError:
+        day = str(move.get("date", ""))[:10]
+    points = int(move.get("points", 0))
+    sign = "+" if points > 0 else "-" if points < 0 else ""
+    figure = sign + _number(lang, abs(points))
+    return f"{day} {str(move.get('time', ''))[:5]} {move.get('station', '')} {figure}"
 
 
 _SPECIAL = {

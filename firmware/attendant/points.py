@@ -162,4 +162,4 @@ def movements(desk: Desk, who: Session) -> None:
     if pooled:
         desk.result("movements", look, pooled=True)
     else:
-        desk.result("movements", look, balance=look.result["balance"])
+        desk.result("movements", look, balance=look.result["balance"], movements=look.result["history"])
