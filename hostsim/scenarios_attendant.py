@@ -2,10 +2,9 @@
 the sign-in and menu steps loyalty-redeem uses too.
 
 The operator sets the attendant up with `forecourt registry attendant add|card|pin` (card number and PIN
-on standard input). The registry names attendants in each terminal's signed configuration; it republishes
-configurations on each reconnect, every 6 hours and when the stop-list changes, not yet when attendants
-change (docs/attendants.md), so the scenario restarts the registry service once to hand the new
-attendant to the terminal, and waits until the terminal runs a configuration naming them.
+on standard input). The registry names attendants in each terminal's signed configuration and republishes
+configurations when its attendants change (within `registry run --stop-list-poll`, 1 s in the simulator);
+the scenario waits until the terminal runs a configuration naming them.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ def _configured(sim: Any) -> set[str]:
 
 def attendants_ready(run: Any) -> None:
     """The scenarios' attendants exist (made with the operator's commands when new) and the terminal runs
-    a configuration that names them: all three at once, so that one registry restart serves them all."""
+    a configuration that names them."""
     sim, wanted = run.sim, (CASHIER, CLOSER, REDEEMER)
     with registry_db(sim) as (s, _):
         known = set(s.scalars(select(Attendant.id)))
@@ -56,10 +55,6 @@ def attendants_ready(run: Any) -> None:
     ids = {ident for ident, _, _ in wanted}
     if ids <= _configured(sim):
         return
-    run.log("operator restarts the registry service: it publishes configurations as it connects")
-    if sim.registry is not None:
-        sim.registry.stop()
-    sim.start_registry()
     deadline = time.monotonic() + 60
     while not ids <= _configured(sim):
         if time.monotonic() > deadline:
