@@ -16,10 +16,10 @@ sim: setup
 	.venv/bin/forecourt sim $(ARGS)
 
 # pytest on two workers (pytest-xdist): the tests that run the machine's one pcscd go to one of them, in turn
-# (tests/conftest.py, xdist_group), the rest share both. PYTEST_ARGS="-n 0" runs them in one process.
+# (tests/conftest.py), the rest share both. PYTEST_ARGS="-n 0" runs them in one process.
 PYTEST_WORKERS ?= 2
 test: setup lint typecheck doctest
-	.venv/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: setup
 	.venv/bin/ruff check .

@@ -34,17 +34,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 # Tests that run the machine's one pcscd (hostsim.pcscd takes a machine-wide lock for it): whole-system
-# scenarios and the PC/SC tests. Under pytest-xdist (`make test` runs two workers, --dist loadgroup) they all
-# go to one worker, in turn, while the other worker runs the rest: two workers waiting for one lock would
-# only add waits.
+# scenarios and the PC/SC tests. Under pytest-xdist (`make test` runs two workers) they are one unit of work,
+# run on one worker in turn while the other worker runs the rest: two workers waiting for one lock would
+# only add waits. (xdist's own --dist loadgroup groups by a suffix of the node id, which pytest 9 no longer
+# keeps; this scheduler groups by the node id itself.)
 PCSCD_GROUP = "pcscd"
-PCSCD_FILES = ("test_pcsc_reader.py", "test_contactless_tag.py", "test_window_sim.py")
+PCSCD_FILES = ("tests/e2e/", "tests/test_pcsc_reader.py", "tests/test_contactless_tag.py",
+               "tests/test_window_sim.py")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if "e2e" in item.path.parts or item.path.name in PCSCD_FILES:
-            item.add_marker(pytest.mark.xdist_group(PCSCD_GROUP))
+def needs_pcscd(nodeid: str) -> bool:
+    return nodeid.startswith(PCSCD_FILES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class PcscdApart(LoadScopeScheduling):
+        """Each test its own unit of work, except the pcscd tests: one unit, the largest, sent first."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return PCSCD_GROUP if needs_pcscd(nodeid) else nodeid
+
+    return PcscdApart(config, log)
 
 
 def pytest_configure(config: pytest.Config) -> None:

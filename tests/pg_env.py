@@ -2,7 +2,8 @@
 
 A module takes it with `pg_url = pg_env.pg_url`; where no PostgreSQL is installed its tests are skipped,
 except under CI, which must run them. `database_url` gives the SQLite or the PostgreSQL URL of a test
-parametrized over both (params=["sqlite", "postgresql"]).
+parametrized over both (params=["sqlite", "postgresql"]). A module taking `sm = pg_env.sm` and
+`any_sm = pg_env.any_sm` gets sessions on a fresh SQLite registry, and on SQLite and PostgreSQL in turn.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import pytest
 from pg_server import PostgresUnavailable, postgres_server
+from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["database_url", "pg_url"]
+from registry.db import open_database
+
+__all__ = ["any_sm", "database_url", "pg_url", "sm"]
 
 
 @pytest.fixture(scope="module")
@@ -34,3 +38,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'registry.db'}"
     found: str = request.getfixturevalue("pg_url")
     return found
+
+
+@pytest.fixture
+def sm(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine, made = open_database(f"sqlite:///{tmp_path / 'registry.db'}")
+    yield made
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.system)])
+def any_sm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    """SQLite, or the module's PostgreSQL (shared by the module's tests: their keys differ)."""
+    engine, made = open_database(database_url(request, tmp_path))
+    yield made
+    engine.dispose()

@@ -8,42 +8,20 @@ import pty
 import select
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from test_fleet_cli import Registry as CliRegistry
 
 from contracts.signing import pin_matches
-from registry.keys import load_or_create_keys
 
 NUMBER = "9001000000000018"          # Luhn-valid
 PIN = "4071"
 
 
-class Registry:
-    def __init__(self, tmp_path: Path) -> None:
-        self.path = tmp_path / "registry.db"
-        self.state = tmp_path / "state"
-        self.keys = load_or_create_keys(self.state / "registry-keys.json")
-        self.db = f"sqlite:///{self.path}"
-
-    def command(self, *args: str, keys: bool = False) -> list[str]:
-        extra = ["--state-dir", str(self.state)] if keys else []
-        return [sys.executable, "-m", "forecourtcli", "registry", "attendant", *args, "--db", self.db, *extra]
-
-    def run(self, *args: str, stdin: str = "", keys: bool = False) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.command(*args, keys=keys), input=stdin, check=False, capture_output=True,
-                              text=True, timeout=60, env=os.environ | {"USER": "operator1"})
-
-    def ok(self, *args: str, stdin: str = "", keys: bool = False) -> str:
-        out = self.run(*args, stdin=stdin, keys=keys)
-        assert out.returncode == 0, out.stderr
-        return out.stdout
-
-    def rows(self, sql: str) -> list[tuple[object, ...]]:
-        with sqlite3.connect(self.path) as db:
-            return db.execute(sql).fetchall()
+class Registry(CliRegistry):
+    group = ("attendant",)
 
 
 @pytest.fixture

@@ -33,12 +33,15 @@ class Registry:
         self.keys = load_or_create_keys(self.state / "registry-keys.json")
         self.db = f"sqlite:///{self.path}"
 
-    def run(self, *args: str, stdin: str = "", keys: bool = False) -> subprocess.CompletedProcess[str]:
+    group: tuple[str, ...] = ()           # a subclass's command group: ("attendant",), ("voucher",)
+
+    def command(self, *args: str, keys: bool = False) -> list[str]:
         extra = ["--state-dir", str(self.state)] if keys else []
-        env = os.environ | {"USER": "operator1"}
-        command = [sys.executable, "-m", "forecourtcli", "registry", *args, "--db", self.db, *extra]
-        return subprocess.run(command, input=stdin, check=False, capture_output=True, text=True, timeout=60,
-                              env=env)
+        return [sys.executable, "-m", "forecourtcli", "registry", *self.group, *args, "--db", self.db, *extra]
+
+    def run(self, *args: str, stdin: str = "", keys: bool = False) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.command(*args, keys=keys), input=stdin, check=False, capture_output=True,
+                              text=True, timeout=60, env=os.environ | {"USER": "operator1"})
 
     def ok(self, *args: str, stdin: str = "", keys: bool = False) -> str:
         out = self.run(*args, stdin=stdin, keys=keys)

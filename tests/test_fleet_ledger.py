@@ -7,7 +7,6 @@ import datetime as dt
 import threading
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pg_env
@@ -29,18 +28,7 @@ TTL = dt.timedelta(minutes=10)
 pg_url = pg_env.pg_url          # the module's PostgreSQL (a fixture)
 
 
-@pytest.fixture
-def sm(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine, made = open_database(f"sqlite:///{tmp_path / 'registry.db'}")
-    yield made
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.system)])
-def any_sm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine, made = open_database(pg_env.database_url(request, tmp_path))
-    yield made
-    engine.dispose()
+sm, any_sm = pg_env.sm, pg_env.any_sm      # sessions on SQLite; on SQLite and PostgreSQL in turn
 
 
 # --- building rows ---------------------------------------------------------------------------------------

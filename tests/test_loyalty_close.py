@@ -6,8 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pg_env
 import pytest
@@ -16,7 +14,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from test_loyalty_points import earn, make_loyalty, remaining
 
 from contracts.errors import ConfigError
-from registry.db import open_database
 from registry.loyalty import close, history, points
 from registry.loyalty.points import PointsError
 from registry.models import (
@@ -40,19 +37,7 @@ T = dt.datetime
 pg_url = pg_env.pg_url          # the module's PostgreSQL (a fixture)
 
 
-@pytest.fixture
-def sm(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine, made = open_database(f"sqlite:///{tmp_path / 'registry.db'}")
-    yield made
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.system)])
-def any_sm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    """SQLite, or the module's PostgreSQL (shared by the module's tests: their keys differ)."""
-    engine, made = open_database(pg_env.database_url(request, tmp_path))
-    yield made
-    engine.dispose()
+sm, any_sm = pg_env.sm, pg_env.any_sm      # sessions on SQLite; on SQLite and PostgreSQL in turn
 
 
 def member(s: Session, wallet: Wallet, *, pool: int | None = None) -> LoyaltyMember:

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pg_env
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.db import open_database
 from registry.fleet.ledger import LedgerError
 from registry.loyalty import points
 from registry.loyalty.points import PointsError
@@ -25,18 +22,7 @@ DAY = dt.timedelta(days=1)
 pg_url = pg_env.pg_url          # the module's PostgreSQL (a fixture)
 
 
-@pytest.fixture
-def sm(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine, made = open_database(f"sqlite:///{tmp_path / 'registry.db'}")
-    yield made
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.system)])
-def any_sm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine, made = open_database(pg_env.database_url(request, tmp_path))
-    yield made
-    engine.dispose()
+sm, any_sm = pg_env.sm, pg_env.any_sm      # sessions on SQLite; on SQLite and PostgreSQL in turn
 
 
 def make_loyalty(s: Session, *, tz: str = "UTC", name: str = "Member") -> Wallet:

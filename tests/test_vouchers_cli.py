@@ -5,45 +5,27 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_fleet_cli import Registry as CliRegistry
 from test_vouchers import decode_qr, seed
 
 from registry import vouchers
 from registry.db import open_database
-from registry.keys import load_or_create_keys
 
 
-class Registry:
+class Registry(CliRegistry):
+    group = ("voucher",)
+
     def __init__(self, tmp_path: Path) -> None:
-        self.path = tmp_path / "registry.db"
-        self.state = tmp_path / "state"
-        self.keys = load_or_create_keys(self.state / "registry-keys.json")
-        self.db = f"sqlite:///{self.path}"
+        super().__init__(tmp_path)
         engine, sessions = open_database(self.db)
         with sessions() as s:
             seed(s)
         engine.dispose()
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "forecourtcli", "registry", "voucher", *args, "--db", self.db]
-        return subprocess.run(command, check=False, capture_output=True, text=True, timeout=60,
-                              env=os.environ | {"USER": "operator1"})
-
-    def ok(self, *args: str) -> str:
-        out = self.run(*args)
-        assert out.returncode == 0, out.stderr
-        return out.stdout
-
-    def rows(self, sql: str) -> list[tuple[object, ...]]:
-        with sqlite3.connect(self.path) as db:
-            return db.execute(sql).fetchall()
 
 
 @pytest.fixture
