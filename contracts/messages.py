@@ -207,6 +207,7 @@ SALE: Mapping[str, Check] = {
     # a loyalty card shown before paying (issue 15): its number sealed the same way, bound to the sale, and
     # how it was read ("chip" too: it may differ from the paying card's); the registry awards its points
     "loyalty_sealed": Omissible(_str(PAN_SEALED.pattern)), "loyalty_medium": Omissible(_MEDIUM),
+    "voucher": Omissible(_int(1, 2**62)),      # a sale paid by a paper voucher: the voucher it spends
 }
 # "stored" and "duplicate" say the registry holds the sale (reason "" or "held"); "rejected" that it never
 # will (reason a SaleAckReason), and the terminal parks it for an operator. Like AUTH_RESPONSE, the wire

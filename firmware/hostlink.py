@@ -98,8 +98,7 @@ def sale_payload(rec: SaleRecord, terminal: str, station: str) -> dict[str, Any]
     registry_auth = rec.data.get("registry_auth")
     seq = {} if rec.seq is None else {"seq": rec.seq}
     return {**seq,
-        # only a program the registry authorized names its authorization ("registry_auth" in its data);
-        # other sales (bank: the acquirer settles them) are stored for reports only
+        # only a program the registry authorized names its authorization (data "registry_auth")
         "sale_id": rec.id, "kind": rec.program,
         "auth_id": registry_auth if isinstance(registry_auth, str) else None,
         "terminal": terminal, "station": station, "pump": rec.pump,
@@ -110,6 +109,7 @@ def sale_payload(rec: SaleRecord, terminal: str, station: str) -> dict[str, Any]
         # an offline fleet sale: the card number sealed to the sale (no auth_id to find the card by)
         **{k: rec.data[k] for k in ("card_sealed", "medium") if isinstance(rec.data.get(k), str)},
         **_loyalty(rec),
+        **{k: v for k, v in rec.data.items() if k == "voucher" and type(v) is int and rec.program == k},
     }
 
 

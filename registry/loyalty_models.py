@@ -248,6 +248,8 @@ class Voucher(Base):
     redeemed_at: Mapped[dt.datetime | None]
     terminal: Mapped[str | None] = mapped_column(String(64))
     auth_id: Mapped[str | None] = mapped_column(String(36))
+    # the synced sale that dispensed on it: from then on it is spent and cannot be released
+    sale_id: Mapped[str | None] = mapped_column(String(36))
 
 
 class Attendant(Base):

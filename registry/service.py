@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from contracts.messages import MAX_PIN_TRIES, SaleAckReason, parse_timestamp
+from registry import vouchers
 from registry.checks import overrun_cl, sale_problems
 from registry.fleet.authorize import AUTH_TTL, MAX_FILL_CL, authorize
 from registry.fleet.legacy import wallet_usage_cl
@@ -146,6 +147,9 @@ def _stage(session: Session, sale: dict[str, Any], now: dt.datetime, alarms: lis
         "card_masked": sale["card_masked"], "finished_at": parse_timestamp(sale["finished_at"]),
         "received_at": now, "recovered": sale["recovered"],
         "flags": ",".join(dict.fromkeys([*sale["flags"], *fleet.flags, *problems])), "held": held}
+    if "voucher" in sale and sale["volume_cl"] > 0 and not vouchers.spend(
+            session, sale["voucher"], terminal=sale["terminal"], sale_id=sale["sale_id"]):
+        row["flags"] = ",".join(filter(None, (row["flags"], "voucher_not_redeemed")))   # for an operator
     if batch:
         batch.rows.append(row)            # inserted with the batch's other rows, in one statement
         batch.stored[sale["sale_id"]] = Transaction(**row)   # the same sale again in this batch: its repeat

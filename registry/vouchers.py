@@ -38,7 +38,7 @@ from registry.models import AuditEntry, Nozzle, Product, Voucher
 
 __all__ = ["CODE_DIGITS", "MAX_MISSES", "MISS_WINDOW", "REASONS", "IssuedVoucher", "Redeemed",
            "VoucherError", "VoucherRefused", "code_digest", "code_key", "find", "group_code", "issue",
-           "new_code", "redeem", "release", "void"]
+           "new_code", "redeem", "release", "spend", "void"]
 
 CODE_DIGITS = 19                        # 18 random digits (about 60 bits) and the check digit
 MAX_MISSES = 5                          # unknown codes per terminal ...
@@ -227,7 +227,8 @@ def release(s: Session, voucher_id: int, *, terminal: str, now: dt.datetime, req
     voucher is not redeemed there (released already, or used elsewhere). Commits."""
     if actor is not None:
         reason = need_reason(reason)
-    where = [Voucher.id == voucher_id, Voucher.status == "redeemed", Voucher.terminal == terminal[:64]]
+    where = [Voucher.id == voucher_id, Voucher.status == "redeemed", Voucher.terminal == terminal[:64],
+             Voucher.sale_id.is_(None)]           # a voucher its synced sale dispensed on stays spent
     if request is not None:
         where.append(Voucher.auth_id == request)
     done = s.execute(update(Voucher).where(*where).values(status="issued", redeemed_at=None, terminal=None,
@@ -240,6 +241,17 @@ def release(s: Session, voucher_id: int, *, terminal: str, now: dt.datetime, req
           reason=reason, terminal=terminal, request=request)
     s.commit()
     return True
+
+
+def spend(s: Session, voucher_id: int, *, terminal: str, sale_id: str) -> bool:
+    """A synced sale that dispensed on a voucher: the voucher is spent for good (release refuses it). False
+    when this terminal holds no redemption of it, or another sale spent it: the caller flags the sale.
+    Nothing commits here (the sale's transaction does)."""
+    done = s.execute(update(Voucher).where(
+        Voucher.id == voucher_id, Voucher.status == "redeemed", Voucher.terminal == terminal[:64],
+        or_(Voucher.sale_id.is_(None), Voucher.sale_id == sale_id)).values(sale_id=sale_id)
+        .execution_options(synchronize_session=False))
+    return getattr(done, "rowcount", 0) == 1
 
 
 def void(s: Session, voucher_id: int, *, actor: str, reason: str, now: dt.datetime) -> Voucher:

@@ -502,3 +502,22 @@ class TestOnBothDatabases:
         got = ask(env, "shift_close", **_z(9, attendant="A" * 17))
         assert got["reason"] == sv.ServiceReason.NOT_ALLOWED
         assert ask(env, "shift_close", **_z(9, attendant="A" * 16))["result"] == {"stored": True}
+
+
+def test_a_voucher_sale_that_dispensed_spends_it_and_a_sale_naming_another_is_flagged(env: Env) -> None:
+    with env.sessions() as s:
+        issued = vouchers.issue(s, env.keys, product="diesel", volume_cl=2000, count=2, expires_on=None,
+                                now=NOW, actor="op")
+        s.commit()
+    taken, never = issued
+    assert ask(env, "voucher_redeem", code=taken.code, pump=1)["ok"]
+    voucher_sale = {"kind": "voucher", "card_masked": "*" * 15 + taken.code[-4:]}
+    sale, ack = env.sale(None, 2000, voucher=taken.voucher_id, **voucher_sale)
+    stray, _ = env.sale(None, 1000, voucher=never.voucher_id, **voucher_sale)
+    assert ack["status"] == "stored"
+    with env.sessions() as s:
+        assert s.get(Voucher, taken.voucher_id).sale_id == sale["sale_id"]
+        assert s.get(Voucher, never.voucher_id).status == "issued"        # a sale cannot spend it
+        assert not vouchers.release(s, taken.voucher_id, terminal="T-0001", now=NOW)
+    assert "voucher_not_redeemed" in env.transaction(stray["sale_id"]).flags
+    assert "voucher_not_redeemed" not in env.transaction(sale["sale_id"]).flags

@@ -104,7 +104,13 @@ def test_a_voucher_fills_its_litres_of_its_product_and_charges_nothing(terminal:
     assert code not in str(rec) and code.encode() not in (tmp_path / "journal.db").read_bytes()
     assert status(env, voucher) == "redeemed"
     payload = sale_payload(rec, "T-0001", "ST-001")
-    assert m.decode(m.encode(payload, m.SALE), m.SALE)["kind"] == "voucher"
+    wire = m.decode(m.encode(payload, m.SALE), m.SALE)
+    assert (wire["kind"], wire["voucher"]) == ("voucher", voucher)
+    assert env.record(wire)["status"] == "stored"                    # the registry: spent for good
+    with env.sessions() as s:
+        assert s.get(Voucher, voucher).sale_id == sale_id and "voucher_not_redeemed" not in str(
+            env.transaction(sale_id).flags)
+        assert not vouchers.release(s, voucher, terminal="T-0001", now=NOW, request=rec.data[REQUEST])
     texts = terminal.printer.texts()
     assert "Paid by voucher" in texts and not any("Fleet" in t or t.startswith("Auth") for t in texts)
     assert any(t.startswith("Voucher no.") and t.endswith(str(voucher))

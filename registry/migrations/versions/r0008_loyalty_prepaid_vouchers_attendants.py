@@ -149,6 +149,7 @@ def upgrade() -> None:
     sa.Column('redeemed_at', sa.DateTime(), nullable=True),
     sa.Column('terminal', sa.String(length=64), nullable=True),
     sa.Column('auth_id', sa.String(length=36), nullable=True),
+    sa.Column('sale_id', sa.String(length=36), nullable=True),
     sa.ForeignKeyConstraint(['product'], ['products.code'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('code_digest')
