@@ -29,7 +29,7 @@ from registry import attendants, vouchers
 from registry import service_desk_ticket as tickets
 from registry.fleet.rules import local_time
 from registry.keys import RegistryKeys
-from registry.loyalty import history, rewards
+from registry.loyalty import history, points, rewards
 from registry.loyalty.points import PointsError
 from registry.loyalty.settings import load as loyalty_settings
 from registry.models import Account, Attendant, Card, Device, LoyaltyMember, Reward, RewardStock, Station
@@ -93,7 +93,7 @@ def loyalty_redeem(a: Ask) -> dict[str, Any]:
         reason = (R.INSUFFICIENT_POINTS if "not enough" in text else R.OUT_OF_STOCK if "stock" in text
                   else R.NOT_ALLOWED)
         raise Refused(reason, "redemption refused") from None
-    balance = rewards.points_wallet(a.s, seen.account_id).balance
+    balance = points.points_wallet(a.s, seen.account_id).balance
     return {"order": order.id, "status": order.status, "balance": balance}
 
 

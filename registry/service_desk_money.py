@@ -16,7 +16,7 @@ from contracts.service_messages import ServiceReason as R
 from registry import attendants, prepaid
 from registry.fleet import ledger
 from registry.fleet.rules import local_time
-from registry.loyalty import convert, history, rewards
+from registry.loyalty import convert, history, points, rewards
 from registry.loyalty.points import PointsError
 from registry.models import Account, Card, LoyaltyMember, Movement, Wallet
 from registry.service_desk_ask import Ask, Refused
@@ -107,4 +107,4 @@ def loyalty_convert(a: Ask) -> dict[str, Any]:
                                 {"points": done.points, "credit_cents": done.cents, "account": account,
                                  **_where(a)}, a.now)
     return {"masked": mask_number(number), "points": done.points, "credit_cents": done.cents,
-            "balance": rewards.points_wallet(a.s, account).balance}
+            "balance": points.points_wallet(a.s, account).balance}

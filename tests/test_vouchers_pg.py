@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
+from test_fleet_concurrency_pg import run_threads
 from test_vouchers import KEYS, NOW, seed
 
 from registry import vouchers
@@ -64,26 +65,6 @@ def make_registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ca
     yield make
     for engine in made:
         engine.dispose()
-
-
-def run_threads(target: Callable[[int], None], count: int) -> None:
-    """target(index) in `count` threads; the first exception of any is raised here."""
-    errors: list[BaseException] = []
-
-    def guarded(index: int) -> None:
-        try:
-            target(index)
-        except BaseException as exc:        # noqa: BLE001 - raised below, in the test's thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(i,), daemon=True) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not any(t.is_alive() for t in threads), "a thread hangs"
-    if errors:
-        raise errors[0]
 
 
 def race(reg: Registry, codes: list[str], *, hold_at_update: bool) -> list[tuple[int, str]]:

@@ -87,7 +87,7 @@ class Desk:
 
     def session(self, card: CardNumber, entry: Any) -> None:
         # a customer's card read before (a loyalty rider) must not ride along a sale the attendant starts
-        self.runner._take_riders()
+        self.runner.drop_riders()
         port = self.port
         port.show(Screen.ATTENDANT_SIGN_IN, stars="", name=entry.name)
         try:

@@ -85,6 +85,10 @@ class SaleRunner:
         self._riders.clear()
         return riders
 
+    def drop_riders(self) -> None:
+        """Forget the adjunct cards read so far (an attendant signs in: they ride along no sale of theirs)."""
+        self._riders.clear()
+
     def bind_riders(self, riders: Mapping[str, Mapping[str, Any]], sale_id: str) -> dict[str, Any]:
         """The riders' documents as the journal keeps them for this sale (Adjunct.bind, when it has one)."""
         out: dict[str, Mapping[str, Any]] = {}

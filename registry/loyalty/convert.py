@@ -27,7 +27,6 @@ from registry.loyalty.rewards import (
     attendant_actor,
     flag_own_card,
     loyalty_account,
-    points_wallet,
 )
 from registry.models import Account, Movement, PointConversion, Wallet
 
@@ -140,7 +139,7 @@ def convert(s: Session, *, account: int, points: int, wallet: int, key: str, now
     cents = value_cents(table(s), points)
     if cents < 1:
         raise RewardError("the points are worth less than a cent", points=points)
-    source = points_wallet(s, account)
+    source = points_ledger.points_wallet(s, account)
     if source.balance < points:
         raise RewardError("not enough points to convert", account=account, balance=source.balance,
                           points=points)

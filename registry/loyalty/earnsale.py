@@ -5,8 +5,9 @@ is linked to (LoyaltyLink by its token). The programme is the one in force on th
 loyalty account's time zone). The points are awarded once under "earn:{sale_id}" in the caller's
 transaction; what one card earns in a local day stops at settings.daily_cap_points (the rest is not
 awarded, and a LoyaltyFlag "daily_cap" says so). The card's account lock is taken first, so two sales of
-one card at once cannot both pass the cap. A sale paid by a voucher earns nothing (NO_POINTS); the
-first-use bonus is used up by the first sale that is awarded points (one capped to nothing is not).
+one card at once cannot both pass the cap. A sale paid by a voucher earns nothing
+(contracts.loyalty.NO_POINTS); the first-use bonus is used up by the first sale that is awarded points
+(one capped to nothing is not).
 """
 
 from __future__ import annotations
@@ -46,8 +47,6 @@ from registry.models import (
 __all__ = ["Awarded", "book_sale", "config_settings", "find_account", "on_sale", "programme"]
 
 log = logging.getLogger(__name__)
-
-NO_POINTS = loyalty.NO_POINTS
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,7 @@ def book_sale(s: Session, tx: Transaction, *, loyalty_token: str | None, payer_t
               now: dt.datetime) -> Awarded | None:
     """Award the sale's points once; None when no loyalty account earns on it. `tx` is the sale's row
     (stored or about to be). Nothing commits here."""
-    if tx.kind in NO_POINTS:
+    if tx.kind in loyalty.NO_POINTS:
         return None
     found = find_account(s, loyalty_token=loyalty_token, payer_token=payer_token)
     if found is None:

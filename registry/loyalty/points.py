@@ -60,9 +60,10 @@ def _is_points(wallet: Wallet) -> Wallet:
 
 
 def points_wallet(s: Session, account_id: int) -> Wallet:
-    """The account's points wallet (the first one, by id); PointsError when it has none."""
+    """The account's points wallet (the first one, by id), read afresh (after the account's lock its
+    balance is current); PointsError when it has none."""
     found = s.scalars(select(Wallet).where(Wallet.account_id == account_id, Wallet.unit == POINTS)
-                      .order_by(Wallet.id).limit(1)).first()
+                      .order_by(Wallet.id).limit(1).execution_options(populate_existing=True)).first()
     if found is None:
         raise PointsError("account has no points wallet", account=account_id)
     return found

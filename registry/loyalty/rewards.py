@@ -32,11 +32,10 @@ from registry.models import (
     RewardOrder,
     RewardStock,
     Station,
-    Wallet,
 )
 
 __all__ = ["MAX_POINTS", "REDEEM", "RewardError", "WeekLine", "add_reward", "adjust_stock", "attendant_actor",
-           "consolidate_week", "deliver", "flag_own_card", "loyalty_account", "orders", "points_wallet",
+           "consolidate_week", "deliver", "flag_own_card", "loyalty_account", "orders",
            "redeem", "return_order", "set_price", "set_stock", "week_bounds", "withdraw"]
 
 REDEEM = "redeem:"
@@ -99,15 +98,6 @@ def loyalty_account(s: Session, account_id: int) -> Account:
         raise RewardError("the account's points are pooled: they are redeemed on the pool account",
                           account=account_id, pool=member.pool_account_id)
     return account
-
-
-def points_wallet(s: Session, account_id: int) -> Wallet:
-    """The account's one points wallet (read after the account lock: its balance is current)."""
-    wallet = s.scalars(select(Wallet).where(Wallet.account_id == account_id, Wallet.unit == "points")
-                       .order_by(Wallet.id).execution_options(populate_existing=True)).first()
-    if wallet is None:
-        raise ConfigError("the loyalty account has no points wallet", account=account_id)
-    return wallet
 
 
 def flag_own_card(s: Session, account_ids: Iterable[int], attendant: str, *, now: dt.datetime,
@@ -243,7 +233,7 @@ def redeem(s: Session, *, account: int, reward: int, station: str, attendant: st
     item = _active_reward(s, reward)
     get(s, Station, station, "station")
     actor = attendant_actor(s, attendant)
-    wallet = points_wallet(s, account)
+    wallet = points.points_wallet(s, account)
     if wallet.balance < item.points:
         raise RewardError("not enough points for the reward", account=account, balance=wallet.balance,
                           price=item.points)
