@@ -26,7 +26,7 @@ from contracts import service_messages as sv
 from contracts.errors import ConfigError, HostUnavailable, MessageError
 from drivers.mqtt import MqttLink, TlsFiles
 from drivers.mqtt.link import Handler
-from registry import attendants
+from registry import attendants, prices
 from registry.certs import cert_rotation_handlers
 from registry.clientnames import client_names
 from registry.configs import REPUBLISH_EVERY, ConfigIssuer, programs_signature
@@ -134,8 +134,8 @@ class Registry:
 
     def _publish_configs_when_due(self) -> None:
         # on each reconnect, every REPUBLISH_EVERY so that releases are renewed before they expire, and when
-        # the stop-list, an offline limit, the attendants or the loyalty programme changed (an operator's
-        # command in another process)
+        # the stop-list, an offline limit, the attendants, the loyalty programme or the stations, products
+        # and prices changed (an operator's command in another process); price changes due are applied here
         last, signature = time.monotonic(), None
         now_signature: tuple[Any, ...] | None
         while not self._stopping.is_set():
@@ -144,7 +144,10 @@ class Registry:
                 break
             try:
                 with self.sessions() as s:
-                    now_signature = (stoplist.signature(s), attendants.signature(s), programs_signature(s))
+                    if prices.apply_due(s, utcnow()):
+                        s.commit()
+                    now_signature = (stoplist.signature(s), attendants.signature(s), programs_signature(s),
+                                     prices.signature(s))
             except SQLAlchemyError:
                 now_signature = signature
             due_at = last + REPUBLISH_EVERY.total_seconds()
