@@ -56,6 +56,8 @@ from registry.loyalty_models import (
     Voucher,
 )
 from registry.modelbase import Base
+from registry.report_models import SalesDaily, SalesDailyAccount, SalesRollup, SalesRollupZone
+from registry.web_models import PriceChange, WebSession, WebUser
 
 __all__ = [
     "Account",
@@ -88,6 +90,7 @@ __all__ = [
     "PointAllocation",
     "PointAward",
     "PointConversion",
+    "PriceChange",
     "Product",
     "Promotion",
     "Reward",
@@ -96,6 +99,10 @@ __all__ = [
     "Rollout",
     "RolloutDevice",
     "SaleConflict",
+    "SalesDaily",
+    "SalesDailyAccount",
+    "SalesRollup",
+    "SalesRollupZone",
     "ShiftReport",
     "SoftwareRelease",
     "Station",
@@ -109,6 +116,8 @@ __all__ = [
     "Vehicle",
     "Voucher",
     "Wallet",
+    "WebSession",
+    "WebUser",
 ]
 
 

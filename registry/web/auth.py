@@ -1,0 +1,163 @@
+"""Web users, passwords and sessions.
+
+Passwords are argon2id (argon2-cffi's defaults, RFC 9106's second recommended option scaled down: 64 MiB,
+3 passes). A session is a random 256-bit cookie; the database keeps its SHA-256 only, with its own CSRF
+token. After `tries` wrong passwords in a row an account is locked for `lock_for`; an unknown login costs
+the same hash as a known one, and both answer the same. Every sign-in, failure and lock is audited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from registry.fleet.admin import audit
+from registry.web.errors import BadInput
+from registry.web_models import WebSession, WebUser
+
+__all__ = ["LANGUAGES", "ROLES", "Opened", "SignInRefused", "add_user", "check_password_rule", "end_session",
+           "hash_password", "new_session", "session_of", "set_password", "sign_in"]
+
+ROLES = ("operator", "station", "fleet", "cardholder")
+LANGUAGES = ("en", "ru", "es")
+_HASHER = PasswordHasher()
+# tests make many users: the same algorithm at a lower cost (a verify reads the cost from the hash)
+_CHEAP = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+_DUMMY = _HASHER.hash(secrets.token_hex(16))
+
+
+class SignInRefused(BadInput):
+    """Wrong login or password, or a locked or disabled account: one message for all (no login oracle)."""
+
+    def __init__(self) -> None:
+        super().__init__("wrong login or password, or the account is locked")
+
+
+def hash_password(password: str, *, cheap: bool = False) -> str:
+    return (_CHEAP if cheap else _HASHER).hash(password)
+
+
+def check_password_rule(password: str) -> str:
+    if len(password) < 10 or len(password) > 200:
+        raise BadInput("a password has 10 to 200 characters")
+    return password
+
+
+def add_user(s: Session, login: str, password: str, *, role: str, actor: str, now: dt.datetime,
+             name: str = "", station_ids: str = "", customer_id: int | None = None,
+             account_id: int | None = None, language: str = "en", cheap: bool = False) -> WebUser:
+    login = login.strip().lower()
+    if not login or len(login) > 200 or any(c.isspace() for c in login):
+        raise BadInput("a login is one word of up to 200 characters")
+    if role not in ROLES:
+        raise BadInput(f"a role is one of {', '.join(ROLES)}")
+    if language not in LANGUAGES:
+        raise BadInput(f"a language is one of {', '.join(LANGUAGES)}")
+    need = {"station": bool(station_ids.strip()), "fleet": customer_id is not None,
+            "cardholder": account_id is not None, "operator": True}
+    if not need[role]:
+        raise BadInput(f"a {role} user needs what they may see (stations, customer or account)")
+    if s.scalar(select(WebUser.id).where(WebUser.login == login)) is not None:
+        raise BadInput("that login is taken")
+    user = WebUser(login=login, name=name.strip()[:200], role=role,
+                   station_ids=",".join(x.strip() for x in station_ids.split(",") if x.strip()),
+                   customer_id=customer_id if role == "fleet" else None,
+                   account_id=account_id if role == "cardholder" else None, language=language,
+                   password_hash=hash_password(check_password_rule(password), cheap=cheap), created_at=now)
+    s.add(user)
+    s.flush()
+    audit(s, actor=actor, action="web_user_add", subject=f"web_user:{user.id}", now=now,
+          role=role, login=login)
+    return user
+
+
+def set_password(s: Session, user: WebUser, password: str, *, actor: str, now: dt.datetime) -> None:
+    user.password_hash = hash_password(check_password_rule(password))
+    user.failed_tries, user.locked_until = 0, None
+    s.execute(delete(WebSession).where(WebSession.user_id == user.id))      # every browser signs in again
+    audit(s, actor=actor, action="web_password", subject=f"web_user:{user.id}", now=now)
+
+
+def _verify(stored: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(stored, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def sign_in(s: Session, login: str, password: str, *, now: dt.datetime, tries: int,
+            lock_for: dt.timedelta, where: str = "") -> WebUser:
+    """The user, or SignInRefused (after counting the try). The caller commits either way."""
+    user = s.scalar(select(WebUser).where(WebUser.login == login.strip().lower()))
+    if user is None:
+        _verify(_DUMMY, password)                  # the same time as a known login
+        audit(s, actor="web:?", action="web_sign_in_failed", subject="web_user:?", now=now,
+              where=where)
+        raise SignInRefused
+    subject = f"web_user:{user.id}"
+    if user.disabled or (user.locked_until is not None and user.locked_until > now):
+        _verify(_DUMMY, password)
+        audit(s, actor=f"web:{user.login}", action="web_sign_in_locked", subject=subject, now=now,
+              where=where)
+        raise SignInRefused
+    if not _verify(user.password_hash, password):
+        user.failed_tries += 1
+        audit(s, actor=f"web:{user.login}", action="web_sign_in_failed", subject=subject, now=now,
+              where=where, tries=user.failed_tries)
+        if user.failed_tries >= tries:
+            user.failed_tries, user.locked_until = 0, now + lock_for
+            audit(s, actor="system", action="web_user_locked", subject=subject, now=now,
+                  until=user.locked_until.isoformat(timespec="seconds"))
+        raise SignInRefused
+    if _HASHER.check_needs_rehash(user.password_hash):
+        user.password_hash = _HASHER.hash(password)
+    user.failed_tries, user.locked_until, user.last_sign_in = 0, None, now
+    audit(s, actor=f"web:{user.login}", action="web_sign_in", subject=subject, now=now, where=where)
+    return user
+
+
+def _digest(cookie: str) -> str:
+    return hashlib.sha256(cookie.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Opened:
+    cookie: str
+    csrf: str
+
+
+def new_session(s: Session, user: WebUser, *, now: dt.datetime, longest: dt.timedelta) -> Opened:
+    cookie, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    s.execute(delete(WebSession).where(WebSession.expires_at < now))            # the stale ones, on the way
+    s.add(WebSession(token_hash=_digest(cookie), user_id=user.id, csrf=csrf, created_at=now, seen_at=now,
+                     expires_at=now + longest))
+    return Opened(cookie, csrf)
+
+
+def session_of(s: Session, cookie: str | None, *, now: dt.datetime,
+               idle: dt.timedelta) -> tuple[WebSession, WebUser] | None:
+    """The live session of a cookie and its user; an expired, idle or disabled one is ended."""
+    if not cookie or len(cookie) > 100:
+        return None
+    row = s.get(WebSession, _digest(cookie))
+    if row is None:
+        return None
+    user = s.get(WebUser, row.user_id)
+    if user is None or user.disabled or row.expires_at <= now or row.seen_at + idle <= now:
+        s.delete(row)
+        return None
+    if (now - row.seen_at).total_seconds() > 60:          # not a write on every request
+        row.seen_at = now
+    return row, user
+
+
+def end_session(s: Session, cookie: str | None) -> None:
+    if cookie and len(cookie) <= 100:
+        s.execute(delete(WebSession).where(WebSession.token_hash == _digest(cookie)))
