@@ -1,0 +1,198 @@
+"""Tables as PDF documents (reports, statements): A4, a Unicode font so Russian and Spanish text prints, the
+table's header repeated on every page, page numbers, an optional bar chart drawn with rectangles.
+
+The font is DejaVu Sans from fonts-dejavu-core (scripts/setup.sh installs it), embedded as a subset. Cells are
+text already formatted by the caller; a column whose cells all read as numbers is aligned right. A table too
+wide for a portrait page turns the pages to landscape; wider still, its cells wrap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from fpdf import FPDF
+from fpdf.fonts import FontFace
+
+from contracts.errors import ConfigError, MissingComponent
+from registry.web.charts import nice_ticks, value_text
+
+__all__ = ["FONT_DIR", "table_pdf"]
+
+FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+FAMILY = "DejaVu"
+MARGIN = 12                     # mm
+BODY_PT, TITLE_PT, SUBTITLE_PT = 8, 14, 9
+CELL_PAD = 2.2                  # mm beside a cell's text, both sides together
+BAR_MM = 5.0                    # one bar's band in a chart
+CHART_MAX_BARS = 40             # a chart of more bars shows the first forty (the table lists them all)
+_NUMBER = re.compile(r"^[-+]?\d[\d ,.]*( ?(L|%|km))?$")
+
+Chart = tuple[list[str], list[int], str]
+
+
+class _Document(FPDF):
+    """An A4 document whose footer names it and numbers its pages ("page 2 / 5")."""
+
+    def __init__(self, title: str, landscape: bool) -> None:
+        super().__init__(orientation="L" if landscape else "P", unit="mm", format="A4")
+        self.doc_title = title
+
+    def footer(self) -> None:
+        self.set_y(-10)
+        self.set_font(FAMILY, "", 7)
+        self.set_text_color(90)
+        self.cell(0, 5, self.doc_title, align="L")
+        self.set_x(self.l_margin)
+        self.cell(0, 5, f"{self.page_no()} / {{nb}}", align="R")
+        self.set_text_color(0)
+
+
+def _fonts(pdf: FPDF, font_dir: Path) -> None:
+    regular, bold = font_dir / "DejaVuSans.ttf", font_dir / "DejaVuSans-Bold.ttf"
+    if not regular.is_file() or not bold.is_file():
+        raise MissingComponent("the PDF font DejaVu Sans is missing: install fonts-dejavu-core",
+                               font_dir=str(font_dir))
+    pdf.add_font(FAMILY, "", str(regular))
+    pdf.add_font(FAMILY, "B", str(bold))
+
+
+def _close(pdf: FPDF) -> None:
+    """Close the font files fpdf2 keeps open (fontTools reads them lazily)."""
+    for font in pdf.fonts.values():
+        ttfont = getattr(font, "ttfont", None)
+        if ttfont is not None:
+            ttfont.close()
+
+
+def _numeric(rows: Sequence[Sequence[str]], column: int) -> bool:
+    cells = [r[column] for r in rows if r[column]]
+    return bool(cells) and all(_NUMBER.match(c) for c in cells)
+
+
+def _widths(pdf: FPDF, header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[float]:
+    """Each column as wide as its widest text (the header in bold), in mm."""
+    widths = []
+    for i, head in enumerate(header):
+        pdf.set_font(FAMILY, "B", BODY_PT)
+        wide = pdf.get_string_width(head)
+        pdf.set_font(FAMILY, "", BODY_PT)
+        longest = {len(r[i]): r[i] for r in rows}
+        for text in sorted(longest.items(), reverse=True)[:5]:      # the widest is among the longest
+            wide = max(wide, pdf.get_string_width(text[1]))
+        widths.append(wide + CELL_PAD + 0.5)
+    return widths
+
+
+def _chart(pdf: FPDF, chart: Chart) -> None:
+    """Horizontal bars from a zero line, labels on the left, each value at its bar's end."""
+    labels, values, unit = chart[0][:CHART_MAX_BARS], chart[1][:CHART_MAX_BARS], chart[2]
+    if not values:
+        return
+    pdf.set_font(FAMILY, "", BODY_PT)
+    label_w = min(max(pdf.get_string_width(x) for x in labels) + 2, pdf.epw * 0.35)
+    value_w = max(pdf.get_string_width(value_text(v, unit)) for v in values) + 3
+    ticks = nice_ticks(min([0, *values]), max([0, *values]))
+    low, high = ticks[0], ticks[-1]
+    left = pdf.l_margin + label_w
+    right = pdf.l_margin + pdf.epw - value_w
+
+    def x(v: int) -> float:
+        return left + (right - left) * (v - low) / (high - low)
+
+    if pdf.will_page_break(BAR_MM * min(len(values), 8) + 8):
+        pdf.add_page()
+    top = pdf.get_y()
+    pdf.set_draw_color(200)
+    for i, (label, v) in enumerate(zip(labels, values, strict=True)):
+        if pdf.will_page_break(BAR_MM + 6):
+            pdf.add_page()
+            top = pdf.get_y() - i * BAR_MM
+        y = top + i * BAR_MM
+        x0, x1 = sorted((x(0), x(v)))
+        pdf.set_fill_color(*((181, 82, 59) if v < 0 else (47, 111, 159)))
+        if x1 > x0:
+            pdf.rect(x0, y + 0.8, x1 - x0, BAR_MM - 1.6, style="F")
+        pdf.set_xy(pdf.l_margin, y)
+        pdf.cell(label_w - 1, BAR_MM, _fit(pdf, label, label_w - 1), align="R")
+        pdf.set_xy(x1 + 1, y)
+        pdf.cell(value_w, BAR_MM, value_text(v, unit))
+    bottom = top + len(values) * BAR_MM
+    pdf.set_font(FAMILY, "", 6.5)
+    for t in ticks:
+        pdf.line(x(t), bottom, x(t), bottom + 1.2)
+        text = value_text(t, unit)
+        pdf.set_xy(x(t) - pdf.get_string_width(text) / 2 - 1, bottom + 1.2)
+        pdf.cell(pdf.get_string_width(text) + 2, 3.5, text, align="C")
+    pdf.set_draw_color(60)
+    pdf.line(x(0), max(top, pdf.t_margin), x(0), bottom)
+    pdf.set_draw_color(0)
+    pdf.set_fill_color(255)
+    pdf.set_y(bottom + 8)
+
+
+def _fit(pdf: FPDF, text: str, width: float) -> str:
+    """The text cut short with an ellipsis to fit `width` mm."""
+    if pdf.get_string_width(text) <= width:
+        return text
+    while text and pdf.get_string_width(text + "\u2026") > width:
+        text = text[:-1]
+    return text + "\u2026"
+
+
+def table_pdf(title: str, subtitle: str, header: list[str], rows: list[list[str]], *,
+              chart: Chart | None = None, font_dir: Path = FONT_DIR) -> bytes:
+    """The document: `title` and `subtitle` on the first page, an optional bar chart (labels, integer values,
+    their unit as registry.web.charts.value_text reads it), then the table, its header on every page."""
+    if any(len(r) != len(header) for r in rows):
+        raise ConfigError("every row of a PDF table has one cell per column", columns=len(header))
+    if chart is not None and len(chart[0]) != len(chart[1]):
+        raise ConfigError("a chart needs one label per value", labels=len(chart[0]), values=len(chart[1]))
+    probe = FPDF(unit="mm", format="A4")
+    try:
+        _fonts(probe, font_dir)
+        natural = _widths(probe, header, rows)
+    finally:
+        _close(probe)
+    pdf = _Document(title, landscape=sum(natural) > 210 - 2 * MARGIN)
+    try:
+        _fonts(pdf, font_dir)
+        return _write(pdf, title, subtitle, header, rows, chart, natural)
+    finally:
+        _close(pdf)
+
+
+def _write(pdf: FPDF, title: str, subtitle: str, header: list[str], rows: list[list[str]],
+           chart: Chart | None, natural: list[float]) -> bytes:
+    pdf.set_margins(MARGIN, MARGIN, MARGIN)
+    pdf.set_auto_page_break(True, margin=15)
+    pdf.set_title(title)
+    pdf.set_creator("forecourt")
+    pdf.add_page()
+    pdf.set_font(FAMILY, "B", TITLE_PT)
+    pdf.multi_cell(0, 7, title, new_x="LMARGIN", new_y="NEXT")
+    if subtitle:
+        pdf.set_font(FAMILY, "", SUBTITLE_PT)
+        pdf.multi_cell(0, 5, subtitle, new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    if chart is not None:
+        _chart(pdf, chart)
+    scale = min(1.0, pdf.epw / sum(natural)) if natural else 1.0
+    widths = [w * scale for w in natural]
+    aligns = ["RIGHT" if _numeric(rows, i) else "LEFT" for i in range(len(header))]
+    pdf.set_font(FAMILY, "", BODY_PT)
+    pdf.set_draw_color(170)
+    if header:
+        with pdf.table(col_widths=widths, width=sum(widths), align="LEFT", line_height=4.2,
+                       padding=(0.6, CELL_PAD / 2), repeat_headings=1, borders_layout="HORIZONTAL_LINES",
+                       cell_fill_color=(246, 246, 246), cell_fill_mode="ROWS",
+                       headings_style=FontFace(emphasis="BOLD", fill_color=(232, 238, 244))) as table:
+            heading = table.row()
+            for text, align in zip(header, aligns, strict=True):
+                heading.cell(text, align=align)
+            for cells in rows:
+                row = table.row()
+                for text, align in zip(cells, aligns, strict=True):
+                    row.cell(text, align=align)
+    return bytes(pdf.output())

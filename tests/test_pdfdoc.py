@@ -1,0 +1,90 @@
+"""registry.pdfdoc: the PDF read back with pypdf -- its text, Cyrillic and Spanish letters, the header on
+every page, page numbers, a chart's labels and values, landscape for a wide table."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from contracts.errors import ConfigError, MissingComponent
+from registry.pdfdoc import table_pdf
+
+HEADER = ["Дата", "Card", "Estación", "Litres", "Amount"]
+
+
+def read(data: bytes) -> PdfReader:
+    assert data.startswith(b"%PDF-")
+    return PdfReader(io.BytesIO(data))
+
+
+def rows(n: int) -> list[list[str]]:
+    return [[f"2026-11-{i % 30 + 1:02d}", f"707700******{i:04d}", "Станция Юг" if i % 2 else "Peñón Norte",
+             f"{i}.50", f"{i * 3}.25"] for i in range(n)]
+
+
+def test_text_and_cyrillic_come_back() -> None:
+    pdf = read(table_pdf("Выписка за ноябрь", "Cliente: Peñas S.L.", HEADER, rows(3)))
+    assert len(pdf.pages) == 1
+    text = pdf.pages[0].extract_text()
+    for expected in ("Выписка за ноябрь", "Cliente: Peñas S.L.", "Дата", "Estación", "Станция Юг",
+                     "Peñón Norte", "707700******0002", "6.25", "1 / 1"):
+        assert expected in text
+    assert pdf.metadata is not None and pdf.metadata.title == "Выписка за ноябрь"
+    page = pdf.pages[0]
+    assert round(float(page.mediabox.width)) == 595 and round(float(page.mediabox.height)) == 842   # A4
+
+
+def test_many_rows_make_pages_each_with_the_header() -> None:
+    pdf = read(table_pdf("Turnover", "2026", HEADER, rows(250)))
+    assert len(pdf.pages) >= 4
+    texts = [p.extract_text() for p in pdf.pages]
+    for number, text in enumerate(texts, 1):
+        assert "Дата" in text and "Estación" in text            # the header repeated
+        assert f"{number} / {len(texts)}" in text               # page numbers
+    every = "\n".join(texts)
+    assert all(f"707700******{i:04d}" in every for i in range(250))
+    assert "Turnover" in texts[-1]                              # the footer names the document
+
+
+def test_a_chart_is_drawn_before_the_table() -> None:
+    chart = (["Станция Юг", "S2"], [123456, 5000], "money")
+    data = table_pdf("Turnover", "", ["Station", "Amount"], [["Станция Юг", "1234.56"], ["S2", "50.00"]],
+                     chart=chart)
+    text = read(data).pages[0].extract_text()
+    assert "1234.56" in text and "50.00" in text
+    assert text.index("Станция Юг") < text.index("Station")      # the chart's label above the table's header
+    drawn = read(data).pages[0].get_contents()
+    assert drawn is not None
+    ops = drawn.get_data().decode("latin-1")
+    assert "0.1843 0.4353 0.6235 rg" in ops                       # the bars' blue
+    bars = [float(w) for w in re.findall(r"^[\d.]+ [\d.]+ ([\d.]+) -?[\d.]+ re f$", ops, re.MULTILINE)]
+    assert len(bars) == 2 and bars[0] / bars[1] == pytest.approx(123456 / 5000, rel=1e-2)
+
+
+def test_an_empty_table_is_a_document() -> None:
+    pdf = read(table_pdf("Nothing", "no sales", HEADER, [], chart=([], [], "money")))
+    assert "no sales" in pdf.pages[0].extract_text()
+
+
+def test_a_wide_table_turns_landscape() -> None:
+    header = [f"Column {i}" for i in range(14)]
+    pdf = read(table_pdf("Wide", "", header, [[f"value {i} long text" for i in range(14)]] * 3))
+    page = pdf.pages[0]
+    assert float(page.mediabox.width) > float(page.mediabox.height)
+    assert "Column 13" in page.extract_text()
+
+
+def test_rows_must_match_the_header() -> None:
+    with pytest.raises(ConfigError):
+        table_pdf("t", "", ["a", "b"], [["1"]])
+    with pytest.raises(ConfigError):
+        table_pdf("t", "", ["a"], [], chart=(["x"], [1, 2], ""))
+
+
+def test_a_missing_font_says_what_to_install(tmp_path: Path) -> None:
+    with pytest.raises(MissingComponent, match="fonts-dejavu-core"):
+        table_pdf("t", "", ["a"], [["1"]], font_dir=tmp_path)
