@@ -308,6 +308,7 @@ COMMANDS: tuple[str, ...] = (
     "forecourtcli.release_build",
     "forecourtcli.usb",
     "forecourtcli.provision",
+    "forecourtcli.web",
 )
 
 
