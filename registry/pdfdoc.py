@@ -1,5 +1,6 @@
 """Tables as PDF documents (reports, statements): A4, a Unicode font so Russian and Spanish text prints, the
-table's header repeated on every page, page numbers, an optional bar chart drawn with rectangles.
+table's header repeated on every page, page numbers, an optional bar chart drawn with rectangles, and further
+tables under their own headings (a statement's subtotals).
 
 The font is DejaVu Sans from fonts-dejavu-core (scripts/setup.sh installs it), embedded as a subset. Cells are
 text already formatted by the caller; a column whose cells all read as numbers is aligned right. A table too
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from fpdf import FPDF
@@ -18,7 +20,7 @@ from fpdf.fonts import FontFace
 from contracts.errors import ConfigError, MissingComponent
 from registry.web.charts import nice_ticks, value_text
 
-__all__ = ["FONT_DIR", "table_pdf"]
+__all__ = ["FONT_DIR", "Section", "table_pdf"]
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FAMILY = "DejaVu"
@@ -141,58 +143,79 @@ def _fit(pdf: FPDF, text: str, width: float) -> str:
     return text + "\u2026"
 
 
+@dataclass(frozen=True)
+class Section:
+    """A further table after the first, under its own heading (a statement's subtotals)."""
+
+    heading: str
+    header: list[str]
+    rows: list[list[str]]
+
+
 def table_pdf(title: str, subtitle: str, header: list[str], rows: list[list[str]], *,
-              chart: Chart | None = None, font_dir: Path = FONT_DIR) -> bytes:
+              chart: Chart | None = None, sections: Sequence[Section] = (),
+              font_dir: Path = FONT_DIR) -> bytes:
     """The document: `title` and `subtitle` on the first page, an optional bar chart (labels, integer values,
-    their unit as registry.web.charts.value_text reads it), then the table, its header on every page."""
-    if any(len(r) != len(header) for r in rows):
-        raise ConfigError("every row of a PDF table has one cell per column", columns=len(header))
+    their unit as registry.web.charts.value_text reads it), then the table, its header on every page, then
+    each further section's heading and table."""
+    tables = [Section("", header, rows), *sections]
+    for table in tables:
+        if any(len(r) != len(table.header) for r in table.rows):
+            raise ConfigError("every row of a PDF table has one cell per column", columns=len(table.header))
     if chart is not None and len(chart[0]) != len(chart[1]):
         raise ConfigError("a chart needs one label per value", labels=len(chart[0]), values=len(chart[1]))
     probe = FPDF(unit="mm", format="A4")
     try:
         _fonts(probe, font_dir)
-        natural = _widths(probe, header, rows)
+        natural = [_widths(probe, t.header, t.rows) for t in tables]
     finally:
         _close(probe)
-    pdf = _Document(title, landscape=sum(natural) > 210 - 2 * MARGIN)
+    pdf = _Document(title, landscape=max(sum(w) for w in natural) > 210 - 2 * MARGIN)
     try:
         _fonts(pdf, font_dir)
-        return _write(pdf, title, subtitle, header, rows, chart, natural)
+        pdf.set_margins(MARGIN, MARGIN, MARGIN)
+        pdf.set_auto_page_break(True, margin=15)
+        pdf.set_title(title)
+        pdf.set_creator("forecourt")
+        pdf.add_page()
+        pdf.set_font(FAMILY, "B", TITLE_PT)
+        pdf.multi_cell(0, 7, title, new_x="LMARGIN", new_y="NEXT")
+        if subtitle:
+            pdf.set_font(FAMILY, "", SUBTITLE_PT)
+            pdf.multi_cell(0, 5, subtitle, new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(4)
+        if chart is not None:
+            _chart(pdf, chart)
+        for table, widths in zip(tables, natural, strict=True):
+            _table(pdf, table, widths)
+        return bytes(pdf.output())
     finally:
         _close(pdf)
 
 
-def _write(pdf: FPDF, title: str, subtitle: str, header: list[str], rows: list[list[str]],
-           chart: Chart | None, natural: list[float]) -> bytes:
-    pdf.set_margins(MARGIN, MARGIN, MARGIN)
-    pdf.set_auto_page_break(True, margin=15)
-    pdf.set_title(title)
-    pdf.set_creator("forecourt")
-    pdf.add_page()
-    pdf.set_font(FAMILY, "B", TITLE_PT)
-    pdf.multi_cell(0, 7, title, new_x="LMARGIN", new_y="NEXT")
-    if subtitle:
-        pdf.set_font(FAMILY, "", SUBTITLE_PT)
-        pdf.multi_cell(0, 5, subtitle, new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(4)
-    if chart is not None:
-        _chart(pdf, chart)
+def _table(pdf: FPDF, section: Section, natural: list[float]) -> None:
+    if section.heading:
+        if pdf.will_page_break(22):
+            pdf.add_page()
+        pdf.ln(5)
+        pdf.set_font(FAMILY, "B", SUBTITLE_PT + 1)
+        pdf.multi_cell(0, 6, section.heading, new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(1)
+    if not section.header:
+        return
     scale = min(1.0, pdf.epw / sum(natural)) if natural else 1.0
     widths = [w * scale for w in natural]
-    aligns = ["RIGHT" if _numeric(rows, i) else "LEFT" for i in range(len(header))]
+    aligns = ["RIGHT" if _numeric(section.rows, i) else "LEFT" for i in range(len(section.header))]
     pdf.set_font(FAMILY, "", BODY_PT)
     pdf.set_draw_color(170)
-    if header:
-        with pdf.table(col_widths=widths, width=sum(widths), align="LEFT", line_height=4.2,
-                       padding=(0.6, CELL_PAD / 2), repeat_headings=1, borders_layout="HORIZONTAL_LINES",
-                       cell_fill_color=(246, 246, 246), cell_fill_mode="ROWS",
-                       headings_style=FontFace(emphasis="BOLD", fill_color=(232, 238, 244))) as table:
-            heading = table.row()
-            for text, align in zip(header, aligns, strict=True):
-                heading.cell(text, align=align)
-            for cells in rows:
-                row = table.row()
-                for text, align in zip(cells, aligns, strict=True):
-                    row.cell(text, align=align)
-    return bytes(pdf.output())
+    with pdf.table(col_widths=widths, width=sum(widths), align="LEFT", line_height=4.2,
+                   padding=(0.6, CELL_PAD / 2), repeat_headings=1, borders_layout="HORIZONTAL_LINES",
+                   cell_fill_color=(246, 246, 246), cell_fill_mode="ROWS",
+                   headings_style=FontFace(emphasis="BOLD", fill_color=(232, 238, 244))) as table:
+        heading = table.row()
+        for text, align in zip(section.header, aligns, strict=True):
+            heading.cell(text, align=align)
+        for cells in section.rows:
+            row = table.row()
+            for text, align in zip(cells, aligns, strict=True):
+                row.cell(text, align=align)

@@ -11,7 +11,7 @@ import pytest
 from pypdf import PdfReader
 
 from contracts.errors import ConfigError, MissingComponent
-from registry.pdfdoc import table_pdf
+from registry.pdfdoc import Section, table_pdf
 
 HEADER = ["Дата", "Card", "Estación", "Litres", "Amount"]
 
@@ -88,3 +88,13 @@ def test_rows_must_match_the_header() -> None:
 def test_a_missing_font_says_what_to_install(tmp_path: Path) -> None:
     with pytest.raises(MissingComponent, match="fonts-dejavu-core"):
         table_pdf("t", "", ["a"], [["1"]], font_dir=tmp_path)
+
+
+def test_sections_follow_the_table_under_their_headings() -> None:
+    data = table_pdf("Statement", "", ["Card", "Amount"], [["707700******0001", "10.00"]],
+                     sections=[Section("Per card", ["Card", "Sales"], [["707700******0001", "1"]]),
+                               Section("По машинам", ["Vehicle", "Sales"], [["B-XY 12", "1"]])])
+    text = read(data).pages[0].extract_text()
+    assert text.index("10.00") < text.index("Per card") < text.index("По машинам") < text.index("B-XY 12")
+    with pytest.raises(ConfigError):
+        table_pdf("t", "", ["a"], [["1"]], sections=[Section("s", ["a", "b"], [["1"]])])
