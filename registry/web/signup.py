@@ -1,0 +1,167 @@
+"""The public sign-up for a loyalty card: a loyalty account, its first card and a cardholder web user.
+
+The card number is new: the network's loyalty IIN (707701, firmware.config LoyaltySection), nine random
+digits from `secrets` and the Luhn check digit (ISO/IEC 7812-1 annex B), 16 digits like the test cards.
+The registry keeps it as every card: a keyed token, a masked number and the number sealed under the KEK.
+The full number is returned once, for the page that shows it; the plastic card is sent later. The web
+user's login is the e-mail, its password an argon2 hash (registry.web.auth). Nothing commits here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from contracts.cards import luhn_ok
+from contracts.errors import ForecourtError
+from registry.fleet.admin import audit
+from registry.keys import RegistryKeys
+from registry.loyalty import admin
+from registry.models import AuditEntry, Card, LoyaltyLink
+from registry.web.auth import add_user
+from registry.web_models import WebUser
+
+__all__ = ["ACTION", "ACTOR", "CARD_YEARS", "LANGUAGES", "LOYALTY_IIN", "SignUpError", "SignUpForm",
+           "SignedUp", "card_expiry", "card_number", "check_form", "rate_limited", "sign_up"]
+
+LOYALTY_IIN = "707701"          # the network's loyalty cards (firmware.config LoyaltySection.iins)
+NUMBER_DIGITS = 16
+CARD_YEARS = 5                  # a new card is valid through the same month five years on
+LANGUAGES = ("en", "ru", "es")
+ACTOR = "web:signup"            # the audit's actor of a sign-up (nobody is signed in), then ":" + address
+ACTION = "web.signup"
+RATE_WINDOW = dt.timedelta(hours=1)
+RATE_PER_ADDRESS = 5            # sign-ups from one client address within RATE_WINDOW
+RATE_ALL = 200                  # sign-ups from anywhere within RATE_WINDOW (each costs an argon2 hash)
+MIN_PASSWORD, MAX_PASSWORD = 10, 200
+MAX_EMAIL = 254                 # RFC 5321's path limit
+_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+", re.ASCII)
+_NAME = re.compile(r"[^\x00-\x1f\x7f|<>]{1,100}")
+_DRAWS = 20                     # new numbers tried before giving up (a clash is 1 in 10**9 per card)
+
+
+class SignUpError(ForecourtError):
+    """A sign-up refused; `code` names why (the page shows a text per code): name, email, email_taken,
+    password, language, consent, busy, too_many."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message, field=code)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class SignUpForm:
+    name: str
+    email: str
+    password: str = field(repr=False)
+    language: str = "en"
+    consent: bool = False
+
+
+@dataclass(frozen=True)
+class SignedUp:
+    """A sign-up done; `number` is the card's full number, for the one page that shows it."""
+
+    account_id: int
+    user_id: int
+    login: str
+    masked: str
+    expiry: str
+    number: str = field(repr=False)
+
+
+def card_number(draw: Callable[[int], int] = secrets.randbelow, iin: str = LOYALTY_IIN) -> str:
+    """A new loyalty card number: the IIN, random digits and the Luhn check digit.
+
+    >>> number = card_number(lambda n: 12345)
+    >>> number, luhn_ok(number)
+    ('7077010000123457', True)
+    """
+    body_digits = NUMBER_DIGITS - len(iin) - 1
+    body = iin + f"{draw(10 ** body_digits):0{body_digits}d}"
+    return next(body + d for d in "0123456789" if luhn_ok(body + d))
+
+
+def card_expiry(today: dt.date, years: int = CARD_YEARS) -> str:
+    """YYMM, the same month `years` on.
+
+    >>> card_expiry(dt.date(2026, 12, 2))
+    '3112'
+    """
+    return f"{(today.year + years) % 100:02d}{today.month:02d}"
+
+
+def check_form(form: SignUpForm) -> SignUpForm:
+    """The form with its fields trimmed and the e-mail in lower case; SignUpError for the first wrong one."""
+    name = " ".join(form.name.split())
+    if not _NAME.fullmatch(name):
+        raise SignUpError("name", "the name must be 1 to 100 characters")
+    email = form.email.strip().lower()
+    if len(email) > MAX_EMAIL or not _EMAIL.fullmatch(email):
+        raise SignUpError("email", "the e-mail address is not valid")
+    if not MIN_PASSWORD <= len(form.password) <= MAX_PASSWORD:
+        raise SignUpError("password", f"the password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+    if form.password.strip().lower() == email or form.password.isdigit() and len(set(form.password)) < 3:
+        raise SignUpError("password", "the password is too easy to guess")
+    if form.language not in LANGUAGES:
+        raise SignUpError("language", f"the language must be one of {', '.join(LANGUAGES)}")
+    if form.consent is not True:
+        raise SignUpError("consent", "the programme's terms must be accepted")
+    return SignUpForm(name, email, form.password, form.language, True)
+
+
+def _login_taken(s: Session, login: str) -> bool:
+    return s.scalar(select(func.count()).select_from(WebUser).where(func.lower(WebUser.login) == login)) != 0
+
+
+def _free_number(s: Session, keys: RegistryKeys, draw: Callable[[int], int]) -> str:
+    for _ in range(_DRAWS):
+        number = card_number(draw)
+        token = keys.token(number)
+        if s.scalar(select(Card.id).where(Card.token == token)) is None and s.get(LoyaltyLink, token) is None:
+            return number
+    raise SignUpError("busy", "no free card number was found: try again")
+
+
+def _actor(where: str) -> str:
+    return f"{ACTOR}:{where}"[:64] if where else ACTOR
+
+
+def rate_limited(s: Session, where: str, now: dt.datetime) -> bool:
+    """Whether a sign-up from client address `where` now would pass RATE_PER_ADDRESS or RATE_ALL."""
+    since = now - RATE_WINDOW
+    recent = select(func.count()).select_from(AuditEntry).where(AuditEntry.action == ACTION,
+                                                                 AuditEntry.at > since)
+    if int(s.scalar(recent) or 0) >= RATE_ALL:
+        return True
+    mine = s.scalar(recent.where(AuditEntry.actor == _actor(where))) if where else 0
+    return int(mine or 0) >= RATE_PER_ADDRESS
+
+
+def sign_up(s: Session, keys: RegistryKeys, form: SignUpForm, *, now: dt.datetime, where: str = "",
+            timezone: str = "UTC", draw: Callable[[int], int] = secrets.randbelow,
+            cheap: bool = False) -> SignedUp:
+    """Create the loyalty account, its card (active) and the cardholder's web user; audited, not committed.
+    `where` is the client's address (the rate limit counts by it). An e-mail already signed up with is
+    refused (SignUpError "email_taken") before anything is written."""
+    form = check_form(form)
+    if rate_limited(s, where, now):
+        raise SignUpError("too_many", "too many sign-ups from here: try again in an hour")
+    if _login_taken(s, form.email):
+        raise SignUpError("email_taken", "an account with this e-mail address exists already: sign in")
+    account = admin.create_account(s, form.name, issued_on=now.date(), timezone=timezone, actor=ACTOR,
+                                   now=now)
+    number = _free_number(s, keys, draw)
+    expiry = card_expiry(now.date())
+    card = admin.add_card(s, keys, account.id, number, medium="chip", expiry=expiry, actor=ACTOR, now=now)
+    user = add_user(s, form.email, form.password, role="cardholder", actor=ACTOR, now=now, name=form.name,
+                    account_id=account.id, language=form.language, cheap=cheap)
+    audit(s, actor=_actor(where), action=ACTION, subject=f"account:{account.id}", now=now, user=user.id,
+          card=card.id, masked=card.masked, language=form.language)
+    return SignedUp(account.id, user.id, user.login, card.masked, expiry, number)
