@@ -1,16 +1,25 @@
 """registry.pdfdoc: the PDF read back with pypdf -- its text, Cyrillic and Spanish letters, the header on
-every page, page numbers, a chart's labels and values, landscape for a wide table."""
+every page, page numbers, a chart's labels and values, landscape for a wide table; and a fleet customer's
+statement made with it (registry.fleet.statement_pdf)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pypdf import PdfReader
 
 from contracts.errors import ConfigError, MissingComponent
+from registry.db import open_database
+from registry.fleet import admin, cards
+from registry.fleet.statement_pdf import StatementLabels, statement_pdf
+from registry.fleet.statements import statement
+from registry.keys import load_or_create_keys
+from registry.models import Station, Transaction
 from registry.pdfdoc import Section, table_pdf
 
 HEADER = ["Дата", "Card", "Estación", "Litres", "Amount"]
@@ -39,14 +48,14 @@ def test_text_and_cyrillic_come_back() -> None:
 
 
 def test_many_rows_make_pages_each_with_the_header() -> None:
-    pdf = read(table_pdf("Turnover", "2026", HEADER, rows(250)))
-    assert len(pdf.pages) >= 4
+    pdf = read(table_pdf("Turnover", "2026", HEADER, rows(150)))
+    assert len(pdf.pages) >= 3
     texts = [p.extract_text() for p in pdf.pages]
     for number, text in enumerate(texts, 1):
         assert "Дата" in text and "Estación" in text            # the header repeated
         assert f"{number} / {len(texts)}" in text               # page numbers
     every = "\n".join(texts)
-    assert all(f"707700******{i:04d}" in every for i in range(250))
+    assert all(f"707700******{i:04d}" in every for i in range(150))
     assert "Turnover" in texts[-1]                              # the footer names the document
 
 
@@ -98,3 +107,41 @@ def test_sections_follow_the_table_under_their_headings() -> None:
     assert text.index("10.00") < text.index("Per card") < text.index("По машинам") < text.index("B-XY 12")
     with pytest.raises(ConfigError):
         table_pdf("t", "", ["a"], [["1"]], sections=[Section("s", ["a", "b"], [["1"]])])
+
+
+def test_a_fleet_statement_as_pdf(tmp_path: Path) -> None:
+    engine, sessions = open_database(f"sqlite:///{tmp_path / 'registry.db'}")
+    keys = load_or_create_keys(tmp_path / "registry-keys.json")
+    ops: dict[str, Any] = {"actor": "alice", "now": dt.datetime(2026, 12, 1, 12, 0)}
+    try:
+        with sessions() as s:
+            s.add(Station(id="ST-001", name="North"))
+            customer = admin.create_customer(s, "Грузовики ООО", **ops)
+            account = admin.create_account(s, customer.id, "Trucks", **ops)
+            truck = admin.add_vehicle(s, account.id, "AB12", **ops)
+            card = cards.issue_card(s, keys, account.id, "7077001000000019", medium="chip", expiry="2812",
+                                    pin=None, **ops)
+            for n, (cl, cents, held, vehicle) in enumerate([(40_00, 66_36, False, truck.id),
+                                                            (10_00, 16_59, False, None),
+                                                            (99_00, 164_24, True, truck.id)], 1):
+                at = dt.datetime(2026, 11, n, 8, 0)
+                s.add(Transaction(sale_id=f"sale-{n}", seq=n, kind="fleet", card_id=card.id, device_id="T-1",
+                                  station_id="ST-001", pump=1, nozzle=1, product="diesel", volume_cl=cl,
+                                  amount_cents=cents, price_milli=1659, card_masked=card.masked,
+                                  finished_at=at, received_at=at, held=held, account_id=account.id,
+                                  vehicle_id=vehicle))
+            s.flush()
+            st = statement(s, customer.id, dt.date(2026, 11, 1), dt.date(2026, 11, 30))
+            english = read(statement_pdf(st))
+            words = StatementLabels(title="Выписка: {customer}", per_card="По картам", held="удержана")
+            russian = read(statement_pdf(st, words))
+    finally:
+        engine.dispose()
+    text = "\n".join(p.extract_text() for p in english.pages)
+    assert "Statement: Грузовики ООО" in text and "2026-11-01 to 2026-11-30" in text
+    assert "2 sales, 50.00 L, amount 82.95" in text                    # the held sale not counted
+    assert card.masked in text and "7077001000000019" not in text
+    assert "held" in text and "164.24" in text and "AB12" in text
+    assert text.index("Per card") < text.index("Per vehicle") < text.rindex("Total")
+    ru = "\n".join(p.extract_text() for p in russian.pages)
+    assert "Выписка: Грузовики ООО" in ru and "По картам" in ru and "удержана" in ru
