@@ -21,6 +21,9 @@ from drivers.pump.sim_line import DartLineSimulator, simulated_line
 from drivers.pump.simulator import SimPump
 from drivers.url import DeviceUrl, parse_url
 
+# the back office's fixtures (web_db, signed_in) for every test module
+from tests.web_client import signed_in, web_db  # noqa: F401
+
 SIM_FLOW = 5000.0   # cl/s of simulated pumps unless the URL says ?flow=: a 10 L preset takes 0.2 s
 
 
