@@ -215,7 +215,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
         if headless:
             from hostsim.headless import run_headless
 
-            return run_headless(args.scenario or "fleet-happy", as_json=args.json, state_dir=args.state_dir)
+            stay = _stop_on_signals() if args.stay else None
+            return run_headless(args.scenario or "fleet-happy", as_json=args.json, state_dir=args.state_dir,
+                                stay=stay)
         from hostsim.window import run_window
 
         return run_window(state_dir=args.state_dir, scenario=args.scenario)   # played in the window
@@ -236,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the result as one JSON object")
     s.add_argument("--list-scenarios", action="store_true", help="print the scenario names and exit")
     s.add_argument("--state-dir", default=None, help="keep the run's state here (default: a temporary dir)")
+    s.add_argument("--stay", action="store_true",
+                   help="headless: after the scenario, keep the simulator and its back office up till Ctrl-C")
     s.set_defaults(func=cmd_sim)
 
     t = sub.add_parser("terminal", help="run the terminal process, as on the device", epilog=EPILOG)

@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,15 @@ from hostsim.world import Simulator
 __all__ = ["run_headless", "run_scenario"]
 
 
-def run_scenario(name: str, state_dir: Path) -> dict[str, Any]:
+def run_scenario(name: str, state_dir: Path, *, web: bool = False,
+                 stay: threading.Event | None = None) -> dict[str, Any]:
+    """Play one scenario. web: the back office too (its address and sign-ins on stderr); stay: after the
+    scenario, keep everything running until that event is set (Ctrl-C), to look around in the back office."""
     if name not in SCENARIOS:
         raise ConfigError(f"unknown scenario '{name}' (see --list-scenarios)", scenario=name)
-    with Simulator(state_dir, **SIM_OPTIONS.get(name, {})) as sim:
+    with Simulator(state_dir, web=web, **SIM_OPTIONS.get(name, {})) as sim:
+        if sim.web is not None:
+            print(sim.web.banner(), file=sys.stderr, flush=True)
         run = Run(sim)
         error = None
         try:
@@ -37,6 +43,9 @@ def run_scenario(name: str, state_dir: Path) -> dict[str, Any]:
         registry = [r for r in (sim.registry_sale(s["id"]) for s in sales) if r is not None]
         receipts = list(sim.printer.receipts)
         acquirer = bank_view(run) if name.startswith("bank-") else None
+        if stay is not None:
+            print(f"scenario {name} played; the simulator runs on until Ctrl-C", file=sys.stderr, flush=True)
+            stay.wait()
     failed = run.checks + ([error] if error else [])
     return {
         "scenario": name, "result": "failed" if failed else "ok", "failures": failed,
@@ -47,12 +56,13 @@ def run_scenario(name: str, state_dir: Path) -> dict[str, Any]:
     }
 
 
-def run_headless(name: str, *, as_json: bool, state_dir: str | None) -> int:
+def run_headless(name: str, *, as_json: bool, state_dir: str | None,
+                 stay: threading.Event | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     keep = state_dir is not None
     path = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="forecourt-sim-"))
     try:
-        result = run_scenario(name, path)
+        result = run_scenario(name, path, web=True, stay=stay)
     finally:
         if not keep and not os.environ.get("FORECOURT_KEEP_STATE"):
             shutil.rmtree(path, ignore_errors=True)

@@ -288,6 +288,8 @@ class SimulatorWindow(WindowPainter):
 def _start(sim: Simulator, failure: list[BaseException]) -> None:
     try:
         sim.start()
+        if sim.web is not None:
+            print(sim.web.banner(), flush=True)          # the back office's address and demo sign-ins
     except BaseException as exc:  # noqa: BLE001  (re-raised by run_window on the main thread)
         failure.append(exc)
 
@@ -322,7 +324,7 @@ def run_window(state_dir: str | None = None, *, max_frames: int | None = None, s
     starter: threading.Thread | None = None
     try:
         if path is not None:
-            sim = Simulator(path, flow_cl_per_s=FLOW_CL_PER_S)
+            sim = Simulator(path, flow_cl_per_s=FLOW_CL_PER_S, web=True)
             sim.terminal_pumps = tuple(sorted(sim.pump_line.pumps))
             starter = threading.Thread(target=_start, args=(sim, failure), name="sim-start", daemon=True)
             starter.start()

@@ -46,6 +46,7 @@ from hostsim.services import (
 )
 from hostsim.swipe_server import SwipeServer
 from hostsim.vpcd import VirtualCardServer
+from hostsim.web_service import WebApp
 from provisioning.keys import install_pin_key
 from registry.configs import config_keys
 from registry.db import open_database
@@ -110,7 +111,8 @@ def _station_pumps(seed: dict[str, Any]) -> dict[int, dict[int, tuple[str, int]]
 class Simulator:
     def __init__(self, state_dir: Path, *, flow_cl_per_s: float = 1000.0,
                  terminal_pumps: tuple[int, ...] = (1,),
-                 seed: Path = FIXTURES / "seed.toml", programs: tuple[str, ...] = ()) -> None:
+                 seed: Path = FIXTURES / "seed.toml", programs: tuple[str, ...] = (),
+                 web: bool = False) -> None:
         self.state = Path(state_dir)
         self.state.mkdir(parents=True, exist_ok=True)
         self.seed_path = seed
@@ -131,6 +133,8 @@ class Simulator:
         self.mosquitto: Process | None = None
         self.registry: Process | None = None
         self.terminal: Process | None = None
+        self.web: WebApp | None = WebApp(self.state, self.registry_url, self.state / "registry",
+                                         self.state / "pki") if web else None     # the back office
         self.broker_port = 0
         self._authority: Authority | None = None
 
@@ -150,6 +154,8 @@ class Simulator:
             self.start_registry()
             self._write_terminal_config()
             self.start_terminal()
+            if self.web is not None:
+                self.web.start()
         except BaseException:
             self.stop()
             raise
@@ -216,6 +222,8 @@ class Simulator:
         self.start_terminal()
 
     def stop(self) -> None:
+        if self.web is not None:
+            self.web.stop()
         for proc in (self.terminal, self.registry, self.mosquitto):
             if proc is not None:
                 proc.stop()
