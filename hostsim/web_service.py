@@ -54,11 +54,13 @@ class WebApp:
         engine, sessions = open_database(self.registry_url)
         try:
             with sessions() as s:
-                logins = seed(s, load_or_create_keys(self.registry_state / "registry-keys.json"), utcnow())
+                keys = load_or_create_keys(self.registry_state / "registry-keys.json")
+                logins = list(seed(s, keys, utcnow()))
+                logins += _acme(s)
                 s.commit()
         finally:
             engine.dispose()
-        return list(logins)
+        return logins
 
     def banner(self) -> str:
         lines = [f"back office: {self.url}  (sign-ins for the simulator only)"]
@@ -69,3 +71,25 @@ class WebApp:
         if self.process is not None:
             self.process.stop()
             self.process = None
+
+
+def _acme(s: Any) -> list[Any]:
+    """A sign-in for the seed's fleet customer ACME (hostsim/fixtures/seed.toml), whose cards the fleet
+    scenarios use: their sales appear in its pages as the scenarios play."""
+    from sqlalchemy import select
+
+    from registry.fleet_models import Customer
+    from registry.web.auth import add_user
+    from registry.web.demo import DemoLogin
+    from registry.web.deps import utcnow
+    from registry.web_models import WebUser
+
+    acme = s.scalar(select(Customer).where(Customer.name == "ACME Haulage Ltd"))
+    if acme is None:
+        return []
+    login = DemoLogin("fleet", "acme@demo.test", "acme-demo-pass",
+                      "ACME Haulage Ltd (the simulator's fleet cards)")
+    if s.scalar(select(WebUser.id).where(WebUser.login == login.login)) is None:
+        add_user(s, login.login, login.password, role="fleet", actor="demo", now=utcnow(),
+                 name="ACME manager", customer_id=acme.id)
+    return [login]
