@@ -4,7 +4,9 @@ SQLite registry, and the cardholder's points page and API over the app (tests/we
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -12,14 +14,15 @@ from sqlalchemy.orm import Session
 
 from contracts.cards import luhn_ok
 from registry.keys import RegistryKeys
-from registry.loyalty import admin
-from registry.models import AuditEntry, Card, LoyaltyMember
+from registry.loyalty import admin, points
+from registry.models import AuditEntry, Card, LoyaltyMember, Station
 from registry.web import auth, signup
 from registry.web_models import WebUser
-from tests.web_client import WebDb, signed_in, web_db  # noqa: F401
+from tests.web_client import WebClient, WebDb, signed_in, web_db  # noqa: F401
 
 NOW = dt.datetime(2026, 12, 2, 10, 0)
 FORM = signup.SignUpForm("Ana  Pérez", " Ana@Example.org ", "correct horse battery", "es", True)
+LOYAL_A, LOYAL_B = signup.card_number(lambda _: 111), signup.card_number(lambda _: 222)
 Env = tuple[Session, RegistryKeys]
 
 
@@ -97,3 +100,110 @@ def test_a_number_already_issued_is_drawn_again(env: Env) -> None:
     second = signup.sign_up(s, keys, other, now=NOW, draw=lambda _: next(draws), cheap=True)
     assert first.number == signup.card_number(lambda _: 7)
     assert second.number == signup.card_number(lambda _: 8)
+
+
+# -- over the app --------------------------------------------------------------------------------------------
+
+def _csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None
+    return found[1]
+
+
+def _loyalty(db: WebDb, name: str, number: str, awards: int = 0) -> int:
+    """A loyalty account with an active card and `awards` earns of 10 points at station S1, a minute apart."""
+    with db.sessions() as s:
+        if s.get(Station, "S1") is None:
+            s.add(Station(id="S1", name="Main Street"))
+        account = admin.create_account(s, name, issued_on=NOW.date(), actor="ops", now=NOW)
+        admin.add_card(s, db.keys, account.id, number, medium="chip", expiry="3012", actor="ops", now=NOW)
+        wallet = points.points_wallet(s, account.id)
+        for i in range(awards):
+            points.award(s, wallet, 10 + i, key=f"earn:{name}:{i}", at=NOW + dt.timedelta(minutes=i),
+                         station="S1", product_group="fuel")
+        s.commit()
+        return account.id
+
+
+def test_the_cardholder_sees_their_balance_and_last_30_movements(web_db: WebDb,  # noqa: F811
+                                                                  signed_in: Any) -> None:  # noqa: F811
+    mine = _loyalty(web_db, "Mine", LOYAL_A, awards=35)
+    other = _loyalty(web_db, "Other", LOYAL_B, awards=2)
+    client = signed_in("cardholder", account_id=mine)
+    got = client.get("/api/cardholder/points").json()
+    assert got["balance"] == sum(10 + i for i in range(35)) and got["pooled"] is False
+    assert got["cards"] == [{"masked": "707701******" + LOYAL_A[-4:], "status": "active"}]
+    assert len(got["movements"]) == 30
+    newest = got["movements"][0]
+    assert (newest["points"], newest["station"], newest["station_name"], newest["kind"]) == (
+        44, "S1", "Main Street", "earn")
+    assert (newest["date"], newest["time"]) == ("2026-12-02", "10:34:00")
+    html = client.get("/me").text
+    assert "Main Street" in html and "+44" in html and LOYAL_A not in html and LOYAL_B[-4:] not in html
+    theirs = signed_in("cardholder", account_id=other).get("/api/cardholder/points").json()
+    assert theirs["balance"] == 21 and len(theirs["movements"]) == 2
+    assert signed_in("operator").get("/api/cardholder/points").status_code == 403
+    assert signed_in("fleet", customer_id=_customer(web_db)).get("/me").status_code == 403
+
+
+def _customer(db: WebDb) -> int:
+    from registry.fleet.admin import create_customer
+    with db.sessions() as s:
+        customer = create_customer(s, "Haulage Ltd", actor="ops", now=NOW)
+        s.commit()
+        return customer.id
+
+
+def test_a_pooled_account_shows_no_points(web_db: WebDb, signed_in: Any) -> None:  # noqa: F811
+    pool = _loyalty(web_db, "Pool", LOYAL_A, awards=1)
+    member = _loyalty(web_db, "Member", LOYAL_B, awards=3)
+    with web_db.sessions() as s:
+        admin.set_pool(s, member, pool, actor="ops", now=NOW)
+        s.commit()
+    client = signed_in("cardholder", account_id=member)
+    got = client.get("/api/cardholder/points").json()
+    assert (got["pooled"], got["balance"], got["movements"]) == (True, None, [])
+    assert 'id="pooled"' in client.get("/me").text
+
+
+def test_sign_up_in_the_browser_shows_the_number_once_then_masked(web_db: WebDb) -> None:  # noqa: F811
+    client = WebClient(web_db.app)
+    form = client.get("/signup?lang=ru")
+    assert form.status_code == 200 and "Оформить карту лояльности" in form.text
+    data = {"name": "Иван Петров", "email": "ivan@example.org", "password": "correct horse battery",
+            "language": "ru", "consent": "yes"}
+    done = client.post("/signup", data={**data, "csrf": _csrf_of(form.text)})
+    assert done.status_code == 200 and done.headers["cache-control"] == "no-store"
+    number = re.search(r'id="card-number">([0-9 ]+)<', done.text)
+    assert number is not None
+    digits = number[1].replace(" ", "")
+    assert len(digits) == 16 and digits.startswith("707701") and luhn_ok(digits)
+    assert "пластиковая карта" in done.text.lower() and "correct horse" not in done.text
+    me = client.get("/me")                        # signed in by the sign-up
+    assert me.status_code == 200 and "707701******" + digits[-4:] in me.text and digits not in me.text
+    assert "Мои баллы" in me.text
+    with web_db.sessions() as s:
+        user = s.scalars(select(WebUser).where(WebUser.login == "ivan@example.org")).one()
+        assert (user.role, user.language) == ("cardholder", "ru")
+        card = s.scalars(select(Card).where(Card.account_id == user.account_id)).one()
+        assert card.token == web_db.keys.token(digits) and card.status == "active"
+
+
+def test_sign_up_refuses_a_foreign_form_and_a_taken_e_mail(web_db: WebDb) -> None:  # noqa: F811
+    client = WebClient(web_db.app)
+    data = {"name": "Ana", "email": "ana@example.org", "password": "correct horse battery",
+            "language": "es", "consent": "yes"}
+    client.get("/signup")
+    assert client.post("/signup", data={**data, "csrf": "forged"}).status_code == 403
+    first = client.post("/signup", data={**data, "csrf": _csrf_of(client.get("/signup").text)})
+    assert first.status_code == 200
+    other = WebClient(web_db.app)
+    again = other.post("/signup", data={**data, "email": "ANA@example.org",
+                                        "csrf": _csrf_of(other.get("/signup").text)})
+    assert again.status_code == 400 and "Ya existe una cuenta con este correo" in again.text
+    assert "correct horse" not in again.text and 'value="ANA@example.org"' in again.text
+    no_consent = other.post("/signup", data={**data, "email": "bo@example.org", "consent": "",
+                                             "csrf": _csrf_of(other.get("/signup").text)})
+    assert no_consent.status_code == 400 and "Acepte las condiciones" in no_consent.text
+    with web_db.sessions() as s:
+        assert len(s.scalars(select(WebUser)).all()) == 1
