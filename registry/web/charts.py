@@ -130,7 +130,7 @@ def bar_chart(title: str, labels: list[str], values: list[int], unit: str, *, wi
 def line_chart(title: str, labels: list[str], values: list[int], unit: str, *, width: int = 640,
                height: int = 320) -> str:
     """A series over time (per day, per month): points joined by a line, round ticks on the value axis and
-    at most about ten labels along the bottom."""
+    at most ten labels along the bottom, as many as fit."""
     _check(labels, values)
     ticks = nice_ticks(min([0, *values]), max([0, *values]))
     low, high = ticks[0], ticks[-1]
@@ -149,7 +149,9 @@ def line_chart(title: str, labels: list[str], values: list[int], unit: str, *, w
                    f'stroke="{GRID_COLOUR}"/>')
         out.append(f'<text class="tick" x="{left - 6}" y="{_f(y(t) + 4)}" text-anchor="end">'
                    f"{clean(value_text(t, unit))}</text>")
-    every = max(1, -(-len(labels) // 10))
+    room = max(min(max([len(x) for x in labels] + [1]), 12) * CHAR_WIDTH + 10, 1)
+    fits = max(min((right - left) // room, 10), 1)
+    every = max(1, -(-len(labels) // fits))
     for i, label in enumerate(labels):
         if i % every == 0:
             out.append(f'<text class="label" x="{_f(x(i))}" y="{bottom + 16}" text-anchor="middle">'
