@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make sim` and `make test`. Both set up what they need first.
 # `make test` runs, in order and stopping at the first failure: ruff, mypy --strict on the lower layers,
 # the docstring examples, then pytest (PYTEST_ARGS selects tests, e.g. PYTEST_ARGS="-m 'not e2e'").
-.PHONY: setup sim test lint typecheck doctest bench fuzz clean screens
+.PHONY: setup sim test lint typecheck doctest bench fuzz clean screens web-screens
 
 # Packages type-checked strictly: the layers below the simulator and the command line.
 STRICT = contracts drivers registry firmware
@@ -45,6 +45,10 @@ fuzz: setup
 # Every screen in every language as PNG (docs/screens/<language>/<screen>.png), drawn without a display.
 screens: setup
 	SDL_VIDEODRIVER=dummy .venv/bin/python -m ui.screenshots docs/screens
+
+# The back office's main pages as PNG (docs/web/<page>.png, 1280x900) in headless Chromium over demo data.
+web-screens: setup
+	.venv/bin/python -m registry.web.screenshots docs/web
 
 clean:
 	rm -rf .venv .state
