@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pg_env
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.errors import ConfigError
@@ -23,9 +26,10 @@ NOW = dt.datetime(2026, 12, 1, 12, 0)
 LATER = NOW + dt.timedelta(hours=2)
 
 
-@pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine, made = open_database(f"sqlite:///{tmp_path / 'registry.db'}")
+pg_url = pg_env.pg_url          # the module's PostgreSQL (a fixture), for the race between two hosts
+
+
+def _seed(made: sessionmaker[Session]) -> None:
     with made() as s:
         for sid in ("ST-1", "ST-2"):
             network.add_station(s, sid, sid, actor="seed", now=NOW)
@@ -37,6 +41,12 @@ def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
         network.add_nozzle(s, "ST-2", 1, 1, "DSL", 1600, actor="seed", now=NOW)
         s.add(Device(id="T-1", station_id="ST-1", pin_key_hex="00" * 16))
         s.commit()
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine, made = open_database(f"sqlite:///{tmp_path / 'registry.db'}")
+    _seed(made)
     yield made
     engine.dispose()
 
@@ -154,3 +164,40 @@ def test_signature_follows_prices_products_and_stations_not_pending_changes(
         network.edit_product(s, "DSL", name="Diesel B7", code3=None, group="fuel", actor="op", now=NOW)
         s.commit()
         assert prices.signature(s) != applied
+
+
+@pytest.mark.system
+@pytest.mark.slow
+def test_two_hosts_applying_at_once_on_postgresql_apply_and_audit_once(pg_url: str) -> None:
+    engine, made = open_database(pg_url)
+    try:
+        _seed(made)
+        with made() as s:
+            change = prices.schedule(s, "ST-1", "DSL", 1599, LATER, actor="op", now=NOW)
+            s.commit()
+        found: dict[str, list[prices.PriceChange]] = {}
+
+        def second_host() -> None:
+            with made() as b:
+                found["b"] = prices.apply_due(b, LATER)
+                b.commit()
+
+        with made() as a:
+            assert [c.id for c in prices.apply_due(a, LATER)] == [change.id]     # holds the row, uncommitted
+            other = threading.Thread(target=second_host)
+            other.start()
+            with made() as watch:           # the second host waits on the first's row lock
+                deadline = time.monotonic() + 10
+                while not watch.scalar(text("SELECT count(*) FROM pg_stat_activity "
+                                            "WHERE wait_event_type = 'Lock'")):
+                    assert time.monotonic() < deadline, "the second host never reached the row"
+                    watch.rollback()
+            a.commit()
+        other.join(10)
+        assert found["b"] == []
+        with made() as s:
+            assert s.scalar(select(func.count()).select_from(AuditEntry)
+                            .where(AuditEntry.action == "price.apply")) == 1
+            assert _prices(s, "ST-1")[1, 1] == ("DSL", 1599)
+    finally:
+        engine.dispose()
