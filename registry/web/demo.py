@@ -169,7 +169,7 @@ def _terminal(s: Session, keys: RegistryKeys, station_id: str, now: dt.datetime)
     device = s.get(Device, device_id)
     if device is None:
         device = Device(id=device_id, station_id=station_id, status="active",
-                        pin_key_hex=keys.seal_device_key(os.urandom(16)), serial=f"DEMO-{station_id}"[:64],
+                        pin_key_hex=keys.seal_device_key(os.urandom(16)), serial=f"SN-{station_id}"[:64],
                         first_seen_at=now - dt.timedelta(days=30), last_seen_at=now, online=True,
                         reported_software_version="1.0.0", desired_software_version="1.0.0")
         s.add(device)
@@ -215,7 +215,7 @@ def _sales(s: Session, keys: RegistryKeys, now: dt.datetime, customer_id: int) -
         pin_key = derive_pan_key(keys.device_key(device.pin_key_hex))
         if fleet_numbers and i % 3 == 0:
             _fleet_sale(s, keys, doc, fleet_numbers[(i // 3) % len(fleet_numbers)], pin_key, at)
-        elif i % 4 == 1:
+        elif i % 5 in (1, 2):
             doc["loyalty_sealed"] = seal_pan(pin_key, LOYALTY_NUMBER, request_id=doc["sale_id"],
                                              terminal=device.id, station=station)
         sale = messages.decode(messages.encode(doc, messages.SALE), messages.SALE)
