@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from registry import network, prices
 from registry.models import Nozzle, Product, Station
@@ -156,10 +157,22 @@ def change_out(row: prices.PriceChange) -> PriceChangeOut:
                           cancelled_at=row.cancelled_at, status=prices.status_of(row))
 
 
+def _nozzles_of(ctx: Ctx, allowed: set[str] | None) -> dict[str, list[Nozzle]]:
+    """Every nozzle of the stations allowed (None: all), by station, in one query."""
+    query = select(Nozzle).order_by(Nozzle.station_id, Nozzle.pump, Nozzle.nozzle)
+    if allowed is not None:
+        query = query.where(Nozzle.station_id.in_(sorted(allowed)))
+    found: dict[str, list[Nozzle]] = {}
+    for n in ctx.s.scalars(query):
+        found.setdefault(n.station_id, []).append(n)
+    return found
+
+
 def list_stations(ctx: Ctx) -> list[StationOut]:
     need(ctx, *READERS)
-    found = network.stations(ctx.s, station_ids(ctx))
-    return [_station_out(r, network.nozzles(ctx.s, r.id)) for r in found]
+    allowed = station_ids(ctx)
+    nozzles = _nozzles_of(ctx, allowed)
+    return [_station_out(r, nozzles.get(r.id)) for r in network.stations(ctx.s, allowed)]
 
 
 def add_station(ctx: Ctx, body: StationIn) -> StationOut:
@@ -244,8 +257,8 @@ def price_list(ctx: Ctx, station_id: str | None = None) -> PricesOut:
         allowed = {station_for(ctx, station_id).id}
     names = _names(ctx)
     current: dict[tuple[str, str], set[int]] = {}
-    for sid in [r.id for r in network.stations(ctx.s, allowed)]:
-        for n in network.nozzles(ctx.s, sid):
+    for sid, rows in _nozzles_of(ctx, allowed).items():
+        for n in rows:
             current.setdefault((sid, n.product_code), set()).add(n.price_milli)
     return PricesOut(
         current=[CurrentPrice(station_id=sid, product_code=code, product_name=names.get(code, code),
