@@ -94,6 +94,9 @@ def test_operator_builds_a_station_with_forms_and_reads_it_back(web_db: WebDb, s
                                                                 "timezone": "Europe/Moscow"})
     assert edited.json()["name"] == "Old Harbour"
     assert op.api("PUT", "/api/network/products/NOPE", json={"name": "x"}).status_code == 404
+    described = op.get("/api/openapi.json").json()["paths"]
+    assert {"/api/network/prices", "/api/network/terminals/{device_id}/revoke"} <= set(described)
+    assert not any(path.startswith("/network/") for path in described)       # pages are not the API
 
 
 def test_a_price_change_on_the_stations_clock_waits_then_applies_and_can_be_cancelled(
