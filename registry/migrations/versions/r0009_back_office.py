@@ -47,7 +47,7 @@ def upgrade() -> None:
     sa.Column('password_hash', sa.String(length=200), nullable=False),
     sa.Column('failed_tries', sa.Integer(), server_default='0', nullable=False),
     sa.Column('locked_until', sa.DateTime(), nullable=True),
-    sa.Column('disabled', sa.Boolean(), server_default=sa.text('0'), nullable=False),
+    sa.Column('disabled', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('last_sign_in', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
