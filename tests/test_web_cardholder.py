@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -18,7 +17,8 @@ from registry.loyalty import admin, points
 from registry.models import AuditEntry, Card, LoyaltyMember, Station
 from registry.web import auth, signup
 from registry.web_models import WebUser
-from tests.web_client import WebClient, WebDb, signed_in, web_db  # noqa: F401
+from tests.test_web_loyalty import quick_client
+from tests.web_client import WebClient, WebDb, web_db  # noqa: F401
 
 NOW = dt.datetime(2026, 12, 2, 10, 0)
 FORM = signup.SignUpForm("Ana  Pérez", " Ana@Example.org ", "correct horse battery", "es", True)
@@ -125,11 +125,10 @@ def _loyalty(db: WebDb, name: str, number: str, awards: int = 0) -> int:
         return account.id
 
 
-def test_the_cardholder_sees_their_balance_and_last_30_movements(web_db: WebDb,  # noqa: F811
-                                                                  signed_in: Any) -> None:  # noqa: F811
+def test_the_cardholder_sees_their_balance_and_last_30_movements(web_db: WebDb) -> None:  # noqa: F811
     mine = _loyalty(web_db, "Mine", LOYAL_A, awards=35)
     other = _loyalty(web_db, "Other", LOYAL_B, awards=2)
-    client = signed_in("cardholder", account_id=mine)
+    client = quick_client(web_db, "cardholder", account_id=mine)
     got = client.get("/api/cardholder/points").json()
     assert got["balance"] == sum(10 + i for i in range(35)) and got["pooled"] is False
     assert got["cards"] == [{"masked": "707701******" + LOYAL_A[-4:], "status": "active"}]
@@ -140,10 +139,10 @@ def test_the_cardholder_sees_their_balance_and_last_30_movements(web_db: WebDb, 
     assert (newest["date"], newest["time"]) == ("2026-12-02", "10:34:00")
     html = client.get("/me").text
     assert "Main Street" in html and "+44" in html and LOYAL_A not in html and LOYAL_B[-4:] not in html
-    theirs = signed_in("cardholder", account_id=other).get("/api/cardholder/points").json()
+    theirs = quick_client(web_db, "cardholder", account_id=other).get("/api/cardholder/points").json()
     assert theirs["balance"] == 21 and len(theirs["movements"]) == 2
-    assert signed_in("operator").get("/api/cardholder/points").status_code == 403
-    assert signed_in("fleet", customer_id=_customer(web_db)).get("/me").status_code == 403
+    assert quick_client(web_db, "operator").get("/api/cardholder/points").status_code == 403
+    assert quick_client(web_db, "fleet", customer_id=_customer(web_db)).get("/me").status_code == 403
 
 
 def _customer(db: WebDb) -> int:
@@ -154,13 +153,13 @@ def _customer(db: WebDb) -> int:
         return customer.id
 
 
-def test_a_pooled_account_shows_no_points(web_db: WebDb, signed_in: Any) -> None:  # noqa: F811
+def test_a_pooled_account_shows_no_points(web_db: WebDb) -> None:  # noqa: F811
     pool = _loyalty(web_db, "Pool", LOYAL_A, awards=1)
     member = _loyalty(web_db, "Member", LOYAL_B, awards=3)
     with web_db.sessions() as s:
         admin.set_pool(s, member, pool, actor="ops", now=NOW)
         s.commit()
-    client = signed_in("cardholder", account_id=member)
+    client = quick_client(web_db, "cardholder", account_id=member)
     got = client.get("/api/cardholder/points").json()
     assert (got["pooled"], got["balance"], got["movements"]) == (True, None, [])
     assert 'id="pooled"' in client.get("/me").text
