@@ -270,11 +270,6 @@ def api_reissue(ctx: Api, card_id: int, body: ReissueIn) -> CardOut:
     return reissue_card(ctx, card_id, body)
 
 
-@router.post("/api/fleet/cards/{card_id}/{action}", response_model=CardOut)
-def api_card_action(ctx: Api, card_id: int, action: Move, body: ReasonIn) -> CardOut:
-    return card_action(ctx, card_id, action, body)
-
-
 @router.post("/api/fleet/accounts/{account_id}/wallets", response_model=WalletOut)
 def api_add_wallet(ctx: Api, account_id: int, body: WalletIn) -> WalletOut:
     return fw.add_wallet(ctx, account_id, body)
@@ -348,3 +343,9 @@ def api_import(ctx: Api, what: Csv, file: Annotated[UploadFile, File()], respons
     if done.errors:
         response.status_code = 400
     return done
+
+
+# last: its {action} would take the paths of the routes above
+@router.post("/api/fleet/cards/{card_id}/{action}", response_model=CardOut)
+def api_card_action(ctx: Api, card_id: int, action: Move, body: ReasonIn) -> CardOut:
+    return card_action(ctx, card_id, action, body)

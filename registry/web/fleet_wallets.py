@@ -82,6 +82,7 @@ def registry_keys(ctx: Ctx) -> RegistryKeys:
 
 
 def wallet_for(ctx: Ctx, wallet_id: int) -> Wallet:
+    operator(ctx)
     wallet = ctx.s.get(Wallet, wallet_id)
     if wallet is None:
         raise NotFound("wallet")
