@@ -38,7 +38,7 @@ def test_bars_are_proportional_to_their_values() -> None:
 
 
 def test_bars_stay_inside_the_chart_and_start_at_zero() -> None:
-    root = parse(bar_chart("t", ["a", "b"], [7, 3], "", width=400, height=200))
+    root = parse(bar_chart("t", ["a", "b", "c", "d"], [7, 3, 1, 0], "", width=400, height=200))
     assert root.get("width") == "400" and root.get("viewBox") == "0 0 400 200"
     starts = {float(b.get("x", "0")) for b in bars(root)}
     assert len(starts) == 1                         # both from the zero line
@@ -68,11 +68,14 @@ def test_a_hostile_label_is_escaped() -> None:
     assert root.get("aria-label") == 'Station "A" & <B>'
 
 
-def test_many_bars_make_the_chart_taller() -> None:
+def test_many_bars_make_the_chart_taller_and_a_few_shorter() -> None:
     labels = [f"S{i}" for i in range(60)]
     root = parse(bar_chart("Stations", labels, list(range(60)), "", height=320))
     assert int(root.get("height", "0")) >= 60 * 16
     assert len(bars(root)) == 60
+    one = parse(bar_chart("Stations", ["S1"], [5], "", height=320))
+    assert int(one.get("height", "0")) < 120
+    assert float(bars(one)[0].get("height", "0")) <= 40
 
 
 def test_no_data_is_still_a_chart() -> None:

@@ -233,8 +233,9 @@ def test_only_a_fleet_customer_with_a_customer(signed_in: SignIn, fleet: Fleet) 
 
 def test_texts_built_from_a_status_a_period_or_a_unit_exist() -> None:
     statuses = ("new", "active", "temp_blocked", "blocked", "lost", "stolen", "expired", "replaced",
-                "withdrawn", "closed")
+                "withdrawn")
     names = ([f"status_{x}" for x in statuses] + [f"period_{x}" for x in admin.PERIODS]
+             + [f"{kind}_status_{x}" for kind in ("account", "wallet") for x in ("active", "closed")]
              + [f"unit_{x}" for x in admin.UNITS] + [f"mode_{x}" for x in admin.MODES]
              + [f"medium_{x}" for x in cards.MEDIA] + [f"action_{x}" for x in BLOCKING]
              + [f"done_{x}" for x in (*BLOCKING, "limit")])

@@ -24,6 +24,7 @@ GRID_COLOUR = "#d9d9d9"
 TITLE_HEIGHT = 30
 AXIS_HEIGHT = 24
 MIN_BAND = 16               # the least height of one bar's band: many bars make the chart taller
+MAX_BAND = 40               # the most: a few bars make it shorter
 CHAR_WIDTH = 7              # about one character at 12 px, to size the label column
 _FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 
@@ -89,7 +90,8 @@ def _open(title: str, width: int, height: int) -> list[str]:
 def bar_chart(title: str, labels: list[str], values: list[int], unit: str, *, width: int = 640,
               height: int = 320) -> str:
     """Horizontal bars, one per label, from a zero line (negative values to its left), with a value axis
-    of round ticks and each bar's value written beside it. Many bars make the chart taller than `height`."""
+    of round ticks and each bar's value written beside it. Many bars make the chart taller than `height`, a
+    few shorter."""
     _check(labels, values)
     low, high = min([0, *values]), max([0, *values])
     ticks = nice_ticks(low, high)
@@ -97,7 +99,8 @@ def bar_chart(title: str, labels: list[str], values: list[int], unit: str, *, wi
     label_w = min(max([len(x) for x in labels] + [4]) * CHAR_WIDTH + 12, width * 2 // 5)
     value_w = max([len(value_text(v, unit)) for v in values] + [4]) * CHAR_WIDTH + 10
     left, right = label_w, width - value_w
-    height = max(height, TITLE_HEIGHT + AXIS_HEIGHT + MIN_BAND * len(values))
+    height = min(max(height, TITLE_HEIGHT + AXIS_HEIGHT + MIN_BAND * len(values)),
+                 TITLE_HEIGHT + AXIS_HEIGHT + MAX_BAND * max(len(values), 1))
     band = (height - TITLE_HEIGHT - AXIS_HEIGHT) / max(len(values), 1)
     bottom = height - AXIS_HEIGHT
 
