@@ -204,6 +204,10 @@ def test_the_months_statement_as_json_csv_and_pdf(signed_in: SignIn, fleet: Flee
     text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages)
     assert "ACME Haulage" in text and "82.95" in text and "707700******0035" not in text
     assert all(number not in got.text + text for number in NUMBERS.values())
+    paths = client.get("/api/openapi.json").json()["paths"]
+    assert set(paths["/api/customer/statement.{kind}"]["get"]["responses"]["200"]["content"]) == \
+        {"text/csv", "application/pdf"}
+    assert {"/api/customer", "/api/customer/cards/{card_id}/{action}", "/api/customer/limits"} <= set(paths)
     assert client.get("/api/customer/statement?month=2026-13").status_code == 400
     assert client.get("/api/customer/statement?month=nov").status_code == 422
     assert client.get("/api/customer/statement", params={"start": "2026-01-01",

@@ -312,8 +312,9 @@ def api_statement(ctx: Context, month: Month = "", start: dt.date | None = None,
     return statement_out(statement_of(ctx, month, start, end))
 
 
-@router.get("/api/customer/statement.{kind}", tags=["customer"],
-            responses={200: {"content": {"text/csv": {}, "application/pdf": {}}}})
+@router.get("/api/customer/statement.{kind}", tags=["customer"], response_class=Response,
+            responses={200: {"content": {"text/csv": {}, "application/pdf": {}},
+                             "description": "the statement as a file (attachment)"}})
 def api_statement_file(kind: Literal["csv", "pdf"], ctx: Context, month: Month = "",
                        start: dt.date | None = None, end: dt.date | None = None) -> Response:
     return statement_download(ctx, kind, month, start, end)
