@@ -212,6 +212,7 @@ def test_the_pages_do_it_all_through_forms(op: WebClient, web_db: WebDb) -> None
     assert limits == {("account", "volume"): 50050, ("card", "count"): 3}
     assert op.form(card_url + "/move", {"action": "block", "reason": "check"}).status_code == 303
     assert "badge temp_blocked" in op.get(card_url).text
+    assert 'value="unblock"' in op.get(card_url).text and 'value="activate"' not in op.get(card_url).text
     refused = op.form(card_url + "/move", {"action": "activate", "reason": "x"})
     assert refused.status_code == 400 and "cannot be moved" in refused.text
     answer = op.form(card_url + "/reissue", {"number": PAN, "expiry": "3012", "reason": "worn"})

@@ -49,7 +49,7 @@ Page = Annotated[Ctx, Depends(page_ctx)]
 Text = Annotated[str, Form()]
 _DECIMAL = re.compile(r"(-?)([0-9]{1,10})(?:[.,]([0-9]{1,2}))?", re.ASCII)
 CHOICES = {"kinds": admin.KINDS, "media": cards.MEDIA, "units": admin.WALLET_UNITS, "modes": admin.MODES,
-           "periods": admin.PERIODS, "limit_units": admin.UNITS, "days": fw.DAYS, "moves": tuple(api.MOVES)}
+           "periods": admin.PERIODS, "limit_units": admin.UNITS, "days": fw.DAYS}
 
 
 def hundredths(text: str, what: str = "amount") -> int:
@@ -137,7 +137,9 @@ def card_issue(ctx: Page, account_id: int, number: Text, expiry: Text, medium: T
 
 @router.get("/fleet/cards/{card_id}")
 def card_page(ctx: Page, card_id: int) -> Response:
-    return page(ctx, "fleet/card.html", view=api.show_card(ctx, card_id), choices=CHOICES)
+    view = api.show_card(ctx, card_id)
+    moves = [x for x, move in api.MOVES.items() if view.card.status in cards.MOVES[move][0]]
+    return page(ctx, "fleet/card.html", view=view, moves=moves, choices=CHOICES)
 
 
 @router.post("/fleet/cards/{card_id}/move")
