@@ -196,12 +196,13 @@ def vouchers_issue(ctx: Page, product: Text, litres: Text, count: Annotated[int,
     body = api.IssueIn(product=product, volume_cl=units(litres, 2, "litres"), count=count,
                        expires_on=_day(expires_on, "expires"), batch=batch.strip())
     issued = api.issue_vouchers(ctx, body)
+    named = ctx.s.get(Product, issued.product)
+    product_name = named.name if named is not None else issued.product
     if output == "pdf":
         made = [IssuedVoucher(v.id, v.code, issued.product, issued.volume_cl, issued.expires_on, issued.batch)
                 for v in issued.vouchers]
-        named = ctx.s.get(Product, issued.product)
         try:
-            pdf = sheets_pdf(made, named.name if named is not None else issued.product)
+            pdf = sheets_pdf(made, product_name)
         except (MissingComponent, OSError):
             pdf = b""               # issued all the same: the codes go on the page instead, never lost
         if pdf:
@@ -209,7 +210,7 @@ def vouchers_issue(ctx: Page, product: Text, litres: Text, count: Annotated[int,
             return Response(pdf, media_type="application/pdf",
                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
     codes = [(v.id, group_code(v.code)) for v in issued.vouchers]
-    return page(ctx, "loyalty/issued.html", issued=issued, codes=codes)
+    return page(ctx, "loyalty/issued.html", issued=issued, codes=codes, product_name=product_name)
 
 
 @router.post("/loyalty/vouchers/{voucher_id}/void", include_in_schema=False)
