@@ -42,10 +42,29 @@ def local_day(finished_at: dt.datetime, zone: str) -> dt.date:
     >>> local_day(late, "Europe/Moscow"), local_day(late, "UTC")
     (datetime.date(2026, 3, 2), datetime.date(2026, 3, 1))
     """
-    tz = _zone(zone)
-    if tz is dt.UTC:
-        return finished_at.date()
-    return finished_at.replace(tzinfo=dt.UTC).astimezone(tz).date()
+    key = (zone, finished_at.year, finished_at.month, finished_at.day, finished_at.hour)
+    offset = _offsets.get(key, _UNKNOWN)
+    if offset is _UNKNOWN:
+        offset = _hour_offset(_zone(zone), finished_at.replace(minute=0, second=0, microsecond=0))
+        if len(_offsets) >= _MOST_OFFSETS:
+            _offsets.clear()
+        _offsets[key] = offset
+    if isinstance(offset, dt.timedelta):
+        return (finished_at + offset).date()
+    return finished_at.replace(tzinfo=dt.UTC).astimezone(_zone(zone)).date()
+
+
+# A zone's offset per UTC hour, so a rollup over millions of sales converts each hour once.
+_UNKNOWN = object()
+_MOST_OFFSETS = 1 << 17
+_offsets: dict[tuple[str, int, int, int, int], object] = {}
+
+
+def _hour_offset(tz: dt.tzinfo, hour: dt.datetime) -> dt.timedelta | None:
+    """The zone's UTC offset through the UTC hour starting `hour`; None when its clocks change within it."""
+    first = hour.replace(tzinfo=dt.UTC).astimezone(tz).utcoffset()
+    last = (hour + dt.timedelta(hours=1, microseconds=-1)).replace(tzinfo=dt.UTC).astimezone(tz).utcoffset()
+    return first if first == last else None
 
 
 def utc_bounds(start: dt.date, end: dt.date, zone: str) -> tuple[dt.datetime, dt.datetime]:
