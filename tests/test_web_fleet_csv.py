@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pg_env
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -26,6 +27,7 @@ from registry.web.fleet_csv import CsvRejected
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, 0)
 OPS = {"actor": "web:alice", "now": NOW}
+pg_url = pg_env.pg_url          # the module's PostgreSQL (a fixture)
 PANS = ("7077001000000019", "7077001000000027", "7077001000000035", "7077001000000043")
 BAD_LUHN = "7077001000000018"
 
@@ -265,3 +267,27 @@ def test_cards_import_takes_russian_headers_and_refuses_a_pin_column(db: Db) -> 
     assert len(fleet_csv.import_cards(s, db.keys, ru, **OPS).created) == 1
     with_pin = csv_file("number;expiry;account;pin", f"{PANS[1]};12/29;{db.account};1234")
     assert refused(fleet_csv.import_cards, s, db.keys, with_pin, **OPS) == [(1, "pin")]
+
+
+@pytest.mark.system
+def test_all_or_nothing_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """The savepoints of an import on PostgreSQL: a refused file leaves nothing, a good one lands whole."""
+    engine, sessions = open_database(pg_url)
+    keys = load_or_create_keys(tmp_path / "state" / "registry-keys.json")
+    try:
+        with sessions() as s:
+            customer = admin.create_customer(s, "PG Haulage", **OPS)
+            acc = admin.create_account(s, customer.id, "PG trucks", **OPS).id
+            s.commit()
+            before = tuple(count(s, m) for m in (Card, Vehicle, Limit, AuditEntry))
+            bad = cards_file(f"{pan(20)};chip;new;12/29;{acc};PG1;;10,00;",
+                             f"{BAD_LUHN};chip;new;12/29;{acc};;;;")
+            assert refused(fleet_csv.import_cards, s, keys, bad, **OPS) == [(3, "number")]
+            s.commit()
+            assert tuple(count(s, m) for m in (Card, Vehicle, Limit, AuditEntry)) == before
+            good = cards_file(f"{pan(20)};chip;new;12/29;{acc};PG1;;10,00;", f"DEADBEEF;tag;;12/29;{acc};;;;")
+            assert len(fleet_csv.import_cards(s, keys, good, **OPS).created) == 2
+            s.commit()
+            assert count(s, Card) == before[0] + 2 and count(s, Vehicle) == before[1] + 1
+    finally:
+        engine.dispose()

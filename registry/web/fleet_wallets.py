@@ -217,7 +217,8 @@ def export_csv(ctx: Ctx, what: str, customer_id: int | None = None) -> tuple[str
     if customer_id is not None:
         scope.customer_for(ctx, customer_id)
     if what == "customers":
-        return "customers.csv", fleet_csv.export_customers(ctx.s)
+        return "customers.csv", fleet_csv.export_customers(ctx.s, ids=None if customer_id is None
+                                                            else {customer_id})
     if what == "cards":
         name = f"cards-{customer_id}.csv" if customer_id else "cards.csv"
         return name, fleet_csv.export_cards(ctx.s, customer_id=customer_id)
