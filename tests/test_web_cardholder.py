@@ -206,3 +206,18 @@ def test_sign_up_refuses_a_foreign_form_and_a_taken_e_mail(web_db: WebDb) -> Non
     assert no_consent.status_code == 400 and "Acepte las condiciones" in no_consent.text
     with web_db.sessions() as s:
         assert len(s.scalars(select(WebUser)).all()) == 1
+
+
+def test_sign_ups_from_one_address_are_limited(env: Env) -> None:
+    s, keys = env
+    for i in range(signup.RATE_PER_ADDRESS):
+        form = signup.SignUpForm(f"P{i}", f"p{i}@example.org", "a long password", "en", True)
+        signup.sign_up(s, keys, form, now=NOW, where="192.0.2.7", cheap=True)
+    late = signup.SignUpForm("Late", "late@example.org", "a long password", "en", True)
+    with pytest.raises(signup.SignUpError) as refused:
+        signup.sign_up(s, keys, late, now=NOW, where="192.0.2.7", cheap=True)
+    assert refused.value.code == "too_many"
+    signup.sign_up(s, keys, late, now=NOW, where="198.51.100.1", cheap=True)
+    assert signup.sign_up(s, keys, signup.SignUpForm("Later", "later@example.org", "a long password", "en",
+                                                     True), now=NOW + signup.RATE_WINDOW, where="192.0.2.7",
+                          cheap=True).login == "later@example.org"

@@ -13,6 +13,7 @@ import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
+from sqlalchemy.exc import IntegrityError
 from starlette.responses import HTMLResponse, Response
 
 from registry.keys import RegistryKeys
@@ -87,15 +88,18 @@ def signup_send(request: Request, name: Annotated[str, Form()] = "", email: Anno
         try:
             done = signup.sign_up(s, keys, form, now=now,
                                   where=request.client.host if request.client else "")
+            user = s.get(WebUser, done.user_id)
+            if user is None:                # just added in this transaction
+                raise Forbidden()
+            opened = new_session(s, user, now=now, longest=settings.longest)
+            s.commit()
         except signup.SignUpError as refused:
             s.rollback()
             return _form_page(request, lang, status=400, error=f"cardholder.error_{refused.code}",
                               values=values)
-        user = s.get(WebUser, done.user_id)
-        if user is None:                    # just added in this transaction
-            raise Forbidden()
-        opened = new_session(s, user, now=now, longest=settings.longest)
-        s.commit()
+        except IntegrityError:              # the same e-mail signed up at the same moment elsewhere
+            s.rollback()
+            return _form_page(request, lang, status=400, error="cardholder.error_email_taken", values=values)
     response = _public(request, "cardholder/signed_up.html", lang, csrf=opened.csrf,
                        number=group_code(done.number), masked=done.masked,
                        expiry=f"{done.expiry[2:]}/{done.expiry[:2]}", login=done.login)
