@@ -83,14 +83,17 @@ def _card_out(ctx: Ctx, c: Card) -> CardOut:
                    replaced_by=c.replaced_by, status_changed_at=c.status_changed_at)
 
 
-def _windows(ctx: Ctx, pairs: list[tuple[str, int]]) -> list[WindowOut]:
+def _windows(ctx: Ctx, account_id: int | None, card_ids: list[int]) -> list[WindowOut]:
+    """The account's windows, then its cards' (one query each, however many cards)."""
     found = []
-    for kind, ident in pairs:
-        query = select(TimeWindow).where(TimeWindow.scope == kind, TimeWindow.scope_id == ident)
-        for w in ctx.s.scalars(query.order_by(TimeWindow.id)):
-            found.append(WindowOut(scope=kind, scope_id=ident, days=[d for i, d in enumerate(fw.DAYS)
-                                                                     if w.weekdays >> i & 1],
-                                   start=fw.hhmm(w.start_minute), end=fw.hhmm(w.end_minute)))
+    for kind, ids in (("account", [] if account_id is None else [account_id]), ("card", card_ids)):
+        if not ids:
+            continue
+        query = select(TimeWindow).where(TimeWindow.scope == kind, TimeWindow.scope_id.in_(ids))
+        for w in ctx.s.scalars(query.order_by(TimeWindow.scope_id, TimeWindow.id)):
+            days = [d for i, d in enumerate(fw.DAYS) if w.weekdays >> i & 1]
+            found.append(WindowOut(scope=kind, scope_id=w.scope_id, days=days, start=fw.hhmm(w.start_minute),
+                                   end=fw.hhmm(w.end_minute)))
     return found
 
 
@@ -143,19 +146,20 @@ def show_account(ctx: Ctx, account_id: int) -> AccountView:
     a = fleet_account(ctx, account_id)
     sm = account_summary(ctx.s, a.id, ctx.now)
     card_rows = list(ctx.s.scalars(select(Card).where(Card.account_id == a.id).order_by(Card.id)))
-    wallets = [WalletOut(**vars(w)) for w in sm.wallets]
+    # vehicles and drivers first: each card's then comes from the session, not a query of its own
+    vehicles = ctx.s.scalars(select(Vehicle).where(Vehicle.account_id == a.id).order_by(Vehicle.number)).all()
+    drivers = ctx.s.scalars(select(Driver).where(Driver.account_id == a.id).order_by(Driver.code)).all()
     moves = ctx.s.scalars(select(Movement).where(Movement.wallet_id.in_([w.id for w in sm.wallets]))
                           .order_by(Movement.id.desc()).limit(30))
     customer = ctx.s.get(Customer, a.customer_id) if a.customer_id is not None else None
     return AccountView(
-        account=_account_out(ctx, a), customer=customer.name if customer else "", wallets=wallets,
+        account=_account_out(ctx, a), customer=customer.name if customer else "",
+        wallets=[WalletOut(**vars(w)) for w in sm.wallets],
         limits=[LimitOut(**vars(x), remaining=x.remaining) for x in sm.limits],
-        windows=_windows(ctx, [("account", a.id), *(("card", c.id) for c in card_rows)]),
+        windows=_windows(ctx, a.id, [c.id for c in card_rows]),
         cards=[_card_out(ctx, c) for c in card_rows],
-        vehicles=[VehicleOut(id=v.id, number=v.number, odometer_km=v.odometer_km) for v in
-                  ctx.s.scalars(select(Vehicle).where(Vehicle.account_id == a.id).order_by(Vehicle.number))],
-        drivers=[DriverOut(id=d.id, code=d.code, name=d.name) for d in
-                 ctx.s.scalars(select(Driver).where(Driver.account_id == a.id).order_by(Driver.code))],
+        vehicles=[VehicleOut(id=v.id, number=v.number, odometer_km=v.odometer_km) for v in vehicles],
+        drivers=[DriverOut(id=d.id, code=d.code, name=d.name) for d in drivers],
         movements=[MovementOut.model_validate(m, from_attributes=True) for m in moves])
 
 
@@ -175,7 +179,7 @@ def show_card(ctx: Ctx, card_id: int) -> CardView:
               if x.scope == "card" and x.scope_id == c.id] if a else []
     return CardView(card=_card_out(ctx, c), account=a.name if a else "",
                     limits=[LimitOut(**vars(x), remaining=x.remaining) for x in limits],
-                    windows=_windows(ctx, [("card", c.id)]))
+                    windows=_windows(ctx, None, [c.id]))
 
 
 def _secret(value: SecretStr | None) -> str | None:
