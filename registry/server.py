@@ -42,6 +42,7 @@ from registry.releases import Releases
 from registry.seed import apply_seed, load_seed
 from registry.service import authorize
 from registry.service_desk import answer as service_answer
+from registry.turnover_rollup import TurnoverRollup
 
 __all__ = ["SALE_BATCH", "Registry", "utcnow"]
 
@@ -71,6 +72,7 @@ class Registry:
         self.engine, self.sessions = open_database(db_url)
         self.ingest_only, self.stop_list_poll = ingest_only, stop_list_poll
         self.fleet_sweep = FleetSweep(self.sessions, utcnow)
+        self.turnover_rollup = TurnoverRollup(self.sessions, utcnow)      # the reports' daily summary
         self.keys: RegistryKeys = load_or_create_keys(state_dir / "registry-keys.json", kek)
         self.config_issuer = ConfigIssuer(state_dir, keys=self.keys)
         if seed is not None and not ingest_only:
@@ -174,6 +176,7 @@ class Registry:
         self.releases.start()
         self.fleetops.start()
         self.fleet_sweep.start()
+        self.turnover_rollup.start()
         if self.enroller:
             self.enroller.start()
         self.auth_link.start()
@@ -191,6 +194,7 @@ class Registry:
         self.releases.stop()
         self.fleetops.stop()
         self.fleet_sweep.stop()
+        self.turnover_rollup.stop()
         if self.enroller:
             self.enroller.stop()
         if self._configs.is_alive():

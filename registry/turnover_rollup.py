@@ -25,13 +25,14 @@ read at once (ingestion waits for the lock meanwhile), so a first rollup over a 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from registry.models import (
     AuditEntry,
@@ -41,12 +42,16 @@ from registry.models import (
     SalesRollupZone,
     Transaction,
 )
+from registry.ticker import Ticker
 from registry.turnover_days import UTC_NAME, local_day, station_zones
 
-__all__ = ["MOST", "NAME", "Rolled", "counts", "pending_voids", "roll_up", "state", "watermark",
-           "zones_moved"]
+__all__ = ["MOST", "NAME", "PERIOD", "Rolled", "TurnoverRollup", "catch_up", "counts", "pending_voids",
+           "roll_up", "state", "watermark", "zones_moved"]
+
+log = logging.getLogger(__name__)
 
 NAME = "turnover"
+PERIOD = 60.0                    # seconds between rollups: the reports' straight tail stays a minute's
 MOST = 50_000                    # sales read by one rollup at most
 VOID = "sale.void"
 _IDS = 500                       # sale ids per IN (SQLite's bound parameters are limited)
@@ -211,3 +216,34 @@ def roll_up(s: Session, now: dt.datetime, *, most: int = MOST) -> Rolled:
     state.rolled_at = now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo is not None else now
     s.flush()
     return Rolled(sale_to, sales, voids, moved, sale_to < newest)
+
+
+def catch_up(sessions: sessionmaker[Session], now: dt.datetime, *, most: int = MOST) -> int:
+    """Roll up until no sale is left above the watermark, committing each step; the sales counted."""
+    counted = 0
+    while True:
+        with sessions() as s:
+            rolled = roll_up(s, now, most=most)
+            s.commit()
+        counted += rolled.sales
+        if not rolled.more:
+            return counted
+
+
+class TurnoverRollup:
+    """The registry's worker that keeps the summary a minute behind the sales."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Callable[[], dt.datetime], *,
+                 period: float = PERIOD) -> None:
+        self.sessions, self.clock = sessions, clock
+        self._ticker = Ticker("registry-turnover-rollup", self.tick, period, log=log,
+                              failed="turnover rollup failed")
+
+    def tick(self) -> None:
+        catch_up(self.sessions, self.clock())
+
+    def start(self) -> None:
+        self._ticker.start()
+
+    def stop(self) -> None:
+        self._ticker.stop()
