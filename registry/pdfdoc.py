@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fpdf import FPDF
-from fpdf.fonts import FontFace
 
 from contracts.errors import ConfigError, MissingComponent
 from registry.web.charts import nice_ticks, value_text
@@ -26,7 +25,9 @@ FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FAMILY = "DejaVu"
 MARGIN = 12                     # mm
 BODY_PT, TITLE_PT, SUBTITLE_PT = 8, 14, 9
-CELL_PAD = 2.2                  # mm beside a cell's text, both sides together
+CELL_PAD = 2.2                  # mm beside a cell's text, both sides together (fpdf2's cell margins)
+LINE_MM = 4.2                   # a table's line of text
+COLUMN_MAX_MM = 60              # the widest a column's text runs before it wraps
 BAR_MM = 5.0                    # one bar's band in a chart
 CHART_MAX_BARS = 40             # a chart of more bars shows the first forty (the table lists them all)
 _NUMBER = re.compile(r"^[-+]?\d[\d ,.]*( ?(L|%|km))?$")
@@ -74,7 +75,8 @@ def _numeric(rows: Sequence[Sequence[str]], column: int) -> bool:
 
 
 def _widths(pdf: FPDF, header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[float]:
-    """Each column as wide as its widest text (the header in bold), in mm."""
+    """Each column as wide as its widest text (the header in bold), in mm, at most COLUMN_MAX_MM: a longer
+    text wraps in its column rather than squeezing the others."""
     widths = []
     for i, head in enumerate(header):
         pdf.set_font(FAMILY, "B", BODY_PT)
@@ -83,7 +85,7 @@ def _widths(pdf: FPDF, header: Sequence[str], rows: Sequence[Sequence[str]]) -> 
         longest = {len(r[i]): r[i] for r in rows}
         for text in sorted(longest.items(), reverse=True)[:5]:      # the widest is among the longest
             wide = max(wide, pdf.get_string_width(text[1]))
-        widths.append(wide + CELL_PAD + 0.5)
+        widths.append(min(wide, COLUMN_MAX_MM) + CELL_PAD + 0.5)
     return widths
 
 
@@ -193,7 +195,32 @@ def table_pdf(title: str, subtitle: str, header: list[str], rows: list[list[str]
         _close(pdf)
 
 
+def _wrap(pdf: FPDF, text: str, width: float) -> list[str]:
+    """The text in lines no wider than `width` mm: at spaces, a word longer than a line cut anywhere."""
+    if pdf.get_string_width(text) <= width:
+        return [text]
+    lines: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        candidate = f"{line} {word}" if line else word
+        if pdf.get_string_width(candidate) <= width:
+            line = candidate
+            continue
+        if line:
+            lines.append(line)
+        while pdf.get_string_width(word) > width and len(word) > 1:
+            cut = len(word) - 1
+            while cut > 1 and pdf.get_string_width(word[:cut]) > width:
+                cut -= 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        line = word
+    return [*lines, line] if line else lines or [""]
+
+
 def _table(pdf: FPDF, section: Section, natural: list[float]) -> None:
+    """The rows drawn cell by cell (fpdf2's own table is slow on thousands of rows), the header again at
+    the top of every page, every other row shaded, a cell too wide for its column wrapped."""
     if section.heading:
         if pdf.will_page_break(22):
             pdf.add_page()
@@ -205,17 +232,37 @@ def _table(pdf: FPDF, section: Section, natural: list[float]) -> None:
         return
     scale = min(1.0, pdf.epw / sum(natural)) if natural else 1.0
     widths = [w * scale for w in natural]
-    aligns = ["RIGHT" if _numeric(section.rows, i) else "LEFT" for i in range(len(section.header))]
-    pdf.set_font(FAMILY, "", BODY_PT)
+    aligns = ["R" if _numeric(section.rows, i) else "L" for i in range(len(section.header))]
+    room = [w - 2 * pdf.c_margin - 0.1 for w in widths]
+
+    def draw(cells: list[str], fill: tuple[int, int, int] | None) -> None:
+        lines = [_wrap(pdf, text, r) for text, r in zip(cells, room, strict=True)]
+        height = LINE_MM * max(len(x) for x in lines) + 0.8
+        if pdf.will_page_break(height):
+            pdf.add_page()
+            heading()
+        x, y = pdf.l_margin, pdf.get_y()
+        if fill is not None:
+            pdf.set_fill_color(*fill)
+            pdf.rect(x, y, sum(widths), height, style="F")
+        for width, cell_lines, align in zip(widths, lines, aligns, strict=True):
+            for k, line in enumerate(cell_lines):
+                pdf.set_xy(x, y + 0.4 + k * LINE_MM)
+                pdf.cell(width, LINE_MM, line, align=align)
+            x += width
+        pdf.line(pdf.l_margin, y + height, pdf.l_margin + sum(widths), y + height)
+        pdf.set_xy(pdf.l_margin, y + height)
+
+    def heading() -> None:
+        pdf.set_font(FAMILY, "B", BODY_PT)
+        draw(section.header, (232, 238, 244))
+        pdf.set_font(FAMILY, "", BODY_PT)
+
     pdf.set_draw_color(170)
-    with pdf.table(col_widths=widths, width=sum(widths), align="LEFT", line_height=4.2,
-                   padding=(0.6, CELL_PAD / 2), repeat_headings=1, borders_layout="HORIZONTAL_LINES",
-                   cell_fill_color=(246, 246, 246), cell_fill_mode="ROWS",
-                   headings_style=FontFace(emphasis="BOLD", fill_color=(232, 238, 244))) as table:
-        heading = table.row()
-        for text, align in zip(section.header, aligns, strict=True):
-            heading.cell(text, align=align)
-        for cells in section.rows:
-            row = table.row()
-            for text, align in zip(cells, aligns, strict=True):
-                row.cell(text, align=align)
+    pdf.set_line_width(0.2)
+    if pdf.will_page_break(3 * LINE_MM + 3):
+        pdf.add_page()
+    heading()
+    for i, cells in enumerate(section.rows):
+        draw(cells, (246, 246, 246) if i % 2 else None)
+    pdf.set_fill_color(255)

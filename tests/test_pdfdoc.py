@@ -69,8 +69,12 @@ def test_a_chart_is_drawn_before_the_table() -> None:
     drawn = read(data).pages[0].get_contents()
     assert drawn is not None
     ops = drawn.get_data().decode("latin-1")
-    assert "0.1843 0.4353 0.6235 rg" in ops                       # the bars' blue
-    bars = [float(w) for w in re.findall(r"^[\d.]+ [\d.]+ ([\d.]+) -?[\d.]+ re f$", ops, re.MULTILINE)]
+    bars, colour = [], ""
+    for line in ops.splitlines():                                   # rectangles filled in the bars' blue
+        colour = line if line.endswith(" rg") else colour
+        drawn_rect = re.fullmatch(r"[\d.]+ [\d.]+ ([\d.]+) -?[\d.]+ re f", line)
+        if drawn_rect and colour == "0.1843 0.4353 0.6235 rg":
+            bars.append(float(drawn_rect.group(1)))
     assert len(bars) == 2 and bars[0] / bars[1] == pytest.approx(123456 / 5000, rel=1e-2)
 
 
@@ -145,3 +149,13 @@ def test_a_fleet_statement_as_pdf(tmp_path: Path) -> None:
     assert text.index("Per card") < text.index("Per vehicle") < text.rindex("Total")
     ru = "\n".join(p.extract_text() for p in russian.pages)
     assert "Выписка: Грузовики ООО" in ru and "По картам" in ru and "удержана" in ru
+
+
+def test_a_long_cell_wraps_in_its_column() -> None:
+    long = " ".join(["Estación"] * 40) + " " + "Ж" * 120
+    pdf = read(table_pdf("Wrap", "", ["Date", "Station", "Amount"], [["2026-11-01", long, "1.00"]]))
+    page = pdf.pages[0]
+    assert float(page.mediabox.width) < float(page.mediabox.height)            # still portrait
+    text = page.extract_text()
+    assert text.count("Estación") == 40 and text.replace("\n", "").count("Ж") == 120
+    assert "2026-11-01" in text and "1.00" in text
