@@ -166,6 +166,9 @@ def test_a_file_that_is_not_the_format_is_refused(db: Db) -> None:
     assert refused(fleet_csv.import_customers, s, csv_file("name;colour;Name"), **OPS) == [
         (1, "colour"), (1, "name")]
     assert refused(fleet_csv.import_customers, s, csv_file("id;kind"), **OPS) == [(1, "name")]
+    trailing = csv_file("name;tax_id;;", "Epsilon;E5;;")                 # empty columns are read over
+    assert len(fleet_csv.import_customers(s, trailing, **OPS).created) == 1
+    s.rollback()
     assert refused(fleet_csv.import_customers, s, b"", **OPS) == [(1, "")]
     with pytest.raises(ConfigError, match="UTF-8"):
         fleet_csv.import_customers(s, "name\r\nМосква\r\n".encode("cp1251"), **OPS)

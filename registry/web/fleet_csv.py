@@ -38,7 +38,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from contracts.errors import ConfigError, ForecourtError
@@ -98,15 +98,12 @@ class Imported:
 
 
 class _Cell(ForecourtError):
-    """One cell's problem, named by its column."""
-
     def __init__(self, column: str, message: str) -> None:
         super().__init__(message)
         self.column = column
 
 
-def _naive_utc(now: dt.datetime) -> dt.datetime:
-    """The database's datetimes are naive UTC."""
+def _naive_utc(now: dt.datetime) -> dt.datetime:          # the database's datetimes are naive UTC
     return now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo else now
 
 
@@ -190,9 +187,10 @@ def _read(data: bytes, known: Sequence[str], read: frozenset[str],
     if not records:
         raise CsvRejected([RowError(1, "", "the file is empty: a header row is needed")])
     header = [ALIASES.get(h.strip().lower(), h.strip().lower()) for h in records[0]]
+    # a column without a name (a trailing ";" a spreadsheet leaves) is read over
     problems = [RowError(1, h, f"unknown column; the columns are {', '.join(known)}")
-                for h in header if h not in known]
-    twice = sorted({h for h in header if header.count(h) > 1})
+                for h in header if h and h not in known]
+    twice = sorted({h for h in header if h and header.count(h) > 1})
     problems += [RowError(1, h, "column given twice") for h in twice]
     problems += [RowError(1, h, "column missing") for h in sorted(required - set(header))]
     if problems:
@@ -235,6 +233,10 @@ def _each(s: Session, rows: list[tuple[int, dict[str, str]]], apply: Callable[[i
           known: Sequence[str]) -> None:
     """Apply every row in its own savepoint inside one for the file; any row refused: all rolled back."""
     errors: list[RowError] = []
+    # pysqlite begins a transaction at the first write, not at a SAVEPOINT (one outside a transaction
+    # commits when released): a write that changes nothing first, so the caller alone commits the file
+    s.execute(update(Customer).where(Customer.id == -1).values(kind=Customer.kind)
+              .execution_options(synchronize_session=False))
     whole = s.begin_nested()
     try:
         for row, cells in rows:
