@@ -30,9 +30,11 @@ def _sign_in(c: WebClient, login: str, password: str, *, nxt: str = "") -> objec
                   follow_redirects=False)
 
 
-def test_passwords_are_argon2id_never_the_password() -> None:
-    stored = hash_password("a long enough secret")
-    assert stored.startswith("$argon2id$") and "a long enough secret" not in stored
+def test_passwords_are_argon2id_at_full_cost_outside_tests_never_the_password() -> None:
+    from registry.web import auth
+    stored = auth._FULL.hash("a long enough secret")
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$") and "a long enough secret" not in stored
+    assert hash_password("a long enough secret", cheap=True).startswith("$argon2id$")
 
 
 def test_a_page_without_a_session_goes_to_sign_in_and_the_api_answers_401(web_db: WebDb) -> None:

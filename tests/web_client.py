@@ -19,12 +19,13 @@ from starlette.testclient import TestClient
 from registry.db import open_database
 from registry.keys import RegistryKeys, load_or_create_keys
 from registry.web.app import create_app
-from registry.web.auth import add_user
+from registry.web.auth import add_user, cheap_hashes_for_tests
 from registry.web.deps import utcnow
 from registry.web.settings import WebSettings
 
 __all__ = ["WebClient", "WebDb", "new_user", "signed_in", "web_db"]
 
+cheap_hashes_for_tests()          # argon2id at a low cost: the suite signs in hundreds of times
 _TEMPLATE: dict[str, Path] = {}
 _LOGINS = itertools.count(1)
 PASSWORD = "correct horse battery"

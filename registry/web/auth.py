@@ -22,15 +22,23 @@ from registry.fleet.admin import audit
 from registry.web.errors import BadInput
 from registry.web_models import WebSession, WebUser
 
-__all__ = ["LANGUAGES", "ROLES", "Opened", "SignInRefused", "add_user", "check_password_rule", "end_session",
-           "hash_password", "new_session", "session_of", "set_password", "sign_in"]
+__all__ = ["LANGUAGES", "ROLES", "Opened", "SignInRefused", "add_user", "cheap_hashes_for_tests",
+           "check_password_rule", "end_session", "hash_password", "new_session", "session_of", "set_password",
+           "sign_in"]
 
 ROLES = ("operator", "station", "fleet", "cardholder")
 LANGUAGES = ("en", "ru", "es")
-_HASHER = PasswordHasher()
+_FULL = PasswordHasher()
 # tests make many users: the same algorithm at a lower cost (a verify reads the cost from the hash)
 _CHEAP = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+_HASHER = _FULL
 _DUMMY = _HASHER.hash(secrets.token_hex(16))
+
+
+def cheap_hashes_for_tests() -> None:
+    """New hashes, and the rehash on sign-in, at the cheap cost: for test processes only."""
+    global _HASHER, _DUMMY
+    _HASHER, _DUMMY = _CHEAP, _CHEAP.hash(secrets.token_hex(16))
 
 
 class SignInRefused(BadInput):
