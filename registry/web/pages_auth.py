@@ -107,7 +107,8 @@ def logout(request: Request, ctx: Annotated[Ctx, Depends(page_ctx)]) -> Response
 def home(ctx: Annotated[Ctx, Depends(page_ctx)]) -> Response:
     if ctx.user.role in ("fleet", "cardholder"):
         return redirect(HOME[ctx.user.role])
-    return page(ctx, "home.html")
+    from registry.web.pages_sales import latest_sales
+    return page(ctx, "home.html", sales=latest_sales(ctx, limit=10))
 
 
 @router.post("/language", include_in_schema=False)

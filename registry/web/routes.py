@@ -18,13 +18,14 @@ from registry.web import (
     pages_loyalty,
     pages_network,
     pages_reports,
+    pages_sales,
     pages_users,
 )
 
 __all__ = ["ROUTERS"]
 
 ROUTERS: list[APIRouter] = [
-    pages_auth.router, pages_users.router,
+    pages_auth.router, pages_users.router, pages_sales.router,
     api_fleet.router, pages_fleet.router,
     api_fleet_customer.router, pages_fleet_customer.router,
     api_network.router, pages_network.router,
