@@ -108,23 +108,26 @@ def test_no_card_number_in_the_simulators_logs(sim: Simulator) -> None:
 
 
 def test_a_card_blocked_in_the_back_office_is_declined_at_the_pump(sim: Simulator, tmp_path: Path) -> None:
-    """The fleet customer's manager (the simulator's ACME sign-in) blocks a card in the browser: the
-    terminal's stop-list carries it within a minute and the next sale with it is declined."""
+    """The fleet customer's manager (the simulator's ACME sign-in) sees the card's sale appear on the open
+    sales page, blocks the card in the browser: the terminal's stop-list carries it within a minute and the
+    next sale with it is declined."""
     from registry.web.screenshots import chromium
 
     assert sim.web is not None
     run = Run(sim)
     pan = "7077004000000021"                       # ACME DIESEL ONLY, customer ACME (hostsim seed)
-    first = fleet_sale(run, pan)
-    assert first.synced and run.checks == [], run.checks
-    with registry_db(sim) as (s, keys):
-        card = card_id_of(s, keys, pan)
     entry = stop_entry(derive_stop_key(bytes.fromhex(sim.device["pin_key"])), pan)
     driver = chromium(tmp_path)
     try:
         web = Browser(driver, tmp_path, sim.web.url.rstrip("/"))
         web.sign_in("acme@demo.test", "acme-demo-pass")
         wait_for(lambda: web.all("#who"), what="the fleet customer's home page")
+        web.go("/sales")                           # open before the sale: it appears without a reload
+        first = fleet_sale(run, pan)
+        assert first.synced and run.checks == [], run.checks
+        wait_for(lambda: "******0021" in web.find("#sales").text, 15, "the sale on the live page")
+        with registry_db(sim) as (s, keys):
+            card = card_id_of(s, keys, pan)
         web.go(f"/customer/cards/{card}")
         web.find("#block-form input[name=reason]").send_keys("driver lost it")
         web.find("#block").click()
