@@ -72,15 +72,16 @@ def points_by_station(s: Session, start: dt.date, end: dt.date,
     """Per station that granted or settled points in the period, sorted by station id."""
     scope = None if stations is None else sorted(set(stations))
     when = _awarded_in(start, end, scope, station_zones(s))
-    granted = dict(s.execute(select(PointAward.station_id, func.sum(PointAward.points))
-                             .join(Movement, Movement.id == PointAward.movement_id)
-                             .where(Movement.kind == "earn", when).group_by(PointAward.station_id)))
+    granted = {sid: int(points or 0) for sid, points in s.execute(
+        select(PointAward.station_id, func.sum(PointAward.points))
+        .join(Movement, Movement.id == PointAward.movement_id)
+        .where(Movement.kind == "earn", when).group_by(PointAward.station_id))}
     reversal = aliased(Movement)          # a reversal's key is the earn's, after ledger.REVERSAL
-    back = dict(s.execute(select(PointAward.station_id, -func.sum(reversal.amount))
-                          .join(Movement, Movement.id == PointAward.movement_id)
-                          .join(reversal, reversal.key == literal(ledger.REVERSAL) + Movement.key)
-                          .where(Movement.kind == "earn", reversal.kind == "reversal", when)
-                          .group_by(PointAward.station_id)))
+    back = {sid: -int(points or 0) for sid, points in s.execute(
+        select(PointAward.station_id, func.sum(reversal.amount))
+        .join(Movement, Movement.id == PointAward.movement_id)
+        .join(reversal, reversal.key == literal(ledger.REVERSAL) + Movement.key)
+        .where(Movement.kind == "earn", reversal.kind == "reversal", when).group_by(PointAward.station_id))}
     settled_q = select(LoyaltySettlement.station_id, func.sum(LoyaltySettlement.points),
                        func.sum(LoyaltySettlement.amount_cents)).where(
         LoyaltySettlement.period_end >= start, LoyaltySettlement.period_end <= end)

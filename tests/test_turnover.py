@@ -233,3 +233,31 @@ def test_the_summary_equals_a_straight_sum_on_postgresql(pg_url: str) -> None:
             check_all(s, pairs)
     finally:
         engine.dispose()
+
+
+def test_points_granted_taken_back_and_settled_per_station(sm: sessionmaker[Session]) -> None:
+    from registry.loyalty import admin, points, settlement
+    from registry.models import Wallet
+    from registry.turnover_loyalty import points_by_station
+
+    ops = {"actor": "test", "now": NOW}
+    with sm() as s:
+        seed(s)
+        account = admin.create_account(s, "Dana", issued_on=dt.date(2026, 5, 1), **ops)
+        wallet = s.scalars(select(Wallet).where(Wallet.account_id == account.id)).one()
+        for n, (station, at, amount) in enumerate([("S1", dt.datetime(2026, 5, 3, 12), 40),
+                                                   ("S1", dt.datetime(2026, 5, 4, 12), 60),
+                                                   ("S2", dt.datetime(2026, 5, 31, 22), 7)]):  # Moscow: June
+            points.award(s, wallet, amount, key=points.earn_key(f"sale-{n}"), at=at, station=station,
+                         product_group="fuel", sale_id=f"sale-{n}")
+        points.reverse_earn(s, "sale-1", NOW, "test")
+        settlement.set_value(s, "S1", "fuel", dt.date(2026, 1, 1), 500, **ops)
+        settlement.settle(s, "S1", dt.date(2026, 5, 1), dt.date(2026, 5, 31), "test", NOW)
+        s.commit()
+        may = points_by_station(s, dt.date(2026, 5, 1), dt.date(2026, 5, 31))
+        # the reversal is dated after the period: the next settlement deducts it
+        assert [(p.station_id, p.granted, p.taken_back, p.settled_points, p.settled_cents) for p in may] \
+            == [("S1", 100, 60, 100, 50)]
+        june = points_by_station(s, dt.date(2026, 6, 1), dt.date(2026, 6, 30))
+        assert [(p.station_id, p.granted) for p in june] == [("S2", 7)]
+        assert points_by_station(s, dt.date(2026, 5, 1), dt.date(2026, 6, 30), {"S2"})[0].station_id == "S2"
