@@ -8,13 +8,25 @@ straight over transactions, then again with 20,000 late sales stored after the r
 summary's tail). Exits 1 when a planned report takes a second or more.
 
 What makes them fast:
-- `sales_daily` (day, station, pump, product): a year of 100 stations is ~300,000 rows instead of 5
-  million sales; reports by station, pump, product or day read it (the primary key leads with the day).
-- `sales_daily_accounts` (day, account, product): reports by customer, or of one customer, read it.
-- The summary's tail (sales above the watermark) is a range of the primary key of transactions.
-- Reports it cannot answer go to transactions by index: one card's sales by ix_transactions_card_finished
-  (card_id, finished_at), one station's by ix_transactions_station_finished (station_id, finished_at), one
-  customer's by ix_transactions_account_finished (account_id, finished_at).
+- `sales_daily` (day, station, pump, product): a year of 100 stations with 8 pumps and 4 products is
+  ~880,000 rows instead of 5 million sales; reports by station, pump, product or day read it (its primary
+  key leads with the day).
+- `sales_daily_accounts` (day, account, product): ~420,000 rows; reports by customer, or of one customer.
+- The summary's tail (sales above the watermark) is a range of the primary key of transactions; the
+  voids since the rollup are found by the audit's entries above its own watermark.
+- Reports neither summary answers go to transactions by index: one card's sales by
+  ix_transactions_card_finished (card_id, finished_at), one station's by ix_transactions_station_finished
+  (station_id, finished_at), one customer's by ix_transactions_account_finished (account_id, finished_at).
+  Their cost grows with the sales they cover: a report by customer over ten stations (500,000 sales)
+  reads them straight in about a second, which is why the pages offer no customer grouping to station
+  managers.
+
+Measured on a 2-core machine, 5,000,000 sales (PostgreSQL 15): a year per station 0.22 s (straight 2.4 s),
+per product 0.20 s (2.3 s), per customer 0.15 s (1.3 s), per day 0.24 s (21.5 s, a local day per sale in
+Python), one station per pump 0.10 s, one card 0.005 s; the same with 20,000 late sales above the
+watermark 0.10-0.22 s. The first rollup over the year took 120 s in 10 steps of 500,000 sales (12 s each,
+during which ingestion waits: the registry's worker takes 50,000 at a time); rolling up the 20,000 late
+sales 1.3 s.
 
 Run: .venv/bin/python benchmarks/bench_turnover.py [--sales 5000000] [--db postgresql://...] (without --db
 it starts a throwaway cluster as tests/pg_server.py does; the given database must be empty).
@@ -122,8 +134,8 @@ def reports(made: sessionmaker[Session], label: str) -> bool:
              ("per pump of one station", TurnoverQuery(start, end, by="pump", station="ST001")),
              ("one customer per product", TurnoverQuery(start, end, by="product", customer_id=customer)),
              ("one card per station", TurnoverQuery(start, end, by="station", card_id=42)),
-             ("10 stations' manager per customer",
-              TurnoverQuery(start, end, by="customer", stations=ten))]
+             ("one station per customer", TurnoverQuery(start, end, by="customer", station="ST001")),
+             ("10 stations' manager per pump", TurnoverQuery(start, end, by="pump", stations=ten))]
     print(f"\n{label}")
     print(f"{'report':36} {'path':16} {'planned s':>10} {'straight s':>11} {'lines':>6}  equal")
     fine = True
