@@ -60,14 +60,16 @@ class Browser:
     def text(self) -> str:
         return str(self.find("body").text)
 
-    def downloaded(self, suffix: str, timeout: float = 10) -> Path:
-        """The newest finished download whose name ends with suffix."""
-        return wait_for(lambda: _newest(self.downloads, suffix), timeout, f"a {suffix} download")
+    def download(self, css: str, suffix: str, timeout: float = 10) -> Path:
+        """Click the link `css` and return the file it downloads (a new finished one ending with suffix)."""
+        before = set(self.downloads.iterdir())
+        self.find(css).click()
+        return wait_for(lambda: _new(self.downloads, before, suffix), timeout, f"a {suffix} download")
 
 
-def _newest(folder: Path, suffix: str) -> Path | None:
-    done = [p for p in folder.iterdir() if p.name.endswith(suffix) and not p.name.endswith(".crdownload")]
-    return max(done, key=lambda p: p.stat().st_mtime) if done else None
+def _new(folder: Path, before: set[Path], suffix: str) -> Path | None:
+    done = [p for p in folder.iterdir() if p not in before and p.name.endswith(suffix)]
+    return done[0] if done else None
 
 
 def wait_for(probe: Callable[[], Any], timeout: float = 10, what: str = "the page") -> Any:
