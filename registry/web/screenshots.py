@@ -40,18 +40,22 @@ __all__ = ["CHROMEDRIVER", "CHROMIUM", "PAGES", "DemoSite", "LiveServer", "chrom
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SIZE = (1280, 900)
-# (file name, role signed in or None, path): a path with {card} or {station} takes the demo's first one
+# (file name, role signed in or None, path): {card} the demo's first fleet card, {station} the first station,
+# {start} and {end} the fortnight of the demo's sales, {month} the month of most of them
 PAGES = (
     ("login", None, "/login"),
     ("signup", None, "/signup"),
     ("operator-home", "operator", "/"),
+    ("sales", "operator", "/sales"),
     ("customers", "operator", "/fleet/customers"),
     ("card", "operator", "/fleet/cards/{card}"),
     ("stations", "operator", "/network/stations"),
     ("terminals", "operator", "/network/terminals"),
     ("prices", "operator", "/network/prices"),
-    ("report-turnover", "operator", "/reports/turnover?group=station"),
+    ("report-turnover", "operator", "/reports?start={start}&end={end}&by=station"),
+    ("report-by-day", "operator", "/reports?start={start}&end={end}&by=day"),
     ("fleet-cards", "fleet", "/customer"),
+    ("fleet-statement", "fleet", "/customer/statement?month={month}"),
     ("cardholder-points", "cardholder", "/me"),
 )
 
@@ -161,7 +165,7 @@ def sign_in(driver: WebDriver, base: str, login: str, password: str) -> None:
 
 
 def _fill(path: str, site: DemoSite) -> str:
-    """A page path with the demo's first card of the fleet customer and first station."""
+    """A page path with the demo's first card of the fleet customer, first station and sales' period."""
     from sqlalchemy import select
 
     from registry.models import Card, Station
@@ -169,7 +173,9 @@ def _fill(path: str, site: DemoSite) -> str:
     with site.sessions() as s:
         card = s.scalar(select(Card.id).where(Card.token == site.keys.token(demo.FLEET_NUMBERS[0])))
         station = s.scalars(select(Station.id).order_by(Station.id)).first()
-    return path.format(card=card, station=station)
+    today = dt.date.today()
+    return path.format(card=card, station=station, start=today - dt.timedelta(days=14), end=today,
+                       month=f"{today - dt.timedelta(days=7):%Y-%m}")
 
 
 def shoot(site: DemoSite, base: str, driver: WebDriver, out: Path) -> list[Path]:
