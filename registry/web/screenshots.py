@@ -52,6 +52,8 @@ PAGES = (
     ("stations", "operator", "/network/stations"),
     ("terminals", "operator", "/network/terminals"),
     ("prices", "operator", "/network/prices"),
+    ("loyalty", "operator", "/loyalty"),
+    ("audit", "operator", "/audit"),
     ("report-turnover", "operator", "/reports?start={start}&end={end}&by=station"),
     ("report-by-day", "operator", "/reports?start={start}&end={end}&by=day"),
     ("fleet-cards", "fleet", "/customer"),
