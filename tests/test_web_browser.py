@@ -11,6 +11,7 @@ import io
 import pytest
 from sqlalchemy import select
 
+from contracts.cards import mask_number
 from registry.models import Card
 from registry.web import demo
 from registry.web.auth import add_user
@@ -64,6 +65,11 @@ def test_each_role_signs_in_to_its_home_page(browser: Browser, live_web: LiveWeb
         assert {"/fleet/customers", "/network/stations", "/reports", "/audit"} <= nav
     elif role == "station":
         assert "/fleet/customers" not in nav and "/network/terminals" in nav
+    elif role == "fleet":
+        assert demo.CUSTOMER in browser.text()
+        assert sum(masked in browser.text() for masked in map(mask_number, demo.FLEET_NUMBERS)) == 3
+    else:
+        assert mask_number(demo.LOYALTY_NUMBER) in browser.text()
     # a page of another role is refused, not shown
     browser.go("/users")
     assert ("/users" in browser.path() and "Audit" in browser.text()) == (role == "operator")
