@@ -11,22 +11,22 @@ What makes them fast:
 - `sales_daily` (day, station, pump, product): a year of 100 stations with 8 pumps and 4 products is
   ~880,000 rows instead of 5 million sales; reports by station, pump, product or day read it (its primary
   key leads with the day).
-- `sales_daily_accounts` (day, account, product): ~420,000 rows; reports by customer, or of one customer.
+- `sales_daily_accounts` (day, account, product): ~515,000 rows; reports by customer, or of one customer.
 - The summary's tail (sales above the watermark) is a range of the primary key of transactions; the
   voids since the rollup are found by the audit's entries above its own watermark.
 - Reports neither summary answers go to transactions by index: one card's sales by
   ix_transactions_card_finished (card_id, finished_at), one station's by ix_transactions_station_finished
   (station_id, finished_at), one customer's by ix_transactions_account_finished (account_id, finished_at).
   Their cost grows with the sales they cover: a report by customer over ten stations (500,000 sales)
-  reads them straight in about a second, which is why the pages offer no customer grouping to station
-  managers.
+  reads them straight in about a second (station managers, who see no fleet customer, never ask it).
 
-Measured on a 2-core machine, 5,000,000 sales (PostgreSQL 15): a year per station 0.22 s (straight 2.4 s),
-per product 0.20 s (2.3 s), per customer 0.15 s (1.3 s), per day 0.24 s (21.5 s, a local day per sale in
-Python), one station per pump 0.10 s, one card 0.005 s; the same with 20,000 late sales above the
-watermark 0.10-0.22 s. The first rollup over the year took 120 s in 10 steps of 500,000 sales (12 s each,
-during which ingestion waits: the registry's worker takes 50,000 at a time); rolling up the 20,000 late
-sales 1.3 s.
+Measured on a shared 2-core machine, 5,000,000 sales (PostgreSQL 15), planned (straight): a year per
+station 0.21 s (1.9 s), per product 0.17 s (2.3 s), per customer 0.17 s (1.3 s), per day 0.22 s (48 s: a
+local day per sale in Python), one station per pump 0.10 s (0.34 s), one station per customer 0.26 s,
+one card 0.005 s, a manager's ten stations per pump 0.10 s (1.5 s); with 20,000 late sales above the
+watermark 0.09-0.25 s. The first rollup over the year took 123 s in 10 steps of 500,000 sales (about
+12 s each, during which ingestion waits: the registry's worker takes 50,000 at a time); rolling up the
+20,000 late sales 2 s.
 
 Run: .venv/bin/python benchmarks/bench_turnover.py [--sales 5000000] [--db postgresql://...] (without --db
 it starts a throwaway cluster as tests/pg_server.py does; the given database must be empty).
@@ -106,7 +106,7 @@ def sales(s: Session, count: int, first: int, *, late: bool = False) -> None:
             (ARRAY['DIESEL', 'E95', 'E98', 'ADBLUE'])[1 + (g / 3) % 4], volume, volume * 1659 / 1000, 1659,
             '4111 **** **** 1111', timestamp '2025-01-01' + {span} * interval '365 days', now(), false,
             CASE WHEN g % 997 = 0 THEN 'voided' ELSE '' END, g % 499 = 0
-        FROM (SELECT g, random() < 0.25 AS fleet, 1 + (g * 7919) % {CARDS} AS card,
+        FROM (SELECT g, random() < 0.25 AS fleet, 1 + floor(random() * {CARDS})::int AS card,
                      1 + (g * 31) % {STATIONS} AS station, 200 + (g * 104729) % 7000 AS volume
               FROM generate_series({first}::bigint, {first + count - 1}::bigint) g) AS made"""))
     s.commit()
