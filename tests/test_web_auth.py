@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from registry.fleet_models import AuditEntry, Customer
+from registry.models import Station
 from registry.web.auth import add_user, hash_password
 from registry.web_models import WebSession, WebUser
 from tests.web_client import PASSWORD, WebClient, WebDb, new_user
@@ -137,7 +138,7 @@ def test_only_operators_see_users_and_the_audit(signed_in: Callable[..., WebClie
                                                 role: str) -> None:
     with web_db.sessions() as s:
         customer = Customer(name="Haulage Ltd")
-        s.add(customer)
+        s.add_all([customer, Station(id="S1", name="North")])
         s.flush()
         from registry.loyalty.admin import create_account
         account = create_account(s, "Ana", issued_on=dt.date(2026, 1, 1), actor="test",

@@ -4,6 +4,7 @@ booking a top-up or correction once, the card life cycle, limits and windows, an
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -42,9 +43,17 @@ def _audits(web_db: WebDb, action: str) -> list[AuditEntry]:
 
 
 @pytest.mark.parametrize("role", ["fleet", "cardholder", "station"])
-def test_only_operators(signed_in: Any, op: WebClient, role: str) -> None:
+def test_only_operators(signed_in: Any, web_db: WebDb, op: WebClient, role: str) -> None:
     customer, account = _account(op)
-    scope = {"fleet": {"customer_id": customer}, "cardholder": {"account_id": account},
+    with web_db.sessions() as s:         # a cardholder's loyalty account, a manager's station
+        from registry.loyalty.admin import create_account
+        from registry.models import Station
+        loyalty = create_account(s, "Ana", issued_on=dt.date(2026, 1, 1), actor="t",
+                                 now=dt.datetime(2026, 1, 1))
+        s.add(Station(id="ST-001", name="North"))
+        s.commit()
+        loyalty_id = loyalty.id
+    scope = {"fleet": {"customer_id": customer}, "cardholder": {"account_id": loyalty_id},
              "station": {"station_ids": "ST-001"}}[role]
     other = signed_in(role, **scope)
     for url in ("/api/fleet/customers", f"/api/fleet/customers/{customer}", f"/api/fleet/accounts/{account}",

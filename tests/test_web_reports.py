@@ -113,8 +113,16 @@ def test_a_fleet_customer_sees_only_their_own_sales(web_db: WebDb, signed_in: Si
     for params in ({"customer": ids["Other"]}, {"card": ids["Other-card"]}, {"station": "ST-9"}):
         assert fleet.get("/api/reports/turnover", params=params).status_code == 404, params
     assert fleet.get("/api/reports/loyalty").status_code == 403
-    holder = signed_in("cardholder", account_id=ids["ACME-account"])
+    holder = signed_in("cardholder", account_id=_loyalty_account(web_db))
     assert holder.get("/api/reports/turnover").status_code == 403
+
+
+def _loyalty_account(db: WebDb) -> int:
+    from registry.loyalty.admin import create_account
+    with db.sessions() as s:
+        account = create_account(s, "Ana", issued_on=TODAY, actor="test", now=dt.datetime(2026, 1, 1))
+        s.commit()
+        return account.id
 
 
 def test_the_page_shows_the_table_a_chart_and_links_to_csv_and_pdf(web_db: WebDb,

@@ -11,20 +11,34 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import threading
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from registry.fleet.admin import audit
 from registry.web.errors import BadInput
 from registry.web_models import WebSession, WebUser
 
-__all__ = ["LANGUAGES", "ROLES", "Opened", "SignInRefused", "add_user", "cheap_hashes_for_tests",
-           "check_password_rule", "end_session", "hash_password", "new_session", "session_of", "set_password",
-           "sign_in"]
+__all__ = [
+    "LANGUAGES",
+    "ROLES",
+    "VERIFYING",
+    "Opened",
+    "SignInRefused",
+    "add_user",
+    "cheap_hashes_for_tests",
+    "check_password_rule",
+    "end_session",
+    "hash_password",
+    "new_session",
+    "session_of",
+    "set_password",
+    "sign_in",
+]
 
 ROLES = ("operator", "station", "fleet", "cardholder")
 LANGUAGES = ("en", "ru", "es")
@@ -66,6 +80,7 @@ def add_user(s: Session, login: str, password: str, *, role: str, actor: str, no
         raise BadInput("a login is one word of up to 200 characters")
     if role not in ROLES:
         raise BadInput(f"a role is one of {', '.join(ROLES)}")
+    _check_scope(s, role, station_ids, customer_id, account_id)
     if language not in LANGUAGES:
         raise BadInput(f"a language is one of {', '.join(LANGUAGES)}")
     need = {"station": bool(station_ids.strip()), "fleet": customer_id is not None,
@@ -86,11 +101,35 @@ def add_user(s: Session, login: str, password: str, *, role: str, actor: str, no
     return user
 
 
+def _check_scope(s: Session, role: str, station_ids: str, customer_id: int | None,
+                 account_id: int | None) -> None:
+    """What a user may see must exist: their stations, their fleet customer, their card account."""
+    from registry.fleet_models import Account, Customer
+    from registry.models import Station
+
+    if role == "station":
+        for sid in (x.strip() for x in station_ids.split(",") if x.strip()):
+            if s.get(Station, sid) is None:
+                raise BadInput(f"no station {sid[:64]}")
+    if role == "fleet" and customer_id is not None and s.get(Customer, customer_id) is None:
+        raise BadInput(f"no customer {customer_id}")
+    if role == "cardholder" and account_id is not None:
+        account = s.get(Account, account_id)
+        if account is None or account.kind not in ("loyalty", "prepaid", "gift"):
+            raise BadInput(f"no loyalty, prepaid or gift account {account_id}")
+
+
 def set_password(s: Session, user: WebUser, password: str, *, actor: str, now: dt.datetime) -> None:
     user.password_hash = hash_password(check_password_rule(password))
     user.failed_tries, user.locked_until = 0, None
     s.execute(delete(WebSession).where(WebSession.user_id == user.id))      # every browser signs in again
     audit(s, actor=actor, action="web_password", subject=f"web_user:{user.id}", now=now)
+
+
+# at most this many argon2 verifications at once (64 MiB each): a burst of sign-ins waits its turn instead
+# of taking the memory, and a burst of wrong passwords meets the lock (the caller holds it while it checks
+# and commits, so each try reads the count the last one left)
+VERIFYING = threading.BoundedSemaphore(2)
 
 
 def _verify(stored: str, password: str) -> bool:
@@ -116,13 +155,18 @@ def sign_in(s: Session, login: str, password: str, *, now: dt.datetime, tries: i
               where=where)
         raise SignInRefused
     if not _verify(user.password_hash, password):
-        user.failed_tries += 1
+        # counted in the database, not in this process's copy: wrong passwords sent at once all count
+        count = s.execute(update(WebUser).where(WebUser.id == user.id)
+                          .values(failed_tries=WebUser.failed_tries + 1)
+                          .returning(WebUser.failed_tries)).scalar_one()
         audit(s, actor=f"web:{user.login}", action="web_sign_in_failed", subject=subject, now=now,
-              where=where, tries=user.failed_tries)
-        if user.failed_tries >= tries:
-            user.failed_tries, user.locked_until = 0, now + lock_for
+              where=where, tries=count)
+        if count >= tries:
+            until = now + lock_for
+            s.execute(update(WebUser).where(WebUser.id == user.id).values(failed_tries=0, locked_until=until))
             audit(s, actor="system", action="web_user_locked", subject=subject, now=now,
-                  until=user.locked_until.isoformat(timespec="seconds"))
+                  until=until.isoformat(timespec="seconds"))
+        s.expire(user)
         raise SignInRefused
     if _HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = _HASHER.hash(password)

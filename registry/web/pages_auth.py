@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from pydantic import BaseModel
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from registry.web.auth import LANGUAGES, end_session, new_session, sign_in
+from registry.web.auth import LANGUAGES, VERIFYING, end_session, new_session, sign_in
 from registry.web.deps import COOKIE, Ctx, api_ctx, page_ctx
 from registry.web.errors import BadInput, Forbidden
 from registry.web.render import page, redirect, templates
@@ -57,7 +57,7 @@ def _open(request: Request, login: str, password: str) -> tuple[str, str, str]:
     settings: WebSettings = state.settings
     now = state.clock()
     where = request.client.host if request.client else ""
-    with state.sessions() as s:
+    with VERIFYING, state.sessions() as s:
         try:
             user = sign_in(s, login[:200], password[:200], now=now, tries=settings.tries,
                            lock_for=settings.lock_for, where=where)
