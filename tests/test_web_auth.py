@@ -179,3 +179,31 @@ def test_the_language_is_the_users_own(signed_in: Callable[..., WebClient]) -> N
 def test_the_api_is_described_by_openapi(web_db: WebDb) -> None:
     spec = WebClient(web_db.app).get("/api/openapi.json").json()
     assert spec["openapi"].startswith("3.") and "/api/me" in spec["paths"]
+
+
+def test_wrong_passwords_sent_at_once_all_count_and_lock(web_db: WebDb) -> None:
+    import threading
+    login = new_user(web_db, "operator")
+    answers: list[int] = []
+    start = threading.Barrier(12)
+
+    def guess() -> None:
+        c = WebClient(web_db.app)
+        start.wait()
+        answer = c.post("/api/session", json={"login": login, "password": "not the password"})
+        answers.append(answer.status_code)
+
+    threads = [threading.Thread(target=guess) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [401] * 12
+    with web_db.sessions() as s:
+        user = s.scalar(select(WebUser).where(WebUser.login == login))
+        assert user is not None and user.locked_until is not None
+        locks = s.scalars(select(AuditEntry).where(AuditEntry.subject == f"web_user:{user.id}",
+                                                   AuditEntry.action == "web_user_locked")).all()
+    assert len(locks) >= 1
+    right = WebClient(web_db.app).post("/api/session", json={"login": login, "password": PASSWORD})
+    assert right.status_code == 401                     # locked, the right password or not
