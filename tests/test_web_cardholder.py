@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from registry.models import AuditEntry, Card, LoyaltyMember, Station
 from registry.web import auth, signup
 from registry.web_models import WebUser
 from tests.test_web_loyalty import quick_client
-from tests.web_client import WebClient, WebDb, web_db  # noqa: F401
+from tests.web_client import PASSWORD, WebClient, WebDb, new_user, web_db  # noqa: F401
 
 NOW = dt.datetime(2026, 12, 2, 10, 0)
 FORM = signup.SignUpForm("Ana  Pérez", " Ana@Example.org ", "correct horse battery", "es", True)
@@ -221,3 +222,108 @@ def test_sign_ups_from_one_address_are_limited(env: Env) -> None:
     assert signup.sign_up(s, keys, signup.SignUpForm("Later", "later@example.org", "a long password", "en",
                                                      True), now=NOW + signup.RATE_WINDOW, where="192.0.2.7",
                           cheap=True).login == "later@example.org"
+
+
+def _form(i: int | str, email: str = "") -> signup.SignUpForm:
+    return signup.SignUpForm(f"P{i}", email or f"p{i}@example.org", "a long password", "en", True)
+
+
+def test_attempts_are_counted_before_the_work_and_refusals_too(env: Env) -> None:
+    s, keys = env
+    signup.sign_up(s, keys, _form(0), now=NOW, where="192.0.2.8", cheap=True)
+    s.commit()
+    for _ in range(signup.RATE_PER_ADDRESS):            # "taken" answers count as attempts
+        with pytest.raises(signup.SignUpError) as taken:
+            signup.sign_up(s, keys, _form(1, "p0@example.org"), now=NOW, where="192.0.2.9", cheap=True)
+        assert taken.value.code == "email_taken"
+        s.rollback()
+    with pytest.raises(signup.SignUpError) as refused:
+        signup.sign_up(s, keys, _form(1, "p0@example.org"), now=NOW, where="192.0.2.9", cheap=True)
+    assert refused.value.code == "too_many"
+    with pytest.raises(signup.SignUpError) as still:     # a new e-mail too: the address is limited
+        signup.sign_up(s, keys, _form(2), now=NOW, where="192.0.2.9", cheap=True)
+    assert still.value.code == "too_many"
+    s.rollback()
+    attempts = s.scalars(select(AuditEntry.subject).where(AuditEntry.action == signup.ATTEMPT)).all()
+    assert sorted(attempts) == ["address:192.0.2.8"] + ["address:192.0.2.9"] * signup.RATE_PER_ADDRESS
+    assert len(s.scalars(select(WebUser)).all()) == 1
+    with pytest.raises(signup.SignUpError) as wrong:     # a form refused as malformed costs no attempt
+        signup.sign_up(s, keys, signup.SignUpForm("Bo", "bo@example.org", "short", "en", True), now=NOW,
+                       where="192.0.2.10")
+    assert wrong.value.code == "password"
+    assert not signup.rate_limited(s, "192.0.2.10", NOW)
+
+
+def test_a_limited_address_does_not_use_up_the_network_wide_cap(env: Env,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    s, keys = env
+    monkeypatch.setattr(signup, "RATE_ALL", signup.RATE_PER_ADDRESS + 2)
+    for i in range(3 * signup.RATE_PER_ADDRESS):
+        try:
+            signup.sign_up(s, keys, _form(i), now=NOW, where="203.0.113.66", cheap=True)
+            s.commit()
+        except signup.SignUpError as refused:
+            assert refused.code == "too_many"
+    made = [signup.sign_up(s, keys, _form(f"b{i}"), now=NOW, where=f"198.51.100.{i}", cheap=True)
+            for i in range(2)]
+    assert len(made) == 2
+    with pytest.raises(signup.SignUpError) as full:
+        signup.sign_up(s, keys, _form("c"), now=NOW, where="198.51.100.9", cheap=True)
+    assert full.value.code == "too_many"
+
+
+def test_an_attempt_found_beyond_the_limit_after_its_write_is_refused(env: Env,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process's attempts committed between this one's check and its write: the count after the
+    write refuses it and marks it, so it counts toward nothing."""
+    s, keys = env
+    for i in range(signup.RATE_PER_ADDRESS):
+        signup.sign_up(s, keys, _form(i), now=NOW, where="192.0.2.11", cheap=True)
+        s.commit()
+    monkeypatch.setattr(signup, "rate_limited", lambda *_: False)
+    with pytest.raises(signup.SignUpError) as refused:
+        signup.sign_up(s, keys, _form("late"), now=NOW, where="192.0.2.11", cheap=True)
+    assert refused.value.code == "too_many"
+    s.rollback()
+    rows = s.scalars(select(AuditEntry.action).where(AuditEntry.subject == "address:192.0.2.11")).all()
+    assert sorted(rows) == [signup.ATTEMPT] * signup.RATE_PER_ADDRESS + [signup.REFUSED]
+    assert len(s.scalars(select(WebUser)).all()) == signup.RATE_PER_ADDRESS
+
+
+def test_a_sign_up_never_takes_another_users_login(env: Env) -> None:
+    s, keys = env
+    operator = auth.add_user(s, "boss@example.org", PASSWORD, role="operator", actor="test", now=NOW,
+                             cheap=True)
+    s.commit()
+    with pytest.raises(signup.SignUpError) as taken:
+        signup.sign_up(s, keys, _form(1, "Boss@Example.org"), now=NOW, where="192.0.2.12", cheap=True)
+    assert taken.value.code == "email_taken"
+    assert str(taken.value).startswith("an account with this e-mail address exists already: sign in")
+    s.rollback()
+    assert [(u.id, u.role, u.account_id) for u in s.scalars(select(WebUser))] == [
+        (operator.id, "operator", None)]
+
+
+def _post_signup(db: WebDb, email: str) -> str:
+    client = WebClient(db.app)
+    data = {"name": "Ana", "email": email, "password": "correct horse battery", "language": "en",
+            "consent": "yes", "csrf": _csrf_of(client.get("/signup").text)}
+    answer = client.post("/signup", data=data)
+    return "made" if answer.status_code == 200 else answer.text
+
+
+def test_parallel_sign_ups_from_one_address_make_at_most_five(web_db: WebDb) -> None:  # noqa: F811
+    with ThreadPoolExecutor(max_workers=15) as pool:
+        answers = list(pool.map(lambda i: _post_signup(web_db, f"fast{i}@example.org"), range(15)))
+    assert answers.count("made") == signup.RATE_PER_ADDRESS
+    assert all("Too many sign-ups from here" in a for a in answers if a != "made")
+    with web_db.sessions() as s:
+        assert len(s.scalars(select(WebUser).where(WebUser.role == "cardholder")).all()) == 5
+        assert len(s.scalars(select(Card)).all()) == 5
+
+
+def test_the_sixth_taken_probe_in_an_hour_is_refused(web_db: WebDb) -> None:  # noqa: F811
+    taken = new_user(web_db, "operator")
+    answers = [_post_signup(web_db, taken) for _ in range(signup.RATE_PER_ADDRESS + 1)]
+    assert all("An account with this e-mail address exists already" in a for a in answers[:-1])
+    assert "Too many sign-ups from here" in answers[-1] and "exists already" not in answers[-1]

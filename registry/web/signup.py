@@ -4,7 +4,18 @@ The card number is new: the network's loyalty IIN (707701, firmware.config Loyal
 digits from `secrets` and the Luhn check digit (ISO/IEC 7812-1 annex B), 16 digits like the test cards.
 The registry keeps it as every card: a keyed token, a masked number and the number sealed under the KEK.
 The full number is returned once, for the page that shows it; the plastic card is sent later. The web
-user's login is the e-mail, its password an argon2 hash (registry.web.auth). Nothing commits here.
+user's login is the e-mail, its password an argon2 hash (registry.web.auth).
+
+Attempts are rate-limited, not confirmed by mail: the product has no mail transport, so there is no
+confirmation link yet. Every attempt with a well-formed form counts, refused ones too ("e-mail taken"
+included), so the "an account with this e-mail exists already" answer is an oracle of at most
+RATE_PER_ADDRESS questions per client address per hour. The answer is the same whoever holds the login (a
+cardholder, an operator, a fleet customer): logins are unique, a sign-up never takes one. Before any
+expensive work (the argon2 hash) `reserve` takes a lock for this process, writes the attempt as an audit row
+("web.signup_attempt", subject the address) and commits it, then counts again: an attempt counted beyond a
+limit is marked "web.signup_refused" and refused, so parallel requests, even from two processes, never get
+past the limit. The address's limit is checked first and its refusals do not count toward the network-wide
+RATE_ALL, so one address cannot use up the others' sign-ups.
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,18 +39,22 @@ from registry.models import AuditEntry, Card, LoyaltyLink
 from registry.web.auth import add_user
 from registry.web_models import WebUser
 
-__all__ = ["ACTION", "ACTOR", "CARD_YEARS", "LANGUAGES", "LOYALTY_IIN", "SignUpError", "SignUpForm",
-           "SignedUp", "card_expiry", "card_number", "check_form", "rate_limited", "sign_up"]
+__all__ = ["ACTION", "ACTOR", "ATTEMPT", "CARD_YEARS", "LANGUAGES", "LOYALTY_IIN", "REFUSED", "SignUpError",
+           "SignUpForm", "SignedUp", "card_expiry", "card_number", "check_form", "rate_limited", "reserve",
+           "sign_up"]
 
 LOYALTY_IIN = "707701"          # the network's loyalty cards (firmware.config LoyaltySection.iins)
 NUMBER_DIGITS = 16
 CARD_YEARS = 5                  # a new card is valid through the same month five years on
 LANGUAGES = ("en", "ru", "es")
 ACTOR = "web:signup"            # the audit's actor of a sign-up (nobody is signed in), then ":" + address
-ACTION = "web.signup"
+ACTION = "web.signup"           # a sign-up done
+ATTEMPT = "web.signup_attempt"  # an attempt counted (subject "address:<client address>")
+REFUSED = "web.signup_refused"  # an attempt found beyond a limit after it was written (another process's)
 RATE_WINDOW = dt.timedelta(hours=1)
-RATE_PER_ADDRESS = 5            # sign-ups from one client address within RATE_WINDOW
-RATE_ALL = 200                  # sign-ups from anywhere within RATE_WINDOW (each costs an argon2 hash)
+RATE_PER_ADDRESS = 5            # attempts from one client address within RATE_WINDOW
+RATE_ALL = 200                  # attempts from anywhere within RATE_WINDOW (each may cost an argon2 hash)
+_GATE = threading.Lock()        # one check and write of an attempt at a time in this process
 MIN_PASSWORD, MAX_PASSWORD = 10, 200
 MAX_EMAIL = 254                 # RFC 5321's path limit
 _EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+", re.ASCII)
@@ -133,26 +149,58 @@ def _actor(where: str) -> str:
     return f"{ACTOR}:{where}"[:64] if where else ACTOR
 
 
+def _subject(where: str) -> str:
+    return f"address:{where or '-'}"[:64]
+
+
+def _counts(s: Session, where: str, now: dt.datetime) -> tuple[int, int]:
+    """Attempts counted within RATE_WINDOW: from client address `where`, and from anywhere."""
+    recent = select(func.count()).select_from(AuditEntry).where(AuditEntry.action == ATTEMPT,
+                                                                 AuditEntry.at > now - RATE_WINDOW)
+    mine = int(s.scalar(recent.where(AuditEntry.subject == _subject(where))) or 0)
+    return mine, int(s.scalar(recent) or 0)
+
+
 def rate_limited(s: Session, where: str, now: dt.datetime) -> bool:
-    """Whether a sign-up from client address `where` now would pass RATE_PER_ADDRESS or RATE_ALL."""
-    since = now - RATE_WINDOW
-    recent = select(func.count()).select_from(AuditEntry).where(AuditEntry.action == ACTION,
-                                                                 AuditEntry.at > since)
-    if int(s.scalar(recent) or 0) >= RATE_ALL:
-        return True
-    mine = s.scalar(recent.where(AuditEntry.actor == _actor(where))) if where else 0
-    return int(mine or 0) >= RATE_PER_ADDRESS
+    """Whether one more attempt from client address `where` now would pass RATE_PER_ADDRESS (checked
+    first) or RATE_ALL."""
+    mine, every = _counts(s, where, now)
+    return mine >= RATE_PER_ADDRESS or every >= RATE_ALL
+
+
+def _too_many() -> SignUpError:
+    return SignUpError("too_many", "too many sign-ups from here: try again in an hour")
+
+
+def reserve(s: Session, where: str, now: dt.datetime) -> None:
+    """Count one sign-up attempt from client address `where`: written and committed at once (so `s` must
+    hold nothing else), or SignUpError "too_many" when it would pass a limit. Within this process a lock
+    keeps the check and the write together; across processes the count after the commit decides, and an
+    attempt found beyond a limit there is marked refused (it then counts toward no limit)."""
+    with _GATE:
+        if rate_limited(s, where, now):
+            s.rollback()
+            raise _too_many()
+        entry = audit(s, actor=_actor(where), action=ATTEMPT, subject=_subject(where), now=now)
+        s.commit()
+        mine, every = _counts(s, where, now)
+        if mine > RATE_PER_ADDRESS or every > RATE_ALL:
+            entry.action = REFUSED
+            s.commit()
+            raise _too_many()
 
 
 def sign_up(s: Session, keys: RegistryKeys, form: SignUpForm, *, now: dt.datetime, where: str = "",
             timezone: str = "UTC", draw: Callable[[int], int] = secrets.randbelow,
             cheap: bool = False) -> SignedUp:
-    """Create the loyalty account, its card (active) and the cardholder's web user; audited, not committed.
-    `where` is the client's address (the rate limit counts by it). An e-mail already signed up with is
-    refused (SignUpError "email_taken") before anything is written."""
+    """Create the loyalty account, its card (active) and the cardholder's web user; audited.
+
+    `where` is the client's address. A well-formed form is first counted as an attempt (`reserve`, which
+    commits: pass a session with nothing pending); the rest is written and left for the caller to commit.
+    An e-mail already signed up with, or any user's login, is refused (SignUpError "email_taken") before
+    anything else is written."""
     form = check_form(form)
-    if rate_limited(s, where, now):
-        raise SignUpError("too_many", "too many sign-ups from here: try again in an hour")
+    reserve(s, where, now)
     if _login_taken(s, form.email):
         raise SignUpError("email_taken", "an account with this e-mail address exists already: sign in")
     account = admin.create_account(s, form.name, issued_on=now.date(), timezone=timezone, actor=ACTOR,
