@@ -207,3 +207,31 @@ def test_wrong_passwords_sent_at_once_all_count_and_lock(web_db: WebDb) -> None:
     assert len(locks) >= 1
     right = WebClient(web_db.app).post("/api/session", json={"login": login, "password": PASSWORD})
     assert right.status_code == 401                     # locked, the right password or not
+
+
+def test_a_user_changes_their_password_and_every_session_ends(signed_in: Callable[..., WebClient],
+                                                              web_db: WebDb) -> None:
+    c = signed_in("operator")
+    other_browser = WebClient(c.app)
+    new = "a brand new secret"
+    opened = other_browser.post("/api/session", json={"login": c.login, "password": PASSWORD})
+    assert opened.status_code == 200
+    wrong = c.form("/password", {"current": "not it at all", "new": new, "again": new})
+    assert wrong.status_code == 400 and "current password is wrong" in wrong.text
+    assert c.form("/password", {"current": PASSWORD, "new": "a brand new secret",
+                                "again": "a brand new secret"}).status_code == 303
+    assert c.get("/api/me").status_code == 401 and other_browser.get("/api/me").status_code == 401
+    fresh = WebClient(c.app)
+    assert fresh.post("/api/session", json={"login": c.login, "password": PASSWORD}).status_code == 401
+    assert fresh.post("/api/session", json={"login": c.login, "password": new}).status_code == 200
+
+
+def test_an_operator_sets_another_users_password(signed_in: Callable[..., WebClient], web_db: WebDb) -> None:
+    op, victim = signed_in("operator"), signed_in("operator")
+    with web_db.sessions() as s:
+        uid = s.scalar(select(WebUser.id).where(WebUser.login == victim.login))
+    assert op.form(f"/users/{uid}/password", {"password": "reset by the desk"}).status_code == 303
+    assert victim.get("/api/me").status_code == 401
+    again = WebClient(op.app).post("/api/session",
+                                   json={"login": victim.login, "password": "reset by the desk"})
+    assert again.status_code == 200

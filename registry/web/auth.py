@@ -38,6 +38,7 @@ __all__ = [
     "session_of",
     "set_password",
     "sign_in",
+    "verify_password",
 ]
 
 ROLES = ("operator", "station", "fleet", "cardholder")
@@ -130,6 +131,10 @@ def set_password(s: Session, user: WebUser, password: str, *, actor: str, now: d
 # of taking the memory, and a burst of wrong passwords meets the lock (the caller holds it while it checks
 # and commits, so each try reads the count the last one left)
 VERIFYING = threading.BoundedSemaphore(2)
+
+
+def verify_password(stored: str, password: str) -> bool:
+    return _verify(stored, password)
 
 
 def _verify(stored: str, password: str) -> bool:

@@ -12,9 +12,9 @@ from starlette.responses import Response
 
 from registry.fleet.admin import audit
 from registry.fleet_models import AuditEntry
-from registry.web.auth import ROLES, add_user
+from registry.web.auth import ROLES, VERIFYING, add_user, set_password, verify_password
 from registry.web.deps import Ctx, api_ctx, need, page_ctx
-from registry.web.errors import NotFound
+from registry.web.errors import BadInput, NotFound
 from registry.web.render import page, redirect
 from registry.web_models import WebUser
 
@@ -123,13 +123,43 @@ def users_add(ctx: Annotated[Ctx, Depends(page_ctx)], login: Annotated[str, Form
     return redirect("/users")
 
 
-@router.post("/users/{user_id}/{action}", include_in_schema=False)
-def users_state(user_id: int, action: str, ctx: Annotated[Ctx, Depends(page_ctx)]) -> Response:
-    set_state(ctx, user_id, action)
-    return redirect("/users")
-
-
 @router.get("/audit", include_in_schema=False)
 def audit_page(ctx: Annotated[Ctx, Depends(page_ctx)], actor: str = "", subject: str = "") -> Response:
     entries = list_audit(ctx, actor=actor, subject=subject)
     return page(ctx, "audit.html", entries=entries, actor=actor, subject=subject)
+
+
+@router.get("/password", include_in_schema=False)
+def password_page(ctx: Annotated[Ctx, Depends(page_ctx)]) -> Response:
+    return page(ctx, "password.html")
+
+
+@router.post("/password", include_in_schema=False)
+def password_change(ctx: Annotated[Ctx, Depends(page_ctx)], current: Annotated[str, Form()],
+                    new: Annotated[str, Form()], again: Annotated[str, Form()]) -> Response:
+    """Any user, their own password: the current one first; every session of theirs ends (this one too)."""
+    if new != again:
+        raise BadInput(ctx.t("core.password_mismatch"))
+    with VERIFYING:
+        if not verify_password(ctx.user.password_hash, current[:200]):
+            raise BadInput(ctx.t("core.password_wrong"))
+        set_password(ctx.s, ctx.user, new, actor=ctx.actor, now=ctx.now)
+    ctx.s.commit()
+    return redirect("/login")
+
+
+@router.post("/users/{user_id}/password", include_in_schema=False)
+def users_password(user_id: int, ctx: Annotated[Ctx, Depends(page_ctx)],
+                   password: Annotated[str, Form()]) -> Response:
+    """An operator sets another user's password (a forgotten or leaked one): their sessions end."""
+    row = _user(ctx, user_id)
+    set_password(ctx.s, row, password, actor=ctx.actor, now=ctx.now)
+    ctx.s.commit()
+    return redirect("/users")
+
+
+# after /users/{user_id}/password: the first route that matches a path answers it
+@router.post("/users/{user_id}/{action}", include_in_schema=False)
+def users_state(user_id: int, action: str, ctx: Annotated[Ctx, Depends(page_ctx)]) -> Response:
+    set_state(ctx, user_id, action)
+    return redirect("/users")
