@@ -18,6 +18,7 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from registry.fleet import admin, cards
+from registry.loyalty import admin as loyalty
 from registry.models import AuditEntry, Card, Limit, Station, Transaction
 from registry.web.api_fleet_customer import BLOCKING
 from registry.web.deps import utcnow
@@ -224,9 +225,12 @@ def test_pages_in_russian_and_spanish(signed_in: SignIn, fleet: Fleet) -> None:
     assert "Extracto mensual" in es.get("/customer/statement?month=2026-11").text
 
 
-def test_only_a_fleet_customer_with_a_customer(signed_in: SignIn, fleet: Fleet) -> None:
+def test_only_a_fleet_customer_with_a_customer(signed_in: SignIn, fleet: Fleet, web_db: WebDb) -> None:
     assert signed_in("operator").get("/api/customer").status_code == 403
-    holder = signed_in("cardholder", account_id=fleet.account)     # even one whose account is the fleet's
+    with web_db.sessions() as s:
+        loyal = loyalty.create_account(s, "Ana", issued_on=utcnow().date(), actor="operator", now=utcnow())
+        s.commit()
+    holder = signed_in("cardholder", account_id=loyal.id)
     assert holder.get(f"/api/customer/cards/{fleet.truck}").status_code == 403
     assert signed_in("station", station_ids="ST-001").get("/customer").status_code == 403
     stranger = signed_in("fleet", customer_id=fleet.other_customer)
@@ -259,3 +263,71 @@ def test_a_maximum_keyed_in() -> None:
                        ("1e3", "money")):
         with pytest.raises(BadInput):
             parse_maximum(ctx, text, unit)
+
+
+def _put(client: WebClient, scope: str, scope_id: int, period: str, unit: str, maximum: int) -> Any:
+    answer = client.api("PUT", "/api/customer/limits", json={"scope": scope, "scope_id": scope_id,
+                                                             "period": period, "unit": unit,
+                                                             "maximum": maximum})
+    return answer.status_code, answer.json().get("error", answer.json().get("maximum"))
+
+
+def _limit(db: WebDb, scope: str, scope_id: int, period: str, unit: str) -> int | None:
+    with db.sessions() as s:
+        return s.scalar(select(Limit.maximum).where(Limit.scope == scope, Limit.scope_id == scope_id,
+                                                    Limit.period == period, Limit.unit == unit))
+
+
+def test_an_account_limit_is_never_raised_by_the_customer(signed_in: SignIn, fleet: Fleet,
+                                                          web_db: WebDb) -> None:
+    client = signed_in("fleet", customer_id=fleet.customer)
+    account = ("account", fleet.account, "month", "volume")
+    status, error = _put(client, *account, 2_000_000_000)
+    assert status == 403 and "can only be lowered" in error and "2000.00" in error
+    assert _put(client, *account, 2000_01)[0] == 403
+    assert _put(client, *account, 2000_00) == (200, 2000_00)         # the same is no raise
+    assert _put(client, *account, 1500_00) == (200, 1500_00)         # lowered
+    assert _put(client, *account, 2000_00)[0] == 403                 # and not raised back
+    assert _limit(web_db, *account) == 1500_00
+    assert _put(client, "account", fleet.account, "day", "money", 300_00) == (200, 300_00)     # added
+    assert _put(client, "account", fleet.account, "day", "money", 300_01)[0] == 403
+    page = client.form("/customer/limits", {"scope": "account", "scope_id": fleet.account, "period": "month",
+                                            "unit": "volume", "maximum": "1600"})
+    assert page.status_code == 403 and "can only be lowered" in page.text
+    ru = signed_in("fleet", customer_id=fleet.customer, language="ru")
+    assert "можно только снизить" in _put(ru, *account, 1600_00)[1]
+    with web_db.sessions() as s:
+        sets = s.scalars(select(AuditEntry.detail).where(AuditEntry.action == "limit.set",
+                                                         AuditEntry.actor == f"web:{client.login}")).all()
+        assert len(sets) == 3
+
+
+def test_a_card_limit_is_raised_only_up_to_the_accounts(signed_in: SignIn, fleet: Fleet,
+                                                        web_db: WebDb) -> None:
+    client = signed_in("fleet", customer_id=fleet.customer)
+    van = ("card", fleet.van, "month", "volume")                     # the account's is 2000.00 litres
+    assert _put(client, *van, 5000_00) == (200, 5000_00)             # none before: added, whatever its size
+    status, error = _put(client, *van, 5000_01)
+    assert status == 403 and "up to the account's limit" in error and "5000.00" in error
+    assert _put(client, *van, 1000_00) == (200, 1000_00)             # lowered
+    assert _put(client, *van, 2000_00) == (200, 2000_00)             # raised up to the account's
+    status, error = _put(client, *van, 2000_01)
+    assert status == 403 and "at most 2000.00" in error
+    assert _limit(web_db, *van) == 2000_00
+    truck = ("card", fleet.truck, "day", "money")                    # 150.00; the account has no day money
+    assert _put(client, *truck, 200_00) == (200, 200_00)
+    assert _put(client, "account", fleet.account, "day", "money", 250_00) == (200, 250_00)
+    assert _put(client, *truck, 250_00) == (200, 250_00)
+    assert _put(client, *truck, 250_01)[0] == 403
+    assert _put(client, *truck, 0) == (200, 0)                       # lowered to nothing at all
+    es = signed_in("fleet", customer_id=fleet.customer, language="es")
+    assert "hasta el límite de la cuenta" in _put(es, *truck, 300_00)[1]
+
+
+def test_a_maximum_too_large_says_so(signed_in: SignIn, fleet: Fleet, web_db: WebDb) -> None:
+    client = signed_in("fleet", customer_id=fleet.customer)
+    status, error = _put(client, "card", fleet.van, "day", "count", admin.MAX_AMOUNT + 1)
+    assert status == 400 and error == f"The maximum is too large: a limit is at most {admin.MAX_AMOUNT}."
+    status, error = _put(client, "card", fleet.van, "day", "money", admin.MAX_AMOUNT + 1)
+    assert status == 400 and "at most 10000000000.00" in error
+    assert _limit(web_db, "card", fleet.van, "day", "money") is None

@@ -1,6 +1,11 @@
 """A fleet customer's own data (role "fleet"): their accounts with wallets, balances and limits, their cards
 (masked), blocking a card at once, changing a limit, the monthly statement as JSON, CSV and PDF.
 
+LIMIT_RULES: a customer may lower any limit of their accounts and cards (to 0 too) and add one where none of
+that period and unit is. They may raise a card's limit only up to their account's limit of the same period
+and unit when the account has one (with none, the card's may be raised). They never raise an account's
+limit, which the network sets, and nobody clears one here: both are 403 Forbidden with a text saying so.
+
 Every id goes through registry.web.scope: a card or an account of another customer is 404, exactly as one
 that does not exist. The endpoint functions take a Ctx and return pydantic models; the API routes here return
 them and registry.web.pages_fleet_customer renders the same functions as pages. Changes call the fleet
@@ -28,9 +33,9 @@ from registry.fleet.statements import (
     statement,
     statement_csv,
 )
-from registry.fleet_models import Account, Card, Driver, Vehicle
+from registry.fleet_models import Account, Card, Driver, Limit, Vehicle
 from registry.web.deps import Ctx, api_ctx, need
-from registry.web.errors import BadInput
+from registry.web.errors import BadInput, Forbidden
 from registry.web.scope import account_for, card_for, customer_for
 
 __all__ = ["BLOCKING", "AccountOut", "CardOut", "CustomerOut", "LimitIn", "LimitOut", "StatementOut",
@@ -199,13 +204,33 @@ def block_card(ctx: Ctx, card_id: int, action: str, reason: str) -> CardOut:
     return card_detail(ctx, card.id)
 
 
+def _maximum(ctx: Ctx, scope: str, scope_id: int, period: str, unit: str) -> int | None:
+    return ctx.s.scalar(select(Limit.maximum).where(Limit.scope == scope, Limit.scope_id == scope_id,
+                                                    Limit.period == period, Limit.unit == unit))
+
+
+def _shown(value: int, unit: str) -> str:
+    return str(value) if unit == "count" else f"{value // 100}.{value % 100:02d}"
+
+
 def set_card_or_account_limit(ctx: Ctx, change: LimitIn) -> LimitOut:
-    """Set (or replace) a limit on one of the customer's accounts or cards."""
+    """Set a limit on one of the customer's accounts or cards, within what the customer may do (LIMIT_RULES):
+    any limit may be lowered and one added where there is none of that period and unit; an account's limit
+    is never raised (Forbidden), a card's only up to the account's limit of the same period and unit."""
     _customer_id(ctx)
     if change.scope == "card":
         account_id = card_for(ctx, change.scope_id).account_id or 0
     else:
         account_id = account_for(ctx, change.scope_id).id
+    if change.maximum > admin.MAX_AMOUNT:
+        raise BadInput(ctx.t("customer.too_large", most=_shown(admin.MAX_AMOUNT, change.unit)))
+    before = _maximum(ctx, change.scope, change.scope_id, change.period, change.unit)
+    if before is not None and change.maximum > before:
+        if change.scope == "account":
+            raise Forbidden(ctx.t("customer.no_raise_account", most=_shown(before, change.unit)))
+        ceiling = _maximum(ctx, "account", account_id, change.period, change.unit)
+        if ceiling is not None and change.maximum > ceiling:
+            raise Forbidden(ctx.t("customer.no_raise_card", most=_shown(max(before, ceiling), change.unit)))
     admin.set_limit(ctx.s, change.scope, change.scope_id, change.period, change.unit, change.maximum,
                     actor=ctx.actor, now=ctx.now, reason=change.reason)
     ctx.s.commit()
