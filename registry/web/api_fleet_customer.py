@@ -3,7 +3,7 @@
 
 LIMIT_RULES: a customer may lower any limit of their accounts and cards (to 0 too) and add one where none of
 that period and unit is. They may raise a card's limit only up to their account's limit of the same period
-and unit when the account has one (with none, the card's may be raised). They never raise an account's
+and unit when the account has one (with none, not above what the network set). They never raise an account's
 limit, which the network sets, and nobody clears one here: both are 403 Forbidden with a text saying so.
 
 Every id goes through registry.web.scope: a card or an account of another customer is 404, exactly as one
@@ -216,7 +216,8 @@ def _shown(value: int, unit: str) -> str:
 def set_card_or_account_limit(ctx: Ctx, change: LimitIn) -> LimitOut:
     """Set a limit on one of the customer's accounts or cards, within what the customer may do (LIMIT_RULES):
     any limit may be lowered and one added where there is none of that period and unit; an account's limit
-    is never raised (Forbidden), a card's only up to the account's limit of the same period and unit."""
+    is never raised (Forbidden), a card's only up to the account's limit of the same period and unit (never,
+    when the account has none)."""
     _customer_id(ctx)
     if change.scope == "card":
         account_id = card_for(ctx, change.scope_id).account_id or 0
@@ -228,9 +229,11 @@ def set_card_or_account_limit(ctx: Ctx, change: LimitIn) -> LimitOut:
     if before is not None and change.maximum > before:
         if change.scope == "account":
             raise Forbidden(ctx.t("customer.no_raise_account", most=_shown(before, change.unit)))
+        # without an account limit of that period and unit, the operator's card limit is the ceiling
         ceiling = _maximum(ctx, "account", account_id, change.period, change.unit)
-        if ceiling is not None and change.maximum > ceiling:
-            raise Forbidden(ctx.t("customer.no_raise_card", most=_shown(max(before, ceiling), change.unit)))
+        if ceiling is None or change.maximum > ceiling:
+            most = before if ceiling is None else max(before, ceiling)
+            raise Forbidden(ctx.t("customer.no_raise_card", most=_shown(most, change.unit)))
     admin.set_limit(ctx.s, change.scope, change.scope_id, change.period, change.unit, change.maximum,
                     actor=ctx.actor, now=ctx.now, reason=change.reason)
     ctx.s.commit()
