@@ -215,10 +215,15 @@ def test_the_pages_do_it_all_through_forms(op: WebClient, web_db: WebDb) -> None
     assert _form_key(op.get(account_url).text, wallet, "t") != key      # a fresh key for the next top-up
     op.form(account_url + "/limits", {"period": "month", "unit": "volume", "maximum": "500,5"})
     op.form(card_url + "/limits", {"period": "day", "unit": "count", "maximum": "3"})
+    for typed in ("3.0", "3,0", "three"):                                # a count is a whole number
+        assert op.form(card_url + "/limits", {"period": "week", "unit": "count", "maximum": typed}
+                       ).status_code == 400, typed
+    op.form(card_url + "/limits", {"period": "month", "unit": "count", "maximum": "1 000"})
     op.form(card_url + "/windows", {"days": ["sat", "sun"], "start": "08:00", "end": "12:00"})
     view = ok(op.get(f"/api/fleet/accounts/{account}"))
     limits = {(x["scope"], x["unit"]): x["maximum"] for x in view["limits"]}
-    assert limits == {("account", "volume"): 50050, ("card", "count"): 3}
+    counts = sorted(x["maximum"] for x in view["limits"] if x["unit"] == "count")
+    assert counts == [3, 1000] and limits[("account", "volume")] == 50050
     assert op.form(card_url + "/move", {"action": "block", "reason": "check"}).status_code == 303
     assert "badge temp_blocked" in op.get(card_url).text
     assert 'value="unblock"' in op.get(card_url).text and 'value="activate"' not in op.get(card_url).text

@@ -40,6 +40,7 @@ from registry.web.fleet_schemas import (
     WalletIn,
     WindowIn,
 )
+from registry.web.pages_fleet_customer import parse_maximum
 from registry.web.render import page, redirect
 
 __all__ = ["hundredths", "router"]
@@ -196,7 +197,7 @@ def _kind(kind: str) -> str:
 @router.post("/fleet/{kind}/{ident}/limits")
 def limit_set(ctx: Page, kind: str, ident: int, period: Text, unit: Text, maximum: Text,
               reason: Text = "") -> Response:
-    value = int(maximum) if unit == "count" and maximum.strip().isdigit() else hundredths(maximum, "maximum")
+    value = parse_maximum(ctx, maximum, unit)         # a count whole, money and litres to two decimals
     fw.set_limit(ctx, _kind(kind), ident, LimitIn(period=period, unit=unit, maximum=value, reason=reason))
     return _back(kind, ident)
 
