@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
+from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
 
 from contracts.errors import ConfigError, ForecourtError
@@ -237,6 +238,8 @@ def _each(s: Session, rows: list[tuple[int, dict[str, str]]], apply: Callable[[i
     # commits when released): a write that changes nothing first, so the caller alone commits the file
     s.execute(update(Customer).where(Customer.id == -1).values(kind=Customer.kind)
               .execution_options(synchronize_session=False))
+    if s.get_bind().dialect.name == "postgresql":    # that locks nothing there: one import at a time ("FCSV")
+        s.execute(sql("SELECT pg_advisory_xact_lock(:key)"), {"key": 0x46435356})
     whole = s.begin_nested()
     try:
         for row, cells in rows:
