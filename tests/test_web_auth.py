@@ -235,3 +235,9 @@ def test_an_operator_sets_another_users_password(signed_in: Callable[..., WebCli
     again = WebClient(op.app).post("/api/session",
                                    json={"login": victim.login, "password": "reset by the desk"})
     assert again.status_code == 200
+
+
+def test_an_error_page_is_in_the_users_language(signed_in: Callable[..., WebClient]) -> None:
+    c = signed_in("operator", language="ru")
+    refused = c.form("/users/999999/unlock")
+    assert refused.status_code == 404 and "Не найдено" in refused.text

@@ -18,12 +18,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from contracts.errors import ForecourtError
 from registry.keys import RegistryKeys
-from registry.web.deps import GoToSignIn, utcnow
+from registry.web.auth import session_of
+from registry.web.deps import COOKIE, GoToSignIn, utcnow
 from registry.web.errors import WebError
 from registry.web.render import templates
 from registry.web.routes import ROUTERS
@@ -50,8 +52,21 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
+def _language(request: Request) -> str:
+    """The signed-in user's language, else the sign-in page's choice, else the browser's."""
+    state = request.app.state
+    try:
+        with state.sessions() as s:
+            found = session_of(s, request.cookies.get(COOKIE), now=state.clock(), idle=state.settings.idle)
+            if found is not None:
+                return str(found[1].language)
+    except SQLAlchemyError:
+        pass
+    return negotiate(request.cookies.get("fc_lang"), request.headers.get("accept-language"))
+
+
 def _error_page(request: Request, status: int, message: str) -> Response:
-    lang = negotiate(request.cookies.get("fc_lang"), request.headers.get("accept-language"))
+    lang = _language(request)
     body = templates().get_template("error.html").render(
         t=translator(lang), user=None, csrf="", lang=lang, path=request.url.path, status=status,
         message=message)
