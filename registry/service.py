@@ -26,9 +26,11 @@ from registry.fleet.settle import Settled, is_offline, settle_offline, settle_on
 from registry.keys import RegistryKeys
 from registry.loyalty import earnsale
 from registry.models import Account, Authorization, Device, Nozzle, SaleConflict, Transaction
+from registry.voids import VOIDED
 
-__all__ = ["AUTH_TTL", "MAX_FILL_CL", "MAX_PIN_TRIES", "REGISTRY_PROGRAMS", "authorize", "held_sales",
-           "record_sale", "record_sales", "sale_conflicts", "wallet_usage_cl"]
+__all__ = ["AUTH_TTL", "FLAG_REFUSED", "MAX_FILL_CL", "MAX_PIN_TRIES", "REGISTRY_FLAGS", "REGISTRY_PROGRAMS",
+           "authorize", "held_sales", "record_sale", "record_sales", "sale_conflicts", "terminal_flags",
+           "wallet_usage_cl"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,27 @@ REGISTRY_PROGRAMS = frozenset({"fleet"})
 # What a fleet sale may show and still be booked (flagged): its figures against the registry's, not where
 # or when it was made.
 BOOKED_ANYWAY = frozenset({"price_mismatch"})
+# A sale's flag the registry sets itself and a terminal may not send: dropped from what a terminal sent, and
+# the sale flagged FLAG_REFUSED. Voided (registry.voids) above all: a sale sent "voided" would be debited
+# yet never counted, and an operator's void of it would find it done. The others are the registry's checks
+# (registry.checks, the authorization here, registry.fleet.settle and offline_checks, registry.vouchers);
+# "over_authorized" is not one: a terminal flags a pump run past its preset too. "card_<status>" (settle)
+# is matched by its prefix. tests/test_ingest.py checks this list against the registry's code.
+FLAG_REFUSED = "flag_refused"
+REGISTRY_FLAGS = frozenset({
+    VOIDED, FLAG_REFUSED, "voucher_not_redeemed",
+    "unknown_terminal", "inactive_terminal", "wrong_station", "finished_in_future", "finished_too_long_ago",
+    "volume_over_ceiling", "unknown_nozzle", "product_mismatch", "price_mismatch", "amount_mismatch",
+    "unknown_authorization", "unexpected_authorization", "authorization_reused",
+    "authorization_expired", "preset_overrun", "product_not_allowed", "overdrawn",
+    "over_offline_limit", "over_limit", "outside_time_window"})
+
+
+def terminal_flags(sent: list[str]) -> list[str]:
+    """The flags a terminal sent that the registry keeps: its own (REGISTRY_FLAGS) are dropped, and
+    FLAG_REFUSED added in their place so that an operator sees the sale."""
+    kept = [f for f in sent if f not in REGISTRY_FLAGS and not f.startswith("card_")]
+    return kept + [FLAG_REFUSED] if len(kept) < len(sent) else kept
 
 
 def _settled_authorization(session: Session, sale: dict[str, Any], flags: list[str]) -> Authorization | None:
@@ -146,7 +169,8 @@ def _stage(session: Session, sale: dict[str, Any], now: dt.datetime, alarms: lis
         "amount_cents": sale["amount_cents"], "price_milli": sale["price_milli"],
         "card_masked": sale["card_masked"], "finished_at": parse_timestamp(sale["finished_at"]),
         "received_at": now, "recovered": sale["recovered"],
-        "flags": ",".join(dict.fromkeys([*sale["flags"], *fleet.flags, *problems])), "held": held}
+        "flags": ",".join(dict.fromkeys([*terminal_flags(sale["flags"]), *fleet.flags, *problems])),
+        "held": held}
     if "voucher" in sale and sale["volume_cl"] > 0 and not vouchers.spend(
             session, sale["voucher"], terminal=sale["terminal"], sale_id=sale["sale_id"]):
         row["flags"] = ",".join(filter(None, (row["flags"], "voucher_not_redeemed")))   # for an operator

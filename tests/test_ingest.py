@@ -3,6 +3,7 @@ requests are not held by Nagle's algorithm."""
 
 from __future__ import annotations
 
+import re
 import statistics
 import threading
 import time
@@ -21,9 +22,10 @@ from contracts import messages as m
 from drivers.mqtt import MqttLink
 from hostsim.services import free_port, start_mosquitto
 from registry.ingest import SaleIngest
-from registry.models import Device, Transaction
+from registry.models import AuditEntry, Device, Transaction, Wallet
 from registry.server import Registry
-from registry.service import record_sales
+from registry.service import FLAG_REFUSED, REGISTRY_FLAGS, record_sales, terminal_flags
+from registry.voids import VOIDED, void_sale
 
 
 @pytest.fixture
@@ -187,3 +189,38 @@ def test_a_reconnect_does_not_hold_sales_behind_the_configurations(tmp_path: Pat
         terminal.stop()
         reg.stop()
         broker.stop()
+
+
+def test_a_terminals_voided_flag_is_dropped_and_a_later_void_works(env: Env) -> None:
+    """A terminal may not send a flag the registry sets ("voided": debited yet never counted, and an
+    operator's void finding it done): it is dropped, the sale flagged for an operator, and voids as any."""
+    with env.sessions() as s:
+        balance = s.get(Wallet, 1).balance          # type: ignore[union-attr]
+    before = env.usage(1)
+    doc, ack = env.sale(env.auth()["auth_id"], volume_cl=4000, flags=["voided", "totals_mismatch"])
+    assert ack == {"sale_id": doc["sale_id"], "status": "stored", "reason": ""}
+    assert env.usage(1) == before + 4000
+    with env.sessions() as s:
+        tx = s.scalar(select(Transaction).where(Transaction.sale_id == doc["sale_id"]))
+        assert tx is not None and tx.flags == f"totals_mismatch,{FLAG_REFUSED}" and not tx.held
+        done = void_sale(s, doc["sale_id"], actor="op", reason="terminal said voided", now=NOW)
+        s.commit()
+        assert not done.again and [x.amount for x in done.money] == [4000]
+        assert s.get(Wallet, 1).balance == balance      # type: ignore[union-attr]
+        audits = s.scalars(select(AuditEntry.subject).where(AuditEntry.action == "sale.void")).all()
+        assert audits == [f"sale:{doc['sale_id']}"]
+    assert env.usage(1) == before
+
+
+def test_every_flag_the_registry_sets_is_one_a_terminal_may_not_send() -> None:
+    """REGISTRY_FLAGS against the registry's code: each flag literal it appends to a sale's flags (but
+    "over_authorized", which a terminal sets too, and "card_<status>", matched by its prefix)."""
+    root = Path(__file__).resolve().parents[1] / "registry"
+    found = {flag for path in root.rglob("*.py")
+             for flag in re.findall(r'flags\.append\("([a-z_]+)"\)', path.read_text(encoding="utf-8"))}
+    assert found > {"unknown_terminal", "overdrawn"}                     # the pattern finds them
+    assert found - REGISTRY_FLAGS == {"over_authorized"}
+    assert {VOIDED, FLAG_REFUSED, "voucher_not_redeemed"} <= REGISTRY_FLAGS
+    assert terminal_flags(["offline", "card_blocked", "over_authorized"]) == \
+        ["offline", "over_authorized", FLAG_REFUSED]
+    assert terminal_flags(["offline"]) == ["offline"]
