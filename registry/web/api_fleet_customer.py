@@ -36,6 +36,7 @@ from registry.fleet.statements import (
 from registry.fleet_models import Account, Card, Driver, Limit, Vehicle
 from registry.web.deps import Ctx, api_ctx, need
 from registry.web.errors import BadInput, Forbidden
+from registry.web.fleet_schemas import LimitOut
 from registry.web.scope import account_for, card_for, customer_for
 
 __all__ = ["BLOCKING", "AccountOut", "CardOut", "CustomerOut", "LimitIn", "LimitOut", "StatementOut",
@@ -60,16 +61,6 @@ class WalletOut(BaseModel):
     stations: str
     expires_on: dt.date | None
     status: str
-
-
-class LimitOut(BaseModel):
-    scope: str
-    scope_id: int
-    period: str
-    unit: str
-    maximum: int = Field(description="cents, centilitres or sales, by unit")
-    used: int
-    remaining: int
 
 
 class CardOut(BaseModel):

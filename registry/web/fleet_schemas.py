@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 __all__ = ["AccountIn", "AccountOut", "AccountView", "AmountIn", "CardOut", "CardView", "CustomerIn",
            "CustomerOut", "CustomerView", "DriverIn", "DriverOut", "ImportOut", "IssueIn", "LimitIn",
@@ -85,7 +85,7 @@ class LimitOut(BaseModel):
     scope_id: int
     period: str
     unit: str
-    maximum: int
+    maximum: int = Field(description="cents, centilitres or sales, by unit")
     used: int
     remaining: int
 
