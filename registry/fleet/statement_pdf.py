@@ -1,5 +1,6 @@
-"""A fleet customer's statement as a PDF document: every sale of the period (held ones marked and not
-counted), the amount per card as a bar chart, then the subtotals per card and per vehicle and the total.
+"""A fleet customer's statement as a PDF document: every sale of the period (held and voided ones
+marked and not counted), the amount per card as a bar chart, then the subtotals per card and per vehicle
+and the total.
 
 The same figures as registry.fleet.statements (its text and CSV); the words come from `StatementLabels`
 (English by default; the back office fills them from its catalogues in the reader's language). Cards are
@@ -22,10 +23,12 @@ class StatementLabels:
 
     title: str = "Statement: {customer}"
     period: str = "Customer {customer_id}, {start} to {end}"
-    totals: str = "{sales} sales, {litres} L, amount {amount} (held sales are listed but not counted)"
+    totals: str = ("{sales} sales, {litres} L, amount {amount} "
+                   "(held and voided sales are listed but not counted)")
     columns: tuple[str, ...] = ("Date", "Card", "Vehicle", "Driver", "Station", "Product", "Litres", "Amount",
-                                "Odometer", "Held")
+                                "Odometer", "Held / voided")
     held: str = "held"
+    voided: str = "voided"
     per_card: str = "Per card"
     per_vehicle: str = "Per vehicle"
     card: str = "Card"
@@ -50,7 +53,7 @@ def statement_pdf(st: Statement, labels: StatementLabels | None = None) -> bytes
     words = labels or StatementLabels()
     rows = [[f"{r.local_time:%Y-%m-%d %H:%M}", r.card, r.vehicle, r.driver, r.station, r.product,
              money(r.volume_cl), money(r.amount_cents), "" if r.odometer_km is None else str(r.odometer_km),
-             words.held if r.held else ""] for r in st.rows]
+             words.held if r.held else words.voided if r.voided else ""] for r in st.rows]
     t = st.total
     subtitle = "\n".join([
         words.period.format(customer_id=st.customer_id, start=st.start.isoformat(), end=st.end.isoformat()),

@@ -4,7 +4,10 @@ every limit with used and remaining). Read only.
 
 Decisions: a statement's dates are the sale's local date in its account's time zone, start and end
 included. Held sales (failed a registry check: registry.checks) are listed, marked "held", and left out of
-the subtotals and the total, as they are out of every wallet and limit.
+the subtotals and the total, as they are out of every wallet and limit. So are voided ones (registry.voids:
+their debit and usage were reversed), marked "voided": what counts is what counts in turnover
+(registry.turnover_rollup.counts), so a statement's total is the turnover of the customer's accounts and
+what their ledger kept.
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ from contracts.errors import ConfigError
 from registry.fleet import ledger, rules, usage
 from registry.fleet.admin import get
 from registry.models import Account, Card, Customer, Driver, Limit, Transaction, Vehicle, Wallet
+from registry.turnover_rollup import counts
+from registry.voids import VOIDED
 
 __all__ = ["AccountSummary", "LimitLine", "Statement", "StatementRow", "Subtotal", "WalletLine",
            "account_summary", "money", "statement", "statement_csv", "statement_text", "summary_text"]
 
-COLUMNS = ("date", "card", "vehicle", "driver", "station", "product", "litres", "amount", "odometer", "held")
+COLUMNS = ("date", "card", "vehicle", "driver", "station", "product", "litres", "amount", "odometer", "held",
+           "voided")
 
 
 def money(cents: int) -> str:
@@ -47,11 +53,13 @@ class StatementRow:
     amount_cents: int
     odometer_km: int | None
     held: bool
+    voided: bool = False
 
     def fields(self) -> list[str]:
         return [f"{self.local_time:%Y-%m-%d %H:%M}", self.card, self.vehicle, self.driver, self.station,
                 self.product, money(self.volume_cl), money(self.amount_cents),
-                "" if self.odometer_km is None else str(self.odometer_km), "held" if self.held else ""]
+                "" if self.odometer_km is None else str(self.odometer_km), "held" if self.held else "",
+                VOIDED if self.voided else ""]
 
 
 @dataclass
@@ -104,10 +112,11 @@ def statement(s: Session, customer_id: int, start: dt.date, end: dt.date) -> Sta
         tz = accounts[sale.account_id or 0].timezone
         row = StatementRow(rules.local_time(sale.finished_at, tz).replace(tzinfo=None), sale.card_id,
                            sale.card_masked, vehicle or "", driver or "", sale.station_id, sale.product or "",
-                           sale.volume_cl, sale.amount_cents, sale.odometer_km, sale.held)
+                           sale.volume_cl, sale.amount_cents, sale.odometer_km, sale.held,
+                           VOIDED in sale.flags.split(","))
         result.rows.append(row)
-        if row.held:
-            continue
+        if row.held or not counts(sale.flags, sale.volume_cl, sale.amount_cents):
+            continue                       # out of every wallet and limit, or of turnover
         # per card by its id: two cards may share a masked number (first 6, last 4); the label shows both
         label = row.card if row.card_id is None else f"{row.card} (card {row.card_id})"
         result.by_card.setdefault(str(row.card_id or row.card), Subtotal(label)).add(row)
@@ -133,7 +142,7 @@ def statement_text(st: Statement) -> str:
     head = f"Statement for customer {st.customer_id} {st.customer}, {st.start} to {st.end}\n\n"
     body = _table([c.upper() for c in COLUMNS], [r.fields() for r in st.rows])
     total = (f"\nTotal: {st.total.sales} sales, {money(st.total.volume_cl)} L, "
-             f"{money(st.total.amount_cents)} (held sales not counted)\n")
+             f"{money(st.total.amount_cents)} (held and voided sales not counted)\n")
     return head + body + _subtotals("Per card", st.by_card) + _subtotals("Per vehicle", st.by_vehicle) + total
 
 
@@ -148,9 +157,10 @@ def statement_csv(st: Statement) -> str:
         for t in sorted(subtotals.values(), key=lambda t: t.label):
             card, vehicle = (t.label, "") if kind == "card_total" else ("", t.label)
             w.writerow([kind, "", card, vehicle, "", "", "", money(t.volume_cl), money(t.amount_cents), "",
-                        "", t.sales])
+                        "", "", t.sales])
     t = st.total
-    w.writerow(["total", "", "", "", "", "", "", money(t.volume_cl), money(t.amount_cents), "", "", t.sales])
+    w.writerow(["total", "", "", "", "", "", "", money(t.volume_cl), money(t.amount_cents), "", "", "",
+                t.sales])
     return out.getvalue()
 
 
