@@ -5,8 +5,9 @@ its CSV and its PDF, and left out of its totals, so the statement's total is the
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,11 @@ from test_registry_service import NOW, Env, sqlite_env
 from registry.fleet import admin
 from registry.fleet.statement_pdf import statement_pdf
 from registry.fleet.statements import statement, statement_csv, statement_text
-from registry.models import Account, Movement
+from registry.models import Account, Movement, Station, Transaction
 from registry.turnover import TurnoverQuery, turnover
 from registry.voids import void_sale
+from registry.web.deps import utcnow
+from tests.web_client import WebClient, WebDb
 
 
 @pytest.fixture
@@ -64,3 +67,28 @@ def test_a_voided_sale_is_marked_and_not_counted(env: Env) -> None:
     assert "voided" in statement_text(st)
     pdf = "".join(page.extract_text() for page in PdfReader(io.BytesIO(statement_pdf(st))).pages)
     assert "voided" in pdf and "1 sales, 25.00 L" in pdf
+
+
+def test_the_customers_statement_page_and_api_mark_a_voided_sale(
+        web_db: WebDb, signed_in: Callable[..., WebClient]) -> None:
+    ops = {"actor": "operator", "now": utcnow()}
+    at = dt.datetime(2026, 11, 3, 9)
+    with web_db.sessions() as s:
+        s.add(Station(id="ST-001", name="North"))
+        customer = admin.create_customer(s, "ACME Haulage", **ops)
+        account = admin.create_account(s, customer.id, "Trucks", **ops)
+        for n, flags in ((1, ""), (2, "voided")):
+            s.add(Transaction(sale_id=f"sale-{n}", seq=n, kind="fleet", device_id="T-0001",
+                              station_id="ST-001", pump=1, nozzle=1, product="diesel", volume_cl=10_00 * n,
+                              amount_cents=16_59 * n, price_milli=1659, card_masked="707700******0019",
+                              finished_at=at, received_at=at, account_id=account.id, flags=flags))
+        s.commit()
+        customer_id = customer.id
+    for lang, word in (("en", "voided"), ("es", "anulada")):
+        client = signed_in("fleet", customer_id=customer_id, language=lang)
+        data = client.get("/api/customer/statement", params={"month": "2026-11"}).json()
+        assert [r["voided"] for r in data["rows"]] == [False, True]
+        assert (data["total"]["sales"], data["total"]["amount_cents"]) == (1, 16_59)
+        assert word in client.get("/customer/statement?month=2026-11").text
+        pdf = client.get("/customer/statement.pdf?month=2026-11").content
+        assert word in "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)

@@ -115,6 +115,7 @@ class StatementRowOut(BaseModel):
     amount_cents: int
     odometer_km: int | None
     held: bool
+    voided: bool = Field(default=False, description="voided by an operator: listed, not counted")
 
 
 class SubtotalOut(BaseModel):
@@ -276,7 +277,8 @@ def pdf_labels(ctx: Ctx) -> StatementLabels:
                  t("customer.col_driver"), t("customer.col_station"), t("customer.col_product"),
                  t("customer.col_litres"), t("customer.col_amount"), t("customer.col_odometer"),
                  t("customer.col_held")),
-        held=t("customer.held"), per_card=t("customer.per_card"), per_vehicle=t("customer.per_vehicle"),
+        held=t("customer.held"), voided=t("customer.voided"), per_card=t("customer.per_card"),
+        per_vehicle=t("customer.per_vehicle"),
         card=t("customer.col_card"), vehicle=t("customer.col_vehicle"), sales=t("customer.col_sales"),
         litres=t("customer.col_litres"), amount=t("customer.col_amount"), total=t("customer.total"),
         no_vehicle=t("customer.no_vehicle"))
