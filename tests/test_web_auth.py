@@ -241,3 +241,27 @@ def test_an_error_page_is_in_the_users_language(signed_in: Callable[..., WebClie
     c = signed_in("operator", language="ru")
     refused = c.form("/users/999999/unlock")
     assert refused.status_code == 404 and "Не найдено" in refused.text
+
+
+def test_a_form_too_long_for_its_model_is_a_400_not_a_500(signed_in: Callable[..., WebClient]) -> None:
+    op = signed_in("operator")
+    answer = op.form("/network/stations", {"id": "x" * 300, "name": "North"})
+    assert answer.status_code == 422 and "at most 64 characters" in answer.text
+    assert "x" * 300 not in answer.text                      # what was typed is not echoed
+
+
+def test_logins_and_station_lists_fit_what_the_audit_and_the_table_keep(web_db: WebDb) -> None:
+    from registry.web.errors import BadInput
+    now = dt.datetime(2026, 1, 1)
+    with web_db.sessions() as s:
+        s.add(Station(id="S1", name="North"))
+        s.flush()
+        with pytest.raises(BadInput, match="up to 60"):
+            add_user(s, "a" * 61 + "@x.test", PASSWORD, role="operator", actor="t", now=now, cheap=True)
+        user = add_user(s, "m@x.test", PASSWORD, role="station", station_ids="S1, S1,S1", actor="t", now=now,
+                        cheap=True)
+        assert user.station_ids == "S1"
+        with pytest.raises(BadInput, match="too many stations"):
+            many = ",".join(f"S{i:04}" for i in range(300))
+            add_user(s, "n@x.test", PASSWORD, role="station", station_ids=many, actor="t", now=now,
+                     cheap=True)

@@ -17,6 +17,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -88,9 +89,11 @@ async def _web_error(request: Request, exc: Exception) -> Response:
 
 async def _invalid(request: Request, exc: Exception) -> Response:
     where = ""
-    if isinstance(exc, RequestValidationError) and exc.errors():
+    if isinstance(exc, RequestValidationError | ValidationError) and exc.errors():
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())[1:]) + ": " + str(first.get("msg", ""))
+        loc = first.get("loc", ())
+        loc = loc[1:] if isinstance(exc, RequestValidationError) else loc      # ("body", field) or (field,)
+        where = ".".join(str(p) for p in loc) + ": " + str(first.get("msg", ""))
     return _answer(request, 422, f"invalid input {where}".strip())
 
 
@@ -111,6 +114,7 @@ def create_app(settings: WebSettings, *, engine: Engine | None = None,
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     app.add_exception_handler(ForecourtError, _web_error)
     app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(ValidationError, _invalid)      # a model a page's handler builds from a form
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -25,6 +25,7 @@ from registry.web_models import WebSession, WebUser
 
 __all__ = [
     "LANGUAGES",
+    "MAX_LOGIN",
     "ROLES",
     "VERIFYING",
     "Opened",
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 ROLES = ("operator", "station", "fleet", "cardholder")
+# the audit keeps "web:<login>" as who did a change, in 64 characters (AuditEntry.actor): a login fits whole
+MAX_LOGIN = 60
 LANGUAGES = ("en", "ru", "es")
 _FULL = PasswordHasher()
 # tests make many users: the same algorithm at a lower cost (a verify reads the cost from the hash)
@@ -77,8 +80,11 @@ def add_user(s: Session, login: str, password: str, *, role: str, actor: str, no
              name: str = "", station_ids: str = "", customer_id: int | None = None,
              account_id: int | None = None, language: str = "en", cheap: bool = False) -> WebUser:
     login = login.strip().lower()
-    if not login or len(login) > 200 or any(c.isspace() for c in login):
-        raise BadInput("a login is one word of up to 200 characters")
+    if not login or len(login) > MAX_LOGIN or any(c.isspace() for c in login):
+        raise BadInput(f"a login is one word of up to {MAX_LOGIN} characters")
+    stations = list(dict.fromkeys(x.strip() for x in station_ids.split(",") if x.strip()))
+    if len(",".join(stations)) > 1000:
+        raise BadInput("too many stations for one manager: give them fewer, or an operator's sign-in")
     if role not in ROLES:
         raise BadInput(f"a role is one of {', '.join(ROLES)}")
     _check_scope(s, role, station_ids, customer_id, account_id)
@@ -91,7 +97,7 @@ def add_user(s: Session, login: str, password: str, *, role: str, actor: str, no
     if s.scalar(select(WebUser.id).where(WebUser.login == login)) is not None:
         raise BadInput("that login is taken")
     user = WebUser(login=login, name=name.strip()[:200], role=role,
-                   station_ids=",".join(x.strip() for x in station_ids.split(",") if x.strip()),
+                   station_ids=",".join(stations),
                    customer_id=customer_id if role == "fleet" else None,
                    account_id=account_id if role == "cardholder" else None, language=language,
                    password_hash=hash_password(check_password_rule(password), cheap=cheap), created_at=now)

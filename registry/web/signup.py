@@ -36,7 +36,7 @@ from registry.fleet.admin import audit
 from registry.keys import RegistryKeys
 from registry.loyalty import admin
 from registry.models import AuditEntry, Card, LoyaltyLink
-from registry.web.auth import add_user
+from registry.web.auth import MAX_LOGIN, add_user
 from registry.web_models import WebUser
 
 __all__ = ["ACTION", "ACTOR", "ATTEMPT", "CARD_YEARS", "LANGUAGES", "LOYALTY_IIN", "REFUSED", "SignUpError",
@@ -56,7 +56,7 @@ RATE_PER_ADDRESS = 5            # attempts from one client address within RATE_W
 RATE_ALL = 200                  # attempts from anywhere within RATE_WINDOW (each may cost an argon2 hash)
 _GATE = threading.Lock()        # one check and write of an attempt at a time in this process
 MIN_PASSWORD, MAX_PASSWORD = 10, 200
-MAX_EMAIL = 254                 # RFC 5321's path limit
+MAX_EMAIL = MAX_LOGIN           # the e-mail is the login (RFC 5321 allows 254; the audit names logins whole)
 _EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+", re.ASCII)
 _NAME = re.compile(r"[^\x00-\x1f\x7f|<>]{1,100}")
 _DRAWS = 20                     # new numbers tried before giving up (a clash is 1 in 10**9 per card)
