@@ -137,16 +137,19 @@ def reports(made: sessionmaker[Session], label: str) -> bool:
              ("one station per customer", TurnoverQuery(start, end, by="customer", station="ST001")),
              ("10 stations' manager per pump", TurnoverQuery(start, end, by="pump", stations=ten))]
     print(f"\n{label}")
-    print(f"{'report':36} {'path':16} {'planned s':>10} {'straight s':>11} {'lines':>6}  equal")
+    # the limit holds for the first answer (nothing cached by this session yet); "best" is of 3 more
+    print(f"{'report':36} {'path':16} {'planned 1st':>11} {'best':>6} {'straight 1st':>12} {'lines':>6}  "
+          "equal")
     fine = True
     for name, q in cases:
         with made() as s:
-            fast_s, fast = timed(lambda q=q, s=s: turnover(s, q))
+            first_s, _ = timed(lambda q=q, s=s: turnover(s, q), runs=1, warm=False)
+            fast_s, fast = timed(lambda q=q, s=s: turnover(s, q), warm=False)
             slow_s, slow = timed(lambda q=q, s=s: turnover(s, q, path="straight"), runs=1, warm=False)
         same = fast.lines == slow.lines                      # type: ignore[attr-defined]
-        fine = fine and same and fast_s < LIMIT_S
-        print(f"{name:36} {fast.path:16} {fast_s:10.3f} {slow_s:11.3f} {len(fast.lines):6}  "  # type: ignore[attr-defined]
-              f"{'yes' if same else 'NO'}")
+        fine = fine and same and first_s < LIMIT_S
+        print(f"{name:36} {fast.path:16} {first_s:11.3f} {fast_s:6.3f} {slow_s:12.3f} "  # type: ignore[attr-defined]
+              f"{len(fast.lines):6}  {'yes' if same else 'NO'}")
     return fine
 
 
