@@ -158,8 +158,8 @@ def to_csv(sheet: Sheet) -> str:
     return out.getvalue()
 
 
-def _download(body: bytes, kind: str, suffix: str, media: str) -> Response:
-    name = f"{kind}-{dt.date.today().isoformat()}.{suffix}"
+def _download(ctx: Ctx, body: bytes, kind: str, suffix: str, media: str) -> Response:
+    name = f"{kind}-{ctx.now.date().isoformat()}.{suffix}"
     return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
@@ -238,7 +238,7 @@ def report_csv(ctx: CtxPage, request: Request, kind: str) -> Response:
     if kind not in SHEETS:
         raise NotFound("report")
     body = to_csv(SHEETS[kind](ctx, request)).encode("utf-8-sig")    # a BOM: spreadsheets read UTF-8
-    return _download(body, kind, "csv", "text/csv; charset=utf-8")
+    return _download(ctx, body, kind, "csv", "text/csv; charset=utf-8")
 
 
 @router.get("/reports/{kind}.pdf")
@@ -252,7 +252,7 @@ def report_pdf(ctx: CtxPage, request: Request, kind: str) -> Response:
         labels, values = _top(sheet.chart[0], sheet.chart[1])
         chart = (labels, values, sheet.chart[2])
     body = table_pdf(sheet.title, sheet.subtitle, sheet.header, rows, chart=chart)
-    return _download(body, kind, "pdf", "application/pdf")
+    return _download(ctx, body, kind, "pdf", "application/pdf")
 
 
 @router.get("/reports/{kind}")
