@@ -17,7 +17,7 @@ from pathlib import Path
 from fpdf import FPDF
 
 from contracts.errors import ConfigError, MissingComponent
-from registry.web.charts import nice_ticks, value_text
+from registry.charts import nice_ticks, value_text
 
 __all__ = ["FONT_DIR", "Section", "table_pdf"]
 
@@ -158,7 +158,7 @@ def table_pdf(title: str, subtitle: str, header: list[str], rows: list[list[str]
               chart: Chart | None = None, sections: Sequence[Section] = (),
               font_dir: Path = FONT_DIR) -> bytes:
     """The document: `title` and `subtitle` on the first page, an optional bar chart (labels, integer values,
-    their unit as registry.web.charts.value_text reads it), then the table, its header on every page, then
+    their unit as registry.charts.value_text reads it), then the table, its header on every page, then
     each further section's heading and table."""
     tables = [Section("", header, rows), *sections]
     for table in tables:

@@ -1,4 +1,4 @@
-"""registry.web.charts: SVG that parses as XML, bars as long as their values, labels from the database
+"""registry.charts: SVG that parses as XML, bars as long as their values, labels from the database
 escaped, ticks round."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from contracts.errors import ConfigError
-from registry.web.charts import bar_chart, clean, line_chart, nice_ticks, value_text
+from registry.charts import bar_chart, clean, line_chart, nice_ticks, value_text
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 

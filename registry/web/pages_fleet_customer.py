@@ -13,9 +13,9 @@ from fastapi import APIRouter, Depends, Form, Query
 from markupsafe import Markup
 from starlette.responses import Response
 
+from registry.charts import bar_chart, line_chart
 from registry.fleet.statements import Statement
 from registry.web import api_fleet_customer as api
-from registry.web.charts import bar_chart, line_chart
 from registry.web.deps import Ctx, page_ctx
 from registry.web.errors import BadInput
 from registry.web.render import page, redirect

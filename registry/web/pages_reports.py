@@ -18,10 +18,10 @@ from markupsafe import Markup
 from sqlalchemy import select
 from starlette.responses import Response
 
+from registry.charts import bar_chart, line_chart
 from registry.models import Customer, Product, Station
 from registry.pdfdoc import table_pdf
 from registry.web import api_reports as api
-from registry.web.charts import bar_chart, line_chart
 from registry.web.deps import Ctx, page_ctx
 from registry.web.errors import BadInput, NotFound
 from registry.web.render import litres, money, page
@@ -46,7 +46,7 @@ class Sheet:
     rows: list[list[str]]
     numeric: set[int] = field(default_factory=set)          # columns aligned right (numbers)
     total: list[str] | None = None
-    chart: tuple[list[str], list[int], str] | None = None  # labels, values, unit (registry.web.charts)
+    chart: tuple[list[str], list[int], str] | None = None  # labels, values, unit (registry.charts)
     chart_title: str = ""
     over_time: bool = False                                 # a line chart (per day), else bars
 
