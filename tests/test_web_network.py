@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -109,8 +110,9 @@ def test_a_price_change_on_the_stations_clock_waits_then_applies_and_can_be_canc
     assert answer.status_code == 303 and answer.headers["location"] == "/network/stations/ST-1"
     with web_db.sessions() as s:
         change = s.scalars(select(PriceChange)).one()
-        # 06:00 in Madrid in winter is 05:00 UTC
-        assert change.effective_at == dt.datetime.combine(tomorrow, dt.time(5, 0))
+        # 06:00 on Madrid's clock (05:00 UTC in winter, 04:00 in summer), stored as naive UTC
+        local = dt.datetime.combine(tomorrow, dt.time(6, 0), tzinfo=ZoneInfo("Europe/Madrid"))
+        assert change.effective_at == local.astimezone(dt.UTC).replace(tzinfo=None)
         assert change.applied_at is None and change.created_by == f"web:{op.login}"
     assert _nozzle_prices(web_db, "ST-1")[1, 1] == 1659
     listed = op.get("/api/network/prices?station=ST-1").json()

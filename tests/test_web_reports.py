@@ -21,22 +21,24 @@ from registry.web.deps import utcnow
 from tests.web_client import WebClient, WebDb
 
 SignedIn = Callable[..., WebClient]
-TODAY = utcnow().date()
-START = TODAY.replace(day=1).isoformat()
 
 
-def _sale(station: str, pump: int, product: str, volume: int, *, card: int | None = None,
-          account: int | None = None, at: dt.datetime | None = None) -> Transaction:
+def _period(today: dt.date) -> dict[str, str]:
+    """This month up to today."""
+    return {"start": today.replace(day=1).isoformat(), "end": today.isoformat()}
+
+
+def _sale(station: str, pump: int, product: str, volume: int, at: dt.datetime, *, card: int | None = None,
+          account: int | None = None) -> Transaction:
     return Transaction(sale_id=str(uuid.uuid4()), device_id="T-1", station_id=station, pump=pump, nozzle=1,
                        product=product, volume_cl=volume, amount_cents=volume * 1659 // 1000,
-                       price_milli=1659, card_masked="700000******0011", finished_at=at or utcnow(),
-                       received_at=utcnow(), card_id=card, account_id=account,
+                       price_milli=1659, card_masked="700000******0011", finished_at=at,
+                       received_at=at, card_id=card, account_id=account,
                        kind="fleet" if card else "bank")
 
 
-def _network(db: WebDb) -> dict[str, int]:
-    """Two stations, two products, two customers with a card each, sales at both stations today."""
-    now = utcnow()
+def _network(db: WebDb, now: dt.datetime) -> dict[str, int]:
+    """Two stations, two products, two customers with a card each, sales at both stations at `now`."""
     with db.sessions() as s:
         network.add_station(s, "ST-1", "Calle Mayor", actor="seed", now=now)
         network.add_station(s, "ST-2", "=Ring Road", actor="seed", now=now)     # a formula-looking name
@@ -51,9 +53,9 @@ def _network(db: WebDb) -> dict[str, int]:
             s.add(card)
             s.flush()
             ids[name], ids[f"{name}-card"], ids[f"{name}-account"] = customer.id, card.id, account.id
-        s.add_all([_sale("ST-1", 1, "DSL", 1000), _sale("ST-1", 2, "95", 2000),
-                   _sale("ST-1", 1, "DSL", 3000, card=ids["ACME-card"], account=ids["ACME-account"]),
-                   _sale("ST-2", 1, "DSL", 4000, card=ids["Other-card"], account=ids["Other-account"]),
+        s.add_all([_sale("ST-1", 1, "DSL", 1000, now), _sale("ST-1", 2, "95", 2000, now),
+                   _sale("ST-1", 1, "DSL", 3000, now, card=ids["ACME-card"], account=ids["ACME-account"]),
+                   _sale("ST-2", 1, "DSL", 4000, now, card=ids["Other-card"], account=ids["Other-account"]),
                    Device(id="T-1", station_id="ST-1", pin_key_hex="00" * 16, online=True, last_seen_at=now,
                           backlog=2, backlog_oldest_s=30),
                    Device(id="T-2", station_id="ST-2", pin_key_hex="00" * 16)])
@@ -61,8 +63,8 @@ def _network(db: WebDb) -> dict[str, int]:
     return ids
 
 
-def _turnover(client: WebClient, **params: object) -> dict[str, object]:
-    answer = client.get("/api/reports/turnover", params={"start": START, "end": TODAY.isoformat(), **params})
+def _turnover(client: WebClient, today: dt.date, **params: object) -> dict[str, object]:
+    answer = client.get("/api/reports/turnover", params={**_period(today), **params})
     assert answer.status_code == 200, answer.text
     found: dict[str, object] = answer.json()
     return found
@@ -74,27 +76,31 @@ def _lines(report: dict[str, object]) -> dict[str, tuple[int, int]]:
 
 def test_an_operator_sees_every_station_before_and_after_the_rollup(web_db: WebDb,
                                                                      signed_in: SignedIn) -> None:
-    _network(web_db)
+    now = utcnow()
+    _network(web_db, now)
+    today = now.date()
     operator = signed_in("operator")
-    before = _turnover(operator)
+    before = _turnover(operator, today)
     assert _lines(before) == {"Calle Mayor": (3, 6000), "=Ring Road": (1, 4000)}
     catch_up(web_db.sessions, utcnow())
-    after = _turnover(operator)
+    after = _turnover(operator, today)
     assert after["lines"] == before["lines"] and after["source"] == "station summary"
     assert after["total"]["sales"] == 4                                            # type: ignore[index]
-    assert _lines(_turnover(operator, by="product")) == {"Diesel": (3, 8000), "Super 95": (1, 2000)}
-    assert _lines(_turnover(operator, by="pump", station="ST-1")) == {"Calle Mayor · pump 1": (2, 4000),
-                                                                    "Calle Mayor · pump 2": (1, 2000)}
-    by_customer = _lines(_turnover(operator, by="customer"))
+    assert _lines(_turnover(operator, today, by="product")) == {"Diesel": (3, 8000), "Super 95": (1, 2000)}
+    by_pump = _lines(_turnover(operator, today, by="pump", station="ST-1"))
+    assert by_pump == {"Calle Mayor · pump 1": (2, 4000), "Calle Mayor · pump 2": (1, 2000)}
+    by_customer = _lines(_turnover(operator, today, by="customer"))
     assert by_customer == {"ACME": (1, 3000), "Other": (1, 4000)}
     assert "/api/reports/turnover" in operator.get("/api/openapi.json").text
 
 
 def test_a_station_manager_sees_only_their_stations(web_db: WebDb, signed_in: SignedIn) -> None:
-    ids = _network(web_db)
+    now = utcnow()
+    ids = _network(web_db, now)
+    today = now.date()
     manager = signed_in("station", station_ids="ST-2")
-    assert _lines(_turnover(manager)) == {"=Ring Road": (1, 4000)}
-    assert _lines(_turnover(manager, by="day")) == {TODAY.isoformat(): (1, 4000)}
+    assert _lines(_turnover(manager, today)) == {"=Ring Road": (1, 4000)}
+    assert _lines(_turnover(manager, today, by="day")) == {today.isoformat(): (1, 4000)}
     for params in ({"station": "ST-1"}, {"customer": ids["ACME"]}, {"card": ids["ACME-card"]}):
         answer = manager.get("/api/reports/turnover", params=params)
         assert answer.status_code == 404, params
@@ -105,36 +111,40 @@ def test_a_station_manager_sees_only_their_stations(web_db: WebDb, signed_in: Si
 
 
 def test_a_fleet_customer_sees_only_their_own_sales(web_db: WebDb, signed_in: SignedIn) -> None:
-    ids = _network(web_db)
+    now = utcnow()
+    ids = _network(web_db, now)
+    today = now.date()
     fleet = signed_in("fleet", customer_id=ids["ACME"])
-    assert _lines(_turnover(fleet)) == {"Calle Mayor": (1, 3000)}
-    assert _lines(_turnover(fleet, by="card")) == {"7000 **** **** 0000": (1, 3000)}
-    assert _lines(_turnover(fleet, station="ST-2")) == {}
+    assert _lines(_turnover(fleet, today)) == {"Calle Mayor": (1, 3000)}
+    assert _lines(_turnover(fleet, today, by="card")) == {"7000 **** **** 0000": (1, 3000)}
+    assert _lines(_turnover(fleet, today, station="ST-2")) == {}
     for params in ({"customer": ids["Other"]}, {"card": ids["Other-card"]}, {"station": "ST-9"}):
         assert fleet.get("/api/reports/turnover", params=params).status_code == 404, params
     assert fleet.get("/api/reports/loyalty").status_code == 403
-    holder = signed_in("cardholder", account_id=_loyalty_account(web_db))
+    holder = signed_in("cardholder", account_id=_loyalty_account(web_db, today))
     assert holder.get("/api/reports/turnover").status_code == 403
 
 
-def _loyalty_account(db: WebDb) -> int:
+def _loyalty_account(db: WebDb, today: dt.date) -> int:
     from registry.loyalty.admin import create_account
     with db.sessions() as s:
-        account = create_account(s, "Ana", issued_on=TODAY, actor="test", now=dt.datetime(2026, 1, 1))
+        account = create_account(s, "Ana", issued_on=today, actor="test", now=dt.datetime(2026, 1, 1))
         s.commit()
         return account.id
 
 
 def test_the_page_shows_the_table_a_chart_and_links_to_csv_and_pdf(web_db: WebDb,
                                                                     signed_in: SignedIn) -> None:
-    _network(web_db)
+    now = utcnow()
+    _network(web_db, now)
+    period = _period(now.date())
     operator = signed_in("operator")
-    page = operator.get("/reports", params={"start": START, "end": TODAY.isoformat(), "by": "station"})
+    page = operator.get("/reports", params={**period, "by": "station"})
     assert page.status_code == 200
     assert 'id="report-table"' in page.text and "Calle Mayor" in page.text and "60.00" in page.text
     svg = page.text[page.text.index("<svg"):page.text.index("</svg>") + 6]
     ET.fromstring(svg)                                           # well-formed markup
-    query = f"start={START}&amp;end={TODAY.isoformat()}&amp;by=station"      # escaped in HTML
+    query = f"start={period['start']}&amp;end={period['end']}&amp;by=station"      # escaped in HTML
     assert f"/reports/turnover.csv?{query}" in page.text and f"/reports/turnover.pdf?{query}" in page.text
     ru = signed_in("operator")
     ru.form("/language", {"lang": "ru", "back": "/reports"})
@@ -142,9 +152,10 @@ def test_the_page_shows_the_table_a_chart_and_links_to_csv_and_pdf(web_db: WebDb
 
 
 def test_csv_and_pdf_are_downloads_of_the_same_table(web_db: WebDb, signed_in: SignedIn) -> None:
-    _network(web_db)
+    now = utcnow()
+    _network(web_db, now)
     operator = signed_in("operator")
-    params = {"start": START, "end": TODAY.isoformat(), "by": "station"}
+    params = {**_period(now.date()), "by": "station"}
     answer = operator.get("/reports/turnover.csv", params=params)
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
     assert answer.headers["content-disposition"].startswith("attachment;")
@@ -160,8 +171,8 @@ def test_csv_and_pdf_are_downloads_of_the_same_table(web_db: WebDb, signed_in: S
 
 
 def test_terminals_vouchers_and_loyalty_reports(web_db: WebDb, signed_in: SignedIn) -> None:
-    _network(web_db)
     now = utcnow()
+    _network(web_db, now)
     with web_db.sessions() as s:
         s.add_all([Voucher(code_digest="a" * 64, code_hint="AAAA", product="DSL", volume_cl=2000,
                            status="issued", issued_at=now),
