@@ -97,9 +97,8 @@ def cmd_user_unlock(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from registry.web.demo import seed
-
     from registry.keys import load_or_create_keys
+    from registry.web.demo import seed
 
     keys = load_or_create_keys(Path(args.state_dir) / "registry-keys.json")
     with session(args.db) as s:
