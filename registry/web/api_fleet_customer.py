@@ -38,6 +38,7 @@ from registry.web.deps import Ctx, api_ctx, need
 from registry.web.errors import BadInput, Forbidden
 from registry.web.fleet_schemas import LimitOut
 from registry.web.scope import account_for, card_for, customer_for
+from registry.web.today import accounts_today
 
 __all__ = ["BLOCKING", "AccountOut", "CardOut", "CustomerOut", "LimitIn", "LimitOut", "StatementOut",
            "WalletOut", "account_detail", "block_card", "card_detail", "month_span", "overview", "pdf_labels",
@@ -250,7 +251,7 @@ def statement_of(ctx: Ctx, month: str = "", start: dt.date | None = None,
                  end: dt.date | None = None) -> Statement:
     """The customer's statement of a month, or from `start` to `end` (local dates, both included)."""
     customer_id = _customer_id(ctx)
-    first, last = month_span(month, ctx.now.date())
+    first, last = month_span(month, accounts_today(ctx, customer_id))
     start, end = start or first, end or (last if start is None else start)
     if end < start or (end - start).days >= MAX_DAYS:
         raise BadInput(f"a statement covers 1 to {MAX_DAYS} days, its end on or after its start")

@@ -28,6 +28,7 @@ from registry.turnover_loyalty import points_by_station, station_names, vouchers
 from registry.web.deps import Ctx, api_ctx, need
 from registry.web.errors import BadInput, Forbidden, NotFound
 from registry.web.scope import card_for, customer_for, station_for, station_ids
+from registry.web.today import stations_today
 
 __all__ = ["LoyaltyOut", "TerminalsOut", "TurnoverAsk", "TurnoverOut", "VouchersOut", "loyalty_report",
            "router", "terminals_report", "turnover_report", "vouchers_report"]
@@ -120,8 +121,8 @@ class TerminalsOut(BaseModel):
 
 
 def period(ctx: Ctx, start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date]:
-    """The period asked; by default this month up to today (UTC)."""
-    today = ctx.now.date()
+    """The period asked; by default this month up to today (the latest local date of the user's stations)."""
+    today = stations_today(ctx)
     end = end or today
     start = start or end.replace(day=1)
     if end < start:
