@@ -63,7 +63,13 @@ def parse_local(ctx: Ctx, text: str, timezone: str) -> dt.datetime | None:
         raise BadInput(ctx.t("network.bad_time")) from None
     if local.tzinfo is not None:
         raise BadInput(ctx.t("network.bad_time"))
-    return local.replace(tzinfo=_zone(timezone)).astimezone(dt.UTC).replace(tzinfo=None)
+    zone = _zone(timezone)
+    first, second = (local.replace(tzinfo=zone, fold=f).astimezone(dt.UTC) for f in (0, 1))
+    if first.astimezone(zone).replace(tzinfo=None) != local:       # skipped when the clocks went forward
+        raise BadInput(ctx.t("network.time_skipped"))
+    if first != second:                                              # shown twice when they went back
+        raise BadInput(ctx.t("network.time_twice"))
+    return first.replace(tzinfo=None)
 
 
 def local_time(at: dt.datetime | None, timezone: str) -> str:
