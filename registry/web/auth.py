@@ -20,6 +20,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from registry.fleet.admin import audit
+from registry.fleet_models import Account, Customer
+from registry.models import Station
 from registry.web.errors import BadInput
 from registry.web_models import WebSession, WebUser
 
@@ -87,10 +89,10 @@ def add_user(s: Session, login: str, password: str, *, role: str, actor: str, no
         raise BadInput("too many stations for one manager: give them fewer, or an operator's sign-in")
     if role not in ROLES:
         raise BadInput(f"a role is one of {', '.join(ROLES)}")
-    _check_scope(s, role, station_ids, customer_id, account_id)
+    _check_scope(s, role, stations, customer_id, account_id)
     if language not in LANGUAGES:
         raise BadInput(f"a language is one of {', '.join(LANGUAGES)}")
-    need = {"station": bool(station_ids.strip()), "fleet": customer_id is not None,
+    need = {"station": bool(stations), "fleet": customer_id is not None,
             "cardholder": account_id is not None, "operator": True}
     if not need[role]:
         raise BadInput(f"a {role} user needs what they may see (stations, customer or account)")
@@ -108,14 +110,11 @@ def add_user(s: Session, login: str, password: str, *, role: str, actor: str, no
     return user
 
 
-def _check_scope(s: Session, role: str, station_ids: str, customer_id: int | None,
+def _check_scope(s: Session, role: str, stations: list[str], customer_id: int | None,
                  account_id: int | None) -> None:
     """What a user may see must exist: their stations, their fleet customer, their card account."""
-    from registry.fleet_models import Account, Customer
-    from registry.models import Station
-
     if role == "station":
-        for sid in (x.strip() for x in station_ids.split(",") if x.strip()):
+        for sid in stations:
             if s.get(Station, sid) is None:
                 raise BadInput(f"no station {sid[:64]}")
     if role == "fleet" and customer_id is not None and s.get(Customer, customer_id) is None:
