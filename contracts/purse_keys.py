@@ -79,7 +79,7 @@ class PurseKeyError(ConfigError):
 class Purpose(enum.Enum):
     """What a diversified key is for; its value is the KDF label's last word."""
 
-    AUTH = b"auth"        # card <-> SAM mutual authentication (held by card, issuer, SAM for its session)
+    AUTH = b"auth"        # the card proving itself to the issuer online (load, unblock): card and issuer only
     RECORD = b"record"    # the card's MAC over each purchase record: card and issuer only
     LOAD = b"load"        # the issuer's MAC over a load, checked by the card: card and issuer only
     ADMIN = b"admin"      # issuer scripts: block the card, reset PIN tries, change limits
