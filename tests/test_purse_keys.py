@@ -43,6 +43,22 @@ CAVP_FIXED = bytes.fromhex(
     "c16e6e02c5a3dcc8d78b9ac1306877761310455b4e41469951d9e6c2245a064b"
     "33fd8c3b01203a7824485bf0a64060c4648b707d2607935699316ea5")
 CAVP_KO = bytes.fromhex("8be8f0869b3c0ba97b71863d1b9f7813")
+# The same file, [CTRLOCATION=BEFORE_FIXED] [RLEN=32_BITS] (the 32-bit counter the purse keys use): KI,
+# FixedInputData (60 bytes), KO; one with L=256 (two CMAC blocks) and one with [PRF=CMAC_AES256].
+CAVP_R32 = [
+    ("c10b152e8c97b77e18704e0f0bd38305",
+     ("98cd4cbbbebe15d17dc86e6dbad800a2dcbd64f7c7ad0e78e9cf94ffdba89d03"
+     "e97eadf6c4f7b806caf52aa38f09d0eb71d71f497bcc6906b48d36c4"),
+     "26faf61908ad9ee881b8305c221db53f"),
+    ("695f1b1a16c949cea51cdf2554ec9d42",
+     ("4fce5942832a390aa1cbe8a0bf9d202cb799e986c9d6b51f45e4d597a6b57f06"
+     "a4ebfec6467335d116b7f5f9c5b954062f661820f5db2a5bbb3e0625"),
+     "d34b601ec18c34dfa0f9e0b7523e218bdddb9befe8d08b6c0202d75ace0dba89"),
+    ("d0b1b3b70b2393c48ca05159e7e28cbeadea93f28a7cdae964e5136070c45d5c",
+     ("dd2f151a3f173492a6fbbb602189d51ddf8ef79fc8e96b8fcbe6dabe73a35b48"
+     "104f9dff2d63d48786d2b3af177091d646a9efae005bdfacb61a1214"),
+     "8c449fb474d1c1d4d2a33827103b656a"),
+]
 
 MASTER = bytes(range(16))
 CARD = bytes.fromhex("7077000000000019")
@@ -58,6 +74,12 @@ def test_aes_cmac_rfc4493(length: int, expected: str) -> None:
 
 def test_kbkdf_counter_cmac_aes128_cavp() -> None:
     assert kdf_counter_cmac(CAVP_KI, CAVP_FIXED, 16, counter_bytes=1) == CAVP_KO
+
+
+@pytest.mark.parametrize(("ki", "fixed", "ko"), CAVP_R32)
+def test_kbkdf_counter_cmac_cavp_32_bit_counter(ki: str, fixed: str, ko: str) -> None:
+    out = kdf_counter_cmac(bytes.fromhex(ki), bytes.fromhex(fixed), len(ko) // 2)
+    assert out.hex() == ko
 
 
 def test_kbkdf_is_cmac_of_counter_and_fixed_input() -> None:
