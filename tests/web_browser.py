@@ -68,7 +68,12 @@ class Browser:
 
 
 def _new(folder: Path, before: set[Path], suffix: str) -> Path | None:
-    done = [p for p in folder.iterdir() if p not in before and p.name.endswith(suffix)]
+    """The new file once Chromium has finished it: it makes the file empty under its final name at the
+    start, writes NAME.crdownload beside it and renames that over it at the end."""
+    names = list(folder.iterdir())
+    if any(p.name.endswith(".crdownload") for p in names):
+        return None
+    done = [p for p in names if p not in before and p.name.endswith(suffix) and p.stat().st_size > 0]
     return done[0] if done else None
 
 
