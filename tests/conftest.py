@@ -40,10 +40,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # scenarios and the PC/SC tests. Under pytest-xdist (`make test` runs two workers) they are one unit of work,
 # run on one worker in turn while the other worker runs the rest: two workers waiting for one lock would
 # only add waits. (xdist's own --dist loadgroup groups by a suffix of the node id, which pytest 9 no longer
-# keeps; this scheduler groups by the node id itself.)
+# keeps; this scheduler groups by the node id itself.) The back office's browser tests join them: headless
+# Chromium beside a running simulator on two cores starved its pump line once (the terminal saw "Pump
+# unavailable" mid-fill), and in turn they cost the unit some 20 s.
 PCSCD_GROUP = "pcscd"
 PCSCD_FILES = ("tests/e2e/", "tests/test_pcsc_reader.py", "tests/test_contactless_tag.py",
-               "tests/test_window_sim.py")
+               "tests/test_window_sim.py", "tests/test_web_browser.py")
 
 
 def needs_pcscd(nodeid: str) -> bool:
