@@ -189,7 +189,7 @@ def test_dropped_bytes_are_survived() -> None:
 
 def test_offline_after_n_missed_polls_and_back() -> None:
     sim = SimPump(1)
-    link, _ = make_link(sim.handle, offline_after=3)
+    link, _ = make_link(sim.handle, offline_after=3, offline_time=0.0)
     link.poll(1)
     sim.faults.mute = 4
     for missed in range(1, 5):
@@ -198,6 +198,72 @@ def test_offline_after_n_missed_polls_and_back() -> None:
         assert link.online(1) == (missed < 3)
     assert link.poll(1) == []
     assert link.online(1)
+
+
+def test_a_short_stall_does_not_take_the_pump_offline() -> None:
+    sim = SimPump(1)
+    link, line = make_link(sim.handle, offline_after=3, offline_time=1.0)
+    link.poll(1)
+    sim.faults.mute = 1000
+    missed = 0
+    while line.now < 0.9:                          # many missed polls, but less than offline_time of silence
+        with pytest.raises(PumpTimeout):
+            link.poll(1)
+        missed += 1
+        assert link.online(1)
+    assert missed > 3
+    while line.now < 1.1:
+        with pytest.raises(PumpTimeout):
+            link.poll(1)
+    assert not link.online(1)
+
+
+class StalledLine(FakeLine):
+    """The answer arrives at once, but the master's thread gets the CPU back only after its reply window."""
+
+    stalls = 0
+
+    def read(self, size: int = 1) -> bytes:
+        if self.stalls:
+            self.stalls -= 1
+            self.now += 0.2                        # descheduled: the window closed meanwhile
+            return b""
+        return super().read(size)
+
+
+def test_an_answer_that_came_in_the_window_counts_when_read_late() -> None:
+    sim = SimPump(1)
+    line = StalledLine(sim.handle)
+    link = DartLink(line, reply_timeout=0.05, clock=line.clock)  # type: ignore[arg-type]
+    line.stalls = 1
+    assert link.poll(1) == [(dart.DC1, bytes([dart.ST_NOT_PROGRAMMED]))]
+    assert link.online(1)
+    line.stalls = 1
+    link.send(1, [(dart.CD1, bytes([dart.CMD_STATUS]))])   # its ACK read late: no resend
+    assert [f.txn for f in line.data_frames()] == [0]
+
+
+def test_a_frame_after_an_unacknowledged_one_restarts_at_txn_zero() -> None:
+    """The pump took a frame but every ACK of it was lost: the next frame under the next TX# would be
+    NAKed, under the same TX# dropped as a retry. TX# 0 gets it through, once."""
+    sim = SimPump(1)
+    deaf: list[bool] = []
+
+    def peer(frame: dart.Frame) -> bytes | None:
+        reply = sim.handle(frame)
+        return None if deaf and frame.kind == dart.DATA else reply
+    link, line = make_link(peer, retries=2)
+    link.send(1, [(dart.CD1, bytes([dart.CMD_STATUS]))])
+    deaf.append(True)
+    with pytest.raises(PumpTimeout):
+        link.send(1, [(dart.CD1, bytes([dart.CMD_RESET]))])
+    deaf.clear()
+    link.send(1, [(dart.CD5, dart.bcd_encode(1659, 3))])
+    assert [f.txn for f in line.data_frames()] == [0, 1, 1, 1, 0]
+    assert sim.received == [(dart.CD1, bytes([dart.CMD_STATUS])), (dart.CD1, bytes([dart.CMD_RESET])),
+                            (dart.CD5, dart.bcd_encode(1659, 3))]
+    link.send(1, [(dart.CD1, bytes([dart.CMD_STATUS]))])
+    assert line.data_frames()[-1].txn == 1         # acknowledged again: counting resumes
 
 
 def test_other_addresses_are_ignored() -> None:
@@ -384,7 +450,8 @@ class BabblingLine(FakeLine):
 def test_babbling_line_cannot_stretch_the_reply_window() -> None:
     sim = SimPump(2)
     line = BabblingLine(sim.handle)
-    link = DartLink(line, reply_timeout=0.05, offline_after=3, clock=line.clock)  # type: ignore[arg-type]
+    link = DartLink(line, reply_timeout=0.05, offline_after=3, offline_time=0.0,  # type: ignore[arg-type]
+                    clock=line.clock)
     link.poll(2)
     assert link.online(2)
     sim.faults.mute = 1000                         # switched off: never answers again

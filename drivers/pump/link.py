@@ -62,6 +62,8 @@ class _PumpLine:
         self.rx_last = -1    # last TX# accepted from the pump, -1 when none yet
         self.missed = 0      # consecutive polls without an answer
         self.online = False
+        self.last_answer = 0.0   # clock of the pump's last answer
+        self.unacked = False     # a data frame went unacknowledged: it may or may not have been taken
 
 
 class DartLink:
@@ -70,20 +72,23 @@ class DartLink:
     reply_timeout is the window for the first byte of an answer (50 ms suits 9600 baud); the window stretches
     by inter_byte_timeout while bytes keep coming, but never past reply_limit after the request went out
     (default reply_timeout + 0.15 s: some 130 bytes at 9600 baud 8O1, more than any DART reply). The limit
-    is absolute, so a babbling line cannot hold the master. A pump is offline after offline_after
-    consecutive polls without an answer (noise is no answer; a garbled frame from its address is), and
+    is absolute, so a babbling line cannot hold the master. Bytes that arrived within the window count even
+    when this thread runs again only after it (a loaded CPU). A pump is offline after offline_after
+    consecutive polls without an answer (noise is no answer; a garbled frame from its address is) spanning
+    at least offline_time seconds, so a short stall of the line or the host does not end a filling; it is
     online again at its next answer. No single poll() or send() takes longer than max_operation_time.
     """
 
     def __init__(self, port: SerialLike, *, reply_timeout: float = 0.05, inter_byte_timeout: float = 0.01,
-                 retries: int = 3, offline_after: int = 3, reply_limit: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 retries: int = 3, offline_after: int = 3, offline_time: float = 1.0,
+                 reply_limit: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.port = port
         self.reply_timeout = reply_timeout
         self.inter_byte_timeout = inter_byte_timeout
         self.reply_limit = reply_limit if reply_limit is not None else reply_timeout + 0.15
         self.retries = retries
         self.offline_after = offline_after
+        self.offline_time = offline_time
         self._clock = clock
         self._lines: dict[int, _PumpLine] = {}
         self._splitter = dart.FrameSplitter()
@@ -155,12 +160,19 @@ class DartLink:
         # Until the first byte comes, wait for a whole short frame in one read: no answer is shorter, and
         # it spares a TIOCINQ, a select and a read per reply, the bulk of the poll loop's CPU.
         want = _SHORT_FRAME
-        while self._clock() < deadline:
+        last_look = False
+        while True:
+            if self._clock() >= deadline:
+                # the window is over, perhaps while this thread waited for the CPU: what came in it counts
+                if last_look or not self._waiting():
+                    break
+                last_look, want = True, 0
             chunk = self._read_some(want)
             if not chunk:
                 continue
             want = 0
-            deadline = min(limit, max(deadline, self._clock() + self.inter_byte_timeout))
+            if not last_look:
+                deadline = min(limit, max(deadline, self._clock() + self.inter_byte_timeout))
             for raw in self._splitter.feed(chunk):
                 if raw == request:      # our own echo on a 2-wire adapter
                     continue
@@ -175,15 +187,23 @@ class DartLink:
                 return frame
         return _GARBLED if garbled else None
 
+    def _waiting(self) -> bool:
+        try:
+            return bool(getattr(self.port, "in_waiting", 0))
+        except OSError as exc:
+            raise PumpLinkError("serial read failed", error=str(exc)) from exc
+
     def _answered(self, line: _PumpLine, pump: int) -> None:
         line.missed = 0
+        line.last_answer = self._clock()
         if not line.online:
             log.info("dart pump online", extra={"pump": pump})
         line.online = True
 
     def _silent(self, line: _PumpLine, pump: int) -> None:
         line.missed += 1
-        if line.online and line.missed >= self.offline_after:
+        if line.online and line.missed >= self.offline_after \
+                and self._clock() - line.last_answer >= self.offline_time:
             log.warning("dart pump offline", extra={"pump": pump, "missed": line.missed})
             line.online = False
 
@@ -224,6 +244,11 @@ class DartLink:
         """
         line = self._line(pump)
         addr = dart.pump_address(pump)
+        if line.unacked:
+            # The last frame's ACK never came, so the pump may hold its TX# as the last taken: a new frame
+            # under the next TX# would be NAKed, under the same one ACKed and dropped as a retry. TX# 0 is
+            # a restart, which the pump takes in any case.
+            line.tx = 0
         frame = dart.encode_data(addr, line.tx, transactions)
         silences = 0
         naks = 0
@@ -233,6 +258,7 @@ class DartLink:
             if isinstance(reply, dart.Frame) and reply.kind == dart.ACK and reply.txn == line.tx:
                 self._answered(line, pump)
                 line.tx = dart.next_txn(line.tx)
+                line.unacked = False
                 return
             if isinstance(reply, dart.Frame) and reply.kind == dart.NAK:
                 self._answered(line, pump)
@@ -251,4 +277,5 @@ class DartLink:
             if reply is None:
                 self._silent(line, pump)
             if silences > self.retries:
+                line.unacked = True
                 raise PumpTimeout("no ACK for data frame", pump=pump, txn=line.tx)
