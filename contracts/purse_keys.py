@@ -41,17 +41,22 @@ from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFCMAC, CounterLocation,
 from contracts.errors import ConfigError, MessageError
 
 __all__ = [
+    "ADMIN_TYPE",
     "ID_LEN",
+    "INIT_LOAD_TYPE",
     "LOAD_FORMAT",
     "LOAD_LEN",
     "LOAD_TYPE",
     "MAC_LEN",
     "MAX_VERSION",
+    "AdminOp",
     "Purpose",
     "PurseKeyError",
     "Unit",
+    "admin_message",
     "derive_card_key",
     "derive_sam_key",
+    "init_load_message",
     "kdf_counter_cmac",
     "load_message",
     "mac",
@@ -69,6 +74,12 @@ LOAD_FORMAT = 0x01
 # registry's idempotency key for the top-up); big-endian, 37 bytes.
 _LOAD = struct.Struct(">BBB8sBIIB16s")
 LOAD_LEN = _LOAD.size
+INIT_LOAD_TYPE = 0x49             # "I": the card's request for a load, MACed under its AUTH key
+# type, format, auth key version, card id, wallet, counter, amount asked, unit, balance now; 29 bytes
+_INIT_LOAD = struct.Struct(">BBB8sBIIBI")
+ADMIN_TYPE = 0x41                 # "A": an issuer script, MACed under the card's ADMIN key
+# type, format, admin key version, card id, counter, operation, payload length, then the payload
+_ADMIN = struct.Struct(">BBB8sIBB")
 _U32 = 2**32 - 1
 
 
@@ -84,6 +95,16 @@ class Purpose(enum.Enum):
     LOAD = b"load"        # the issuer's MAC over a load, checked by the card: card and issuer only
     ADMIN = b"admin"      # issuer scripts: block the card, reset PIN tries, change limits
     SAM = b"sam"          # a SAM's own MAC over the records it saw: that SAM and the issuer only
+
+
+class AdminOp(enum.IntEnum):
+    """What an issuer script orders the card to do (payloads: docs/chip-wallets.md)."""
+
+    BLOCK = 1               # no payload: the purse refuses every purchase and load
+    UNBLOCK = 2             # no payload
+    RESET_PIN_TRIES = 3     # no payload: the PIN's tries back to their maximum
+    SET_LIMITS = 4          # wallet (1), per-day limit (4), per-month limit (4); 0 is no limit
+    COMPLETE_PENDING = 5    # pending counter (4), final amount (4): settle a reserve another terminal left
 
 
 class Unit(enum.IntEnum):
@@ -181,13 +202,43 @@ def load_message(card_id: bytes, *, key_version: int, wallet: int, counter: int,
     """
     _check_id(card_id, "card")
     _check_version(key_version)
-    if not 0 <= wallet < 8:
-        raise MessageError("a wallet is 0..7", wallet=wallet)
-    if not 0 <= counter <= _U32:
-        raise MessageError("a counter is 0..2**32-1", counter=counter)
+    _check_fields(wallet, counter)
     if not 0 < amount <= _U32:
         raise MessageError("a load amount is 1..2**32-1", amount=amount)
     if len(load_id) != 16:
         raise MessageError("a load id is 16 bytes", length=len(load_id))
     return _LOAD.pack(LOAD_TYPE, LOAD_FORMAT, key_version, card_id, wallet, counter, amount, int(unit),
                       load_id)
+
+
+def _check_fields(wallet: int, counter: int) -> None:
+    if not 0 <= wallet < 8:
+        raise MessageError("a wallet is 0..7", wallet=wallet)
+    if not 0 <= counter <= _U32:
+        raise MessageError("a counter is 0..2**32-1", counter=counter)
+
+
+def init_load_message(card_id: bytes, *, key_version: int, wallet: int, counter: int, amount: int,
+                      unit: Unit, balance: int) -> bytes:
+    """What the card MACs under its AUTH key when asked for a load: the issuer learns that the genuine
+    card, at this counter and with this balance, asks for this amount (INITIALIZE LOAD)."""
+    _check_id(card_id, "card")
+    _check_version(key_version)
+    _check_fields(wallet, counter)
+    if not 0 < amount <= _U32 or not 0 <= balance <= _U32:
+        raise MessageError("amount 1..2**32-1, balance 0..2**32-1", amount=amount, balance=balance)
+    return _INIT_LOAD.pack(INIT_LOAD_TYPE, LOAD_FORMAT, key_version, card_id, wallet, counter, amount,
+                           int(unit), balance)
+
+
+def admin_message(card_id: bytes, *, key_version: int, counter: int, op: AdminOp,
+                  payload: bytes = b"") -> bytes:
+    """What the issuer MACs under the card's ADMIN key for a script; counter is the card's current one, so
+    a script runs once (the card advances its counter when it applies one)."""
+    _check_id(card_id, "card")
+    _check_version(key_version)
+    _check_fields(0, counter)
+    if len(payload) > 64:
+        raise MessageError("a script payload is at most 64 bytes", length=len(payload))
+    head = _ADMIN.pack(ADMIN_TYPE, LOAD_FORMAT, key_version, card_id, counter, int(op), len(payload))
+    return head + payload

@@ -8,6 +8,9 @@ issuer's master, then the counter and the balances. Layout, big-endian, 44 bytes
     amount (4) | unit | product (2) | terminal (8, its SAM id) | time (4, Unix seconds UTC) |
     previous balance (4) | new balance (4)
 
+The card logs its loads in the same layout (kind LOAD, product 0, new = previous + amount), so the registry
+reads one kind of record from a card's log.
+
 Amounts and balances are whole minor units (cents) or centilitres, as the wallet's unit says; the product
 is the 3-digit Conexxus code (docs/fleet.md). A record whose balances do not add up (previous - amount
 != new) is malformed: a card never signs one.
@@ -71,10 +74,11 @@ class RecordError(MessageError):
 
 
 class Kind(enum.IntEnum):
-    """How the debit was completed on the card."""
+    """What the record says the card did."""
 
-    PURCHASE = 1     # reserved, dispensed and settled in one card session
-    RECOVERED = 2    # settled at a later insertion, after the card was pulled mid-purchase
+    PURCHASE = 1     # a debit reserved, dispensed and settled in one card session
+    RECOVERED = 2    # a debit settled at a later insertion, after the card was pulled mid-purchase
+    LOAD = 3         # a credit the issuer's load MAC allowed: new = previous + amount, product 0
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,10 @@ def _check(r: PurchaseRecord) -> None:
         raise RecordError("a product is a 3-digit code", reason="product", value=r.product)
     for name in ("counter", "amount", "time", "previous_balance", "new_balance"):
         _u32(name, getattr(r, name))
-    if r.previous_balance - r.amount != r.new_balance:
+    credit = r.kind is Kind.LOAD
+    if credit and r.product:
+        raise RecordError("a load names no product", reason="product", value=r.product)
+    if (r.previous_balance + r.amount if credit else r.previous_balance - r.amount) != r.new_balance:
         raise RecordError("the balances do not add up", reason="balance", previous=r.previous_balance,
                           amount=r.amount, new=r.new_balance)
 

@@ -10,11 +10,14 @@ from contracts.errors import ConfigError, MessageError
 from contracts.purse_keys import (
     LOAD_LEN,
     MAC_LEN,
+    AdminOp,
     Purpose,
     PurseKeyError,
     Unit,
+    admin_message,
     derive_card_key,
     derive_sam_key,
+    init_load_message,
     kdf_counter_cmac,
     load_message,
     mac,
@@ -143,6 +146,24 @@ def test_load_message_layout() -> None:
 def test_load_message_out_of_range_is_a_message_error(change: dict[str, object]) -> None:
     with pytest.raises(MessageError):
         _load(**change)
+
+
+def test_init_load_message_layout() -> None:
+    message = init_load_message(CARD, key_version=3, wallet=1, counter=9, amount=2500, unit=Unit.MONEY,
+                                balance=700)
+    assert message == (b"\x49\x01\x03" + CARD + b"\x01" + (9).to_bytes(4, "big") + (2500).to_bytes(4, "big")
+                       + b"\x01" + (700).to_bytes(4, "big"))
+
+
+def test_admin_message_layout_and_bounds() -> None:
+    payload = b"\x02" + (10000).to_bytes(4, "big") + (0).to_bytes(4, "big")
+    message = admin_message(CARD, key_version=1, counter=12, op=AdminOp.SET_LIMITS, payload=payload)
+    assert message == b"\x41\x01\x01" + CARD + (12).to_bytes(4, "big") + b"\x04\x09" + payload
+    assert admin_message(CARD, key_version=1, counter=12, op=AdminOp.BLOCK)[-2:] == b"\x01\x00"
+    with pytest.raises(MessageError):
+        admin_message(CARD, key_version=1, counter=12, op=AdminOp.BLOCK, payload=bytes(65))
+    with pytest.raises(MessageError):
+        init_load_message(CARD, key_version=1, wallet=8, counter=0, amount=1, unit=Unit.MONEY, balance=0)
 
 
 def test_load_mac_checks_once_per_card_counter_and_key() -> None:

@@ -59,7 +59,7 @@ def test_another_cards_key_does_not_open_it() -> None:
 
 @pytest.mark.parametrize(("offset", "value", "reason"), [
     (0, 0x4C, "type"), (1, 0x02, "format"), (2, 0x00, "key_version"), (3, 0x00, "kind"),
-    (3, 0x03, "kind"), (12, 0x08, "wallet"), (21, 0x00, "unit"), (21, 0x03, "unit"), (22, 0x04, "product"),
+    (3, 0x04, "kind"), (3, 0x03, "product"), (12, 0x08, "wallet"), (21, 0x00, "unit"), (21, 0x03, "unit"), (22, 0x04, "product"),
     (43, 0x41, "balance"),
 ])
 def test_malformed_record_names_its_reason(offset: int, value: int, reason: str) -> None:
@@ -95,13 +95,19 @@ u32 = st.integers(min_value=0, max_value=2**32 - 1)
 @st.composite
 def records(draw: st.DrawFn) -> PurchaseRecord:
     previous = draw(u32)
-    amount = draw(st.integers(min_value=0, max_value=previous))
+    kind = draw(st.sampled_from(Kind))
+    if kind is Kind.LOAD:            # a credit: the new balance is the larger, and no product
+        amount = draw(st.integers(min_value=0, max_value=2**32 - 1 - previous))
+        new, product = previous + amount, 0
+    else:
+        amount = draw(st.integers(min_value=0, max_value=previous))
+        new, product = previous - amount, draw(st.integers(0, 999))
     return PurchaseRecord(
-        key_version=draw(st.integers(1, 255)), kind=draw(st.sampled_from(Kind)),
+        key_version=draw(st.integers(1, 255)), kind=kind,
         card_id=draw(st.binary(min_size=8, max_size=8)), wallet=draw(st.integers(0, 7)), counter=draw(u32),
-        amount=amount, unit=draw(st.sampled_from(Unit)), product=draw(st.integers(0, 999)),
+        amount=amount, unit=draw(st.sampled_from(Unit)), product=product,
         terminal=draw(st.binary(min_size=8, max_size=8)), time=draw(u32), previous_balance=previous,
-        new_balance=previous - amount)
+        new_balance=new)
 
 
 @settings(max_examples=100, deadline=None)
