@@ -59,7 +59,8 @@ def test_another_cards_key_does_not_open_it() -> None:
 
 @pytest.mark.parametrize(("offset", "value", "reason"), [
     (0, 0x4C, "type"), (1, 0x02, "format"), (2, 0x00, "key_version"), (3, 0x00, "kind"),
-    (3, 0x04, "kind"), (3, 0x03, "product"), (12, 0x08, "wallet"), (21, 0x00, "unit"), (21, 0x03, "unit"), (22, 0x04, "product"),
+    (3, 0x04, "kind"), (3, 0x03, "product"), (12, 0x08, "wallet"), (21, 0x00, "unit"), (21, 0x03, "unit"),
+    (22, 0x04, "product"),
     (43, 0x41, "balance"),
 ])
 def test_malformed_record_names_its_reason(offset: int, value: int, reason: str) -> None:
