@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,8 +52,11 @@ class Loop:
     desk: Callable[[CardIn], bool] | None = None   # an attendant's card (firmware.attendant): True, served
 
 
-def apply_prices(host: HostLink, pumps: PumpController, numbers: tuple[int, ...], *,
-                 only_unprogrammed: bool = False) -> None:
+def apply_prices(host: HostLink, pumps: PumpController, numbers: Iterable[int], *,
+                 only_unprogrammed: bool = False) -> set[int]:
+    """Send the configuration's prices to the pumps; the pumps still to update (mid-sale, or the update
+    failed), which serve() retries every second until they take them."""
+    later: set[int] = set()
     for pump in numbers:
         table = host.station.price_table(pump)
         if not table:
@@ -63,10 +66,13 @@ def apply_prices(host: HostLink, pumps: PumpController, numbers: tuple[int, ...]
             if only_unprogrammed and state is not PumpState.NOT_PROGRAMMED:
                 continue
             if state in (PumpState.AUTHORIZED, PumpState.FILLING):
-                continue   # a pump takes no price change mid-sale; the next config push retries
+                later.add(pump)     # a pump takes no price change mid-sale
+                continue
             pumps.set_prices(pump, table)
         except PumpError as exc:
             log.warning("price update failed", extra={"pump": pump, "error": str(exc)})
+            later.add(pump)
+    return later
 
 
 def idle_fields(loop: Loop, *, offline: bool = False) -> dict[str, Any]:
@@ -156,16 +162,19 @@ def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
     shown: tuple[Screen, str] | None = None
     last_recover = last_check = time.monotonic()
     host, reader = loop.host, loop.reader
+    stale: set[int] = set()          # pumps whose new prices did not go in yet
     while not stop.is_set():
         if loop.idle is not None and loop.idle():
             break
         if host.config_changed.is_set():
             host.config_changed.clear()
-            apply_prices(host, loop.pumps, loop.pump_numbers)
+            stale = apply_prices(host, loop.pumps, loop.pump_numbers)
             # fleet cards sell offline only while the configuration has an offline limit for them
             loop.sells_offline = any(getattr(p, "sells_offline", False) for p in loop.runner.world.programs)
         if time.monotonic() - last_check > 1.0:
             apply_prices(host, loop.pumps, loop.pump_numbers, only_unprogrammed=True)   # a pump restarted
+            if stale:
+                stale = apply_prices(host, loop.pumps, sorted(stale))
             last_check = time.monotonic()
         # without the registry fleet cards cannot be authorized; bank cards can, once prices are known
         priced = any(host.station.nozzles(p) for p in loop.pump_numbers)
