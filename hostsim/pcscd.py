@@ -1,4 +1,14 @@
-"""Run a private pcscd whose only reader is a vpcd slot bridged to a VirtualCardServer.
+"""Run a private pcscd whose readers are vpcd slots, each bridged to its own VirtualCardServer.
+
+Readers: vsmartcard's vpcd driver (3.3, built with two slots) always gives pcscd two readers, named
+"<friendly name> 00 00" (slot 0, the card reader, served on card_port) and "<friendly name> 00 01" (slot 1,
+the terminal's SAM reader, served on sam_port when one is given; without it slot 1 stays an empty reader).
+Each slot has its own vpcd port (VPCD_PORT + slot) and its own bridge, so a card coming and going in one slot
+does not disturb a session open in the other:
+
+    daemon = PcscDaemon(state_dir, cards.port, sam_port=sam.port).start()   # two VirtualCardServers
+    card_reader = open_reader("pcsc://" + quote(daemon.reader_name))        # "... 00 00"
+    sam_reader = open_reader("pcsc://" + quote(daemon.sam_reader_name))     # "... 00 01"
 
 pcscd serves one socket per machine, so start() stops the machine's pcscd first and stop() puts it back
 (hostsim.machine_pcscd). Needs root (for the machine pcscd and a network namespace); as non-root everything
@@ -35,10 +45,22 @@ from hostsim.machine_pcscd import CONF_NAME, MachinePcscd
 from hostsim.vpcd_bridge import VPCD_PORT, VpcdBridge
 from hostsim.vpcd_driver import VPCD_DRIVER, reader_driver
 
-__all__ = ["MACHINE_LOCK", "VPCD_DRIVER", "MachinePcscd", "PcscDaemon"]
+__all__ = ["MACHINE_LOCK", "SAM_SLOT", "VPCD_DRIVER", "MachinePcscd", "PcscDaemon", "slot_reader_name"]
 
 MACHINE_LOCK = Path("/tmp/forecourt-pcscd.lock")
 LOCK_WAIT_S = float(os.environ.get("FORECOURT_PCSCD_WAIT", "900"))
+CARD_SLOT = 0
+SAM_SLOT = 1                 # vpcd 3.3 as packaged by Debian has two slots (its vicc_max_slots)
+DEFAULT_FRIENDLY_NAME = "Forecourt Virtual PCD"
+
+
+def slot_reader_name(friendly_name: str, slot: int) -> str:
+    """pcscd's name for a slot of a one-device multi-slot driver: "<friendly name> <device 00> <slot>".
+
+    >>> slot_reader_name("Forecourt Virtual PCD", SAM_SLOT)
+    'Forecourt Virtual PCD 00 01'
+    """
+    return f"{friendly_name} 00 {slot:02X}"
 
 
 def _take_machine_lock(timeout: float) -> int:
@@ -58,21 +80,31 @@ def _take_machine_lock(timeout: float) -> int:
 
 
 class PcscDaemon:
-    """Our own pcscd with one virtual reader whose card is served on 127.0.0.1:card_port."""
+    """Our own pcscd: reader_name's card is served on 127.0.0.1:card_port and, given sam_port,
+    sam_reader_name's card (the SAM) on 127.0.0.1:sam_port."""
 
-    def __init__(self, state_dir: Path, card_port: int, friendly_name: str = "Forecourt Virtual PCD") -> None:
+    def __init__(self, state_dir: Path, card_port: int, sam_port: int | None = None,
+                 friendly_name: str = DEFAULT_FRIENDLY_NAME) -> None:
         self.state_dir = Path(state_dir)
         self.card_port = card_port
+        self.sam_port = sam_port
         self.friendly_name = friendly_name
-        self.reader_name = f"{friendly_name} 00 00"
+        self.reader_name = slot_reader_name(friendly_name, CARD_SLOT)
+        self.sam_reader_name: str | None = (
+            None if sam_port is None else slot_reader_name(friendly_name, SAM_SLOT))
         self.conf_dir = self.state_dir / "reader.conf.d"
         self.log_path = self.state_dir / "pcscd.log"
         self._proc: subprocess.Popen[bytes] | None = None
-        self._bridge: VpcdBridge | None = None
+        self._bridges: list[VpcdBridge] = []
         self._machine = MachinePcscd()
         self._lock_fd: int | None = None
 
     # -- public ----------------------------------------------------------------------------------------
+    @property
+    def reader_names(self) -> list[str]:
+        """The readers with a card server behind them: the card reader, then the SAM reader if any."""
+        return [self.reader_name] + ([self.sam_reader_name] if self.sam_reader_name else [])
+
     def start(self, timeout: float = 10) -> Self:
         if self._proc is not None:
             return self
@@ -90,10 +122,11 @@ class PcscDaemon:
         return self
 
     def stop(self) -> None:
-        if self._bridge is not None:
-            self._bridge.stopping.set()
-            self._bridge.join(timeout=5)
-            self._bridge = None
+        for bridge in self._bridges:
+            bridge.stopping.set()
+        for bridge in self._bridges:
+            bridge.join(timeout=5)
+        self._bridges = []
         if self._proc is not None:
             if self._proc.poll() is None:
                 self._proc.terminate()
@@ -124,7 +157,7 @@ class PcscDaemon:
             f'FRIENDLYNAME "{self.friendly_name}"\n'
             f"DEVICENAME /dev/null:{VPCD_PORT}\n"      # server mode, safe only inside the namespace
             f"LIBPATH {reader_driver(self.state_dir)}\n"
-            f"CHANNELID {VPCD_PORT}\n")
+            f"CHANNELID {VPCD_PORT}\n")         # slot N listens on VPCD_PORT + N
 
     def _start_as_root(self) -> None:
         for tool, package in (("pcscd", "pcscd"), ("unshare", "util-linux"), ("ip", "iproute2")):
@@ -145,8 +178,12 @@ class PcscDaemon:
                 ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
                  "pcscd", "--foreground", "--config", str(self.conf_dir)],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-        self._bridge = VpcdBridge(self.card_port, Path(f"/proc/{self._proc.pid}/ns/net"))
-        self._bridge.start()
+        netns = Path(f"/proc/{self._proc.pid}/ns/net")
+        self._bridges = [VpcdBridge(self.card_port, netns, CARD_SLOT)]
+        if self.sam_port is not None:
+            self._bridges.append(VpcdBridge(self.sam_port, netns, SAM_SLOT))
+        for bridge in self._bridges:
+            bridge.start()
 
     def _start_with_sudo(self) -> None:
         if shutil.which("sudo") is None or subprocess.run(
@@ -154,10 +191,11 @@ class PcscDaemon:
             raise CardReaderError("pcscd needs root: run as root or allow passwordless sudo (sudo -n failed)",
                                   reader=self.reader_name)
         repo_root = Path(__file__).resolve().parents[1]
+        sam = [] if self.sam_port is None else ["--sam-port", str(self.sam_port)]
         with open(self.log_path, "wb") as log_file:
             self._proc = subprocess.Popen(
                 ["sudo", "-n", sys.executable, "-m", "hostsim.pcscd", "--state-dir", str(self.state_dir),
-                 "--card-port", str(self.card_port), "--friendly-name", self.friendly_name],
+                 "--card-port", str(self.card_port), *sam, "--friendly-name", self.friendly_name],
                 cwd=repo_root, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
 
     def _wait_for_reader(self, timeout: float) -> None:
@@ -176,11 +214,13 @@ class PcscDaemon:
                 seen = [str(r) for r in readers()]
             except BaseSCardException:  # no service yet while pcscd is still coming up
                 seen = []
-            if self.reader_name in seen:
+            if all(name in seen for name in self.reader_names):
                 return
             time.sleep(0.1)
-        raise CardReaderError(f"pcscd did not list the reader within {timeout:g} s", reader=self.reader_name,
-                              readers=seen, log=self._log_tail())
+        hint = " (the SAM reader needs a vpcd driver built with two slots)" if (
+            self.sam_reader_name and self.reader_name in seen) else ""
+        raise CardReaderError(f"pcscd did not list the readers within {timeout:g} s{hint}",
+                              reader=", ".join(self.reader_names), readers=seen, log=self._log_tail())
 
     def _log_tail(self) -> str:
         try:
@@ -194,13 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hostsim.pcscd", description=__doc__)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--card-port", type=int, required=True)
-    parser.add_argument("--friendly-name", default="Forecourt Virtual PCD")
+    parser.add_argument("--sam-port", type=int, default=None)
+    parser.add_argument("--friendly-name", default=DEFAULT_FRIENDLY_NAME)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    daemon = PcscDaemon(args.state_dir, args.card_port, args.friendly_name)
+    daemon = PcscDaemon(args.state_dir, args.card_port, args.sam_port, args.friendly_name)
     daemon.state_dir.mkdir(parents=True, exist_ok=True)
     daemon.log_path = daemon.state_dir / "pcscd-root.log"
     try:

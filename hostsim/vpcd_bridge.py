@@ -14,17 +14,19 @@ from hostsim.vpcd import CTRL_ATR, quickack, recv_frame, send_frame, set_low_lat
 
 __all__ = ["VPCD_PORT", "VpcdBridge"]
 
-VPCD_PORT = 0x8C7B                 # inside the private namespace, so no clash with anything
+VPCD_PORT = 0x8C7B                 # slot 0, inside the private namespace, so no clash with anything
 _CLONE_NEWNET = 0x40000000
 
 
 class VpcdBridge(threading.Thread):
-    """Relays vpcd (in pcscd's namespace) to the card server on the host's loopback, card present only."""
+    """Relays one vpcd slot (in pcscd's namespace) to the card server on the host's loopback, card present
+    only. vpcd serves slot N on VPCD_PORT + N, so slot picks the port."""
 
-    def __init__(self, card_port: int, netns: Path) -> None:
-        super().__init__(name="vpcd-bridge", daemon=True)
+    def __init__(self, card_port: int, netns: Path, slot: int = 0) -> None:
+        super().__init__(name=f"vpcd-bridge-{slot}", daemon=True)
         self.card_port = card_port
         self.netns = netns
+        self.vpcd_port = VPCD_PORT + slot
         self.stopping = threading.Event()
         self._libc = ctypes.CDLL(None, use_errno=True)
 
@@ -71,7 +73,7 @@ class VpcdBridge(threading.Thread):
             try:
                 vpcd = self._vpcd_socket()
                 vpcd.settimeout(1.0)
-                vpcd.connect(("127.0.0.1", VPCD_PORT))
+                vpcd.connect(("127.0.0.1", self.vpcd_port))
                 vpcd.settimeout(None)
                 set_low_latency(vpcd)
             except OSError:

@@ -44,8 +44,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # Chromium beside a running simulator on two cores starved its pump line once (the terminal saw "Pump
 # unavailable" mid-fill), and in turn they cost the unit some 20 s.
 PCSCD_GROUP = "pcscd"
-PCSCD_FILES = ("tests/e2e/", "tests/test_pcsc_reader.py", "tests/test_contactless_tag.py",
-               "tests/test_window_sim.py", "tests/test_web_browser.py")
+PCSCD_FILES = ("tests/e2e/", "tests/test_pcsc_reader.py", "tests/test_pcsc_sam_slot.py",
+               "tests/test_contactless_tag.py", "tests/test_window_sim.py", "tests/test_web_browser.py")
 
 
 def needs_pcscd(nodeid: str) -> bool:
