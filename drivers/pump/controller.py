@@ -55,26 +55,20 @@ class DartController:
 
     reply_timeout: window for a pump's first answer byte; poll_interval: pause after each round of polls;
     command_timeout: how long a caller waits for a command to go out and for the pump to report the
-    resulting state; offline_after and offline_time: missed polls, and seconds of silence, before a pump is
-    OFFLINE. `decimals` (DPVOL, DPAMO, DPUNP) pins the decimal places of every pump on the line instead of
-    reading them (DC7). `serial_factory` replaces serial.serial_for_url (transport injection for tests and
-    benches).
+    resulting state; offline_after and offline_time: missed polls and seconds of silence before a pump is
+    OFFLINE. `decimals` (DPVOL, DPAMO, DPUNP) pins every pump's decimal places instead of reading them
+    (DC7). `serial_factory` replaces serial.serial_for_url (transport injection for tests and benches).
     """
 
     def __init__(self, url: str, pumps: Sequence[int], *, baudrate: int = 9600, reply_timeout: float = 0.05,
                  poll_interval: float = 0.02, offline_after: int = 3, offline_time: float = 1.0,
-                 command_timeout: float = 2.0,
-                 decimals: tuple[int, int, int] | None = None,
+                 command_timeout: float = 2.0, decimals: tuple[int, int, int] | None = None,
                  serial_factory: Callable[..., Any] | None = None) -> None:
         if not pumps or any(n < 1 or n > 32 for n in pumps):
             raise ConfigError("pumps must be numbers 1..32", url=url, pumps=list(pumps))
-        self.url = url
-        self.pumps = tuple(dict.fromkeys(pumps))
-        self.baudrate = baudrate
-        self.reply_timeout = reply_timeout
-        self.poll_interval = poll_interval
-        self.offline_after = offline_after
-        self.offline_time = offline_time
+        self.url, self.pumps, self.baudrate = url, tuple(dict.fromkeys(pumps)), baudrate
+        self.reply_timeout, self.poll_interval = reply_timeout, poll_interval
+        self.offline_after, self.offline_time = offline_after, offline_time
         self.command_timeout = command_timeout
         self._serial_factory = serial_factory
         self._port: SerialLike | None = None
