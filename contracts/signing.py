@@ -271,6 +271,8 @@ CONFIG_BODY: Mapping[str, Check] = {
     # points are then the registry's. Left out by a registry from before them.
     "timezone": m.Omissible(matching(r"[A-Za-z][A-Za-z0-9_+/-]{0,63}")),
     "product_groups": m.Omissible(_dict_of(_ID, matching(r"[a-z][a-z0-9_]{0,15}"), 64)),
+    # each product's 3-digit Conexxus code, where it has one: what chip wallets allow (docs/chip-wallets.md)
+    "product_codes3": m.Omissible(_dict_of(_ID, matching(r"[0-9]{3}"), 64)),
 }
 
 

@@ -29,6 +29,7 @@ class Station:
     stop_list: frozenset[str] = frozenset()     # card tokens and masked numbers refused at this station
     # (program, most cents, most centilitres) a sale may reach while the registry is away
     offline_limits: tuple[tuple[str, int, int], ...] = ()
+    codes3: tuple[tuple[str, int], ...] = ()    # product -> its 3-digit Conexxus code, where it has one
 
     @classmethod
     def from_config(cls, doc: Mapping[str, Any] | None, station: str) -> Station:
@@ -46,8 +47,18 @@ class Station:
                        for p in doc.get("prices", []))
         limits = tuple(sorted((name, lim["amount_cents"], lim["volume_cl"])
                               for name, lim in doc.get("offline_limits", {}).items()))
+        codes3 = tuple(sorted((p, int(c)) for p, c in doc.get("product_codes3", {}).items()))
         return cls(name=str(doc.get("station_name", station)), currency=str(doc.get("currency", "EUR")),
-                   prices=prices, stop_list=frozenset(doc.get("stop_list", ())), offline_limits=limits)
+                   prices=prices, stop_list=frozenset(doc.get("stop_list", ())), offline_limits=limits,
+                   codes3=codes3)
+
+    def code3(self, product: str) -> int | None:
+        """The product's Conexxus code, which chip wallets name (None: the configuration gives none).
+
+        >>> Station("S", codes3=(("diesel", 19),)).code3("diesel"), Station("S").code3("diesel")
+        (19, None)
+        """
+        return dict(self.codes3).get(product)
 
     def blocked(self, *, token: str = "", masked: str = "") -> bool:
         """Whether a card is on the configuration's stop-list, by its token or its masked number.

@@ -91,6 +91,7 @@ def build_body(s: Session, device: Device, keys: RegistryKeys | None = None,
     used = sorted({n.product_code for n in nozzles})
     known = s.scalars(select(Product).where(Product.code.in_(used))).all()
     names, groups = {p.code: p.name for p in known}, {p.code: p.group for p in known}
+    codes3 = {p.code: p.code3 for p in known if p.code3}
     pumps: dict[int, list[dict[str, Any]]] = {}
     for n in nozzles:
         pumps.setdefault(n.pump, []).append({"nozzle": n.nozzle, "product": n.product_code})
@@ -108,6 +109,7 @@ def build_body(s: Session, device: Device, keys: RegistryKeys | None = None,
         "programs": _programs(s, device.station_id, station.timezone if station else "UTC", now),
         "attendants": attendants.config_entries(s, keys, device) if keys is not None else [],
         "timezone": station.timezone if station else "UTC", "product_groups": groups,
+        "product_codes3": codes3,
     }
 
 

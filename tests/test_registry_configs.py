@@ -253,6 +253,7 @@ def test_the_loyalty_programme_rides_in_the_configuration_and_its_changes_are_se
     assert body["programs"] == []                                         # no rules: no programme
     assert body["timezone"] == "UTC" and body["product_groups"] == {"diesel": "fuel", "petrol95": "fuel",
                                                                     "adblue": "adblue"}
+    assert body["product_codes3"] == {"diesel": "019", "petrol95": "001", "adblue": "062"}
     before = programs_signature(session)
     admin.add_rule(session, "diesel", "volume", 1000, actor="op", now=NOW)
     admin.add_promotion(session, "double diesel", position=1, product="diesel", starts_on=NOW.date(),

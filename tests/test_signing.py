@@ -256,7 +256,8 @@ def test_body_that_does_not_hold_together(change: dict[str, Any], field: str) ->
 
 
 def test_an_empty_station_is_a_valid_body() -> None:
-    empty: dict[str, Any] = {k: [] for k in CONFIG_BODY if k not in ("timezone", "product_groups")}
+    empty: dict[str, Any] = {k: [] for k in CONFIG_BODY if k not in ("timezone", "product_groups",
+                                                                     "product_codes3")}
     check_body(empty | {k: BODY[k] for k in ("station", "station_name", "currency")}
                | {"offline_limits": {}, "registry_bundle_key": ""})
 
@@ -267,6 +268,13 @@ def test_a_station_clock_and_product_groups_are_optional_and_checked() -> None:
                 {"product_groups": {"bad id": "fuel"}}):
         with pytest.raises(MessageError):
             check_body(BODY | bad)
+
+
+def test_conexxus_codes_of_products_are_optional_and_three_digits() -> None:
+    check_body(BODY | {"product_codes3": {"diesel": "019", "petrol95": "001"}})
+    for bad in ({"diesel": "19"}, {"diesel": "0190"}, {"diesel": "D19"}):
+        with pytest.raises(MessageError):
+            check_body(BODY | {"product_codes3": bad})
 
 
 def test_pin_verifier() -> None:
