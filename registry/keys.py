@@ -47,6 +47,10 @@ KEK_PREFIX = "kek1:"
 # purpose as associated data so a sealed number never opens as anything else (NIST SP 800-38D).
 NUMBER_PREFIX = "num1:"
 _NUMBER_AAD = b"forecourt card number v1"
+# Any other secret under the KEK (the chip purse's issuer masters and CA key, registry.purse.issuer):
+# "sec1:" + base64(12-byte nonce + AES-256-GCM ciphertext and tag), the caller's label as associated data, so
+# a sealed secret opens only as what it was sealed for (a wrapped LOAD master never opens as the AUTH one).
+SECRET_PREFIX = "sec1:"
 _AES_SIZES = (16, 24, 32)
 
 
@@ -93,6 +97,22 @@ class RegistryKeys:
             return AESGCM(self._kek()).decrypt(raw[:12], raw[12:], _NUMBER_AAD).decode("ascii")
         except (InvalidTag, binascii.Error, ValueError) as exc:
             raise ConfigError("card number does not open under this KEK") from exc
+
+    def seal_secret(self, secret: bytes, label: str) -> str:
+        """A secret as stored: AES-GCM under the KEK, bound to `label` (what the secret is)."""
+        nonce = secrets.token_bytes(12)
+        sealed = AESGCM(self._kek()).encrypt(nonce, secret, b"forecourt secret v1|" + label.encode())
+        return SECRET_PREFIX + base64.b64encode(nonce + sealed).decode("ascii")
+
+    def open_secret(self, stored: str, label: str) -> bytes:
+        """The secret sealed under `label`; one not sealed, under another KEK or label, is refused."""
+        if not stored.startswith(SECRET_PREFIX):
+            raise ConfigError("secret is not sealed", label=label)
+        try:
+            raw = base64.b64decode(stored[len(SECRET_PREFIX):], validate=True)
+            return AESGCM(self._kek()).decrypt(raw[:12], raw[12:], b"forecourt secret v1|" + label.encode())
+        except (InvalidTag, binascii.Error, ValueError) as exc:
+            raise ConfigError("secret does not open under this KEK", label=label) from exc
 
     def _kek(self) -> bytes:
         if len(self.kek) != 32:

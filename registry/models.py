@@ -56,15 +56,26 @@ from registry.loyalty_models import (
     Voucher,
 )
 from registry.modelbase import Base
+from registry.purse_models import (
+    ChipPurse,
+    ChipWallet,
+    IssuerKey,
+    PurseFlag,
+    PurseLoad,
+    PurseRecord,
+    PurseSam,
+    PurseScript,
+)
 from registry.report_models import SalesDaily, SalesDailyAccount, SalesRollup, SalesRollupZone
 from registry.web_models import PriceChange, WebSession, WebUser
 
 __all__ = [
-    "Account", "Attendant", "AuditEntry", "AuthAllowance", "Authorization", "Base", "Card", "ConfigRelease",
-    "Customer", "Device", "DeviceCommand", "DeviceEvent", "Driver", "EarnRule", "EnrollmentRequest",
-    "EnrollmentToken", "ExpectedDevice", "Hold", "Limit", "LoyaltyFlag", "LoyaltyLink", "LoyaltyMember",
-    "LoyaltySetting", "LoyaltySettlement", "Movement", "Nozzle", "OfflineLimit", "PointAllocation",
-    "PointAward", "PointConversion", "PriceChange", "Product", "Promotion", "Reward", "RewardOrder",
+    "Account", "Attendant", "AuditEntry", "AuthAllowance", "Authorization", "Base", "Card", "ChipPurse",
+    "ChipWallet", "ConfigRelease", "Customer", "Device", "DeviceCommand", "DeviceEvent", "Driver", "EarnRule",
+    "EnrollmentRequest", "EnrollmentToken", "ExpectedDevice", "Hold", "IssuerKey", "Limit", "LoyaltyFlag",
+    "LoyaltyLink", "LoyaltyMember", "LoyaltySetting", "LoyaltySettlement", "Movement", "Nozzle",
+    "OfflineLimit", "PointAllocation", "PointAward", "PointConversion", "PriceChange", "Product", "Promotion",
+    "PurseFlag", "PurseLoad", "PurseRecord", "PurseSam", "PurseScript", "Reward", "RewardOrder",
     "RewardStock", "Rollout", "RolloutDevice", "SaleConflict", "SalesDaily", "SalesDailyAccount",
     "SalesRollup", "SalesRollupZone", "ShiftReport", "SoftwareRelease", "Station", "StationGroupMember",
     "StationPointValue", "Tier", "TimeWindow", "TopupBonus", "Transaction", "Usage", "Vehicle", "Voucher",

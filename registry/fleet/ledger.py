@@ -42,8 +42,9 @@ __all__ = [
 
 # bonus (issue 15): a prepaid or gift card's top-up bonus, booked apart from the paid amount
 # earn, redeem (issue 15): loyalty points awarded and spent (registry.loyalty.points)
+# chip_sale (issue 18): a debit the card signed in a purchase record (registry.purse.records)
 KINDS = ("topup", "sale", "refund", "reversal", "expiry", "transfer_in", "transfer_out", "correction",
-         "bonus", "earn", "redeem")
+         "bonus", "earn", "redeem", "chip_sale")
 KEY_LENGTH = 100            # movements.key is String(100): PostgreSQL refuses a longer one
 REVERSAL = "reversal:"      # a reversal's key: this prefix and the original's key
 MAX_AMOUNT = 10**13         # far above any real movement, far below the BIGINT balance it adds to

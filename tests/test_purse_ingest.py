@@ -1,0 +1,255 @@
+"""registry.purse.records on a real SQLite registry (real migrations, real keys and MACs): each check of
+docs/chip-wallets.md in order, the flags stored and queryable, debits posted once, and the shadow that is
+the ledger. The builders here (World, ToyCard) serve tests/test_purse_loads.py and the PostgreSQL module."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import struct
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from contracts.purse_keys import Purpose, Unit, init_load_message, mac
+from contracts.purse_records import Kind, PurchaseRecord, sign
+from registry.db import open_database
+from registry.fleet import cards, ledger
+from registry.keys import RegistryKeys
+from registry.models import Account, Card, Customer, Movement, Wallet
+from registry.purse.issuer import IssuerKeys
+from registry.purse.loads import LoadRequest
+from registry.purse.purses import flags, register_purse, register_sam
+from registry.purse.records import Item, ingest
+from registry.purse_models import PurseRecord
+
+NOW = dt.datetime(2026, 12, 1, 12, 0, 0)
+PURSE = bytes.fromhex("7077000000000019")
+SAM = bytes.fromhex("5341000000000001")
+FUNDS = 100_000           # cents on the account's own money wallet
+START = {0: 10_000, 1: 20_000}   # what the chip wallets hold at personalisation (a transfer from the account)
+
+
+def at(t: dt.datetime) -> int:
+    return int(t.replace(tzinfo=dt.UTC).timestamp())
+
+
+@dataclass
+class ToyCard:
+    """What the purse on the chip does, enough to make genuine records (hostsim has the real applet)."""
+
+    issuer: IssuerKeys
+    purse_id: bytes = PURSE
+    counter: int = 0
+    balances: dict[int, int] = field(default_factory=lambda: dict(START))
+    units: dict[int, Unit] = field(default_factory=lambda: {0: Unit.MONEY, 1: Unit.VOLUME})
+    version: int = 1
+
+    def _record(self, kind: Kind, wallet: int, amount: int, when: dt.datetime) -> bytes:
+        self.counter += 1
+        before = self.balances[wallet]
+        after = before + amount if kind is Kind.LOAD else before - amount
+        self.balances[wallet] = after
+        record = PurchaseRecord(key_version=self.version, kind=kind, card_id=self.purse_id, wallet=wallet,
+                                counter=self.counter, amount=amount, unit=self.units[wallet],
+                                product=0 if kind is Kind.LOAD else 19, terminal=SAM, time=at(when),
+                                previous_balance=before, new_balance=after)
+        return sign(self.issuer.card_key(self.purse_id, Purpose.RECORD, self.version), record)
+
+    def purchase(self, wallet: int, amount: int, *, when: dt.datetime = NOW,
+                 kind: Kind = Kind.PURCHASE) -> bytes:
+        return self._record(kind, wallet, amount, when)
+
+    def load_request(self, wallet: int, amount: int, load_id: bytes | None = None) -> LoadRequest:
+        unit, balance = self.units[wallet], self.balances[wallet]
+        message = init_load_message(self.purse_id, key_version=1, wallet=wallet, counter=self.counter,
+                                    amount=amount, unit=unit, balance=balance)
+        tag = mac(self.issuer.card_key(self.purse_id, Purpose.AUTH, 1), message)
+        return LoadRequest(load_id=load_id or os.urandom(16), purse_id=self.purse_id, wallet=wallet,
+                           counter=self.counter, amount=amount, unit=unit, balance=balance, key_version=1,
+                           mac=tag, terminal="T-0001")
+
+    def apply_load(self, wallet: int, amount: int) -> bytes:
+        """After the load MAC checked: credit, advance the counter, the LOAD record."""
+        return self._record(Kind.LOAD, wallet, amount, NOW)
+
+
+class World:
+    """A registry with one account: its own money wallet (funded) and volume wallet, and a card whose purse
+    has chip wallet 0 (money) and 1 (volume), and a SAM."""
+
+    def __init__(self, sm: sessionmaker[Session]) -> None:
+        self.sm = sm
+        self.keys = RegistryKeys(card_key=os.urandom(32), pin_key=os.urandom(32), kek=os.urandom(32))
+        with sm() as s:
+            customer = Customer(name="Acme", kind="company", created_at=NOW)
+            s.add(customer)
+            s.flush()
+            account = Account(name="Acme fleet", customer_id=customer.id)
+            s.add(account)
+            s.flush()
+            made = [Wallet(account_id=account.id, allowed_products="", unit=u, name=n)
+                    for u, n in (("money", "funds"), ("volume", "litres"), ("money", "chip 0"),
+                                 ("volume", "chip 1"))]
+            s.add_all(made)
+            s.flush()
+            self.account_id = account.id
+            self.funds, self.litres, self.chip0, self.chip1 = (w.id for w in made)
+            card = Card(token=uuid.uuid4().hex, masked="707700******0019", account_id=account.id,
+                        expiry="2912", pin_verifier="", status="active", status_changed_at=NOW)
+            s.add(card)
+            s.flush()
+            self.card_id = card.id
+            ledger.topup(s, made[0], FUNDS, key="seed:funds", at=NOW, actor="test")
+            ledger.topup(s, made[1], 50_000, key="seed:litres", at=NOW, actor="test")
+            ledger.transfer(s, made[0], made[2], START[0], key="seed:chip0", at=NOW, actor="test")
+            ledger.transfer(s, made[1], made[3], START[1], key="seed:chip1", at=NOW, actor="test")
+            register_purse(s, card.id, PURSE, {0: self.chip0, 1: self.chip1}, now=NOW)
+            register_sam(s, SAM, "T-0001", now=NOW)
+            self.issuer = IssuerKeys.load(s, self.keys, now=NOW)
+            s.commit()
+        self.card = ToyCard(self.issuer)
+
+    def sam_item(self, record: bytes, seq: int) -> Item:
+        key = self.issuer.sam_key(SAM, 1)
+        return Item(record, SAM, seq, mac(key, record + struct.pack(">I", seq)))
+
+    def ingest(self, *records: bytes | Item, source: str = "mqtt:T-0001") -> dict[str, int]:
+        items = [r if isinstance(r, Item) else Item(r) for r in records]
+        with self.sm() as s:
+            report = ingest(s, self.issuer, items, source=source, now=NOW)
+            s.commit()
+        return {"counted": report.counted, "duplicate": report.duplicate, "stored": report.stored,
+                **report.flags}
+
+    def balance(self, wallet_id: int) -> int:
+        with self.sm() as s:
+            wallet = s.get(Wallet, wallet_id)
+            return wallet.balance if wallet is not None else -1
+
+    def flag_names(self) -> list[str]:
+        with self.sm() as s:
+            return [f.flag for f in flags(s, PURSE)]
+
+    def sound(self) -> None:
+        """Every wallet's balance is the sum of its movements."""
+        with self.sm() as s:
+            assert ledger.check(s) == []
+
+
+@pytest.fixture
+def sm(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine, made = open_database(f"sqlite:///{tmp_path / 'registry.db'}")
+    yield made
+    engine.dispose()
+
+
+@pytest.fixture
+def world(sm: sessionmaker[Session]) -> World:
+    return World(sm)
+
+
+def test_a_genuine_debit_counts_once_on_the_shadow(world: World) -> None:
+    record = world.card.purchase(0, 3318)
+    assert world.ingest(record) == {"counted": 1, "duplicate": 0, "stored": 1}
+    assert world.ingest(record) == {"counted": 0, "duplicate": 1, "stored": 0}
+    with world.sm() as s:
+        moved = s.scalars(select(Movement).where(Movement.key == f"purse:{PURSE.hex()}:1")).one()
+        assert moved.kind == "chip_sale" and moved.wallet_id == world.chip0 and moved.amount == -3318
+    assert world.balance(world.chip0) == START[0] - 3318 == world.card.balances[0]
+    world.sound()
+
+
+def test_malformed_and_bad_signature_are_stored_flagged_and_not_counted(world: World) -> None:
+    good = world.card.purchase(0, 0)
+    tampered = good[:22] + b"\x00\x02" + good[24:]            # another product
+    assert world.ingest(b"\x50" * 10, tampered) == {"counted": 0, "duplicate": 0, "stored": 2, "malformed": 1,
+                                                    "bad_signature": 1}
+    with world.sm() as s:
+        assert s.scalar(select(func.count()).select_from(PurseRecord)) == 2
+        assert [f.flag for f in flags(s)] == ["malformed", "bad_signature"]
+    assert world.balance(world.chip0) == START[0]
+
+
+def test_a_different_record_for_a_counted_counter_is_a_replay(world: World) -> None:
+    first = world.card.purchase(0, 0)
+    world.card.counter -= 1
+    other = world.card.purchase(0, 0, when=NOW + dt.timedelta(seconds=5))
+    assert world.ingest(first)["counted"] == 1
+    assert world.ingest(other) == {"counted": 0, "duplicate": 0, "stored": 1, "replay": 1}
+    assert world.flag_names() == ["replay"]
+
+
+def test_a_counter_gap_and_a_balance_off_the_shadow_are_flagged_but_counted(world: World) -> None:
+    world.card.purchase(0, 1000)                           # counter 1 never reaches the registry
+    second = world.card.purchase(0, 200)
+    assert world.ingest(second) == {"counted": 1, "duplicate": 0, "stored": 1, "counter_gap": 1}
+    with world.sm() as s:
+        assert [f.detail for f in flags(s, PURSE)] == ["1 counters missing before 2"]
+    world.card.balances[0] += 50                           # a balance the shadow does not have
+    third = world.card.purchase(0, 100)                    # in sequence: previous 8850, shadow 9800
+    assert world.ingest(third)["balance_mismatch"] == 1
+    assert world.balance(world.chip0) == START[0] - 300
+    world.sound()
+
+
+def test_a_card_on_the_stop_list_used_offline_is_flagged(world: World) -> None:
+    with world.sm() as s:
+        cards.move(s, world.card_id, "lost", actor="ops", reason="reported lost",
+                   now=NOW - dt.timedelta(hours=1))
+        s.commit()
+    assert world.ingest(world.card.purchase(0, 0))["stop_listed_offline"] == 1
+    with world.sm() as s:
+        card = s.get(Card, world.card_id)
+        assert card is not None and card.status == "lost"
+
+
+def test_a_use_before_the_card_was_blocked_is_not_flagged(world: World) -> None:
+    record = world.card.purchase(0, 0, when=NOW - dt.timedelta(hours=2))
+    with world.sm() as s:
+        cards.move(s, world.card_id, "block", actor="ops", reason="fraud", now=NOW - dt.timedelta(hours=1))
+        s.commit()
+    assert "stop_listed_offline" not in world.ingest(record)
+
+
+def test_unknown_purse_counts_nothing(world: World) -> None:
+    stranger = ToyCard(world.issuer, purse_id=bytes.fromhex("7077000000000099"))
+    assert world.ingest(stranger.purchase(0, 0)) == {"counted": 0, "duplicate": 0, "stored": 1,
+                                                     "unknown_purse": 1}
+
+
+def test_sam_mac_and_sequence_are_checked_but_the_card_signed_debit_counts(world: World) -> None:
+    first, second, third = (world.card.purchase(0, 0) for _ in range(3))
+    assert world.ingest(world.sam_item(first, 1))["counted"] == 1
+    bad = world.sam_item(second, 2)
+    bad = Item(bad.record, bad.sam_id, bad.sam_seq, bytes(16))
+    assert world.ingest(bad) == {"counted": 1, "duplicate": 0, "stored": 1, "sam_mac_bad": 1}
+    assert world.ingest(world.sam_item(third, 5))["sam_seq_gap"] == 1
+    assert world.flag_names() == ["sam_mac_bad", "sam_seq_gap"]
+
+
+def test_a_retired_record_key_is_flagged(world: World) -> None:
+    with world.sm() as s:
+        issuer = IssuerKeys.load(s, world.keys, now=NOW)
+        issuer.rotate(s, Purpose.RECORD, now=NOW)
+        issuer.retire(s, Purpose.RECORD, 1, now=NOW)
+        s.commit()
+    with world.sm() as s:
+        world.issuer = IssuerKeys.load(s, world.keys, now=NOW)
+    world.card.issuer = world.issuer
+    assert world.ingest(world.card.purchase(0, 0))["retired_key"] == 1
+
+
+def test_records_out_of_order_count_each_once(world: World) -> None:
+    records = [world.card.purchase(1, 100) for _ in range(5)]
+    world.ingest(records[4], records[1])
+    world.ingest(*records)
+    assert world.balance(world.chip1) == START[1] - 500 == world.card.balances[1]
+    with world.sm() as s:
+        assert s.scalar(select(func.count()).select_from(PurseRecord).where(PurseRecord.counted)) == 5
+    world.sound()
