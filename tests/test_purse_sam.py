@@ -3,7 +3,10 @@ contracts.purse_session's card functions, secure messaging, the enciphered PIN, 
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -14,7 +17,8 @@ from contracts.purse_keys import Purpose, Unit, derive_card_key, derive_sam_key
 from contracts.purse_records import Kind, PurchaseRecord, sign
 from contracts.purse_seal import sam_key_context, seal_for_sam
 from hostsim.cards.purse_sam import PurseSam
-from hostsim.vpcd import VirtualCard
+from hostsim.pcscd import VPCD_DRIVER, PcscDaemon
+from hostsim.vpcd import VirtualCard, VirtualCardServer
 
 NOW = 1_800_000_000
 EXPIRY = NOW + 365 * 86400
@@ -271,3 +275,53 @@ def test_malformed_commands() -> None:
 def test_doctests() -> None:
     import doctest
     assert doctest.testmod(sa).failed == 0
+
+
+def _drive_through(reader: Any) -> None:
+    """Personalise and run a session through a reader (the terminal's seam), WRAP's longest answer too."""
+    reader.connect()
+
+    def send_r(apdu: bytes) -> tuple[bytes, int]:
+        return sa.split_answer(reader.transmit(apdu))
+
+    assert send_r(sa.select())[1] == OK
+    public, _ = send_r(sa.generate_key_pair())
+    assert send_r(sa.put_certificate(sam_cert(public), ps.public_bytes(CA)))[1] == OK
+    key = derive_sam_key(SAM_MASTER, SAM_ID, version=1)
+    box = seal_for_sam(public, key, context=sam_key_context(SAM_ID, 1))
+    assert send_r(sa.put_sam_key(1, box))[1] == OK
+    hello, _ = send_r(sa.auth_hello(NOW))
+    card_hs, answer = ps.card_answer(CARD_KEY, CARD_CERT, CA.public_key(), hello)
+    proof, sw = send_r(sa.auth_proof(answer))
+    card, confirm = ps.card_finish(card_hs, sa.parse_proof(proof)[0])
+    assert send_r(sa.auth_confirm(confirm))[1] == OK
+    wrapped, sw = send_r(sa.wrap(0x84, 0x30, 0, 0, bytes(sa.MAX_WRAP)))
+    assert sw == OK and len(wrapped) == 256
+    assert ps.unwrap_command(card, wrapped)[3] == bytes(sa.MAX_WRAP)
+    data, sw = send_r(sa.unwrap(ps.wrap_response(card, bytes(sa.MAX_UNWRAP), b"\x90\x00")))
+    assert sw == OK and sa.parse_unwrapped(data) == (bytes(sa.MAX_UNWRAP), OK)
+
+
+def test_served_through_the_memory_reader() -> None:
+    from drivers.cardreader.memory import MemoryReader
+
+    _drive_through(MemoryReader(PurseSam(SAM_ID)))
+
+
+@pytest.mark.system
+@pytest.mark.skipif(shutil.which("pcscd") is None or not VPCD_DRIVER.exists(),
+                    reason="needs the Debian packages pcscd and vsmartcard-vpcd")
+def test_served_in_the_sam_slot_of_pcscd(tmp_path: Path) -> None:
+    from drivers.cardreader import PcscReader, open_reader
+
+    with VirtualCardServer() as cards, VirtualCardServer() as sams, \
+            PcscDaemon(tmp_path / "state", cards.port, sam_port=sams.port) as daemon:
+        sams.insert(PurseSam(SAM_ID))
+        assert daemon.sam_reader_name is not None
+        reader = open_reader("pcsc://" + daemon.sam_reader_name.replace(" ", "%20"))
+        assert isinstance(reader, PcscReader)
+        try:
+            assert reader.wait_for_card(5)
+            _drive_through(reader)
+        finally:
+            reader.close()
