@@ -40,6 +40,7 @@ class DeclineReason(enum.StrEnum):
     HOST_TIMEOUT = "host_timeout"
     # after a restart: the sale stopped before anything was asked or held
     INTERRUPTED = "interrupted"
+    PURCHASE_OPEN = "purchase_open"     # a chip purse holds a purchase another terminal has not completed
 
 
 # Codes older journals and registries wrote for the same reasons.

@@ -6,7 +6,7 @@ import datetime as dt
 
 from contracts.receipt import WIDTH, ReceiptLine
 
-__all__ = ["bank_receipt", "fleet_receipt", "format_litres", "format_money",
+__all__ = ["bank_receipt", "fleet_receipt", "format_litres", "format_money", "framed",
            "mask_pan"]
 
 def format_money(cents: int, currency: str = "EUR") -> str:
@@ -65,6 +65,13 @@ def fleet_receipt(*, station_name: str, station: str, terminal: str, sale_id: st
         _pair("Fleet card", card_masked),
         _pair("Auth", auth_id[:8].upper()),
     ] + _sale_tail(sale_id)
+
+
+def framed(head: dict[str, object], lines: list[ReceiptLine]) -> list[ReceiptLine]:
+    """A program's own lines between the common head and tail (head: firmware.programs.base.ReceiptHead's
+    fields)."""
+    fields = {k: v for k, v in head.items() if k not in ("sale_id", "card_masked")}
+    return _sale_head(**fields) + lines + _sale_tail(str(head["sale_id"]))  # type: ignore[arg-type]
 
 
 def mask_pan(value: str) -> str:

@@ -40,12 +40,12 @@ ADVICE: Mapping[str, str] = {
     "pump_unknown": "other_pump", "pump_busy": "other_pump", "product_not_allowed": "attendant",
     "station_not_allowed": "other_card", "outside_time_window": "other_card", "prompts_required": "try_again",
     "odometer_invalid": "try_again", "vehicle_unknown": "try_again", "driver_unknown": "try_again",
-    "host_unavailable": "later", "host_timeout": "later",
+    "host_unavailable": "later", "host_timeout": "later", "purchase_open": "later",
 }
 
 _ERROR = ("declined", "host_unavailable", "card_not_accepted", "card_error", "pump_error", "out_of_service",
           "offline", "card_removed", "voucher_refused")
-_WARNING = ("enter_pin_last", "swipe_card", "insert_chip", "no_fuel", "pump_busy", "remove_card")
+_WARNING = ("enter_pin_last", "swipe_card", "insert_chip", "no_fuel", "pump_busy", "remove_card", "keep_card")
 _OK = ("approved_up_to", "lift_nozzle", "lift_nozzle_amount", "thank_you", "card_read")
 TONES: Mapping[str, Tone] = {**{s: Tone.ERROR for s in _ERROR}, **{s: Tone.WARNING for s in _WARNING},
                              **{s: Tone.OK for s in _OK}}
