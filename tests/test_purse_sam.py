@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contracts import purse_sam_apdu as sa
 from contracts import purse_session as ps
@@ -325,3 +327,25 @@ def test_served_in_the_sam_slot_of_pcscd(tmp_path: Path) -> None:
             _drive_through(reader)
         finally:
             reader.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=300))
+def test_parsers_raise_only_their_error(raw: bytes) -> None:
+    for parse in (sa.parse_fci, sa.parse_proof, sa.parse_record_mac, sa.parse_unwrapped, sa.parse_wrap,
+                  sa.split_answer, sa.parse_put_certificate, sa.parse_time, sa.parse_sequence):
+        try:
+            parse(raw)
+        except sa.SamApduError:
+            pass
+
+
+FUZZ_SAM = linked()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(sorted({0x00, 0x80, 0x84})), st.sampled_from([0xA4, *range(0x40, 0x60, 2)]),
+       st.binary(max_size=2), st.binary(max_size=260))
+def test_the_sam_answers_any_apdu_with_a_status_word(cla: int, ins: int, p1p2: bytes, tail: bytes) -> None:
+    answer = FUZZ_SAM.sam.apdu(bytes([cla, ins]) + p1p2.ljust(2, b"\x00") + tail)
+    assert len(answer) >= 2 and answer[-2] in (0x90, 0x63, 0x67, 0x69, 0x6A, 0x6D, 0x6E)

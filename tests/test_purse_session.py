@@ -412,3 +412,20 @@ def test_bad_pins_are_refused_without_echo(pin: str) -> None:
     with pytest.raises(ps.SessionError) as caught:
         ps.encipher_pin(RUN.sam, pin)
     assert caught.value.reason == "format" and (not pin or pin not in str(caught.value))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_raise_only_session_errors(raw: bytes) -> None:
+    run = handshake()
+    for step in (lambda: ps.open_certificate(CA.public_key(), raw, role=ps.Role.SAM, now=NOW),
+                 lambda: ps.card_answer(CARD_KEY, CARD_CERT, CA.public_key(), raw),
+                 lambda: ps.sam_proof(run.sam_hs, SAM_KEY, CA.public_key(), raw),
+                 lambda: ps.card_finish(run.card_hs, raw),
+                 lambda: ps.decipher_pin(run.card, raw),
+                 lambda: ps.unwrap_command(run.card, raw),
+                 lambda: ps.unwrap_response(run.sam, raw)):
+        try:
+            step()
+        except ps.SessionError:
+            pass
