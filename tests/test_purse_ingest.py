@@ -26,7 +26,7 @@ from registry.purse.issuer import IssuerKeys
 from registry.purse.loads import LoadRequest
 from registry.purse.purses import flags, register_purse, register_sam
 from registry.purse.records import Item, ingest
-from registry.purse_models import PurseRecord
+from registry.purse_models import PurseRecord, PurseSam
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, 0)
 PURSE = bytes.fromhex("7077000000000019")
@@ -66,7 +66,7 @@ class ToyCard:
         return self._record(kind, wallet, amount, when)
 
     def load_request(self, wallet: int, amount: int, load_id: bytes | None = None) -> LoadRequest:
-        unit, balance = self.units[wallet], self.balances[wallet]
+        unit, balance = self.units.get(wallet, Unit.MONEY), self.balances.get(wallet, 0)
         message = init_load_message(self.purse_id, key_version=1, wallet=wallet, counter=self.counter,
                                     amount=amount, unit=unit, balance=balance)
         tag = mac(self.issuer.card_key(self.purse_id, Purpose.AUTH, 1), message)
@@ -83,9 +83,10 @@ class World:
     """A registry with one account: its own money wallet (funded) and volume wallet, and a card whose purse
     has chip wallet 0 (money) and 1 (volume), and a SAM."""
 
-    def __init__(self, sm: sessionmaker[Session]) -> None:
-        self.sm = sm
-        self.keys = RegistryKeys(card_key=os.urandom(32), pin_key=os.urandom(32), kek=os.urandom(32))
+    def __init__(self, sm: sessionmaker[Session], keys: RegistryKeys | None = None,
+                 purse_id: bytes = PURSE) -> None:
+        self.sm, self.purse_id = sm, purse_id
+        self.keys = keys or RegistryKeys(card_key=os.urandom(32), pin_key=os.urandom(32), kek=os.urandom(32))
         with sm() as s:
             customer = Customer(name="Acme", kind="company", created_at=NOW)
             s.add(customer)
@@ -105,15 +106,17 @@ class World:
             s.add(card)
             s.flush()
             self.card_id = card.id
-            ledger.topup(s, made[0], FUNDS, key="seed:funds", at=NOW, actor="test")
-            ledger.topup(s, made[1], 50_000, key="seed:litres", at=NOW, actor="test")
-            ledger.transfer(s, made[0], made[2], START[0], key="seed:chip0", at=NOW, actor="test")
-            ledger.transfer(s, made[1], made[3], START[1], key="seed:chip1", at=NOW, actor="test")
-            register_purse(s, card.id, PURSE, {0: self.chip0, 1: self.chip1}, now=NOW)
-            register_sam(s, SAM, "T-0001", now=NOW)
+            ledger.topup(s, made[0], FUNDS, key=f"seed:funds:{purse_id.hex()}", at=NOW, actor="test")
+            ledger.topup(s, made[1], 50_000, key=f"seed:litres:{purse_id.hex()}", at=NOW, actor="test")
+            for source, chip, number in ((made[0], made[2], 0), (made[1], made[3], 1)):
+                ledger.transfer(s, source, chip, START[number], key=f"seed:chip{number}:{purse_id.hex()}",
+                                at=NOW, actor="test")
+            register_purse(s, card.id, purse_id, {0: self.chip0, 1: self.chip1}, now=NOW)
+            if s.get(PurseSam, SAM.hex()) is None:
+                register_sam(s, SAM, "T-0001", now=NOW)
             self.issuer = IssuerKeys.load(s, self.keys, now=NOW)
             s.commit()
-        self.card = ToyCard(self.issuer)
+        self.card = ToyCard(self.issuer, purse_id=purse_id)
 
     def sam_item(self, record: bytes, seq: int) -> Item:
         key = self.issuer.sam_key(SAM, 1)
@@ -134,7 +137,7 @@ class World:
 
     def flag_names(self) -> list[str]:
         with self.sm() as s:
-            return [f.flag for f in flags(s, PURSE)]
+            return [f.flag for f in flags(s, self.purse_id)]
 
     def sound(self) -> None:
         """Every wallet's balance is the sum of its movements."""

@@ -100,8 +100,11 @@ def settle_by_records(s: Session, purse: ChipPurse, *, now: dt.datetime) -> list
             PurseRecord.counted_key == f"{purse.purse_id}:{grant.counter + 1}")).one_or_none()
         if found is None:
             continue
-        if found.kind == Kind.LOAD and (found.wallet, found.amount) == (grant.wallet, grant.amount):
+        taken = s.scalars(select(PurseLoad.load_id).where(PurseLoad.record_id == found.id)).first()
+        if found.kind == Kind.LOAD and (found.wallet, found.amount) == (grant.wallet, grant.amount) \
+                and taken is None:
             confirm_grant(s, grant, found, now=now)
+            s.flush()
         else:
             reverse_grant(s, grant, now=now)
         settled.append(grant)

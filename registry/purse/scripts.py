@@ -1,0 +1,182 @@
+"""Issuer scripts: what the terminal applies to a purse at an online contact (docs/chip-wallets.md, APPLY
+SCRIPT; docs/chip-wallet-registry.md "Scripts").
+
+At each contact the card tells its counter; scripts_for answers the scripts due, in order, each MACed under
+the card's ADMIN key for one counter (contracts.purse_keys.admin_message): the first for the counter the
+card has, the next for one more (the card advances its counter as it applies each). Due are:
+
+- BLOCK when the registry card is blocked, lost, stolen or otherwise on the stop-list and the chip is not
+  known to be blocked; UNBLOCK when the card is active again and the chip is blocked;
+- RESET_PIN_TRIES and SET_LIMITS an operator asked for (request_script);
+- COMPLETE_PENDING for a reservation another terminal left open, when the registry holds the first
+  terminal's advice of the pump's figure (record_advice) and no record of that counter has counted yet.
+
+A script stays open until the terminal reports it applied (script_applied); issued again at the next
+contact it names the new counter, so an old MAC is good for nothing. Nothing commits here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contracts.purse_keys import AdminOp, Purpose, admin_message, mac
+from registry.fleet import ledger
+from registry.fleet.cards import STOP_LIST
+from registry.models import Card
+from registry.purse.issuer import IssuerKeys
+from registry.purse.purses import PurseError, purse_by_id
+from registry.purse.records import settle_by_records
+from registry.purse_models import ChipPurse, PurseRecord, PurseScript
+
+__all__ = ["OPS", "Script", "limits_payload", "record_advice", "request_script", "script_applied",
+           "scripts_for"]
+
+OPS = {"block": AdminOp.BLOCK, "unblock": AdminOp.UNBLOCK, "reset_pin_tries": AdminOp.RESET_PIN_TRIES,
+       "set_limits": AdminOp.SET_LIMITS, "complete_pending": AdminOp.COMPLETE_PENDING}
+_ORDER = ("block", "unblock", "complete_pending", "reset_pin_tries", "set_limits")
+_U32 = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Script:
+    """One script to apply: the admin message and its MAC (no key)."""
+
+    script_id: int
+    op: AdminOp
+    counter: int
+    key_version: int
+    message: bytes
+    mac: bytes
+
+
+def limits_payload(wallet: int, day: int, month: int) -> bytes:
+    """SET_LIMITS: wallet (1), per-day limit (4), per-month limit (4); 0 is no limit."""
+    if not 0 <= wallet < 8 or not 0 <= day <= _U32 or not 0 <= month <= _U32:
+        raise PurseError("limits: wallet 0..7, limits 0..2**32-1", wallet=wallet)
+    return struct.pack(">BII", wallet, day, month)
+
+
+def _purse(s: Session, purse_id: bytes) -> ChipPurse:
+    purse = purse_by_id(s, purse_id)
+    if purse is None:
+        raise PurseError("no such purse")
+    return purse
+
+
+def request_script(s: Session, purse_id: bytes, op: str, *, actor: str, now: dt.datetime,
+                   payload: bytes = b"") -> PurseScript:
+    """An operator's order for the chip: reset_pin_tries, or set_limits (payload from limits_payload)."""
+    if op not in ("reset_pin_tries", "set_limits"):
+        raise PurseError("an operator asks for reset_pin_tries or set_limits", op=op)
+    if (op == "set_limits") != (len(payload) == 9):
+        raise PurseError("set_limits takes a 9-byte payload, reset_pin_tries none", op=op)
+    row = PurseScript(purse_id=_purse(s, purse_id).id, op=op, payload=payload.hex(), status="open",
+                      actor=actor[:64], requested_at=now)
+    s.add(row)
+    s.flush()
+    return row
+
+
+def record_advice(s: Session, purse_id: bytes, pending_counter: int, amount: int, *, terminal: str,
+                  now: dt.datetime) -> PurseScript:
+    """The first terminal's advice of the pump's final figure for an open reservation: the issuer's
+    completion (COMPLETE_PENDING) goes to the card at its next online contact. Idempotent per counter."""
+    purse = _purse(s, purse_id)
+    if not 0 <= pending_counter <= _U32 or not 0 <= amount <= _U32:
+        raise PurseError("a counter and an amount are 0..2**32-1")
+    found = s.scalars(select(PurseScript).where(PurseScript.purse_id == purse.id,
+                                                PurseScript.op == "complete_pending",
+                                                PurseScript.pending_counter == pending_counter)).first()
+    if found is not None:
+        return found
+    row = PurseScript(purse_id=purse.id, op="complete_pending", payload=struct.pack(">II", pending_counter,
+                      amount).hex(), pending_counter=pending_counter, status="open", actor=terminal[:64],
+                      requested_at=now)
+    s.add(row)
+    s.flush()
+    return row
+
+
+def _open(s: Session, purse: ChipPurse, op: str, now: dt.datetime) -> None:
+    """Make sure one open script of `op` exists (block, unblock)."""
+    if s.scalars(select(PurseScript.id).where(PurseScript.purse_id == purse.id, PurseScript.op == op,
+                                              PurseScript.status == "open")).first() is None:
+        s.add(PurseScript(purse_id=purse.id, op=op, payload="", status="open", actor="registry",
+                          requested_at=now))
+        s.flush()
+
+
+def _due(s: Session, purse: ChipPurse, card: Card, now: dt.datetime) -> list[PurseScript]:
+    stop = card.status in STOP_LIST
+    if stop and purse.chip_status != "blocked":
+        _open(s, purse, "block", now)
+    if card.status == "active" and purse.chip_status == "blocked":
+        _open(s, purse, "unblock", now)
+    due = []
+    for row in s.scalars(select(PurseScript).where(PurseScript.purse_id == purse.id,
+                                                   PurseScript.status == "open").order_by(PurseScript.id)):
+        stale = (row.op == "block" and (not stop or purse.chip_status == "blocked")) or (
+            row.op == "unblock" and (stop or purse.chip_status != "blocked"))
+        if row.op == "complete_pending" and s.scalars(select(PurseRecord.id).where(
+                PurseRecord.counted_key == f"{purse.purse_id}:{row.pending_counter}")).first() is not None:
+            stale = True                       # settled: the record of that counter has counted
+        if stale:
+            row.status = "cancelled"
+        elif not stop or row.op in ("block", "complete_pending"):
+            due.append(row)
+    return sorted(due, key=lambda r: (_ORDER.index(r.op), r.id))
+
+
+def scripts_for(s: Session, issuer: IssuerKeys, purse_id: bytes, counter: int, *, now: dt.datetime,
+                chip_blocked: bool | None = None) -> list[Script]:
+    """The scripts for this contact, in the order to apply them (see the module docstring). counter: the
+    card's counter now; chip_blocked: the status the card showed, when the terminal read it."""
+    purse = purse_by_id(s, purse_id)
+    if purse is None or not 0 <= counter <= _U32:
+        return []
+    card = s.get(Card, purse.card_id)
+    if card is None:
+        return []
+    if card.account_id is not None:
+        ledger.lock_account(s, card.account_id)
+    s.refresh(purse)
+    s.refresh(card)
+    purse.last_counter = max(purse.last_counter, counter)
+    purse.last_contact_at = now
+    if chip_blocked is not None:
+        purse.chip_status = "blocked" if chip_blocked else "active"
+    settle_by_records(s, purse, now=now)
+    scripts = []
+    for i, row in enumerate(_due(s, purse, card, now)):
+        if counter + i > _U32:
+            break
+        op = OPS[row.op]
+        message = admin_message(purse_id, key_version=purse.admin_version, counter=counter + i, op=op,
+                                payload=bytes.fromhex(row.payload))
+        tag = mac(issuer.card_key(purse_id, Purpose.ADMIN, purse.admin_version), message)
+        row.issued_counter, row.issued_at = counter + i, now
+        scripts.append(Script(row.id, op, counter + i, purse.admin_version, message, tag))
+    s.flush()
+    return scripts
+
+
+def script_applied(s: Session, purse_id: bytes, script_id: int, *, now: dt.datetime) -> bool:
+    """The terminal reports the card applied a script (at the counter it was issued for); whether it was
+    one of this purse's open scripts."""
+    purse = purse_by_id(s, purse_id)
+    row = s.get(PurseScript, script_id)
+    if purse is None or row is None or row.purse_id != purse.id or row.status != "open" \
+            or row.issued_counter is None:
+        return False
+    row.status = "applied"
+    purse.last_counter = max(purse.last_counter, row.issued_counter + 1)
+    purse.last_contact_at = now
+    if row.op in ("block", "unblock"):
+        purse.chip_status = "blocked" if row.op == "block" else "active"
+    s.flush()
+    return True

@@ -1,0 +1,243 @@
+"""registry.purse.loads and registry.purse.scripts on a real SQLite registry: a load is granted only for the
+genuine card at its counter, funded from the account (never made), booked once per load id, confirmed by
+the card's LOAD record or settled from its log or reversed; issuer scripts MACed for one counter each; and a
+property test over loads, purchases, replays and tampering: the shadow is the ledger, agrees with the card,
+and value only moves, never appears."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+import struct
+from pathlib import Path
+
+import test_purse_ingest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+from test_purse_ingest import FUNDS, NOW, START, World
+
+from contracts.purse_keys import AdminOp, Purpose, load_message, verify_mac
+from registry.db import open_database
+from registry.fleet import cards, ledger
+from registry.keys import RegistryKeys
+from registry.models import Movement
+from registry.purse.loads import LoadGrant, LoadRequest, authorize_load, confirm_load, settle_loads
+from registry.purse.scripts import (
+    limits_payload,
+    record_advice,
+    request_script,
+    script_applied,
+    scripts_for,
+)
+from registry.purse_models import PurseLoad
+
+LATER = NOW + dt.timedelta(days=8)
+sm, world = test_purse_ingest.sm, test_purse_ingest.world      # fixtures: a fresh SQLite registry
+
+
+def grant(w: World, request: LoadRequest, now: dt.datetime = NOW) -> LoadGrant:
+    with w.sm() as s:
+        answer = authorize_load(s, w.issuer, request, now=now)
+        s.commit()
+    return answer
+
+
+def status(w: World, load_id: bytes) -> str:
+    with w.sm() as s:
+        row = s.get(PurseLoad, load_id.hex())
+        return row.status if row is not None else "none"
+
+
+def card_checks(w: World, request: LoadRequest, answer: LoadGrant) -> bool:
+    """What the card does with the grant: recompute the load MAC under its own LOAD key."""
+    message = load_message(w.purse_id, key_version=answer.key_version, wallet=request.wallet,
+                           counter=w.card.counter, amount=request.amount, unit=request.unit,
+                           load_id=request.load_id)
+    return verify_mac(w.issuer.card_key(w.purse_id, Purpose.LOAD, answer.key_version), message, answer.mac)
+
+
+def test_a_load_is_funded_from_the_account_once_and_confirmed_by_the_card(world: World) -> None:
+    request = world.card.load_request(0, 2500)
+    answer = grant(world, request)
+    assert answer.granted and answer.counter == 0 and card_checks(world, request, answer)
+    assert grant(world, request) == answer                             # the same request: the same grant
+    assert world.balance(world.funds) == FUNDS - START[0] - 2500
+    assert world.balance(world.chip0) == START[0] + 2500
+    record = world.card.apply_load(0, 2500)
+    with world.sm() as s:
+        state, report = confirm_load(s, world.issuer, request.load_id, record, source="mqtt:T-0001", now=NOW)
+        s.commit()
+    assert state == "confirmed" and report.counted == 1 and report.flags == {}
+    assert world.ingest(world.card.purchase(0, 700)) == {"counted": 1, "duplicate": 0, "stored": 1}
+    assert world.balance(world.chip0) == world.card.balances[0] == START[0] + 2500 - 700
+    world.sound()
+
+
+def test_a_load_id_reused_for_another_load_is_refused(world: World) -> None:
+    request = world.card.load_request(0, 2500)
+    assert grant(world, request).granted
+    other = world.card.load_request(0, 9999, load_id=request.load_id)
+    assert grant(world, other) == LoadGrant(request.load_id, False, "load_id_reused")
+
+
+def test_loads_the_issuer_must_refuse(world: World) -> None:
+    good = world.card.load_request(0, 1000)
+    forged = LoadRequest(**{**good.__dict__, "load_id": os.urandom(16), "amount": 100_000})
+    assert grant(world, forged).reason == "bad_mac"                    # the MAC was for 1000
+    assert grant(world, world.card.load_request(0, FUNDS)).reason == "insufficient_funds"
+    assert grant(world, world.card.load_request(5, 100)).reason == "unknown_wallet"
+    assert world.ingest(world.card.purchase(0, 100), world.card.purchase(0, 100))["counted"] == 2
+    world.card.counter, saved = 0, world.card.counter              # an old INITIALIZE LOAD answer
+    behind = world.card.load_request(0, 100)
+    world.card.counter = saved
+    assert grant(world, behind).reason == "counter_behind"
+    with world.sm() as s:
+        cards.move(s, world.card_id, "temp_block", actor="ops", reason="check", now=NOW)
+        s.commit()
+    assert grant(world, world.card.load_request(0, 100)).reason == "card_blocked"
+    assert world.balance(world.funds) == FUNDS - START[0]              # nothing was booked
+    with world.sm() as s:
+        assert s.scalar(select(func.count()).select_from(PurseLoad)) == 0
+
+
+def test_a_load_the_card_never_applied_is_reversed_from_its_log(world: World) -> None:
+    request = world.card.load_request(0, 2500)
+    assert grant(world, request).granted                               # the card was pulled: not applied
+    assert world.ingest(world.card.purchase(0, 400)) == {"counted": 1, "duplicate": 0, "stored": 1}
+    assert world.flag_names() == ["load_reversed"]
+    assert status(world, request.load_id) == "reversed"
+    assert world.balance(world.funds) == FUNDS - START[0]
+    assert world.balance(world.chip0) == world.card.balances[0] == START[0] - 400
+    world.sound()
+
+
+def test_an_unconfirmed_load_is_in_doubt_then_reversed_and_a_late_record_books_it_again(world: World) -> None:
+    request = world.card.load_request(1, 3000)
+    assert grant(world, request).granted
+    with world.sm() as s:
+        assert settle_loads(s, now=NOW + dt.timedelta(minutes=20)) == (1, 0)
+        s.commit()
+    assert status(world, request.load_id) == "in_doubt"
+    with world.sm() as s:
+        assert settle_loads(s, now=LATER) == (0, 1)
+        s.commit()
+    assert status(world, request.load_id) == "reversed"
+    assert world.balance(world.chip1) == START[1]
+    late = world.card.apply_load(1, 3000)                              # the card did apply it after all
+    assert world.ingest(late)["load_after_reversal"] == 1
+    assert status(world, request.load_id) == "confirmed"
+    assert world.balance(world.chip1) == world.card.balances[1] == START[1] + 3000
+    assert world.balance(world.litres) == 50_000 - START[1] - 3000
+    world.sound()
+
+
+def test_a_load_record_no_grant_explains_counts_nothing(world: World) -> None:
+    assert world.ingest(world.card.apply_load(0, 5000))["unknown_load"] == 1
+    assert world.balance(world.chip0) == START[0]
+
+
+def check_script(w: World, script_counter: int, message: bytes, tag: bytes) -> bool:
+    key = w.issuer.card_key(w.purse_id, Purpose.ADMIN, 1)
+    return verify_mac(key, message, tag) and struct.unpack(">I", message[11:15])[0] == script_counter
+
+
+def contact(w: World, counter: int, **kw: bool) -> list[tuple[AdminOp, int, int]]:
+    with w.sm() as s:
+        scripts = scripts_for(s, w.issuer, w.purse_id, counter, now=NOW, **kw)
+        s.commit()
+    assert all(check_script(w, x.counter, x.message, x.mac) for x in scripts)
+    return [(x.op, x.counter, x.script_id) for x in scripts]
+
+
+def test_a_blocked_card_is_blocked_on_the_chip_at_its_next_contact(world: World) -> None:
+    assert contact(world, 3) == []
+    with world.sm() as s:
+        cards.move(s, world.card_id, "temp_block", actor="ops", reason="driver left", now=NOW)
+        s.commit()
+    [(op, counter, ident)] = contact(world, 3)
+    assert (op, counter) == (AdminOp.BLOCK, 3)
+    [(op, counter, again)] = contact(world, 3)                         # not applied: issued again
+    assert again == ident
+    with world.sm() as s:
+        assert script_applied(s, world.purse_id, ident, now=NOW)
+        s.commit()
+    assert contact(world, 4) == []
+    with world.sm() as s:
+        cards.move(s, world.card_id, "unblock", actor="ops", reason="back", now=NOW)
+        s.commit()
+    assert [op for op, _, _ in contact(world, 4)] == [AdminOp.UNBLOCK]
+    assert contact(world, 4, chip_blocked=False) == []
+
+
+def test_operator_scripts_and_a_completion_each_name_their_own_counter(world: World) -> None:
+    with world.sm() as s:
+        request_script(s, world.purse_id, "set_limits", payload=limits_payload(1, 10_000, 200_000),
+                       actor="ops", now=NOW)
+        request_script(s, world.purse_id, "reset_pin_tries", actor="ops", now=NOW)
+        record_advice(s, world.purse_id, 8, 4200, terminal="T-0001", now=NOW)
+        s.commit()
+    got = contact(world, 8)
+    assert [(op, counter) for op, counter, _ in got] == [
+        (AdminOp.COMPLETE_PENDING, 8), (AdminOp.RESET_PIN_TRIES, 9), (AdminOp.SET_LIMITS, 10)]
+    for _, _, ident in got[1:]:
+        with world.sm() as s:
+            assert script_applied(s, world.purse_id, ident, now=NOW)
+            s.commit()
+    world.card.counter = 7
+    world.ingest(world.card.purchase(0, 4200))                         # the completion's record, counter 8
+    assert contact(world, 11) == []
+    world.card.counter = 11
+    assert "counter_gap" not in world.ingest(world.card.purchase(0, 100))
+
+
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("load"), st.integers(0, 1), st.integers(1, 5000), st.booleans()),
+    st.tuples(st.just("buy"), st.integers(0, 1), st.integers(0, 3000), st.booleans()),
+    st.tuples(st.just("replay"), st.integers(0, 50), st.just(0), st.booleans()),
+    st.tuples(st.just("tamper"), st.integers(0, 50), st.integers(0, 59), st.booleans())), max_size=12)
+
+
+def test_property_the_shadow_is_the_ledger_and_no_value_appears(tmp_path: Path) -> None:
+    _, made = open_database(f"sqlite:///{tmp_path / 'registry.db'}")
+    keys = RegistryKeys(card_key=os.urandom(32), pin_key=os.urandom(32), kek=os.urandom(32))
+    ids = itertools.count(1)
+
+    @given(OPS)
+    @settings(max_examples=50, deadline=None)
+    def run(ops: list[tuple[str, int, int, bool]]) -> None:
+        w = World(made, keys, purse_id=struct.pack(">Q", 0x7077_0000_0001_0000 + next(ids)))
+        sent: list[bytes] = []
+        debits = loads = 0
+        for op, wallet, amount, flag in ops:
+            if op == "load":
+                request = w.card.load_request(wallet, amount)
+                answer = grant(w, request)
+                if answer.granted and flag and card_checks(w, request, answer):
+                    sent.append(w.card.apply_load(wallet, amount))     # else the card never applied it
+                    w.ingest(sent[-1])
+                    loads += amount if wallet == 0 else 0
+            elif op == "buy" and amount <= w.card.balances[wallet]:
+                sent.append(w.card.purchase(wallet, amount))
+                w.ingest(sent[-1])
+                debits += amount if wallet == 0 else 0
+            elif op == "replay" and sent:
+                w.ingest(sent[wallet % len(sent)], source="bundle:again")
+            elif op == "tamper" and sent:
+                raw = bytearray(sent[wallet % len(sent)])
+                raw[amount] ^= 0x01
+                w.ingest(bytes(raw))
+        w.ingest(w.card.purchase(0, 0))                                # the card's next contact settles
+        with w.sm() as s:
+            settle_loads(s, now=LATER)
+            assert ledger.check(s) == []
+            moved = s.scalar(select(func.coalesce(func.sum(Movement.amount), 0))
+                             .where(Movement.wallet_id.in_((w.funds, w.chip0)))) or 0
+            s.commit()
+        assert w.balance(w.chip0) == w.card.balances[0] == START[0] + loads - debits
+        assert w.balance(w.chip1) == w.card.balances[1]
+        assert moved == FUNDS - debits                                 # money only moved, or was spent
+        assert w.balance(w.funds) == FUNDS - START[0] - loads
+
+    run()
