@@ -137,20 +137,18 @@ class Certificate:
 
 def issue_certificate(ca_private_key: ec.EllipticCurvePrivateKey, cert: Certificate) -> bytes:
     """The certificate's 112 bytes, signed by the issuer CA (the issuer, or the test's CA)."""
-    if len(cert.id) != ID_LEN or not 0 < cert.key_version <= MAX_VERSION or not 0 <= cert.expiry <= _U32:
-        raise CertificateError("id 8 bytes, key version 1..255, expiry 32 bits", reason="format")
+    if (cert.role not in (Role.CARD, Role.SAM) or len(cert.id) != ID_LEN
+            or not 0 < cert.key_version <= MAX_VERSION or not 0 <= cert.expiry <= _U32):
+        raise CertificateError("role 1 or 2, id 8 bytes, key version 1..255, expiry 32 bits", reason="format")
     load_public_key(cert.public_key)
-    body = _BODY.pack(CERT_FORMAT, int(Role(cert.role)), cert.id, cert.key_version, cert.expiry,
-                      cert.public_key)
+    body = _BODY.pack(CERT_FORMAT, cert.role, cert.id, cert.key_version, cert.expiry, cert.public_key)
     return body + sign_raw(ca_private_key, body)
 
 
 def open_certificate(ca_public_key: ec.EllipticCurvePublicKey, raw: bytes, *, role: Role,
                      now: int) -> Certificate:
-    """The certificate in raw, checked: form, the CA's signature, then role and expiry against now.
-
-    Nothing but the format byte is read before the signature checks.
-    """
+    """The certificate in raw, checked: form, the CA's signature (before any field but the format byte is
+    read), then role and expiry against now."""
     if len(raw) != CERT_LEN:
         raise CertificateError(f"a certificate is {CERT_LEN} bytes", reason="length", length=len(raw))
     if raw[0] != CERT_FORMAT:
@@ -170,12 +168,9 @@ def open_certificate(ca_public_key: ec.EllipticCurvePublicKey, raw: bytes, *, ro
 
 @dataclass
 class Session:
-    """One authenticated session, either side: the peer's certificate, the keys, the SM counter.
-
-    open turns False on any secure-messaging failure (and on a bare error status): both sides then need a
-    new handshake. confirmed is True once the SAM checked the card's key confirmation (the card's side is
-    confirmed by the SAM's signature).
-    """
+    """One authenticated session, either side: the peer's certificate, the keys, the SM counter. open turns
+    False at any SM failure or bare error status (a new handshake is needed); confirmed is True once the
+    SAM checked the card's key confirmation (the card's side is confirmed by the SAM's signature)."""
 
     peer: Certificate
     k_enc: bytes = field(repr=False)
@@ -207,10 +202,6 @@ class CardHandshake:
     k_mac: bytes = field(repr=False)
 
 
-def _ecdh(private_key: ec.EllipticCurvePrivateKey, peer_raw: bytes) -> bytes:
-    return private_key.exchange(ec.ECDH(), load_public_key(peer_raw))
-
-
 def derive_session_keys(z: bytes, sam_nonce: bytes, card_nonce: bytes,
                         transcript: bytes) -> tuple[bytes, bytes]:
     """(K_enc, K_mac) from the ECDH secret Z: SP 800-56C Rev. 2 two-step, AES-256-CMAC extract, KDF expand."""
@@ -240,11 +231,12 @@ def card_answer(card_private_key: ec.EllipticCurvePrivateKey, card_cert_raw: byt
     sam = open_certificate(ca_public_key, hello[:CERT_LEN], role=Role.SAM, now=time)
     sam_eph = hello[CERT_LEN:CERT_LEN + KEY_LEN]
     sam_nonce = hello[CERT_LEN + KEY_LEN:CERT_LEN + KEY_LEN + NONCE_LEN]
-    load_public_key(sam_eph)
+    sam_point = load_public_key(sam_eph)
     ephemeral = ec.generate_private_key(_CURVE)
     nonce = os.urandom(NONCE_LEN)
     transcript = hello + card_cert_raw + public_bytes(ephemeral) + nonce
-    k_enc, k_mac = derive_session_keys(_ecdh(ephemeral, sam_eph), sam_nonce, nonce, transcript)
+    z = ephemeral.exchange(ec.ECDH(), sam_point)
+    k_enc, k_mac = derive_session_keys(z, sam_nonce, nonce, transcript)
     answer = transcript[HELLO_LEN:] + sign_raw(card_private_key, LABEL_CARD + transcript)
     return CardHandshake(time, sam, transcript, k_enc, k_mac), answer
 
@@ -263,7 +255,8 @@ def sam_proof(hs: SamHandshake, sam_private_key: ec.EllipticCurvePrivateKey,
     transcript = hs.hello + answer[:-SIG_LEN]
     if not verify_raw(card.key(), LABEL_CARD + transcript, answer[-SIG_LEN:]):
         raise SessionError("the card's signature does not check", reason="bad_signature")
-    k_enc, k_mac = derive_session_keys(_ecdh(hs.ephemeral, card_eph), hs.nonce, card_nonce, transcript)
+    z = hs.ephemeral.exchange(ec.ECDH(), load_public_key(card_eph))
+    k_enc, k_mac = derive_session_keys(z, hs.nonce, card_nonce, transcript)
     proof = sign_raw(sam_private_key, LABEL_SAM + transcript)
     return Session(card, k_enc, k_mac, hashlib.sha256(transcript).digest()), proof
 
@@ -293,10 +286,14 @@ def _sm_fail(session: Session, message: str, reason: str) -> SecureMessagingErro
     return SecureMessagingError(message, reason=reason)
 
 
-def _next(session: Session) -> bytes:
-    """The counter for this APDU as 4 bytes, then advanced; a closed or exhausted session refuses."""
+def _check_open(session: Session) -> None:
     if not session.open:
         raise SecureMessagingError("the session is closed", reason="closed")
+
+
+def _next(session: Session) -> bytes:
+    """The counter for this APDU as 4 bytes, then advanced; a closed or exhausted session refuses."""
+    _check_open(session)
     if session.counter > _U32:
         raise _sm_fail(session, "the session's counter is exhausted", "closed")
     ssc = struct.pack(">I", session.counter)
@@ -375,6 +372,7 @@ def _ecb(key: bytes, block: bytes, *, encrypt: bool) -> bytes:
 def encipher_pin(session: Session, pin: str) -> bytes:
     """The VERIFY data: ISO 9564-1 format 4 plaintext PIN field (4, length, digits, fill A; 8 random
     bytes) enciphered under K_enc; the random half makes every block different."""
+    _check_open(session)
     if not 4 <= len(pin) <= 12 or not pin.isascii() or not pin.isdigit():
         raise SessionError("a PIN is 4 to 12 digits", reason="format")
     nibbles = "4" + format(len(pin), "X") + pin + "A" * (14 - len(pin))
@@ -383,6 +381,7 @@ def encipher_pin(session: Session, pin: str) -> bytes:
 
 def decipher_pin(session: Session, block: bytes) -> str:
     """The PIN digits of an enciphered PIN block; reason format if it is not a format 4 field."""
+    _check_open(session)
     if len(block) != PIN_BLOCK_LEN:
         raise SessionError("a PIN block is 16 bytes", reason="length")
     nibbles = _ecb(session.k_enc, block, encrypt=False)[:8].hex().upper()

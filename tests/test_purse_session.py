@@ -120,6 +120,7 @@ def test_any_changed_certificate_byte_breaks_the_signature(index: int, xor: int)
     ps.Certificate(ps.Role.CARD, CARD_ID, 0, EXPIRY, ps.public_bytes(CARD_KEY)),
     ps.Certificate(ps.Role.CARD, CARD_ID, 1, 2**32, ps.public_bytes(CARD_KEY)),
     ps.Certificate(ps.Role.CARD, CARD_ID, 1, EXPIRY, b"\x04" + bytes(32)),
+    ps.Certificate(3, CARD_ID, 1, EXPIRY, ps.public_bytes(CARD_KEY)),          # type: ignore[arg-type]
 ])
 def test_issue_refuses_bad_fields(bad: ps.Certificate) -> None:
     with pytest.raises(ps.SessionError):
@@ -405,6 +406,12 @@ def test_pin_blocks_differ_and_need_the_session_key() -> None:
         ps.decipher_pin(handshake().card, first)
     with pytest.raises(ps.SessionError, match="length"):
         ps.decipher_pin(RUN.card, first[:15])
+    closed = handshake()
+    closed.card.open = closed.sam.open = False
+    with pytest.raises(ps.SecureMessagingError, match="closed"):
+        ps.encipher_pin(closed.sam, "1234")
+    with pytest.raises(ps.SecureMessagingError, match="closed"):
+        ps.decipher_pin(closed.card, first)
 
 
 @pytest.mark.parametrize("pin", ["123", "1234567890123", "12a4", "١٢٣٤", ""])
