@@ -223,10 +223,11 @@ def test_reset_drops_the_session_but_keeps_keys_and_sequence() -> None:
     assert link.sam.session_open
 
 
-def card_record(*, counter: int, card_id: bytes = CARD_ID) -> bytes:
-    record = PurchaseRecord(key_version=1, kind=Kind.PURCHASE, card_id=card_id, wallet=0, counter=counter,
-                            amount=3318, unit=Unit.MONEY, product=19, terminal=SAM_ID, time=NOW,
-                            previous_balance=10000, new_balance=6682)
+def card_record(*, counter: int, card_id: bytes = CARD_ID, load: bool = False) -> bytes:
+    record = PurchaseRecord(key_version=1, kind=Kind.LOAD if load else Kind.PURCHASE, card_id=card_id,
+                            wallet=0, counter=counter, amount=3318, unit=Unit.MONEY,
+                            product=0 if load else 19, terminal=SAM_ID, time=NOW, previous_balance=10000,
+                            new_balance=13318 if load else 6682)
     return sign(derive_card_key(RECORD_MASTER, card_id, Purpose.RECORD, version=1), record)
 
 
@@ -244,7 +245,10 @@ def test_mac_record_sequence() -> None:
     signed = card_record(counter=1)
     again, tag = sa.parse_record_mac(ok(link.sam, sa.mac_record(signed)))       # a resend: a new sequence
     assert again == 4 and tag != macs[0]
-    assert sa.parse_sequence(ok(link.sam, sa.get_sequence())) == 4
+    load = card_record(counter=5, load=True)                                    # loads in the log too
+    sequence, tag = sa.parse_record_mac(ok(link.sam, sa.mac_record(load)))
+    assert sequence == 5 and sa.verify_sam_record_mac(link.sam_key, load, 5, tag)
+    assert sa.parse_sequence(ok(link.sam, sa.get_sequence())) == 5
 
 
 def test_mac_record_refusals() -> None:
