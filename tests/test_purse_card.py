@@ -4,12 +4,15 @@ SAM played in this file with the SAM side of contracts.purse_session and a test 
 from __future__ import annotations
 
 import os
+import socket
 import struct
+from typing import Protocol
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import contracts.purse_apdu as apdu
+from contracts.errors import CardRemoved
 from contracts.purse_keys import (
     AdminOp,
     Purpose,
@@ -39,6 +42,7 @@ from contracts.purse_wallets import PurseInfo, Refusal, Status, Wallet
 from hostsim.cards.fleet import FLEET_AID, FleetCard
 from hostsim.cards.purse_card import PurseCard, personalize
 from hostsim.cards.purse_state import CardTorn, Cmd, Tear
+from hostsim.vpcd import VirtualCardServer, recv_frame, send_frame
 
 CARD_ID = bytes.fromhex("7077000000000042")
 SAM_A = bytes.fromhex("5A4D000000000001")
@@ -69,10 +73,14 @@ def make_card(on_tear: object = None) -> PurseCard:
         on_tear=on_tear)  # type: ignore[arg-type]
 
 
+class Link(Protocol):
+    def apdu(self, command: bytes) -> bytes: ...
+
+
 class Terminal:
     """The terminal and its SAM in one: the SAM's side of the handshake and of secure messaging."""
 
-    def __init__(self, card: PurseCard, sam_id: bytes = SAM_A, ca: ec.EllipticCurvePrivateKey = CA) -> None:
+    def __init__(self, card: Link, sam_id: bytes = SAM_A, ca: ec.EllipticCurvePrivateKey = CA) -> None:
         self.card = card
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.cert = issue_certificate(ca, Certificate(Role.SAM, sam_id, 1, EXPIRY, public_bytes(self.key)))
@@ -302,3 +310,40 @@ def test_malformed_secure_commands_answer_typed_status_words() -> None:
     assert terminal.secure(apdu.Command(0x84, apdu.INS_SETTLE, 1, 0, bytes(8)))[1] == 0x6A86
     assert terminal.secure(apdu.Command(0x84, 0x50, 0, 0, b""))[1] == 0x6D00
     assert terminal.secure(apdu.Command(0x84, apdu.INS_VERIFY, 0, 0x88, bytes(16)))[1] == 0x6A80
+
+
+class Reader:
+    """The reader's side of the vpcd wire (hostsim/vpcd.py) to a VirtualCardServer on loopback."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+
+    def apdu(self, command: bytes) -> bytes:
+        send_frame(self.sock, command)
+        answer = recv_frame(self.sock)
+        if answer is None:
+            raise CardRemoved("no answer: the card left the reader")
+        return answer
+
+
+def test_a_torn_command_through_the_virtual_card_server_sends_no_answer() -> None:
+    with VirtualCardServer() as server:
+        card = make_card()
+        card.on_tear = server.remove
+        server.insert(card)
+        reader = Reader(server.port)
+        terminal = Terminal(reader)
+        assert terminal.open() == OK
+        terminal.reserve(5_000)
+        card.tear_at(Cmd.SETTLE, Tear.AFTER_COMMIT)
+        with pytest.raises(CardRemoved):
+            terminal.secure(apdu.settle(apdu.SettleRequest(0, 2_500)))
+        reader.sock.close()
+        assert server.card is None
+        server.insert(card)
+        second = Reader(server.port)
+        again = Terminal(second)
+        info = again.select()
+        assert info.pending is None and info.counter == 1
+        assert record_of(again.send(apdu.read_log(1))[0]).amount == 2_500
+        second.sock.close()
