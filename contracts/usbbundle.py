@@ -14,7 +14,8 @@ the sales under it with AES-256-GCM (NIST SP 800-38D, random 96-bit nonce). Both
 canonical header without "key_sealed", "payload" and "sig", so a payload moved under another header (another
 terminal, registry or count) does not open. The signature covers the canonical bytes (sorted keys, no
 spaces) of every field but "sig", ciphertext included. Inside: the sales as JSON lines, each the very SALE
-payload the terminal sends over MQTT.
+payload the terminal sends over MQTT, and the chip purse's signed records as PURSE_RECORDS lines
+(contracts.purse_messages; "count" counts every line).
 
 Receipt back (registry -> terminal): the registry's answer to each sale of a bundle it imported (the
 SALE_ACK it would have sent over MQTT), signed with its configuration key (Ed25519, contracts.signing), so
@@ -47,6 +48,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from contracts import device_messages as d
 from contracts import messages as m
 from contracts.errors import MessageError
+from contracts.purse_messages import is_purse_line
 from contracts.sealbox import SealError, open_sealed, seal
 from contracts.signing import SignatureError, sign_bytes, verify_bytes
 
@@ -68,6 +70,7 @@ __all__ = [
     "encode_config_bundle",
     "encode_receipt",
     "encode_sales_bundle",
+    "open_lines",
     "open_sales",
     "recipient_id",
     "registry_key_from_b64",
@@ -249,8 +252,9 @@ def verify_sales_signature(bundle: SalesBundle, public_key: ec.EllipticCurvePubl
                              bundle_id=bundle.bundle_id) from exc
 
 
-def open_sales(bundle: SalesBundle, registry_key: ec.EllipticCurvePrivateKey) -> list[dict[str, Any]]:
-    """The sales inside, each decoded as a SALE and of the bundle's terminal; the count must match."""
+def open_lines(bundle: SalesBundle, registry_key: ec.EllipticCurvePrivateKey) -> list[bytes]:
+    """The payload's lines (SALE payloads, and chip purse records: contracts.purse_messages.PURSE_RECORDS),
+    opened and counted against the header; not yet decoded."""
     if bundle.recipient != recipient_id(registry_key.public_key()):
         raise UsbBundleError("bundle is sealed for another registry", "wrong_registry",
                              bundle_id=bundle.bundle_id)
@@ -266,9 +270,17 @@ def open_sales(bundle: SalesBundle, registry_key: ec.EllipticCurvePrivateKey) ->
     lines = plain.split(b"\n")
     if lines[-1] != b"" or len(lines) - 1 != bundle.count:
         raise UsbBundleError("bundle holds another number of sales than its header says", "malformed")
+    return lines[:-1]
+
+
+def open_sales(bundle: SalesBundle, registry_key: ec.EllipticCurvePrivateKey) -> list[dict[str, Any]]:
+    """The sales inside, each decoded as a SALE and of the bundle's terminal; the count must match. Chip
+    purse records in the bundle are skipped here (registry.purse.bundle reads them)."""
     sales = []
-    for line in lines[:-1]:
+    for line in open_lines(bundle, registry_key):
         try:
+            if is_purse_line(line):
+                continue
             sale = m.decode(line, m.SALE)
         except MessageError as exc:       # names the field, never its value
             raise UsbBundleError("bundle holds a malformed sale", "malformed", bundle_id=bundle.bundle_id,

@@ -39,6 +39,7 @@ from contracts.errors import ConfigError
 from contracts.messages import parse_timestamp
 from contracts.signing import key_id
 from contracts.usbbundle import (
+    SalesBundle,
     UsbBundleError,
     decode_sales_bundle,
     encode_config_bundle,
@@ -55,8 +56,8 @@ from registry.service import record_sales
 if TYPE_CHECKING:       # registry.configs may import this module for the bundle key: no cycle
     from registry.configs import ConfigIssuer
 
-__all__ = ["BUNDLE_KEY", "ImportResult", "bundle_public_key", "export_config", "import_sales",
-           "load_or_create_bundle_key", "receipt"]
+__all__ = ["BUNDLE_KEY", "ImportResult", "bundle_public_key", "check_bundle", "export_config",
+           "import_sales", "load_or_create_bundle_key", "receipt"]
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +135,9 @@ def _device_certificate(pem: str, ca_pem: str, terminal: str, made: dt.datetime)
     return cert
 
 
-def import_sales(session: Session, raw: bytes, *, bundle_key: ec.EllipticCurvePrivateKey, ca_pem: str,
-                 now: dt.datetime, keys: RegistryKeys | None = None) -> ImportResult:
-    """Check a sales bundle file and record its sales (see the module docstring). now: naive UTC; keys:
-    the registry's, to open an offline fleet sale's card number and debit its account."""
+def check_bundle(session: Session, raw: bytes, *, ca_pem: str, now: dt.datetime) -> SalesBundle:
+    """A sales bundle file parsed, its certificate, device and signature checked (the module docstring's
+    order, up to the payload); registry.purse.bundle reads the chip purse records of the same file."""
     bundle = decode_sales_bundle(raw)
     made = parse_timestamp(bundle.created_at)
     if made > now + CLOCK_AHEAD:
@@ -158,6 +158,14 @@ def import_sales(session: Session, raw: bytes, *, bundle_key: ec.EllipticCurvePr
     if not isinstance(public, ec.EllipticCurvePublicKey):
         raise UsbBundleError("device key is not EC P-256", "bad_signature", terminal=bundle.terminal)
     verify_sales_signature(bundle, public)
+    return bundle
+
+
+def import_sales(session: Session, raw: bytes, *, bundle_key: ec.EllipticCurvePrivateKey, ca_pem: str,
+                 now: dt.datetime, keys: RegistryKeys | None = None) -> ImportResult:
+    """Check a sales bundle file and record its sales (see the module docstring). now: naive UTC; keys:
+    the registry's, to open an offline fleet sale's card number and debit its account."""
+    bundle = check_bundle(session, raw, ca_pem=ca_pem, now=now)
     sales = open_sales(bundle, bundle_key)
     acks: list[dict[str, Any] | None] = []
     for at in range(0, len(sales), IMPORT_BATCH):

@@ -15,13 +15,29 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from test_usbbundle import CREATED, make_kit
+from test_usbbundle import NOW as USB_TIME
+from test_usbbundle import sale as usb_sale
 
+from contracts import messages as m
+from contracts.errors import MessageError
 from contracts.purse_keys import Purpose, Unit, init_load_message, mac
+from contracts.purse_messages import (
+    LOAD_GRANT,
+    PURSE_RECORDS,
+    PURSE_RECORDS_KIND,
+    SCRIPTS_REQUEST,
+    decode,
+    encode,
+)
 from contracts.purse_records import Kind, PurchaseRecord, sign
+from contracts.usbbundle import UsbBundleError, decode_sales_bundle, encode_sales_bundle, open_sales
 from registry.db import open_database
 from registry.fleet import cards, ledger
 from registry.keys import RegistryKeys
-from registry.models import Account, Card, Customer, Movement, Wallet
+from registry.models import Account, Card, Customer, Device, Movement, Station, Wallet
+from registry.pki import fingerprint
+from registry.purse.bundle import import_purse_records, ingest_upload
 from registry.purse.issuer import IssuerKeys
 from registry.purse.loads import LoadRequest
 from registry.purse.purses import flags, register_purse, register_sam
@@ -31,6 +47,7 @@ from registry.purse_models import PurseRecord, PurseSam
 NOW = dt.datetime(2026, 12, 1, 12, 0, 0)
 PURSE = bytes.fromhex("7077000000000019")
 SAM = bytes.fromhex("5341000000000001")
+USB_NOW = USB_TIME.replace(tzinfo=None)
 FUNDS = 100_000           # cents on the account's own money wallet
 START = {0: 10_000, 1: 20_000}   # what the chip wallets hold at personalisation (a transfer from the account)
 
@@ -256,3 +273,75 @@ def test_records_out_of_order_count_each_once(world: World) -> None:
     with world.sm() as s:
         assert s.scalar(select(func.count()).select_from(PurseRecord).where(PurseRecord.counted)) == 5
     world.sound()
+
+
+# --- over MQTT and on a flash-drive bundle ----------------------------------------------------------------
+
+def upload(w: World, records: list[bytes], first_seq: int = 1) -> bytes:
+    """The PURSE_RECORDS payload a terminal sends (or writes into a bundle), SAM-MACed."""
+    items = []
+    for n, record in enumerate(records):
+        item = w.sam_item(record, first_seq + n)
+        items.append({"record": record.hex(), "sam_seq": item.sam_seq,
+                      "sam_mac": (item.sam_mac or b"").hex()})
+    doc = {"kind": PURSE_RECORDS_KIND, "terminal": "T-0001", "sam_id": SAM.hex(), "items": items}
+    return encode(doc, PURSE_RECORDS)
+
+
+def test_an_mqtt_upload_counts_each_record_once(world: World) -> None:
+    records = [world.card.purchase(0, 250) for _ in range(3)]
+    with world.sm() as s:
+        report = ingest_upload(s, world.issuer, decode(upload(world, records), PURSE_RECORDS), now=NOW)
+        again = ingest_upload(s, world.issuer, decode(upload(world, records), PURSE_RECORDS), now=NOW)
+        s.commit()
+    assert (report.counted, report.flags, again.counted, again.duplicate) == (3, {}, 0, 3)
+    with world.sm() as s:
+        assert {r.source for r in s.scalars(select(PurseRecord))} == {"mqtt:T-0001"}
+    assert world.balance(world.chip0) == world.card.balances[0]
+
+
+def test_a_bundle_imported_twice_counts_once(world: World, tmp_path: Path) -> None:
+    kit = make_kit(tmp_path / "pki")
+    with world.sm() as s:
+        s.add(Station(id="ST-001", name="Main street"))
+        s.flush()
+        s.add(Device(id="T-0001", station_id="ST-001", pin_key_hex="00" * 16, status="active",
+                     cert_fingerprint=fingerprint(kit.cert_pem)))
+        s.commit()
+    records = [world.card.purchase(1, 1000) for _ in range(4)]
+    world.ingest(records[0])                                           # one came by MQTT already
+    lines = [upload(world, records), encode(usb_sale(), m.SALE)]
+    raw = encode_sales_bundle(lines, terminal="T-0001", created_at=CREATED, certificate_pem=kit.cert_pem,
+                              device_key=kit.device_key, registry_key=kit.registry_key.public_key())
+    assert len(open_sales(decode_sales_bundle(raw), kit.registry_key)) == 1     # the sale reader skips them
+    for expected in ((3, 1), (0, 4)):
+        with world.sm() as s:
+            report = import_purse_records(s, raw, issuer=world.issuer, bundle_key=kit.registry_key,
+                                          ca_pem=kit.ca.ca_pem, now=USB_NOW)
+            s.commit()
+        assert (report.counted, report.duplicate) == expected
+    assert world.balance(world.chip1) == world.card.balances[1] == START[1] - 4000
+    with world.sm() as s:
+        assert len({r.source for r in s.scalars(select(PurseRecord))}) == 2
+        forged = raw.replace(b'"terminal":"T-0001"', b'"terminal":"T-0002"', 1)
+        with pytest.raises(UsbBundleError):
+            import_purse_records(s, forged, issuer=world.issuer, bundle_key=kit.registry_key,
+                                 ca_pem=kit.ca.ca_pem, now=USB_NOW)
+    world.sound()
+
+
+def test_purse_payloads_are_validated() -> None:
+    grant = {"load_id": "00" * 16, "granted": False, "reason": "insufficient_funds", "mac": "",
+             "key_version": 0, "counter": 7}
+    assert decode(encode(grant, LOAD_GRANT), LOAD_GRANT) == grant
+    with pytest.raises(MessageError):
+        encode({**grant, "mac": "zz"}, LOAD_GRANT)
+    request = {"request_id": str(uuid.uuid4()), "terminal": "T-0001", "purse_id": PURSE.hex(), "counter": 3,
+               "blocked": False}
+    assert decode(encode(request, SCRIPTS_REQUEST), SCRIPTS_REQUEST)["counter"] == 3
+    with pytest.raises(MessageError):
+        decode(b'{"v":1,"kind":"purse_records","terminal":"T-0001","sam_id":"00","items":[]}', PURSE_RECORDS)
+    half = {"kind": PURSE_RECORDS_KIND, "terminal": "T-1", "sam_id": SAM.hex(),
+            "items": [{"record": "50" * 60, "sam_seq": 1}]}          # a sequence without its MAC
+    with pytest.raises(MessageError):
+        encode(half, PURSE_RECORDS)
