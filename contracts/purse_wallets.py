@@ -269,7 +269,7 @@ class PurseInfo:
 
     purse_id: bytes
     status: Status
-    counter: int                      # the next transaction's counter
+    counter: int                      # the last transaction's counter, 0 before the first
     keys: KeyVersions
     last_time: int                    # Unix seconds of the last transaction, 0 before the first
     pin_tries: int

@@ -211,15 +211,15 @@ def test_reserve_settle_gives_a_record_the_issuer_verifies() -> None:
     assert terminal.open() == OK
     data, sw = terminal.reserve(25_000)
     answer = apdu.ReserveAnswer.decode(data)
-    assert sw == OK and (answer.reserved, answer.counter) == (15_000, 0)   # the day limit binds
+    assert sw == OK and (answer.reserved, answer.counter) == (15_000, 1)   # the day limit binds
     assert terminal.reserve(100)[1] == Refusal.PENDING
-    signed, sw = terminal.secure(apdu.settle(apdu.SettleRequest(0, 4_321)))
+    signed, sw = terminal.secure(apdu.settle(apdu.SettleRequest(1, 4_321)))
     record = record_of(signed)
     assert sw == OK and (record.kind, record.amount, record.unit, record.terminal) == (
         Kind.PURCHASE, 4_321, Unit.VOLUME, SAM_A)
     assert (record.previous_balance, record.new_balance, record.card_id) == (20_000, 15_679, CARD_ID)
     assert terminal.send(apdu.read_log(1)) == (signed, OK)
-    assert terminal.reserve(20_000)[0] == apdu.ReserveAnswer(10_679, 1).encode()
+    assert terminal.reserve(20_000)[0] == apdu.ReserveAnswer(10_679, 2).encode()
     assert terminal.reserve(1, wallet=1, product=19)[1] == Refusal.PENDING
 
 
@@ -231,12 +231,12 @@ def test_card_pulled_after_settle_committed_leaves_the_record_in_the_log() -> No
     terminal.reserve(5_000)
     card.tear_at(Cmd.SETTLE, Tear.AFTER_COMMIT)
     with pytest.raises(CardTorn):
-        terminal.secure(apdu.settle(apdu.SettleRequest(0, 3_000)))
+        terminal.secure(apdu.settle(apdu.SettleRequest(1, 3_000)))
     assert pulled == [True] and not card.purse.authenticated
     info = Terminal(card, SAM_B).select()                             # the next insertion, anywhere
     assert info.pending is None and info.counter == 1
     record = record_of(Terminal(card).send(apdu.read_log(1))[0])
-    assert (record.counter, record.amount, record.kind) == (0, 3_000, Kind.PURCHASE)
+    assert (record.counter, record.amount, record.kind) == (1, 3_000, Kind.PURCHASE)
 
 
 def test_card_pulled_before_settle_is_completed_once() -> None:
@@ -246,13 +246,13 @@ def test_card_pulled_before_settle_is_completed_once() -> None:
     terminal.reserve(5_000)
     card.tear_at(Cmd.SETTLE, Tear.BEFORE_COMMIT)
     with pytest.raises(CardTorn):
-        terminal.secure(apdu.settle(apdu.SettleRequest(0, 3_000)))
+        terminal.secure(apdu.settle(apdu.SettleRequest(1, 3_000)))
     elsewhere = Terminal(card, SAM_B)
     assert elsewhere.open(time=T0 + 60, pin=None) == OK
     pending = elsewhere.select().pending
-    assert pending is not None and (pending.counter, pending.reserved, pending.sam_id) == (0, 5_000, SAM_A)
+    assert pending is not None and (pending.counter, pending.reserved, pending.sam_id) == (1, 5_000, SAM_A)
     assert elsewhere.open(time=T0 + 60, pin=None) == OK
-    final = apdu.complete_pending(apdu.CompleteRequest(0, 3_000))
+    final = apdu.complete_pending(apdu.CompleteRequest(1, 3_000))
     assert elsewhere.secure(final)[1] == Refusal.TOO_EARLY            # only the reserving SAM has the figure
     assert terminal.open(time=T0 + 120, pin=None) == OK
     signed, sw = terminal.secure(final)
@@ -280,7 +280,7 @@ def test_load_with_the_issuers_mac_and_its_replays() -> None:
     signed, sw = terminal.secure(apdu.load(good))
     record = record_of(signed)
     assert sw == OK and (record.kind, record.amount, record.new_balance, record.counter) == (
-        Kind.LOAD, 2_000, 7_000, 0)
+        Kind.LOAD, 2_000, 7_000, 1)
     assert terminal.secure(apdu.load(good))[1] == Refusal.AUTH_FAILED          # replayed
     assert terminal.secure(apdu.load(issuer_load(5)))[1] == Refusal.AUTH_FAILED   # another counter
     forged = apdu.LoadRequest(1, 1, 9_000, good.load_id, good.mac)
@@ -297,7 +297,7 @@ def test_scripts_block_and_unblock_the_purse() -> None:
     assert terminal.reserve(1_000)[1] == Refusal.BLOCKED
     assert terminal.script(AdminOp.UNBLOCK)[1] == OK
     assert terminal.script(AdminOp.SET_LIMITS, struct.pack(">BII", 0, 700, 0))[1] == OK
-    assert terminal.reserve(1_000)[0] == apdu.ReserveAnswer(700, 3).encode()
+    assert terminal.reserve(1_000)[0] == apdu.ReserveAnswer(700, 4).encode()
     message = admin_message(CARD_ID, key_version=1, counter=0, op=AdminOp.BLOCK)
     stale = apdu.ScriptRequest(message, mac(issuer_key(Purpose.ADMIN), message))
     assert terminal.secure(apdu.apply_script(stale))[1] == Refusal.AUTH_FAILED
@@ -337,7 +337,7 @@ def test_a_torn_command_through_the_virtual_card_server_sends_no_answer() -> Non
         terminal.reserve(5_000)
         card.tear_at(Cmd.SETTLE, Tear.AFTER_COMMIT)
         with pytest.raises(CardRemoved):
-            terminal.secure(apdu.settle(apdu.SettleRequest(0, 2_500)))
+            terminal.secure(apdu.settle(apdu.SettleRequest(1, 2_500)))
         reader.sock.close()
         assert server.card is None
         server.insert(card)

@@ -107,27 +107,27 @@ def opened(signed: bytes) -> PurchaseRecord:
 def test_reserve_then_settle_debits_once_and_signs() -> None:
     state = ready(new_state())
     answer = state.reserve(ask(amount=6_000))
-    assert (answer.reserved, answer.counter, state.stored.counter) == (6_000, 0, 1)
+    assert (answer.reserved, answer.counter, state.stored.counter) == (6_000, 1, 1)
     assert state.stored.pending is not None and state.stored.pending.sam_id == SAM_A
     assert state.stored.wallets[0].balance == 10_000               # nothing debited yet
-    record = opened(state.settle(SettleRequest(counter=0, final_amount=4_250)))
-    assert (record.kind, record.counter, record.amount, record.terminal) == (Kind.PURCHASE, 0, 4_250, SAM_A)
+    record = opened(state.settle(SettleRequest(counter=1, final_amount=4_250)))
+    assert (record.kind, record.counter, record.amount, record.terminal) == (Kind.PURCHASE, 1, 4_250, SAM_A)
     assert (record.previous_balance, record.new_balance, record.time) == (10_000, 5_750, T0)
     w = state.stored.wallets[0]
     assert (w.balance, w.day_used, w.day, w.month_used, w.month) == (5_750, 4_250, 20270115, 4_250, 202701)
     assert state.stored.pending is None and state.log_entry(1) is not None
-    assert refusal(state.settle, SettleRequest(counter=0, final_amount=1)) is Refusal.NO_PENDING
+    assert refusal(state.settle, SettleRequest(counter=1, final_amount=1)) is Refusal.NO_PENDING
 
 
 def test_reserve_takes_what_fits_balance_day_and_month() -> None:
     state = ready(new_state())
     assert state.reserve(ask(amount=50_000)).reserved == 8_000      # the day limit binds
-    state.settle(SettleRequest(counter=0, final_amount=8_000))
+    state.settle(SettleRequest(counter=1, final_amount=8_000))
     assert refusal(state.reserve, ask()) is Refusal.DAY_LIMIT
     assert state.stored.counter == 1                                 # a refusal writes nothing
     later = ready(state, time=T0 + DAY)
     assert later.reserve(ask(amount=50_000, time=T0 + DAY)).reserved == 2_000   # the balance binds
-    state.settle(SettleRequest(counter=1, final_amount=2_000))
+    state.settle(SettleRequest(counter=2, final_amount=2_000))
     assert refusal(state.reserve, ask(time=T0 + DAY)) is Refusal.BALANCE
 
 
@@ -135,7 +135,7 @@ def test_month_limit_binds_and_restarts_next_month() -> None:
     w0 = dataclasses.replace(wallets()[0], balance=100_000, day_limit=0, month_limit=9_000)
     state = ready(new_state(wallets=(w0,)))
     state.reserve(ask(amount=9_000))
-    state.settle(SettleRequest(counter=0, final_amount=9_000))
+    state.settle(SettleRequest(counter=1, final_amount=9_000))
     ready(state, time=T0 + DAY)
     assert refusal(state.reserve, ask(time=T0 + DAY)) is Refusal.MONTH_LIMIT
     ready(state, time=T0 + 20 * DAY)                                  # 4 February
@@ -164,11 +164,11 @@ def test_reserve_refusals() -> None:
 def test_settle_rules() -> None:
     state = ready(new_state())
     state.reserve(ask(amount=3_000))
-    assert refusal(state.settle, SettleRequest(counter=0, final_amount=3_001)) is Refusal.ABOVE_RESERVE
+    assert refusal(state.settle, SettleRequest(counter=1, final_amount=3_001)) is Refusal.ABOVE_RESERVE
     assert refusal(state.settle, SettleRequest(counter=7, final_amount=1)) is Refusal.NO_PENDING
     ready(state)                                                     # another session: COMPLETE PENDING's job
-    assert refusal(state.settle, SettleRequest(counter=0, final_amount=1)) is Refusal.CONDITIONS
-    record = opened(state.complete(CompleteRequest(counter=0, final_amount=0)))
+    assert refusal(state.settle, SettleRequest(counter=1, final_amount=1)) is Refusal.CONDITIONS
+    record = opened(state.complete(CompleteRequest(counter=1, final_amount=0)))
     assert (record.kind, record.amount, state.stored.wallets[0].balance) == (Kind.RECOVERED, 0, 10_000)
 
 
@@ -206,20 +206,20 @@ def test_completion_at_the_same_sam_with_its_figure() -> None:
     state.reserve(ask(amount=5_000))
     state.end_session()                                              # the card was pulled
     ready(state, sam=SAM_B, time=T0 + 60)
-    assert refusal(state.complete, CompleteRequest(counter=0, final_amount=4_000)) is Refusal.TOO_EARLY
-    assert refusal(state.complete, CompleteRequest(counter=0, final_amount=None)) is Refusal.TOO_EARLY
+    assert refusal(state.complete, CompleteRequest(counter=1, final_amount=4_000)) is Refusal.TOO_EARLY
+    assert refusal(state.complete, CompleteRequest(counter=1, final_amount=None)) is Refusal.TOO_EARLY
     state.begin_session(SAM_A, T0 + 120)                             # no PIN needed to complete
-    record = opened(state.complete(CompleteRequest(counter=0, final_amount=4_000)))
+    record = opened(state.complete(CompleteRequest(counter=1, final_amount=4_000)))
     assert (record.kind, record.amount, record.terminal, record.time) == (Kind.RECOVERED, 4_000, SAM_A, T0)
     assert state.stored.pending is None and state.stored.counter == 1
-    assert refusal(state.complete, CompleteRequest(counter=0, final_amount=4_000)) is Refusal.NO_PENDING
+    assert refusal(state.complete, CompleteRequest(counter=1, final_amount=4_000)) is Refusal.NO_PENDING
 
 
 def test_completion_elsewhere_after_the_grace_time_takes_the_reserve() -> None:
     state = ready(new_state())
     state.reserve(ask(amount=5_000))
     state.begin_session(SAM_B, T0 + GRACE_SECONDS)
-    record = opened(state.complete(CompleteRequest(counter=0, final_amount=None)))
+    record = opened(state.complete(CompleteRequest(counter=1, final_amount=None)))
     assert (record.amount, record.new_balance, record.kind) == (5_000, 5_000, Kind.RECOVERED)
     assert state.stored.wallets[0].day_used == 5_000
 
@@ -230,12 +230,12 @@ def test_completion_by_issuer_script() -> None:
     state.begin_session(SAM_B, T0 + 60)
     stale = script(state, AdminOp.COMPLETE_PENDING, struct.pack(">II", 9, 100))
     assert refusal(state.apply_script, stale) is Refusal.NO_PENDING
-    big = script(state, AdminOp.COMPLETE_PENDING, struct.pack(">II", 0, 5_001))
+    big = script(state, AdminOp.COMPLETE_PENDING, struct.pack(">II", 1, 5_001))
     assert refusal(state.apply_script, big) is Refusal.ABOVE_RESERVE
-    signed = state.apply_script(script(state, AdminOp.COMPLETE_PENDING, struct.pack(">II", 0, 1_234)))
+    signed = state.apply_script(script(state, AdminOp.COMPLETE_PENDING, struct.pack(">II", 1, 1_234)))
     assert signed is not None
     record = opened(signed)
-    assert (record.kind, record.amount, record.counter, state.stored.counter) == (Kind.RECOVERED, 1_234, 0, 2)
+    assert (record.kind, record.amount, record.counter, state.stored.counter) == (Kind.RECOVERED, 1_234, 1, 2)
 
 
 def test_init_load_is_macd_under_the_auth_key() -> None:
@@ -254,7 +254,7 @@ def test_load_credits_once_at_its_counter() -> None:
     state.begin_session(SAM_A, T0)
     request = load_req(state, 2_500)
     record = opened(state.load(request))
-    assert (record.kind, record.counter, record.amount, record.product) == (Kind.LOAD, 0, 2_500, 0)
+    assert (record.kind, record.counter, record.amount, record.product) == (Kind.LOAD, 1, 2_500, 0)
     assert (record.previous_balance, record.new_balance, state.stored.counter) == (10_000, 12_500, 1)
     assert refusal(state.load, request) is Refusal.AUTH_FAILED       # replayed
     assert refusal(state.load, load_req(state, 100, counter=5)) is Refusal.AUTH_FAILED
@@ -298,7 +298,7 @@ def test_tearing_commits_all_or_nothing(when: Tear) -> None:
     ready(state)
     state.tear_at(Cmd.COMPLETE_PENDING, when)
     with pytest.raises(CardTorn):
-        state.complete(CompleteRequest(counter=0, final_amount=10))
+        state.complete(CompleteRequest(counter=1, final_amount=10))
     assert state.stored.pending is None and state.stored.wallets[0].balance == 9_990
     assert opened(state.log_entry(1) or b"").amount == 10
 
@@ -373,4 +373,4 @@ def test_any_sequence_keeps_the_books(ops: list[tuple[Any, ...]], other_sam: boo
         credits = sum(r.amount for r in mine if r.kind is Kind.LOAD)
         debits = sum(r.amount for r in mine if r.kind is not Kind.LOAD)
         assert w.balance == initial[number] + credits - debits
-    assert all(c < state.stored.counter for c in records)
+    assert all(0 < c <= state.stored.counter for c in records)

@@ -114,7 +114,7 @@ class Stored:
     """Everything the card keeps in its non-volatile memory besides its keys."""
 
     status: Status
-    counter: int                      # the next transaction's counter
+    counter: int                      # the last transaction's counter, 0 before the first
     last_time: int
     pin_tries: int
     wallets: tuple[Wallet, ...]
@@ -250,9 +250,9 @@ class PurseState:
         _refuse(_left(w.month_limit, w.month_used, w.month, month_of(req.time)) == 0, Refusal.MONTH_LIMIT)
         amount = min(req.max_amount, w.balance, _left(w.day_limit, w.day_used, w.day, day_of(req.time)),
                      _left(w.month_limit, w.month_used, w.month, month_of(req.time)))
-        slot = PendingSlot(counter=s.counter, wallet=w.number, product=req.product, reserved=amount,
+        slot = PendingSlot(counter=s.counter + 1, wallet=w.number, product=req.product, reserved=amount,
                            sam_id=session.sam_id, time=req.time, sale_id=req.sale_id)
-        self._commit(Cmd.RESERVE, dataclasses.replace(s, pending=slot, counter=s.counter + 1,
+        self._commit(Cmd.RESERVE, dataclasses.replace(s, pending=slot, counter=slot.counter,
                                                       last_time=max(s.last_time, req.time)))
         session.reserved_counter = slot.counter
         return apdu.ReserveAnswer(reserved=amount, counter=slot.counter)
@@ -327,7 +327,8 @@ class PurseState:
                                    mac=mac(key, message))
 
     def load(self, req: apdu.LoadRequest) -> bytes:
-        """Credit a wallet if the issuer's load MAC checks for this card at its current counter."""
+        """Credit a wallet if the issuer's load MAC checks for this card at its current counter; the load
+        then takes the next counter, which its record carries."""
         session = self._session()
         s = self._stored
         _refuse(s.status is not Status.ACTIVE, Refusal.BLOCKED)
@@ -342,9 +343,9 @@ class PurseState:
         new_w = dataclasses.replace(w, balance=w.balance + req.amount)
         version, record_key = self.keys.current(Purpose.RECORD)
         record = PurchaseRecord(key_version=version, kind=Kind.LOAD, card_id=self.keys.card_id,
-                                wallet=w.number, counter=s.counter, amount=req.amount, unit=w.unit, product=0,
-                                terminal=session.sam_id, time=session.time, previous_balance=w.balance,
-                                new_balance=new_w.balance)
+                                wallet=w.number, counter=s.counter + 1, amount=req.amount, unit=w.unit,
+                                product=0, terminal=session.sam_id, time=session.time,
+                                previous_balance=w.balance, new_balance=new_w.balance)
         signed = sign(record_key, record)
         wallets = s.wallets[:w.number] + (new_w,) + s.wallets[w.number + 1:]
         self._commit(Cmd.LOAD, dataclasses.replace(s, wallets=wallets, counter=s.counter + 1,
