@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import contracts.purse_apdu as apdu
+import contracts.purse_sam_apdu as sa
 from contracts.errors import CardRemoved
 from contracts.purse_keys import (
     AdminOp,
@@ -19,12 +20,14 @@ from contracts.purse_keys import (
     Unit,
     admin_message,
     derive_card_key,
+    derive_sam_key,
     init_load_message,
     load_message,
     mac,
     verify_mac,
 )
 from contracts.purse_records import Kind, PurchaseRecord
+from contracts.purse_seal import sam_key_context, seal_for_sam
 from contracts.purse_session import (
     Certificate,
     Role,
@@ -41,6 +44,7 @@ from contracts.purse_session import (
 from contracts.purse_wallets import PurseInfo, Refusal, Status, Wallet
 from hostsim.cards.fleet import FLEET_AID, FleetCard
 from hostsim.cards.purse_card import PurseCard, personalize
+from hostsim.cards.purse_sam import PurseSam
 from hostsim.cards.purse_state import CardTorn, Cmd, Tear
 from hostsim.vpcd import VirtualCardServer, recv_frame, send_frame
 
@@ -347,3 +351,42 @@ def test_a_torn_command_through_the_virtual_card_server_sends_no_answer() -> Non
         assert info.pending is None and info.counter == 1
         assert record_of(again.send(apdu.read_log(1))[0]).amount == 2_500
         second.sock.close()
+
+
+def test_a_purchase_driven_through_the_simulated_sam() -> None:
+    """The terminal's real path: the SAM application makes the hello and the proof, wraps, unwraps,
+    enciphers the PIN and MACs the record; the card answers through its APDUs."""
+    sam = PurseSam(SAM_A)
+
+    def to_sam(command: bytes) -> bytes:
+        data, sw = sa.split_answer(sam.apdu(command))
+        assert sw == OK, hex(sw)
+        return data
+
+    to_sam(sa.select())
+    public = to_sam(sa.generate_key_pair())
+    to_sam(sa.put_certificate(issue_certificate(CA, Certificate(Role.SAM, SAM_A, 1, EXPIRY, public)),
+                              public_bytes(CA)))
+    sam_key = derive_sam_key(os.urandom(16), SAM_A, version=1)
+    to_sam(sa.put_sam_key(1, seal_for_sam(public, sam_key, context=sam_key_context(SAM_A, 1))))
+    card = make_card()
+
+    def to_card(command: apdu.Command) -> tuple[bytes, int]:
+        wrapped = to_sam(sa.wrap(command.cla, command.ins, command.p1, command.p2, command.data))
+        return sa.parse_unwrapped(to_sam(sa.unwrap(card.apdu(wrapped))))
+
+    assert card.apdu(apdu.select().to_bytes())[-2:] == b"\x90\x00"
+    answer = card.apdu(apdu.mutual_authenticate(1, to_sam(sa.auth_hello(T0))).to_bytes())
+    proof, card_id = sa.parse_proof(to_sam(sa.auth_proof(answer[:-2])))
+    assert card_id == CARD_ID
+    confirm = card.apdu(apdu.mutual_authenticate(2, proof).to_bytes())
+    to_sam(sa.auth_confirm(confirm[:-2]))
+    verify = to_sam(sa.encipher_pin(PIN))
+    assert sa.parse_unwrapped(to_sam(sa.unwrap(card.apdu(verify)))) == (b"", OK)
+    data, sw = to_card(apdu.reserve(apdu.ReserveRequest(0, 19, 4_000, T0, os.urandom(16))))
+    assert sw == OK and apdu.ReserveAnswer.decode(data) == apdu.ReserveAnswer(4_000, 1)
+    signed, sw = to_card(apdu.settle(apdu.SettleRequest(1, 3_210)))
+    assert sw == OK and record_of(signed).amount == 3_210
+    sequence, tag = sa.parse_record_mac(to_sam(sa.mac_record(signed)))
+    assert sequence == 1 and sa.verify_sam_record_mac(sam_key, signed, sequence, tag)
+    assert to_card(apdu.reserve(apdu.ReserveRequest(0, 400, 1, T0, bytes(16))))[1] == Refusal.PRODUCT
