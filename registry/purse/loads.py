@@ -130,18 +130,28 @@ def _check(s: Session, issuer: IssuerKeys, r: LoadRequest, now: dt.datetime) -> 
     return purse, wallet, account_id
 
 
+def _again(s: Session, found: PurseLoad, r: LoadRequest) -> LoadGrant:
+    """The same load id asked again: the first grant when it is the same load, else refused."""
+    purse = purse_by_id(s, r.purse_id)
+    same = purse is not None and (found.purse_id, found.wallet, found.counter, found.amount) == (
+        purse.id, r.wallet, r.counter, r.amount)
+    return _grant(found) if same else LoadGrant(r.load_id, False, "load_id_reused")
+
+
 def authorize_load(s: Session, issuer: IssuerKeys, r: LoadRequest, *, now: dt.datetime) -> LoadGrant:
     """Grant (and fund) a load, or refuse it with a reason; the caller commits. now: naive UTC."""
     found = s.get(PurseLoad, r.load_id.hex()) if len(r.load_id) == 16 else None
     if len(r.load_id) != 16:
         return LoadGrant(r.load_id, False, "malformed")
     if found is not None:
-        purse = purse_by_id(s, r.purse_id)
-        same = purse is not None and (found.purse_id, found.wallet, found.counter, found.amount) == (
-            purse.id, r.wallet, r.counter, r.amount)
-        return _grant(found) if same else LoadGrant(r.load_id, False, "load_id_reused")
+        return _again(s, found, r)
     try:
         purse, wallet, account_id = _check(s, issuer, r, now)
+        # under the account's lock now: a session that booked this load id meanwhile has committed it
+        found = s.scalars(select(PurseLoad).where(PurseLoad.load_id == r.load_id.hex())
+                          .execution_options(populate_existing=True)).one_or_none()
+        if found is not None:
+            return _again(s, found, r)
         source = _source(s, account_id, wallet, r.amount, now)
     except _Refused as exc:
         return LoadGrant(r.load_id, False, exc.reason)
