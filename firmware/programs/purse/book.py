@@ -1,0 +1,73 @@
+"""What the terminal keeps about chip purse purchases, in the journal's key-value store.
+
+- Which sale a reservation belongs to, by purse and counter (written before RESERVE goes to the card), so
+  a purse that comes back with that reservation still pending is completed with the figure this terminal
+  journaled for the sale (docs/chip-wallets.md, COMPLETE PENDING at the same terminal).
+- The outbox: every signed record the card gave (a purchase, a completion, a load), with the SAM's sequence
+  number and MAC, until the registry has acknowledged it. Keyed by purse and counter, so a record read
+  twice (the card's log forwarded again) is kept once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from contracts.purse_records import RECORD_LEN
+from contracts.purse_records import decode as decode_record
+from firmware.sale.journal import Journal
+
+__all__ = ["Outgoing", "PurseBook"]
+
+_SALE = "purse_sale:"
+_OUT = "purse_out:"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One signed record on its way to the registry."""
+
+    key: str
+    signed: bytes
+    sam_sequence: int | None
+    sam_mac: bytes | None
+
+    def message(self) -> dict[str, object]:
+        """The record as the purse_records service request carries it."""
+        doc: dict[str, object] = {"record": self.signed.hex()}
+        if self.sam_sequence is not None and self.sam_mac is not None:
+            doc |= {"sam_sequence": self.sam_sequence, "sam_mac": self.sam_mac.hex()}
+        return doc
+
+
+class PurseBook:
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    def expect(self, purse_id: bytes, counter: int, sale_id: str) -> None:
+        self.journal.put(f"{_SALE}{purse_id.hex()}:{counter}", sale_id)
+
+    def sale_for(self, purse_id: bytes, counter: int) -> str | None:
+        return self.journal.get_value(f"{_SALE}{purse_id.hex()}:{counter}")
+
+    def queue(self, signed: bytes, sam_sequence: int | None = None, sam_mac: bytes | None = None) -> str:
+        """Keep a signed record for the registry (once per purse and counter); returns its key."""
+        record = decode_record(signed[:RECORD_LEN])
+        key = f"{_OUT}{record.card_id.hex()}:{record.counter}"
+        if self.journal.get_value(key) is None:
+            doc = {"signed": signed.hex(), "sam_sequence": sam_sequence,
+                   "sam_mac": sam_mac.hex() if sam_mac is not None else None}
+            self.journal.put(key, json.dumps(doc))
+        return key
+
+    def outgoing(self) -> list[Outgoing]:
+        out = []
+        for key, raw in sorted(self.journal.values(_OUT).items()):
+            doc = json.loads(raw)
+            mac = doc.get("sam_mac")
+            out.append(Outgoing(key, bytes.fromhex(doc["signed"]), doc.get("sam_sequence"),
+                                bytes.fromhex(mac) if mac else None))
+        return out
+
+    def sent(self, keys: list[str]) -> None:
+        self.journal.put_many({}, deletes=tuple(keys))

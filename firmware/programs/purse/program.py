@@ -1,0 +1,212 @@
+"""The chip purse program: fuel paid from a wallet on the card, with or without the registry.
+
+A fleet card whose chip holds a purse with wallets pays from them (docs/chip-wallets.md): the terminal's
+SAM and the card authenticate each other, the card checks its PIN itself, a wallet that allows the
+product is chosen, and the card reserves up to the preset. The reservation is journaled, by purse and
+counter, before RESERVE reaches the card. When the filling ends the card settles the final figure and
+signs the record, which the SAM MACs and the terminal keeps until the registry has it. The card stays in
+the reader while the pump runs; pulled early, its reservation stays pending and the next insertion
+completes it (here with the journaled figure, elsewhere after the grace time). While the registry is
+reachable each insertion is also an online contact (firmware.programs.purse.contact): the card's log is
+forwarded, issuer scripts applied and ordered loads credited.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from contracts.cards import mask_number
+from contracts.errors import CardError, CardRemoved
+from contracts.purse_apdu import ReserveRequest
+from contracts.purse_keys import Unit
+from contracts.purse_records import RECORD_LEN
+from contracts.purse_records import decode as decode_record
+from contracts.purse_wallets import PurseInfo, Refusal, Status, day_of
+from contracts.reasons import DeclineReason
+from contracts.receipt import ReceiptLine
+from contracts.screens import Screen
+from firmware.emv.apdu import Transmitter
+from firmware.programs.base import CardIn, ChipCard, Claim, Decline, Grant, ReceiptHead, SaleSteps
+from firmware.programs.fleet.card import read_fleet_card
+from firmware.programs.purse import choice
+from firmware.programs.purse.book import PurseBook
+from firmware.programs.purse.channel import PurseChannel, PurseRefused, SamError
+from firmware.programs.purse.pending import complete_pending
+from firmware.programs.purse.receipt import purse_lines
+from firmware.sale.record import Preset, SaleRecord
+
+__all__ = ["PENDING_FLAG", "PURSE", "PurseCard", "PurseProgram"]
+
+log = logging.getLogger(__name__)
+
+PURSE = "purse"                 # the sale data's document of the purse purchase
+PENDING_FLAG = "purse_pending"  # settled at the card's next insertion, not at the end of the filling
+R, D = Refusal, DeclineReason
+_REFUSALS = {R.WRONG_PIN: D.WRONG_PIN, R.PIN_BLOCKED: D.PIN_TRIES_EXCEEDED, R.PRODUCT: D.PRODUCT_NOT_ALLOWED,
+             R.EXPIRED: D.CARD_EXPIRED, R.BALANCE: D.INSUFFICIENT_FUNDS, R.DAY_LIMIT: D.LIMIT_EXHAUSTED,
+             R.MONTH_LIMIT: D.LIMIT_EXHAUSTED, R.BLOCKED: D.CARD_BLOCKED, R.PENDING: D.PURCHASE_OPEN,
+             R.TOO_EARLY: D.PURCHASE_OPEN}
+
+
+@dataclass(frozen=True)
+class PurseCard:
+    reader: Transmitter
+    info: PurseInfo
+    number: str                 # the fleet application's card number (never logged), or the purse id
+    masked: str
+
+
+class PurseProgram:
+    name = "purse"
+    sells_offline = True        # the card itself pays: no registry needed
+
+    def __init__(self, sam: Transmitter | None, book: PurseBook, *, most_cents: int, most_cl: int,
+                 contact: Callable[[PurseChannel, PurseInfo], PurseInfo] | None = None,
+                 language: str = "en") -> None:
+        """sam: the terminal's SAM (None: no purse sales); contact: the online contact, run after the
+        authentication (it returns the purse as it then is); language: the receipt's."""
+        self.sam, self.book, self.contact, self.language = sam, book, contact, language
+        self.most_cents, self.most_cl = most_cents, most_cl
+        self._channels: dict[str, PurseChannel] = {}       # sale id -> its card session, until settled
+        self._lock = threading.Lock()
+
+    # -- claim ----------------------------------------------------------------------------------------
+    def claim(self, card: CardIn) -> Claim | Decline | None:
+        if not isinstance(card, ChipCard) or self.sam is None:
+            return None
+        try:
+            fleet = read_fleet_card(card.reader)
+        except CardError:
+            fleet = None
+        try:
+            info = PurseChannel(card.reader, self.sam).select()
+        except CardRemoved:
+            return Decline(DeclineReason.CARD_REMOVED, Screen.CARD_REMOVED)
+        except PurseRefused:
+            return None             # no purse on this card
+        except CardError:
+            return Decline(DeclineReason.CARD_ERROR, Screen.CARD_ERROR)
+        if info.wallet_count == 0 and info.pending is None:
+            return None             # a purse without wallets: the card's other applications serve it
+        number = fleet.pan if fleet is not None else info.purse_id.hex()
+        masked = mask_number(number) if fleet is not None else "PURSE " + info.purse_id.hex()[-4:].upper()
+        return Claim(self, PurseCard(card.reader, info, number, masked))
+
+    # -- authorize ------------------------------------------------------------------------------------
+    def authorize(self, claim: Claim, steps: SaleSteps) -> Grant | Decline:
+        if self.sam is None:
+            return Decline(DeclineReason.NOT_ACCEPTED, Screen.CARD_NOT_ACCEPTED)
+        card: PurseCard = claim.card
+        channel = PurseChannel(card.reader, self.sam)
+        now = int(steps.now().timestamp())
+        try:
+            return self._authorize(card, channel, steps, now)
+        except PurseRefused as exc:
+            log.info("purse refused", extra={"reason": exc.context.get("reason"),
+                                             "sw": exc.context.get("sw")})
+            tries = {} if exc.tries_left is None else {"pin_tries_left": exc.tries_left}
+            reason = _REFUSALS.get(exc.refusal) if exc.refusal is not None else None
+            return Decline(reason or DeclineReason.CARD_DECLINED, data=tries)
+        except SamError as exc:
+            log.error("SAM refused", extra={"error": str(exc)})
+            return Decline(DeclineReason.CHIP_ERROR, Screen.CARD_ERROR)
+        except CardRemoved:
+            return Decline(DeclineReason.CARD_REMOVED, Screen.CARD_REMOVED)
+        except CardError as exc:
+            log.warning("purse card error", extra={"error": str(exc)})
+            return Decline(DeclineReason.CARD_ERROR, Screen.CARD_ERROR)
+
+    def _authorize(self, card: PurseCard, channel: PurseChannel, steps: SaleSteps,
+                   now: int) -> Grant | Decline:
+        info = channel.open(now)
+        if self.contact is not None:
+            info = self.contact(channel, info)
+        if info.pending is not None:
+            info = complete_pending(channel, info, self.book, now)
+        if info.status is Status.BLOCKED:
+            return Decline(DeclineReason.CARD_BLOCKED)
+        if info.wallet_count == 0:
+            return Decline(DeclineReason.NOT_ACCEPTED, Screen.CARD_NOT_ACCEPTED)
+        block = steps.port.offline_pin(info.pin_tries == 1, info.pin_tries)
+        try:
+            channel.verify_pin(_digits(block))
+        finally:
+            block[:] = bytes(len(block))
+        pump = steps.choose_pump()
+        wallets = channel.wallets(info.wallet_count)
+        options = choice.options(wallets, steps.station(), pump, day=day_of(now))
+        if not options:
+            spent = choice.allowed_somewhere(wallets, steps.station(), pump, day=day_of(now))
+            return Decline(DeclineReason.LIMIT_EXHAUSTED if spent else DeclineReason.PRODUCT_NOT_ALLOWED)
+        option = options[0]
+        if len(options) > 1:
+            station = steps.station()
+            prices = [(o.name, max(station.price(pump, n) or 0 for n in o.nozzles)) for o in options]
+            picked = steps.port.choose_product(prices, station.currency)
+            option = options[picked or 0]
+        preset = choice.preset(option, most_cents=self.most_cents, most_cl=self.most_cl)
+        sale_id = steps.begin(pump, card.number, masked=card.masked)
+        doc = {"purse_id": info.purse_id.hex(), "wallet": option.wallet.number,
+               "unit": option.wallet.unit.name, "product3": option.code3, "counter": info.counter}
+        steps.authorizing({PURSE: doc})
+        self.book.expect(info.purse_id, info.counter, sale_id)     # before the card reserves
+        request = _reserve_request(option, preset, now, sale_id)
+        answer = channel.reserve(request)
+        if answer.counter != info.counter:
+            self.book.expect(info.purse_id, answer.counter, sale_id)
+        granted = Preset(preset.kind, answer.reserved)
+        with self._lock:
+            self._channels[sale_id] = channel
+        return Grant(granted, nozzles=option.nozzles, reference=f"{info.purse_id.hex()}:{answer.counter}",
+                     data={PURSE: {**doc, "counter": answer.counter, "reserved": answer.reserved}},
+                     notice=(Screen.KEEP_CARD, {}), product_asked=len(options) > 1)
+
+    # -- settle ---------------------------------------------------------------------------------------
+    def settle(self, sale: SaleRecord, charged_cents: int) -> tuple[str, ...]:
+        doc = sale.data.get(PURSE)
+        if not isinstance(doc, dict):
+            return ()
+        with self._lock:
+            channel = self._channels.pop(sale.id, None)
+        if "record" in doc:
+            return ()                                   # settled before a restart
+        if channel is None:
+            return (PENDING_FLAG,)                      # after a restart: the card completes it next time
+        final = charged_cents if doc["unit"] == Unit.MONEY.name else (sale.volume_cl or 0)
+        try:
+            signed = channel.settle(int(doc["counter"]), final)
+            sequence, sam_mac = channel.mac_record(signed)
+        except CardError as exc:
+            log.warning("purse not settled: completed at the card's next insertion",
+                        extra={"sale_id": sale.id, "error": str(exc)})
+            return (PENDING_FLAG,)
+        self.book.queue(signed, sequence, sam_mac)
+        record = decode_record(signed[:RECORD_LEN])
+        self.book.journal.transition(sale.id, sale.state, data={**sale.data, PURSE: {
+            **doc, "record": signed.hex(), "balance": record.new_balance, "debited": record.amount}})
+        return ()
+
+    def recover(self, sale: SaleRecord) -> Grant | Decline:
+        """Stopped before the pump was released: nothing was dispensed, and a reservation the card may
+        hold is completed with nothing at its next insertion here (the journal names the sale)."""
+        return Decline(DeclineReason.INTERRUPTED)
+
+    def receipt(self, sale: SaleRecord, head: ReceiptHead) -> list[ReceiptLine]:
+        return purse_lines(sale, head, self.language)
+
+
+def _reserve_request(option: choice.Option, preset: Preset, now: int, sale_id: str) -> ReserveRequest:
+    return ReserveRequest(wallet=option.wallet.number, product=option.code3, max_amount=preset.value,
+                          time=now, sale_id=uuid.UUID(sale_id).bytes)
+
+
+def _digits(block: bytearray) -> str:
+    """The PIN digits of an ISO 9564 format 2 block (as the PIN pad gives it for an offline PIN)."""
+    count = block[0] & 0x0F
+    nibbles = "".join(f"{b:02X}" for b in block[1:])
+    return nibbles[:count]
+
