@@ -10,10 +10,12 @@ from typing import Protocol
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import contracts.purse_apdu as apdu
 import contracts.purse_sam_apdu as sa
-from contracts.errors import CardRemoved
+from contracts.errors import CardRemoved, ConfigError
 from contracts.purse_keys import (
     AdminOp,
     Purpose,
@@ -390,3 +392,40 @@ def test_a_purchase_driven_through_the_simulated_sam() -> None:
     sequence, tag = sa.parse_record_mac(to_sam(sa.mac_record(signed)))
     assert sequence == 1 and sa.verify_sam_record_mac(sam_key, signed, sequence, tag)
     assert to_card(apdu.reserve(apdu.ReserveRequest(0, 400, 1, T0, bytes(16))))[1] == Refusal.PRODUCT
+
+
+_SECURE_INS = [apdu.INS_VERIFY, apdu.INS_RESERVE, apdu.INS_SETTLE, apdu.INS_COMPLETE_PENDING,
+               apdu.INS_INITIALIZE_LOAD, apdu.INS_LOAD, apdu.INS_APPLY_SCRIPT]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.one_of(st.sampled_from(_SECURE_INS), st.integers(0, 255)), st.integers(0, 255), st.integers(0, 255),
+       st.binary(max_size=120), st.binary(min_size=4, max_size=40))
+def test_any_command_gets_a_status_word(ins: int, p1: int, p2: int, data: bytes, raw: bytes) -> None:
+    """Inside a session any purse command, well wrapped but with any fields, gets a MACed status word;
+    any raw bytes in the clear get a status word too."""
+    terminal = Terminal(make_card())
+    assert terminal.open() == OK
+    _, sw = terminal.secure(apdu.Command(0x84, ins, p1, p2, data))
+    assert sw >> 8 in (0x90, 0x63, 0x67, 0x69, 0x6A, 0x6D, 0x94)
+    answer = terminal.card.apdu(raw)
+    assert len(answer) >= 2
+
+
+def test_personalize_takes_only_a_certificate_for_this_card_and_key() -> None:
+    def wrong_id(key: bytes) -> bytes:
+        return issue_certificate(CA, Certificate(Role.CARD, SAM_B, 1, EXPIRY, key))
+
+    def wrong_key(key: bytes) -> bytes:
+        other = public_bytes(ec.generate_private_key(ec.SECP256R1()))
+        return issue_certificate(CA, Certificate(Role.CARD, CARD_ID, 1, EXPIRY, other))
+
+    for certify in (wrong_id, wrong_key):
+        with pytest.raises(ConfigError):
+            personalize(FleetCard("7077001234567890", "2912", "A DRIVER"), purse_id=CARD_ID,
+                        keys={(p, 1): issuer_key(p) for p in MASTERS}, pin=PIN,
+                        wallets=[Wallet(0, Unit.MONEY, 1, (), 20291231)], ca_public_key=public_bytes(CA),
+                        certify=certify)
+    card = make_card()
+    text = repr(card) + repr(card.purse) + repr(card.state) + repr(card.state.keys)
+    assert PIN not in text and all(issuer_key(p).hex() not in text for p in MASTERS)
