@@ -5,8 +5,9 @@ power-on, power-off and reset reach both. `personalize` plays the card bureau: t
 key pair, the issuer (a callable here) certifies the public key, and the card receives its keys (already
 derived from the issuer's masters: the card never sees a master), its PIN and its wallets.
 
-A torn command (`tear_at`) stops as a pulled card would: `on_tear` (the simulator's slot removal) runs and
-CardTorn leaves apdu(), so no answer reaches the reader.
+A torn command (`tear_at`) stops as a pulled card would: with `on_tear` (the simulator's slot removal) set,
+it runs and apdu() answers nothing (the server's connection is already closed); without, CardTorn leaves
+apdu().
 """
 
 from __future__ import annotations
@@ -80,9 +81,10 @@ class PurseCard:
             return self.purse.apdu(command)
         except CardTorn:
             self.power_off()
-            if self.on_tear is not None:
-                self.on_tear()
-            raise
+            if self.on_tear is None:
+                raise
+            self.on_tear()          # the slot is emptied: the reader never gets this answer
+            return b""
 
 
 def personalize(fleet: FleetCard, *, purse_id: bytes, keys: Mapping[tuple[Purpose, int], bytes], pin: str,
