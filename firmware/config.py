@@ -75,6 +75,8 @@ class MqttSection:
 @dataclass(frozen=True)
 class DevicesSection:
     card_reader: str = "pcsc://Forecourt Virtual PCD 00 00"
+    # the purse SAM's reader (docs/chip-wallet-keys.md), e.g. "pcsc://Forecourt Virtual PCD 00 01"; "" = none
+    sam_reader: str = ""
     pump_line: str = "/dev/ttyAMA0"
     pumps: tuple[int, ...] = (1,)
     pump_baudrate: int = 9600    # DART lines run at 9600 or 19200 baud, 8O1
