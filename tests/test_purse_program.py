@@ -227,3 +227,16 @@ def test_a_wallet_for_other_products_is_not_spent(terminal: Any) -> None:
     _, port = t.serve(card)
     declined = [f for s, f in port.screens if s is Screen.DECLINED]
     assert declined[-1]["reason"] is DeclineReason.PRODUCT_NOT_ALLOWED and balance(card) == 5000
+
+
+def test_a_card_pulled_as_it_reserved_is_completed_with_nothing_here(terminal: Any) -> None:
+    t = terminal()
+    card = new_card()
+    card.tear_at("reserve", "after_commit")            # the card reserved, its answer never came
+    sale_id, _ = t.serve(card)
+    assert sale_id is None or t.journal.get(sale_id).volume_cl in (None, 0)
+    assert card.purse.state.stored.pending is not None
+    t.serve(card, offline_pin=[CANCEL])
+    assert card.purse.state.stored.pending is None and balance(card) == 10000
+    (out,) = t.book.outgoing()
+    assert open_signed(card_key(Purpose.RECORD), out.signed).amount == 0

@@ -150,13 +150,15 @@ class PurseProgram:
             option = options[picked or 0]
         preset = choice.preset(option, most_cents=self.most_cents, most_cl=self.most_cl)
         sale_id = steps.begin(pump, card.number, masked=card.masked)
+        counter = info.counter + 1          # the card advances its counter, then reserves under it
         doc = {"purse_id": info.purse_id.hex(), "wallet": option.wallet.number,
-               "unit": option.wallet.unit.name, "product3": option.code3, "counter": info.counter}
+               "unit": option.wallet.unit.name, "product3": option.code3, "counter": counter}
         steps.authorizing({PURSE: doc})
-        self.book.expect(info.purse_id, info.counter, sale_id)     # before the card reserves
-        request = _reserve_request(option, preset, now, sale_id)
-        answer = channel.reserve(request)
-        if answer.counter != info.counter:
+        self.book.expect(info.purse_id, counter, sale_id)          # before the card reserves
+        answer = channel.reserve(_reserve_request(option, preset, now, sale_id))
+        if answer.counter != counter:
+            log.warning("purse reserved under another counter", extra={"expected": counter,
+                                                                        "counter": answer.counter})
             self.book.expect(info.purse_id, answer.counter, sale_id)
         granted = Preset(preset.kind, answer.reserved)
         with self._lock:
