@@ -11,19 +11,23 @@ MAC proves the debit, the SAM's only which terminal forwarded it). A debit count
 movement, key purse:<purse id>:<counter>; a LOAD record confirms the load the issuer granted at the counter
 before it (registry.purse.loads booked it then).
 
-Each item runs in a savepoint: two sessions storing the same record meet at the unique digest or counted
-key; the loser's item is rolled back and read as a duplicate or a replay (`ingest` retries it once).
+Each item first takes its account's lock (ledger.lock_account), so two sessions with the same record take
+turns and the second finds it stored. Behind that, the unique digest and counted key: on PostgreSQL each
+item runs in a savepoint, and one that meets a concurrent insert anyway (a record of no known purse) is
+rolled back and read again. On SQLite (one writer at a time; pysqlite's RELEASE of a first SAVEPOINT would
+commit) there is no savepoint, and "database is locked" after the busy timeout is the caller's to retry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -190,9 +194,6 @@ def _count(c: _Check, issuer: IssuerKeys, raw: bytes, r: PurchaseRecord, item: I
     if purse is None:
         c.flag("unknown_purse")
         return
-    card = s.get(Card, purse.card_id)
-    if card is not None and card.account_id is not None:
-        ledger.lock_account(s, card.account_id)        # purses of one account take turns
     s.refresh(purse)
     counted_key = f"{purse.purse_id}:{r.counter}"
     if s.scalars(select(PurseRecord.id).where(PurseRecord.counted_key == counted_key)).first():
@@ -249,9 +250,23 @@ def _grant_for(s: Session, purse: ChipPurse, r: PurchaseRecord) -> PurseLoad | N
     ).first()
 
 
+def _lock(s: Session, raw: bytes) -> None:
+    """Take the lock of the record's account first (ledger.lock_account: a row lock on PostgreSQL, the
+    write lock on SQLite), so that the duplicate check below and the insert see the same rows, and records,
+    loads and scripts of one account take turns in one order (account, then purse)."""
+    purse = purse_by_id(s, raw[4:12]) if len(raw) >= 12 else None
+    card = s.get(Card, purse.card_id) if purse is not None else None
+    if card is not None and card.account_id is not None:
+        ledger.lock_account(s, card.account_id)
+    else:                   # no account: on SQLite this still takes the write lock; nothing on PostgreSQL
+        s.execute(update(ChipPurse).where(ChipPurse.id == -1).values(last_counter=ChipPurse.last_counter)
+                  .execution_options(synchronize_session=False))
+
+
 def _one(s: Session, issuer: IssuerKeys, item: Item, report: IngestReport, source: str,
          now: dt.datetime) -> None:
     raw = bytes(item.record)
+    _lock(s, raw)
     if s.scalars(select(PurseRecord.id).where(PurseRecord.digest == hashlib.sha256(raw).hexdigest())).first():
         report.duplicate += 1
         return
@@ -277,14 +292,17 @@ def ingest(s: Session, issuer: IssuerKeys, items: Sequence[Item], *, source: str
            now: dt.datetime) -> IngestReport:
     """Store and check each item (see the module docstring); the caller commits. now: naive UTC."""
     report = IngestReport()
+    # SQLite: pysqlite opens no transaction before a SAVEPOINT, whose RELEASE then commits; and its one
+    # writer at a time never meets a concurrent insert here (a stale snapshot fails as "locked" instead)
+    nested = s.get_bind().dialect.name != "sqlite"
     for item in items:
         for attempt in (1, 2):
             part = IngestReport()
             try:
-                with s.begin_nested():
+                with s.begin_nested() if nested else contextlib.nullcontext():
                     _one(s, issuer, item, part, source, now)
             except IntegrityError:
-                if attempt == 2:
+                if attempt == 2 or not nested:
                     raise
                 continue                               # met a concurrent insert: read it again
             report.counted += part.counted
