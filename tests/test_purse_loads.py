@@ -10,6 +10,7 @@ import datetime as dt
 import itertools
 import os
 import struct
+import uuid
 from pathlib import Path
 
 import test_purse_ingest
@@ -22,8 +23,10 @@ from contracts.purse_keys import AdminOp, Purpose, load_message, verify_mac
 from registry.db import open_database
 from registry.fleet import cards, ledger
 from registry.keys import RegistryKeys
-from registry.models import Movement
+from registry.models import Card, Movement
+from registry.purse.issuer import IssuerKeys
 from registry.purse.loads import LoadGrant, LoadRequest, authorize_load, confirm_load, settle_loads
+from registry.purse.purses import register_purse
 from registry.purse.scripts import (
     limits_payload,
     record_advice,
@@ -31,7 +34,7 @@ from registry.purse.scripts import (
     script_applied,
     scripts_for,
 )
-from registry.purse_models import PurseLoad
+from registry.purse_models import ChipPurse, PurseLoad
 
 LATER = NOW + dt.timedelta(days=8)
 sm, world = test_purse_ingest.sm, test_purse_ingest.world      # fixtures: a fresh SQLite registry
@@ -241,3 +244,24 @@ def test_property_the_shadow_is_the_ledger_and_no_value_appears(tmp_path: Path) 
         assert w.balance(w.funds) == FUNDS - START[0] - loads
 
     run()
+
+
+def test_a_load_mac_is_under_the_load_key_version_the_purse_holds(world: World) -> None:
+    with world.sm() as s:
+        issuer = IssuerKeys.load(s, world.keys, now=NOW)
+        assert issuer.rotate(s, Purpose.LOAD, now=NOW) == 2
+        other = Card(token=uuid.uuid4().hex, masked="707700******0027", account_id=world.account_id,
+                     expiry="2912", pin_verifier="", status="active")
+        s.add(other)
+        s.flush()
+        row = register_purse(s, other.id, bytes.fromhex("7077000000000027"), {}, now=NOW,
+                             key_versions={Purpose.LOAD: 2})
+        assert (row.auth_version, row.load_version) == (1, 2)
+        purse = s.scalars(select(ChipPurse).where(ChipPurse.purse_id == world.purse_id.hex())).one()
+        purse.load_version = 2                          # the card received its version-2 LOAD key
+        s.commit()
+        world.issuer = issuer
+    world.card.issuer = world.issuer
+    request = world.card.load_request(0, 800)
+    answer = grant(world, request)
+    assert answer.key_version == 2 and card_checks(world, request, answer)

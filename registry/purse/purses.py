@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts.errors import ConfigError
-from contracts.purse_keys import ID_LEN, Unit
+from contracts.purse_keys import ID_LEN, Purpose, Unit
 from registry.models import Card, Wallet
 from registry.purse_models import ChipPurse, ChipWallet, PurseFlag, PurseSam
 
@@ -45,15 +45,18 @@ def wallet_unit(wallet: Wallet) -> Unit:
 
 
 def register_purse(s: Session, card_id: int, purse_id: bytes, wallets: Mapping[int, int], *,
-                   now: dt.datetime, versions: int = 1) -> ChipPurse:
+                   now: dt.datetime, versions: int = 1,
+                   key_versions: Mapping[Purpose, int] | None = None) -> ChipPurse:
     """The purse personalised on a registry card: wallet number -> registry wallet (of the card's account,
-    money or volume); its key versions (all purposes) `versions`."""
+    money or volume); the key version of each purpose it holds (key_versions, else `versions` for all)."""
     card = s.get(Card, card_id)
     if card is None or card.account_id is None:
         raise PurseError("no such card on an account", card=card_id)
-    purse = ChipPurse(card_id=card_id, purse_id=_hex_id(purse_id, "purse"), auth_version=versions,
-                      record_version=versions, load_version=versions, admin_version=versions,
-                      chip_status="active", last_counter=0, last_record_counter=0, created_at=now)
+    v = {p: (key_versions or {}).get(p, versions) for p in Purpose}
+    purse = ChipPurse(card_id=card_id, purse_id=_hex_id(purse_id, "purse"), auth_version=v[Purpose.AUTH],
+                      record_version=v[Purpose.RECORD], load_version=v[Purpose.LOAD],
+                      admin_version=v[Purpose.ADMIN], chip_status="active", last_counter=0,
+                      last_record_counter=0, created_at=now)
     s.add(purse)
     s.flush()
     for number, wallet_id in sorted(wallets.items()):
