@@ -7,7 +7,7 @@ Every payload has "v": 1 (contracts.messages). decode() names a bad field, never
 - PURSE_RECORDS (terminal -> registry): the signed records a terminal journaled, each with its SAM's
   sequence and MAC when the SAM gave them; also a line of a flash-drive bundle (contracts.usbbundle), where
   "kind" tells it from a SALE.
-- PURSE_RECORDS_ACK: how many counted, were already there, were flagged.
+- PURSE_RECORDS_ACK: how many counted, were already there, were stored flagged without counting.
 - LOAD_REQUEST / LOAD_GRANT / LOAD_CONFIRM: a top-up (contracts.purse_keys init_load_message, load_message).
 - SCRIPTS_REQUEST / SCRIPTS_ANSWER / SCRIPTS_APPLIED: issuer scripts at an online contact.
 - PURSE_ADVICE: the first terminal's figure for a reservation the card left pending.

@@ -19,11 +19,13 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from test_purse_ingest import FUNDS, NOW, START, World
 
+from contracts import purse_messages as pm
 from contracts.purse_keys import AdminOp, Purpose, load_message, verify_mac
 from registry.db import open_database
 from registry.fleet import cards, ledger
 from registry.keys import RegistryKeys
 from registry.models import Card, Movement
+from registry.purse import answers
 from registry.purse.issuer import IssuerKeys
 from registry.purse.loads import LoadGrant, LoadRequest, authorize_load, confirm_load, settle_loads
 from registry.purse.purses import register_purse
@@ -265,3 +267,44 @@ def test_a_load_mac_is_under_the_load_key_version_the_purse_holds(world: World) 
     request = world.card.load_request(0, 800)
     answer = grant(world, request)
     assert answer.key_version == 2 and card_checks(world, request, answer)
+
+
+def test_the_payload_answers_round_trip(world: World) -> None:
+    """What the MQTT wiring does: decode, answer (registry.purse.answers), encode; the terminal decodes."""
+    request = world.card.load_request(0, 1200)
+    doc = {"load_id": request.load_id.hex(), "terminal": "T-0001", "purse_id": world.purse_id.hex(),
+           "wallet": 0, "counter": request.counter, "amount": 1200, "unit": 1, "balance": request.balance,
+           "key_version": 1, "mac": request.mac.hex()}
+    with world.sm() as s:
+        answer = pm.decode(pm.encode(answers.on_load_request(s, world.issuer, pm.decode(
+            pm.encode(doc, pm.LOAD_REQUEST), pm.LOAD_REQUEST), now=NOW), pm.LOAD_GRANT), pm.LOAD_GRANT)
+        s.commit()
+    granted = LoadGrant(request.load_id, True, mac=bytes.fromhex(answer["mac"]),
+                        key_version=answer["key_version"], counter=answer["counter"])
+    assert answer["granted"] and card_checks(world, request, granted)
+    loaded = world.card.apply_load(0, 1200).hex()
+    confirm = {"load_id": doc["load_id"], "terminal": "T-0001", "record": loaded}
+    records = [world.card.purchase(0, 300).hex()]
+    upload = {"kind": pm.PURSE_RECORDS_KIND, "terminal": "T-0001", "sam_id": "5341000000000001",
+              "items": [{"record": r} for r in records]}
+    advice = {"terminal": "T-0001", "purse_id": world.purse_id.hex(), "counter": 9, "amount": 100,
+              "sale_id": str(uuid.uuid4())}
+    with world.sm() as s:
+        assert answers.on_load_confirm(s, world.issuer, pm.decode(pm.encode(confirm, pm.LOAD_CONFIRM),
+                                                                  pm.LOAD_CONFIRM), now=NOW) == "confirmed"
+        ack = answers.on_records(s, world.issuer, pm.decode(pm.encode(upload, pm.PURSE_RECORDS),
+                                                            pm.PURSE_RECORDS), now=NOW)
+        assert pm.decode(pm.encode(ack, pm.PURSE_RECORDS_ACK), pm.PURSE_RECORDS_ACK)["counted"] == 1
+        answers.on_advice(s, pm.decode(pm.encode(advice, pm.PURSE_ADVICE), pm.PURSE_ADVICE), now=NOW)
+        ask = {"request_id": str(uuid.uuid4()), "terminal": "T-0001", "purse_id": world.purse_id.hex(),
+               "counter": 9, "blocked": False}
+        got = pm.decode(pm.encode(answers.on_scripts_request(s, world.issuer, ask, now=NOW),
+                                  pm.SCRIPTS_ANSWER), pm.SCRIPTS_ANSWER)
+        [script] = got["scripts"]
+        assert (script["op"], script["counter"]) == (int(AdminOp.COMPLETE_PENDING), 9)
+        applied = {"terminal": "T-0001", "purse_id": world.purse_id.hex(),
+                   "script_ids": [script["script_id"]]}
+        assert answers.on_scripts_applied(s, pm.decode(pm.encode(applied, pm.SCRIPTS_APPLIED),
+                                                       pm.SCRIPTS_APPLIED), now=NOW) == 1
+        s.commit()
+    assert world.balance(world.chip0) == world.card.balances[0] == START[0] + 1200 - 300
