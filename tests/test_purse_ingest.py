@@ -253,6 +253,19 @@ def test_sam_mac_and_sequence_are_checked_but_the_card_signed_debit_counts(world
     assert world.flag_names() == ["sam_mac_bad", "sam_seq_gap"]
 
 
+def test_an_unknown_or_revoked_sam_is_flagged(world: World) -> None:
+    first, second = world.card.purchase(0, 10), world.card.purchase(0, 10)
+    stranger = Item(first, bytes.fromhex("5341000000000099"), 1, bytes(16))
+    assert world.ingest(stranger)["sam_unknown"] == 1
+    with world.sm() as s:
+        sam = s.get(PurseSam, SAM.hex())
+        assert sam is not None
+        sam.status = "revoked"
+        s.commit()
+    assert world.ingest(world.sam_item(second, 1))["sam_unknown"] == 1
+    assert world.balance(world.chip0) == world.card.balances[0]     # both card-signed debits counted
+
+
 def test_a_retired_record_key_is_flagged(world: World) -> None:
     with world.sm() as s:
         issuer = IssuerKeys.load(s, world.keys, now=NOW)

@@ -163,8 +163,8 @@ def _sam(c: _Check, issuer: IssuerKeys, raw: bytes, item: Item) -> None:
     if item.sam_id is None:
         return
     sam = c.s.get(PurseSam, item.sam_id.hex())
-    if sam is None:
-        c.flag("sam_unknown")
+    if sam is None or sam.status != "active":
+        c.flag("sam_unknown", "" if sam is None else f"SAM {sam.status}")
         return
     seq = item.sam_seq
     if seq is None or item.sam_mac is None or len(item.sam_mac) != MAC_LEN or not 0 <= seq < 2**32:
