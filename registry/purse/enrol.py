@@ -33,13 +33,13 @@ from registry.models import Card, Device
 from registry.models import Wallet as LedgerWallet
 from registry.purse.issuer import IssuerKeys
 from registry.purse.purses import PurseError, purse_by_id, register_purse, register_sam, wallet_unit
-from registry.purse_models import ChipPurse
+from registry.purse_models import ChipPurse, ChipWallet
 from registry.purse_models import PurseSam as SamRow
 from registry.service_desk_ask import Refused
 
 __all__ = ["CARD_PURPOSES", "REPLACED", "SAM_CERT_YEARS", "SAM_TAKEN", "CardPackage", "EnrolmentRefused",
            "SamEnrolment", "WalletSpec", "answer_sam_enrolment", "card_wallets", "enrol_sam", "new_purse_id",
-           "personalise_card"]
+           "personalise_card", "sams", "set_sam_status"]
 
 SAM_CERT_YEARS = 5                 # a SAM certificate's life; a SAM outliving it is enrolled again
 CERT_KEY_VERSION = 1               # a card or SAM makes one key pair in its life: its certificate says 1
@@ -135,6 +135,28 @@ def enrol_sam(s: Session, issuer: IssuerKeys, *, terminal: str, sam_id: bytes, s
     s.flush()
     return SamEnrolment(sam_id, terminal, certificate, issuer.ca_public_key(), version, sealed, expiry,
                         created)
+
+
+def set_sam_status(s: Session, sam_id: bytes, status: str, *, actor: str, now: dt.datetime,
+                   reason: str = "") -> SamRow:
+    """An operator releases a SAM from its terminal (REPLACED: it may be fitted elsewhere) or revokes it
+    (revoked: enrolled again only with replace). Records it MACed before still verify."""
+    if status not in (REPLACED, "revoked"):
+        raise PurseError("a SAM is released (replaced) or revoked", status=status)
+    row = s.get(SamRow, sam_id.hex())
+    if row is None:
+        raise PurseError("no such SAM", sam=sam_id.hex())
+    row.status = status
+    audit(s, actor=actor, action=f"purse_sam_{status}", subject=f"sam:{row.sam_id}", now=now, reason=reason,
+          terminal=row.terminal)
+    s.flush()
+    return row
+
+
+def sams(s: Session, terminal: str | None = None) -> list[SamRow]:
+    """The SAMs enrolled, by id; of one terminal when given."""
+    query = select(SamRow).order_by(SamRow.sam_id)
+    return list(s.scalars(query if terminal is None else query.where(SamRow.terminal == terminal)))
 
 
 def _hex_field(req: Mapping[str, Any], name: str, size: int) -> bytes:
@@ -237,6 +259,8 @@ def card_wallets(s: Session, card: Card, specs: Sequence[WalletSpec]) -> tuple[W
         if shadow is None or shadow.account_id != card.account_id or shadow.status != "active":
             raise PurseError("a chip wallet is shadowed by an active wallet of the card's account",
                              wallet=spec.wallet_id)
+        if s.scalar(select(ChipWallet.id).where(ChipWallet.wallet_id == shadow.id)) is not None:
+            raise PurseError("this wallet shadows another chip wallet already", wallet=shadow.id)
         if not 0 <= shadow.balance <= _U32:
             raise PurseError("a chip wallet opens at 0..2**32-1 (cents or centilitres)", wallet=shadow.id)
         expiry = spec.expiry or (int(shadow.expires_on.strftime("%Y%m%d")) if shadow.expires_on else end)
