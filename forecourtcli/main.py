@@ -313,6 +313,7 @@ COMMANDS: tuple[str, ...] = (
     "forecourtcli.usb",
     "forecourtcli.provision",
     "forecourtcli.web",
+    "forecourtcli.purse",         # after provision: adds `provision sam` and `registry purse-sam`
 )
 
 

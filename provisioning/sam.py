@@ -186,7 +186,7 @@ def fit_sam(send: Send, ask: Ask, *, now: int, state_dir: Path | None = None) ->
 
 _REFUSALS = {
     "sam_taken": "this SAM is fitted to another terminal (or was revoked): an operator releases it with "
-                 "forecourt registry purse sam-release SAM_ID, or fit another SAM",
+                 "forecourt registry purse-sam release SAM_ID, or fit another SAM",
     sv.ServiceReason.NOT_ALLOWED: "the registry does not enrol a SAM for this terminal (is it active at its "
                                   "station?)",
     sv.ServiceReason.UNAVAILABLE: "the registry could not answer now: run provision sam again",
