@@ -21,8 +21,9 @@ from firmware.config import load_config
 from forecourtcli.main import main
 from hostsim.cards.purse_sam import PurseSam
 from provisioning.sam import SAM_FILE, SamFitError, check_answer, enrolment_request, fit_sam, provision_sam
-from registry.purse.enrol import answer_sam_enrolment, sams
-from registry.service_desk_ask import Refused
+from registry.models import Device
+from registry.purse.enrol import sam_enrol, sams
+from registry.service_desk_ask import Ask, Refused
 
 __all__ = ["reg"]          # the fixture, from test_purse_enrol
 
@@ -41,7 +42,9 @@ class Desk:
             raise HostUnavailable("no answer from host in time")
         req = {"request_id": str(uuid.uuid4()), "terminal": self.terminal, "station": "ST-001", **fields}
         with self.reg.sm() as s:
-            result = answer_sam_enrolment(s, self.reg.issuer(s), req, NOW)
+            device = s.get(Device, self.terminal)
+            assert device is not None
+            result = sam_enrol(Ask(s, self.reg.keys, device, req, NOW))     # as the service desk calls it
             s.commit()
         return json.loads(json.dumps(result))          # as it crosses MQTT
 

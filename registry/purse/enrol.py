@@ -35,11 +35,11 @@ from registry.purse.issuer import IssuerKeys
 from registry.purse.purses import PurseError, purse_by_id, register_purse, register_sam, wallet_unit
 from registry.purse_models import ChipPurse, ChipWallet
 from registry.purse_models import PurseSam as SamRow
-from registry.service_desk_ask import Refused
+from registry.service_desk_ask import Ask, Refused
 
 __all__ = ["CARD_PURPOSES", "REPLACED", "SAM_CERT_YEARS", "SAM_TAKEN", "CardPackage", "EnrolmentRefused",
            "SamEnrolment", "WalletSpec", "answer_sam_enrolment", "card_wallets", "enrol_sam", "new_purse_id",
-           "personalise_card", "sams", "set_sam_status"]
+           "personalise_card", "sam_enrol", "sams", "set_sam_status"]
 
 SAM_CERT_YEARS = 5                 # a SAM certificate's life; a SAM outliving it is enrolled again
 CERT_KEY_VERSION = 1               # a card or SAM makes one key pair in its life: its certificate says 1
@@ -184,6 +184,11 @@ def answer_sam_enrolment(s: Session, issuer: IssuerKeys, req: Mapping[str, Any],
         reason = SAM_TAKEN if exc.reason == SAM_TAKEN else ServiceReason.NOT_ALLOWED
         raise Refused(reason, "SAM enrolment refused") from None
     return got.answer()
+
+
+def sam_enrol(a: Ask) -> dict[str, Any]:
+    """answer_sam_enrolment in the shape of registry.service_desk.OPERATIONS (the desk commits)."""
+    return answer_sam_enrolment(a.s, IssuerKeys.load(a.s, a.keys, now=a.now), a.req, a.now)
 
 
 # -- the card bureau ----------------------------------------------------------------------------------------
