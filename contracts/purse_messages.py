@@ -9,7 +9,8 @@ Every payload has "v": 1 (contracts.messages). decode() names a bad field, never
   "kind" tells it from a SALE.
 - PURSE_RECORDS_ACK: how many counted, were already there, were stored flagged without counting.
 - LOAD_REQUEST / LOAD_GRANT / LOAD_CONFIRM: a top-up (contracts.purse_keys init_load_message, load_message).
-- SCRIPTS_REQUEST / SCRIPTS_ANSWER / SCRIPTS_APPLIED: issuer scripts at an online contact.
+- SCRIPTS_REQUEST / SCRIPTS_ANSWER / SCRIPTS_APPLIED: issuer scripts at an online contact, and the refund
+  loads the registry owes the card (applied after the scripts, confirmed by their LOAD records).
 - PURSE_ADVICE: the first terminal's figure for a reservation the card left pending.
 
 >>> doc = {"kind": "purse_records", "terminal": "T-0001", "sam_id": "5341000000000001",
@@ -87,6 +88,13 @@ def _script(v: Any) -> bool:
             and matching(r"([0-9a-f]{2}){17,81}")(v["message"]) and _MAC(v["mac"]))
 
 
+def _load(v: Any) -> bool:
+    fields = {"load_id", "wallet", "amount", "unit", "counter", "key_version", "mac"}
+    return (isinstance(v, dict) and set(v) == fields
+            and _LOAD_ID(v["load_id"]) and _WALLET(v["wallet"]) and int_range(1, _U32)(v["amount"])
+            and _UNIT(v["unit"]) and _U32C(v["counter"]) and _VERSION(v["key_version"]) and _MAC(v["mac"]))
+
+
 PURSE_RECORDS: Mapping[str, Check] = {"kind": matching(PURSE_RECORDS_KIND), "terminal": _TERMINAL,
                                       "sam_id": _ID, "items": _items}
 PURSE_RECORDS_ACK: Mapping[str, Check] = {"terminal": _TERMINAL, "counted": int_range(0, MAX_ITEMS),
@@ -103,7 +111,9 @@ SCRIPTS_REQUEST: Mapping[str, Check] = {"request_id": _UUID, "terminal": _TERMIN
                                         "counter": _U32C, "blocked": lambda v: isinstance(v, bool)}
 SCRIPTS_ANSWER: Mapping[str, Check] = {
     "request_id": _UUID, "purse_id": _ID,
-    "scripts": lambda v: isinstance(v, list) and len(v) <= 16 and all(_script(x) for x in v)}
+    "scripts": lambda v: isinstance(v, list) and len(v) <= 16 and all(_script(x) for x in v),
+    # loads the registry owes the card (a recovered reserve's undelivered part), applied after the scripts
+    "loads": lambda v: isinstance(v, list) and len(v) <= 8 and all(_load(x) for x in v)}
 SCRIPTS_APPLIED: Mapping[str, Check] = {
     "terminal": _TERMINAL, "purse_id": _ID,
     "script_ids": lambda v: isinstance(v, list) and len(v) <= 16 and all(int_range(1, 2**62)(x) for x in v)}

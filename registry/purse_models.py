@@ -109,8 +109,10 @@ class PurseFlag(Base):
 
 
 class PurseLoad(Base):
-    """A load the issuer authorized: funded from `source_wallet_id` into the chip wallet's shadow under the
-    movement key "purse-load:<load id>" (:out, :in). status authorized confirmed in_doubt reversed."""
+    """A load the issuer authorized: a top-up funded from `source_wallet_id` into the chip wallet's shadow
+    under the movement key "purse-load:<load id>" (:out, :in), or a refund (purpose "refund", no source:
+    the part of a recovered reserve the pump did not deliver, booked ":in" only, script_id its order).
+    status authorized confirmed in_doubt reversed."""
 
     __tablename__ = "purse_loads"
     __table_args__ = (Index("ix_purse_loads_purse_counter", "purse_id", "counter"),
@@ -119,7 +121,9 @@ class PurseLoad(Base):
     purse_id: Mapped[int] = mapped_column(ForeignKey("chip_purses.id"))
     wallet: Mapped[int] = mapped_column(Integer)
     wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
-    source_wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"))
+    source_wallet_id: Mapped[int | None] = mapped_column(ForeignKey("wallets.id"))
+    purpose: Mapped[str] = mapped_column(String(8), default="topup")        # topup refund
+    script_id: Mapped[int | None] = mapped_column(ForeignKey("purse_scripts.id"))
     counter: Mapped[int] = mapped_column(BigInteger)                        # the card's, the MAC names it
     amount: Mapped[int] = mapped_column(BigInteger)
     unit: Mapped[int] = mapped_column(Integer)
@@ -145,8 +149,10 @@ class PurseSam(Base):
 
 
 class PurseScript(Base):
-    """An issuer script an operator (or the registry) asked for: op reset_pin_tries, set_limits or
-    complete_pending, its payload (hex), open until the terminal reports it applied (or it is cancelled).
+    """An issuer script an operator (or the registry) asked for: op block, unblock, reset_pin_tries,
+    set_limits or complete_pending, its payload (hex), open until the terminal reports it applied (or it is
+    cancelled); op refund is a load the registry owes the card (registry.purse.refunds), open until one of
+    its grants is confirmed.
     issued_counter: the card counter the last issued MAC named (the card uses issued_counter + 1)."""
 
     __tablename__ = "purse_scripts"

@@ -12,6 +12,7 @@ import os
 import struct
 import uuid
 from pathlib import Path
+from typing import Any
 
 import test_purse_ingest
 from hypothesis import given, settings
@@ -20,7 +21,8 @@ from sqlalchemy import func, select
 from test_purse_ingest import FUNDS, NOW, START, World
 
 from contracts import purse_messages as pm
-from contracts.purse_keys import AdminOp, Purpose, load_message, verify_mac
+from contracts.purse_keys import AdminOp, Purpose, Unit, load_message, verify_mac
+from contracts.purse_records import Kind
 from registry.db import open_database
 from registry.fleet import cards, ledger
 from registry.keys import RegistryKeys
@@ -308,3 +310,46 @@ def test_the_payload_answers_round_trip(world: World) -> None:
                                                        pm.SCRIPTS_APPLIED), now=NOW) == 1
         s.commit()
     assert world.balance(world.chip0) == world.card.balances[0] == START[0] + 1200 - 300
+
+
+def ask_scripts(w: World, counter: int) -> dict[str, Any]:
+    ask = {"request_id": str(uuid.uuid4()), "terminal": "T-0001", "purse_id": w.purse_id.hex(),
+           "counter": counter, "blocked": False}
+    with w.sm() as s:
+        answer = answers.on_scripts_request(s, w.issuer, pm.decode(pm.encode(ask, pm.SCRIPTS_REQUEST),
+                                                                   pm.SCRIPTS_REQUEST), now=NOW)
+        s.commit()
+    return pm.decode(pm.encode(answer, pm.SCRIPTS_ANSWER), pm.SCRIPTS_ANSWER)
+
+
+def test_a_recovered_reserve_beyond_the_pump_figure_is_refunded_as_a_load(world: World) -> None:
+    with world.sm() as s:
+        record_advice(s, world.purse_id, 1, 3200, terminal="T-0001", now=NOW)   # the pump delivered 32.00
+        s.commit()
+    world.ingest(world.card.purchase(0, 5000, kind=Kind.RECOVERED))          # another terminal took 50.00
+    assert world.balance(world.chip0) == START[0] - 5000
+    first = ask_scripts(world, 1)
+    assert first["scripts"] == [] and ask_scripts(world, 1)["loads"] == first["loads"]     # the same grant
+    [refund] = first["loads"]
+    assert (refund["amount"], refund["counter"], refund["wallet"]) == (1800, 1, 0)
+    assert world.balance(world.chip0) == START[0] - 3200                      # booked once
+    assert refund_checks(world, refund)
+    world.ingest(world.card.purchase(0, 100))                  # pulled before the load: counter 2 is a sale
+    assert world.balance(world.chip0) == START[0] - 5100                      # the refund grant reversed
+    [again] = ask_scripts(world, 2)["loads"]
+    assert (again["amount"], again["counter"]) == (1800, 2) and again["load_id"] != refund["load_id"]
+    assert refund_checks(world, again)
+    world.ingest(world.card.apply_load(0, 1800))
+    assert ask_scripts(world, 3)["loads"] == []
+    assert world.balance(world.chip0) == world.card.balances[0] == START[0] - 3300
+    assert world.balance(world.funds) == FUNDS - START[0]                     # no account money moved
+    world.sound()
+
+
+def refund_checks(w: World, refund: dict[str, Any]) -> bool:
+    """The card's check of a refund load: the load MAC at its counter, under its LOAD key."""
+    message = load_message(w.purse_id, key_version=refund["key_version"], wallet=refund["wallet"],
+                           counter=refund["counter"], amount=refund["amount"], unit=Unit(refund["unit"]),
+                           load_id=bytes.fromhex(refund["load_id"]))
+    key = w.issuer.card_key(w.purse_id, Purpose.LOAD, refund["key_version"])
+    return verify_mac(key, message, bytes.fromhex(refund["mac"]))

@@ -18,6 +18,7 @@ from contracts.purse_keys import Unit
 from registry.purse.bundle import ingest_upload
 from registry.purse.issuer import IssuerKeys
 from registry.purse.loads import LoadRequest, authorize_load, confirm_load
+from registry.purse.refunds import refunds_for
 from registry.purse.scripts import record_advice, script_applied, scripts_for
 
 __all__ = ["on_advice", "on_load_confirm", "on_load_request", "on_records", "on_scripts_applied",
@@ -54,12 +55,16 @@ def on_load_confirm(s: Session, issuer: IssuerKeys, doc: Mapping[str, Any], *, n
 
 def on_scripts_request(s: Session, issuer: IssuerKeys, doc: Mapping[str, Any], *,
                        now: dt.datetime) -> dict[str, Any]:
-    """SCRIPTS_REQUEST -> SCRIPTS_ANSWER: the scripts for this contact, in order."""
-    scripts = scripts_for(s, issuer, bytes.fromhex(doc["purse_id"]), doc["counter"], now=now,
-                          chip_blocked=doc["blocked"])
+    """SCRIPTS_REQUEST -> SCRIPTS_ANSWER: the scripts for this contact, in order, then the refund loads."""
+    purse = bytes.fromhex(doc["purse_id"])
+    scripts = scripts_for(s, issuer, purse, doc["counter"], now=now, chip_blocked=doc["blocked"])
+    loads = refunds_for(s, issuer, purse, doc["counter"] + len(scripts), now=now)
     return {"request_id": doc["request_id"], "purse_id": doc["purse_id"],
             "scripts": [{"script_id": x.script_id, "op": int(x.op), "counter": x.counter,
-                         "message": x.message.hex(), "mac": x.mac.hex()} for x in scripts]}
+                         "message": x.message.hex(), "mac": x.mac.hex()} for x in scripts],
+            "loads": [{"load_id": x.load_id.hex(), "wallet": x.wallet, "amount": x.amount,
+                       "unit": int(x.unit), "counter": x.counter, "key_version": x.key_version,
+                       "mac": x.mac.hex()} for x in loads]}
 
 
 def on_scripts_applied(s: Session, doc: Mapping[str, Any], *, now: dt.datetime) -> int:

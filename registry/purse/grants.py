@@ -10,23 +10,37 @@ from sqlalchemy.orm import Session
 from registry.fleet import ledger
 from registry.models import Wallet
 from registry.purse.purses import flag
-from registry.purse_models import ChipPurse, PurseLoad, PurseRecord
+from registry.purse_models import ChipPurse, PurseLoad, PurseRecord, PurseScript
 
-__all__ = ["confirm_grant", "rebook_grant", "reverse_grant"]
+__all__ = ["book_refund", "confirm_grant", "rebook_grant", "reverse_grant"]
 
 
 def confirm_grant(s: Session, grant: PurseLoad, record: PurseRecord, *, now: dt.datetime) -> None:
     grant.status, grant.settled_at, grant.record_id = "confirmed", now, record.id
+    if grant.script_id is not None:             # a refund: what the registry owed is paid
+        owed = s.get(PurseScript, grant.script_id)
+        if owed is not None:
+            owed.status = "applied"
 
 
-def _move(s: Session, grant: PurseLoad, suffix: str, sign: int, kind_out: str, kind_in: str,
+def _move(s: Session, grant: PurseLoad, prefix: str, sign: int, kind_out: str, kind_in: str,
           now: dt.datetime) -> None:
-    source, target = s.get(Wallet, grant.source_wallet_id), s.get(Wallet, grant.wallet_id)
-    if source is None or target is None:
+    """Book (sign 1) or take back (-1) a grant's value: out of its source wallet (a top-up) and into the
+    chip wallet's shadow, under the grant's keys with `prefix`."""
+    target = s.get(Wallet, grant.wallet_id)
+    source = s.get(Wallet, grant.source_wallet_id) if grant.source_wallet_id is not None else None
+    if target is None or (source is None and grant.purpose != "refund"):
         raise ledger.LedgerError("a load's wallet is gone", load=grant.load_id)
     key = f"purse-load:{grant.load_id}"
-    ledger.post(s, source, kind_out, -sign * grant.amount, key=f"{suffix}{key}:out", at=now, actor="purse")
-    ledger.post(s, target, kind_in, sign * grant.amount, key=f"{suffix}{key}:in", at=now, actor="purse")
+    if source is not None:
+        ledger.post(s, source, kind_out, -sign * grant.amount, key=f"{prefix}{key}:out", at=now,
+                    actor="purse")
+    ledger.post(s, target, kind_in, sign * grant.amount, key=f"{prefix}{key}:in", at=now, actor="purse")
+
+
+def book_refund(s: Session, grant: PurseLoad, *, now: dt.datetime) -> None:
+    """A refund grant's credit on the shadow: the undelivered part of a recovered reserve comes back."""
+    _move(s, grant, "", 1, "transfer_out", "refund", now)
 
 
 def reverse_grant(s: Session, grant: PurseLoad, *, now: dt.datetime) -> None:
@@ -40,5 +54,5 @@ def reverse_grant(s: Session, grant: PurseLoad, *, now: dt.datetime) -> None:
 
 def rebook_grant(s: Session, grant: PurseLoad, record: PurseRecord, *, now: dt.datetime) -> None:
     """A load reversed and yet applied by the card (its LOAD record came late): funded again."""
-    _move(s, grant, "late:", 1, "transfer_out", "transfer_in", now)
+    _move(s, grant, "late:", 1, "transfer_out", "refund" if grant.purpose == "refund" else "transfer_in", now)
     confirm_grant(s, grant, record, now=now)

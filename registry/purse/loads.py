@@ -162,9 +162,9 @@ def authorize_load(s: Session, issuer: IssuerKeys, r: LoadRequest, *, now: dt.da
     ledger.transfer(s, source, wallet, r.amount, key=f"purse-load:{r.load_id.hex()}", at=now, actor="purse",
                     reason=f"load of chip wallet {r.wallet}")
     row = PurseLoad(load_id=r.load_id.hex(), purse_id=purse.id, wallet=r.wallet, wallet_id=wallet.id,
-                    source_wallet_id=source.id, counter=r.counter, amount=r.amount, unit=int(r.unit),
-                    key_version=version, mac=tag.hex(), terminal=r.terminal[:64], status="authorized",
-                    requested_at=now)
+                    source_wallet_id=source.id, purpose="topup", counter=r.counter, amount=r.amount,
+                    unit=int(r.unit), key_version=version, mac=tag.hex(), terminal=r.terminal[:64],
+                    status="authorized", requested_at=now)
     s.add(row)
     purse.last_counter = max(purse.last_counter, r.counter)
     purse.last_contact_at = now

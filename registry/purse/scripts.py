@@ -118,8 +118,9 @@ def _due(s: Session, purse: ChipPurse, card: Card, now: dt.datetime) -> list[Pur
     if card.status == "active" and purse.chip_status == "blocked":
         _open(s, purse, "unblock", now)
     due = []
-    for row in s.scalars(select(PurseScript).where(PurseScript.purse_id == purse.id,
-                                                   PurseScript.status == "open").order_by(PurseScript.id)):
+    scripts = select(PurseScript).where(PurseScript.purse_id == purse.id, PurseScript.status == "open",
+                                        PurseScript.op.in_(_ORDER)).order_by(PurseScript.id)
+    for row in s.scalars(scripts):
         stale = (row.op == "block" and (not stop or purse.chip_status == "blocked")) or (
             row.op == "unblock" and (stop or purse.chip_status != "blocked"))
         if row.op == "complete_pending" and s.scalars(select(PurseRecord.id).where(

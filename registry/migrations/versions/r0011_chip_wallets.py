@@ -108,30 +108,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('purse_id', 'number'),
     sa.UniqueConstraint('wallet_id')
     )
-    op.create_table('purse_loads',
-    sa.Column('load_id', sa.String(length=32), nullable=False),
-    sa.Column('purse_id', sa.Integer(), nullable=False),
-    sa.Column('wallet', sa.Integer(), nullable=False),
-    sa.Column('wallet_id', sa.Integer(), nullable=False),
-    sa.Column('source_wallet_id', sa.Integer(), nullable=False),
-    sa.Column('counter', sa.BigInteger(), nullable=False),
-    sa.Column('amount', sa.BigInteger(), nullable=False),
-    sa.Column('unit', sa.Integer(), nullable=False),
-    sa.Column('key_version', sa.Integer(), nullable=False),
-    sa.Column('mac', sa.String(length=32), nullable=False),
-    sa.Column('terminal', sa.String(length=64), nullable=False),
-    sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('requested_at', sa.DateTime(), nullable=False),
-    sa.Column('settled_at', sa.DateTime(), nullable=True),
-    sa.Column('record_id', sa.Integer(), nullable=True),
-    sa.ForeignKeyConstraint(['purse_id'], ['chip_purses.id'], ),
-    sa.ForeignKeyConstraint(['record_id'], ['purse_records.id'], ),
-    sa.ForeignKeyConstraint(['source_wallet_id'], ['wallets.id'], ),
-    sa.ForeignKeyConstraint(['wallet_id'], ['wallets.id'], ),
-    sa.PrimaryKeyConstraint('load_id')
-    )
-    op.create_index('ix_purse_loads_purse_counter', 'purse_loads', ['purse_id', 'counter'], unique=False)
-    op.create_index('ix_purse_loads_status', 'purse_loads', ['status', 'requested_at'], unique=False)
     op.create_table('purse_scripts',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('purse_id', sa.Integer(), nullable=False),
@@ -147,14 +123,41 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index('ix_purse_scripts_purse_status', 'purse_scripts', ['purse_id', 'status'], unique=False)
+    op.create_table('purse_loads',
+    sa.Column('load_id', sa.String(length=32), nullable=False),
+    sa.Column('purse_id', sa.Integer(), nullable=False),
+    sa.Column('wallet', sa.Integer(), nullable=False),
+    sa.Column('wallet_id', sa.Integer(), nullable=False),
+    sa.Column('source_wallet_id', sa.Integer(), nullable=True),
+    sa.Column('purpose', sa.String(length=8), nullable=False),
+    sa.Column('script_id', sa.Integer(), nullable=True),
+    sa.Column('counter', sa.BigInteger(), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
+    sa.Column('unit', sa.Integer(), nullable=False),
+    sa.Column('key_version', sa.Integer(), nullable=False),
+    sa.Column('mac', sa.String(length=32), nullable=False),
+    sa.Column('terminal', sa.String(length=64), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('requested_at', sa.DateTime(), nullable=False),
+    sa.Column('settled_at', sa.DateTime(), nullable=True),
+    sa.Column('record_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['purse_id'], ['chip_purses.id'], ),
+    sa.ForeignKeyConstraint(['record_id'], ['purse_records.id'], ),
+    sa.ForeignKeyConstraint(['script_id'], ['purse_scripts.id'], ),
+    sa.ForeignKeyConstraint(['source_wallet_id'], ['wallets.id'], ),
+    sa.ForeignKeyConstraint(['wallet_id'], ['wallets.id'], ),
+    sa.PrimaryKeyConstraint('load_id')
+    )
+    op.create_index('ix_purse_loads_purse_counter', 'purse_loads', ['purse_id', 'counter'], unique=False)
+    op.create_index('ix_purse_loads_status', 'purse_loads', ['status', 'requested_at'], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index('ix_purse_scripts_purse_status', table_name='purse_scripts')
-    op.drop_table('purse_scripts')
     op.drop_index('ix_purse_loads_status', table_name='purse_loads')
     op.drop_index('ix_purse_loads_purse_counter', table_name='purse_loads')
     op.drop_table('purse_loads')
+    op.drop_index('ix_purse_scripts_purse_status', table_name='purse_scripts')
+    op.drop_table('purse_scripts')
     op.drop_table('chip_wallets')
     op.drop_table('chip_purses')
     op.drop_index('ix_purse_flags_purse', table_name='purse_flags')
