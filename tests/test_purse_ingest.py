@@ -237,6 +237,19 @@ def test_a_use_before_the_card_was_blocked_is_not_flagged(world: World) -> None:
     assert "stop_listed_offline" not in world.ingest(record)
 
 
+def test_a_use_while_the_card_was_blocked_is_flagged_after_it_is_unblocked(world: World) -> None:
+    hour = dt.timedelta(hours=1)
+    during, after = world.card.purchase(0, 10, when=NOW - hour), world.card.purchase(0, 10, when=NOW + hour)
+    with world.sm() as s:
+        cards.move(s, world.card_id, "temp_block", actor="ops", reason="check", now=NOW - 2 * hour)
+        cards.move(s, world.card_id, "unblock", actor="ops", reason="fine", now=NOW)
+        s.commit()
+    assert world.ingest(during)["stop_listed_offline"] == 1
+    assert "stop_listed_offline" not in world.ingest(after)
+    with world.sm() as s:
+        assert [f.detail for f in flags(s, world.purse_id)] == ["card temp_blocked"]
+
+
 def test_unknown_purse_counts_nothing(world: World) -> None:
     stranger = ToyCard(world.issuer, purse_id=bytes.fromhex("7077000000000099"))
     assert world.ingest(stranger.purchase(0, 0)) == {"counted": 0, "duplicate": 0, "stored": 1,

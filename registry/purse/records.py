@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,13 +36,14 @@ from contracts.purse_keys import MAC_LEN, Purpose, verify_mac
 from contracts.purse_records import RECORD_LEN, SIGNED_LEN, Kind, PurchaseRecord, RecordError, decode
 from registry.fleet import ledger
 from registry.fleet.cards import STOP_LIST
-from registry.models import Card
+from registry.models import AuditEntry, Card
 from registry.purse.grants import confirm_grant, rebook_grant, reverse_grant
 from registry.purse.issuer import IssuerKeys, PurseKeyMissing
 from registry.purse.purses import chip_wallet, flag, purse_by_id, wallet_unit
 from registry.purse_models import ChipPurse, PurseLoad, PurseRecord, PurseSam, PurseScript
 
-__all__ = ["GAP_SPAN", "IngestReport", "Item", "booked_after", "ingest", "settle_by_records", "unexplained"]
+__all__ = ["GAP_SPAN", "IngestReport", "Item", "booked_after", "ingest", "settle_by_records", "status_at",
+           "unexplained"]
 
 GAP_SPAN = 10_000        # counters checked one by one for scripts between two records; more is a gap
 BOOKED = ("authorized", "in_doubt", "confirmed")
@@ -179,13 +181,29 @@ def _sam(c: _Check, issuer: IssuerKeys, raw: bytes, item: Item) -> None:
     sam.last_seq = max(sam.last_seq, seq)
 
 
+def status_at(s: Session, card: Card, when: dt.datetime) -> str:
+    """The card's status at `when`, from its audited moves (registry.fleet.cards.move): the last move
+    until then, else what the first move after it found, else its status now."""
+    moves = list(s.scalars(select(AuditEntry).where(AuditEntry.subject == f"card:{card.id}",
+                                                    AuditEntry.action.like("card.%"))
+                           .order_by(AuditEntry.at, AuditEntry.id)))
+    found = card.status
+    for entry in reversed(moves):
+        detail = json.loads(entry.detail or "{}")
+        if entry.at <= when and isinstance(detail.get("after"), str):
+            return str(detail["after"])
+        if entry.at > when and isinstance(detail.get("before"), str):
+            found = str(detail["before"])
+    return found
+
+
 def _stop_listed(c: _Check, purse: ChipPurse, r: PurchaseRecord) -> None:
     card = c.s.get(Card, purse.card_id)
-    if card is None or card.status not in STOP_LIST:
+    if card is None:
         return
-    changed = card.status_changed_at
-    if changed is None or changed <= _utc(r.time):
-        c.flag("stop_listed_offline", f"card {card.status}")
+    then = status_at(c.s, card, _utc(r.time))
+    if then in STOP_LIST:
+        c.flag("stop_listed_offline", f"card {then}")
 
 
 def _count(c: _Check, issuer: IssuerKeys, raw: bytes, r: PurchaseRecord, item: Item) -> None:
