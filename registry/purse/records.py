@@ -24,7 +24,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -34,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from contracts.purse_keys import MAC_LEN, Purpose, verify_mac
 from contracts.purse_records import RECORD_LEN, SIGNED_LEN, Kind, PurchaseRecord, RecordError, decode
+from contracts.purse_sam_apdu import verify_sam_record_mac
 from registry.fleet import ledger
 from registry.fleet.cards import STOP_LIST
 from registry.models import AuditEntry, Card
@@ -169,11 +169,11 @@ def _sam(c: _Check, issuer: IssuerKeys, raw: bytes, item: Item) -> None:
         c.flag("sam_unknown", "" if sam is None else f"SAM {sam.status}")
         return
     seq = item.sam_seq
-    if seq is None or item.sam_mac is None or len(item.sam_mac) != MAC_LEN or not 0 <= seq < 2**32:
+    if seq is None or item.sam_mac is None or len(item.sam_mac) != MAC_LEN or not 0 < seq < 2**32:
         c.flag("sam_mac_bad", "no SAM sequence or MAC")
         return
-    key = issuer.sam_key(item.sam_id, sam.key_version)
-    if not verify_mac(key, raw + struct.pack(">I", seq), item.sam_mac):
+    # the SAM's MAC RECORD: AES-CMAC under its SAM key over the signed record then the sequence (4 bytes)
+    if not verify_sam_record_mac(issuer.sam_key(item.sam_id, sam.key_version), raw, seq, item.sam_mac):
         c.flag("sam_mac_bad")
         return
     if seq > sam.last_seq + 1:
