@@ -8,7 +8,7 @@ import datetime as dt
 import os
 import struct
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,8 +40,9 @@ from registry.pki import fingerprint
 from registry.purse.bundle import import_purse_records, ingest_upload
 from registry.purse.issuer import IssuerKeys
 from registry.purse.loads import LoadRequest
-from registry.purse.purses import flags, register_purse, register_sam
+from registry.purse.purses import PurseError, flags, purse_by_id, register_purse, register_sam
 from registry.purse.records import Item, ingest
+from registry.purse.topups import load_id_for, order_topup
 from registry.purse_models import PurseRecord, PurseSam
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, 0)
@@ -66,6 +67,8 @@ class ToyCard:
     balances: dict[int, int] = field(default_factory=lambda: dict(START))
     units: dict[int, Unit] = field(default_factory=lambda: {0: Unit.MONEY, 1: Unit.VOLUME})
     version: int = 1
+    # the registry's top-up order for a load (World.order): its load id at the card's counter
+    order: Callable[[int, int, int], bytes | None] | None = None
 
     def _record(self, kind: Kind, wallet: int, amount: int, when: dt.datetime) -> bytes:
         self.counter += 1
@@ -87,6 +90,8 @@ class ToyCard:
         message = init_load_message(self.purse_id, key_version=1, wallet=wallet, counter=self.counter,
                                     amount=amount, unit=unit, balance=balance)
         tag = mac(self.issuer.card_key(self.purse_id, Purpose.AUTH, 1), message)
+        if load_id is None and self.order is not None:
+            load_id = self.order(wallet, amount, self.counter)     # an operator ordered it first
         return LoadRequest(load_id=load_id or os.urandom(16), purse_id=self.purse_id, wallet=wallet,
                            counter=self.counter, amount=amount, unit=unit, balance=balance, key_version=1,
                            mac=tag, terminal="T-0001")
@@ -133,7 +138,19 @@ class World:
                 register_sam(s, SAM, "T-0001", now=NOW)
             self.issuer = IssuerKeys.load(s, self.keys, now=NOW)
             s.commit()
-        self.card = ToyCard(self.issuer, purse_id=purse_id)
+        self.card = ToyCard(self.issuer, purse_id=purse_id, order=self.order)
+
+    def order(self, wallet: int, amount: int, counter: int) -> bytes | None:
+        """A top-up order for the card's next contact; its load id at `counter` (None: no such wallet)."""
+        with self.sm() as s:
+            purse = purse_by_id(s, self.purse_id)
+            try:
+                row = order_topup(s, self.purse_id, wallet, amount, actor="test", now=NOW)
+            except PurseError:
+                return None
+            s.commit()
+            assert purse is not None
+            return load_id_for(purse, row, counter)
 
     def sam_item(self, record: bytes, seq: int) -> Item:
         key = self.issuer.sam_key(SAM, 1)

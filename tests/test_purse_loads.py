@@ -30,7 +30,7 @@ from registry.models import Card, Movement
 from registry.purse import answers
 from registry.purse.issuer import IssuerKeys
 from registry.purse.loads import LoadGrant, LoadRequest, authorize_load, confirm_load, settle_loads
-from registry.purse.purses import register_purse
+from registry.purse.purses import purse_by_id, register_purse
 from registry.purse.scripts import (
     limits_payload,
     record_advice,
@@ -38,6 +38,7 @@ from registry.purse.scripts import (
     script_applied,
     scripts_for,
 )
+from registry.purse.topups import offers, order_topup, orders
 from registry.purse_models import ChipPurse, PurseLoad
 
 LATER = NOW + dt.timedelta(days=8)
@@ -80,6 +81,32 @@ def test_a_load_is_funded_from_the_account_once_and_confirmed_by_the_card(world:
     assert world.ingest(world.card.purchase(0, 700)) == {"counted": 1, "duplicate": 0, "stored": 1}
     assert world.balance(world.chip0) == world.card.balances[0] == START[0] + 2500 - 700
     world.sound()
+
+
+def test_a_terminal_loads_only_what_was_ordered_and_the_order_closes_once_applied(world: World) -> None:
+    unordered = world.card.load_request(0, 2500, load_id=os.urandom(16))
+    assert grant(world, unordered) == LoadGrant(unordered.load_id, False, "no_order")
+    assert world.balance(world.chip0) == START[0]                      # nothing moved
+    with world.sm() as s:
+        order_topup(s, world.purse_id, 0, 2500, actor="web:fleet@acme", now=NOW)
+        s.commit()
+        (offer,) = offers(s, world.purse_id, world.card.counter)
+        s.commit()
+    assert (offer.wallet, offer.amount) == (0, 2500)
+    bigger = world.card.load_request(0, 9000, load_id=offer.load_id)   # the order's id, another amount
+    assert grant(world, bigger).reason == "no_order"
+    request = world.card.load_request(0, 2500, load_id=offer.load_id)
+    assert grant(world, request).granted
+    with world.sm() as s:
+        assert offers(s, world.purse_id, world.card.counter) == []      # granted: not offered again
+    record = world.card.apply_load(0, 2500)
+    with world.sm() as s:
+        confirm_load(s, world.issuer, request.load_id, record, source="mqtt:T-0001", now=NOW)
+        s.commit()
+        assert offers(s, world.purse_id, world.card.counter) == []
+        purse = purse_by_id(s, world.purse_id)
+        assert purse is not None and orders(s, purse) == []
+    assert world.balance(world.chip0) == START[0] + 2500
 
 
 def test_a_load_id_reused_for_another_load_is_refused(world: World) -> None:

@@ -1,7 +1,8 @@
 """Loads (top-ups) of a chip wallet, online only (docs/chip-wallets.md "Load", docs/chip-wallet-registry.md).
 
 authorize_load checks the card's INITIALIZE LOAD MAC (AUTH key), that card and purse are active, that the
-counter is not behind what the registry saw and that the wallet exists; then it FUNDS the load: a ledger
+counter is not behind what the registry saw, that the wallet exists and that an open top-up order names
+this load (registry.purse.topups: a terminal loads only what was ordered); then it FUNDS the load: a ledger
 transfer from the card account's own server-side wallet of the same unit into the chip wallet's shadow
 (value is never made here: an account without the funds is refused), booked under the load id, and
 answers the load MAC (LOAD key) for that one counter. The same request again returns the same grant.
@@ -38,6 +39,7 @@ from registry.purse.grants import reverse_grant
 from registry.purse.issuer import IssuerKeys, PurseKeyMissing
 from registry.purse.purses import chip_wallet, purse_by_id, wallet_unit
 from registry.purse.records import IngestReport, Item, ingest, settle_by_records
+from registry.purse.topups import order_for
 from registry.purse_models import ChipPurse, ChipWallet, PurseLoad
 
 __all__ = ["CONFIRM_WINDOW", "DEADLINE", "LoadGrant", "LoadRequest", "authorize_load", "confirm_load",
@@ -152,6 +154,9 @@ def authorize_load(s: Session, issuer: IssuerKeys, r: LoadRequest, *, now: dt.da
                           .execution_options(populate_existing=True)).one_or_none()
         if found is not None:
             return _again(s, found, r)
+        order = order_for(s, purse, r.load_id, wallet=r.wallet, amount=r.amount, counter=r.counter)
+        if order is None:
+            raise _Refused("no_order")      # a terminal loads only what the registry was asked to
         source = _source(s, account_id, wallet, r.amount, now)
     except _Refused as exc:
         return LoadGrant(r.load_id, False, exc.reason)
@@ -162,7 +167,8 @@ def authorize_load(s: Session, issuer: IssuerKeys, r: LoadRequest, *, now: dt.da
     ledger.transfer(s, source, wallet, r.amount, key=f"purse-load:{r.load_id.hex()}", at=now, actor="purse",
                     reason=f"load of chip wallet {r.wallet}")
     row = PurseLoad(load_id=r.load_id.hex(), purse_id=purse.id, wallet=r.wallet, wallet_id=wallet.id,
-                    source_wallet_id=source.id, purpose="topup", counter=r.counter, amount=r.amount,
+                    source_wallet_id=source.id, purpose="topup", script_id=order.id, counter=r.counter,
+                    amount=r.amount,
                     unit=int(r.unit), key_version=version, mac=tag.hex(), terminal=r.terminal[:64],
                     status="authorized", requested_at=now)
     s.add(row)
