@@ -29,6 +29,7 @@ from contracts import messages as m
 from contracts.errors import MessageError
 from contracts.messages import Check, Omissible, int_range, matching
 from contracts.panseal import PAN_SEALED
+from contracts.purse_service import PURSE_OPS, PURSE_RESULTS, SAM_TAKEN
 
 __all__ = ["OPS", "RESULTS", "SERVICE_REQUEST", "SERVICE_RESPONSE", "TICKET", "ServiceReason",
            "decode_request", "decode_response", "encode_request", "encode_response"]
@@ -133,6 +134,7 @@ OPS: Mapping[str, Mapping[str, Check]] = {
               "wallet": Omissible(int_range(1, 2**62))},
     # a terminal's Z report (firmware.attendant.shift), sent until stored: kept once per terminal and shift
     "shift_close": _SHIFT,
+    **PURSE_OPS,        # the chip purse (contracts.purse_service)
 }
 # a movement's date and time are the loyalty account's wall clock (what the cardholder lived)
 _HISTORY: Mapping[str, Check] = {"date": matching(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"),
@@ -155,6 +157,7 @@ RESULTS: Mapping[str, Mapping[str, Check]] = {
     "topup": {"masked": _MASKED, "paid_cents": _MONEY, "bonus_cents": _MONEY, "balance_cents": int_range(
         -(10**12), 10**12)},
     "shift_close": {"stored": _BOOL},      # False: this shift's report was stored before
+    **PURSE_RESULTS,
 }
 _OP = matching("|".join(OPS))
 
@@ -183,6 +186,7 @@ class ServiceReason:
     LOCKED = "locked"                      # the attendant is locked out
     UNAVAILABLE = "unavailable"            # the registry could not answer now
     NOT_SIGNED_IN = "not_signed_in"        # no valid ticket of an online sign-in at this terminal
+    SAM_TAKEN = SAM_TAKEN                  # the SAM is fitted to another active terminal
 
 
 def encode_request(doc: Mapping[str, Any]) -> bytes:

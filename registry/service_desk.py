@@ -33,6 +33,7 @@ from registry.loyalty import history, points, rewards
 from registry.loyalty.points import PointsError
 from registry.loyalty.settings import load as loyalty_settings
 from registry.models import Account, Attendant, Card, Device, LoyaltyMember, Reward, RewardStock, Station
+from registry.purse import desk as purse_desk
 from registry.service_desk_ask import Ask, Refused
 from registry.service_desk_money import loyalty_convert, topup
 from registry.service_desk_shift import shift_close
@@ -142,6 +143,7 @@ OPERATIONS: Mapping[str, Callable[[Ask], dict[str, Any]]] = {
     "loyalty_lookup": loyalty_lookup, "loyalty_redeem": loyalty_redeem, "voucher_redeem": voucher_redeem,
     "voucher_release": voucher_release, "attendant_signin": attendant_signin, "topup": topup,
     "loyalty_convert": loyalty_convert, "shift_close": shift_close,
+    **purse_desk.OPERATIONS,      # the chip purse (registry.purse.desk)
 }
 
 
