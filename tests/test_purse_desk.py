@@ -54,8 +54,8 @@ def test_an_ordered_top_up_is_offered_granted_and_confirmed_once(world: World) -
     assert (offer["wallet"], offer["amount"]) == (0, 2500)
     request = world.card.load_request(0, 2500, load_id=bytes.fromhex(offer["load_id"]))
     fields = {"load_id": request.load_id.hex(), "purse_id": world.purse_id.hex(), "wallet": 0,
-              "counter": request.counter, "amount": 2500, "unit": int(request.unit), "balance": request.balance,
-              "key_version": 1, "mac": request.mac.hex()}
+              "counter": request.counter, "amount": 2500, "unit": int(request.unit),
+              "balance": request.balance, "key_version": 1, "mac": request.mac.hex()}
     grant = ask(world, "purse_load", **fields)
     assert grant["ok"] and grant["result"]["granted"]
     message = load_message(world.purse_id, key_version=grant["result"]["key_version"], wallet=0,

@@ -35,6 +35,16 @@ ARGS: dict[str, dict[str, Any]] = {
                     "by_payment": {}, "by_attendant": {}, "topups_cents": 0, "cash_cents": 0,
                     "actions": [{"at": "2026-12-01T07:00:00Z", "attendant": "A-1", "action": "reprint",
                                  "subject": "sale:1"}]},
+    # the chip purse (contracts.purse_service)
+    "sam_enrol": {"sam_id": "5a4d000000000001", "sam_public_key": "02" + "ab" * 32},
+    "purse_records": {"sam_id": "5a4d000000000001", "items": [{"record": "50" * 60, "sam_seq": 3,
+                                                                "sam_mac": "00" * 16}],
+                      "advices": [{"purse_id": "7077000000000042", "counter": 4, "amount": 1500,
+                                   "sale_id": RID}]},
+    "purse_contact": {"purse_id": "7077000000000042", "counter": 4, "blocked": False},
+    "purse_load": {"load_id": "11" * 16, "purse_id": "7077000000000042", "wallet": 0, "counter": 4,
+                   "amount": 2500, "unit": 1, "balance": 700, "key_version": 1, "mac": "22" * 16},
+    "purse_applied": {"purse_id": "7077000000000042", "script_ids": [5, 6]},
 }
 RESULTS: dict[str, dict[str, Any]] = {
     "loyalty_lookup": {"masked": "707700******0019", "balance": 120, "tier": "silver", "pooled": False,
@@ -48,6 +58,15 @@ RESULTS: dict[str, dict[str, Any]] = {
     "loyalty_convert": {"masked": "707700******0019", "points": 500, "credit_cents": 500, "balance": 20},
     "topup": {"masked": "707700******0019", "paid_cents": 10000, "bonus_cents": 1000, "balance_cents": 11000},
     "shift_close": {"stored": True},
+    "sam_enrol": {"sam_id": "5a4d000000000001", "certificate": "01" * 112, "ca_public_key": "03" + "cd" * 32,
+                  "key_version": 1, "sam_key_sealed": "ee" * 66, "expiry": 1_950_000_000},
+    "purse_records": {"counted": 1, "duplicate": 0, "flagged": 0},
+    "purse_contact": {"scripts": [{"script_id": 5, "op": 1, "counter": 4, "message": "41" * 17,
+                                   "mac": "33" * 16}],
+                      "loads": [], "topups": [{"load_id": "11" * 16, "wallet": 0, "amount": 2500}]},
+    "purse_load": {"load_id": "11" * 16, "granted": True, "reason": "", "mac": "44" * 16, "key_version": 1,
+                   "counter": 4},
+    "purse_applied": {"applied": 2},
 }
 
 
@@ -64,7 +83,7 @@ def test_a_request_round_trips_with_its_own_fields(op: str) -> None:
 @pytest.mark.parametrize("op", sorted(sv.OPS))
 def test_a_request_missing_a_field_or_carrying_another_operations_is_refused(op: str) -> None:
     doc = BASE | {"op": op} | ARGS[op]
-    required = [k for k in ARGS[op] if k not in ("medium", "target_medium", "wallet")]
+    required = [k for k in ARGS[op] if k not in ("medium", "target_medium", "wallet", "advices")]
     with pytest.raises(MessageError, match="lacks"):
         sv.encode_request({k: v for k, v in doc.items() if k != required[0]})
     stranger = "voucher" if op != "voucher_release" else "pump"
