@@ -5,6 +5,11 @@ An export marks nothing: a stick may be lost, broken or never read. A sale leave
 registry acknowledges it, as ever (HostLink: once the link is back, each sale is sent again and the
 registry answers "duplicate" for one it got from a stick). Each export therefore carries every unacknowledged
 sale, and importing an older bundle after a newer one stores nothing twice (sales are keyed by their id).
+
+The chip purse's signed records ride in the same file (issue 18): every record still in the purse outbox
+(firmware.programs.purse.book), as PURSE_RECORDS lines after the sales, grouped by the SAM id each record
+names (its terminal field), at most MAX_ITEMS per line. As for sales, exporting leaves them in the outbox:
+only the registry's acknowledgement removes them, and the registry counts a record it already has once.
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from contracts import messages as m
 from contracts.errors import ConfigError, MessageError
+from contracts.purse_messages import MAX_ITEMS, PURSE_RECORDS, PURSE_RECORDS_KIND
+from contracts.purse_records import SIGNED_LEN
 from contracts.usbbundle import encode_sales_bundle, registry_key_from_b64
 from firmware.hostlink import RELEASE, sale_payload
 from firmware.keyfile import read_key_file
+from firmware.programs.purse.book import Outgoing, PurseBook
 from firmware.sale.journal import Journal
 
-__all__ = ["Export", "export_sales", "load_identity", "registry_key", "unsent_payloads"]
+__all__ = ["Export", "export_sales", "load_identity", "purse_payloads", "registry_key", "unsent_payloads"]
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +43,8 @@ log = logging.getLogger(__name__)
 class Export:
     data: bytes          # the bundle file
     count: int           # sales in it
-    skipped: int         # unacknowledged sales that no registry could store (left for an operator)
+    skipped: int         # unacknowledged sales or purse records that do not encode (left out, logged)
+    records: int = 0     # chip purse records in it
 
 
 def unsent_payloads(journal: Journal, terminal: str, station: str) -> tuple[list[bytes], int]:
@@ -56,14 +65,51 @@ def unsent_payloads(journal: Journal, terminal: str, station: str) -> tuple[list
     return out, skipped
 
 
+def _item(out: Outgoing) -> dict[str, Any]:
+    item: dict[str, Any] = {"record": out.signed.hex()}
+    if out.sam_sequence is not None and out.sam_mac is not None:
+        item |= {"sam_seq": out.sam_sequence, "sam_mac": out.sam_mac.hex()}
+    return item
+
+
+# the record's terminal field: the SAM id of the terminal where the card signed it (contracts.purse_records)
+_SAM_AT = slice(24, 32)
+
+
+def purse_payloads(journal: Journal, terminal: str) -> tuple[list[bytes], int, int]:
+    """PURSE_RECORDS payloads of the purse outbox (one per SAM id and MAX_ITEMS records, in the outbox's
+    order), the number of records in them, and the number left out because they do not encode."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    skipped = 0
+    for out in PurseBook(journal).outgoing():
+        sam_id, item = out.signed[_SAM_AT].hex(), _item(out)
+        doc = {"kind": PURSE_RECORDS_KIND, "terminal": terminal, "sam_id": sam_id, "items": [item]}
+        try:
+            if len(out.signed) != SIGNED_LEN:
+                raise MessageError("a signed purse record is 60 bytes", field="record")
+            m.encode(doc, PURSE_RECORDS)            # validates the item alone
+        except MessageError:
+            skipped += 1
+            log.error("purse record left out of the export: it does not encode", extra={"key": out.key})
+            continue
+        groups.setdefault(sam_id, []).append(item)
+    payloads = [m.encode({"kind": PURSE_RECORDS_KIND, "terminal": terminal, "sam_id": sam_id,
+                          "items": items[at:at + MAX_ITEMS]}, PURSE_RECORDS)
+                for sam_id, items in groups.items() for at in range(0, len(items), MAX_ITEMS)]
+    return payloads, sum(len(items) for items in groups.values()), skipped
+
+
 def export_sales(journal: Journal, *, terminal: str, station: str, device_key: ec.EllipticCurvePrivateKey,
                  certificate_pem: str, registry: ec.EllipticCurvePublicKey, now: dt.datetime) -> Export:
-    """The bundle of every unacknowledged sale. now: naive UTC."""
+    """The bundle of every unacknowledged sale and chip purse record. now: naive UTC."""
     payloads, skipped = unsent_payloads(journal, terminal, station)
-    data = encode_sales_bundle(payloads, terminal=terminal, created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                               certificate_pem=certificate_pem, device_key=device_key, registry_key=registry)
-    log.info("sales exported for the registry", extra={"count": len(payloads), "skipped": skipped})
-    return Export(data, len(payloads), skipped)
+    records, record_count, records_skipped = purse_payloads(journal, terminal)
+    data = encode_sales_bundle(payloads + records, terminal=terminal,
+                               created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"), certificate_pem=certificate_pem,
+                               device_key=device_key, registry_key=registry)
+    log.info("sales exported for the registry", extra={"count": len(payloads), "records": record_count,
+                                                       "skipped": skipped + records_skipped})
+    return Export(data, len(payloads), skipped + records_skipped, record_count)
 
 
 def load_identity(key_path: Path, cert_path: Path) -> tuple[ec.EllipticCurvePrivateKey, str]:

@@ -3,7 +3,8 @@
 On the terminal: `export-sales` (every sale the registry has not acknowledged, encrypted to the registry
 and signed with the device key), `import-config` (a signed configuration from the registry) and
 `import-receipt` (the registry's signed answers: the sales it holds are marked synced). On the registry:
-`import-sales` (checked, then stored once: a second import stores nothing and says so; --receipt),
+`import-sales` (checked, then stored once: a second import stores nothing and says so; --receipt; the chip
+purse records in the same file are counted once too, registry.purse.bundle),
 `export-config` (a device's signed configuration) and `bundle-key` (the registry's public bundle key, for a
 terminal whose configuration does not name it yet). One top-level command rather than `forecourt
 terminal ...` (which runs the terminal) and `forecourt registry ...`: the stick's four steps in one place.
@@ -12,16 +13,24 @@ terminal ...` (which runs the terminal) and `forecourt registry ...`: the stick'
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contracts.errors import ConfigError
 
-__all__ = ["add_parsers", "write_file"]
+if TYPE_CHECKING:        # the commands import the registry lazily (a terminal has no database)
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from registry.keys import RegistryKeys
+    from registry.purse.records import IngestReport
+    from registry.usbimport import ImportResult
+
+__all__ = ["BundleImport", "add_parsers", "import_bundle", "write_file"]
 
 EPILOG = ("exit codes: 0 ok (also: nothing new), 1 the bundle was refused (its reason is printed), "
           "2 usage or configuration error, 3 missing system component")
@@ -91,7 +100,8 @@ def cmd_export_sales(args: argparse.Namespace) -> int:
     finally:
         journal.close()
     write_file(Path(args.output), out.data)
-    print(f"{out.count} sales not yet acknowledged by the registry exported to {args.output}"
+    records = f" and {out.records} chip purse records" if out.records else ""
+    print(f"{out.count} sales{records} not yet acknowledged by the registry exported to {args.output}"
           + (f"; {out.skipped} left out (they do not encode: see the log)" if out.skipped else ""))
     return 0
 
@@ -159,7 +169,7 @@ def _registry_key(state_dir: str, name: str) -> Path:
 
 def cmd_import_sales(args: argparse.Namespace) -> int:
     from registry.keys import load_or_create_keys
-    from registry.usbimport import BUNDLE_KEY, import_sales, load_or_create_bundle_key, receipt
+    from registry.usbimport import BUNDLE_KEY, receipt
 
     ca_path = Path(args.tls_dir) / "ca.pem"
     try:
@@ -167,21 +177,88 @@ def cmd_import_sales(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--tls-dir: no CA certificate at {ca_path}", key="--tls-dir") from exc
     raw = _read(args.file, "FILE")
-    key = load_or_create_bundle_key(_registry_key(args.state_dir, BUNDLE_KEY))
+    _registry_key(args.state_dir, BUNDLE_KEY)
     # the registry's keys open an offline fleet sale's card number, so its account is debited
     keys = load_or_create_keys(_registry_key(args.state_dir, KEYS_FILE) / KEYS_FILE,
                                Path(args.kek) if args.kek else None)
-    engine, sessions = _sessions(args.db)
+    got = import_bundle(args.db, Path(args.state_dir), raw, ca_pem=ca_pem, keys=keys, now=_now())
+    print(got.sales.summary())
+    print(got.purse_summary())
+    if args.receipt:
+        write_file(Path(args.receipt), receipt(got.sales, Path(args.state_dir), now=_now()))
+        print(f"receipt for the terminal written to {args.receipt}")
+    return 1 if got.sales.failed or got.purse_failed else 0
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleImport:
+    """What `usb import-sales` did with one file: its sales, and its chip purse records."""
+
+    sales: ImportResult
+    records: int = 0             # chip purse records in the file
+    purse: IngestReport | None = None      # None: no records in the file, or not stored this time
+
+    @property
+    def purse_failed(self) -> bool:
+        """The records were not stored this time (the database was busy): import the file again."""
+        return bool(self.records) and self.purse is None
+
+    def purse_summary(self) -> str:
+        p = self.purse
+        if not self.records:
+            return "no chip purse records in the bundle"
+        if p is None:
+            return (f"{self.records} chip purse records not stored this time (the database is busy): "
+                    "import the bundle again")
+        flagged = ", ".join(f"{name} {n}" for name, n in sorted(p.flags.items()))
+        head = (f"{self.records} chip purse records, "
+                + (f"{p.counted} counted" if p.counted or p.stored else "nothing new"))
+        return (f"{head} (stored {p.stored}, already received {p.duplicate}"
+                + (f"; flagged: {flagged})" if flagged else ")"))
+
+
+def _lines(raw: bytes, bundle_key: ec.EllipticCurvePrivateKey) -> tuple[int, int]:
+    """Sales and chip purse records in a bundle the sales import has already checked."""
+    from contracts.purse_messages import PURSE_RECORDS, decode, is_purse_line
+    from contracts.usbbundle import decode_sales_bundle, open_lines
+
+    lines = open_lines(decode_sales_bundle(raw), bundle_key)
+    purse = [decode(line, PURSE_RECORDS) for line in lines if is_purse_line(line)]
+    return len(lines) - len(purse), sum(len(doc["items"]) for doc in purse)
+
+
+def import_bundle(db: str, state_dir: Path, raw: bytes, *, ca_pem: str, keys: RegistryKeys,
+                  now: dt.datetime) -> BundleImport:
+    """The registry's import of a terminal's bundle file: its sales (registry.usbimport.import_sales), then
+    its chip purse records (registry.purse.bundle.import_purse_records), each stored once. The purse
+    issuer's keys are loaded only for a file that carries records (loading makes them on first use)."""
+    from sqlalchemy.exc import OperationalError
+
+    from registry.purse.bundle import import_purse_records
+    from registry.purse.issuer import IssuerKeys
+    from registry.usbimport import import_sales, load_or_create_bundle_key
+
+    key = load_or_create_bundle_key(state_dir)
+    engine, sessions = _sessions(db)
     try:
         with sessions() as s:
-            result = import_sales(s, raw, bundle_key=key, ca_pem=ca_pem, now=_now(), keys=keys)
+            sales = import_sales(s, raw, bundle_key=key, ca_pem=ca_pem, now=now, keys=keys)
+        count, records = _lines(raw, key)
+        # the header's count counts every line, records too: the summary names the sales alone
+        sales = dataclasses.replace(sales, count=count)
+        if not records:
+            return BundleImport(sales)
+        with sessions() as s:
+            try:
+                issuer = IssuerKeys.load(s, keys, now=now)
+                report = import_purse_records(s, raw, issuer=issuer, bundle_key=key, ca_pem=ca_pem, now=now)
+                s.commit()
+            except OperationalError:        # SQLite busy past its timeout: nothing of this step stored
+                s.rollback()
+                return BundleImport(sales, records)
+        return BundleImport(sales, records, report)
     finally:
         engine.dispose()
-    print(result.summary())
-    if args.receipt:
-        write_file(Path(args.receipt), receipt(result, Path(args.state_dir), now=_now()))
-        print(f"receipt for the terminal written to {args.receipt}")
-    return 1 if result.failed else 0
 
 
 def cmd_export_config(args: argparse.Namespace) -> int:
@@ -233,7 +310,8 @@ def add_parsers(sub: Any) -> None:
     c.add_argument("file", metavar="FILE", help="the configuration bundle, - for stdin")
     c.set_defaults(func=cmd_import_config)
 
-    i = usub.add_parser("import-sales", help="registry: store the sales of a bundle file (once)",
+    i = usub.add_parser("import-sales", help="registry: store the sales and chip purse records of a bundle "
+                        "file (once)",
                         epilog=EPILOG)
     i.add_argument("--db", required=True, help=DB_HELP)
     i.add_argument("--state-dir", required=True, help="the registry's state directory (its bundle key)")
