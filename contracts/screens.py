@@ -30,6 +30,7 @@ class Screen(enum.StrEnum):
     THANK_YOU = "thank_you"
     NO_FUEL = "no_fuel"
     REMOVE_CARD = "remove_card"
+    CARD_LOADED = "card_loaded"      # a chip wallet took an ordered top-up (amount or litres)
     KEEP_CARD = "keep_card"          # a chip purse settles at the end of the filling: the card stays in
     PUMP_ERROR = "pump_error"
     PUMP_BUSY = "pump_busy"

@@ -28,6 +28,7 @@ SAMPLE: dict[str, dict[str, Any]] = {
     "thank_you": {"volume_cl": 1234, "amount_cents": 2155, "currency": "EUR", "points": 120},
     "choose_app": {"options": ["VISA DEBIT", "VISA CREDIT"]},
     "approved_up_to": {"amount_cents": 15000, "currency": "EUR", "pump": 3},
+    "card_loaded": {"volume_cl": 2000},
     "question": {"question": "odometer", "answer": "12"}, "card_read": {"card": "loyalty"},
     "idle": {"prices": [("Diesel", 1789), ("Super E10", 1859)], "currency": "EUR",
              "payments": ["bank", "fleet"]},

@@ -41,6 +41,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "lift_nozzle": {"pump": 2, "volume_cl": 4000},
     "lift_nozzle_amount": {"pump": 2, "amount_cents": 5000, "currency": "EUR"},
     "approved_up_to": {"pump": 3, "amount_cents": 15000, "currency": "EUR"},
+    "card_loaded": {"volume_cl": 20000},
     "filling": {"pump": 2, "volume_cl": 2417, "amount_cents": 4324, "currency": "EUR"},
     "hang_up": {"pump": 2}, "completing": {"pump": 2},
     "thank_you": {"volume_cl": 2417, "amount_cents": 4324, "currency": "EUR", "points": 43},

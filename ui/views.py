@@ -46,7 +46,7 @@ ADVICE: Mapping[str, str] = {
 _ERROR = ("declined", "host_unavailable", "card_not_accepted", "card_error", "pump_error", "out_of_service",
           "offline", "card_removed", "voucher_refused")
 _WARNING = ("enter_pin_last", "swipe_card", "insert_chip", "no_fuel", "pump_busy", "remove_card", "keep_card")
-_OK = ("approved_up_to", "lift_nozzle", "lift_nozzle_amount", "thank_you", "card_read")
+_OK = ("approved_up_to", "lift_nozzle", "lift_nozzle_amount", "thank_you", "card_read", "card_loaded")
 TONES: Mapping[str, Tone] = {**{s: Tone.ERROR for s in _ERROR}, **{s: Tone.WARNING for s in _WARNING},
                              **{s: Tone.OK for s in _OK}}
 _PROMPTS = frozenset({"select_pump", "choose_app", "question", "enter_pin", "enter_pin_last",
@@ -238,6 +238,15 @@ def _approved(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: li
     figures.append(Figure("amount", _label(lang, "amount"), money(lang, raw)))
 
 
+def _card_loaded(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
+                 figures: list[Figure], options: list[Option]) -> None:
+    """What a chip wallet took: litres or money, as the wallet counts."""
+    if "volume_cl" in raw:
+        figures.append(Figure("litres", _label(lang, "litres"), litres(lang, raw)))
+    else:
+        figures.append(Figure("amount", _label(lang, "amount"), money(lang, raw)))
+
+
 def _sale_figures(lang: str, raw: Mapping[str, Any], f: Mapping[str, str], lines: list[str],
                   figures: list[Figure], options: list[Option]) -> None:
     """Litres and amount as the pump reports them; points earned when a loyalty card took part."""
@@ -332,6 +341,7 @@ _SPECIAL = {
     "choose_app": _choose_app, "choose_product": _choose_product, "enter_preset": _enter_preset,
     "enter_pin": _pin, "enter_pin_last": _pin, "declined": _declined, "question": _question,
     "lift_nozzle": _max_litres, "lift_nozzle_amount": _max_amount, "approved_up_to": _approved,
+    "card_loaded": _card_loaded,
     "filling": _sale_figures, "thank_you": _sale_figures, "attendant_sign_in": _attendant_sign_in,
     "card_read": _card_read, "enter_voucher": _enter_voucher, "voucher_refused": _voucher_refused,
     "attendant_menu": _attendant_menu, "attendant_reports": _attendant_reports,
