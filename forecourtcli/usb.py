@@ -253,8 +253,10 @@ def import_bundle(db: str, state_dir: Path, raw: bytes, *, ca_pem: str, keys: Re
                 issuer = IssuerKeys.load(s, keys, now=now)
                 report = import_purse_records(s, raw, issuer=issuer, bundle_key=key, ca_pem=ca_pem, now=now)
                 s.commit()
-            except OperationalError:        # SQLite busy past its timeout: nothing of this step stored
-                s.rollback()
+            except OperationalError as exc:
+                if "locked" not in str(exc.orig):
+                    raise
+                s.rollback()                # SQLite busy past its timeout: nothing of this step stored
                 return BundleImport(sales, records)
         return BundleImport(sales, records, report)
     finally:
