@@ -10,6 +10,7 @@ from registry.web import (
     api_fleet_customer,
     api_loyalty,
     api_network,
+    api_purse,
     api_reports,
     pages_auth,
     pages_cardholder,
@@ -17,6 +18,7 @@ from registry.web import (
     pages_fleet_customer,
     pages_loyalty,
     pages_network,
+    pages_purse,
     pages_reports,
     pages_sales,
     pages_users,
@@ -32,4 +34,5 @@ ROUTERS: list[APIRouter] = [
     api_loyalty.router, pages_loyalty.router,
     api_cardholder.router, pages_cardholder.router,
     api_reports.router, pages_reports.router,
+    api_purse.router, pages_purse.router,
 ]
