@@ -25,6 +25,7 @@ __all__ = [
     "DevicesSection",
     "FleetSection",
     "MqttSection",
+    "PurseSection",
     "TerminalConfig",
     "TerminalSection",
     "TimeoutsSection",
@@ -126,6 +127,13 @@ class FleetSection:
 
 
 @dataclass(frozen=True)
+class PurseSection:
+    """Chip wallets (docs/chip-wallets.md): the most one filling may reserve on a card, per wallet unit."""
+    most_cents: int = 15000
+    most_cl: int = 10000
+
+
+@dataclass(frozen=True)
 class LoyaltySection:
     """The network's loyalty cards: a chip's card record or a swiped number with one of these prefixes."""
     iins: tuple[str, ...] = ("707701",)
@@ -148,6 +156,7 @@ class TerminalConfig:
     accessibility: AccessibilitySection = field(default_factory=AccessibilitySection)
     fleet: FleetSection = field(default_factory=FleetSection)
     loyalty: LoyaltySection = field(default_factory=LoyaltySection)
+    purse: PurseSection = field(default_factory=PurseSection)
     source: str = ""
 
     @property
@@ -241,6 +250,9 @@ def _check_values(cfg: TerminalConfig) -> None:
         raise ConfigError("fleet.iins must list card number prefixes of 1..11 digits", key="fleet.iins")
     if not all(re.fullmatch(r"[0-9]{1,11}", iin) for iin in cfg.loyalty.iins):
         raise ConfigError("loyalty.iins must list card number prefixes of 1..11 digits", key="loyalty.iins")
+    if not 0 < cfg.purse.most_cents <= 10**7 or not 0 < cfg.purse.most_cl <= 10**6:
+        raise ConfigError("purse.most_cents and purse.most_cl must be above 0 (at most 10^7 and 10^6)",
+                          key="purse")
     bank = cfg.bank
     if not 0 < bank.preauth_cents < 10**8:
         raise ConfigError("bank.preauth_cents must be positive", key="bank.preauth_cents")
@@ -280,7 +292,7 @@ def _section(name: str, cls: type, raw: Any, defaults: dict[str, str] | None = N
 
 _SECTIONS = {"terminal": TerminalSection, "mqtt": MqttSection, "devices": DevicesSection,
              "timeouts": TimeoutsSection, "bank": BankSection, "accessibility": AccessibilitySection,
-             "fleet": FleetSection, "loyalty": LoyaltySection}
+             "fleet": FleetSection, "loyalty": LoyaltySection, "purse": PurseSection}
 
 
 def load_config(path: str | os.PathLike[str], *, profile: str | None = None) -> TerminalConfig:

@@ -377,7 +377,7 @@ def test_programs_must_be_distinct_names(tmp_path: Path, value: str) -> None:
 def test_unknown_program_names_the_known_ones(tmp_path: Path) -> None:
     from firmware.programs import build_programs
 
-    known = "known: fleet, voucher, bank.*, loyalty"     # adjuncts (loyalty) after the card programs
+    known = "known: purse, fleet, voucher, bank.*, loyalty"     # adjuncts (loyalty) after the card programs
     with pytest.raises(ConfigError, match=f"unknown card program 'house' .*{known}"):
         build_programs(("fleet", "house"), None)  # type: ignore[arg-type]
 

@@ -15,6 +15,8 @@ from firmware.programs.build import ProgramDeps
 __all__ = ["ADJUNCTS", "PROGRAMS", "build_adjuncts", "build_programs"]
 
 PROGRAMS: dict[str, str] = {
+    # a fleet card with wallets on its chip pays from them (before its fleet application is asked)
+    "purse": "firmware.programs.purse.setup:build",
     "fleet": "firmware.programs.fleet.setup:build",
     "voucher": "firmware.programs.voucher.setup:build",
     "bank": "firmware.programs.bank.setup:build",

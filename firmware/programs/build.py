@@ -20,3 +20,4 @@ class ProgramDeps:
     pinpad: Any                            # the PIN pad (its DUKPT counter)
     magstripe: bool                        # a stripe reader head is fitted
     open_device: Callable[[str, str], Any]   # (kind, URL) -> an opened device from the terminal's table
+    sam: Any = None                        # the SAM's reader ([devices] sam_reader), connected; None: no SAM

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from contracts.errors import CardError
 from firmware.attendant.setup import build_desk
 from firmware.config import TerminalConfig
 from firmware.deviceops import DeviceOps, last_will
@@ -38,6 +39,22 @@ def _lifecycle(programs: list[Any], verb: str) -> None:
         step = getattr(program, verb, None)
         if callable(step):
             step()
+
+
+def _open_sam(url: str) -> Any:
+    """The SAM's reader, its card connected (it stays in for the terminal's life); None without one, or when
+    it does not answer (logged: no chip purse sales until it does and the terminal restarts)."""
+    if not url:
+        return None
+    from drivers.devices import open_device
+
+    reader = open_device("card_reader", url, key="devices.sam_reader")
+    try:
+        reader.connect()
+    except CardError as exc:
+        log.error("SAM does not answer: no chip purse sales", extra={"error": str(exc)})
+        return None
+    return reader
 
 
 def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
@@ -75,6 +92,7 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
         panel = SpeakingPanel(panel, open_device("audio", dev.audio, key="devices.audio"),
                               language=cfg.terminal.language)
     reader = open_device("card_reader", dev.card_reader)
+    sam = _open_sam(dev.sam_reader)
     pumps = open_device("pump_line", dev.pump_line, pumps=dev.pumps, baudrate=dev.pump_baudrate,
                         decimals=dev.pump_decimals or None)
     printer = open_device("printer", dev.printer)
@@ -87,7 +105,8 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
                            more_time=cfg.accessibility.more_time)
     deps = ProgramDeps(
         config=cfg, journal=journal, registry=host, pinpad=pinpad, magstripe=stripes is not None,
-        open_device=lambda kind, url: open_device(kind, url, response_timeout=cfg.bank.response_timeout))
+        open_device=lambda kind, url: open_device(kind, url, response_timeout=cfg.bank.response_timeout),
+        sam=sam)
     programs = build_programs(cfg.terminal.programs, deps)
     # the idle screen's voucher key asks for a code when the voucher program runs
     port.code_digits = next((getattr(p, "code_digits", 0) for p in programs if hasattr(p, "code_digits")), 0)

@@ -3,6 +3,8 @@
 - Which sale a reservation belongs to, by purse and counter (written before RESERVE goes to the card), so
   a purse that comes back with that reservation still pending is completed with the figure this terminal
   journaled for the sale (docs/chip-wallets.md, COMPLETE PENDING at the same terminal).
+- The advices: the figure of a sale whose card left before it settled, for the issuer's completion at the
+  card's next online contact elsewhere.
 - The outbox: every signed record the card gave (a purchase, a completion, a load), with the SAM's sequence
   number and MAC, until the registry has acknowledged it. Keyed by purse and counter, so a record read
   twice (the card's log forwarded again) is kept once.
@@ -21,6 +23,7 @@ __all__ = ["Outgoing", "PurseBook"]
 
 _SALE = "purse_sale:"
 _OUT = "purse_out:"
+_ADVICE = "purse_advice:"
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class Outgoing:
         """The record as the purse_records service request carries it."""
         doc: dict[str, object] = {"record": self.signed.hex()}
         if self.sam_sequence is not None and self.sam_mac is not None:
-            doc |= {"sam_sequence": self.sam_sequence, "sam_mac": self.sam_mac.hex()}
+            doc |= {"sam_seq": self.sam_sequence, "sam_mac": self.sam_mac.hex()}
         return doc
 
 
@@ -71,3 +74,11 @@ class PurseBook:
 
     def sent(self, keys: list[str]) -> None:
         self.journal.put_many({}, deletes=tuple(keys))
+
+    def advise(self, purse_id: bytes, counter: int, amount: int, sale_id: str) -> None:
+        """Tell the registry the figure of a reservation the card left pending here."""
+        doc = {"purse_id": purse_id.hex(), "counter": counter, "amount": amount, "sale_id": sale_id}
+        self.journal.put(f"{_ADVICE}{purse_id.hex()}:{counter}", json.dumps(doc))
+
+    def advices(self) -> dict[str, dict[str, object]]:
+        return {k: json.loads(v) for k, v in sorted(self.journal.values(_ADVICE).items())}

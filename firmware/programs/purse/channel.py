@@ -46,6 +46,7 @@ class PurseChannel:
     def __init__(self, card: Transmitter, sam: Transmitter) -> None:
         self.card, self.sam = card, sam
         self.info: PurseInfo | None = None
+        self.sam_id: bytes | None = None         # the SAM's, once open() selected it
 
     # -- plain exchanges ----------------------------------------------------------------------------
     def _card(self, command: card_apdu.Command, *, ok: tuple[int, ...] = (SW_OK,)) -> bytes:
@@ -75,6 +76,7 @@ class PurseChannel:
         sam = sam_apdu.parse_fci(self._sam(sam_apdu.select()))     # a new session: any earlier one ends
         if sam.state is not sam_apdu.SamState.PERSONALIZED:
             raise SamError("the SAM is not personalised", state=sam.state.name)
+        self.sam_id = sam.sam_id
         hello = self._sam(sam_apdu.auth_hello(time))
         answer = self._card(card_apdu.mutual_authenticate(1, hello))
         proof, purse_id = sam_apdu.parse_proof(self._sam(sam_apdu.auth_proof(answer)))

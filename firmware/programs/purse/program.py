@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from contracts.cards import mask_number
-from contracts.errors import CardError, CardRemoved
+from contracts.errors import CardError, CardRemoved, HostUnavailable
 from contracts.purse_apdu import ReserveRequest
 from contracts.purse_keys import Unit
+from contracts.purse_messages import MAX_ITEMS
 from contracts.purse_records import RECORD_LEN
 from contracts.purse_records import decode as decode_record
 from contracts.purse_wallets import PurseInfo, Refusal, Status, day_of
@@ -35,8 +35,10 @@ from firmware.programs.fleet.card import read_fleet_card
 from firmware.programs.purse import choice
 from firmware.programs.purse.book import PurseBook
 from firmware.programs.purse.channel import PurseChannel, PurseRefused, SamError
+from firmware.programs.purse.contact import online_contact
 from firmware.programs.purse.pending import complete_pending
 from firmware.programs.purse.receipt import purse_lines
+from firmware.programs.purse.service import PurseService
 from firmware.sale.record import Preset, SaleRecord
 
 __all__ = ["PENDING_FLAG", "PURSE", "PurseCard", "PurseProgram"]
@@ -65,14 +67,56 @@ class PurseProgram:
     sells_offline = True        # the card itself pays: no registry needed
 
     def __init__(self, sam: Transmitter | None, book: PurseBook, *, most_cents: int, most_cl: int,
-                 contact: Callable[[PurseChannel, PurseInfo], PurseInfo] | None = None,
-                 language: str = "en") -> None:
-        """sam: the terminal's SAM (None: no purse sales); contact: the online contact, run after the
-        authentication (it returns the purse as it then is); language: the receipt's."""
-        self.sam, self.book, self.contact, self.language = sam, book, contact, language
+                 service: PurseService | None = None, language: str = "en",
+                 forward_every: float = 30.0) -> None:
+        """sam: the terminal's SAM (None: no purse sales); service: the registry's purse requests (None: a
+        terminal that never reaches it); language: the receipt's; forward_every: seconds between tries
+        to hand the records over while any wait."""
+        self.sam, self.book, self.service, self.language = sam, book, service, language
         self.most_cents, self.most_cl = most_cents, most_cl
+        self.sam_id: bytes | None = None
         self._channels: dict[str, PurseChannel] = {}       # sale id -> its card session, until settled
         self._lock = threading.Lock()
+        self._forward_lock = threading.Lock()
+        self._kick = threading.Event()
+        self._stop = threading.Event()
+        self._every = forward_every
+        self._thread: threading.Thread | None = None
+
+    # -- records to the registry ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._forwarder, name="purse-forward", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._kick.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+
+    def _forwarder(self) -> None:
+        while not self._stop.is_set():
+            self._kick.wait(self._every)
+            self._kick.clear()
+            if not self._stop.is_set():
+                self.forward()
+
+    def forward(self) -> None:
+        """Hand the signed records and advices to the registry; what it acknowledged leaves the journal."""
+        service, sam_id = self.service, self.sam_id
+        if service is None or sam_id is None or not service.online:
+            return
+        with self._forward_lock:
+            out, advices = self.book.outgoing()[:MAX_ITEMS], self.book.advices()
+            if not out and not advices:
+                return
+            try:
+                service.records(sam_id, [o.message() for o in out], list(advices.values()))
+            except HostUnavailable as exc:
+                log.info("purse records not forwarded yet", extra={"error": str(exc)})
+                return
+            self.book.sent([o.key for o in out] + list(advices))
 
     # -- claim ----------------------------------------------------------------------------------------
     def claim(self, card: CardIn) -> Claim | Decline | None:
@@ -123,8 +167,14 @@ class PurseProgram:
     def _authorize(self, card: PurseCard, channel: PurseChannel, steps: SaleSteps,
                    now: int) -> Grant | Decline:
         info = channel.open(now)
-        if self.contact is not None:
-            info = self.contact(channel, info)
+        self.sam_id = channel.sam_id
+        if self.service is not None:
+            def loaded(amount: int, unit: Unit) -> None:
+                figure = {"volume_cl": amount} if unit is Unit.VOLUME else {
+                    "amount_cents": amount, "currency": steps.station().currency}
+                steps.port.notice(Screen.CARD_LOADED, 3.0, **figure)
+            info = online_contact(channel, info, self.service, self.book, forward=self.forward, loaded=loaded,
+                                  now=now)
         if info.pending is not None:
             info = complete_pending(channel, info, self.book, now)
         if info.status is Status.BLOCKED:
@@ -176,8 +226,10 @@ class PurseProgram:
             channel = self._channels.pop(sale.id, None)
         if "record" in doc:
             return ()                                   # settled before a restart
-        if channel is None:
-            return (PENDING_FLAG,)                      # after a restart: the card completes it next time
+        if channel is None:                             # after a restart: the card completes it next time
+            final = charged_cents if doc["unit"] == Unit.MONEY.name else (sale.volume_cl or 0)
+            self.book.advise(bytes.fromhex(doc["purse_id"]), int(doc["counter"]), final, sale.id)
+            return (PENDING_FLAG,)
         final = charged_cents if doc["unit"] == Unit.MONEY.name else (sale.volume_cl or 0)
         try:
             signed = channel.settle(int(doc["counter"]), final)
@@ -185,8 +237,11 @@ class PurseProgram:
         except CardError as exc:
             log.warning("purse not settled: completed at the card's next insertion",
                         extra={"sale_id": sale.id, "error": str(exc)})
+            self.book.advise(bytes.fromhex(doc["purse_id"]), int(doc["counter"]), final, sale.id)
+            self._kick.set()
             return (PENDING_FLAG,)
         self.book.queue(signed, sequence, sam_mac)
+        self._kick.set()
         record = decode_record(signed[:RECORD_LEN])
         self.book.journal.transition(sale.id, sale.state, data={**sale.data, PURSE: {
             **doc, "record": signed.hex(), "balance": record.new_balance, "debited": record.amount}})

@@ -1,0 +1,58 @@
+"""The chip purse's requests to the registry (contracts.purse_service) over the terminal's service channel
+(firmware.service_client): no answer, or a refusal, is HostUnavailable; the caller carries on offline."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from contracts.errors import HostUnavailable
+from firmware.service_client import ServiceClient
+
+__all__ = ["PurseService", "RegistryPurseService"]
+
+
+class PurseService(Protocol):
+    @property
+    def online(self) -> bool: ...
+    def contact(self, purse_id: bytes, counter: int, *, blocked: bool) -> Mapping[str, Any]: ...
+    def load(self, fields: Mapping[str, Any]) -> Mapping[str, Any]: ...
+    def records(self, sam_id: bytes, items: Sequence[Mapping[str, Any]],
+                advices: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]: ...
+    def applied(self, purse_id: bytes, script_ids: Sequence[int]) -> int: ...
+
+
+class RegistryPurseService:
+    def __init__(self, host: Any) -> None:
+        """host: firmware.hostlink.HostLink (online, and what ServiceClient needs)."""
+        self.host = host
+        self.client = ServiceClient(host)
+
+    @property
+    def online(self) -> bool:
+        return bool(self.host.online)
+
+    def _ask(self, op: str, fields: Mapping[str, Any]) -> Mapping[str, Any]:
+        answer = self.client.ask(op, fields)
+        if not answer.ok:
+            raise HostUnavailable("the registry refused a purse request", op=op, reason=answer.reason)
+        return answer.result
+
+    def contact(self, purse_id: bytes, counter: int, *, blocked: bool) -> Mapping[str, Any]:
+        return self._ask("purse_contact", {"purse_id": purse_id.hex(), "counter": counter,
+                                           "blocked": blocked})
+
+    def load(self, fields: Mapping[str, Any]) -> Mapping[str, Any]:
+        return self._ask("purse_load", fields)
+
+    def records(self, sam_id: bytes, items: Sequence[Mapping[str, Any]],
+                advices: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+        fields: dict[str, Any] = {"sam_id": sam_id.hex(), "items": list(items)}
+        if advices:
+            fields["advices"] = list(advices)
+        return self._ask("purse_records", fields)
+
+    def applied(self, purse_id: bytes, script_ids: Sequence[int]) -> int:
+        return int(self._ask("purse_applied", {"purse_id": purse_id.hex(),
+                                               "script_ids": list(script_ids)})["applied"])
+
