@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from contracts.purse_keys import Purpose, Unit
 from contracts.purse_records import Kind, PurchaseRecord, sign
-from registry.fleet import ledger
+from registry.fleet import cards, ledger
 from registry.models import Account, AuditEntry, Card, Customer, Wallet
 from registry.purse import scripts, topups
 from registry.purse.issuer import IssuerKeys
@@ -169,6 +169,12 @@ def test_wrong_unit_and_bad_amounts_are_refused_clearly(web_db: WebDb, signed_in
     assert page.status_code == 400 and "more than 0" in page.text
     assert op.form(f"/purse/cards/{chip.card_id}/topup",
                    {"wallet": "0", "unit": "money", "amount": "abc"}).status_code == 400
+    with web_db.sessions() as s:
+        cards.move(s, chip.card_id, "lost", actor="test", reason="reported", now=NOW)
+        s.commit()
+    lost = op.api("POST", url, json={"wallet": 0, "amount": 500, "unit": "money"})
+    assert lost.status_code == 400 and "lost" in lost.json()["error"]
+    assert 'id="topup-0"' not in op.get(f"/purse/cards/{chip.card_id}").text
     assert open_scripts(web_db, "topup") == []
 
 
@@ -185,6 +191,7 @@ def test_operator_scripts_go_to_the_chip_at_its_next_contact(web_db: WebDb, sign
     assert bytes.fromhex(limits.payload) == scripts.limits_payload(1, 8_000, 150_050)
     html = op.get(f"/purse/cards/{chip.card_id}?done=limits").text
     assert "next online contact" in html and f'id="script-{limits.id}"' in html
+    assert "day 80.00 L, month 1500.50 L" in html
     with web_db.sessions() as s:
         issuer = IssuerKeys.load(s, web_db.keys, now=NOW)
         due = scripts.scripts_for(s, issuer, chip.purse_id, 3, now=NOW)
@@ -237,6 +244,13 @@ def test_a_card_without_a_purse(web_db: WebDb, signed_in: Client) -> None:
     assert 'id="no-purse"' in op.get(f"/purse/cards/{plain}").text
     assert op.api("POST", f"/api/purse/cards/{plain}/topups",
                   json={"wallet": 0, "amount": 100, "unit": "money"}).status_code == 404
+
+
+def test_the_api_is_described(web_db: WebDb, signed_in: Client) -> None:
+    paths = signed_in("operator").get("/api/openapi.json").json()["paths"]
+    assert {"/api/purse/cards/{card_id}", "/api/purse/cards/{card_id}/topups", "/api/purse/flags",
+            "/api/purse/sams/{sam_id}/{action}"} <= set(paths)
+    assert not any(p.startswith("/purse/") for p in paths)
 
 
 def test_every_flag_has_a_text() -> None:

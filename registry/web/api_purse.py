@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Path
 from sqlalchemy import select
 
 from registry.fleet import admin, ledger
+from registry.fleet.cards import FINAL
 from registry.fleet_models import AuditEntry, Card, Wallet
 from registry.purse import enrol, scripts, topups
 from registry.purse_models import (
@@ -48,13 +49,14 @@ from registry.web.purse_schemas import (
     WalletOut,
 )
 
-__all__ = ["SAM_MOVES", "card_purse", "network_flags", "order_topup", "reset_pin_tries", "router",
+__all__ = ["CLOSED", "SAM_MOVES", "card_purse", "network_flags", "order_topup", "reset_pin_tries", "router",
            "sam_action", "sam_list", "set_limits"]
 
 router = APIRouter(tags=["purse"])
 KINDS = {1: "purchase", 2: "recovered", 3: "load"}
 UNITS = {1: "money", 2: "volume"}
 SAM_MOVES = {"release": enrol.REPLACED, "revoke": "revoked"}
+CLOSED = FINAL | {"expired"}        # a card nothing is loaded onto any more
 MAX_AMOUNT = 2**32 - 1
 ORDER_ACTION = "purse.topup_order"
 SHOWN = 30                          # records and flags on a card's page
@@ -98,11 +100,12 @@ def _order_out(row: PurseScript, units: dict[int, str], loading: bool = False) -
                     loading=loading, actor=row.actor, requested_at=row.requested_at)
 
 
-def _script_out(row: PurseScript) -> ScriptOut:
+def _script_out(row: PurseScript, units: dict[int, str]) -> ScriptOut:
     out = ScriptOut(id=row.id, op=row.op, status=row.status, actor=row.actor, requested_at=row.requested_at,
                     issued_at=row.issued_at)
     if row.op == "set_limits":
         out.wallet, out.day, out.month = struct.unpack(">BII", bytes.fromhex(row.payload))
+        out.unit = units.get(out.wallet or 0, "")
     return out
 
 
@@ -132,7 +135,7 @@ def card_purse(ctx: Ctx, card_id: int) -> PurseView:
     """A card's chip purse: wallets with shadow balances, open orders and scripts, last records, flags."""
     card = _card(ctx, card_id)
     view = PurseView(card_id=card.id, card=card.masked, card_status=card.status, account_id=card.account_id,
-                     purse=None)
+                     can_order=card.status not in CLOSED, purse=None)
     purse = _purse_of(ctx, card)
     if purse is None:
         return view
@@ -142,8 +145,9 @@ def card_purse(ctx: Ctx, card_id: int) -> PurseView:
     pairs = _wallets(ctx, purse)
     view.wallets = [WalletOut(number=cw.number, wallet_id=w.id, name=w.name, unit=w.unit, balance=w.balance,
                               status=w.status) for cw, w in pairs]
-    view.orders = _orders(ctx, purse, {cw.number: w.unit for cw, w in pairs})
-    view.scripts = [_script_out(r) for r in ctx.s.scalars(select(PurseScript).where(
+    units = {cw.number: w.unit for cw, w in pairs}
+    view.orders = _orders(ctx, purse, units)
+    view.scripts = [_script_out(r, units) for r in ctx.s.scalars(select(PurseScript).where(
         PurseScript.purse_id == purse.id, PurseScript.status == "open",
         PurseScript.op.in_(("reset_pin_tries", "set_limits"))).order_by(PurseScript.id))]
     view.records = _records(ctx, purse)
@@ -179,6 +183,8 @@ def order_topup(ctx: Ctx, card_id: int, body: TopupIn) -> OrderOut:
     account and loaded at the card's next online contact. Once per `key`."""
     card = _card(ctx, card_id)
     purse = _purse(ctx, card)
+    if card.status in CLOSED:
+        raise BadInput(ctx.t("purse.card_closed", status=ctx.t(f"fleet.status_{card.status}")))
     wallet = _chip_wallet(ctx, purse, body.wallet)
     if body.unit != wallet.unit:
         raise BadInput(ctx.t("purse.wrong_unit", wallet=body.wallet, unit=_unit_name(ctx, wallet.unit)))
@@ -224,7 +230,7 @@ def _script(ctx: Ctx, card: Card, purse: ChipPurse, op: str, payload: bytes, rea
         admin.audit(ctx.s, actor=ctx.actor, action=f"purse.{op}", subject=f"card:{card.id}", now=ctx.now,
                     reason=reason, purse=purse.purse_id, script=row.id, **detail)
         ctx.s.commit()
-    return _script_out(row)
+    return _script_out(row, {cw.number: w.unit for cw, w in _wallets(ctx, purse)})
 
 
 def reset_pin_tries(ctx: Ctx, card_id: int, body: ReasonIn) -> ScriptOut:

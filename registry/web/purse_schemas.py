@@ -37,6 +37,7 @@ class ScriptOut(BaseModel):
     id: int
     op: str
     wallet: int | None = None
+    unit: str = Field(default="", description="set_limits: the wallet's unit, money or volume")
     day: int | None = Field(default=None, description="set_limits: per-day limit, 0 none")
     month: int | None = Field(default=None, description="set_limits: per-month limit, 0 none")
     status: str
@@ -82,6 +83,7 @@ class PurseView(BaseModel):
     card_id: int
     card: str = Field(description="masked")
     card_status: str
+    can_order: bool = Field(default=False, description="top-ups may be ordered: the card is not closed")
     account_id: int | None
     purse: PurseOut | None = Field(description="None: the card carries no chip purse")
     wallets: list[WalletOut] = []
