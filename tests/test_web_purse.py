@@ -21,7 +21,7 @@ from registry.purse import scripts, topups
 from registry.purse.issuer import IssuerKeys
 from registry.purse.purses import FLAGS, register_purse, register_sam
 from registry.purse.records import Item, ingest
-from registry.purse_models import PurseSam, PurseScript
+from registry.purse_models import PurseLoad, PurseSam, PurseScript
 from registry.web.texts import catalogue
 from tests.web_client import WebClient, WebDb
 
@@ -128,6 +128,8 @@ def test_fleet_customer_sees_only_their_own_cards(web_db: WebDb, signed_in: Clie
     assert c.form(f"/purse/cards/{mine.card_id}/pin-tries", {"reason": "x"}).status_code == 403
     assert c.get("/api/purse/flags").status_code == 403
     assert c.get("/purse/sams").status_code == 403
+    for role, scope in (("station", {"station_ids": "S1"}), ("cardholder", {"account_id": 1})):
+        assert signed_in(role, **scope).get(f"/api/purse/cards/{mine.card_id}").status_code == 403
 
 
 def test_a_double_submit_orders_the_top_up_once(web_db: WebDb, signed_in: Client) -> None:
@@ -153,6 +155,19 @@ def test_a_double_submit_orders_the_top_up_once(web_db: WebDb, signed_in: Client
         # what the next online contact offers the terminal: exactly the orders, in order
         offers = topups.offers(s, chip.purse_id, 7)
         assert [(o.wallet, o.amount) for o in offers] == [(1, 4_050), (0, 2_000)]
+        # a terminal has the first granted (registry.purse.loads books it so): "loading"; once its LOAD record
+        # confirmed it, the order is done and no longer listed
+        grant = PurseLoad(load_id=offers[0].load_id.hex(), purse_id=orders[0].purse_id, wallet=1,
+                          wallet_id=chip.chip1, purpose="topup", script_id=offers[0].order, counter=7,
+                          amount=4_050, unit=2, key_version=1, mac="00" * 16, status="authorized",
+                          requested_at=NOW)
+        s.add(grant)
+        s.commit()
+        listed = c.get(f"/api/purse/cards/{chip.card_id}").json()["orders"]
+        assert [o["loading"] for o in listed] == [True, False]
+        grant.status = "confirmed"
+        s.commit()
+    assert [o["id"] for o in c.get(f"/api/purse/cards/{chip.card_id}").json()["orders"]] == [first["id"]]
 
 
 def test_wrong_unit_and_bad_amounts_are_refused_clearly(web_db: WebDb, signed_in: Client) -> None:

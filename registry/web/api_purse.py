@@ -89,9 +89,13 @@ def _orders(ctx: Ctx, purse: ChipPurse, units: dict[int, str]) -> list[OrderOut]
     query = select(PurseScript).where(PurseScript.purse_id == purse.id, PurseScript.op == "topup",
                                       PurseScript.status == "open").order_by(PurseScript.id)
     rows = list(ctx.s.scalars(query))
-    busy = set(ctx.s.scalars(select(PurseLoad.script_id).where(
-        PurseLoad.script_id.in_([r.id for r in rows]), PurseLoad.status.in_(("authorized", "in_doubt")))))
-    return [_order_out(r, units, r.id in busy) for r in rows]
+    grants: dict[int, set[str]] = {}
+    for script_id, status in ctx.s.execute(select(PurseLoad.script_id, PurseLoad.status)
+                                           .where(PurseLoad.script_id.in_([r.id for r in rows]))):
+        grants.setdefault(script_id or 0, set()).add(status)
+    # an order whose load the card confirmed is done (registry.purse.topups closes it at the next contact)
+    return [_order_out(r, units, bool(grants.get(r.id, set()) & {"authorized", "in_doubt"}))
+            for r in rows if "confirmed" not in grants.get(r.id, set())]
 
 
 def _order_out(row: PurseScript, units: dict[int, str], loading: bool = False) -> OrderOut:
