@@ -128,8 +128,17 @@ def test_fleet_customer_sees_only_their_own_cards(web_db: WebDb, signed_in: Clie
     assert c.form(f"/purse/cards/{mine.card_id}/pin-tries", {"reason": "x"}).status_code == 403
     assert c.get("/api/purse/flags").status_code == 403
     assert c.get("/purse/sams").status_code == 403
-    for role, scope in (("station", {"station_ids": "S1"}), ("cardholder", {"account_id": 1})):
-        assert signed_in(role, **scope).get(f"/api/purse/cards/{mine.card_id}").status_code == 403
+    with web_db.sessions() as s:                          # a cardholder: not even their own card here
+        prepaid = Account(name="own", kind="prepaid")
+        s.add(prepaid)
+        s.flush()
+        own = Card(token=uuid.uuid4().hex, masked="707700******7777", account_id=prepaid.id, expiry="2912",
+                   pin_verifier="", status="active", status_changed_at=NOW)
+        s.add(own)
+        s.commit()
+        prepaid_id, own_id = prepaid.id, own.id
+    holder = signed_in("cardholder", account_id=prepaid_id)
+    assert holder.get(f"/api/purse/cards/{own_id}").status_code == 403
 
 
 def test_a_double_submit_orders_the_top_up_once(web_db: WebDb, signed_in: Client) -> None:
