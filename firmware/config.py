@@ -128,9 +128,11 @@ class FleetSection:
 
 @dataclass(frozen=True)
 class PurseSection:
-    """Chip wallets (docs/chip-wallets.md): the most one filling may reserve on a card, per wallet unit."""
+    """Chip wallets (docs/chip-wallets.md): the most one filling may reserve on a card, per wallet unit;
+    seconds between tries to hand records waiting for the registry over."""
     most_cents: int = 15000
     most_cl: int = 10000
+    forward_every: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,7 @@ def _check_values(cfg: TerminalConfig) -> None:
         raise ConfigError("fleet.iins must list card number prefixes of 1..11 digits", key="fleet.iins")
     if not all(re.fullmatch(r"[0-9]{1,11}", iin) for iin in cfg.loyalty.iins):
         raise ConfigError("loyalty.iins must list card number prefixes of 1..11 digits", key="loyalty.iins")
+    _check_timeout("purse.forward_every", cfg.purse.forward_every)
     if not 0 < cfg.purse.most_cents <= 10**7 or not 0 < cfg.purse.most_cl <= 10**6:
         raise ConfigError("purse.most_cents and purse.most_cl must be above 0 (at most 10^7 and 10^6)",
                           key="purse")

@@ -70,6 +70,7 @@ class VpcdBridge(threading.Thread):
             if card is None:
                 self.stopping.wait(0.01)
                 continue
+            vpcd: socket.socket | None = None
             try:
                 vpcd = self._vpcd_socket()
                 vpcd.settimeout(1.0)
@@ -77,6 +78,8 @@ class VpcdBridge(threading.Thread):
                 vpcd.settimeout(None)
                 set_low_latency(vpcd)
             except OSError:
+                if vpcd is not None:        # vpcd not listening yet: this socket is done with
+                    vpcd.close()
                 card.close()
                 self.stopping.wait(0.1)
                 continue

@@ -35,6 +35,7 @@ from hostsim.cards.tag import TagCard
 from hostsim.panel_server import PanelServer
 from hostsim.pcscd import PcscDaemon
 from hostsim.printer_server import PrinterServer
+from hostsim.purse_slot import PurseSlot
 from hostsim.services import (
     Process,
     ServiceError,
@@ -112,7 +113,7 @@ class Simulator:
     def __init__(self, state_dir: Path, *, flow_cl_per_s: float = 1000.0,
                  terminal_pumps: tuple[int, ...] = (1,),
                  seed: Path = FIXTURES / "seed.toml", programs: tuple[str, ...] = (),
-                 web: bool = False) -> None:
+                 web: bool = False, purse: bool = False) -> None:
         self.state = Path(state_dir)
         self.state.mkdir(parents=True, exist_ok=True)
         self.seed_path = seed
@@ -123,6 +124,7 @@ class Simulator:
         self.pump_line = DartLineSimulator(SimPump(n, nozzles, flow_cl_per_s=flow_cl_per_s)
                                            for n, nozzles in sorted(_station_pumps(self.seed).items()))
         self.cards = VirtualCardServer()
+        self.purse = PurseSlot() if purse else None      # the terminal's SAM, for chip wallets (issue 18)
         self.panel = PanelServer()
         self.printer = PrinterServer()
         self.swipe = SwipeServer()
@@ -142,7 +144,8 @@ class Simulator:
     def start(self, *, broker: bool = True) -> Simulator:
         try:
             self.cards.start()
-            self.pcscd = PcscDaemon(self.state / "pcscd", self.cards.port).start()
+            sam_port = self.purse.start().port if self.purse is not None else None
+            self.pcscd = PcscDaemon(self.state / "pcscd", self.cards.port, sam_port=sam_port).start()
             self.pump_line.start()
             self.panel.start()
             self.printer.start()
@@ -231,8 +234,10 @@ class Simulator:
         if self.pcscd is not None:
             self.pcscd.stop()
             self.pcscd = None
-        for part in (self.cards, self.pump_line, self.panel, self.printer, self.swipe, self.acquirer):
-            part.stop()
+        for part in (self.cards, self.pump_line, self.panel, self.printer, self.swipe, self.acquirer,
+                     self.purse):
+            if part is not None:
+                part.stop()
 
     def __enter__(self) -> Self:
         if self.terminal is None:
@@ -307,6 +312,10 @@ class Simulator:
         write_config_keys(tdir, config_keys(self.state / "registry"))     # as provisioning does
         write_bank_files(tdir)
         self._provision_certificate()
+        sam = ""
+        if self.purse is not None and self.pcscd is not None:
+            self.purse.fit(self.registry_url, self.state / "registry", self.device["id"])
+            sam = f'sam_reader = "pcsc://{self.pcscd.sam_reader_name}"\n[purse]\nforward_every = 2\n'
         if self.pcscd is None:
             raise RuntimeError("pcscd must be started before the terminal is configured")
         pumps = ", ".join(str(p) for p in self.terminal_pumps)
@@ -334,7 +343,7 @@ pumps = [{pumps}]
 printer = "tcp://127.0.0.1:{self.printer.port}"
 panel = "tcp://127.0.0.1:{self.panel.port}"
 pin_key = "pek.hex"
-
+{sam}
 [bank]
 acquirer = "tcp://127.0.0.1:{self.acquirer.port}"
 magstripe = "tcp://127.0.0.1:{self.swipe.port}"

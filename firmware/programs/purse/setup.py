@@ -22,4 +22,4 @@ def build(deps: ProgramDeps) -> PurseProgram | None:
     cfg = deps.config
     return PurseProgram(deps.sam, PurseBook(deps.journal), most_cents=cfg.purse.most_cents,
                         most_cl=cfg.purse.most_cl, service=RegistryPurseService(deps.registry),
-                        language=cfg.terminal.language)
+                        language=cfg.terminal.language, forward_every=cfg.purse.forward_every)
