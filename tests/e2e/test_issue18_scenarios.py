@@ -5,15 +5,22 @@ the printer, the registry and the terminal. Each scenario has its own card; its 
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from contracts.purse_keys import Purpose
+from hostsim.purse_slot import SAM_ID
 from hostsim.scenarios import Run
+from hostsim.scenarios_fleet2 import registry_db
 from hostsim.scenarios_purse import PANS, PURSE_SCENARIOS
 from hostsim.world import Simulator
+from registry.purse.issuer import IssuerKeys
+from registry.purse_models import ChipPurse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -71,3 +78,31 @@ def test_no_card_number_or_purse_key_in_the_logs(sim: Simulator) -> None:
     assert "configuration accepted" in logs
     for number in PANS:
         assert number not in logs, number[-4:]
+
+
+def _purse_keys(sim: Simulator) -> dict[str, bytes]:
+    """Every master, card and SAM key the scenarios used, by a name that says which."""
+    with registry_db(sim) as (s, keys):
+        issuer = IssuerKeys.load(s, keys, now=dt.datetime.now(dt.UTC).replace(tzinfo=None))
+        out = {f"master {p.name} v1": issuer._master(p, 1) for p in Purpose}
+        for purse in s.scalars(select(ChipPurse)):
+            pid = bytes.fromhex(purse.purse_id)
+            out |= {f"card {p.name} ...{purse.purse_id[-4:]}": issuer.card_key(pid, p, 1)
+                    for p in (Purpose.AUTH, Purpose.RECORD, Purpose.LOAD, Purpose.ADMIN)}
+        out["sam"] = issuer.sam_key(SAM_ID, 1)
+    return out
+
+
+def test_no_purse_key_in_any_file_the_simulator_wrote(sim: Simulator) -> None:
+    keys = _purse_keys(sim)
+    assert len(keys) > 5 + 4 * 6
+    needles = {name: (key, key.hex().encode(), key.hex().upper().encode()) for name, key in keys.items()}
+    scanned = 0
+    for path in sim.state.rglob("*"):
+        if not path.is_file() or path.stat().st_size > 50_000_000:
+            continue
+        data = path.read_bytes()
+        scanned += 1
+        for name, forms in needles.items():
+            assert not any(form in data for form in forms), f"{name} in {path.relative_to(sim.state)}"
+    assert scanned > 10
