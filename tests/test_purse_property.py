@@ -1,0 +1,153 @@
+"""Issue 18's property across the real pieces at once: for any sequence of top-ups, purchases (online or
+offline), pulled cards and their re-insertion, replays and forged records, the card's balance, the
+registry's shadow wallet and its ledger agree, and no value appears anywhere but in a load the issuer
+granted. The card and SAM are the simulator's, made by the registry's bureau and enrolment; the terminal
+is the real PurseProgram under the real SaleRunner; the registry answers through its service desk
+(tests/purse_world.py)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contracts.purse_records import RECORD_LEN, Kind
+from contracts.purse_records import decode as decode_record
+from tests.purse_world import Template, World
+
+amounts = st.integers(min_value=1, max_value=3_000)
+online = st.booleans()
+steps = st.one_of(
+    st.tuples(st.just("topup"), amounts),
+    st.tuples(st.just("buy"), amounts, online),
+    st.tuples(st.just("pull"), st.sampled_from(["reserve", "settle"]),
+              st.sampled_from(["before_commit", "after_commit"]), amounts, online),
+    st.tuples(st.just("reinsert"), online),
+    st.tuples(st.just("forward")),
+    st.tuples(st.just("replay_sent"), st.integers(min_value=0, max_value=50)),
+    st.tuples(st.just("replay_log")),
+    st.tuples(st.just("forge"), st.integers(min_value=0, max_value=59),
+              st.integers(min_value=1, max_value=255)),
+)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    return Template(tmp_path_factory.mktemp("purse-registry"))
+
+
+@pytest.fixture
+def world_in(template: Template) -> Iterator[Any]:
+    made: list[World] = []
+
+    def build(folder: Path) -> World:
+        made.append(World(template, folder))
+        return made[-1]
+    yield build
+    for w in made:
+        w.close()
+
+
+class Run:
+    """The steps on one world, with what the card ever signed (read from its log after every step)."""
+
+    def __init__(self, world: World) -> None:
+        self.w = world
+        self.card_records: dict[int, tuple[int, int, bytes]] = {}     # counter -> (kind, amount, signed)
+        self.done: list[tuple[Any, ...]] = []
+
+    def note_log(self) -> None:
+        for signed in self.w.card.purse.state.stored.log:
+            r = decode_record(signed[:RECORD_LEN])
+            self.card_records.setdefault(r.counter, (int(r.kind), r.amount, signed))
+
+    def step(self, step: tuple[Any, ...]) -> None:
+        w, name = self.w, step[0]
+        w.service.online = True
+        if name == "topup":
+            w.order(step[1])
+            w.serve()
+        elif name == "buy":
+            w.service.online = step[2]
+            w.serve(flow=step[1])
+        elif name == "pull":
+            w.card.tear_at(step[1], step[2])
+            w.service.online = step[4]
+            w.serve(flow=step[3])
+        elif name == "reinsert":
+            w.service.online = step[1]
+            w.serve()
+        elif name == "forward":
+            w.program.forward()
+        elif name == "replay_sent" and w.service.sent:
+            item = w.service.sent[step[1] % len(w.service.sent)]
+            assert w.forward_raw([item])["counted"] == 0, f"a record counted twice: {item}"
+        elif name == "replay_log":
+            w.forward_raw([{"record": s.hex()} for s in w.card.purse.state.stored.log])
+        elif name == "forge" and self.card_records:
+            signed = bytearray(self.card_records[max(self.card_records)][2])
+            signed[step[1]] ^= step[2]
+            assert w.forward_raw([{"record": bytes(signed).hex()}])["counted"] == 0, "a forged record counted"
+        self.done.append(step)
+        self.note_log()
+
+    def picture(self, facts: dict[str, Any]) -> str:
+        w = self.w
+        return (f"card {w.card_balance()} shadow {w.balance(w.chip)} litres {w.balance(w.litres)} "
+                f"total {w.total()} (start {w.start_total}) dispensed {w.dispensed()}; card records "
+                f"{ {c: k[:2] for c, k in sorted(self.card_records.items())} }; registry {facts}; "
+                f"steps {self.done}")
+
+    def check(self, *, synced: bool = False) -> None:
+        w = self.w
+        facts = w.registry_facts()
+        why = self.picture(facts)
+        assert facts["unsound"] == [], why
+        counters = [c for c, _, _ in facts["counted"]]
+        assert len(counters) == len(set(counters)), "a (purse, counter) counted twice: " + why
+        counted = set(counters)
+        # value only moves: the account's wallets lose exactly what was counted as sold (less refunds)
+        assert w.total() == w.start_total + facts["chip_sales"] + facts["refunds"], why
+        assert w.total() <= w.start_total, "value created: " + why
+        assert w.start_total - w.total() <= w.dispensed(), "more debited than the pump delivered: " + why
+        # every load the registry counted is a grant it made, confirmed once
+        confirmed = {(c, a) for c, status, a in facts["loads"] if status == "confirmed"}
+        for c, kind, amount in facts["counted"]:
+            if kind == int(Kind.LOAD):
+                assert (c - 1, amount) in confirmed, f"a load counted without its grant at {c}: " + why
+        # the shadow is the card plus what the registry has not seen yet
+        unseen_debits = sum(a for c, (k, a, _) in self.card_records.items() if k != int(Kind.LOAD)
+                            and c not in counted)
+        unseen_loads = sum(a for c, (k, a, _) in self.card_records.items() if k == int(Kind.LOAD)
+                           and c not in counted)
+        granted = sum(a for _, status, a in facts["loads"] if status in ("authorized", "in_doubt"))
+        assert w.balance(w.chip) == w.card_balance() + unseen_debits - unseen_loads + granted, why
+        card_loads = {(c - 1, a) for c, (k, a, _) in self.card_records.items() if k == int(Kind.LOAD)}
+        if synced:
+            assert unseen_debits == unseen_loads == granted == 0, "not synced: " + why
+            assert w.card_balance() == w.balance(w.chip), why
+            assert w.card.purse.state.stored.pending is None, why
+            assert card_loads <= confirmed, "a load on the card the issuer did not grant: " + why
+            assert w.start_total - w.total() == w.dispensed(), why
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(st.lists(steps, max_size=12))
+def test_card_shadow_and_ledger_agree_and_no_value_is_made(world_in: Any,
+                                                           plan: list[tuple[Any, ...]]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        run = Run(world_in(Path(folder)))
+        run.note_log()
+        run.check()
+        for step in plan:
+            run.step(step)
+            run.check()
+        run.step(("reinsert", True))        # the final online contact, then the records handed over
+        run.step(("forward",))
+        run.check(synced=True)
