@@ -14,9 +14,10 @@ from typing import Any
 from contracts import purse_messages as pm
 from contracts.messages import Check, Omissible, int_range, matching
 
-__all__ = ["PURSE_OPS", "PURSE_RESULTS", "SAM_TAKEN"]
+__all__ = ["MAX_ADVICES", "PURSE_OPS", "PURSE_RESULTS", "SAM_TAKEN"]
 
 SAM_TAKEN = "sam_taken"            # a refusal reason: the SAM is fitted to another active terminal
+MAX_ADVICES = 50                   # advices in one purse_records request
 
 _HEX8, _HEX16 = matching(r"[0-9a-f]{16}"), matching(r"[0-9a-f]{32}")
 _U32 = int_range(0, 2**32 - 1)
@@ -25,7 +26,7 @@ _ADVICE: Mapping[str, Check] = {"purse_id": _HEX8, "counter": _U32, "amount": _U
 
 
 def _advices(v: Any) -> bool:
-    return isinstance(v, list) and len(v) <= 50 and all(
+    return isinstance(v, list) and len(v) <= MAX_ADVICES and all(
         isinstance(a, dict) and set(a) == set(_ADVICE) and all(_ADVICE[k](a[k]) for k in a) for a in v)
 
 

@@ -72,7 +72,8 @@ def _item(out: Outgoing) -> dict[str, Any]:
     return item
 
 
-# the record's terminal field: the SAM id of the terminal where the card signed it (contracts.purse_records)
+# the record's terminal field: the SAM id of the terminal where the card signed it (contracts.purse_records),
+# which names the group when the outbox does not know the SAM that MACed the record
 _SAM_AT = slice(24, 32)
 
 
@@ -82,7 +83,7 @@ def purse_payloads(journal: Journal, terminal: str) -> tuple[list[bytes], int, i
     groups: dict[str, list[dict[str, Any]]] = {}
     skipped = 0
     for out in PurseBook(journal).outgoing():
-        sam_id, item = out.signed[_SAM_AT].hex(), _item(out)
+        sam_id, item = (out.sam_id or out.signed[_SAM_AT]).hex(), _item(out)   # the SAM that MACed it
         doc = {"kind": PURSE_RECORDS_KIND, "terminal": terminal, "sam_id": sam_id, "items": [item]}
         try:
             if len(out.signed) != SIGNED_LEN:

@@ -178,7 +178,7 @@ def import_sales(session: Session, raw: bytes, *, bundle_key: ec.EllipticCurvePr
             counts["held" if ack["reason"] else "stored"] += 1
         else:
             counts[ack["status"]] += 1
-    result = ImportResult(bundle.bundle_id, bundle.terminal, bundle.count, **counts,
+    result = ImportResult(bundle.bundle_id, bundle.terminal, len(sales), **counts,   # purse lines apart
                           acks=tuple(a for a in acks if a is not None))
     log.info("sales bundle imported", extra={"bundle_id": bundle.bundle_id, "terminal": bundle.terminal,
                                              **counts})

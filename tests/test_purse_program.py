@@ -4,6 +4,7 @@ personalised here by a test issuer (its masters and CA), so every MAC the termin
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ EXPIRES = 2_000_000_000
 PIN = "1234"
 PIN_BLOCK = bytes.fromhex("241234FFFFFFFFFF")      # ISO 9564 format 2, as the PIN pad gives an offline PIN
 STATION = Station("Test", prices=(NozzlePrice(1, 1, "diesel", "Diesel", 1659),
-                                  NozzlePrice(1, 2, "petrol95", "Super 95", 1789)),
+                                  NozzlePrice(1, 2, "petrol95", "Super 95", 1789),
+                                  NozzlePrice(2, 1, "diesel", "Diesel", 1659)),
                   codes3=(("diesel", 19), ("petrol95", 1)))
 DIESEL = Wallet(number=0, unit=Unit.VOLUME, balance=10000, products=((19, 19),), expiry=20301231,
                 day_limit=6000)
@@ -83,9 +85,13 @@ class Slot:
         self.present = True
         card.power_on()
 
+    refuse_ins: int | None = None      # the SAM answers this instruction with 6F00 (a SAM fault)
+
     def transmit(self, apdu: bytes) -> bytes:
         if not self.present:
             raise CardRemoved("card pulled")
+        if self.refuse_ins is not None and apdu[1] == self.refuse_ins:
+            return b"\x6f\x00"
         answer: bytes = self.card.apdu(apdu)
         return answer
 
@@ -104,14 +110,19 @@ class Terminal:
         self.sam = Slot(new_sam(self.sam_id))
         self.program = PurseProgram(self.sam, self.book, most_cents=15000, most_cl=6000)
 
-    def serve(self, card: PurseCard, *, events: tuple[Any, ...] = FILL,
+    def serve(self, card: PurseCard, *, events: tuple[Any, ...] = FILL, later: list[Any] | None = None,
               **script: list[Any]) -> tuple[str | None, ScriptedCardholder]:
-        pumps = FakePumps(self.clock)
+        """later: the pump's work is kept there to run when the test says (a filling that ends after the
+        next card came in), else it runs at once."""
+        pumps = FakePumps(self.clock, pumps=(1, 2))
         pumps.customer(*events)
+        pumps.customer(*events, pump=2)
         port = ScriptedCardholder(**({"offline_pin": [PIN_BLOCK], "pump": [1]} | script))
-        world = SaleWorld(terminal=self.name, station_id="S", pump_numbers=(1,), programs=[self.program],
+        world = SaleWorld(terminal=self.name, station_id="S", pump_numbers=(1, 2), programs=[self.program],
                           port=port, display=port, pumps=pumps, printer=ListPrinter(), journal=self.journal,
-                          station=lambda: STATION, token_key=b"k" * 32, spawn=lambda name, work: work(),
+                          station=lambda: STATION, token_key=b"k" * 32,
+                          spawn=(lambda name, work: work()) if later is None else (
+                              lambda name, work: later.append(work)),
                           clock=self.clock, timeouts=SaleTimeouts(nozzle_lift=60.0, filling=600.0,
                                                                   pump_offline=30.0))
         return SaleRunner(world).serve(ChipCard(Slot(card), b"\x3b")), port
@@ -240,3 +251,73 @@ def test_a_card_pulled_as_it_reserved_is_completed_with_nothing_here(terminal: A
     assert card.purse.state.stored.pending is None and balance(card) == 10000
     (out,) = t.book.outgoing()
     assert open_signed(card_key(Purpose.RECORD), out.signed).amount == 0
+
+
+def test_a_filling_that_ends_after_another_card_came_in_never_settles_on_that_card(terminal: Any) -> None:
+    """Card A reserves for pump 1 and is pulled; card B opens the SAM's session; A's filling ends: its
+    settle must not reach B through B's session. A completes at its next insertion, B pays its own."""
+    t = terminal()
+    first, second = new_card(), new_card()
+    first_pump: list[Any] = []
+    t.serve(first, later=first_pump)                          # A: reserved, pump released, filling
+    second_pump: list[Any] = []
+    t.serve(second, later=second_pump, pump=[2])              # B at pump 2: a new SAM session, its reserve
+    first_pump[0]()                                           # A's filling ends now
+    assert balance(second) == 10000 and balance(first) == 10000
+    second_pump[0]()
+    assert balance(second) == 8500
+    t.serve(first, offline_pin=[CANCEL])                      # A back: completed with its own 15 L
+    assert balance(first) == 8500 and first.purse.state.stored.pending is None
+
+
+def test_a_pump_past_its_preset_settles_the_reserve_not_more(terminal: Any) -> None:
+    t = terminal()
+    card = new_card()
+    sale_id, _ = t.serve(card, events=("lift", ("over", 6100), "hang_up"))
+    rec = t.journal.get(sale_id)
+    assert rec.volume_cl == 6100 and "over_authorized" in rec.flags and PENDING_FLAG not in rec.flags
+    assert balance(card) == 10000 - 6000                      # the card took what it had reserved
+
+
+def test_a_record_the_sam_would_not_mac_is_kept_all_the_same(terminal: Any) -> None:
+    t = terminal()
+    card = new_card()
+    t.sam.refuse_ins = sa.INS_MAC_RECORD
+    t.serve(card)
+    (out,) = t.book.outgoing()
+    assert out.sam_mac is None and open_signed(card_key(Purpose.RECORD), out.signed).amount == 1500
+    assert balance(card) == 8500
+
+
+def test_a_blocked_pin_is_declined_without_asking_for_it(terminal: Any) -> None:
+    t = terminal()
+    card = new_card()
+    for _ in range(3):
+        t.serve(card, offline_pin=[bytearray(bytes.fromhex("249999FFFFFFFFFF"))])
+    _, port = t.serve(card, offline_pin=[])                   # the script has no PIN: asking fails the test
+    declined = [f for s, f in port.screens if s is Screen.DECLINED]
+    assert declined[-1]["reason"] is DeclineReason.PIN_TRIES_EXCEEDED
+
+
+def test_records_wait_in_counter_order_and_advices_go_fifty_at_a_time(terminal: Any) -> None:
+    t = terminal()
+    card = new_card()
+    for _ in range(3):
+        t.serve(card, events=("lift", ("flow", 100), "hang_up"))
+    counters = [open_signed(card_key(Purpose.RECORD), o.signed).counter for o in t.book.outgoing()]
+    assert counters == sorted(counters) and len(counters) == 3
+    for n in range(60):
+        t.book.advise(PURSE_ID, 100 + n, 0, str(uuid.uuid4()))
+    sent: list[int] = []
+
+    class Registry:
+        online = True
+
+        def records(self, sam_id: bytes, items: Any, advices: Any) -> dict[str, int]:
+            sent.append(len(advices))
+            return {"counted": len(items), "duplicate": 0, "flagged": 0}
+    t.program.service = Registry()
+    t.program.sam_id = t.sam_id
+    t.program.forward()
+    t.program.forward()
+    assert sent == [50, 10] and t.book.outgoing() == [] and t.book.advices() == {}

@@ -16,6 +16,7 @@ from contracts.screens import Screen
 from contracts.track2 import Track2
 from firmware.hostlink import HostLink
 from firmware.programs.base import CardIn, ChipCard, Contactless, DeadChip, Swipe, TypedCode
+from firmware.sale.machine import SaleState
 from firmware.sale.runner import SaleRunner
 from firmware.terminal.cardholder import PanelCardholder
 from firmware.terminal.contactless import read_uid, storage_card
@@ -123,16 +124,16 @@ def _swiped(stripes: Stripes | None) -> Track2 | None:
         return None
 
 
-def _one_sale(loop: Loop, card: CardIn | None) -> None:
+def _one_sale(loop: Loop, card: CardIn | None) -> str | None:
     """Run one sale; a surprise in it is logged and the terminal goes on (its journal row stays open
-    for recovery). A card reader problem goes to the caller."""
+    for recovery). A card reader problem goes to the caller. The sale's id, when one was journaled."""
     port = loop.port
     port.begin()
     try:
         if card is None:
             port.show(Screen.CARD_ERROR)
         elif loop.desk is None or not loop.desk(card):     # an attendant's card before any program's
-            loop.runner.serve(card)
+            return loop.runner.serve(card)
     except CardError:
         raise
     except Exception:
@@ -141,6 +142,20 @@ def _one_sale(loop: Loop, card: CardIn | None) -> None:
         loop.runner.recover_interrupted()     # an approval the failed sale held is given back now
     finally:
         port.end()
+    return None
+
+
+def _hold_card(loop: Loop, sale_id: str | None, stop: threading.Event) -> None:
+    """A program that settles with the card in the reader (a chip purse: keeps_card) has it kept in until
+    its sale is over; the filling screens go on meanwhile. A card pulled anyway ends the wait (its program
+    completes the sale at the card's next insertion)."""
+    world = loop.runner.world
+    if sale_id is None or not getattr(world.program(world.journal.get(sale_id).program), "keeps_card", False):
+        return
+    while not stop.is_set() and world.journal.get(sale_id).state not in (SaleState.COMPLETED,
+                                                                          SaleState.DECLINED):
+        if loop.reader.wait_for_removal(0.2):
+            return
 
 
 def _typed_sale(loop: Loop, stop: threading.Event) -> None:
@@ -199,7 +214,7 @@ def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
         try:
             if reader.wait_for_card(card_wait):
                 loop.port.show(Screen.READING)
-                _one_sale(loop, card_in(reader))
+                _hold_card(loop, _one_sale(loop, card_in(reader)), stop)
                 _wait_removal(loop, stop)
                 loop.port.idle()
                 shown = None

@@ -34,6 +34,7 @@ class Outgoing:
     signed: bytes
     sam_sequence: int | None
     sam_mac: bytes | None
+    sam_id: bytes | None = None       # the SAM that MACed it (this terminal's)
 
     def message(self) -> dict[str, object]:
         """The record as the purse_records service request carries it."""
@@ -53,23 +54,28 @@ class PurseBook:
     def sale_for(self, purse_id: bytes, counter: int) -> str | None:
         return self.journal.get_value(f"{_SALE}{purse_id.hex()}:{counter}")
 
-    def queue(self, signed: bytes, sam_sequence: int | None = None, sam_mac: bytes | None = None) -> str:
-        """Keep a signed record for the registry (once per purse and counter); returns its key."""
+    def queue(self, signed: bytes, sam_sequence: int | None = None, sam_mac: bytes | None = None,
+              sam_id: bytes | None = None) -> str:
+        """Keep a signed record for the registry, once per purse and counter (a copy with the SAM's MAC
+        replaces one kept without); returns its key."""
         record = decode_record(signed[:RECORD_LEN])
-        key = f"{_OUT}{record.card_id.hex()}:{record.counter}"
-        if self.journal.get_value(key) is None:
+        key = f"{_OUT}{record.card_id.hex()}:{record.counter:010d}"      # sorts by counter
+        kept = self.journal.get_value(key)
+        if kept is None or (sam_mac is not None and json.loads(kept).get("sam_mac") is None):
             doc = {"signed": signed.hex(), "sam_sequence": sam_sequence,
-                   "sam_mac": sam_mac.hex() if sam_mac is not None else None}
+                   "sam_mac": sam_mac.hex() if sam_mac is not None else None,
+                   "sam_id": sam_id.hex() if sam_id is not None else None}
             self.journal.put(key, json.dumps(doc))
         return key
 
     def outgoing(self) -> list[Outgoing]:
+        """The records waiting, by purse, each purse's in counter order."""
         out = []
         for key, raw in sorted(self.journal.values(_OUT).items()):
             doc = json.loads(raw)
-            mac = doc.get("sam_mac")
+            mac, sam = doc.get("sam_mac"), doc.get("sam_id")
             out.append(Outgoing(key, bytes.fromhex(doc["signed"]), doc.get("sam_sequence"),
-                                bytes.fromhex(mac) if mac else None))
+                                bytes.fromhex(mac) if mac else None, bytes.fromhex(sam) if sam else None))
         return out
 
     def sent(self, keys: list[str]) -> None:

@@ -56,10 +56,27 @@ class PurseChannel:
         return data
 
     def _sam(self, command: bytes) -> bytes:
-        data, sw = sam_apdu.split_answer(self.sam.transmit(command))
+        return self.sam_exchange(self.sam, command)
+
+    @staticmethod
+    def sam_exchange(sam: Transmitter, command: bytes) -> bytes:
+        """One command to the SAM: its answer data; SamError for a refusal or a SAM that does not answer
+        (never the driver's card's fault)."""
+        try:
+            data, sw = sam_apdu.split_answer(sam.transmit(command))
+        except CardError as exc:
+            raise SamError("the SAM does not answer", error=str(exc)) from exc
         if sw != SW_OK:
             raise SamError("the SAM refused", sw=f"{sw:04X}", ins=f"{command[1]:02X}")
         return data
+
+    @classmethod
+    def sam_identity(cls, sam: Transmitter) -> bytes:
+        """The SAM's id (SELECT); SamError when it is not personalised."""
+        info = sam_apdu.parse_fci(cls.sam_exchange(sam, sam_apdu.select()))
+        if info.state is not sam_apdu.SamState.PERSONALIZED:
+            raise SamError("the SAM is not personalised", state=info.state.name)
+        return info.sam_id
 
     def select(self) -> PurseInfo:
         """The purse's summary (SELECT); PurseRefused when the card has no purse."""
@@ -73,10 +90,7 @@ class PurseChannel:
         """SELECT, then authenticate card and SAM to each other; time is the terminal's clock, which the
         card takes as the transaction time (never earlier than its last)."""
         info = self.select()
-        sam = sam_apdu.parse_fci(self._sam(sam_apdu.select()))     # a new session: any earlier one ends
-        if sam.state is not sam_apdu.SamState.PERSONALIZED:
-            raise SamError("the SAM is not personalised", state=sam.state.name)
-        self.sam_id = sam.sam_id
+        self.sam_id = self.sam_identity(self.sam)      # SELECT: a new session, any earlier one ends
         hello = self._sam(sam_apdu.auth_hello(time))
         answer = self._card(card_apdu.mutual_authenticate(1, hello))
         proof, purse_id = sam_apdu.parse_proof(self._sam(sam_apdu.auth_proof(answer)))

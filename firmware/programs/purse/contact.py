@@ -27,13 +27,13 @@ log = logging.getLogger(__name__)
 
 
 def _queue(channel: PurseChannel, book: PurseBook, signed: bytes) -> None:
+    book.queue(signed)                    # kept first: the SAM may fail next
     try:
         sequence, mac = channel.mac_record(signed)
     except CardError as exc:
         log.warning("SAM did not MAC a record", extra={"error": str(exc)})
-        book.queue(signed)
         return
-    book.queue(signed, sequence, mac)
+    book.queue(signed, sequence, mac, channel.sam_id)
 
 
 def _scripts(channel: PurseChannel, book: PurseBook, scripts: list[Mapping[str, Any]]) -> list[int]:
@@ -68,7 +68,11 @@ def _topup(channel: PurseChannel, book: PurseBook, service: PurseService, info: 
     """The ordered top-up through the card and the registry; its unit once the card took it."""
     wallet, amount, load_id = int(offer["wallet"]), int(offer["amount"]), bytes.fromhex(offer["load_id"])
     asked = apdu.initialize_load(apdu.InitLoadRequest(wallet, amount))
-    init = apdu.InitLoadAnswer.decode(channel.send(asked))
+    try:
+        init = apdu.InitLoadAnswer.decode(channel.send(asked))
+    except PurseRefused as exc:           # this wallet takes no load now: the order waits
+        log.warning("card refused INITIALIZE LOAD", extra={"sw": exc.context["sw"]})
+        return None
     grant = service.load({"load_id": load_id.hex(), "purse_id": info.purse_id.hex(), "wallet": wallet,
                           "counter": init.counter, "amount": amount, "unit": int(init.unit),
                           "balance": init.balance, "key_version": init.key_version, "mac": init.mac.hex()})
@@ -85,15 +89,22 @@ def online_contact(channel: PurseChannel, info: PurseInfo, service: PurseService
     loaded(amount, unit) is told of each top-up the card took."""
     if not service.online:
         return info
+    changed = False
     try:
         for entry in channel.log():
             book.queue(entry.signed)
         forward()
-        answer = service.contact(info.purse_id, info.counter, blocked=info.status is Status.BLOCKED)
-        applied = _scripts(channel, book, list(answer["scripts"]))
+        pending = info.pending.counter if info.pending is not None else None
+        answer = service.contact(info.purse_id, info.counter, blocked=info.status is Status.BLOCKED,
+                                 pending=pending)
+        scripts = list(answer["scripts"])
+        applied = _scripts(channel, book, scripts)
+        changed = bool(applied)
         if applied:
             service.applied(info.purse_id, applied)
-        changed = bool(applied)
+        if len(applied) < len(scripts):
+            # a script refused: the counters the loads were made for are not the card's
+            return channel.open(now) if changed else info
         for owed in answer["loads"]:
             changed |= _load(channel, book, int(owed["wallet"]), int(owed["amount"]), bytes.fromhex(
                 owed["load_id"]), int(owed["key_version"]), bytes.fromhex(owed["mac"]))
@@ -105,5 +116,4 @@ def online_contact(channel: PurseChannel, info: PurseInfo, service: PurseService
         forward()
     except HostUnavailable as exc:
         log.info("online contact cut short: the card pays offline", extra={"error": str(exc)})
-        return channel.open(now) if channel.info is not info else info
     return channel.open(now) if changed else info

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import uuid
 
 from contracts.errors import CardError, JournalError
 from contracts.purse_keys import Unit
@@ -38,17 +39,17 @@ def final_figure(sale: SaleRecord, unit: str) -> int | None:
 
 def complete_pending(channel: PurseChannel, info: PurseInfo, book: PurseBook, now: int) -> PurseInfo:
     """Complete info.pending on the card; the purse as it is then. PurseRefused(PENDING) while the sale
-    here still runs, PurseRefused(TOO_EARLY) at another terminal within the grace time."""
+    here still runs, PurseRefused(TOO_EARLY) at another terminal within the grace time. The reservation is
+    this terminal's when its SAM made it; its sale is the one whose id the card keeps."""
     pending = info.pending
     if pending is None:
         return info
     final: int | None = None
-    sale_id = book.sale_for(info.purse_id, pending.counter)
     sale = None
-    if sale_id is not None:
+    if channel.sam_id is not None and pending.sam_id == channel.sam_id:
         try:
-            sale = book.journal.get(sale_id)
-        except JournalError:
+            sale = book.journal.get(str(uuid.UUID(bytes=pending.sale_id)))
+        except (JournalError, ValueError):
             sale = None
     if sale is not None:
         doc = sale.data.get("purse")
@@ -60,11 +61,11 @@ def complete_pending(channel: PurseChannel, info: PurseInfo, book: PurseBook, no
     elif now - pending.time < GRACE_SECONDS:
         raise PurseRefused(Refusal.TOO_EARLY)
     signed = channel.complete(pending.counter, final)
+    book.queue(signed)
     try:
         sequence, mac = channel.mac_record(signed)
+        book.queue(signed, sequence, mac, channel.sam_id)
     except CardError as exc:              # the SAM did not MAC it: the card's own MAC still proves it
         log.warning("SAM did not MAC a completion", extra={"error": str(exc)})
-        sequence, mac = None, None
-    book.queue(signed, sequence, mac)
     log.info("purse purchase completed", extra={"counter": pending.counter, "here": sale is not None})
     return dataclasses.replace(info, pending=None)

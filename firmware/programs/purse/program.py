@@ -25,6 +25,7 @@ from contracts.purse_keys import Unit
 from contracts.purse_messages import MAX_ITEMS
 from contracts.purse_records import RECORD_LEN
 from contracts.purse_records import decode as decode_record
+from contracts.purse_service import MAX_ADVICES
 from contracts.purse_wallets import PurseInfo, Refusal, Status, day_of
 from contracts.reasons import DeclineReason
 from contracts.receipt import ReceiptLine
@@ -65,6 +66,7 @@ class PurseCard:
 class PurseProgram:
     name = "purse"
     sells_offline = True        # the card itself pays: no registry needed
+    keeps_card = True           # the card settles at the end of the filling: the terminal keeps it in
 
     def __init__(self, sam: Transmitter | None, book: PurseBook, *, most_cents: int, most_cl: int,
                  service: PurseService | None = None, language: str = "en",
@@ -76,7 +78,9 @@ class PurseProgram:
         self.most_cents, self.most_cl = most_cents, most_cl
         self.sam_id: bytes | None = None
         self._channels: dict[str, PurseChannel] = {}       # sale id -> its card session, until settled
+        self._current: PurseChannel | None = None          # the SAM's one session: the last one opened
         self._lock = threading.Lock()
+        self._sam_lock = threading.RLock()                 # one exchange with the SAM at a time
         self._forward_lock = threading.Lock()
         self._kick = threading.Event()
         self._stop = threading.Event()
@@ -85,6 +89,12 @@ class PurseProgram:
 
     # -- records to the registry ----------------------------------------------------------------------
     def start(self) -> None:
+        if self.sam is not None:
+            try:
+                with self._sam_lock:
+                    self.sam_id = PurseChannel.sam_identity(self.sam)   # records can go before any card
+            except CardError as exc:
+                log.error("SAM unreadable at start", extra={"error": str(exc)})
         self._stop.clear()
         self._thread = threading.Thread(target=self._forwarder, name="purse-forward", daemon=True)
         self._thread.start()
@@ -100,15 +110,22 @@ class PurseProgram:
             self._kick.wait(self._every)
             self._kick.clear()
             if not self._stop.is_set():
-                self.forward()
+                try:
+                    self.forward()
+                except Exception:            # the thread must outlive any one failure
+                    log.exception("purse records not forwarded")
 
-    def forward(self) -> None:
-        """Hand the signed records and advices to the registry; what it acknowledged leaves the journal."""
+    def forward(self, *, wait: bool = True) -> None:
+        """Hand the signed records and advices to the registry; what it acknowledged leaves the journal.
+        wait=False: skip when a hand-over is already under way (a driver is waiting)."""
         service, sam_id = self.service, self.sam_id
         if service is None or sam_id is None or not service.online:
             return
-        with self._forward_lock:
-            out, advices = self.book.outgoing()[:MAX_ITEMS], self.book.advices()
+        if not self._forward_lock.acquire(blocking=wait):
+            return
+        try:
+            out = self.book.outgoing()[:MAX_ITEMS]
+            advices = dict(list(self.book.advices().items())[:MAX_ADVICES])
             if not out and not advices:
                 return
             try:
@@ -117,6 +134,8 @@ class PurseProgram:
                 log.info("purse records not forwarded yet", extra={"error": str(exc)})
                 return
             self.book.sent([o.key for o in out] + list(advices))
+        finally:
+            self._forward_lock.release()
 
     # -- claim ----------------------------------------------------------------------------------------
     def claim(self, card: CardIn) -> Claim | Decline | None:
@@ -136,8 +155,9 @@ class PurseProgram:
             return Decline(DeclineReason.CARD_ERROR, Screen.CARD_ERROR)
         if info.wallet_count == 0 and info.pending is None:
             return None             # a purse without wallets: the card's other applications serve it
-        number = fleet.pan if fleet is not None else info.purse_id.hex()
-        masked = mask_number(number) if fleet is not None else "PURSE " + info.purse_id.hex()[-4:].upper()
+        # a purse without a fleet application is known by its purse id, masked as a number would be
+        number = fleet.pan if fleet is not None else info.purse_id.hex().upper()
+        masked = mask_number(number) if fleet is not None else "*" * 12 + number[-4:]
         return Claim(self, PurseCard(card.reader, info, number, masked))
 
     # -- authorize ------------------------------------------------------------------------------------
@@ -148,7 +168,10 @@ class PurseProgram:
         channel = PurseChannel(card.reader, self.sam)
         now = int(steps.now().timestamp())
         try:
-            return self._authorize(card, channel, steps, now)
+            with self._sam_lock:
+                with self._lock:
+                    self._current = channel       # a session still held for an earlier sale ends here
+                return self._authorize(card, channel, steps, now)
         except PurseRefused as exc:
             log.info("purse refused", extra={"reason": exc.context.get("reason"),
                                              "sw": exc.context.get("sw")})
@@ -173,14 +196,19 @@ class PurseProgram:
                 figure = {"volume_cl": amount} if unit is Unit.VOLUME else {
                     "amount_cents": amount, "currency": steps.station().currency}
                 steps.port.notice(Screen.CARD_LOADED, 3.0, **figure)
-            info = online_contact(channel, info, self.service, self.book, forward=self.forward, loaded=loaded,
-                                  now=now)
+            info = online_contact(channel, info, self.service, self.book, loaded=loaded, now=now,
+                                  forward=lambda: self.forward(wait=False))
+        elif self.book.advices():
+            for entry in channel.log():           # what a settle left unanswered is in the card's log
+                self.book.queue(entry.signed)
         if info.pending is not None:
             info = complete_pending(channel, info, self.book, now)
         if info.status is Status.BLOCKED:
             return Decline(DeclineReason.CARD_BLOCKED)
         if info.wallet_count == 0:
             return Decline(DeclineReason.NOT_ACCEPTED, Screen.CARD_NOT_ACCEPTED)
+        if info.pin_tries == 0:
+            return Decline(DeclineReason.PIN_TRIES_EXCEEDED)
         block = steps.port.offline_pin(info.pin_tries == 1, info.pin_tries)
         try:
             channel.verify_pin(_digits(block))
@@ -205,7 +233,11 @@ class PurseProgram:
                "unit": option.wallet.unit.name, "product3": option.code3, "counter": counter}
         steps.authorizing({PURSE: doc})
         self.book.expect(info.purse_id, counter, sale_id)          # before the card reserves
-        answer = channel.reserve(_reserve_request(option, preset, now, sale_id))
+        try:
+            answer = channel.reserve(_reserve_request(option, preset, now, sale_id))
+        except CardError:            # it may have reserved: nothing was dispensed, say so for elsewhere
+            self.book.advise(info.purse_id, counter, 0, sale_id)
+            raise
         if answer.counter != counter:
             log.warning("purse reserved under another counter", extra={"expected": counter,
                                                                         "counter": answer.counter})
@@ -224,23 +256,33 @@ class PurseProgram:
             return ()
         with self._lock:
             channel = self._channels.pop(sale.id, None)
+            current = channel is not None and channel is self._current
         if "record" in doc:
             return ()                                   # settled before a restart
-        if channel is None:                             # after a restart: the card completes it next time
-            final = charged_cents if doc["unit"] == Unit.MONEY.name else (sale.volume_cl or 0)
-            self.book.advise(bytes.fromhex(doc["purse_id"]), int(doc["counter"]), final, sale.id)
-            return (PENDING_FLAG,)
+        purse_id, counter = bytes.fromhex(doc["purse_id"]), int(doc["counter"])
         final = charged_cents if doc["unit"] == Unit.MONEY.name else (sale.volume_cl or 0)
-        try:
-            signed = channel.settle(int(doc["counter"]), final)
-            sequence, sam_mac = channel.mac_record(signed)
-        except CardError as exc:
-            log.warning("purse not settled: completed at the card's next insertion",
-                        extra={"sale_id": sale.id, "error": str(exc)})
-            self.book.advise(bytes.fromhex(doc["purse_id"]), int(doc["counter"]), final, sale.id)
+        final = min(final, int(doc.get("reserved", final)))   # a pump past its preset: the card took no more
+        if channel is None or not current:
+            # after a restart, or another card's session since: this card completes it at its next insertion
+            self.book.advise(purse_id, counter, final, sale.id)
             self._kick.set()
             return (PENDING_FLAG,)
-        self.book.queue(signed, sequence, sam_mac)
+        with self._sam_lock:
+            try:
+                signed = channel.settle(counter, final)
+            except CardError as exc:
+                log.warning("purse not settled: completed at the card's next insertion",
+                            extra={"sale_id": sale.id, "error": str(exc)})
+                self.book.advise(purse_id, counter, final, sale.id)
+                self._kick.set()
+                return (PENDING_FLAG,)
+            self.book.queue(signed)                     # kept before anything else can fail
+            try:
+                sequence, sam_mac = channel.mac_record(signed)
+                self.book.queue(signed, sequence, sam_mac, channel.sam_id)
+            except CardError as exc:
+                log.warning("SAM did not MAC the record: it goes with the card's MAC only",
+                            extra={"error": str(exc)})
         self._kick.set()
         record = decode_record(signed[:RECORD_LEN])
         self.book.journal.transition(sale.id, sale.state, data={**sale.data, PURSE: {
@@ -248,8 +290,11 @@ class PurseProgram:
         return ()
 
     def recover(self, sale: SaleRecord) -> Grant | Decline:
-        """Stopped before the pump was released: nothing was dispensed, and a reservation the card may
-        hold is completed with nothing at its next insertion here (the journal names the sale)."""
+        """Stopped before the pump was released: nothing was dispensed; a reservation the card may hold is
+        completed with nothing at its next insertion (here from the journal, elsewhere by the advice)."""
+        doc = sale.data.get(PURSE)
+        if isinstance(doc, dict) and "counter" in doc:
+            self.book.advise(bytes.fromhex(doc["purse_id"]), int(doc["counter"]), 0, sale.id)
         return Decline(DeclineReason.INTERRUPTED)
 
     def receipt(self, sale: SaleRecord, head: ReceiptHead) -> list[ReceiptLine]:

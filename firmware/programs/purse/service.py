@@ -7,15 +7,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from contracts.errors import HostUnavailable
+from contracts.purse_service import PURSE_OPS
 from firmware.service_client import ServiceClient
 
-__all__ = ["PurseService", "RegistryPurseService"]
+__all__ = ["PENDING_FIELD", "PurseService", "RegistryPurseService"]
+
+PENDING_FIELD = "pending"      # the card's open reservation's counter, when the registry takes it
 
 
 class PurseService(Protocol):
     @property
     def online(self) -> bool: ...
-    def contact(self, purse_id: bytes, counter: int, *, blocked: bool) -> Mapping[str, Any]: ...
+    def contact(self, purse_id: bytes, counter: int, *, blocked: bool,
+                pending: int | None = None) -> Mapping[str, Any]: ...
     def load(self, fields: Mapping[str, Any]) -> Mapping[str, Any]: ...
     def records(self, sam_id: bytes, items: Sequence[Mapping[str, Any]],
                 advices: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]: ...
@@ -23,24 +27,29 @@ class PurseService(Protocol):
 
 
 class RegistryPurseService:
-    def __init__(self, host: Any) -> None:
-        """host: firmware.hostlink.HostLink (online, and what ServiceClient needs)."""
+    def __init__(self, host: Any, *, quick: float = 3.0) -> None:
+        """host: firmware.hostlink.HostLink (online, and what ServiceClient needs); quick: the seconds a
+        contact or a hand-over of records waits (a driver stands there; an unanswered one is tried again)."""
         self.host = host
         self.client = ServiceClient(host)
+        self.quick = ServiceClient(host, timeout=min(quick, host.auth_timeout))
 
     @property
     def online(self) -> bool:
         return bool(self.host.online)
 
-    def _ask(self, op: str, fields: Mapping[str, Any]) -> Mapping[str, Any]:
-        answer = self.client.ask(op, fields)
+    def _ask(self, op: str, fields: Mapping[str, Any], *, quick: bool = False) -> Mapping[str, Any]:
+        answer = (self.quick if quick else self.client).ask(op, fields)
         if not answer.ok:
             raise HostUnavailable("the registry refused a purse request", op=op, reason=answer.reason)
         return answer.result
 
-    def contact(self, purse_id: bytes, counter: int, *, blocked: bool) -> Mapping[str, Any]:
-        return self._ask("purse_contact", {"purse_id": purse_id.hex(), "counter": counter,
-                                           "blocked": blocked})
+    def contact(self, purse_id: bytes, counter: int, *, blocked: bool,
+                pending: int | None = None) -> Mapping[str, Any]:
+        fields: dict[str, Any] = {"purse_id": purse_id.hex(), "counter": counter, "blocked": blocked}
+        if pending is not None and PENDING_FIELD in PURSE_OPS["purse_contact"]:
+            fields[PENDING_FIELD] = pending
+        return self._ask("purse_contact", fields, quick=True)
 
     def load(self, fields: Mapping[str, Any]) -> Mapping[str, Any]:
         return self._ask("purse_load", fields)
@@ -50,7 +59,7 @@ class RegistryPurseService:
         fields: dict[str, Any] = {"sam_id": sam_id.hex(), "items": list(items)}
         if advices:
             fields["advices"] = list(advices)
-        return self._ask("purse_records", fields)
+        return self._ask("purse_records", fields, quick=True)
 
     def applied(self, purse_id: bytes, script_ids: Sequence[int]) -> int:
         return int(self._ask("purse_applied", {"purse_id": purse_id.hex(),
