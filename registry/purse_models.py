@@ -151,8 +151,9 @@ class PurseSam(Base):
 class PurseScript(Base):
     """An issuer script an operator (or the registry) asked for: op block, unblock, reset_pin_tries,
     set_limits or complete_pending, its payload (hex), open until the terminal reports it applied (or it is
-    cancelled); op refund is a load the registry owes the card (registry.purse.refunds), open until one of
-    its grants is confirmed.
+    cancelled); op advice is another SAM's advice for a counter a complete_pending row holds (kept for the
+    refund: registry.purse.refunds uses the reserving SAM's figure only); op refund is a load the registry
+    owes the card (registry.purse.refunds), open until one of its grants is confirmed.
     issued_counter: the card counter the last issued MAC named (the card uses issued_counter + 1)."""
 
     __tablename__ = "purse_scripts"
@@ -162,6 +163,7 @@ class PurseScript(Base):
     op: Mapped[str] = mapped_column(String(24))
     payload: Mapped[str] = mapped_column(String(140), default="")
     pending_counter: Mapped[int | None] = mapped_column(BigInteger)          # complete_pending: the reserve's
+    sam_id: Mapped[str | None] = mapped_column(String(16))                  # an advice's: the advising SAM
     status: Mapped[str] = mapped_column(String(16), default="open")         # open applied cancelled
     actor: Mapped[str] = mapped_column(String(64), default="")
     requested_at: Mapped[dt.datetime]

@@ -80,7 +80,7 @@ def test_an_advice_becomes_the_issuers_completion_at_the_next_contact(world: Wor
     assert ask(world, "purse_records", sam_id=SAM.hex(), items=[], advices=[advice])["ok"]
     (script,) = contact(world)["result"]["scripts"]
     message = bytes.fromhex(script["message"])
-    assert message[0] == 0x41 and message[-8:] == struct.pack(">II", 7, 1500)
+    assert message[0] == 0x41 and message[-16:] == struct.pack(">II8s", 7, 1500, SAM)
     done = ask(world, "purse_applied", purse_id=world.purse_id.hex(), script_ids=[script["script_id"]])
     assert done["result"] == {"applied": 1}
     assert contact(world)["result"]["scripts"] == []

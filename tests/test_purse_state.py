@@ -228,14 +228,29 @@ def test_completion_by_issuer_script() -> None:
     state = ready(new_state())
     state.reserve(ask(amount=5_000))
     state.begin_session(SAM_B, T0 + 60)
-    stale = script(state, AdminOp.COMPLETE_PENDING, struct.pack(">II", 9, 100))
+    stale = script(state, AdminOp.COMPLETE_PENDING, struct.pack(">II8s", 9, 100, SAM_A))
     assert refusal(state.apply_script, stale) is Refusal.NO_PENDING
-    big = script(state, AdminOp.COMPLETE_PENDING, struct.pack(">II", 1, 5_001))
+    big = script(state, AdminOp.COMPLETE_PENDING, struct.pack(">II8s", 1, 5_001, SAM_A))
     assert refusal(state.apply_script, big) is Refusal.ABOVE_RESERVE
-    signed = state.apply_script(script(state, AdminOp.COMPLETE_PENDING, struct.pack(">II", 1, 1_234)))
+    old = script(state, AdminOp.COMPLETE_PENDING, struct.pack(">II", 1, 1_234))     # no SAM id: refused
+    assert refusal(state.apply_script, old) is Refusal.WRONG_DATA
+    signed = state.apply_script(script(state, AdminOp.COMPLETE_PENDING,
+                                       struct.pack(">II8s", 1, 1_234, SAM_A)))
     assert signed is not None
     record = opened(signed)
     assert (record.kind, record.amount, record.counter, state.stored.counter) == (Kind.RECOVERED, 1_234, 1, 2)
+
+
+def test_an_issuer_completion_naming_another_sam_is_refused() -> None:
+    """Security review, issue 18: a figure advised by a terminal other than the reserving one never
+    completes the reservation, however well MACed; nothing changes on the card."""
+    state = ready(new_state())
+    state.reserve(ask(amount=5_000))
+    state.begin_session(SAM_B, T0 + 60)
+    before = state.stored
+    foreign = script(state, AdminOp.COMPLETE_PENDING, struct.pack(">II8s", 1, 10, SAM_B))
+    assert refusal(state.apply_script, foreign) is Refusal.TOO_EARLY
+    assert state.stored == before and state.stored.pending is not None
 
 
 def test_init_load_is_macd_under_the_auth_key() -> None:

@@ -32,7 +32,7 @@ GRACE_SECONDS = 30 * 60           # another terminal may debit a left reserve in
 _U32 = 2**32 - 1
 _ADMIN = struct.Struct(">BBB8sIBB")
 _LIMITS = struct.Struct(">BII")
-_COMPLETION = struct.Struct(">II")
+_COMPLETION = struct.Struct(">II8s")     # pending counter, final amount, the reserving SAM
 
 
 class Cmd(enum.StrEnum):
@@ -385,7 +385,9 @@ class PurseState:
             w = dataclasses.replace(s.wallets[number], day_limit=day_limit, month_limit=month_limit)
             return dataclasses.replace(s, wallets=s.wallets[:number] + (w,) + s.wallets[number + 1:]), None
         if op == AdminOp.COMPLETE_PENDING and len(payload) == _COMPLETION.size:
-            counter, final = _COMPLETION.unpack(payload)
-            self._pending_at(counter)
+            counter, final, sam_id = _COMPLETION.unpack(payload)
+            slot = self._pending_at(counter)
+            _refuse(sam_id != slot.sam_id, Refusal.TOO_EARLY)      # only the reserving SAM's figure
+            _refuse(final > slot.reserved, Refusal.ABOVE_RESERVE)
             return self._debit(s, final, Kind.RECOVERED, now)
         raise PurseRefused(Refusal.WRONG_DATA)

@@ -33,9 +33,9 @@ def purse_records(a: Ask) -> dict[str, Any]:
     if doc["items"]:
         ack = answers.on_records(a.s, _issuer(a), {**doc, "kind": "purse_records"}, now=a.now)
         result = {k: ack[k] for k in result}
-    for advice in doc.get("advices", []):
+    for advice in doc.get("advices", []):       # recorded for the terminal's active SAM (or refused)
         record_advice(a.s, bytes.fromhex(advice["purse_id"]), advice["counter"], advice["amount"],
-                      terminal=a.device.id, now=a.now)
+                      terminal=a.device.id, now=a.now, sam_id=bytes.fromhex(doc["sam_id"]))
     return result
 
 

@@ -23,7 +23,8 @@ __all__ = ["FLAGS", "PurseError", "chip_wallet", "flag", "flags", "purse_by_id",
 # every flag the registry raises, in the order of its checks (docs/chip-wallet-registry.md)
 FLAGS = ("malformed", "bad_signature", "retired_key", "unknown_purse", "replay", "counter_gap",
          "unknown_wallet", "unit_mismatch", "balance_mismatch", "stop_listed_offline", "unknown_load",
-         "load_after_reversal", "sam_unknown", "sam_mac_bad", "sam_seq_gap", "load_reversed")
+         "load_after_reversal", "sam_unknown", "sam_mac_bad", "sam_seq_gap", "load_reversed",
+         "foreign_advice", "advice_conflict")
 UNITS = {"money": Unit.MONEY, "volume": Unit.VOLUME}
 
 

@@ -3,7 +3,8 @@ incremental purchase"; docs/chip-wallet-registry.md "Refunds").
 
 A card pulled mid-purchase and completed offline at another terminal after the grace time is debited the
 whole reserve (a RECOVERED record). When the registry also holds the first terminal's advice of what the
-pump delivered (scripts.record_advice) and it is less, the difference is owed to the card: a refund row
+pump delivered (scripts.record_advice) from the SAM that reserved (the recovered record's terminal field;
+another SAM's figure is never a basis) and it is less, the difference is owed to the card: a refund row
 (PurseScript op "refund"), paid as a load the issuer MACs at the card's next online contact. The refund
 grant is booked on the shadow at once (a "refund" movement, no source wallet: the value is what the
 recovered debit took too much) and settles as any grant (registry.purse.records.settle_by_records): its LOAD
@@ -53,19 +54,22 @@ def owed(s: Session, purse: ChipPurse, *, now: dt.datetime) -> list[PurseScript]
     """Open refunds of the purse, after making those that recovered records and advices now show."""
     have = set(s.scalars(select(PurseScript.pending_counter).where(PurseScript.purse_id == purse.id,
                                                                    PurseScript.op == "refund")))
-    for advice in s.scalars(select(PurseScript).where(PurseScript.purse_id == purse.id,
-                                                      PurseScript.op == "complete_pending")):
-        if advice.pending_counter is None or advice.pending_counter in have:
+    advices = select(PurseScript).where(PurseScript.purse_id == purse.id,
+                                        PurseScript.op.in_(("complete_pending", "advice")))
+    for advice in s.scalars(advices.order_by(PurseScript.id)):
+        if advice.pending_counter is None or advice.pending_counter in have or advice.sam_id is None:
             continue
         record = s.scalars(select(PurseRecord).where(
             PurseRecord.counted_key == f"{purse.purse_id}:{advice.pending_counter}")).first()
-        _, figure = struct.unpack(">II", bytes.fromhex(advice.payload))
+        _, figure, _ = struct.unpack(">II8s", bytes.fromhex(advice.payload))
+        # only the reserving SAM's figure (the recovered record's terminal field) is a refund's basis
         if record is None or record.kind != Kind.RECOVERED or record.amount is None \
-                or record.wallet is None or record.amount <= figure:
+                or record.wallet is None or record.terminal != advice.sam_id or record.amount <= figure:
             continue
         s.add(PurseScript(purse_id=purse.id, op="refund", pending_counter=advice.pending_counter,
                           payload=struct.pack(">BI", record.wallet, record.amount - figure).hex(),
                           status="open", actor="registry", requested_at=now))
+        have.add(advice.pending_counter)
     s.flush()
     return list(s.scalars(select(PurseScript).where(PurseScript.purse_id == purse.id,
                                                     PurseScript.op == "refund", PurseScript.status == "open")

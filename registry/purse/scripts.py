@@ -8,8 +8,9 @@ card has, the next for one more (the card advances its counter as it applies eac
 - BLOCK when the registry card is blocked, lost, stolen or otherwise on the stop-list and the chip is not
   known to be blocked; UNBLOCK when the card is active again and the chip is blocked;
 - RESET_PIN_TRIES and SET_LIMITS an operator asked for (request_script);
-- COMPLETE_PENDING for a reservation another terminal left open, when the registry holds the first
-  terminal's advice of the pump's figure (record_advice) and no record of that counter has counted yet.
+- COMPLETE_PENDING for a reservation another terminal left open, when the registry holds the reserving
+  terminal's advice of the pump's figure (record_advice: its payload names the advising SAM, and the card
+  refuses it unless that SAM reserved) and no record of that counter has counted yet.
 
 A script stays open until the terminal reports it applied (script_applied); issued again at the next
 contact it names the new counter, so an old MAC is good for nothing. Nothing commits here.
@@ -18,6 +19,7 @@ contact it names the new counter, so an old MAC is good for nothing. Nothing com
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import struct
 from dataclasses import dataclass
 
@@ -29,12 +31,14 @@ from registry.fleet import ledger
 from registry.fleet.cards import STOP_LIST
 from registry.models import Card
 from registry.purse.issuer import IssuerKeys
-from registry.purse.purses import PurseError, purse_by_id
+from registry.purse.purses import PurseError, flag, purse_by_id
 from registry.purse.records import settle_by_records
-from registry.purse_models import ChipPurse, PurseRecord, PurseScript
+from registry.purse_models import ChipPurse, PurseRecord, PurseSam, PurseScript
 
-__all__ = ["OPS", "Script", "limits_payload", "record_advice", "request_script", "script_applied",
-           "scripts_for"]
+__all__ = ["OPS", "Script", "advising_sam", "completion_payload", "limits_payload", "record_advice",
+           "request_script", "reserving_sam", "script_applied", "scripts_for"]
+
+log = logging.getLogger(__name__)
 
 OPS = {"block": AdminOp.BLOCK, "unblock": AdminOp.UNBLOCK, "reset_pin_tries": AdminOp.RESET_PIN_TRIES,
        "set_limits": AdminOp.SET_LIMITS, "complete_pending": AdminOp.COMPLETE_PENDING}
@@ -82,21 +86,63 @@ def request_script(s: Session, purse_id: bytes, op: str, *, actor: str, now: dt.
     return row
 
 
+def completion_payload(pending_counter: int, amount: int, sam_id: bytes) -> bytes:
+    """COMPLETE_PENDING: pending counter (4), final amount (4), the reserving SAM's id (8); the card refuses
+    it unless that SAM made its pending reservation and the amount is within the reserve."""
+    return struct.pack(">II8s", pending_counter, amount, sam_id)
+
+
+def advising_sam(s: Session, terminal: str, sam_id: bytes | None = None) -> PurseSam | None:
+    """The terminal's active SAM (the one named, when given): the SAM an advice from it is recorded for."""
+    query = select(PurseSam).where(PurseSam.terminal == terminal, PurseSam.status == "active")
+    if sam_id is not None:
+        query = query.where(PurseSam.sam_id == sam_id.hex())
+    return s.scalars(query.order_by(PurseSam.created_at.desc(), PurseSam.sam_id)).first()
+
+
+def reserving_sam(s: Session, purse: ChipPurse, counter: int) -> str | None:
+    """The SAM that reserved at `counter`, once a record of that counter has counted (its terminal field)."""
+    return s.scalars(select(PurseRecord.terminal).where(
+        PurseRecord.counted_key == f"{purse.purse_id}:{counter}")).first()
+
+
 def record_advice(s: Session, purse_id: bytes, pending_counter: int, amount: int, *, terminal: str,
-                  now: dt.datetime) -> PurseScript:
-    """The first terminal's advice of the pump's final figure for an open reservation: the issuer's
-    completion (COMPLETE_PENDING) goes to the card at its next online contact. Idempotent per counter."""
+                  now: dt.datetime, sam_id: bytes | None = None) -> PurseScript | None:
+    """A terminal's advice of the pump's final figure for a reservation left open on the card: recorded
+    with the SAM id of the advising terminal's active SAM, it becomes the issuer's completion
+    (COMPLETE_PENDING) at the card's next online contact. Idempotent per counter and SAM. An advice from a
+    terminal without an active SAM is refused (None; flagged foreign_advice). One completion per counter:
+    a later advice from another SAM is kept aside (op advice, flagged advice_conflict) for the refund, and
+    replaces the completion once a counted record shows its SAM reserved (registry.purse.refunds)."""
     purse = _purse(s, purse_id)
     if not 0 <= pending_counter <= _U32 or not 0 <= amount <= _U32:
         raise PurseError("a counter and an amount are 0..2**32-1")
-    found = s.scalars(select(PurseScript).where(PurseScript.purse_id == purse.id,
-                                                PurseScript.op == "complete_pending",
-                                                PurseScript.pending_counter == pending_counter)).first()
-    if found is not None:
-        return found
-    row = PurseScript(purse_id=purse.id, op="complete_pending", payload=struct.pack(">II", pending_counter,
-                      amount).hex(), pending_counter=pending_counter, status="open", actor=terminal[:64],
-                      requested_at=now)
+    sam = advising_sam(s, terminal, sam_id)
+    if sam is None:
+        flag(s, "foreign_advice", now=now, purse_id=purse.purse_id,
+             detail=f"counter {pending_counter}: terminal {terminal[:64]} has no active SAM")
+        log.warning("purse advice refused: no active SAM", extra={"alarm": "purse_foreign_advice",
+                                                                  "terminal": terminal[:64]})
+        s.flush()
+        return None
+    rows = list(s.scalars(select(PurseScript).where(
+        PurseScript.purse_id == purse.id, PurseScript.op.in_(("complete_pending", "advice")),
+        PurseScript.pending_counter == pending_counter).order_by(PurseScript.id)))
+    same = next((r for r in rows if r.sam_id == sam.sam_id), None)
+    held = next((r for r in rows if r.op == "complete_pending"), None)
+    if same is not None:
+        return same
+    row = PurseScript(purse_id=purse.id, op="complete_pending", payload=completion_payload(
+        pending_counter, amount, bytes.fromhex(sam.sam_id)).hex(), pending_counter=pending_counter,
+        sam_id=sam.sam_id, status="open", actor=terminal[:64], requested_at=now)
+    if held is not None:
+        if reserving_sam(s, purse, pending_counter) == sam.sam_id and held.status != "applied":
+            held.op, held.status = "advice", "cancelled"       # the reserving SAM's figure replaces it
+            s.flush()
+        else:
+            row.op, row.status = "advice", "held"
+            flag(s, "advice_conflict", now=now, purse_id=purse.purse_id,
+                 detail=f"counter {pending_counter}: SAMs {held.sam_id} and {sam.sam_id}")
     s.add(row)
     s.flush()
     return row
