@@ -20,9 +20,11 @@ from sqlalchemy.orm import Session
 
 from contracts import service_messages as sv
 from contracts.errors import HostUnavailable
+from contracts.purse_service import PURSE_OPS
 from firmware.programs.base import ChipCard
 from firmware.programs.purse.book import PurseBook
 from firmware.programs.purse.program import PurseProgram
+from firmware.programs.purse.service import PENDING_FIELD
 from firmware.sale.journal import Journal
 from firmware.sale.runner import SaleRunner
 from firmware.sale.world import SaleTimeouts, SaleWorld
@@ -39,7 +41,7 @@ from registry.models import Station as StationRow
 from registry.purse.enrol import WalletSpec, card_wallets, new_purse_id, personalise_card
 from registry.purse.issuer import IssuerKeys
 from registry.purse.topups import order_topup
-from registry.purse_models import ChipPurse, PurseLoad, PurseRecord
+from registry.purse_models import ChipPurse, PurseFlag, PurseLoad, PurseRecord
 from registry.service_desk import answer
 from tests.sale_fakes import CANCEL, FakeClock, FakePumps, ListPrinter, ScriptedCardholder
 
@@ -89,8 +91,12 @@ class DeskService:
         result: dict[str, Any] = got["result"]
         return result
 
-    def contact(self, purse_id: bytes, counter: int, *, blocked: bool) -> Mapping[str, Any]:
-        return self.ask("purse_contact", {"purse_id": purse_id.hex(), "counter": counter, "blocked": blocked})
+    def contact(self, purse_id: bytes, counter: int, *, blocked: bool,
+                pending: int | None = None) -> Mapping[str, Any]:
+        fields: dict[str, Any] = {"purse_id": purse_id.hex(), "counter": counter, "blocked": blocked}
+        if pending is not None and PENDING_FIELD in PURSE_OPS["purse_contact"]:
+            fields[PENDING_FIELD] = pending          # as firmware.programs.purse.service sends it
+        return self.ask("purse_contact", fields)
 
     def load(self, fields: Mapping[str, Any]) -> Mapping[str, Any]:
         return self.ask("purse_load", fields)
@@ -247,6 +253,8 @@ class World:
                 Movement.wallet_id == self.chip, Movement.kind == "chip_sale"))
             refunds = s.scalar(select(func.coalesce(func.sum(Movement.amount), 0)).where(
                 Movement.wallet_id == self.chip, Movement.kind == "refund"))
-            return {"unsound": ledger.check(s), "counted": [(r.counter, r.kind, r.amount) for r in counted],
+            flags = sorted({f.flag for f in s.scalars(select(PurseFlag))})
+            return {"unsound": ledger.check(s), "flags": flags,
+                    "counted": [(r.counter, r.kind, r.amount) for r in counted],
                     "loads": {(ld.counter, ld.status, ld.amount) for ld in loads},
                     "chip_sales": int(chip_sales or 0), "refunds": int(refunds or 0)}

@@ -88,7 +88,7 @@ class Run:
             item = w.service.sent[step[1] % len(w.service.sent)]
             assert w.forward_raw([item])["counted"] == 0, f"a record counted twice: {item}"
         elif name == "replay_log":
-            w.forward_raw([{"record": s.hex()} for s in w.card.purse.state.stored.log])
+            w.forward_raw([{"record": s.hex()} for s in reversed(w.card.purse.state.stored.log)])
         elif name == "forge" and self.card_records:
             signed = bytearray(self.card_records[max(self.card_records)][2])
             signed[step[1]] ^= step[2]
@@ -108,6 +108,8 @@ class Run:
         facts = w.registry_facts()
         why = self.picture(facts)
         assert facts["unsound"] == [], why
+        if not any(s[0] in ("forge", "replay_sent", "replay_log") for s in self.done):
+            assert facts["flags"] == [], "genuine traffic flagged: " + why
         counters = [c for c, _, _ in facts["counted"]]
         assert len(counters) == len(set(counters)), "a (purse, counter) counted twice: " + why
         counted = set(counters)
