@@ -44,6 +44,7 @@ from registry.fleet.cards import IssuedCard, issue_card
 from registry.keys import RegistryKeys
 from registry.models import Account, Card, Customer, Movement, Product, Wallet
 from registry.prepaid_bonus import KINDS, best_bonus, offers_on
+from registry.purse_models import chip_shadows
 
 __all__ = ["KINDS", "Credit", "CreditView", "Issued", "PrepaidError", "Refunded", "Split", "Topped",
            "account_for", "credits", "issue", "refund", "reverse_topup", "split", "topup"]
@@ -265,7 +266,9 @@ def refund(s: Session, *, key: str, actor: str, reason: str, now: dt.datetime, c
     if account.kind != "prepaid":
         raise PrepaidError("gift card balances are not refundable", account=account.id)
     account = ledger.lock_account(s, account.id)
-    wallets = list(s.scalars(select(Wallet).where(Wallet.account_id == account.id).order_by(Wallet.id)))
+    wallets = list(s.scalars(select(Wallet).where(Wallet.account_id == account.id,    # a chip wallet's
+                                                  Wallet.id.not_in(chip_shadows()))   # value is on the card
+                             .order_by(Wallet.id)))
     keys = {w.id: f"refund:{key}:{w.id}" for w in wallets}
     booked = list(s.scalars(select(Movement).where(Movement.key.in_(keys.values())).order_by(Movement.id)))
     if booked:

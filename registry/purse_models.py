@@ -11,13 +11,25 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Select,
+    String,
+    UniqueConstraint,
+    select,
+    text,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from registry.modelbase import Base
 
 __all__ = ["ChipPurse", "ChipWallet", "IssuerKey", "PurseFlag", "PurseLoad", "PurseRecord", "PurseSam",
-           "PurseScript"]
+           "PurseScript", "chip_shadows", "is_chip_shadow"]
 
 
 class IssuerKey(Base):
@@ -61,6 +73,18 @@ class ChipWallet(Base):
     purse_id: Mapped[int] = mapped_column(ForeignKey("chip_purses.id"))
     number: Mapped[int] = mapped_column(Integer)
     wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id"), unique=True)
+
+
+def chip_shadows() -> Select[tuple[int]]:
+    """The ids of the wallets that shadow a chip wallet: a filter for everything that spends or moves a
+    registry wallet (online authorization, offline sales, transfers, refunds), which must leave them alone:
+    a shadow's value is on the chip, and only the card's records and the issuer's loads move it."""
+    return select(ChipWallet.wallet_id)
+
+
+def is_chip_shadow(s: Session, wallet_id: int | None) -> bool:
+    return wallet_id is not None and s.scalar(
+        select(ChipWallet.id).where(ChipWallet.wallet_id == wallet_id)) is not None
 
 
 class PurseRecord(Base):
@@ -148,6 +172,9 @@ class PurseSam(Base):
     created_at: Mapped[dt.datetime]
 
 
+PENDING_ONCE = "op IN ('complete_pending', 'refund') AND pending_counter IS NOT NULL"
+
+
 class PurseScript(Base):
     """An issuer script an operator (or the registry) asked for: op block, unblock, reset_pin_tries,
     set_limits or complete_pending, its payload (hex), open until the terminal reports it applied (or it is
@@ -157,7 +184,10 @@ class PurseScript(Base):
     issued_counter: the card counter the last issued MAC named (the card uses issued_counter + 1)."""
 
     __tablename__ = "purse_scripts"
-    __table_args__ = (Index("ix_purse_scripts_purse_status", "purse_id", "status"),)
+    __table_args__ = (Index("ix_purse_scripts_purse_status", "purse_id", "status"),
+                      # one completion and one refund per reservation, whatever two sessions race to do
+                      Index("ux_purse_scripts_pending", "purse_id", "op", "pending_counter", unique=True,
+                            sqlite_where=text(PENDING_ONCE), postgresql_where=text(PENDING_ONCE)))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     purse_id: Mapped[int] = mapped_column(ForeignKey("chip_purses.id"))
     op: Mapped[str] = mapped_column(String(24))

@@ -19,16 +19,20 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from test_purse_ingest import NOW, World
+from test_purse_ingest import NOW, START, World
 from test_purse_issuer import check_r0011_up_and_down
 
+from contracts.purse_records import Kind
 from registry.db import open_database
 from registry.fleet import ledger
 from registry.keys import RegistryKeys
 from registry.models import Movement
 from registry.purse.loads import authorize_load
+from registry.purse.purses import purse_by_id
 from registry.purse.records import Item, ingest
-from registry.purse_models import PurseLoad, PurseRecord
+from registry.purse.refunds import refunds_for
+from registry.purse.scripts import record_advice
+from registry.purse_models import PurseLoad, PurseRecord, PurseScript
 
 pytestmark = [pytest.mark.system]
 
@@ -106,6 +110,24 @@ def test_two_authorizations_of_one_load_id_book_once(sessions: sessionmaker[Sess
                         .where(Movement.key.like(f"purse-load:{request.load_id.hex()}%"))) == 2
         assert ledger.check(s) == []
     assert w.balance(w.chip0) == w.card.balances[0] + 1500
+
+
+def test_two_advices_and_two_contacts_at_once_make_one_completion_and_one_refund(
+        sessions: sessionmaker[Session]) -> None:
+    """Security review, issue 18: a refund paid twice by a race (the unique index on purse_scripts, the
+    account's lock in record_advice)."""
+    w = world(sessions)
+    at_once(sessions, lambda s: record_advice(s, w.purse_id, 1, 3200, terminal="T-0001", now=NOW))
+    w.ingest(w.card.purchase(0, 5000, kind=Kind.RECOVERED))
+    refunds = at_once(sessions, lambda s: refunds_for(s, w.issuer, w.purse_id, 1, now=NOW))
+    assert refunds[0] == refunds[1] and [r.amount for r in refunds[0]] == [1800]
+    with sessions() as s:
+        purse = purse_by_id(s, w.purse_id)
+        assert purse is not None
+        assert sorted(s.scalars(select(PurseScript.op).where(PurseScript.purse_id == purse.id))) == [
+            "complete_pending", "refund"]
+        assert ledger.check(s) == []
+    assert w.balance(w.chip0) == START[0] - 3200
 
 
 def test_r0011_upgrades_and_downgrades_on_postgresql(pg_url: str) -> None:

@@ -5,14 +5,26 @@ SQLite registry (test_purse_ingest.World: one account, a card's purse with chip 
 from __future__ import annotations
 
 import struct
+import uuid
+from pathlib import Path
 
+import pytest
 import test_purse_ingest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from test_fleet_authorize import CARD, Fleet, base_seed, litres_wallet
+from test_fleet_authorize import NOW as FLEET_NOW
 from test_purse_ingest import NOW, SAM, START, World
 
+from contracts.errors import ConfigError
 from contracts.purse_keys import AdminOp
 from contracts.purse_records import Kind
-from registry.purse.purses import purse_by_id, register_sam
+from registry.fleet import ledger
+from registry.fleet.admin import transfer
+from registry.models import Account, AuthAllowance, Card, Wallet
+from registry.prepaid import refund
+from registry.purse.enrol import WalletSpec, card_wallets
+from registry.purse.purses import PurseError, purse_by_id, register_purse, register_sam
 from registry.purse.refunds import Refund, refunds_for
 from registry.purse.scripts import record_advice, scripts_for
 from registry.purse_models import PurseScript
@@ -92,3 +104,93 @@ def test_a_later_foreign_advice_is_kept_aside_and_changes_nothing(world: World) 
     assert advise(world, 1, 0, terminal="T-0002") is not None        # again: the same row, nothing new
     assert len(rows(world)) == 3
     world.sound()
+
+
+# -- 2. double spend through the shadow wallet -----------------------------------------------------------
+
+def shadowed_fleet(tmp_path: Path) -> Fleet:
+    """The fleet seed with litres wallet 1 (the shadow of chip wallet 0 of the card's purse) and wallet 2."""
+    doc = base_seed()
+    doc["wallets"] = [litres_wallet(1), litres_wallet(2, topup=1_000)]
+    fleet = Fleet(tmp_path, doc)
+    with fleet.sessions() as s:
+        register_purse(s, fleet.card().id, bytes.fromhex("7077000000000042"), {0: 1}, now=FLEET_NOW)
+        s.commit()
+    return fleet
+
+
+def test_a_shadow_wallet_pays_no_online_authorization_nor_offline_sale(tmp_path: Path) -> None:
+    fleet = shadowed_fleet(tmp_path)
+    answer = fleet.approved()
+    assert fleet.all(AuthAllowance, AuthAllowance.auth_id == answer.auth_id)
+    assert {a.wallet_id for a in fleet.all(AuthAllowance, AuthAllowance.auth_id == answer.auth_id)} == {2}
+    assert fleet.available(1) == 100_000                            # nothing held on the shadow
+    fleet.record(fleet.offline_doc(CARD, 2000))
+    assert fleet.balance(1) == 100_000 and fleet.balance(2) == 1_000 - 2000
+
+
+def test_a_card_whose_only_wallet_is_a_shadow_is_declined_online(tmp_path: Path) -> None:
+    doc = base_seed()
+    doc["wallets"] = [litres_wallet(1)]
+    fleet = Fleet(tmp_path, doc)
+    with fleet.sessions() as s:
+        register_purse(s, fleet.card().id, bytes.fromhex("7077000000000043"), {0: 1}, now=FLEET_NOW)
+        s.commit()
+    assert not fleet.auth().approved and fleet.available(1) == 100_000
+
+
+def test_an_operator_cannot_transfer_into_or_out_of_a_shadow(world: World) -> None:
+    with world.sm() as s:
+        for source, target in ((world.chip0, world.funds), (world.funds, world.chip0)):
+            with pytest.raises(ConfigError):
+                transfer(s, source, target, 100, actor="ops", reason="move", now=NOW)
+    assert world.balance(world.chip0) == START[0]
+
+
+def test_a_prepaid_refund_leaves_a_shadow_alone(world: World) -> None:
+    with world.sm() as s:
+        account = s.get(Account, world.account_id)
+        chip = s.get(Wallet, world.chip0)
+        assert account is not None and chip is not None
+        account.kind = "prepaid"
+        ledger.post(s, chip, "topup", 4000, key="topup:before-the-chip", at=NOW, actor="test")
+        done = refund(s, key="r1", actor="ops", reason="closing", now=NOW, account_id=world.account_id)
+        s.commit()
+    assert world.chip0 not in {m.wallet_id for m in done.movements}
+    assert world.balance(world.chip0) == START[0] + 4000
+
+
+def test_a_wallet_a_card_is_issued_on_cannot_be_personalised_as_a_shadow(world: World) -> None:
+    with world.sm() as s:
+        card = s.get(Card, world.card_id)
+        assert card is not None
+        other = Card(token=uuid.uuid4().hex, masked="707700******0027", account_id=world.account_id,
+                     expiry="2912", pin_verifier="", status="active", status_changed_at=NOW,
+                     wallet_id=world.litres)
+        s.add(other)
+        s.flush()
+        with pytest.raises(PurseError):
+            card_wallets(s, card, [WalletSpec(number=1, wallet_id=world.litres)])
+        with pytest.raises(PurseError):                               # already a shadow
+            card_wallets(s, card, [WalletSpec(number=0, wallet_id=world.chip0)])
+
+
+# -- 3. a refund paid twice by a race ----------------------------------------------------------------------
+
+def test_the_database_holds_one_completion_and_one_refund_per_reservation(world: World) -> None:
+    for op in ("complete_pending", "refund"):
+        with world.sm() as s:
+            purse = purse_by_id(s, world.purse_id)
+            assert purse is not None
+            for _ in range(2):
+                s.add(PurseScript(purse_id=purse.id, op=op, payload="", pending_counter=7, status="open",
+                                  requested_at=NOW))
+            with pytest.raises(IntegrityError):
+                s.flush()
+    with world.sm() as s:                          # other SAMs' advices and operator scripts: any number
+        purse = purse_by_id(s, world.purse_id)
+        assert purse is not None
+        s.add_all([PurseScript(purse_id=purse.id, op=op, payload="", pending_counter=c, status="open",
+                               requested_at=NOW) for op, c in (("advice", 7), ("advice", 7),
+                                                                ("set_limits", None), ("set_limits", None))])
+        s.flush()

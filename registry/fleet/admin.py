@@ -33,6 +33,7 @@ from registry.models import (
     Vehicle,
     Wallet,
 )
+from registry.purse_models import is_chip_shadow
 
 __all__ = ["KINDS", "MODES", "PERIODS", "SCOPES", "UNITS", "WALLET_UNITS", "FleetError", "account_summary",
            "add_driver", "add_vehicle", "add_wallet", "add_window", "audit", "clear_limit", "clear_windows",
@@ -370,6 +371,9 @@ def transfer(s: Session, source_id: int, target_id: int, amount: int, *, actor: 
     if source_id == target_id:
         raise ConfigError("a transfer needs two different wallets", key="wallets")
     source, target = get(s, Wallet, source_id, "wallet"), get(s, Wallet, target_id, "wallet")
+    if is_chip_shadow(s, source_id) or is_chip_shadow(s, target_id):
+        raise ConfigError("a chip wallet's value is on the card: it moves only by the card's records and "
+                          "the issuer's loads", key="wallets")
     for account_id in sorted({source.account_id, target.account_id}):    # one order: no deadlock
         ledger.lock_account(s, account_id)
     s.refresh(source)

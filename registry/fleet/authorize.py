@@ -44,6 +44,7 @@ from registry.models import (
     Vehicle,
     Wallet,
 )
+from registry.purse_models import chip_shadows
 
 __all__ = ["AUTH_TTL", "MAX_FILL_CL", "authorize"]
 
@@ -234,7 +235,8 @@ def _allowances(s: Session, card: Card, account: Account, station: str, today: d
         raise ask.decline(DeclineReason.PUMP_UNKNOWN)
     # a card issued on one wallet (before fleet accounts, or so issued) spends only that one
     only = (Wallet.id == card.wallet_id) if card.wallet_id is not None else (Wallet.account_id == account.id)
-    wallets = {w.id: w for w in s.scalars(select(Wallet).where(only))}
+    # a chip wallet's shadow is spent on the chip only (issue 18): never online
+    wallets = {w.id: w for w in s.scalars(select(Wallet).where(only, Wallet.id.not_in(chip_shadows())))}
     views = [rules.WalletView(w.id, w.unit, ledger.available(s, w, ask.now), w.allowed_products, w.stations,
                               w.expires_on, w.priority, w.status) for w in wallets.values()]
     groups = tuple(s.scalars(select(StationGroupMember.group)

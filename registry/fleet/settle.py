@@ -35,6 +35,7 @@ from registry.models import (
     StationGroupMember,
     Wallet,
 )
+from registry.purse_models import chip_shadows, is_chip_shadow
 
 __all__ = ["OFFLINE", "Settled", "is_offline", "settle_offline", "settle_online"]
 
@@ -114,8 +115,9 @@ def _online_wallet(s: Session, sale: dict[str, Any], auth: Authorization, done: 
         log.warning("fleet sale beyond its allowance", extra={"alarm": "fleet_over_allowance",
                                                              "sale_id": sale["sale_id"]})
     wallet = s.get(Wallet, wallet_id)
-    if wallet is None:
+    if wallet is None or is_chip_shadow(s, wallet.id):     # a chip wallet's shadow: never by a sale
         done.problems.append("wallet_gone")
+        return None
     return wallet
 
 
@@ -157,7 +159,9 @@ def _card(s: Session, keys: RegistryKeys | None, sale: dict[str, Any], device: D
 
 def _offline_wallet(s: Session, account: Account, sale: dict[str, Any], now: dt.datetime,
                     done: Settled) -> Wallet | None:
-    wallets = {w.id: w for w in s.scalars(select(Wallet).where(Wallet.account_id == account.id))}
+    # a chip wallet's shadow is spent on the chip only (issue 18): an offline sale never debits it
+    wallets = {w.id: w for w in s.scalars(select(Wallet).where(Wallet.account_id == account.id,
+                                                               Wallet.id.not_in(chip_shadows())))}
     product = sale["product"] or ""
     row = s.execute(select(Product.code3, Product.group).where(Product.code == product)).first()
     code3, kind = (row[0], row[1]) if row is not None else (None, None)

@@ -33,7 +33,7 @@ from registry.models import Card, Device
 from registry.models import Wallet as LedgerWallet
 from registry.purse.issuer import IssuerKeys
 from registry.purse.purses import PurseError, purse_by_id, register_purse, register_sam, wallet_unit
-from registry.purse_models import ChipPurse, ChipWallet
+from registry.purse_models import ChipPurse, is_chip_shadow
 from registry.purse_models import PurseSam as SamRow
 from registry.service_desk_ask import Ask, Refused
 
@@ -264,8 +264,12 @@ def card_wallets(s: Session, card: Card, specs: Sequence[WalletSpec]) -> tuple[W
         if shadow is None or shadow.account_id != card.account_id or shadow.status != "active":
             raise PurseError("a chip wallet is shadowed by an active wallet of the card's account",
                              wallet=spec.wallet_id)
-        if s.scalar(select(ChipWallet.id).where(ChipWallet.wallet_id == shadow.id)) is not None:
+        if is_chip_shadow(s, shadow.id):
             raise PurseError("this wallet shadows another chip wallet already", wallet=shadow.id)
+        if s.scalar(select(Card.id).where(Card.wallet_id == shadow.id)) is not None:
+            # a card issued on this one wallet would spend the chip's value online too
+            raise PurseError("a card is issued on this wallet: it cannot shadow a chip wallet",
+                             wallet=shadow.id)
         if not 0 <= shadow.balance <= _U32:
             raise PurseError("a chip wallet opens at 0..2**32-1 (cents or centilitres)", wallet=shadow.id)
         expiry = spec.expiry or (int(shadow.expires_on.strftime("%Y%m%d")) if shadow.expires_on else end)

@@ -117,6 +117,9 @@ def record_advice(s: Session, purse_id: bytes, pending_counter: int, amount: int
     purse = _purse(s, purse_id)
     if not 0 <= pending_counter <= _U32 or not 0 <= amount <= _U32:
         raise PurseError("a counter and an amount are 0..2**32-1")
+    card = s.get(Card, purse.card_id)
+    if card is not None and card.account_id is not None:
+        ledger.lock_account(s, card.account_id)       # advices, records and refunds of a card take turns
     sam = advising_sam(s, terminal, sam_id)
     if sam is None:
         flag(s, "foreign_advice", now=now, purse_id=purse.purse_id,

@@ -124,6 +124,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index('ix_purse_scripts_purse_status', 'purse_scripts', ['purse_id', 'status'], unique=False)
+    once = sa.text("op IN ('complete_pending', 'refund') AND pending_counter IS NOT NULL")
+    op.create_index('ux_purse_scripts_pending', 'purse_scripts', ['purse_id', 'op', 'pending_counter'],
+                    unique=True, sqlite_where=once, postgresql_where=once)
     op.create_table('purse_loads',
     sa.Column('load_id', sa.String(length=32), nullable=False),
     sa.Column('purse_id', sa.Integer(), nullable=False),
@@ -157,6 +160,7 @@ def downgrade() -> None:
     op.drop_index('ix_purse_loads_status', table_name='purse_loads')
     op.drop_index('ix_purse_loads_purse_counter', table_name='purse_loads')
     op.drop_table('purse_loads')
+    op.drop_index('ux_purse_scripts_pending', table_name='purse_scripts')
     op.drop_index('ix_purse_scripts_purse_status', table_name='purse_scripts')
     op.drop_table('purse_scripts')
     op.drop_table('chip_wallets')
