@@ -45,8 +45,8 @@ from registry.purse_models import ChipPurse, PurseFlag, PurseLoad, PurseRecord
 from registry.service_desk import answer
 from tests.sale_fakes import CANCEL, FakeClock, FakePumps, ListPrinter, ScriptedCardholder
 
-TERMINAL, STATION_ID = "T-0001", "ST-001"
-SAM_ID = bytes.fromhex("5A4D000000000001")
+STATION_ID = "ST-001"
+TERMINALS = (("T-0001", bytes.fromhex("5A4D000000000001")), ("T-0002", bytes.fromhex("5A4D000000000002")))
 PAN, PIN = "7077001234560019", "1234"
 PIN_BLOCK = bytes.fromhex("241234FFFFFFFFFF")     # ISO 9564 format 2, as the PIN pad gives an offline PIN
 LITRES = 20_000           # cl on the account's own volume wallet
@@ -57,7 +57,7 @@ STATION = Station("Test", prices=(NozzlePrice(1, 1, "diesel", "Diesel", 1659),),
 
 
 class Template:
-    """A migrated registry file with its keys, the issuer's CA, a station and an active terminal."""
+    """A migrated registry file with its keys, the issuer's CA, a station and its two active terminals."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / "template.db"
@@ -66,7 +66,8 @@ class Template:
         with sm() as s:
             s.add(StationRow(id=STATION_ID, name="Main street"))
             s.flush()
-            s.add(Device(id=TERMINAL, station_id=STATION_ID, pin_key_hex="00" * 16, status="active"))
+            s.add_all([Device(id=name, station_id=STATION_ID, pin_key_hex="00" * 16, status="active")
+                       for name, _ in TERMINALS])
             IssuerKeys.load(s, self.keys, now=dt.datetime(2025, 1, 1))
             s.commit()
         engine.dispose()
@@ -75,13 +76,13 @@ class Template:
 class DeskService:
     """firmware.programs.purse.service.PurseService answered by the registry's service desk in process."""
 
-    def __init__(self, world: World) -> None:
-        self.world = world
+    def __init__(self, world: World, terminal: str) -> None:
+        self.world, self.terminal = world, terminal
         self.online = True
         self.sent: list[dict[str, Any]] = []          # every record item the registry acknowledged
 
     def ask(self, op: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-        req = sv.decode_request(sv.encode_request({"request_id": str(uuid.uuid4()), "terminal": TERMINAL,
+        req = sv.decode_request(sv.encode_request({"request_id": str(uuid.uuid4()), "terminal": self.terminal,
                                                    "station": STATION_ID, "op": op, **fields}))
         with self.world.sm() as s:
             doc = answer(s, self.world.keys, req, self.world.now())
@@ -127,9 +128,51 @@ class Slot:
         return answer_
 
 
+class Terminal:
+    """One terminal of the station: its journal, its SAM (fitted by the registry), its purse program."""
+
+    def __init__(self, world: World, name: str, sam_id: bytes, folder: Path) -> None:
+        self.world, self.name, self.sam_id = world, name, sam_id
+        self.service = DeskService(world, name)
+        self.journal = Journal(folder / f"{name}.db")
+        self.book = PurseBook(self.journal)
+        sam = PurseSam(sam_id)
+        fit_sam(sam.apdu, lambda fields: self.service.ask("sam_enrol", fields), now=int(world.clock.time()))
+        self.program = PurseProgram(Slot(sam), self.book, most_cents=15_000, most_cl=MOST_CL,
+                                    service=self.service)
+
+    def serve(self, *, flow: int = 0) -> str | None:
+        """The card inserted: with flow > 0 a purchase of up to `flow` cl, else the cardholder cancels at
+        the PIN (an insertion that only brings the card up to date). The sale id, if one began."""
+        clock = self.world.clock
+        clock.advance(60)
+        pumps = FakePumps(clock)
+        script: dict[str, list[Any]] = {"offline_pin": [CANCEL]}
+        if flow > 0:
+            pumps.customer("lift", ("flow", flow), "hang_up")
+            script = {"offline_pin": [bytearray(PIN_BLOCK)], "pump": [1]}
+        port = ScriptedCardholder(**script)
+        world = SaleWorld(terminal=self.name, station_id=STATION_ID, pump_numbers=(1,),
+                          programs=[self.program], port=port, display=port, pumps=pumps,
+                          printer=ListPrinter(), journal=self.journal,
+                          station=lambda: STATION, token_key=b"k" * 32, spawn=lambda name, work: work(),
+                          clock=clock, timeouts=SaleTimeouts(nozzle_lift=60.0, filling=600.0,
+                                                             pump_offline=30.0))
+        sale_id: str | None = SaleRunner(world).serve(ChipCard(Slot(self.world.card), b"\x3b"))
+        return sale_id
+
+    def forward_raw(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Records straight to the registry as this terminal's purse_records request."""
+        return self.service.ask("purse_records", {"sam_id": self.sam_id.hex(), "items": items})
+
+    def dispensed(self) -> int:
+        """What this terminal's pump delivered, by its journal."""
+        return sum(r.volume_cl or 0 for r in self.journal.all_sales())
+
+
 class World:
     """The registry (a copy of the template), one account with a litres wallet and a chip wallet's shadow,
-    the card the bureau made for it, and the terminal with its SAM fitted by the registry."""
+    the card the bureau made for it, and the station's two terminals."""
 
     def __init__(self, template: Template, folder: Path) -> None:
         db = folder / "registry.db"
@@ -137,22 +180,16 @@ class World:
         self.engine, self.sm = open_database(f"sqlite:///{db}")
         self.keys = template.keys
         self.clock = FakeClock()
-        self.service = DeskService(self)
         with self.sm() as s:
             self._account(s)
             self.card = self._bureau(s)
             s.commit()
-        self.journal = Journal(folder / "terminal.db")
-        self.book = PurseBook(self.journal)
-        sam = PurseSam(SAM_ID)
-        fit_sam(sam.apdu, lambda fields: self.service.ask("sam_enrol", fields), now=int(self.clock.time()))
-        self.sam = Slot(sam)
-        self.program = PurseProgram(self.sam, self.book, most_cents=15_000, most_cl=MOST_CL,
-                                    service=self.service)
+        self.terminals = [Terminal(self, name, sam_id, folder) for name, sam_id in TERMINALS]
         self.start_total = self.total()
 
     def close(self) -> None:
-        self.journal.close()
+        for terminal in self.terminals:
+            terminal.journal.close()
         self.engine.dispose()
 
     def now(self) -> dt.datetime:
@@ -195,34 +232,10 @@ class World:
         return personalize(FleetCard(PAN, "2912", "ACME HAULAGE"), purse_id=self.purse_id, keys=keys,
                            pin=PIN, wallets=opening, ca_public_key=issuer.ca_public_key(), certify=certify)
 
-    # -- the terminal -------------------------------------------------------------------------------------
-    def serve(self, *, flow: int = 0) -> str | None:
-        """The card inserted: with flow > 0 a purchase of up to `flow` cl, else the cardholder cancels at
-        the PIN (an insertion that only brings the card up to date). The sale id, if one began."""
-        self.clock.advance(60)
-        pumps = FakePumps(self.clock)
-        script: dict[str, list[Any]] = {"offline_pin": [CANCEL]}
-        if flow > 0:
-            pumps.customer("lift", ("flow", flow), "hang_up")
-            script = {"offline_pin": [bytearray(PIN_BLOCK)], "pump": [1]}
-        port = ScriptedCardholder(**script)
-        world = SaleWorld(terminal=TERMINAL, station_id=STATION_ID, pump_numbers=(1,),
-                          programs=[self.program], port=port, display=port, pumps=pumps,
-                          printer=ListPrinter(), journal=self.journal,
-                          station=lambda: STATION, token_key=b"k" * 32, spawn=lambda name, work: work(),
-                          clock=self.clock, timeouts=SaleTimeouts(nozzle_lift=60.0, filling=600.0,
-                                                                  pump_offline=30.0))
-        sale_id: str | None = SaleRunner(world).serve(ChipCard(Slot(self.card), b"\x3b"))
-        return sale_id
-
     def order(self, amount: int) -> None:
         with self.sm() as s:
             order_topup(s, self.purse_id, 0, amount, actor="test", now=self.now())
             s.commit()
-
-    def forward_raw(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        """Records straight to the registry as the terminal's purse_records request."""
-        return self.service.ask("purse_records", {"sam_id": SAM_ID.hex(), "items": items})
 
     # -- what each side holds -----------------------------------------------------------------------------
     def card_balance(self) -> int:
@@ -239,8 +252,8 @@ class World:
         return self.balance(self.litres) + self.balance(self.chip)
 
     def dispensed(self) -> int:
-        """What the pump delivered on this card, by the terminal's journal."""
-        return sum(r.volume_cl or 0 for r in self.journal.all_sales())
+        """What the pumps delivered on this card, by the terminals' journals."""
+        return sum(t.dispensed() for t in self.terminals)
 
     def registry_facts(self) -> dict[str, Any]:
         with self.sm() as s:
