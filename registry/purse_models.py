@@ -199,3 +199,4 @@ class PurseScript(Base):
     requested_at: Mapped[dt.datetime]
     issued_counter: Mapped[int | None] = mapped_column(BigInteger)
     issued_at: Mapped[dt.datetime | None]
+    issued_to: Mapped[str] = mapped_column(String(64), default="")         # the terminal it was issued to

@@ -41,8 +41,9 @@ def _device(s: Session) -> None:
         s.commit()
 
 
-def contact(w: World, blocked: bool = False) -> dict[str, Any]:
-    return ask(w, "purse_contact", purse_id=w.purse_id.hex(), counter=w.card.counter, blocked=blocked)
+def contact(w: World, blocked: bool = False, **pending: int) -> dict[str, Any]:
+    return ask(w, "purse_contact", purse_id=w.purse_id.hex(), counter=w.card.counter, blocked=blocked,
+               **pending)
 
 
 def test_an_ordered_top_up_is_offered_granted_and_confirmed_once(world: World) -> None:
@@ -78,12 +79,13 @@ def test_an_advice_becomes_the_issuers_completion_at_the_next_contact(world: Wor
     sale = str(uuid.uuid4())
     advice = {"purse_id": world.purse_id.hex(), "counter": 7, "amount": 1500, "sale_id": sale}
     assert ask(world, "purse_records", sam_id=SAM.hex(), items=[], advices=[advice])["ok"]
-    (script,) = contact(world)["result"]["scripts"]
+    assert contact(world)["result"]["scripts"] == []                     # no pending slot: no completion
+    (script,) = contact(world, pending=7)["result"]["scripts"]
     message = bytes.fromhex(script["message"])
     assert message[0] == 0x41 and message[-16:] == struct.pack(">II8s", 7, 1500, SAM)
     done = ask(world, "purse_applied", purse_id=world.purse_id.hex(), script_ids=[script["script_id"]])
     assert done["result"] == {"applied": 1}
-    assert contact(world)["result"]["scripts"] == []
+    assert contact(world, pending=7)["result"]["scripts"] == []
 
 
 def test_a_terminal_of_another_station_is_refused(world: World) -> None:

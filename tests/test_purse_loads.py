@@ -154,15 +154,20 @@ def test_an_unconfirmed_load_is_in_doubt_then_reversed_and_a_late_record_books_i
         assert settle_loads(s, now=NOW + dt.timedelta(minutes=20)) == (1, 0)
         s.commit()
     assert status(world, request.load_id) == "in_doubt"
+    with world.sm() as s:               # past the deadline, but nothing shows the MAC can no longer apply
+        assert settle_loads(s, now=LATER) == (0, 0)
+        s.commit()
+    assert status(world, request.load_id) == "in_doubt" and world.balance(world.chip1) == START[1] + 3000
+    late = world.card.apply_load(1, 3000)                              # the card did apply it after all
+    world.ingest(world.card.purchase(1, 100))                          # counter 2 came, counter 1 did not
     with world.sm() as s:
         assert settle_loads(s, now=LATER) == (0, 1)
         s.commit()
     assert status(world, request.load_id) == "reversed"
-    assert world.balance(world.chip1) == START[1]
-    late = world.card.apply_load(1, 3000)                              # the card did apply it after all
+    assert world.balance(world.chip1) == START[1] - 100
     assert world.ingest(late)["load_after_reversal"] == 1
     assert status(world, request.load_id) == "confirmed"
-    assert world.balance(world.chip1) == world.card.balances[1] == START[1] + 3000
+    assert world.balance(world.chip1) == world.card.balances[1] == START[1] + 3000 - 100
     assert world.balance(world.litres) == 50_000 - START[1] - 3000
     world.sound()
 
@@ -177,7 +182,7 @@ def check_script(w: World, script_counter: int, message: bytes, tag: bytes) -> b
     return verify_mac(key, message, tag) and struct.unpack(">I", message[11:15])[0] == script_counter
 
 
-def contact(w: World, counter: int, **kw: bool) -> list[tuple[AdminOp, int, int]]:
+def contact(w: World, counter: int, **kw: bool | int) -> list[tuple[AdminOp, int, int]]:
     with w.sm() as s:
         scripts = scripts_for(s, w.issuer, w.purse_id, counter, now=NOW, **kw)
         s.commit()
@@ -212,10 +217,11 @@ def test_operator_scripts_and_a_completion_each_name_their_own_counter(world: Wo
         request_script(s, world.purse_id, "reset_pin_tries", actor="ops", now=NOW)
         record_advice(s, world.purse_id, 8, 4200, terminal="T-0001", now=NOW)
         s.commit()
-    got = contact(world, 8)
+    assert [op for op, _, _ in contact(world, 8)] == [AdminOp.RESET_PIN_TRIES, AdminOp.SET_LIMITS]
+    got = contact(world, 8, pending=8)                                 # the card reports its open slot
     assert [(op, counter) for op, counter, _ in got] == [
-        (AdminOp.COMPLETE_PENDING, 8), (AdminOp.RESET_PIN_TRIES, 9), (AdminOp.SET_LIMITS, 10)]
-    for _, _, ident in got[1:]:
+        (AdminOp.RESET_PIN_TRIES, 8), (AdminOp.SET_LIMITS, 9), (AdminOp.COMPLETE_PENDING, 10)]
+    for _, _, ident in got[:2]:
         with world.sm() as s:
             assert script_applied(s, world.purse_id, ident, now=NOW)
             s.commit()
@@ -327,7 +333,8 @@ def test_the_payload_answers_round_trip(world: World) -> None:
         answers.on_advice(s, pm.decode(pm.encode(advice, pm.PURSE_ADVICE), pm.PURSE_ADVICE), now=NOW)
         ask = {"request_id": str(uuid.uuid4()), "terminal": "T-0001", "purse_id": world.purse_id.hex(),
                "counter": 9, "blocked": False}
-        got = pm.decode(pm.encode(answers.on_scripts_request(s, world.issuer, ask, now=NOW),
+        assert answers.on_scripts_request(s, world.issuer, ask, now=NOW)["scripts"] == []   # no slot told
+        got = pm.decode(pm.encode(answers.on_scripts_request(s, world.issuer, {**ask, "pending": 9}, now=NOW),
                                   pm.SCRIPTS_ANSWER), pm.SCRIPTS_ANSWER)
         [script] = got["scripts"]
         assert (script["op"], script["counter"]) == (int(AdminOp.COMPLETE_PENDING), 9)

@@ -24,9 +24,10 @@ from registry.fleet.admin import transfer
 from registry.models import Account, AuthAllowance, Card, Wallet
 from registry.prepaid import refund
 from registry.purse.enrol import WalletSpec, card_wallets
+from registry.purse.loads import authorize_load
 from registry.purse.purses import PurseError, purse_by_id, register_purse, register_sam
 from registry.purse.refunds import Refund, refunds_for
-from registry.purse.scripts import record_advice, scripts_for
+from registry.purse.scripts import record_advice, request_script, script_applied, scripts_for
 from registry.purse_models import PurseScript
 
 sm, world = test_purse_ingest.sm, test_purse_ingest.world      # fixtures: a fresh SQLite registry
@@ -72,7 +73,7 @@ def test_an_advice_from_a_terminal_without_an_active_sam_is_refused_and_flagged(
 def test_the_completion_names_the_advising_sam(world: World) -> None:
     advise(world, 4, 1500)
     with world.sm() as s:
-        [script] = scripts_for(s, world.issuer, world.purse_id, 5, now=NOW)
+        [script] = scripts_for(s, world.issuer, world.purse_id, 5, now=NOW, pending=4)
         s.commit()
     assert script.op is AdminOp.COMPLETE_PENDING
     assert script.message[-16:] == struct.pack(">II8s", 4, 1500, SAM)
@@ -194,3 +195,64 @@ def test_the_database_holds_one_completion_and_one_refund_per_reservation(world:
                                requested_at=NOW) for op, c in (("advice", 7), ("advice", 7),
                                                                 ("set_limits", None), ("set_limits", None))])
         s.flush()
+
+
+# -- 4. contact poisoning ---------------------------------------------------------------------------------
+
+def test_a_contacts_claims_move_neither_the_counter_nor_the_chip_status(world: World) -> None:
+    with world.sm() as s:
+        scripts_for(s, world.issuer, world.purse_id, 500, now=NOW, chip_blocked=True, terminal="T-0001")
+        s.commit()
+    with world.sm() as s:
+        purse = purse_by_id(s, world.purse_id)
+        assert purse is not None and (purse.last_counter, purse.chip_status) == (0, "active")
+    with world.sm() as s:                          # the genuine card at counter 0 still loads
+        answer = authorize_load(s, world.issuer, world.card.load_request(0, 1000), now=NOW)
+        s.commit()
+    assert answer.granted, answer.reason
+
+
+def test_only_the_terminal_a_script_was_issued_to_reports_it_applied(world: World) -> None:
+    with world.sm() as s:
+        request_script(s, world.purse_id, "reset_pin_tries", actor="ops", now=NOW)
+        [script] = scripts_for(s, world.issuer, world.purse_id, 3, now=NOW, terminal="T-0001")
+        s.commit()
+    for terminal, applied in (("T-0002", False), ("", False), ("T-0001", True), ("T-0001", False)):
+        with world.sm() as s:
+            assert script_applied(s, world.purse_id, script.script_id, now=NOW, terminal=terminal) is applied
+            s.commit()
+    with world.sm() as s:
+        purse = purse_by_id(s, world.purse_id)
+        assert purse is not None and purse.last_counter == 4
+
+
+# -- 5. stuck completion ----------------------------------------------------------------------------------
+
+def test_a_completion_goes_only_to_a_card_reporting_that_counter_pending(world: World) -> None:
+    advise(world, 4, 1500)
+
+    def ops(**kw: int) -> list[AdminOp]:
+        with world.sm() as s:
+            got = scripts_for(s, world.issuer, world.purse_id, 6, now=NOW, **kw)
+            s.commit()
+        return [x.op for x in got]
+
+    assert ops() == [] and ops(pending=5) == []          # no slot, or another one: never issued
+    assert ops(pending=4) == [AdminOp.COMPLETE_PENDING]
+    world.card.counter = 3
+    world.ingest(world.card.purchase(0, 1500, kind=Kind.RECOVERED))
+    assert ops(pending=4) == []                          # its record counted: closed
+    assert [r[3] for r in rows(world)] == ["cancelled"]
+
+
+# -- 6. a load reversed while its MAC is still good ---------------------------------------------------------
+
+def test_a_refund_asked_again_at_a_passed_counter_reuses_its_grant(world: World) -> None:
+    advise(world, 1, 3200)
+    world.ingest(world.card.purchase(0, 5000, kind=Kind.RECOVERED))
+    [first] = refunds(world, 1)
+    world.ingest(world.card.purchase(0, 100))            # counter 2: the refund at 1 was never applied
+    assert world.balance(world.chip0) == START[0] - 5100
+    [again] = refunds(world, 1)                          # a stale contact names counter 1 again
+    assert again == first and world.balance(world.chip0) == START[0] - 5100
+    world.sound()

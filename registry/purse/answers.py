@@ -55,9 +55,12 @@ def on_load_confirm(s: Session, issuer: IssuerKeys, doc: Mapping[str, Any], *, n
 
 def on_scripts_request(s: Session, issuer: IssuerKeys, doc: Mapping[str, Any], *,
                        now: dt.datetime) -> dict[str, Any]:
-    """SCRIPTS_REQUEST -> SCRIPTS_ANSWER: the scripts for this contact, in order, then the refund loads."""
+    """SCRIPTS_REQUEST -> SCRIPTS_ANSWER: the scripts for this contact, in order, then the refund loads.
+    A completion goes only to a card that reports its pending slot ("pending", the service desk's
+    purse_contact; a request without it reports none)."""
     purse = bytes.fromhex(doc["purse_id"])
-    scripts = scripts_for(s, issuer, purse, doc["counter"], now=now, chip_blocked=doc["blocked"])
+    scripts = scripts_for(s, issuer, purse, doc["counter"], now=now, chip_blocked=doc["blocked"],
+                          pending=doc.get("pending"), terminal=doc["terminal"])
     loads = refunds_for(s, issuer, purse, doc["counter"] + len(scripts), now=now)
     return {"request_id": doc["request_id"], "purse_id": doc["purse_id"],
             "scripts": [{"script_id": x.script_id, "op": int(x.op), "counter": x.counter,
@@ -68,9 +71,11 @@ def on_scripts_request(s: Session, issuer: IssuerKeys, doc: Mapping[str, Any], *
 
 
 def on_scripts_applied(s: Session, doc: Mapping[str, Any], *, now: dt.datetime) -> int:
-    """SCRIPTS_APPLIED: how many of the reported scripts were open ones of this purse."""
+    """SCRIPTS_APPLIED: how many of the reported scripts were open ones of this purse issued to this
+    terminal."""
     purse = bytes.fromhex(doc["purse_id"])
-    return sum(script_applied(s, purse, ident, now=now) for ident in doc["script_ids"])
+    return sum(script_applied(s, purse, ident, now=now, terminal=doc["terminal"])
+               for ident in doc["script_ids"])
 
 
 def on_advice(s: Session, doc: Mapping[str, Any], *, now: dt.datetime) -> None:

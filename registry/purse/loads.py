@@ -9,9 +9,10 @@ answers the load MAC (LOAD key) for that one counter. The same request again ret
 
 A grant is confirmed by the card's LOAD record (the counter after the grant's). One not confirmed within
 CONFIRM_WINDOW is in_doubt; the card's log settles it at its next contact (the record at the grant's
-counter + 1 is the load: confirmed; anything else: the card never applied it, reversed), or it is
-reversed after DEADLINE (settle_loads). A LOAD record for a grant already reversed books it again (the card
-has the value) and is flagged load_after_reversal.
+counter + 1 is the load: confirmed; anything else: the card never applied it, reversed), or, after
+DEADLINE, once a counted record later than the grant's counter shows its MAC can no longer apply
+(settle_loads; until then it stays in doubt, funds held). A LOAD record for a grant already reversed
+books it again (the card has the value) and is flagged load_after_reversal.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from registry.purse.issuer import IssuerKeys, PurseKeyMissing
 from registry.purse.purses import chip_wallet, purse_by_id, wallet_unit
 from registry.purse.records import IngestReport, Item, ingest, settle_by_records
 from registry.purse.topups import order_for
-from registry.purse_models import ChipPurse, ChipWallet, PurseLoad
+from registry.purse_models import ChipPurse, ChipWallet, PurseLoad, PurseRecord
 
 __all__ = ["CONFIRM_WINDOW", "DEADLINE", "LoadGrant", "LoadRequest", "authorize_load", "confirm_load",
            "settle_loads"]
@@ -187,10 +188,19 @@ def confirm_load(s: Session, issuer: IssuerKeys, load_id: bytes, record: bytes, 
     return (grant.status if grant is not None else "unknown"), report
 
 
+def _moved_past(s: Session, purse: ChipPurse | None, grant: PurseLoad) -> bool:
+    """Whether a counted record shows the card's counter past the grant's: its MAC can no longer apply."""
+    return purse is not None and s.scalars(select(PurseRecord.id).where(
+        PurseRecord.purse_id == purse.purse_id, PurseRecord.counted.is_(True),
+        PurseRecord.counter >= grant.counter + 1)).first() is not None
+
+
 def settle_loads(s: Session, *, now: dt.datetime, window: dt.timedelta = CONFIRM_WINDOW,
                  deadline: dt.timedelta = DEADLINE) -> tuple[int, int]:
-    """The sweep: grants unconfirmed past `window` become in_doubt, in_doubt ones past `deadline` are
-    reversed (the card's log can still bring a LOAD record: it books the load again). (in doubt, reversed)"""
+    """The sweep: grants unconfirmed past `window` become in_doubt; an in_doubt one past `deadline` is
+    reversed only once a counted record shows the card's counter past the grant's (its MAC can no longer
+    apply; the card's log can still bring a LOAD record: it books the load again). Until then it stays in
+    doubt, its funds held on the shadow: the MAC may still be applied. (in doubt, reversed)"""
     doubtful = reversed_ = 0
     for grant in s.scalars(select(PurseLoad).where(PurseLoad.status.in_(("authorized", "in_doubt")))
                            .order_by(PurseLoad.requested_at)):
@@ -199,7 +209,8 @@ def settle_loads(s: Session, *, now: dt.datetime, window: dt.timedelta = CONFIRM
             settle_by_records(s, purse, now=now)
         if grant.status == "authorized" and grant.requested_at + window <= now:
             grant.status, doubtful = "in_doubt", doubtful + 1
-        if grant.status == "in_doubt" and grant.requested_at + deadline <= now:
+        if grant.status == "in_doubt" and grant.requested_at + deadline <= now \
+                and _moved_past(s, purse, grant):
             reverse_grant(s, grant, now=now)
             reversed_ += 1
     s.flush()

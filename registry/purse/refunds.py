@@ -112,7 +112,9 @@ def refunds_for(s: Session, issuer: IssuerKeys, purse_id: bytes, counter: int, *
             continue
         unit, version = wallet_unit(wallet), purse.load_version
         load_id = _load_id(purse, row, at)
-        grant = live[0] if live else None
+        # the same refund at the same counter again (a contact naming a counter the card has passed): the
+        # grant already made, whatever its status (a reversed one the card applies after all is booked again)
+        grant = live[0] if live else s.get(PurseLoad, load_id.hex())
         if grant is None:
             message = load_message(purse_id, key_version=version, wallet=wallet_no, counter=at, amount=amount,
                                    unit=unit, load_id=load_id)

@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 
 OPS = {"block": AdminOp.BLOCK, "unblock": AdminOp.UNBLOCK, "reset_pin_tries": AdminOp.RESET_PIN_TRIES,
        "set_limits": AdminOp.SET_LIMITS, "complete_pending": AdminOp.COMPLETE_PENDING}
-_ORDER = ("block", "unblock", "complete_pending", "reset_pin_tries", "set_limits")
+# a completion, which the card may refuse (another SAM's figure), comes last: it holds back no other script
+_ORDER = ("block", "unblock", "reset_pin_tries", "set_limits", "complete_pending")
 _U32 = 2**32 - 1
 
 
@@ -160,32 +161,43 @@ def _open(s: Session, purse: ChipPurse, op: str, now: dt.datetime) -> None:
         s.flush()
 
 
-def _due(s: Session, purse: ChipPurse, card: Card, now: dt.datetime) -> list[PurseScript]:
+def _due(s: Session, purse: ChipPurse, card: Card, now: dt.datetime, chip: str,
+         pending: int | None) -> list[PurseScript]:
+    """The open scripts to issue now. chip: the chip's status for this contact (the terminal's reading
+    when it gave one, else the registry's); pending: the counter of the card's pending slot, if any."""
     stop = card.status in STOP_LIST
-    if stop and purse.chip_status != "blocked":
+    if stop and chip != "blocked":
         _open(s, purse, "block", now)
-    if card.status == "active" and purse.chip_status == "blocked":
+    if card.status == "active" and chip == "blocked":
         _open(s, purse, "unblock", now)
     due = []
     scripts = select(PurseScript).where(PurseScript.purse_id == purse.id, PurseScript.status == "open",
                                         PurseScript.op.in_(_ORDER)).order_by(PurseScript.id)
     for row in s.scalars(scripts):
-        stale = (row.op == "block" and (not stop or purse.chip_status == "blocked")) or (
-            row.op == "unblock" and (stop or purse.chip_status != "blocked"))
-        if row.op == "complete_pending" and s.scalars(select(PurseRecord.id).where(
-                PurseRecord.counted_key == f"{purse.purse_id}:{row.pending_counter}")).first() is not None:
-            stale = True                       # settled: the record of that counter has counted
+        stale = (row.op == "block" and not stop) or (row.op == "unblock" and stop)
+        # not needed by this chip now (the reading only holds a script back; it never closes one)
+        wait = (row.op == "block" and chip == "blocked") or (row.op == "unblock" and chip != "blocked")
+        if row.op == "complete_pending":
+            if s.scalars(select(PurseRecord.id).where(PurseRecord.counted_key == f"{purse.purse_id}:"
+                                                      f"{row.pending_counter}")).first() is not None:
+                stale = True                   # settled: the record of that counter has counted
+            wait = pending is None or pending != row.pending_counter   # only for the slot the card has
         if stale:
             row.status = "cancelled"
-        elif not stop or row.op in ("block", "complete_pending"):
+        elif not wait and (not stop or row.op in ("block", "complete_pending")):
             due.append(row)
     return sorted(due, key=lambda r: (_ORDER.index(r.op), r.id))
 
 
 def scripts_for(s: Session, issuer: IssuerKeys, purse_id: bytes, counter: int, *, now: dt.datetime,
-                chip_blocked: bool | None = None) -> list[Script]:
+                chip_blocked: bool | None = None, pending: int | None = None,
+                terminal: str = "") -> list[Script]:
     """The scripts for this contact, in the order to apply them (see the module docstring). counter: the
-    card's counter now; chip_blocked: the status the card showed, when the terminal read it."""
+    card's counter now; chip_blocked: the status the card showed, when the terminal read it; pending: the
+    counter of the card's pending slot (None: it has none). What the terminal says is not authenticated:
+    it chooses what to issue now and never moves the registry's counter or chip status (counted records,
+    an authenticated INITIALIZE LOAD and scripts reported applied do). terminal: the terminal asking,
+    stored on each script issued (only it reports the script applied)."""
     purse = purse_by_id(s, purse_id)
     if purse is None or not 0 <= counter <= _U32:
         return []
@@ -196,32 +208,31 @@ def scripts_for(s: Session, issuer: IssuerKeys, purse_id: bytes, counter: int, *
         ledger.lock_account(s, card.account_id)
     s.refresh(purse)
     s.refresh(card)
-    purse.last_counter = max(purse.last_counter, counter)
     purse.last_contact_at = now
-    if chip_blocked is not None:
-        purse.chip_status = "blocked" if chip_blocked else "active"
+    chip = purse.chip_status if chip_blocked is None else ("blocked" if chip_blocked else "active")
     settle_by_records(s, purse, now=now)
     scripts = []
-    for i, row in enumerate(_due(s, purse, card, now)):
+    for i, row in enumerate(_due(s, purse, card, now, chip, pending)):
         if counter + i > _U32:
             break
         op = OPS[row.op]
         message = admin_message(purse_id, key_version=purse.admin_version, counter=counter + i, op=op,
                                 payload=bytes.fromhex(row.payload))
         tag = mac(issuer.card_key(purse_id, Purpose.ADMIN, purse.admin_version), message)
-        row.issued_counter, row.issued_at = counter + i, now
+        row.issued_counter, row.issued_at, row.issued_to = counter + i, now, terminal[:64]
         scripts.append(Script(row.id, op, counter + i, purse.admin_version, message, tag))
     s.flush()
     return scripts
 
 
-def script_applied(s: Session, purse_id: bytes, script_id: int, *, now: dt.datetime) -> bool:
+def script_applied(s: Session, purse_id: bytes, script_id: int, *, now: dt.datetime,
+                   terminal: str = "") -> bool:
     """The terminal reports the card applied a script (at the counter it was issued for); whether it was
-    one of this purse's open scripts."""
+    one of this purse's open scripts issued to this same terminal."""
     purse = purse_by_id(s, purse_id)
     row = s.get(PurseScript, script_id)
     if purse is None or row is None or row.purse_id != purse.id or row.status != "open" \
-            or row.issued_counter is None:
+            or row.issued_counter is None or row.issued_to != terminal[:64]:
         return False
     row.status = "applied"
     purse.last_counter = max(purse.last_counter, row.issued_counter + 1)

@@ -120,6 +120,7 @@ def upgrade() -> None:
     sa.Column('requested_at', sa.DateTime(), nullable=False),
     sa.Column('issued_counter', sa.BigInteger(), nullable=True),
     sa.Column('issued_at', sa.DateTime(), nullable=True),
+    sa.Column('issued_to', sa.String(length=64), nullable=False),
     sa.ForeignKeyConstraint(['purse_id'], ['chip_purses.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
