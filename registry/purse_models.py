@@ -169,6 +169,7 @@ class PurseSam(Base):
     key_version: Mapped[int] = mapped_column(Integer, default=1)
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[str] = mapped_column(String(16), default="active")       # active revoked
+    public_key: Mapped[str | None] = mapped_column(String(66))              # pinned at first enrolment
     created_at: Mapped[dt.datetime]
 
 

@@ -10,24 +10,30 @@ from pathlib import Path
 
 import pytest
 import test_purse_ingest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from test_fleet_authorize import CARD, Fleet, base_seed, litres_wallet
 from test_fleet_authorize import NOW as FLEET_NOW
+from test_purse_desk import _device as desk_device
+from test_purse_desk import ask as desk_ask
 from test_purse_ingest import NOW, SAM, START, World
 
 from contracts.errors import ConfigError
 from contracts.purse_keys import AdminOp
 from contracts.purse_records import Kind
+from contracts.service_messages import ServiceReason
 from registry.fleet import ledger
 from registry.fleet.admin import transfer
 from registry.models import Account, AuthAllowance, Card, Wallet
 from registry.prepaid import refund
-from registry.purse.enrol import WalletSpec, card_wallets
+from registry.purse.enrol import EnrolmentRefused, WalletSpec, card_wallets, enrol_sam
 from registry.purse.loads import authorize_load
 from registry.purse.purses import PurseError, purse_by_id, register_purse, register_sam
 from registry.purse.refunds import Refund, refunds_for
 from registry.purse.scripts import record_advice, request_script, script_applied, scripts_for
+from registry.purse_models import PurseSam as SamRow
 from registry.purse_models import PurseScript
 
 sm, world = test_purse_ingest.sm, test_purse_ingest.world      # fixtures: a fresh SQLite registry
@@ -256,3 +262,37 @@ def test_a_refund_asked_again_at_a_passed_counter_reuses_its_grant(world: World)
     [again] = refunds(world, 1)                          # a stale contact names counter 1 again
     assert again == first and world.balance(world.chip0) == START[0] - 5100
     world.sound()
+
+
+# -- 7. SAM key pinning -------------------------------------------------------------------------------------
+
+def compressed_key() -> bytes:
+    return ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
+
+
+def test_a_sam_enrolled_again_with_another_key_is_refused(world: World) -> None:
+    sam, first = bytes.fromhex("5341000000000077"), compressed_key()
+    with world.sm() as s:
+        desk_device(s)
+        enrol_sam(s, world.issuer, terminal="T-0001", sam_id=sam, sam_public_key=first, now=NOW)
+        enrol_sam(s, world.issuer, terminal="T-0001", sam_id=sam, sam_public_key=first, now=NOW)  # again
+        with pytest.raises(EnrolmentRefused) as refused:
+            enrol_sam(s, world.issuer, terminal="T-0001", sam_id=sam, sam_public_key=compressed_key(),
+                      now=NOW, replace=True)
+        assert refused.value.reason == "key_changed"
+        row = s.get(SamRow, sam.hex())
+        assert row is not None and row.public_key == first.hex()
+
+
+# -- 8. a forward names a SAM of its own terminal -----------------------------------------------------------
+
+def test_records_forwarded_under_another_terminals_sam_are_refused(world: World) -> None:
+    second_terminal(world)
+    record = world.card.purchase(0, 300).hex()
+    for sam in (SAM2, bytes.fromhex("5341000000000099")):
+        got = desk_ask(world, "purse_records", sam_id=sam.hex(), items=[{"record": record}])
+        assert not got["ok"] and got["reason"] == ServiceReason.NOT_ALLOWED
+    assert world.balance(world.chip0) == START[0]
+    got = desk_ask(world, "purse_records", sam_id=SAM.hex(), items=[{"record": record}])
+    assert got["result"]["counted"] == 1

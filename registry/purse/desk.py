@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from contracts.service_messages import ServiceReason
 from registry.purse import answers
 from registry.purse.enrol import answer_sam_enrolment
 from registry.purse.issuer import IssuerKeys
-from registry.purse.scripts import record_advice
+from registry.purse.scripts import advising_sam, record_advice
 from registry.purse.topups import offers
-from registry.service_desk_ask import Ask
+from registry.service_desk_ask import Ask, Refused
 
 __all__ = ["OPERATIONS"]
 
@@ -27,8 +28,11 @@ def _doc(a: Ask) -> dict[str, Any]:
 
 
 def purse_records(a: Ask) -> dict[str, Any]:
-    """Records forwarded (counted once by purse and counter) and advices of reservations left pending."""
+    """Records forwarded (counted once by purse and counter) and advices of reservations left pending; the
+    sam_id must be an active SAM of this terminal (else refused NOT_ALLOWED)."""
     doc = _doc(a)
+    if advising_sam(a.s, a.device.id, bytes.fromhex(doc["sam_id"])) is None:
+        raise Refused(ServiceReason.NOT_ALLOWED, "sam_id is not an active SAM of this terminal")
     result = {"counted": 0, "duplicate": 0, "flagged": 0}
     if doc["items"]:
         ack = answers.on_records(a.s, _issuer(a), {**doc, "kind": "purse_records"}, now=a.now)

@@ -99,7 +99,8 @@ def enrol_sam(s: Session, issuer: IssuerKeys, *, terminal: str, sam_id: bytes, s
     The same SAM at the same terminal again is idempotent (a fresh certificate for the same key, the same
     registration, the current key version: how a SAM is re-keyed after a rotation). A SAM active at another
     active terminal, or one an operator revoked, is refused (reason sam_taken) unless replace. A terminal
-    has one SAM slot: the SAM it had before becomes "replaced" (records it MACed still verify)."""
+    has one SAM slot: the SAM it had before becomes "replaced" (records it MACed still verify). The SAM's
+    public key is pinned at its first enrolment: the same id with another key is refused (key_changed)."""
     _check_ids(sam_id, sam_public_key)
     device = s.get(Device, terminal)
     if device is None or device.status != "active":
@@ -107,6 +108,10 @@ def enrol_sam(s: Session, issuer: IssuerKeys, *, terminal: str, sam_id: bytes, s
                                terminal=terminal)
     version = issuer.current_version(Purpose.SAM)
     row = s.get(SamRow, sam_id.hex())
+    if row is not None and row.public_key is not None and row.public_key != sam_public_key.hex():
+        # the key a SAM id was first enrolled with is pinned: another key is another chip claiming its id
+        raise EnrolmentRefused("this SAM id was enrolled with another key", reason="key_changed",
+                               terminal=terminal)
     created = row is None or row.terminal != terminal or row.status != "active"
     if row is not None and row.status == "revoked" and not replace:
         raise EnrolmentRefused("this SAM was revoked", reason=SAM_TAKEN, terminal=terminal)
@@ -124,6 +129,7 @@ def enrol_sam(s: Session, issuer: IssuerKeys, *, terminal: str, sam_id: bytes, s
         row = register_sam(s, sam_id, terminal, now=now, key_version=version)
     else:
         row.terminal, row.key_version, row.status = terminal, version, "active"
+    row.public_key = sam_public_key.hex()
     expiry = min(_U32, _unix(now) + SAM_CERT_YEARS * 365 * 86_400 + 86_400)     # +1 day: the leap days
     certificate = issue_certificate(issuer.ca_private_key(), Certificate(
         Role.SAM, sam_id, CERT_KEY_VERSION, expiry, sam_public_key))

@@ -64,6 +64,7 @@ def upgrade() -> None:
     sa.Column('key_version', sa.Integer(), nullable=False),
     sa.Column('last_seq', sa.BigInteger(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('public_key', sa.String(length=66), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('sam_id')
     )
