@@ -104,12 +104,15 @@ class Run:
         self.note_log()
 
     def sync(self) -> None:
-        """Every terminal online hands its records over; the card's online contact, twice (a refund the
-        registry owes for a recovered reserve is loaded at the contact after the record counted)."""
+        """Every terminal online hands its records over and the card is inserted at each, twice (a refund
+        the registry owes for a recovered reserve is loaded at the contact after the record counted; a
+        reservation the registry cannot complete yet is completed by the terminal that made it: see
+        test_a_false_advice_from_a_reserve_the_card_never_took_blocks_the_real_completion)."""
         for _ in range(2):
             for n in range(len(self.w.terminals)):
                 self.step(("forward", n))
-            self.step(("reinsert", 0, True))
+            for n in range(len(self.w.terminals)):
+                self.step(("reinsert", n, True))
         for n in range(len(self.w.terminals)):
             self.step(("forward", n))
 
@@ -126,7 +129,8 @@ class Run:
         why = self.picture(facts)
         assert facts["unsound"] == [], why
         if not any(s[0] in ("forge", "replay_sent", "replay_log") for s in self.done):
-            assert facts["flags"] == [], "genuine traffic flagged: " + why
+            # records from two terminals may arrive out of counter order (counter_gap until the rest come)
+            assert set(facts["flags"]) <= {"counter_gap"}, "genuine traffic flagged: " + why
         counters = [c for c, _, _ in facts["counted"]]
         assert len(counters) == len(set(counters)), "a (purse, counter) counted twice: " + why
         counted = set(counters)
@@ -171,3 +175,26 @@ def test_card_shadow_and_ledger_agree_and_no_value_is_made(world_in: Any,
             run.check()
         run.sync()
         run.check(synced=True)
+
+
+FALSE_ADVICE = ("the registry issues the completion from the first advice of a counter, even one from a "
+                "terminal whose RESERVE never reached the card; the card refuses it, and the reserving "
+                "terminal's advice is held aside, so the card stays pending until the grace time")
+
+
+@pytest.mark.xfail(strict=True, reason=FALSE_ADVICE)
+def test_a_false_advice_from_a_reserve_the_card_never_took_blocks_the_real_completion(
+        world_in: Any, tmp_path: Path) -> None:
+    w = world_in(tmp_path)
+    first, second = w.terminals
+    w.card.tear_at("reserve", "before_commit")     # pulled before the card took the reservation
+    first.serve(flow=500)                           # the first terminal cannot tell: it advises 0
+    first.program.forward()
+    w.card.tear_at("settle", "before_commit")
+    second.serve(flow=700)                          # reserved at the same counter, 7 L dispensed
+    second.program.forward()                        # its advice of 700 reaches the registry too
+    first.serve()                                   # online: the issuer's completion should settle it
+    first.program.forward()
+    facts = w.registry_facts()
+    assert w.card.purse.state.stored.pending is None, facts
+    assert w.card_balance() == w.balance(w.chip) == 5_000 - 700, facts
