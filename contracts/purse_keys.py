@@ -104,7 +104,7 @@ class AdminOp(enum.IntEnum):
     UNBLOCK = 2             # no payload
     RESET_PIN_TRIES = 3     # no payload: the PIN's tries back to their maximum
     SET_LIMITS = 4          # wallet (1), per-day limit (4), per-month limit (4); 0 is no limit
-    COMPLETE_PENDING = 5    # pending counter (4), final amount (4): settle a reserve another terminal left
+    COMPLETE_PENDING = 5    # pending counter (4), final amount (4), reserving SAM id (8): settle a reserve
 
 
 class Unit(enum.IntEnum):
