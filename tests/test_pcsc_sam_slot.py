@@ -16,6 +16,7 @@ from contracts.errors import CardRemoved
 from drivers.cardreader import PcscReader, open_reader
 from hostsim.pcscd import VPCD_DRIVER, PcscDaemon
 from hostsim.vpcd import VirtualCardServer
+from tests.test_pcsc_reader import _pcscd_pids
 
 pytestmark = [
     pytest.mark.system,
@@ -191,19 +192,6 @@ def test_stop_restores_a_running_pcscd(tmp_path: Path) -> None:
         for pid in _pcscd_pids():
             subprocess.run(["kill", str(pid)], check=False)
         _wait_for_pids(present=False)
-
-
-def _pcscd_pids() -> list[int]:
-    """Live pcscd processes (a daemonized one stays a zombie where PID 1 does not reap orphans)."""
-    out = subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True, text=True, check=False).stdout
-    live = []
-    for pid in out.split():
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                live.append(int(pid))
-        except (OSError, IndexError):
-            pass
-    return live
 
 
 def _wait_for_pids(present: bool, timeout: float = 5) -> list[int]:
