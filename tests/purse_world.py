@@ -269,5 +269,5 @@ class World:
             flags = sorted({f.flag for f in s.scalars(select(PurseFlag))})
             return {"unsound": ledger.check(s), "flags": flags,
                     "counted": [(r.counter, r.kind, r.amount) for r in counted],
-                    "loads": {(ld.counter, ld.status, ld.amount) for ld in loads},
+                    "loads": sorted((ld.counter, ld.status, ld.amount) for ld in loads),
                     "chip_sales": int(chip_sales or 0), "refunds": int(refunds or 0)}

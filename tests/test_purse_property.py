@@ -25,7 +25,7 @@ amounts = st.integers(min_value=1, max_value=3_000)
 online = st.booleans()
 at = st.sampled_from([0, 0, 1])          # which terminal: mostly the first, sometimes the other
 steps = st.one_of(
-    st.tuples(st.just("topup"), at, amounts),
+    st.tuples(st.just("topup"), at, amounts, st.sampled_from(["", "", "before_commit", "after_commit"])),
     st.tuples(st.just("buy"), at, amounts, online),
     st.tuples(st.just("pull"), at, st.sampled_from(["reserve", "settle"]),
               st.sampled_from(["before_commit", "after_commit"]), amounts, online),
@@ -73,8 +73,10 @@ class Run:
         w, name, here = self.w, step[0], self.w.terminals[step[1]]
         for terminal in w.terminals:
             terminal.service.online = True
-        if name == "topup":
+        if name == "topup":         # ordered, then loaded at the card's online contact (maybe pulled)
             w.order(step[2])
+            if step[3]:
+                w.card.tear_at("load", step[3])
             here.serve()
         elif name == "buy":
             here.service.online = step[3]
@@ -130,7 +132,8 @@ class Run:
         assert facts["unsound"] == [], why
         if not any(s[0] in ("forge", "replay_sent", "replay_log") for s in self.done):
             # records from two terminals may arrive out of counter order (counter_gap until the rest come)
-            assert set(facts["flags"]) <= {"counter_gap"}, "genuine traffic flagged: " + why
+            # (and a load the card was pulled from is reversed once its counter moved on)
+            assert set(facts["flags"]) <= {"counter_gap", "load_reversed"}, "genuine traffic flagged: " + why
         counters = [c for c, _, _ in facts["counted"]]
         assert len(counters) == len(set(counters)), "a (purse, counter) counted twice: " + why
         counted = set(counters)
@@ -154,8 +157,12 @@ class Run:
         assert w.balance(w.chip) == w.card_balance() + unseen_debits - unseen_loads + granted, why
         card_loads = {(c - 1, a) for c, (k, a, _) in self.card_records.items() if k == int(Kind.LOAD)}
         if synced:
-            assert unseen_debits == unseen_loads == granted == 0, "not synced: " + why
-            assert w.card_balance() == w.balance(w.chip), why
+            # a grant the card was pulled from stays in doubt, on the shadow, until a counted record shows
+            # the card past its counter (registry.purse.loads; but see
+            # test_a_load_grant_the_card_has_passed_is_held_on_the_shadow_after_its_contact)
+            doubt = granted
+            assert unseen_debits == unseen_loads == 0, "not synced: " + why
+            assert w.card_balance() + doubt == w.balance(w.chip), why
             assert w.card.purse.state.stored.pending is None, why
             assert card_loads <= confirmed, "a load on the card the issuer did not grant: " + why
             assert w.start_total - w.total() == w.dispensed(), why
@@ -198,3 +205,30 @@ def test_a_false_advice_from_a_reserve_the_card_never_took_blocks_the_real_compl
     facts = w.registry_facts()
     assert w.card.purse.state.stored.pending is None, facts
     assert w.card_balance() == w.balance(w.chip) == 5_000 - 700, facts
+
+
+PASSED_GRANT = ("a load grant whose counter the card moved past by an issuer script (the completion of a "
+                "reservation) stays authorized: only a counted record at a later counter settles it, so the "
+                "shadow holds a load the card can no longer apply and the top-up order is not offered again")
+
+
+@pytest.mark.xfail(strict=True, reason=PASSED_GRANT)
+def test_a_load_grant_the_card_has_passed_is_held_on_the_shadow_after_its_contact(
+        world_in: Any, tmp_path: Path) -> None:
+    w = world_in(tmp_path)
+    first, second = w.terminals
+    first.service.online = False
+    w.card.tear_at("reserve", "after_commit")      # reserved at counter 1, the answer lost, offline
+    first.serve(flow=100)
+    first.service.online = True
+    w.order(100)
+    w.card.tear_at("load", "before_commit")         # at the other terminal: granted at counter 1, not applied
+    second.serve()
+    first.program.forward()                         # the first terminal's advice: 0 for counter 1
+    first.serve()                                   # the issuer's completion runs: the card's counter is 2
+    first.program.forward()
+    second.program.forward()
+    facts = w.registry_facts()
+    counter = w.card.purse.state.stored.counter
+    assert not [g for g in facts["loads"] if g[1] in ("authorized", "in_doubt") and g[0] < counter], facts
+    assert w.card_balance() == w.balance(w.chip), facts
