@@ -132,8 +132,10 @@ class Run:
         assert facts["unsound"] == [], why
         if not any(s[0] in ("forge", "replay_sent", "replay_log") for s in self.done):
             # records from two terminals may arrive out of counter order (counter_gap until the rest come)
-            # (and a load the card was pulled from is reversed once its counter moved on)
-            assert set(facts["flags"]) <= {"counter_gap", "load_reversed"}, "genuine traffic flagged: " + why
+            # (and a load the card was pulled from is reversed once its counter moved on; advice_conflict:
+            # see test_a_false_advice_from_a_reserve_the_card_never_took_blocks_the_real_completion)
+            allowed = {"counter_gap", "load_reversed", "advice_conflict"}
+            assert set(facts["flags"]) <= allowed, "genuine traffic flagged: " + why
         counters = [c for c, _, _ in facts["counted"]]
         assert len(counters) == len(set(counters)), "a (purse, counter) counted twice: " + why
         counted = set(counters)
