@@ -388,3 +388,21 @@ def test_purse_payloads_are_validated() -> None:
             "items": [{"record": "50" * 60, "sam_seq": 1}]}          # a sequence without its MAC
     with pytest.raises(MessageError):
         encode(half, PURSE_RECORDS)
+
+
+def test_a_record_from_the_cards_log_then_from_its_own_terminal_records_the_sam_sequence(
+        world: World) -> None:
+    first, second = world.card.purchase(0, 100), world.card.purchase(0, 100)
+    assert world.ingest(first, source="mqtt:T-0002")["counted"] == 1      # the card's log, no SAM MAC
+    forged = Item(first, SAM, 1, bytes(16))
+    assert world.ingest(forged) == {"counted": 0, "duplicate": 1, "stored": 0, "sam_mac_bad": 1}
+    assert world.ingest(world.sam_item(first, 1)) == {"counted": 0, "duplicate": 1, "stored": 0}
+    assert world.ingest(world.sam_item(first, 1)) == {"counted": 0, "duplicate": 1, "stored": 0}
+    assert world.ingest(world.sam_item(second, 2)) == {"counted": 1, "duplicate": 0, "stored": 1}
+    assert world.flag_names() == ["sam_mac_bad"]
+    assert world.balance(world.chip0) == START[0] - 200
+    with world.sm() as s:
+        sam = s.get(PurseSam, SAM.hex())
+        assert sam is not None and sam.last_seq == 2
+        row = s.scalars(select(PurseRecord).where(PurseRecord.counter == 1)).one()
+        assert (row.sam_seq, row.source) == (1, "mqtt:T-0002")

@@ -244,7 +244,6 @@ SEQ_GAP = ("a record the card's log brought first (the next terminal's online co
            "record is flagged sam_seq_gap though nothing was withheld")
 
 
-@pytest.mark.xfail(strict=True, reason=SEQ_GAP)
 def test_a_record_that_came_first_from_the_cards_log_leaves_a_sam_sequence_gap(
         world_in: Any, tmp_path: Path) -> None:
     w = world_in(tmp_path)

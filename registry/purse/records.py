@@ -1,7 +1,9 @@
 """Signed purse records in: the registry's checks, in the order of docs/chip-wallets.md, and the ledger.
 
 For each item (a 60-byte signed record, and the SAM's id, sequence and MAC when the terminal gave them):
-an identical record already received is nothing (a bundle imported twice books nothing); otherwise it is
+an identical record already received is nothing (a bundle imported twice books nothing; but one first
+received without a SAM's MAC, from the card's log, that comes again with one has that SAM sequence
+recorded, so the SAM's next record shows no false sam_seq_gap); otherwise it is
 stored as received, then checked: malformed, bad_signature (RECORD key of the record's version; a retired
 version is flagged retired_key, still counted), unknown_purse, replay (another record already counted for
 this purse and counter: not counted), counter_gap, unknown_wallet / unit_mismatch (not counted),
@@ -161,24 +163,38 @@ def _signature(c: _Check, issuer: IssuerKeys, raw: bytes, r: PurchaseRecord) -> 
     return True
 
 
-def _sam(c: _Check, issuer: IssuerKeys, raw: bytes, item: Item) -> None:
+def _sam(c: _Check, issuer: IssuerKeys, raw: bytes, item: Item) -> bool:
+    """The SAM's MAC and sequence checked (flagged when not good); whether they were good."""
     if item.sam_id is None:
-        return
+        return False
     sam = c.s.get(PurseSam, item.sam_id.hex())
     if sam is None or sam.status != "active":
         c.flag("sam_unknown", "" if sam is None else f"SAM {sam.status}")
-        return
+        return False
     seq = item.sam_seq
     if seq is None or item.sam_mac is None or len(item.sam_mac) != MAC_LEN or not 0 < seq < 2**32:
         c.flag("sam_mac_bad", "no SAM sequence or MAC")
-        return
+        return False
     # the SAM's MAC RECORD: AES-CMAC under its SAM key over the signed record then the sequence (4 bytes)
     if not verify_sam_record_mac(issuer.sam_key(item.sam_id, sam.key_version), raw, seq, item.sam_mac):
         c.flag("sam_mac_bad")
-        return
+        return False
     if seq > sam.last_seq + 1:
         c.flag("sam_seq_gap", f"SAM sequence {sam.last_seq + 1}..{seq - 1} missing")
     sam.last_seq = max(sam.last_seq, seq)
+    return True
+
+
+def _late_sam(s: Session, issuer: IssuerKeys, row: PurseRecord, item: Item, report: IngestReport,
+              now: dt.datetime) -> None:
+    """A record received before without a SAM's MAC (the card's log, read at another terminal's contact)
+    that comes again from its own terminal with its SAM's MAC and sequence: that sequence is recorded (so
+    the SAM's next record shows no gap) and the MAC kept on the stored record; nothing is counted again."""
+    if item.sam_id is None or row.sam_mac is not None:
+        return
+    if _sam(_Check(s, row, report, now), issuer, row.raw, item) and item.sam_mac is not None:
+        row.sam_id, row.sam_seq, row.sam_mac = item.sam_id.hex(), item.sam_seq, item.sam_mac.hex()
+        s.flush()
 
 
 def status_at(s: Session, card: Card, when: dt.datetime) -> str:
@@ -285,8 +301,11 @@ def _one(s: Session, issuer: IssuerKeys, item: Item, report: IngestReport, sourc
          now: dt.datetime) -> None:
     raw = bytes(item.record)
     _lock(s, raw)
-    if s.scalars(select(PurseRecord.id).where(PurseRecord.digest == hashlib.sha256(raw).hexdigest())).first():
+    digest = hashlib.sha256(raw).hexdigest()
+    found = s.scalars(select(PurseRecord).where(PurseRecord.digest == digest)).first()
+    if found is not None:
         report.duplicate += 1
+        _late_sam(s, issuer, found, item, report, now)
         return
     row = _store(s, raw, item, source, now)
     report.stored += 1
