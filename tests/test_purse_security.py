@@ -33,8 +33,9 @@ from registry.purse.loads import authorize_load
 from registry.purse.purses import PurseError, purse_by_id, register_purse, register_sam
 from registry.purse.refunds import Refund, refunds_for
 from registry.purse.scripts import record_advice, request_script, script_applied, scripts_for
+from registry.purse.topups import offers, order_topup
+from registry.purse_models import PurseLoad, PurseScript
 from registry.purse_models import PurseSam as SamRow
-from registry.purse_models import PurseScript
 
 sm, world = test_purse_ingest.sm, test_purse_ingest.world      # fixtures: a fresh SQLite registry
 
@@ -263,6 +264,31 @@ def test_a_refund_asked_again_at_a_passed_counter_reuses_its_grant(world: World)
     assert again == first and world.balance(world.chip0) == START[0] - 5100
     world.sound()
 
+
+def test_a_load_grant_the_card_passed_by_an_issuer_script_is_reversed_and_offered_again(world: World) -> None:
+    with world.sm() as s:
+        order_topup(s, world.purse_id, 0, 2500, actor="ops", now=NOW)
+        [offer] = offers(s, world.purse_id, 0)
+        s.commit()
+    request = world.card.load_request(0, 2500, load_id=offer.load_id)
+    with world.sm() as s:
+        assert authorize_load(s, world.issuer, request, now=NOW).granted      # the card was pulled
+        request_script(s, world.purse_id, "reset_pin_tries", actor="ops", now=NOW)
+        [script] = scripts_for(s, world.issuer, world.purse_id, 0, now=NOW, terminal="T-0001")
+        s.commit()
+    assert world.balance(world.chip0) == START[0] + 2500
+    for terminal in ("T-0002", "T-0001"):      # only the terminal it was issued to reports it applied
+        with world.sm() as s:
+            script_applied(s, world.purse_id, script.script_id, now=NOW, terminal=terminal)
+            s.commit()
+            grant = s.get(PurseLoad, request.load_id.hex())
+            expected = "authorized" if terminal == "T-0002" else "reversed"
+            assert grant is not None and grant.status == expected
+    assert world.balance(world.chip0) == START[0] and world.flag_names() == ["load_reversed"]
+    with world.sm() as s:                      # the card is at counter 1 now: the order under its id there
+        [again] = offers(s, world.purse_id, 1)
+        assert (again.order, again.amount) == (offer.order, 2500) and again.load_id != offer.load_id
+    world.sound()
 
 # -- 7. SAM key pinning -------------------------------------------------------------------------------------
 

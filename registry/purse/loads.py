@@ -9,7 +9,8 @@ answers the load MAC (LOAD key) for that one counter. The same request again ret
 
 A grant is confirmed by the card's LOAD record (the counter after the grant's). One not confirmed within
 CONFIRM_WINDOW is in_doubt; the card's log settles it at its next contact (the record at the grant's
-counter + 1 is the load: confirmed; anything else: the card never applied it, reversed), or, after
+counter + 1 is the load: confirmed; anything else, or an issuer script the card applied at the grant's
+counter: the card never applied it, reversed), or, after
 DEADLINE, once a counted record later than the grant's counter shows its MAC can no longer apply
 (settle_loads; until then it stays in doubt, funds held). A LOAD record for a grant already reversed
 books it again (the card has the value) and is flagged load_after_reversal.

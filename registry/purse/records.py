@@ -98,15 +98,30 @@ def booked_after(s: Session, purse: ChipPurse, wallet: int, counter: int) -> int
     return int(total or 0)
 
 
+def _script_took(s: Session, purse: ChipPurse, counter: int) -> bool:
+    """Whether the card applied an issuer script at `counter` (reported by the terminal it was issued to):
+    the card moved from `counter` to the next by that script, so no load applied there."""
+    return s.scalars(select(PurseScript.id).where(
+        PurseScript.purse_id == purse.id, PurseScript.status == "applied",
+        PurseScript.issued_counter == counter)).first() is not None
+
+
 def settle_by_records(s: Session, purse: ChipPurse, *, now: dt.datetime) -> list[PurseLoad]:
     """Open grants whose counter's next record is counted: confirmed when it is their LOAD, reversed
-    (the funding moved back) when it is anything else; the grants settled."""
+    (the funding moved back) when it is anything else; and reversed when the card applied an issuer script
+    at the grant's counter (a script that leaves no record there, a completion's record carrying the
+    reservation's counter): the grant's MAC is dead and the card never applied it, so its order is offered
+    again. A counted record further on alone settles nothing: the LOAD may still come from the card's log.
+    The grants settled."""
     settled = []
     for grant in s.scalars(select(PurseLoad).where(PurseLoad.purse_id == purse.id,
                                                    PurseLoad.status.in_(("authorized", "in_doubt")))):
         found = s.scalars(select(PurseRecord).where(
             PurseRecord.counted_key == f"{purse.purse_id}:{grant.counter + 1}")).one_or_none()
         if found is None:
+            if _script_took(s, purse, grant.counter):
+                reverse_grant(s, grant, now=now)
+                settled.append(grant)
             continue
         taken = s.scalars(select(PurseLoad.load_id).where(PurseLoad.record_id == found.id)).first()
         if found.kind == Kind.LOAD and (found.wallet, found.amount) == (grant.wallet, grant.amount) \

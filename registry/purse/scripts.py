@@ -228,8 +228,12 @@ def scripts_for(s: Session, issuer: IssuerKeys, purse_id: bytes, counter: int, *
 def script_applied(s: Session, purse_id: bytes, script_id: int, *, now: dt.datetime,
                    terminal: str = "") -> bool:
     """The terminal reports the card applied a script (at the counter it was issued for); whether it was
-    one of this purse's open scripts issued to this same terminal."""
+    one of this purse's open scripts issued to this same terminal. A load granted at that counter can no
+    longer apply: it is reversed (registry.purse.records.settle_by_records)."""
     purse = purse_by_id(s, purse_id)
+    card = s.get(Card, purse.card_id) if purse is not None else None
+    if card is not None and card.account_id is not None:
+        ledger.lock_account(s, card.account_id)       # a reversal moves the account's value
     row = s.get(PurseScript, script_id)
     if purse is None or row is None or row.purse_id != purse.id or row.status != "open" \
             or row.issued_counter is None or row.issued_to != terminal[:64]:
@@ -240,4 +244,5 @@ def script_applied(s: Session, purse_id: bytes, script_id: int, *, now: dt.datet
     if row.op in ("block", "unblock"):
         purse.chip_status = "blocked" if row.op == "block" else "active"
     s.flush()
+    settle_by_records(s, purse, now=now)
     return True
