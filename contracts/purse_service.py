@@ -48,9 +48,9 @@ PURSE_OPS: Mapping[str, Mapping[str, Check]] = {
     # pending here (the issuer's completion at the card's next online contact)
     "purse_records": {"sam_id": _HEX8, "items": _items, "advices": Omissible(_advices)},
     # a card in the reader: the scripts, refund loads and top-ups for it now
-    # (pending: the counter of the card's pending slot; absent when it has none)
+    # (pending, pending_sale: the counter and sale id of the card's pending slot; absent when it has none)
     "purse_contact": {"purse_id": _HEX8, "counter": _U32, "blocked": lambda v: isinstance(v, bool),
-                      "pending": Omissible(_U32)},
+                      "pending": Omissible(_U32), "pending_sale": Omissible(_UUID)},
     # the card's INITIALIZE LOAD for a top-up the contact offered
     "purse_load": {k: c for k, c in pm.LOAD_REQUEST.items() if k != "terminal"},
     # the scripts the card applied

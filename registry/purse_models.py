@@ -195,6 +195,7 @@ class PurseScript(Base):
     payload: Mapped[str] = mapped_column(String(140), default="")
     pending_counter: Mapped[int | None] = mapped_column(BigInteger)          # complete_pending: the reserve's
     sam_id: Mapped[str | None] = mapped_column(String(16))                  # an advice's: the advising SAM
+    sale_id: Mapped[str | None] = mapped_column(String(36))                 # an advice's: the sale (UUID)
     status: Mapped[str] = mapped_column(String(16), default="open")         # open applied cancelled
     actor: Mapped[str] = mapped_column(String(64), default="")
     requested_at: Mapped[dt.datetime]

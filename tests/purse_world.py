@@ -20,11 +20,10 @@ from sqlalchemy.orm import Session
 
 from contracts import service_messages as sv
 from contracts.errors import HostUnavailable
-from contracts.purse_service import PURSE_OPS
 from firmware.programs.base import ChipCard
 from firmware.programs.purse.book import PurseBook
 from firmware.programs.purse.program import PurseProgram
-from firmware.programs.purse.service import PENDING_FIELD
+from firmware.programs.purse.service import contact_fields
 from firmware.sale.journal import Journal
 from firmware.sale.runner import SaleRunner
 from firmware.sale.world import SaleTimeouts, SaleWorld
@@ -92,12 +91,11 @@ class DeskService:
         result: dict[str, Any] = got["result"]
         return result
 
-    def contact(self, purse_id: bytes, counter: int, *, blocked: bool,
-                pending: int | None = None) -> Mapping[str, Any]:
-        fields: dict[str, Any] = {"purse_id": purse_id.hex(), "counter": counter, "blocked": blocked}
-        if pending is not None and PENDING_FIELD in PURSE_OPS["purse_contact"]:
-            fields[PENDING_FIELD] = pending          # as firmware.programs.purse.service sends it
-        return self.ask("purse_contact", fields)
+    def contact(self, purse_id: bytes, counter: int, *, blocked: bool, pending: int | None = None,
+                pending_sale: str | None = None) -> Mapping[str, Any]:
+        # as firmware.programs.purse.service sends it
+        return self.ask("purse_contact", contact_fields(purse_id, counter, blocked=blocked, pending=pending,
+                                                        pending_sale=pending_sale))
 
     def load(self, fields: Mapping[str, Any]) -> Mapping[str, Any]:
         return self.ask("purse_load", fields)

@@ -193,7 +193,6 @@ FALSE_ADVICE = ("the registry issues the completion from the first advice of a c
                 "terminal's advice is held aside, so the card stays pending until the grace time")
 
 
-@pytest.mark.xfail(strict=True, reason=FALSE_ADVICE)
 def test_a_false_advice_from_a_reserve_the_card_never_took_blocks_the_real_completion(
         world_in: Any, tmp_path: Path) -> None:
     w = world_in(tmp_path)

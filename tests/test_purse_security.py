@@ -114,6 +114,49 @@ def test_a_later_foreign_advice_is_kept_aside_and_changes_nothing(world: World) 
     world.sound()
 
 
+SALE_A, SALE_B = str(uuid.uuid4()), str(uuid.uuid4())
+
+
+def sale_advice(w: World, amount: int, sale: str, terminal: str = "T-0001") -> None:
+    with w.sm() as s:
+        sam = SAM2 if terminal == "T-0002" else SAM
+        record_advice(s, w.purse_id, 1, amount, terminal=terminal, now=NOW, sam_id=sam, sale_id=sale)
+        s.commit()
+
+
+def completion(w: World, sale: str | None) -> list[bytes]:
+    """The completions issued to a card at counter 1 whose pending slot (counter 1) keeps `sale`."""
+    with w.sm() as s:
+        got = scripts_for(s, w.issuer, w.purse_id, 1, now=NOW, pending=1, pending_sale=sale,
+                          terminal="T-0001")
+        s.commit()
+    return [x.message[-16:] for x in got if x.op is AdminOp.COMPLETE_PENDING]
+
+
+def test_the_completion_is_the_advice_of_the_sale_the_cards_slot_keeps(world: World) -> None:
+    second_terminal(world)
+    sale_advice(world, 0, SALE_A, terminal="T-0002")     # a RESERVE the card never took: it advises 0
+    sale_advice(world, 700, SALE_B)                      # the card reserved that counter here: 7.00
+    assert completion(world, str(uuid.uuid4())) == []    # no advice of the card's sale: nothing issued
+    assert completion(world, SALE_B) == [struct.pack(">II8s", 1, 700, SAM)]
+    assert completion(world, SALE_B) == [struct.pack(">II8s", 1, 700, SAM)]     # asked again: the same
+    assert [(op, sam, status) for op, _, sam, status in rows(world)] == [
+        ("advice", SAM2.hex(), "held"), ("complete_pending", SAM.hex(), "open")]
+    assert completion(world, None) == [struct.pack(">II8s", 1, 700, SAM)]       # no sale told: as before
+
+
+def test_two_sales_of_one_sam_at_one_counter_are_two_advices(world: World) -> None:
+    sale_advice(world, 0, SALE_A)                        # the same terminal, its RESERVE lost, then taken
+    sale_advice(world, 700, SALE_B)
+    sale_advice(world, 700, SALE_B)                      # again: nothing new
+    assert len(rows(world)) == 2
+    assert completion(world, SALE_B) == [struct.pack(">II8s", 1, 700, SAM)]
+    world.ingest(world.card.purchase(0, 5000, kind=Kind.RECOVERED))   # recovered elsewhere all the same
+    [refund] = refunds(world, 1)
+    assert refund.amount == 5000 - 700                   # the reserving SAM's higher figure: no free fuel
+    world.sound()
+
+
 # -- 2. double spend through the shadow wallet -----------------------------------------------------------
 
 def shadowed_fleet(tmp_path: Path) -> Fleet:

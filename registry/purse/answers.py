@@ -57,10 +57,11 @@ def on_scripts_request(s: Session, issuer: IssuerKeys, doc: Mapping[str, Any], *
                        now: dt.datetime) -> dict[str, Any]:
     """SCRIPTS_REQUEST -> SCRIPTS_ANSWER: the scripts for this contact, in order, then the refund loads.
     A completion goes only to a card that reports its pending slot ("pending", the service desk's
-    purse_contact; a request without it reports none)."""
+    purse_contact; a request without it reports none), the advice of the slot's sale ("pending_sale")."""
     purse = bytes.fromhex(doc["purse_id"])
     scripts = scripts_for(s, issuer, purse, doc["counter"], now=now, chip_blocked=doc["blocked"],
-                          pending=doc.get("pending"), terminal=doc["terminal"])
+                          pending=doc.get("pending"), pending_sale=doc.get("pending_sale"),
+                          terminal=doc["terminal"])
     loads = refunds_for(s, issuer, purse, doc["counter"] + len(scripts), now=now)
     return {"request_id": doc["request_id"], "purse_id": doc["purse_id"],
             "scripts": [{"script_id": x.script_id, "op": int(x.op), "counter": x.counter,

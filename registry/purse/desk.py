@@ -39,7 +39,8 @@ def purse_records(a: Ask) -> dict[str, Any]:
         result = {k: ack[k] for k in result}
     for advice in doc.get("advices", []):       # recorded for the terminal's active SAM (or refused)
         record_advice(a.s, bytes.fromhex(advice["purse_id"]), advice["counter"], advice["amount"],
-                      terminal=a.device.id, now=a.now, sam_id=bytes.fromhex(doc["sam_id"]))
+                      terminal=a.device.id, now=a.now, sam_id=bytes.fromhex(doc["sam_id"]),
+                      sale_id=advice["sale_id"])
     return result
 
 

@@ -50,19 +50,28 @@ class Refund:
     mac: bytes
 
 
+def _figure(advice: PurseScript) -> int:
+    _, figure, _ = struct.unpack(">II8s", bytes.fromhex(advice.payload))
+    return int(figure)
+
+
 def owed(s: Session, purse: ChipPurse, *, now: dt.datetime) -> list[PurseScript]:
     """Open refunds of the purse, after making those that recovered records and advices now show."""
     have = set(s.scalars(select(PurseScript.pending_counter).where(PurseScript.purse_id == purse.id,
                                                                    PurseScript.op == "refund")))
-    advices = select(PurseScript).where(PurseScript.purse_id == purse.id,
-                                        PurseScript.op.in_(("complete_pending", "advice")))
-    for advice in s.scalars(advices.order_by(PurseScript.id)):
+    advices = list(s.scalars(select(PurseScript).where(
+        PurseScript.purse_id == purse.id, PurseScript.op.in_(("complete_pending", "advice")))
+        .order_by(PurseScript.id)))
+    for advice in advices:
         if advice.pending_counter is None or advice.pending_counter in have or advice.sam_id is None:
             continue
         record = s.scalars(select(PurseRecord).where(
             PurseRecord.counted_key == f"{purse.purse_id}:{advice.pending_counter}")).first()
-        _, figure, _ = struct.unpack(">II8s", bytes.fromhex(advice.payload))
-        # only the reserving SAM's figure (the recovered record's terminal field) is a refund's basis
+        # only the reserving SAM's figure (the recovered record's terminal field) is a refund's basis; of
+        # two sales it advised at one counter (a RESERVE the card never took, then one it took) the record
+        # cannot tell which reserved: the higher figure
+        figure = max(_figure(a) for a in advices if (a.pending_counter, a.sam_id) == (advice.pending_counter,
+                                                                                       advice.sam_id))
         if record is None or record.kind != Kind.RECOVERED or record.amount is None \
                 or record.wallet is None or record.terminal != advice.sam_id or record.amount <= figure:
             continue

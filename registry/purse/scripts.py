@@ -10,7 +10,8 @@ card has, the next for one more (the card advances its counter as it applies eac
 - RESET_PIN_TRIES and SET_LIMITS an operator asked for (request_script);
 - COMPLETE_PENDING for a reservation another terminal left open, when the registry holds the reserving
   terminal's advice of the pump's figure (record_advice: its payload names the advising SAM, and the card
-  refuses it unless that SAM reserved) and no record of that counter has counted yet.
+  refuses it unless that SAM reserved) and no record of that counter has counted yet; of the advices of
+  that counter, the one of the sale the card's pending slot keeps (choose_completion).
 
 A script stays open until the terminal reports it applied (script_applied); issued again at the next
 contact it names the new counter, so an old MAC is good for nothing. Nothing commits here.
@@ -35,8 +36,8 @@ from registry.purse.purses import PurseError, flag, purse_by_id
 from registry.purse.records import settle_by_records
 from registry.purse_models import ChipPurse, PurseRecord, PurseSam, PurseScript
 
-__all__ = ["OPS", "Script", "advising_sam", "completion_payload", "limits_payload", "record_advice",
-           "request_script", "reserving_sam", "script_applied", "scripts_for"]
+__all__ = ["OPS", "Script", "advising_sam", "choose_completion", "completion_payload", "limits_payload",
+           "record_advice", "request_script", "reserving_sam", "script_applied", "scripts_for"]
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +108,22 @@ def reserving_sam(s: Session, purse: ChipPurse, counter: int) -> str | None:
         PurseRecord.counted_key == f"{purse.purse_id}:{counter}")).first()
 
 
+def _same_sale(kept: str | None, told: str | None) -> bool:
+    """Whether two advices of one SAM and counter are one sale's (one without a sale id: the same)."""
+    return kept is None or told is None or kept == told
+
+
 def record_advice(s: Session, purse_id: bytes, pending_counter: int, amount: int, *, terminal: str,
-                  now: dt.datetime, sam_id: bytes | None = None) -> PurseScript | None:
+                  now: dt.datetime, sam_id: bytes | None = None,
+                  sale_id: str | None = None) -> PurseScript | None:
     """A terminal's advice of the pump's final figure for a reservation left open on the card: recorded
-    with the SAM id of the advising terminal's active SAM, it becomes the issuer's completion
-    (COMPLETE_PENDING) at the card's next online contact. Idempotent per counter and SAM. An advice from a
-    terminal without an active SAM is refused (None; flagged foreign_advice). One completion per counter:
-    a later advice from another SAM is kept aside (op advice, flagged advice_conflict) for the refund, and
-    replaces the completion once a counted record shows its SAM reserved (registry.purse.refunds)."""
+    with the SAM id of the advising terminal's active SAM (and the terminal's sale id, when it gave one),
+    it becomes the issuer's completion (COMPLETE_PENDING) at the card's next online contact. Idempotent per
+    counter, SAM and sale. An advice from a terminal without an active SAM is refused (None; flagged
+    foreign_advice). One completion per counter: a later advice from another SAM or sale is kept aside (op
+    advice, flagged advice_conflict); it replaces the completion once a counted record shows its SAM
+    reserved (registry.purse.refunds), or at a contact where the card's pending slot names its sale
+    (choose_completion)."""
     purse = _purse(s, purse_id)
     if not 0 <= pending_counter <= _U32 or not 0 <= amount <= _U32:
         raise PurseError("a counter and an amount are 0..2**32-1")
@@ -132,13 +141,13 @@ def record_advice(s: Session, purse_id: bytes, pending_counter: int, amount: int
     rows = list(s.scalars(select(PurseScript).where(
         PurseScript.purse_id == purse.id, PurseScript.op.in_(("complete_pending", "advice")),
         PurseScript.pending_counter == pending_counter).order_by(PurseScript.id)))
-    same = next((r for r in rows if r.sam_id == sam.sam_id), None)
+    same = next((r for r in rows if r.sam_id == sam.sam_id and _same_sale(r.sale_id, sale_id)), None)
     held = next((r for r in rows if r.op == "complete_pending"), None)
     if same is not None:
         return same
     row = PurseScript(purse_id=purse.id, op="complete_pending", payload=completion_payload(
         pending_counter, amount, bytes.fromhex(sam.sam_id)).hex(), pending_counter=pending_counter,
-        sam_id=sam.sam_id, status="open", actor=terminal[:64], requested_at=now)
+        sam_id=sam.sam_id, sale_id=sale_id, status="open", actor=terminal[:64], requested_at=now)
     if held is not None:
         if reserving_sam(s, purse, pending_counter) == sam.sam_id and held.status != "applied":
             held.op, held.status = "advice", "cancelled"       # the reserving SAM's figure replaces it
@@ -152,6 +161,29 @@ def record_advice(s: Session, purse_id: bytes, pending_counter: int, amount: int
     return row
 
 
+def choose_completion(s: Session, purse: ChipPurse, pending: int | None, pending_sale: str | None) -> None:
+    """The card reports its pending slot's counter and sale: the completion of that counter is the advice
+    of that sale. When the one holding the completion is another sale's (a terminal that advised for a
+    RESERVE the card never took, the card then reserving the same counter elsewhere), the advice of the
+    card's sale takes its place and it is kept aside (op advice, held). The sale id is the terminal's word
+    like the counter: it only chooses among advices already recorded from authenticated terminals' SAMs,
+    and the card still refuses a completion from another SAM than the one that reserved, or above the
+    reserve."""
+    if pending is None or pending_sale is None:
+        return
+    rows = list(s.scalars(select(PurseScript).where(
+        PurseScript.purse_id == purse.id, PurseScript.op.in_(("complete_pending", "advice")),
+        PurseScript.pending_counter == pending).order_by(PurseScript.id)))
+    held = next((r for r in rows if r.op == "complete_pending"), None)
+    chosen = next((r for r in rows if r.sale_id == pending_sale and r.status in ("open", "held")), None)
+    if held is None or chosen is None or chosen is held or held.status != "open":
+        return
+    held.op, held.status = "advice", "held"
+    s.flush()                                # one completion per counter (ux_purse_scripts_pending)
+    chosen.op, chosen.status = "complete_pending", "open"
+    s.flush()
+
+
 def _open(s: Session, purse: ChipPurse, op: str, now: dt.datetime) -> None:
     """Make sure one open script of `op` exists (block, unblock)."""
     if s.scalars(select(PurseScript.id).where(PurseScript.purse_id == purse.id, PurseScript.op == op,
@@ -162,9 +194,10 @@ def _open(s: Session, purse: ChipPurse, op: str, now: dt.datetime) -> None:
 
 
 def _due(s: Session, purse: ChipPurse, card: Card, now: dt.datetime, chip: str,
-         pending: int | None) -> list[PurseScript]:
+         pending: int | None, pending_sale: str | None = None) -> list[PurseScript]:
     """The open scripts to issue now. chip: the chip's status for this contact (the terminal's reading
-    when it gave one, else the registry's); pending: the counter of the card's pending slot, if any."""
+    when it gave one, else the registry's); pending, pending_sale: the counter and sale id of the card's
+    pending slot, if any (a completion recorded for another sale is not issued)."""
     stop = card.status in STOP_LIST
     if stop and chip != "blocked":
         _open(s, purse, "block", now)
@@ -181,7 +214,9 @@ def _due(s: Session, purse: ChipPurse, card: Card, now: dt.datetime, chip: str,
             if s.scalars(select(PurseRecord.id).where(PurseRecord.counted_key == f"{purse.purse_id}:"
                                                       f"{row.pending_counter}")).first() is not None:
                 stale = True                   # settled: the record of that counter has counted
-            wait = pending is None or pending != row.pending_counter   # only for the slot the card has
+            # only for the slot the card has, and the sale it keeps there
+            wait = pending is None or pending != row.pending_counter or (
+                None not in (pending_sale, row.sale_id) and pending_sale != row.sale_id)
         if stale:
             row.status = "cancelled"
         elif not wait and (not stop or row.op in ("block", "complete_pending")):
@@ -190,11 +225,12 @@ def _due(s: Session, purse: ChipPurse, card: Card, now: dt.datetime, chip: str,
 
 
 def scripts_for(s: Session, issuer: IssuerKeys, purse_id: bytes, counter: int, *, now: dt.datetime,
-                chip_blocked: bool | None = None, pending: int | None = None,
+                chip_blocked: bool | None = None, pending: int | None = None, pending_sale: str | None = None,
                 terminal: str = "") -> list[Script]:
     """The scripts for this contact, in the order to apply them (see the module docstring). counter: the
     card's counter now; chip_blocked: the status the card showed, when the terminal read it; pending: the
-    counter of the card's pending slot (None: it has none). What the terminal says is not authenticated:
+    counter of the card's pending slot (None: it has none), pending_sale its sale id (the completion is
+    that sale's advice: choose_completion). What the terminal says is not authenticated:
     it chooses what to issue now and never moves the registry's counter or chip status (counted records,
     an authenticated INITIALIZE LOAD and scripts reported applied do). terminal: the terminal asking,
     stored on each script issued (only it reports the script applied)."""
@@ -211,8 +247,9 @@ def scripts_for(s: Session, issuer: IssuerKeys, purse_id: bytes, counter: int, *
     purse.last_contact_at = now
     chip = purse.chip_status if chip_blocked is None else ("blocked" if chip_blocked else "active")
     settle_by_records(s, purse, now=now)
+    choose_completion(s, purse, pending, pending_sale)
     scripts = []
-    for i, row in enumerate(_due(s, purse, card, now, chip, pending)):
+    for i, row in enumerate(_due(s, purse, card, now, chip, pending, pending_sale)):
         if counter + i > _U32:
             break
         op = OPS[row.op]

@@ -10,6 +10,7 @@ it holds.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -94,9 +95,10 @@ def online_contact(channel: PurseChannel, info: PurseInfo, service: PurseService
         for entry in channel.log():
             book.queue(entry.signed)
         forward()
-        pending = info.pending.counter if info.pending is not None else None
+        slot = info.pending                  # its counter and sale: the registry's completion is that sale's
+        sale = str(uuid.UUID(bytes=slot.sale_id)) if slot is not None else None
         answer = service.contact(info.purse_id, info.counter, blocked=info.status is Status.BLOCKED,
-                                 pending=pending)
+                                 pending=slot.counter if slot is not None else None, pending_sale=sale)
         scripts = list(answer["scripts"])
         applied = _scripts(channel, book, scripts)
         changed = bool(applied)

@@ -10,16 +10,28 @@ from contracts.errors import HostUnavailable
 from contracts.purse_service import PURSE_OPS
 from firmware.service_client import ServiceClient
 
-__all__ = ["PENDING_FIELD", "PurseService", "RegistryPurseService"]
+__all__ = ["PENDING_FIELD", "PENDING_SALE_FIELD", "PurseService", "RegistryPurseService", "contact_fields"]
 
 PENDING_FIELD = "pending"      # the card's open reservation's counter, when the registry takes it
+PENDING_SALE_FIELD = "pending_sale"    # and the sale id the card keeps for it (a UUID)
+
+
+def contact_fields(purse_id: bytes, counter: int, *, blocked: bool, pending: int | None = None,
+                   pending_sale: str | None = None) -> dict[str, Any]:
+    """The purse_contact request's fields: the pending slot's counter and sale id when the card has one."""
+    fields: dict[str, Any] = {"purse_id": purse_id.hex(), "counter": counter, "blocked": blocked}
+    if pending is not None and PENDING_FIELD in PURSE_OPS["purse_contact"]:
+        fields[PENDING_FIELD] = pending
+        if pending_sale is not None and PENDING_SALE_FIELD in PURSE_OPS["purse_contact"]:
+            fields[PENDING_SALE_FIELD] = pending_sale
+    return fields
 
 
 class PurseService(Protocol):
     @property
     def online(self) -> bool: ...
-    def contact(self, purse_id: bytes, counter: int, *, blocked: bool,
-                pending: int | None = None) -> Mapping[str, Any]: ...
+    def contact(self, purse_id: bytes, counter: int, *, blocked: bool, pending: int | None = None,
+                pending_sale: str | None = None) -> Mapping[str, Any]: ...
     def load(self, fields: Mapping[str, Any]) -> Mapping[str, Any]: ...
     def records(self, sam_id: bytes, items: Sequence[Mapping[str, Any]],
                 advices: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]: ...
@@ -44,12 +56,10 @@ class RegistryPurseService:
             raise HostUnavailable("the registry refused a purse request", op=op, reason=answer.reason)
         return answer.result
 
-    def contact(self, purse_id: bytes, counter: int, *, blocked: bool,
-                pending: int | None = None) -> Mapping[str, Any]:
-        fields: dict[str, Any] = {"purse_id": purse_id.hex(), "counter": counter, "blocked": blocked}
-        if pending is not None and PENDING_FIELD in PURSE_OPS["purse_contact"]:
-            fields[PENDING_FIELD] = pending
-        return self._ask("purse_contact", fields, quick=True)
+    def contact(self, purse_id: bytes, counter: int, *, blocked: bool, pending: int | None = None,
+                pending_sale: str | None = None) -> Mapping[str, Any]:
+        return self._ask("purse_contact", contact_fields(purse_id, counter, blocked=blocked, pending=pending,
+                                                         pending_sale=pending_sale), quick=True)
 
     def load(self, fields: Mapping[str, Any]) -> Mapping[str, Any]:
         return self._ask("purse_load", fields)

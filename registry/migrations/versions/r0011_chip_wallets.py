@@ -116,6 +116,7 @@ def upgrade() -> None:
     sa.Column('payload', sa.String(length=140), nullable=False),
     sa.Column('pending_counter', sa.BigInteger(), nullable=True),
     sa.Column('sam_id', sa.String(length=16), nullable=True),
+    sa.Column('sale_id', sa.String(length=36), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('actor', sa.String(length=64), nullable=False),
     sa.Column('requested_at', sa.DateTime(), nullable=False),
