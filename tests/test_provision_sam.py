@@ -120,10 +120,10 @@ def test_answers_that_do_not_check_reach_no_sam(reg: Reg, tmp_path: Path) -> Non
 
 def test_a_refusal_leaves_the_sam_keyed(reg: Reg, tmp_path: Path) -> None:
     fit_sam(slot(PurseSam(SAM_A)).transmit, Desk(reg), now=T, state_dir=tmp_path / "first")
-    same_id = PurseSam(SAM_A)                      # a second SAM claiming the id, at another terminal
+    same_id = PurseSam(SAM_A)                      # a second SAM claiming the id (another key), elsewhere
     with pytest.raises(Refused) as refused:
         fit_sam(slot(same_id).transmit, Desk(reg, "T-0002"), now=T, state_dir=tmp_path / "second")
-    assert refused.value.reason == "sam_taken" and same_id.state is sa.SamState.KEYED
+    assert refused.value.reason == "not_allowed" and same_id.state is sa.SamState.KEYED   # its key is pinned
 
 
 def _terminal_toml(tmp_path: Path, devices: str = "") -> Path:
@@ -144,12 +144,13 @@ def test_provision_sam_needs_a_sam_reader(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_the_operator_lists_releases_and_revokes_sams(reg: Reg, capsys: pytest.CaptureFixture[str]) -> None:
-    fit_sam(slot(PurseSam(SAM_A)).transmit, Desk(reg), now=T)
+    sam = PurseSam(SAM_A)
+    fit_sam(slot(sam).transmit, Desk(reg), now=T)
     assert main(["registry", "purse-sam", "list", "--db", reg.url]) == 0
     assert f"{SAM_A.hex()}  T-0001    active  1" in capsys.readouterr().out
     assert main(["registry", "purse-sam", "release", SAM_A.hex(), "--db", reg.url, "--reason", "pump 2"]) == 0
     assert "released" in capsys.readouterr().out
-    fit_sam(slot(PurseSam(SAM_A)).transmit, Desk(reg, "T-0002"), now=T)     # the other terminal may now
+    fit_sam(slot(sam).transmit, Desk(reg, "T-0002"), now=T)      # the same SAM, moved: the other terminal may
     assert main(["registry", "purse-sam", "revoke", SAM_A.hex(), "--db", reg.url, "--reason", "lost"]) == 0
     assert main(["registry", "purse-sam", "list", "--db", reg.url, "--terminal", "T-0002"]) == 0
     assert "revoked" in capsys.readouterr().out

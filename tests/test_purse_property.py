@@ -168,8 +168,8 @@ class Run:
             assert w.card_balance() + doubt == w.balance(w.chip), why
             assert w.card.purse.state.stored.pending is None, why
             assert card_loads <= confirmed, "a load on the card the issuer did not grant: " + why
-            # == once fixed: test_a_zero_advice_for_a_reserve_the_card_never_took_does_not_give_fuel_away
-            assert w.start_total - w.total() <= w.dispensed(), why
+            # every litre the pumps delivered is paid, once (test_a_zero_advice_..._does_not_give_fuel_away)
+            assert w.start_total - w.total() == w.dispensed(), why
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -241,12 +241,6 @@ def test_a_record_that_came_first_from_the_cards_log_leaves_a_sam_sequence_gap(
     assert facts["flags"] == [], facts
 
 
-FREE_FUEL = ("a terminal's advice of 0 for a RESERVE the card never took is kept for that counter and SAM; "
-             "the same terminal's real advice for the card's reservation at that counter is then ignored "
-             "(idempotent per counter and SAM), and the issuer's completion debits 0 for fuel delivered")
-
-
-@pytest.mark.xfail(strict=True, reason=FREE_FUEL)
 def test_a_zero_advice_for_a_reserve_the_card_never_took_does_not_give_fuel_away(
         world_in: Any, tmp_path: Path) -> None:
     w = world_in(tmp_path)

@@ -201,8 +201,9 @@ def test_an_authorization_is_answered_before_a_backlog_of_sales(mosquitto: int, 
     reg.start()
     try:
         assert reg.link.wait_connected(5) and terminal.wait_connected(5)
-        assert m.decode(terminal.request(AUTH_TOPIC, auth_request(), INBOX, 5),
-                        m.AUTH_RESPONSE)["approved"]           # both registry clients subscribed
+        assert m.decode(terminal.request(AUTH_TOPIC, auth_request(), INBOX, 15),
+                        m.AUTH_RESPONSE)["approved"]           # both registry clients subscribed (a readiness
+        #                                                        check: the order below is what is tested)
         sent = [flood.publish(protocol.topic("sales", terminal="T-0001"), _bank_sale(), qos=1)
                 for _ in range(sales)]
         for info in sent:
