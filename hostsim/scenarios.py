@@ -20,6 +20,7 @@ from hostsim.scenarios_fleet import FLEET_SCENARIOS, FLEET_SIM_OPTIONS
 from hostsim.scenarios_loyalty import ISSUE15_SCENARIOS, ISSUE15_SIM_OPTIONS
 from hostsim.scenarios_provision import provision_new_device
 from hostsim.scenarios_pump import pump_faults, pump_offline_midsale
+from hostsim.scenarios_purse import PURSE_SCENARIOS, PURSE_SIM_OPTIONS
 from hostsim.scenarios_sync import sync_outage
 from hostsim.scenarios_update import update_rollback
 from hostsim.scenarios_usb import USB_SCENARIOS
@@ -262,6 +263,7 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     **USB_SCENARIOS,
     **FLEET_SCENARIOS,      # issue 14
     **ISSUE15_SCENARIOS,    # issue 15
+    **PURSE_SCENARIOS,      # issue 18: wallets on the chip
 }
 
 # Simulator options a scenario needs (defaults otherwise).
@@ -269,4 +271,5 @@ SIM_OPTIONS: dict[str, dict[str, Any]] = {
     "pump-faults": {"terminal_pumps": (1, 2, 3, 4)},
     **FLEET_SIM_OPTIONS,
     **ISSUE15_SIM_OPTIONS,
+    **PURSE_SIM_OPTIONS,
 }

@@ -28,7 +28,7 @@ from registry.purse.purses import flags
 from registry.purse.topups import order_topup
 from registry.purse_models import ChipPurse, PurseRecord
 
-__all__ = ["PANS", "PURSE_SCENARIOS"]
+__all__ = ["PANS", "PURSE_PROGRAMS", "PURSE_SCENARIOS", "PURSE_SIM_OPTIONS"]
 
 PANS = ("7077006000000018", "7077006000000026", "7077006000000034", "7077006000000042",
         "7077006000000059", "7077006000000067", "7077006000000075")
@@ -283,3 +283,8 @@ PURSE_SCENARIOS: dict[str, Callable[[Any], None]] = {
     "chip-wallet-load": load, "chip-wallet-replay": replay, "chip-wallet-limit": limit,
     "chip-wallet-flash-drive": flash_drive,
 }
+
+# `forecourt sim --scenario chip-wallet-...`: the simulator with the SAM in its second slot, the purse program
+PURSE_PROGRAMS = ("purse", "fleet", "bank")
+PURSE_SIM_OPTIONS: dict[str, dict[str, Any]] = {
+    name: {"programs": PURSE_PROGRAMS, "purse": True} for name in PURSE_SCENARIOS}

@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from contracts.purse_keys import Purpose
 from hostsim.purse_slot import SAM_ID
-from hostsim.scenarios import Run
+from hostsim.scenarios import SCENARIOS, SIM_OPTIONS, Run
 from hostsim.scenarios_fleet2 import registry_db
-from hostsim.scenarios_purse import PANS, PURSE_SCENARIOS
+from hostsim.scenarios_purse import PANS, PURSE_PROGRAMS, PURSE_SCENARIOS
 from hostsim.world import Simulator
 from registry.purse.issuer import IssuerKeys
 from registry.purse_models import ChipPurse
@@ -30,7 +30,7 @@ ORDER = ("chip-wallet-offline-sale", "chip-wallet-card-pulled", "chip-wallet-loa
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    s = Simulator(Path(tmp_path_factory.mktemp("issue18")) / "sim", programs=("purse", "fleet", "bank"),
+    s = Simulator(Path(tmp_path_factory.mktemp("issue18")) / "sim", programs=PURSE_PROGRAMS,
                   purse=True).start()
     try:
         yield s
@@ -38,8 +38,9 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
         s.stop()
 
 
-def test_every_scenario_is_listed_in_order() -> None:
-    assert set(ORDER) == set(PURSE_SCENARIOS)
+def test_every_scenario_is_listed_in_order_and_runs_from_forecourt_sim() -> None:
+    assert set(ORDER) == set(PURSE_SCENARIOS) and set(ORDER) <= set(SCENARIOS)
+    assert all(SIM_OPTIONS[name]["purse"] for name in ORDER)
 
 
 def _back_to_idle(sim: Simulator) -> None:
