@@ -170,7 +170,7 @@ def test_a_wrong_pin_is_counted_by_the_card(terminal: Any) -> None:
     t = terminal()
     card = new_card()
     sale_id, port = t.serve(card, offline_pin=[bytearray(bytes.fromhex("249999FFFFFFFFFF"))])
-    assert sale_id is None or t.journal.get(sale_id).state is SaleState.DECLINED
+    assert sale_id is None                          # the card said no before any sale began
     declined = [f for s, f in port.screens if s is Screen.DECLINED]
     assert declined and declined[-1]["reason"] is DeclineReason.WRONG_PIN
     assert card.purse.state.stored.pin_tries == 2 and balance(card) == 10000
@@ -245,7 +245,9 @@ def test_a_card_pulled_as_it_reserved_is_completed_with_nothing_here(terminal: A
     card = new_card()
     card.tear_at("reserve", "after_commit")            # the card reserved, its answer never came
     sale_id, _ = t.serve(card)
-    assert sale_id is None or t.journal.get(sale_id).volume_cl in (None, 0)
+    assert sale_id is not None                      # begun before RESERVE, declined with nothing dispensed
+    rec = t.journal.get(sale_id)
+    assert rec.state is SaleState.DECLINED and not rec.volume_cl
     assert card.purse.state.stored.pending is not None
     t.serve(card, offline_pin=[CANCEL])
     assert card.purse.state.stored.pending is None and balance(card) == 10000
