@@ -24,6 +24,19 @@ BACKENDS: dict[str, dict[str, str]] = {
         "": _DART_SERIAL, "socket": _DART_SERIAL, "rfc2217": _DART_SERIAL, "loop": _DART_SERIAL,
         "spy": _DART_SERIAL, "hwgrep": _DART_SERIAL, "alt": _DART_SERIAL,
         "sim": "drivers.pump.sim_line:open_sim_line",          # simulated DART pumps on a pty
+        # pulser dispensers (docs/pulser.md): pulse meter, relays and nozzle switch on the terminal's GPIO,
+        # or behind a pump node (a microcontroller) on a UART; nodesim:// runs simulated nodes on ptys
+        "pulser": "drivers.pulser.gpio_line:open_pulser_line",
+        "node": "drivers.pulser.node_line:open_node_line",
+        "nodesim": "drivers.pulser.node_sim:open_node_sim_line",
+    },
+    # GPIO pins (docs/gpio.md): RPi.GPIO (rpi-lgpio provides the same module on a Pi 5), lgpio, the pins
+    # simulated in this process (sim://) or on the host simulator's GPIO header (tcp://host:port)
+    "gpio": {
+        "rpigpio": "drivers.gpio.rpigpio:open_rpigpio_pins",
+        "lgpio": "drivers.gpio.lgpio_pins:open_lgpio_pins",
+        "sim": "drivers.gpio.sim:open_sim_pins",
+        "tcp": "drivers.gpio.remote:open_remote_pins",
     },
     "card_reader": {
         "pcsc": "drivers.cardreader.pcsc:open_pcsc_reader",
@@ -54,7 +67,7 @@ BACKENDS: dict[str, dict[str, str]] = {
 CONFIG_KEYS = {
     "pump_line": "devices.pump_line", "card_reader": "devices.card_reader", "printer": "devices.printer",
     "panel": "devices.panel", "magstripe": "bank.magstripe", "acquirer": "bank.acquirer",
-    "audio": "devices.audio",
+    "audio": "devices.audio", "gpio": "devices.gpio",
 }
 
 # Third-party import names -> what to install (Debian package where pip alone is not enough).
@@ -63,7 +76,8 @@ _INSTALL = {
     "smartcard": "pip install pyscard (Debian: python3-pyscard, and pcscd)",
     "escpos": "pip install python-escpos",
     "serial": "pip install pyserial",
-    "RPi": "pip install RPi.GPIO",
+    "RPi": "pip install RPi.GPIO (on a Raspberry Pi 5: pip install rpi-lgpio)",
+    "lgpio": "pip install lgpio (Debian: python3-lgpio)",
     "paho": "pip install paho-mqtt",
 }
 

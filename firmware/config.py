@@ -24,6 +24,7 @@ __all__ = [
     "BankSection",
     "DevicesSection",
     "FleetSection",
+    "GpioSection",
     "MqttSection",
     "PurseSection",
     "TerminalConfig",
@@ -80,6 +81,10 @@ class DevicesSection:
     sam_reader: str = ""
     pump_line: str = "/dev/ttyAMA0"
     pumps: tuple[int, ...] = (1,)
+    # further lines, each serving the pumps its URL's pumps= option names (docs/pulser.md), e.g.
+    # "node:///dev/ttyAMA1?pumps=3" or "pulser://?pumps=4&pulse=17&relay=27&nozzle=22"; pump_line: the rest
+    pump_lines: tuple[str, ...] = ()
+    gpio: str = ""               # GPIO pins (docs/gpio.md): rpigpio://, lgpio://, sim://, tcp://; "" = none
     pump_baudrate: int = 9600    # DART lines run at 9600 or 19200 baud, 8O1
     # decimal places of volume, amount and unit price, e.g. [3, 0, 0]; empty: each pump's own (DART DC7)
     pump_decimals: tuple[int, ...] = ()
@@ -88,6 +93,22 @@ class DevicesSection:
     pin_key: str = "pek.hex"     # AES PIN-encryption key file, relative to state_dir
     # spoken prompts on the headphone output (docs/accessibility.md): espeak://?device=<ALSA name>, "" = none
     audio: str = "espeak://"
+
+
+@dataclass(frozen=True)
+class GpioSection:
+    """Pins of the terminal's own switches and signals on devices.gpio, by BCM number; 0 = not fitted.
+    A switch is active (door open, housing opened, paper low) at a high level unless named in active_low."""
+
+    door: int = 0
+    tamper: int = 0
+    paper_low: int = 0
+    led_ready: int = 0
+    led_fault: int = 0
+    buzzer: int = 0
+    tx_enable: int = 0           # RS-485 driver enable of pump_line's transceiver (no automatic direction)
+    active_low: tuple[str, ...] = ()
+    debounce_ms: int = 20
 
 
 @dataclass(frozen=True)
@@ -159,6 +180,7 @@ class TerminalConfig:
     fleet: FleetSection = field(default_factory=FleetSection)
     loyalty: LoyaltySection = field(default_factory=LoyaltySection)
     purse: PurseSection = field(default_factory=PurseSection)
+    gpio: GpioSection = field(default_factory=GpioSection)
     source: str = ""
 
     @property
@@ -248,6 +270,7 @@ def _check_values(cfg: TerminalConfig) -> None:
         raise ConfigError("devices.pump_decimals must be three places 0..4: volume, amount, price",
                           key="devices.pump_decimals")
     _check_network(cfg)
+    _check_gpio(cfg)
     if not all(re.fullmatch(r"[0-9]{1,11}", iin) for iin in cfg.fleet.iins):
         raise ConfigError("fleet.iins must list card number prefixes of 1..11 digits", key="fleet.iins")
     if not all(re.fullmatch(r"[0-9]{1,11}", iin) for iin in cfg.loyalty.iins):
@@ -275,6 +298,21 @@ def _check_values(cfg: TerminalConfig) -> None:
             raise ConfigError("bank.merchant_id must be 1..15 ASCII characters", key="bank.merchant_id")
 
 
+def _check_gpio(cfg: TerminalConfig) -> None:
+    pins = {f.name: getattr(cfg.gpio, f.name) for f in dataclasses.fields(GpioSection)
+            if f.type == "int" and f.name != "debounce_ms"}
+    fitted = [n for n in pins.values() if n]
+    if any(not 2 <= n <= 27 for n in fitted) or len(set(fitted)) != len(fitted):
+        raise ConfigError("gpio pins must be distinct BCM numbers 2..27 (0 = not fitted)", key="gpio")
+    if fitted and not cfg.devices.gpio:
+        raise ConfigError("gpio pins are set but devices.gpio names no GPIO backend", key="devices.gpio")
+    unknown = sorted(set(cfg.gpio.active_low) - set(pins))
+    if unknown:
+        raise ConfigError(f"gpio.active_low names unknown pins: {', '.join(unknown)}", key="gpio.active_low")
+    if not 0 <= cfg.gpio.debounce_ms <= 1000:
+        raise ConfigError("gpio.debounce_ms must be 0..1000", key="gpio.debounce_ms")
+
+
 def _section(name: str, cls: type, raw: Any, defaults: dict[str, str] | None = None) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"[{name}] must be a table", key=name)
@@ -295,7 +333,7 @@ def _section(name: str, cls: type, raw: Any, defaults: dict[str, str] | None = N
 
 _SECTIONS = {"terminal": TerminalSection, "mqtt": MqttSection, "devices": DevicesSection,
              "timeouts": TimeoutsSection, "bank": BankSection, "accessibility": AccessibilitySection,
-             "fleet": FleetSection, "loyalty": LoyaltySection, "purse": PurseSection}
+             "fleet": FleetSection, "loyalty": LoyaltySection, "purse": PurseSection, "gpio": GpioSection}
 
 
 def load_config(path: str | os.PathLike[str], *, profile: str | None = None) -> TerminalConfig:

@@ -91,8 +91,8 @@ def _check_devices(cfg: TerminalConfig) -> None:
     bank = {"acquirer": cfg.bank.acquirer, "magstripe": cfg.bank.magstripe}
     for kind, key in CONFIG_KEYS.items():
         url = bank[kind] if kind in bank else getattr(cfg.devices, kind)
-        if kind in bank and not url:
-            continue                              # bank cards off, or no magnetic stripe head
+        if (kind in bank or kind == "gpio") and not url:
+            continue                              # bank cards off, no magnetic stripe head, no GPIO
         scheme = parse_url(url, key=key).scheme
         if scheme not in BACKENDS[kind]:
             known = ", ".join(f"{s}://" if s else "a device path" for s in sorted(BACKENDS[kind]))
