@@ -31,7 +31,7 @@ class GpioServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._srv = socket.create_server((host, port))
         self.port: int = self._srv.getsockname()[1]
-        self.errors: list[str] = []                 # why lines were refused (never the line itself)
+        self.errors: list[MessageError] = []        # why lines were refused (never the line itself)
         self._lock = threading.RLock()              # state and sends: LEVEL lines leave in drive order
         self._cond = threading.Condition(self._lock)
         self._driven: dict[int, bool] = {}          # inputs' electrical levels set by drive()
@@ -155,14 +155,14 @@ class GpioServer:
 
     def _refuse(self, exc: MessageError) -> None:
         with self._lock:
-            self.errors.append(str(exc))
+            self.errors.append(exc)
             self._send(f"ERR {exc}\n".encode("ascii", "replace"))
 
     def _handle(self, line: bytes) -> None:
         try:
             message = parse_line(line)
             if message.verb not in ("IN", "OUT", "PING"):
-                raise MessageError("a terminal sends IN, OUT or PING")
+                raise MessageError("a GPIO client sends IN, OUT or PING")
         except MessageError as exc:
             self._refuse(exc)
             return
