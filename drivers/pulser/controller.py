@@ -1,0 +1,227 @@
+"""PulserController: the pump interface (contracts.pump.PumpController) over pulser dispensers, each one a
+pump node on a UART (link.NodeLink) or a PulserCore on the terminal's own GPIO (gpio_line.LocalUnit).
+
+One thread polls every unit's status; commands go straight to the unit (each unit serializes its own
+requests). A node that restarted is seen by its boot number and is given its calibration again. Prices
+are kept here and sent with each authorization: a pulser dispenser has one nozzle, number 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, Self
+
+from contracts.errors import MessageError, PumpError, PumpStateError, PumpTimeout
+from contracts.pump import PumpState, PumpStatus, PumpTotals
+
+from . import meter, wire
+from .node import decode_status, decode_totals
+
+__all__ = ["NOZZLE", "PulserController", "Unit"]
+
+log = logging.getLogger(__name__)
+
+NOZZLE = 1
+_STATES = {meter.IDLE: PumpState.RESET, meter.AUTHORIZED: PumpState.AUTHORIZED,
+           meter.FILLING: PumpState.FILLING, meter.COMPLETED: PumpState.FILLING_COMPLETED,
+           meter.MAX_REACHED: PumpState.MAX_REACHED}
+
+
+class Unit(Protocol):
+    def request(self, kind: int, payload: bytes = b"") -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class PulserController:
+    """k_milli: each pump's K-factor (pulses per 1000 L); slow_cl: the preset's slow-stage volume."""
+
+    def __init__(self, units: Mapping[int, Unit], *, k_milli: Mapping[int, int], slow_cl: int = 50,
+                 poll_interval: float = 0.05, offline_time: float = 1.0, command_timeout: float = 2.0,
+                 on_close: Callable[[], None] | None = None) -> None:
+        self.units = dict(units)
+        self.k_milli, self.slow_cl = dict(k_milli), slow_cl
+        self.poll_interval, self.offline_time = poll_interval, offline_time
+        self.command_timeout = command_timeout
+        self._on_close = on_close
+        self._cond = threading.Condition()
+        self._status = {n: PumpStatus(pump=n, state=PumpState.OFFLINE) for n in self.units}
+        self._prices: dict[int, int] = {}
+        self._boot: dict[int, int] = {}
+        self._configured: set[int] = set()
+        self._heard = {n: 0.0 for n in self.units}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle --------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="pulser-poll", daemon=True)
+        self._thread.start()
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The polling thread (watched by the terminal's liveness check)."""
+        return self._thread
+
+    def close(self) -> None:
+        thread, self._thread = self._thread, None
+        self._stop.set()
+        if thread is not None:
+            thread.join(timeout=5)
+        for unit in self.units.values():
+            unit.close()
+        if self._on_close is not None:
+            self._on_close()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- status ------------------------------------------------------------------------------------------
+    def _check(self, pump: int) -> Unit:
+        unit = self.units.get(pump)
+        if unit is None:
+            raise PumpError("pump not configured on this line", pump=pump)
+        return unit
+
+    def status(self, pump: int) -> PumpStatus:
+        self._check(pump)
+        with self._cond:
+            return self._status[pump]
+
+    def wait_status(self, pump: int, predicate: Callable[[PumpStatus], bool], timeout: float) -> PumpStatus:
+        self._check(pump)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                st = self._status[pump]
+                if predicate(st):
+                    return st
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise PumpTimeout("pump status not reached", pump=pump, state=st.state.value)
+                self._cond.wait(left)
+
+    def _publish(self, pump: int, body: bytes) -> None:
+        fields = decode_status(body)
+        boot = fields["boot"]
+        if self._boot.get(pump, boot) != boot:
+            log.warning("pump node restarted", extra={"pump": pump, "boot": boot})
+            self._configured.discard(pump)
+        self._boot[pump] = boot
+        self._heard[pump] = time.monotonic()
+        state = _STATES.get(fields["state"])
+        if state is None:
+            raise MessageError("pump node reports an unknown state", pump=pump, state=fields["state"])
+        nozzle_out = bool(fields["flags"] & 1)
+        if state is PumpState.RESET and (NOZZLE not in self._prices or fields["flags"] & 16
+                                         or pump not in self._configured):
+            state = PumpState.NOT_PROGRAMMED
+        in_use = nozzle_out or state is PumpState.FILLING or state.finished
+        price = fields["price"] if state is not PumpState.RESET else self._prices.get(NOZZLE, 0)
+        with self._cond:
+            old = self._status[pump]
+            new = PumpStatus(pump=pump, state=state, nozzle=NOZZLE if in_use else 0, nozzle_out=nozzle_out,
+                             volume_cl=fields["volume_cl"], amount_cents=fields["amount_cents"],
+                             price_milli=price, seq=old.seq)
+            if new != old:
+                self._status[pump] = dataclasses.replace(new, seq=old.seq + 1)
+                self._cond.notify_all()
+
+    def _set_offline(self, pump: int) -> None:
+        with self._cond:
+            old = self._status[pump]
+            if old.state is not PumpState.OFFLINE:
+                log.error("pump offline", extra={"pump": pump})
+                self._status[pump] = PumpStatus(pump=pump, state=PumpState.OFFLINE, seq=old.seq + 1)
+                self._cond.notify_all()
+
+    # -- polling -----------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pump, unit in self.units.items():
+                try:
+                    self._configure(pump, unit)
+                    self._publish(pump, unit.request(wire.STATUS))
+                except PumpError as exc:
+                    if time.monotonic() - self._heard[pump] >= self.offline_time:
+                        self._set_offline(pump)
+                    log.debug("pump node poll failed", extra={"pump": pump, "error": str(exc)})
+                except MessageError as exc:
+                    log.warning("pump node sent a bad status", extra={"pump": pump, "error": str(exc)})
+            self._stop.wait(self.poll_interval)
+
+    def _configure(self, pump: int, unit: Unit) -> None:
+        """Give the unit its K-factor once, and again after it restarted (refused while it fills)."""
+        if pump in self._configured:
+            return
+        payload = wire.put_u(self.k_milli[pump], 4) + wire.put_u(self.slow_cl, 2)
+        try:
+            self._publish(pump, unit.request(wire.CONFIG, payload))
+        except PumpStateError:
+            return                     # a filling runs: try again when it is over
+        self._configured.add(pump)
+
+    # -- commands ----------------------------------------------------------------------------------------
+    def _command(self, pump: int, kind: int, payload: bytes = b"") -> PumpStatus:
+        unit = self._check(pump)
+        self._publish(pump, unit.request(kind, payload))
+        return self.status(pump)
+
+    def set_prices(self, pump: int, prices: Mapping[int, int]) -> None:
+        self._check(pump)
+        if set(prices) - {NOZZLE} or not all(0 < p < 10**8 for p in prices.values()):
+            raise PumpStateError("a pulser dispenser has one nozzle (1) and prices 1..99999999", pump=pump)
+        self._prices.update(prices)
+        self._command(pump, wire.STATUS)
+
+    def authorize(self, pump: int, *, nozzles: Sequence[int], volume_cl: int | None = None,
+                  amount_cents: int | None = None) -> None:
+        self._check(pump)
+        if NOZZLE not in nozzles:
+            raise PumpStateError("nozzle 1 not allowed for this sale", pump=pump)
+        price = self._prices.get(NOZZLE)
+        if price is None or pump not in self._configured:
+            raise PumpStateError("pump not programmed (no price or calibration yet)", pump=pump)
+        st = self.status(pump)
+        if st.state is PumpState.OFFLINE:
+            raise PumpTimeout("pump offline", pump=pump)
+        if st.state.finished:
+            self._command(pump, wire.RESET)
+        by, value = ((meter.BY_AMOUNT, amount_cents) if amount_cents is not None
+                     else (meter.BY_VOLUME, volume_cl))
+        if value is not None and not 0 < value < 2**32:
+            raise PumpStateError("preset out of range", pump=pump)
+        preset = wire.put_u(price, 4) + bytes((by,)) + wire.put_u(value or 0, 4)
+        st = self._command(pump, wire.AUTHORIZE, preset)
+        if st.state not in (PumpState.AUTHORIZED, PumpState.FILLING):
+            raise PumpStateError("AUTHORIZE refused by pump", pump=pump, state=st.state.value)
+
+    def stop(self, pump: int) -> None:
+        self._command(pump, wire.STOP)
+
+    def suspend(self, pump: int) -> None:
+        self._command(pump, wire.SUSPEND)
+
+    def resume(self, pump: int) -> None:
+        self._command(pump, wire.RESUME)
+
+    def reset(self, pump: int) -> None:
+        self._command(pump, wire.RESET)
+
+    def totals(self, pump: int, nozzle: int) -> PumpTotals:
+        unit = self._check(pump)
+        if nozzle != NOZZLE:
+            raise MessageError("a pulser dispenser keeps totals for nozzle 1 only", pump=pump, nozzle=nozzle)
+        volume, amount, _ = decode_totals(unit.request(wire.TOTALS))
+        return PumpTotals(pump=pump, nozzle=nozzle, volume_cl=volume, amount_cents=amount)
