@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contracts.errors import ConfigError, MessageError
 from drivers.devices import open_device
@@ -137,6 +139,21 @@ def test_the_line_codec_refuses_what_it_cannot_read() -> None:
                 b"PING 3", b"A" * 65):
         with pytest.raises(MessageError):
             parse_line(bad)
+
+
+@given(st.binary(max_size=80))
+def test_any_bytes_parse_to_a_message_or_a_message_error(line: bytes) -> None:
+    try:
+        message = parse_line(line)
+    except MessageError:
+        return
+    assert message.verb in ("IN", "OUT", "LEVEL", "PING", "PONG", "HELLO", "ERR")
+
+
+@given(st.sampled_from(["IN", "OUT", "LEVEL"]), st.integers(2, 27), st.booleans())
+def test_numbered_messages_survive_a_round_trip(verb: str, number: int, flag: bool) -> None:
+    line = format_line(Message(verb, number, flag))
+    assert line.endswith(b"\n") and parse_line(line[:-1]) == Message(verb, number, flag)
 
 
 def test_no_header_listening_is_a_gpio_error_and_bad_urls_are_config_errors() -> None:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import doctest
 import threading
 import time
+from types import ModuleType
 
 import pytest
 
+import drivers.gpio.devices as devices_module
+import drivers.gpio.pins as pins_module
+import drivers.gpio.remote as remote_module
+import drivers.gpio.sim as sim_module
+import drivers.gpio.txenable as txenable_module
 from contracts.errors import ConfigError
 from drivers.devices import open_device
 from drivers.gpio.sim import SimPins, shared
@@ -143,3 +150,9 @@ def test_sim_urls_with_one_name_share_one_header() -> None:
         open_device("gpio", "sim://x?speed=1")
     with pytest.raises(ConfigError):
         open_device("gpio", "sim://x", speed=1)
+
+
+@pytest.mark.parametrize("module", [pins_module, sim_module, remote_module, devices_module, txenable_module])
+def test_docstring_examples(module: ModuleType) -> None:
+    result = doctest.testmod(module)
+    assert result.failed == 0 and result.attempted > 0
