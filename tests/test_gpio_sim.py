@@ -156,3 +156,30 @@ def test_sim_urls_with_one_name_share_one_header() -> None:
 def test_docstring_examples(module: ModuleType) -> None:
     result = doctest.testmod(module)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_a_callback_may_wait_for_a_thread_that_reads_the_pin() -> None:
+    pins = SimPins()
+    nozzle = pins.input(8, pull_up=False)
+    pump_lock = threading.Lock()
+    holding, got_lock = threading.Event(), []
+    read_in_thread: list[bool] = []
+
+    def pump_loop() -> None:            # holds the pump's lock while it reads the nozzle
+        with pump_lock:
+            holding.wait(2)
+            read_in_thread.append(nozzle.read())
+
+    def changed(level: bool) -> None:   # the callback needs the pump's lock
+        holding.set()
+        got_lock.append(pump_lock.acquire(timeout=2))
+        if got_lock[-1]:
+            pump_lock.release()
+
+    nozzle.on_change(changed)
+    loop = threading.Thread(target=pump_loop)
+    loop.start()
+    pins.drive(8, True)
+    loop.join(3)
+    assert got_lock == [True] and read_in_thread == [True]
+    pins.close()

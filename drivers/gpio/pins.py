@@ -127,7 +127,8 @@ class SoftInput:
         self._raw = level            # the last electrical level fed
         self._reported = level       # the electrical level last reported
         self._callbacks: list[Callable[[bool], None]] = []
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
+        self._dispatch = threading.RLock()
         self.closed = False
 
     def read(self) -> bool:
@@ -170,13 +171,17 @@ class SoftInput:
             self._callbacks.clear()
 
     def _report(self, level: bool) -> None:
-        with self._lock:
-            self._raw = level
-            if self.closed or level == self._reported:
-                return
-            self._reported = level
+        # _dispatch keeps one pin's callbacks in order; _lock is never held while they run, so a callback
+        # may wait for a thread that is reading the pin
+        with self._dispatch:
+            with self._lock:
+                self._raw = level
+                if self.closed or level == self._reported:
+                    return
+                self._reported = level
+                callbacks = list(self._callbacks)
             logical = level != self.active_low
-            for callback in list(self._callbacks):
+            for callback in callbacks:
                 try:
                     callback(logical)
                 except Exception:  # noqa: BLE001 - a callback bug must not stop the backend thread

@@ -68,6 +68,7 @@ class SimPins:
         self.key = key
         self._claims = Claims(key)
         self._lock = threading.RLock()
+        self._out_dispatch = threading.RLock()
         self._driven: dict[int, bool] = {}          # inputs' electrical levels set by drive()
         self._levels: dict[int, bool] = {}          # outputs' electrical levels
         self._inputs: dict[int, SoftInput] = {}
@@ -140,10 +141,11 @@ class SimPins:
         return self._claims.held()
 
     def _set_output(self, number: int, level: bool) -> None:
-        with self._lock:
-            changed = self._levels.get(number) != level
-            self._levels[number] = level
-            listeners = list(self._listeners) if changed else []
+        with self._out_dispatch:        # listeners see the changes in order, without holding _lock
+            with self._lock:
+                changed = self._levels.get(number) != level
+                self._levels[number] = level
+                listeners = list(self._listeners) if changed else []
             for listener in listeners:
                 listener(number, level)
 
