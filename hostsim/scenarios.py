@@ -19,6 +19,7 @@ from hostsim.scenarios_config import config_rollback
 from hostsim.scenarios_fleet import FLEET_SCENARIOS, FLEET_SIM_OPTIONS
 from hostsim.scenarios_loyalty import ISSUE15_SCENARIOS, ISSUE15_SIM_OPTIONS
 from hostsim.scenarios_provision import provision_new_device
+from hostsim.scenarios_pulser import PULSER_SCENARIOS, PULSER_SIM_OPTIONS
 from hostsim.scenarios_pump import pump_faults, pump_offline_midsale
 from hostsim.scenarios_purse import PURSE_SCENARIOS, PURSE_SIM_OPTIONS
 from hostsim.scenarios_sync import sync_outage
@@ -72,6 +73,8 @@ class Run:
         self.sim.panel.wait_for("idle", timeout)
         deadline = time.monotonic() + timeout
         for n in self.sim.terminal_pumps:
+            if n in self.sim.pulser_pumps:
+                continue         # pulser pumps: prices stay in the terminal; the idle screen is up
             while self.sim.pump_line.pump(n).state == PumpState.NOT_PROGRAMMED:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"pump {n} was never programmed with prices")
@@ -264,6 +267,7 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     **FLEET_SCENARIOS,      # issue 14
     **ISSUE15_SCENARIOS,    # issue 15
     **PURSE_SCENARIOS,      # issue 18: wallets on the chip
+    **PULSER_SCENARIOS,     # issue 17: pulser pumps, a pump node, the door switch
 }
 
 # Simulator options a scenario needs (defaults otherwise).
@@ -272,4 +276,5 @@ SIM_OPTIONS: dict[str, dict[str, Any]] = {
     **FLEET_SIM_OPTIONS,
     **ISSUE15_SIM_OPTIONS,
     **PURSE_SIM_OPTIONS,
+    **PULSER_SIM_OPTIONS,
 }

@@ -12,7 +12,6 @@ import datetime as dt
 import signal
 import time
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -28,13 +27,11 @@ from firmware.sale.journal import Journal
 from firmware.updater import RESTART_EXIT
 from hostsim.acquirer_host import AcquirerHost, Rules, approve_all
 from hostsim.bank_world import BDK, make_acquirer, write_bank_files
-from hostsim.cards.emv import EmvCard
-from hostsim.cards.emv_profile import load_profile
-from hostsim.cards.fleet import BlankCard, FleetCard
-from hostsim.cards.tag import TagCard
+from hostsim.card_profiles import FIXTURES, CardProfile, card_index, load_cards
 from hostsim.panel_server import PanelServer
 from hostsim.pcscd import PcscDaemon
 from hostsim.printer_server import PrinterServer
+from hostsim.pulser_site import PulserSite
 from hostsim.purse_slot import PurseSlot
 from hostsim.services import (
     Process,
@@ -52,55 +49,10 @@ from provisioning.keys import install_pin_key
 from registry.configs import config_keys
 from registry.db import open_database
 from registry.keyinject import install_bdk
-from registry.models import Card, Device, Transaction
+from registry.models import Card, Device, DeviceEvent, Transaction
 from registry.pki import Authority, fingerprint
 
 __all__ = ["FIXTURES", "CardProfile", "Simulator", "card_index", "load_cards"]
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-@dataclass(frozen=True)
-class CardProfile:
-    name: str
-    kind: str
-    fields: dict[str, Any]
-
-    def make(self) -> Any:
-        if self.kind == "fleet":
-            return FleetCard(pan=self.fields["pan"], expiry=self.fields["expiry"],
-                             holder=self.fields["holder"])
-        if self.kind == "emv":
-            return EmvCard.from_profile(self.fields["profile"])
-        if self.kind == "tag":
-            return TagCard(bytes.fromhex(self.fields["uid"]), self.fields.get("type", "mifare_classic_1k"))
-        return BlankCard()
-
-    @property
-    def track2(self) -> str | None:
-        """The magnetic stripe, for the swipe reader (bank cards only)."""
-        if self.kind != "emv":
-            return None
-        track2 = load_profile(self.fields["profile"]).get("magstripe", {}).get("track2")
-        return None if track2 is None else str(track2)
-
-
-def load_cards(path: Path = FIXTURES / "cards.toml") -> list[CardProfile]:
-    """Every card of the fixture: fleet, EMV and blank first (scenarios pick them by index), then any
-    further kind (loyalty, gift, attendant, voucher...) in the file's order."""
-    doc = tomllib.loads(path.read_text())
-    kinds = ["fleet", "emv", "blank"] + [k for k in doc if k not in ("fleet", "emv", "blank")]
-    return [CardProfile(c["name"], kind, c) for kind in kinds for c in doc.get(kind, [])
-            if isinstance(c, dict) and "name" in c]
-
-
-def card_index(name_or_profile: str) -> int:
-    """Index in load_cards() of a card by its EMV profile name or its picker name."""
-    for i, c in enumerate(load_cards()):
-        if name_or_profile in (c.name, c.fields.get("profile")):
-            return i
-    raise KeyError(name_or_profile)
-
 
 def _station_pumps(seed: dict[str, Any]) -> dict[int, dict[int, tuple[str, int]]]:
     pumps: dict[int, dict[int, tuple[str, int]]] = {}
@@ -113,7 +65,7 @@ class Simulator:
     def __init__(self, state_dir: Path, *, flow_cl_per_s: float = 1000.0,
                  terminal_pumps: tuple[int, ...] = (1,),
                  seed: Path = FIXTURES / "seed.toml", programs: tuple[str, ...] = (),
-                 web: bool = False, purse: bool = False) -> None:
+                 web: bool = False, purse: bool = False, pulser: bool = False) -> None:
         self.state = Path(state_dir)
         self.state.mkdir(parents=True, exist_ok=True)
         self.seed_path = seed
@@ -125,6 +77,8 @@ class Simulator:
                                            for n, nozzles in sorted(_station_pumps(self.seed).items()))
         self.cards = VirtualCardServer()
         self.purse = PurseSlot() if purse else None      # the terminal's SAM, for chip wallets (issue 18)
+        # the terminal's GPIO header and pulser pumps 3 (pump node) and 4 (own GPIO), issue 17
+        self.site = PulserSite(flow_cl_per_s=min(flow_cl_per_s, 200.0)) if pulser else None
         self.panel = PanelServer()
         self.printer = PrinterServer()
         self.swipe = SwipeServer()
@@ -147,6 +101,8 @@ class Simulator:
             sam_port = self.purse.start().port if self.purse is not None else None
             self.pcscd = PcscDaemon(self.state / "pcscd", self.cards.port, sam_port=sam_port).start()
             self.pump_line.start()
+            if self.site is not None:
+                self.site.start()
             self.panel.start()
             self.printer.start()
             self.swipe.start()
@@ -235,7 +191,7 @@ class Simulator:
             self.pcscd.stop()
             self.pcscd = None
         for part in (self.cards, self.pump_line, self.panel, self.printer, self.swipe, self.acquirer,
-                     self.purse):
+                     self.purse, self.site):
             if part is not None:
                 part.stop()
 
@@ -298,6 +254,11 @@ class Simulator:
         raise ServiceError(f"the registry never made device {self.device['id']}; see registry.log")
 
     @property
+    def pulser_pumps(self) -> tuple[int, ...]:
+        """The terminal's pumps that are pulser dispensers, not on the DART line."""
+        return (3, 4) if self.site is not None else ()
+
+    @property
     def registry_url(self) -> str:
         return f"sqlite:///{self.state / 'registry' / 'registry.db'}"
 
@@ -319,6 +280,8 @@ class Simulator:
         if self.pcscd is None:
             raise RuntimeError("pcscd must be started before the terminal is configured")
         pumps = ", ".join(str(p) for p in self.terminal_pumps)
+        site_devices = self.site.terminal_devices() if self.site is not None else ""
+        site_gpio = self.site.terminal_gpio() if self.site is not None else ""
         named = ", ".join(f'"{p}"' for p in self.programs)
         programs = f"programs = [{named}]\n" if self.programs else ""
         self.terminal_config.write_text(f"""# written by the host simulator
@@ -343,7 +306,7 @@ pumps = [{pumps}]
 printer = "tcp://127.0.0.1:{self.printer.port}"
 panel = "tcp://127.0.0.1:{self.panel.port}"
 pin_key = "pek.hex"
-{sam}
+{site_devices}{sam}
 [bank]
 acquirer = "tcp://127.0.0.1:{self.acquirer.port}"
 magstripe = "tcp://127.0.0.1:{self.swipe.port}"
@@ -355,7 +318,7 @@ response_timeout = 5
 auth = 5
 nozzle_lift = 30
 pump_offline = 30
-""")
+{site_gpio}""")
 
     # -- reading back -------------------------------------------------------------------------------
     def journal(self) -> Journal:
@@ -379,6 +342,17 @@ pump_offline = 30
                 rows = s.scalars(select(Transaction).where(Transaction.device_id == self.device["id"])).all()
                 return [{c.name: _plain(getattr(t, c.name)) for c in Transaction.__table__.columns}
                         for t in rows]
+        finally:
+            engine.dispose()
+
+    def registry_events(self) -> list[dict[str, Any]]:
+        """The terminal's events the registry stored (alarms among them), oldest first."""
+        engine, sessions = open_database(self.registry_url)
+        try:
+            with sessions() as s:
+                rows = s.scalars(select(DeviceEvent).where(DeviceEvent.device_id == self.device["id"])
+                                 .order_by(DeviceEvent.id)).all()
+                return [{"code": e.code, "severity": e.severity, "detail": e.detail} for e in rows]
         finally:
             engine.dispose()
 

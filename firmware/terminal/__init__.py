@@ -22,6 +22,7 @@ from firmware.sale.world import SaleTimeouts, SaleWorld
 from firmware.terminal.cardholder import PanelCardholder
 from firmware.terminal.crashpoint import open_journal
 from firmware.terminal.dukpt import load_dukpt
+from firmware.terminal.hardware import build_cabinet, open_pumps
 from firmware.terminal.serve import Loop, apply_prices, card_in, serve
 from firmware.updater import RESTART_EXIT, Updater, WatchedConfigs
 
@@ -93,8 +94,8 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
                               language=cfg.terminal.language)
     reader = open_device("card_reader", dev.card_reader)
     sam = _open_sam(dev.sam_reader)
-    pumps = open_device("pump_line", dev.pump_line, pumps=dev.pumps, baudrate=dev.pump_baudrate,
-                        decimals=dev.pump_decimals or None)
+    gpio = open_device("gpio", dev.gpio) if dev.gpio else None
+    pumps = open_pumps(dev, state, gpio, cfg.gpio)
     printer = open_device("printer", dev.printer)
     dukpt = load_dukpt(state / cfg.bank.dukpt, journal) if cfg.bank.acquirer else None
     pinpad = PinPad(panel, pin_key, dukpt, more_time=cfg.accessibility.more_time)
@@ -119,18 +120,21 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
                               pump_offline=cfg.timeouts.pump_offline), adjuncts=adjuncts)
     runner = SaleRunner(world)
     offline = any(getattr(p, "sells_offline", False) for p in programs)
+    cabinet = build_cabinet(cfg, gpio, journal, ops.event)
     loop = Loop(runner=runner, port=port, reader=reader, stripes=stripes, pumps=pumps, host=host,
                 pump_numbers=dev.pumps, sells_offline=offline,
                 idle=lambda: ops.idle() or updater.idle(lambda: not runner.needs_recovery()),
                 screen_fields=ops.screen_fields,
                 desk=build_desk(runner, port, host, reader, stripes, card_in, panel.read_key,
-                                timeout=cfg.timeouts.pin_entry))
+                                timeout=cfg.timeouts.pin_entry),
+                cabinet=cabinet)
     panel.show("starting")
     _lifecycle(programs, "start")
     link.start()
     host.start_sync()
     updater.start(ready=lambda: link.connected.is_set() and configs.received.is_set())
     ops.start()
+    cabinet.start()
     try:
         link.wait_connected(3.0)
         log.info("terminal started", extra={"terminal": tid, "online": host.online,
@@ -145,6 +149,9 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
         host.stop_sync()
         link.stop()
         pumps.close()
+        cabinet.close()
+        if gpio is not None:
+            gpio.close()
         panel.close()
         if stripes is not None:
             stripes.close()

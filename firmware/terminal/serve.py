@@ -18,6 +18,7 @@ from firmware.hostlink import HostLink
 from firmware.programs.base import CardIn, ChipCard, Contactless, DeadChip, Swipe, TypedCode
 from firmware.sale.machine import SaleState
 from firmware.sale.runner import SaleRunner
+from firmware.terminal.cabinet import Cabinet
 from firmware.terminal.cardholder import PanelCardholder
 from firmware.terminal.contactless import read_uid, storage_card
 
@@ -51,6 +52,8 @@ class Loop:
     idle: Callable[[], bool] | None = None   # between sales; True: stop now (an update to install)
     screen_fields: Callable[[], dict[str, Any]] | None = None   # more on the idle and offline screens
     desk: Callable[[CardIn], bool] | None = None   # an attendant's card (firmware.attendant): True, served
+    cabinet: Cabinet | None = None     # door, tamper, paper sensor and lamps (firmware.terminal.cabinet)
+    beat: Callable[[], None] | None = None   # each turn of the loop: the watchdog's sign of life
 
 
 def apply_prices(host: HostLink, pumps: PumpController, numbers: Iterable[int], *,
@@ -191,6 +194,16 @@ def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
             if stale:
                 stale = apply_prices(host, loop.pumps, sorted(stale))
             last_check = time.monotonic()
+        if loop.beat is not None:
+            loop.beat()
+        reason = _out_of_service(loop)
+        if reason is not None:
+            if shown != (Screen.OUT_OF_SERVICE, reason):
+                log.warning("out of service", extra={"reason": reason})
+                loop.port.show(Screen.OUT_OF_SERVICE)
+                shown = (Screen.OUT_OF_SERVICE, reason)
+            stop.wait(0.25)
+            continue
         # without the registry fleet cards cannot be authorized; bank cards can, once prices are known
         priced = any(host.station.nozzles(p) for p in loop.pump_numbers)
         screen = (Screen.IDLE if host.online else
@@ -235,6 +248,17 @@ def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
                 reader.disconnect()
             except CardError:
                 pass
+
+
+def _out_of_service(loop: Loop) -> str | None:
+    """Why the housing keeps the terminal out of service (no card is read meanwhile), or None; the lamps
+    follow."""
+    cabinet = loop.cabinet
+    if cabinet is None:
+        return None
+    reason = cabinet.out_of_service()
+    cabinet.lamps(in_service=reason is None, online=loop.host.online)
+    return reason
 
 
 def _wait_removal(loop: Loop, stop: threading.Event) -> None:
