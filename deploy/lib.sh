@@ -58,10 +58,16 @@ check_common() {
 mode_of() { stat -c %a "$1"; }
 owner_of() { stat -c %U:%G "$1"; }
 
-# ensure_owner PATH USER:GROUP (a path under ROOT; only with the system steps)
-ensure_owner() {
+# owned USER:GROUP: install(1)'s options that make a new file or directory theirs (system steps only)
+owned() {
     [ "$SYSTEM" = 1 ] || return 0
-    if [ ! -e "$ROOT$1" ] || [ "$(owner_of "$ROOT$1")" != "$2" ]; then
+    printf '%s\n' -o "${1%%:*}" -g "${1#*:}"
+}
+
+# ensure_owner PATH USER:GROUP (an existing path under ROOT; only with the system steps)
+ensure_owner() {
+    [ "$SYSTEM" = 1 ] && [ -e "$ROOT$1" ] || return 0
+    if [ "$(owner_of "$ROOT$1")" != "$2" ]; then
         change "owner of $1: $2" chown "$2" "$ROOT$1"
     fi
 }
@@ -79,7 +85,8 @@ ensure_dir() {
     if [ -d "$ROOT$1" ]; then
         ensure_mode "$1" "$2"
     else
-        change "directory $1 ($2)" install -d -m "$2" "$ROOT$1"
+        # shellcheck disable=SC2046  # owned prints whole words
+        change "directory $1 ($2 $3)" install -d -m "$2" $(owned "$3") "$ROOT$1"
     fi
     ensure_owner "$1" "$3"
     [ "$CHANGES" != "$before" ] || ok "directory $1 ($2 $3)"
@@ -90,7 +97,8 @@ ensure_dir() {
 ensure_file() {
     local src=$1 dest=$2 mode=$3 owner=$4 keep=${5:-}
     if [ ! -e "$ROOT$dest" ]; then
-        change "file $dest ($mode)" install -D -m "$mode" "$src" "$ROOT$dest"
+        # shellcheck disable=SC2046
+        change "file $dest ($mode)" install -D -m "$mode" $(owned "$owner") "$src" "$ROOT$dest"
         case $dest in *.service | *.timer) UNITS_CHANGED=1 ;; esac
     elif ! cmp -s "$src" "$ROOT$dest"; then
         if [ "$keep" = keep ]; then
@@ -198,7 +206,7 @@ ensure_units() {       # ensure_units UNIT_FILE...: into /etc/systemd/system, th
     fi
 }
 
-systemctl_root() {
+systemctl_root() {     # systemctl, on the files under ROOT when there is one
     if [ -n "$ROOT" ]; then systemctl --root="$ROOT" "$@"; else systemctl "$@"; fi
 }
 
@@ -209,7 +217,11 @@ ensure_enabled() {     # ensure_enabled UNIT...
         if systemctl_root is-enabled --quiet "$u" 2>/dev/null; then
             ok "enabled: $u"
         else
-            change "enable $u" systemctl_root enable --quiet "$u"
+            if [ -n "$ROOT" ]; then
+                change "enable $u" systemctl --root="$ROOT" enable --quiet "$u"
+            else
+                change "enable $u" systemctl enable --quiet "$u"
+            fi
         fi
     done
 }

@@ -54,8 +54,10 @@ def test_shellcheck() -> None:
 
 def test_terminal_dry_run_lists_the_steps_and_changes_nothing(tmp_path: Path) -> None:
     out = install(TERMINAL, tmp_path, "--dry-run").stdout
-    for step in ("directory /opt/forecourt (0755)", "directory /etc/forecourt (0750)",
-                 "directory /var/lib/forecourt (0750)", "file /etc/forecourt/terminal.toml (0640)",
+    for step in ("directory /opt/forecourt (0755 root:root)",
+                 "directory /etc/forecourt (0750 root:forecourt)",
+                 "directory /var/lib/forecourt (0750 forecourt:forecourt)",
+                 "file /etc/forecourt/terminal.toml (0640)",
                  "file /var/lib/forecourt/terminal.toml (0600)", "file /etc/sysusers.d/forecourt.conf",
                  "file /etc/systemd/system/forecourt-terminal.service"):
         assert f"would: {step}" in out, out
@@ -66,7 +68,7 @@ def test_terminal_dry_run_lists_the_steps_and_changes_nothing(tmp_path: Path) ->
 
 def test_terminal_install_tree_modes_and_a_second_run(tmp_path: Path) -> None:
     first = install(TERMINAL, tmp_path).stdout
-    assert "changed: directory /var/lib/forecourt (0750)" in first
+    assert "changed: directory /var/lib/forecourt (0750 forecourt:forecourt)" in first
     assert mode(tmp_path / "opt/forecourt") == 0o755
     assert mode(tmp_path / "etc/forecourt") == 0o750
     assert mode(tmp_path / "var/lib/forecourt") == 0o750

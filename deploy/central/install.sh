@@ -125,7 +125,7 @@ ensure_units "$HERE/forecourt-broker.service" "$HERE/forecourt-registry.service"
 if [ "$SYSTEM" = 1 ]; then
     # one broker: Debian's own (1883, its own config) is not needed beside ours
     if systemctl_root is-enabled --quiet mosquitto.service 2>/dev/null; then
-        change "disable Debian's mosquitto.service" systemctl_root disable --quiet mosquitto.service
+        change "disable Debian's mosquitto.service" systemctl ${ROOT:+--root="$ROOT"} disable --quiet mosquitto.service
     else
         ok "Debian's mosquitto.service is disabled"
     fi
