@@ -113,7 +113,7 @@ class Harness:
             seq, kind, payload = frame
             if self.drop_request.get(kind, 0):
                 self.drop_request[kind] -= 1
-                print("dropped request type={} seq={}".format(kind, seq))
+                print(f"dropped request type={kind} seq={seq}")
                 continue
             uart.rx += wire.encode(seq, kind, payload)
         return self.step(now_ms)
@@ -148,7 +148,7 @@ class Harness:
             asked = kind & 0x7F
             if kind != wire.NAK and self.drop_reply.get(asked, 0):
                 self.drop_reply[asked] -= 1
-                print("dropped reply type={} seq={}".format(asked, seq))
+                print(f"dropped reply type={asked} seq={seq}")
                 continue
             out += wire.encode(seq, kind, payload)
 
@@ -179,9 +179,9 @@ class Harness:
         b = self.board
         core = b.node.core
         fast, slow = self._relays()
-        print("{} boot={} state={} number={} count={} total_cl={} total_cents={} relays={}{} wdt={}".format(
-            what, b.node.boot, core.state, core.number, core.count, core.total_cl, core.total_cents,
-            int(fast), int(slow), b.wdt.fed))
+        print(f"{what} boot={b.node.boot} state={core.state} number={core.number} count={core.count} "
+              f"total_cl={core.total_cl} total_cents={core.total_cents} relays={int(fast)}{int(slow)} "
+              f"wdt={b.wdt.fed}")
 
 
 def version():
