@@ -42,6 +42,9 @@ ensure_dir "$PREFIX" 0755 root:root
 ensure_dir "$ETC" 0750 root:$USER_NAME
 ensure_dir "$STATE" 0750 $USER_NAME:$USER_NAME
 ensure_file "$HERE/forecourt.tmpfiles" /etc/tmpfiles.d/forecourt.conf 0644 root:root
+before=$CHANGES
+ensure_file "$HERE/watchdog.conf" /etc/systemd/system.conf.d/forecourt-watchdog.conf 0644 root:root
+[ "$CHANGES" = "$before" ] || echo "note: the hardware watchdog is fed from the next boot on"
 ensure_package "$SOURCE[pi]"
 
 ensure_file "$HERE/terminal.toml.example" "$ETC/terminal.toml" 0640 root:$USER_NAME keep
