@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -165,3 +168,45 @@ def test_no_header_listening_is_a_gpio_error_and_bad_urls_are_config_errors() ->
         open_device("gpio", "tcp://127.0.0.1")
     with pytest.raises(ConfigError, match="timeout"):
         open_device("gpio", "tcp://127.0.0.1:9?timeout=-1")
+
+
+TERMINAL = """
+import sys, threading
+from drivers.devices import open_device
+pins = open_device("gpio", sys.argv[1])
+meter = pins.input(27, pull_up=False)
+done = pins.output(22, initial=False)
+count = [0]
+def edge(level):
+    count[0] += level
+    if count[0] == 500:
+        done.write(True)
+meter.on_change(edge)
+print("ready", meter.read(), flush=True)
+sys.stdin.readline()
+pins.close()
+"""
+
+
+def test_a_terminal_in_another_process_counts_the_pulses_and_sets_its_output(server: GpioServer) -> None:
+    server.drive(27, True)                              # high before the terminal starts
+    child = subprocess.Popen([sys.executable, "-c", TERMINAL, f"tcp://127.0.0.1:{server.port}"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parent.parent)
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline() == "ready True\n"
+        server.drive(27, False)
+        server.pulses(27, 500, hz=2000)
+        server.wait_output(22, True, timeout=5)
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.wait(5) == 0
+        server.wait_output(22, False, timeout=5)        # closed: back to the safe level
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                stream.close()

@@ -14,7 +14,8 @@ from drivers.gpio.sim import SimPins
 from drivers.gpio.txenable import TxEnable, char_bits
 
 DE_PIN = 18
-SLACK = 0.006       # how much longer than the line time DE may stay up (guard, wake-up, a loaded machine)
+TIGHT = 0.0015      # how much longer than the line time DE stays up: guard and wake-up
+SLACK = 0.030       # the same on a loaded machine (another process may hold the core for a while)
 
 
 class Pty:
@@ -49,14 +50,18 @@ def test_de_is_high_for_the_line_time_of_the_bytes_and_not_much_longer(dart_pty:
     port = TxEnable(dart_pty.port, pins.output(DE_PIN))
     assert char_bits(dart_pty.port) == 11
     frame = bytes(range(0x50, 0x50 + size))
-    for _ in range(3):
+    line_time = size * 11 / 9600
+    overs = []
+    for _ in range(5):
         timeline.clear()
         assert port.write(frame) == size
         assert [level for level, _ in timeline] == [True, False]
         high = timeline[1][1] - timeline[0][1]
-        line_time = size * 11 / 9600
-        assert line_time <= high < line_time + SLACK, (high, line_time)
+        assert high >= line_time, (high, line_time)
+        overs.append(high - line_time)
         assert os.read(dart_pty.master, 1024) == frame
+    # the guard is one bit (104 us); the best of five shows the design, the worst allows for a loaded machine
+    assert min(overs) < TIGHT and max(overs) < SLACK, overs
     assert pins.level(DE_PIN) is False
     pins.close()
 
@@ -69,6 +74,7 @@ def test_the_timing_follows_the_ports_framing_and_baud_rate() -> None:
     port.write(b"\x00" * 20)
     first = timeline[-1][1] - timeline[-2][1]
     assert 20 * 11 / 19200 <= first < 20 * 11 / 19200 + SLACK
+    assert os.read(pty.master, 1024) == b"\x00" * 20
     port.baudrate = 4800                                              # set through the wrapper
     assert pty.port.baudrate == 4800 and port.transmit_time(10) == pytest.approx(10 * 11 / 4800)
     port.write(b"\x00" * 5)
