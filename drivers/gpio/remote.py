@@ -89,8 +89,11 @@ class RemoteOutput:
         self.active_low = active_low
         self._pins = pins
         self._value = initial
+        self.closed = False
 
     def write(self, value: bool) -> None:
+        if self.closed:
+            raise ConfigError(f"GPIO{self.number} was released", number=self.number)
         self._value = bool(value)
         self._pins._send(Message("OUT", self.number, self.electrical()))
 
@@ -157,13 +160,13 @@ class RemotePins:
         self._send(Message("OUT", number, pin.electrical()))
         return pin
 
-    def sync(self) -> None:
+    def sync(self, timeout: float | None = None) -> None:
         """Wait until the header has handled every line sent so far; GpioError after timeout."""
         with self._lock:
             target = self._pong_count + 1
         self._send(Message("PING"))
         with self._pongs:
-            if not self._pongs.wait_for(lambda: self._pong_count >= target, self.timeout):
+            if not self._pongs.wait_for(lambda: self._pong_count >= target, timeout or self.timeout):
                 raise GpioError("the simulated GPIO header did not answer PING", key=self.key)
 
     def close(self) -> None:
@@ -172,11 +175,17 @@ class RemotePins:
             inputs, self._inputs = list(self._inputs.values()), {}
         for out in outputs:
             self._send(Message("OUT", out.number, out.initial != out.active_low))
+            out.closed = True
             self._claims.release(out.number)
         for pin in inputs:
             pin.close()
             self._claims.release(pin.number)
         self._debouncer.stop()
+        if outputs and self._client.connected:
+            try:        # the safe levels are handled before the socket closes (unread input would reset it)
+                self.sync(min(self.timeout, 1.0))
+            except GpioError:
+                pass
         self._client.close()
 
     def _send(self, message: Message) -> None:
