@@ -65,7 +65,7 @@ def test_fed_only_while_every_beat_is_fresh(manager: tuple[socket.socket, dict[s
     clock = Clock()
     live = Liveness(environ=env, clock=clock)
     live.beat("main")                              # the default allowance: 60 s
-    live.beat("pump", max_age=5.0)
+    live.expect("pump", 5.0)
     assert live.feed() and pending(sock) == [b"WATCHDOG=1"]
     clock.now += 6                                 # the pump thread stopped beating
     with caplog.at_level(logging.ERROR):
@@ -73,7 +73,7 @@ def test_fed_only_while_every_beat_is_fresh(manager: tuple[socket.socket, dict[s
     assert pending(sock) == [b"STATUS=stuck: pump (no beat for 6 s)"]    # said once, nothing fed
     said = [r for r in caplog.records if "watchdog not fed" in r.getMessage()]
     assert len(said) == 1 and said[0].__dict__["stuck"] == "pump (no beat for 6 s)"
-    live.beat("pump")                              # keeps its 5 s allowance
+    live.beat("pump")                              # its 5 s allowance, from expect()
     assert live.feed()
     assert pending(sock) == [b"STATUS=serving", b"WATCHDOG=1"]
     clock.now += 61
@@ -89,7 +89,7 @@ def test_a_long_step_gets_its_own_allowance(manager: tuple[socket.socket, dict[s
     live.beat("main", max_age=1200.0)              # a whole sale: PIN, nozzle lift, filling
     clock.now += 600
     assert live.feed()
-    live.beat("main", max_age=60.0)                # back to the idle loop's allowance
+    live.beat("main")                              # the next turn: back to the usual 60 s
     clock.now += 61
     assert not live.feed()
     assert pending(sock) == [b"WATCHDOG=1", b"STATUS=stuck: main (no beat for 61 s)"]
@@ -115,6 +115,10 @@ def test_not_fed_when_a_watched_thread_died(manager: tuple[socket.socket, dict[s
     assert pending(sock) == [b"STATUS=stuck: mqtt (thread ended)"]
     live.forget("mqtt")
     assert live.feed()
+    live.expect("pump", 1.0)
+    live.forget("pump")                            # its allowance goes too
+    live.beat("pump")
+    assert live._beats["pump"].max_age == 60.0
 
 
 def test_feeder_thread_cadence_stops_and_resumes(tmp_path: Path) -> None:

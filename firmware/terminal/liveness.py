@@ -1,10 +1,11 @@
 """The terminal's side of systemd's watchdog: WATCHDOG=1 only while every part of the terminal is alive.
 
 The main loop calls beat("main") every turn (and beat("main", max_age=...) before a step that may
-legitimately take long, such as a whole sale); a device thread is watched (watch(name, thread)) or beats
-on its own. A feeder thread sends WATCHDOG=1 every half watchdog interval (sd_watchdog_enabled(3)) while
-every beat is younger than its max age and every watched thread is alive. When one is not it stops
-feeding and logs once which part is stuck; systemd then kills the terminal (SIGABRT) after WatchdogSec=
+legitimately take long, such as a whole sale: that allowance holds until the next beat); a device thread
+is watched (watch(name, thread)) or beats on its own (expect(name, max_age) once, then beat(name)).
+A feeder thread sends WATCHDOG=1 every half watchdog interval (sd_watchdog_enabled(3)) while every beat
+is younger than its max age and every watched thread is alive. When one is not it stops feeding and
+logs once which part is stuck; systemd then kills the terminal (SIGABRT) after WatchdogSec=
 and Restart= starts it again, and its journal recovers the sale that was open.
 """
 
@@ -44,6 +45,7 @@ class Liveness:
         self._send = send if send is not None else (lambda state: notify(state, environ=environ))
         self._lock = threading.Lock()
         self._beats: dict[str, _Beat] = {}
+        self._allowed: dict[str, float] = {}        # name -> its usual allowance (expect())
         self._threads: dict[str, ThreadRef] = {}
         self._reported: tuple[str, ...] = ()       # the stuck parts last logged
         self._stop = threading.Event()
@@ -51,12 +53,18 @@ class Liveness:
         self.fed = 0                                # WATCHDOG=1 sent (for status and tests)
 
     # -- what the terminal's parts call -----------------------------------------------------------------
+    def expect(self, name: str, max_age: float) -> None:
+        """`name` beats at least every max_age seconds from now on (its allowance; default 60 s)."""
+        with self._lock:
+            self._allowed[name] = max_age
+        self.beat(name)
+
     def beat(self, name: str, max_age: float | None = None) -> None:
-        """`name` is alive now; max_age (seconds) replaces its allowance until a beat gives another."""
+        """`name` is alive now. max_age: the allowance until its next beat, for this beat only (a step that
+        may legitimately take long, such as a whole sale); else the one expect() gave it."""
         now = self.clock()
         with self._lock:
-            old = self._beats.get(name)
-            age = max_age if max_age is not None else (old.max_age if old else self.default_max_age)
+            age = max_age if max_age is not None else self._allowed.get(name, self.default_max_age)
             self._beats[name] = _Beat(now, age)
 
     def watch(self, name: str, thread: ThreadRef) -> None:
@@ -69,6 +77,7 @@ class Liveness:
         """`name` is no longer expected (a device closed on purpose)."""
         with self._lock:
             self._beats.pop(name, None)
+            self._allowed.pop(name, None)
             self._threads.pop(name, None)
 
     # -- the check --------------------------------------------------------------------------------------
