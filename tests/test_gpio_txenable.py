@@ -83,12 +83,19 @@ def test_the_timing_follows_the_ports_framing_and_baud_rate() -> None:
     pins.close()
 
 
-def test_reads_go_to_the_port_and_de_stays_low_while_listening(dart_pty: Pty) -> None:
+def test_reads_and_settings_go_to_the_port_and_de_stays_low_while_listening() -> None:
     pins = SimPins()
+    dart_pty = Pty(baudrate=9600)       # 8N1: pyserial cannot set a timeout again on a pty with parity
     port = TxEnable(dart_pty.port, pins.output(DE_PIN))
     os.write(dart_pty.master, b"\x02\x03reply")
     assert port.read(7) == b"\x02\x03reply"
     assert port.in_waiting == 0 and pins.level(DE_PIN) is False
+    port.timeout = 0.05                                                  # the port's setting
+    assert dart_pty.port.timeout == 0.05 and port.timeout == 0.05
+    assert port.read(1) == b""                                           # times out on the port
+    port.guard_bits = 2.0                                                # the wrapper's own
+    assert not hasattr(dart_pty.port, "guard_bits")
+    dart_pty.close()
     pins.close()
 
 

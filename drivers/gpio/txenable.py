@@ -28,6 +28,7 @@ from drivers.gpio.pins import OutputPin
 __all__ = ["SerialPort", "TxEnable", "char_bits"]
 
 SPIN = 0.001      # the last part of the wait is spun, not slept
+_OWN = frozenset({"_port", "de", "guard_bits", "_clock", "_lock"})
 
 
 class SerialPort(Protocol):
@@ -57,7 +58,8 @@ def char_bits(port: Any) -> float:
 class TxEnable:
     """A serial port whose writes hold the RS-485 driver-enable output high exactly while they are sent.
 
-    Everything but write(), flush() and close() goes to the wrapped port (read, in_waiting, timeout...).
+    Everything but write(), flush() and close() goes to the wrapped port (read, in_waiting, timeout...),
+    setting attributes too (`port.timeout = 0.2`), so the DART link can use it as its port.
     """
 
     def __init__(self, port: SerialPort, de: OutputPin, *, guard_bits: float = 1.0,
@@ -118,6 +120,13 @@ class TxEnable:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self._port, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # the port's settings (timeout, write_timeout...) are set on the port, ours on the wrapper
+        if name in _OWN or hasattr(type(self), name):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._port, name, value)
 
     def _wait_until(self, end: float) -> None:
         left = end - self._clock()
