@@ -16,6 +16,11 @@ USER_NAME=forecourt
 SOURCE=""          # --source: a checkout of this repository or a wheel built from it
 WHEELHOUSE=""      # --wheelhouse DIR: install offline from DIR (pip download on a machine with a link)
 FORECOURT=""       # --forecourt CMD: the forecourt command the later steps run (default: the venv's)
+EXTRAS=""          # --extras LIST: the package's optional extras (pyproject.toml), comma-separated
+
+usage() {    # the script's opening comment
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$1"
+}
 
 die() { printf '%s: %s\n' "${0##*/}" "$*" >&2; exit 2; }
 
@@ -43,6 +48,7 @@ common_option() {      # common_option NAME VALUE: 1 when NAME took VALUE, 0 whe
         --source) [ -n "${2:-}" ] || die "--source needs a path"; SOURCE=$2; return 1 ;;
         --wheelhouse) [ -n "${2:-}" ] || die "--wheelhouse needs a directory"; WHEELHOUSE=$2; return 1 ;;
         --forecourt) [ -n "${2:-}" ] || die "--forecourt needs a command"; FORECOURT=$2; return 1 ;;
+        --extras) EXTRAS=${2:-}; return 1 ;;
     esac
     return 2
 }

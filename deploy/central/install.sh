@@ -10,7 +10,8 @@
 # --bind ADDR    the address the broker's TLS listener binds (default 0.0.0.0)
 # --postgresql   PostgreSQL instead of SQLite: installs it, makes the role and database forecourt (peer
 #                authentication over the local socket) and points the registry at it
-# --source, --wheelhouse, --dry-run, --root, --no-system, --no-venv: as deploy/terminal/install.sh;
+# --source, --wheelhouse, --extras, --dry-run, --root, --no-system, --no-venv: as
+# deploy/terminal/install.sh (no extras by default);
 # --forecourt CMD: the forecourt command the steps run (default the venv's)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -22,8 +23,6 @@ BIND=0.0.0.0
 HOSTS=()
 PORT=8883
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
-
 while [ $# -gt 0 ]; do
     rc=0
     common_option "$1" "${2:-}" || rc=$?
@@ -34,7 +33,7 @@ while [ $# -gt 0 ]; do
                --postgresql) POSTGRESQL=1; shift ;;
                --bind) [ -n "${2:-}" ] || die "--bind needs an address"; BIND=$2; shift 2 ;;
                --broker-host) [ -n "${2:-}" ] || die "--broker-host needs a name"; HOSTS+=("$2"); shift 2 ;;
-               -h | --help) usage; exit 0 ;;
+               -h | --help) usage "$0"; exit 0 ;;
                *) die "unknown option $1 (--help lists them)" ;;
            esac ;;
     esac
@@ -61,9 +60,9 @@ ensure_dir "$STATE/broker" 0700 $USER_NAME:$USER_NAME
 ensure_file "$HERE/forecourt.tmpfiles" /etc/tmpfiles.d/forecourt.conf 0644 root:root
 if [ "$POSTGRESQL" = 1 ]; then
     # psycopg: the registry's PostgreSQL driver (registry/db.py), not among the package's own dependencies
-    ensure_package "$SOURCE" "psycopg[binary]>=3.1"
+    ensure_package "$SOURCE${EXTRAS:+[$EXTRAS]}" "psycopg[binary]>=3.1"
 else
-    ensure_package "$SOURCE"
+    ensure_package "$SOURCE${EXTRAS:+[$EXTRAS]}"
 fi
 
 ensure_dir "$PKI" 0700 $USER_NAME:$USER_NAME

@@ -7,6 +7,7 @@
 #
 # --source      this repository (the default: the checkout the script is in) or a wheel built from it
 # --wheelhouse  install offline from a directory of wheels (pip download '.[pi]' -d DIR elsewhere)
+# --extras      the package's extras to install (default pi: the GPIO library; "" for none)
 # --dry-run     print each step that would change something, and its command; change nothing
 # --root DIR    install under DIR instead of /
 # --no-system   no apt, no system user, no chown, no systemctl
@@ -16,8 +17,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib.sh
 . "$HERE/../lib.sh"
 SOURCE=$(cd "$HERE/../.." && pwd)
-
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+EXTRAS=pi
 
 while [ $# -gt 0 ]; do
     rc=0
@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
         0) shift ;;
         1) shift 2 ;;
         *) case $1 in
-               -h | --help) usage; exit 0 ;;
+               -h | --help) usage "$0"; exit 0 ;;
                *) die "unknown option $1 (--help lists them)" ;;
            esac ;;
     esac
@@ -45,7 +45,7 @@ ensure_file "$HERE/forecourt.tmpfiles" /etc/tmpfiles.d/forecourt.conf 0644 root:
 before=$CHANGES
 ensure_file "$HERE/watchdog.conf" /etc/systemd/system.conf.d/forecourt-watchdog.conf 0644 root:root
 [ "$CHANGES" = "$before" ] || echo "note: the hardware watchdog is fed from the next boot on"
-ensure_package "$SOURCE[pi]"
+ensure_package "$SOURCE${EXTRAS:+[$EXTRAS]}"
 
 ensure_file "$HERE/terminal.toml.example" "$ETC/terminal.toml" 0640 root:$USER_NAME keep
 ensure_file "$HERE/terminal.env.example" "$ETC/terminal.env" 0640 root:$USER_NAME keep
