@@ -18,7 +18,7 @@ from drivers.pulser.meter import amount_for
 from firmware.receipt import format_litres
 from hostsim.pulser_site import GPIO_PUMP, NODE_PUMP, PINS
 
-__all__ = ["PULSER_SCENARIOS", "PULSER_SIM_OPTIONS"]
+__all__ = ["PULSER_SCENARIOS", "PULSER_SIM_OPTIONS", "release"]
 
 PRICES = {NODE_PUMP: 1659, GPIO_PUMP: 1789}     # fixtures/seed.toml: pump 3 diesel, pump 4 petrol95
 
@@ -31,7 +31,7 @@ def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.01)
 
 
-def _release(run: Any, pump: int, litres: str) -> int:
+def release(run: Any, pump: int, litres: str) -> int:
     """A driver inserts the ACME fleet card, picks the pump, keys the PIN and a preset; returns the mark."""
     mark = run.insert(0)
     run.wait("select_pump", mark)
@@ -72,7 +72,7 @@ def _journaled(sim: Any) -> int:
 def pulser_sale(run: Any) -> None:
     site = run.sim.site
     run.ready()
-    mark = _release(run, GPIO_PUMP, "20")
+    mark = release(run, GPIO_PUMP, "20")
     meter = site.meter
     run.log(f"driver lifts the nozzle of pump {GPIO_PUMP}")
     meter.lift()
@@ -94,7 +94,7 @@ def pulser_node_restart(run: Any) -> None:
     run.ready()
     _until(lambda: node.core.k_milli != 0, 10, "the node was never given its K-factor")
     before = node.core.totals()
-    mark = _release(run, NODE_PUMP, "20")
+    mark = release(run, NODE_PUMP, "20")
     run.log(f"driver lifts the nozzle of pump {NODE_PUMP}")
     node.lift()
     _until(lambda: node.core.count >= 800, 30, "the node never counted 8 L")

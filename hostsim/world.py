@@ -78,7 +78,7 @@ class Simulator:
         self.cards = VirtualCardServer()
         self.purse = PurseSlot() if purse else None      # the terminal's SAM, for chip wallets (issue 18)
         # the terminal's GPIO header and pulser pumps 3 (pump node) and 4 (own GPIO), issue 17
-        self.site = PulserSite(flow_cl_per_s=min(flow_cl_per_s, 200.0)) if pulser else None
+        self.site = PulserSite(flow_cl_per_s=min(flow_cl_per_s, 400.0)) if pulser else None
         self.panel = PanelServer()
         self.printer = PrinterServer()
         self.swipe = SwipeServer()
