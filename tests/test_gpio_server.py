@@ -136,6 +136,34 @@ def test_a_malformed_line_is_refused_with_a_typed_error_and_the_server_carries_o
     client.close()
 
 
+def test_a_debounced_switch_over_tcp_reports_its_final_level_once(server: GpioServer,
+                                                                   pins: RemotePins) -> None:
+    door = pins.input(5, pull_up=True, active_low=True, bounce_ms=20)
+    changes: list[bool] = []
+    door.on_change(changes.append)
+    for level in (False, True, False, True, False):
+        server.drive(5, level)
+    wait_until(lambda: changes == [True])
+    time.sleep(0.08)
+    assert changes == [True] and door.read() is True
+
+
+def test_a_terminal_that_vanishes_mid_train_does_not_stop_the_header(server: GpioServer) -> None:
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=3)
+    raw.sendall(b"IN 27 DOWN\n")
+    server.wait_connected(3)
+    train = threading.Thread(target=server.pulses, args=(27, 300, 1000))
+    train.start()
+    time.sleep(0.05)
+    raw.close()                                         # gone without a word, lines still coming
+    train.join(5)
+    assert not train.is_alive()
+    server.drive(27, True)
+    client: RemotePins = open_device("gpio", f"tcp://127.0.0.1:{server.port}")
+    assert client.input(27, pull_up=False).read() is True
+    client.close()
+
+
 def test_the_line_codec_refuses_what_it_cannot_read() -> None:
     assert parse_line(b"IN 4 DOWN") == Message("IN", 4, False)
     assert parse_line(format_line(Message("OUT", 27, True)).rstrip()) == Message("OUT", 27, True)
