@@ -86,6 +86,10 @@ class DeviceOps:
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._thread.start()
 
+    def thread(self) -> threading.Thread | None:
+        """The heartbeat thread, once started (watched by the terminal's liveness check)."""
+        return self._thread
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:

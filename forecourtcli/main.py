@@ -42,10 +42,25 @@ def cmd_terminal(args: argparse.Namespace) -> int:
     from firmware.terminal import run_terminal
 
     setup_logging(args.log_level, name="terminal")
+    _under_systemd()
     cfg = load_config(_path(args.config, "--config"))
     _check_devices(cfg)
     run_terminal(cfg, _stop_on_signals())
     return EXIT_OK
+
+
+def _under_systemd() -> None:
+    """journald gets each line's priority (<N> prefixes, only when stderr is its stream); a process the
+    watchdog aborts leaves every thread's stack in the journal."""
+    import faulthandler
+
+    from drivers.systemd.journal import prefix_priorities
+
+    prefix_priorities()
+    try:
+        faulthandler.enable()
+    except (OSError, ValueError):        # stderr is not a file (captured, in tests)
+        pass
 
 
 def _path(text: str, option: str) -> Path:
@@ -130,6 +145,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
     tls = _registry_tls(args.tls_dir)
     seed = _path(args.seed, "--seed") if args.seed else None
     setup_logging(args.log_level, name="registry")
+    _under_systemd()
     state = _directory(args.state_dir, "--state-dir")
     reg = Registry(args.db, state, host, port, seed, _path(args.kek, "--kek") if args.kek else None,
                    tls=tls, ingest_only=args.ingest_only, worker=args.worker,

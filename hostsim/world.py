@@ -143,10 +143,11 @@ class Simulator:
             "--state-dir", str(reg), "--seed", str(self.seed_path), "--stop-list-poll", "1",
             "--tls-dir", str(self.authority.directory)), self.state / "registry.log", child_env())
 
-    def start_terminal(self) -> None:
+    def start_terminal(self, env: dict[str, str] | None = None) -> None:
+        """Start the terminal process; env adds variables (NOTIFY_SOCKET, as systemd would set)."""
         self.terminal = Process("terminal",
                                 forecourt_command("terminal", "--config", str(self.terminal_config)),
-                                self.state / "terminal.log", child_env())
+                                self.state / "terminal.log", {**child_env(), **(env or {})})
 
     def kill_terminal(self) -> None:
         if self.terminal is not None:

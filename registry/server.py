@@ -204,10 +204,19 @@ class Registry:
         self.engine.dispose()
 
     def run(self, stop: threading.Event) -> None:
+        """Serve until stop is set; under systemd (Type=notify) say READY=1 once started and feed the
+        watchdog from this loop (docs/raspberry-pi.md)."""
+        from drivers.systemd.notify import notify, watchdog_interval
+
         self.start()
+        notify("READY=1\nSTATUS=serving")
+        every = watchdog_interval()
         try:
-            stop.wait()
+            while not stop.wait(every / 2 if every else None):
+                if self.ingest_only or self._configs.is_alive():    # the configuration publisher lives
+                    notify("WATCHDOG=1")
         finally:
+            notify("STOPPING=1")
             self.stop()
 
     def publish_configs(self) -> None:

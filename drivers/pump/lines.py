@@ -3,7 +3,6 @@ for some pumps, pulser dispensers on their own lines for others; docs/pulser.md)
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
 
 from contracts.errors import PumpError
@@ -28,11 +27,9 @@ class PumpLines:
             seen.setdefault(id(line), line)
         return list(seen.values())
 
-    @property
-    def threads(self) -> list[threading.Thread]:
-        """Every line's polling thread (watched by the terminal's liveness check)."""
-        found = (getattr(line, "thread", None) or getattr(line, "_thread", None) for line in self._distinct())
-        return [t for t in found if isinstance(t, threading.Thread)]
+    def lines(self) -> list[PumpController]:
+        """Every line once."""
+        return self._distinct()
 
     def start(self) -> None:
         for line in self._distinct():

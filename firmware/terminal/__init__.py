@@ -22,7 +22,8 @@ from firmware.sale.world import SaleTimeouts, SaleWorld
 from firmware.terminal.cardholder import PanelCardholder
 from firmware.terminal.crashpoint import open_journal
 from firmware.terminal.dukpt import load_dukpt
-from firmware.terminal.hardware import build_cabinet, open_pumps
+from firmware.terminal.hardware import build_cabinet, open_pumps, pump_threads
+from firmware.terminal.liveness import Liveness
 from firmware.terminal.serve import Loop, apply_prices, card_in, serve
 from firmware.updater import RESTART_EXIT, Updater, WatchedConfigs
 
@@ -56,6 +57,14 @@ def _open_sam(url: str) -> Any:
         log.error("SAM does not answer: no chip purse sales", extra={"error": str(exc)})
         return None
     return reader
+
+
+def _sale_allowance(cfg: TerminalConfig) -> float:
+    """The longest a card's turn may legitimately hold the loop: every wait of a sale (a chip purse keeps
+    the card in until the filling ends), each prompt's extra time asked twice, and five minutes more."""
+    t = cfg.timeouts
+    waits = t.auth * 4 + t.pin_entry + t.nozzle_lift + t.filling + t.pump_offline + t.sale_ack
+    return waits + cfg.bank.response_timeout * 2 + cfg.accessibility.more_time * 2 + 300.0
 
 
 def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
@@ -121,13 +130,19 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     runner = SaleRunner(world)
     offline = any(getattr(p, "sells_offline", False) for p in programs)
     cabinet = build_cabinet(cfg, gpio, journal, ops.event)
+    live = Liveness()                   # systemd's watchdog (docs/raspberry-pi.md): fed while all is alive
+    for i, thread in enumerate(pump_threads(pumps)):
+        live.watch(f"pump-line-{i + 1}", thread)
+    live.watch("heartbeat", ops.thread)
     loop = Loop(runner=runner, port=port, reader=reader, stripes=stripes, pumps=pumps, host=host,
                 pump_numbers=dev.pumps, sells_offline=offline,
                 idle=lambda: ops.idle() or updater.idle(lambda: not runner.needs_recovery()),
                 screen_fields=ops.screen_fields,
                 desk=build_desk(runner, port, host, reader, stripes, card_in, panel.read_key,
                                 timeout=cfg.timeouts.pin_entry),
-                cabinet=cabinet)
+                cabinet=cabinet, beat=lambda allowance: live.beat("main", allowance),
+                sale_allowance=_sale_allowance(cfg))
+
     panel.show("starting")
     _lifecycle(programs, "start")
     link.start()
@@ -139,10 +154,14 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
         link.wait_connected(3.0)
         log.info("terminal started", extra={"terminal": tid, "online": host.online,
                                             "programs": ",".join(p.name for p in programs)})
-        runner.recover()
+        runner.recover()               # TimeoutStartSec= bounds this; the watchdog counts from READY=1
         apply_prices(host, pumps, dev.pumps)
+        live.beat("main")
+        live.ready()
+        live.start()
         serve(loop, stop)
     finally:
+        live.stopping()
         ops.stop()
         updater.stop()
         _lifecycle(programs, "close")

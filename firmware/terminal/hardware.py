@@ -15,7 +15,7 @@ from firmware.config import DevicesSection, GpioSection, TerminalConfig
 from firmware.sale.journal import Journal
 from firmware.terminal.cabinet import Cabinet, Event
 
-__all__ = ["build_cabinet", "line_pumps", "open_pumps"]
+__all__ = ["build_cabinet", "line_pumps", "open_pumps", "pump_threads"]
 
 
 def line_pumps(dev: DevicesSection) -> dict[str, tuple[int, ...]]:
@@ -108,3 +108,9 @@ def build_cabinet(cfg: TerminalConfig, gpio: Any, journal: Journal, event: Event
         led_ready=fitted("led_ready", lambda n, low: Led(gpio, n, active_low=low, name="led_ready")),
         led_fault=fitted("led_fault", lambda n, low: Led(gpio, n, active_low=low, name="led_fault")),
         buzzer=fitted("buzzer", lambda n, low: Buzzer(gpio, n, active_low=low)))
+
+
+def pump_threads(pumps: Any) -> list[Any]:
+    """The polling threads of the pump lines (for the watchdog): a callable per line, asked each time."""
+    lines = getattr(pumps, "lines", None)
+    return [(lambda line=line: getattr(line, "_thread", None)) for line in (lines() if lines else [pumps])]

@@ -53,7 +53,9 @@ class Loop:
     screen_fields: Callable[[], dict[str, Any]] | None = None   # more on the idle and offline screens
     desk: Callable[[CardIn], bool] | None = None   # an attendant's card (firmware.attendant): True, served
     cabinet: Cabinet | None = None     # door, tamper, paper sensor and lamps (firmware.terminal.cabinet)
-    beat: Callable[[], None] | None = None   # each turn of the loop: the watchdog's sign of life
+    # each turn of the loop: the watchdog's sign of life; with seconds, the allowance of a long step (a sale)
+    beat: Callable[[float | None], None] | None = None
+    sale_allowance: float = 1800.0     # seconds one card's turn may hold the loop before the watchdog bites
 
 
 def apply_prices(host: HostLink, pumps: PumpController, numbers: Iterable[int], *,
@@ -157,6 +159,7 @@ def _hold_card(loop: Loop, sale_id: str | None, stop: threading.Event) -> None:
         return
     while not stop.is_set() and world.journal.get(sale_id).state not in (SaleState.COMPLETED,
                                                                           SaleState.DECLINED):
+        _beat(loop)
         if loop.reader.wait_for_removal(0.2):
             return
 
@@ -194,8 +197,7 @@ def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
             if stale:
                 stale = apply_prices(host, loop.pumps, sorted(stale))
             last_check = time.monotonic()
-        if loop.beat is not None:
-            loop.beat()
+        _beat(loop)
         reason = _out_of_service(loop)
         if reason is not None:
             if shown != (Screen.OUT_OF_SERVICE, reason):
@@ -222,10 +224,12 @@ def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
         if screen is not Screen.OFFLINE and loop.port.idle_key(0.05):
             shown = None
             if loop.port.code_wanted:        # the voucher key: a code, then a sale like a card's
+                _beat(loop, loop.sale_allowance)
                 _typed_sale(loop, stop)
             continue
         try:
             if reader.wait_for_card(card_wait):
+                _beat(loop, loop.sale_allowance)
                 loop.port.show(Screen.READING)
                 _hold_card(loop, _one_sale(loop, card_in(reader)), stop)
                 _wait_removal(loop, stop)
@@ -234,6 +238,7 @@ def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
                 continue
             track = _swiped(loop.stripes)
             if track is not None:
+                _beat(loop, loop.sale_allowance)
                 _one_sale(loop, Swipe(track))
                 stop.wait(3.0)          # the outcome stays readable; there is no card to wait for
                 loop.port.idle()
@@ -248,6 +253,11 @@ def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
                 reader.disconnect()
             except CardError:
                 pass
+
+
+def _beat(loop: Loop, allowance: float | None = None) -> None:
+    if loop.beat is not None:
+        loop.beat(allowance)
 
 
 def _out_of_service(loop: Loop) -> str | None:
@@ -266,6 +276,6 @@ def _wait_removal(loop: Loop, stop: threading.Event) -> None:
     if not loop.reader.wait_for_removal(3.0):
         loop.port.show(Screen.REMOVE_CARD)
         while not stop.is_set() and not loop.reader.wait_for_removal(0.5):
-            pass
+            _beat(loop)
 
 

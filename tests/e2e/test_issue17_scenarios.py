@@ -6,6 +6,7 @@ settles, once, from the pulses it had counted."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,6 +102,37 @@ def test_terminal_killed_mid_filling_settles_from_the_counted_pulses(sim: Simula
     assert given_at_kill - (meter.flow * 0.2 + 1) <= filling <= given_at_kill
     rows = [s for s in sim.registry_sales() if s["sale_id"] == sale_id]
     assert len(rows) == 1 and rows[0]["volume_cl"] == filling
+
+
+def test_the_terminal_tells_systemd_it_is_ready_and_feeds_the_watchdog(sim: Simulator,
+                                                                       tmp_path: Path) -> None:
+    """As under systemd (Type=notify, WatchdogSec=2): READY=1 once recovery is done, WATCHDOG=1 about
+    every second after; STOPPING=1 on a clean stop."""
+    path = tmp_path / "notify"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        listener.bind(str(path))
+        listener.settimeout(30)
+        if sim.terminal is not None:
+            sim.terminal.stop()
+        sim.start_terminal({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2000000"})
+        got: list[str] = []
+        t0 = time.monotonic()
+        while sum(m == "WATCHDOG=1" for m in got) < 3:
+            got.append(listener.recv(4096).decode())
+        fed_in = time.monotonic() - t0
+        assert got[0].startswith("READY=1"), got
+        assert fed_in < 30
+        assert sim.terminal is not None
+        sim.terminal.stop()
+        sim.terminal = None
+        tail = []
+        while not any(m.startswith("STOPPING=1") for m in tail):
+            tail.append(listener.recv(4096).decode())
+    finally:
+        listener.close()
+        if sim.terminal is None:
+            sim.start_terminal()
 
 
 def test_no_card_number_in_the_logs(sim: Simulator) -> None:
