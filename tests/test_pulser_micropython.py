@@ -163,16 +163,18 @@ def test_whole_sale_stops_at_the_preset(node: MicroPythonNode,
     assert fields["relays"] == 0 and fields["count"] == 2000 and fields["wdt"] > 0
 
 
-def test_lost_request_and_reply_act_once(node: MicroPythonNode,
+def test_lost_frames_and_noise_act_once(node: MicroPythonNode,
                                          pump: tuple[PulserController, NodeLink]) -> None:
     controller, link = pump
     node.send(f"drop request {wire.AUTHORIZE}", "drop ok")
     node.send(f"drop reply {wire.AUTHORIZE}", "drop ok")
+    node.send("noise", "noise ok")                            # garbage on the line ahead of it, too
     controller.authorize(1, nozzles=[1], volume_cl=500)      # a NAK (busy) if the retry acted again
     assert link.retries >= 2
     node.expect("dropped request type=2")
     node.expect("dropped reply type=2")
-    assert node.send("status", "status")["number"] == 1       # one filling opened
+    fields = node.send("status", "status")
+    assert fields["number"] == 1 and fields["rx_dropped"] >= 2              # one filling opened
     node.send("lift", "lift ok")
     st = controller.wait_status(1, _finished, 10)
     assert (st.state, st.volume_cl) == (PumpState.MAX_REACHED, 500)

@@ -80,6 +80,7 @@ class Harness:
         self.flow, self.slow_ratio, self.k_milli = flow_cl_per_s, slow_ratio, k_milli
         self.nozzle_out = False
         self.drop_request, self.drop_reply = {}, {}        # request type -> frames still to lose
+        self.noise = b""                                   # line noise sent ahead of the next request
         self.requests = wire.Reader()
         self.replies = wire.Reader()
         self.board = None
@@ -115,7 +116,8 @@ class Harness:
                 self.drop_request[kind] -= 1
                 print(f"dropped request type={kind} seq={seq}")
                 continue
-            uart.rx += wire.encode(seq, kind, payload)
+            uart.rx += self.noise + wire.encode(seq, kind, payload)
+            self.noise = b""
         return self.step(now_ms)
 
     def step(self, now_ms):
@@ -167,6 +169,11 @@ class Harness:
             kind = int(words[2])
             table[kind] = table.get(kind, 0) + (int(words[3]) if len(words) > 3 else 1)
             print("drop ok")
+        elif verb == "noise":             # bytes before a SOF, a SOF with a bad length, a bad CRC
+            bad = bytearray(wire.encode(1, wire.STATUS, b""))
+            bad[-1] ^= 0xFF
+            self.noise = b"\x00\x13" + bytes((wire.SOF, 0xFF)) + bytes(bad)
+            print("noise ok")
         elif verb == "restart":
             self.boot(now_ms)
             self.report("restarted")
@@ -181,7 +188,7 @@ class Harness:
         fast, slow = self._relays()
         print(f"{what} boot={b.node.boot} state={core.state} number={core.number} count={core.count} "
               f"total_cl={core.total_cl} total_cents={core.total_cents} relays={int(fast)}{int(slow)} "
-              f"wdt={b.wdt.fed}")
+              f"wdt={b.wdt.fed} rx_dropped={b.node.reader.dropped}")
 
 
 def version():

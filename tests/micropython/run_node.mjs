@@ -6,7 +6,8 @@
 // `machine` and meter. The node's UART is the master side of a pty the caller opened and passed as an
 // open file descriptor (--fd); the terminal opens the pty's other side as it would /dev/ttyAMA1.
 //
-// stdin takes one command a line: lift, hang, drop request|reply <type> [n], restart, status, quit.
+// stdin takes one command a line: lift, hang, drop request|reply <type> [n], noise, restart, status,
+// quit.
 // stdout: "MicroPython x.y.z", "ready", then one line per command and per lost frame.
 //
 // Usage: node tests/micropython/run_node.mjs --fd 3 [--flow 2000] [--slow-ratio 0.2] [--k 100000]
