@@ -52,6 +52,7 @@ class PulserController:
         self._status = {n: PumpStatus(pump=n, state=PumpState.OFFLINE) for n in self.units}
         self._prices: dict[int, int] = {}
         self._boot: dict[int, int] = {}
+        self._fields: dict[int, dict[str, int]] = {}      # each pump's last status from its unit, raw
         self._configured: set[int] = set()
         self._heard = {n: 0.0 for n in self.units}
         self._stop = threading.Event()
@@ -114,6 +115,7 @@ class PulserController:
 
     def _publish(self, pump: int, body: bytes) -> None:
         fields = decode_status(body)
+        self._fields[pump] = fields
         boot = fields["boot"]
         if self._boot.get(pump, boot) != boot:
             log.warning("pump node restarted", extra={"pump": pump, "boot": boot})
@@ -145,6 +147,13 @@ class PulserController:
                 log.error("pump offline", extra={"pump": pump})
                 self._status[pump] = PumpStatus(pump=pump, state=PumpState.OFFLINE, seq=old.seq + 1)
                 self._cond.notify_all()
+
+    def meter(self, pump: int) -> dict[str, int]:
+        """The unit's last status as it sent it: boot, state, flags, filling number, the filling's pulse
+        count, volume, amount, price, stray pulses (a technician's calibration reads the count)."""
+        self._check(pump)
+        with self._cond:
+            return dict(self._fields.get(pump, {}))
 
     # -- polling -----------------------------------------------------------------------------------------
     def _run(self) -> None:

@@ -5,6 +5,9 @@ it would /dev/ttyAMA1).
 
     nodesim://?pumps=3&k=100&flow=200         (flow: cl/s through the fast stage; the slow stage gives 1/5)
 
+meter_k= sets the pulses per litre the simulated meter really gives (default: k=, a perfect calibration),
+so a calibration against a proving measure can be played.
+
 A node can be restarted (power cycle: relays off, the snapshot saved so far restored, one more boot) and
 can lose frames (`drop_requests`, `drop_replies`), as a noisy UART would.
 """
@@ -155,7 +158,8 @@ def open_node_sim_line(url: DeviceUrl, *, pumps: list[int] | tuple[int, ...], **
     """The nodesim:// backend: a simulated node on a pty and a controller on it; close() stops both."""
     pump = one_pump(url, pumps)
     k = k_milli_of(url)
-    sim = SimNode(flow_cl_per_s=url.number("flow", 200.0), k_milli=k).start()
+    real = round(url.number("meter_k", k / 1000) * 1000)
+    sim = SimNode(flow_cl_per_s=url.number("flow", 200.0), k_milli=real).start()
     controller = PulserController({pump: NodeLink(open_node_port(sim.port, 115200))}, k_milli={pump: k},
                                   slow_cl=int(url.number("slow", 50)), on_close=sim.stop)
     controller.sim = sim          # type: ignore[attr-defined]
