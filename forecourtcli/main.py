@@ -45,6 +45,11 @@ def cmd_terminal(args: argparse.Namespace) -> int:
     _under_systemd()
     cfg = load_config(_path(args.config, "--config"))
     _check_devices(cfg)
+    if args.outputs_off:
+        from firmware.terminal.hardware import outputs_off
+
+        print("outputs at their safe level: " + (", ".join(f"GPIO{n}" for n in outputs_off(cfg)) or "none"))
+        return EXIT_OK
     run_terminal(cfg, _stop_on_signals())
     return EXIT_OK
 
@@ -260,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("terminal", help="run the terminal process, as on the device", epilog=EPILOG)
     t.add_argument("--config", required=True, help="terminal TOML configuration")
+    t.add_argument("--outputs-off", action="store_true",
+                   help="set every GPIO output the configuration names (pulser relays, lamps) to its safe "
+                        "level and exit: what the unit runs after the terminal stopped or died")
     t.add_argument("--log-level", default="INFO", type=_level, help=LEVELS)
     t.set_defaults(func=cmd_terminal)
 

@@ -15,7 +15,7 @@ from firmware.config import DevicesSection, GpioSection, TerminalConfig
 from firmware.sale.journal import Journal
 from firmware.terminal.cabinet import Cabinet, Event
 
-__all__ = ["build_cabinet", "line_pumps", "open_pumps", "pump_threads"]
+__all__ = ["build_cabinet", "line_pumps", "open_pumps", "outputs_off", "pump_threads"]
 
 
 def line_pumps(dev: DevicesSection) -> dict[str, tuple[int, ...]]:
@@ -114,3 +114,35 @@ def pump_threads(pumps: Any) -> list[Any]:
     """The polling threads of the pump lines (for the watchdog): a callable per line, asked each time."""
     lines = getattr(pumps, "lines", None)
     return [(lambda line=line: getattr(line, "_thread", None)) for line in (lines() if lines else [pumps])]
+
+
+def outputs_off(cfg: TerminalConfig) -> list[int]:
+    """Every GPIO output the configuration names to its safe level (relays off, DE low, lamps and buzzer
+    off); the pins set. A killed terminal leaves its pins as they were, a valve open among them: the unit's
+    ExecStopPost= runs this (`forecourt terminal --outputs-off`) before systemd starts the terminal again."""
+    if not cfg.devices.gpio:
+        return []
+    from drivers.devices import open_device
+    from drivers.url import parse_url
+
+    wanted: dict[int, bool] = {}                 # pin -> active_low
+    for url in cfg.devices.pump_lines:
+        parsed = parse_url(url, key="devices.pump_lines")
+        if parsed.scheme != "pulser":
+            continue
+        inverted = parsed.option("active_low", "").split(",")
+        for name in ("relay", "slow_relay"):
+            text = parsed.option(name, "")
+            if text.isdigit():
+                wanted[int(text)] = name in inverted
+    pins = cfg.gpio
+    for name in ("led_ready", "led_fault", "buzzer", "tx_enable"):
+        if getattr(pins, name):
+            wanted[getattr(pins, name)] = name in pins.active_low
+    gpio = open_device("gpio", cfg.devices.gpio)
+    try:
+        for number, active_low in sorted(wanted.items()):
+            gpio.output(number, initial=False, active_low=active_low)
+    finally:
+        gpio.close()
+    return sorted(wanted)
