@@ -200,6 +200,7 @@ class PulserController:
         if NOZZLE not in nozzles:
             raise PumpStateError("nozzle 1 not allowed for this sale", pump=pump)
         price = self._prices.get(NOZZLE)
+        self._configure(pump, self._check(pump))   # a node that restarted since the last poll
         if price is None or pump not in self._configured:
             raise PumpStateError("pump not programmed (no price or calibration yet)", pump=pump)
         st = self.status(pump)

@@ -49,6 +49,7 @@ class NodeLink:
             for attempt in range(self.tries):
                 if attempt:
                     self.retries += 1
+                self._reader.clear()           # a partial frame left by noise must not swallow the reply
                 try:
                     self.port.write(frame)
                 except OSError as exc:

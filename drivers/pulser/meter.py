@@ -98,13 +98,16 @@ class PulserCore:
             self.reset()
         if self.state != IDLE or not self.k_milli or price_milli <= 0 or volume_cl < 0 or amount_cents < 0:
             return False
-        cap_cl = volume_cl
-        if amount_cents:                  # the largest volume whose amount does not exceed the preset
-            by_amount = ((amount_cents + 1) * 1000 - 501) // price_milli
-            cap_cl = min(cap_cl, by_amount) if cap_cl else by_amount
-        self.cap = _pulses_for(cap_cl, self.k_milli) if cap_cl else 0
-        if (volume_cl or amount_cents) and self.cap <= 0:
+        cap = _pulses_for(volume_cl, self.k_milli) if volume_cl else 0      # reach the volume preset
+        if amount_cents:
+            # the most pulses whose volume's amount does not exceed the preset (rounded half up): a
+            # volume cap_cl, then the most pulses p with floor(p / K) <= cap_cl
+            cap_cl = ((amount_cents + 1) * 1000 - 501) // price_milli
+            by_amount = ((cap_cl + 1) * self.k_milli - 1) // 100000 if cap_cl >= 0 else 0
+            cap = min(cap, by_amount) if cap else by_amount
+        if (volume_cl or amount_cents) and cap <= 0:
             return False
+        self.cap = cap
         self.price, self.count, self.suspended = price_milli, 0, False
         self.number = (self.number + 1) & 0xFFFF
         self.state, self.changed = AUTHORIZED, True     # a nozzle out already must be hung up and lifted

@@ -26,6 +26,7 @@ except ImportError:          # MicroPython on the board: the modules sit side by
 __all__ = ["STATUS_FIELDS", "PulserCore", "PumpNode", "decode_status", "decode_totals", "status_payload"]
 
 SAVE_MS = 200
+GAP_MS = 20                  # a frame's bytes come back to back: after this much quiet a partial one is noise
 # status reply: (name, bytes), in order; flags: 1 nozzle out, 2 fast stage, 4 slow stage, 8 suspended,
 # 16 not calibrated
 STATUS_FIELDS = (("boot", 2), ("state", 1), ("flags", 1), ("number", 2), ("count", 4), ("volume_cl", 4),
@@ -72,12 +73,16 @@ class PumpNode:
             self.boot = (int(snap.get("boots", 0)) + 1) & 0xFFFF or 1
         self.reader = wire.Reader()
         self._last = None  # type: tuple[int, int, bytes] | None
+        self._rx_at = 0
         self._saved_state = -1
         self._saved_at = 0
         self.save(0)
 
     def receive(self, data, now_ms):  # type: (bytes, int) -> bytes
         """Bytes from the UART in; the reply frames to send back out."""
+        if self.reader.pending() and now_ms - self._rx_at > GAP_MS:
+            self.reader.clear()
+        self._rx_at = now_ms
         self.reader.feed(data)
         out = b""
         while True:

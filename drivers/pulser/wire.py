@@ -8,7 +8,7 @@ request's SEQ and TYPE | 0x80, or TYPE 0xFF (NAK) with an error code. The termin
 the node answers a repeated SEQ with its last reply again without acting twice (a lost reply is retried).
 
 Pure functions over bytes. This module also runs unchanged under MicroPython: no dataclasses, enum, typing,
-__future__ imports or f-strings.
+__future__ imports or f-strings, and no `del` of a bytearray slice (MicroPython 1.27 refuses it).
 
 >>> hex(crc16(b"123456789"))
 '0x29b1'
@@ -86,8 +86,15 @@ class Reader:
     def feed(self, data):  # type: (bytes) -> None
         self._buf.extend(data)
         if len(self._buf) > 4 * (MAX_PAYLOAD + 6):       # a babbling line never grows memory
-            del self._buf[:len(self._buf) - 2 * (MAX_PAYLOAD + 6)]
+            self._buf[:len(self._buf) - 2 * (MAX_PAYLOAD + 6)] = b""
             self.dropped += 1
+
+    def clear(self):  # type: () -> None
+        """Forget a partial frame (the line went quiet in the middle of one: noise, a lost byte)."""
+        self._buf[:] = b""
+
+    def pending(self):  # type: () -> int
+        return len(self._buf)
 
     def next(self):  # type: () -> tuple[int, int, bytes] | None
         """The next whole good frame, or None until more bytes arrive."""
@@ -98,13 +105,13 @@ class Reader:
                 buf[:] = b""
                 return None
             if start:
-                del buf[:start]
+                buf[:start] = b""
             if len(buf) < 2:
                 return None
             size = buf[1]
             if size > MAX_PAYLOAD:
                 self.dropped += 1
-                del buf[:1]
+                buf[:1] = b""
                 continue
             end = 4 + size + 2
             if len(buf) < end:
@@ -112,7 +119,7 @@ class Reader:
             body = bytes(buf[1:4 + size])
             if crc16(body) != int.from_bytes(bytes(buf[4 + size:end]), "big"):
                 self.dropped += 1
-                del buf[:1]
+                buf[:1] = b""
                 continue
-            del buf[:end]
+            buf[:end] = b""
             return body[1], body[2], body[3:]
