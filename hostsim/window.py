@@ -3,8 +3,9 @@
 Top: the status strip (broker, registry, acquirer, terminal, sync backlog, configuration version). Left: the
 terminal's screen (as the terminal shows it through the simulator's panel server), its keypad and the
 scenario player. Middle: the card slot with a picker of every simulated card, grouped by kind, and every
-pump of the station with its nozzles, trigger and hang-up. Right: the fault buttons, the printer's paper
-(scrollable) and the terminal's log, masked.
+pump of the station with its nozzles, trigger and hang-up (a pulser pump: lift and hang up, no trigger).
+Right: the fault buttons, the terminal's housing (door, tamper and paper switches, its lamps), the printer's
+paper (scrollable) and the terminal's log, masked.
 SimulatorWindow holds the state and handles input; where things sit is hostsim.window_layout, how they are
 drawn hostsim.window_draw and hostsim.window_panels. run_window() only runs the event loop around it.
 """
@@ -42,6 +43,7 @@ from hostsim.window_layout import (
 )
 from hostsim.window_log import LogTail
 from hostsim.window_player import ScenarioPlayer
+from hostsim.window_site import SiteControls, site_of
 from hostsim.window_status import Status, read_status
 from hostsim.world import CardProfile, Simulator, load_cards
 
@@ -59,6 +61,7 @@ __all__ = [
 ]
 
 TITLE = "forecourt simulator"
+WINDOW_PUMPS = (1, 2, 3, 4)  # the terminal's pumps: 1 and 2 on the DART line, 3 and 4 pulser dispensers
 FLOW_CL_PER_S = 100.0        # 1 L/s (60 L/min, a truck-lane pump): slow enough to stop at a chosen volume
 FLOW_LEAD_S = 0.2            # the trigger asks for this much flow ahead, renewed every frame while held
 STATUS_EVERY_S = 1.0         # the status strip and the log pane are refreshed this often
@@ -89,6 +92,8 @@ class SimulatorWindow(WindowPainter):
         self.starting = False
         self.scale = 1.0                       # the window shown smaller than SIZE on a small display
         self.faults = Faults(sim)
+        site = site_of(sim)
+        self.site = SiteControls(site) if site is not None else None     # issue 17's own hardware
         self.player = ScenarioPlayer(sim)
         self.log = LogTail(Path(sim.state) / "terminal.log")
         self.strip: Status | None = None
@@ -103,7 +108,8 @@ class SimulatorWindow(WindowPainter):
 
     def _layout(self) -> None:
         pumps = {n: dict(p.grades) for n, p in self.sim.pump_line.pumps.items()}
-        self.layout = layout(self.profiles, pumps)
+        pulser = self.site.pumps if self.site is not None else {}
+        self.layout = layout(self.profiles, pumps, pulser, housing=self.site is not None)
         self.screen_rect, self.keypad_rect = self.layout.screen, self.layout.keypad
         self.card_rect, self.pumps_rect = self.layout.cards, self.layout.pumps
         self.receipt_rect, self.log_rect = self.layout.receipt, self.layout.log
@@ -142,6 +148,10 @@ class SimulatorWindow(WindowPainter):
             self.pump_of(button.arg).hang_up()
         elif button.action == "squeeze":
             self.squeeze(button.arg)
+        elif button.action in SITE_ACTIONS and self.site is not None:
+            self.status = self.site.act(button.action, button.arg)
+            if button.action in ("switch", "node_restart"):
+                self.log.note(self.status)
         elif button.action in ("fault", "scenario") and self.starting:
             self.status = "wait: the forecourt is still starting"
         elif button.action == "fault":
@@ -196,6 +206,8 @@ class SimulatorWindow(WindowPainter):
         self.status = f"swiped: {profile.name}"     # never the track data itself
 
     def squeeze(self, pump: int | None = None) -> None:
+        if (self.selected_pump if pump is None else pump) in self.layout.pulser:
+            return                             # a pulser pump has no trigger (Space bar on one: nothing)
         self.squeezing = self.selected_pump if pump is None else pump
         self.selected_pump = self.squeezing
         self._requested = None
@@ -285,6 +297,9 @@ class SimulatorWindow(WindowPainter):
             self._requested = want
 
 
+SITE_ACTIONS = ("pulser_lift", "pulser_hang", "node_restart", "switch")
+
+
 def _start(sim: Simulator, failure: list[BaseException]) -> None:
     try:
         sim.start()
@@ -308,11 +323,12 @@ def run_window(state_dir: str | None = None, *, max_frames: int | None = None, s
                display: tuple[int, int] | None = None, scenario: str | None = None) -> int:
     """Run the simulator window until it is closed (or for max_frames frames); returns the exit code 0.
 
-    Without sim, a Simulator is created in state_dir (a temporary directory, removed afterwards, when None)
-    with the terminal controlling every pump of the station, started in the background while the window
-    already shows, and always stopped on the way out. A sim passed in is used as it is and left running.
-    screenshot saves the last frame (at full size) as an image; display pretends the screen is that big;
-    scenario is the one the player offers first (`forecourt sim --scenario NAME` with a display).
+    Without sim, a Simulator with the issue 17 site is created in state_dir (a temporary directory,
+    removed afterwards, when None) with the terminal controlling WINDOW_PUMPS, started in the background
+    while the window already shows, and always stopped on the way out. A sim passed in is used as it is
+    and left running. screenshot saves the last frame (at full size) as an image; display pretends the
+    screen is that big; scenario is the one the player offers first (`forecourt sim --scenario NAME` with
+    a display).
     """
     logging.basicConfig(level=logging.WARNING)
     own = sim is None
@@ -324,8 +340,8 @@ def run_window(state_dir: str | None = None, *, max_frames: int | None = None, s
     starter: threading.Thread | None = None
     try:
         if path is not None:
-            sim = Simulator(path, flow_cl_per_s=FLOW_CL_PER_S, web=True)
-            sim.terminal_pumps = tuple(sorted(sim.pump_line.pumps))
+            sim = Simulator(path, flow_cl_per_s=FLOW_CL_PER_S, web=True, pulser=True,
+                            terminal_pumps=WINDOW_PUMPS)
             starter = threading.Thread(target=_start, args=(sim, failure), name="sim-start", daemon=True)
             starter.start()
         pygame.display.init()

@@ -19,7 +19,7 @@ import pygame
 from contracts.pump import PumpState
 from firmware.receipt import format_litres
 from hostsim.window_layout import LEFT, SIZE, Button, group_headings
-from hostsim.window_panels import BG, MIN_LABEL_SIZE, MUTED, TEXT, PanelPainter
+from hostsim.window_panels import BAD, BG, GOOD, MIN_LABEL_SIZE, MUTED, TEXT, WARN, PanelPainter
 from ui.render import draw_screen
 
 __all__ = ["HELP", "MIN_LABEL_SIZE", "WindowPainter"]
@@ -31,6 +31,7 @@ ACCENT = (86, 156, 240)
 BUTTON = (62, 68, 82)
 PRESSED = (120, 128, 146)
 ACTIVE = (150, 96, 40)       # a fault that is on (noise, a paused acquirer, a broker down)
+LAMP_OFF = (48, 52, 60)       # a lamp that is not lit
 KEY_COLORS = {"CANCEL": (176, 54, 54), "CLEAR": (196, 156, 42), "ENTER": (42, 142, 74)}
 KINDS = {"fleet": "Fleet cards", "emv": "Bank cards (EMV)", "blank": "Other cards", "tag": "Contactless tags"}
 
@@ -45,6 +46,7 @@ class WindowPainter(PanelPainter):
     starting: bool
     status: str
     faults: Any
+    site: Any                  # hostsim.window_site.SiteControls, or None
     buttons: list[Button]
     screen_rect: pygame.Rect
     card_rect: pygame.Rect
@@ -59,7 +61,8 @@ class WindowPainter(PanelPainter):
         self._draw_scenario(surface)
         self._draw_cards(surface)
         self._draw_pumps(surface)
-        self._panel(surface, self.layout.faults, "Faults")
+        self._panel(surface, self.layout.faults, "Faults" if self.site is None else "Faults and housing")
+        self._draw_lamps(surface)
         self._draw_receipt(surface)
         self._draw_log(surface)
         for button in self.buttons:
@@ -109,10 +112,18 @@ class WindowPainter(PanelPainter):
             self.text(surface, title, (self.card_rect.x + 12, y), 18, MUTED, "midleft")
 
     def _draw_pumps(self, surface: pygame.Surface) -> None:
-        self._panel(surface, self.pumps_rect, "Pumps", "figures as each DART pump reports them")
+        note = "figures as each DART pump reports them"
+        if self.site is not None:
+            setup = self.player.setup
+            pumps = ", ".join(map(str, setup.pumps))
+            note = f"terminal: pumps {pumps}" + ("" if setup.site else ", DART only")
+        self._panel(surface, self.pumps_rect, "Pumps", note)
         for number in self.layout.pump_numbers:
-            pump = self.sim.pump_line.pump(number)
             band = self.layout.pump_row(number)
+            if number in self.layout.pulser and self.site is not None:
+                self._draw_pulser(surface, number, band)
+                continue
+            pump = self.sim.pump_line.pump(number)
             state = pump.state.value if isinstance(pump.state, PumpState) else str(pump.state)
             state = state.replace("_", " ")
             y = band.y + 14
@@ -127,6 +138,32 @@ class WindowPainter(PanelPainter):
             else:
                 nozzle = "nozzles in"
             self.text(surface, nozzle, (band.right, y), 18, MUTED, "midright")
+
+    def _draw_pulser(self, surface: pygame.Surface, number: int, band: pygame.Rect) -> None:
+        """A pulser pump's row: its kind and state above, then litres counted and the nozzle."""
+        view = self.site.view(number)
+        y = band.y + 12
+        x = self.text(surface, f"Pump {number}", (band.x, y), 24, TEXT, "midleft").right + 10
+        self.text_fit(surface, view.kind, band.right - x, (x, y), 18, MUTED, "midleft")
+        y += 22
+        x = self.text(surface, view.litres, (band.x, y), 24, TEXT, "midleft").right + 14
+        x = self.text_fit(surface, view.state, max(40, band.w - (x - band.x) - 110), (x, y), 18, TEXT,
+                          "midleft").right
+        self.text(surface, view.nozzle, (band.right, y), 18, MUTED, "midright")
+
+    def _draw_lamps(self, surface: pygame.Surface) -> None:
+        """The housing's LEDs and buzzer as the terminal drives them: a lamp, lit or dark, and the word."""
+        rect = self.layout.lamps
+        if rect is None or self.site is None:
+            return
+        x = rect.x
+        for (label, lit), color in zip(self.site.lamps(), (GOOD, BAD, WARN), strict=True):
+            centre = (x + 9, rect.centery)
+            pygame.draw.circle(surface, color if lit else LAMP_OFF, centre, 8)
+            pygame.draw.circle(surface, TEXT, centre, 8, width=1)
+            word = f"{label} {'ON' if lit else 'off'}"
+            shown = self.text(surface, word, (x + 22, rect.centery), 18, TEXT if lit else MUTED, "midleft")
+            x = shown.right + 24
 
     def _fault_on(self, name: str) -> bool:
         if name == "noise":
@@ -143,6 +180,8 @@ class WindowPainter(PanelPainter):
             color = ACCENT
         if button.action == "fault" and self._fault_on(button.arg):
             color = ACTIVE
+        if button.action == "switch" and self.site is not None and self.site.switch_on(button.arg):
+            color = ACTIVE             # the door open, the tamper loop tripped, the paper low
         flash = self._flash is not None and self._flash[0] == button and time.monotonic() < self._flash[1]
         if flash or (button.action == "squeeze" and self.squeezing == button.arg):
             color = PRESSED
@@ -153,6 +192,9 @@ class WindowPainter(PanelPainter):
         elif button.action == "insert":
             self.text_fit(surface, button.label, button.rect.w - 16,
                           (button.rect.x + 8, button.rect.centery), 22, TEXT, "midleft")
+        elif button.action == "switch" and self.site is not None:
+            self.text_fit(surface, self.site.switch_label(button.arg), button.rect.w - 10, button.rect.center,
+                          20, TEXT, "center")
         elif button.action == "fault" and self._fault_on(button.arg):
             self.text_fit(surface, button.label + " (on)", button.rect.w - 10, button.rect.center, 20, TEXT,
                           "center")

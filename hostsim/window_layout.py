@@ -5,7 +5,8 @@ every button lies inside the window and that no two overlap, whatever the card l
 
 Three columns under a status strip: the terminal's screen, keypad and the scenario player on the left; the
 card picker (grouped by kind) and every pump of the station in the middle; the fault buttons, the printer's
-paper and the terminal's log on the right.
+paper and the terminal's log on the right. A simulator with the issue 17 site adds its pulser pumps to the
+pumps (Lift, Hang up, Restart node: no trigger) and the housing's switches and lamps under the faults.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
@@ -25,6 +26,7 @@ from hostsim.world import CardProfile
 __all__ = [
     "CARD_MAX_ROWS",
     "FAULTS",
+    "HOUSING",
     "KEYPAD_ROWS",
     "LEFT",
     "MIDDLE",
@@ -41,8 +43,10 @@ __all__ = [
     "card_panel_height",
     "fault_buttons",
     "fit_scale",
+    "housing_buttons",
     "keypad_buttons",
     "layout",
+    "pulser_buttons",
     "pump_buttons",
     "scenario_buttons",
     "slot_buttons",
@@ -59,6 +63,8 @@ KEYPAD_ROWS = (("1", "2", "3", "CANCEL"), ("4", "5", "6", "CLEAR"), ("7", "8", "
 FAULTS = (("broker_down", "Broker down"), ("broker_up", "Broker up"),
           ("acquirer_timeout", "Acquirer timeout"), ("noise", "Pump line noise"),
           ("pull_card", "Pull the card"), ("power_cut", "Power cut"))
+# the terminal's housing switches (hostsim.window_site): the label drawn says the switch's position
+HOUSING = (("door", "Door"), ("tamper", "Tamper"), ("paper_low", "Paper low"))
 
 TITLE_H = 34                  # a panel's title row
 CARD_ROW, CARD_GAP = 26, 4    # one card button, and the space between two
@@ -68,12 +74,14 @@ SLOT_BUTTON_W = 130           # "Swipe card" and "Remove card" in the card panel
 SCREEN_H, PANEL_GAP = 312, 12  # the screen keeps the terminal's 800x480 proportions
 PUMP_ROW, PUMP_BUTTON_H = 92, 44
 FAULT_ROW = 40
+LAMP_H = 28                   # the housing's lamps under its switches
 
 
 @dataclass(frozen=True)
 class Button:
     """A clickable area: action is key | insert | swipe | remove | lift | squeeze | hang_up | fault |
-    scenario, arg its parameter (a key, a card index, (pump, nozzle), a pump, a fault, a player verb)."""
+    scenario | pulser_lift | pulser_hang | node_restart | switch, arg its parameter (a key, a card index,
+    (pump, nozzle), a pump, a fault, a player verb, a housing switch)."""
 
     rect: pygame.Rect
     label: str
@@ -174,6 +182,19 @@ def pump_buttons(area: pygame.Rect, grades: Mapping[int, str], pump: int = 1) ->
             for i, (label, action, arg, sub) in enumerate(items)]
 
 
+def pulser_buttons(area: pygame.Rect, pump: int, kind: str) -> list[Button]:
+    """A pulser pump's one nozzle: Lift and Hang up; a pump node's pump also Restart node. No trigger: fuel
+    flows while the terminal's relays are on and the nozzle is out."""
+    items: list[tuple[str, str, str]] = [("Lift nozzle", "pulser_lift", "the only one"),
+                                         ("Hang up", "pulser_hang", "")]
+    if "node" in kind:
+        items.append(("Restart node", "node_restart", "power cycle"))
+    gap = 8
+    w = (area.w - gap * (len(items) - 1)) // len(items)
+    return [Button(pygame.Rect(area.x + i * (w + gap), area.y, w, area.h), label, action, pump, sub)
+            for i, (label, action, sub) in enumerate(items)]
+
+
 def pump_row(panel: pygame.Rect, index: int) -> pygame.Rect:
     """The band of the index-th pump in the pumps panel: its figures on top, its buttons below."""
     return pygame.Rect(panel.x + 10, panel.y + TITLE_H + index * PUMP_ROW, panel.w - 20, PUMP_ROW - 6)
@@ -188,6 +209,16 @@ def fault_buttons(panel: pygame.Rect) -> list[Button]:
     return [Button(pygame.Rect(inner.x + (i % cols) * (w + gap), top + (i // cols) * (FAULT_ROW + 6), w,
                                FAULT_ROW), label, "fault", name)
             for i, (name, label) in enumerate(FAULTS)]
+
+
+def housing_buttons(panel: pygame.Rect) -> list[Button]:
+    """The housing's switches, in the row under the fault buttons."""
+    inner = panel.inflate(-20, 0)
+    gap, cols = 8, 3
+    w = (inner.w - gap * (cols - 1)) // cols
+    top = panel.y + TITLE_H + 2 * (FAULT_ROW + 6)
+    return [Button(pygame.Rect(inner.x + i * (w + gap), top, w, FAULT_ROW), label, "switch", name)
+            for i, (name, label) in enumerate(HOUSING)]
 
 
 def scenario_buttons(panel: pygame.Rect) -> list[Button]:
@@ -217,6 +248,8 @@ class Layout:
     log: pygame.Rect
     buttons: list[Button]
     pump_numbers: tuple[int, ...]
+    pulser: dict[int, str] = field(default_factory=dict)    # pulser pump -> its kind
+    lamps: pygame.Rect | None = None                        # the housing's lamps, when it is shown
 
     @property
     def panels(self) -> tuple[pygame.Rect, ...]:
@@ -233,22 +266,35 @@ class Layout:
         return pump_row(self.pumps, self.pump_numbers.index(number))
 
 
-def layout(profiles: Sequence[CardProfile], pumps: Mapping[int, Mapping[int, str]]) -> Layout:
-    """pumps: each pump's nozzles and their grades, {pump: {nozzle: grade}}."""
+def layout(profiles: Sequence[CardProfile], pumps: Mapping[int, Mapping[int, str]],
+           pulser: Mapping[int, str] | None = None, *, housing: bool = False) -> Layout:
+    """pumps: each DART pump's nozzles and their grades, {pump: {nozzle: grade}}; pulser: {pump: kind} of
+    the pulser pumps (a number in both is a pulser pump); housing: the door, tamper and paper switches."""
+    kinds = dict(pulser or {})
+    pumps = {n: g for n, g in pumps.items() if n not in kinds}
+    numbers = tuple(sorted({*pumps, *kinds}))
     screen = pygame.Rect(LEFT.x, LEFT.y, LEFT.w, SCREEN_H)
     keypad = pygame.Rect(LEFT.x, screen.bottom + PANEL_GAP, LEFT.w, 240)
     scenario = pygame.Rect(LEFT.x, keypad.bottom + PANEL_GAP, LEFT.w, LEFT.bottom - keypad.bottom - PANEL_GAP)
     cards = pygame.Rect(MIDDLE.x, MIDDLE.y, MIDDLE.w, card_panel_height(profiles))
     pumps_rect = pygame.Rect(MIDDLE.x, cards.bottom + PANEL_GAP, MIDDLE.w,
-                             max(TITLE_H + len(pumps) * PUMP_ROW, MIDDLE.bottom - cards.bottom - PANEL_GAP))
-    faults = pygame.Rect(RIGHT.x, RIGHT.y, RIGHT.w, TITLE_H + 2 * (FAULT_ROW + 6) + 4)
+                             max(TITLE_H + len(numbers) * PUMP_ROW, MIDDLE.bottom - cards.bottom - PANEL_GAP))
+    rows = 3 if housing else 2
+    faults = pygame.Rect(RIGHT.x, RIGHT.y, RIGHT.w, TITLE_H + rows * (FAULT_ROW + 6) + 4 + LAMP_H * housing)
     receipt = pygame.Rect(RIGHT.x, faults.bottom + PANEL_GAP, RIGHT.w, 340)
     log = pygame.Rect(RIGHT.x, receipt.bottom + PANEL_GAP, RIGHT.w, RIGHT.bottom - receipt.bottom - PANEL_GAP)
     buttons = keypad_buttons(keypad) + card_buttons(cards, profiles) + scenario_buttons(scenario)
-    for i, (number, grades) in enumerate(sorted(pumps.items())):
+    for i, number in enumerate(numbers):
         band = pump_row(pumps_rect, i)
-        buttons += pump_buttons(pygame.Rect(band.x, band.bottom - PUMP_BUTTON_H, band.w, PUMP_BUTTON_H),
-                                grades, number)
+        area = pygame.Rect(band.x, band.bottom - PUMP_BUTTON_H, band.w, PUMP_BUTTON_H)
+        if number in kinds:
+            buttons += pulser_buttons(area, number, kinds[number])
+        else:
+            buttons += pump_buttons(area, pumps[number], number)
     buttons += fault_buttons(faults)
+    lamps = None
+    if housing:
+        buttons += housing_buttons(faults)
+        lamps = pygame.Rect(faults.x + 10, faults.bottom - LAMP_H - 4, faults.w - 20, LAMP_H)
     return Layout(STATUS, screen, keypad, scenario, cards, pumps_rect, faults, receipt, log, buttons,
-                  tuple(sorted(pumps)))
+                  numbers, kinds, lamps)

@@ -4,22 +4,68 @@ A scenario runs in a thread against the window's own Simulator, through SteppedR
 does (wait for the terminal to be ready, insert or pull a card, key a PIN, fill at a pump) is a step. At
 speed the steps follow each other; step by step, each waits for the Step button. The current step's name
 and, at the end, the scenario's failed checks are shown. Before it starts, the terminal is restarted if the
-scenario needs other pumps (SIM_OPTIONS), and the pumps flow at the headless speed while it plays.
+scenario runs it otherwise (SIM_OPTIONS: its pumps, its programs, the pulser site's lines or not), and the
+pumps flow at the headless speed while it plays. A scenario that needs a part the window's simulator lacks
+(the chip-wallet SAM, the pulser site) fails at once, saying so. A scenario that does not ask for the
+pulser site runs with a terminal configured as a headless simulator without it would be: every pump on
+the DART line, no GPIO header (the site's hardware keeps running, unused by the terminal).
 A scenario expects a fresh forecourt: played on a forecourt already used, a check on counts may fail.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 from contracts.errors import ForecourtError
 from hostsim.scenarios import SCENARIOS, SIM_OPTIONS, Run
 from hostsim.world import load_cards
 
-__all__ = ["ScenarioPlayer", "ScenarioStopped", "SteppedRun"]
+__all__ = ["ScenarioPlayer", "ScenarioStopped", "Setup", "SteppedRun", "missing_part", "reconfigure"]
 
 PLAY_FLOW_CL_PER_S = 1000.0     # the headless Simulator's default flow
+PLAY_SITE_FLOW_CL_PER_S = 400.0  # ... and its pulser site's (hostsim.world caps it there)
+# SIM_OPTIONS that need a part made with the Simulator: option -> (its attribute, what it is)
+PARTS = {"pulser": ("site", "the pulser site (GPIO header, pumps 3 and 4)"),
+         "purse": ("purse", "the chip-wallet SAM")}
+
+
+class Setup(NamedTuple):
+    """How the terminal runs for a scenario: its pumps, its programs, the pulser site's lines or not."""
+
+    pumps: tuple[int, ...]
+    programs: tuple[str, ...]
+    site: bool
+
+    @classmethod
+    def wanted(cls, name: str) -> Setup:
+        options = SIM_OPTIONS.get(name, {})
+        return cls(tuple(options.get("terminal_pumps", (1,))), tuple(options.get("programs", ())),
+                   bool(options.get("pulser", False)))
+
+
+def missing_part(sim: Any, name: str) -> str:
+    """What the scenario needs that the simulator was made without; "" when nothing."""
+    options = SIM_OPTIONS.get(name, {})
+    for option, (attribute, what) in PARTS.items():
+        if options.get(option) and getattr(sim, attribute, None) is None:
+            return f"{name} needs {what}: play it headless (forecourt sim --scenario {name})"
+    return ""
+
+
+def reconfigure(sim: Any, setup: Setup) -> None:
+    """Restart the terminal as the scenario runs it. Without the site's lines the simulator writes the
+    configuration with its site set aside for that moment, as one made without pulser=True would."""
+    sim.programs = setup.programs
+    site = getattr(sim, "site", None)
+    if site is None or setup.site:
+        sim.reconfigure_terminal(setup.pumps)
+        return
+    sim.site = None
+    try:
+        sim.reconfigure_terminal(setup.pumps)
+    finally:
+        sim.site = site
 
 
 class ScenarioStopped(Exception):
@@ -76,6 +122,9 @@ class ScenarioPlayer:
         self._go = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # how the terminal runs now: as the simulator configured it at its start
+        self.setup = Setup(tuple(getattr(sim, "terminal_pumps", (1,))), tuple(getattr(sim, "programs", ())),
+                           getattr(sim, "site", None) is not None)
 
     @property
     def name(self) -> str:
@@ -145,14 +194,24 @@ class ScenarioPlayer:
         listeners = len(sim.panel.listeners)
         pumps = list(sim.pump_line.pumps.values())
         flows = [p.flow_cl_per_s for p in pumps]
+        site = getattr(sim, "site", None)
+        site_parts = [site.meter, site.node] if site is not None else []
+        site_flows = [part.flow for part in site_parts]
         rules = sim.acquirer_rules
         try:
-            wanted = tuple(SIM_OPTIONS.get(name, {}).get("terminal_pumps", (1,)))
-            if tuple(sim.terminal_pumps) != wanted:
-                self.gate(f"restart the terminal for pumps {', '.join(map(str, wanted))}")
-                sim.reconfigure_terminal(wanted)
+            missing = missing_part(sim, name)
+            if missing:
+                raise RuntimeError(missing)
+            wanted = Setup.wanted(name)
+            if wanted != self.setup:
+                pulser = " with the pulser site" if wanted.site else ""
+                self.gate(f"restart the terminal for pumps {', '.join(map(str, wanted.pumps))}{pulser}")
+                self.setup = wanted
+                reconfigure(sim, wanted)
             for p in pumps:
                 p.flow_cl_per_s = PLAY_FLOW_CL_PER_S
+            for part in site_parts:
+                part.flow = PLAY_SITE_FLOW_CL_PER_S
             run = SteppedRun(sim, self)
             SCENARIOS[name](run)
             self.failures = list(run.checks)
@@ -165,5 +224,7 @@ class ScenarioPlayer:
         finally:
             for p, flow in zip(pumps, flows, strict=True):
                 p.flow_cl_per_s = flow
+            for part, flow in zip(site_parts, site_flows, strict=True):
+                part.flow = flow
             del sim.panel.listeners[listeners:]
             sim.acquirer_rules = rules
