@@ -1,8 +1,11 @@
-"""`forecourt provision init|selftest|rotate-cert|status`: the technician's tools, run on the terminal.
+"""`forecourt provision init|selftest|rotate-cert|status|pulser-calibrate|tamper-clear`: the technician's
+tools, run on the terminal.
 
 init enrolls a fresh state directory with a one-time token (provisioning.enroll); selftest opens every
 configured device and prints a pass/fail table; rotate-cert gets a certificate for a new device key over the
-current one (provisioning.rotate); status says who the terminal is and how it stands. No key is printed.
+current one (provisioning.rotate); status says who the terminal is and how it stands; pulser-calibrate sets
+a pulser pump's K-factor from a proving measure (provisioning.pulser); tamper-clear takes the terminal back
+into service after a tamper alarm (provisioning.tamper). No key is printed.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from contracts.errors import ConfigError
 
 __all__ = ["add_parsers"]
 
-EPILOG = "exit codes: 0 ok, 1 run failed (a selftest check, no answer in time), 2 usage or configuration " \
-         "error (a refused token, a clock far off, a refused certificate), 3 broker unreachable"
+EPILOG = "exit codes: 0 ok, 1 run failed (a selftest check, no answer in time, a calibration refused, a " \
+         "tamper switch still tripped), 2 usage or configuration error (a refused token, a clock far " \
+         "off, a refused certificate), 3 broker unreachable"
 
 
 def _seconds(text: str) -> float:
@@ -111,11 +115,48 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pulser_calibrate(args: argparse.Namespace) -> int:
+    from provisioning.pulser import Calibration, parse_litres, record
+
+    cfg = _config(args)
+    measured = parse_litres(args.measured) if args.measured is not None else None
+    with Calibration(cfg, args.pump, timeout=args.timeout) as cal:
+        price = cal.prepare()
+        print(f"pump {args.pump}: K-factor now {cal.k_milli / 1000:.3f} pulses per litre; price "
+              f"{price / 1000:.3f} per litre; this filling is no sale: it is recorded nowhere (the pump's "
+              "electronic totals count it, as every litre)")
+        fill = cal.fill(args.litres, wait=args.wait)
+    if measured is None:
+        try:
+            measured = parse_litres(input("litres in the proving measure: "))
+        except EOFError:
+            raise ConfigError("no litres given: --measured L, or type them when asked",
+                              key="--measured") from None
+    for line in record(cfg, fill, measured, by=args.by).lines():
+        print(line)
+    return 0
+
+
+def cmd_tamper_clear(args: argparse.Namespace) -> int:
+    from provisioning.tamper import clear_tamper
+
+    for line in clear_tamper(_config(args), by=args.by).lines():
+        print(line)
+    return 0
+
+
+def _litres(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 2 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"whole litres 2..1000, not {text!r}")
+    return value
+
+
 def add_parsers(sub: Any) -> None:
     from forecourtcli.main import LEVELS, _level
 
     p = sub.add_parser("provision", help="the technician's tools on the terminal: init, selftest, "
-                       "rotate-cert, status", epilog=EPILOG)
+                       "rotate-cert, status, pulser-calibrate, tamper-clear", epilog=EPILOG)
     psub = p.add_subparsers(dest="provision_command", required=True, metavar="COMMAND")
 
     i = psub.add_parser("init", help="make the device key and enroll with a one-time token", epilog=EPILOG)
@@ -146,3 +187,25 @@ def add_parsers(sub: Any) -> None:
         if name == "status":
             c.add_argument("--offline", action="store_true", help="do not try the broker")
         c.set_defaults(func=func)
+
+    c = psub.add_parser("pulser-calibrate", epilog=EPILOG,
+                        help="a pulser pump's K-factor from a proving measure (terminal stopped)")
+    c.add_argument("--config", required=True, help="the terminal's TOML configuration")
+    c.add_argument("--pump", required=True, type=int, help="the pulser pump's number")
+    c.add_argument("--litres", type=_litres, default=20, help="the preset: the proving measure's volume "
+                   "(whole litres, default 20)")
+    c.add_argument("--measured", default=None, help="litres read off the measure after the filling, e.g. "
+                   "19.61 (default: asked for once the filling is over)")
+    c.add_argument("--by", required=True, help="the technician's name (kept with the new K-factor)")
+    c.add_argument("--wait", type=_seconds, default=900.0,
+                   help="seconds to wait for the filling to end (default 900)")
+    c.add_argument("--timeout", type=_seconds, default=5.0, help="seconds to wait for the pump to answer")
+    c.add_argument("--log-level", default="ERROR", type=_level, help=LEVELS.replace("INFO)", "ERROR)"))
+    c.set_defaults(func=cmd_pulser_calibrate)
+
+    c = psub.add_parser("tamper-clear", epilog=EPILOG,
+                        help="clear the tamper latch after inspecting the housing (refused while tripped)")
+    c.add_argument("--config", required=True, help="the terminal's TOML configuration")
+    c.add_argument("--by", required=True, help="the technician's name (kept with the clearing)")
+    c.add_argument("--log-level", default="ERROR", type=_level, help=LEVELS.replace("INFO)", "ERROR)"))
+    c.set_defaults(func=cmd_tamper_clear)

@@ -1,6 +1,7 @@
 """`forecourt provision selftest`: each configured device is opened and must answer - the card reader, every
-pump on the line, the printer, and the broker with the device's own certificate (which must hand over the
-device's configuration). One result per check; the caller prints them as a table.
+pump on each of its lines, the printer, the GPIO header's switches, lamps and buzzer, and the broker with
+the device's own certificate (which must hand over the device's configuration). One result per check; the
+caller prints them as a table.
 
 Run it while the terminal is stopped: a DART line has one master, and the terminal's poller is one.
 """
@@ -25,9 +26,10 @@ from drivers.devices import open_device as drivers_open_device
 from drivers.url import parse_url
 from firmware.config import TerminalConfig
 from firmware.configstore import load_config_keys
+from firmware.terminal.hardware import line_pumps, open_pumps
 from provisioning.status import config_on_broker
 
-__all__ = ["CheckResult", "failed", "run_selftest", "table"]
+__all__ = ["CheckResult", "check_gpio", "check_pumps", "failed", "run_selftest", "table"]
 
 OpenDevice = Callable[..., Any]
 
@@ -69,14 +71,37 @@ def check_card_reader(cfg: TerminalConfig, open_device: OpenDevice) -> CheckResu
     return CheckResult("card reader", True, f"{url}: answers, {'a card' if present else 'no card'} inserted")
 
 
-def check_pumps(cfg: TerminalConfig, open_device: OpenDevice, timeout: float) -> list[CheckResult]:
-    """Every configured pump answers a status poll (DART: a status reply to the controller's polls)."""
+def _open_gpio(cfg: TerminalConfig) -> Any:
+    """The GPIO header of devices.gpio (None when there is none); the caller closes it."""
+    return drivers_open_device("gpio", cfg.devices.gpio) if cfg.devices.gpio else None
+
+
+def _pump_lines(cfg: TerminalConfig) -> dict[int, str]:
+    """Each pump -> the URL of the line serving it (devices.pump_lines, else devices.pump_line)."""
     dev = cfg.devices
     try:
-        line = open_device("pump_line", dev.pump_line, pumps=dev.pumps, baudrate=dev.pump_baudrate,
-                           decimals=dev.pump_decimals or None)
+        served = line_pumps(dev)
+    except ConfigError:
+        served = {}
+    return {n: next((url for url, pumps in served.items() if n in pumps), dev.pump_line) for n in dev.pumps}
+
+
+def check_pumps(cfg: TerminalConfig, timeout: float) -> list[CheckResult]:
+    """Every configured pump answers a status poll, on every line of the configuration (the DART line,
+    pulser dispensers, pump nodes), opened as the terminal opens them."""
+    dev = cfg.devices
+    where = _pump_lines(cfg)
+    gpio: Any = None
+    try:
+        try:
+            gpio = _open_gpio(cfg)
+        except (ForecourtError, OSError):
+            gpio = None           # the gpio row says why; lines that need it fail below
+        line = open_pumps(dev, cfg.state_dir, gpio, cfg.gpio)
     except (ForecourtError, OSError) as exc:
-        return [CheckResult(f"pump {n}", False, f"line {dev.pump_line}: {_reason(exc)}") for n in dev.pumps]
+        if gpio is not None:
+            _close(gpio)
+        return [CheckResult(f"pump {n}", False, f"line {where[n]}: {_reason(exc)}") for n in dev.pumps]
     results = []
     deadline = time.monotonic() + timeout
     try:
@@ -84,12 +109,13 @@ def check_pumps(cfg: TerminalConfig, open_device: OpenDevice, timeout: float) ->
             try:
                 status = line.wait_status(n, lambda s: s.state != PumpState.OFFLINE,
                                           max(0.1, deadline - time.monotonic()))
-                results.append(CheckResult(f"pump {n}", True, f"answers: {status.state.value}"))
+                results.append(CheckResult(f"pump {n}", True, f"answers on {where[n]}: {status.state.value}"))
             except (ForecourtError, OSError) as exc:
-                results.append(CheckResult(f"pump {n}", False,
-                                           f"no answer on {dev.pump_line}: {_reason(exc)}"))
+                results.append(CheckResult(f"pump {n}", False, f"no answer on {where[n]}: {_reason(exc)}"))
     finally:
         _close(line)
+        if gpio is not None:
+            _close(gpio)
     return results
 
 
@@ -138,13 +164,106 @@ def check_broker(cfg: TerminalConfig, timeout: float, now: dt.datetime | None = 
                                        f"verified (key {doc['key_id']})")
 
 
+SWITCHES = (("door", "door", "door open", "door shut"),
+            ("tamper", "tamper", "tamper switch tripped: housing open", "housing shut"),
+            ("paper_low", "paper sensor", "paper low", "paper in"))
+LAMPS = (("led_ready", "led ready"), ("led_fault", "led fault"))
+LIT_FOR = 0.3              # seconds an LED is lit for the technician to see it
+
+
+def check_gpio(cfg: TerminalConfig) -> list[CheckResult]:
+    """With devices.gpio: the header opens; each fitted switch is read (door open, housing open, paper low
+    fail), the tamper latch must be clear; each LED is lit once, the buzzer beeps once (the technician
+    sees and hears them); the RS-485 transmit-enable pin is claimed and left off."""
+    url = cfg.devices.gpio
+    if not url:
+        return []
+    try:
+        gpio = _open_gpio(cfg)
+    except (ForecourtError, OSError) as exc:
+        return [CheckResult("gpio", False, f"{url}: {_reason(exc)}")]
+    try:
+        return [CheckResult("gpio", True, f"{url}: opened"), *_gpio_parts(cfg, gpio)]
+    finally:
+        _close(gpio)
+
+
+def _gpio_parts(cfg: TerminalConfig, gpio: Any) -> Iterator[CheckResult]:
+    from drivers.gpio.devices import Buzzer, Led, Switch
+
+    pins = cfg.gpio
+    for name, device, bad, good in SWITCHES:
+        number = getattr(pins, name)
+        if not number:
+            continue
+        try:
+            switch = Switch(gpio, number, name=name, active_low=name in pins.active_low, bounce_ms=0)
+            active = switch.is_active()
+        except (ForecourtError, OSError) as exc:
+            yield CheckResult(device, False, f"GPIO{number}: {_reason(exc)}")
+            continue
+        latched = _tamper_latch(cfg) if name == "tamper" and not active else None
+        if latched is not None:
+            yield CheckResult(device, False, f"GPIO{number}: {good}, but latched since {latched}: inspect, "
+                                             "then forecourt provision tamper-clear")
+        else:
+            yield CheckResult(device, not active, f"GPIO{number}: {bad if active else good}")
+    for name, device in LAMPS:
+        if getattr(pins, name):
+            yield _toggled(device, getattr(pins, name), lambda n, name=name: Led(  # type: ignore[misc]
+                gpio, n, active_low=name in pins.active_low, name=name))
+    if pins.buzzer:
+        low = "buzzer" in pins.active_low
+        yield _toggled("buzzer", pins.buzzer, lambda n: Buzzer(gpio, n, active_low=low))
+    if pins.tx_enable:
+        try:
+            gpio.output(pins.tx_enable, initial=False, active_low="tx_enable" in pins.active_low)
+            yield CheckResult("tx enable", True, f"GPIO{pins.tx_enable}: claimed, driver off (receiving)")
+        except (ForecourtError, OSError) as exc:
+            yield CheckResult("tx enable", False, f"GPIO{pins.tx_enable}: {_reason(exc)}")
+
+
+def _toggled(device: str, number: int, make: Callable[[int], Any]) -> CheckResult:
+    """An LED lit once, a buzzer sounded once: the pin drives; whether it lit or sounded, the technician
+    sees or hears."""
+    try:
+        part = make(number)
+        if hasattr(part, "beep"):
+            part.beep(1, int(LIT_FOR * 1000))
+            part.wait(2 * LIT_FOR + 1)
+            done = "beeped once"
+        else:
+            part.on()
+            time.sleep(LIT_FOR)
+            part.off()
+            done = "lit once"
+    except (ForecourtError, OSError) as exc:
+        return CheckResult(device, False, f"GPIO{number}: {_reason(exc)}")
+    return CheckResult(device, True, f"GPIO{number}: {done}")
+
+
+def _tamper_latch(cfg: TerminalConfig) -> str | None:
+    """When the tamper latch was set (the terminal's journal), None when it is clear."""
+    from firmware.sale.journal import Journal
+    from firmware.terminal.cabinet import TAMPER_LATCH
+
+    path = cfg.state_dir / "journal.db"
+    if not path.exists():
+        return None
+    journal = Journal(path)
+    try:
+        return journal.get_value(TAMPER_LATCH)
+    finally:
+        journal.close()
+
+
 def run_selftest(cfg: TerminalConfig, *, timeout: float = 5.0,
                  open_device: OpenDevice | None = None) -> list[CheckResult]:
     """Every check, in the order a technician walks the terminal."""
     if open_device is None:
         open_device = drivers_open_device      # the real table: devices by URL
-    return [check_card_reader(cfg, open_device), *check_pumps(cfg, open_device, timeout),
-            check_printer(cfg, timeout), check_broker(cfg, timeout)]
+    return [check_card_reader(cfg, open_device), *check_pumps(cfg, timeout), check_printer(cfg, timeout),
+            *check_gpio(cfg), check_broker(cfg, timeout)]
 
 
 def failed(results: list[CheckResult]) -> bool:
