@@ -8,6 +8,7 @@ Run it while the terminal is stopped: a DART line has one master, and the termin
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import socket
@@ -24,7 +25,7 @@ from contracts.pump import PumpState
 from contracts.signing import SignatureError, verify_envelope
 from drivers.devices import open_device as drivers_open_device
 from drivers.url import parse_url
-from firmware.config import TerminalConfig
+from firmware.config import DevicesSection, TerminalConfig
 from firmware.configstore import load_config_keys
 from firmware.terminal.hardware import line_pumps, open_pumps
 from provisioning.status import config_on_broker
@@ -76,47 +77,52 @@ def _open_gpio(cfg: TerminalConfig) -> Any:
     return drivers_open_device("gpio", cfg.devices.gpio) if cfg.devices.gpio else None
 
 
-def _pump_lines(cfg: TerminalConfig) -> dict[int, str]:
-    """Each pump -> the URL of the line serving it (devices.pump_lines, else devices.pump_line)."""
+def _line_groups(cfg: TerminalConfig) -> list[tuple[str, tuple[int, ...], DevicesSection]]:
+    """Each pump line: its URL, its pumps, and [devices] narrowed to it (for open_pumps)."""
     dev = cfg.devices
-    try:
-        served = line_pumps(dev)
-    except ConfigError:
-        served = {}
-    return {n: next((url for url, pumps in served.items() if n in pumps), dev.pump_line) for n in dev.pumps}
+    served = line_pumps(dev)
+    rest = tuple(n for n in dev.pumps if not any(n in pumps for pumps in served.values()))
+    groups = [(dev.pump_line, rest, dataclasses.replace(dev, pumps=rest, pump_lines=()))] if rest else []
+    return groups + [(url, pumps, dataclasses.replace(dev, pumps=pumps, pump_lines=(url,)))
+                     for url, pumps in served.items()]
 
 
 def check_pumps(cfg: TerminalConfig, timeout: float) -> list[CheckResult]:
     """Every configured pump answers a status poll, on every line of the configuration (the DART line,
-    pulser dispensers, pump nodes), opened as the terminal opens them."""
-    dev = cfg.devices
-    where = _pump_lines(cfg)
+    pulser dispensers, pump nodes), each line opened as the terminal opens it (open_pumps)."""
+    try:
+        groups = _line_groups(cfg)
+    except ConfigError as exc:
+        return [CheckResult(f"pump {n}", False, _reason(exc)) for n in cfg.devices.pumps]
+    results: dict[int, CheckResult] = {}
+    opened: list[tuple[str, tuple[int, ...], Any]] = []
     gpio: Any = None
     try:
         try:
             gpio = _open_gpio(cfg)
         except (ForecourtError, OSError):
-            gpio = None           # the gpio row says why; lines that need it fail below
-        line = open_pumps(dev, cfg.state_dir, gpio, cfg.gpio)
-    except (ForecourtError, OSError) as exc:
-        if gpio is not None:
-            _close(gpio)
-        return [CheckResult(f"pump {n}", False, f"line {where[n]}: {_reason(exc)}") for n in dev.pumps]
-    results = []
-    deadline = time.monotonic() + timeout
-    try:
-        for n in dev.pumps:
+            gpio = None           # the gpio row says why; the lines that need it fail below
+        for url, pumps, dev in groups:
             try:
-                status = line.wait_status(n, lambda s: s.state != PumpState.OFFLINE,
-                                          max(0.1, deadline - time.monotonic()))
-                results.append(CheckResult(f"pump {n}", True, f"answers on {where[n]}: {status.state.value}"))
+                opened.append((url, pumps, open_pumps(dev, cfg.state_dir, gpio, cfg.gpio)))
             except (ForecourtError, OSError) as exc:
-                results.append(CheckResult(f"pump {n}", False, f"no answer on {where[n]}: {_reason(exc)}"))
+                why = f"line {url}: {_reason(exc)}"
+                results.update({n: CheckResult(f"pump {n}", False, why) for n in pumps})
+        deadline = time.monotonic() + timeout
+        for url, pumps, line in opened:
+            for n in pumps:
+                try:
+                    status = line.wait_status(n, lambda s: s.state != PumpState.OFFLINE,
+                                              max(0.1, deadline - time.monotonic()))
+                    results[n] = CheckResult(f"pump {n}", True, f"answers on {url}: {status.state.value}")
+                except (ForecourtError, OSError) as exc:
+                    results[n] = CheckResult(f"pump {n}", False, f"no answer on {url}: {_reason(exc)}")
     finally:
-        _close(line)
+        for _, _, line in opened:
+            _close(line)
         if gpio is not None:
             _close(gpio)
-    return results
+    return [results[n] for n in cfg.devices.pumps]
 
 
 def check_printer(cfg: TerminalConfig, timeout: float) -> CheckResult:
