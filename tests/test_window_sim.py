@@ -20,6 +20,7 @@ import pygame
 
 from contracts.pump import PumpState
 from hostsim.cards.emv_profile import load_profile, profile_names
+from hostsim.pulser_site import PINS, PulserSite
 from hostsim.scenarios import Run
 from hostsim.scenarios_bank import _declined
 from hostsim.window import SIZE, SimulatorWindow
@@ -217,3 +218,32 @@ def test_the_window_draws_every_pump(window: SimulatorWindow, sim: Simulator, tm
     lifts = {b.arg for b in window.buttons if b.action == "lift"}
     assert lifts == {(p, n) for p, pump in sim.pump_line.pumps.items() for n in pump.grades}
     assert sim.pump_line.pump(1).state != PumpState.NOT_PROGRAMMED
+
+
+def test_the_window_plays_tamper_open_on_the_pulser_site(sim: Simulator, display: None) -> None:
+    """run_window's forecourt has the issue 17 site (pulser=True); the module's gets one here, started as
+    the Simulator starts it (and stopped by its stop()). The player restarts the terminal for pumps 1, 3
+    and 4 with the site's lines and the header; the lamps show the LEDs the terminal drives."""
+    sim.site = PulserSite(flow_cl_per_s=400.0).start()
+    window = SimulatorWindow(sim)
+    assert window.site is not None and window.layout.pulser.keys() == {3, 4}
+    player = window.player
+    player.index = player.names.index("tamper-open")
+    window.scenario("play")
+    player.join(90)
+    assert player.state == "ok", player.failures
+    assert sim.terminal_pumps == (1, 3, 4) and "pump_lines" in sim.terminal_config.read_text()
+    window.draw(pygame.Surface(SIZE))
+    assert dict(window.site.lamps()) == {"Ready": True, "Fault": False, "Buzzer": False}
+    mark = sim.panel.mark()
+    assert click(window, "switch", "door") == "terminal door open"
+    sim.panel.wait_for("out_of_service", 10, mark)
+    sim.site.header.wait_output(PINS["led_fault"], True, 5)
+    assert dict(window.site.lamps())["Fault"]
+    mark = sim.panel.mark()
+    assert click(window, "switch", "door") == "terminal door shut"
+    sim.panel.wait_for("idle", 10, mark)
+    click(window, "pulser_lift", 3)
+    assert sim.site.node.nozzle_out and window.site.view(3).nozzle == "nozzle out"
+    click(window, "pulser_hang", 3)
+    assert not sim.site.node.nozzle_out
