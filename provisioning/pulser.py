@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Self
 
-from contracts.errors import ConfigError, ForecourtError, PumpError, PumpStateError, PumpTimeout
+from contracts.errors import ConfigError, ForecourtError, PumpError, PumpStateError
 from contracts.pump import PumpState
 from firmware.config import TerminalConfig
 
@@ -200,8 +200,11 @@ class Calibration:
             say("filling...")
             st = line.wait_status(pump, lambda s: s.state.finished,
                                   max(0.1, deadline - time.monotonic()))
-        except PumpTimeout:
-            line.stop(pump)
+        except BaseException:          # no answer in time, Ctrl-C: the pump must not stay released
+            try:
+                line.stop(pump)
+            except ForecourtError as exc:
+                log.warning("stopping the pump after the calibration failed", extra={"error": str(exc)})
             raise
         count = line.meter(pump).get("count")
         if not isinstance(count, int):

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from contracts.errors import ConfigError
+from contracts.errors import ConfigError, PumpTimeout
+from contracts.pump import PumpState
 from drivers.gpio.sim import shared
 from drivers.pulser.setup import CALIBRATION, calibrated
 from firmware.config import TerminalConfig, load_config
@@ -96,6 +97,17 @@ def test_a_meter_reading_two_percent_high_is_calibrated(tmp_path: Path) -> None:
     kept = json.loads((cfg.state_dir / CALIBRATION).read_text())["3"]
     assert (kept["k_milli"], kept["at"], kept["by"]) == (101_989, "2026-12-02T10:30:00Z", "A. Tech")
     assert calibrated(cfg.state_dir, 3, 100_000) == 101_989          # what the next start reads
+
+
+def test_a_filling_that_never_ends_in_time_leaves_the_pump_stopped(tmp_path: Path) -> None:
+    cfg = config(tmp_path, NODE.format(meter_k=100))
+    with Calibration(cfg, 3) as cal:
+        cal.prepare()
+        with pytest.raises(PumpTimeout):
+            cal.fill(20, wait=0.3, say=lambda _: None)          # nobody lifts the nozzle
+        st = cal.line.wait_status(3, lambda s: s.state is not PumpState.AUTHORIZED, 2)
+    assert st.state is PumpState.FILLING_COMPLETED and st.volume_cl == 0
+    assert not (cfg.state_dir / CALIBRATION).exists()
 
 
 def test_a_meter_too_far_off_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
