@@ -5,6 +5,7 @@ as a technician would fill the measure (the CLI end to end)."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import threading
 import uuid
@@ -175,8 +176,8 @@ def _run_cli(name: str, argv: list[str]) -> tuple[int, int]:
     return code, dispenser.pulses
 
 
-def test_the_cli_calibrates_a_pulser_on_the_terminals_gpio(tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_calibrates_a_pulser_on_the_terminals_gpio(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     name = f"calibrate-{uuid.uuid4().hex[:8]}"
     line = "pulser://?pumps=3&pulse=17&relay=27&nozzle=23&k=100"
     cfg = config(tmp_path, line, more=f'gpio = "sim://{name}"')
@@ -194,6 +195,9 @@ def test_the_cli_calibrates_a_pulser_on_the_terminals_gpio(tmp_path: Path,
     finally:
         pumps.close()
         gpio.close()
-    assert _run_cli(name, [*argv, "18"]) == (1, 2040)
-    assert "needs repair, not a new K; nothing was changed" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("18\n"))             # typed when asked
+    assert _run_cli(name, argv[:-1]) == (1, 2040)
+    out = capsys.readouterr()
+    assert "litres in the proving measure: " in out.out
+    assert "needs repair, not a new K; nothing was changed" in out.err
     assert calibrated(cfg.state_dir, 3, 100_000) == 101_989
