@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import os
 import socket
 import time
@@ -208,7 +209,11 @@ def _gpio_parts(cfg: TerminalConfig, gpio: Any) -> Iterator[CheckResult]:
         except (ForecourtError, OSError) as exc:
             yield CheckResult(device, False, f"GPIO{number}: {_reason(exc)}")
             continue
-        latched = _tamper_latch(cfg) if name == "tamper" and not active else None
+        try:
+            latched = _tamper_latch(cfg) if name == "tamper" and not active else None
+        except ForecourtError as exc:
+            yield CheckResult(device, False, f"GPIO{number}: {good}; the tamper latch: {_reason(exc)}")
+            continue
         if latched is not None:
             yield CheckResult(device, False, f"GPIO{number}: {good}, but latched since {latched}: inspect, "
                                              "then forecourt provision tamper-clear")
@@ -216,11 +221,11 @@ def _gpio_parts(cfg: TerminalConfig, gpio: Any) -> Iterator[CheckResult]:
             yield CheckResult(device, not active, f"GPIO{number}: {bad if active else good}")
     for name, device in LAMPS:
         if getattr(pins, name):
-            yield _toggled(device, getattr(pins, name), lambda n, name=name: Led(  # type: ignore[misc]
-                gpio, n, active_low=name in pins.active_low, name=name))
+            yield _toggled(device, getattr(pins, name),
+                           functools.partial(Led, gpio, active_low=name in pins.active_low, name=name))
     if pins.buzzer:
-        low = "buzzer" in pins.active_low
-        yield _toggled("buzzer", pins.buzzer, lambda n: Buzzer(gpio, n, active_low=low))
+        yield _toggled("buzzer", pins.buzzer,
+                       functools.partial(Buzzer, gpio, active_low="buzzer" in pins.active_low))
     if pins.tx_enable:
         try:
             gpio.output(pins.tx_enable, initial=False, active_low="tx_enable" in pins.active_low)
