@@ -142,10 +142,10 @@ class WindowPainter(PanelPainter):
     def _draw_pulser(self, surface: pygame.Surface, number: int, band: pygame.Rect) -> None:
         """A pulser pump's row: its kind and state above, then litres counted and the nozzle."""
         view = self.site.view(number)
-        y = band.y + 12
+        y = band.y + 11
         x = self.text(surface, f"Pump {number}", (band.x, y), 24, TEXT, "midleft").right + 10
         self.text_fit(surface, view.kind, band.right - x, (x, y), 18, MUTED, "midleft")
-        y += 22
+        y += 20
         x = self.text(surface, view.litres, (band.x, y), 24, TEXT, "midleft").right + 14
         x = self.text_fit(surface, view.state, max(40, band.w - (x - band.x) - 110), (x, y), 18, TEXT,
                           "midleft").right

@@ -73,6 +73,7 @@ CARD_MAX_ROWS = 6             # a group with more cards than this takes two colu
 SLOT_BUTTON_W = 130           # "Swipe card" and "Remove card" in the card panel's title row
 SCREEN_H, PANEL_GAP = 312, 12  # the screen keeps the terminal's 800x480 proportions
 PUMP_ROW, PUMP_BUTTON_H = 92, 44
+MIN_PUMP_ROW = 84             # rows shrink to this (buttons lower) to keep every pump above the window's foot
 FAULT_ROW = 40
 LAMP_H = 28                   # the housing's lamps under its switches
 
@@ -195,9 +196,14 @@ def pulser_buttons(area: pygame.Rect, pump: int, kind: str) -> list[Button]:
             for i, (label, action, sub) in enumerate(items)]
 
 
-def pump_row(panel: pygame.Rect, index: int) -> pygame.Rect:
+def pump_row(panel: pygame.Rect, index: int, row: int = PUMP_ROW) -> pygame.Rect:
     """The band of the index-th pump in the pumps panel: its figures on top, its buttons below."""
-    return pygame.Rect(panel.x + 10, panel.y + TITLE_H + index * PUMP_ROW, panel.w - 20, PUMP_ROW - 6)
+    return pygame.Rect(panel.x + 10, panel.y + TITLE_H + index * row, panel.w - 20, row - 6)
+
+
+def pump_row_height(room: int, count: int) -> int:
+    """A pump's row: PUMP_ROW when the panel's room holds them all so, else less, down to MIN_PUMP_ROW."""
+    return max(MIN_PUMP_ROW, min(PUMP_ROW, (room - TITLE_H) // max(1, count)))
 
 
 def fault_buttons(panel: pygame.Rect) -> list[Button]:
@@ -250,6 +256,7 @@ class Layout:
     pump_numbers: tuple[int, ...]
     pulser: dict[int, str] = field(default_factory=dict)    # pulser pump -> its kind
     lamps: pygame.Rect | None = None                        # the housing's lamps, when it is shown
+    pump_h: int = PUMP_ROW                                  # one pump's row in the pumps panel
 
     @property
     def panels(self) -> tuple[pygame.Rect, ...]:
@@ -263,7 +270,7 @@ class Layout:
         return pygame.Rect(left, self.cards.y + 5, slot_buttons(self.cards)[0].rect.x - 10 - left, CARD_ROW)
 
     def pump_row(self, number: int) -> pygame.Rect:
-        return pump_row(self.pumps, self.pump_numbers.index(number))
+        return pump_row(self.pumps, self.pump_numbers.index(number), self.pump_h)
 
 
 def layout(profiles: Sequence[CardProfile], pumps: Mapping[int, Mapping[int, str]],
@@ -277,16 +284,19 @@ def layout(profiles: Sequence[CardProfile], pumps: Mapping[int, Mapping[int, str
     keypad = pygame.Rect(LEFT.x, screen.bottom + PANEL_GAP, LEFT.w, 240)
     scenario = pygame.Rect(LEFT.x, keypad.bottom + PANEL_GAP, LEFT.w, LEFT.bottom - keypad.bottom - PANEL_GAP)
     cards = pygame.Rect(MIDDLE.x, MIDDLE.y, MIDDLE.w, card_panel_height(profiles))
+    room = MIDDLE.bottom - cards.bottom - PANEL_GAP
+    row = pump_row_height(room, len(numbers))
     pumps_rect = pygame.Rect(MIDDLE.x, cards.bottom + PANEL_GAP, MIDDLE.w,
-                             max(TITLE_H + len(numbers) * PUMP_ROW, MIDDLE.bottom - cards.bottom - PANEL_GAP))
+                             max(TITLE_H + len(numbers) * row, room))
     rows = 3 if housing else 2
     faults = pygame.Rect(RIGHT.x, RIGHT.y, RIGHT.w, TITLE_H + rows * (FAULT_ROW + 6) + 4 + LAMP_H * housing)
     receipt = pygame.Rect(RIGHT.x, faults.bottom + PANEL_GAP, RIGHT.w, 340)
     log = pygame.Rect(RIGHT.x, receipt.bottom + PANEL_GAP, RIGHT.w, RIGHT.bottom - receipt.bottom - PANEL_GAP)
     buttons = keypad_buttons(keypad) + card_buttons(cards, profiles) + scenario_buttons(scenario)
     for i, number in enumerate(numbers):
-        band = pump_row(pumps_rect, i)
-        area = pygame.Rect(band.x, band.bottom - PUMP_BUTTON_H, band.w, PUMP_BUTTON_H)
+        band = pump_row(pumps_rect, i, row)
+        high = min(PUMP_BUTTON_H, band.h - 40)
+        area = pygame.Rect(band.x, band.bottom - high, band.w, high)
         if number in kinds:
             buttons += pulser_buttons(area, number, kinds[number])
         else:
@@ -297,4 +307,4 @@ def layout(profiles: Sequence[CardProfile], pumps: Mapping[int, Mapping[int, str
         buttons += housing_buttons(faults)
         lamps = pygame.Rect(faults.x + 10, faults.bottom - LAMP_H - 4, faults.w - 20, LAMP_H)
     return Layout(STATUS, screen, keypad, scenario, cards, pumps_rect, faults, receipt, log, buttons,
-                  numbers, kinds, lamps)
+                  numbers, kinds, lamps, row)

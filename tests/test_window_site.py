@@ -20,6 +20,7 @@ import pytest
 from drivers.gpio.remote import RemotePins
 from hostsim.pulser_site import GPIO_PUMP, NODE_PUMP, PINS, PulserSite
 from hostsim.window import SIZE, SimulatorWindow
+from hostsim.window_layout import MIDDLE, MIN_PUMP_ROW
 from hostsim.window_player import ScenarioPlayer, Setup, reconfigure
 from hostsim.world import load_cards
 from tests.test_window import FakePump, FakeSim, assert_layout_fits, dummy_video, pixels  # noqa: F401
@@ -88,6 +89,13 @@ def test_pumps_3_and_4_get_pulser_rows_and_the_housing_its_switches(window: Simu
     assert window.layout.lamps is not None and window.layout.faults.contains(window.layout.lamps)
     assert_layout_fits(window)
     window.draw(pygame.Surface(SIZE))
+
+
+def test_every_pump_stays_above_the_help_line_with_every_card(sim: FakeSim) -> None:
+    w = SimulatorWindow(sim)                         # the picker's cards: the fixture's and every EMV profile
+    assert_layout_fits(w)
+    assert w.layout.pumps.bottom <= MIDDLE.bottom and w.layout.pump_h >= MIN_PUMP_ROW
+    assert all(b.rect.h >= 36 for b in w.buttons if b.action in ("pulser_lift", "squeeze"))
 
 
 def test_a_window_without_the_site_is_as_before(tmp_path: Path) -> None:
