@@ -247,3 +247,9 @@ def test_the_window_plays_tamper_open_on_the_pulser_site(sim: Simulator, display
     assert sim.site.node.nozzle_out and window.site.view(3).nozzle == "nozzle out"
     click(window, "pulser_hang", 3)
     assert not sim.site.node.nozzle_out
+    player.index = player.names.index("fleet-happy")    # back to a terminal without the site's lines
+    window.scenario("play")
+    player.join(90)
+    assert player.state == "ok", player.failures
+    config = sim.terminal_config.read_text()
+    assert sim.site is not None and "pump_lines" not in config and "[gpio]" not in config
