@@ -49,7 +49,7 @@ def missing_part(sim: Any, name: str) -> str:
     options = SIM_OPTIONS.get(name, {})
     for option, (attribute, what) in PARTS.items():
         if options.get(option) and getattr(sim, attribute, None) is None:
-            return f"{name} needs {what}: play it headless (forecourt sim --scenario {name})"
+            return f"{name} needs {what}: play it headless (forecourt sim --headless --scenario {name})"
     return ""
 
 

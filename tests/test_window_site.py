@@ -218,7 +218,7 @@ def test_the_player_lists_the_pulser_scenarios_and_says_what_a_scenario_lacks(si
     player.join(5)
     assert player.state == "failed" and sim.restarts == []
     assert player.failures == [("RuntimeError: chip-wallet-load needs the chip-wallet SAM: play it headless "
-                                "(forecourt sim --scenario chip-wallet-load)")]
+                                "(forecourt sim --headless --scenario chip-wallet-load)")]
     sim.site = None
     player.index = player.names.index("tamper-open")
     player.play()
