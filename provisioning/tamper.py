@@ -17,13 +17,13 @@ from typing import Any
 
 from contracts.errors import ConfigError, ForecourtError
 from firmware.config import TerminalConfig
-from firmware.terminal.cabinet import TAMPER_LATCH
+from firmware.terminal.cabinet import TAMPER_CLEARED, TAMPER_LATCH
 
 __all__ = ["CLEARED", "Cleared", "TamperTripped", "clear_tamper", "tamper_tripped"]
 
 log = logging.getLogger(__name__)
 
-CLEARED = "tamper:cleared"      # journal kv: the last clearing, JSON {"at", "by", "latched_at"}
+CLEARED = TAMPER_CLEARED        # journal kv: the last clearing, JSON {"at", "by", "latched_at"}
 
 
 class TamperTripped(ForecourtError):

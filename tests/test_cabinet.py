@@ -67,9 +67,12 @@ def test_tamper_latches_across_a_restart_until_cleared(pins: SimPins, tmp_path: 
     cab.close()
     journal.close()
     journal = Journal(tmp_path / "journal.db")    # the terminal restarted
-    assert Cabinet(journal, lambda *a: None).out_of_service() == "tamper"
+    events.clear()
+    restarted = Cabinet(journal, lambda sev, code, detail: events.append((sev, code)))
+    assert restarted.out_of_service() == "tamper"
     journal.delete(TAMPER_LATCH)                  # what `forecourt provision tamper-clear` does
-    assert Cabinet(journal, lambda *a: None).out_of_service() is None
+    assert restarted.out_of_service() is None and restarted.out_of_service() is None
+    assert events == [("info", "tamper_cleared")]     # reported once
     journal.close()
 
 

@@ -20,11 +20,12 @@ from typing import Any
 
 from firmware.sale.journal import Journal
 
-__all__ = ["TAMPER_LATCH", "Cabinet", "Event"]
+__all__ = ["TAMPER_CLEARED", "TAMPER_LATCH", "Cabinet", "Event"]
 
 log = logging.getLogger(__name__)
 
 TAMPER_LATCH = "tamper:latched"         # journal kv: when the tamper switch tripped (UTC, ISO 8601)
+TAMPER_CLEARED = "tamper:cleared"       # journal kv: who cleared it and when (provisioning/tamper.py)
 Event = Callable[[str, str, str], None]  # severity, code, detail
 
 
@@ -35,6 +36,7 @@ class Cabinet:
         self.door, self.tamper, self.paper = door, tamper, paper
         self.led_ready, self.led_fault, self.buzzer = led_ready, led_fault, buzzer
         self._lamps: str | None = None
+        self._latched: bool | None = None      # the tamper latch as last seen (a clearing is reported once)
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -55,7 +57,13 @@ class Cabinet:
     # -- what the terminal asks ----------------------------------------------------------------------------
     def out_of_service(self) -> str | None:
         """Why no sale may start now ("tamper", "door_open"), or None."""
-        if self.journal.get_value(TAMPER_LATCH) is not None:
+        latched = self.journal.get_value(TAMPER_LATCH) is not None
+        if self._latched and not latched:
+            cleared = self.journal.get_value(TAMPER_CLEARED) or "{}"
+            log.warning("tamper latch cleared by a technician")
+            self.event("info", "tamper_cleared", "cleared by a technician: " + cleared[:150])
+        self._latched = latched
+        if latched:
             return "tamper"
         if self.door is not None and self.door.is_active():
             return "door_open"
