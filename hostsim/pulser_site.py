@@ -97,10 +97,14 @@ class PulserSite:
         self.node.stop()
         self.header.stop()
 
-    def terminal_devices(self) -> str:
-        """The [devices] lines of the terminal's configuration (inside its [devices] table)."""
+    def terminal_devices(self, *, lines: bool = True) -> str:
+        """The [devices] lines of the terminal's configuration (inside its [devices] table); without lines,
+        the header alone (pumps 3 and 4 stay on the DART line)."""
         p = PINS
-        return (f'gpio = "tcp://127.0.0.1:{self.header.port}"\n'
+        header = f'gpio = "tcp://127.0.0.1:{self.header.port}"\n'
+        if not lines:
+            return header
+        return (header +
                 f'pump_lines = ["node://{self.node.port}?pumps={NODE_PUMP}&k={K}", '
                 f'"pulser://?pumps={GPIO_PUMP}&k={K}&pulse={p["pulse"]}&relay={p["relay"]}'
                 f'&slow_relay={p["slow_relay"]}&nozzle={p["nozzle"]}"]\n')

@@ -54,18 +54,13 @@ def missing_part(sim: Any, name: str) -> str:
 
 
 def reconfigure(sim: Any, setup: Setup) -> None:
-    """Restart the terminal as the scenario runs it. Without the site's lines the simulator writes the
-    configuration with its site set aside for that moment, as one made without pulser=True would."""
+    """Restart the terminal as the scenario runs it: its pumps, its programs, pumps 3 and 4 as the site's
+    pulsers or on the DART line."""
     sim.programs = setup.programs
-    site = getattr(sim, "site", None)
-    if site is None or setup.site:
+    if getattr(sim, "site", None) is None:
         sim.reconfigure_terminal(setup.pumps)
-        return
-    sim.site = None
-    try:
-        sim.reconfigure_terminal(setup.pumps)
-    finally:
-        sim.site = site
+    else:
+        sim.reconfigure_terminal(setup.pumps, site_lines=setup.site)
 
 
 class ScenarioStopped(Exception):

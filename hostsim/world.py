@@ -79,6 +79,7 @@ class Simulator:
         self.purse = PurseSlot() if purse else None      # the terminal's SAM, for chip wallets (issue 18)
         # the terminal's GPIO header and pulser pumps 3 (pump node) and 4 (own GPIO), issue 17
         self.site = PulserSite(flow_cl_per_s=min(flow_cl_per_s, 400.0)) if pulser else None
+        self.site_lines = True     # the terminal drives pumps 3 and 4 as the site's pulsers (else on DART)
         self.panel = PanelServer()
         self.printer = PrinterServer()
         self.swipe = SwipeServer()
@@ -172,8 +173,10 @@ class Simulator:
             raise RuntimeError("terminal did not start")
         return self.terminal.pid
 
-    def reconfigure_terminal(self, pumps: tuple[int, ...]) -> None:
-        """Restart the terminal (stopped cleanly) controlling these pumps."""
+    def reconfigure_terminal(self, pumps: tuple[int, ...], *, site_lines: bool = True) -> None:
+        """Restart the terminal (stopped cleanly) controlling these pumps; site_lines False puts pumps 3
+        and 4 back on the DART line (the GPIO header and its switches stay)."""
+        self.site_lines = site_lines
         if self.terminal is not None:
             self.terminal.stop()
             self.terminal = None
@@ -257,7 +260,7 @@ class Simulator:
     @property
     def pulser_pumps(self) -> tuple[int, ...]:
         """The terminal's pumps that are pulser dispensers, not on the DART line."""
-        return (3, 4) if self.site is not None else ()
+        return (3, 4) if self.site is not None and self.site_lines else ()
 
     @property
     def registry_url(self) -> str:
@@ -281,7 +284,7 @@ class Simulator:
         if self.pcscd is None:
             raise RuntimeError("pcscd must be started before the terminal is configured")
         pumps = ", ".join(str(p) for p in self.terminal_pumps)
-        site_devices = self.site.terminal_devices() if self.site is not None else ""
+        site_devices = self.site.terminal_devices(lines=self.site_lines) if self.site is not None else ""
         site_gpio = self.site.terminal_gpio() if self.site is not None else ""
         named = ", ".join(f'"{p}"' for p in self.programs)
         programs = f"programs = [{named}]\n" if self.programs else ""

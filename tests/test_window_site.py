@@ -191,9 +191,9 @@ class SetupSim:
         self.programs: tuple[str, ...] = ()
         self.restarts: list[tuple[tuple[int, ...], tuple[str, ...], bool]] = []
 
-    def reconfigure_terminal(self, pumps: tuple[int, ...]) -> None:
+    def reconfigure_terminal(self, pumps: tuple[int, ...], *, site_lines: bool = True) -> None:
         self.terminal_pumps = pumps
-        self.restarts.append((pumps, self.programs, self.site is not None))
+        self.restarts.append((pumps, self.programs, site_lines))
 
 
 def test_each_scenario_gets_the_terminal_it_runs_with(site: PulserSite) -> None:
@@ -201,11 +201,11 @@ def test_each_scenario_gets_the_terminal_it_runs_with(site: PulserSite) -> None:
     assert Setup.wanted("tamper-open") == Setup((1, 3, 4), (), True)
     assert Setup.wanted("fleet-happy") == Setup((1,), (), False)
     reconfigure(sim, Setup.wanted("pulser-sale"))
-    reconfigure(sim, Setup.wanted("fleet-happy"))      # written as a simulator without the site would
+    reconfigure(sim, Setup.wanted("fleet-happy"))      # pumps 3 and 4 back on the DART line
     reconfigure(sim, Setup.wanted("loyalty-redeem"))
     assert sim.restarts == [((1, 3, 4), (), True), ((1,), (), False),
                             ((1,), ("fleet", "voucher", "bank", "cash", "loyalty"), False)]
-    assert sim.site is site                            # set aside only while the terminal restarted
+    assert sim.site is site
 
 
 def test_the_player_lists_the_pulser_scenarios_and_says_what_a_scenario_lacks(site: PulserSite) -> None:
