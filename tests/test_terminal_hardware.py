@@ -91,3 +91,21 @@ def test_outputs_off_closes_the_valve_a_killed_terminal_left_open(tmp_path: Path
         assert header.level(22) is True               # active low: off is high
     finally:
         header.stop()
+
+
+def test_a_dart_line_with_transmit_enable_raises_de_only_while_it_sends(tmp_path: Path) -> None:
+    """[gpio] tx_enable wraps the DART port: the pumps answer (DE dropped in time) and DE rests low."""
+    from drivers.gpio.sim import shared
+
+    pins = shared("tx-enable-test")
+    edges: list[bool] = []
+    cfg = config(tmp_path, pumps="[1]", more='gpio = "sim://tx-enable-test"', gpio="[gpio]\ntx_enable = 18\n")
+    pumps = open_pumps(cfg.devices, tmp_path, open_device("gpio", cfg.devices.gpio), cfg.gpio)
+    try:
+        pins.on_output(lambda number, level: edges.append(level) if number == 18 else None)
+        st = pumps.wait_status(1, lambda s: s.state is not PumpState.OFFLINE, 5)
+        assert st.state is PumpState.NOT_PROGRAMMED
+    finally:
+        pumps.close()
+    assert edges.count(True) >= 3 and pins.level(18) is False
+    pins.close()
