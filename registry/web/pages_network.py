@@ -1,6 +1,8 @@
 """The network's pages: stations and their pumps, products, prices (scheduled changes) and terminals,
 rendered over registry.web.api_network's and api_terminals' endpoint functions. A form's price is typed per
-litre ("1.659"); a change's time is the station's wall clock (its time zone), stored in UTC."""
+litre ("1.659"); a change's time is the station's wall clock (its time zone), stored in UTC. A terminal's
+events are shown on its station's clock; a code the back office knows is named in the page's language,
+any other shown as the terminal sent it (escaped, as every value)."""
 
 from __future__ import annotations
 
@@ -12,19 +14,23 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form
 from starlette.responses import Response
 
-from registry import network
+from registry import device_alarms, network
 from registry.web import api_network as api
 from registry.web import api_terminals as terminals
 from registry.web.deps import Ctx, page_ctx
 from registry.web.errors import BadInput
 from registry.web.render import page, redirect
 
-__all__ = ["local_time", "parse_local", "parse_price", "price_text", "router"]
+__all__ = ["EVENT_CODES", "local_time", "parse_local", "parse_price", "price_text", "router"]
 
 router = APIRouter(include_in_schema=False)
 CtxPage = Annotated[Ctx, Depends(page_ctx)]
 Text = Annotated[str, Form()]
 _PRICE = re.compile(r"([0-9]{1,4})(?:[.,]([0-9]{1,3}))?")
+# the terminal's event codes with a text network.event_<code> (firmware: grep 'event("')
+EVENT_CODES = frozenset({"door_open", "door_closed", "tamper", "tamper_cleared", "paper_low", "paper_ok",
+                         "sales_parked", "config_refused", "config_expired", "stop_list_refused",
+                         "restarting", "update_rolled_back", "update_refused"})
 
 
 def price_text(milli: int | None) -> str:
@@ -191,6 +197,14 @@ def terminals_page(ctx: CtxPage, station: str = "", revoked: str = "") -> Respon
     return _render(ctx, "network/terminals.html", tl=listed, station=station,
                    revoked=revoked if revoked in shown else "",
                    within=int(terminals.ONLINE_WITHIN.total_seconds() // 60))
+
+
+@router.get("/network/terminals/{device_id}/events")
+def terminal_events_page(device_id: str, ctx: CtxPage, severity: str = "", before: str = "") -> Response:
+    cursor = int(before) if before.isdigit() and len(before) <= 12 else None
+    listed = terminals.terminal_events(ctx, device_id, severity=severity or None, before=cursor)
+    return _render(ctx, "network/terminal_events.html", ev=listed, codes=EVENT_CODES,
+                   severities=device_alarms.SEVERITIES, paged=cursor is not None)
 
 
 @router.post("/network/terminals/{device_id}/accept")
