@@ -1,6 +1,6 @@
 """registry.device_alarms: what is open per terminal (the latest of door_open/door_closed, a tamper not yet
 cleared, paper low), the alarms of the last 24 hours, and a terminal's events newest first, paged and
-filtered by severity."""
+filtered by severity; on SQLite and on PostgreSQL (tests/pg_env.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import datetime as dt
 import itertools
 from collections.abc import Iterator
 
+import pg_env
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
@@ -22,12 +23,18 @@ SEVERITY = {"door_open": "alarm", "tamper": "alarm", "door_closed": "info", "tam
             "paper_low": "warning", "paper_ok": "info", "sales_parked": "alarm", "restarting": "info"}
 
 
-@pytest.fixture
-def s() -> Iterator[Session]:
-    engine = create_engine("sqlite://")
+pg_url = pg_env.pg_url          # the module's PostgreSQL (a fixture)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.system)])
+def s(request: pytest.FixtureRequest) -> Iterator[Session]:
+    on_pg = request.param == "postgresql"
+    engine = create_engine(request.getfixturevalue("pg_url") if on_pg else "sqlite://")
+    Base.metadata.drop_all(engine)           # each test from an empty schema
     Base.metadata.create_all(engine)
     with Session(engine) as session:
         session.add(Station(id="ST-1", name="Calle Mayor"))
+        session.flush()
         session.add_all(Device(id=d, station_id="ST-1", pin_key_hex="00" * 16) for d in ("T-1", "T-2", "T-3"))
         session.commit()
         yield session
