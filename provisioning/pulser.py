@@ -155,6 +155,7 @@ class Calibration:
         from drivers.devices import open_device
         from firmware.terminal.hardware import open_pumps
 
+        self._no_open_sale()
         dev = self.cfg.devices
         try:
             self.gpio = open_device("gpio", dev.gpio) if dev.gpio else None
@@ -170,6 +171,23 @@ class Calibration:
             raise ConfigError(f"pump {self.pump} is not a pulser pump (devices.pump_lines: pulser://, "
                               "node://)", key="--pump")
         return self
+
+    def _no_open_sale(self) -> None:
+        """A sale left open on the pump settles from its totals when the terminal recovers it: the
+        calibration fill would move them and be charged to that customer. Refused until it is settled."""
+        from firmware.sale.journal import Journal
+
+        path = self.cfg.state_dir / "journal.db"
+        if not path.exists():
+            return
+        journal = Journal(path)
+        try:
+            open_here = [rec for rec in journal.open_sales() if rec.pump == self.pump]
+        finally:
+            journal.close()
+        if open_here:
+            raise CalibrationRefused(f"pump {self.pump} has a sale still open: start the terminal and let it "
+                                     "settle the sale first", pump=self.pump)
 
     @property
     def k_milli(self) -> int:

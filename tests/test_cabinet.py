@@ -112,3 +112,24 @@ def test_without_gpio_nothing_is_out_of_service(tmp_path: Path) -> None:
     cab.lamps(in_service=True, online=False)
     assert cab.out_of_service() is None
     journal.close()
+
+
+def test_a_door_shut_while_the_terminal_was_off_is_reported_at_start(tmp_path: Path) -> None:
+    journal, events = Journal(tmp_path / "journal.db"), []
+
+    def boot(door_open: bool) -> None:            # the terminal starts with the door as it is now
+        pins = SimPins()
+        for n in (DOOR, TAMPER, PAPER):
+            pins.drive(n, False)
+        pins.drive(DOOR, door_open)
+        cab = build(pins, journal, events)
+        cab.start()
+        cab.close()
+        pins.close()
+
+    boot(True)
+    boot(False)                                   # shut while the terminal was off
+    assert events == [("alarm", "door_open"), ("info", "door_closed")]
+    boot(False)                                   # a restart with nothing changed reports nothing
+    assert len(events) == 2
+    journal.close()

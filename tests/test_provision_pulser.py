@@ -129,6 +129,33 @@ def test_a_dart_pump_or_an_unknown_pump_is_refused(tmp_path: Path) -> None:
         Calibration(cfg, 2)
 
 
+def test_a_pump_with_a_sale_still_open_is_not_calibrated(tmp_path: Path) -> None:
+    """The open sale would settle from the totals the calibration fill moves: the technician is sent to let
+    the terminal settle it first; another pump's open sale is no obstacle."""
+    from firmware.sale.journal import Journal
+    from firmware.sale.machine import SaleState
+    from firmware.sale.record import Preset
+
+    cfg = config(tmp_path, NODE.format(meter_k=100))
+    journal = Journal(cfg.state_dir / "journal.db")
+    for sale_id, pump in (("s1", 1), ("s3", 3)):
+        journal.begin_sale(sale_id, pump, "707700******0019", "t" * 32, program="fleet")
+        journal.transition(sale_id, SaleState.AUTHORIZING)
+        journal.transition(sale_id, SaleState.APPROVED, preset=Preset.volume(2000), nozzles=[1])
+        journal.transition(sale_id, SaleState.PUMP_AUTHORIZED, totals_before={1: (0, 0)})
+    journal.transition("s3", SaleState.COMPLETED, nozzle=1, volume_cl=0, amount_cents=0)
+    journal.close()
+    cal = Calibration(cfg, 3).open()             # pump 1's open sale is no obstacle
+    cal.close()
+    journal = Journal(cfg.state_dir / "journal.db")
+    journal.begin_sale("s4", 3, "707700******0019", "t" * 32, program="fleet")
+    journal.transition("s4", SaleState.AUTHORIZING)
+    journal.transition("s4", SaleState.APPROVED, preset=Preset.volume(2000), nozzles=[1])
+    journal.close()
+    with pytest.raises(CalibrationRefused, match="sale still open"):
+        Calibration(cfg, 3).open()
+
+
 class Dispenser:
     """A pulser dispenser on simulated pins as a technician works it: lifts the nozzle (hangs it up and
     lifts it again until the pump runs), the meter gives pulses while the relay is on; the nozzle is hung

@@ -168,9 +168,12 @@ class Sales(RuleBasedStateMachine):
         if self.preset is None or self.interrupted:
             return
         kind, value = self.preset
-        closed_cl = (core.count - self.late) * 100000 // core.k_milli      # when the valve closed
+        closed = core.count - self.late                                 # pulses when the valve closed
+        closed_cl = closed * 100000 // core.fill_k
         if kind == "volume":
-            assert core.state == meter.MAX_REACHED and closed_cl >= value
+            # the most pulses whose volume does not pass the preset: one more would have
+            assert core.state == meter.MAX_REACHED
+            assert closed_cl <= value < (closed + 1) * 100000 // core.fill_k
         else:
             assert amount_for(closed_cl, core.price) <= value
 

@@ -74,7 +74,7 @@ def test_garbage_and_two_frames_in_one_read() -> None:
     (wire.STATUS, b"\x00", wire.NAK_LENGTH),
     (wire.AUTHORIZE, b"\x00" * 8, wire.NAK_LENGTH),
     (wire.AUTHORIZE, preset(1659, 0), wire.NAK_UNCONFIGURED),
-    (wire.CONFIG, wire.put_u(10, 4) + wire.put_u(50, 2), wire.NAK_BUSY),    # K-factor out of range
+    (wire.CONFIG, wire.put_u(10, 4) + wire.put_u(50, 2), wire.NAK_VALUE),   # K-factor out of range
 ])
 def test_naks(kind: int, payload: bytes, code: int) -> None:
     line = Line(PumpNode(PulserCore()))

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, Self
 
-from contracts.errors import MessageError, PumpError, PumpStateError, PumpTimeout
+from contracts.errors import MessageError, PumpError, PumpLinkError, PumpStateError, PumpTimeout
 from contracts.pump import PumpState, PumpStatus, PumpTotals
 
 from . import meter, wire
@@ -55,6 +55,7 @@ class PulserController:
         self._fields: dict[int, dict[str, int]] = {}      # each pump's last status from its unit, raw
         self._configured: set[int] = set()
         self._heard = {n: 0.0 for n in self.units}
+        self._locks = {n: threading.Lock() for n in self.units}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -120,6 +121,8 @@ class PulserController:
         if self._boot.get(pump, boot) != boot:
             log.warning("pump node restarted", extra={"pump": pump, "boot": boot})
             self._configured.discard(pump)
+        if fields["flags"] & 16:               # it lost its K-factor (wiped, replaced): give it again
+            self._configured.discard(pump)
         self._boot[pump] = boot
         self._heard[pump] = time.monotonic()
         state = _STATES.get(fields["state"])
@@ -155,36 +158,55 @@ class PulserController:
         with self._cond:
             return dict(self._fields.get(pump, {}))
 
+    # -- one exchange ------------------------------------------------------------------------------------
+    def _exchange(self, pump: int, kind: int, payload: bytes = b"", *, command: bool = True) -> bytes:
+        """One request to the pump's unit, its status applied, under the pump's own lock: a poll and a
+        command never overtake each other. A command the unit never answered leaves the pump OFFLINE at
+        once (it may have acted: the sale must not take it for released or not); a status that does not
+        decode is a PumpLinkError."""
+        unit = self._check(pump)
+        with self._locks[pump]:
+            try:
+                body = unit.request(kind, payload)
+                if kind != wire.TOTALS:
+                    self._publish(pump, body)
+            except (PumpTimeout, PumpLinkError):
+                if command:
+                    self._set_offline(pump)
+                raise
+            except MessageError as exc:
+                raise PumpLinkError("pump node sent a bad status", pump=pump, error=str(exc)) from exc
+        return body
+
     # -- polling -----------------------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
-            for pump, unit in self.units.items():
+            for pump in self.units:
                 try:
-                    self._configure(pump, unit)
-                    self._publish(pump, unit.request(wire.STATUS))
+                    self._configure(pump)
+                    self._exchange(pump, wire.STATUS, command=False)
                 except PumpError as exc:
                     if time.monotonic() - self._heard[pump] >= self.offline_time:
                         self._set_offline(pump)
                     log.debug("pump node poll failed", extra={"pump": pump, "error": str(exc)})
-                except MessageError as exc:
-                    log.warning("pump node sent a bad status", extra={"pump": pump, "error": str(exc)})
             self._stop.wait(self.poll_interval)
 
-    def _configure(self, pump: int, unit: Unit) -> None:
+    def _configure(self, pump: int) -> None:
         """Give the unit its K-factor once, and again after it restarted (refused while it fills)."""
         if pump in self._configured:
             return
         payload = wire.put_u(self.k_milli[pump], 4) + wire.put_u(self.slow_cl, 2)
         try:
-            self._publish(pump, unit.request(wire.CONFIG, payload))
-        except PumpStateError:
+            self._exchange(pump, wire.CONFIG, payload, command=False)
+        except PumpStateError as exc:
+            if exc.context.get("code") == wire.NAK_VALUE:
+                log.error("pump node refuses its K-factor or slow volume", extra={"pump": pump})
             return                     # a filling runs: try again when it is over
         self._configured.add(pump)
 
     # -- commands ----------------------------------------------------------------------------------------
     def _command(self, pump: int, kind: int, payload: bytes = b"") -> PumpStatus:
-        unit = self._check(pump)
-        self._publish(pump, unit.request(kind, payload))
+        self._exchange(pump, kind, payload)
         return self.status(pump)
 
     def set_prices(self, pump: int, prices: Mapping[int, int]) -> None:
@@ -200,7 +222,7 @@ class PulserController:
         if NOZZLE not in nozzles:
             raise PumpStateError("nozzle 1 not allowed for this sale", pump=pump)
         price = self._prices.get(NOZZLE)
-        self._configure(pump, self._check(pump))   # a node that restarted since the last poll
+        self._configure(pump)                      # a node that restarted since the last poll
         if price is None or pump not in self._configured:
             raise PumpStateError("pump not programmed (no price or calibration yet)", pump=pump)
         st = self.status(pump)
@@ -218,7 +240,13 @@ class PulserController:
             raise PumpStateError("AUTHORIZE refused by pump", pump=pump, state=st.state.value)
 
     def stop(self, pump: int) -> None:
+        """STOP, then wait until the filling is final: the closing valve's late pulses belong to it
+        (meter.SETTLE_MS), so the figures a sale settles from right after include them."""
         self._command(pump, wire.STOP)
+        try:
+            self.wait_status(pump, lambda s: s.state is not PumpState.FILLING, self.command_timeout)
+        except PumpTimeout:
+            log.warning("pump filling not final after STOP", extra={"pump": pump})
 
     def suspend(self, pump: int) -> None:
         self._command(pump, wire.SUSPEND)
@@ -230,8 +258,12 @@ class PulserController:
         self._command(pump, wire.RESET)
 
     def totals(self, pump: int, nozzle: int) -> PumpTotals:
-        unit = self._check(pump)
+        self._check(pump)
         if nozzle != NOZZLE:
             raise MessageError("a pulser dispenser keeps totals for nozzle 1 only", pump=pump, nozzle=nozzle)
-        volume, amount, _ = decode_totals(unit.request(wire.TOTALS))
+        body = self._exchange(pump, wire.TOTALS)
+        try:
+            volume, amount, _ = decode_totals(body)
+        except MessageError as exc:
+            raise PumpLinkError("pump node sent bad totals", pump=pump, error=str(exc)) from exc
         return PumpTotals(pump=pump, nozzle=nozzle, volume_cl=volume, amount_cents=amount)

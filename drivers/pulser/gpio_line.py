@@ -12,12 +12,13 @@ start, and are left by close(), at the safe level: relays off.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from contracts.errors import ConfigError, PumpStateError
+from contracts.errors import ConfigError, PumpLinkError, PumpStateError
 from drivers.url import DeviceUrl
 
 from . import wire
@@ -25,9 +26,11 @@ from .controller import PulserController
 from .link import NAK_TEXT
 from .meter import PulserCore
 from .node import PumpNode
-from .setup import JsonFileStore, calibrated, k_milli_of, one_pump
+from .setup import JsonFileStore, calibrated, k_milli_of, one_pump, slow_of
 
 __all__ = ["LocalUnit", "open_pulser_line"]
+
+log = logging.getLogger(__name__)
 
 
 def _pin(url: DeviceUrl, name: str, required: bool = True) -> int:
@@ -53,6 +56,7 @@ class LocalUnit:
         self._pulse.on_change(self._on_pulse)
         self._nozzle.on_change(self._on_nozzle)
         self._stop = threading.Event()
+        self._closed = False
         self._tick = tick
         with self._lock:
             node.core.nozzle(self._nozzle.read(), self._now())
@@ -65,6 +69,8 @@ class LocalUnit:
         return time.monotonic_ns() // 1_000_000
 
     def _drive(self) -> None:
+        if self._closed:                   # shut down: the relays stay off, whatever still comes in
+            return
         fast, slow = self.node.core.outputs()
         if self._slow is None:
             self._relay.write(fast or slow)
@@ -83,28 +89,45 @@ class LocalUnit:
             self.node.core.nozzle(out, self._now())
             self._drive()
 
+    @property
+    def thread(self) -> threading.Thread:
+        """The unit's tick thread (watched by the terminal's liveness check)."""
+        return self._thread
+
     def _run(self) -> None:
         while not self._stop.wait(self._tick):
-            with self._lock:
-                self.node.tick(self._now())
-                self._drive()
+            try:
+                with self._lock:
+                    self.node.tick(self._now())
+                    self._drive()
+            except OSError as exc:         # the snapshot could not be written (a full or failing disk)
+                log.error("pulser state not saved", extra={"error": str(exc)})
 
     def request(self, kind: int, payload: bytes = b"") -> bytes:
         with self._lock:
-            rkind, body = self.node.handle(kind, payload, self._now())
-            self._drive()
+            try:
+                rkind, body = self.node.handle(kind, payload, self._now())
+            except OSError as exc:
+                raise PumpLinkError("pulser state could not be saved", error=str(exc)) from exc
+            finally:
+                self._drive()
         if rkind == wire.NAK:
             raise PumpStateError("pulser refused: " + NAK_TEXT.get(body[0], "error"), code=body[0])
         return body
 
     def close(self) -> None:
+        """Relays off for good (a pulse or the nozzle after this opens nothing), the last pulses saved."""
         self._stop.set()
         self._thread.join(timeout=2)
         with self._lock:
-            self.node.save(self._now() + self.node.save_ms)   # the last pulses are kept
+            self._closed = True
             self._relay.write(False)
             if self._slow is not None:
                 self._slow.write(False)
+            try:
+                self.node.save(self._now() + self.node.save_ms)
+            except OSError as exc:
+                log.error("pulser state not saved at close", extra={"error": str(exc)})
 
 
 def open_pulser_line(url: DeviceUrl, *, pumps: list[int] | tuple[int, ...], gpio: Any = None,
@@ -112,7 +135,7 @@ def open_pulser_line(url: DeviceUrl, *, pumps: list[int] | tuple[int, ...], gpio
     """The pulser:// backend: one dispenser on `gpio` (a drivers.gpio pin factory), polling started."""
     if gpio is None:
         raise ConfigError("a pulser:// pump line needs devices.gpio", key=url.key)
-    pump = one_pump(url, pumps)
+    pump, slow = one_pump(url, pumps), slow_of(url)
     k = calibrated(state_dir, pump, k_milli_of(url))
     store = JsonFileStore(state_dir / f"pulser-{pump}.json") if state_dir is not None else None
     node = PumpNode(PulserCore(k_milli=k), store)
@@ -120,6 +143,6 @@ def open_pulser_line(url: DeviceUrl, *, pumps: list[int] | tuple[int, ...], gpio
     unit = LocalUnit(node, gpio, pulse=_pin(url, "pulse"), relay=_pin(url, "relay"),
                      slow_relay=_pin(url, "slow_relay", required=False), nozzle=_pin(url, "nozzle"),
                      active_low=active_low)
-    controller = PulserController({pump: unit}, k_milli={pump: k}, slow_cl=int(url.number("slow", 50)))
+    controller = PulserController({pump: unit}, k_milli={pump: k}, slow_cl=slow)
     controller.start()
     return controller

@@ -7,6 +7,7 @@ its last reply, so a command is never carried out twice); after `tries` the node
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from typing import Any
@@ -18,7 +19,8 @@ from . import wire
 __all__ = ["NodeLink", "open_node_port"]
 
 NAK_TEXT = {wire.NAK_TYPE: "unknown request", wire.NAK_LENGTH: "bad request length",
-            wire.NAK_BUSY: "refused in this state", wire.NAK_UNCONFIGURED: "not calibrated"}
+            wire.NAK_BUSY: "refused in this state", wire.NAK_UNCONFIGURED: "not calibrated",
+            wire.NAK_VALUE: "value out of range"}
 
 
 def open_node_port(url: str, baudrate: int) -> Any:
@@ -36,7 +38,7 @@ class NodeLink:
     def __init__(self, port: Any, *, reply_timeout: float = 0.15, tries: int = 3) -> None:
         self.port, self.reply_timeout, self.tries = port, reply_timeout, tries
         self._lock = threading.Lock()
-        self._seq = 0
+        self._seq = secrets.randbelow(255)    # a restarted terminal's first SEQ is not its last one
         self._reader = wire.Reader()
         self.retries = 0              # requests sent again after a lost frame
         self.stale = 0                # replies dropped as late or foreign

@@ -60,6 +60,8 @@ class PulserCore:
         self.total_cents = 0
         self.total_pulses = 0             # every pulse the meter ever gave, stray ones included
         self.stray = 0                    # pulses while no filling was open (a leak, a creeping meter)
+        self.fill_k = 0                   # the K-factor the current or last filling runs at (a new K from the
+                                          # terminal never re-figures a filling already counted)
         self._fast = self._slow = False
         self._closed_at = -1              # ms when the valve closed on an open filling; -1: not closing
         self._ending = FILLING
@@ -67,7 +69,7 @@ class PulserCore:
 
     # -- figures --------------------------------------------------------------------------------------
     def volume_cl(self):  # type: () -> int
-        return self.count * 100000 // self.k_milli if self.k_milli else 0
+        return self.count * 100000 // self.fill_k if self.fill_k else 0
 
     def amount_cents(self):  # type: () -> int
         return amount_for(self.volume_cl(), self.price)
@@ -98,16 +100,18 @@ class PulserCore:
             self.reset()
         if self.state != IDLE or not self.k_milli or price_milli <= 0 or volume_cl < 0 or amount_cents < 0:
             return False
-        cap = _pulses_for(volume_cl, self.k_milli) if volume_cl else 0      # reach the volume preset
+        k = self.k_milli
+        # the most pulses whose volume does not pass the preset: floor(p / K) <= volume_cl
+        cap = ((volume_cl + 1) * k - 1) // 100000 if volume_cl else 0
         if amount_cents:
             # the most pulses whose volume's amount does not exceed the preset (rounded half up): a
             # volume cap_cl, then the most pulses p with floor(p / K) <= cap_cl
             cap_cl = ((amount_cents + 1) * 1000 - 501) // price_milli
-            by_amount = ((cap_cl + 1) * self.k_milli - 1) // 100000 if cap_cl >= 0 else 0
+            by_amount = ((cap_cl + 1) * k - 1) // 100000 if cap_cl >= 0 else 0
             cap = min(cap, by_amount) if cap else by_amount
         if (volume_cl or amount_cents) and cap <= 0:
             return False
-        self.cap = cap
+        self.cap, self.fill_k = cap, k
         self.price, self.count, self.suspended = price_milli, 0, False
         self.number = (self.number + 1) & 0xFFFF
         self.state, self.changed = AUTHORIZED, True     # a nozzle out already must be hung up and lifted
@@ -124,7 +128,7 @@ class PulserCore:
             self.suspended, self._fast, self._slow, self.changed = True, False, False, True
 
     def resume(self):  # type: () -> None
-        if self.state == FILLING and self.suspended:
+        if self.state == FILLING and self.suspended and self.nozzle_out and self._closed_at < 0:
             self.suspended, self.changed = False, True
             self._open()
 
@@ -162,7 +166,7 @@ class PulserCore:
             return
         if self.cap and self.count >= self.cap:
             self._close(now_ms, MAX_REACHED)
-        elif self.cap and self.count >= self.cap - _pulses_for(self.slow_cl, self.k_milli):
+        elif self.cap and self.count >= self.cap - _pulses_for(self.slow_cl, self.fill_k):
             self._fast = False
 
     def tick(self, now_ms):  # type: (int) -> None
@@ -176,7 +180,7 @@ class PulserCore:
         return {"v": SNAPSHOT_VERSION, "k": self.k_milli, "slow": self.slow_cl, "state": self.state,
                 "number": self.number, "price": self.price, "cap": self.cap, "count": self.count,
                 "total_cl": self.total_cl, "total_cents": self.total_cents, "pulses": self.total_pulses,
-                "stray": self.stray}
+                "stray": self.stray, "fill_k": self.fill_k}
 
     def restore(self, snap):  # type: (dict[str, int]) -> None
         """After a restart: an authorization lapses, an interrupted filling ends with what was counted."""
@@ -187,6 +191,7 @@ class PulserCore:
         self.count, self.total_cl, self.total_cents = int(snap["count"]), int(snap["total_cl"]), \
             int(snap["total_cents"])
         self.total_pulses, self.stray = int(snap["pulses"]), int(snap["stray"])
+        self.fill_k = int(snap.get("fill_k", self.k_milli))
         state = int(snap["state"])
         self.state = FILLING if state in (AUTHORIZED, FILLING) else state
         if self.state == FILLING:
@@ -196,7 +201,7 @@ class PulserCore:
 
     # -- inside -------------------------------------------------------------------------------------------
     def _open(self):  # type: () -> None
-        near = self.cap and self.count >= self.cap - _pulses_for(self.slow_cl, self.k_milli)
+        near = self.cap and self.count >= self.cap - _pulses_for(self.slow_cl, self.fill_k)
         self._fast, self._slow = not near, True
         self._closed_at = -1
 

@@ -72,7 +72,7 @@ class PumpNode:
             core.restore(snap)
             self.boot = (int(snap.get("boots", 0)) + 1) & 0xFFFF or 1
         self.reader = wire.Reader()
-        self._last = None  # type: tuple[int, int, bytes] | None
+        self._last = None  # type: tuple[int, int, bytes, bytes] | None
         self._rx_at = 0
         self._saved_state = -1
         self._saved_at = 0
@@ -91,12 +91,12 @@ class PumpNode:
                 return out
             seq, kind, payload = frame
             last = self._last
-            if last is not None and seq and last[0] == seq and last[1] == kind:
-                out += last[2]                     # a retry: the same answer, nothing done twice
+            if last is not None and seq and last[0] == seq and last[1] == kind and last[2] == payload:
+                out += last[3]                     # a retry: the same answer, nothing done twice
                 continue
             rkind, body = self.handle(kind, payload, now_ms)
             reply = wire.encode(seq, rkind, body)
-            self._last = (seq, kind, reply)
+            self._last = (seq, kind, bytes(payload), reply)
             out += reply
 
     def handle(self, kind, payload, now_ms):  # type: (int, bytes, int) -> tuple[int, bytes]
@@ -114,7 +114,10 @@ class PumpNode:
             price, by, value = wire.get_u(payload, 0, 4), payload[4], wire.get_u(payload, 5, 4)
             done = core.authorize(price, volume_cl=value if by == 0 else 0, amount_cents=value if by else 0)
         elif kind == wire.CONFIG:
-            done = core.configure(wire.get_u(payload, 0, 4), wire.get_u(payload, 4, 2))
+            k, slow = wire.get_u(payload, 0, 4), wire.get_u(payload, 4, 2)
+            if not 1000 <= k <= 100000000 or slow > 10000:
+                return wire.NAK, bytes((wire.NAK_VALUE,))
+            done = core.configure(k, slow)
         elif kind == wire.STOP:
             core.stop(now_ms)
         elif kind == wire.SUSPEND:

@@ -16,7 +16,7 @@ from drivers.url import DeviceUrl
 
 from .controller import PulserController
 from .link import NodeLink, open_node_port
-from .setup import calibrated, k_milli_of, one_pump
+from .setup import calibrated, k_milli_of, one_pump, slow_of
 
 __all__ = ["open_node_line"]
 
@@ -25,7 +25,7 @@ BAUDS = (9600, 19200, 38400, 57600, 115200)
 
 def open_node_line(url: DeviceUrl, *, pumps: list[int] | tuple[int, ...], state_dir: Path | None = None,
                    **_: Any) -> PulserController:
-    pump = one_pump(url, pumps)
+    pump, slow = one_pump(url, pumps), slow_of(url)
     baud = int(url.number("baud", 115200))
     if baud not in BAUDS:
         raise ConfigError(f"node URL baud must be one of {BAUDS}", key=url.key)
@@ -33,6 +33,6 @@ def open_node_line(url: DeviceUrl, *, pumps: list[int] | tuple[int, ...], state_
         raise ConfigError("node URL names the UART: node:///dev/ttyAMA1", key=url.key)
     k = calibrated(state_dir, pump, k_milli_of(url))
     link = NodeLink(open_node_port(url.path, baud))
-    controller = PulserController({pump: link}, k_milli={pump: k}, slow_cl=int(url.number("slow", 50)))
+    controller = PulserController({pump: link}, k_milli={pump: k}, slow_cl=slow)
     controller.start()
     return controller

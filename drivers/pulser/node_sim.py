@@ -28,7 +28,7 @@ from .controller import PulserController
 from .link import NodeLink, open_node_port
 from .meter import PulserCore
 from .node import PumpNode
-from .setup import calibrated, k_milli_of, one_pump
+from .setup import calibrated, k_milli_of, one_pump, slow_of
 
 __all__ = ["MemoryStore", "SimNode", "open_node_sim_line"]
 
@@ -159,13 +159,13 @@ def open_node_sim_line(url: DeviceUrl, *, pumps: list[int] | tuple[int, ...], st
                        **_: Any) -> PulserController:
     """The nodesim:// backend: a simulated node on a pty and a controller on it; close() stops both. The
     terminal uses the technician's calibration; the simulated meter keeps the URL's meter_k (else k)."""
-    pump = one_pump(url, pumps)
+    pump, slow = one_pump(url, pumps), slow_of(url)
     nominal = k_milli_of(url)
     k = calibrated(state_dir, pump, nominal)
     real = round(url.number("meter_k", nominal / 1000) * 1000)
     sim = SimNode(flow_cl_per_s=url.number("flow", 200.0), k_milli=real).start()
     controller = PulserController({pump: NodeLink(open_node_port(sim.port, 115200))}, k_milli={pump: k},
-                                  slow_cl=int(url.number("slow", 50)), on_close=sim.stop)
+                                  slow_cl=slow, on_close=sim.stop)
     controller.sim = sim          # type: ignore[attr-defined]
     controller.start()
     return controller

@@ -16,7 +16,8 @@ from typing import Any
 from contracts.errors import ConfigError
 from drivers.url import DeviceUrl
 
-__all__ = ["CALIBRATION", "JsonFileStore", "calibrated", "k_milli_of", "one_pump", "record_calibration"]
+__all__ = ["CALIBRATION", "JsonFileStore", "calibrated", "k_milli_of", "one_pump", "record_calibration",
+           "slow_of"]
 
 CALIBRATION = "pulser-calibration.json"     # in the state directory: pump -> {"k_milli", "at", "by"}
 
@@ -37,20 +38,35 @@ def k_milli_of(url: DeviceUrl) -> int:
     return round(k * 1000)
 
 
+def slow_of(url: DeviceUrl) -> int:
+    """The preset's slow-stage volume from slow= (centilitres, 0..10000; default 50)."""
+    slow = url.number("slow", 50.0)
+    if not slow.is_integer() or not 0 <= slow <= 10000:
+        raise ConfigError("pulser URL slow= must be 0..10000 centilitres", key=url.key)
+    return int(slow)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The calibration file's content, {} when there is none; ConfigError when it is not what we write."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError("pulser calibration file unreadable", key=CALIBRATION, error=str(exc)) from exc
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ConfigError("pulser calibration file is not a table of pumps", key=CALIBRATION)
+    return data
+
+
 def calibrated(state_dir: Path | None, pump: int, nominal: int) -> int:
     """The K-factor a technician calibrated for this pump, else the URL's nominal one."""
     if state_dir is None:
         return nominal
-    try:
-        data = json.loads((state_dir / CALIBRATION).read_text())
-    except FileNotFoundError:
-        return nominal
-    except (OSError, ValueError) as exc:
-        raise ConfigError("pulser calibration file unreadable", key=CALIBRATION, error=str(exc)) from exc
-    entry = data.get(str(pump)) if isinstance(data, dict) else None
+    entry = _read(state_dir / CALIBRATION).get(str(pump))
     if entry is None:
         return nominal
-    k = entry.get("k_milli") if isinstance(entry, dict) else None
+    k = entry.get("k_milli")
     if not isinstance(k, int) or not 1000 <= k <= 100_000_000:
         raise ConfigError("pulser calibration holds a bad K-factor", key=CALIBRATION, pump=pump)
     return k
@@ -59,16 +75,15 @@ def calibrated(state_dir: Path | None, pump: int, nominal: int) -> int:
 def record_calibration(state_dir: Path, pump: int, k_milli: int, *, at: str, by: str) -> dict[str, Any]:
     """Write a pump's calibrated K-factor (kept with when and by whom); returns the file's content."""
     path = state_dir / CALIBRATION
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        data = {}
+    data = _read(path)
     entry = data.get(str(pump), {})
-    history = list(entry.get("history", []))[-9:] + ([{"k_milli": entry["k_milli"], "at": entry["at"],
-                                                        "by": entry["by"]}] if "k_milli" in entry else [])
+    old = entry.get("history", [])
+    history = (list(old) if isinstance(old, list) else [])[-9:]
+    if "k_milli" in entry:
+        history.append({"k_milli": entry["k_milli"], "at": entry.get("at"), "by": entry.get("by")})
     data[str(pump)] = {"k_milli": k_milli, "at": at, "by": by, "history": history}
     JsonFileStore(path).save(data)
-    return data  # type: ignore[no-any-return]
+    return data
 
 
 class JsonFileStore:

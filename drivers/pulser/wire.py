@@ -25,6 +25,7 @@ except Exception:  # noqa: BLE001 - any import failure means "not on the full st
 
 __all__ = [
     "AUTHORIZE", "CONFIG", "MAX_PAYLOAD", "NAK", "NAK_BUSY", "NAK_LENGTH", "NAK_TYPE", "NAK_UNCONFIGURED",
+    "NAK_VALUE",
     "REPLY", "RESET", "RESUME", "SOF", "STATUS", "STOP", "SUSPEND", "TOTALS", "Reader", "WireError", "crc16",
     "encode", "get_u", "put_u",
 ]
@@ -35,7 +36,7 @@ REPLY = 0x80                 # a reply's TYPE is the request's | REPLY
 
 STATUS, AUTHORIZE, STOP, SUSPEND, RESUME, RESET, TOTALS, CONFIG = 1, 2, 3, 4, 5, 6, 7, 8
 NAK = 0xFF
-NAK_TYPE, NAK_LENGTH, NAK_BUSY, NAK_UNCONFIGURED = 1, 2, 3, 4    # the NAK's one payload byte
+NAK_TYPE, NAK_LENGTH, NAK_BUSY, NAK_UNCONFIGURED, NAK_VALUE = 1, 2, 3, 4, 5   # the NAK's one payload byte
 
 
 class WireError(_ErrorBase):

@@ -14,7 +14,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from contracts.errors import MessageError, PrinterError, PumpError, PumpStateError, PumpTimeout
+from contracts.errors import (
+    MessageError,
+    PrinterError,
+    PumpError,
+    PumpLinkError,
+    PumpStateError,
+    PumpTimeout,
+)
 from contracts.pump import PumpState, PumpStatus
 from contracts.receipt import ReceiptLine
 from contracts.screens import Screen
@@ -81,9 +88,11 @@ class PumpWork:
         except PumpError as exc:
             log.error("pump authorization failed", extra={"sale_id": rec.id, "error": str(exc)})
             w.port.show(Screen.PUMP_ERROR)
-            # the command may have reached the pump before the error: never leave it released
+            # the command may have reached the pump before the error: never leave it released. A pump that
+            # never answered may have taken it (its reply lost): stop it as if it had
             try:
-                released = w.pumps.status(rec.pump).state in _RELEASED
+                released = (isinstance(exc, (PumpTimeout, PumpLinkError))
+                            or w.pumps.status(rec.pump).state in _RELEASED)
             except PumpError:
                 released = True
             if released:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 TAMPER_LATCH = "tamper:latched"         # journal kv: when the tamper switch tripped (UTC, ISO 8601)
 TAMPER_CLEARED = "tamper:cleared"       # journal kv: who cleared it and when (provisioning/tamper.py)
+DOOR_REPORTED = "door:reported"         # journal kv: the door as last reported to the registry (open, shut)
 Event = Callable[[str, str, str], None]  # severity, code, detail
 
 
@@ -43,8 +44,9 @@ class Cabinet:
         """Report what is found at start, then follow every change."""
         if self.door is not None:
             self.door.on_change(self._on_door)
-            if self.door.is_active():
-                self._on_door(True)
+            opened = self.door.is_active()
+            if (self.journal.get_value(DOOR_REPORTED) == "open") != opened or opened:
+                self._on_door(opened)    # changed while the terminal was off, or open now
         if self.tamper is not None:
             self.tamper.on_change(self._on_tamper)
             if self.tamper.is_active():
@@ -94,6 +96,7 @@ class Cabinet:
 
     # -- changes -------------------------------------------------------------------------------------------
     def _on_door(self, active: bool) -> None:
+        self.journal.put(DOOR_REPORTED, "open" if active else "shut")
         if active:
             log.warning("door opened: out of service")
             self.event("alarm", "door_open", "the terminal's door is open: out of service")
@@ -103,10 +106,11 @@ class Cabinet:
             self.event("info", "door_closed", "the terminal's door is shut")
 
     def _on_tamper(self, active: bool) -> None:
-        if not active or self.journal.get_value(TAMPER_LATCH) is not None:
-            return
-        at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.journal.put(TAMPER_LATCH, at)
+        with self._lock:                 # start() and the switch's thread may both see it trip
+            if not active or self.journal.get_value(TAMPER_LATCH) is not None:
+                return
+            at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            self.journal.put(TAMPER_LATCH, at)
         log.error("tamper switch tripped: out of service until cleared")
         self.event("alarm", "tamper", "tamper switch tripped: out of service until a technician clears it")
         self._beep(10)

@@ -5,6 +5,7 @@ devices.gpio ([gpio])."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -111,9 +112,16 @@ def build_cabinet(cfg: TerminalConfig, gpio: Any, journal: Journal, event: Event
 
 
 def pump_threads(pumps: Any) -> list[Any]:
-    """The polling threads of the pump lines (for the watchdog): a callable per line, asked each time."""
+    """The threads of the pump lines (for the watchdog): each line's polling thread, and the tick thread of
+    each pulser on the terminal's own GPIO; a callable each, asked each time."""
     lines = getattr(pumps, "lines", None)
-    return [(lambda line=line: getattr(line, "_thread", None)) for line in (lines() if lines else [pumps])]
+    found: list[Any] = []
+    for line in lines() if lines else [pumps]:
+        found.append(lambda line=line: getattr(line, "_thread", None))
+        for unit in getattr(line, "units", {}).values():
+            if isinstance(getattr(unit, "thread", None), threading.Thread):
+                found.append(lambda unit=unit: unit.thread)
+    return found
 
 
 def outputs_off(cfg: TerminalConfig) -> list[int]:

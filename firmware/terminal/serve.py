@@ -198,6 +198,9 @@ def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
                 stale = apply_prices(host, loop.pumps, sorted(stale))
             last_check = time.monotonic()
         _beat(loop)
+        if time.monotonic() - last_recover > 30 and loop.runner.needs_recovery():
+            loop.runner.recover(pump_wait=0.0)   # sales a pump outage or a failed sale left open
+            last_recover = time.monotonic()
         reason = _out_of_service(loop)
         if reason is not None:
             if shown != (Screen.OUT_OF_SERVICE, reason):
@@ -217,9 +220,6 @@ def serve(loop: Loop, stop: threading.Event, *, card_wait: float = 0.5) -> None:
         if (screen, repr(fields)) != shown:
             loop.port.show(screen, **fields)
             shown = (screen, repr(fields))
-        if time.monotonic() - last_recover > 30 and loop.runner.needs_recovery():
-            loop.runner.recover(pump_wait=0.0)   # sales a pump outage or a failed sale left open
-            last_recover = time.monotonic()
         # the driver picked a language on the idle screen (offline shows no choice): idle again, in it
         if screen is not Screen.OFFLINE and loop.port.idle_key(0.05):
             shown = None
