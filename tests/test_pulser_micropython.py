@@ -7,7 +7,6 @@ of a pty this test opens, and the controller opens the other side as it would /d
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -18,7 +17,6 @@ import threading
 import time
 import tty
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -26,28 +24,10 @@ from contracts.pump import PumpState, PumpStatus
 from drivers.pulser import wire
 from drivers.pulser.controller import PulserController
 from drivers.pulser.link import NodeLink, open_node_port
+from tests.micropython_npm import HERE, REPO, npm_install
 
-HERE = Path(__file__).resolve().parent / "micropython"
-REPO = HERE.parent.parent
-PACKAGE = "@micropython/micropython-webassembly-pyscript"
 PRICE = 1659                 # 1.659 per litre
 K = 100000                   # 100 pulses per litre: one pulse a centilitre
-
-
-def _npm_install() -> None:
-    """npm ci into tests/micropython when the package is missing or not the locked version."""
-    installed = HERE / "node_modules" / PACKAGE / "package.json"
-    lock = json.loads((HERE / "package-lock.json").read_text())
-    wanted = lock["packages"]["node_modules/" + PACKAGE]["version"]
-    if installed.exists() and json.loads(installed.read_text()).get("version") == wanted:
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("npm is not installed (scripts/setup.sh installs nodejs and npm)")
-    done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=HERE, capture_output=True, text=True,
-                          timeout=300, check=False)
-    if done.returncode != 0:
-        pytest.fail("npm ci failed in tests/micropython:\n" + done.stdout + done.stderr)
 
 
 class MicroPythonNode:
@@ -122,7 +102,7 @@ def node() -> Iterator[MicroPythonNode]:
     exe = shutil.which("node")
     if exe is None:
         pytest.skip("node is not installed (scripts/setup.sh installs nodejs and npm)")
-    _npm_install()
+    npm_install()
     mp = MicroPythonNode(exe)
     try:
         mp.expect("MicroPython ")

@@ -17,6 +17,7 @@ from typing import Protocol, Self
 
 from contracts.errors import MessageError, PumpError, PumpLinkError, PumpStateError, PumpTimeout
 from contracts.pump import PumpState, PumpStatus, PumpTotals
+from drivers.pump.statuswait import wait_in_table
 
 from . import meter, wire
 from .node import decode_status, decode_totals
@@ -103,16 +104,7 @@ class PulserController:
 
     def wait_status(self, pump: int, predicate: Callable[[PumpStatus], bool], timeout: float) -> PumpStatus:
         self._check(pump)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                st = self._status[pump]
-                if predicate(st):
-                    return st
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise PumpTimeout("pump status not reached", pump=pump, state=st.state.value)
-                self._cond.wait(left)
+        return wait_in_table(self._cond, self._status, pump, predicate, timeout)
 
     def _publish(self, pump: int, body: bytes) -> None:
         fields = decode_status(body)

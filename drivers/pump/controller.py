@@ -31,6 +31,7 @@ from contracts.pump import PumpState, PumpStatus, PumpTotals
 from . import commands, dart, replies
 from .link import DartLink, SerialLike, Transactions, open_port
 from .replies import STATES, Decimals
+from .statuswait import wait_in_table
 
 __all__ = ["STATES", "DartController"]
 
@@ -142,16 +143,7 @@ class DartController:
 
     def wait_status(self, pump: int, predicate: Callable[[PumpStatus], bool], timeout: float) -> PumpStatus:
         self._check(pump)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                st = self._status[pump]
-                if predicate(st):
-                    return st
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise PumpTimeout("pump status not reached", pump=pump, state=st.state.value)
-                self._cond.wait(left)
+        return wait_in_table(self._cond, self._status, pump, predicate, timeout)
 
     # -- commands ------------------------------------------------------------------------------------
     def _submit(self, pump: int, transactions: Transactions, *, wait: bool = True) -> None:
