@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(mosquitto pcscd vsmartcard-vpcd libpcsclite-dev swig python3-venv python3-dev gcc make postgresql
               espeak-ng alsa-utils    # spoken prompts (docs/accessibility.md): espeak-ng, aplay -D
               fonts-dejavu-core       # the screens' font: Latin, Cyrillic and Persian glyphs (ui/fonts.py)
-              chromium chromium-driver)   # the back office's browser tests (tests/web_browser.py)
+              chromium chromium-driver    # the back office's browser tests (tests/web_browser.py)
+              systemd)                # systemd-analyze verify on the Pi's units (tests/test_systemd_units.py)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -142,7 +142,6 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
                                 timeout=cfg.timeouts.pin_entry),
                 cabinet=cabinet, beat=lambda allowance: live.beat("main", allowance),
                 sale_allowance=_sale_allowance(cfg))
-
     panel.show("starting")
     _lifecycle(programs, "start")
     link.start()
