@@ -3,6 +3,7 @@
 # only when something differs, then says which ("ok:" nothing to do, "changed:" done, "would:" --dry-run),
 # so a second run changes nothing and says so.
 
+# shellcheck disable=SC2034  # the settings below are read by the install scripts that source this file
 ROOT=""            # --root DIR: install into DIR instead of / (a test, an image being built)
 DRY_RUN=0          # --dry-run: say what would be done, do nothing
 SYSTEM=1           # --no-system: no apt, no system user, no chown, no systemctl (a test as any user)
@@ -150,12 +151,12 @@ ensure_user() {
     shift
     ensure_file "$conf" /etc/sysusers.d/forecourt.conf 0644 root:root
     [ "$SYSTEM" = 1 ] || { ok "system user not looked at (--no-system)"; return 0; }
-    local have="" g missing=0
-    have=$(id -nG "$USER_NAME" 2>/dev/null) || missing=1
+    local have="" g short=0
+    have=$(id -nG "$USER_NAME" 2>/dev/null) || short=1
     for g in "$@"; do
-        case " $have " in *" $g "*) ;; *) missing=1 ;; esac
+        case " $have " in *" $g "*) ;; *) short=1 ;; esac
     done
-    if [ "$missing" = 1 ]; then
+    if [ "$short" = 1 ]; then
         change "system user $USER_NAME (groups: $USER_NAME $*)" systemd-sysusers /etc/sysusers.d/forecourt.conf
     else
         ok "system user $USER_NAME (groups: $have)"

@@ -8,7 +8,8 @@ APT_PACKAGES=(mosquitto pcscd vsmartcard-vpcd libpcsclite-dev swig python3-venv 
               espeak-ng alsa-utils    # spoken prompts (docs/accessibility.md): espeak-ng, aplay -D
               fonts-dejavu-core       # the screens' font: Latin, Cyrillic and Persian glyphs (ui/fonts.py)
               chromium chromium-driver    # the back office's browser tests (tests/web_browser.py)
-              systemd)                # systemd-analyze verify on the Pi's units (tests/test_systemd_units.py)
+              systemd shellcheck)     # the Pi's units and install scripts checked (tests/test_systemd_units.py,
+                                      # tests/test_install_scripts.py)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -15,7 +15,7 @@
 # --forecourt CMD: the forecourt command the steps run (default the venv's)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=../lib.sh
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
 . "$HERE/../lib.sh"
 SOURCE=$(cd "$HERE/../.." && pwd)
 POSTGRESQL=0
@@ -54,9 +54,9 @@ packages=(python3-venv python3-dev gcc libpcsclite-dev swig mosquitto fonts-deja
 ensure_apt "${packages[@]}"
 ensure_user "$HERE/forecourt.sysusers"
 ensure_dir "$PREFIX" 0755 root:root
-ensure_dir "$ETC" 0750 root:$USER_NAME
-ensure_dir "$STATE" 0750 $USER_NAME:$USER_NAME
-ensure_dir "$STATE/broker" 0700 $USER_NAME:$USER_NAME
+ensure_dir "$ETC" 0750 "root:$USER_NAME"
+ensure_dir "$STATE" 0750 "$USER_NAME:$USER_NAME"
+ensure_dir "$STATE/broker" 0700 "$USER_NAME:$USER_NAME"
 ensure_file "$HERE/forecourt.tmpfiles" /etc/tmpfiles.d/forecourt.conf 0644 root:root
 if [ "$POSTGRESQL" = 1 ]; then
     # psycopg: the registry's PostgreSQL driver (registry/db.py), not among the package's own dependencies
@@ -65,13 +65,15 @@ else
     ensure_package "$SOURCE${EXTRAS:+[$EXTRAS]}"
 fi
 
-ensure_dir "$PKI" 0700 $USER_NAME:$USER_NAME
+ensure_dir "$PKI" 0700 "$USER_NAME:$USER_NAME"
 # the fleet's certificate authority: made once, never again (a second CA would lock every device out)
 if [ -e "$ROOT$PKI/ca.key" ]; then
     ok "certificate authority $PKI"
 else
+    broker_hosts=()
+    for host in "${HOSTS[@]}"; do broker_hosts+=(--broker-host "$host"); done
     change "certificate authority $PKI (broker names: ${HOSTS[*]})" as_user "$FORECOURT" registry pki init \
-        --dir "$ROOT$PKI" $(printf -- '--broker-host %s ' "${HOSTS[@]}")
+        --dir "$ROOT$PKI" "${broker_hosts[@]}"
 fi
 
 # the broker's config and ACL, from the project's own writer (registry/broker.py)
@@ -83,7 +85,7 @@ elif [ "$DRY_RUN" = 1 ]; then
 else
     conf=$(as_user "$FORECOURT" broker-config --port "$PORT" --bind "$BIND" --tls-dir "$ROOT$PKI" \
         --data-dir "$ROOT$STATE/broker" -o -) || die "forecourt broker-config failed"
-    ensure_text "$ETC/mosquitto.conf" 0640 root:$USER_NAME "$conf"
+    ensure_text "$ETC/mosquitto.conf" 0640 "root:$USER_NAME" "$conf"
 fi
 
 # the registry's database URL and broker address (EnvironmentFile= of forecourt-registry.service)
@@ -92,14 +94,14 @@ FORECOURT_MQTT=localhost:$PORT
 "
 if [ ! -e "$ROOT$ETC/registry.env" ]; then
     [ "$POSTGRESQL" = 0 ] || env_text=${env_text/$SQLITE_URL/$PG_URL}
-    ensure_text "$ETC/registry.env" 0640 root:$USER_NAME "$env_text"
+    ensure_text "$ETC/registry.env" 0640 "root:$USER_NAME" "$env_text"
 elif [ "$POSTGRESQL" = 1 ] && ! grep -qxF "FORECOURT_DB=$PG_URL" "$ROOT$ETC/registry.env"; then
     change "registry database: PostgreSQL ($ETC/registry.env)" \
         sed -i "s|^FORECOURT_DB=.*|FORECOURT_DB=$PG_URL|" "$ROOT$ETC/registry.env"
 else
     ok "file $ETC/registry.env ($(grep -m1 '^FORECOURT_DB=' "$ROOT$ETC/registry.env" | cut -d= -f2- | sed 's|//[^@/]*@|//USER@|'))"
     ensure_mode "$ETC/registry.env" 0640
-    ensure_owner "$ETC/registry.env" root:$USER_NAME
+    ensure_owner "$ETC/registry.env" "root:$USER_NAME"
 fi
 
 if [ "$POSTGRESQL" = 1 ] && [ "$SYSTEM" = 1 ]; then

@@ -14,7 +14,7 @@
 # --no-venv     no virtual environment and no pip
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=../lib.sh
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
 . "$HERE/../lib.sh"
 SOURCE=$(cd "$HERE/../.." && pwd)
 EXTRAS=pi
@@ -39,23 +39,23 @@ ensure_apt python3-venv python3-dev gcc pcscd libccid libpcsclite1 libpcsclite-d
     espeak-ng alsa-utils fonts-dejavu-core
 ensure_user "$HERE/forecourt.sysusers" dialout gpio spi lp
 ensure_dir "$PREFIX" 0755 root:root
-ensure_dir "$ETC" 0750 root:$USER_NAME
-ensure_dir "$STATE" 0750 $USER_NAME:$USER_NAME
+ensure_dir "$ETC" 0750 "root:$USER_NAME"
+ensure_dir "$STATE" 0750 "$USER_NAME:$USER_NAME"
 ensure_file "$HERE/forecourt.tmpfiles" /etc/tmpfiles.d/forecourt.conf 0644 root:root
 before=$CHANGES
 ensure_file "$HERE/watchdog.conf" /etc/systemd/system.conf.d/forecourt-watchdog.conf 0644 root:root
 [ "$CHANGES" = "$before" ] || echo "note: the hardware watchdog is fed from the next boot on"
 ensure_package "$SOURCE${EXTRAS:+[$EXTRAS]}"
 
-ensure_file "$HERE/terminal.toml.example" "$ETC/terminal.toml" 0640 root:$USER_NAME keep
-ensure_file "$HERE/terminal.env.example" "$ETC/terminal.env" 0640 root:$USER_NAME keep
+ensure_file "$HERE/terminal.toml.example" "$ETC/terminal.toml" 0640 "root:$USER_NAME" keep
+ensure_file "$HERE/terminal.env.example" "$ETC/terminal.env" 0640 "root:$USER_NAME" keep
 # the prepared configuration provisioning completes (never over one already there)
 if [ -e "$ROOT$STATE/terminal.toml" ]; then
     ok "file $STATE/terminal.toml (the terminal's own; provisioning and rotate-cert rewrite it)"
     ensure_mode "$STATE/terminal.toml" 0600
-    ensure_owner "$STATE/terminal.toml" $USER_NAME:$USER_NAME
+    ensure_owner "$STATE/terminal.toml" "$USER_NAME:$USER_NAME"
 else
-    ensure_file "$ROOT$ETC/terminal.toml" "$STATE/terminal.toml" 0600 $USER_NAME:$USER_NAME
+    ensure_file "$ROOT$ETC/terminal.toml" "$STATE/terminal.toml" 0600 "$USER_NAME:$USER_NAME"
 fi
 
 ensure_units "$HERE/forecourt-terminal.service"
