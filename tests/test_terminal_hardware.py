@@ -109,3 +109,31 @@ def test_a_dart_line_with_transmit_enable_raises_de_only_while_it_sends(tmp_path
         pumps.close()
     assert edges.count(True) >= 3 and pins.level(18) is False
     pins.close()
+
+
+def test_the_watchdog_watches_every_pump_lines_threads(tmp_path: Path) -> None:
+    """pump_threads gives the DART line's and the pulser line's polling threads and the GPIO pulser's tick
+    thread; the terminal's Liveness feeds systemd only while each lives."""
+    from drivers.gpio.sim import shared
+    from firmware.terminal.hardware import pump_threads
+    from firmware.terminal.liveness import Liveness
+
+    pins = shared("watchdog-test")
+    cfg = config(tmp_path, pumps="[1, 4]", more='gpio = "sim://watchdog-test"\npump_lines = ["pulser://?pumps=4'
+                 '&k=100&pulse=17&relay=27&nozzle=23"]')
+    pumps = open_pumps(cfg.devices, tmp_path, open_device("gpio", cfg.devices.gpio), cfg.gpio)
+    sent: list[str] = []
+    live = Liveness(interval=10.0, send=lambda state: sent.append(state) is None)
+    try:
+        threads = pump_threads(pumps)
+        assert len(threads) == 3 and all(t().is_alive() for t in threads)
+        for i, thread in enumerate(threads):
+            live.watch(f"pump-line-{i + 1}", thread)
+        live.beat("main")
+        assert live.feed() and sent[-1] == "WATCHDOG=1"
+        pumps.lines()[1].close()                  # the pulser line's threads end
+        assert not live.feed()
+        assert set(live.stuck()) == {"pump-line-2", "pump-line-3"}
+    finally:
+        pumps.close()
+        pins.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from drivers.pulser.meter import amount_for
-from hostsim.pulser_site import GPIO_PUMP, PINS
+from hostsim.pulser_site import GPIO_PUMP, NODE_PUMP, PINS
 from hostsim.scenarios import SCENARIOS, SIM_OPTIONS, Run
 from hostsim.scenarios_pulser import PRICES, PULSER_SCENARIOS, release
 from hostsim.world import Simulator
@@ -102,6 +102,41 @@ def test_terminal_killed_mid_filling_settles_from_the_counted_pulses(sim: Simula
     assert given_at_kill - (meter.flow * 0.2 + 1) <= filling <= given_at_kill
     rows = [s for s in sim.registry_sales() if s["sale_id"] == sale_id]
     assert len(rows) == 1 and rows[0]["volume_cl"] == filling
+
+
+def test_terminal_killed_mid_filling_on_the_node_the_node_fills_on_and_the_sale_settles_once(
+        sim: Simulator) -> None:
+    """The pump node counts on while the terminal is down and stops at the preset; the restarted terminal
+    recovers the sale and settles the whole preset from the node's figures, once."""
+    assert sim.site is not None
+    node = sim.site.node
+    run = Run(sim)
+    try:
+        run.ready()
+        before = node.core.totals()
+        release(run, NODE_PUMP, "20")
+        node.lift()
+        deadline = time.monotonic() + 30
+        while node.core.count < 500:
+            assert time.monotonic() < deadline, "the node never counted 5 L"
+            time.sleep(0.01)
+        sim.kill_terminal()
+        sim.cards.remove()
+        deadline = time.monotonic() + 30
+        while node.core.state != 6:                  # the node stops at the preset on its own
+            assert time.monotonic() < deadline, f"the node did not finish the filling: {node.core.state}"
+            time.sleep(0.02)
+        sim.start_terminal()
+        sale_id = run.last_sale_id()
+        rec = run.wait_synced(sale_id, timeout=60)
+        node.hang()
+    finally:
+        sim.panel.listeners.pop()
+        _back_to_idle(sim)
+    assert rec.synced and rec.recovered and rec.volume_cl == 2000
+    assert rec.amount_cents == amount_for(2000, PRICES[NODE_PUMP]) and not rec.flags
+    assert node.core.totals() == (before[0] + 2000, before[1] + amount_for(2000, PRICES[NODE_PUMP]))
+    assert [s["volume_cl"] for s in sim.registry_sales() if s["sale_id"] == sale_id] == [2000]
 
 
 def test_the_terminal_tells_systemd_it_is_ready_and_feeds_the_watchdog(sim: Simulator,
