@@ -3,7 +3,7 @@
 - pulser-sale: pump 4 on the terminal's GPIO, preset 20 L; the terminal counts the meter's pulses and
   closes the valve (fast stage first, then the slow one) at exactly 2,000 pulses: 20.00 L.
 - pulser-node-restart: pump 3 behind a pump node; the node restarts mid-filling; the sale settles once
-  from what the node had saved, and a second restart changes nothing.
+  from what the node had saved, the registry hears of the restart, and a second restart changes nothing.
 - tamper-open: the door opens: the terminal goes out of service, the registry gets an alarm, a card
   inserted starts no sale; the door shuts: in service again.
 """
@@ -116,6 +116,9 @@ def pulser_node_restart(run: Any) -> None:
     run.check(rec.amount_cents == amount_for(saved, PRICES[NODE_PUMP]), f"amount {rec.amount_cents}")
     run.check(node.core.totals() == (before[0] + saved, before[1] + amount_for(saved, PRICES[NODE_PUMP])),
               f"the node's totals moved by the filling once: {before} -> {node.core.totals()}")
+    _until(lambda: any(e["code"] == "pump_node_restarted" for e in run.sim.registry_events()), 20,
+           "the registry was not told the pump node restarted")
+    run.log("the registry holds a pump_node_restarted warning")
     run.log("the node restarts again")
     node.restart()
     time.sleep(1.5)

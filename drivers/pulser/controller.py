@@ -43,12 +43,14 @@ class PulserController:
 
     def __init__(self, units: Mapping[int, Unit], *, k_milli: Mapping[int, int], slow_cl: int = 50,
                  poll_interval: float = 0.05, offline_time: float = 1.0, command_timeout: float = 2.0,
-                 on_close: Callable[[], None] | None = None) -> None:
+                 on_close: Callable[[], None] | None = None,
+                 event: Callable[[str, str, str], None] | None = None) -> None:
         self.units = dict(units)
         self.k_milli, self.slow_cl = dict(k_milli), slow_cl
         self.poll_interval, self.offline_time = poll_interval, offline_time
         self.command_timeout = command_timeout
         self._on_close = on_close
+        self._event = event                  # (severity, code, detail) to the registry: a node restarted
         self._cond = threading.Condition()
         self._status = {n: PumpStatus(pump=n, state=PumpState.OFFLINE) for n in self.units}
         self._prices: dict[int, int] = {}
@@ -113,6 +115,10 @@ class PulserController:
         if self._boot.get(pump, boot) != boot:
             log.warning("pump node restarted", extra={"pump": pump, "boot": boot})
             self._configured.discard(pump)
+            if self._event is not None:
+                self._event("warning", "pump_node_restarted",
+                            f"pump {pump}: its pump node restarted (boot {boot}); a filling it was running "
+                            "ended with the pulses it had saved")
         if fields["flags"] & 16:               # it lost its K-factor (wiped, replaced): give it again
             self._configured.discard(pump)
         self._boot[pump] = boot

@@ -131,7 +131,8 @@ class LocalUnit:
 
 
 def open_pulser_line(url: DeviceUrl, *, pumps: list[int] | tuple[int, ...], gpio: Any = None,
-                     state_dir: Path | None = None, **_: Any) -> PulserController:
+                     state_dir: Path | None = None,
+                     event: Any = None, **_: Any) -> PulserController:
     """The pulser:// backend: one dispenser on `gpio` (a drivers.gpio pin factory), polling started."""
     if gpio is None:
         raise ConfigError("a pulser:// pump line needs devices.gpio", key=url.key)
@@ -143,6 +144,6 @@ def open_pulser_line(url: DeviceUrl, *, pumps: list[int] | tuple[int, ...], gpio
     unit = LocalUnit(node, gpio, pulse=_pin(url, "pulse"), relay=_pin(url, "relay"),
                      slow_relay=_pin(url, "slow_relay", required=False), nozzle=_pin(url, "nozzle"),
                      active_low=active_low)
-    controller = PulserController({pump: unit}, k_milli={pump: k}, slow_cl=slow)
+    controller = PulserController({pump: unit}, k_milli={pump: k}, slow_cl=slow, event=event)
     controller.start()
     return controller

@@ -24,7 +24,7 @@ BAUDS = (9600, 19200, 38400, 57600, 115200)
 
 
 def open_node_line(url: DeviceUrl, *, pumps: list[int] | tuple[int, ...], state_dir: Path | None = None,
-                   **_: Any) -> PulserController:
+                   event: Any = None, **_: Any) -> PulserController:
     pump, slow = one_pump(url, pumps), slow_of(url)
     baud = int(url.number("baud", 115200))
     if baud not in BAUDS:
@@ -33,6 +33,6 @@ def open_node_line(url: DeviceUrl, *, pumps: list[int] | tuple[int, ...], state_
         raise ConfigError("node URL names the UART: node:///dev/ttyAMA1", key=url.key)
     k = calibrated(state_dir, pump, k_milli_of(url))
     link = NodeLink(open_node_port(url.path, baud))
-    controller = PulserController({pump: link}, k_milli={pump: k}, slow_cl=slow)
+    controller = PulserController({pump: link}, k_milli={pump: k}, slow_cl=slow, event=event)
     controller.start()
     return controller

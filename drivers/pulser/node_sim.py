@@ -156,7 +156,7 @@ def _ms() -> int:
 
 
 def open_node_sim_line(url: DeviceUrl, *, pumps: list[int] | tuple[int, ...], state_dir: Path | None = None,
-                       **_: Any) -> PulserController:
+                       event: Any = None, **_: Any) -> PulserController:
     """The nodesim:// backend: a simulated node on a pty and a controller on it; close() stops both. The
     terminal uses the technician's calibration; the simulated meter keeps the URL's meter_k (else k)."""
     pump, slow = one_pump(url, pumps), slow_of(url)
@@ -165,7 +165,7 @@ def open_node_sim_line(url: DeviceUrl, *, pumps: list[int] | tuple[int, ...], st
     real = round(url.number("meter_k", nominal / 1000) * 1000)
     sim = SimNode(flow_cl_per_s=url.number("flow", 200.0), k_milli=real).start()
     controller = PulserController({pump: NodeLink(open_node_port(sim.port, 115200))}, k_milli={pump: k},
-                                  slow_cl=slow, on_close=sim.stop)
+                                  slow_cl=slow, on_close=sim.stop, event=event)
     controller.sim = sim          # type: ignore[attr-defined]
     controller.start()
     return controller

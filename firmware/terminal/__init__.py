@@ -104,7 +104,7 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     reader = open_device("card_reader", dev.card_reader)
     sam = _open_sam(dev.sam_reader)
     gpio = open_device("gpio", dev.gpio) if dev.gpio else None
-    pumps = open_pumps(dev, state, gpio, cfg.gpio)
+    pumps = open_pumps(dev, state, gpio, cfg.gpio, ops.event)
     printer = open_device("printer", dev.printer)
     dukpt = load_dukpt(state / cfg.bank.dukpt, journal) if cfg.bank.acquirer else None
     pinpad = PinPad(panel, pin_key, dukpt, more_time=cfg.accessibility.more_time)

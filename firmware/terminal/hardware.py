@@ -42,8 +42,9 @@ def line_pumps(dev: DevicesSection) -> dict[str, tuple[int, ...]]:
 
 
 def open_pumps(dev: DevicesSection, state_dir: Path, gpio: Any = None,
-               pins: GpioSection | None = None) -> PumpController:
-    """One controller for every pump in devices.pumps, started."""
+               pins: GpioSection | None = None, event: Event | None = None) -> PumpController:
+    """One controller for every pump in devices.pumps, started; event: a pulser line's events (a pump node
+    restarted) to the registry."""
     from drivers.devices import open_device
     from drivers.pump.lines import PumpLines
 
@@ -59,7 +60,7 @@ def open_pumps(dev: DevicesSection, state_dir: Path, gpio: Any = None,
             lines.update(dict.fromkeys(rest, dart))
         for i, (url, pumps) in enumerate(served.items()):
             line = open_device("pump_line", url, key=f"devices.pump_lines[{i}]", pumps=pumps, gpio=gpio,
-                               state_dir=state_dir)
+                               state_dir=state_dir, event=event)
             opened.append(line)
             lines.update(dict.fromkeys(pumps, line))
     except BaseException:

@@ -30,7 +30,7 @@ _PRICE = re.compile(r"([0-9]{1,4})(?:[.,]([0-9]{1,3}))?")
 # the terminal's event codes with a text network.event_<code> (firmware: grep 'event("')
 EVENT_CODES = frozenset({"door_open", "door_closed", "tamper", "tamper_cleared", "paper_low", "paper_ok",
                          "sales_parked", "config_refused", "config_expired", "stop_list_refused",
-                         "restarting", "update_rolled_back", "update_refused"})
+                         "restarting", "update_rolled_back", "update_refused", "pump_node_restarted"})
 
 
 def price_text(milli: int | None) -> str:
