@@ -65,6 +65,12 @@ check_common() {
 mode_of() { stat -c %a "$1"; }
 owner_of() { stat -c %U:%G "$1"; }
 
+# no_link PATH: refuse a symbolic link where we would chmod, chown or write as root: the forecourt user
+# owns /var/lib/forecourt and could plant one there to turn this script against any file
+no_link() {
+    [ ! -L "$1" ] || die "refusing to touch $1: it is a symbolic link (someone planted it; remove it and run again)"
+}
+
 # owned USER:GROUP: install(1)'s options that make a new file or directory theirs (system steps only)
 owned() {
     [ "$SYSTEM" = 1 ] || return 0
@@ -73,6 +79,7 @@ owned() {
 
 # ensure_owner PATH USER:GROUP (an existing path under ROOT; only with the system steps)
 ensure_owner() {
+    no_link "$ROOT$1"
     [ "$SYSTEM" = 1 ] && [ -e "$ROOT$1" ] || return 0
     if [ "$(owner_of "$ROOT$1")" != "$2" ]; then
         change "owner of $1: $2" chown "$2" "$ROOT$1"
@@ -80,6 +87,7 @@ ensure_owner() {
 }
 
 ensure_mode() {      # ensure_mode PATH MODE (a path --dry-run would have made is left alone)
+    no_link "$ROOT$1"
     if [ ! -e "$ROOT$1" ] || [ "$(mode_of "$ROOT$1")" = "${2#0}" ]; then
         return 0
     fi
@@ -89,6 +97,7 @@ ensure_mode() {      # ensure_mode PATH MODE (a path --dry-run would have made i
 # ensure_dir PATH MODE USER:GROUP
 ensure_dir() {
     local before=$CHANGES
+    no_link "$ROOT$1"
     if [ -d "$ROOT$1" ]; then
         ensure_mode "$1" "$2"
     else
@@ -103,6 +112,7 @@ ensure_dir() {
 # technician edits) an existing one is left as it is
 ensure_file() {
     local src=$1 dest=$2 mode=$3 owner=$4 keep=${5:-}
+    no_link "$ROOT$dest"
     if [ ! -e "$ROOT$dest" ]; then
         # shellcheck disable=SC2046
         change "file $dest ($mode)" install -D -m "$mode" $(owned "$owner") "$src" "$ROOT$dest"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 import threading
 from collections.abc import Callable, Iterator
 
@@ -75,6 +76,9 @@ class LineClient:
             return None
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # a peer that stops reading fails a send after 5 s (the connection is dropped and made again)
+        # instead of blocking the sender, a device thread, for ever
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 5, 0))
         with self._lock:
             if self._closed.is_set():
                 sock.close()

@@ -70,6 +70,7 @@ class DeviceOps:
         self.dropped = 0                      # events dropped from a full outbox
         self._outbox: deque[bytes] = deque()
         self._results: deque[bytes] = deque()  # results not yet published (link down)
+        self._alarms: set[bytes] = set()       # the outbox's alarms: dropped last when it is full
         self._lock = threading.Lock()
         self._commands: queue.Queue[dict[str, Any]] = queue.Queue()
         self._queued: set[str] = set()
@@ -141,10 +142,16 @@ class DeviceOps:
         payload = m.encode(doc, d.EVENT)
         with self._lock:
             self._outbox.append(payload)
+            if severity == "alarm":
+                self._alarms.add(payload)
             while len(self._outbox) > self.outbox_size:
-                self._outbox.popleft()
+                # the oldest event that is not an alarm goes first: a flood of warnings (a flapping device)
+                # never pushes a door or tamper alarm out
+                victim = next((p for p in self._outbox if p not in self._alarms), self._outbox[0])
+                self._outbox.remove(victim)
+                self._alarms.discard(victim)
                 self.dropped += 1
-                log.warning("event outbox full; oldest event dropped", extra={"dropped": self.dropped})
+                log.warning("event outbox full; an event dropped", extra={"dropped": self.dropped})
         log.log(logging.WARNING if severity != "info" else logging.INFO, "device event",
                 extra={"event_id": event_id, "severity": severity, "code": code})
         self._flush()
@@ -164,6 +171,7 @@ class DeviceOps:
                 with self._lock:
                     if box and box[0] is payload:
                         box.popleft()
+                        self._alarms.discard(payload)
 
     def pending_events(self) -> int:
         with self._lock:

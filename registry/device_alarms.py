@@ -3,9 +3,9 @@ now per terminal, and a terminal's events newest first.
 
 Open now: the latest of a pair of events says it. door_open / door_closed: the door is open; tamper /
 tamper_cleared: out of service until a technician clears the latch; paper_low / paper_ok: the printer's
-paper runs out. "Latest" is by the terminal's own time (`at`), the store order breaking a tie: events kept
-in the terminal's outbox while its link was down arrive late but in the order they happened. Alarms in
-the last ALARM_WINDOW count by that time too.
+paper runs out. "Latest" is the last the registry received: events kept in the terminal's outbox while its
+link was down arrive late but in the order they happened, and the terminal's clock (`at`) may be wrong, so
+it never decides what is open. Alarms in the last ALARM_WINDOW count by the terminal's time.
 """
 
 from __future__ import annotations
@@ -57,10 +57,12 @@ class AlarmState:
 
 
 def _latest(pair: tuple[str, str]) -> ScalarSelect[int]:
-    """The id of a terminal's latest event of the pair, per Device row (the (device, at) index, backwards)."""
+    """The id of a terminal's latest event of the pair, per Device row, in the order the registry received
+    them: the terminal sends its events in the order it raised them (its outbox keeps it across an outage),
+    and its clock may be wrong (a Pi without its time yet), so its `at` never decides what is open."""
     return (select(DeviceEvent.id)
             .where(DeviceEvent.device_id == Device.id, DeviceEvent.code.in_(pair))
-            .order_by(DeviceEvent.at.desc(), DeviceEvent.id.desc())
+            .order_by(DeviceEvent.id.desc())
             .limit(1).correlate(Device).scalar_subquery())
 
 

@@ -398,3 +398,18 @@ def test_commands_done_are_forgotten_a_day_past_their_expiry(tmp_path: Path) -> 
         assert list(journal.values(DONE)) == [DONE + "recent"]
     finally:
         journal.close()
+
+
+def test_a_full_outbox_drops_warnings_before_alarms(side: Side) -> None:
+    """A flood of warnings while the link is down (a flapping pump node) never pushes an alarm out."""
+    side.ops.outbox_size = 5
+    side.ops.event("alarm", "tamper", "first")
+    for n in range(20):
+        side.ops.event("warning", "pump_node_restarted", f"n={n}")
+    side.ops.event("alarm", "door_open", "last")
+    waiting = [json.loads(p) for p in side.ops._outbox]
+    assert [e["code"] for e in waiting][0] == "tamper" and waiting[-1]["code"] == "door_open"
+    assert side.ops.pending_events() == 5 and side.ops.dropped == 17
+    for n in range(10):
+        side.ops.event("alarm", "door_open", f"a={n}")
+    assert all(json.loads(p)["severity"] == "alarm" for p in side.ops._outbox)   # alarms alone: oldest go

@@ -160,3 +160,20 @@ def test_root_is_needed_for_the_system_steps(tmp_path: Path) -> None:
     run = subprocess.run(["bash", str(TERMINAL), "--root", str(tmp_path)], check=False, capture_output=True,
                          text=True, timeout=30)
     assert run.returncode == 2 and "run as root" in run.stderr
+
+
+def test_a_symbolic_link_planted_in_the_state_directory_is_refused(tmp_path: Path) -> None:
+    """The forecourt user owns /var/lib/forecourt: a link there must not make root chmod another file."""
+    root = tmp_path / "root"
+    root.mkdir()
+    install(TERMINAL, root)
+    victim = tmp_path / "victim"
+    victim.write_text("x")
+    victim.chmod(0o755)
+    planted = root / "var/lib/forecourt/terminal.toml"
+    planted.unlink()
+    planted.symlink_to(victim)
+    again = subprocess.run(["bash", str(TERMINAL), "--no-system", "--no-venv", "--root", str(root)],
+                           check=False, capture_output=True, text=True, timeout=120)
+    assert again.returncode != 0 and "symbolic link" in again.stdout + again.stderr
+    assert mode(victim) == 0o755

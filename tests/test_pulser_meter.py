@@ -171,9 +171,10 @@ class Sales(RuleBasedStateMachine):
         closed = core.count - self.late                                 # pulses when the valve closed
         closed_cl = closed * 100000 // core.fill_k
         if kind == "volume":
-            # the most pulses whose volume does not pass the preset: one more would have
-            assert core.state == meter.MAX_REACHED
-            assert closed_cl <= value < (closed + 1) * 100000 // core.fill_k
+            # the cap is the most pulses whose volume does not pass the preset (one more would have); the
+            # valve closed at the batch of pulses that reached it, never before
+            assert core.state == meter.MAX_REACHED and closed >= core.cap
+            assert core.cap * 100000 // core.fill_k <= value < (core.cap + 1) * 100000 // core.fill_k
         else:
             assert amount_for(closed_cl, core.price) <= value
 

@@ -21,8 +21,10 @@ b'IN 4 UP\\n'
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
+from collections import deque
 from typing import Any, NamedTuple
 
 from contracts.errors import ConfigError, MessageError
@@ -110,7 +112,7 @@ class RemotePins:
     def __init__(self, host: str, port: int, *, key: str = "gpio", timeout: float = 5.0) -> None:
         self.key = key
         self.timeout = timeout
-        self.errors: list[str] = []           # ERR reasons the header sent back
+        self.errors: deque[str] = deque(maxlen=100)   # the last ERR reasons the header sent back
         self._claims = Claims(key)
         self._lock = threading.Lock()
         self._inputs: dict[int, SoftInput] = {}
@@ -230,6 +232,12 @@ def open_remote_pins(url: DeviceUrl, **options: Any) -> RemotePins:
     if options:
         raise ConfigError(f"tcp:// GPIO takes no options (got {', '.join(sorted(options))})", key=url.key)
     host, port = url.address()
+    try:                                   # the simulator's header only: never a pin level off the network
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError("tcp:// GPIO is the host simulator's header: a loopback address only", key=url.key)
     timeout = url.number("timeout", 5.0)
     if not 0 < timeout <= 600:
         raise ConfigError("URL option timeout must be 0..600 seconds", key=url.key, option="timeout")

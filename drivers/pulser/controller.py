@@ -27,6 +27,8 @@ __all__ = ["NOZZLE", "PulserController", "Unit"]
 log = logging.getLogger(__name__)
 
 NOZZLE = 1
+RESTART_EVENT_EVERY = 60.0     # seconds: a pump node's restarts are reported at most this often
+OVERRUN_CL = 200               # beyond the preset, what a closing valve may still let through
 _STATES = {meter.IDLE: PumpState.RESET, meter.AUTHORIZED: PumpState.AUTHORIZED,
            meter.FILLING: PumpState.FILLING, meter.COMPLETED: PumpState.FILLING_COMPLETED,
            meter.MAX_REACHED: PumpState.MAX_REACHED}
@@ -51,11 +53,15 @@ class PulserController:
         self.command_timeout = command_timeout
         self._on_close = on_close
         self._event = event                  # (severity, code, detail) to the registry: a node restarted
+        self._restarts: dict[int, int] = {}          # restarts not reported yet
+        self._restart_told: dict[int, float] = {}    # when a restart was last reported
         self._cond = threading.Condition()
         self._status = {n: PumpStatus(pump=n, state=PumpState.OFFLINE) for n in self.units}
         self._prices: dict[int, int] = {}
         self._boot: dict[int, int] = {}
         self._fields: dict[int, dict[str, int]] = {}      # each pump's last status from its unit, raw
+        self._granted: dict[int, tuple[int, int, int]] = {}   # pump -> (filling number, price, cap cl)
+        self._totals: dict[int, tuple[int, int]] = {}         # pump -> the last totals read
         self._configured: set[int] = set()
         self._heard = {n: 0.0 for n in self.units}
         self._locks = {n: threading.Lock() for n in self.units}
@@ -108,17 +114,36 @@ class PulserController:
         self._check(pump)
         return wait_in_table(self._cond, self._status, pump, predicate, timeout)
 
+    def _plausible(self, pump: int, fields: dict[str, int]) -> None:
+        """A status a pump node could not truthfully send is refused (MessageError): its amount is not its
+        volume at its price; for the filling this controller authorized, another price, a volume that went
+        down with no restart between, or one past the preset by more than a closing valve lets through."""
+        if fields["amount_cents"] != meter.amount_for(fields["volume_cl"], fields["price"]):
+            raise MessageError("pump node status: amount is not volume x price", pump=pump)
+        granted = self._granted.get(pump)
+        if granted is None or fields["number"] != granted[0]:
+            return
+        number, price, cap_cl = granted
+        last = self._fields.get(pump, {})
+        if fields["price"] != price:
+            raise MessageError("pump node status: not the price authorized", pump=pump)
+        # a restart may lose what the node never saved: only within one run may the volume not go down
+        same_run = last.get("number") == number and last.get("boot") == fields["boot"]
+        if same_run and fields["volume_cl"] < last.get("volume_cl", 0):
+            raise MessageError("pump node status: the filling's volume went down", pump=pump)
+        if cap_cl and fields["volume_cl"] > cap_cl + OVERRUN_CL:
+            raise MessageError("pump node status: volume far past the preset", pump=pump,
+                               volume_cl=fields["volume_cl"], preset_cl=cap_cl)
+
     def _publish(self, pump: int, body: bytes) -> None:
         fields = decode_status(body)
+        self._plausible(pump, fields)
         self._fields[pump] = fields
         boot = fields["boot"]
         if self._boot.get(pump, boot) != boot:
             log.warning("pump node restarted", extra={"pump": pump, "boot": boot})
             self._configured.discard(pump)
-            if self._event is not None:
-                self._event("warning", "pump_node_restarted",
-                            f"pump {pump}: its pump node restarted (boot {boot}); a filling it was running "
-                            "ended with the pulses it had saved")
+            self._report_restart(pump, boot)
         if fields["flags"] & 16:               # it lost its K-factor (wiped, replaced): give it again
             self._configured.discard(pump)
         self._boot[pump] = boot
@@ -140,6 +165,20 @@ class PulserController:
             if new != old:
                 self._status[pump] = dataclasses.replace(new, seq=old.seq + 1)
                 self._cond.notify_all()
+
+    def _report_restart(self, pump: int, boot: int) -> None:
+        """One event per restart, at most one a minute per pump: a node that restarts in a loop (or lies
+        about it) cannot flood the registry or the terminal's event outbox."""
+        self._restarts[pump] = self._restarts.get(pump, 0) + 1
+        now = time.monotonic()
+        last = self._restart_told.get(pump)
+        if self._event is None or last is not None and now - last < RESTART_EVENT_EVERY:
+            return
+        count, self._restarts[pump] = self._restarts[pump], 0
+        self._restart_told[pump] = now
+        self._event("warning", "pump_node_restarted",
+                    f"pump {pump}: its pump node restarted (boot {boot}, {count} restart(s) since the last "
+                    "report); a filling it was running ended with the pulses it had saved")
 
     def _set_offline(self, pump: int) -> None:
         with self._cond:
@@ -233,7 +272,10 @@ class PulserController:
         if value is not None and not 0 < value < 2**32:
             raise PumpStateError("preset out of range", pump=pump)
         preset = wire.put_u(price, 4) + bytes((by,)) + wire.put_u(value or 0, 4)
+        cap_cl = (value or 0) if by == meter.BY_VOLUME else ((value or 0) * 1000 + 500) // price
+        self._granted.pop(pump, None)
         st = self._command(pump, wire.AUTHORIZE, preset)
+        self._granted[pump] = (self._fields[pump]["number"], price, cap_cl)
         if st.state not in (PumpState.AUTHORIZED, PumpState.FILLING):
             raise PumpStateError("AUTHORIZE refused by pump", pump=pump, state=st.state.value)
 
@@ -264,4 +306,8 @@ class PulserController:
             volume, amount, _ = decode_totals(body)
         except MessageError as exc:
             raise PumpLinkError("pump node sent bad totals", pump=pump, error=str(exc)) from exc
+        last = self._totals.get(pump)
+        if last is not None and (volume < last[0] or amount < last[1]):
+            raise PumpLinkError("pump node totals went backwards", pump=pump)
+        self._totals[pump] = (volume, amount)
         return PumpTotals(pump=pump, nozzle=nozzle, volume_cl=volume, amount_cents=amount)

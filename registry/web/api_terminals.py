@@ -247,7 +247,7 @@ def api_terminal(device_id: str, ctx: CtxApi) -> TerminalOut:
 @router.get("/api/network/terminals/{device_id}/events", response_model=EventsOut, tags=["network"])
 def api_terminal_events(device_id: str, ctx: CtxApi, severity: str = "",
                         limit: Annotated[int, Query(ge=1, le=200)] = EVENTS_PAGE,
-                        before: int | None = None) -> EventsOut:
+                        before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None) -> EventsOut:
     return terminal_events(ctx, device_id, severity=severity or None, limit=limit, before=before)
 
 
