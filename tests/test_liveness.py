@@ -168,3 +168,21 @@ def test_without_a_watchdog_nothing_runs(tmp_path: Path) -> None:
     assert live._feeder is None
     assert not live.ready()                        # no manager: not sent, no error
     live.stopping()
+
+
+def test_a_living_thread_that_no_longer_turns_stops_the_feeding() -> None:
+    """A polling thread blocked in a write is alive; its round counter stands still: stuck after max_age."""
+    now = [100.0]
+    rounds = [0]
+    sent: list[str] = []
+    live = Liveness(interval=10.0, clock=lambda: now[0], send=lambda state: sent.append(state) is None)
+    live.beat("main", 1000.0)
+    live.watch_progress("pump-line-1-rounds", lambda: rounds[0], max_age=30.0)
+    for _ in range(5):                            # turning: fed
+        rounds[0] += 1
+        now[0] += 20
+        assert live.feed()
+    now[0] += 31                                  # standing still past its allowance
+    assert not live.feed() and live.stuck() == {"pump-line-1-rounds": "no progress for 31 s"}
+    rounds[0] += 1                                # turning again
+    assert live.feed() and sent[-1] == "WATCHDOG=1"

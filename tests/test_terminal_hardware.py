@@ -3,6 +3,7 @@ controller), the GPIO outputs driven to their safe level after a terminal died, 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -115,7 +116,7 @@ def test_the_watchdog_watches_every_pump_lines_threads(tmp_path: Path) -> None:
     """pump_threads gives the DART line's and the pulser line's polling threads and the GPIO pulser's tick
     thread; the terminal's Liveness feeds systemd only while each lives."""
     from drivers.gpio.sim import shared
-    from firmware.terminal.hardware import pump_threads
+    from firmware.terminal.hardware import pump_progress, pump_threads
     from firmware.terminal.liveness import Liveness
 
     pins = shared("watchdog-test")
@@ -131,6 +132,11 @@ def test_the_watchdog_watches_every_pump_lines_threads(tmp_path: Path) -> None:
             live.watch(f"pump-line-{i + 1}", thread)
         live.beat("main")
         assert live.feed() and sent[-1] == "WATCHDOG=1"
+        rounds = pump_progress(pumps)
+        assert len(rounds) == 3
+        first = [r() for r in rounds]
+        time.sleep(0.2)
+        assert all(r() > n for r, n in zip(rounds, first))        # every line and the unit turn
         pumps.lines()[1].close()                  # the pulser line's threads end
         assert not live.feed()
         assert set(live.stuck()) == {"pump-line-2", "pump-line-3"}

@@ -67,6 +67,7 @@ class PulserController:
         self._locks = {n: threading.Lock() for n in self.units}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.turns = 0                         # polling rounds so far
 
     # -- life cycle --------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -218,6 +219,7 @@ class PulserController:
     # -- polling -----------------------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.turns += 1                    # the watchdog's sign that the line makes progress
             for pump in self.units:
                 try:
                     self._configure(pump)

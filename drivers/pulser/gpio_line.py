@@ -58,6 +58,7 @@ class LocalUnit:
         self._stop = threading.Event()
         self._closed = False
         self._tick = tick
+        self.turns = 0                         # ticks so far (the watchdog sees the unit make progress)
         with self._lock:
             node.core.nozzle(self._nozzle.read(), self._now())
             self._drive()
@@ -96,6 +97,7 @@ class LocalUnit:
 
     def _run(self) -> None:
         while not self._stop.wait(self._tick):
+            self.turns += 1
             try:
                 with self._lock:
                     self.node.tick(self._now())

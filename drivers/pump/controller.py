@@ -78,6 +78,7 @@ class DartController:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.turns = 0                         # polling rounds so far
         self._queues: dict[int, deque[_Command]] = {n: deque() for n in self.pumps}
         self._status = {n: PumpStatus(pump=n, state=PumpState.OFFLINE) for n in self.pumps}
         self._urgent: deque[_Command] = deque()
@@ -280,6 +281,7 @@ class DartController:
         if link is None:
             return
         while not self._stop.is_set():
+            self.turns += 1                    # the watchdog's sign that the line makes progress
             try:
                 for pump in self.pumps:
                     if self._stop.is_set():

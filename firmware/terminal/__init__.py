@@ -22,7 +22,7 @@ from firmware.sale.world import SaleTimeouts, SaleWorld
 from firmware.terminal.cardholder import PanelCardholder
 from firmware.terminal.crashpoint import open_journal
 from firmware.terminal.dukpt import load_dukpt
-from firmware.terminal.hardware import build_cabinet, open_pumps, pump_threads
+from firmware.terminal.hardware import build_cabinet, open_pumps, pump_progress, pump_threads
 from firmware.terminal.liveness import Liveness
 from firmware.terminal.serve import Loop, apply_prices, card_in, serve
 from firmware.updater import RESTART_EXIT, Updater, WatchedConfigs
@@ -133,6 +133,8 @@ def run_terminal(cfg: TerminalConfig, stop: threading.Event) -> None:
     live = Liveness()                   # systemd's watchdog (docs/raspberry-pi.md): fed while all is alive
     for i, thread in enumerate(pump_threads(pumps)):
         live.watch(f"pump-line-{i + 1}", thread)
+    for i, turns in enumerate(pump_progress(pumps)):
+        live.watch_progress(f"pump-line-{i + 1}-rounds", turns, max_age=30.0)
     live.watch("heartbeat", ops.thread)
     loop = Loop(runner=runner, port=port, reader=reader, stripes=stripes, pumps=pumps, host=host,
                 pump_numbers=dev.pumps, sells_offline=offline,

@@ -16,7 +16,7 @@ from firmware.config import DevicesSection, GpioSection, TerminalConfig
 from firmware.sale.journal import Journal
 from firmware.terminal.cabinet import Cabinet, Event
 
-__all__ = ["build_cabinet", "line_pumps", "open_pumps", "outputs_off", "pump_threads"]
+__all__ = ["build_cabinet", "line_pumps", "open_pumps", "outputs_off", "pump_progress", "pump_threads"]
 
 
 def line_pumps(dev: DevicesSection) -> dict[str, tuple[int, ...]]:
@@ -155,3 +155,17 @@ def outputs_off(cfg: TerminalConfig) -> list[int]:
     finally:
         gpio.close()
     return sorted(wanted)
+
+
+def pump_progress(pumps: Any) -> list[Callable[[], int]]:
+    """The round counters of the pump lines' polling threads and GPIO pulsers' tick threads (for the
+    watchdog: a thread that lives but no longer turns is stuck)."""
+    lines = getattr(pumps, "lines", None)
+    parts: list[Any] = []
+    for line in lines() if lines else [pumps]:
+        parts += [line, *getattr(line, "units", {}).values()]
+    return [_turns_of(part) for part in parts if isinstance(getattr(part, "turns", None), int)]
+
+
+def _turns_of(part: Any) -> Callable[[], int]:
+    return lambda: int(part.turns)

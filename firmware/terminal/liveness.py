@@ -32,6 +32,14 @@ class _Beat:
     max_age: float
 
 
+@dataclass
+class _Progress:
+    counter: Callable[[], int]
+    max_age: float
+    last: int | None = None
+    moved_at: float = 0.0
+
+
 class Liveness:
     def __init__(self, *, interval: float | None = None, environ: Mapping[str, str] | None = None,
                  clock: Callable[[], float] = time.monotonic, default_max_age: float = DEFAULT_MAX_AGE,
@@ -47,6 +55,7 @@ class Liveness:
         self._beats: dict[str, _Beat] = {}
         self._allowed: dict[str, float] = {}        # name -> its usual allowance (expect())
         self._threads: dict[str, ThreadRef] = {}
+        self._progress: dict[str, _Progress] = {}   # name -> a counter that must keep moving
         self._reported: tuple[str, ...] = ()       # the stuck parts last logged
         self._stop = threading.Event()
         self._feeder: threading.Thread | None = None
@@ -73,12 +82,19 @@ class Liveness:
         with self._lock:
             self._threads[name] = thread
 
+    def watch_progress(self, name: str, counter: Callable[[], int], max_age: float) -> None:
+        """Feed only while counter() (a polling thread's rounds) has moved within max_age seconds: a thread
+        that lives but is blocked (a write that never returns) counts as stuck."""
+        with self._lock:
+            self._progress[name] = _Progress(counter, max_age, None, self.clock())
+
     def forget(self, name: str) -> None:
         """`name` is no longer expected (a device closed on purpose)."""
         with self._lock:
             self._beats.pop(name, None)
             self._allowed.pop(name, None)
             self._threads.pop(name, None)
+            self._progress.pop(name, None)
 
     # -- the check --------------------------------------------------------------------------------------
     def stuck(self) -> dict[str, str]:
@@ -91,6 +107,14 @@ class Liveness:
             thread = ref if isinstance(ref, threading.Thread) else ref()
             if thread is None or not thread.is_alive():
                 out[name] = "thread ended"
+        with self._lock:
+            progress = dict(self._progress)
+        for name, p in progress.items():
+            value = p.counter()
+            if value != p.last:
+                p.last, p.moved_at = value, now
+            elif now - p.moved_at > p.max_age:
+                out[name] = f"no progress for {now - p.moved_at:.0f} s"
         return out
 
     def feed(self) -> bool:
