@@ -408,7 +408,7 @@ def test_a_full_outbox_drops_warnings_before_alarms(side: Side) -> None:
         side.ops.event("warning", "pump_node_restarted", f"n={n}")
     side.ops.event("alarm", "door_open", "last")
     waiting = [json.loads(p) for p in side.ops._outbox]
-    assert [e["code"] for e in waiting][0] == "tamper" and waiting[-1]["code"] == "door_open"
+    assert waiting[0]["code"] == "tamper" and waiting[-1]["code"] == "door_open"
     assert side.ops.pending_events() == 5 and side.ops.dropped == 17
     for n in range(10):
         side.ops.event("alarm", "door_open", f"a={n}")
