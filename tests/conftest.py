@@ -8,6 +8,7 @@ injection, a simulated customer at the nozzle) are skipped there, with the reaso
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,17 @@ from drivers.url import DeviceUrl, parse_url
 from tests.web_client import signed_in, web_db  # noqa: F401
 
 SIM_FLOW = 5000.0   # cl/s of simulated pumps unless the URL says ?flow=: a 10 L preset takes 0.2 s
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A command run in-process (`main([...])`) points the root logger at the test's captured stderr,
+    which closes with the test: put the handlers back, so a later test's threads never log into it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
