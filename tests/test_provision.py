@@ -185,9 +185,13 @@ def _signed_config(version: int, state_dir: Path | None = None, *, days: int = 3
     body = {"station": "S-1", "station_name": "Main St", "currency": "EUR", "prices": [], "products": [],
             "pumps": [], "stop_list": [], "offline_limits": {}, "programs": [], "attendants": [],
             "registry_bundle_key": ""}
-    issued = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0) - dt.timedelta(days=1)
+    # valid both at the tests' fixed NOW (collect_status) and on the real clock (ConfigStore.offer checks it)
+    real = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    fixed = NOW.replace(tzinfo=None)
+    issued = min(real, fixed) - dt.timedelta(days=1)
     doc = sign_envelope(body, terminal="T-0042", version=version, issued_at=issued,
-                        expires_at=issued + dt.timedelta(days=days), key_id=kid, private_key=CONFIG_KEY)
+                        expires_at=max(real, fixed) + dt.timedelta(days=days), key_id=kid,
+                        private_key=CONFIG_KEY)
     return m.encode(doc, d.SIGNED_CONFIG)
 
 
