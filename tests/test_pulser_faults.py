@@ -17,7 +17,7 @@ from drivers.pulser import meter, wire
 from drivers.pulser.controller import PulserController
 from drivers.pulser.gpio_line import LocalUnit
 from drivers.pulser.meter import PulserCore
-from drivers.pulser.node import PumpNode, decode_status
+from drivers.pulser.node import PumpNode
 from drivers.pulser.node_sim import MemoryStore
 
 URL = "nodesim://?pumps=3&k=100&flow=2000"
@@ -182,4 +182,3 @@ def test_a_status_that_does_not_decode_takes_the_pump_offline_and_stop_fails_typ
             c.stop(1)
     finally:
         c.close()
-    assert decode_status(wire.put_u(1, 2) + bytes(24))["boot"] == 1

@@ -18,10 +18,10 @@ Runs unchanged under MicroPython (board.py) and on CPython (the terminal's own G
 
 try:
     from drivers.pulser import wire
-    from drivers.pulser.meter import FINISHED, PulserCore
+    from drivers.pulser.meter import PulserCore
 except ImportError:          # MicroPython on the board: the modules sit side by side
     import wire  # type: ignore[no-redef,import-not-found]
-    from meter import FINISHED, PulserCore  # type: ignore[no-redef,import-not-found]
+    from meter import PulserCore  # type: ignore[no-redef,import-not-found]
 
 __all__ = ["STATUS_FIELDS", "PulserCore", "PumpNode", "decode_status", "decode_totals", "status_payload"]
 
@@ -150,6 +150,3 @@ class PumpNode:
         snap["boots"] = self.boot
         self.store.save(snap)  # type: ignore[attr-defined]
         self._saved_state, self._saved_at = core.state, now_ms
-
-    def finished(self):  # type: () -> bool
-        return self.core.state in FINISHED

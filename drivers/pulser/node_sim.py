@@ -18,10 +18,10 @@ import os
 import select
 import threading
 import time
-import tty
 from pathlib import Path
 from typing import Any
 
+from drivers.pump.sim_line import raw_pty
 from drivers.url import DeviceUrl
 
 from .controller import PulserController
@@ -77,9 +77,7 @@ class SimNode:
     def start(self) -> SimNode:
         if self._thread is not None:
             return self
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        self._port = os.ttyname(self._slave)
+        self._master, self._slave, self._port = raw_pty()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="pump-node-sim", daemon=True)
         self._thread.start()

@@ -28,10 +28,25 @@ from . import dart
 from .controller import DartController
 from .simulator import SimFaults, SimPump
 
-__all__ = ["DartLineSimulator", "SimFaults", "SimPump", "SimulatedDartController", "open_sim_line",
-           "simulated_line"]
+__all__ = [
+    "DartLineSimulator",
+    "SimFaults",
+    "SimPump",
+    "SimulatedDartController",
+    "open_sim_line",
+    "raw_pty",
+    "simulated_line",
+]
 
 log = logging.getLogger(__name__)
+
+
+def raw_pty() -> tuple[int, int, str]:
+    """A pseudo-terminal in raw mode for a simulated line: (master fd, slave fd, the slave's path that a
+    terminal opens as it would /dev/ttyUSB0)."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    return master, slave, os.ttyname(slave)
 
 
 class DartLineSimulator:
@@ -67,9 +82,7 @@ class DartLineSimulator:
     def start(self) -> Self:
         if self._thread is not None:
             return self
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        self._port = os.ttyname(self._slave)
+        self._master, self._slave, self._port = raw_pty()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="dart-line-sim", daemon=True)
         self._thread.start()
